@@ -1,0 +1,153 @@
+/**
+ * Configuration objects. Keys are camelCase; snake_case keys (as in the seed's
+ * `configs/*.default.json`) are accepted too. Unknown keys are ignored; a known key with a value
+ * of the wrong type is a CONFIG_INVALID error naming the key.
+ */
+import { readFileSync } from 'node:fs'
+import { ErrorCode, FlowkitError } from './errors.ts'
+
+export interface TopicsConfig {
+  topicCmdFmt: string
+  topicStatusFmt: string
+  topicWorkerAnnounce: string
+  topicQuery: string
+  topicReply: string
+  topicSignals: string
+  /** Partitions for topics flowkit creates. */
+  topicPartitions: number
+}
+
+export interface CoordinatorConfig extends TopicsConfig {
+  /** Roles whose status topics are consumed from start (more are added as tasks need them). */
+  workerTypes: string[]
+  /** Stable consumer-group prefix of this coordinator deployment. */
+  groupId: string
+  coordinatorId: string | null
+  heartbeatSoftSec: number
+  heartbeatHardSec: number
+  leaseTtlSec: number
+  discoveryWindowSec: number
+  cancelGraceSec: number
+  schedulerTickSec: number
+  outboxDispatchTickSec: number
+  outboxMaxRetry: number
+  outboxBackoffMinMs: number
+  outboxBackoffMaxMs: number
+  /** A dispatched start not accepted within this many seconds is sent again (same epoch). */
+  acceptTimeoutSec: number
+  /** Retry policy for nodes that have none. */
+  defaultRetryMax: number
+  defaultBackoffSec: number
+  /** Limit on running worker nodes across all tasks (0 = none). */
+  maxRunningNodes: number
+  /** Per-type limits on running nodes. */
+  maxRunningByType: Record<string, number>
+}
+
+export interface WorkerConfig extends TopicsConfig {
+  roles: string[]
+  workerId: string | null
+  workerVersion: string
+  concurrency: number
+  strictInputAdapters: boolean
+  leaseTtlSec: number
+  hbIntervalSec: number
+  announceIntervalSec: number
+  pullPollMsDefault: number
+  pullEmptyBackoffMsMax: number
+  dbCancelPollMs: number
+  /** Grace the handler gets after a cancel before the worker reports CANCELLED anyway. */
+  cancelGraceMs: number
+}
+
+const TOPIC_DEFAULTS: TopicsConfig = {
+  topicCmdFmt: 'cmd.{type}.v1',
+  topicStatusFmt: 'status.{type}.v1',
+  topicWorkerAnnounce: 'workers.announce.v1',
+  topicQuery: 'query.tasks.v1',
+  topicReply: 'reply.tasks.v1',
+  topicSignals: 'signals.v1',
+  topicPartitions: 3,
+}
+
+export const COORDINATOR_DEFAULTS: CoordinatorConfig = {
+  ...TOPIC_DEFAULTS,
+  workerTypes: [],
+  groupId: 'flowkit.coordinator',
+  coordinatorId: null,
+  heartbeatSoftSec: 300,
+  heartbeatHardSec: 3600,
+  leaseTtlSec: 45,
+  discoveryWindowSec: 8,
+  cancelGraceSec: 30,
+  schedulerTickSec: 1,
+  outboxDispatchTickSec: 0.25,
+  outboxMaxRetry: 12,
+  outboxBackoffMinMs: 250,
+  outboxBackoffMaxMs: 60_000,
+  acceptTimeoutSec: 30,
+  defaultRetryMax: 3,
+  defaultBackoffSec: 1,
+  maxRunningNodes: 0,
+  maxRunningByType: {},
+}
+
+export const WORKER_DEFAULTS: WorkerConfig = {
+  ...TOPIC_DEFAULTS,
+  roles: [],
+  workerId: null,
+  workerVersion: '0.1.0',
+  concurrency: 1,
+  strictInputAdapters: false,
+  leaseTtlSec: 60,
+  hbIntervalSec: 20,
+  announceIntervalSec: 60,
+  pullPollMsDefault: 300,
+  pullEmptyBackoffMsMax: 4000,
+  dbCancelPollMs: 500,
+  cancelGraceMs: 5000,
+}
+
+function camel(key: string): string {
+  return key.replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase())
+}
+
+function typeOf(v: unknown): string {
+  if (v === null) return 'null'
+  if (Array.isArray(v)) return 'array'
+  return typeof v
+}
+
+/** Merges `input` (camelCase or snake_case keys) over `defaults`, checking value types. */
+export function resolveConfig<T extends object>(defaults: T, input: Record<string, unknown> = {}, label = 'config'): T {
+  const out: Record<string, unknown> = { ...(defaults as Record<string, unknown>) }
+  for (const [rawKey, value] of Object.entries(input)) {
+    if (value === undefined) continue
+    const key = camel(rawKey)
+    if (!(key in out)) continue
+    const expected = typeOf(out[key])
+    const got = typeOf(value)
+    const nullable = out[key] === null || value === null
+    if (!nullable && expected !== got) {
+      throw new FlowkitError(ErrorCode.Config, `${label}: "${rawKey}" must be ${expected}, got ${got}`)
+    }
+    if (got === 'number' && !Number.isFinite(value as number)) {
+      throw new FlowkitError(ErrorCode.Config, `${label}: "${rawKey}" must be a finite number`)
+    }
+    out[key] = value
+  }
+  return out as T
+}
+
+/** Reads a JSON config file such as the seed's `configs/coordinator.default.json`. */
+export function loadConfigFile(path: string): Record<string, unknown> {
+  const parsed: unknown = JSON.parse(readFileSync(path, 'utf8'))
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new FlowkitError(ErrorCode.Config, `config file ${path} must hold a JSON object`)
+  }
+  return parsed as Record<string, unknown>
+}
+
+export function topicFor(fmt: string, type: string): string {
+  return fmt.replace('{type}', type)
+}

@@ -1,0 +1,96 @@
+/**
+ * Coordinator functions: nodes of type `coordinator_fn` that run in the coordinator, inside the
+ * task's single writer, without a worker. A function returns what the node produced; the
+ * coordinator writes it as the node's complete artifact and stats.
+ */
+import type { Logger } from '../log.ts'
+import type { ArtifactDoc, NodeState, Store, TaskDoc } from '../ports/store.ts'
+import type { NodeSpec } from '../graph/types.ts'
+import { PermanentError } from '../errors.ts'
+
+export interface CoordinatorFnContext {
+  task: TaskDoc
+  node: NodeSpec
+  args: Record<string, unknown>
+  store: Store
+  now: number
+  log: Logger
+}
+
+export interface CoordinatorFnResult {
+  /** Meta of the node's complete artifact. */
+  meta?: Record<string, unknown>
+  /** Merged into the node's stats. */
+  stats?: Record<string, unknown>
+  /** New task variables (replaces coordinator.vars) when set. */
+  vars?: Record<string, unknown>
+  /** Stats patches for other nodes of the task (metrics.aggregate writes onto a target node). */
+  nodeStats?: Record<string, Record<string, unknown>>
+}
+
+export type CoordinatorFn = (ctx: CoordinatorFnContext) => Promise<CoordinatorFnResult>
+
+function fromNodes(args: Record<string, unknown>): string[] {
+  const many = args['from_nodes']
+  if (Array.isArray(many)) return many.filter((x): x is string => typeof x === 'string')
+  const one = args['from_node']
+  return typeof one === 'string' ? [one] : []
+}
+
+async function upstreamArtifacts(ctx: CoordinatorFnContext, nodes: string[]): Promise<ArtifactDoc[]> {
+  const out: ArtifactDoc[] = []
+  for (const nodeId of nodes) {
+    const all = await ctx.store.listArtifacts(ctx.task.id, { nodeId })
+    const partials = all.filter((a) => a.status === 'partial')
+    // A node's output is its partial artifacts when it streamed, else its complete artifact.
+    out.push(...(partials.length > 0 ? partials : all.filter((a) => a.status === 'complete')))
+  }
+  return out
+}
+
+/** Merges the upstream artifacts' metas under `target.key` (default "merged"). */
+const mergeGeneric: CoordinatorFn = async (ctx) => {
+  const nodes = fromNodes(ctx.args)
+  if (nodes.length === 0) throw new PermanentError('merge.generic needs from_nodes', 'bad_fn_args')
+  const target = ctx.args['target']
+  const key =
+    target !== null && typeof target === 'object' && typeof (target as Record<string, unknown>)['key'] === 'string'
+      ? ((target as Record<string, unknown>)['key'] as string)
+      : 'merged'
+  const artifacts = await upstreamArtifacts(ctx, nodes)
+  const items = artifacts.map((a) => ({ node_id: a.node_id, batch_uid: a.batch_uid, meta: a.meta }))
+  return { meta: { [key]: items, from_nodes: nodes, count: items.length }, stats: { merged: items.length } }
+}
+
+/**
+ * Aggregates a numeric stat of the `from_nodes` (`metric`, default "count") with `mode` sum|mean
+ * and writes it onto `target_node`'s stats (default: this node) under `target_key` (default
+ * `<metric>_<mode>`).
+ */
+const metricsAggregate: CoordinatorFn = async (ctx) => {
+  const nodes = fromNodes(ctx.args)
+  if (nodes.length === 0) throw new PermanentError('metrics.aggregate needs from_nodes', 'bad_fn_args')
+  const mode = ctx.args['mode'] ?? 'sum'
+  if (mode !== 'sum' && mode !== 'mean') throw new PermanentError(`metrics.aggregate mode must be sum or mean, got ${String(mode)}`, 'bad_fn_args')
+  const metric = typeof ctx.args['metric'] === 'string' ? ctx.args['metric'] : 'count'
+  const values: number[] = []
+  for (const n of nodes) {
+    const st = (ctx.task.nodes[n] as NodeState | undefined)?.stats?.[metric]
+    if (typeof st === 'number' && Number.isFinite(st)) values.push(st)
+  }
+  const sum = values.reduce((a, b) => a + b, 0)
+  const value = mode === 'sum' ? sum : values.length === 0 ? 0 : sum / values.length
+  const targetKey = typeof ctx.args['target_key'] === 'string' ? ctx.args['target_key'] : `${metric}_${mode}`
+  const targetNode = typeof ctx.args['target_node'] === 'string' ? ctx.args['target_node'] : ctx.node.node_id
+  const stat = { [targetKey]: value }
+  const res: CoordinatorFnResult = { meta: { [targetKey]: value, from_nodes: nodes, mode, metric } }
+  if (targetNode === ctx.node.node_id) res.stats = stat
+  else res.nodeStats = { [targetNode]: stat }
+  return res
+}
+
+export const BUILTIN_FUNCTIONS: Record<string, CoordinatorFn> = {
+  noop: async () => ({}),
+  'merge.generic': mergeGeneric,
+  'metrics.aggregate': metricsAggregate,
+}

@@ -1,0 +1,42 @@
+import type { ArtifactDoc, NodeState, TaskDoc, TaskStatus } from '../ports/store.ts'
+
+export interface NodeView extends NodeState {
+  depends_on: string[]
+  fan_in: string
+}
+
+/** The public shape of a task (getTask / waitForTask). */
+export interface TaskView {
+  id: string
+  status: TaskStatus
+  params: Record<string, unknown>
+  nodes: NodeView[]
+  vars: Record<string, unknown>
+  result: unknown
+  error: string | null
+  cancelled: boolean
+  created_at_ms: number
+  updated_at_ms: number
+  finished_at_ms: number | null
+}
+
+export function toTaskView(task: TaskDoc): TaskView {
+  return {
+    id: task.id,
+    status: task.status,
+    params: task.params,
+    nodes: task.graph.nodes.map((spec) => {
+      const state = task.nodes[spec.node_id] as NodeState
+      return { ...state, depends_on: spec.depends_on, fan_in: spec.fan_in_raw }
+    }),
+    vars: task.coordinator.vars,
+    result: task.result,
+    error: task.error,
+    cancelled: task.coordinator.cancelled,
+    created_at_ms: task.created_at_ms,
+    updated_at_ms: task.updated_at_ms,
+    finished_at_ms: task.finished_at_ms,
+  }
+}
+
+export type ArtifactView = ArtifactDoc

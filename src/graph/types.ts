@@ -1,0 +1,54 @@
+/** Graph format (task input), as in PROTOCOL.md; the normalised form the engine uses. */
+
+export type FanIn = { kind: 'all' } | { kind: 'any' } | { kind: 'count'; n: number }
+
+export interface RetryPolicy {
+  /** Maximum number of attempts (the first run included). */
+  max: number
+  /** Seconds between a transient failure and the next attempt; fractions honoured. */
+  backoff_sec: number
+  /** Reason codes that make a failure permanent. */
+  permanent_on: string[]
+}
+
+export interface NodeIO {
+  start_when?: 'ready' | 'first_batch'
+  input_ref?: Record<string, unknown> | null
+  input_inline?: Record<string, unknown> | null
+  batching?: Record<string, unknown> | null
+  /** coordinator_fn nodes */
+  fn?: string
+  fn_args?: Record<string, unknown>
+  [key: string]: unknown
+}
+
+export interface NodeSpec {
+  node_id: string
+  type: string
+  depends_on: string[]
+  fan_in: FanIn
+  /** The fan_in as submitted ("all", "any", "count:N"), for display and round trips. */
+  fan_in_raw: string
+  io: NodeIO
+  retry_policy: RetryPolicy | null
+  routing: { on_success: string[]; on_failure: string[] } | null
+  /** Anything else the submitter put on the node, kept as is. */
+  extra: Record<string, unknown>
+}
+
+export interface EdgeEx {
+  from: string
+  to: string
+  mode: string
+  trigger: string
+}
+
+export interface GraphSpec {
+  schema_version: string
+  nodes: NodeSpec[]
+  edges: [string, string][]
+  edges_ex: EdgeEx[]
+}
+
+export const COORDINATOR_FN_TYPE = 'coordinator_fn'
+export const NODE_ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/

@@ -1,0 +1,43 @@
+export { Coordinator, type CoordinatorOptions, type CreateTaskInput } from './coordinator/coordinator.ts'
+export { Worker, type WorkerOptions } from './worker/worker.ts'
+export { MemoryBus } from './adapters/memory/bus.ts'
+export { MemoryStore } from './adapters/memory/store.ts'
+export { SystemClock, TestClock } from './clock.ts'
+export type { Clock } from './ports/clock.ts'
+export type * from './ports/bus.ts'
+export type * from './ports/store.ts'
+export type { TaskView, NodeView } from './coordinator/view.ts'
+export type {
+  RoleHandler,
+  Batch,
+  BatchResult,
+  FinalizeResult,
+  RunContext,
+  RunInfo,
+  ArtifactsWriter,
+  ErrorClassification,
+} from './worker/handler.ts'
+export { classifyErrorDefault } from './worker/handler.ts'
+export { INPUT_ADAPTERS } from './worker/input.ts'
+export { BUILTIN_FUNCTIONS, type CoordinatorFn, type CoordinatorFnContext, type CoordinatorFnResult } from './coordinator/functions.ts'
+export { OutboxDispatcher, outboxBackoffMs } from './coordinator/outbox.ts'
+export {
+  FlowkitError,
+  GraphValidationError,
+  PermanentError,
+  TransientError,
+  ErrorCode,
+  isFlowkitError,
+} from './errors.ts'
+export {
+  COORDINATOR_DEFAULTS,
+  WORKER_DEFAULTS,
+  type CoordinatorConfig,
+  type WorkerConfig,
+  loadConfigFile,
+  resolveConfig,
+} from './config.ts'
+export { parseGraph } from './graph/parse.ts'
+export type { GraphSpec, NodeSpec, FanIn, RetryPolicy } from './graph/types.ts'
+export { createLogger, MemoryLogger, type Logger, type LogLevel } from './log.ts'
+export * as protocol from './protocol/messages.ts'

@@ -1,0 +1,266 @@
+/**
+ * Store port: the durable truth, in domain verbs.
+ *
+ * Every state transition is a compare-and-set on ONE document (status + epoch in the filter), so
+ * a lost race is detected, never silently overwritten. Only operations a MongoDB-protocol server
+ * without transactions supports are assumed: single-document atomic updates, unique-index
+ * inserts. Dedup rules are carried by unique keys. User-supplied keys (node ids, variable paths)
+ * are validated by the caller before they reach a verb; adapters validate node ids again before
+ * building a document path.
+ */
+import type { GraphSpec } from '../graph/types.ts'
+
+export const TaskStatus = {
+  Queued: 'queued',
+  Running: 'running',
+  Cancelling: 'cancelling',
+  Finished: 'finished',
+  Failed: 'failed',
+  Cancelled: 'cancelled',
+} as const
+export type TaskStatus = (typeof TaskStatus)[keyof typeof TaskStatus]
+
+export const NodeStatus = {
+  Queued: 'queued',
+  Running: 'running',
+  Deferred: 'deferred',
+  Cancelling: 'cancelling',
+  Finished: 'finished',
+  Failed: 'failed',
+  Cancelled: 'cancelled',
+  Skipped: 'skipped',
+} as const
+export type NodeStatus = (typeof NodeStatus)[keyof typeof NodeStatus]
+
+export const TERMINAL_TASK_STATUSES: readonly TaskStatus[] = ['finished', 'failed', 'cancelled']
+export const TERMINAL_NODE_STATUSES: readonly NodeStatus[] = ['finished', 'failed', 'cancelled', 'skipped']
+
+export interface Lease {
+  worker_id?: string | null
+  lease_id?: string | null
+  deadline_ts_ms?: number | null
+}
+
+export interface NodeError {
+  reason_code: string
+  error: string | null
+  permanent: boolean
+  at_ms: number
+  attempt_epoch: number
+}
+
+export interface NodeState {
+  node_id: string
+  type: string
+  status: NodeStatus
+  attempt_epoch: number
+  lease: Lease
+  /** Aggregated metrics of the node's batches (numbers summed), plus final metrics. */
+  stats: Record<string, unknown>
+  last_error: NodeError | null
+  /** Number of failed attempts so far (transient or permanent). */
+  failures: number
+  next_retry_at_ms: number | null
+  dispatched_at_ms: number | null
+  accepted_at_ms: number | null
+  last_event_at_ms: number | null
+  finished_at_ms: number | null
+  /** True once the node produced at least one (partial or complete) artifact / batch. */
+  has_output: boolean
+  /** Why the node ended `cancelled`/`skipped`, when it did. */
+  end_reason: string | null
+  /** While `cancelling`: when the coordinator stops waiting for the worker's CANCELLED. */
+  cancel_deadline_ms?: number | null
+  /** Times the start command was sent again because no worker accepted it. */
+  resends?: number
+}
+
+export interface TaskDoc {
+  id: string
+  status: TaskStatus
+  params: Record<string, unknown>
+  graph: GraphSpec
+  nodes: Record<string, NodeState>
+  /** Python workers read `coordinator.cancelled`; `vars` are the task variables. */
+  coordinator: { vars: Record<string, unknown>; cancelled: boolean; cancel_reason: string | null }
+  result: unknown
+  error: string | null
+  created_at_ms: number
+  updated_at_ms: number
+  finished_at_ms: number | null
+}
+
+export type NodePatch = Partial<Omit<NodeState, 'node_id' | 'type'>>
+
+export interface NodeGuard {
+  /** The node's status must be one of these. */
+  status?: NodeStatus | readonly NodeStatus[]
+  /** The node's attempt_epoch must equal this. */
+  epoch?: number
+}
+
+export interface TaskPatch {
+  status?: TaskStatus
+  result?: unknown
+  error?: string | null
+  finished_at_ms?: number | null
+  vars?: Record<string, unknown>
+  cancelled?: boolean
+  cancel_reason?: string | null
+}
+
+export const ArtifactStatus = { Partial: 'partial', Complete: 'complete', Failed: 'failed' } as const
+export type ArtifactStatus = (typeof ArtifactStatus)[keyof typeof ArtifactStatus]
+
+export interface ArtifactDoc {
+  task_id: string
+  node_id: string
+  /** Set for partial (per batch) artifacts; null for the node's complete artifact. */
+  batch_uid: string | null
+  status: ArtifactStatus
+  meta: Record<string, unknown>
+  attempt_epoch: number
+  worker_id: string | null
+  created_at: number
+  updated_at: number
+}
+
+export interface ArtifactWrite {
+  task_id: string
+  node_id: string
+  batch_uid: string | null
+  status: ArtifactStatus
+  meta: Record<string, unknown>
+  attempt_epoch: number
+  worker_id: string | null
+}
+
+export interface ArtifactQuery {
+  nodeId?: string
+  status?: ArtifactStatus
+}
+
+export interface BatchMetricsWrite {
+  task_id: string
+  node_id: string
+  batch_uid: string
+  attempt_epoch: number
+  metrics: Record<string, unknown>
+}
+
+export interface StreamClaim {
+  task_id: string
+  consumer_node: string
+  from_node: string
+  batch_uid: string
+  consumer_epoch: number
+}
+
+export const OutboxStatus = { Pending: 'pending', Sent: 'sent', Failed: 'failed' } as const
+export type OutboxStatus = (typeof OutboxStatus)[keyof typeof OutboxStatus]
+
+export interface OutboxEnqueue {
+  topic: string
+  key: string | null
+  value: string
+  dedup_id: string
+}
+
+export interface OutboxRow extends OutboxEnqueue {
+  /** Stable id derived from (topic, key, dedup_id). */
+  id: string
+  status: OutboxStatus
+  attempts: number
+  next_attempt_at_ms: number
+  last_error: string | null
+  created_at_ms: number
+  updated_at_ms: number
+  sent_at_ms: number | null
+}
+
+export interface WorkerInfo {
+  worker_id: string
+  roles: string[]
+  capacity: number
+  version: string
+  status: 'online' | 'offline'
+  last_seen_ms: number
+}
+
+export interface WorkerRun {
+  task_id: string
+  node_id: string
+  step_type: string
+  attempt_epoch: number
+  lease_id: string
+  started_at_ms: number
+}
+
+export interface WorkerStateDoc {
+  worker_id: string
+  active_runs: WorkerRun[]
+  updated_at_ms: number
+}
+
+export interface Store {
+  /** Connects and creates collections/indexes. Idempotent. */
+  init(): Promise<void>
+  close(): Promise<void>
+
+  // ---- tasks and nodes
+  /** Inserts a new task; `STORE_DUPLICATE_KEY` if the id exists. */
+  createTask(task: TaskDoc): Promise<void>
+  getTask(taskId: string): Promise<TaskDoc | null>
+  /** Tasks whose status is one of `statuses` (all when omitted), oldest first. */
+  listTasks(filter?: { statuses?: readonly TaskStatus[]; limit?: number }): Promise<TaskDoc[]>
+  /**
+   * Compare-and-set of one node: applies `patch` only if the guard holds. Returns the task as
+   * it is after the update, or null when the guard failed (or the task/node does not exist).
+   */
+  transitionNode(taskId: string, nodeId: string, guard: NodeGuard, patch: NodePatch, now: number): Promise<TaskDoc | null>
+  /** Compare-and-set of the task itself (status, result, vars, cancel flag). Null when the guard failed. */
+  updateTask(taskId: string, guard: { status?: readonly TaskStatus[] }, patch: TaskPatch, now: number): Promise<TaskDoc | null>
+
+  // ---- dedup ledger of applied worker events
+  hasEvent(key: string): Promise<boolean>
+  /** Records an applied event; true when it was new, false when already recorded. */
+  recordEventOnce(key: string, info: { task_id: string; node_id: string; kind: string }, now: number): Promise<boolean>
+
+  // ---- metrics per batch: one row per (task, node, batch_uid), the newest attempt wins
+  /** Upserts the batch's metrics; returns the metrics it replaced (null when the row is new). */
+  upsertBatchMetrics(row: BatchMetricsWrite, now: number): Promise<Record<string, unknown> | null>
+
+  // ---- artifacts: one per (task, node, batch_uid); fenced by attempt_epoch
+  /**
+   * Upserts an artifact unless one with a higher attempt_epoch exists for the same key (then it
+   * returns false and changes nothing).
+   */
+  upsertArtifact(artifact: ArtifactWrite, now: number): Promise<boolean>
+  /** Artifacts of a task ordered by created_at then batch_uid. */
+  listArtifacts(taskId: string, query?: ArtifactQuery): Promise<ArtifactDoc[]>
+  getArtifact(taskId: string, nodeId: string, batchUid: string | null): Promise<ArtifactDoc | null>
+
+  // ---- stream progress: a consumer attempt claims each upstream batch once
+  claimStreamBatch(claim: StreamClaim, now: number): Promise<boolean>
+
+  // ---- transactional outbox
+  /** Inserts a pending row; false when (topic, key, dedup_id) is already there. */
+  outboxEnqueue(row: OutboxEnqueue, now: number): Promise<boolean>
+  /**
+   * Claims up to `limit` pending rows due at `now`: each claimed row's next_attempt_at_ms moves to
+   * `claimUntil` so other dispatchers skip it until then.
+   */
+  outboxClaimDue(now: number, limit: number, claimUntil: number): Promise<OutboxRow[]>
+  outboxMarkSent(id: string, now: number): Promise<void>
+  outboxMarkRetry(id: string, attempts: number, nextAttemptAt: number, error: string, now: number): Promise<void>
+  outboxMarkFailed(id: string, attempts: number, error: string, now: number): Promise<void>
+  outboxList(filter?: { status?: OutboxStatus; limit?: number }): Promise<OutboxRow[]>
+  /** Operator action: a failed (dead-lettered) row goes back to pending, due now. */
+  outboxRequeue(id: string, now: number): Promise<boolean>
+
+  // ---- worker registry and worker run state
+  upsertWorker(info: WorkerInfo): Promise<void>
+  listWorkers(): Promise<WorkerInfo[]>
+  saveWorkerState(state: WorkerStateDoc): Promise<void>
+  getWorkerState(workerId: string): Promise<WorkerStateDoc | null>
+}

@@ -1,0 +1,52 @@
+/**
+ * Deterministic ids and hashing shared by the store adapters (memory and MongoDB), so that both
+ * derive the same keys from the same inputs.
+ */
+import { createHash } from 'node:crypto'
+
+/**
+ * JSON with object keys sorted (by UTF-16 code units, as `Array.prototype.sort` does) and no
+ * whitespace. Follows JSON.stringify for everything else: `toJSON` is honoured, `undefined` /
+ * functions / symbols are dropped from objects and become `null` in arrays, non-finite numbers
+ * become `null`, a bigint throws. A top-level value JSON cannot represent yields `"null"`.
+ */
+export function canonicalJson(value: unknown): string {
+  return encode(value, true) ?? 'null'
+}
+
+function encode(value: unknown, inArrayOrTop: boolean): string | undefined {
+  let v = value
+  if (v !== null && typeof v === 'object' && typeof (v as { toJSON?: unknown }).toJSON === 'function') {
+    v = (v as { toJSON: () => unknown }).toJSON()
+  }
+  if (v === undefined || typeof v === 'function' || typeof v === 'symbol') {
+    return inArrayOrTop ? 'null' : undefined
+  }
+  if (v === null || typeof v !== 'object') {
+    // strings, finite/non-finite numbers, booleans; bigint throws like JSON.stringify
+    return JSON.stringify(v)
+  }
+  if (Array.isArray(v)) {
+    return `[${v.map((item) => encode(item, true) ?? 'null').join(',')}]`
+  }
+  const obj = v as Record<string, unknown>
+  const parts: string[] = []
+  for (const k of Object.keys(obj).sort()) {
+    const enc = encode(obj[k], false)
+    if (enc !== undefined) parts.push(`${JSON.stringify(k)}:${enc}`)
+  }
+  return `{${parts.join(',')}}`
+}
+
+/** Lower-case hex SHA-256 of the UTF-8 bytes of `s`. */
+export function sha256Hex(s: string): string {
+  return createHash('sha256').update(s, 'utf8').digest('hex')
+}
+
+/**
+ * Stable outbox row id: the first 32 hex chars of sha256(canonicalJson([topic, key, dedupId])).
+ * A null key and the string "null" give different ids.
+ */
+export function outboxId(topic: string, key: string | null, dedupId: string): string {
+  return sha256Hex(canonicalJson([topic, key, dedupId])).slice(0, 32)
+}

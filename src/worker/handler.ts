@@ -1,0 +1,98 @@
+/** The handler contract: what a user writes to run a role's nodes batch by batch. */
+import { FlowkitError, PermanentError, TransientError } from '../errors.ts'
+
+export interface Batch {
+  /** Stable id of the batch within the node's run; generated (`b{index}`) when absent. */
+  batch_uid?: string | null
+  payload: Record<string, unknown>
+}
+
+export interface BatchResult {
+  /** false reports a failed batch without throwing (seed compatible). Default true. */
+  success?: boolean
+  metrics?: Record<string, unknown>
+  /** Meta of the batch's partial artifact (what a downstream consumer reads). */
+  meta?: Record<string, unknown>
+  artifacts_ref?: Record<string, unknown> | null
+  reason_code?: string
+  permanent?: boolean
+  error?: string
+}
+
+export interface FinalizeResult {
+  metrics?: Record<string, unknown>
+  /** Meta of the node's complete artifact. */
+  meta?: Record<string, unknown>
+  artifacts_ref?: Record<string, unknown> | null
+}
+
+export interface RunInfo {
+  taskId: string
+  nodeId: string
+  stepType: string
+  attemptEpoch: number
+  workerId: string
+  leaseId: string
+}
+
+/** Lets a handler manage its own outputs. */
+export interface ArtifactsWriter {
+  /** Writes (upserts) the partial artifact of one batch. */
+  writePartial(batchUid: string, meta: Record<string, unknown>): Promise<void>
+  /** Writes the node's complete artifact (the worker then does not write its own). */
+  markComplete(meta?: Record<string, unknown>): Promise<void>
+}
+
+export interface RunContext extends RunInfo {
+  readonly signal: AbortSignal
+  readonly artifacts: ArtifactsWriter
+  readonly inputRef: Record<string, unknown> | null
+  readonly inputInline: Record<string, unknown> | null
+  readonly batching: Record<string, unknown> | null
+  /** Throws the cancel reason if the run was cancelled. */
+  throwIfCancelled(): void
+  /** Sleeps on the worker's clock; rejects when the run is cancelled. */
+  sleep(ms: number): Promise<void>
+  /** Registers a callback run (once) when the run ends, whatever the outcome. */
+  onCleanup(fn: () => void | Promise<void>): void
+}
+
+export interface ErrorClassification {
+  reasonCode: string
+  permanent: boolean
+}
+
+export interface RoleHandler {
+  init?(run: RunInfo): Promise<void>
+  /**
+   * Loads what `iterBatches` needs. May return `{ input_adapter, input_args }` (or
+   * `{ input_inline: { input_adapter, input_args } }`) to suggest an input adapter; the adapter
+   * named by the coordinator always wins over a suggestion.
+   */
+  loadInput?(inputRef: Record<string, unknown> | null, inputInline: Record<string, unknown> | null): Promise<unknown>
+  iterBatches?(loaded: unknown): AsyncIterable<Batch> | Iterable<Batch>
+  processBatch(batch: Batch, ctx: RunContext): Promise<BatchResult | undefined | void>
+  finalize?(ctx: RunContext): Promise<FinalizeResult | undefined | void>
+  classifyError?(err: unknown): ErrorClassification
+}
+
+/**
+ * Default error classification: programming faults (`TypeError`, `RangeError`, `SyntaxError`) and
+ * errors marked non-retryable (`PermanentError`, `{ permanent: true }`, a non-retryable
+ * FlowkitError) are permanent; everything else is transient.
+ */
+export function classifyErrorDefault(err: unknown): ErrorClassification {
+  if (err instanceof PermanentError) return { reasonCode: err.reasonCode, permanent: true }
+  if (err instanceof TransientError) return { reasonCode: err.reasonCode, permanent: false }
+  if (err instanceof FlowkitError) return { reasonCode: err.code.toLowerCase(), permanent: !err.retryable }
+  if (err instanceof TypeError) return { reasonCode: 'type_error', permanent: true }
+  if (err instanceof RangeError) return { reasonCode: 'range_error', permanent: true }
+  if (err instanceof SyntaxError) return { reasonCode: 'syntax_error', permanent: true }
+  if (err !== null && typeof err === 'object') {
+    const e = err as { permanent?: unknown; retryable?: unknown; reasonCode?: unknown; reason_code?: unknown }
+    const code = typeof e.reasonCode === 'string' ? e.reasonCode : typeof e.reason_code === 'string' ? e.reason_code : 'unexpected_error'
+    if (e.permanent === true || e.retryable === false) return { reasonCode: code, permanent: true }
+    return { reasonCode: code, permanent: false }
+  }
+  return { reasonCode: 'unexpected_error', permanent: false }
+}

@@ -1,0 +1,173 @@
+/**
+ * Input adapters: the worker pulls a node's input from upstream artifacts.
+ *
+ * - `pull.from_artifacts` streams the upstream nodes' partial artifacts as they appear (each
+ *   consumer attempt claims each upstream batch once), until every upstream has its complete
+ *   artifact and nothing is left to read.
+ * - `pull.from_artifacts.rechunk:size` re-slices what it pulls into batches of `size` items:
+ *   with `meta_list_key` the list under that key of each artifact's meta is sliced; otherwise each
+ *   artifact's meta is one item. Chunk ids are stable for the same upstream order.
+ */
+import type { Clock } from '../ports/clock.ts'
+import type { ArtifactDoc, Store } from '../ports/store.ts'
+import type { Batch } from './handler.ts'
+
+export const PULL_FROM_ARTIFACTS = 'pull.from_artifacts'
+export const PULL_RECHUNK = 'pull.from_artifacts.rechunk:size'
+export const INPUT_ADAPTERS: ReadonlySet<string> = new Set([PULL_FROM_ARTIFACTS, PULL_RECHUNK])
+
+export interface AdapterSpec {
+  name: string
+  fromNodes: string[]
+  pollMs: number
+  size?: number
+  metaListKey?: string
+}
+
+export type AdapterCheck = { ok: true; spec: AdapterSpec } | { ok: false; reasonCode: 'bad_input_adapter' | 'bad_input_args'; error: string }
+
+/** Validates an adapter name and its args (before any batch is read). */
+export function checkAdapter(
+  name: unknown,
+  args: unknown,
+  options: { strict: boolean; defaultPollMs: number },
+): AdapterCheck {
+  if (typeof name !== 'string' || !INPUT_ADAPTERS.has(name)) {
+    return { ok: false, reasonCode: 'bad_input_adapter', error: `unknown input adapter ${JSON.stringify(name)}` }
+  }
+  const a = (args ?? {}) as Record<string, unknown>
+  if (a === null || typeof a !== 'object' || Array.isArray(a)) {
+    return { ok: false, reasonCode: 'bad_input_args', error: 'input_args must be an object' }
+  }
+  let fromNodes: string[]
+  if (a['from_nodes'] !== undefined) {
+    const f = a['from_nodes']
+    if (!Array.isArray(f) || f.length === 0 || !f.every((x) => typeof x === 'string' && x.length > 0)) {
+      return { ok: false, reasonCode: 'bad_input_args', error: 'from_nodes must be a non-empty list of node ids' }
+    }
+    fromNodes = f as string[]
+  } else if (a['from_node'] !== undefined) {
+    if (typeof a['from_node'] !== 'string' || a['from_node'].length === 0) {
+      return { ok: false, reasonCode: 'bad_input_args', error: 'from_node must be a node id' }
+    }
+    fromNodes = [a['from_node']]
+  } else {
+    return { ok: false, reasonCode: 'bad_input_args', error: `${name} needs from_nodes (or from_node)` }
+  }
+  const poll = a['poll_ms']
+  if (poll !== undefined && (typeof poll !== 'number' || !Number.isFinite(poll) || poll < 0)) {
+    return { ok: false, reasonCode: 'bad_input_args', error: 'poll_ms must be a number >= 0' }
+  }
+  const spec: AdapterSpec = { name, fromNodes, pollMs: (poll as number | undefined) ?? options.defaultPollMs }
+  if (name === PULL_RECHUNK) {
+    const size = a['size']
+    if (typeof size !== 'number' || !Number.isInteger(size) || size <= 0) {
+      return { ok: false, reasonCode: 'bad_input_args', error: `rechunk size must be an integer > 0, got ${JSON.stringify(size)}` }
+    }
+    spec.size = size
+    const key = a['meta_list_key']
+    if (key !== undefined && key !== null) {
+      if (typeof key !== 'string' || key.length === 0) {
+        return { ok: false, reasonCode: 'bad_input_args', error: 'meta_list_key must be a non-empty string' }
+      }
+      spec.metaListKey = key
+    } else if (options.strict) {
+      return { ok: false, reasonCode: 'bad_input_args', error: 'rechunk without meta_list_key is refused by strictInputAdapters' }
+    }
+  }
+  return { ok: true, spec }
+}
+
+export interface PullContext {
+  store: Store
+  clock: Clock
+  taskId: string
+  consumerNode: string
+  epoch: number
+  signal: AbortSignal
+  maxBackoffMs: number
+}
+
+/** Upstream artifacts as they appear, each claimed once for this consumer attempt. */
+export async function* pullArtifacts(ctx: PullContext, spec: AdapterSpec): AsyncGenerator<ArtifactDoc> {
+  const done = new Set<string>()
+  const seen = new Set<string>()
+  let idle = 0
+  while (done.size < spec.fromNodes.length) {
+    let progressed = false
+    for (const from of spec.fromNodes) {
+      if (done.has(from)) continue
+      // Read the complete marker first: partials listed after it are then all there is.
+      const complete = await ctx.store.getArtifact(ctx.taskId, from, null)
+      const partials = await ctx.store.listArtifacts(ctx.taskId, { nodeId: from, status: 'partial' })
+      for (const art of partials) {
+        const uid = art.batch_uid as string
+        const key = `${from}\u0000${uid}`
+        if (seen.has(key)) continue
+        seen.add(key)
+        const claimed = await ctx.store.claimStreamBatch(
+          { task_id: ctx.taskId, consumer_node: ctx.consumerNode, from_node: from, batch_uid: uid, consumer_epoch: ctx.epoch },
+          ctx.clock.now(),
+        )
+        if (!claimed) continue
+        progressed = true
+        yield art
+      }
+      if (complete !== null && complete.status === 'complete') {
+        done.add(from)
+        progressed = true
+        // An upstream that wrote no partials but a complete artifact with content is one item.
+        if (partials.length === 0 && Object.keys(complete.meta).length > 0) {
+          const claimed = await ctx.store.claimStreamBatch(
+            { task_id: ctx.taskId, consumer_node: ctx.consumerNode, from_node: from, batch_uid: '__complete__', consumer_epoch: ctx.epoch },
+            ctx.clock.now(),
+          )
+          if (claimed) yield complete
+        }
+      }
+    }
+    if (done.size >= spec.fromNodes.length) break
+    if (progressed) {
+      idle = 0
+      continue
+    }
+    idle++
+    const wait = Math.min(ctx.maxBackoffMs, spec.pollMs * 2 ** Math.min(idle - 1, 6))
+    await ctx.clock.sleep(Math.max(1, wait), ctx.signal)
+  }
+}
+
+/** Batches produced by an adapter. */
+export async function* adapterBatches(ctx: PullContext, spec: AdapterSpec): AsyncGenerator<Batch> {
+  if (spec.name === PULL_FROM_ARTIFACTS) {
+    for await (const art of pullArtifacts(ctx, spec)) {
+      yield {
+        batch_uid: `${art.node_id}:${art.batch_uid ?? 'complete'}`,
+        payload: { from_node: art.node_id, batch_uid: art.batch_uid, meta: art.meta },
+      }
+    }
+    return
+  }
+  const size = spec.size as number
+  let buffer: unknown[] = []
+  let index = 0
+  const flush = (items: unknown[]): Batch => ({
+    batch_uid: `${ctx.consumerNode}:chunk-${index++}`,
+    payload: { items, size: items.length },
+  })
+  for await (const art of pullArtifacts(ctx, spec)) {
+    let items: unknown[]
+    if (spec.metaListKey !== undefined) {
+      const list = art.meta[spec.metaListKey]
+      items = Array.isArray(list) ? list : []
+    } else items = [art.meta]
+    for (const item of items) {
+      buffer.push(item)
+      if (buffer.length === size) {
+        yield flush(buffer)
+        buffer = []
+      }
+    }
+  }
+  if (buffer.length > 0) yield flush(buffer)
+}
