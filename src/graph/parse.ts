@@ -70,6 +70,11 @@ function quote(s: string): string {
   return s.length <= 128 ? JSON.stringify(s) : `${JSON.stringify(s.slice(0, 128))}… (${s.length} chars)`
 }
 
+/** `base.key`, or `base["odd key"]` when the key is not a plain identifier. */
+function keyPath(base: string, key: string): string {
+  return /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(key) ? `${base}.${key}` : `${base}[${JSON.stringify(key)}]`
+}
+
 /** Short description of any value for an error message: `string "x"`, `number 5`, `null`... */
 function describe(v: unknown): string {
   if (v === undefined) return 'undefined'
@@ -192,10 +197,10 @@ function parseInto(input: unknown, options: ParseGraphOptions, problems: Problem
   prescan(ctx, rawNodes, input['edges'], input['edges_ex'])
 
   const nodes: NodeSpec[] = []
-  rawNodes.forEach((raw, i) => {
-    const node = parseNode(ctx, raw, i)
+  for (let i = 0; i < rawNodes.length; i++) {
+    const node = parseNode(ctx, rawNodes[i], i)
     if (node !== null) nodes.push(node)
-  })
+  }
   const edges = parseEdges(ctx, input['edges'])
   const edgesEx = parseEdgesEx(ctx, input['edges_ex'])
   findCycles(ctx, nodes)
@@ -205,12 +210,13 @@ function parseInto(input: unknown, options: ParseGraphOptions, problems: Problem
 
 /** Lenient first pass: which ids exist, and how many distinct parents each node has. */
 function prescan(ctx: Context, rawNodes: unknown[], rawEdges: unknown, rawEdgesEx: unknown): void {
-  rawNodes.forEach((raw, i) => {
-    if (!isObject(raw) || typeof raw['node_id'] !== 'string') return
+  for (let i = 0; i < rawNodes.length; i++) {
+    const raw: unknown = rawNodes[i]
+    if (!isObject(raw) || typeof raw['node_id'] !== 'string') continue
     const id = raw['node_id']
     ctx.knownIds.add(id)
     if (!ctx.firstIndex.has(id)) ctx.firstIndex.set(id, i)
-  })
+  }
   const parents = new Map<string, Set<string>>()
   const link = (from: unknown, to: unknown): void => {
     if (typeof from !== 'string' || typeof to !== 'string' || from === to) return
@@ -268,7 +274,7 @@ function copyJson(v: unknown, ancestors: Set<object>): Copy {
     for (const [k, item] of Object.entries(v)) {
       if (item === undefined) continue
       const c = copyJson(item, ancestors)
-      if (!c.ok) return { ...c, at: `.${k}${c.at}` }
+      if (!c.ok) return { ...c, at: keyPath('', k) + c.at }
       entries.push([k, c.value])
     }
     // fromEntries defines own data properties, so a "__proto__" key stays data
@@ -362,7 +368,7 @@ function parseNode(ctx: Context, raw: unknown, i: number): NodeSpec | null {
   const extra: Record<string, unknown> = Object.fromEntries(
     Object.entries(raw)
       .filter(([k, v]) => !NODE_FIELDS.has(k) && v !== undefined)
-      .map(([k, v]) => [k, cloneData(ctx, v, `${path}.${k}`)]),
+      .map(([k, v]) => [k, cloneData(ctx, v, keyPath(path, k))]),
   )
 
   return {

@@ -353,6 +353,16 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
           assert.deepEqual(await store.getTask(t.id), expected)
         }))
 
+      it('patches the optional NodeState fields (cancel_deadline_ms, resends) too', () =>
+        withStore(async (store) => {
+          const t = await seed(store)
+          let got = await store.transitionNode(t.id, 'extract', {}, { status: 'cancelling', cancel_deadline_ms: T0 + 5, resends: 2 }, T0)
+          assert.deepEqual([got?.nodes['extract']?.cancel_deadline_ms, got?.nodes['extract']?.resends], [T0 + 5, 2])
+          got = await store.transitionNode(t.id, 'extract', { status: 'cancelling' }, { status: 'cancelled', cancel_deadline_ms: null }, T0 + 1)
+          assert.equal(got?.nodes['extract']?.cancel_deadline_ms, null)
+          assert.deepEqual(await store.getTask(t.id), got)
+        }))
+
       it('accepts a list of statuses in the guard, and no guard at all', () =>
         withStore(async (store) => {
           const t = await seed(store)

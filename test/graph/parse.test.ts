@@ -488,6 +488,30 @@ test('graph validation: a single problem has no "more problems" suffix', () => {
   assert.equal((err.details['errors'] as unknown[]).length, 1)
 })
 
+test('graph validation: node data must be plain JSON', () => {
+  rejects(graph([node('a', { io: { input_inline: { input_args: { poll_ms: Number.POSITIVE_INFINITY } } } })]), {
+    code: ErrorCode.BadField,
+    path: 'nodes[0].io.input_inline.input_args.poll_ms',
+    message: ['must be plain JSON data', 'got number null'],
+  })
+  rejects(graph([node('a', { meta: [1, new Date(0)] })]), {
+    code: ErrorCode.BadField,
+    path: 'nodes[0].meta[1]',
+    message: ['must be plain JSON data'],
+  })
+  rejects(graph([node('a', { 'odd key': [Number.NaN] })]), {
+    code: ErrorCode.BadField,
+    path: 'nodes[0]["odd key"][0]',
+    message: ['must be plain JSON data'],
+  })
+  const loop: Json = {}
+  loop['self'] = loop
+  rejects(graph([node('a', { meta: loop })]), { code: ErrorCode.BadField, path: 'nodes[0].meta.self', message: ['got object'] })
+  let deep: unknown = 1
+  for (let i = 0; i < 300; i++) deep = [deep]
+  rejects(graph([node('a', { meta: deep })]), { code: ErrorCode.BadField, path: `nodes[0].meta${'[0]'.repeat(256)}`, message: ['nested at most 256 deep'] })
+})
+
 // ---------------------------------------------------------------- normalisation
 
 test('graph normalisation: defaults for a minimal graph', () => {

@@ -95,7 +95,7 @@ const clone = <T>(v: T): T => structuredClone(v)
  * dropped, `undefined` array elements (and holes) become `null`.
  */
 function ingest<T>(v: T): T {
-  return structuredClone(v) as T
+  return dropUndefined(structuredClone(v)) as T
 }
 
 function dropUndefined(v: unknown): unknown {

@@ -1,0 +1,86 @@
+/**
+ * `npm test`: runs every test under node:test. Real-service suites (Kafka, MongoDB protocol) need
+ * FLOWKIT_KAFKA_BROKERS / FLOWKIT_MONGO_URL; when those are not set, this script starts the
+ * project's own services (scripts/services.sh) if the toolchains they need (java + mvn, go) are
+ * here, and stops what it started at the end. Without them the real suites are reported as skipped
+ * with the reason — unless FLOWKIT_REQUIRE_REAL_SERVICES=1 (CI), where that fails the run.
+ *
+ * Extra arguments are passed to `node --test` (e.g. a file list).
+ */
+import { spawnSync, spawn } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
+import { join, dirname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const env: NodeJS.ProcessEnv = { ...process.env }
+const require = env['FLOWKIT_REQUIRE_REAL_SERVICES'] === '1'
+let startedServices = false
+
+function have(cmd: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0
+}
+
+function readEnvFile(path: string): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    const m = /^([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line.trim())
+    if (m) out[m[1] as string] = (m[2] as string).replace(/^["']|["']$/g, '')
+  }
+  return out
+}
+
+function setUpServices(): void {
+  if (env['FLOWKIT_SKIP_REAL_SERVICES'] === '1') {
+    env['FLOWKIT_REAL_SKIP_REASON'] = 'FLOWKIT_SKIP_REAL_SERVICES=1'
+    return
+  }
+  if (env['FLOWKIT_KAFKA_BROKERS'] && env['FLOWKIT_MONGO_URL']) return
+  const missing = ['java', 'mvn', 'go'].filter((c) => !have(c))
+  if (missing.length > 0) {
+    env['FLOWKIT_REAL_SKIP_REASON'] = `real Kafka/MongoDB suites need ${missing.join(', ')} to build the services (or set FLOWKIT_KAFKA_BROKERS and FLOWKIT_MONGO_URL)`
+    return
+  }
+  const script = join(root, 'scripts', 'services.sh')
+  const runDir = env['FLOWKIT_RUN_DIR'] ?? join(root, '.run')
+  const envFile = join(runDir, 'services.env')
+  const alreadyUp = existsSync(envFile) && spawnSync('bash', [script, 'status'], { cwd: root, env, stdio: 'ignore' }).status === 0
+  if (!alreadyUp) {
+    console.log('flowkit test: starting Kafka and FerretDB with scripts/services.sh (first run builds them: minutes)')
+    const r = spawnSync('bash', [script, 'start'], { cwd: root, env, stdio: ['ignore', 'inherit', 'inherit'] })
+    if (r.status !== 0) {
+      env['FLOWKIT_REAL_SKIP_REASON'] = `scripts/services.sh start failed (exit ${r.status})`
+      return
+    }
+    startedServices = true
+  }
+  if (!existsSync(envFile)) {
+    env['FLOWKIT_REAL_SKIP_REASON'] = `${envFile} missing after services start`
+    return
+  }
+  const vars = readEnvFile(envFile)
+  for (const k of ['FLOWKIT_KAFKA_BROKERS', 'FLOWKIT_MONGO_URL']) if (!env[k] && vars[k]) env[k] = vars[k]
+}
+
+setUpServices()
+if (env['FLOWKIT_REAL_SKIP_REASON']) {
+  if (require) {
+    console.error(`flowkit test: FLOWKIT_REQUIRE_REAL_SERVICES=1 but ${env['FLOWKIT_REAL_SKIP_REASON']}`)
+    process.exit(1)
+  }
+  console.log(`flowkit test: real-service suites will be skipped: ${env['FLOWKIT_REAL_SKIP_REASON']}`)
+}
+
+const extra = process.argv.slice(2)
+const files = extra.length > 0 ? extra : ['test/**/*.test.ts']
+const child = spawn(
+  process.execPath,
+  ['--conditions=flowkit-source', '--test', '--test-concurrency=2', '--test-timeout=180000', ...files],
+  { cwd: root, env, stdio: 'inherit' },
+)
+child.on('exit', (code, signal) => {
+  if (startedServices && env['FLOWKIT_KEEP_SERVICES'] !== '1') {
+    spawnSync('bash', [join(root, 'scripts', 'services.sh'), 'stop'], { cwd: root, env, stdio: 'inherit' })
+  }
+  process.exit(code ?? (signal ? 1 : 0))
+})
