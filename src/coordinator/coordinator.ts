@@ -204,12 +204,12 @@ export class Coordinator {
    */
   async waitForTask(id: string, options: { timeoutMs?: number } = {}): Promise<TaskView> {
     const timeoutMs = options.timeoutMs ?? 60_000
-    const deadline = Date.now() + timeoutMs
+    const deadline = performance.now() + timeoutMs
     for (;;) {
       const t = await this.#store.getTask(id)
       if (t === null) throw new FlowkitError(ErrorCode.TaskNotFound, `task ${id} not found`)
       if ((TERMINAL_TASK_STATUSES as readonly string[]).includes(t.status)) return toTaskView(t)
-      const left = deadline - Date.now()
+      const left = deadline - performance.now()
       if (left <= 0) {
         throw new FlowkitError(ErrorCode.Timeout, `task ${id} still ${t.status} after ${timeoutMs} ms`, {
           details: { task_id: id, status: t.status },
@@ -353,7 +353,7 @@ export class Coordinator {
     await this.#store.recordEventOnce(ledgerKey, { task_id: env.task_id, node_id: env.node_id, kind: ev.kind }, now)
   }
 
-  async #applyNodeEvent(task: TaskDoc, node: NodeState, env: Envelope, ev: StatusEvent, now: number): Promise<void> {
+  async #applyNodeEvent(task: TaskDoc, node: NodeState, _env: Envelope, ev: StatusEvent, now: number): Promise<void> {
     const ids = { task_id: task.id, node_id: node.node_id, attempt_epoch: node.attempt_epoch }
     const epoch = node.attempt_epoch
     switch (ev.kind) {
@@ -374,21 +374,29 @@ export class Coordinator {
         return
       }
       case 'BATCH_OK': {
-        if (node.status !== 'running') return
+        // A batch report overtaken by TASK_DONE (reordered delivery) still counts.
+        if (node.status !== 'running' && node.status !== 'finished') return
         const prev = await this.#store.upsertBatchMetrics(
           { task_id: task.id, node_id: node.node_id, batch_uid: ev.batch_uid, attempt_epoch: epoch, metrics: ev.metrics },
           now,
         )
         const firstOutput = !node.has_output
+        const seen = (node.batches_seen ?? 0) + 1
         const updated = await this.#store.transitionNode(
           task.id,
           node.node_id,
-          { status: 'running', epoch },
-          { stats: sumDelta(node.stats, ev.metrics, prev), has_output: true, last_event_at_ms: now },
+          { status: node.status, epoch },
+          { stats: sumDelta(node.stats, ev.metrics, prev), has_output: true, last_event_at_ms: now, batches_seen: seen },
           now,
         )
         this.#log.info('node.batch_ok', { ...ids, batch_uid: ev.batch_uid })
-        if (updated && firstOutput) await this.#evaluate(updated, this.#index(updated).children.get(node.node_id) ?? [])
+        if (updated === null) return
+        const pending = node.done_pending
+        if (node.status === 'running' && pending && seen >= pending.batches) {
+          await this.#finishNode(updated, updated.nodes[node.node_id] as NodeState, pending.metrics, pending.final_uid, now)
+          return
+        }
+        if (firstOutput) await this.#evaluate(updated, this.#index(updated).children.get(node.node_id) ?? [])
         return
       }
       case 'BATCH_FAILED': {
@@ -412,20 +420,21 @@ export class Coordinator {
           return
         }
         if (node.status !== 'running') return
-        const prev = await this.#store.upsertBatchMetrics(
-          { task_id: task.id, node_id: node.node_id, batch_uid: ev.final_uid ?? FINAL_UID, attempt_epoch: epoch, metrics: ev.metrics },
-          now,
-        )
-        const updated = await this.#store.transitionNode(
-          task.id,
-          node.node_id,
-          { status: 'running', epoch },
-          { status: 'finished', stats: sumDelta(node.stats, ev.metrics, prev), has_output: true, finished_at_ms: now, last_event_at_ms: now },
-          now,
-        )
-        if (updated === null) return
+        const finalUid = ev.final_uid ?? FINAL_UID
+        if (ev.batches !== undefined && (node.batches_seen ?? 0) < ev.batches) {
+          // Some batch reports are still on their way: finish when the last one is applied.
+          await this.#store.transitionNode(
+            task.id,
+            node.node_id,
+            { status: 'running', epoch },
+            { done_pending: { batches: ev.batches, metrics: ev.metrics, final_uid: finalUid }, last_event_at_ms: now },
+            now,
+          )
+          this.#log.info('node.done_pending', { ...ids, batches: ev.batches, seen: node.batches_seen ?? 0 })
+          return
+        }
+        await this.#finishNode(task, node, ev.metrics, finalUid, now)
         this.#log.info('node.done', { ...ids, worker_id: ev.worker_id })
-        await this.#afterNodeChange(updated, node.node_id)
         return
       }
       case 'TASK_FAILED': {
@@ -449,6 +458,23 @@ export class Coordinator {
         return
       }
     }
+  }
+
+  async #finishNode(task: TaskDoc, node: NodeState, metrics: Record<string, unknown>, finalUid: string, now: number): Promise<void> {
+    const epoch = node.attempt_epoch
+    const prev = await this.#store.upsertBatchMetrics(
+      { task_id: task.id, node_id: node.node_id, batch_uid: finalUid, attempt_epoch: epoch, metrics },
+      now,
+    )
+    const updated = await this.#store.transitionNode(
+      task.id,
+      node.node_id,
+      { status: 'running', epoch },
+      { status: 'finished', stats: sumDelta(node.stats, metrics, prev), has_output: true, finished_at_ms: now, last_event_at_ms: now, done_pending: null },
+      now,
+    )
+    if (updated === null) return
+    await this.#afterNodeChange(updated, node.node_id)
   }
 
   #retryPolicy(spec: NodeSpec): RetryPolicy {
@@ -611,6 +637,8 @@ export class Coordinator {
         next_retry_at_ms: null,
         last_event_at_ms: now,
         resends: 0,
+        batches_seen: 0,
+        done_pending: null,
       },
       now,
     )

@@ -73,6 +73,13 @@ export interface NodeState {
   cancel_deadline_ms?: number | null
   /** Times the start command was sent again because no worker accepted it. */
   resends?: number
+  /** Distinct BATCH_OK reports applied for the current attempt. */
+  batches_seen?: number
+  /**
+   * A TASK_DONE that announced more batches than have been reported yet (a batch report was
+   * delayed behind it): the node finishes when the last report arrives.
+   */
+  done_pending?: { batches: number; metrics: Record<string, unknown>; final_uid: string } | null
 }
 
 export interface TaskDoc {

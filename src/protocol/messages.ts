@@ -91,6 +91,8 @@ export interface EvTaskDone {
   metrics: Record<string, unknown>
   artifacts_ref: Record<string, unknown> | null
   final_uid: string | null
+  /** flowkit extension: how many BATCH_OK the worker sent for this attempt (absent from Python peers). */
+  batches?: number
 }
 export interface EvTaskFailed {
   kind: 'TASK_FAILED'
@@ -268,7 +270,10 @@ export function parseStatusEvent(p: Record<string, unknown>): ParseResult<Status
       if (!isObj(metrics)) return bad('metrics must be an object')
       if (artifacts_ref === undefined) return bad('artifacts_ref must be an object or null')
       const fu = p['final_uid']
-      return { ok: true, value: { kind, worker_id, metrics, artifacts_ref, final_uid: typeof fu === 'string' ? fu : null } }
+      const b = p['batches']
+      const value: EvTaskDone = { kind, worker_id, metrics, artifacts_ref, final_uid: typeof fu === 'string' ? fu : null }
+      if (Number.isSafeInteger(b) && (b as number) >= 0) value.batches = b as number
+      return { ok: true, value }
     }
     case 'TASK_FAILED': {
       const reason_code = str(p, 'reason_code')

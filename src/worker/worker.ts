@@ -278,8 +278,18 @@ export class Worker {
     let handedOver = false
     try {
       if (this.#stopping) throw new FlowkitError(ErrorCode.Closed, 'worker stopping')
-      if (this.#seen.has(seenKey) || !(await this.#stillWanted(env))) {
-        this.#log.info('worker.start_stale', ids)
+      if (this.#seen.has(seenKey)) {
+        this.#log.debug('worker.start_duplicate', ids)
+        return
+      }
+      const wanted = await this.#stillWanted(env)
+      if (wanted !== 'yes') {
+        this.#log.info('worker.start_stale', { ...ids, why: wanted })
+        if (wanted === 'cancelled') {
+          // The coordinator waits for a confirmation from whoever holds the command: give it.
+          const info = { taskId: env.task_id, nodeId: env.node_id, stepType: role, attemptEpoch: env.attempt_epoch, workerId: this.workerId, leaseId: '' }
+          await this.#emit(info, { kind: 'CANCELLED', reason: 'cancelled before start' }, { kind: 'CANCELLED' })
+        }
         return
       }
       this.#remember(seenKey)
@@ -307,13 +317,15 @@ export class Worker {
    * Whether the node still wants this attempt: the task is not cancelled and the node is running at
    * this epoch. A task this store does not describe in flowkit's layout is assumed wanted.
    */
-  async #stillWanted(env: Envelope): Promise<boolean> {
+  async #stillWanted(env: Envelope): Promise<'yes' | 'cancelled' | 'stale'> {
     const task = await this.#store.getTask(env.task_id)
-    if (task === null) return true
-    if (task.coordinator?.cancelled === true) return false
+    if (task === null) return 'yes'
     const node = task.nodes?.[env.node_id]
-    if (node === undefined) return true
-    return node.attempt_epoch === env.attempt_epoch && node.status === 'running'
+    if (task.coordinator?.cancelled === true) {
+      return node === undefined || (node.attempt_epoch === env.attempt_epoch && node.status === 'cancelling') ? 'cancelled' : 'stale'
+    }
+    if (node === undefined) return 'yes'
+    return node.attempt_epoch === env.attempt_epoch && node.status === 'running' ? 'yes' : 'stale'
   }
 
   async #onSignal(m: BusMessage): Promise<void> {
@@ -532,7 +544,7 @@ export class Worker {
       if (!completeWritten) await writer.markComplete(fin.meta ?? { batches: run.batches })
       await this.#emit(
         info,
-        { kind: 'TASK_DONE', metrics: fin.metrics ?? {}, artifacts_ref: fin.artifacts_ref ?? null, final_uid: FINAL_UID },
+        { kind: 'TASK_DONE', metrics: fin.metrics ?? {}, artifacts_ref: fin.artifacts_ref ?? null, final_uid: FINAL_UID, batches: run.batches },
         { kind: 'TASK_DONE' },
       )
       this.#log.info('node.done', { ...ids, batches: run.batches })

@@ -51,6 +51,8 @@ const NODE_PATCH_KEYS: ReadonlySet<string> = new Set([
   'end_reason',
   'cancel_deadline_ms',
   'resends',
+  'batches_seen',
+  'done_pending',
 ])
 
 const TASK_PATCH_KEYS: ReadonlySet<string> = new Set([

@@ -1,0 +1,130 @@
+import { describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { Coordinator, MemoryBus, MemoryStore, TestClock, type RoleHandler, type TaskView } from 'flowkit'
+import { startRuntime, noopHandler } from '../helpers/runtime.ts'
+import { gate } from '../helpers/gate.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+const nodeOf = (t: TaskView | null, id: string) => t!.nodes.find((n) => n.node_id === id)!
+
+describe('cancellation', () => {
+  test('S-004 cancelling a running task: the handler sees the abort, the worker reports CANCELLED, downstream never starts', async () => {
+    let sawAbort = false
+    let downstreamCalls = 0
+    const started = gate()
+    const long: RoleHandler = {
+      async processBatch(_b, ctx) {
+        started.open()
+        try {
+          await ctx.sleep(60_000)
+        } catch (err) {
+          sawAbort = ctx.signal.aborted
+          throw err
+        }
+        return {}
+      },
+    }
+    const down: RoleHandler = { async processBatch() { downstreamCalls++; return {} } }
+    const rt = await startRuntime({ handlers: { long, down } })
+    try {
+      const id = await rt.coordinator.createTask({
+        graph: { nodes: [{ node_id: 'a', type: 'long' }, { node_id: 'b', type: 'down', depends_on: ['a'] }] },
+      })
+      await started.wait()
+      assert.equal(await rt.coordinator.cancelTask(id, { reason: 'user asked' }), true)
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })
+      assert.equal(t.status, 'cancelled')
+      assert.equal(sawAbort, true, 'handler saw the AbortSignal')
+      assert.equal(nodeOf(t, 'a').status, 'cancelled')
+      assert.equal(nodeOf(t, 'b').status, 'cancelled')
+      assert.equal(nodeOf(t, 'b').attempt_epoch, 0)
+      assert.equal(downstreamCalls, 0)
+      assert.equal(t.cancelled, true)
+      assert.equal(await rt.coordinator.cancelTask(id), false, 'cancelling a terminal task is a no-op')
+    } finally {
+      await rt.stop()
+    }
+  })
+
+  test('S-006 cancelling before any node is dispatched: nothing ever runs', async () => {
+    const bus = new MemoryBus()
+    const store = new MemoryStore()
+    const coordinator = new Coordinator({ bus, store })
+    let calls = 0
+    try {
+      const id = await coordinator.createTask({ graph: { nodes: [{ node_id: 'a', type: 'step' }] } })
+      await coordinator.cancelTask(id)
+      const rt = await startRuntime({ bus, store, handlers: { step: { async processBatch() { calls++; return {} } } } })
+      try {
+        const t = await rt.coordinator.waitForTask(id, { timeoutMs: 5000 })
+        assert.equal(t.status, 'cancelled')
+        assert.equal(nodeOf(t, 'a').attempt_epoch, 0)
+        assert.equal(calls, 0)
+        assert.equal(bus.records('cmd.step.v1').length, 0, 'no command was ever sent')
+      } finally {
+        await rt.stop()
+      }
+    } finally {
+      await coordinator.stop()
+    }
+  })
+
+  test('S-007 cancelling while a node waits for its retry: the retry never happens', async () => {
+    const clock = new TestClock()
+    let calls = 0
+    const flaky: RoleHandler = { async processBatch() { calls++; throw new Error('transient') } }
+    const rt = await startRuntime({ clock, handlers: { step: flaky } })
+    try {
+      const id = await rt.coordinator.createTask({
+        graph: { nodes: [{ node_id: 'a', type: 'step', retry_policy: { max: 5, backoff_sec: 2 } }] },
+      })
+      await waitFor(async () => nodeOf(await rt.coordinator.getTask(id), 'a').status === 'deferred')
+      await rt.coordinator.cancelTask(id)
+      await clock.advance(10_000)
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 5000 })
+      assert.equal(t.status, 'cancelled')
+      assert.equal(nodeOf(t, 'a').status, 'cancelled')
+      assert.equal(nodeOf(t, 'a').attempt_epoch, 1)
+      assert.equal(calls, 1)
+    } finally {
+      await rt.stop()
+    }
+  })
+
+  test('S-039 an explicit cancel moves a running node to cancelling, then cancelled when the worker confirms', async () => {
+    const started = gate()
+    const release = gate()
+    const stubborn: RoleHandler = {
+      async processBatch() {
+        started.open()
+        await release.wait() // ignores the signal on purpose: cancellation is cooperative
+        return {}
+      },
+    }
+    const rt = await startRuntime({ handlers: { step: stubborn } })
+    try {
+      const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'a', type: 'step' }, { node_id: 'b', type: 'step' }] } })
+      await started.wait()
+      await rt.coordinator.cancelTask(id)
+      const mid = await rt.coordinator.getTask(id)
+      assert.equal(mid!.status, 'cancelling')
+      assert.ok(mid!.nodes.some((n) => n.status === 'cancelling'), 'the running node is cancelling')
+      release.open()
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })
+      assert.equal(t.status, 'cancelled')
+      assert.ok(t.nodes.every((n) => n.status === 'cancelled'))
+    } finally {
+      release.open()
+      await rt.stop()
+    }
+  })
+
+  test('cancelTask on an unknown task is a TASK_NOT_FOUND error', async () => {
+    const rt = await startRuntime({ handlers: { step: noopHandler() } })
+    try {
+      await assert.rejects(rt.coordinator.cancelTask('nope'), { code: 'TASK_NOT_FOUND' })
+    } finally {
+      await rt.stop()
+    }
+  })
+})
