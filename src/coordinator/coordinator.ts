@@ -434,7 +434,6 @@ export class Coordinator {
           return
         }
         await this.#finishNode(task, node, ev.metrics, finalUid, now)
-        this.#log.info('node.done', { ...ids, worker_id: ev.worker_id })
         return
       }
       case 'TASK_FAILED': {
@@ -474,6 +473,7 @@ export class Coordinator {
       now,
     )
     if (updated === null) return
+    this.#log.info('node.done', { task_id: task.id, node_id: node.node_id, attempt_epoch: epoch })
     await this.#afterNodeChange(updated, node.node_id)
   }
 

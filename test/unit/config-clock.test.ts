@@ -1,0 +1,47 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { COORDINATOR_DEFAULTS, Coordinator, MemoryBus, MemoryStore, TestClock, WORKER_DEFAULTS, loadConfigFile, resolveConfig, outboxBackoffMs } from 'flowkit'
+
+test('config accepts camelCase and the seed snake_case keys, and loads the JSON config files', () => {
+  const c = resolveConfig(COORDINATOR_DEFAULTS, { lease_ttl_sec: 5, schedulerTickSec: 0.5, unknown_key: 1 })
+  assert.equal(c.leaseTtlSec, 5)
+  assert.equal(c.schedulerTickSec, 0.5)
+  const fromFile = resolveConfig(COORDINATOR_DEFAULTS, loadConfigFile('configs/coordinator.default.json'))
+  assert.equal(fromFile.topicCmdFmt, 'cmd.{type}.v1')
+  assert.equal(fromFile.leaseTtlSec, 45)
+  const w = resolveConfig(WORKER_DEFAULTS, loadConfigFile('configs/worker.default.json'))
+  assert.equal(w.hbIntervalSec, 20)
+  const coord = new Coordinator({ bus: new MemoryBus(), store: new MemoryStore(), config: { heartbeat_soft_sec: 7 } })
+  assert.equal(coord.config.heartbeatSoftSec, 7)
+})
+
+test('config rejects a known key with a value of the wrong type, naming the key', () => {
+  assert.throws(() => resolveConfig(COORDINATOR_DEFAULTS, { lease_ttl_sec: '45' }), /"lease_ttl_sec" must be number/)
+  assert.throws(() => resolveConfig(COORDINATOR_DEFAULTS, { leaseTtlSec: Number.NaN }), /finite/)
+})
+
+test('TestClock moves only when advanced and wakes sleepers in order', async () => {
+  const clock = new TestClock(1000)
+  const woke: number[] = []
+  void clock.sleep(300).then(() => woke.push(clock.now()))
+  void clock.sleep(100).then(() => woke.push(clock.now()))
+  assert.equal(clock.now(), 1000)
+  await clock.advance(150)
+  assert.deepEqual(woke, [1100])
+  await clock.advance(200)
+  assert.deepEqual(woke, [1100, 1300])
+  assert.equal(clock.now(), 1350)
+  const ac = new AbortController()
+  const p = clock.sleep(10, ac.signal)
+  ac.abort()
+  await assert.rejects(p)
+})
+
+test('S-028/S-032 outbox backoff grows exponentially with jitter and is capped', () => {
+  const mid = () => 0.5
+  assert.equal(outboxBackoffMs(1, 250, 60_000, mid), 250)
+  assert.equal(outboxBackoffMs(2, 250, 60_000, mid), 500)
+  assert.equal(outboxBackoffMs(5, 250, 60_000, mid), 4000)
+  assert.equal(outboxBackoffMs(30, 250, 60_000, () => 0.999), 60_000)
+  assert.ok(outboxBackoffMs(3, 250, 60_000, () => 0) < outboxBackoffMs(3, 250, 60_000, () => 0.99))
+})
