@@ -12,6 +12,7 @@ import { MemoryBus } from '../adapters/memory/bus.ts'
 import { MemoryStore } from '../adapters/memory/store.ts'
 import { createLogger } from '../log.ts'
 import type { TaskView } from '../coordinator/view.ts'
+import * as examples from './demo-pipeline.ts'
 
 function findRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url))
@@ -33,7 +34,6 @@ function line(t: TaskView): string {
 
 async function demo(): Promise<number> {
   const root = findRoot()
-  const examples = (await import(join(root, 'examples', 'sales-pipeline.ts'))) as typeof import('../../examples/sales-pipeline.ts')
   const logger = createLogger({ level: (process.env['FLOWKIT_LOG_LEVEL'] as 'info' | undefined) ?? 'warn' })
   const bus = new MemoryBus()
   const store = new MemoryStore()

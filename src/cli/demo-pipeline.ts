@@ -1,5 +1,5 @@
 /**
- * Example pipeline on the embedded runtime: read a CSV shipped in examples/data, enrich its rows
+ * The demo pipeline (`flowkit demo`, `npm start`) on the embedded runtime: read a CSV shipped in examples/data, enrich its rows
  * in a streaming stage that starts on the first upstream batch, aggregate per region in a sink
  * that pulls the enriched batches, and total the revenue with a coordinator function.
  *
@@ -7,7 +7,7 @@
  *                                                                      └──▶ total (metrics.aggregate)
  */
 import { readFile } from 'node:fs/promises'
-import type { RoleHandler } from 'flowkit'
+import type { RoleHandler } from '../worker/handler.ts'
 
 export interface Row {
   order_id: number

@@ -1,0 +1,75 @@
+import { describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import type { RoleHandler, TaskView } from 'flowkit'
+import { startRuntime, noopHandler } from '../helpers/runtime.ts'
+import { gate } from '../helpers/gate.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+const nodeOf = (t: TaskView | null, id: string) => t!.nodes.find((n) => n.node_id === id)!
+
+describe('workers', () => {
+  test('a worker with concurrency N runs up to N nodes at once and never drops a command while busy', async () => {
+    let active = 0
+    let peak = 0
+    const release = gate()
+    const h: RoleHandler = {
+      async processBatch() {
+        active++
+        peak = Math.max(peak, active)
+        await release.wait()
+        active--
+        return { metrics: { count: 1 } }
+      },
+    }
+    const rt = await startRuntime({ handlers: { step: h }, worker: { concurrency: 2 }, coordinator: { topicPartitions: 1 } })
+    try {
+      const id = await rt.coordinator.createTask({
+        graph: { nodes: ['a', 'b', 'c', 'd', 'e'].map((n) => ({ node_id: n, type: 'step' })) },
+      })
+      await waitFor(() => active === 2, { message: 'two nodes never ran at once' })
+      release.open()
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })
+      assert.equal(t.status, 'finished')
+      assert.equal(peak, 2)
+      for (const n of t.nodes) {
+        assert.equal(n.stats['count'], 1)
+        assert.equal(n.attempt_epoch, 1, `${n.node_id} was not re-dispatched: its command waited, it was not dropped`)
+      }
+    } finally {
+      release.open()
+      await rt.stop()
+    }
+  })
+
+  test('S-011 a worker killed mid-node: the node is re-dispatched to another worker after its lease expires', async () => {
+    const started = gate()
+    const hang: RoleHandler = {
+      async processBatch(_b, ctx) {
+        started.open()
+        await ctx.sleep(60_000)
+        return {}
+      },
+    }
+    const rt = await startRuntime({ worker: { leaseTtlSec: 1, hbIntervalSec: 0.2 }, coordinator: { schedulerTickSec: 0.1 } })
+    try {
+      const doomed = await rt.addWorker({ step: hang }, { workerId: 'doomed' })
+      const id = await rt.coordinator.createTask({
+        graph: { nodes: [{ node_id: 'n', type: 'step', retry_policy: { max: 3, backoff_sec: 0 } }, { node_id: 'after', type: 'step', depends_on: ['n'] }] },
+      })
+      await started.wait()
+      await waitFor(async () => nodeOf(await rt.coordinator.getTask(id), 'n').lease.worker_id === 'doomed')
+      await doomed.kill()
+      rt.workers.splice(rt.workers.indexOf(doomed), 1)
+      await rt.addWorker({ step: noopHandler() }, { workerId: 'healthy' })
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 20000 })
+      assert.equal(t.status, 'finished')
+      const n = nodeOf(t, 'n')
+      assert.equal(n.attempt_epoch, 2, 'exactly one re-dispatch')
+      assert.equal(n.lease.worker_id, 'healthy')
+      assert.equal(n.failures, 1)
+      assert.equal(nodeOf(t, 'after').status, 'finished')
+    } finally {
+      await rt.stop()
+    }
+  })
+})
