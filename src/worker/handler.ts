@@ -49,6 +49,8 @@ export interface RunContext extends RunInfo {
   readonly inputRef: Record<string, unknown> | null
   readonly inputInline: Record<string, unknown> | null
   readonly batching: Record<string, unknown> | null
+  /** The task's variables (coordinator.vars) as they were when this run started. */
+  readonly vars: Readonly<Record<string, unknown>>
   /** Throws the cancel reason if the run was cancelled. */
   throwIfCancelled(): void
   /** Sleeps on the worker's clock; rejects when the run is cancelled. */

@@ -282,7 +282,7 @@ export class Worker {
         this.#log.debug('worker.start_duplicate', ids)
         return
       }
-      const wanted = await this.#stillWanted(env)
+      const { verdict: wanted, vars } = await this.#stillWanted(env)
       if (wanted !== 'yes') {
         this.#log.info('worker.start_stale', { ...ids, why: wanted })
         if (wanted === 'cancelled') {
@@ -293,7 +293,7 @@ export class Worker {
         return
       }
       this.#remember(seenKey)
-      this.#launch(role, env, cmd)
+      this.#launch(role, env, cmd, vars)
       handedOver = true
     } finally {
       if (!handedOver) this.#releaseSlot()
@@ -317,15 +317,17 @@ export class Worker {
    * Whether the node still wants this attempt: the task is not cancelled and the node is running at
    * this epoch. A task this store does not describe in flowkit's layout is assumed wanted.
    */
-  async #stillWanted(env: Envelope): Promise<'yes' | 'cancelled' | 'stale'> {
+  async #stillWanted(env: Envelope): Promise<{ verdict: 'yes' | 'cancelled' | 'stale'; vars: Record<string, unknown> }> {
     const task = await this.#store.getTask(env.task_id)
-    if (task === null) return 'yes'
+    if (task === null) return { verdict: 'yes', vars: {} }
+    const vars = task.coordinator?.vars ?? {}
     const node = task.nodes?.[env.node_id]
     if (task.coordinator?.cancelled === true) {
-      return node === undefined || (node.attempt_epoch === env.attempt_epoch && node.status === 'cancelling') ? 'cancelled' : 'stale'
+      const mine = node === undefined || (node.attempt_epoch === env.attempt_epoch && node.status === 'cancelling')
+      return { verdict: mine ? 'cancelled' : 'stale', vars }
     }
-    if (node === undefined) return 'yes'
-    return node.attempt_epoch === env.attempt_epoch && node.status === 'running' ? 'yes' : 'stale'
+    if (node === undefined) return { verdict: 'yes', vars }
+    return { verdict: node.attempt_epoch === env.attempt_epoch && node.status === 'running' ? 'yes' : 'stale', vars }
   }
 
   async #onSignal(m: BusMessage): Promise<void> {
@@ -410,7 +412,7 @@ export class Worker {
     run.abort.abort(new CancelledError(reason))
   }
 
-  #launch(role: string, env: Envelope, cmd: CmdTaskStart): void {
+  #launch(role: string, env: Envelope, cmd: CmdTaskStart, vars: Record<string, unknown>): void {
     const info: RunInfo = {
       taskId: env.task_id,
       nodeId: env.node_id,
@@ -429,7 +431,7 @@ export class Worker {
     }
     const key = messageKey(env.task_id, env.node_id)
     this.#runs.set(key, run)
-    run.done = this.#execute(role, run, cmd)
+    run.done = this.#execute(role, run, cmd, vars)
       .catch((err: unknown) => {
         this.#log.error('worker.run_crashed', { task_id: info.taskId, node_id: info.nodeId, error: errorMessage(err) })
       })
@@ -457,7 +459,7 @@ export class Worker {
     ])
   }
 
-  async #execute(role: string, run: ActiveRun, cmd: CmdTaskStart): Promise<void> {
+  async #execute(role: string, run: ActiveRun, cmd: CmdTaskStart, vars: Record<string, unknown>): Promise<void> {
     const { info } = run
     const ids = { task_id: info.taskId, node_id: info.nodeId, attempt_epoch: info.attemptEpoch }
     const handler = this.#handlers[role] as RoleHandler
@@ -499,6 +501,7 @@ export class Worker {
       inputRef: cmd.input_ref,
       inputInline: cmd.input_inline,
       batching: cmd.batching,
+      vars: Object.freeze(structuredClone(vars)),
       throwIfCancelled: () => {
         if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new CancelledError(String(signal.reason))
       },
