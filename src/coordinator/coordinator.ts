@@ -24,6 +24,7 @@ import {
   type NodePatch,
   type NodeState,
   type NodeStatus,
+  type OutboxRow,
   type Store,
   TERMINAL_NODE_STATUSES,
   TERMINAL_TASK_STATUSES,
@@ -235,6 +236,21 @@ export class Coordinator {
     const reason = options.reason ?? 'cancelled by user'
     await this.#run(id, () => this.#cancel(id, reason, 'cancelled'))
     return true
+  }
+
+  /** Outbox messages parked after their last send attempt failed (dead letters). */
+  async listDeadLetters(limit = 100): Promise<OutboxRow[]> {
+    return this.#store.outboxList({ status: 'failed', limit })
+  }
+
+  /** Operator action: sends a dead-lettered message again. False when it is not dead-lettered. */
+  async retryDeadLetter(id: string): Promise<boolean> {
+    const ok = await this.#store.outboxRequeue(id, this.#clock.now())
+    if (ok) {
+      this.#log.info('outbox.requeued', { outbox_id: id })
+      this.#outbox.kick()
+    }
+    return ok
   }
 
   async listArtifacts(taskId: string, options: { nodeId?: string } = {}): Promise<ArtifactDoc[]> {

@@ -1,0 +1,159 @@
+import { describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { Coordinator, MemoryBus, MemoryStore, PermanentError, protocol, type RoleHandler, type TaskView } from 'flowkit'
+import { startRuntime, noopHandler } from '../helpers/runtime.ts'
+import { gate } from '../helpers/gate.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+const nodeOf = (t: TaskView | null, id: string) => t!.nodes.find((n) => n.node_id === id)!
+const failing: RoleHandler = { async processBatch() { throw new PermanentError('no', 'broken') } }
+
+describe('routing', () => {
+  test('S-044 routing.on_success targets run only when the node succeeds; on_failure targets are skipped', async () => {
+    const rt = await startRuntime({ handlers: { ok: noopHandler() }, worker: { concurrency: 2 } })
+    try {
+      const id = await rt.coordinator.createTask({
+        graph: {
+          nodes: [
+            { node_id: 'check', type: 'ok', routing: { on_success: ['good'], on_failure: ['bad'] } },
+            { node_id: 'good', type: 'ok' },
+            { node_id: 'bad', type: 'ok' },
+            { node_id: 'after_bad', type: 'ok', depends_on: ['bad'] },
+          ],
+        },
+      })
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })
+      assert.equal(t.status, 'finished')
+      assert.equal(nodeOf(t, 'good').status, 'finished')
+      assert.equal(nodeOf(t, 'bad').status, 'skipped')
+      assert.equal(nodeOf(t, 'after_bad').status, 'skipped', 'a node whose parent was skipped is skipped')
+    } finally {
+      await rt.stop()
+    }
+  })
+
+  test('S-046 routing.on_failure runs on a permanent failure, which is then handled; the success branch is skipped', async () => {
+    const rt = await startRuntime({ handlers: { ok: noopHandler(), fail: failing }, worker: { concurrency: 2 } })
+    try {
+      const id = await rt.coordinator.createTask({
+        graph: {
+          nodes: [
+            { node_id: 'check', type: 'fail', routing: { on_success: ['good'], on_failure: ['recover'] } },
+            { node_id: 'good', type: 'ok' },
+            { node_id: 'recover', type: 'ok' },
+            { node_id: 'needs_check', type: 'ok', depends_on: ['check'] },
+          ],
+        },
+      })
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })
+      assert.equal(t.status, 'finished', 'a handled failure does not fail the task')
+      assert.equal(nodeOf(t, 'check').status, 'failed')
+      assert.equal(nodeOf(t, 'recover').status, 'finished')
+      assert.equal(nodeOf(t, 'good').status, 'skipped')
+      assert.equal(nodeOf(t, 'needs_check').status, 'skipped')
+    } finally {
+      await rt.stop()
+    }
+  })
+})
+
+describe('leases and recovery', () => {
+  test('S-024/S-040/S-026 heartbeats move the lease deadline forward, never backwards', async () => {
+    const hold = gate()
+    const h: RoleHandler = { async processBatch(_b, ctx) { await hold.wait(ctx.signal); return {} } }
+    const rt = await startRuntime({ handlers: { step: h } })
+    try {
+      const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'step' }] } })
+      await waitFor(async () => typeof nodeOf(await rt.coordinator.getTask(id), 'n').lease.deadline_ts_ms === 'number')
+      const n0 = nodeOf(await rt.coordinator.getTask(id), 'n')
+      const d0 = n0.lease.deadline_ts_ms as number
+      const hb = (deadline: number, tag: string) =>
+        protocol.encode(
+          protocol.makeEnvelope({
+            msg_type: 'event', role: 'worker', task_id: id, node_id: 'n', step_type: 'step', attempt_epoch: 1, ts_ms: Date.now(),
+            dedup_id: `hb-${tag}`,
+            payload: { kind: 'TASK_HEARTBEAT', worker_id: n0.lease.worker_id, lease_id: n0.lease.lease_id, lease_deadline_ts_ms: deadline },
+          }),
+        )
+      await rt.bus.produce([{ topic: 'status.step.v1', key: `${id}:n`, value: hb(d0 + 60_000, 'fwd') }])
+      await waitFor(async () => nodeOf(await rt.coordinator.getTask(id), 'n').lease.deadline_ts_ms === d0 + 60_000, { message: 'deadline never moved forward' })
+      await rt.bus.produce([
+        { topic: 'status.step.v1', key: `${id}:n`, value: hb(d0 - 30_000, 'back') },
+        { topic: 'status.step.v1', key: `${id}:n`, value: hb(d0 + 60_001, 'marker') },
+      ])
+      await waitFor(async () => nodeOf(await rt.coordinator.getTask(id), 'n').lease.deadline_ts_ms === d0 + 60_001, { message: 'marker heartbeat not applied' })
+      hold.open()
+      assert.equal((await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })).status, 'finished')
+    } finally {
+      hold.open()
+      await rt.stop()
+    }
+  })
+
+  test('S-020 on restart, a running node whose complete artifact exists is finished without a new dispatch', async () => {
+    const bus = new MemoryBus()
+    const store = new MemoryStore()
+    const first = new Coordinator({ bus, store })
+    await first.start()
+    const id = await first.createTask({ graph: { nodes: [{ node_id: 'a', type: 'step' }, { node_id: 'b', type: 'coordinator_fn', depends_on: ['a'], io: { fn: 'noop' } }] } })
+    await waitFor(async () => nodeOf(await first.getTask(id), 'a').status === 'running')
+    await first.stop()
+    // A worker finished the node and wrote its complete artifact, but its TASK_DONE never arrived.
+    await store.upsertArtifact({ task_id: id, node_id: 'a', batch_uid: null, status: 'complete', meta: { rows: 3 }, attempt_epoch: 1, worker_id: 'gone' }, Date.now())
+    const cmdsBefore = bus.records('cmd.step.v1').length
+    const second = new Coordinator({ bus, store })
+    await second.start()
+    try {
+      const t = await second.waitForTask(id, { timeoutMs: 10000 })
+      assert.equal(t.status, 'finished')
+      assert.equal(nodeOf(t, 'a').attempt_epoch, 1)
+      assert.equal(bus.records('cmd.step.v1').length, cmdsBefore, 'no new command was sent')
+    } finally {
+      await second.stop()
+    }
+  })
+})
+
+describe('outbox', () => {
+  test('S-029/S-031 enqueueing the same (topic, key, dedup_id) twice gives one row and one send', async () => {
+    const bus = new MemoryBus()
+    const store = new MemoryStore()
+    const c = new Coordinator({ bus, store })
+    await c.start()
+    try {
+      const row = { topic: 'cmd.x.v1', key: 'k', value: '{}', dedup_id: 'same' }
+      assert.equal(await c.outbox.enqueue(row), true)
+      assert.equal(await c.outbox.enqueue(row), false)
+      await waitFor(async () => (await store.outboxList({ status: 'sent' })).length === 1)
+      assert.equal(bus.records('cmd.x.v1').length, 1)
+    } finally {
+      await c.stop()
+    }
+  })
+
+  test('S-028/S-033 failed sends are retried with backoff, parked as failed after max attempts, and an operator can retry them', async () => {
+    const bus = new MemoryBus()
+    const store = new MemoryStore()
+    let broken = true
+    bus.setInterceptor(() => {
+      if (broken) throw new Error('broker down')
+      return { action: 'pass' }
+    })
+    const c = new Coordinator({ bus, store, config: { outboxMaxRetry: 3, outboxBackoffMinMs: 5, outboxBackoffMaxMs: 20, outboxDispatchTickSec: 0.01 } })
+    await c.start()
+    try {
+      await c.outbox.enqueue({ topic: 'cmd.x.v1', key: 'k', value: '{}', dedup_id: 'd1' })
+      await waitFor(async () => (await c.listDeadLetters()).length === 1, { message: 'never dead-lettered' })
+      const [dead] = await c.listDeadLetters()
+      assert.equal(dead!.attempts, 3)
+      assert.match(dead!.last_error ?? '', /broker down/)
+      broken = false
+      assert.equal(await c.retryDeadLetter(dead!.id), true)
+      await waitFor(async () => (await store.outboxList({ status: 'sent' })).length === 1, { message: 'requeued row never sent' })
+      assert.equal(bus.records('cmd.x.v1').length, 1)
+      assert.equal(await c.retryDeadLetter(dead!.id), false, 'a sent row is not dead-lettered')
+    } finally {
+      await c.stop()
+    }
+  })
+})
