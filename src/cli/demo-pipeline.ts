@@ -73,7 +73,8 @@ export function reporter(): RoleHandler {
       byRun.set(key, totals)
       const rows = ((batch.payload['meta'] as { rows?: (Row & { revenue: number })[] }).rows ?? [])
       for (const r of rows) {
-        const t = (totals[r.region] ??= { orders: 0, revenue: 0 })
+        const t = totals[r.region] ?? { orders: 0, revenue: 0 }
+        totals[r.region] = t
         t.orders++
         t.revenue = Math.round((t.revenue + r.revenue) * 100) / 100
       }

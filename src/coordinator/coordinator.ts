@@ -23,6 +23,7 @@ import {
   type ArtifactDoc,
   type NodePatch,
   type NodeState,
+  type NodeGuard,
   type NodeStatus,
   type OutboxRow,
   type Store,
@@ -97,6 +98,10 @@ export class Coordinator {
   readonly #subscriptions = new Map<string, Subscription>()
   readonly #subscribing = new Map<string, Promise<void>>()
   readonly #timers = new Map<string, { at: number; abort: AbortController }>()
+  /** Running (or cancelling) worker nodes per task, by node id → type: the concurrency-limit ledger. */
+  readonly #running = new Map<string, Map<string, string>>()
+  /** Tasks with a ready node held back by a concurrency limit, in arrival order. */
+  readonly #blocked = new Set<string>()
   #started = false
   #sweepAbort = new AbortController()
   #sweepLoop: Promise<void> | null = null
@@ -136,6 +141,7 @@ export class Coordinator {
     for (const t of active) for (const n of t.graph.nodes) if (n.type !== COORDINATOR_FN_TYPE) types.add(n.type)
     await Promise.all([...types].map((t) => this.#ensureStatusSubscription(t)))
     this.#log.info('coordinator.started', { active_tasks: active.length, worker_types: [...types] })
+    for (const t of active) this.#track(t)
     for (const t of active) this.#enqueue(t.id, () => this.#recover(t.id))
     this.#sweepAbort = new AbortController()
     this.#sweepLoop = this.#sweep(this.#sweepAbort.signal)
@@ -383,7 +389,7 @@ export class Coordinator {
           last_event_at_ms: now,
         }
         if (ev.kind === 'TASK_ACCEPTED' && node.accepted_at_ms === null) patch.accepted_at_ms = now
-        await this.#store.transitionNode(task.id, node.node_id, { status: ['running', 'cancelling'], epoch }, patch, now)
+        await this.#transition(task.id, node.node_id, { status: ['running', 'cancelling'], epoch }, patch, now)
         if (ev.kind === 'TASK_ACCEPTED') this.#log.info('node.accepted', { ...ids, worker_id: ev.worker_id, lease_id: ev.lease_id })
         else this.#log.debug('node.heartbeat', { ...ids, worker_id: ev.worker_id })
         this.#armLeaseTimer(task.id, Math.max(old, ev.lease_deadline_ts_ms))
@@ -398,7 +404,7 @@ export class Coordinator {
         )
         const firstOutput = !node.has_output
         const seen = (node.batches_seen ?? 0) + 1
-        const updated = await this.#store.transitionNode(
+        const updated = await this.#transition(
           task.id,
           node.node_id,
           { status: node.status, epoch },
@@ -417,7 +423,7 @@ export class Coordinator {
       }
       case 'BATCH_FAILED': {
         if (node.status !== 'running') return
-        await this.#store.transitionNode(
+        await this.#transition(
           task.id,
           node.node_id,
           { status: 'running', epoch },
@@ -439,7 +445,7 @@ export class Coordinator {
         const finalUid = ev.final_uid ?? FINAL_UID
         if (ev.batches !== undefined && (node.batches_seen ?? 0) < ev.batches) {
           // Some batch reports are still on their way: finish when the last one is applied.
-          await this.#store.transitionNode(
+          await this.#transition(
             task.id,
             node.node_id,
             { status: 'running', epoch },
@@ -481,7 +487,7 @@ export class Coordinator {
       { task_id: task.id, node_id: node.node_id, batch_uid: finalUid, attempt_epoch: epoch, metrics },
       now,
     )
-    const updated = await this.#store.transitionNode(
+    const updated = await this.#transition(
       task.id,
       node.node_id,
       { status: 'running', epoch },
@@ -512,7 +518,7 @@ export class Coordinator {
     const guard = { status: ['queued', 'running', 'deferred'] as NodeStatus[], epoch: node.attempt_epoch }
     if (!permanent) {
       const at = now + Math.round(policy.backoff_sec * 1000)
-      const updated = await this.#store.transitionNode(
+      const updated = await this.#transition(
         task.id,
         node.node_id,
         guard,
@@ -524,7 +530,7 @@ export class Coordinator {
       this.#armTimer(task.id, at)
       return
     }
-    const updated = await this.#store.transitionNode(
+    const updated = await this.#transition(
       task.id,
       node.node_id,
       guard,
@@ -542,7 +548,7 @@ export class Coordinator {
   }
 
   async #finishCancelling(task: TaskDoc, node: NodeState, reason: string, now: number): Promise<void> {
-    const updated = await this.#store.transitionNode(
+    const updated = await this.#transition(
       task.id,
       node.node_id,
       { status: 'cancelling', epoch: node.attempt_epoch },
@@ -552,6 +558,73 @@ export class Coordinator {
     if (updated === null) return
     this.#log.info('node.cancelled', { task_id: task.id, node_id: node.node_id, attempt_epoch: node.attempt_epoch, reason })
     await this.#maybeCompleteTask(updated)
+  }
+
+  /** Compare-and-set of one node through the store, keeping the concurrency ledger in step. */
+  async #transition(taskId: string, nodeId: string, guard: NodeGuard, patch: NodePatch, now: number): Promise<TaskDoc | null> {
+    const updated = await this.#store.transitionNode(taskId, nodeId, guard, patch, now)
+    if (updated !== null) this.#track(updated)
+    return updated
+  }
+
+  #track(task: TaskDoc): void {
+    const before = this.#running.get(task.id)?.size ?? 0
+    const now = new Map<string, string>()
+    if (!(TERMINAL_TASK_STATUSES as readonly string[]).includes(task.status)) {
+      for (const n of Object.values(task.nodes)) {
+        if ((n.status === 'running' || n.status === 'cancelling') && n.type !== COORDINATOR_FN_TYPE) now.set(n.node_id, n.type)
+      }
+    }
+    if (now.size === 0) this.#running.delete(task.id)
+    else this.#running.set(task.id, now)
+    if (now.size < before && this.#blocked.size > 0) this.#releaseBlocked()
+  }
+
+  #limited(): boolean {
+    return this.config.maxRunningNodes > 0 || Object.keys(this.config.maxRunningByType).length > 0
+  }
+
+  /**
+   * Takes a slot for `nodeId` if the limits allow one more node of `type`. Synchronous, so two
+   * tasks' queues can never both take the last slot; `#track` later confirms or drops it.
+   */
+  #tryReserve(taskId: string, nodeId: string, type: string): boolean {
+    if (type === COORDINATOR_FN_TYPE || !this.#limited()) return true
+    if (!this.#hasCapacity(type)) return false
+    const nodes = this.#running.get(taskId) ?? new Map<string, string>()
+    nodes.set(nodeId, type)
+    this.#running.set(taskId, nodes)
+    return true
+  }
+
+  #unreserve(taskId: string, nodeId: string): void {
+    const nodes = this.#running.get(taskId)
+    if (nodes?.delete(nodeId) && this.#blocked.size > 0) this.#releaseBlocked()
+  }
+
+  /** Whether one more node of `type` may start now under the configured limits. */
+  #hasCapacity(type: string): boolean {
+    if (type === COORDINATOR_FN_TYPE || !this.#limited()) return true
+    let total = 0
+    let ofType = 0
+    for (const nodes of this.#running.values()) {
+      total += nodes.size
+      for (const t of nodes.values()) if (t === type) ofType++
+    }
+    if (this.config.maxRunningNodes > 0 && total >= this.config.maxRunningNodes) return false
+    const cap = this.config.maxRunningByType[type]
+    return cap === undefined || cap <= 0 || ofType < cap
+  }
+
+  #releaseBlocked(): void {
+    const tasks = [...this.#blocked]
+    this.#blocked.clear()
+    for (const id of tasks) {
+      this.#enqueue(id, async () => {
+        await this.#kick(id)
+        await this.#checkTimers(id)
+      })
+    }
   }
 
   #spec(task: TaskDoc, nodeId: string): NodeSpec {
@@ -606,7 +679,7 @@ export class Coordinator {
       if (r.kind === 'wait') continue
       const now = this.#clock.now()
       if (r.kind === 'skip') {
-        const updated = await this.#store.transitionNode(
+        const updated = await this.#transition(
           task.id,
           id,
           { status: 'queued', epoch: node.attempt_epoch },
@@ -623,7 +696,13 @@ export class Coordinator {
         }
         continue
       }
+      if (!this.#tryReserve(task.id, id, spec.type)) {
+        this.#blocked.add(task.id)
+        this.#log.debug('node.waiting_capacity', { task_id: task.id, node_id: id, type: spec.type })
+        continue
+      }
       const after = await this.#startNode(task, spec, node, now)
+      if (after === null) this.#unreserve(task.id, id)
       if (after) {
         task = after
         if (spec.type === COORDINATOR_FN_TYPE) {
@@ -640,7 +719,7 @@ export class Coordinator {
   async #startNode(task: TaskDoc, spec: NodeSpec, node: NodeState, now: number): Promise<TaskDoc | null> {
     const epoch = node.attempt_epoch + 1
     const ids = { task_id: task.id, node_id: node.node_id, attempt_epoch: epoch }
-    const running = await this.#store.transitionNode(
+    const running = await this.#transition(
       task.id,
       node.node_id,
       { status: ['queued', 'deferred'], epoch: node.attempt_epoch },
@@ -704,13 +783,13 @@ export class Coordinator {
       for (const [target, stats] of Object.entries(res.nodeStats ?? {})) {
         const t = task.nodes[target]
         if (t === undefined) continue
-        await this.#store.transitionNode(task.id, target, { epoch: t.attempt_epoch }, { stats: { ...t.stats, ...stats } }, now)
+        await this.#transition(task.id, target, { epoch: t.attempt_epoch }, { stats: { ...t.stats, ...stats } }, now)
       }
       await this.#store.upsertArtifact(
         { task_id: task.id, node_id: spec.node_id, batch_uid: null, status: 'complete', meta: res.meta ?? {}, attempt_epoch: epoch, worker_id: null },
         now,
       )
-      const done = await this.#store.transitionNode(
+      const done = await this.#transition(
         task.id,
         spec.node_id,
         { status: 'running', epoch },
@@ -753,6 +832,7 @@ export class Coordinator {
     )
     if (done === null) return
     this.#indexes.delete(task.id)
+    this.#track(done)
     const timer = this.#timers.get(task.id)
     timer?.abort.abort()
     this.#timers.delete(task.id)
@@ -786,7 +866,7 @@ export class Coordinator {
     for (const spec of task.graph.nodes) {
       const node = task.nodes[spec.node_id] as NodeState
       if (node.status === 'queued' || node.status === 'deferred') {
-        const u = await this.#store.transitionNode(
+        const u = await this.#transition(
           taskId,
           spec.node_id,
           { status: ['queued', 'deferred'], epoch: node.attempt_epoch },
@@ -799,7 +879,7 @@ export class Coordinator {
         }
       } else if (node.status === 'running') {
         const deadline = now + graceMs + this.config.leaseTtlSec * 1000
-        const u = await this.#store.transitionNode(
+        const u = await this.#transition(
           taskId,
           spec.node_id,
           { status: 'running', epoch: node.attempt_epoch },
@@ -884,7 +964,11 @@ export class Coordinator {
       if (node.status === 'deferred' && node.next_retry_at_ms !== null) {
         if (node.next_retry_at_ms <= now) {
           const cur = await this.#store.getTask(taskId)
-          if (cur && cur.status === 'running') await this.#startNode(cur, spec, node, now)
+          if (cur && cur.status === 'running') {
+            if (this.#tryReserve(taskId, spec.node_id, spec.type)) {
+              if ((await this.#startNode(cur, spec, node, now)) === null) this.#unreserve(taskId, spec.node_id)
+            } else this.#blocked.add(taskId)
+          }
         } else next = Math.min(next, node.next_retry_at_ms)
       } else if (node.status === 'running' && spec.type !== COORDINATOR_FN_TYPE) {
         const deadline = node.lease.deadline_ts_ms
@@ -898,7 +982,7 @@ export class Coordinator {
           const resends = node.resends ?? 0
           const due = node.dispatched_at_ms + this.config.acceptTimeoutSec * 1000 * (resends + 1)
           if (due <= now) {
-            const u = await this.#store.transitionNode(taskId, node.node_id, { status: 'running', epoch: node.attempt_epoch }, { resends: resends + 1 }, now)
+            const u = await this.#transition(taskId, node.node_id, { status: 'running', epoch: node.attempt_epoch }, { resends: resends + 1 }, now)
             if (u) {
               await this.#outbox.enqueue(this.#startCommand(u, spec, node.attempt_epoch, resends + 1))
               this.#log.warn('node.start_resent', { ...ids, resends: resends + 1 })
@@ -926,7 +1010,7 @@ export class Coordinator {
       if (node.status !== 'running' || spec.type === COORDINATOR_FN_TYPE) continue
       const complete = await this.#store.getArtifact(taskId, spec.node_id, null)
       if (complete && complete.status === 'complete' && complete.attempt_epoch >= node.attempt_epoch) {
-        const u = await this.#store.transitionNode(
+        const u = await this.#transition(
           taskId,
           spec.node_id,
           { status: 'running', epoch: node.attempt_epoch },

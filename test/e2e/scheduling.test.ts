@@ -32,7 +32,7 @@ function byName(map: Record<string, RoleHandler>): RoleHandler {
       else yield { batch_uid: 'only', payload: {} }
     },
     async processBatch(batch, ctx) {
-      const name = (ctx.inputInline ?? {})['name']
+      const name = ctx.inputInline?.['name']
       return pick(name).processBatch(batch, ctx)
     },
   }
