@@ -40,7 +40,9 @@ import {
   makeEnvelope,
   messageKey,
   parseEnvelope,
+  parseReply,
   parseStatusEvent,
+  type ReplySnapshot,
 } from '../protocol/messages.ts'
 import { INPUT_ADAPTERS } from '../worker/input.ts'
 import { BUILTIN_FUNCTIONS, type CoordinatorFn } from './functions.ts'
@@ -102,6 +104,9 @@ export class Coordinator {
   readonly #running = new Map<string, Map<string, string>>()
   /** Tasks with a ready node held back by a concurrency limit, in arrival order. */
   readonly #blocked = new Set<string>()
+  /** Discovery queries awaiting replies: corr_id → the node asked about. */
+  readonly #discovering = new Map<string, { taskId: string; nodeId: string; epoch: number }>()
+  #startedAt = 0
   #started = false
   #sweepAbort = new AbortController()
   #sweepLoop: Promise<void> | null = null
@@ -135,7 +140,22 @@ export class Coordinator {
     if (this.#started) return
     await this.#store.init()
     this.#started = true
+    this.#startedAt = this.#clock.now()
     this.#outbox.start()
+    await this.#bus.ensureTopics([
+      { name: this.config.topicQuery, partitions: this.config.topicPartitions },
+      { name: this.config.topicReply, partitions: this.config.topicPartitions },
+    ])
+    this.#subscriptions.set(
+      '__replies__',
+      await this.#bus.subscribe({
+        groupId: `${this.config.groupId}.replies`,
+        topics: [this.config.topicReply],
+        fromLatest: true,
+        name: 'coordinator-replies',
+        handler: (m) => this.#onReply(m),
+      }),
+    )
     const types = new Set(this.config.workerTypes)
     const active = await this.#store.listTasks({ statuses: ACTIVE_TASK_STATUSES })
     for (const t of active) for (const n of t.graph.nodes) if (n.type !== COORDINATOR_FN_TYPE) types.add(n.type)
@@ -155,6 +175,7 @@ export class Coordinator {
     this.#timers.clear()
     await Promise.all([...this.#subscriptions.values()].map((s) => s.close()))
     this.#subscriptions.clear()
+    this.#discovering.clear()
     await Promise.allSettled([...this.#queues.values()])
     await this.#sweepLoop
     await this.#outbox.stop()
@@ -927,6 +948,86 @@ export class Coordinator {
     }
   }
 
+  // ------------------------------------------------------------------ discovery and adopt
+
+  async #discover(task: TaskDoc, spec: NodeSpec, node: NodeState): Promise<void> {
+    const corr = randomUUID()
+    this.#discovering.set(corr, { taskId: task.id, nodeId: spec.node_id, epoch: node.attempt_epoch })
+    const env = makeEnvelope({
+      msg_type: 'query',
+      role: 'coordinator',
+      corr_id: corr,
+      dedup_id: dedupId({ corr }),
+      task_id: task.id,
+      node_id: spec.node_id,
+      step_type: spec.type,
+      attempt_epoch: node.attempt_epoch,
+      ts_ms: this.#clock.now(),
+      payload: { query: 'TASK_DISCOVER', want_epoch: node.attempt_epoch },
+    })
+    try {
+      await this.#bus.produce([{ topic: this.config.topicQuery, key: task.id, value: encode(env) }])
+      this.#log.info('node.discovery_sent', { task_id: task.id, node_id: spec.node_id, attempt_epoch: node.attempt_epoch })
+    } catch (err) {
+      this.#discovering.delete(corr)
+      this.#log.warn('node.discovery_failed', { task_id: task.id, node_id: spec.node_id, error: errorMessage(err) })
+    }
+    // Forget the query once the window is over; late replies are then ignored.
+    const window = new AbortController()
+    this.#sweepAbort.signal.addEventListener('abort', () => window.abort(), { once: true })
+    this.#clock.sleep(this.config.discoveryWindowSec * 1000, window.signal).then(
+      () => this.#discovering.delete(corr),
+      () => undefined,
+    )
+  }
+
+  async #onReply(m: BusMessage): Promise<void> {
+    const parsed = parseEnvelope(m.value)
+    if (!parsed.ok || parsed.value.msg_type !== 'reply') {
+      this.#log.warn('bus.message_malformed', { topic: m.topic, offset: m.offset, error: parsed.ok ? 'not a reply' : parsed.error })
+      return
+    }
+    const env = parsed.value
+    const asked = this.#discovering.get(env.corr_id)
+    if (asked === undefined) return
+    const reply = parseReply(env.payload)
+    if (!reply.ok) {
+      this.#log.warn('bus.message_malformed', { topic: m.topic, offset: m.offset, error: reply.error })
+      return
+    }
+    await this.#run(asked.taskId, () => this.#applySnapshot(asked, reply.value))
+  }
+
+  async #applySnapshot(asked: { taskId: string; nodeId: string; epoch: number }, snap: ReplySnapshot): Promise<void> {
+    const task = await this.#store.getTask(asked.taskId)
+    const node = task?.nodes[asked.nodeId]
+    if (task === null || node === undefined || node.status !== 'running' || node.attempt_epoch !== asked.epoch) return
+    const now = this.#clock.now()
+    const ids = { task_id: asked.taskId, node_id: asked.nodeId, attempt_epoch: node.attempt_epoch }
+    if ((snap.run_state === 'running' || snap.run_state === 'cancelling') && snap.attempt_epoch === node.attempt_epoch && snap.lease) {
+      const deadline = Math.max(node.lease.deadline_ts_ms ?? 0, snap.lease.deadline_ts_ms)
+      const u = await this.#transition(
+        task.id,
+        node.node_id,
+        { status: 'running', epoch: node.attempt_epoch },
+        { lease: { worker_id: snap.lease.worker_id, lease_id: snap.lease.lease_id, deadline_ts_ms: deadline }, last_event_at_ms: now },
+        now,
+      )
+      if (u) {
+        this.#log.info('node.adopted', { ...ids, worker_id: snap.lease.worker_id })
+        this.#armLeaseTimer(task.id, deadline)
+      }
+      return
+    }
+    if (snap.artifacts?.['complete'] === true) {
+      const complete = await this.#store.getArtifact(task.id, node.node_id, null)
+      if (complete?.status === 'complete' && complete.attempt_epoch >= node.attempt_epoch) {
+        await this.#finishNode(task, node, {}, FINAL_UID, now)
+        this.#log.info('node.recovered_complete', ids)
+      }
+    }
+  }
+
   // ------------------------------------------------------------------ timers and recovery
 
   /** Arms a wake-up for the task at `at` (clock time); the earliest pending wake-up wins. */
@@ -972,7 +1073,11 @@ export class Coordinator {
         } else next = Math.min(next, node.next_retry_at_ms)
       } else if (node.status === 'running' && spec.type !== COORDINATOR_FN_TYPE) {
         const deadline = node.lease.deadline_ts_ms
-        if (typeof deadline === 'number' && deadline > 0) {
+        const graceEnd = this.#startedAt + this.config.discoveryWindowSec * 1000
+        if (typeof deadline === 'number' && deadline > 0 && deadline < now && now < graceEnd) {
+          // Just (re)started: heartbeats may still be queued and workers are answering discovery.
+          next = Math.min(next, graceEnd)
+        } else if (typeof deadline === 'number' && deadline > 0) {
           if (deadline < now) {
             this.#log.warn('node.lease_expired', { ...ids, worker_id: node.lease.worker_id, deadline_ts_ms: deadline })
             const cur = (await this.#store.getTask(taskId)) ?? task
@@ -1019,6 +1124,12 @@ export class Coordinator {
         )
         if (u) this.#log.info('node.recovered_complete', { task_id: taskId, node_id: spec.node_id, attempt_epoch: node.attempt_epoch })
       }
+    }
+    // Ask every worker of each running node's role whether it still holds the run (adopt).
+    const current = (await this.#store.getTask(taskId)) ?? task
+    for (const spec of current.graph.nodes) {
+      const node = current.nodes[spec.node_id] as NodeState
+      if (node.status === 'running' && spec.type !== COORDINATOR_FN_TYPE) await this.#discover(current, spec, node)
     }
     // A coordinator function interrupted mid-run is simply run again.
     for (const spec of task.graph.nodes) {
