@@ -392,6 +392,13 @@ export class Coordinator {
       return
     }
     const now = this.#clock.now()
+    if (node.suspected === true && (node.status === 'running' || node.status === 'cancelling')) {
+      const u = await this.#transition(task.id, node.node_id, { epoch: node.attempt_epoch }, { suspected: false, last_event_at_ms: now }, now)
+      if (u) {
+        this.#log.info('node.recovered', { task_id: task.id, node_id: node.node_id, attempt_epoch: node.attempt_epoch })
+        node.suspected = false
+      }
+    }
     await this.#applyNodeEvent(task, node, env, ev, now)
     await this.#store.recordEventOnce(ledgerKey, { task_id: env.task_id, node_id: env.node_id, kind: ev.kind }, now)
   }
@@ -537,6 +544,10 @@ export class Coordinator {
     }
     const last_error = { reason_code: reason, error, permanent, at_ms: now, attempt_epoch: node.attempt_epoch }
     const guard = { status: ['queued', 'running', 'deferred'] as NodeStatus[], epoch: node.attempt_epoch }
+    if ((reasonCode === 'lease_expired' || reasonCode === 'heartbeat_lost') && node.lease.worker_id) {
+      // The old holder may still be alive (partitioned, hung): tell it to give the run up.
+      await this.#sendCancel(task, spec, node, reasonCode, now + this.config.cancelGraceSec * 1000)
+    }
     if (!permanent) {
       const at = now + Math.round(policy.backoff_sec * 1000)
       const updated = await this.#transition(
@@ -1072,6 +1083,22 @@ export class Coordinator {
           }
         } else next = Math.min(next, node.next_retry_at_ms)
       } else if (node.status === 'running' && spec.type !== COORDINATOR_FN_TYPE) {
+        const last = node.last_event_at_ms ?? node.dispatched_at_ms
+        if (node.accepted_at_ms !== null && last !== null) {
+          const hard = last + this.config.heartbeatHardSec * 1000
+          const soft = last + this.config.heartbeatSoftSec * 1000
+          if (hard <= now) {
+            this.#log.warn('node.heartbeat_lost', { ...ids, worker_id: node.lease.worker_id, silent_ms: now - last })
+            const cur = (await this.#store.getTask(taskId)) ?? task
+            await this.#nodeFailed(cur, node, 'heartbeat_lost', `no status for ${now - last} ms (hard limit)`, false, now)
+            continue
+          }
+          if (soft <= now && node.suspected !== true) {
+            await this.#transition(taskId, node.node_id, { status: 'running', epoch: node.attempt_epoch }, { suspected: true }, now)
+            this.#log.warn('node.suspected', { ...ids, worker_id: node.lease.worker_id, silent_ms: now - last })
+          }
+          next = Math.min(next, soft > now ? soft : hard)
+        }
         const deadline = node.lease.deadline_ts_ms
         const graceEnd = this.#startedAt + this.config.discoveryWindowSec * 1000
         if (typeof deadline === 'number' && deadline > 0 && deadline < now && now < graceEnd) {

@@ -80,6 +80,8 @@ export interface NodeState {
    * delayed behind it): the node finishes when the last report arrives.
    */
   done_pending?: { batches: number; metrics: Record<string, unknown>; final_uid: string } | null
+  /** No status from the worker for longer than the soft heartbeat limit (clears when it speaks). */
+  suspected?: boolean
 }
 
 export interface TaskDoc {

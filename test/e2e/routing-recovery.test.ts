@@ -157,3 +157,44 @@ describe('outbox', () => {
     }
   })
 })
+
+describe('heartbeat limits', () => {
+  test('S-017/S-018 silent past the soft limit → suspected, recovers when the worker speaks; past the hard limit → lease lost, retried', async () => {
+    const { TestClock } = await import('flowkit')
+    const clock = new TestClock()
+    const hold = gate()
+    let runs = 0
+    const h: RoleHandler = { async processBatch(_b, ctx) { runs++; if (runs === 1) await hold.wait(ctx.signal); return {} } }
+    const rt = await startRuntime({
+      clock,
+      handlers: { step: h },
+      coordinator: { heartbeatSoftSec: 5, heartbeatHardSec: 10 },
+      worker: { leaseTtlSec: 1000, hbIntervalSec: 500 },
+    })
+    try {
+      const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'step', retry_policy: { max: 3, backoff_sec: 0 } }] } })
+      await waitFor(async () => nodeOf(await rt.coordinator.getTask(id), 'n').accepted_at_ms !== null)
+      await clock.advance(6_000)
+      await waitFor(async () => nodeOf(await rt.coordinator.getTask(id), 'n').suspected === true, { message: 'never suspected' })
+      const n = nodeOf(await rt.coordinator.getTask(id), 'n')
+      await rt.bus.produce([{
+        topic: 'status.step.v1',
+        key: `${id}:n`,
+        value: protocol.encode(protocol.makeEnvelope({
+          msg_type: 'event', role: 'worker', task_id: id, node_id: 'n', step_type: 'step', attempt_epoch: 1, ts_ms: clock.now(), dedup_id: 'hb-1',
+          payload: { kind: 'TASK_HEARTBEAT', worker_id: n.lease.worker_id, lease_id: n.lease.lease_id, lease_deadline_ts_ms: clock.now() + 1_000_000 },
+        })),
+      }])
+      await waitFor(async () => nodeOf(await rt.coordinator.getTask(id), 'n').suspected === false, { message: 'never recovered' })
+      assert.equal(nodeOf(await rt.coordinator.getTask(id), 'n').status, 'running')
+      await clock.advance(11_000)
+      await waitFor(async () => nodeOf(await rt.coordinator.getTask(id), 'n').attempt_epoch === 2, { message: 'never re-dispatched after the hard limit' })
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })
+      assert.equal(t.status, 'finished')
+      assert.equal(nodeOf(t, 'n').failures, 1)
+    } finally {
+      hold.open()
+      await rt.stop()
+    }
+  })
+})

@@ -53,6 +53,7 @@ const NODE_PATCH_KEYS: ReadonlySet<string> = new Set([
   'resends',
   'batches_seen',
   'done_pending',
+  'suspected',
 ])
 
 const TASK_PATCH_KEYS: ReadonlySet<string> = new Set([
