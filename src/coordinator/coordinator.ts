@@ -707,7 +707,7 @@ export class Coordinator {
       const node = task.nodes[id]
       if (node === undefined || node.status !== 'queued') continue
       const spec = this.#spec(task, id)
-      const r = evaluateReadiness(spec, task.nodes, idx)
+      const r = evaluateReadiness(spec, task.nodes, idx, task.coordinator.vars)
       if (r.kind === 'wait') continue
       const now = this.#clock.now()
       if (r.kind === 'skip') {

@@ -10,6 +10,7 @@
  * The relation checked for cycles is depends_on ∪ edges ∪ edges_ex ∪ routing (a routing target
  * runs after its source). Cycles are written in run order: `a -> b` means a runs before b.
  */
+import { parseGuard } from './guard.ts'
 import { ErrorCode, GraphValidationError } from '../errors.ts'
 import type { EdgeEx, FanIn, GraphSpec, NodeIO, NodeSpec, RetryPolicy } from './types.ts'
 import { COORDINATOR_FN_TYPE, NODE_ID_PATTERN } from './types.ts'
@@ -147,6 +148,11 @@ export function parseGraph(input: unknown, options: ParseGraphOptions): GraphSpe
   const spec = parseInto(input, options, problems)
   problems.throwIfAny()
   if (spec === null) throw new Error('flowkit: parseGraph found no problem but produced no graph') // unreachable
+  spec.nodes.forEach((node, i) => {
+    if (node.extra['when'] === undefined) return
+    node.when = parseGuard(node.extra['when'], `nodes[${i}].when`)
+    delete node.extra['when']
+  })
   return spec
 }
 

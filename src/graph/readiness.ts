@@ -6,12 +6,14 @@
  *   finished or, for a streaming parent (start_when first_batch on the child, or an async on_batch
  *   edge), as soon as it has produced output. fan_in all / any / count:N apply to that count.
  * - A parent that failed, was cancelled or skipped can no longer satisfy the child.
+ * - A node's `when` guard is checked on the task variables once it is otherwise ready; false skips it.
  * - Routing: a target of `on_success` needs its source finished; a target of `on_failure` needs its
  *   source failed. The other outcome skips it.
  */
 import type { NodeState, NodeStatus } from '../ports/store.ts'
 import type { DependencyIndex } from './deps.ts'
 import type { NodeSpec } from './types.ts'
+import { evaluateGuard } from './guard.ts'
 
 export type Readiness = { kind: 'start' } | { kind: 'wait' } | { kind: 'skip'; reason: string }
 
@@ -21,6 +23,7 @@ export function evaluateReadiness(
   spec: NodeSpec,
   nodes: Readonly<Record<string, NodeState>>,
   index: DependencyIndex,
+  vars: Readonly<Record<string, unknown>> = {},
 ): Readiness {
   const id = spec.node_id
   const routed = index.routedFrom.get(id) ?? []
@@ -70,5 +73,6 @@ export function evaluateReadiness(
     return { kind: 'skip', reason: `fan_in ${spec.fan_in_raw}: ${dead} of ${total} parents can no longer run` }
   }
   if (routingWait || satisfied < need) return { kind: 'wait' }
+  if (spec.when && !evaluateGuard(spec.when, vars)) return { kind: 'skip', reason: 'guard on task variables does not hold' }
   return { kind: 'start' }
 }

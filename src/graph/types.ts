@@ -1,3 +1,4 @@
+import type { Guard } from './guard.ts'
 /** Graph format (task input), as in PROTOCOL.md; the normalised form the engine uses. */
 
 export type FanIn = { kind: 'all' } | { kind: 'any' } | { kind: 'count'; n: number }
@@ -32,6 +33,8 @@ export interface NodeSpec {
   io: NodeIO
   retry_policy: RetryPolicy | null
   routing: { on_success: string[]; on_failure: string[] } | null
+  /** Declarative guard on task variables (S-081): the node runs only if it holds, else it is skipped. */
+  when?: Guard | null
   /** Anything else the submitter put on the node, kept as is. */
   extra: Record<string, unknown>
 }

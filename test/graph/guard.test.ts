@@ -1,0 +1,66 @@
+import { describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { evaluateGuard, parseGuard } from '../../src/graph/guard.ts'
+import { startRuntime, noopHandler } from '../helpers/runtime.ts'
+
+describe('guards on task variables', () => {
+  test('ops evaluate on nested variables; a missing variable is absent', () => {
+    const vars = { routing: { sla: 'gold', tier: 3 }, flags: { beta: true } }
+    const g = (raw: unknown) => evaluateGuard(parseGuard(raw, 'when'), vars)
+    assert.equal(g({ var: 'routing.sla', op: 'eq', value: 'gold' }), true)
+    assert.equal(g({ var: 'routing.sla', value: 'silver' }), false)
+    assert.equal(g({ var: 'routing.tier', op: 'gte', value: 3 }), true)
+    assert.equal(g({ var: 'routing.tier', op: 'lt', value: '3' }), false, 'no comparison across types')
+    assert.equal(g({ var: 'routing.sla', op: 'in', value: ['gold', 'platinum'] }), true)
+    assert.equal(g({ var: 'nope.x', op: 'exists', value: false }), true)
+    assert.equal(g({ var: 'nope.x', op: 'ne', value: 1 }), true)
+    assert.equal(g({ var: 'nope.x', op: 'eq', value: null }), false)
+    assert.equal(g({ all: [{ var: 'flags.beta', value: true }, { not: { var: 'routing.sla', value: 'bronze' } }] }), true)
+    assert.equal(g({ any: [{ var: 'flags.beta', value: false }, { var: 'routing.tier', op: 'gt', value: 5 }] }), false)
+  })
+
+  test('bad guards are rejected at submission with the path', async () => {
+    const rt = await startRuntime({ handlers: { step: noopHandler() } })
+    try {
+      for (const [when, re] of [
+        [{ var: 'a..b', value: 1 }, /nodes\[0\]\.when\.var/],
+        [{ var: '$where', value: 1 }, /nodes\[0\]\.when\.var/],
+        [{ var: 'a', op: 'regex', value: '.*' }, /unknown guard op "regex"/],
+        [{ var: 'a', op: 'in', value: 'x' }, /op in needs a list/],
+        [{ all: [] }, /non-empty list/],
+        [{ var: 'a', code: 'process.exit()' }, /unknown guard field/],
+      ] as const) {
+        await assert.rejects(rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'step', when }] } }), (err: Error & { code?: string }) => {
+          assert.equal(err.code, 'GRAPH_BAD_FIELD')
+          assert.match(err.message, re)
+          return true
+        })
+      }
+    } finally {
+      await rt.stop()
+    }
+  })
+
+  test('S-081 conditional routing on task variables: only the gold branch runs', async () => {
+    const rt = await startRuntime({ handlers: { step: noopHandler() }, worker: { concurrency: 2 } })
+    try {
+      const id = await rt.coordinator.createTask({
+        graph: {
+          nodes: [
+            { node_id: 'classify', type: 'coordinator_fn', io: { fn: 'vars.set', fn_args: { kv: { 'routing.sla': 'gold' } } } },
+            { node_id: 'gold', type: 'step', depends_on: ['classify'], when: { var: 'routing.sla', op: 'eq', value: 'gold' } },
+            { node_id: 'silver', type: 'step', depends_on: ['classify'], when: { var: 'routing.sla', op: 'eq', value: 'silver' } },
+            { node_id: 'after_silver', type: 'step', depends_on: ['silver'] },
+          ],
+        },
+      })
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })
+      assert.equal(t.status, 'finished')
+      const st = Object.fromEntries(t.nodes.map((n) => [n.node_id, n.status]))
+      assert.deepEqual(st, { classify: 'finished', gold: 'finished', silver: 'skipped', after_silver: 'skipped' })
+      assert.deepEqual(t.vars, { routing: { sla: 'gold' } })
+    } finally {
+      await rt.stop()
+    }
+  })
+})
