@@ -1101,7 +1101,8 @@ export class Coordinator {
         }
         const deadline = node.lease.deadline_ts_ms
         const graceEnd = this.#startedAt + this.config.discoveryWindowSec * 1000
-        if (typeof deadline === 'number' && deadline > 0 && deadline < now && now < graceEnd) {
+        const inherited = node.dispatched_at_ms !== null && node.dispatched_at_ms < this.#startedAt
+        if (inherited && typeof deadline === 'number' && deadline > 0 && deadline < now && now < graceEnd) {
           // Just (re)started: heartbeats may still be queued and workers are answering discovery.
           next = Math.min(next, graceEnd)
         } else if (typeof deadline === 'number' && deadline > 0) {

