@@ -107,6 +107,8 @@ export class Coordinator {
   /** Discovery queries awaiting replies: corr_id → the node asked about. */
   readonly #discovering = new Map<string, { taskId: string; nodeId: string; epoch: number }>()
   #startedAt = 0
+  /** Bumped by every node write of this coordinator (lets a timer pass know its snapshot is stale). */
+  #writeSeq = 0
   #started = false
   #sweepAbort = new AbortController()
   #sweepLoop: Promise<void> | null = null
@@ -595,6 +597,7 @@ export class Coordinator {
   /** Compare-and-set of one node through the store, keeping the concurrency ledger in step. */
   async #transition(taskId: string, nodeId: string, guard: NodeGuard, patch: NodePatch, now: number): Promise<TaskDoc | null> {
     const updated = await this.#store.transitionNode(taskId, nodeId, guard, patch, now)
+    this.#writeSeq++
     if (updated !== null) this.#track(updated)
     return updated
   }
@@ -1069,8 +1072,15 @@ export class Coordinator {
     if (task === null || (TERMINAL_TASK_STATUSES as readonly string[]).includes(task.status)) return
     const now = this.#clock.now()
     let next = Number.POSITIVE_INFINITY
+    let snapshot: TaskDoc | null = task
+    let seen = this.#writeSeq
     for (const spec of task.graph.nodes) {
-      const node = (await this.#store.getTask(taskId))?.nodes[spec.node_id]
+      if (seen !== this.#writeSeq) {
+        // An action above changed the task: look again before acting on the next node.
+        snapshot = await this.#store.getTask(taskId)
+        seen = this.#writeSeq
+      }
+      const node = snapshot?.nodes[spec.node_id]
       if (node === undefined) continue
       const ids = { task_id: taskId, node_id: node.node_id, attempt_epoch: node.attempt_epoch }
       if (node.status === 'deferred' && node.next_retry_at_ms !== null) {

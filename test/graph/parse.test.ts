@@ -626,8 +626,9 @@ test('graph normalisation: from_node alias accepted in input_args and fn_args', 
 })
 
 test('graph normalisation: unknown node fields go to extra, unknown top-level fields are ignored', () => {
-  const spec = parseGraph(graph([node('a', { label: 'A', when: { var: 'sla' } })], { owner: 'me' }), options)
-  assert.deepEqual(spec.nodes[0]!.extra, { label: 'A', when: { var: 'sla' } })
+  const spec = parseGraph(graph([node('a', { label: 'A', notes: { by: 'ops' }, when: { var: 'sla' } })], { owner: 'me' }), options)
+  assert.deepEqual(spec.nodes[0]!.extra, { label: 'A', notes: { by: 'ops' } })
+  assert.deepEqual(spec.nodes[0]!.when, { var: 'sla', op: 'eq', value: undefined }, '`when` is a known field: a guard')
   assert.equal('owner' in spec, false)
 })
 
