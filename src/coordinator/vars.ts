@@ -151,7 +151,7 @@ export function isPlainObject(v: unknown): v is Record<string, unknown> {
   return proto === Object.prototype || proto === null
 }
 
-const has = (o: Record<string, unknown>, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k)
+const has = (o: Record<string, unknown>, k: string): boolean => Object.hasOwn(o, k)
 
 /**
  * Checks a value about to be written at `path` (itself already valid, `depth` segments): JSON

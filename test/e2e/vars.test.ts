@@ -1,0 +1,180 @@
+/** Task variables end to end on the memory runtime (SCENARIOS T5: S-078…S-082). */
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import { Coordinator, MemoryBus, MemoryLogger, MemoryStore, type RoleHandler, type TaskView } from 'flowkit'
+import { startRuntime } from '../helpers/runtime.ts'
+import { gate } from '../helpers/gate.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+type Json = Record<string, unknown>
+
+const nodeOf = (t: TaskView | null, id: string) => t!.nodes.find((n) => n.node_id === id)!
+
+function fnNode(node_id: string, fn: string, fn_args: Json, depends_on: string[] = []): Json {
+  return { node_id, type: 'coordinator_fn', depends_on, io: { fn, fn_args } }
+}
+
+/** A worker handler that records the variables its run was started with. */
+function varsReader(seen: Json[]): RoleHandler {
+  return {
+    async processBatch(_batch, ctx) {
+      seen.push(structuredClone(ctx.vars) as Json)
+      return { metrics: { count: 1 } }
+    },
+  }
+}
+
+describe('task variables end to end', () => {
+  test('S-078/S-079/S-082 vars.set → vars.merge → vars.incr → vars.unset run through the scheduler; each sees what the previous wrote; a worker child reads them', async () => {
+    const seen: Json[] = []
+    const rt = await startRuntime({ handlers: { reader: varsReader(seen) } })
+    try {
+      const id = await rt.coordinator.createTask({
+        graph: {
+          nodes: [
+            fnNode('set', 'vars.set', { kv: { 'run.id': 'r-1', counters: { seen: 1 }, 'tmp.a': 1, 'tmp.b': 2 } }),
+            // Overwrites counters.seen (1 → 10) and adds beside what set wrote.
+            fnNode('merge', 'vars.merge', { data: { run: { stage: 'merged' }, counters: { seen: 10, tags: ['x', 'y'] } } }, ['set']),
+            // 10 (from merge, not 1 from set) + 2.5.
+            fnNode('incr', 'vars.incr', { key: 'counters.seen', by: 2.5 }, ['merge']),
+            // Removes both keys set wrote under tmp; the emptied `tmp` is pruned.
+            fnNode('unset', 'vars.unset', { keys: ['tmp.a', 'tmp.b'] }, ['incr']),
+            { node_id: 'child', type: 'reader', depends_on: ['unset'] },
+          ],
+        },
+      })
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 15000 })
+      assert.equal(t.status, 'finished')
+      for (const n of ['set', 'merge', 'incr', 'unset', 'child']) assert.equal(nodeOf(t, n).status, 'finished', n)
+      const final = { run: { id: 'r-1', stage: 'merged' }, counters: { seen: 12.5, tags: ['x', 'y'] } }
+      assert.deepEqual(t.vars, final)
+      assert.deepEqual(seen, [final], 'the worker-run child saw the variables as the chain left them')
+
+      // Each function left a complete artifact saying what it touched, in scheduling order.
+      const touched: Record<string, unknown> = {}
+      for (const n of ['set', 'merge', 'incr', 'unset']) {
+        const arts = await rt.coordinator.listArtifacts(id, { nodeId: n })
+        assert.equal(arts.length, 1, n)
+        assert.equal(arts[0]?.status, 'complete')
+        touched[n] = arts[0]?.meta['touched']
+      }
+      assert.deepEqual(touched, {
+        set: ['run.id', 'counters', 'tmp.a', 'tmp.b'],
+        merge: ['run.stage', 'counters.seen', 'counters.tags'],
+        incr: ['counters.seen'],
+        unset: ['tmp.a', 'tmp.b'],
+      })
+      assert.equal((await rt.coordinator.listArtifacts(id, { nodeId: 'incr' }))[0]?.meta['value'], 12.5)
+      for (const [a, b] of [['set', 'merge'], ['merge', 'incr'], ['incr', 'unset'], ['unset', 'child']] as const) {
+        assert.ok((nodeOf(t, a).finished_at_ms ?? 0) <= (nodeOf(t, b).dispatched_at_ms ?? 0), `${a} finished before ${b} started`)
+      }
+    } finally {
+      await rt.stop()
+    }
+  })
+
+  test('S-080 cancelling a task keeps the variables written before the cancel', async () => {
+    const started = gate()
+    const never = gate()
+    const hold: RoleHandler = {
+      async processBatch(_b, ctx) {
+        started.open()
+        await never.wait(ctx.signal)
+        return {}
+      },
+    }
+    const rt = await startRuntime({ handlers: { hold } })
+    try {
+      const id = await rt.coordinator.createTask({
+        graph: {
+          nodes: [
+            fnNode('set', 'vars.set', { kv: { 'job.owner': 'ana', 'job.attempts': 1 } }),
+            fnNode('bump', 'vars.incr', { key: 'job.attempts' }, ['set']),
+            { node_id: 'hold', type: 'hold', depends_on: ['bump'] },
+            fnNode('after', 'vars.set', { kv: { 'job.after_cancel': true } }, ['hold']),
+          ],
+        },
+      })
+      await started.wait()
+      const running = await rt.coordinator.getTask(id)
+      assert.deepEqual(running?.vars, { job: { owner: 'ana', attempts: 2 } })
+      assert.equal(await rt.coordinator.cancelTask(id, { reason: 'test cancel' }), true)
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })
+      assert.equal(t.status, 'cancelled')
+      assert.equal(nodeOf(t, 'hold').status, 'cancelled')
+      assert.equal(nodeOf(t, 'after').status, 'cancelled')
+      assert.equal(nodeOf(t, 'after').attempt_epoch, 0, 'the function after the cancel never ran')
+      assert.deepEqual(t.vars, { job: { owner: 'ana', attempts: 2 } }, 'variables written before the cancel are kept')
+    } finally {
+      never.open()
+      await rt.stop()
+    }
+  })
+
+  test('a vars function that fails validation fails its node permanently with the reason code, and the task fails', async () => {
+    let childRuns = 0
+    const rt = await startRuntime({ handlers: { child: { async processBatch() { childRuns++; return {} } } } })
+    try {
+      const id = await rt.coordinator.createTask({
+        graph: {
+          nodes: [
+            fnNode('ok', 'vars.set', { kv: { fine: 1 } }),
+            fnNode('bad', 'vars.set', { kv: { 'a.$where': 1 } }, ['ok']),
+            { node_id: 'child', type: 'child', depends_on: ['bad'] },
+          ],
+        },
+      })
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })
+      assert.equal(t.status, 'failed')
+      const bad = nodeOf(t, 'bad')
+      assert.equal(bad.status, 'failed')
+      assert.equal(bad.last_error?.reason_code, 'vars_invalid_key')
+      assert.equal(bad.last_error?.permanent, true)
+      assert.match(bad.last_error?.error ?? '', /"a\.\$where"/)
+      assert.equal(bad.attempt_epoch, 1, 'a permanent failure is not retried')
+      assert.ok(['cancelled', 'skipped'].includes(nodeOf(t, 'child').status), nodeOf(t, 'child').status)
+      assert.equal(childRuns, 0)
+      assert.deepEqual(t.vars, { fine: 1 }, 'the failed write changed nothing')
+    } finally {
+      await rt.stop()
+    }
+  })
+
+  test('a limit or a blocked secret fails the node with vars_limit / vars_secret_detected; no log holds the value', async () => {
+    const bus = new MemoryBus()
+    const store = new MemoryStore()
+    const logger = new MemoryLogger()
+    const coordinator = new Coordinator({ bus, store, logger, config: { schedulerTickSec: 0.2 } })
+    await coordinator.start()
+    const secret = 'gh' + 'p_' + 'Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0FeDcBa'
+    try {
+      const limitId = await coordinator.createTask({
+        graph: { nodes: [fnNode('incr', 'vars.incr', { key: Array.from({ length: 17 }, (_, i) => `d${i}`).join('.') })] },
+      })
+      const secretId = await coordinator.createTask({
+        graph: { nodes: [fnNode('set', 'vars.set', { kv: { 'api.credential_value': secret }, block_secrets: true })] },
+      })
+      const limited = await coordinator.waitForTask(limitId, { timeoutMs: 10000 })
+      assert.equal(limited.status, 'failed')
+      assert.equal(nodeOf(limited, 'incr').last_error?.reason_code, 'vars_limit')
+      assert.match(nodeOf(limited, 'incr').last_error?.error ?? '', /depth limit is 16/)
+
+      const blocked = await coordinator.waitForTask(secretId, { timeoutMs: 10000 })
+      assert.equal(blocked.status, 'failed')
+      const node = nodeOf(blocked, 'set')
+      assert.equal(node.last_error?.reason_code, 'vars_secret_detected')
+      assert.match(node.last_error?.error ?? '', /"api\.credential_value"/)
+      assert.ok(!(node.last_error?.error ?? '').includes(secret))
+      assert.deepEqual(blocked.vars, {})
+      await waitFor(() => logger.events().includes('vars.secret_blocked'), { message: 'vars.secret_blocked logged' })
+      const rec = logger.records.find((r) => r.event === 'vars.secret_blocked')
+      assert.equal(rec?.fields['key'], 'api.credential_value')
+      assert.equal(rec?.fields['task_id'], secretId)
+      assert.ok(!JSON.stringify(logger.records).includes(secret.slice(4)), 'no log record holds the value')
+    } finally {
+      await coordinator.stop()
+      await bus.close()
+      await store.close()
+    }
+  })
+})
