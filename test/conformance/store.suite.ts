@@ -247,6 +247,28 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
           assert.deepEqual((await store.getArtifact(t.id, 'extract', 'b1'))?.meta, { b: 1 })
         }))
 
+      // FerretDB refuses NaN (it drops the connection) and ±Infinity, and BSON int32 has no -0:
+      // user JSON is stored as JSON would carry it, on every backend.
+      it('numbers JSON cannot represent are stored like JSON: NaN and ±Infinity as null, -0 as 0', () =>
+        withStore(async (store) => {
+          const odd = () => ({ nan: Number.NaN, inf: Number.POSITIVE_INFINITY, ninf: Number.NEGATIVE_INFINITY, negz: -0, arr: [Number.NaN, -0, 1.5] })
+          const asJson = { nan: null, inf: null, ninf: null, negz: 0, arr: [null, 0, 1.5] }
+          const t = makeTaskDoc({ params: odd(), result: odd() })
+          await store.createTask(t)
+          const got = await store.getTask(t.id)
+          assert.deepEqual(got?.params, asJson)
+          assert.deepEqual(got?.result, asJson)
+          const moved = await store.transitionNode(t.id, 'extract', {}, { stats: odd() }, T0)
+          assert.deepEqual(moved?.nodes['extract']?.stats, asJson)
+          assert.deepEqual((await store.updateTask(t.id, {}, { vars: odd() }, T0))?.coordinator.vars, asJson)
+          await store.upsertArtifact(artifact({ task_id: t.id, meta: odd() }), T0)
+          assert.deepEqual((await store.getArtifact(t.id, 'extract', 'b1'))?.meta, asJson)
+          const row = { task_id: t.id, node_id: 'extract', batch_uid: 'b1', attempt_epoch: 1 }
+          await store.upsertBatchMetrics({ ...row, metrics: odd() }, T0)
+          assert.deepEqual(await store.upsertBatchMetrics({ ...row, metrics: {} }, T0 + 1), asJson)
+          assert.deepEqual(await store.getTask(t.id), { ...got!, nodes: moved!.nodes, coordinator: { ...got!.coordinator, vars: asJson }, updated_at_ms: T0 })
+        }))
+
       it('getTask of an unknown id is null', () =>
         withStore(async (store) => {
           assert.equal(await store.getTask(uid('missing')), null)

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { KafkaBus } from 'flowkit/kafka'
-import { MongoStore } from 'flowkit/mongo'
+import { MongoStore, dropMongoDatabase } from 'flowkit/mongo'
 import { kafkaBrokers, mongoUrl, realSkip } from '../helpers/real.ts'
 import { runRuntimeScenarios } from './runtime.suite.ts'
 
@@ -10,7 +10,8 @@ runRuntimeScenarios({
   timeoutMs: 60_000,
   async create() {
     const bus = new KafkaBus({ brokers: kafkaBrokers() ?? [], clientId: `flowkit-e2e-${randomUUID().slice(0, 8)}` })
-    const store = new MongoStore({ url: mongoUrl() ?? '', dbName: `flowkit_e2e_${randomUUID().slice(0, 8)}` })
+    const dbName = `flowkit_e2e_${randomUUID().slice(0, 8)}`
+    const store = new MongoStore({ url: mongoUrl() ?? '', dbName })
     await store.init()
     return {
       bus,
@@ -18,6 +19,7 @@ runRuntimeScenarios({
       async cleanup() {
         await bus.close()
         await store.close()
+        await dropMongoDatabase(mongoUrl() ?? '', dbName)
       },
     }
   },

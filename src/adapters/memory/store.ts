@@ -102,6 +102,8 @@ function ingest<T>(v: T): T {
 }
 
 function dropUndefined(v: unknown): unknown {
+  // As a document store does: JSON numbers only (NaN/±Infinity → null, -0 → 0).
+  if (typeof v === 'number') return Number.isFinite(v) ? (Object.is(v, -0) ? 0 : v) : null
   if (Array.isArray(v)) {
     for (let i = 0; i < v.length; i++) v[i] = v[i] === undefined ? null : dropUndefined(v[i])
     return v

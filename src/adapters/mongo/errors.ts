@@ -1,0 +1,89 @@
+/** Translation of MongoDB driver errors into FlowkitError codes (messages never carry credentials). */
+import {
+  MongoBulkWriteError,
+  MongoError,
+  MongoNetworkError,
+  MongoNetworkTimeoutError,
+  MongoNotConnectedError,
+  MongoOperationTimeoutError,
+  MongoServerClosedError,
+  MongoServerSelectionError,
+  MongoTopologyClosedError,
+} from 'mongodb'
+import { ErrorCode, FlowkitError, errorMessage } from '../../errors.ts'
+import { redact } from '../../log.ts'
+
+const DUPLICATE_KEY_CODES: ReadonlySet<number> = new Set([11000, 11001, 12582])
+
+/** MaxTimeMSExpired, ExceededTimeLimit. */
+const TIMEOUT_CODES: ReadonlySet<number> = new Set([50, 262])
+
+/**
+ * The server is (temporarily) unable to serve: HostUnreachable, HostNotFound, NetworkTimeout,
+ * ShutdownInProgress, PrimarySteppedDown, SocketException, NotWritablePrimary, InterruptedAtShutdown,
+ * InterruptedDueToReplStateChange, NotPrimaryNoSecondaryOk, NotPrimaryOrSecondary, LegacyNotPrimary.
+ */
+const UNAVAILABLE_CODES: ReadonlySet<number> = new Set([
+  6, 7, 89, 91, 189, 9001, 10107, 11600, 11602, 13435, 13436, 10058,
+])
+
+function codeOf(err: unknown): number | undefined {
+  if (!(err instanceof MongoError)) return undefined
+  const code = (err as { code?: unknown }).code
+  return typeof code === 'number' ? code : undefined
+}
+
+export function isDuplicateKeyError(err: unknown): boolean {
+  if (!(err instanceof MongoError)) return false
+  const code = codeOf(err)
+  if (code !== undefined && DUPLICATE_KEY_CODES.has(code)) return true
+  if (err instanceof MongoBulkWriteError) {
+    const errors = err.writeErrors
+    const list = Array.isArray(errors) ? errors : [errors]
+    return list.some((e) => DUPLICATE_KEY_CODES.has(e.code))
+  }
+  return false
+}
+
+function isTimeout(err: unknown): boolean {
+  if (err instanceof MongoOperationTimeoutError || err instanceof MongoNetworkTimeoutError) return true
+  const code = codeOf(err)
+  return code !== undefined && TIMEOUT_CODES.has(code)
+}
+
+function isUnavailable(err: unknown): boolean {
+  if (
+    err instanceof MongoServerSelectionError ||
+    err instanceof MongoNetworkError ||
+    err instanceof MongoNotConnectedError ||
+    err instanceof MongoServerClosedError ||
+    err instanceof MongoTopologyClosedError
+  ) {
+    return true
+  }
+  if (err instanceof MongoError && (err.hasErrorLabel('RetryableWriteError') || err.hasErrorLabel('ResetPool'))) return true
+  const code = codeOf(err)
+  return code !== undefined && UNAVAILABLE_CODES.has(code)
+}
+
+/** The driver's message without credentials (URLs are redacted). */
+export function safeMessage(err: unknown): string {
+  return String(redact(errorMessage(err)))
+}
+
+/**
+ * Maps a driver error to a FlowkitError: duplicate key → STORE_DUPLICATE_KEY, timeouts →
+ * STORE_TIMEOUT (retryable), network / server selection / not primary → STORE_UNAVAILABLE
+ * (retryable), anything else → STORE_ERROR. FlowkitErrors pass through.
+ */
+export function mapMongoError(err: unknown, op: string): FlowkitError {
+  if (err instanceof FlowkitError) return err
+  const message = `mongo store ${op}: ${safeMessage(err)}`
+  const code = codeOf(err)
+  const details: Record<string, unknown> = { op }
+  if (code !== undefined) details['mongo_code'] = code
+  if (isDuplicateKeyError(err)) return new FlowkitError(ErrorCode.DuplicateKey, message, { cause: err, details })
+  if (isTimeout(err)) return new FlowkitError(ErrorCode.StoreTimeout, message, { cause: err, retryable: true, details })
+  if (isUnavailable(err)) return new FlowkitError(ErrorCode.StoreUnavailable, message, { cause: err, retryable: true, details })
+  return new FlowkitError(ErrorCode.StoreError, message, { cause: err, details })
+}

@@ -1,0 +1,383 @@
+/**
+ * MongoStore specifics beyond the port contract (that lives in test/conformance/store.suite.ts):
+ * error mapping and credential hygiene, checks made before any query, the stored layout (plain
+ * fields Python workers read, user JSON kept safe for FerretDB), and documents written by Python
+ * workers. The first group needs no server; the rest runs against FLOWKIT_MONGO_URL.
+ */
+import assert from 'node:assert/strict'
+import { randomBytes, randomUUID } from 'node:crypto'
+import { createServer, type Server, type Socket, connect as netConnect } from 'node:net'
+import { after, before, describe, it } from 'node:test'
+import type { TestContext } from 'node:test'
+import { inspect } from 'node:util'
+import { MONGO_COLLECTIONS, MongoStore, dropMongoDatabase, mongoServerInfo } from '../../src/adapters/mongo/index.ts'
+import type { MongoStoreOptions } from '../../src/adapters/mongo/index.ts'
+import { ErrorCode, isFlowkitError } from '../../src/errors.ts'
+import type { ErrorCode as ErrorCodeT } from '../../src/errors.ts'
+import { MemoryLogger } from '../../src/log.ts'
+import type { NodePatch, WorkerStateDoc } from '../../src/ports/store.ts'
+import { makeNodeState, makeTaskDoc } from '../helpers/fixtures.ts'
+import { mongoUrl, realSkip } from '../helpers/real.ts'
+
+const T0 = 1_700_000_000_000
+/** Nothing listens on port 1 of the loopback interface: connections are refused at once. */
+const CLOSED_PORT_URL = 'mongodb://flowuser:s3cr3t-pw@127.0.0.1:1/'
+
+function rejectsWith(code: ErrorCodeT): (err: unknown) => boolean {
+  return (err) => {
+    assert.ok(isFlowkitError(err, code), `expected FlowkitError ${code}, got ${inspect(err)}`)
+    return true
+  }
+}
+
+function unreachableStore(t: TestContext, extra: Partial<MongoStoreOptions> = {}): MongoStore {
+  const store = new MongoStore({ url: CLOSED_PORT_URL, clientOptions: { serverSelectionTimeoutMS: 10_000 }, ...extra })
+  t.after(() => store.close())
+  return store
+}
+
+// ---------------------------------------------------------------------------------------------
+describe('MongoStore without a server', () => {
+  it('a closed port fails with STORE_UNAVAILABLE (retryable) within serverSelectionTimeoutMS; no credentials anywhere', async (t) => {
+    const logger = new MemoryLogger()
+    const store = new MongoStore({ url: CLOSED_PORT_URL, logger, clientOptions: { serverSelectionTimeoutMS: 300 } })
+    t.after(() => store.close())
+    const started = performance.now()
+    let caught: unknown
+    await assert.rejects(
+      store.getTask('t'),
+      (err) => {
+        caught = err
+        return rejectsWith(ErrorCode.StoreUnavailable)(err)
+      },
+    )
+    assert.ok(performance.now() - started < 5000, 'fails fast')
+    assert.equal((caught as { retryable: boolean }).retryable, true)
+    for (const text of [(caught as Error).message, inspect(caught, { depth: 20 }), JSON.stringify(logger.records)]) {
+      assert.ok(!text.includes('s3cr3t-pw'), `no password in ${text.slice(0, 300)}`)
+      assert.ok(!text.includes('flowuser'), `no user name in ${text.slice(0, 300)}`)
+    }
+    // init failed: a later call tries again (and fails the same way) instead of caching the failure
+    await assert.rejects(store.init(), rejectsWith(ErrorCode.StoreUnavailable))
+  })
+
+  it('invalid node ids and patch fields are rejected with INVALID_KEY before any query', async (t) => {
+    const store = unreachableStore(t)
+    const started = performance.now()
+    for (const bad of ['a.b', '$set', 'nodes.extract', '', 'x'.repeat(129), 'é']) {
+      await assert.rejects(store.transitionNode('t', bad, {}, { status: 'running' }, T0), rejectsWith(ErrorCode.InvalidKey), bad)
+      const task = makeTaskDoc()
+      task.nodes[bad] = makeNodeState(bad, 'extractor')
+      await assert.rejects(store.createTask(task), rejectsWith(ErrorCode.InvalidKey), bad)
+    }
+    await assert.rejects(
+      store.transitionNode('t', 'extract', {}, { 'status.x': 1 } as unknown as NodePatch, T0),
+      rejectsWith(ErrorCode.InvalidKey),
+    )
+    await assert.rejects(store.updateTask('t', {}, { 'coordinator.vars': {} } as never, T0), rejectsWith(ErrorCode.InvalidKey))
+    // the server is unreachable with a 10 s selection timeout: reaching it would take that long
+    assert.ok(performance.now() - started < 2000, 'no query was attempted')
+  })
+
+  it('close before init: every call rejects with CLOSED, without connecting', async (t) => {
+    const store = unreachableStore(t)
+    await store.close()
+    await assert.rejects(store.init(), rejectsWith(ErrorCode.Closed))
+    await assert.rejects(store.getTask('t'), rejectsWith(ErrorCode.Closed))
+    await assert.rejects(store.listWorkers(), rejectsWith(ErrorCode.Closed))
+    await store.close()
+  })
+
+  it('options: url is required; dbName defaults to the URL path, else flowkit', () => {
+    assert.throws(() => new MongoStore({ url: '' }), (err) => isFlowkitError(err, ErrorCode.Config))
+    assert.equal(new MongoStore({ url: 'mongodb://u:p@h:1/orders?authSource=admin' }).dbName, 'orders')
+    assert.equal(new MongoStore({ url: 'mongodb://h1:1,h2:2/?replicaSet=rs' }).dbName, 'flowkit')
+    assert.equal(new MongoStore({ url: 'mongodb://h:1' }).dbName, 'flowkit')
+    assert.equal(new MongoStore({ url: 'mongodb://h:1/x', dbName: 'y' }).dbName, 'y')
+    assert.equal(new MongoStore({ url: 'mongodb://h:1', collectionPrefix: 'fk_' }).collectionName('tasks'), 'fk_tasks')
+  })
+})
+
+// ---------------------------------------------------------------------------------------------
+
+/** TCP proxy in front of the server: can stop forwarding (a hung server) or cut every connection. */
+class ToggleProxy {
+  blackhole = false
+  readonly #server: Server
+  readonly #sockets = new Set<Socket>()
+  constructor(host: string, port: number) {
+    this.#server = createServer((client) => {
+      const upstream = netConnect(port, host)
+      for (const s of [client, upstream]) {
+        this.#sockets.add(s)
+        s.on('error', () => undefined)
+        s.on('close', () => {
+          this.#sockets.delete(s)
+          client.destroy()
+          upstream.destroy()
+        })
+      }
+      client.on('data', (d) => {
+        if (!this.blackhole) upstream.write(d)
+      })
+      upstream.on('data', (d) => {
+        if (!this.blackhole) client.write(d)
+      })
+    })
+  }
+  listen(): Promise<number> {
+    return new Promise((resolve) => this.#server.listen(0, '127.0.0.1', () => resolve((this.#server.address() as { port: number }).port)))
+  }
+  /** Stops accepting and cuts every open connection. */
+  async shutdown(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
+    for (const s of this.#sockets) s.destroy()
+    await closed
+  }
+}
+
+const skip = realSkip('mongo')
+const url = mongoUrl()
+
+describe('MongoStore on a real server', { skip }, () => {
+  const dbName = `flowkit_test_${randomBytes(6).toString('hex')}`
+  let ferretdb = false
+  const open: MongoStore[] = []
+
+  function newStore(options: Partial<MongoStoreOptions> = {}): MongoStore {
+    const store = new MongoStore({ url: url!, dbName, clientOptions: { serverSelectionTimeoutMS: 10_000 }, ...options })
+    open.push(store)
+    return store
+  }
+
+  before(async () => {
+    ferretdb = (await mongoServerInfo(url!)).ferretdb
+  })
+  after(async () => {
+    await Promise.all(open.map((s) => s.close()))
+    await dropMongoDatabase(url!, dbName)
+  })
+
+  it('createTask of an existing id: STORE_DUPLICATE_KEY with the task id, not retryable', async () => {
+    const store = newStore()
+    const task = makeTaskDoc()
+    await store.createTask(task)
+    await assert.rejects(store.createTask(task), (err) => {
+      assert.ok(isFlowkitError(err, ErrorCode.DuplicateKey))
+      assert.equal(err.retryable, false)
+      assert.equal(err.details['task_id'], task.id)
+      return true
+    })
+  })
+
+  it('collections carry the protocol names (plus an optional prefix) and unique indexes', async () => {
+    const prefix = `p${randomBytes(3).toString('hex')}_`
+    const store = newStore({ collectionPrefix: prefix })
+    await store.init()
+    const expected = ['tasks', 'artifacts', 'stream_progress', 'worker_state', 'metrics_raw', 'worker_events', 'outbox', 'workers']
+    assert.deepEqual(Object.values(MONGO_COLLECTIONS).sort(), [...expected].sort())
+    const tasks = await store.rawCollection('tasks')
+    const names = (await tasks.db.listCollections({}, { nameOnly: true }).toArray()).map((c) => c.name)
+    for (const name of expected) assert.ok(names.includes(prefix + name), `${prefix + name} exists`)
+    const uniqueKeys = async (key: Parameters<MongoStore['rawCollection']>[0]) =>
+      (await (await store.rawCollection(key)).listIndexes().toArray()).filter((ix) => ix['unique']).map((ix) => Object.keys(ix['key']).join(','))
+    assert.deepEqual(await uniqueKeys('tasks'), ['id'])
+    assert.deepEqual(await uniqueKeys('artifacts'), ['task_id,node_id,batch_uid'])
+    assert.deepEqual(await uniqueKeys('metrics'), ['task_id,node_id,batch_uid'])
+    assert.deepEqual(await uniqueKeys('streamProgress'), ['task_id,consumer_node,from_node,batch_uid,consumer_epoch'])
+  })
+
+  it('init accepts an equivalent unique index made under another name (e.g. by a Python worker)', async () => {
+    const prefix = `q${randomBytes(3).toString('hex')}_`
+    const first = newStore({ collectionPrefix: prefix })
+    const artifacts = await first.rawCollection('artifacts')
+    await artifacts.dropIndex('flowkit_artifacts_key')
+    await artifacts.createIndex({ task_id: 1, node_id: 1, batch_uid: 1 }, { unique: true, name: 'python_artifact_key' })
+    const second = newStore({ collectionPrefix: prefix })
+    await second.init()
+    assert.equal(await second.upsertArtifact({ task_id: 't', node_id: 'n', batch_uid: null, status: 'complete', meta: {}, attempt_epoch: 1, worker_id: null }, T0), true)
+  })
+
+  it('task layout: plain id, status and coordinator.cancelled; nodes as a map; unsafe user JSON as *_json text', async () => {
+    const store = newStore()
+    const task = makeTaskDoc({ params: { flat: 1, list: ['a'] }, result: null })
+    await store.createTask(task)
+    const raw = await store.rawCollection('tasks')
+    let doc = (await raw.findOne({ id: task.id }))!
+    assert.equal(doc['status'], 'queued')
+    assert.equal(doc['coordinator']['cancelled'], false)
+    assert.deepEqual(doc['params'], { flat: 1, list: ['a'] }, 'BSON-safe params stay a readable object')
+    assert.equal(typeof doc['graph_json'], 'string', 'graph edges are nested arrays: stored as JSON text')
+    assert.equal(doc['graph'], undefined)
+    assert.equal(doc['nodes']['extract']['status'], 'queued')
+    assert.equal(doc['nodes']['transform']['attempt_epoch'], 0)
+
+    await store.updateTask(task.id, {}, { cancelled: true, cancel_reason: 'user', vars: { 'a.b': [[1]] }, result: { ok: [1] } }, T0)
+    doc = (await raw.findOne({ id: task.id }))!
+    assert.equal(doc['coordinator']['cancelled'], true, 'Python workers read coordinator.cancelled')
+    assert.equal(doc['coordinator']['vars_json'], '{"a.b":[[1]]}')
+    assert.equal(doc['coordinator']['vars'], undefined)
+    assert.deepEqual(doc['result'], { ok: [1] })
+
+    // a field switching between the two forms never keeps both
+    await store.transitionNode(task.id, 'extract', {}, { stats: { m: [[1, 2]] } }, T0 + 1)
+    doc = (await raw.findOne({ id: task.id }))!
+    assert.equal(doc['nodes']['extract']['stats_json'], '{"m":[[1,2]]}')
+    assert.equal(doc['nodes']['extract']['stats'], undefined)
+    const got = await store.transitionNode(task.id, 'extract', {}, { stats: { m: 3 } }, T0 + 2)
+    doc = (await raw.findOne({ id: task.id }))!
+    assert.deepEqual(doc['nodes']['extract']['stats'], { m: 3 })
+    assert.equal(doc['nodes']['extract']['stats_json'], undefined)
+    assert.deepEqual(got?.nodes['extract']?.stats, { m: 3 })
+    assert.deepEqual(got?.coordinator.vars, { 'a.b': [[1]] })
+  })
+
+  it('user JSON the server would refuse or alter round-trips: lone surrogates, "__proto__" keys, odd keys, deep nesting', async () => {
+    const store = newStore()
+    let deep: Record<string, unknown> = { leaf: [1] }
+    for (let i = 0; i < 120; i++) deep = { d: deep }
+    const params = JSON.parse(
+      '{"__proto__": {"polluted": true}, "": 1, "nul\\u0000key": 2, "lone": "a\\ud800b", "ok": "x\\u0000y"}',
+    ) as Record<string, unknown>
+    params['deep'] = deep
+    const task = makeTaskDoc({ params })
+    await store.createTask(task)
+    const got = (await store.getTask(task.id))!
+    assert.deepEqual(got.params, task.params)
+    assert.ok(Object.hasOwn(got.params, '__proto__'))
+    assert.equal(({} as Record<string, unknown>)['polluted'], undefined)
+    assert.equal(Object.getPrototypeOf(got.params), Object.prototype)
+    // the store's own string fields with a lone surrogate are kept too
+    await store.transitionNode(task.id, 'extract', {}, { end_reason: 'bad \udc00 text' }, T0)
+    assert.equal((await store.getTask(task.id))?.nodes['extract']?.end_reason, 'bad \udc00 text')
+  })
+
+  it('artifact meta stays a readable BSON object when it can, else meta_json; a Python complete artifact reads batch_uid null', async () => {
+    const store = newStore()
+    const raw = await store.rawCollection('artifacts')
+    const task = `t-${randomUUID()}`
+    await store.upsertArtifact({ task_id: task, node_id: 'extract', batch_uid: 'b1', status: 'partial', meta: { rows: 3, files: ['a'] }, attempt_epoch: 1, worker_id: 'w1' }, T0)
+    let doc = (await raw.findOne({ task_id: task, batch_uid: 'b1' }))!
+    assert.deepEqual(doc['meta'], { rows: 3, files: ['a'] })
+    assert.equal(doc['meta_json'], undefined)
+    await store.upsertArtifact({ task_id: task, node_id: 'extract', batch_uid: 'b1', status: 'partial', meta: { shape: [[1, 2]] }, attempt_epoch: 1, worker_id: 'w1' }, T0 + 1)
+    doc = (await raw.findOne({ task_id: task, batch_uid: 'b1' }))!
+    assert.equal(doc['meta'], undefined)
+    assert.equal(doc['meta_json'], '{"shape":[[1,2]]}')
+    assert.deepEqual((await store.getArtifact(task, 'extract', 'b1'))?.meta, { shape: [[1, 2]] })
+
+    // what a Python worker writes for a node's complete artifact: no batch_uid, dates
+    await raw.insertOne({
+      task_id: task,
+      node_id: 'py',
+      status: 'complete',
+      meta: { total: 7 },
+      attempt_epoch: 1,
+      worker_id: 'py-worker',
+      created_at: new Date(T0 + 5),
+      updated_at: new Date(T0 + 6),
+    })
+    await store.upsertArtifact({ task_id: task, node_id: 'py', batch_uid: 'p1', status: 'partial', meta: {}, attempt_epoch: 1, worker_id: 'py-worker' }, T0 + 5)
+    const complete = await store.getArtifact(task, 'py', null)
+    assert.deepEqual(complete, {
+      task_id: task,
+      node_id: 'py',
+      batch_uid: null,
+      status: 'complete',
+      meta: { total: 7 },
+      attempt_epoch: 1,
+      worker_id: 'py-worker',
+      created_at: T0 + 5,
+      updated_at: T0 + 6,
+    })
+    assert.deepEqual(
+      (await store.listArtifacts(task, { nodeId: 'py' })).map((a) => a.batch_uid),
+      ['p1', null],
+      'the complete artifact sorts after the partials',
+    )
+    // a retry on our side (higher epoch) takes the key over: the Python document is updated
+    assert.equal(await store.upsertArtifact({ task_id: task, node_id: 'py', batch_uid: null, status: 'complete', meta: { total: 8 }, attempt_epoch: 2, worker_id: 'ts' }, T0 + 9), true)
+    const taken = await store.getArtifact(task, 'py', null)
+    assert.deepEqual([taken?.attempt_epoch, taken?.meta, taken?.created_at], [2, { total: 8 }, T0 + 5])
+    assert.equal(await raw.countDocuments({ task_id: task, node_id: 'py', status: 'complete' }), 1)
+    if (!ferretdb) {
+      // MongoDB indexes the missing batch_uid as null: an older epoch is refused by the unique index.
+      // (FerretDB 1.x does not: see the report on stores written by both languages.)
+      assert.equal(await store.upsertArtifact({ task_id: task, node_id: 'py', batch_uid: null, status: 'failed', meta: {}, attempt_epoch: 1, worker_id: 'x' }, T0 + 10), false)
+    }
+  })
+
+  it('worker_state also carries the Python fields active_run (first run or null) and updated_at (a Date)', async () => {
+    const store = newStore()
+    const raw = await store.rawCollection('workerState')
+    const id = `w-${randomUUID()}`
+    const run = { task_id: 't1', node_id: 'extract', step_type: 'extractor', attempt_epoch: 2, lease_id: 'l1', started_at_ms: T0 }
+    const state: WorkerStateDoc = { worker_id: id, active_runs: [run, { ...run, node_id: 'transform' }], updated_at_ms: T0 + 1 }
+    await store.saveWorkerState(state)
+    let doc = (await raw.findOne({ _id: id as never }))!
+    assert.deepEqual(doc['active_run'], run)
+    assert.ok(doc['updated_at'] instanceof Date)
+    assert.equal((doc['updated_at'] as Date).getTime(), T0 + 1)
+    assert.equal(doc['active_runs'].length, 2)
+    assert.deepEqual(await store.getWorkerState(id), state)
+
+    await store.saveWorkerState({ worker_id: id, active_runs: [], updated_at_ms: T0 + 2 })
+    doc = (await raw.findOne({ _id: id as never }))!
+    assert.equal(doc['active_run'], null)
+    assert.equal((doc['updated_at'] as Date).getTime(), T0 + 2)
+
+    // a document in the Python layout only
+    const py = `py-${randomUUID()}`
+    await raw.insertOne({ _id: py as never, active_run: run, updated_at: new Date(T0 + 3) })
+    assert.deepEqual(await store.getWorkerState(py), { worker_id: py, active_runs: [run], updated_at_ms: T0 + 3 })
+  })
+
+  /** A store that reaches the server through a ToggleProxy; null when the URL is not a single host. */
+  async function proxiedStore(t: TestContext, clientOptions: MongoStoreOptions['clientOptions']): Promise<{ store: MongoStore; proxy: ToggleProxy } | null> {
+    const m = /^mongodb:\/\/(?:[^@/]*@)?([^/?,]+)(?=[/?]|$)/.exec(url!)
+    if (!m?.[1]) {
+      t.skip('FLOWKIT_MONGO_URL is not a single-host mongodb:// URL')
+      return null
+    }
+    const hostPort = m[1]
+    const colon = hostPort.lastIndexOf(':')
+    const proxy = new ToggleProxy(colon < 0 ? hostPort : hostPort.slice(0, colon), colon < 0 ? 27017 : Number(hostPort.slice(colon + 1)))
+    const proxyPort = await proxy.listen()
+    t.after(() => proxy.shutdown())
+    let proxied = url!.replace(hostPort, `127.0.0.1:${proxyPort}`)
+    if (!/directConnection=/.test(proxied)) proxied += `${proxied.includes('?') ? '&' : proxied.endsWith('/') ? '?' : '/?'}directConnection=true`
+    return { store: newStore({ url: proxied, clientOptions }), proxy }
+  }
+
+  it('a server that stops answering gives STORE_TIMEOUT; lost connections give STORE_UNAVAILABLE (both retryable)', async (t) => {
+    const setup = await proxiedStore(t, { serverSelectionTimeoutMS: 1000, socketTimeoutMS: 400, retryReads: false, retryWrites: false })
+    if (!setup) return
+    const { store, proxy } = setup
+    const task = makeTaskDoc()
+    await store.createTask(task)
+    proxy.blackhole = true
+    await assert.rejects(store.getTask(task.id), (err) => {
+      assert.ok(isFlowkitError(err, ErrorCode.StoreTimeout), inspect(err))
+      assert.equal(err.retryable, true)
+      return true
+    })
+    proxy.blackhole = false
+    await proxy.shutdown()
+    await assert.rejects(store.getTask(task.id), (err) => {
+      assert.ok(isFlowkitError(err, ErrorCode.StoreUnavailable), inspect(err))
+      assert.equal(err.retryable, true)
+      return true
+    })
+  })
+
+  it('close() while calls are in flight: they reject with CLOSED', async (t) => {
+    const setup = await proxiedStore(t, { serverSelectionTimeoutMS: 5000 })
+    if (!setup) return
+    const { store, proxy } = setup
+    await store.init()
+    proxy.blackhole = true
+    const pending = [store.getTask('x'), store.listWorkers(), store.recordEventOnce(`k-${randomUUID()}`, { task_id: 't', node_id: 'n', kind: 'k' }, T0)]
+    await store.close()
+    for (const p of pending) await assert.rejects(p, rejectsWith(ErrorCode.Closed))
+  })
+})
