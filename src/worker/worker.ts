@@ -102,6 +102,9 @@ export class Worker {
   readonly #seen = new Map<string, number>()
   #subs: Subscription[] = []
   #cmdSubs: Subscription[] = []
+  #restored: WorkerRun[] = []
+  /** Set by kill(): behave as a crashed process (persist nothing more, report nothing). */
+  #killed = false
   #started = false
   #stopping = false
   #announceAbort = new AbortController()
@@ -126,6 +129,15 @@ export class Worker {
     return Object.keys(this.#handlers)
   }
 
+  /**
+   * Runs the previous process with this worker id held when it stopped (its persisted run state).
+   * They are not resumed here: the coordinator re-dispatches them at a new epoch once their leases
+   * expire, or finishes them if their complete artifact exists.
+   */
+  get restoredRuns(): readonly WorkerRun[] {
+    return this.#restored
+  }
+
   /** Runs in progress, as (task_id, node_id, attempt_epoch). */
   activeRuns(): RunInfo[] {
     return [...this.#runs.values()].map((r) => r.info)
@@ -135,6 +147,7 @@ export class Worker {
     if (this.#started) return
     this.#started = true
     this.#stopping = false
+    this.#killed = false
     await this.#store.init()
     const c = this.config
     const partitions = c.topicPartitions
@@ -149,6 +162,7 @@ export class Worker {
       { name: c.topicSignals, partitions },
     ])
     const previous = await this.#store.getWorkerState(this.workerId)
+    this.#restored = previous?.active_runs ?? []
     if (previous && previous.active_runs.length > 0) {
       // The process that held these runs is gone; the coordinator re-dispatches them at a new
       // epoch when their leases expire. Nothing is restarted here at the old epoch.
@@ -210,6 +224,7 @@ export class Worker {
    * (no CANCELLED, no more heartbeats). The coordinator finds out through the lease.
    */
   async kill(): Promise<void> {
+    this.#killed = true
     this.#stopping = true
     this.#announceAbort.abort()
     for (const run of this.#runs.values()) {
@@ -438,7 +453,7 @@ export class Worker {
       .finally(async () => {
         if (this.#runs.get(key) === run) this.#runs.delete(key)
         this.#releaseSlot()
-        await this.#saveState().catch(() => undefined)
+        if (!this.#killed) await this.#saveState().catch(() => undefined)
       })
   }
 

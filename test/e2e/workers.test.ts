@@ -73,3 +73,30 @@ describe('workers', () => {
     }
   })
 })
+
+describe('worker restart', () => {
+  test('S-019/S-023 a worker restarted with the same id finds its persisted run state and causes no new epoch', async () => {
+    const { Worker } = await import('flowkit')
+    const started = gate()
+    const hang: RoleHandler = { async processBatch(_b, ctx) { started.open(); await ctx.sleep(60_000); return {} } }
+    const rt = await startRuntime({ worker: { leaseTtlSec: 30 } })
+    try {
+      const w1 = await rt.addWorker({ step: hang }, { workerId: 'same-id' })
+      const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'step' }] } })
+      await started.wait()
+      await w1.kill()
+      rt.workers.splice(rt.workers.indexOf(w1), 1)
+      const w2 = new Worker({ bus: rt.bus, store: rt.store, handlers: { step: noopHandler() }, config: { workerId: 'same-id' } })
+      await w2.start()
+      rt.workers.push(w2)
+      assert.deepEqual(w2.restoredRuns.map((r) => [r.task_id, r.node_id, r.attempt_epoch]), [[id, 'n', 1]])
+      assert.deepEqual(w2.activeRuns(), [], 'the old run is not resumed by the new process')
+      const n = nodeOf(await rt.coordinator.getTask(id), 'n')
+      assert.equal(n.attempt_epoch, 1, 'the restart itself causes no new epoch')
+      assert.equal(n.status, 'running')
+      assert.deepEqual((await rt.store.getWorkerState('same-id'))?.active_runs, [], 'the new process persisted its own (empty) state')
+    } finally {
+      await rt.stop()
+    }
+  })
+})
