@@ -5,10 +5,11 @@
  * here, and stops what it started at the end. Without them the real suites are reported as skipped
  * with the reason — unless FLOWKIT_REQUIRE_REAL_SERVICES=1 (CI), where that fails the run.
  *
- * Extra arguments are passed to `node --test` (e.g. a file list).
+ * With real services, the scenario tests (test/e2e) run a second time on them
+ * (FLOWKIT_E2E_RUNTIME=real). Extra arguments replace the file list (and skip the second pass).
  */
 import { spawnSync, spawn } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync, readdirSync } from 'node:fs'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -73,14 +74,30 @@ if (env['FLOWKIT_REAL_SKIP_REASON']) {
 
 const extra = process.argv.slice(2)
 const files = extra.length > 0 ? extra : ['test/**/*.test.ts']
-const child = spawn(
-  process.execPath,
-  ['--conditions=flowkit-source', '--test', '--test-concurrency=2', '--test-timeout=180000', ...files],
-  { cwd: root, env, stdio: 'inherit' },
-)
-child.on('exit', (code, signal) => {
-  if (startedServices && env['FLOWKIT_KEEP_SERVICES'] !== '1') {
-    spawnSync('bash', [join(root, 'scripts', 'services.sh'), 'stop'], { cwd: root, env, stdio: 'inherit' })
-  }
-  process.exit(code ?? (signal ? 1 : 0))
-})
+const nodeArgs = ['--conditions=flowkit-source', '--test', '--test-concurrency=2', '--test-timeout=180000']
+
+function run(label: string, args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<number> {
+  console.log(`\nflowkit test: ${label}`)
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [...nodeArgs, ...args], { cwd: root, env: { ...env, ...extraEnv }, stdio: 'inherit' })
+    child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)))
+  })
+}
+
+/** The scenario tests again, on real Kafka + the MongoDB-protocol server (see test/helpers/runtime.ts). */
+function realE2eFiles(): string[] {
+  const dir = join(root, 'test', 'e2e')
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.test.ts') && !f.startsWith('runtime.') && f !== 'readme.test.ts')
+    .map((f) => join('test', 'e2e', f))
+}
+
+let code = await run('all suites (memory runtime, conformance on every adapter)', files)
+if (extra.length === 0 && !env['FLOWKIT_REAL_SKIP_REASON'] && env['FLOWKIT_KAFKA_BROKERS'] && env['FLOWKIT_MONGO_URL']) {
+  const realCode = await run('scenario tests again on real Kafka + MongoDB protocol', realE2eFiles(), { FLOWKIT_E2E_RUNTIME: 'real' })
+  if (code === 0) code = realCode
+}
+if (startedServices && env['FLOWKIT_KEEP_SERVICES'] !== '1') {
+  spawnSync('bash', [join(root, 'scripts', 'services.sh'), 'stop'], { cwd: root, env, stdio: 'inherit' })
+}
+process.exit(code)

@@ -45,6 +45,8 @@ export interface CoordinatorConfig extends TopicsConfig {
 }
 
 export interface WorkerConfig extends TopicsConfig {
+  /** Prefix of the worker's consumer groups (`{prefix}workers.{role}.v1`), to namespace environments. */
+  groupPrefix: string
   roles: string[]
   workerId: string | null
   workerVersion: string
@@ -94,6 +96,7 @@ export const COORDINATOR_DEFAULTS: CoordinatorConfig = {
 
 export const WORKER_DEFAULTS: WorkerConfig = {
   ...TOPIC_DEFAULTS,
+  groupPrefix: '',
   roles: [],
   workerId: null,
   workerVersion: '0.1.0',

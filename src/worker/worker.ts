@@ -171,7 +171,7 @@ export class Worker {
     await this.#saveState()
     for (const role of this.roles) {
       const sub = await this.#bus.subscribe({
-        groupId: `workers.${role}.v1`,
+        groupId: `${c.groupPrefix}workers.${role}.v1`,
         topics: [topicFor(c.topicCmdFmt, role)],
         name: `worker-cmd-${role}`,
         handler: (m) => this.#onCommand(role, m),
@@ -180,14 +180,14 @@ export class Worker {
     }
     this.#subs.push(
       await this.#bus.subscribe({
-        groupId: `workers.signals.${this.workerId}`,
+        groupId: `${c.groupPrefix}workers.signals.${this.workerId}`,
         topics: [c.topicSignals],
         fromLatest: true,
         name: 'worker-signals',
         handler: (m) => this.#onSignal(m),
       }),
       await this.#bus.subscribe({
-        groupId: `workers.query.${this.workerId}`,
+        groupId: `${c.groupPrefix}workers.query.${this.workerId}`,
         topics: [c.topicQuery],
         fromLatest: true,
         name: 'worker-query',

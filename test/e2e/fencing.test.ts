@@ -46,7 +46,7 @@ describe('epoch fencing and dedup', () => {
       })
       await waitFor(async () => nodeOf(await rt.coordinator.getTask(id), 'n').attempt_epoch === 2 && nodeOf(await rt.coordinator.getTask(id), 'n').has_output)
       const before = nodeOf(await rt.coordinator.getTask(id), 'n')
-      const topic = 'status.step.v1'
+      const topic = rt.statusTopic('step')
       const key = `${id}:n`
       await rt.bus.produce([
         { topic, key, value: forged(id, 'n', 1, { kind: 'BATCH_OK', worker_id: 'evil', batch_uid: 'zz', metrics: { count: 1000 }, artifacts_ref: null }, 'a') },
@@ -111,8 +111,8 @@ describe('epoch fencing and dedup', () => {
     try {
       const garbage = ['', 'null', '[]', '{"v":2}', '\u0000\u0001binary', JSON.stringify({ v: 1, msg_type: 'cmd', role: 'coordinator' })]
       const records = garbage.flatMap((value) => [
-        { topic: 'cmd.step.v1', key: 'k', value },
-        { topic: 'status.step.v1', key: 'k', value },
+        { topic: rt.cmdTopic('step'), key: 'k', value },
+        { topic: rt.statusTopic('step'), key: 'k', value },
       ])
       await rt.bus.produce(records)
       const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'step' }] } })

@@ -75,11 +75,11 @@ describe('leases and recovery', () => {
             payload: { kind: 'TASK_HEARTBEAT', worker_id: n0.lease.worker_id, lease_id: n0.lease.lease_id, lease_deadline_ts_ms: deadline },
           }),
         )
-      await rt.bus.produce([{ topic: 'status.step.v1', key: `${id}:n`, value: hb(d0 + 60_000, 'fwd') }])
+      await rt.bus.produce([{ topic: rt.statusTopic('step'), key: `${id}:n`, value: hb(d0 + 60_000, 'fwd') }])
       await waitFor(async () => nodeOf(await rt.coordinator.getTask(id), 'n').lease.deadline_ts_ms === d0 + 60_000, { message: 'deadline never moved forward' })
       await rt.bus.produce([
-        { topic: 'status.step.v1', key: `${id}:n`, value: hb(d0 - 30_000, 'back') },
-        { topic: 'status.step.v1', key: `${id}:n`, value: hb(d0 + 60_001, 'marker') },
+        { topic: rt.statusTopic('step'), key: `${id}:n`, value: hb(d0 - 30_000, 'back') },
+        { topic: rt.statusTopic('step'), key: `${id}:n`, value: hb(d0 + 60_001, 'marker') },
       ])
       await waitFor(async () => nodeOf(await rt.coordinator.getTask(id), 'n').lease.deadline_ts_ms === d0 + 60_001, { message: 'marker heartbeat not applied' })
       hold.open()
@@ -178,7 +178,7 @@ describe('heartbeat limits', () => {
       await waitFor(async () => nodeOf(await rt.coordinator.getTask(id), 'n').suspected === true, { message: 'never suspected' })
       const n = nodeOf(await rt.coordinator.getTask(id), 'n')
       await rt.bus.produce([{
-        topic: 'status.step.v1',
+        topic: rt.statusTopic('step'),
         key: `${id}:n`,
         value: protocol.encode(protocol.makeEnvelope({
           msg_type: 'event', role: 'worker', task_id: id, node_id: 'n', step_type: 'step', attempt_epoch: 1, ts_ms: clock.now(), dedup_id: 'hb-1',

@@ -86,7 +86,7 @@ describe('worker restart', () => {
       await started.wait()
       await w1.kill()
       rt.workers.splice(rt.workers.indexOf(w1), 1)
-      const w2 = new Worker({ bus: rt.bus, store: rt.store, handlers: { step: noopHandler() }, config: { workerId: 'same-id' } })
+      const w2 = new Worker({ bus: rt.bus, store: rt.store, handlers: { step: noopHandler() }, config: { ...rt.workerBase, workerId: 'same-id' } })
       await w2.start()
       rt.workers.push(w2)
       assert.deepEqual(w2.restoredRuns.map((r) => [r.task_id, r.node_id, r.attempt_epoch]), [[id, 'n', 1]])

@@ -1,12 +1,25 @@
-/** Spins up a coordinator and workers on the memory runtime (or given adapters) for a test. */
+/**
+ * Spins up a coordinator and workers for a test: on the memory runtime by default, or, with
+ * FLOWKIT_E2E_RUNTIME=real, on real Kafka + the MongoDB-protocol server (FLOWKIT_KAFKA_BROKERS,
+ * FLOWKIT_MONGO_URL). In real mode every runtime gets its own topic/group prefix and database, so
+ * tests never see each other on the shared servers. A bus or store passed in is used as is (a
+ * MemoryBus passed in keeps the default topic names, for tests that inspect its records).
+ */
+import { randomUUID } from 'node:crypto'
 import { Coordinator, MemoryBus, MemoryStore, Worker } from 'flowkit'
 import type { Bus, Clock, CoordinatorConfig, RoleHandler, Store, WorkerConfig } from 'flowkit'
+import { kafkaBrokers, mongoUrl } from './real.ts'
 
 export interface Runtime {
   bus: Bus
   store: Store
   coordinator: Coordinator
   workers: Worker[]
+  /** Topic names this runtime uses (prefixed in real mode). */
+  statusTopic(type: string): string
+  cmdTopic(type: string): string
+  /** Config every worker of this runtime gets (topics, group prefix), for workers built by hand. */
+  workerBase: Partial<WorkerConfig>
   addWorker(handlers: Record<string, RoleHandler>, config?: Partial<WorkerConfig>): Promise<Worker>
   stop(): Promise<void>
 }
@@ -21,31 +34,82 @@ export interface RuntimeOptions {
   workers?: number
 }
 
+export const REAL_E2E = process.env['FLOWKIT_E2E_RUNTIME'] === 'real'
+
+async function realAdapters(): Promise<{ bus: Bus; store: Store; drop: () => Promise<void> }> {
+  const brokers = kafkaBrokers()
+  const url = mongoUrl()
+  if (brokers === null || url === null) throw new Error('FLOWKIT_E2E_RUNTIME=real needs FLOWKIT_KAFKA_BROKERS and FLOWKIT_MONGO_URL')
+  const { KafkaBus } = await import('flowkit/kafka')
+  const { MongoStore, dropMongoDatabase } = await import('flowkit/mongo')
+  const dbName = `flowkit_e2e_${randomUUID().slice(0, 8)}`
+  return {
+    bus: new KafkaBus({ brokers, clientId: 'flowkit-e2e' }),
+    store: new MongoStore({ url, dbName }),
+    drop: () => dropMongoDatabase(url, dbName),
+  }
+}
+
 export async function startRuntime(options: RuntimeOptions = {}): Promise<Runtime> {
-  const bus = options.bus ?? new MemoryBus()
-  const store = options.store ?? new MemoryStore()
+  let drop: (() => Promise<void>) | null = null
+  let bus = options.bus
+  let store = options.store
+  let prefix = ''
+  if (REAL_E2E && (bus === undefined || store === undefined)) {
+    const real = await realAdapters()
+    if (bus === undefined) {
+      bus = real.bus
+      prefix = `t${randomUUID().slice(0, 8)}.`
+    } else await real.bus.close()
+    if (store === undefined) {
+      store = real.store
+      drop = real.drop
+    }
+  }
+  bus ??= new MemoryBus()
+  store ??= new MemoryStore()
+  const topics = {
+    topicCmdFmt: `${prefix}cmd.{type}.v1`,
+    topicStatusFmt: `${prefix}status.{type}.v1`,
+    topicWorkerAnnounce: `${prefix}workers.announce.v1`,
+    topicQuery: `${prefix}query.tasks.v1`,
+    topicReply: `${prefix}reply.tasks.v1`,
+    topicSignals: `${prefix}signals.v1`,
+  }
   const clockOpt = options.clock ? { clock: options.clock } : {}
-  const coordinator = new Coordinator({ bus, store, ...clockOpt, config: { schedulerTickSec: 0.2, ...options.coordinator } })
+  const coordinator = new Coordinator({
+    bus,
+    store,
+    ...clockOpt,
+    config: { schedulerTickSec: 0.2, ...topics, groupId: `${prefix}flowkit.coordinator`, ...options.coordinator },
+  })
   await coordinator.start()
   const workers: Worker[] = []
+  const workerBase: Partial<WorkerConfig> = { ...topics, groupPrefix: prefix }
   const addWorker = async (handlers: Record<string, RoleHandler>, config: Partial<WorkerConfig> = {}): Promise<Worker> => {
-    const w = new Worker({ bus, store, handlers, ...clockOpt, config: { ...options.worker, ...config } })
+    const w = new Worker({ bus: bus as Bus, store: store as Store, handlers, ...clockOpt, config: { ...workerBase, ...options.worker, ...config } })
     await w.start()
     workers.push(w)
     return w
   }
   if (options.handlers) for (let i = 0; i < (options.workers ?? 1); i++) await addWorker(options.handlers)
+  const finalBus = bus
+  const finalStore = store
   return {
-    bus,
-    store,
+    bus: finalBus,
+    store: finalStore,
     coordinator,
     workers,
+    workerBase,
+    statusTopic: (type) => topics.topicStatusFmt.replace('{type}', type),
+    cmdTopic: (type) => topics.topicCmdFmt.replace('{type}', type),
     addWorker,
     async stop() {
       for (const w of workers) await w.stop()
       await coordinator.stop()
-      await bus.close()
-      await store.close()
+      await finalBus.close()
+      await finalStore.close()
+      await drop?.()
     },
   }
 }
