@@ -43,3 +43,6 @@ export { createLogger, MemoryLogger, type Logger, type LogLevel } from './log.ts
 export * as protocol from './protocol/messages.ts'
 export { VARS_LIMITS, VarsError, VarsReason, setVars, mergeVars, incrVar, unsetVars, getVar } from './coordinator/vars.ts'
 export { type Guard, evaluateGuard, parseGuard } from './graph/guard.ts'
+// Real adapters (also importable alone as 'flowkit/kafka' and 'flowkit/mongo').
+export { KafkaBus, type KafkaBusOptions, type KafkaSaslOptions } from './adapters/kafka/index.ts'
+export { MongoStore, type MongoStoreOptions } from './adapters/mongo/index.ts'
