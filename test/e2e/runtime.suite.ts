@@ -62,6 +62,10 @@ const summer: RoleHandler = {
   },
 }
 
+/**
+ * S-001's 5-node streaming DAG: source → double (rechunk by 5, on_batch) → merge (merge.generic) →
+ * regroup (second rechunk by 3 over double's batches) → sink (pulls regroup's batches).
+ */
 function streamingGraph(roles: { src: string; dbl: string; sink: string }): Record<string, unknown> {
   return {
     nodes: [
@@ -77,10 +81,19 @@ function streamingGraph(roles: { src: string; dbl: string; sink: string }): Reco
       },
       { node_id: 'merge', type: 'coordinator_fn', depends_on: ['double'], io: { fn: 'merge.generic', fn_args: { from_nodes: ['double'] } } },
       {
+        node_id: 'regroup',
+        type: roles.dbl,
+        depends_on: ['merge'],
+        io: {
+          start_when: 'first_batch',
+          input_inline: { input_adapter: 'pull.from_artifacts.rechunk:size', input_args: { from_nodes: ['double'], size: 3, meta_list_key: 'items', poll_ms: 20 } },
+        },
+      },
+      {
         node_id: 'sink',
         type: roles.sink,
-        depends_on: ['merge'],
-        io: { start_when: 'first_batch', input_inline: { input_adapter: 'pull.from_artifacts', input_args: { from_nodes: ['double'], poll_ms: 20 } } },
+        depends_on: ['regroup'],
+        io: { start_when: 'first_batch', input_inline: { input_adapter: 'pull.from_artifacts', input_args: { from_nodes: ['regroup'], poll_ms: 20 } } },
       },
     ],
     edges_ex: [{ from: 'source', to: 'double', mode: 'async', trigger: 'on_batch' }],
@@ -106,7 +119,11 @@ export function runRuntimeScenarios(factory: RuntimeFactory): void {
         const expectedSum = (22 * 23) / 2
         assert.deepEqual(nodeOf(t, 'source').stats, { count: 23, sum: expectedSum })
         assert.deepEqual(nodeOf(t, 'double').stats, { count: 23, sum: expectedSum * 2 })
-        assert.deepEqual(nodeOf(t, 'sink').stats, { count: 23, sum: expectedSum * 2 })
+        assert.deepEqual(nodeOf(t, 'regroup').stats, { count: 23, sum: expectedSum * 4 })
+        assert.deepEqual(nodeOf(t, 'sink').stats, { count: 23, sum: expectedSum * 4 })
+        const regroup = (await coordinator.listArtifacts(id, { nodeId: 'regroup' })).filter((a) => a.status === 'partial')
+        assert.equal(regroup.length, 8, '23 items rechunked by 3')
+        assert.equal(regroup.filter((a) => a.status === 'partial').length, 8)
         const src = await coordinator.listArtifacts(id, { nodeId: 'source' })
         assert.equal(src.filter((a) => a.status === 'partial').length, 6, '23 items in batches of 4')
         assert.equal(src.filter((a) => a.status === 'complete').length, 1)
@@ -146,12 +163,61 @@ export function runRuntimeScenarios(factory: RuntimeFactory): void {
         assert.equal(t.status, 'finished')
         for (const n of t.nodes) assert.equal(n.attempt_epoch, 1, `${n.node_id} finished at its original epoch`)
         assert.deepEqual(nodeOf(t, 'source').stats, { count: 23, sum: 253 })
-        assert.deepEqual(nodeOf(t, 'sink').stats, { count: 23, sum: 506 })
+        assert.deepEqual(nodeOf(t, 'sink').stats, { count: 23, sum: 1012 })
       } finally {
         hold.open()
         await worker.stop()
         await second?.stop()
         await first.stop()
+        await kit.cleanup()
+      }
+    })
+
+    test(`S-003/S-045 merge.generic runs without a worker after its parents; a first_batch child consumes it (${factory.name})`, async () => {
+      const kit = await factory.create()
+      const roles = { src: `src_${uid()}`, sink: `sink_${uid()}` }
+      const partsReader: RoleHandler = {
+        async processBatch(batch) {
+          const parts = ((batch.payload['meta'] as { parts?: unknown[] }).parts ?? []) as unknown[]
+          return { metrics: { parts: parts.length } }
+        },
+      }
+      const coordinator = new Coordinator({ bus: kit.bus, store: kit.store, config: coordConfig() })
+      const worker = new Worker({ bus: kit.bus, store: kit.store, handlers: { [roles.src]: source(7, 3), [roles.sink]: partsReader }, config: workerConfig })
+      try {
+        await coordinator.start()
+        await worker.start()
+        const id = await coordinator.createTask({
+          graph: {
+            nodes: [
+              { node_id: 'a', type: roles.src },
+              { node_id: 'b', type: roles.src },
+              { node_id: 'merge', type: 'coordinator_fn', depends_on: ['a', 'b'], io: { fn: 'merge.generic', fn_args: { from_nodes: ['a', 'b'], target: { key: 'parts' } } } },
+              {
+                node_id: 'reader',
+                type: roles.sink,
+                depends_on: ['merge'],
+                io: { start_when: 'first_batch', input_inline: { input_adapter: 'pull.from_artifacts', input_args: { from_node: 'merge', poll_ms: 20 } } },
+              },
+            ],
+          },
+        })
+        const t = await coordinator.waitForTask(id, { timeoutMs: factory.timeoutMs })
+        assert.equal(t.status, 'finished')
+        const merge = nodeOf(t, 'merge')
+        assert.equal(merge.attempt_epoch, 1)
+        assert.equal(merge.lease.worker_id ?? null, null, 'no worker ran merge.generic')
+        assert.ok(merge.dispatched_at_ms! >= Math.max(nodeOf(t, 'a').finished_at_ms!, nodeOf(t, 'b').finished_at_ms!))
+        const art = (await coordinator.listArtifacts(id, { nodeId: 'merge' }))
+        assert.equal(art.length, 1)
+        assert.equal(art[0]!.status, 'complete')
+        const parts = art[0]!.meta['parts'] as { node_id: string; meta: { items: number[] } }[]
+        assert.equal(parts.length, 6, 'three batches from each parent')
+        assert.deepEqual(parts.flatMap((p) => p.meta.items).sort((x, y) => x - y), [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6])
+        assert.equal(nodeOf(t, 'reader').stats['parts'], 6, 'the child consumed the merged artifact')
+      } finally {
+        await worker.stop()
+        await coordinator.stop()
         await kit.cleanup()
       }
     })
