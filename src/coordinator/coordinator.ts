@@ -471,8 +471,17 @@ export class Coordinator {
           await this.#finishCancelling(task, node, 'finished while cancelling', now)
           return
         }
-        if (node.status !== 'running') return
         const finalUid = ev.final_uid ?? FINAL_UID
+        if (node.status === 'finished') {
+          // Finished without this report (recovered from its complete artifact): keep its metrics.
+          const prev = await this.#store.upsertBatchMetrics(
+            { task_id: task.id, node_id: node.node_id, batch_uid: finalUid, attempt_epoch: epoch, metrics: ev.metrics },
+            now,
+          )
+          await this.#transition(task.id, node.node_id, { status: 'finished', epoch }, { stats: sumDelta(node.stats, ev.metrics, prev) }, now)
+          return
+        }
+        if (node.status !== 'running') return
         if (ev.batches !== undefined && (node.batches_seen ?? 0) < ev.batches) {
           // Some batch reports are still on their way: finish when the last one is applied.
           await this.#transition(
@@ -1033,13 +1042,8 @@ export class Coordinator {
       }
       return
     }
-    if (snap.artifacts?.['complete'] === true) {
-      const complete = await this.#store.getArtifact(task.id, node.node_id, null)
-      if (complete?.status === 'complete' && complete.attempt_epoch >= node.attempt_epoch) {
-        await this.#finishNode(task, node, {}, FINAL_UID, now)
-        this.#log.info('node.recovered_complete', ids)
-      }
-    }
+    // A snapshot saying the complete artifact exists changes nothing yet: #checkTimers finishes
+    // the node from that artifact when the discovery window ends, after the queued events.
   }
 
   // ------------------------------------------------------------------ timers and recovery
@@ -1112,6 +1116,18 @@ export class Coordinator {
         const deadline = node.lease.deadline_ts_ms
         const graceEnd = this.#startedAt + this.config.discoveryWindowSec * 1000
         const inherited = node.dispatched_at_ms !== null && node.dispatched_at_ms < this.#startedAt
+        if (inherited && now >= graceEnd) {
+          const complete = await this.#store.getArtifact(taskId, node.node_id, null)
+          if (complete?.status === 'complete' && complete.attempt_epoch >= node.attempt_epoch) {
+            const cur = (await this.#store.getTask(taskId)) ?? task
+            const fresh = cur.nodes[node.node_id]
+            if (fresh?.status === 'running' && fresh.attempt_epoch === node.attempt_epoch) {
+              this.#log.info('node.recovered_complete', ids)
+              await this.#finishNode(cur, fresh, {}, FINAL_UID, now)
+            }
+            continue
+          }
+        }
         if (inherited && typeof deadline === 'number' && deadline > 0 && deadline < now && now < graceEnd) {
           // Just (re)started: heartbeats may still be queued and workers are answering discovery.
           next = Math.min(next, graceEnd)
@@ -1147,22 +1163,9 @@ export class Coordinator {
   async #recover(taskId: string): Promise<void> {
     const task = await this.#store.getTask(taskId)
     if (task === null) return
-    const now = this.#clock.now()
-    for (const spec of task.graph.nodes) {
-      const node = task.nodes[spec.node_id] as NodeState
-      if (node.status !== 'running' || spec.type === COORDINATOR_FN_TYPE) continue
-      const complete = await this.#store.getArtifact(taskId, spec.node_id, null)
-      if (complete && complete.status === 'complete' && complete.attempt_epoch >= node.attempt_epoch) {
-        const u = await this.#transition(
-          taskId,
-          spec.node_id,
-          { status: 'running', epoch: node.attempt_epoch },
-          { status: 'finished', has_output: true, finished_at_ms: now },
-          now,
-        )
-        if (u) this.#log.info('node.recovered_complete', { task_id: taskId, node_id: spec.node_id, attempt_epoch: node.attempt_epoch })
-      }
-    }
+    // A running node whose complete artifact exists is finished once the discovery window has
+    // passed (#checkTimers), so the status events still queued for it are applied first.
+    this.#armTimer(taskId, this.#startedAt + this.config.discoveryWindowSec * 1000)
     // Ask every worker of each running node's role whether it still holds the run (adopt).
     const current = (await this.#store.getTask(taskId)) ?? task
     for (const spec of current.graph.nodes) {

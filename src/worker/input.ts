@@ -3,7 +3,8 @@
  *
  * - `pull.from_artifacts` streams the upstream nodes' partial artifacts as they appear (each
  *   consumer attempt claims each upstream batch once), until every upstream has its complete
- *   artifact and nothing is left to read.
+ *   artifact and nothing is left to read. An upstream worker node that wrote no partial is an
+ *   empty input; a coordinator function's output (its complete artifact) is one item.
  * - `pull.from_artifacts.rechunk:size` re-slices what it pulls into batches of `size` items:
  *   with `meta_list_key` the list under that key of each artifact's meta is sliced; otherwise each
  *   artifact's meta is one item. Chunk ids are stable for the same upstream order.
@@ -116,8 +117,11 @@ export async function* pullArtifacts(ctx: PullContext, spec: AdapterSpec): Async
       if (complete !== null && complete.status === 'complete') {
         done.add(from)
         progressed = true
-        // An upstream that wrote no partials but a complete artifact with content is one item.
-        if (partials.length === 0 && Object.keys(complete.meta).length > 0) {
+        // A worker's complete artifact only marks the end of its stream (its meta is the worker's
+        // own summary, e.g. `{ batches: 0 }`): an upstream worker without partials is an empty
+        // input. A coordinator function (no worker_id) has no partials at all: its complete
+        // artifact is its output, so it is read as one item.
+        if (partials.length === 0 && complete.worker_id === null && Object.keys(complete.meta).length > 0) {
           const claimed = await ctx.store.claimStreamBatch(
             { task_id: ctx.taskId, consumer_node: ctx.consumerNode, from_node: from, batch_uid: '__complete__', consumer_epoch: ctx.epoch },
             ctx.clock.now(),

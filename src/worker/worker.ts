@@ -631,8 +631,13 @@ export class Worker {
     const loaded = handler.loadInput ? await handler.loadInput(cmd.input_ref, cmd.input_inline) : { input_ref: cmd.input_ref ?? {}, input_inline: inline }
     const suggestion = suggestedAdapter(loaded)
     if (spec !== null) {
-      if (suggestion && suggestion.name !== spec.name) {
-        this.#log.info('worker.adapter_suggestion_ignored', { ...ids, suggested: String(suggestion.name), chosen: spec.name })
+      // The command wins. A suggestion that reads other input (another adapter, other args, or an
+      // invalid one) is ignored and said so; one that reads the same input is simply agreed with.
+      if (suggestion) {
+        const other = checkAdapter(suggestion.name, suggestion.args, opts)
+        if (!other.ok || !sameAdapterSpec(other.spec, spec)) {
+          this.#log.info('worker.adapter_suggestion_ignored', { ...ids, suggested: String(suggestion.name), chosen: spec.name })
+        }
       }
     } else if (suggestion) {
       const check = checkAdapter(suggestion.name, suggestion.args, opts)
@@ -732,6 +737,18 @@ export class Worker {
       }
     }
   }
+}
+
+/** Whether two validated adapter specs read the same input the same way. */
+function sameAdapterSpec(a: AdapterSpec, b: AdapterSpec): boolean {
+  return (
+    a.name === b.name &&
+    a.pollMs === b.pollMs &&
+    a.size === b.size &&
+    a.metaListKey === b.metaListKey &&
+    a.fromNodes.length === b.fromNodes.length &&
+    a.fromNodes.every((n, i) => n === b.fromNodes[i])
+  )
 }
 
 function suggestedAdapter(loaded: unknown): { name: unknown; args: unknown } | null {

@@ -101,7 +101,7 @@ describe('leases and recovery', () => {
     // A worker finished the node and wrote its complete artifact, but its TASK_DONE never arrived.
     await store.upsertArtifact({ task_id: id, node_id: 'a', batch_uid: null, status: 'complete', meta: { rows: 3 }, attempt_epoch: 1, worker_id: 'gone' }, Date.now())
     const cmdsBefore = bus.records('cmd.step.v1').length
-    const second = new Coordinator({ bus, store })
+    const second = new Coordinator({ bus, store, config: { discoveryWindowSec: 0.2 } })
     await second.start()
     try {
       const t = await second.waitForTask(id, { timeoutMs: 10000 })
