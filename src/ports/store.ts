@@ -101,6 +101,32 @@ export interface TaskDoc {
 
 export type NodePatch = Partial<Omit<NodeState, 'node_id' | 'type'>>
 
+/**
+ * NodeState fields a transitionNode patch may set (node_id and type are fixed at creation): one
+ * list for every adapter. The `satisfies` fails the typecheck when NodePatch gains or loses a field.
+ */
+export const NODE_PATCH_FIELDS = {
+  status: true,
+  attempt_epoch: true,
+  lease: true,
+  stats: true,
+  last_error: true,
+  failures: true,
+  next_retry_at_ms: true,
+  dispatched_at_ms: true,
+  accepted_at_ms: true,
+  last_event_at_ms: true,
+  finished_at_ms: true,
+  has_output: true,
+  end_reason: true,
+  cancel_deadline_ms: true,
+  resends: true,
+  batches_seen: true,
+  done_pending: true,
+  suspected: true,
+} as const satisfies Record<keyof NodePatch, true>
+export const NODE_PATCH_KEYS: ReadonlySet<string> = new Set(Object.keys(NODE_PATCH_FIELDS))
+
 export interface NodeGuard {
   /** The node's status must be one of these. */
   status?: NodeStatus | readonly NodeStatus[]
@@ -117,6 +143,18 @@ export interface TaskPatch {
   cancelled?: boolean
   cancel_reason?: string | null
 }
+
+/** TaskPatch field → its path in the task document. */
+export const TASK_PATCH_PATHS = {
+  status: 'status',
+  result: 'result',
+  error: 'error',
+  finished_at_ms: 'finished_at_ms',
+  vars: 'coordinator.vars',
+  cancelled: 'coordinator.cancelled',
+  cancel_reason: 'coordinator.cancel_reason',
+} as const satisfies Record<keyof TaskPatch, string>
+export const TASK_PATCH_KEYS: ReadonlySet<string> = new Set(Object.keys(TASK_PATCH_PATHS))
 
 export const ArtifactStatus = { Partial: 'partial', Complete: 'complete', Failed: 'failed' } as const
 export type ArtifactStatus = (typeof ArtifactStatus)[keyof typeof ArtifactStatus]

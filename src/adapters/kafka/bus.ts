@@ -61,6 +61,7 @@ import type { Bus, BusHandler, BusMessage, BusRecord, SubscribeOptions, Subscrip
 import { ErrorCode, FlowkitError } from '../../errors.ts'
 import { createLogger } from '../../log.ts'
 import type { Logger } from '../../log.ts'
+import { Signal } from '../../util/signal.ts'
 
 export type KafkaSaslMechanism = 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512'
 
@@ -233,29 +234,6 @@ function toBusError(err: unknown, op: string, redactor: Redactor, closed: boolea
 
 // ---- Small helpers ------------------------------------------------------------------------------
 
-/** One-slot wake-up: a `notify()` before `wait()` is remembered. */
-class Signal {
-  #resolve: (() => void) | null = null
-  #pending = false
-  wait(): Promise<void> {
-    if (this.#pending) {
-      this.#pending = false
-      return Promise.resolve()
-    }
-    return new Promise((resolve) => {
-      this.#resolve = resolve
-    })
-  }
-  notify(): void {
-    const resolve = this.#resolve
-    if (resolve) {
-      this.#resolve = null
-      resolve()
-    } else {
-      this.#pending = true
-    }
-  }
-}
 
 function partitionKey(topic: string, partition: number): string {
   // Kafka topic names cannot contain ':'; the library uses the same key format.

@@ -38,6 +38,7 @@ import { ErrorCode, FlowkitError, errorMessage } from '../../errors.ts'
 import { createPartitioner } from '../../util/murmur2.ts'
 import { createRandom } from '../../util/random.ts'
 import type { Random } from '../../util/random.ts'
+import { Signal } from '../../util/signal.ts'
 
 export interface ChaosRule {
   /** Applies to topics whose name starts with this prefix ('' matches every topic). */
@@ -107,29 +108,6 @@ const BACKOFF_START_MS = 20
 const BACKOFF_MAX_MS = 1000
 const TOPIC_NAME = /^[a-zA-Z0-9._-]{1,249}$/
 
-/** One-slot wake-up: `notify()` before `wait()` is remembered, so no wake-up is lost. */
-class Signal {
-  #resolve: (() => void) | null = null
-  #pending = false
-  wait(): Promise<void> {
-    if (this.#pending) {
-      this.#pending = false
-      return Promise.resolve()
-    }
-    return new Promise((resolve) => {
-      this.#resolve = resolve
-    })
-  }
-  notify(): void {
-    const resolve = this.#resolve
-    if (resolve) {
-      this.#resolve = null
-      resolve()
-    } else {
-      this.#pending = true
-    }
-  }
-}
 
 interface Pending {
   key: string | null

@@ -32,39 +32,10 @@ import type {
   WorkerInfo,
   WorkerStateDoc,
 } from '../../ports/store.ts'
+import { NODE_PATCH_KEYS, TASK_PATCH_KEYS } from '../../ports/store.ts'
 import { canonicalJson, outboxId } from '../../util/ids.ts'
 
-/** NodeState fields a transitionNode patch may set (node_id and type are fixed at creation). */
-const NODE_PATCH_KEYS: ReadonlySet<string> = new Set([
-  'status',
-  'attempt_epoch',
-  'lease',
-  'stats',
-  'last_error',
-  'failures',
-  'next_retry_at_ms',
-  'dispatched_at_ms',
-  'accepted_at_ms',
-  'last_event_at_ms',
-  'finished_at_ms',
-  'has_output',
-  'end_reason',
-  'cancel_deadline_ms',
-  'resends',
-  'batches_seen',
-  'done_pending',
-  'suspected',
-])
 
-const TASK_PATCH_KEYS: ReadonlySet<string> = new Set([
-  'status',
-  'result',
-  'error',
-  'finished_at_ms',
-  'vars',
-  'cancelled',
-  'cancel_reason',
-])
 
 interface EventRow {
   key: string

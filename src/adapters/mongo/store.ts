@@ -43,6 +43,7 @@ import type {
   WorkerInfo,
   WorkerStateDoc,
 } from '../../ports/store.ts'
+import { NODE_PATCH_KEYS, TASK_PATCH_PATHS } from '../../ports/store.ts'
 import { outboxId } from '../../util/ids.ts'
 import { compareCodePoints } from '../memory/store.ts'
 import { decodeFields, encodeFields, getField, putField, sanitize, setField, toMs } from './codec.ts'
@@ -107,42 +108,7 @@ const INDEXES: Record<CollectionKey, IndexSpec[]> = {
   workerState: [],
 }
 
-/**
- * NodeState fields a transitionNode patch may set (node_id and type are fixed at creation). The
- * `satisfies` makes the typecheck fail when the port's NodePatch gains or loses a field.
- */
-const NODE_PATCH_FIELDS = {
-  status: true,
-  attempt_epoch: true,
-  lease: true,
-  stats: true,
-  last_error: true,
-  failures: true,
-  next_retry_at_ms: true,
-  dispatched_at_ms: true,
-  accepted_at_ms: true,
-  last_event_at_ms: true,
-  finished_at_ms: true,
-  has_output: true,
-  end_reason: true,
-  cancel_deadline_ms: true,
-  resends: true,
-  batches_seen: true,
-  done_pending: true,
-  suspected: true,
-} as const satisfies Record<keyof NodePatch, true>
-const NODE_PATCH_KEYS: ReadonlySet<string> = new Set(Object.keys(NODE_PATCH_FIELDS))
 
-/** TaskPatch field → document path. */
-const TASK_PATCH_PATHS = {
-  status: 'status',
-  result: 'result',
-  error: 'error',
-  finished_at_ms: 'finished_at_ms',
-  vars: 'coordinator.vars',
-  cancelled: 'coordinator.cancelled',
-  cancel_reason: 'coordinator.cancel_reason',
-} as const satisfies Record<keyof TaskPatch, string>
 
 const TASK_STRUCTURED: ReadonlySet<string> = new Set(['id', 'nodes', 'coordinator'])
 
