@@ -12,7 +12,7 @@ import { ErrorCode, FlowkitError, errorMessage } from '../errors.ts'
 import { createLogger, type Logger } from '../log.ts'
 import type { Bus, BusMessage, Subscription } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
-import type { Store, WorkerRun } from '../ports/store.ts'
+import type { Store, TaskDoc, WorkerRun } from '../ports/store.ts'
 import {
   type CmdTaskStart,
   type Envelope,
@@ -332,11 +332,25 @@ export class Worker {
    * Whether the node still wants this attempt: the task is not cancelled and the node is running at
    * this epoch. A task this store does not describe in flowkit's layout is assumed wanted.
    */
-  async #stillWanted(env: Envelope): Promise<{ verdict: 'yes' | 'cancelled' | 'stale'; vars: Record<string, unknown> }> {
-    const task = await this.#store.getTask(env.task_id)
-    if (task === null) return { verdict: 'yes', vars: {} }
-    const vars = task.coordinator?.vars ?? {}
-    const node = task.nodes?.[env.node_id]
+  /**
+   * Whether this attempt is still wanted, from the task document its coordinator wrote before
+   * sending the command (flowkit and the Python coordinator both do): a task the store does not
+   * know is stale or foreign (another database on a shared cluster) and is not run; a cancelled
+   * task is not run; a node in flowkit's layout must be running at this epoch. A task document in
+   * another layout (a Python coordinator's) is judged by its `coordinator.cancelled` flag alone.
+   */
+  async #stillWanted(env: Envelope): Promise<{ verdict: 'yes' | 'cancelled' | 'stale' | 'unknown'; vars: Record<string, unknown> }> {
+    let task: TaskDoc | null
+    try {
+      task = await this.#store.getTask(env.task_id)
+    } catch (err) {
+      if (err instanceof FlowkitError && err.retryable) throw err // the bus retries the command
+      this.#log.warn('worker.task_unreadable', { task_id: env.task_id, node_id: env.node_id, error: errorMessage(err) })
+      return { verdict: 'yes', vars: {} }
+    }
+    if (task === null) return { verdict: 'unknown', vars: {} }
+    const vars = isObj(task.coordinator?.vars) ? task.coordinator.vars : {}
+    const node = isObj(task.nodes) ? task.nodes[env.node_id] : undefined
     if (task.coordinator?.cancelled === true) {
       const mine = node === undefined || (node.attempt_epoch === env.attempt_epoch && node.status === 'cancelling')
       return { verdict: mine ? 'cancelled' : 'stale', vars }

@@ -17,6 +17,7 @@ import {
 } from 'flowkit'
 import { startRuntime } from '../helpers/runtime.ts'
 import { waitFor } from '../helpers/wait.ts'
+import { makeNodeSpec, makeNodeState, makeTaskDoc } from '../helpers/fixtures.ts'
 
 const nodeOf = (t: TaskView | null, id: string) => t!.nodes.find((n) => n.node_id === id)!
 
@@ -177,8 +178,17 @@ describe('input adapters', () => {
       const c = consumer({ own: [{ batch_uid: 'own', payload: { items: [1] } }] })
       const rt = await startRuntime({ bus, handlers: { consumer: c.handler } })
       try {
-        // A Python coordinator may send what our graph validator would refuse: inject its command.
+        // A Python coordinator may send what our graph validator would refuse: inject its command,
+        // after writing its task document as a coordinator does before it sends.
         const taskId = `py-task-${typeof adapter}`
+        await rt.store.createTask(
+          makeTaskDoc({
+            id: taskId,
+            status: 'running',
+            graph: { schema_version: '1.0', nodes: [makeNodeSpec('n', 'consumer')], edges: [], edges_ex: [] },
+            nodes: { n: makeNodeState('n', 'consumer', { status: 'running', attempt_epoch: 1 }) },
+          }),
+        )
         const env = protocol.makeEnvelope({
           msg_type: 'cmd',
           role: 'coordinator',

@@ -100,3 +100,28 @@ describe('worker restart', () => {
     }
   })
 })
+
+describe('stale and foreign commands', () => {
+  test('a start command for a task the store does not know (stale, or another database on a shared cluster) is not run', async () => {
+    const { protocol, MemoryLogger } = await import('flowkit')
+    let calls = 0
+    const logger = new MemoryLogger()
+    const rt = await startRuntime({ logger, handlers: { step: { async processBatch() { calls++; return {} } } } })
+    try {
+      const env = protocol.makeEnvelope({
+        msg_type: 'cmd', role: 'coordinator', task_id: 'not-in-this-store', node_id: 'n', step_type: 'step', attempt_epoch: 1,
+        ts_ms: Date.now(), dedup_id: 'foreign-1',
+        payload: { cmd: 'TASK_START', input_ref: null, input_inline: null, batching: null, cancel_token: 't' },
+      })
+      await rt.bus.produce([{ topic: rt.cmdTopic('step'), key: 'not-in-this-store:n', value: protocol.encode(env) }])
+      await waitFor(
+        () => logger.records.some((r) => r.event === 'worker.start_stale' && r.fields['task_id'] === 'not-in-this-store' && r.fields['why'] === 'unknown'),
+        { message: 'the foreign command was never consumed and judged' },
+      )
+      assert.equal(calls, 0, 'the handler never ran for it')
+      assert.ok(!logger.events().includes('node.accepted'), 'it was not even accepted')
+    } finally {
+      await rt.stop()
+    }
+  })
+})

@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { Coordinator, MemoryBus, MemoryStore, Worker } from 'flowkit'
-import type { Bus, Clock, CoordinatorConfig, RoleHandler, Store, WorkerConfig } from 'flowkit'
+import type { Bus, Clock, CoordinatorConfig, Logger, RoleHandler, Store, WorkerConfig } from 'flowkit'
 import { kafkaBrokers, mongoUrl } from './real.ts'
 
 export interface Runtime {
@@ -32,6 +32,8 @@ export interface RuntimeOptions {
   handlers?: Record<string, RoleHandler>
   worker?: Partial<WorkerConfig>
   workers?: number
+  /** Given to the coordinator and every worker (e.g. a MemoryLogger to assert on log events). */
+  logger?: Logger
 }
 
 export const REAL_E2E = process.env['FLOWKIT_E2E_RUNTIME'] === 'real'
@@ -76,7 +78,7 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<Runtim
     topicReply: `${prefix}reply.tasks.v1`,
     topicSignals: `${prefix}signals.v1`,
   }
-  const clockOpt = options.clock ? { clock: options.clock } : {}
+  const clockOpt = { ...(options.clock ? { clock: options.clock } : {}), ...(options.logger ? { logger: options.logger } : {}) }
   const coordinator = new Coordinator({
     bus,
     store,
