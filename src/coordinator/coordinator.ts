@@ -690,25 +690,23 @@ export class Coordinator {
       await this.#maybeCompleteTask(task)
       return
     }
-    await this.#evaluate(task, task.graph.nodes.map((n) => n.node_id))
-    const after = await this.#store.getTask(taskId)
-    if (after) await this.#maybeCompleteTask(after)
+    const after = await this.#evaluate(task, task.graph.nodes.map((n) => n.node_id))
+    await this.#maybeCompleteTask(after)
   }
 
   async #afterNodeChange(task: TaskDoc, nodeId: string): Promise<void> {
     const idx = this.#index(task)
-    await this.#evaluate(task, [...(idx.children.get(nodeId) ?? [])])
-    const after = await this.#store.getTask(task.id)
-    if (after) await this.#maybeCompleteTask(after)
+    const after = await this.#evaluate(task, [...(idx.children.get(nodeId) ?? [])])
+    await this.#maybeCompleteTask(after)
   }
 
   /**
    * Re-evaluates `candidates` (queued nodes only): starts the ready ones and skips the ones that
    * can never run. Skips cascade to their own children.
    */
-  async #evaluate(taskIn: TaskDoc, candidates: Iterable<string>): Promise<void> {
+  async #evaluate(taskIn: TaskDoc, candidates: Iterable<string>): Promise<TaskDoc> {
     let task = taskIn
-    if (task.status !== 'running') return
+    if (task.status !== 'running') return task
     const idx = this.#index(task)
     const queue = [...new Set(candidates)]
     const seen = new Set<string>()
@@ -757,6 +755,7 @@ export class Coordinator {
         }
       }
     }
+    return task
   }
 
   /** Dispatches a queued or deferred node at epoch + 1. Returns the task after the change. */

@@ -84,6 +84,14 @@ export interface NodeState {
   suspected?: boolean
 }
 
+/** What a worker needs to know about a task before it runs one of its nodes. */
+export interface RunView {
+  cancelled: boolean
+  vars: Record<string, unknown>
+  /** The node's state in flowkit's layout; null when the task document has no such node. */
+  node: NodeState | null
+}
+
 export interface TaskDoc {
   id: string
   status: TaskStatus
@@ -257,7 +265,13 @@ export interface Store {
   // ---- tasks and nodes
   /** Inserts a new task; `STORE_DUPLICATE_KEY` if the id exists. */
   createTask(task: TaskDoc): Promise<void>
+  /**
+   * The task, or null. Its `graph` never changes after creation: adapters may return one shared,
+   * deep-frozen graph object instead of a copy (everything else is a copy).
+   */
   getTask(taskId: string): Promise<TaskDoc | null>
+  /** Cancel flag, variables and one node of a task (a cheap read for workers); null if no task. */
+  getRunView(taskId: string, nodeId: string): Promise<RunView | null>
   /** Tasks whose status is one of `statuses` (all when omitted), oldest first. */
   listTasks(filter?: { statuses?: readonly TaskStatus[]; limit?: number }): Promise<TaskDoc[]>
   /**

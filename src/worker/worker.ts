@@ -12,7 +12,7 @@ import { ErrorCode, FlowkitError, errorMessage } from '../errors.ts'
 import { createLogger, type Logger } from '../log.ts'
 import type { Bus, BusMessage, Subscription } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
-import type { Store, TaskDoc, WorkerRun } from '../ports/store.ts'
+import type { RunView, Store, WorkerRun } from '../ports/store.ts'
 import {
   type CmdTaskStart,
   type Envelope,
@@ -340,22 +340,22 @@ export class Worker {
    * another layout (a Python coordinator's) is judged by its `coordinator.cancelled` flag alone.
    */
   async #stillWanted(env: Envelope): Promise<{ verdict: 'yes' | 'cancelled' | 'stale' | 'unknown'; vars: Record<string, unknown> }> {
-    let task: TaskDoc | null
+    let view: RunView | null
     try {
-      task = await this.#store.getTask(env.task_id)
+      view = await this.#store.getRunView(env.task_id, env.node_id)
     } catch (err) {
       if (err instanceof FlowkitError && err.retryable) throw err // the bus retries the command
       this.#log.warn('worker.task_unreadable', { task_id: env.task_id, node_id: env.node_id, error: errorMessage(err) })
       return { verdict: 'yes', vars: {} }
     }
-    if (task === null) return { verdict: 'unknown', vars: {} }
-    const vars = isObj(task.coordinator?.vars) ? task.coordinator.vars : {}
-    const node = isObj(task.nodes) ? task.nodes[env.node_id] : undefined
-    if (task.coordinator?.cancelled === true) {
-      const mine = node === undefined || (node.attempt_epoch === env.attempt_epoch && node.status === 'cancelling')
+    if (view === null) return { verdict: 'unknown', vars: {} }
+    const vars = isObj(view.vars) ? view.vars : {}
+    const node = view.node
+    if (view.cancelled) {
+      const mine = node === null || (node.attempt_epoch === env.attempt_epoch && node.status === 'cancelling')
       return { verdict: mine ? 'cancelled' : 'stale', vars }
     }
-    if (node === undefined) return { verdict: 'yes', vars }
+    if (node === null) return { verdict: 'yes', vars }
     return { verdict: node.attempt_epoch === env.attempt_epoch && node.status === 'running' ? 'yes' : 'stale', vars }
   }
 

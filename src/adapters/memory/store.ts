@@ -24,6 +24,7 @@ import type {
   OutboxEnqueue,
   OutboxRow,
   OutboxStatus,
+  RunView,
   Store,
   StreamClaim,
   TaskDoc,
@@ -62,6 +63,22 @@ interface ArtifactEntry {
 
 /** Deep copy of a stored document on its way out. */
 const clone = <T>(v: T): T => structuredClone(v)
+
+/** A task on its way out: a deep copy, except the graph, which is immutable and shared (frozen). */
+function cloneTask(t: TaskDoc): TaskDoc {
+  const { graph, ...rest } = t
+  const out = structuredClone(rest) as TaskDoc
+  out.graph = graph
+  return out
+}
+
+function deepFreeze<T>(v: T): T {
+  if (v !== null && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v)
+    for (const x of Object.values(v)) deepFreeze(x)
+  }
+  return v
+}
 
 /**
  * Deep copy of a caller's value on its way in, with `undefined` treated as BSON does under the
@@ -169,13 +186,24 @@ export class MemoryStore implements Store {
         details: { task_id: task.id },
       })
     }
-    this.#tasks.set(task.id, ingest(task))
+    const stored = ingest(task)
+    deepFreeze(stored.graph)
+    this.#tasks.set(task.id, stored)
   }
 
   async getTask(taskId: string): Promise<TaskDoc | null> {
     this.#open()
     const t = this.#tasks.get(taskId)
-    return t ? clone(t) : null
+    return t ? cloneTask(t) : null
+  }
+
+  async getRunView(taskId: string, nodeId: string): Promise<RunView | null> {
+    this.#open()
+    assertNodeId(nodeId)
+    const t = this.#tasks.get(taskId)
+    if (!t) return null
+    const node = Object.hasOwn(t.nodes, nodeId) ? t.nodes[nodeId] : undefined
+    return clone({ cancelled: t.coordinator.cancelled, vars: t.coordinator.vars, node: node ?? null })
   }
 
   async listTasks(filter: { statuses?: readonly TaskStatus[]; limit?: number } = {}): Promise<TaskDoc[]> {
@@ -184,7 +212,7 @@ export class MemoryStore implements Store {
     const rows = [...this.#tasks.values()]
       .filter((t) => statuses === undefined || statuses.includes(t.status))
       .sort((a, b) => a.created_at_ms - b.created_at_ms || compareCodePoints(a.id, b.id))
-    return take(rows, filter.limit).map(clone)
+    return take(rows, filter.limit).map(cloneTask)
   }
 
   async transitionNode(
@@ -211,7 +239,7 @@ export class MemoryStore implements Store {
       if (v !== undefined) target[k] = v
     }
     task.updated_at_ms = now
-    return clone(task)
+    return cloneTask(task)
   }
 
   async updateTask(
@@ -234,7 +262,7 @@ export class MemoryStore implements Store {
     if (p.cancelled !== undefined) task.coordinator.cancelled = p.cancelled
     if (p.cancel_reason !== undefined) task.coordinator.cancel_reason = p.cancel_reason
     task.updated_at_ms = now
-    return clone(task)
+    return cloneTask(task)
   }
 
   // ---- event ledger

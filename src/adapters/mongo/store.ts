@@ -35,6 +35,8 @@ import type {
   OutboxEnqueue,
   OutboxRow,
   OutboxStatus,
+  RunView,
+  NodeState,
   Store,
   StreamClaim,
   TaskDoc,
@@ -44,9 +46,10 @@ import type {
   WorkerStateDoc,
 } from '../../ports/store.ts'
 import { NODE_PATCH_KEYS, TASK_PATCH_PATHS } from '../../ports/store.ts'
+import type { GraphSpec } from '../../graph/types.ts'
 import { outboxId } from '../../util/ids.ts'
 import { compareCodePoints } from '../memory/store.ts'
-import { decodeFields, encodeFields, getField, putField, sanitize, setField, toMs } from './codec.ts'
+import { JSON_SUFFIX, decodeFields, encodeFields, getField, putField, sanitize, setField, toMs } from './codec.ts'
 import { isDuplicateKeyError, mapMongoError, safeMessage } from './errors.ts'
 
 export interface MongoStoreOptions {
@@ -197,6 +200,16 @@ function encodeTask(task: TaskDoc): Record<string, unknown> {
   return doc
 }
 
+const GRAPH_CACHE_SIZE = 2000
+
+function deepFreeze<T>(v: T): T {
+  if (v !== null && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v)
+    for (const x of Object.values(v)) deepFreeze(x)
+  }
+  return v
+}
+
 function decodeTask(doc: Document): TaskDoc {
   const out = decodeFields(doc, TASK_STRUCTURED)
   out['id'] = doc['id']
@@ -253,6 +266,9 @@ function updateOf(set: Record<string, unknown>, unset: Record<string, ''>, extra
 }
 
 export class MongoStore implements Store {
+  /** Decoded graphs by task id: a graph never changes after creation, so reads can skip it. */
+  readonly #graphs = new Map<string, GraphSpec>()
+
   readonly #url: string
   readonly #dbName: string
   readonly #prefix: string
@@ -424,11 +440,60 @@ export class MongoStore implements Store {
     })
   }
 
+  /** Projection that leaves the graph out when this store already holds it decoded. */
+  #taskProjection(taskId: string): Document | undefined {
+    return this.#graphs.has(taskId) ? { graph: 0, [`graph${JSON_SUFFIX}`]: 0 } : undefined
+  }
+
+  /** Decodes a task document, taking the graph from the cache (or caching the one it carries). */
+  #decodeTask(doc: Document): TaskDoc {
+    const id = doc['id'] as string
+    if (this.#graphs.has(id)) {
+      // Already decoded once: skip parsing the (immutable) graph again.
+      delete doc['graph']
+      delete doc[`graph${JSON_SUFFIX}`]
+    }
+    const task = decodeTask(doc)
+    if (doc['graph'] !== undefined || doc[`graph${JSON_SUFFIX}`] !== undefined) {
+      const graph = deepFreeze(task.graph)
+      this.#graphs.set(id, graph)
+      if (this.#graphs.size > GRAPH_CACHE_SIZE) {
+        const oldest = this.#graphs.keys().next().value
+        if (oldest !== undefined) this.#graphs.delete(oldest)
+      }
+      task.graph = graph
+    } else {
+      const cached = this.#graphs.get(id)
+      if (cached === undefined) throw new FlowkitError(ErrorCode.StoreError, `task ${id}: graph left out of a read but not cached`)
+      task.graph = cached
+    }
+    return task
+  }
+
   async getTask(taskId: string): Promise<TaskDoc | null> {
     this.#open()
     return this.#run('getTask', async (c) => {
-      const doc = await c.tasks.findOne({ id: taskId })
-      return doc ? decodeTask(doc) : null
+      const projection = this.#taskProjection(taskId)
+      const doc = await c.tasks.findOne({ id: taskId }, projection ? { projection } : {})
+      return doc ? this.#decodeTask(doc) : null
+    })
+  }
+
+  async getRunView(taskId: string, nodeId: string): Promise<RunView | null> {
+    this.#open()
+    assertNodeId(nodeId)
+    return this.#run('getRunView', async (c) => {
+      const doc = await c.tasks.findOne({ id: taskId }, { projection: { id: 1, coordinator: 1, [`nodes.${nodeId}`]: 1 } })
+      if (!doc) return null
+      const coordinator = doc['coordinator'] !== null && typeof doc['coordinator'] === 'object' ? decodeFields(doc['coordinator'] as Record<string, unknown>) : {}
+      const nodes = doc['nodes'] as Record<string, Record<string, unknown>> | undefined
+      const raw = nodes !== null && typeof nodes === 'object' && Object.hasOwn(nodes, nodeId) ? nodes[nodeId] : undefined
+      const vars = coordinator['vars']
+      return {
+        cancelled: coordinator['cancelled'] === true,
+        vars: vars !== null && typeof vars === 'object' && !Array.isArray(vars) ? (vars as Record<string, unknown>) : {},
+        node: raw !== null && typeof raw === 'object' ? (decodeFields(raw) as unknown as NodeState) : null,
+      }
     })
   }
 
@@ -443,7 +508,7 @@ export class MongoStore implements Store {
       const query: Document = statuses === undefined ? {} : { status: { $in: [...statuses] } }
       let cursor = c.tasks.find(query).sort({ created_at_ms: 1, id: 1 })
       if (limit !== null) cursor = cursor.limit(limit)
-      return (await cursor.toArray()).map(decodeTask)
+      return (await cursor.toArray()).map((d) => this.#decodeTask(d))
     })
   }
 
@@ -474,8 +539,9 @@ export class MongoStore implements Store {
       query[`${path}.attempt_epoch`] = guard.epoch
     }
     return this.#run('transitionNode', async (c) => {
+      // No projection here: FerretDB does not implement one on findAndModify.
       const doc = await c.tasks.findOneAndUpdate(query, updateOf(set, unset), { returnDocument: 'after' })
-      return doc ? decodeTask(doc) : null
+      return doc ? this.#decodeTask(doc) : null
     })
   }
 
@@ -494,8 +560,9 @@ export class MongoStore implements Store {
     const query: Document = { id: taskId }
     if (guard.status !== undefined) query['status'] = { $in: [...guard.status] }
     return this.#run('updateTask', async (c) => {
+      // No projection here: FerretDB does not implement one on findAndModify.
       const doc = await c.tasks.findOneAndUpdate(query, updateOf(set, unset), { returnDocument: 'after' })
-      return doc ? decodeTask(doc) : null
+      return doc ? this.#decodeTask(doc) : null
     })
   }
 
