@@ -401,11 +401,14 @@ export class Coordinator {
         node.suspected = false
       }
     }
-    await this.#applyNodeEvent(task, node, env, ev, now)
-    await this.#store.recordEventOnce(ledgerKey, { task_id: env.task_id, node_id: env.node_id, kind: ev.kind }, now)
+    await this.#applyNodeEvent(task, node, ledgerKey, ev, now)
+    // Heartbeats are idempotent by themselves (the deadline only moves forward): no ledger row.
+    if (ev.kind !== 'TASK_HEARTBEAT' && ev.kind !== 'TASK_RESUMED') {
+      await this.#store.recordEventOnce(ledgerKey, { task_id: env.task_id, node_id: env.node_id, kind: ev.kind }, now)
+    }
   }
 
-  async #applyNodeEvent(task: TaskDoc, node: NodeState, _env: Envelope, ev: StatusEvent, now: number): Promise<void> {
+  async #applyNodeEvent(task: TaskDoc, node: NodeState, eventKey: string, ev: StatusEvent, now: number): Promise<void> {
     const ids = { task_id: task.id, node_id: node.node_id, attempt_epoch: node.attempt_epoch }
     const epoch = node.attempt_epoch
     switch (ev.kind) {
@@ -428,27 +431,45 @@ export class Coordinator {
       case 'BATCH_OK': {
         // A batch report overtaken by TASK_DONE (reordered delivery) still counts.
         if (node.status !== 'running' && node.status !== 'finished') return
-        const prev = await this.#store.upsertBatchMetrics(
+        let updated: TaskDoc | null = task
+        if (node.last_event_key === `${eventKey}|done`) {
+          // Redelivered after this batch finished the node: only what follows remains.
+          await this.#afterNodeChange(task, node.node_id)
+          return
+        }
+        if (node.last_event_key !== eventKey) {
+          // Read what this batch contributed before, update the node (marked with this event),
+          // then write the row: a redelivery after a failure in between neither loses the batch
+          // nor counts it twice.
+          const prev = await this.#store.getBatchMetrics(task.id, node.node_id, ev.batch_uid)
+          updated = await this.#transition(
+            task.id,
+            node.node_id,
+            { status: node.status, epoch },
+            {
+              stats: sumDelta(node.stats, ev.metrics, prev),
+              has_output: true,
+              last_event_at_ms: now,
+              batches_seen: (node.batches_seen ?? 0) + 1,
+              last_event_key: eventKey,
+            },
+            now,
+          )
+          if (updated === null) return
+          this.#log.info('node.batch_ok', { ...ids, batch_uid: ev.batch_uid })
+        }
+        await this.#store.upsertBatchMetrics(
           { task_id: task.id, node_id: node.node_id, batch_uid: ev.batch_uid, attempt_epoch: epoch, metrics: ev.metrics },
           now,
         )
-        const firstOutput = !node.has_output
-        const seen = (node.batches_seen ?? 0) + 1
-        const updated = await this.#transition(
-          task.id,
-          node.node_id,
-          { status: node.status, epoch },
-          { stats: sumDelta(node.stats, ev.metrics, prev), has_output: true, last_event_at_ms: now, batches_seen: seen },
-          now,
-        )
-        this.#log.info('node.batch_ok', { ...ids, batch_uid: ev.batch_uid })
-        if (updated === null) return
-        const pending = node.done_pending
-        if (node.status === 'running' && pending && seen >= pending.batches) {
-          await this.#finishNode(updated, updated.nodes[node.node_id] as NodeState, pending.metrics, pending.final_uid, now)
+        const current = updated.nodes[node.node_id] as NodeState
+        const pending = current.done_pending
+        if (current.status === 'running' && pending && (current.batches_seen ?? 0) >= pending.batches) {
+          await this.#finishNode(updated, current, pending.metrics, pending.final_uid, `${eventKey}|done`, now)
           return
         }
-        if (firstOutput) await this.#evaluate(updated, this.#index(updated).children.get(node.node_id) ?? [])
+        // Children waiting for a first batch (idempotent: only queued children are looked at).
+        if (current.status === 'running') await this.#evaluate(updated, this.#index(updated).children.get(node.node_id) ?? [])
         return
       }
       case 'BATCH_FAILED': {
@@ -473,12 +494,28 @@ export class Coordinator {
         }
         const finalUid = ev.final_uid ?? FINAL_UID
         if (node.status === 'finished') {
+          if (node.last_event_key === eventKey) {
+            // Redelivered after a failure past the node update: redo what follows it.
+            await this.#store.upsertBatchMetrics(
+              { task_id: task.id, node_id: node.node_id, batch_uid: finalUid, attempt_epoch: epoch, metrics: ev.metrics },
+              now,
+            )
+            await this.#afterNodeChange(task, node.node_id)
+            return
+          }
           // Finished without this report (recovered from its complete artifact): keep its metrics.
-          const prev = await this.#store.upsertBatchMetrics(
+          const prev = await this.#store.getBatchMetrics(task.id, node.node_id, finalUid)
+          await this.#transition(
+            task.id,
+            node.node_id,
+            { status: 'finished', epoch },
+            { stats: sumDelta(node.stats, ev.metrics, prev), last_event_key: eventKey },
+            now,
+          )
+          await this.#store.upsertBatchMetrics(
             { task_id: task.id, node_id: node.node_id, batch_uid: finalUid, attempt_epoch: epoch, metrics: ev.metrics },
             now,
           )
-          await this.#transition(task.id, node.node_id, { status: 'finished', epoch }, { stats: sumDelta(node.stats, ev.metrics, prev) }, now)
           return
         }
         if (node.status !== 'running') return
@@ -494,7 +531,7 @@ export class Coordinator {
           this.#log.info('node.done_pending', { ...ids, batches: ev.batches, seen: node.batches_seen ?? 0 })
           return
         }
-        await this.#finishNode(task, node, ev.metrics, finalUid, now)
+        await this.#finishNode(task, node, ev.metrics, finalUid, eventKey, now)
         return
       }
       case 'TASK_FAILED': {
@@ -502,9 +539,18 @@ export class Coordinator {
           await this.#finishCancelling(task, node, 'failed while cancelling', now)
           return
         }
+        if (node.status === 'failed' && node.last_event_key === eventKey) {
+          // Redelivered after a failure past the node update: redo what follows a failure.
+          await this.#afterFailure(task, node.node_id)
+          return
+        }
+        if (node.status === 'deferred' && node.last_event_key === eventKey) {
+          this.#armTimer(task.id, node.next_retry_at_ms ?? now)
+          return
+        }
         if (TERMINAL_NODE.has(node.status)) return
         if (!ev.permanent && node.status !== 'running') return
-        await this.#nodeFailed(task, node, ev.reason_code, ev.error, ev.permanent, now)
+        await this.#nodeFailed(task, node, ev.reason_code, ev.error, ev.permanent, now, eventKey)
         return
       }
       case 'CANCELLED': {
@@ -520,20 +566,27 @@ export class Coordinator {
     }
   }
 
-  async #finishNode(task: TaskDoc, node: NodeState, metrics: Record<string, unknown>, finalUid: string, now: number): Promise<void> {
+  /** Marks a running node finished with its final metrics, then schedules what follows. */
+  async #finishNode(task: TaskDoc, node: NodeState, metrics: Record<string, unknown>, finalUid: string, eventKey: string | null, now: number): Promise<void> {
     const epoch = node.attempt_epoch
-    const prev = await this.#store.upsertBatchMetrics(
-      { task_id: task.id, node_id: node.node_id, batch_uid: finalUid, attempt_epoch: epoch, metrics },
-      now,
-    )
+    const prev = await this.#store.getBatchMetrics(task.id, node.node_id, finalUid)
     const updated = await this.#transition(
       task.id,
       node.node_id,
       { status: 'running', epoch },
-      { status: 'finished', stats: sumDelta(node.stats, metrics, prev), has_output: true, finished_at_ms: now, last_event_at_ms: now, done_pending: null },
+      {
+        status: 'finished',
+        stats: sumDelta(node.stats, metrics, prev),
+        has_output: true,
+        finished_at_ms: now,
+        last_event_at_ms: now,
+        done_pending: null,
+        ...(eventKey === null ? {} : { last_event_key: eventKey }),
+      },
       now,
     )
     if (updated === null) return
+    await this.#store.upsertBatchMetrics({ task_id: task.id, node_id: node.node_id, batch_uid: finalUid, attempt_epoch: epoch, metrics }, now)
     this.#log.info('node.done', { task_id: task.id, node_id: node.node_id, attempt_epoch: epoch })
     await this.#afterNodeChange(updated, node.node_id)
   }
@@ -542,7 +595,15 @@ export class Coordinator {
     return spec.retry_policy ?? { max: this.config.defaultRetryMax, backoff_sec: this.config.defaultBackoffSec, permanent_on: [] }
   }
 
-  async #nodeFailed(task: TaskDoc, node: NodeState, reasonCode: string, error: string | null, permanentIn: boolean, now: number): Promise<void> {
+  async #nodeFailed(
+    task: TaskDoc,
+    node: NodeState,
+    reasonCode: string,
+    error: string | null,
+    permanentIn: boolean,
+    now: number,
+    eventKey: string | null = null,
+  ): Promise<void> {
     const spec = this.#spec(task, node.node_id)
     const policy = this.#retryPolicy(spec)
     const ids = { task_id: task.id, node_id: node.node_id, attempt_epoch: node.attempt_epoch }
@@ -565,7 +626,15 @@ export class Coordinator {
         task.id,
         node.node_id,
         guard,
-        { status: 'deferred', next_retry_at_ms: at, last_error, failures: node.failures + 1, lease: {}, last_event_at_ms: now },
+        {
+          status: 'deferred',
+          next_retry_at_ms: at,
+          last_error,
+          failures: node.failures + 1,
+          lease: {},
+          last_event_at_ms: now,
+          ...(eventKey === null ? {} : { last_event_key: eventKey }),
+        },
         now,
       )
       if (updated === null) return
@@ -577,17 +646,32 @@ export class Coordinator {
       task.id,
       node.node_id,
       guard,
-      { status: 'failed', last_error, failures: node.failures + 1, finished_at_ms: now, next_retry_at_ms: null, last_event_at_ms: now },
+      {
+        status: 'failed',
+        last_error,
+        failures: node.failures + 1,
+        finished_at_ms: now,
+        next_retry_at_ms: null,
+        last_event_at_ms: now,
+        ...(eventKey === null ? {} : { last_event_key: eventKey }),
+      },
       now,
     )
     if (updated === null) return
     this.#log.error('node.failed', { ...ids, reason_code: reason, error })
+    await this.#afterFailure(updated, node.node_id)
+  }
+
+  /** What follows a permanent failure (idempotent): routing handles it, or the task fails. */
+  async #afterFailure(task: TaskDoc, nodeId: string): Promise<void> {
+    const spec = this.#spec(task, nodeId)
     const handled = (spec.routing?.on_failure.length ?? 0) > 0
     if (!handled) {
-      await this.#cancel(task.id, `node ${node.node_id} failed: ${reason}`, 'failed')
+      const reason = task.nodes[nodeId]?.last_error?.reason_code ?? 'failed'
+      await this.#cancel(task.id, `node ${nodeId} failed: ${reason}`, 'failed')
       return
     }
-    await this.#afterNodeChange(updated, node.node_id)
+    await this.#afterNodeChange(task, nodeId)
   }
 
   async #finishCancelling(task: TaskDoc, node: NodeState, reason: string, now: number): Promise<void> {
@@ -743,8 +827,12 @@ export class Coordinator {
         this.#log.debug('node.waiting_capacity', { task_id: task.id, node_id: id, type: spec.type })
         continue
       }
-      const after = await this.#startNode(task, spec, node, now)
-      if (after === null) this.#unreserve(task.id, id)
+      let after: TaskDoc | null = null
+      try {
+        after = await this.#startNode(task, spec, node, now)
+      } finally {
+        if (after === null) this.#unreserve(task.id, id)
+      }
       if (after) {
         task = after
         if (spec.type === COORDINATOR_FN_TYPE) {
@@ -777,6 +865,7 @@ export class Coordinator {
         resends: 0,
         batches_seen: 0,
         done_pending: null,
+        suspected: false,
       },
       now,
     )
@@ -1069,6 +1158,18 @@ export class Coordinator {
     this.#armTimer(taskId, deadline + 1)
   }
 
+  /**
+   * Time after dispatch at which a start nobody accepted is sent again for the (n+1)th time: the
+   * accept timeout, then doubling gaps capped at 10 minutes. A node waits for a worker of its role
+   * as long as it takes (a queue), without flooding the bus.
+   */
+  #resendDelayMs(resends: number): number {
+    const base = this.config.acceptTimeoutSec * 1000
+    let total = 0
+    for (let i = 0; i <= resends; i++) total += Math.min(base * 2 ** i, 600_000)
+    return total
+  }
+
   /** Handles every due timer of one task, then re-arms the next one. */
   async #checkTimers(taskId: string): Promise<void> {
     const task = await this.#store.getTask(taskId)
@@ -1091,7 +1192,12 @@ export class Coordinator {
           const cur = await this.#store.getTask(taskId)
           if (cur && cur.status === 'running') {
             if (this.#tryReserve(taskId, spec.node_id, spec.type)) {
-              if ((await this.#startNode(cur, spec, node, now)) === null) this.#unreserve(taskId, spec.node_id)
+              let started: TaskDoc | null = null
+              try {
+                started = await this.#startNode(cur, spec, node, now)
+              } finally {
+                if (started === null) this.#unreserve(taskId, spec.node_id)
+              }
             } else this.#blocked.add(taskId)
           }
         } else next = Math.min(next, node.next_retry_at_ms)
@@ -1122,7 +1228,7 @@ export class Coordinator {
             const fresh = cur.nodes[node.node_id]
             if (fresh?.status === 'running' && fresh.attempt_epoch === node.attempt_epoch) {
               this.#log.info('node.recovered_complete', ids)
-              await this.#finishNode(cur, fresh, {}, FINAL_UID, now)
+              await this.#finishNode(cur, fresh, {}, FINAL_UID, null, now)
             }
             continue
           }
@@ -1138,13 +1244,13 @@ export class Coordinator {
           } else next = Math.min(next, deadline + 1)
         } else if (node.dispatched_at_ms !== null) {
           const resends = node.resends ?? 0
-          const due = node.dispatched_at_ms + this.config.acceptTimeoutSec * 1000 * (resends + 1)
+          const due = node.dispatched_at_ms + this.#resendDelayMs(resends)
           if (due <= now) {
             const u = await this.#transition(taskId, node.node_id, { status: 'running', epoch: node.attempt_epoch }, { resends: resends + 1 }, now)
             if (u) {
               await this.#outbox.enqueue(this.#startCommand(u, spec, node.attempt_epoch, resends + 1))
               this.#log.warn('node.start_resent', { ...ids, resends: resends + 1 })
-              next = Math.min(next, node.dispatched_at_ms + this.config.acceptTimeoutSec * 1000 * (resends + 2))
+              next = Math.min(next, node.dispatched_at_ms + this.#resendDelayMs(resends + 1))
             }
           } else next = Math.min(next, due)
         }
@@ -1156,6 +1262,21 @@ export class Coordinator {
       }
     }
     if (Number.isFinite(next)) this.#armTimer(taskId, next)
+  }
+
+  /**
+   * Brings a task's scheduling up to date from its stored state (idempotent): a queued or running
+   * task has its ready nodes started and completes when everything is terminal; a cancelling task
+   * has its cancel carried through. Backstop for work lost to an error after a state change.
+   */
+  async #reconcile(taskId: string): Promise<void> {
+    const task = await this.#store.getTask(taskId)
+    if (task === null || (TERMINAL_TASK_STATUSES as readonly string[]).includes(task.status)) return
+    if (task.status === 'cancelling') {
+      await this.#cancel(taskId, task.coordinator.cancel_reason ?? 'cancelled', task.error !== null ? 'failed' : 'cancelled')
+    } else {
+      await this.#kick(taskId)
+    }
   }
 
   /** After a (re)start: finish nodes whose complete artifact exists, re-arm timers, resume scheduling. */
@@ -1179,11 +1300,14 @@ export class Coordinator {
         if (cur) await this.#runFunction(cur, spec, node.attempt_epoch)
       }
     }
-    await this.#kick(taskId)
+    await this.#reconcile(taskId)
     await this.#checkTimers(taskId)
   }
 
-  /** Slow sweep: re-checks timers of every active task (catches anything a lost wake-up missed). */
+  /**
+   * Slow sweep: reconciles every active task and re-checks its timers (catches anything a lost
+   * wake-up or a failed follow-up missed).
+   */
   async #sweep(signal: AbortSignal): Promise<void> {
     const tickMs = Math.max(1000, this.config.schedulerTickSec * 1000 * 10)
     while (!signal.aborted) {
@@ -1193,8 +1317,13 @@ export class Coordinator {
         return
       }
       try {
-        const active = await this.#store.listTasks({ statuses: ['running', 'cancelling'] })
-        for (const t of active) this.#enqueue(t.id, () => this.#checkTimers(t.id))
+        const active = await this.#store.listTasks({ statuses: ACTIVE_TASK_STATUSES })
+        for (const t of active) {
+          this.#enqueue(t.id, async () => {
+            await this.#reconcile(t.id)
+            await this.#checkTimers(t.id)
+          })
+        }
       } catch (err) {
         this.#log.error('coordinator.sweep_failed', { error: errorMessage(err) })
       }

@@ -82,6 +82,12 @@ export interface NodeState {
   done_pending?: { batches: number; metrics: Record<string, unknown>; final_uid: string } | null
   /** No status from the worker for longer than the soft heartbeat limit (clears when it speaks). */
   suspected?: boolean
+  /**
+   * Ledger key of the last status event whose node update was applied. A node's events arrive in
+   * order (one key, one partition), so a redelivered event that finds its own key here knows its
+   * node update is done and only the steps after it remain.
+   */
+  last_event_key?: string | null
 }
 
 /** What a worker needs to know about a task before it runs one of its nodes. */
@@ -132,6 +138,7 @@ export const NODE_PATCH_FIELDS = {
   batches_seen: true,
   done_pending: true,
   suspected: true,
+  last_event_key: true,
 } as const satisfies Record<keyof NodePatch, true>
 export const NODE_PATCH_KEYS: ReadonlySet<string> = new Set(Object.keys(NODE_PATCH_FIELDS))
 
@@ -290,6 +297,8 @@ export interface Store {
   // ---- metrics per batch: one row per (task, node, batch_uid), the newest attempt wins
   /** Upserts the batch's metrics; returns the metrics it replaced (null when the row is new). */
   upsertBatchMetrics(row: BatchMetricsWrite, now: number): Promise<Record<string, unknown> | null>
+  /** The batch's stored metrics, or null when there is no row. */
+  getBatchMetrics(taskId: string, nodeId: string, batchUid: string): Promise<Record<string, unknown> | null>
 
   // ---- artifacts: one per (task, node, batch_uid); fenced by attempt_epoch
   /**

@@ -92,6 +92,7 @@ export interface PullContext {
 /** Upstream artifacts as they appear, each claimed once for this consumer attempt. */
 export async function* pullArtifacts(ctx: PullContext, spec: AdapterSpec): AsyncGenerator<ArtifactDoc> {
   const done = new Set<string>()
+  const ended = new Set<string>()
   const seen = new Set<string>()
   let idle = 0
   while (done.size < spec.fromNodes.length) {
@@ -114,6 +115,11 @@ export async function* pullArtifacts(ctx: PullContext, spec: AdapterSpec): Async
         progressed = true
         yield art
       }
+      if (ended.has(from) && complete === null) {
+        done.add(from)
+        progressed = true
+        continue
+      }
       if (complete !== null && complete.status === 'complete') {
         done.add(from)
         progressed = true
@@ -135,6 +141,20 @@ export async function* pullArtifacts(ctx: PullContext, spec: AdapterSpec): Async
       idle = 0
       continue
     }
+    // Nothing new: an upstream that ended without a complete artifact (failed, cancelled, skipped)
+    // will never write more. It is closed after one more listing pass, which sees any partial it
+    // wrote before it ended.
+    let ending = false
+    for (const from of spec.fromNodes) {
+      if (done.has(from) || ended.has(from)) continue
+      const view = await ctx.store.getRunView(ctx.taskId, from)
+      const st = view?.node?.status
+      if (st === 'failed' || st === 'cancelled' || st === 'skipped') {
+        ended.add(from)
+        ending = true
+      }
+    }
+    if (ending) continue
     idle++
     const wait = Math.min(ctx.maxBackoffMs, spec.pollMs * 2 ** Math.min(idle - 1, 6))
     await ctx.clock.sleep(Math.max(1, wait), ctx.signal)

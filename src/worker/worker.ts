@@ -58,12 +58,20 @@ interface ActiveRun {
   started: number
   batches: number
   done: Promise<void>
+  /** TASK_ACCEPTED went out: the coordinator knows a lease. */
+  accepted: boolean
+  /** The slot was given back (run ended, or its cancel grace expired). */
+  released: boolean
+  /** Resolves when the slot is given back. */
+  freed: Promise<void>
+  free: () => void
+  seenKey: string
 }
 
 /** A counting semaphore whose waiters are served in order. */
 class Slots {
   #free: number
-  #waiters: (() => void)[] = []
+  #waiters: { resolve: () => void; reject: (err: unknown) => void }[] = []
   constructor(n: number) {
     this.#free = n
   }
@@ -75,12 +83,16 @@ class Slots {
       this.#free--
       return
     }
-    await new Promise<void>((resolve) => this.#waiters.push(resolve))
+    await new Promise<void>((resolve, reject) => this.#waiters.push({ resolve, reject }))
   }
   release(): void {
     const next = this.#waiters.shift()
-    if (next) next()
+    if (next) next.resolve()
     else this.#free++
+  }
+  /** Fails every waiter (the worker is stopping: their commands are not taken). */
+  rejectWaiters(err: unknown): void {
+    for (const w of this.#waiters.splice(0)) w.reject(err)
   }
 }
 
@@ -208,10 +220,14 @@ export class Worker {
     if (!this.#started) return
     this.#stopping = true
     this.#announceAbort.abort()
+    // Commands waiting for a slot are not taken: their handler fails, so they stay uncommitted
+    // and go to another member of the group.
+    this.#slots.rejectWaiters(new FlowkitError(ErrorCode.Closed, 'worker stopping'))
+    if (!options.drain) for (const run of this.#runs.values()) this.#cancelRun(run, 'worker stopping')
     await Promise.all(this.#cmdSubs.map((s) => s.close()))
     this.#cmdSubs = []
-    if (!options.drain) for (const run of this.#runs.values()) this.#cancelRun(run, 'worker stopping')
-    await Promise.allSettled([...this.#runs.values()].map((r) => r.done))
+    // Wait for every run to end (or to be abandoned after its cancel grace).
+    await Promise.allSettled([...this.#runs.values()].map((r) => r.freed))
     await Promise.all(this.#subs.map((s) => s.close()))
     this.#subs = []
     await this.#announce('WORKER_OFFLINE', []).catch(() => undefined)
@@ -227,14 +243,15 @@ export class Worker {
     this.#killed = true
     this.#stopping = true
     this.#announceAbort.abort()
-    for (const run of this.#runs.values()) {
+    this.#slots.rejectWaiters(new FlowkitError(ErrorCode.Closed, 'worker killed'))
+    for (const [key, run] of [...this.#runs.entries()]) {
       run.cancelReason = '__killed__'
       run.abort.abort(new CancelledError('killed'))
+      this.#release(key, run) // a crashed process holds nothing: the runs are simply abandoned
     }
     await Promise.all([...this.#cmdSubs, ...this.#subs].map((s) => s.close()))
     this.#cmdSubs = []
     this.#subs = []
-    await Promise.allSettled([...this.#runs.values()].map((r) => r.done))
     this.#started = false
   }
 
@@ -437,8 +454,23 @@ export class Worker {
   #cancelRun(run: ActiveRun, reason: string): void {
     if (run.cancelReason !== null) return
     run.cancelReason = reason
-    this.#log.info('node.cancel_requested', { task_id: run.info.taskId, node_id: run.info.nodeId, attempt_epoch: run.info.attemptEpoch, reason })
+    const ids = { task_id: run.info.taskId, node_id: run.info.nodeId, attempt_epoch: run.info.attemptEpoch }
+    this.#log.info('node.cancel_requested', { ...ids, reason })
     run.abort.abort(new CancelledError(reason))
+    if (reason === '__killed__') return
+    // Cancellation is cooperative: a handler that ignores the signal past the grace period is
+    // abandoned (its results are discarded), CANCELLED is reported and its slot is given back.
+    const grace = new AbortController()
+    void run.freed.then(() => grace.abort())
+    this.#clock.sleep(this.config.cancelGraceMs, grace.signal).then(
+      async () => {
+        if (run.released) return
+        this.#log.warn('worker.cancel_grace_expired', { ...ids, grace_ms: this.config.cancelGraceMs })
+        await this.#emit(run.info, { kind: 'CANCELLED', reason }, { kind: 'CANCELLED' }).catch(() => undefined)
+        this.#release(messageKey(run.info.taskId, run.info.nodeId), run)
+      },
+      () => undefined,
+    )
   }
 
   #launch(role: string, env: Envelope, cmd: CmdTaskStart, vars: Record<string, unknown>): void {
@@ -450,6 +482,10 @@ export class Worker {
       workerId: this.workerId,
       leaseId: randomUUID(),
     }
+    let free!: () => void
+    const freed = new Promise<void>((r) => {
+      free = r
+    })
     const run: ActiveRun = {
       info,
       abort: new AbortController(),
@@ -457,18 +493,41 @@ export class Worker {
       started: this.#clock.now(),
       batches: 0,
       done: Promise.resolve(),
+      accepted: false,
+      released: false,
+      freed,
+      free,
+      seenKey: `${env.task_id}:${env.node_id}:${env.attempt_epoch}`,
     }
     const key = messageKey(env.task_id, env.node_id)
     this.#runs.set(key, run)
     run.done = this.#execute(role, run, cmd, vars)
-      .catch((err: unknown) => {
-        this.#log.error('worker.run_crashed', { task_id: info.taskId, node_id: info.nodeId, error: errorMessage(err) })
+      .catch(async (err: unknown) => {
+        const ids = { task_id: info.taskId, node_id: info.nodeId, attempt_epoch: info.attemptEpoch }
+        this.#log.error('worker.run_crashed', { ...ids, accepted: run.accepted, error: errorMessage(err) })
+        if (this.#killed) return
+        if (!run.accepted) {
+          // The coordinator never learnt of this run: let its resent start run it again.
+          this.#seen.delete(run.seenKey)
+          return
+        }
+        await this.#emit(info, { kind: 'TASK_FAILED', reason_code: 'worker_error', permanent: false, error: errorMessage(err) }, { kind: 'TASK_FAILED' }).catch(
+          () => undefined,
+        )
       })
       .finally(async () => {
-        if (this.#runs.get(key) === run) this.#runs.delete(key)
-        this.#releaseSlot()
+        this.#release(key, run)
         if (!this.#killed) await this.#saveState().catch(() => undefined)
       })
+  }
+
+  /** Gives the run's slot back, once. */
+  #release(key: string, run: ActiveRun): void {
+    if (this.#runs.get(key) === run) this.#runs.delete(key)
+    if (run.released) return
+    run.released = true
+    this.#releaseSlot()
+    run.free()
   }
 
   async #emit(info: RunInfo, payload: Record<string, unknown>, dedupParts: Record<string, unknown>): Promise<void> {
@@ -498,6 +557,7 @@ export class Worker {
       { kind: 'TASK_ACCEPTED', lease_id: info.leaseId, lease_deadline_ts_ms: this.#clock.now() + leaseMs },
       { kind: 'TASK_ACCEPTED' },
     )
+    run.accepted = true
     this.#log.info('node.accepted', ids)
     await this.#saveState()
 
@@ -541,6 +601,7 @@ export class Worker {
     }
 
     let currentBatch: string | null = null
+    const usedUids = new Set<string>()
     try {
       await handler.init?.(info)
       ctx.throwIfCancelled()
@@ -548,8 +609,16 @@ export class Worker {
       let index = 0
       for await (const batch of batches) {
         ctx.throwIfCancelled()
-        const uid = typeof batch.batch_uid === 'string' && batch.batch_uid.length > 0 ? batch.batch_uid : `b${index}`
+        let uid = typeof batch.batch_uid === 'string' && batch.batch_uid.length > 0 ? batch.batch_uid : `b${index}`
         index++
+        if (usedUids.has(uid)) {
+          // Batch ids identify partial artifacts and metrics: two batches of one run never share one.
+          let n = 2
+          while (usedUids.has(`${uid}#${n}`)) n++
+          this.#log.warn('worker.batch_uid_duplicate', { ...ids, batch_uid: uid, renamed: `${uid}#${n}` })
+          uid = `${uid}#${n}`
+        }
+        usedUids.add(uid)
         currentBatch = uid
         const res = (await handler.processBatch({ ...batch, batch_uid: uid }, ctx)) ?? {}
         ctx.throwIfCancelled()
@@ -620,9 +689,14 @@ export class Worker {
     if (adapterErr?.adapterReason) return { reasonCode: adapterErr.adapterReason, permanent: true }
     if (handler.classifyError) {
       try {
-        return handler.classifyError(err)
-      } catch {
-        // fall through to the default
+        const c: unknown = handler.classifyError(err)
+        const r = c as { reasonCode?: unknown; permanent?: unknown } | null
+        if (r !== null && typeof r === 'object' && typeof r.reasonCode === 'string' && typeof r.permanent === 'boolean') {
+          return { reasonCode: r.reasonCode, permanent: r.permanent }
+        }
+        this.#log.warn('worker.classify_invalid', { error: 'classifyError must return { reasonCode: string, permanent: boolean }' })
+      } catch (e) {
+        this.#log.warn('worker.classify_failed', { error: errorMessage(e) })
       }
     }
     return classifyErrorDefault(err)
@@ -686,6 +760,7 @@ export class Worker {
       } catch {
         return
       }
+      if (this.#killed || run.released) return // abandoned: the lease must be allowed to lapse
       n++
       await this.#emit(
         run.info,

@@ -291,6 +291,17 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
           }
         }))
 
+      it('getBatchMetrics reads what upsertBatchMetrics wrote (null when absent)', () =>
+        withStore(async (store) => {
+          const task = `t-${randomUUID()}`
+          assert.equal(await store.getBatchMetrics(task, 'n', 'b1'), null)
+          await store.upsertBatchMetrics({ task_id: task, node_id: 'n', batch_uid: 'b1', attempt_epoch: 1, metrics: { count: 2, tag: 'x' } }, 1)
+          assert.deepEqual(await store.getBatchMetrics(task, 'n', 'b1'), { count: 2, tag: 'x' })
+          await store.upsertBatchMetrics({ task_id: task, node_id: 'n', batch_uid: 'b1', attempt_epoch: 2, metrics: { count: 3 } }, 2)
+          assert.deepEqual(await store.getBatchMetrics(task, 'n', 'b1'), { count: 3 })
+          assert.equal(await store.getBatchMetrics(task, 'n', 'b2'), null)
+        }))
+
       it('getRunView returns the cancel flag, the variables and one node (null for an unknown task or node)', () =>
         withStore(async (store) => {
           const t = makeTaskDoc()

@@ -301,6 +301,12 @@ export class MemoryStore implements Store {
     return prev ? prev.metrics : null
   }
 
+  async getBatchMetrics(taskId: string, nodeId: string, batchUid: string): Promise<Record<string, unknown> | null> {
+    this.#open()
+    const row = this.#metrics.get(canonicalJson([taskId, nodeId, batchUid]))
+    return row ? clone(row.metrics) : null
+  }
+
   // ---- artifacts
 
   async upsertArtifact(artifact: ArtifactWrite, now: number): Promise<boolean> {

@@ -623,6 +623,16 @@ export class MongoStore implements Store {
     })
   }
 
+  async getBatchMetrics(taskId: string, nodeId: string, batchUid: string): Promise<Record<string, unknown> | null> {
+    this.#open()
+    return this.#run('getBatchMetrics', async (c) => {
+      const row = await c.metrics.findOne({ task_id: taskId, node_id: nodeId, batch_uid: batchUid })
+      if (!row) return null
+      const metrics = getField(row, 'metrics')
+      return metrics !== null && typeof metrics === 'object' ? (metrics as Record<string, unknown>) : {}
+    })
+  }
+
   // ---- artifacts
 
   async upsertArtifact(artifact: ArtifactWrite, now: number): Promise<boolean> {
