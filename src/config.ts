@@ -142,6 +142,19 @@ export function resolveConfig<T extends object>(defaults: T, input: Record<strin
   return out as T
 }
 
+/** Checks numeric settings against a lower bound (`> 0` when `strict`, else `>= 0`), naming the key. */
+export function checkBounds<T extends object>(config: T, label: string, positive: readonly (keyof T)[], nonNegative: readonly (keyof T)[] = []): T {
+  for (const k of positive) {
+    const v = config[k]
+    if (typeof v !== 'number' || !(v > 0)) throw new FlowkitError(ErrorCode.Config, `${label}: "${String(k)}" must be > 0, got ${String(v)}`)
+  }
+  for (const k of nonNegative) {
+    const v = config[k]
+    if (typeof v !== 'number' || !(v >= 0)) throw new FlowkitError(ErrorCode.Config, `${label}: "${String(k)}" must be >= 0, got ${String(v)}`)
+  }
+  return config
+}
+
 /** Reads a JSON config file such as the seed's `configs/coordinator.default.json`. */
 export function loadConfigFile(path: string): Record<string, unknown> {
   const parsed: unknown = JSON.parse(readFileSync(path, 'utf8'))

@@ -10,7 +10,7 @@
 import { EventEmitter } from 'node:events'
 import { randomUUID } from 'node:crypto'
 import { SystemClock } from '../clock.ts'
-import { COORDINATOR_DEFAULTS, type CoordinatorConfig, resolveConfig, topicFor } from '../config.ts'
+import { COORDINATOR_DEFAULTS, type CoordinatorConfig, checkBounds, resolveConfig, topicFor } from '../config.ts'
 import { ErrorCode, FlowkitError, errorMessage } from '../errors.ts'
 import { buildDependencyIndex, type DependencyIndex } from '../graph/deps.ts'
 import { parseGraph } from '../graph/parse.ts'
@@ -114,7 +114,12 @@ export class Coordinator {
   #sweepLoop: Promise<void> | null = null
 
   constructor(options: CoordinatorOptions) {
-    this.config = resolveConfig(COORDINATOR_DEFAULTS, (options.config ?? {}) as Record<string, unknown>, 'coordinator config')
+    this.config = checkBounds(
+      resolveConfig(COORDINATOR_DEFAULTS, (options.config ?? {}) as Record<string, unknown>, 'coordinator config'),
+      'coordinator config',
+      ['heartbeatSoftSec', 'heartbeatHardSec', 'leaseTtlSec', 'schedulerTickSec', 'outboxDispatchTickSec', 'outboxMaxRetry', 'acceptTimeoutSec', 'defaultRetryMax', 'topicPartitions'],
+      ['discoveryWindowSec', 'cancelGraceSec', 'outboxBackoffMinMs', 'outboxBackoffMaxMs', 'defaultBackoffSec', 'maxRunningNodes'],
+    )
     this.#bus = options.bus
     this.#store = options.store
     this.#clock = options.clock ?? new SystemClock()

@@ -7,7 +7,7 @@
 import { hostname } from 'node:os'
 import { randomUUID } from 'node:crypto'
 import { SystemClock } from '../clock.ts'
-import { WORKER_DEFAULTS, type WorkerConfig, resolveConfig, topicFor } from '../config.ts'
+import { WORKER_DEFAULTS, type WorkerConfig, checkBounds, resolveConfig, topicFor } from '../config.ts'
 import { ErrorCode, FlowkitError, errorMessage } from '../errors.ts'
 import { createLogger, type Logger } from '../log.ts'
 import type { Bus, BusMessage, Subscription } from '../ports/bus.ts'
@@ -122,7 +122,12 @@ export class Worker {
   #announceAbort = new AbortController()
 
   constructor(options: WorkerOptions) {
-    this.config = resolveConfig(WORKER_DEFAULTS, (options.config ?? {}) as Record<string, unknown>, 'worker config')
+    this.config = checkBounds(
+      resolveConfig(WORKER_DEFAULTS, (options.config ?? {}) as Record<string, unknown>, 'worker config'),
+      'worker config',
+      ['leaseTtlSec', 'hbIntervalSec', 'announceIntervalSec', 'topicPartitions'],
+      ['pullPollMsDefault', 'pullEmptyBackoffMsMax', 'dbCancelPollMs', 'cancelGraceMs'],
+    )
     const roles = Object.keys(options.handlers)
     if (roles.length === 0) throw new FlowkitError(ErrorCode.Config, 'worker needs at least one handler')
     if (this.config.concurrency < 1 || !Number.isInteger(this.config.concurrency)) {

@@ -20,6 +20,14 @@ test('config rejects a known key with a value of the wrong type, naming the key'
   assert.throws(() => resolveConfig(COORDINATOR_DEFAULTS, { leaseTtlSec: Number.NaN }), /finite/)
 })
 
+test('settings that would make timers spin are refused at construction, naming the key', () => {
+  const bus = new MemoryBus()
+  const store = new MemoryStore()
+  assert.throws(() => new Coordinator({ bus, store, config: { accept_timeout_sec: 0 } }), /"acceptTimeoutSec" must be > 0/)
+  assert.throws(() => new Coordinator({ bus, store, config: { schedulerTickSec: -1 } }), /"schedulerTickSec" must be > 0/)
+  assert.throws(() => new Coordinator({ bus, store, config: { cancelGraceSec: -5 } }), /"cancelGraceSec" must be >= 0/)
+})
+
 test('TestClock moves only when advanced and wakes sleepers in order', async () => {
   const clock = new TestClock(1000)
   const woke: number[] = []
