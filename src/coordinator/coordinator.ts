@@ -386,7 +386,8 @@ export class Coordinator {
     }
     const task = await this.#store.getTask(env.task_id)
     if (task === null) {
-      this.#log.warn('event.unknown_task', ids)
+      // Another deployment's task on a shared cluster, or one in another layout: not ours.
+      this.#log.debug('event.unknown_task', ids)
       return
     }
     const node = task.nodes[env.node_id]
@@ -885,7 +886,9 @@ export class Coordinator {
 
   #startCommand(task: TaskDoc, spec: NodeSpec, epoch: number, resend: number): { topic: string; key: string; value: string; dedup_id: string } {
     const io = spec.io
-    const dedup = dedupId({ task: task.id, node: spec.node_id, epoch, cmd: 'TASK_START', resend })
+    // One logical message per attempt: a resend carries the same dedup_id (workers dedup on it);
+    // only the outbox row, which must be a new one, is told apart.
+    const dedup = dedupId({ task: task.id, node: spec.node_id, epoch, cmd: 'TASK_START' })
     const env = makeEnvelope({
       msg_type: 'cmd',
       role: 'coordinator',
@@ -903,7 +906,12 @@ export class Coordinator {
         cancel_token: dedupId({ task: task.id, node: spec.node_id, epoch, token: 'cancel' }),
       },
     })
-    return { topic: topicFor(this.config.topicCmdFmt, spec.type), key: messageKey(task.id, spec.node_id), value: encode(env), dedup_id: dedup }
+    return {
+      topic: topicFor(this.config.topicCmdFmt, spec.type),
+      key: messageKey(task.id, spec.node_id),
+      value: encode(env),
+      dedup_id: resend === 0 ? dedup : `${dedup}:r${resend}`,
+    }
   }
 
   async #runFunction(task: TaskDoc, spec: NodeSpec, epoch: number): Promise<TaskDoc | null> {

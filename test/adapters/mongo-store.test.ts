@@ -315,7 +315,7 @@ describe('MongoStore on a real server', { skip }, () => {
     const state: WorkerStateDoc = { worker_id: id, active_runs: [run, { ...run, node_id: 'transform' }], updated_at_ms: T0 + 1 }
     await store.saveWorkerState(state)
     let doc = (await raw.findOne({ _id: id as never }))!
-    assert.deepEqual(doc['active_run'], run)
+    assert.deepEqual(doc['active_run'], { ...run, cancel_token: null, state: 'running', checkpoint: {} }, 'the Python layout of an active run')
     assert.ok(doc['updated_at'] instanceof Date)
     assert.equal((doc['updated_at'] as Date).getTime(), T0 + 1)
     assert.equal(doc['active_runs'].length, 2)
@@ -330,6 +330,30 @@ describe('MongoStore on a real server', { skip }, () => {
     const py = `py-${randomUUID()}`
     await raw.insertOne({ _id: py as never, active_run: run, updated_at: new Date(T0 + 3) })
     assert.deepEqual(await store.getWorkerState(py), { worker_id: py, active_runs: [run], updated_at_ms: T0 + 3 })
+  })
+
+  it('a task document written by a Python coordinator is not ours: invisible to the engine, readable by workers', async () => {
+    const store = newStore()
+    await store.init()
+    const raw = await store.rawCollection('tasks')
+    const id = `py-task-${randomUUID()}`
+    await raw.insertOne({ id, status: 'running', graph: { nodes: [{ node_id: 'n', type: 'echo', status: 'running', attempt_epoch: 1 }] }, coordinator: { cancelled: true } })
+    assert.equal(await store.getTask(id), null)
+    assert.equal((await store.listTasks()).some((t) => t.id === id), false)
+    assert.equal(await store.updateTask(id, {}, { status: 'failed' }, T0), null, 'never written by our coordinator')
+    assert.deepEqual(await store.getRunView(id, 'n'), { cancelled: true, vars: {}, node: null })
+  })
+
+  it('stream claims per consumer attempt coexist with the unique index a Python worker creates', async () => {
+    const store = newStore()
+    await store.init()
+    const raw = await store.rawCollection('streamProgress')
+    await raw.createIndex({ task_id: 1, consumer_node: 1, from_node: 1, batch_uid: 1 }, { unique: true, name: 'uniq_stream_claim_batch' })
+    const task = `t-${randomUUID()}`
+    const claim = { task_id: task, consumer_node: 'c', from_node: 'up', batch_uid: 'b1' }
+    assert.equal(await store.claimStreamBatch({ ...claim, consumer_epoch: 1 }, T0), true)
+    assert.equal(await store.claimStreamBatch({ ...claim, consumer_epoch: 1 }, T0), false)
+    assert.equal(await store.claimStreamBatch({ ...claim, consumer_epoch: 2 }, T0), true, 'a retried consumer reads its input again')
   })
 
   /** A store that reaches the server through a ToggleProxy; null when the URL is not a single host. */

@@ -210,6 +210,12 @@ function deepFreeze<T>(v: T): T {
   return v
 }
 
+/** A task document in flowkit's layout (a Python coordinator's documents have no `nodes` map). */
+function isFlowkitTaskDoc(doc: Document): boolean {
+  const nodes = doc['nodes']
+  return nodes !== null && typeof nodes === 'object' && !Array.isArray(nodes)
+}
+
 function decodeTask(doc: Document): TaskDoc {
   const out = decodeFields(doc, TASK_STRUCTURED)
   out['id'] = doc['id']
@@ -475,7 +481,7 @@ export class MongoStore implements Store {
     return this.#run('getTask', async (c) => {
       const projection = this.#taskProjection(taskId)
       const doc = await c.tasks.findOne({ id: taskId }, projection ? { projection } : {})
-      return doc ? this.#decodeTask(doc) : null
+      return doc && isFlowkitTaskDoc(doc) ? this.#decodeTask(doc) : null
     })
   }
 
@@ -505,7 +511,8 @@ export class MongoStore implements Store {
       return []
     }
     return this.#run('listTasks', async (c) => {
-      const query: Document = statuses === undefined ? {} : { status: { $in: [...statuses] } }
+      // Only task documents in flowkit's layout (a Python coordinator may share the collection).
+      const query: Document = statuses === undefined ? { nodes: { $exists: true } } : { status: { $in: [...statuses] }, nodes: { $exists: true } }
       let cursor = c.tasks.find(query).sort({ created_at_ms: 1, id: 1 })
       if (limit !== null) cursor = cursor.limit(limit)
       return (await cursor.toArray()).map((d) => this.#decodeTask(d))
@@ -557,7 +564,7 @@ export class MongoStore implements Store {
     const unset: Record<string, ''> = {}
     for (const [k, v] of Object.entries(patch)) setField(set, unset, TASK_PATCH_PATHS[k as keyof TaskPatch], sanitize(v))
     set['updated_at_ms'] = num(now)
-    const query: Document = { id: taskId }
+    const query: Document = { id: taskId, nodes: { $exists: true } }
     if (guard.status !== undefined) query['status'] = { $in: [...guard.status] }
     return this.#run('updateTask', async (c) => {
       // No projection here: FerretDB does not implement one on findAndModify.
@@ -698,11 +705,15 @@ export class MongoStore implements Store {
 
   async claimStreamBatch(claim: StreamClaim, now: number): Promise<boolean> {
     this.#open()
+    // The epoch is part of the stored batch_uid too: a Python worker sharing this database creates
+    // a unique index on (task_id, consumer_node, from_node, batch_uid) without the epoch, and a
+    // retried consumer's claims must not collide with its earlier attempt's.
     const doc = {
       task_id: claim.task_id,
       consumer_node: claim.consumer_node,
       from_node: claim.from_node,
-      batch_uid: claim.batch_uid,
+      batch_uid: `${claim.batch_uid}#e${claim.consumer_epoch}`,
+      source_batch_uid: claim.batch_uid,
       consumer_epoch: num(claim.consumer_epoch),
       claimed_at_ms: num(now),
     }
@@ -837,7 +848,9 @@ export class MongoStore implements Store {
     this.#open()
     const doc: Document = { _id: state.worker_id, ...encodeFields({ worker_id: state.worker_id, active_runs: state.active_runs, updated_at_ms: state.updated_at_ms }) }
     // Python layout beside ours: the first active run (or null) and a BSON date.
-    putField(doc, 'active_run', sanitize(state.active_runs?.[0] ?? null))
+    const first = state.active_runs?.[0]
+    // The Python worker's layout of its active run, for a fleet that reuses worker ids across languages.
+    putField(doc, 'active_run', sanitize(first ? { ...first, cancel_token: null, state: 'running', checkpoint: {} } : null))
     const updatedAt = num(state.updated_at_ms)
     doc['updated_at'] = updatedAt === null ? null : new Date(updatedAt)
     await this.#run('saveWorkerState', (c) =>
