@@ -200,6 +200,8 @@ export interface ArtifactWrite {
 export interface ArtifactQuery {
   nodeId?: string
   status?: ArtifactStatus
+  /** Only artifacts created at or after this time (epoch ms): an incremental read of a stream. */
+  createdAfter?: number
 }
 
 export interface BatchMetricsWrite {

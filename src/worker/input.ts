@@ -79,6 +79,9 @@ export function checkAdapter(
   return { ok: true, spec }
 }
 
+/** How far back an incremental read of a stream looks past the newest artifact seen. */
+export const STREAM_SKEW_WINDOW_MS = 60_000
+
 export interface PullContext {
   store: Store
   clock: Clock
@@ -93,16 +96,27 @@ export interface PullContext {
 export async function* pullArtifacts(ctx: PullContext, spec: AdapterSpec): AsyncGenerator<ArtifactDoc> {
   const done = new Set<string>()
   const ended = new Set<string>()
+  /** Newest created_at seen per upstream: where the next incremental read starts. */
+  const newest = new Map<string, number>()
   const seen = new Set<string>()
   let idle = 0
   while (done.size < spec.fromNodes.length) {
     let progressed = false
     for (const from of spec.fromNodes) {
       if (done.has(from)) continue
-      // Read the complete marker first: partials listed after it are then all there is.
+      // Read the complete marker first: partials listed after it are then all there is. While the
+      // upstream runs, read only what is recent (a window wide enough for clock skew between
+      // workers); once it is complete (or ended), read everything once, so nothing is missed.
       const complete = await ctx.store.getArtifact(ctx.taskId, from, null)
-      const partials = await ctx.store.listArtifacts(ctx.taskId, { nodeId: from, status: 'partial' })
+      const last = newest.get(from)
+      const incremental = complete === null && !ended.has(from) && last !== undefined
+      const partials = await ctx.store.listArtifacts(ctx.taskId, {
+        nodeId: from,
+        status: 'partial',
+        ...(incremental ? { createdAfter: Math.max(0, last - STREAM_SKEW_WINDOW_MS) } : {}),
+      })
       for (const art of partials) {
+        if (art.created_at > (newest.get(from) ?? Number.NEGATIVE_INFINITY)) newest.set(from, art.created_at)
         const uid = art.batch_uid as string
         const key = `${from}\u0000${uid}`
         if (seen.has(key)) continue

@@ -291,6 +291,18 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
           }
         }))
 
+      it('listArtifacts with createdAfter returns only artifacts created at or after that time', () =>
+        withStore(async (store) => {
+          const task = `t-${randomUUID()}`
+          const w = (uid: string) => ({ task_id: task, node_id: 'n', batch_uid: uid, status: 'partial' as const, meta: { uid }, attempt_epoch: 1, worker_id: 'w' })
+          await store.upsertArtifact(w('a'), 1000)
+          await store.upsertArtifact(w('b'), 2000)
+          await store.upsertArtifact(w('c'), 3000)
+          assert.deepEqual((await store.listArtifacts(task, { nodeId: 'n', createdAfter: 2000 })).map((a) => a.batch_uid), ['b', 'c'])
+          assert.deepEqual((await store.listArtifacts(task, { createdAfter: 3001 })).map((a) => a.batch_uid), [])
+          assert.equal((await store.listArtifacts(task, { nodeId: 'n' })).length, 3)
+        }))
+
       it('getBatchMetrics reads what upsertBatchMetrics wrote (null when absent)', () =>
         withStore(async (store) => {
           const task = `t-${randomUUID()}`

@@ -159,6 +159,8 @@ export class MemoryStore implements Store {
   readonly #events = new Map<string, EventRow>()
   readonly #metrics = new Map<string, MetricsRow>()
   readonly #artifacts = new Map<string, ArtifactEntry>()
+  /** Artifact keys by task, so a listing reads one task's artifacts only. */
+  readonly #artifactsByTask = new Map<string, Set<string>>()
   readonly #streamClaims = new Map<string, StreamClaim & { claimed_at_ms: number }>()
   readonly #outbox = new Map<string, OutboxRow>()
   readonly #workers = new Map<string, WorkerInfo>()
@@ -327,17 +329,26 @@ export class MemoryStore implements Store {
       updated_at: now,
     }
     this.#artifacts.set(key, { doc, seq: existing ? existing.seq : ++this.#seq })
+    let keys = this.#artifactsByTask.get(artifact.task_id)
+    if (keys === undefined) {
+      keys = new Set()
+      this.#artifactsByTask.set(artifact.task_id, keys)
+    }
+    keys.add(key)
     return true
   }
 
   async listArtifacts(taskId: string, query: ArtifactQuery = {}): Promise<ArtifactDoc[]> {
     this.#open()
-    const rows = [...this.#artifacts.values()].filter(
-      (e) =>
-        e.doc.task_id === taskId &&
-        (query.nodeId === undefined || e.doc.node_id === query.nodeId) &&
-        (query.status === undefined || e.doc.status === query.status),
-    )
+    const keys = this.#artifactsByTask.get(taskId) ?? new Set<string>()
+    const rows = [...keys]
+      .map((k) => this.#artifacts.get(k) as ArtifactEntry)
+      .filter(
+        (e) =>
+          (query.nodeId === undefined || e.doc.node_id === query.nodeId) &&
+          (query.status === undefined || e.doc.status === query.status) &&
+          (query.createdAfter === undefined || e.doc.created_at >= query.createdAfter),
+      )
     rows.sort((a, b) => a.doc.created_at - b.doc.created_at || compareBatchUid(a.doc.batch_uid, b.doc.batch_uid) || a.seq - b.seq)
     return rows.map((e) => clone(e.doc))
   }

@@ -677,6 +677,10 @@ export class MongoStore implements Store {
     const filter: Document = { task_id: taskId }
     if (query.nodeId !== undefined) filter['node_id'] = query.nodeId
     if (query.status !== undefined) filter['status'] = query.status
+    if (query.createdAfter !== undefined) {
+      // Ours store epoch ms, a Python worker's a BSON date: range queries do not cross types.
+      filter['$or'] = [{ created_at: { $gte: query.createdAfter } }, { created_at: { $gte: new Date(query.createdAfter) } }]
+    }
     return this.#run('listArtifacts', async (c) => {
       const rows = (await c.artifacts.find(filter).toArray()).map((doc) => ({ doc: decodeArtifact(doc), id: idOrder(doc['_id']) }))
       // MongoDB sorts null first: the order (complete artifact after partials) is applied here.
