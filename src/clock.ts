@@ -89,6 +89,11 @@ export class TestClock implements Clock {
     await flushMicrotasks()
   }
 
+  /** Alias of advance(). */
+  tick(ms: number): Promise<void> {
+    return this.advance(ms)
+  }
+
   /** Sets the wall clock (forward only). */
   async set(ms: number): Promise<void> {
     if (ms > this.#now) await this.advance(ms - this.#now)

@@ -53,3 +53,17 @@ test('S-028/S-032 outbox backoff grows exponentially with jitter and is capped',
   assert.equal(outboxBackoffMs(30, 250, 60_000, () => 0.999), 60_000)
   assert.ok(outboxBackoffMs(3, 250, 60_000, () => 0) < outboxBackoffMs(3, 250, 60_000, () => 0.99))
 })
+
+test('real adapters take their address from the environment only through fromEnv, and accept common spellings', async () => {
+  const { KafkaBus, MongoStore } = await import('flowkit')
+  assert.throws(() => KafkaBus.fromEnv({}, {}), /FLOWKIT_KAFKA_BROKERS is not set/)
+  assert.throws(() => MongoStore.fromEnv({}, {}), /FLOWKIT_MONGO_URL is not set/)
+  const bus = KafkaBus.fromEnv({}, { FLOWKIT_KAFKA_BROKERS: '127.0.0.1:1, 127.0.0.1:2' })
+  await bus.close()
+  const store = new MongoStore({ uri: 'mongodb://127.0.0.1:1/app' })
+  assert.equal(store.dbName, 'app')
+  await store.close()
+  const clock = new TestClock(0)
+  await clock.tick(5)
+  assert.equal(clock.now(), 5)
+})

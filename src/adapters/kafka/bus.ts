@@ -72,8 +72,8 @@ export interface KafkaSaslOptions {
 }
 
 export interface KafkaBusOptions {
-  /** Bootstrap brokers, `host:port`. */
-  brokers: string[]
+  /** Bootstrap brokers, `host:port` (a comma-separated string is accepted too). */
+  brokers: string[] | string
   /** Kafka client id (consumers append the subscription name). Default 'flowkit'. */
   clientId?: string
   /** Partitions of a topic created by `ensureTopics` without a count. Default 3. */
@@ -300,7 +300,8 @@ interface Settings {
 
 function settingsFrom(options: KafkaBusOptions): Settings {
   if (options === null || typeof options !== 'object') throw new FlowkitError(ErrorCode.Config, 'kafka bus: options are required')
-  const brokers = Array.isArray(options.brokers) ? options.brokers.map((b) => String(b).trim()).filter(Boolean) : []
+  const list = typeof options.brokers === 'string' ? options.brokers.split(',') : Array.isArray(options.brokers) ? options.brokers : []
+  const brokers = list.map((b) => String(b).trim()).filter(Boolean)
   if (brokers.length === 0) throw new FlowkitError(ErrorCode.Config, 'kafka bus: brokers must list at least one host:port')
   const connection: Settings['connection'] = {
     connectTimeout: positiveInt(options.connectTimeoutMs, 5000, 'connectTimeoutMs'),
@@ -963,6 +964,13 @@ export class KafkaBus implements Bus {
   readonly #internals: BusInternals
   #closed = false
   #closing: Promise<void> | null = null
+
+  /** A bus on the brokers named by FLOWKIT_KAFKA_BROKERS (comma-separated), with other options as given. */
+  static fromEnv(options: Partial<KafkaBusOptions> = {}, env: NodeJS.ProcessEnv = process.env): KafkaBus {
+    const brokers = env['FLOWKIT_KAFKA_BROKERS']
+    if (!brokers) throw new FlowkitError(ErrorCode.Config, 'kafka bus: FLOWKIT_KAFKA_BROKERS is not set')
+    return new KafkaBus({ ...options, brokers })
+  }
 
   constructor(options: KafkaBusOptions) {
     this.#settings = settingsFrom(options)

@@ -54,7 +54,9 @@ import { isDuplicateKeyError, mapMongoError, safeMessage } from './errors.ts'
 
 export interface MongoStoreOptions {
   /** Connection string; never logged (may carry credentials). */
-  url: string
+  url?: string
+  /** Alias of `url`. */
+  uri?: string
   /** Database name; default: the one in the URL's path, else `flowkit`. */
   dbName?: string
   /** Prepended to every collection name (default none: Python workers use the plain names). */
@@ -285,12 +287,20 @@ export class MongoStore implements Store {
   #initializing: Promise<Collections> | undefined
   #closed = false
 
+  /** A store on the server named by FLOWKIT_MONGO_URL, with other options as given. */
+  static fromEnv(options: Omit<MongoStoreOptions, 'url' | 'uri'> = {}, env: NodeJS.ProcessEnv = process.env): MongoStore {
+    const url = env['FLOWKIT_MONGO_URL']
+    if (!url) throw new FlowkitError(ErrorCode.Config, 'MongoStore: FLOWKIT_MONGO_URL is not set')
+    return new MongoStore({ ...options, url })
+  }
+
   constructor(options: MongoStoreOptions) {
-    if (typeof options?.url !== 'string' || options.url === '') {
+    const url = options?.url ?? options?.uri
+    if (typeof url !== 'string' || url === '') {
       throw new FlowkitError(ErrorCode.Config, 'MongoStore: url is required')
     }
-    this.#url = options.url
-    this.#dbName = options.dbName ?? dbNameFromUrl(options.url) ?? 'flowkit'
+    this.#url = url
+    this.#dbName = options.dbName ?? dbNameFromUrl(url) ?? 'flowkit'
     this.#prefix = options.collectionPrefix ?? ''
     this.#logger = options.logger
     this.#clientOptions = { appName: 'flowkit', ...options.clientOptions, ignoreUndefined: true }
