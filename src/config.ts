@@ -42,6 +42,11 @@ export interface CoordinatorConfig extends TopicsConfig {
   maxRunningNodes: number
   /** Per-type limits on running nodes. */
   maxRunningByType: Record<string, number>
+  /**
+   * How long applied-event dedup rows and sent outbox rows are kept (servers without TTL indexes:
+   * the coordinator purges them from its sweep). Must exceed how late a duplicate can arrive.
+   */
+  retentionSec: number
 }
 
 export interface WorkerConfig extends TopicsConfig {
@@ -92,6 +97,7 @@ export const COORDINATOR_DEFAULTS: CoordinatorConfig = {
   defaultBackoffSec: 1,
   maxRunningNodes: 0,
   maxRunningByType: {},
+  retentionSec: 7 * 24 * 3600,
 }
 
 export const WORKER_DEFAULTS: WorkerConfig = {

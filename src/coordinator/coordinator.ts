@@ -109,6 +109,7 @@ export class Coordinator {
   #startedAt = 0
   /** Bumped by every node write of this coordinator (lets a timer pass know its snapshot is stale). */
   #writeSeq = 0
+  #lastPurge = 0
   #started = false
   #sweepAbort = new AbortController()
   #sweepLoop: Promise<void> | null = null
@@ -117,7 +118,7 @@ export class Coordinator {
     this.config = checkBounds(
       resolveConfig(COORDINATOR_DEFAULTS, (options.config ?? {}) as Record<string, unknown>, 'coordinator config'),
       'coordinator config',
-      ['heartbeatSoftSec', 'heartbeatHardSec', 'leaseTtlSec', 'schedulerTickSec', 'outboxDispatchTickSec', 'outboxMaxRetry', 'acceptTimeoutSec', 'defaultRetryMax', 'topicPartitions'],
+      ['heartbeatSoftSec', 'heartbeatHardSec', 'leaseTtlSec', 'schedulerTickSec', 'outboxDispatchTickSec', 'outboxMaxRetry', 'acceptTimeoutSec', 'defaultRetryMax', 'topicPartitions', 'retentionSec'],
       ['discoveryWindowSec', 'cancelGraceSec', 'outboxBackoffMinMs', 'outboxBackoffMaxMs', 'defaultBackoffSec', 'maxRunningNodes'],
     )
     this.#bus = options.bus
@@ -1317,6 +1318,15 @@ export class Coordinator {
     await this.#checkTimers(taskId)
   }
 
+  /** Purges old dedup rows and sent outbox rows, at most every 10 minutes (no TTL indexes). */
+  async #retention(): Promise<void> {
+    const now = this.#clock.now()
+    if (now - this.#lastPurge < 600_000) return
+    this.#lastPurge = now
+    const res = await this.#store.purgeBefore(now - this.config.retentionSec * 1000)
+    if (res.events > 0 || res.outbox > 0) this.#log.info('coordinator.retention', { events: res.events, outbox: res.outbox })
+  }
+
   /**
    * Slow sweep: reconciles every active task and re-checks its timers (catches anything a lost
    * wake-up or a failed follow-up missed).
@@ -1330,6 +1340,7 @@ export class Coordinator {
         return
       }
       try {
+        await this.#retention()
         const active = await this.#store.listTasks({ statuses: ACTIVE_TASK_STATUSES })
         for (const t of active) {
           this.#enqueue(t.id, async () => {

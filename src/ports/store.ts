@@ -330,6 +330,13 @@ export interface Store {
   /** Operator action: a failed (dead-lettered) row goes back to pending, due now. */
   outboxRequeue(id: string, now: number): Promise<boolean>
 
+  // ---- retention (servers without TTL indexes: done by the application)
+  /**
+   * Deletes dedup-ledger rows recorded before `cutoff` and outbox rows sent before it (pending and
+   * dead-lettered rows are kept). Returns how many rows went.
+   */
+  purgeBefore(cutoff: number): Promise<{ events: number; outbox: number }>
+
   // ---- worker registry and worker run state
   upsertWorker(info: WorkerInfo): Promise<void>
   listWorkers(): Promise<WorkerInfo[]>

@@ -303,6 +303,24 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
           assert.equal((await store.listArtifacts(task, { nodeId: 'n' })).length, 3)
         }))
 
+      it('purgeBefore deletes old ledger rows and old sent outbox rows only', () =>
+        withStore(async (store) => {
+          const k = uid('purge')
+          // far in the past, so rows of concurrent tests (recorded at realistic times) are untouched
+          await store.recordEventOnce(`${k}-old`, { task_id: k, node_id: 'n', kind: 'x' }, 1_000)
+          await store.recordEventOnce(`${k}-new`, { task_id: k, node_id: 'n', kind: 'x' }, 9_000)
+          await store.outboxEnqueue({ topic: 't', key: k, value: 'v', dedup_id: `${k}-sent` }, 1_000)
+          await store.outboxEnqueue({ topic: 't', key: k, value: 'v', dedup_id: `${k}-pending` }, 1_000)
+          const sentId = outboxId('t', k, `${k}-sent`)
+          await store.outboxMarkSent(sentId, 2_000)
+          const res = await store.purgeBefore(5_000)
+          assert.ok(res.events >= 1 && res.outbox >= 1)
+          assert.equal(await store.hasEvent(`${k}-old`), false)
+          assert.equal(await store.hasEvent(`${k}-new`), true)
+          const left = (await store.outboxList({ limit: 100_000 })).filter((r) => r.key === k).map((r) => r.dedup_id)
+          assert.deepEqual(left, [`${k}-pending`], 'pending rows are kept')
+        }))
+
       it('getBatchMetrics reads what upsertBatchMetrics wrote (null when absent)', () =>
         withStore(async (store) => {
           const task = `t-${randomUUID()}`

@@ -198,3 +198,20 @@ describe('heartbeat limits', () => {
     }
   })
 })
+
+describe('retention', () => {
+  test('the sweep purges dedup rows and sent outbox rows older than retentionSec (no TTL indexes)', async () => {
+    const { TestClock } = await import('flowkit')
+    const clock = new TestClock()
+    const rt = await startRuntime({ clock, handlers: { step: noopHandler() }, coordinator: { retentionSec: 3600, schedulerTickSec: 1 } })
+    try {
+      const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'step' }] } })
+      await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })
+      assert.ok((await rt.store.outboxList({ status: 'sent' })).length > 0)
+      await clock.advance(2 * 3600 * 1000)
+      await waitFor(async () => (await rt.store.outboxList({ status: 'sent' })).length === 0, { message: 'sent rows never purged' })
+    } finally {
+      await rt.stop()
+    }
+  })
+})

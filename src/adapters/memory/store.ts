@@ -303,6 +303,25 @@ export class MemoryStore implements Store {
     return prev ? prev.metrics : null
   }
 
+  async purgeBefore(cutoff: number): Promise<{ events: number; outbox: number }> {
+    this.#open()
+    let events = 0
+    let outbox = 0
+    for (const [k, row] of this.#events) {
+      if (row.at_ms < cutoff) {
+        this.#events.delete(k)
+        events++
+      }
+    }
+    for (const [k, row] of this.#outbox) {
+      if (row.status === 'sent' && (row.sent_at_ms ?? Number.POSITIVE_INFINITY) < cutoff) {
+        this.#outbox.delete(k)
+        outbox++
+      }
+    }
+    return { events, outbox }
+  }
+
   async getBatchMetrics(taskId: string, nodeId: string, batchUid: string): Promise<Record<string, unknown> | null> {
     this.#open()
     const row = this.#metrics.get(canonicalJson([taskId, nodeId, batchUid]))

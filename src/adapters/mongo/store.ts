@@ -97,7 +97,10 @@ const INDEXES: Record<CollectionKey, IndexSpec[]> = {
     { name: 'flowkit_artifacts_order', key: { task_id: 1, node_id: 1, created_at: 1 } },
   ],
   metrics: [{ name: 'flowkit_metrics_key', key: { task_id: 1, node_id: 1, batch_uid: 1 }, unique: true }],
-  events: [{ name: 'flowkit_events_task', key: { task_id: 1 } }],
+  events: [
+    { name: 'flowkit_events_task', key: { task_id: 1 } },
+    { name: 'flowkit_events_at', key: { at_ms: 1 } },
+  ],
   streamProgress: [
     {
       name: 'flowkit_stream_claim',
@@ -108,6 +111,7 @@ const INDEXES: Record<CollectionKey, IndexSpec[]> = {
   outbox: [
     { name: 'flowkit_outbox_due', key: { status: 1, next_attempt_at_ms: 1, created_at_ms: 1 } },
     { name: 'flowkit_outbox_created', key: { created_at_ms: 1, _id: 1 } },
+    { name: 'flowkit_outbox_sent', key: { status: 1, sent_at_ms: 1 } },
   ],
   workers: [],
   workerState: [],
@@ -637,6 +641,16 @@ export class MongoStore implements Store {
       if (!prev) return null
       const metrics = getField(prev, 'metrics')
       return metrics !== null && typeof metrics === 'object' ? (metrics as Record<string, unknown>) : {}
+    })
+  }
+
+  async purgeBefore(cutoff: number): Promise<{ events: number; outbox: number }> {
+    this.#open()
+    const at = num(cutoff)
+    return this.#run('purgeBefore', async (c) => {
+      const ev = await c.events.deleteMany({ at_ms: { $lt: at } })
+      const ob = await c.outbox.deleteMany({ status: 'sent', sent_at_ms: { $lt: at } })
+      return { events: ev.deletedCount, outbox: ob.deletedCount }
     })
   }
 
