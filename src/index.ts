@@ -18,6 +18,7 @@ export type {
   ErrorClassification,
 } from './worker/handler.ts'
 export { classifyErrorDefault } from './worker/handler.ts'
+export type { SpawnOptions, SpawnResult } from './worker/subprocess.ts'
 export { INPUT_ADAPTERS } from './worker/input.ts'
 export { BUILTIN_FUNCTIONS, type CoordinatorFn, type CoordinatorFnContext, type CoordinatorFnResult } from './coordinator/functions.ts'
 export { OutboxDispatcher, outboxBackoffMs } from './coordinator/outbox.ts'

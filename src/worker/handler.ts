@@ -1,5 +1,6 @@
 /** The handler contract: what a user writes to run a role's nodes batch by batch. */
 import { FlowkitError, PermanentError, TransientError } from '../errors.ts'
+import type { SpawnOptions, SpawnResult } from './subprocess.ts'
 
 export interface Batch {
   /** Stable id of the batch within the node's run; generated (`b{index}`) when absent. */
@@ -55,6 +56,11 @@ export interface RunContext extends RunInfo {
   throwIfCancelled(): void
   /** Sleeps on the worker's clock; rejects when the run is cancelled. */
   sleep(ms: number): Promise<void>
+  /**
+   * Runs a command (no shell) in its own process group and resolves with its exit status and
+   * output. A cancel sends SIGTERM to the whole group, then SIGKILL after the grace period.
+   */
+  spawn(command: string, args?: readonly string[], options?: SpawnOptions): Promise<SpawnResult>
   /** Registers a callback run (once) when the run ends, whatever the outcome. */
   onCleanup(fn: () => void | Promise<void>): void
 }

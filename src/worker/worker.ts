@@ -34,6 +34,8 @@ import {
   classifyErrorDefault,
 } from './handler.ts'
 import { type AdapterSpec, adapterBatches, checkAdapter } from './input.ts'
+import { CancelledRunError } from './cancel.ts'
+import { type SpawnOptions, spawnInGroup } from './subprocess.ts'
 
 export interface WorkerOptions {
   bus: Bus
@@ -42,13 +44,6 @@ export interface WorkerOptions {
   clock?: Clock
   config?: Partial<WorkerConfig> | Record<string, unknown>
   logger?: Logger
-}
-
-class CancelledError extends Error {
-  constructor(reason: string) {
-    super(reason)
-    this.name = 'CancelledError'
-  }
 }
 
 interface ActiveRun {
@@ -251,7 +246,7 @@ export class Worker {
     this.#slots.rejectWaiters(new FlowkitError(ErrorCode.Closed, 'worker killed'))
     for (const [key, run] of [...this.#runs.entries()]) {
       run.cancelReason = '__killed__'
-      run.abort.abort(new CancelledError('killed'))
+      run.abort.abort(new CancelledRunError('killed'))
       this.#release(key, run) // a crashed process holds nothing: the runs are simply abandoned
     }
     await Promise.all([...this.#cmdSubs, ...this.#subs].map((s) => s.close()))
@@ -461,7 +456,7 @@ export class Worker {
     run.cancelReason = reason
     const ids = { task_id: run.info.taskId, node_id: run.info.nodeId, attempt_epoch: run.info.attemptEpoch }
     this.#log.info('node.cancel_requested', { ...ids, reason })
-    run.abort.abort(new CancelledError(reason))
+    run.abort.abort(new CancelledRunError(reason))
     if (reason === '__killed__') return
     // Cancellation is cooperative: a handler that ignores the signal past the grace period is
     // abandoned (its results are discarded), CANCELLED is reported and its slot is given back.
@@ -597,9 +592,11 @@ export class Worker {
       batching: cmd.batching,
       vars: Object.freeze(structuredClone(vars)),
       throwIfCancelled: () => {
-        if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new CancelledError(String(signal.reason))
+        if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new CancelledRunError(String(signal.reason))
       },
       sleep: (ms) => this.#clock.sleep(ms, signal),
+      spawn: (command: string, args: readonly string[] = [], options: SpawnOptions = {}) =>
+        spawnInGroup(command, args, signal, { graceMs: this.config.cancelGraceMs, ...options }),
       onCleanup: (fn) => {
         cleanups.push(fn)
       },

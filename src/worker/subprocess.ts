@@ -1,0 +1,85 @@
+/**
+ * Subprocesses for handlers: a child runs in its own process group, so a cancel reaches everything
+ * it started. On cancel the group gets SIGTERM, then SIGKILL after the grace period.
+ */
+import { spawn } from 'node:child_process'
+import { CancelledRunError } from './cancel.ts'
+
+export interface SpawnOptions {
+  cwd?: string
+  env?: NodeJS.ProcessEnv
+  /** Text written to the child's stdin, then closed. */
+  input?: string
+  /** Between SIGTERM and SIGKILL on cancel, ms. Default 5000. */
+  graceMs?: number
+  /** Keep at most this many bytes of stdout and of stderr (the tail). Default 1 MiB. */
+  maxOutputBytes?: number
+}
+
+export interface SpawnResult {
+  code: number | null
+  signal: NodeJS.Signals | null
+  stdout: string
+  stderr: string
+}
+
+function tail(chunks: Buffer[], max: number): string {
+  const all = Buffer.concat(chunks)
+  return (all.length > max ? all.subarray(all.length - max) : all).toString('utf8')
+}
+
+/**
+ * Runs `command args` (no shell) and resolves with its exit status and output. Rejects with the
+ * cancel reason when `signal` aborts (after the process group is gone), or if it cannot start.
+ */
+export function spawnInGroup(command: string, args: readonly string[], signal: AbortSignal, options: SpawnOptions = {}): Promise<SpawnResult> {
+  const max = options.maxOutputBytes ?? 1 << 20
+  const graceMs = options.graceMs ?? 5000
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason ?? new CancelledRunError('cancelled'))
+      return
+    }
+    const child = spawn(command, [...args], {
+      cwd: options.cwd,
+      env: options.env,
+      detached: true, // own process group: -pid reaches the whole tree
+      stdio: ['pipe', 'pipe', 'pipe'],
+    })
+    const out: Buffer[] = []
+    const err: Buffer[] = []
+    child.stdout.on('data', (b: Buffer) => out.push(b))
+    child.stderr.on('data', (b: Buffer) => err.push(b))
+    let killTimer: NodeJS.Timeout | null = null
+    const killGroup = (sig: NodeJS.Signals): void => {
+      if (child.pid === undefined) return
+      try {
+        process.kill(-child.pid, sig)
+      } catch {
+        // already gone
+      }
+    }
+    const onAbort = (): void => {
+      killGroup('SIGTERM')
+      killTimer = setTimeout(() => killGroup('SIGKILL'), graceMs)
+    }
+    signal.addEventListener('abort', onAbort, { once: true })
+    child.on('error', (e) => {
+      signal.removeEventListener('abort', onAbort)
+      reject(e)
+    })
+    child.on('close', (code, sig) => {
+      signal.removeEventListener('abort', onAbort)
+      if (killTimer) clearTimeout(killTimer)
+      if (signal.aborted) {
+        // Make sure nothing of the group survives its leader.
+        killGroup('SIGKILL')
+        reject(signal.reason ?? new CancelledRunError('cancelled'))
+        return
+      }
+      resolve({ code, signal: sig, stdout: tail(out, max), stderr: tail(err, max) })
+    })
+    if (options.input !== undefined) child.stdin.end(options.input)
+    else child.stdin.end()
+  })
+}

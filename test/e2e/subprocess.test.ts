@@ -1,0 +1,70 @@
+import { describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtempSync, readFileSync, existsSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { RoleHandler, SpawnResult } from 'flowkit'
+import { startRuntime } from '../helpers/runtime.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+describe('subprocesses', () => {
+  test('ctx.spawn runs a command and gives its exit code and output', async () => {
+    let result: SpawnResult | null = null
+    const h: RoleHandler = {
+      async processBatch(_b, ctx) {
+        result = await ctx.spawn('sh', ['-c', 'read x; echo "got $x"; echo oops >&2; exit 3'], { input: 'hello\n' })
+        return { metrics: { code: result.code ?? -1 } }
+      },
+    }
+    const rt = await startRuntime({ handlers: { step: h } })
+    try {
+      const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'step' }] } })
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })
+      assert.equal(t.status, 'finished')
+      assert.deepEqual(result, { code: 3, signal: null, stdout: 'got hello\n', stderr: 'oops\n' })
+    } finally {
+      await rt.stop()
+    }
+  })
+
+  test('a cancel kills the whole process group (SIGTERM, then SIGKILL after the grace)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'flowkit-spawn-'))
+    const pidFile = join(dir, 'pid')
+    let rejected = false
+    const h: RoleHandler = {
+      async processBatch(_b, ctx) {
+        try {
+          // a tree: the shell, a child that ignores SIGTERM, and a grandchild
+          await ctx.spawn('sh', ['-c', `echo $$ > ${pidFile}; trap '' TERM; sleep 60 & (sleep 60) & wait`], { graceMs: 300 })
+        } catch (err) {
+          rejected = true
+          throw err
+        }
+        return {}
+      },
+    }
+    const rt = await startRuntime({ handlers: { step: h } })
+    try {
+      const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'step' }] } })
+      await waitFor(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() !== '', { message: 'the child never started' })
+      const pgid = Number(readFileSync(pidFile, 'utf8').trim())
+      assert.equal(groupAlive(pgid), true)
+      await rt.coordinator.cancelTask(id)
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })
+      assert.equal(t.status, 'cancelled')
+      assert.equal(rejected, true, 'spawn rejected with the cancel')
+      await waitFor(() => !groupAlive(pgid), { timeoutMs: 5000, message: 'the process group outlived the cancel' })
+    } finally {
+      await rt.stop()
+    }
+  })
+})
