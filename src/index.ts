@@ -40,7 +40,7 @@ export {
 } from './config.ts'
 export { parseGraph } from './graph/parse.ts'
 export type { GraphSpec, NodeSpec, FanIn, RetryPolicy } from './graph/types.ts'
-export { createLogger, MemoryLogger, type Logger, type LogLevel } from './log.ts'
+export { createLogger, MemoryLogger, EVENTS_CHANNEL, type FlowkitEventMessage, type Logger, type LogLevel } from './log.ts'
 export * as protocol from './protocol/messages.ts'
 export { VARS_LIMITS, VarsError, VarsReason, setVars, mergeVars, incrVar, unsetVars, getVar } from './coordinator/vars.ts'
 export { type Guard, evaluateGuard, parseGuard } from './graph/guard.ts'

@@ -2,7 +2,27 @@
  * Structured JSON logs with a stable event name per record (`event`), the ids in every record,
  * a configurable level, quiet by default under test, and redaction of secrets.
  */
+import { channel } from 'node:diagnostics_channel'
 import { pino } from 'pino'
+
+/**
+ * Every structured log record of flowkit, at any level, is also published on this
+ * `node:diagnostics_channel` (only when someone subscribes): `{ level, event, fields, time }`,
+ * with the same redaction as the logs. Event names are stable; see docs/observability.md.
+ */
+export const EVENTS_CHANNEL = 'flowkit:events'
+const events = channel(EVENTS_CHANNEL)
+
+export interface FlowkitEventMessage {
+  level: 'debug' | 'info' | 'warn' | 'error'
+  event: string
+  fields: LogFields
+  time: number
+}
+
+function publish(level: FlowkitEventMessage['level'], event: string, fields: LogFields): void {
+  if (events.hasSubscribers) events.publish({ level, event, fields: redact(fields) as LogFields, time: Date.now() } satisfies FlowkitEventMessage)
+}
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'
 export type LogFields = Record<string, unknown>
@@ -40,10 +60,13 @@ export function defaultLogLevel(): LogLevel {
 
 class PinoLogger implements Logger {
   readonly #p: pino.Logger
-  constructor(p: pino.Logger) {
+  readonly #bindings: LogFields
+  constructor(p: pino.Logger, bindings: LogFields = {}) {
     this.#p = p
+    this.#bindings = bindings
   }
   #log(level: 'debug' | 'info' | 'warn' | 'error', event: string, fields?: LogFields): void {
+    publish(level, event, { ...this.#bindings, ...fields })
     if (!this.#p.isLevelEnabled(level)) return
     this.#p[level]({ event, ...(fields ? (redact(fields) as LogFields) : {}) })
   }
@@ -60,7 +83,7 @@ class PinoLogger implements Logger {
     this.#log('error', event, fields)
   }
   child(bindings: LogFields): Logger {
-    return new PinoLogger(this.#p.child(redact(bindings) as LogFields))
+    return new PinoLogger(this.#p.child(redact(bindings) as LogFields), { ...this.#bindings, ...bindings })
   }
 }
 
@@ -92,7 +115,8 @@ export class MemoryLogger implements Logger {
     this.records = records
     this.#bindings = bindings
   }
-  #push(level: string, event: string, fields?: LogFields): void {
+  #push(level: 'debug' | 'info' | 'warn' | 'error', event: string, fields?: LogFields): void {
+    publish(level, event, { ...this.#bindings, ...fields })
     this.records.push({ level, event, fields: redact({ ...this.#bindings, ...fields }) as LogFields })
   }
   debug(event: string, fields?: LogFields): void {

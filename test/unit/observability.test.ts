@@ -55,3 +55,32 @@ test('no secret reaches a log line: URL credentials and secret-looking fields ar
   for (const secret of ['hunter2', 'pw-123', 'pw-456', 'p4ss']) assert.ok(!text.includes(secret), `${secret} leaked: ${text}`)
   assert.match(text, /"event":"store.connect"/)
 })
+
+test('every transition is published on the flowkit:events diagnostics channel, with ids and no secrets', async () => {
+  const { subscribe, unsubscribe } = await import('node:diagnostics_channel')
+  const { EVENTS_CHANNEL } = await import('flowkit')
+  const seen: { event: string; fields: Record<string, unknown> }[] = []
+  const onMessage = (m: unknown): void => {
+    seen.push(m as { event: string; fields: Record<string, unknown> })
+  }
+  subscribe(EVENTS_CHANNEL, onMessage)
+  const bus = new MemoryBus()
+  const store = new MemoryStore()
+  // default loggers (silent under node --test): the channel still gets every record
+  const coordinator = new Coordinator({ bus, store })
+  const worker = new Worker({ bus, store, handlers: { step: { async processBatch() { return {} } } } })
+  try {
+    await coordinator.start()
+    await worker.start()
+    const id = await coordinator.createTask({ params: { password: 'pw-789' }, graph: { nodes: [{ node_id: 'a', type: 'step' }] } })
+    await coordinator.waitForTask(id, { timeoutMs: 5000 })
+    const mine = seen.filter((m) => m.fields['task_id'] === id).map((m) => m.event)
+    for (const e of ['task.created', 'node.dispatched', 'node.accepted', 'node.batch_ok', 'node.done', 'task.finished']) assert.ok(mine.includes(e), `missing ${e}`)
+    assert.ok(seen.some((m) => m.event === 'node.accepted' && m.fields['component'] === 'worker' && typeof m.fields['worker_id'] === 'string'))
+    assert.ok(!JSON.stringify(seen).includes('pw-789'))
+  } finally {
+    unsubscribe(EVENTS_CHANNEL, onMessage)
+    await worker.stop()
+    await coordinator.stop()
+  }
+})
