@@ -44,6 +44,8 @@ export { createLogger, MemoryLogger, EVENTS_CHANNEL, type FlowkitEventMessage, t
 export * as protocol from './protocol/messages.ts'
 export { VARS_LIMITS, VarsError, VarsReason, setVars, mergeVars, incrVar, unsetVars, getVar } from './coordinator/vars.ts'
 export { type Guard, evaluateGuard, parseGuard } from './graph/guard.ts'
-// Real adapters (also importable alone as 'flowkit/kafka' and 'flowkit/mongo').
-export { KafkaBus, type KafkaBusOptions, type KafkaSaslOptions } from './adapters/kafka/index.ts'
-export { MongoStore, type MongoStoreOptions } from './adapters/mongo/index.ts'
+// Real adapters, loading their driver on first use ('flowkit/kafka' and 'flowkit/mongo' export the
+// driver-backed classes themselves).
+export { KafkaBus, MongoStore } from './adapters/lazy.ts'
+export type { KafkaBusOptions, KafkaSaslOptions } from './adapters/kafka/index.ts'
+export type { MongoStoreOptions } from './adapters/mongo/index.ts'

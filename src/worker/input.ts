@@ -95,6 +95,8 @@ export interface PullContext {
 /** Upstream artifacts as they appear, each claimed once for this consumer attempt. */
 export async function* pullArtifacts(ctx: PullContext, spec: AdapterSpec): AsyncGenerator<ArtifactDoc> {
   const done = new Set<string>()
+  /** Upstreams whose end was seen (complete artifact, or ended without one): one full pass left. */
+  const closing = new Set<string>()
   const ended = new Set<string>()
   /** Newest created_at seen per upstream: where the next incremental read starts. */
   const newest = new Map<string, number>()
@@ -104,20 +106,26 @@ export async function* pullArtifacts(ctx: PullContext, spec: AdapterSpec): Async
     let progressed = false
     for (const from of spec.fromNodes) {
       if (done.has(from)) continue
-      // Read the complete marker first: partials listed after it are then all there is. While the
-      // upstream runs, read only what is recent (a window wide enough for clock skew between
-      // workers); once it is complete (or ended), read everything once, so nothing is missed.
-      const complete = await ctx.store.getArtifact(ctx.taskId, from, null)
+      // One listing per poll. While the upstream runs, only what is recent (a window wide enough for
+      // clock skew between workers); once its end was seen, everything once more, so a partial that a
+      // concurrent listing missed next to the complete marker is still read.
+      const finalPass = closing.has(from)
       const last = newest.get(from)
-      const incremental = complete === null && !ended.has(from) && last !== undefined
-      const partials = await ctx.store.listArtifacts(ctx.taskId, {
+      const arts = await ctx.store.listArtifacts(ctx.taskId, {
         nodeId: from,
-        status: 'partial',
-        ...(incremental ? { createdAfter: Math.max(0, last - STREAM_SKEW_WINDOW_MS) } : {}),
+        ...(!finalPass && last !== undefined ? { createdAfter: Math.max(0, last - STREAM_SKEW_WINDOW_MS) } : {}),
       })
-      for (const art of partials) {
+      let complete: ArtifactDoc | null = null
+      let partialCount = 0
+      for (const art of arts) {
+        if (art.status === 'complete' && art.batch_uid === null) {
+          if (complete === null || art.attempt_epoch > complete.attempt_epoch) complete = art
+          continue
+        }
+        if (art.status !== 'partial' || art.batch_uid === null) continue
+        partialCount++
         if (art.created_at > (newest.get(from) ?? Number.NEGATIVE_INFINITY)) newest.set(from, art.created_at)
-        const uid = art.batch_uid as string
+        const uid = art.batch_uid
         const key = `${from}\u0000${uid}`
         if (seen.has(key)) continue
         seen.add(key)
@@ -129,25 +137,25 @@ export async function* pullArtifacts(ctx: PullContext, spec: AdapterSpec): Async
         progressed = true
         yield art
       }
-      if (ended.has(from) && complete === null) {
-        done.add(from)
-        progressed = true
+      if (!finalPass) {
+        if (complete !== null || ended.has(from)) {
+          closing.add(from)
+          progressed = true
+        }
         continue
       }
-      if (complete !== null && complete.status === 'complete') {
-        done.add(from)
-        progressed = true
-        // A worker's complete artifact only marks the end of its stream (its meta is the worker's
-        // own summary, e.g. `{ batches: 0 }`): an upstream worker without partials is an empty
-        // input. A coordinator function (no worker_id) has no partials at all: its complete
-        // artifact is its output, so it is read as one item.
-        if (partials.length === 0 && complete.worker_id === null && Object.keys(complete.meta).length > 0) {
-          const claimed = await ctx.store.claimStreamBatch(
-            { task_id: ctx.taskId, consumer_node: ctx.consumerNode, from_node: from, batch_uid: '__complete__', consumer_epoch: ctx.epoch },
-            ctx.clock.now(),
-          )
-          if (claimed) yield complete
-        }
+      done.add(from)
+      progressed = true
+      // A worker's complete artifact only marks the end of its stream (its meta is the worker's own
+      // summary, e.g. `{ batches: 0 }`): an upstream worker without partials is an empty input. A
+      // coordinator function (no worker_id) has no partials at all: its complete artifact is its
+      // output, so it is read as one item.
+      if (complete !== null && partialCount === 0 && complete.worker_id === null && Object.keys(complete.meta).length > 0) {
+        const claimed = await ctx.store.claimStreamBatch(
+          { task_id: ctx.taskId, consumer_node: ctx.consumerNode, from_node: from, batch_uid: '__complete__', consumer_epoch: ctx.epoch },
+          ctx.clock.now(),
+        )
+        if (claimed) yield complete
       }
     }
     if (done.size >= spec.fromNodes.length) break
@@ -156,11 +164,10 @@ export async function* pullArtifacts(ctx: PullContext, spec: AdapterSpec): Async
       continue
     }
     // Nothing new: an upstream that ended without a complete artifact (failed, cancelled, skipped)
-    // will never write more. It is closed after one more listing pass, which sees any partial it
-    // wrote before it ended.
+    // will never write more; it is closed after one more full pass.
     let ending = false
     for (const from of spec.fromNodes) {
-      if (done.has(from) || ended.has(from)) continue
+      if (done.has(from) || closing.has(from) || ended.has(from)) continue
       const view = await ctx.store.getRunView(ctx.taskId, from)
       const st = view?.node?.status
       if (st === 'failed' || st === 'cancelled' || st === 'skipped') {

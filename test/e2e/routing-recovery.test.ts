@@ -209,7 +209,14 @@ describe('retention', () => {
       await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })
       assert.ok((await rt.store.outboxList({ status: 'sent' })).length > 0)
       await clock.advance(2 * 3600 * 1000)
-      await waitFor(async () => (await rt.store.outboxList({ status: 'sent' })).length === 0, { message: 'sent rows never purged' })
+      // Keep time moving while waiting: the sweep sleeps on this clock between passes.
+      await waitFor(
+        async () => {
+          await clock.advance(60_000)
+          return (await rt.store.outboxList({ status: 'sent' })).length === 0
+        },
+        { timeoutMs: 30_000, intervalMs: 50, message: 'sent rows never purged' },
+      )
     } finally {
       await rt.stop()
     }

@@ -42,8 +42,10 @@ async function realAdapters(): Promise<{ bus: Bus; store: Store; drop: () => Pro
   const brokers = kafkaBrokers()
   const url = mongoUrl()
   if (brokers === null || url === null) throw new Error('FLOWKIT_E2E_RUNTIME=real needs FLOWKIT_KAFKA_BROKERS and FLOWKIT_MONGO_URL')
-  const { KafkaBus } = await import('flowkit/kafka')
-  const { MongoStore, dropMongoDatabase } = await import('flowkit/mongo')
+  // The main entry's adapters (driver loaded on first use); runtime.real.test.ts covers the
+  // classes of 'flowkit/kafka' and 'flowkit/mongo' themselves.
+  const { KafkaBus, MongoStore } = await import('flowkit')
+  const { dropMongoDatabase } = await import('flowkit/mongo')
   const dbName = `flowkit_e2e_${randomUUID().slice(0, 8)}`
   return {
     bus: new KafkaBus({ brokers, clientId: 'flowkit-e2e' }),

@@ -47,7 +47,8 @@ import type {
 } from '../../ports/store.ts'
 import { NODE_PATCH_KEYS, TASK_PATCH_PATHS } from '../../ports/store.ts'
 import type { GraphSpec } from '../../graph/types.ts'
-import { outboxId } from '../../util/ids.ts'
+import { canonicalJson, outboxId } from '../../util/ids.ts'
+import { dbNameFromUrl } from './url.ts'
 import { compareCodePoints } from '../memory/store.ts'
 import { JSON_SUFFIX, decodeFields, encodeFields, getField, putField, sanitize, setField, toMs } from './codec.ts'
 import { isDuplicateKeyError, mapMongoError, safeMessage } from './errors.ts'
@@ -160,16 +161,6 @@ function num(v: number): number | null {
   return sanitize(v) as number | null
 }
 
-function dbNameFromUrl(url: string): string | undefined {
-  const m = /^mongodb(?:\+srv)?:\/\/[^/?#]*\/([^?#]*)/i.exec(url)
-  if (!m?.[1]) return undefined
-  try {
-    return decodeURIComponent(m[1])
-  } catch {
-    return undefined
-  }
-}
-
 function sameKey(a: unknown, b: Record<string, number>): boolean {
   if (a === null || typeof a !== 'object') return false
   const ea = Object.entries(a as Record<string, unknown>)
@@ -195,6 +186,7 @@ function encodeTask(task: TaskDoc): Record<string, unknown> {
   }
   const doc = encodeFields(task, TASK_STRUCTURED)
   doc['id'] = task.id
+  doc['_id'] = task.id
   if (task.nodes !== undefined) {
     const nodes: [string, unknown][] = []
     for (const [nodeId, node] of Object.entries(task.nodes)) {
@@ -207,6 +199,16 @@ function encodeTask(task: TaskDoc): Record<string, unknown> {
 }
 
 const GRAPH_CACHE_SIZE = 2000
+
+/** `_id` of a batch's metrics row: lookups by `_id` are the ones FerretDB serves from SQLite's key. */
+function metricsKey(taskId: string, nodeId: string, batchUid: string): string {
+  return canonicalJson(['m', taskId, nodeId, batchUid])
+}
+
+/** `_id` of one of our artifacts (a Python worker's have an ObjectId). */
+function artifactKey(taskId: string, nodeId: string, batchUid: string | null): string {
+  return canonicalJson(['a', taskId, nodeId, batchUid])
+}
 
 function deepFreeze<T>(v: T): T {
   if (v !== null && typeof v === 'object' && !Object.isFrozen(v)) {
@@ -278,6 +280,13 @@ function updateOf(set: Record<string, unknown>, unset: Record<string, ''>, extra
 }
 
 export class MongoStore implements Store {
+  /**
+   * FerretDB pushes a query down to SQLite only when its filter is exactly `{_id}`; any other
+   * filter scans and decodes the whole collection. On FerretDB, compare-and-set is therefore done
+   * as read-by-_id, check, update-by-_id (its findAndModify is not isolated anyway; flowkit keeps
+   * one writer per task); on MongoDB it stays one atomic findOneAndUpdate.
+   */
+  #ferret = false
   /** Decoded graphs by task id: a graph never changes after creation, so reads can skip it. */
   readonly #graphs = new Map<string, GraphSpec>()
 
@@ -360,6 +369,8 @@ export class MongoStore implements Store {
       await client.connect()
       this.#open()
       const db = client.db(this.#dbName)
+      const info = await db.command({ buildInfo: 1 }).catch(() => ({}) as Document)
+      this.#ferret = info['ferretdbVersion'] !== undefined || info['ferretdb'] !== undefined
       const collections = await this.#ensureSchema(db)
       this.#open()
       this.#collections = collections
@@ -460,6 +471,21 @@ export class MongoStore implements Store {
     })
   }
 
+  /**
+   * FerretDB compare-and-set: read by _id, check the guard, update by _id, read back by _id (every
+   * step pushed down to SQLite). Null when the task is missing or the guard fails.
+   */
+  async #casById(c: Collections, taskId: string, guard: (doc: Document) => boolean, update: Document): Promise<TaskDoc | null> {
+    const id = taskId as never
+    const current = await c.tasks.findOne({ _id: id })
+    if (!current || !guard(current)) return null
+    const res = await c.tasks.updateOne({ _id: id }, update)
+    if (res.matchedCount === 0) return null
+    const projection = this.#taskProjection(taskId)
+    const doc = await c.tasks.findOne({ _id: id }, projection ? { projection } : {})
+    return doc ? this.#decodeTask(doc) : null
+  }
+
   /** Projection that leaves the graph out when this store already holds it decoded. */
   #taskProjection(taskId: string): Document | undefined {
     return this.#graphs.has(taskId) ? { graph: 0, [`graph${JSON_SUFFIX}`]: 0 } : undefined
@@ -494,7 +520,7 @@ export class MongoStore implements Store {
     this.#open()
     return this.#run('getTask', async (c) => {
       const projection = this.#taskProjection(taskId)
-      const doc = await c.tasks.findOne({ id: taskId }, projection ? { projection } : {})
+      const doc = await c.tasks.findOne({ _id: taskId as never }, projection ? { projection } : {})
       return doc && isFlowkitTaskDoc(doc) ? this.#decodeTask(doc) : null
     })
   }
@@ -503,7 +529,9 @@ export class MongoStore implements Store {
     this.#open()
     assertNodeId(nodeId)
     return this.#run('getRunView', async (c) => {
-      const doc = await c.tasks.findOne({ id: taskId }, { projection: { id: 1, coordinator: 1, [`nodes.${nodeId}`]: 1 } })
+      const projection = { id: 1, coordinator: 1, [`nodes.${nodeId}`]: 1 }
+      // Ours are keyed by _id; a Python coordinator's task is found by its `id` field.
+      const doc = (await c.tasks.findOne({ _id: taskId as never }, { projection })) ?? (await c.tasks.findOne({ id: taskId }, { projection }))
       if (!doc) return null
       const coordinator = doc['coordinator'] !== null && typeof doc['coordinator'] === 'object' ? decodeFields(doc['coordinator'] as Record<string, unknown>) : {}
       const nodes = doc['nodes'] as Record<string, Record<string, unknown>> | undefined
@@ -548,10 +576,9 @@ export class MongoStore implements Store {
     const unset: Record<string, ''> = {}
     for (const [k, v] of Object.entries(patch)) setField(set, unset, `${path}.${k}`, sanitize(v))
     set['updated_at_ms'] = num(now)
-    const query: Document = { id: taskId, [path]: { $exists: true } }
-    if (guard.status !== undefined) {
-      query[`${path}.status`] = { $in: typeof guard.status === 'string' ? [guard.status] : [...guard.status] }
-    }
+    const statuses = guard.status === undefined ? undefined : typeof guard.status === 'string' ? [guard.status] : [...guard.status]
+    const query: Document = { _id: taskId, [path]: { $exists: true } }
+    if (statuses !== undefined) query[`${path}.status`] = { $in: statuses }
     if (guard.epoch !== undefined) {
       // NaN equals nothing (and FerretDB drops the connection on a NaN)
       if (!Number.isFinite(guard.epoch)) {
@@ -560,6 +587,15 @@ export class MongoStore implements Store {
       query[`${path}.attempt_epoch`] = guard.epoch
     }
     return this.#run('transitionNode', async (c) => {
+      if (this.#ferret) {
+        return this.#casById(c, taskId, (doc) => {
+          const nodes = doc['nodes'] as Record<string, Record<string, unknown>> | undefined
+          const node = nodes !== null && typeof nodes === 'object' && Object.hasOwn(nodes, nodeId) ? nodes[nodeId] : undefined
+          if (node === undefined || node === null) return false
+          if (statuses !== undefined && !(statuses as readonly string[]).includes(node['status'] as string)) return false
+          return guard.epoch === undefined || node['attempt_epoch'] === guard.epoch
+        }, updateOf(set, unset))
+      }
       // No projection here: FerretDB does not implement one on findAndModify.
       const doc = await c.tasks.findOneAndUpdate(query, updateOf(set, unset), { returnDocument: 'after' })
       return doc ? this.#decodeTask(doc) : null
@@ -578,9 +614,12 @@ export class MongoStore implements Store {
     const unset: Record<string, ''> = {}
     for (const [k, v] of Object.entries(patch)) setField(set, unset, TASK_PATCH_PATHS[k as keyof TaskPatch], sanitize(v))
     set['updated_at_ms'] = num(now)
-    const query: Document = { id: taskId, nodes: { $exists: true } }
+    const query: Document = { _id: taskId, nodes: { $exists: true } }
     if (guard.status !== undefined) query['status'] = { $in: [...guard.status] }
     return this.#run('updateTask', async (c) => {
+      if (this.#ferret) {
+        return this.#casById(c, taskId, (doc) => isFlowkitTaskDoc(doc) && (guard.status === undefined || guard.status.includes(doc['status'] as TaskStatus)), updateOf(set, unset))
+      }
       // No projection here: FerretDB does not implement one on findAndModify.
       const doc = await c.tasks.findOneAndUpdate(query, updateOf(set, unset), { returnDocument: 'after' })
       return doc ? this.#decodeTask(doc) : null
@@ -629,11 +668,11 @@ export class MongoStore implements Store {
 
   async upsertBatchMetrics(row: BatchMetricsWrite, now: number): Promise<Record<string, unknown> | null> {
     this.#open()
-    const query = { task_id: row.task_id, node_id: row.node_id, batch_uid: row.batch_uid }
+    const query = { _id: metricsKey(row.task_id, row.node_id, row.batch_uid) as never }
     const set: Record<string, unknown> = { attempt_epoch: num(row.attempt_epoch), updated_at_ms: num(now) }
     const unset: Record<string, ''> = {}
     setField(set, unset, 'metrics', sanitize(row.metrics ?? {}))
-    const update = updateOf(set, unset)
+    const update = updateOf(set, unset, { $setOnInsert: { task_id: row.task_id, node_id: row.node_id, batch_uid: row.batch_uid } })
     return this.#run('upsertBatchMetrics', async (c) => {
       const prev = await this.#upsertRetry(() =>
         c.metrics.findOneAndUpdate(query, update, { upsert: true, returnDocument: 'before' }),
@@ -657,7 +696,7 @@ export class MongoStore implements Store {
   async getBatchMetrics(taskId: string, nodeId: string, batchUid: string): Promise<Record<string, unknown> | null> {
     this.#open()
     return this.#run('getBatchMetrics', async (c) => {
-      const row = await c.metrics.findOne({ task_id: taskId, node_id: nodeId, batch_uid: batchUid })
+      const row = await c.metrics.findOne({ _id: metricsKey(taskId, nodeId, batchUid) as never })
       if (!row) return null
       const metrics = getField(row, 'metrics')
       return metrics !== null && typeof metrics === 'object' ? (metrics as Record<string, unknown>) : {}
@@ -669,12 +708,8 @@ export class MongoStore implements Store {
   async upsertArtifact(artifact: ArtifactWrite, now: number): Promise<boolean> {
     this.#open()
     const epoch = num(artifact.attempt_epoch)
-    const query: Document = {
-      task_id: artifact.task_id,
-      node_id: artifact.node_id,
-      batch_uid: artifact.batch_uid ?? null,
-      attempt_epoch: { $lte: epoch },
-    }
+    const key = artifactKey(artifact.task_id, artifact.node_id, artifact.batch_uid ?? null) as never
+    const query: Document = { _id: key, attempt_epoch: { $lte: epoch } }
     const set: Record<string, unknown> = {
       status: artifact.status,
       attempt_epoch: epoch,
@@ -683,15 +718,37 @@ export class MongoStore implements Store {
     }
     const unset: Record<string, ''> = {}
     setField(set, unset, 'meta', sanitize(artifact.meta ?? {}))
-    const update = updateOf(set, unset, { $setOnInsert: { created_at: num(now) } })
+    const update = updateOf(set, unset, {
+      $setOnInsert: {
+        created_at: num(now),
+        task_id: artifact.task_id,
+        node_id: artifact.node_id,
+        batch_uid: artifact.batch_uid ?? null,
+        ins: new ObjectId(), // insertion order, the last tiebreak of listArtifacts
+      },
+    })
     return this.#run('upsertArtifact', async (c) => {
       try {
-        // When a higher epoch holds the key, the filter misses and the insert hits the unique index.
+        if (this.#ferret) {
+          // By _id only (pushed down); the epoch fence is checked on the document read.
+          const current = await c.artifacts.findOne({ _id: key })
+          const held = current?.['attempt_epoch']
+          if (typeof held === 'number' && held > (epoch ?? 0)) return false
+          await this.#upsertRetry(() => c.artifacts.updateOne({ _id: key }, update, { upsert: true }))
+          return true
+        }
+        // When a higher epoch holds the key, the filter misses and the insert hits the unique _id.
         await this.#upsertRetry(() => c.artifacts.updateOne(query, update, { upsert: true }))
         return true
       } catch (err) {
-        if (isDuplicateKeyError(err)) return false
-        throw err
+        if (!isDuplicateKeyError(err)) throw err
+        // Either our own document holds a higher epoch (fenced), or a Python worker's document
+        // (its own _id) holds this (task, node, batch_uid): take that one over within the fence.
+        const res = await c.artifacts.updateOne(
+          { task_id: artifact.task_id, node_id: artifact.node_id, batch_uid: artifact.batch_uid ?? null, attempt_epoch: { $lte: epoch } },
+          update,
+        )
+        return res.matchedCount > 0
       }
     })
   }
@@ -706,7 +763,7 @@ export class MongoStore implements Store {
       filter['$or'] = [{ created_at: { $gte: query.createdAfter } }, { created_at: { $gte: new Date(query.createdAfter) } }]
     }
     return this.#run('listArtifacts', async (c) => {
-      const rows = (await c.artifacts.find(filter).toArray()).map((doc) => ({ doc: decodeArtifact(doc), id: idOrder(doc['_id']) }))
+      const rows = (await c.artifacts.find(filter).toArray()).map((doc) => ({ doc: decodeArtifact(doc), id: idOrder(doc['ins'] ?? doc['_id']) }))
       // MongoDB sorts null first: the order (complete artifact after partials) is applied here.
       rows.sort(
         (a, b) =>
@@ -721,6 +778,9 @@ export class MongoStore implements Store {
   async getArtifact(taskId: string, nodeId: string, batchUid: string | null): Promise<ArtifactDoc | null> {
     this.#open()
     return this.#run('getArtifact', async (c) => {
+      const own = await c.artifacts.findOne({ _id: artifactKey(taskId, nodeId, batchUid ?? null) as never })
+      if (own) return decodeArtifact(own)
+      // One a Python worker wrote (its own _id): found by its fields.
       const doc = await c.artifacts.findOne(
         { task_id: taskId, node_id: nodeId, batch_uid: batchUid ?? null },
         { sort: { attempt_epoch: -1, _id: 1 } },
