@@ -279,6 +279,36 @@ function updateOf(set: Record<string, unknown>, unset: Record<string, ''>, extra
   return update
 }
 
+/**
+ * Applies a `{ $set, $unset }` of dotted paths to a document read before the update (the same
+ * paths the server applied): saves reading the document back.
+ */
+function applyUpdate(doc: Document, update: Document): Document {
+  const walk = (path: string, create: boolean): { parent: Record<string, unknown>; key: string } | null => {
+    const parts = path.split('.')
+    let cur: Record<string, unknown> = doc
+    for (const p of parts.slice(0, -1)) {
+      let next = cur[p]
+      if (next === null || typeof next !== 'object') {
+        if (!create) return null
+        next = {}
+        cur[p] = next
+      }
+      cur = next as Record<string, unknown>
+    }
+    return { parent: cur, key: parts[parts.length - 1] as string }
+  }
+  for (const [path, value] of Object.entries((update['$set'] ?? {}) as Record<string, unknown>)) {
+    const at = walk(path, true)
+    if (at) at.parent[at.key] = value
+  }
+  for (const path of Object.keys((update['$unset'] ?? {}) as Record<string, unknown>)) {
+    const at = walk(path, false)
+    if (at) delete at.parent[at.key]
+  }
+  return doc
+}
+
 export class MongoStore implements Store {
   /**
    * FerretDB pushes a query down to SQLite only when its filter is exactly `{_id}`; any other
@@ -472,18 +502,18 @@ export class MongoStore implements Store {
   }
 
   /**
-   * FerretDB compare-and-set: read by _id, check the guard, update by _id, read back by _id (every
-   * step pushed down to SQLite). Null when the task is missing or the guard fails.
+   * FerretDB compare-and-set: read by _id, check the guard, update by _id (both pushed down to
+   * SQLite), and return the read document with the update applied. Null when the task is missing
+   * or the guard fails.
    */
   async #casById(c: Collections, taskId: string, guard: (doc: Document) => boolean, update: Document): Promise<TaskDoc | null> {
     const id = taskId as never
-    const current = await c.tasks.findOne({ _id: id })
+    const projection = this.#taskProjection(taskId)
+    const current = await c.tasks.findOne({ _id: id }, projection ? { projection } : {})
     if (!current || !guard(current)) return null
     const res = await c.tasks.updateOne({ _id: id }, update)
     if (res.matchedCount === 0) return null
-    const projection = this.#taskProjection(taskId)
-    const doc = await c.tasks.findOne({ _id: id }, projection ? { projection } : {})
-    return doc ? this.#decodeTask(doc) : null
+    return this.#decodeTask(applyUpdate(current, update))
   }
 
   /** Projection that leaves the graph out when this store already holds it decoded. */
