@@ -346,17 +346,12 @@ export class Worker {
   }
 
   /**
-   * Whether the node still wants this attempt: the task is not cancelled and the node is running at
-   * this epoch. A task this store does not describe in flowkit's layout is assumed wanted.
-   */
-  /**
    * Whether this attempt is still wanted, from the task document its coordinator wrote before
-   * sending the command (flowkit and the Python coordinator both do): a task the store does not
-   * know is stale or foreign (another database on a shared cluster) and is not run; a cancelled
-   * task is not run; a node in flowkit's layout must be running at this epoch. A task document in
-   * another layout (a Python coordinator's) is judged by its `coordinator.cancelled` flag alone.
+   * sending the command: a cancelled task is not run; a node in flowkit's layout must be running at
+   * this epoch. A task document in another layout (a Python coordinator's) is judged by its
+   * `coordinator.cancelled` flag alone, and a task the store does not know is run.
    */
-  async #stillWanted(env: Envelope): Promise<{ verdict: 'yes' | 'cancelled' | 'stale' | 'unknown'; vars: Record<string, unknown> }> {
+  async #stillWanted(env: Envelope): Promise<{ verdict: 'yes' | 'cancelled' | 'stale'; vars: Record<string, unknown> }> {
     let view: RunView | null
     try {
       view = await this.#store.getRunView(env.task_id, env.node_id)
@@ -365,7 +360,13 @@ export class Worker {
       this.#log.warn('worker.task_unreadable', { task_id: env.task_id, node_id: env.node_id, error: errorMessage(err) })
       return { verdict: 'yes', vars: {} }
     }
-    if (view === null) return { verdict: 'unknown', vars: {} }
+    if (view === null) {
+      // Not in this store: run it, as the seed's worker does (the protocol does not require the
+      // task document; a command may come from a coordinator that keeps its tasks elsewhere).
+      // Its status events are then ignored by any coordinator that does not know the task.
+      this.#log.info('worker.start_unknown_task', { task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch })
+      return { verdict: 'yes', vars: {} }
+    }
     const vars = isObj(view.vars) ? view.vars : {}
     const node = view.node
     if (view.cancelled) {

@@ -101,12 +101,12 @@ describe('worker restart', () => {
   })
 })
 
-describe('stale and foreign commands', () => {
-  test('a start command for a task the store does not know (stale, or another database on a shared cluster) is not run', async () => {
+describe('commands for tasks the store does not know', () => {
+  test('a start command for a task the store does not know is run, as the seed worker does (the protocol does not require the document)', async () => {
     const { protocol, MemoryLogger } = await import('flowkit')
     let calls = 0
     const logger = new MemoryLogger()
-    const rt = await startRuntime({ logger, handlers: { step: { async processBatch() { calls++; return {} } } } })
+    const rt = await startRuntime({ logger, handlers: { step: { async processBatch() { calls++; return { metrics: { count: 1 } } } } } })
     try {
       const env = protocol.makeEnvelope({
         msg_type: 'cmd', role: 'coordinator', task_id: 'not-in-this-store', node_id: 'n', step_type: 'step', attempt_epoch: 1,
@@ -114,12 +114,12 @@ describe('stale and foreign commands', () => {
         payload: { cmd: 'TASK_START', input_ref: null, input_inline: null, batching: null, cancel_token: 't' },
       })
       await rt.bus.produce([{ topic: rt.cmdTopic('step'), key: 'not-in-this-store:n', value: protocol.encode(env) }])
-      await waitFor(
-        () => logger.records.some((r) => r.event === 'worker.start_stale' && r.fields['task_id'] === 'not-in-this-store' && r.fields['why'] === 'unknown'),
-        { message: 'the foreign command was never consumed and judged' },
-      )
-      assert.equal(calls, 0, 'the handler never ran for it')
-      assert.ok(!logger.events().includes('node.accepted'), 'it was not even accepted')
+      await waitFor(() => calls === 1, { message: 'the command never ran' })
+      await waitFor(() => logger.events().includes('node.done'), { message: 'the run never finished' })
+      assert.ok(logger.records.some((r) => r.event === 'worker.start_unknown_task' && r.fields['task_id'] === 'not-in-this-store'))
+      // The coordinator, which does not know the task either, ignores its status events.
+      const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'step' }] } })
+      assert.equal((await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })).status, 'finished')
     } finally {
       await rt.stop()
     }
