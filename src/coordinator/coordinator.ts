@@ -47,6 +47,7 @@ import {
 import { INPUT_ADAPTERS } from '../worker/input.ts'
 import { BUILTIN_FUNCTIONS, type CoordinatorFn } from './functions.ts'
 import { OutboxDispatcher } from './outbox.ts'
+import { parkPoison } from '../util/guard.ts'
 import { type TaskView, toTaskView } from './view.ts'
 
 export interface CoordinatorOptions {
@@ -161,7 +162,7 @@ export class Coordinator {
         topics: [this.config.topicReply],
         fromLatest: true,
         name: 'coordinator-replies',
-        handler: (m) => this.#onReply(m),
+        handler: parkPoison((m) => this.#onReply(m), this.#log),
       }),
     )
     const types = new Set(this.config.workerTypes)
@@ -344,7 +345,7 @@ export class Coordinator {
         groupId: `${this.config.groupId}.status.${type}`,
         topics: [statusTopic],
         name: `coordinator-status-${type}`,
-        handler: (m) => this.#onStatusMessage(m),
+        handler: parkPoison((m) => this.#onStatusMessage(m), this.#log),
       })
       this.#subscriptions.set(type, sub)
     })()

@@ -35,6 +35,7 @@ import {
 } from './handler.ts'
 import { type AdapterSpec, adapterBatches, checkAdapter } from './input.ts'
 import { CancelledRunError } from './cancel.ts'
+import { parkPoison } from '../util/guard.ts'
 import { type SpawnOptions, spawnInGroup } from './subprocess.ts'
 
 export interface WorkerOptions {
@@ -186,7 +187,7 @@ export class Worker {
         groupId: `${c.groupPrefix}workers.${role}.v1`,
         topics: [topicFor(c.topicCmdFmt, role)],
         name: `worker-cmd-${role}`,
-        handler: (m) => this.#onCommand(role, m),
+        handler: parkPoison((m) => this.#onCommand(role, m), this.#log),
       })
       this.#cmdSubs.push(sub)
     }
@@ -196,14 +197,14 @@ export class Worker {
         topics: [c.topicSignals],
         fromLatest: true,
         name: 'worker-signals',
-        handler: (m) => this.#onSignal(m),
+        handler: parkPoison((m) => this.#onSignal(m), this.#log),
       }),
       await this.#bus.subscribe({
         groupId: `${c.groupPrefix}workers.query.${this.workerId}`,
         topics: [c.topicQuery],
         fromLatest: true,
         name: 'worker-query',
-        handler: (m) => this.#onQuery(m),
+        handler: parkPoison((m) => this.#onQuery(m), this.#log),
       }),
     )
     await this.#announce('WORKER_ONLINE', previous?.active_runs ?? [])

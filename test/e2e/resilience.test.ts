@@ -266,3 +266,37 @@ describe('worker stop and pre-accept failures', () => {
     }
   })
 })
+
+describe('poison messages', () => {
+  test('a message whose handling fails for a non-retryable reason is parked, and its partition keeps flowing', async () => {
+    const { MemoryLogger: Logger, MemoryStore: Store } = await import('flowkit')
+    // A store that fails one task's node updates with a non-retryable error (as a bug would).
+    class PoisonStore extends Store {
+      poisonTask = ''
+      override async transitionNode(taskId: string, nodeId: string, guard: NodeGuard, patch: NodePatch, now: number): Promise<TaskDoc | null> {
+        if (taskId === this.poisonTask && patch.lease !== undefined && patch.status === undefined) {
+          throw new FlowkitError(ErrorCode.StoreError, 'document cannot be stored')
+        }
+        return super.transitionNode(taskId, nodeId, guard, patch, now)
+      }
+    }
+    const store = new PoisonStore()
+    const logger = new Logger()
+    const bus = new MemoryBus()
+    const coordinator = new Coordinator({ bus, store, logger, config: { topicPartitions: 1 } })
+    const { Worker } = await import('flowkit')
+    const worker = new Worker({ bus, store, logger, handlers: { step: { async processBatch() { return {} } } }, config: { topicPartitions: 1 } })
+    try {
+      await coordinator.start()
+      await worker.start()
+      const first = await coordinator.createTask({ id: 'poisoned', graph: { nodes: [{ node_id: 'n', type: 'step' }] } })
+      store.poisonTask = first
+      const second = await coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'step' }] } })
+      assert.equal((await coordinator.waitForTask(second, { timeoutMs: 10000 })).status, 'finished', 'the partition kept flowing')
+      assert.ok(logger.records.some((r) => r.event === 'bus.message_parked' && String(r.fields['value']).includes('poisoned')))
+    } finally {
+      await worker.stop()
+      await coordinator.stop()
+    }
+  })
+})
