@@ -62,6 +62,7 @@ import { ErrorCode, FlowkitError } from '../../errors.ts'
 import { createLogger } from '../../log.ts'
 import type { Logger } from '../../log.ts'
 import { Signal } from '../../util/signal.ts'
+import { checkRecord, checkTopicName } from '../../ports/bus-rules.ts'
 
 export type KafkaSaslMechanism = 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512'
 
@@ -110,7 +111,6 @@ export interface KafkaBusOptions {
   topicReadyTimeoutMs?: number
 }
 
-const TOPIC_NAME = /^[a-zA-Z0-9._-]{1,249}$/
 const HANDLER_BACKOFF_START_MS = 20
 const HANDLER_BACKOFF_MAX_MS = 1000
 const COMMIT_RETRY_START_MS = 200
@@ -238,33 +238,6 @@ function toBusError(err: unknown, op: string, redactor: Redactor, closed: boolea
 function partitionKey(topic: string, partition: number): string {
   // Kafka topic names cannot contain ':'; the library uses the same key format.
   return `${topic}:${partition}`
-}
-
-function checkTopicName(name: unknown): void {
-  if (typeof name !== 'string' || !TOPIC_NAME.test(name) || name === '.' || name === '..') {
-    throw new FlowkitError(ErrorCode.Config, `invalid topic name ${JSON.stringify(name)} (allowed: [a-zA-Z0-9._-], 1-249 chars)`)
-  }
-}
-
-function validateRecord(record: BusRecord): void {
-  if (record === null || typeof record !== 'object') {
-    throw new FlowkitError(ErrorCode.BadMessage, 'produce: record must be an object')
-  }
-  if (typeof record.value !== 'string') {
-    throw new FlowkitError(ErrorCode.BadMessage, `produce: value must be a string (topic ${record.topic})`)
-  }
-  if (record.key !== null && typeof record.key !== 'string') {
-    throw new FlowkitError(ErrorCode.BadMessage, `produce: key must be a string or null (topic ${record.topic})`)
-  }
-  if (record.headers !== undefined) {
-    if (record.headers === null || typeof record.headers !== 'object') {
-      throw new FlowkitError(ErrorCode.BadMessage, 'produce: headers must be an object of strings')
-    }
-    for (const [name, value] of Object.entries(record.headers)) {
-      if (typeof value !== 'string') throw new FlowkitError(ErrorCode.BadMessage, `produce: header ${name} must be a string`)
-    }
-  }
-  checkTopicName(record.topic)
 }
 
 function positiveInt(value: number | undefined, fallback: number, name: string, min = 1): number {
@@ -1046,7 +1019,7 @@ export class KafkaBus implements Bus {
   async produce(records: BusRecord[]): Promise<void> {
     this.#assertOpen()
     if (!Array.isArray(records)) throw new FlowkitError(ErrorCode.BadMessage, 'produce: records must be an array')
-    for (const record of records) validateRecord(record)
+    for (const record of records) checkRecord(record)
     if (records.length === 0) return
     const messages: MessageToProduce<string, string, string, string>[] = records.map((r) => {
       const m: MessageToProduce<string, string, string, string> = { topic: r.topic, value: r.value }

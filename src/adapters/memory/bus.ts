@@ -39,6 +39,7 @@ import { createPartitioner } from '../../util/murmur2.ts'
 import { createRandom } from '../../util/random.ts'
 import type { Random } from '../../util/random.ts'
 import { Signal } from '../../util/signal.ts'
+import { checkRecord, checkTopicName } from '../../ports/bus-rules.ts'
 
 export interface ChaosRule {
   /** Applies to topics whose name starts with this prefix ('' matches every topic). */
@@ -106,7 +107,6 @@ export interface AssignmentInfo {
 
 const BACKOFF_START_MS = 20
 const BACKOFF_MAX_MS = 1000
-const TOPIC_NAME = /^[a-zA-Z0-9._-]{1,249}$/
 
 
 interface Pending {
@@ -399,7 +399,7 @@ export class MemoryBus implements Bus {
 
   async produce(records: BusRecord[]): Promise<void> {
     this.#assertOpen()
-    for (const record of records) this.#validateRecord(record)
+    for (const record of records) checkRecord(record)
     this.#producing++
     try {
       for (const record of records) {
@@ -587,38 +587,11 @@ export class MemoryBus implements Bus {
     if (this.#closed) throw new FlowkitError(ErrorCode.Closed, 'memory bus is closed')
   }
 
-  #validateRecord(record: BusRecord): void {
-    if (record === null || typeof record !== 'object') {
-      throw new FlowkitError(ErrorCode.BadMessage, 'produce: record must be an object')
-    }
-    if (typeof record.value !== 'string') {
-      throw new FlowkitError(ErrorCode.BadMessage, `produce: value must be a string (topic ${record.topic})`)
-    }
-    if (record.key !== null && typeof record.key !== 'string') {
-      throw new FlowkitError(ErrorCode.BadMessage, `produce: key must be a string or null (topic ${record.topic})`)
-    }
-    if (record.headers !== undefined) {
-      for (const [name, value] of Object.entries(record.headers)) {
-        if (typeof value !== 'string') {
-          throw new FlowkitError(ErrorCode.BadMessage, `produce: header ${name} must be a string`)
-        }
-      }
-    }
-    this.#checkTopicName(record.topic)
-  }
-
-  #checkTopicName(name: unknown): void {
-    // Kafka's legal topic names; enforced here so the memory bus fails like the real one.
-    if (typeof name !== 'string' || !TOPIC_NAME.test(name) || name === '.' || name === '..') {
-      throw new FlowkitError(ErrorCode.Config, `invalid topic name ${JSON.stringify(name)} (allowed: [a-zA-Z0-9._-], 1-249 chars)`)
-    }
-  }
-
   /** Returns the topic, creating it if missing (an existing topic keeps its partition count). */
   #topic(name: string, partitions?: number): TopicState {
     const existing = this.#topics.get(name)
     if (existing) return existing
-    this.#checkTopicName(name)
+    checkTopicName(name)
     const count = partitions ?? this.#defaultPartitions
     const topic: TopicState = {
       name,

@@ -1,0 +1,35 @@
+/**
+ * What every Bus accepts, checked the same way by every adapter so the memory bus fails exactly
+ * like Kafka: Kafka's legal topic names, string values, string-or-null keys, string headers.
+ */
+import { ErrorCode, FlowkitError } from '../errors.ts'
+import type { BusRecord } from './bus.ts'
+
+const TOPIC_NAME = /^[a-zA-Z0-9._-]{1,249}$/
+
+export function checkTopicName(name: unknown): void {
+  if (typeof name !== 'string' || !TOPIC_NAME.test(name) || name === '.' || name === '..') {
+    throw new FlowkitError(ErrorCode.Config, `invalid topic name ${JSON.stringify(name)} (allowed: [a-zA-Z0-9._-], 1-249 chars)`)
+  }
+}
+
+export function checkRecord(record: BusRecord): void {
+  if (record === null || typeof record !== 'object') {
+    throw new FlowkitError(ErrorCode.BadMessage, 'produce: record must be an object')
+  }
+  if (typeof record.value !== 'string') {
+    throw new FlowkitError(ErrorCode.BadMessage, `produce: value must be a string (topic ${record.topic})`)
+  }
+  if (record.key !== null && typeof record.key !== 'string') {
+    throw new FlowkitError(ErrorCode.BadMessage, `produce: key must be a string or null (topic ${record.topic})`)
+  }
+  if (record.headers !== undefined) {
+    if (record.headers === null || typeof record.headers !== 'object') {
+      throw new FlowkitError(ErrorCode.BadMessage, 'produce: headers must be an object of strings')
+    }
+    for (const [name, value] of Object.entries(record.headers)) {
+      if (typeof value !== 'string') throw new FlowkitError(ErrorCode.BadMessage, `produce: header ${name} must be a string`)
+    }
+  }
+  checkTopicName(record.topic)
+}
