@@ -73,7 +73,7 @@ lock() {
 
 java_major() {
   local v
-  v=$(java -version 2>&1 | sed -n 's/.*version "\([^"]*\)".*/\1/p' | head -n 1)
+  v=$(java -version 2>&1 | sed -n 's/.*version "\([^"]*\)".*/\1/p' | head -n 1) || true
   v=${v#1.}
   printf '%s\n' "${v%%[.+-]*}"
 }
