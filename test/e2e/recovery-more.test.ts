@@ -1,0 +1,112 @@
+import { describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { MemoryBus, MemoryStore, protocol, type RoleHandler, type TaskView } from 'flowkit'
+import { startRuntime, noopHandler } from '../helpers/runtime.ts'
+import { gate } from '../helpers/gate.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+const nodeOf = (t: TaskView | null, id: string) => t!.nodes.find((n) => n.node_id === id)!
+
+function hangingHandler(started: ReturnType<typeof gate>): RoleHandler {
+  return {
+    async processBatch(_b, ctx) {
+      started.open()
+      await ctx.sleep(60_000)
+      return {}
+    },
+  }
+}
+
+describe('more recovery scenarios', () => {
+  test('S-025 a node re-dispatched after its worker is replaced moves to exactly epoch + 1, the lease moves, a stale heartbeat is ignored', async () => {
+    const started = gate()
+    const rt = await startRuntime({ worker: { leaseTtlSec: 1, hbIntervalSec: 0.2 } })
+    try {
+      const old = await rt.addWorker({ step: hangingHandler(started) }, { workerId: 'old' })
+      const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'step', retry_policy: { max: 3, backoff_sec: 0 } }] } })
+      await started.wait()
+      await waitFor(async () => nodeOf(await rt.coordinator.getTask(id), 'n').lease.worker_id === 'old')
+      const oldLease = nodeOf(await rt.coordinator.getTask(id), 'n').lease
+      await old.kill()
+      rt.workers.splice(rt.workers.indexOf(old), 1)
+      const release = gate()
+      await rt.addWorker({ step: { async processBatch(_b, ctx) { await release.wait(ctx.signal); return {} } } }, { workerId: 'new' })
+      await waitFor(async () => nodeOf(await rt.coordinator.getTask(id), 'n').lease.worker_id === 'new', { timeoutMs: 15000, message: 'lease never moved' })
+      const moved = nodeOf(await rt.coordinator.getTask(id), 'n')
+      assert.equal(moved.attempt_epoch, 2, 'exactly epoch + 1')
+      // A heartbeat of the old epoch arrives late: it changes nothing.
+      await rt.bus.produce([{
+        topic: rt.statusTopic('step'),
+        key: `${id}:n`,
+        value: protocol.encode(protocol.makeEnvelope({
+          msg_type: 'event', role: 'worker', task_id: id, node_id: 'n', step_type: 'step', attempt_epoch: 1, ts_ms: Date.now(), dedup_id: 'late-hb',
+          payload: { kind: 'TASK_HEARTBEAT', worker_id: 'old', lease_id: oldLease.lease_id, lease_deadline_ts_ms: Date.now() + 10_000_000 },
+        })),
+      }])
+      release.open()
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })
+      assert.equal(t.status, 'finished')
+      assert.equal(nodeOf(t, 'n').lease.worker_id, 'new')
+      assert.ok((nodeOf(t, 'n').lease.deadline_ts_ms ?? 0) < Date.now() + 1_000_000, 'the stale heartbeat did not move the lease')
+    } finally {
+      await rt.stop()
+    }
+  })
+
+  test('S-027 a permanent failure of an upstream (lease_expired, retries exhausted) cascades: downstream cancelled, task failed', async () => {
+    const started = gate()
+    const rt = await startRuntime({ worker: { leaseTtlSec: 1, hbIntervalSec: 0.2 } })
+    try {
+      const w = await rt.addWorker({ up: hangingHandler(started), down: noopHandler() }, { workerId: 'doomed' })
+      const id = await rt.coordinator.createTask({
+        graph: { nodes: [{ node_id: 'up', type: 'up', retry_policy: { max: 1, backoff_sec: 0 } }, { node_id: 'down', type: 'down', depends_on: ['up'] }] },
+      })
+      await started.wait()
+      await waitFor(async () => nodeOf(await rt.coordinator.getTask(id), 'up').lease.worker_id === 'doomed')
+      await w.kill()
+      rt.workers.splice(rt.workers.indexOf(w), 1)
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 15000 })
+      assert.equal(t.status, 'failed')
+      assert.equal(nodeOf(t, 'up').status, 'failed')
+      assert.equal(nodeOf(t, 'up').last_error?.reason_code, 'retries_exhausted')
+      assert.match(nodeOf(t, 'up').last_error?.error ?? '', /lease_expired/)
+      assert.equal(nodeOf(t, 'down').status, 'cancelled')
+      assert.equal(nodeOf(t, 'down').attempt_epoch, 0)
+    } finally {
+      await rt.stop()
+    }
+  })
+
+  test('S-030 a crash between send and mark-sent resends the command; the worker runs the node once', async () => {
+    class CrashOnceStore extends MemoryStore {
+      crashed = false
+      override async outboxMarkSent(id: string, now: number): Promise<void> {
+        if (!this.crashed) {
+          this.crashed = true
+          throw new Error('process died after the send')
+        }
+        return super.outboxMarkSent(id, now)
+      }
+    }
+    const bus = new MemoryBus()
+    const store = new CrashOnceStore()
+    let runs = 0
+    const rt = await startRuntime({
+      bus,
+      store,
+      coordinator: { outboxBackoffMinMs: 10, outboxBackoffMaxMs: 20, outboxDispatchTickSec: 0.01 },
+      handlers: { step: { async processBatch() { runs++; return {} } } },
+    })
+    try {
+      const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'step' }] } })
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })
+      assert.equal(t.status, 'finished')
+      await waitFor(() => bus.records('cmd.step.v1').length >= 2, { message: 'the start was never sent again' })
+      const starts = bus.records('cmd.step.v1').map((r) => JSON.parse(r.value) as { dedup_id: string })
+      assert.equal(new Set(starts.map((s) => s.dedup_id)).size, 1, 'the resend is the same logical message')
+      assert.equal(runs, 1, 'the worker deduplicated the resend')
+    } finally {
+      await rt.stop()
+    }
+  })
+})
