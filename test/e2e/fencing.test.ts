@@ -24,7 +24,7 @@ function forged(taskId: string, nodeId: string, epoch: number, payload: Record<s
 }
 
 describe('epoch fencing and dedup', () => {
-  test('S-037 events of an older epoch (even forged) change nothing; a forged invalid payload is dropped harmlessly', async () => {
+  test('S-005/S-008/S-037 events of an older epoch (even forged) change nothing; a forged invalid payload is dropped harmlessly', async () => {
     const second = gate()
     let calls = 0
     const h: RoleHandler = {

@@ -263,7 +263,7 @@ describe('metrics', () => {
     }
   })
 
-  test('S-072 exact sums for multiple streams: two sources fan in to one puller and one rechunker', async () => {
+  test('S-072/S-075/S-076 exact sums for multiple streams: two sources fan in to one puller and one rechunker', async () => {
     const a = range(0, 7)
     const b = range(100, 5)
     const rt = await startRuntime({ handlers: { srcA: numbers(a, 3), srcB: numbers(b, 2), counter: counter() } })

@@ -140,7 +140,7 @@ export function runRuntimeScenarios(factory: RuntimeFactory): void {
       }
     })
 
-    test(`S-012 coordinator stopped mid-stream and replaced: no event lost, nothing re-dispatched (${factory.name})`, async () => {
+    test(`S-012/S-038 coordinator stopped mid-stream and replaced: no event lost, nothing re-dispatched (${factory.name})`, async () => {
       const kit = await factory.create()
       const roles = { src: `src_${uid()}`, dbl: `dbl_${uid()}`, sink: `sink_${uid()}` }
       const hold = gate()
