@@ -15,7 +15,7 @@ import { ErrorCode, FlowkitError, errorMessage } from '../errors.ts'
 import { buildDependencyIndex, type DependencyIndex } from '../graph/deps.ts'
 import { parseGraph } from '../graph/parse.ts'
 import { evaluateReadiness } from '../graph/readiness.ts'
-import { COORDINATOR_FN_TYPE, type GraphSpec, type NodeSpec, type RetryPolicy } from '../graph/types.ts'
+import { COORDINATOR_FN_TYPE, type NodeSpec, type RetryPolicy } from '../graph/types.ts'
 import { createLogger, type Logger } from '../log.ts'
 import type { Bus, BusMessage, Subscription } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
@@ -1377,5 +1377,3 @@ function newNodeState(spec: NodeSpec): NodeState {
     resends: 0,
   }
 }
-
-export type { GraphSpec }
