@@ -27,6 +27,7 @@ import {
   type NodeStatus,
   type OutboxRow,
   type Store,
+  type WorkerInfo,
   TERMINAL_NODE_STATUSES,
   TERMINAL_TASK_STATUSES,
   type TaskDoc,
@@ -155,6 +156,16 @@ export class Coordinator {
       { name: this.config.topicQuery, partitions: this.config.topicPartitions },
       { name: this.config.topicReply, partitions: this.config.topicPartitions },
     ])
+    await this.#bus.ensureTopics([{ name: this.config.topicWorkerAnnounce, partitions: 1 }])
+    this.#subscriptions.set(
+      '__announce__',
+      await this.#bus.subscribe({
+        groupId: `${this.config.groupId}.announce`,
+        topics: [this.config.topicWorkerAnnounce],
+        name: 'coordinator-announce',
+        handler: parkPoison((m) => this.#onAnnounce(m), this.#log),
+      }),
+    )
     this.#subscriptions.set(
       '__replies__',
       await this.#bus.subscribe({
@@ -272,6 +283,11 @@ export class Coordinator {
     const reason = options.reason ?? 'cancelled by user'
     await this.#run(id, () => this.#cancel(id, reason, 'cancelled'))
     return true
+  }
+
+  /** Workers that announced themselves, with their roles, capacity and last announce. */
+  async listWorkers(): Promise<WorkerInfo[]> {
+    return this.#store.listWorkers()
   }
 
   /** Outbox messages parked after their last send attempt failed (dead letters). */
@@ -1105,6 +1121,51 @@ export class Coordinator {
       () => this.#discovering.delete(corr),
       () => undefined,
     )
+  }
+
+  /** Worker announcements keep the worker registry (listWorkers). */
+  async #onAnnounce(m: BusMessage): Promise<void> {
+    const parsed = parseEnvelope(m.value)
+    if (!parsed.ok) {
+      this.#log.warn('bus.message_malformed', { topic: m.topic, offset: m.offset, error: parsed.error })
+      return
+    }
+    const p = parsed.value.payload
+    const workerId = p['worker_id']
+    if (typeof workerId !== 'string' || workerId === '') {
+      this.#log.warn('bus.message_malformed', { topic: m.topic, offset: m.offset, error: 'announce without worker_id' })
+      return
+    }
+    const now = this.#clock.now()
+    if (p['kind'] === 'WORKER_ONLINE') {
+      const caps = p['capabilities'] as { roles?: unknown } | undefined
+      const roles = Array.isArray(caps?.roles)
+        ? caps.roles.filter((r): r is string => typeof r === 'string')
+        : typeof p['type'] === 'string'
+          ? p['type'].split(',').filter(Boolean)
+          : []
+      const capacity = (p['capacity'] as { tasks?: unknown } | undefined)?.tasks
+      await this.#store.upsertWorker({
+        worker_id: workerId,
+        roles,
+        capacity: typeof capacity === 'number' && Number.isFinite(capacity) ? capacity : 1,
+        version: typeof p['version'] === 'string' ? p['version'] : '',
+        status: 'online',
+        last_seen_ms: now,
+      })
+      this.#log.debug('worker.online', { worker_id: workerId, roles })
+    } else if (p['kind'] === 'WORKER_OFFLINE') {
+      const known = (await this.#store.listWorkers()).find((w) => w.worker_id === workerId)
+      await this.#store.upsertWorker({
+        worker_id: workerId,
+        roles: known?.roles ?? [],
+        capacity: known?.capacity ?? 0,
+        version: known?.version ?? '',
+        status: 'offline',
+        last_seen_ms: now,
+      })
+      this.#log.debug('worker.offline', { worker_id: workerId })
+    }
   }
 
   async #onReply(m: BusMessage): Promise<void> {

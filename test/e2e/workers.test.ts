@@ -125,3 +125,24 @@ describe('commands for tasks the store does not know', () => {
     }
   })
 })
+
+describe('worker registry', () => {
+  test('workers announce themselves: the coordinator lists them online with their roles and capacity, then offline', async () => {
+    const rt = await startRuntime()
+    try {
+      const w = await rt.addWorker({ alpha: noopHandler(), beta: noopHandler() }, { workerId: 'reg-1', concurrency: 3 })
+      await waitFor(async () => (await rt.coordinator.listWorkers()).some((x) => x.worker_id === 'reg-1' && x.status === 'online'), {
+        message: 'never listed online',
+      })
+      const info = (await rt.coordinator.listWorkers()).find((x) => x.worker_id === 'reg-1')!
+      assert.deepEqual([info.roles.sort(), info.capacity], [['alpha', 'beta'], 3])
+      await w.stop()
+      rt.workers.splice(rt.workers.indexOf(w), 1)
+      await waitFor(async () => (await rt.coordinator.listWorkers()).some((x) => x.worker_id === 'reg-1' && x.status === 'offline'), {
+        message: 'never listed offline',
+      })
+    } finally {
+      await rt.stop()
+    }
+  })
+})
