@@ -130,6 +130,9 @@ export class MongoStore implements Store {
   async upsertBatchMetrics(row: BatchMetricsWrite, now: number): Promise<Record<string, unknown> | null> {
     return (await this.#store()).upsertBatchMetrics(row, now)
   }
+  async listBatchMetrics(taskId: string, nodeId: string): Promise<{ batch_uid: string; metrics: Record<string, unknown> }[]> {
+    return (await this.#store()).listBatchMetrics(taskId, nodeId)
+  }
   async getBatchMetrics(taskId: string, nodeId: string, batchUid: string): Promise<Record<string, unknown> | null> {
     return (await this.#store()).getBatchMetrics(taskId, nodeId, batchUid)
   }

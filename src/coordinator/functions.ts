@@ -49,7 +49,11 @@ async function upstreamArtifacts(ctx: CoordinatorFnContext, nodes: string[]): Pr
   return out
 }
 
-/** Merges the upstream artifacts' metas under `target.key` (default "merged"). */
+/**
+ * Merges the upstream artifacts' metas under `target.key` (default "merged") into this node's
+ * complete artifact, with the seed's summary fields beside them (`merged_from`, `complete_nodes`,
+ * `partial_batches`, `distinct_batch_uids`).
+ */
 const mergeGeneric: CoordinatorFn = async (ctx) => {
   const nodes = fromNodes(ctx.args)
   if (nodes.length === 0) throw new PermanentError('merge.generic needs from_nodes', 'bad_fn_args')
@@ -60,19 +64,63 @@ const mergeGeneric: CoordinatorFn = async (ctx) => {
       : 'merged'
   const artifacts = await upstreamArtifacts(ctx, nodes)
   const items = artifacts.map((a) => ({ node_id: a.node_id, batch_uid: a.batch_uid, meta: a.meta }))
-  return { meta: { [key]: items, from_nodes: nodes, count: items.length }, stats: { merged: items.length } }
+  const completeNodes: string[] = []
+  let partialBatches = 0
+  const uids = new Set<string>()
+  for (const n of nodes) {
+    for (const a of await ctx.store.listArtifacts(ctx.task.id, { nodeId: n })) {
+      if (a.status === 'complete') completeNodes.push(n)
+      else if (a.status === 'partial') {
+        partialBatches++
+        if (a.batch_uid) uids.add(a.batch_uid)
+      }
+    }
+  }
+  return {
+    meta: {
+      [key]: items,
+      from_nodes: nodes,
+      count: items.length,
+      merged_from: nodes,
+      complete_nodes: [...new Set(completeNodes)].sort(),
+      partial_batches: partialBatches,
+      distinct_batch_uids: uids.size,
+    },
+    stats: { merged: items.length },
+  }
 }
 
 /**
- * Aggregates a numeric stat of the `from_nodes` (`metric`, default "count") with `mode` sum|mean
- * and writes it onto `target_node`'s stats (default: this node) under `target_key` (default
- * `<metric>_<mode>`).
+ * Aggregates metrics with `mode` sum|mean, in one of two forms:
+ * - the seed's `{ node_id, mode }`: every numeric metric of that node's batch rows (sum, or mean
+ *   over the rows that carry it), written onto that node's stats;
+ * - `{ from_nodes, metric?, mode, target_node?, target_key? }`: one stat (`metric`, default
+ *   "count") of several nodes, summed or averaged, written onto `target_node` (default this node)
+ *   under `target_key` (default `<metric>_<mode>`).
  */
 const metricsAggregate: CoordinatorFn = async (ctx) => {
-  const nodes = fromNodes(ctx.args)
-  if (nodes.length === 0) throw new PermanentError('metrics.aggregate needs from_nodes', 'bad_fn_args')
   const mode = ctx.args['mode'] ?? 'sum'
   if (mode !== 'sum' && mode !== 'mean') throw new PermanentError(`metrics.aggregate mode must be sum or mean, got ${String(mode)}`, 'bad_fn_args')
+  const single = ctx.args['node_id']
+  if (typeof single === 'string' && fromNodes(ctx.args).length === 0) {
+    if (!(single in ctx.task.nodes)) throw new PermanentError(`metrics.aggregate: unknown node ${JSON.stringify(single)}`, 'bad_fn_args')
+    const acc: Record<string, number> = {}
+    const cnt: Record<string, number> = {}
+    for (const row of await ctx.store.listBatchMetrics(ctx.task.id, single)) {
+      for (const [k, v] of Object.entries(row.metrics)) {
+        if (typeof v !== 'number' || !Number.isFinite(v)) continue
+        acc[k] = (acc[k] ?? 0) + v
+        cnt[k] = (cnt[k] ?? 0) + 1
+      }
+    }
+    const out = Object.fromEntries(Object.entries(acc).map(([k, v]) => [k, mode === 'sum' ? v : v / Math.max(1, cnt[k] ?? 1)]))
+    const res: CoordinatorFnResult = { meta: { node_id: single, mode, stats: out } }
+    if (single === ctx.node.node_id) res.stats = out
+    else res.nodeStats = { [single]: out }
+    return res
+  }
+  const nodes = fromNodes(ctx.args)
+  if (nodes.length === 0) throw new PermanentError('metrics.aggregate needs node_id or from_nodes', 'bad_fn_args')
   const metric = typeof ctx.args['metric'] === 'string' ? ctx.args['metric'] : 'count'
   const values: number[] = []
   for (const n of nodes) {

@@ -301,6 +301,8 @@ export interface Store {
   upsertBatchMetrics(row: BatchMetricsWrite, now: number): Promise<Record<string, unknown> | null>
   /** The batch's stored metrics, or null when there is no row. */
   getBatchMetrics(taskId: string, nodeId: string, batchUid: string): Promise<Record<string, unknown> | null>
+  /** Every metrics row of a node (batches and the final row), in no particular order. */
+  listBatchMetrics(taskId: string, nodeId: string): Promise<{ batch_uid: string; metrics: Record<string, unknown> }[]>
 
   // ---- artifacts: one per (task, node, batch_uid); fenced by attempt_epoch
   /**

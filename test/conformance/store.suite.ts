@@ -330,6 +330,10 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
           await store.upsertBatchMetrics({ task_id: task, node_id: 'n', batch_uid: 'b1', attempt_epoch: 2, metrics: { count: 3 } }, 2)
           assert.deepEqual(await store.getBatchMetrics(task, 'n', 'b1'), { count: 3 })
           assert.equal(await store.getBatchMetrics(task, 'n', 'b2'), null)
+          await store.upsertBatchMetrics({ task_id: task, node_id: 'n', batch_uid: 'b2', attempt_epoch: 1, metrics: { count: 1 } }, 3)
+          await store.upsertBatchMetrics({ task_id: task, node_id: 'other', batch_uid: 'b1', attempt_epoch: 1, metrics: { count: 9 } }, 3)
+          const rows = (await store.listBatchMetrics(task, 'n')).sort((a, b) => a.batch_uid.localeCompare(b.batch_uid))
+          assert.deepEqual(rows, [{ batch_uid: 'b1', metrics: { count: 3 } }, { batch_uid: 'b2', metrics: { count: 1 } }])
         }))
 
       it('getRunView returns the cancel flag, the variables and one node (null for an unknown task or node)', () =>

@@ -322,6 +322,15 @@ export class MemoryStore implements Store {
     return { events, outbox }
   }
 
+  async listBatchMetrics(taskId: string, nodeId: string): Promise<{ batch_uid: string; metrics: Record<string, unknown> }[]> {
+    this.#open()
+    const out: { batch_uid: string; metrics: Record<string, unknown> }[] = []
+    for (const row of this.#metrics.values()) {
+      if (row.task_id === taskId && row.node_id === nodeId) out.push({ batch_uid: row.batch_uid, metrics: clone(row.metrics) })
+    }
+    return out
+  }
+
   async getBatchMetrics(taskId: string, nodeId: string, batchUid: string): Promise<Record<string, unknown> | null> {
     this.#open()
     const row = this.#metrics.get(canonicalJson([taskId, nodeId, batchUid]))

@@ -723,6 +723,17 @@ export class MongoStore implements Store {
     })
   }
 
+  async listBatchMetrics(taskId: string, nodeId: string): Promise<{ batch_uid: string; metrics: Record<string, unknown> }[]> {
+    this.#open()
+    return this.#run('listBatchMetrics', async (c) => {
+      const rows = await c.metrics.find({ task_id: taskId, node_id: nodeId }).toArray()
+      return rows.map((row) => {
+        const metrics = getField(row, 'metrics')
+        return { batch_uid: String(row['batch_uid']), metrics: metrics !== null && typeof metrics === 'object' ? (metrics as Record<string, unknown>) : {} }
+      })
+    })
+  }
+
   async getBatchMetrics(taskId: string, nodeId: string, batchUid: string): Promise<Record<string, unknown> | null> {
     this.#open()
     return this.#run('getBatchMetrics', async (c) => {

@@ -1,0 +1,96 @@
+import { describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import type { RoleHandler, TaskView } from 'flowkit'
+import { startRuntime } from '../helpers/runtime.ts'
+
+const nodeOf = (t: TaskView | null, id: string) => t!.nodes.find((n) => n.node_id === id)!
+
+/** Three batches with metrics count 4/4/3 and ms 10/20/30. */
+const timed: RoleHandler = {
+  async *iterBatches() {
+    yield { batch_uid: 'a', payload: { count: 4, ms: 10 } }
+    yield { batch_uid: 'b', payload: { count: 4, ms: 20 } }
+    yield { batch_uid: 'c', payload: { count: 3, ms: 30 } }
+  },
+  async processBatch(batch) {
+    return { metrics: { count: batch.payload['count'] as number, ms: batch.payload['ms'] as number }, meta: { uid: batch.batch_uid } }
+  },
+}
+
+describe('coordinator functions', () => {
+  for (const [mode, expected] of [
+    ['sum', { count: 11, ms: 60 }],
+    ['mean', { count: 11 / 3, ms: 20 }],
+  ] as const) {
+    test(`metrics.aggregate (${mode}) in the seed's form writes the aggregate of a node's metrics onto its stats`, async () => {
+      const rt = await startRuntime({ handlers: { timed } })
+      try {
+        const id = await rt.coordinator.createTask({
+          graph: {
+            nodes: [
+              { node_id: 'src', type: 'timed' },
+              { node_id: 'agg', type: 'coordinator_fn', depends_on: ['src'], io: { fn: 'metrics.aggregate', fn_args: { node_id: 'src', mode } } },
+            ],
+          },
+        })
+        const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })
+        assert.equal(t.status, 'finished')
+        const stats = nodeOf(t, 'src').stats
+        assert.ok(Math.abs((stats['count'] as number) - expected.count) < 1e-9, `count ${String(stats['count'])}`)
+        assert.ok(Math.abs((stats['ms'] as number) - expected.ms) < 1e-9, `ms ${String(stats['ms'])}`)
+      } finally {
+        await rt.stop()
+      }
+    })
+  }
+
+  test('metrics.aggregate over several nodes writes one stat onto a target node', async () => {
+    const rt = await startRuntime({ handlers: { timed }, worker: { concurrency: 2 } })
+    try {
+      const id = await rt.coordinator.createTask({
+        graph: {
+          nodes: [
+            { node_id: 'a', type: 'timed' },
+            { node_id: 'b', type: 'timed' },
+            { node_id: 'report', type: 'coordinator_fn', depends_on: ['a', 'b'], io: { fn: 'noop' } },
+            {
+              node_id: 'agg',
+              type: 'coordinator_fn',
+              depends_on: ['a', 'b'],
+              io: { fn: 'metrics.aggregate', fn_args: { from_nodes: ['a', 'b'], metric: 'ms', mode: 'mean', target_node: 'report' } },
+            },
+          ],
+        },
+      })
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })
+      assert.equal(t.status, 'finished')
+      assert.equal(nodeOf(t, 'report').stats['ms_mean'], 60)
+    } finally {
+      await rt.stop()
+    }
+  })
+
+  test('merge.generic carries the seed summary beside the merged metas', async () => {
+    const rt = await startRuntime({ handlers: { timed } })
+    try {
+      const id = await rt.coordinator.createTask({
+        graph: {
+          nodes: [
+            { node_id: 'src', type: 'timed' },
+            { node_id: 'm', type: 'coordinator_fn', depends_on: ['src'], io: { fn: 'merge.generic', fn_args: { from_nodes: ['src'], target: { node_id: 'm' } } } },
+          ],
+        },
+      })
+      await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })
+      const [art] = await rt.coordinator.listArtifacts(id, { nodeId: 'm' })
+      assert.equal(art?.status, 'complete')
+      assert.deepEqual(
+        { merged_from: art?.meta['merged_from'], complete_nodes: art?.meta['complete_nodes'], partial_batches: art?.meta['partial_batches'], distinct: art?.meta['distinct_batch_uids'] },
+        { merged_from: ['src'], complete_nodes: ['src'], partial_batches: 3, distinct: 3 },
+      )
+      assert.deepEqual((art?.meta['merged'] as { meta: { uid: string } }[]).map((x) => x.meta.uid), ['a', 'b', 'c'])
+    } finally {
+      await rt.stop()
+    }
+  })
+})
