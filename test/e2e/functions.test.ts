@@ -88,7 +88,7 @@ describe('coordinator functions', () => {
         { merged_from: art?.meta['merged_from'], complete_nodes: art?.meta['complete_nodes'], partial_batches: art?.meta['partial_batches'], distinct: art?.meta['distinct_batch_uids'] },
         { merged_from: ['src'], complete_nodes: ['src'], partial_batches: 3, distinct: 3 },
       )
-      assert.deepEqual((art?.meta['merged'] as { meta: { uid: string } }[]).map((x) => x.meta.uid), ['a', 'b', 'c'])
+      assert.deepEqual(((art?.meta['merged'] ?? []) as { meta: { uid: string } }[]).map((x) => x.meta.uid), ['a', 'b', 'c'])
     } finally {
       await rt.stop()
     }
