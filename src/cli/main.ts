@@ -13,6 +13,7 @@ import { MemoryStore } from '../adapters/memory/store.ts'
 import { createLogger } from '../log.ts'
 import type { TaskView } from '../coordinator/view.ts'
 import * as examples from './demo-pipeline.ts'
+import { opsCommand } from './ops.ts'
 
 function findRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url))
@@ -84,6 +85,15 @@ async function demo(): Promise<number> {
   return task.status === 'finished' ? 0 : 1
 }
 
+const USAGE = `usage:
+  flowkit demo                        run the example pipeline on the embedded runtime
+  flowkit tasks [--all]               active (or all recent) tasks, from FLOWKIT_MONGO_URL
+  flowkit task <task-id>              one task's nodes: status, epoch, worker, last error, stats
+  flowkit dead-letters                outbox messages parked after their last send failed
+  flowkit retry-dead-letter <id>      send a dead letter again (a running coordinator sends it)
+environment: FLOWKIT_MONGO_URL (required by the store commands), FLOWKIT_MONGO_DB (default: the
+URL's database, else "flowkit")`
+
 async function main(argv: string[]): Promise<number> {
   const cmd = argv[0] ?? 'demo'
   switch (cmd) {
@@ -91,10 +101,30 @@ async function main(argv: string[]): Promise<number> {
       return demo()
     case 'help':
     case '--help':
-      console.log('usage: flowkit demo    run the example pipeline on the embedded runtime')
+    case '-h':
+      console.log(USAGE)
       return 0
+    case 'tasks':
+    case 'task':
+    case 'dead-letters':
+    case 'retry-dead-letter': {
+      const url = process.env['FLOWKIT_MONGO_URL']
+      if (!url) {
+        console.error('flowkit: set FLOWKIT_MONGO_URL to the store to read')
+        return 2
+      }
+      const { MongoStore } = await import('../adapters/lazy.ts')
+      const dbName = process.env['FLOWKIT_MONGO_DB']
+      const store = new MongoStore(dbName ? { url, dbName } : { url })
+      try {
+        await store.init()
+        return await opsCommand(store, argv, (l) => console.log(l))
+      } finally {
+        await store.close()
+      }
+    }
     default:
-      console.error(`flowkit: unknown command ${cmd} (try: flowkit help)`)
+      console.error(`flowkit: unknown command ${cmd}\n${USAGE}`)
       return 2
   }
 }
