@@ -199,6 +199,10 @@ export class Coordinator {
     await Promise.allSettled([...this.#queues.values()])
     await this.#sweepLoop
     await this.#outbox.stop()
+    // Another start() rebuilds these from the store.
+    this.#running.clear()
+    this.#blocked.clear()
+    this.#indexes.clear()
     this.#log.info('coordinator.stopped')
   }
 

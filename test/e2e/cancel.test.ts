@@ -128,3 +128,29 @@ describe('cancellation', () => {
     }
   })
 })
+
+describe('coordinator lifecycle', () => {
+  test('one Coordinator instance can be stopped and started again, and finishes what it had', async () => {
+    const { Worker } = await import('flowkit')
+    const bus = new MemoryBus()
+    const store = new MemoryStore()
+    const c = new Coordinator({ bus, store, config: { maxRunningNodes: 1 } })
+    const release = gate()
+    const w = new Worker({ bus, store, handlers: { step: { async processBatch(_b, ctx) { await release.wait(ctx.signal); return {} } } } })
+    try {
+      await c.start()
+      await w.start()
+      const id = await c.createTask({ graph: { nodes: [{ node_id: 'a', type: 'step' }, { node_id: 'b', type: 'step' }] } })
+      await waitFor(async () => nodeOf(await c.getTask(id), 'a').status === 'running' || nodeOf(await c.getTask(id), 'b').status === 'running')
+      await c.stop()
+      await c.start()
+      release.open()
+      const t = await c.waitForTask(id, { timeoutMs: 10000 })
+      assert.equal(t.status, 'finished')
+    } finally {
+      release.open()
+      await w.stop()
+      await c.stop()
+    }
+  })
+})
