@@ -11,7 +11,7 @@ import { EventEmitter } from 'node:events'
 import { randomUUID } from 'node:crypto'
 import { SystemClock } from '../clock.ts'
 import { COORDINATOR_DEFAULTS, type CoordinatorConfig, checkBounds, resolveConfig, topicFor } from '../config.ts'
-import { ErrorCode, FlowkitError, errorMessage } from '../errors.ts'
+import { ErrorCode, FlowkitError, GraphValidationError, errorMessage } from '../errors.ts'
 import { buildDependencyIndex, type DependencyIndex } from '../graph/deps.ts'
 import { parseGraph } from '../graph/parse.ts'
 import { evaluateReadiness } from '../graph/readiness.ts'
@@ -209,7 +209,16 @@ export class Coordinator {
   // ------------------------------------------------------------------ public API
 
   async createTask(input: CreateTaskInput): Promise<string> {
-    const graph = parseGraph(input.graph, {
+    let raw = input.graph
+    if (typeof raw === 'string') {
+      // The graph format is JSON: accept it as text too.
+      try {
+        raw = JSON.parse(raw)
+      } catch (err) {
+        throw new GraphValidationError(ErrorCode.GraphInvalid, `graph: not valid JSON (${errorMessage(err)})`, 'graph')
+      }
+    }
+    const graph = parseGraph(raw, {
       coordinatorFns: new Set(Object.keys(this.#functions)),
       inputAdapters: INPUT_ADAPTERS,
     })

@@ -30,3 +30,14 @@ test('3-node chain runs to finished in dependency order', async () => {
     await rt.stop()
   }
 })
+
+test('createTask takes the graph as JSON text too; malformed JSON is a GRAPH_INVALID error', async () => {
+  const rt = await startRuntime({ handlers: { a: noopHandler() } })
+  try {
+    const id = await rt.coordinator.createTask({ graph: JSON.stringify({ nodes: [{ node_id: 'n', type: 'a' }] }) })
+    assert.equal((await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })).status, 'finished')
+    await assert.rejects(rt.coordinator.createTask({ graph: '{"nodes": [' }), { code: 'GRAPH_INVALID', message: /not valid JSON/ })
+  } finally {
+    await rt.stop()
+  }
+})
