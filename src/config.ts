@@ -47,6 +47,11 @@ export interface CoordinatorConfig extends TopicsConfig {
    * the coordinator purges them from its sweep). Must exceed how late a duplicate can arrive.
    */
   retentionSec: number
+  /**
+   * Refuse at createTask a graph naming an input adapter workers do not have. Default false: the
+   * worker fails such a node permanently with `bad_input_adapter` (PROTOCOL.md, S-050).
+   */
+  rejectUnknownInputAdapters: boolean
 }
 
 export interface WorkerConfig extends TopicsConfig {
@@ -98,6 +103,7 @@ export const COORDINATOR_DEFAULTS: CoordinatorConfig = {
   maxRunningNodes: 0,
   maxRunningByType: {},
   retentionSec: 7 * 24 * 3600,
+  rejectUnknownInputAdapters: false,
 }
 
 export const WORKER_DEFAULTS: WorkerConfig = {

@@ -220,7 +220,7 @@ export class Coordinator {
     }
     const graph = parseGraph(raw, {
       coordinatorFns: new Set(Object.keys(this.#functions)),
-      inputAdapters: INPUT_ADAPTERS,
+      ...(this.config.rejectUnknownInputAdapters ? { inputAdapters: INPUT_ADAPTERS } : {}),
     })
     if (input.params !== undefined && (input.params === null || typeof input.params !== 'object' || Array.isArray(input.params))) {
       throw new FlowkitError(ErrorCode.GraphInvalid, 'params must be an object')

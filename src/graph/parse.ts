@@ -19,7 +19,11 @@ export interface ParseGraphOptions {
   /** Names of the registered coordinator functions (`io.fn` of `coordinator_fn` nodes). */
   coordinatorFns: ReadonlySet<string>
   /** Names of the known input adapters (`io.input_inline.input_adapter`). */
-  inputAdapters: ReadonlySet<string>
+  /**
+   * Known input adapters. When given, a graph naming another one is refused; when absent, adapter
+   * names are left to the worker, which fails such a node with `bad_input_adapter`.
+   */
+  inputAdapters?: ReadonlySet<string>
 }
 
 /** One problem found in a submitted graph; `details.errors` of the thrown error lists these. */
@@ -540,7 +544,7 @@ function parseIo(ctx: Context, v: unknown, path: string, id: string, label: stri
         const ap = `${p}.input_inline.input_adapter`
         if (typeof adapter !== 'string') {
           problems.add(ErrorCode.BadField, ap, `input_adapter of ${label} must be a string, got ${describe(adapter)}`)
-        } else if (!options.inputAdapters.has(adapter)) {
+        } else if (options.inputAdapters !== undefined && !options.inputAdapters.has(adapter)) {
           const known = [...options.inputAdapters].sort()
           problems.add(
             ErrorCode.UnknownInputAdapter,

@@ -228,8 +228,27 @@ describe('input adapters', () => {
     })
   }
 
-  test('S-050/S-056 createTask refuses a graph naming an unknown input adapter (GRAPH_UNKNOWN_INPUT_ADAPTER)', async () => {
-    const rt = await startRuntime()
+  test('S-050/S-056 a graph naming an unknown input adapter runs, and the worker fails that node permanently (bad_input_adapter) before any batch', async () => {
+    const c = consumer({ own: [{ batch_uid: 'own', payload: { items: [1] } }] })
+    const rt = await startRuntime({ handlers: { source: numbers(range(0, 4), 2), consumer: c.handler } })
+    try {
+      const id = await rt.coordinator.createTask({ graph: pipeline({ input_adapter: 'pull.from_nowhere', input_args: { from_nodes: ['source'] } }) })
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })
+      assert.equal(t.status, 'failed')
+      const n = t.nodes.find((x) => x.node_id === 'c')!
+      assert.equal(n.status, 'failed')
+      assert.equal(n.attempt_epoch, 1, 'a permanent failure: no retry')
+      assert.equal(n.last_error?.reason_code, 'bad_input_adapter')
+      assert.equal(n.last_error?.permanent, true)
+      assert.equal(c.log.iterBatches, 0, 'iterBatches is never called')
+      assert.equal(c.log.seen.length, 0, 'no batch is processed')
+    } finally {
+      await rt.stop()
+    }
+  })
+
+  test('S-050/S-056 with rejectUnknownInputAdapters, createTask refuses such a graph (GRAPH_UNKNOWN_INPUT_ADAPTER)', async () => {
+    const rt = await startRuntime({ coordinator: { rejectUnknownInputAdapters: true } })
     try {
       await assert.rejects(
         rt.coordinator.createTask({ graph: pipeline({ input_adapter: 'pull.from_nowhere', input_args: { from_nodes: ['source'] } }) }),
