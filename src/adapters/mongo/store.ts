@@ -75,6 +75,7 @@ export const MONGO_COLLECTIONS = {
   events: 'worker_events',
   streamProgress: 'stream_progress',
   outbox: 'outbox',
+  outboxSent: 'outbox_sent',
   workers: 'workers',
   workerState: 'worker_state',
 } as const
@@ -113,6 +114,10 @@ const INDEXES: Record<CollectionKey, IndexSpec[]> = {
     { name: 'flowkit_outbox_due', key: { status: 1, next_attempt_at_ms: 1, created_at_ms: 1 } },
     { name: 'flowkit_outbox_created', key: { created_at_ms: 1, _id: 1 } },
     { name: 'flowkit_outbox_sent', key: { status: 1, sent_at_ms: 1 } },
+  ],
+  outboxSent: [
+    { name: 'flowkit_outbox_sent_at', key: { sent_at_ms: 1 } },
+    { name: 'flowkit_outbox_sent_created', key: { created_at_ms: 1, _id: 1 } },
   ],
   workers: [],
   workerState: [],
@@ -718,7 +723,7 @@ export class MongoStore implements Store {
     const at = num(cutoff)
     return this.#run('purgeBefore', async (c) => {
       const ev = await c.events.deleteMany({ at_ms: { $lt: at } })
-      const ob = await c.outbox.deleteMany({ status: 'sent', sent_at_ms: { $lt: at } })
+      const ob = await c.outboxSent.deleteMany({ sent_at_ms: { $lt: at } })
       return { events: ev.deletedCount, outbox: ob.deletedCount }
     })
   }
@@ -859,7 +864,11 @@ export class MongoStore implements Store {
     const doc: Document = { _id: id, id, topic: row.topic, key, dedup_id: row.dedup_id, status: 'pending', attempts: 0 }
     putField(doc, 'value', sanitize(row.value))
     Object.assign(doc, { next_attempt_at_ms: at, last_error: null, created_at_ms: at, updated_at_ms: at, sent_at_ms: null })
-    return this.#run('outboxEnqueue', (c) => this.#insertOnce(c.outbox, doc))
+    return this.#run('outboxEnqueue', async (c) => {
+      // Sent rows live in their own collection (see outboxMarkSent): the dedup covers both.
+      if (await c.outboxSent.findOne({ _id: id as never }, { projection: { _id: 1 } })) return false
+      return this.#insertOnce(c.outbox, doc)
+    })
   }
 
   async outboxClaimDue(now: number, limit: number, claimUntil: number): Promise<OutboxRow[]> {
@@ -909,9 +918,15 @@ export class MongoStore implements Store {
   async outboxMarkSent(id: string, now: number): Promise<void> {
     this.#open()
     const at = num(now)
-    await this.#run('outboxMarkSent', (c) =>
-      c.outbox.updateOne({ _id: id, status: 'pending' }, { $set: { status: 'sent', sent_at_ms: at, updated_at_ms: at } }),
-    )
+    // A sent row moves to `outbox_sent`, so `outbox` only holds pending and dead-lettered rows and
+    // claiming due rows stays cheap however many were sent (FerretDB scans on such queries). It is
+    // written there before it leaves `outbox`: at any moment it is in one of the two.
+    await this.#run('outboxMarkSent', async (c) => {
+      const doc = await c.outbox.findOne({ _id: id as never })
+      if (!doc || doc['status'] !== 'pending') return
+      await this.#insertOnce(c.outboxSent, { ...doc, status: 'sent', sent_at_ms: at, updated_at_ms: at })
+      await c.outbox.deleteOne({ _id: id as never, status: 'pending' })
+    })
   }
 
   async outboxMarkRetry(id: string, attempts: number, nextAttemptAt: number, error: string, now: number): Promise<void> {
@@ -937,10 +952,24 @@ export class MongoStore implements Store {
       return []
     }
     return this.#run('outboxList', async (c) => {
-      const query: Document = filter.status === undefined ? {} : { status: filter.status }
-      let cursor = c.outbox.find(query).sort({ created_at_ms: 1, _id: 1 })
-      if (limit !== null) cursor = cursor.limit(limit)
-      return (await cursor.toArray()).map((doc) => decodeFields(doc) as unknown as OutboxRow)
+      const read = async (col: Collection<Row>, query: Document): Promise<Document[]> => {
+        let cursor = col.find(query).sort({ created_at_ms: 1, _id: 1 })
+        if (limit !== null) cursor = cursor.limit(limit)
+        return cursor.toArray()
+      }
+      const status = filter.status
+      const docs =
+        status === 'sent'
+          ? await read(c.outboxSent, {})
+          : status !== undefined
+            ? await read(c.outbox, { status })
+            : [...(await read(c.outbox, {})), ...(await read(c.outboxSent, {}))]
+      docs.sort(
+        (a, b) =>
+          Number(a['created_at_ms']) - Number(b['created_at_ms']) || (String(a['_id']) < String(b['_id']) ? -1 : String(a['_id']) > String(b['_id']) ? 1 : 0),
+      )
+      const rows = docs.map((doc) => decodeFields(doc) as unknown as OutboxRow)
+      return limit === null ? rows : rows.slice(0, limit)
     })
   }
 
