@@ -240,6 +240,25 @@ function partitionKey(topic: string, partition: number): string {
   return `${topic}:${partition}`
 }
 
+/**
+ * Group and fetch settings shared by a consumer and every stream it opens: the classic protocol
+ * (KIP-848 would resume paused streams on revocation), commits only after handling, string-safe
+ * deserializers.
+ */
+function groupSettings(s: Settings) {
+  return {
+    groupProtocol: 'classic' as const,
+    autocommit: false,
+    sessionTimeout: s.sessionTimeout,
+    heartbeatInterval: s.heartbeatInterval,
+    rebalanceTimeout: s.rebalanceTimeout,
+    maxWaitTime: s.maxWaitTime,
+    maxBytes: s.maxBytes,
+    maxBytesPerPartition: s.maxBytesPerPartition,
+    deserializers: safeDeserializers,
+  }
+}
+
 function positiveInt(value: number | undefined, fallback: number, name: string, min = 1): number {
   if (value === undefined) return fallback
   if (!Number.isInteger(value) || value < min) throw new FlowkitError(ErrorCode.Config, `kafka bus: ${name} must be an integer >= ${min}`)
@@ -515,15 +534,7 @@ class KafkaSubscription implements Subscription, WorkerHost {
       retries: 3,
       retryDelay,
       groupId: this.groupId,
-      groupProtocol: 'classic',
-      autocommit: false,
-      sessionTimeout: s.sessionTimeout,
-      heartbeatInterval: s.heartbeatInterval,
-      rebalanceTimeout: s.rebalanceTimeout,
-      maxWaitTime: s.maxWaitTime,
-      maxBytes: s.maxBytes,
-      maxBytesPerPartition: s.maxBytesPerPartition,
-      deserializers: safeDeserializers,
+      ...groupSettings(s),
     })
     this.#consumer.on('error', (err: unknown) => this.#onConsumerError(err))
     this.#consumer.on('consumer:group:join', (payload) => this.#onJoin(payload.assignments ?? this.#consumer.assignments ?? []))
@@ -590,15 +601,7 @@ class KafkaSubscription implements Subscription, WorkerHost {
       topics: [...this.#topics],
       mode: MessagesStreamModes.COMMITTED,
       fallbackMode: this.#fromLatest ? MessagesStreamFallbackModes.LATEST : MessagesStreamFallbackModes.EARLIEST,
-      autocommit: false,
-      groupProtocol: 'classic',
-      sessionTimeout: s.sessionTimeout,
-      heartbeatInterval: s.heartbeatInterval,
-      rebalanceTimeout: s.rebalanceTimeout,
-      maxWaitTime: s.maxWaitTime,
-      maxBytes: s.maxBytes,
-      maxBytesPerPartition: s.maxBytesPerPartition,
-      deserializers: safeDeserializers,
+      ...groupSettings(s),
     }
   }
 
