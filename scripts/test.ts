@@ -74,7 +74,7 @@ if (env['FLOWKIT_REAL_SKIP_REASON']) {
 
 const extra = process.argv.slice(2)
 const files = extra.length > 0 ? extra : ['test/**/*.test.ts']
-const nodeArgs = ['--conditions=flowkit-source', '--test', '--test-concurrency=2', '--test-timeout=180000']
+const nodeArgs = ['--conditions=flowkit-source', '--test', '--test-concurrency=2', '--test-timeout=180000', '--test-force-exit']
 
 function run(label: string, args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<number> {
   console.log(`\nflowkit test: ${label}`)
