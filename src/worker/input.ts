@@ -11,11 +11,10 @@
  */
 import type { Clock } from '../ports/clock.ts'
 import type { ArtifactDoc, Store } from '../ports/store.ts'
+import { INPUT_ADAPTERS, PULL_FROM_ARTIFACTS, PULL_RECHUNK } from '../protocol/input-adapters.ts'
 import type { Batch } from './handler.ts'
 
-export const PULL_FROM_ARTIFACTS = 'pull.from_artifacts'
-export const PULL_RECHUNK = 'pull.from_artifacts.rechunk:size'
-export const INPUT_ADAPTERS: ReadonlySet<string> = new Set([PULL_FROM_ARTIFACTS, PULL_RECHUNK])
+export { INPUT_ADAPTERS, PULL_FROM_ARTIFACTS, PULL_RECHUNK }
 
 export interface AdapterSpec {
   name: string

@@ -1,0 +1,228 @@
+/**
+ * Graph parsing, a node's io (input adapter, fn_args, coordinator fn), retry_policy and routing.
+ */
+import { ErrorCode } from '../errors.ts'
+import type { NodeIO, NodeSpec, RetryPolicy } from './types.ts'
+import { COORDINATOR_FN_TYPE } from './types.ts'
+import type { Context, Obj } from './parse-context.ts'
+import {
+  DEFAULT_RETRY_BACKOFF_SEC,
+  DEFAULT_RETRY_MAX,
+  cloneData,
+  describe,
+  isAbsent,
+  isObject,
+  listOrNone,
+  quote,
+} from './parse-context.ts'
+
+export function parseIo(ctx: Context, v: unknown, path: string, id: string, label: string, type: string): NodeIO {
+  const { problems, options } = ctx
+  const p = `${path}.io`
+  let rawIo: Obj = {}
+  if (!isAbsent(v)) {
+    if (isObject(v)) rawIo = v
+    else problems.add(ErrorCode.BadField, p, `io of ${label} must be an object, got ${describe(v)}`)
+  }
+  const io = (cloneData(ctx, rawIo, p) ?? {}) as NodeIO
+
+  const sw = rawIo['start_when']
+  if (isAbsent(sw)) {
+    io.start_when = 'ready'
+  } else if (sw !== 'ready' && sw !== 'first_batch') {
+    problems.add(
+      ErrorCode.BadField,
+      `${p}.start_when`,
+      `invalid start_when ${describe(sw)} on ${label}: expected "ready" or "first_batch"`,
+    )
+  }
+
+  const inline = rawIo['input_inline']
+  if (!isAbsent(inline)) {
+    if (!isObject(inline)) {
+      problems.add(
+        ErrorCode.BadField,
+        `${p}.input_inline`,
+        `input_inline of ${label} must be an object, got ${describe(inline)}`,
+      )
+    } else {
+      const adapter = inline['input_adapter']
+      if (!isAbsent(adapter)) {
+        const ap = `${p}.input_inline.input_adapter`
+        if (typeof adapter !== 'string') {
+          problems.add(ErrorCode.BadField, ap, `input_adapter of ${label} must be a string, got ${describe(adapter)}`)
+        } else if (options.inputAdapters !== undefined && !options.inputAdapters.has(adapter)) {
+          const known = [...options.inputAdapters].sort()
+          problems.add(
+            ErrorCode.UnknownInputAdapter,
+            ap,
+            `unknown input adapter ${quote(adapter)} on ${label}; known adapters: ${listOrNone(known)}`,
+            { adapter, known },
+          )
+        }
+      }
+      // Adapter args are the worker's to validate (bad_input_args at run time); only the node
+      // references are checked here.
+      const args = inline['input_args']
+      if (isObject(args)) checkFromNodes(ctx, args, `${p}.input_inline.input_args`, id, label)
+    }
+  }
+
+  const fnArgs = rawIo['fn_args']
+  if (fnArgs === null) {
+    delete io.fn_args
+  } else if (fnArgs !== undefined) {
+    if (!isObject(fnArgs)) {
+      problems.add(ErrorCode.BadField, `${p}.fn_args`, `fn_args of ${label} must be an object, got ${describe(fnArgs)}`)
+    } else {
+      checkFromNodes(ctx, fnArgs, `${p}.fn_args`, id, label)
+    }
+  }
+
+  if (type === COORDINATOR_FN_TYPE) {
+    const fn = rawIo['fn']
+    const known = [...options.coordinatorFns].sort()
+    if (isAbsent(fn)) {
+      problems.add(
+        ErrorCode.UnknownCoordinatorFn,
+        `${p}.fn`,
+        `${label} has type "${COORDINATOR_FN_TYPE}" but no io.fn; known functions: ${listOrNone(known)}`,
+        { known },
+      )
+    } else if (typeof fn !== 'string') {
+      problems.add(ErrorCode.BadField, `${p}.fn`, `io.fn of ${label} must be a string, got ${describe(fn)}`)
+    } else if (!options.coordinatorFns.has(fn)) {
+      problems.add(
+        ErrorCode.UnknownCoordinatorFn,
+        `${p}.fn`,
+        `unknown coordinator function ${quote(fn)} on ${label}; known functions: ${listOrNone(known)}`,
+        { fn, known },
+      )
+    }
+  }
+  return io
+}
+
+/** `from_nodes` (id or array of ids) and its alias `from_node` must name existing nodes. */
+function checkFromNodes(ctx: Context, args: Obj, path: string, id: string, label: string): void {
+  const { problems } = ctx
+  for (const key of ['from_nodes', 'from_node']) {
+    const v = args[key]
+    if (isAbsent(v)) continue
+    const p = `${path}.${key}`
+    const check = (ref: unknown, refPath: string): void => {
+      if (typeof ref !== 'string') {
+        problems.add(ErrorCode.BadField, refPath, `must be a node id string, got ${describe(ref)}`)
+      } else if (id !== '' && ref === id) {
+        problems.add(ErrorCode.Cycle, refPath, `${label} reads its own output (${key} names ${quote(ref)})`, {
+          cycle: [id, id],
+        })
+      } else if (!ctx.knownIds.has(ref)) {
+        problems.add(ErrorCode.UnknownNode, refPath, `${label} reads from unknown node ${quote(ref)} (${key})`, {
+          node_id: ref,
+          referenced_by: id,
+        })
+      }
+    }
+    if (typeof v === 'string') check(v, p)
+    else if (Array.isArray(v)) {
+      v.forEach((ref, k) => {
+        check(ref, `${p}[${k}]`)
+      })
+    }
+    else problems.add(ErrorCode.BadField, p, `${key} must be a node id or an array of node ids, got ${describe(v)}`)
+  }
+}
+
+export function parseRetryPolicy(ctx: Context, v: unknown, path: string, label: string): RetryPolicy | null {
+  const { problems } = ctx
+  if (isAbsent(v)) return null
+  if (!isObject(v)) {
+    problems.add(ErrorCode.BadField, path, `retry_policy of ${label} must be an object, got ${describe(v)}`)
+    return null
+  }
+  const policy: RetryPolicy = {
+    max: DEFAULT_RETRY_MAX,
+    backoff_sec: DEFAULT_RETRY_BACKOFF_SEC,
+    permanent_on: [],
+  }
+  const max = v['max']
+  if (!isAbsent(max)) {
+    if (typeof max === 'number' && Number.isSafeInteger(max) && max >= 1) policy.max = max
+    else problems.add(ErrorCode.BadField, `${path}.max`, `retry_policy.max of ${label} must be an integer >= 1, got ${describe(max)}`)
+  }
+  const backoff = v['backoff_sec']
+  if (!isAbsent(backoff)) {
+    if (typeof backoff === 'number' && Number.isFinite(backoff) && backoff >= 0) policy.backoff_sec = backoff
+    else
+      problems.add(
+        ErrorCode.BadField,
+        `${path}.backoff_sec`,
+        `retry_policy.backoff_sec of ${label} must be a finite number >= 0 (seconds, fractions allowed), got ${describe(backoff)}`,
+      )
+  }
+  const permanentOn = v['permanent_on']
+  if (!isAbsent(permanentOn)) {
+    if (!Array.isArray(permanentOn)) {
+      problems.add(
+        ErrorCode.BadField,
+        `${path}.permanent_on`,
+        `retry_policy.permanent_on of ${label} must be an array of reason codes, got ${describe(permanentOn)}`,
+      )
+    } else {
+      permanentOn.forEach((reason, k) => {
+        if (typeof reason === 'string') {
+          if (!policy.permanent_on.includes(reason)) policy.permanent_on.push(reason)
+        } else {
+          problems.add(ErrorCode.BadField, `${path}.permanent_on[${k}]`, `must be a reason code string, got ${describe(reason)}`)
+        }
+      })
+    }
+  }
+  return policy
+}
+
+export function parseRouting(
+  ctx: Context,
+  v: unknown,
+  path: string,
+  id: string,
+  label: string,
+): NodeSpec['routing'] {
+  const { problems } = ctx
+  if (isAbsent(v)) return null
+  if (!isObject(v)) {
+    problems.add(ErrorCode.BadField, path, `routing of ${label} must be an object, got ${describe(v)}`)
+    return null
+  }
+  const branch = (key: 'on_success' | 'on_failure'): string[] => {
+    const out: string[] = []
+    const list = v[key]
+    const p = `${path}.${key}`
+    if (isAbsent(list)) return out
+    if (!Array.isArray(list)) {
+      problems.add(ErrorCode.BadField, p, `routing.${key} of ${label} must be an array of node ids, got ${describe(list)}`)
+      return out
+    }
+    list.forEach((target, k) => {
+      const tp = `${p}[${k}]`
+      if (typeof target !== 'string') {
+        problems.add(ErrorCode.BadField, tp, `must be a node id string, got ${describe(target)}`)
+      } else if (id !== '' && target === id) {
+        problems.add(ErrorCode.Cycle, tp, `${label} routes ${key} to itself (cycle: ${id} -> ${id})`, {
+          cycle: [id, id],
+        })
+      } else if (!ctx.knownIds.has(target)) {
+        problems.add(ErrorCode.UnknownNode, tp, `${label} routes ${key} to unknown node ${quote(target)}`, {
+          node_id: target,
+          referenced_by: id,
+        })
+      } else if (!out.includes(target)) {
+        out.push(target)
+        if (id !== '') ctx.relations.push({ from: id, to: target, path: tp })
+      }
+    })
+    return out
+  }
+  return { on_success: branch('on_success'), on_failure: branch('on_failure') }
+}
