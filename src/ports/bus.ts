@@ -8,6 +8,11 @@
  *   resolves, the record's offset is committed (explicit commit after handling). When it throws,
  *   the same record is retried after a short backoff (the partition waits): at-least-once.
  *   Handlers that must never block a partition (malformed input) catch and return instead.
+ * - A `batchHandler` instead receives every record of one partition that is available now (up to
+ *   `maxBatch`), in offset order; when it resolves, the last record's offset is committed; when it
+ *   throws, the same batch (possibly grown) is delivered again after a short backoff. Different
+ *   partitions' batches may be in flight at once. This lets a consumer apply many records in
+ *   memory and acknowledge them together once one durable write covers them (group commit).
  * - A group that restarts resumes from its committed offset; a new group starts from the earliest
  *   record unless `fromLatest` is set.
  * - `pause()` stops fetching new records for the subscription (backpressure); `resume()` restarts.
@@ -28,10 +33,18 @@ export interface BusMessage extends BusRecord {
 
 export type BusHandler = (message: BusMessage) => Promise<void>
 
+/** Receives a batch of one partition's records, in offset order (never empty). */
+export type BusBatchHandler = (messages: BusMessage[]) => Promise<void>
+
 export interface SubscribeOptions {
   groupId: string
   topics: string[]
-  handler: BusHandler
+  /** Called per record. Exactly one of `handler` and `batchHandler` is given. */
+  handler?: BusHandler
+  /** Called per batch of one partition's available records (see the port's notes). */
+  batchHandler?: BusBatchHandler
+  /** Most records in one batch (batchHandler only). Default 500. */
+  maxBatch?: number
   /** Start a brand-new group at the end of the topics instead of the beginning. Default false. */
   fromLatest?: boolean
   /** Optional label for logs. */
@@ -43,6 +56,12 @@ export interface Subscription {
   pause(): void
   resume(): void
   readonly paused: boolean
+  /**
+   * Resolves once every record that was in this subscription's partitions when they were first
+   * assigned to it has been handled (the backlog is replayed). Resolves at once for a
+   * subscription that started at the end (`fromLatest`) or found nothing to replay.
+   */
+  caughtUp(): Promise<void>
   /** Leaves the group; in-flight handlers finish, their commits are kept. Idempotent. */
   close(): Promise<void>
 }

@@ -505,3 +505,93 @@ describe('MemoryBus: interceptor', () => {
     )
   })
 })
+
+describe('MemoryBus: batches and fairness', () => {
+  it('a batchHandler gets every available record of its partition, up to maxBatch', async (t) => {
+    const bus = newBus(t)
+    await bus.ensureTopics([{ name: 'batch', partitions: 1 }])
+    await bus.produce(recs('batch', 'k', seq(1200)))
+    const sizes: number[] = []
+    const values: string[] = []
+    const sub = await bus.subscribe({
+      groupId: 'g',
+      topics: ['batch'],
+      batchHandler: async (messages) => {
+        sizes.push(messages.length)
+        values.push(...messages.map((m) => m.value))
+      },
+    })
+    await sub.caughtUp()
+    assert.deepEqual(sizes, [500, 500, 200])
+    assert.deepEqual(values, seq(1200))
+    assert.equal(bus.committed('g', 'batch', 0), 1200)
+  })
+
+  it('a failed batch comes back grown with the records that arrived meanwhile (up to maxBatch)', async (t) => {
+    const bus = newBus(t)
+    await bus.ensureTopics([{ name: 'grow', partitions: 1 }])
+    await bus.produce(recs('grow', 'k', seq(2)))
+    const calls: string[][] = []
+    await bus.subscribe({
+      groupId: 'g',
+      topics: ['grow'],
+      maxBatch: 3,
+      batchHandler: async (messages) => {
+        calls.push(messages.map((m) => m.value))
+        if (calls.length === 1) {
+          await bus.produce(recs('grow', 'k', ['2', '3']))
+          throw new Error('once')
+        }
+      },
+    })
+    await waitFor(() => bus.committed('g', 'grow', 0) === 4, { message: 'all four committed' })
+    assert.deepEqual(calls, [['0', '1'], ['0', '1', '2'], ['3']])
+  })
+
+  it('keeps timers running while a subscription works through a long backlog', async (t) => {
+    const bus = newBus(t)
+    await bus.ensureTopics([{ name: 'fair', partitions: 3 }])
+    const total = 20_000
+    await bus.produce(Array.from({ length: total }, (_, i) => ({ topic: 'fair', key: `k${i % 50}`, value: String(i) })))
+    let handled = 0
+    let last = performance.now()
+    let maxGap = 0
+    let ticksWhileHandling = 0
+    const interval = setInterval(() => {
+      const now = performance.now()
+      maxGap = Math.max(maxGap, now - last)
+      last = now
+      if (handled > 0 && handled < total) ticksWhileHandling++
+    }, 10)
+    t.after(() => clearInterval(interval))
+    last = performance.now()
+    await bus.subscribe({ groupId: 'g', topics: ['fair'], handler: async () => void handled++ })
+    await waitFor(() => handled === total, { timeoutMs: 30_000, message: 'backlog handled' })
+    const now = performance.now()
+    maxGap = Math.max(maxGap, now - last)
+    clearInterval(interval)
+    assert.ok(ticksWhileHandling >= 2, `the interval ticked ${ticksWhileHandling} times while records were handled`)
+    assert.ok(maxGap < 200, `longest gap between ticks ${maxGap.toFixed(1)} ms`)
+  })
+
+  it('a tight produce/handle loop does not starve timers either', async (t) => {
+    const bus = newBus(t)
+    let handled = 0
+    await bus.subscribe({ groupId: 'g', topics: ['loop'], handler: async () => void handled++ })
+    let ticked = false
+    const timer = setTimeout(() => {
+      ticked = true
+    }, 10)
+    t.after(() => clearTimeout(timer))
+    const started = performance.now()
+    // Each produce resolves in microtasks unless the bus yields: the loop stops as soon as the
+    // timer got its turn, long before 20,000 iterations if the bus is fair.
+    let produced = 0
+    while (!ticked && produced < 20_000) {
+      await bus.produce(recs('loop', `k${produced % 7}`, [String(produced)]))
+      produced++
+    }
+    assert.ok(ticked, `timer starved for ${(performance.now() - started).toFixed(0)} ms (${produced} produces)`)
+    await waitFor(() => handled === produced, { message: 'everything handled' })
+  })
+})

@@ -345,6 +345,152 @@ export function runBusConformance(name: string, factory: BusFactory, options: Bu
       assert.equal(got.messages.find((m) => m.topic === other)?.partition, partitionForKey('e', 2))
     })
 
+    it('subscribe needs exactly one of handler and batchHandler', testOptions, async (t) => {
+      const bus = await setup(t)
+      const topic = await newTopic(bus)
+      const isConfig = (err: unknown): boolean => isFlowkitError(err, ErrorCode.Config)
+      await assert.rejects(bus.subscribe({ groupId: groupName(), topics: [topic] }), isConfig)
+      await assert.rejects(
+        bus.subscribe({ groupId: groupName(), topics: [topic], handler: async () => {}, batchHandler: async () => {} }),
+        isConfig,
+      )
+    })
+
+    it('batchHandler: batches of one partition in offset order, committed after they resolve', testOptions, async (t) => {
+      const bus = await setup(t)
+      const topic = await newTopic(bus)
+      const groupId = groupName()
+      const keys = ['b-a', 'b-b', 'b-c']
+      const first = range('first-', 30)
+      await bus.produce(first.map((value, i) => ({ topic, key: keys[i % keys.length]!, value })))
+      const batches: BusMessage[][] = []
+      const sub = await bus.subscribe({
+        groupId,
+        topics: [topic],
+        maxBatch: 4,
+        batchHandler: async (messages) => {
+          batches.push(messages)
+        },
+      })
+      await until(() => batches.flat().length >= first.length, 'backlog delivered in batches')
+      for (const batch of batches) {
+        assert.ok(batch.length >= 1 && batch.length <= 4, `batch size ${batch.length} within maxBatch`)
+        assert.equal(new Set(batch.map((m) => m.partition)).size, 1, 'one partition per batch')
+        for (let i = 1; i < batch.length; i++) assert.equal(batch[i]!.offset, batch[i - 1]!.offset + 1, 'consecutive offsets')
+      }
+      const all = batches.flat()
+      assert.deepEqual([...all.map((m) => m.value)].sort(), [...first].sort(), 'every record once')
+      for (const key of keys) {
+        assert.deepEqual(
+          all.filter((m) => m.key === key).map((m) => m.value),
+          first.filter((_, i) => keys[i % keys.length] === key),
+          `order of ${key}`,
+        )
+      }
+      await sub.close()
+
+      // A new member of the group resumes after the last batch: nothing handled is delivered again.
+      const second = range('second-', 6)
+      await bus.produce(second.map((value, i) => ({ topic, key: keys[i % keys.length]!, value })))
+      const again: BusMessage[][] = []
+      await bus.subscribe({
+        groupId,
+        topics: [topic],
+        batchHandler: async (messages) => {
+          again.push(messages)
+        },
+      })
+      await until(() => again.flat().length >= second.length, 'new records delivered to the new member')
+      await quietPeriod(quietMs) // and nothing more must arrive
+      assert.deepEqual(
+        again
+          .flat()
+          .map((m) => m.value)
+          .sort(),
+        [...second].sort(),
+      )
+    })
+
+    it('batchHandler: a throwing batch is delivered again from the same first offset', testOptions, async (t) => {
+      const bus = await setup(t)
+      const topic = await newTopic(bus)
+      const values = range('x', 8)
+      await bus.produce(records(topic, 'one-key', values))
+      const calls: BusMessage[][] = []
+      const handled: string[] = []
+      await bus.subscribe({
+        groupId: groupName(),
+        topics: [topic],
+        batchHandler: async (messages) => {
+          calls.push(messages)
+          if (calls.length === 1) throw new Error('transient batch failure')
+          handled.push(...messages.map((m) => m.value))
+        },
+      })
+      await until(() => handled.length >= values.length, 'every record handled after the retry')
+      assert.ok(calls.length >= 2)
+      const [failed, retried] = [calls[0]!, calls[1]!]
+      assert.equal(retried[0]!.offset, failed[0]!.offset, 'the retry starts at the same offset')
+      assert.ok(retried.length >= failed.length, 'the retry holds the failed batch (possibly grown)')
+      assert.deepEqual(
+        retried.slice(0, failed.length).map((m) => m.value),
+        failed.map((m) => m.value),
+      )
+      assert.deepEqual(handled, values, 'in order, nothing skipped, nothing twice')
+    })
+
+    it('caughtUp resolves once the backlog is handled, not before', testOptions, async (t) => {
+      const bus = await setup(t)
+      const topic = await newTopic(bus)
+      const backlog = range('old-', 12)
+      await bus.produce(backlog.map((value, i) => ({ topic, key: `c${i % 3}`, value })))
+      let release!: () => void
+      const gate = new Promise<void>((resolve) => {
+        release = resolve
+      })
+      const handled: string[] = []
+      let held = false
+      const sub = await bus.subscribe({
+        groupId: groupName(),
+        topics: [topic],
+        handler: async (m) => {
+          if (m.value === 'old-0') {
+            held = true
+            await gate
+          }
+          handled.push(m.value)
+        },
+      })
+      let caughtUpWith: string[] | null = null
+      void sub.caughtUp().then(() => {
+        caughtUpWith = [...handled]
+      })
+      await until(() => held, 'the first record is being handled')
+      // old-0 is still held back: caughtUp must NOT resolve meanwhile.
+      await quietPeriod(quietMs)
+      assert.equal(caughtUpWith, null)
+      release()
+      await until(() => caughtUpWith !== null, 'caughtUp resolved after the backlog')
+      for (const value of backlog) assert.ok(caughtUpWith!.includes(value), `${value} handled before caughtUp`)
+      // A later call resolves at once.
+      await sub.caughtUp()
+    })
+
+    it('caughtUp resolves with nothing to replay and for fromLatest', testOptions, async (t) => {
+      const bus = await setup(t)
+      const empty = await newTopic(bus)
+      const full = await newTopic(bus)
+      await bus.produce(records(full, 'k', ['a', 'b', 'c']))
+      const got = collector()
+      const onEmpty = await bus.subscribe({ groupId: groupName(), topics: [empty], handler: got.handler })
+      const latest = await bus.subscribe({ groupId: groupName(), topics: [full], handler: got.handler, fromLatest: true })
+      let resolved = 0
+      void onEmpty.caughtUp().then(() => resolved++)
+      void latest.caughtUp().then(() => resolved++)
+      await until(() => resolved === 2, 'both caughtUp promises resolved')
+      assert.equal(got.messages.length, 0, 'nothing was replayed')
+    })
+
     it('close is idempotent; produce after close rejects with CLOSED', testOptions, async (t) => {
       const bus = await setup(t)
       const topic = await newTopic(bus)

@@ -1,0 +1,127 @@
+/**
+ * Offset commits of one Kafka subscription: coalesced per partition, monotonic, one request in
+ * flight, retried with backoff, and only for partitions the subscription still owns (a revoked
+ * partition commits nothing more). `committed` holds the group's committed offset per owned
+ * partition as far as this subscription knows it.
+ */
+import type { CommitOptionsPartition } from '@platformatic/kafka'
+import type { Logger } from '../../log.ts'
+import type { Redactor } from './bus-errors.ts'
+import { CLOSE_COMMIT_ATTEMPTS, COMMIT_RETRY_MAX_MS, COMMIT_RETRY_START_MS, backoffMs, delay, partitionKey } from './bus-settings.ts'
+
+export interface CommitHost {
+  readonly log: Logger
+  readonly redactor: Redactor
+  /** True once the subscription is closing: failed commits are not retried by timer then. */
+  readonly stopping: boolean
+  commit(offsets: CommitOptionsPartition[]): Promise<void>
+  owns(key: string): boolean
+  /** Some committed offsets moved forward. */
+  onCommitted(): void
+}
+
+export class CommitQueue {
+  /** Partition key → committed offset (next to read), for owned partitions. */
+  readonly committed = new Map<string, bigint>()
+  readonly #pending = new Map<string, CommitOptionsPartition>()
+  readonly #host: CommitHost
+  #loop: Promise<void> | null = null
+  #retryTimer: ReturnType<typeof setTimeout> | null = null
+  #failures = 0
+
+  constructor(host: CommitHost) {
+    this.#host = host
+  }
+
+  /** Marks `offset` (the next offset to read) of a partition for commit. */
+  mark(topic: string, partition: number, offset: bigint, leaderEpoch: number): void {
+    const key = partitionKey(topic, partition)
+    const pending = this.#pending.get(key)
+    const committed = this.committed.get(key)
+    if ((pending && pending.offset >= offset) || (committed !== undefined && committed >= offset)) return
+    this.#pending.set(key, { topic, partition, offset, leaderEpoch })
+    this.#kick()
+  }
+
+  /** Records an offset known to be committed for the group (read from the broker). */
+  known(key: string, offset: bigint): void {
+    const previous = this.committed.get(key)
+    if (this.#host.owns(key) && (previous === undefined || previous < offset)) this.committed.set(key, offset)
+  }
+
+  /** The partition was revoked: nothing more is committed or remembered for it. */
+  forget(key: string): void {
+    this.#pending.delete(key)
+    this.committed.delete(key)
+  }
+
+  /** Close: commits everything pending, with a few attempts. */
+  async flush(): Promise<void> {
+    this.#clearRetry()
+    await this.#loop
+    for (let attempt = 1; this.#pending.size > 0 && attempt <= CLOSE_COMMIT_ATTEMPTS; attempt++) {
+      if (await this.#run()) return
+      this.#clearRetry()
+      if (attempt < CLOSE_COMMIT_ATTEMPTS) await delay(backoffMs(attempt, COMMIT_RETRY_START_MS, 1000))
+    }
+    if (this.#pending.size > 0) {
+      this.#host.log.warn('bus.kafka.commit_lost_at_close', { partitions: [...this.#pending.keys()] })
+    }
+  }
+
+  #clearRetry(): void {
+    if (this.#retryTimer) {
+      clearTimeout(this.#retryTimer)
+      this.#retryTimer = null
+    }
+  }
+
+  #kick(): void {
+    if (this.#loop || this.#retryTimer || this.#pending.size === 0) return
+    this.#loop = this.#run().then(
+      () => {
+        this.#loop = null
+      },
+      () => {
+        this.#loop = null
+      },
+    )
+  }
+
+  /** Commits what is pending, one request at a time; false when a commit failed. */
+  async #run(): Promise<boolean> {
+    const host = this.#host
+    while (this.#pending.size > 0) {
+      const batch: CommitOptionsPartition[] = []
+      for (const [key, entry] of this.#pending) {
+        if (host.owns(key)) batch.push(entry)
+      }
+      this.#pending.clear()
+      if (batch.length === 0) return true
+      try {
+        await host.commit(batch)
+        this.#failures = 0
+        for (const entry of batch) this.known(partitionKey(entry.topic, entry.partition), entry.offset)
+        host.onCommitted()
+      } catch (err) {
+        // Keep what failed unless something newer is already pending; retry later.
+        for (const entry of batch) {
+          const key = partitionKey(entry.topic, entry.partition)
+          const newer = this.#pending.get(key)
+          if (host.owns(key) && (!newer || newer.offset < entry.offset)) this.#pending.set(key, entry)
+        }
+        this.#failures++
+        host.log.warn('bus.kafka.commit_failed', { err: host.redactor.describe(err), attempt: this.#failures })
+        if (!host.stopping) {
+          const waitMs = backoffMs(this.#failures, COMMIT_RETRY_START_MS, COMMIT_RETRY_MAX_MS)
+          this.#retryTimer = setTimeout(() => {
+            this.#retryTimer = null
+            this.#kick()
+          }, waitMs)
+        }
+        return false
+      }
+    }
+    return true
+  }
+}

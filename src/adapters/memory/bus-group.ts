@@ -1,0 +1,169 @@
+/**
+ * Consumer groups of the in-memory Bus: subscriptions (group members), the range assignor that
+ * splits each topic's partitions among the members subscribed to it, and `caughtUp` bookkeeping.
+ * When ownership moves, the new owner starts only after the old owner's in-flight handler has
+ * finished, from the group's committed offset (at-least-once; never two handlers on a partition).
+ */
+import type { BusBatchHandler, BusHandler, SubscribeOptions, Subscription } from '../../ports/bus.ts'
+import { ErrorCode, FlowkitError } from '../../errors.ts'
+import type { AssignmentInfo, TopicState } from './bus-types.ts'
+import { partitionKey } from './bus-types.ts'
+import { PartitionWorker } from './bus-worker.ts'
+import type { BusInternals, WorkerGroup, WorkerMember } from './bus-worker.ts'
+
+export const DEFAULT_MAX_BATCH = 500
+
+export interface GroupState extends WorkerGroup {
+  readonly members: MemorySubscription[]
+}
+
+/** Checks the handler options of `subscribe` (exactly one of handler / batchHandler). */
+export function checkHandlerOptions(options: SubscribeOptions): void {
+  const hasHandler = options.handler !== undefined
+  const hasBatch = options.batchHandler !== undefined
+  if (hasHandler === hasBatch) {
+    throw new FlowkitError(ErrorCode.Config, 'subscribe: give exactly one of handler and batchHandler')
+  }
+  if (hasHandler && typeof options.handler !== 'function') {
+    throw new FlowkitError(ErrorCode.Config, 'subscribe: handler must be a function')
+  }
+  if (hasBatch && typeof options.batchHandler !== 'function') {
+    throw new FlowkitError(ErrorCode.Config, 'subscribe: batchHandler must be a function')
+  }
+  if (options.maxBatch !== undefined && (!Number.isInteger(options.maxBatch) || options.maxBatch < 1)) {
+    throw new FlowkitError(ErrorCode.Config, 'subscribe: maxBatch must be a positive integer')
+  }
+}
+
+export class MemorySubscription implements Subscription, WorkerMember {
+  readonly groupId: string
+  readonly memberId: string
+  readonly topics: readonly string[]
+  readonly handler: BusHandler | null
+  readonly batchHandler: BusBatchHandler | null
+  readonly maxBatch: number
+  /** Owned partitions: partition key → worker. */
+  readonly workers = new Map<string, PartitionWorker>()
+  #paused = false
+  #closing: Promise<void> | null = null
+  readonly #leave: (member: MemorySubscription) => Promise<void>
+  readonly #group: GroupState
+  /** Partition key → end of its log when first assigned to this member (caughtUp targets). */
+  readonly #replayTargets = new Map<string, number>()
+  #caughtUp = false
+  readonly #caughtUpWaiters: Array<() => void> = []
+
+  constructor(group: GroupState, options: SubscribeOptions, memberId: string, leave: (member: MemorySubscription) => Promise<void>) {
+    this.#group = group
+    this.#leave = leave
+    this.groupId = options.groupId
+    this.memberId = memberId
+    this.topics = [...new Set(options.topics)]
+    this.handler = options.handler ?? null
+    this.batchHandler = options.batchHandler ?? null
+    this.maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH
+  }
+
+  get paused(): boolean {
+    return this.#paused
+  }
+
+  pause(): void {
+    this.#paused = true
+  }
+
+  resume(): void {
+    if (!this.#paused) return
+    this.#paused = false
+    for (const worker of this.workers.values()) worker.wake()
+  }
+
+  caughtUp(): Promise<void> {
+    if (this.#caughtUp) return Promise.resolve()
+    return new Promise<void>((resolve) => this.#caughtUpWaiters.push(resolve))
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#leave(this).finally(() => this.#markCaughtUp())
+    return this.#closing
+  }
+
+  /** A partition was assigned to this member: the first time, its log end becomes a target. */
+  onAssigned(key: string, logEnd: number): void {
+    if (!this.#caughtUp && !this.#replayTargets.has(key)) this.#replayTargets.set(key, logEnd)
+  }
+
+  onCommitted(): void {
+    if (this.#caughtUp) return
+    for (const [key, end] of this.#replayTargets) {
+      if ((this.#group.committed.get(key) ?? 0) < end) return
+    }
+    this.#markCaughtUp()
+  }
+
+  #markCaughtUp(): void {
+    this.#caughtUp = true
+    this.#replayTargets.clear()
+    for (const resolve of this.#caughtUpWaiters.splice(0)) resolve()
+  }
+}
+
+/** Range assignor per topic over the members subscribed to it, in join order; starts and stops workers. */
+export function rebalance(internals: BusInternals, group: GroupState, topics: ReadonlyMap<string, TopicState>): void {
+  const desired = new Map<MemorySubscription, Set<string>>()
+  for (const member of group.members) desired.set(member, new Set())
+  const topicNames = new Set(group.members.flatMap((m) => m.topics))
+  for (const name of topicNames) {
+    const topic = topics.get(name)
+    if (!topic) continue
+    const subscribers = group.members.filter((m) => m.topics.includes(name))
+    const n = topic.partitions.length
+    const per = Math.floor(n / subscribers.length)
+    const extra = n % subscribers.length
+    subscribers.forEach((member, i) => {
+      const start = i * per + Math.min(i, extra)
+      const count = per + (i < extra ? 1 : 0)
+      for (let p = start; p < start + count; p++) desired.get(member)!.add(partitionKey(name, p))
+    })
+  }
+  // Revoke first, then assign: a new owner chains on the previous owner's `done`.
+  for (const member of group.members) {
+    const want = desired.get(member)!
+    for (const [key, worker] of member.workers) {
+      if (!want.has(key)) {
+        member.workers.delete(key)
+        void worker.stop()
+      }
+    }
+  }
+  for (const member of group.members) {
+    for (const key of desired.get(member)!) {
+      if (member.workers.has(key)) continue
+      const [name, p] = key.split('\u0000') as [string, string]
+      const topic = topics.get(name)!
+      const partition = Number(p)
+      member.onAssigned(key, topic.partitions[partition]!.records.length)
+      const previous = group.workers.get(key)
+      const worker = new PartitionWorker(internals, member, group, topic, partition, previous?.done)
+      member.workers.set(key, worker)
+      group.workers.set(key, worker)
+    }
+  }
+  // Targets already reached (nothing to replay, or a committed position at the end) resolve now.
+  for (const member of group.members) member.onCommitted()
+}
+
+/** Current partition assignment of a group, one entry per (member, topic). */
+export function assignmentsOf(group: GroupState): AssignmentInfo[] {
+  const out: AssignmentInfo[] = []
+  for (const member of group.members) {
+    for (const topic of member.topics) {
+      const partitions = [...member.workers.values()]
+        .filter((w) => w.topic === topic)
+        .map((w) => w.partition)
+        .sort((a, b) => a - b)
+      out.push({ member: member.memberId, topic, partitions })
+    }
+  }
+  return out
+}

@@ -1,0 +1,147 @@
+/**
+ * Types of the in-memory Bus (see bus.ts): its public options and test-knob types, and the
+ * internal state shared by its modules (topics, partitions, groups).
+ */
+import type { BusMessage, BusRecord } from '../../ports/bus.ts'
+import type { Clock } from '../../ports/clock.ts'
+import type { Signal } from '../../util/signal.ts'
+
+export interface ChaosRule {
+  /** Applies to topics whose name starts with this prefix ('' matches every topic). */
+  topicPrefix: string
+  /** Append each record after a uniform random delay in [min, max] ms; partition order is kept. */
+  delayMs?: readonly [number, number]
+  /** Probability that a record is appended twice (adjacent copies). */
+  duplicate?: number
+  /** Probability that a record is swapped with the next record of its partition. */
+  reorder?: number
+  /** Probability that a record is silently lost (produce still resolves). */
+  drop?: number
+}
+
+export interface ChaosOptions {
+  seed: number
+  rules: ChaosRule[]
+  /** How long a record held back by `reorder` waits for a successor before it is appended. Default 50. */
+  reorderWindowMs?: number
+}
+
+/** The record as the interceptor sees it, with the partition the bus chose. */
+export interface InterceptedRecord extends BusRecord {
+  readonly partition: number
+}
+
+export type InterceptDecision =
+  | { action: 'pass' }
+  | { action: 'drop' }
+  /** Appends the record `1 + times` times (default times = 1). */
+  | { action: 'duplicate'; times?: number }
+  /** Appends the record after `ms`; records produced meanwhile overtake it. */
+  | { action: 'delay'; ms: number }
+  /** Runs a side effect, then passes the record. */
+  | { action: 'run'; fn: () => void | Promise<void> }
+
+export type ProduceInterceptor = (record: InterceptedRecord) => InterceptDecision | Promise<InterceptDecision>
+
+/** Structured logger (pino-compatible subset). */
+export interface MemoryBusLogger {
+  warn(obj: Record<string, unknown>, msg: string): void
+  debug?(obj: Record<string, unknown>, msg: string): void
+}
+
+export interface MemoryBusOptions {
+  /** Partitions of a topic created implicitly (produce/subscribe) or without a count. Default 3. */
+  defaultPartitions?: number
+  chaos?: ChaosOptions
+  logger?: MemoryBusLogger
+  /** Source of record timestamps. Default: the system clock. */
+  clock?: Pick<Clock, 'now'>
+}
+
+export interface TopicInfo {
+  name: string
+  partitions: number
+}
+
+export interface AssignmentInfo {
+  /** Member id: `${name ?? 'member'}-${n}`. */
+  member: string
+  topic: string
+  partitions: number[]
+}
+
+// ---- Internal state ---------------------------------------------------------------------------
+
+/** A record on its way to the log (after the interceptor, before chaos staging). */
+export interface Pending {
+  key: string | null
+  value: string
+  headers: Record<string, string>
+  timestamp: number
+  reorder: boolean
+}
+
+export interface PartitionState {
+  readonly records: BusMessage[]
+  /** Workers to wake when a record is appended. */
+  readonly listeners: Set<{ notify(): void }>
+  /** FIFO of records waiting for their chaos delay; later records queue behind (order kept). */
+  staged: Array<{ pending: Pending; readyAt: number }>
+  stagedTimer: ReturnType<typeof setTimeout> | null
+  /** Record held back by `reorder` until the next record of the partition overtakes it. */
+  held: Pending | null
+  heldTimer: ReturnType<typeof setTimeout> | null
+}
+
+export interface TopicState {
+  readonly name: string
+  readonly partitions: PartitionState[]
+  /** Every appended record, in append order across partitions. */
+  readonly log: BusMessage[]
+}
+
+export function newPartitionState(): PartitionState {
+  return { records: [], listeners: new Set<Signal>(), staged: [], stagedTimer: null, held: null, heldTimer: null }
+}
+
+export function partitionKey(topic: string, partition: number): string {
+  return `${topic}\u0000${partition}`
+}
+
+export function copyMessage(m: BusMessage): BusMessage {
+  return { ...m, headers: { ...m.headers } }
+}
+
+/**
+ * Counts work done without giving the event loop a turn. Once `limit` units were spent in one
+ * macrotask, `spend` returns a promise that resolves on a later turn (setImmediate), so timers and
+ * I/O of the process run between bursts of bus work. The count restarts at every macrotask.
+ */
+export class YieldBudget {
+  readonly #limit: number
+  #spent = 0
+  #resetScheduled = false
+
+  constructor(limit = 64) {
+    this.#limit = limit
+  }
+
+  /** Units of work per macrotask turn. */
+  get limit(): number {
+    return this.#limit
+  }
+
+  /** Counts `units` of work; returns a promise to await when the budget is spent, else null. */
+  spend(units = 1): Promise<void> | null {
+    this.#spent += units
+    if (!this.#resetScheduled) {
+      this.#resetScheduled = true
+      setImmediate(() => {
+        this.#spent = 0
+        this.#resetScheduled = false
+      })
+    }
+    if (this.#spent < this.#limit) return null
+    return new Promise<void>((resolve) => setImmediate(resolve))
+  }
+}
