@@ -15,11 +15,13 @@ import type { MongoStoreOptions } from '../../src/adapters/mongo/index.ts'
 import { ErrorCode, isFlowkitError } from '../../src/errors.ts'
 import type { ErrorCode as ErrorCodeT } from '../../src/errors.ts'
 import { MemoryLogger } from '../../src/log.ts'
-import type { NodePatch, WorkerStateDoc } from '../../src/ports/store.ts'
+import type { JournalEntry, WorkerStateDoc } from '../../src/ports/store.ts'
+import { journalKey } from '../../src/ports/store-rules.ts'
 import { makeNodeState, makeTaskDoc } from '../helpers/fixtures.ts'
 import { mongoUrl, realSkip } from '../helpers/real.ts'
 
 const T0 = 1_700_000_000_000
+const note = (msg: string) => process.stderr.write(`# ${msg}\n`)
 /** Nothing listens on port 1 of the loopback interface: connections are refused at once. */
 const CLOSED_PORT_URL = 'mongodb://flowuser:s3cr3t-pw@127.0.0.1:1/'
 
@@ -28,6 +30,10 @@ function rejectsWith(code: ErrorCodeT): (err: unknown) => boolean {
     assert.ok(isFlowkitError(err, code), `expected FlowkitError ${code}, got ${inspect(err)}`)
     return true
   }
+}
+
+function entry(taskId: string, seq: number, overrides: Partial<JournalEntry> = {}): JournalEntry {
+  return { task_id: taskId, seq, at_ms: T0 + seq, writer: 'c1', events: [], nodes: [], ...overrides }
 }
 
 function unreachableStore(t: TestContext, extra: Partial<MongoStoreOptions> = {}): MongoStore {
@@ -61,20 +67,25 @@ describe('MongoStore without a server', () => {
     await assert.rejects(store.init(), rejectsWith(ErrorCode.StoreUnavailable))
   })
 
-  it('invalid node ids and patch fields are rejected with INVALID_KEY before any query', async (t) => {
+  it('invalid node ids and journal keys are rejected with INVALID_KEY before any query', async (t) => {
     const store = unreachableStore(t)
     const started = performance.now()
     for (const bad of ['a.b', '$set', 'nodes.extract', '', 'x'.repeat(129), 'é']) {
-      await assert.rejects(store.transitionNode('t', bad, {}, { status: 'running' }, T0), rejectsWith(ErrorCode.InvalidKey), bad)
       const task = makeTaskDoc()
       task.nodes[bad] = makeNodeState(bad, 'extractor')
       await assert.rejects(store.createTask(task), rejectsWith(ErrorCode.InvalidKey), bad)
+      await assert.rejects(store.writeSnapshot({ ...task, v: 1 }, T0), rejectsWith(ErrorCode.InvalidKey), bad)
+      await assert.rejects(store.appendJournal([entry('t', 1, { nodes: [makeNodeState(bad, 'x')] })]), rejectsWith(ErrorCode.InvalidKey), bad)
+      await assert.rejects(store.getRunView('t', bad), rejectsWith(ErrorCode.InvalidKey), bad)
+      await assert.rejects(
+        store.insertBatchMetrics([{ task_id: 't', node_id: bad, batch_uid: 'b', attempt_epoch: 1, metrics: {} }], T0),
+        rejectsWith(ErrorCode.InvalidKey),
+        bad,
+      )
     }
-    await assert.rejects(
-      store.transitionNode('t', 'extract', {}, { 'status.x': 1 } as unknown as NodePatch, T0),
-      rejectsWith(ErrorCode.InvalidKey),
-    )
-    await assert.rejects(store.updateTask('t', {}, { 'coordinator.vars': {} } as never, T0), rejectsWith(ErrorCode.InvalidKey))
+    for (const seq of [0, -1, 1.5, Number.NaN, 2 ** 60]) {
+      await assert.rejects(store.appendJournal([entry('t', seq)]), rejectsWith(ErrorCode.InvalidKey), String(seq))
+    }
     // the server is unreachable with a 10 s selection timeout: reaching it would take that long
     assert.ok(performance.now() - started < 2000, 'no query was attempted')
   })
@@ -174,7 +185,7 @@ describe('MongoStore on a real server', { skip }, () => {
     const prefix = `p${randomBytes(3).toString('hex')}_`
     const store = newStore({ collectionPrefix: prefix })
     await store.init()
-    const expected = ['tasks', 'artifacts', 'stream_progress', 'worker_state', 'metrics_raw', 'worker_events', 'outbox', 'outbox_sent', 'workers']
+    const expected = ['tasks', 'journal', 'artifacts', 'stream_progress', 'worker_state', 'metrics_raw', 'outbox', 'outbox_sent', 'workers']
     assert.deepEqual(Object.values(MONGO_COLLECTIONS).sort(), [...expected].sort())
     const tasks = await store.rawCollection('tasks')
     const names = (await tasks.db.listCollections({}, { nameOnly: true }).toArray()).map((c) => c.name)
@@ -183,7 +194,8 @@ describe('MongoStore on a real server', { skip }, () => {
       (await (await store.rawCollection(key)).listIndexes().toArray()).filter((ix) => ix['unique']).map((ix) => Object.keys(ix['key']).join(','))
     assert.deepEqual(await uniqueKeys('tasks'), ['id'])
     assert.deepEqual(await uniqueKeys('artifacts'), ['task_id,node_id,batch_uid'])
-    assert.deepEqual(await uniqueKeys('metrics'), ['task_id,node_id,batch_uid'])
+    assert.deepEqual(await uniqueKeys('metrics'), [], 'keyed by _id: one row per (task, node, batch_uid, epoch)')
+    assert.deepEqual(await uniqueKeys('journal'), [], 'keyed by _id: (task_id, seq)')
     assert.deepEqual(await uniqueKeys('streamProgress'), ['task_id,consumer_node,from_node,batch_uid,consumer_epoch'])
   })
 
@@ -212,22 +224,47 @@ describe('MongoStore on a real server', { skip }, () => {
     assert.equal(doc['nodes']['extract']['status'], 'queued')
     assert.equal(doc['nodes']['transform']['attempt_epoch'], 0)
 
-    await store.updateTask(task.id, {}, { cancelled: true, cancel_reason: 'user', vars: { 'a.b': [[1]] }, result: { ok: [1] } }, T0)
+    assert.equal(doc['v'], 0, 'a new task is its snapshot at version 0')
+
+    // a journal entry: insert-only, keyed by (task_id, seq), the entry as JSON text
+    const e = entry(task.id, 1, { task: { cancelled: true, cancel_reason: 'user', vars: { 'a.b': [[1]] }, result: { ok: [1] } } })
+    assert.deepEqual(await store.appendJournal([e]), [true])
+    const journal = await store.rawCollection('journal')
+    const row = (await journal.findOne({ _id: journalKey(task.id, 1) as never }))!
+    assert.deepEqual({ ...row, body: JSON.parse(row['body']) }, { _id: journalKey(task.id, 1), task_id: task.id, seq: 1, at_ms: T0 + 1, writer: 'c1', body: e })
     doc = (await raw.findOne({ id: task.id }))!
+    assert.equal(doc['coordinator']['cancelled'], false, 'the snapshot is not rewritten by an append')
+
+    const merged = (await store.getTask(task.id))!
+    assert.equal(await store.writeSnapshot({ ...merged, v: 1 }, T0 + 5), true)
+    doc = (await raw.findOne({ id: task.id }))!
+    assert.equal(doc['v'], 1)
+    assert.equal(doc['updated_at_ms'], T0 + 5)
     assert.equal(doc['coordinator']['cancelled'], true, 'Python workers read coordinator.cancelled')
     assert.equal(doc['coordinator']['vars_json'], '{"a.b":[[1]]}')
     assert.equal(doc['coordinator']['vars'], undefined)
     assert.deepEqual(doc['result'], { ok: [1] })
+    assert.equal(typeof doc['graph_json'], 'string', 'the graph is not rewritten')
 
     // a field switching between the two forms never keeps both
-    await store.transitionNode(task.id, 'extract', {}, { stats: { m: [[1, 2]] } }, T0 + 1)
+    const stats = (s: Record<string, unknown>) => {
+      const t = structuredClone(merged)
+      t.nodes['extract']!.stats = s
+      return t
+    }
+    await store.writeSnapshot({ ...stats({ m: [[1, 2]] }), result: [[1]], v: 2 }, T0 + 6)
     doc = (await raw.findOne({ id: task.id }))!
     assert.equal(doc['nodes']['extract']['stats_json'], '{"m":[[1,2]]}')
     assert.equal(doc['nodes']['extract']['stats'], undefined)
-    const got = await store.transitionNode(task.id, 'extract', {}, { stats: { m: 3 } }, T0 + 2)
+    assert.equal(doc['result_json'], '[[1]]')
+    assert.equal(doc['result'], undefined)
+    await store.writeSnapshot({ ...stats({ m: 3 }), result: { ok: 2 }, v: 3 }, T0 + 7)
     doc = (await raw.findOne({ id: task.id }))!
     assert.deepEqual(doc['nodes']['extract']['stats'], { m: 3 })
     assert.equal(doc['nodes']['extract']['stats_json'], undefined)
+    assert.deepEqual(doc['result'], { ok: 2 })
+    assert.equal(doc['result_json'], undefined)
+    const got = await store.getTask(task.id)
     assert.deepEqual(got?.nodes['extract']?.stats, { m: 3 })
     assert.deepEqual(got?.coordinator.vars, { 'a.b': [[1]] })
   })
@@ -247,9 +284,13 @@ describe('MongoStore on a real server', { skip }, () => {
     assert.ok(Object.hasOwn(got.params, '__proto__'))
     assert.equal(({} as Record<string, unknown>)['polluted'], undefined)
     assert.equal(Object.getPrototypeOf(got.params), Object.prototype)
-    // the store's own string fields with a lone surrogate are kept too
-    await store.transitionNode(task.id, 'extract', {}, { end_reason: 'bad \udc00 text' }, T0)
+    // the store's own string fields with a lone surrogate are kept too, in the journal and the snapshot
+    const node = { ...task.nodes['extract']!, end_reason: 'bad \udc00 text' }
+    await store.appendJournal([entry(task.id, 1, { nodes: [node], events: ['lone \ud800'] })])
     assert.equal((await store.getTask(task.id))?.nodes['extract']?.end_reason, 'bad \udc00 text')
+    assert.deepEqual((await store.readJournal([task.id]))[0]?.events, ['lone \ud800'])
+    await store.writeSnapshot({ ...(await store.getTask(task.id))!, v: 1 }, T0)
+    assert.equal((await store.getRunView(task.id, 'extract'))?.node?.end_reason, 'bad \udc00 text')
   })
 
   it('artifact meta stays a readable BSON object when it can, else meta_json; a Python complete artifact reads batch_uid null', async () => {
@@ -311,6 +352,37 @@ describe('MongoStore on a real server', { skip }, () => {
     }
   })
 
+  it('init drops the unique (task, node, batch_uid) metrics index of earlier versions: every attempt of a batch gets its row', async () => {
+    const prefix = `m${randomBytes(3).toString('hex')}_`
+    const first = newStore({ collectionPrefix: prefix })
+    const metrics = await first.rawCollection('metrics')
+    await metrics.createIndex({ task_id: 1, node_id: 1, batch_uid: 1 }, { unique: true, name: 'flowkit_metrics_key' })
+    const second = newStore({ collectionPrefix: prefix })
+    await second.init()
+    assert.ok(!(await metrics.listIndexes().toArray()).some((ix) => ix['name'] === 'flowkit_metrics_key'))
+    const row = { task_id: `t-${randomUUID()}`, node_id: 'n', batch_uid: 'b1', metrics: {} }
+    await second.insertBatchMetrics([{ ...row, attempt_epoch: 1 }, { ...row, attempt_epoch: 2 }], T0)
+    assert.equal(await metrics.countDocuments({ task_id: row.task_id }), 2)
+    assert.deepEqual((await second.listBatchMetrics(row.task_id)).map((r) => r.attempt_epoch), [2])
+  })
+
+  it('appendJournal: one insertMany; a conflict is answered from the stored writer, other entries stored', async () => {
+    const store = newStore()
+    const task = `t-${randomUUID()}`
+    await store.appendJournal([entry(task, 2, { writer: 'other' })])
+    const batch = Array.from({ length: 50 }, (_, i) => entry(i === 1 ? task : `${task}-${i}`, i === 1 ? 2 : 1))
+    const started = performance.now()
+    const res = await store.appendJournal(batch)
+    const ms = performance.now() - started
+    assert.deepEqual(res, batch.map((_, i) => i !== 1))
+    assert.deepEqual(await store.appendJournal([batch[0]!, batch[1]!]), [true, false], 'a retry: true for ours, false for theirs')
+    assert.equal((await store.readJournal([task]))[0]?.writer, 'other')
+    // a fenced writer's whole batch conflicts (read back in one query)
+    assert.deepEqual(await store.appendJournal(batch.map((e) => ({ ...e, writer: 'late' }))), batch.map(() => false))
+    assert.deepEqual(await store.appendJournal(batch), batch.map((_, i) => i !== 1), 'and our retry is still ours')
+    note(`appendJournal of 50 entries with one conflict: ${ms.toFixed(1)} ms`)
+  })
+
   it('worker_state also carries the Python fields active_run (first run or null) and updated_at (a Date)', async () => {
     const store = newStore()
     const raw = await store.rawCollection('workerState')
@@ -344,7 +416,7 @@ describe('MongoStore on a real server', { skip }, () => {
     await raw.insertOne({ id, status: 'running', graph: { nodes: [{ node_id: 'n', type: 'echo', status: 'running', attempt_epoch: 1 }] }, coordinator: { cancelled: true } })
     assert.equal(await store.getTask(id), null)
     assert.equal((await store.listTasks()).some((t) => t.id === id), false)
-    assert.equal(await store.updateTask(id, {}, { status: 'failed' }, T0), null, 'never written by our coordinator')
+    assert.equal(await store.writeSnapshot({ ...makeTaskDoc({ id }), v: 1 }, T0), false, 'never written by our coordinator')
     assert.deepEqual(await store.getRunView(id, 'n'), { cancelled: true, vars: {}, node: null })
   })
 
@@ -404,7 +476,7 @@ describe('MongoStore on a real server', { skip }, () => {
     const { store, proxy } = setup
     await store.init()
     proxy.blackhole = true
-    const pending = [store.getTask('x'), store.listWorkers(), store.recordEventOnce(`k-${randomUUID()}`, { task_id: 't', node_id: 'n', kind: 'k' }, T0)]
+    const pending = [store.getTask('x'), store.listWorkers(), store.appendJournal([entry(`t-${randomUUID()}`, 1)])]
     await store.close()
     for (const p of pending) await assert.rejects(p, rejectsWith(ErrorCode.Closed))
   })

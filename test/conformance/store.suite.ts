@@ -11,24 +11,27 @@
  * runs. Outbox claim tests first "drain" due rows left by other tests (they are claimed until a
  * far future time), so they assume nobody else dispatches from the same outbox concurrently.
  *
- * Concurrency cases that rest on unique-index inserts run on every backend. Compare-and-set
- * races (two updates of one document) run only with `atomicConcurrency` (default true): turn it
- * off for a backend whose single-document updates are not isolated (FerretDB 1.x).
+ * Concurrency cases that rest on unique-index inserts (journal entries, claims, outbox rows, task
+ * ids) run on every backend. Compare-and-set races (two updates of one document) run only with
+ * `atomicConcurrency` (default true): turn it off for a backend whose single-document updates are
+ * not isolated (FerretDB 1.x).
  */
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { describe, it } from 'node:test'
 import { ErrorCode, isFlowkitError } from '../../src/errors.ts'
 import type { ErrorCode as ErrorCodeT } from '../../src/errors.ts'
+import { applyJournal } from '../../src/model/journal.ts'
 import type {
   ArtifactDoc,
   ArtifactWrite,
-  NodePatch,
+  JournalEntry,
   OutboxRow,
   Store,
   StreamClaim,
+  TaskChanges,
   TaskDoc,
-  TaskPatch,
+  VersionedTask,
   WorkerInfo,
   WorkerStateDoc,
 } from '../../src/ports/store.ts'
@@ -92,6 +95,16 @@ function artifact(overrides: Partial<ArtifactWrite> & Pick<ArtifactWrite, 'task_
   }
 }
 
+/** A journal entry of `taskId` at `seq` (written by `c1` at T0 + seq unless overridden). */
+function entry(taskId: string, seq: number, overrides: Partial<JournalEntry> = {}): JournalEntry {
+  return { task_id: taskId, seq, at_ms: T0 + seq, writer: 'c1', events: [`e${seq}`], nodes: [], ...overrides }
+}
+
+function withoutV(t: VersionedTask): TaskDoc {
+  const { v: _v, ...rest } = t
+  return rest
+}
+
 function workerInfo(workerId: string, overrides: Partial<WorkerInfo> = {}): WorkerInfo {
   return {
     worker_id: workerId,
@@ -153,14 +166,16 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
             ['createTask', () => store.createTask(makeTaskDoc())],
             ['getTask', () => store.getTask(t.id)],
             ['listTasks', () => store.listTasks()],
-            ['transitionNode', () => store.transitionNode(t.id, 'extract', {}, { status: 'running' }, T0)],
-            ['updateTask', () => store.updateTask(t.id, {}, { status: 'running' }, T0)],
-            ['hasEvent', () => store.hasEvent('k')],
-            ['recordEventOnce', () => store.recordEventOnce('k', { task_id: t.id, node_id: 'extract', kind: 'x' }, T0)],
+            ['getRunView', () => store.getRunView(t.id, 'extract')],
+            ['appendJournal', () => store.appendJournal([entry(t.id, 1)])],
+            ['readJournal', () => store.readJournal([t.id])],
+            ['writeSnapshot', () => store.writeSnapshot({ ...t, v: 1 }, T0)],
             [
-              'upsertBatchMetrics',
-              () => store.upsertBatchMetrics({ task_id: t.id, node_id: 'extract', batch_uid: 'b', attempt_epoch: 1, metrics: {} }, T0),
+              'insertBatchMetrics',
+              () => store.insertBatchMetrics([{ task_id: t.id, node_id: 'extract', batch_uid: 'b', attempt_epoch: 1, metrics: {} }], T0),
             ],
+            ['listBatchMetrics', () => store.listBatchMetrics(t.id)],
+            ['purgeBefore', () => store.purgeBefore(1)],
             ['upsertArtifact', () => store.upsertArtifact(artifact({ task_id: t.id }), T0)],
             ['listArtifacts', () => store.listArtifacts(t.id)],
             ['getArtifact', () => store.getArtifact(t.id, 'extract', null)],
@@ -240,8 +255,9 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
           const t = makeTaskDoc({ params: { gone: undefined, keep: 1, arr: [1, undefined, 3], deep: { x: undefined } } })
           await store.createTask(t)
           assert.deepEqual((await store.getTask(t.id))?.params, { keep: 1, arr: [1, null, 3], deep: {} })
-          const got = await store.transitionNode(t.id, 'extract', {}, { stats: { a: undefined, b: [undefined] } }, T0)
-          assert.deepEqual(got?.nodes['extract']?.stats, { b: [null] })
+          const node = makeNodeState('extract', 'extractor', { stats: { a: undefined, b: [undefined] } })
+          await store.appendJournal([entry(t.id, 1, { nodes: [node] })])
+          assert.deepEqual((await store.getTask(t.id))?.nodes['extract']?.stats, { b: [null] })
           const meta = { a: undefined, b: 1 }
           await store.upsertArtifact(artifact({ task_id: t.id, meta }), T0)
           assert.deepEqual((await store.getArtifact(t.id, 'extract', 'b1'))?.meta, { b: 1 })
@@ -258,15 +274,17 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
           const got = await store.getTask(t.id)
           assert.deepEqual(got?.params, asJson)
           assert.deepEqual(got?.result, asJson)
-          const moved = await store.transitionNode(t.id, 'extract', {}, { stats: odd() }, T0)
-          assert.deepEqual(moved?.nodes['extract']?.stats, asJson)
-          assert.deepEqual((await store.updateTask(t.id, {}, { vars: odd() }, T0))?.coordinator.vars, asJson)
+          await store.appendJournal([entry(t.id, 1, { nodes: [makeNodeState('extract', 'extractor', { stats: odd() })], task: { vars: odd() }, at_ms: T0 })])
+          const merged = await store.getTask(t.id)
+          assert.deepEqual(merged?.nodes['extract']?.stats, asJson)
+          assert.deepEqual(merged?.coordinator.vars, asJson)
           await store.upsertArtifact(artifact({ task_id: t.id, meta: odd() }), T0)
           assert.deepEqual((await store.getArtifact(t.id, 'extract', 'b1'))?.meta, asJson)
-          const row = { task_id: t.id, node_id: 'extract', batch_uid: 'b1', attempt_epoch: 1 }
-          await store.upsertBatchMetrics({ ...row, metrics: odd() }, T0)
-          assert.deepEqual(await store.upsertBatchMetrics({ ...row, metrics: {} }, T0 + 1), asJson)
-          assert.deepEqual(await store.getTask(t.id), { ...got!, nodes: moved!.nodes, coordinator: { ...got!.coordinator, vars: asJson }, updated_at_ms: T0 })
+          await store.insertBatchMetrics([{ task_id: t.id, node_id: 'extract', batch_uid: 'b1', attempt_epoch: 1, metrics: odd() }], T0)
+          assert.deepEqual((await store.listBatchMetrics(t.id))[0]?.metrics, asJson)
+          await store.writeSnapshot({ ...merged!, result: odd(), v: 1 }, T0 + 1)
+          const snap = await store.getTask(t.id)
+          assert.deepEqual(snap, { ...merged!, result: asJson, updated_at_ms: T0 + 1 })
         }))
 
       it('getTask of an unknown id is null', () =>
@@ -303,37 +321,22 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
           assert.equal((await store.listArtifacts(task, { nodeId: 'n' })).length, 3)
         }))
 
-      it('purgeBefore deletes old ledger rows and old sent outbox rows only', () =>
+      it('purgeBefore deletes old journal entries and old sent outbox rows only', () =>
         withStore(async (store) => {
           const k = uid('purge')
-          // far in the past, so rows of concurrent tests (recorded at realistic times) are untouched
-          await store.recordEventOnce(`${k}-old`, { task_id: k, node_id: 'n', kind: 'x' }, 1_000)
-          await store.recordEventOnce(`${k}-new`, { task_id: k, node_id: 'n', kind: 'x' }, 9_000)
+          // far in the past, so rows of concurrent tests (written at realistic times) are untouched
+          await store.appendJournal([entry(k, 1, { at_ms: 1_000 }), entry(`${k}-b`, 1, { at_ms: 1_000 })])
+          await store.appendJournal([entry(k, 2, { at_ms: 9_000 })])
           await store.outboxEnqueue({ topic: 't', key: k, value: 'v', dedup_id: `${k}-sent` }, 1_000)
           await store.outboxEnqueue({ topic: 't', key: k, value: 'v', dedup_id: `${k}-pending` }, 1_000)
+          await store.outboxEnqueue({ topic: 't', key: k, value: 'v', dedup_id: `${k}-failed` }, 1_000, { attempts: 3, error: 'x' })
           const sentId = outboxId('t', k, `${k}-sent`)
           await store.outboxMarkSent(sentId, 2_000)
           const res = await store.purgeBefore(5_000)
-          assert.ok(res.events >= 1 && res.outbox >= 1)
-          assert.equal(await store.hasEvent(`${k}-old`), false)
-          assert.equal(await store.hasEvent(`${k}-new`), true)
-          const left = (await store.outboxList({ limit: 100_000 })).filter((r) => r.key === k).map((r) => r.dedup_id)
-          assert.deepEqual(left, [`${k}-pending`], 'pending rows are kept')
-        }))
-
-      it('getBatchMetrics reads what upsertBatchMetrics wrote (null when absent)', () =>
-        withStore(async (store) => {
-          const task = `t-${randomUUID()}`
-          assert.equal(await store.getBatchMetrics(task, 'n', 'b1'), null)
-          await store.upsertBatchMetrics({ task_id: task, node_id: 'n', batch_uid: 'b1', attempt_epoch: 1, metrics: { count: 2, tag: 'x' } }, 1)
-          assert.deepEqual(await store.getBatchMetrics(task, 'n', 'b1'), { count: 2, tag: 'x' })
-          await store.upsertBatchMetrics({ task_id: task, node_id: 'n', batch_uid: 'b1', attempt_epoch: 2, metrics: { count: 3 } }, 2)
-          assert.deepEqual(await store.getBatchMetrics(task, 'n', 'b1'), { count: 3 })
-          assert.equal(await store.getBatchMetrics(task, 'n', 'b2'), null)
-          await store.upsertBatchMetrics({ task_id: task, node_id: 'n', batch_uid: 'b2', attempt_epoch: 1, metrics: { count: 1 } }, 3)
-          await store.upsertBatchMetrics({ task_id: task, node_id: 'other', batch_uid: 'b1', attempt_epoch: 1, metrics: { count: 9 } }, 3)
-          const rows = (await store.listBatchMetrics(task, 'n')).sort((a, b) => a.batch_uid.localeCompare(b.batch_uid))
-          assert.deepEqual(rows, [{ batch_uid: 'b1', metrics: { count: 3 } }, { batch_uid: 'b2', metrics: { count: 1 } }])
+          assert.ok(res.journal >= 2 && res.outbox >= 1, JSON.stringify(res))
+          assert.deepEqual((await store.readJournal([k, `${k}-b`])).map((e) => e.seq), [2])
+          const left = (await store.outboxList({ limit: 100_000 })).filter((r) => r.key === k).map((r) => r.dedup_id).sort()
+          assert.deepEqual(left, [`${k}-failed`, `${k}-pending`], 'pending and dead-lettered rows are kept')
         }))
 
       it('getRunView returns the cancel flag, the variables and one node (null for an unknown task or node)', () =>
@@ -345,7 +348,7 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
           assert.deepEqual(v, { cancelled: false, vars: t.coordinator.vars, node: t.nodes['transform'] })
           assert.deepEqual(await store.getRunView(t.id, 'nope'), { cancelled: false, vars: t.coordinator.vars, node: null })
           assert.equal(await store.getRunView(`${t.id}-missing`, 'transform'), null)
-          await store.updateTask(t.id, {}, { cancelled: true }, 5)
+          await store.writeSnapshot({ ...t, coordinator: { ...t.coordinator, cancelled: true }, v: 1 }, 5)
           assert.equal((await store.getRunView(t.id, 'transform'))?.cancelled, true)
           await assert.rejects(store.getRunView(t.id, 'a.b'), { code: 'INVALID_KEY' })
         }))
@@ -418,275 +421,221 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
         }))
     })
 
-    // ------------------------------------------------------------------ transitionNode
-    describe('transitionNode', () => {
-      it('applies the patch when the status and epoch guard hold; returns the updated task', () =>
+    // ------------------------------------------------------------------ journal
+    describe('journal', () => {
+      it('createTask stores the snapshot at version 0; getTask applies the journal after it', () =>
         withStore(async (store) => {
           const t = await seed(store)
-          const lease = { worker_id: 'w1', lease_id: 'l1', deadline_ts_ms: T0 + 30_000 }
-          const got = await store.transitionNode(
-            t.id,
-            'extract',
-            { status: 'queued', epoch: 0 },
-            { status: 'running', attempt_epoch: 1, lease, dispatched_at_ms: T0 + 10 },
-            T0 + 10,
-          )
-          const expected = structuredClone(t)
-          Object.assign(expected.nodes['extract']!, { status: 'running', attempt_epoch: 1, lease, dispatched_at_ms: T0 + 10 })
-          expected.updated_at_ms = T0 + 10
-          assert.deepEqual(got, expected)
+          assert.deepEqual(await store.readJournal([t.id]), [])
+          const running = makeNodeState('extract', 'extractor', { status: 'running', attempt_epoch: 1, lease: { worker_id: 'w1', lease_id: 'l1' } })
+          assert.deepEqual(await store.appendJournal([entry(t.id, 1, { nodes: [running], task: { status: 'running' } })]), [true])
+          const expected: TaskDoc = { ...structuredClone(t), status: 'running', updated_at_ms: T0 + 1 }
+          expected.nodes['extract'] = running
           assert.deepEqual(await store.getTask(t.id), expected)
-        }))
-
-      it('patches the optional NodeState fields (cancel_deadline_ms, resends) too', () =>
-        withStore(async (store) => {
-          const t = await seed(store)
-          let got = await store.transitionNode(t.id, 'extract', {}, { status: 'cancelling', cancel_deadline_ms: T0 + 5, resends: 2 }, T0)
-          assert.deepEqual([got?.nodes['extract']?.cancel_deadline_ms, got?.nodes['extract']?.resends], [T0 + 5, 2])
-          got = await store.transitionNode(t.id, 'extract', { status: 'cancelling' }, { status: 'cancelled', cancel_deadline_ms: null }, T0 + 1)
-          assert.equal(got?.nodes['extract']?.cancel_deadline_ms, null)
-          assert.deepEqual(await store.getTask(t.id), got)
-        }))
-
-      it('accepts a list of statuses in the guard, and no guard at all', () =>
-        withStore(async (store) => {
-          const t = await seed(store)
-          const r1 = await store.transitionNode(t.id, 'extract', { status: ['deferred', 'queued'] }, { status: 'running' }, T0 + 1)
-          assert.equal(r1?.nodes['extract']?.status, 'running')
-          const r2 = await store.transitionNode(t.id, 'extract', {}, { status: 'finished', finished_at_ms: T0 + 2 }, T0 + 2)
-          assert.equal(r2?.nodes['extract']?.status, 'finished')
-          assert.equal(r2?.nodes['extract']?.finished_at_ms, T0 + 2)
-          assert.equal(r2?.updated_at_ms, T0 + 2)
-        }))
-
-      it('a failed guard (status, epoch, or either of both) returns null and changes nothing', () =>
-        withStore(async (store) => {
-          const t = await seed(store)
-          const before = await store.getTask(t.id)
-          const patch: NodePatch = { status: 'running', attempt_epoch: 5 }
-          assert.equal(await store.transitionNode(t.id, 'extract', { status: 'running' }, patch, T0 + 1), null)
-          assert.equal(await store.transitionNode(t.id, 'extract', { status: ['running', 'deferred'] }, patch, T0 + 1), null)
-          assert.equal(await store.transitionNode(t.id, 'extract', { status: [] }, patch, T0 + 1), null)
-          assert.equal(await store.transitionNode(t.id, 'extract', { epoch: 1 }, patch, T0 + 1), null)
-          assert.equal(await store.transitionNode(t.id, 'extract', { status: 'queued', epoch: 1 }, patch, T0 + 1), null)
-          assert.equal(await store.transitionNode(t.id, 'extract', { status: 'running', epoch: 0 }, patch, T0 + 1), null)
-          assert.deepEqual(await store.getTask(t.id), before)
-        }))
-
-      it('a compare-and-set succeeds once: the same guarded transition a second time returns null', () =>
-        withStore(async (store) => {
-          const t = await seed(store)
-          const guard = { status: 'queued', epoch: 0 } as const
-          assert.ok(await store.transitionNode(t.id, 'extract', guard, { status: 'running', attempt_epoch: 1 }, T0 + 1))
-          assert.equal(await store.transitionNode(t.id, 'extract', guard, { status: 'running', attempt_epoch: 1 }, T0 + 2), null)
-          const after = await store.getTask(t.id)
-          assert.equal(after?.nodes['extract']?.attempt_epoch, 1)
-          assert.equal(after?.updated_at_ms, T0 + 1)
-        }))
-
-      it('unknown task or node returns null, also for node ids named like Object.prototype members', () =>
-        withStore(async (store) => {
-          const t = await seed(store)
-          const before = await store.getTask(t.id)
-          assert.equal(await store.transitionNode(uid('missing'), 'extract', {}, { status: 'running' }, T0), null)
-          for (const nodeId of ['nope', 'constructor', '__proto__', 'toString', 'hasOwnProperty', 'x'.repeat(128)]) {
-            assert.equal(await store.transitionNode(t.id, nodeId, {}, { status: 'running' }, T0), null, nodeId)
-          }
-          assert.deepEqual(await store.getTask(t.id), before)
-        }))
-
-      it('rejects node ids outside [A-Za-z0-9_-]{1,128} with INVALID_KEY (task or not)', () =>
-        withStore(async (store) => {
-          const t = await seed(store)
-          const before = await store.getTask(t.id)
-          for (const bad of ['a.b', 'extract.status', '$set', '', 'x'.repeat(129), 'é', 'a b', 'a/b', 'nodes.extract']) {
-            await assert.rejects(store.transitionNode(t.id, bad, {}, { status: 'running' }, T0), rejectsWith(ErrorCode.InvalidKey), bad)
-            await assert.rejects(store.transitionNode(uid('missing'), bad, {}, { status: 'running' }, T0), rejectsWith(ErrorCode.InvalidKey), bad)
-          }
-          assert.deepEqual(await store.getTask(t.id), before)
-        }))
-
-      it('rejects patch fields that are not NodeState fields (or are node_id/type) with INVALID_KEY', () =>
-        withStore(async (store) => {
-          const t = await seed(store)
-          const before = await store.getTask(t.id)
-          for (const bad of [{ node_id: 'x' }, { type: 'x' }, { 'status.x': 1 }, { $inc: 1 }, { bogus: 1 }]) {
-            await assert.rejects(
-              store.transitionNode(t.id, 'extract', {}, bad as unknown as NodePatch, T0),
-              rejectsWith(ErrorCode.InvalidKey),
-              JSON.stringify(bad),
-            )
-          }
-          assert.deepEqual(await store.getTask(t.id), before)
-        }))
-
-      it('patch values replace nested objects wholesale; other nodes and fields are untouched', () =>
-        withStore(async (store) => {
-          const t = await seed(store)
-          await store.transitionNode(t.id, 'extract', {}, { lease: { worker_id: 'w1', lease_id: 'l1' }, stats: { a: 1, b: 2 } }, T0 + 1)
-          const got = await store.transitionNode(t.id, 'extract', {}, { lease: {}, stats: { c: 3 } }, T0 + 2)
-          assert.deepEqual(got?.nodes['extract']?.lease, {})
-          assert.deepEqual(got?.nodes['extract']?.stats, { c: 3 })
-          assert.deepEqual(got?.nodes['transform'], t.nodes['transform'])
-          assert.deepEqual(got?.params, t.params)
-          assert.deepEqual(got?.graph, t.graph)
-          assert.equal(got?.created_at_ms, t.created_at_ms)
-        }))
-
-      it('patch keys holding undefined are ignored; null is stored as null; an empty patch only bumps updated_at_ms', () =>
-        withStore(async (store) => {
-          const t = await seed(store)
-          await store.transitionNode(t.id, 'extract', {}, { end_reason: 'x', next_retry_at_ms: 5 }, T0 + 1)
-          const got = await store.transitionNode(
-            t.id,
-            'extract',
-            {},
-            { status: 'deferred', end_reason: undefined, next_retry_at_ms: null },
-            T0 + 2,
-          )
-          assert.equal(got?.nodes['extract']?.status, 'deferred')
-          assert.equal(got?.nodes['extract']?.end_reason, 'x')
-          assert.equal(got?.nodes['extract']?.next_retry_at_ms, null)
-          const before = (await store.getTask(t.id))!
-          const bumped = await store.transitionNode(t.id, 'extract', { status: 'deferred' }, {}, T0 + 3)
-          assert.deepEqual(bumped, { ...before, updated_at_ms: T0 + 3 })
-        }))
-
-      it('copies the patch in and the result out', () =>
-        withStore(async (store) => {
-          const t = await seed(store)
-          const lease = { worker_id: 'w1', lease_id: 'l1', deadline_ts_ms: 1 }
-          const stats: Record<string, unknown> = { rows: [1, 2] }
-          const got = (await store.transitionNode(t.id, 'extract', {}, { lease, stats }, T0 + 1))!
-          const snapshot = await store.getTask(t.id)
-          lease.worker_id = 'mutated'
-          ;(stats['rows'] as number[]).push(3)
-          got.nodes['extract']!.status = 'failed'
-          got.nodes['extract']!.lease.lease_id = 'mutated'
-          assert.deepEqual(await store.getTask(t.id), snapshot)
-          assert.equal(snapshot?.nodes['extract']?.lease.worker_id, 'w1')
-        }))
-    })
-
-    // ------------------------------------------------------------------ updateTask
-    describe('updateTask', () => {
-      it('maps patch fields onto the task (vars/cancelled/cancel_reason under coordinator) when the guard holds', () =>
-        withStore(async (store) => {
-          const t = await seed(store)
-          const patch: TaskPatch = {
+          const done = makeNodeState('extract', 'extractor', { status: 'finished', attempt_epoch: 1, finished_at_ms: T0 + 2, stats: { rows: 3 } })
+          const changes: TaskChanges = {
             status: 'cancelling',
-            result: { out: [1, 2] },
             error: 'boom',
-            finished_at_ms: T0 + 9,
-            vars: { a: 1, nested: { b: 'c' } },
+            result: { out: [[1, 2]] },
+            finished_at_ms: T0 + 2,
+            vars: { a: 1, 'x.y': { $z: [[]] } },
             cancelled: true,
             cancel_reason: 'user',
           }
-          const got = await store.updateTask(t.id, { status: ['queued', 'running'] }, patch, T0 + 9)
-          const expected: TaskDoc = {
-            ...structuredClone(t),
+          assert.deepEqual(await store.appendJournal([entry(t.id, 2, { nodes: [done], task: changes })]), [true])
+          const got = await store.getTask(t.id)
+          assert.deepEqual(got, {
+            ...expected,
             status: 'cancelling',
-            result: { out: [1, 2] },
             error: 'boom',
-            finished_at_ms: T0 + 9,
-            coordinator: { vars: { a: 1, nested: { b: 'c' } }, cancelled: true, cancel_reason: 'user' },
-            updated_at_ms: T0 + 9,
+            result: { out: [[1, 2]] },
+            finished_at_ms: T0 + 2,
+            coordinator: { vars: { a: 1, 'x.y': { $z: [[]] } }, cancelled: true, cancel_reason: 'user' },
+            nodes: { ...expected.nodes, extract: done },
+            updated_at_ms: T0 + 2,
+          })
+          assert.deepEqual(got, withoutV(applyJournal({ ...t, v: 0 }, await store.readJournal([t.id]))))
+          assert.deepEqual((await store.listTasks()).find((x) => x.id === t.id), got)
+        }))
+
+      it('an entry is stored once: the same seq by the same writer is true (a retry), by another writer false', () =>
+        withStore(async (store) => {
+          const t = await seed(store)
+          const first = entry(t.id, 1, { writer: 'c1', events: ['first'] })
+          assert.deepEqual(await store.appendJournal([first]), [true])
+          assert.deepEqual(await store.appendJournal([{ ...first, events: ['retried'] }]), [true], 'our own retried write')
+          assert.deepEqual(await store.appendJournal([entry(t.id, 1, { writer: 'c2', events: ['other'], task: { status: 'failed' } })]), [false])
+          assert.deepEqual(await store.readJournal([t.id]), [first], 'the first entry is kept')
+          assert.equal((await store.getTask(t.id))?.status, 'queued')
+          assert.deepEqual(await store.appendJournal([entry(t.id, 2, { writer: 'c2' })]), [true], 'the next seq is free for anyone')
+        }))
+
+      it('several tasks in one call: a conflict on one leaves the others stored', () =>
+        withStore(async (store) => {
+          const [a, b, c] = [await seed(store), await seed(store), await seed(store)]
+          await store.appendJournal([entry(b.id, 1, { writer: 'other' })])
+          const batch = [entry(a.id, 1), entry(b.id, 1, { events: ['mine'] }), entry(c.id, 1), entry(a.id, 2)]
+          assert.deepEqual(await store.appendJournal(batch), [true, false, true, true])
+          assert.deepEqual(await store.readJournal([a.id, b.id, c.id]), [batch[0], batch[3], entry(b.id, 1, { writer: 'other' }), batch[2]])
+          assert.deepEqual(await store.appendJournal([]), [])
+        }))
+
+      it('readJournal: by task (in the order asked), then seq; only entries after afterSeq', () =>
+        withStore(async (store) => {
+          const a = uid('ja')
+          const b = uid('jb')
+          await store.appendJournal([entry(a, 3), entry(b, 2)])
+          await store.appendJournal([entry(a, 1), entry(b, 1)])
+          await store.appendJournal([entry(a, 2)])
+          const seqs = (rows: JournalEntry[]) => rows.map((e) => `${e.task_id === a ? 'a' : 'b'}${e.seq}`)
+          assert.deepEqual(seqs(await store.readJournal([b, a])), ['b1', 'b2', 'a1', 'a2', 'a3'])
+          assert.deepEqual(seqs(await store.readJournal([a, b], 1)), ['a2', 'a3', 'b2'])
+          assert.deepEqual(seqs(await store.readJournal([a], 3)), [])
+          assert.deepEqual(await store.readJournal([uid('none')]), [])
+          assert.deepEqual(await store.readJournal([]), [])
+        }))
+
+      it('entries round-trip as JSON carries them: user JSON, commands, task changes; undefined dropped, NaN null', () =>
+        withStore(async (store) => {
+          const task = uid('jt')
+          const node = makeNodeState('extract', 'extractor', { stats: { m: [[1, 2]], 'a.b': 1, $c: 'é 😀', gone: undefined, nan: Number.NaN, negz: -0 } })
+          const e = entry(task, 1, {
+            nodes: [node],
+            task: { vars: { list: [1, undefined, 3] }, result: [[{ 'k.v': 1 }]] },
+            commands: [{ topic: 'cmd.x.v1', key: null, dedup_id: 'd1', kind: 'TASK_START' }],
+            events: ['BATCH_OK extract b1', 'line with \u0000 nul'],
+          })
+          await store.appendJournal([e])
+          const [got] = await store.readJournal([task])
+          assert.deepEqual(got, JSON.parse(JSON.stringify(e)))
+          assert.deepEqual(got?.nodes[0]?.stats, { m: [[1, 2]], 'a.b': 1, $c: 'é 😀', nan: null, negz: 0 })
+          assert.deepEqual(got?.task?.vars, { list: [1, null, 3] })
+        }))
+
+      it('entries are copied in and out', () =>
+        withStore(async (store) => {
+          const task = uid('jc')
+          const e = entry(task, 1, { nodes: [makeNodeState('extract', 'extractor', { stats: { list: [1] } })] })
+          const original = structuredClone(e)
+          await store.appendJournal([e])
+          ;(e.nodes[0]!.stats['list'] as number[]).push(2)
+          e.events.push('mutated')
+          const [got] = await store.readJournal([task])
+          assert.deepEqual(got, original)
+          got!.events.push('mutated')
+          assert.deepEqual(await store.readJournal([task]), [original])
+        }))
+
+      it('appendJournal rejects invalid node ids with INVALID_KEY and stores none of the entries', () =>
+        withStore(async (store) => {
+          const task = uid('jk')
+          for (const bad of ['a.b', '$set', '', 'x'.repeat(129), 'é', 'nodes.extract']) {
+            const ok = entry(task, 1)
+            const wrong = entry(uid('jk'), 1, { nodes: [makeNodeState(bad, 'extractor')] })
+            await assert.rejects(store.appendJournal([ok, wrong]), rejectsWith(ErrorCode.InvalidKey), bad)
           }
-          assert.deepEqual(got, expected)
-          assert.deepEqual(await store.getTask(t.id), expected)
+          assert.deepEqual(await store.readJournal([task]), [])
         }))
 
-      it('a failed guard or unknown task returns null and changes nothing; no guard always applies', () =>
+      it('writeSnapshot rewrites the snapshot only at a newer version; getTask reads it plus later entries', () =>
         withStore(async (store) => {
-          const t = await seed(store)
-          const before = await store.getTask(t.id)
-          assert.equal(await store.updateTask(t.id, { status: ['running'] }, { status: 'finished' }, T0 + 1), null)
-          assert.equal(await store.updateTask(t.id, { status: [] }, { status: 'finished' }, T0 + 1), null)
-          assert.equal(await store.updateTask(uid('missing'), {}, { status: 'finished' }, T0 + 1), null)
-          assert.deepEqual(await store.getTask(t.id), before)
-          const got = await store.updateTask(t.id, {}, { status: 'running' }, T0 + 2)
-          assert.equal(got?.status, 'running')
-          assert.equal(got?.updated_at_ms, T0 + 2)
-        }))
-
-      it('vars are replaced wholesale; undefined fields are ignored; null is stored', () =>
-        withStore(async (store) => {
-          const t = await seed(store, { coordinator: { vars: { keep: 1, drop: 2 }, cancelled: false, cancel_reason: null } })
-          await store.updateTask(t.id, {}, { error: 'e1', cancel_reason: 'r1' }, T0 + 1)
-          const got = await store.updateTask(
-            t.id,
-            {},
-            { vars: { only: true }, error: null, cancel_reason: undefined, result: undefined, status: undefined },
-            T0 + 2,
-          )
-          assert.deepEqual(got?.coordinator, { vars: { only: true }, cancelled: false, cancel_reason: 'r1' })
-          assert.equal(got?.error, null)
-          assert.equal(got?.result, null)
-          assert.equal(got?.status, 'queued')
-          assert.deepEqual(got?.nodes, t.nodes)
-        }))
-
-      it('rejects unknown patch fields with INVALID_KEY', () =>
-        withStore(async (store) => {
-          const t = await seed(store)
-          const before = await store.getTask(t.id)
-          for (const bad of [{ nodes: {} }, { 'coordinator.vars': {} }, { id: 'x' }]) {
-            await assert.rejects(store.updateTask(t.id, {}, bad as unknown as TaskPatch, T0), rejectsWith(ErrorCode.InvalidKey))
+          const t = await seed(store, { params: { p: 1 } })
+          const running = makeNodeState('extract', 'extractor', { status: 'running', attempt_epoch: 1 })
+          await store.appendJournal([entry(t.id, 1, { nodes: [running], task: { status: 'running' } })])
+          await store.appendJournal([entry(t.id, 2, { task: { vars: { k: 'v' }, cancelled: true } })])
+          const current = (await store.getTask(t.id))!
+          // graph and params are immutable: a snapshot does not rewrite them
+          const snap: VersionedTask = { ...structuredClone(current), params: { p: 'ignored' }, v: 2 }
+          assert.equal(await store.writeSnapshot(snap, T0 + 50), true)
+          const written = { ...current, updated_at_ms: T0 + 50 }
+          assert.deepEqual(await store.getTask(t.id), written)
+          // an older or equal version changes nothing
+          for (const v of [2, 1, 0]) {
+            assert.equal(await store.writeSnapshot({ ...structuredClone(current), status: 'failed', v }, T0 + 60), false, `v ${v}`)
           }
-          assert.deepEqual(await store.getTask(t.id), before)
+          assert.deepEqual(await store.getTask(t.id), written)
+          // entries after the snapshot's version are applied on top of it
+          const done = makeNodeState('extract', 'extractor', { status: 'finished', attempt_epoch: 1 })
+          await store.appendJournal([entry(t.id, 3, { nodes: [done], at_ms: T0 + 70 })])
+          assert.deepEqual(await store.getTask(t.id), { ...written, nodes: { ...written.nodes, extract: done }, updated_at_ms: T0 + 70 })
+          assert.equal(await store.writeSnapshot({ ...makeTaskDoc(), v: 5 }, T0), false, 'unknown task')
+          const bad = { ...structuredClone(current), v: 9 }
+          bad.nodes['a.b'] = makeNodeState('a.b', 'x')
+          await assert.rejects(store.writeSnapshot(bad, T0), rejectsWith(ErrorCode.InvalidKey))
         }))
 
-      it('copies the patch in and the result out', () =>
+      it('getRunView reads the snapshot only (the journal after it is not applied)', () =>
         withStore(async (store) => {
           const t = await seed(store)
-          const vars: Record<string, unknown> = { list: [1] }
-          const got = (await store.updateTask(t.id, {}, { vars }, T0 + 1))!
-          ;(vars['list'] as number[]).push(2)
-          got.coordinator.vars['x'] = 1
-          assert.deepEqual((await store.getTask(t.id))?.coordinator.vars, { list: [1] })
+          const running = makeNodeState('transform', 'processor', { status: 'running', attempt_epoch: 1 })
+          await store.appendJournal([entry(t.id, 1, { nodes: [running], task: { cancelled: true, vars: { a: 1 } } })])
+          assert.deepEqual(await store.getRunView(t.id, 'transform'), { cancelled: false, vars: {}, node: t.nodes['transform'] })
+          await store.writeSnapshot({ ...(await store.getTask(t.id))!, v: 1 }, T0 + 5)
+          assert.deepEqual(await store.getRunView(t.id, 'transform'), { cancelled: true, vars: { a: 1 }, node: running })
         }))
-    })
 
-    // ------------------------------------------------------------------ event ledger
-    describe('event ledger', () => {
-      it('records a key once; hasEvent sees it', () =>
+      it('listTasks filters by the status after the journal is applied', () =>
         withStore(async (store) => {
-          const k1 = uid('ev')
-          const k2 = uid('ev')
-          const info = { task_id: uid('t'), node_id: 'extract', kind: 'batch' }
-          assert.equal(await store.hasEvent(k1), false)
-          assert.equal(await store.recordEventOnce(k1, info, T0), true)
-          assert.equal(await store.hasEvent(k1), true)
-          assert.equal(await store.recordEventOnce(k1, info, T0 + 1), false)
-          assert.equal(await store.recordEventOnce(k1, { ...info, kind: 'done' }, T0 + 2), false)
-          assert.equal(await store.hasEvent(k2), false)
-          assert.equal(await store.recordEventOnce(k2, info, T0), true)
+          const p = uid('lj')
+          const a = await seed(store, { id: `${p}-a`, status: 'running', created_at_ms: 100 })
+          await seed(store, { id: `${p}-b`, status: 'running', created_at_ms: 101 })
+          const c = await seed(store, { id: `${p}-c`, status: 'queued', created_at_ms: 102 })
+          await store.appendJournal([entry(a.id, 1, { task: { status: 'finished', finished_at_ms: T0 } }), entry(c.id, 1, { task: { status: 'running' } })])
+          const mine = (rows: TaskDoc[]) => rows.filter((r) => r.id.startsWith(p)).map((r) => `${r.id.slice(-1)}:${r.status}`)
+          assert.deepEqual(mine(await store.listTasks({ statuses: ['finished'] })), ['a:finished'])
+          assert.deepEqual(mine(await store.listTasks({ statuses: ['running'] })), ['b:running', 'c:running'])
+          assert.deepEqual(mine(await store.listTasks({ statuses: ['queued'] })), [])
+          assert.deepEqual(mine(await store.listTasks()), ['a:finished', 'b:running', 'c:running'])
+          assert.deepEqual(mine(await store.listTasks({ statuses: ['finished', 'running'] })), ['a:finished', 'b:running', 'c:running'])
+          const limited = await store.listTasks({ statuses: ['finished'], limit: 1 })
+          assert.ok(limited.length === 1 && limited[0]!.status === 'finished')
         }))
     })
 
     // ------------------------------------------------------------------ batch metrics
     describe('batch metrics', () => {
-      it('one row per (task, node, batch_uid): returns the replaced metrics, null when new', () =>
+      it('insert-only rows per (task, node, batch_uid, epoch): a row whose key exists is kept; the newest epoch per batch counts', () =>
         withStore(async (store) => {
           const task = uid('t')
-          const row = { task_id: task, node_id: 'extract', batch_uid: 'b1', attempt_epoch: 1 }
-          assert.equal(await store.upsertBatchMetrics({ ...row, metrics: { rows: 1 } }, T0), null)
-          assert.deepEqual(await store.upsertBatchMetrics({ ...row, metrics: { rows: 2, x: [1] } }, T0 + 1), { rows: 1 })
-          assert.deepEqual(await store.upsertBatchMetrics({ ...row, attempt_epoch: 2, metrics: {} }, T0 + 2), { rows: 2, x: [1] })
-          assert.deepEqual(await store.upsertBatchMetrics({ ...row, metrics: { rows: 9 } }, T0 + 3), {})
-          assert.equal(await store.upsertBatchMetrics({ ...row, batch_uid: 'b2', metrics: { rows: 1 } }, T0), null)
-          assert.equal(await store.upsertBatchMetrics({ ...row, node_id: 'transform', metrics: { rows: 1 } }, T0), null)
-          assert.equal(await store.upsertBatchMetrics({ ...row, task_id: uid('t'), metrics: { rows: 1 } }, T0), null)
+          const row = (node: string, batch: string, epoch: number, metrics: Record<string, unknown>) => ({ task_id: task, node_id: node, batch_uid: batch, attempt_epoch: epoch, metrics })
+          assert.deepEqual(await store.listBatchMetrics(task), [])
+          await store.insertBatchMetrics([row('n', 'b1', 1, { count: 2, tag: 'x' }), row('n', 'b2', 1, { count: 1 })], 1)
+          await store.insertBatchMetrics([row('n', 'b1', 1, { count: 99 }), row('other', 'b1', 1, { count: 9 })], 2)
+          assert.deepEqual(await store.listBatchMetrics(task, 'n'), [
+            { node_id: 'n', batch_uid: 'b1', attempt_epoch: 1, metrics: { count: 2, tag: 'x' } },
+            { node_id: 'n', batch_uid: 'b2', attempt_epoch: 1, metrics: { count: 1 } },
+          ])
+          await store.insertBatchMetrics([row('n', 'b1', 3, { count: 3 })], 3)
+          await store.insertBatchMetrics([row('n', 'b1', 2, { count: 30 })], 4)
+          assert.deepEqual(await store.listBatchMetrics(task), [
+            { node_id: 'n', batch_uid: 'b1', attempt_epoch: 3, metrics: { count: 3 } },
+            { node_id: 'n', batch_uid: 'b2', attempt_epoch: 1, metrics: { count: 1 } },
+            { node_id: 'other', batch_uid: 'b1', attempt_epoch: 1, metrics: { count: 9 } },
+          ])
+          assert.deepEqual(await store.listBatchMetrics(task, 'nope'), [])
+          assert.deepEqual(await store.listBatchMetrics(uid('t')), [])
+          await store.insertBatchMetrics([], 5)
         }))
 
-      it('copies metrics in', () =>
+      it('metrics are copied in and stored as JSON carries them', () =>
         withStore(async (store) => {
-          const metrics: Record<string, unknown> = { rows: 1, list: [1] }
-          const row = { task_id: uid('t'), node_id: 'extract', batch_uid: 'b1', attempt_epoch: 1 }
-          await store.upsertBatchMetrics({ ...row, metrics }, T0)
+          const task = uid('t')
+          const metrics: Record<string, unknown> = { rows: 1, list: [1], m: [[1]], 'a.b': 2, nan: Number.NaN, gone: undefined }
+          await store.insertBatchMetrics([{ task_id: task, node_id: 'extract', batch_uid: 'b1', attempt_epoch: 1, metrics }], T0)
           metrics['rows'] = 99
           ;(metrics['list'] as number[]).push(2)
-          assert.deepEqual(await store.upsertBatchMetrics({ ...row, metrics: {} }, T0 + 1), { rows: 1, list: [1] })
+          const [got] = await store.listBatchMetrics(task)
+          assert.deepEqual(got?.metrics, { rows: 1, list: [1], m: [[1]], 'a.b': 2, nan: null })
+          got!.metrics['rows'] = 5
+          assert.deepEqual((await store.listBatchMetrics(task))[0]?.metrics['rows'], 1)
+        }))
+
+      it('insertBatchMetrics rejects invalid node ids with INVALID_KEY and stores none of the rows', () =>
+        withStore(async (store) => {
+          const task = uid('t')
+          const ok = { task_id: task, node_id: 'extract', batch_uid: 'b1', attempt_epoch: 1, metrics: {} }
+          await assert.rejects(store.insertBatchMetrics([ok, { ...ok, node_id: 'a.b' }], T0), rejectsWith(ErrorCode.InvalidKey))
+          assert.deepEqual(await store.listBatchMetrics(task), [])
         }))
     })
 
@@ -897,6 +846,35 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
           assert.equal((await outboxRow(store, outboxId(topic, 'k', 'sent')))?.status, 'sent')
         }))
 
+      it('enqueue with `parked` inserts a dead letter directly: failed, never claimed, requeued by an operator', () =>
+        withStore(async (store) => {
+          await drainOutbox(store)
+          const topic = uid('topic')
+          const row = { topic, key: 'k', value: 'v', dedup_id: 'd' }
+          assert.equal(await store.outboxEnqueue(row, T0, { attempts: 7, error: 'too big \udc00' }), true)
+          const id = outboxId(topic, 'k', 'd')
+          assert.deepEqual(await outboxRow(store, id), {
+            id,
+            topic,
+            key: 'k',
+            value: 'v',
+            dedup_id: 'd',
+            status: 'failed',
+            attempts: 7,
+            next_attempt_at_ms: T0,
+            last_error: 'too big \udc00',
+            created_at_ms: T0,
+            updated_at_ms: T0,
+            sent_at_ms: null,
+          })
+          assert.equal(await store.outboxEnqueue(row, T0 + 1), false, 'the dedup covers parked rows')
+          assert.equal(await store.outboxEnqueue(row, T0 + 1, { attempts: 1, error: 'again' }), false)
+          assert.deepEqual(await store.outboxClaimDue(T0 + 1_000_000, 10, T0 + 2_000_000), [])
+          assert.ok((await store.outboxList({ status: 'failed' })).some((r) => r.id === id))
+          assert.equal(await store.outboxRequeue(id, T0 + 5), true)
+          assert.deepEqual((await store.outboxClaimDue(T0 + 5, 10, T0 + 100)).map((r) => r.id), [id])
+        }))
+
       it('claimDue takes due pending rows oldest first up to limit and leases them until claimUntil', () =>
         withStore(async (store) => {
           await drainOutbox(store)
@@ -1092,14 +1070,17 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
 
     // ------------------------------------------------------------------ concurrency (unique inserts: every backend)
     describe('concurrency: unique-key inserts', () => {
-      it(`${N} concurrent recordEventOnce of one key: exactly one true`, () =>
+      it(`${N} concurrent appendJournal of one (task, seq) by different writers: exactly one true, its entry kept`, () =>
         withStore(async (store) => {
-          const key = uid('ev')
+          const t = await seed(store)
           const results = await Promise.all(
-            Array.from({ length: N }, (_, i) => store.recordEventOnce(key, { task_id: 't', node_id: 'n', kind: `k${i}` }, T0)),
+            Array.from({ length: N }, (_, i) => store.appendJournal([entry(t.id, 1, { writer: `c${i}`, task: { vars: { winner: i } } })])),
           )
-          assert.equal(results.filter(Boolean).length, 1)
-          assert.equal(await store.hasEvent(key), true)
+          const winners = results.flatMap((r, i) => (r[0] === true ? [i] : []))
+          assert.equal(winners.length, 1)
+          const stored = await store.readJournal([t.id])
+          assert.deepEqual(stored.map((e) => e.writer), [`c${winners[0]}`])
+          assert.deepEqual((await store.getTask(t.id))?.coordinator.vars, { winner: winners[0] })
         }))
 
       it(`${N} concurrent claimStreamBatch of one key: exactly one true`, () =>
@@ -1132,13 +1113,11 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
           assert.ok(await store.getTask(id))
         }))
 
-      it(`${N} concurrent first upsertBatchMetrics of one row: none throws, exactly one sees null`, () =>
+      it(`${N} concurrent insertBatchMetrics of one row: none throws, one row`, () =>
         withStore(async (store) => {
           const row = { task_id: uid('t'), node_id: 'extract', batch_uid: 'b1', attempt_epoch: 1 }
-          const results = await Promise.all(
-            Array.from({ length: N }, (_, i) => store.upsertBatchMetrics({ ...row, metrics: { i } }, T0)),
-          )
-          assert.equal(results.filter((r) => r === null).length, 1)
+          await Promise.all(Array.from({ length: N }, (_, i) => store.insertBatchMetrics([{ ...row, metrics: { i } }], T0)))
+          assert.equal((await store.listBatchMetrics(row.task_id)).length, 1)
         }))
 
       it(`${N} concurrent first upsertArtifact of one key and epoch: none throws, all true, one row`, () =>
@@ -1154,53 +1133,6 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
 
     // ------------------------------------------------------------------ concurrency (single-document CAS)
     describe('concurrency: compare-and-set races', { skip: atomicConcurrency ? false : 'backend updates are not isolated' }, () => {
-      it(`${N} concurrent transitionNode with the same guard: exactly one wins, and its patch is stored`, () =>
-        withStore(async (store) => {
-          const t = await seed(store)
-          const results = await Promise.all(
-            Array.from({ length: N }, (_, i) =>
-              store.transitionNode(
-                t.id,
-                'extract',
-                { status: 'queued', epoch: 0 },
-                { status: 'running', attempt_epoch: 1, lease: { worker_id: `w${i}`, lease_id: `l${i}` } },
-                T0 + i,
-              ),
-            ),
-          )
-          const winners = results.filter((r) => r !== null)
-          assert.equal(winners.length, 1)
-          const stored = await store.getTask(t.id)
-          assert.deepEqual(stored, winners[0])
-          assert.equal(stored?.nodes['extract']?.attempt_epoch, 1)
-        }))
-
-      it(`${N} concurrent updateTask with the same guard: exactly one wins`, () =>
-        withStore(async (store) => {
-          const t = await seed(store)
-          const results = await Promise.all(
-            Array.from({ length: N }, (_, i) => store.updateTask(t.id, { status: ['queued'] }, { status: 'running', vars: { winner: i } }, T0 + i)),
-          )
-          const winners = results.filter((r) => r !== null)
-          assert.equal(winners.length, 1)
-          assert.deepEqual(await store.getTask(t.id), winners[0])
-        }))
-
-      it('concurrent transitions of different nodes of one task are all kept (no lost update)', () =>
-        withStore(async (store) => {
-          const nodes = Object.fromEntries(Array.from({ length: N }, (_, i) => [`n${i}`, makeNodeState(`n${i}`, 'processor')]))
-          const t = await seed(store, { nodes })
-          const results = await Promise.all(
-            Object.keys(nodes).map((n, i) => store.transitionNode(t.id, n, { status: 'queued', epoch: 0 }, { status: 'running', attempt_epoch: 1 + i }, T0)),
-          )
-          assert.ok(results.every((r) => r !== null))
-          const stored = (await store.getTask(t.id))!
-          Object.keys(nodes).forEach((n, i) => {
-            assert.equal(stored.nodes[n]?.status, 'running', n)
-            assert.equal(stored.nodes[n]?.attempt_epoch, 1 + i, n)
-          })
-        }))
-
       it('concurrent artifact writes of different epochs leave the highest epoch stored', () =>
         withStore(async (store) => {
           const task = uid('t')

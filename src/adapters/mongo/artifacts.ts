@@ -1,0 +1,195 @@
+/**
+ * Artifacts, batch metrics and stream claims on MongoDB. Each is written insert first: an insert
+ * is what FerretDB serves in constant time (its lookups and updates by `_id` scan the collection).
+ *
+ * - `artifacts`: Python layout `{task_id, node_id, batch_uid, status, meta, attempt_epoch,
+ *   worker_id, created_at, updated_at}` (timestamps in ms), unique (task_id, node_id, batch_uid);
+ *   our complete artifact stores `batch_uid: null`, a Python one without the field reads as null.
+ *   Ours have a string `_id` (artifactKey) and `ins`, an ObjectId giving the insertion order (the
+ *   last tiebreak of the listing); a Python worker's have an ObjectId `_id`.
+ * - `metrics_raw`: one insert-only row per (task, node, batch_uid, attempt_epoch), keyed by `_id`;
+ *   the newest epoch per batch counts.
+ * - `stream_progress`: one row per claim, unique (task, consumer, from, batch_uid, epoch).
+ */
+import { type Document, MongoServerError, ObjectId } from 'mongodb'
+import type { ArtifactDoc, ArtifactQuery, ArtifactWrite, BatchMetricsRow, BatchMetricsWrite, StreamClaim } from '../../ports/store.ts'
+import { assertNodeId, compareBatchUid, newestPerBatch } from '../../ports/store-rules.ts'
+import { canonicalJson } from '../../util/ids.ts'
+import { getField, putField, sanitize, setField, toMs } from './codec.ts'
+import { isDuplicateKeyError, mapMongoError } from './errors.ts'
+import { type Collections, insertOnce, num, updateOf, upsertRetry, writeErrorsOf } from './schema.ts'
+
+/** `_id` of a batch's metrics row of one attempt. */
+function metricsKey(taskId: string, nodeId: string, batchUid: string, epoch: number | null): string {
+  return canonicalJson(['m', taskId, nodeId, batchUid, epoch])
+}
+
+/** `_id` of one of our artifacts (a Python worker's have an ObjectId). */
+function artifactKey(taskId: string, nodeId: string, batchUid: string | null): string {
+  return canonicalJson(['a', taskId, nodeId, batchUid])
+}
+
+function idOrder(id: unknown): string {
+  return id instanceof ObjectId ? id.toHexString() : String(id)
+}
+
+function objectField(doc: Document, name: string): Record<string, unknown> {
+  const v = getField(doc, name)
+  return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {}
+}
+
+function decodeArtifact(doc: Document): ArtifactDoc {
+  const batchUid = doc['batch_uid']
+  const epoch = doc['attempt_epoch']
+  return {
+    task_id: doc['task_id'],
+    node_id: doc['node_id'],
+    batch_uid: batchUid === undefined ? null : batchUid,
+    status: doc['status'],
+    meta: objectField(doc, 'meta'),
+    attempt_epoch: typeof epoch === 'number' ? epoch : 0,
+    worker_id: doc['worker_id'] ?? null,
+    created_at: toMs(doc['created_at']),
+    updated_at: toMs(doc['updated_at']),
+  }
+}
+
+// ---- batch metrics
+
+/** The documents of metrics rows. Checks node ids first. */
+export function encodeMetrics(rows: readonly BatchMetricsWrite[], now: number): Document[] {
+  return rows.map((row) => {
+    assertNodeId(row.node_id)
+    const epoch = num(row.attempt_epoch)
+    const doc: Document = {
+      _id: metricsKey(row.task_id, row.node_id, row.batch_uid, epoch),
+      task_id: row.task_id,
+      node_id: row.node_id,
+      batch_uid: row.batch_uid,
+      attempt_epoch: epoch,
+    }
+    putField(doc, 'metrics', sanitize(row.metrics ?? {}))
+    doc['inserted_at_ms'] = num(now)
+    return doc
+  })
+}
+
+/** One unordered insertMany; rows whose key exists are left as they are. */
+export async function insertMetrics(c: Collections, docs: Document[]): Promise<void> {
+  if (docs.length === 0) return
+  try {
+    await c.metrics.insertMany(docs, { ordered: false })
+  } catch (err) {
+    const errors = writeErrorsOf(err)
+    if (errors === null) throw err
+    for (const we of errors) {
+      const single = new MongoServerError({ message: we.errmsg ?? 'write error', errmsg: we.errmsg, code: we.code })
+      if (!isDuplicateKeyError(single)) throw mapMongoError(single, 'insertBatchMetrics')
+    }
+  }
+}
+
+export async function listMetrics(c: Collections, taskId: string, nodeId: string | undefined): Promise<BatchMetricsRow[]> {
+  const query: Document = { task_id: taskId }
+  if (nodeId !== undefined) query['node_id'] = nodeId
+  const rows: BatchMetricsRow[] = []
+  for (const doc of await c.metrics.find(query).toArray()) {
+    const epoch = doc['attempt_epoch']
+    rows.push({
+      node_id: String(doc['node_id']),
+      batch_uid: String(doc['batch_uid']),
+      attempt_epoch: typeof epoch === 'number' ? epoch : 0,
+      metrics: objectField(doc, 'metrics'),
+    })
+  }
+  return newestPerBatch(rows)
+}
+
+// ---- artifacts
+
+/**
+ * Inserts the artifact; only when its key exists, updates it within the epoch fence (a higher
+ * stored epoch refuses the write: false).
+ */
+export async function upsertArtifact(c: Collections, ferret: boolean, artifact: ArtifactWrite, now: number): Promise<boolean> {
+  const epoch = num(artifact.attempt_epoch)
+  const batchUid = artifact.batch_uid ?? null
+  const key = artifactKey(artifact.task_id, artifact.node_id, batchUid) as never
+  const at = num(now)
+  const fields: Document = { status: artifact.status, attempt_epoch: epoch, worker_id: artifact.worker_id ?? null, updated_at: at }
+  const doc: Document = { _id: key, task_id: artifact.task_id, node_id: artifact.node_id, batch_uid: batchUid, ...fields, created_at: at, ins: new ObjectId() }
+  putField(doc, 'meta', sanitize(artifact.meta ?? {}))
+  if (await insertOnce(c.artifacts, doc)) return true
+
+  const set: Record<string, unknown> = { ...fields }
+  const unset: Record<string, ''> = {}
+  setField(set, unset, 'meta', sanitize(artifact.meta ?? {}))
+  const update = updateOf(set, unset, {
+    $setOnInsert: { created_at: at, task_id: artifact.task_id, node_id: artifact.node_id, batch_uid: batchUid, ins: new ObjectId() },
+  })
+  try {
+    if (ferret) {
+      // By _id only; the epoch fence is checked on the document read (FerretDB's updates are not
+      // isolated anyway; one attempt writes a key at a time).
+      const current = await c.artifacts.findOne({ _id: key })
+      const held = current?.['attempt_epoch']
+      if (typeof held === 'number' && held > (epoch ?? 0)) return false
+      await upsertRetry(() => c.artifacts.updateOne({ _id: key }, update, { upsert: true }))
+      return true
+    }
+    // When a higher epoch holds the key, the filter misses and the insert hits the unique _id.
+    await upsertRetry(() => c.artifacts.updateOne({ _id: key, attempt_epoch: { $lte: epoch } }, update, { upsert: true }))
+    return true
+  } catch (err) {
+    if (!isDuplicateKeyError(err)) throw err
+    // Either our own document holds a higher epoch (fenced), or a Python worker's document (its
+    // own _id) holds this (task, node, batch_uid): take that one over within the fence.
+    const res = await c.artifacts.updateOne(
+      { task_id: artifact.task_id, node_id: artifact.node_id, batch_uid: batchUid, attempt_epoch: { $lte: epoch } },
+      update,
+    )
+    return res.matchedCount > 0
+  }
+}
+
+export async function listArtifacts(c: Collections, taskId: string, query: ArtifactQuery): Promise<ArtifactDoc[]> {
+  const filter: Document = { task_id: taskId }
+  if (query.nodeId !== undefined) filter['node_id'] = query.nodeId
+  if (query.status !== undefined) filter['status'] = query.status
+  if (query.createdAfter !== undefined) {
+    // Ours store epoch ms, a Python worker's a BSON date: range queries do not cross types.
+    filter['$or'] = [{ created_at: { $gte: query.createdAfter } }, { created_at: { $gte: new Date(query.createdAfter) } }]
+  }
+  const rows = (await c.artifacts.find(filter).toArray()).map((doc) => ({ doc: decodeArtifact(doc), id: idOrder(doc['ins'] ?? doc['_id']) }))
+  // MongoDB sorts null first: the order (complete artifact after partials) is applied here.
+  rows.sort(
+    (a, b) =>
+      a.doc.created_at - b.doc.created_at || compareBatchUid(a.doc.batch_uid, b.doc.batch_uid) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
+  )
+  return rows.map((r) => r.doc)
+}
+
+export async function getArtifact(c: Collections, taskId: string, nodeId: string, batchUid: string | null): Promise<ArtifactDoc | null> {
+  const own = await c.artifacts.findOne({ _id: artifactKey(taskId, nodeId, batchUid ?? null) as never })
+  if (own) return decodeArtifact(own)
+  // One a Python worker wrote (its own _id): found by its fields.
+  const doc = await c.artifacts.findOne({ task_id: taskId, node_id: nodeId, batch_uid: batchUid ?? null }, { sort: { attempt_epoch: -1, _id: 1 } })
+  return doc ? decodeArtifact(doc) : null
+}
+
+// ---- stream progress
+
+export function claimStreamBatch(c: Collections, claim: StreamClaim, now: number): Promise<boolean> {
+  // The epoch is part of the stored batch_uid too: a Python worker sharing this database creates
+  // a unique index on (task_id, consumer_node, from_node, batch_uid) without the epoch, and a
+  // retried consumer's claims must not collide with its earlier attempt's.
+  return insertOnce(c.streamProgress, {
+    task_id: claim.task_id,
+    consumer_node: claim.consumer_node,
+    from_node: claim.from_node,
+    batch_uid: `${claim.batch_uid}#e${claim.consumer_epoch}`,
+    source_batch_uid: claim.batch_uid,
+    consumer_epoch: num(claim.consumer_epoch),
+    claimed_at_ms: num(now),
+  })
+}

@@ -1,0 +1,51 @@
+/**
+ * Worker registry and worker run state on MongoDB, keyed by worker id. `worker_state` also carries
+ * the Python fields `active_run` (first run or null) and `updated_at` (a Date).
+ */
+import type { Document } from 'mongodb'
+import type { WorkerInfo, WorkerStateDoc } from '../../ports/store.ts'
+import { decodeFields, encodeFields, getField, putField, sanitize, toMs } from './codec.ts'
+import { type Collections, num, upsertRetry } from './schema.ts'
+
+/** Our fields; a document in the Python layout only (`{_id, active_run, updated_at}`) is mapped. */
+function decodeWorkerState(doc: Document): WorkerStateDoc {
+  const workerId = doc['worker_id'] ?? doc['_id']
+  let runs = getField(doc, 'active_runs')
+  if (!Array.isArray(runs)) {
+    const run = getField(doc, 'active_run')
+    runs = run === null || run === undefined ? [] : [run]
+  }
+  const updated = doc['updated_at_ms']
+  return {
+    worker_id: String(workerId),
+    active_runs: runs as WorkerStateDoc['active_runs'],
+    updated_at_ms: typeof updated === 'number' ? updated : toMs(doc['updated_at']),
+  }
+}
+
+export async function upsertWorker(c: Collections, info: WorkerInfo): Promise<void> {
+  const doc = { _id: info.worker_id, ...encodeFields(info) }
+  await upsertRetry(() => c.workers.replaceOne({ _id: info.worker_id }, doc, { upsert: true }))
+}
+
+export async function listWorkers(c: Collections): Promise<WorkerInfo[]> {
+  return (await c.workers.find({}).sort({ _id: 1 }).toArray()).map((doc) => decodeFields(doc) as unknown as WorkerInfo)
+}
+
+export async function saveWorkerState(c: Collections, state: WorkerStateDoc): Promise<void> {
+  const doc: Document = {
+    _id: state.worker_id,
+    ...encodeFields({ worker_id: state.worker_id, active_runs: state.active_runs, updated_at_ms: state.updated_at_ms }),
+  }
+  // The Python worker's layout of its first active run, for a fleet that reuses worker ids across languages.
+  const first = state.active_runs?.[0]
+  putField(doc, 'active_run', sanitize(first ? { ...first, cancel_token: null, state: 'running', checkpoint: {} } : null))
+  const updatedAt = num(state.updated_at_ms)
+  doc['updated_at'] = updatedAt === null ? null : new Date(updatedAt)
+  await upsertRetry(() => c.workerState.replaceOne({ _id: state.worker_id }, doc, { upsert: true }))
+}
+
+export async function getWorkerState(c: Collections, workerId: string): Promise<WorkerStateDoc | null> {
+  const doc = await c.workerState.findOne({ _id: workerId })
+  return doc ? decodeWorkerState(doc) : null
+}
