@@ -1,0 +1,59 @@
+/**
+ * What the worker's modules share (internal): configuration, ports, the runs in progress, the
+ * status emitter and the run-state saver. `Worker` (worker.ts) builds one and hands it to the
+ * command intake (intake.ts), the run manager (runs.ts) and discovery/signals (discovery.ts).
+ */
+import type { WorkerConfig } from '../config.ts'
+import type { Logger } from '../log.ts'
+import type { Bus } from '../ports/bus.ts'
+import type { Clock } from '../ports/clock.ts'
+import type { Store } from '../ports/store.ts'
+import type { RoleHandler, RunInfo } from './handler.ts'
+import type { WorkerStateSaver } from './state.ts'
+import type { StatusEmitter } from './status.ts'
+
+export interface ActiveRun {
+  info: RunInfo
+  abort: AbortController
+  cancelReason: string | null
+  started: number
+  batches: number
+  done: Promise<void>
+  /** TASK_ACCEPTED went out: the coordinator knows a lease. */
+  accepted: boolean
+  /** The slot was given back (run ended, or its cancel grace expired). */
+  released: boolean
+  /** Resolves when the slot is given back. */
+  freed: Promise<void>
+  free: () => void
+  seenKey: string
+}
+
+export interface WorkerCore {
+  readonly config: WorkerConfig
+  readonly workerId: string
+  readonly bus: Bus
+  readonly store: Store
+  readonly clock: Clock
+  readonly log: Logger
+  readonly handlers: Record<string, RoleHandler>
+  readonly roles: string[]
+  /** Runs in progress, by messageKey(task_id, node_id). */
+  readonly runs: Map<string, ActiveRun>
+  /** Sends status events in batches; replaced on each start (a kill closes it). */
+  status: StatusEmitter
+  /** Persists the run state in the background. */
+  readonly state: WorkerStateSaver
+  /** Set by kill(): behave as a crashed process (persist nothing more, report nothing). */
+  killed: boolean
+  stopping: boolean
+}
+
+export function isObj(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v)
+}
+
+/** The ids every run log line carries. */
+export function runIds(info: RunInfo): { task_id: string; node_id: string; attempt_epoch: number } {
+  return { task_id: info.taskId, node_id: info.nodeId, attempt_epoch: info.attemptEpoch }
+}

@@ -1,0 +1,81 @@
+/**
+ * Messages addressed to the worker outside the command topics: cancel signals (`target_worker_id`)
+ * and TASK_DISCOVER queries, answered with a TASK_SNAPSHOT of the run (or of the stored artifacts).
+ */
+import type { BusMessage } from '../ports/bus.ts'
+import { dedupId, encode, makeEnvelope, messageKey, parseEnvelope, parseSignal } from '../protocol/messages.ts'
+import type { WorkerCore } from './core.ts'
+import type { RunManager } from './runs.ts'
+
+export async function onSignal(core: WorkerCore, runs: RunManager, m: BusMessage): Promise<void> {
+  const parsed = parseEnvelope(m.value)
+  if (!parsed.ok) {
+    core.log.warn('bus.message_malformed', { topic: m.topic, offset: m.offset, error: parsed.error })
+    return
+  }
+  const env = parsed.value
+  if (env.target_worker_id !== core.workerId) return
+  const sig = parseSignal(env.payload)
+  if (!sig.ok) {
+    core.log.warn('bus.message_malformed', { topic: m.topic, offset: m.offset, error: sig.error })
+    return
+  }
+  const run = core.runs.get(messageKey(env.task_id, env.node_id))
+  if (run && run.info.attemptEpoch === env.attempt_epoch) runs.cancel(run, sig.value.reason)
+}
+
+export async function onQuery(core: WorkerCore, m: BusMessage): Promise<void> {
+  const parsed = parseEnvelope(m.value)
+  if (!parsed.ok) {
+    core.log.warn('bus.message_malformed', { topic: m.topic, offset: m.offset, error: parsed.error })
+    return
+  }
+  const env = parsed.value
+  if (env.msg_type !== 'query' || env.payload['query'] !== 'TASK_DISCOVER') return
+  if (!core.roles.includes(env.step_type)) return
+  const run = core.runs.get(messageKey(env.task_id, env.node_id))
+  let payload: Record<string, unknown>
+  if (run) {
+    const deadline = core.clock.now() + core.config.leaseTtlSec * 1000
+    payload = {
+      reply: 'TASK_SNAPSHOT',
+      worker_id: core.workerId,
+      run_state: run.cancelReason === null ? 'running' : 'cancelling',
+      attempt_epoch: run.info.attemptEpoch,
+      lease: { worker_id: core.workerId, lease_id: run.info.leaseId, deadline_ts_ms: deadline },
+      progress: { batches: run.batches },
+      artifacts: null,
+    }
+  } else {
+    const complete = await core.store.getArtifact(env.task_id, env.node_id, null)
+    payload = {
+      reply: 'TASK_SNAPSHOT',
+      worker_id: null,
+      run_state: 'idle',
+      attempt_epoch: 0,
+      lease: null,
+      progress: {},
+      artifacts: complete?.status === 'complete' ? { complete: true } : null,
+    }
+  }
+  await core.bus.produce([
+    {
+      topic: core.config.topicReply,
+      key: env.task_id,
+      value: encode(
+        makeEnvelope({
+          msg_type: 'reply',
+          role: 'worker',
+          corr_id: env.corr_id,
+          dedup_id: dedupId({ corr: env.corr_id, worker: core.workerId }),
+          task_id: env.task_id,
+          node_id: env.node_id,
+          step_type: env.step_type,
+          attempt_epoch: run?.info.attemptEpoch ?? 0,
+          ts_ms: core.clock.now(),
+          payload,
+        }),
+      ),
+    },
+  ])
+}

@@ -1,0 +1,203 @@
+/**
+ * One run's execution: TASK_ACCEPTED with a lease, heartbeats while it runs, batches from the
+ * chosen input (input-select.ts) through the handler, one partial artifact per successful batch
+ * before its BATCH_OK, the complete artifact before TASK_DONE; a failure or a cancel is reported
+ * as BATCH_FAILED/TASK_FAILED or CANCELLED. Cleanups registered by the handler run at the end.
+ */
+import { errorMessage } from '../errors.ts'
+import type { Logger } from '../log.ts'
+import { type CmdTaskStart, FINAL_UID } from '../protocol/messages.ts'
+import { CancelledRunError } from './cancel.ts'
+import type { ActiveRun, WorkerCore } from './core.ts'
+import { type ArtifactsWriter, type RoleHandler, type RunContext, classifyErrorDefault } from './handler.ts'
+import { resolveInput } from './input-select.ts'
+import { emitStatus } from './status.ts'
+import { type SpawnOptions, spawnInGroup } from './subprocess.ts'
+
+export async function executeRun(
+  core: WorkerCore,
+  role: string,
+  run: ActiveRun,
+  cmd: CmdTaskStart,
+  vars: Record<string, unknown>,
+): Promise<void> {
+  const { info } = run
+  const ids = { task_id: info.taskId, node_id: info.nodeId, attempt_epoch: info.attemptEpoch }
+  const handler = core.handlers[role] as RoleHandler
+  const leaseMs = core.config.leaseTtlSec * 1000
+  await emitStatus(
+    core,
+    info,
+    { kind: 'TASK_ACCEPTED', lease_id: info.leaseId, lease_deadline_ts_ms: core.clock.now() + leaseMs },
+    { kind: 'TASK_ACCEPTED' },
+  )
+  run.accepted = true
+  core.log.info('node.accepted', ids)
+  core.state.request() // in the background: the batch loop does not wait for this write
+
+  const hbAbort = new AbortController()
+  const heartbeats = heartbeatLoop(core, run, hbAbort.signal)
+  const cleanups: (() => void | Promise<void>)[] = []
+  const written = new Set<string>()
+  let completeWritten = false
+  const writer: ArtifactsWriter = {
+    writePartial: async (batchUid, meta) => {
+      await core.store.upsertArtifact(
+        { task_id: info.taskId, node_id: info.nodeId, batch_uid: batchUid, status: 'partial', meta, attempt_epoch: info.attemptEpoch, worker_id: core.workerId },
+        core.clock.now(),
+      )
+      written.add(batchUid)
+    },
+    markComplete: async (meta = {}) => {
+      await core.store.upsertArtifact(
+        { task_id: info.taskId, node_id: info.nodeId, batch_uid: null, status: 'complete', meta, attempt_epoch: info.attemptEpoch, worker_id: core.workerId },
+        core.clock.now(),
+      )
+      completeWritten = true
+    },
+  }
+  const signal = run.abort.signal
+  const ctx: RunContext = {
+    ...info,
+    signal,
+    artifacts: writer,
+    inputRef: cmd.input_ref,
+    inputInline: cmd.input_inline,
+    batching: cmd.batching,
+    vars: Object.freeze(structuredClone(vars)),
+    throwIfCancelled: () => {
+      if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new CancelledRunError(String(signal.reason))
+    },
+    sleep: (ms) => core.clock.sleep(ms, signal),
+    spawn: (command: string, args: readonly string[] = [], options: SpawnOptions = {}) =>
+      spawnInGroup(command, args, signal, { graceMs: core.config.cancelGraceMs, ...options }),
+    onCleanup: (fn) => {
+      cleanups.push(fn)
+    },
+  }
+
+  let currentBatch: string | null = null
+  const usedUids = new Set<string>()
+  try {
+    await handler.init?.(info)
+    ctx.throwIfCancelled()
+    const batches = await resolveInput(core, handler, cmd, info, signal)
+    let index = 0
+    for await (const batch of batches) {
+      ctx.throwIfCancelled()
+      let uid = typeof batch.batch_uid === 'string' && batch.batch_uid.length > 0 ? batch.batch_uid : `b${index}`
+      index++
+      if (usedUids.has(uid)) {
+        // Batch ids identify partial artifacts and metrics: two batches of one run never share one.
+        let n = 2
+        while (usedUids.has(`${uid}#${n}`)) n++
+        core.log.warn('worker.batch_uid_duplicate', { ...ids, batch_uid: uid, renamed: `${uid}#${n}` })
+        uid = `${uid}#${n}`
+      }
+      usedUids.add(uid)
+      currentBatch = uid
+      const res = (await handler.processBatch({ ...batch, batch_uid: uid }, ctx)) ?? {}
+      ctx.throwIfCancelled()
+      if (res.success === false) {
+        const err = Object.assign(new Error(res.error ?? `batch ${uid} failed`), {
+          reasonCode: res.reason_code ?? 'batch_failed',
+          permanent: res.permanent === true,
+        })
+        throw err
+      }
+      if (!written.has(uid)) await writer.writePartial(uid, res.meta ?? { metrics: res.metrics ?? {} })
+      await emitStatus(
+        core,
+        info,
+        { kind: 'BATCH_OK', batch_uid: uid, metrics: res.metrics ?? {}, artifacts_ref: res.artifacts_ref ?? null },
+        { kind: 'BATCH_OK', batch_uid: uid },
+      )
+      run.batches++
+      currentBatch = null
+      core.log.debug('node.batch_ok', { ...ids, batch_uid: uid })
+    }
+    ctx.throwIfCancelled()
+    const fin = (await handler.finalize?.(ctx)) ?? {}
+    ctx.throwIfCancelled()
+    if (!completeWritten) await writer.markComplete(fin.meta ?? { batches: run.batches })
+    await emitStatus(
+      core,
+      info,
+      { kind: 'TASK_DONE', metrics: fin.metrics ?? {}, artifacts_ref: fin.artifacts_ref ?? null, final_uid: FINAL_UID, batches: run.batches },
+      { kind: 'TASK_DONE' },
+    )
+    core.log.info('node.done', { ...ids, batches: run.batches })
+  } catch (err) {
+    if (run.cancelReason === '__killed__') return
+    if (signal.aborted) {
+      await emitStatus(core, info, { kind: 'CANCELLED', reason: run.cancelReason ?? 'cancelled' }, { kind: 'CANCELLED' })
+      core.log.info('node.cancelled', { ...ids, reason: run.cancelReason })
+      return
+    }
+    const classified = classify(core.log, handler, err)
+    const error = errorMessage(err)
+    if (currentBatch !== null) {
+      await emitStatus(
+        core,
+        info,
+        { kind: 'BATCH_FAILED', batch_uid: currentBatch, reason_code: classified.reasonCode, permanent: classified.permanent, error, artifacts_ref: null },
+        { kind: 'BATCH_FAILED', batch_uid: currentBatch },
+      )
+    }
+    await emitStatus(
+      core,
+      info,
+      { kind: 'TASK_FAILED', reason_code: classified.reasonCode, permanent: classified.permanent, error },
+      { kind: 'TASK_FAILED' },
+    )
+    core.log.warn('node.failed', { ...ids, reason_code: classified.reasonCode, permanent: classified.permanent, error })
+  } finally {
+    hbAbort.abort()
+    await heartbeats
+    for (const fn of cleanups.reverse()) {
+      try {
+        await fn()
+      } catch (err) {
+        core.log.warn('worker.cleanup_failed', { ...ids, error: errorMessage(err) })
+      }
+    }
+  }
+}
+
+function classify(log: Logger, handler: RoleHandler, err: unknown): { reasonCode: string; permanent: boolean } {
+  const adapterErr = err as { adapterReason?: string }
+  if (adapterErr?.adapterReason) return { reasonCode: adapterErr.adapterReason, permanent: true }
+  if (handler.classifyError) {
+    try {
+      const c: unknown = handler.classifyError(err)
+      const r = c as { reasonCode?: unknown; permanent?: unknown } | null
+      if (r !== null && typeof r === 'object' && typeof r.reasonCode === 'string' && typeof r.permanent === 'boolean') {
+        return { reasonCode: r.reasonCode, permanent: r.permanent }
+      }
+      log.warn('worker.classify_invalid', { error: 'classifyError must return { reasonCode: string, permanent: boolean }' })
+    } catch (e) {
+      log.warn('worker.classify_failed', { error: errorMessage(e) })
+    }
+  }
+  return classifyErrorDefault(err)
+}
+
+async function heartbeatLoop(core: WorkerCore, run: ActiveRun, signal: AbortSignal): Promise<void> {
+  const every = core.config.hbIntervalSec * 1000
+  let n = 0
+  while (!signal.aborted) {
+    try {
+      await core.clock.sleep(every, signal)
+    } catch {
+      return
+    }
+    if (core.killed || run.released) return // abandoned: the lease must be allowed to lapse
+    n++
+    await emitStatus(
+      core,
+      run.info,
+      { kind: 'TASK_HEARTBEAT', lease_id: run.info.leaseId, lease_deadline_ts_ms: core.clock.now() + core.config.leaseTtlSec * 1000 },
+      { kind: 'TASK_HEARTBEAT', n },
+    ).catch((err: unknown) => core.log.warn('worker.heartbeat_failed', { task_id: run.info.taskId, node_id: run.info.nodeId, error: errorMessage(err) }))
+  }
+}

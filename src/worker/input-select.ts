@@ -1,0 +1,79 @@
+/**
+ * Where a run's batches come from: the input adapter named by the command wins; else a known
+ * adapter suggested by the handler's loadInput; else the handler's own iterBatches; else one batch.
+ */
+import type { CmdTaskStart } from '../protocol/messages.ts'
+import { isObj, runIds, type WorkerCore } from './core.ts'
+import type { Batch, RoleHandler, RunInfo } from './handler.ts'
+import { type AdapterSpec, adapterBatches, checkAdapter } from './input.ts'
+
+export async function resolveInput(
+  core: WorkerCore,
+  handler: RoleHandler,
+  cmd: CmdTaskStart,
+  info: RunInfo,
+  signal: AbortSignal,
+): Promise<AsyncIterable<Batch> | Iterable<Batch>> {
+  const inline = cmd.input_inline ?? {}
+  const opts = { strict: core.config.strictInputAdapters, defaultPollMs: core.config.pullPollMsDefault }
+  const ids = runIds(info)
+  let spec: AdapterSpec | null = null
+  if (inline['input_adapter'] !== undefined && inline['input_adapter'] !== null) {
+    const check = checkAdapter(inline['input_adapter'], inline['input_args'], opts)
+    if (!check.ok) throw Object.assign(new Error(check.error), { adapterReason: check.reasonCode })
+    spec = check.spec
+  }
+  const loaded = handler.loadInput ? await handler.loadInput(cmd.input_ref, cmd.input_inline) : { input_ref: cmd.input_ref ?? {}, input_inline: inline }
+  const suggestion = suggestedAdapter(loaded)
+  if (spec !== null) {
+    // The command wins. A suggestion that reads other input (another adapter, other args, or an
+    // invalid one) is ignored and said so; one that reads the same input is simply agreed with.
+    if (suggestion) {
+      const other = checkAdapter(suggestion.name, suggestion.args, opts)
+      if (!other.ok || !sameAdapterSpec(other.spec, spec)) {
+        core.log.info('worker.adapter_suggestion_ignored', { ...ids, suggested: String(suggestion.name), chosen: spec.name })
+      }
+    }
+  } else if (suggestion) {
+    const check = checkAdapter(suggestion.name, suggestion.args, opts)
+    if (check.ok) spec = check.spec
+    else core.log.warn('worker.adapter_suggestion_ignored', { ...ids, suggested: String(suggestion.name), error: check.error })
+  }
+  if (spec !== null) {
+    core.log.debug('worker.input_adapter', { ...ids, adapter: spec.name, from_nodes: spec.fromNodes })
+    return adapterBatches(
+      {
+        store: core.store,
+        clock: core.clock,
+        taskId: info.taskId,
+        consumerNode: info.nodeId,
+        epoch: info.attemptEpoch,
+        signal,
+        maxBackoffMs: core.config.pullEmptyBackoffMsMax,
+      },
+      spec,
+    )
+  }
+  if (handler.iterBatches) return handler.iterBatches(loaded)
+  return [{ batch_uid: null, payload: isObj(loaded) ? loaded : { value: loaded } }]
+}
+
+/** Whether two validated adapter specs read the same input the same way. */
+function sameAdapterSpec(a: AdapterSpec, b: AdapterSpec): boolean {
+  return (
+    a.name === b.name &&
+    a.pollMs === b.pollMs &&
+    a.size === b.size &&
+    a.metaListKey === b.metaListKey &&
+    a.fromNodes.length === b.fromNodes.length &&
+    a.fromNodes.every((n, i) => n === b.fromNodes[i])
+  )
+}
+
+function suggestedAdapter(loaded: unknown): { name: unknown; args: unknown } | null {
+  if (!isObj(loaded)) return null
+  if (loaded['input_adapter'] !== undefined) return { name: loaded['input_adapter'], args: loaded['input_args'] }
+  const inline = loaded['input_inline']
+  if (isObj(inline) && inline['input_adapter'] !== undefined) return { name: inline['input_adapter'], args: inline['input_args'] }
+  return null
+}

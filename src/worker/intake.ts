@@ -1,0 +1,172 @@
+/**
+ * Command intake: `cmd.{role}.v1` with bounded concurrency. A start takes a slot (the command
+ * subscriptions pause while none is free), is dropped when already taken or no longer wanted, and
+ * is handed to the run manager; a cancel reaches the run it names.
+ */
+import { ErrorCode, FlowkitError, errorMessage } from '../errors.ts'
+import type { BusMessage, Subscription } from '../ports/bus.ts'
+import type { RunView } from '../ports/store.ts'
+import { type CmdTaskStart, type Envelope, messageKey, parseCommand, parseEnvelope } from '../protocol/messages.ts'
+import { isObj, type WorkerCore } from './core.ts'
+import type { RunInfo } from './handler.ts'
+import type { RunManager } from './runs.ts'
+import { Slots } from './slots.ts'
+import { emitStatus } from './status.ts'
+
+export class CommandIntake {
+  readonly #core: WorkerCore
+  readonly #runs: RunManager
+  readonly #slots: Slots
+  /** Starts already taken (task:node:epoch), so a duplicated command is not run twice. */
+  readonly #seen = new Map<string, number>()
+  /** The command subscriptions, paused while no slot is free. */
+  subs: Subscription[] = []
+
+  constructor(core: WorkerCore, runs: RunManager) {
+    this.#core = core
+    this.#runs = runs
+    this.#slots = new Slots(core.config.concurrency)
+  }
+
+  /** Fails the commands waiting for a slot (the worker is stopping: they go to another member). */
+  rejectWaiters(err: unknown): void {
+    this.#slots.rejectWaiters(err)
+  }
+
+  /** Gives a slot back and resumes fetching commands if one is free. */
+  releaseSlot(): void {
+    this.#slots.release()
+    if (this.#slots.free > 0 && !this.#core.stopping) for (const s of this.subs) s.resume()
+  }
+
+  /** Forgets a taken start, so that a resent command runs it again. */
+  forget(seenKey: string): void {
+    this.#seen.delete(seenKey)
+  }
+
+  async onCommand(role: string, m: BusMessage): Promise<void> {
+    const log = this.#core.log
+    const parsed = parseEnvelope(m.value)
+    if (!parsed.ok) {
+      log.warn('bus.message_malformed', { topic: m.topic, partition: m.partition, offset: m.offset, error: parsed.error })
+      return
+    }
+    const env = parsed.value
+    const cmd = parseCommand(env.payload)
+    if (env.msg_type !== 'cmd' || !cmd.ok) {
+      log.warn('bus.message_malformed', {
+        topic: m.topic,
+        offset: m.offset,
+        task_id: env.task_id,
+        node_id: env.node_id,
+        error: cmd.ok ? `unexpected msg_type ${env.msg_type}` : cmd.error,
+      })
+      return
+    }
+    if (env.step_type !== role) {
+      log.warn('worker.wrong_role', { task_id: env.task_id, node_id: env.node_id, step_type: env.step_type, role })
+      return
+    }
+    switch (cmd.value.cmd) {
+      case 'TASK_START':
+        await this.#onStart(role, env, cmd.value)
+        return
+      case 'TASK_CANCEL': {
+        const run = this.#core.runs.get(messageKey(env.task_id, env.node_id))
+        if (run && run.info.attemptEpoch === env.attempt_epoch) this.#runs.cancel(run, cmd.value.reason)
+        else log.debug('worker.cancel_unknown_run', { task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch })
+        return
+      }
+      default:
+        log.info('worker.command_ignored', { task_id: env.task_id, node_id: env.node_id, cmd: cmd.value.cmd })
+    }
+  }
+
+  async #onStart(role: string, env: Envelope, cmd: CmdTaskStart): Promise<void> {
+    const core = this.#core
+    const ids = { task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch }
+    const seenKey = `${env.task_id}:${env.node_id}:${env.attempt_epoch}`
+    if (this.#seen.has(seenKey) || core.runs.get(messageKey(env.task_id, env.node_id))?.info.attemptEpoch === env.attempt_epoch) {
+      core.log.debug('worker.start_duplicate', ids)
+      return
+    }
+    if (this.#slots.free === 0) {
+      // Backpressure: stop fetching until a slot frees; the command waits, it is never dropped.
+      for (const s of this.subs) s.pause()
+      core.log.debug('worker.at_capacity', ids)
+    }
+    await this.#slots.acquire()
+    let handedOver = false
+    try {
+      if (core.stopping) throw new FlowkitError(ErrorCode.Closed, 'worker stopping')
+      if (this.#seen.has(seenKey)) {
+        core.log.debug('worker.start_duplicate', ids)
+        return
+      }
+      const { verdict: wanted, vars } = await this.#stillWanted(env)
+      if (wanted !== 'yes') {
+        core.log.info('worker.start_stale', { ...ids, why: wanted })
+        if (wanted === 'cancelled') {
+          // The coordinator waits for a confirmation from whoever holds the command: give it.
+          const info: RunInfo = { taskId: env.task_id, nodeId: env.node_id, stepType: role, attemptEpoch: env.attempt_epoch, workerId: core.workerId, leaseId: '' }
+          await emitStatus(core, info, { kind: 'CANCELLED', reason: 'cancelled before start' }, { kind: 'CANCELLED' })
+        }
+        return
+      }
+      this.#remember(seenKey)
+      this.#runs.launch(role, env, cmd, vars)
+      handedOver = true
+    } finally {
+      if (!handedOver) this.releaseSlot()
+    }
+  }
+
+  #remember(key: string): void {
+    this.#seen.set(key, this.#core.clock.now())
+    if (this.#seen.size > 10_000) {
+      const oldest = this.#seen.keys().next().value
+      if (oldest !== undefined) this.#seen.delete(oldest)
+    }
+  }
+
+  /**
+   * Whether this attempt is still wanted. A flowkit coordinator sends the task variables inside
+   * the start command (`payload.vars`, a flowkit extension): then nothing is read, the command is
+   * the coordinator's current decision (a cancel that follows it arrives after it on the same key).
+   * Otherwise (a Python coordinator, or variables too large to inline) the task document is read:
+   * a cancelled task is not run, and a node in flowkit's layout whose stored attempt is newer, or
+   * the same attempt already ended, is stale. The stored node may be behind (the coordinator
+   * rewrites that document lazily), so an older stored attempt is no reason to refuse. A task
+   * document in another layout is judged by its `coordinator.cancelled` flag alone, and a task the
+   * store does not know is run.
+   */
+  async #stillWanted(env: Envelope): Promise<{ verdict: 'yes' | 'cancelled' | 'stale'; vars: Record<string, unknown> }> {
+    const inline = env.payload['vars']
+    if (isObj(inline)) return { verdict: 'yes', vars: inline }
+    const core = this.#core
+    let view: RunView | null
+    try {
+      view = await core.store.getRunView(env.task_id, env.node_id)
+    } catch (err) {
+      if (err instanceof FlowkitError && err.retryable) throw err // the bus retries the command
+      core.log.warn('worker.task_unreadable', { task_id: env.task_id, node_id: env.node_id, error: errorMessage(err) })
+      return { verdict: 'yes', vars: {} }
+    }
+    if (view === null) {
+      // Not in this store: run it, as the seed's worker does (the protocol does not require the
+      // task document; a command may come from a coordinator that keeps its tasks elsewhere).
+      // Its status events are then ignored by any coordinator that does not know the task.
+      core.log.info('worker.start_unknown_task', { task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch })
+      return { verdict: 'yes', vars: {} }
+    }
+    const vars = isObj(view.vars) ? view.vars : {}
+    const node = view.node
+    if (view.cancelled) {
+      const mine = node === null || node.attempt_epoch <= env.attempt_epoch
+      return { verdict: mine ? 'cancelled' : 'stale', vars }
+    }
+    if (node === null || node.attempt_epoch < env.attempt_epoch) return { verdict: 'yes', vars }
+    if (node.attempt_epoch > env.attempt_epoch) return { verdict: 'stale', vars }
+    return { verdict: node.status === 'running' || node.status === 'queued' ? 'yes' : 'stale', vars }
+  }
+}

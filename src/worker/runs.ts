@@ -1,0 +1,110 @@
+/**
+ * The run lifecycle: a taken start becomes an `ActiveRun` (its slot held until it ends), runs are
+ * cancelled cooperatively (abandoned after the cancel grace), and a run that ends gives its slot
+ * back and has the worker's run state persisted in the background. Execution is in execute.ts.
+ */
+import { randomUUID } from 'node:crypto'
+import { errorMessage } from '../errors.ts'
+import { type CmdTaskStart, type Envelope, messageKey } from '../protocol/messages.ts'
+import { CancelledRunError } from './cancel.ts'
+import { type ActiveRun, runIds, type WorkerCore } from './core.ts'
+import { executeRun } from './execute.ts'
+import type { RunInfo } from './handler.ts'
+import { emitStatus } from './status.ts'
+
+export interface RunManagerHooks {
+  /** Gives a run slot back (command intake). */
+  releaseSlot(): void
+  /** Forgets a taken start, so a resent command runs it again. */
+  forget(seenKey: string): void
+}
+
+export class RunManager {
+  readonly #core: WorkerCore
+  readonly #hooks: RunManagerHooks
+
+  constructor(core: WorkerCore, hooks: RunManagerHooks) {
+    this.#core = core
+    this.#hooks = hooks
+  }
+
+  cancel(run: ActiveRun, reason: string): void {
+    const core = this.#core
+    if (run.cancelReason !== null) return
+    run.cancelReason = reason
+    const ids = runIds(run.info)
+    core.log.info('node.cancel_requested', { ...ids, reason })
+    run.abort.abort(new CancelledRunError(reason))
+    if (reason === '__killed__') return
+    // Cancellation is cooperative: a handler that ignores the signal past the grace period is
+    // abandoned (its results are discarded), CANCELLED is reported and its slot is given back.
+    const grace = new AbortController()
+    void run.freed.then(() => grace.abort())
+    core.clock.sleep(core.config.cancelGraceMs, grace.signal).then(
+      async () => {
+        if (run.released) return
+        core.log.warn('worker.cancel_grace_expired', { ...ids, grace_ms: core.config.cancelGraceMs })
+        await emitStatus(core, run.info, { kind: 'CANCELLED', reason }, { kind: 'CANCELLED' }).catch(() => undefined)
+        this.release(messageKey(run.info.taskId, run.info.nodeId), run)
+      },
+      () => undefined,
+    )
+  }
+
+  launch(role: string, env: Envelope, cmd: CmdTaskStart, vars: Record<string, unknown>): void {
+    const core = this.#core
+    const info: RunInfo = {
+      taskId: env.task_id,
+      nodeId: env.node_id,
+      stepType: role,
+      attemptEpoch: env.attempt_epoch,
+      workerId: core.workerId,
+      leaseId: randomUUID(),
+    }
+    let free!: () => void
+    const freed = new Promise<void>((r) => {
+      free = r
+    })
+    const run: ActiveRun = {
+      info,
+      abort: new AbortController(),
+      cancelReason: null,
+      started: core.clock.now(),
+      batches: 0,
+      done: Promise.resolve(),
+      accepted: false,
+      released: false,
+      freed,
+      free,
+      seenKey: `${env.task_id}:${env.node_id}:${env.attempt_epoch}`,
+    }
+    const key = messageKey(env.task_id, env.node_id)
+    core.runs.set(key, run)
+    run.done = executeRun(core, role, run, cmd, vars)
+      .catch(async (err: unknown) => {
+        core.log.error('worker.run_crashed', { ...runIds(info), accepted: run.accepted, error: errorMessage(err) })
+        if (core.killed) return
+        if (!run.accepted) {
+          // The coordinator never learnt of this run: let its resent start run it again.
+          this.#hooks.forget(run.seenKey)
+          return
+        }
+        await emitStatus(core, info, { kind: 'TASK_FAILED', reason_code: 'worker_error', permanent: false, error: errorMessage(err) }, { kind: 'TASK_FAILED' }).catch(
+          () => undefined,
+        )
+      })
+      .finally(() => {
+        this.release(key, run)
+        core.state.request() // in the background: a run's end never waits for this write
+      })
+  }
+
+  /** Gives the run's slot back, once. */
+  release(key: string, run: ActiveRun): void {
+    if (this.#core.runs.get(key) === run) this.#core.runs.delete(key)
+    if (run.released) return
+    run.released = true
+    this.#hooks.releaseSlot()
+    run.free()
+  }
+}

@@ -1,0 +1,196 @@
+/**
+ * Status events (`status.{role}.v1`) leave the worker in batches: `StatusEmitter.send` queues a
+ * record and resolves once the produce carrying it succeeded. One `bus.produce(records)` is in
+ * flight at a time; every record queued meanwhile goes in the next call, in queue order, so the
+ * events of one run keep their order.
+ *
+ * A failed produce is retried with capped exponential backoff (100 ms doubling to 2 s by default)
+ * for up to 30 s, so a short broker outage does not abandon running nodes; then its callers are
+ * rejected with the last error. Errors that no retry can fix (a closed bus, a record the bus
+ * refuses) are not retried, and a batch of several records failing that way is sent again record
+ * by record, so one bad record fails only its own caller.
+ */
+import { ErrorCode, FlowkitError, errorMessage } from '../errors.ts'
+import type { Logger } from '../log.ts'
+import type { Bus, BusRecord } from '../ports/bus.ts'
+import type { Clock } from '../ports/clock.ts'
+import { dedupId, encode, makeEnvelope, messageKey } from '../protocol/messages.ts'
+import { topicFor } from '../config.ts'
+import type { WorkerCore } from './core.ts'
+import type { RunInfo } from './handler.ts'
+
+export interface StatusEmitterOptions {
+  bus: Pick<Bus, 'produce'>
+  clock: Clock
+  log: Logger
+  /** First retry delay after a failed produce. Default 100 ms. */
+  retryInitialMs?: number
+  /** Longest retry delay. Default 2000 ms. */
+  retryMaxMs?: number
+  /** How long a batch is retried before its callers are failed. Default 30000 ms. */
+  retryForMs?: number
+}
+
+interface Pending {
+  record: BusRecord
+  resolve: () => void
+  reject: (err: unknown) => void
+}
+
+/** Errors a retry cannot fix. */
+const FINAL_CODES: ReadonlySet<string> = new Set([
+  ErrorCode.Closed,
+  ErrorCode.BadMessage,
+  ErrorCode.InvalidKey,
+  ErrorCode.Config,
+  ErrorCode.SecretDetected,
+])
+
+function isFinal(err: unknown): boolean {
+  return err instanceof FlowkitError && FINAL_CODES.has(err.code)
+}
+
+function isTransient(err: unknown): boolean {
+  return err instanceof FlowkitError && err.retryable
+}
+
+export class StatusEmitter {
+  readonly #bus: Pick<Bus, 'produce'>
+  readonly #clock: Clock
+  readonly #log: Logger
+  readonly #retryInitialMs: number
+  readonly #retryMaxMs: number
+  readonly #retryForMs: number
+  #queue: Pending[] = []
+  /** The batch being produced (or retried). */
+  #current: Pending[] = []
+  #flushing = false
+  readonly #closed = new AbortController()
+
+  constructor(options: StatusEmitterOptions) {
+    this.#bus = options.bus
+    this.#clock = options.clock
+    this.#log = options.log
+    this.#retryInitialMs = options.retryInitialMs ?? 100
+    this.#retryMaxMs = options.retryMaxMs ?? 2000
+    this.#retryForMs = options.retryForMs ?? 30_000
+  }
+
+  /** Records waiting for a produce or in one. */
+  get pending(): number {
+    return this.#queue.length + this.#current.length
+  }
+
+  /** Queues one record; resolves when a produce carrying it succeeded, rejects when it failed for good. */
+  send(record: BusRecord): Promise<void> {
+    if (this.#closed.signal.aborted) return Promise.reject(this.#closed.signal.reason)
+    const sent = new Promise<void>((resolve, reject) => {
+      this.#queue.push({ record, resolve, reject })
+    })
+    if (!this.#flushing) {
+      this.#flushing = true
+      void this.#flush()
+    }
+    return sent
+  }
+
+  /**
+   * Sends nothing more: every queued or in-flight record's caller is rejected with `reason` and
+   * retries stop (the worker was killed: a crashed process reports nothing).
+   */
+  close(reason: unknown): void {
+    if (this.#closed.signal.aborted) return
+    this.#closed.abort(reason)
+    for (const p of [...this.#current.splice(0), ...this.#queue.splice(0)]) p.reject(reason)
+  }
+
+  async #flush(): Promise<void> {
+    try {
+      await Promise.resolve() // records sent in the same tick share the first produce
+      while (this.#queue.length > 0 && !this.#closed.signal.aborted) {
+        const batch = this.#queue.splice(0)
+        this.#current = batch
+        try {
+          await this.#deliver(batch, this.#clock.now() + this.#retryForMs)
+        } catch (err) {
+          for (const p of batch) p.reject(err) // not expected: #deliver settles every record itself
+        }
+        this.#current = []
+      }
+    } finally {
+      this.#flushing = false
+    }
+  }
+
+  /** Produces `batch` (retrying until `deadline`) and settles each of its records. */
+  async #deliver(batch: Pending[], deadline: number): Promise<void> {
+    let delay = this.#retryInitialMs
+    for (let attempt = 1; ; attempt++) {
+      const closed = this.#closed.signal
+      if (closed.aborted) return settle(batch, closed.reason)
+      try {
+        await this.#bus.produce(batch.map((p) => p.record))
+        if (attempt > 1) this.#log.info('worker.status_produce_recovered', { records: batch.length, attempts: attempt })
+        return settle(batch)
+      } catch (err) {
+        if (closed.aborted) return settle(batch, closed.reason)
+        if (batch.length > 1 && !isTransient(err)) {
+          // Maybe one record the bus refuses: send each on its own, in order, within the same time.
+          for (const p of batch) await this.#deliver([p], deadline)
+          return
+        }
+        if (isFinal(err) || this.#clock.now() + delay > deadline) {
+          this.#log.error('worker.status_produce_failed', {
+            records: batch.length,
+            attempts: attempt,
+            keys: [...new Set(batch.map((p) => p.record.key))].slice(0, 10),
+            error: errorMessage(err),
+          })
+          return settle(batch, err)
+        }
+        this.#log.warn('worker.status_produce_retry', { records: batch.length, attempt, retry_in_ms: delay, error: errorMessage(err) })
+        try {
+          await this.#clock.sleep(delay, closed)
+        } catch {
+          return settle(batch, closed.reason)
+        }
+        delay = Math.min(delay * 2, this.#retryMaxMs)
+      }
+    }
+  }
+}
+
+function settle(batch: Pending[], err?: unknown): void {
+  for (const p of batch) {
+    if (err === undefined) p.resolve()
+    else p.reject(err)
+  }
+}
+
+/**
+ * Reports one status event of a run on `status.{role}.v1` (keyed by task and node, so a run's
+ * events share a partition) and resolves once it is on the bus.
+ */
+export function emitStatus(
+  core: WorkerCore,
+  info: RunInfo,
+  payload: Record<string, unknown>,
+  dedupParts: Record<string, unknown>,
+): Promise<void> {
+  const env = makeEnvelope({
+    msg_type: 'event',
+    role: 'worker',
+    task_id: info.taskId,
+    node_id: info.nodeId,
+    step_type: info.stepType,
+    attempt_epoch: info.attemptEpoch,
+    ts_ms: core.clock.now(),
+    dedup_id: dedupId({ task: info.taskId, node: info.nodeId, epoch: info.attemptEpoch, ...dedupParts }),
+    payload: { worker_id: core.workerId, ...payload },
+  })
+  return core.status.send({
+    topic: topicFor(core.config.topicStatusFmt, info.stepType),
+    key: messageKey(info.taskId, info.nodeId),
+    value: encode(env),
+  })
+}
