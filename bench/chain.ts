@@ -1,0 +1,108 @@
+/**
+ * chain:        T tasks of a 3-node chain (n1→n2→n3, no-op handlers), all submitted at once, one
+ *               worker of concurrency 32 → node runs/s, tasks/s, task latency p50/p95.
+ * chain_single: one 3-node chain at a time, N times → latency p50/p95 (nothing else running).
+ */
+import type { Coordinator } from 'flowkit'
+import { methodTable, perNodeRun, resetCounters } from './counting.ts'
+import { noop, withRuntime } from './runtime.ts'
+import { emit, latencyFields, log, percentile, rate, round, type Result } from './stats.ts'
+import { TerminalTracker } from './terminal.ts'
+
+const CHAIN_GRAPH = {
+  nodes: [
+    { node_id: 'n1', type: 'a' },
+    { node_id: 'n2', type: 'b', depends_on: ['n1'] },
+    { node_id: 'n3', type: 'c', depends_on: ['n2'] },
+  ],
+}
+const HANDLERS = { a: noop, b: noop, c: noop }
+
+export interface ChainOptions {
+  real: boolean
+  logLevel: string
+  tasks: number
+  concurrency: number
+}
+
+/** One warm-up chain so connections, topics and consumer groups are in place before timing. */
+async function warmUp(c: Coordinator): Promise<void> {
+  const id = await c.createTask({ graph: CHAIN_GRAPH })
+  const t = await c.waitForTask(id, { timeoutMs: 60_000 })
+  if (t.status !== 'finished') throw new Error(`warm-up chain ${t.status}`)
+}
+
+export async function chain(o: ChainOptions): Promise<Result> {
+  return withRuntime({ real: o.real, logLevel: o.logLevel, handlers: HANDLERS, concurrency: o.concurrency }, async ({ coordinator: c, counters, kind }) => {
+    await warmUp(c)
+    resetCounters(counters)
+    const tracker = new TerminalTracker()
+    try {
+      const submitted = new Map<string, number>()
+      const t0 = performance.now()
+      const ids = await Promise.all(
+        Array.from({ length: o.tasks }, async () => {
+          const at = performance.now()
+          const id = await c.createTask({ graph: CHAIN_GRAPH })
+          submitted.set(id, at)
+          return id
+        }),
+      )
+      const submitMs = performance.now() - t0
+      log(`chain: ${o.tasks} tasks submitted in ${round(submitMs, 0)} ms`)
+      const views = await tracker.waitAll(c, ids, { timeoutMs: o.real ? 600_000 : 300_000 })
+      const end = Math.max(...ids.map((id) => tracker.at.get(id) as number))
+      const ms = end - t0
+      const bad = views.filter((v) => v.status !== 'finished')
+      if (bad.length > 0) throw new Error(`chain: ${bad.length} tasks not finished (first: ${bad[0]?.status})`)
+      const lat = ids.map((id) => (tracker.at.get(id) as number) - (submitted.get(id) as number))
+      const nodeRuns = o.tasks * 3
+      return emit({
+        bench: 'chain',
+        runtime: kind,
+        tasks: o.tasks,
+        node_runs: nodeRuns,
+        concurrency: o.concurrency,
+        seconds: round(ms / 1000, 3),
+        submit_ms: round(submitMs, 0),
+        node_runs_per_s: rate(nodeRuns, ms),
+        tasks_per_s: rate(o.tasks, ms),
+        ...latencyFields('task_latency', lat),
+        terminal_seen_by_poll: tracker.polled,
+        ...perNodeRun(counters, nodeRuns),
+        calls: methodTable(counters),
+      })
+    } finally {
+      tracker.close()
+    }
+  })
+}
+
+export async function chainSingle(o: Omit<ChainOptions, 'tasks'> & { runs: number }): Promise<Result> {
+  return withRuntime({ real: o.real, logLevel: o.logLevel, handlers: HANDLERS, concurrency: o.concurrency }, async ({ coordinator: c, counters, kind }) => {
+    await warmUp(c)
+    resetCounters(counters)
+    const tracker = new TerminalTracker()
+    try {
+      const lat: number[] = []
+      for (let i = 0; i < o.runs; i++) {
+        const t0 = performance.now()
+        const id = await c.createTask({ graph: CHAIN_GRAPH })
+        const [v] = await tracker.waitAll(c, [id], { timeoutMs: 120_000, pollMs: 1000 })
+        if (v?.status !== 'finished') throw new Error(`chain_single: task ${v?.status}`)
+        lat.push((tracker.at.get(id) as number) - t0)
+      }
+      return emit({
+        bench: 'chain_single',
+        runtime: kind,
+        runs: o.runs,
+        ...latencyFields('latency', lat),
+        per_node_p50_ms: round(percentile(lat, 50) / 3, 1),
+        terminal_seen_by_poll: tracker.polled,
+        ...perNodeRun(counters, o.runs * 3),
+      })
+    } finally {
+      tracker.close()
+    }
+  })
+}

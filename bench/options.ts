@@ -1,0 +1,86 @@
+/** Command-line options of `npm run bench` and the sizes they imply. */
+
+export const ALL_BENCHES = ['chain', 'chain_single', 'fanout', 'streaming', 'raw'] as const
+export type BenchName = (typeof ALL_BENCHES)[number]
+
+export interface Sizes {
+  chainTasks: number
+  chainConcurrency: number
+  singleChains: number
+  fanoutWidths: number[]
+  fanoutConcurrency: number
+  streamBatches: number
+  streamBatchSize: number
+  rawRoundTrips: number
+  rawProduceBatches: number
+  rawStoreOps: number
+  rawStoreCollection: number
+}
+
+export interface Options {
+  real: boolean
+  quick: boolean
+  only: BenchName[]
+  compare: string[]
+  logLevel: string
+  out: string
+  sizes: Sizes
+}
+
+const HELP = `npm run bench [-- options]
+  --real             Kafka + MongoDB protocol (FLOWKIT_KAFKA_BROKERS, FLOWKIT_MONGO_URL) instead of memory
+  --quick            sizes ~5x smaller
+  --only a,b         benches to run: ${ALL_BENCHES.join(', ')} (default: all)
+  --compare bullmq   also run BullMQ 3-job flows on a local redis-server (same chain count)
+  --log-level L      flowkit log level during the benches (default warn; FLOWKIT_LOG_LEVEL wins)
+  --out FILE         results file (default bench/results/latest.json)`
+
+function value(argv: string[], name: string): string | undefined {
+  const i = argv.indexOf(name)
+  if (i >= 0) return argv[i + 1]
+  const eq = argv.find((a) => a.startsWith(`${name}=`))
+  return eq?.slice(name.length + 1)
+}
+
+function list(s: string | undefined): string[] {
+  return (s ?? '').split(',').map((x) => x.trim()).filter(Boolean)
+}
+
+export function sizesFor(real: boolean, quick: boolean): Sizes {
+  const q = (n: number, min = 1): number => Math.max(min, Math.round(quick ? n / 5 : n))
+  return {
+    chainTasks: q(real ? 500 : 2000, 20),
+    chainConcurrency: 32,
+    singleChains: q(20, 5),
+    fanoutWidths: quick ? (real ? [10, 40, 160] : [10, 40, 160, 400]) : real ? [50, 200, 800] : [50, 200, 800, 2000],
+    fanoutConcurrency: 32,
+    streamBatches: q(100, 20),
+    streamBatchSize: 10,
+    rawRoundTrips: q(real ? 100 : 500, 20),
+    rawProduceBatches: q(real ? 50 : 200, 10),
+    rawStoreOps: q(real ? 500 : 20000, 100),
+    rawStoreCollection: q(2000, 400),
+  }
+}
+
+export function parseOptions(argv: string[]): Options {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(HELP)
+    process.exit(0)
+  }
+  const real = argv.includes('--real')
+  const quick = argv.includes('--quick')
+  const only = list(value(argv, '--only'))
+  for (const b of only) if (!(ALL_BENCHES as readonly string[]).includes(b)) throw new Error(`--only: unknown bench ${b} (${ALL_BENCHES.join(', ')})`)
+  const compare = list(value(argv, '--compare'))
+  for (const c of compare) if (c !== 'bullmq') throw new Error(`--compare: only bullmq is supported, not ${c}`)
+  return {
+    real,
+    quick,
+    only: only.length > 0 ? (only as BenchName[]) : [...ALL_BENCHES],
+    compare,
+    logLevel: process.env['FLOWKIT_LOG_LEVEL'] ?? value(argv, '--log-level') ?? 'warn',
+    out: value(argv, '--out') ?? new URL('./results/latest.json', import.meta.url).pathname,
+    sizes: sizesFor(real, quick),
+  }
+}
