@@ -52,6 +52,11 @@ export interface CoordinatorConfig extends TopicsConfig {
    * worker fails such a node permanently with `bad_input_adapter` (PROTOCOL.md, S-050).
    */
   rejectUnknownInputAdapters: boolean
+  /**
+   * A running task's document in the store (a snapshot; the journal holds every change) is
+   * rewritten at most this often, off the event path; terminal states are written at once.
+   */
+  snapshotIntervalSec: number
 }
 
 export interface WorkerConfig extends TopicsConfig {
@@ -104,6 +109,7 @@ export const COORDINATOR_DEFAULTS: CoordinatorConfig = {
   maxRunningByType: {},
   retentionSec: 7 * 24 * 3600,
   rejectUnknownInputAdapters: false,
+  snapshotIntervalSec: 5,
 }
 
 export const WORKER_DEFAULTS: WorkerConfig = {

@@ -10,9 +10,9 @@ import type {
   ArtifactDoc,
   ArtifactQuery,
   ArtifactWrite,
+  BatchMetricsRow,
   BatchMetricsWrite,
-  NodeGuard,
-  NodePatch,
+  JournalEntry,
   OutboxEnqueue,
   OutboxRow,
   OutboxStatus,
@@ -20,8 +20,8 @@ import type {
   Store,
   StreamClaim,
   TaskDoc,
-  TaskPatch,
   TaskStatus,
+  VersionedTask,
   WorkerInfo,
   WorkerStateDoc,
 } from '../ports/store.ts'
@@ -115,26 +115,24 @@ export class MongoStore implements Store {
   async listTasks(filter?: { statuses?: readonly TaskStatus[]; limit?: number }): Promise<TaskDoc[]> {
     return (await this.#store()).listTasks(filter)
   }
-  async transitionNode(taskId: string, nodeId: string, guard: NodeGuard, patch: NodePatch, now: number): Promise<TaskDoc | null> {
-    return (await this.#store()).transitionNode(taskId, nodeId, guard, patch, now)
+  async listTaskIds(statuses: readonly TaskStatus[]): Promise<string[]> {
+    const impl = await this.#store()
+    return impl.listTaskIds ? impl.listTaskIds(statuses) : (await impl.listTasks({ statuses })).map((t) => t.id)
   }
-  async updateTask(taskId: string, guard: { status?: readonly TaskStatus[] }, patch: TaskPatch, now: number): Promise<TaskDoc | null> {
-    return (await this.#store()).updateTask(taskId, guard, patch, now)
+  async appendJournal(entries: readonly JournalEntry[]): Promise<boolean[]> {
+    return (await this.#store()).appendJournal(entries)
   }
-  async hasEvent(key: string): Promise<boolean> {
-    return (await this.#store()).hasEvent(key)
+  async readJournal(taskIds: readonly string[], afterSeq?: number): Promise<JournalEntry[]> {
+    return (await this.#store()).readJournal(taskIds, afterSeq)
   }
-  async recordEventOnce(key: string, info: { task_id: string; node_id: string; kind: string }, now: number): Promise<boolean> {
-    return (await this.#store()).recordEventOnce(key, info, now)
+  async writeSnapshot(task: VersionedTask, now: number): Promise<boolean> {
+    return (await this.#store()).writeSnapshot(task, now)
   }
-  async upsertBatchMetrics(row: BatchMetricsWrite, now: number): Promise<Record<string, unknown> | null> {
-    return (await this.#store()).upsertBatchMetrics(row, now)
+  async insertBatchMetrics(rows: readonly BatchMetricsWrite[], now: number): Promise<void> {
+    return (await this.#store()).insertBatchMetrics(rows, now)
   }
-  async listBatchMetrics(taskId: string, nodeId: string): Promise<{ batch_uid: string; metrics: Record<string, unknown> }[]> {
+  async listBatchMetrics(taskId: string, nodeId?: string): Promise<BatchMetricsRow[]> {
     return (await this.#store()).listBatchMetrics(taskId, nodeId)
-  }
-  async getBatchMetrics(taskId: string, nodeId: string, batchUid: string): Promise<Record<string, unknown> | null> {
-    return (await this.#store()).getBatchMetrics(taskId, nodeId, batchUid)
   }
   async upsertArtifact(artifact: ArtifactWrite, now: number): Promise<boolean> {
     return (await this.#store()).upsertArtifact(artifact, now)
@@ -148,8 +146,8 @@ export class MongoStore implements Store {
   async claimStreamBatch(claim: StreamClaim, now: number): Promise<boolean> {
     return (await this.#store()).claimStreamBatch(claim, now)
   }
-  async outboxEnqueue(row: OutboxEnqueue, now: number): Promise<boolean> {
-    return (await this.#store()).outboxEnqueue(row, now)
+  async outboxEnqueue(row: OutboxEnqueue, now: number, parked?: { attempts: number; error: string }): Promise<boolean> {
+    return (await this.#store()).outboxEnqueue(row, now, parked)
   }
   async outboxClaimDue(now: number, limit: number, claimUntil: number): Promise<OutboxRow[]> {
     return (await this.#store()).outboxClaimDue(now, limit, claimUntil)
@@ -169,7 +167,7 @@ export class MongoStore implements Store {
   async outboxRequeue(id: string, now: number): Promise<boolean> {
     return (await this.#store()).outboxRequeue(id, now)
   }
-  async purgeBefore(cutoff: number): Promise<{ events: number; outbox: number }> {
+  async purgeBefore(cutoff: number): Promise<{ journal: number; outbox: number }> {
     return (await this.#store()).purgeBefore(cutoff)
   }
   async upsertWorker(info: WorkerInfo): Promise<void> {

@@ -1,21 +1,26 @@
 /**
- * Transactional outbox dispatcher: commands are first written to the store (unique by topic, key
- * and dedup_id), then sent. Failed sends are retried with capped exponential backoff and jitter;
- * after the maximum attempts a row is parked as `failed` (dead letter), visible through the store
- * and requeueable by an operator.
+ * Outbox dispatcher. Commands are written to the store inside the journal entry of the flush that
+ * decided them (with the state change, atomically), and handed here only once that entry is
+ * durable; a crash before they are sent is repaired from the state (see recovery.ts). So the
+ * dispatcher sends from memory: everything queued goes out in one `produce(records[])` per round,
+ * in order. A failed send is retried with capped exponential backoff and jitter; after the
+ * maximum attempts the message is parked in the store as a dead letter (visible, and requeueable
+ * by an operator), and its owner is told (a START nobody can receive fails that attempt).
+ * Dead letters an operator requeued are picked up from the store by a slow poll.
  */
 import type { Logger } from '../log.ts'
 import type { Bus } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { OutboxEnqueue, Store } from '../ports/store.ts'
 import { errorMessage } from '../errors.ts'
+import { outboxId } from '../util/ids.ts'
 
 export interface OutboxOptions {
   maxAttempts: number
   backoffMinMs: number
   backoffMaxMs: number
   tickMs: number
-  /** A claimed row is invisible to other dispatchers this long. */
+  /** A claimed (requeued) row is invisible to other dispatchers this long. */
   claimMs?: number
   batchSize?: number
   /** Random source in [0, 1) for jitter (injectable for tests). */
@@ -29,36 +34,86 @@ export function outboxBackoffMs(attempts: number, min: number, max: number, rand
   return Math.round(Math.min(max, jittered))
 }
 
+/** A message to send; `onDead` is called when it is parked as a dead letter. */
+export interface OutgoingMessage extends OutboxEnqueue {
+  onDead?: (error: string) => void
+  /** Called once the message is sent, or parked, or dropped as a duplicate (it needs no more sending). */
+  onDone?: () => void
+}
+
+interface Queued {
+  msg: OutgoingMessage
+  id: string
+  attempts: number
+  dueAt: number
+}
+
+const RECENT_MAX = 20_000
+
 export class OutboxDispatcher {
   readonly #store: Store
   readonly #bus: Bus
   readonly #clock: Clock
   readonly #log: Logger
   readonly #opts: Required<OutboxOptions>
+  #queue: Queued[] = []
+  /** Ids sent (or queued) recently, so the same logical message is not sent twice. */
+  readonly #recent = new Set<string>()
   #running = false
   #loop: Promise<void> | null = null
   #wake: (() => void) | null = null
-  #dirty = false
   #stop = new AbortController()
+  #lastPoll = 0
+  /** Produce calls and records sent (for benchmarks and diagnostics). */
+  sends = 0
+  sentRecords = 0
 
   constructor(store: Store, bus: Bus, clock: Clock, log: Logger, options: OutboxOptions) {
     this.#store = store
     this.#bus = bus
     this.#clock = clock
     this.#log = log
-    this.#opts = { claimMs: 30_000, batchSize: 100, random: Math.random, ...options }
+    this.#opts = { claimMs: 30_000, batchSize: 500, random: Math.random, ...options }
   }
 
-  /** Writes a row (idempotent by dedup) and wakes the dispatcher. Returns false for a duplicate. */
-  async enqueue(row: OutboxEnqueue): Promise<boolean> {
-    const inserted = await this.#store.outboxEnqueue(row, this.#clock.now())
-    if (!inserted) this.#log.debug('outbox.duplicate', { topic: row.topic, key: row.key, dedup_id: row.dedup_id })
+  /** Messages waiting to be sent (in memory). */
+  get backlog(): number {
+    return this.#queue.length
+  }
+
+  /** Queues messages (in order); a message whose (topic, key, dedup_id) was queued recently is dropped. */
+  send(msgs: readonly OutgoingMessage[]): void {
+    const now = this.#clock.now()
+    for (const msg of msgs) {
+      const id = outboxId(msg.topic, msg.key ?? null, msg.dedup_id)
+      if (this.#recent.has(id)) {
+        this.#log.debug('outbox.duplicate', { topic: msg.topic, key: msg.key, dedup_id: msg.dedup_id })
+        msg.onDone?.()
+        continue
+      }
+      this.#remember(id)
+      this.#queue.push({ msg, id, attempts: 0, dueAt: now })
+    }
     this.kick()
-    return inserted
+  }
+
+  /** One message; false when the same (topic, key, dedup_id) was queued recently. */
+  async enqueue(row: OutboxEnqueue): Promise<boolean> {
+    const id = outboxId(row.topic, row.key ?? null, row.dedup_id)
+    if (this.#recent.has(id)) return false
+    this.send([row])
+    return true
+  }
+
+  #remember(id: string): void {
+    this.#recent.add(id)
+    if (this.#recent.size > RECENT_MAX) {
+      const oldest = this.#recent.values().next().value
+      if (oldest !== undefined) this.#recent.delete(oldest)
+    }
   }
 
   kick(): void {
-    this.#dirty = true
     this.#wake?.()
   }
 
@@ -69,23 +124,80 @@ export class OutboxDispatcher {
     this.#loop = this.#run()
   }
 
+  /** Stops after one last attempt to send what is queued. */
   async stop(): Promise<void> {
+    if (!this.#running) return
     this.#running = false
     this.#stop.abort()
     this.#wake?.()
     await this.#loop
     this.#loop = null
+    if (this.#queue.length > 0) await this.#sendDue(true).catch(() => undefined)
   }
 
-  /** Sends every due row once; returns how many rows were handled. */
-  async dispatchDue(): Promise<number> {
+  /** Sends every due message in one produce; failures go back to the queue with a backoff. */
+  async #sendDue(force = false): Promise<number> {
     const now = this.#clock.now()
-    const rows = await this.#store.outboxClaimDue(now, this.#opts.batchSize, now + this.#opts.claimMs)
+    const due: Queued[] = []
+    const later: Queued[] = []
+    for (const q of this.#queue) (force || q.dueAt <= now) && due.length < this.#opts.batchSize ? due.push(q) : later.push(q)
+    if (due.length === 0) return 0
+    this.#queue = later
+    try {
+      this.sends++
+      await this.#bus.produce(due.map((q) => ({ topic: q.msg.topic, key: q.msg.key, value: q.msg.value })))
+      this.sentRecords += due.length
+      this.#log.debug('outbox.sent', { records: due.length })
+      for (const q of due) q.msg.onDone?.()
+      return due.length
+    } catch (err) {
+      const error = errorMessage(err)
+      const back: Queued[] = []
+      for (const q of due) {
+        q.attempts++
+        if (q.attempts >= this.#opts.maxAttempts) {
+          await this.#park(q, error)
+        } else {
+          q.dueAt = this.#clock.now() + outboxBackoffMs(q.attempts, this.#opts.backoffMinMs, this.#opts.backoffMaxMs, this.#opts.random)
+          back.push(q)
+        }
+      }
+      const first = back[0]
+      if (first) this.#log.warn('outbox.retry', { records: back.length, attempts: first.attempts, delay_ms: first.dueAt - this.#clock.now(), error })
+      // Keep the order: what failed goes before what was queued meanwhile.
+      this.#queue = [...back, ...this.#queue]
+      return 0
+    }
+  }
+
+  async #park(q: Queued, error: string): Promise<void> {
+    const m = q.msg
+    this.#log.error('outbox.failed', { topic: m.topic, key: m.key, dedup_id: m.dedup_id, attempts: q.attempts, error })
+    for (let i = 0; ; i++) {
+      try {
+        await this.#store.outboxEnqueue({ topic: m.topic, key: m.key, value: m.value, dedup_id: m.dedup_id }, this.#clock.now(), { attempts: q.attempts, error })
+        break
+      } catch (err) {
+        if (i >= 5 || !this.#running) {
+          this.#log.error('outbox.park_failed', { topic: m.topic, key: m.key, dedup_id: m.dedup_id, error: errorMessage(err) })
+          break
+        }
+        await this.#clock.sleep(200 * 2 ** i).catch(() => undefined)
+      }
+    }
+    m.onDead?.(error)
+    m.onDone?.()
+  }
+
+  /** Requeued dead letters in the store: sent again, marked sent, retried or parked again. */
+  async #pollStore(): Promise<void> {
+    const now = this.#clock.now()
+    const rows = await this.#store.outboxClaimDue(now, 100, now + this.#opts.claimMs)
     for (const row of rows) {
       try {
         await this.#bus.produce([{ topic: row.topic, key: row.key, value: row.value }])
         await this.#store.outboxMarkSent(row.id, this.#clock.now())
-        this.#log.debug('outbox.sent', { topic: row.topic, key: row.key, dedup_id: row.dedup_id, attempts: row.attempts + 1 })
+        this.#log.info('outbox.sent', { topic: row.topic, key: row.key, dedup_id: row.dedup_id, attempts: row.attempts + 1 })
       } catch (err) {
         const attempts = row.attempts + 1
         const error = errorMessage(err)
@@ -95,29 +207,42 @@ export class OutboxDispatcher {
         } else {
           const delay = outboxBackoffMs(attempts, this.#opts.backoffMinMs, this.#opts.backoffMaxMs, this.#opts.random)
           await this.#store.outboxMarkRetry(row.id, attempts, this.#clock.now() + delay, error, this.#clock.now())
-          this.#log.warn('outbox.retry', { topic: row.topic, key: row.key, dedup_id: row.dedup_id, attempts, delay_ms: delay, error })
         }
       }
     }
-    return rows.length
+  }
+
+  /** Polls the store for requeued dead letters now (an operator just requeued one). */
+  pollSoon(): void {
+    this.#lastPoll = 0
+    this.kick()
   }
 
   async #run(): Promise<void> {
+    const pollEvery = Math.max(1000, this.#opts.tickMs * 4)
     while (this.#running) {
-      this.#dirty = false
       try {
-        const n = await this.dispatchDue()
-        if (n >= this.#opts.batchSize) continue
+        const n = await this.#sendDue()
+        if (n > 0 && this.#queue.length > 0) continue
+        const now = this.#clock.now()
+        if (now - this.#lastPoll >= pollEvery) {
+          this.#lastPoll = now
+          await this.#pollStore()
+        }
       } catch (err) {
         this.#log.error('outbox.dispatch_error', { error: errorMessage(err) })
       }
-      if (this.#dirty || !this.#running) continue
+      if (!this.#running) break
+      const now = this.#clock.now()
+      const next = this.#queue.reduce((m, q) => Math.min(m, q.dueAt), Number.POSITIVE_INFINITY)
+      if (next <= now) continue
+      const waitMs = Math.max(1, Math.min(next - now, this.#opts.tickMs, pollEvery))
       const tick = new AbortController()
       const onStop = (): void => tick.abort()
       this.#stop.signal.addEventListener('abort', onStop, { once: true })
       await new Promise<void>((resolve) => {
         this.#wake = resolve
-        this.#clock.sleep(this.#opts.tickMs, tick.signal).then(resolve, resolve)
+        this.#clock.sleep(waitMs, tick.signal).then(resolve, resolve)
       })
       tick.abort()
       this.#stop.signal.removeEventListener('abort', onStop)

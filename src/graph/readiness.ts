@@ -10,7 +10,7 @@
  * - Routing: a target of `on_success` needs its source finished; a target of `on_failure` needs its
  *   source failed. The other outcome skips it.
  */
-import type { NodeState, NodeStatus } from '../ports/store.ts'
+import type { NodeState, NodeStatus } from '../model/state.ts'
 import type { DependencyIndex } from './deps.ts'
 import type { NodeSpec } from './types.ts'
 import { evaluateGuard } from './guard.ts'

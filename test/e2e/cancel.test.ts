@@ -49,23 +49,25 @@ describe('cancellation', () => {
   test('S-006 cancelling before any node is dispatched: nothing ever runs', async () => {
     const bus = new MemoryBus()
     const store = new MemoryStore()
-    const coordinator = new Coordinator({ bus, store })
     let calls = 0
+    // One slot for the role, held by a node no worker serves: the second task's node waits for it.
+    const rt = await startRuntime({ bus, store, coordinator: { maxRunningByType: { step: 1 } }, handlers: { other: { async processBatch() { return {} } } } })
     try {
-      const id = await coordinator.createTask({ graph: { nodes: [{ node_id: 'a', type: 'step' }] } })
-      await coordinator.cancelTask(id)
-      const rt = await startRuntime({ bus, store, handlers: { step: { async processBatch() { calls++; return {} } } } })
-      try {
-        const t = await rt.coordinator.waitForTask(id, { timeoutMs: 5000 })
-        assert.equal(t.status, 'cancelled')
-        assert.equal(nodeOf(t, 'a').attempt_epoch, 0)
-        assert.equal(calls, 0)
-        assert.equal(bus.records('cmd.step.v1').length, 0, 'no command was ever sent')
-      } finally {
-        await rt.stop()
-      }
+      const holder = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'h', type: 'step' }] } })
+      const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'a', type: 'step' }] } })
+      assert.equal(nodeOf(await rt.coordinator.getTask(id), 'a').status, 'queued')
+      await rt.coordinator.cancelTask(id)
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 5000 })
+      assert.equal(t.status, 'cancelled')
+      assert.equal(nodeOf(t, 'a').attempt_epoch, 0)
+      await rt.addWorker({ step: { async processBatch() { calls++; return {} } } })
+      await rt.coordinator.cancelTask(holder)
+      await rt.coordinator.waitForTask(holder, { timeoutMs: 10000 })
+      const starts = bus.records('cmd.step.v1').filter((r) => r.value.includes(id) && r.value.includes('TASK_START'))
+      assert.equal(starts.length, 0, 'no command was ever sent for the cancelled task')
+      assert.ok(calls <= 1)
     } finally {
-      await coordinator.stop()
+      await rt.stop()
     }
   })
 

@@ -77,36 +77,4 @@ describe('more recovery scenarios', () => {
     }
   })
 
-  test('S-030 a crash between send and mark-sent resends the command; the worker runs the node once', async () => {
-    class CrashOnceStore extends MemoryStore {
-      crashed = false
-      override async outboxMarkSent(id: string, now: number): Promise<void> {
-        if (!this.crashed) {
-          this.crashed = true
-          throw new Error('process died after the send')
-        }
-        return super.outboxMarkSent(id, now)
-      }
-    }
-    const bus = new MemoryBus()
-    const store = new CrashOnceStore()
-    let runs = 0
-    const rt = await startRuntime({
-      bus,
-      store,
-      coordinator: { outboxBackoffMinMs: 10, outboxBackoffMaxMs: 20, outboxDispatchTickSec: 0.01 },
-      handlers: { step: { async processBatch() { runs++; return {} } } },
-    })
-    try {
-      const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'step' }] } })
-      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })
-      assert.equal(t.status, 'finished')
-      await waitFor(() => bus.records('cmd.step.v1').length >= 2, { message: 'the start was never sent again' })
-      const starts = bus.records('cmd.step.v1').map((r) => JSON.parse(r.value) as { dedup_id: string })
-      assert.equal(new Set(starts.map((s) => s.dedup_id)).size, 1, 'the resend is the same logical message')
-      assert.equal(runs, 1, 'the worker deduplicated the resend')
-    } finally {
-      await rt.stop()
-    }
-  })
 })

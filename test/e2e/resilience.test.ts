@@ -5,17 +5,14 @@
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import {
-  Coordinator,
+  type Coordinator,
   ErrorCode,
   FlowkitError,
   MemoryBus,
   MemoryLogger,
   MemoryStore,
   PermanentError,
-  type NodeGuard,
-  type NodePatch,
   type RoleHandler,
-  type TaskDoc,
   type TaskView,
 } from 'flowkit'
 import { startRuntime, noopHandler, sourceHandler } from '../helpers/runtime.ts'
@@ -35,122 +32,6 @@ async function settle(c: Coordinator, id: string, timeoutMs = 4000): Promise<Tas
 }
 
 const summary = (t: TaskView) => `task ${t.status}; ${t.nodes.map((n) => `${n.node_id}=${n.status}@${n.attempt_epoch}`).join(', ')}`
-
-/**
- * A MemoryStore whose transitionNode fails ONCE, with a retryable store error, for the first call
- * matching `trip` (a transient MongoDB hiccup: the write did not happen).
- */
-class FlakyStore extends MemoryStore {
-  trip: ((taskId: string, nodeId: string, patch: NodePatch) => boolean) | null = null
-  tripped = 0
-  override async transitionNode(taskId: string, nodeId: string, guard: NodeGuard, patch: NodePatch, now: number): Promise<TaskDoc | null> {
-    if (this.trip?.(taskId, nodeId, patch)) {
-      this.trip = null
-      this.tripped++
-      throw new FlowkitError(ErrorCode.StoreUnavailable, 'injected transient store error', { retryable: true })
-    }
-    return super.transitionNode(taskId, nodeId, guard, patch, now)
-  }
-}
-
-describe('resilience: store errors on the event path', () => {
-  test('resilience: a store error while starting a child is redone on redelivery; the task finishes', async () => {
-    const store = new FlakyStore()
-    store.trip = (_t, nodeId, patch) => nodeId === 'b' && patch.status === 'running'
-    const rt = await startRuntime({ store, handlers: { step: noopHandler() } })
-    try {
-      const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'a', type: 'step' }, { node_id: 'b', type: 'step', depends_on: ['a'] }] } })
-      const t = await settle(rt.coordinator, id)
-      assert.equal(store.tripped, 1, 'the injected error happened')
-      assert.equal(t.status, 'finished', `the redelivered TASK_DONE of a should start b: ${summary(t)}`)
-    } finally {
-      await rt.stop()
-    }
-  })
-
-  test('resilience: a store error in the first scheduling pass of a new task is repaired by the sweep', async () => {
-    const store = new FlakyStore()
-    store.trip = (_t, nodeId, patch) => nodeId === 'a' && patch.status === 'running'
-    const rt = await startRuntime({ store, handlers: { step: noopHandler() } })
-    try {
-      const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'a', type: 'step' }] } })
-      const t = await settle(rt.coordinator, id)
-      assert.equal(store.tripped, 1, 'the injected error happened')
-      assert.equal(t.status, 'finished', `nothing re-evaluates a queued node after a failed pass: ${summary(t)}`)
-    } finally {
-      await rt.stop()
-    }
-  })
-
-  test('resilience: a BATCH_OK redelivered after a store error is counted exactly once', async () => {
-    const store = new FlakyStore()
-    // The first BATCH_OK's node update fails after its metrics row was written.
-    store.trip = (_t, nodeId, patch) => nodeId === 'src' && patch.status === undefined && (patch.batches_seen ?? 0) > 0
-    const rt = await startRuntime({ store, handlers: { src: sourceHandler(10, 4) } })
-    try {
-      const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'src', type: 'src' }] } })
-      const t = await settle(rt.coordinator, id)
-      assert.equal(store.tripped, 1, 'the injected error happened')
-      assert.equal(t.status, 'finished', summary(t))
-      assert.equal(nodeOf(t, 'src').stats['count'], 10, 'each of the 10 items is counted once')
-    } finally {
-      await rt.stop()
-    }
-  })
-
-  test('resilience: a store error in the cancel after a permanent failure is redone; the task ends failed', async () => {
-    const store = new FlakyStore()
-    store.trip = (_t, nodeId, patch) => nodeId === 'b' && patch.status === 'cancelled'
-    const bad: RoleHandler = { async processBatch() { throw new PermanentError('broken', 'boom') } }
-    const rt = await startRuntime({ store, handlers: { bad, step: noopHandler() } })
-    try {
-      const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'a', type: 'bad' }, { node_id: 'b', type: 'step', depends_on: ['a'] }] } })
-      const t = await settle(rt.coordinator, id)
-      assert.equal(store.tripped, 1, 'the injected error happened')
-      assert.equal(t.status, 'failed', `a permanent failure must end the task: ${summary(t)}`)
-    } finally {
-      await rt.stop()
-    }
-  })
-
-  test('resilience: a task left cancelling by a coordinator crash mid-cancel is completed after restart', async () => {
-    const bus = new MemoryBus()
-    const store = new MemoryStore()
-    const first = new Coordinator({ bus, store })
-    await first.start()
-    const id = await first.createTask({ graph: { nodes: [{ node_id: 'a', type: 'step' }, { node_id: 'b', type: 'step', depends_on: ['a'] }] } })
-    await waitFor(async () => nodeOf(await first.getTask(id), 'a').status === 'running')
-    await first.stop()
-    // What #cancel has written when the process dies right after its first write (task flag),
-    // before it reached the nodes.
-    await store.updateTask(id, {}, { status: 'cancelling', cancelled: true, cancel_reason: 'cancelled by user' }, Date.now())
-    const second = new Coordinator({ bus, store, config: { discoveryWindowSec: 0.1, cancelGraceSec: 0.1, leaseTtlSec: 0.1, schedulerTickSec: 0.1 } })
-    await second.start()
-    try {
-      const t = await settle(second, id)
-      assert.equal(t.status, 'cancelled', `recovery must finish the cancel: ${summary(t)}`)
-    } finally {
-      await second.stop()
-    }
-  })
-})
-
-describe('resilience: concurrency-limit ledger', () => {
-  test('resilience: a store error while starting a node gives its concurrency slot back', async () => {
-    const store = new FlakyStore()
-    store.trip = (_t, nodeId, patch) => nodeId === 'x' && patch.status === 'running'
-    const rt = await startRuntime({ store, handlers: { step: noopHandler() }, coordinator: { maxRunningNodes: 1 } })
-    try {
-      await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'x', type: 'step' }] } })
-      await waitFor(() => store.tripped === 1, { message: 'injected error never happened' })
-      const other = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'y', type: 'step' }] } })
-      const t = await settle(rt.coordinator, other)
-      assert.equal(t.status, 'finished', `nothing runs, yet task B waits for a slot: ${summary(t)}`)
-    } finally {
-      await rt.stop()
-    }
-  })
-})
 
 describe('streaming consumers whose upstream died', () => {
   const pull = (from: string[]) => ({ input_adapter: 'pull.from_artifacts', input_args: { from_nodes: from, poll_ms: 10 } })
@@ -267,36 +148,3 @@ describe('worker stop and pre-accept failures', () => {
   })
 })
 
-describe('poison messages', () => {
-  test('a message whose handling fails for a non-retryable reason is parked, and its partition keeps flowing', async () => {
-    const { MemoryLogger: Logger, MemoryStore: Store } = await import('flowkit')
-    // A store that fails one task's node updates with a non-retryable error (as a bug would).
-    class PoisonStore extends Store {
-      poisonTask = ''
-      override async transitionNode(taskId: string, nodeId: string, guard: NodeGuard, patch: NodePatch, now: number): Promise<TaskDoc | null> {
-        if (taskId === this.poisonTask && patch.lease !== undefined && patch.status === undefined) {
-          throw new FlowkitError(ErrorCode.StoreError, 'document cannot be stored')
-        }
-        return super.transitionNode(taskId, nodeId, guard, patch, now)
-      }
-    }
-    const store = new PoisonStore()
-    const logger = new Logger()
-    const bus = new MemoryBus()
-    const coordinator = new Coordinator({ bus, store, logger, config: { topicPartitions: 1 } })
-    const { Worker } = await import('flowkit')
-    const worker = new Worker({ bus, store, logger, handlers: { step: { async processBatch() { return {} } } }, config: { topicPartitions: 1 } })
-    try {
-      await coordinator.start()
-      await worker.start()
-      const first = await coordinator.createTask({ id: 'poisoned', graph: { nodes: [{ node_id: 'n', type: 'step' }] } })
-      store.poisonTask = first
-      const second = await coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'step' }] } })
-      assert.equal((await coordinator.waitForTask(second, { timeoutMs: 10000 })).status, 'finished', 'the partition kept flowing')
-      assert.ok(logger.records.some((r) => r.event === 'bus.message_parked' && String(r.fields['value']).includes('poisoned')))
-    } finally {
-      await worker.stop()
-      await coordinator.stop()
-    }
-  })
-})

@@ -124,8 +124,7 @@ describe('outbox', () => {
       const row = { topic: 'cmd.x.v1', key: 'k', value: '{}', dedup_id: 'same' }
       assert.equal(await c.outbox.enqueue(row), true)
       assert.equal(await c.outbox.enqueue(row), false)
-      await waitFor(async () => (await store.outboxList({ status: 'sent' })).length === 1)
-      assert.equal(bus.records('cmd.x.v1').length, 1)
+      await waitFor(() => bus.records('cmd.x.v1').length === 1)
     } finally {
       await c.stop()
     }
@@ -200,22 +199,22 @@ describe('heartbeat limits', () => {
 })
 
 describe('retention', () => {
-  test('the sweep purges dedup rows and sent outbox rows older than retentionSec (no TTL indexes)', async () => {
+  test('the sweep purges journal entries older than retentionSec (no TTL indexes)', async () => {
     const { TestClock } = await import('flowkit')
     const clock = new TestClock()
     const rt = await startRuntime({ clock, handlers: { step: noopHandler() }, coordinator: { retentionSec: 3600, schedulerTickSec: 1 } })
     try {
       const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'step' }] } })
       await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })
-      assert.ok((await rt.store.outboxList({ status: 'sent' })).length > 0)
+      assert.ok((await rt.store.readJournal([id])).length > 0)
       await clock.advance(2 * 3600 * 1000)
       // Keep time moving while waiting: the sweep sleeps on this clock between passes.
       await waitFor(
         async () => {
           await clock.advance(60_000)
-          return (await rt.store.outboxList({ status: 'sent' })).length === 0
+          return (await rt.store.readJournal([id])).length === 0
         },
-        { timeoutMs: 30_000, intervalMs: 50, message: 'sent rows never purged' },
+        { timeoutMs: 30_000, intervalMs: 50, message: 'journal entries never purged' },
       )
     } finally {
       await rt.stop()

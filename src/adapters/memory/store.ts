@@ -11,16 +11,15 @@
  * - a `limit` <= 0 returns nothing (MongoDB's `limit(0)` would mean "no limit": adapters must
  *   short-circuit it).
  */
+import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import { ErrorCode, FlowkitError } from '../../errors.ts'
-import { NODE_ID_PATTERN } from '../../graph/types.ts'
 import type {
   ArtifactDoc,
   ArtifactQuery,
   ArtifactWrite,
+  BatchMetricsRow,
   BatchMetricsWrite,
-  NodeGuard,
-  NodePatch,
-  NodeState,
+  JournalEntry,
   OutboxEnqueue,
   OutboxRow,
   OutboxStatus,
@@ -28,31 +27,25 @@ import type {
   Store,
   StreamClaim,
   TaskDoc,
-  TaskPatch,
   TaskStatus,
+  VersionedTask,
   WorkerInfo,
   WorkerStateDoc,
 } from '../../ports/store.ts'
-import { NODE_PATCH_KEYS, TASK_PATCH_KEYS } from '../../ports/store.ts'
+import { applyJournal } from '../../model/journal.ts'
+import { assertNodeId, compareBatchUid, compareCodePoints, deepFreeze, newestPerBatch, withVersion } from '../../ports/store-rules.ts'
 import { canonicalJson, outboxId } from '../../util/ids.ts'
 
+export { compareCodePoints } from '../../ports/store-rules.ts'
+
+/** Calls between two yields to the event loop: an in-process store must not starve timers and I/O. */
+const YIELD_EVERY = 64
 
 
-interface EventRow {
-  key: string
+
+interface MetricsRow extends BatchMetricsRow {
   task_id: string
-  node_id: string
-  kind: string
-  at_ms: number
-}
-
-interface MetricsRow {
-  task_id: string
-  node_id: string
-  batch_uid: string
-  attempt_epoch: number
-  metrics: Record<string, unknown>
-  updated_at_ms: number
+  inserted_at_ms: number
 }
 
 interface ArtifactEntry {
@@ -65,19 +58,11 @@ interface ArtifactEntry {
 const clone = <T>(v: T): T => structuredClone(v)
 
 /** A task on its way out: a deep copy, except the graph, which is immutable and shared (frozen). */
-function cloneTask(t: TaskDoc): TaskDoc {
-  const { graph, ...rest } = t
-  const out = structuredClone(rest) as TaskDoc
+function cloneTask(t: VersionedTask): TaskDoc {
+  const { graph, v, sent_through, ...rest } = t
+  const out = structuredClone(rest) as unknown as TaskDoc
   out.graph = graph
-  return out
-}
-
-function deepFreeze<T>(v: T): T {
-  if (v !== null && typeof v === 'object' && !Object.isFrozen(v)) {
-    Object.freeze(v)
-    for (const x of Object.values(v)) deepFreeze(x)
-  }
-  return v
+  return withVersion(out, v, sent_through)
 }
 
 /**
@@ -106,42 +91,6 @@ function dropUndefined(v: unknown): unknown {
   return v
 }
 
-/** Orders strings by Unicode code point (= MongoDB's byte order of UTF-8), not UTF-16 units. */
-export function compareCodePoints(a: string, b: string): number {
-  if (a === b) return 0
-  const n = Math.min(a.length, b.length)
-  for (let i = 0; i < n; i++) {
-    const ca = a.charCodeAt(i)
-    const cb = b.charCodeAt(i)
-    if (ca !== cb) return fixUnit(ca) - fixUnit(cb)
-  }
-  return a.length - b.length
-}
-
-function fixUnit(c: number): number {
-  // Surrogates (D800–DFFF) encode code points above FFFF: move them above E000–FFFF.
-  if (c < 0xd800) return c
-  return c <= 0xdfff ? c + 0x2000 : c - 0x800
-}
-
-function assertNodeId(nodeId: unknown): asserts nodeId is string {
-  if (typeof nodeId !== 'string' || !NODE_ID_PATTERN.test(nodeId)) {
-    throw new FlowkitError(ErrorCode.InvalidKey, `invalid node id ${JSON.stringify(nodeId)}`, {
-      details: { node_id: String(nodeId) },
-    })
-  }
-}
-
-function assertPatchKeys(patch: object, allowed: ReadonlySet<string>, what: string): void {
-  for (const k of Object.keys(patch)) {
-    if (!allowed.has(k)) {
-      throw new FlowkitError(ErrorCode.InvalidKey, `${what} patch: unknown field ${JSON.stringify(k)}`, {
-        details: { field: k },
-      })
-    }
-  }
-}
-
 function limitOf(limit: number | undefined): number {
   if (limit === undefined) return Number.POSITIVE_INFINITY
   return limit > 0 ? Math.floor(limit) : 0
@@ -155,9 +104,12 @@ function take<T>(rows: T[], limit: number | undefined): T[] {
 export class MemoryStore implements Store {
   #closed = false
   #seq = 0
-  readonly #tasks = new Map<string, TaskDoc>()
-  readonly #events = new Map<string, EventRow>()
-  readonly #metrics = new Map<string, MetricsRow>()
+  #calls = 0
+  readonly #tasks = new Map<string, VersionedTask>()
+  /** Journal entries (as JSON text: stored, not shared) by task, then seq. */
+  readonly #journal = new Map<string, Map<number, { writer: string; at_ms: number; json: string }>>()
+  /** Batch metrics rows by task, then (node, batch_uid, epoch). */
+  readonly #metrics = new Map<string, Map<string, MetricsRow>>()
   readonly #artifacts = new Map<string, ArtifactEntry>()
   /** Artifact keys by task, so a listing reads one task's artifacts only. */
   readonly #artifactsByTask = new Map<string, Set<string>>()
@@ -170,6 +122,12 @@ export class MemoryStore implements Store {
     if (this.#closed) throw new FlowkitError(ErrorCode.Closed, 'store is closed')
   }
 
+  /** Every YIELD_EVERY calls, lets the event loop run (timers, I/O) before answering. */
+  async #pace(): Promise<void> {
+    if (++this.#calls % YIELD_EVERY === 0) await yieldToLoop()
+    this.#open()
+  }
+
   async init(): Promise<void> {
     this.#open()
   }
@@ -178,29 +136,45 @@ export class MemoryStore implements Store {
     this.#closed = true
   }
 
-  // ---- tasks and nodes
+  // ---- tasks: snapshot + journal
 
   async createTask(task: TaskDoc): Promise<void> {
-    this.#open()
+    await this.#pace()
     for (const nodeId of Object.keys(task.nodes)) assertNodeId(nodeId)
     if (this.#tasks.has(task.id)) {
       throw new FlowkitError(ErrorCode.DuplicateKey, `task ${task.id} already exists`, {
         details: { task_id: task.id },
       })
     }
-    const stored = ingest(task)
+    const stored = ingest({ ...task, v: 0 }) as VersionedTask
     deepFreeze(stored.graph)
     this.#tasks.set(task.id, stored)
   }
 
+  /** The snapshot with the journal after it applied (no copy). */
+  #current(taskId: string): VersionedTask | null {
+    const snap = this.#tasks.get(taskId)
+    if (snap === undefined) return null
+    const entries = this.#entries(taskId, snap.v)
+    return entries.length === 0 ? snap : applyJournal(snap, entries)
+  }
+
+  #entries(taskId: string, afterSeq: number): JournalEntry[] {
+    const j = this.#journal.get(taskId)
+    if (j === undefined) return []
+    const out: JournalEntry[] = []
+    for (const [seq, row] of j) if (seq > afterSeq) out.push(JSON.parse(row.json) as JournalEntry)
+    return out.sort((a, b) => a.seq - b.seq)
+  }
+
   async getTask(taskId: string): Promise<TaskDoc | null> {
-    this.#open()
-    const t = this.#tasks.get(taskId)
+    await this.#pace()
+    const t = this.#current(taskId)
     return t ? cloneTask(t) : null
   }
 
   async getRunView(taskId: string, nodeId: string): Promise<RunView | null> {
-    this.#open()
+    await this.#pace()
     assertNodeId(nodeId)
     const t = this.#tasks.get(taskId)
     if (!t) return null
@@ -209,108 +183,99 @@ export class MemoryStore implements Store {
   }
 
   async listTasks(filter: { statuses?: readonly TaskStatus[]; limit?: number } = {}): Promise<TaskDoc[]> {
-    this.#open()
+    await this.#pace()
     const statuses = filter.statuses
-    const rows = [...this.#tasks.values()]
+    const rows = [...this.#tasks.keys()]
+      .map((id) => this.#current(id) as VersionedTask)
       .filter((t) => statuses === undefined || statuses.includes(t.status))
       .sort((a, b) => a.created_at_ms - b.created_at_ms || compareCodePoints(a.id, b.id))
     return take(rows, filter.limit).map(cloneTask)
   }
 
-  async transitionNode(
-    taskId: string,
-    nodeId: string,
-    guard: NodeGuard,
-    patch: NodePatch,
-    now: number,
-  ): Promise<TaskDoc | null> {
-    this.#open()
-    assertNodeId(nodeId)
-    assertPatchKeys(patch, NODE_PATCH_KEYS, 'node')
-    const task = this.#tasks.get(taskId)
-    if (!task || !Object.hasOwn(task.nodes, nodeId)) return null
-    const node = task.nodes[nodeId] as NodeState
-    if (guard.status !== undefined) {
-      const allowed: readonly string[] = typeof guard.status === 'string' ? [guard.status] : guard.status
-      if (!allowed.includes(node.status)) return null
-    }
-    if (guard.epoch !== undefined && node.attempt_epoch !== guard.epoch) return null
-    const copy = ingest(patch) as Record<string, unknown>
-    const target = node as unknown as Record<string, unknown>
-    for (const [k, v] of Object.entries(copy)) {
-      if (v !== undefined) target[k] = v
-    }
-    task.updated_at_ms = now
-    return cloneTask(task)
+  async listTaskIds(statuses: readonly TaskStatus[]): Promise<string[]> {
+    await this.#pace()
+    return [...this.#tasks.values()].filter((t) => statuses.includes(t.status)).map((t) => t.id)
   }
 
-  async updateTask(
-    taskId: string,
-    guard: { status?: readonly TaskStatus[] },
-    patch: TaskPatch,
-    now: number,
-  ): Promise<TaskDoc | null> {
-    this.#open()
-    assertPatchKeys(patch, TASK_PATCH_KEYS, 'task')
-    const task = this.#tasks.get(taskId)
-    if (!task) return null
-    if (guard.status !== undefined && !guard.status.includes(task.status)) return null
-    const p = ingest(patch)
-    if (p.status !== undefined) task.status = p.status
-    if (p.result !== undefined) task.result = p.result
-    if (p.error !== undefined) task.error = p.error
-    if (p.finished_at_ms !== undefined) task.finished_at_ms = p.finished_at_ms
-    if (p.vars !== undefined) task.coordinator.vars = p.vars
-    if (p.cancelled !== undefined) task.coordinator.cancelled = p.cancelled
-    if (p.cancel_reason !== undefined) task.coordinator.cancel_reason = p.cancel_reason
-    task.updated_at_ms = now
-    return cloneTask(task)
+  async appendJournal(entries: readonly JournalEntry[]): Promise<boolean[]> {
+    await this.#pace()
+    // Every entry is checked before any is stored (as the MongoDB store does).
+    for (const e of entries) for (const n of e.nodes) assertNodeId(n.node_id)
+    return entries.map((e) => {
+      let j = this.#journal.get(e.task_id)
+      if (j === undefined) {
+        j = new Map()
+        this.#journal.set(e.task_id, j)
+      }
+      const held = j.get(e.seq)
+      if (held !== undefined) return held.writer === e.writer
+      j.set(e.seq, { writer: e.writer, at_ms: e.at_ms, json: JSON.stringify(ingest(e)) })
+      return true
+    })
   }
 
-  // ---- event ledger
-
-  async hasEvent(key: string): Promise<boolean> {
-    this.#open()
-    return this.#events.has(key)
+  async readJournal(taskIds: readonly string[], afterSeq = 0): Promise<JournalEntry[]> {
+    await this.#pace()
+    return taskIds.flatMap((id) => this.#entries(id, afterSeq))
   }
 
-  async recordEventOnce(
-    key: string,
-    info: { task_id: string; node_id: string; kind: string },
-    now: number,
-  ): Promise<boolean> {
-    this.#open()
-    if (this.#events.has(key)) return false
-    this.#events.set(key, { key, task_id: info.task_id, node_id: info.node_id, kind: info.kind, at_ms: now })
+  async writeSnapshot(task: VersionedTask, now: number): Promise<boolean> {
+    await this.#pace()
+    for (const nodeId of Object.keys(task.nodes)) assertNodeId(nodeId)
+    const stored = this.#tasks.get(task.id)
+    if (stored === undefined || stored.v >= task.v) return false
+    const t = ingest({
+      status: task.status,
+      nodes: task.nodes,
+      coordinator: task.coordinator,
+      result: task.result,
+      error: task.error,
+      finished_at_ms: task.finished_at_ms,
+    })
+    this.#tasks.set(task.id, { ...stored, ...t, updated_at_ms: now, v: task.v, sent_through: task.sent_through ?? 0 })
     return true
   }
 
   // ---- batch metrics
 
-  async upsertBatchMetrics(row: BatchMetricsWrite, now: number): Promise<Record<string, unknown> | null> {
-    this.#open()
-    const key = canonicalJson([row.task_id, row.node_id, row.batch_uid])
-    const prev = this.#metrics.get(key)
-    this.#metrics.set(key, {
-      task_id: row.task_id,
-      node_id: row.node_id,
-      batch_uid: row.batch_uid,
-      attempt_epoch: row.attempt_epoch,
-      metrics: ingest(row.metrics),
-      updated_at_ms: now,
-    })
-    // The previous row is no longer reachable from the map: no copy needed.
-    return prev ? prev.metrics : null
+  async insertBatchMetrics(rows: readonly BatchMetricsWrite[], now: number): Promise<void> {
+    await this.#pace()
+    for (const row of rows) assertNodeId(row.node_id)
+    for (const row of rows) {
+      let m = this.#metrics.get(row.task_id)
+      if (m === undefined) {
+        m = new Map()
+        this.#metrics.set(row.task_id, m)
+      }
+      const key = canonicalJson([row.node_id, row.batch_uid, row.attempt_epoch])
+      if (m.has(key)) continue
+      m.set(key, {
+        task_id: row.task_id,
+        node_id: row.node_id,
+        batch_uid: row.batch_uid,
+        attempt_epoch: row.attempt_epoch,
+        metrics: ingest(row.metrics),
+        inserted_at_ms: now,
+      })
+    }
   }
 
-  async purgeBefore(cutoff: number): Promise<{ events: number; outbox: number }> {
-    this.#open()
-    let events = 0
+  async listBatchMetrics(taskId: string, nodeId?: string): Promise<BatchMetricsRow[]> {
+    await this.#pace()
+    const rows = [...(this.#metrics.get(taskId)?.values() ?? [])].filter((r) => nodeId === undefined || r.node_id === nodeId)
+    return newestPerBatch(rows).map((r) => ({ node_id: r.node_id, batch_uid: r.batch_uid, attempt_epoch: r.attempt_epoch, metrics: clone(r.metrics) }))
+  }
+
+  async purgeBefore(cutoff: number): Promise<{ journal: number; outbox: number }> {
+    await this.#pace()
+    let journal = 0
     let outbox = 0
-    for (const [k, row] of this.#events) {
-      if (row.at_ms < cutoff) {
-        this.#events.delete(k)
-        events++
+    for (const j of this.#journal.values()) {
+      for (const [seq, row] of j) {
+        if (row.at_ms < cutoff) {
+          j.delete(seq)
+          journal++
+        }
       }
     }
     for (const [k, row] of this.#outbox) {
@@ -319,28 +284,13 @@ export class MemoryStore implements Store {
         outbox++
       }
     }
-    return { events, outbox }
-  }
-
-  async listBatchMetrics(taskId: string, nodeId: string): Promise<{ batch_uid: string; metrics: Record<string, unknown> }[]> {
-    this.#open()
-    const out: { batch_uid: string; metrics: Record<string, unknown> }[] = []
-    for (const row of this.#metrics.values()) {
-      if (row.task_id === taskId && row.node_id === nodeId) out.push({ batch_uid: row.batch_uid, metrics: clone(row.metrics) })
-    }
-    return out
-  }
-
-  async getBatchMetrics(taskId: string, nodeId: string, batchUid: string): Promise<Record<string, unknown> | null> {
-    this.#open()
-    const row = this.#metrics.get(canonicalJson([taskId, nodeId, batchUid]))
-    return row ? clone(row.metrics) : null
+    return { journal, outbox }
   }
 
   // ---- artifacts
 
   async upsertArtifact(artifact: ArtifactWrite, now: number): Promise<boolean> {
-    this.#open()
+    await this.#pace()
     const batchUid = artifact.batch_uid ?? null
     const key = canonicalJson([artifact.task_id, artifact.node_id, batchUid])
     const existing = this.#artifacts.get(key)
@@ -367,7 +317,7 @@ export class MemoryStore implements Store {
   }
 
   async listArtifacts(taskId: string, query: ArtifactQuery = {}): Promise<ArtifactDoc[]> {
-    this.#open()
+    await this.#pace()
     const keys = this.#artifactsByTask.get(taskId) ?? new Set<string>()
     const rows = [...keys]
       .map((k) => this.#artifacts.get(k) as ArtifactEntry)
@@ -382,7 +332,7 @@ export class MemoryStore implements Store {
   }
 
   async getArtifact(taskId: string, nodeId: string, batchUid: string | null): Promise<ArtifactDoc | null> {
-    this.#open()
+    await this.#pace()
     const e = this.#artifacts.get(canonicalJson([taskId, nodeId, batchUid ?? null]))
     return e ? clone(e.doc) : null
   }
@@ -390,7 +340,7 @@ export class MemoryStore implements Store {
   // ---- stream progress
 
   async claimStreamBatch(claim: StreamClaim, now: number): Promise<boolean> {
-    this.#open()
+    await this.#pace()
     const key = canonicalJson([claim.task_id, claim.consumer_node, claim.from_node, claim.batch_uid, claim.consumer_epoch])
     if (this.#streamClaims.has(key)) return false
     this.#streamClaims.set(key, {
@@ -406,8 +356,8 @@ export class MemoryStore implements Store {
 
   // ---- outbox
 
-  async outboxEnqueue(row: OutboxEnqueue, now: number): Promise<boolean> {
-    this.#open()
+  async outboxEnqueue(row: OutboxEnqueue, now: number, parked?: { attempts: number; error: string }): Promise<boolean> {
+    await this.#pace()
     const key = row.key ?? null
     const id = outboxId(row.topic, key, row.dedup_id)
     if (this.#outbox.has(id)) return false
@@ -417,10 +367,10 @@ export class MemoryStore implements Store {
       key,
       value: row.value,
       dedup_id: row.dedup_id,
-      status: 'pending',
-      attempts: 0,
+      status: parked ? 'failed' : 'pending',
+      attempts: parked?.attempts ?? 0,
       next_attempt_at_ms: now,
-      last_error: null,
+      last_error: parked?.error ?? null,
       created_at_ms: now,
       updated_at_ms: now,
       sent_at_ms: null,
@@ -429,7 +379,7 @@ export class MemoryStore implements Store {
   }
 
   async outboxClaimDue(now: number, limit: number, claimUntil: number): Promise<OutboxRow[]> {
-    this.#open()
+    await this.#pace()
     const due = [...this.#outbox.values()]
       .filter((r) => r.status === 'pending' && r.next_attempt_at_ms <= now)
       .sort(
@@ -448,7 +398,7 @@ export class MemoryStore implements Store {
 
   /** Pending → sent. A row that is not pending (sent, dead-lettered, unknown) is left as is. */
   async outboxMarkSent(id: string, now: number): Promise<void> {
-    this.#open()
+    await this.#pace()
     const r = this.#outbox.get(id)
     if (r?.status !== 'pending') return
     r.status = 'sent'
@@ -458,7 +408,7 @@ export class MemoryStore implements Store {
 
   /** Stays pending, due again at `nextAttemptAt`. Only applies to a pending row. */
   async outboxMarkRetry(id: string, attempts: number, nextAttemptAt: number, error: string, now: number): Promise<void> {
-    this.#open()
+    await this.#pace()
     const r = this.#outbox.get(id)
     if (r?.status !== 'pending') return
     r.attempts = attempts
@@ -469,7 +419,7 @@ export class MemoryStore implements Store {
 
   /** Pending → failed (dead letter). Only applies to a pending row. */
   async outboxMarkFailed(id: string, attempts: number, error: string, now: number): Promise<void> {
-    this.#open()
+    await this.#pace()
     const r = this.#outbox.get(id)
     if (r?.status !== 'pending') return
     r.status = 'failed'
@@ -480,7 +430,7 @@ export class MemoryStore implements Store {
 
   /** Rows ordered by created_at_ms then id. */
   async outboxList(filter: { status?: OutboxStatus; limit?: number } = {}): Promise<OutboxRow[]> {
-    this.#open()
+    await this.#pace()
     const rows = [...this.#outbox.values()]
       .filter((r) => filter.status === undefined || r.status === filter.status)
       .sort((a, b) => a.created_at_ms - b.created_at_ms || compareCodePoints(a.id, b.id))
@@ -489,7 +439,7 @@ export class MemoryStore implements Store {
 
   /** Failed → pending, due `now`, attempts reset to 0 (last_error kept). False otherwise. */
   async outboxRequeue(id: string, now: number): Promise<boolean> {
-    this.#open()
+    await this.#pace()
     const r = this.#outbox.get(id)
     if (r?.status !== 'failed') return false
     r.status = 'pending'
@@ -502,32 +452,25 @@ export class MemoryStore implements Store {
   // ---- workers
 
   async upsertWorker(info: WorkerInfo): Promise<void> {
-    this.#open()
+    await this.#pace()
     this.#workers.set(info.worker_id, ingest(info))
   }
 
   /** Ordered by worker_id. */
   async listWorkers(): Promise<WorkerInfo[]> {
-    this.#open()
+    await this.#pace()
     return [...this.#workers.values()].sort((a, b) => compareCodePoints(a.worker_id, b.worker_id)).map(clone)
   }
 
   async saveWorkerState(state: WorkerStateDoc): Promise<void> {
-    this.#open()
+    await this.#pace()
     this.#workerState.set(state.worker_id, ingest(state))
   }
 
   async getWorkerState(workerId: string): Promise<WorkerStateDoc | null> {
-    this.#open()
+    await this.#pace()
     const s = this.#workerState.get(workerId)
     return s ? clone(s) : null
   }
 }
 
-/** Batch uids ascending by code point, the complete artifact (null) after every partial. */
-function compareBatchUid(a: string | null, b: string | null): number {
-  if (a === b) return 0
-  if (a === null) return 1
-  if (b === null) return -1
-  return compareCodePoints(a, b)
-}

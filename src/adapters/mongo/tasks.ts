@@ -17,12 +17,12 @@ import type { GraphSpec } from '../../graph/types.ts'
 import { applyJournal } from '../../model/journal.ts'
 import type { JournalEntry, VersionedTask } from '../../model/journal.ts'
 import type { NodeState, RunView, TaskDoc, TaskStatus } from '../../model/state.ts'
-import { assertNodeId, deepFreeze, journalKey } from '../../ports/store-rules.ts'
+import { assertNodeId, deepFreeze, journalKey, withVersion } from '../../ports/store-rules.ts'
 import { JSON_SUFFIX, decodeFields, encodeFields, sanitize, setField } from './codec.ts'
 import { isDuplicateKeyError, mapMongoError } from './errors.ts'
 import { type Collections, limitOf, num, updateOf, writeErrorsOf } from './schema.ts'
 
-const TASK_STRUCTURED: ReadonlySet<string> = new Set(['id', 'nodes', 'coordinator', 'v'])
+const TASK_STRUCTURED: ReadonlySet<string> = new Set(['id', 'nodes', 'coordinator', 'v', 'sent_through'])
 /** A snapshot whose stored status is one of these may be behind its journal's status. */
 const ACTIVE: readonly TaskStatus[] = ['queued', 'running', 'cancelling']
 const GRAPH_CACHE_SIZE = 2000
@@ -79,6 +79,7 @@ export function encodeSnapshot(task: VersionedTask, now: number): { set: Record<
   setField(set, unset, 'finished_at_ms', sanitize(task.finished_at_ms))
   set['updated_at_ms'] = num(now)
   set['v'] = num(task.v)
+  set['sent_through'] = num(task.sent_through ?? 0)
   return { set, unset }
 }
 
@@ -110,9 +111,10 @@ function decodeEntry(doc: Document): JournalEntry | null {
   }
 }
 
+/** The task as read: its version and sent mark ride along as metadata (the coordinator resumes from them). */
 function withoutVersion(t: VersionedTask): TaskDoc {
-  const { v: _v, ...task } = t
-  return task
+  const { v, sent_through, ...task } = t
+  return withVersion(task as TaskDoc, v, sent_through)
 }
 
 /** Task and journal operations; holds the decoded graphs (a graph never changes after creation). */
@@ -162,6 +164,8 @@ export class MongoTasks {
     }
     const v = doc['v']
     task.v = typeof v === 'number' ? v : 0
+    const sent = doc['sent_through']
+    if (typeof sent === 'number') task.sent_through = sent
     return task
   }
 

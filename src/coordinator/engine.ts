@@ -1,0 +1,379 @@
+/**
+ * The scheduler: applies events to task runtimes through the transition table and turns the
+ * effects into scheduling decisions (children re-evaluated, task completion, failure cascade,
+ * concurrency limits, timers) and into work for the next flush (commands, metrics rows,
+ * coordinator functions). Everything here is synchronous and in memory; nothing is written or
+ * sent until the flusher has made the new state durable.
+ */
+import type { CoordinatorConfig } from '../config.ts'
+import { topicFor } from '../config.ts'
+import type { RetryPolicy } from '../graph/types.ts'
+import type { Logger } from '../log.ts'
+import type { NodeState } from '../model/state.ts'
+import type { Clock } from '../ports/clock.ts'
+import { dedupId, encode, makeEnvelope, messageKey } from '../protocol/messages.ts'
+import type { Limits } from './limits.ts'
+import type { TaskRuntime } from './runtime.ts'
+import type { TimerEntry, TimerHeap } from './timers.ts'
+import { type Effect, type NodeEvent, isTerminal, transition } from './transitions.ts'
+
+export interface EngineHooks {
+  /** The runtime has something to write: schedule a flush. */
+  dirty(rt: TaskRuntime): void
+  /** The task reached a terminal status (in memory; durable after the next flush). */
+  terminal(rt: TaskRuntime): void
+}
+
+/** Largest variables object sent inside a TASK_START (bigger ones are read from the store). */
+const VARS_INLINE_MAX = 256 * 1024
+
+export class Engine {
+  readonly tasks = new Map<string, TaskRuntime>()
+  readonly #config: CoordinatorConfig
+  readonly #clock: Clock
+  readonly #log: Logger
+  readonly #limits: Limits
+  readonly #timers: TimerHeap
+  readonly #hooks: EngineHooks
+  /** When a node's timer entry is due (one live entry per node at most). */
+  readonly #armed = new Map<string, number>()
+  /** Until when inherited running nodes are left alone (recovery grace); 0 when not recovering. */
+  graceEnd = 0
+
+  constructor(config: CoordinatorConfig, clock: Clock, log: Logger, limits: Limits, timers: TimerHeap, hooks: EngineHooks) {
+    this.#config = config
+    this.#clock = clock
+    this.#log = log
+    this.#limits = limits
+    this.#timers = timers
+    this.#hooks = hooks
+  }
+
+  policy(rt: TaskRuntime, ord: number): RetryPolicy {
+    return rt.spec(ord).retry_policy ?? { max: this.#config.defaultRetryMax, backoff_sec: this.#config.defaultBackoffSec, permanent_on: [] }
+  }
+
+  // ------------------------------------------------------------------ applying events
+
+  /** Applies one node event; false when it changed nothing. `label` goes to the journal. */
+  apply(rt: TaskRuntime, ord: number, ev: NodeEvent, label?: string): boolean {
+    const node = rt.node(ord)
+    const now = this.#clock.now()
+    const res = transition(node, ev, {
+      now,
+      policy: this.policy(rt, ord),
+      isFn: rt.isFn(ord),
+      cancelGraceMs: this.#config.cancelGraceSec * 1000,
+      leaseTtlMs: this.#config.leaseTtlSec * 1000,
+    })
+    if (res === null) return false
+    const next = res.node
+    rt.setNode(ord, next)
+    rt.updatedAt = now
+    rt.events.push(label ?? `${ev.kind} ${next.node_id}@${next.attempt_epoch}`)
+    const wasBusy = node.status === 'running' || node.status === 'cancelling'
+    const isBusy = next.status === 'running' || next.status === 'cancelling'
+    if (wasBusy && !isBusy && !rt.isFn(ord) && node.attempt_epoch > 0) {
+      this.#limits.give(rt.spec(ord).type)
+      this.#drainWaiters()
+    }
+    for (const e of res.effects) this.#effect(rt, ord, next, e)
+    this.armNode(rt, ord)
+    this.#hooks.dirty(rt)
+    return true
+  }
+
+  #effect(rt: TaskRuntime, ord: number, node: NodeState, e: Effect): void {
+    switch (e.kind) {
+      case 'start':
+        rt.commands.push(this.#startCommand(rt, ord, node.attempt_epoch, e.resend))
+        return
+      case 'run_fn':
+        rt.fnRuns.push(ord)
+        return
+      case 'cancel':
+        this.#cancelCommands(rt, ord, node, e.reason, e.holder, e.deadline, e.cmd)
+        return
+      case 'metrics_row': {
+        let m = rt.batches.get(ord)
+        if (m === undefined) {
+          m = new Map()
+          rt.batches.set(ord, m)
+        }
+        m.set(e.uid, { epoch: node.attempt_epoch, metrics: e.metrics })
+        rt.metricsRows.push({ task_id: rt.id, node_id: node.node_id, batch_uid: e.uid, attempt_epoch: node.attempt_epoch, metrics: e.metrics })
+        return
+      }
+      case 'output':
+        if (rt.status === 'running') this.evaluate(rt, rt.reeval[ord] as number[])
+        return
+      case 'terminal':
+        this.#afterTerminal(rt, ord, node)
+        return
+      case 'log': {
+        const fields = { task_id: rt.id, node_id: node.node_id, attempt_epoch: node.attempt_epoch, ...e.fields }
+        this.#log[e.level](e.event, fields)
+        return
+      }
+    }
+  }
+
+  #afterTerminal(rt: TaskRuntime, ord: number, node: NodeState): void {
+    // Pulling consumers learn from the task document that an upstream ended without output.
+    if (node.status !== 'finished' && rt.open > 0) rt.forceSnapshot = true
+    if (node.status === 'failed' && rt.status !== 'cancelling' && (rt.spec(ord).routing?.on_failure.length ?? 0) === 0) {
+      this.cancel(rt, `node ${node.node_id} failed: ${node.last_error?.reason_code ?? 'failed'}`, 'failed')
+      return
+    }
+    if (rt.status === 'running') this.evaluate(rt, rt.reeval[ord] as number[])
+    this.maybeComplete(rt)
+  }
+
+  // ------------------------------------------------------------------ scheduling
+
+  /** First scheduling of a task (and after recovery): marks it running and evaluates every node. */
+  startTask(rt: TaskRuntime): void {
+    if (rt.terminal) return
+    if (rt.status === 'queued') {
+      rt.change({ status: 'running' })
+      rt.events.push('task running')
+      this.#hooks.dirty(rt)
+    }
+    if (rt.status === 'running') this.evaluate(rt, rt.specs.map((_, i) => i))
+    this.maybeComplete(rt)
+  }
+
+  /** Re-evaluates queued candidates: starts the ready ones, skips the ones that can never run. */
+  evaluate(rt: TaskRuntime, candidates: readonly number[]): void {
+    for (const ord of candidates) {
+      if (rt.status !== 'running') return
+      if (rt.node(ord).status !== 'queued') continue
+      const r = rt.readiness(ord)
+      if (r.kind === 'wait') continue
+      if (r.kind === 'skip') this.apply(rt, ord, { kind: 'skip', reason: r.reason })
+      else this.tryDispatch(rt, ord)
+    }
+  }
+
+  /** Dispatches a ready (queued) or due (deferred) node, or queues it behind the limits. */
+  tryDispatch(rt: TaskRuntime, ord: number): void {
+    const type = rt.spec(ord).type
+    const worker = !rt.isFn(ord)
+    if (worker && this.#limits.limited && !this.#limits.canRun(type)) {
+      this.#limits.wait(rt.id, ord, type)
+      this.#log.debug('node.waiting_capacity', { task_id: rt.id, node_id: rt.spec(ord).node_id, type })
+      return
+    }
+    if (this.apply(rt, ord, { kind: 'dispatch' }) && worker) {
+      this.#limits.take(type)
+      this.#log.info('node.dispatched', { task_id: rt.id, node_id: rt.spec(ord).node_id, attempt_epoch: rt.node(ord).attempt_epoch, type })
+    }
+  }
+
+  #drainWaiters(): void {
+    for (let w = this.#limits.next(); w !== null; w = this.#limits.next()) {
+      const rt = this.tasks.get(w.taskId)
+      if (rt === undefined || rt.status !== 'running') continue
+      const node = rt.node(w.ord)
+      const startable =
+        (node.status === 'queued' && rt.readiness(w.ord).kind === 'start') ||
+        (node.status === 'deferred' && (node.next_retry_at_ms ?? 0) <= this.#clock.now())
+      if (startable) this.tryDispatch(rt, w.ord)
+    }
+  }
+
+  maybeComplete(rt: TaskRuntime): void {
+    if (rt.terminal || rt.open > 0) return
+    let status: 'finished' | 'failed' | 'cancelled' = 'finished'
+    if (rt.status === 'cancelling') status = rt.error !== null ? 'failed' : 'cancelled'
+    else if (rt.specs.some((s, i) => rt.node(i).status === 'failed' && (s.routing?.on_failure.length ?? 0) === 0)) status = 'failed'
+    const now = this.#clock.now()
+    const result = { nodes: rt.specs.map((s, i) => ({ node_id: s.node_id, status: rt.node(i).status, stats: rt.node(i).stats })) }
+    rt.change({ status, result, finished_at_ms: now })
+    rt.events.push(`task ${status}`)
+    this.#log.info(status === 'finished' ? 'task.finished' : status === 'failed' ? 'task.failed' : 'task.cancelled', { task_id: rt.id, status })
+    this.#hooks.dirty(rt)
+    this.#hooks.terminal(rt)
+  }
+
+  /**
+   * Cancels what is left of a task: queued/deferred nodes become cancelled, running ones
+   * `cancelling` (a TASK_CANCEL command and a CANCEL signal go to their worker). The task ends
+   * `cancelled` (or `failed` when `outcome` is failed) once every node is terminal.
+   */
+  cancel(rt: TaskRuntime, reason: string, outcome: 'cancelled' | 'failed'): void {
+    if (rt.terminal) return
+    if (rt.status !== 'cancelling') {
+      rt.change({ status: 'cancelling', cancelled: true, cancel_reason: reason, ...(outcome === 'failed' ? { error: reason } : {}) })
+      rt.events.push(`task cancelling: ${reason}`)
+      this.#log.info('task.cancelling', { task_id: rt.id, reason, outcome })
+      this.#hooks.dirty(rt)
+    }
+    for (let i = 0; i < rt.specs.length; i++) {
+      if (!isTerminal(rt.node(i).status)) this.apply(rt, i, { kind: 'cancel', reason })
+    }
+    this.maybeComplete(rt)
+  }
+
+  // ------------------------------------------------------------------ timers
+
+  /** Time after dispatch at which an unaccepted start is sent again for the (n+1)th time. */
+  #resendDelayMs(resends: number): number {
+    const base = this.#config.acceptTimeoutSec * 1000
+    let total = 0
+    for (let i = 0; i <= resends; i++) total += Math.min(base * 2 ** i, 600_000)
+    return total
+  }
+
+  /** When the node next needs looking at, from its state alone; null when never. */
+  #due(rt: TaskRuntime, ord: number): number | null {
+    const n = rt.node(ord)
+    if (n.status === 'deferred') return n.next_retry_at_ms
+    if (n.status === 'cancelling') return n.cancel_deadline_ms ?? null
+    if (n.status !== 'running' || rt.isFn(ord)) return null
+    if (rt.inherited.has(ord) && this.#clock.now() < this.graceEnd) return this.graceEnd
+    if (n.accepted_at_ms === null) return n.dispatched_at_ms === null ? null : n.dispatched_at_ms + this.#resendDelayMs(n.resends ?? 0)
+    const last = n.last_event_at_ms ?? n.accepted_at_ms
+    let due = last + this.#config.heartbeatHardSec * 1000
+    if (n.suspected !== true) due = Math.min(due, last + this.#config.heartbeatSoftSec * 1000)
+    if (typeof n.lease_expires_at_ms === 'number') due = Math.min(due, n.lease_expires_at_ms + 1)
+    return due
+  }
+
+  armNode(rt: TaskRuntime, ord: number): void {
+    const due = this.#due(rt, ord)
+    if (due === null) return
+    const key = `${rt.id}\u0000${ord}`
+    const cur = this.#armed.get(key)
+    if (cur !== undefined && cur <= due) return
+    this.#armed.set(key, due)
+    this.#timers.push({ at: due, taskId: rt.id, ord })
+  }
+
+  /** Handles due timer entries: each node's state decides what, if anything, is due. */
+  onTimers(due: readonly TimerEntry[]): void {
+    const now = this.#clock.now()
+    for (const e of due) {
+      const key = `${e.taskId}\u0000${e.ord}`
+      if (this.#armed.get(key) === e.at) this.#armed.delete(key)
+      const rt = this.tasks.get(e.taskId)
+      if (rt === undefined || rt.terminal || e.ord < 0) continue
+      this.#nodeDue(rt, e.ord, now)
+      this.armNode(rt, e.ord)
+    }
+  }
+
+  #nodeDue(rt: TaskRuntime, ord: number, now: number): void {
+    const n = rt.node(ord)
+    if (n.status === 'deferred') {
+      if ((n.next_retry_at_ms ?? 0) <= now && rt.status === 'running') this.tryDispatch(rt, ord)
+      return
+    }
+    if (n.status === 'cancelling') {
+      if ((n.cancel_deadline_ms ?? Number.POSITIVE_INFINITY) <= now) this.apply(rt, ord, { kind: 'cancel_deadline' })
+      return
+    }
+    if (n.status !== 'running' || rt.isFn(ord)) return
+    if (rt.inherited.has(ord) && now < this.graceEnd) return
+    if (n.accepted_at_ms === null) {
+      if (n.dispatched_at_ms !== null && n.dispatched_at_ms + this.#resendDelayMs(n.resends ?? 0) <= now) this.apply(rt, ord, { kind: 'accept_timeout' })
+      return
+    }
+    const last = n.last_event_at_ms ?? n.accepted_at_ms
+    if (last + this.#config.heartbeatHardSec * 1000 <= now) {
+      this.apply(rt, ord, { kind: 'heartbeat_lost', silentMs: now - last })
+      return
+    }
+    if (typeof n.lease_expires_at_ms === 'number' && n.lease_expires_at_ms < now) {
+      this.apply(rt, ord, { kind: 'lease_expired' })
+      return
+    }
+    if (last + this.#config.heartbeatSoftSec * 1000 <= now) this.apply(rt, ord, { kind: 'suspect' })
+  }
+
+  // ------------------------------------------------------------------ commands
+
+  /** After a restart: the commands a loaded node's state implies, sent again (receivers dedup). */
+  reissue(rt: TaskRuntime, ord: number): void {
+    if (rt.isFn(ord)) return
+    const n = rt.node(ord)
+    if (n.status === 'cancelling') {
+      this.#cancelCommands(rt, ord, n, rt.cancelReason ?? 'cancelled', n.lease.worker_id ?? null, this.#clock.now() + this.#config.cancelGraceSec * 1000, true)
+    } else if (n.status === 'running' && n.accepted_at_ms === null) {
+      rt.commands.push(this.#startCommand(rt, ord, n.attempt_epoch, 0))
+    } else return
+    rt.events.push(`reissue ${n.node_id}@${n.attempt_epoch}`)
+    this.#hooks.dirty(rt)
+  }
+
+  #startCommand(rt: TaskRuntime, ord: number, epoch: number, resend: number) {
+    const spec = rt.spec(ord)
+    const io = spec.io
+    // One logical message per attempt: a resend carries the same dedup_id (workers dedup on it).
+    const dedup = dedupId({ task: rt.id, node: spec.node_id, epoch, cmd: 'TASK_START' })
+    const payload: Record<string, unknown> = {
+      cmd: 'TASK_START',
+      input_ref: io.input_ref ?? null,
+      input_inline: io.input_inline ?? null,
+      batching: io.batching ?? null,
+      cancel_token: dedupId({ task: rt.id, node: spec.node_id, epoch, token: 'cancel' }),
+    }
+    // flowkit extension (peers ignore unknown fields): the task variables, so a worker need not
+    // read the task document before it runs the node.
+    const vars = JSON.stringify(rt.vars)
+    payload['vars'] = vars.length <= VARS_INLINE_MAX ? rt.vars : null
+    const env = makeEnvelope({
+      msg_type: 'cmd',
+      role: 'coordinator',
+      task_id: rt.id,
+      node_id: spec.node_id,
+      step_type: spec.type,
+      attempt_epoch: epoch,
+      ts_ms: this.#clock.now(),
+      dedup_id: dedup,
+      payload,
+    })
+    return {
+      topic: topicFor(this.#config.topicCmdFmt, spec.type),
+      key: messageKey(rt.id, spec.node_id),
+      value: encode(env),
+      dedup_id: resend === 0 ? dedup : `${dedup}:r${resend}`,
+      kind: 'TASK_START',
+      ord,
+      epoch,
+    }
+  }
+
+  #cancelCommands(rt: TaskRuntime, ord: number, node: NodeState, reason: string, holder: string | null, deadline: number, cmd: boolean): void {
+    const spec = rt.spec(ord)
+    const epoch = node.attempt_epoch
+    const token = dedupId({ task: rt.id, node: spec.node_id, epoch, token: 'cancel' })
+    const base = { role: 'coordinator' as const, task_id: rt.id, node_id: spec.node_id, step_type: spec.type, attempt_epoch: epoch, ts_ms: this.#clock.now() }
+    if (cmd) {
+      const d = dedupId({ task: rt.id, node: spec.node_id, epoch, cmd: 'TASK_CANCEL' })
+      rt.commands.push({
+        topic: topicFor(this.#config.topicCmdFmt, spec.type),
+        key: messageKey(rt.id, spec.node_id),
+        dedup_id: d,
+        value: encode(makeEnvelope({ ...base, msg_type: 'cmd', dedup_id: d, payload: { cmd: 'TASK_CANCEL', reason, cancel_token: token } })),
+        kind: 'TASK_CANCEL',
+        ord,
+        epoch,
+      })
+    }
+    if (holder) {
+      const d = dedupId({ task: rt.id, node: spec.node_id, epoch, sig: 'CANCEL' })
+      rt.commands.push({
+        topic: this.#config.topicSignals,
+        key: holder,
+        dedup_id: d,
+        value: encode(
+          makeEnvelope({ ...base, msg_type: 'event', dedup_id: d, target_worker_id: holder, payload: { sig: 'CANCEL', reason, cancel_token: token, deadline_ts_ms: deadline } }),
+        ),
+        kind: 'CANCEL',
+        ord,
+        epoch,
+      })
+    }
+  }
+}

@@ -1,0 +1,235 @@
+/**
+ * Group commit. Events change task runtimes in memory; the flusher writes what changed, for every
+ * dirty task at once, and only then lets the effects out:
+ *
+ *   1. batch-metrics rows of every task: one insert of rows with idempotent keys;
+ *   2. one journal entry per task (its new node states, task fields, commands, applied events):
+ *      one insert for all tasks, each entry unique by (task, version) — a writer that lost its
+ *      version (another coordinator wrote it) is fenced and drops the task;
+ *   3. snapshots that must be current before commands go out (cancel flag, variables);
+ *   4. then the commands (one produce per round), coordinator functions, waiters and the bus
+ *      offsets of the events this flush covers.
+ *
+ * Events that arrive while a flush is in flight are applied in memory and written by the next
+ * one. A crash anywhere leaves a state recovery completes: rows without an entry are ignored
+ * (their events are replayed and write the same rows), an entry without its commands is repaired
+ * from the state. Other snapshots are rewritten in the background (see snapshots.ts).
+ */
+import { errorMessage, isFlowkitError } from '../errors.ts'
+import type { Logger } from '../log.ts'
+import type { JournalEntry, VersionedTask } from '../model/journal.ts'
+import type { Clock } from '../ports/clock.ts'
+import type { BatchMetricsWrite, Store } from '../ports/store.ts'
+import { type PendingCommand, type TaskRuntime, journalCommands } from './runtime.ts'
+
+export interface FlushHooks {
+  /** The entry of `rt` is durable: send its commands, run its functions, wake its waiters. */
+  durable(rt: TaskRuntime, commands: PendingCommand[], fnRuns: number[], snapshot: VersionedTask | null): void
+  /** Another writer holds the version this coordinator wanted to write: it no longer owns `rt`. */
+  fenced(rt: TaskRuntime): void
+  /** Whether a snapshot of `rt` should be taken with this entry (besides forced ones). */
+  wantsSnapshot(rt: TaskRuntime): boolean
+}
+
+interface Built {
+  rt: TaskRuntime
+  entry: JournalEntry
+  commands: PendingCommand[]
+  fnRuns: number[]
+  force: boolean
+  snapshot: VersionedTask | null
+}
+
+const BACKOFF_MIN_MS = 20
+const BACKOFF_MAX_MS = 2000
+
+export class Flusher {
+  readonly #store: Store
+  readonly #clock: Clock
+  readonly #log: Logger
+  readonly #writer: string
+  readonly #hooks: FlushHooks
+  readonly #dirty = new Set<TaskRuntime>()
+  #running: Promise<void> | null = null
+  #scheduled = false
+  /** Resolves when the flush that will cover the current dirty state is durable. */
+  #next: { promise: Promise<void>; resolve: () => void } | null = null
+  #current: Promise<void> | null = null
+  #stopped = false
+  /** Store calls made by flushes, and flushes (for diagnostics and benchmarks). */
+  flushes = 0
+  entries = 0
+
+  constructor(store: Store, clock: Clock, log: Logger, writer: string, hooks: FlushHooks) {
+    this.#store = store
+    this.#clock = clock
+    this.#log = log
+    this.#writer = writer
+    this.#hooks = hooks
+  }
+
+  get pending(): number {
+    return this.#dirty.size
+  }
+
+  /** `force`: write an entry even when only the sent mark changed. */
+  mark(rt: TaskRuntime, force = false): void {
+    if (force) rt.events.push('sent')
+    this.#dirty.add(rt)
+    this.#schedule()
+  }
+
+  forget(rt: TaskRuntime): void {
+    this.#dirty.delete(rt)
+  }
+
+  /** Resolves once everything applied so far is durable. */
+  barrier(): Promise<void> {
+    if (this.#dirty.size > 0) {
+      this.#schedule()
+      return this.#nextPromise()
+    }
+    return this.#current ?? Promise.resolve()
+  }
+
+  #nextPromise(): Promise<void> {
+    if (this.#next === null) {
+      let resolve!: () => void
+      const promise = new Promise<void>((r) => {
+        resolve = r
+      })
+      this.#next = { promise, resolve }
+    }
+    return this.#next.promise
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#running !== null || this.#stopped) return
+    this.#scheduled = true
+    setImmediate(() => {
+      this.#scheduled = false
+      this.#kick()
+    })
+  }
+
+  #kick(): void {
+    if (this.#running !== null || this.#dirty.size === 0) {
+      if (this.#dirty.size === 0 && this.#next !== null && this.#running === null) {
+        const n = this.#next
+        this.#next = null
+        n.resolve()
+      }
+      return
+    }
+    const done = this.#nextPromise()
+    const waiters = this.#next
+    this.#next = null
+    this.#current = done
+    this.#running = this.#flush()
+      .catch((err: unknown) => this.#log.error('coordinator.flush_failed', { error: errorMessage(err) }))
+      .finally(() => {
+        this.#running = null
+        waiters?.resolve()
+        if (this.#current === done) this.#current = null
+        if (this.#dirty.size > 0) this.#schedule()
+        else if (this.#next !== null) {
+          const n = this.#next
+          this.#next = null
+          n.resolve()
+        }
+      })
+  }
+
+  /** Writes what is dirty now, then waits for every flush in flight (used on stop). */
+  async drain(): Promise<void> {
+    for (let i = 0; i < 100 && (this.#running !== null || this.#dirty.size > 0); i++) {
+      if (this.#running === null) this.#kick()
+      await this.#running
+    }
+  }
+
+  stop(): void {
+    this.#stopped = true
+  }
+
+  /** Ready for another start (after stop). */
+  restart(): void {
+    this.#stopped = false
+    this.#dirty.clear()
+  }
+
+  async #flush(): Promise<void> {
+    const now = this.#clock.now()
+    const built: Built[] = []
+    const rows: BatchMetricsWrite[] = []
+    for (const rt of this.#dirty) {
+      if (!rt.dirty) continue
+      const ch = rt.takeChanges()
+      const seq = rt.v + 1
+      const entry: JournalEntry = { task_id: rt.id, seq, at_ms: now, writer: this.#writer, events: ch.events, nodes: ch.nodes }
+      if (ch.task !== undefined) entry.task = ch.task
+      if (ch.commands.length > 0) entry.commands = journalCommands(ch.commands)
+      // Commands go out after their entry is durable: an entry without commands, written while
+      // nothing is waiting to be sent, says that everything up to it was sent.
+      if (rt.unsent === 0 && ch.commands.length === 0) entry.sent_through = seq
+      else if (rt.sentThrough > rt.sentRecorded) entry.sent_through = rt.sentThrough
+      const snapshot = ch.force || this.#hooks.wantsSnapshot(rt) ? { ...rt.toDoc(), v: seq } : null
+      built.push({ rt, entry, commands: ch.commands, fnRuns: ch.fnRuns, force: ch.force, snapshot })
+      rows.push(...ch.metrics)
+    }
+    this.#dirty.clear()
+    if (built.length === 0) return
+    this.flushes++
+    this.entries += built.length
+    if (rows.length > 0) await this.#retry('insertBatchMetrics', () => this.#store.insertBatchMetrics(rows, now))
+    const ok = await this.#append(built.map((b) => b.entry))
+    const durable: Built[] = []
+    built.forEach((b, i) => {
+      if (ok[i]) {
+        b.rt.v = b.entry.seq
+        if (b.entry.sent_through !== undefined) b.rt.sentRecorded = Math.max(b.rt.sentRecorded, b.entry.sent_through)
+        durable.push(b)
+      } else {
+        this.#log.error('coordinator.fenced', { task_id: b.rt.id, seq: b.entry.seq })
+        this.#hooks.fenced(b.rt)
+      }
+    })
+    const forced = durable.filter((b) => b.force && b.snapshot !== null)
+    if (forced.length > 0) {
+      await Promise.all(forced.map((b) => this.#retry('writeSnapshot', () => this.#store.writeSnapshot(b.snapshot as VersionedTask, now))))
+      for (const b of forced) b.rt.snapshotV = Math.max(b.rt.snapshotV, b.entry.seq)
+    }
+    for (const b of durable) this.#hooks.durable(b.rt, b.commands, b.fnRuns, b.force ? null : b.snapshot)
+  }
+
+  /** Appends the entries; a non-retryable failure is isolated to the entries that cause it. */
+  async #append(entries: JournalEntry[]): Promise<boolean[]> {
+    try {
+      return await this.#retry('appendJournal', () => this.#store.appendJournal(entries), false)
+    } catch (err) {
+      if (entries.length === 1) {
+        this.#log.error('coordinator.write_refused', { task_id: entries[0]?.task_id, error: errorMessage(err) })
+        return [false]
+      }
+      const out: boolean[] = []
+      for (const e of entries) out.push(...(await this.#append([e])))
+      return out
+    }
+  }
+
+  /** Runs a store call until it succeeds; retryable errors wait with backoff, others throw (or retry when `always`). */
+  async #retry<T>(op: string, fn: () => Promise<T>, always = true): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await fn()
+      } catch (err) {
+        const retryable = isFlowkitError(err) && err.retryable
+        if (!retryable && !always) throw err
+        if (this.#stopped && attempt > 3) throw err
+        const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (attempt - 1))
+        this.#log.warn('coordinator.store_retry', { op, attempt, delay_ms: delay, error: errorMessage(err) })
+        await new Promise((r) => setTimeout(r, delay))
+      }
+    }
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * Runs coordinator functions (`coordinator_fn` nodes) once the state that started them is
+ * durable, one at a time per task (each sees the variables the previous one wrote). The result is
+ * applied as ONE transition — complete artifact written first, then the node finished together
+ * with its variables and stats patches in the same journal entry — so a crash re-runs the function
+ * (the node is still running) instead of applying its effect twice. A retryable error (the store
+ * is unavailable) is retried with backoff for `fnRetryBudgetMs`, then counts as a transient
+ * failure of the attempt; any other error fails the node permanently.
+ */
+import { ErrorCode, FlowkitError, errorMessage, isFlowkitError } from '../errors.ts'
+import type { Logger } from '../log.ts'
+import type { Clock } from '../ports/clock.ts'
+import type { Store } from '../ports/store.ts'
+import type { Engine } from './engine.ts'
+import type { CoordinatorFn } from './functions.ts'
+import type { TaskRuntime } from './runtime.ts'
+
+export class FnRunner {
+  readonly #engine: Engine
+  readonly #store: Store
+  readonly #clock: Clock
+  readonly #log: Logger
+  readonly #functions: Record<string, CoordinatorFn>
+  readonly #budgetMs: number
+  #stopped = false
+
+  constructor(engine: Engine, store: Store, clock: Clock, log: Logger, functions: Record<string, CoordinatorFn>, budgetMs = 60_000) {
+    this.#engine = engine
+    this.#store = store
+    this.#clock = clock
+    this.#log = log
+    this.#functions = functions
+    this.#budgetMs = budgetMs
+  }
+
+  stop(): void {
+    this.#stopped = true
+  }
+
+  start(): void {
+    this.#stopped = false
+  }
+
+  run(rt: TaskRuntime, ord: number): void {
+    const epoch = rt.node(ord).attempt_epoch
+    rt.fnChain = rt.fnChain.then(() => this.#exec(rt, ord, epoch)).catch((err: unknown) => {
+      this.#log.error('node.fn_crashed', { task_id: rt.id, node_id: rt.spec(ord).node_id, error: errorMessage(err) })
+    })
+  }
+
+  #current(rt: TaskRuntime, ord: number, epoch: number): boolean {
+    const n = rt.node(ord)
+    return !this.#stopped && this.#engine.tasks.get(rt.id) === rt && n.attempt_epoch === epoch && (n.status === 'running' || n.status === 'cancelling')
+  }
+
+  async #exec(rt: TaskRuntime, ord: number, epoch: number): Promise<void> {
+    const spec = rt.spec(ord)
+    const name = spec.io.fn ?? ''
+    const ids = { task_id: rt.id, node_id: spec.node_id, attempt_epoch: epoch }
+    const firstFailure = { at: 0 }
+    this.#log.info('node.dispatched', { ...ids, type: spec.type, fn: name })
+    for (let attempt = 1; ; attempt++) {
+      if (!this.#current(rt, ord, epoch)) return
+      if (rt.node(ord).status === 'cancelling') {
+        this.#engine.apply(rt, ord, { kind: 'fn_done', stats: {} })
+        return
+      }
+      try {
+        const fn = this.#functions[name]
+        if (fn === undefined) throw new FlowkitError(ErrorCode.UnknownCoordinatorFn, `unknown coordinator function ${name}`)
+        const now = this.#clock.now()
+        const res = await fn({ task: rt.toDoc(), node: spec, args: spec.io.fn_args ?? {}, store: this.#store, now, log: this.#log.child(ids) })
+        await this.#store.upsertArtifact(
+          { task_id: rt.id, node_id: spec.node_id, batch_uid: null, status: 'complete', meta: res.meta ?? {}, attempt_epoch: epoch, worker_id: null },
+          this.#clock.now(),
+        )
+        if (!this.#current(rt, ord, epoch)) return
+        if (res.vars !== undefined) rt.change({ vars: res.vars })
+        for (const [target, stats] of Object.entries(res.nodeStats ?? {})) {
+          const t = rt.ord.get(target)
+          if (t !== undefined) this.#engine.apply(rt, t, { kind: 'stats_patch', stats }, `stats ${target} by ${spec.node_id}`)
+        }
+        this.#engine.apply(rt, ord, { kind: 'fn_done', stats: res.stats ?? {} }, `fn_done ${spec.node_id}@${epoch}`)
+        return
+      } catch (err) {
+        const error = errorMessage(err)
+        if (isFlowkitError(err) && err.retryable) {
+          const now = this.#clock.now()
+          if (firstFailure.at === 0) firstFailure.at = now
+          if (now - firstFailure.at < this.#budgetMs) {
+            const delay = Math.min(2000, 50 * 2 ** (attempt - 1))
+            this.#log.warn('node.fn_retry', { ...ids, fn: name, attempt, delay_ms: delay, error })
+            await new Promise((r) => setTimeout(r, delay))
+            continue
+          }
+          if (!this.#current(rt, ord, epoch)) return
+          this.#log.error('node.fn_error', { ...ids, fn: name, error })
+          this.#engine.apply(rt, ord, { kind: 'fn_failed', reasonCode: 'coordinator_fn_unavailable', error, permanent: false })
+          return
+        }
+        if (!this.#current(rt, ord, epoch)) return
+        const reason = err instanceof FlowkitError ? err.code.toLowerCase() : ((err as { reasonCode?: string }).reasonCode ?? 'coordinator_fn_error')
+        this.#log.error('node.fn_error', { ...ids, fn: name, error })
+        this.#engine.apply(rt, ord, { kind: 'fn_failed', reasonCode: reason, error, permanent: true })
+        return
+      }
+    }
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * Intake: what the coordinator reads from the bus, turned into transitions. Status events are
+ * parsed, epoch-fenced and applied to the task's runtime in memory; the batch handler resolves
+ * (and the bus commits the batch's offsets) only once the flush that covers them is durable.
+ * Malformed records are logged and skipped; they never block a partition.
+ */
+import type { Logger } from '../log.ts'
+import type { BusMessage } from '../ports/bus.ts'
+import type { Clock } from '../ports/clock.ts'
+import { FINAL_UID, parseEnvelope, parseStatusEvent, type Envelope, type StatusEvent } from '../protocol/messages.ts'
+import type { Engine } from './engine.ts'
+import type { TaskRuntime } from './runtime.ts'
+import type { NodeEvent } from './transitions.ts'
+
+export interface IntakeHooks {
+  /** A task this coordinator does not hold in memory: load it if it is ours and active (else null). */
+  adopt(taskId: string): Promise<TaskRuntime | null>
+  /** Resolves when everything applied so far is durable. */
+  barrier(): Promise<void>
+  /** A task recently finished and dropped from memory: late events for it are ignored cheaply. */
+  isRecentlyDone(taskId: string): boolean
+}
+
+export class Intake {
+  readonly #engine: Engine
+  readonly #clock: Clock
+  readonly #log: Logger
+  readonly #hooks: IntakeHooks
+  /** Status events applied (for diagnostics and benchmarks). */
+  applied = 0
+
+  constructor(engine: Engine, clock: Clock, log: Logger, hooks: IntakeHooks) {
+    this.#engine = engine
+    this.#clock = clock
+    this.#log = log
+    this.#hooks = hooks
+  }
+
+  /** Applies a batch of status records in order, then waits until they are durable. */
+  async statusBatch(messages: readonly BusMessage[]): Promise<void> {
+    for (const m of messages) {
+      const parsed = parseEnvelope(m.value)
+      if (!parsed.ok) {
+        this.#log.warn('bus.message_malformed', { topic: m.topic, partition: m.partition, offset: m.offset, error: parsed.error })
+        continue
+      }
+      const env = parsed.value
+      if (env.msg_type !== 'event' || env.role !== 'worker') {
+        this.#log.warn('bus.message_unexpected', { topic: m.topic, offset: m.offset, msg_type: env.msg_type, role: env.role })
+        continue
+      }
+      const ev = parseStatusEvent(env.payload)
+      if (!ev.ok) {
+        this.#log.warn('bus.message_malformed', { topic: m.topic, offset: m.offset, task_id: env.task_id, node_id: env.node_id, error: ev.error })
+        continue
+      }
+      let rt = this.#engine.tasks.get(env.task_id) ?? null
+      if (rt === null) {
+        if (this.#hooks.isRecentlyDone(env.task_id)) {
+          this.#log.debug('event.task_done', { task_id: env.task_id, node_id: env.node_id, kind: ev.value.kind })
+          continue
+        }
+        // Store errors propagate: the bus delivers the batch again.
+        rt = await this.#hooks.adopt(env.task_id)
+        if (rt === null) {
+          // Another deployment's task on a shared cluster, or one in another layout: not ours.
+          this.#log.debug('event.unknown_task', { task_id: env.task_id, node_id: env.node_id, kind: ev.value.kind })
+          continue
+        }
+      }
+      this.apply(rt, env, ev.value)
+    }
+    await this.#hooks.barrier()
+  }
+
+  apply(rt: TaskRuntime, env: Envelope, ev: StatusEvent): void {
+    const ids = { task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch, kind: ev.kind }
+    const ord = rt.ord.get(env.node_id)
+    if (ord === undefined) {
+      this.#log.warn('event.unknown_node', ids)
+      return
+    }
+    const node = rt.node(ord)
+    if (node.attempt_epoch !== env.attempt_epoch) {
+      this.#log.info('event.stale_epoch', { ...ids, node_epoch: node.attempt_epoch })
+      return
+    }
+    this.applied++
+    const now = this.#clock.now()
+    let event: NodeEvent
+    let label = `${ev.kind} ${env.node_id}@${env.attempt_epoch}`
+    switch (ev.kind) {
+      case 'TASK_ACCEPTED':
+      case 'TASK_HEARTBEAT':
+      case 'TASK_RESUMED': {
+        // The lease's length as the worker stated it, counted on this coordinator's clock.
+        const ttl = Math.max(0, ev.lease_deadline_ts_ms - env.ts_ms)
+        event = { kind: 'lease', accepted: ev.kind === 'TASK_ACCEPTED', workerId: ev.worker_id, leaseId: ev.lease_id, deadline: ev.lease_deadline_ts_ms, expiresAt: now + ttl }
+        break
+      }
+      case 'BATCH_OK': {
+        const seen = rt.batches.get(ord)?.get(ev.batch_uid)
+        event = { kind: 'batch_ok', uid: ev.batch_uid, metrics: ev.metrics, prev: seen?.metrics ?? null, duplicate: seen !== undefined && seen.epoch === node.attempt_epoch }
+        label += ` ${ev.batch_uid}`
+        break
+      }
+      case 'BATCH_FAILED':
+        event = { kind: 'batch_failed', uid: ev.batch_uid, reasonCode: ev.reason_code, error: ev.error, permanent: ev.permanent }
+        break
+      case 'TASK_DONE': {
+        const finalUid = ev.final_uid ?? FINAL_UID
+        const seen = rt.batches.get(ord)?.get(finalUid)
+        const prev = seen === undefined ? null : seen.metrics
+        event = { kind: 'done', metrics: ev.metrics, finalUid, prev, ...(ev.batches === undefined ? {} : { batches: ev.batches }) }
+        if (node.status === 'finished' && seen !== undefined && seen.epoch !== node.attempt_epoch) event.prev = null
+        break
+      }
+      case 'TASK_FAILED':
+        event = { kind: 'failed', reasonCode: ev.reason_code, error: ev.error, permanent: ev.permanent }
+        break
+      case 'CANCELLED':
+        event = { kind: 'worker_cancelled', reason: ev.reason }
+        break
+    }
+    if (!this.#engine.apply(rt, ord, event, label)) this.#log.debug('event.no_change', ids)
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * Concurrency limits on running worker nodes (across all tasks, and per type). Running counts are
+ * kept per type; a node that is ready while its type (or the total) is at the limit waits in its
+ * type's FIFO. When a slot frees, the oldest waiter that may run is handed out: O(types) per
+ * freed slot, whatever the number of blocked tasks.
+ */
+export interface Waiter {
+  taskId: string
+  ord: number
+  type: string
+  seq: number
+}
+
+export class Limits {
+  readonly #maxTotal: number
+  readonly #maxByType: Readonly<Record<string, number>>
+  #total = 0
+  readonly #byType = new Map<string, number>()
+  readonly #queues = new Map<string, Waiter[]>()
+  readonly #queued = new Set<string>()
+  #seq = 0
+
+  constructor(maxTotal: number, maxByType: Readonly<Record<string, number>>) {
+    this.#maxTotal = maxTotal
+    this.#maxByType = maxByType
+  }
+
+  get limited(): boolean {
+    return this.#maxTotal > 0 || Object.values(this.#maxByType).some((n) => n > 0)
+  }
+
+  get running(): number {
+    return this.#total
+  }
+
+  #typeOk(type: string): boolean {
+    const cap = this.#maxByType[type]
+    return cap === undefined || cap <= 0 || (this.#byType.get(type) ?? 0) < cap
+  }
+
+  /** Whether one more node of `type` may run now. */
+  canRun(type: string): boolean {
+    return (this.#maxTotal <= 0 || this.#total < this.#maxTotal) && this.#typeOk(type)
+  }
+
+  /** Counts a node that entered running/cancelling. */
+  take(type: string): void {
+    this.#total++
+    this.#byType.set(type, (this.#byType.get(type) ?? 0) + 1)
+  }
+
+  /** Counts a node that left running/cancelling. */
+  give(type: string): void {
+    this.#total = Math.max(0, this.#total - 1)
+    this.#byType.set(type, Math.max(0, (this.#byType.get(type) ?? 0) - 1))
+  }
+
+  /** Queues a ready node that may not run yet (once). */
+  wait(taskId: string, ord: number, type: string): void {
+    const key = `${taskId}\u0000${ord}`
+    if (this.#queued.has(key)) return
+    this.#queued.add(key)
+    let q = this.#queues.get(type)
+    if (q === undefined) {
+      q = []
+      this.#queues.set(type, q)
+    }
+    q.push({ taskId, ord, type, seq: this.#seq++ })
+  }
+
+  /** The oldest waiter that may run now, removed from its queue; null when none may. */
+  next(): Waiter | null {
+    if (this.#maxTotal > 0 && this.#total >= this.#maxTotal) return null
+    let best: Waiter[] | null = null
+    for (const [type, q] of this.#queues) {
+      if (q.length === 0 || !this.#typeOk(type)) continue
+      if (best === null || (q[0] as Waiter).seq < (best[0] as Waiter).seq) best = q
+    }
+    if (best === null) return null
+    const w = best.shift() as Waiter
+    this.#queued.delete(`${w.taskId}\u0000${w.ord}`)
+    return w
+  }
+
+  /** Forgets every waiter and count (coordinator stop). */
+  clear(): void {
+    this.#total = 0
+    this.#byType.clear()
+    this.#queues.clear()
+    this.#queued.clear()
+  }
+}

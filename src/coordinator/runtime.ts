@@ -1,0 +1,289 @@
+/**
+ * A task runtime: the coordinator's in-memory copy of one active task, of which it is the only
+ * writer. Node states live in an array indexed by the node's ordinal in the graph; readiness is
+ * kept incrementally (per node, how many of its fan-in parents are satisfied or dead), so an event
+ * costs work proportional to the children of the node it changed, never to the size of the task.
+ *
+ * What changed since the last flush (nodes, task fields, applied events, commands, metrics rows)
+ * is collected here and taken by the flusher as one journal entry.
+ */
+import { buildDependencyIndex, type DependencyIndex } from '../graph/deps.ts'
+import { COORDINATOR_FN_TYPE, type GraphSpec, type NodeSpec } from '../graph/types.ts'
+import type { JournalCommand, TaskChanges, VersionedTask } from '../model/journal.ts'
+import type { NodeState, NodeStatus, TaskDoc, TaskStatus } from '../model/state.ts'
+import type { BusRecord } from '../ports/bus.ts'
+import type { BatchMetricsWrite } from '../ports/store.ts'
+import { evaluateGuard } from '../graph/guard.ts'
+
+export type Readiness = { kind: 'start' } | { kind: 'wait' } | { kind: 'skip'; reason: string }
+
+/** A command to send once the flush that decided it is durable. */
+export interface PendingCommand extends BusRecord {
+  dedup_id: string
+  kind: string
+  /** The node it concerns (a START that cannot be delivered fails that node's attempt). */
+  ord: number
+  epoch: number
+}
+
+const DEAD: ReadonlySet<NodeStatus> = new Set(['failed', 'cancelled', 'skipped'])
+const TERMINAL: ReadonlySet<NodeStatus> = new Set(['finished', 'failed', 'cancelled', 'skipped'])
+export const TERMINAL_TASK: ReadonlySet<TaskStatus> = new Set(['finished', 'failed', 'cancelled'])
+
+/** 0 pending, 1 satisfied, 2 dead: what a parent's state means for one child's fan-in. */
+function contribution(p: NodeState, streaming: boolean): 0 | 1 | 2 {
+  if (p.status === 'finished') return 1
+  if (DEAD.has(p.status)) return 2
+  if (streaming && p.has_output) return 1
+  return 0
+}
+
+export class TaskRuntime {
+  readonly id: string
+  readonly graph: GraphSpec
+  readonly index: DependencyIndex
+  readonly specs: readonly NodeSpec[]
+  readonly ord: ReadonlyMap<string, number>
+  readonly params: Record<string, unknown>
+  readonly createdAt: number
+  nodes: NodeState[]
+  status: TaskStatus
+  vars: Record<string, unknown>
+  cancelled: boolean
+  cancelReason: string | null
+  error: string | null
+  result: unknown
+  updatedAt: number
+  finishedAt: number | null
+  /** Seq of the last journal entry known durable (the snapshot version when loaded). */
+  v: number
+  /** Seq of the last snapshot written. */
+  snapshotV: number
+  /** Every command of the entries up to this seq was sent. */
+  sentThrough: number
+  /** The `sentThrough` last written to the journal. */
+  sentRecorded: number
+  /** Commands handed to the outbox and not sent yet. */
+  unsent = 0
+  /** Nodes not yet terminal (for the completion check). */
+  open: number
+  /** The terminal status is durable (waiters may be told). */
+  doneDurable = false
+
+  // readiness: per child, its fan-in parents (routing sources excluded) and the counters
+  readonly #parents: number[][]
+  /** Per parent: the children whose fan-in counts it, with whether it streams into them. */
+  readonly #fanout: { child: number; streaming: boolean }[][]
+  /** Per node: the nodes to re-evaluate when it changes (dependents and routing targets). */
+  readonly reeval: number[][]
+  readonly #sat: Int32Array
+  readonly #dead: Int32Array
+
+  /** Per node: batch_uid → the epoch and metrics counted for it (exact stats across retries). */
+  readonly batches = new Map<number, Map<string, { epoch: number; metrics: Record<string, unknown> }>>()
+
+  // collected for the next flush
+  readonly dirtyNodes = new Set<number>()
+  changes: TaskChanges = {}
+  events: string[] = []
+  commands: PendingCommand[] = []
+  metricsRows: BatchMetricsWrite[] = []
+  /** Coordinator functions to run once the state that started them is durable. */
+  fnRuns: number[] = []
+  /** The cancel flag or variables changed: the snapshot must be rewritten before commands go out. */
+  forceSnapshot = false
+  /** Serialises this task's coordinator functions (each sees the previous one's variables). */
+  fnChain: Promise<void> = Promise.resolve()
+  /** Nodes inherited from a previous coordinator process (recovery grace applies). */
+  readonly inherited = new Set<number>()
+
+  constructor(doc: TaskDoc, v: number) {
+    this.id = doc.id
+    this.graph = doc.graph
+    this.index = buildDependencyIndex(doc.graph)
+    this.specs = doc.graph.nodes
+    const ord = new Map<string, number>()
+    this.specs.forEach((s, i) => {
+      ord.set(s.node_id, i)
+    })
+    this.ord = ord
+    this.params = doc.params
+    this.createdAt = doc.created_at_ms
+    this.nodes = this.specs.map((s) => doc.nodes[s.node_id] as NodeState)
+    this.status = doc.status
+    this.vars = doc.coordinator.vars
+    this.cancelled = doc.coordinator.cancelled
+    this.cancelReason = doc.coordinator.cancel_reason
+    this.error = doc.error
+    this.result = doc.result
+    this.updatedAt = doc.updated_at_ms
+    this.finishedAt = doc.finished_at_ms
+    this.v = v
+    this.snapshotV = v
+    this.sentThrough = (doc as { sent_through?: number }).sent_through ?? 0
+    this.sentRecorded = this.sentThrough
+    const n = this.specs.length
+    this.#parents = []
+    this.#fanout = Array.from({ length: n }, () => [])
+    this.reeval = this.specs.map((s) => (this.index.children.get(s.node_id) ?? []).map((c) => ord.get(c) as number))
+    for (let i = 0; i < n; i++) {
+      const id = (this.specs[i] as NodeSpec).node_id
+      const routed = new Set((this.index.routedFrom.get(id) ?? []).map((r) => r.source))
+      const streaming = this.index.streamingParents.get(id)
+      const ps = (this.index.parents.get(id) ?? []).filter((p) => !routed.has(p)).map((p) => ord.get(p) as number)
+      this.#parents.push(ps)
+      for (const p of ps) this.#fanout[p]?.push({ child: i, streaming: streaming?.has((this.specs[p] as NodeSpec).node_id) ?? false })
+    }
+    this.#sat = new Int32Array(n)
+    this.#dead = new Int32Array(n)
+    for (let c = 0; c < n; c++) {
+      for (const p of this.#parents[c] as number[]) {
+        const k = contribution(this.nodes[p] as NodeState, this.#isStreaming(c, p))
+        if (k === 1) this.#sat[c] = (this.#sat[c] as number) + 1
+        else if (k === 2) this.#dead[c] = (this.#dead[c] as number) + 1
+      }
+    }
+    this.open = this.nodes.filter((x) => !TERMINAL.has(x.status)).length
+  }
+
+  #isStreaming(child: number, parent: number): boolean {
+    return this.index.streamingParents.get((this.specs[child] as NodeSpec).node_id)?.has((this.specs[parent] as NodeSpec).node_id) ?? false
+  }
+
+  spec(ord: number): NodeSpec {
+    return this.specs[ord] as NodeSpec
+  }
+
+  node(ord: number): NodeState {
+    return this.nodes[ord] as NodeState
+  }
+
+  isFn(ord: number): boolean {
+    return this.spec(ord).type === COORDINATOR_FN_TYPE
+  }
+
+  get terminal(): boolean {
+    return TERMINAL_TASK.has(this.status)
+  }
+
+  get dirty(): boolean {
+    return this.dirtyNodes.size > 0 || this.events.length > 0 || Object.keys(this.changes).length > 0 || this.commands.length > 0
+  }
+
+  /** Replaces a node's state, keeping the readiness counters and the completion count in step. */
+  setNode(ord: number, next: NodeState): void {
+    const prev = this.nodes[ord] as NodeState
+    this.nodes[ord] = next
+    this.dirtyNodes.add(ord)
+    if (TERMINAL.has(prev.status) !== TERMINAL.has(next.status)) this.open += TERMINAL.has(next.status) ? -1 : 1
+    if (prev.status === next.status && prev.has_output === next.has_output) return
+    for (const { child, streaming } of this.#fanout[ord] as { child: number; streaming: boolean }[]) {
+      const a = contribution(prev, streaming)
+      const b = contribution(next, streaming)
+      if (a === b) continue
+      const sat = this.#sat
+      const dead = this.#dead
+      if (a === 1) sat[child] = (sat[child] as number) - 1
+      else if (a === 2) dead[child] = (dead[child] as number) - 1
+      if (b === 1) sat[child] = (sat[child] as number) + 1
+      else if (b === 2) dead[child] = (dead[child] as number) + 1
+    }
+  }
+
+  /** Sets task fields and records them for the journal. */
+  change(c: TaskChanges): void {
+    Object.assign(this.changes, c)
+    if (c.status !== undefined) this.status = c.status
+    if (c.error !== undefined) this.error = c.error
+    if (c.result !== undefined) this.result = c.result
+    if (c.finished_at_ms !== undefined) this.finishedAt = c.finished_at_ms
+    if (c.vars !== undefined) {
+      this.vars = c.vars
+      this.forceSnapshot = true
+    }
+    if (c.cancelled !== undefined) {
+      this.cancelled = c.cancelled
+      this.forceSnapshot = true
+    }
+    if (c.cancel_reason !== undefined) this.cancelReason = c.cancel_reason
+  }
+
+  /** Readiness of a queued node from the counters (routing sources and the guard looked at directly). */
+  readiness(ord: number): Readiness {
+    const spec = this.spec(ord)
+    let routingWait = false
+    for (const r of this.index.routedFrom.get(spec.node_id) ?? []) {
+      const src = this.nodes[this.ord.get(r.source) as number] as NodeState
+      if (r.on === 'success') {
+        if (src.status === 'finished') continue
+        if (DEAD.has(src.status)) return { kind: 'skip', reason: `routing: ${r.source} did not succeed` }
+      } else {
+        if (src.status === 'failed') continue
+        if (src.status === 'finished' || src.status === 'skipped' || src.status === 'cancelled') {
+          return { kind: 'skip', reason: `routing: ${r.source} did not fail` }
+        }
+      }
+      routingWait = true
+    }
+    const total = (this.#parents[ord] as number[]).length
+    const satisfied = this.#sat[ord] as number
+    const dead = this.#dead[ord] as number
+    const pending = total - satisfied - dead
+    const need = spec.fan_in.kind === 'all' ? total : spec.fan_in.kind === 'any' ? (total === 0 ? 0 : 1) : Math.min(spec.fan_in.n, total)
+    if (satisfied + pending < need) {
+      return { kind: 'skip', reason: `fan_in ${spec.fan_in_raw}: ${dead} of ${total} parents can no longer run` }
+    }
+    if (routingWait || satisfied < need) return { kind: 'wait' }
+    if (spec.when && !evaluateGuard(spec.when, this.vars)) return { kind: 'skip', reason: 'guard on task variables does not hold' }
+    return { kind: 'start' }
+  }
+
+  /** The task as a document (for views, coordinator functions and snapshots). */
+  toDoc(): VersionedTask {
+    const nodes: Record<string, NodeState> = {}
+    this.specs.forEach((s, i) => {
+      nodes[s.node_id] = this.nodes[i] as NodeState
+    })
+    return {
+      id: this.id,
+      status: this.status,
+      params: this.params,
+      graph: this.graph,
+      nodes,
+      coordinator: { vars: this.vars, cancelled: this.cancelled, cancel_reason: this.cancelReason },
+      result: this.result,
+      error: this.error,
+      created_at_ms: this.createdAt,
+      updated_at_ms: this.updatedAt,
+      finished_at_ms: this.finishedAt,
+      v: this.v,
+      sent_through: this.sentRecorded,
+    }
+  }
+
+  /** Takes what changed since the last flush as the body of journal entry `v + 1`. */
+  takeChanges(): { nodes: NodeState[]; task?: TaskChanges; events: string[]; commands: PendingCommand[]; metrics: BatchMetricsWrite[]; fnRuns: number[]; force: boolean } {
+    const nodes = [...this.dirtyNodes].sort((a, b) => a - b).map((o) => this.nodes[o] as NodeState)
+    const out = {
+      nodes,
+      ...(Object.keys(this.changes).length > 0 ? { task: this.changes } : {}),
+      events: this.events,
+      commands: this.commands,
+      metrics: this.metricsRows,
+      fnRuns: this.fnRuns,
+      force: this.forceSnapshot,
+    }
+    this.dirtyNodes.clear()
+    this.changes = {}
+    this.events = []
+    this.commands = []
+    this.metricsRows = []
+    this.fnRuns = []
+    this.forceSnapshot = false
+    return out
+  }
+}
+
+export function journalCommands(cmds: readonly PendingCommand[]): JournalCommand[] {
+  return cmds.map((c) => ({ topic: c.topic, key: c.key, dedup_id: c.dedup_id, kind: c.kind }))
+}

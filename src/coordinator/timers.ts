@@ -1,0 +1,110 @@
+/**
+ * One min-heap of deadlines across all tasks (leases, accept timeouts, retries, cancel grace,
+ * heartbeat limits, recovery grace), served by a single sleep on the injected clock for the
+ * earliest one. Entries are hints: when one fires, the owner re-reads the node's state and decides
+ * (a deadline that moved is simply pushed again), so nothing is ever removed from the middle.
+ */
+import type { Clock } from '../ports/clock.ts'
+
+export interface TimerEntry {
+  at: number
+  taskId: string
+  /** Node ordinal, or -1 for a task-level timer. */
+  ord: number
+}
+
+export class TimerHeap {
+  readonly #clock: Clock
+  readonly #fire: (due: TimerEntry[]) => void
+  readonly #heap: TimerEntry[] = []
+  #armedAt = Number.POSITIVE_INFINITY
+  #abort: AbortController | null = null
+  #stopped = true
+
+  constructor(clock: Clock, fire: (due: TimerEntry[]) => void) {
+    this.#clock = clock
+    this.#fire = fire
+  }
+
+  get size(): number {
+    return this.#heap.length
+  }
+
+  start(): void {
+    this.#stopped = false
+    this.#arm()
+  }
+
+  stop(): void {
+    this.#stopped = true
+    this.#abort?.abort()
+    this.#abort = null
+    this.#armedAt = Number.POSITIVE_INFINITY
+    this.#heap.length = 0
+  }
+
+  push(e: TimerEntry): void {
+    const h = this.#heap
+    h.push(e)
+    let i = h.length - 1
+    while (i > 0) {
+      const p = (i - 1) >> 1
+      if ((h[p] as TimerEntry).at <= e.at) break
+      h[i] = h[p] as TimerEntry
+      i = p
+    }
+    h[i] = e
+    if (e.at < this.#armedAt) this.#arm()
+  }
+
+  #pop(): TimerEntry {
+    const h = this.#heap
+    const top = h[0] as TimerEntry
+    const last = h.pop() as TimerEntry
+    if (h.length > 0) {
+      let i = 0
+      for (;;) {
+        const l = 2 * i + 1
+        if (l >= h.length) break
+        const r = l + 1
+        const c = r < h.length && (h[r] as TimerEntry).at < (h[l] as TimerEntry).at ? r : l
+        if ((h[c] as TimerEntry).at >= last.at) break
+        h[i] = h[c] as TimerEntry
+        i = c
+      }
+      h[i] = last
+    }
+    return top
+  }
+
+  #arm(): void {
+    if (this.#stopped) return
+    this.#abort?.abort()
+    this.#abort = null
+    const head = this.#heap[0]
+    if (head === undefined) {
+      this.#armedAt = Number.POSITIVE_INFINITY
+      return
+    }
+    this.#armedAt = head.at
+    const abort = new AbortController()
+    this.#abort = abort
+    this.#clock.sleep(Math.max(0, head.at - this.#clock.now()), abort.signal).then(
+      () => {
+        if (this.#abort !== abort) return
+        this.#abort = null
+        this.#armedAt = Number.POSITIVE_INFINITY
+        this.#drain()
+      },
+      () => undefined,
+    )
+  }
+
+  #drain(): void {
+    const now = this.#clock.now()
+    const due: TimerEntry[] = []
+    while (this.#heap.length > 0 && (this.#heap[0] as TimerEntry).at <= now) due.push(this.#pop())
+    this.#arm()
+    if (due.length > 0) this.#fire(due)
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * Rules every Store adapter applies the same way (so the memory store fails and orders exactly
+ * like the MongoDB one): node-id validation before a key reaches a document path, code-point
+ * string order, the listing order of artifacts, which batch-metrics row counts.
+ */
+import { ErrorCode, FlowkitError } from '../errors.ts'
+import { NODE_ID_PATTERN } from '../graph/types.ts'
+import type { BatchMetricsRow } from './store.ts'
+
+export function assertNodeId(nodeId: unknown): asserts nodeId is string {
+  if (typeof nodeId !== 'string' || !NODE_ID_PATTERN.test(nodeId)) {
+    throw new FlowkitError(ErrorCode.InvalidKey, `invalid node id ${JSON.stringify(nodeId)}`, {
+      details: { node_id: String(nodeId) },
+    })
+  }
+}
+
+/** Orders strings by Unicode code point (= MongoDB's byte order of UTF-8), not UTF-16 units. */
+export function compareCodePoints(a: string, b: string): number {
+  if (a === b) return 0
+  const n = Math.min(a.length, b.length)
+  for (let i = 0; i < n; i++) {
+    const ca = a.charCodeAt(i)
+    const cb = b.charCodeAt(i)
+    if (ca !== cb) return fixUnit(ca) - fixUnit(cb)
+  }
+  return a.length - b.length
+}
+
+function fixUnit(c: number): number {
+  // Surrogates (D800–DFFF) encode code points above FFFF: move them above E000–FFFF.
+  if (c < 0xd800) return c
+  return c <= 0xdfff ? c + 0x2000 : c - 0x800
+}
+
+/** Batch uids ascending by code point, the complete artifact (null) after every partial. */
+export function compareBatchUid(a: string | null, b: string | null): number {
+  if (a === b) return 0
+  if (a === null) return 1
+  if (b === null) return -1
+  return compareCodePoints(a, b)
+}
+
+export function deepFreeze<T>(v: T): T {
+  if (v !== null && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v)
+    for (const x of Object.values(v)) deepFreeze(x)
+  }
+  return v
+}
+
+/** Per (node, batch_uid), the row of the highest attempt epoch; ordered by node then batch uid. */
+export function newestPerBatch(rows: Iterable<BatchMetricsRow>): BatchMetricsRow[] {
+  const best = new Map<string, BatchMetricsRow>()
+  for (const r of rows) {
+    const k = `${r.node_id}\u0000${r.batch_uid}`
+    const cur = best.get(k)
+    if (cur === undefined || r.attempt_epoch > cur.attempt_epoch) best.set(k, r)
+  }
+  return [...best.values()].sort((a, b) => compareCodePoints(a.node_id, b.node_id) || compareCodePoints(a.batch_uid, b.batch_uid))
+}
+
+/**
+ * Attaches a task's version (`v`) and sent mark (`sent_through`) to a document on its way out of
+ * a store, as non-enumerable metadata: readable by the coordinator that resumes from them, not part
+ * of the document's content (copies and comparisons leave them out).
+ */
+export function withVersion<T extends object>(doc: T, v: number, sentThrough: number | undefined): T {
+  Object.defineProperty(doc, 'v', { value: v, enumerable: false, writable: true, configurable: true })
+  Object.defineProperty(doc, 'sent_through', { value: sentThrough ?? 0, enumerable: false, writable: true, configurable: true })
+  return doc
+}
+
+/** A journal entry's unique key in a store: the task id and the zero-padded seq. */
+export function journalKey(taskId: string, seq: number): string {
+  return `${taskId}|${String(seq).padStart(10, '0')}`
+}

@@ -1,0 +1,98 @@
+/**
+ * The transition table (src/coordinator/transitions.ts), one row per rule: from a node state and
+ * an event, the state it moves to and the effects it asks for. Rows that must change nothing
+ * expect `null`.
+ */
+import { describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { type NodeEvent, type TransitionContext, transition } from '../../src/coordinator/transitions.ts'
+import type { NodeState, NodeStatus } from '../../src/model/state.ts'
+import { makeNodeState } from '../helpers/fixtures.ts'
+
+const NOW = 1_000_000
+const ctx = (over: Partial<TransitionContext> = {}): TransitionContext => ({
+  now: NOW,
+  policy: { max: 3, backoff_sec: 2, permanent_on: ['bad_input'] },
+  isFn: false,
+  cancelGraceMs: 100,
+  leaseTtlMs: 1000,
+  ...over,
+})
+const node = (status: NodeStatus, over: Partial<NodeState> = {}): NodeState =>
+  makeNodeState('n', 'step', { status, attempt_epoch: status === 'queued' ? 0 : 1, ...over })
+
+interface Row {
+  rule: string
+  from: NodeState
+  event: NodeEvent
+  ctx?: Partial<TransitionContext>
+  /** Expected fields of the new state (null: no change). */
+  to: Partial<NodeState> | null
+  /** Effect kinds expected, in order (log effects left out). */
+  effects?: string[]
+}
+
+const lease = { kind: 'lease', accepted: true, workerId: 'w1', leaseId: 'l1', deadline: NOW + 5000, expiresAt: NOW + 5000 } as const
+
+const rows: Row[] = [
+  { rule: 'dispatch: queued → running at epoch + 1, START sent', from: node('queued'), event: { kind: 'dispatch' }, to: { status: 'running', attempt_epoch: 1, dispatched_at_ms: NOW }, effects: ['start'] },
+  { rule: 'dispatch: deferred → running at epoch + 1 (retry)', from: node('deferred', { attempt_epoch: 1 }), event: { kind: 'dispatch' }, to: { status: 'running', attempt_epoch: 2 }, effects: ['start'] },
+  { rule: 'dispatch of a coordinator function runs it instead of sending', from: node('queued'), event: { kind: 'dispatch' }, ctx: { isFn: true }, to: { status: 'running' }, effects: ['run_fn'] },
+  { rule: 'dispatch of a running node changes nothing', from: node('running'), event: { kind: 'dispatch' }, to: null },
+  { rule: 'skip: queued → skipped', from: node('queued'), event: { kind: 'skip', reason: 'fan_in' }, to: { status: 'skipped', end_reason: 'fan_in' }, effects: ['terminal'] },
+  { rule: 'accepted: lease recorded, accepted_at set', from: node('running'), event: lease, to: { accepted_at_ms: NOW, lease: { worker_id: 'w1', lease_id: 'l1', deadline_ts_ms: NOW + 5000 }, lease_expires_at_ms: NOW + 5000 }, effects: [] },
+  { rule: 'heartbeat: the deadline never moves backwards', from: node('running', { lease: { worker_id: 'w1', lease_id: 'l1', deadline_ts_ms: NOW + 9000 } }), event: { ...lease, accepted: false }, to: { lease: { worker_id: 'w1', lease_id: 'l1', deadline_ts_ms: NOW + 9000 } } },
+  { rule: 'heartbeat of a queued node changes nothing', from: node('queued'), event: lease, to: null },
+  { rule: 'batch_ok: stats summed, first output announced', from: node('running'), event: { kind: 'batch_ok', uid: 'b0', metrics: { count: 3 }, prev: null, duplicate: false }, to: { stats: { count: 3 }, has_output: true, batches_seen: 1 }, effects: ['metrics_row', 'output'] },
+  { rule: 'batch_ok: a batch reported again at a new epoch replaces its old contribution', from: node('running', { stats: { count: 5 }, has_output: true }), event: { kind: 'batch_ok', uid: 'b0', metrics: { count: 2 }, prev: { count: 3 }, duplicate: false }, to: { stats: { count: 4 } }, effects: ['metrics_row'] },
+  { rule: 'batch_ok: a duplicate changes nothing', from: node('running'), event: { kind: 'batch_ok', uid: 'b0', metrics: { count: 3 }, prev: { count: 3 }, duplicate: true }, to: null },
+  { rule: 'batch_ok overtaken by done still counts on the finished node', from: node('finished', { stats: { count: 1 } }), event: { kind: 'batch_ok', uid: 'b1', metrics: { count: 2 }, prev: null, duplicate: false }, to: { status: 'finished', stats: { count: 3 } }, effects: ['metrics_row'] },
+  { rule: 'batch_ok completing a done-pending node finishes it with its final metrics', from: node('running', { batches_seen: 1, has_output: true, done_pending: { batches: 2, metrics: { f: 1 }, final_uid: '__final__' } }), event: { kind: 'batch_ok', uid: 'b1', metrics: { count: 1 }, prev: null, duplicate: false }, to: { status: 'finished', stats: { count: 1, f: 1 }, done_pending: null }, effects: ['metrics_row', 'metrics_row', 'terminal'] },
+  { rule: 'batch_failed: last_error recorded, still running', from: node('running'), event: { kind: 'batch_failed', uid: 'b0', reasonCode: 'x', error: 'boom', permanent: false }, to: { status: 'running', last_error: { reason_code: 'x', error: 'boom', permanent: false, at_ms: NOW, attempt_epoch: 1 } } },
+  { rule: 'done: running → finished, final metrics row', from: node('running'), event: { kind: 'done', metrics: { f: 1 }, finalUid: '__final__', prev: null }, to: { status: 'finished', stats: { f: 1 }, finished_at_ms: NOW }, effects: ['metrics_row', 'terminal'] },
+  { rule: 'done with batch reports still on their way: done_pending', from: node('running', { batches_seen: 1 }), event: { kind: 'done', metrics: {}, finalUid: '__final__', batches: 3, prev: null }, to: { status: 'running', done_pending: { batches: 3, metrics: {}, final_uid: '__final__' } } },
+  { rule: 'done on a node finished from its artifact adds the final metrics once', from: node('finished'), event: { kind: 'done', metrics: { f: 2 }, finalUid: '__final__', prev: null }, to: { stats: { f: 2 } }, effects: ['metrics_row'] },
+  { rule: 'done duplicate on a finished node changes nothing', from: node('finished'), event: { kind: 'done', metrics: { f: 2 }, finalUid: '__final__', prev: { f: 2 } }, to: null },
+  { rule: 'done while cancelling → cancelled', from: node('cancelling'), event: { kind: 'done', metrics: {}, finalUid: '__final__', prev: null }, to: { status: 'cancelled', end_reason: 'finished while cancelling' }, effects: ['terminal'] },
+  { rule: 'transient failure: deferred with a retry time after the backoff', from: node('running'), event: { kind: 'failed', reasonCode: 'flaky', error: 'e', permanent: false }, to: { status: 'deferred', next_retry_at_ms: NOW + 2000, failures: 1 } },
+  { rule: 'permanent failure: failed', from: node('running'), event: { kind: 'failed', reasonCode: 'x', error: 'e', permanent: true }, to: { status: 'failed', failures: 1 }, effects: ['terminal'] },
+  { rule: 'a reason in permanent_on is permanent', from: node('running'), event: { kind: 'failed', reasonCode: 'bad_input', error: null, permanent: false }, to: { status: 'failed' }, effects: ['terminal'] },
+  { rule: 'retries exhausted: the last attempt fails for good', from: node('running', { attempt_epoch: 3 }), event: { kind: 'failed', reasonCode: 'flaky', error: 'e', permanent: false }, to: { status: 'failed', last_error: { reason_code: 'retries_exhausted', error: 'flaky: e (attempt 3 of 3)', permanent: true, at_ms: NOW, attempt_epoch: 3 } }, effects: ['terminal'] },
+  { rule: 'a transient failure of a node that is not running changes nothing', from: node('deferred'), event: { kind: 'failed', reasonCode: 'x', error: null, permanent: false }, to: null },
+  { rule: 'failure while cancelling → cancelled', from: node('cancelling'), event: { kind: 'failed', reasonCode: 'x', error: null, permanent: false }, to: { status: 'cancelled', end_reason: 'failed while cancelling' }, effects: ['terminal'] },
+  { rule: 'a worker that gives the run up: transient failure cancelled_by_worker', from: node('running'), event: { kind: 'worker_cancelled', reason: 'stopping' }, to: { status: 'deferred', last_error: { reason_code: 'cancelled_by_worker', error: 'stopping', permanent: false, at_ms: NOW, attempt_epoch: 1 } } },
+  { rule: 'CANCELLED while cancelling → cancelled', from: node('cancelling'), event: { kind: 'worker_cancelled', reason: 'ok' }, to: { status: 'cancelled', end_reason: 'ok' }, effects: ['terminal'] },
+  { rule: 'lease expiry: transient failure, the holder told to give up', from: node('running', { lease: { worker_id: 'w1' } }), event: { kind: 'lease_expired' }, to: { status: 'deferred', lease: {} }, effects: ['cancel'] },
+  { rule: 'heartbeat lost (hard limit): transient failure', from: node('running', { lease: { worker_id: 'w1' } }), event: { kind: 'heartbeat_lost', silentMs: 5 }, to: { status: 'deferred' }, effects: ['cancel'] },
+  { rule: 'soft limit: suspected', from: node('running'), event: { kind: 'suspect' }, to: { suspected: true } },
+  { rule: 'a suspected node that speaks again recovers', from: node('running', { suspected: true }), event: { ...lease, accepted: false }, to: { suspected: false } },
+  { rule: 'accept timeout: the same START is sent again', from: node('running'), event: { kind: 'accept_timeout' }, to: { resends: 1 }, effects: ['start'] },
+  { rule: 'accept timeout of an accepted node changes nothing', from: node('running', { accepted_at_ms: NOW - 1 }), event: { kind: 'accept_timeout' }, to: null },
+  { rule: 'cancel: queued → cancelled', from: node('queued'), event: { kind: 'cancel', reason: 'user' }, to: { status: 'cancelled', end_reason: 'user' }, effects: ['terminal'] },
+  { rule: 'cancel: deferred → cancelled (the retry never happens)', from: node('deferred', { next_retry_at_ms: NOW + 5 }), event: { kind: 'cancel', reason: 'user' }, to: { status: 'cancelled', next_retry_at_ms: null }, effects: ['terminal'] },
+  { rule: 'cancel: running → cancelling with a deadline, cancel sent', from: node('running', { lease: { worker_id: 'w1' } }), event: { kind: 'cancel', reason: 'user' }, to: { status: 'cancelling', cancel_deadline_ms: NOW + 1100 }, effects: ['cancel'] },
+  { rule: 'cancel deadline: cancelling → cancelled', from: node('cancelling'), event: { kind: 'cancel_deadline' }, to: { status: 'cancelled', end_reason: 'cancel grace expired' }, effects: ['terminal'] },
+  { rule: 'recovered complete: running → finished from its artifact', from: node('running'), event: { kind: 'recovered_complete' }, to: { status: 'finished', has_output: true }, effects: ['terminal'] },
+  { rule: 'adopt: a live run keeps its epoch, lease taken over', from: node('running'), event: { kind: 'adopt', workerId: 'w2', leaseId: 'l2', deadline: NOW + 10, expiresAt: NOW + 10 }, to: { attempt_epoch: 1, lease: { worker_id: 'w2', lease_id: 'l2', deadline_ts_ms: NOW + 10 } } },
+  { rule: 'coordinator function done: finished with its stats', from: node('running'), event: { kind: 'fn_done', stats: { merged: 2 } }, ctx: { isFn: true }, to: { status: 'finished', stats: { merged: 2 } }, effects: ['terminal'] },
+  { rule: 'coordinator function done while cancelling → cancelled', from: node('cancelling'), event: { kind: 'fn_done', stats: {} }, ctx: { isFn: true }, to: { status: 'cancelled' }, effects: ['terminal'] },
+  { rule: 'coordinator function failed (permanent): failed', from: node('running'), event: { kind: 'fn_failed', reasonCode: 'bad_fn_args', error: 'e', permanent: true }, ctx: { isFn: true }, to: { status: 'failed' }, effects: ['terminal'] },
+  { rule: 'stats patch from another node: merged into stats', from: node('finished', { stats: { a: 1 } }), event: { kind: 'stats_patch', stats: { b: 2 } }, to: { stats: { a: 1, b: 2 } } },
+  { rule: 'events for a terminal node change nothing (a late TASK_FAILED)', from: node('finished'), event: { kind: 'failed', reasonCode: 'x', error: null, permanent: true }, to: null },
+]
+
+describe('transition table', () => {
+  for (const row of rows) {
+    test(row.rule, () => {
+      const res = transition(row.from, row.event, ctx(row.ctx))
+      if (row.to === null) {
+        assert.equal(res, null)
+        return
+      }
+      assert.ok(res, 'the event must change the node')
+      for (const [k, v] of Object.entries(row.to)) assert.deepEqual((res.node as unknown as Record<string, unknown>)[k], v, k)
+      if (row.effects) assert.deepEqual(res.effects.filter((e) => e.kind !== 'log').map((e) => e.kind), row.effects)
+      assert.notEqual(res.node, row.from, 'a new state object: the old one is never mutated')
+    })
+  }
+})

@@ -1,0 +1,314 @@
+/**
+ * The coordinator's write path (engine core v2): one journal entry per task per flush, effects
+ * only after it is durable, recovery from snapshot + journal. Each test proves one defect of the
+ * previous design cannot happen: store errors at any write step, a write whose ack was lost, a
+ * cancel whose commands could not go out, coordinator functions under store outages, restarts
+ * before commands were sent, the done-pending final metrics row, an unstarted coordinator.
+ */
+import { describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import {
+  Coordinator,
+  ErrorCode,
+  FlowkitError,
+  MemoryBus,
+  MemoryStore,
+  type ArtifactWrite,
+  type BatchMetricsWrite,
+  type JournalEntry,
+  type RoleHandler,
+  type TaskView,
+  type VersionedTask,
+} from 'flowkit'
+import { startRuntime, noopHandler, sourceHandler } from '../helpers/runtime.ts'
+import { gate } from '../helpers/gate.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+const nodeOf = (t: TaskView | null, id: string) => t!.nodes.find((n) => n.node_id === id)!
+const unavailable = () => new FlowkitError(ErrorCode.StoreUnavailable, 'injected: store unavailable', { retryable: true })
+
+type WriteStep = 'insertBatchMetrics' | 'appendJournal' | 'writeSnapshot'
+
+/**
+ * A MemoryStore whose k-th write (counting insertBatchMetrics, appendJournal, writeSnapshot)
+ * fails once with a retryable error — before the write (`mode: 'before'`) or after it, as when
+ * the write landed but its acknowledgement was lost (`mode: 'after'`).
+ */
+class FaultyStore extends MemoryStore {
+  writes = 0
+  failAt = -1
+  mode: 'before' | 'after' = 'before'
+  failed: WriteStep[] = []
+  async #step<T>(name: WriteStep, run: () => Promise<T>): Promise<T> {
+    const k = ++this.writes
+    if (k !== this.failAt) return run()
+    this.failed.push(name)
+    if (this.mode === 'before') throw unavailable()
+    await run()
+    throw unavailable()
+  }
+  override insertBatchMetrics(rows: readonly BatchMetricsWrite[], now: number): Promise<void> {
+    return this.#step('insertBatchMetrics', () => super.insertBatchMetrics(rows, now))
+  }
+  override appendJournal(entries: readonly JournalEntry[]): Promise<boolean[]> {
+    return this.#step('appendJournal', () => super.appendJournal(entries))
+  }
+  override writeSnapshot(task: VersionedTask, now: number): Promise<boolean> {
+    return this.#step('writeSnapshot', () => super.writeSnapshot(task, now))
+  }
+}
+
+/** A streaming pipeline with exact totals and a variable increment: what must survive faults. */
+const PIPELINE = {
+  nodes: [
+    { node_id: 'src', type: 'src' },
+    {
+      node_id: 'sink',
+      type: 'sink',
+      depends_on: ['src'],
+      io: { start_when: 'first_batch', input_inline: { input_adapter: 'pull.from_artifacts.rechunk:size', input_args: { from_nodes: ['src'], size: 3, meta_list_key: 'items', poll_ms: 5 } } },
+    },
+    { node_id: 'incr', type: 'coordinator_fn', depends_on: ['sink'], io: { fn: 'vars.incr', fn_args: { key: 'runs', by: 1 } } },
+  ],
+}
+
+const counter: RoleHandler = {
+  async processBatch(batch) {
+    const items = (batch.payload['items'] as number[] | undefined) ?? []
+    return { meta: { items }, metrics: { count: items.length } }
+  },
+}
+
+describe('write path: faults at every write step of a flush', () => {
+  for (const mode of ['before', 'after'] as const) {
+    for (let k = 1; k <= 12; k++) {
+      test(`a retryable store error ${mode === 'before' ? 'on' : 'after (ack lost)'} write ${k} of the run: the task finishes with exact metrics and one effect per node and epoch`, async () => {
+        const store = new FaultyStore()
+        store.failAt = k
+        store.mode = mode
+        const bus = new MemoryBus()
+        const rt = await startRuntime({ bus, store, handlers: { src: sourceHandler(10, 4), sink: counter }, worker: { concurrency: 2 } })
+        try {
+          const id = await rt.coordinator.createTask({ graph: PIPELINE })
+          const t = await rt.coordinator.waitForTask(id, { timeoutMs: 15_000 })
+          assert.equal(t.status, 'finished', `failed write: ${store.failed.join(',')}`)
+          assert.equal(nodeOf(t, 'src').stats['count'], 10)
+          assert.equal(nodeOf(t, 'sink').stats['count'], 10)
+          assert.deepEqual(t.vars, { runs: 1 }, 'vars.incr applied once')
+          for (const n of t.nodes) assert.equal(n.attempt_epoch, 1, `${n.node_id} ran at one epoch`)
+          const starts = bus.records('cmd.src.v1').map((r) => JSON.parse(r.value) as { dedup_id: string })
+          assert.equal(new Set(starts.map((s) => s.dedup_id)).size, 1, 'one START per node and epoch')
+          // The store agrees with the coordinator (snapshot + journal).
+          const stored = await store.getTask(id)
+          assert.equal(stored?.status, 'finished')
+          assert.equal(stored?.nodes['sink']?.stats['count'], 10)
+        } finally {
+          await rt.stop()
+        }
+      })
+    }
+  }
+})
+
+describe('write path: defects of the previous design', () => {
+  test('an unstarted coordinator refuses createTask (it would act as a second coordinator)', async () => {
+    const c = new Coordinator({ bus: new MemoryBus(), store: new MemoryStore() })
+    await assert.rejects(c.createTask({ graph: { nodes: [{ node_id: 'a', type: 'step' }] } }), /not started/)
+  })
+
+  test('a cancel whose commands could not be sent is sent once the bus is back; the handler sees it', async () => {
+    const bus = new MemoryBus()
+    const started = gate()
+    let sawCancel = false
+    const h: RoleHandler = {
+      async processBatch(_b, ctx) {
+        started.open()
+        await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }))
+        sawCancel = true
+        ctx.throwIfCancelled()
+        return {}
+      },
+    }
+    const rt = await startRuntime({ bus, handlers: { step: h }, coordinator: { outboxBackoffMinMs: 20, outboxBackoffMaxMs: 50 } })
+    try {
+      const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'step' }] } })
+      await started.wait()
+      let broken = true
+      bus.setInterceptor((r) => {
+        if (broken && r.topic.startsWith('cmd.')) throw new Error('broker down')
+        return { action: 'pass' }
+      })
+      assert.equal(await rt.coordinator.cancelTask(id), true)
+      assert.equal((await rt.coordinator.getTask(id))?.status, 'cancelling')
+      broken = false
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })
+      assert.equal(t.status, 'cancelled')
+      assert.ok(sawCancel, 'the handler saw the cancel')
+    } finally {
+      await rt.stop()
+    }
+  })
+
+  test('a START that cannot be sent for a while is retried: the node does not wait for the accept timeout', async () => {
+    const bus = new MemoryBus()
+    let failures = 3
+    bus.setInterceptor((r) => {
+      if (failures > 0 && r.topic.startsWith('cmd.')) {
+        failures--
+        throw new Error('broker down')
+      }
+      return { action: 'pass' }
+    })
+    const rt = await startRuntime({ bus, handlers: { step: noopHandler() }, coordinator: { outboxBackoffMinMs: 10, outboxBackoffMaxMs: 40, acceptTimeoutSec: 600 } })
+    try {
+      const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'step' }] } })
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })
+      assert.equal(t.status, 'finished')
+      assert.equal(nodeOf(t, 'n').resends, 0, 'finished without an accept-timeout resend')
+    } finally {
+      await rt.stop()
+    }
+  })
+
+  test("a coordinator function's retryable store errors are retried; an outage of a second still ends the node", async () => {
+    class OutageStore extends MemoryStore {
+      until = 0
+      override async upsertArtifact(a: ArtifactWrite, now: number): Promise<boolean> {
+        if (a.worker_id === null && performance.now() < this.until) throw unavailable()
+        return super.upsertArtifact(a, now)
+      }
+    }
+    const store = new OutageStore()
+    store.until = performance.now() + 1000
+    const rt = await startRuntime({ store, handlers: { step: noopHandler() } })
+    try {
+      const id = await rt.coordinator.createTask({
+        graph: { nodes: [{ node_id: 'inc', type: 'coordinator_fn', io: { fn: 'vars.incr', fn_args: { key: 'n' } } }, { node_id: 'after', type: 'step', depends_on: ['inc'] }] },
+      })
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 15_000 })
+      assert.equal(t.status, 'finished')
+      assert.deepEqual(t.vars, { n: 1 })
+      assert.equal(nodeOf(t, 'inc').attempt_epoch, 1, 'retried inside the attempt, not failed')
+    } finally {
+      await rt.stop()
+    }
+  })
+
+  test('S-030 a coordinator that stops before its commands went out resends them after restart; the worker runs the node once', async () => {
+    const bus = new MemoryBus()
+    const store = new MemoryStore()
+    let broken = true
+    bus.setInterceptor((r) => {
+      if (broken && r.topic.startsWith('cmd.')) throw new Error('broker down')
+      return { action: 'pass' }
+    })
+    const first = new Coordinator({ bus, store, config: { outboxBackoffMinMs: 10, outboxBackoffMaxMs: 20 } })
+    await first.start()
+    const id = await first.createTask({ graph: { nodes: [{ node_id: 'n', type: 'step' }] } })
+    await waitFor(async () => nodeOf(await store.getTask(id).then((t) => t && ({ nodes: Object.values(t.nodes) }) as never), 'n')?.status === 'running')
+    await first.stop()
+    assert.equal(bus.records('cmd.step.v1').length, 0, 'nothing was sent before the stop')
+    broken = false
+    let runs = 0
+    const rt = await startRuntime({ bus, store, coordinator: { discoveryWindowSec: 0.1 }, handlers: { step: { async processBatch() { runs++; return {} } } } })
+    try {
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })
+      assert.equal(t.status, 'finished')
+      assert.equal(nodeOf(t, 'n').attempt_epoch, 1)
+      assert.equal(runs, 1)
+    } finally {
+      await rt.stop()
+    }
+  })
+
+  test('the final metrics row is written on the done-pending path (TASK_DONE overtook a BATCH_OK)', async () => {
+    const bus = new MemoryBus()
+    let held = false
+    bus.setInterceptor((r) => {
+      if (!held && r.topic.startsWith('status.') && r.value.includes('"BATCH_OK"')) {
+        held = true
+        return { action: 'delay', ms: 150 }
+      }
+      return { action: 'pass' }
+    })
+    const store = new MemoryStore()
+    const src: RoleHandler = {
+      async *iterBatches() {
+        yield { batch_uid: 'b0', payload: {} }
+        yield { batch_uid: 'b1', payload: {} }
+      },
+      async processBatch() {
+        return { metrics: { count: 1 } }
+      },
+      async finalize() {
+        return { metrics: { finals: 1 } }
+      },
+    }
+    const rt = await startRuntime({ bus, store, handlers: { src } })
+    try {
+      const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 's', type: 'src' }] } })
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })
+      assert.equal(t.status, 'finished')
+      assert.deepEqual(nodeOf(t, 's').stats, { count: 2, finals: 1 })
+      const rows = await store.listBatchMetrics(id, 's')
+      assert.deepEqual(rows.map((r) => r.batch_uid).sort(), ['__final__', 'b0', 'b1'])
+    } finally {
+      await rt.stop()
+    }
+  })
+
+  test('a task written to the store by another process is found by the sweep and served', async () => {
+    const store = new MemoryStore()
+    const rt = await startRuntime({ store, handlers: { step: noopHandler() }, coordinator: { schedulerTickSec: 0.1 } })
+    try {
+      const other = new Coordinator({ bus: new MemoryBus(), store })
+      const now = Date.now()
+      await store.createTask({
+        id: 'from-elsewhere',
+        status: 'queued',
+        params: {},
+        graph: (await import('flowkit')).parseGraph({ nodes: [{ node_id: 'n', type: 'step' }] }, { coordinatorFns: new Set() }),
+        nodes: { n: { node_id: 'n', type: 'step', status: 'queued', attempt_epoch: 0, lease: {}, stats: {}, last_error: null, failures: 0, next_retry_at_ms: null, dispatched_at_ms: null, accepted_at_ms: null, last_event_at_ms: null, finished_at_ms: null, has_output: false, end_reason: null } },
+        coordinator: { vars: {}, cancelled: false, cancel_reason: null },
+        result: null,
+        error: null,
+        created_at_ms: now,
+        updated_at_ms: now,
+        finished_at_ms: null,
+      })
+      void other
+      const t = await rt.coordinator.waitForTask('from-elsewhere', { timeoutMs: 10_000 })
+      assert.equal(t.status, 'finished')
+    } finally {
+      await rt.stop()
+    }
+  })
+
+  test('a stale version loses its write: a second writer of the same task is fenced and the first writer state stays', async () => {
+    const store = new MemoryStore()
+    const now = Date.now()
+    const base = { task_id: 't', at_ms: now, events: ['x'], nodes: [] }
+    await store.createTask({
+      id: 't', status: 'queued', params: {}, graph: (await import('flowkit')).parseGraph({ nodes: [{ node_id: 'n', type: 'step' }] }, { coordinatorFns: new Set() }),
+      nodes: { n: { node_id: 'n', type: 'step', status: 'queued', attempt_epoch: 0, lease: {}, stats: {}, last_error: null, failures: 0, next_retry_at_ms: null, dispatched_at_ms: null, accepted_at_ms: null, last_event_at_ms: null, finished_at_ms: null, has_output: false, end_reason: null } },
+      coordinator: { vars: {}, cancelled: false, cancel_reason: null }, result: null, error: null, created_at_ms: now, updated_at_ms: now, finished_at_ms: null,
+    })
+    assert.deepEqual(await store.appendJournal([{ ...base, seq: 1, writer: 'A', task: { status: 'running' } }]), [true])
+    assert.deepEqual(await store.appendJournal([{ ...base, seq: 1, writer: 'B', task: { status: 'cancelled' } }]), [false])
+    assert.equal((await store.getTask('t'))?.status, 'running')
+    // A coordinator loading the task resumes at version 1 and writes version 2, not 1.
+    const bus = new MemoryBus()
+    const c = new Coordinator({ bus, store, config: { discoveryWindowSec: 0.05, cancelGraceSec: 0.05, leaseTtlSec: 0.05 } })
+    await c.start()
+    try {
+      assert.equal(await c.cancelTask('t'), true)
+      const t = await c.waitForTask('t', { timeoutMs: 5000 })
+      assert.equal(t.status, 'cancelled')
+      const entries = await store.readJournal(['t'])
+      assert.deepEqual(entries.map((e) => e.seq), entries.map((_, i) => i + 1))
+      assert.equal(entries[0]?.writer, 'A')
+    } finally {
+      await c.stop()
+    }
+  })
+})
