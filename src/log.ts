@@ -20,8 +20,10 @@ export interface FlowkitEventMessage {
   time: number
 }
 
-function publish(level: FlowkitEventMessage['level'], event: string, fields: LogFields): void {
-  if (events.hasSubscribers) events.publish({ level, event, fields: redact(fields) as LogFields, time: Date.now() } satisfies FlowkitEventMessage)
+function publish(level: FlowkitEventMessage['level'], event: string, bindings: LogFields, fields: LogFields | undefined): void {
+  if (!events.hasSubscribers) return
+  const all = fields === undefined ? bindings : { ...bindings, ...fields }
+  events.publish({ level, event, fields: redact(all) as LogFields, time: Date.now() } satisfies FlowkitEventMessage)
 }
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'
@@ -40,7 +42,7 @@ const URL_CREDENTIALS = /([a-z][a-z0-9+.-]*:\/\/)([^:@/\s]+):([^@/\s]+)@/gi
 
 /** Removes credentials from URLs and masks fields whose names look secret. */
 export function redact(value: unknown, depth = 0): unknown {
-  if (typeof value === 'string') return value.replace(URL_CREDENTIALS, '$1***:***@')
+  if (typeof value === 'string') return value.includes('@') ? value.replace(URL_CREDENTIALS, '$1***:***@') : value
   if (depth > 6 || value === null || typeof value !== 'object') return value
   if (value instanceof Error) return { name: value.name, message: redact(value.message, depth + 1) }
   if (Array.isArray(value)) return value.map((v) => redact(v, depth + 1))
@@ -66,7 +68,7 @@ class PinoLogger implements Logger {
     this.#bindings = bindings
   }
   #log(level: 'debug' | 'info' | 'warn' | 'error', event: string, fields?: LogFields): void {
-    publish(level, event, { ...this.#bindings, ...fields })
+    publish(level, event, this.#bindings, fields)
     if (!this.#p.isLevelEnabled(level)) return
     this.#p[level]({ event, ...(fields ? (redact(fields) as LogFields) : {}) })
   }
@@ -116,7 +118,7 @@ export class MemoryLogger implements Logger {
     this.#bindings = bindings
   }
   #push(level: 'debug' | 'info' | 'warn' | 'error', event: string, fields?: LogFields): void {
-    publish(level, event, { ...this.#bindings, ...fields })
+    publish(level, event, this.#bindings, fields)
     this.records.push({ level, event, fields: redact({ ...this.#bindings, ...fields }) as LogFields })
   }
   debug(event: string, fields?: LogFields): void {

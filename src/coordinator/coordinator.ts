@@ -16,12 +16,12 @@ import { parseGraph } from '../graph/parse.ts'
 import { COORDINATOR_FN_TYPE, type NodeSpec } from '../graph/types.ts'
 import { createLogger, type Logger } from '../log.ts'
 import type { NodeState, TaskDoc } from '../model/state.ts'
-import type { Bus, BusMessage, Subscription } from '../ports/bus.ts'
+import type { Bus, Subscription } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { ArtifactDoc, OutboxRow, Store, WorkerInfo } from '../ports/store.ts'
 import { INPUT_ADAPTERS } from '../protocol/input-adapters.ts'
-import { dedupId, encode, makeEnvelope, parseEnvelope, parseReply } from '../protocol/messages.ts'
 import { parkPoison } from '../util/guard.ts'
+import { Discovery, onAnnounce } from './discovery.ts'
 import { Engine } from './engine.ts'
 import { Flusher } from './flush.ts'
 import { FnRunner } from './fn-runner.ts'
@@ -29,7 +29,7 @@ import { BUILTIN_FUNCTIONS, type CoordinatorFn } from './functions.ts'
 import { Intake } from './intake.ts'
 import { Limits } from './limits.ts'
 import { OutboxDispatcher } from './outbox.ts'
-import { loadRuntime } from './recovery.ts'
+import { type RecoveryDeps, finishRecovery, loadRuntime, resume } from './recovery.ts'
 import { TERMINAL_TASK, type PendingCommand, type TaskRuntime } from './runtime.ts'
 import { SnapshotWriter } from './snapshots.ts'
 import { TimerHeap } from './timers.ts'
@@ -76,10 +76,12 @@ export class Coordinator {
   readonly #writer = `c-${randomUUID()}`
   readonly #subscriptions = new Map<string, Subscription>()
   readonly #subscribing = new Map<string, Promise<void>>()
-  readonly #discovering = new Map<string, { taskId: string; ord: number; epoch: number }>()
+  readonly #discovery: Discovery
   readonly #recentDone = new Set<string>()
   readonly #lastSnapshotAt = new Map<string, number>()
   #started = false
+  /** Set by kill(): nothing more may leave this process. */
+  #killed = false
   #lastPurge = 0
   #sweepAbort = new AbortController()
   #sweepLoop: Promise<void> | null = null
@@ -120,6 +122,7 @@ export class Coordinator {
       barrier: () => this.#flusher.barrier(),
       isRecentlyDone: (id) => this.#recentDone.has(id),
     })
+    this.#discovery = new Discovery(this.config, this.#bus, this.#clock, this.#log, this.#engine, () => this.#flusher.barrier())
     this.#events.setMaxListeners(0)
   }
 
@@ -149,9 +152,11 @@ export class Coordinator {
 
   async start(): Promise<void> {
     if (this.#started) return
+    if (this.#killed) throw new FlowkitError(ErrorCode.Closed, 'a killed coordinator cannot start again: create a new one')
     await this.#store.init()
     this.#started = true
     this.#fns.start()
+    this.#discovery.start()
     this.#outbox.start()
     this.#timers.start()
     const c = this.config
@@ -160,8 +165,8 @@ export class Coordinator {
       { name: c.topicReply, partitions: c.topicPartitions },
       { name: c.topicWorkerAnnounce, partitions: 1 },
     ])
-    this.#subscriptions.set('__announce__', await this.#bus.subscribe({ groupId: `${c.groupId}.announce`, topics: [c.topicWorkerAnnounce], name: 'coordinator-announce', handler: parkPoison((m) => this.#onAnnounce(m), this.#log) }))
-    this.#subscriptions.set('__replies__', await this.#bus.subscribe({ groupId: `${c.groupId}.replies`, topics: [c.topicReply], fromLatest: true, name: 'coordinator-replies', handler: parkPoison((m) => this.#onReply(m), this.#log) }))
+    this.#subscriptions.set('__announce__', await this.#bus.subscribe({ groupId: `${c.groupId}.announce`, topics: [c.topicWorkerAnnounce], name: 'coordinator-announce', handler: parkPoison((m) => onAnnounce(this.#store, this.#clock, this.#log, m), this.#log) }))
+    this.#subscriptions.set('__replies__', await this.#bus.subscribe({ groupId: `${c.groupId}.replies`, topics: [c.topicReply], fromLatest: true, name: 'coordinator-replies', handler: parkPoison((m) => this.#discovery.onReply(m), this.#log) }))
     // Recovery: load active tasks once, replay the status topics, then act.
     const active = await this.#store.listTasks({ statuses: ACTIVE })
     const loaded: TaskRuntime[] = []
@@ -172,10 +177,11 @@ export class Coordinator {
     this.#engine.graceEnd = startedAt + c.discoveryWindowSec * 1000
     await Promise.all([...types].map((t) => this.#ensureStatusSubscription(t)))
     this.#log.info('coordinator.started', { active_tasks: loaded.length, worker_types: [...types] })
-    for (const rt of loaded) this.#resume(rt)
-    if (loaded.some((rt) => rt.inherited.size > 0)) void this.#finishRecovery(loaded)
-    else this.#engine.graceEnd = 0
     this.#sweepAbort = new AbortController()
+    const deps = this.#recoveryDeps()
+    for (const rt of loaded) resume(rt, deps)
+    if (loaded.some((rt) => rt.inherited.size > 0)) void finishRecovery(loaded, deps, [...this.#subscriptions.values()], this.#sweepAbort.signal)
+    else this.#engine.graceEnd = 0
     this.#sweepLoop = this.#sweep(this.#sweepAbort.signal)
   }
 
@@ -185,7 +191,7 @@ export class Coordinator {
     this.#sweepAbort.abort()
     await Promise.all([...this.#subscriptions.values()].map((s) => s.close()))
     this.#subscriptions.clear()
-    this.#discovering.clear()
+    this.#discovery.stop()
     this.#fns.stop()
     await Promise.allSettled([...this.#engine.tasks.values()].map((rt) => rt.fnChain))
     await this.#flusher.drain()
@@ -202,6 +208,28 @@ export class Coordinator {
     this.#limits.clear()
     this.#flusher.restart()
     this.#log.info('coordinator.stopped')
+  }
+
+  /**
+   * Simulates a crash, for tests: stops consuming and scheduling at once and abandons what is in
+   * memory and in flight — a write under way may or may not land, nothing after it is written or
+   * sent, no bus offset is committed for events whose flush did not complete. The store and the bus
+   * are left as a killed process would leave them; start another coordinator to recover.
+   */
+  async kill(): Promise<void> {
+    if (!this.#started) return
+    this.#started = false
+    this.#killed = true
+    const dead = new FlowkitError(ErrorCode.Closed, 'coordinator killed')
+    this.#flusher.abandon(dead)
+    this.#fns.stop()
+    this.#sweepAbort.abort()
+    this.#timers.stop()
+    this.#engine.tasks.clear()
+    await Promise.all([...this.#subscriptions.values()].map((s) => s.close()))
+    this.#subscriptions.clear()
+    await this.#outbox.stop({ discard: true })
+    this.#log.warn('coordinator.killed')
   }
 
   // ------------------------------------------------------------------ public API
@@ -335,6 +363,7 @@ export class Coordinator {
   // ------------------------------------------------------------------ flush hooks
 
   #durable(rt: TaskRuntime, commands: PendingCommand[], fnRuns: number[], snapshot: (TaskDoc & { v: number }) | null): void {
+    if (this.#killed) return
     if (commands.length > 0) {
       rt.unsent += commands.length
       const upTo = rt.v
@@ -397,62 +426,8 @@ export class Coordinator {
 
   // ------------------------------------------------------------------ recovery and adoption
 
-  /** Issues again what the state of a loaded task implies, and resumes its scheduling. */
-  #resume(rt: TaskRuntime): void {
-    rt.nodes.forEach((n, i) => {
-      if (rt.isFn(i)) {
-        if (n.status === 'running' || n.status === 'cancelling') this.#fns.run(rt, i)
-        return
-      }
-      if (n.status === 'running') this.#discover(rt, i)
-    })
-    if (rt.status === 'cancelling') this.#engine.cancel(rt, rt.cancelReason ?? 'cancelled', rt.error !== null ? 'failed' : 'cancelled')
-    else this.#engine.startTask(rt)
-    // When commands of the last entries may not have gone out (a crash between the write and the
-    // send), those the state implies are issued again (idempotent for their receivers): the cancel
-    // of a cancelling node, the start of a node no worker accepted yet.
-    const unsent = rt.sentThrough < rt.v
-    rt.nodes.forEach((_, i) => {
-      if (unsent) this.#engine.reissue(rt, i)
-      this.#engine.armNode(rt, i)
-    })
-  }
-
-  /** After the discovery window and the status replay: finish inherited nodes from complete artifacts. */
-  async #finishRecovery(loaded: TaskRuntime[]): Promise<void> {
-    const windowMs = this.config.discoveryWindowSec * 1000
-    const abort = new AbortController()
-    this.#sweepAbort.signal.addEventListener('abort', () => abort.abort(), { once: true })
-    try {
-      await Promise.all([
-        this.#clock.sleep(windowMs, abort.signal),
-        Promise.race([Promise.all([...this.#subscriptions.values()].map((s) => s.caughtUp())), new Promise((r) => setTimeout(r, Math.max(windowMs, 1000) * 4))]),
-      ])
-      await this.#flusher.barrier()
-    } catch {
-      return
-    }
-    for (const rt of loaded) {
-      if (this.#engine.tasks.get(rt.id) !== rt) continue
-      for (const ord of rt.inherited) {
-        const n = rt.node(ord)
-        if (n.status !== 'running') continue
-        try {
-          const complete = await this.#store.getArtifact(rt.id, n.node_id, null)
-          if (complete?.status === 'complete' && complete.attempt_epoch >= n.attempt_epoch && rt.node(ord).attempt_epoch === n.attempt_epoch) {
-            this.#engine.apply(rt, ord, { kind: 'recovered_complete' })
-          }
-        } catch (err) {
-          this.#log.warn('coordinator.recovery_read_failed', { task_id: rt.id, node_id: n.node_id, error: errorMessage(err) })
-        }
-      }
-    }
-    this.#engine.graceEnd = 0
-    for (const rt of loaded) {
-      if (this.#engine.tasks.get(rt.id) !== rt) continue
-      for (const ord of rt.inherited) this.#engine.armNode(rt, ord)
-      rt.inherited.clear()
-    }
+  #recoveryDeps(): RecoveryDeps {
+    return { config: this.config, store: this.#store, clock: this.#clock, log: this.#log, engine: this.#engine, fns: this.#fns, discovery: this.#discovery, barrier: () => this.#flusher.barrier() }
   }
 
   /** A task this process does not hold: loaded if it is active in the store (created elsewhere). */
@@ -467,7 +442,7 @@ export class Coordinator {
     await Promise.all([...types].map((t) => this.#ensureStatusSubscription(t)))
     rt.inherited.clear()
     this.#log.info('task.adopted', { task_id: taskId, status: rt.status })
-    this.#resume(rt)
+    resume(rt, this.#recoveryDeps())
     return rt
   }
 
@@ -499,103 +474,6 @@ export class Coordinator {
       await p
     } finally {
       this.#subscribing.delete(type)
-    }
-  }
-
-  // ------------------------------------------------------------------ discovery and announces
-
-  #discover(rt: TaskRuntime, ord: number): void {
-    const spec = rt.spec(ord)
-    const epoch = rt.node(ord).attempt_epoch
-    const corr = randomUUID()
-    this.#discovering.set(corr, { taskId: rt.id, ord, epoch })
-    const env = makeEnvelope({
-      msg_type: 'query',
-      role: 'coordinator',
-      corr_id: corr,
-      dedup_id: dedupId({ corr }),
-      task_id: rt.id,
-      node_id: spec.node_id,
-      step_type: spec.type,
-      attempt_epoch: epoch,
-      ts_ms: this.#clock.now(),
-      payload: { query: 'TASK_DISCOVER', want_epoch: epoch },
-    })
-    this.#bus.produce([{ topic: this.config.topicQuery, key: rt.id, value: encode(env) }]).then(
-      () => this.#log.info('node.discovery_sent', { task_id: rt.id, node_id: spec.node_id, attempt_epoch: epoch }),
-      (err: unknown) => {
-        this.#discovering.delete(corr)
-        this.#log.warn('node.discovery_failed', { task_id: rt.id, node_id: spec.node_id, error: errorMessage(err) })
-      },
-    )
-    const window = new AbortController()
-    this.#sweepAbort.signal.addEventListener('abort', () => window.abort(), { once: true })
-    this.#clock.sleep(this.config.discoveryWindowSec * 1000, window.signal).then(
-      () => this.#discovering.delete(corr),
-      () => undefined,
-    )
-  }
-
-  async #onReply(m: BusMessage): Promise<void> {
-    const parsed = parseEnvelope(m.value)
-    if (!parsed.ok || parsed.value.msg_type !== 'reply') {
-      this.#log.warn('bus.message_malformed', { topic: m.topic, offset: m.offset, error: parsed.ok ? 'not a reply' : parsed.error })
-      return
-    }
-    const asked = this.#discovering.get(parsed.value.corr_id)
-    if (asked === undefined) return
-    const reply = parseReply(parsed.value.payload)
-    if (!reply.ok) {
-      this.#log.warn('bus.message_malformed', { topic: m.topic, offset: m.offset, error: reply.error })
-      return
-    }
-    const snap = reply.value
-    const rt = this.#engine.tasks.get(asked.taskId)
-    if (rt === undefined) return
-    const n = rt.node(asked.ord)
-    if (n.status !== 'running' || n.attempt_epoch !== asked.epoch) return
-    if ((snap.run_state === 'running' || snap.run_state === 'cancelling') && snap.attempt_epoch === n.attempt_epoch && snap.lease) {
-      const ttl = Math.max(0, snap.lease.deadline_ts_ms - parsed.value.ts_ms)
-      this.#engine.apply(rt, asked.ord, { kind: 'adopt', workerId: snap.lease.worker_id, leaseId: snap.lease.lease_id, deadline: snap.lease.deadline_ts_ms, expiresAt: this.#clock.now() + ttl })
-      await this.#flusher.barrier()
-    }
-    // A snapshot saying the complete artifact exists changes nothing yet: recovery finishes the
-    // node from that artifact after the discovery window and the status replay.
-  }
-
-  /** Worker announcements keep the worker registry (listWorkers). */
-  async #onAnnounce(m: BusMessage): Promise<void> {
-    const parsed = parseEnvelope(m.value)
-    if (!parsed.ok) {
-      this.#log.warn('bus.message_malformed', { topic: m.topic, offset: m.offset, error: parsed.error })
-      return
-    }
-    const p = parsed.value.payload
-    const workerId = p['worker_id']
-    if (typeof workerId !== 'string' || workerId === '') {
-      this.#log.warn('bus.message_malformed', { topic: m.topic, offset: m.offset, error: 'announce without worker_id' })
-      return
-    }
-    const now = this.#clock.now()
-    if (p['kind'] === 'WORKER_ONLINE') {
-      const caps = p['capabilities'] as { roles?: unknown } | undefined
-      const roles = Array.isArray(caps?.roles)
-        ? caps.roles.filter((r): r is string => typeof r === 'string')
-        : typeof p['type'] === 'string'
-          ? p['type'].split(',').filter(Boolean)
-          : []
-      const capacity = (p['capacity'] as { tasks?: unknown } | undefined)?.tasks
-      await this.#store.upsertWorker({
-        worker_id: workerId,
-        roles,
-        capacity: typeof capacity === 'number' && Number.isFinite(capacity) ? capacity : 1,
-        version: typeof p['version'] === 'string' ? p['version'] : '',
-        status: 'online',
-        last_seen_ms: now,
-      })
-    } else if (p['kind'] === 'WORKER_OFFLINE') {
-      const known = (await this.#store.listWorkers()).find((w) => w.worker_id === workerId)
-      await this.#store.upsertWorker({ worker_id: workerId, roles: known?.roles ?? [], capacity: known?.capacity ?? 0, version: known?.version ?? '', status: 'offline', last_seen_ms: now })
     }
   }
 

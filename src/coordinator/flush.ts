@@ -53,7 +53,9 @@ export class Flusher {
   #running: Promise<void> | null = null
   #scheduled = false
   /** Resolves when the flush that will cover the current dirty state is durable. */
-  #next: { promise: Promise<void>; resolve: () => void } | null = null
+  #next: { promise: Promise<void>; resolve: () => void; reject: (err: Error) => void } | null = null
+  #currentWaiters: { reject: (err: Error) => void } | null = null
+  #abandoned: Error | null = null
   #current: Promise<void> | null = null
   #stopped = false
   /** Store calls made by flushes, and flushes (for diagnostics and benchmarks). */
@@ -85,6 +87,7 @@ export class Flusher {
 
   /** Resolves once everything applied so far is durable. */
   barrier(): Promise<void> {
+    if (this.#abandoned !== null) return Promise.reject(this.#abandoned)
     if (this.#dirty.size > 0) {
       this.#schedule()
       return this.#nextPromise()
@@ -95,10 +98,14 @@ export class Flusher {
   #nextPromise(): Promise<void> {
     if (this.#next === null) {
       let resolve!: () => void
-      const promise = new Promise<void>((r) => {
-        resolve = r
+      let reject!: (err: Error) => void
+      const promise = new Promise<void>((res, rej) => {
+        resolve = res
+        reject = rej
       })
-      this.#next = { promise, resolve }
+      // A waiter may be gone when the flush is abandoned: never an unhandled rejection.
+      promise.catch(() => undefined)
+      this.#next = { promise, resolve, reject }
     }
     return this.#next.promise
   }
@@ -124,11 +131,14 @@ export class Flusher {
     const done = this.#nextPromise()
     const waiters = this.#next
     this.#next = null
+    this.#currentWaiters = waiters
     this.#current = done
     this.#running = this.#flush()
       .catch((err: unknown) => this.#log.error('coordinator.flush_failed', { error: errorMessage(err) }))
       .finally(() => {
+        if (this.#abandoned !== null) return
         this.#running = null
+        this.#currentWaiters = null
         waiters?.resolve()
         if (this.#current === done) this.#current = null
         if (this.#dirty.size > 0) this.#schedule()
@@ -152,13 +162,29 @@ export class Flusher {
     this.#stopped = true
   }
 
+  /**
+   * Gives up everything in flight (a simulated crash): waiters are rejected with `reason`, dirty
+   * tasks are forgotten, nothing more is written or let out.
+   */
+  abandon(reason: Error): void {
+    this.#stopped = true
+    this.#abandoned = reason
+    this.#dirty.clear()
+    const n = this.#next
+    this.#next = null
+    n?.reject(reason)
+    this.#currentWaiters?.reject(reason)
+  }
+
   /** Ready for another start (after stop). */
   restart(): void {
     this.#stopped = false
+    this.#abandoned = null
     this.#dirty.clear()
   }
 
   async #flush(): Promise<void> {
+    if (this.#abandoned !== null) return
     const now = this.#clock.now()
     const built: Built[] = []
     const rows: BatchMetricsWrite[] = []
@@ -169,6 +195,7 @@ export class Flusher {
       const entry: JournalEntry = { task_id: rt.id, seq, at_ms: now, writer: this.#writer, events: ch.events, nodes: ch.nodes }
       if (ch.task !== undefined) entry.task = ch.task
       if (ch.commands.length > 0) entry.commands = journalCommands(ch.commands)
+      if (ch.metrics.length > 0) entry.batches = ch.metrics.map((r) => [r.node_id, r.batch_uid, r.attempt_epoch, r.metrics])
       // Commands go out after their entry is durable: an entry without commands, written while
       // nothing is waiting to be sent, says that everything up to it was sent.
       if (rt.unsent === 0 && ch.commands.length === 0) entry.sent_through = seq
@@ -183,6 +210,7 @@ export class Flusher {
     this.entries += built.length
     if (rows.length > 0) await this.#retry('insertBatchMetrics', () => this.#store.insertBatchMetrics(rows, now))
     const ok = await this.#append(built.map((b) => b.entry))
+    if (this.#abandoned !== null) return
     const durable: Built[] = []
     built.forEach((b, i) => {
       if (ok[i]) {
@@ -199,6 +227,7 @@ export class Flusher {
       await Promise.all(forced.map((b) => this.#retry('writeSnapshot', () => this.#store.writeSnapshot(b.snapshot as VersionedTask, now))))
       for (const b of forced) b.rt.snapshotV = Math.max(b.rt.snapshotV, b.entry.seq)
     }
+    if (this.#abandoned !== null) return
     for (const b of durable) this.#hooks.durable(b.rt, b.commands, b.fnRuns, b.force ? null : b.snapshot)
   }
 

@@ -14,6 +14,7 @@ import type { Clock } from '../ports/clock.ts'
 import type { OutboxEnqueue, Store } from '../ports/store.ts'
 import { errorMessage } from '../errors.ts'
 import { outboxId } from '../util/ids.ts'
+import { QUIET_ABORT } from '../util/abort.ts'
 
 export interface OutboxOptions {
   maxAttempts: number
@@ -124,15 +125,16 @@ export class OutboxDispatcher {
     this.#loop = this.#run()
   }
 
-  /** Stops after one last attempt to send what is queued. */
-  async stop(): Promise<void> {
+  /** Stops after one last attempt to send what is queued (or dropping it: `discard`, a simulated crash). */
+  async stop(options: { discard?: boolean } = {}): Promise<void> {
+    if (options.discard) this.#queue = []
     if (!this.#running) return
     this.#running = false
-    this.#stop.abort()
+    this.#stop.abort(QUIET_ABORT)
     this.#wake?.()
     await this.#loop
     this.#loop = null
-    if (this.#queue.length > 0) await this.#sendDue(true).catch(() => undefined)
+    if (this.#queue.length > 0 && !options.discard) await this.#sendDue(true).catch(() => undefined)
   }
 
   /** Sends every due message in one produce; failures go back to the queue with a backoff. */
@@ -238,13 +240,13 @@ export class OutboxDispatcher {
       if (next <= now) continue
       const waitMs = Math.max(1, Math.min(next - now, this.#opts.tickMs, pollEvery))
       const tick = new AbortController()
-      const onStop = (): void => tick.abort()
+      const onStop = (): void => tick.abort(QUIET_ABORT)
       this.#stop.signal.addEventListener('abort', onStop, { once: true })
       await new Promise<void>((resolve) => {
         this.#wake = resolve
         this.#clock.sleep(waitMs, tick.signal).then(resolve, resolve)
       })
-      tick.abort()
+      tick.abort(QUIET_ABORT)
       this.#stop.signal.removeEventListener('abort', onStop)
       this.#wake = null
     }

@@ -7,28 +7,36 @@
  * never have gone out (a START nobody accepted, a CANCEL of a cancelling node, a coordinator
  * function that was running) are issued again; they are idempotent.
  */
+import type { CoordinatorConfig } from '../config.ts'
+import { errorMessage } from '../errors.ts'
+import type { Logger } from '../log.ts'
 import type { TaskDoc } from '../model/state.ts'
+import type { Subscription } from '../ports/bus.ts'
+import type { Clock } from '../ports/clock.ts'
 import type { Store } from '../ports/store.ts'
+import type { Discovery } from './discovery.ts'
 import type { Engine } from './engine.ts'
+import type { FnRunner } from './fn-runner.ts'
 import type { Limits } from './limits.ts'
 import { TaskRuntime } from './runtime.ts'
 
+export interface RecoveryDeps {
+  config: CoordinatorConfig
+  store: Store
+  clock: Clock
+  log: Logger
+  engine: Engine
+  fns: FnRunner
+  discovery: Discovery
+  barrier: () => Promise<void>
+}
+
 /** Builds a runtime for a stored task, with its batch metrics and its running nodes counted. */
 export async function loadRuntime(store: Store, engine: Engine, limits: Limits, doc: TaskDoc & { v?: number }): Promise<TaskRuntime> {
+  // The batch maps (what each node's stats count) come with the task: snapshot + journal. Metrics
+  // rows in the store may include batches whose journal entry was never written: not used here.
   const rt = new TaskRuntime(doc, doc.v ?? 0)
-  const needsRows = rt.nodes.some((n) => (n.status === 'running' || n.status === 'cancelling' || n.status === 'deferred' || n.status === 'finished') && Object.keys(n.stats).length > 0)
-  if (needsRows) {
-    for (const row of await store.listBatchMetrics(rt.id)) {
-      const ord = rt.ord.get(row.node_id)
-      if (ord === undefined) continue
-      let m = rt.batches.get(ord)
-      if (m === undefined) {
-        m = new Map()
-        rt.batches.set(ord, m)
-      }
-      m.set(row.batch_uid, { epoch: row.attempt_epoch, metrics: row.metrics })
-    }
-  }
+  void store
   rt.nodes.forEach((n, i) => {
     if ((n.status === 'running' || n.status === 'cancelling') && !rt.isFn(i)) {
       limits.take(rt.spec(i).type)
@@ -37,4 +45,66 @@ export async function loadRuntime(store: Store, engine: Engine, limits: Limits, 
   })
   engine.tasks.set(rt.id, rt)
   return rt
+}
+
+/** Issues again what the state of a loaded task implies, and resumes its scheduling. */
+export function resume(rt: TaskRuntime, d: RecoveryDeps): void {
+  rt.nodes.forEach((n, i) => {
+    if (rt.isFn(i)) {
+      if (n.status === 'running' || n.status === 'cancelling') d.fns.run(rt, i)
+      return
+    }
+    if (n.status === 'running') d.discovery.ask(rt, i)
+  })
+  if (rt.status === 'cancelling') d.engine.cancel(rt, rt.cancelReason ?? 'cancelled', rt.error !== null ? 'failed' : 'cancelled')
+  else d.engine.startTask(rt)
+  // When commands of the last entries may not have gone out (a crash between the write and the
+  // send), those the state implies are issued again (idempotent for their receivers): the cancel
+  // of a cancelling node, the start of a node no worker accepted yet.
+  const unsent = rt.sentThrough < rt.v
+  rt.nodes.forEach((_, i) => {
+    if (unsent) d.engine.reissue(rt, i)
+    d.engine.armNode(rt, i)
+  })
+}
+
+/**
+ * After the discovery window AND the replay of the status topics (so queued events are applied
+ * first): inherited running nodes whose complete artifact exists are finished; the others get
+ * their lease timers back.
+ */
+export async function finishRecovery(loaded: readonly TaskRuntime[], d: RecoveryDeps, subscriptions: readonly Subscription[], stop: AbortSignal): Promise<void> {
+  const windowMs = d.config.discoveryWindowSec * 1000
+  const abort = new AbortController()
+  stop.addEventListener('abort', () => abort.abort(), { once: true })
+  try {
+    await Promise.all([
+      d.clock.sleep(windowMs, abort.signal),
+      Promise.race([Promise.all(subscriptions.map((s) => s.caughtUp())), new Promise((r) => setTimeout(r, Math.max(windowMs, 1000) * 4))]),
+    ])
+    await d.barrier()
+  } catch {
+    return
+  }
+  for (const rt of loaded) {
+    if (d.engine.tasks.get(rt.id) !== rt) continue
+    for (const ord of rt.inherited) {
+      const n = rt.node(ord)
+      if (n.status !== 'running') continue
+      try {
+        const complete = await d.store.getArtifact(rt.id, n.node_id, null)
+        if (complete?.status === 'complete' && complete.attempt_epoch >= n.attempt_epoch && rt.node(ord).attempt_epoch === n.attempt_epoch) {
+          d.engine.apply(rt, ord, { kind: 'recovered_complete' })
+        }
+      } catch (err) {
+        d.log.warn('coordinator.recovery_read_failed', { task_id: rt.id, node_id: n.node_id, error: errorMessage(err) })
+      }
+    }
+  }
+  d.engine.graceEnd = 0
+  for (const rt of loaded) {
+    if (d.engine.tasks.get(rt.id) !== rt) continue
+    for (const ord of rt.inherited) d.engine.armNode(rt, ord)
+    rt.inherited.clear()
+  }
 }

@@ -9,7 +9,7 @@
  */
 import { buildDependencyIndex, type DependencyIndex } from '../graph/deps.ts'
 import { COORDINATOR_FN_TYPE, type GraphSpec, type NodeSpec } from '../graph/types.ts'
-import type { JournalCommand, TaskChanges, VersionedTask } from '../model/journal.ts'
+import type { BatchCounts, JournalCommand, TaskChanges, VersionedTask } from '../model/journal.ts'
 import type { NodeState, NodeStatus, TaskDoc, TaskStatus } from '../model/state.ts'
 import type { BusRecord } from '../ports/bus.ts'
 import type { BatchMetricsWrite } from '../ports/store.ts'
@@ -122,6 +122,12 @@ export class TaskRuntime {
     this.snapshotV = v
     this.sentThrough = (doc as { sent_through?: number }).sent_through ?? 0
     this.sentRecorded = this.sentThrough
+    const counts = (doc as { batches?: BatchCounts }).batches ?? {}
+    for (const [nodeId, per] of Object.entries(counts)) {
+      const o = ord.get(nodeId)
+      if (o === undefined) continue
+      this.batches.set(o, new Map(Object.entries(per).map(([uid, [epoch, metrics]]) => [uid, { epoch, metrics }])))
+    }
     const n = this.specs.length
     this.#parents = []
     this.#fanout = Array.from({ length: n }, () => [])
@@ -258,7 +264,19 @@ export class TaskRuntime {
       finished_at_ms: this.finishedAt,
       v: this.v,
       sent_through: this.sentRecorded,
+      batches: this.batchCounts(),
     }
+  }
+
+  /** The batch maps as a plain object (for snapshots). */
+  batchCounts(): BatchCounts {
+    const out: BatchCounts = {}
+    for (const [ord, m] of this.batches) {
+      const per: Record<string, [number, Record<string, unknown>]> = {}
+      for (const [uid, b] of m) per[uid] = [b.epoch, b.metrics]
+      out[this.spec(ord).node_id] = per
+    }
+    return out
   }
 
   /** Takes what changed since the last flush as the body of journal entry `v + 1`. */

@@ -5,6 +5,7 @@
  * (a deadline that moved is simply pushed again), so nothing is ever removed from the middle.
  */
 import type { Clock } from '../ports/clock.ts'
+import { QUIET_ABORT } from '../util/abort.ts'
 
 export interface TimerEntry {
   at: number
@@ -37,7 +38,7 @@ export class TimerHeap {
 
   stop(): void {
     this.#stopped = true
-    this.#abort?.abort()
+    this.#abort?.abort(QUIET_ABORT)
     this.#abort = null
     this.#armedAt = Number.POSITIVE_INFINITY
     this.#heap.length = 0
@@ -79,7 +80,7 @@ export class TimerHeap {
 
   #arm(): void {
     if (this.#stopped) return
-    this.#abort?.abort()
+    this.#abort?.abort(QUIET_ABORT)
     this.#abort = null
     const head = this.#heap[0]
     if (head === undefined) {

@@ -43,19 +43,28 @@ export interface JournalEntry {
   commands?: JournalCommand[]
   /** Every command of the entries up to this seq has been sent (recorded with a later entry). */
   sent_through?: number
+  /** Batch metrics this entry counted into node stats: [node_id, batch_uid, epoch, metrics]. */
+  batches?: BatchCount[]
 }
+
+export type BatchCount = [node_id: string, batch_uid: string, epoch: number, metrics: Record<string, unknown>]
+
+/** Per node, per batch uid: the epoch and metrics counted in the node's stats. */
+export type BatchCounts = Record<string, Record<string, [epoch: number, metrics: Record<string, unknown>]>>
 
 /**
  * A task document with its snapshot version, and the seq up to which every command was sent
  * (recovery re-issues what the state implies when commands of later entries may be unsent).
  */
-export type VersionedTask = TaskDoc & { v: number; sent_through?: number }
+export type VersionedTask = TaskDoc & { v: number; sent_through?: number; batches?: BatchCounts }
 
 /** Applies journal entries (any order, any overlap with the snapshot) to a copy of `doc`. */
 export function applyJournal(doc: VersionedTask, entries: readonly JournalEntry[]): VersionedTask {
   const sorted = entries.filter((e) => e.seq > doc.v).sort((a, b) => a.seq - b.seq)
   if (sorted.length === 0) return doc
-  const out: VersionedTask = { ...doc, nodes: { ...doc.nodes }, coordinator: { ...doc.coordinator } }
+  const out: VersionedTask = { ...doc, nodes: { ...doc.nodes }, coordinator: { ...doc.coordinator }, v: doc.v }
+  if (doc.sent_through !== undefined) out.sent_through = doc.sent_through
+  if (doc.batches !== undefined) out.batches = doc.batches
   for (const e of sorted) {
     for (const n of e.nodes) out.nodes[n.node_id] = n
     const t = e.task
@@ -70,6 +79,11 @@ export function applyJournal(doc: VersionedTask, entries: readonly JournalEntry[
     }
     out.updated_at_ms = Math.max(out.updated_at_ms, e.at_ms)
     if (e.sent_through !== undefined) out.sent_through = Math.max(out.sent_through ?? 0, e.sent_through)
+    if (e.batches !== undefined && e.batches.length > 0) {
+      const b: BatchCounts = { ...(out.batches ?? {}) }
+      for (const [node, uid, epoch, metrics] of e.batches) b[node] = { ...(b[node] ?? {}), [uid]: [epoch, metrics] }
+      out.batches = b
+    }
     out.v = e.seq
   }
   return out

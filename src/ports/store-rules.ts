@@ -65,9 +65,10 @@ export function newestPerBatch(rows: Iterable<BatchMetricsRow>): BatchMetricsRow
  * a store, as non-enumerable metadata: readable by the coordinator that resumes from them, not part
  * of the document's content (copies and comparisons leave them out).
  */
-export function withVersion<T extends object>(doc: T, v: number, sentThrough: number | undefined): T {
+export function withVersion<T extends object>(doc: T, v: number, sentThrough: number | undefined, batches?: unknown): T {
   Object.defineProperty(doc, 'v', { value: v, enumerable: false, writable: true, configurable: true })
   Object.defineProperty(doc, 'sent_through', { value: sentThrough ?? 0, enumerable: false, writable: true, configurable: true })
+  Object.defineProperty(doc, 'batches', { value: batches ?? {}, enumerable: false, writable: true, configurable: true })
   return doc
 }
 

@@ -13,6 +13,9 @@ import { type ArtifactsWriter, type RoleHandler, type RunContext, classifyErrorD
 import { resolveInput } from './input-select.ts'
 import { emitStatus } from './status.ts'
 import { type SpawnOptions, spawnInGroup } from './subprocess.ts'
+import { QUIET_ABORT } from '../util/abort.ts'
+
+const EMPTY_VARS: Readonly<Record<string, unknown>> = Object.freeze({})
 
 export async function executeRun(
   core: WorkerCore,
@@ -64,7 +67,7 @@ export async function executeRun(
     inputRef: cmd.input_ref,
     inputInline: cmd.input_inline,
     batching: cmd.batching,
-    vars: Object.freeze(structuredClone(vars)),
+    vars: Object.keys(vars).length === 0 ? EMPTY_VARS : Object.freeze(structuredClone(vars)),
     throwIfCancelled: () => {
       if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new CancelledRunError(String(signal.reason))
     },
@@ -152,7 +155,7 @@ export async function executeRun(
     )
     core.log.warn('node.failed', { ...ids, reason_code: classified.reasonCode, permanent: classified.permanent, error })
   } finally {
-    hbAbort.abort()
+    hbAbort.abort(QUIET_ABORT)
     await heartbeats
     for (const fn of cleanups.reverse()) {
       try {

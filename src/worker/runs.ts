@@ -11,6 +11,7 @@ import { type ActiveRun, runIds, type WorkerCore } from './core.ts'
 import { executeRun } from './execute.ts'
 import type { RunInfo } from './handler.ts'
 import { emitStatus } from './status.ts'
+import { QUIET_ABORT } from '../util/abort.ts'
 
 export interface RunManagerHooks {
   /** Gives a run slot back (command intake). */
@@ -39,7 +40,7 @@ export class RunManager {
     // Cancellation is cooperative: a handler that ignores the signal past the grace period is
     // abandoned (its results are discarded), CANCELLED is reported and its slot is given back.
     const grace = new AbortController()
-    void run.freed.then(() => grace.abort())
+    void run.freed.then(() => grace.abort(QUIET_ABORT))
     core.clock.sleep(core.config.cancelGraceMs, grace.signal).then(
       async () => {
         if (run.released) return

@@ -312,3 +312,74 @@ describe('write path: defects of the previous design', () => {
     }
   })
 })
+
+/**
+ * A MemoryStore whose k-th write never returns (the process "dies" in it): before the write is
+ * made, or after it landed.
+ */
+class FreezingStore extends MemoryStore {
+  writes = 0
+  freezeAt = -1
+  mode: 'before' | 'after' = 'before'
+  frozen = false
+  async #step<T>(run: () => Promise<T>): Promise<T> {
+    const k = ++this.writes
+    if (k !== this.freezeAt) return run()
+    if (this.mode === 'after') await run()
+    this.frozen = true
+    return new Promise<T>(() => undefined)
+  }
+  override insertBatchMetrics(rows: readonly BatchMetricsWrite[], now: number): Promise<void> {
+    return this.#step(() => super.insertBatchMetrics(rows, now))
+  }
+  override appendJournal(entries: readonly JournalEntry[]): Promise<boolean[]> {
+    return this.#step(() => super.appendJournal(entries))
+  }
+  override writeSnapshot(task: VersionedTask, now: number): Promise<boolean> {
+    return this.#step(() => super.writeSnapshot(task, now))
+  }
+}
+
+describe('write path: a coordinator killed at any write step of a flush', () => {
+  for (const mode of ['before', 'after'] as const) {
+    for (let k = 2; k <= 10; k += 2) {
+      test(`killed in write ${k} (${mode === 'before' ? 'not written' : 'written, not acknowledged'}): a new coordinator finishes the task with exact metrics, vars.incr once, one run per node and epoch`, async () => {
+        const bus = new MemoryBus()
+        const store = new FreezingStore()
+        store.freezeAt = k
+        store.mode = mode
+        const runs = new Map<string, number>()
+        const count = (ctxKey: string) => runs.set(ctxKey, (runs.get(ctxKey) ?? 0) + 1)
+        const src = sourceHandler(10, 4)
+        const handlers: Record<string, RoleHandler> = {
+          src: { ...src, async init(run) { count(`src@${run.attemptEpoch}`) } },
+          sink: { ...counter, async init(run) { count(`sink@${run.attemptEpoch}`) } },
+        }
+        const first = new Coordinator({ bus, store })
+        await first.start()
+        const { Worker } = await import('flowkit')
+        const worker = new Worker({ bus, store, handlers, config: { concurrency: 2 } })
+        await worker.start()
+        let second: Coordinator | null = null
+        try {
+          const id = await first.createTask({ graph: PIPELINE })
+          await waitFor(async () => store.frozen || (await first.getTask(id))?.status === 'finished', { timeoutMs: 10_000 })
+          await first.kill()
+          second = new Coordinator({ bus, store, config: { discoveryWindowSec: 0.2 } })
+          await second.start()
+          const t = await second.waitForTask(id, { timeoutMs: 15_000 })
+          assert.equal(t.status, 'finished')
+          assert.equal(nodeOf(t, 'src').stats['count'], 10)
+          assert.equal(nodeOf(t, 'sink').stats['count'], 10)
+          assert.deepEqual(t.vars, { runs: 1 }, 'vars.incr applied once')
+          for (const [key, n] of runs) assert.equal(n, 1, `${key} ran once`)
+          const stored = await store.getTask(id)
+          assert.equal(stored?.nodes['sink']?.stats['count'], 10)
+        } finally {
+          await worker.stop()
+          await second?.stop()
+        }
+      })
+    }
+  }
+})

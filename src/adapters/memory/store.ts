@@ -54,15 +54,15 @@ interface ArtifactEntry {
   seq: number
 }
 
-/** Deep copy of a stored document on its way out. */
-const clone = <T>(v: T): T => structuredClone(v)
+/** Deep copy of a stored (JSON) document on its way out. */
+const clone = <T>(v: T): T => (v === undefined ? v : (JSON.parse(JSON.stringify(v)) as T))
 
 /** A task on its way out: a deep copy, except the graph, which is immutable and shared (frozen). */
 function cloneTask(t: VersionedTask): TaskDoc {
-  const { graph, v, sent_through, ...rest } = t
-  const out = structuredClone(rest) as unknown as TaskDoc
+  const { graph, v, sent_through, batches, ...rest } = t
+  const out = clone(rest) as unknown as TaskDoc
   out.graph = graph
-  return withVersion(out, v, sent_through)
+  return withVersion(out, v, sent_through, clone(batches ?? {}))
 }
 
 /**
@@ -71,24 +71,10 @@ function cloneTask(t: VersionedTask): TaskDoc {
  * dropped, `undefined` array elements (and holes) become `null`.
  */
 function ingest<T>(v: T): T {
-  return dropUndefined(structuredClone(v)) as T
-}
-
-function dropUndefined(v: unknown): unknown {
-  // As a document store does: JSON numbers only (NaN/±Infinity → null, -0 → 0).
-  if (typeof v === 'number') return Number.isFinite(v) ? (Object.is(v, -0) ? 0 : v) : null
-  if (Array.isArray(v)) {
-    for (let i = 0; i < v.length; i++) v[i] = v[i] === undefined ? null : dropUndefined(v[i])
-    return v
-  }
-  if (v !== null && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
-    const o = v as Record<string, unknown>
-    for (const k of Object.keys(o)) {
-      if (o[k] === undefined) delete o[k]
-      else o[k] = dropUndefined(o[k])
-    }
-  }
-  return v
+  // A JSON round trip does exactly what a document store does with JSON data: undefined fields
+  // dropped, undefined array elements (and holes) null, NaN/±Infinity null, -0 as 0.
+  if (v === undefined) return v
+  return JSON.parse(JSON.stringify(v)) as T
 }
 
 function limitOf(limit: number | undefined): number {
@@ -209,7 +195,7 @@ export class MemoryStore implements Store {
       }
       const held = j.get(e.seq)
       if (held !== undefined) return held.writer === e.writer
-      j.set(e.seq, { writer: e.writer, at_ms: e.at_ms, json: JSON.stringify(ingest(e)) })
+      j.set(e.seq, { writer: e.writer, at_ms: e.at_ms, json: JSON.stringify(e) })
       return true
     })
   }
@@ -232,7 +218,7 @@ export class MemoryStore implements Store {
       error: task.error,
       finished_at_ms: task.finished_at_ms,
     })
-    this.#tasks.set(task.id, { ...stored, ...t, updated_at_ms: now, v: task.v, sent_through: task.sent_through ?? 0 })
+    this.#tasks.set(task.id, { ...stored, ...t, updated_at_ms: now, v: task.v, sent_through: task.sent_through ?? 0, batches: ingest(task.batches ?? {}) })
     return true
   }
 

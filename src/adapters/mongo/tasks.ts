@@ -22,7 +22,7 @@ import { JSON_SUFFIX, decodeFields, encodeFields, sanitize, setField } from './c
 import { isDuplicateKeyError, mapMongoError } from './errors.ts'
 import { type Collections, limitOf, num, updateOf, writeErrorsOf } from './schema.ts'
 
-const TASK_STRUCTURED: ReadonlySet<string> = new Set(['id', 'nodes', 'coordinator', 'v', 'sent_through'])
+const TASK_STRUCTURED: ReadonlySet<string> = new Set(['id', 'nodes', 'coordinator', 'v', 'sent_through', 'batches_json'])
 /** A snapshot whose stored status is one of these may be behind its journal's status. */
 const ACTIVE: readonly TaskStatus[] = ['queued', 'running', 'cancelling']
 const GRAPH_CACHE_SIZE = 2000
@@ -80,6 +80,8 @@ export function encodeSnapshot(task: VersionedTask, now: number): { set: Record<
   set['updated_at_ms'] = num(now)
   set['v'] = num(task.v)
   set['sent_through'] = num(task.sent_through ?? 0)
+  // Batch uids are user strings (any key): kept as JSON text.
+  set['batches_json'] = JSON.stringify(task.batches ?? {})
   return { set, unset }
 }
 
@@ -113,8 +115,8 @@ function decodeEntry(doc: Document): JournalEntry | null {
 
 /** The task as read: its version and sent mark ride along as metadata (the coordinator resumes from them). */
 function withoutVersion(t: VersionedTask): TaskDoc {
-  const { v, sent_through, ...task } = t
-  return withVersion(task as TaskDoc, v, sent_through)
+  const { v, sent_through, batches, ...task } = t
+  return withVersion(task as TaskDoc, v, sent_through, batches)
 }
 
 /** Task and journal operations; holds the decoded graphs (a graph never changes after creation). */
@@ -166,6 +168,8 @@ export class MongoTasks {
     task.v = typeof v === 'number' ? v : 0
     const sent = doc['sent_through']
     if (typeof sent === 'number') task.sent_through = sent
+    const batches = doc['batches_json']
+    if (typeof batches === 'string') task.batches = JSON.parse(batches) as VersionedTask['batches'] & object
     return task
   }
 

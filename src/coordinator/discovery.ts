@@ -1,0 +1,141 @@
+/**
+ * Discovery (adopt) and the worker registry. After a restart the coordinator asks every worker of a
+ * running node's role whether it still holds the run (`TASK_DISCOVER` on the query topic); a live
+ * run at the node's epoch is adopted with its lease, without a new epoch. Worker announcements
+ * keep the registry that `listWorkers()` reads.
+ */
+import { randomUUID } from 'node:crypto'
+import type { CoordinatorConfig } from '../config.ts'
+import { errorMessage } from '../errors.ts'
+import type { Logger } from '../log.ts'
+import type { Bus, BusMessage } from '../ports/bus.ts'
+import type { Clock } from '../ports/clock.ts'
+import type { Store } from '../ports/store.ts'
+import { dedupId, encode, makeEnvelope, parseEnvelope, parseReply } from '../protocol/messages.ts'
+import type { Engine } from './engine.ts'
+import type { TaskRuntime } from './runtime.ts'
+
+export class Discovery {
+  readonly #config: CoordinatorConfig
+  readonly #bus: Bus
+  readonly #clock: Clock
+  readonly #log: Logger
+  readonly #engine: Engine
+  readonly #barrier: () => Promise<void>
+  readonly #asked = new Map<string, { taskId: string; ord: number; epoch: number }>()
+  #stop = new AbortController()
+
+  constructor(config: CoordinatorConfig, bus: Bus, clock: Clock, log: Logger, engine: Engine, barrier: () => Promise<void>) {
+    this.#config = config
+    this.#bus = bus
+    this.#clock = clock
+    this.#log = log
+    this.#engine = engine
+    this.#barrier = barrier
+  }
+
+  start(): void {
+    this.#stop = new AbortController()
+  }
+
+  stop(): void {
+    this.#stop.abort()
+    this.#asked.clear()
+  }
+
+  /** Asks every worker of the node's role about the node's run; replies count during the discovery window. */
+  ask(rt: TaskRuntime, ord: number): void {
+    const spec = rt.spec(ord)
+    const epoch = rt.node(ord).attempt_epoch
+    const corr = randomUUID()
+    this.#asked.set(corr, { taskId: rt.id, ord, epoch })
+    const env = makeEnvelope({
+      msg_type: 'query',
+      role: 'coordinator',
+      corr_id: corr,
+      dedup_id: dedupId({ corr }),
+      task_id: rt.id,
+      node_id: spec.node_id,
+      step_type: spec.type,
+      attempt_epoch: epoch,
+      ts_ms: this.#clock.now(),
+      payload: { query: 'TASK_DISCOVER', want_epoch: epoch },
+    })
+    this.#bus.produce([{ topic: this.#config.topicQuery, key: rt.id, value: encode(env) }]).then(
+      () => this.#log.info('node.discovery_sent', { task_id: rt.id, node_id: spec.node_id, attempt_epoch: epoch }),
+      (err: unknown) => {
+        this.#asked.delete(corr)
+        this.#log.warn('node.discovery_failed', { task_id: rt.id, node_id: spec.node_id, error: errorMessage(err) })
+      },
+    )
+    const window = new AbortController()
+    this.#stop.signal.addEventListener('abort', () => window.abort(), { once: true })
+    this.#clock.sleep(this.#config.discoveryWindowSec * 1000, window.signal).then(
+      () => this.#asked.delete(corr),
+      () => undefined,
+    )
+  }
+
+  async onReply(m: BusMessage): Promise<void> {
+    const parsed = parseEnvelope(m.value)
+    if (!parsed.ok || parsed.value.msg_type !== 'reply') {
+      this.#log.warn('bus.message_malformed', { topic: m.topic, offset: m.offset, error: parsed.ok ? 'not a reply' : parsed.error })
+      return
+    }
+    const asked = this.#asked.get(parsed.value.corr_id)
+    if (asked === undefined) return
+    const reply = parseReply(parsed.value.payload)
+    if (!reply.ok) {
+      this.#log.warn('bus.message_malformed', { topic: m.topic, offset: m.offset, error: reply.error })
+      return
+    }
+    const snap = reply.value
+    const rt = this.#engine.tasks.get(asked.taskId)
+    if (rt === undefined) return
+    const n = rt.node(asked.ord)
+    if (n.status !== 'running' || n.attempt_epoch !== asked.epoch) return
+    if ((snap.run_state === 'running' || snap.run_state === 'cancelling') && snap.attempt_epoch === n.attempt_epoch && snap.lease) {
+      const ttl = Math.max(0, snap.lease.deadline_ts_ms - parsed.value.ts_ms)
+      this.#engine.apply(rt, asked.ord, { kind: 'adopt', workerId: snap.lease.worker_id, leaseId: snap.lease.lease_id, deadline: snap.lease.deadline_ts_ms, expiresAt: this.#clock.now() + ttl })
+      await this.#barrier()
+    }
+    // A snapshot saying the complete artifact exists changes nothing yet: recovery finishes the
+    // node from that artifact after the discovery window and the status replay.
+  }
+}
+
+/** Worker announcements keep the worker registry (listWorkers). */
+export async function onAnnounce(store: Store, clock: Clock, log: Logger, m: BusMessage): Promise<void> {
+  const parsed = parseEnvelope(m.value)
+  if (!parsed.ok) {
+    log.warn('bus.message_malformed', { topic: m.topic, offset: m.offset, error: parsed.error })
+    return
+  }
+  const p = parsed.value.payload
+  const workerId = p['worker_id']
+  if (typeof workerId !== 'string' || workerId === '') {
+    log.warn('bus.message_malformed', { topic: m.topic, offset: m.offset, error: 'announce without worker_id' })
+    return
+  }
+  const now = clock.now()
+  if (p['kind'] === 'WORKER_ONLINE') {
+    const caps = p['capabilities'] as { roles?: unknown } | undefined
+    const roles = Array.isArray(caps?.roles)
+      ? caps.roles.filter((r): r is string => typeof r === 'string')
+      : typeof p['type'] === 'string'
+        ? p['type'].split(',').filter(Boolean)
+        : []
+    const capacity = (p['capacity'] as { tasks?: unknown } | undefined)?.tasks
+    await store.upsertWorker({
+      worker_id: workerId,
+      roles,
+      capacity: typeof capacity === 'number' && Number.isFinite(capacity) ? capacity : 1,
+      version: typeof p['version'] === 'string' ? p['version'] : '',
+      status: 'online',
+      last_seen_ms: now,
+    })
+  } else if (p['kind'] === 'WORKER_OFFLINE') {
+    const known = (await store.listWorkers()).find((w) => w.worker_id === workerId)
+    await store.upsertWorker({ worker_id: workerId, roles: known?.roles ?? [], capacity: known?.capacity ?? 0, version: known?.version ?? '', status: 'offline', last_seen_ms: now })
+  }
+}
