@@ -219,6 +219,15 @@ export class MongoStore implements Store {
     return this.#run('listTasks', (c) => this.#tasks.list(c, filter))
   }
 
+  /** Ids of tasks whose snapshot status is one of `statuses`: one projected query, no journal read. */
+  async listTaskIds(statuses: readonly TaskStatus[]): Promise<string[]> {
+    this.#open()
+    if (statuses.length === 0) return []
+    return this.#run('listTaskIds', async (c) =>
+      (await c.tasks.find({ status: { $in: [...statuses] }, nodes: { $exists: true } }, { projection: { _id: 1 } }).toArray()).map((d) => String(d['_id'])),
+    )
+  }
+
   async appendJournal(entries: readonly JournalEntry[]): Promise<boolean[]> {
     this.#open()
     const docs = entries.map(encodeEntry)
