@@ -106,6 +106,11 @@ export class MongoStore implements Store {
   async createTask(task: TaskDoc): Promise<void> {
     return (await this.#store()).createTask(task)
   }
+  async createTasks(tasks: readonly TaskDoc[]): Promise<(Error | null)[]> {
+    const impl = await this.#store()
+    if (impl.createTasks) return impl.createTasks(tasks)
+    return Promise.all(tasks.map((t) => impl.createTask(t).then(() => null, (err: unknown) => err as Error)))
+  }
   async getTask(taskId: string): Promise<TaskDoc | null> {
     return (await this.#store()).getTask(taskId)
   }
@@ -136,6 +141,13 @@ export class MongoStore implements Store {
   }
   async upsertArtifact(artifact: ArtifactWrite, now: number): Promise<boolean> {
     return (await this.#store()).upsertArtifact(artifact, now)
+  }
+  async upsertArtifacts(list: readonly ArtifactWrite[], now: number): Promise<boolean[]> {
+    const impl = await this.#store()
+    if (impl.upsertArtifacts) return impl.upsertArtifacts(list, now)
+    const out: boolean[] = []
+    for (const a of list) out.push(await impl.upsertArtifact(a, now))
+    return out
   }
   async listArtifacts(taskId: string, query?: ArtifactQuery): Promise<ArtifactDoc[]> {
     return (await this.#store()).listArtifacts(taskId, query)

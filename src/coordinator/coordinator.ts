@@ -55,6 +55,8 @@ export interface CreateTaskInput {
 const ACTIVE = ['queued', 'running', 'cancelling'] as const
 const TASK_ID_PATTERN = /^[A-Za-z0-9_.:-]{1,200}$/
 const RECENT_DONE_MAX = 50_000
+/** Finished tasks kept in memory while their snapshot waits (they are served from there). */
+const DONE_IN_MEMORY = 10_000
 
 export class Coordinator {
   readonly config: CoordinatorConfig
@@ -78,6 +80,8 @@ export class Coordinator {
   readonly #subscribing = new Map<string, Promise<void>>()
   readonly #discovery: Discovery
   readonly #recentDone = new Set<string>()
+  #done: TaskRuntime[] = []
+  #creating: { task: TaskDoc; resolve: () => void; reject: (err: unknown) => void }[] = []
   readonly #lastSnapshotAt = new Map<string, number>()
   #started = false
   /** Set by kill(): nothing more may leave this process. */
@@ -115,7 +119,7 @@ export class Coordinator {
       fenced: (rt) => this.#drop(rt),
       wantsSnapshot: (rt) => rt.terminal || this.#clock.now() - (this.#lastSnapshotAt.get(rt.id) ?? rt.createdAt) >= this.config.snapshotIntervalSec * 1000,
     })
-    this.#snapshots = new SnapshotWriter(this.#store, this.#clock, this.#log, (id, v) => this.#snapshotWritten(id, v))
+    this.#snapshots = new SnapshotWriter(this.#store, this.#clock, this.#log, (id, v) => this.#snapshotWritten(id, v), { working: () => this.#flusher.working })
     this.#fns = new FnRunner(this.#engine, this.#store, this.#clock, this.#log, this.#functions)
     this.#intake = new Intake(this.#engine, this.#clock, this.#log, {
       adopt: (id) => this.#adopt(id),
@@ -201,10 +205,11 @@ export class Coordinator {
     await this.#flusher.drain()
     this.#flusher.stop()
     await this.#sweepLoop
-    await this.#snapshots.idle()
+    await this.#snapshots.drain()
     this.#timers.stop()
     // Another start() rebuilds all of this from the store.
     this.#engine.tasks.clear()
+    this.#done = []
     this.#limits.clear()
     this.#flusher.restart()
     this.#log.info('coordinator.stopped')
@@ -226,6 +231,7 @@ export class Coordinator {
     this.#sweepAbort.abort()
     this.#timers.stop()
     this.#engine.tasks.clear()
+    this.#done = []
     await Promise.all([...this.#subscriptions.values()].map((s) => s.close()))
     this.#subscriptions.clear()
     await this.#outbox.stop({ discard: true })
@@ -271,12 +277,36 @@ export class Coordinator {
     }
     const types = new Set(graph.nodes.filter((n) => n.type !== COORDINATOR_FN_TYPE).map((n) => n.type))
     await Promise.all([...types].map((t) => this.#ensureStatusSubscription(t)))
-    await this.#store.createTask(task)
+    await this.#insertTask(task)
     this.#log.info('task.created', { task_id: id, nodes: graph.nodes.length })
     const rt = await loadRuntime(this.#store, this.#engine, this.#limits, { ...task, v: 0 })
     this.#lastSnapshotAt.set(id, now)
     this.#engine.startTask(rt)
     return id
+  }
+
+  /** Task inserts of one tick go to the store together (one round trip for many createTask calls). */
+  #insertTask(task: TaskDoc): Promise<void> {
+    if (this.#store.createTasks === undefined) return this.#store.createTask(task)
+    return new Promise<void>((resolve, reject) => {
+      this.#creating.push({ task, resolve, reject })
+      if (this.#creating.length === 1) setImmediate(() => void this.#insertBatch())
+    })
+  }
+
+  async #insertBatch(): Promise<void> {
+    const batch = this.#creating.splice(0, 500)
+    if (this.#creating.length > 0) setImmediate(() => void this.#insertBatch())
+    try {
+      const results = await (this.#store.createTasks as NonNullable<Store['createTasks']>)(batch.map((b) => b.task))
+      batch.forEach((b, i) => {
+        const err = results[i]
+        if (err) b.reject(err)
+        else b.resolve()
+      })
+    } catch (err) {
+      for (const b of batch) b.reject(err)
+    }
   }
 
   async getTask(id: string): Promise<TaskView | null> {
@@ -364,6 +394,7 @@ export class Coordinator {
 
   #durable(rt: TaskRuntime, commands: PendingCommand[], fnRuns: number[], snapshot: (TaskDoc & { v: number }) | null): void {
     if (this.#killed) return
+    this.#snapshots.busy()
     if (commands.length > 0) {
       rt.unsent += commands.length
       const upTo = rt.v
@@ -388,6 +419,11 @@ export class Coordinator {
       this.#snapshots.offer(snapshot)
     }
     if (rt.terminal) {
+      if (!rt.doneDurable) {
+        // Finished tasks stay in memory until their snapshot is written, a bounded number of them.
+        this.#done.push(rt)
+        while (this.#done.length > DONE_IN_MEMORY) this.#evict(this.#done.shift() as TaskRuntime)
+      }
       rt.doneDurable = true
       this.#events.emit(`terminal:${rt.id}`)
       if (rt.snapshotV >= rt.v) this.#evict(rt)

@@ -70,6 +70,11 @@ export class Flusher {
     this.#hooks = hooks
   }
 
+  /** A flush is being written, or something waits to be. */
+  get working(): boolean {
+    return this.#running !== null || this.#dirty.size > 0
+  }
+
   get pending(): number {
     return this.#dirty.size
   }

@@ -13,7 +13,6 @@ import type { Bus } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { OutboxEnqueue, Store } from '../ports/store.ts'
 import { errorMessage } from '../errors.ts'
-import { outboxId } from '../util/ids.ts'
 import { QUIET_ABORT } from '../util/abort.ts'
 
 export interface OutboxOptions {
@@ -51,6 +50,11 @@ interface Queued {
 
 const RECENT_MAX = 20_000
 
+/** What identifies one logical message (the store derives the dead letter's id from the same three). */
+function recentKey(m: OutboxEnqueue): string {
+  return `${m.topic}\u0000${m.key ?? '\u0001'}\u0000${m.dedup_id}`
+}
+
 export class OutboxDispatcher {
   readonly #store: Store
   readonly #bus: Bus
@@ -86,7 +90,7 @@ export class OutboxDispatcher {
   send(msgs: readonly OutgoingMessage[]): void {
     const now = this.#clock.now()
     for (const msg of msgs) {
-      const id = outboxId(msg.topic, msg.key ?? null, msg.dedup_id)
+      const id = recentKey(msg)
       if (this.#recent.has(id)) {
         this.#log.debug('outbox.duplicate', { topic: msg.topic, key: msg.key, dedup_id: msg.dedup_id })
         msg.onDone?.()
@@ -100,7 +104,7 @@ export class OutboxDispatcher {
 
   /** One message; false when the same (topic, key, dedup_id) was queued recently. */
   async enqueue(row: OutboxEnqueue): Promise<boolean> {
-    const id = outboxId(row.topic, row.key ?? null, row.dedup_id)
+    const id = recentKey(row)
     if (this.#recent.has(id)) return false
     this.send([row])
     return true

@@ -1,9 +1,11 @@
 /**
- * Background snapshot writer. A task's document in the store is rewritten from a state that is
- * already durable in the journal (taken at flush time, at that entry's version), off the hot path:
- * terminal tasks first, then periodic ones, a few at a time, the newest state per task only. On a
- * server where an update costs far more than an insert this keeps updates out of the event path;
- * readers of the store still see the current state (snapshot + journal).
+ * Background snapshot writer (compaction). A task's document in the store is rewritten from a
+ * state that is already durable in the journal (taken at flush time, at that entry's version), off
+ * the event path: only while the coordinator is idle (no flush for `idleMs`) or when the backlog
+ * passes `maxBacklog`, terminal tasks first, a few at a time, the newest state per task only.
+ * Snapshots are not needed for correctness (readers and recovery apply the journal after the
+ * snapshot); on a server where an update costs far more than an insert — and, on the test
+ * server, grows with the collection — this keeps updates away from the work in progress.
  */
 import { errorMessage, isFlowkitError } from '../errors.ts'
 import type { Logger } from '../log.ts'
@@ -23,14 +25,36 @@ export class SnapshotWriter {
   readonly #concurrency: number
   #active = 0
   #idle: (() => void)[] = []
+  #lastBusy = 0
+  #timer: ReturnType<typeof setTimeout> | null = null
+  #draining = false
+  readonly #idleMs: number
+  readonly #maxBacklog: number
+  readonly #working: () => boolean
   writes = 0
 
-  constructor(store: Store, clock: Clock, log: Logger, written: (taskId: string, v: number) => void, concurrency = 2) {
+  constructor(store: Store, clock: Clock, log: Logger, written: (taskId: string, v: number) => void, options: { concurrency?: number; idleMs?: number; maxBacklog?: number; working?: () => boolean } = {}) {
     this.#store = store
     this.#clock = clock
     this.#log = log
     this.#written = written
-    this.#concurrency = concurrency
+    this.#concurrency = options.concurrency ?? 2
+    this.#idleMs = options.idleMs ?? 100
+    this.#maxBacklog = options.maxBacklog ?? 5000
+    this.#working = options.working ?? (() => false)
+  }
+
+  /** The coordinator is working (a flush ran): snapshots wait until it has been idle a while. */
+  busy(): void {
+    this.#lastBusy = performance.now()
+  }
+
+  /** Writes everything pending now, idle or not (stop). */
+  async drain(): Promise<void> {
+    this.#draining = true
+    this.#pump()
+    await this.idle()
+    this.#draining = false
   }
 
   get backlog(): number {
@@ -55,6 +79,18 @@ export class SnapshotWriter {
   }
 
   #pump(): void {
+    if (this.#working()) this.#lastBusy = performance.now()
+    const quietFor = performance.now() - this.#lastBusy
+    if (!this.#draining && this.#pending.size < this.#maxBacklog && quietFor < this.#idleMs) {
+      if (this.#timer === null) {
+        this.#timer = setTimeout(() => {
+          this.#timer = null
+          this.#pump()
+        }, this.#idleMs - quietFor + 1)
+        this.#timer.unref?.()
+      }
+      return
+    }
     while (this.#active < this.#concurrency) {
       const doc = this.#pick()
       if (doc === null) break

@@ -133,6 +133,12 @@ export interface Store {
   /** Inserts a new task as its snapshot at version 0; `STORE_DUPLICATE_KEY` if the id exists. */
   createTask(task: TaskDoc): Promise<void>
   /**
+   * Inserts several new tasks in one round trip where the server allows; per task, in order, null
+   * when stored or the error that createTask would have thrown for it. Optional: callers fall back
+   * to createTask.
+   */
+  createTasks?(tasks: readonly TaskDoc[]): Promise<(Error | null)[]>
+  /**
    * The task as it is now: its snapshot with every later journal entry applied, or null (it also
    * carries `v`, the seq of the last entry applied, and `sent_through`: see VersionedTask). Its
    * `graph` never changes after creation: adapters may return one shared, deep-frozen graph object
@@ -183,6 +189,11 @@ export interface Store {
    * returns false and changes nothing).
    */
   upsertArtifact(artifact: ArtifactWrite, now: number): Promise<boolean>
+  /**
+   * Several upsertArtifact calls in one round trip where the server allows (new keys inserted
+   * together); per artifact, in order, what upsertArtifact would return. Optional.
+   */
+  upsertArtifacts?(artifacts: readonly ArtifactWrite[], now: number): Promise<boolean[]>
   /** Artifacts of a task ordered by created_at then batch_uid. */
   listArtifacts(taskId: string, query?: ArtifactQuery): Promise<ArtifactDoc[]>
   getArtifact(taskId: string, nodeId: string, batchUid: string | null): Promise<ArtifactDoc | null>

@@ -11,7 +11,20 @@ import { createHash } from 'node:crypto'
  * become `null`, a bigint throws. A top-level value JSON cannot represent yields `"null"`.
  */
 export function canonicalJson(value: unknown): string {
+  // Fast paths (the common shapes of ids): JSON.stringify is already canonical for an array of
+  // primitives, and for a flat object given its keys in sorted order.
+  if (Array.isArray(value)) {
+    if (value.every(isPrimitive)) return JSON.stringify(value)
+  } else if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    const o = value as Record<string, unknown>
+    const keys = Object.keys(o)
+    if (typeof o['toJSON'] !== 'function' && keys.every((k) => isPrimitive(o[k]))) return JSON.stringify(o, keys.sort())
+  }
   return encode(value, true) ?? 'null'
+}
+
+function isPrimitive(v: unknown): boolean {
+  return v === null || (typeof v !== 'object' && typeof v !== 'bigint')
 }
 
 function encode(value: unknown, inArrayOrTop: boolean): string | undefined {

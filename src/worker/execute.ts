@@ -14,6 +14,7 @@ import { resolveInput } from './input-select.ts'
 import { emitStatus } from './status.ts'
 import { type SpawnOptions, spawnInGroup } from './subprocess.ts'
 import { QUIET_ABORT } from '../util/abort.ts'
+import { ArtifactBatcher } from './artifacts.ts'
 
 const EMPTY_VARS: Readonly<Record<string, unknown>> = Object.freeze({})
 
@@ -45,14 +46,14 @@ export async function executeRun(
   let completeWritten = false
   const writer: ArtifactsWriter = {
     writePartial: async (batchUid, meta) => {
-      await core.store.upsertArtifact(
+      await ArtifactBatcher.of(core.store).write(
         { task_id: info.taskId, node_id: info.nodeId, batch_uid: batchUid, status: 'partial', meta, attempt_epoch: info.attemptEpoch, worker_id: core.workerId },
         core.clock.now(),
       )
       written.add(batchUid)
     },
     markComplete: async (meta = {}) => {
-      await core.store.upsertArtifact(
+      await ArtifactBatcher.of(core.store).write(
         { task_id: info.taskId, node_id: info.nodeId, batch_uid: null, status: 'complete', meta, attempt_epoch: info.attemptEpoch, worker_id: core.workerId },
         core.clock.now(),
       )

@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { MemoryBus, MemoryStore, protocol, type RoleHandler, type TaskView } from 'flowkit'
+import { protocol, type RoleHandler, type TaskView } from 'flowkit'
 import { startRuntime, noopHandler } from '../helpers/runtime.ts'
 import { gate } from '../helpers/gate.ts'
 import { waitFor } from '../helpers/wait.ts'

@@ -10,7 +10,6 @@ import {
   FlowkitError,
   MemoryBus,
   MemoryLogger,
-  MemoryStore,
   PermanentError,
   type RoleHandler,
   type TaskView,

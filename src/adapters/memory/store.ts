@@ -137,6 +137,19 @@ export class MemoryStore implements Store {
     this.#tasks.set(task.id, stored)
   }
 
+  async createTasks(tasks: readonly TaskDoc[]): Promise<(Error | null)[]> {
+    const out: (Error | null)[] = []
+    for (const t of tasks) {
+      try {
+        await this.createTask(t)
+        out.push(null)
+      } catch (err) {
+        out.push(err as Error)
+      }
+    }
+    return out
+  }
+
   /** The snapshot with the journal after it applied (no copy). */
   #current(taskId: string): VersionedTask | null {
     const snap = this.#tasks.get(taskId)
@@ -300,6 +313,12 @@ export class MemoryStore implements Store {
     }
     keys.add(key)
     return true
+  }
+
+  async upsertArtifacts(artifacts: readonly ArtifactWrite[], now: number): Promise<boolean[]> {
+    const out: boolean[] = []
+    for (const a of artifacts) out.push(await this.upsertArtifact(a, now))
+    return out
   }
 
   async listArtifacts(taskId: string, query: ArtifactQuery = {}): Promise<ArtifactDoc[]> {

@@ -152,6 +152,54 @@ export async function upsertArtifact(c: Collections, ferret: boolean, artifact: 
   }
 }
 
+/** New keys in one unordered insertMany; a key that exists goes through upsertArtifact (fence kept). */
+export async function upsertArtifacts(c: Collections, ferret: boolean, list: readonly ArtifactWrite[], now: number): Promise<boolean[]> {
+  const at = num(now)
+  const docs = list.map((artifact) => {
+    const batchUid = artifact.batch_uid ?? null
+    const doc: Document = {
+      _id: artifactKey(artifact.task_id, artifact.node_id, batchUid),
+      task_id: artifact.task_id,
+      node_id: artifact.node_id,
+      batch_uid: batchUid,
+      status: artifact.status,
+      attempt_epoch: num(artifact.attempt_epoch),
+      worker_id: artifact.worker_id ?? null,
+      updated_at: at,
+      created_at: at,
+      ins: new ObjectId(),
+    }
+    putField(doc, 'meta', sanitize(artifact.meta ?? {}))
+    return doc
+  })
+  const out = list.map(() => true)
+  const again: number[] = []
+  // Two writes of one key in the same call: the later one goes through the update path.
+  const seen = new Set<string>()
+  const first: Document[] = []
+  docs.forEach((d, i) => {
+    const k = String(d['_id'])
+    if (seen.has(k)) again.push(i)
+    else {
+      seen.add(k)
+      first.push(d)
+    }
+  })
+  const index = new Map(first.map((d, j) => [j, docs.indexOf(d)]))
+  try {
+    if (first.length > 0) await c.artifacts.insertMany(first, { ordered: false })
+  } catch (err) {
+    const errors = writeErrorsOf(err)
+    if (errors === null) throw err
+    for (const we of errors) {
+      if (we.code !== 11000) throw mapMongoError(new MongoServerError({ message: we.errmsg ?? 'write error', errmsg: we.errmsg, code: we.code }), 'upsertArtifacts')
+      again.push(index.get(we.index) as number)
+    }
+  }
+  for (const i of again.sort((a, b) => a - b)) out[i] = await upsertArtifact(c, ferret, list[i] as ArtifactWrite, now)
+  return out
+}
+
 export async function listArtifacts(c: Collections, taskId: string, query: ArtifactQuery): Promise<ArtifactDoc[]> {
   const filter: Document = { task_id: taskId }
   if (query.nodeId !== undefined) filter['node_id'] = query.nodeId

@@ -203,6 +203,12 @@ export class MongoStore implements Store {
     await this.#run('createTask', (c) => this.#tasks.create(c, doc))
   }
 
+  async createTasks(tasks: readonly TaskDoc[]): Promise<(Error | null)[]> {
+    this.#open()
+    const docs = tasks.map(encodeNewTask)
+    return this.#run('createTasks', (c) => this.#tasks.createMany(c, docs))
+  }
+
   async getTask(taskId: string): Promise<TaskDoc | null> {
     this.#open()
     return this.#run('getTask', (c) => this.#tasks.get(c, taskId))
@@ -272,6 +278,12 @@ export class MongoStore implements Store {
   }
 
   // ---- artifacts
+
+  async upsertArtifacts(list: readonly ArtifactWrite[], now: number): Promise<boolean[]> {
+    this.#open()
+    if (list.length === 0) return []
+    return this.#run('upsertArtifacts', (c) => artifacts.upsertArtifacts(c, this.#ferret, list, now))
+  }
 
   async upsertArtifact(artifact: ArtifactWrite, now: number): Promise<boolean> {
     this.#open()

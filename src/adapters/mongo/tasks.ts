@@ -137,6 +137,26 @@ export class MongoTasks {
     }
   }
 
+  /** One unordered insertMany; per document null, or the error createTask would throw. */
+  async createMany(c: Collections, docs: Record<string, unknown>[]): Promise<(Error | null)[]> {
+    const out: (Error | null)[] = docs.map(() => null)
+    if (docs.length === 0) return out
+    try {
+      await c.tasks.insertMany(docs, { ordered: false })
+    } catch (err) {
+      const errors = writeErrorsOf(err)
+      if (errors === null) throw err
+      for (const we of errors) {
+        const single = new MongoServerError({ message: we.errmsg ?? 'write error', errmsg: we.errmsg, code: we.code })
+        const id = String(docs[we.index]?.['id'])
+        out[we.index] = isDuplicateKeyError(single)
+          ? new FlowkitError(ErrorCode.DuplicateKey, `task ${id} already exists`, { cause: single, details: { task_id: id } })
+          : mapMongoError(single, 'createTask')
+      }
+    }
+    return out
+  }
+
   /** Projection that leaves the graph out when this store already holds it decoded. */
   #projection(taskId: string): Document | undefined {
     return this.#graphs.has(taskId) ? { graph: 0, [`graph${JSON_SUFFIX}`]: 0 } : undefined
