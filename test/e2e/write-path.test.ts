@@ -14,49 +14,16 @@ import {
   MemoryBus,
   MemoryStore,
   type ArtifactWrite,
-  type BatchMetricsWrite,
-  type JournalEntry,
   type RoleHandler,
   type TaskView,
-  type VersionedTask,
 } from 'flowkit'
-import { startRuntime, noopHandler, sourceHandler } from '../helpers/runtime.ts'
+import { REAL_E2E, noopHandler, sourceHandler, startRuntime, testStore } from '../helpers/runtime.ts'
+import { withFault } from '../helpers/faults.ts'
 import { gate } from '../helpers/gate.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const nodeOf = (t: TaskView | null, id: string) => t!.nodes.find((n) => n.node_id === id)!
 const unavailable = () => new FlowkitError(ErrorCode.StoreUnavailable, 'injected: store unavailable', { retryable: true })
-
-type WriteStep = 'insertBatchMetrics' | 'appendJournal' | 'writeSnapshot'
-
-/**
- * A MemoryStore whose k-th write (counting insertBatchMetrics, appendJournal, writeSnapshot)
- * fails once with a retryable error — before the write (`mode: 'before'`) or after it, as when
- * the write landed but its acknowledgement was lost (`mode: 'after'`).
- */
-class FaultyStore extends MemoryStore {
-  writes = 0
-  failAt = -1
-  mode: 'before' | 'after' = 'before'
-  failed: WriteStep[] = []
-  async #step<T>(name: WriteStep, run: () => Promise<T>): Promise<T> {
-    const k = ++this.writes
-    if (k !== this.failAt) return run()
-    this.failed.push(name)
-    if (this.mode === 'before') throw unavailable()
-    await run()
-    throw unavailable()
-  }
-  override insertBatchMetrics(rows: readonly BatchMetricsWrite[], now: number): Promise<void> {
-    return this.#step('insertBatchMetrics', () => super.insertBatchMetrics(rows, now))
-  }
-  override appendJournal(entries: readonly JournalEntry[]): Promise<boolean[]> {
-    return this.#step('appendJournal', () => super.appendJournal(entries))
-  }
-  override writeSnapshot(task: VersionedTask, now: number): Promise<boolean> {
-    return this.#step('writeSnapshot', () => super.writeSnapshot(task, now))
-  }
-}
 
 /** A streaming pipeline with exact totals and a variable increment: what must survive faults. */
 const PIPELINE = {
@@ -79,31 +46,45 @@ const counter: RoleHandler = {
   },
 }
 
+/** The pipeline's handlers, counting runs per (node type, epoch). */
+function countingHandlers(runs: Map<string, number>): Record<string, RoleHandler> {
+  const count = (key: string): void => {
+    runs.set(key, (runs.get(key) ?? 0) + 1)
+  }
+  return {
+    src: { ...sourceHandler(10, 4), async init(run) { count(`src@${run.attemptEpoch}`) } },
+    sink: { ...counter, async init(run) { count(`sink@${run.attemptEpoch}`) } },
+  }
+}
+
+/** Exact totals, vars.incr applied once, each node run once per epoch. */
+async function assertExact(t: TaskView, runs: Map<string, number>): Promise<void> {
+  assert.equal(nodeOf(t, 'src').stats['count'], 10)
+  assert.equal(nodeOf(t, 'sink').stats['count'], 10)
+  assert.deepEqual(t.vars, { runs: 1 }, 'vars.incr applied once')
+  for (const [key, n] of runs) assert.equal(n, 1, `${key} ran once`)
+}
+
 describe('write path: faults at every write step of a flush', () => {
-  for (const mode of ['before', 'after'] as const) {
-    for (let k = 1; k <= 12; k++) {
-      test(`a retryable store error ${mode === 'before' ? 'on' : 'after (ack lost)'} write ${k} of the run: the task finishes with exact metrics and one effect per node and epoch`, async () => {
-        const store = new FaultyStore()
-        store.failAt = k
-        store.mode = mode
-        const bus = new MemoryBus()
-        const rt = await startRuntime({ bus, store, handlers: { src: sourceHandler(10, 4), sink: counter }, worker: { concurrency: 2 } })
+  for (const mode of ['fail-before', 'fail-after'] as const) {
+    for (let k = 1; k <= (REAL_E2E ? 6 : 12); k++) {
+      test(`a retryable store error ${mode === 'fail-before' ? 'on' : 'after (ack lost)'} write ${k} of the run: the task finishes with exact metrics and one effect per node and epoch`, async () => {
+        const { store: inner, drop } = await testStore()
+        const faulty = withFault(inner, { at: k, mode })
+        const runs = new Map<string, number>()
+        const rt = await startRuntime({ store: faulty.store, handlers: countingHandlers(runs), worker: { concurrency: 2 } })
         try {
           const id = await rt.coordinator.createTask({ graph: PIPELINE })
-          const t = await rt.coordinator.waitForTask(id, { timeoutMs: 15_000 })
-          assert.equal(t.status, 'finished', `failed write: ${store.failed.join(',')}`)
-          assert.equal(nodeOf(t, 'src').stats['count'], 10)
-          assert.equal(nodeOf(t, 'sink').stats['count'], 10)
-          assert.deepEqual(t.vars, { runs: 1 }, 'vars.incr applied once')
-          for (const n of t.nodes) assert.equal(n.attempt_epoch, 1, `${n.node_id} ran at one epoch`)
-          const starts = bus.records('cmd.src.v1').map((r) => JSON.parse(r.value) as { dedup_id: string })
-          assert.equal(new Set(starts.map((s) => s.dedup_id)).size, 1, 'one START per node and epoch')
+          const t = await rt.coordinator.waitForTask(id, { timeoutMs: 30_000 })
+          assert.equal(t.status, 'finished', `failed write: ${faulty.trippedOn}`)
+          await assertExact(t, runs)
           // The store agrees with the coordinator (snapshot + journal).
-          const stored = await store.getTask(id)
+          const stored = await faulty.store.getTask(id)
           assert.equal(stored?.status, 'finished')
           assert.equal(stored?.nodes['sink']?.stats['count'], 10)
         } finally {
           await rt.stop()
+          await drop()
         }
       })
     }
@@ -313,71 +294,30 @@ describe('write path: defects of the previous design', () => {
   })
 })
 
-/**
- * A MemoryStore whose k-th write never returns (the process "dies" in it): before the write is
- * made, or after it landed.
- */
-class FreezingStore extends MemoryStore {
-  writes = 0
-  freezeAt = -1
-  mode: 'before' | 'after' = 'before'
-  frozen = false
-  async #step<T>(run: () => Promise<T>): Promise<T> {
-    const k = ++this.writes
-    if (k !== this.freezeAt) return run()
-    if (this.mode === 'after') await run()
-    this.frozen = true
-    return new Promise<T>(() => undefined)
-  }
-  override insertBatchMetrics(rows: readonly BatchMetricsWrite[], now: number): Promise<void> {
-    return this.#step(() => super.insertBatchMetrics(rows, now))
-  }
-  override appendJournal(entries: readonly JournalEntry[]): Promise<boolean[]> {
-    return this.#step(() => super.appendJournal(entries))
-  }
-  override writeSnapshot(task: VersionedTask, now: number): Promise<boolean> {
-    return this.#step(() => super.writeSnapshot(task, now))
-  }
-}
-
 describe('write path: a coordinator killed at any write step of a flush', () => {
-  for (const mode of ['before', 'after'] as const) {
-    for (let k = 2; k <= 10; k += 2) {
-      test(`killed in write ${k} (${mode === 'before' ? 'not written' : 'written, not acknowledged'}): a new coordinator finishes the task with exact metrics, vars.incr once, one run per node and epoch`, async () => {
-        const bus = new MemoryBus()
-        const store = new FreezingStore()
-        store.freezeAt = k
-        store.mode = mode
+  for (const mode of ['freeze-before', 'freeze-after'] as const) {
+    for (let k = 2; k <= (REAL_E2E ? 6 : 10); k += 2) {
+      test(`killed in write ${k} (${mode === 'freeze-before' ? 'not written' : 'written, not acknowledged'}): a new coordinator finishes the task with exact metrics, vars.incr once, one run per node and epoch`, async () => {
+        const { store: inner, drop } = await testStore()
+        const faulty = withFault(inner, { at: k, mode })
         const runs = new Map<string, number>()
-        const count = (ctxKey: string) => runs.set(ctxKey, (runs.get(ctxKey) ?? 0) + 1)
-        const src = sourceHandler(10, 4)
-        const handlers: Record<string, RoleHandler> = {
-          src: { ...src, async init(run) { count(`src@${run.attemptEpoch}`) } },
-          sink: { ...counter, async init(run) { count(`sink@${run.attemptEpoch}`) } },
-        }
-        const first = new Coordinator({ bus, store })
-        await first.start()
-        const { Worker } = await import('flowkit')
-        const worker = new Worker({ bus, store, handlers, config: { concurrency: 2 } })
-        await worker.start()
+        const rt = await startRuntime({ store: faulty.store, handlers: countingHandlers(runs), worker: { concurrency: 2 } })
         let second: Coordinator | null = null
         try {
-          const id = await first.createTask({ graph: PIPELINE })
-          await waitFor(async () => store.frozen || (await first.getTask(id))?.status === 'finished', { timeoutMs: 10_000 })
-          await first.kill()
-          second = new Coordinator({ bus, store, config: { discoveryWindowSec: 0.2 } })
+          const id = await rt.coordinator.createTask({ graph: PIPELINE })
+          await waitFor(async () => faulty.tripped || (await rt.coordinator.getTask(id))?.status === 'finished', { timeoutMs: 20_000 })
+          await rt.coordinator.kill()
+          second = new Coordinator({ bus: rt.bus, store: faulty.store, config: { ...rt.coordinatorBase, discoveryWindowSec: 0.2 } })
           await second.start()
-          const t = await second.waitForTask(id, { timeoutMs: 15_000 })
+          const t = await second.waitForTask(id, { timeoutMs: 30_000 })
           assert.equal(t.status, 'finished')
-          assert.equal(nodeOf(t, 'src').stats['count'], 10)
-          assert.equal(nodeOf(t, 'sink').stats['count'], 10)
-          assert.deepEqual(t.vars, { runs: 1 }, 'vars.incr applied once')
-          for (const [key, n] of runs) assert.equal(n, 1, `${key} ran once`)
-          const stored = await store.getTask(id)
+          await assertExact(t, runs)
+          const stored = await faulty.store.getTask(id)
           assert.equal(stored?.nodes['sink']?.stats['count'], 10)
         } finally {
-          await worker.stop()
           await second?.stop()
+          await rt.stop()
+          await drop()
         }
       })
     }

@@ -20,6 +20,8 @@ export interface Runtime {
   cmdTopic(type: string): string
   /** Config every worker of this runtime gets (topics, group prefix), for workers built by hand. */
   workerBase: Partial<WorkerConfig>
+  /** Config of this runtime's coordinator (topics, group), for a second coordinator built by hand. */
+  coordinatorBase: Partial<CoordinatorConfig>
   addWorker(handlers: Record<string, RoleHandler>, config?: Partial<WorkerConfig>): Promise<Worker>
   stop(): Promise<void>
 }
@@ -54,6 +56,14 @@ async function realAdapters(): Promise<{ bus: Bus; store: Store; drop: () => Pro
   }
 }
 
+/** A fresh store for a test: MongoStore on its own database in real mode, else a MemoryStore. */
+export async function testStore(): Promise<{ store: Store; drop: () => Promise<void> }> {
+  if (!REAL_E2E) return { store: new MemoryStore(), drop: async () => undefined }
+  const real = await realAdapters()
+  await real.bus.close()
+  return { store: real.store, drop: real.drop }
+}
+
 export async function startRuntime(options: RuntimeOptions = {}): Promise<Runtime> {
   let drop: (() => Promise<void>) | null = null
   let bus = options.bus
@@ -81,12 +91,8 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<Runtim
     topicSignals: `${prefix}signals.v1`,
   }
   const clockOpt = { ...(options.clock ? { clock: options.clock } : {}), ...(options.logger ? { logger: options.logger } : {}) }
-  const coordinator = new Coordinator({
-    bus,
-    store,
-    ...clockOpt,
-    config: { schedulerTickSec: 0.2, ...topics, groupId: `${prefix}flowkit.coordinator`, ...options.coordinator },
-  })
+  const coordinatorBase: Partial<CoordinatorConfig> = { schedulerTickSec: 0.2, ...topics, groupId: `${prefix}flowkit.coordinator`, ...options.coordinator }
+  const coordinator = new Coordinator({ bus, store, ...clockOpt, config: coordinatorBase })
   await coordinator.start()
   const workers: Worker[] = []
   const workerBase: Partial<WorkerConfig> = { ...topics, groupPrefix: prefix }
@@ -105,6 +111,7 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<Runtim
     coordinator,
     workers,
     workerBase,
+    coordinatorBase,
     statusTopic: (type) => topics.topicStatusFmt.replace('{type}', type),
     cmdTopic: (type) => topics.topicCmdFmt.replace('{type}', type),
     addWorker,
