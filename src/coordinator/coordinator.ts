@@ -11,15 +11,13 @@ import { EventEmitter } from 'node:events'
 import { randomUUID } from 'node:crypto'
 import { SystemClock } from '../clock.ts'
 import { COORDINATOR_DEFAULTS, type CoordinatorConfig, checkBounds, resolveConfig, topicFor } from '../config.ts'
-import { ErrorCode, FlowkitError, GraphValidationError, errorMessage } from '../errors.ts'
-import { parseGraph } from '../graph/parse.ts'
-import { COORDINATOR_FN_TYPE, type NodeSpec } from '../graph/types.ts'
+import { ErrorCode, FlowkitError } from '../errors.ts'
+import { COORDINATOR_FN_TYPE } from '../graph/types.ts'
 import { createLogger, type Logger } from '../log.ts'
-import type { NodeState, TaskDoc } from '../model/state.ts'
+import type { TaskDoc } from '../model/state.ts'
 import type { Bus, Subscription } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { ArtifactDoc, OutboxRow, Store, WorkerInfo } from '../ports/store.ts'
-import { INPUT_ADAPTERS } from '../protocol/input-adapters.ts'
 import { parkPoison } from '../util/guard.ts'
 import { Discovery, onAnnounce } from './discovery.ts'
 import { Engine } from './engine.ts'
@@ -33,6 +31,8 @@ import { type RecoveryDeps, finishRecovery, loadRuntime, resume } from './recove
 import { TERMINAL_TASK, type PendingCommand, type TaskRuntime } from './runtime.ts'
 import { SnapshotWriter } from './snapshots.ts'
 import { TimerHeap } from './timers.ts'
+import { type CreateTaskInput, TaskInserter, buildTask } from './submit.ts'
+import { sweep } from './sweep.ts'
 import { type TaskView, toTaskView } from './view.ts'
 
 export interface CoordinatorOptions {
@@ -45,15 +45,9 @@ export interface CoordinatorOptions {
   functions?: Record<string, CoordinatorFn>
 }
 
-export interface CreateTaskInput {
-  params?: Record<string, unknown>
-  graph: unknown
-  /** Optional caller-chosen id (must be unique); a UUID otherwise. */
-  id?: string
-}
+export type { CreateTaskInput } from './submit.ts'
 
 const ACTIVE = ['queued', 'running', 'cancelling'] as const
-const TASK_ID_PATTERN = /^[A-Za-z0-9_.:-]{1,200}$/
 const RECENT_DONE_MAX = 50_000
 /** Finished tasks kept in memory while their snapshot waits (they are served from there). */
 const DONE_IN_MEMORY = 10_000
@@ -81,12 +75,11 @@ export class Coordinator {
   readonly #discovery: Discovery
   readonly #recentDone = new Set<string>()
   #done: TaskRuntime[] = []
-  #creating: { task: TaskDoc; resolve: () => void; reject: (err: unknown) => void }[] = []
+  readonly #inserter: TaskInserter
   readonly #lastSnapshotAt = new Map<string, number>()
   #started = false
   /** Set by kill(): nothing more may leave this process. */
   #killed = false
-  #lastPurge = 0
   #sweepAbort = new AbortController()
   #sweepLoop: Promise<void> | null = null
 
@@ -126,6 +119,7 @@ export class Coordinator {
       barrier: () => this.#flusher.barrier(),
       isRecentlyDone: (id) => this.#recentDone.has(id),
     })
+    this.#inserter = new TaskInserter(this.#store)
     this.#discovery = new Discovery(this.config, this.#bus, this.#clock, this.#log, this.#engine, () => this.#flusher.barrier())
     this.#events.setMaxListeners(0)
   }
@@ -242,71 +236,17 @@ export class Coordinator {
 
   async createTask(input: CreateTaskInput): Promise<string> {
     if (!this.#started) throw new FlowkitError(ErrorCode.Config, 'createTask: the coordinator is not started (call start() first)')
-    let raw = input.graph
-    if (typeof raw === 'string') {
-      try {
-        raw = JSON.parse(raw)
-      } catch (err) {
-        throw new GraphValidationError(ErrorCode.GraphInvalid, `graph: not valid JSON (${errorMessage(err)})`, 'graph')
-      }
-    }
-    const graph = parseGraph(raw, {
-      coordinatorFns: new Set(Object.keys(this.#functions)),
-      ...(this.config.rejectUnknownInputAdapters ? { inputAdapters: INPUT_ADAPTERS } : {}),
-    })
-    if (input.params !== undefined && (input.params === null || typeof input.params !== 'object' || Array.isArray(input.params))) {
-      throw new FlowkitError(ErrorCode.GraphInvalid, 'params must be an object')
-    }
-    if (input.id !== undefined && !TASK_ID_PATTERN.test(input.id)) {
-      throw new FlowkitError(ErrorCode.GraphInvalid, `task id ${JSON.stringify(input.id)} must match ${TASK_ID_PATTERN}`)
-    }
-    const id = input.id ?? randomUUID()
     const now = this.#clock.now()
-    const task: TaskDoc = {
-      id,
-      status: 'queued',
-      params: input.params ?? {},
-      graph,
-      nodes: Object.fromEntries(graph.nodes.map((n) => [n.node_id, newNodeState(n)])),
-      coordinator: { vars: {}, cancelled: false, cancel_reason: null },
-      result: null,
-      error: null,
-      created_at_ms: now,
-      updated_at_ms: now,
-      finished_at_ms: null,
-    }
+    const task = buildTask(input, { coordinatorFns: new Set(Object.keys(this.#functions)), rejectUnknownInputAdapters: this.config.rejectUnknownInputAdapters }, now)
+    const { id, graph } = task
     const types = new Set(graph.nodes.filter((n) => n.type !== COORDINATOR_FN_TYPE).map((n) => n.type))
     await Promise.all([...types].map((t) => this.#ensureStatusSubscription(t)))
-    await this.#insertTask(task)
+    await this.#inserter.insert(task)
     this.#log.info('task.created', { task_id: id, nodes: graph.nodes.length })
     const rt = await loadRuntime(this.#store, this.#engine, this.#limits, { ...task, v: 0 })
     this.#lastSnapshotAt.set(id, now)
     this.#engine.startTask(rt)
     return id
-  }
-
-  /** Task inserts of one tick go to the store together (one round trip for many createTask calls). */
-  #insertTask(task: TaskDoc): Promise<void> {
-    if (this.#store.createTasks === undefined) return this.#store.createTask(task)
-    return new Promise<void>((resolve, reject) => {
-      this.#creating.push({ task, resolve, reject })
-      if (this.#creating.length === 1) setImmediate(() => void this.#insertBatch())
-    })
-  }
-
-  async #insertBatch(): Promise<void> {
-    const batch = this.#creating.splice(0, 500)
-    if (this.#creating.length > 0) setImmediate(() => void this.#insertBatch())
-    try {
-      const results = await (this.#store.createTasks as NonNullable<Store['createTasks']>)(batch.map((b) => b.task))
-      batch.forEach((b, i) => {
-        const err = results[i]
-        if (err) b.reject(err)
-        else b.resolve()
-      })
-    } catch (err) {
-      for (const b of batch) b.reject(err)
-    }
   }
 
   async getTask(id: string): Promise<TaskView | null> {
@@ -515,52 +455,14 @@ export class Coordinator {
 
   // ------------------------------------------------------------------ sweep
 
-  /**
-   * Slow sweep: retention, and tasks that appeared in the store without this coordinator (a task
-   * written by another process) are adopted. Deadlines are not swept: they live in the timer heap.
-   */
-  async #sweep(signal: AbortSignal): Promise<void> {
-    const tickMs = Math.max(1000, this.config.schedulerTickSec * 1000 * 10)
-    while (!signal.aborted) {
-      try {
-        await this.#clock.sleep(tickMs, signal)
-      } catch {
-        return
-      }
-      try {
-        const now = this.#clock.now()
-        if (now - this.#lastPurge >= 600_000) {
-          this.#lastPurge = now
-          const res = await this.#store.purgeBefore(now - this.config.retentionSec * 1000)
-          if (res.journal > 0 || res.outbox > 0) this.#log.info('coordinator.retention', res)
-        }
-        const ids = this.#store.listTaskIds ? await this.#store.listTaskIds(['queued']) : (await this.#store.listTasks({ statuses: ['queued'] })).map((t) => t.id)
-        for (const id of ids) if (!this.#engine.tasks.has(id) && !this.#recentDone.has(id)) await this.#adopt(id)
-      } catch (err) {
-        this.#log.error('coordinator.sweep_failed', { error: errorMessage(err) })
-      }
-    }
-  }
-}
-
-function newNodeState(spec: NodeSpec): NodeState {
-  return {
-    node_id: spec.node_id,
-    type: spec.type,
-    status: 'queued',
-    attempt_epoch: 0,
-    lease: {},
-    stats: {},
-    last_error: null,
-    failures: 0,
-    next_retry_at_ms: null,
-    dispatched_at_ms: null,
-    accepted_at_ms: null,
-    last_event_at_ms: null,
-    finished_at_ms: null,
-    has_output: false,
-    end_reason: null,
-    cancel_deadline_ms: null,
-    resends: 0,
+  #sweep(signal: AbortSignal): Promise<void> {
+    return sweep(signal, {
+      config: this.config,
+      store: this.#store,
+      clock: this.#clock,
+      log: this.#log,
+      known: (id) => this.#engine.tasks.has(id) || this.#recentDone.has(id),
+      adopt: (id) => this.#adopt(id),
+    })
   }
 }
