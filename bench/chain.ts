@@ -69,6 +69,7 @@ export async function chain(o: ChainOptions): Promise<Result> {
         tasks_per_s: rate(o.tasks, ms),
         ...latencyFields('task_latency', lat),
         terminal_seen_by_poll: tracker.polled,
+        lease_expiries: tracker.leaseExpiries,
         ...perNodeRun(counters, nodeRuns),
         calls: methodTable(counters),
       })
@@ -99,6 +100,7 @@ export async function chainSingle(o: Omit<ChainOptions, 'tasks'> & { runs: numbe
         ...latencyFields('latency', lat),
         per_node_p50_ms: round(percentile(lat, 50) / 3, 1),
         terminal_seen_by_poll: tracker.polled,
+        lease_expiries: tracker.leaseExpiries,
         ...perNodeRun(counters, o.runs * 3),
       })
     } finally {

@@ -16,8 +16,11 @@ export class TerminalTracker {
   /** task id → performance.now() when it was seen terminal. */
   readonly at = new Map<string, number>()
   polled = 0
+  /** Leases declared lost during the run (lease expiry or heartbeat hard limit): should stay 0. */
+  leaseExpiries = 0
   readonly #listener = (m: unknown): void => {
     const { event, fields } = m as FlowkitEventMessage
+    if (event === 'node.lease_expired' || event === 'node.heartbeat_lost') this.leaseExpiries++
     if (!TERMINAL_EVENTS.has(event)) return
     const id = (fields as { task_id?: unknown }).task_id
     if (typeof id === 'string' && !this.at.has(id)) {

@@ -155,6 +155,13 @@ export class MongoStore implements Store {
   async getArtifact(taskId: string, nodeId: string, batchUid: string | null): Promise<ArtifactDoc | null> {
     return (await this.#store()).getArtifact(taskId, nodeId, batchUid)
   }
+  async claimStreamBatches(claims: readonly StreamClaim[], now: number): Promise<boolean[]> {
+    const impl = await this.#store()
+    if (impl.claimStreamBatches) return impl.claimStreamBatches(claims, now)
+    const out: boolean[] = []
+    for (const c of claims) out.push(await impl.claimStreamBatch(c, now))
+    return out
+  }
   async claimStreamBatch(claim: StreamClaim, now: number): Promise<boolean> {
     return (await this.#store()).claimStreamBatch(claim, now)
   }

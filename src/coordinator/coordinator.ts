@@ -110,6 +110,7 @@ export class Coordinator {
     this.#flusher = new Flusher(this.#store, this.#clock, this.#log, this.#writer, {
       durable: (rt, commands, fnRuns, snapshot) => this.#durable(rt, commands, fnRuns, snapshot),
       fenced: (rt) => this.#drop(rt),
+      rows: (rows) => this.#snapshots.offerRows(rows),
       wantsSnapshot: (rt) => rt.terminal || this.#clock.now() - (this.#lastSnapshotAt.get(rt.id) ?? rt.createdAt) >= this.config.snapshotIntervalSec * 1000,
     })
     this.#snapshots = new SnapshotWriter(this.#store, this.#clock, this.#log, (id, v) => this.#snapshotWritten(id, v), { working: () => this.#flusher.working })
@@ -360,6 +361,8 @@ export class Coordinator {
     }
     if (rt.terminal) {
       if (!rt.doneDurable) {
+        // Logged once the terminal state is durable (what waiters and observers may rely on).
+        this.#log.info(rt.status === 'finished' ? 'task.finished' : rt.status === 'failed' ? 'task.failed' : 'task.cancelled', { task_id: rt.id, status: rt.status })
         // Finished tasks stay in memory until their snapshot is written, a bounded number of them.
         this.#done.push(rt)
         while (this.#done.length > DONE_IN_MEMORY) this.#evict(this.#done.shift() as TaskRuntime)

@@ -191,7 +191,6 @@ export class Engine {
     const result = { nodes: rt.specs.map((s, i) => ({ node_id: s.node_id, status: rt.node(i).status, stats: rt.node(i).stats })) }
     rt.change({ status, result, finished_at_ms: now })
     rt.events.push(`task ${status}`)
-    this.#log.info(status === 'finished' ? 'task.finished' : status === 'failed' ? 'task.failed' : 'task.cancelled', { task_id: rt.id, status })
     this.#hooks.dirty(rt)
     this.#hooks.terminal(rt)
   }

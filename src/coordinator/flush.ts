@@ -25,6 +25,8 @@ import { type PendingCommand, type TaskRuntime, journalCommands } from './runtim
 export interface FlushHooks {
   /** The entry of `rt` is durable: send its commands, run its functions, wake its waiters. */
   durable(rt: TaskRuntime, commands: PendingCommand[], fnRuns: number[], snapshot: VersionedTask | null): void
+  /** Batch-metrics rows of this flush (already in the entries): for the store's read model. */
+  rows(rows: BatchMetricsWrite[]): void
   /** Another writer holds the version this coordinator wanted to write: it no longer owns `rt`. */
   fenced(rt: TaskRuntime): void
   /** Whether a snapshot of `rt` should be taken with this entry (besides forced ones). */
@@ -213,7 +215,6 @@ export class Flusher {
     if (built.length === 0) return
     this.flushes++
     this.entries += built.length
-    if (rows.length > 0) await this.#retry('insertBatchMetrics', () => this.#store.insertBatchMetrics(rows, now))
     const ok = await this.#append(built.map((b) => b.entry))
     if (this.#abandoned !== null) return
     const durable: Built[] = []
@@ -233,6 +234,7 @@ export class Flusher {
       for (const b of forced) b.rt.snapshotV = Math.max(b.rt.snapshotV, b.entry.seq)
     }
     if (this.#abandoned !== null) return
+    if (rows.length > 0) this.#hooks.rows(rows)
     for (const b of durable) this.#hooks.durable(b.rt, b.commands, b.fnRuns, b.force ? null : b.snapshot)
   }
 

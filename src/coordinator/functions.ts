@@ -106,7 +106,11 @@ const metricsAggregate: CoordinatorFn = async (ctx) => {
     if (!(single in ctx.task.nodes)) throw new PermanentError(`metrics.aggregate: unknown node ${JSON.stringify(single)}`, 'bad_fn_args')
     const acc: Record<string, number> = {}
     const cnt: Record<string, number> = {}
-    for (const row of await ctx.store.listBatchMetrics(ctx.task.id, single)) {
+    // The batches the node's stats count, as the coordinator holds them (the journal's truth);
+    // the store's rows when the task came without them.
+    const counted = (ctx.task as { batches?: Record<string, Record<string, [number, Record<string, unknown>]>> }).batches?.[single]
+    const rows = counted !== undefined ? Object.values(counted).map(([, metrics]) => ({ metrics })) : await ctx.store.listBatchMetrics(ctx.task.id, single)
+    for (const row of rows) {
       for (const [k, v] of Object.entries(row.metrics)) {
         if (typeof v !== 'number' || !Number.isFinite(v)) continue
         acc[k] = (acc[k] ?? 0) + v

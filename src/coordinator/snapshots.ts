@@ -11,7 +11,7 @@ import { errorMessage, isFlowkitError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { VersionedTask } from '../model/journal.ts'
 import type { Clock } from '../ports/clock.ts'
-import type { Store } from '../ports/store.ts'
+import type { BatchMetricsWrite, Store } from '../ports/store.ts'
 
 const TERMINAL = new Set(['finished', 'failed', 'cancelled'])
 
@@ -21,6 +21,8 @@ export class SnapshotWriter {
   readonly #log: Logger
   readonly #written: (taskId: string, v: number) => void
   readonly #pending = new Map<string, VersionedTask>()
+  /** Batch-metrics rows for the store's read model (the journal holds what counts). */
+  #rows: BatchMetricsWrite[] = []
   readonly #busy = new Set<string>()
   readonly #concurrency: number
   #active = 0
@@ -61,6 +63,11 @@ export class SnapshotWriter {
     return this.#pending.size
   }
 
+  offerRows(rows: readonly BatchMetricsWrite[]): void {
+    for (const r of rows) this.#rows.push(r)
+    this.#pump()
+  }
+
   offer(doc: VersionedTask): void {
     const cur = this.#pending.get(doc.id)
     if (cur !== undefined && cur.v >= doc.v) return
@@ -91,6 +98,15 @@ export class SnapshotWriter {
       }
       return
     }
+    if (this.#rows.length > 0 && this.#active < this.#concurrency) {
+      const rows = this.#rows.splice(0, 1000)
+      this.#active++
+      void this.#writeRows(rows).finally(() => {
+        this.#active--
+        this.#pump()
+        if (this.#pending.size === 0 && this.#rows.length === 0 && this.#active === 0) for (const f of this.#idle.splice(0)) f()
+      })
+    }
     while (this.#active < this.#concurrency) {
       const doc = this.#pick()
       if (doc === null) break
@@ -100,9 +116,24 @@ export class SnapshotWriter {
       void this.#write(doc).finally(() => {
         this.#active--
         this.#busy.delete(doc.id)
-        if (this.#pending.size > 0) this.#pump()
+        if (this.#pending.size > 0 || this.#rows.length > 0) this.#pump()
         else if (this.#active === 0) for (const f of this.#idle.splice(0)) f()
       })
+    }
+  }
+
+  async #writeRows(rows: BatchMetricsWrite[]): Promise<void> {
+    for (let attempt = 1; attempt <= 8; attempt++) {
+      try {
+        await this.#store.insertBatchMetrics(rows, this.#clock.now())
+        return
+      } catch (err) {
+        if (!(isFlowkitError(err) && err.retryable) || attempt === 8) {
+          this.#log.warn('coordinator.metrics_rows_failed', { rows: rows.length, error: errorMessage(err) })
+          return
+        }
+        await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt)))
+      }
     }
   }
 
@@ -125,7 +156,7 @@ export class SnapshotWriter {
 
   /** Resolves when nothing is pending or being written. */
   idle(): Promise<void> {
-    if (this.#pending.size === 0 && this.#active === 0) return Promise.resolve()
+    if (this.#pending.size === 0 && this.#rows.length === 0 && this.#active === 0) return Promise.resolve()
     return new Promise((r) => this.#idle.push(r))
   }
 }

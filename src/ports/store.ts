@@ -200,6 +200,8 @@ export interface Store {
 
   // ---- stream progress: a consumer attempt claims each upstream batch once
   claimStreamBatch(claim: StreamClaim, now: number): Promise<boolean>
+  /** Several claims in one round trip where the server allows; per claim, true when new. Optional. */
+  claimStreamBatches?(claims: readonly StreamClaim[], now: number): Promise<boolean[]>
 
   // ---- transactional outbox
   /**

@@ -82,6 +82,7 @@ export async function executeRun(
 
   let currentBatch: string | null = null
   const usedUids = new Set<string>()
+  const reports: Promise<void>[] = []
   try {
     await handler.init?.(info)
     ctx.throwIfCancelled()
@@ -110,16 +111,22 @@ export async function executeRun(
         throw err
       }
       if (!written.has(uid)) await writer.writePartial(uid, res.meta ?? { metrics: res.metrics ?? {} })
-      await emitStatus(
+      // The next batch does not wait for this report to reach the bus (events go out in order;
+      // TASK_DONE waits for all of them, and a report that cannot be sent fails the run).
+      const report = emitStatus(
         core,
         info,
         { kind: 'BATCH_OK', batch_uid: uid, metrics: res.metrics ?? {}, artifacts_ref: res.artifacts_ref ?? null },
         { kind: 'BATCH_OK', batch_uid: uid },
       )
+      report.catch(() => undefined)
+      reports.push(report)
+      if (reports.length >= 64) await Promise.all(reports.splice(0, 32))
       run.batches++
       currentBatch = null
       core.log.debug('node.batch_ok', { ...ids, batch_uid: uid })
     }
+    await Promise.all(reports.splice(0))
     ctx.throwIfCancelled()
     const fin = (await handler.finalize?.(ctx)) ?? {}
     ctx.throwIfCancelled()
@@ -132,6 +139,7 @@ export async function executeRun(
     )
     core.log.info('node.done', { ...ids, batches: run.batches })
   } catch (err) {
+    await Promise.allSettled(reports.splice(0))
     if (run.cancelReason === '__killed__') return
     if (signal.aborted) {
       await emitStatus(core, info, { kind: 'CANCELLED', reason: run.cancelReason ?? 'cancelled' }, { kind: 'CANCELLED' })

@@ -116,6 +116,7 @@ export async function* pullArtifacts(ctx: PullContext, spec: AdapterSpec): Async
       })
       let complete: ArtifactDoc | null = null
       let partialCount = 0
+      const fresh: ArtifactDoc[] = []
       for (const art of arts) {
         if (art.status === 'complete' && art.batch_uid === null) {
           if (complete === null || art.attempt_epoch > complete.attempt_epoch) complete = art
@@ -128,13 +129,17 @@ export async function* pullArtifacts(ctx: PullContext, spec: AdapterSpec): Async
         const key = `${from}\u0000${uid}`
         if (seen.has(key)) continue
         seen.add(key)
-        const claimed = await ctx.store.claimStreamBatch(
-          { task_id: ctx.taskId, consumer_node: ctx.consumerNode, from_node: from, batch_uid: uid, consumer_epoch: ctx.epoch },
-          ctx.clock.now(),
-        )
-        if (!claimed) continue
+        fresh.push(art)
+      }
+      // The new batches of this listing are claimed together (one round trip), then read in order.
+      const claims = fresh.map((art) => ({ task_id: ctx.taskId, consumer_node: ctx.consumerNode, from_node: from, batch_uid: art.batch_uid as string, consumer_epoch: ctx.epoch }))
+      const won = ctx.store.claimStreamBatches
+        ? await ctx.store.claimStreamBatches(claims, ctx.clock.now())
+        : await Promise.all(claims.map((cl) => ctx.store.claimStreamBatch(cl, ctx.clock.now())))
+      for (let i = 0; i < fresh.length; i++) {
+        if (!won[i]) continue
         progressed = true
-        yield art
+        yield fresh[i] as ArtifactDoc
       }
       if (!finalPass) {
         if (complete !== null || ended.has(from)) {
@@ -176,7 +181,7 @@ export async function* pullArtifacts(ctx: PullContext, spec: AdapterSpec): Async
     }
     if (ending) continue
     idle++
-    const wait = Math.min(ctx.maxBackoffMs, spec.pollMs * 2 ** Math.min(idle - 1, 6))
+    const wait = Math.min(ctx.maxBackoffMs, spec.pollMs * 2 ** Math.min(idle - 1, 3))
     await ctx.clock.sleep(Math.max(1, wait), ctx.signal)
   }
 }

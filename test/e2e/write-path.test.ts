@@ -231,6 +231,8 @@ describe('write path: defects of the previous design', () => {
       const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })
       assert.equal(t.status, 'finished')
       assert.deepEqual(nodeOf(t, 's').stats, { count: 2, finals: 1 })
+      // The journal entry counted the final row with the node; the store's rows follow when idle.
+      await waitFor(async () => (await store.listBatchMetrics(id, 's')).length === 3, { message: 'metrics rows never written' })
       const rows = await store.listBatchMetrics(id, 's')
       assert.deepEqual(rows.map((r) => r.batch_uid).sort(), ['__final__', 'b0', 'b1'])
     } finally {

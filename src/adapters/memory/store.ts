@@ -344,6 +344,12 @@ export class MemoryStore implements Store {
 
   // ---- stream progress
 
+  async claimStreamBatches(claims: readonly StreamClaim[], now: number): Promise<boolean[]> {
+    const out: boolean[] = []
+    for (const c of claims) out.push(await this.claimStreamBatch(c, now))
+    return out
+  }
+
   async claimStreamBatch(claim: StreamClaim, now: number): Promise<boolean> {
     await this.#pace()
     const key = canonicalJson([claim.task_id, claim.consumer_node, claim.from_node, claim.batch_uid, claim.consumer_epoch])

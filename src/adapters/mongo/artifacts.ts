@@ -227,11 +227,11 @@ export async function getArtifact(c: Collections, taskId: string, nodeId: string
 
 // ---- stream progress
 
-export function claimStreamBatch(c: Collections, claim: StreamClaim, now: number): Promise<boolean> {
+function claimDoc(claim: StreamClaim, now: number): Document {
   // The epoch is part of the stored batch_uid too: a Python worker sharing this database creates
   // a unique index on (task_id, consumer_node, from_node, batch_uid) without the epoch, and a
   // retried consumer's claims must not collide with its earlier attempt's.
-  return insertOnce(c.streamProgress, {
+  return {
     task_id: claim.task_id,
     consumer_node: claim.consumer_node,
     from_node: claim.from_node,
@@ -239,5 +239,29 @@ export function claimStreamBatch(c: Collections, claim: StreamClaim, now: number
     source_batch_uid: claim.batch_uid,
     consumer_epoch: num(claim.consumer_epoch),
     claimed_at_ms: num(now),
-  })
+  }
+}
+
+export function claimStreamBatch(c: Collections, claim: StreamClaim, now: number): Promise<boolean> {
+  return insertOnce(c.streamProgress, claimDoc(claim, now))
+}
+
+/** Several claims in one unordered insertMany: per claim, true when it is new. */
+export async function claimStreamBatches(c: Collections, claims: readonly StreamClaim[], now: number): Promise<boolean[]> {
+  const out = claims.map(() => true)
+  if (claims.length === 0) return out
+  try {
+    await c.streamProgress.insertMany(
+      claims.map((cl) => claimDoc(cl, now)),
+      { ordered: false },
+    )
+  } catch (err) {
+    const errors = writeErrorsOf(err)
+    if (errors === null) throw err
+    for (const we of errors) {
+      if (we.code !== 11000) throw mapMongoError(new MongoServerError({ message: we.errmsg ?? 'write error', errmsg: we.errmsg, code: we.code }), 'claimStreamBatches')
+      out[we.index] = false
+    }
+  }
+  return out
 }

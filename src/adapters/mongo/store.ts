@@ -302,6 +302,11 @@ export class MongoStore implements Store {
 
   // ---- stream progress
 
+  async claimStreamBatches(claims: readonly StreamClaim[], now: number): Promise<boolean[]> {
+    this.#open()
+    return this.#run('claimStreamBatches', (c) => artifacts.claimStreamBatches(c, claims, now))
+  }
+
   async claimStreamBatch(claim: StreamClaim, now: number): Promise<boolean> {
     this.#open()
     return this.#run('claimStreamBatch', (c) => artifacts.claimStreamBatch(c, claim, now))
