@@ -10,6 +10,7 @@ import type { NodeSpec } from '../graph/types.ts'
 import type { NodeState, TaskDoc } from '../model/state.ts'
 import type { Store } from '../ports/store.ts'
 import { INPUT_ADAPTERS } from '../protocol/input-adapters.ts'
+import { deepFreeze } from '../ports/store-rules.ts'
 
 export interface CreateTaskInput {
   params?: Record<string, unknown>
@@ -44,7 +45,8 @@ export function buildTask(input: CreateTaskInput, options: { coordinatorFns: Rea
     id: input.id ?? randomUUID(),
     status: 'queued',
     params: input.params ?? {},
-    graph,
+    // Immutable from here on (stores may keep it without copying).
+    graph: deepFreeze(graph),
     nodes: Object.fromEntries(graph.nodes.map((n) => [n.node_id, newNodeState(n)])),
     coordinator: { vars: {}, cancelled: false, cancel_reason: null },
     result: null,

@@ -1,10 +1,12 @@
 /**
  * Store port: the durable truth, in domain verbs.
  *
- * Every state transition is a compare-and-set on ONE document (status + epoch in the filter), so
- * a lost race is detected, never silently overwritten. Only operations a MongoDB-protocol server
- * without transactions supports are assumed: single-document atomic updates, unique-index
- * inserts. Dedup rules are carried by unique keys. User-supplied keys (node ids, variable paths)
+ * A task is a snapshot document plus a journal of entries (src/model/journal.ts): the coordinator
+ * that owns a task appends one entry per flush, unique by (task, version), so a writer that lost
+ * the version is refused, never silently overwritten; snapshots are rewritten rarely, guarded by
+ * the version. Only operations a MongoDB-protocol server without transactions supports are
+ * assumed: single-document atomic writes and unique-index inserts; the event path uses inserts
+ * only (see docs/write-path.md). Dedup rules are carried by unique keys. User-supplied keys (node ids, variable paths)
  * are validated by the caller before they reach a verb; adapters validate node ids again before
  * building a document path.
  */

@@ -93,7 +93,7 @@ export class MemoryStore implements Store {
   #calls = 0
   readonly #tasks = new Map<string, VersionedTask>()
   /** Journal entries (as JSON text: stored, not shared) by task, then seq. */
-  readonly #journal = new Map<string, Map<number, { writer: string; at_ms: number; json: string }>>()
+  readonly #journal = new Map<string, Map<number, { writer: string; at_ms: number; json: string | null; entry: JournalEntry | null }>>()
   /** Batch metrics rows by task, then (node, batch_uid, epoch). */
   readonly #metrics = new Map<string, Map<string, MetricsRow>>()
   readonly #artifacts = new Map<string, ArtifactEntry>()
@@ -132,8 +132,10 @@ export class MemoryStore implements Store {
         details: { task_id: task.id },
       })
     }
-    const stored = ingest({ ...task, v: 0 }) as VersionedTask
-    deepFreeze(stored.graph)
+    // The graph is immutable: a caller's graph that is already frozen is kept as is (no copy).
+    const { graph, ...rest } = task
+    const stored = ingest({ ...rest, v: 0 }) as VersionedTask
+    stored.graph = Object.isFrozen(graph) ? graph : deepFreeze(ingest(graph))
     this.#tasks.set(task.id, stored)
   }
 
@@ -162,7 +164,7 @@ export class MemoryStore implements Store {
     const j = this.#journal.get(taskId)
     if (j === undefined) return []
     const out: JournalEntry[] = []
-    for (const [seq, row] of j) if (seq > afterSeq) out.push(JSON.parse(row.json) as JournalEntry)
+    for (const [seq, row] of j) if (seq > afterSeq) out.push(row.json !== null ? (JSON.parse(row.json) as JournalEntry) : clone(row.entry as JournalEntry))
     return out.sort((a, b) => a.seq - b.seq)
   }
 
@@ -208,7 +210,9 @@ export class MemoryStore implements Store {
       }
       const held = j.get(e.seq)
       if (held !== undefined) return held.writer === e.writer
-      j.set(e.seq, { writer: e.writer, at_ms: e.at_ms, json: JSON.stringify(e) })
+      // An entry handed over deep-frozen (the coordinator's) cannot change: kept as is, copied on
+      // the way out; any other is copied in.
+      j.set(e.seq, Object.isFrozen(e) ? { writer: e.writer, at_ms: e.at_ms, json: null, entry: e } : { writer: e.writer, at_ms: e.at_ms, json: JSON.stringify(e), entry: null })
       return true
     })
   }
