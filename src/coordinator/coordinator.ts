@@ -7,18 +7,17 @@
  * command, coordinator function, waiter or bus offset depends on it. Task documents in the store
  * are snapshots rewritten in the background (snapshots.ts); recovery is snapshot + journal.
  */
-import { EventEmitter } from 'node:events'
 import { randomUUID } from 'node:crypto'
 import { SystemClock } from '../clock.ts'
 import { COORDINATOR_DEFAULTS, type CoordinatorConfig, checkBounds, resolveConfig, topicFor } from '../config.ts'
 import { ErrorCode, FlowkitError } from '../errors.ts'
 import { COORDINATOR_FN_TYPE } from '../graph/types.ts'
 import { createLogger, type Logger } from '../log.ts'
-import type { TaskDoc } from '../model/state.ts'
 import type { Bus, Subscription } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { ArtifactDoc, OutboxRow, Store, WorkerInfo } from '../ports/store.ts'
 import { parkPoison } from '../util/guard.ts'
+import { AfterFlush } from './after-flush.ts'
 import { Discovery, onAnnounce } from './discovery.ts'
 import { Engine } from './engine.ts'
 import { Flusher } from './flush.ts'
@@ -28,7 +27,7 @@ import { Intake } from './intake.ts'
 import { Limits } from './limits.ts'
 import { OutboxDispatcher } from './outbox.ts'
 import { type RecoveryDeps, finishRecovery, loadRuntime, resume } from './recovery.ts'
-import { TERMINAL_TASK, type PendingCommand, type TaskRuntime } from './runtime.ts'
+import { TERMINAL_TASK, type TaskRuntime } from './runtime.ts'
 import { SnapshotWriter } from './snapshots.ts'
 import { TimerHeap } from './timers.ts'
 import { type CreateTaskInput, TaskInserter, buildTask } from './submit.ts'
@@ -48,9 +47,6 @@ export interface CoordinatorOptions {
 export type { CreateTaskInput } from './submit.ts'
 
 const ACTIVE = ['queued', 'running', 'cancelling'] as const
-const RECENT_DONE_MAX = 50_000
-/** Finished tasks kept in memory while their snapshot waits (they are served from there). */
-const DONE_IN_MEMORY = 10_000
 
 export class Coordinator {
   readonly config: CoordinatorConfig
@@ -60,7 +56,6 @@ export class Coordinator {
   readonly #log: Logger
   readonly #functions: Record<string, CoordinatorFn>
   readonly #outbox: OutboxDispatcher
-  readonly #events = new EventEmitter()
   readonly #limits: Limits
   readonly #timers: TimerHeap
   readonly #engine: Engine
@@ -73,10 +68,8 @@ export class Coordinator {
   readonly #subscriptions = new Map<string, Subscription>()
   readonly #subscribing = new Map<string, Promise<void>>()
   readonly #discovery: Discovery
-  readonly #recentDone = new Set<string>()
-  #done: TaskRuntime[] = []
   readonly #inserter: TaskInserter
-  readonly #lastSnapshotAt = new Map<string, number>()
+  readonly #after: AfterFlush
   #started = false
   /** Set by kill(): nothing more may leave this process. */
   #killed = false
@@ -108,21 +101,30 @@ export class Coordinator {
       terminal: () => undefined,
     })
     this.#flusher = new Flusher(this.#store, this.#clock, this.#log, this.#writer, {
-      durable: (rt, commands, fnRuns, snapshot) => this.#durable(rt, commands, fnRuns, snapshot),
-      fenced: (rt) => this.#drop(rt),
+      durable: (rt, commands, fnRuns, snapshot) => this.#after.durable(rt, commands, fnRuns, snapshot),
+      fenced: (rt) => this.#after.drop(rt),
       rows: (rows) => this.#snapshots.offerRows(rows),
-      wantsSnapshot: (rt) => rt.terminal || this.#clock.now() - (this.#lastSnapshotAt.get(rt.id) ?? rt.createdAt) >= this.config.snapshotIntervalSec * 1000,
+      wantsSnapshot: (rt) => this.#after.wantsSnapshot(rt),
     })
-    this.#snapshots = new SnapshotWriter(this.#store, this.#clock, this.#log, (id, v) => this.#snapshotWritten(id, v), { working: () => this.#flusher.working })
+    this.#snapshots = new SnapshotWriter(this.#store, this.#clock, this.#log, (id, v) => this.#after.snapshotWritten(id, v), { working: () => this.#flusher.working })
     this.#fns = new FnRunner(this.#engine, this.#store, this.#clock, this.#log, this.#functions)
+    this.#after = new AfterFlush({
+      engine: this.#engine,
+      outbox: this.#outbox,
+      fns: this.#fns,
+      clock: this.#clock,
+      log: this.#log,
+      snapshotIntervalMs: this.config.snapshotIntervalSec * 1000,
+      snapshots: () => this.#snapshots,
+      flusher: () => this.#flusher,
+    })
     this.#intake = new Intake(this.#engine, this.#clock, this.#log, {
       adopt: (id) => this.#adopt(id),
       barrier: () => this.#flusher.barrier(),
-      isRecentlyDone: (id) => this.#recentDone.has(id),
+      isRecentlyDone: (id) => this.#after.isRecentlyDone(id),
     })
     this.#inserter = new TaskInserter(this.#store)
     this.#discovery = new Discovery(this.config, this.#bus, this.#clock, this.#log, this.#engine, () => this.#flusher.barrier())
-    this.#events.setMaxListeners(0)
   }
 
   /** Names of the coordinator functions this coordinator can run. */
@@ -204,7 +206,7 @@ export class Coordinator {
     this.#timers.stop()
     // Another start() rebuilds all of this from the store.
     this.#engine.tasks.clear()
-    this.#done = []
+    this.#after.reset()
     this.#limits.clear()
     this.#flusher.restart()
     this.#log.info('coordinator.stopped')
@@ -220,13 +222,14 @@ export class Coordinator {
     if (!this.#started) return
     this.#started = false
     this.#killed = true
+    this.#after.dead = true
     const dead = new FlowkitError(ErrorCode.Closed, 'coordinator killed')
     this.#flusher.abandon(dead)
     this.#fns.stop()
     this.#sweepAbort.abort()
     this.#timers.stop()
     this.#engine.tasks.clear()
-    this.#done = []
+    this.#after.reset()
     await Promise.all([...this.#subscriptions.values()].map((s) => s.close()))
     this.#subscriptions.clear()
     await this.#outbox.stop({ discard: true })
@@ -245,7 +248,7 @@ export class Coordinator {
     await this.#inserter.insert(task)
     this.#log.info('task.created', { task_id: id, nodes: graph.nodes.length })
     const rt = await loadRuntime(this.#store, this.#engine, this.#limits, { ...task, v: 0 })
-    this.#lastSnapshotAt.set(id, now)
+    this.#after.created(rt)
     this.#engine.startTask(rt)
     return id
   }
@@ -284,12 +287,12 @@ export class Coordinator {
       await new Promise<void>((resolve) => {
         const done = (): void => {
           clearTimeout(timer)
-          this.#events.off(`terminal:${id}`, done)
+          stop()
           resolve()
         }
         // Another coordinator may own the task: poll as well as listen.
         const timer = setTimeout(done, Math.min(left, rt === undefined ? 250 : 1000))
-        this.#events.on(`terminal:${id}`, done)
+        const stop = this.#after.onTerminal(id, done)
       })
     }
   }
@@ -329,78 +332,6 @@ export class Coordinator {
 
   async listArtifacts(taskId: string, options: { nodeId?: string } = {}): Promise<ArtifactDoc[]> {
     return this.#store.listArtifacts(taskId, options.nodeId === undefined ? {} : { nodeId: options.nodeId })
-  }
-
-  // ------------------------------------------------------------------ flush hooks
-
-  #durable(rt: TaskRuntime, commands: PendingCommand[], fnRuns: number[], snapshot: (TaskDoc & { v: number }) | null): void {
-    if (this.#killed) return
-    this.#snapshots.busy()
-    if (commands.length > 0) {
-      rt.unsent += commands.length
-      const upTo = rt.v
-      const done = (): void => {
-        rt.unsent--
-        if (rt.unsent === 0) rt.sentThrough = Math.max(rt.sentThrough, upTo)
-      }
-      this.#outbox.send(
-        commands.map((c) => ({
-          topic: c.topic,
-          key: c.key,
-          value: c.value,
-          dedup_id: c.dedup_id,
-          onDone: done,
-          ...(c.kind === 'TASK_START' ? { onDead: (error: string) => this.#startUndeliverable(rt, c.ord, c.epoch, error) } : {}),
-        })),
-      )
-    } else if (rt.unsent === 0) rt.sentThrough = Math.max(rt.sentThrough, rt.v)
-    for (const ord of fnRuns) this.#fns.run(rt, ord)
-    if (snapshot !== null) {
-      this.#lastSnapshotAt.set(rt.id, this.#clock.now())
-      this.#snapshots.offer(snapshot)
-    }
-    if (rt.terminal) {
-      if (!rt.doneDurable) {
-        // Logged once the terminal state is durable (what waiters and observers may rely on).
-        this.#log.info(rt.status === 'finished' ? 'task.finished' : rt.status === 'failed' ? 'task.failed' : 'task.cancelled', { task_id: rt.id, status: rt.status })
-        // Finished tasks stay in memory until their snapshot is written, a bounded number of them.
-        this.#done.push(rt)
-        while (this.#done.length > DONE_IN_MEMORY) this.#evict(this.#done.shift() as TaskRuntime)
-      }
-      rt.doneDurable = true
-      this.#events.emit(`terminal:${rt.id}`)
-      if (rt.snapshotV >= rt.v) this.#evict(rt)
-    }
-  }
-
-  #snapshotWritten(taskId: string, v: number): void {
-    const rt = this.#engine.tasks.get(taskId)
-    if (rt === undefined) return
-    rt.snapshotV = Math.max(rt.snapshotV, v)
-    if (rt.doneDurable && !rt.dirty && rt.snapshotV >= rt.v) this.#evict(rt)
-  }
-
-  /** A terminal task whose final state is in the store leaves memory. */
-  #evict(rt: TaskRuntime): void {
-    if (this.#engine.tasks.get(rt.id) !== rt) return
-    this.#engine.tasks.delete(rt.id)
-    this.#lastSnapshotAt.delete(rt.id)
-    this.#recentDone.add(rt.id)
-    if (this.#recentDone.size > RECENT_DONE_MAX) {
-      const oldest = this.#recentDone.values().next().value
-      if (oldest !== undefined) this.#recentDone.delete(oldest)
-    }
-  }
-
-  #drop(rt: TaskRuntime): void {
-    if (this.#engine.tasks.get(rt.id) === rt) this.#engine.tasks.delete(rt.id)
-    this.#flusher.forget(rt)
-    this.#lastSnapshotAt.delete(rt.id)
-  }
-
-  #startUndeliverable(rt: TaskRuntime, ord: number, epoch: number, error: string): void {
-    if (this.#engine.tasks.get(rt.id) !== rt || rt.node(ord).attempt_epoch !== epoch) return
-    this.#engine.apply(rt, ord, { kind: 'failed', reasonCode: 'start_undeliverable', error, permanent: false })
   }
 
   // ------------------------------------------------------------------ recovery and adoption
@@ -464,7 +395,7 @@ export class Coordinator {
       store: this.#store,
       clock: this.#clock,
       log: this.#log,
-      known: (id) => this.#engine.tasks.has(id) || this.#recentDone.has(id),
+      known: (id) => this.#engine.tasks.has(id) || this.#after.isRecentlyDone(id),
       adopt: (id) => this.#adopt(id),
     })
   }

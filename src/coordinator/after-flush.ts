@@ -1,0 +1,141 @@
+/**
+ * What follows a durable flush, per task: its commands handed to the outbox (the task's sent mark
+ * moves on once they are out; a START nobody can receive fails its attempt), its coordinator
+ * functions started, its snapshot queued, and, for a finished task, the waiters woken, the final
+ * state logged, and the task dropped from memory once its snapshot is written (a bounded number
+ * of finished tasks wait for that in memory).
+ */
+import { EventEmitter } from 'node:events'
+import type { Logger } from '../log.ts'
+import type { VersionedTask } from '../model/journal.ts'
+import type { Clock } from '../ports/clock.ts'
+import type { Engine } from './engine.ts'
+import type { Flusher } from './flush.ts'
+import type { FnRunner } from './fn-runner.ts'
+import type { OutboxDispatcher } from './outbox.ts'
+import type { PendingCommand, TaskRuntime } from './runtime.ts'
+import type { SnapshotWriter } from './snapshots.ts'
+
+const RECENT_DONE_MAX = 50_000
+/** Finished tasks kept in memory while their snapshot waits (they are served from there). */
+const DONE_IN_MEMORY = 10_000
+
+export interface AfterFlushDeps {
+  engine: Engine
+  outbox: OutboxDispatcher
+  fns: FnRunner
+  clock: Clock
+  log: Logger
+  snapshotIntervalMs: number
+  snapshots: () => SnapshotWriter
+  flusher: () => Flusher
+}
+
+export class AfterFlush {
+  readonly #d: AfterFlushDeps
+  readonly #events = new EventEmitter()
+  readonly #recentDone = new Set<string>()
+  readonly #lastSnapshotAt = new Map<string, number>()
+  #done: TaskRuntime[] = []
+  /** Set by a simulated crash: nothing more leaves the process. */
+  dead = false
+
+  constructor(deps: AfterFlushDeps) {
+    this.#d = deps
+    this.#events.setMaxListeners(0)
+  }
+
+  /** Whether a snapshot of `rt` should be taken with its next entry (besides forced ones). */
+  wantsSnapshot(rt: TaskRuntime): boolean {
+    return rt.terminal || this.#d.clock.now() - (this.#lastSnapshotAt.get(rt.id) ?? rt.createdAt) >= this.#d.snapshotIntervalMs
+  }
+
+  created(rt: TaskRuntime): void {
+    this.#lastSnapshotAt.set(rt.id, this.#d.clock.now())
+  }
+
+  isRecentlyDone(taskId: string): boolean {
+    return this.#recentDone.has(taskId)
+  }
+
+  /** Calls `fn` when the task's terminal state is durable (or returns a function that stops listening). */
+  onTerminal(taskId: string, fn: () => void): () => void {
+    this.#events.on(`terminal:${taskId}`, fn)
+    return () => this.#events.off(`terminal:${taskId}`, fn)
+  }
+
+  reset(): void {
+    this.#done = []
+  }
+
+  durable(rt: TaskRuntime, commands: PendingCommand[], fnRuns: number[], snapshot: VersionedTask | null): void {
+    if (this.dead) return
+    const d = this.#d
+    d.snapshots().busy()
+    if (commands.length > 0) {
+      rt.unsent += commands.length
+      const upTo = rt.v
+      const done = (): void => {
+        rt.unsent--
+        if (rt.unsent === 0) rt.sentThrough = Math.max(rt.sentThrough, upTo)
+      }
+      d.outbox.send(
+        commands.map((c) => ({
+          topic: c.topic,
+          key: c.key,
+          value: c.value,
+          dedup_id: c.dedup_id,
+          onDone: done,
+          ...(c.kind === 'TASK_START' ? { onDead: (error: string) => this.#startUndeliverable(rt, c.ord, c.epoch, error) } : {}),
+        })),
+      )
+    } else if (rt.unsent === 0) rt.sentThrough = Math.max(rt.sentThrough, rt.v)
+    for (const ord of fnRuns) d.fns.run(rt, ord)
+    if (snapshot !== null) {
+      this.#lastSnapshotAt.set(rt.id, d.clock.now())
+      d.snapshots().offer(snapshot)
+    }
+    if (rt.terminal) {
+      if (!rt.doneDurable) {
+        // Logged once the terminal state is durable (what waiters and observers may rely on).
+        d.log.info(rt.status === 'finished' ? 'task.finished' : rt.status === 'failed' ? 'task.failed' : 'task.cancelled', { task_id: rt.id, status: rt.status })
+        this.#done.push(rt)
+        while (this.#done.length > DONE_IN_MEMORY) this.#evict(this.#done.shift() as TaskRuntime)
+      }
+      rt.doneDurable = true
+      this.#events.emit(`terminal:${rt.id}`)
+      if (rt.snapshotV >= rt.v) this.#evict(rt)
+    }
+  }
+
+  snapshotWritten(taskId: string, v: number): void {
+    const rt = this.#d.engine.tasks.get(taskId)
+    if (rt === undefined) return
+    rt.snapshotV = Math.max(rt.snapshotV, v)
+    if (rt.doneDurable && !rt.dirty && rt.snapshotV >= rt.v) this.#evict(rt)
+  }
+
+  /** Another writer holds the task now: it leaves memory without a trace. */
+  drop(rt: TaskRuntime): void {
+    if (this.#d.engine.tasks.get(rt.id) === rt) this.#d.engine.tasks.delete(rt.id)
+    this.#d.flusher().forget(rt)
+    this.#lastSnapshotAt.delete(rt.id)
+  }
+
+  /** A finished task whose final state is in the store leaves memory. */
+  #evict(rt: TaskRuntime): void {
+    if (this.#d.engine.tasks.get(rt.id) !== rt) return
+    this.#d.engine.tasks.delete(rt.id)
+    this.#lastSnapshotAt.delete(rt.id)
+    this.#recentDone.add(rt.id)
+    if (this.#recentDone.size > RECENT_DONE_MAX) {
+      const oldest = this.#recentDone.values().next().value
+      if (oldest !== undefined) this.#recentDone.delete(oldest)
+    }
+  }
+
+  #startUndeliverable(rt: TaskRuntime, ord: number, epoch: number, error: string): void {
+    if (this.#d.engine.tasks.get(rt.id) !== rt || rt.node(ord).attempt_epoch !== epoch) return
+    this.#d.engine.apply(rt, ord, { kind: 'failed', reasonCode: 'start_undeliverable', error, permanent: false })
+  }
+}
