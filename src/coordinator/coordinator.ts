@@ -157,6 +157,7 @@ export class Coordinator {
     await this.#store.init()
     this.#started = true
     this.#fns.start()
+    this.#intake.reset()
     this.#discovery.start()
     this.#outbox.start()
     this.#timers.start()

@@ -28,6 +28,16 @@ export class Intake {
   readonly #hooks: IntakeHooks
   /** Status events applied (for diagnostics and benchmarks). */
   applied = 0
+  /**
+   * Tasks looked up once and found not to be ours to run (unknown to the store, finished, or in
+   * another layout): their later events are dropped without another store read.
+   */
+  readonly #notOurs = new Set<string>()
+
+  /** Forgets what it learnt about foreign tasks (a coordinator starting again). */
+  reset(): void {
+    this.#notOurs.clear()
+  }
 
   constructor(engine: Engine, clock: Clock, log: Logger, hooks: IntakeHooks) {
     this.#engine = engine
@@ -56,13 +66,18 @@ export class Intake {
       }
       let rt = this.#engine.tasks.get(env.task_id) ?? null
       if (rt === null) {
-        if (this.#hooks.isRecentlyDone(env.task_id)) {
+        if (this.#hooks.isRecentlyDone(env.task_id) || this.#notOurs.has(env.task_id)) {
           this.#log.debug('event.task_done', { task_id: env.task_id, node_id: env.node_id, kind: ev.value.kind })
           continue
         }
         // Store errors propagate: the bus delivers the batch again.
         rt = await this.#hooks.adopt(env.task_id)
         if (rt === null) {
+          this.#notOurs.add(env.task_id)
+          if (this.#notOurs.size > 10_000) {
+            const oldest = this.#notOurs.values().next().value
+            if (oldest !== undefined) this.#notOurs.delete(oldest)
+          }
           // Another deployment's task on a shared cluster, or one in another layout: not ours.
           this.#log.debug('event.unknown_task', { task_id: env.task_id, node_id: env.node_id, kind: ev.value.kind })
           continue
