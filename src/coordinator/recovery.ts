@@ -77,14 +77,23 @@ export async function finishRecovery(loaded: readonly TaskRuntime[], d: Recovery
   const windowMs = d.config.discoveryWindowSec * 1000
   const abort = new AbortController()
   stop.addEventListener('abort', () => abort.abort(), { once: true })
+  // The replay is waited for at most 4 windows (a bus that cannot tell must not stall recovery).
+  let cap: ReturnType<typeof setTimeout> | undefined
   try {
     await Promise.all([
       d.clock.sleep(windowMs, abort.signal),
-      Promise.race([Promise.all(subscriptions.map((s) => s.caughtUp())), new Promise((r) => setTimeout(r, Math.max(windowMs, 1000) * 4))]),
+      Promise.race([
+        Promise.all(subscriptions.map((s) => s.caughtUp())),
+        new Promise((r) => {
+          cap = setTimeout(r, Math.max(windowMs, 1000) * 4)
+        }),
+      ]),
     ])
     await d.barrier()
   } catch {
     return
+  } finally {
+    clearTimeout(cap)
   }
   for (const rt of loaded) {
     if (d.engine.tasks.get(rt.id) !== rt) continue
