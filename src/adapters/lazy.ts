@@ -107,9 +107,7 @@ export class MongoStore implements Store {
     return (await this.#store()).createTask(task)
   }
   async createTasks(tasks: readonly TaskDoc[]): Promise<(Error | null)[]> {
-    const impl = await this.#store()
-    if (impl.createTasks) return impl.createTasks(tasks)
-    return Promise.all(tasks.map((t) => impl.createTask(t).then(() => null, (err: unknown) => err as Error)))
+    return (await this.#store()).createTasks(tasks)
   }
   async getTask(taskId: string): Promise<TaskDoc | null> {
     return (await this.#store()).getTask(taskId)
@@ -121,8 +119,7 @@ export class MongoStore implements Store {
     return (await this.#store()).listTasks(filter)
   }
   async listTaskIds(statuses: readonly TaskStatus[]): Promise<string[]> {
-    const impl = await this.#store()
-    return impl.listTaskIds ? impl.listTaskIds(statuses) : (await impl.listTasks({ statuses })).map((t) => t.id)
+    return (await this.#store()).listTaskIds(statuses)
   }
   async appendJournal(entries: readonly JournalEntry[]): Promise<boolean[]> {
     return (await this.#store()).appendJournal(entries)
@@ -143,11 +140,7 @@ export class MongoStore implements Store {
     return (await this.#store()).upsertArtifact(artifact, now)
   }
   async upsertArtifacts(list: readonly ArtifactWrite[], now: number): Promise<boolean[]> {
-    const impl = await this.#store()
-    if (impl.upsertArtifacts) return impl.upsertArtifacts(list, now)
-    const out: boolean[] = []
-    for (const a of list) out.push(await impl.upsertArtifact(a, now))
-    return out
+    return (await this.#store()).upsertArtifacts(list, now)
   }
   async listArtifacts(taskId: string, query?: ArtifactQuery): Promise<ArtifactDoc[]> {
     return (await this.#store()).listArtifacts(taskId, query)
@@ -156,11 +149,7 @@ export class MongoStore implements Store {
     return (await this.#store()).getArtifact(taskId, nodeId, batchUid)
   }
   async claimStreamBatches(claims: readonly StreamClaim[], now: number): Promise<boolean[]> {
-    const impl = await this.#store()
-    if (impl.claimStreamBatches) return impl.claimStreamBatches(claims, now)
-    const out: boolean[] = []
-    for (const c of claims) out.push(await impl.claimStreamBatch(c, now))
-    return out
+    return (await this.#store()).claimStreamBatches(claims, now)
   }
   async claimStreamBatch(claim: StreamClaim, now: number): Promise<boolean> {
     return (await this.#store()).claimStreamBatch(claim, now)

@@ -1,7 +1,6 @@
 /**
  * Task submission: a graph validated and turned into a new task document, and the inserts of one
- * tick sent to the store together (one round trip for many createTask calls where the store
- * offers `createTasks`).
+ * tick sent to the store together (`createTasks`: one round trip for many createTask calls).
  */
 import { randomUUID } from 'node:crypto'
 import { ErrorCode, FlowkitError, GraphValidationError, errorMessage } from '../errors.ts'
@@ -89,7 +88,6 @@ export class TaskInserter {
   }
 
   insert(task: TaskDoc): Promise<void> {
-    if (this.#store.createTasks === undefined) return this.#store.createTask(task)
     return new Promise<void>((resolve, reject) => {
       this.#queue.push({ task, resolve, reject })
       if (this.#queue.length === 1) setImmediate(() => void this.#flush())
@@ -100,7 +98,7 @@ export class TaskInserter {
     const batch = this.#queue.splice(0, 500)
     if (this.#queue.length > 0) setImmediate(() => void this.#flush())
     try {
-      const results = await (this.#store.createTasks as NonNullable<Store['createTasks']>)(batch.map((b) => b.task))
+      const results = await this.#store.createTasks(batch.map((b) => b.task))
       batch.forEach((b, i) => {
         const err = results[i]
         if (err) b.reject(err)

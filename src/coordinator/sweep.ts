@@ -36,7 +36,7 @@ export async function sweep(signal: AbortSignal, d: SweepDeps): Promise<void> {
         const res = await d.store.purgeBefore(now - d.config.retentionSec * 1000)
         if (res.journal > 0 || res.outbox > 0) d.log.info('coordinator.retention', res)
       }
-      const ids = d.store.listTaskIds ? await d.store.listTaskIds(['queued']) : (await d.store.listTasks({ statuses: ['queued'] })).map((t) => t.id)
+      const ids = await d.store.listTaskIds(['queued'])
       for (const id of ids) if (!d.known(id)) await d.adopt(id)
     } catch (err) {
       d.log.error('coordinator.sweep_failed', { error: errorMessage(err) })

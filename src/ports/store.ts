@@ -136,10 +136,9 @@ export interface Store {
   createTask(task: TaskDoc): Promise<void>
   /**
    * Inserts several new tasks in one round trip where the server allows; per task, in order, null
-   * when stored or the error that createTask would have thrown for it. Optional: callers fall back
-   * to createTask.
+   * when stored or the error that createTask would have thrown for it.
    */
-  createTasks?(tasks: readonly TaskDoc[]): Promise<(Error | null)[]>
+  createTasks(tasks: readonly TaskDoc[]): Promise<(Error | null)[]>
   /**
    * The task as it is now: its snapshot with every later journal entry applied, or null (it also
    * carries `v`, the seq of the last entry applied, and `sent_through`: see VersionedTask). Its
@@ -158,11 +157,8 @@ export interface Store {
    * omitted), oldest first.
    */
   listTasks(filter?: { statuses?: readonly TaskStatus[]; limit?: number }): Promise<TaskDoc[]>
-  /**
-   * Ids of the tasks whose snapshot status is one of `statuses` (a cheap read: no journal). Optional;
-   * callers fall back to listTasks.
-   */
-  listTaskIds?(statuses: readonly TaskStatus[]): Promise<string[]>
+  /** Ids of the tasks whose snapshot status is one of `statuses` (a cheap read: no journal). */
+  listTaskIds(statuses: readonly TaskStatus[]): Promise<string[]>
   /**
    * Appends journal entries (one per task at most), in one round trip where the server allows.
    * Each entry is stored only if no entry with its `(task_id, seq)` exists: the result says, per
@@ -193,17 +189,17 @@ export interface Store {
   upsertArtifact(artifact: ArtifactWrite, now: number): Promise<boolean>
   /**
    * Several upsertArtifact calls in one round trip where the server allows (new keys inserted
-   * together); per artifact, in order, what upsertArtifact would return. Optional.
+   * together); per artifact, in order, what upsertArtifact would return.
    */
-  upsertArtifacts?(artifacts: readonly ArtifactWrite[], now: number): Promise<boolean[]>
+  upsertArtifacts(artifacts: readonly ArtifactWrite[], now: number): Promise<boolean[]>
   /** Artifacts of a task ordered by created_at then batch_uid. */
   listArtifacts(taskId: string, query?: ArtifactQuery): Promise<ArtifactDoc[]>
   getArtifact(taskId: string, nodeId: string, batchUid: string | null): Promise<ArtifactDoc | null>
 
   // ---- stream progress: a consumer attempt claims each upstream batch once
   claimStreamBatch(claim: StreamClaim, now: number): Promise<boolean>
-  /** Several claims in one round trip where the server allows; per claim, true when new. Optional. */
-  claimStreamBatches?(claims: readonly StreamClaim[], now: number): Promise<boolean[]>
+  /** Several claims in one round trip where the server allows; per claim, true when new. */
+  claimStreamBatches(claims: readonly StreamClaim[], now: number): Promise<boolean[]>
 
   // ---- transactional outbox
   /**

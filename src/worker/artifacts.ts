@@ -36,7 +36,6 @@ export class ArtifactBatcher {
   }
 
   write(artifact: ArtifactWrite, now: number): Promise<boolean> {
-    if (this.#store.upsertArtifacts === undefined) return this.#store.upsertArtifact(artifact, now)
     return new Promise<boolean>((resolve, reject) => {
       this.#queue.push({ artifact, now, resolve, reject })
       if (!this.#busy) {
@@ -51,7 +50,7 @@ export class ArtifactBatcher {
       const batch = this.#queue.splice(0, MAX_BATCH)
       try {
         const now = Math.max(...batch.map((p) => p.now))
-        const res = await (this.#store.upsertArtifacts as NonNullable<Store['upsertArtifacts']>)(batch.map((p) => p.artifact), now)
+        const res = await this.#store.upsertArtifacts(batch.map((p) => p.artifact), now)
         batch.forEach((p, i) => {
           p.resolve(res[i] ?? false)
         })

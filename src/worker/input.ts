@@ -133,9 +133,7 @@ export async function* pullArtifacts(ctx: PullContext, spec: AdapterSpec): Async
       }
       // The new batches of this listing are claimed together (one round trip), then read in order.
       const claims = fresh.map((art) => ({ task_id: ctx.taskId, consumer_node: ctx.consumerNode, from_node: from, batch_uid: art.batch_uid as string, consumer_epoch: ctx.epoch }))
-      const won = ctx.store.claimStreamBatches
-        ? await ctx.store.claimStreamBatches(claims, ctx.clock.now())
-        : await Promise.all(claims.map((cl) => ctx.store.claimStreamBatch(cl, ctx.clock.now())))
+      const won = await ctx.store.claimStreamBatches(claims, ctx.clock.now())
       for (let i = 0; i < fresh.length; i++) {
         if (!won[i]) continue
         progressed = true

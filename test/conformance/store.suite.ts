@@ -799,6 +799,62 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
         }))
     })
 
+    // ------------------------------------------------------------------ batched writes
+    describe('batched writes (one round trip for many)', () => {
+      it('createTasks stores every new task and answers, per task in order, null or the duplicate-key error', () =>
+        withStore(async (store) => {
+          const a = makeTaskDoc()
+          const b = makeTaskDoc()
+          await store.createTask(b)
+          const c = makeTaskDoc()
+          const res = await store.createTasks([a, b, c])
+          assert.equal(res[0], null)
+          assert.ok(isFlowkitError(res[1]) && res[1].code === ErrorCode.DuplicateKey, 'the existing id is refused')
+          assert.equal(res[2], null)
+          assert.equal((await store.getTask(a.id))?.id, a.id)
+          assert.equal((await store.getTask(c.id))?.id, c.id)
+        }))
+
+      it('listTaskIds answers the ids whose snapshot status is one of those asked', () =>
+        withStore(async (store) => {
+          const q = makeTaskDoc()
+          const f = makeTaskDoc({ status: 'finished' })
+          await store.createTasks([q, f])
+          const queued = await store.listTaskIds(['queued'])
+          assert.ok(queued.includes(q.id) && !queued.includes(f.id))
+          assert.deepEqual(await store.listTaskIds([]), [])
+        }))
+
+      it('upsertArtifacts answers as upsertArtifact would, per artifact: new keys inserted, a rewrite within the fence applied, an older epoch refused', () =>
+        withStore(async (store) => {
+          const task = uid('ua')
+          const art = (batch: string | null, epoch: number, meta: Record<string, unknown>) => ({
+            task_id: task,
+            node_id: 'extract',
+            batch_uid: batch,
+            status: (batch === null ? 'complete' : 'partial') as 'complete' | 'partial',
+            meta,
+            attempt_epoch: epoch,
+            worker_id: 'w',
+          })
+          await store.upsertArtifact(art('b0', 2, { v: 0 }), T0)
+          const res = await store.upsertArtifacts([art('b1', 1, { v: 1 }), art('b0', 1, { v: 'old' }), art('b2', 1, { v: 2 }), art('b2', 1, { v: 'again' }), art(null, 1, {})], T0 + 1)
+          assert.deepEqual(res, [true, false, true, true, true])
+          assert.deepEqual((await store.getArtifact(task, 'extract', 'b0'))?.meta, { v: 0 }, 'the older epoch was fenced')
+          assert.deepEqual((await store.getArtifact(task, 'extract', 'b2'))?.meta, { v: 'again' }, 'the later write of one key wins')
+          assert.equal((await store.listArtifacts(task)).length, 4)
+        }))
+
+      it('claimStreamBatches claims each new batch once, per claim in order', () =>
+        withStore(async (store) => {
+          const claim: StreamClaim = { task_id: uid('cb'), consumer_node: 'transform', from_node: 'extract', batch_uid: 'b1', consumer_epoch: 1 }
+          assert.equal(await store.claimStreamBatch(claim, T0), true)
+          assert.deepEqual(await store.claimStreamBatches([{ ...claim, batch_uid: 'b0' }, claim, { ...claim, batch_uid: 'b2' }], T0 + 1), [true, false, true])
+          assert.deepEqual(await store.claimStreamBatches([{ ...claim, batch_uid: 'b2' }], T0 + 2), [false])
+          assert.deepEqual(await store.claimStreamBatches([], T0 + 3), [])
+        }))
+    })
+
     // ------------------------------------------------------------------ outbox
     describe('outbox', () => {
       it('enqueue inserts a pending row with a stable id; a duplicate (topic, key, dedup_id) is refused', () =>
