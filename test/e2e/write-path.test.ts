@@ -15,14 +15,26 @@ import {
   MemoryStore,
   type ArtifactWrite,
   type RoleHandler,
+  type TaskDoc,
   type TaskView,
 } from 'flowkit'
 import { REAL_E2E, noopHandler, sourceHandler, startRuntime, testStore } from '../helpers/runtime.ts'
 import { withFault } from '../helpers/faults.ts'
 import { gate } from '../helpers/gate.ts'
+import { makeNodeSpec, makeNodeState, makeTaskDoc } from '../helpers/fixtures.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const nodeOf = (t: TaskView | null, id: string) => t!.nodes.find((n) => n.node_id === id)!
+
+/** A queued task of one `step` node, as a process other than the coordinator would write it. */
+function oneStepTask(id: string): TaskDoc {
+  return makeTaskDoc({
+    id,
+    graph: { schema_version: '1.0', nodes: [makeNodeSpec('n', 'step')], edges: [], edges_ex: [] },
+    nodes: { n: makeNodeState('n', 'step') },
+    created_at_ms: Date.now(),
+  })
+}
 const unavailable = () => new FlowkitError(ErrorCode.StoreUnavailable, 'injected: store unavailable', { retryable: true })
 
 /** A streaming pipeline with exact totals and a variable increment: what must survive faults. */
@@ -244,22 +256,7 @@ describe('write path: defects of the previous design', () => {
     const store = new MemoryStore()
     const rt = await startRuntime({ store, handlers: { step: noopHandler() }, coordinator: { schedulerTickSec: 0.1 } })
     try {
-      const other = new Coordinator({ bus: new MemoryBus(), store })
-      const now = Date.now()
-      await store.createTask({
-        id: 'from-elsewhere',
-        status: 'queued',
-        params: {},
-        graph: (await import('flowkit')).parseGraph({ nodes: [{ node_id: 'n', type: 'step' }] }, { coordinatorFns: new Set() }),
-        nodes: { n: { node_id: 'n', type: 'step', status: 'queued', attempt_epoch: 0, lease: {}, stats: {}, last_error: null, failures: 0, next_retry_at_ms: null, dispatched_at_ms: null, accepted_at_ms: null, last_event_at_ms: null, finished_at_ms: null, has_output: false, end_reason: null } },
-        coordinator: { vars: {}, cancelled: false, cancel_reason: null },
-        result: null,
-        error: null,
-        created_at_ms: now,
-        updated_at_ms: now,
-        finished_at_ms: null,
-      })
-      void other
+      await store.createTask(oneStepTask('from-elsewhere'))
       const t = await rt.coordinator.waitForTask('from-elsewhere', { timeoutMs: 10_000 })
       assert.equal(t.status, 'finished')
     } finally {
@@ -271,11 +268,7 @@ describe('write path: defects of the previous design', () => {
     const store = new MemoryStore()
     const now = Date.now()
     const base = { task_id: 't', at_ms: now, events: ['x'], nodes: [] }
-    await store.createTask({
-      id: 't', status: 'queued', params: {}, graph: (await import('flowkit')).parseGraph({ nodes: [{ node_id: 'n', type: 'step' }] }, { coordinatorFns: new Set() }),
-      nodes: { n: { node_id: 'n', type: 'step', status: 'queued', attempt_epoch: 0, lease: {}, stats: {}, last_error: null, failures: 0, next_retry_at_ms: null, dispatched_at_ms: null, accepted_at_ms: null, last_event_at_ms: null, finished_at_ms: null, has_output: false, end_reason: null } },
-      coordinator: { vars: {}, cancelled: false, cancel_reason: null }, result: null, error: null, created_at_ms: now, updated_at_ms: now, finished_at_ms: null,
-    })
+    await store.createTask(oneStepTask('t'))
     assert.deepEqual(await store.appendJournal([{ ...base, seq: 1, writer: 'A', task: { status: 'running' } }]), [true])
     assert.deepEqual(await store.appendJournal([{ ...base, seq: 1, writer: 'B', task: { status: 'cancelled' } }]), [false])
     assert.equal((await store.getTask('t'))?.status, 'running')
