@@ -21,6 +21,8 @@ export class SnapshotWriter {
   readonly #log: Logger
   readonly #written: (taskId: string, v: number) => void
   readonly #pending = new Map<string, VersionedTask>()
+  /** Ids in `#pending` whose state is terminal (written first). */
+  readonly #terminal = new Set<string>()
   /** Batch-metrics rows for the store's read model (the journal holds what counts). */
   #rows: BatchMetricsWrite[] = []
   readonly #busy = new Set<string>()
@@ -72,17 +74,15 @@ export class SnapshotWriter {
     const cur = this.#pending.get(doc.id)
     if (cur !== undefined && cur.v >= doc.v) return
     this.#pending.set(doc.id, doc)
+    if (TERMINAL.has(doc.status)) this.#terminal.add(doc.id)
     this.#pump()
   }
 
+  /** The next snapshot to write: a terminal one first (only ids being written are skipped). */
   #pick(): VersionedTask | null {
-    let fallback: VersionedTask | null = null
-    for (const [id, doc] of this.#pending) {
-      if (this.#busy.has(id)) continue
-      if (TERMINAL.has(doc.status)) return doc
-      fallback ??= doc
-    }
-    return fallback
+    for (const id of this.#terminal) if (!this.#busy.has(id)) return this.#pending.get(id) as VersionedTask
+    for (const [id, doc] of this.#pending) if (!this.#busy.has(id)) return doc
+    return null
   }
 
   #pump(): void {
@@ -111,6 +111,7 @@ export class SnapshotWriter {
       const doc = this.#pick()
       if (doc === null) break
       this.#pending.delete(doc.id)
+      this.#terminal.delete(doc.id)
       this.#busy.add(doc.id)
       this.#active++
       void this.#write(doc).finally(() => {
