@@ -20,6 +20,7 @@ import { parkPoison } from '../util/guard.ts'
 import { AfterFlush } from './after-flush.ts'
 import { Discovery, onAnnounce } from './discovery.ts'
 import { Engine } from './engine.ts'
+import { leaseJudge } from './expiry.ts'
 import { Flusher } from './flush.ts'
 import { FnRunner } from './fn-runner.ts'
 import { BUILTIN_FUNCTIONS, type CoordinatorFn } from './functions.ts'
@@ -99,6 +100,7 @@ export class Coordinator {
     this.#engine = new Engine(this.config, this.#clock, this.#log, this.#limits, this.#timers, {
       dirty: (rt) => this.#flusher.mark(rt),
       terminal: () => undefined,
+      judge: leaseJudge({ config: this.config, store: this.#store, log: this.#log, statusSubscription: (type) => this.#subscriptions.get(type) }),
     })
     this.#flusher = new Flusher(this.#store, this.#clock, this.#log, this.#writer, {
       durable: (rt, commands, fnRuns, snapshot) => this.#after.durable(rt, commands, fnRuns, snapshot),

@@ -22,6 +22,12 @@ export interface EngineHooks {
   dirty(rt: TaskRuntime): void
   /** The task reached a terminal status (in memory; durable after the next flush). */
   terminal(rt: TaskRuntime): void
+  /**
+   * A running node's lease ran out, or its holder went silent: before it is declared lost, what
+   * is queued for it is applied (see expiry.ts). 'complete': its complete artifact of this attempt
+   * exists; 'check': look again. Without this hook the expiry applies at once.
+   */
+  judge?(rt: TaskRuntime, ord: number, epoch: number): Promise<'complete' | 'check'>
 }
 
 /** Largest variables object sent inside a TASK_START (bigger ones are read from the store). */
@@ -37,6 +43,8 @@ export class Engine {
   readonly #hooks: EngineHooks
   /** When a node's timer entry is due (one live entry per node at most). */
   readonly #armed = new Map<string, number>()
+  /** Nodes whose expiry is being judged (no timer meanwhile). */
+  readonly #judging = new Set<string>()
   /** Until when inherited running nodes are left alone (recovery grace); 0 when not recovering. */
   graceEnd = 0
 
@@ -108,13 +116,55 @@ export class Engine {
         if (rt.status === 'running') this.evaluate(rt, rt.reeval[ord] as number[])
         return
       case 'terminal':
+        this.#releaseHeld(rt, node.node_id)
         this.#afterTerminal(rt, ord, node)
+        return
+      case 'accepted':
+        this.#releaseHeld(rt, node.node_id)
+        return
+      case 'requeued':
+        if (node.held_for) {
+          let set = rt.held.get(node.held_for)
+          if (set === undefined) {
+            set = new Set()
+            rt.held.set(node.held_for, set)
+          }
+          set.add(ord)
+        }
+        if (rt.status === 'running') this.evaluate(rt, [ord])
         return
       case 'log': {
         const fields = { task_id: rt.id, node_id: node.node_id, attempt_epoch: node.attempt_epoch, ...e.fields }
         this.#log[e.level](e.event, fields)
         return
       }
+    }
+  }
+
+  /** Nodes held for `upstream` (yielded consumers) are looked at again: it runs or ended. */
+  #releaseHeld(rt: TaskRuntime, upstream: string): void {
+    const set = rt.held.get(upstream)
+    if (set === undefined) return
+    rt.held.delete(upstream)
+    if (rt.status === 'running') this.evaluate(rt, [...set])
+  }
+
+  /**
+   * No worker accepted `ord`'s start in time. When streaming consumers downstream of it hold
+   * worker slots while they wait for its data, they may hold the very slot its retry needs (a
+   * deadlock): they yield — cancelled and queued again (no retry used) until it runs.
+   */
+  #yieldConsumers(rt: TaskRuntime, ord: number): void {
+    const upstream = rt.spec(ord).node_id
+    const seen = new Set<number>([ord])
+    const stack = [...(rt.reeval[ord] as number[])]
+    while (stack.length > 0) {
+      const d = stack.pop() as number
+      if (seen.has(d)) continue
+      seen.add(d)
+      const n = rt.node(d)
+      if (n.status === 'running' && n.accepted_at_ms !== null && !rt.isFn(d)) this.apply(rt, d, { kind: 'yield', upstream })
+      for (const c of rt.reeval[d] as number[]) stack.push(c)
     }
   }
 
@@ -230,6 +280,7 @@ export class Engine {
     if (n.status === 'deferred') return n.next_retry_at_ms
     if (n.status === 'cancelling') return n.cancel_deadline_ms ?? null
     if (n.status !== 'running' || rt.isFn(ord)) return null
+    if (this.#judging.has(`${rt.id}\u0000${ord}`)) return null
     if (rt.inherited.has(ord) && this.#clock.now() < this.graceEnd) return this.graceEnd
     if (n.accepted_at_ms === null) return n.dispatched_at_ms === null ? null : n.dispatched_at_ms + this.#resendDelayMs(n.resends ?? 0)
     const last = n.last_event_at_ms ?? n.accepted_at_ms
@@ -275,19 +326,46 @@ export class Engine {
     if (n.status !== 'running' || rt.isFn(ord)) return
     if (rt.inherited.has(ord) && now < this.graceEnd) return
     if (n.accepted_at_ms === null) {
-      if (n.dispatched_at_ms !== null && n.dispatched_at_ms + this.#resendDelayMs(n.resends ?? 0) <= now) this.apply(rt, ord, { kind: 'accept_timeout' })
+      if (n.dispatched_at_ms !== null && n.dispatched_at_ms + this.#resendDelayMs(n.resends ?? 0) <= now) {
+        this.#log.warn('node.not_accepted', { task_id: rt.id, node_id: n.node_id, attempt_epoch: n.attempt_epoch, type: rt.spec(ord).type, waited_ms: now - n.dispatched_at_ms })
+        if (this.apply(rt, ord, { kind: 'accept_timeout' })) this.#yieldConsumers(rt, ord)
+      }
       return
     }
-    const last = n.last_event_at_ms ?? n.accepted_at_ms
-    if (last + this.#config.heartbeatHardSec * 1000 <= now) {
-      this.apply(rt, ord, { kind: 'heartbeat_lost', silentMs: now - last })
+    const lost = this.#lost(n, now)
+    if (lost !== null) {
+      const judge = this.#hooks.judge
+      if (judge === undefined) {
+        this.apply(rt, ord, lost)
+        return
+      }
+      const key = `${rt.id}\u0000${ord}`
+      if (this.#judging.has(key)) return
+      this.#judging.add(key)
+      const epoch = n.attempt_epoch
+      const settle = (verdict: 'complete' | 'check'): void => {
+        this.#judging.delete(key)
+        if (this.tasks.get(rt.id) !== rt || rt.node(ord).status !== 'running' || rt.node(ord).attempt_epoch !== epoch) return
+        if (verdict === 'complete') this.apply(rt, ord, { kind: 'recovered_complete' })
+        else {
+          const still = this.#lost(rt.node(ord), this.#clock.now())
+          if (still !== null) this.apply(rt, ord, still)
+        }
+        this.armNode(rt, ord)
+      }
+      judge(rt, ord, epoch).then(settle, () => settle('check'))
       return
     }
-    if (typeof n.lease_expires_at_ms === 'number' && n.lease_expires_at_ms < now) {
-      this.apply(rt, ord, { kind: 'lease_expired' })
-      return
-    }
+    const last = n.last_event_at_ms ?? n.accepted_at_ms ?? now
     if (last + this.#config.heartbeatSoftSec * 1000 <= now) this.apply(rt, ord, { kind: 'suspect' })
+  }
+
+  /** The loss a running, accepted node's state shows at `now` (null when its holder is fine). */
+  #lost(n: NodeState, now: number): NodeEvent | null {
+    const last = n.last_event_at_ms ?? n.accepted_at_ms ?? now
+    if (last + this.#config.heartbeatHardSec * 1000 <= now) return { kind: 'heartbeat_lost', silentMs: now - last }
+    if (typeof n.lease_expires_at_ms === 'number' && n.lease_expires_at_ms < now) return { kind: 'lease_expired' }
+    return null
   }
 
   // ------------------------------------------------------------------ commands
@@ -341,6 +419,14 @@ export class Engine {
       ord,
       epoch,
     }
+  }
+
+  /** Tells a worker that accepted a replaced attempt to give it up (a CANCEL signal). */
+  cancelStale(rt: TaskRuntime, ord: number, epoch: number, workerId: string): void {
+    const node = { ...rt.node(ord), attempt_epoch: epoch }
+    this.#cancelCommands(rt, ord, node, 'stale_attempt', workerId, this.#clock.now() + this.#config.cancelGraceSec * 1000, false)
+    rt.events.push(`cancel stale ${node.node_id}@${epoch}`)
+    this.#hooks.dirty(rt)
   }
 
   #cancelCommands(rt: TaskRuntime, ord: number, node: NodeState, reason: string, holder: string | null, deadline: number, cmd: boolean): void {

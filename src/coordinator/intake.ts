@@ -98,6 +98,9 @@ export class Intake {
     const node = rt.node(ord)
     if (node.attempt_epoch !== env.attempt_epoch) {
       this.#log.info('event.stale_epoch', { ...ids, node_epoch: node.attempt_epoch })
+      // A worker took up an attempt that has been replaced (its start waited in a queue): it is
+      // told to give it up, so an old attempt never holds a slot or writes next to the new one.
+      if (ev.kind === 'TASK_ACCEPTED' && env.attempt_epoch < node.attempt_epoch) this.#engine.cancelStale(rt, ord, env.attempt_epoch, ev.worker_id)
       return
     }
     this.applied++

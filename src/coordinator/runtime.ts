@@ -96,6 +96,8 @@ export class TaskRuntime {
   fnChain: Promise<void> = Promise.resolve()
   /** Nodes inherited from a previous coordinator process (recovery grace applies). */
   readonly inherited = new Set<number>()
+  /** Upstream node id → yielded consumers queued until it runs or ends (see `held_for`). */
+  readonly held = new Map<string, Set<number>>()
 
   constructor(doc: TaskDoc, v: number) {
     this.id = doc.id
@@ -150,6 +152,12 @@ export class TaskRuntime {
       }
     }
     this.open = this.nodes.filter((x) => !TERMINAL.has(x.status)).length
+    this.nodes.forEach((x, i) => {
+      if (x.status !== 'queued' || !x.held_for) return
+      const set = this.held.get(x.held_for) ?? new Set<number>()
+      set.add(i)
+      this.held.set(x.held_for, set)
+    })
   }
 
   #isStreaming(child: number, parent: number): boolean {
@@ -217,6 +225,12 @@ export class TaskRuntime {
   /** Readiness of a queued node from the counters (routing sources and the guard looked at directly). */
   readiness(ord: number): Readiness {
     const spec = this.spec(ord)
+    const heldFor = (this.nodes[ord] as NodeState).held_for
+    if (heldFor) {
+      // A yielded consumer: not before its upstream is accepted by a worker (or ended).
+      const up = this.nodes[this.ord.get(heldFor) as number] as NodeState | undefined
+      if (up !== undefined && !TERMINAL.has(up.status) && !(up.status === 'running' && up.accepted_at_ms !== null)) return { kind: 'wait' }
+    }
     let routingWait = false
     for (const r of this.index.routedFrom.get(spec.node_id) ?? []) {
       const src = this.nodes[this.ord.get(r.source) as number] as NodeState

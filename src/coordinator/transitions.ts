@@ -24,6 +24,13 @@
  * | failed (transient)  | running                  | deferred (retry at)    | retry_timer (+ cancel_holder on lease) |
  * | failed (permanent, exhausted, permanent_on) | queued, running, deferred | failed | terminal              |
  * | worker cancelled    | running                  | as a transient failure `cancelled_by_worker`                    |
+ * | worker cancelled `worker_stopping` | running   | deferred (due now), hand-back: no retry used | cancel_timer   |
+ * | lease (accepted)    | cancelling, no holder    | same, holder known     | cancel signal to the holder            |
+ * | lease (accepted)    | running, other holder    | unchanged              | cancel signal to the second worker     |
+ * | accept_timeout (4th)| running (not accepted)   | deferred (due now), hand-back `not_accepted`                    |
+ * | yield               | running (accepted)       | cancelling, held for an upstream | cancel (cmd + signal)        |
+ * | cancelled (held)    | cancelling               | queued (hand-back), waits for the upstream | requeued           |
+ * | cancel              | cancelling (held)        | cancelling, no longer requeued |                                 |
  * | lease_expired / heartbeat_lost | running       | as a transient failure, the holder is told to give up           |
  * | suspect             | running                  | running, suspected     |                                        |
  * | accept_timeout      | running (not accepted)   | running, resends + 1   | start (same epoch)                     |
@@ -53,6 +60,8 @@ export type NodeEvent =
   | { kind: 'heartbeat_lost'; silentMs: number }
   | { kind: 'suspect' }
   | { kind: 'accept_timeout' }
+  /** A streaming consumer gives its worker slot up so that `upstream`'s retry can run. */
+  | { kind: 'yield'; upstream: string }
   | { kind: 'cancel'; reason: string }
   | { kind: 'cancel_deadline' }
   | { kind: 'recovered_complete' }
@@ -74,6 +83,10 @@ export type Effect =
   | { kind: 'output' }
   /** The node reached a terminal status: children and the task's completion are re-evaluated. */
   | { kind: 'terminal' }
+  /** A worker accepted the node (nodes held for it may start again). */
+  | { kind: 'accepted' }
+  /** A yielded node is queued again (hand-back, not a failure). */
+  | { kind: 'requeued' }
   /** A structured log record (stable event name). */
   | { kind: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; event: string; fields?: Record<string, unknown> }
 
@@ -138,6 +151,7 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
         done_pending: null,
         suspected: false,
         lease_expires_at_ms: null,
+        held_for: null,
       }
       const effects: Effect[] = [ctx.isFn ? { kind: 'run_fn' } : { kind: 'start', resend: 0 }]
       if (s === 'deferred') effects.push(log('info', 'node.retried', { failures: node.failures }))
@@ -153,6 +167,18 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
     case 'adopt': {
       if (s !== 'running' && s !== 'cancelling') return null
       if (ev.kind === 'adopt' && s !== 'running') return null
+      const holder = node.lease.worker_id ?? null
+      if (ev.kind === 'lease' && holder !== null && holder !== ev.workerId) {
+        // A second worker runs the same attempt (a command delivered twice across a rebalance):
+        // the first holder keeps it, the second is told to give it up.
+        return {
+          node: { ...node },
+          effects: [
+            log('warn', 'node.duplicate_holder', { worker_id: ev.workerId, holder }),
+            { kind: 'cancel', reason: 'duplicate_holder', holder: ev.workerId, deadline: now + ctx.cancelGraceMs, cmd: false },
+          ],
+        }
+      }
       const old = node.lease.deadline_ts_ms ?? 0
       const next: NodeState = {
         ...node,
@@ -162,9 +188,14 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
         suspected: false,
       }
       const effects: Effect[] = []
+      if (s === 'cancelling' && holder === null) {
+        // The cancel was decided before anyone held the node: the holder learns it now (its command
+        // topic may be paused at capacity, the signal topic never is).
+        effects.push({ kind: 'cancel', reason: 'cancelled', holder: ev.workerId, deadline: now + ctx.cancelGraceMs, cmd: false })
+      }
       if (ev.kind === 'lease' && ev.accepted && node.accepted_at_ms === null) {
         next.accepted_at_ms = now
-        effects.push(log('info', 'node.accepted', { worker_id: ev.workerId, lease_id: ev.leaseId }))
+        effects.push(log('info', 'node.accepted', { worker_id: ev.workerId, lease_id: ev.leaseId }), { kind: 'accepted' })
       } else if (ev.kind === 'adopt') {
         if (next.accepted_at_ms === null) next.accepted_at_ms = now
         effects.push(log('info', 'node.adopted', { worker_id: ev.workerId }))
@@ -242,6 +273,8 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
     case 'worker_cancelled':
       if (s === 'cancelling') return cancelled(node, ev.reason || 'cancelled', now)
       if (s !== 'running') return null
+      // A worker stopping for a deploy gives the run back: run again at once, no retry used.
+      if (ev.reason === WORKER_STOPPING) return handBack(node, WORKER_STOPPING, now)
       // A worker gave the run up on its own (e.g. shutting down): a transient failure.
       return failure(node, 'cancelled_by_worker', ev.reason, false, ctx, false)
     case 'lease_expired': {
@@ -262,6 +295,9 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
     case 'accept_timeout': {
       if (s !== 'running' || node.accepted_at_ms !== null || ctx.isFn) return null
       const resends = (node.resends ?? 0) + 1
+      // Sent four times and never accepted: a worker may have taken it and died before accepting
+      // (the attempt is claimed, nobody else may run it). A new attempt, without using a retry.
+      if (resends > MAX_RESENDS) return handBack(node, 'not_accepted', now)
       return { node: { ...node, resends }, effects: [{ kind: 'start', resend: resends }, log('warn', 'node.start_resent', { resends })] }
     }
     case 'cancel': {
@@ -271,11 +307,23 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
           effects: [log('info', 'node.cancelled', { reason: ev.reason }), { kind: 'terminal' }],
         }
       }
+      if (s === 'cancelling' && node.held_for) return { node: { ...node, held_for: null }, effects: [] }
       if (s !== 'running') return null
       const deadline = now + ctx.cancelGraceMs + ctx.leaseTtlMs
       const effects: Effect[] = [log('info', 'node.cancelling', { reason: ev.reason })]
       if (!ctx.isFn) effects.push({ kind: 'cancel', reason: ev.reason, holder: node.lease.worker_id ?? null, deadline: now + ctx.cancelGraceMs, cmd: true })
       return { node: { ...node, status: 'cancelling', cancel_deadline_ms: deadline }, effects }
+    }
+    case 'yield': {
+      if (s !== 'running' || ctx.isFn || node.accepted_at_ms === null) return null
+      const holder = node.lease.worker_id ?? null
+      return {
+        node: { ...node, status: 'cancelling', held_for: ev.upstream, cancel_deadline_ms: now + ctx.cancelGraceMs + ctx.leaseTtlMs },
+        effects: [
+          log('warn', 'node.yielded', { upstream: ev.upstream, worker_id: holder }),
+          { kind: 'cancel', reason: `yield: ${ev.upstream} waits for a worker slot`, holder, deadline: now + ctx.cancelGraceMs, cmd: true },
+        ],
+      }
     }
     case 'cancel_deadline':
       if (s !== 'cancelling') return null
@@ -298,7 +346,19 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
   }
 }
 
+/** Reason a stopping worker gives for the runs it hands back (not a failure). */
+export const WORKER_STOPPING = 'worker_stopping'
+/** Resends of an unaccepted start before a new attempt is made. */
+export const MAX_RESENDS = 3
+
 function cancelled(node: NodeState, reason: string, now: number): TransitionResult {
+  if (node.held_for) {
+    // A yielded consumer: queued again, it starts once its upstream runs (or ends).
+    return {
+      node: { ...node, status: 'queued', lease: {}, cancel_deadline_ms: null, accepted_at_ms: null, lease_expires_at_ms: null, handbacks: (node.handbacks ?? 0) + 1, last_event_at_ms: now },
+      effects: [log('info', 'node.requeued', { upstream: node.held_for }), { kind: 'requeued' }],
+    }
+  }
   return {
     node: { ...node, status: 'cancelled', end_reason: reason, finished_at_ms: now, cancel_deadline_ms: null },
     effects: [log('info', 'node.cancelled', { reason }), { kind: 'terminal' }],
@@ -314,10 +374,10 @@ function failure(node: NodeState, reasonCode: string, errorIn: string | null, pe
   let permanent = permanentIn || ctx.policy.permanent_on.includes(reasonCode)
   let reason = reasonCode
   let error = errorIn
-  if (!permanent && node.attempt_epoch >= ctx.policy.max) {
+  if (!permanent && node.attempt_epoch - (node.handbacks ?? 0) >= ctx.policy.max) {
     permanent = true
     reason = 'retries_exhausted'
-    error = `${reasonCode}${errorIn ? `: ${errorIn}` : ''} (attempt ${node.attempt_epoch} of ${ctx.policy.max})`
+    error = `${reasonCode}${errorIn ? `: ${errorIn}` : ''} (attempt ${node.attempt_epoch - (node.handbacks ?? 0)} of ${ctx.policy.max})`
   }
   const last_error: NodeError = { reason_code: reason, error, permanent, at_ms: now, attempt_epoch: node.attempt_epoch }
   const effects: Effect[] = []
@@ -337,5 +397,13 @@ function failure(node: NodeState, reasonCode: string, errorIn: string | null, pe
   return {
     node: { ...node, status: 'failed', last_error, failures: node.failures + 1, finished_at_ms: now, next_retry_at_ms: null, last_event_at_ms: now, lease_expires_at_ms: null },
     effects,
+  }
+}
+
+/** An attempt given back without failing: due again at once, the retry budget untouched. */
+function handBack(node: NodeState, reason: string, now: number): TransitionResult {
+  return {
+    node: { ...node, status: 'deferred', next_retry_at_ms: now, lease: {}, last_event_at_ms: now, lease_expires_at_ms: null, handbacks: (node.handbacks ?? 0) + 1 },
+    effects: [log(reason === WORKER_STOPPING ? 'info' : 'warn', 'node.handed_back', { reason, worker_id: node.lease.worker_id ?? null })],
   }
 }

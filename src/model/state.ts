@@ -89,6 +89,16 @@ export interface NodeState {
    * node update is done and only the steps after it remain.
    */
   last_event_key?: string | null
+  /**
+   * Attempts given back without a failure (a worker stopping for a deploy, a start no worker
+   * accepted, a streaming consumer yielding its slot): they do not use up the retry budget.
+   */
+  handbacks?: number
+  /**
+   * A yielded streaming consumer waits (queued) until this upstream node is accepted by a worker
+   * or ends, so it does not take the slot back before the upstream's retry can run.
+   */
+  held_for?: string | null
 }
 
 /** What a worker needs to know about a task before it runs one of its nodes. */

@@ -62,6 +62,13 @@ export interface Subscription {
    * subscription that started at the end (`fromLatest`) or found nothing to replay.
    */
   caughtUp(): Promise<void>
+  /**
+   * Resolves once every record that is in this subscription's owned partitions now (at the call)
+   * has been handled and committed, or the partition moved to another member. Used before a
+   * decision that must not overtake queued records (a lease judged expired while its holder's
+   * reports still wait in the topic). Optional: a bus without it is treated as drained.
+   */
+  drained?(): Promise<void>
   /** Leaves the group; in-flight handlers finish, their commits are kept. Idempotent. */
   close(): Promise<void>
 }

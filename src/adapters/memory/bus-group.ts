@@ -52,6 +52,7 @@ export class MemorySubscription implements Subscription, WorkerMember {
   readonly #replayTargets = new Map<string, number>()
   #caughtUp = false
   readonly #caughtUpWaiters: Array<() => void> = []
+  #drainWaiters: Array<{ done: () => boolean; resolve: () => void }> = []
 
   constructor(group: GroupState, options: SubscribeOptions, memberId: string, leave: (member: MemorySubscription) => Promise<void>) {
     this.#group = group
@@ -84,7 +85,10 @@ export class MemorySubscription implements Subscription, WorkerMember {
   }
 
   close(): Promise<void> {
-    this.#closing ??= this.#leave(this).finally(() => this.#markCaughtUp())
+    this.#closing ??= this.#leave(this).finally(() => {
+      this.#markCaughtUp()
+      for (const w of this.#drainWaiters.splice(0)) w.resolve()
+    })
     return this.#closing
   }
 
@@ -93,7 +97,21 @@ export class MemorySubscription implements Subscription, WorkerMember {
     if (!this.#caughtUp && !this.#replayTargets.has(key)) this.#replayTargets.set(key, logEnd)
   }
 
+  drained(): Promise<void> {
+    const targets = [...this.workers.values()].map((w) => ({ key: w.key, end: w.end }))
+    const done = (): boolean => targets.every(({ key, end }) => !this.workers.has(key) || (this.#group.committed.get(key) ?? 0) >= end)
+    if (done() || this.#closing !== null) return Promise.resolve()
+    return new Promise<void>((resolve) => this.#drainWaiters.push({ done, resolve }))
+  }
+
   onCommitted(): void {
+    if (this.#drainWaiters.length > 0) {
+      this.#drainWaiters = this.#drainWaiters.filter((w) => {
+        if (!w.done()) return true
+        w.resolve()
+        return false
+      })
+    }
     if (this.#caughtUp) return
     for (const [key, end] of this.#replayTargets) {
       if ((this.#group.committed.get(key) ?? 0) < end) return

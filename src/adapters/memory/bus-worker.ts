@@ -59,6 +59,10 @@ export class PartitionWorker {
   readonly #log: PartitionState
   readonly #signal = new Signal()
   #backoff: { timer: ReturnType<typeof setTimeout>; resolve: () => void } | null = null
+  /** End of the partition's log now (the next offset to be appended). */
+  get end(): number {
+    return this.#log.records.length
+  }
 
   constructor(
     internals: BusInternals,
