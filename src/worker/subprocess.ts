@@ -29,8 +29,24 @@ function tail(chunks: Buffer[], max: number): string {
 }
 
 /**
+ * The child ended without taking all of its `input` (its stdin was closed: EPIPE) and did not
+ * succeed. `result` holds its exit status and output.
+ */
+export class SpawnInputError extends Error {
+  readonly result: SpawnResult
+  constructor(message: string, result: SpawnResult, cause: unknown) {
+    super(message, { cause })
+    this.name = 'SpawnInputError'
+    this.result = result
+  }
+}
+
+/**
  * Runs `command args` (no shell) and resolves with its exit status and output. Rejects with the
  * cancel reason when `signal` aborts (after the process group is gone), or if it cannot start.
+ * A child that exits without reading all of its `input` (EPIPE on its stdin) is no crash of the
+ * worker: if it succeeded (exit code 0) that is ignored, otherwise the promise rejects with a
+ * `SpawnInputError` that says so.
  */
 export function spawnInGroup(command: string, args: readonly string[], signal: AbortSignal, options: SpawnOptions = {}): Promise<SpawnResult> {
   const max = options.maxOutputBytes ?? 1 << 20
@@ -68,6 +84,12 @@ export function spawnInGroup(command: string, args: readonly string[], signal: A
       signal.removeEventListener('abort', onAbort)
       reject(e)
     })
+    // A child may exit (or close its stdin) before it read its input: the write then fails with
+    // EPIPE, which must never become an uncaught exception of the worker.
+    let stdinError: Error | null = null
+    child.stdin.on('error', (e: Error) => {
+      stdinError ??= e
+    })
     child.on('close', (code, sig) => {
       signal.removeEventListener('abort', onAbort)
       if (killTimer) clearTimeout(killTimer)
@@ -77,7 +99,21 @@ export function spawnInGroup(command: string, args: readonly string[], signal: A
         reject(signal.reason ?? new CancelledRunError('cancelled'))
         return
       }
-      resolve({ code, signal: sig, stdout: tail(out, max), stderr: tail(err, max) })
+      const result: SpawnResult = { code, signal: sig, stdout: tail(out, max), stderr: tail(err, max) }
+      if (stdinError !== null && code !== 0) {
+        const input = options.input ?? ''
+        const how = sig !== null ? `was killed by ${sig}` : `exited with code ${code}`
+        const errno = (stdinError as { code?: unknown }).code
+        reject(
+          new SpawnInputError(
+            `spawn ${command}: the child ${how} before reading all of its input (${Buffer.byteLength(input)} bytes; stdin: ${typeof errno === 'string' ? errno : stdinError.message})`,
+            result,
+            stdinError,
+          ),
+        )
+        return
+      }
+      resolve(result)
     })
     if (options.input !== undefined) child.stdin.end(options.input)
     else child.stdin.end()
