@@ -13,7 +13,7 @@ import { hostname } from 'node:os'
 import { randomUUID } from 'node:crypto'
 import { SystemClock } from '../clock.ts'
 import { WORKER_DEFAULTS, type WorkerConfig, checkBounds, resolveConfig, topicFor } from '../config.ts'
-import { ErrorCode, FlowkitError } from '../errors.ts'
+import { ErrorCode, FlowkitError, errorMessage } from '../errors.ts'
 import { createLogger, type Logger } from '../log.ts'
 import type { Bus, Subscription } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
@@ -219,7 +219,11 @@ export class Worker {
     this.#started = false
   }
 
-  async #announce(kind: 'WORKER_ONLINE' | 'WORKER_OFFLINE', resume: WorkerRun[]): Promise<void> {
+  /**
+   * Sends an announce through the status emitter, so a failed produce is retried with backoff
+   * (a short broker outage does not lose it); rejects only when it failed for good.
+   */
+  #announce(kind: 'WORKER_ONLINE' | 'WORKER_OFFLINE', resume: WorkerRun[]): Promise<void> {
     const payload: Record<string, unknown> =
       kind === 'WORKER_ONLINE'
         ? {
@@ -232,35 +236,50 @@ export class Worker {
             ...(resume.length > 0 ? { resume } : {}),
           }
         : { kind, worker_id: this.workerId }
-    await this.#core.bus.produce([
-      {
-        topic: this.config.topicWorkerAnnounce,
-        key: null,
-        value: encode(
-          makeEnvelope({
-            msg_type: 'event',
-            role: 'worker',
-            task_id: '*',
-            node_id: '*',
-            step_type: '*',
-            attempt_epoch: 0,
-            ts_ms: this.#core.clock.now(),
-            dedup_id: dedupId({ worker: this.workerId, kind, ts: this.#core.clock.now() }),
-            payload,
-          }),
-        ),
-      },
-    ])
+    const now = this.#core.clock.now()
+    return this.#core.status.send({
+      topic: this.config.topicWorkerAnnounce,
+      key: null,
+      value: encode(
+        makeEnvelope({
+          msg_type: 'event',
+          role: 'worker',
+          task_id: '*',
+          node_id: '*',
+          step_type: '*',
+          attempt_epoch: 0,
+          ts_ms: now,
+          dedup_id: dedupId({ worker: this.workerId, kind, ts: now }),
+          payload,
+        }),
+      ),
+    })
   }
 
+  /**
+   * Announces WORKER_ONLINE every `announceIntervalSec` until `signal` aborts. The schedule does
+   * not depend on the sends: a send that fails (after its retries) is logged and the next announce
+   * still goes at its time; while one is still being retried, the next tick is skipped.
+   */
   async #announceLoop(signal: AbortSignal): Promise<void> {
+    let inFlight = false
     while (!signal.aborted) {
       try {
         await this.#core.clock.sleep(this.config.announceIntervalSec * 1000, signal)
-        await this.#announce('WORKER_ONLINE', [])
       } catch {
-        return
+        return // stopped
       }
+      if (inFlight || signal.aborted) continue
+      inFlight = true
+      this.#announce('WORKER_ONLINE', []).then(
+        () => {
+          inFlight = false
+        },
+        (err: unknown) => {
+          inFlight = false
+          if (!signal.aborted) this.#core.log.warn('worker.announce_failed', { error: errorMessage(err) })
+        },
+      )
     }
   }
 }
