@@ -20,7 +20,7 @@ import type { Clock } from '../ports/clock.ts'
 import type { Store, WorkerRun } from '../ports/store.ts'
 import { dedupId, encode, makeEnvelope, messageKey } from '../protocol/messages.ts'
 import { parkPoison } from '../util/guard.ts'
-import { CancelledRunError } from './cancel.ts'
+import { CancelledRunError, WORKER_STOPPING_REASON } from './cancel.ts'
 import type { WorkerCore } from './core.ts'
 import { onQuery, onSignal } from './discovery.ts'
 import type { RoleHandler, RunInfo } from './handler.ts'
@@ -173,8 +173,10 @@ export class Worker {
   }
 
   /**
-   * Stops taking commands, cancels what runs (each run reports CANCELLED, so the coordinator
-   * re-dispatches it) unless `drain` is set, in which case running nodes finish first.
+   * Stops taking commands, cancels what runs unless `drain` is set, in which case running nodes
+   * finish first. Each run given up reports CANCELLED with reason `worker_stopping`
+   * (WORKER_STOPPING_REASON): a hand-back the coordinator re-dispatches without counting a retry.
+   * A run already being cancelled for another reason keeps that reason.
    */
   async stop(options: { drain?: boolean } = {}): Promise<void> {
     if (!this.#started) return
@@ -184,7 +186,7 @@ export class Worker {
     // Commands waiting for a slot are not taken: their handler fails, so they stay uncommitted
     // and go to another member of the group.
     this.#intake.rejectWaiters(new FlowkitError(ErrorCode.Closed, 'worker stopping'))
-    if (!options.drain) for (const run of core.runs.values()) this.#runs.cancel(run, 'worker stopping')
+    if (!options.drain) for (const run of core.runs.values()) this.#runs.cancel(run, WORKER_STOPPING_REASON)
     await Promise.all(this.#intake.subs.map((s) => s.close()))
     this.#intake.subs = []
     // Wait for every run to end (or to be abandoned after its cancel grace).
