@@ -1,6 +1,10 @@
 /**
  * Messages addressed to the worker outside the command topics: cancel signals (`target_worker_id`)
  * and TASK_DISCOVER queries, answered with a TASK_SNAPSHOT of the run (or of the stored artifacts).
+ *
+ * Nothing here compares the worker's clock with a time another process computed: a cancel
+ * signal's `deadline_ts_ms` (the coordinator's clock) is not used, a cancel applies at once and the
+ * worker's own grace (`cancelGraceMs`) is a duration.
  */
 import type { BusMessage } from '../ports/bus.ts'
 import { dedupId, encode, makeEnvelope, messageKey, parseEnvelope, parseSignal } from '../protocol/messages.ts'
@@ -34,9 +38,11 @@ export async function onQuery(core: WorkerCore, m: BusMessage): Promise<void> {
   if (env.msg_type !== 'query' || env.payload['query'] !== 'TASK_DISCOVER') return
   if (!core.roles.includes(env.step_type)) return
   const run = core.runs.get(messageKey(env.task_id, env.node_id))
+  // The lease is stated as a duration (deadline - ts_ms, one reading of the clock).
+  const now = core.clock.now()
   let payload: Record<string, unknown>
   if (run) {
-    const deadline = core.clock.now() + core.config.leaseTtlSec * 1000
+    const deadline = now + core.config.leaseTtlSec * 1000
     payload = {
       reply: 'TASK_SNAPSHOT',
       worker_id: core.workerId,
@@ -72,7 +78,7 @@ export async function onQuery(core: WorkerCore, m: BusMessage): Promise<void> {
           node_id: env.node_id,
           step_type: env.step_type,
           attempt_epoch: run?.info.attemptEpoch ?? 0,
-          ts_ms: core.clock.now(),
+          ts_ms: now,
           payload,
         }),
       ),

@@ -29,11 +29,14 @@ export async function executeRun(
   const ids = { task_id: info.taskId, node_id: info.nodeId, attempt_epoch: info.attemptEpoch }
   const handler = core.handlers[role] as RoleHandler
   const leaseMs = core.config.leaseTtlSec * 1000
+  // The lease is stated as a duration: deadline and ts_ms come from one reading of the clock.
+  const acceptedAt = core.clock.now()
   await emitStatus(
     core,
     info,
-    { kind: 'TASK_ACCEPTED', lease_id: info.leaseId, lease_deadline_ts_ms: core.clock.now() + leaseMs },
+    { kind: 'TASK_ACCEPTED', lease_id: info.leaseId, lease_deadline_ts_ms: acceptedAt + leaseMs },
     { kind: 'TASK_ACCEPTED' },
+    acceptedAt,
   )
   run.accepted = true
   core.log.info('node.accepted', ids)
@@ -205,11 +208,13 @@ async function heartbeatLoop(core: WorkerCore, run: ActiveRun, signal: AbortSign
     }
     if (core.killed || run.released) return // abandoned: the lease must be allowed to lapse
     n++
+    const now = core.clock.now()
     await emitStatus(
       core,
       run.info,
-      { kind: 'TASK_HEARTBEAT', lease_id: run.info.leaseId, lease_deadline_ts_ms: core.clock.now() + core.config.leaseTtlSec * 1000 },
+      { kind: 'TASK_HEARTBEAT', lease_id: run.info.leaseId, lease_deadline_ts_ms: now + core.config.leaseTtlSec * 1000 },
       { kind: 'TASK_HEARTBEAT', n },
+      now,
     ).catch((err: unknown) => core.log.warn('worker.heartbeat_failed', { task_id: run.info.taskId, node_id: run.info.nodeId, error: errorMessage(err) }))
   }
 }

@@ -169,13 +169,17 @@ function settle(batch: Pending[], err?: unknown): void {
 
 /**
  * Reports one status event of a run on `status.{role}.v1` (keyed by task and node, so a run's
- * events share a partition) and resolves once it is on the bus.
+ * events share a partition) and resolves once it is on the bus. `now` is the envelope's `ts_ms`:
+ * a payload with a deadline computed from the worker's clock passes the same reading, so that
+ * `deadline - ts_ms` is exactly the duration meant (a coordinator counts that duration on its own
+ * clock from receipt; the worker's absolute time never matters).
  */
 export function emitStatus(
   core: WorkerCore,
   info: RunInfo,
   payload: Record<string, unknown>,
   dedupParts: Record<string, unknown>,
+  now: number = core.clock.now(),
 ): Promise<void> {
   const env = makeEnvelope({
     msg_type: 'event',
@@ -184,7 +188,7 @@ export function emitStatus(
     node_id: info.nodeId,
     step_type: info.stepType,
     attempt_epoch: info.attemptEpoch,
-    ts_ms: core.clock.now(),
+    ts_ms: now,
     dedup_id: dedupId({ task: info.taskId, node: info.nodeId, epoch: info.attemptEpoch, ...dedupParts }),
     payload: { worker_id: core.workerId, ...payload },
   })
