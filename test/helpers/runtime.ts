@@ -36,6 +36,10 @@ export interface RuntimeOptions {
   workers?: number
   /** Given to the coordinator and every worker (e.g. a MemoryLogger to assert on log events). */
   logger?: Logger
+  /** Wraps the bus the coordinator sees (fault injection on its side only). */
+  coordinatorBus?: (bus: Bus) => Bus
+  /** Wraps the bus each worker sees (fault injection on the workers' side only). */
+  workerBus?: (bus: Bus) => Bus
 }
 
 export const REAL_E2E = process.env['FLOWKIT_E2E_RUNTIME'] === 'real'
@@ -92,12 +96,12 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<Runtim
   }
   const clockOpt = { ...(options.clock ? { clock: options.clock } : {}), ...(options.logger ? { logger: options.logger } : {}) }
   const coordinatorBase: Partial<CoordinatorConfig> = { schedulerTickSec: 0.2, ...topics, groupId: `${prefix}flowkit.coordinator`, ...options.coordinator }
-  const coordinator = new Coordinator({ bus, store, ...clockOpt, config: coordinatorBase })
+  const coordinator = new Coordinator({ bus: options.coordinatorBus ? options.coordinatorBus(bus) : bus, store, ...clockOpt, config: coordinatorBase })
   await coordinator.start()
   const workers: Worker[] = []
   const workerBase: Partial<WorkerConfig> = { ...topics, groupPrefix: prefix }
   const addWorker = async (handlers: Record<string, RoleHandler>, config: Partial<WorkerConfig> = {}): Promise<Worker> => {
-    const w = new Worker({ bus: bus as Bus, store: store as Store, handlers, ...clockOpt, config: { ...workerBase, ...options.worker, ...config } })
+    const w = new Worker({ bus: options.workerBus ? options.workerBus(bus as Bus) : (bus as Bus), store: store as Store, handlers, ...clockOpt, config: { ...workerBase, ...options.worker, ...config } })
     await w.start()
     workers.push(w)
     return w
