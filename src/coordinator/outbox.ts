@@ -49,6 +49,8 @@ interface Queued {
 }
 
 const RECENT_MAX = 20_000
+/** Longest wait for the last send when the dispatcher stops (real time). */
+const STOP_SEND_MS = 5_000
 
 /** What identifies one logical message (the store derives the dead letter's id from the same three). */
 function recentKey(m: OutboxEnqueue): string {
@@ -138,7 +140,13 @@ export class OutboxDispatcher {
     this.#wake?.()
     await this.#loop
     this.#loop = null
-    if (this.#queue.length > 0 && !options.discard) await this.#sendDue(true).catch(() => undefined)
+    if (this.#queue.length > 0 && !options.discard) {
+      // One last attempt, bounded: a broken broker or topic does not hold a shutdown. What is not
+      // sent is re-issued from the state by the next coordinator (see recovery.ts).
+      let timer: ReturnType<typeof setTimeout> | undefined
+      await Promise.race([this.#sendDue(true).catch(() => undefined), new Promise((r) => (timer = setTimeout(r, STOP_SEND_MS)))])
+      clearTimeout(timer)
+    }
   }
 
   /** Sends every due message in one produce; failures go back to the queue with a backoff. */
@@ -151,29 +159,79 @@ export class OutboxDispatcher {
     this.#queue = later
     try {
       this.sends++
-      await this.#bus.produce(due.map((q) => ({ topic: q.msg.topic, key: q.msg.key, value: q.msg.value })))
-      this.sentRecords += due.length
-      this.#log.debug('outbox.sent', { records: due.length })
-      for (const q of due) q.msg.onDone?.()
+      await this.#produce(due)
+      this.#sent(due)
       return due.length
     } catch (err) {
-      const error = errorMessage(err)
-      const back: Queued[] = []
-      for (const q of due) {
-        q.attempts++
-        if (q.attempts >= this.#opts.maxAttempts) {
-          await this.#park(q, error)
-        } else {
-          q.dueAt = this.#clock.now() + outboxBackoffMs(q.attempts, this.#opts.backoffMinMs, this.#opts.backoffMaxMs, this.#opts.random)
-          back.push(q)
-        }
+      const topics = new Set(due.map((q) => q.msg.topic))
+      if (topics.size <= 1 || this.#stop.signal.aborted) {
+        await this.#failed(due, errorMessage(err))
+        return 0
       }
-      const first = back[0]
-      if (first) this.#log.warn('outbox.retry', { records: back.length, attempts: first.attempts, delay_ms: first.dueAt - this.#clock.now(), error })
-      // Keep the order: what failed goes before what was queued meanwhile.
-      this.#queue = [...back, ...this.#queue]
-      return 0
+      // One broken topic must not hold the others back: each topic is sent on its own (order per
+      // key is kept: a key lives in one topic), and only the failing ones back off.
+      let sent = 0
+      const groups = [...topics].map((t) => due.filter((q) => q.msg.topic === t))
+      const results = await Promise.allSettled(
+        groups.map(async (g) => {
+          this.sends++
+          await this.#produce(g)
+        }),
+      )
+      const failedGroups: Queued[] = []
+      let error = errorMessage(err)
+      results.forEach((r, i) => {
+        const g = groups[i] as Queued[]
+        if (r.status === 'fulfilled') {
+          this.#sent(g)
+          sent += g.length
+        } else {
+          error = errorMessage(r.reason)
+          failedGroups.push(...g)
+        }
+      })
+      if (failedGroups.length > 0) await this.#failed(failedGroups, error)
+      return sent
     }
+  }
+
+  /** One produce; while running, a stop does not wait for it (a hung broker call). */
+  #produce(qs: readonly Queued[]): Promise<void> {
+    return this.#untilStop(this.#bus.produce(qs.map((q) => ({ topic: q.msg.topic, key: q.msg.key, value: q.msg.value }))))
+  }
+
+  #untilStop(p: Promise<void>): Promise<void> {
+    const signal = this.#stop.signal
+    if (!this.#running || signal.aborted) return p
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => reject(new Error('outbox stopping'))
+      signal.addEventListener('abort', onAbort, { once: true })
+      p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+    })
+  }
+
+  #sent(qs: readonly Queued[]): void {
+    this.sentRecords += qs.length
+    this.#log.debug('outbox.sent', { records: qs.length })
+    for (const q of qs) q.msg.onDone?.()
+  }
+
+  /** A failed send: back to the head of the queue with a backoff, or parked after the last attempt. */
+  async #failed(due: readonly Queued[], error: string): Promise<void> {
+    const back: Queued[] = []
+    for (const q of due) {
+      q.attempts++
+      if (q.attempts >= this.#opts.maxAttempts) {
+        await this.#park(q, error)
+      } else {
+        q.dueAt = this.#clock.now() + outboxBackoffMs(q.attempts, this.#opts.backoffMinMs, this.#opts.backoffMaxMs, this.#opts.random)
+        back.push(q)
+      }
+    }
+    const first = back[0]
+    if (first) this.#log.warn('outbox.retry', { records: back.length, attempts: first.attempts, delay_ms: first.dueAt - this.#clock.now(), error })
+    // Keep the order: what failed goes before what was queued meanwhile.
+    this.#queue = [...back, ...this.#queue]
   }
 
   async #park(q: Queued, error: string): Promise<void> {
@@ -200,8 +258,11 @@ export class OutboxDispatcher {
     const now = this.#clock.now()
     const rows = await this.#store.outboxClaimDue(now, 100, now + this.#opts.claimMs)
     for (const row of rows) {
+      // A stop does not wait for the rest of the claimed rows: their claim expires, they are
+      // picked up again by the next dispatcher.
+      if (!this.#running) break
       try {
-        await this.#bus.produce([{ topic: row.topic, key: row.key, value: row.value }])
+        await this.#untilStop(this.#bus.produce([{ topic: row.topic, key: row.key, value: row.value }]))
         await this.#store.outboxMarkSent(row.id, this.#clock.now())
         this.#log.info('outbox.sent', { topic: row.topic, key: row.key, dedup_id: row.dedup_id, attempts: row.attempts + 1 })
       } catch (err) {
