@@ -11,7 +11,8 @@ import { CancelledRunError } from './cancel.ts'
 import type { ActiveRun, WorkerCore } from './core.ts'
 import { type ArtifactsWriter, type RoleHandler, type RunContext, classifyErrorDefault } from './handler.ts'
 import { resolveInput } from './input-select.ts'
-import { emitStatus } from './status.ts'
+import { HandlerResultError, MAX_ERROR_CHARS, MAX_REASON_CODE_CHARS, checkArtifactMeta, checkBatch, checkBatchResult, checkBusRecord, checkFinalizeResult, clip } from './results.ts'
+import { emitStatus, statusRecord } from './status.ts'
 import { type SpawnOptions, spawnInGroup } from './subprocess.ts'
 import { QUIET_ABORT } from '../util/abort.ts'
 import { ArtifactBatcher } from './artifacts.ts'
@@ -49,6 +50,7 @@ export async function executeRun(
   let completeWritten = false
   const writer: ArtifactsWriter = {
     writePartial: async (batchUid, meta) => {
+      checkArtifactMeta(`partial artifact meta of batch ${batchUid}`, meta)
       await ArtifactBatcher.of(core.store).write(
         { task_id: info.taskId, node_id: info.nodeId, batch_uid: batchUid, status: 'partial', meta, attempt_epoch: info.attemptEpoch, worker_id: core.workerId },
         core.clock.now(),
@@ -56,6 +58,7 @@ export async function executeRun(
       written.add(batchUid)
     },
     markComplete: async (meta = {}) => {
+      checkArtifactMeta('complete artifact meta', meta)
       await ArtifactBatcher.of(core.store).write(
         { task_id: info.taskId, node_id: info.nodeId, batch_uid: null, status: 'complete', meta, attempt_epoch: info.attemptEpoch, worker_id: core.workerId },
         core.clock.now(),
@@ -91,8 +94,9 @@ export async function executeRun(
     ctx.throwIfCancelled()
     const batches = await resolveInput(core, handler, cmd, info, signal)
     let index = 0
-    for await (const batch of batches) {
+    for await (const raw of batches) {
       ctx.throwIfCancelled()
+      const batch = checkBatch(raw, index)
       let uid = typeof batch.batch_uid === 'string' && batch.batch_uid.length > 0 ? batch.batch_uid : `b${index}`
       index++
       if (usedUids.has(uid)) {
@@ -104,7 +108,7 @@ export async function executeRun(
       }
       usedUids.add(uid)
       currentBatch = uid
-      const res = (await handler.processBatch({ ...batch, batch_uid: uid }, ctx)) ?? {}
+      const res = checkBatchResult(await handler.processBatch({ ...batch, batch_uid: uid }, ctx))
       ctx.throwIfCancelled()
       if (res.success === false) {
         const err = Object.assign(new Error(res.error ?? `batch ${uid} failed`), {
@@ -113,15 +117,18 @@ export async function executeRun(
         })
         throw err
       }
-      if (!written.has(uid)) await writer.writePartial(uid, res.meta ?? { metrics: res.metrics ?? {} })
-      // The next batch does not wait for this report to reach the bus (events go out in order;
-      // TASK_DONE waits for all of them, and a report that cannot be sent fails the run).
-      const report = emitStatus(
+      // Checked before anything is stored: an event too large for the bus fails the batch here.
+      const okRecord = statusRecord(
         core,
         info,
         { kind: 'BATCH_OK', batch_uid: uid, metrics: res.metrics ?? {}, artifacts_ref: res.artifacts_ref ?? null },
         { kind: 'BATCH_OK', batch_uid: uid },
       )
+      checkBusRecord(`BATCH_OK of batch ${uid} (its metrics and artifacts_ref)`, okRecord)
+      if (!written.has(uid)) await writer.writePartial(uid, res.meta ?? { metrics: res.metrics ?? {} })
+      // The next batch does not wait for this report to reach the bus (events go out in order;
+      // TASK_DONE waits for all of them, and a report that cannot be sent fails the run).
+      const report = core.status.send(okRecord)
       report.catch(() => undefined)
       reports.push(report)
       if (reports.length >= 64) await Promise.all(reports.splice(0, 32))
@@ -131,15 +138,17 @@ export async function executeRun(
     }
     await Promise.all(reports.splice(0))
     ctx.throwIfCancelled()
-    const fin = (await handler.finalize?.(ctx)) ?? {}
+    const fin = checkFinalizeResult(await handler.finalize?.(ctx))
     ctx.throwIfCancelled()
-    if (!completeWritten) await writer.markComplete(fin.meta ?? { batches: run.batches })
-    await emitStatus(
+    const doneRecord = statusRecord(
       core,
       info,
       { kind: 'TASK_DONE', metrics: fin.metrics ?? {}, artifacts_ref: fin.artifacts_ref ?? null, final_uid: FINAL_UID, batches: run.batches },
       { kind: 'TASK_DONE' },
     )
+    checkBusRecord('TASK_DONE (the finalize metrics and artifacts_ref)', doneRecord)
+    if (!completeWritten) await writer.markComplete(fin.meta ?? { batches: run.batches })
+    await core.status.send(doneRecord)
     core.log.info('node.done', { ...ids, batches: run.batches })
   } catch (err) {
     await Promise.allSettled(reports.splice(0))
@@ -150,7 +159,7 @@ export async function executeRun(
       return
     }
     const classified = classify(core.log, handler, err)
-    const error = errorMessage(err)
+    const error = clip(errorMessage(err), MAX_ERROR_CHARS)
     if (currentBatch !== null) {
       await emitStatus(
         core,
@@ -180,6 +189,13 @@ export async function executeRun(
 }
 
 function classify(log: Logger, handler: RoleHandler, err: unknown): { reasonCode: string; permanent: boolean } {
+  const c = classifyRaw(log, handler, err)
+  return { reasonCode: clip(c.reasonCode, MAX_REASON_CODE_CHARS), permanent: c.permanent }
+}
+
+function classifyRaw(log: Logger, handler: RoleHandler, err: unknown): { reasonCode: string; permanent: boolean } {
+  // The worker's own refusal of a handler's result: permanent, whatever the handler's classifier says.
+  if (err instanceof HandlerResultError) return { reasonCode: err.reasonCode, permanent: true }
   const adapterErr = err as { adapterReason?: string }
   if (adapterErr?.adapterReason) return { reasonCode: adapterErr.adapterReason, permanent: true }
   if (handler.classifyError) {

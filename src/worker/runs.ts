@@ -10,6 +10,7 @@ import { CancelledRunError } from './cancel.ts'
 import { type ActiveRun, runIds, type WorkerCore } from './core.ts'
 import { executeRun } from './execute.ts'
 import type { RunInfo } from './handler.ts'
+import { MAX_ERROR_CHARS, clip } from './results.ts'
 import { emitStatus } from './status.ts'
 import { QUIET_ABORT } from '../util/abort.ts'
 
@@ -90,7 +91,8 @@ export class RunManager {
           this.#hooks.forget(run.seenKey)
           return
         }
-        await emitStatus(core, info, { kind: 'TASK_FAILED', reason_code: 'worker_error', permanent: false, error: errorMessage(err) }, { kind: 'TASK_FAILED' }).catch(
+        const error = clip(errorMessage(err), MAX_ERROR_CHARS)
+        await emitStatus(core, info, { kind: 'TASK_FAILED', reason_code: 'worker_error', permanent: false, error }, { kind: 'TASK_FAILED' }).catch(
           () => undefined,
         )
       })

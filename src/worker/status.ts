@@ -18,6 +18,7 @@ import { dedupId, encode, makeEnvelope, messageKey } from '../protocol/messages.
 import { topicFor } from '../config.ts'
 import type { WorkerCore } from './core.ts'
 import type { RunInfo } from './handler.ts'
+import { checkBusRecord } from './results.ts'
 
 export interface StatusEmitterOptions {
   bus: Pick<Bus, 'produce'>
@@ -168,19 +169,19 @@ function settle(batch: Pending[], err?: unknown): void {
 }
 
 /**
- * Reports one status event of a run on `status.{role}.v1` (keyed by task and node, so a run's
- * events share a partition) and resolves once it is on the bus. `now` is the envelope's `ts_ms`:
- * a payload with a deadline computed from the worker's clock passes the same reading, so that
- * `deadline - ts_ms` is exactly the duration meant (a coordinator counts that duration on its own
- * clock from receipt; the worker's absolute time never matters).
+ * The record of one status event of a run on `status.{role}.v1` (keyed by task and node, so a
+ * run's events share a partition). `now` is the envelope's `ts_ms`: a payload with a deadline
+ * computed from the worker's clock passes the same reading, so that `deadline - ts_ms` is exactly
+ * the duration meant (a coordinator counts that duration on its own clock from receipt; the
+ * worker's absolute time never matters).
  */
-export function emitStatus(
+export function statusRecord(
   core: WorkerCore,
   info: RunInfo,
   payload: Record<string, unknown>,
   dedupParts: Record<string, unknown>,
   now: number = core.clock.now(),
-): Promise<void> {
+): BusRecord {
   const env = makeEnvelope({
     msg_type: 'event',
     role: 'worker',
@@ -192,9 +193,30 @@ export function emitStatus(
     dedup_id: dedupId({ task: info.taskId, node: info.nodeId, epoch: info.attemptEpoch, ...dedupParts }),
     payload: { worker_id: core.workerId, ...payload },
   })
-  return core.status.send({
+  return {
     topic: topicFor(core.config.topicStatusFmt, info.stepType),
     key: messageKey(info.taskId, info.nodeId),
     value: encode(env),
-  })
+  }
+}
+
+/**
+ * Reports one status event of a run (see statusRecord) and resolves once it is on the bus. An
+ * event too large for one bus message is not sent: the promise rejects with a permanent error.
+ */
+export function emitStatus(
+  core: WorkerCore,
+  info: RunInfo,
+  payload: Record<string, unknown>,
+  dedupParts: Record<string, unknown>,
+  now: number = core.clock.now(),
+): Promise<void> {
+  let record: BusRecord
+  try {
+    record = statusRecord(core, info, payload, dedupParts, now)
+    checkBusRecord(`${String(payload['kind'])} status event`, record)
+  } catch (err) {
+    return Promise.reject(err)
+  }
+  return core.status.send(record)
 }

@@ -1,0 +1,203 @@
+/**
+ * What a handler hands back is checked before the worker stores or sends any of it: a malformed
+ * result (metrics that are not an object of numbers, a meta that is not an object, …) or one too
+ * large for the store or the bus fails the run permanently, with a message that names the field,
+ * what is wrong, and for a size the size and the limit. Without these checks such a result was
+ * refused downstream (the coordinator drops an event whose metrics are not an object; the store or
+ * the broker refuses an oversized document or message with a driver error) and the node hung until
+ * its lease expired, or failed with a cryptic driver message.
+ */
+import { PermanentError } from '../errors.ts'
+import type { BusRecord } from '../ports/bus.ts'
+import type { Batch, BatchResult, FinalizeResult } from './handler.ts'
+
+/**
+ * Largest message the worker sends on the bus. Kafka's default `max.message.bytes` is 1 MiB (+12);
+ * a record also needs room for its batch framing, so a record's key, value and headers together
+ * must stay BUS_RECORD_HEADROOM_BYTES under it. (No worker config key sets it yet.)
+ */
+export const MAX_BUS_MESSAGE_BYTES = 1024 * 1024
+export const BUS_RECORD_HEADROOM_BYTES = 1024
+
+/**
+ * Largest artifact meta, as encoded for the store: the store's documents hold at most 16 MiB
+ * (MongoDB), less room for the artifact's other fields. The memory store applies the same limit
+ * (through this check), so both fail alike.
+ */
+export const MAX_ARTIFACT_META_BYTES = 16 * 1024 * 1024 - 16 * 1024
+
+/** Longest error text put in a BATCH_FAILED / TASK_FAILED event (the rest is cut). */
+export const MAX_ERROR_CHARS = 8192
+/** Longest reason code put in an event. */
+export const MAX_REASON_CODE_CHARS = 200
+
+/** A handler's result the worker refuses: a permanent failure of the run, whatever classifyError says. */
+export class HandlerResultError extends PermanentError {
+  constructor(message: string, reasonCode: 'bad_handler_result' | 'result_too_large', options?: { cause?: unknown }) {
+    super(message, reasonCode, options)
+    this.name = 'HandlerResultError'
+  }
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null'
+  if (Array.isArray(v)) return 'array'
+  if (typeof v === 'number' && !Number.isFinite(v)) return String(v)
+  return typeof v
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v)
+}
+
+function bad(label: string, message: string): HandlerResultError {
+  return new HandlerResultError(`${label}: ${message}`, 'bad_handler_result')
+}
+
+function checkMetrics(label: string, metrics: unknown): Record<string, number> | undefined {
+  if (metrics === undefined || metrics === null) return undefined
+  if (!isObject(metrics)) throw bad(label, `metrics must be an object of numbers, got ${describe(metrics)}`)
+  for (const [k, v] of Object.entries(metrics)) {
+    if (typeof v !== 'number') throw bad(label, `metrics must be an object of numbers, got ${describe(v)} for metrics.${k}`)
+    if (!Number.isFinite(v)) throw bad(label, `metrics.${k} must be a finite number, got ${describe(v)}`)
+  }
+  return metrics as Record<string, number>
+}
+
+function checkObject(label: string, field: string, v: unknown): Record<string, unknown> | undefined {
+  if (v === undefined || v === null) return undefined
+  if (!isObject(v)) throw bad(label, `${field} must be an object, got ${describe(v)}`)
+  return v
+}
+
+/** Checks what processBatch returned; `undefined` (nothing) is an empty success. */
+export function checkBatchResult(res: unknown): BatchResult {
+  const label = 'processBatch result'
+  if (res === undefined || res === null) return {}
+  if (!isObject(res)) throw new HandlerResultError(`${label} must be an object (or nothing), got ${describe(res)}`, 'bad_handler_result')
+  const out: BatchResult = {}
+  if (res['success'] !== undefined) {
+    if (typeof res['success'] !== 'boolean') throw bad(label, `success must be a boolean, got ${describe(res['success'])}`)
+    out.success = res['success']
+  }
+  const metrics = checkMetrics(label, res['metrics'])
+  if (metrics) out.metrics = metrics
+  const meta = checkObject(label, 'meta', res['meta'])
+  if (meta) out.meta = meta
+  const ref = checkObject(label, 'artifacts_ref', res['artifacts_ref'])
+  if (ref) out.artifacts_ref = ref
+  const code = res['reason_code']
+  if (code !== undefined && code !== null) {
+    if (typeof code !== 'string' || code.length === 0) throw bad(label, `reason_code must be a non-empty string, got ${describe(code)}`)
+    out.reason_code = code.slice(0, MAX_REASON_CODE_CHARS)
+  }
+  if (res['permanent'] !== undefined && res['permanent'] !== null) {
+    if (typeof res['permanent'] !== 'boolean') throw bad(label, `permanent must be a boolean, got ${describe(res['permanent'])}`)
+    out.permanent = res['permanent']
+  }
+  const error = res['error']
+  if (error !== undefined && error !== null) {
+    if (typeof error !== 'string') throw bad(label, `error must be a string, got ${describe(error)}`)
+    out.error = error
+  }
+  return out
+}
+
+/** Checks what finalize returned; `undefined` (nothing) is an empty result. */
+export function checkFinalizeResult(res: unknown): FinalizeResult {
+  const label = 'finalize result'
+  if (res === undefined || res === null) return {}
+  if (!isObject(res)) throw new HandlerResultError(`${label} must be an object (or nothing), got ${describe(res)}`, 'bad_handler_result')
+  const out: FinalizeResult = {}
+  const metrics = checkMetrics(label, res['metrics'])
+  if (metrics) out.metrics = metrics
+  const meta = checkObject(label, 'meta', res['meta'])
+  if (meta) out.meta = meta
+  const ref = checkObject(label, 'artifacts_ref', res['artifacts_ref'])
+  if (ref) out.artifacts_ref = ref
+  return out
+}
+
+/** Checks one batch of iterBatches (or loadInput's single batch); `index` counts from 0. */
+export function checkBatch(batch: unknown, index: number): Batch {
+  const label = `iterBatches batch #${index}`
+  if (!isObject(batch)) throw new HandlerResultError(`${label} must be an object { batch_uid?, payload }, got ${describe(batch)}`, 'bad_handler_result')
+  if (batch['payload'] !== undefined && !isObject(batch['payload'])) throw bad(label, `payload must be an object, got ${describe(batch['payload'])}`)
+  return batch as unknown as Batch
+}
+
+/**
+ * Checks that a meta can be stored as an artifact: an object, encodable as JSON, and within
+ * MAX_ARTIFACT_META_BYTES as the store encodes it (an upper bound of its BSON size).
+ */
+export function checkArtifactMeta(what: string, meta: unknown): void {
+  if (!isObject(meta)) throw new HandlerResultError(`${what} must be an object, got ${describe(meta)}`, 'bad_handler_result')
+  let json: string
+  try {
+    json = JSON.stringify(meta)
+  } catch (err) {
+    throw new HandlerResultError(`${what} cannot be encoded as JSON: ${err instanceof Error ? err.message : String(err)}`, 'bad_handler_result', { cause: err })
+  }
+  // Stored as BSON when it can be, else as JSON text: either way at most this many bytes.
+  const bytes = Math.max(Buffer.byteLength(json, 'utf8') + 16, bsonSizeBound(meta, 0))
+  if (bytes > MAX_ARTIFACT_META_BYTES) {
+    throw new HandlerResultError(
+      `${what} is too large: ${bytes} bytes encoded for the store, more than the limit of ${MAX_ARTIFACT_META_BYTES} bytes (the store's 16 MiB document limit, less room for the artifact's other fields)`,
+      'result_too_large',
+    )
+  }
+}
+
+/** Checks that a record fits in one bus message (see MAX_BUS_MESSAGE_BYTES). */
+export function checkBusRecord(what: string, record: BusRecord): void {
+  let bytes = Buffer.byteLength(record.value, 'utf8') + (record.key === null ? 0 : Buffer.byteLength(record.key, 'utf8'))
+  for (const [k, v] of Object.entries(record.headers ?? {})) bytes += Buffer.byteLength(k, 'utf8') + Buffer.byteLength(v, 'utf8')
+  const limit = MAX_BUS_MESSAGE_BYTES - BUS_RECORD_HEADROOM_BYTES
+  if (bytes > limit) {
+    throw new HandlerResultError(
+      `${what} is too large: ${bytes} bytes encoded, more than the bus message limit of ${limit} bytes (1 MiB, Kafka's default max.message.bytes, less ${BUS_RECORD_HEADROOM_BYTES} bytes of record framing)`,
+      'result_too_large',
+    )
+  }
+}
+
+/** Cuts a text to `max` characters, saying how much was cut. */
+export function clip(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length - max} more characters cut)`
+}
+
+/**
+ * The BSON size of a JSON-like value as the driver encodes it (an upper bound for other values):
+ * integers in int32 range take 4 bytes, other numbers 8, strings their UTF-8 bytes with their
+ * length and NUL, objects and arrays are documents (array keys are indexes).
+ * `depth` stops runaway recursion (JSON.stringify already refused cycles).
+ */
+function bsonSizeBound(v: unknown, depth: number): number {
+  if (depth > 200) return Number.POSITIVE_INFINITY
+  if (v === null || v === undefined) return 0
+  switch (typeof v) {
+    case 'string':
+      return 5 + Buffer.byteLength(v, 'utf8')
+    case 'number':
+      return Number.isInteger(v) && v >= -(2 ** 31) && v < 2 ** 31 ? 4 : 8 // int32, else double
+    case 'bigint':
+      return 8
+    case 'boolean':
+      return 1
+    case 'object': {
+      let size = 5
+      if (Array.isArray(v)) {
+        v.forEach((item, i) => {
+          size += 2 + String(i).length + bsonSizeBound(item, depth + 1)
+        })
+      } else if (v instanceof Date) {
+        return 8
+      } else {
+        for (const [k, item] of Object.entries(v)) size += 2 + Buffer.byteLength(k, 'utf8') + bsonSizeBound(item, depth + 1)
+      }
+      return size
+    }
+    default:
+      return 0
+  }
+}
