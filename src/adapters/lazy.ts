@@ -8,6 +8,7 @@ import { ErrorCode, FlowkitError } from '../errors.ts'
 import type { Bus, BusRecord, SubscribeOptions, Subscription, TopicSpec } from '../ports/bus.ts'
 import type {
   ArtifactDoc,
+  AttemptClaim,
   ArtifactQuery,
   ArtifactWrite,
   BatchMetricsRow,
@@ -147,6 +148,9 @@ export class MongoStore implements Store {
   }
   async getArtifact(taskId: string, nodeId: string, batchUid: string | null): Promise<ArtifactDoc | null> {
     return (await this.#store()).getArtifact(taskId, nodeId, batchUid)
+  }
+  async claimAttempt(claim: AttemptClaim, now: number): Promise<boolean> {
+    return (await this.#store()).claimAttempt(claim, now)
   }
   async claimStreamBatches(claims: readonly StreamClaim[], now: number): Promise<boolean[]> {
     return (await this.#store()).claimStreamBatches(claims, now)

@@ -72,6 +72,14 @@ export interface BatchMetricsRow {
   metrics: Record<string, unknown>
 }
 
+/** A worker's claim on one attempt of a node (see Store.claimAttempt). */
+export interface AttemptClaim {
+  task_id: string
+  node_id: string
+  attempt_epoch: number
+  worker_id: string
+}
+
 export interface StreamClaim {
   task_id: string
   consumer_node: string
@@ -195,6 +203,14 @@ export interface Store {
   /** Artifacts of a task ordered by created_at then batch_uid. */
   listArtifacts(taskId: string, query?: ArtifactQuery): Promise<ArtifactDoc[]>
   getArtifact(taskId: string, nodeId: string, batchUid: string | null): Promise<ArtifactDoc | null>
+
+  // ---- attempts: one worker per attempt
+  /**
+   * Claims an attempt (task, node, epoch) for a worker before it runs it: true when this worker
+   * holds it (claimed now, or earlier by the same worker id), false when another worker does. So
+   * a start delivered twice (a rebalance, a resend) never runs one attempt on two workers.
+   */
+  claimAttempt(claim: AttemptClaim, now: number): Promise<boolean>
 
   // ---- stream progress: a consumer attempt claims each upstream batch once
   claimStreamBatch(claim: StreamClaim, now: number): Promise<boolean>

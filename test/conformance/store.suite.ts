@@ -855,6 +855,31 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
         }))
     })
 
+    // ------------------------------------------------------------------ attempt claims
+    describe('attempt claims', () => {
+      it('claimAttempt: one worker per attempt; the holder may claim again; another attempt is free', () =>
+        withStore(async (store) => {
+          const claim = { task_id: uid('ca'), node_id: 'extract', attempt_epoch: 1, worker_id: 'w1' }
+          assert.equal(await store.claimAttempt(claim, T0), true)
+          assert.equal(await store.claimAttempt(claim, T0 + 1), true, 'the holder again (a redelivered start)')
+          assert.equal(await store.claimAttempt({ ...claim, worker_id: 'w2' }, T0 + 2), false, 'a second worker is refused')
+          assert.equal(await store.claimAttempt({ ...claim, worker_id: 'w2', attempt_epoch: 2 }, T0 + 3), true)
+          assert.equal(await store.claimAttempt({ ...claim, node_id: 'other' }, T0 + 4), true)
+        }))
+
+      it('claimAttempt: concurrent claims of one attempt by many workers: exactly one wins', () =>
+        withStore(async (store) => {
+          const task = uid('cc')
+          const res = await Promise.all(Array.from({ length: 8 }, (_, i) => store.claimAttempt({ task_id: task, node_id: 'n', attempt_epoch: 1, worker_id: `w${i}` }, T0)))
+          assert.equal(res.filter(Boolean).length, 1)
+        }))
+
+      it('claimAttempt rejects an invalid node id', () =>
+        withStore(async (store) => {
+          await assert.rejects(store.claimAttempt({ task_id: uid('ci'), node_id: 'bad.node$id', attempt_epoch: 1, worker_id: 'w1' }, T0))
+        }))
+    })
+
     // ------------------------------------------------------------------ outbox
     describe('outbox', () => {
       it('enqueue inserts a pending row with a stable id; a duplicate (topic, key, dedup_id) is refused', () =>

@@ -15,6 +15,7 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import { ErrorCode, FlowkitError } from '../../errors.ts'
 import type {
   ArtifactDoc,
+  AttemptClaim,
   ArtifactQuery,
   ArtifactWrite,
   BatchMetricsRow,
@@ -100,6 +101,7 @@ export class MemoryStore implements Store {
   /** Artifact keys by task, so a listing reads one task's artifacts only. */
   readonly #artifactsByTask = new Map<string, Set<string>>()
   readonly #streamClaims = new Map<string, StreamClaim & { claimed_at_ms: number }>()
+  readonly #attemptClaims = new Map<string, { worker_id: string; claimed_at_ms: number }>()
   readonly #outbox = new Map<string, OutboxRow>()
   readonly #workers = new Map<string, WorkerInfo>()
   readonly #workerState = new Map<string, WorkerStateDoc>()
@@ -281,6 +283,7 @@ export class MemoryStore implements Store {
         }
       }
     }
+    for (const [k, row] of this.#attemptClaims) if (row.claimed_at_ms < cutoff) this.#attemptClaims.delete(k)
     for (const [k, row] of this.#outbox) {
       if (row.status === 'sent' && (row.sent_at_ms ?? Number.POSITIVE_INFINITY) < cutoff) {
         this.#outbox.delete(k)
@@ -344,6 +347,18 @@ export class MemoryStore implements Store {
     await this.#pace()
     const e = this.#artifacts.get(canonicalJson([taskId, nodeId, batchUid ?? null]))
     return e ? clone(e.doc) : null
+  }
+
+  // ---- attempts
+
+  async claimAttempt(claim: AttemptClaim, now: number): Promise<boolean> {
+    await this.#pace()
+    assertNodeId(claim.node_id)
+    const key = canonicalJson([claim.task_id, claim.node_id, claim.attempt_epoch])
+    const held = this.#attemptClaims.get(key)
+    if (held !== undefined) return held.worker_id === claim.worker_id
+    this.#attemptClaims.set(key, { worker_id: claim.worker_id, claimed_at_ms: now })
+    return true
   }
 
   // ---- stream progress

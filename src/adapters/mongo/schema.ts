@@ -14,6 +14,7 @@ export const MONGO_COLLECTIONS = {
   artifacts: 'artifacts',
   metrics: 'metrics_raw',
   streamProgress: 'stream_progress',
+  attemptClaims: 'attempt_claims',
   outbox: 'outbox',
   outboxSent: 'outbox_sent',
   workers: 'workers',
@@ -51,6 +52,8 @@ const INDEXES: Record<MongoCollectionKey, IndexSpec[]> = {
       unique: true,
     },
   ],
+  // `_id` (task, node, epoch) is the unique key.
+  attemptClaims: [{ name: 'flowkit_attempt_claims_at', key: { claimed_at_ms: 1 } }],
   outbox: [
     { name: 'flowkit_outbox_due', key: { status: 1, next_attempt_at_ms: 1, created_at_ms: 1 } },
     { name: 'flowkit_outbox_created', key: { created_at_ms: 1, _id: 1 } },

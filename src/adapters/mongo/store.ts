@@ -23,6 +23,7 @@ import { type Collection, type Document, MongoClient, type MongoClientOptions } 
 import { ErrorCode, FlowkitError } from '../../errors.ts'
 import type { Logger } from '../../log.ts'
 import type {
+  AttemptClaim,
   ArtifactDoc,
   ArtifactQuery,
   ArtifactWrite,
@@ -43,6 +44,7 @@ import type {
 } from '../../ports/store.ts'
 import { assertNodeId } from '../../ports/store-rules.ts'
 import * as artifacts from './artifacts.ts'
+import { claimAttempt } from './claims.ts'
 import { mapMongoError, safeMessage } from './errors.ts'
 import * as outbox from './outbox.ts'
 import { type Collections, MONGO_COLLECTIONS, type MongoCollectionKey, ensureSchema, num } from './schema.ts'
@@ -273,6 +275,7 @@ export class MongoStore implements Store {
     const at = num(cutoff)
     return this.#run('purgeBefore', async (c) => {
       const journal = (await c.journal.deleteMany({ at_ms: { $lt: at } })).deletedCount
+      await c.attemptClaims.deleteMany({ claimed_at_ms: { $lt: at } })
       return { journal, outbox: await outbox.purgeSent(c, at) }
     })
   }
@@ -301,6 +304,12 @@ export class MongoStore implements Store {
   }
 
   // ---- stream progress
+
+  async claimAttempt(claim: AttemptClaim, now: number): Promise<boolean> {
+    this.#open()
+    assertNodeId(claim.node_id)
+    return this.#run('claimAttempt', (c) => claimAttempt(c, claim, now))
+  }
 
   async claimStreamBatches(claims: readonly StreamClaim[], now: number): Promise<boolean[]> {
     this.#open()
