@@ -1,0 +1,168 @@
+/**
+ * Fault programs and their execution against a cluster. Every program starts `at` ms after the
+ * workload starts and may repeat (`times`, `every`); each action is written to the cluster's
+ * timeline. Kills and pauses are signals to one pid; broker and store restarts keep their ports
+ * (and, except for a wipe, their data).
+ */
+import type { Cluster } from './cluster.ts'
+import { flood } from './flood.ts'
+import type { NodeProc } from './nodeproc.ts'
+import type { FerretService, KafkaService } from './services.ts'
+
+export type Target = 'coordinator' | 'worker' | 'broker' | 'store'
+
+interface Repeat {
+  /** Start, ms after the workload starts. */
+  at: number
+  times?: number
+  every?: number
+}
+
+export type Fault =
+  /** SIGKILL; started again `downMs` later. Workers: `worker` picks one (index), else round robin. */
+  | (Repeat & { do: 'kill'; target: Target; downMs: number; worker?: number })
+  /** SIGSTOP for `forMs`, then SIGCONT. */
+  | (Repeat & { do: 'pause'; target: Target; forMs: number; worker?: number })
+  /** SIGTERM (clean stop), started again `downMs` later. */
+  | (Repeat & { do: 'restart'; target: Target; downMs: number; worker?: number })
+  /** Broker: killed, its data dir removed, started again (re-formatted, same port) `downMs` later. */
+  | (Repeat & { do: 'wipe'; target: 'broker'; downMs: number })
+  /** `count` malformed records onto the status and command topics. */
+  | (Repeat & { do: 'flood'; count: number })
+  /**
+   * The coordinator is paused, a replacement coordinator is started while it is frozen, and the
+   * old one is resumed `forMs` later: two coordinators, one of them stale, for a while; the old one
+   * is killed `overlapMs` after it resumes.
+   */
+  | (Repeat & { do: 'zombie'; forMs: number; overlapMs: number })
+
+export function describeFault(f: Fault): string {
+  const rep = f.times !== undefined && f.times > 1 ? ` ×${f.times} every ${(f.every ?? 0) / 1000}s` : ''
+  switch (f.do) {
+    case 'kill':
+    case 'restart':
+      return `${f.do} ${f.target}${f.worker !== undefined ? `#${f.worker + 1}` : ''} at ${f.at / 1000}s, down ${f.downMs / 1000}s${rep}`
+    case 'pause':
+      return `pause ${f.target}${f.worker !== undefined ? `#${f.worker + 1}` : ''} at ${f.at / 1000}s for ${f.forMs / 1000}s${rep}`
+    case 'wipe':
+      return `wipe broker at ${f.at / 1000}s, down ${f.downMs / 1000}s${rep}`
+    case 'flood':
+      return `${f.count} malformed records at ${f.at / 1000}s${rep}`
+    case 'zombie':
+      return `coordinator zombie at ${f.at / 1000}s (frozen ${f.forMs / 1000}s, overlap ${f.overlapMs / 1000}s)`
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)))
+}
+
+export class FaultRunner {
+  readonly #cluster: Cluster
+  #nextWorker = 0
+  /** Faults that could not be carried out (a harness problem, reported with the scenario). */
+  errors: string[] = []
+
+  constructor(cluster: Cluster) {
+    this.#cluster = cluster
+  }
+
+  /** Runs every program; resolves when all are over (everything they took down is back). */
+  async run(faults: readonly Fault[], t0: number): Promise<void> {
+    await Promise.all(
+      faults.map(async (f) => {
+        const times = f.times ?? 1
+        for (let k = 0; k < times; k++) {
+          await sleep(t0 + f.at + k * (f.every ?? 0) - Date.now())
+          try {
+            await this.#one(f)
+          } catch (err) {
+            const msg = `${describeFault(f)}: ${err instanceof Error ? err.message : String(err)}`
+            this.errors.push(msg)
+            this.#cluster.note(`fault error: ${msg}`)
+          }
+        }
+      }),
+    )
+  }
+
+  #worker(index: number | undefined): NodeProc {
+    const ws = this.#cluster.workers
+    const i = index ?? this.#nextWorker++ % ws.length
+    return ws[i % ws.length] as NodeProc
+  }
+
+  #proc(target: 'coordinator' | 'worker', worker: number | undefined): NodeProc {
+    return target === 'coordinator' ? this.#cluster.coordinator : this.#worker(worker)
+  }
+
+  async #service(s: KafkaService | FerretService, down: () => Promise<void>, downMs: number, label: string): Promise<void> {
+    const c = this.#cluster
+    c.note(`${label} ${s.name} (pid ${s.pid})`)
+    await down()
+    await sleep(downMs)
+    c.note(`starting ${s.name} again`)
+    await s.start()
+    c.note(`${s.name} ready`)
+    if (s === c.broker) await c.observerReconnect()
+  }
+
+  async #one(f: Fault): Promise<void> {
+    const c = this.#cluster
+    switch (f.do) {
+      case 'kill':
+      case 'restart': {
+        if (f.target === 'broker' || f.target === 'store') {
+          const s = f.target === 'broker' ? c.broker : c.store
+          await this.#service(s, () => (f.do === 'kill' ? s.kill() : s.terminate(30_000).then(() => undefined)), f.downMs, f.do === 'kill' ? 'SIGKILL' : 'SIGTERM')
+          return
+        }
+        const p = this.#proc(f.target, f.worker)
+        c.note(`${f.do === 'kill' ? 'SIGKILL' : 'SIGTERM'} ${p.name} (pid ${p.pid})`)
+        if (f.do === 'kill') await p.kill()
+        else await p.terminate(20_000)
+        await sleep(f.downMs)
+        if (!p.alive) p.start()
+        c.note(`${p.name} started again (pid ${p.pid})`)
+        return
+      }
+      case 'pause': {
+        const s = f.target === 'broker' ? c.broker : f.target === 'store' ? c.store : this.#proc(f.target, f.worker)
+        c.note(`SIGSTOP ${s.name} (pid ${s.pid})`)
+        s.pause()
+        await sleep(f.forMs)
+        s.resume()
+        c.note(`SIGCONT ${s.name} (pid ${s.pid})`)
+        if (s === c.broker) await c.observerReconnect()
+        return
+      }
+      case 'wipe':
+        await this.#service(c.broker, () => c.broker.wipe(), f.downMs, 'WIPE (SIGKILL + data dir removed)')
+        return
+      case 'flood': {
+        c.note(`flood: producing ${f.count} malformed records`)
+        const n = await flood(c.broker.brokers, c.coordinator.spec.prefix, c.coordinator.spec.roles, f.count)
+        c.note(`flood: ${n} malformed records produced`)
+        return
+      }
+      case 'zombie':
+        await this.#zombie(f.forMs, f.overlapMs)
+        return
+    }
+  }
+
+  async #zombie(forMs: number, overlapMs: number): Promise<void> {
+    const c = this.#cluster
+    const old = c.coordinator
+    c.note(`SIGSTOP coordinator (pid ${old.pid}): it becomes a zombie`)
+    old.pause()
+    const replacement = c.spawnReplacementCoordinator()
+    c.note(`replacement coordinator started (pid ${replacement.pid})`)
+    await sleep(forMs)
+    old.resume()
+    c.note(`SIGCONT the old coordinator (pid ${old.pid}): two coordinators run`)
+    await sleep(overlapMs)
+    c.note(`SIGKILL the old coordinator (pid ${old.pid}); the replacement takes over`)
+    await c.retireCoordinator(old)
+  }
+}
