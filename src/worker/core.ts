@@ -8,6 +8,7 @@ import type { Logger } from '../log.ts'
 import type { Bus } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { Store } from '../ports/store.ts'
+import { assertNodeId } from '../ports/store-rules.ts'
 import type { RoleHandler, RunInfo } from './handler.ts'
 import type { WorkerStateSaver } from './state.ts'
 import type { StatusEmitter } from './status.ts'
@@ -56,4 +57,27 @@ export function isObj(v: unknown): v is Record<string, unknown> {
 /** The ids every run log line carries. */
 export function runIds(info: RunInfo): { task_id: string; node_id: string; attempt_epoch: number } {
   return { task_id: info.taskId, node_id: info.nodeId, attempt_epoch: info.attemptEpoch }
+}
+
+/**
+ * The task ids a coordinator accepts at submission. Same rule as TASK_ID_PATTERN in
+ * coordinator/submit.ts, which does not export it (it should, next to NODE_ID_PATTERN, and this
+ * copy should then import it).
+ */
+const TASK_ID_PATTERN = /^[A-Za-z0-9_.:-]{1,200}$/
+
+/**
+ * Why the ids of an envelope addressed to this worker cannot be used (they build store keys, log
+ * fields and keys of the runs map), or null when they can: the task id must be one a coordinator
+ * accepts at submission, the node id one the store accepts (assertNodeId, the graph's rule).
+ */
+export function invalidIds(env: { task_id: string; node_id: string }): string | null {
+  const problems: string[] = []
+  if (!TASK_ID_PATTERN.test(env.task_id)) problems.push(`task_id ${JSON.stringify(env.task_id.slice(0, 100))} does not match ${TASK_ID_PATTERN.source}`)
+  try {
+    assertNodeId(env.node_id)
+  } catch (err) {
+    problems.push(err instanceof Error ? err.message : String(err))
+  }
+  return problems.length === 0 ? null : problems.join('; ')
 }

@@ -8,7 +8,7 @@
  */
 import type { BusMessage } from '../ports/bus.ts'
 import { dedupId, encode, makeEnvelope, messageKey, parseEnvelope, parseSignal } from '../protocol/messages.ts'
-import type { WorkerCore } from './core.ts'
+import { invalidIds, type WorkerCore } from './core.ts'
 import type { RunManager } from './runs.ts'
 
 export async function onSignal(core: WorkerCore, runs: RunManager, m: BusMessage): Promise<void> {
@@ -37,6 +37,12 @@ export async function onQuery(core: WorkerCore, m: BusMessage): Promise<void> {
   const env = parsed.value
   if (env.msg_type !== 'query' || env.payload['query'] !== 'TASK_DISCOVER') return
   if (!core.roles.includes(env.step_type)) return
+  const bad = invalidIds(env)
+  if (bad !== null) {
+    // Its ids would build a store key: not answered (the coordinator never asks with such ids).
+    core.log.warn('worker.query_invalid_ids', { topic: m.topic, partition: m.partition, offset: m.offset, error: bad })
+    return
+  }
   const run = core.runs.get(messageKey(env.task_id, env.node_id))
   // The lease is stated as a duration (deadline - ts_ms, one reading of the clock).
   const now = core.clock.now()

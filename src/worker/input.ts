@@ -11,6 +11,7 @@
  */
 import type { Clock } from '../ports/clock.ts'
 import type { ArtifactDoc, Store } from '../ports/store.ts'
+import { assertNodeId } from '../ports/store-rules.ts'
 import { INPUT_ADAPTERS, PULL_FROM_ARTIFACTS, PULL_RECHUNK } from '../protocol/input-adapters.ts'
 import type { Batch } from './handler.ts'
 
@@ -53,6 +54,14 @@ export function checkAdapter(
     fromNodes = [a['from_node']]
   } else {
     return { ok: false, reasonCode: 'bad_input_args', error: `${name} needs from_nodes (or from_node)` }
+  }
+  // Upstream node ids build store keys: each must be a valid node id (the graph's rule).
+  for (const from of fromNodes) {
+    try {
+      assertNodeId(from)
+    } catch {
+      return { ok: false, reasonCode: 'bad_input_args', error: `from_nodes: invalid node id ${JSON.stringify(from.slice(0, 200))}` }
+    }
   }
   const poll = a['poll_ms']
   if (poll !== undefined && (typeof poll !== 'number' || !Number.isFinite(poll) || poll < 0)) {

@@ -7,7 +7,7 @@ import { ErrorCode, FlowkitError, errorMessage } from '../errors.ts'
 import type { BusMessage, Subscription } from '../ports/bus.ts'
 import type { RunView } from '../ports/store.ts'
 import { type CmdTaskStart, type Envelope, messageKey, parseCommand, parseEnvelope } from '../protocol/messages.ts'
-import { isObj, type WorkerCore } from './core.ts'
+import { invalidIds, isObj, type WorkerCore } from './core.ts'
 import type { RunInfo } from './handler.ts'
 import type { RunManager } from './runs.ts'
 import { Slots } from './slots.ts'
@@ -52,6 +52,20 @@ export class CommandIntake {
       return
     }
     const env = parsed.value
+    const bad = invalidIds(env)
+    if (bad !== null) {
+      // A forged or corrupt command: its ids would build store keys. Skipped (the offset is
+      // committed), so it neither runs nor blocks the partition.
+      log.warn('worker.command_invalid_ids', {
+        topic: m.topic,
+        partition: m.partition,
+        offset: m.offset,
+        task_id: env.task_id.slice(0, 200),
+        node_id: env.node_id.slice(0, 200),
+        error: bad,
+      })
+      return
+    }
     const cmd = parseCommand(env.payload)
     if (env.msg_type !== 'cmd' || !cmd.ok) {
       log.warn('bus.message_malformed', {
