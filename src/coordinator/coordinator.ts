@@ -16,6 +16,7 @@ import { createLogger, type Logger } from '../log.ts'
 import type { Bus, Subscription } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { ArtifactDoc, OutboxRow, Store, WorkerInfo } from '../ports/store.ts'
+import { countingAttempt } from '../ports/store-rules.ts'
 import { parkPoison } from '../util/guard.ts'
 import { AfterFlush } from './after-flush.ts'
 import { Discovery, onAnnounce } from './discovery.ts'
@@ -333,8 +334,10 @@ export class Coordinator {
     return ok
   }
 
-  async listArtifacts(taskId: string, options: { nodeId?: string } = {}): Promise<ArtifactDoc[]> {
-    return this.#store.listArtifacts(taskId, options.nodeId === undefined ? {} : { nodeId: options.nodeId })
+  /** A task's artifacts: per node, those of the attempt that counts (`allAttempts` for every one). */
+  async listArtifacts(taskId: string, options: { nodeId?: string; allAttempts?: boolean } = {}): Promise<ArtifactDoc[]> {
+    const all = await this.#store.listArtifacts(taskId, options.nodeId === undefined ? {} : { nodeId: options.nodeId })
+    return options.allAttempts === true ? all : countingAttempt(all)
   }
 
   // ------------------------------------------------------------------ recovery and adoption

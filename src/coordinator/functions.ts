@@ -5,6 +5,7 @@
  */
 import type { Logger } from '../log.ts'
 import type { ArtifactDoc, NodeState, Store, TaskDoc } from '../ports/store.ts'
+import { countingAttempt } from '../ports/store-rules.ts'
 import type { NodeSpec } from '../graph/types.ts'
 import { PermanentError } from '../errors.ts'
 import { varsIncr, varsMerge, varsSet, varsUnset } from './vars.ts'
@@ -41,7 +42,7 @@ function fromNodes(args: Record<string, unknown>): string[] {
 async function upstreamArtifacts(ctx: CoordinatorFnContext, nodes: string[]): Promise<ArtifactDoc[]> {
   const out: ArtifactDoc[] = []
   for (const nodeId of nodes) {
-    const all = await ctx.store.listArtifacts(ctx.task.id, { nodeId })
+    const all = countingAttempt(await ctx.store.listArtifacts(ctx.task.id, { nodeId }))
     const partials = all.filter((a) => a.status === 'partial')
     // A node's output is its partial artifacts when it streamed, else its complete artifact.
     out.push(...(partials.length > 0 ? partials : all.filter((a) => a.status === 'complete')))
@@ -68,7 +69,7 @@ const mergeGeneric: CoordinatorFn = async (ctx) => {
   let partialBatches = 0
   const uids = new Set<string>()
   for (const n of nodes) {
-    for (const a of await ctx.store.listArtifacts(ctx.task.id, { nodeId: n })) {
+    for (const a of countingAttempt(await ctx.store.listArtifacts(ctx.task.id, { nodeId: n }))) {
       if (a.status === 'complete') completeNodes.push(n)
       else if (a.status === 'partial') {
         partialBatches++

@@ -76,3 +76,22 @@ export function withVersion<T extends object>(doc: T, v: number, sentThrough: nu
 export function journalKey(taskId: string, seq: number): string {
   return `${taskId}|${String(seq).padStart(10, '0')}`
 }
+
+/**
+ * The artifacts of the attempt that counts, per node: the attempt of the node's complete artifact
+ * when there is one, else its newest attempt. A replaced attempt's late partials (written after
+ * its successor started) are left out, so readers never mix two attempts' outputs. Order is kept.
+ */
+export function countingAttempt<T extends { node_id: string; batch_uid: string | null; status: string; attempt_epoch: number }>(artifacts: readonly T[]): T[] {
+  const counts = new Map<string, { complete: number; newest: number }>()
+  for (const a of artifacts) {
+    const c = counts.get(a.node_id) ?? { complete: -1, newest: -1 }
+    if (a.status === 'complete' && a.batch_uid === null) c.complete = Math.max(c.complete, a.attempt_epoch)
+    c.newest = Math.max(c.newest, a.attempt_epoch)
+    counts.set(a.node_id, c)
+  }
+  return artifacts.filter((a) => {
+    const c = counts.get(a.node_id) as { complete: number; newest: number }
+    return a.attempt_epoch === (c.complete >= 0 ? c.complete : c.newest)
+  })
+}
