@@ -70,7 +70,8 @@ export async function onQuery(core: WorkerCore, m: BusMessage): Promise<void> {
       artifacts: complete?.status === 'complete' ? { complete: true } : null,
     }
   }
-  await core.bus.produce([
+  // Through the status emitter: a failed produce is retried with backoff (a broker outage).
+  await core.status.send(
     {
       topic: core.config.topicReply,
       key: env.task_id,
@@ -89,5 +90,5 @@ export async function onQuery(core: WorkerCore, m: BusMessage): Promise<void> {
         }),
       ),
     },
-  ])
+  )
 }
