@@ -6,12 +6,11 @@
  * sent until the flusher has made the new state durable.
  */
 import type { CoordinatorConfig } from '../config.ts'
-import { topicFor } from '../config.ts'
 import type { RetryPolicy } from '../graph/types.ts'
 import type { Logger } from '../log.ts'
 import type { NodeState } from '../model/state.ts'
 import type { Clock } from '../ports/clock.ts'
-import { dedupId, encode, makeEnvelope, messageKey } from '../protocol/messages.ts'
+import { cancelCommands, startCommand } from './commands.ts'
 import type { Limits } from './limits.ts'
 import type { TaskRuntime } from './runtime.ts'
 import type { TimerEntry, TimerHeap } from './timers.ts'
@@ -29,9 +28,6 @@ export interface EngineHooks {
    */
   judge?(rt: TaskRuntime, ord: number, epoch: number): Promise<'complete' | 'check'>
 }
-
-/** Largest variables object sent inside a TASK_START (bigger ones are read from the store). */
-const VARS_INLINE_MAX = 256 * 1024
 
 export class Engine {
   readonly tasks = new Map<string, TaskRuntime>()
@@ -94,13 +90,13 @@ export class Engine {
   #effect(rt: TaskRuntime, ord: number, node: NodeState, e: Effect): void {
     switch (e.kind) {
       case 'start':
-        rt.commands.push(this.#startCommand(rt, ord, node.attempt_epoch, e.resend))
+        rt.commands.push(startCommand(this.#config, rt, ord, node.attempt_epoch, e.resend, this.#clock.now()))
         return
       case 'run_fn':
         rt.fnRuns.push(ord)
         return
       case 'cancel':
-        this.#cancelCommands(rt, ord, node, e.reason, e.holder, e.deadline, e.cmd)
+        rt.commands.push(...cancelCommands(this.#config, rt, ord, node.attempt_epoch, e.reason, e.holder, e.deadline, e.cmd, this.#clock.now()))
         return
       case 'metrics_row': {
         let m = rt.batches.get(ord)
@@ -375,90 +371,19 @@ export class Engine {
     if (rt.isFn(ord)) return
     const n = rt.node(ord)
     if (n.status === 'cancelling') {
-      this.#cancelCommands(rt, ord, n, rt.cancelReason ?? 'cancelled', n.lease.worker_id ?? null, this.#clock.now() + this.#config.cancelGraceSec * 1000, true)
+      rt.commands.push(...cancelCommands(this.#config, rt, ord, n.attempt_epoch, rt.cancelReason ?? 'cancelled', n.lease.worker_id ?? null, this.#clock.now() + this.#config.cancelGraceSec * 1000, true, this.#clock.now()))
     } else if (n.status === 'running' && n.accepted_at_ms === null) {
-      rt.commands.push(this.#startCommand(rt, ord, n.attempt_epoch, 0))
+      rt.commands.push(startCommand(this.#config, rt, ord, n.attempt_epoch, 0, this.#clock.now()))
     } else return
     rt.events.push(`reissue ${n.node_id}@${n.attempt_epoch}`)
     this.#hooks.dirty(rt)
   }
 
-  #startCommand(rt: TaskRuntime, ord: number, epoch: number, resend: number) {
-    const spec = rt.spec(ord)
-    const io = spec.io
-    // One logical message per attempt: a resend carries the same dedup_id (workers dedup on it).
-    const dedup = dedupId({ task: rt.id, node: spec.node_id, epoch, cmd: 'TASK_START' })
-    const payload: Record<string, unknown> = {
-      cmd: 'TASK_START',
-      input_ref: io.input_ref ?? null,
-      input_inline: io.input_inline ?? null,
-      batching: io.batching ?? null,
-      cancel_token: dedupId({ task: rt.id, node: spec.node_id, epoch, token: 'cancel' }),
-    }
-    // flowkit extension (peers ignore unknown fields): the task variables, so a worker need not
-    // read the task document before it runs the node.
-    const vars = JSON.stringify(rt.vars)
-    payload['vars'] = vars.length <= VARS_INLINE_MAX ? rt.vars : null
-    const env = makeEnvelope({
-      msg_type: 'cmd',
-      role: 'coordinator',
-      task_id: rt.id,
-      node_id: spec.node_id,
-      step_type: spec.type,
-      attempt_epoch: epoch,
-      ts_ms: this.#clock.now(),
-      dedup_id: dedup,
-      payload,
-    })
-    return {
-      topic: topicFor(this.#config.topicCmdFmt, spec.type),
-      key: messageKey(rt.id, spec.node_id),
-      value: encode(env),
-      dedup_id: resend === 0 ? dedup : `${dedup}:r${resend}`,
-      kind: 'TASK_START',
-      ord,
-      epoch,
-    }
-  }
-
   /** Tells a worker that accepted a replaced attempt to give it up (a CANCEL signal). */
   cancelStale(rt: TaskRuntime, ord: number, epoch: number, workerId: string): void {
-    const node = { ...rt.node(ord), attempt_epoch: epoch }
-    this.#cancelCommands(rt, ord, node, 'stale_attempt', workerId, this.#clock.now() + this.#config.cancelGraceSec * 1000, false)
-    rt.events.push(`cancel stale ${node.node_id}@${epoch}`)
+    const now = this.#clock.now()
+    rt.commands.push(...cancelCommands(this.#config, rt, ord, epoch, 'stale_attempt', workerId, now + this.#config.cancelGraceSec * 1000, false, now))
+    rt.events.push(`cancel stale ${rt.spec(ord).node_id}@${epoch}`)
     this.#hooks.dirty(rt)
-  }
-
-  #cancelCommands(rt: TaskRuntime, ord: number, node: NodeState, reason: string, holder: string | null, deadline: number, cmd: boolean): void {
-    const spec = rt.spec(ord)
-    const epoch = node.attempt_epoch
-    const token = dedupId({ task: rt.id, node: spec.node_id, epoch, token: 'cancel' })
-    const base = { role: 'coordinator' as const, task_id: rt.id, node_id: spec.node_id, step_type: spec.type, attempt_epoch: epoch, ts_ms: this.#clock.now() }
-    if (cmd) {
-      const d = dedupId({ task: rt.id, node: spec.node_id, epoch, cmd: 'TASK_CANCEL' })
-      rt.commands.push({
-        topic: topicFor(this.#config.topicCmdFmt, spec.type),
-        key: messageKey(rt.id, spec.node_id),
-        dedup_id: d,
-        value: encode(makeEnvelope({ ...base, msg_type: 'cmd', dedup_id: d, payload: { cmd: 'TASK_CANCEL', reason, cancel_token: token } })),
-        kind: 'TASK_CANCEL',
-        ord,
-        epoch,
-      })
-    }
-    if (holder) {
-      const d = dedupId({ task: rt.id, node: spec.node_id, epoch, sig: 'CANCEL' })
-      rt.commands.push({
-        topic: this.#config.topicSignals,
-        key: holder,
-        dedup_id: d,
-        value: encode(
-          makeEnvelope({ ...base, msg_type: 'event', dedup_id: d, target_worker_id: holder, payload: { sig: 'CANCEL', reason, cancel_token: token, deadline_ts_ms: deadline } }),
-        ),
-        kind: 'CANCEL',
-        ord,
-        epoch,
-      })
-    }
   }
 }

@@ -1,0 +1,95 @@
+/**
+ * The commands the coordinator sends, built from a task runtime: a node's TASK_START (with the
+ * task variables inline, a flowkit extension) and the cancel of an attempt (TASK_CANCEL on the
+ * role's command topic, and a CANCEL signal to the worker holding it).
+ */
+import type { CoordinatorConfig } from '../config.ts'
+import { topicFor } from '../config.ts'
+import { dedupId, encode, makeEnvelope, messageKey } from '../protocol/messages.ts'
+import type { PendingCommand, TaskRuntime } from './runtime.ts'
+
+/** Largest variables object sent inside a TASK_START (bigger ones are read from the store). */
+export const VARS_INLINE_MAX = 256 * 1024
+
+export function startCommand(config: CoordinatorConfig, rt: TaskRuntime, ord: number, epoch: number, resend: number, now: number): PendingCommand {
+  const spec = rt.spec(ord)
+  const io = spec.io
+  // One logical message per attempt: a resend carries the same dedup_id (workers dedup on it).
+  const dedup = dedupId({ task: rt.id, node: spec.node_id, epoch, cmd: 'TASK_START' })
+  const payload: Record<string, unknown> = {
+    cmd: 'TASK_START',
+    input_ref: io.input_ref ?? null,
+    input_inline: io.input_inline ?? null,
+    batching: io.batching ?? null,
+    cancel_token: dedupId({ task: rt.id, node: spec.node_id, epoch, token: 'cancel' }),
+  }
+  // flowkit extension (peers ignore unknown fields): the task variables, so a worker need not
+  // read the task document before it runs the node.
+  const vars = JSON.stringify(rt.vars)
+  payload['vars'] = vars.length <= VARS_INLINE_MAX ? rt.vars : null
+  const env = makeEnvelope({
+    msg_type: 'cmd',
+    role: 'coordinator',
+    task_id: rt.id,
+    node_id: spec.node_id,
+    step_type: spec.type,
+    attempt_epoch: epoch,
+    ts_ms: now,
+    dedup_id: dedup,
+    payload,
+  })
+  return {
+    topic: topicFor(config.topicCmdFmt, spec.type),
+    key: messageKey(rt.id, spec.node_id),
+    value: encode(env),
+    dedup_id: resend === 0 ? dedup : `${dedup}:r${resend}`,
+    kind: 'TASK_START',
+    ord,
+    epoch,
+  }
+}
+
+/** TASK_CANCEL to the role (when `cmd`) and a CANCEL signal to `holder` (when known). */
+export function cancelCommands(
+  config: CoordinatorConfig,
+  rt: TaskRuntime,
+  ord: number,
+  epoch: number,
+  reason: string,
+  holder: string | null,
+  deadline: number,
+  cmd: boolean,
+  now: number,
+): PendingCommand[] {
+  const spec = rt.spec(ord)
+  const out: PendingCommand[] = []
+  const token = dedupId({ task: rt.id, node: spec.node_id, epoch, token: 'cancel' })
+  const base = { role: 'coordinator' as const, task_id: rt.id, node_id: spec.node_id, step_type: spec.type, attempt_epoch: epoch, ts_ms: now }
+  if (cmd) {
+    const d = dedupId({ task: rt.id, node: spec.node_id, epoch, cmd: 'TASK_CANCEL' })
+    out.push({
+      topic: topicFor(config.topicCmdFmt, spec.type),
+      key: messageKey(rt.id, spec.node_id),
+      dedup_id: d,
+      value: encode(makeEnvelope({ ...base, msg_type: 'cmd', dedup_id: d, payload: { cmd: 'TASK_CANCEL', reason, cancel_token: token } })),
+      kind: 'TASK_CANCEL',
+      ord,
+      epoch,
+    })
+  }
+  if (holder) {
+    const d = dedupId({ task: rt.id, node: spec.node_id, epoch, sig: 'CANCEL' })
+    out.push({
+      topic: config.topicSignals,
+      key: holder,
+      dedup_id: d,
+      value: encode(
+        makeEnvelope({ ...base, msg_type: 'event', dedup_id: d, target_worker_id: holder, payload: { sig: 'CANCEL', reason, cancel_token: token, deadline_ts_ms: deadline } }),
+      ),
+      kind: 'CANCEL',
+      ord,
+      epoch,
+    })
+  }
+  return out
+}
