@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { ErrorCode, FlowkitError } from './errors.ts'
+import { SUBMIT_LIMIT_DEFAULTS, type SubmitLimits } from './graph/limits.ts'
 
 export interface TopicsConfig {
   topicCmdFmt: string
@@ -17,7 +18,12 @@ export interface TopicsConfig {
   topicPartitions: number
 }
 
-export interface CoordinatorConfig extends TopicsConfig {
+/**
+ * The coordinator config holds the submission limits too (`maxNodes`, `maxEdges`,
+ * `maxParamsDepth`, `maxParamsBytes`, `maxMessageBytes`, `maxTaskBytes`, `maxRetryAttempts`,
+ * `maxRetryBackoffSec`): see graph/limits.ts and docs/limits.md.
+ */
+export interface CoordinatorConfig extends TopicsConfig, SubmitLimits {
   /** Roles whose status topics are consumed from start (more are added as tasks need them). */
   workerTypes: string[]
   /** Stable consumer-group prefix of this coordinator deployment. */
@@ -89,6 +95,7 @@ const TOPIC_DEFAULTS: TopicsConfig = {
 
 export const COORDINATOR_DEFAULTS: CoordinatorConfig = {
   ...TOPIC_DEFAULTS,
+  ...SUBMIT_LIMIT_DEFAULTS,
   workerTypes: [],
   groupId: 'flowkit.coordinator',
   coordinatorId: null,

@@ -12,6 +12,8 @@ export const ErrorCode = {
   UnknownCoordinatorFn: 'GRAPH_UNKNOWN_COORDINATOR_FN',
   UnknownInputAdapter: 'GRAPH_UNKNOWN_INPUT_ADAPTER',
   BadField: 'GRAPH_BAD_FIELD',
+  /** A submission over a configured limit (node count, edges, nesting, sizes, retry ranges). */
+  GraphLimit: 'GRAPH_LIMIT',
   TaskNotFound: 'TASK_NOT_FOUND',
   Timeout: 'TIMEOUT',
   DuplicateKey: 'STORE_DUPLICATE_KEY',

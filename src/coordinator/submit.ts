@@ -1,14 +1,23 @@
 /**
  * Task submission: a graph validated and turned into a new task document, and the inserts of one
  * tick sent to the store together (`createTasks`: one round trip for many createTask calls).
+ *
+ * Submission limits (graph/limits.ts, docs/limits.md) are enforced here: the graph's counts,
+ * nesting and retry ranges by `parseGraph`; the task params, the size of each node's TASK_START
+ * as the coordinator will build it, and the size of the whole task below.
  */
 import { randomUUID } from 'node:crypto'
 import { ErrorCode, FlowkitError, GraphValidationError, errorMessage } from '../errors.ts'
+import { type SubmitLimits, formatCount, resolveSubmitLimits } from '../graph/limits.ts'
 import { parseGraph } from '../graph/parse.ts'
-import type { NodeSpec } from '../graph/types.ts'
+import { copyData, overLimit } from '../graph/parse-context.ts'
+import type { GraphProblem } from '../graph/parse.ts'
+import type { GraphSpec, NodeSpec } from '../graph/types.ts'
+import { COORDINATOR_FN_TYPE } from '../graph/types.ts'
 import type { NodeState, TaskDoc } from '../model/state.ts'
 import type { Store } from '../ports/store.ts'
 import { INPUT_ADAPTERS } from '../protocol/input-adapters.ts'
+import { dedupId, encode, makeEnvelope, messageKey } from '../protocol/messages.ts'
 import { deepFreeze } from '../ports/store-rules.ts'
 
 export interface CreateTaskInput {
@@ -18,10 +27,143 @@ export interface CreateTaskInput {
   id?: string
 }
 
+export interface BuildTaskOptions {
+  coordinatorFns: ReadonlySet<string>
+  rejectUnknownInputAdapters: boolean
+  /** Submission limits (the coordinator passes its config); defaults for the ones not given. */
+  limits?: Partial<SubmitLimits> | Readonly<Record<string, unknown>>
+}
+
 const TASK_ID_PATTERN = /^[A-Za-z0-9_.:-]{1,200}$/
 
+/**
+ * Largest task-variables object a TASK_START carries inline (engine.ts sends `vars: null` above
+ * it and the worker reads them from the store). Every START keeps room for it, so variables that
+ * grow while the task runs never push a START over `maxMessageBytes`.
+ */
+export const START_VARS_INLINE_MAX = 256 * 1024
+/** Room for the Kafka record around the value: record batch and record headers, the key's length. */
+const RECORD_OVERHEAD_BYTES = 512
+/** An attempt epoch wider than any real one (its digits count in the size). */
+const WIDEST_EPOCH = 999_999_999
+/** Smallest `maxMessageBytes` that leaves a START room for its variables and a modest io. */
+export const MIN_MESSAGE_BYTES = START_VARS_INLINE_MAX + 64 * 1024
+
+/**
+ * The TASK_START of a node, as the coordinator sends it (engine.ts builds the same envelope):
+ * the node's io (input_ref, input_inline, batching), the cancel token and the task variables.
+ */
+export function startEnvelope(taskId: string, spec: NodeSpec, epoch: number, now: number, vars: Record<string, unknown> | null) {
+  const io = spec.io
+  const dedup = dedupId({ task: taskId, node: spec.node_id, epoch, cmd: 'TASK_START' })
+  const payload: Record<string, unknown> = {
+    cmd: 'TASK_START',
+    input_ref: io.input_ref ?? null,
+    input_inline: io.input_inline ?? null,
+    batching: io.batching ?? null,
+    cancel_token: dedupId({ task: taskId, node: spec.node_id, epoch, token: 'cancel' }),
+    vars,
+  }
+  return makeEnvelope({
+    msg_type: 'cmd',
+    role: 'coordinator',
+    task_id: taskId,
+    node_id: spec.node_id,
+    step_type: spec.type,
+    attempt_epoch: epoch,
+    ts_ms: now,
+    dedup_id: dedup,
+    payload,
+  })
+}
+
+/**
+ * Most bytes a node's TASK_START can take on the bus: its value with empty variables, its key,
+ * the record overhead, and the room kept for variables sent inline.
+ */
+export function startCommandBytes(taskId: string, spec: NodeSpec, now: number): { bytes: number; ioBytes: number } {
+  const value = Buffer.byteLength(encode(startEnvelope(taskId, spec, WIDEST_EPOCH, now, {})))
+  const bytes = value + Buffer.byteLength(messageKey(taskId, spec.node_id)) + RECORD_OVERHEAD_BYTES + START_VARS_INLINE_MAX
+  return { bytes, ioBytes: value }
+}
+
+function jsonBytes(v: unknown): number {
+  return Buffer.byteLength(JSON.stringify(v) ?? '')
+}
+
+/** One GraphValidationError for the first problem, every problem in `details.errors`. */
+function throwProblems(problems: GraphProblem[]): void {
+  const first = problems[0]
+  if (first === undefined) return
+  const more = problems.length - 1
+  const message = more === 0 ? first.message : `${first.message} (and ${more} more problem${more === 1 ? '' : 's'}; see details.errors)`
+  throw new GraphValidationError(first.code, message, first.path, { ...first.details, errors: problems })
+}
+
+function problem(code: ErrorCode, path: string, text: string, details: Record<string, unknown>): GraphProblem {
+  return { code, path, message: path === '' ? text : `${path}: ${text}`, details }
+}
+
+/** Task params: an object of plain JSON data, within the depth and size limits. Returns a copy. */
+function checkParams(params: unknown, limits: SubmitLimits): Record<string, unknown> {
+  if (params === undefined) return {}
+  if (params === null || typeof params !== 'object' || Array.isArray(params)) {
+    throw new GraphValidationError(ErrorCode.GraphInvalid, 'params must be an object', 'params')
+  }
+  const c = copyData(params, 'params', 'task params', limits.maxParamsDepth)
+  if (!c.ok) throwProblems([problem(c.problem.code, c.problem.path, c.problem.text, c.problem.details)])
+  const copy = (c as { value: Record<string, unknown> }).value
+  const bytes = jsonBytes(copy)
+  if (bytes > limits.maxParamsBytes) {
+    throwProblems([
+      problem(ErrorCode.GraphLimit, 'params', `${overLimit('task params take', bytes, 'bytes of JSON', limits.maxParamsBytes, 'maxParamsBytes')}; pass a reference to large data instead`, {
+        limit: 'maxParamsBytes',
+        max: limits.maxParamsBytes,
+        bytes,
+      }),
+    ])
+  }
+  return copy
+}
+
+/** Every node's TASK_START fits `maxMessageBytes`; graph and params together fit `maxTaskBytes`. */
+function checkSizes(taskId: string, graph: GraphSpec, params: Record<string, unknown>, limits: SubmitLimits, now: number): void {
+  if (limits.maxMessageBytes < MIN_MESSAGE_BYTES) {
+    throw new FlowkitError(
+      ErrorCode.Config,
+      `coordinator config: "maxMessageBytes" must be at least ${formatCount(MIN_MESSAGE_BYTES)} (a TASK_START keeps room for ${formatCount(START_VARS_INLINE_MAX)} bytes of task variables), got ${formatCount(limits.maxMessageBytes)}`,
+    )
+  }
+  const problems: GraphProblem[] = []
+  graph.nodes.forEach((node, i) => {
+    if (node.type === COORDINATOR_FN_TYPE || problems.length >= 100) return
+    const { bytes, ioBytes } = startCommandBytes(taskId, node, now)
+    if (bytes <= limits.maxMessageBytes) return
+    problems.push(
+      problem(
+        ErrorCode.GraphLimit,
+        `nodes[${i}].io`,
+        `node ${JSON.stringify(node.node_id)}: its TASK_START would take up to ${formatCount(bytes)} bytes (${formatCount(ioBytes)} bytes of command with the node's io, plus ${formatCount(bytes - ioBytes)} bytes kept for task variables sent inline and the record around it), over the limit of ${formatCount(limits.maxMessageBytes)} bytes (coordinator config maxMessageBytes: the broker's message size limit; Kafka's default is 1 MiB); pass large inputs by reference (io.input_ref) instead of inline`,
+        { node_id: node.node_id, bytes, limit: 'maxMessageBytes', max: limits.maxMessageBytes },
+      ),
+    )
+  })
+  throwProblems(problems)
+  const bytes = jsonBytes(graph) + jsonBytes(params)
+  if (bytes > limits.maxTaskBytes) {
+    throwProblems([
+      problem(ErrorCode.GraphLimit, 'graph', `${overLimit('the graph and params take', bytes, 'bytes of JSON', limits.maxTaskBytes, 'maxTaskBytes')}; split the work into several tasks`, {
+        limit: 'maxTaskBytes',
+        max: limits.maxTaskBytes,
+        bytes,
+      }),
+    ])
+  }
+}
+
 /** Validates a submission (graph as an object or JSON text, params, id) into a queued task. */
-export function buildTask(input: CreateTaskInput, options: { coordinatorFns: ReadonlySet<string>; rejectUnknownInputAdapters: boolean }, now: number): TaskDoc {
+export function buildTask(input: CreateTaskInput, options: BuildTaskOptions, now: number): TaskDoc {
+  const limits = resolveSubmitLimits(options.limits)
   let raw = input.graph
   if (typeof raw === 'string') {
     try {
@@ -33,17 +175,18 @@ export function buildTask(input: CreateTaskInput, options: { coordinatorFns: Rea
   const graph = parseGraph(raw, {
     coordinatorFns: new Set(options.coordinatorFns),
     ...(options.rejectUnknownInputAdapters ? { inputAdapters: INPUT_ADAPTERS } : {}),
+    limits,
   })
-  if (input.params !== undefined && (input.params === null || typeof input.params !== 'object' || Array.isArray(input.params))) {
-    throw new FlowkitError(ErrorCode.GraphInvalid, 'params must be an object')
-  }
+  const params = checkParams(input.params, limits)
   if (input.id !== undefined && !TASK_ID_PATTERN.test(input.id)) {
     throw new FlowkitError(ErrorCode.GraphInvalid, `task id ${JSON.stringify(input.id)} must match ${TASK_ID_PATTERN}`)
   }
+  const id = input.id ?? randomUUID()
+  checkSizes(id, graph, params, limits, now)
   return {
-    id: input.id ?? randomUUID(),
+    id,
     status: 'queued',
-    params: input.params ?? {},
+    params,
     // Immutable from here on (stores may keep it without copying).
     graph: deepFreeze(graph),
     nodes: Object.fromEntries(graph.nodes.map((n) => [n.node_id, newNodeState(n)])),

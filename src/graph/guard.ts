@@ -22,7 +22,9 @@ export const GUARD_OPS = ['eq', 'ne', 'in', 'nin', 'exists', 'gt', 'gte', 'lt', 
 export type GuardOp = (typeof GUARD_OPS)[number]
 
 const SEGMENT = /^[A-Za-z0-9_-]{1,128}$/
-const MAX_DEPTH = 16
+/** Deepest nesting of guards (`all` / `any` / `not`). */
+export const GUARD_MAX_DEPTH = 16
+const MAX_DEPTH = GUARD_MAX_DEPTH
 
 function isObj(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v)

@@ -3,6 +3,7 @@
  * the parse context, message helpers and the JSON-data copy used for free-form node fields.
  */
 import { ErrorCode, GraphValidationError } from '../errors.ts'
+import { SUBMIT_LIMIT_DEFAULTS, type SubmitLimits, formatCount } from './limits.ts'
 
 export interface ParseGraphOptions {
   /** Names of the registered coordinator functions (`io.fn` of `coordinator_fn` nodes). */
@@ -13,6 +14,8 @@ export interface ParseGraphOptions {
    * names are left to the worker, which fails such a node with `bad_input_adapter`.
    */
   inputAdapters?: ReadonlySet<string>
+  /** Submission limits (graph/limits.ts); defaults for the ones not given. */
+  limits?: Partial<SubmitLimits>
 }
 
 /** One problem found in a submitted graph; `details.errors` of the thrown error lists these. */
@@ -102,11 +105,14 @@ export interface Relation {
   from: string
   to: string
   path: string
+  /** Set for a node reading another's output (`from_nodes` / `from_node`): that key. */
+  via?: string
 }
 
 export interface Context {
   problems: Problems
   options: ParseGraphOptions
+  limits: SubmitLimits
   /** Every string node_id submitted (even invalid ones, to avoid cascading "unknown" errors). */
   knownIds: Set<string>
   /** First index of each node_id. */
@@ -116,30 +122,33 @@ export interface Context {
   relations: Relation[]
 }
 
-/** Deepest nesting accepted inside node fields (keeps the copy's recursion bounded). */
-export const MAX_JSON_DEPTH = 256
+/** Default deepest nesting accepted inside free-form fields (config `maxParamsDepth`). */
+export const MAX_JSON_DEPTH = SUBMIT_LIMIT_DEFAULTS.maxParamsDepth
 
-type Copy = { ok: true; value: unknown } | { ok: false; at: string; bad: unknown }
+type Copy = { ok: true; value: unknown } | { ok: false; at: string; bad: unknown; why: 'type' | 'cycle' | 'depth' }
 
 /**
  * Deep copy of JSON data (plain objects, arrays, primitives; `undefined` dropped from objects and
- * null in arrays, as JSON.stringify does); not ok for anything else, a cycle or too deep nesting,
- * with the relative path (`.a[2].b`) of the offending value.
+ * null in arrays, as JSON.stringify does); not ok for anything else, a circular reference or a
+ * value nested deeper than `maxDepth` containers, with the relative path (`.a[2].b`) of the
+ * offending value. Recursion is bounded by `maxDepth`.
  */
-function copyJson(v: unknown, ancestors: Set<object>): Copy {
+function copyJson(v: unknown, ancestors: Set<object>, maxDepth: number): Copy {
   if (v === null || typeof v === 'string' || typeof v === 'boolean') return { ok: true, value: v }
-  if (typeof v === 'number') return Number.isFinite(v) ? { ok: true, value: v } : { ok: false, at: '', bad: v }
-  if (typeof v !== 'object' || ancestors.has(v) || ancestors.size >= MAX_JSON_DEPTH) return { ok: false, at: '', bad: v }
+  if (typeof v === 'number') return Number.isFinite(v) ? { ok: true, value: v } : { ok: false, at: '', bad: v, why: 'type' }
+  if (typeof v !== 'object') return { ok: false, at: '', bad: v, why: 'type' }
+  if (ancestors.has(v)) return { ok: false, at: '', bad: v, why: 'cycle' }
   const proto: unknown = Object.getPrototypeOf(v)
   const isArray = Array.isArray(v)
-  if (!isArray && proto !== Object.prototype && proto !== null) return { ok: false, at: '', bad: v }
+  if (!isArray && proto !== Object.prototype && proto !== null) return { ok: false, at: '', bad: v, why: 'type' }
+  if (ancestors.size >= maxDepth) return { ok: false, at: '', bad: v, why: 'depth' }
   ancestors.add(v)
   try {
     if (isArray) {
       const out: unknown[] = []
       for (let i = 0; i < v.length; i++) {
         const item: unknown = v[i]
-        const c = copyJson(item === undefined ? null : item, ancestors)
+        const c = copyJson(item === undefined ? null : item, ancestors, maxDepth)
         if (!c.ok) return { ...c, at: `[${i}]${c.at}` }
         out.push(c.value)
       }
@@ -148,7 +157,7 @@ function copyJson(v: unknown, ancestors: Set<object>): Copy {
     const entries: [string, unknown][] = []
     for (const [k, item] of Object.entries(v)) {
       if (item === undefined) continue
-      const c = copyJson(item, ancestors)
+      const c = copyJson(item, ancestors, maxDepth)
       if (!c.ok) return { ...c, at: keyPath('', k) + c.at }
       entries.push([k, c.value])
     }
@@ -159,17 +168,128 @@ function copyJson(v: unknown, ancestors: Set<object>): Copy {
   }
 }
 
-export function cloneData(ctx: Context, v: unknown, path: string): unknown {
-  const c = copyJson(v, new Set())
+/** A problem with free-form JSON data, as a graph problem (code, path, message). */
+export interface DataProblem {
+  code: ErrorCode
+  path: string
+  text: string
+  details: Record<string, unknown>
+}
+
+/**
+ * Copies free-form JSON data found at `path` (`owner` names it in messages: `node "a"`,
+ * `task params`); a problem when it is not plain JSON, is circular, or nests deeper than
+ * `maxDepth` (the setting that sets it is named).
+ */
+export function copyData(v: unknown, path: string, owner: string, maxDepth: number, setting = 'maxParamsDepth'): { ok: true; value: unknown } | { ok: false; problem: DataProblem } {
+  const c = copyJson(v, new Set(), maxDepth)
+  if (c.ok) return c
+  const at = `${path}${c.at}`
+  if (c.why === 'depth') {
+    return {
+      ok: false,
+      problem: {
+        code: ErrorCode.GraphLimit,
+        path: at,
+        text: `${owner}: value nested deeper than ${maxDepth} levels (coordinator config ${setting}); flatten it or pass a reference to the data instead`,
+        details: { limit: setting, max: maxDepth },
+      },
+    }
+  }
+  if (c.why === 'cycle') {
+    return {
+      ok: false,
+      problem: { code: ErrorCode.BadField, path: at, text: `${owner}: circular reference (the value contains itself); params must be plain JSON data`, details: {} },
+    }
+  }
+  return {
+    ok: false,
+    problem: {
+      code: ErrorCode.BadField,
+      path: at,
+      text: `${owner}: must be plain JSON data (objects, arrays, strings, finite numbers, booleans, null), got ${describe(c.bad)}`,
+      details: {},
+    },
+  }
+}
+
+/** Copy of free-form node data for the parsed graph; a problem (and undefined) when it is not plain JSON data. */
+export function cloneData(ctx: Context, v: unknown, path: string, owner = 'value', extraDepth = 0): unknown {
+  const c = copyData(v, path, owner, ctx.limits.maxParamsDepth + extraDepth)
   if (c.ok) return c.value
-  ctx.problems.add(
-    ErrorCode.BadField,
-    `${path}${c.at}`,
-    `must be plain JSON data (objects, arrays, strings, finite numbers, booleans, null; nested at most ${MAX_JSON_DEPTH} deep), got ${describe(c.bad)}`,
-  )
+  ctx.problems.add(c.problem.code, c.problem.path, c.problem.text, c.problem.details)
   return undefined
+}
+
+/** A limit exceeded: `the graph has 5,001 nodes, over the limit of 5,000 (coordinator config maxNodes)`. */
+export function overLimit(what: string, n: number, unit: string, max: number, setting: string): string {
+  return `${what} ${formatCount(n)} ${unit}, over the limit of ${formatCount(max)} (coordinator config ${setting})`
+}
+
+/**
+ * Edit distance with adjacent transpositions (optimal string alignment), for "did you mean":
+ * `asnyc` is 1 from `async`.
+ */
+export function editDistance(a: string, b: string): number {
+  const m = a.length
+  const n = b.length
+  let prev2: number[] = []
+  let prev: number[] = Array.from({ length: n + 1 }, (_, j) => j)
+  for (let i = 1; i <= m; i++) {
+    const cur: number[] = [i]
+    for (let j = 1; j <= n; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1
+      let d = Math.min((prev[j] as number) + 1, (cur[j - 1] as number) + 1, (prev[j - 1] as number) + cost)
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d = Math.min(d, (prev2[j - 2] as number) + 1)
+      cur.push(d)
+    }
+    prev2 = prev
+    prev = cur
+  }
+  return prev[n] as number
+}
+
+/**
+ * The closest of `known` to `word` when it is close enough to be a typo of it, else null; with
+ * `prefixes`, a known name that starts with `word` counts too (`backoff` for `backoff_sec`).
+ */
+export function closest(word: string, known: readonly string[], prefixes = false): string | null {
+  const w = word.toLowerCase()
+  let best: string | null = null
+  let bestD = Number.POSITIVE_INFINITY
+  for (const k of known) {
+    const d = editDistance(w, k.toLowerCase())
+    if (d < bestD) {
+      best = k
+      bestD = d
+    }
+  }
+  if (best === null) return null
+  const allowed = Math.max(1, Math.min(2, Math.floor(best.length / 4)))
+  if (bestD <= allowed) return best
+  if (prefixes && w.length >= 3) return known.find((k) => k.toLowerCase().startsWith(w)) ?? null
+  return null
+}
+
+/** ` (did you mean "x"?)` or `` (prefixes count: for closed objects, where any unknown key is wrong). */
+export function didYouMean(word: string, known: readonly string[]): string {
+  const c = closest(word, known, true)
+  return c === null ? '' : ` (did you mean ${JSON.stringify(c)}?)`
 }
 
 export function listOrNone(names: string[]): string {
   return names.length === 0 ? '(none registered)' : names.map((n) => JSON.stringify(n)).join(', ')
+}
+
+/** Unknown keys of a closed object (retry_policy, routing, edges_ex) are problems, with a hint. */
+export function checkKeys(ctx: Context, v: Obj, path: string, what: string, known: readonly string[]): void {
+  for (const k of Object.keys(v)) {
+    if (known.includes(k) || v[k] === undefined) continue
+    ctx.problems.add(
+      ErrorCode.BadField,
+      keyPath(path, k),
+      `unknown field ${quote(k)} in ${what}${didYouMean(k, known)}; allowed fields: ${known.map((x) => JSON.stringify(x)).join(', ')}`,
+      { field: k, allowed: [...known] },
+    )
+  }
 }

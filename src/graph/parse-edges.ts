@@ -5,7 +5,12 @@
 import { ErrorCode } from '../errors.ts'
 import type { EdgeEx, NodeSpec } from './types.ts'
 import type { Context, Relation } from './parse-context.ts'
-import { DEFAULT_EDGE_MODE, DEFAULT_EDGE_TRIGGER, describe, isAbsent, isObject, quote } from './parse-context.ts'
+import { DEFAULT_EDGE_MODE, DEFAULT_EDGE_TRIGGER, checkKeys, describe, didYouMean, isAbsent, isObject, quote } from './parse-context.ts'
+
+/** `edges_ex` fields and values: anything else is refused (a typo would silently turn a streaming edge into a plain one). */
+export const EDGE_EX_FIELDS = ['from', 'to', 'mode', 'trigger'] as const
+export const EDGE_MODES = ['async', 'sync'] as const
+export const EDGE_TRIGGERS = ['on_batch', 'on_done'] as const
 
 /** Lenient first pass: which ids exist, and how many distinct parents each node has. */
 export function prescan(ctx: Context, rawNodes: unknown[], rawEdges: unknown, rawEdgesEx: unknown): void {
@@ -108,17 +113,26 @@ export function parseEdgesEx(ctx: Context, v: unknown): EdgeEx[] {
       return
     }
     const text = (): string => `edges_ex ${edgeLabel(e['from'], e['to'])}`
+    checkKeys(ctx, e, p, text(), EDGE_EX_FIELDS)
     const from = endpoint(ctx, e['from'], `${p}.from`, text)
     const to = endpoint(ctx, e['to'], `${p}.to`, text)
-    const opt = (key: 'mode' | 'trigger', fallback: string): string => {
+    const opt = (key: 'mode' | 'trigger', fallback: string, allowed: readonly string[]): string => {
       const x = e[key]
       if (isAbsent(x)) return fallback
-      if (typeof x === 'string') return x
-      problems.add(ErrorCode.BadField, `${p}.${key}`, `${key} of ${text()} must be a string, got ${describe(x)}`)
+      const expected = `expected ${allowed.map((a) => JSON.stringify(a)).join(' or ')}`
+      if (typeof x !== 'string') {
+        problems.add(ErrorCode.BadField, `${p}.${key}`, `${key} of ${text()} must be a string, got ${describe(x)}; ${expected}`)
+        return fallback
+      }
+      if (allowed.includes(x)) return x
+      problems.add(ErrorCode.BadField, `${p}.${key}`, `unknown ${key} ${quote(x)} of ${text()}${didYouMean(x, allowed)}; ${expected}`, {
+        value: x,
+        allowed: [...allowed],
+      })
       return fallback
     }
-    const mode = opt('mode', DEFAULT_EDGE_MODE)
-    const trigger = opt('trigger', DEFAULT_EDGE_TRIGGER)
+    const mode = opt('mode', DEFAULT_EDGE_MODE, EDGE_MODES)
+    const trigger = opt('trigger', DEFAULT_EDGE_TRIGGER, EDGE_TRIGGERS)
     if (from === null || to === null) return
     if (from === to) {
       problems.add(ErrorCode.Cycle, p, `${text()} links a node to itself (cycle: ${from} -> ${from})`, {
@@ -152,7 +166,7 @@ export function findCycles(ctx: Context, nodes: NodeSpec[]): void {
   const color = new Map<string, number>()
   for (const root of nodes) {
     if (root.node_id === '' || (color.get(root.node_id) ?? WHITE) !== WHITE) continue
-    const stack: { id: string; next: number }[] = [{ id: root.node_id, next: 0 }]
+    const stack: { id: string; next: number; via: Relation | null }[] = [{ id: root.node_id, next: 0, via: null }]
     color.set(root.node_id, GRAY)
     while (stack.length > 0) {
       const top = stack[stack.length - 1]!
@@ -167,11 +181,17 @@ export function findCycles(ctx: Context, nodes: NodeSpec[]): void {
       const c = color.get(rel.to) ?? WHITE
       if (c === WHITE) {
         color.set(rel.to, GRAY)
-        stack.push({ id: rel.to, next: 0 })
+        stack.push({ id: rel.to, next: 0, via: rel })
       } else if (c === GRAY) {
         const start = stack.findIndex((f) => f.id === rel.to)
         const cycle = [...stack.slice(start).map((f) => f.id), rel.to]
-        ctx.problems.add(ErrorCode.Cycle, rel.path, `dependency cycle: ${cycle.join(' -> ')}`, { cycle })
+        const links = [...stack.slice(start + 1).map((f) => f.via as Relation), rel]
+        const input = links.find((r) => r.via !== undefined)
+        const how =
+          input === undefined
+            ? ''
+            : ` (node ${quote(input.to)} reads the output of ${quote(input.from)} through ${input.via} at ${input.path}, but ${quote(input.from)} runs after it)`
+        ctx.problems.add(ErrorCode.Cycle, rel.path, `dependency cycle: ${cycle.join(' -> ')}${how}`, { cycle })
       }
     }
   }

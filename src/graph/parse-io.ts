@@ -8,13 +8,22 @@ import type { Context, Obj } from './parse-context.ts'
 import {
   DEFAULT_RETRY_BACKOFF_SEC,
   DEFAULT_RETRY_MAX,
+  checkKeys,
+  closest,
   cloneData,
   describe,
   isAbsent,
   isObject,
+  keyPath,
   listOrNone,
+  overLimit,
   quote,
 } from './parse-context.ts'
+
+/** io fields the coordinator reads; a near miss of one is refused ("did you mean"). */
+const IO_FIELDS = ['start_when', 'input_ref', 'input_inline', 'batching', 'fn', 'fn_args']
+const RETRY_FIELDS = ['max', 'backoff_sec', 'permanent_on']
+const ROUTING_FIELDS = ['on_success', 'on_failure']
 
 export function parseIo(ctx: Context, v: unknown, path: string, id: string, label: string, type: string): NodeIO {
   const { problems, options } = ctx
@@ -24,7 +33,17 @@ export function parseIo(ctx: Context, v: unknown, path: string, id: string, labe
     if (isObject(v)) rawIo = v
     else problems.add(ErrorCode.BadField, p, `io of ${label} must be an object, got ${describe(v)}`)
   }
-  const io = (cloneData(ctx, rawIo, p) ?? {}) as NodeIO
+  const io = (cloneData(ctx, rawIo, p, label) ?? {}) as NodeIO
+  for (const k of Object.keys(rawIo)) {
+    if (IO_FIELDS.includes(k)) continue
+    const typo = closest(k, IO_FIELDS.filter((f) => f.length >= 4))
+    if (typo !== null) {
+      problems.add(ErrorCode.BadField, keyPath(p, k), `unknown io field ${quote(k)} on ${label} (did you mean ${JSON.stringify(typo)}?); a misspelt field would be ignored`, {
+        field: k,
+        suggestion: typo,
+      })
+    }
+  }
 
   const sw = rawIo['start_when']
   if (isAbsent(sw)) {
@@ -122,6 +141,9 @@ function checkFromNodes(ctx: Context, args: Obj, path: string, id: string, label
           node_id: ref,
           referenced_by: id,
         })
+      } else if (id !== '') {
+        // Reading a node's output needs that node to run first: a cycle through it never ends.
+        ctx.relations.push({ from: ref, to: id, path: refPath, via: key })
       }
     }
     if (typeof v === 'string') check(v, p)
@@ -141,6 +163,8 @@ export function parseRetryPolicy(ctx: Context, v: unknown, path: string, label: 
     problems.add(ErrorCode.BadField, path, `retry_policy of ${label} must be an object, got ${describe(v)}`)
     return null
   }
+  checkKeys(ctx, v, path, `retry_policy of ${label}`, RETRY_FIELDS)
+  const { maxRetryAttempts, maxRetryBackoffSec } = ctx.limits
   const policy: RetryPolicy = {
     max: DEFAULT_RETRY_MAX,
     backoff_sec: DEFAULT_RETRY_BACKOFF_SEC,
@@ -148,13 +172,28 @@ export function parseRetryPolicy(ctx: Context, v: unknown, path: string, label: 
   }
   const max = v['max']
   if (!isAbsent(max)) {
-    if (typeof max === 'number' && Number.isSafeInteger(max) && max >= 1) policy.max = max
-    else problems.add(ErrorCode.BadField, `${path}.max`, `retry_policy.max of ${label} must be an integer >= 1, got ${describe(max)}`)
+    if (typeof max === 'number' && Number.isSafeInteger(max) && max >= 1) {
+      if (max <= maxRetryAttempts) policy.max = max
+      else
+        problems.add(ErrorCode.GraphLimit, `${path}.max`, overLimit(`retry_policy.max of ${label} is`, max, 'attempts', maxRetryAttempts, 'maxRetryAttempts'), {
+          limit: 'maxRetryAttempts',
+          max: maxRetryAttempts,
+          value: max,
+        })
+    } else problems.add(ErrorCode.BadField, `${path}.max`, `retry_policy.max of ${label} must be an integer >= 1, got ${describe(max)}`)
   }
   const backoff = v['backoff_sec']
   if (!isAbsent(backoff)) {
-    if (typeof backoff === 'number' && Number.isFinite(backoff) && backoff >= 0) policy.backoff_sec = backoff
-    else
+    if (typeof backoff === 'number' && Number.isFinite(backoff) && backoff >= 0) {
+      if (backoff <= maxRetryBackoffSec) policy.backoff_sec = backoff
+      else
+        problems.add(
+          ErrorCode.GraphLimit,
+          `${path}.backoff_sec`,
+          overLimit(`retry_policy.backoff_sec of ${label} is`, backoff, 'seconds', maxRetryBackoffSec, 'maxRetryBackoffSec'),
+          { limit: 'maxRetryBackoffSec', max: maxRetryBackoffSec, value: backoff },
+        )
+    } else
       problems.add(
         ErrorCode.BadField,
         `${path}.backoff_sec`,
@@ -195,6 +234,7 @@ export function parseRouting(
     problems.add(ErrorCode.BadField, path, `routing of ${label} must be an object, got ${describe(v)}`)
     return null
   }
+  checkKeys(ctx, v, path, `routing of ${label}`, ROUTING_FIELDS)
   const branch = (key: 'on_success' | 'on_failure'): string[] => {
     const out: string[] = []
     const list = v[key]

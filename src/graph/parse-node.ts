@@ -6,7 +6,8 @@ import { ErrorCode } from '../errors.ts'
 import type { FanIn, NodeSpec } from './types.ts'
 import { NODE_ID_PATTERN } from './types.ts'
 import type { Context, Obj } from './parse-context.ts'
-import { NODE_TYPE_PATTERN, cloneData, describe, isAbsent, isObject, keyPath, quote } from './parse-context.ts'
+import { NODE_TYPE_PATTERN, closest, cloneData, describe, isAbsent, isObject, keyPath, quote } from './parse-context.ts'
+import { GUARD_MAX_DEPTH } from './guard.ts'
 import { parseIo, parseRetryPolicy, parseRouting } from './parse-io.ts'
 
 /** Node fields the parser understands; anything else goes to `extra`. */
@@ -24,6 +25,14 @@ const NODE_FIELDS = new Set([
   'stats',
   'lease',
 ])
+/**
+ * Field names an unknown node field is compared with: a near miss of one is refused ("did you
+ * mean"). Other unknown fields are kept in `extra`; short names and the priming fields are left
+ * out (`id`, `state` are plausible fields of their own).
+ */
+const KNOWN_NODE_FIELDS = ['node_id', 'type', 'depends_on', 'fan_in', 'retry_policy', 'routing', 'when']
+/** A `when` guard may nest GUARD_MAX_DEPTH guards (2 containers each) on top of maxParamsDepth. */
+const WHEN_EXTRA_DEPTH = 2 * (GUARD_MAX_DEPTH + 1) + 2
 
 export function parseNode(ctx: Context, raw: unknown, i: number): NodeSpec | null {
   const { problems } = ctx
@@ -95,11 +104,22 @@ export function parseNode(ctx: Context, raw: unknown, i: number): NodeSpec | nul
   const retryPolicy = parseRetryPolicy(ctx, raw['retry_policy'], `${path}.retry_policy`, label)
   const routing = parseRouting(ctx, raw['routing'], `${path}.routing`, id, label)
 
-  const extra: Record<string, unknown> = Object.fromEntries(
-    Object.entries(raw)
-      .filter(([k, v]) => !NODE_FIELDS.has(k) && v !== undefined)
-      .map(([k, v]) => [k, cloneData(ctx, v, keyPath(path, k))]),
-  )
+  const extra: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(raw)) {
+    if (NODE_FIELDS.has(k) || v === undefined) continue
+    const typo = k === 'when' ? null : closest(k, KNOWN_NODE_FIELDS)
+    if (typo !== null) {
+      problems.add(
+        ErrorCode.BadField,
+        keyPath(path, k),
+        `unknown field ${quote(k)} on ${label} (did you mean ${JSON.stringify(typo)}?); a misspelt field would be ignored`,
+        { field: k, suggestion: typo },
+      )
+      continue
+    }
+    // fromEntries-like: a "__proto__" key stays data
+    Object.defineProperty(extra, k, { value: cloneData(ctx, v, keyPath(path, k), label, k === 'when' ? WHEN_EXTRA_DEPTH : 0), enumerable: true, writable: true, configurable: true })
+  }
 
   return {
     node_id: id,

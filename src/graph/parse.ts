@@ -18,7 +18,8 @@ import { parseGuard } from './guard.ts'
 import { ErrorCode } from '../errors.ts'
 import type { GraphSpec, NodeSpec } from './types.ts'
 import type { Context, ParseGraphOptions } from './parse-context.ts'
-import { Problems, SCHEMA_VERSION, describe, isAbsent, isObject } from './parse-context.ts'
+import { Problems, SCHEMA_VERSION, describe, isAbsent, isObject, overLimit } from './parse-context.ts'
+import { resolveSubmitLimits } from './limits.ts'
 import { findCycles, parseEdges, parseEdgesEx, prescan } from './parse-edges.ts'
 import { parseNode } from './parse-node.ts'
 
@@ -86,10 +87,30 @@ function parseInto(input: unknown, options: ParseGraphOptions, problems: Problem
     problems.add(ErrorCode.GraphInvalid, 'nodes', 'must contain at least one node')
     return null
   }
+  const limits = resolveSubmitLimits(options.limits)
+  if (rawNodes.length > limits.maxNodes) {
+    problems.add(ErrorCode.GraphLimit, 'nodes', `${overLimit('the graph has', rawNodes.length, 'nodes', limits.maxNodes, 'maxNodes')}; split the work into several tasks`, {
+      limit: 'maxNodes',
+      max: limits.maxNodes,
+      count: rawNodes.length,
+    })
+    return null
+  }
+  const links = countLinks(rawNodes, input['edges'], input['edges_ex'])
+  if (links > limits.maxEdges) {
+    problems.add(
+      ErrorCode.GraphLimit,
+      'edges',
+      `${overLimit('the graph has', links, 'dependency links (depends_on entries, edges, edges_ex and routing targets together)', limits.maxEdges, 'maxEdges')}`,
+      { limit: 'maxEdges', max: limits.maxEdges, count: links },
+    )
+    return null
+  }
 
   const ctx: Context = {
     problems,
     options,
+    limits,
     knownIds: new Set(),
     firstIndex: new Map(),
     parentCounts: new Map(),
@@ -107,4 +128,19 @@ function parseInto(input: unknown, options: ParseGraphOptions, problems: Problem
   findCycles(ctx, nodes)
 
   return { schema_version: SCHEMA_VERSION, nodes, edges, edges_ex: edgesEx }
+}
+
+/** Dependency links as submitted (before validation): depends_on entries, edges, edges_ex, routing targets. */
+function countLinks(rawNodes: unknown[], rawEdges: unknown, rawEdgesEx: unknown): number {
+  let n = (Array.isArray(rawEdges) ? rawEdges.length : 0) + (Array.isArray(rawEdgesEx) ? rawEdgesEx.length : 0)
+  for (const raw of rawNodes) {
+    if (!isObject(raw)) continue
+    if (Array.isArray(raw['depends_on'])) n += raw['depends_on'].length
+    const routing = raw['routing']
+    if (isObject(routing)) {
+      if (Array.isArray(routing['on_success'])) n += routing['on_success'].length
+      if (Array.isArray(routing['on_failure'])) n += routing['on_failure'].length
+    }
+  }
+  return n
 }

@@ -10,8 +10,8 @@ const options = {
   inputAdapters: new Set(['pull.from_artifacts']),
 }
 
-function spec(nodes: Record<string, unknown>[], more: Record<string, unknown> = {}): GraphSpec {
-  return parseGraph({ nodes: nodes.map((n) => ({ type: 'proc', ...n })), ...more }, options)
+function spec(nodes: Record<string, unknown>[], more: Record<string, unknown> = {}, limits: Record<string, number> = {}): GraphSpec {
+  return parseGraph({ nodes: nodes.map((n) => ({ type: 'proc', ...n })), ...more }, { ...options, limits })
 }
 
 test('deps: parents are depends_on ∪ edges ∪ edges_ex, deduplicated in declaration order', () => {
@@ -118,7 +118,8 @@ test('deps: topoOrder keeps document order for independent nodes', () => {
 test('deps: a long chain is handled without recursion limits', () => {
   const n = 15_000
   const nodes = Array.from({ length: n }, (_, i) => (i === 0 ? { node_id: 'n0' } : { node_id: `n${i}`, depends_on: [`n${i - 1}`] }))
-  const index = buildDependencyIndex(spec(nodes.reverse()))
+  // over the default submission limits (maxNodes 5,000), raised for this test
+  const index = buildDependencyIndex(spec(nodes.reverse(), {}, { maxNodes: n, maxEdges: n }))
   assert.equal(index.topoOrder[0], 'n0')
   assert.equal(index.topoOrder[n - 1], `n${n - 1}`)
 })

@@ -506,10 +506,14 @@ test('graph validation: node data must be plain JSON', () => {
   })
   const loop: Json = {}
   loop['self'] = loop
-  rejects(graph([node('a', { meta: loop })]), { code: ErrorCode.BadField, path: 'nodes[0].meta.self', message: ['got object'] })
+  rejects(graph([node('a', { meta: loop })]), { code: ErrorCode.BadField, path: 'nodes[0].meta.self', message: ['node "a": circular reference'] })
   let deep: unknown = 1
   for (let i = 0; i < 300; i++) deep = [deep]
-  rejects(graph([node('a', { meta: deep })]), { code: ErrorCode.BadField, path: `nodes[0].meta${'[0]'.repeat(256)}`, message: ['nested at most 256 deep'] })
+  rejects(graph([node('a', { meta: deep })]), {
+    code: ErrorCode.GraphLimit,
+    path: `nodes[0].meta${'[0]'.repeat(32)}`,
+    message: ['node "a": value nested deeper than 32 levels (coordinator config maxParamsDepth)'],
+  })
 })
 
 // ---------------------------------------------------------------- normalisation
