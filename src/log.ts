@@ -37,18 +37,64 @@ export interface Logger {
   child(bindings: LogFields): Logger
 }
 
-const SECRET_KEYS = /(password|passwd|secret|token|sasl|credential|authorization|connection_?string|mongo_?url|uri)$/i
-const URL_CREDENTIALS = /([a-z][a-z0-9+.-]*:\/\/)([^:@/\s]+):([^@/\s]+)@/gi
+/** Field names whose value is masked whole (`cancel_token` is an id, not a credential). */
+const SECRET_KEYS =
+  /(password|passwd|pwd|secret|token|sasl|credentials?|authorization|cookie|connection_?string|mongo_?url|uri|api_?key|access_?key|private_?key|secret_?key|session_?key)$/i
+const NOT_SECRET_KEYS = new Set(['cancel_token'])
+/** Past this nesting a value is not walked (and not logged): `[Object]` / `[Array]`. */
+const MAX_REDACT_DEPTH = 8
 
-/** Removes credentials from URLs and masks fields whose names look secret. */
+/**
+ * Secret-looking parts of free text (error messages included), each replaced by `***`:
+ * credentials in URLs (`scheme://user:pass@`), `key=value` / `key: value` / `"key":"value"` pairs
+ * whose key names a secret (`password=`, `api_key:`, `aws_secret_access_key=`, `sasl.password=`,
+ * `"token":"…"`, `Authorization: Basic …`), bearer tokens, PEM private keys, and tokens with a
+ * well-known shape (AWS access key ids, GitHub and Slack tokens, JWTs).
+ */
+const TEXT_RULES: ReadonlyArray<readonly [RegExp, string]> = [
+  [/-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[\s\S]*?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|$)/g, '***'],
+  [/(:\/\/)([^:@/\s]*):([^@/\s]+)@/g, '$1***:***@'],
+  [/\b((?:proxy-)?authorization["']?\s*[:=]\s*["']?)(?:(?:bearer|basic|digest|token|negotiate)\s+)?[^\s"',;]+/gi, '$1***'],
+  [/\b(bearer\s+)[A-Za-z0-9._~+/=-]{6,}/gi, '$1***'],
+  [
+    /((?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|secret[_-]?key|session[_-]?key|credentials?)\\?["']?\s*[:=]\s*)(?:\\"(?:[^"\\\n]|\\[^"\n]){0,4096}\\"|"(?:[^"\\\n]|\\.){0,4096}"|'[^'\n]{0,4096}'|[^\s"',;&)\]}]+)/gi,
+    '$1***',
+  ],
+  [/\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA)[A-Z0-9]{16}\b/g, '***'],
+  [/\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})/g, '***'],
+  [/\bxox[abposr]-[A-Za-z0-9-]{10,}/g, '***'],
+  [/\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*/g, '***'],
+]
+/** Cheap pre-check: text without any of these cannot match a rule. */
+const MAY_HOLD_SECRET = /[@=:]|bearer|PRIVATE KEY|AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|gh[pousr]_|github_pat_|xox|eyJ/i
+
+/** Free text with every secret-looking part replaced by `***` (see TEXT_RULES). */
+export function redactText(text: string): string {
+  if (!MAY_HOLD_SECRET.test(text)) return text
+  let out = text
+  for (const [rule, replacement] of TEXT_RULES) out = out.replace(rule, replacement)
+  return out
+}
+
+/**
+ * A log record's fields with secrets removed: every string, at any depth (error messages too),
+ * goes through `redactText`; fields whose names look secret are masked whole.
+ */
 export function redact(value: unknown, depth = 0): unknown {
-  if (typeof value === 'string') return value.includes('@') ? value.replace(URL_CREDENTIALS, '$1***:***@') : value
-  if (depth > 6 || value === null || typeof value !== 'object') return value
-  if (value instanceof Error) return { name: value.name, message: redact(value.message, depth + 1) }
+  if (typeof value === 'string') return redactText(value)
+  if (value === null || typeof value !== 'object') return value
+  if (depth > MAX_REDACT_DEPTH) return Array.isArray(value) ? '[Array]' : '[Object]'
+  if (value instanceof Error) {
+    const out: Record<string, unknown> = { name: value.name, message: redactText(value.message) }
+    const code = (value as { code?: unknown }).code
+    if (typeof code === 'string' || typeof code === 'number') out['code'] = code
+    if (value.cause !== undefined) out['cause'] = redact(value.cause, depth + 1)
+    return out
+  }
   if (Array.isArray(value)) return value.map((v) => redact(v, depth + 1))
   const out: Record<string, unknown> = {}
   for (const [k, v] of Object.entries(value)) {
-    out[k] = SECRET_KEYS.test(k) && k !== 'cancel_token' ? '***' : redact(v, depth + 1)
+    out[k] = SECRET_KEYS.test(k) && !NOT_SECRET_KEYS.has(k) ? '***' : redact(v, depth + 1)
   }
   return out
 }
