@@ -48,8 +48,16 @@ export async function executeRun(
   const cleanups: (() => void | Promise<void>)[] = []
   const written = new Set<string>()
   let completeWritten = false
+  // An attempt that was cancelled (replaced, lease lost) or has ended writes nothing more: its
+  // late outputs would sit next to the attempt that replaced it.
+  const writable = (what: string): void => {
+    if (run.abort.signal.aborted || run.released) {
+      throw new CancelledRunError(`${what} refused: attempt ${info.attemptEpoch} of ${info.nodeId} was ${run.released ? 'ended' : 'cancelled'}`)
+    }
+  }
   const writer: ArtifactsWriter = {
     writePartial: async (batchUid, meta) => {
+      writable(`partial artifact ${batchUid}`)
       checkArtifactMeta(`partial artifact meta of batch ${batchUid}`, meta)
       await ArtifactBatcher.of(core.store).write(
         { task_id: info.taskId, node_id: info.nodeId, batch_uid: batchUid, status: 'partial', meta, attempt_epoch: info.attemptEpoch, worker_id: core.workerId },
@@ -58,6 +66,7 @@ export async function executeRun(
       written.add(batchUid)
     },
     markComplete: async (meta = {}) => {
+      writable('complete artifact')
       checkArtifactMeta('complete artifact meta', meta)
       await ArtifactBatcher.of(core.store).write(
         { task_id: info.taskId, node_id: info.nodeId, batch_uid: null, status: 'complete', meta, attempt_epoch: info.attemptEpoch, worker_id: core.workerId },

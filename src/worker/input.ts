@@ -109,6 +109,8 @@ export async function* pullArtifacts(ctx: PullContext, spec: AdapterSpec): Async
   /** Newest created_at seen per upstream: where the next incremental read starts. */
   const newest = new Map<string, number>()
   const seen = new Set<string>()
+  /** Newest attempt seen per upstream: a replaced attempt's late partials are not read. */
+  const attempt = new Map<string, number>()
   let idle = 0
   while (done.size < spec.fromNodes.length) {
     let progressed = false
@@ -126,7 +128,11 @@ export async function* pullArtifacts(ctx: PullContext, spec: AdapterSpec): Async
       let complete: ArtifactDoc | null = null
       let partialCount = 0
       const fresh: ArtifactDoc[] = []
+      let top = attempt.get(from) ?? Number.NEGATIVE_INFINITY
+      for (const art of arts) top = Math.max(top, art.attempt_epoch)
+      attempt.set(from, top)
       for (const art of arts) {
+        if (art.attempt_epoch < top) continue
         if (art.status === 'complete' && art.batch_uid === null) {
           if (complete === null || art.attempt_epoch > complete.attempt_epoch) complete = art
           continue

@@ -127,11 +127,32 @@ export class CommandIntake {
         }
         return
       }
+      if (!(await this.#claim(env))) {
+        core.log.info('worker.attempt_held_elsewhere', ids)
+        return
+      }
       this.#remember(seenKey)
       this.#runs.launch(role, env, cmd, vars)
       handedOver = true
     } finally {
       if (!handedOver) this.releaseSlot()
+    }
+  }
+
+  /**
+   * Claims the attempt in the store before running it: a start delivered twice (a rebalance
+   * between the fetch and the run, a resend, another group reading the same topic) runs on one
+   * worker only. A store that cannot be reached retries the command; one that refuses the claim
+   * for another reason does not keep the node from running.
+   */
+  async #claim(env: Envelope): Promise<boolean> {
+    const core = this.#core
+    try {
+      return await core.store.claimAttempt({ task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch, worker_id: core.workerId }, core.clock.now())
+    } catch (err) {
+      if (err instanceof FlowkitError && err.retryable) throw err
+      core.log.warn('worker.claim_failed', { task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch, error: errorMessage(err) })
+      return true
     }
   }
 
