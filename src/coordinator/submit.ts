@@ -19,6 +19,7 @@ import type { Store } from '../ports/store.ts'
 import { INPUT_ADAPTERS } from '../protocol/input-adapters.ts'
 import { dedupId, encode, makeEnvelope, messageKey } from '../protocol/messages.ts'
 import { deepFreeze } from '../ports/store-rules.ts'
+import { VARS_INLINE_MAX } from './commands.ts'
 
 export interface CreateTaskInput {
   params?: Record<string, unknown>
@@ -37,11 +38,11 @@ export interface BuildTaskOptions {
 const TASK_ID_PATTERN = /^[A-Za-z0-9_.:-]{1,200}$/
 
 /**
- * Largest task-variables object a TASK_START carries inline (engine.ts sends `vars: null` above
+ * Largest task-variables object a TASK_START carries inline (commands.ts sends `vars: null` above
  * it and the worker reads them from the store). Every START keeps room for it, so variables that
  * grow while the task runs never push a START over `maxMessageBytes`.
  */
-export const START_VARS_INLINE_MAX = 256 * 1024
+export const START_VARS_INLINE_MAX = VARS_INLINE_MAX
 /** Room for the Kafka record around the value: record batch and record headers, the key's length. */
 const RECORD_OVERHEAD_BYTES = 512
 /** An attempt epoch wider than any real one (its digits count in the size). */
@@ -50,7 +51,8 @@ const WIDEST_EPOCH = 999_999_999
 export const MIN_MESSAGE_BYTES = START_VARS_INLINE_MAX + 64 * 1024
 
 /**
- * The TASK_START of a node, as the coordinator sends it (engine.ts builds the same envelope):
+ * The TASK_START of a node, as the coordinator sends it (commands.ts `startCommand` builds the
+ * same envelope; test/reliability/d07-start-size.test.ts checks they agree byte for byte):
  * the node's io (input_ref, input_inline, batching), the cancel token and the task variables.
  */
 export function startEnvelope(taskId: string, spec: NodeSpec, epoch: number, now: number, vars: Record<string, unknown> | null) {

@@ -9,9 +9,10 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { ErrorCode, GraphValidationError, MemoryLogger, type RoleHandler } from 'flowkit'
-import { buildTask } from '../../src/coordinator/submit.ts'
+import { buildTask, startEnvelope } from '../../src/coordinator/submit.ts'
+import { encode } from '../../src/protocol/messages.ts'
 import { startRuntime, REAL_E2E } from '../helpers/runtime.ts'
-import { withBusFaults } from '../helpers/bus-faults.ts'
+import { envelopeOf, withBusFaults } from '../helpers/bus-faults.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const done: RoleHandler = {
@@ -138,6 +139,50 @@ test('defect 7: a TASK_START the bus refuses for good fails its node (start_unde
       message: 'both STARTs dead-lettered',
     })
     assert.ok(log.records.some((r) => r.event === 'outbox.failed'))
+  } finally {
+    await rt.stop()
+  }
+})
+
+test('defect 7: the size checked at createTask is the TASK_START the coordinator sends, byte for byte', async () => {
+  const starts: string[] = []
+  const rt = await startRuntime({
+    handlers: { step: done },
+    coordinatorBus: (bus) =>
+      withBusFaults(bus, {
+        produce: (records) => {
+          for (const r of records) if (r.topic.endsWith('cmd.step.v1') && envelopeOf(r.value)?.['msg_type'] === 'cmd') starts.push(r.value)
+          return records
+        },
+      }),
+  })
+  try {
+    const id = await rt.coordinator.createTask({
+      graph: {
+        nodes: [
+          { node_id: 'set', type: 'coordinator_fn', io: { fn: 'vars.set', fn_args: { kv: { 'cfg.mode': 'fast', 'cfg.note': 'ünïcödé' } } } },
+          {
+            node_id: 'io',
+            type: 'step',
+            depends_on: ['set'],
+            io: { input_ref: { uri: 's3://bucket/key' }, input_inline: { rows: ['€', 1, null] }, batching: { size: 10 } },
+          },
+        ],
+      },
+    })
+    assert.equal((await rt.coordinator.waitForTask(id, { timeoutMs: 30_000 })).status, 'finished')
+    const stored = await rt.store.getTask(id)
+    const spec = stored?.graph.nodes.find((n) => n.node_id === 'io')
+    assert.ok(spec)
+    const sent = starts.map((v) => ({ v, env: envelopeOf(v) as Record<string, unknown> & { payload: Record<string, unknown> } })).filter((s) => s.env.payload['cmd'] === 'TASK_START')
+    assert.ok(sent.length >= 1, 'the START was captured')
+    for (const { v, env } of sent) {
+      const rebuilt = startEnvelope(id, spec, env['attempt_epoch'] as number, env['ts_ms'] as number, env.payload['vars'] as Record<string, unknown>)
+      rebuilt.corr_id = env['corr_id'] as string
+      // If this fails, commands.ts changed what a START holds: update startEnvelope with it.
+      assert.equal(encode(rebuilt), v)
+    }
+    assert.deepEqual(sent[0]?.env.payload['vars'], { cfg: { mode: 'fast', note: 'ünïcödé' } })
   } finally {
     await rt.stop()
   }
