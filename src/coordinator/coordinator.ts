@@ -9,11 +9,11 @@
  */
 import { randomUUID } from 'node:crypto'
 import { SystemClock } from '../clock.ts'
-import { COORDINATOR_DEFAULTS, type CoordinatorConfig, checkBounds, resolveConfig, topicFor } from '../config.ts'
+import { COORDINATOR_DEFAULTS, type CoordinatorConfig, checkBounds, resolveConfig } from '../config.ts'
 import { ErrorCode, FlowkitError } from '../errors.ts'
 import { COORDINATOR_FN_TYPE } from '../graph/types.ts'
 import { createLogger, type Logger } from '../log.ts'
-import type { Bus, Subscription } from '../ports/bus.ts'
+import type { Bus } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { ArtifactDoc, OutboxRow, Store, WorkerInfo } from '../ports/store.ts'
 import { countingAttempt } from '../ports/store-rules.ts'
@@ -33,6 +33,7 @@ import { TERMINAL_TASK, type TaskRuntime } from './runtime.ts'
 import { SnapshotWriter } from './snapshots.ts'
 import { TimerHeap } from './timers.ts'
 import { type CreateTaskInput, TaskInserter, buildTask } from './submit.ts'
+import { Subscriptions } from './subscriptions.ts'
 import { sweep } from './sweep.ts'
 import { type TaskView, toTaskView } from './view.ts'
 
@@ -67,8 +68,7 @@ export class Coordinator {
   readonly #intake: Intake
   /** This process's identity in the journal (tells its own retried writes from another writer's). */
   readonly #writer = `c-${randomUUID()}`
-  readonly #subscriptions = new Map<string, Subscription>()
-  readonly #subscribing = new Map<string, Promise<void>>()
+  readonly #subscriptions: Subscriptions
   readonly #discovery: Discovery
   readonly #inserter: TaskInserter
   readonly #after: AfterFlush
@@ -127,6 +127,7 @@ export class Coordinator {
       isRecentlyDone: (id) => this.#after.isRecentlyDone(id),
     })
     this.#inserter = new TaskInserter(this.#store)
+    this.#subscriptions = new Subscriptions(this.#bus, this.config, (msgs) => this.#intake.statusBatch(msgs))
     this.#discovery = new Discovery(this.config, this.#bus, this.#clock, this.#log, this.#engine, () => this.#flusher.barrier())
   }
 
@@ -180,12 +181,12 @@ export class Coordinator {
     for (const rt of loaded) for (const s of rt.specs) if (s.type !== COORDINATOR_FN_TYPE) types.add(s.type)
     const startedAt = this.#clock.now()
     this.#engine.graceEnd = startedAt + c.discoveryWindowSec * 1000
-    await Promise.all([...types].map((t) => this.#ensureStatusSubscription(t)))
+    await Promise.all([...types].map((t) => this.#subscriptions.ensureStatus(t)))
     this.#log.info('coordinator.started', { active_tasks: loaded.length, worker_types: [...types] })
     this.#sweepAbort = new AbortController()
     const deps = this.#recoveryDeps()
     for (const rt of loaded) resume(rt, deps)
-    if (loaded.some((rt) => rt.inherited.size > 0)) void finishRecovery(loaded, deps, [...this.#subscriptions.values()], this.#sweepAbort.signal)
+    if (loaded.some((rt) => rt.inherited.size > 0)) void finishRecovery(loaded, deps, this.#subscriptions.all(), this.#sweepAbort.signal)
     else this.#engine.graceEnd = 0
     this.#sweepLoop = this.#sweep(this.#sweepAbort.signal)
   }
@@ -194,8 +195,7 @@ export class Coordinator {
     if (!this.#started) return
     this.#started = false
     this.#sweepAbort.abort()
-    await Promise.all([...this.#subscriptions.values()].map((s) => s.close()))
-    this.#subscriptions.clear()
+    await this.#subscriptions.closeAll()
     this.#discovery.stop()
     this.#fns.stop()
     await Promise.allSettled([...this.#engine.tasks.values()].map((rt) => rt.fnChain))
@@ -234,8 +234,7 @@ export class Coordinator {
     this.#timers.stop()
     this.#engine.tasks.clear()
     this.#after.reset()
-    await Promise.all([...this.#subscriptions.values()].map((s) => s.close()))
-    this.#subscriptions.clear()
+    await this.#subscriptions.closeAll()
     await this.#outbox.stop({ discard: true })
     this.#log.warn('coordinator.killed')
   }
@@ -248,7 +247,7 @@ export class Coordinator {
     const task = buildTask(input, { coordinatorFns: new Set(Object.keys(this.#functions)), rejectUnknownInputAdapters: this.config.rejectUnknownInputAdapters }, now)
     const { id, graph } = task
     const types = new Set(graph.nodes.filter((n) => n.type !== COORDINATOR_FN_TYPE).map((n) => n.type))
-    await Promise.all([...types].map((t) => this.#ensureStatusSubscription(t)))
+    await Promise.all([...types].map((t) => this.#subscriptions.ensureStatus(t)))
     await this.#inserter.insert(task)
     this.#log.info('task.created', { task_id: id, nodes: graph.nodes.length })
     const rt = await loadRuntime(this.#store, this.#engine, this.#limits, { ...task, v: 0 })
@@ -355,42 +354,11 @@ export class Coordinator {
     if (again !== undefined) return again
     const rt = await loadRuntime(this.#store, this.#engine, this.#limits, doc)
     const types = new Set(rt.specs.filter((s) => s.type !== COORDINATOR_FN_TYPE).map((s) => s.type))
-    await Promise.all([...types].map((t) => this.#ensureStatusSubscription(t)))
+    await Promise.all([...types].map((t) => this.#subscriptions.ensureStatus(t)))
     rt.inherited.clear()
     this.#log.info('task.adopted', { task_id: taskId, status: rt.status })
     resume(rt, this.#recoveryDeps())
     return rt
-  }
-
-  // ------------------------------------------------------------------ subscriptions
-
-  async #ensureStatusSubscription(type: string): Promise<void> {
-    if (this.#subscriptions.has(type)) return
-    const pending = this.#subscribing.get(type)
-    if (pending) return pending
-    const p = (async () => {
-      const c = this.config
-      const statusTopic = topicFor(c.topicStatusFmt, type)
-      await this.#bus.ensureTopics([
-        { name: statusTopic, partitions: c.topicPartitions },
-        { name: topicFor(c.topicCmdFmt, type), partitions: c.topicPartitions },
-        { name: c.topicSignals, partitions: c.topicPartitions },
-      ])
-      const sub = await this.#bus.subscribe({
-        groupId: `${c.groupId}.status.${type}`,
-        topics: [statusTopic],
-        name: `coordinator-status-${type}`,
-        batchHandler: (msgs) => this.#intake.statusBatch(msgs),
-        maxBatch: 1000,
-      })
-      this.#subscriptions.set(type, sub)
-    })()
-    this.#subscribing.set(type, p)
-    try {
-      await p
-    } finally {
-      this.#subscribing.delete(type)
-    }
   }
 
   // ------------------------------------------------------------------ sweep

@@ -1,0 +1,69 @@
+/**
+ * The coordinator's bus subscriptions: worker announces, TASK_DISCOVER replies, and one status
+ * subscription per worker type (created on first need, once, even when asked concurrently).
+ */
+import type { CoordinatorConfig } from '../config.ts'
+import { topicFor } from '../config.ts'
+import type { Bus, BusMessage, Subscription } from '../ports/bus.ts'
+
+export class Subscriptions {
+  readonly #bus: Bus
+  readonly #config: CoordinatorConfig
+  readonly #statusBatch: (msgs: readonly BusMessage[]) => Promise<void>
+  readonly #subs = new Map<string, Subscription>()
+  readonly #pending = new Map<string, Promise<void>>()
+
+  constructor(bus: Bus, config: CoordinatorConfig, statusBatch: (msgs: readonly BusMessage[]) => Promise<void>) {
+    this.#bus = bus
+    this.#config = config
+    this.#statusBatch = statusBatch
+  }
+
+  set(name: string, sub: Subscription): void {
+    this.#subs.set(name, sub)
+  }
+
+  /** The status subscription of a worker type (undefined before the first task of that type). */
+  get(type: string): Subscription | undefined {
+    return this.#subs.get(type)
+  }
+
+  all(): Subscription[] {
+    return [...this.#subs.values()]
+  }
+
+  async closeAll(): Promise<void> {
+    await Promise.all(this.all().map((s) => s.close()))
+    this.#subs.clear()
+  }
+
+  /** Subscribes to the status topic of `type` (topics created first) unless already done. */
+  async ensureStatus(type: string): Promise<void> {
+    if (this.#subs.has(type)) return
+    const pending = this.#pending.get(type)
+    if (pending) return pending
+    const p = (async () => {
+      const c = this.#config
+      const statusTopic = topicFor(c.topicStatusFmt, type)
+      await this.#bus.ensureTopics([
+        { name: statusTopic, partitions: c.topicPartitions },
+        { name: topicFor(c.topicCmdFmt, type), partitions: c.topicPartitions },
+        { name: c.topicSignals, partitions: c.topicPartitions },
+      ])
+      const sub = await this.#bus.subscribe({
+        groupId: `${c.groupId}.status.${type}`,
+        topics: [statusTopic],
+        name: `coordinator-status-${type}`,
+        batchHandler: this.#statusBatch,
+        maxBatch: 1000,
+      })
+      this.#subs.set(type, sub)
+    })()
+    this.#pending.set(type, p)
+    try {
+      await p
+    } finally {
+      this.#pending.delete(type)
+    }
+  }
+}
