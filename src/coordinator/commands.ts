@@ -5,44 +5,51 @@
  */
 import type { CoordinatorConfig } from '../config.ts'
 import { topicFor } from '../config.ts'
+import type { NodeSpec } from '../graph/types.ts'
 import { dedupId, encode, makeEnvelope, messageKey } from '../protocol/messages.ts'
 import type { PendingCommand, TaskRuntime } from './runtime.ts'
 
 /** Largest variables object sent inside a TASK_START (bigger ones are read from the store). */
 export const VARS_INLINE_MAX = 256 * 1024
 
-export function startCommand(config: CoordinatorConfig, rt: TaskRuntime, ord: number, epoch: number, resend: number, now: number): PendingCommand {
-  const spec = rt.spec(ord)
+/**
+ * The TASK_START of a node's attempt: the node's io (input_ref, input_inline, batching), the cancel
+ * token and the task variables (flowkit extension, `null` when sent too large to inline: the
+ * worker then reads them from the store). createTask sizes this very envelope (submit.ts).
+ */
+export function startEnvelope(taskId: string, spec: NodeSpec, epoch: number, now: number, vars: Record<string, unknown> | null) {
   const io = spec.io
-  // One logical message per attempt: a resend carries the same dedup_id (workers dedup on it).
-  const dedup = dedupId({ task: rt.id, node: spec.node_id, epoch, cmd: 'TASK_START' })
   const payload: Record<string, unknown> = {
     cmd: 'TASK_START',
     input_ref: io.input_ref ?? null,
     input_inline: io.input_inline ?? null,
     batching: io.batching ?? null,
-    cancel_token: dedupId({ task: rt.id, node: spec.node_id, epoch, token: 'cancel' }),
+    cancel_token: dedupId({ task: taskId, node: spec.node_id, epoch, token: 'cancel' }),
+    vars,
   }
-  // flowkit extension (peers ignore unknown fields): the task variables, so a worker need not
-  // read the task document before it runs the node.
-  const vars = JSON.stringify(rt.vars)
-  payload['vars'] = vars.length <= VARS_INLINE_MAX ? rt.vars : null
-  const env = makeEnvelope({
+  return makeEnvelope({
     msg_type: 'cmd',
     role: 'coordinator',
-    task_id: rt.id,
+    task_id: taskId,
     node_id: spec.node_id,
     step_type: spec.type,
     attempt_epoch: epoch,
     ts_ms: now,
-    dedup_id: dedup,
+    // One logical message per attempt: a resend carries the same dedup_id (workers dedup on it).
+    dedup_id: dedupId({ task: taskId, node: spec.node_id, epoch, cmd: 'TASK_START' }),
     payload,
   })
+}
+
+export function startCommand(config: CoordinatorConfig, rt: TaskRuntime, ord: number, epoch: number, resend: number, now: number): PendingCommand {
+  const spec = rt.spec(ord)
+  const inline = Buffer.byteLength(JSON.stringify(rt.vars)) <= VARS_INLINE_MAX
+  const env = startEnvelope(rt.id, spec, epoch, now, inline ? rt.vars : null)
   return {
     topic: topicFor(config.topicCmdFmt, spec.type),
     key: messageKey(rt.id, spec.node_id),
     value: encode(env),
-    dedup_id: resend === 0 ? dedup : `${dedup}:r${resend}`,
+    dedup_id: resend === 0 ? env.dedup_id : `${env.dedup_id}:r${resend}`,
     kind: 'TASK_START',
     ord,
     epoch,

@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto'
 import { SystemClock } from '../clock.ts'
 import { COORDINATOR_DEFAULTS, type CoordinatorConfig, checkBounds, resolveConfig } from '../config.ts'
 import { ErrorCode, FlowkitError } from '../errors.ts'
+import { resolveSubmitLimits } from '../graph/limits.ts'
 import { COORDINATOR_FN_TYPE } from '../graph/types.ts'
 import { createLogger, type Logger } from '../log.ts'
 import type { Bus } from '../ports/bus.ts'
@@ -85,6 +86,7 @@ export class Coordinator {
       ['heartbeatSoftSec', 'heartbeatHardSec', 'leaseTtlSec', 'schedulerTickSec', 'outboxDispatchTickSec', 'outboxMaxRetry', 'acceptTimeoutSec', 'defaultRetryMax', 'topicPartitions', 'retentionSec'],
       ['discoveryWindowSec', 'cancelGraceSec', 'outboxBackoffMinMs', 'outboxBackoffMaxMs', 'defaultBackoffSec', 'maxRunningNodes', 'snapshotIntervalSec'],
     )
+    resolveSubmitLimits(this.config) // bad limits fail here, not at the first createTask
     this.#bus = options.bus
     this.#store = options.store
     this.#clock = options.clock ?? new SystemClock()
@@ -244,7 +246,7 @@ export class Coordinator {
   async createTask(input: CreateTaskInput): Promise<string> {
     if (!this.#started) throw new FlowkitError(ErrorCode.Config, 'createTask: the coordinator is not started (call start() first)')
     const now = this.#clock.now()
-    const task = buildTask(input, { coordinatorFns: new Set(Object.keys(this.#functions)), rejectUnknownInputAdapters: this.config.rejectUnknownInputAdapters }, now)
+    const task = buildTask(input, { coordinatorFns: new Set(Object.keys(this.#functions)), rejectUnknownInputAdapters: this.config.rejectUnknownInputAdapters, limits: this.config }, now)
     const { id, graph } = task
     const types = new Set(graph.nodes.filter((n) => n.type !== COORDINATOR_FN_TYPE).map((n) => n.type))
     await Promise.all([...types].map((t) => this.#subscriptions.ensureStatus(t)))

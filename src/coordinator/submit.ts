@@ -17,9 +17,10 @@ import { COORDINATOR_FN_TYPE } from '../graph/types.ts'
 import type { NodeState, TaskDoc } from '../model/state.ts'
 import type { Store } from '../ports/store.ts'
 import { INPUT_ADAPTERS } from '../protocol/input-adapters.ts'
-import { dedupId, encode, makeEnvelope, messageKey } from '../protocol/messages.ts'
+import { encode, messageKey } from '../protocol/messages.ts'
 import { deepFreeze } from '../ports/store-rules.ts'
-import { VARS_INLINE_MAX } from './commands.ts'
+import { VARS_INLINE_MAX, startEnvelope } from './commands.ts'
+export { startEnvelope } from './commands.ts'
 
 export interface CreateTaskInput {
   params?: Record<string, unknown>
@@ -49,35 +50,6 @@ const RECORD_OVERHEAD_BYTES = 512
 const WIDEST_EPOCH = 999_999_999
 /** Smallest `maxMessageBytes` that leaves a START room for its variables and a modest io. */
 export const MIN_MESSAGE_BYTES = START_VARS_INLINE_MAX + 64 * 1024
-
-/**
- * The TASK_START of a node, as the coordinator sends it (commands.ts `startCommand` builds the
- * same envelope; test/reliability/d07-start-size.test.ts checks they agree byte for byte):
- * the node's io (input_ref, input_inline, batching), the cancel token and the task variables.
- */
-export function startEnvelope(taskId: string, spec: NodeSpec, epoch: number, now: number, vars: Record<string, unknown> | null) {
-  const io = spec.io
-  const dedup = dedupId({ task: taskId, node: spec.node_id, epoch, cmd: 'TASK_START' })
-  const payload: Record<string, unknown> = {
-    cmd: 'TASK_START',
-    input_ref: io.input_ref ?? null,
-    input_inline: io.input_inline ?? null,
-    batching: io.batching ?? null,
-    cancel_token: dedupId({ task: taskId, node: spec.node_id, epoch, token: 'cancel' }),
-    vars,
-  }
-  return makeEnvelope({
-    msg_type: 'cmd',
-    role: 'coordinator',
-    task_id: taskId,
-    node_id: spec.node_id,
-    step_type: spec.type,
-    attempt_epoch: epoch,
-    ts_ms: now,
-    dedup_id: dedup,
-    payload,
-  })
-}
 
 /**
  * Most bytes a node's TASK_START can take on the bus: its value with empty variables, its key,

@@ -227,7 +227,6 @@ test('defect 11: every limit is configurable (limits given to buildTask, as the 
 
 test(
   'defect 11: coordinator config limits reach createTask',
-  { todo: 'coordinator.ts must pass its config to buildTask: `limits: this.config` (see docs/limits.md)' },
   async () => {
     const rt = await startRuntime({ handlers: { step: done }, coordinator: { maxNodes: 3 } })
     try {
