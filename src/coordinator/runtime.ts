@@ -98,6 +98,8 @@ export class TaskRuntime {
   readonly inherited = new Set<number>()
   /** Upstream node id → yielded consumers queued until it runs or ends (see `held_for`). */
   readonly held = new Map<string, Set<number>>()
+  /** Nodes whose output another node pulls (input adapter `from_nodes`): their end is published. */
+  readonly pulled = new Set<number>()
 
   constructor(doc: TaskDoc, v: number) {
     this.id = doc.id
@@ -152,6 +154,19 @@ export class TaskRuntime {
       }
     }
     this.open = this.nodes.filter((x) => !TERMINAL.has(x.status)).length
+    for (const spec of this.specs) {
+      for (const io of [spec.io.input_inline, spec.io.input_ref]) {
+        const args = io !== null && typeof io === 'object' ? (io as Record<string, unknown>)['input_args'] : undefined
+        if (args === null || typeof args !== 'object') continue
+        for (const key of ['from_nodes', 'from_node']) {
+          const v = (args as Record<string, unknown>)[key]
+          for (const ref of Array.isArray(v) ? v : [v]) {
+            const o = typeof ref === 'string' ? ord.get(ref) : undefined
+            if (o !== undefined) this.pulled.add(o)
+          }
+        }
+      }
+    }
     this.nodes.forEach((x, i) => {
       if (x.status !== 'queued' || !x.held_for) return
       const set = this.held.get(x.held_for) ?? new Set<number>()
