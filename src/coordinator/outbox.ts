@@ -12,7 +12,7 @@ import type { Logger } from '../log.ts'
 import type { Bus } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { OutboxEnqueue, Store } from '../ports/store.ts'
-import { errorMessage } from '../errors.ts'
+import { FlowkitError, errorMessage } from '../errors.ts'
 import { QUIET_ABORT } from '../util/abort.ts'
 
 export interface OutboxOptions {
@@ -49,6 +49,11 @@ interface Queued {
 }
 
 const RECENT_MAX = 20_000
+/** A failure the bus says may pass (broker or network down): no use splitting the round. */
+function transient(err: unknown): boolean {
+  return err instanceof FlowkitError && err.retryable
+}
+
 /** Longest wait for the last send when the dispatcher stops (real time). */
 const STOP_SEND_MS = 5_000
 
@@ -163,35 +168,44 @@ export class OutboxDispatcher {
       this.#sent(due)
       return due.length
     } catch (err) {
-      const topics = new Set(due.map((q) => q.msg.topic))
-      if (topics.size <= 1 || this.#stop.signal.aborted) {
-        await this.#failed(due, errorMessage(err))
-        return 0
-      }
-      // One broken topic must not hold the others back: each topic is sent on its own (order per
-      // key is kept: a key lives in one topic), and only the failing ones back off.
-      let sent = 0
-      const groups = [...topics].map((t) => due.filter((q) => q.msg.topic === t))
-      const results = await Promise.allSettled(
-        groups.map(async (g) => {
-          this.sends++
-          await this.#produce(g)
-        }),
-      )
-      const failedGroups: Queued[] = []
-      let error = errorMessage(err)
-      results.forEach((r, i) => {
-        const g = groups[i] as Queued[]
-        if (r.status === 'fulfilled') {
-          this.#sent(g)
-          sent += g.length
-        } else {
-          error = errorMessage(r.reason)
-          failedGroups.push(...g)
-        }
-      })
-      if (failedGroups.length > 0) await this.#failed(failedGroups, error)
+      return this.#isolate(due, err, 0)
+    }
+  }
+
+  /**
+   * A failed round is split so that one bad part does not hold the rest back: by topic first (a
+   * broken topic), then, for a refusal that is not transient (a record the broker will never
+   * take), record by record. Order per key is kept: a key lives in one topic, and a split sends
+   * the records of one topic in order of the queue. Only what fails again backs off.
+   */
+  async #isolate(due: Queued[], err: unknown, depth: number): Promise<number> {
+    const topics = new Set(due.map((q) => q.msg.topic))
+    let groups: Queued[][] = []
+    if (topics.size > 1) groups = [...topics].map((t) => due.filter((q) => q.msg.topic === t))
+    else if (due.length > 1 && !transient(err)) groups = due.map((q) => [q])
+    if (groups.length <= 1 || depth > 1 || this.#stop.signal.aborted) {
+      await this.#failed(due, errorMessage(err))
+      return 0
+    }
+    let sent = 0
+    if (groups.every((g) => g.length === 1)) {
+      // One record at a time, in order (a key's records stay in order).
+      for (const g of groups) sent += await this.#sendGroup(g, depth)
       return sent
+    }
+    const counts = await Promise.all(groups.map((g) => this.#sendGroup(g, depth)))
+    for (const n of counts) sent += n
+    return sent
+  }
+
+  async #sendGroup(g: Queued[], depth: number): Promise<number> {
+    try {
+      this.sends++
+      await this.#produce(g)
+      this.#sent(g)
+      return g.length
+    } catch (err) {
+      return this.#isolate(g, err, depth + 1)
     }
   }
 

@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { MemoryLogger } from 'flowkit'
+import { ErrorCode, FlowkitError, MemoryLogger } from 'flowkit'
 import { noopHandler, startRuntime } from '../helpers/runtime.ts'
 import { withBusFaults } from '../helpers/bus-faults.ts'
 import { waitFor } from '../helpers/wait.ts'
@@ -65,6 +65,34 @@ test('defect 9: stop() does not wait for a send that hangs', async () => {
     await waitFor(() => stopped, { timeoutMs: 20_000, message: 'coordinator.stop() returned' })
     await stop
     assert.ok(log.records.some((r) => r.event === 'coordinator.stopped'))
+  } finally {
+    await rt.stop()
+  }
+})
+
+test('defect 9: a record the broker refuses for good does not hold back the others of its topic', async () => {
+  const rt = await startRuntime({
+    handlers: { ok: noopHandler() },
+    coordinator: { outboxBackoffMinMs: 30_000, outboxBackoffMaxMs: 60_000 },
+    coordinatorBus: (bus) =>
+      withBusFaults(bus, {
+        produce: (records) => {
+          if (records.some((r) => r.key?.includes('poison'))) throw new FlowkitError(ErrorCode.BusError, 'injected: MESSAGE_TOO_LARGE')
+          return records
+        },
+      }),
+  })
+  try {
+    // Three starts of one type leave in one round; the broker refuses one of them for good.
+    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'a', type: 'ok' }, { node_id: 'poison', type: 'ok' }, { node_id: 'b', type: 'ok' }] } })
+    await waitFor(
+      async () => {
+        const t = await rt.coordinator.getTask(id)
+        return ['a', 'b'].every((n) => t?.nodes.find((x) => x.node_id === n)?.status === 'finished')
+      },
+      { timeoutMs: 10_000, message: 'a and b finished while the poison record backs off' },
+    )
+    await rt.coordinator.cancelTask(id)
   } finally {
     await rt.stop()
   }
