@@ -98,6 +98,7 @@ export interface OutboxEnqueue {
   dedup_id: string
 }
 
+/** A message in the outbox. A sent row keeps its ids, topic, key and times; its `value` is ''. */
 export interface OutboxRow extends OutboxEnqueue {
   /** Stable id derived from (topic, key, dedup_id). */
   id: string

@@ -51,7 +51,6 @@ test('defect 15: sent commands keep no payload in the store (no outbox row; the 
 
 test(
   'defect 15: a requeued dead letter, once sent, keeps no payload in the sent rows',
-  { todo: 'needs the store adapters (memory, mongo markSent) to drop `value` from sent rows: see docs/limits.md' },
   async () => {
     const { store, drop } = await testStore()
     try {

@@ -432,6 +432,7 @@ export class MemoryStore implements Store {
     const r = this.#outbox.get(id)
     if (r?.status !== 'pending') return
     r.status = 'sent'
+    r.value = '' // kept for audit without its payload
     r.sent_at_ms = now
     r.updated_at_ms = now
   }

@@ -78,7 +78,8 @@ export async function markSent(c: Collections, id: string, now: number): Promise
   const at = num(now)
   const doc = await c.outbox.findOne({ _id: id as never })
   if (doc?.['status'] !== 'pending') return
-  await insertOnce(c.outboxSent, { ...doc, status: 'sent', sent_at_ms: at, updated_at_ms: at })
+  // What is kept of a sent message is what an audit needs, never its payload (a START's params).
+  await insertOnce(c.outboxSent, { ...doc, value: '', status: 'sent', sent_at_ms: at, updated_at_ms: at })
   await c.outbox.deleteOne({ _id: id as never, status: 'pending' })
 }
 
