@@ -11,7 +11,7 @@ import { CancelledRunError } from './cancel.ts'
 import type { ActiveRun, WorkerCore } from './core.ts'
 import { type ArtifactsWriter, type RoleHandler, type RunContext, classifyErrorDefault } from './handler.ts'
 import { resolveInput } from './input-select.ts'
-import { HandlerResultError, MAX_ERROR_CHARS, MAX_REASON_CODE_CHARS, checkArtifactMeta, checkBatch, checkBatchResult, checkBusRecord, checkFinalizeResult, clip } from './results.ts'
+import { HandlerResultError, MAX_REASON_CODE_CHARS, checkArtifactMeta, checkBatch, checkBatchResult, checkBusRecord, checkFinalizeResult, clip, failureText } from './results.ts'
 import { emitStatus, statusRecord } from './status.ts'
 import { type SpawnOptions, spawnInGroup } from './subprocess.ts'
 import { QUIET_ABORT } from '../util/abort.ts'
@@ -168,7 +168,7 @@ export async function executeRun(
       return
     }
     const classified = classify(core.log, handler, err)
-    const error = clip(errorMessage(err), MAX_ERROR_CHARS)
+    const error = failureText(err)
     if (currentBatch !== null) {
       await emitStatus(
         core,

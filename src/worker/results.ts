@@ -7,7 +7,8 @@
  * the broker refuses an oversized document or message with a driver error) and the node hung until
  * its lease expired, or failed with a cryptic driver message.
  */
-import { PermanentError } from '../errors.ts'
+import { PermanentError, errorMessage } from '../errors.ts'
+import { redactText } from '../log.ts'
 import type { BusRecord } from '../ports/bus.ts'
 import type { Batch, BatchResult, FinalizeResult } from './handler.ts'
 
@@ -159,6 +160,14 @@ export function checkBusRecord(what: string, record: BusRecord): void {
       'result_too_large',
     )
   }
+}
+
+/**
+ * The text of a run's failure as it is sent (and stored in the node's `last_error`, shown by
+ * getTask and the CLI): secret-looking values redacted, cut to MAX_ERROR_CHARS.
+ */
+export function failureText(err: unknown): string {
+  return clip(redactText(errorMessage(err)), MAX_ERROR_CHARS)
 }
 
 /** Cuts a text to `max` characters, saying how much was cut. */

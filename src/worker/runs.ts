@@ -10,7 +10,7 @@ import { CancelledRunError } from './cancel.ts'
 import { type ActiveRun, runIds, type WorkerCore } from './core.ts'
 import { executeRun } from './execute.ts'
 import type { RunInfo } from './handler.ts'
-import { MAX_ERROR_CHARS, clip } from './results.ts'
+import { failureText } from './results.ts'
 import { emitStatus } from './status.ts'
 import { QUIET_ABORT } from '../util/abort.ts'
 
@@ -91,7 +91,7 @@ export class RunManager {
           this.#hooks.forget(run.seenKey)
           return
         }
-        const error = clip(errorMessage(err), MAX_ERROR_CHARS)
+        const error = failureText(err)
         await emitStatus(core, info, { kind: 'TASK_FAILED', reason_code: 'worker_error', permanent: false, error }, { kind: 'TASK_FAILED' }).catch(
           () => undefined,
         )

@@ -43,6 +43,19 @@ test('defect 13: a handler error holding secrets reaches neither the coordinator
   }
 })
 
+test('defect 13: a handler error holding secrets is stored redacted in the node last_error (getTask, the CLI)', async () => {
+  const rt = await startRuntime({ handlers: { leaky } })
+  try {
+    const id = await rt.coordinator.createTask({ graph })
+    const t = await rt.coordinator.waitForTask(id, { timeoutMs: 30_000 })
+    const stored = JSON.stringify(await rt.store.getTask(id))
+    assert.ok(!JSON.stringify(t).includes('hunter2') && !stored.includes('hunter2'), 'no secret in the task view or the stored task')
+    assert.match(JSON.stringify(t.nodes.map((n) => n.last_error)), /connect failed mongodb:\/\/\*\*\*:\*\*\*@db/)
+  } finally {
+    await rt.stop()
+  }
+})
+
 test('defect 13: a handler error holding secrets is redacted in the JSON log lines (pino) of coordinator and worker', async () => {
   const sink = () => {
     const lines: string[] = []
