@@ -7,6 +7,7 @@
  *
  * With real services, the scenario tests (test/e2e) run a second time on them
  * (FLOWKIT_E2E_RUNTIME=real). Extra arguments replace the file list (and skip the second pass).
+ * FLOWKIT_RELIABILITY=1 adds a last pass: the reliability suite's short profile (reliability/).
  */
 import { spawnSync, spawn } from 'node:child_process'
 import { existsSync, readFileSync, readdirSync } from 'node:fs'
@@ -110,5 +111,14 @@ if (extra.length === 0 && !env['FLOWKIT_REAL_SKIP_REASON'] && env['FLOWKIT_KAFKA
 }
 if (startedServices && env['FLOWKIT_KEEP_SERVICES'] !== '1') {
   spawnSync('bash', [join(root, 'scripts', 'services.sh'), 'stop'], { cwd: root, env, stdio: 'inherit' })
+}
+// Last pass, off unless FLOWKIT_RELIABILITY=1: the reliability suite's short profile
+// (docs/reliability.md), on its own Kafka and FerretDB processes; exit 2 = binaries missing.
+if (extra.length === 0 && env['FLOWKIT_RELIABILITY'] === '1' && env['FLOWKIT_SKIP_REAL_SERVICES'] !== '1') {
+  console.log('\nflowkit test: reliability suite, short profile (npm run reliability)')
+  const rel = spawnSync(process.execPath, ['--conditions=flowkit-source', join(root, 'reliability', 'run.ts')], { cwd: root, env, stdio: 'inherit', timeout: PASS_DEADLINE_MS })
+  const relCode = rel.status ?? 1
+  if (relCode === 2 && !require) console.log('flowkit test: reliability suite skipped (its Kafka/FerretDB binaries are not built)')
+  else if (code === 0) code = relCode
 }
 process.exit(code)

@@ -10,6 +10,8 @@ import type { EffectLine } from '../proc/handlers.ts'
 
 export interface EffectsCheck {
   lines: number
+  /** Handler runs for tasks that are not the workload's (e.g. a flood record that got executed). */
+  foreign: string[]
   /** Batches run again at a later epoch (retries: allowed). */
   retried: number
   violations: string[]
@@ -31,7 +33,16 @@ export function readEffects(dir: string): EffectLine[] {
   return out
 }
 
-export function checkEffects(lines: readonly EffectLine[]): EffectsCheck {
+export function checkEffects(all: readonly EffectLine[], taskIds: ReadonlySet<string>): EffectsCheck {
+  const lines = all.filter((l) => taskIds.has(l.task))
+  const foreignRuns = new Map<string, Set<string>>()
+  for (const l of all) {
+    if (taskIds.has(l.task)) continue
+    const set = foreignRuns.get(`${l.task}/${l.node}@${l.epoch}`) ?? new Set<string>()
+    set.add(`${l.worker}(pid ${l.pid})`)
+    foreignRuns.set(`${l.task}/${l.node}@${l.epoch}`, set)
+  }
+  const foreign = [...foreignRuns].map(([run, ws]) => `handler ran ${run}, a task that is not the workload's, on ${[...ws].join(', ')}`)
   const byBatchEpoch = new Map<string, EffectLine[]>()
   const runners = new Map<string, Set<string>>()
   const epochsOfBatch = new Map<string, Set<number>>()
@@ -56,5 +67,5 @@ export function checkEffects(lines: readonly EffectLine[]): EffectsCheck {
   }
   let retried = 0
   for (const epochs of epochsOfBatch.values()) retried += epochs.size - 1
-  return { lines: lines.length, retried, violations }
+  return { lines: lines.length, foreign, retried, violations }
 }

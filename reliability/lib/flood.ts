@@ -1,9 +1,10 @@
 /**
  * Malformed traffic: records no flowkit peer ever sends, produced straight onto the scenario's
  * status and command topics with a plain @platformatic/kafka producer — not JSON, wrong shapes,
- * wrong types, bad protocol versions, invalid UTF-8, deep nesting, oversized values, and
- * well-formed envelopes for tasks that do not exist. None names a real task, so none may change
- * any task's state; a consumer must skip each without blocking its partition or crashing.
+ * wrong types, bad protocol versions, invalid UTF-8, deep nesting, oversized values, and (status
+ * topics only) well-formed events of tasks that do not exist. None names a real task, so none may
+ * change any task's state or run a handler; a consumer must skip each without blocking its
+ * partition or crashing.
  */
 import { randomBytes } from 'node:crypto'
 import { Producer } from '@platformatic/kafka'
@@ -16,7 +17,8 @@ function envelope(i: number, cmd: boolean, over: Record<string, unknown>): strin
     role: cmd ? 'coordinator' : 'worker',
     corr_id: `flood-${i}`,
     dedup_id: `flood-${i}`,
-    task_id: `flood-unknown-${i % 97}`,
+    // The variant is in the id, so whatever a flood record causes names its kind.
+    task_id: `flood-v${i % 20}-${i % 97}`,
     node_id: 'src',
     step_type: 'rel_src',
     attempt_epoch: 1,
@@ -66,11 +68,15 @@ export function malformed(i: number, cmd: boolean): Buffer {
     case 16:
       return text(envelope(i, cmd, { node_id: 'n'.repeat(600) }))
     case 17:
-      // Well-formed, for a task that does not exist (no vars: a worker checks the task document).
-      return text(envelope(i, cmd, {}))
+      // Status: a well-formed event of a task that does not exist (coordinators ignore it). Not
+      // on command topics: a well-formed TASK_START of an unknown task is run by design (the
+      // protocol does not require the task document; src/worker/intake.ts), so it is no
+      // malformed record; there the target worker id has the wrong type instead.
+      return text(cmd ? envelope(i, cmd, { target_worker_id: 42 }) : envelope(i, cmd, {}))
     case 18:
       return i % 100 === 18 ? text(`{"pad":"${'x'.repeat(200_000)}"}`) : text(envelope(i, cmd, { ts_ms: 'yesterday' }))
     default:
+      // The wrong sender: a command from a worker, an event from a coordinator.
       return text(envelope(i, cmd, { role: cmd ? 'worker' : 'coordinator' }))
   }
 }
@@ -85,7 +91,7 @@ export async function flood(brokers: string, prefix: string, roles: string[], co
       for (let i = start; i < Math.min(count, start + 100); i++) {
         const cmd = i % 2 === 1
         const role = roles[i % roles.length] as string
-        const key = i % 3 === 0 ? undefined : Buffer.from(i % 3 === 1 ? `flood-${i}` : `flood-unknown-${i % 97}:src`)
+        const key = i % 3 === 0 ? undefined : Buffer.from(i % 3 === 1 ? `flood-${i}` : `flood-v${i % 20}-${i % 97}:src`)
         messages.push({ topic: cmd ? cmdTopic(prefix, role) : statusTopic(prefix, role), value: malformed(i, cmd), ...(key ? { key } : {}) })
       }
       await producer.send({ messages, acks: -1 })

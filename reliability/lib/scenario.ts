@@ -27,7 +27,7 @@ export interface ScenarioResult {
   error: string | null
   durationMs: number
   tasks: { planned: number; submitted: number; finished: number; failed: number; cancelled: number; lost: number; stuck: number; wrong: number; unsubmitted: number }
-  effects: { lines: number; retried: number; duplicated: number }
+  effects: { lines: number; retried: number; duplicated: number; foreign: number }
   stale: { changes: number; deliveredOnBus: number }
   liveLeases: number
   crashes: Record<SutKind, number> & { total: number }
@@ -136,7 +136,7 @@ export async function runScenario(
     error: null,
     durationMs: 0,
     tasks: { planned: 0, submitted: 0, finished: 0, failed: 0, cancelled: 0, lost: 0, stuck: 0, wrong: 0, unsubmitted: 0 },
-    effects: { lines: 0, retried: 0, duplicated: 0 },
+    effects: { lines: 0, retried: 0, duplicated: 0, foreign: 0 },
     stale: { changes: 0, deliveredOnBus: 0 },
     liveLeases: 0,
     crashes: { coordinator: 0, worker: 0, broker: 0, store: 0, total: 0 },
@@ -188,7 +188,8 @@ export async function runScenario(
     const violations: string[] = []
     for (const v of sc1.verdicts) for (const p of v.problems) violations.push(`[${v.verdict}] ${v.id}: ${p}`)
 
-    const effects = checkEffects(readEffects(join(dir, 'effects')))
+    const effects = checkEffects(readEffects(join(dir, 'effects')), new Set(tasks.map((t) => t.id)))
+    violations.push(...effects.foreign.map((f) => `[foreign] ${f}`))
     const artifacts = new Map(await Promise.all([...sc1.docs.keys()].map(async (id) => [id, await store.listArtifacts(id)] as const)))
     const observed = checkObserved(readObserved(join(dir, 'observed.jsonl')), sc1.docs, sc1.journal, artifacts)
     result.observed = { records: observed.records, malformed: observed.malformed, starts: observed.starts }
@@ -196,7 +197,7 @@ export async function runScenario(
     if (sc.faults.some((f) => f.do === 'wipe')) result.notes.push('broker wiped: the observer may have missed records produced just before the wipe')
     const dup = [...effects.violations, ...observed.dualAccepted.map((d) => `observer: ${d}`)]
     violations.push(...dup.map((d) => `[effect] ${d}`))
-    result.effects = { lines: effects.lines, retried: effects.retried, duplicated: dup.length }
+    result.effects = { lines: effects.lines, retried: effects.retried, duplicated: dup.length, foreign: effects.foreign.length }
 
     const stale = [...sc1.verdicts.flatMap((v) => v.stale.map((s) => `${v.id}: ${s}`)), ...observed.staleApplied.map((s) => `observer: ${s}`), ...observed.finishedEarly.map((s) => `observer: ${s}`)]
     violations.push(...stale.map((s) => `[stale] ${s}`))
