@@ -81,6 +81,11 @@ export interface WorkerConfig extends TopicsConfig {
   dbCancelPollMs: number
   /** Grace the handler gets after a cancel before the worker reports CANCELLED anyway. */
   cancelGraceMs: number
+  /**
+   * Largest bus message the worker sends (the broker's `message.max.bytes`; Kafka's default is
+   * 1 MiB): a handler result that would not fit fails its node with the size and this limit.
+   */
+  maxMessageBytes: number
 }
 
 const TOPIC_DEFAULTS: TopicsConfig = {
@@ -134,6 +139,7 @@ export const WORKER_DEFAULTS: WorkerConfig = {
   pullEmptyBackoffMsMax: 4000,
   dbCancelPollMs: 500,
   cancelGraceMs: 5000,
+  maxMessageBytes: 1024 * 1024,
 }
 
 function camel(key: string): string {

@@ -19,6 +19,8 @@ export type {
 } from './worker/handler.ts'
 export { classifyErrorDefault } from './worker/handler.ts'
 export type { SpawnOptions, SpawnResult } from './worker/subprocess.ts'
+export { SpawnInputError } from './worker/subprocess.ts'
+export { WORKER_STOPPING_REASON } from './protocol/messages.ts'
 export { INPUT_ADAPTERS } from './worker/input.ts'
 export { BUILTIN_FUNCTIONS, type CoordinatorFn, type CoordinatorFnContext, type CoordinatorFnResult } from './coordinator/functions.ts'
 export { OutboxDispatcher, outboxBackoffMs } from './coordinator/outbox.ts'

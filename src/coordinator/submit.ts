@@ -13,7 +13,7 @@ import { parseGraph } from '../graph/parse.ts'
 import { copyData, overLimit } from '../graph/parse-context.ts'
 import type { GraphProblem } from '../graph/parse.ts'
 import type { GraphSpec, NodeSpec } from '../graph/types.ts'
-import { COORDINATOR_FN_TYPE } from '../graph/types.ts'
+import { COORDINATOR_FN_TYPE, TASK_ID_PATTERN } from '../graph/types.ts'
 import type { NodeState, TaskDoc } from '../model/state.ts'
 import type { Store } from '../ports/store.ts'
 import { INPUT_ADAPTERS } from '../protocol/input-adapters.ts'
@@ -36,7 +36,6 @@ export interface BuildTaskOptions {
   limits?: Partial<SubmitLimits> | Readonly<Record<string, unknown>>
 }
 
-const TASK_ID_PATTERN = /^[A-Za-z0-9_.:-]{1,200}$/
 
 /**
  * Largest task-variables object a TASK_START carries inline (commands.ts sends `vars: null` above

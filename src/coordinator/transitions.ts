@@ -46,6 +46,7 @@
  */
 import type { RetryPolicy } from '../graph/types.ts'
 import type { NodeError, NodeState, NodeStatus } from '../model/state.ts'
+import { WORKER_STOPPING_REASON } from '../protocol/messages.ts'
 
 export type NodeEvent =
   | { kind: 'dispatch' }
@@ -347,7 +348,7 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
 }
 
 /** Reason a stopping worker gives for the runs it hands back (not a failure). */
-export const WORKER_STOPPING = 'worker_stopping'
+export const WORKER_STOPPING = WORKER_STOPPING_REASON
 /** Resends of an unaccepted start before a new attempt is made. */
 export const MAX_RESENDS = 3
 

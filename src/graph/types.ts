@@ -55,3 +55,5 @@ export interface GraphSpec {
 
 export const COORDINATOR_FN_TYPE = 'coordinator_fn'
 export const NODE_ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/
+/** Task ids a coordinator accepts at submission (and a worker in a command). */
+export const TASK_ID_PATTERN = /^[A-Za-z0-9_.:-]{1,200}$/

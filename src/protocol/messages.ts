@@ -35,6 +35,11 @@ export const CommandKind = {
 export type CommandKind = (typeof CommandKind)[keyof typeof CommandKind]
 
 export const FINAL_UID = '__final__'
+/**
+ * The CANCELLED reason of a run a worker gives up because it stops (a deploy): a hand-back, not a
+ * failure; a flowkit coordinator starts it again at once without counting a retry.
+ */
+export const WORKER_STOPPING_REASON = 'worker_stopping'
 
 export interface Envelope<P = Record<string, unknown>> {
   v: 1

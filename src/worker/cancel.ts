@@ -6,8 +6,5 @@ export class CancelledRunError extends Error {
   }
 }
 
-/**
- * The CANCELLED reason of a run the worker gives up because it stops (a deploy): a hand-back, not
- * a failure of the node. The coordinator re-dispatches such a run without counting a retry.
- */
-export const WORKER_STOPPING_REASON = 'worker_stopping'
+/** The CANCELLED reason of a run a stopping worker gives up (see protocol/messages.ts). */
+export { WORKER_STOPPING_REASON } from '../protocol/messages.ts'

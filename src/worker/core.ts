@@ -9,6 +9,7 @@ import type { Bus } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { Store } from '../ports/store.ts'
 import { assertNodeId } from '../ports/store-rules.ts'
+import { TASK_ID_PATTERN } from '../graph/types.ts'
 import type { RoleHandler, RunInfo } from './handler.ts'
 import type { WorkerStateSaver } from './state.ts'
 import type { StatusEmitter } from './status.ts'
@@ -59,12 +60,6 @@ export function runIds(info: RunInfo): { task_id: string; node_id: string; attem
   return { task_id: info.taskId, node_id: info.nodeId, attempt_epoch: info.attemptEpoch }
 }
 
-/**
- * The task ids a coordinator accepts at submission. Same rule as TASK_ID_PATTERN in
- * coordinator/submit.ts, which does not export it (it should, next to NODE_ID_PATTERN, and this
- * copy should then import it).
- */
-const TASK_ID_PATTERN = /^[A-Za-z0-9_.:-]{1,200}$/
 
 /**
  * Why the ids of an envelope addressed to this worker cannot be used (they build store keys, log

@@ -133,7 +133,7 @@ export async function executeRun(
         { kind: 'BATCH_OK', batch_uid: uid, metrics: res.metrics ?? {}, artifacts_ref: res.artifacts_ref ?? null },
         { kind: 'BATCH_OK', batch_uid: uid },
       )
-      checkBusRecord(`BATCH_OK of batch ${uid} (its metrics and artifacts_ref)`, okRecord)
+      checkBusRecord(`BATCH_OK of batch ${uid} (its metrics and artifacts_ref)`, okRecord, core.config.maxMessageBytes)
       if (!written.has(uid)) await writer.writePartial(uid, res.meta ?? { metrics: res.metrics ?? {} })
       // The next batch does not wait for this report to reach the bus (events go out in order;
       // TASK_DONE waits for all of them, and a report that cannot be sent fails the run).
@@ -155,7 +155,7 @@ export async function executeRun(
       { kind: 'TASK_DONE', metrics: fin.metrics ?? {}, artifacts_ref: fin.artifacts_ref ?? null, final_uid: FINAL_UID, batches: run.batches },
       { kind: 'TASK_DONE' },
     )
-    checkBusRecord('TASK_DONE (the finalize metrics and artifacts_ref)', doneRecord)
+    checkBusRecord('TASK_DONE (the finalize metrics and artifacts_ref)', doneRecord, core.config.maxMessageBytes)
     if (!completeWritten) await writer.markComplete(fin.meta ?? { batches: run.batches })
     await core.status.send(doneRecord)
     core.log.info('node.done', { ...ids, batches: run.batches })

@@ -149,14 +149,14 @@ export function checkArtifactMeta(what: string, meta: unknown): void {
   }
 }
 
-/** Checks that a record fits in one bus message (see MAX_BUS_MESSAGE_BYTES). */
-export function checkBusRecord(what: string, record: BusRecord): void {
+/** Checks that a record fits in one bus message of `maxBytes` (the worker's `maxMessageBytes`). */
+export function checkBusRecord(what: string, record: BusRecord, maxBytes: number = MAX_BUS_MESSAGE_BYTES): void {
   let bytes = Buffer.byteLength(record.value, 'utf8') + (record.key === null ? 0 : Buffer.byteLength(record.key, 'utf8'))
   for (const [k, v] of Object.entries(record.headers ?? {})) bytes += Buffer.byteLength(k, 'utf8') + Buffer.byteLength(v, 'utf8')
-  const limit = MAX_BUS_MESSAGE_BYTES - BUS_RECORD_HEADROOM_BYTES
+  const limit = maxBytes - BUS_RECORD_HEADROOM_BYTES
   if (bytes > limit) {
     throw new HandlerResultError(
-      `${what} is too large: ${bytes} bytes encoded, more than the bus message limit of ${limit} bytes (1 MiB, Kafka's default max.message.bytes, less ${BUS_RECORD_HEADROOM_BYTES} bytes of record framing)`,
+      `${what} is too large: ${bytes} bytes encoded, more than the bus message limit of ${limit} bytes (worker config maxMessageBytes ${maxBytes}, less ${BUS_RECORD_HEADROOM_BYTES} bytes of record framing)`,
       'result_too_large',
     )
   }

@@ -214,7 +214,7 @@ export function emitStatus(
   let record: BusRecord
   try {
     record = statusRecord(core, info, payload, dedupParts, now)
-    checkBusRecord(`${String(payload['kind'])} status event`, record)
+    checkBusRecord(`${String(payload['kind'])} status event`, record, core.config.maxMessageBytes)
   } catch (err) {
     return Promise.reject(err)
   }

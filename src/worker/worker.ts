@@ -53,7 +53,7 @@ export class Worker {
     this.config = checkBounds(
       resolveConfig(WORKER_DEFAULTS, (options.config ?? {}) as Record<string, unknown>, 'worker config'),
       'worker config',
-      ['leaseTtlSec', 'hbIntervalSec', 'announceIntervalSec', 'topicPartitions'],
+      ['leaseTtlSec', 'hbIntervalSec', 'announceIntervalSec', 'topicPartitions', 'maxMessageBytes'],
       ['pullPollMsDefault', 'pullEmptyBackoffMsMax', 'dbCancelPollMs', 'cancelGraceMs'],
     )
     const roles = Object.keys(options.handlers)
