@@ -9,7 +9,7 @@
  * - Limits: at most 256 leaf keys in the whole variables object after a write; at most 16 segments
  *   in any leaf path (nested keys of written values count); path at most 512 characters; segment
  *   at most 128 characters (characters are Unicode code points); each written value at most 64 KiB,
- *   measured in UTF-8 bytes of its JSON.
+ *   measured in UTF-8 bytes of its JSON; the whole variables object at most 1 MiB of JSON.
  * - A leaf is anything that is not a non-empty plain object (arrays are leaves, and so is `{}`).
  * - Values are JSON: null, booleans, finite numbers, strings, arrays and plain objects.
  * - Writing under a path whose parent is not an object replaces that parent with an object (last
@@ -31,6 +31,8 @@ export const VARS_LIMITS = {
   maxPathChars: 512,
   maxSegmentChars: 128,
   maxValueBytes: 64 * 1024,
+  /** The whole variables object, as UTF-8 JSON: keeps the task document far below 16 MiB. */
+  maxTotalBytes: 1024 * 1024,
 } as const
 
 export const VarsReason = {
@@ -222,6 +224,15 @@ function checkKeyCount(op: string, vars: Vars, touched: readonly string[]): void
       VarsReason.Limit,
       key,
       'maxKeys',
+    )
+  }
+  const bytes = Buffer.byteLength(JSON.stringify(vars))
+  if (bytes > VARS_LIMITS.maxTotalBytes) {
+    throw new VarsError(
+      `${op}: writing ${touched.slice(0, 3).map(showKey).join(', ')} would make the variables ${bytes} bytes of JSON; the total limit is ${VARS_LIMITS.maxTotalBytes} bytes`,
+      VarsReason.Limit,
+      touched[0] ?? null,
+      'maxTotalBytes',
     )
   }
 }

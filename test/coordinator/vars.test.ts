@@ -367,6 +367,25 @@ describe('limits', () => {
     assert.ok(setVars({}, { ['é'.repeat(128)]: 1 }).vars, '128 multi-byte characters are 128 characters')
   })
 
+  test('the whole variables object is at most 1 MiB of JSON (a task document never nears 16 MiB)', () => {
+    assert.equal(VARS_LIMITS.maxTotalBytes, 1024 * 1024)
+    let vars: Record<string, unknown> = {}
+    // 15 values of 60 KB fit (about 900 KB); 20 do not, though each value and the key count do.
+    for (let i = 0; i < 15; i++) vars = setVars(vars, { [`k${i}`]: 'x'.repeat(60_000) }).vars
+    let last = vars
+    for (let i = 15; i < 20 && last === vars; i++) {
+      try {
+        last = setVars(vars, { [`k${i}`]: 'x'.repeat(60_000) }).vars
+        vars = last
+      } catch (err) {
+        assert.equal((err as VarsError).limit, 'maxTotalBytes')
+        assert.ok(!(err as Error).message.includes('xxxx'), 'the message never holds the value')
+        return
+      }
+    }
+    assert.fail('the total limit was never reached')
+  })
+
   test('S-100 a value is at most 64 KiB of UTF-8 JSON (exact boundary, multi-byte characters)', () => {
     assert.equal(VARS_LIMITS.maxValueBytes, 65536)
     const ascii = 'a'.repeat(65536 - 2) // + 2 quotes = 65536 bytes
