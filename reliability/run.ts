@@ -142,7 +142,7 @@ for (const [i, sc] of scenarios.entries()) {
   results.push(r)
   const t = r.tasks
   console.log(
-    `${r.error !== null ? 'ERROR' : r.pass ? 'pass' : 'FAIL'} in ${(r.durationMs / 1000).toFixed(0)} s (${t.finished} finished, ${t.failed} failed, ${t.cancelled} cancelled, ${t.stuck} stuck, ${r.violations.length} violation(s))`,
+    `${r.error !== null ? 'ERROR' : r.pass ? 'pass' : 'FAIL'} in ${(r.durationMs / 1000).toFixed(0)} s (${t.finished} finished, ${t.failed} failed, ${t.cancelled} cancelled, ${t.stuck} stuck, ${r.violationCount} violation(s))`,
   )
 }
 await Promise.all([broker.terminate(20_000), store.terminate(20_000)])

@@ -19,7 +19,7 @@ export function writeReport(file: string, report: RunReport): void {
   writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`)
 }
 
-const COLUMNS = ['scenario', 'result', 'subm', 'fin', 'fail', 'canc', 'lost', 'stuck', 'wrong', 'dupFx', 'stale', 'leases', 'crash', 'time'] as const
+const COLUMNS = ['scenario', 'result', 'subm', 'fin', 'fail', 'canc', 'lost', 'stuck', 'wrong', 'dupFx', 'stale', 'leases', 'crash', 'viol', 'time'] as const
 
 function row(r: ScenarioResult): string[] {
   return [
@@ -36,6 +36,7 @@ function row(r: ScenarioResult): string[] {
     String(r.stale.changes),
     String(r.liveLeases),
     String(r.crashes.total),
+    String(r.violationCount),
     `${(r.durationMs / 1000).toFixed(0)}s`,
   ]
 }
@@ -51,9 +52,9 @@ export function failures(results: readonly ScenarioResult[], perScenario = 6): s
   const out: string[] = []
   for (const r of results) {
     if (r.pass) continue
-    out.push(`\n${r.name}: ${r.error !== null ? `harness error: ${r.error}` : `${r.violations.length} violation(s)`}  (logs: ${r.dir})`)
+    out.push(`\n${r.name}: ${r.error !== null ? `harness error: ${r.error}` : `${r.violationCount} violation(s)`}  (logs: ${r.dir})`)
     for (const v of r.violations.slice(0, perScenario)) out.push(`  - ${v}`)
-    if (r.violations.length > perScenario) out.push(`  - … ${r.violations.length - perScenario} more in the results file`)
+    if (r.violationCount > perScenario) out.push(`  - … ${r.violationCount - perScenario} more (the results file lists the first 25)`)
     for (const e of r.evidence.slice(0, 3)) out.push(`  log: ${e}`)
   }
   return out.join('\n')

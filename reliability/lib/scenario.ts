@@ -32,6 +32,8 @@ export interface ScenarioResult {
   liveLeases: number
   crashes: Record<SutKind, number> & { total: number }
   observed: { records: number; malformed: number; starts: number } | null
+  /** Every violation found (the list below keeps the first 25). */
+  violationCount: number
   violations: string[]
   notes: string[]
   logEvents: Record<string, number>
@@ -141,6 +143,7 @@ export async function runScenario(
     liveLeases: 0,
     crashes: { coordinator: 0, worker: 0, broker: 0, store: 0, total: 0 },
     observed: null,
+    violationCount: 0,
     violations: [],
     notes: [],
     logEvents: {},
@@ -211,6 +214,7 @@ export async function runScenario(
     const crashes = cluster.crashes()
     result.crashes = { ...crashes, total: crashes.coordinator + crashes.worker + crashes.broker + crashes.store }
     for (const e of cluster.timeline.filter((e) => e.what.startsWith('CRASH'))) violations.push(`[crash] at ${(e.t / 1000).toFixed(1)}s: ${e.what}`)
+    result.violationCount = violations.length
     result.violations = cap(violations)
   } catch (err) {
     result.error = err instanceof Error ? err.message : String(err)
@@ -223,6 +227,6 @@ export async function runScenario(
   result.logEvents = logs.events
   result.evidence = logs.evidence
   result.durationMs = Date.now() - started
-  result.pass = result.error === null && result.violations.length === 0
+  result.pass = result.error === null && result.violationCount === 0
   return result
 }
