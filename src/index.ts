@@ -7,6 +7,7 @@ export type { Clock } from './ports/clock.ts'
 export type * from './ports/bus.ts'
 export type * from './ports/store.ts'
 export type { TaskView, NodeView } from './coordinator/view.ts'
+export { TASK_EVENTS_CHANNEL, type TaskEvent } from './coordinator/watch.ts'
 export type {
   RoleHandler,
   Batch,

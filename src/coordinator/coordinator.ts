@@ -35,6 +35,7 @@ import { SnapshotWriter } from './snapshots.ts'
 import { TimerHeap } from './timers.ts'
 import { type CreateTaskInput, TaskInserter, buildTask } from './submit.ts'
 import { Subscriptions } from './subscriptions.ts'
+import { type TaskEvent, Watchers } from './watch.ts'
 import { sweep } from './sweep.ts'
 import { type TaskView, toTaskView } from './view.ts'
 
@@ -73,6 +74,7 @@ export class Coordinator {
   readonly #discovery: Discovery
   readonly #inserter: TaskInserter
   readonly #after: AfterFlush
+  readonly #watchers = new Watchers()
   #started = false
   /** Set by kill(): nothing more may leave this process. */
   #killed = false
@@ -110,6 +112,7 @@ export class Coordinator {
       fenced: (rt) => this.#after.drop(rt),
       rows: (rows) => this.#snapshots.offerRows(rows),
       wantsSnapshot: (rt) => this.#after.wantsSnapshot(rt),
+      observed: (entry) => this.#watchers.observe(entry),
     })
     this.#snapshots = new SnapshotWriter(this.#store, this.#clock, this.#log, (id, v) => this.#after.snapshotWritten(id, v), { working: () => this.#flusher.working })
     this.#fns = new FnRunner(this.#engine, this.#store, this.#clock, this.#log, this.#functions)
@@ -300,6 +303,23 @@ export class Coordinator {
         const stop = this.#after.onTerminal(id, done)
       })
     }
+  }
+
+  /**
+   * Follows a task as it runs: first a `snapshot` event (the task now), then one event per node
+   * state change and per task status change, once durable; ends after the terminal task event
+   * (or when `signal` aborts). Throws TASK_NOT_FOUND for an unknown task.
+   */
+  watch(taskId: string, options: { signal?: AbortSignal } = {}): AsyncGenerator<TaskEvent> {
+    return this.#watchers.watch(
+      taskId,
+      async () => {
+        const task = await this.getTask(taskId)
+        if (task === null) throw new FlowkitError(ErrorCode.TaskNotFound, `task ${taskId} not found`)
+        return { type: 'snapshot', task_id: taskId, at_ms: this.#clock.now(), task }
+      },
+      options.signal,
+    )
   }
 
   async cancelTask(id: string, options: { reason?: string } = {}): Promise<boolean> {

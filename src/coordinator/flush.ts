@@ -32,6 +32,8 @@ export interface FlushHooks {
   fenced(rt: TaskRuntime): void
   /** Whether a snapshot of `rt` should be taken with this entry (besides forced ones). */
   wantsSnapshot(rt: TaskRuntime): boolean
+  /** A journal entry is durable (task events for watchers). */
+  observed?(entry: JournalEntry): void
 }
 
 interface Built {
@@ -239,7 +241,10 @@ export class Flusher {
     }
     if (this.#abandoned !== null) return
     if (rows.length > 0) this.#hooks.rows(rows)
-    for (const b of durable) this.#hooks.durable(b.rt, b.commands, b.fnRuns, b.force ? null : b.snapshot)
+    for (const b of durable) {
+      this.#hooks.observed?.(b.entry)
+      this.#hooks.durable(b.rt, b.commands, b.fnRuns, b.force ? null : b.snapshot)
+    }
   }
 
   /** Appends the entries; a non-retryable failure is isolated to the entries that cause it. */

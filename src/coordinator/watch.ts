@@ -1,0 +1,123 @@
+/**
+ * Task events: what changed in a task, once it is durable. Every journal entry the coordinator
+ * writes becomes events — one per node whose state changed, one when the task's status changed —
+ * delivered to `Coordinator.watch(taskId)` iterators and published on the
+ * `flowkit:task-events` diagnostics channel (only when someone subscribes).
+ */
+import { channel } from 'node:diagnostics_channel'
+import type { JournalEntry } from '../model/journal.ts'
+import type { NodeError, NodeStatus, TaskStatus } from '../model/state.ts'
+import type { TaskView } from './view.ts'
+
+/** Name of the diagnostics channel every task event is published on. */
+export const TASK_EVENTS_CHANNEL = 'flowkit:task-events'
+const published = channel(TASK_EVENTS_CHANNEL)
+
+export type TaskEvent =
+  /** The task as it is when the watch starts (always first). */
+  | { type: 'snapshot'; task_id: string; at_ms: number; task: TaskView }
+  | {
+      type: 'node'
+      task_id: string
+      at_ms: number
+      node_id: string
+      status: NodeStatus
+      attempt_epoch: number
+      stats: Record<string, unknown>
+      last_error: NodeError | null
+      worker_id: string | null
+    }
+  | { type: 'task'; task_id: string; at_ms: number; status: TaskStatus; error: string | null }
+
+const TERMINAL: ReadonlySet<string> = new Set(['finished', 'failed', 'cancelled'])
+
+export function isFinalEvent(e: TaskEvent): boolean {
+  return (e.type === 'task' && TERMINAL.has(e.status)) || (e.type === 'snapshot' && TERMINAL.has(e.task.status))
+}
+
+/** The events of one durable journal entry. */
+export function eventsOf(entry: JournalEntry): TaskEvent[] {
+  const out: TaskEvent[] = []
+  for (const n of entry.nodes) {
+    out.push({
+      type: 'node',
+      task_id: entry.task_id,
+      at_ms: entry.at_ms,
+      node_id: n.node_id,
+      status: n.status,
+      attempt_epoch: n.attempt_epoch,
+      stats: n.stats,
+      last_error: n.last_error,
+      worker_id: n.lease.worker_id ?? null,
+    })
+  }
+  const status = entry.task?.status
+  if (status !== undefined) out.push({ type: 'task', task_id: entry.task_id, at_ms: entry.at_ms, status, error: entry.task?.error ?? null })
+  return out
+}
+
+interface Watcher {
+  push(e: TaskEvent): void
+}
+
+/** The live watchers, by task. */
+export class Watchers {
+  readonly #byTask = new Map<string, Set<Watcher>>()
+
+  /** An entry became durable: its events go to the task's watchers and the channel. */
+  observe(entry: JournalEntry): void {
+    const ws = this.#byTask.get(entry.task_id)
+    if (ws === undefined && !published.hasSubscribers) return
+    for (const e of eventsOf(entry)) {
+      if (published.hasSubscribers) published.publish(e)
+      if (ws !== undefined) for (const w of ws) w.push(e)
+    }
+  }
+
+  /**
+   * Follows a task: `start` gives the first event (a snapshot) once the watcher is registered, so
+   * nothing durable after it is missed. Ends after the task's terminal event, or on `signal`.
+   */
+  async *watch(taskId: string, start: () => Promise<TaskEvent>, signal?: AbortSignal): AsyncGenerator<TaskEvent> {
+    const queue: TaskEvent[] = []
+    let wake: (() => void) | null = null
+    const w: Watcher = {
+      push(e) {
+        queue.push(e)
+        wake?.()
+      },
+    }
+    let set = this.#byTask.get(taskId)
+    if (set === undefined) {
+      set = new Set()
+      this.#byTask.set(taskId, set)
+    }
+    set.add(w)
+    const onAbort = (): void => wake?.()
+    signal?.addEventListener('abort', onAbort, { once: true })
+    try {
+      const first = await start()
+      yield first
+      if (isFinalEvent(first)) return
+      // Events that were already in the snapshot (written before it was taken) are skipped.
+      const since = first.at_ms
+      for (;;) {
+        while (queue.length > 0) {
+          const e = queue.shift() as TaskEvent
+          if (e.at_ms < since) continue
+          yield e
+          if (isFinalEvent(e)) return
+        }
+        if (signal?.aborted) return
+        await new Promise<void>((resolve) => {
+          wake = resolve
+        })
+        wake = null
+      }
+    } finally {
+      signal?.removeEventListener('abort', onAbort)
+      set.delete(w)
+      if (set.size === 0) this.#byTask.delete(taskId)
+    }
+  }
+}
