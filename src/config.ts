@@ -58,6 +58,10 @@ export interface CoordinatorConfig extends TopicsConfig, SubmitLimits {
    * worker fails such a node permanently with `bad_input_adapter` (PROTOCOL.md, S-050).
    */
   rejectUnknownInputAdapters: boolean
+  /** Refuse at createTask a graph with a worker type no live worker has announced. */
+  requireKnownTypes: boolean
+  /** A worker not heard from (announce) for this long no longer counts as serving its roles. */
+  workerLivenessSec: number
   /**
    * A running task's document in the store (a snapshot; the journal holds every change) is
    * rewritten at most this often, off the event path; terminal states are written at once.
@@ -121,6 +125,8 @@ export const COORDINATOR_DEFAULTS: CoordinatorConfig = {
   maxRunningByType: {},
   retentionSec: 7 * 24 * 3600,
   rejectUnknownInputAdapters: false,
+  requireKnownTypes: false,
+  workerLivenessSec: 180,
   snapshotIntervalSec: 5,
 }
 

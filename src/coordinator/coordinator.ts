@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto'
 import { SystemClock } from '../clock.ts'
 import { COORDINATOR_DEFAULTS, type CoordinatorConfig, checkBounds, resolveConfig } from '../config.ts'
-import { ErrorCode, FlowkitError } from '../errors.ts'
+import { ErrorCode, FlowkitError, GraphValidationError } from '../errors.ts'
 import { resolveSubmitLimits } from '../graph/limits.ts'
 import { COORDINATOR_FN_TYPE } from '../graph/types.ts'
 import { createLogger, type Logger } from '../log.ts'
@@ -36,6 +36,8 @@ import { TimerHeap } from './timers.ts'
 import { type CreateTaskInput, TaskInserter, buildTask } from './submit.ts'
 import { Subscriptions } from './subscriptions.ts'
 import { type TaskEvent, Watchers } from './watch.ts'
+import { waitForTask } from './waiting.ts'
+import { LiveRoles, markWaiting, unservedTypes } from './roles.ts'
 import { sweep } from './sweep.ts'
 import { type TaskView, toTaskView } from './view.ts'
 
@@ -52,6 +54,8 @@ export interface CoordinatorOptions {
 export type { CreateTaskInput } from './submit.ts'
 
 const ACTIVE = ['queued', 'running', 'cancelling'] as const
+/** How long a dispatched node may wait for a worker of its type before `node.no_worker` is logged. */
+const NO_WORKER_GRACE_MS = 3_000
 
 export class Coordinator {
   readonly config: CoordinatorConfig
@@ -75,6 +79,7 @@ export class Coordinator {
   readonly #inserter: TaskInserter
   readonly #after: AfterFlush
   readonly #watchers = new Watchers()
+  readonly #roles: LiveRoles
   #started = false
   /** Set by kill(): nothing more may leave this process. */
   #killed = false
@@ -89,6 +94,7 @@ export class Coordinator {
       ['discoveryWindowSec', 'cancelGraceSec', 'outboxBackoffMinMs', 'outboxBackoffMaxMs', 'defaultBackoffSec', 'maxRunningNodes', 'snapshotIntervalSec'],
     )
     resolveSubmitLimits(this.config) // bad limits fail here, not at the first createTask
+    this.#roles = new LiveRoles(this.config.workerLivenessSec * 1000)
     this.#bus = options.bus
     this.#store = options.store
     this.#clock = options.clock ?? new SystemClock()
@@ -105,6 +111,7 @@ export class Coordinator {
     this.#engine = new Engine(this.config, this.#clock, this.#log, this.#limits, this.#timers, {
       dirty: (rt) => this.#flusher.mark(rt),
       terminal: () => undefined,
+      started: (rt, ord, epoch) => this.#checkServed(rt, ord, epoch),
       judge: leaseJudge({ config: this.config, store: this.#store, log: this.#log, statusSubscription: (type) => this.#subscriptions.get(type) }),
     })
     this.#flusher = new Flusher(this.#store, this.#clock, this.#log, this.#writer, {
@@ -164,6 +171,7 @@ export class Coordinator {
     if (this.#started) return
     if (this.#killed) throw new FlowkitError(ErrorCode.Closed, 'a killed coordinator cannot start again: create a new one')
     await this.#store.init()
+    for (const w of await this.#store.listWorkers()) this.#roles.seen(w)
     this.#started = true
     this.#fns.start()
     this.#intake.reset()
@@ -176,7 +184,7 @@ export class Coordinator {
       { name: c.topicReply, partitions: c.topicPartitions },
       { name: c.topicWorkerAnnounce, partitions: 1 },
     ])
-    this.#subscriptions.set('__announce__', await this.#bus.subscribe({ groupId: `${c.groupId}.announce`, topics: [c.topicWorkerAnnounce], name: 'coordinator-announce', handler: parkPoison((m) => onAnnounce(this.#store, this.#clock, this.#log, m), this.#log) }))
+    this.#subscriptions.set('__announce__', await this.#bus.subscribe({ groupId: `${c.groupId}.announce`, topics: [c.topicWorkerAnnounce], name: 'coordinator-announce', handler: parkPoison((m) => onAnnounce(this.#store, this.#clock, this.#log, m, (w) => this.#roles.seen(w)), this.#log) }))
     this.#subscriptions.set('__replies__', await this.#bus.subscribe({ groupId: `${c.groupId}.replies`, topics: [c.topicReply], fromLatest: true, name: 'coordinator-replies', handler: parkPoison((m) => this.#discovery.onReply(m), this.#log) }))
     // Recovery: load active tasks once, replay the status topics, then act.
     const active = await this.#store.listTasks({ statuses: ACTIVE })
@@ -252,6 +260,11 @@ export class Coordinator {
     const task = buildTask(input, { coordinatorFns: new Set(Object.keys(this.#functions)), rejectUnknownInputAdapters: this.config.rejectUnknownInputAdapters, limits: this.config }, now)
     const { id, graph } = task
     const types = new Set(graph.nodes.filter((n) => n.type !== COORDINATOR_FN_TYPE).map((n) => n.type))
+    const unserved = this.config.requireKnownTypes ? unservedTypes(this.#roles, types, now) : []
+    if (unserved.length > 0) {
+      const known = [...this.#roles.known(now)].sort()
+      throw new GraphValidationError(ErrorCode.GraphInvalid, `no live worker serves type${unserved.length > 1 ? 's' : ''} ${unserved.map((t) => JSON.stringify(t)).join(', ')} (known types: ${known.length > 0 ? known.join(', ') : 'none'}); start a worker with that role, or set requireKnownTypes: false`, 'graph.nodes', { unserved, known })
+    }
     await Promise.all([...types].map((t) => this.#subscriptions.ensureStatus(t)))
     await this.#inserter.insert(task)
     this.#log.info('task.created', { task_id: id, nodes: graph.nodes.length })
@@ -263,9 +276,9 @@ export class Coordinator {
 
   async getTask(id: string): Promise<TaskView | null> {
     const rt = this.#engine.tasks.get(id)
-    if (rt !== undefined) return toTaskView(rt.toDoc())
+    if (rt !== undefined) return this.#view(toTaskView(rt.toDoc()))
     const t = await this.#store.getTask(id)
-    return t === null ? null : toTaskView(t)
+    return t === null ? null : this.#view(toTaskView(t))
   }
 
   /**
@@ -273,36 +286,13 @@ export class Coordinator {
    * error after `timeoutMs` of real time (a safety deadline, independent of the injected clock).
    */
   async waitForTask(id: string, options: { timeoutMs?: number } = {}): Promise<TaskView> {
-    const timeoutMs = options.timeoutMs ?? 60_000
-    const deadline = performance.now() + timeoutMs
-    for (;;) {
-      const rt = this.#engine.tasks.get(id)
-      let status: string
-      if (rt !== undefined) {
-        // Terminal in memory and written: the journal entry that says so is durable.
-        if (rt.doneDurable) return toTaskView(rt.toDoc())
-        status = rt.status
-      } else {
-        const t = await this.#store.getTask(id)
-        if (t === null) throw new FlowkitError(ErrorCode.TaskNotFound, `task ${id} not found`)
-        if (TERMINAL_TASK.has(t.status)) return toTaskView(t)
-        status = t.status
-      }
-      const left = deadline - performance.now()
-      if (left <= 0) {
-        throw new FlowkitError(ErrorCode.Timeout, `task ${id} still ${status} after ${timeoutMs} ms`, { details: { task_id: id, status } })
-      }
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          clearTimeout(timer)
-          stop()
-          resolve()
-        }
-        // Another coordinator may own the task: poll as well as listen.
-        const timer = setTimeout(done, Math.min(left, rt === undefined ? 250 : 1000))
-        const stop = this.#after.onTerminal(id, done)
-      })
-    }
+    const deps = { runtime: (t: string) => this.#engine.tasks.get(t), stored: (t: string) => this.#store.getTask(t), onTerminal: (t: string, fn: () => void) => this.#after.onTerminal(t, fn), view: (v: TaskView) => this.#view(v) }
+    return waitForTask(deps, id, options.timeoutMs ?? 60_000)
+  }
+
+  /** The public view: nodes no live worker can take are marked `waiting_for_worker`. */
+  #view(v: TaskView): TaskView {
+    return markWaiting(v, this.#roles, (t) => t === COORDINATOR_FN_TYPE, this.#clock.now())
   }
 
   /**
@@ -381,6 +371,19 @@ export class Coordinator {
     this.#log.info('task.adopted', { task_id: taskId, status: rt.status })
     resume(rt, this.#recoveryDeps())
     return rt
+  }
+
+  /** A node was dispatched: if no live worker serves its type a few seconds on, say so once. */
+  #checkServed(rt: TaskRuntime, ord: number, epoch: number): void {
+    const type = rt.spec(ord).type
+    if (this.#roles.knows(type, this.#clock.now())) return
+    this.#clock.sleep(NO_WORKER_GRACE_MS, this.#sweepAbort.signal).then(() => {
+      const n = rt.node(ord)
+      const now = this.#clock.now()
+      if (this.#engine.tasks.get(rt.id) !== rt || n.status !== 'running' || n.attempt_epoch !== epoch || n.accepted_at_ms !== null || this.#roles.knows(type, now)) return
+      const known = [...this.#roles.known(now)].sort()
+      this.#log.warn('node.no_worker', { task_id: rt.id, node_id: n.node_id, type, known_types: known, hint: `no live worker has announced role ${JSON.stringify(type)}: the node waits until one does` })
+    }, () => undefined)
   }
 
   // ------------------------------------------------------------------ sweep

@@ -10,7 +10,7 @@ import { errorMessage } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { Bus, BusMessage } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
-import type { Store } from '../ports/store.ts'
+import type { Store, WorkerInfo } from '../ports/store.ts'
 import { dedupId, encode, makeEnvelope, parseEnvelope, parseReply } from '../protocol/messages.ts'
 import type { Engine } from './engine.ts'
 import type { TaskRuntime } from './runtime.ts'
@@ -105,7 +105,7 @@ export class Discovery {
 }
 
 /** Worker announcements keep the worker registry (listWorkers). */
-export async function onAnnounce(store: Store, clock: Clock, log: Logger, m: BusMessage): Promise<void> {
+export async function onAnnounce(store: Store, clock: Clock, log: Logger, m: BusMessage, seen?: (w: WorkerInfo) => void): Promise<void> {
   const parsed = parseEnvelope(m.value)
   if (!parsed.ok) {
     log.warn('bus.message_malformed', { topic: m.topic, offset: m.offset, error: parsed.error })
@@ -126,16 +126,20 @@ export async function onAnnounce(store: Store, clock: Clock, log: Logger, m: Bus
         ? p['type'].split(',').filter(Boolean)
         : []
     const capacity = (p['capacity'] as { tasks?: unknown } | undefined)?.tasks
-    await store.upsertWorker({
+    const info: WorkerInfo = {
       worker_id: workerId,
       roles,
       capacity: typeof capacity === 'number' && Number.isFinite(capacity) ? capacity : 1,
       version: typeof p['version'] === 'string' ? p['version'] : '',
       status: 'online',
       last_seen_ms: now,
-    })
+    }
+    seen?.(info)
+    await store.upsertWorker(info)
   } else if (p['kind'] === 'WORKER_OFFLINE') {
     const known = (await store.listWorkers()).find((w) => w.worker_id === workerId)
-    await store.upsertWorker({ worker_id: workerId, roles: known?.roles ?? [], capacity: known?.capacity ?? 0, version: known?.version ?? '', status: 'offline', last_seen_ms: now })
+    const info: WorkerInfo = { worker_id: workerId, roles: known?.roles ?? [], capacity: known?.capacity ?? 0, version: known?.version ?? '', status: 'offline', last_seen_ms: now }
+    seen?.(info)
+    await store.upsertWorker(info)
   }
 }

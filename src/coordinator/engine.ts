@@ -27,6 +27,8 @@ export interface EngineHooks {
    * exists; 'check': look again. Without this hook the expiry applies at once.
    */
   judge?(rt: TaskRuntime, ord: number, epoch: number): Promise<'complete' | 'check'>
+  /** A node's first TASK_START of an attempt was decided (e.g. to check a worker serves its type). */
+  started?(rt: TaskRuntime, ord: number, epoch: number): void
 }
 
 export class Engine {
@@ -91,6 +93,7 @@ export class Engine {
     switch (e.kind) {
       case 'start':
         rt.commands.push(startCommand(this.#config, rt, ord, node.attempt_epoch, e.resend, this.#clock.now()))
+        if (e.resend === 0) this.#hooks.started?.(rt, ord, node.attempt_epoch)
         return
       case 'run_fn':
         rt.fnRuns.push(ord)

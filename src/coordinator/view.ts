@@ -3,6 +3,8 @@ import type { ArtifactDoc, NodeState, TaskDoc, TaskStatus } from '../ports/store
 export interface NodeView extends NodeState {
   depends_on: string[]
   fan_in: string
+  /** Dispatched, but no live worker has announced this node's type: it cannot run yet. */
+  waiting_for_worker?: boolean
 }
 
 /** The public shape of a task (getTask / waitForTask). */

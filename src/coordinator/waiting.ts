@@ -1,0 +1,49 @@
+/**
+ * `Coordinator.waitForTask`: resolves once the task is terminal *durably* (its terminal journal
+ * entry is written), from memory when this coordinator holds the task, else from the store.
+ */
+import { ErrorCode, FlowkitError } from '../errors.ts'
+import type { TaskDoc } from '../model/state.ts'
+import type { TaskRuntime } from './runtime.ts'
+import { TERMINAL_TASK } from './runtime.ts'
+import { type TaskView, toTaskView } from './view.ts'
+
+export interface WaitDeps {
+  runtime(id: string): TaskRuntime | undefined
+  stored(id: string): Promise<TaskDoc | null>
+  /** Calls `fn` when the task's terminal state is durable; returns an unsubscribe function. */
+  onTerminal(id: string, fn: () => void): () => void
+  view(v: TaskView): TaskView
+}
+
+export async function waitForTask(d: WaitDeps, id: string, timeoutMs: number): Promise<TaskView> {
+  const deadline = performance.now() + timeoutMs
+  for (;;) {
+    const rt = d.runtime(id)
+    let status: string
+    if (rt !== undefined) {
+      // Terminal in memory and written: the journal entry that says so is durable.
+      if (rt.doneDurable) return d.view(toTaskView(rt.toDoc()))
+      status = rt.status
+    } else {
+      const t = await d.stored(id)
+      if (t === null) throw new FlowkitError(ErrorCode.TaskNotFound, `task ${id} not found`)
+      if (TERMINAL_TASK.has(t.status)) return d.view(toTaskView(t))
+      status = t.status
+    }
+    const left = deadline - performance.now()
+    if (left <= 0) {
+      throw new FlowkitError(ErrorCode.Timeout, `task ${id} still ${status} after ${timeoutMs} ms`, { details: { task_id: id, status } })
+    }
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer)
+        stop()
+        resolve()
+      }
+      // Another coordinator may own the task: poll as well as listen.
+      const timer = setTimeout(done, Math.min(left, rt === undefined ? 250 : 1000))
+      const stop = d.onTerminal(id, done)
+    })
+  }
+}
