@@ -98,6 +98,20 @@ export interface TransitionContext {
   isFn: boolean
   cancelGraceMs: number
   leaseTtlMs: number
+  /** Random source in [0, 1) for the retry jitter (injectable for tests). */
+  random?: () => number
+}
+
+/**
+ * The delay before the next attempt after attempt `n` (1-based, hand-backs not counted) failed:
+ * `backoff_sec * backoff_factor^(n-1)`, capped at `backoff_max_sec`, spread by ±`jitter`.
+ */
+export function retryDelayMs(policy: RetryPolicy, n: number, random: () => number): number {
+  const base = policy.backoff_sec * (policy.backoff_factor ?? 1) ** Math.max(0, n - 1)
+  const capped = Math.min(base, policy.backoff_max_sec ?? Number.POSITIVE_INFINITY)
+  const jitter = policy.jitter ?? 0
+  const spread = jitter > 0 ? capped * jitter * (2 * random() - 1) : 0
+  return Math.max(0, Math.round((capped + spread) * 1000))
 }
 
 export interface TransitionResult {
@@ -387,7 +401,7 @@ function failure(node: NodeState, reasonCode: string, errorIn: string | null, pe
     effects.push({ kind: 'cancel', reason: reasonCode, holder: node.lease.worker_id, deadline: now + ctx.cancelGraceMs, cmd: true })
   }
   if (!permanent) {
-    const at = now + Math.round(ctx.policy.backoff_sec * 1000)
+    const at = now + retryDelayMs(ctx.policy, node.attempt_epoch - (node.handbacks ?? 0), ctx.random ?? Math.random)
     effects.push(log('warn', 'node.deferred', { reason_code: reasonCode, retry_at_ms: at }))
     return {
       node: { ...node, status: 'deferred', next_retry_at_ms: at, last_error, failures: node.failures + 1, lease: {}, last_event_at_ms: now, lease_expires_at_ms: null },

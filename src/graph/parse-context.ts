@@ -30,7 +30,8 @@ export const SCHEMA_VERSION = '1.0'
 /** A node type goes into a topic name (`cmd.{type}.v1`). */
 export const NODE_TYPE_PATTERN = /^[A-Za-z0-9_.-]{1,128}$/
 export const DEFAULT_RETRY_MAX = 3
-export const DEFAULT_RETRY_BACKOFF_SEC = 0
+/** The delay of a retry_policy without backoff_sec: the coordinator's default (defaultBackoffSec). */
+export const DEFAULT_RETRY_BACKOFF_SEC = 1
 export const DEFAULT_EDGE_MODE = 'async'
 export const DEFAULT_EDGE_TRIGGER = 'on_done'
 /** Past this many problems the list is cut short (`details.truncated: true`). */

@@ -22,7 +22,7 @@ import {
 
 /** io fields the coordinator reads; a near miss of one is refused ("did you mean"). */
 const IO_FIELDS = ['start_when', 'input_ref', 'input_inline', 'batching', 'fn', 'fn_args']
-const RETRY_FIELDS = ['max', 'backoff_sec', 'permanent_on']
+const RETRY_FIELDS = ['max', 'backoff_sec', 'backoff_factor', 'backoff_max_sec', 'jitter', 'permanent_on']
 const ROUTING_FIELDS = ['on_success', 'on_failure']
 
 export function parseIo(ctx: Context, v: unknown, path: string, id: string, label: string, type: string): NodeIO {
@@ -200,6 +200,15 @@ export function parseRetryPolicy(ctx: Context, v: unknown, path: string, label: 
         `retry_policy.backoff_sec of ${label} must be a finite number >= 0 (seconds, fractions allowed), got ${describe(backoff)}`,
       )
   }
+  const ranged = (key: 'backoff_factor' | 'backoff_max_sec' | 'jitter', min: number, max: number, what: string): void => {
+    const x = v[key]
+    if (isAbsent(x)) return
+    if (typeof x === 'number' && Number.isFinite(x) && x >= min && x <= max) policy[key] = x
+    else problems.add(ErrorCode.BadField, `${path}.${key}`, `retry_policy.${key} of ${label} must be ${what}, got ${describe(x)}`)
+  }
+  ranged('backoff_factor', 1, 100, 'a number from 1 (fixed delay) to 100')
+  ranged('backoff_max_sec', 0, maxRetryBackoffSec, `a number of seconds from 0 to ${maxRetryBackoffSec} (maxRetryBackoffSec)`)
+  ranged('jitter', 0, 1, 'a fraction from 0 to 1')
   const permanentOn = v['permanent_on']
   if (!isAbsent(permanentOn)) {
     if (!Array.isArray(permanentOn)) {

@@ -6,8 +6,17 @@ export type FanIn = { kind: 'all' } | { kind: 'any' } | { kind: 'count'; n: numb
 export interface RetryPolicy {
   /** Maximum number of attempts (the first run included). */
   max: number
-  /** Seconds between a transient failure and the next attempt; fractions honoured. */
+  /**
+   * Seconds between a transient failure and the next attempt (fractions honoured); with a
+   * `backoff_factor` the delay before retry n is `backoff_sec * backoff_factor^(n-1)`.
+   */
   backoff_sec: number
+  /** Growth of the delay per failed attempt (1: a fixed delay, as the Python seed). */
+  backoff_factor?: number
+  /** Cap on the delay, in seconds. */
+  backoff_max_sec?: number
+  /** Random spread of each delay, as a fraction (0.2: ±20 %), so retries do not come in waves. */
+  jitter?: number
   /** Reason codes that make a failure permanent. */
   permanent_on: string[]
 }

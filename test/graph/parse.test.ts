@@ -582,7 +582,8 @@ test('graph normalisation: retry_policy defaults and fractional backoff', () => 
     ]),
     options,
   )
-  assert.deepEqual(spec.nodes[0]!.retry_policy, { max: 3, backoff_sec: 0, permanent_on: [] })
+  // No backoff_sec: the coordinator's default delay (1 s), as for a node without a policy.
+  assert.deepEqual(spec.nodes[0]!.retry_policy, { max: 3, backoff_sec: 1, permanent_on: [] })
   assert.deepEqual(spec.nodes[1]!.retry_policy, { max: 5, backoff_sec: 0.25, permanent_on: ['bad_input', 'x'] })
   assert.equal(spec.nodes[2]!.retry_policy, null)
 })
@@ -691,4 +692,13 @@ test('graph normalisation: the PROTOCOL.md example parses', () => {
     ['extract', 'transform', 'merge'],
   )
   assert.deepEqual(spec.nodes[1]!.retry_policy, { max: 3, backoff_sec: 5, permanent_on: ['bad_input'] })
+})
+
+test('graph normalisation: exponential backoff fields, with their ranges', () => {
+  const spec = parseGraph(graph([node('a', { retry_policy: { max: 5, backoff_sec: 1, backoff_factor: 2, backoff_max_sec: 30, jitter: 0.1 } })]), options)
+  assert.deepEqual(spec.nodes[0]!.retry_policy, { max: 5, backoff_sec: 1, backoff_factor: 2, backoff_max_sec: 30, jitter: 0.1, permanent_on: [] })
+  assert.throws(
+    () => parseGraph(graph([node('a', { retry_policy: { backoff_factor: 0.5, jitter: 2 } })]), options),
+    (err: unknown) => err instanceof Error && /backoff_factor/.test(err.message),
+  )
 })
