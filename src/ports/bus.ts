@@ -49,6 +49,14 @@ export interface SubscribeOptions {
   fromLatest?: boolean
   /** Optional label for logs. */
   name?: string
+  /**
+   * Optional stable identity of this member across process restarts (Kafka: `group.instance.id`,
+   * static membership): a restarted member with the same id takes over its predecessor's
+   * partitions at once instead of waiting until the dead member's session times out. Unique
+   * among the group's live members; [a-zA-Z0-9._-], at most 200 characters. Buses without group
+   * membership (memory) ignore it.
+   */
+  instanceId?: string
 }
 
 export interface Subscription {

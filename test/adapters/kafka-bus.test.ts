@@ -223,6 +223,24 @@ describe('KafkaBus against a real broker', { skip: realSkip('kafka'), timeout: 1
     for (const m of got) assert.equal(m.partition, partitionForKey(m.key!, 2), 'still two partitions')
   })
 
+  it('a bus instanceId gives each subscription its own group.instance.id, also two of one group and name', async (t) => {
+    const logger = new MemoryLogger()
+    const bus = newBus(t, { instanceId: `proc-${randomUUID().slice(0, 8)}`, logger })
+    const topic = topicName()
+    await bus.ensureTopics([{ name: topic, partitions: 4 }])
+    const groupId = groupName()
+    const a: BusMessage[] = []
+    const b: BusMessage[] = []
+    await bus.subscribe({ groupId, topics: [topic], handler: async (m) => void a.push(m) })
+    await bus.subscribe({ groupId, topics: [topic], handler: async (m) => void b.push(m) })
+    const keys = Array.from({ length: 40 }, (_, i) => `s${i}`)
+    await bus.produce(keys.map((key) => ({ topic, key, value: key })))
+    await until(() => new Set([...a, ...b].map((m) => m.value)).size === keys.length, 'every record handled')
+    assert.ok(a.length > 0 && b.length > 0, 'both members own partitions: neither fenced the other')
+    const fenced = logger.records.filter((r) => JSON.stringify(r.fields).includes('FENCED_INSTANCE_ID'))
+    assert.deepEqual(fenced, [], 'no member was fenced')
+  })
+
   it('rejects invalid input before touching the broker', async (t) => {
     const bus = newBus(t)
     await assert.rejects(bus.ensureTopics([{ name: 'bad name' }]), (err) => isFlowkitError(err, ErrorCode.Config))
@@ -246,6 +264,18 @@ describe('KafkaBus against a real broker', { skip: realSkip('kafka'), timeout: 1
     await assert.rejects(bus.produce([{ topic: topicName(), key: 'k', value: 'v' }]), unknownTopic)
     await assert.rejects(bus.subscribe({ groupId: groupName(), topics: [topicName()], handler: async () => {} }), unknownTopic)
     assert.ok(performance.now() - started < 20_000)
+  })
+})
+
+describe('KafkaBus options', () => {
+  it('rejects an invalid instanceId or topicCheckIntervalMs', () => {
+    const bad = (options: Partial<KafkaBusOptions>): void =>
+      assert.throws(() => new KafkaBus({ brokers: ['127.0.0.1:1'], ...options }), (err) => isFlowkitError(err, ErrorCode.Config))
+    bad({ instanceId: 'with space' })
+    bad({ instanceId: '' })
+    bad({ instanceId: 'x'.repeat(201) })
+    bad({ topicCheckIntervalMs: -1 })
+    bad({ topicCheckIntervalMs: 1.5 })
   })
 })
 

@@ -501,5 +501,30 @@ export function runBusConformance(name: string, factory: BusFactory, options: Bu
       await bus.close()
       await assert.rejects(bus.produce(records(topic, 'k', ['late'])), (err) => isFlowkitError(err, ErrorCode.Closed))
     })
+
+    it('instanceId: members with their own ids split the partitions; one restarted with its id resumes from the commits', testOptions, async (t) => {
+      const bus = await setup(t)
+      const partitions = 4
+      const topic = await newTopic(bus, partitions)
+      const groupId = groupName()
+      const a = collector()
+      const b = collector()
+      const subA = await bus.subscribe({ groupId, topics: [topic], handler: a.handler, name: 'a', instanceId: `inst-a-${randomUUID()}` })
+      const idB = `inst-b-${randomUUID()}`
+      const subB = await bus.subscribe({ groupId, topics: [topic], handler: b.handler, name: 'b', instanceId: idB })
+      const keys = range('static-', 40)
+      await bus.produce(keys.map((key) => ({ topic, key, value: key })))
+      await until(() => a.messages.length + b.messages.length >= keys.length, 'all records handled')
+      assert.deepEqual(new Set([...a.values(), ...b.values()]), new Set(keys))
+      await subB.close()
+      const again = collector()
+      await bus.subscribe({ groupId, topics: [topic], handler: again.handler, name: 'b', instanceId: idB })
+      const later = range('later-', 20)
+      await bus.produce(later.map((key) => ({ topic, key, value: key })))
+      await until(() => later.every((v) => a.values().includes(v) || again.values().includes(v)), 'later records handled')
+      await quietPeriod(quietMs) // nothing handled before the restart may come again
+      assert.ok(!again.values().some((v) => keys.includes(v)), 'the restarted member resumed from the commits')
+      await subA.close()
+    })
   })
 }

@@ -28,6 +28,7 @@ export class CommitQueue {
   #loop: Promise<void> | null = null
   #retryTimer: ReturnType<typeof setTimeout> | null = null
   #failures = 0
+  #epoch = 0
 
   constructor(host: CommitHost) {
     this.#host = host
@@ -53,6 +54,18 @@ export class CommitQueue {
   forget(key: string): void {
     this.#pending.delete(key)
     this.committed.delete(key)
+  }
+
+  /**
+   * The subscription starts over on new topics: everything pending or known is forgotten, and a
+   * commit still in flight (for the old topics) no longer counts when it completes.
+   */
+  reset(): void {
+    this.#epoch++
+    this.#pending.clear()
+    this.committed.clear()
+    this.#clearRetry()
+    this.#failures = 0
   }
 
   /** Close: commits everything pending, with a few attempts. */
@@ -98,12 +111,16 @@ export class CommitQueue {
       }
       this.#pending.clear()
       if (batch.length === 0) return true
+      const epoch = this.#epoch
       try {
         await host.commit(batch)
+        // Reset meanwhile: this commit was for the old topics; go on with what is pending now.
+        if (epoch !== this.#epoch) continue
         this.#failures = 0
         for (const entry of batch) this.known(partitionKey(entry.topic, entry.partition), entry.offset)
         host.onCommitted()
       } catch (err) {
+        if (epoch !== this.#epoch) continue
         // Keep what failed unless something newer is already pending; retry later.
         for (const entry of batch) {
           const key = partitionKey(entry.topic, entry.partition)

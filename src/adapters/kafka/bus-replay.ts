@@ -92,6 +92,8 @@ export class ReplayTracker {
         consumer.listOffsets({ topics, partitions: filter, timestamp: EARLIEST }),
         consumer.listCommittedOffsets({ topics: [...byTopic].map(([topic, ps]) => ({ topic, partitions: ps })) }),
       ])
+      // Resolved meanwhile (closed, or the topics were recreated): these offsets no longer matter.
+      if (this.#done) return
       for (const { topic, partition } of partitions) {
         const key = partitionKey(topic, partition)
         const end = latest.get(topic)?.[partition]

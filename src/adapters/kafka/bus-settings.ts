@@ -34,7 +34,28 @@ export interface KafkaBusOptions {
   requestTimeoutMs?: number
   /** Producer retries of a failed send (bounded; >= 2). Default 5, with 100 ms doubling to 1 s between tries. */
   produceRetries?: number
-  /** Consumer group session timeout. Default 10000. */
+  /**
+   * A stable identity of this process across restarts (Kafka static membership): every
+   * subscription joins its group with the `group.instance.id` `<instanceId>.<subscription name>`
+   * (a subscription's own `instanceId` wins), so a restarted process with the same id takes its
+   * predecessor's place at once instead of waiting for the dead member's session to time out.
+   * Only one live process may use an id: two live ones keep fencing each other and rejoining
+   * (the client rejoins when fenced), and both consume. [a-zA-Z0-9._-], at most 200 characters.
+   * A clean close still leaves the group. Default: none (dynamic membership).
+   */
+  instanceId?: string
+  /**
+   * How often the bus checks that the topics it created or consumes still exist (and are the
+   * same topics on the same cluster); a missing topic is created again with its partition count,
+   * and the producer and the affected subscriptions start over. Errors that hint at a missing
+   * topic trigger a check at once. 0 disables the periodic check. Default 5000.
+   */
+  topicCheckIntervalMs?: number
+  /**
+   * Consumer group session timeout: how long a member that died without leaving keeps its
+   * partitions (a static member restarted with the same `instanceId` takes them back at once).
+   * Brokers reject values below their `group.min.session.timeout.ms` (6000 by default). Default 10000.
+   */
   sessionTimeoutMs?: number
   /** Consumer heartbeat interval; also how fast a member notices a rebalance. Default 1000. */
   heartbeatIntervalMs?: number
@@ -83,6 +104,19 @@ export function backoffMs(attempt: number, start: number, max: number): number {
   return Math.min(start * 2 ** Math.max(0, attempt - 1), max)
 }
 
+/** Waits for `promise` (its outcome ignored), but not longer than `ms`. */
+export function capped(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const cap = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms)
+  })
+  const done = promise.then(
+    () => undefined,
+    () => undefined,
+  )
+  return Promise.race([done, cap]).finally(() => clearTimeout(timer))
+}
+
 /** Exponential delay between the library's own retries: 100 ms doubling to 1 s. */
 export const retryDelay: RetryDelayGetter = (_client, _operation, attempt) => backoffMs(attempt, 100, 1000)
 
@@ -119,6 +153,16 @@ export function positiveInt(value: number | undefined, fallback: number, name: s
   return value
 }
 
+const INSTANCE_ID = /^[a-zA-Z0-9._-]{1,200}$/
+
+/** Checks a configured instance id (bus or subscription option). */
+export function checkInstanceId(value: unknown, name: string): string {
+  if (typeof value !== 'string' || !INSTANCE_ID.test(value)) {
+    throw new FlowkitError(ErrorCode.Config, `kafka bus: ${name} must be 1-200 characters of [a-zA-Z0-9._-]`)
+  }
+  return value
+}
+
 export function sanitizeClientId(value: string): string {
   const cleaned = value.replace(/[^a-zA-Z0-9._-]/g, '_')
   return cleaned === '' ? 'flowkit' : cleaned
@@ -142,6 +186,8 @@ export interface Settings {
   maxBufferedRecords: number
   subscribeTimeoutMs: number
   topicReadyTimeoutMs: number
+  instanceId: string | null
+  topicCheckIntervalMs: number
 }
 
 export function settingsFrom(options: KafkaBusOptions): Settings {
@@ -186,5 +232,7 @@ export function settingsFrom(options: KafkaBusOptions): Settings {
     maxBufferedRecords: positiveInt(options.maxBufferedRecords, 1000, 'maxBufferedRecords'),
     subscribeTimeoutMs: positiveInt(options.subscribeTimeoutMs, 60_000, 'subscribeTimeoutMs'),
     topicReadyTimeoutMs: positiveInt(options.topicReadyTimeoutMs, 30_000, 'topicReadyTimeoutMs'),
+    instanceId: options.instanceId === undefined ? null : checkInstanceId(options.instanceId, 'instanceId'),
+    topicCheckIntervalMs: positiveInt(options.topicCheckIntervalMs, 5000, 'topicCheckIntervalMs', 0),
   }
 }

@@ -1,44 +1,56 @@
 /**
- * One Kafka subscription: a consumer in the group (classic protocol, `autocommit: false`) and one
- * MessagesStream that only feeds per-partition buffers; a PartitionWorker per owned partition
+ * One Kafka subscription: a consumer session (bus-session.ts: a consumer in the group and one
+ * MessagesStream) that only feeds per-partition buffers; a PartitionWorker per owned partition
  * hands the records to the handler (bus-worker.ts), commits go through a CommitQueue
  * (bus-commits.ts) and `caughtUp` through a ReplayTracker (bus-replay.ts). See bus.ts for the
- * delivery, rebalance, pause and failure semantics.
+ * delivery, rebalance, pause and failure semantics. `reset()` replaces the session after the
+ * subscription's topics were recreated.
  */
-import { Consumer, MessagesStreamFallbackModes, MessagesStreamModes } from '@platformatic/kafka'
-import type { ConsumeOptions, GroupAssignment } from '@platformatic/kafka'
+import type { GroupAssignment } from '@platformatic/kafka'
 import type { BusBatchHandler, BusHandler, SubscribeOptions, Subscription } from '../../ports/bus.ts'
 import { ErrorCode, FlowkitError } from '../../errors.ts'
 import type { Logger } from '../../log.ts'
 import { CommitQueue } from './bus-commits.ts'
 import type { Redactor } from './bus-errors.ts'
 import { ReplayTracker } from './bus-replay.ts'
-import { RECOVERY_MAX_MS, RECOVERY_START_MS, backoffMs, groupSettings, partitionKey, retryDelay, sanitizeClientId } from './bus-settings.ts'
-import type { Settings, StringConsumer, StringMessage, StringStream } from './bus-settings.ts'
+import { capped, partitionKey, sanitizeClientId } from './bus-settings.ts'
+import type { Settings, StringMessage } from './bus-settings.ts'
+import { ConsumerSession } from './bus-session.ts'
+import type { SessionHost } from './bus-session.ts'
 import { PartitionWorker } from './bus-worker.ts'
 import type { Buffered, WorkerHost } from './bus-worker.ts'
 
 export const DEFAULT_MAX_BATCH = 500
+const OLD_SESSION_CLOSE_MS = 5000
 
 export interface BusInternals {
   readonly settings: Settings
   readonly log: Logger
   readonly redactor: Redactor
   forget(sub: KafkaSubscription): void
+  /** A stream or group error: maybe the topics are gone (the bus checks them soon). */
+  troubled(err: unknown): void
 }
 
-export class KafkaSubscription implements Subscription, WorkerHost {
+/** `group.instance.id` of a subscription: its own, else `<bus instance id>.<name>`, else none. */
+export function instanceIdFor(settings: Settings, options: SubscribeOptions): string | null {
+  if (options.instanceId !== undefined) return options.instanceId
+  if (settings.instanceId === null) return null
+  return `${settings.instanceId}.${sanitizeClientId(options.name ?? 'sub')}`.slice(0, 249)
+}
+
+export class KafkaSubscription implements Subscription, WorkerHost, SessionHost {
   readonly groupId: string
   readonly handler: BusHandler | null
   readonly batchHandler: BusBatchHandler | null
   readonly maxBatch: number
   readonly log: Logger
-  readonly #topics: string[]
+  readonly topics: readonly string[]
+  readonly instanceId: string | null
   readonly #fromLatest: boolean
   readonly #name: string
   readonly #bus: BusInternals
-  readonly #consumer: StringConsumer
-  #stream: StringStream | null = null
+  #session: ConsumerSession
   /** Owned partitions → worker. */
   readonly #workers = new Map<string, PartitionWorker>()
   /** Latest worker per partition (owned or not), so a returning partition waits for it. */
@@ -50,46 +62,32 @@ export class KafkaSubscription implements Subscription, WorkerHost {
   #buffered = 0
   #closing: Promise<void> | null = null
   #stopping = false
+  #resetting: Promise<void> = Promise.resolve()
   readonly #commits: CommitQueue
   readonly #replay: ReplayTracker
-  // Recovery
-  #recoveryTimer: ReturnType<typeof setTimeout> | null = null
-  #recoveryAttempts = 0
-  #rejoinTimer: ReturnType<typeof setTimeout> | null = null
-  #rejoinAttempts = 0
 
-  constructor(bus: BusInternals, options: SubscribeOptions) {
+  constructor(bus: BusInternals, options: SubscribeOptions, instanceId: string | null) {
     this.#bus = bus
     this.groupId = options.groupId
     this.handler = options.handler ?? null
     this.batchHandler = options.batchHandler ?? null
     this.maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH
-    this.#topics = [...new Set(options.topics)]
+    this.topics = [...new Set(options.topics)]
+    this.instanceId = instanceId
     this.#fromLatest = options.fromLatest === true
     this.#name = options.name ?? 'sub'
     this.log = bus.log.child({ groupId: this.groupId, subscription: this.#name })
-    const s = bus.settings
-    this.#consumer = new Consumer({
-      clientId: sanitizeClientId(`${s.clientId}-${this.#name}`),
-      bootstrapBrokers: s.brokers,
-      ...s.connection,
-      // Kept low: group operations nest retries (joinGroup → findGroupCoordinator), and a stream
-      // whose retries run out is consumed again by this adapter anyway.
-      retries: 3,
-      retryDelay,
-      groupId: this.groupId,
-      ...groupSettings(s),
-    })
-    const consumer = this.#consumer
+    this.#session = this.#newSession(this.#fromLatest)
     const owns = (key: string): boolean => this.#workers.has(key)
     const isStopping = (): boolean => this.#stopping
+    const session = (): ConsumerSession => this.#session
     this.#commits = new CommitQueue({
       log: this.log,
       redactor: bus.redactor,
       get stopping() {
         return isStopping()
       },
-      commit: (offsets) => consumer.commit({ offsets }),
+      commit: (offsets) => session().consumer.commit({ offsets }),
       owns,
       onCommitted: () => this.#replay.check(),
     })
@@ -97,18 +95,23 @@ export class KafkaSubscription implements Subscription, WorkerHost {
       {
         log: this.log,
         redactor: bus.redactor,
-        consumer,
+        get consumer() {
+          return session().consumer
+        },
         committed: (key) => this.#commits.committed.get(key),
         known: (key, offset) => this.#commits.known(key, offset),
         owns,
       },
       this.#fromLatest,
     )
-    this.#consumer.on('error', (err: unknown) => this.#onConsumerError(err))
-    this.#consumer.on('consumer:group:join', (payload) => this.#onJoin(payload.assignments ?? this.#consumer.assignments ?? []))
-    this.#consumer.on('consumer:heartbeat:error', (payload) => {
-      this.log.debug('bus.kafka.heartbeat_failed', { err: this.#bus.redactor.describe(payload.error) })
-    })
+  }
+
+  get settings(): Settings {
+    return this.#bus.settings
+  }
+
+  get redactor(): Redactor {
+    return this.#bus.redactor
   }
 
   get paused(): boolean {
@@ -146,11 +149,41 @@ export class KafkaSubscription implements Subscription, WorkerHost {
       )
     })
     try {
-      await Promise.race([this.#startStream(), timeout])
+      await Promise.race([this.#session.start(), timeout])
     } finally {
       clearTimeout(timer)
     }
     if (this.#fromLatest) await this.#seedStartPositions()
+  }
+
+  /**
+   * The subscription's topics were recreated (or the cluster replaced): the consumer's group,
+   * topic ids and positions are gone with them. Starts over with a new consumer session: owned
+   * partitions are given up (in-flight handlers finish; buffered records are dropped), the new
+   * session starts each partition from the group's committed offset or the beginning of the new
+   * topic (also for `fromLatest`: everything in it was produced after the loss). Resolves once
+   * the new session runs or retries in the background.
+   */
+  reset(replaced?: { ids: ReadonlyMap<string, string>; since: number }): Promise<void> {
+    const session = this.#session
+    if (this.#stopping) return this.#resetting
+    // Already on the new topics: a session started after the check began, or one that saw their ids.
+    if (replaced && (session.createdAt >= replaced.since || session.knows(replaced.ids))) return this.#resetting
+    if (!session.closed) {
+      // At once: nothing more of the old session reaches a handler.
+      session.abandon()
+      for (const key of [...this.#workers.keys()]) this.#revoke(key)
+      this.#commits.reset()
+      // The backlog counted for caughtUp() was lost with the old topics.
+      this.#replay.resolve()
+    }
+    this.#resetting = this.#resetting.then(() => this.#replace(session))
+    return this.#resetting
+  }
+
+  /** The topic ids and the cluster id this subscription consumes now (as far as known). */
+  get identity(): { ids: ReadonlyMap<string, string>; clusterId: string | null } {
+    return { ids: this.#session.topicIds, clusterId: this.#session.clusterId }
   }
 
   // ---- WorkerHost ----
@@ -165,69 +198,32 @@ export class KafkaSubscription implements Subscription, WorkerHost {
     this.#commits.mark(worker.topic, worker.partition, BigInt(entry.message.offset) + 1n, entry.leaderEpoch)
   }
 
-  // ---- Stream ----
+  // ---- SessionHost ----
 
-  #consumeOptions(): ConsumeOptions<string | undefined, string, string, string | undefined> {
-    const s = this.#bus.settings
-    return {
-      topics: [...this.#topics],
-      mode: MessagesStreamModes.COMMITTED,
-      fallbackMode: this.#fromLatest ? MessagesStreamFallbackModes.LATEST : MessagesStreamFallbackModes.EARLIEST,
-      ...groupSettings(s),
-    }
-  }
-
-  /** consume() joins the group; resolves once the new stream has its starting offsets. */
-  async #startStream(): Promise<void> {
-    const stream = await this.#consumer.consume(this.#consumeOptions())
-    if (this.#stopping) {
-      await stream.close().catch(() => {})
-      return
-    }
-    // The stream computes its starting offsets asynchronously (network round trips), after this
-    // continuation runs: the listeners below cannot miss the first 'offsets'.
-    const ready = new Promise<void>((resolve, reject) => {
-      const onOffsets = (): void => {
-        cleanup()
-        resolve()
-      }
-      const onError = (err: Error): void => {
-        cleanup()
-        reject(err)
-      }
-      const onClose = (): void => {
-        cleanup()
-        reject(new FlowkitError(ErrorCode.BusUnavailable, 'kafka bus: the stream closed before it was positioned', { retryable: true }))
-      }
-      const cleanup = (): void => {
-        stream.removeListener('offsets', onOffsets)
-        stream.removeListener('error', onError)
-        stream.removeListener('close', onClose)
-      }
-      stream.once('offsets', onOffsets)
-      stream.once('error', onError)
-      stream.once('close', onClose)
-    })
-    this.#attach(stream)
-    await ready
-  }
-
-  #attach(stream: StringStream): void {
-    this.#stream = stream
+  onStream(session: ConsumerSession): void {
+    if (session !== this.#session) return
     this.#streamPaused = false
-    stream.on('error', (err) => {
-      this.log.warn('bus.kafka.stream_error', { err: this.#bus.redactor.describe(err) })
-    })
-    stream.on('close', () => {
-      if (this.#stream !== stream) return
-      this.#stream = null
-      if (!this.#stopping) this.#scheduleRecovery()
-    })
-    stream.on('data', (message: StringMessage) => this.#onMessage(message))
     this.#updateFlow()
   }
 
-  #onMessage(message: StringMessage): void {
+  onStreamRestarted(session: ConsumerSession): void {
+    if (session === this.#session && this.#fromLatest) void this.#seedStartPositions()
+  }
+
+  onTrouble(err: unknown): void {
+    if (!this.#stopping) this.#bus.troubled(err)
+  }
+
+  onTopicsChanged(session: ConsumerSession): void {
+    if (this.#stopping || session !== this.#session) return
+    this.log.warn('bus.kafka.topics_changed', { topics: this.topics })
+    void this.reset()
+    // The bus checks its topics: its producer and other subscriptions need the same.
+    this.#bus.troubled(null)
+  }
+
+  onMessage(session: ConsumerSession, message: StringMessage): void {
+    if (session !== this.#session) return
     const worker = this.#workers.get(partitionKey(message.topic, message.partition))
     // Not (or no longer) ours: a fetch that was under way when the assignment changed.
     if (worker === undefined || worker.stopped || this.#stopping) return
@@ -253,41 +249,18 @@ export class KafkaSubscription implements Subscription, WorkerHost {
     this.#updateFlow()
   }
 
-  /** Pauses the fetch loop when the user paused, the buffers are full, or we are closing. */
-  #updateFlow(): void {
-    const stream = this.#stream
-    if (!stream || stream.destroyed) return
-    const max = this.#bus.settings.maxBufferedRecords
-    const full = this.#buffered >= max
-    const wantPaused = this.#paused || this.#stopping || full || (this.#streamPaused && this.#buffered > max / 2)
-    if (wantPaused && !this.#streamPaused) {
-      this.#streamPaused = true
-      stream.pause()
-    } else if (!wantPaused && this.#streamPaused) {
-      this.#streamPaused = false
-      stream.resume()
-    }
-  }
-
-  // ---- Group membership ----
-
-  #onJoin(assignments: GroupAssignment[]): void {
-    if (this.#stopping) return
+  onJoin(session: ConsumerSession, assignments: GroupAssignment[]): void {
+    if (this.#stopping || session !== this.#session) return
     const want = new Map<string, { topic: string; partition: number }>()
     for (const { topic, partitions } of assignments) {
-      if (!this.#topics.includes(topic)) continue
+      if (!this.topics.includes(topic)) continue
       for (const partition of partitions) want.set(partitionKey(topic, partition), { topic, partition })
     }
     const revoked: string[] = []
     const gained: string[] = []
-    for (const [key, worker] of this.#workers) {
+    for (const key of [...this.#workers.keys()]) {
       if (want.has(key)) continue
-      this.#workers.delete(key)
-      worker.revoked = true
-      const dropped = worker.clear()
-      if (dropped > 0) this.onDequeued(dropped)
-      void worker.stop()
-      this.#commits.forget(key)
+      this.#revoke(key)
       revoked.push(key)
     }
     for (const [key, { topic, partition }] of want) {
@@ -302,66 +275,78 @@ export class KafkaSubscription implements Subscription, WorkerHost {
       })
       // Forget a position the stream kept from an earlier ownership: it restarts the partition
       // from the group's committed offset (or the fallback) instead.
-      this.#stream?.offsetsToFetch.delete(key)
+      session.stream?.offsetsToFetch.delete(key)
       gained.push(key)
     }
     this.#replay.onAssigned([...want.values()])
-    this.#rejoinAttempts = 0
     this.log.debug('bus.kafka.assigned', {
-      memberId: this.#consumer.memberId,
-      generationId: this.#consumer.generationId,
+      memberId: session.consumer.memberId,
+      generationId: session.consumer.generationId,
       partitions: [...this.#workers.keys()],
       revoked,
       gained,
     })
   }
 
-  #onConsumerError(err: unknown): void {
+  // ---- Internals ----
+
+  #newSession(fromLatest: boolean): ConsumerSession {
+    return new ConsumerSession(this, {
+      groupId: this.groupId,
+      topics: [...this.topics],
+      clientId: sanitizeClientId(`${this.#bus.settings.clientId}-${this.#name}`),
+      instanceId: this.instanceId,
+      fromLatest,
+    })
+  }
+
+  /** The partition is no longer ours: stop after its in-flight handler, drop its buffer and commits. */
+  #revoke(key: string): void {
+    const worker = this.#workers.get(key)
+    if (!worker) return
+    this.#workers.delete(key)
+    worker.revoked = true
+    const dropped = worker.clear()
+    if (dropped > 0) this.onDequeued(dropped)
+    void worker.stop()
+    this.#commits.forget(key)
+  }
+
+  async #replace(old: ConsumerSession): Promise<void> {
+    if (this.#stopping || old !== this.#session) return
+    // The old member leaves first (bounded: the old cluster may be gone), so a static member's
+    // late LeaveGroup cannot remove its successor.
+    await capped(old.close(), OLD_SESSION_CLOSE_MS)
     if (this.#stopping) return
-    this.log.warn('bus.kafka.consumer_error', { err: this.#bus.redactor.describe(err) })
-    this.#scheduleRejoin()
+    const session = this.#newSession(false)
+    this.#session = session
+    this.log.info('bus.kafka.subscription_reset', { topics: this.topics })
+    session.start().then(
+      () => {
+        if (session === this.#session && this.#fromLatest) void this.#seedStartPositions()
+      },
+      (err: unknown) => {
+        this.log.warn('bus.kafka.stream_restart_failed', { err: this.#bus.redactor.describe(err) })
+        if (!session.stream) session.recover()
+      },
+    )
   }
 
-  /** After a failed rejoin the consumer sends no heartbeats: join again, with backoff. */
-  #scheduleRejoin(): void {
-    if (this.#stopping || this.#rejoinTimer) return
-    const waitMs = backoffMs(++this.#rejoinAttempts, RECOVERY_START_MS, RECOVERY_MAX_MS)
-    this.#rejoinTimer = setTimeout(() => {
-      this.#rejoinTimer = null
-      if (this.#stopping || this.#consumer.isActive()) return
-      this.#consumer.joinGroup({}).then(
-        () => {
-          this.#rejoinAttempts = 0
-          this.log.info('bus.kafka.rejoined', {})
-        },
-        (joinErr: unknown) => {
-          this.log.warn('bus.kafka.rejoin_failed', { err: this.#bus.redactor.describe(joinErr), attempt: this.#rejoinAttempts })
-          this.#scheduleRejoin()
-        },
-      )
-    }, waitMs)
-  }
-
-  /** The stream died (its retries ran out): consume again, with backoff, while subscribed. */
-  #scheduleRecovery(): void {
-    if (this.#stopping || this.#recoveryTimer) return
-    const waitMs = backoffMs(++this.#recoveryAttempts, RECOVERY_START_MS, RECOVERY_MAX_MS)
-    this.log.warn('bus.kafka.stream_restart', { inMs: waitMs, attempt: this.#recoveryAttempts })
-    this.#recoveryTimer = setTimeout(() => {
-      this.#recoveryTimer = null
-      if (this.#stopping) return
-      this.#startStream().then(
-        () => {
-          this.#recoveryAttempts = 0
-          this.log.info('bus.kafka.stream_restarted', {})
-          if (this.#fromLatest) void this.#seedStartPositions()
-        },
-        (err: unknown) => {
-          this.log.warn('bus.kafka.stream_restart_failed', { err: this.#bus.redactor.describe(err) })
-          if (!this.#stream) this.#scheduleRecovery()
-        },
-      )
-    }, waitMs)
+  /** Pauses the fetch loop when the user paused, the buffers are full, or we are closing. */
+  #updateFlow(): void {
+    const stream = this.#session.stream
+    // An abandoned session's stream stays paused (closing, or replaced by a reset).
+    if (!stream || stream.destroyed || this.#session.closed) return
+    const max = this.#bus.settings.maxBufferedRecords
+    const full = this.#buffered >= max
+    const wantPaused = this.#paused || this.#stopping || full || (this.#streamPaused && this.#buffered > max / 2)
+    if (wantPaused && !this.#streamPaused) {
+      this.#streamPaused = true
+      stream.pause()
+    } else if (!wantPaused && this.#streamPaused) {
+      this.#streamPaused = false
+      stream.resume()
+    }
   }
 
   /**
@@ -370,15 +355,17 @@ export class KafkaSubscription implements Subscription, WorkerHost {
    * newer end, which would skip what was produced meanwhile.
    */
   async #seedStartPositions(): Promise<void> {
-    const stream = this.#stream
+    const session = this.#session
+    const stream = session.stream
     const owned = [...this.#workers.values()]
     if (!stream || owned.length === 0) return
     try {
       const byTopic = new Map<string, number[]>()
       for (const w of owned) byTopic.set(w.topic, [...(byTopic.get(w.topic) ?? []), w.partition])
-      const committed = await this.#consumer.listCommittedOffsets({
+      const committed = await session.consumer.listCommittedOffsets({
         topics: [...byTopic].map(([topic, partitions]) => ({ topic, partitions })),
       })
+      if (session !== this.#session) return
       for (const w of owned) {
         const current = committed.get(w.topic)?.[w.partition]
         if (current !== undefined && current >= 0n) continue
@@ -394,23 +381,13 @@ export class KafkaSubscription implements Subscription, WorkerHost {
 
   async #close(): Promise<void> {
     this.#stopping = true
-    for (const timer of [this.#recoveryTimer, this.#rejoinTimer]) if (timer) clearTimeout(timer)
-    this.#recoveryTimer = null
-    this.#rejoinTimer = null
+    this.#session.abandon()
+    await this.#resetting
     // 1. Stop fetching; 2. let in-flight handlers finish; 3. commit them; 4. leave the group.
     this.#updateFlow()
     await Promise.all([...this.#running].map((w) => w.stop()))
     await this.#commits.flush()
-    const stream = this.#stream
-    this.#stream = null
-    if (stream) {
-      await stream.close().catch((err: unknown) => {
-        this.log.debug('bus.kafka.stream_close_failed', { err: this.#bus.redactor.describe(err) })
-      })
-    }
-    await this.#consumer.close(true).catch((err: unknown) => {
-      this.log.warn('bus.kafka.consumer_close_failed', { err: this.#bus.redactor.describe(err) })
-    })
+    await this.#session.close()
     this.#workers.clear()
     this.#bus.forget(this)
   }

@@ -32,12 +32,23 @@
  *
  * Failures: a stream that dies is consumed again (with backoff) while the subscription is open; a
  * consumer whose rejoin failed rejoins again with backoff. No client error event is left without a
- * listener. Errors surface as FlowkitError BUS_UNAVAILABLE (retryable) or BUS_ERROR; SASL
+ * listener.
+ *
+ * Lost topics (bus-topics.ts): a broker that lost its data, or a deleted topic, is noticed by a
+ * periodic check and after errors that hint at it; the topics are created again with their
+ * partition count, the producer is replaced (its producer id and sequences belong to the old
+ * logs) and the affected subscriptions start over with a new consumer (bus-session.ts); a produce
+ * that failed on a missing topic is sent once more after that. Warning `bus.topics_recreated`.
+ *
+ * Static membership: with an `instanceId` (bus option, or a subscription's own) each consumer joins
+ * with a `group.instance.id`, so a restarted process takes its dead predecessor's place in the
+ * group at once instead of after the session timeout. A clean close still leaves the group. Errors surface as FlowkitError BUS_UNAVAILABLE (retryable) or BUS_ERROR; SASL
  * credentials never appear in an error message or a log record.
  *
  * Modules: bus-settings.ts (options, settings, shared helpers), bus-errors.ts (error mapping,
- * redaction), bus-worker.ts, bus-commits.ts, bus-replay.ts, bus-subscription.ts; this file is the
- * facade (producer, topics, subscriptions).
+ * redaction), bus-topics.ts (creation, the lost-topic watch), bus-worker.ts, bus-commits.ts,
+ * bus-replay.ts, bus-session.ts, bus-subscription.ts; this file is the facade (producer, topics,
+ * subscriptions).
  *
  * Known limit (eager rebalance in the classic protocol): while a group rebalances, the previous
  * owner of a partition may still be running the handler of a record that the new owner also
@@ -45,19 +56,22 @@
  * one subscription.
  */
 import { Admin, Producer, compatibilityPartitioner, stringSerializers } from '@platformatic/kafka'
-import type { ClusterMetadata, MessageToProduce } from '@platformatic/kafka'
+import type { MessageToProduce } from '@platformatic/kafka'
 import type { Bus, BusRecord, SubscribeOptions, Subscription, TopicSpec } from '../../ports/bus.ts'
 import { ErrorCode, FlowkitError } from '../../errors.ts'
 import { createLogger } from '../../log.ts'
 import type { Logger } from '../../log.ts'
 import { checkRecord, checkTopicName } from '../../ports/bus-rules.ts'
-import { Redactor, hasApiId, toBusError } from './bus-errors.ts'
-import { backoffMs, delay, retryDelay, sanitizeClientId, settingsFrom } from './bus-settings.ts'
+import { Redactor, toBusError } from './bus-errors.ts'
+import { checkInstanceId, retryDelay, sanitizeClientId, settingsFrom } from './bus-settings.ts'
 import type { KafkaBusOptions, Settings, StringProducer } from './bus-settings.ts'
-import { KafkaSubscription } from './bus-subscription.ts'
+import { KafkaSubscription, instanceIdFor } from './bus-subscription.ts'
 import type { BusInternals } from './bus-subscription.ts'
+import { TopicWatch, createTopics, isUnknownTopic } from './bus-topics.ts'
 
 export type { KafkaBusOptions, KafkaSaslMechanism, KafkaSaslOptions } from './bus-settings.ts'
+
+type StringMessageToProduce = MessageToProduce<string, string, string, string>
 
 /** Checks the handler options of `subscribe` (exactly one of handler / batchHandler). */
 function checkHandlerOptions(options: SubscribeOptions): void {
@@ -71,18 +85,20 @@ function checkHandlerOptions(options: SubscribeOptions): void {
   if (options.maxBatch !== undefined && (!Number.isInteger(options.maxBatch) || options.maxBatch < 1)) {
     throw new FlowkitError(ErrorCode.Config, 'subscribe: maxBatch must be a positive integer')
   }
+  if (options.instanceId !== undefined) checkInstanceId(options.instanceId, 'subscribe: instanceId')
 }
 
 export class KafkaBus implements Bus {
   readonly #settings: Settings
   readonly #log: Logger
   readonly #redactor: Redactor
-  readonly #producer: StringProducer
+  #producer: StringProducer
   #admin: Admin | null = null
   readonly #subs = new Set<KafkaSubscription>()
   readonly #inflight = new Set<Promise<unknown>>()
   readonly #roundRobin = new Map<string, number>()
   readonly #internals: BusInternals
+  readonly #watch: TopicWatch
   #closed = false
   #closing: Promise<void> | null = null
 
@@ -97,26 +113,15 @@ export class KafkaBus implements Bus {
     this.#settings = settingsFrom(options)
     this.#log = (options.logger ?? createLogger({ name: 'flowkit' })).child({ component: 'kafka-bus' })
     this.#redactor = new Redactor([options.sasl?.password])
-    const s = this.#settings
-    this.#producer = new Producer<string, string, string, string>({
-      clientId: s.clientId,
-      bootstrapBrokers: s.brokers,
-      ...s.connection,
-      idempotent: true,
-      retries: s.produceRetries,
-      retryDelay,
-      serializers: stringSerializers,
-      partitioner: (message, key) => {
-        // Keyed: murmur2 masked like Java's Utils.toPositive; the producer then takes it modulo
-        // the partition count (BuiltInPartitioner.partitionForKey). Null key: round robin.
-        if (key !== undefined) return compatibilityPartitioner(message, key)
-        const n = this.#roundRobin.get(message.topic) ?? 0
-        this.#roundRobin.set(message.topic, (n + 1) % 0x7fffffff)
-        return n
-      },
-      autocreateTopics: false,
+    this.#producer = this.#newProducer()
+    this.#watch = new TopicWatch({
+      settings: this.#settings,
+      log: this.#log,
+      redactor: this.#redactor,
+      admin: () => this.#adminClient(),
+      assertOpen: () => this.#assertOpen(),
+      replaced: (ids, cluster, since) => this.#onTopicsReplaced(ids, cluster, since),
     })
-    this.#producer.on('error', (err: unknown) => this.#log.warn('bus.kafka.producer_error', { err: this.#redactor.describe(err) }))
     this.#internals = {
       settings: this.#settings,
       log: this.#log,
@@ -124,6 +129,7 @@ export class KafkaBus implements Bus {
       forget: (sub) => {
         this.#subs.delete(sub)
       },
+      troubled: () => this.#watch.poke(),
     }
   }
 
@@ -139,26 +145,12 @@ export class KafkaBus implements Bus {
       if (!wanted.has(spec.name) || spec.partitions !== undefined) wanted.set(spec.name, spec.partitions)
     }
     if (wanted.size === 0) return
+    const partitions = new Map([...wanted].map(([name, n]) => [name, n ?? this.#settings.defaultPartitions]))
     const admin = this.#adminClient()
-    const run = (async () => {
-      await Promise.all(
-        [...wanted].map(async ([name, partitions]) => {
-          try {
-            await admin.createTopics({
-              topics: [name],
-              partitions: partitions ?? this.#settings.defaultPartitions,
-              replicas: this.#settings.replicationFactor,
-            })
-            this.#log.info('bus.kafka.topic_created', { topic: name, partitions: partitions ?? this.#settings.defaultPartitions })
-          } catch (err) {
-            if (!hasApiId(err, 'TOPIC_ALREADY_EXISTS')) throw err
-          }
-        }),
-      )
-      await this.#waitForLeaders(admin, [...wanted.keys()])
-    })()
+    const run = createTopics(admin, this.#settings, this.#log, this.#redactor, partitions, () => this.#assertOpen())
     try {
-      await this.#track(run)
+      const { metadata } = await this.#track(run)
+      this.#watch.learn(metadata, [...partitions.keys()], partitions)
     } catch (err) {
       throw toBusError(err, 'ensureTopics', this.#redactor, this.#closed)
     }
@@ -169,16 +161,28 @@ export class KafkaBus implements Bus {
     if (!Array.isArray(records)) throw new FlowkitError(ErrorCode.BadMessage, 'produce: records must be an array')
     for (const record of records) checkRecord(record)
     if (records.length === 0) return
-    const messages: MessageToProduce<string, string, string, string>[] = records.map((r) => {
-      const m: MessageToProduce<string, string, string, string> = { topic: r.topic, value: r.value }
+    const messages: StringMessageToProduce[] = records.map((r) => {
+      const m: StringMessageToProduce = { topic: r.topic, value: r.value }
       if (r.key !== null) m.key = r.key
       if (r.headers && Object.keys(r.headers).length > 0) m.headers = new Map(Object.entries(r.headers))
       return m
     })
+    const producer = this.#producer
     try {
-      await this.#track(this.#producer.send({ messages }))
+      await this.#track(producer.send({ messages }))
     } catch (err) {
-      throw toBusError(err, 'produce', this.#redactor, this.#closed)
+      if (this.#closed) throw toBusError(err, 'produce', this.#redactor, true)
+      // A topic that vanished (or a cluster that lost its data) is recreated by the check; then the
+      // records go once more, on the new producer.
+      let retry = this.#producer !== producer
+      if (!retry && isUnknownTopic(err)) retry = await this.#watch.check()
+      else if (!retry) this.#watch.poke()
+      if (!retry || this.#closed) throw toBusError(err, 'produce', this.#redactor, this.#closed)
+      try {
+        await this.#track(this.#producer.send({ messages }))
+      } catch (again) {
+        throw toBusError(again, 'produce', this.#redactor, this.#closed)
+      }
     }
   }
 
@@ -193,18 +197,20 @@ export class KafkaBus implements Bus {
     }
     for (const topic of options.topics) checkTopicName(topic)
     checkHandlerOptions(options)
-    const sub = new KafkaSubscription(this.#internals, options)
+    const sub = new KafkaSubscription(this.#internals, options, this.#uniqueInstanceId(options))
     this.#subs.add(sub)
     try {
       await this.#track(sub.start())
     } catch (err) {
       await sub.close().catch(() => {})
+      if (isUnknownTopic(err)) this.#watch.poke()
       throw toBusError(err, `subscribe(${options.groupId})`, this.#redactor, this.#closed)
     }
     if (this.#closed) {
       await sub.close()
       throw new FlowkitError(ErrorCode.Closed, 'kafka bus is closed')
     }
+    this.#watch.watch(sub.topics, sub.identity)
     return sub
   }
 
@@ -228,6 +234,43 @@ export class KafkaBus implements Bus {
     return promise
   }
 
+  #newProducer(): StringProducer {
+    const s = this.#settings
+    const producer: StringProducer = new Producer<string, string, string, string>({
+      clientId: s.clientId,
+      bootstrapBrokers: s.brokers,
+      ...s.connection,
+      idempotent: true,
+      retries: s.produceRetries,
+      retryDelay,
+      serializers: stringSerializers,
+      partitioner: (message, key) => {
+        // Keyed: murmur2 masked like Java's Utils.toPositive; the producer then takes it modulo
+        // the partition count (BuiltInPartitioner.partitionForKey). Null key: round robin.
+        if (key !== undefined) return compatibilityPartitioner(message, key)
+        const n = this.#roundRobin.get(message.topic) ?? 0
+        this.#roundRobin.set(message.topic, (n + 1) % 0x7fffffff)
+        return n
+      },
+      autocreateTopics: false,
+    })
+    producer.on('error', (err: unknown) => this.#log.warn('bus.kafka.producer_error', { err: this.#redactor.describe(err) }))
+    return producer
+  }
+
+  /**
+   * The subscription's `group.instance.id`; a second subscription of this bus in the same group
+   * and with the same name gets a numbered one (ids are unique per group).
+   */
+  #uniqueInstanceId(options: SubscribeOptions): string | null {
+    const base = instanceIdFor(this.#settings, options)
+    if (base === null) return null
+    const taken = new Set([...this.#subs].filter((s) => s.groupId === options.groupId).map((s) => s.instanceId))
+    let id = base
+    for (let n = 2; taken.has(id); n++) id = `${base.slice(0, 240)}-${n}`
+    return id
+  }
+
   #adminClient(): Admin {
     if (!this.#admin) {
       const s = this.#settings
@@ -243,36 +286,26 @@ export class KafkaBus implements Bus {
     return this.#admin
   }
 
-  /** Waits until the metadata shows a leader for every partition of every topic. */
-  async #waitForLeaders(admin: Admin, topics: string[]): Promise<void> {
-    const deadline = performance.now() + this.#settings.topicReadyTimeoutMs
-    let lastError: unknown = null
-    for (let attempt = 1; ; attempt++) {
-      this.#assertOpen()
-      try {
-        const metadata: ClusterMetadata = await admin.metadata({ topics, forceUpdate: true })
-        const notReady = topics.filter((name) => {
-          const topic = metadata.topics.get(name)
-          return !topic || topic.partitions.length === 0 || topic.partitions.some((p) => p === undefined || p.leader < 0)
-        })
-        if (notReady.length === 0) return
-        lastError = new Error(`no leader yet for ${notReady.join(', ')}`)
-      } catch (err) {
-        lastError = err
-      }
-      if (performance.now() >= deadline) {
-        throw new FlowkitError(
-          ErrorCode.BusUnavailable,
-          `kafka bus: topics not ready after ${this.#settings.topicReadyTimeoutMs}ms: ${this.#redactor.describe(lastError)}`,
-          { retryable: true },
-        )
-      }
-      await delay(backoffMs(attempt, 50, 500))
-    }
+  /**
+   * Topics were recreated: a new producer (the old one's ids and sequences are void), and the
+   * subscriptions on those topics start over (unless they already did).
+   */
+  async #onTopicsReplaced(ids: Map<string, string>, cluster: boolean, since: number): Promise<void> {
+    if (this.#closed) return
+    const old = this.#producer
+    this.#producer = this.#newProducer()
+    void this.#track(
+      old.close().catch((err: unknown) => {
+        this.#log.debug('bus.kafka.producer_close_failed', { err: this.#redactor.describe(err) })
+      }),
+    )
+    const affected = [...this.#subs].filter((sub) => cluster || sub.topics.some((t) => ids.has(t)))
+    await Promise.all(affected.map((sub) => sub.reset({ ids, since })))
   }
 
   async #close(): Promise<void> {
     this.#closed = true
+    this.#watch.stop()
     await Promise.allSettled([...this.#subs].map((s) => s.close()))
     await Promise.allSettled([...this.#inflight])
     await Promise.allSettled([...this.#subs].map((s) => s.close()))

@@ -1,0 +1,254 @@
+/**
+ * One consumer session of a Kafka subscription: a Consumer in the group (classic protocol,
+ * `autocommit: false`, static membership when an instance id is given) and the MessagesStream it
+ * feeds the subscription from. A stream that dies is consumed again with backoff; a consumer
+ * whose rejoin failed joins again with backoff. A subscription normally keeps one session for its
+ * whole life; it starts a new one when its topics were recreated (the old consumer's topic ids,
+ * fetch positions and group generation all belong to topics that no longer exist).
+ */
+import { Consumer, MessagesStreamFallbackModes, MessagesStreamModes } from '@platformatic/kafka'
+import type { ConsumeOptions, GroupAssignment } from '@platformatic/kafka'
+import { ErrorCode, FlowkitError } from '../../errors.ts'
+import type { Logger } from '../../log.ts'
+import type { Redactor } from './bus-errors.ts'
+import { isTopicId } from './bus-topics.ts'
+import { RECOVERY_MAX_MS, RECOVERY_START_MS, backoffMs, groupSettings, retryDelay } from './bus-settings.ts'
+import type { Settings, StringConsumer, StringMessage, StringStream } from './bus-settings.ts'
+
+/** What a session reports to its subscription (every call names the session: old ones are ignored). */
+export interface SessionHost {
+  readonly settings: Settings
+  readonly log: Logger
+  readonly redactor: Redactor
+  onJoin(session: ConsumerSession, assignments: GroupAssignment[]): void
+  onMessage(session: ConsumerSession, message: StringMessage): void
+  /** A stream was attached (flow control applies to it now). */
+  onStream(session: ConsumerSession): void
+  /** The stream was consumed again after it died. */
+  onStreamRestarted(session: ConsumerSession): void
+  /** A stream or group error: the bus may want to check its topics. */
+  onTrouble(err: unknown): void
+  /**
+   * The consumer's metadata shows another topic id for one of the topics: the topic was
+   * recreated. Called synchronously, before the consumer can fetch from the new topic.
+   */
+  onTopicsChanged(session: ConsumerSession): void
+}
+
+export interface SessionOptions {
+  groupId: string
+  topics: string[]
+  clientId: string
+  instanceId: string | null
+  /** Where a partition without a committed offset starts. */
+  fromLatest: boolean
+}
+
+export class ConsumerSession {
+  readonly consumer: StringConsumer
+  stream: StringStream | null = null
+  /** Topic → the topic id this session's consumer first saw (it fetches by id). */
+  readonly topicIds = new Map<string, string>()
+  /** The cluster id of this session's first metadata. */
+  clusterId: string | null = null
+  readonly createdAt = performance.now()
+  readonly #host: SessionHost
+  readonly #options: SessionOptions
+  #closed = false
+  #recoveryTimer: ReturnType<typeof setTimeout> | null = null
+  #recoveryAttempts = 0
+  #rejoinTimer: ReturnType<typeof setTimeout> | null = null
+  #rejoinAttempts = 0
+
+  constructor(host: SessionHost, options: SessionOptions) {
+    this.#host = host
+    this.#options = options
+    const s = host.settings
+    this.consumer = new Consumer({
+      clientId: options.clientId,
+      bootstrapBrokers: s.brokers,
+      ...s.connection,
+      // Kept low: group operations nest retries (joinGroup → findGroupCoordinator), and a stream
+      // whose retries run out is consumed again by this session anyway.
+      retries: 3,
+      retryDelay,
+      groupId: options.groupId,
+      ...(options.instanceId !== null ? { groupInstanceId: options.instanceId } : {}),
+      ...groupSettings(s),
+    })
+    this.consumer.on('error', (err: unknown) => this.#onConsumerError(err))
+    this.consumer.on('consumer:group:join', (payload) => {
+      if (this.#closed) return
+      this.#rejoinAttempts = 0
+      host.onJoin(this, payload.assignments ?? this.consumer.assignments ?? [])
+    })
+    this.consumer.on('consumer:heartbeat:error', (payload) => {
+      host.log.debug('bus.kafka.heartbeat_failed', { err: host.redactor.describe(payload.error) })
+    })
+    // Emitted before the fetched metadata is used: a recreated topic is noticed before a single
+    // record of it is fetched (an offset of the new topic would be taken for one of the old).
+    this.consumer.on('client:metadata', (metadata) => {
+      this.clusterId ??= metadata.id
+      let changed = false
+      for (const name of options.topics) {
+        const id = metadata.topics.get(name)?.id
+        if (!isTopicId(id)) continue
+        const known = this.topicIds.get(name)
+        if (known === undefined) this.topicIds.set(name, id)
+        else if (known !== id) changed = true
+      }
+      if (changed && !this.#closed) host.onTopicsChanged(this)
+    })
+  }
+
+  /** True when this session already consumes these topics (by id), so nothing needs restarting. */
+  knows(ids: ReadonlyMap<string, string>): boolean {
+    for (const [name, id] of ids) {
+      if (this.#options.topics.includes(name) && this.topicIds.get(name) !== id) return false
+    }
+    return true
+  }
+
+  get closed(): boolean {
+    return this.#closed
+  }
+
+  /** consume() joins the group; resolves once the new stream has its starting offsets. */
+  async start(): Promise<void> {
+    const stream = await this.consumer.consume(this.#consumeOptions())
+    if (this.#closed) {
+      await stream.close().catch(() => {})
+      return
+    }
+    // The stream computes its starting offsets asynchronously (network round trips), after this
+    // continuation runs: the listeners below cannot miss the first 'offsets'.
+    const ready = new Promise<void>((resolve, reject) => {
+      const onOffsets = (): void => {
+        cleanup()
+        resolve()
+      }
+      const onError = (err: Error): void => {
+        cleanup()
+        reject(err)
+      }
+      const onClose = (): void => {
+        cleanup()
+        reject(new FlowkitError(ErrorCode.BusUnavailable, 'kafka bus: the stream closed before it was positioned', { retryable: true }))
+      }
+      const cleanup = (): void => {
+        stream.removeListener('offsets', onOffsets)
+        stream.removeListener('error', onError)
+        stream.removeListener('close', onClose)
+      }
+      stream.once('offsets', onOffsets)
+      stream.once('error', onError)
+      stream.once('close', onClose)
+    })
+    this.#attach(stream)
+    await ready
+  }
+
+  /** Consumes again with backoff until a stream runs (after a failed start or a dead stream). */
+  recover(): void {
+    if (this.#closed || this.#recoveryTimer) return
+    const waitMs = backoffMs(++this.#recoveryAttempts, RECOVERY_START_MS, RECOVERY_MAX_MS)
+    this.#host.log.warn('bus.kafka.stream_restart', { inMs: waitMs, attempt: this.#recoveryAttempts })
+    this.#recoveryTimer = setTimeout(() => {
+      this.#recoveryTimer = null
+      if (this.#closed) return
+      this.start().then(
+        () => {
+          if (this.#closed) return
+          this.#recoveryAttempts = 0
+          this.#host.log.info('bus.kafka.stream_restarted', {})
+          this.#host.onStreamRestarted(this)
+        },
+        (err: unknown) => {
+          this.#host.log.warn('bus.kafka.stream_restart_failed', { err: this.#host.redactor.describe(err) })
+          this.#host.onTrouble(err)
+          if (!this.stream) this.recover()
+        },
+      )
+    }, waitMs)
+  }
+
+  /** Stops the timers, closes the stream, then the consumer (which leaves the group). */
+  async close(): Promise<void> {
+    this.#closed = true
+    for (const timer of [this.#recoveryTimer, this.#rejoinTimer]) if (timer) clearTimeout(timer)
+    this.#recoveryTimer = null
+    this.#rejoinTimer = null
+    const stream = this.stream
+    this.stream = null
+    if (stream) {
+      await stream.close().catch((err: unknown) => {
+        this.#host.log.debug('bus.kafka.stream_close_failed', { err: this.#host.redactor.describe(err) })
+      })
+    }
+    await this.consumer.close(true).catch((err: unknown) => {
+      this.#host.log.warn('bus.kafka.consumer_close_failed', { err: this.#host.redactor.describe(err) })
+    })
+  }
+
+  /** Stops the timers and the stream's delivery at once (a replaced session); close() follows. */
+  abandon(): void {
+    this.#closed = true
+    for (const timer of [this.#recoveryTimer, this.#rejoinTimer]) if (timer) clearTimeout(timer)
+    this.#recoveryTimer = null
+    this.#rejoinTimer = null
+    this.stream?.pause()
+  }
+
+  #consumeOptions(): ConsumeOptions<string | undefined, string, string, string | undefined> {
+    return {
+      topics: [...this.#options.topics],
+      mode: MessagesStreamModes.COMMITTED,
+      fallbackMode: this.#options.fromLatest ? MessagesStreamFallbackModes.LATEST : MessagesStreamFallbackModes.EARLIEST,
+      ...groupSettings(this.#host.settings),
+    }
+  }
+
+  #attach(stream: StringStream): void {
+    this.stream = stream
+    stream.on('error', (err) => {
+      this.#host.log.warn('bus.kafka.stream_error', { err: this.#host.redactor.describe(err) })
+      this.#host.onTrouble(err)
+    })
+    stream.on('close', () => {
+      if (this.stream !== stream) return
+      this.stream = null
+      if (!this.#closed) this.recover()
+    })
+    stream.on('data', (message: StringMessage) => {
+      if (!this.#closed) this.#host.onMessage(this, message)
+    })
+    this.#host.onStream(this)
+  }
+
+  #onConsumerError(err: unknown): void {
+    if (this.#closed) return
+    this.#host.log.warn('bus.kafka.consumer_error', { err: this.#host.redactor.describe(err) })
+    this.#host.onTrouble(err)
+    this.#scheduleRejoin()
+  }
+
+  /** After a failed rejoin the consumer sends no heartbeats: join again, with backoff. */
+  #scheduleRejoin(): void {
+    if (this.#closed || this.#rejoinTimer) return
+    const waitMs = backoffMs(++this.#rejoinAttempts, RECOVERY_START_MS, RECOVERY_MAX_MS)
+    this.#rejoinTimer = setTimeout(() => {
+      this.#rejoinTimer = null
+      if (this.#closed || this.consumer.isActive()) return
+      this.consumer.joinGroup({}).then(
+        () => {
+          this.#rejoinAttempts = 0
+          this.#host.log.info('bus.kafka.rejoined', {})
+        },
+        (joinErr: unknown) => {
+          this.#host.log.warn('bus.kafka.rejoin_failed', { err: this.#host.redactor.describe(joinErr), attempt: this.#rejoinAttempts })
+          this.#scheduleRejoin()
+        },
+      )
+    }, waitMs)
+  }
+}
