@@ -31,6 +31,9 @@ export interface EngineHooks {
   started?(rt: TaskRuntime, ord: number, epoch: number): void
 }
 
+/** Timer entry ordinal of a task's deadline (node entries use the node's ordinal). */
+const TASK_DEADLINE = -1
+
 export class Engine {
   readonly tasks = new Map<string, TaskRuntime>()
   readonly #config: CoordinatorConfig
@@ -183,6 +186,7 @@ export class Engine {
   /** First scheduling of a task (and after recovery): marks it running and evaluates every node. */
   startTask(rt: TaskRuntime): void {
     if (rt.terminal) return
+    if (rt.deadlineAt !== null) this.#timers.push({ at: rt.deadlineAt, taskId: rt.id, ord: TASK_DEADLINE })
     if (rt.status === 'queued') {
       rt.change({ status: 'running' })
       rt.events.push('task running')
@@ -278,15 +282,25 @@ export class Engine {
     const n = rt.node(ord)
     if (n.status === 'deferred') return n.next_retry_at_ms
     if (n.status === 'cancelling') return n.cancel_deadline_ms ?? null
-    if (n.status !== 'running' || rt.isFn(ord)) return null
-    if (this.#judging.has(`${rt.id}\u0000${ord}`)) return null
+    if (n.status !== 'running') return null
+    const limit = this.#timeoutAt(rt, ord)
+    if (rt.isFn(ord)) return limit
+    if (this.#judging.has(`${rt.id}\u0000${ord}`)) return limit
     if (rt.inherited.has(ord) && this.#clock.now() < this.graceEnd) return this.graceEnd
     if (n.accepted_at_ms === null) return n.dispatched_at_ms === null ? null : n.dispatched_at_ms + this.#resendDelayMs(n.resends ?? 0)
     const last = n.last_event_at_ms ?? n.accepted_at_ms
     let due = last + this.#config.heartbeatHardSec * 1000
     if (n.suspected !== true) due = Math.min(due, last + this.#config.heartbeatSoftSec * 1000)
     if (typeof n.lease_expires_at_ms === 'number') due = Math.min(due, n.lease_expires_at_ms + 1)
-    return due
+    return limit === null ? due : Math.min(due, limit)
+  }
+
+  /** When a running attempt passes its node's `timeout_sec` (from acceptance; a function: its start). */
+  #timeoutAt(rt: TaskRuntime, ord: number): number | null {
+    const sec = rt.spec(ord).timeout_sec
+    const n = rt.node(ord)
+    const from = rt.isFn(ord) ? n.dispatched_at_ms : n.accepted_at_ms
+    return sec === undefined || from === null ? null : from + sec * 1000
   }
 
   armNode(rt: TaskRuntime, ord: number): void {
@@ -306,7 +320,15 @@ export class Engine {
       const key = `${e.taskId}\u0000${e.ord}`
       if (this.#armed.get(key) === e.at) this.#armed.delete(key)
       const rt = this.tasks.get(e.taskId)
-      if (rt === undefined || rt.terminal || e.ord < 0) continue
+      if (rt === undefined || rt.terminal) continue
+      if (e.ord === TASK_DEADLINE) {
+        if (rt.deadlineAt !== null && rt.deadlineAt <= now) {
+          this.#log.warn('task.deadline_exceeded', { task_id: rt.id, deadline_at_ms: rt.deadlineAt })
+          this.cancel(rt, `deadline exceeded: the task did not end within ${Math.round((rt.deadlineAt - rt.createdAt) / 1000)} s`, 'failed')
+        }
+        continue
+      }
+      if (e.ord < 0) continue
       this.#nodeDue(rt, e.ord, now)
       this.armNode(rt, e.ord)
     }
@@ -322,7 +344,13 @@ export class Engine {
       if ((n.cancel_deadline_ms ?? Number.POSITIVE_INFINITY) <= now) this.apply(rt, ord, { kind: 'cancel_deadline' })
       return
     }
-    if (n.status !== 'running' || rt.isFn(ord)) return
+    if (n.status !== 'running') return
+    const limit = this.#timeoutAt(rt, ord)
+    if (limit !== null && limit <= now) {
+      this.apply(rt, ord, { kind: 'timeout', limitSec: rt.spec(ord).timeout_sec as number })
+      return
+    }
+    if (rt.isFn(ord)) return
     if (rt.inherited.has(ord) && now < this.graceEnd) return
     if (n.accepted_at_ms === null) {
       if (n.dispatched_at_ms !== null && n.dispatched_at_ms + this.#resendDelayMs(n.resends ?? 0) <= now) {

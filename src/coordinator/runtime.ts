@@ -55,6 +55,8 @@ export class TaskRuntime {
   result: unknown
   updatedAt: number
   finishedAt: number | null
+  /** When the task must be terminal by (createTask deadlineSec); null: no deadline. */
+  readonly deadlineAt: number | null
   /** Seq of the last journal entry known durable (the snapshot version when loaded). */
   v: number
   /** Seq of the last snapshot written. */
@@ -122,6 +124,7 @@ export class TaskRuntime {
     this.result = doc.result
     this.updatedAt = doc.updated_at_ms
     this.finishedAt = doc.finished_at_ms
+    this.deadlineAt = typeof doc.deadline_at_ms === 'number' ? doc.deadline_at_ms : null
     this.v = v
     this.snapshotV = v
     this.sentThrough = (doc as { sent_through?: number }).sent_through ?? 0
@@ -291,6 +294,7 @@ export class TaskRuntime {
       created_at_ms: this.createdAt,
       updated_at_ms: this.updatedAt,
       finished_at_ms: this.finishedAt,
+      ...(this.deadlineAt !== null ? { deadline_at_ms: this.deadlineAt } : {}),
       v: this.v,
       sent_through: this.sentRecorded,
       batches: this.batchCounts(),

@@ -27,7 +27,15 @@ export interface CreateTaskInput {
   graph: unknown
   /** Optional caller-chosen id (must be unique); a UUID otherwise. */
   id?: string
+  /**
+   * The task must end within this many seconds of its creation: past it, what still runs is
+   * cancelled and the task ends `failed` ("deadline exceeded").
+   */
+  deadlineSec?: number
 }
+
+/** Longest task deadline (30 days). */
+const MAX_DEADLINE_SEC = 30 * 24 * 3600
 
 export interface BuildTaskOptions {
   coordinatorFns: ReadonlySet<string>
@@ -154,6 +162,10 @@ export function buildTask(input: CreateTaskInput, options: BuildTaskOptions, now
   if (input.id !== undefined && !TASK_ID_PATTERN.test(input.id)) {
     throw new FlowkitError(ErrorCode.GraphInvalid, `task id ${JSON.stringify(input.id)} must match ${TASK_ID_PATTERN}`)
   }
+  const deadline = input.deadlineSec
+  if (deadline !== undefined && !(typeof deadline === 'number' && Number.isFinite(deadline) && deadline > 0 && deadline <= MAX_DEADLINE_SEC)) {
+    throw new FlowkitError(ErrorCode.GraphInvalid, `deadlineSec must be a number of seconds > 0 and at most ${MAX_DEADLINE_SEC}, got ${JSON.stringify(deadline)}`)
+  }
   const id = input.id ?? randomUUID()
   checkSizes(id, graph, params, limits, now)
   return {
@@ -169,6 +181,7 @@ export function buildTask(input: CreateTaskInput, options: BuildTaskOptions, now
     created_at_ms: now,
     updated_at_ms: now,
     finished_at_ms: null,
+    ...(deadline !== undefined ? { deadline_at_ms: now + Math.round(deadline * 1000) } : {}),
   }
 }
 

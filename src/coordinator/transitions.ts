@@ -32,6 +32,7 @@
  * | cancelled (held)    | cancelling               | queued (hand-back), waits for the upstream | requeued           |
  * | cancel              | cancelling (held)        | cancelling, no longer requeued |                                 |
  * | lease_expired / heartbeat_lost | running       | as a transient failure, the holder is told to give up           |
+ * | timeout (timeout_sec) | running                | as a transient failure `timeout`, the holder is told to give up |
  * | suspect             | running                  | running, suspected     |                                        |
  * | accept_timeout      | running (not accepted)   | running, resends + 1   | start (same epoch)                     |
  * | cancel              | queued, deferred         | cancelled              | terminal                               |
@@ -58,6 +59,8 @@ export type NodeEvent =
   | { kind: 'failed'; reasonCode: string; error: string | null; permanent: boolean }
   | { kind: 'worker_cancelled'; reason: string }
   | { kind: 'lease_expired' }
+  /** The attempt ran longer than the node's `timeout_sec`. */
+  | { kind: 'timeout'; limitSec: number }
   | { kind: 'heartbeat_lost'; silentMs: number }
   | { kind: 'suspect' }
   | { kind: 'accept_timeout' }
@@ -296,6 +299,12 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
       if (s !== 'running') return null
       const r = failure(node, 'lease_expired', `no heartbeat since lease deadline ${node.lease.deadline_ts_ms ?? '?'}`, false, ctx, true)
       r.effects.unshift(log('warn', 'node.lease_expired', { worker_id: node.lease.worker_id ?? null }))
+      return r
+    }
+    case 'timeout': {
+      if (s !== 'running') return null
+      const r = failure(node, 'timeout', `no result within timeout_sec ${ev.limitSec} s`, false, ctx, true)
+      r.effects.unshift(log('warn', 'node.timeout', { timeout_sec: ev.limitSec, worker_id: node.lease.worker_id ?? null }))
       return r
     }
     case 'heartbeat_lost': {

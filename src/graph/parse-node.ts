@@ -19,6 +19,7 @@ const NODE_FIELDS = new Set([
   'io',
   'retry_policy',
   'routing',
+  'timeout_sec',
   // priming fields from the Python tests: accepted, checked, dropped
   'status',
   'attempt_epoch',
@@ -30,7 +31,9 @@ const NODE_FIELDS = new Set([
  * mean"). Other unknown fields are kept in `extra`; short names and the priming fields are left
  * out (`id`, `state` are plausible fields of their own).
  */
-const KNOWN_NODE_FIELDS = ['node_id', 'type', 'depends_on', 'fan_in', 'retry_policy', 'routing', 'when']
+const KNOWN_NODE_FIELDS = ['node_id', 'type', 'depends_on', 'fan_in', 'retry_policy', 'routing', 'when', 'timeout_sec']
+/** Longest node timeout (30 days). */
+const MAX_TIMEOUT_SEC = 30 * 24 * 3600
 /** A `when` guard may nest GUARD_MAX_DEPTH guards (2 containers each) on top of maxParamsDepth. */
 const WHEN_EXTRA_DEPTH = 2 * (GUARD_MAX_DEPTH + 1) + 2
 
@@ -103,6 +106,12 @@ export function parseNode(ctx: Context, raw: unknown, i: number): NodeSpec | nul
   const io = parseIo(ctx, raw['io'], path, id, label, typeof type === 'string' ? type : '')
   const retryPolicy = parseRetryPolicy(ctx, raw['retry_policy'], `${path}.retry_policy`, label)
   const routing = parseRouting(ctx, raw['routing'], `${path}.routing`, id, label)
+  const timeout = raw['timeout_sec']
+  let timeoutSec: number | null = null
+  if (timeout !== undefined && timeout !== null) {
+    if (typeof timeout === 'number' && Number.isFinite(timeout) && timeout > 0 && timeout <= MAX_TIMEOUT_SEC) timeoutSec = timeout
+    else problems.add(ErrorCode.BadField, `${path}.timeout_sec`, `timeout_sec of ${label} must be a number of seconds > 0 and at most ${MAX_TIMEOUT_SEC}, got ${describe(timeout)}`)
+  }
 
   const extra: Record<string, unknown> = {}
   for (const [k, v] of Object.entries(raw)) {
@@ -130,6 +139,7 @@ export function parseNode(ctx: Context, raw: unknown, i: number): NodeSpec | nul
     io,
     retry_policy: retryPolicy,
     routing,
+    ...(timeoutSec !== null ? { timeout_sec: timeoutSec } : {}),
     extra,
   }
 }

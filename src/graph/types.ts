@@ -42,6 +42,11 @@ export interface NodeSpec {
   io: NodeIO
   retry_policy: RetryPolicy | null
   routing: { on_success: string[]; on_failure: string[] } | null
+  /**
+   * Longest a running attempt may take from its acceptance (a coordinator function: from its
+   * start); past it the attempt is cancelled and fails with reason `timeout` (retried per policy).
+   */
+  timeout_sec?: number
   /** Declarative guard on task variables (S-081): the node runs only if it holds, else it is skipped. */
   when?: Guard | null
   /** Anything else the submitter put on the node, kept as is. */

@@ -122,5 +122,7 @@ export interface TaskDoc {
   created_at_ms: number
   updated_at_ms: number
   finished_at_ms: number | null
+  /** The task must be terminal by then (createTask `deadlineSec`); absent: no deadline. */
+  deadline_at_ms?: number | null
 }
 

@@ -1,0 +1,70 @@
+/**
+ * Per-node execution timeout (`timeout_sec`) and task deadline (`deadlineSec`), issue 8: both
+ * end cleanly — the attempt is cancelled on its worker, the node retried or failed, the task
+ * failed with a reason that says which limit was hit.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { MemoryLogger, type RoleHandler } from 'flowkit'
+import { startRuntime } from '../helpers/runtime.ts'
+
+/** The first attempt hangs until cancelled; later ones finish at once. */
+function hangsOnce(aborted: string[]): RoleHandler {
+  return {
+    async processBatch(_b, ctx) {
+      if (ctx.attemptEpoch === 1) {
+        await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }))
+        aborted.push(`${ctx.nodeId}@${ctx.attemptEpoch}`)
+        ctx.throwIfCancelled()
+      }
+      return { metrics: { ok: 1 } }
+    },
+  }
+}
+
+test('timeout_sec: an attempt past its timeout is cancelled on its worker and retried', async () => {
+  const log = new MemoryLogger()
+  const aborted: string[] = []
+  const rt = await startRuntime({ logger: log, handlers: { job: hangsOnce(aborted) } })
+  try {
+    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'a', type: 'job', timeout_sec: 0.5, retry_policy: { max: 2, backoff_sec: 0 } }] } })
+    const t = await rt.coordinator.waitForTask(id, { timeoutMs: 20_000 })
+    assert.equal(t.status, 'finished')
+    assert.equal(t.nodes[0]?.attempt_epoch, 2)
+    assert.equal(t.nodes[0]?.last_error?.reason_code, 'timeout')
+    assert.ok(log.records.some((r) => r.event === 'node.timeout' && r.fields['timeout_sec'] === 0.5))
+    assert.deepEqual(aborted, ['a@1'], 'the timed-out attempt was cancelled on its worker')
+  } finally {
+    await rt.stop()
+  }
+})
+
+test('timeout_sec with no retry left fails the task, naming the timeout', async () => {
+  const rt = await startRuntime({ handlers: { job: hangsOnce([]) } })
+  try {
+    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'a', type: 'job', timeout_sec: 0.3, retry_policy: { max: 1 } }] } })
+    const t = await rt.coordinator.waitForTask(id, { timeoutMs: 20_000 })
+    assert.equal(t.status, 'failed')
+    assert.match(t.nodes[0]?.last_error?.error ?? '', /timeout/)
+  } finally {
+    await rt.stop()
+  }
+})
+
+test('deadlineSec: a task still running at its deadline is cancelled and ends failed', async () => {
+  const log = new MemoryLogger()
+  const aborted: string[] = []
+  const rt = await startRuntime({ logger: log, handlers: { job: hangsOnce(aborted) } })
+  try {
+    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'a', type: 'job' }] }, deadlineSec: 0.5 })
+    const t = await rt.coordinator.waitForTask(id, { timeoutMs: 20_000 })
+    assert.equal(t.status, 'failed')
+    assert.match(t.error ?? '', /deadline exceeded/)
+    assert.equal(t.nodes[0]?.status, 'cancelled')
+    assert.deepEqual(aborted, ['a@1'])
+    assert.ok(log.records.some((r) => r.event === 'task.deadline_exceeded'))
+    await assert.rejects(rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'a', type: 'job' }] }, deadlineSec: -1 }), /deadlineSec must be/)
+  } finally {
+    await rt.stop()
+  }
+})
