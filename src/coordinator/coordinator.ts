@@ -184,8 +184,8 @@ export class Coordinator {
       { name: c.topicReply, partitions: c.topicPartitions },
       { name: c.topicWorkerAnnounce, partitions: 1 },
     ])
-    this.#subscriptions.set('__announce__', await this.#bus.subscribe({ groupId: `${c.groupId}.announce`, topics: [c.topicWorkerAnnounce], name: 'coordinator-announce', handler: parkPoison((m) => onAnnounce(this.#store, this.#clock, this.#log, m, (w) => this.#roles.seen(w)), this.#log) }))
-    this.#subscriptions.set('__replies__', await this.#bus.subscribe({ groupId: `${c.groupId}.replies`, topics: [c.topicReply], fromLatest: true, name: 'coordinator-replies', handler: parkPoison((m) => this.#discovery.onReply(m), this.#log) }))
+    this.#subscriptions.set('__announce__', await this.#bus.subscribe({ groupId: `${c.groupId}.announce`, topics: [c.topicWorkerAnnounce], name: 'coordinator-announce', ...this.#subscriptions.instance('announce'), handler: parkPoison((m) => onAnnounce(this.#store, this.#clock, this.#log, m, (w) => this.#roles.seen(w)), this.#log) }))
+    this.#subscriptions.set('__replies__', await this.#bus.subscribe({ groupId: `${c.groupId}.replies`, topics: [c.topicReply], fromLatest: true, name: 'coordinator-replies', ...this.#subscriptions.instance('replies'), handler: parkPoison((m) => this.#discovery.onReply(m), this.#log) }))
     // Recovery: load active tasks once, replay the status topics, then act.
     const active = await this.#store.listTasks({ statuses: ACTIVE })
     const loaded: TaskRuntime[] = []

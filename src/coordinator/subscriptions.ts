@@ -19,6 +19,16 @@ export class Subscriptions {
     this.#statusBatch = statusBatch
   }
 
+  /**
+   * Static group membership (Kafka `group.instance.id`) when the coordinator has a stable
+   * `coordinatorId`: a restarted coordinator takes its partitions back at once instead of after
+   * its dead predecessor's session times out.
+   */
+  instance(name: string): { instanceId?: string } {
+    const id = this.#config.coordinatorId
+    return id ? { instanceId: `${id}.${name}`.replace(/[^a-zA-Z0-9._-]/g, '_').slice(0, 200) } : {}
+  }
+
   set(name: string, sub: Subscription): void {
     this.#subs.set(name, sub)
   }
@@ -56,6 +66,7 @@ export class Subscriptions {
         name: `coordinator-status-${type}`,
         batchHandler: this.#statusBatch,
         maxBatch: 1000,
+        ...this.instance(`status.${type}`),
       })
       this.#subs.set(type, sub)
     })()

@@ -476,6 +476,44 @@ export function runBusConformance(name: string, factory: BusFactory, options: Bu
       await sub.caughtUp()
     })
 
+    it('drained resolves once every record produced before the call is handled, not before', testOptions, async (t) => {
+      const bus = await setup(t)
+      const topic = await newTopic(bus)
+      const handled: string[] = []
+      let release!: () => void
+      const gate = new Promise<void>((resolve) => {
+        release = resolve
+      })
+      let held = false
+      const sub = await bus.subscribe({
+        groupId: groupName(),
+        topics: [topic],
+        handler: async (m) => {
+          if (m.value === 'late-0') {
+            held = true
+            await gate
+          }
+          handled.push(m.value)
+        },
+      })
+      await sub.caughtUp()
+      assert.ok(sub.drained, 'the bus implements drained()')
+      // With nothing queued it resolves at once.
+      await sub.drained()
+      await bus.produce(range('late-', 6).map((value, i) => ({ topic, key: `d${i % 2}`, value })))
+      await until(() => held, 'the first record is being handled')
+      let drainedWith: string[] | null = null
+      void sub.drained().then(() => {
+        drainedWith = [...handled]
+      })
+      // late-0 is still held back: drained must NOT resolve meanwhile.
+      await quietPeriod(quietMs)
+      assert.equal(drainedWith, null)
+      release()
+      await until(() => drainedWith !== null, 'drained resolved')
+      assert.deepEqual([...(drainedWith as unknown as string[])].sort(), range('late-', 6).sort(), 'every record produced before the call was handled first')
+    })
+
     it('caughtUp resolves with nothing to replay and for fromLatest', testOptions, async (t) => {
       const bus = await setup(t)
       const empty = await newTopic(bus)

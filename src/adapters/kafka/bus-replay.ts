@@ -30,6 +30,7 @@ export class ReplayTracker {
   readonly #targets = new Map<string, bigint>()
   readonly #seen = new Set<string>()
   readonly #waiters: Array<() => void> = []
+  #drainWaiters: Array<{ done: () => boolean; resolve: () => void }> = []
   #lookups = 0
   #joined = false
   #done: boolean
@@ -64,13 +65,62 @@ export class ReplayTracker {
     this.check()
   }
 
+  /**
+   * `Subscription.drained()`: resolves once the committed offset of each of `partitions` reached
+   * its end offset now (or the partition is no longer owned). A failed lookup resolves at once
+   * (logged): a caller must not hang on it.
+   */
+  async drained(partitions: Array<{ topic: string; partition: number }>): Promise<void> {
+    if (partitions.length === 0) return
+    const byTopic = new Map<string, number[]>()
+    for (const { topic, partition } of partitions) byTopic.set(topic, [...(byTopic.get(topic) ?? []), partition])
+    const targets = new Map<string, bigint>()
+    try {
+      const filter = Object.fromEntries(byTopic)
+      const topics = [...byTopic.keys()]
+      const consumer = this.#host.consumer
+      const [latest, earliest] = await Promise.all([
+        consumer.listOffsets({ topics, partitions: filter }),
+        consumer.listOffsets({ topics, partitions: filter, timestamp: EARLIEST }),
+      ])
+      for (const { topic, partition } of partitions) {
+        const end = latest.get(topic)?.[partition]
+        const start = earliest.get(topic)?.[partition] ?? 0n
+        // An empty log (or one emptied by retention) has nothing to drain.
+        if (end !== undefined && end > start) targets.set(partitionKey(topic, partition), end)
+      }
+    } catch (err) {
+      this.#host.log.warn('bus.kafka.drained_lookup_failed', { err: this.#host.redactor.describe(err) })
+      return
+    }
+    const done = (): boolean => {
+      for (const [key, end] of targets) if (this.#host.owns(key) && (this.#host.committed(key) ?? -1n) < end) return false
+      return true
+    }
+    if (done()) return
+    await new Promise<void>((resolve) => this.#drainWaiters.push({ done, resolve }))
+  }
+
   /** Resolves the waiters when every target is reached (or no longer owned). */
   check(): void {
+    if (this.#drainWaiters.length > 0) {
+      this.#drainWaiters = this.#drainWaiters.filter((w) => {
+        if (!w.done()) return true
+        w.resolve()
+        return false
+      })
+    }
     if (this.#done || !this.#joined || this.#lookups > 0) return
     for (const [key, end] of this.#targets) {
       if (!this.#host.owns(key)) continue
       if ((this.#host.committed(key) ?? -1n) < end) return
     }
+    this.resolve()
+  }
+
+  /** The subscription closed or lost its topics: nothing is left to wait for. */
+  release(): void {
+    for (const w of this.#drainWaiters.splice(0)) w.resolve()
     this.resolve()
   }
 

@@ -134,8 +134,13 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
     return this.#replay.wait()
   }
 
+  drained(): Promise<void> {
+    if (this.#closing !== null) return Promise.resolve()
+    return this.#replay.drained([...this.#workers.values()].map((w) => ({ topic: w.topic, partition: w.partition })))
+  }
+
   close(): Promise<void> {
-    this.#closing ??= this.#close().finally(() => this.#replay.resolve())
+    this.#closing ??= this.#close().finally(() => this.#replay.release())
     return this.#closing
   }
 
@@ -174,8 +179,8 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
       session.abandon()
       for (const key of [...this.#workers.keys()]) this.#revoke(key)
       this.#commits.reset()
-      // The backlog counted for caughtUp() was lost with the old topics.
-      this.#replay.resolve()
+      // The backlog counted for caughtUp() and drained() was lost with the old topics.
+      this.#replay.release()
     }
     this.#resetting = this.#resetting.then(() => this.#replace(session))
     return this.#resetting
