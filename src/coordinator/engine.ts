@@ -11,6 +11,7 @@ import type { Logger } from '../log.ts'
 import type { NodeState } from '../model/state.ts'
 import type { Clock } from '../ports/clock.ts'
 import { cancelCommands, startCommand } from './commands.ts'
+import { lostEvent, resendDelayMs, timeoutAt } from './node-due.ts'
 import type { Limits } from './limits.ts'
 import type { TaskRuntime } from './runtime.ts'
 import type { TimerEntry, TimerHeap } from './timers.ts'
@@ -269,38 +270,22 @@ export class Engine {
 
   // ------------------------------------------------------------------ timers
 
-  /** Time after dispatch at which an unaccepted start is sent again for the (n+1)th time. */
-  #resendDelayMs(resends: number): number {
-    const base = this.#config.acceptTimeoutSec * 1000
-    let total = 0
-    for (let i = 0; i <= resends; i++) total += Math.min(base * 2 ** i, 600_000)
-    return total
-  }
-
   /** When the node next needs looking at, from its state alone; null when never. */
   #due(rt: TaskRuntime, ord: number): number | null {
     const n = rt.node(ord)
     if (n.status === 'deferred') return n.next_retry_at_ms
     if (n.status === 'cancelling') return n.cancel_deadline_ms ?? null
     if (n.status !== 'running') return null
-    const limit = this.#timeoutAt(rt, ord)
+    const limit = timeoutAt(rt, ord)
     if (rt.isFn(ord)) return limit
     if (this.#judging.has(`${rt.id}\u0000${ord}`)) return limit
     if (rt.inherited.has(ord) && this.#clock.now() < this.graceEnd) return this.graceEnd
-    if (n.accepted_at_ms === null) return n.dispatched_at_ms === null ? null : n.dispatched_at_ms + this.#resendDelayMs(n.resends ?? 0)
+    if (n.accepted_at_ms === null) return n.dispatched_at_ms === null ? null : n.dispatched_at_ms + resendDelayMs(this.#config, n.resends ?? 0)
     const last = n.last_event_at_ms ?? n.accepted_at_ms
     let due = last + this.#config.heartbeatHardSec * 1000
     if (n.suspected !== true) due = Math.min(due, last + this.#config.heartbeatSoftSec * 1000)
     if (typeof n.lease_expires_at_ms === 'number') due = Math.min(due, n.lease_expires_at_ms + 1)
     return limit === null ? due : Math.min(due, limit)
-  }
-
-  /** When a running attempt passes its node's `timeout_sec` (from acceptance; a function: its start). */
-  #timeoutAt(rt: TaskRuntime, ord: number): number | null {
-    const sec = rt.spec(ord).timeout_sec
-    const n = rt.node(ord)
-    const from = rt.isFn(ord) ? n.dispatched_at_ms : n.accepted_at_ms
-    return sec === undefined || from === null ? null : from + sec * 1000
   }
 
   armNode(rt: TaskRuntime, ord: number): void {
@@ -345,7 +330,7 @@ export class Engine {
       return
     }
     if (n.status !== 'running') return
-    const limit = this.#timeoutAt(rt, ord)
+    const limit = timeoutAt(rt, ord)
     if (limit !== null && limit <= now) {
       this.apply(rt, ord, { kind: 'timeout', limitSec: rt.spec(ord).timeout_sec as number })
       return
@@ -353,13 +338,13 @@ export class Engine {
     if (rt.isFn(ord)) return
     if (rt.inherited.has(ord) && now < this.graceEnd) return
     if (n.accepted_at_ms === null) {
-      if (n.dispatched_at_ms !== null && n.dispatched_at_ms + this.#resendDelayMs(n.resends ?? 0) <= now) {
+      if (n.dispatched_at_ms !== null && n.dispatched_at_ms + resendDelayMs(this.#config, n.resends ?? 0) <= now) {
         this.#log.warn('node.not_accepted', { task_id: rt.id, node_id: n.node_id, attempt_epoch: n.attempt_epoch, type: rt.spec(ord).type, waited_ms: now - n.dispatched_at_ms })
         if (this.apply(rt, ord, { kind: 'accept_timeout' })) this.#yieldConsumers(rt, ord)
       }
       return
     }
-    const lost = this.#lost(n, now)
+    const lost = lostEvent(this.#config, n, now)
     if (lost !== null) {
       const judge = this.#hooks.judge
       if (judge === undefined) {
@@ -375,7 +360,7 @@ export class Engine {
         if (this.tasks.get(rt.id) !== rt || rt.node(ord).status !== 'running' || rt.node(ord).attempt_epoch !== epoch) return
         if (verdict === 'complete') this.apply(rt, ord, { kind: 'recovered_complete' })
         else {
-          const still = this.#lost(rt.node(ord), this.#clock.now())
+          const still = lostEvent(this.#config, rt.node(ord), this.#clock.now())
           if (still !== null) this.apply(rt, ord, still)
         }
         this.armNode(rt, ord)
@@ -385,14 +370,6 @@ export class Engine {
     }
     const last = n.last_event_at_ms ?? n.accepted_at_ms ?? now
     if (last + this.#config.heartbeatSoftSec * 1000 <= now) this.apply(rt, ord, { kind: 'suspect' })
-  }
-
-  /** The loss a running, accepted node's state shows at `now` (null when its holder is fine). */
-  #lost(n: NodeState, now: number): NodeEvent | null {
-    const last = n.last_event_at_ms ?? n.accepted_at_ms ?? now
-    if (last + this.#config.heartbeatHardSec * 1000 <= now) return { kind: 'heartbeat_lost', silentMs: now - last }
-    if (typeof n.lease_expires_at_ms === 'number' && n.lease_expires_at_ms < now) return { kind: 'lease_expired' }
-    return null
   }
 
   // ------------------------------------------------------------------ commands

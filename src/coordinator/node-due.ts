@@ -1,0 +1,33 @@
+/**
+ * When a running node needs looking at, from its state alone (pure functions of the engine's
+ * timers): the resend schedule of an unaccepted start, the node's execution timeout, and the
+ * loss (hard heartbeat limit, lease expiry) its state shows.
+ */
+import type { CoordinatorConfig } from '../config.ts'
+import type { NodeState } from '../model/state.ts'
+import type { TaskRuntime } from './runtime.ts'
+import type { NodeEvent } from './transitions.ts'
+
+/** Time after dispatch at which an unaccepted start is sent again for the (n+1)th time. */
+export function resendDelayMs(config: CoordinatorConfig, resends: number): number {
+  const base = config.acceptTimeoutSec * 1000
+  let total = 0
+  for (let i = 0; i <= resends; i++) total += Math.min(base * 2 ** i, 600_000)
+  return total
+}
+
+/** When a running attempt passes its node's `timeout_sec` (from acceptance; a function: its start). */
+export function timeoutAt(rt: TaskRuntime, ord: number): number | null {
+  const sec = rt.spec(ord).timeout_sec
+  const n = rt.node(ord)
+  const from = rt.isFn(ord) ? n.dispatched_at_ms : n.accepted_at_ms
+  return sec === undefined || from === null ? null : from + sec * 1000
+}
+
+/** The loss a running, accepted node's state shows at `now` (null when its holder is fine). */
+export function lostEvent(config: CoordinatorConfig, n: NodeState, now: number): NodeEvent | null {
+  const last = n.last_event_at_ms ?? n.accepted_at_ms ?? now
+  if (last + config.heartbeatHardSec * 1000 <= now) return { kind: 'heartbeat_lost', silentMs: now - last }
+  if (typeof n.lease_expires_at_ms === 'number' && n.lease_expires_at_ms < now) return { kind: 'lease_expired' }
+  return null
+}
