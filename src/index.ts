@@ -8,6 +8,7 @@ export type * from './ports/bus.ts'
 export type * from './ports/store.ts'
 export type { TaskView, NodeView } from './coordinator/view.ts'
 export { TASK_EVENTS_CHANNEL, type TaskEvent } from './coordinator/watch.ts'
+export type { TaskOutput } from './coordinator/output.ts'
 export type {
   RoleHandler,
   Batch,
@@ -21,7 +22,7 @@ export type {
 export { classifyErrorDefault } from './worker/handler.ts'
 export type { SpawnOptions, SpawnResult } from './worker/subprocess.ts'
 export { SpawnInputError } from './worker/subprocess.ts'
-export { WORKER_STOPPING_REASON } from './protocol/messages.ts'
+export { WORKER_STOPPING_REASON, type UpstreamFailure } from './protocol/messages.ts'
 export { INPUT_ADAPTERS } from './worker/input.ts'
 export { BUILTIN_FUNCTIONS, type CoordinatorFn, type CoordinatorFnContext, type CoordinatorFnResult } from './coordinator/functions.ts'
 export { OutboxDispatcher, outboxBackoffMs } from './coordinator/outbox.ts'
@@ -32,6 +33,11 @@ export {
   TransientError,
   ErrorCode,
   isFlowkitError,
+  type ErrorInit,
+  type FlowkitErrorInit,
+  type FlowkitErrorOptions,
+  type GraphValidationErrorInit,
+  type HandlerErrorInit,
 } from './errors.ts'
 export {
   COORDINATOR_DEFAULTS,
@@ -44,6 +50,7 @@ export {
 export { parseGraph } from './graph/parse.ts'
 export type { GraphSpec, NodeSpec, FanIn, RetryPolicy } from './graph/types.ts'
 export { createLogger, MemoryLogger, EVENTS_CHANNEL, type FlowkitEventMessage, type Logger, type LogLevel } from './log.ts'
+export { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LoggerOptions } from './log.ts'
 export * as protocol from './protocol/messages.ts'
 export { VARS_LIMITS, VarsError, VarsReason, setVars, mergeVars, incrVar, unsetVars, getVar } from './coordinator/vars.ts'
 export { type Guard, evaluateGuard, parseGuard } from './graph/guard.ts'

@@ -6,7 +6,7 @@
 import type { CoordinatorConfig } from '../config.ts'
 import { topicFor } from '../config.ts'
 import type { NodeSpec } from '../graph/types.ts'
-import { dedupId, encode, makeEnvelope, messageKey } from '../protocol/messages.ts'
+import { type UpstreamFailure, dedupId, encode, makeEnvelope, messageKey } from '../protocol/messages.ts'
 import type { PendingCommand, TaskRuntime } from './runtime.ts'
 
 /** Largest variables object sent inside a TASK_START (bigger ones are read from the store). */
@@ -17,7 +17,7 @@ export const VARS_INLINE_MAX = 256 * 1024
  * token and the task variables (flowkit extension, `null` when sent too large to inline: the
  * worker then reads them from the store). createTask sizes this very envelope (submit.ts).
  */
-export function startEnvelope(taskId: string, spec: NodeSpec, epoch: number, now: number, vars: Record<string, unknown> | null) {
+export function startEnvelope(taskId: string, spec: NodeSpec, epoch: number, now: number, vars: Record<string, unknown> | null, failures?: UpstreamFailure[]) {
   const io = spec.io
   const payload: Record<string, unknown> = {
     cmd: 'TASK_START',
@@ -26,6 +26,7 @@ export function startEnvelope(taskId: string, spec: NodeSpec, epoch: number, now
     batching: io.batching ?? null,
     cancel_token: dedupId({ task: taskId, node: spec.node_id, epoch, token: 'cancel' }),
     vars,
+    ...(failures !== undefined && failures.length > 0 ? { failures } : {}),
   }
   return makeEnvelope({
     msg_type: 'cmd',
@@ -44,7 +45,7 @@ export function startEnvelope(taskId: string, spec: NodeSpec, epoch: number, now
 export function startCommand(config: CoordinatorConfig, rt: TaskRuntime, ord: number, epoch: number, resend: number, now: number): PendingCommand {
   const spec = rt.spec(ord)
   const inline = Buffer.byteLength(JSON.stringify(rt.vars)) <= VARS_INLINE_MAX
-  const env = startEnvelope(rt.id, spec, epoch, now, inline ? rt.vars : null)
+  const env = startEnvelope(rt.id, spec, epoch, now, inline ? rt.vars : null, failuresFor(rt, ord))
   return {
     topic: topicFor(config.topicCmdFmt, spec.type),
     key: messageKey(rt.id, spec.node_id),
@@ -54,6 +55,22 @@ export function startCommand(config: CoordinatorConfig, rt: TaskRuntime, ord: nu
     ord,
     epoch,
   }
+}
+
+/** Longest error text of a failed upstream carried in a START (the full text is in the task). */
+const FAILURE_ERROR_MAX = 2048
+
+/** For a node started by `routing.on_failure`: the failed nodes that routed to it, and why. */
+function failuresFor(rt: TaskRuntime, ord: number): UpstreamFailure[] {
+  const out: UpstreamFailure[] = []
+  for (const r of rt.index.routedFrom.get(rt.spec(ord).node_id) ?? []) {
+    if (r.on !== 'failure') continue
+    const src = rt.node(rt.ord.get(r.source) as number)
+    if (src.status !== 'failed') continue
+    const err = src.last_error?.error ?? null
+    out.push({ node_id: src.node_id, attempt_epoch: src.attempt_epoch, reason_code: src.last_error?.reason_code ?? 'failed', error: err !== null && err.length > FAILURE_ERROR_MAX ? `${err.slice(0, FAILURE_ERROR_MAX)}…` : err })
+  }
+  return out
 }
 
 /** TASK_CANCEL to the role (when `cmd`) and a CANCEL signal to `holder` (when known). */

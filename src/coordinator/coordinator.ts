@@ -37,6 +37,7 @@ import { type CreateTaskInput, TaskInserter, buildTask } from './submit.ts'
 import { Subscriptions } from './subscriptions.ts'
 import { type TaskEvent, Watchers } from './watch.ts'
 import { waitForTask } from './waiting.ts'
+import { type TaskOutput, readOutput } from './output.ts'
 import { LiveRoles, markWaiting, unservedTypes } from './roles.ts'
 import { sweep } from './sweep.ts'
 import { type TaskView, toTaskView } from './view.ts'
@@ -343,6 +344,13 @@ export class Coordinator {
       this.#outbox.pollSoon()
     }
     return ok
+  }
+
+  /** The task's output: its finished sink nodes, each with its final artifact (see output.ts). */
+  async getOutput(taskId: string): Promise<TaskOutput[]> {
+    const t = await this.getTask(taskId)
+    if (t === null) throw new FlowkitError(ErrorCode.TaskNotFound, `task ${taskId} not found`)
+    return readOutput(this.#store, t)
   }
 
   /** A task's artifacts: per node, those of the attempt that counts (`allAttempts` for every one). */

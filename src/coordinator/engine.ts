@@ -242,7 +242,13 @@ export class Engine {
     if (rt.status === 'cancelling') status = rt.error !== null ? 'failed' : 'cancelled'
     else if (rt.specs.some((s, i) => rt.node(i).status === 'failed' && (s.routing?.on_failure.length ?? 0) === 0)) status = 'failed'
     const now = this.#clock.now()
-    const result = { nodes: rt.specs.map((s, i) => ({ node_id: s.node_id, status: rt.node(i).status, stats: rt.node(i).stats })) }
+    // The task's output: its sink nodes (no dependents, no routing targets) that finished, each
+    // named with its final (complete) artifact's key; Coordinator.getOutput reads them.
+    const outputs = rt.specs
+      .map((s, i) => ({ s, i }))
+      .filter(({ i }) => (rt.reeval[i] as number[]).length === 0 && rt.node(i).status === 'finished')
+      .map(({ s, i }) => ({ node_id: s.node_id, attempt_epoch: rt.node(i).attempt_epoch, artifact: { task_id: rt.id, node_id: s.node_id, batch_uid: null } }))
+    const result = { nodes: rt.specs.map((s, i) => ({ node_id: s.node_id, status: rt.node(i).status, stats: rt.node(i).stats })), outputs }
     rt.change({ status, result, finished_at_ms: now })
     rt.events.push(`task ${status}`)
     this.#hooks.dirty(rt)

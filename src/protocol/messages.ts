@@ -62,6 +62,19 @@ export interface CmdTaskStart {
   input_inline: Record<string, unknown> | null
   batching: Record<string, unknown> | null
   cancel_token: string
+  /**
+   * flowkit extension: for a node started by `routing.on_failure`, the failed nodes that routed
+   * to it, with why they failed (absent from other STARTs and from Python coordinators).
+   */
+  failures?: UpstreamFailure[]
+}
+
+/** A failed node that routed to the node being started (its `routing.on_failure`). */
+export interface UpstreamFailure {
+  node_id: string
+  attempt_epoch: number
+  reason_code: string
+  error: string | null
 }
 export interface CmdTaskCancel {
   cmd: 'TASK_CANCEL'
@@ -306,7 +319,8 @@ export function parseCommand(p: Record<string, unknown>): ParseResult<CmdTaskSta
         return { ok: false, error: 'TASK_START: input_ref, input_inline and batching must be objects or null' }
       }
       const cancel_token = typeof p['cancel_token'] === 'string' ? p['cancel_token'] : ''
-      return { ok: true, value: { cmd, input_ref, input_inline, batching, cancel_token } }
+      const failures = parseFailures(p['failures'])
+      return { ok: true, value: { cmd, input_ref, input_inline, batching, cancel_token, ...(failures.length > 0 ? { failures } : {}) } }
     }
     case 'TASK_CANCEL':
       return {
@@ -319,6 +333,24 @@ export function parseCommand(p: Record<string, unknown>): ParseResult<CmdTaskSta
     default:
       return { ok: false, error: `unknown command ${JSON.stringify(cmd)}` }
   }
+}
+
+/** The `failures` of a TASK_START, leniently: malformed entries are dropped. */
+function parseFailures(v: unknown): UpstreamFailure[] {
+  if (!Array.isArray(v)) return []
+  const out: UpstreamFailure[] = []
+  for (const f of v) {
+    if (f === null || typeof f !== 'object') continue
+    const r = f as Record<string, unknown>
+    if (typeof r['node_id'] !== 'string' || typeof r['reason_code'] !== 'string') continue
+    out.push({
+      node_id: r['node_id'],
+      attempt_epoch: typeof r['attempt_epoch'] === 'number' ? r['attempt_epoch'] : 0,
+      reason_code: r['reason_code'],
+      error: typeof r['error'] === 'string' ? r['error'] : null,
+    })
+  }
+  return out
 }
 
 export function parseSignal(p: Record<string, unknown>): ParseResult<SigCancel> {

@@ -84,6 +84,7 @@ export async function executeRun(
     inputInline: cmd.input_inline,
     batching: cmd.batching,
     vars: Object.keys(vars).length === 0 ? EMPTY_VARS : Object.freeze(structuredClone(vars)),
+    upstreamFailures: Object.freeze(cmd.failures ?? []),
     throwIfCancelled: () => {
       if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new CancelledRunError(String(signal.reason))
     },

@@ -1,6 +1,7 @@
 /** The handler contract: what a user writes to run a role's nodes batch by batch. */
 import { FlowkitError, PermanentError, TransientError } from '../errors.ts'
 import type { SpawnOptions, SpawnResult } from './subprocess.ts'
+import type { UpstreamFailure } from '../protocol/messages.ts'
 
 export interface Batch {
   /** Stable id of the batch within the node's run; generated (`b{index}`) when absent. */
@@ -52,6 +53,11 @@ export interface RunContext extends RunInfo {
   readonly batching: Record<string, unknown> | null
   /** The task's variables (coordinator.vars) as they were when this run started. */
   readonly vars: Readonly<Record<string, unknown>>
+  /**
+   * For a node started by another's `routing.on_failure`: the failed nodes, their attempt,
+   * reason code and error (empty for other nodes).
+   */
+  readonly upstreamFailures: readonly UpstreamFailure[]
   /** Throws the cancel reason if the run was cancelled. */
   throwIfCancelled(): void
   /** Sleeps on the worker's clock; rejects when the run is cancelled. */
