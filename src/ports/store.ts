@@ -72,6 +72,20 @@ export interface BatchMetricsRow {
   metrics: Record<string, unknown>
 }
 
+export interface CheckpointWrite {
+  task_id: string
+  node_id: string
+  attempt_epoch: number
+  /** JSON data (what a retried attempt needs to resume). */
+  state: unknown
+}
+
+export interface Checkpoint {
+  attempt_epoch: number
+  state: unknown
+  saved_at_ms: number
+}
+
 /** A worker's claim on one attempt of a node (see Store.claimAttempt). */
 export interface AttemptClaim {
   task_id: string
@@ -212,6 +226,13 @@ export interface Store {
    * a start delivered twice (a rebalance, a resend) never runs one attempt on two workers.
    */
   claimAttempt(claim: AttemptClaim, now: number): Promise<boolean>
+  /**
+   * Saves a handler's progress for its node (`ctx.checkpoint`): one per (task, node), the newest
+   * attempt's; false (nothing changed) when a newer attempt already saved one.
+   */
+  saveCheckpoint(cp: CheckpointWrite, now: number): Promise<boolean>
+  /** The node's last checkpoint (any attempt), or null. */
+  getCheckpoint(taskId: string, nodeId: string): Promise<Checkpoint | null>
 
   // ---- stream progress: a consumer attempt claims each upstream batch once
   claimStreamBatch(claim: StreamClaim, now: number): Promise<boolean>

@@ -17,6 +17,8 @@ import { type SpawnOptions, spawnInGroup } from './subprocess.ts'
 import { QUIET_ABORT } from '../util/abort.ts'
 import { ArtifactBatcher } from './artifacts.ts'
 
+/** Largest checkpoint a handler may save (JSON bytes). */
+const MAX_CHECKPOINT_BYTES = 1024 * 1024
 const EMPTY_VARS: Readonly<Record<string, unknown>> = Object.freeze({})
 
 export async function executeRun(
@@ -93,6 +95,18 @@ export async function executeRun(
       spawnInGroup(command, args, signal, { graceMs: core.config.cancelGraceMs, ...options }),
     onCleanup: (fn) => {
       cleanups.push(fn)
+    },
+    checkpoint: async (state) => {
+      writable('checkpoint')
+      const bytes = Buffer.byteLength(JSON.stringify(state ?? null))
+      if (bytes > MAX_CHECKPOINT_BYTES) {
+        throw new HandlerResultError(`checkpoint is too large: ${bytes} bytes of JSON, more than the limit of ${MAX_CHECKPOINT_BYTES} bytes`, 'result_too_large')
+      }
+      await core.store.saveCheckpoint({ task_id: info.taskId, node_id: info.nodeId, attempt_epoch: info.attemptEpoch, state }, core.clock.now())
+    },
+    lastCheckpoint: async () => {
+      const cp = await core.store.getCheckpoint(info.taskId, info.nodeId)
+      return cp === null ? null : { attemptEpoch: cp.attempt_epoch, state: cp.state }
     },
   }
 

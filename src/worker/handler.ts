@@ -69,6 +69,14 @@ export interface RunContext extends RunInfo {
   spawn(command: string, args?: readonly string[], options?: SpawnOptions): Promise<SpawnResult>
   /** Registers a callback run (once) when the run ends, whatever the outcome. */
   onCleanup(fn: () => void | Promise<void>): void
+  /**
+   * Saves this run's progress (JSON, at most 1 MiB): a retried attempt of the node gets it back
+   * from `lastCheckpoint()` and can resume there instead of starting over. Refused once the run
+   * was cancelled or ended.
+   */
+  checkpoint(state: unknown): Promise<void>
+  /** The node's last saved checkpoint (this or an earlier attempt's), or null. */
+  lastCheckpoint(): Promise<{ attemptEpoch: number; state: unknown } | null>
 }
 
 export interface ErrorClassification {

@@ -874,6 +874,21 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
           assert.equal(res.filter(Boolean).length, 1)
         }))
 
+      it('checkpoints: one per node, the newest attempt wins, any JSON state round-trips', () =>
+        withStore(async (store) => {
+          const task = uid('cp')
+          assert.equal(await store.getCheckpoint(task, 'n'), null)
+          const state = { offset: 40, keys: { $weird: 1, 'a.b': [1, null, 'x'] } }
+          assert.equal(await store.saveCheckpoint({ task_id: task, node_id: 'n', attempt_epoch: 1, state }, T0), true)
+          assert.deepEqual(await store.getCheckpoint(task, 'n'), { attempt_epoch: 1, state, saved_at_ms: T0 })
+          assert.equal(await store.saveCheckpoint({ task_id: task, node_id: 'n', attempt_epoch: 2, state: { offset: 80 } }, T0 + 1), true)
+          assert.equal(await store.saveCheckpoint({ task_id: task, node_id: 'n', attempt_epoch: 1, state: { offset: 99 } }, T0 + 2), false, 'an older attempt is fenced')
+          assert.deepEqual((await store.getCheckpoint(task, 'n'))?.state, { offset: 80 })
+          assert.equal(await store.saveCheckpoint({ task_id: task, node_id: 'n', attempt_epoch: 2, state: { offset: 90 } }, T0 + 3), true, 'the same attempt saves again')
+          assert.deepEqual(await store.getCheckpoint(task, 'n'), { attempt_epoch: 2, state: { offset: 90 }, saved_at_ms: T0 + 3 })
+          assert.equal(await store.getCheckpoint(task, 'other'), null)
+        }))
+
       it('claimAttempt rejects an invalid node id', () =>
         withStore(async (store) => {
           await assert.rejects(store.claimAttempt({ task_id: uid('ci'), node_id: 'bad.node$id', attempt_epoch: 1, worker_id: 'w1' }, T0))

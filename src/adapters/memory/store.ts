@@ -16,6 +16,8 @@ import { ErrorCode, FlowkitError } from '../../errors.ts'
 import type {
   ArtifactDoc,
   AttemptClaim,
+  Checkpoint,
+  CheckpointWrite,
   ArtifactQuery,
   ArtifactWrite,
   BatchMetricsRow,
@@ -36,6 +38,7 @@ import type {
 import { applyJournal } from '../../model/journal.ts'
 import { assertNodeId, compareBatchUid, compareCodePoints, deepFreeze, newestPerBatch, withVersion } from '../../ports/store-rules.ts'
 import { canonicalJson, outboxId } from '../../util/ids.ts'
+import { MemoryAttempts } from './attempts.ts'
 
 export { compareCodePoints } from '../../ports/store-rules.ts'
 
@@ -101,7 +104,7 @@ export class MemoryStore implements Store {
   /** Artifact keys by task, so a listing reads one task's artifacts only. */
   readonly #artifactsByTask = new Map<string, Set<string>>()
   readonly #streamClaims = new Map<string, StreamClaim & { claimed_at_ms: number }>()
-  readonly #attemptClaims = new Map<string, { worker_id: string; claimed_at_ms: number }>()
+  readonly #attempts = new MemoryAttempts()
   readonly #outbox = new Map<string, OutboxRow>()
   readonly #workers = new Map<string, WorkerInfo>()
   readonly #workerState = new Map<string, WorkerStateDoc>()
@@ -283,7 +286,7 @@ export class MemoryStore implements Store {
         }
       }
     }
-    for (const [k, row] of this.#attemptClaims) if (row.claimed_at_ms < cutoff) this.#attemptClaims.delete(k)
+    this.#attempts.purge(cutoff)
     for (const [k, row] of this.#outbox) {
       if (row.status === 'sent' && (row.sent_at_ms ?? Number.POSITIVE_INFINITY) < cutoff) {
         this.#outbox.delete(k)
@@ -353,12 +356,17 @@ export class MemoryStore implements Store {
 
   async claimAttempt(claim: AttemptClaim, now: number): Promise<boolean> {
     await this.#pace()
-    assertNodeId(claim.node_id)
-    const key = canonicalJson([claim.task_id, claim.node_id, claim.attempt_epoch])
-    const held = this.#attemptClaims.get(key)
-    if (held !== undefined) return held.worker_id === claim.worker_id
-    this.#attemptClaims.set(key, { worker_id: claim.worker_id, claimed_at_ms: now })
-    return true
+    return this.#attempts.claim(claim, now)
+  }
+
+  async saveCheckpoint(cp: CheckpointWrite, now: number): Promise<boolean> {
+    await this.#pace()
+    return this.#attempts.saveCheckpoint(cp, now)
+  }
+
+  async getCheckpoint(taskId: string, nodeId: string): Promise<Checkpoint | null> {
+    await this.#pace()
+    return this.#attempts.getCheckpoint(taskId, nodeId)
   }
 
   // ---- stream progress

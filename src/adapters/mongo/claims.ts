@@ -1,10 +1,11 @@
 /**
- * Attempt claims on MongoDB: one document per (task, node, epoch), keyed by `_id`, inserted by the
+ * Attempt claims and checkpoints on MongoDB. Claims: one document per (task, node, epoch), keyed by `_id`, inserted by the
  * worker that is about to run the attempt. The insert is the claim (unique `_id`, atomic on
  * FerretDB too, where it costs constant time); only a lost race reads the holder back.
  */
-import type { AttemptClaim } from '../../ports/store.ts'
+import type { AttemptClaim, Checkpoint, CheckpointWrite } from '../../ports/store.ts'
 import { canonicalJson } from '../../util/ids.ts'
+import { isDuplicateKeyError } from './errors.ts'
 import { type Collections, insertOnce, num } from './schema.ts'
 
 export async function claimAttempt(c: Collections, claim: AttemptClaim, now: number): Promise<boolean> {
@@ -14,4 +15,31 @@ export async function claimAttempt(c: Collections, claim: AttemptClaim, now: num
   if (await insertOnce(c.attemptClaims, doc)) return true
   const held = await c.attemptClaims.findOne({ _id })
   return held?.['worker_id'] === claim.worker_id
+}
+
+/**
+ * Checkpoints: one document per (task, node), keyed by `_id`, its state as JSON text (any keys).
+ * The update only matches when the stored attempt is not newer; an upsert that finds a newer
+ * one collides on `_id`: refused (false).
+ */
+export async function saveCheckpoint(c: Collections, cp: CheckpointWrite, now: number): Promise<boolean> {
+  const epoch = num(cp.attempt_epoch)
+  const _id = canonicalJson(['cp', cp.task_id, cp.node_id]) as never
+  try {
+    await c.checkpoints.updateOne(
+      { _id, attempt_epoch: { $lte: epoch } },
+      { $set: { task_id: cp.task_id, node_id: cp.node_id, attempt_epoch: epoch, state_json: JSON.stringify(cp.state ?? null), saved_at_ms: num(now) } },
+      { upsert: true },
+    )
+    return true
+  } catch (err) {
+    if (isDuplicateKeyError(err)) return false
+    throw err
+  }
+}
+
+export async function getCheckpoint(c: Collections, taskId: string, nodeId: string): Promise<Checkpoint | null> {
+  const doc = await c.checkpoints.findOne({ _id: canonicalJson(['cp', taskId, nodeId]) as never })
+  if (doc === null) return null
+  return { attempt_epoch: Number(doc['attempt_epoch']), state: JSON.parse(String(doc['state_json'] ?? 'null')) as unknown, saved_at_ms: Number(doc['saved_at_ms']) }
 }

@@ -15,6 +15,7 @@ export const MONGO_COLLECTIONS = {
   metrics: 'metrics_raw',
   streamProgress: 'stream_progress',
   attemptClaims: 'attempt_claims',
+  checkpoints: 'checkpoints',
   outbox: 'outbox',
   outboxSent: 'outbox_sent',
   workers: 'workers',
@@ -54,6 +55,8 @@ const INDEXES: Record<MongoCollectionKey, IndexSpec[]> = {
   ],
   // `_id` (task, node, epoch) is the unique key.
   attemptClaims: [{ name: 'flowkit_attempt_claims_at', key: { claimed_at_ms: 1 } }],
+  // `_id` (task, node) is the key.
+  checkpoints: [],
   outbox: [
     { name: 'flowkit_outbox_due', key: { status: 1, next_attempt_at_ms: 1, created_at_ms: 1 } },
     { name: 'flowkit_outbox_created', key: { created_at_ms: 1, _id: 1 } },

@@ -24,6 +24,8 @@ import { ErrorCode, FlowkitError } from '../../errors.ts'
 import type { Logger } from '../../log.ts'
 import type {
   AttemptClaim,
+  Checkpoint,
+  CheckpointWrite,
   ArtifactDoc,
   ArtifactQuery,
   ArtifactWrite,
@@ -44,7 +46,7 @@ import type {
 } from '../../ports/store.ts'
 import { assertNodeId } from '../../ports/store-rules.ts'
 import * as artifacts from './artifacts.ts'
-import { claimAttempt } from './claims.ts'
+import { claimAttempt, getCheckpoint, saveCheckpoint } from './claims.ts'
 import { mapMongoError, safeMessage } from './errors.ts'
 import * as outbox from './outbox.ts'
 import { type Collections, MONGO_COLLECTIONS, type MongoCollectionKey, ensureSchema, num } from './schema.ts'
@@ -309,6 +311,17 @@ export class MongoStore implements Store {
     this.#open()
     assertNodeId(claim.node_id)
     return this.#run('claimAttempt', (c) => claimAttempt(c, claim, now))
+  }
+
+  async saveCheckpoint(cp: CheckpointWrite, now: number): Promise<boolean> {
+    this.#open()
+    assertNodeId(cp.node_id)
+    return this.#run('saveCheckpoint', (c) => saveCheckpoint(c, cp, now))
+  }
+
+  async getCheckpoint(taskId: string, nodeId: string): Promise<Checkpoint | null> {
+    this.#open()
+    return this.#run('getCheckpoint', (c) => getCheckpoint(c, taskId, nodeId))
   }
 
   async claimStreamBatches(claims: readonly StreamClaim[], now: number): Promise<boolean[]> {
