@@ -56,6 +56,7 @@ export class NodeProc extends Supervised {
       else p.reject(Object.assign(new Error(msg.error), { code: msg.code }))
     })
     child.once('exit', () => {
+      if (this.child === null || this.child === child) this.ready = false
       for (const [id, p] of this.#pending) {
         this.#pending.delete(id)
         p.reject(new Error(`${this.name} exited`))

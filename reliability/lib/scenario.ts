@@ -157,6 +157,7 @@ export async function runScenario(
   try {
     await cluster.start()
     const t0 = Date.now()
+    cluster.note('workload starts (fault times count from here)')
     const faults = new FaultRunner(cluster)
     const submitting = submitAll(tasks, workload, cluster, t0 + 120_000)
     await faults.run(sc.faults, t0)
