@@ -1,6 +1,16 @@
 #!/usr/bin/env node
-// flowkit CLI entry: runs the built CLI (dist/, made by `npm run build` / on install).
-import('../dist/cli/main.js').catch((err) => {
-  console.error('flowkit: could not load dist/cli/main.js — run `npm run build` first.', err?.message ?? err)
+// flowkit CLI entry (docs/cli.md). Runs the built CLI (dist/, made by `npm run build` / on
+// install); under `node --conditions=flowkit-source` (this repository's development setup, as
+// `npm start` and the tests use) it runs the TypeScript sources instead.
+let fromSource = false
+try {
+  fromSource = import.meta.resolve('flowkit').endsWith('/src/index.ts')
+} catch {
+  fromSource = false
+}
+const entry = fromSource ? '../src/cli/main.ts' : '../dist/cli/main.js'
+import(entry).catch((err) => {
+  const missing = err?.code === 'ERR_MODULE_NOT_FOUND' && String(err?.message ?? '').includes(fromSource ? 'main.ts' : 'dist/cli/main.js')
+  console.error(missing ? `flowkit: cannot load ${entry.slice(3)}: run \`npm run build\` first` : `flowkit: cannot start: ${err?.message ?? err}`)
   process.exitCode = 1
 })

@@ -1,140 +1,149 @@
 #!/usr/bin/env node
 /**
- * flowkit command line. `flowkit demo` runs the example sales pipeline on the embedded runtime and
- * prints live per-node progress and the final result.
+ * flowkit command line (docs/cli.md). This module is the entry point (bin/flowkit.js, `npm start`):
+ * it dispatches to the commands, turns every failure into one line on stderr with a hint (the
+ * stack only with --debug) and a stable exit code (errors.ts), and turns SIGINT/SIGTERM into an
+ * abort signal the commands stop on (a second signal exits at once with 130).
+ *
+ * Modules: args.ts (parseArgs), settings.ts (config file + FLOWKIT_* + flags), connect.ts
+ * (MongoDB/Kafka within a deadline), output.ts / progress.ts (text, tables, live progress, JSON),
+ * follow.ts (following a task through the store), modules.ts (handlers / functions modules),
+ * dev.ts (embedded runtime, demo), serve.ts (coordinator, worker), graph-cmds.ts (validate,
+ * submit), task-cmds.ts (status, ls, cancel), control.ts (cancel requests), admin-cmds.ts
+ * (workers, dlq), ops.ts (the older operator commands as a function), help.ts.
  */
-import { fileURLToPath } from 'node:url'
-import { dirname, join } from 'node:path'
-import { existsSync } from 'node:fs'
-import { Coordinator } from '../coordinator/coordinator.ts'
-import { Worker } from '../worker/worker.ts'
-import { MemoryBus } from '../adapters/memory/bus.ts'
-import { MemoryStore } from '../adapters/memory/store.ts'
-import { createLogger } from '../log.ts'
-import type { TaskView } from '../coordinator/view.ts'
-import * as examples from './demo-pipeline.ts'
-import { opsCommand } from './ops.ts'
+import { CliError, EXIT, toCliError } from './errors.ts'
+import { COMMAND_HELP, MAIN_HELP, version } from './help.ts'
+import { type Out, makeOut } from './output.ts'
 
-function findRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url))
-  for (let i = 0; i < 5; i++) {
-    if (existsSync(join(dir, 'examples', 'data', 'sales.csv'))) return dir
-    dir = dirname(dir)
-  }
-  throw new Error('examples/data/sales.csv not found')
+type Command = (argv: readonly string[], base: { out: Out; signal: AbortSignal }) => Promise<number>
+
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  dev: async () => (await import('./dev.ts')).devCommand,
+  demo: async () => {
+    const { devCommand } = await import('./dev.ts')
+    return (argv, base) => devCommand(argv, base, 'demo')
+  },
+  coordinator: async () => (await import('./serve.ts')).coordinatorCommand,
+  worker: async () => (await import('./serve.ts')).workerCommand,
+  validate: async () => (await import('./graph-cmds.ts')).validateCommand,
+  submit: async () => (await import('./graph-cmds.ts')).submitCommand,
+  status: async () => (await import('./task-cmds.ts')).statusCommand,
+  ls: async () => (await import('./task-cmds.ts')).lsCommand,
+  cancel: async () => (await import('./task-cmds.ts')).cancelCommand,
+  workers: async () => (await import('./admin-cmds.ts')).workersCommand,
+  dlq: async () => (await import('./admin-cmds.ts')).dlqCommand,
 }
 
-function line(t: TaskView): string {
-  return t.nodes
-    .map((n) => {
-      const rows = n.stats['rows'] ?? n.stats['revenue_sum'] ?? ''
-      return `${n.node_id}:${n.status}${rows === '' ? '' : `(${rows})`}`
-    })
-    .join('  ')
-}
-
-async function demo(): Promise<number> {
-  const root = findRoot()
-  const logger = createLogger({ level: (process.env['FLOWKIT_LOG_LEVEL'] as 'info' | undefined) ?? 'warn' })
-  const bus = new MemoryBus()
-  const store = new MemoryStore()
-  const coordinator = new Coordinator({ bus, store, logger })
-  const worker = new Worker({
-    bus,
-    store,
-    logger,
-    handlers: { csv_reader: examples.csvReader, enricher: examples.enricher, reporter: examples.reporter() },
-    config: { workerId: 'demo-worker', concurrency: 3 },
-  })
-  await coordinator.start()
-  await worker.start()
-  const started = Date.now()
-  const id = await coordinator.createTask({ params: { source: 'examples/data/sales.csv' }, graph: examples.salesGraph(join(root, 'examples', 'data', 'sales.csv')) })
-  console.log(`flowkit demo: task ${id} submitted (embedded runtime: memory bus + memory store)`)
-  let last = ''
-  const timer = setInterval(() => {
-    void coordinator.getTask(id).then((t) => {
-      if (t === null) return
-      const l = line(t)
-      if (l !== last) {
-        last = l
-        console.log(`  [${String(Date.now() - started).padStart(5)} ms] ${l}`)
-      }
-    })
-  }, 20)
-  let task: TaskView
-  try {
-    task = await coordinator.waitForTask(id, { timeoutMs: 30_000 })
-  } finally {
-    clearInterval(timer)
-  }
-  console.log(`  [${String(Date.now() - started).padStart(5)} ms] ${line(task)}`)
-  const report = (await coordinator.listArtifacts(id, { nodeId: 'report' })).find((a) => a.status === 'complete')
-  const enrichParts = (await coordinator.listArtifacts(id, { nodeId: 'enrich' })).filter((a) => a.status === 'partial')
-  console.log(`\ntask ${task.status} in ${Date.now() - started} ms`)
-  console.log(`enrich wrote ${enrichParts.length} partial artifacts; revenue total (metrics.aggregate): ${String(task.nodes.find((n) => n.node_id === 'total')?.stats['revenue_sum'])}`)
-  console.log('revenue by region:')
-  const byRegion = (report?.meta['by_region'] ?? {}) as Record<string, { orders: number; revenue: number }>
-  for (const [region, t] of Object.entries(byRegion).sort()) {
-    console.log(`  ${region.padEnd(6)} ${String(t.orders).padStart(4)} orders  ${t.revenue.toFixed(2).padStart(10)}`)
-  }
-  await worker.stop()
-  await coordinator.stop()
-  await bus.close()
-  await store.close()
-  return task.status === 'finished' ? 0 : 1
-}
-
-const USAGE = `usage:
-  flowkit demo                        run the example pipeline on the embedded runtime
-  flowkit tasks [--all]               active (or all recent) tasks, from FLOWKIT_MONGO_URL
-  flowkit task <task-id>              one task's nodes: status, epoch, worker, last error, stats
-  flowkit dead-letters                outbox messages parked after their last send failed
-  flowkit retry-dead-letter <id>      send a dead letter again (a running coordinator sends it)
-environment: FLOWKIT_MONGO_URL (required by the store commands), FLOWKIT_MONGO_DB (default: the
-URL's database, else "flowkit")`
-
-async function main(argv: string[]): Promise<number> {
-  const cmd = argv[0] ?? 'demo'
+/** Older command names, as the new command and its arguments. */
+function legacy(cmd: string, rest: readonly string[]): [string, string[]] | null {
   switch (cmd) {
-    case 'demo':
-      return demo()
-    case 'help':
-    case '--help':
-    case '-h':
-      console.log(USAGE)
-      return 0
     case 'tasks':
+      return ['ls', rest.includes('--all') ? ['--all', ...rest.filter((a) => a !== '--all')] : [...rest]]
     case 'task':
+      return ['status', [...rest]]
     case 'dead-letters':
-    case 'retry-dead-letter': {
-      const url = process.env['FLOWKIT_MONGO_URL']
-      if (!url) {
-        console.error('flowkit: set FLOWKIT_MONGO_URL to the store to read')
-        return 2
-      }
-      const { MongoStore } = await import('../adapters/lazy.ts')
-      const dbName = process.env['FLOWKIT_MONGO_DB']
-      const store = new MongoStore(dbName ? { url, dbName } : { url })
-      try {
-        await store.init()
-        return await opsCommand(store, argv, (l) => console.log(l))
-      } finally {
-        await store.close()
-      }
-    }
+      return ['dlq', ['ls', ...rest]]
+    case 'retry-dead-letter':
+      return ['dlq', ['retry', ...rest]]
     default:
-      console.error(`flowkit: unknown command ${cmd}\n${USAGE}`)
-      return 2
+      return null
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code
-  },
-  (err: unknown) => {
-    console.error(err)
-    process.exitCode = 1
-  },
-)
+function wantsHelp(argv: readonly string[]): boolean {
+  for (const a of argv) {
+    if (a === '--') return false
+    if (a === '--help' || a === '-h') return true
+  }
+  return false
+}
+
+export async function run(argv: readonly string[], out: Out, signal: AbortSignal): Promise<number> {
+  const first = argv[0]
+  if (first === undefined) return (await COMMANDS['dev']!())([], { out, signal })
+  if (first === '--version' || first === '-v' || first === 'version') {
+    if (out.json || argv.includes('--json')) out.doc({ version: version() })
+    else out.line(`flowkit ${version()}`)
+    return EXIT.ok
+  }
+  if (first === '--help' || first === '-h' || first === 'help') {
+    const topic = argv[1]
+    out.line(topic !== undefined && COMMAND_HELP[topic] !== undefined ? COMMAND_HELP[topic] : MAIN_HELP)
+    return EXIT.ok
+  }
+  // Global flags may come before the command: they are passed on to it.
+  let i = 0
+  while (argv[i] === '--json' || argv[i] === '--debug') i++
+  const globals = argv.slice(0, i)
+  const cmd0 = argv[i]
+  if (cmd0 === undefined) return run(['dev', ...globals], out, signal)
+  if (cmd0 === '--version' || cmd0 === '--help' || cmd0 === '-h') return run([cmd0, ...globals, ...argv.slice(i + 1)], out, signal)
+  if (cmd0.startsWith('-')) throw new CliError(EXIT.usage, `unknown option ${cmd0} (a command comes first)`, { hint: 'see `flowkit --help`' })
+  const [cmd, args] = legacy(cmd0, argv.slice(i + 1)) ?? [cmd0, argv.slice(i + 1)]
+  const load = COMMANDS[cmd]
+  if (load === undefined) throw new CliError(EXIT.usage, `unknown command ${JSON.stringify(cmd)}`, { hint: 'see `flowkit --help`' })
+  if (wantsHelp(args)) {
+    out.line(COMMAND_HELP[cmd] ?? MAIN_HELP)
+    return EXIT.ok
+  }
+  return (await load())([...args, ...globals], { out, signal })
+}
+
+function report(err: unknown, json: boolean, debug: boolean): number {
+  const e = toCliError(err)
+  if (json) {
+    process.stderr.write(`${JSON.stringify({ error: { code: e.code, message: e.message, hint: e.hint ?? null, exit_code: e.exitCode } })}\n`)
+  } else {
+    process.stderr.write(`flowkit: ${e.message}\n`)
+    if (e.hint !== undefined) process.stderr.write(`  hint: ${e.hint}\n`)
+  }
+  if (debug) {
+    let cur: unknown = err
+    for (let depth = 0; cur !== undefined && cur !== null && depth < 5; depth++) {
+      process.stderr.write(`${cur instanceof Error ? (cur.stack ?? cur.message) : String(cur)}\n`)
+      cur = cur instanceof Error ? cur.cause : undefined
+      if (cur !== undefined) process.stderr.write('caused by: ')
+    }
+  }
+  return e.exitCode
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const before = argv.indexOf('--')
+  const flags = before === -1 ? argv : argv.slice(0, before)
+  const json = flags.includes('--json')
+  const debug = flags.includes('--debug')
+  const out = makeOut(json)
+  const abort = new AbortController()
+  let signals = 0
+  const onSignal = (sig: NodeJS.Signals): void => {
+    signals++
+    if (signals === 1) {
+      abort.abort()
+      return
+    }
+    process.stderr.write(`flowkit: ${sig} again: exiting now\n`)
+    process.exit(EXIT.interrupted)
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  // `flowkit ls | head`: a closed stdout ends the command quietly.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0)
+  })
+  try {
+    return await run(argv, out, abort.signal)
+  } catch (err) {
+    return report(err, json, debug)
+  } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+  }
+}
+
+main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code
+  // Anything a command left open (a driver's timer) must not keep a finished command alive.
+  setTimeout(() => process.exit(code), 3000).unref()
+})

@@ -1,0 +1,85 @@
+/**
+ * Operator commands on a deployment's store: `workers` (the registry the coordinator keeps from
+ * worker announcements), `dlq ls` (outbox messages parked after their last send failed) and
+ * `dlq retry <id>` (back to pending: the running coordinator's outbox sends it again).
+ */
+import type { OutboxRow } from '../ports/store.ts'
+import { int, parse, positionals } from './args.ts'
+import { openStore } from './connect.ts'
+import { CliError, EXIT, usageError } from './errors.ts'
+import type { Ctx } from './graph-cmds.ts'
+import { ago, isoTime, table } from './output.ts'
+import { resolveSettings } from './settings.ts'
+
+export async function workersCommand(argv: readonly string[], base: Omit<Ctx, 'settings'>): Promise<number> {
+  const p = parse('workers', argv, {}, true)
+  positionals('workers', p, [])
+  const settings = resolveSettings(p)
+  const store = await openStore(settings, 'read')
+  try {
+    const workers = await store.listWorkers()
+    if (base.out.json) {
+      base.out.doc(workers)
+      return EXIT.ok
+    }
+    if (workers.length === 0) {
+      base.out.line('no workers have announced themselves')
+      return EXIT.ok
+    }
+    const now = Date.now()
+    const rows = workers.map((w) => [w.worker_id, w.status, w.roles.join(','), String(w.capacity), w.version, ago(w.last_seen_ms, now)])
+    for (const l of table([['WORKER', 'STATUS', 'ROLES', 'CAPACITY', 'VERSION', 'LAST SEEN'], ...rows])) base.out.line(l)
+    return EXIT.ok
+  } finally {
+    await store.close()
+  }
+}
+
+function dlqRow(r: OutboxRow): Record<string, unknown> {
+  return { ...r }
+}
+
+export async function dlqCommand(argv: readonly string[], base: Omit<Ctx, 'settings'>): Promise<number> {
+  const sub = argv[0]
+  if (sub === undefined || sub.startsWith('-')) throw usageError('dlq: missing subcommand (ls or retry)', 'dlq')
+  const rest = argv.slice(1)
+  if (sub === 'ls' || sub === 'list') {
+    const p = parse('dlq ls', rest, { limit: { type: 'string', short: 'n' } }, true)
+    positionals('dlq ls', p, [])
+    const limit = int('dlq ls', p, 'limit', 1, 100_000) ?? 500
+    const settings = resolveSettings(p)
+    const store = await openStore(settings, 'read')
+    try {
+      const rows = await store.outboxList({ status: 'failed', limit })
+      if (base.out.json) {
+        base.out.doc(rows.map(dlqRow))
+        return EXIT.ok
+      }
+      if (rows.length === 0) {
+        base.out.line('no dead letters')
+        return EXIT.ok
+      }
+      const lines = table([['ID', 'TOPIC', 'KEY', 'ATTEMPTS', 'PARKED', 'LAST ERROR'], ...rows.map((r) => [r.id, r.topic, r.key ?? '-', String(r.attempts), isoTime(r.updated_at_ms), r.last_error ?? '-'])])
+      for (const l of lines) base.out.line(l)
+      return EXIT.ok
+    } finally {
+      await store.close()
+    }
+  }
+  if (sub === 'retry') {
+    const p = parse('dlq retry', rest, {}, true)
+    const [id] = positionals('dlq retry', p, ['id']) as [string]
+    const settings = resolveSettings(p)
+    const store = await openStore(settings, 'write')
+    try {
+      const ok = await store.outboxRequeue(id, Date.now())
+      if (!ok) throw new CliError(EXIT.notFound, `no dead letter ${id}`, { hint: 'list them with `flowkit dlq ls` (a retried one is pending again, or sent)' })
+      if (base.out.json) base.out.doc({ id, requeued: true })
+      else base.out.line(`requeued ${id}: the running coordinator sends it again`)
+      return EXIT.ok
+    } finally {
+      await store.close()
+    }
+  }
+  throw usageError(`dlq: unknown subcommand ${JSON.stringify(sub)} (ls or retry)`, 'dlq')
+}

@@ -1,0 +1,151 @@
+/**
+ * Opening MongoDB and Kafka for a command, within a connect deadline (`--connect-timeout`,
+ * FLOWKIT_CONNECT_TIMEOUT_MS; default 4 s): an unreachable server is ONE line and exit 3 within
+ * about that time, not the driver's 30 s server selection and a stack.
+ *
+ * Short-lived commands open the store with the deadline as the driver's server-selection and
+ * connect timeouts. Long-running processes (coordinator, worker) first check that both services
+ * answer within the deadline, then open them with the drivers' own (patient) defaults.
+ *
+ * Read-only commands (status, ls, workers, dlq ls) ask for a read-only store. The MongoStore
+ * adapter has no such mode yet: it creates missing collections and indexes when it connects,
+ * whatever the first call is, so reading a database that does not exist (a typo in the URL's
+ * database) creates it. The CLI passes `readOnly: true` so that it takes effect as soon as the
+ * adapter supports it (see docs/cli.md, "Known limits").
+ */
+import { connect as tcpConnect } from 'node:net'
+import { ErrorCode, FlowkitError } from '../errors.ts'
+import type { Logger } from '../log.ts'
+import type { Bus } from '../ports/bus.ts'
+import type { Store } from '../ports/store.ts'
+import { CliError, EXIT, firstLine } from './errors.ts'
+import { type Settings, mongoAddress, requireBrokers, requireMongoUrl } from './settings.ts'
+
+export type StoreMode = 'read' | 'write' | 'serve'
+
+/** Rejects with exit 3 when `promise` has not settled within `ms`. */
+export async function withDeadline<T>(promise: Promise<T>, ms: number, what: string, hint: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new CliError(EXIT.connect, `cannot connect to ${what}: no answer within ${ms / 1000} s`, { hint })), ms)
+    timer.unref()
+  })
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+const MONGO_HINT = 'is MongoDB running? check FLOWKIT_MONGO_URL / --mongo-url (and --connect-timeout)'
+const KAFKA_HINT = 'is Kafka running? check FLOWKIT_KAFKA_BROKERS / --brokers (and --connect-timeout)'
+
+/** Opens the store and connects it; connection failures are exit 3. */
+export async function openStore(s: Settings, mode: StoreMode, logger?: Logger): Promise<Store> {
+  const url = requireMongoUrl(s)
+  const { MongoStore } = await import('../adapters/lazy.ts')
+  const t = s.connectTimeoutMs
+  const options = {
+    url,
+    ...(s.mongo.dbName === undefined ? {} : { dbName: s.mongo.dbName }),
+    ...(s.mongo.collectionPrefix === undefined ? {} : { collectionPrefix: s.mongo.collectionPrefix }),
+    ...(logger === undefined ? {} : { logger }),
+    ...(mode === 'serve' ? {} : { clientOptions: { serverSelectionTimeoutMS: t, connectTimeoutMS: t } }),
+    // Forward-compatible: honoured once MongoStore has a read-only mode (no schema creation).
+    ...(mode === 'read' ? { readOnly: true } : {}),
+  }
+  let store: InstanceType<typeof MongoStore>
+  try {
+    store = new MongoStore(options)
+  } catch (err) {
+    throw new CliError(EXIT.usage, `MongoDB settings: ${firstLine(err instanceof Error ? err.message : String(err))}`, { cause: err })
+  }
+  if (mode === 'serve') {
+    await checkMongo(s)
+    return store
+  }
+  try {
+    await withDeadline(store.init(), t + 1000, `MongoDB at ${mongoAddress(s)}`, MONGO_HINT)
+  } catch (err) {
+    await store.close().catch(() => undefined)
+    throw connectError(err, 'MongoDB', mongoAddress(s), MONGO_HINT)
+  }
+  return store
+}
+
+/** Checks that MongoDB answers within the deadline (creates nothing). */
+export async function checkMongo(s: Settings): Promise<void> {
+  const url = requireMongoUrl(s)
+  const t = s.connectTimeoutMs
+  const { mongoServerInfo } = await import('../adapters/mongo/admin.ts')
+  try {
+    await withDeadline(mongoServerInfo(url, { serverSelectionTimeoutMS: t, connectTimeoutMS: t }), t + 1000, `MongoDB at ${mongoAddress(s)}`, MONGO_HINT)
+  } catch (err) {
+    throw connectError(err, 'MongoDB', mongoAddress(s), MONGO_HINT)
+  }
+}
+
+function connectError(err: unknown, what: string, address: string, hint: string): CliError {
+  if (err instanceof CliError) return err
+  if (err instanceof FlowkitError && err.code === ErrorCode.Config) {
+    return new CliError(EXIT.usage, `${what} settings: ${firstLine(err.message)}`, { cause: err })
+  }
+  const message = err instanceof Error ? err.message : String(err)
+  return new CliError(EXIT.connect, `cannot connect to ${what} at ${address}: ${firstLine(message)}`, {
+    cause: err,
+    hint,
+    code: err instanceof FlowkitError ? err.code : 'CANNOT_CONNECT',
+  })
+}
+
+function hostPort(broker: string): { host: string; port: number } {
+  const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(broker)
+  if (m === null) throw new CliError(EXIT.usage, `kafka broker ${JSON.stringify(broker)} must be host:port`)
+  return { host: m[1] as string, port: Number(m[2]) }
+}
+
+function probe(broker: string, ms: number): Promise<void> {
+  const { host, port } = hostPort(broker)
+  return new Promise((resolve, reject) => {
+    const socket = tcpConnect({ host, port })
+    const timer = setTimeout(() => {
+      socket.destroy()
+      reject(new Error(`${broker}: no answer within ${ms / 1000} s`))
+    }, ms)
+    socket.once('connect', () => {
+      clearTimeout(timer)
+      socket.end()
+      resolve()
+    })
+    socket.once('error', (err) => {
+      clearTimeout(timer)
+      socket.destroy()
+      reject(new Error(`${broker}: ${err.message}`))
+    })
+  })
+}
+
+/** Checks that at least one broker accepts a connection within the deadline. */
+export async function checkKafka(s: Settings): Promise<void> {
+  const brokers = requireBrokers(s)
+  try {
+    await Promise.any(brokers.map((b) => probe(b, s.connectTimeoutMs)))
+  } catch (err) {
+    const reasons = err instanceof AggregateError ? err.errors.map((e: unknown) => (e instanceof Error ? e.message : String(e))) : [String(err)]
+    throw new CliError(EXIT.connect, `cannot connect to Kafka: ${reasons.join('; ')}`, { hint: KAFKA_HINT })
+  }
+}
+
+/** Opens the Kafka bus after checking a broker answers. */
+export async function openBus(s: Settings, logger?: Logger): Promise<Bus> {
+  const brokers = requireBrokers(s)
+  await checkKafka(s)
+  const { KafkaBus } = await import('../adapters/lazy.ts')
+  try {
+    return new KafkaBus({ ...(s.kafka as object), brokers, ...(logger === undefined ? {} : { logger }) })
+  } catch (err) {
+    throw new CliError(EXIT.usage, `Kafka settings: ${firstLine(err instanceof Error ? err.message : String(err))}`, { cause: err })
+  }
+}
+
+export { KAFKA_HINT, MONGO_HINT }

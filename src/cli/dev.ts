@@ -1,0 +1,169 @@
+/**
+ * `flowkit dev`: a coordinator and a worker in this process, on the embedded runtime (memory bus
+ * and memory store): nothing to install or connect.
+ *
+ * - `flowkit dev --handlers ./handlers.ts --graph g.json [--params p.json]` submits the graph and
+ *   shows live per-node progress (from `Coordinator.watch`) until the task ends: exit 0 when it
+ *   finished, 1 when it failed or was cancelled.
+ * - `flowkit dev --handlers ./handlers.ts` keeps the runtime up until Ctrl-C.
+ * - `flowkit dev` alone (and its alias `flowkit demo`, `npm start`) runs the built-in example
+ *   pipeline (demo-pipeline.ts) with live progress and prints its result.
+ *
+ * Ctrl-C stops cleanly (the worker hands its runs back, the coordinator flushes); exit 130 when a
+ * task was still running.
+ */
+import { existsSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { MemoryBus } from '../adapters/memory/bus.ts'
+import { MemoryStore } from '../adapters/memory/store.ts'
+import { Coordinator } from '../coordinator/coordinator.ts'
+import type { CoordinatorFn } from '../coordinator/functions.ts'
+import type { TaskView } from '../coordinator/view.ts'
+import { isFinalEvent } from '../coordinator/watch.ts'
+import type { Logger } from '../log.ts'
+import type { RoleHandler } from '../worker/handler.ts'
+import { Worker } from '../worker/worker.ts'
+import { int, parse, positionals, str } from './args.ts'
+import * as examples from './demo-pipeline.ts'
+import { CliError, EXIT, usageError } from './errors.ts'
+import { type Ctx, graphRefused, readJsonFile, readSubmission } from './graph-cmds.ts'
+import { loadFunctions, loadHandlers } from './modules.ts'
+import { type Progress, makeProgress } from './progress.ts'
+import { processLogger, untilAborted } from './serve.ts'
+import { type Settings, resolveSettings } from './settings.ts'
+
+export interface Embedded {
+  coordinator: Coordinator
+  worker: Worker
+  stop(): Promise<void>
+}
+
+export async function startEmbedded(s: Settings, handlers: Record<string, RoleHandler>, functions: Record<string, CoordinatorFn>, concurrency: number, log: Logger): Promise<Embedded> {
+  const bus = new MemoryBus()
+  const store = new MemoryStore()
+  const coordinator = new Coordinator({ bus, store, logger: log, config: s.coordinator, functions })
+  const worker = new Worker({ bus, store, logger: log, handlers, config: { workerId: 'dev-worker', ...s.worker, concurrency } })
+  await coordinator.start()
+  await worker.start()
+  return {
+    coordinator,
+    worker,
+    async stop() {
+      await worker.stop()
+      await coordinator.stop()
+      await bus.close()
+      await store.close()
+    },
+  }
+}
+
+/** Follows a task of this process's coordinator until it ends (or `signal` aborts: exit 130). */
+export async function followEmbedded(coordinator: Coordinator, id: string, progress: Progress, signal: AbortSignal): Promise<TaskView> {
+  try {
+    for await (const e of coordinator.watch(id, { signal })) {
+      progress.event(e)
+      if (isFinalEvent(e)) break
+      const t = await coordinator.getTask(id)
+      if (t !== null) progress.view(t)
+    }
+    if (signal.aborted) throw new CliError(EXIT.interrupted, `interrupted: task ${id} was still running`)
+    const t = await coordinator.waitForTask(id, { timeoutMs: 30_000 })
+    progress.end(t)
+    return t
+  } finally {
+    progress.close()
+  }
+}
+
+function findExamples(): string {
+  let dir = dirname(fileURLToPath(import.meta.url))
+  for (let i = 0; i < 5; i++) {
+    const csv = join(dir, 'examples', 'data', 'sales.csv')
+    if (existsSync(csv)) return csv
+    dir = dirname(dir)
+  }
+  throw new CliError(EXIT.notFound, 'the example data examples/data/sales.csv is not installed')
+}
+
+async function demo(base: Omit<Ctx, 'settings'>, s: Settings, name: string): Promise<number> {
+  const csv = findExamples()
+  const handlers = { csv_reader: examples.csvReader, enricher: examples.enricher, reporter: examples.reporter() }
+  const rt = await startEmbedded(s, handlers, {}, 3, processLogger('silent'))
+  try {
+    const started = Date.now()
+    const id = await rt.coordinator.createTask({ params: { source: 'examples/data/sales.csv' }, graph: examples.salesGraph(csv) })
+    if (!base.out.json) base.out.line(`flowkit ${name}: task ${id} submitted (embedded runtime: memory bus + memory store)`)
+    const task = await followEmbedded(rt.coordinator, id, makeProgress(base.out, { summary: false }), base.signal)
+    const report = (await rt.coordinator.listArtifacts(id, { nodeId: 'report' })).find((a) => a.status === 'complete')
+    const enrichParts = (await rt.coordinator.listArtifacts(id, { nodeId: 'enrich' })).filter((a) => a.status === 'partial')
+    const total = task.nodes.find((n) => n.node_id === 'total')?.stats['revenue_sum']
+    const byRegion = (report?.meta['by_region'] ?? {}) as Record<string, { orders: number; revenue: number }>
+    if (base.out.json) {
+      base.out.doc({ task_id: id, status: task.status, enrich_partial_artifacts: enrichParts.length, revenue_total: total ?? null, by_region: byRegion })
+    } else {
+      base.out.line(`\ntask ${task.status} in ${Date.now() - started} ms`)
+      base.out.line(`enrich wrote ${enrichParts.length} partial artifacts; revenue total (metrics.aggregate): ${String(total)}`)
+      base.out.line('revenue by region:')
+      for (const [region, t] of Object.entries(byRegion).sort()) {
+        base.out.line(`  ${region.padEnd(6)} ${String(t.orders).padStart(4)} orders  ${t.revenue.toFixed(2).padStart(10)}`)
+      }
+    }
+    return task.status === 'finished' ? EXIT.ok : EXIT.failed
+  } finally {
+    await rt.stop()
+  }
+}
+
+export async function devCommand(argv: readonly string[], base: Omit<Ctx, 'settings'>, name: 'dev' | 'demo' = 'dev'): Promise<number> {
+  const p = parse(name, argv, {
+    handlers: { type: 'string' },
+    graph: { type: 'string', short: 'g' },
+    params: { type: 'string' },
+    functions: { type: 'string' },
+    concurrency: { type: 'string' },
+    config: { type: 'string', short: 'c' },
+  })
+  positionals(name, p, [])
+  const s = resolveSettings(p)
+  const handlersPath = str(p, 'handlers')
+  const graphPath = str(p, 'graph')
+  const concurrency = int(name, p, 'concurrency', 1, 10_000) ?? 4
+  if (handlersPath === undefined) {
+    if (graphPath !== undefined || str(p, 'params') !== undefined) throw usageError(`${name}: --graph needs --handlers <module> (\`flowkit ${name}\` alone runs the built-in example)`, name)
+    return demo(base, s, name)
+  }
+  const handlers = await loadHandlers(handlersPath)
+  const fnPath = str(p, 'functions')
+  const functions = fnPath === undefined ? {} : await loadFunctions(fnPath)
+  // Read the files before starting anything: a missing file is exit 4, bad JSON exit 1.
+  const sub = graphPath === undefined ? null : await readSubmission(graphPath, str(p, 'params'), undefined)
+  if (sub === null && str(p, 'params') !== undefined) readJsonFile(str(p, 'params') as string, 'params')
+  const rt = await startEmbedded(s, handlers, functions, concurrency, processLogger('silent'))
+  try {
+    if (sub === null || graphPath === undefined) {
+      const roles = Object.keys(handlers).join(', ')
+      if (base.out.json) base.out.doc({ event: 'dev.ready', roles: Object.keys(handlers), concurrency })
+      else base.out.line(`flowkit ${name}: coordinator and worker running in this process (roles ${roles}; concurrency ${concurrency}); Ctrl-C stops`)
+      await untilAborted(base.signal)
+      if (!base.out.json) base.out.line(`flowkit ${name}: stopped`)
+      return EXIT.ok
+    }
+    let id: string
+    try {
+      id = await rt.coordinator.createTask({ graph: sub.graph, ...(sub.params === undefined ? {} : { params: sub.params }) })
+    } catch (err) {
+      throw graphRefused(base.out, graphPath, err)
+    }
+    if (!base.out.json) base.out.line(`flowkit ${name}: task ${id} submitted (embedded runtime: memory bus + memory store)`)
+    const task = await followEmbedded(rt.coordinator, id, makeProgress(base.out), base.signal)
+    if (task.status !== 'finished') {
+      for (const n of task.nodes) {
+        if (n.last_error !== null) base.out.line(`  ${n.node_id}: ${n.last_error.reason_code}${n.last_error.error ? `: ${n.last_error.error}` : ''}`)
+      }
+    }
+    return task.status === 'finished' ? EXIT.ok : EXIT.failed
+  } finally {
+    await rt.stop()
+  }
+}

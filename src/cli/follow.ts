@@ -1,0 +1,112 @@
+/**
+ * Following a task from another process: `Coordinator.watch` only serves the process that runs the
+ * coordinator, so `status --watch` and `submit --watch` poll the store (`getTask`: the snapshot
+ * with its journal applied, i.e. every durable transition) and turn the differences into the same
+ * events `watch` yields — a `snapshot` first, then `node` and `task` events — until the task ends.
+ */
+import type { TaskEvent } from '../coordinator/watch.ts'
+import { type NodeView, type TaskView, toTaskView } from '../coordinator/view.ts'
+import { FlowkitError } from '../errors.ts'
+import type { Store } from '../ports/store.ts'
+import { CliError, EXIT, firstLine } from './errors.ts'
+import { type Progress, isTerminal } from './progress.ts'
+
+export interface FollowOptions {
+  /** Poll period (default 500 ms). */
+  intervalMs?: number
+  signal?: AbortSignal
+  /** Called once when the task is still queued, untouched, this long after following began. */
+  stillQueued?: { afterMs: number; notify: () => void }
+  /** Store errors tolerated in a row for this long before giving up (default 60 s). */
+  outageMs?: number
+  note?: (text: string) => void
+}
+
+function nodeKey(n: NodeView): string {
+  return JSON.stringify([n.status, n.attempt_epoch, n.stats, n.last_error, n.lease.worker_id ?? null, n.batches_seen ?? null])
+}
+
+/** The events between two views of one task, as Coordinator.watch would give them. */
+export function diffEvents(prev: TaskView, next: TaskView, at: number): TaskEvent[] {
+  const out: TaskEvent[] = []
+  const before = new Map(prev.nodes.map((n) => [n.node_id, nodeKey(n)]))
+  for (const n of next.nodes) {
+    if (before.get(n.node_id) === nodeKey(n)) continue
+    out.push({
+      type: 'node',
+      task_id: next.id,
+      at_ms: at,
+      node_id: n.node_id,
+      status: n.status,
+      attempt_epoch: n.attempt_epoch,
+      stats: n.stats,
+      last_error: n.last_error,
+      worker_id: n.lease.worker_id ?? null,
+    })
+  }
+  if (prev.status !== next.status) out.push({ type: 'task', task_id: next.id, at_ms: at, status: next.status, error: next.error })
+  return out
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', done)
+      resolve()
+    }
+    const timer = setTimeout(done, ms)
+    signal?.addEventListener('abort', done, { once: true })
+  })
+}
+
+function interrupted(): CliError {
+  return new CliError(EXIT.interrupted, 'interrupted: stopped following the task (it goes on running)')
+}
+
+/** Follows the task until it ends; returns its final view. Unknown task: exit 4. */
+export async function followStore(store: Store, taskId: string, progress: Progress, options: FollowOptions = {}): Promise<TaskView> {
+  const interval = options.intervalMs ?? 500
+  const outageMs = options.outageMs ?? 60_000
+  const began = Date.now()
+  let failingSince: number | null = null
+  let prev: TaskView | null = null
+  let warnedQueued = false
+  for (;;) {
+    if (options.signal?.aborted) throw interrupted()
+    let view: TaskView | null = null
+    try {
+      const doc = await store.getTask(taskId)
+      if (doc === null) throw new CliError(EXIT.notFound, `task ${taskId} not found`, { hint: 'list tasks with `flowkit ls --status all`' })
+      view = toTaskView(doc)
+      if (failingSince !== null) options.note?.('store reachable again')
+      failingSince = null
+    } catch (err) {
+      if (!(err instanceof FlowkitError && err.retryable)) throw err
+      const now = Date.now()
+      if (failingSince === null) {
+        failingSince = now
+        options.note?.(`store unavailable, retrying: ${firstLine(err.message)}`)
+      } else if (now - failingSince > outageMs) {
+        throw err
+      }
+    }
+    if (view !== null) {
+      const now = Date.now()
+      const events: TaskEvent[] = prev === null ? [{ type: 'snapshot', task_id: taskId, at_ms: now, task: view }] : diffEvents(prev, view, now)
+      for (const e of events) progress.event(e)
+      prev = view
+      if (isTerminal(view.status)) {
+        progress.end(view)
+        return view
+      }
+      progress.view(view)
+      const q = options.stillQueued
+      if (q !== undefined && !warnedQueued && now - began >= q.afterMs && view.status === 'queued' && view.nodes.every((n) => n.status === 'queued' && n.attempt_epoch === 0)) {
+        warnedQueued = true
+        q.notify()
+      }
+    }
+    await sleep(interval, options.signal)
+  }
+}

@@ -1,0 +1,185 @@
+/**
+ * `flowkit validate <graph.json>` and `flowkit submit <graph.json>`.
+ *
+ * Both check a graph exactly as a coordinator does at submission (`buildTask`: the real parser,
+ * params, the size limits of the coordinator config in `--config`), with the built-in coordinator
+ * functions plus those of `--functions <module>`.
+ *
+ * Submission starts no coordinator (a deployment runs exactly one): the task is written to the
+ * store as a new queued task (`Store.createTasks`, unique by id), and the running coordinator
+ * adopts it from its sweep, which looks for queued tasks it does not hold every
+ * max(1 s, 10 × scheduler_tick_sec) — 10 s with the default config. `--watch` then follows it.
+ */
+import { readFileSync } from 'node:fs'
+import { COORDINATOR_DEFAULTS, resolveConfig } from '../config.ts'
+import { BUILTIN_FUNCTIONS } from '../coordinator/functions.ts'
+import { buildTask } from '../coordinator/submit.ts'
+import { ErrorCode, FlowkitError, GraphValidationError, errorMessage } from '../errors.ts'
+import type { GraphProblem } from '../graph/parse.ts'
+import type { TaskDoc } from '../ports/store.ts'
+import { type Parsed, flag, int, parse, positionals, str } from './args.ts'
+import { openStore } from './connect.ts'
+import { CliError, EXIT } from './errors.ts'
+import { followStore } from './follow.ts'
+import { loadFunctions } from './modules.ts'
+import type { Out } from './output.ts'
+import { makeProgress } from './progress.ts'
+import { type Settings, resolveSettings } from './settings.ts'
+
+export interface Ctx {
+  out: Out
+  settings: Settings
+  signal: AbortSignal
+}
+
+/** Reads a JSON file named on the command line: missing → exit 4, not JSON → exit 1. */
+export function readJsonFile(path: string, what: string): unknown {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    const code = (err as { code?: unknown }).code
+    if (code === 'ENOENT') throw new CliError(EXIT.notFound, `${what} file ${path} not found`)
+    throw new CliError(EXIT.failed, `cannot read ${what} file ${path}: ${errorMessage(err)}`)
+  }
+  try {
+    return JSON.parse(text)
+  } catch (err) {
+    throw new CliError(EXIT.failed, `${what} file ${path} is not valid JSON: ${errorMessage(err)}`, { code: ErrorCode.GraphInvalid })
+  }
+}
+
+export interface Submission {
+  graph: unknown
+  params: Record<string, unknown> | undefined
+  fnNames: Set<string>
+}
+
+/** Reads the graph (and params), and the names of the coordinator functions it may use. */
+export async function readSubmission(graphPath: string, paramsPath: string | undefined, functionsPath: string | undefined): Promise<Submission> {
+  const graph = readJsonFile(graphPath, 'graph')
+  const params = paramsPath === undefined ? undefined : readJsonFile(paramsPath, 'params')
+  if (params !== undefined && (params === null || typeof params !== 'object' || Array.isArray(params))) {
+    throw new CliError(EXIT.failed, `params file ${paramsPath} must hold a JSON object`)
+  }
+  const fnNames = new Set(Object.keys(BUILTIN_FUNCTIONS))
+  if (functionsPath !== undefined) for (const name of Object.keys(await loadFunctions(functionsPath))) fnNames.add(name)
+  return { graph, params: params as Record<string, unknown> | undefined, fnNames }
+}
+
+/** The task a coordinator with this config would create, or the graph's problems (exit 1). */
+export function buildFrom(s: Settings, sub: Submission, id?: string): TaskDoc {
+  const config = resolveConfig(COORDINATOR_DEFAULTS, s.coordinator, 'coordinator config')
+  return buildTask(
+    { graph: sub.graph, ...(sub.params === undefined ? {} : { params: sub.params }), ...(id === undefined ? {} : { id }) },
+    { coordinatorFns: sub.fnNames, rejectUnknownInputAdapters: config.rejectUnknownInputAdapters, limits: config },
+    Date.now(),
+  )
+}
+
+/** Every problem of a refused graph, as `{ code, path, message }`. */
+export function problemsOf(err: FlowkitError): GraphProblem[] {
+  const listed = err.details['errors']
+  if (Array.isArray(listed) && listed.length > 0) return listed as GraphProblem[]
+  return [{ code: err.code, path: String(err.details['path'] ?? ''), message: err.message }]
+}
+
+/** Prints a refused graph's problems and returns the CliError to exit with (1). */
+export function graphRefused(out: Out, file: string, err: unknown): CliError {
+  if (!(err instanceof GraphValidationError) && !(err instanceof FlowkitError && err.code === ErrorCode.GraphInvalid)) throw err
+  const problems = problemsOf(err).map((p) => ({ code: p.code, path: p.path, message: p.message }))
+  if (out.json) out.doc({ ok: false, file, errors: problems })
+  else {
+    out.line(`${file}: invalid graph, ${problems.length} problem${problems.length === 1 ? '' : 's'}:`)
+    for (const p of problems) out.line(`  ${p.message}  [${p.code}]`)
+  }
+  return new CliError(EXIT.failed, `${file}: invalid graph (${problems.length} problem${problems.length === 1 ? '' : 's'})`, { code: problems[0]?.code ?? ErrorCode.GraphInvalid, details: { reported: true } })
+}
+
+export async function validateCommand(argv: readonly string[], base: Omit<Ctx, 'settings'>): Promise<number> {
+  const p = parse('validate', argv, { params: { type: 'string' }, functions: { type: 'string' }, config: { type: 'string', short: 'c' } })
+  const [file] = positionals('validate', p, ['graph.json']) as [string]
+  const settings = resolveSettings(p)
+  const sub = await readSubmission(file, str(p, 'params'), str(p, 'functions'))
+  let task: TaskDoc
+  try {
+    task = buildFrom(settings, sub)
+  } catch (err) {
+    throw graphRefused(base.out, file, err)
+  }
+  const nodes = task.graph.nodes.length
+  const links = task.graph.nodes.reduce((s, n) => s + n.depends_on.length, 0) + task.graph.edges.length + task.graph.edges_ex.length
+  if (base.out.json) base.out.doc({ ok: true, file, nodes, node_ids: task.graph.nodes.map((n) => n.node_id) })
+  else base.out.line(`${file}: ok (${nodes} node${nodes === 1 ? '' : 's'}, ${links} dependency link${links === 1 ? '' : 's'})`)
+  return EXIT.ok
+}
+
+export function submitOptions(): Parameters<typeof parse>[2] {
+  return {
+    params: { type: 'string' },
+    functions: { type: 'string' },
+    id: { type: 'string' },
+    watch: { type: 'boolean', short: 'w' },
+    interval: { type: 'string' },
+  }
+}
+
+/** Sweep period of a coordinator with this config (how long adoption of a CLI submission may take). */
+export function sweepSeconds(s: Settings): number {
+  const config = resolveConfig(COORDINATOR_DEFAULTS, s.coordinator, 'coordinator config')
+  return Math.max(1, config.schedulerTickSec * 10)
+}
+
+export async function submitCommand(argv: readonly string[], base: Omit<Ctx, 'settings'>): Promise<number> {
+  const p = parse('submit', argv, submitOptions(), true)
+  const [file] = positionals('submit', p, ['graph.json']) as [string]
+  const settings = resolveSettings(p)
+  const interval = int('submit', p, 'interval', 50, 60_000)
+  const sub = await readSubmission(file, str(p, 'params'), str(p, 'functions'))
+  let task: TaskDoc
+  try {
+    task = buildFrom(settings, sub, str(p, 'id'))
+  } catch (err) {
+    throw graphRefused(base.out, file, err)
+  }
+  const store = await openStore(settings, 'write')
+  try {
+    const [err] = await store.createTasks([task])
+    if (err) {
+      if (err instanceof FlowkitError && err.code === ErrorCode.DuplicateKey) {
+        throw new CliError(EXIT.failed, `a task with id ${task.id} already exists`, { hint: `see \`flowkit status ${task.id}\`, or submit without --id` })
+      }
+      throw err
+    }
+    const sweep = sweepSeconds(settings)
+    if (base.out.json && !flag(p, 'watch')) base.out.doc({ task_id: task.id, status: task.status, nodes: task.graph.nodes.length })
+    else if (!base.out.json) base.out.line(`submitted task ${task.id} (${task.graph.nodes.length} node${task.graph.nodes.length === 1 ? '' : 's'})`)
+    if (!base.out.json) base.out.note(`flowkit: the running coordinator picks it up within ${sweep} s (its sweep period)`)
+    if (!flag(p, 'watch')) return EXIT.ok
+    return await watchTask(store, task.id, { ...base, settings }, interval, sweep)
+  } finally {
+    await store.close()
+  }
+}
+
+/** Follows a task from the store until it ends: exit 0 when finished, 1 when failed or cancelled. */
+export async function watchTask(store: Parameters<typeof followStore>[0], taskId: string, ctx: Ctx, intervalMs: number | undefined, sweepSec: number): Promise<number> {
+  const progress = makeProgress(ctx.out)
+  try {
+    const final = await followStore(store, taskId, progress, {
+      signal: ctx.signal,
+      ...(intervalMs === undefined ? {} : { intervalMs }),
+      note: (t) => ctx.out.note(`flowkit: ${t}`),
+      stillQueued: {
+        afterMs: Math.max(15_000, sweepSec * 1000 + 5000),
+        notify: () =>
+          ctx.out.note(`flowkit: task ${taskId} is still queued: is a coordinator (\`flowkit coordinator\`) running against this database? It adopts new tasks within ${sweepSec} s.`),
+      },
+    })
+    return final.status === 'finished' ? EXIT.ok : EXIT.failed
+  } finally {
+    progress.close()
+  }
+}
+
+export type { Parsed }

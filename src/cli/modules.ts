@@ -1,0 +1,65 @@
+/**
+ * User modules named on the command line: `--handlers ./handlers.ts` (a `Record<role,
+ * RoleHandler>`) and `--functions ./fns.ts` (a `Record<name, CoordinatorFn>`). The module
+ * default-exports the record, or exports it as `handlers` / `functions`; either may also be a
+ * (possibly async) function returning the record. TypeScript modules load through Node's type
+ * stripping.
+ */
+import { existsSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import type { CoordinatorFn } from '../coordinator/functions.ts'
+import { errorMessage } from '../errors.ts'
+import { NODE_TYPE_PATTERN } from '../graph/parse.ts'
+import type { RoleHandler } from '../worker/handler.ts'
+import { CliError, EXIT, firstLine } from './errors.ts'
+
+async function load(path: string, named: string, what: string): Promise<Record<string, unknown>> {
+  const abs = resolve(path)
+  if (!existsSync(abs)) throw new CliError(EXIT.notFound, `${what} module ${path} not found`)
+  let mod: Record<string, unknown>
+  try {
+    mod = (await import(pathToFileURL(abs).href)) as Record<string, unknown>
+  } catch (err) {
+    throw new CliError(EXIT.failed, `cannot load ${what} module ${path}: ${firstLine(errorMessage(err))}`, { cause: err, hint: 'run again with --debug for the stack' })
+  }
+  let value = mod[named] ?? mod['default']
+  if (typeof value === 'function') {
+    try {
+      value = await (value as () => unknown)()
+    } catch (err) {
+      throw new CliError(EXIT.failed, `${what} module ${path}: its exported function threw: ${firstLine(errorMessage(err))}`, { cause: err })
+    }
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new CliError(EXIT.usage, `${what} module ${path} must default-export (or export as \`${named}\`) an object: { name: ${what === 'handlers' ? 'RoleHandler' : 'CoordinatorFn'} }`)
+  }
+  return value as Record<string, unknown>
+}
+
+/** Loads a handlers module; `roles` keeps only those roles (each must be in the module). */
+export async function loadHandlers(path: string, roles?: readonly string[]): Promise<Record<string, RoleHandler>> {
+  const all = await load(path, 'handlers', 'handlers')
+  for (const [role, h] of Object.entries(all)) {
+    if (!NODE_TYPE_PATTERN.test(role)) throw new CliError(EXIT.usage, `handlers module ${path}: role ${JSON.stringify(role)} must match ${NODE_TYPE_PATTERN}`)
+    if (h === null || typeof h !== 'object' || typeof (h as { processBatch?: unknown }).processBatch !== 'function') {
+      throw new CliError(EXIT.usage, `handlers module ${path}: handler ${JSON.stringify(role)} needs a processBatch(batch, ctx) function`)
+    }
+  }
+  const selected = roles ?? Object.keys(all)
+  const missing = selected.filter((r) => !(r in all))
+  if (missing.length > 0) {
+    throw new CliError(EXIT.usage, `handlers module ${path} has no handler for role${missing.length > 1 ? 's' : ''} ${missing.join(', ')} (it has: ${Object.keys(all).join(', ') || 'none'})`)
+  }
+  if (selected.length === 0) throw new CliError(EXIT.usage, `handlers module ${path} exports no handler`)
+  return Object.fromEntries(selected.map((r) => [r, all[r] as RoleHandler]))
+}
+
+/** Loads a coordinator functions module. */
+export async function loadFunctions(path: string): Promise<Record<string, CoordinatorFn>> {
+  const all = await load(path, 'functions', 'functions')
+  for (const [name, fn] of Object.entries(all)) {
+    if (typeof fn !== 'function') throw new CliError(EXIT.usage, `functions module ${path}: ${JSON.stringify(name)} is not a function`)
+  }
+  return all as Record<string, CoordinatorFn>
+}

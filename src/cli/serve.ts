@@ -1,0 +1,141 @@
+/**
+ * Long-running processes on the real services: `flowkit coordinator` and `flowkit worker`.
+ *
+ * Both read MongoDB and Kafka settings from flags, FLOWKIT_* and the `--config` file, check that
+ * both services answer within the connect deadline (exit 3 otherwise), start, print one line on
+ * stdout when ready, log JSON on stderr (FLOWKIT_LOG_LEVEL, default info), and stop cleanly on
+ * SIGINT / SIGTERM: the coordinator flushes and stops; the worker stops taking commands and hands
+ * its running nodes back (CANCELLED `worker_stopping`, re-dispatched without using a retry). A
+ * second signal exits at once (130).
+ *
+ * The coordinator process also serves CLI control requests (control.ts): `flowkit cancel`.
+ */
+import { Coordinator } from '../coordinator/coordinator.ts'
+import { createLogger, type Logger, type LogLevel } from '../log.ts'
+import type { Bus, Subscription } from '../ports/bus.ts'
+import type { Store } from '../ports/store.ts'
+import { Worker } from '../worker/worker.ts'
+import { int, list, parse, positionals, str } from './args.ts'
+import { checkKafka, checkMongo, openBus, openStore } from './connect.ts'
+import { serveControl } from './control.ts'
+import { EXIT, redactUrl, toCliError, usageError } from './errors.ts'
+import type { Ctx } from './graph-cmds.ts'
+import { loadFunctions, loadHandlers } from './modules.ts'
+import { type Settings, requireBrokers, requireMongoUrl, resolveSettings } from './settings.ts'
+
+export function processLogger(fallback: LogLevel = 'info'): Logger {
+  const level = process.env['FLOWKIT_LOG_LEVEL'] as LogLevel | undefined
+  return createLogger(level ? { level } : process.env['NODE_TEST_CONTEXT'] !== undefined ? {} : { level: fallback })
+}
+
+/** Resolves when the signal aborts. */
+export function untilAborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve()
+    else signal.addEventListener('abort', () => resolve(), { once: true })
+  })
+}
+
+interface Opened {
+  store: Store | null
+  bus: Bus | null
+}
+
+async function openServices(s: Settings, log: Logger): Promise<{ store: Store; bus: Bus }> {
+  requireMongoUrl(s)
+  requireBrokers(s)
+  await Promise.all([checkMongo(s), checkKafka(s)])
+  const store = await openStore(s, 'serve', log)
+  const bus = await openBus(s, log)
+  return { store, bus }
+}
+
+async function closeAll(o: Opened): Promise<void> {
+  await o.bus?.close().catch(() => undefined)
+  await o.store?.close().catch(() => undefined)
+}
+
+function where(s: Settings): string {
+  return `database ${s.mongo.dbName ?? '(from the URL, else flowkit)'} at ${redactUrl(s.mongo.url ?? '')}, brokers ${(s.brokers ?? []).join(',')}`
+}
+
+export async function coordinatorCommand(argv: readonly string[], base: Omit<Ctx, 'settings'>): Promise<number> {
+  const p = parse('coordinator', argv, { functions: { type: 'string' }, 'group-id': { type: 'string' } }, true)
+  positionals('coordinator', p, [])
+  const settings = resolveSettings(p)
+  const groupId = str(p, 'group-id')
+  if (groupId !== undefined) settings.coordinator['groupId'] = groupId
+  const fnPath = str(p, 'functions')
+  const functions = fnPath === undefined ? {} : await loadFunctions(fnPath)
+  const log = processLogger()
+  const opened: Opened = { store: null, bus: null }
+  let coordinator: Coordinator | null = null
+  let control: Subscription | null = null
+  try {
+    const { store, bus } = await openServices(settings, log)
+    opened.store = store
+    opened.bus = bus
+    coordinator = new Coordinator({ bus, store, logger: log, config: settings.coordinator, functions })
+    await coordinator.start()
+    control = await serveControl(bus, coordinator.config.groupId, coordinator, log.child({ component: 'cli-control' }))
+    const started = { group_id: coordinator.config.groupId, functions: coordinator.functionNames }
+    if (base.out.json) base.out.doc({ event: 'coordinator.ready', ...started })
+    else base.out.line(`flowkit coordinator: ready (group ${started.group_id}; ${where(settings)}); Ctrl-C stops`)
+    await untilAborted(base.signal)
+    base.out.note('flowkit coordinator: stopping')
+    await control.close()
+    control = null
+    await coordinator.stop()
+    coordinator = null
+    await closeAll(opened)
+    if (base.out.json) base.out.doc({ event: 'coordinator.stopped' })
+    else base.out.line('flowkit coordinator: stopped')
+    return EXIT.ok
+  } catch (err) {
+    await control?.close().catch(() => undefined)
+    await coordinator?.stop().catch(() => undefined)
+    await closeAll(opened)
+    throw toCliError(err)
+  }
+}
+
+export async function workerCommand(argv: readonly string[], base: Omit<Ctx, 'settings'>): Promise<number> {
+  const p = parse('worker', argv, { handlers: { type: 'string' }, roles: { type: 'string', short: 'r' }, concurrency: { type: 'string' }, 'worker-id': { type: 'string' } }, true)
+  positionals('worker', p, [])
+  const handlersPath = str(p, 'handlers')
+  if (handlersPath === undefined) throw usageError('worker: --handlers <module> is required', 'worker')
+  const settings = resolveSettings(p)
+  const concurrency = int('worker', p, 'concurrency', 1, 10_000)
+  if (concurrency !== undefined) settings.worker['concurrency'] = concurrency
+  const workerId = str(p, 'worker-id')
+  if (workerId !== undefined) settings.worker['workerId'] = workerId
+  const roles = list(p, 'roles')
+  if (roles !== undefined && roles.length === 0) throw usageError('worker: --roles must name at least one role', 'worker')
+  const handlers = await loadHandlers(handlersPath, roles)
+  const log = processLogger()
+  const opened: Opened = { store: null, bus: null }
+  let worker: Worker | null = null
+  try {
+    const { store, bus } = await openServices(settings, log)
+    opened.store = store
+    opened.bus = bus
+    worker = new Worker({ bus, store, logger: log, handlers, config: settings.worker })
+    await worker.start()
+    const info = { worker_id: worker.workerId, roles: worker.roles, concurrency: worker.config.concurrency }
+    if (base.out.json) base.out.doc({ event: 'worker.ready', ...info })
+    else base.out.line(`flowkit worker ${info.worker_id}: ready (roles ${info.roles.join(', ')}; concurrency ${info.concurrency}; ${where(settings)}); Ctrl-C stops`)
+    await untilAborted(base.signal)
+    const running = worker.activeRuns().length
+    base.out.note(`flowkit worker: stopping${running > 0 ? ` (handing back ${running} running node${running === 1 ? '' : 's'})` : ''}`)
+    await worker.stop()
+    worker = null
+    await closeAll(opened)
+    if (base.out.json) base.out.doc({ event: 'worker.stopped', handed_back: running })
+    else base.out.line('flowkit worker: stopped')
+    return EXIT.ok
+  } catch (err) {
+    await worker?.stop().catch(() => undefined)
+    await closeAll(opened)
+    throw toCliError(err)
+  }
+}
