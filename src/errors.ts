@@ -28,9 +28,23 @@ export const ErrorCode = {
   SecretDetected: 'SECRET_DETECTED',
   Closed: 'CLOSED',
   Config: 'CONFIG_INVALID',
+  /** An optional dependency (a driver: `@platformatic/kafka`, `mongodb`) is not installed. */
+  MissingDependency: 'MISSING_DEPENDENCY',
   Permanent: 'PERMANENT',
 } as const
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
+
+/**
+ * The one argument form every flowkit error class accepts: a single options object with the
+ * code first, `new XError({ code, message, cause })`, plus the class's own fields. The older
+ * positional forms still work (see each constructor) so existing call sites keep compiling.
+ */
+export interface ErrorInit<C extends string = string> {
+  /** A stable machine-readable code: an `ErrorCode` for `FlowkitError`, a reason code for handler errors. */
+  code: C
+  message: string
+  cause?: unknown
+}
 
 export interface FlowkitErrorOptions {
   cause?: unknown
@@ -38,52 +52,168 @@ export interface FlowkitErrorOptions {
   details?: Record<string, unknown>
 }
 
+export interface FlowkitErrorInit extends ErrorInit<ErrorCode>, FlowkitErrorOptions {}
+
+function isInit(value: unknown): value is { message?: unknown; cause?: unknown } {
+  return typeof value === 'object' && value !== null
+}
+
+function errorOptions(cause: unknown): ErrorOptions | undefined {
+  return cause === undefined ? undefined : { cause }
+}
+
+/**
+ * flowkit's own failures, with a stable `code` (ErrorCode) and whether retrying may help.
+ *
+ * ```ts
+ * new FlowkitError({ code: ErrorCode.Config, message: 'worker config: concurrency must be >= 1' })
+ * new FlowkitError(ErrorCode.Config, 'worker config: concurrency must be >= 1')   // same, positional
+ * ```
+ */
 export class FlowkitError extends Error {
   readonly code: ErrorCode
   readonly retryable: boolean
   readonly details: Record<string, unknown>
 
-  constructor(code: ErrorCode, message: string, options: FlowkitErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+  constructor(init: FlowkitErrorInit)
+  /** Positional form, code first: `(code, message, { cause, retryable, details })`. */
+  constructor(code: ErrorCode, message: string, options?: FlowkitErrorOptions)
+  constructor(codeOrInit: ErrorCode | FlowkitErrorInit, message?: string, options: FlowkitErrorOptions = {}) {
+    const init: FlowkitErrorInit = isInit(codeOrInit) ? codeOrInit : { ...options, code: codeOrInit, message: message ?? '' }
+    super(init.message, errorOptions(init.cause))
     this.name = 'FlowkitError'
-    this.code = code
-    this.retryable = options.retryable ?? false
-    this.details = options.details ?? {}
+    this.code = init.code
+    this.retryable = init.retryable ?? false
+    this.details = init.details ?? {}
   }
 }
 
-/** Raised at `createTask` for a graph that cannot run. `path` names the offending field. */
+export interface GraphValidationErrorInit extends ErrorInit<ErrorCode> {
+  /** The offending field, e.g. `nodes[2].depends_on[0]`. */
+  path: string
+  details?: Record<string, unknown>
+}
+
+/**
+ * Raised at `createTask` for a graph that cannot run. `path` names the offending field.
+ *
+ * `new GraphValidationError({ code, message, path, details })`, or positionally (code first)
+ * `new GraphValidationError(code, message, path, details)`.
+ */
 export class GraphValidationError extends FlowkitError {
   readonly path: string
-  constructor(code: ErrorCode, message: string, path: string, details: Record<string, unknown> = {}) {
-    super(code, message, { details: { ...details, path } })
+  constructor(init: GraphValidationErrorInit)
+  constructor(code: ErrorCode, message: string, path: string, details?: Record<string, unknown>)
+  constructor(codeOrInit: ErrorCode | GraphValidationErrorInit, message?: string, path?: string, details: Record<string, unknown> = {}) {
+    const init: GraphValidationErrorInit = isInit(codeOrInit) ? codeOrInit : { code: codeOrInit, message: message ?? '', path: path ?? '', details }
+    super({ code: init.code, message: init.message, cause: init.cause, details: { ...init.details, path: init.path } })
     this.name = 'GraphValidationError'
-    this.path = path
+    this.path = init.path
   }
+}
+
+/** Options of PermanentError / TransientError: the reason code is optional (a default is used). */
+export interface HandlerErrorInit extends Partial<ErrorInit> {
+  message: string
+}
+
+function handlerInit(first: string | HandlerErrorInit, code: string | undefined, options: { cause?: unknown } | undefined, fallback: string): ErrorInit {
+  if (isInit(first)) return { code: first.code ?? fallback, message: first.message, cause: first.cause }
+  return { code: code ?? fallback, message: first, cause: options?.cause }
 }
 
 /**
  * Thrown by a handler to say "retrying will not help" (Temporal's non-retryable failure).
- * The default classifier treats it as permanent with its `reasonCode`.
+ * The default classifier treats it as permanent with its `reasonCode` (also readable as `code`),
+ * which is what `retry_policy.permanent_on` matches.
+ *
+ * ```ts
+ * throw new PermanentError({ code: 'bad_input', message: 'row 3 has no id' })
+ * throw new PermanentError('row 3 has no id', 'bad_input')   // older positional form, message first
+ * ```
  */
 export class PermanentError extends Error {
   readonly reasonCode: string
   readonly permanent = true
-  constructor(message: string, reasonCode = 'permanent_error', options?: { cause?: unknown }) {
-    super(message, options)
+  constructor(init: HandlerErrorInit)
+  /** @deprecated Message-first positional form; prefer `new PermanentError({ code, message, cause })`. */
+  constructor(message: string, reasonCode?: string, options?: { cause?: unknown })
+  constructor(messageOrInit: string | HandlerErrorInit, reasonCode?: string, options?: { cause?: unknown }) {
+    const init = handlerInit(messageOrInit, reasonCode, options, 'permanent_error')
+    super(init.message, errorOptions(init.cause))
     this.name = 'PermanentError'
-    this.reasonCode = reasonCode
+    this.reasonCode = init.code
+  }
+  /** The reason code (same as `reasonCode`), so every flowkit error reads `code`. */
+  get code(): string {
+    return this.reasonCode
   }
 }
 
-/** Thrown by a handler for a failure worth retrying, with an explicit reason code. */
+/**
+ * Thrown by a handler for a failure worth retrying, with an explicit reason code.
+ * `new TransientError({ code: 'rate_limited', message, cause })`; the older positional form is
+ * message first: `new TransientError(message, reasonCode, { cause })`.
+ */
 export class TransientError extends Error {
   readonly reasonCode: string
   readonly permanent = false
-  constructor(message: string, reasonCode = 'transient_error', options?: { cause?: unknown }) {
-    super(message, options)
+  constructor(init: HandlerErrorInit)
+  /** @deprecated Message-first positional form; prefer `new TransientError({ code, message, cause })`. */
+  constructor(message: string, reasonCode?: string, options?: { cause?: unknown })
+  constructor(messageOrInit: string | HandlerErrorInit, reasonCode?: string, options?: { cause?: unknown }) {
+    const init = handlerInit(messageOrInit, reasonCode, options, 'transient_error')
+    super(init.message, errorOptions(init.cause))
     this.name = 'TransientError'
-    this.reasonCode = reasonCode
+    this.reasonCode = init.code
+  }
+  /** The reason code (same as `reasonCode`), so every flowkit error reads `code`. */
+  get code(): string {
+    return this.reasonCode
+  }
+}
+
+/**
+ * The error for a feature whose optional dependency is not installed:
+ * `flowkit: KafkaBus needs the optional dependency @platformatic/kafka: npm install @platformatic/kafka`.
+ */
+export function missingDependency(feature: string, pkg: string, cause?: unknown): FlowkitError {
+  return new FlowkitError({
+    code: ErrorCode.MissingDependency,
+    message: `flowkit: ${feature} needs the optional dependency ${pkg}: npm install ${pkg}`,
+    cause,
+    details: { dependency: pkg },
+  })
+}
+
+/** Whether `err` is the module loader saying package `pkg` itself is not installed. */
+export function isMissingPackage(err: unknown, pkg: string): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  if (code !== 'ERR_MODULE_NOT_FOUND' && code !== 'MODULE_NOT_FOUND') return false
+  const text = err instanceof Error ? err.message : String(err)
+  return text.includes(`'${pkg}'`) || text.includes(`'${pkg}/`)
+}
+
+/** Throws `missingDependency(feature, pkg)` unless `pkg` can be resolved (nothing is loaded). */
+export function assertDependency(feature: string, pkg: string): void {
+  try {
+    import.meta.resolve(pkg)
+  } catch (err) {
+    if (isMissingPackage(err, pkg)) throw missingDependency(feature, pkg, err)
+    throw err
+  }
+}
+
+/**
+ * `load()` (a dynamic import of a module that imports `pkg`), with the loader's "cannot find
+ * package" turned into `missingDependency(feature, pkg)`.
+ */
+export async function importDependency<T>(feature: string, pkg: string, load: () => Promise<T>): Promise<T> {
+  try {
+    return await load()
+  } catch (err) {
+    if (isMissingPackage(err, pkg)) throw missingDependency(feature, pkg, err)
+    throw err
   }
 }
 

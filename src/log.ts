@@ -1,9 +1,11 @@
 /**
  * Structured JSON logs with a stable event name per record (`event`), the ids in every record,
- * a configurable level, quiet by default under test, and redaction of secrets.
+ * a configurable level, quiet by default under test, and redaction of secrets. On a terminal the
+ * same records are printed as one readable line each (no pino-pretty needed).
  */
 import { channel } from 'node:diagnostics_channel'
 import { pino } from 'pino'
+import { ErrorCode, FlowkitError } from './errors.ts'
 
 /**
  * Every structured log record of flowkit, at any level, is also published on this
@@ -26,7 +28,12 @@ function publish(level: FlowkitEventMessage['level'], event: string, bindings: L
   events.publish({ level, event, fields: redact(all) as LogFields, time: Date.now() } satisfies FlowkitEventMessage)
 }
 
-export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'
+/** The log levels FLOWKIT_LOG_LEVEL and `createLogger({ level })` accept, most verbose first. */
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const
+export type LogLevel = (typeof LOG_LEVELS)[number]
+/** How records are written: one JSON object per line, or one readable line (`pretty`). */
+export const LOG_FORMATS = ['json', 'pretty'] as const
+export type LogFormat = (typeof LOG_FORMATS)[number]
 export type LogFields = Record<string, unknown>
 
 export interface Logger {
@@ -99,11 +106,42 @@ export function redact(value: unknown, depth = 0): unknown {
   return out
 }
 
-export function defaultLogLevel(): LogLevel {
-  const env = process.env['FLOWKIT_LOG_LEVEL']
-  if (env) return env as LogLevel
-  if (process.env['NODE_TEST_CONTEXT'] !== undefined || process.env['NODE_ENV'] === 'test') return 'silent'
+/**
+ * A log level from text (case and surrounding spaces ignored). Anything else is a configuration
+ * error that lists the valid levels: a typo in FLOWKIT_LOG_LEVEL fails at startup, loudly, rather
+ * than logging at a level nobody chose.
+ */
+export function parseLogLevel(value: string, source = 'log level'): LogLevel {
+  const level = value.trim().toLowerCase()
+  if ((LOG_LEVELS as readonly string[]).includes(level)) return level as LogLevel
+  throw new FlowkitError({
+    code: ErrorCode.Config,
+    message: `flowkit: ${source}=${JSON.stringify(value)} is not a log level; valid levels: ${LOG_LEVELS.join(', ')}`,
+  })
+}
+
+/** FLOWKIT_LOG_LEVEL (validated), else `silent` under `node --test` / NODE_ENV=test, else `info`. */
+export function defaultLogLevel(env: NodeJS.ProcessEnv = process.env): LogLevel {
+  const value = env['FLOWKIT_LOG_LEVEL']
+  if (value) return parseLogLevel(value, 'FLOWKIT_LOG_LEVEL')
+  if (env['NODE_TEST_CONTEXT'] !== undefined || env['NODE_ENV'] === 'test') return 'silent'
   return 'info'
+}
+
+/**
+ * FLOWKIT_LOG_FORMAT (`json` or `pretty`, validated); unset (or `auto`): `pretty` when the logs go
+ * to a terminal, else `json`.
+ */
+export function logFormatFor(destination: unknown, env: NodeJS.ProcessEnv = process.env): LogFormat {
+  const value = env['FLOWKIT_LOG_FORMAT']?.trim().toLowerCase()
+  if (value === 'json' || value === 'pretty') return value
+  if (value && value !== 'auto') {
+    throw new FlowkitError({
+      code: ErrorCode.Config,
+      message: `flowkit: FLOWKIT_LOG_FORMAT=${JSON.stringify(env['FLOWKIT_LOG_FORMAT'])} is not a log format; valid formats: ${LOG_FORMATS.join(', ')}, auto`,
+    })
+  }
+  return (destination as { isTTY?: unknown } | null)?.isTTY === true ? 'pretty' : 'json'
 }
 
 class PinoLogger implements Logger {
@@ -135,18 +173,94 @@ class PinoLogger implements Logger {
   }
 }
 
+const LEVEL_VALUES: Record<LogLevel, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Number.POSITIVE_INFINITY }
+const LEVEL_STYLE: Record<FlowkitEventMessage['level'], readonly [label: string, color: string]> = {
+  debug: ['DEBUG', '\x1b[90m'],
+  info: ['INFO ', '\x1b[32m'],
+  warn: ['WARN ', '\x1b[33m'],
+  error: ['ERROR', '\x1b[31m'],
+}
+
+function prettyValue(v: unknown): string {
+  if (typeof v === 'string') return /^[^\s"=]+$/.test(v) ? v : JSON.stringify(v)
+  if (v === undefined) return 'undefined'
+  return typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)
+}
+
+/** One record as a readable line: `12:03:04.123 INFO  node.done task_id=t1 node_id=a count=3`. */
+export function formatPretty(level: FlowkitEventMessage['level'], event: string, fields: LogFields, time: Date, color = false): string {
+  const pad = (n: number, w = 2) => String(n).padStart(w, '0')
+  const clock = `${pad(time.getHours())}:${pad(time.getMinutes())}:${pad(time.getSeconds())}.${pad(time.getMilliseconds(), 3)}`
+  const [label, tint] = LEVEL_STYLE[level]
+  const kv = Object.entries(fields).map(([k, v]) => `${k}=${prettyValue(v)}`)
+  const head = color ? `\x1b[2m${clock}\x1b[0m ${tint}${label}\x1b[0m \x1b[1m${event}\x1b[0m` : `${clock} ${label} ${event}`
+  return kv.length > 0 ? `${head} ${kv.join(' ')}` : head
+}
+
+/** The logger used on a terminal: same records, levels and redaction as the JSON one. */
+class PrettyLogger implements Logger {
+  readonly #out: NodeJS.WritableStream
+  readonly #level: LogLevel
+  readonly #color: boolean
+  readonly #bindings: LogFields
+  constructor(out: NodeJS.WritableStream, level: LogLevel, color: boolean, bindings: LogFields = {}) {
+    this.#out = out
+    this.#level = level
+    this.#color = color
+    this.#bindings = bindings
+  }
+  #log(level: FlowkitEventMessage['level'], event: string, fields?: LogFields): void {
+    publish(level, event, this.#bindings, fields)
+    if (LEVEL_VALUES[level] < LEVEL_VALUES[this.#level]) return
+    const all = redact(fields === undefined ? this.#bindings : { ...this.#bindings, ...fields }) as LogFields
+    this.#out.write(`${formatPretty(level, event, all, new Date(), this.#color)}\n`)
+  }
+  debug(event: string, fields?: LogFields): void {
+    this.#log('debug', event, fields)
+  }
+  info(event: string, fields?: LogFields): void {
+    this.#log('info', event, fields)
+  }
+  warn(event: string, fields?: LogFields): void {
+    this.#log('warn', event, fields)
+  }
+  error(event: string, fields?: LogFields): void {
+    this.#log('error', event, fields)
+  }
+  child(bindings: LogFields): Logger {
+    return new PrettyLogger(this.#out, this.#level, this.#color, { ...this.#bindings, ...bindings })
+  }
+}
+
 export interface LoggerOptions {
+  /** Default: FLOWKIT_LOG_LEVEL, else `info` (`silent` under test). */
   level?: LogLevel
   name?: string
   /** Where to write; defaults to stderr so stdout stays free for program output. */
   destination?: NodeJS.WritableStream
+  /** Default: FLOWKIT_LOG_FORMAT, else `pretty` when the destination is a terminal, else `json`. */
+  format?: LogFormat
 }
 
+/**
+ * A logger writing to stderr (or `destination`): JSON lines, or readable lines on a terminal.
+ * Throws a FlowkitError (CONFIG_INVALID) listing the valid values for a bad level or format.
+ */
 export function createLogger(options: LoggerOptions = {}): Logger {
+  const level = options.level === undefined ? defaultLogLevel() : parseLogLevel(options.level, 'level')
+  const format = options.format ?? logFormatFor(options.destination ?? process.stderr)
+  if (!(LOG_FORMATS as readonly string[]).includes(format)) {
+    throw new FlowkitError({ code: ErrorCode.Config, message: `flowkit: format=${JSON.stringify(format)} is not a log format; valid formats: ${LOG_FORMATS.join(', ')}` })
+  }
+  if (format === 'pretty') {
+    const out = options.destination ?? process.stderr
+    const color = (out as { isTTY?: unknown }).isTTY === true && !process.env['NO_COLOR']
+    return new PrettyLogger(out, level, color)
+  }
   const p = pino(
     {
       name: options.name ?? 'flowkit',
-      level: options.level ?? defaultLogLevel(),
+      level,
       base: { pid: process.pid },
       timestamp: pino.stdTimeFunctions.epochTime,
     },

@@ -2,13 +2,18 @@
  * The real adapters as the main entry exports them: same names and options as `flowkit/kafka`'s
  * KafkaBus and `flowkit/mongo`'s MongoStore, but the driver is loaded on first use, so
  * `import 'flowkit'` stays light (the Kafka client alone takes most of a second to load) for
- * programs that run on the embedded runtime.
+ * programs that run on the embedded runtime, and works without the drivers: they are optional
+ * peer dependencies. Without its driver, the constructor throws a FlowkitError
+ * (MISSING_DEPENDENCY) that names the package to install. Nothing here may import a driver (only
+ * types and driver-free modules): test/unit/optional-drivers.test.ts checks it.
  */
-import { ErrorCode, FlowkitError } from '../errors.ts'
+import { ErrorCode, FlowkitError, assertDependency, importDependency } from '../errors.ts'
 import type { Bus, BusRecord, SubscribeOptions, Subscription, TopicSpec } from '../ports/bus.ts'
 import type {
   ArtifactDoc,
   AttemptClaim,
+  Checkpoint,
+  CheckpointWrite,
   ArtifactQuery,
   ArtifactWrite,
   BatchMetricsRow,
@@ -30,6 +35,9 @@ import type { KafkaBusOptions } from './kafka/bus.ts'
 import type { MongoStoreOptions } from './mongo/store.ts'
 import { dbNameFromUrl } from './mongo/url.ts'
 
+const KAFKA_DRIVER = '@platformatic/kafka'
+const MONGO_DRIVER = 'mongodb'
+
 export class KafkaBus implements Bus {
   /** A bus on the brokers named by FLOWKIT_KAFKA_BROKERS (comma-separated), with other options as given. */
   static fromEnv(options: Partial<KafkaBusOptions> = {}, env: NodeJS.ProcessEnv = process.env): KafkaBus {
@@ -47,11 +55,12 @@ export class KafkaBus implements Bus {
     if (list.map((x) => String(x).trim()).filter(Boolean).length === 0) {
       throw new FlowkitError(ErrorCode.Config, 'kafka bus: brokers must list at least one host:port')
     }
+    assertDependency('KafkaBus', KAFKA_DRIVER)
     this.#options = options
   }
 
   #bus(): Promise<Bus> {
-    this.#impl ??= import('./kafka/bus.ts').then((m) => new m.KafkaBus(this.#options))
+    this.#impl ??= importDependency('KafkaBus', KAFKA_DRIVER, () => import('./kafka/bus.ts')).then((m) => new m.KafkaBus(this.#options))
     return this.#impl
   }
 
@@ -86,13 +95,14 @@ export class MongoStore implements Store {
   constructor(options: MongoStoreOptions) {
     const url = options?.url ?? options?.uri
     if (typeof url !== 'string' || url === '') throw new FlowkitError(ErrorCode.Config, 'MongoStore: url is required')
+    assertDependency('MongoStore', MONGO_DRIVER)
     this.#options = options
     this.dbName = options.dbName ?? dbNameFromUrl(url) ?? 'flowkit'
   }
 
   #store(): Promise<Store> {
     if (this.#closed) return Promise.reject(new FlowkitError(ErrorCode.Closed, 'store is closed'))
-    this.#impl ??= import('./mongo/store.ts').then((m) => new m.MongoStore(this.#options))
+    this.#impl ??= importDependency('MongoStore', MONGO_DRIVER, () => import('./mongo/store.ts')).then((m) => new m.MongoStore(this.#options))
     return this.#impl
   }
 
@@ -151,6 +161,12 @@ export class MongoStore implements Store {
   }
   async claimAttempt(claim: AttemptClaim, now: number): Promise<boolean> {
     return (await this.#store()).claimAttempt(claim, now)
+  }
+  async saveCheckpoint(cp: CheckpointWrite, now: number): Promise<boolean> {
+    return (await this.#store()).saveCheckpoint(cp, now)
+  }
+  async getCheckpoint(taskId: string, nodeId: string): Promise<Checkpoint | null> {
+    return (await this.#store()).getCheckpoint(taskId, nodeId)
   }
   async claimStreamBatches(claims: readonly StreamClaim[], now: number): Promise<boolean[]> {
     return (await this.#store()).claimStreamBatches(claims, now)
