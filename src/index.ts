@@ -49,6 +49,23 @@ export {
 } from './config.ts'
 export { parseGraph } from './graph/parse.ts'
 export type { GraphSpec, NodeSpec, FanIn, RetryPolicy } from './graph/types.ts'
+// The graph format as users write it (snake_case wire JSON), its builder and its JSON Schema
+export type * from './graph/json-types.ts'
+export {
+  graph,
+  rechunk,
+  pullFromArtifacts,
+  GraphBuilder,
+  NodeBuilder,
+  type RolesOf,
+  type FnArgsParam,
+  type TaskInputJson,
+  type EdgeOptions,
+  type FanInOption,
+  type InputSpec,
+  type RetryOptions,
+} from './graph/builder.ts'
+export { graphJsonSchema } from './graph/schema.ts'
 export { createLogger, MemoryLogger, EVENTS_CHANNEL, type FlowkitEventMessage, type Logger, type LogLevel } from './log.ts'
 export { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LoggerOptions } from './log.ts'
 export * as protocol from './protocol/messages.ts'
