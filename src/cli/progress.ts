@@ -62,6 +62,8 @@ class LiveTable implements Progress {
   #drawn = 0
   #latest: TaskView | null = null
   #timer: NodeJS.Timeout | null = null
+  /** Redraws once a second, so the elapsed time moves while nothing else does. */
+  #ticker: NodeJS.Timeout | null = null
   #lastDraw = 0
 
   constructor(out: Out, summary: boolean) {
@@ -71,6 +73,10 @@ class LiveTable implements Progress {
 
   view(t: TaskView): void {
     this.#latest = t
+    if (this.#ticker === null) {
+      this.#ticker = setInterval(() => this.#draw(), 1000)
+      this.#ticker.unref()
+    }
     const wait = this.#lastDraw + REDRAW_MS - Date.now()
     if (wait <= 0) this.#draw()
     else this.#timer ??= setTimeout(() => this.#draw(), wait)
@@ -98,12 +104,15 @@ class LiveTable implements Progress {
   end(t: TaskView): void {
     this.#latest = t
     this.#draw()
+    this.close()
     if (this.#summary) this.#out.line(summaryLine(t))
   }
 
   close(): void {
     if (this.#timer !== null) clearTimeout(this.#timer)
+    if (this.#ticker !== null) clearInterval(this.#ticker)
     this.#timer = null
+    this.#ticker = null
   }
 }
 

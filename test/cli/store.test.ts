@@ -1,0 +1,179 @@
+/**
+ * The store commands against the real MongoDB-protocol server (FLOWKIT_MONGO_URL; FerretDB in
+ * this project's runs), each on a database of its own: ls, status (+ --watch following journal
+ * entries written meanwhile), workers, dlq ls / retry, with and without --json; not found is exit 4.
+ */
+import { after, before, describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { MongoClient } from 'mongodb'
+import { MongoStore, dropMongoDatabase } from '../../src/adapters/mongo/index.ts'
+import type { NodeState, TaskDoc } from '../../src/ports/store.ts'
+import { makeNodeState, makeTaskDoc } from '../helpers/fixtures.ts'
+import { mongoUrl, realSkip } from '../helpers/real.ts'
+import { CliProcess, jsonLines, runCli } from './helpers.ts'
+
+const skip = realSkip('mongo')
+const url = mongoUrl() ?? ''
+const clientOptions = { serverSelectionTimeoutMS: 5000 }
+
+function newDb(): string {
+  return `flowkit_cli_${randomBytes(5).toString('hex')}`
+}
+
+describe('flowkit store commands on MongoDB', { skip }, () => {
+  const dbName = newDb()
+  const env = { FLOWKIT_MONGO_URL: url, FLOWKIT_MONGO_DB: dbName }
+  let store: MongoStore
+  const now = Date.now()
+  const running: TaskDoc = makeTaskDoc({ id: `cli-running-${randomBytes(3).toString('hex')}`, created_at_ms: now - 60_000 })
+  const finished: TaskDoc = makeTaskDoc({ id: `cli-finished-${randomBytes(3).toString('hex')}`, created_at_ms: now - 30_000 })
+  const node = (id: string, type: string, o: Partial<NodeState>): NodeState => makeNodeState(id, type, o)
+
+  before(async () => {
+    store = new MongoStore({ url, dbName, clientOptions })
+    await store.init()
+  })
+  after(async () => {
+    await store?.close()
+    await dropMongoDatabase(url, dbName, clientOptions)
+  })
+
+  test('an empty deployment: nothing listed (exit 0); unknown ids exit 4', async () => {
+    const [ls, lsJson, workers, dlq, status, retry] = await Promise.all([
+      runCli(['ls'], { env }),
+      runCli(['ls', '--json'], { env }),
+      runCli(['workers', '--json'], { env }),
+      runCli(['dlq', 'ls', '--json'], { env }),
+      runCli(['status', 'no-such-task'], { env }),
+      runCli(['dlq', 'retry', 'no-such-row'], { env }),
+    ])
+    assert.equal(ls.code, 0, ls.stderr)
+    assert.equal(ls.stdout.trim(), 'no active tasks')
+    for (const r of [lsJson, workers, dlq]) {
+      assert.equal(r.code, 0, r.stderr)
+      assert.deepEqual(JSON.parse(r.stdout), [])
+    }
+    assert.equal(status.code, 4)
+    assert.match(status.stderr, /^flowkit: task no-such-task not found$/m)
+    assert.equal(retry.code, 4)
+    assert.match(retry.stderr, /^flowkit: no dead letter no-such-row$/m)
+  })
+
+  test('status, ls, workers and dlq show what the deployment wrote (the journal applied)', async () => {
+    await store.createTasks([running, finished])
+    await store.appendJournal([
+      { task_id: running.id, seq: 1, at_ms: now - 50_000, writer: 'c1', events: [], task: { status: 'running' }, nodes: [node('extract', 'extractor', { status: 'running', attempt_epoch: 1, lease: { worker_id: 'w-cli-1' }, stats: { rows: 10 }, batches_seen: 2 })] },
+      {
+        task_id: finished.id,
+        seq: 1,
+        at_ms: now - 20_000,
+        writer: 'c1',
+        events: [],
+        task: { status: 'finished', finished_at_ms: now - 20_000 },
+        nodes: [node('extract', 'extractor', { status: 'finished', attempt_epoch: 1 }), node('transform', 'processor', { status: 'finished', attempt_epoch: 1 })],
+      },
+    ])
+    await store.upsertWorker({ worker_id: 'w-cli-1', roles: ['extractor', 'processor'], capacity: 2, version: '0.1.0', status: 'online', last_seen_ms: now })
+    await store.outboxEnqueue({ topic: 'cmd.extractor.v1', key: `${running.id}:extract`, value: '{}', dedup_id: 'd1' }, now, { attempts: 12, error: 'broker down' })
+
+    const status = await runCli(['status', running.id], { env })
+    assert.equal(status.code, 0, status.stderr)
+    assert.match(status.stdout, new RegExp(`^task ${running.id}\\s+running\\s+`, 'm'))
+    assert.match(status.stdout, /^\s+extract\s+running\s+1\s+2\s+w-cli-1\s+rows=10$/m)
+    assert.match(status.stdout, /^\s+transform\s+queued\s+0\s+-\s+-$/m)
+    const view = JSON.parse((await runCli(['status', running.id, '--json'], { env })).stdout) as { status: string; nodes: { node_id: string; lease: { worker_id?: string } }[] }
+    assert.equal(view.status, 'running')
+    assert.equal(view.nodes[0]?.lease.worker_id, 'w-cli-1')
+
+    const active = await runCli(['ls'], { env })
+    assert.match(active.stdout, new RegExp(`^${running.id}\\s+running\\s+\\S+ ago\\s+running:1 queued:1$`, 'm'))
+    assert.doesNotMatch(active.stdout, new RegExp(finished.id))
+    const all = JSON.parse((await runCli(['ls', '--status', 'all', '--json'], { env })).stdout) as { id: string; status: string; nodes: Record<string, number> }[]
+    assert.deepEqual(all.map((t) => [t.id, t.status]), [[running.id, 'running'], [finished.id, 'finished']])
+    assert.deepEqual(all[1]?.nodes, { finished: 2 })
+    const onlyFinished = await runCli(['ls', '--status', 'finished'], { env })
+    assert.match(onlyFinished.stdout, new RegExp(`^${finished.id}\\s+finished`, 'm'))
+    assert.doesNotMatch(onlyFinished.stdout, new RegExp(running.id))
+    const limited = await runCli(['ls', '--all', '--limit', '1'], { env })
+    assert.equal(limited.stdout.trim().split('\n').length, 2, limited.stdout)
+    assert.match(limited.stderr, /showing the 1 oldest tasks/)
+
+    const workers = await runCli(['workers'], { env })
+    assert.match(workers.stdout, /^w-cli-1\s+online\s+extractor,processor\s+2\s+0\.1\.0\s+\d+s ago$/m)
+    const wj = JSON.parse((await runCli(['workers', '--json'], { env })).stdout) as { worker_id: string }[]
+    assert.deepEqual(wj.map((w) => w.worker_id), ['w-cli-1'])
+
+    const dlq = await runCli(['dlq', 'ls'], { env })
+    const id = /^(\S+)\s+cmd\.extractor\.v1\s+/m.exec(dlq.stdout)?.[1]
+    assert.ok(id, dlq.stdout)
+    assert.match(dlq.stdout, /\s12\s.*broker down$/m)
+    const retry = await runCli(['dlq', 'retry', id, '--json'], { env })
+    assert.equal(retry.code, 0, retry.stderr)
+    assert.deepEqual(JSON.parse(retry.stdout), { id, requeued: true })
+    assert.deepEqual((await store.outboxList({ status: 'pending' })).map((r) => r.id), [id])
+    assert.deepEqual(JSON.parse((await runCli(['dlq', 'ls', '--json'], { env })).stdout), [])
+  })
+
+  test('status --watch follows durable transitions written by the coordinator until the task ends (exit 0 finished)', async () => {
+    const task = makeTaskDoc({ id: `cli-watch-${randomBytes(3).toString('hex')}`, created_at_ms: Date.now() })
+    await store.createTasks([task])
+    const w = new CliProcess(['status', task.id, '--watch', '--interval', '100', '--json'], env)
+    try {
+      await w.waitOut(/"type":"snapshot"/)
+      const at = Date.now()
+      await store.appendJournal([{ task_id: task.id, seq: 1, at_ms: at, writer: 'c1', events: [], task: { status: 'running' }, nodes: [node('extract', 'extractor', { status: 'running', attempt_epoch: 1, lease: { worker_id: 'w9' } })] }])
+      await w.waitOut(/"type":"node","task_id":"[^"]+","at_ms":\d+,"node_id":"extract","status":"running"/)
+      await store.appendJournal([
+        {
+          task_id: task.id,
+          seq: 2,
+          at_ms: at + 1,
+          writer: 'c1',
+          events: [],
+          task: { status: 'finished', finished_at_ms: at + 1 },
+          nodes: [node('extract', 'extractor', { status: 'finished', attempt_epoch: 1, stats: { rows: 3 } }), node('transform', 'processor', { status: 'finished', attempt_epoch: 1 })],
+        },
+      ])
+      const r = await w.waitExit()
+      assert.equal(r.code, 0, w.stderr)
+      const events = jsonLines(w.stdout)
+      assert.deepEqual(
+        events.map((e) => (e['type'] === 'node' ? `${e['node_id']}:${e['status']}` : `${e['type']}:${e['type'] === 'snapshot' ? (e['task'] as { status: string }).status : e['status']}`)),
+        ['snapshot:queued', 'extract:running', 'task:running', 'extract:finished', 'transform:finished', 'task:finished'],
+      )
+    } finally {
+      w.kill()
+    }
+  })
+
+  test('status --watch of a task that fails exits 1', async () => {
+    const task = makeTaskDoc({ id: `cli-fail-${randomBytes(3).toString('hex')}`, created_at_ms: Date.now() })
+    await store.createTasks([task])
+    await store.appendJournal([{ task_id: task.id, seq: 1, at_ms: Date.now(), writer: 'c1', events: [], task: { status: 'failed', error: 'node extract failed: boom', finished_at_ms: Date.now() }, nodes: [node('extract', 'extractor', { status: 'failed', attempt_epoch: 1 })] }])
+    const r = await runCli(['status', task.id, '--watch'], { env })
+    assert.equal(r.code, 1, r.stderr)
+    assert.match(r.stdout, new RegExp(`^task ${task.id} failed.*: node extract failed: boom$`, 'm'))
+  })
+
+  test(
+    'read-only commands create nothing: ls / status / workers / dlq ls on a database that does not exist leave it absent',
+    { todo: 'MongoStore has no read-only mode: connecting always creates the collections and indexes (the CLI passes readOnly: true for when it has one)' },
+    async () => {
+      const ghost = newDb()
+      const genv = { FLOWKIT_MONGO_URL: url, FLOWKIT_MONGO_DB: ghost }
+      try {
+        for (const args of [['ls'], ['status', 'x'], ['workers'], ['dlq', 'ls']]) await runCli(args, { env: genv })
+        const client = new MongoClient(url, clientOptions)
+        try {
+          const dbs = (await client.db('admin').admin().listDatabases()).databases.map((d) => d.name)
+          assert.ok(!dbs.includes(ghost), `database ${ghost} was created by a read-only command`)
+        } finally {
+          await client.close()
+        }
+      } finally {
+        await dropMongoDatabase(url, ghost, clientOptions)
+      }
+    },
+  )
+})
