@@ -25,6 +25,12 @@ export interface RetryOptions {
   max?: number
   /** Seconds between a transient failure and the next attempt (>= 0, fractions allowed; default 0). */
   backoffSec?: number
+  /** Growth of the delay per failed attempt (1: fixed delay; 2: doubling). */
+  backoffFactor?: number
+  /** Cap on the delay, in seconds. */
+  backoffMaxSec?: number
+  /** Random spread of each delay, a fraction from 0 to 1. */
+  jitter?: number
   /** Reason codes that make a failure permanent (no retry). */
   permanentOn?: string[]
 }
@@ -72,6 +78,7 @@ export class NodeBuilder {
   #onSuccess: string[] = []
   #onFailure: string[] = []
   #when: GuardJson | undefined
+  #timeoutSec: number | undefined
 
   constructor(id: string, type: string, io: NodeIoJson = {}) {
     this.id = id
@@ -91,11 +98,20 @@ export class NodeBuilder {
     return this
   }
 
-  /** `retry_policy`: attempts in all (`max`), `backoffSec`, `permanentOn` reason codes. */
+  /** `timeout_sec`: the longest an attempt may run once accepted; past it, it fails with `timeout`. */
+  timeout(seconds: number): this {
+    this.#timeoutSec = seconds
+    return this
+  }
+
+  /** `retry_policy`: attempts in all (`max`), `backoffSec` (with `backoffFactor`, `backoffMaxSec`, `jitter`), `permanentOn`. */
   retry(options: RetryOptions): this {
     const policy: RetryPolicyJson = {}
     if (options.max !== undefined) policy.max = options.max
     if (options.backoffSec !== undefined) policy.backoff_sec = options.backoffSec
+    if (options.backoffFactor !== undefined) policy.backoff_factor = options.backoffFactor
+    if (options.backoffMaxSec !== undefined) policy.backoff_max_sec = options.backoffMaxSec
+    if (options.jitter !== undefined) policy.jitter = options.jitter
     if (options.permanentOn !== undefined) policy.permanent_on = [...options.permanentOn]
     this.#retry = policy
     return this
@@ -164,6 +180,7 @@ export class NodeBuilder {
     if (this.#fanIn !== undefined) node.fan_in = this.#fanIn
     if (Object.keys(this.#io).length > 0) node.io = copy(this.#io)
     if (this.#retry !== undefined) node.retry_policy = copy(this.#retry)
+    if (this.#timeoutSec !== undefined) node.timeout_sec = this.#timeoutSec
     if (this.#onSuccess.length > 0 || this.#onFailure.length > 0) {
       node.routing = {}
       if (this.#onSuccess.length > 0) node.routing.on_success = [...this.#onSuccess]

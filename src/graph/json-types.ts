@@ -76,6 +76,11 @@ export interface NodeJson<Role extends string = string> {
   io?: NodeIoJson | null
   /** Attempts and backoff for transient failures; without it a node gets 3 attempts, no backoff. */
   retry_policy?: RetryPolicyJson | null
+  /**
+   * Longest a running attempt may take from its acceptance (a coordinator function: from its
+   * start), seconds > 0; past it the attempt is cancelled and fails with reason `timeout`.
+   */
+  timeout_sec?: number | null
   /** Nodes to run only when this one succeeds (`on_success`) or fails (`on_failure`). */
   routing?: RoutingJson | null
   /** Guard on task variables: when it does not hold once the node is ready, the node is skipped. */
@@ -133,8 +138,14 @@ export type InputArgsJson = {
 export interface RetryPolicyJson {
   /** Attempts in all, the first included; integer >= 1, default 3. */
   max?: number | null
-  /** Seconds between a transient failure and the next attempt, >= 0, fractions allowed; default 0. */
+  /** Seconds between a transient failure and the next attempt, >= 0, fractions allowed; default 1. */
   backoff_sec?: number | null
+  /** Growth of the delay per failed attempt (delay n = backoff_sec * factor^(n-1)); 1 to 100, default 1. */
+  backoff_factor?: number | null
+  /** Cap on the delay, in seconds. */
+  backoff_max_sec?: number | null
+  /** Random spread of each delay, a fraction from 0 to 1 (0.2: ±20 %); default 0. */
+  jitter?: number | null
   /** Reason codes that make a failure permanent (no retry). */
   permanent_on?: string[] | null
 }

@@ -18,7 +18,7 @@ import { parseGuard } from './guard.ts'
 import { ErrorCode } from '../errors.ts'
 import type { GraphSpec, NodeSpec } from './types.ts'
 import type { Context, ParseGraphOptions } from './parse-context.ts'
-import { Problems, SCHEMA_VERSION, describe, isAbsent, isObject, overLimit } from './parse-context.ts'
+import { Problems, SCHEMA_VERSION, closest, describe, isAbsent, isObject, overLimit } from './parse-context.ts'
 import { resolveSubmitLimits } from './limits.ts'
 import { findCycles, parseEdges, parseEdgesEx, prescan } from './parse-edges.ts'
 import { parseNode } from './parse-node.ts'
@@ -52,6 +52,9 @@ export function parseGraph(input: unknown, options: ParseGraphOptions): GraphSpe
   return spec
 }
 
+/** The graph's top-level fields (others are kept out of the task, unless a near miss of one). */
+const TOP_FIELDS = ['schema_version', 'nodes', 'edges', 'edges_ex']
+
 function parseInto(input: unknown, options: ParseGraphOptions, problems: Problems): GraphSpec | null {
   if (!isObject(input)) {
     problems.add(
@@ -60,6 +63,15 @@ function parseInto(input: unknown, options: ParseGraphOptions, problems: Problem
       `a graph must be a JSON object with a "nodes" array, got ${describe(input)}`,
     )
     return null
+  }
+
+  // A misspelt top-level field (`edgesEx`, `edge_ex`) would silently turn streaming edges off.
+  for (const k of Object.keys(input)) {
+    if (TOP_FIELDS.includes(k)) continue
+    const typo = closest(k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`), TOP_FIELDS)
+    if (typo !== null) {
+      problems.add(ErrorCode.BadField, k, `unknown graph field ${JSON.stringify(k)} (did you mean ${JSON.stringify(typo)}?); a misspelt field would be ignored`, { field: k, suggestion: typo })
+    }
   }
 
   const sv = input['schema_version']

@@ -702,3 +702,20 @@ test('graph normalisation: exponential backoff fields, with their ranges', () =>
     (err: unknown) => err instanceof Error && /backoff_factor/.test(err.message),
   )
 })
+
+test('a misspelt top-level field is refused with a hint (edgesEx would turn streaming edges off)', () => {
+  for (const [key, hint] of [
+    ['edgesEx', 'edges_ex'],
+    ['edge_ex', 'edges_ex'],
+    ['node', 'nodes'],
+    ['schemaVersion', 'schema_version'],
+  ]) {
+    assert.throws(
+      () => parseGraph({ nodes: [{ node_id: 'a', type: 't' }], [key as string]: [] }, options),
+      (err: unknown) => err instanceof Error && err.message.includes(`did you mean "${hint}"`),
+      key,
+    )
+  }
+  // Unrelated extra fields are not refused (a peer may add its own).
+  parseGraph({ nodes: [{ node_id: 'a', type: 't' }], description: 'x' }, options)
+})

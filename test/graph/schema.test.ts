@@ -97,6 +97,7 @@ const VALID: [string, unknown][] = [
   ['fan_in count, 9 digits', { nodes: [{ node_id: 'x', type: 't' }, { node_id: 'y', type: 't' }, { node_id: 'a', type: 't', depends_on: ['x', 'y', 'x'], fan_in: 'count:000000002' }] }],
   ['retry_policy fields null or absent', n({ retry_policy: { max: null, backoff_sec: null, permanent_on: null } })],
   ['retry_policy empty', n({ retry_policy: {} })],
+  ['exponential backoff and a node timeout', n({ retry_policy: { max: 5, backoff_sec: 1, backoff_factor: 2, backoff_max_sec: 30, jitter: 0.2 }, timeout_sec: 90 })],
   ['routing lists empty or null', n({ routing: { on_success: [], on_failure: null } })],
   ['routing to another node', { nodes: [{ node_id: 'a', type: 't', routing: { on_success: ['b'], on_failure: ['c'] } }, { node_id: 'b', type: 't' }, { node_id: 'c', type: 't' }] }],
   ['edges_ex defaults', { nodes: [{ node_id: 'a', type: 't' }, { node_id: 'b', type: 't' }], edges_ex: [{ from: 'a', to: 'b' }, { from: 'a', to: 'b', mode: null, trigger: null }, { from: 'a', to: 'b', mode: 'sync', trigger: 'on_done' }] }],
@@ -125,6 +126,7 @@ test('graph schema and parser agree: valid graphs are accepted by both', () => {
 // ---------------------------------------------------------------- both refuse
 
 const INVALID: [string, unknown][] = [
+  ['a misspelt top-level field', { nodes: [{ node_id: 'a', type: 't' }], edgesEx: [] }],
   ['not an object', []], ['null', null], ['a string', 'nodes'],
   ['no nodes', {}], ['empty nodes', { nodes: [] }], ['nodes not an array', { nodes: 'a' }], ['a node not an object', { nodes: ['a'] }],
   ['no node_id', { nodes: [{ type: 't' }] }], ['node_id with a space', { nodes: [{ node_id: 'a b', type: 't' }] }],
@@ -191,7 +193,6 @@ const PARSER_ONLY: [string, unknown][] = [
 /** Fields outside the format and run-time checks of the worker / functions: only the schema refuses these. */
 const SCHEMA_ONLY: [string, unknown][] = [
   ['an unknown top-level field', { nodes: [{ node_id: 'a', type: 't' }], params: {} }],
-  ['a misspelt top-level field', { nodes: [{ node_id: 'a', type: 't' }], edgesEx: [] }],
   ['a node extension field', n({ label: 'x' })],
   ['a node field too far from a known name to count as a typo', n({ depends: ['b'] })],
   ['an io extension field', io({ timeout_ms: 5 })],

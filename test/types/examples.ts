@@ -53,6 +53,11 @@ export const DOC_EXAMPLES: Record<string, () => GraphJson> = {
     b.node('call-api', 'writer').retry({ max: 5, backoffSec: 1.5, permanentOn: ['bad_input', 'unauthorized'] })
     return b.build()
   },
+  timeout: () => {
+    const b = g()
+    b.node('call-api', 'writer').timeout(120).retry({ max: 4, backoffSec: 2, backoffFactor: 2, backoffMaxSec: 60, jitter: 0.2 })
+    return b.build()
+  },
   when: () => {
     const b = g()
     b.fn('tier', 'vars.set', { kv: { 'routing.sla': 'gold' } })
