@@ -97,7 +97,12 @@ const SHORT: Scenario[] = [
 const LONG: Scenario[] = [
   { name: 'baseline', description: 'no fault: the control run (every other scenario is this plus faults)', faults: [] },
   { ...(SHORT[0] as Scenario), faults: [{ do: 'kill', target: 'coordinator', at: 3000, every: 6000, times: 5, downMs: 1000 }], description: 'the coordinator is SIGKILLed five times, 6 s apart' },
-  { name: 'coordinator-pause', description: 'the coordinator is frozen (SIGSTOP) for 12 s, longer than its consumer session', faults: [{ do: 'pause', target: 'coordinator', at: 5000, forMs: 12_000 }] },
+  {
+    name: 'coordinator-pause',
+    description: 'the coordinator is frozen (SIGSTOP) twice for 12 s, longer than its consumer session and the leases',
+    workload: { submitEveryMs: 2000 },
+    faults: [{ do: 'pause', target: 'coordinator', at: 4000, forMs: 12_000, every: 18_000, times: 2 }],
+  },
   {
     name: 'coordinator-zombie',
     description: 'the coordinator is frozen, a replacement starts, the old one is continued for 6 s (two coordinators), then killed',
@@ -113,10 +118,11 @@ const LONG: Scenario[] = [
   },
   {
     name: 'worker-pause',
-    description: 'each worker is frozen for 12 s (twice its lease) and continued: its old runs come back at a stale epoch',
+    description: 'the workers are frozen in turn, three times for 10 s (beyond their lease), and continued: their old runs come back at a stale epoch',
+    workload: { submitEveryMs: 2000 },
     faults: [
-      { do: 'pause', target: 'worker', worker: 0, at: 4000, forMs: 12_000 },
-      { do: 'pause', target: 'worker', worker: 1, at: 20_000, forMs: 12_000 },
+      { do: 'pause', target: 'worker', worker: 0, at: 3000, forMs: 10_000, every: 24_000, times: 2 },
+      { do: 'pause', target: 'worker', worker: 1, at: 15_000, forMs: 10_000 },
     ],
   },
   { name: 'broker-kill', description: 'the broker is SIGKILLed and started again 3 s later', faults: [{ do: 'kill', target: 'broker', at: 5000, downMs: 3000 }] },
