@@ -25,6 +25,8 @@ export interface OutboxOptions {
   batchSize?: number
   /** Random source in [0, 1) for jitter (injectable for tests). */
   random?: () => number
+  /** Headers of a message's record (observability: its trace context), or undefined for none. */
+  headers?: (msg: OutgoingMessage) => Record<string, string> | undefined
 }
 
 /** Backoff before attempt `attempts + 1`: min * 2^(attempts-1), capped, with ±20% jitter under the cap. */
@@ -85,7 +87,7 @@ export class OutboxDispatcher {
     this.#bus = bus
     this.#clock = clock
     this.#log = log
-    this.#opts = { claimMs: 30_000, batchSize: 500, random: Math.random, ...options }
+    this.#opts = { claimMs: 30_000, batchSize: 500, random: Math.random, headers: () => undefined, ...options }
   }
 
   /** Messages waiting to be sent (in memory). */
@@ -211,7 +213,14 @@ export class OutboxDispatcher {
 
   /** One produce; while running, a stop does not wait for it (a hung broker call). */
   #produce(qs: readonly Queued[]): Promise<void> {
-    return this.#untilStop(this.#bus.produce(qs.map((q) => ({ topic: q.msg.topic, key: q.msg.key, value: q.msg.value }))))
+    return this.#untilStop(
+      this.#bus.produce(
+        qs.map((q) => {
+          const headers = this.#opts.headers(q.msg)
+          return headers === undefined ? { topic: q.msg.topic, key: q.msg.key, value: q.msg.value } : { topic: q.msg.topic, key: q.msg.key, value: q.msg.value, headers }
+        }),
+      ),
+    )
   }
 
   #untilStop(p: Promise<void>): Promise<void> {
