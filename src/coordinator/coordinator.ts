@@ -14,6 +14,8 @@ import { ErrorCode, FlowkitError, GraphValidationError } from '../errors.ts'
 import { resolveSubmitLimits } from '../graph/limits.ts'
 import { COORDINATOR_FN_TYPE } from '../graph/types.ts'
 import { createLogger, type Logger } from '../log.ts'
+import { CoordinatorObservability } from '../observability/coordinator.ts'
+import type { MetricsHandler, ObservabilityOptions } from '../observability/options.ts'
 import type { Bus } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { ArtifactDoc, OutboxRow, Store, WorkerInfo } from '../ports/store.ts'
@@ -50,6 +52,8 @@ export interface CoordinatorOptions {
   logger?: Logger
   /** Extra coordinator functions by name (added to the built-in ones). */
   functions?: Record<string, CoordinatorFn>
+  /** Traces and Prometheus metrics (default: both on; see docs/observability.md); false: none. */
+  observability?: ObservabilityOptions | false
 }
 
 export type { CreateTaskInput } from './submit.ts'
@@ -81,6 +85,7 @@ export class Coordinator {
   readonly #after: AfterFlush
   readonly #watchers = new Watchers()
   readonly #roles: LiveRoles
+  readonly #obs: CoordinatorObservability | null
   #started = false
   /** Set by kill(): nothing more may leave this process. */
   #killed = false
@@ -97,15 +102,18 @@ export class Coordinator {
     resolveSubmitLimits(this.config) // bad limits fail here, not at the first createTask
     this.#roles = new LiveRoles(this.config.workerLivenessSec * 1000)
     this.#bus = options.bus
-    this.#store = options.store
     this.#clock = options.clock ?? new SystemClock()
-    this.#log = (options.logger ?? createLogger()).child({ component: 'coordinator' })
+    this.#obs = CoordinatorObservability.create(options, this.#clock)
+    this.#store = this.#obs?.wrapStore(options.store) ?? options.store
+    const log = (options.logger ?? createLogger()).child({ component: 'coordinator' })
+    this.#log = this.#obs?.wrapLogger(log) ?? log
     this.#functions = { ...BUILTIN_FUNCTIONS, ...(options.functions ?? {}) }
     this.#outbox = new OutboxDispatcher(this.#store, this.#bus, this.#clock, this.#log, {
       maxAttempts: this.config.outboxMaxRetry,
       backoffMinMs: this.config.outboxBackoffMinMs,
       backoffMaxMs: this.config.outboxBackoffMaxMs,
       tickMs: this.config.outboxDispatchTickSec * 1000,
+      ...(this.#obs === null ? {} : { headers: this.#obs.commandHeaders }),
     })
     this.#limits = new Limits(this.config.maxRunningNodes, this.config.maxRunningByType)
     this.#timers = new TimerHeap(this.#clock, (due) => this.#engine.onTimers(due))
@@ -120,7 +128,10 @@ export class Coordinator {
       fenced: (rt) => this.#after.drop(rt),
       rows: (rows) => this.#snapshots.offerRows(rows),
       wantsSnapshot: (rt) => this.#after.wantsSnapshot(rt),
-      observed: (entry) => this.#watchers.observe(entry),
+      observed: (entry) => {
+        this.#watchers.observe(entry)
+        this.#obs?.journal(entry)
+      },
     })
     this.#snapshots = new SnapshotWriter(this.#store, this.#clock, this.#log, (id, v) => this.#after.snapshotWritten(id, v), { working: () => this.#flusher.working })
     this.#fns = new FnRunner(this.#engine, this.#store, this.#clock, this.#log, this.#functions)
@@ -140,13 +151,24 @@ export class Coordinator {
       isRecentlyDone: (id) => this.#after.isRecentlyDone(id),
     })
     this.#inserter = new TaskInserter(this.#store)
-    this.#subscriptions = new Subscriptions(this.#bus, this.config, (msgs) => this.#intake.statusBatch(msgs))
+    this.#subscriptions = new Subscriptions(this.#bus, this.config, (msgs) => (this.#obs === null ? this.#intake.statusBatch(msgs) : this.#obs.statusBatch(msgs, () => this.#intake.statusBatch(msgs))))
+    this.#obs?.attach({ tasks: () => this.#engine.tasks.values(), stats: () => this.stats(), outboxBacklog: () => this.#outbox.backlog })
     this.#discovery = new Discovery(this.config, this.#bus, this.#clock, this.#log, this.#engine, () => this.#flusher.barrier())
   }
 
   /** Names of the coordinator functions this coordinator can run. */
   get functionNames(): string[] {
     return Object.keys(this.#functions)
+  }
+
+  /** A node:http request handler serving this coordinator's Prometheus metrics (any path). */
+  metricsHandler(): MetricsHandler {
+    return this.#obs?.handler() ?? CoordinatorObservability.disabledHandler()
+  }
+
+  /** Traces and metrics of this coordinator (its prom-client `registry`, the server `address`); null when disabled. */
+  get observability(): CoordinatorObservability | null {
+    return this.#obs
   }
 
   get outbox(): OutboxDispatcher {
@@ -172,6 +194,7 @@ export class Coordinator {
     if (this.#started) return
     if (this.#killed) throw new FlowkitError(ErrorCode.Closed, 'a killed coordinator cannot start again: create a new one')
     await this.#store.init()
+    await this.#obs?.start()
     for (const w of await this.#store.listWorkers()) this.#roles.seen(w)
     this.#started = true
     this.#fns.start()
@@ -227,6 +250,7 @@ export class Coordinator {
     this.#after.reset()
     this.#limits.clear()
     this.#flusher.restart()
+    await this.#obs?.stop()
     this.#log.info('coordinator.stopped')
   }
 
@@ -250,6 +274,7 @@ export class Coordinator {
     this.#after.reset()
     await this.#subscriptions.closeAll()
     await this.#outbox.stop({ discard: true })
+    await this.#obs?.stop()
     this.#log.warn('coordinator.killed')
   }
 
@@ -268,6 +293,7 @@ export class Coordinator {
     }
     await Promise.all([...types].map((t) => this.#subscriptions.ensureStatus(t)))
     await this.#inserter.insert(task)
+    this.#obs?.taskCreated(id, graph.nodes.length)
     this.#log.info('task.created', { task_id: id, nodes: graph.nodes.length })
     const rt = await loadRuntime(this.#store, this.#engine, this.#limits, { ...task, v: 0 })
     this.#after.created(rt)

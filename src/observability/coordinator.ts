@@ -1,0 +1,304 @@
+/**
+ * The coordinator's traces and metrics. Everything is driven by what is durable: each journal
+ * entry the coordinator writes (its node states, batches and task status) opens and closes
+ *
+ *   - one span per task (`flowkit.task`, from createTask to the terminal status), and
+ *   - one span per node attempt (`flowkit.node.attempt`, from dispatch to the attempt's end),
+ *     with an event per accepted lease and per batch counted,
+ *
+ * and feeds the attempt histograms. The TASK_START (and cancel) records of an attempt carry its
+ * W3C trace context in their headers (the outbox asks `commandHeaders`), so the worker's run span
+ * is a child of the attempt span; the worker's status events carry the run span back, which is
+ * linked to the attempt span. With no OpenTelemetry SDK registered, spans are no-ops and nothing
+ * is tracked for them; with `observability: false` none of this exists.
+ */
+import type { Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { type Context, type Span, SpanKind, SpanStatusCode, type Tracer, context, isSpanContextValid, trace } from '@opentelemetry/api'
+import type { Registry } from 'prom-client'
+import type { LogFields, Logger } from '../log.ts'
+import type { JournalEntry } from '../model/journal.ts'
+import type { NodeState } from '../model/state.ts'
+import type { BusMessage } from '../ports/bus.ts'
+import type { Clock } from '../ports/clock.ts'
+import type { Store } from '../ports/store.ts'
+import { FINAL_UID } from '../protocol/messages.ts'
+import { CoordinatorMetrics, type CoordinatorParts } from './coordinator-metrics.ts'
+import { ObservedLogger } from './logger.ts'
+import { type MetricsHandler, type ObservabilityOptions, closeServer, itemsOf, metricsHandler, resolveObservability, serverAddress, startMetricsServer } from './options.ts'
+import { spanContextFromHeaders, traceHeaders } from './propagation.ts'
+import { timedStore } from './store.ts'
+
+const BUSY: ReadonlySet<string> = new Set(['running', 'cancelling'])
+const TERMINAL_TASK: ReadonlySet<string> = new Set(['finished', 'failed', 'cancelled'])
+const KINDS: ReadonlySet<string> = new Set(['TASK_ACCEPTED', 'TASK_HEARTBEAT', 'TASK_RESUMED', 'BATCH_OK', 'BATCH_FAILED', 'TASK_DONE', 'TASK_FAILED', 'CANCELLED'])
+const KIND_RE = /"kind"\s*:\s*"([A-Z_]{1,32})"/
+/** Tasks followed at most (a task another coordinator took over never ends here). */
+const MAX_TASKS = 100_000
+
+/** An attempt's end as an outcome label: its node status, or what a non-terminal one means. */
+const OUTCOME: Record<string, string> = { deferred: 'retry', queued: 'handed_back' }
+
+interface AttemptRec {
+  nodeId: string
+  type: string
+  epoch: number
+  dispatchedAt: number
+  accepted: boolean
+  ended: boolean
+  span: Span | null
+  headers: Record<string, string> | undefined
+  linked: boolean
+}
+
+interface TaskRec {
+  id: string
+  createdAt: number | null
+  span: Span | null
+  ctx: Context
+  attempts: Map<string, AttemptRec>
+}
+
+function kindOf(value: string): string {
+  const k = KIND_RE.exec(value)?.[1]
+  return k !== undefined && KINDS.has(k) ? k : 'other'
+}
+
+export class CoordinatorObservability {
+  readonly registry: Registry | null
+  readonly #tracer: Tracer | null
+  readonly #metrics: CoordinatorMetrics | null
+  readonly #clock: Clock
+  readonly #port: number | null
+  readonly #host: string
+  readonly #tasks = new Map<string, TaskRec>()
+  /** Live attempts by message key (task_id:node_id), for the headers of their commands. */
+  readonly #byKey = new Map<string, AttemptRec>()
+  #parts: CoordinatorParts | null = null
+  #server: Server | null = null
+
+  /** The observability of a coordinator built with `options`; null for `observability: false`. */
+  static create(options: { observability?: ObservabilityOptions | false; config?: unknown }, clock: Clock): CoordinatorObservability | null {
+    const r = resolveObservability(options.observability, options.config)
+    return r === null ? null : new CoordinatorObservability(r.registry, r.tracer, clock, r.port, r.host)
+  }
+
+  constructor(registry: Registry | null, tracer: Tracer | null, clock: Clock, port: number | null, host: string) {
+    this.registry = registry
+    this.#tracer = tracer
+    this.#clock = clock
+    this.#port = port
+    this.#host = host
+    this.#metrics = registry === null ? null : new CoordinatorMetrics(registry, () => this.#parts)
+  }
+
+  /** What the gauges read at scrape time (the coordinator's tasks, stats and outbox). */
+  attach(parts: CoordinatorParts): void {
+    this.#parts = parts
+  }
+
+  wrapStore(store: Store): Store {
+    return this.registry === null ? store : timedStore(store, this.registry, 'flowkit_coordinator_store_call_seconds')
+  }
+
+  wrapLogger(log: Logger): Logger {
+    const m = this.#metrics
+    const typeOf = (f: LogFields | undefined): string => {
+      const t = f?.['task_id']
+      const n = f?.['node_id']
+      return (typeof t === 'string' && typeof n === 'string' ? this.#tasks.get(t)?.attempts.get(n)?.type : undefined) ?? 'unknown'
+    }
+    return new ObservedLogger(log, {
+      ...(m === null ? {} : { record: (level, event, fields) => m.record(level, event, fields, typeOf) }),
+      ...(this.#tracer === null ? {} : { spanOf: (t, n) => this.#spanOf(t, n) }),
+    })
+  }
+
+  #spanOf(taskId: string, nodeId: string | undefined): ReturnType<Span['spanContext']> | undefined {
+    const t = this.#tasks.get(taskId)
+    if (t === undefined) return undefined
+    const a = nodeId === undefined ? undefined : t.attempts.get(nodeId)
+    return (a?.span ?? t.span)?.spanContext()
+  }
+
+  /** A task was created here: its span starts now, as a child of the caller's active context. */
+  taskCreated(taskId: string, nodes: number): void {
+    this.#metrics?.taskCreated()
+    this.#task(taskId, this.#clock.now(), context.active(), { 'flowkit.task.nodes': nodes })
+  }
+
+  #task(taskId: string, createdAt: number | null, parent: Context, attributes: Record<string, string | number | boolean>): TaskRec {
+    let span: Span | null = null
+    let ctx = parent
+    if (this.#tracer !== null) {
+      const s = this.#tracer.startSpan('flowkit.task', { kind: SpanKind.INTERNAL, attributes: { 'flowkit.task.id': taskId, ...attributes }, ...(createdAt === null ? {} : { startTime: createdAt }) }, parent)
+      if (isSpanContextValid(s.spanContext())) {
+        span = s
+        ctx = trace.setSpan(parent, s)
+      }
+    }
+    const rec: TaskRec = { id: taskId, createdAt, span, ctx, attempts: new Map() }
+    this.#tasks.set(taskId, rec)
+    if (this.#tasks.size > MAX_TASKS) {
+      const oldest = this.#tasks.values().next().value
+      if (oldest !== undefined) this.#forget(oldest)
+    }
+    return rec
+  }
+
+  /** A journal entry is durable: spans and metrics follow its node states, batches and task status. */
+  journal(entry: JournalEntry): void {
+    let t = this.#tasks.get(entry.task_id)
+    if (t === undefined) {
+      // A task created by another coordinator process (adopted, or recovered after a restart).
+      if (entry.task?.status !== undefined && TERMINAL_TASK.has(entry.task.status) && entry.nodes.length === 0) return
+      t = this.#task(entry.task_id, null, context.active(), { 'flowkit.task.resumed': true })
+    }
+    for (const n of entry.nodes) this.#node(t, n, entry.at_ms)
+    if (entry.batches !== undefined) {
+      for (const [nodeId, uid, epoch, metrics] of entry.batches) {
+        if (uid === FINAL_UID) continue
+        const a = t.attempts.get(nodeId)
+        const items = itemsOf(metrics)
+        this.#metrics?.batch(a?.type ?? 'unknown', items)
+        if (a !== undefined && a.epoch === epoch) a.span?.addEvent('batch', { 'flowkit.batch.uid': uid, 'flowkit.batch.items': items }, entry.at_ms)
+      }
+    }
+    const status = entry.task?.status
+    if (status !== undefined && TERMINAL_TASK.has(status)) this.#endTask(t, status, entry.task?.error ?? null, entry.at_ms)
+  }
+
+  #node(t: TaskRec, n: NodeState, at: number): void {
+    let a = t.attempts.get(n.node_id)
+    if (a !== undefined && a.epoch !== n.attempt_epoch) {
+      if (!a.ended) this.#endAttempt(t, a, 'superseded', null, at)
+      a = undefined
+    }
+    if (a === undefined) {
+      if (n.attempt_epoch === 0 || n.dispatched_at_ms === null || !BUSY.has(n.status)) return
+      a = this.#startAttempt(t, n)
+    }
+    if (a.ended) return
+    if (!a.accepted && n.accepted_at_ms !== null) {
+      a.accepted = true
+      this.#metrics?.accepted(a.type, (n.accepted_at_ms - a.dispatchedAt) / 1000)
+      const workerId = n.lease.worker_id ?? ''
+      a.span?.setAttributes({ 'flowkit.worker.id': workerId, 'flowkit.lease.id': n.lease.lease_id ?? '' })
+      a.span?.addEvent('accepted', { 'flowkit.worker.id': workerId }, n.accepted_at_ms)
+    }
+    if (!BUSY.has(n.status)) this.#endAttempt(t, a, OUTCOME[n.status] ?? n.status, n, n.finished_at_ms ?? at)
+  }
+
+  #startAttempt(t: TaskRec, n: NodeState): AttemptRec {
+    const a: AttemptRec = { nodeId: n.node_id, type: n.type, epoch: n.attempt_epoch, dispatchedAt: n.dispatched_at_ms ?? this.#clock.now(), accepted: false, ended: false, span: null, headers: undefined, linked: false }
+    if (this.#tracer !== null && t.span !== null) {
+      const s = this.#tracer.startSpan(
+        'flowkit.node.attempt',
+        { kind: SpanKind.PRODUCER, startTime: a.dispatchedAt, attributes: { 'flowkit.task.id': t.id, 'flowkit.node.id': n.node_id, 'flowkit.node.type': n.type, 'flowkit.attempt.epoch': n.attempt_epoch } },
+        t.ctx,
+      )
+      a.span = s
+      a.headers = traceHeaders(s.spanContext())
+    }
+    t.attempts.set(n.node_id, a)
+    this.#byKey.set(`${t.id}:${n.node_id}`, a)
+    return a
+  }
+
+  #endAttempt(t: TaskRec, a: AttemptRec, outcome: string, n: NodeState | null, at: number): void {
+    a.ended = true
+    const key = `${t.id}:${a.nodeId}`
+    if (this.#byKey.get(key) === a) this.#byKey.delete(key)
+    this.#metrics?.attemptEnded(a.type, outcome, (at - a.dispatchedAt) / 1000)
+    const span = a.span
+    if (span === null) return
+    span.setAttribute('flowkit.attempt.outcome', outcome)
+    const err = n?.last_error
+    if (err != null && err.attempt_epoch === a.epoch) span.setAttribute('flowkit.error.reason_code', err.reason_code)
+    if (outcome === 'failed' || outcome === 'retry') span.setStatus({ code: SpanStatusCode.ERROR, message: err?.error ?? err?.reason_code ?? outcome })
+    span.end(at)
+  }
+
+  #endTask(t: TaskRec, status: string, error: string | null, at: number): void {
+    for (const a of t.attempts.values()) if (!a.ended) this.#endAttempt(t, a, status === 'finished' ? 'abandoned' : status, null, at)
+    this.#metrics?.taskEnded(status, t.createdAt === null ? null : (at - t.createdAt) / 1000)
+    if (t.span !== null) {
+      t.span.setAttribute('flowkit.task.status', status)
+      if (status === 'failed') t.span.setStatus({ code: SpanStatusCode.ERROR, message: error ?? 'failed' })
+      t.span.end(at)
+    }
+    this.#tasks.delete(t.id)
+  }
+
+  #forget(t: TaskRec): void {
+    for (const a of t.attempts.values()) {
+      const key = `${t.id}:${a.nodeId}`
+      if (this.#byKey.get(key) === a) this.#byKey.delete(key)
+    }
+    this.#tasks.delete(t.id)
+  }
+
+  /** Headers of an outgoing command: the trace context of its node's current attempt. */
+  readonly commandHeaders = (msg: { key: string | null }): Record<string, string> | undefined =>
+    msg.key === null ? undefined : this.#byKey.get(msg.key)?.headers
+
+  /**
+   * A batch of status records: lag at receipt, then (once `apply` resolved: durable) the time to
+   * application; an acceptance carrying the worker's run span links it to the attempt span.
+   */
+  async statusBatch(msgs: readonly BusMessage[], apply: () => Promise<void>): Promise<void> {
+    const m = this.#metrics
+    const kinds = msgs.map((msg) => kindOf(msg.value))
+    const now = this.#clock.now()
+    msgs.forEach((msg, i) => {
+      const kind = kinds[i] as string
+      m?.received(kind, (now - msg.timestamp) / 1000)
+      if (kind === 'TASK_ACCEPTED' && msg.headers !== undefined && msg.key !== null) this.#link(msg.key, msg.headers)
+    })
+    await apply()
+    if (m === null) return
+    const done = this.#clock.now()
+    msgs.forEach((msg, i) => m.applied(kinds[i] as string, (done - msg.timestamp) / 1000))
+  }
+
+  #link(key: string, headers: Record<string, string>): void {
+    const a = this.#byKey.get(key)
+    if (a === undefined || a.span === null || a.linked) return
+    const remote = spanContextFromHeaders(headers)
+    if (remote === undefined || remote.traceId !== a.span.spanContext().traceId) return
+    a.linked = true
+    a.span.addLink({ context: remote, attributes: { 'flowkit.link': 'worker.run' } })
+  }
+
+  handler(): MetricsHandler {
+    return metricsHandler([this.registry])
+  }
+
+  /** The handler of an instance without observability (it answers 404). */
+  static disabledHandler(): MetricsHandler {
+    return metricsHandler([])
+  }
+
+  /** Where the /metrics server listens (metricsPort), once started. */
+  get address(): AddressInfo | null {
+    return serverAddress(this.#server)
+  }
+
+  async start(): Promise<void> {
+    if (this.#port !== null && this.#server === null) this.#server = await startMetricsServer(this.handler(), this.#port, this.#host)
+  }
+
+  /** Closes the server; open spans end (their tasks go on elsewhere or after a restart). */
+  async stop(): Promise<void> {
+    const at = this.#clock.now()
+    for (const t of [...this.#tasks.values()]) {
+      for (const a of t.attempts.values()) if (!a.ended && a.span !== null) a.span.end(at)
+      t.span?.setAttribute('flowkit.task.unfinished', true)
+      t.span?.end(at)
+      this.#forget(t)
+    }
+    const s = this.#server
+    this.#server = null
+    await closeServer(s)
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * Observability settings of a Coordinator or Worker (`observability` option), the /metrics HTTP
+ * handler and server, and small helpers shared by the coordinator and worker sides.
+ */
+import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { type Tracer, type TracerProvider, trace } from '@opentelemetry/api'
+import { Registry } from 'prom-client'
+import { ErrorCode, FlowkitError } from '../errors.ts'
+
+export interface ObservabilityOptions {
+  /**
+   * Prometheus metrics in a prom-client Registry of this instance (default true). false: no
+   * metrics. A Registry: the metrics are registered there instead (e.g. `register`, prom-client's
+   * global one, to serve them with other metrics of the process).
+   */
+  metrics?: boolean | Registry
+  /**
+   * Starts an HTTP server answering `GET /metrics` on this port when the instance starts (0: any
+   * free port; see `address`). Default: the config's `metricsPort` / `metrics_port`, else none.
+   */
+  metricsPort?: number
+  /** Interface of that server. Default `0.0.0.0`. */
+  metricsHost?: string
+  /**
+   * OpenTelemetry traces (default true): spans on the global tracer provider, a no-op costing
+   * nearly nothing until an SDK is registered. false: no spans and no trace headers. A
+   * TracerProvider: spans go there instead of the global one.
+   */
+  tracing?: boolean | TracerProvider
+}
+
+export interface ResolvedObservability {
+  registry: Registry | null
+  tracer: Tracer | null
+  port: number | null
+  host: string
+}
+
+export const TRACER_NAME = 'flowkit'
+
+function portOf(v: unknown): number | null {
+  if (v === undefined || v === null) return null
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 65535) {
+    throw new FlowkitError(ErrorCode.Config, `observability: metricsPort must be an integer port (0-65535), got ${JSON.stringify(v)}`)
+  }
+  return v
+}
+
+/** The settings from the instance's options: `observability` wins over the config's metricsPort. */
+export function resolveObservability(observability: ObservabilityOptions | false | undefined, config: unknown): ResolvedObservability | null {
+  if (observability === false) return null
+  const o = observability ?? {}
+  const raw = (config ?? {}) as Record<string, unknown>
+  const m = o.metrics ?? true
+  const t = o.tracing ?? true
+  return {
+    registry: m === false ? null : m === true ? new Registry() : m,
+    tracer: t === false ? null : t === true ? trace.getTracer(TRACER_NAME) : t.getTracer(TRACER_NAME),
+    port: portOf(o.metricsPort ?? raw['metricsPort'] ?? raw['metrics_port']),
+    host: o.metricsHost ?? '0.0.0.0',
+  }
+}
+
+export type MetricsHandler = (req: IncomingMessage, res: ServerResponse) => void
+
+/**
+ * A node:http request handler answering with the registries' metrics in the Prometheus text
+ * format (any path: mount it where you like). Several registries are merged (their metric names
+ * are distinct: a coordinator's and a worker's registries can be served together).
+ */
+export function metricsHandler(registries: readonly (Registry | null)[]): MetricsHandler {
+  const regs = registries.filter((r): r is Registry => r !== null)
+  return (req, res) => {
+    if (req.method !== undefined && req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { Allow: 'GET, HEAD' }).end()
+      return
+    }
+    if (regs.length === 0) {
+      res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' }).end('flowkit: metrics are disabled (observability.metrics: false)\n')
+      return
+    }
+    const registry = regs.length === 1 ? (regs[0] as Registry) : Registry.merge(regs)
+    registry.metrics().then(
+      (text) => {
+        res.writeHead(200, { 'Content-Type': registry.contentType })
+        res.end(req.method === 'HEAD' ? undefined : text)
+      },
+      (err: unknown) => {
+        res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' }).end(`flowkit: metrics failed: ${err instanceof Error ? err.message : String(err)}\n`)
+      },
+    )
+  }
+}
+
+/** An HTTP server for `handler` on `/metrics` (404 elsewhere), listening once this resolves. */
+export async function startMetricsServer(handler: MetricsHandler, port: number, host: string): Promise<Server> {
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0]
+    if (path === '/metrics') handler(req, res)
+    else res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' }).end('not found: metrics are on /metrics\n')
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  server.unref()
+  return server
+}
+
+export async function closeServer(server: Server | null): Promise<void> {
+  if (server === null) return
+  server.closeAllConnections()
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+}
+
+export function serverAddress(server: Server | null): AddressInfo | null {
+  const a = server?.address()
+  return a !== null && typeof a === 'object' ? a : null
+}
+
+/** prom-client children by label values, looked up once (`labels()` validates on every call). */
+export class Children<C> {
+  readonly #make: (...values: string[]) => C
+  readonly #byKey = new Map<string, C>()
+  constructor(make: (...values: string[]) => C) {
+    this.#make = make
+  }
+  get(...values: string[]): C {
+    const key = values.length === 1 ? (values[0] as string) : values.join('\u0000')
+    let c = this.#byKey.get(key)
+    if (c === undefined) {
+      c = this.#make(...values)
+      this.#byKey.set(key, c)
+    }
+    return c
+  }
+}
+
+/** Histogram buckets, seconds: hops (ms to seconds) and runs (tens of ms to an hour). */
+export const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600]
+
+/** A numeric `count` metric of a batch (its items), else 0. */
+export function itemsOf(metrics: Record<string, unknown> | undefined): number {
+  const n = metrics?.['count']
+  return typeof n === 'number' && Number.isFinite(n) && n > 0 ? n : 0
+}

@@ -1,0 +1,229 @@
+/**
+ * The worker's traces and metrics. A run is one span (`flowkit.worker.run`), a child of the
+ * coordinator's node-attempt span when its TASK_START record carried a W3C `traceparent` header
+ * (else of the active context: a root span for a Python coordinator's start), with an event per
+ * batch; every status event of the run carries the run span back in its headers. The run's
+ * status events also feed the metrics (batches, items, outcome), so execute.ts only opens and
+ * closes the observation and status.ts asks it for the headers.
+ */
+import type { Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { type Span, type SpanContext, SpanKind, SpanStatusCode, type Tracer, context, isSpanContextValid, trace } from '@opentelemetry/api'
+import type { Registry } from 'prom-client'
+import type { Logger } from '../log.ts'
+import type { BusMessage } from '../ports/bus.ts'
+import type { Clock } from '../ports/clock.ts'
+import type { Store } from '../ports/store.ts'
+import type { ActiveRun, WorkerCore } from '../worker/core.ts'
+import type { RunInfo } from '../worker/handler.ts'
+import { ObservedLogger } from './logger.ts'
+import { type MetricsHandler, type ObservabilityOptions, closeServer, itemsOf, metricsHandler, resolveObservability, serverAddress, startMetricsServer } from './options.ts'
+import { TRACEPARENT, spanContextFromHeaders, traceHeaders } from './propagation.ts'
+import { timedStore } from './store.ts'
+import { WorkerMetrics } from './worker-metrics.ts'
+
+const byCore = new WeakMap<WorkerCore, WorkerObservability>()
+const byRun = new WeakMap<RunInfo, RunObservation>()
+const EPOCH_RE = /"attempt_epoch"\s*:\s*(\d{1,15})/
+/** Trace parents of starts not yet run, at most (duplicated starts are never taken). */
+const MAX_PARENTS = 10_000
+
+export class WorkerObservability {
+  readonly registry: Registry | null
+  readonly tracer: Tracer | null
+  readonly metrics: WorkerMetrics | null
+  readonly clock: Clock
+  readonly #port: number | null
+  readonly #host: string
+  /** Trace parents of received starts, by `task_id:node_id#epoch`. */
+  readonly #parents = new Map<string, SpanContext>()
+  /** Runs in progress, by `task_id:node_id`. */
+  readonly active = new Map<string, RunObservation>()
+  #core: WorkerCore | null = null
+  #server: Server | null = null
+
+  /** The observability of a worker built with `options`; null for `observability: false`. */
+  static create(options: { observability?: ObservabilityOptions | false; config?: unknown }, clock: Clock): WorkerObservability | null {
+    const r = resolveObservability(options.observability, options.config)
+    return r === null ? null : new WorkerObservability(r.registry, r.tracer, clock, r.port, r.host)
+  }
+
+  constructor(registry: Registry | null, tracer: Tracer | null, clock: Clock, port: number | null, host: string) {
+    this.registry = registry
+    this.tracer = tracer
+    this.clock = clock
+    this.#port = port
+    this.#host = host
+    const core = (): WorkerCore | null => this.#core
+    this.metrics =
+      registry === null
+        ? null
+        : new WorkerMetrics(registry, () => {
+            const c = core()
+            return c === null ? null : { activeRuns: () => c.runs.size, concurrency: () => c.config.concurrency, statusBacklog: () => c.status.pending }
+          })
+  }
+
+  /** Binds this observability to the worker's core (execute.ts and status.ts find it there). */
+  attach(core: WorkerCore): void {
+    this.#core = core
+    byCore.set(core, this)
+  }
+
+  wrapStore(store: Store): Store {
+    return this.registry === null ? store : timedStore(store, this.registry, 'flowkit_worker_store_call_seconds')
+  }
+
+  wrapLogger(log: Logger): Logger {
+    const m = this.metrics
+    return new ObservedLogger(log, {
+      ...(m === null ? {} : { record: (level, event) => m.record(level, event) }),
+      ...(this.tracer === null ? {} : { spanOf: (t, n) => (n === undefined ? undefined : this.active.get(`${t}:${n}`)?.span?.spanContext()) }),
+    })
+  }
+
+  /** A command record of `role` arrived: its lag, and the trace parent of a start. */
+  command(role: string, m: BusMessage): void {
+    this.metrics?.command(role, (this.clock.now() - m.timestamp) / 1000)
+    if (this.tracer === null || m.key === null || m.headers?.[TRACEPARENT] === undefined || !m.value.includes('"TASK_START"')) return
+    const epoch = EPOCH_RE.exec(m.value)?.[1]
+    const parent = spanContextFromHeaders(m.headers)
+    if (epoch === undefined || parent === undefined) return
+    this.#parents.delete(`${m.key}#${epoch}`)
+    this.#parents.set(`${m.key}#${epoch}`, parent)
+    if (this.#parents.size > MAX_PARENTS) {
+      const oldest = this.#parents.keys().next().value
+      if (oldest !== undefined) this.#parents.delete(oldest)
+    }
+  }
+
+  startRun(role: string, run: ActiveRun): RunObservation {
+    const info = run.info
+    const key = `${info.taskId}:${info.nodeId}`
+    const parentKey = `${key}#${info.attemptEpoch}`
+    const parent = this.#parents.get(parentKey)
+    this.#parents.delete(parentKey)
+    let span: Span | null = null
+    if (this.tracer !== null) {
+      const ctx = parent === undefined ? context.active() : trace.setSpanContext(context.active(), parent)
+      const s = this.tracer.startSpan(
+        'flowkit.worker.run',
+        {
+          kind: SpanKind.CONSUMER,
+          attributes: {
+            'flowkit.task.id': info.taskId,
+            'flowkit.node.id': info.nodeId,
+            'flowkit.node.type': role,
+            'flowkit.attempt.epoch': info.attemptEpoch,
+            'flowkit.worker.id': info.workerId,
+            'flowkit.lease.id': info.leaseId,
+          },
+        },
+        ctx,
+      )
+      if (isSpanContextValid(s.spanContext())) span = s
+    }
+    const obs = new RunObservation(this, role, key, span)
+    this.active.set(key, obs)
+    byRun.set(info, obs)
+    return obs
+  }
+
+  handler(): MetricsHandler {
+    return metricsHandler([this.registry])
+  }
+
+  get address(): AddressInfo | null {
+    return serverAddress(this.#server)
+  }
+
+  async start(): Promise<void> {
+    if (this.#port !== null && this.#server === null) this.#server = await startMetricsServer(this.handler(), this.#port, this.#host)
+  }
+
+  async stop(): Promise<void> {
+    const s = this.#server
+    this.#server = null
+    await closeServer(s)
+  }
+}
+
+/** One run's span and metrics; `status` sees each of its status events, `end` closes it. */
+export class RunObservation {
+  readonly span: Span | null
+  readonly headers: Record<string, string> | undefined
+  readonly #obs: WorkerObservability
+  readonly #role: string
+  readonly #key: string
+  readonly #startedAt: number
+  #lastAt: number
+  #outcome: string | null = null
+  #ended = false
+
+  constructor(obs: WorkerObservability, role: string, key: string, span: Span | null) {
+    this.#obs = obs
+    this.#role = role
+    this.#key = key
+    this.span = span
+    this.headers = span === null ? undefined : traceHeaders(span.spanContext())
+    this.#startedAt = obs.clock.now()
+    this.#lastAt = this.#startedAt
+  }
+
+  /** A status event of the run is being sent: returns the headers it carries. */
+  status(payload: Record<string, unknown>): Record<string, string> | undefined {
+    if (this.#ended) return this.headers
+    const span = this.span
+    switch (payload['kind']) {
+      case 'TASK_ACCEPTED':
+        span?.addEvent('accepted')
+        break
+      case 'BATCH_OK': {
+        const now = this.#obs.clock.now()
+        const items = itemsOf(payload['metrics'] as Record<string, unknown> | undefined)
+        this.#obs.metrics?.batch(this.#role, items, (now - this.#lastAt) / 1000)
+        this.#lastAt = now
+        span?.addEvent('batch', { 'flowkit.batch.uid': String(payload['batch_uid']), 'flowkit.batch.items': items })
+        break
+      }
+      case 'BATCH_FAILED':
+        this.#obs.metrics?.batchFailed(this.#role)
+        span?.addEvent('batch_failed', { 'flowkit.batch.uid': String(payload['batch_uid']), 'flowkit.error.reason_code': String(payload['reason_code']) })
+        break
+      case 'TASK_DONE':
+        this.#outcome = 'finished'
+        break
+      case 'TASK_FAILED':
+        this.#outcome = 'failed'
+        span?.setAttribute('flowkit.error.reason_code', String(payload['reason_code']))
+        span?.setStatus({ code: SpanStatusCode.ERROR, message: typeof payload['error'] === 'string' ? payload['error'] : String(payload['reason_code']) })
+        break
+      case 'CANCELLED':
+        this.#outcome = 'cancelled'
+        span?.setAttribute('flowkit.cancel.reason', String(payload['reason']))
+        break
+    }
+    return this.headers
+  }
+
+  /** The run is over (whatever happened; a run that reported no end is `abandoned`). */
+  end(): void {
+    if (this.#ended) return
+    this.#ended = true
+    const outcome = this.#outcome ?? 'abandoned'
+    this.#obs.metrics?.runEnded(this.#role, outcome, (this.#obs.clock.now() - this.#startedAt) / 1000)
+    if (this.#obs.active.get(this.#key) === this) this.#obs.active.delete(this.#key)
+    this.span?.setAttribute('flowkit.run.outcome', outcome)
+    this.span?.end()
+  }
+}
+
+/** Opens the observation of a run (execute.ts); null when the worker has no observability. */
+export function observeRun(core: WorkerCore, role: string, run: ActiveRun): RunObservation | null {
+  return byCore.get(core)?.startRun(role, run) ?? null
+}
+
+/** A status event of the run `info` is being built (status.ts): the headers it carries, if any. */
+export function observeStatus(info: RunInfo, payload: Record<string, unknown>): Record<string, string> | undefined {
+  return byRun.get(info)?.status(payload)
+}
