@@ -7,11 +7,10 @@ import type { OutboxRow } from '../ports/store.ts'
 import { int, parse, positionals } from './args.ts'
 import { openStore } from './connect.ts'
 import { CliError, EXIT, usageError } from './errors.ts'
-import type { Ctx } from './graph-cmds.ts'
-import { ago, isoTime, table } from './output.ts'
+import { type CommandBase, ago, isoTime, table } from './output.ts'
 import { resolveSettings } from './settings.ts'
 
-export async function workersCommand(argv: readonly string[], base: Omit<Ctx, 'settings'>): Promise<number> {
+export async function workersCommand(argv: readonly string[], base: CommandBase): Promise<number> {
   const p = parse('workers', argv, {}, true)
   positionals('workers', p, [])
   const settings = resolveSettings(p)
@@ -39,7 +38,7 @@ function dlqRow(r: OutboxRow): Record<string, unknown> {
   return { ...r }
 }
 
-export async function dlqCommand(argv: readonly string[], base: Omit<Ctx, 'settings'>): Promise<number> {
+export async function dlqCommand(argv: readonly string[], base: CommandBase): Promise<number> {
   const sub = argv[0]
   if (sub === undefined || sub.startsWith('-')) throw usageError('dlq: missing subcommand (ls or retry)', 'dlq')
   const rest = argv.slice(1)

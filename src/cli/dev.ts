@@ -27,8 +27,9 @@ import { Worker } from '../worker/worker.ts'
 import { int, parse, positionals, str } from './args.ts'
 import * as examples from './demo-pipeline.ts'
 import { CliError, EXIT, usageError } from './errors.ts'
-import { type Ctx, graphRefused, readJsonFile, readSubmission } from './graph-cmds.ts'
+import { graphRefused, readJsonFile, readSubmission } from './graph-cmds.ts'
 import { loadFunctions, loadHandlers } from './modules.ts'
+import type { CommandBase } from './output.ts'
 import { type Progress, makeProgress } from './progress.ts'
 import { processLogger, untilAborted } from './serve.ts'
 import { type Settings, resolveSettings } from './settings.ts'
@@ -86,7 +87,7 @@ function findExamples(): string {
   throw new CliError(EXIT.notFound, 'the example data examples/data/sales.csv is not installed')
 }
 
-async function demo(base: Omit<Ctx, 'settings'>, s: Settings, name: string): Promise<number> {
+async function demo(base: CommandBase, s: Settings, name: string): Promise<number> {
   const csv = findExamples()
   const handlers = { csv_reader: examples.csvReader, enricher: examples.enricher, reporter: examples.reporter() }
   const rt = await startEmbedded(s, handlers, {}, 3, processLogger('silent'))
@@ -115,7 +116,7 @@ async function demo(base: Omit<Ctx, 'settings'>, s: Settings, name: string): Pro
   }
 }
 
-export async function devCommand(argv: readonly string[], base: Omit<Ctx, 'settings'>, name: 'dev' | 'demo' = 'dev'): Promise<number> {
+export async function devCommand(argv: readonly string[], base: CommandBase, name: 'dev' | 'demo' = 'dev'): Promise<number> {
   const p = parse(name, argv, {
     handlers: { type: 'string' },
     graph: { type: 'string', short: 'g' },

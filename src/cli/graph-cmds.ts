@@ -16,21 +16,16 @@ import { BUILTIN_FUNCTIONS } from '../coordinator/functions.ts'
 import { buildTask } from '../coordinator/submit.ts'
 import { ErrorCode, FlowkitError, GraphValidationError, errorMessage } from '../errors.ts'
 import type { GraphProblem } from '../graph/parse.ts'
-import type { TaskDoc } from '../ports/store.ts'
-import { type Parsed, flag, int, parse, positionals, str } from './args.ts'
+import type { Store, TaskDoc } from '../ports/store.ts'
+import { flag, int, parse, positionals, str } from './args.ts'
 import { openStore } from './connect.ts'
 import { CliError, EXIT } from './errors.ts'
 import { followStore } from './follow.ts'
 import { loadFunctions } from './modules.ts'
-import type { Out } from './output.ts'
+import type { CommandBase, Out } from './output.ts'
 import { makeProgress } from './progress.ts'
 import { type Settings, resolveSettings } from './settings.ts'
 
-export interface Ctx {
-  out: Out
-  settings: Settings
-  signal: AbortSignal
-}
 
 /** Reads a JSON file named on the command line: missing → exit 4, not JSON → exit 1. */
 export function readJsonFile(path: string, what: string): unknown {
@@ -96,7 +91,7 @@ export function graphRefused(out: Out, file: string, err: unknown): CliError {
   return new CliError(EXIT.failed, `${file}: invalid graph (${problems.length} problem${problems.length === 1 ? '' : 's'})`, { code: problems[0]?.code ?? ErrorCode.GraphInvalid, details: { reported: true } })
 }
 
-export async function validateCommand(argv: readonly string[], base: Omit<Ctx, 'settings'>): Promise<number> {
+export async function validateCommand(argv: readonly string[], base: CommandBase): Promise<number> {
   const p = parse('validate', argv, { params: { type: 'string' }, functions: { type: 'string' }, config: { type: 'string', short: 'c' } })
   const [file] = positionals('validate', p, ['graph.json']) as [string]
   const settings = resolveSettings(p)
@@ -130,7 +125,7 @@ export function sweepSeconds(s: Settings): number {
   return Math.max(1, config.schedulerTickSec * 10)
 }
 
-export async function submitCommand(argv: readonly string[], base: Omit<Ctx, 'settings'>): Promise<number> {
+export async function submitCommand(argv: readonly string[], base: CommandBase): Promise<number> {
   const p = parse('submit', argv, submitOptions(), true)
   const [file] = positionals('submit', p, ['graph.json']) as [string]
   const settings = resolveSettings(p)
@@ -156,14 +151,14 @@ export async function submitCommand(argv: readonly string[], base: Omit<Ctx, 'se
     else if (!base.out.json) base.out.line(`submitted task ${task.id} (${task.graph.nodes.length} node${task.graph.nodes.length === 1 ? '' : 's'})`)
     if (!base.out.json) base.out.note(`flowkit: the running coordinator picks it up within ${sweep} s (its sweep period)`)
     if (!flag(p, 'watch')) return EXIT.ok
-    return await watchTask(store, task.id, { ...base, settings }, interval, sweep)
+    return await watchTask(store, task.id, base, interval, sweep)
   } finally {
     await store.close()
   }
 }
 
 /** Follows a task from the store until it ends: exit 0 when finished, 1 when failed or cancelled. */
-export async function watchTask(store: Parameters<typeof followStore>[0], taskId: string, ctx: Ctx, intervalMs: number | undefined, sweepSec: number): Promise<number> {
+export async function watchTask(store: Store, taskId: string, ctx: CommandBase, intervalMs: number | undefined, sweepSec: number): Promise<number> {
   const progress = makeProgress(ctx.out)
   try {
     const final = await followStore(store, taskId, progress, {
@@ -182,4 +177,3 @@ export async function watchTask(store: Parameters<typeof followStore>[0], taskId
   }
 }
 
-export type { Parsed }

@@ -14,9 +14,9 @@
  */
 import { CliError, EXIT, toCliError } from './errors.ts'
 import { COMMAND_HELP, MAIN_HELP, version } from './help.ts'
-import { type Out, makeOut } from './output.ts'
+import { type CommandBase, type Out, makeOut } from './output.ts'
 
-type Command = (argv: readonly string[], base: { out: Out; signal: AbortSignal }) => Promise<number>
+type Command = (argv: readonly string[], base: CommandBase) => Promise<number>
 
 const COMMANDS: Record<string, () => Promise<Command>> = {
   dev: async () => (await import('./dev.ts')).devCommand,

@@ -17,6 +17,12 @@ export interface Out {
   readonly columns: number
 }
 
+/** What every command receives: its output and the abort signal of SIGINT/SIGTERM. */
+export interface CommandBase {
+  out: Out
+  signal: AbortSignal
+}
+
 export interface OutStreams {
   stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number }
   stderr: NodeJS.WritableStream

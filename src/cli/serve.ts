@@ -19,8 +19,8 @@ import { int, list, parse, positionals, str } from './args.ts'
 import { checkKafka, checkMongo, openBus, openStore } from './connect.ts'
 import { serveControl } from './control.ts'
 import { EXIT, redactUrl, toCliError, usageError } from './errors.ts'
-import type { Ctx } from './graph-cmds.ts'
 import { loadFunctions, loadHandlers } from './modules.ts'
+import type { CommandBase } from './output.ts'
 import { type Settings, requireBrokers, requireMongoUrl, resolveSettings } from './settings.ts'
 
 export function processLogger(fallback: LogLevel = 'info'): Logger {
@@ -59,7 +59,7 @@ function where(s: Settings): string {
   return `database ${s.mongo.dbName ?? '(from the URL, else flowkit)'} at ${redactUrl(s.mongo.url ?? '')}, brokers ${(s.brokers ?? []).join(',')}`
 }
 
-export async function coordinatorCommand(argv: readonly string[], base: Omit<Ctx, 'settings'>): Promise<number> {
+export async function coordinatorCommand(argv: readonly string[], base: CommandBase): Promise<number> {
   const p = parse('coordinator', argv, { functions: { type: 'string' }, 'group-id': { type: 'string' } }, true)
   positionals('coordinator', p, [])
   const settings = resolveSettings(p)
@@ -99,7 +99,7 @@ export async function coordinatorCommand(argv: readonly string[], base: Omit<Ctx
   }
 }
 
-export async function workerCommand(argv: readonly string[], base: Omit<Ctx, 'settings'>): Promise<number> {
+export async function workerCommand(argv: readonly string[], base: CommandBase): Promise<number> {
   const p = parse('worker', argv, { handlers: { type: 'string' }, roles: { type: 'string', short: 'r' }, concurrency: { type: 'string' }, 'worker-id': { type: 'string' } }, true)
   positionals('worker', p, [])
   const handlersPath = str(p, 'handlers')

@@ -86,12 +86,17 @@ export function resolveSettings(p: Parsed, env: NodeJS.ProcessEnv = process.env)
   }
   const tls = env['FLOWKIT_KAFKA_TLS']
   if (tls === '1' || tls === 'true') kafka['tls'] = true
-  const rawTimeout = str(p, 'connect-timeout') ?? (env['FLOWKIT_CONNECT_TIMEOUT_MS'] ? String(Number(env['FLOWKIT_CONNECT_TIMEOUT_MS']) / 1000) : undefined)
   let connectTimeoutMs = DEFAULT_CONNECT_TIMEOUT_MS
-  if (rawTimeout !== undefined) {
-    const n = Number(rawTimeout)
-    if (!Number.isFinite(n) || n <= 0) throw new CliError(EXIT.usage, `--connect-timeout must be a positive number of seconds, got ${JSON.stringify(rawTimeout)}`)
+  const flagTimeout = str(p, 'connect-timeout')
+  const envTimeout = env['FLOWKIT_CONNECT_TIMEOUT_MS'] || undefined
+  if (flagTimeout !== undefined) {
+    const n = Number(flagTimeout)
+    if (flagTimeout.trim() === '' || !Number.isFinite(n) || n <= 0) throw new CliError(EXIT.usage, `--connect-timeout must be a positive number of seconds, got ${JSON.stringify(flagTimeout)}`)
     connectTimeoutMs = Math.max(100, Math.round(n * 1000))
+  } else if (envTimeout !== undefined) {
+    const n = Number(envTimeout)
+    if (!Number.isFinite(n) || n <= 0) throw new CliError(EXIT.usage, `FLOWKIT_CONNECT_TIMEOUT_MS must be a positive number of milliseconds, got ${JSON.stringify(envTimeout)}`)
+    connectTimeoutMs = Math.max(100, Math.round(n))
   }
   const coordinator = { ...section(file, 'coordinator', fileLabel) }
   if (env['FLOWKIT_GROUP_ID']) coordinator['groupId'] = env['FLOWKIT_GROUP_ID']

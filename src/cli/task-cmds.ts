@@ -10,15 +10,15 @@ import { flag, int, list, parse, positionals, seconds, str } from './args.ts'
 import { openBus, openStore } from './connect.ts'
 import { cancelRequest, sendCancel } from './control.ts'
 import { CliError, EXIT, usageError } from './errors.ts'
-import { type Ctx, sweepSeconds, watchTask } from './graph-cmds.ts'
-import { ago, isoTime, table } from './output.ts'
+import { sweepSeconds, watchTask } from './graph-cmds.ts'
+import { type CommandBase, ago, isoTime, table } from './output.ts'
 import { taskLines } from './progress.ts'
-import { resolveSettings } from './settings.ts'
+import { type Settings, resolveSettings } from './settings.ts'
 
 const ALL_STATUSES: readonly TaskStatus[] = ['queued', 'running', 'cancelling', 'finished', 'failed', 'cancelled']
 const ACTIVE: readonly TaskStatus[] = ['queued', 'running', 'cancelling']
 
-async function withStore<T>(settings: Ctx['settings'], mode: 'read' | 'write', fn: (store: Store) => Promise<T>): Promise<T> {
+async function withStore<T>(settings: Settings, mode: 'read' | 'write', fn: (store: Store) => Promise<T>): Promise<T> {
   const store = await openStore(settings, mode)
   try {
     return await fn(store)
@@ -31,13 +31,13 @@ function notFound(id: string): CliError {
   return new CliError(EXIT.notFound, `task ${id} not found`, { hint: 'list tasks with `flowkit ls --status all`' })
 }
 
-export async function statusCommand(argv: readonly string[], base: Omit<Ctx, 'settings'>): Promise<number> {
+export async function statusCommand(argv: readonly string[], base: CommandBase): Promise<number> {
   const p = parse('status', argv, { watch: { type: 'boolean', short: 'w' }, interval: { type: 'string' } }, true)
   const [id] = positionals('status', p, ['task-id']) as [string]
   const interval = int('status', p, 'interval', 50, 60_000)
   const settings = resolveSettings(p)
   return withStore(settings, 'read', async (store) => {
-    if (flag(p, 'watch')) return watchTask(store, id, { ...base, settings }, interval, sweepSeconds(settings))
+    if (flag(p, 'watch')) return watchTask(store, id, base, interval, sweepSeconds(settings))
     const doc = await store.getTask(id)
     if (doc === null) throw notFound(id)
     const view = toTaskView(doc)
@@ -76,7 +76,7 @@ export function statusesOf(command: string, raw: string[] | undefined): readonly
   return raw as TaskStatus[]
 }
 
-export async function lsCommand(argv: readonly string[], base: Omit<Ctx, 'settings'>): Promise<number> {
+export async function lsCommand(argv: readonly string[], base: CommandBase): Promise<number> {
   const p = parse('ls', argv, { status: { type: 'string', short: 's' }, limit: { type: 'string', short: 'n' }, all: { type: 'boolean', short: 'a' } }, true)
   positionals('ls', p, [])
   const statuses = flag(p, 'all') ? ALL_STATUSES : statusesOf('ls', list(p, 'status'))
@@ -104,7 +104,7 @@ function acted(t: TaskDoc): boolean {
   return t.coordinator.cancelled || t.status === 'cancelling' || (TERMINAL_TASK_STATUSES as readonly string[]).includes(t.status)
 }
 
-export async function cancelCommand(argv: readonly string[], base: Omit<Ctx, 'settings'>): Promise<number> {
+export async function cancelCommand(argv: readonly string[], base: CommandBase): Promise<number> {
   const p = parse('cancel', argv, { reason: { type: 'string' }, timeout: { type: 'string' }, wait: { type: 'boolean' } }, true)
   const [id] = positionals('cancel', p, ['task-id']) as [string]
   const timeoutSec = seconds('cancel', p, 'timeout') ?? 15
