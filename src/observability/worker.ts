@@ -124,6 +124,7 @@ export class WorkerObservability {
       if (isSpanContextValid(s.spanContext())) span = s
     }
     const obs = new RunObservation(this, role, key, span)
+    this.active.get(key)?.end() // a previous run of the node that never reached its end
     this.active.set(key, obs)
     byRun.set(info, obs)
     return obs
@@ -131,6 +132,11 @@ export class WorkerObservability {
 
   handler(): MetricsHandler {
     return metricsHandler([this.registry])
+  }
+
+  /** The handler of an instance without observability (it answers 404). */
+  static disabledHandler(): MetricsHandler {
+    return metricsHandler([])
   }
 
   get address(): AddressInfo | null {

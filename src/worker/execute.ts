@@ -15,6 +15,7 @@ import { HandlerResultError, MAX_REASON_CODE_CHARS, checkArtifactMeta, checkBatc
 import { emitStatus, statusRecord } from './status.ts'
 import { type SpawnOptions, spawnInGroup } from './subprocess.ts'
 import { QUIET_ABORT } from '../util/abort.ts'
+import { observeRun } from '../observability/worker.ts'
 import { ArtifactBatcher } from './artifacts.ts'
 
 /** Largest checkpoint a handler may save (JSON bytes). */
@@ -29,6 +30,7 @@ export async function executeRun(
   vars: Record<string, unknown>,
 ): Promise<void> {
   const { info } = run
+  const observed = observeRun(core, role, run) // span and metrics of the run (observability)
   const ids = { task_id: info.taskId, node_id: info.nodeId, attempt_epoch: info.attemptEpoch }
   const handler = core.handlers[role] as RoleHandler
   const leaseMs = core.config.leaseTtlSec * 1000
@@ -200,6 +202,7 @@ export async function executeRun(
     )
     core.log.warn('node.failed', { ...ids, reason_code: classified.reasonCode, permanent: classified.permanent, error })
   } finally {
+    observed?.end()
     hbAbort.abort(QUIET_ABORT)
     await heartbeats
     for (const fn of cleanups.reverse()) {

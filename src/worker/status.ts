@@ -19,6 +19,7 @@ import { topicFor } from '../config.ts'
 import type { WorkerCore } from './core.ts'
 import type { RunInfo } from './handler.ts'
 import { checkBusRecord } from './results.ts'
+import { observeStatus } from '../observability/worker.ts'
 
 export interface StatusEmitterOptions {
   bus: Pick<Bus, 'produce'>
@@ -193,11 +194,11 @@ export function statusRecord(
     dedup_id: dedupId({ task: info.taskId, node: info.nodeId, epoch: info.attemptEpoch, ...dedupParts }),
     payload: { worker_id: core.workerId, ...payload },
   })
-  return {
-    topic: topicFor(core.config.topicStatusFmt, info.stepType),
-    key: messageKey(info.taskId, info.nodeId),
-    value: encode(env),
-  }
+  const record: BusRecord = { topic: topicFor(core.config.topicStatusFmt, info.stepType), key: messageKey(info.taskId, info.nodeId), value: encode(env) }
+  // Observability: the run's trace context travels with its events (W3C headers, additive).
+  const headers = observeStatus(info, payload)
+  if (headers !== undefined) record.headers = headers
+  return record
 }
 
 /**

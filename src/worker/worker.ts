@@ -15,6 +15,8 @@ import { SystemClock } from '../clock.ts'
 import { WORKER_DEFAULTS, type WorkerConfig, checkBounds, resolveConfig, topicFor } from '../config.ts'
 import { ErrorCode, FlowkitError, errorMessage } from '../errors.ts'
 import { createLogger, type Logger } from '../log.ts'
+import type { MetricsHandler, ObservabilityOptions } from '../observability/options.ts'
+import { WorkerObservability } from '../observability/worker.ts'
 import type { Bus, Subscription } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { Store, WorkerRun } from '../ports/store.ts'
@@ -36,6 +38,8 @@ export interface WorkerOptions {
   clock?: Clock
   config?: Partial<WorkerConfig> | Record<string, unknown>
   logger?: Logger
+  /** Traces and Prometheus metrics (default: both on; see docs/observability.md); false: none. */
+  observability?: ObservabilityOptions | false
 }
 
 /** Handler methods besides processBatch: each is optional, but a function when present. */
@@ -102,6 +106,7 @@ export class Worker {
   readonly #core: WorkerCore
   readonly #runs: RunManager
   readonly #intake: CommandIntake
+  readonly #obs: WorkerObservability | null
   #subs: Subscription[] = []
   #restored: WorkerRun[] = []
   #started = false
@@ -120,12 +125,15 @@ export class Worker {
     }
     this.workerId = this.config.workerId ?? `w-${hostname()}-${randomUUID().slice(0, 8)}`
     const clock = options.clock ?? new SystemClock()
-    const log = (options.logger ?? createLogger()).child({ component: 'worker', worker_id: this.workerId })
+    this.#obs = WorkerObservability.create(options, clock)
+    const baseLog = (options.logger ?? createLogger()).child({ component: 'worker', worker_id: this.workerId })
+    const log = this.#obs?.wrapLogger(baseLog) ?? baseLog
+    const store = this.#obs?.wrapStore(options.store) ?? options.store
     const core: WorkerCore = {
       config: this.config,
       workerId: this.workerId,
       bus: options.bus,
-      store: options.store,
+      store,
       clock,
       log,
       handlers: options.handlers,
@@ -133,7 +141,7 @@ export class Worker {
       runs: new Map(),
       status: new StatusEmitter({ bus: options.bus, clock, log }),
       state: new WorkerStateSaver({
-        store: options.store,
+        store,
         log,
         snapshot: () => workerStateOf(core),
         enabled: () => !core.killed,
@@ -142,11 +150,22 @@ export class Worker {
       stopping: false,
     }
     this.#core = core
+    this.#obs?.attach(core)
     this.#runs = new RunManager(core, {
       releaseSlot: () => this.#intake.releaseSlot(),
       forget: (seenKey) => this.#intake.forget(seenKey),
     })
     this.#intake = new CommandIntake(core, this.#runs)
+  }
+
+  /** A node:http request handler serving this worker's Prometheus metrics (any path). */
+  metricsHandler(): MetricsHandler {
+    return this.#obs?.handler() ?? WorkerObservability.disabledHandler()
+  }
+
+  /** Traces and metrics of this worker (its prom-client `registry`, the server `address`); null when disabled. */
+  get observability(): WorkerObservability | null {
+    return this.#obs
   }
 
   get roles(): string[] {
@@ -178,6 +197,7 @@ export class Worker {
       core.killed = false
     }
     await core.store.init()
+    await this.#obs?.start()
     const c = this.config
     const partitions = c.topicPartitions
     await core.bus.ensureTopics([
@@ -203,7 +223,10 @@ export class Worker {
         groupId: `${c.groupPrefix}workers.${role}.v1`,
         topics: [topicFor(c.topicCmdFmt, role)],
         name: `worker-cmd-${role}`,
-        handler: parkPoison((m) => this.#intake.onCommand(role, m), core.log),
+        handler: parkPoison((m) => {
+          this.#obs?.command(role, m)
+          return this.#intake.onCommand(role, m)
+        }, core.log),
       })
       this.#intake.subs.push(sub)
     }
@@ -253,6 +276,7 @@ export class Worker {
     this.#subs = []
     await this.#announce('WORKER_OFFLINE', []).catch(() => undefined)
     this.#started = false
+    await this.#obs?.stop()
     core.log.info('worker.stopped')
   }
 
@@ -276,6 +300,7 @@ export class Worker {
     this.#intake.subs = []
     this.#subs = []
     this.#started = false
+    await this.#obs?.stop()
   }
 
   /**
