@@ -76,3 +76,16 @@ export { type Guard, evaluateGuard, parseGuard } from './graph/guard.ts'
 export { KafkaBus, MongoStore } from './adapters/lazy.ts'
 export type { KafkaBusOptions, KafkaSaslOptions } from './adapters/kafka/index.ts'
 export type { MongoStoreOptions } from './adapters/mongo/index.ts'
+// Observability: traces (OpenTelemetry API), Prometheus metrics (prom-client), docs/observability.md
+export {
+  CoordinatorObservability,
+  WorkerObservability,
+  type MetricsHandler,
+  type ObservabilityOptions,
+  TRACER_NAME,
+  TRACEPARENT,
+  TRACESTATE,
+  metricsHandler,
+  spanContextFromHeaders,
+  traceHeaders,
+} from './observability/index.ts'
