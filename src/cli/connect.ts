@@ -15,13 +15,19 @@
  */
 import { connect as tcpConnect } from 'node:net'
 import { ErrorCode, FlowkitError } from '../errors.ts'
-import type { Logger } from '../log.ts'
+import { type LogLevel, type Logger, createLogger } from '../log.ts'
 import type { Bus } from '../ports/bus.ts'
 import type { Store } from '../ports/store.ts'
 import { CliError, EXIT, firstLine } from './errors.ts'
 import { type Settings, mongoAddress, requireBrokers, requireMongoUrl } from './settings.ts'
 
 export type StoreMode = 'read' | 'write' | 'serve'
+
+/** The process's logger: FLOWKIT_LOG_LEVEL, else `fallback` (JSON on stderr). */
+export function processLogger(fallback: LogLevel = 'info'): Logger {
+  const level = process.env['FLOWKIT_LOG_LEVEL'] as LogLevel | undefined
+  return createLogger(level ? { level } : process.env['NODE_TEST_CONTEXT'] !== undefined ? {} : { level: fallback })
+}
 
 /** Rejects with exit 3 when `promise` has not settled within `ms`. */
 export async function withDeadline<T>(promise: Promise<T>, ms: number, what: string, hint: string): Promise<T> {

@@ -31,7 +31,8 @@ import { graphRefused, readJsonFile, readSubmission } from './graph-cmds.ts'
 import { loadFunctions, loadHandlers } from './modules.ts'
 import type { CommandBase } from './output.ts'
 import { type Progress, makeProgress } from './progress.ts'
-import { processLogger, untilAborted } from './serve.ts'
+import { processLogger } from './connect.ts'
+import { untilAborted } from './serve.ts'
 import { type Settings, resolveSettings } from './settings.ts'
 
 export interface Embedded {

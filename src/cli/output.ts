@@ -15,6 +15,7 @@ export interface Out {
   write(text: string): void
   readonly isTTY: boolean
   readonly columns: number
+  readonly rows: number
 }
 
 /** What every command receives: its output and the abort signal of SIGINT/SIGTERM. */
@@ -24,7 +25,7 @@ export interface CommandBase {
 }
 
 export interface OutStreams {
-  stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number }
+  stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number; rows?: number }
   stderr: NodeJS.WritableStream
 }
 
@@ -49,6 +50,9 @@ export function makeOut(json: boolean, streams: OutStreams = { stdout: process.s
     },
     get columns() {
       return stdout.columns ?? 120
+    },
+    get rows() {
+      return stdout.rows ?? 40
     },
   }
 }

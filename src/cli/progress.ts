@@ -91,7 +91,10 @@ class LiveTable implements Progress {
     if (t === null) return
     this.#lastDraw = Date.now()
     const width = Math.max(40, this.#out.columns - 1)
-    const lines = taskLines(t, Date.now(), Math.max(20, width - 60)).map((l) => (l.length > width ? `${l.slice(0, width - 1)}…` : l))
+    let lines = taskLines(t, Date.now(), Math.max(20, width - 60)).map((l) => (l.length > width ? `${l.slice(0, width - 1)}…` : l))
+    // Taller than the terminal, the cursor could not go back up to redraw: cut the table short.
+    const fit = Math.max(4, this.#out.rows - 2)
+    if (lines.length > fit) lines = [...lines.slice(0, fit - 1), `  … ${lines.length - fit + 1} more nodes (a taller terminal shows them)`]
     let text = this.#drawn > 0 ? `\x1b[${this.#drawn}F` : ''
     for (const l of lines) text += `\x1b[2K${l}\n`
     // Fewer lines than last time: clear the rest.

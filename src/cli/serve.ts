@@ -11,22 +11,17 @@
  * The coordinator process also serves CLI control requests (control.ts): `flowkit cancel`.
  */
 import { Coordinator } from '../coordinator/coordinator.ts'
-import { createLogger, type Logger, type LogLevel } from '../log.ts'
+import type { Logger } from '../log.ts'
 import type { Bus, Subscription } from '../ports/bus.ts'
 import type { Store } from '../ports/store.ts'
 import { Worker } from '../worker/worker.ts'
 import { int, list, parse, positionals, str } from './args.ts'
-import { checkKafka, checkMongo, openBus, openStore } from './connect.ts'
+import { checkKafka, checkMongo, openBus, openStore, processLogger } from './connect.ts'
 import { serveControl } from './control.ts'
 import { EXIT, redactUrl, toCliError, usageError } from './errors.ts'
 import { loadFunctions, loadHandlers } from './modules.ts'
 import type { CommandBase } from './output.ts'
 import { type Settings, requireBrokers, requireMongoUrl, resolveSettings } from './settings.ts'
-
-export function processLogger(fallback: LogLevel = 'info'): Logger {
-  const level = process.env['FLOWKIT_LOG_LEVEL'] as LogLevel | undefined
-  return createLogger(level ? { level } : process.env['NODE_TEST_CONTEXT'] !== undefined ? {} : { level: fallback })
-}
 
 /** Resolves when the signal aborts. */
 export function untilAborted(signal: AbortSignal): Promise<void> {

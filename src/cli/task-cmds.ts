@@ -7,7 +7,7 @@ import { type TaskView, toTaskView } from '../coordinator/view.ts'
 import type { Store, TaskDoc, TaskStatus } from '../ports/store.ts'
 import { TERMINAL_TASK_STATUSES } from '../ports/store.ts'
 import { flag, int, list, parse, positionals, seconds, str } from './args.ts'
-import { openBus, openStore } from './connect.ts'
+import { openBus, openStore, processLogger } from './connect.ts'
 import { cancelRequest, sendCancel } from './control.ts'
 import { CliError, EXIT, usageError } from './errors.ts'
 import { sweepSeconds, watchTask } from './graph-cmds.ts'
@@ -117,7 +117,8 @@ export async function cancelCommand(argv: readonly string[], base: CommandBase):
       else base.out.line(`task ${id} already ${before.status}: nothing to cancel`)
       return EXIT.ok
     }
-    const bus = await openBus(settings)
+    // Warnings only: a one-shot command's output is not the bus's info log.
+    const bus = await openBus(settings, processLogger('warn'))
     try {
       await sendCancel(bus, cancelRequest(id, str(p, 'reason') ?? 'cancelled from the CLI', Date.now()))
     } finally {

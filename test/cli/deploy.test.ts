@@ -71,8 +71,10 @@ describe('a CLI deployment on Kafka and MongoDB', { skip }, () => {
     const id = (JSON.parse(sub.stdout) as { task_id: string }).task_id
     // The coordinator adopts it from the store; `square` starts and is held by the gate.
     await waitFor(async () => (await store!.getTask(id))?.nodes['square']?.lease.worker_id === `${tag}-w1`, { timeoutMs: 30_000, intervalMs: 100, message: 'square never ran' })
-    const cancel = await runCli(['cancel', id, '--reason', 'no longer needed', '--json'], { env })
+    // Without FLOWKIT_LOG_LEVEL: a one-shot command prints no log records, only its result.
+    const cancel = await runCli(['cancel', id, '--reason', 'no longer needed', '--json'], { env: { ...env, FLOWKIT_LOG_LEVEL: undefined } })
     assert.equal(cancel.code, 0, cancel.stderr)
+    assert.equal(cancel.stderr, '')
     const doc = JSON.parse(cancel.stdout) as { task_id: string; cancelled: boolean; status: string }
     assert.equal(doc.cancelled, true)
     assert.match(doc.status, /^(cancelling|cancelled)$/)
