@@ -258,7 +258,9 @@ export class CoordinatorObservability {
     await apply()
     if (m === null) return
     const done = this.#clock.now()
-    msgs.forEach((msg, i) => m.applied(kinds[i] as string, (done - msg.timestamp) / 1000))
+    msgs.forEach((msg, i) => {
+      m.applied(kinds[i] as string, (done - msg.timestamp) / 1000)
+    })
   }
 
   #link(key: string, headers: Record<string, string>): void {

@@ -1,0 +1,183 @@
+/**
+ * Traces on the memory runtime, asserted with an in-memory span exporter: a span per task, per
+ * node attempt (a retried node has two), per worker run — the run a child of its attempt through
+ * the `traceparent` header of the TASK_START record, the attempt linked back to the run through
+ * the status events' header — events per batch, and trace ids in the logs. Without an SDK (or
+ * with tracing off) no header is written, and a start without one (a Python coordinator's) still
+ * runs, as a root span.
+ */
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api'
+import type { ReadableSpan } from '@opentelemetry/sdk-trace-base'
+import { type BusRecord, Coordinator, MemoryBus, MemoryLogger, MemoryStore, type RoleHandler, Worker } from 'flowkit'
+import { noopHandler, sourceHandler } from '../helpers/runtime.ts'
+import { waitFor } from '../helpers/wait.ts'
+import { isStart, memoryTracing, parentSpanId, spyBus, statusKind } from './helpers.ts'
+
+const attr = (s: ReadableSpan, k: string): unknown => s.attributes[k]
+
+/** Fails its first attempt (transient), succeeds after. */
+function flakyOnce(): RoleHandler {
+  let calls = 0
+  return {
+    async processBatch() {
+      calls++
+      if (calls === 1) throw new Error('boom (first attempt)')
+      return { metrics: { count: 1 } }
+    },
+  }
+}
+
+const GRAPH = {
+  nodes: [
+    { node_id: 'src', type: 'src' },
+    { node_id: 'sink', type: 'sink', depends_on: ['src'] },
+    { node_id: 'flaky', type: 'flaky', depends_on: ['src'], retry_policy: { max: 3, backoff_sec: 0.01 } },
+  ],
+}
+
+test('spans per task, node attempt and worker run; the run is a child of its attempt across the bus; trace ids in the logs', async () => {
+  const { provider, spans } = memoryTracing()
+  const bus = new MemoryBus()
+  const store = new MemoryStore()
+  const produced: BusRecord[] = []
+  const logger = new MemoryLogger()
+  const observability = { tracing: provider, metrics: false } as const
+  const c = new Coordinator({ bus: spyBus(bus, produced), store, logger, observability, config: { schedulerTickSec: 0.05 } })
+  const w = new Worker({ bus: spyBus(bus, produced), store, logger, observability, handlers: { src: sourceHandler(6, 2), sink: noopHandler(), flaky: flakyOnce() } })
+  await c.start()
+  await w.start()
+  try {
+    const id = await c.createTask({ graph: GRAPH })
+    const view = await c.waitForTask(id, { timeoutMs: 20_000 })
+    assert.equal(view.status, 'finished')
+    await waitFor(() => spans('flowkit.worker.run').length === 4, { message: 'four run spans ended' })
+
+    const [task, ...moreTasks] = spans('flowkit.task')
+    assert.ok(task !== undefined && moreTasks.length === 0, 'one task span')
+    assert.equal(attr(task, 'flowkit.task.id'), id)
+    assert.equal(attr(task, 'flowkit.task.status'), 'finished')
+    assert.equal(task.parentSpanContext, undefined)
+    const traceId = task.spanContext().traceId
+
+    const attempts = spans('flowkit.node.attempt')
+    assert.deepEqual(attempts.map((a) => `${attr(a, 'flowkit.node.id')}@${attr(a, 'flowkit.attempt.epoch')}`).sort(), ['flaky@1', 'flaky@2', 'sink@1', 'src@1'])
+    for (const a of attempts) {
+      assert.equal(a.spanContext().traceId, traceId)
+      assert.equal(a.parentSpanContext?.spanId, task.spanContext().spanId, 'attempts are children of the task span')
+      assert.equal(a.kind, SpanKind.PRODUCER)
+      assert.equal(attr(a, 'flowkit.task.id'), id)
+      assert.equal(attr(a, 'flowkit.worker.id'), w.workerId)
+      assert.equal(typeof attr(a, 'flowkit.lease.id'), 'string')
+      assert.notEqual(attr(a, 'flowkit.lease.id'), '')
+    }
+    const attempt = (node: string, epoch: number): ReadableSpan => {
+      const a = attempts.find((s) => attr(s, 'flowkit.node.id') === node && attr(s, 'flowkit.attempt.epoch') === epoch)
+      assert.ok(a, `attempt ${node}@${epoch}`)
+      return a
+    }
+    assert.equal(attr(attempt('flaky', 1), 'flowkit.attempt.outcome'), 'retry')
+    assert.equal(attempt('flaky', 1).status.code, SpanStatusCode.ERROR)
+    assert.equal(attr(attempt('flaky', 2), 'flowkit.attempt.outcome'), 'finished')
+    assert.equal(attr(attempt('src', 1), 'flowkit.attempt.outcome'), 'finished')
+    assert.deepEqual(attempt('src', 1).events.filter((e) => e.name === 'batch').map((e) => e.attributes?.['flowkit.batch.uid']), ['s0', 's1', 's2'])
+    assert.ok(attempt('src', 1).events.some((e) => e.name === 'accepted'))
+
+    const runs = spans('flowkit.worker.run')
+    for (const r of runs) {
+      const a = attempt(attr(r, 'flowkit.node.id') as string, attr(r, 'flowkit.attempt.epoch') as number)
+      assert.equal(r.spanContext().traceId, traceId, 'the run is in the task trace')
+      assert.equal(r.parentSpanContext?.spanId, a.spanContext().spanId, 'the run is a child of its attempt span')
+      assert.equal(r.parentSpanContext?.isRemote, true, 'its parent came over the bus')
+      assert.equal(r.kind, SpanKind.CONSUMER)
+      assert.equal(attr(r, 'flowkit.lease.id'), attr(a, 'flowkit.lease.id'))
+      assert.equal(attr(r, 'flowkit.worker.id'), w.workerId)
+      assert.ok(
+        a.links.some((l) => l.context.spanId === r.spanContext().spanId),
+        'the attempt span links the run span (its status events carried it back)',
+      )
+    }
+    const srcRun = runs.find((r) => attr(r, 'flowkit.node.id') === 'src') as ReadableSpan
+    assert.equal(srcRun.events.filter((e) => e.name === 'batch').length, 3)
+    assert.equal(attr(srcRun, 'flowkit.run.outcome'), 'finished')
+    const failedRun = runs.find((r) => attr(r, 'flowkit.node.id') === 'flaky' && attr(r, 'flowkit.attempt.epoch') === 1) as ReadableSpan
+    assert.equal(attr(failedRun, 'flowkit.run.outcome'), 'failed')
+    assert.equal(failedRun.status.code, SpanStatusCode.ERROR)
+
+    // The records themselves: every START carries its attempt; every status event its run.
+    const starts = produced.filter(isStart)
+    assert.equal(starts.length, 4)
+    for (const s of starts) assert.ok(attempts.some((a) => a.spanContext().spanId === parentSpanId(s.headers)), 'START traceparent names an attempt span')
+    const events = produced.filter((r) => statusKind(r) !== undefined && !statusKind(r)?.startsWith('WORKER_'))
+    assert.ok(events.length >= 4 + 3)
+    for (const e of events) assert.ok(runs.some((r) => r.spanContext().spanId === parentSpanId(e.headers)), `${statusKind(e)} traceparent names a run span`)
+
+    // Logs: records about a task or node carry the ids of its span.
+    const created = logger.records.find((r) => r.event === 'task.created')
+    assert.equal(created?.fields['trace_id'], traceId)
+    assert.equal(created?.fields['span_id'], task.spanContext().spanId)
+    const done = logger.records.find((r) => r.event === 'node.done' && r.fields['component'] === 'worker' && r.fields['node_id'] === 'src')
+    assert.equal(done?.fields['span_id'], srcRun.spanContext().spanId)
+    assert.equal(done?.fields['trace_id'], traceId)
+    const accepted = logger.records.find((r) => r.event === 'node.accepted' && r.fields['component'] === 'coordinator' && r.fields['node_id'] === 'sink')
+    assert.equal(accepted?.fields['span_id'], attempt('sink', 1).spanContext().spanId)
+  } finally {
+    await w.stop()
+    await c.stop()
+  }
+})
+
+test('no SDK registered: no trace headers; a START without headers (a Python coordinator) still runs, as a root run span', async () => {
+  const { provider, spans } = memoryTracing()
+  const bus = new MemoryBus()
+  const store = new MemoryStore()
+  const produced: BusRecord[] = []
+  // The coordinator traces on the global provider: no SDK is registered in this process.
+  const c = new Coordinator({ bus: spyBus(bus, produced), store, config: { schedulerTickSec: 0.05 } })
+  const w = new Worker({ bus, store, handlers: { src: sourceHandler(4, 2) }, observability: { tracing: provider } })
+  await c.start()
+  await w.start()
+  try {
+    const id = await c.createTask({ graph: { nodes: [{ node_id: 'src', type: 'src' }] } })
+    assert.equal((await c.waitForTask(id, { timeoutMs: 10_000 })).status, 'finished')
+    const starts = produced.filter(isStart)
+    assert.equal(starts.length, 1)
+    assert.equal(starts[0]?.headers, undefined, 'no headers without an SDK')
+    await waitFor(() => spans('flowkit.worker.run').length === 1)
+    assert.equal(spans('flowkit.worker.run')[0]?.parentSpanContext, undefined)
+  } finally {
+    await w.stop()
+    await c.stop()
+  }
+})
+
+test('observability: false: no headers, no registry, the metrics handler answers 404', async () => {
+  const bus = new MemoryBus()
+  const store = new MemoryStore()
+  const produced: BusRecord[] = []
+  const c = new Coordinator({ bus: spyBus(bus, produced), store, observability: false, config: { schedulerTickSec: 0.05 } })
+  const w = new Worker({ bus: spyBus(bus, produced), store, handlers: { src: sourceHandler(2, 1) }, observability: false })
+  await c.start()
+  await w.start()
+  try {
+    const id = await c.createTask({ graph: { nodes: [{ node_id: 'src', type: 'src' }] } })
+    assert.equal((await c.waitForTask(id, { timeoutMs: 10_000 })).status, 'finished')
+    assert.ok(produced.length > 0)
+    assert.ok(produced.every((r) => r.headers === undefined))
+    assert.equal(c.observability, null)
+    assert.equal(w.observability, null)
+    const statuses: number[] = []
+    const res = {
+      writeHead(s: number) {
+        statuses.push(s)
+        return { end: () => undefined }
+      },
+    }
+    c.metricsHandler()({ method: 'GET' } as never, res as never)
+    assert.deepEqual(statuses, [404])
+  } finally {
+    await w.stop()
+    await c.stop()
+  }
+})
