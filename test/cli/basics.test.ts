@@ -5,10 +5,9 @@
  */
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { FIXTURES, ROOT, runCli } from './helpers.ts'
+import { FIXTURES, ROOT, runCli, tempDir } from './helpers.ts'
 
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }
 /** Refused at once on every host (nothing listens on port 1). */
@@ -106,7 +105,7 @@ describe('flowkit CLI basics', () => {
   })
 
   test('validate: a missing file exits 4, a file that is not JSON exits 1, params that are not an object exit 1', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'flowkit-cli-'))
+    const dir = tempDir()
     const missing = await runCli(['validate', join(dir, 'nope.json')])
     assert.equal(missing.code, 4)
     assertOneLineError(missing.stderr, /graph file .*nope\.json not found/)

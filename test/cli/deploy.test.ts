@@ -10,13 +10,12 @@
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { MongoStore, dropMongoDatabase } from '../../src/adapters/mongo/index.ts'
 import { kafkaBrokers, mongoUrl, realSkip } from '../helpers/real.ts'
 import { waitFor } from '../helpers/wait.ts'
-import { CliProcess, FIXTURES, Tmux, hasTmux, runCli, shellCli, shellEnv } from './helpers.ts'
+import { CliProcess, FIXTURES, Tmux, hasTmux, runCli, shellCli, shellEnv, tempDir } from './helpers.ts'
 
 const skip = realSkip('both') || (hasTmux() ? false : 'tmux is not installed')
 const url = mongoUrl() ?? ''
@@ -25,7 +24,7 @@ const HANDLERS = join(FIXTURES, 'handlers.ts')
 describe('a CLI deployment on Kafka and MongoDB', { skip }, () => {
   const tag = `cli${randomBytes(4).toString('hex')}`
   const dbName = `flowkit_${tag}`
-  const dir = mkdtempSync(join(tmpdir(), 'flowkit-cli-'))
+  const dir = tempDir()
   const gate = join(dir, 'release')
   const config = join(dir, 'flowkit.json')
   const env = { FLOWKIT_MONGO_URL: url, FLOWKIT_KAFKA_BROKERS: (kafkaBrokers() ?? []).join(','), FLOWKIT_CONFIG: config }

@@ -6,10 +6,9 @@
  */
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { CliProcess, FIXTURES, jsonLines, runCli } from './helpers.ts'
+import { CliProcess, FIXTURES, jsonLines, runCli, tempDir } from './helpers.ts'
 
 const HANDLERS = join(FIXTURES, 'handlers.ts')
 
@@ -56,7 +55,7 @@ describe('flowkit dev', () => {
   })
 
   test('a handlers module without processBatch is a usage error (exit 2); a missing module exit 4', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'flowkit-cli-'))
+    const dir = tempDir()
     writeFileSync(join(dir, 'bad.mjs'), 'export default { step: { run() {} } }\n')
     const bad = await runCli(['dev', '--handlers', join(dir, 'bad.mjs')])
     assert.equal(bad.code, 2, bad.stderr)
@@ -78,7 +77,7 @@ describe('flowkit dev', () => {
   })
 
   test('SIGINT while the task runs stops the runtime cleanly and exits 130', async () => {
-    const gate = join(mkdtempSync(join(tmpdir(), 'flowkit-cli-')), 'never')
+    const gate = join(tempDir(), 'never')
     const p = new CliProcess(['dev', '--handlers', HANDLERS, '--graph', join(FIXTURES, 'pipeline.json')], { FLOWKIT_TEST_GATE: gate })
     try {
       await p.waitOut(/\] square\s+running\s+epoch=1 batches=0 worker=dev-worker/)

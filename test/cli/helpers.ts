@@ -3,6 +3,9 @@
  * `flowkit-source` condition (so it runs the TypeScript sources). Every wait has a deadline.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { waitFor } from '../helpers/wait.ts'
 
@@ -10,6 +13,18 @@ export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 export const BIN = fileURLToPath(new URL('../../bin/flowkit.js', import.meta.url))
 export const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url))
 export const NODE_ARGS = ['--conditions=flowkit-source', BIN]
+
+const tempDirs: string[] = []
+process.on('exit', () => {
+  for (const d of tempDirs) rmSync(d, { recursive: true, force: true })
+})
+
+/** A fresh temporary directory, removed when the test process exits. */
+export function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'flowkit-cli-'))
+  tempDirs.push(d)
+  return d
+}
 
 export interface CliResult {
   code: number | null

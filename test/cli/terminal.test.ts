@@ -5,14 +5,13 @@
  */
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { FIXTURES, Tmux, hasTmux, shellCli, shellEnv } from './helpers.ts'
+import { FIXTURES, Tmux, hasTmux, shellCli, shellEnv, tempDir } from './helpers.ts'
 
 describe('live progress in a terminal', { skip: hasTmux() ? false : 'tmux is not installed' }, () => {
   test('flowkit dev --graph redraws its node table in place until the task finished (exit 0)', async () => {
-    const gate = join(mkdtempSync(join(tmpdir(), 'flowkit-cli-')), 'release')
+    const gate = join(tempDir(), 'release')
     const tmux = new Tmux()
     try {
       tmux.start(`${shellEnv({ FLOWKIT_TEST_GATE: gate, FLOWKIT_LOG_LEVEL: 'silent' })} ${shellCli(['dev', '--handlers', join(FIXTURES, 'handlers.ts'), '--graph', join(FIXTURES, 'pipeline.json')])}`)
