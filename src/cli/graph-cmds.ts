@@ -164,11 +164,11 @@ export async function watchTask(store: Store, taskId: string, ctx: CommandBase, 
     const final = await followStore(store, taskId, progress, {
       signal: ctx.signal,
       ...(intervalMs === undefined ? {} : { intervalMs }),
-      note: (t) => ctx.out.note(`flowkit: ${t}`),
+      note: (t) => progress.note(`flowkit: ${t}`),
       stillQueued: {
         afterMs: Math.max(15_000, sweepSec * 1000 + 5000),
         notify: () =>
-          ctx.out.note(`flowkit: task ${taskId} is still queued: is a coordinator (\`flowkit coordinator\`) running against this database? It adopts new tasks within ${sweepSec} s.`),
+          progress.note(`flowkit: task ${taskId} is still queued: is a coordinator (\`flowkit coordinator\`) running against this database? It adopts new tasks within ${sweepSec} s.`),
       },
     })
     return final.status === 'finished' ? EXIT.ok : EXIT.failed

@@ -45,13 +45,15 @@ export interface Progress {
   event(e: TaskEvent): void
   /** Final render (human modes) and the summary line. */
   end(t: TaskView): void
+  /** A note for the user (stderr), kept clear of a live display. */
+  note(text: string): void
   /** Stops timers (interrupted). */
   close(): void
 }
 
 export function makeProgress(out: Out, options: { summary?: boolean } = {}): Progress {
   if (out.json) {
-    return { view() {}, event: (e) => out.doc(e), end() {}, close() {} }
+    return { view() {}, event: (e) => out.doc(e), end() {}, note: (t) => out.note(t), close() {} }
   }
   return out.isTTY ? new LiveTable(out, options.summary ?? true) : new ChangeLines(out, options.summary ?? true)
 }
@@ -102,6 +104,14 @@ class LiveTable implements Progress {
     if (lines.length < this.#drawn) text += `\x1b[${this.#drawn - lines.length}F`
     this.#out.write(text)
     this.#drawn = lines.length
+  }
+
+  note(text: string): void {
+    // Above the table: erase it, print the note, draw the table again below.
+    if (this.#drawn > 0) this.#out.write(`\x1b[${this.#drawn}F\x1b[J`)
+    this.#drawn = 0
+    this.#out.note(text)
+    this.#draw()
   }
 
   end(t: TaskView): void {
@@ -162,6 +172,10 @@ class ChangeLines implements Progress {
   }
 
   event(): void {}
+
+  note(text: string): void {
+    this.#out.note(text)
+  }
 
   end(t: TaskView): void {
     this.view(t, true)
