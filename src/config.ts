@@ -14,6 +14,8 @@ export interface TopicsConfig {
   topicQuery: string
   topicReply: string
   topicSignals: string
+  /** Control requests to coordinators (cancel, adopt) from other processes (the CLI). */
+  topicControl: string
   /** Partitions for topics flowkit creates. */
   topicPartitions: number
 }
@@ -58,6 +60,8 @@ export interface CoordinatorConfig extends TopicsConfig, SubmitLimits {
    * worker fails such a node permanently with `bad_input_adapter` (PROTOCOL.md, S-050).
    */
   rejectUnknownInputAdapters: boolean
+  /** How often the sweep runs (retention, adoption of tasks written by another process). */
+  sweepIntervalSec: number
   /** Refuse at createTask a graph with a worker type no live worker has announced. */
   requireKnownTypes: boolean
   /** A worker not heard from (announce) for this long no longer counts as serving its roles. */
@@ -99,6 +103,7 @@ const TOPIC_DEFAULTS: TopicsConfig = {
   topicQuery: 'query.tasks.v1',
   topicReply: 'reply.tasks.v1',
   topicSignals: 'signals.v1',
+  topicControl: 'control.tasks.v1',
   topicPartitions: 3,
 }
 
@@ -126,6 +131,7 @@ export const COORDINATOR_DEFAULTS: CoordinatorConfig = {
   retentionSec: 7 * 24 * 3600,
   rejectUnknownInputAdapters: false,
   requireKnownTypes: false,
+  sweepIntervalSec: 10,
   workerLivenessSec: 180,
   snapshotIntervalSec: 5,
 }

@@ -6,9 +6,9 @@
  * functions plus those of `--functions <module>`.
  *
  * Submission starts no coordinator (a deployment runs exactly one): the task is written to the
- * store as a new queued task (`Store.createTasks`, unique by id), and the running coordinator
- * adopts it from its sweep, which looks for queued tasks it does not hold every
- * max(1 s, 10 × scheduler_tick_sec) — 10 s with the default config. `--watch` then follows it.
+ * store as a new queued task (`Store.createTasks`, unique by id), and an `adopt` request on the
+ * coordinators' control topic has the running coordinator load it at once (its sweep would, within
+ * sweep_interval_sec). `--watch` then follows it.
  */
 import { readFileSync } from 'node:fs'
 import { COORDINATOR_DEFAULTS, resolveConfig } from '../config.ts'
@@ -18,7 +18,9 @@ import { ErrorCode, FlowkitError, GraphValidationError, errorMessage } from '../
 import type { GraphProblem } from '../graph/parse.ts'
 import type { Store, TaskDoc } from '../ports/store.ts'
 import { flag, int, parse, positionals, str } from './args.ts'
-import { openStore } from './connect.ts'
+import { openBus, openStore, processLogger } from './connect.ts'
+import { controlRequest, sendControl } from '../coordinator/control.ts'
+import { controlTopic } from './control.ts'
 import { CliError, EXIT } from './errors.ts'
 import { followStore } from './follow.ts'
 import { loadFunctions } from './modules.ts'
@@ -122,7 +124,7 @@ export function submitOptions(): Parameters<typeof parse>[2] {
 /** Sweep period of a coordinator with this config (how long adoption of a CLI submission may take). */
 export function sweepSeconds(s: Settings): number {
   const config = resolveConfig(COORDINATOR_DEFAULTS, s.coordinator, 'coordinator config')
-  return Math.max(1, config.schedulerTickSec * 10)
+  return Math.max(0.1, config.sweepIntervalSec)
 }
 
 export async function submitCommand(argv: readonly string[], base: CommandBase): Promise<number> {
@@ -145,6 +147,17 @@ export async function submitCommand(argv: readonly string[], base: CommandBase):
         throw new CliError(EXIT.failed, `a task with id ${task.id} already exists`, { hint: `see \`flowkit status ${task.id}\`, or submit without --id` })
       }
       throw err
+    }
+    // Tell the running coordinator at once (it would adopt the task at its next sweep anyway).
+    try {
+      const bus = await openBus(settings, processLogger('warn'))
+      try {
+        await sendControl(bus, controlTopic(settings), controlRequest('adopt', task.id, Date.now()))
+      } finally {
+        await bus.close()
+      }
+    } catch (err) {
+      base.out.note(`flowkit: could not notify the coordinator (${errorMessage(err)}); it adopts the task at its next sweep`)
     }
     const sweep = sweepSeconds(settings)
     if (base.out.json && !flag(p, 'watch')) base.out.doc({ task_id: task.id, status: task.status, nodes: task.graph.nodes.length })

@@ -66,8 +66,9 @@ ${GLOBAL}`,
 Runs the deployment's coordinator (exactly one per deployment) until SIGINT/SIGTERM.
   --functions <module>   extra coordinator functions { name: CoordinatorFn }
   --group-id <id>        consumer-group prefix (FLOWKIT_GROUP_ID; config "coordinator.group_id")
-It also serves \`flowkit cancel\` requests (topic cli.control.v1) and adopts tasks queued by
-\`flowkit submit\` within max(1 s, 10 × scheduler_tick_sec).
+Every coordinator serves control requests (topic control.tasks.v1): \`flowkit cancel\`, and
+\`flowkit submit\`'s request to adopt the task it queued (else adopted at the next sweep,
+sweep_interval_sec, default 10 s).
 ${CONNECTION}
 ${GLOBAL}`,
   worker: `usage: flowkit worker --handlers <module> [--roles a,b] [--concurrency <n>] [--worker-id <id>]
@@ -86,8 +87,8 @@ path and code (exit 1). The "coordinator" section of --config sets the limits.
 ${GLOBAL}`,
   submit: `usage: flowkit submit <graph.json> [--params <p.json>] [--id <task-id>] [--watch] [--functions <module>]
 
-Validates the graph, then writes it to the store as a queued task; the running coordinator adopts it
-within max(1 s, 10 × scheduler_tick_sec) (10 s by default). Prints the task id.
+Validates the graph, then writes it to the store as a queued task and asks the running coordinator
+to adopt it at once (else it does at its next sweep, sweep_interval_sec). Prints the task id.
   --params <file>        task params (a JSON object)
   --id <task-id>         choose the task id (must be new)
   -w, --watch            follow the task until it ends (exit 0 finished, 1 failed/cancelled)
@@ -112,8 +113,8 @@ ${CONNECTION}
 ${GLOBAL}`,
   cancel: `usage: flowkit cancel <task-id> [--reason <text>] [--timeout <s>] [--wait]
 
-Asks the coordinator that owns the task to cancel it (a request on the topic cli.control.v1, served
-by \`flowkit coordinator\`), then waits until the task is cancelling (--wait: until it ended).
+Asks the coordinator that owns the task to cancel it (a request on its control topic,
+control.tasks.v1), then waits until the task is cancelling (--wait: until it ended).
   --reason <text>        recorded as the cancel reason (default "cancelled from the CLI")
   --timeout <s>          give up (exit 1) when no coordinator acted within this time (default 15)
 ${CONNECTION}

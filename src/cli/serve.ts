@@ -12,12 +12,11 @@
  */
 import { Coordinator } from '../coordinator/coordinator.ts'
 import type { Logger } from '../log.ts'
-import type { Bus, Subscription } from '../ports/bus.ts'
+import type { Bus } from '../ports/bus.ts'
 import type { Store } from '../ports/store.ts'
 import { Worker } from '../worker/worker.ts'
 import { int, list, parse, positionals, str } from './args.ts'
 import { checkKafka, checkMongo, openBus, openStore, processLogger } from './connect.ts'
-import { serveControl } from './control.ts'
 import { EXIT, redactUrl, toCliError, usageError } from './errors.ts'
 import { loadFunctions, loadHandlers } from './modules.ts'
 import type { CommandBase } from './output.ts'
@@ -65,21 +64,17 @@ export async function coordinatorCommand(argv: readonly string[], base: CommandB
   const log = processLogger()
   const opened: Opened = { store: null, bus: null }
   let coordinator: Coordinator | null = null
-  let control: Subscription | null = null
   try {
     const { store, bus } = await openServices(settings, log)
     opened.store = store
     opened.bus = bus
     coordinator = new Coordinator({ bus, store, logger: log, config: settings.coordinator, functions })
     await coordinator.start()
-    control = await serveControl(bus, coordinator.config.groupId, coordinator, log.child({ component: 'cli-control' }))
     const started = { group_id: coordinator.config.groupId, functions: coordinator.functionNames }
     if (base.out.json) base.out.doc({ event: 'coordinator.ready', ...started })
     else base.out.line(`flowkit coordinator: ready (group ${started.group_id}; ${where(settings)}); Ctrl-C stops`)
     await untilAborted(base.signal)
     base.out.note('flowkit coordinator: stopping')
-    await control.close()
-    control = null
     await coordinator.stop()
     coordinator = null
     await closeAll(opened)
@@ -87,7 +82,6 @@ export async function coordinatorCommand(argv: readonly string[], base: CommandB
     else base.out.line('flowkit coordinator: stopped')
     return EXIT.ok
   } catch (err) {
-    await control?.close().catch(() => undefined)
     await coordinator?.stop().catch(() => undefined)
     await closeAll(opened)
     throw toCliError(err)

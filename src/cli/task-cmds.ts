@@ -8,7 +8,8 @@ import type { Store, TaskDoc, TaskStatus } from '../ports/store.ts'
 import { TERMINAL_TASK_STATUSES } from '../ports/store.ts'
 import { flag, int, list, parse, positionals, seconds, str } from './args.ts'
 import { openBus, openStore, processLogger } from './connect.ts'
-import { cancelRequest, sendCancel } from './control.ts'
+import { controlRequest, sendControl } from '../coordinator/control.ts'
+import { controlTopic } from './control.ts'
 import { CliError, EXIT, usageError } from './errors.ts'
 import { sweepSeconds, watchTask } from './graph-cmds.ts'
 import { type CommandBase, ago, isoTime, table } from './output.ts'
@@ -120,7 +121,7 @@ export async function cancelCommand(argv: readonly string[], base: CommandBase):
     // Warnings only: a one-shot command's output is not the bus's info log.
     const bus = await openBus(settings, processLogger('warn'))
     try {
-      await sendCancel(bus, cancelRequest(id, str(p, 'reason') ?? 'cancelled from the CLI', Date.now()))
+      await sendControl(bus, controlTopic(settings), controlRequest('cancel', id, Date.now(), str(p, 'reason') ?? 'cancelled from the CLI'))
     } finally {
       await bus.close()
     }

@@ -37,6 +37,7 @@ import { SnapshotWriter } from './snapshots.ts'
 import { TimerHeap } from './timers.ts'
 import { type CreateTaskInput, TaskInserter, buildTask } from './submit.ts'
 import { Subscriptions } from './subscriptions.ts'
+import { applyControl } from './control.ts'
 import { type TaskEvent, Watchers } from './watch.ts'
 import { waitForTask } from './waiting.ts'
 import { type TaskOutput, readOutput } from './output.ts'
@@ -203,13 +204,11 @@ export class Coordinator {
     this.#outbox.start()
     this.#timers.start()
     const c = this.config
-    await this.#bus.ensureTopics([
-      { name: c.topicQuery, partitions: c.topicPartitions },
-      { name: c.topicReply, partitions: c.topicPartitions },
-      { name: c.topicWorkerAnnounce, partitions: 1 },
-    ])
-    this.#subscriptions.set('__announce__', await this.#bus.subscribe({ groupId: `${c.groupId}.announce`, topics: [c.topicWorkerAnnounce], name: 'coordinator-announce', ...this.#subscriptions.instance('announce'), handler: parkPoison((m) => onAnnounce(this.#store, this.#clock, this.#log, m, (w) => this.#roles.seen(w)), this.#log) }))
-    this.#subscriptions.set('__replies__', await this.#bus.subscribe({ groupId: `${c.groupId}.replies`, topics: [c.topicReply], fromLatest: true, name: 'coordinator-replies', ...this.#subscriptions.instance('replies'), handler: parkPoison((m) => this.#discovery.onReply(m), this.#log) }))
+    await this.#subscriptions.startFixed({
+      announce: parkPoison((m) => onAnnounce(this.#store, this.#clock, this.#log, m, (w) => this.#roles.seen(w)), this.#log),
+      replies: parkPoison((m) => this.#discovery.onReply(m), this.#log),
+      control: (m) => applyControl(this, this.#log, m, this.#clock.now()),
+    })
     // Recovery: load active tasks once, replay the status topics, then act.
     const active = await this.#store.listTasks({ statuses: ACTIVE })
     const loaded: TaskRuntime[] = []
@@ -337,6 +336,15 @@ export class Coordinator {
       },
       options.signal,
     )
+  }
+
+  /**
+   * Loads a task another process wrote to the store (e.g. `flowkit submit`), now instead of at
+   * the next sweep. False when it is unknown, not active, or already held here.
+   */
+  async adoptTask(id: string): Promise<boolean> {
+    if (this.#engine.tasks.has(id)) return false
+    return (await this.#adopt(id)) !== null
   }
 
   async cancelTask(id: string, options: { reason?: string } = {}): Promise<boolean> {

@@ -4,7 +4,8 @@
  */
 import type { CoordinatorConfig } from '../config.ts'
 import { topicFor } from '../config.ts'
-import type { Bus, BusMessage, Subscription } from '../ports/bus.ts'
+import { randomUUID } from 'node:crypto'
+import type { Bus, BusHandler, BusMessage, Subscription } from '../ports/bus.ts'
 
 export class Subscriptions {
   readonly #bus: Bus
@@ -45,6 +46,22 @@ export class Subscriptions {
   async closeAll(): Promise<void> {
     await Promise.all(this.all().map((s) => s.close()))
     this.#subs.clear()
+  }
+
+  /** The subscriptions every coordinator has from its start: worker announces, replies, control requests. */
+  async startFixed(h: { announce: BusHandler; replies: BusHandler; control: BusHandler }): Promise<void> {
+    const c = this.#config
+    await this.#bus.ensureTopics([
+      { name: c.topicQuery, partitions: c.topicPartitions },
+      { name: c.topicReply, partitions: c.topicPartitions },
+      { name: c.topicWorkerAnnounce, partitions: 1 },
+      { name: c.topicControl, partitions: 1 },
+    ])
+    this.set('__announce__', await this.#bus.subscribe({ groupId: `${c.groupId}.announce`, topics: [c.topicWorkerAnnounce], name: 'coordinator-announce', ...this.instance('announce'), handler: h.announce }))
+    this.set('__replies__', await this.#bus.subscribe({ groupId: `${c.groupId}.replies`, topics: [c.topicReply], fromLatest: true, name: 'coordinator-replies', ...this.instance('replies'), handler: h.replies }))
+    // Every coordinator of the deployment reads every request (its own group): the owner applies it.
+    const own = c.coordinatorId ?? randomUUID()
+    this.set('__control__', await this.#bus.subscribe({ groupId: `${c.groupId}.control.${own}`, topics: [c.topicControl], fromLatest: true, name: 'coordinator-control', handler: h.control }))
   }
 
   /** Subscribes to the status topic of `type` (topics created first) unless already done. */

@@ -21,7 +21,7 @@ export interface SweepDeps {
 }
 
 export async function sweep(signal: AbortSignal, d: SweepDeps): Promise<void> {
-  const tickMs = Math.max(1000, d.config.schedulerTickSec * 1000 * 10)
+  const tickMs = Math.max(100, d.config.sweepIntervalSec * 1000)
   let lastPurge = 0
   while (!signal.aborted) {
     try {
