@@ -7,11 +7,8 @@
  * connect timeouts. Long-running processes (coordinator, worker) first check that both services
  * answer within the deadline, then open them with the drivers' own (patient) defaults.
  *
- * Read-only commands (status, ls, workers, dlq ls) ask for a read-only store. The MongoStore
- * adapter has no such mode yet: it creates missing collections and indexes when it connects,
- * whatever the first call is, so reading a database that does not exist (a typo in the URL's
- * database) creates it. The CLI passes `readOnly: true` so that it takes effect as soon as the
- * adapter supports it (see docs/cli.md, "Known limits").
+ * Read-only commands (status, ls, workers, dlq ls) open a read-only store (`readOnly: true`): no
+ * collection or index is created, so a mistyped database name stays absent.
  */
 import { connect as tcpConnect } from 'node:net'
 import { ErrorCode, FlowkitError } from '../errors.ts'
@@ -57,7 +54,6 @@ export async function openStore(s: Settings, mode: StoreMode, logger?: Logger): 
     ...(s.mongo.collectionPrefix === undefined ? {} : { collectionPrefix: s.mongo.collectionPrefix }),
     ...(logger === undefined ? {} : { logger }),
     ...(mode === 'serve' ? {} : { clientOptions: { serverSelectionTimeoutMS: t, connectTimeoutMS: t } }),
-    // Forward-compatible: honoured once MongoStore has a read-only mode (no schema creation).
     ...(mode === 'read' ? { readOnly: true } : {}),
   }
   let store: InstanceType<typeof MongoStore>

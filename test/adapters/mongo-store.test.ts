@@ -169,6 +169,16 @@ describe('MongoStore on a real server', { skip }, () => {
     await dropMongoDatabase(url!, dbName)
   })
 
+  it('a read-only store reads what a writer wrote and refuses every write verb', async () => {
+    const writer = newStore()
+    const task = makeTaskDoc()
+    await writer.createTask(task)
+    const reader = newStore({ readOnly: true })
+    assert.equal((await reader.getTask(task.id))?.id, task.id)
+    await assert.rejects(reader.createTask(makeTaskDoc()), (err: unknown) => isFlowkitError(err, ErrorCode.Config) && /read-only/.test((err as Error).message))
+    await assert.rejects(reader.appendJournal([entry(task.id, 1)]), /read-only/)
+  })
+
   it('createTask of an existing id: STORE_DUPLICATE_KEY with the task id, not retryable', async () => {
     const store = newStore()
     const task = makeTaskDoc()

@@ -158,7 +158,6 @@ describe('flowkit store commands on MongoDB', { skip }, () => {
 
   test(
     'read-only commands create nothing: ls / status / workers / dlq ls on a database that does not exist leave it absent',
-    { todo: 'MongoStore has no read-only mode: connecting always creates the collections and indexes (the CLI passes readOnly: true for when it has one)' },
     async () => {
       const ghost = newDb()
       const genv = { FLOWKIT_MONGO_URL: url, FLOWKIT_MONGO_DB: ghost }

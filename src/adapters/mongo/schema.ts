@@ -95,6 +95,12 @@ function sameKey(a: unknown, b: Record<string, number>): boolean {
   return ea.length === eb.length && ea.every(([k, v], i) => k === eb[i]?.[0] && Number(v) === eb[i]?.[1])
 }
 
+/** The collections as they are (nothing created): for a read-only store. */
+export function openSchema(db: Db, prefix: string): Collections {
+  const keys = Object.keys(MONGO_COLLECTIONS) as MongoCollectionKey[]
+  return Object.fromEntries(keys.map((key) => [key, db.collection<Row>(prefix + MONGO_COLLECTIONS[key])])) as Collections
+}
+
 /** Creates the collections (named `prefix + base name`) and their indexes; returns them. */
 export async function ensureSchema(db: Db, prefix: string, logger: Logger | undefined): Promise<Collections> {
   const existing = new Set((await db.listCollections({}, { nameOnly: true }).toArray()).map((c) => (c as { name: string }).name))

@@ -49,7 +49,7 @@ import * as artifacts from './artifacts.ts'
 import { claimAttempt, getCheckpoint, saveCheckpoint } from './claims.ts'
 import { mapMongoError, safeMessage } from './errors.ts'
 import * as outbox from './outbox.ts'
-import { type Collections, MONGO_COLLECTIONS, type MongoCollectionKey, ensureSchema, num } from './schema.ts'
+import { type Collections, MONGO_COLLECTIONS, type MongoCollectionKey, ensureSchema, num, openSchema } from './schema.ts'
 import { MongoTasks, encodeEntry, encodeNewTask, encodeSnapshot } from './tasks.ts'
 import { dbNameFromUrl } from './url.ts'
 import * as workers from './workers.ts'
@@ -69,7 +69,15 @@ export interface MongoStoreOptions {
   logger?: Logger
   /** Passed to the driver (auth, TLS, timeouts, pool); `ignoreUndefined` is always true. */
   clientOptions?: MongoClientOptions
+  /**
+   * Read only: no collection or index is created (a mistyped database name stays absent) and
+   * every write verb is refused. For inspection tools (the CLI's status, ls, workers).
+   */
+  readOnly?: boolean
 }
+
+/** The verbs a read-only store serves. */
+const READ_VERBS: ReadonlySet<string> = new Set(['getTask', 'listTasks', 'getRunView', 'listTaskIds', 'readJournal', 'listBatchMetrics', 'listArtifacts', 'getArtifact', 'outboxList', 'listWorkers', 'getCheckpoint', 'getWorkerState'])
 
 export class MongoStore implements Store {
   /** FerretDB (detected at connect): its single-document updates are not isolated. */
@@ -85,6 +93,7 @@ export class MongoStore implements Store {
   #collections: Collections | undefined
   #initializing: Promise<Collections> | undefined
   #closed = false
+  readonly #readOnly: boolean
 
   /** A store on the server named by FLOWKIT_MONGO_URL, with other options as given. */
   static fromEnv(options: Omit<MongoStoreOptions, 'url' | 'uri'> = {}, env: NodeJS.ProcessEnv = process.env): MongoStore {
@@ -103,6 +112,7 @@ export class MongoStore implements Store {
     this.#prefix = options.collectionPrefix ?? ''
     this.#logger = options.logger
     this.#clientOptions = { appName: 'flowkit', ...options.clientOptions, ignoreUndefined: true }
+    this.#readOnly = options.readOnly === true
   }
 
   /** The database name in use (for tests and operators). */
@@ -157,7 +167,7 @@ export class MongoStore implements Store {
       const db = client.db(this.#dbName)
       const info = await db.command({ buildInfo: 1 }).catch(() => ({}) as Document)
       this.#ferret = info['ferretdbVersion'] !== undefined || info['ferretdb'] !== undefined
-      const collections = await ensureSchema(db, this.#prefix, this.#logger)
+      const collections = this.#readOnly ? openSchema(db, this.#prefix) : await ensureSchema(db, this.#prefix, this.#logger)
       this.#open()
       this.#collections = collections
       this.#logger?.info('store.mongo.ready', { db: this.#dbName, collection_prefix: this.#prefix })
@@ -191,6 +201,7 @@ export class MongoStore implements Store {
 
   /** Runs `fn` on the collections, mapping driver errors. Arguments are checked before a call. */
   async #run<T>(op: string, fn: (c: Collections) => Promise<T>): Promise<T> {
+    if (this.#readOnly && !READ_VERBS.has(op)) throw new FlowkitError(ErrorCode.Config, `MongoStore: ${op} refused: the store was opened read-only`)
     const collections = await this.#ready()
     try {
       return await fn(collections)
