@@ -1,0 +1,305 @@
+/**
+ * The dashboard's JSON API (everything under /api except the live streams, see live.ts). Reads go
+ * through the Coordinator where it has a verb (tasks, workers, dead letters, artifacts, output)
+ * and the Store for the rest (graph, batch metrics, checkpoints, worker run state); every action
+ * goes through the Coordinator (cancelTask, createTask, retryDeadLetter) and is logged.
+ */
+import type { IncomingMessage } from 'node:http'
+import type { Coordinator } from '../coordinator/coordinator.ts'
+import type { TaskView } from '../coordinator/view.ts'
+import { ErrorCode, GraphValidationError, isFlowkitError } from '../errors.ts'
+import { type Logger, redactText } from '../log.ts'
+import type { ArtifactDoc, BatchMetricsRow, Store, TaskStatus } from '../ports/store.ts'
+import { countingAttempt } from '../ports/store-rules.ts'
+import { FINAL_UID } from '../protocol/messages.ts'
+import { type GraphModel, graphModel, resubmitInput } from './graph-model.ts'
+import { HttpError, intParam, preview, readJson } from './http.ts'
+import { TASK_STATUSES, type TaskIndex, type TaskSummary } from './task-index.ts'
+
+/** The Coordinator verbs the dashboard uses. */
+export type DashboardCoordinator = Pick<
+  Coordinator,
+  'createTask' | 'getTask' | 'watch' | 'cancelTask' | 'listWorkers' | 'listDeadLetters' | 'retryDeadLetter' | 'listArtifacts' | 'getOutput'
+>
+
+export interface ApiContext {
+  coordinator: DashboardCoordinator
+  store: Store
+  index: TaskIndex
+  now: () => number
+  log: Logger
+  version: string
+  auth: boolean
+  /** Graph models by task id (a task's graph never changes, and its page is opened often). */
+  graphs: Map<string, GraphModel>
+}
+
+type Handler = (ctx: ApiContext, params: string[], url: URL, req: IncomingMessage) => Promise<unknown>
+interface Route {
+  method: 'GET' | 'POST'
+  pattern: RegExp
+  handler: Handler
+}
+
+const ID = '([^/]+)'
+const LIST_MAX = 200
+const SHOWN = 50
+const ACTIVE: ReadonlySet<string> = new Set(['queued', 'running', 'cancelling'])
+
+const GRAPHS_KEPT = 200
+
+function param(params: string[], i: number): string {
+  try {
+    return decodeURIComponent(params[i] ?? '')
+  } catch {
+    throw new HttpError(400, 'bad path')
+  }
+}
+
+function statusesParam(url: URL): TaskStatus[] | undefined {
+  const raw = url.searchParams.get('status')
+  if (raw === null || raw === '') return undefined
+  const out = raw.split(',').filter((s) => s !== '')
+  for (const s of out) if (!(TASK_STATUSES as readonly string[]).includes(s)) throw new HttpError(400, `unknown status ${JSON.stringify(s)}; one of ${TASK_STATUSES.join(', ')}`)
+  return out as TaskStatus[]
+}
+
+async function taskView(ctx: ApiContext, id: string): Promise<TaskView> {
+  const t = await ctx.coordinator.getTask(id)
+  if (t === null) throw new HttpError(404, `task ${id} not found`)
+  return t
+}
+
+async function listTasks(ctx: ApiContext, _p: string[], url: URL): Promise<unknown> {
+  const limit = intParam(url, 'limit', 50, 1, LIST_MAX)
+  const page = intParam(url, 'page', 1, 1, 1_000_000)
+  const now = ctx.now()
+  const maxAge = intParam(url, 'max_age_sec', 0, 0, 10 * 365 * 86_400)
+  const minAge = intParam(url, 'min_age_sec', 0, 0, 10 * 365 * 86_400)
+  await ctx.index.ensureFresh()
+  const statuses = statusesParam(url)
+  const result = ctx.index.query({
+    ...(statuses !== undefined ? { statuses } : {}),
+    type: url.searchParams.get('type') ?? '',
+    idContains: url.searchParams.get('q') ?? '',
+    ...(maxAge > 0 ? { createdAfterMs: now - maxAge * 1000 } : {}),
+    ...(minAge > 0 ? { createdBeforeMs: now - minAge * 1000 } : {}),
+    offset: (page - 1) * limit,
+    limit,
+  })
+  // Rows that may have moved since they were read in full are read again (a page at most).
+  const items = await Promise.all(
+    result.items.map(async (s): Promise<TaskSummary> => {
+      if (!s.stale && !ACTIVE.has(s.status)) return s
+      const t = await ctx.coordinator.getTask(s.id)
+      if (t !== null) ctx.index.update(t)
+      return ctx.index.get(s.id) ?? s
+    }),
+  )
+  return { now_ms: now, page, limit, total: result.total, all: result.all, counts: result.counts, version: ctx.index.version, items: items.map(({ stale: _, ...rest }) => rest) }
+}
+
+async function getTask(ctx: ApiContext, p: string[]): Promise<unknown> {
+  const id = param(p, 0)
+  const task = await taskView(ctx, id)
+  ctx.index.update(task)
+  const graphs = ctx.graphs
+  let graph = graphs.get(id)
+  const doc = await ctx.store.getTask(id)
+  if (graph === undefined && doc !== null) {
+    graph = graphModel(doc.graph)
+    if (graphs.size >= GRAPHS_KEPT) graphs.delete(graphs.keys().next().value as string)
+    graphs.set(id, graph)
+  }
+  return {
+    now_ms: ctx.now(),
+    task,
+    graph: graph ?? { nodes: [], edges: [] },
+    deadline_at_ms: doc?.deadline_at_ms ?? null,
+    cancel_reason: doc?.coordinator.cancel_reason ?? null,
+  }
+}
+
+interface AttemptRow {
+  attempt_epoch: number
+  workers: string[]
+  partial: number
+  complete: number
+  failed: number
+  batches: number
+  first_ms: number | null
+  last_ms: number | null
+}
+
+function attemptsOf(artifacts: readonly ArtifactDoc[], batches: readonly BatchMetricsRow[]): AttemptRow[] {
+  const by = new Map<number, AttemptRow>()
+  const row = (epoch: number): AttemptRow => {
+    let r = by.get(epoch)
+    if (r === undefined) {
+      r = { attempt_epoch: epoch, workers: [], partial: 0, complete: 0, failed: 0, batches: 0, first_ms: null, last_ms: null }
+      by.set(epoch, r)
+    }
+    return r
+  }
+  for (const a of artifacts) {
+    const r = row(a.attempt_epoch)
+    r[a.status]++
+    if (a.worker_id !== null && !r.workers.includes(a.worker_id)) r.workers.push(a.worker_id)
+    r.first_ms = r.first_ms === null ? a.created_at : Math.min(r.first_ms, a.created_at)
+    r.last_ms = r.last_ms === null ? a.updated_at : Math.max(r.last_ms, a.updated_at)
+  }
+  for (const b of batches) if (b.batch_uid !== FINAL_UID) row(b.attempt_epoch).batches++
+  return [...by.values()].sort((a, b) => b.attempt_epoch - a.attempt_epoch)
+}
+
+async function getNode(ctx: ApiContext, p: string[]): Promise<unknown> {
+  const id = param(p, 0)
+  const nodeId = param(p, 1)
+  const task = await taskView(ctx, id)
+  const node = task.nodes.find((n) => n.node_id === nodeId)
+  if (node === undefined) throw new HttpError(404, `task ${id} has no node ${nodeId}`)
+  const [artifacts, batches, checkpoint] = await Promise.all([
+    ctx.coordinator.listArtifacts(id, { nodeId, allAttempts: true }),
+    ctx.store.listBatchMetrics(id, nodeId),
+    ctx.store.getCheckpoint(id, nodeId),
+  ])
+  const counting = countingAttempt(artifacts)
+  return {
+    node,
+    attempts: attemptsOf(artifacts, batches),
+    artifacts: {
+      total: counting.length,
+      items: counting
+        .slice(-SHOWN)
+        .reverse()
+        .map((a) => ({ batch_uid: a.batch_uid, status: a.status, attempt_epoch: a.attempt_epoch, worker_id: a.worker_id, created_at: a.created_at, updated_at: a.updated_at, meta: preview(a.meta, 600) })),
+    },
+    // The worker's final metrics come as one more row (batch_uid __final__): listed, not counted.
+    batches: { total: batches.filter((b) => b.batch_uid !== FINAL_UID).length, items: batches.slice(-SHOWN).reverse() },
+    checkpoint: checkpoint === null ? null : { attempt_epoch: checkpoint.attempt_epoch, saved_at_ms: checkpoint.saved_at_ms, state: preview(checkpoint.state, 600) },
+  }
+}
+
+async function getOutput(ctx: ApiContext, p: string[]): Promise<unknown> {
+  const out = await ctx.coordinator.getOutput(param(p, 0))
+  return {
+    outputs: out.map((o) => ({
+      node_id: o.node_id,
+      stats: o.stats,
+      artifact: o.artifact === null ? null : { attempt_epoch: o.artifact.attempt_epoch, worker_id: o.artifact.worker_id, updated_at: o.artifact.updated_at, meta: preview(o.artifact.meta, 4_000, 2) },
+    })),
+  }
+}
+
+async function cancelTask(ctx: ApiContext, p: string[], _u: URL, req: IncomingMessage): Promise<unknown> {
+  const id = param(p, 0)
+  const body = await readJson(req)
+  const reason = typeof body['reason'] === 'string' && body['reason'] !== '' ? body['reason'].slice(0, 500) : 'cancelled from the dashboard'
+  const ok = await ctx.coordinator.cancelTask(id, { reason })
+  ctx.log.info('dashboard.cancel', { task_id: id, accepted: ok })
+  return { ok }
+}
+
+async function resubmitTask(ctx: ApiContext, p: string[]): Promise<unknown> {
+  const id = param(p, 0)
+  const doc = await ctx.store.getTask(id)
+  if (doc === null) throw new HttpError(404, `task ${id} not found`)
+  const newId = await ctx.coordinator.createTask(resubmitInput(doc))
+  ctx.log.info('dashboard.resubmit', { task_id: id, new_task_id: newId })
+  return { id: newId }
+}
+
+async function listWorkers(ctx: ApiContext): Promise<unknown> {
+  const workers = await ctx.coordinator.listWorkers()
+  const states = await Promise.all(workers.map((w) => ctx.store.getWorkerState(w.worker_id)))
+  return {
+    now_ms: ctx.now(),
+    workers: workers.map((w, i) => ({ ...w, active_runs: states[i]?.active_runs ?? [], state_updated_at_ms: states[i]?.updated_at_ms ?? null })),
+  }
+}
+
+/** What a parked message is about, read from its envelope (nulls when it is not one). */
+function envelopeOf(value: string): { msg_type: string | null; task_id: string | null; node_id: string | null } {
+  const text = (v: unknown): string | null => (typeof v === 'string' ? v : null)
+  try {
+    const v = JSON.parse(value) as unknown
+    if (v === null || typeof v !== 'object') return { msg_type: null, task_id: null, node_id: null }
+    const e = v as Record<string, unknown>
+    return { msg_type: text(e['msg_type']), task_id: text(e['task_id']), node_id: text(e['node_id']) }
+  } catch {
+    return { msg_type: null, task_id: null, node_id: null }
+  }
+}
+
+async function listDeadLetters(ctx: ApiContext, _p: string[], url: URL): Promise<unknown> {
+  const limit = intParam(url, 'limit', 100, 1, 1000)
+  const rows = await ctx.coordinator.listDeadLetters(limit)
+  return {
+    now_ms: ctx.now(),
+    items: rows.map(({ value, ...r }) => ({
+      ...r,
+      last_error: r.last_error === null ? null : redactText(r.last_error),
+      ...envelopeOf(value),
+      value_bytes: Buffer.byteLength(value),
+      value_preview: redactText(value.slice(0, 400)),
+    })),
+  }
+}
+
+async function retryDeadLetter(ctx: ApiContext, p: string[]): Promise<unknown> {
+  const id = param(p, 0)
+  const ok = await ctx.coordinator.retryDeadLetter(id)
+  ctx.log.info('dashboard.retry_dead_letter', { outbox_id: id, accepted: ok })
+  return { ok }
+}
+
+async function info(ctx: ApiContext): Promise<unknown> {
+  return { version: ctx.version, now_ms: ctx.now(), auth: ctx.auth, statuses: TASK_STATUSES }
+}
+
+async function types(ctx: ApiContext): Promise<unknown> {
+  await ctx.index.ensureFresh()
+  return { types: ctx.index.types() }
+}
+
+const ROUTES: Route[] = [
+  { method: 'GET', pattern: /^\/api\/info$/, handler: info },
+  { method: 'GET', pattern: /^\/api\/tasks$/, handler: listTasks },
+  { method: 'GET', pattern: /^\/api\/types$/, handler: types },
+  { method: 'GET', pattern: new RegExp(`^/api/tasks/${ID}$`), handler: getTask },
+  { method: 'GET', pattern: new RegExp(`^/api/tasks/${ID}/nodes/${ID}$`), handler: getNode },
+  { method: 'GET', pattern: new RegExp(`^/api/tasks/${ID}/output$`), handler: getOutput },
+  { method: 'POST', pattern: new RegExp(`^/api/tasks/${ID}/cancel$`), handler: cancelTask },
+  { method: 'POST', pattern: new RegExp(`^/api/tasks/${ID}/resubmit$`), handler: resubmitTask },
+  { method: 'GET', pattern: /^\/api\/workers$/, handler: listWorkers },
+  { method: 'GET', pattern: /^\/api\/dead-letters$/, handler: listDeadLetters },
+  { method: 'POST', pattern: new RegExp(`^/api/dead-letters/${ID}/retry$`), handler: retryDeadLetter },
+]
+
+/** Runs the route for this request; HttpError 404/405 when there is none. */
+export async function handleApi(ctx: ApiContext, req: IncomingMessage, url: URL): Promise<unknown> {
+  let allowed = false
+  for (const r of ROUTES) {
+    const m = r.pattern.exec(url.pathname)
+    if (m === null) continue
+    allowed = true
+    if (r.method !== req.method) continue
+    try {
+      return await r.handler(ctx, m.slice(1), url, req)
+    } catch (err) {
+      throw toHttpError(err)
+    }
+  }
+  throw allowed ? new HttpError(405, `${req.method} not allowed here`) : new HttpError(404, `no such API: ${url.pathname}`)
+}
+
+export function toHttpError(err: unknown): HttpError {
+  if (err instanceof HttpError) return err
+  if (err instanceof URIError) return new HttpError(400, 'bad percent-encoding in the path')
+  if (err instanceof GraphValidationError) return new HttpError(422, redactText(err.message))
+  if (isFlowkitError(err)) {
+    if (err.code === ErrorCode.TaskNotFound) return new HttpError(404, err.message)
+    return new HttpError(500, `${err.code}: ${redactText(err.message)}`)
+  }
+  return new HttpError(500, redactText(err instanceof Error ? err.message : String(err)))
+}

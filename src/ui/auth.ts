@@ -1,0 +1,123 @@
+/**
+ * Dashboard access rules.
+ *
+ * - Bound to a loopback address without a token: no login, but only requests addressed to a
+ *   loopback name (Host header `localhost`, `*.localhost`, `127.x.x.x`, `[::1]`) are served, so a
+ *   web page elsewhere cannot reach it through DNS rebinding.
+ * - With a token (required when bound to any other address): every request must carry it, as
+ *   `Authorization: Bearer <token>`, as the password of HTTP basic auth (any user name; the
+ *   browser asks for it), or in the session cookie that `?token=<token>` on any page sets (the
+ *   server then redirects to the same page without it, so the token leaves the address bar).
+ * - Requests that change something (POST) must carry `X-Flowkit-Dashboard: 1` and, when the
+ *   browser sends an Origin, come from the dashboard's own origin: another site cannot forge them.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
+import { HttpError } from './http.ts'
+
+export const ACTION_HEADER = 'x-flowkit-dashboard'
+
+export interface AuthPolicy {
+  /** null: no login (loopback only). */
+  token: string | null
+  cookieName: string
+}
+
+export type Access = { kind: 'ok' } | { kind: 'redirect'; location: string; cookie: string }
+
+/** A bind address (or Host name) that only this machine can reach. */
+export function isLoopback(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[(.*)\]$/, '$1')
+  return h === 'localhost' || h.endsWith('.localhost') || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h) || /^::ffff:127(\.\d{1,3}){3}$/.test(h)
+}
+
+/** A random token for `startDashboard({ token })` (32 bytes, base64url). */
+export function generateToken(): string {
+  return randomBytes(32).toString('base64url')
+}
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s, 'utf8').digest()
+}
+
+/** Constant-time comparison (of digests, so the lengths match). */
+function same(given: string, token: string): boolean {
+  return timingSafeEqual(digest(given), digest(token))
+}
+
+/** The host name of a Host header, without its port. */
+function hostName(header: string | undefined): string {
+  if (header === undefined) return ''
+  const m = /^(\[[^\]]*\]|[^:]*)(:\d+)?$/.exec(header.trim())
+  return m?.[1] ?? ''
+}
+
+function cookieValue(req: IncomingMessage, name: string): string | null {
+  const header = req.headers.cookie
+  if (header === undefined) return null
+  for (const part of header.split(';')) {
+    const i = part.indexOf('=')
+    if (i > 0 && part.slice(0, i).trim() === name) {
+      try {
+        return decodeURIComponent(part.slice(i + 1).trim())
+      } catch {
+        return null
+      }
+    }
+  }
+  return null
+}
+
+function presented(req: IncomingMessage, cookieName: string): string | null {
+  const auth = req.headers.authorization
+  if (auth !== undefined) {
+    const [scheme, value = ''] = auth.trim().split(/\s+/, 2)
+    if (scheme?.toLowerCase() === 'bearer') return value
+    if (scheme?.toLowerCase() === 'basic') {
+      const decoded = Buffer.from(value, 'base64').toString('utf8')
+      const i = decoded.indexOf(':')
+      return i >= 0 ? decoded.slice(i + 1) : null
+    }
+  }
+  return cookieValue(req, cookieName)
+}
+
+const CHALLENGE = { 'www-authenticate': 'Basic realm="flowkit dashboard", charset="UTF-8"' }
+
+/** Whether a request may go on; throws HttpError 401/403 when not. */
+export function checkAccess(req: IncomingMessage, url: URL, policy: AuthPolicy): Access {
+  if (policy.token === null) {
+    const name = hostName(req.headers.host)
+    if (!isLoopback(name)) throw new HttpError(403, `this dashboard has no token and answers only requests to localhost, not to ${JSON.stringify(name)}: start it with a token to reach it by another name`)
+  } else {
+    const given = presented(req, policy.cookieName)
+    if (given === null || !same(given, policy.token)) {
+      const query = url.searchParams.get('token')
+      if (query !== null && req.method === 'GET' && same(query, policy.token)) {
+        const clean = new URL(url.href)
+        clean.searchParams.delete('token')
+        return {
+          kind: 'redirect',
+          location: `${clean.pathname}${clean.search}`,
+          cookie: `${policy.cookieName}=${encodeURIComponent(policy.token)}; Path=/; HttpOnly; SameSite=Strict`,
+        }
+      }
+      throw new HttpError(401, 'authentication required: send the dashboard token (Authorization: Bearer <token>, basic auth password, or open the page with ?token=<token>)', CHALLENGE)
+    }
+  }
+  if (req.method !== 'GET' && req.method !== 'HEAD') checkActionOrigin(req)
+  return { kind: 'ok' }
+}
+
+function checkActionOrigin(req: IncomingMessage): void {
+  if (req.headers[ACTION_HEADER] !== '1') throw new HttpError(403, `actions need the header "X-Flowkit-Dashboard: 1"`)
+  const origin = req.headers.origin
+  if (origin === undefined) return
+  let host: string
+  try {
+    host = new URL(origin).host
+  } catch {
+    throw new HttpError(403, 'bad Origin header')
+  }
+  if (host !== req.headers.host) throw new HttpError(403, `cross-origin action refused (Origin ${origin})`)
+}

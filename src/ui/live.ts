@@ -1,0 +1,268 @@
+/**
+ * Live updates as server-sent events.
+ *
+ * - `/api/tasks/:id/events`: the task's `Coordinator.watch` events as they become durable
+ *   (`snapshot` first, then `node` and `task`, `end` after the terminal one), plus a `progress`
+ *   event about once a second with the nodes that changed since the last one (batches seen,
+ *   stats, lease holder): the page derives batches/s from it, and it also follows a task another
+ *   coordinator runs (watch sees only this process's).
+ * - `/api/events`: for every page, `tasks` (status counts, when the task index moved: fed by the
+ *   `flowkit:task-events` channel and the index refresh) and `workers` (worker and dead-letter
+ *   counts) when they change.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { NodeView, TaskView } from '../coordinator/view.ts'
+import { isFinalEvent } from '../coordinator/watch.ts'
+import { redactText } from '../log.ts'
+import type { ApiContext } from './api.ts'
+import { HttpError, SECURITY_HEADERS } from './http.ts'
+
+const HEARTBEAT_MS = 15_000
+const TERMINAL: ReadonlySet<string> = new Set(['finished', 'failed', 'cancelled'])
+
+export class SseStream {
+  readonly #res: ServerResponse
+  readonly #heartbeat: ReturnType<typeof setInterval>
+  readonly #onClose: (() => void)[] = []
+  #closed = false
+
+  constructor(res: ServerResponse) {
+    this.#res = res
+    res.writeHead(200, {
+      ...SECURITY_HEADERS,
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-store',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    })
+    res.write('retry: 2000\n\n')
+    this.#heartbeat = setInterval(() => this.#write(': keep-alive\n\n'), HEARTBEAT_MS)
+    this.#heartbeat.unref()
+    res.on('close', () => this.#closeNow())
+  }
+
+  get closed(): boolean {
+    return this.#closed
+  }
+
+  onClose(fn: () => void): void {
+    if (this.#closed) fn()
+    else this.#onClose.push(fn)
+  }
+
+  send(event: string, data: unknown): void {
+    this.#write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`)
+  }
+
+  end(): void {
+    if (!this.#closed) this.#res.end()
+    this.#closeNow()
+  }
+
+  #write(text: string): void {
+    if (!this.#closed) this.#res.write(text)
+  }
+
+  #closeNow(): void {
+    if (this.#closed) return
+    this.#closed = true
+    clearInterval(this.#heartbeat)
+    for (const fn of this.#onClose.splice(0)) fn()
+  }
+}
+
+/** What a `progress` event says of a node. */
+function slim(n: NodeView): Record<string, unknown> {
+  return {
+    node_id: n.node_id,
+    status: n.status,
+    attempt_epoch: n.attempt_epoch,
+    batches_seen: n.batches_seen ?? 0,
+    stats: n.stats,
+    worker_id: n.lease.worker_id ?? null,
+    failures: n.failures,
+    last_error: n.last_error,
+    waiting_for_worker: n.waiting_for_worker === true,
+    suspected: n.suspected === true,
+    accepted_at_ms: n.accepted_at_ms,
+    finished_at_ms: n.finished_at_ms,
+  }
+}
+
+export interface TaskStreamOptions {
+  /** Least time between two progress events (ms). */
+  progressMs: number
+  /** Open streams, ended by the server's close(). */
+  streams: Set<SseStream>
+}
+
+export async function streamTask(ctx: ApiContext, id: string, res: ServerResponse, options: TaskStreamOptions): Promise<void> {
+  if ((await ctx.coordinator.getTask(id)) === null) throw new HttpError(404, `task ${id} not found`)
+  const sse = new SseStream(res)
+  options.streams.add(sse)
+  const ac = new AbortController()
+  sse.onClose(() => {
+    ac.abort()
+    options.streams.delete(sse)
+  })
+  const last = new Map<string, string>()
+  const remember = (t: TaskView): Record<string, unknown>[] => {
+    const changed: Record<string, unknown>[] = []
+    for (const n of t.nodes) {
+      const s = slim(n)
+      const key = JSON.stringify(s)
+      if (last.get(n.node_id) !== key) {
+        last.set(n.node_id, key)
+        changed.push(s)
+      }
+    }
+    return changed
+  }
+  let timer: ReturnType<typeof setTimeout> | null = null
+  let ended = false
+  const finish = (): void => {
+    if (ended) return
+    ended = true
+    sse.send('end', { task_id: id })
+    ac.abort()
+  }
+  const poll = async (): Promise<void> => {
+    const started = performance.now()
+    const t = await ctx.coordinator.getTask(id)
+    if (t === null || sse.closed || ended) return
+    const nodes = remember(t)
+    sse.send('progress', { task_id: id, at_ms: ctx.now(), status: t.status, nodes })
+    if (TERMINAL.has(t.status)) {
+      // Ended without a watch event: another coordinator runs this task (watch sees only this
+      // process's), so the end is told from the store.
+      sse.send('task', { type: 'task', task_id: id, at_ms: t.finished_at_ms ?? ctx.now(), status: t.status, error: t.error })
+      finish()
+      return
+    }
+    // A big task is read less often: polling never takes more than a tenth of the time.
+    const took = performance.now() - started
+    schedule(Math.max(options.progressMs, took * 10))
+  }
+  const schedule = (ms: number): void => {
+    if (sse.closed) return
+    timer = setTimeout(() => {
+      poll().catch(() => schedule(options.progressMs))
+    }, ms)
+    timer.unref()
+  }
+  try {
+    for await (const e of ctx.coordinator.watch(id, { signal: ac.signal })) {
+      if (ended) break
+      if (e.type === 'snapshot') {
+        remember(e.task)
+        ctx.index.update(e.task)
+        sse.send('snapshot', { ...e, task: { ...e.task, nodes: e.task.nodes.map((n) => ({ ...n, batches_seen: n.batches_seen ?? 0 })) } })
+        if (!isFinalEvent(e)) schedule(options.progressMs)
+      } else {
+        sse.send(e.type, e)
+      }
+      if (isFinalEvent(e)) {
+        if (e.type === 'task') {
+          const t = await ctx.coordinator.getTask(id)
+          if (t !== null && !ended) sse.send('progress', { task_id: id, at_ms: ctx.now(), status: t.status, nodes: remember(t) })
+        }
+        finish()
+        break
+      }
+    }
+  } catch (err) {
+    sse.send('failure', { error: redactText(err instanceof Error ? err.message : String(err)) })
+  } finally {
+    if (timer !== null) clearTimeout(timer)
+    sse.end()
+  }
+}
+
+/** The `/api/events` stream shared by every page: one ticker for all clients. */
+export class LiveHub {
+  readonly #ctx: ApiContext
+  readonly #tickMs: number
+  readonly #clients = new Set<SseStream>()
+  #timer: ReturnType<typeof setTimeout> | null = null
+  #ticks = 0
+  #sentVersion = -1
+  #workersDigest = ''
+  #busy = false
+
+  constructor(ctx: ApiContext, options: { tickMs?: number } = {}) {
+    this.#ctx = ctx
+    this.#tickMs = options.tickMs ?? 1_000
+  }
+
+  get clients(): number {
+    return this.#clients.size
+  }
+
+  async add(_req: IncomingMessage, res: ServerResponse): Promise<void> {
+    await this.#ctx.index.ensureFresh()
+    const sse = new SseStream(res)
+    this.#clients.add(sse)
+    sse.onClose(() => this.#clients.delete(sse))
+    sse.send('tasks', this.#tasksEvent())
+    const w = await this.#workersEvent()
+    sse.send('workers', w.event)
+    this.#start()
+  }
+
+  close(): void {
+    if (this.#timer !== null) clearTimeout(this.#timer)
+    this.#timer = null
+    for (const c of [...this.#clients]) c.end()
+  }
+
+  #tasksEvent(): Record<string, unknown> {
+    const { counts, all } = this.#ctx.index.query({ offset: 0, limit: 0 })
+    return { version: this.#ctx.index.version, counts, all }
+  }
+
+  async #workersEvent(): Promise<{ event: Record<string, unknown>; digest: string }> {
+    const [workers, dead] = await Promise.all([this.#ctx.coordinator.listWorkers(), this.#ctx.coordinator.listDeadLetters(1000)])
+    const digest = JSON.stringify([workers.map((w) => [w.worker_id, w.status, w.last_seen_ms, w.capacity, w.roles]), dead.map((d) => d.id)])
+    const online = workers.filter((w) => w.status === 'online').length
+    return { event: { workers: workers.length, online, dead_letters: dead.length }, digest }
+  }
+
+  #start(): void {
+    if (this.#timer !== null) return
+    this.#timer = setTimeout(() => {
+      this.#timer = null
+      this.#tick().finally(() => {
+        if (this.#clients.size > 0) this.#start()
+      })
+    }, this.#tickMs)
+    this.#timer.unref()
+  }
+
+  async #tick(): Promise<void> {
+    if (this.#busy || this.#clients.size === 0) return
+    this.#busy = true
+    try {
+      this.#ticks++
+      await this.#ctx.index.ensureFresh()
+      if (this.#ctx.index.version !== this.#sentVersion) {
+        this.#sentVersion = this.#ctx.index.version
+        this.#broadcast('tasks', this.#tasksEvent())
+      }
+      if (this.#ticks % 2 === 0) {
+        const w = await this.#workersEvent()
+        if (w.digest !== this.#workersDigest) {
+          this.#workersDigest = w.digest
+          this.#broadcast('workers', w.event)
+        }
+      }
+    } catch {
+      // the next tick tries again
+    } finally {
+      this.#busy = false
+    }
+  }
+
+  #broadcast(event: string, data: unknown): void {
+    for (const c of this.#clients) c.send(event, data)
+  }
+}

@@ -1,0 +1,184 @@
+/**
+ * The flowkit dashboard: a node:http server in front of a Coordinator and its Store, with a
+ * browser UI shipped in the package (src/ui/static: plain ES modules, the vendored dagre layout;
+ * no bundler, no CDN).
+ *
+ *   const dash = await startDashboard({ coordinator, store, port: 7700 })
+ *   console.log(dash.url)   // http://127.0.0.1:7700/
+ *   await dash.close()
+ *
+ * Pages: task list (filters, live counts, pages), task (DAG, nodes, variables, artifacts, cancel,
+ * resubmit), workers, dead letters (retry). JSON API under /api, live updates as server-sent
+ * events (live.ts). Access rules in auth.ts: no login on a loopback address, a token anywhere else.
+ */
+import { readFileSync } from 'node:fs'
+import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { SystemClock } from '../clock.ts'
+import { ErrorCode, FlowkitError } from '../errors.ts'
+import { type Logger, createLogger } from '../log.ts'
+import type { Clock } from '../ports/clock.ts'
+import type { Store } from '../ports/store.ts'
+import { type ApiContext, type DashboardCoordinator, handleApi, toHttpError } from './api.ts'
+import { type AuthPolicy, checkAccess, isLoopback } from './auth.ts'
+import { HttpError, SECURITY_HEADERS, sendError, sendJson } from './http.ts'
+import { LiveHub, type SseStream, streamTask } from './live.ts'
+import { StaticFiles } from './static-files.ts'
+import { TaskIndex } from './task-index.ts'
+
+export type { DashboardCoordinator } from './api.ts'
+export { generateToken } from './auth.ts'
+
+export const DEFAULT_DASHBOARD_PORT = 7700
+/** Shortest token accepted (generateToken() gives 43 characters). */
+export const MIN_TOKEN_LENGTH = 16
+
+export interface DashboardOptions {
+  coordinator: DashboardCoordinator
+  store: Store
+  /** TCP port; 0 picks a free one. Default 7700. */
+  port?: number
+  /** Address to bind. Default 127.0.0.1 (loopback: no login needed). */
+  host?: string
+  /**
+   * Access token (at least 16 characters). Required when `host` is not a loopback address;
+   * when given on loopback it is required there too. See auth.ts for how a client presents it.
+   */
+  token?: string | null
+  logger?: Logger
+  clock?: Clock
+  /** Least time between two `progress` events of a task stream, ms (default 1000). */
+  progressMs?: number
+  /** Least time between two refreshes of the task list from the store, ms (default 2000). */
+  refreshMs?: number
+}
+
+export interface Dashboard {
+  /** Base URL, e.g. `http://127.0.0.1:7700/` (a wildcard bind address is shown as localhost). */
+  url: string
+  host: string
+  port: number
+  /** True when a token is required. */
+  auth: boolean
+  /** Stops the server: live streams end, connections close. */
+  close(): Promise<void>
+}
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown }
+    return typeof pkg.version === 'string' ? pkg.version : 'unknown'
+  } catch {
+    return 'unknown'
+  }
+}
+
+function urlHost(host: string): string {
+  if (host === '0.0.0.0' || host === '::' || host === '') return 'localhost'
+  return host.includes(':') ? `[${host}]` : host
+}
+
+const PAGE = /^\/(?:tasks\/[^/]+|workers|dead-letters)?\/?$/
+const TASK_EVENTS = /^\/api\/tasks\/([^/]+)\/events$/
+
+export async function startDashboard(options: DashboardOptions): Promise<Dashboard> {
+  const host = options.host ?? '127.0.0.1'
+  const port = options.port ?? DEFAULT_DASHBOARD_PORT
+  const token = options.token ?? null
+  if (token !== null && (typeof token !== 'string' || token.length < MIN_TOKEN_LENGTH)) {
+    throw new FlowkitError(ErrorCode.Config, `dashboard: the token must be a string of at least ${MIN_TOKEN_LENGTH} characters (generateToken() makes one)`)
+  }
+  if (token === null && !isLoopback(host)) {
+    throw new FlowkitError(ErrorCode.Config, `dashboard: bound to ${JSON.stringify(host)} (not a loopback address) it needs a token: pass token (generateToken() makes one), or bind 127.0.0.1`)
+  }
+  const clock = options.clock ?? new SystemClock()
+  const log = (options.logger ?? createLogger()).child({ component: 'dashboard' })
+  const index = new TaskIndex(options.store, () => clock.now(), { refreshMs: options.refreshMs ?? 2_000 })
+  const ctx: ApiContext = {
+    coordinator: options.coordinator,
+    store: options.store,
+    index,
+    now: () => clock.now(),
+    log,
+    version: packageVersion(),
+    auth: token !== null,
+    graphs: new Map(),
+  }
+  const hub = new LiveHub(ctx)
+  const streams = new Set<SseStream>()
+  const files = new StaticFiles()
+  const server: Server = createServer()
+  const policy: AuthPolicy = { token, cookieName: 'flowkit_dashboard' }
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://dashboard.invalid')
+    const access = checkAccess(req, url, policy)
+    if (access.kind === 'redirect') {
+      res.writeHead(302, { ...SECURITY_HEADERS, location: access.location, 'set-cookie': access.cookie, 'cache-control': 'no-store' })
+      res.end()
+      return
+    }
+    const path = url.pathname
+    if (path.startsWith('/api/')) {
+      const isGet = req.method === 'GET'
+      if (path === '/api/events' && isGet) return hub.add(req, res)
+      const m = TASK_EVENTS.exec(path)
+      if (m !== null && isGet) return streamTask(ctx, decodeURIComponent(m[1] as string), res, { progressMs: options.progressMs ?? 1_000, streams })
+      sendJson(res, 200, await handleApi(ctx, req, url))
+      return
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, `${req.method} not allowed here`)
+    if (path.startsWith('/assets/')) {
+      if (await files.serve(req, res, path.slice('/assets/'.length))) return
+      throw new HttpError(404, `no such file: ${path}`)
+    }
+    if (path === '/favicon.ico') {
+      if (await files.serve(req, res, 'favicon.svg')) return
+    }
+    if (!PAGE.test(path)) throw new HttpError(404, `no such page: ${path}`)
+    await files.serve(req, res, 'index.html')
+  }
+
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    handle(req, res).catch((err: unknown) => {
+      const e = toHttpError(err)
+      if (e.status >= 500) log.error('dashboard.request_failed', { method: req.method, path: (req.url ?? '').split('?')[0], error: e.message })
+      sendError(res, e)
+    })
+  })
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void => {
+      index.close()
+      reject(new FlowkitError(ErrorCode.Config, `dashboard: cannot listen on ${host}:${port}: ${err.code === 'EADDRINUSE' ? 'the port is in use (pick another port, or 0 for any free one)' : err.message}`, { cause: err }))
+    }
+    server.once('error', onError)
+    server.listen(port, host, () => {
+      server.off('error', onError)
+      resolve()
+    })
+  })
+  const bound = (server.address() as AddressInfo).port
+  const url = `http://${urlHost(host)}:${bound}/`
+  log.info('dashboard.started', { url, auth: token !== null })
+  let closing: Promise<void> | null = null
+  return {
+    url,
+    host,
+    port: bound,
+    auth: token !== null,
+    close() {
+      closing ??= (async () => {
+        hub.close()
+        for (const s of [...streams]) s.end()
+        index.close()
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve())
+          server.closeAllConnections()
+        })
+        log.info('dashboard.stopped', { url })
+      })()
+      return closing
+    },
+  }
+}

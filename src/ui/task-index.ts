@@ -1,0 +1,266 @@
+/**
+ * The dashboard's task list: a compact summary per task (id, status, times, node types, node
+ * counts), kept in memory so filtering, counting and paging 10,000 tasks takes a single pass
+ * over small objects instead of loading every task document per request.
+ *
+ * Built on existing Store verbs only:
+ * - `listTaskIds(status)` per status (ids only, from the snapshots) finds new tasks and their
+ *   status; it runs at most every `refreshMs`, and only when someone asks (a page, a live stream);
+ * - a task's immutable fields (created_at_ms, node types, node count) are read once per task: one
+ *   `listTasks()` when many are new (the first load), `getTask` per task otherwise;
+ * - the `flowkit:task-events` diagnostics channel keeps statuses current between refreshes for
+ *   the tasks this process's coordinator runs (a snapshot status can lag behind the journal).
+ * A task's status only moves forward (queued → running → cancelling → terminal), so whichever
+ * source is ahead wins. Tasks are never deleted by flowkit, so a summary is never dropped.
+ */
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
+import { TASK_EVENTS_CHANNEL, type TaskEvent } from '../coordinator/watch.ts'
+import type { TaskView } from '../coordinator/view.ts'
+import type { Store, TaskDoc, TaskStatus } from '../ports/store.ts'
+
+export const TASK_STATUSES: readonly TaskStatus[] = ['queued', 'running', 'cancelling', 'finished', 'failed', 'cancelled']
+const TERMINAL: ReadonlySet<string> = new Set(['finished', 'failed', 'cancelled'])
+const RANK: Record<TaskStatus, number> = { queued: 0, running: 1, cancelling: 2, finished: 3, failed: 3, cancelled: 3 }
+const TERMINAL_NODE: ReadonlySet<string> = new Set(['finished', 'failed', 'cancelled', 'skipped'])
+/** More new tasks than this at one refresh: one listTasks() instead of a getTask each. */
+const BULK_LOAD = 256
+const PARALLEL_READS = 16
+
+export interface TaskSummary {
+  id: string
+  status: TaskStatus
+  created_at_ms: number
+  updated_at_ms: number
+  finished_at_ms: number | null
+  /** Distinct node types of the graph, sorted. */
+  types: string[]
+  nodes: number
+  /** Nodes in a terminal state when the summary was last read in full. */
+  nodes_done: number
+  error: string | null
+  /** Changed since last read in full (nodes_done, error may be behind). */
+  stale: boolean
+}
+
+export interface TaskQuery {
+  statuses?: readonly TaskStatus[]
+  type?: string
+  createdAfterMs?: number
+  createdBeforeMs?: number
+  /** Ids containing this text. */
+  idContains?: string
+  offset: number
+  limit: number
+}
+
+export interface TaskPage {
+  /** Tasks matching every filter. */
+  total: number
+  /** Per status, tasks matching the filters other than status (the live counts). */
+  counts: Record<TaskStatus, number>
+  /** Tasks in the store. */
+  all: number
+  items: TaskSummary[]
+}
+
+export function summaryOf(doc: TaskDoc | TaskView): TaskSummary {
+  const nodes = Array.isArray(doc.nodes) ? doc.nodes : Object.values(doc.nodes)
+  const types = 'graph' in doc ? doc.graph.nodes.map((n) => n.type) : nodes.map((n) => n.type)
+  return {
+    id: doc.id,
+    status: doc.status,
+    created_at_ms: doc.created_at_ms,
+    updated_at_ms: doc.updated_at_ms,
+    finished_at_ms: doc.finished_at_ms,
+    types: [...new Set(types)].sort(),
+    nodes: nodes.length,
+    nodes_done: nodes.filter((n) => TERMINAL_NODE.has(n.status)).length,
+    error: doc.error,
+    stale: false,
+  }
+}
+
+function emptyCounts(): Record<TaskStatus, number> {
+  return { queued: 0, running: 0, cancelling: 0, finished: 0, failed: 0, cancelled: 0 }
+}
+
+async function eachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0
+  const lane = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++] as T)
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane))
+}
+
+export class TaskIndex {
+  readonly #store: Store
+  readonly #now: () => number
+  readonly #refreshMs: number
+  readonly #byId = new Map<string, TaskSummary>()
+  /** Newest first; rebuilt when tasks are added. */
+  #order: TaskSummary[] | null = null
+  #refreshedAt = Number.NEGATIVE_INFINITY
+  #refreshing: Promise<void> | null = null
+  #soon: ReturnType<typeof setTimeout> | null = null
+  #closed = false
+  /** Bumped on every visible change (a live stream sends counts when it moves). */
+  version = 0
+  readonly #onEvent = (m: unknown): void => this.#observe(m as TaskEvent)
+
+  constructor(store: Store, now: () => number, options: { refreshMs?: number } = {}) {
+    this.#store = store
+    this.#now = now
+    this.#refreshMs = options.refreshMs ?? 2_000
+    subscribe(TASK_EVENTS_CHANNEL, this.#onEvent)
+  }
+
+  close(): void {
+    this.#closed = true
+    unsubscribe(TASK_EVENTS_CHANNEL, this.#onEvent)
+    if (this.#soon !== null) clearTimeout(this.#soon)
+  }
+
+  get size(): number {
+    return this.#byId.size
+  }
+
+  get(id: string): TaskSummary | undefined {
+    return this.#byId.get(id)
+  }
+
+  /** Refreshes from the store when the last refresh is older than `maxAgeMs`. */
+  async ensureFresh(maxAgeMs = this.#refreshMs): Promise<void> {
+    if (this.#refreshing !== null) return this.#refreshing
+    if (this.#now() - this.#refreshedAt < maxAgeMs) return
+    this.#refreshing = this.#refresh().finally(() => {
+      this.#refreshing = null
+    })
+    return this.#refreshing
+  }
+
+  /** A task read in full (a page row, the task page): its summary is brought up to date. */
+  update(view: TaskView | TaskDoc): void {
+    const next = summaryOf(view)
+    const cur = this.#byId.get(view.id)
+    if (cur === undefined) {
+      this.#add(next)
+      return
+    }
+    const moved = RANK[next.status] >= RANK[cur.status]
+    const changed = cur.stale || cur.nodes_done !== next.nodes_done || (moved && cur.status !== next.status)
+    if (moved) {
+      cur.status = next.status
+      cur.error = next.error
+      cur.finished_at_ms = next.finished_at_ms
+      cur.nodes_done = next.nodes_done
+    }
+    cur.updated_at_ms = Math.max(cur.updated_at_ms, next.updated_at_ms)
+    cur.stale = !moved
+    if (changed) this.version++
+  }
+
+  /** Distinct node types over all tasks, with how many tasks have each. */
+  types(): { type: string; tasks: number }[] {
+    const counts = new Map<string, number>()
+    for (const s of this.#byId.values()) for (const t of s.types) counts.set(t, (counts.get(t) ?? 0) + 1)
+    return [...counts].map(([type, tasks]) => ({ type, tasks })).sort((a, b) => (a.type < b.type ? -1 : a.type > b.type ? 1 : 0))
+  }
+
+  /** One pass over the tasks, newest first: the page, its total and the per-status counts. */
+  query(q: TaskQuery): TaskPage {
+    const counts = emptyCounts()
+    const statuses = q.statuses !== undefined && q.statuses.length > 0 ? new Set<string>(q.statuses) : null
+    const items: TaskSummary[] = []
+    let total = 0
+    const needle = q.idContains !== undefined && q.idContains !== '' ? q.idContains.toLowerCase() : null
+    for (const s of this.#sorted()) {
+      if (q.type !== undefined && q.type !== '' && !s.types.includes(q.type)) continue
+      if (q.createdAfterMs !== undefined && s.created_at_ms < q.createdAfterMs) continue
+      if (q.createdBeforeMs !== undefined && s.created_at_ms >= q.createdBeforeMs) continue
+      if (needle !== null && !s.id.toLowerCase().includes(needle)) continue
+      counts[s.status]++
+      if (statuses !== null && !statuses.has(s.status)) continue
+      if (total >= q.offset && items.length < q.limit) items.push(s)
+      total++
+    }
+    return { total, counts, all: this.#byId.size, items }
+  }
+
+  #sorted(): TaskSummary[] {
+    if (this.#order === null) {
+      this.#order = [...this.#byId.values()].sort((a, b) => b.created_at_ms - a.created_at_ms || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0))
+    }
+    return this.#order
+  }
+
+  #add(s: TaskSummary): void {
+    this.#byId.set(s.id, s)
+    this.#order = null
+    this.version++
+  }
+
+  /** Moves a status forward (never back: a lagging snapshot cannot undo a newer event). */
+  #advance(s: TaskSummary, status: TaskStatus): boolean {
+    if (RANK[status] <= RANK[s.status]) return false
+    s.status = status
+    s.stale = true
+    this.version++
+    return true
+  }
+
+  async #refresh(): Promise<void> {
+    const lists = await Promise.all(TASK_STATUSES.map((s) => this.#store.listTaskIds([s])))
+    const found = new Map<string, TaskStatus>()
+    lists.forEach((ids, i) => {
+      for (const id of ids) found.set(id, TASK_STATUSES[i] as TaskStatus)
+    })
+    const fresh = [...found.keys()].filter((id) => !this.#byId.has(id))
+    if (fresh.length > BULK_LOAD) {
+      for (const doc of await this.#store.listTasks()) if (!this.#byId.has(doc.id)) this.#add(summaryOf(doc))
+    } else {
+      await eachLimited(fresh, PARALLEL_READS, async (id) => {
+        const doc = await this.#store.getTask(id)
+        if (doc !== null && !this.#byId.has(id)) this.#add(summaryOf(doc))
+      })
+    }
+    for (const [id, status] of found) {
+      const s = this.#byId.get(id)
+      if (s !== undefined) this.#advance(s, status)
+    }
+    this.#refreshedAt = this.#now()
+  }
+
+  #observe(e: TaskEvent): void {
+    if (this.#closed) return
+    const s = this.#byId.get(e.task_id)
+    if (s === undefined) {
+      this.#refreshSoon()
+      return
+    }
+    s.updated_at_ms = Math.max(s.updated_at_ms, e.at_ms)
+    if (e.type === 'task') {
+      this.#advance(s, e.status)
+      if (TERMINAL.has(e.status)) {
+        s.finished_at_ms = s.finished_at_ms ?? e.at_ms
+        s.error = e.error
+      }
+    } else if (e.type === 'node' && !s.stale) {
+      s.stale = true
+      this.version++
+    }
+  }
+
+  /**
+   * An event of a task not seen yet (just created): refresh shortly, once for a burst, and never
+   * more often than every `refreshMs`.
+   */
+  #refreshSoon(): void {
+    if (this.#soon !== null || this.#closed) return
+    const wait = Math.max(200, this.#refreshMs - (this.#now() - this.#refreshedAt))
+    this.#soon = setTimeout(() => {
+      this.#soon = null
+      this.ensureFresh(0).catch(() => undefined)
+    }, Math.min(wait, this.#refreshMs))
+    this.#soon.unref()
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * The dashboard in a real browser (issue 9): headless Chromium driven by playwright-core against
+ * the embedded runtime. Skipped, saying why, only when Chromium is missing (set
+ * FLOWKIT_REQUIRE_BROWSER=1 to make that a failure, as CI should); FLOWKIT_CHROMIUM overrides
+ * the path (default /usr/bin/chromium).
+ */
+import { after, before, test } from 'node:test'
+import assert from 'node:assert/strict'
+import type { Page } from 'playwright-core'
+import { gate } from '../helpers/gate.ts'
+import { waitFor } from '../helpers/wait.ts'
+import { CHROMIUM, haveChromium, launchBrowser } from './chromium.ts'
+import { type UiRuntime, demoGraph, startUi } from './harness.ts'
+
+const missing = !haveChromium()
+if (missing && process.env['FLOWKIT_REQUIRE_BROWSER'] === '1') throw new Error(`FLOWKIT_REQUIRE_BROWSER=1 but there is no Chromium at ${CHROMIUM} (apt-get install -y chromium, or set FLOWKIT_CHROMIUM)`)
+const skip = missing ? `no Chromium at ${CHROMIUM}: install it (apt-get install -y chromium) or set FLOWKIT_CHROMIUM to run the dashboard browser tests` : false
+
+let ui: UiRuntime
+let browser: Awaited<ReturnType<typeof launchBrowser>>
+let page: Page
+const pageErrors: string[] = []
+
+before(async () => {
+  if (missing) return
+  ui = await startUi({ batches: 8, everyMs: 120 })
+  browser = await launchBrowser()
+  page = await browser.context.newPage()
+  page.setDefaultTimeout(20_000)
+  page.on('pageerror', (e) => pageErrors.push(`pageerror: ${e.message}`))
+  page.on('console', (m) => {
+    if (m.type() === 'error') pageErrors.push(`console: ${m.text()}`)
+  })
+})
+
+after(async () => {
+  if (missing) return
+  await browser?.close()
+  await ui?.stop()
+})
+
+/** What page.evaluate callbacks use of the browser (the project's types have no DOM lib). */
+interface BrowserGlobals {
+  getComputedStyle(el: unknown): { animationName: string; fill: string }
+}
+
+const statusOf = (nodeId: string): string => `svg.dag g.node[data-node-id="${nodeId}"]`
+let taskA = ''
+
+test('task list: a new task appears without a reload, with the live status counts; the status filter narrows it', { skip }, async () => {
+  await page.goto(ui.dashboard.url)
+  await page.locator('td.empty').waitFor()
+  taskA = await ui.rt.coordinator.createTask({ graph: demoGraph(), params: { run: 'browser' } })
+  const row = page.locator(`tr[data-task-id="${taskA}"]`)
+  await row.waitFor()
+  await page.locator('.chip[data-status="running"] .count', { hasText: /^1$/ }).waitFor()
+  assert.equal(await row.locator('.status').textContent(), 'running')
+  await page.locator('.live.on').waitFor()
+  await page.click('.chip[data-status="finished"]')
+  await page.locator('td.empty').waitFor()
+  assert.match(page.url(), /\?status=finished$/)
+  await page.click('.chip[data-status="all"]')
+  await row.waitFor()
+  assert.deepEqual(pageErrors, [])
+})
+
+test('task page: the DAG is drawn, the running node pulses with batches/s, and turns green when it finishes', { skip }, async () => {
+  await page.click(`tr[data-task-id="${taskA}"] a.task-link`)
+  await page.waitForURL(`**/tasks/${taskA}`)
+  const extract = page.locator(`${statusOf('extract')}[data-status="running"]`)
+  await extract.waitFor()
+  assert.equal(await page.locator('svg.dag g.node').count(), 4)
+  assert.equal(await page.locator('svg.dag g.edge[data-kind="on_batch"]').count(), 1, 'extract → transform streams')
+  assert.equal(await page.locator('svg.dag g.edge[data-kind="ready"]').count(), 2)
+  await page.locator(`${statusOf('extract')} .l3`, { hasText: /\d+ batches · \d+\.\d\/s/ }).waitFor()
+  assert.equal(await extract.locator('rect').evaluate((r) => (globalThis as unknown as BrowserGlobals).getComputedStyle(r).animationName), 'pulse')
+  assert.equal(await page.locator('.title-row .status').textContent(), 'running')
+
+  ui.hold.open()
+  const done = page.locator(`${statusOf('extract')}[data-status="finished"]`)
+  await done.waitFor()
+  assert.equal(await done.locator('rect').evaluate((r) => (globalThis as unknown as BrowserGlobals).getComputedStyle(r).fill), 'rgb(220, 252, 231)', 'finished is green')
+  await page.locator('.title-row .status', { hasText: 'finished' }).waitFor()
+  await waitFor(async () => (await page.locator('svg.dag g.node[data-status="finished"]').count()) === 4)
+  // The node panel: attempts, artifacts and batches of the node clicked.
+  await page.click(statusOf('transform'))
+  await page.locator('.node-panel h2', { hasText: 'transform' }).waitFor()
+  await page.locator('.node-panel td', { hasText: 'ui-worker-1' }).first().waitFor()
+  await page.locator('.node-panel h3', { hasText: /^Artifacts \(\d+\)/ }).waitFor()
+  await page.locator('section h2', { hasText: 'Output' }).waitFor()
+  assert.deepEqual(pageErrors, [])
+})
+
+test('cancel a running task from its page', { skip }, async () => {
+  ui.hold = gate()
+  const id = await ui.rt.coordinator.createTask({ graph: demoGraph() })
+  await page.goto(`${ui.dashboard.url}tasks/${id}`)
+  await page.locator(`${statusOf('extract')}[data-status="running"]`).waitFor()
+  page.once('dialog', (d) => void d.accept())
+  await page.click('#cancel-task')
+  await page.locator('.title-row .status', { hasText: 'cancelled' }).waitFor()
+  await page.locator(`${statusOf('extract')}[data-status="cancelled"]`).waitFor()
+  const t = await ui.rt.coordinator.getTask(id)
+  assert.equal(t?.status, 'cancelled')
+  assert.equal((await ui.rt.store.getTask(id))?.coordinator.cancel_reason, 'cancelled from the dashboard')
+  assert.equal(await page.locator('#cancel-task').count(), 0, 'no cancel button on an ended task')
+
+  // Resubmit: a new task with the same graph, and its page opens.
+  page.once('dialog', (d) => void d.accept())
+  await page.click('#resubmit-task')
+  await page.waitForURL((u) => /\/tasks\/[^/]+$/.test(u.pathname) && !u.pathname.endsWith(`/${id}`))
+  const newId = decodeURIComponent(new URL(page.url()).pathname.split('/').pop() as string)
+  await page.locator(`${statusOf('extract')}[data-status="running"]`).waitFor()
+  ui.hold.open()
+  assert.equal((await ui.rt.coordinator.waitForTask(newId, { timeoutMs: 15_000 })).status, 'finished')
+  await page.locator('.title-row .status', { hasText: 'finished' }).waitFor()
+  assert.deepEqual(pageErrors, [])
+})
+
+test('workers page, and a dead letter retried from its page', { skip }, async () => {
+  await page.click('nav a[data-nav="workers"]')
+  const w = page.locator('tr[data-worker-id="ui-worker-1"]')
+  await w.waitFor()
+  assert.deepEqual((await w.locator('.role').allTextContents()).sort(), ['sink', 'stream', 'ticker'])
+  assert.equal(await w.locator('.status').textContent(), 'online')
+
+  await ui.rt.store.outboxEnqueue({ topic: 'cmd.ticker.v1', key: `${taskA}:extract`, value: JSON.stringify({ msg_type: 'TASK_START', task_id: taskA, node_id: 'extract' }), dedup_id: 'browser-dl' }, Date.now(), { attempts: 5, error: 'broker refused the record' })
+  await page.locator('#nav-dead', { hasText: '1' }).waitFor()
+  await page.click('nav a[data-nav="dead-letters"]')
+  const row = page.locator('tr[data-dead-letter-id]')
+  await row.waitFor()
+  assert.match((await row.textContent()) ?? '', /TASK_START.*broker refused the record/)
+  await row.locator('button.retry').click()
+  await page.locator('p.empty', { hasText: 'No dead letter.' }).waitFor()
+  const rows = await ui.rt.store.outboxList()
+  assert.notEqual(rows.find((r) => r.dedup_id === 'browser-dl')?.status, 'failed', 'the dead letter is queued (or sent) again')
+  assert.deepEqual(pageErrors, [])
+})

@@ -1,0 +1,268 @@
+/**
+ * Dashboard over HTTP (issue 9): access rules (no login on loopback, a token anywhere else,
+ * actions guarded against other sites), the live streams (task events, list counts), the control
+ * actions through the Coordinator API, node details, static files.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { request } from 'node:http'
+import { ErrorCode, FlowkitError, MemoryStore, type TaskView } from 'flowkit'
+import { buildTask } from '../../src/coordinator/submit.ts'
+import { toTaskView } from '../../src/coordinator/view.ts'
+import type { DashboardCoordinator } from '../../src/ui/api.ts'
+import { gate } from '../helpers/gate.ts'
+import { waitFor } from '../helpers/wait.ts'
+import { generateToken, startDashboard } from '../../src/ui/server.ts'
+import { demoGraph, startUi } from './harness.ts'
+import { openSse, type SseEvent } from './sse.ts'
+
+const ACTION = { 'x-flowkit-dashboard': '1', 'content-type': 'application/json' }
+
+/** A GET with a Host header of our choosing (fetch does not let a caller set Host). */
+function getWithHost(url: string, host: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { headers: { ...headers, host } }, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (c: string) => {
+        body += c
+      })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+test('access: loopback serves without login but only to loopback names; another address needs a token (refused without one)', async () => {
+  const ui = await startUi()
+  try {
+    const base = ui.dashboard.url
+    assert.match(base, /^http:\/\/127\.0\.0\.1:\d+\/$/)
+    assert.equal(ui.dashboard.auth, false)
+    for (const path of ['', 'tasks/x', 'workers', 'dead-letters']) {
+      const res = await fetch(`${base}${path}`)
+      assert.equal(res.status, 200, path)
+      assert.match(res.headers.get('content-type') ?? '', /text\/html/)
+      assert.match(res.headers.get('content-security-policy') ?? '', /script-src 'self'/)
+      assert.match(await res.text(), /<script type="module" src="\/assets\/app\.js">/)
+    }
+    assert.equal((await fetch(`${base}api/tasks`)).status, 200)
+    assert.equal((await getWithHost(`${base}api/info`, 'localhost:1234')).status, 200)
+    assert.equal((await getWithHost(`${base}api/info`, '[::1]')).status, 200)
+    // DNS rebinding: a page of evil.example resolving to 127.0.0.1 sends Host: evil.example.
+    const rebound = await getWithHost(`${base}api/tasks`, 'evil.example')
+    assert.equal(rebound.status, 403)
+    assert.match(rebound.body, /only requests to localhost/)
+  } finally {
+    await ui.stop()
+  }
+  await assert.rejects(
+    startDashboard({ coordinator: {} as never, store: {} as never, host: '0.0.0.0', port: 0 }),
+    (err: unknown) => err instanceof FlowkitError && err.code === ErrorCode.Config && /needs a token/.test(err.message),
+  )
+  await assert.rejects(startDashboard({ coordinator: {} as never, store: {} as never, host: '0.0.0.0', port: 0, token: 'short' }), /at least 16 characters/)
+})
+
+test('access with a token: 401 (basic challenge) without it; Bearer, basic-auth password and the ?token= cookie let in', async () => {
+  const token = generateToken()
+  const ui = await startUi({ host: '0.0.0.0', token })
+  try {
+    assert.equal(ui.dashboard.auth, true)
+    const base = `http://127.0.0.1:${ui.dashboard.port}/`
+    const none = await fetch(`${base}api/tasks`)
+    assert.equal(none.status, 401)
+    assert.match(none.headers.get('www-authenticate') ?? '', /^Basic realm="flowkit dashboard"/)
+    assert.equal((await fetch(base)).status, 401, 'pages too')
+    assert.equal((await fetch(`${base}api/tasks`, { headers: { authorization: 'Bearer wrong-token-wrong-token' } })).status, 401)
+    assert.equal((await fetch(`${base}api/tasks`, { headers: { authorization: `Bearer ${token}` } })).status, 200)
+    const basic = Buffer.from(`anyone:${token}`).toString('base64')
+    assert.equal((await fetch(`${base}api/tasks`, { headers: { authorization: `Basic ${basic}` } })).status, 200)
+    // Any Host is fine once authenticated.
+    assert.equal((await getWithHost(`${base}api/info`, 'flowkit.internal', { authorization: `Bearer ${token}` })).status, 200)
+    const login = await fetch(`${base}workers?token=${encodeURIComponent(token)}&x=1`, { redirect: 'manual' })
+    assert.equal(login.status, 302)
+    assert.equal(login.headers.get('location'), '/workers?x=1', 'the token leaves the address bar')
+    const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0] as string
+    assert.match(login.headers.get('set-cookie') ?? '', /HttpOnly; SameSite=Strict/)
+    assert.equal((await fetch(`${base}api/workers`, { headers: { cookie } })).status, 200)
+    assert.equal((await fetch(`${base}workers?token=nope`, { redirect: 'manual' })).status, 401)
+  } finally {
+    await ui.stop()
+  }
+})
+
+test('actions need the dashboard header and the same origin; unknown routes are 404/405', async () => {
+  const ui = await startUi()
+  try {
+    const base = ui.dashboard.url
+    const id = await ui.rt.coordinator.createTask({ graph: demoGraph() })
+    const bare = await fetch(`${base}api/tasks/${id}/cancel`, { method: 'POST' })
+    assert.equal(bare.status, 403)
+    assert.match(((await bare.json()) as { error: string }).error, /X-Flowkit-Dashboard/)
+    const cross = await fetch(`${base}api/tasks/${id}/cancel`, { method: 'POST', headers: { ...ACTION, origin: 'http://evil.example' } })
+    assert.equal(cross.status, 403)
+    assert.equal((await ui.rt.coordinator.getTask(id))?.cancelled, false, 'nothing was cancelled')
+    assert.equal((await fetch(`${base}api/tasks/${id}/cancel`)).status, 405)
+    assert.equal((await fetch(`${base}api/nope`)).status, 404)
+    assert.equal((await fetch(`${base}api/tasks/missing`)).status, 404)
+    assert.equal((await fetch(`${base}assets/../server.ts`)).status, 404)
+    assert.equal((await fetch(`${base}assets/%2e%2e/server.ts`)).status, 404)
+    assert.equal((await fetch(`${base}assets/vendor/dagre.esm.js`)).headers.get('content-type'), 'text/javascript; charset=utf-8')
+    assert.equal((await fetch(`${base}no/such/page`)).status, 404)
+  } finally {
+    await ui.stop()
+  }
+})
+
+test('task event stream: snapshot, node transitions, progress with batches seen, the terminal task event, then end', async () => {
+  const ui = await startUi({ batches: 5, everyMs: 30 })
+  try {
+    const id = await ui.rt.coordinator.createTask({ graph: demoGraph() })
+    const sse = await openSse(`${ui.dashboard.url}api/tasks/${id}/events`)
+    assert.equal(sse.status, 200)
+    assert.equal(sse.headers.get('content-type'), 'text/event-stream; charset=utf-8')
+    const first = await sse.next()
+    assert.equal(first.event, 'snapshot')
+    assert.equal((first.data as { task: { id: string } }).task.id, id)
+    const held = await sse.collect((e) => e.event === 'progress' && progressOf(e, 'extract') >= 4)
+    assert.ok(held.some((e) => e.event === 'node' && (e.data as { node_id: string; status: string }).node_id === 'extract'), 'node events')
+    ui.hold.open()
+    const rest = await sse.collect((e) => e.event === 'end')
+    const all = [first, ...held, ...rest]
+    const extractDone = all.find((e) => e.event === 'node' && (e.data as { node_id: string; status: string }).node_id === 'extract' && (e.data as { status: string }).status === 'finished')
+    assert.ok(extractDone, 'extract finished')
+    const taskEnd = all.find((e) => e.event === 'task' && (e.data as { status: string }).status === 'finished')
+    assert.ok(taskEnd, 'task finished event')
+    assert.ok(all.indexOf(taskEnd) < all.length - 1 && all.at(-1)?.event === 'end', 'end comes last')
+    sse.close()
+    // A finished task: its final snapshot, then end at once.
+    const again = await openSse(`${ui.dashboard.url}api/tasks/${id}/events`)
+    const replay = await again.collect((e) => e.event === 'end')
+    assert.deepEqual(replay.map((e) => e.event), ['snapshot', 'end'])
+    again.close()
+    assert.equal((await fetch(`${ui.dashboard.url}api/tasks/nope/events`)).status, 404)
+  } finally {
+    await ui.stop()
+  }
+})
+
+function progressOf(e: SseEvent, nodeId: string): number {
+  const n = (e.data as { nodes: { node_id: string; batches_seen: number }[] }).nodes.find((x) => x.node_id === nodeId)
+  return n?.batches_seen ?? -1
+}
+
+test('list event stream: counts first, and again when a task is created and when it ends', async () => {
+  const ui = await startUi({ batches: 2, everyMs: 10 })
+  try {
+    const sse = await openSse(`${ui.dashboard.url}api/events`)
+    const first = await sse.collect((e) => e.event === 'tasks')
+    const counts = first.at(-1) as SseEvent & { data: { all: number } }
+    assert.equal(counts.data.all, 0)
+    const id = await ui.rt.coordinator.createTask({ graph: demoGraph() })
+    const created = await sse.collect((e) => e.event === 'tasks' && (e.data as { all: number }).all === 1)
+    assert.ok(created.length > 0)
+    ui.hold.open()
+    await ui.rt.coordinator.waitForTask(id)
+    await sse.collect((e) => e.event === 'tasks' && (e.data as { counts: { finished: number } }).counts.finished === 1)
+    sse.close()
+  } finally {
+    await ui.stop()
+  }
+})
+
+test('control actions through the Coordinator: cancel a running task, resubmit it, retry a dead letter; node details', async () => {
+  const ui = await startUi({ batches: 3, everyMs: 20 })
+  try {
+    const base = ui.dashboard.url
+    const post = async (path: string, body: unknown = {}): Promise<{ status: number; body: Record<string, unknown> }> => {
+      const res = await fetch(`${base}${path}`, { method: 'POST', headers: ACTION, body: JSON.stringify(body) })
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> }
+    }
+    const id = await ui.rt.coordinator.createTask({ graph: demoGraph(), params: { day: 'mon' }, deadlineSec: 600 })
+    await waitFor(async () => (await ui.rt.coordinator.getTask(id))?.nodes.find((n) => n.node_id === 'extract')?.status === 'running')
+    assert.deepEqual(await post(`api/tasks/${id}/cancel`, { reason: 'operator said so' }), { status: 200, body: { ok: true } })
+    const cancelled = await ui.rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })
+    assert.equal(cancelled.status, 'cancelled')
+    assert.deepEqual(await post(`api/tasks/${id}/cancel`), { status: 200, body: { ok: false } }, 'already ended')
+    const page = (await (await fetch(`${base}api/tasks/${id}`)).json()) as { cancel_reason: string; graph: { edges: unknown[] } }
+    assert.equal(page.cancel_reason, 'operator said so')
+    assert.equal(page.graph.edges.length, 3)
+
+    ui.hold = gate()
+    ui.hold.open()
+    const again = await post(`api/tasks/${id}/resubmit`)
+    assert.equal(again.status, 200)
+    const newId = again.body['id'] as string
+    assert.notEqual(newId, id)
+    const rerun = await ui.rt.coordinator.waitForTask(newId, { timeoutMs: 10_000 })
+    assert.equal(rerun.status, 'finished')
+    assert.deepEqual(rerun.params, { day: 'mon' })
+    assert.deepEqual(rerun.nodes.map((n) => n.node_id), cancelled.nodes.map((n) => n.node_id))
+
+    // Per-batch metric rows are a read model the coordinator writes in the background.
+    let node: Record<string, { total: number } | unknown[]> = {}
+    await waitFor(async () => {
+      node = (await (await fetch(`${base}api/tasks/${newId}/nodes/extract`)).json()) as typeof node
+      return (node['batches'] as { total: number }).total === 3
+    })
+    assert.equal((node['artifacts'] as { total: number }).total, 4, '3 partial artifacts and the complete one')
+    assert.deepEqual((node['attempts'] as { attempt_epoch: number; workers: string[]; batches: number }[]).map((a) => [a.attempt_epoch, a.workers, a.batches]), [[1, ['ui-worker-1'], 3]])
+    assert.equal((await fetch(`${base}api/tasks/${newId}/nodes/nope`)).status, 404)
+
+    const now = Date.now()
+    await ui.rt.store.outboxEnqueue({ topic: 'cmd.ticker.v1', key: `${newId}:extract`, value: JSON.stringify({ msg_type: 'TASK_START', task_id: newId, node_id: 'extract', token: 'secret=hunter2' }), dedup_id: 'dl-1' }, now, { attempts: 5, error: 'broker refused: password=hunter2' })
+    const dead = (await (await fetch(`${base}api/dead-letters`)).json()) as { items: { id: string; msg_type: string; task_id: string; last_error: string; value_preview: string; value_bytes: number }[] }
+    assert.equal(dead.items.length, 1)
+    const row = dead.items[0] as (typeof dead.items)[number]
+    assert.equal(row.msg_type, 'TASK_START')
+    assert.equal(row.task_id, newId)
+    assert.doesNotMatch(row.last_error + row.value_preview, /hunter2/, 'secrets are masked')
+    assert.deepEqual(await post(`api/dead-letters/${encodeURIComponent(row.id)}/retry`), { status: 200, body: { ok: true } })
+    assert.deepEqual(await post(`api/dead-letters/${encodeURIComponent(row.id)}/retry`), { status: 200, body: { ok: false } })
+    const workers = (await (await fetch(`${base}api/workers`)).json()) as { workers: { worker_id: string; roles: string[]; capacity: number; active_runs: unknown[] }[] }
+    assert.deepEqual(workers.workers.map((w) => [w.worker_id, w.roles.sort(), w.capacity]), [['ui-worker-1', ['sink', 'stream', 'ticker'], 4]])
+  } finally {
+    await ui.stop()
+  }
+})
+
+test('task event stream of a task another coordinator runs: progress from the store, then its end', async () => {
+  const store = new MemoryStore()
+  const task = buildTask({ graph: { nodes: [{ node_id: 'a', type: 'x' }] } }, { coordinatorFns: new Set(), rejectUnknownInputAdapters: false }, Date.now())
+  await store.createTask(task)
+  let status: 'running' | 'finished' = 'running'
+  const view = (): TaskView => {
+    const v = toTaskView(task)
+    return { ...v, status, nodes: v.nodes.map((n) => ({ ...n, status, batches_seen: status === 'running' ? 3 : 5 })) }
+  }
+  // This process's coordinator does not run the task: its watch gives the snapshot, then nothing.
+  const coordinator = {
+    async getTask(id: string) {
+      return id === task.id ? view() : null
+    },
+    async *watch(id: string, options: { signal?: AbortSignal } = {}) {
+      yield { type: 'snapshot' as const, task_id: id, at_ms: Date.now(), task: view() }
+      await new Promise((resolve) => options.signal?.addEventListener('abort', resolve, { once: true }))
+    },
+    async listWorkers() {
+      return []
+    },
+    async listDeadLetters() {
+      return []
+    },
+  } as unknown as DashboardCoordinator
+  const dash = await startDashboard({ coordinator, store, port: 0, progressMs: 50 })
+  try {
+    const sse = await openSse(`${dash.url}api/tasks/${task.id}/events`)
+    assert.equal((await sse.next()).event, 'snapshot')
+    status = 'finished'
+    const events = await sse.collect((e) => e.event === 'end')
+    const progress = events.filter((e) => e.event === 'progress').at(-1)?.data as { nodes: { node_id: string; status: string; batches_seen: number }[] }
+    assert.deepEqual(progress.nodes.map((n) => [n.node_id, n.status, n.batches_seen]), [['a', 'finished', 5]])
+    assert.deepEqual(events.filter((e) => e.event === 'task').map((e) => (e.data as { status: string }).status), ['finished'])
+    sse.close()
+  } finally {
+    await dash.close()
+  }
+})
