@@ -3,7 +3,7 @@
  *               worker of concurrency 32 → node runs/s, tasks/s, task latency p50/p95.
  * chain_single: one 3-node chain at a time, N times → latency p50/p95 (nothing else running).
  */
-import type { Coordinator } from 'flowkit'
+import type { Coordinator, ObservabilityOptions } from 'flowkit'
 import { methodTable, perNodeRun, resetCounters } from './counting.ts'
 import { noop, withRuntime } from './runtime.ts'
 import { emit, latencyFields, log, percentile, rate, round, type Result } from './stats.ts'
@@ -23,6 +23,8 @@ export interface ChainOptions {
   logLevel: string
   tasks: number
   concurrency: number
+  /** Traces and metrics of the runtime (bench/observability.ts compares settings). */
+  observability?: ObservabilityOptions | false
 }
 
 /** One warm-up chain so connections, topics and consumer groups are in place before timing. */
@@ -33,7 +35,8 @@ async function warmUp(c: Coordinator): Promise<void> {
 }
 
 export async function chain(o: ChainOptions): Promise<Result> {
-  return withRuntime({ real: o.real, logLevel: o.logLevel, handlers: HANDLERS, concurrency: o.concurrency }, async ({ coordinator: c, counters, kind }) => {
+  const obs = o.observability === undefined ? {} : { observability: o.observability }
+  return withRuntime({ real: o.real, logLevel: o.logLevel, handlers: HANDLERS, concurrency: o.concurrency, ...obs }, async ({ coordinator: c, counters, kind }) => {
     await warmUp(c)
     resetCounters(counters)
     const tracker = new TerminalTracker()

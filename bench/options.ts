@@ -25,6 +25,10 @@ export interface Options {
   logLevel: string
   out: string
   sizes: Sizes
+  /** chain: compare observability off / default / traces+metrics (bench/observability.ts). */
+  observability: boolean
+  /** Counted rounds of that comparison (after a warm-up round). */
+  rounds: number
 }
 
 const HELP = `npm run bench [-- options]
@@ -32,6 +36,8 @@ const HELP = `npm run bench [-- options]
   --quick            sizes ~5x smaller
   --only a,b         benches to run: ${ALL_BENCHES.join(', ')} (default: all)
   --compare bullmq   also run BullMQ 3-job flows on a local redis-server (same chain count)
+  --observability    chain: the overhead of traces + metrics (off vs default vs OTel SDK), interleaved rounds
+  --rounds N         rounds of --observability (default 5 with --quick, else 7)
   --log-level L      flowkit log level during the benches (default warn; FLOWKIT_LOG_LEVEL wins)
   --out FILE         results file (default bench/results/latest.json)`
 
@@ -82,5 +88,7 @@ export function parseOptions(argv: string[]): Options {
     logLevel: process.env['FLOWKIT_LOG_LEVEL'] ?? value(argv, '--log-level') ?? 'warn',
     out: value(argv, '--out') ?? new URL('./results/latest.json', import.meta.url).pathname,
     sizes: sizesFor(real, quick),
+    observability: argv.includes('--observability'),
+    rounds: Number(value(argv, '--rounds') ?? (quick ? 5 : 7)),
   }
 }

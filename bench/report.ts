@@ -40,6 +40,10 @@ function rows(results: Result[], comparisons: Record<string, unknown>): string[]
         out.push(['chain', `${g('tasks')} tasks × 3`, g('seconds'), `${g('node_runs_per_s')} node runs/s, ${g('tasks_per_s')} tasks/s`, `p50 ${g('task_latency_p50_ms')} ms, p95 ${g('task_latency_p95_ms')} ms`])
         out.push(['  per node run', '', '', `coord store ${g('coord_store_calls_per_node')} (writes ${g('coord_store_writes_per_node')}, updates ${g('coord_doc_updates_per_node')}), worker store ${g('worker_store_calls_per_node')}`, `produce calls coord ${g('coord_produce_calls_per_node')} / worker ${g('worker_produce_calls_per_node')}, records ${g('coord_records_per_node')} / ${g('worker_records_per_node')}`])
         break
+      case 'chain_observability':
+        out.push(['chain + observability', `${g('tasks')} tasks × 3, ${g('rounds')} rounds`, '', `off ${g('off_node_runs_per_s')}, default ${g('default_node_runs_per_s')}, traces+metrics ${g('full_node_runs_per_s')} node runs/s`, `overhead (throughput / CPU per node run): default ${g('overhead_default_pct')} / ${g('cpu_overhead_default_pct')} %, traces+metrics ${g('overhead_full_pct')} / ${g('cpu_overhead_full_pct')} %`])
+        out.push(['  best rounds', '', '', `off ${g('best_off_node_runs_per_s')}, default ${g('best_default_node_runs_per_s')}, traces+metrics ${g('best_full_node_runs_per_s')} node runs/s`, `overhead (throughput / CPU): default ${g('best_overhead_default_pct')} / ${g('best_cpu_overhead_default_pct')} %, traces+metrics ${g('best_overhead_full_pct')} / ${g('best_cpu_overhead_full_pct')} %`])
+        break
       case 'chain_single':
         out.push(['chain_single', `${g('runs')} × one chain`, '', `${g('per_node_p50_ms')} ms per node (p50)`, `p50 ${g('latency_p50_ms')} ms, p95 ${g('latency_p95_ms')} ms`])
         break

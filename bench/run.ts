@@ -9,6 +9,7 @@
 import { bullmqChain } from './bullmq.ts'
 import { chain, chainSingle } from './chain.ts'
 import { fanout } from './fanout.ts'
+import { chainObservability } from './observability.ts'
 import { parseOptions, type BenchName } from './options.ts'
 import { rawBus } from './raw-bus.ts'
 import { rawStore } from './raw-store.ts'
@@ -22,7 +23,10 @@ const common = { real: o.real, logLevel: o.logLevel }
 const runtime = o.real ? 'kafka+mongo' : 'memory'
 
 const benches: Record<BenchName, () => Promise<Result[]>> = {
-  chain: async () => [await chain({ ...common, tasks: s.chainTasks, concurrency: s.chainConcurrency })],
+  chain: async () =>
+    o.observability
+      ? [await chainObservability({ ...common, tasks: s.chainTasks, concurrency: s.chainConcurrency, rounds: o.rounds })]
+      : [await chain({ ...common, tasks: s.chainTasks, concurrency: s.chainConcurrency })],
   chain_single: async () => [await chainSingle({ ...common, runs: s.singleChains, concurrency: s.chainConcurrency })],
   fanout: async () => [await fanout({ ...common, widths: s.fanoutWidths, concurrency: s.fanoutConcurrency })],
   streaming: async () => [await streaming({ ...common, batches: s.streamBatches, batchSize: s.streamBatchSize })],

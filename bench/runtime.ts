@@ -3,7 +3,7 @@
  * fresh database and topic prefix, both removed afterwards. Only flowkit's public API is used.
  */
 import { randomUUID } from 'node:crypto'
-import { Coordinator, MemoryBus, MemoryStore, Worker, createLogger, type Bus, type LogLevel, type RoleHandler, type Store } from 'flowkit'
+import { Coordinator, MemoryBus, MemoryStore, Worker, createLogger, type Bus, type LogLevel, type ObservabilityOptions, type RoleHandler, type Store } from 'flowkit'
 import { counted, newCounters, type PortCounters } from './counting.ts'
 
 export interface Adapters {
@@ -80,6 +80,8 @@ export interface RuntimeOptions {
   concurrency: number
   /** Sees every call the coordinator makes on its store (method name and arguments). */
   spyCoordinatorStore?: (method: string, args: unknown[]) => void
+  /** Traces and metrics of the coordinator and the worker (default: the flowkit default). */
+  observability?: ObservabilityOptions | false
 }
 
 /**
@@ -104,6 +106,7 @@ export async function withRuntime<T>(o: RuntimeOptions, fn: (rt: Runtime) => Pro
     store: counted(a.store, counters.coordStore, o.spyCoordinatorStore),
     logger,
     config: { ...topics, groupId: `${p}coord` },
+    ...(o.observability === undefined ? {} : { observability: o.observability }),
   })
   const worker = new Worker({
     bus: counted(a.bus, counters.workerBus),
@@ -111,6 +114,7 @@ export async function withRuntime<T>(o: RuntimeOptions, fn: (rt: Runtime) => Pro
     logger,
     handlers: o.handlers,
     config: { ...topics, groupPrefix: p, concurrency: o.concurrency },
+    ...(o.observability === undefined ? {} : { observability: o.observability }),
   })
   try {
     await coordinator.start()

@@ -5,13 +5,11 @@
  * status events as they are received and applied, and by log records (retries, lease expiries,
  * cancellations, dead letters). Names and labels: docs/observability.md.
  */
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import { Counter, Gauge, type Registry } from 'prom-client'
 import type { LogFields } from '../log.ts'
 import type { NodeState } from '../model/state.ts'
-import { Children, DURATION_BUCKETS, LATENCY_BUCKETS } from './options.ts'
-
-type Inc = { inc(value?: number): void }
-type Observe = { observe(value: number): void }
+import { FastCounter, FastHistogram } from './fast.ts'
+import { DURATION_BUCKETS, LATENCY_BUCKETS } from './options.ts'
 
 /** What the metrics read from the coordinator at scrape time. */
 export interface CoordinatorParts {
@@ -32,27 +30,27 @@ const STAT_COUNTERS: ReadonlyArray<readonly [string, string, string]> = [
 ]
 
 export class CoordinatorMetrics {
-  readonly #attempt: Children<Observe>
-  readonly #accept: Children<Observe>
-  readonly #received: Children<Observe>
-  readonly #applied: Children<Observe>
-  readonly #batches: Children<Inc>
-  readonly #items: Children<Inc>
-  readonly #taskDone: Children<Inc>
-  readonly #taskDuration: Children<Observe>
-  readonly #created: Counter
-  readonly #retries: Children<Inc>
-  readonly #leaseExpiries: Children<Inc>
-  readonly #timeouts: Children<Inc>
-  readonly #cancellations: Children<Inc>
-  readonly #deadLetters: Counter
-  readonly #outboxRetries: Counter
-  readonly #logEvents: Children<Inc>
+  readonly #attempt: FastHistogram
+  readonly #accept: FastHistogram
+  readonly #received: FastHistogram
+  readonly #applied: FastHistogram
+  readonly #batches: FastCounter
+  readonly #items: FastCounter
+  readonly #taskDone: FastCounter
+  readonly #taskDuration: FastHistogram
+  readonly #created: FastCounter
+  readonly #retries: FastCounter
+  readonly #leaseExpiries: FastCounter
+  readonly #timeouts: FastCounter
+  readonly #cancellations: FastCounter
+  readonly #deadLetters: FastCounter
+  readonly #outboxRetries: FastCounter
+  readonly #logEvents: FastCounter
 
   constructor(registry: Registry, parts: () => CoordinatorParts | null) {
     const registers = [registry]
-    const c = (name: string, help: string, labelNames: string[] = []) => new Counter({ name, help, labelNames, registers })
-    const h = (name: string, help: string, labelNames: string[], buckets: number[]) => new Histogram({ name, help, labelNames, buckets, registers })
+    const c = (name: string, help: string, labelNames: string[] = []) => new FastCounter(registry, name, help, labelNames)
+    const h = (name: string, help: string, labelNames: string[], buckets: number[]) => new FastHistogram(registry, name, help, labelNames, buckets)
     new Gauge({
       name: 'flowkit_tasks',
       help: 'Active tasks this coordinator holds, by status',
@@ -101,91 +99,78 @@ export class CoordinatorMetrics {
       })
     }
     this.#created = c('flowkit_tasks_created_total', 'Tasks created on this coordinator')
-    const taskDone = c('flowkit_tasks_completed_total', 'Tasks that reached a terminal status (durably), by status', ['status'])
-    this.#taskDone = new Children((s) => taskDone.labels(s as string))
-    const taskDuration = h('flowkit_task_duration_seconds', 'Tasks from creation to their terminal status, by status', ['status'], DURATION_BUCKETS)
-    this.#taskDuration = new Children((s) => taskDuration.labels(s as string))
-    const attempt = h('flowkit_node_attempt_duration_seconds', 'Node attempts from dispatch to their end, by node type and outcome', ['type', 'outcome'], DURATION_BUCKETS)
-    this.#attempt = new Children((t, o) => attempt.labels(t as string, o as string))
-    const accept = h('flowkit_node_dispatch_accept_seconds', 'Hop latency from a node dispatch to its acceptance by a worker, by node type', ['type'], LATENCY_BUCKETS)
-    this.#accept = new Children((t) => accept.labels(t as string))
-    const received = h('flowkit_event_receive_lag_seconds', 'Worker status events: from the record timestamp to their receipt by the coordinator (consumer lag in time), by kind', ['kind'], LATENCY_BUCKETS)
-    this.#received = new Children((k) => received.labels(k as string))
-    const applied = h('flowkit_event_apply_seconds', 'Worker status events: from the record timestamp to their durable application (batch→applied for BATCH_OK), by kind', ['kind'], LATENCY_BUCKETS)
-    this.#applied = new Children((k) => applied.labels(k as string))
-    const batches = c('flowkit_batches_total', 'Batches counted into node stats (durably), by node type', ['type'])
-    this.#batches = new Children((t) => batches.labels(t as string))
-    const items = c('flowkit_batch_items_total', 'Items of those batches (their numeric `count` metric), by node type', ['type'])
-    this.#items = new Children((t) => items.labels(t as string))
-    const retries = c('flowkit_node_retries_total', 'Transient node failures that scheduled a retry, by node type', ['type'])
-    this.#retries = new Children((t) => retries.labels(t as string))
-    const lease = c('flowkit_node_lease_expiries_total', 'Attempts given up because their lease expired or heartbeats stopped, by node type and why', ['type', 'why'])
-    this.#leaseExpiries = new Children((t, w) => lease.labels(t as string, w as string))
-    const timeouts = c('flowkit_node_timeouts_total', 'Attempts cancelled for running past their timeout_sec, by node type', ['type'])
-    this.#timeouts = new Children((t) => timeouts.labels(t as string))
-    const cancels = c('flowkit_node_cancellations_total', 'Nodes that ended cancelled, by node type', ['type'])
-    this.#cancellations = new Children((t) => cancels.labels(t as string))
+    this.#taskDone = c('flowkit_tasks_completed_total', 'Tasks that reached a terminal status (durably), by status', ['status'])
+    this.#taskDuration = h('flowkit_task_duration_seconds', 'Tasks from creation to their terminal status, by status', ['status'], DURATION_BUCKETS)
+    this.#attempt = h('flowkit_node_attempt_duration_seconds', 'Node attempts from dispatch to their end, by node type and outcome', ['type', 'outcome'], DURATION_BUCKETS)
+    this.#accept = h('flowkit_node_dispatch_accept_seconds', 'Hop latency from a node dispatch to its acceptance by a worker, by node type', ['type'], LATENCY_BUCKETS)
+    this.#received = h('flowkit_event_receive_lag_seconds', 'Worker status events: from the record timestamp to their receipt by the coordinator (consumer lag in time), by kind', ['kind'], LATENCY_BUCKETS)
+    this.#applied = h('flowkit_event_apply_seconds', 'Worker status events: from the record timestamp to their durable application (batch→applied for BATCH_OK), by kind', ['kind'], LATENCY_BUCKETS)
+    this.#batches = c('flowkit_batches_total', 'Batches counted into node stats (durably), by node type', ['type'])
+    this.#items = c('flowkit_batch_items_total', 'Items of those batches (their numeric `count` metric), by node type', ['type'])
+    this.#retries = c('flowkit_node_retries_total', 'Transient node failures that scheduled a retry, by node type', ['type'])
+    this.#leaseExpiries = c('flowkit_node_lease_expiries_total', 'Attempts given up because their lease expired or heartbeats stopped, by node type and why', ['type', 'why'])
+    this.#timeouts = c('flowkit_node_timeouts_total', 'Attempts cancelled for running past their timeout_sec, by node type', ['type'])
+    this.#cancellations = c('flowkit_node_cancellations_total', 'Nodes that ended cancelled, by node type', ['type'])
     this.#deadLetters = c('flowkit_outbox_dead_letters_total', 'Commands parked as dead letters after their last send attempt')
     this.#outboxRetries = c('flowkit_outbox_send_retries_total', 'Commands whose send failed and was scheduled again')
-    const logEvents = c('flowkit_coordinator_log_events_total', 'Log records of the coordinator (at any level, logged or not), by event and level', ['event', 'level'])
-    this.#logEvents = new Children((e, l) => logEvents.labels(e as string, l as string))
+    this.#logEvents = c('flowkit_coordinator_log_events_total', 'Log records of the coordinator (at any level, logged or not), by event and level', ['event', 'level'])
   }
 
   taskCreated(): void {
-    this.#created.inc()
+    this.#created.labels().inc()
   }
 
   taskEnded(status: string, seconds: number | null): void {
-    this.#taskDone.get(status).inc()
-    if (seconds !== null) this.#taskDuration.get(status).observe(Math.max(0, seconds))
+    this.#taskDone.labels(status).inc()
+    if (seconds !== null) this.#taskDuration.labels(status).observe(Math.max(0, seconds))
   }
 
   attemptEnded(type: string, outcome: string, seconds: number): void {
-    this.#attempt.get(type, outcome).observe(Math.max(0, seconds))
+    this.#attempt.labels(type, outcome).observe(Math.max(0, seconds))
   }
 
   accepted(type: string, seconds: number): void {
-    this.#accept.get(type).observe(Math.max(0, seconds))
+    this.#accept.labels(type).observe(Math.max(0, seconds))
   }
 
   batch(type: string, items: number): void {
-    this.#batches.get(type).inc()
-    if (items > 0) this.#items.get(type).inc(items)
+    this.#batches.labels(type).inc()
+    if (items > 0) this.#items.labels(type).inc(items)
   }
 
   received(kind: string, seconds: number): void {
-    this.#received.get(kind).observe(Math.max(0, seconds))
+    this.#received.labels(kind).observe(Math.max(0, seconds))
   }
 
   applied(kind: string, seconds: number): void {
-    this.#applied.get(kind).observe(Math.max(0, seconds))
+    this.#applied.labels(kind).observe(Math.max(0, seconds))
   }
 
   /** A log record: counted, and the ones that mark a retry, expiry, cancel or dead letter. */
   record(level: string, event: string, fields: LogFields | undefined, typeOf: (f: LogFields | undefined) => string): void {
-    this.#logEvents.get(event, level).inc()
+    this.#logEvents.labels(event, level).inc()
     switch (event) {
       case 'node.deferred':
-        this.#retries.get(typeOf(fields)).inc()
+        this.#retries.labels(typeOf(fields)).inc()
         return
       case 'node.lease_expired':
-        this.#leaseExpiries.get(typeOf(fields), 'lease_expired').inc()
+        this.#leaseExpiries.labels(typeOf(fields), 'lease_expired').inc()
         return
       case 'node.heartbeat_lost':
-        this.#leaseExpiries.get(typeOf(fields), 'heartbeat_lost').inc()
+        this.#leaseExpiries.labels(typeOf(fields), 'heartbeat_lost').inc()
         return
       case 'node.timeout':
-        this.#timeouts.get(typeOf(fields)).inc()
+        this.#timeouts.labels(typeOf(fields)).inc()
         return
       case 'node.cancelled':
-        this.#cancellations.get(typeOf(fields)).inc()
+        this.#cancellations.labels(typeOf(fields)).inc()
         return
       case 'outbox.failed':
-        this.#deadLetters.inc()
+        this.#deadLetters.labels().inc()
         return
       case 'outbox.retry': {
         const n = fields?.['records']
-        this.#outboxRetries.inc(typeof n === 'number' && n > 0 ? n : 1)
+        this.#outboxRetries.labels().inc(typeof n === 'number' && n > 0 ? n : 1)
         return
       }
     }

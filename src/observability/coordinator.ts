@@ -24,7 +24,7 @@ import type { Clock } from '../ports/clock.ts'
 import type { Store } from '../ports/store.ts'
 import { FINAL_UID } from '../protocol/messages.ts'
 import { CoordinatorMetrics, type CoordinatorParts } from './coordinator-metrics.ts'
-import { ObservedLogger } from './logger.ts'
+import { ObservedLogger, type TraceFields, traceFieldsOf } from './logger.ts'
 import { type MetricsHandler, type ObservabilityOptions, closeServer, itemsOf, metricsHandler, resolveObservability, serverAddress, startMetricsServer } from './options.ts'
 import { spanContextFromHeaders, traceHeaders } from './propagation.ts'
 import { timedStore } from './store.ts'
@@ -48,6 +48,8 @@ interface AttemptRec {
   ended: boolean
   span: Span | null
   headers: Record<string, string> | undefined
+  /** trace_id / span_id of the span, for log records. */
+  ids: TraceFields | undefined
   linked: boolean
 }
 
@@ -55,6 +57,7 @@ interface TaskRec {
   id: string
   createdAt: number | null
   span: Span | null
+  ids: TraceFields | undefined
   ctx: Context
   attempts: Map<string, AttemptRec>
 }
@@ -75,6 +78,8 @@ export class CoordinatorObservability {
   /** Live attempts by message key (task_id:node_id), for the headers of their commands. */
   readonly #byKey = new Map<string, AttemptRec>()
   #parts: CoordinatorParts | null = null
+  /** A span was recorded (an SDK is registered): logs look for trace ids from then on. */
+  #tracing = false
   #server: Server | null = null
 
   /** The observability of a coordinator built with `options`; null for `observability: false`. */
@@ -110,15 +115,15 @@ export class CoordinatorObservability {
     }
     return new ObservedLogger(log, {
       ...(m === null ? {} : { record: (level, event, fields) => m.record(level, event, fields, typeOf) }),
-      ...(this.#tracer === null ? {} : { spanOf: (t, n) => this.#spanOf(t, n) }),
+      ...(this.#tracer === null ? {} : { traceOf: (t, n) => this.#traceOf(t, n), tracing: () => this.#tracing }),
     })
   }
 
-  #spanOf(taskId: string, nodeId: string | undefined): ReturnType<Span['spanContext']> | undefined {
+  #traceOf(taskId: string, nodeId: string | undefined): TraceFields | undefined {
     const t = this.#tasks.get(taskId)
     if (t === undefined) return undefined
     const a = nodeId === undefined ? undefined : t.attempts.get(nodeId)
-    return (a?.span ?? t.span)?.spanContext()
+    return a?.ids ?? t.ids
   }
 
   /** A task was created here: its span starts now, as a child of the caller's active context. */
@@ -129,15 +134,18 @@ export class CoordinatorObservability {
 
   #task(taskId: string, createdAt: number | null, parent: Context, attributes: Record<string, string | number | boolean>): TaskRec {
     let span: Span | null = null
+    let ids: TraceFields | undefined
     let ctx = parent
     if (this.#tracer !== null) {
       const s = this.#tracer.startSpan('flowkit.task', { kind: SpanKind.INTERNAL, attributes: { 'flowkit.task.id': taskId, ...attributes }, ...(createdAt === null ? {} : { startTime: createdAt }) }, parent)
       if (isSpanContextValid(s.spanContext())) {
+        this.#tracing = true
         span = s
+        ids = traceFieldsOf(s.spanContext())
         ctx = trace.setSpan(parent, s)
       }
     }
-    const rec: TaskRec = { id: taskId, createdAt, span, ctx, attempts: new Map() }
+    const rec: TaskRec = { id: taskId, createdAt, span, ids, ctx, attempts: new Map() }
     this.#tasks.set(taskId, rec)
     if (this.#tasks.size > MAX_TASKS) {
       const oldest = this.#tasks.values().next().value
@@ -190,7 +198,7 @@ export class CoordinatorObservability {
   }
 
   #startAttempt(t: TaskRec, n: NodeState): AttemptRec {
-    const a: AttemptRec = { nodeId: n.node_id, type: n.type, epoch: n.attempt_epoch, dispatchedAt: n.dispatched_at_ms ?? this.#clock.now(), accepted: false, ended: false, span: null, headers: undefined, linked: false }
+    const a: AttemptRec = { nodeId: n.node_id, type: n.type, epoch: n.attempt_epoch, dispatchedAt: n.dispatched_at_ms ?? this.#clock.now(), accepted: false, ended: false, span: null, headers: undefined, ids: undefined, linked: false }
     if (this.#tracer !== null && t.span !== null) {
       const s = this.#tracer.startSpan(
         'flowkit.node.attempt',
@@ -199,6 +207,7 @@ export class CoordinatorObservability {
       )
       a.span = s
       a.headers = traceHeaders(s.spanContext())
+      a.ids = traceFieldsOf(s.spanContext())
     }
     t.attempts.set(n.node_id, a)
     this.#byKey.set(`${t.id}:${n.node_id}`, a)

@@ -9,11 +9,23 @@ import type { LogFields, Logger } from '../log.ts'
 
 type Level = 'debug' | 'info' | 'warn' | 'error'
 
+/** The fields a record of a span gets (computed once per span by its owner). */
+export interface TraceFields {
+  readonly trace_id: string
+  readonly span_id: string
+}
+
+export function traceFieldsOf(sc: SpanContext): TraceFields {
+  return { trace_id: sc.traceId, span_id: sc.spanId }
+}
+
 export interface LogObserver {
   /** Every record, whatever the level (for counters). */
   record?(level: Level, event: string, fields: LogFields | undefined): void
-  /** The span a record about (task, node) belongs to; undefined: none known. Absent: no tracing. */
-  spanOf?(taskId: string, nodeId: string | undefined): SpanContext | undefined
+  /** The trace of a record about (task, node); undefined: none known. Absent: no tracing. */
+  traceOf?(taskId: string, nodeId: string | undefined): TraceFields | undefined
+  /** False while no span has been recorded (no SDK): records are then passed on untouched. */
+  tracing?(): boolean
 }
 
 function str(v: unknown): string | undefined {
@@ -34,13 +46,17 @@ export class ObservedLogger implements Logger {
   }
 
   #fields(fields: LogFields | undefined): LogFields | undefined {
-    const spanOf = this.#obs.spanOf
-    if (spanOf === undefined) return fields
+    const traceOf = this.#obs.traceOf
+    if (traceOf === undefined || this.#obs.tracing?.() === false) return fields
     const taskId = str(fields?.['task_id']) ?? this.#taskId
-    let sc = taskId === undefined ? undefined : spanOf(taskId, str(fields?.['node_id']) ?? this.#nodeId)
-    sc ??= trace.getActiveSpan()?.spanContext()
-    if (sc === undefined || !isSpanContextValid(sc)) return fields
-    return { ...fields, trace_id: sc.traceId, span_id: sc.spanId }
+    let ids: TraceFields | undefined
+    if (taskId !== undefined) ids = traceOf(taskId, str(fields?.['node_id']) ?? this.#nodeId)
+    else {
+      // Not about a task: the active span of the OpenTelemetry context, if any.
+      const sc = trace.getActiveSpan()?.spanContext()
+      if (sc !== undefined && isSpanContextValid(sc)) ids = traceFieldsOf(sc)
+    }
+    return ids === undefined ? fields : { ...fields, ...ids }
   }
 
   #log(level: Level, event: string, fields: LogFields | undefined): void {

@@ -122,24 +122,6 @@ export function serverAddress(server: Server | null): AddressInfo | null {
   return a !== null && typeof a === 'object' ? a : null
 }
 
-/** prom-client children by label values, looked up once (`labels()` validates on every call). */
-export class Children<C> {
-  readonly #make: (...values: string[]) => C
-  readonly #byKey = new Map<string, C>()
-  constructor(make: (...values: string[]) => C) {
-    this.#make = make
-  }
-  get(...values: string[]): C {
-    const key = values.length === 1 ? (values[0] as string) : values.join('\u0000')
-    let c = this.#byKey.get(key)
-    if (c === undefined) {
-      c = this.#make(...values)
-      this.#byKey.set(key, c)
-    }
-    return c
-  }
-}
-
 /** Histogram buckets, seconds: hops (ms to seconds) and runs (tens of ms to an hour). */
 export const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600]

@@ -5,7 +5,7 @@
  * the bus when tracing is on. Headers are additive: a peer that ignores them (the Python seed)
  * reads the record as before, and a record without them is simply not linked.
  */
-import { type SpanContext, TraceFlags, createTraceState, isSpanContextValid } from '@opentelemetry/api'
+import { INVALID_SPANID, INVALID_TRACEID, type SpanContext, TraceFlags, createTraceState } from '@opentelemetry/api'
 
 export const TRACEPARENT = 'traceparent'
 export const TRACESTATE = 'tracestate'
@@ -14,7 +14,8 @@ const TRACEPARENT_RE = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2
 
 /** The headers that carry `ctx`, or undefined for an invalid (no-op) span context. */
 export function traceHeaders(ctx: SpanContext): Record<string, string> | undefined {
-  if (!isSpanContextValid(ctx)) return undefined
+  // The no-op span context (no SDK) is the one invalid context a tracer hands out.
+  if (ctx.traceId === INVALID_TRACEID || ctx.spanId === INVALID_SPANID) return undefined
   const flags = (ctx.traceFlags & 0xff).toString(16).padStart(2, '0')
   const headers: Record<string, string> = { [TRACEPARENT]: `00-${ctx.traceId}-${ctx.spanId}-${flags}` }
   const state = ctx.traceState?.serialize()
@@ -34,7 +35,7 @@ export function spanContextFromHeaders(headers: Readonly<Record<string, string>>
     traceFlags: Number.parseInt(m[4] as string, 16) & TraceFlags.SAMPLED,
     isRemote: true,
   }
-  if (!isSpanContextValid(ctx)) return undefined
+  if (ctx.traceId === INVALID_TRACEID || ctx.spanId === INVALID_SPANID) return undefined // the pattern checked the rest
   const state = headers?.[TRACESTATE]
   if (state !== undefined && state.length > 0) ctx.traceState = createTraceState(state)
   return ctx

@@ -4,41 +4,37 @@
  * else (properties, getters, synchronous methods) is the store's own, unchanged; `instanceof`
  * still holds.
  */
-import { Histogram, type Registry } from 'prom-client'
+import type { Registry } from 'prom-client'
 import type { Store } from '../ports/store.ts'
-import { Children, LATENCY_BUCKETS } from './options.ts'
-
-type Observe = { observe(value: number): void }
+import { FastHistogram, type HistogramChild } from './fast.ts'
+import { LATENCY_BUCKETS } from './options.ts'
 
 export function timedStore(store: Store, registry: Registry, name: string): Store {
-  const hist = new Histogram({
-    name,
-    help: 'Store port calls, seconds from the call to its settlement, by method and outcome',
-    labelNames: ['op', 'outcome'],
-    buckets: LATENCY_BUCKETS,
-    registers: [registry],
-  })
-  const children = new Children<Observe>((op, outcome) => hist.labels(op as string, outcome as string))
+  const hist = new FastHistogram(registry, name, 'Store port calls, seconds from the call to its settlement, by method and outcome', ['op', 'outcome'], LATENCY_BUCKETS)
   // By function, not by name: a method replaced on the store later (a test's fault) is timed too.
   const wrapped = new WeakMap<object, unknown>()
-  const wrap = (op: string, fn: (...args: unknown[]) => unknown) =>
-    function timed(...args: unknown[]): unknown {
+  const wrap = (op: string, fn: (...args: unknown[]) => unknown) => {
+    // Children on first use: a method never called (or never failing) has no series.
+    let ok: HistogramChild | null = null
+    let failed: HistogramChild | null = null
+    return function timed(...args: unknown[]): unknown {
       const t0 = performance.now()
       const out = fn.apply(store, args)
       if (out === null || typeof out !== 'object' || typeof (out as Promise<unknown>).then !== 'function') return out
-      const ok = children.get(op, 'ok')
-      const failed = children.get(op, 'error')
       return (out as Promise<unknown>).then(
         (v) => {
+          ok ??= hist.labels(op, 'ok')
           ok.observe((performance.now() - t0) / 1000)
           return v
         },
         (err: unknown) => {
+          failed ??= hist.labels(op, 'error')
           failed.observe((performance.now() - t0) / 1000)
           throw err
         },
       )
     }
+  }
   return new Proxy(store, {
     get(target, prop) {
       const v: unknown = Reflect.get(target, prop, target)

@@ -16,7 +16,7 @@ import type { Clock } from '../ports/clock.ts'
 import type { Store } from '../ports/store.ts'
 import type { ActiveRun, WorkerCore } from '../worker/core.ts'
 import type { RunInfo } from '../worker/handler.ts'
-import { ObservedLogger } from './logger.ts'
+import { ObservedLogger, type TraceFields, traceFieldsOf } from './logger.ts'
 import { type MetricsHandler, type ObservabilityOptions, closeServer, itemsOf, metricsHandler, resolveObservability, serverAddress, startMetricsServer } from './options.ts'
 import { TRACEPARENT, spanContextFromHeaders, traceHeaders } from './propagation.ts'
 import { timedStore } from './store.ts'
@@ -40,6 +40,8 @@ export class WorkerObservability {
   /** Runs in progress, by `task_id:node_id`. */
   readonly active = new Map<string, RunObservation>()
   #core: WorkerCore | null = null
+  /** A span was recorded (an SDK is registered): logs look for trace ids from then on. */
+  #tracing = false
   #server: Server | null = null
 
   /** The observability of a worker built with `options`; null for `observability: false`. */
@@ -78,7 +80,7 @@ export class WorkerObservability {
     const m = this.metrics
     return new ObservedLogger(log, {
       ...(m === null ? {} : { record: (level, event) => m.record(level, event) }),
-      ...(this.tracer === null ? {} : { spanOf: (t, n) => (n === undefined ? undefined : this.active.get(`${t}:${n}`)?.span?.spanContext()) }),
+      ...(this.tracer === null ? {} : { traceOf: (t, n) => (n === undefined ? undefined : this.active.get(`${t}:${n}`)?.ids), tracing: () => this.#tracing }),
     })
   }
 
@@ -121,7 +123,10 @@ export class WorkerObservability {
         },
         ctx,
       )
-      if (isSpanContextValid(s.spanContext())) span = s
+      if (isSpanContextValid(s.spanContext())) {
+        this.#tracing = true
+        span = s
+      }
     }
     const obs = new RunObservation(this, role, key, span)
     this.active.get(key)?.end() // a previous run of the node that never reached its end
@@ -158,6 +163,8 @@ export class WorkerObservability {
 export class RunObservation {
   readonly span: Span | null
   readonly headers: Record<string, string> | undefined
+  /** trace_id / span_id of the run span, for log records. */
+  readonly ids: TraceFields | undefined
   readonly #obs: WorkerObservability
   readonly #role: string
   readonly #key: string
@@ -172,6 +179,7 @@ export class RunObservation {
     this.#key = key
     this.span = span
     this.headers = span === null ? undefined : traceHeaders(span.spanContext())
+    this.ids = span === null ? undefined : traceFieldsOf(span.spanContext())
     this.#startedAt = obs.clock.now()
     this.#lastAt = this.#startedAt
   }
@@ -181,9 +189,6 @@ export class RunObservation {
     if (this.#ended) return this.headers
     const span = this.span
     switch (payload['kind']) {
-      case 'TASK_ACCEPTED':
-        span?.addEvent('accepted')
-        break
       case 'BATCH_OK': {
         const now = this.#obs.clock.now()
         const items = itemsOf(payload['metrics'] as Record<string, unknown> | undefined)
