@@ -57,7 +57,7 @@ export interface CoordinatorConfig extends TopicsConfig, SubmitLimits {
   retentionSec: number
   /**
    * Refuse at createTask a graph naming an input adapter workers do not have. Default false: the
-   * worker fails such a node permanently with `bad_input_adapter` (PROTOCOL.md, S-050).
+   * worker fails such a node permanently with `bad_input_adapter` (docs/protocol.md, scenario S-050).
    */
   rejectUnknownInputAdapters: boolean
   /** How often the sweep runs (retention, adoption of tasks written by another process). */

@@ -1,6 +1,6 @@
 /**
  * The graph format as submitted: the snake_case JSON that `coordinator.createTask({ graph })`
- * accepts and the Python flowkit-async reads (docs/graph-format.md, PROTOCOL.md "Graph format").
+ * accepts and the Python flowkit-async reads (docs/graph-format.md; docs/protocol.md, "Graph format").
  *
  * These are the user-facing wire types. They are not the engine's normalised form (`GraphSpec`,
  * `NodeSpec` in types.ts, with defaults filled in and `fan_in` parsed); `parseGraph` turns the one

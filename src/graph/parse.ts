@@ -1,5 +1,5 @@
 /**
- * Graph validation and normalisation at submission (PROTOCOL.md, "Graph format").
+ * Graph validation and normalisation at submission (docs/protocol.md, "Graph format"; docs/graph-format.md).
  *
  * `parseGraph` checks the whole graph, collects every problem it finds (in document order:
  * top-level fields, then each node, then `edges`, `edges_ex`, then cycles) and throws ONE

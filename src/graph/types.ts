@@ -1,5 +1,5 @@
 import type { Guard } from './guard.ts'
-/** Graph format (task input), as in PROTOCOL.md; the normalised form the engine uses. */
+/** Graph format (task input), as in docs/graph-format.md (docs/protocol.md, "Graph format"); the normalised form the engine uses. */
 
 export type FanIn = { kind: 'all' } | { kind: 'any' } | { kind: 'count'; n: number }
 

@@ -1,5 +1,5 @@
 /**
- * Names of the input adapters a node may use (`io.input_inline.input_adapter`, PROTOCOL.md).
+ * Names of the input adapters a node may use (`io.input_inline.input_adapter`, docs/protocol.md).
  * Names only: the adapters themselves run in the worker (src/worker/input.ts), while the
  * coordinator needs the names to refuse a graph naming an unknown adapter.
  */

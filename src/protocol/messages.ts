@@ -1,5 +1,5 @@
 /**
- * Wire protocol v1 (PROTOCOL.md): envelopes and payloads with the seed's JSON field names, so a
+ * Wire protocol v1 (docs/protocol.md): envelopes and payloads with the seed's JSON field names, so a
  * Python flowkit peer understands every message. Parsing is strict and never throws past
  * `parseEnvelope`: a malformed message yields `{ ok: false, error }` for the caller to log and skip.
  */
