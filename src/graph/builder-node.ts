@@ -23,7 +23,7 @@ export type FanInOption = 'all' | 'any' | { count: number } | `count:${number}`
 export interface RetryOptions {
   /** Attempts in all, the first included (integer >= 1; default 3). */
   max?: number
-  /** Seconds between a transient failure and the next attempt (>= 0, fractions allowed; default 0). */
+  /** Seconds between a transient failure and the next attempt (>= 0, fractions allowed; default 1). */
   backoffSec?: number
   /** Growth of the delay per failed attempt (1: fixed delay; 2: doubling). */
   backoffFactor?: number
