@@ -6,6 +6,8 @@
  *   off      `observability: false` (no spans, no metrics, no wrappers);
  *   default  the default: Prometheus metrics on, tracing through the OpenTelemetry API with no SDK
  *            registered (no-op spans);
+ *   sampled  metrics + an OpenTelemetry SDK sampling 10 % of the traces (ParentBased ratio 0.1;
+ *            the trace context still travels with every record);
  *   full     metrics + an OpenTelemetry SDK recording every span (BasicTracerProvider, always-on
  *            sampling, BatchSpanProcessor) into an exporter that drops them (export cost aside).
  *
@@ -15,7 +17,7 @@
  * least disturbed round: on a shared machine the closest to the intrinsic cost), and the
  * overheads relative to `off` by each measure.
  */
-import { BasicTracerProvider, BatchSpanProcessor, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace-base'
+import { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, type ReadableSpan, type SpanExporter, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace-base'
 import type { ObservabilityOptions } from 'flowkit'
 import { chain } from './chain.ts'
 import { emit, log, percentile, round, type Result } from './stats.ts'
@@ -28,8 +30,8 @@ export interface ChainObservabilityOptions {
   rounds: number
 }
 
-type Setting = 'off' | 'default' | 'full'
-const SETTINGS: readonly Setting[] = ['off', 'default', 'full']
+type Setting = 'off' | 'default' | 'sampled' | 'full'
+const SETTINGS: readonly Setting[] = ['off', 'default', 'sampled', 'full']
 
 /** Counts the spans handed to it and drops them. */
 class DroppingExporter implements SpanExporter {
@@ -45,9 +47,14 @@ class DroppingExporter implements SpanExporter {
 export async function chainObservability(o: ChainObservabilityOptions): Promise<Result> {
   const exporter = new DroppingExporter()
   const provider = new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(exporter, { maxQueueSize: 65_536, maxExportBatchSize: 2048 })] })
-  const settings: Record<Setting, ObservabilityOptions | false | undefined> = { off: false, default: undefined, full: { tracing: provider } }
-  const rates: Record<Setting, number[]> = { off: [], default: [], full: [] }
-  const cpu: Record<Setting, number[]> = { off: [], default: [], full: [] }
+  const sampledExporter = new DroppingExporter()
+  const sampledProvider = new BasicTracerProvider({
+    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(0.1) }),
+    spanProcessors: [new BatchSpanProcessor(sampledExporter, { maxQueueSize: 65_536, maxExportBatchSize: 2048 })],
+  })
+  const settings: Record<Setting, ObservabilityOptions | false | undefined> = { off: false, default: undefined, sampled: { tracing: sampledProvider }, full: { tracing: provider } }
+  const rates: Record<Setting, number[]> = { off: [], default: [], sampled: [], full: [] }
+  const cpu: Record<Setting, number[]> = { off: [], default: [], sampled: [], full: [] }
   const nodeRuns = o.tasks * 3
   let kind = 'memory'
   for (let round_ = 0; round_ <= o.rounds; round_++) {
@@ -66,8 +73,10 @@ export async function chainObservability(o: ChainObservabilityOptions): Promise<
       cpu[s].push(cpuUs)
     }
   }
-  await provider.forceFlush()
-  await provider.shutdown()
+  for (const p of [provider, sampledProvider]) {
+    await p.forceFlush()
+    await p.shutdown()
+  }
   const median = (s: Setting): number => percentile(rates[s], 50)
   const medianCpu = (s: Setting): number => percentile(cpu[s], 50)
   const overhead = (s: Setting): number => round((1 - median(s) / median('off')) * 100, 1)
@@ -81,25 +90,33 @@ export async function chainObservability(o: ChainObservabilityOptions): Promise<
     rounds: o.rounds,
     off_node_runs_per_s: median('off'),
     default_node_runs_per_s: median('default'),
+    sampled_node_runs_per_s: median('sampled'),
     full_node_runs_per_s: median('full'),
     overhead_default_pct: overhead('default'),
+    overhead_sampled_pct: overhead('sampled'),
     overhead_full_pct: overhead('full'),
     off_cpu_us_per_node_run: medianCpu('off'),
     default_cpu_us_per_node_run: medianCpu('default'),
+    sampled_cpu_us_per_node_run: medianCpu('sampled'),
     full_cpu_us_per_node_run: medianCpu('full'),
     cpu_overhead_default_pct: cpuOverhead('default'),
+    cpu_overhead_sampled_pct: cpuOverhead('sampled'),
     cpu_overhead_full_pct: cpuOverhead('full'),
     best_off_node_runs_per_s: best('off'),
     best_default_node_runs_per_s: best('default'),
+    best_sampled_node_runs_per_s: best('sampled'),
     best_full_node_runs_per_s: best('full'),
     best_overhead_default_pct: round((1 - best('default') / best('off')) * 100, 1),
+    best_overhead_sampled_pct: round((1 - best('sampled') / best('off')) * 100, 1),
     best_overhead_full_pct: round((1 - best('full') / best('off')) * 100, 1),
     best_cpu_overhead_default_pct: round((bestCpu('default') / bestCpu('off') - 1) * 100, 1),
+    best_cpu_overhead_sampled_pct: round((bestCpu('sampled') / bestCpu('off') - 1) * 100, 1),
     best_cpu_overhead_full_pct: round((bestCpu('full') / bestCpu('off') - 1) * 100, 1),
     rounds_node_runs_per_s: rates,
     rounds_cpu_us_per_node_run: cpu,
     // per full round: a task span, plus an attempt span and a run span per node run (and warm-ups)
     spans_exported: exporter.spans,
+    sampled_spans_exported: sampledExporter.spans,
     spans_expected_at_least: (o.rounds + 1) * (o.tasks + 2 * nodeRuns),
   })
 }

@@ -10,6 +10,7 @@ import { INVALID_SPANID, INVALID_TRACEID, type SpanContext, TraceFlags, createTr
 export const TRACEPARENT = 'traceparent'
 export const TRACESTATE = 'tracestate'
 
+const VERSION_00 = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/
 const TRACEPARENT_RE = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/
 
 /** The headers that carry `ctx`, or undefined for an invalid (no-op) span context. */
@@ -27,13 +28,14 @@ export function traceHeaders(ctx: SpanContext): Record<string, string> | undefin
 export function spanContextFromHeaders(headers: Readonly<Record<string, string>> | undefined): SpanContext | undefined {
   const parent = headers?.[TRACEPARENT]
   if (parent === undefined) return undefined
-  const m = TRACEPARENT_RE.exec(parent.trim().toLowerCase())
-  if (m === null || m[1] === 'ff' || (m[1] === '00' && m[5] !== undefined)) return undefined
-  const ctx: SpanContext = {
-    traceId: m[2] as string,
-    spanId: m[3] as string,
-    traceFlags: Number.parseInt(m[4] as string, 16) & TraceFlags.SAMPLED,
-    isRemote: true,
+  let ctx: SpanContext
+  if (VERSION_00.test(parent)) {
+    // The common case (what flowkit and OpenTelemetry SDKs write): fixed offsets.
+    ctx = { traceId: parent.slice(3, 35), spanId: parent.slice(36, 52), traceFlags: Number.parseInt(parent.slice(53, 55), 16) & TraceFlags.SAMPLED, isRemote: true }
+  } else {
+    const m = TRACEPARENT_RE.exec(parent.trim().toLowerCase())
+    if (m === null || m[1] === 'ff' || (m[1] === '00' && m[5] !== undefined)) return undefined
+    ctx = { traceId: m[2] as string, spanId: m[3] as string, traceFlags: Number.parseInt(m[4] as string, 16) & TraceFlags.SAMPLED, isRemote: true }
   }
   if (ctx.traceId === INVALID_TRACEID || ctx.spanId === INVALID_SPANID) return undefined // the pattern checked the rest
   const state = headers?.[TRACESTATE]

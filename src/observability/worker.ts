@@ -37,8 +37,8 @@ export class WorkerObservability {
   readonly #host: string
   /** Trace parents of received starts, by `task_id:node_id#epoch`. */
   readonly #parents = new Map<string, SpanContext>()
-  /** Runs in progress, by `task_id:node_id`. */
-  readonly active = new Map<string, RunObservation>()
+  /** Runs in progress, by task id then node id. */
+  readonly active = new Map<string, Map<string, RunObservation>>()
   #core: WorkerCore | null = null
   /** A span was recorded (an SDK is registered): logs look for trace ids from then on. */
   #tracing = false
@@ -80,7 +80,7 @@ export class WorkerObservability {
     const m = this.metrics
     return new ObservedLogger(log, {
       ...(m === null ? {} : { record: (level, event) => m.record(level, event) }),
-      ...(this.tracer === null ? {} : { traceOf: (t, n) => (n === undefined ? undefined : this.active.get(`${t}:${n}`)?.ids), tracing: () => this.#tracing }),
+      ...(this.tracer === null ? {} : { traceOf: (t, n) => (n === undefined ? undefined : this.active.get(t)?.get(n)?.ids), tracing: () => this.#tracing }),
     })
   }
 
@@ -101,8 +101,7 @@ export class WorkerObservability {
 
   startRun(role: string, run: ActiveRun): RunObservation {
     const info = run.info
-    const key = `${info.taskId}:${info.nodeId}`
-    const parentKey = `${key}#${info.attemptEpoch}`
+    const parentKey = `${info.taskId}:${info.nodeId}#${info.attemptEpoch}`
     const parent = this.#parents.get(parentKey)
     this.#parents.delete(parentKey)
     let span: Span | null = null
@@ -128,9 +127,14 @@ export class WorkerObservability {
         span = s
       }
     }
-    const obs = new RunObservation(this, role, key, span)
-    this.active.get(key)?.end() // a previous run of the node that never reached its end
-    this.active.set(key, obs)
+    const obs = new RunObservation(this, role, info.taskId, info.nodeId, span)
+    let nodes = this.active.get(info.taskId)
+    if (nodes === undefined) {
+      nodes = new Map()
+      this.active.set(info.taskId, nodes)
+    }
+    nodes.get(info.nodeId)?.end() // a previous run of the node that never reached its end
+    nodes.set(info.nodeId, obs)
     byRun.set(info, obs)
     return obs
   }
@@ -167,16 +171,18 @@ export class RunObservation {
   readonly ids: TraceFields | undefined
   readonly #obs: WorkerObservability
   readonly #role: string
-  readonly #key: string
+  readonly #taskId: string
+  readonly #nodeId: string
   readonly #startedAt: number
   #lastAt: number
   #outcome: string | null = null
   #ended = false
 
-  constructor(obs: WorkerObservability, role: string, key: string, span: Span | null) {
+  constructor(obs: WorkerObservability, role: string, taskId: string, nodeId: string, span: Span | null) {
     this.#obs = obs
     this.#role = role
-    this.#key = key
+    this.#taskId = taskId
+    this.#nodeId = nodeId
     this.span = span
     this.headers = span === null ? undefined : traceHeaders(span.spanContext())
     this.ids = span === null ? undefined : traceFieldsOf(span.spanContext())
@@ -223,7 +229,11 @@ export class RunObservation {
     this.#ended = true
     const outcome = this.#outcome ?? 'abandoned'
     this.#obs.metrics?.runEnded(this.#role, outcome, (this.#obs.clock.now() - this.#startedAt) / 1000)
-    if (this.#obs.active.get(this.#key) === this) this.#obs.active.delete(this.#key)
+    const nodes = this.#obs.active.get(this.#taskId)
+    if (nodes?.get(this.#nodeId) === this) {
+      nodes.delete(this.#nodeId)
+      if (nodes.size === 0) this.#obs.active.delete(this.#taskId)
+    }
     this.span?.setAttribute('flowkit.run.outcome', outcome)
     this.span?.end()
   }
