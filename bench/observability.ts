@@ -11,7 +11,9 @@
  *   full     metrics + an OpenTelemetry SDK recording every span (BasicTracerProvider, always-on
  *            sampling, BatchSpanProcessor) into an exporter that drops them (export cost aside).
  *
- * A first round of each setting warms the process up and is not counted. Reports, per setting,
+ * A first round of each setting warms the process up and is not counted. After the rounds, the
+ * per-node work is also replayed in a tight loop (bench/observability-cost.ts), which the load of
+ * a shared machine barely moves. Reports, per setting,
  * the median node runs/s and the median CPU time per node run (process CPU, user + system, over
  * the whole round: on a loaded machine it varies less than the wall time), the best of each (the
  * least disturbed round: on a shared machine the closest to the intrinsic cost), and the
@@ -20,6 +22,7 @@
 import { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, type ReadableSpan, type SpanExporter, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace-base'
 import type { ObservabilityOptions } from 'flowkit'
 import { chain } from './chain.ts'
+import { observabilityCostPerNode } from './observability-cost.ts'
 import { emit, log, percentile, round, type Result } from './stats.ts'
 
 export interface ChainObservabilityOptions {
@@ -77,6 +80,7 @@ export async function chainObservability(o: ChainObservabilityOptions): Promise<
     await p.forceFlush()
     await p.shutdown()
   }
+  const cost = await observabilityCostPerNode()
   const median = (s: Setting): number => percentile(rates[s], 50)
   const medianCpu = (s: Setting): number => percentile(cpu[s], 50)
   const overhead = (s: Setting): number => round((1 - median(s) / median('off')) * 100, 1)
@@ -102,6 +106,7 @@ export async function chainObservability(o: ChainObservabilityOptions): Promise<
     cpu_overhead_default_pct: cpuOverhead('default'),
     cpu_overhead_sampled_pct: cpuOverhead('sampled'),
     cpu_overhead_full_pct: cpuOverhead('full'),
+    best_off_cpu_us_per_node_run: bestCpu('off'),
     best_off_node_runs_per_s: best('off'),
     best_default_node_runs_per_s: best('default'),
     best_sampled_node_runs_per_s: best('sampled'),
@@ -115,6 +120,12 @@ export async function chainObservability(o: ChainObservabilityOptions): Promise<
     rounds_node_runs_per_s: rates,
     rounds_cpu_us_per_node_run: cpu,
     // per full round: a task span, plus an attempt span and a run span per node run (and warm-ups)
+    // The same comparison from the replayed per-node work (bench/observability-cost.ts): µs per
+    // node run, and as a share of the CPU per node run with observability off (best round).
+    ...cost,
+    replay_overhead_default_pct: round(((cost['default_obs_us_per_node_run'] ?? 0) / bestCpu('off')) * 100, 1),
+    replay_overhead_sampled_pct: round(((cost['sampled_obs_us_per_node_run'] ?? 0) / bestCpu('off')) * 100, 1),
+    replay_overhead_full_pct: round(((cost['full_obs_us_per_node_run'] ?? 0) / bestCpu('off')) * 100, 1),
     spans_exported: exporter.spans,
     sampled_spans_exported: sampledExporter.spans,
     spans_expected_at_least: (o.rounds + 1) * (o.tasks + 2 * nodeRuns),

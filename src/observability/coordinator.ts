@@ -14,7 +14,7 @@
  */
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { type Context, type Span, SpanKind, SpanStatusCode, type Tracer, context, isSpanContextValid, trace } from '@opentelemetry/api'
+import { type Context, INVALID_TRACEID, type Span, SpanKind, SpanStatusCode, type Tracer, context, trace } from '@opentelemetry/api'
 import type { Registry } from 'prom-client'
 import type { LogFields, Logger } from '../log.ts'
 import type { JournalEntry } from '../model/journal.ts'
@@ -63,7 +63,9 @@ interface TaskRec {
 }
 
 function kindOf(value: string): string {
-  const k = KIND_RE.exec(value)?.[1]
+  // flowkit and the seed write `"kind":"X"` (no spaces): a plain search, the pattern otherwise.
+  const at = value.indexOf('"kind":"')
+  const k = at >= 0 ? value.slice(at + 8, value.indexOf('"', at + 8)) : KIND_RE.exec(value)?.[1]
   return k !== undefined && KINDS.has(k) ? k : 'other'
 }
 
@@ -138,7 +140,7 @@ export class CoordinatorObservability {
     let ctx = parent
     if (this.#tracer !== null) {
       const s = this.#tracer.startSpan('flowkit.task', { kind: SpanKind.INTERNAL, attributes: { 'flowkit.task.id': taskId, ...attributes }, ...(createdAt === null ? {} : { startTime: createdAt }) }, parent)
-      if (isSpanContextValid(s.spanContext())) {
+      if (s.spanContext().traceId !== INVALID_TRACEID) {
         this.#tracing = true
         span = s
         ids = traceFieldsOf(s.spanContext())

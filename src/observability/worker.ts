@@ -8,7 +8,7 @@
  */
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { type Span, type SpanContext, SpanKind, SpanStatusCode, type Tracer, context, isSpanContextValid, trace } from '@opentelemetry/api'
+import { INVALID_TRACEID, type Span, type SpanContext, SpanKind, SpanStatusCode, type Tracer, context, trace } from '@opentelemetry/api'
 import type { Registry } from 'prom-client'
 import type { Logger } from '../log.ts'
 import type { BusMessage } from '../ports/bus.ts'
@@ -122,7 +122,7 @@ export class WorkerObservability {
         },
         ctx,
       )
-      if (isSpanContextValid(s.spanContext())) {
+      if (s.spanContext().traceId !== INVALID_TRACEID) {
         this.#tracing = true
         span = s
       }
