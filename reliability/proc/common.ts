@@ -91,3 +91,13 @@ export function onShutdown(spec: ProcSpec, stop: () => Promise<void>, graceMs = 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
 }
+
+/** Waits for `p` at most `ms` (its outcome ignored): cleanup that must not hang a retry loop. */
+export async function within(ms: number, p: Promise<unknown>): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const timeout = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms)
+  })
+  await Promise.race([p.catch(() => undefined), timeout])
+  clearTimeout(timer)
+}

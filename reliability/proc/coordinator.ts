@@ -7,7 +7,7 @@
  */
 import { Coordinator } from 'flowkit'
 import { topicsConfig } from '../lib/spec.ts'
-import { errorText, makeBus, makeStore, onShutdown, readSpec, say, send, serveIpc, sleep } from './common.ts'
+import { errorText, makeBus, makeStore, onShutdown, readSpec, say, send, serveIpc, sleep, within } from './common.ts'
 
 const spec = readSpec()
 let coordinator: Coordinator | null = null
@@ -54,9 +54,9 @@ for (let attempt = 1; ; attempt++) {
     break
   } catch (err) {
     say(spec, 'rel.start_failed', { attempt, error: errorText(err) })
-    await c.stop().catch(() => undefined)
-    await bus.close().catch(() => undefined)
-    await store.close().catch(() => undefined)
+    await within(5000, c.stop())
+    await within(5000, bus.close())
+    await within(5000, store.close())
     if (shuttingDown) process.exit(0)
     if (Date.now() > deadline) {
       say(spec, 'rel.start_gave_up', { attempts: attempt })

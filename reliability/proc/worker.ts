@@ -7,7 +7,7 @@
  */
 import { type Clock, SystemClock, Worker } from 'flowkit'
 import { topicsConfig } from '../lib/spec.ts'
-import { errorText, makeBus, makeStore, onShutdown, readSpec, say, send, serveIpc, sleep } from './common.ts'
+import { errorText, makeBus, makeStore, onShutdown, readSpec, say, send, serveIpc, sleep, within } from './common.ts'
 import { relHandlers } from './handlers.ts'
 
 /** The system clock shifted by `offsetMs`. */
@@ -72,9 +72,9 @@ for (let attempt = 1; ; attempt++) {
     break
   } catch (err) {
     say(spec, 'rel.start_failed', { attempt, error: errorText(err) })
-    await w.kill().catch(() => undefined)
-    await bus.close().catch(() => undefined)
-    await store.close().catch(() => undefined)
+    await within(5000, w.kill())
+    await within(5000, bus.close())
+    await within(5000, store.close())
     if (shuttingDown) process.exit(0)
     if (Date.now() > deadline) {
       say(spec, 'rel.start_gave_up', { attempts: attempt })
