@@ -95,7 +95,7 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<Runtim
     topicSignals: `${prefix}signals.v1`,
   }
   const clockOpt = { ...(options.clock ? { clock: options.clock } : {}), ...(options.logger ? { logger: options.logger } : {}) }
-  const coordinatorBase: Partial<CoordinatorConfig> = { schedulerTickSec: 0.2, ...topics, groupId: `${prefix}flowkit.coordinator`, ...options.coordinator }
+  const coordinatorBase: Partial<CoordinatorConfig> = { schedulerTickSec: 0.2, sweepIntervalSec: 2, ...topics, groupId: `${prefix}flowkit.coordinator`, ...options.coordinator }
   const coordinator = new Coordinator({ bus: options.coordinatorBus ? options.coordinatorBus(bus) : bus, store, ...clockOpt, config: coordinatorBase })
   await coordinator.start()
   const workers: Worker[] = []
