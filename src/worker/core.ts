@@ -34,6 +34,13 @@ export interface ActiveRun {
 export interface WorkerCore {
   readonly config: WorkerConfig
   readonly workerId: string
+  /** This process's instance of the worker id (a restart with the same id is another instance). */
+  readonly instanceId: string
+  /**
+   * Attempts (task:node:epoch) the previous process with this worker id held when it died: a
+   * START of one redelivered to this process is handed back, never run again at that epoch.
+   */
+  restored: Set<string>
   readonly bus: Bus
   readonly store: Store
   readonly clock: Clock

@@ -12,6 +12,7 @@ import type { RunInfo } from './handler.ts'
 import type { RunManager } from './runs.ts'
 import { Slots } from './slots.ts'
 import { emitStatus } from './status.ts'
+import { WORKER_STOPPING_REASON } from '../protocol/messages.ts'
 
 export class CommandIntake {
   readonly #core: WorkerCore
@@ -67,13 +68,13 @@ export class CommandIntake {
       return
     }
     const cmd = parseCommand(env.payload)
-    if (env.msg_type !== 'cmd' || !cmd.ok) {
+    if (env.msg_type !== 'cmd' || env.role !== 'coordinator' || !cmd.ok) {
       log.warn('bus.message_malformed', {
         topic: m.topic,
         offset: m.offset,
         task_id: env.task_id,
         node_id: env.node_id,
-        error: cmd.ok ? `unexpected msg_type ${env.msg_type}` : cmd.error,
+        error: !cmd.ok ? cmd.error : env.msg_type !== 'cmd' ? `unexpected msg_type ${env.msg_type}` : `a command from role ${JSON.stringify(env.role)}, not the coordinator`,
       })
       return
     }
@@ -127,6 +128,15 @@ export class CommandIntake {
         }
         return
       }
+      if (core.restored.has(seenKey)) {
+        // The previous process with this worker id held this attempt when it died: it may have
+        // done part or all of the work. Never run it again at this epoch: hand it back.
+        core.restored.delete(seenKey)
+        core.log.warn('worker.restored_run_handed_back', ids)
+        const info: RunInfo = { taskId: env.task_id, nodeId: env.node_id, stepType: role, attemptEpoch: env.attempt_epoch, workerId: core.workerId, leaseId: '' }
+        await emitStatus(core, info, { kind: 'CANCELLED', reason: WORKER_STOPPING_REASON }, { kind: 'CANCELLED', restored: true })
+        return
+      }
       if (!(await this.#claim(env))) {
         core.log.info('worker.attempt_held_elsewhere', ids)
         return
@@ -148,7 +158,9 @@ export class CommandIntake {
   async #claim(env: Envelope): Promise<boolean> {
     const core = this.#core
     try {
-      return await core.store.claimAttempt({ task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch, worker_id: core.workerId }, core.clock.now())
+      // The holder is this process (worker id and instance): a restarted process with the same
+      // worker id does not take over an attempt its dead predecessor claimed.
+      return await core.store.claimAttempt({ task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch, worker_id: `${core.workerId}#${core.instanceId}` }, core.clock.now())
     } catch (err) {
       if (err instanceof FlowkitError && err.retryable) throw err
       core.log.warn('worker.claim_failed', { task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch, error: errorMessage(err) })

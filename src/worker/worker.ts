@@ -132,6 +132,8 @@ export class Worker {
     const core: WorkerCore = {
       config: this.config,
       workerId: this.workerId,
+      instanceId: randomUUID(),
+      restored: new Set(),
       bus: options.bus,
       store,
       clock,
@@ -212,6 +214,7 @@ export class Worker {
     ])
     const previous = await core.store.getWorkerState(this.workerId)
     this.#restored = previous?.active_runs ?? []
+    core.restored = new Set(this.#restored.map((r) => `${r.task_id}:${r.node_id}:${r.attempt_epoch}`))
     if (previous && previous.active_runs.length > 0) {
       // The process that held these runs is gone; the coordinator re-dispatches them at a new
       // epoch when their leases expire. Nothing is restarted here at the old epoch.

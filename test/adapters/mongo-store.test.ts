@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test'
 import type { TestContext } from 'node:test'
 import { inspect } from 'node:util'
 import { MONGO_COLLECTIONS, MongoStore, dropMongoDatabase, mongoServerInfo } from '../../src/adapters/mongo/index.ts'
+import { mapMongoError } from '../../src/adapters/mongo/errors.ts'
 import type { MongoStoreOptions } from '../../src/adapters/mongo/index.ts'
 import { ErrorCode, isFlowkitError } from '../../src/errors.ts'
 import type { ErrorCode as ErrorCodeT } from '../../src/errors.ts'
@@ -44,6 +45,17 @@ function unreachableStore(t: TestContext, extra: Partial<MongoStoreOptions> = {}
 
 // ---------------------------------------------------------------------------------------------
 describe('MongoStore without a server', () => {
+  it('a socket failure anywhere in the cause chain is STORE_UNAVAILABLE (retryable), whatever wraps it', () => {
+    const socket = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:27017'), { code: 'ECONNREFUSED' })
+    const wrapped = new Error('upsertArtifacts failed', { cause: socket })
+    for (const err of [socket, wrapped, new Error('socket hang up')]) {
+      const mapped = mapMongoError(err, 'upsertArtifacts')
+      assert.equal(mapped.code, ErrorCode.StoreUnavailable)
+      assert.equal(mapped.retryable, true)
+    }
+    assert.equal(mapMongoError(new Error('document too large'), 'x').retryable, false)
+  })
+
   it('a closed port fails with STORE_UNAVAILABLE (retryable) within serverSelectionTimeoutMS; no credentials anywhere', async (t) => {
     const logger = new MemoryLogger()
     const store = new MongoStore({ url: CLOSED_PORT_URL, logger, clientOptions: { serverSelectionTimeoutMS: 300 } })

@@ -63,7 +63,23 @@ function isUnavailable(err: unknown): boolean {
   }
   if (err instanceof MongoError && (err.hasErrorLabel('RetryableWriteError') || err.hasErrorLabel('ResetPool'))) return true
   const code = codeOf(err)
-  return code !== undefined && UNAVAILABLE_CODES.has(code)
+  if (code !== undefined && UNAVAILABLE_CODES.has(code)) return true
+  return socketFailure(err)
+}
+
+/** Socket-level failures anywhere in the error's cause chain (a server killed or restarting). */
+const SOCKET_CODES: ReadonlySet<string> = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED'])
+
+function socketFailure(err: unknown): boolean {
+  let e: unknown = err
+  for (let depth = 0; depth < 6 && e !== null && typeof e === 'object'; depth++) {
+    const c = (e as { code?: unknown }).code
+    if (typeof c === 'string' && SOCKET_CODES.has(c)) return true
+    const m = (e as { message?: unknown }).message
+    if (typeof m === 'string' && /\b(ECONNREFUSED|ECONNRESET|EPIPE|connection (?:closed|reset|refused)|socket hang up)\b/i.test(m)) return true
+    e = (e as { cause?: unknown }).cause
+  }
+  return false
 }
 
 /** The driver's message without credentials (URLs are redacted). */

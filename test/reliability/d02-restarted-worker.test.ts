@@ -1,0 +1,53 @@
+/**
+ * Defect 2 (issue 7), found by the reliability suite: a worker process killed mid-run and
+ * restarted with the same worker id ran the same attempt again when its START was delivered once
+ * more. Now a claim is held by a worker id *and* process instance, and a START of an attempt the
+ * dead predecessor held is handed back (CANCELLED worker_stopping): it runs again at a new epoch,
+ * never twice at the same one.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { MemoryLogger, protocol, type RoleHandler } from 'flowkit'
+import { startRuntime } from '../helpers/runtime.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+test('defect 2: a restarted worker with the same id hands back its dead predecessor attempt instead of running it again', async () => {
+  const log = new MemoryLogger()
+  const runs: string[] = []
+  let hang = true
+  const handler: RoleHandler = {
+    async processBatch(_b, ctx) {
+      runs.push(`${ctx.attemptEpoch}`)
+      if (hang) await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }))
+      return { metrics: { n: 1 } }
+    },
+  }
+  const rt = await startRuntime({ logger: log, handlers: { job: handler }, worker: { workerId: 'w-fixed' } })
+  try {
+    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'a', type: 'job', retry_policy: { max: 1 } }] } })
+    await waitFor(async () => ((await rt.store.getWorkerState('w-fixed'))?.active_runs.length ?? 0) === 1, { message: 'the run state is saved' })
+    await rt.workers[0]!.kill() // the process dies mid-run
+    hang = false
+    await rt.addWorker({ job: handler }, { workerId: 'w-fixed' })
+    // The START of epoch 1 is delivered once more (its offset was never committed).
+    const start = protocol.makeEnvelope({
+      msg_type: 'cmd',
+      role: 'coordinator',
+      task_id: id,
+      node_id: 'a',
+      step_type: 'job',
+      attempt_epoch: 1,
+      ts_ms: Date.now(),
+      dedup_id: 'redelivered',
+      payload: { cmd: 'TASK_START', input_ref: null, input_inline: null, batching: null, cancel_token: 'x', vars: {} },
+    })
+    await rt.bus.produce([{ topic: rt.cmdTopic('job'), key: `${id}:a`, value: protocol.encode(start) }])
+    const t = await rt.coordinator.waitForTask(id, { timeoutMs: 20_000 })
+    assert.equal(t.status, 'finished', JSON.stringify(t.nodes[0]?.last_error))
+    assert.equal(t.nodes[0]?.attempt_epoch, 2, 'run again at a new epoch, without using the only retry')
+    assert.deepEqual(runs, ['1', '2'], 'epoch 1 ran once (in the dead process)')
+    assert.ok(log.records.some((r) => r.event === 'worker.restored_run_handed_back'))
+  } finally {
+    await rt.stop()
+  }
+})
