@@ -31,6 +31,12 @@ export class ReplayTracker {
   readonly #seen = new Set<string>()
   readonly #waiters: Array<() => void> = []
   #drainWaiters: Array<{ done: () => boolean; resolve: () => void }> = []
+  readonly #assignWaiters: Array<() => void> = []
+
+  /** Resolves at the next group assignment (a member between a revoke and its new assignment). */
+  nextAssignment(): Promise<void> {
+    return new Promise<void>((resolve) => this.#assignWaiters.push(resolve))
+  }
   #lookups = 0
   #joined = false
   #done: boolean
@@ -48,6 +54,7 @@ export class ReplayTracker {
   /** A group join gave these partitions (owned now); the ones seen for the first time get a target. */
   onAssigned(partitions: Array<{ topic: string; partition: number }>): void {
     this.#joined = true
+    for (const resolve of this.#assignWaiters.splice(0)) resolve()
     if (this.#done) return
     const fresh = partitions.filter(({ topic, partition }) => {
       const key = partitionKey(topic, partition)
@@ -121,6 +128,7 @@ export class ReplayTracker {
   /** The subscription closed or lost its topics: nothing is left to wait for. */
   release(): void {
     for (const w of this.#drainWaiters.splice(0)) w.resolve()
+    for (const resolve of this.#assignWaiters.splice(0)) resolve()
     this.resolve()
   }
 

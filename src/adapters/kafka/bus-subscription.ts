@@ -134,9 +134,13 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
     return this.#replay.wait()
   }
 
-  drained(): Promise<void> {
-    if (this.#closing !== null) return Promise.resolve()
-    return this.#replay.drained([...this.#workers.values()].map((w) => ({ topic: w.topic, partition: w.partition })))
+  async drained(): Promise<void> {
+    if (this.#closing !== null) return
+    // Between a revoke and the next assignment (a rejoin after a pause) nothing is owned: the
+    // backlog is still there, so wait for the assignment instead of reporting it drained.
+    if (this.#workers.size === 0) await this.#replay.nextAssignment()
+    if (this.#closing !== null) return
+    await this.#replay.drained([...this.#workers.values()].map((w) => ({ topic: w.topic, partition: w.partition })))
   }
 
   close(): Promise<void> {
