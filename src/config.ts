@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { ErrorCode, FlowkitError } from './errors.ts'
 import { SUBMIT_LIMIT_DEFAULTS, type SubmitLimits } from './graph/limits.ts'
+import { closest } from './graph/parse-context.ts'
 
 export interface TopicsConfig {
   topicCmdFmt: string
@@ -170,7 +171,13 @@ export function resolveConfig<T extends object>(defaults: T, input: Record<strin
   for (const [rawKey, value] of Object.entries(input)) {
     if (value === undefined) continue
     const key = camel(rawKey)
-    if (!(key in out)) continue
+    if (!(key in out)) {
+      // A near miss of a known setting (`concurency`) would be ignored without a word: refused.
+      // Other keys (a seed config file's Kafka or Mongo settings) are left to their readers.
+      const near = closest(key, Object.keys(out))
+      if (near !== null) throw new FlowkitError(ErrorCode.Config, `${label}: unknown setting "${rawKey}" (did you mean "${near}"?)`)
+      continue
+    }
     const expected = typeOf(out[key])
     const got = typeOf(value)
     const nullable = out[key] === null || value === null
