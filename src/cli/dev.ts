@@ -9,6 +9,9 @@
  * - `flowkit dev` alone (and its alias `flowkit demo`, `npm start`) runs the built-in example
  *   pipeline (demo-pipeline.ts) with live progress and prints its result.
  *
+ * Every form also serves the web dashboard (dashboard.ts, docs/dashboard.md) on loopback port
+ * 7700 unless `--no-ui` (`--ui-port`, `--ui-host`); it stops with the runtime.
+ *
  * Ctrl-C stops cleanly (the worker hands its runs back, the coordinator flushes); exit 130 when a
  * task was still running.
  */
@@ -25,6 +28,7 @@ import type { Logger } from '../log.ts'
 import type { RoleHandler } from '../worker/handler.ts'
 import { Worker } from '../worker/worker.ts'
 import { int, parse, positionals, str } from './args.ts'
+import { DEV_UI_OPTIONS, type UiSettings, devUiSettings, startDevDashboard } from './dashboard.ts'
 import * as examples from './demo-pipeline.ts'
 import { CliError, EXIT, usageError } from './errors.ts'
 import { graphRefused, readJsonFile, readSubmission } from './graph-cmds.ts'
@@ -38,6 +42,7 @@ import { type Settings, resolveSettings } from './settings.ts'
 export interface Embedded {
   coordinator: Coordinator
   worker: Worker
+  store: MemoryStore
   stop(): Promise<void>
 }
 
@@ -51,6 +56,7 @@ export async function startEmbedded(s: Settings, handlers: Record<string, RoleHa
   return {
     coordinator,
     worker,
+    store,
     async stop() {
       await worker.stop()
       await coordinator.stop()
@@ -88,10 +94,31 @@ function findExamples(): string {
   throw new CliError(EXIT.notFound, 'the example data examples/data/sales.csv is not installed')
 }
 
-async function demo(base: CommandBase, s: Settings, name: string): Promise<number> {
+/** The embedded runtime with its dashboard (unless --no-ui); stop() closes both. */
+async function startDev(name: string, base: CommandBase, s: Settings, handlers: Record<string, RoleHandler>, functions: Record<string, CoordinatorFn>, concurrency: number, ui: UiSettings | null): Promise<Embedded & { dashboardUrl: string | null }> {
+  const log = processLogger('silent')
+  const rt = await startEmbedded(s, handlers, functions, concurrency, log)
+  let started: Awaited<ReturnType<typeof startDevDashboard>>
+  try {
+    started = await startDevDashboard(name, base.out, rt.coordinator, rt.store, ui, log)
+  } catch (err) {
+    await rt.stop()
+    throw err
+  }
+  return {
+    ...rt,
+    dashboardUrl: started?.url ?? null,
+    async stop() {
+      await started?.dash.close()
+      await rt.stop()
+    },
+  }
+}
+
+async function demo(base: CommandBase, s: Settings, name: string, ui: UiSettings | null): Promise<number> {
   const csv = findExamples()
   const handlers = { csv_reader: examples.csvReader, enricher: examples.enricher, reporter: examples.reporter() }
-  const rt = await startEmbedded(s, handlers, {}, 3, processLogger('silent'))
+  const rt = await startDev(name, base, s, handlers, {}, 3, ui)
   try {
     const started = Date.now()
     const id = await rt.coordinator.createTask({ params: { source: 'examples/data/sales.csv' }, graph: examples.salesGraph(csv) })
@@ -125,15 +152,17 @@ export async function devCommand(argv: readonly string[], base: CommandBase, nam
     functions: { type: 'string' },
     concurrency: { type: 'string' },
     config: { type: 'string', short: 'c' },
+    ...DEV_UI_OPTIONS,
   })
   positionals(name, p, [])
   const s = resolveSettings(p)
+  const ui = devUiSettings(name, p)
   const handlersPath = str(p, 'handlers')
   const graphPath = str(p, 'graph')
   const concurrency = int(name, p, 'concurrency', 1, 10_000) ?? 4
   if (handlersPath === undefined) {
     if (graphPath !== undefined || str(p, 'params') !== undefined) throw usageError(`${name}: --graph needs --handlers <module> (\`flowkit ${name}\` alone runs the built-in example)`, name)
-    return demo(base, s, name)
+    return demo(base, s, name, ui)
   }
   const handlers = await loadHandlers(handlersPath)
   const fnPath = str(p, 'functions')
@@ -141,11 +170,11 @@ export async function devCommand(argv: readonly string[], base: CommandBase, nam
   // Read the files before starting anything: a missing file is exit 4, bad JSON exit 1.
   const sub = graphPath === undefined ? null : await readSubmission(graphPath, str(p, 'params'), undefined)
   if (sub === null && str(p, 'params') !== undefined) readJsonFile(str(p, 'params') as string, 'params')
-  const rt = await startEmbedded(s, handlers, functions, concurrency, processLogger('silent'))
+  const rt = await startDev(name, base, s, handlers, functions, concurrency, ui)
   try {
     if (sub === null || graphPath === undefined) {
       const roles = Object.keys(handlers).join(', ')
-      if (base.out.json) base.out.doc({ event: 'dev.ready', roles: Object.keys(handlers), concurrency })
+      if (base.out.json) base.out.doc({ event: 'dev.ready', roles: Object.keys(handlers), concurrency, dashboard: rt.dashboardUrl })
       else base.out.line(`flowkit ${name}: coordinator and worker running in this process (roles ${roles}; concurrency ${concurrency}); Ctrl-C stops`)
       await untilAborted(base.signal)
       if (!base.out.json) base.out.line(`flowkit ${name}: stopped`)

@@ -3,6 +3,8 @@
  * coordinator, so `status --watch` and `submit --watch` poll the store (`getTask`: the snapshot
  * with its journal applied, i.e. every durable transition) and turn the differences into the same
  * events `watch` yields — a `snapshot` first, then `node` and `task` events — until the task ends.
+ * `pollTask` is the loop itself; `followStore` feeds it to a progress display, and the dashboard of
+ * `flowkit ui` (remote.ts) serves it as `Coordinator.watch`.
  */
 import type { TaskEvent } from '../coordinator/watch.ts'
 import { type NodeView, type TaskView, toTaskView } from '../coordinator/view.ts'
@@ -64,20 +66,40 @@ function interrupted(): CliError {
   return new CliError(EXIT.interrupted, 'interrupted: stopped following the task (it goes on running)')
 }
 
-/** Follows the task until it ends; returns its final view. Unknown task: exit 4. */
-export async function followStore(store: Store, taskId: string, progress: Progress, options: FollowOptions = {}): Promise<TaskView> {
+export interface PollOptions {
+  /** Poll period (default 500 ms). */
+  intervalMs?: number
+  signal?: AbortSignal
+  /** Store errors tolerated in a row for this long before giving up (default 60 s). */
+  outageMs?: number
+  note?: (text: string) => void
+  /** The error thrown when the task is not in the store. */
+  notFound: (taskId: string) => Error
+}
+
+/** One read of the task: its view, and the events since the previous read (a snapshot first). */
+export interface TaskPoll {
+  view: TaskView
+  events: TaskEvent[]
+  at_ms: number
+}
+
+/**
+ * Reads the task from the store every `intervalMs` and yields what changed, until it ends (the
+ * terminal read is yielded, then the iteration ends) or `signal` aborts (it ends without error).
+ * Retryable store errors are tolerated for `outageMs`.
+ */
+export async function* pollTask(store: Store, taskId: string, options: PollOptions): AsyncGenerator<TaskPoll, void, undefined> {
   const interval = options.intervalMs ?? 500
   const outageMs = options.outageMs ?? 60_000
-  const began = Date.now()
   let failingSince: number | null = null
   let prev: TaskView | null = null
-  let warnedQueued = false
   for (;;) {
-    if (options.signal?.aborted) throw interrupted()
+    if (options.signal?.aborted) return
     let view: TaskView | null = null
     try {
       const doc = await store.getTask(taskId)
-      if (doc === null) throw new CliError(EXIT.notFound, `task ${taskId} not found`, { hint: 'list tasks with `flowkit ls --status all`' })
+      if (doc === null) throw options.notFound(taskId)
       view = toTaskView(doc)
       if (failingSince !== null) options.note?.('store reachable again')
       failingSince = null
@@ -94,19 +116,37 @@ export async function followStore(store: Store, taskId: string, progress: Progre
     if (view !== null) {
       const now = Date.now()
       const events: TaskEvent[] = prev === null ? [{ type: 'snapshot', task_id: taskId, at_ms: now, task: view }] : diffEvents(prev, view, now)
-      for (const e of events) progress.event(e)
       prev = view
-      if (isTerminal(view.status)) {
-        progress.end(view)
-        return view
-      }
-      progress.view(view)
-      const q = options.stillQueued
-      if (q !== undefined && !warnedQueued && now - began >= q.afterMs && view.status === 'queued' && view.nodes.every((n) => n.status === 'queued' && n.attempt_epoch === 0)) {
-        warnedQueued = true
-        q.notify()
-      }
+      yield { view, events, at_ms: now }
+      if (isTerminal(view.status)) return
     }
     await sleep(interval, options.signal)
   }
+}
+
+/** Follows the task until it ends; returns its final view. Unknown task: exit 4. */
+export async function followStore(store: Store, taskId: string, progress: Progress, options: FollowOptions = {}): Promise<TaskView> {
+  const began = Date.now()
+  let warnedQueued = false
+  const polls = pollTask(store, taskId, {
+    ...(options.intervalMs === undefined ? {} : { intervalMs: options.intervalMs }),
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+    ...(options.outageMs === undefined ? {} : { outageMs: options.outageMs }),
+    ...(options.note === undefined ? {} : { note: options.note }),
+    notFound: (id) => new CliError(EXIT.notFound, `task ${id} not found`, { hint: 'list tasks with `flowkit ls --status all`' }),
+  })
+  for await (const { view, events, at_ms: now } of polls) {
+    for (const e of events) progress.event(e)
+    if (isTerminal(view.status)) {
+      progress.end(view)
+      return view
+    }
+    progress.view(view)
+    const q = options.stillQueued
+    if (q !== undefined && !warnedQueued && now - began >= q.afterMs && view.status === 'queued' && view.nodes.every((n) => n.status === 'queued' && n.attempt_epoch === 0)) {
+      warnedQueued = true
+      q.notify()
+    }
+  }
+  throw interrupted()
 }

@@ -24,10 +24,12 @@ export const MAIN_HELP = `flowkit — async DAGs that stream by batches
 usage: flowkit <command> [options]
 
 run:
-  dev [--handlers h.ts] [--graph g.json]   coordinator + worker in this process (memory bus + store);
+  dev [--handlers h.ts] [--graph g.json]   coordinator + worker in this process (memory bus + store)
+                                           and the web dashboard (http://127.0.0.1:7700/; --no-ui);
                                            no options: the built-in example pipeline (alias: demo)
   coordinator                              the deployment's coordinator on Kafka + MongoDB
   worker --handlers h.ts [--roles a,b]     a worker on Kafka + MongoDB
+  ui [--port n] [--host h] [--token t]     the web dashboard for a deployment (its MongoDB + Kafka)
 
 graphs and tasks:
   validate <graph.json>                    check a graph with the real parser
@@ -50,8 +52,10 @@ exit codes: 0 ok, 1 task failed / invalid graph / refused, 2 usage or config err
 
 export const COMMAND_HELP: Record<string, string> = {
   dev: `usage: flowkit dev [--handlers <module>] [--graph <graph.json>] [--params <p.json>] [--concurrency <n>]
+                  [--ui-port <n>] [--ui-host <addr>] [--no-ui]
 
-Runs a coordinator and a worker in this process on the embedded runtime (memory bus + memory store).
+Runs a coordinator and a worker in this process on the embedded runtime (memory bus + memory store),
+and the web dashboard next to them (its URL is printed; it stops with the runtime).
   --handlers <module>    module that default-exports (or exports \`handlers\`) { role: RoleHandler }
   -g, --graph <file>     submit this graph and show live per-node progress until the task ends
                          (exit 0 finished, 1 failed/cancelled); without it: run until Ctrl-C
@@ -59,7 +63,26 @@ Runs a coordinator and a worker in this process on the embedded runtime (memory 
   --concurrency <n>      worker slots (default 4)
   --functions <module>   extra coordinator functions { name: CoordinatorFn }
   -c, --config <file>    "coordinator" / "worker" sections apply
+  --ui-port <n>          dashboard port (default 7700; 0: any free one). When it is in use, dev says
+                         so and goes on without the dashboard
+  --ui-host <addr>       address to bind (default 127.0.0.1: no login). Any other address needs a
+                         token: one is generated and the URL is printed with ?token=
+  --no-ui                no dashboard
 With no options: the built-in example pipeline (same as \`flowkit demo\`, \`npm start\`).
+${GLOBAL}`,
+  ui: `usage: flowkit ui [--port <n>] [--host <addr>] [--token <token>] [--functions <module>]
+
+Serves the web dashboard for a deployment until SIGINT/SIGTERM: tasks, their DAGs and nodes,
+workers, dead letters, read from its MongoDB. Starts no coordinator (the deployment runs one): a
+cancel or a resubmit goes to it over Kafka (control topic control.tasks.v1), a dead-letter retry
+is written to the store for its outbox. Task pages follow a task by reading the store.
+  -p, --port <n>         TCP port (default 7700; 0: any free one)
+  --host <addr>          address to bind (default 127.0.0.1: no login on loopback)
+  --token <token>        access token, at least 16 characters (also FLOWKIT_UI_TOKEN); required
+                         off loopback: without one a token is generated and printed in the URL
+  --functions <module>   coordinator functions the coordinator has besides the built-in ones (for
+                         resubmitting tasks that use them)
+${CONNECTION}
 ${GLOBAL}`,
   coordinator: `usage: flowkit coordinator [--functions <module>] [--group-id <id>]
 

@@ -8,7 +8,9 @@
  * Modules: args.ts (parseArgs), settings.ts (config file + FLOWKIT_* + flags), connect.ts
  * (MongoDB/Kafka within a deadline), output.ts / progress.ts (text, tables, live progress, JSON),
  * follow.ts (following a task through the store), modules.ts (handlers / functions modules),
- * dev.ts (embedded runtime, demo), serve.ts (coordinator, worker), graph-cmds.ts (validate,
+ * dev.ts (embedded runtime, demo), serve.ts (coordinator, worker), dashboard.ts (the web dashboard
+ * of dev, and `ui`), remote.ts (the dashboard's coordinator verbs over a deployment's store and
+ * control topic), graph-cmds.ts (validate,
  * submit), task-cmds.ts (status, ls, cancel), control.ts (cancel requests), admin-cmds.ts
  * (workers, dlq), ops.ts (the older operator commands as a function), help.ts.
  */
@@ -26,6 +28,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   },
   coordinator: async () => (await import('./serve.ts')).coordinatorCommand,
   worker: async () => (await import('./serve.ts')).workerCommand,
+  ui: async () => (await import('./dashboard.ts')).uiCommand,
   validate: async () => (await import('./graph-cmds.ts')).validateCommand,
   submit: async () => (await import('./graph-cmds.ts')).submitCommand,
   status: async () => (await import('./task-cmds.ts')).statusCommand,
