@@ -51,6 +51,7 @@ async function capture(logLevel: string): Promise<Captured> {
       handlers: { a: noop },
       spyCoordinatorStore: (method, args) => {
         if (method === 'createTask' && doc === null) doc = structuredClone(args[0]) as Captured['doc']
+        else if (method === 'createTasks' && doc === null) doc = structuredClone((args[0] as unknown[])[0]) as Captured['doc']
         else if (doc !== null && update === null && isUpdateMethod(method) && JSON.stringify(args).includes(JSON.stringify(doc.id))) {
           update = { method, args: structuredClone(args) }
         }
