@@ -207,7 +207,7 @@ describe('MongoStore on a real server', { skip }, () => {
     const prefix = `p${randomBytes(3).toString('hex')}_`
     const store = newStore({ collectionPrefix: prefix })
     await store.init()
-    const expected = ['tasks', 'journal', 'artifacts', 'stream_progress', 'worker_state', 'metrics_raw', 'outbox', 'outbox_sent', 'workers']
+    const expected = ['tasks', 'journal', 'artifacts', 'stream_progress', 'worker_state', 'metrics_raw', 'outbox', 'outbox_sent', 'workers', 'attempt_claims', 'checkpoints']
     assert.deepEqual(Object.values(MONGO_COLLECTIONS).sort(), [...expected].sort())
     const tasks = await store.rawCollection('tasks')
     const names = (await tasks.db.listCollections({}, { nameOnly: true }).toArray()).map((c) => c.name)
