@@ -162,6 +162,9 @@ export class MongoStore implements Store {
   async claimAttempt(claim: AttemptClaim, now: number): Promise<boolean> {
     return (await this.#store()).claimAttempt(claim, now)
   }
+  async claimAttempts(claims: readonly AttemptClaim[], now: number): Promise<boolean[]> {
+    return (await this.#store()).claimAttempts(claims, now)
+  }
   async saveCheckpoint(cp: CheckpointWrite, now: number): Promise<boolean> {
     return (await this.#store()).saveCheckpoint(cp, now)
   }

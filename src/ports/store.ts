@@ -226,6 +226,8 @@ export interface Store {
    * a start delivered twice (a rebalance, a resend) never runs one attempt on two workers.
    */
   claimAttempt(claim: AttemptClaim, now: number): Promise<boolean>
+  /** Several claimAttempt calls in one round trip where the server allows; per claim, in order. */
+  claimAttempts(claims: readonly AttemptClaim[], now: number): Promise<boolean[]>
   /**
    * Saves a handler's progress for its node (`ctx.checkpoint`): one per (task, node), the newest
    * attempt's; false (nothing changed) when a newer attempt already saved one.

@@ -10,6 +10,7 @@ import { type CmdTaskStart, type Envelope, messageKey, parseCommand, parseEnvelo
 import { invalidIds, isObj, type WorkerCore } from './core.ts'
 import type { RunInfo } from './handler.ts'
 import type { RunManager } from './runs.ts'
+import { ClaimBatcher } from './claims.ts'
 import { Slots } from './slots.ts'
 import { emitStatus } from './status.ts'
 import { WORKER_STOPPING_REASON } from '../protocol/messages.ts'
@@ -160,7 +161,7 @@ export class CommandIntake {
     try {
       // The holder is this process (worker id and instance): a restarted process with the same
       // worker id does not take over an attempt its dead predecessor claimed.
-      return await core.store.claimAttempt({ task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch, worker_id: `${core.workerId}#${core.instanceId}` }, core.clock.now())
+      return await ClaimBatcher.of(core.store).claim({ task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch, worker_id: `${core.workerId}#${core.instanceId}` }, core.clock.now())
     } catch (err) {
       if (err instanceof FlowkitError && err.retryable) throw err
       core.log.warn('worker.claim_failed', { task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch, error: errorMessage(err) })

@@ -889,6 +889,16 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
           assert.equal(await store.getCheckpoint(task, 'other'), null)
         }))
 
+      it('claimAttempts: several claims in one call, per claim in order, as claimAttempt would answer', () =>
+        withStore(async (store) => {
+          const task = uid('cm')
+          const c = (node: string, worker: string, epoch = 1) => ({ task_id: task, node_id: node, attempt_epoch: epoch, worker_id: worker })
+          assert.equal(await store.claimAttempt(c('a', 'w1'), T0), true)
+          assert.deepEqual(await store.claimAttempts([c('a', 'w2'), c('b', 'w2'), c('a', 'w1'), c('a', 'w2', 2)], T0 + 1), [false, true, true, true])
+          assert.deepEqual(await store.claimAttempts([c('b', 'w3'), c('c', 'w3')], T0 + 2), [false, true])
+          assert.deepEqual(await store.claimAttempts([], T0 + 3), [])
+        }))
+
       it('claimAttempt rejects an invalid node id', () =>
         withStore(async (store) => {
           await assert.rejects(store.claimAttempt({ task_id: uid('ci'), node_id: 'bad.node$id', attempt_epoch: 1, worker_id: 'w1' }, T0))

@@ -359,6 +359,11 @@ export class MemoryStore implements Store {
     return this.#attempts.claim(claim, now)
   }
 
+  async claimAttempts(claims: readonly AttemptClaim[], now: number): Promise<boolean[]> {
+    await this.#pace()
+    return claims.map((c) => this.#attempts.claim(c, now))
+  }
+
   async saveCheckpoint(cp: CheckpointWrite, now: number): Promise<boolean> {
     await this.#pace()
     return this.#attempts.saveCheckpoint(cp, now)

@@ -6,15 +6,40 @@
 import type { AttemptClaim, Checkpoint, CheckpointWrite } from '../../ports/store.ts'
 import { canonicalJson } from '../../util/ids.ts'
 import { isDuplicateKeyError } from './errors.ts'
-import { type Collections, insertOnce, num } from './schema.ts'
+import { type Collections, insertOnce, num, writeErrorsOf } from './schema.ts'
+
+function claimDoc(claim: AttemptClaim, now: number) {
+  const epoch = num(claim.attempt_epoch)
+  return { _id: canonicalJson(['c', claim.task_id, claim.node_id, epoch]) as never, task_id: claim.task_id, node_id: claim.node_id, attempt_epoch: epoch, worker_id: claim.worker_id, claimed_at_ms: num(now) }
+}
 
 export async function claimAttempt(c: Collections, claim: AttemptClaim, now: number): Promise<boolean> {
-  const epoch = num(claim.attempt_epoch)
-  const _id = canonicalJson(['c', claim.task_id, claim.node_id, epoch]) as never
-  const doc = { _id, task_id: claim.task_id, node_id: claim.node_id, attempt_epoch: epoch, worker_id: claim.worker_id, claimed_at_ms: num(now) }
+  const doc = claimDoc(claim, now)
   if (await insertOnce(c.attemptClaims, doc)) return true
-  const held = await c.attemptClaims.findOne({ _id })
+  const held = await c.attemptClaims.findOne({ _id: doc._id })
   return held?.['worker_id'] === claim.worker_id
+}
+
+/** Several claims in one unordered insert; the holders of the ones that collide are read back. */
+export async function claimAttempts(c: Collections, claims: readonly AttemptClaim[], now: number): Promise<boolean[]> {
+  const out = claims.map(() => true)
+  if (claims.length === 0) return out
+  const docs = claims.map((cl) => claimDoc(cl, now))
+  try {
+    await c.attemptClaims.insertMany(docs, { ordered: false })
+  } catch (err) {
+    const errors = writeErrorsOf(err)
+    if (errors === null) throw err
+    const lost: number[] = []
+    for (const we of errors) {
+      if (we.code !== 11000) throw err
+      lost.push(we.index)
+    }
+    const held = await c.attemptClaims.find({ _id: { $in: lost.map((i) => (docs[i] as { _id: never })._id) } }).toArray()
+    const holder = new Map(held.map((d) => [String(d['_id']), d['worker_id']]))
+    for (const i of lost) out[i] = holder.get(String((docs[i] as { _id: string })._id)) === (claims[i] as AttemptClaim).worker_id
+  }
+  return out
 }
 
 /**

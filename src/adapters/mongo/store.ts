@@ -46,7 +46,7 @@ import type {
 } from '../../ports/store.ts'
 import { assertNodeId } from '../../ports/store-rules.ts'
 import * as artifacts from './artifacts.ts'
-import { claimAttempt, getCheckpoint, saveCheckpoint } from './claims.ts'
+import { claimAttempt, claimAttempts, getCheckpoint, saveCheckpoint } from './claims.ts'
 import { mapMongoError, safeMessage } from './errors.ts'
 import * as outbox from './outbox.ts'
 import { type Collections, MONGO_COLLECTIONS, type MongoCollectionKey, ensureSchema, num, openSchema } from './schema.ts'
@@ -322,6 +322,12 @@ export class MongoStore implements Store {
     this.#open()
     assertNodeId(claim.node_id)
     return this.#run('claimAttempt', (c) => claimAttempt(c, claim, now))
+  }
+
+  async claimAttempts(claims: readonly AttemptClaim[], now: number): Promise<boolean[]> {
+    this.#open()
+    for (const cl of claims) assertNodeId(cl.node_id)
+    return this.#run('claimAttempts', (c) => claimAttempts(c, claims, now))
   }
 
   async saveCheckpoint(cp: CheckpointWrite, now: number): Promise<boolean> {
