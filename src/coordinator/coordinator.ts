@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto'
 import { SystemClock } from '../clock.ts'
 import { COORDINATOR_DEFAULTS, type CoordinatorConfig, checkBounds, resolveConfig } from '../config.ts'
-import { ErrorCode, FlowkitError, GraphValidationError } from '../errors.ts'
+import { ErrorCode, FlowkitError } from '../errors.ts'
 import { resolveSubmitLimits } from '../graph/limits.ts'
 import { COORDINATOR_FN_TYPE } from '../graph/types.ts'
 import { createLogger, type Logger } from '../log.ts'
@@ -41,7 +41,7 @@ import { applyControl } from './control.ts'
 import { type TaskEvent, Watchers } from './watch.ts'
 import { waitForTask } from './waiting.ts'
 import { type TaskOutput, readOutput } from './output.ts'
-import { LiveRoles, markWaiting, unservedTypes } from './roles.ts'
+import { LiveRoles, markWaiting, requireServed, warnIfUnserved } from './roles.ts'
 import { sweep } from './sweep.ts'
 import { type TaskView, toTaskView } from './view.ts'
 
@@ -60,8 +60,6 @@ export interface CoordinatorOptions {
 export type { CreateTaskInput } from './submit.ts'
 
 const ACTIVE = ['queued', 'running', 'cancelling'] as const
-/** How long a dispatched node may wait for a worker of its type before `node.no_worker` is logged. */
-const NO_WORKER_GRACE_MS = 3_000
 
 export class Coordinator {
   readonly config: CoordinatorConfig
@@ -121,7 +119,7 @@ export class Coordinator {
     this.#engine = new Engine(this.config, this.#clock, this.#log, this.#limits, this.#timers, {
       dirty: (rt) => this.#flusher.mark(rt),
       terminal: () => undefined,
-      started: (rt, ord, epoch) => this.#checkServed(rt, ord, epoch),
+      started: (rt, ord, epoch) => warnIfUnserved({ roles: this.#roles, clock: this.#clock, log: this.#log, engine: this.#engine, stop: this.#sweepAbort.signal }, rt, ord, epoch),
       judge: leaseJudge({ config: this.config, store: this.#store, log: this.#log, statusSubscription: (type) => this.#subscriptions.get(type) }),
     })
     this.#flusher = new Flusher(this.#store, this.#clock, this.#log, this.#writer, {
@@ -285,11 +283,7 @@ export class Coordinator {
     const task = buildTask(input, { coordinatorFns: new Set(Object.keys(this.#functions)), rejectUnknownInputAdapters: this.config.rejectUnknownInputAdapters, limits: this.config }, now)
     const { id, graph } = task
     const types = new Set(graph.nodes.filter((n) => n.type !== COORDINATOR_FN_TYPE).map((n) => n.type))
-    const unserved = this.config.requireKnownTypes ? unservedTypes(this.#roles, types, now) : []
-    if (unserved.length > 0) {
-      const known = [...this.#roles.known(now)].sort()
-      throw new GraphValidationError(ErrorCode.GraphInvalid, `no live worker serves type${unserved.length > 1 ? 's' : ''} ${unserved.map((t) => JSON.stringify(t)).join(', ')} (known types: ${known.length > 0 ? known.join(', ') : 'none'}); start a worker with that role, or set requireKnownTypes: false`, 'graph.nodes', { unserved, known })
-    }
+    if (this.config.requireKnownTypes) requireServed(this.#roles, types, now)
     await Promise.all([...types].map((t) => this.#subscriptions.ensureStatus(t)))
     await this.#inserter.insert(task)
     this.#obs?.taskCreated(id, graph.nodes.length)
@@ -413,19 +407,6 @@ export class Coordinator {
     this.#log.info('task.adopted', { task_id: taskId, status: rt.status })
     resume(rt, this.#recoveryDeps())
     return rt
-  }
-
-  /** A node was dispatched: if no live worker serves its type a few seconds on, say so once. */
-  #checkServed(rt: TaskRuntime, ord: number, epoch: number): void {
-    const type = rt.spec(ord).type
-    if (this.#roles.knows(type, this.#clock.now())) return
-    this.#clock.sleep(NO_WORKER_GRACE_MS, this.#sweepAbort.signal).then(() => {
-      const n = rt.node(ord)
-      const now = this.#clock.now()
-      if (this.#engine.tasks.get(rt.id) !== rt || n.status !== 'running' || n.attempt_epoch !== epoch || n.accepted_at_ms !== null || this.#roles.knows(type, now)) return
-      const known = [...this.#roles.known(now)].sort()
-      this.#log.warn('node.no_worker', { task_id: rt.id, node_id: n.node_id, type, known_types: known, hint: `no live worker has announced role ${JSON.stringify(type)}: the node waits until one does` })
-    }, () => undefined)
   }
 
   // ------------------------------------------------------------------ sweep

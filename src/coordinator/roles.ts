@@ -4,7 +4,14 @@
  * `waiting_for_worker` in the task view and logged once (`node.no_worker`, naming the type and
  * the known types); `requireKnownTypes` refuses such graphs at createTask.
  */
+import { ErrorCode, GraphValidationError } from '../errors.ts'
+import type { Logger } from '../log.ts'
+import type { Clock } from '../ports/clock.ts'
 import type { WorkerInfo } from '../ports/store.ts'
+import type { TaskRuntime } from './runtime.ts'
+
+/** How long a dispatched node may wait for a worker of its type before `node.no_worker` is logged. */
+const NO_WORKER_GRACE_MS = 3_000
 
 export class LiveRoles {
   readonly #workers = new Map<string, { roles: string[]; online: boolean; seen: number }>()
@@ -50,4 +57,39 @@ export function markWaiting<V extends { nodes: { status: string; type: string; a
     if (n.status === 'running' && n.accepted_at_ms === null && !isFnType(n.type) && !roles.knows(n.type, now)) n.waiting_for_worker = true
   }
   return view
+}
+
+/** `requireKnownTypes`: refuses a graph with a worker type no live worker serves, naming them. */
+export function requireServed(roles: LiveRoles, types: Iterable<string>, now: number): void {
+  const unserved = unservedTypes(roles, types, now)
+  if (unserved.length === 0) return
+  const known = [...roles.known(now)].sort()
+  throw new GraphValidationError(
+    ErrorCode.GraphInvalid,
+    `no live worker serves type${unserved.length > 1 ? 's' : ''} ${unserved.map((t) => JSON.stringify(t)).join(', ')} (known types: ${known.length > 0 ? known.join(', ') : 'none'}); start a worker with that role, or set requireKnownTypes: false`,
+    'graph.nodes',
+    { unserved, known },
+  )
+}
+
+export interface ServedDeps {
+  roles: LiveRoles
+  clock: Clock
+  log: Logger
+  engine: { tasks: ReadonlyMap<string, TaskRuntime> }
+  /** Aborted when the coordinator stops. */
+  stop: AbortSignal
+}
+
+/** A node was dispatched: if no live worker serves its type a few seconds on, say so once. */
+export function warnIfUnserved(d: ServedDeps, rt: TaskRuntime, ord: number, epoch: number): void {
+  const type = rt.spec(ord).type
+  if (d.roles.knows(type, d.clock.now())) return
+  d.clock.sleep(NO_WORKER_GRACE_MS, d.stop).then(() => {
+    const n = rt.node(ord)
+    const now = d.clock.now()
+    if (d.engine.tasks.get(rt.id) !== rt || n.status !== 'running' || n.attempt_epoch !== epoch || n.accepted_at_ms !== null || d.roles.knows(type, now)) return
+    const known = [...d.roles.known(now)].sort()
+    d.log.warn('node.no_worker', { task_id: rt.id, node_id: n.node_id, type, known_types: known, hint: `no live worker has announced role ${JSON.stringify(type)}: the node waits until one does` })
+  }, () => undefined)
 }
