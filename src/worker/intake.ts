@@ -106,6 +106,9 @@ export class CommandIntake {
       core.log.debug('worker.start_duplicate', ids)
       return
     }
+    // A stopping worker takes no new start (it stays uncommitted for another member), and never
+    // waits for a slot while its subscriptions close.
+    if (core.stopping) throw new FlowkitError(ErrorCode.Closed, 'worker stopping')
     if (this.#slots.free === 0) {
       // Backpressure: stop fetching until a slot frees; the command waits, it is never dropped.
       for (const s of this.subs) s.pause()
