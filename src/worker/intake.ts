@@ -145,6 +145,8 @@ export class CommandIntake {
         core.log.info('worker.attempt_held_elsewhere', ids)
         return
       }
+      // The worker may have begun to stop while this start was being checked and claimed.
+      if (core.stopping) throw new FlowkitError(ErrorCode.Closed, 'worker stopping')
       this.#remember(seenKey)
       this.#runs.launch(role, env, cmd, vars)
       handedOver = true

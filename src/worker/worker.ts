@@ -272,6 +272,8 @@ export class Worker {
     if (!options.drain) for (const run of core.runs.values()) this.#runs.cancel(run, WORKER_STOPPING_REASON)
     await Promise.all(this.#intake.subs.map((s) => s.close()))
     this.#intake.subs = []
+    // A start that was past its checks when the stop began may have launched meanwhile.
+    if (!options.drain) for (const run of core.runs.values()) this.#runs.cancel(run, WORKER_STOPPING_REASON)
     // Wait for every run to end (or to be abandoned after its cancel grace).
     await Promise.allSettled([...core.runs.values()].map((r) => r.freed))
     await core.state.flush() // the runs' ends are persisted before stop returns
