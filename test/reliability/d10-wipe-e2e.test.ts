@@ -37,6 +37,8 @@ describe('D10 end to end: tasks finish after the broker lost its data', { skip: 
     t.after(() => workerBus.close())
 
     const release = gate()
+    // A failed assertion must not leave the held handler blocking the worker's stop.
+    t.after(() => release.open())
     const entered = gate()
     const held: RoleHandler = {
       async *iterBatches() {
