@@ -90,7 +90,20 @@ export class TimerHeap {
     this.#armedAt = head.at
     const abort = new AbortController()
     this.#abort = abort
-    this.#clock.sleep(Math.max(0, head.at - this.#clock.now()), abort.signal).then(
+    // Due already: fired on the next turn of the event loop, without waiting for the clock to move
+    // (an injected test clock only moves when told to).
+    const wait = head.at - this.#clock.now()
+    const slept =
+      wait <= 0
+        ? new Promise<void>((resolve, reject) => {
+            const t = setImmediate(resolve)
+            abort.signal.addEventListener('abort', () => {
+              clearImmediate(t)
+              reject(QUIET_ABORT)
+            }, { once: true })
+          })
+        : this.#clock.sleep(wait, abort.signal)
+    slept.then(
       () => {
         if (this.#abort !== abort) return
         this.#abort = null
