@@ -44,6 +44,25 @@ export interface Logger {
   child(bindings: LogFields): Logger
 }
 
+export type LogMethod = 'debug' | 'info' | 'warn' | 'error'
+
+/** The four level methods of a Logger on top of one `write`: every logger of flowkit is one. */
+export class LevelLogger {
+  protected write(_level: LogMethod, _event: string, _fields?: LogFields): void {}
+  debug(event: string, fields?: LogFields): void {
+    this.write('debug', event, fields)
+  }
+  info(event: string, fields?: LogFields): void {
+    this.write('info', event, fields)
+  }
+  warn(event: string, fields?: LogFields): void {
+    this.write('warn', event, fields)
+  }
+  error(event: string, fields?: LogFields): void {
+    this.write('error', event, fields)
+  }
+}
+
 /** Field names whose value is masked whole (`cancel_token` is an id, not a credential). */
 const SECRET_KEYS =
   /(password|passwd|pwd|secret|token|sasl|credentials?|authorization|cookie|connection_?string|mongo_?url|uri|api_?key|access_?key|private_?key|secret_?key|session_?key)$/i
@@ -144,29 +163,18 @@ export function logFormatFor(destination: unknown, env: NodeJS.ProcessEnv = proc
   return (destination as { isTTY?: unknown } | null)?.isTTY === true ? 'pretty' : 'json'
 }
 
-class PinoLogger implements Logger {
+class PinoLogger extends LevelLogger implements Logger {
   readonly #p: pino.Logger
   readonly #bindings: LogFields
   constructor(p: pino.Logger, bindings: LogFields = {}) {
+    super()
     this.#p = p
     this.#bindings = bindings
   }
-  #log(level: 'debug' | 'info' | 'warn' | 'error', event: string, fields?: LogFields): void {
+  protected override write(level: LogMethod, event: string, fields?: LogFields): void {
     publish(level, event, this.#bindings, fields)
     if (!this.#p.isLevelEnabled(level)) return
     this.#p[level]({ event, ...(fields ? (redact(fields) as LogFields) : {}) })
-  }
-  debug(event: string, fields?: LogFields): void {
-    this.#log('debug', event, fields)
-  }
-  info(event: string, fields?: LogFields): void {
-    this.#log('info', event, fields)
-  }
-  warn(event: string, fields?: LogFields): void {
-    this.#log('warn', event, fields)
-  }
-  error(event: string, fields?: LogFields): void {
-    this.#log('error', event, fields)
   }
   child(bindings: LogFields): Logger {
     return new PinoLogger(this.#p.child(redact(bindings) as LogFields), { ...this.#bindings, ...bindings })
@@ -198,34 +206,23 @@ export function formatPretty(level: FlowkitEventMessage['level'], event: string,
 }
 
 /** The logger used on a terminal: same records, levels and redaction as the JSON one. */
-class PrettyLogger implements Logger {
+class PrettyLogger extends LevelLogger implements Logger {
   readonly #out: NodeJS.WritableStream
   readonly #level: LogLevel
   readonly #color: boolean
   readonly #bindings: LogFields
   constructor(out: NodeJS.WritableStream, level: LogLevel, color: boolean, bindings: LogFields = {}) {
+    super()
     this.#out = out
     this.#level = level
     this.#color = color
     this.#bindings = bindings
   }
-  #log(level: FlowkitEventMessage['level'], event: string, fields?: LogFields): void {
+  protected override write(level: LogMethod, event: string, fields?: LogFields): void {
     publish(level, event, this.#bindings, fields)
     if (LEVEL_VALUES[level] < LEVEL_VALUES[this.#level]) return
     const all = redact(fields === undefined ? this.#bindings : { ...this.#bindings, ...fields }) as LogFields
     this.#out.write(`${formatPretty(level, event, all, new Date(), this.#color)}\n`)
-  }
-  debug(event: string, fields?: LogFields): void {
-    this.#log('debug', event, fields)
-  }
-  info(event: string, fields?: LogFields): void {
-    this.#log('info', event, fields)
-  }
-  warn(event: string, fields?: LogFields): void {
-    this.#log('warn', event, fields)
-  }
-  error(event: string, fields?: LogFields): void {
-    this.#log('error', event, fields)
   }
   child(bindings: LogFields): Logger {
     return new PrettyLogger(this.#out, this.#level, this.#color, { ...this.#bindings, ...bindings })
@@ -270,28 +267,17 @@ export function createLogger(options: LoggerOptions = {}): Logger {
 }
 
 /** A logger that records every call in memory: for tests that assert on log events. */
-export class MemoryLogger implements Logger {
+export class MemoryLogger extends LevelLogger implements Logger {
   readonly records: { level: string; event: string; fields: LogFields }[]
   readonly #bindings: LogFields
   constructor(records: { level: string; event: string; fields: LogFields }[] = [], bindings: LogFields = {}) {
+    super()
     this.records = records
     this.#bindings = bindings
   }
-  #push(level: 'debug' | 'info' | 'warn' | 'error', event: string, fields?: LogFields): void {
+  protected override write(level: LogMethod, event: string, fields?: LogFields): void {
     publish(level, event, this.#bindings, fields)
     this.records.push({ level, event, fields: redact({ ...this.#bindings, ...fields }) as LogFields })
-  }
-  debug(event: string, fields?: LogFields): void {
-    this.#push('debug', event, fields)
-  }
-  info(event: string, fields?: LogFields): void {
-    this.#push('info', event, fields)
-  }
-  warn(event: string, fields?: LogFields): void {
-    this.#push('warn', event, fields)
-  }
-  error(event: string, fields?: LogFields): void {
-    this.#push('error', event, fields)
   }
   child(bindings: LogFields): Logger {
     return new MemoryLogger(this.records, { ...this.#bindings, ...bindings })

@@ -5,7 +5,7 @@
  * event name). The records themselves, their levels and redaction are the wrapped logger's.
  */
 import { type SpanContext, isSpanContextValid, trace } from '@opentelemetry/api'
-import type { LogFields, Logger } from '../log.ts'
+import { LevelLogger, type LogFields, type Logger } from '../log.ts'
 
 type Level = 'debug' | 'info' | 'warn' | 'error'
 
@@ -32,13 +32,14 @@ function str(v: unknown): string | undefined {
   return typeof v === 'string' ? v : undefined
 }
 
-export class ObservedLogger implements Logger {
+export class ObservedLogger extends LevelLogger implements Logger {
   readonly #inner: Logger
   readonly #obs: LogObserver
   readonly #taskId: string | undefined
   readonly #nodeId: string | undefined
 
   constructor(inner: Logger, obs: LogObserver, bound: LogFields = {}) {
+    super()
     this.#inner = inner
     this.#obs = obs
     this.#taskId = str(bound['task_id'])
@@ -59,25 +60,13 @@ export class ObservedLogger implements Logger {
     return ids === undefined ? fields : { ...fields, ...ids }
   }
 
-  #log(level: Level, event: string, fields: LogFields | undefined): void {
+  protected override write(level: Level, event: string, fields?: LogFields): void {
     this.#obs.record?.(level, event, fields)
     const f = this.#fields(fields)
     if (f === undefined) this.#inner[level](event)
     else this.#inner[level](event, f)
   }
 
-  debug(event: string, fields?: LogFields): void {
-    this.#log('debug', event, fields)
-  }
-  info(event: string, fields?: LogFields): void {
-    this.#log('info', event, fields)
-  }
-  warn(event: string, fields?: LogFields): void {
-    this.#log('warn', event, fields)
-  }
-  error(event: string, fields?: LogFields): void {
-    this.#log('error', event, fields)
-  }
   child(bindings: LogFields): Logger {
     const bound: LogFields = {}
     const t = str(bindings['task_id']) ?? this.#taskId
