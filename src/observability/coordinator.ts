@@ -12,7 +12,6 @@
  * linked to the attempt span. With no OpenTelemetry SDK registered, spans are no-ops and nothing
  * is tracked for them; with `observability: false` none of this exists.
  */
-import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { type Context, INVALID_TRACEID, type Span, SpanKind, SpanStatusCode, type Tracer, context, trace } from '@opentelemetry/api'
 import type { Registry } from 'prom-client'
@@ -25,7 +24,7 @@ import type { Store } from '../ports/store.ts'
 import { FINAL_UID } from '../protocol/messages.ts'
 import { CoordinatorMetrics, type CoordinatorParts } from './coordinator-metrics.ts'
 import { ObservedLogger, type TraceFields, traceFieldsOf } from './logger.ts'
-import { type MetricsHandler, type ObservabilityOptions, closeServer, itemsOf, metricsHandler, resolveObservability, serverAddress, startMetricsServer } from './options.ts'
+import { MetricsEndpoint, type MetricsHandler, type ObservabilityOptions, itemsOf, metricsHandler, resolveObservability } from './options.ts'
 import { spanContextFromHeaders, traceHeaders } from './propagation.ts'
 import { timedStore } from './store.ts'
 
@@ -74,15 +73,13 @@ export class CoordinatorObservability {
   readonly #tracer: Tracer | null
   readonly #metrics: CoordinatorMetrics | null
   readonly #clock: Clock
-  readonly #port: number | null
-  readonly #host: string
+  readonly #endpoint: MetricsEndpoint
   readonly #tasks = new Map<string, TaskRec>()
   /** Live attempts by message key (task_id:node_id), for the headers of their commands. */
   readonly #byKey = new Map<string, AttemptRec>()
   #parts: CoordinatorParts | null = null
   /** A span was recorded (an SDK is registered): logs look for trace ids from then on. */
   #tracing = false
-  #server: Server | null = null
 
   /** The observability of a coordinator built with `options`; null for `observability: false`. */
   static create(options: { observability?: ObservabilityOptions | false; config?: unknown }, clock: Clock): CoordinatorObservability | null {
@@ -94,8 +91,7 @@ export class CoordinatorObservability {
     this.registry = registry
     this.#tracer = tracer
     this.#clock = clock
-    this.#port = port
-    this.#host = host
+    this.#endpoint = new MetricsEndpoint(registry, port, host)
     this.#metrics = registry === null ? null : new CoordinatorMetrics(registry, () => this.#parts)
   }
 
@@ -284,7 +280,7 @@ export class CoordinatorObservability {
   }
 
   handler(): MetricsHandler {
-    return metricsHandler([this.registry])
+    return this.#endpoint.handler()
   }
 
   /** The handler of an instance without observability (it answers 404). */
@@ -294,11 +290,11 @@ export class CoordinatorObservability {
 
   /** Where the /metrics server listens (metricsPort), once started. */
   get address(): AddressInfo | null {
-    return serverAddress(this.#server)
+    return this.#endpoint.address
   }
 
   async start(): Promise<void> {
-    if (this.#port !== null && this.#server === null) this.#server = await startMetricsServer(this.handler(), this.#port, this.#host)
+    await this.#endpoint.start()
   }
 
   /** Closes the server; open spans end (their tasks go on elsewhere or after a restart). */
@@ -310,8 +306,6 @@ export class CoordinatorObservability {
       t.span?.end(at)
       this.#forget(t)
     }
-    const s = this.#server
-    this.#server = null
-    await closeServer(s)
+    await this.#endpoint.stop()
   }
 }

@@ -122,6 +122,39 @@ export function serverAddress(server: Server | null): AddressInfo | null {
   return a !== null && typeof a === 'object' ? a : null
 }
 
+/** An instance's /metrics: its handler, and its own HTTP server when `metricsPort` is set. */
+export class MetricsEndpoint {
+  readonly #registry: Registry | null
+  readonly #port: number | null
+  readonly #host: string
+  #server: Server | null = null
+
+  constructor(registry: Registry | null, port: number | null, host: string) {
+    this.#registry = registry
+    this.#port = port
+    this.#host = host
+  }
+
+  handler(): MetricsHandler {
+    return metricsHandler([this.#registry])
+  }
+
+  /** Where the server listens, once started. */
+  get address(): AddressInfo | null {
+    return serverAddress(this.#server)
+  }
+
+  async start(): Promise<void> {
+    if (this.#port !== null && this.#server === null) this.#server = await startMetricsServer(this.handler(), this.#port, this.#host)
+  }
+
+  async stop(): Promise<void> {
+    const s = this.#server
+    this.#server = null
+    await closeServer(s)
+  }
+}
+
 /** Histogram buckets, seconds: hops (ms to seconds) and runs (tens of ms to an hour). */
 export const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600]

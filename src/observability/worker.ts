@@ -6,7 +6,6 @@
  * status events also feed the metrics (batches, items, outcome), so execute.ts only opens and
  * closes the observation and status.ts asks it for the headers.
  */
-import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { INVALID_TRACEID, type Span, type SpanContext, SpanKind, SpanStatusCode, type Tracer, context, trace } from '@opentelemetry/api'
 import type { Registry } from 'prom-client'
@@ -17,7 +16,7 @@ import type { Store } from '../ports/store.ts'
 import type { ActiveRun, WorkerCore } from '../worker/core.ts'
 import type { RunInfo } from '../worker/handler.ts'
 import { ObservedLogger, type TraceFields, traceFieldsOf } from './logger.ts'
-import { type MetricsHandler, type ObservabilityOptions, closeServer, itemsOf, metricsHandler, resolveObservability, serverAddress, startMetricsServer } from './options.ts'
+import { MetricsEndpoint, type MetricsHandler, type ObservabilityOptions, itemsOf, metricsHandler, resolveObservability } from './options.ts'
 import { TRACEPARENT, spanContextFromHeaders, traceHeaders } from './propagation.ts'
 import { timedStore } from './store.ts'
 import { WorkerMetrics } from './worker-metrics.ts'
@@ -33,8 +32,7 @@ export class WorkerObservability {
   readonly tracer: Tracer | null
   readonly metrics: WorkerMetrics | null
   readonly clock: Clock
-  readonly #port: number | null
-  readonly #host: string
+  readonly #endpoint: MetricsEndpoint
   /** Trace parents of received starts, by `task_id:node_id#epoch`. */
   readonly #parents = new Map<string, SpanContext>()
   /** Runs in progress, by task id then node id. */
@@ -42,7 +40,6 @@ export class WorkerObservability {
   #core: WorkerCore | null = null
   /** A span was recorded (an SDK is registered): logs look for trace ids from then on. */
   #tracing = false
-  #server: Server | null = null
 
   /** The observability of a worker built with `options`; null for `observability: false`. */
   static create(options: { observability?: ObservabilityOptions | false; config?: unknown }, clock: Clock): WorkerObservability | null {
@@ -54,8 +51,7 @@ export class WorkerObservability {
     this.registry = registry
     this.tracer = tracer
     this.clock = clock
-    this.#port = port
-    this.#host = host
+    this.#endpoint = new MetricsEndpoint(registry, port, host)
     const core = (): WorkerCore | null => this.#core
     this.metrics =
       registry === null
@@ -140,7 +136,7 @@ export class WorkerObservability {
   }
 
   handler(): MetricsHandler {
-    return metricsHandler([this.registry])
+    return this.#endpoint.handler()
   }
 
   /** The handler of an instance without observability (it answers 404). */
@@ -149,17 +145,15 @@ export class WorkerObservability {
   }
 
   get address(): AddressInfo | null {
-    return serverAddress(this.#server)
+    return this.#endpoint.address
   }
 
   async start(): Promise<void> {
-    if (this.#port !== null && this.#server === null) this.#server = await startMetricsServer(this.handler(), this.#port, this.#host)
+    await this.#endpoint.start()
   }
 
   async stop(): Promise<void> {
-    const s = this.#server
-    this.#server = null
-    await closeServer(s)
+    await this.#endpoint.stop()
   }
 }
 
