@@ -101,3 +101,53 @@ export async function within(ms: number, p: Promise<unknown>): Promise<void> {
   await Promise.race([p.catch(() => undefined), timeout])
   clearTimeout(timer)
 }
+
+export interface Lifecycle<T> {
+  start(it: T): Promise<void>
+  /** After a failed start: let go of it without reporting anything. */
+  abandon(it: T): Promise<void>
+  /** On SIGTERM: a clean stop. */
+  stop(it: T): Promise<void>
+}
+
+/**
+ * Builds the process's coordinator or worker on fresh adapters and starts it; a failed start (a
+ * server is down right now) is retried with fresh adapters for up to two minutes, as a
+ * deployment's process supervisor would. Registers the clean shutdown. Resolves once started.
+ */
+export async function startWithRetry<T>(spec: ProcSpec, make: (bus: Bus, store: Store) => T, life: Lifecycle<T>): Promise<T> {
+  let current: T | null = null
+  let shuttingDown = false
+  const closers: (() => Promise<void>)[] = []
+  onShutdown(spec, async () => {
+    shuttingDown = true
+    if (current !== null) await life.stop(current)
+    for (const close of closers.splice(0)) await close().catch(() => undefined)
+  })
+  const deadline = Date.now() + 120_000
+  for (let attempt = 1; ; attempt++) {
+    const bus = makeBus(spec)
+    const store = makeStore(spec)
+    const it = make(bus, store)
+    try {
+      await life.start(it)
+      current = it
+      closers.push(
+        () => bus.close(),
+        () => store.close(),
+      )
+      return it
+    } catch (err) {
+      say(spec, 'rel.start_failed', { attempt, error: errorText(err) })
+      await within(5000, life.abandon(it))
+      await within(5000, bus.close())
+      await within(5000, store.close())
+      if (shuttingDown) process.exit(0)
+      if (Date.now() > deadline) {
+        say(spec, 'rel.start_gave_up', { attempts: attempt })
+        process.exit(2)
+      }
+      await sleep(Math.min(5000, 500 * attempt))
+    }
+  }
+}

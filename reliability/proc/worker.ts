@@ -7,7 +7,7 @@
  */
 import { type Clock, SystemClock, Worker } from 'flowkit'
 import { topicsConfig } from '../lib/spec.ts'
-import { errorText, makeBus, makeStore, onShutdown, readSpec, say, send, serveIpc, sleep, within } from './common.ts'
+import { readSpec, say, send, serveIpc, startWithRetry } from './common.ts'
 import { relHandlers } from './handlers.ts'
 
 /** The system clock shifted by `offsetMs`. */
@@ -27,10 +27,10 @@ class OffsetClock implements Clock {
 
 const spec = readSpec()
 if (spec.outFile === undefined || spec.workerId === undefined) throw new Error('worker spec needs outFile and workerId')
+const outFile = spec.outFile
+const workerId = spec.workerId
 const offset = spec.clockOffsetMs ?? 0
 let worker: Worker | null = null
-let shuttingDown = false
-const closers: (() => Promise<void>)[] = []
 
 serveIpc(async (req) => {
   const w = worker
@@ -45,43 +45,17 @@ serveIpc(async (req) => {
   }
 })
 
-onShutdown(spec, async () => {
-  shuttingDown = true
-  await worker?.stop()
-  for (const close of closers.splice(0)) await close().catch(() => undefined)
-})
-
-const deadline = Date.now() + 120_000
-for (let attempt = 1; ; attempt++) {
-  const bus = makeBus(spec)
-  const store = makeStore(spec)
-  const w = new Worker({
-    bus,
-    store,
-    handlers: relHandlers(spec.outFile),
-    ...(offset !== 0 ? { clock: new OffsetClock(offset) } : {}),
-    config: { ...topicsConfig(spec.prefix), groupPrefix: spec.prefix, workerId: spec.workerId, ...spec.config },
-  })
-  try {
-    await w.start()
-    worker = w
-    closers.push(
-      () => bus.close(),
-      () => store.close(),
-    )
-    break
-  } catch (err) {
-    say(spec, 'rel.start_failed', { attempt, error: errorText(err) })
-    await within(5000, w.kill())
-    await within(5000, bus.close())
-    await within(5000, store.close())
-    if (shuttingDown) process.exit(0)
-    if (Date.now() > deadline) {
-      say(spec, 'rel.start_gave_up', { attempts: attempt })
-      process.exit(2)
-    }
-    await sleep(Math.min(5000, 500 * attempt))
-  }
-}
+worker = await startWithRetry(
+  spec,
+  (bus, store) =>
+    new Worker({
+      bus,
+      store,
+      handlers: relHandlers(outFile),
+      ...(offset !== 0 ? { clock: new OffsetClock(offset) } : {}),
+      config: { ...topicsConfig(spec.prefix), groupPrefix: spec.prefix, workerId, ...spec.config },
+    }),
+  { start: (w) => w.start(), abandon: (w) => w.kill(), stop: (w) => w.stop() },
+)
 say(spec, 'rel.ready', { worker_id: spec.workerId, clock_offset_ms: offset })
 send({ ready: true, pid: process.pid })
