@@ -36,8 +36,9 @@ import type {
   WorkerStateDoc,
 } from '../../ports/store.ts'
 import { applyJournal } from '../../model/journal.ts'
-import { assertNodeId, compareBatchUid, compareCodePoints, deepFreeze, newestPerBatch, withVersion } from '../../ports/store-rules.ts'
+import { assertNodeId, compareCodePoints, deepFreeze, newestPerBatch, withVersion } from '../../ports/store-rules.ts'
 import { canonicalJson, outboxId } from '../../util/ids.ts'
+import { MemoryArtifacts } from './artifacts.ts'
 import { MemoryAttempts } from './attempts.ts'
 
 export { compareCodePoints } from '../../ports/store-rules.ts'
@@ -50,12 +51,6 @@ const YIELD_EVERY = 64
 interface MetricsRow extends BatchMetricsRow {
   task_id: string
   inserted_at_ms: number
-}
-
-interface ArtifactEntry {
-  doc: ArtifactDoc
-  /** Insertion sequence: the tiebreak a MongoDB adapter gets from `_id`. Kept on update. */
-  seq: number
 }
 
 /** Deep copy of a stored (JSON) document on its way out. */
@@ -93,17 +88,13 @@ function take<T>(rows: T[], limit: number | undefined): T[] {
 
 export class MemoryStore implements Store {
   #closed = false
-  #seq = 0
   #calls = 0
   readonly #tasks = new Map<string, VersionedTask>()
   /** Journal entries (as JSON text: stored, not shared) by task, then seq. */
   readonly #journal = new Map<string, Map<number, { writer: string; at_ms: number; json: string | null; entry: JournalEntry | null }>>()
   /** Batch metrics rows by task, then (node, batch_uid, epoch). */
   readonly #metrics = new Map<string, Map<string, MetricsRow>>()
-  readonly #artifacts = new Map<string, ArtifactEntry>()
-  /** Artifact keys by task, so a listing reads one task's artifacts only. */
-  readonly #artifactsByTask = new Map<string, Set<string>>()
-  readonly #streamClaims = new Map<string, StreamClaim & { claimed_at_ms: number }>()
+  readonly #arts = new MemoryArtifacts()
   readonly #attempts = new MemoryAttempts()
   readonly #outbox = new Map<string, OutboxRow>()
   readonly #workers = new Map<string, WorkerInfo>()
@@ -300,29 +291,7 @@ export class MemoryStore implements Store {
 
   async upsertArtifact(artifact: ArtifactWrite, now: number): Promise<boolean> {
     await this.#pace()
-    const batchUid = artifact.batch_uid ?? null
-    const key = canonicalJson([artifact.task_id, artifact.node_id, batchUid])
-    const existing = this.#artifacts.get(key)
-    if (existing && existing.doc.attempt_epoch > artifact.attempt_epoch) return false
-    const doc: ArtifactDoc = {
-      task_id: artifact.task_id,
-      node_id: artifact.node_id,
-      batch_uid: batchUid,
-      status: artifact.status,
-      meta: ingest(artifact.meta),
-      attempt_epoch: artifact.attempt_epoch,
-      worker_id: artifact.worker_id ?? null,
-      created_at: existing ? existing.doc.created_at : now,
-      updated_at: now,
-    }
-    this.#artifacts.set(key, { doc, seq: existing ? existing.seq : ++this.#seq })
-    let keys = this.#artifactsByTask.get(artifact.task_id)
-    if (keys === undefined) {
-      keys = new Set()
-      this.#artifactsByTask.set(artifact.task_id, keys)
-    }
-    keys.add(key)
-    return true
+    return this.#arts.upsert(artifact, now)
   }
 
   async upsertArtifacts(artifacts: readonly ArtifactWrite[], now: number): Promise<boolean[]> {
@@ -333,23 +302,12 @@ export class MemoryStore implements Store {
 
   async listArtifacts(taskId: string, query: ArtifactQuery = {}): Promise<ArtifactDoc[]> {
     await this.#pace()
-    const keys = this.#artifactsByTask.get(taskId) ?? new Set<string>()
-    const rows = [...keys]
-      .map((k) => this.#artifacts.get(k) as ArtifactEntry)
-      .filter(
-        (e) =>
-          (query.nodeId === undefined || e.doc.node_id === query.nodeId) &&
-          (query.status === undefined || e.doc.status === query.status) &&
-          (query.createdAfter === undefined || e.doc.created_at >= query.createdAfter),
-      )
-    rows.sort((a, b) => a.doc.created_at - b.doc.created_at || compareBatchUid(a.doc.batch_uid, b.doc.batch_uid) || a.seq - b.seq)
-    return rows.map((e) => clone(e.doc))
+    return this.#arts.list(taskId, query)
   }
 
   async getArtifact(taskId: string, nodeId: string, batchUid: string | null): Promise<ArtifactDoc | null> {
     await this.#pace()
-    const e = this.#artifacts.get(canonicalJson([taskId, nodeId, batchUid ?? null]))
-    return e ? clone(e.doc) : null
+    return this.#arts.get(taskId, nodeId, batchUid)
   }
 
   // ---- attempts
@@ -384,17 +342,7 @@ export class MemoryStore implements Store {
 
   async claimStreamBatch(claim: StreamClaim, now: number): Promise<boolean> {
     await this.#pace()
-    const key = canonicalJson([claim.task_id, claim.consumer_node, claim.from_node, claim.batch_uid, claim.consumer_epoch])
-    if (this.#streamClaims.has(key)) return false
-    this.#streamClaims.set(key, {
-      task_id: claim.task_id,
-      consumer_node: claim.consumer_node,
-      from_node: claim.from_node,
-      batch_uid: claim.batch_uid,
-      consumer_epoch: claim.consumer_epoch,
-      claimed_at_ms: now,
-    })
-    return true
+    return this.#arts.claimStream(claim, now)
   }
 
   // ---- outbox
