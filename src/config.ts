@@ -19,6 +19,14 @@ export interface TopicsConfig {
   topicControl: string
   /** Partitions for topics flowkit creates. */
   topicPartitions: number
+  /**
+   * The coordinators' own topic, keyed by task id: a task belongs to the coordinator that owns its
+   * partition (docs/scaling.md). Carries submissions, cancel requests and status events forwarded
+   * to the owner. Its partition count bounds how many coordinators share the load.
+   */
+  topicTasks: string
+  /** Partitions of `topicTasks` when flowkit creates it (sized for growth: more than coordinators). */
+  taskPartitions: number
 }
 
 /**
@@ -72,6 +80,12 @@ export interface CoordinatorConfig extends TopicsConfig, SubmitLimits {
    * rewritten at most this often, off the event path; terminal states are written at once.
    */
   snapshotIntervalSec: number
+  /**
+   * A coordinator whose membership in the owners' group has not been confirmed by the broker for
+   * this long (it was paused, or cut off) writes nothing until it is confirmed again: another
+   * coordinator may own its tasks by now. Keep it below the bus's session timeout.
+   */
+  ownershipConfirmSec: number
 }
 
 export interface WorkerConfig extends TopicsConfig {
@@ -106,6 +120,8 @@ const TOPIC_DEFAULTS: TopicsConfig = {
   topicSignals: 'signals.v1',
   topicControl: 'control.tasks.v1',
   topicPartitions: 3,
+  topicTasks: 'coord.tasks.v1',
+  taskPartitions: 12,
 }
 
 export const COORDINATOR_DEFAULTS: CoordinatorConfig = {
@@ -135,6 +151,7 @@ export const COORDINATOR_DEFAULTS: CoordinatorConfig = {
   sweepIntervalSec: 10,
   workerLivenessSec: 180,
   snapshotIntervalSec: 5,
+  ownershipConfirmSec: 5,
 }
 
 export const WORKER_DEFAULTS: WorkerConfig = {

@@ -30,6 +30,10 @@ export class ChaosBus implements Bus {
     return this.#inner.ensureTopics(topics)
   }
 
+  partitionCount(topic: string): Promise<number> {
+    return this.#inner.partitionCount(topic)
+  }
+
   subscribe(options: SubscribeOptions): Promise<Subscription> {
     return this.#inner.subscribe(options)
   }

@@ -67,6 +67,9 @@ export class KafkaBus implements Bus {
   async ensureTopics(topics: TopicSpec[]): Promise<void> {
     return (await this.#bus()).ensureTopics(topics)
   }
+  async partitionCount(topic: string): Promise<number> {
+    return (await this.#bus()).partitionCount(topic)
+  }
   async produce(records: BusRecord[]): Promise<void> {
     return (await this.#bus()).produce(records)
   }

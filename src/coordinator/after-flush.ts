@@ -117,6 +117,7 @@ export class AfterFlush {
 
   /** Another writer holds the task now: it leaves memory without a trace. */
   drop(rt: TaskRuntime): void {
+    rt.dropped = true
     if (this.#d.engine.tasks.get(rt.id) === rt) this.#d.engine.tasks.delete(rt.id)
     this.#d.flusher().forget(rt)
     this.#lastSnapshotAt.delete(rt.id)

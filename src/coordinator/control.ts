@@ -1,7 +1,8 @@
 /**
  * Control requests: how another process (the CLI, a dashboard, another coordinator) reaches the
- * coordinator that owns a task. Requests go to the topic `topicControl` (keyed by task id); every
- * coordinator of the deployment reads it, and the one whose store knows the task applies it:
+ * coordinator that owns a task. Requests go to the owners' topic `topicTasks`, keyed by task id,
+ * and are applied by the owner of the task's partition (ownership.ts). The older `topicControl`
+ * is still read by every coordinator; only the owner applies what it reads there:
  *   - `cancel`: `Coordinator.cancelTask` (with the checks of the in-process API);
  *   - `adopt`: a task written to the store by another process (`flowkit submit`) is loaded now,
  *     instead of at the next sweep.
@@ -9,6 +10,7 @@
  * than REQUEST_TTL_MS when read are dropped; malformed ones are logged and skipped.
  */
 import { randomUUID } from 'node:crypto'
+import { COORDINATOR_DEFAULTS } from '../config.ts'
 import { ErrorCode, FlowkitError, errorMessage } from '../errors.ts'
 import { TASK_ID_PATTERN } from '../graph/types.ts'
 import type { Logger } from '../log.ts'
@@ -29,8 +31,8 @@ export function controlRequest(op: ControlRequest['op'], taskId: string, now: nu
   return { op, task_id: taskId, reason: reason.slice(0, MAX_REASON), request_id: randomUUID(), requested_at_ms: now }
 }
 
-/** Sends a request to the coordinators reading `topic`. */
-export async function sendControl(bus: Bus, topic: string, req: ControlRequest, partitions = 1): Promise<void> {
+/** Sends a request to the coordinators reading `topic` (created with `partitions` when missing). */
+export async function sendControl(bus: Bus, topic: string, req: ControlRequest, partitions = COORDINATOR_DEFAULTS.taskPartitions): Promise<void> {
   await bus.ensureTopics([{ name: topic, partitions }])
   await bus.produce([{ topic, key: req.task_id, value: JSON.stringify(req) }])
 }

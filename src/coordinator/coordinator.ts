@@ -31,13 +31,15 @@ import { BUILTIN_FUNCTIONS, type CoordinatorFn } from './functions.ts'
 import { Intake } from './intake.ts'
 import { Limits } from './limits.ts'
 import { OutboxDispatcher } from './outbox.ts'
-import { type RecoveryDeps, finishRecovery, loadRuntime, resume } from './recovery.ts'
+import { type RecoveryDeps, loadRuntime, resume } from './recovery.ts'
+import { ACTIVE, type HandoverDeps, acquire, claim, release } from './handover.ts'
+import { Ownership } from './ownership.ts'
 import { TERMINAL_TASK, type TaskRuntime } from './runtime.ts'
 import { SnapshotWriter } from './snapshots.ts'
 import { TimerHeap } from './timers.ts'
 import { type CreateTaskInput, TaskInserter, buildTask } from './submit.ts'
 import { Subscriptions } from './subscriptions.ts'
-import { applyControl } from './control.ts'
+import { applyControl, controlRequest } from './control.ts'
 import { type TaskEvent, Watchers } from './watch.ts'
 import { waitForTask } from './waiting.ts'
 import { type TaskOutput, readOutput } from './output.ts'
@@ -58,8 +60,6 @@ export interface CoordinatorOptions {
 }
 
 export type { CreateTaskInput } from './submit.ts'
-
-const ACTIVE = ['queued', 'running', 'cancelling'] as const
 
 export class Coordinator {
   readonly config: CoordinatorConfig
@@ -85,6 +85,7 @@ export class Coordinator {
   readonly #watchers = new Watchers()
   readonly #roles: LiveRoles
   readonly #obs: CoordinatorObservability | null
+  readonly #ownership: Ownership
   #started = false
   /** Set by kill(): nothing more may leave this process. */
   #killed = false
@@ -124,7 +125,9 @@ export class Coordinator {
     })
     this.#flusher = new Flusher(this.#store, this.#clock, this.#log, this.#writer, {
       durable: (rt, commands, fnRuns, snapshot) => this.#after.durable(rt, commands, fnRuns, snapshot),
-      fenced: (rt) => this.#after.drop(rt),
+      fenced: (rt) => this.#fenced(rt),
+      mayWrite: () => this.#ownership.waitConfirmed(),
+      owns: (rt) => this.#ownership.owns(rt.id),
       rows: (rows) => this.#snapshots.offerRows(rows),
       wantsSnapshot: (rt) => this.#after.wantsSnapshot(rt),
       observed: (entry) => {
@@ -148,10 +151,31 @@ export class Coordinator {
       adopt: (id) => this.#adopt(id),
       barrier: () => this.#flusher.barrier(),
       isRecentlyDone: (id) => this.#after.isRecentlyDone(id),
+      owns: (id) => this.#ownership.owns(id),
+      forward: (records) => this.#ownership.forward(records.map((r) => Ownership.statusRecord(r.taskId, r.message))),
     })
     this.#inserter = new TaskInserter(this.#store)
     this.#subscriptions = new Subscriptions(this.#bus, this.config, (msgs) => (this.#obs === null ? this.#intake.statusBatch(msgs) : this.#obs.statusBatch(msgs, () => this.#intake.statusBatch(msgs))))
     this.#obs?.attach({ tasks: () => this.#engine.tasks.values(), stats: () => this.stats(), outboxBacklog: () => this.#outbox.backlog })
+    this.#ownership = new Ownership({
+      bus: this.#bus,
+      topic: this.config.topicTasks,
+      partitions: this.config.taskPartitions,
+      groupId: `${this.config.groupId}.owners`,
+      ...this.#subscriptions.instance('owners'),
+      confirmMs: this.config.ownershipConfirmSec * 1000,
+      log: this.#log,
+      hooks: {
+        acquire: async (parts) => {
+          await acquire(this.#handover(), parts, this.#ownership.generation)
+        },
+        release: async (parts) => {
+          await release(this.#handover(), parts)
+        },
+        status: (msgs) => this.#intake.statusBatch(msgs),
+        control: (req, m) => applyControl(this, this.#log, m, this.#clock.now()),
+      },
+    })
     this.#discovery = new Discovery(this.config, this.#bus, this.#clock, this.#log, this.#engine, () => this.#flusher.barrier())
   }
 
@@ -205,23 +229,16 @@ export class Coordinator {
     await this.#subscriptions.startFixed({
       announce: parkPoison((m) => onAnnounce(this.#store, this.#clock, this.#log, m, (w) => this.#roles.seen(w)), this.#log),
       replies: parkPoison((m) => this.#discovery.onReply(m), this.#log),
-      control: (m) => applyControl(this, this.#log, m, this.#clock.now()),
+      // The older control topic: every coordinator reads it, the owner of the task applies it.
+      control: (m) => applyControl(this.#ownerOnly, this.#log, m, this.#clock.now()),
     })
-    // Recovery: load active tasks once, replay the status topics, then act.
-    const active = await this.#store.listTasks({ statuses: ACTIVE })
-    const loaded: TaskRuntime[] = []
-    for (const doc of active) loaded.push(await loadRuntime(this.#store, this.#engine, this.#limits, doc))
-    const types = new Set(c.workerTypes)
-    for (const rt of loaded) for (const s of rt.specs) if (s.type !== COORDINATOR_FN_TYPE) types.add(s.type)
-    const startedAt = this.#clock.now()
-    this.#engine.graceEnd = startedAt + c.discoveryWindowSec * 1000
-    await Promise.all([...types].map((t) => this.#subscriptions.ensureStatus(t)))
-    this.#log.info('coordinator.started', { active_tasks: loaded.length, worker_types: [...types] })
+    // Recovery: the tasks of the partitions this coordinator is given are loaded (once), claimed,
+    // and resumed after the status topics are replayed (handover.ts).
+    await Promise.all(c.workerTypes.map((t) => this.#subscriptions.ensureStatus(t)))
     this.#sweepAbort = new AbortController()
-    const deps = this.#recoveryDeps()
-    for (const rt of loaded) resume(rt, deps)
-    if (loaded.some((rt) => rt.inherited.size > 0)) void finishRecovery(loaded, deps, this.#subscriptions.all(), this.#sweepAbort.signal)
-    else this.#engine.graceEnd = 0
+    await this.#ownership.start()
+    const ready = await this.#ownership.ready(c.discoveryWindowSec * 1000 + 30_000)
+    this.#log.info('coordinator.started', { active_tasks: this.#engine.tasks.size, partitions: this.#ownership.owned, worker_types: c.workerTypes, assigned: ready })
     this.#sweepLoop = this.#sweep(this.#sweepAbort.signal)
   }
 
@@ -241,6 +258,8 @@ export class Coordinator {
     this.#flusher.stop()
     await this.#sweepLoop
     await this.#snapshots.drain()
+    // Everything is written: the partitions go to the other coordinators.
+    await this.#ownership.stop()
     this.#timers.stop()
     // Another start() rebuilds all of this from the store.
     this.#engine.tasks.clear()
@@ -269,6 +288,7 @@ export class Coordinator {
     this.#timers.stop()
     this.#engine.tasks.clear()
     this.#after.reset()
+    await this.#ownership.stop({ wait: false })
     await this.#subscriptions.closeAll()
     await this.#outbox.stop({ discard: true })
     await this.#obs?.stop()
@@ -288,6 +308,11 @@ export class Coordinator {
     await this.#inserter.insert(task)
     this.#obs?.taskCreated(id, graph.nodes.length)
     this.#log.info('task.created', { task_id: id, nodes: graph.nodes.length })
+    if (!this.#ownership.owns(id)) {
+      // Another coordinator owns it: it is handed over through the owners' topic.
+      await this.#request('adopt', id)
+      return id
+    }
     const rt = await loadRuntime(this.#store, this.#engine, this.#limits, { ...task, v: 0 })
     this.#after.created(rt)
     this.#engine.startTask(rt)
@@ -337,11 +362,22 @@ export class Coordinator {
    * the next sweep. False when it is unknown, not active, or already held here.
    */
   async adoptTask(id: string): Promise<boolean> {
-    if (this.#engine.tasks.has(id)) return false
+    if (this.#engine.tasks.has(id) || !this.#ownership.owns(id)) return false
     return (await this.#adopt(id)) !== null
   }
 
+  /**
+   * Cancels a task (cascade to its running nodes). On a coordinator that does not own the task the
+   * request is handed to its owner: true when it was sent for an active task.
+   */
   async cancelTask(id: string, options: { reason?: string } = {}): Promise<boolean> {
+    if (this.#started && !this.#ownership.owns(id)) {
+      const t = await this.#store.getTask(id)
+      if (t === null) throw new FlowkitError(ErrorCode.TaskNotFound, `task ${id} not found`)
+      if (TERMINAL_TASK.has(t.status)) return false
+      await this.#request('cancel', id, options.reason ?? 'cancelled by user')
+      return true
+    }
     const rt = this.#engine.tasks.get(id) ?? (await this.#adopt(id))
     if (rt === null) {
       const t = await this.#store.getTask(id)
@@ -393,14 +429,74 @@ export class Coordinator {
     return { config: this.config, store: this.#store, clock: this.#clock, log: this.#log, engine: this.#engine, fns: this.#fns, discovery: this.#discovery, barrier: () => this.#flusher.barrier() }
   }
 
-  /** A task this process does not hold: loaded if it is active in the store (created elsewhere). */
+  readonly #ownerOnly = {
+    cancelTask: (id: string, o: { reason?: string }): Promise<boolean> => (this.#ownership.owns(id) ? this.cancelTask(id, o) : Promise.resolve(false)),
+    adoptTask: (id: string): Promise<boolean> => this.adoptTask(id),
+  }
+
+  #handover(): HandoverDeps {
+    return {
+      store: this.#store,
+      engine: this.#engine,
+      limits: this.#limits,
+      log: this.#log,
+      writer: this.#writer,
+      partitionOf: (id) => this.#ownership.partitionOf(id),
+      owns: (id) => this.#ownership.owns(id),
+      mark: (rt) => this.#flusher.mark(rt),
+      barrier: () => this.#flusher.barrier(),
+      ensureStatus: (types) => Promise.all([...types].map((t) => this.#subscriptions.ensureStatus(t))).then(() => undefined),
+      subscriptions: () => this.#subscriptions.all(),
+      recovery: () => this.#recoveryDeps(),
+      stop: this.#sweepAbort.signal,
+      drop: (rt) => this.#drop(rt),
+    }
+  }
+
+  /** Sends a request to the owner of a task, through the owners' topic. */
+  async #request(op: 'adopt' | 'cancel', taskId: string, reason = ''): Promise<void> {
+    await this.#ownership.forward([{ taskId, value: JSON.stringify(controlRequest(op, taskId, this.#clock.now(), reason)) }])
+  }
+
+  /** The task leaves memory unwritten: its running nodes no longer count against the limits. */
+  #drop(rt: TaskRuntime): void {
+    if (this.#engine.tasks.get(rt.id) === rt) {
+      rt.nodes.forEach((n, i) => {
+        if ((n.status === 'running' || n.status === 'cancelling') && !rt.isFn(i)) this.#limits.give(rt.spec(i).type)
+      })
+    }
+    this.#after.drop(rt)
+  }
+
+  /**
+   * Another coordinator wrote the task's next version, or its partition is no longer ours: the
+   * runtime is dead. The owner gets it: loaded again here when the partition is still ours (the
+   * previous owner's last write came in between), else it is asked to adopt it.
+   */
+  #fenced(rt: TaskRuntime): void {
+    rt.fenced = true
+    this.#drop(rt)
+    if (!this.#started) return
+    if (this.#ownership.owns(rt.id)) {
+      // Owned, yet another coordinator wrote it: a hand-over race, or this one is the stale owner.
+      this.#ownership.suspect(rt.id)
+      setTimeout(() => void this.#adopt(rt.id).catch((err: unknown) => this.#log.warn('coordinator.readopt_failed', { task_id: rt.id, error: String(err) })), 20)
+    } else {
+      void this.#request('adopt', rt.id).catch((err: unknown) => this.#log.warn('coordinator.handoff_failed', { task_id: rt.id, error: String(err) }))
+    }
+  }
+
+  /** A task this process does not hold: loaded and claimed if it is ours and active in the store (created elsewhere). */
   async #adopt(taskId: string): Promise<TaskRuntime | null> {
-    if (!this.#started) return null
+    if (!this.#started || !this.#ownership.owns(taskId)) return null
+    await this.#ownership.waitConfirmed(taskId)
     const doc = await this.#store.getTask(taskId)
     if (doc === null || TERMINAL_TASK.has(doc.status) || doc.nodes === undefined) return null
     const again = this.#engine.tasks.get(taskId)
     if (again !== undefined) return again
-    const rt = await loadRuntime(this.#store, this.#engine, this.#limits, doc)
+    if (!this.#ownership.owns(taskId)) return null
+    const rt = await claim(this.#handover(), doc, this.#ownership.generation)
+    if (rt === null) return this.#engine.tasks.get(taskId) ?? null
     const types = new Set(rt.specs.filter((s) => s.type !== COORDINATOR_FN_TYPE).map((s) => s.type))
     await Promise.all([...types].map((t) => this.#subscriptions.ensureStatus(t)))
     rt.inherited.clear()
@@ -417,7 +513,7 @@ export class Coordinator {
       store: this.#store,
       clock: this.#clock,
       log: this.#log,
-      known: (id) => this.#engine.tasks.has(id) || this.#after.isRecentlyDone(id),
+      known: (id) => this.#engine.tasks.has(id) || this.#after.isRecentlyDone(id) || !this.#ownership.owns(id),
       adopt: (id) => this.#adopt(id),
     })
   }

@@ -34,6 +34,10 @@ export interface FlushHooks {
   wantsSnapshot(rt: TaskRuntime): boolean
   /** A journal entry is durable (task events for watchers). */
   observed?(entry: JournalEntry): void
+  /** Resolves when this coordinator may write (its ownership is confirmed). */
+  mayWrite?(): Promise<void>
+  /** Whether the task is still this coordinator's (its partition): if not, it is fenced unwritten. */
+  owns?(rt: TaskRuntime): boolean
 }
 
 interface Built {
@@ -86,6 +90,7 @@ export class Flusher {
 
   /** `force`: write an entry even when only the sent mark changed. */
   mark(rt: TaskRuntime, force = false): void {
+    if (rt.dropped) return
     if (force) rt.events.push('sent')
     this.#dirty.add(rt)
     this.#schedule()
@@ -198,8 +203,14 @@ export class Flusher {
     const now = this.#clock.now()
     const built: Built[] = []
     const rows: BatchMetricsWrite[] = []
+    if (this.#hooks.mayWrite !== undefined) await this.#hooks.mayWrite().catch(() => undefined)
     for (const rt of this.#dirty) {
-      if (!rt.dirty) continue
+      if (!rt.dirty || rt.dropped) continue
+      if (this.#hooks.owns !== undefined && !this.#hooks.owns(rt)) {
+        this.#log.info('coordinator.not_owner', { task_id: rt.id })
+        this.#hooks.fenced(rt)
+        continue
+      }
       const ch = rt.takeChanges()
       const seq = rt.v + 1
       const entry: JournalEntry = { task_id: rt.id, seq, at_ms: now, writer: this.#writer, events: ch.events, nodes: ch.nodes }
@@ -230,7 +241,7 @@ export class Flusher {
         if (b.entry.sent_through !== undefined) b.rt.sentRecorded = Math.max(b.rt.sentRecorded, b.entry.sent_through)
         durable.push(b)
       } else {
-        this.#log.error('coordinator.fenced', { task_id: b.rt.id, seq: b.entry.seq })
+        this.#log.warn('coordinator.fenced', { task_id: b.rt.id, seq: b.entry.seq })
         this.#hooks.fenced(b.rt)
       }
     })

@@ -4,6 +4,7 @@
  * (and the bus commits the batch's offsets) only once the flush that covers them is durable.
  * Malformed records are logged and skipped; they never block a partition.
  */
+import { ErrorCode, FlowkitError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { BusMessage } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
@@ -19,6 +20,10 @@ export interface IntakeHooks {
   barrier(): Promise<void>
   /** A task recently finished and dropped from memory: late events for it are ignored cheaply. */
   isRecentlyDone(taskId: string): boolean
+  /** Whether this coordinator owns the task (its partition of the owners' topic). */
+  owns(taskId: string): boolean
+  /** Sends status records of tasks owned by another coordinator on to their owners. */
+  forward(records: Array<{ taskId: string; message: BusMessage }>): Promise<void>
 }
 
 export class Intake {
@@ -48,6 +53,8 @@ export class Intake {
 
   /** Applies a batch of status records in order, then waits until they are durable. */
   async statusBatch(messages: readonly BusMessage[]): Promise<void> {
+    const forward: Array<{ taskId: string; message: BusMessage }> = []
+    const touched = new Set<TaskRuntime>()
     for (const m of messages) {
       const parsed = parseEnvelope(m.value)
       if (!parsed.ok) {
@@ -62,6 +69,10 @@ export class Intake {
       const ev = parseStatusEvent(env.payload)
       if (!ev.ok) {
         this.#log.warn('bus.message_malformed', { topic: m.topic, offset: m.offset, task_id: env.task_id, node_id: env.node_id, error: ev.error })
+        continue
+      }
+      if (!this.#hooks.owns(env.task_id)) {
+        forward.push({ taskId: env.task_id, message: m })
         continue
       }
       let rt = this.#engine.tasks.get(env.task_id) ?? null
@@ -83,9 +94,16 @@ export class Intake {
           continue
         }
       }
+      touched.add(rt)
       this.apply(rt, env, ev.value)
     }
+    await this.#hooks.forward(forward)
     await this.#hooks.barrier()
+    // A task whose write was refused (another coordinator wrote it first) lost these events:
+    // the bus delivers the batch again, and they reach whoever owns the task now.
+    for (const rt of touched) {
+      if (rt.fenced) throw new FlowkitError(ErrorCode.StoreUnavailable, `task ${rt.id}: written by another coordinator; events delivered again`, { retryable: true })
+    }
   }
 
   apply(rt: TaskRuntime, env: Envelope, ev: StatusEvent): void {

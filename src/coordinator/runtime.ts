@@ -96,6 +96,10 @@ export class TaskRuntime {
   forceSnapshot = false
   /** Serialises this task's coordinator functions (each sees the previous one's variables). */
   fnChain: Promise<void> = Promise.resolve()
+  /** Another coordinator wrote this task's next version first: this runtime is dead. */
+  fenced = false
+  /** Left this coordinator's memory (fenced, or its partition moved): nothing of it is written. */
+  dropped = false
   /** Nodes inherited from a previous coordinator process (recovery grace applies). */
   readonly inherited = new Set<number>()
   /** Upstream node id → yielded consumers queued until it runs or ends (see `held_for`). */

@@ -57,10 +57,13 @@ export class Subscriptions {
       { name: c.topicWorkerAnnounce, partitions: 1 },
       { name: c.topicControl, partitions: 1 },
     ])
-    this.set('__announce__', await this.#bus.subscribe({ groupId: `${c.groupId}.announce`, topics: [c.topicWorkerAnnounce], name: 'coordinator-announce', ...this.instance('announce'), handler: h.announce }))
-    this.set('__replies__', await this.#bus.subscribe({ groupId: `${c.groupId}.replies`, topics: [c.topicReply], fromLatest: true, name: 'coordinator-replies', ...this.instance('replies'), handler: h.replies }))
-    // Every coordinator of the deployment reads every request (its own group): the owner applies it.
+    // Every coordinator reads every announce and every reply (its own group): the coordinators
+    // share tasks (ownership.ts), and each needs to know the live workers and hear the replies to
+    // the questions it asked.
     const own = c.coordinatorId ?? randomUUID()
+    this.set('__announce__', await this.#bus.subscribe({ groupId: `${c.groupId}.announce.${own}`, topics: [c.topicWorkerAnnounce], fromLatest: true, name: 'coordinator-announce', handler: h.announce }))
+    this.set('__replies__', await this.#bus.subscribe({ groupId: `${c.groupId}.replies.${own}`, topics: [c.topicReply], fromLatest: true, name: 'coordinator-replies', handler: h.replies }))
+    // The older control topic: every coordinator reads every request, the owner applies it.
     this.set('__control__', await this.#bus.subscribe({ groupId: `${c.groupId}.control.${own}`, topics: [c.topicControl], fromLatest: true, name: 'coordinator-control', handler: h.control }))
   }
 

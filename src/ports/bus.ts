@@ -57,6 +57,24 @@ export interface SubscribeOptions {
    * membership (memory) ignore it.
    */
   instanceId?: string
+  /**
+   * Called with this member's whole assignment each time it changes (partitions gained or lost in
+   * a rebalance), before any record of a gained partition is handled; `generation` is the group's
+   * generation of that assignment. Lets a consumer own what the partitions stand for (e.g. the
+   * coordinator owns the tasks of its partitions).
+   */
+  onAssignment?: (assigned: TopicPartition[], generation: number) => void
+  /**
+   * 'cooperative': incremental rebalancing (Kafka `cooperative-sticky`): a member joining or
+   * leaving moves only the partitions it must, the others keep being consumed. Default: the bus's
+   * own assignor (Kafka round robin, memory range).
+   */
+  assignor?: 'cooperative'
+}
+
+export interface TopicPartition {
+  topic: string
+  partition: number
 }
 
 export interface Subscription {
@@ -77,6 +95,14 @@ export interface Subscription {
    * reports still wait in the topic). Optional: a bus without it is treated as drained.
    */
   drained?(): Promise<void>
+  /**
+   * Wall-clock ms when the group last confirmed this member (a heartbeat answered, a join
+   * completed). A member that has not been confirmed for longer than the group's session timeout
+   * may have been replaced by another one (it was paused, partitioned away): it must not act on
+   * what its partitions stand for until confirmed again. Optional: a bus without membership
+   * (memory) is always confirmed.
+   */
+  confirmedAt?(): number
   /** Leaves the group; in-flight handlers finish, their commits are kept. Idempotent. */
   close(): Promise<void>
 }
@@ -89,6 +115,8 @@ export interface TopicSpec {
 export interface Bus {
   /** Creates missing topics (existing ones are fine) and waits until they are usable. */
   ensureTopics(topics: TopicSpec[]): Promise<void>
+  /** How many partitions `topic` has (an existing topic; ensureTopics first). */
+  partitionCount(topic: string): Promise<number>
   /** Sends records; resolves once the bus has them (acked). Records of one call may be batched. */
   produce(records: BusRecord[]): Promise<void>
   subscribe(options: SubscribeOptions): Promise<Subscription>

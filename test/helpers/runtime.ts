@@ -93,6 +93,8 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<Runtim
     topicQuery: `${prefix}query.tasks.v1`,
     topicReply: `${prefix}reply.tasks.v1`,
     topicSignals: `${prefix}signals.v1`,
+    topicControl: `${prefix}control.tasks.v1`,
+    topicTasks: `${prefix}coord.tasks.v1`,
   }
   const clockOpt = { ...(options.clock ? { clock: options.clock } : {}), ...(options.logger ? { logger: options.logger } : {}) }
   const coordinatorBase: Partial<CoordinatorConfig> = { schedulerTickSec: 0.2, sweepIntervalSec: 2, ...topics, groupId: `${prefix}flowkit.coordinator`, ...options.coordinator }

@@ -18,6 +18,7 @@ export function memoryTracing(): { provider: BasicTracerProvider; exporter: InMe
 export function spyBus(bus: Bus, produced: BusRecord[] = [], consumed: BusMessage[] = []): Bus {
   return {
     ensureTopics: (topics) => bus.ensureTopics(topics),
+    partitionCount: (topic) => bus.partitionCount(topic),
     produce: (records) => {
       produced.push(...records)
       return bus.produce(records)

@@ -21,6 +21,8 @@ export interface SessionHost {
   readonly log: Logger
   readonly redactor: Redactor
   onJoin(session: ConsumerSession, assignments: GroupAssignment[]): void
+  /** The group confirmed this member (a heartbeat was answered). */
+  onConfirmed(session: ConsumerSession): void
   onMessage(session: ConsumerSession, message: StringMessage): void
   /** A stream was attached (flow control applies to it now). */
   onStream(session: ConsumerSession): void
@@ -42,6 +44,8 @@ export interface SessionOptions {
   instanceId: string | null
   /** Where a partition without a committed offset starts. */
   fromLatest: boolean
+  /** Incremental rebalancing (cooperative-sticky). */
+  cooperative?: boolean
 }
 
 export class ConsumerSession {
@@ -75,12 +79,16 @@ export class ConsumerSession {
       groupId: options.groupId,
       ...(options.instanceId !== null ? { groupInstanceId: options.instanceId } : {}),
       ...groupSettings(s),
+      ...(options.cooperative === true ? { protocols: [{ name: 'cooperative-sticky', version: 3 }] } : {}),
     })
     this.consumer.on('error', (err: unknown) => this.#onConsumerError(err))
     this.consumer.on('consumer:group:join', (payload) => {
       if (this.#closed) return
       this.#rejoinAttempts = 0
       host.onJoin(this, payload.assignments ?? this.consumer.assignments ?? [])
+    })
+    this.consumer.on('consumer:heartbeat:end', () => {
+      if (!this.#closed) host.onConfirmed(this)
     })
     this.consumer.on('consumer:heartbeat:error', (payload) => {
       host.log.debug('bus.kafka.heartbeat_failed', { err: host.redactor.describe(payload.error) })

@@ -63,6 +63,11 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
   #closing: Promise<void> | null = null
   #stopping = false
   #resetting: Promise<void> = Promise.resolve()
+  readonly #onAssignment: NonNullable<SubscribeOptions['onAssignment']> | null
+  readonly #cooperative: boolean
+  /** The assignment last reported to onAssignment (sorted partition keys). */
+  #reported = ''
+  #confirmedAt = 0
   readonly #commits: CommitQueue
   readonly #replay: ReplayTracker
 
@@ -76,6 +81,8 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
     this.instanceId = instanceId
     this.#fromLatest = options.fromLatest === true
     this.#name = options.name ?? 'sub'
+    this.#onAssignment = options.onAssignment ?? null
+    this.#cooperative = options.assignor === 'cooperative'
     this.log = bus.log.child({ groupId: this.groupId, subscription: this.#name })
     this.#session = this.#newSession(this.#fromLatest)
     const owns = (key: string): boolean => this.#workers.has(key)
@@ -207,7 +214,15 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
     this.#commits.mark(worker.topic, worker.partition, BigInt(entry.message.offset) + 1n, entry.leaderEpoch)
   }
 
+  confirmedAt(): number {
+    return this.#confirmedAt
+  }
+
   // ---- SessionHost ----
+
+  onConfirmed(session: ConsumerSession): void {
+    if (session === this.#session) this.#confirmedAt = Date.now()
+  }
 
   onStream(session: ConsumerSession): void {
     if (session !== this.#session) return
@@ -288,6 +303,16 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
       gained.push(key)
     }
     this.#replay.onAssigned([...want.values()])
+    this.#confirmedAt = Date.now()
+    const keys = [...this.#workers.keys()].sort().join('\u0001')
+    if (this.#onAssignment !== null && keys !== this.#reported) {
+      this.#reported = keys
+      try {
+        this.#onAssignment([...want.values()], session.consumer.generationId)
+      } catch (err) {
+        this.log.error('bus.kafka.assignment_callback_failed', { err: this.redactor.describe(err) })
+      }
+    }
     this.log.debug('bus.kafka.assigned', {
       memberId: session.consumer.memberId,
       generationId: session.consumer.generationId,
@@ -306,6 +331,7 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
       clientId: sanitizeClientId(`${this.#bus.settings.clientId}-${this.#name}`),
       instanceId: this.instanceId,
       fromLatest,
+      cooperative: this.#cooperative,
     })
   }
 

@@ -156,6 +156,19 @@ export class KafkaBus implements Bus {
     }
   }
 
+  async partitionCount(topic: string): Promise<number> {
+    this.#assertOpen()
+    checkTopicName(topic)
+    try {
+      const metadata = await this.#adminClient().metadata({ topics: [topic], forceUpdate: true })
+      const n = metadata.topics.get(topic)?.partitionsCount
+      if (n === undefined || n < 1) throw new FlowkitError(ErrorCode.BusUnavailable, `partitionCount: topic ${topic} has no partitions yet`, { retryable: true })
+      return n
+    } catch (err) {
+      throw err instanceof FlowkitError ? err : toBusError(err, 'partitionCount', this.#redactor, this.#closed)
+    }
+  }
+
   async produce(records: BusRecord[]): Promise<void> {
     this.#assertOpen()
     if (!Array.isArray(records)) throw new FlowkitError(ErrorCode.BadMessage, 'produce: records must be an array')

@@ -14,6 +14,8 @@ import type { BusInternals, WorkerGroup, WorkerMember } from './bus-worker.ts'
 export const DEFAULT_MAX_BATCH = 500
 
 export interface GroupState extends WorkerGroup {
+  /** Incremented at every rebalance (reported with assignments). */
+  generation: number
   readonly members: MemorySubscription[]
 }
 
@@ -42,6 +44,9 @@ export class MemorySubscription implements Subscription, WorkerMember {
   readonly handler: BusHandler | null
   readonly batchHandler: BusBatchHandler | null
   readonly maxBatch: number
+  readonly onAssignment: SubscribeOptions['onAssignment'] | null
+  /** The assignment last reported to `onAssignment` (sorted partition keys). */
+  reported = ''
   /** Owned partitions: partition key → worker. */
   readonly workers = new Map<string, PartitionWorker>()
   #paused = false
@@ -63,6 +68,11 @@ export class MemorySubscription implements Subscription, WorkerMember {
     this.handler = options.handler ?? null
     this.batchHandler = options.batchHandler ?? null
     this.maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH
+    this.onAssignment = options.onAssignment ?? null
+  }
+
+  confirmedAt(): number {
+    return Date.now()
   }
 
   get paused(): boolean {
@@ -166,6 +176,16 @@ export function rebalance(internals: BusInternals, group: GroupState, topics: Re
       member.workers.set(key, worker)
       group.workers.set(key, worker)
     }
+  }
+  group.generation++
+  for (const member of group.members) {
+    if (!member.onAssignment) continue
+    const keys = [...member.workers.keys()].sort()
+    const now = keys.join('\u0001')
+    if (now === member.reported) continue
+    member.reported = now
+    const assigned = [...member.workers.values()].map((w) => ({ topic: w.topic, partition: w.partition }))
+    member.onAssignment?.(assigned, group.generation)
   }
   // Targets already reached (nothing to replay, or a committed position at the end) resolve now.
   for (const member of group.members) member.onCommitted()

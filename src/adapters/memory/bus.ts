@@ -109,6 +109,13 @@ export class MemoryBus implements Bus {
     }
   }
 
+  async partitionCount(topic: string): Promise<number> {
+    this.#assertOpen()
+    const t = this.#topics.get(topic)
+    if (t === undefined) throw new FlowkitError(ErrorCode.Config, `partitionCount: unknown topic ${topic}`)
+    return t.partitions.length
+  }
+
   async produce(records: BusRecord[]): Promise<void> {
     this.#assertOpen()
     for (const record of records) checkRecord(record)
@@ -135,7 +142,7 @@ export class MemoryBus implements Bus {
     const topics = options.topics.map((name) => this.#topic(name))
     let group = this.#groups.get(options.groupId)
     if (!group) {
-      group = { id: options.groupId, members: [], committed: new Map(), workers: new Map() }
+      group = { id: options.groupId, members: [], committed: new Map(), workers: new Map(), generation: 0 }
       this.#groups.set(group.id, group)
     }
     if (options.fromLatest) {

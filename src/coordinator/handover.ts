@@ -1,0 +1,100 @@
+/**
+ * Hand-over of tasks between coordinators (ownership.ts decides which partitions are ours).
+ *
+ * Acquire: the active tasks of the gained partitions are loaded from the store (snapshot +
+ * journal) and **claimed**: the first entry this coordinator writes for a task it loaded is an
+ * `owner` entry, written before anything else it decides for the task. Entries of a task are
+ * numbered and unique per number, so once the claim is written no other coordinator that loaded
+ * the task earlier can write another entry: its next number is taken, its write is refused, and it
+ * drops the task (fencing). Then inherited running nodes get the recovery treatment (workers are
+ * asked whether they still hold them, the status topics are replayed, then the complete artifact
+ * is checked) and scheduling resumes.
+ *
+ * Release: what was applied for the lost partitions' tasks is written (one flush), then they
+ * leave memory; their events are sent on to the new owner from then on.
+ *
+ * A claim that is refused (the previous owner wrote one more entry in between) is retried from a
+ * fresh load while the partition is still ours.
+ */
+import { COORDINATOR_FN_TYPE } from '../graph/types.ts'
+import type { Logger } from '../log.ts'
+import type { TaskStatus } from '../model/state.ts'
+import type { Subscription } from '../ports/bus.ts'
+import type { Store } from '../ports/store.ts'
+import type { Engine } from './engine.ts'
+import type { Limits } from './limits.ts'
+import { type RecoveryDeps, finishRecovery, loadRuntime, resume } from './recovery.ts'
+import { TERMINAL_TASK, type TaskRuntime } from './runtime.ts'
+
+export const ACTIVE: readonly TaskStatus[] = ['queued', 'running', 'cancelling']
+
+export interface HandoverDeps {
+  store: Store
+  engine: Engine
+  limits: Limits
+  log: Logger
+  /** This coordinator's writer id (named in claim entries). */
+  writer: string
+  partitionOf(taskId: string): number
+  /** Whether the partition of the task is still ours. */
+  owns(taskId: string): boolean
+  /** Marks a runtime for the next flush. */
+  mark(rt: TaskRuntime): void
+  barrier(): Promise<void>
+  ensureStatus(types: Iterable<string>): Promise<void>
+  subscriptions(): Subscription[]
+  recovery(): RecoveryDeps
+  /** The recovery window of a (re)start is over (no grace for inherited nodes any more). */
+  stop: AbortSignal
+  /** Drops a task from memory (fenced or released). */
+  drop(rt: TaskRuntime): void
+}
+
+/** Loads a stored task into memory and writes the claim with its next flush. Null when not active or already held. */
+export function claim(d: HandoverDeps, doc: Parameters<typeof loadRuntime>[3], generation: number): Promise<TaskRuntime> | null {
+  if (d.engine.tasks.has(doc.id) || TERMINAL_TASK.has(doc.status) || doc.nodes === undefined) return null
+  return loadRuntime(d.store, d.engine, d.limits, doc).then((rt) => {
+    rt.events.push(`owner ${d.writer} generation ${generation}`)
+    d.mark(rt)
+    return rt
+  })
+}
+
+/** Loads, claims and resumes the active tasks of `partitions`. Throws on store errors (retried by the caller). */
+export async function acquire(d: HandoverDeps, partitions: ReadonlySet<number>, generation: number): Promise<TaskRuntime[]> {
+  const ids = (await d.store.listTaskIds(ACTIVE)).filter((id) => partitions.has(d.partitionOf(id)) && !d.engine.tasks.has(id))
+  const loaded: TaskRuntime[] = []
+  for (const id of ids) {
+    if (!d.owns(id)) continue
+    const doc = await d.store.getTask(id)
+    if (doc === null || !d.owns(id)) continue
+    const rt = await claim(d, doc, generation)
+    if (rt !== null) loaded.push(rt)
+  }
+  if (loaded.length === 0) return loaded
+  const types = new Set<string>()
+  for (const rt of loaded) for (const s of rt.specs) if (s.type !== COORDINATOR_FN_TYPE) types.add(s.type)
+  await d.ensureStatus(types)
+  d.log.info('coordinator.acquired', { partitions: [...partitions], tasks: loaded.length, generation })
+  const deps = d.recovery()
+  const inherited = loaded.some((rt) => rt.inherited.size > 0)
+  if (inherited) d.engine.graceEnd = Math.max(d.engine.graceEnd, deps.clock.now() + deps.config.discoveryWindowSec * 1000)
+  for (const rt of loaded) resume(rt, deps)
+  if (inherited) void finishRecovery(loaded, deps, d.subscriptions(), d.stop)
+  return loaded
+}
+
+/** Writes what is pending for the tasks of `partitions`, then drops them from memory. */
+export async function release(d: HandoverDeps, partitions: ReadonlySet<number>): Promise<number> {
+  const mine = (): TaskRuntime[] => [...d.engine.tasks.values()].filter((rt) => partitions.has(d.partitionOf(rt.id)))
+  if (mine().length === 0) return 0
+  await d.barrier().catch(() => undefined)
+  let n = 0
+  for (const rt of mine()) {
+    if (d.owns(rt.id)) continue // ours again (a later assignment gave it back)
+    d.drop(rt)
+    n++
+  }
+  d.log.info('coordinator.released', { partitions: [...partitions], tasks: n })
+  return n
+}

@@ -1,0 +1,292 @@
+/**
+ * Ownership of tasks by partition (several coordinators sharing the load; docs/scaling.md).
+ *
+ * Every coordinator of a deployment joins one consumer group on `topicTasks`, a topic keyed by
+ * task id. Kafka assigns its partitions among the live coordinators; a task belongs to the
+ * coordinator that owns the partition of its id (murmur2 of the id, as the producer picks it), and
+ * only that coordinator holds the task in memory and writes its journal. What reaches another
+ * coordinator is sent on to the owner through the same topic:
+ *   - status events a coordinator reads for a task it does not own (status topics are shared by
+ *     the coordinators' group and keyed by `task:node`, so any coordinator may read them);
+ *   - submissions (`createTask` on any coordinator writes the task, then asks the owner to adopt it);
+ *   - cancel and adopt requests (from `cancelTask` on any coordinator and from the CLI).
+ *
+ * A record of the topic: `{ "op": "status", "task_id", "topic", "value" }` (a forwarded status
+ * record, its original topic and value) or a control request (`{ "op": "cancel" | "adopt", … }`,
+ * see control.ts).
+ *
+ * Assignment changes are applied one at a time, in order: partitions lost are flushed and their
+ * tasks dropped; partitions gained have their active tasks loaded from the store (snapshot +
+ * journal), claimed (see handover.ts) and resumed after the status topics are replayed.
+ */
+import { ErrorCode, FlowkitError } from '../errors.ts'
+import type { Logger } from '../log.ts'
+import type { Bus, BusMessage, BusRecord, Subscription, TopicPartition } from '../ports/bus.ts'
+import { TASK_ID_PATTERN } from '../graph/types.ts'
+import { partitionForKey } from '../util/murmur2.ts'
+import { type ControlRequest, parseControl } from './control.ts'
+
+export interface OwnershipHooks {
+  /** Partitions assigned to this coordinator: load, claim and resume their tasks. */
+  acquire(partitions: ReadonlySet<number>): Promise<void>
+  /** Partitions taken away: write what is pending for their tasks, then drop them from memory. */
+  release(partitions: ReadonlySet<number>): Promise<void>
+  /** Forwarded status records (original topic and value), in order; resolves once durable. */
+  status(messages: BusMessage[]): Promise<void>
+  /** A control request for a task of an owned partition. */
+  control(req: ControlRequest, m: BusMessage): Promise<void>
+}
+
+export interface OwnershipOptions {
+  bus: Bus
+  topic: string
+  partitions: number
+  groupId: string
+  instanceId?: string
+  /** How long without a confirmation from the group before writes are held (ms). */
+  confirmMs: number
+  log: Logger
+  hooks: OwnershipHooks
+}
+
+export type Forward = { op: 'status'; task_id: string; topic: string; value: string; headers?: Record<string, string> }
+
+/** A forwarded status record, or a message why the value is not one; null for a control request. */
+export function parseForward(value: string): Forward | string | null {
+  let v: unknown
+  try {
+    v = JSON.parse(value)
+  } catch {
+    return 'not JSON'
+  }
+  if (v === null || typeof v !== 'object') return 'not an object'
+  const r = v as Record<string, unknown>
+  if (r['op'] !== 'status') return null
+  if (typeof r['task_id'] !== 'string' || !TASK_ID_PATTERN.test(r['task_id'])) return 'bad task_id'
+  if (typeof r['topic'] !== 'string' || typeof r['value'] !== 'string') return 'bad topic or value'
+  const out: Forward = { op: 'status', task_id: r['task_id'], topic: r['topic'], value: r['value'] }
+  const h = r['headers']
+  if (h !== null && typeof h === 'object' && Object.values(h).every((x) => typeof x === 'string')) out.headers = h as Record<string, string>
+  return out
+}
+
+export class Ownership {
+  readonly #o: OwnershipOptions
+  #count: number
+  #owned = new Set<number>()
+  #generation = -1
+  #sub: Subscription | null = null
+  /** Assignment changes, applied one after the other. */
+  #chain: Promise<void> = Promise.resolve()
+  #first: { promise: Promise<void>; resolve: () => void }
+  #stopped = false
+  /**
+   * Partitions where another coordinator wrote a task this one thought it owned, with when that
+   * was seen: until the group confirms this member again after that, it may be the stale owner
+   * (a zombie) and loads nothing of them.
+   */
+  readonly #suspect = new Map<number, number>()
+  /** Tasks adopted by ownership (diagnostics). */
+  moves = 0
+
+  constructor(o: OwnershipOptions) {
+    this.#o = o
+    this.#count = o.partitions
+    let resolve!: () => void
+    const promise = new Promise<void>((r) => {
+      resolve = r
+    })
+    this.#first = { promise, resolve }
+  }
+
+  get generation(): number {
+    return this.#generation
+  }
+
+  /** Partitions owned now (sorted). */
+  get owned(): number[] {
+    return [...this.#owned].sort((a, b) => a - b)
+  }
+
+  get partitionCount(): number {
+    return this.#count
+  }
+
+  partitionOf(taskId: string): number {
+    return partitionForKey(taskId, this.#count)
+  }
+
+  owns(taskId: string): boolean {
+    return this.#owned.has(this.partitionOf(taskId))
+  }
+
+  /**
+   * Whether the group confirmed this coordinator recently enough that no other one can have
+   * taken its partitions (a paused process wakes up unconfirmed and holds its writes).
+   */
+  confirmed(): boolean {
+    const at = this.#sub?.confirmedAt?.()
+    return at === undefined || Date.now() - at <= this.#o.confirmMs
+  }
+
+  /** Another coordinator wrote a task of ours: its partition is suspect until confirmed again. */
+  suspect(taskId: string): void {
+    this.#suspect.set(this.partitionOf(taskId), Date.now())
+  }
+
+  #clear(taskId: string | undefined): boolean {
+    if (taskId === undefined) return true
+    const p = this.partitionOf(taskId)
+    const since = this.#suspect.get(p)
+    if (since === undefined) return true
+    const at = this.#sub?.confirmedAt?.()
+    if (at !== undefined && at <= since) return false
+    this.#suspect.delete(p)
+    return true
+  }
+
+  /**
+   * Resolves once confirmed (and, for `taskId`, once its partition is no longer suspect); polls;
+   * rejects with CLOSED when stopped.
+   */
+  async waitConfirmed(taskId?: string): Promise<void> {
+    for (let i = 0; !this.confirmed() || !this.#clear(taskId); i++) {
+      if (this.#stopped) throw new FlowkitError(ErrorCode.Closed, 'ownership stopped')
+      if (i % 50 === 0) this.#o.log.warn('coordinator.ownership_unconfirmed', { confirm_ms: this.#o.confirmMs })
+      await new Promise((r) => setTimeout(r, 100))
+    }
+  }
+
+  async start(): Promise<void> {
+    const o = this.#o
+    this.#stopped = false
+    await o.bus.ensureTopics([{ name: o.topic, partitions: o.partitions }])
+    this.#count = await o.bus.partitionCount(o.topic)
+    if (this.#count !== o.partitions) o.log.info('coordinator.task_partitions', { topic: o.topic, partitions: this.#count, configured: o.partitions })
+    this.#sub = await o.bus.subscribe({
+      groupId: o.groupId,
+      topics: [o.topic],
+      name: 'coordinator-owners',
+      assignor: 'cooperative',
+      ...(o.instanceId === undefined ? {} : { instanceId: o.instanceId }),
+      maxBatch: 1000,
+      batchHandler: (msgs) => this.#batch(msgs),
+      onAssignment: (assigned, generation) => this.#assigned(assigned, generation),
+    })
+  }
+
+  /** Resolves after the first assignment has been applied (or after `timeoutMs`). */
+  async ready(timeoutMs: number): Promise<boolean> {
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const timeout = new Promise<false>((r) => {
+      timer = setTimeout(() => r(false), timeoutMs)
+    })
+    try {
+      return await Promise.race([this.#first.promise.then(() => true), timeout])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  /** Leaves the group (partitions go to the other coordinators); nothing is released here. */
+  async stop(options: { wait?: boolean } = {}): Promise<void> {
+    this.#stopped = true
+    const sub = this.#sub
+    this.#sub = null
+    await sub?.close()
+    if (options.wait !== false) await this.#chain
+    this.#owned = new Set()
+    this.#generation = -1
+  }
+
+  /** Sends records to the owners of their tasks. */
+  async forward(records: Array<{ taskId: string; value: string; headers?: Record<string, string> }>): Promise<void> {
+    if (records.length === 0) return
+    const out: BusRecord[] = records.map((r) => ({ topic: this.#o.topic, key: r.taskId, value: r.value, ...(r.headers === undefined ? {} : { headers: r.headers }) }))
+    await this.#o.bus.produce(out)
+  }
+
+  /** Forwards a status record this coordinator read for a task it does not own. */
+  static statusRecord(taskId: string, m: BusMessage): { taskId: string; value: string } {
+    const f: Forward = { op: 'status', task_id: taskId, topic: m.topic, value: m.value }
+    if (m.headers !== undefined && Object.keys(m.headers).length > 0) f.headers = m.headers
+    return { taskId, value: JSON.stringify(f) }
+  }
+
+  #keyPartition(m: BusMessage): number | null {
+    return m.key === null ? null : this.partitionOf(m.key)
+  }
+
+  async #refreshCount(): Promise<void> {
+    const n = await this.#o.bus.partitionCount(this.#o.topic)
+    if (n !== this.#count) this.#o.log.warn('coordinator.task_partitions_changed', { topic: this.#o.topic, from: this.#count, to: n })
+    this.#count = n
+  }
+
+  #assigned(assigned: TopicPartition[], generation: number): void {
+    const next = new Set(assigned.filter((a) => a.topic === this.#o.topic).map((a) => a.partition))
+    const lost = new Set([...this.#owned].filter((p) => !next.has(p)))
+    const gained = new Set([...next].filter((p) => !this.#owned.has(p)))
+    // At once: from now on events of lost partitions are forwarded, those of gained ones applied.
+    this.#owned = next
+    this.#generation = generation
+    this.#suspect.clear()
+    this.#o.log.info('coordinator.assignment', { generation, owned: [...next].sort((a, b) => a - b), lost: [...lost], gained: [...gained] })
+    this.#chain = this.#chain.then(async () => {
+      if (lost.size > 0) await this.#o.hooks.release(lost).catch((err: unknown) => this.#o.log.error('coordinator.release_failed', { error: String(err) }))
+      if (gained.size > 0) await this.#acquire(gained)
+      this.#first.resolve()
+    })
+  }
+
+  async #acquire(gained: Set<number>): Promise<void> {
+    for (let attempt = 1; !this.#stopped; attempt++) {
+      const still = new Set([...gained].filter((p) => this.#owned.has(p)))
+      if (still.size === 0) return
+      try {
+        await this.#o.hooks.acquire(still)
+        return
+      } catch (err) {
+        this.#o.log.warn('coordinator.acquire_retry', { attempt, partitions: [...still], error: String(err) })
+        await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt)))
+      }
+    }
+  }
+
+  /** Records of the owners' topic, in order: status runs go to the intake, requests one by one. */
+  async #batch(msgs: BusMessage[]): Promise<void> {
+    // A record keyed to another partition than ours says the topic's partition count changed.
+    if (msgs.some((m) => this.#keyPartition(m) !== null && this.#keyPartition(m) !== m.partition)) await this.#refreshCount()
+    let run: BusMessage[] = []
+    const flushRun = async (): Promise<void> => {
+      if (run.length === 0) return
+      const r = run
+      run = []
+      await this.#o.hooks.status(r)
+    }
+    for (const m of msgs) {
+      const f = parseForward(m.value)
+      if (typeof f === 'string') {
+        this.#o.log.warn('coordinator.owner_record_malformed', { partition: m.partition, offset: m.offset, error: f })
+        continue
+      }
+      if (f !== null) {
+        run.push({ ...m, topic: f.topic, key: f.task_id, value: f.value, headers: f.headers ?? {} })
+        continue
+      }
+      await flushRun()
+      const req = parseControl(m.value)
+      if (typeof req === 'string') {
+        this.#o.log.warn('coordinator.owner_record_malformed', { partition: m.partition, offset: m.offset, error: req })
+        continue
+      }
+      if (!this.owns(req.task_id)) {
+        // Moved on since it was sent: send it on to the current owner.
+        await this.forward([{ taskId: req.task_id, value: m.value }])
+        continue
+      }
+      await this.#o.hooks.control(req, m)
+    }
+    await flushRun()
+  }
+}
