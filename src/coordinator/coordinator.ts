@@ -40,7 +40,7 @@ import { TimerHeap } from './timers.ts'
 import { type CreateTaskInput, TaskInserter, buildTask } from './submit.ts'
 import { Subscriptions } from './subscriptions.ts'
 import { applyControl, controlRequest } from './control.ts'
-import { type TaskEvent, Watchers } from './watch.ts'
+import { type TaskEvent, Watchers, pollJournal } from './watch.ts'
 import { waitForTask } from './waiting.ts'
 import { type TaskOutput, readOutput } from './output.ts'
 import { LiveRoles, markWaiting, requireServed, warnIfUnserved } from './roles.ts'
@@ -192,6 +192,16 @@ export class Coordinator {
   /** Traces and metrics of this coordinator (its prom-client `registry`, the server `address`); null when disabled. */
   get observability(): CoordinatorObservability | null {
     return this.#obs
+  }
+
+  /** Whether this coordinator owns the task now (the partition of its id; docs/scaling.md). */
+  ownsTask(taskId: string): boolean {
+    return this.#ownership.owns(taskId)
+  }
+
+  /** The partitions of the owners' topic this coordinator owns now, and how many there are. */
+  get ownership(): { partitions: number[]; of: number; generation: number } {
+    return { partitions: this.#ownership.owned, of: this.#ownership.partitionCount, generation: this.#ownership.generation }
   }
 
   get outbox(): OutboxDispatcher {
@@ -346,15 +356,33 @@ export class Coordinator {
    * (or when `signal` aborts). Throws TASK_NOT_FOUND for an unknown task.
    */
   watch(taskId: string, options: { signal?: AbortSignal } = {}): AsyncGenerator<TaskEvent> {
-    return this.#watchers.watch(
-      taskId,
-      async () => {
-        const task = await this.getTask(taskId)
-        if (task === null) throw new FlowkitError(ErrorCode.TaskNotFound, `task ${taskId} not found`)
-        return { type: 'snapshot', task_id: taskId, at_ms: this.#clock.now(), task }
-      },
-      options.signal,
-    )
+    const snapshot = async (): Promise<TaskEvent> => {
+      const task = await this.getTask(taskId)
+      if (task === null) throw new FlowkitError(ErrorCode.TaskNotFound, `task ${taskId} not found`)
+      return { type: 'snapshot', task_id: taskId, at_ms: this.#clock.now(), task }
+    }
+    if (this.#engine.tasks.has(taskId) || this.#ownership.owns(taskId)) return this.#watchers.watch(taskId, snapshot, options.signal)
+    return this.#watchRemote(taskId, snapshot, options.signal)
+  }
+
+  /** Watches a task another coordinator owns: its journal is read from the store. */
+  async *#watchRemote(taskId: string, snapshot: () => Promise<TaskEvent>, signal?: AbortSignal): AsyncGenerator<TaskEvent> {
+    const stop = new AbortController()
+    const onAbort = (): void => stop.abort()
+    signal?.addEventListener('abort', onAbort, { once: true })
+    try {
+      const start = async (): Promise<TaskEvent> => {
+        const seen = await this.#store.readJournal([taskId])
+        const after = seen.reduce((m, e) => Math.max(m, e.seq), 0)
+        const first = await snapshot()
+        void pollJournal(this.#watchers, this.#store, taskId, after, stop.signal)
+        return first
+      }
+      yield* this.#watchers.watch(taskId, start, stop.signal)
+    } finally {
+      signal?.removeEventListener('abort', onAbort)
+      stop.abort()
+    }
   }
 
   /**

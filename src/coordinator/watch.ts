@@ -8,6 +8,7 @@ import { channel } from 'node:diagnostics_channel'
 import type { JournalEntry } from '../model/journal.ts'
 import type { NodeError, NodeStatus, TaskStatus } from '../model/state.ts'
 import type { TaskView } from './view.ts'
+import type { Store } from '../ports/store.ts'
 
 /** Name of the diagnostics channel every task event is published on. */
 export const TASK_EVENTS_CHANNEL = 'flowkit:task-events'
@@ -57,7 +58,8 @@ export function eventsOf(entry: JournalEntry): TaskEvent[] {
 }
 
 interface Watcher {
-  push(e: TaskEvent): void
+  /** `fed`: read from the store (another coordinator's entry, already after the snapshot). */
+  push(e: TaskEvent, fed?: boolean): void
 }
 
 /** The live watchers, by task. */
@@ -74,16 +76,23 @@ export class Watchers {
     }
   }
 
+  /** Entries read from the store (a task another coordinator owns): to this task's watchers only. */
+  feed(entry: JournalEntry): void {
+    const ws = this.#byTask.get(entry.task_id)
+    if (ws === undefined) return
+    for (const e of eventsOf(entry)) for (const w of ws) w.push(e, true)
+  }
+
   /**
    * Follows a task: `start` gives the first event (a snapshot) once the watcher is registered, so
    * nothing durable after it is missed. Ends after the task's terminal event, or on `signal`.
    */
   async *watch(taskId: string, start: () => Promise<TaskEvent>, signal?: AbortSignal): AsyncGenerator<TaskEvent> {
-    const queue: TaskEvent[] = []
+    const queue: Array<[TaskEvent, boolean]> = []
     let wake: (() => void) | null = null
     const w: Watcher = {
-      push(e) {
-        queue.push(e)
+      push(e, fed = false) {
+        queue.push([e, fed])
         wake?.()
       },
     }
@@ -103,8 +112,8 @@ export class Watchers {
       const since = first.at_ms
       for (;;) {
         while (queue.length > 0) {
-          const e = queue.shift() as TaskEvent
-          if (e.at_ms < since) continue
+          const [e, fed] = queue.shift() as [TaskEvent, boolean]
+          if (e.at_ms < since && !fed) continue
           yield e
           if (isFinalEvent(e)) return
         }
@@ -118,6 +127,34 @@ export class Watchers {
       signal?.removeEventListener('abort', onAbort)
       set.delete(w)
       if (set.size === 0) this.#byTask.delete(taskId)
+    }
+  }
+}
+
+/**
+ * Feeds the watchers of a task another coordinator owns from the store's journal: entries after
+ * `afterSeq`, read every `everyMs` until `stop` aborts.
+ */
+export async function pollJournal(watchers: Watchers, store: Pick<Store, 'readJournal'>, taskId: string, afterSeq: number, stop: AbortSignal, everyMs = 250): Promise<void> {
+  let after = afterSeq
+  while (!stop.aborted) {
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, everyMs)
+      stop.addEventListener('abort', () => {
+        clearTimeout(t)
+        resolve()
+      }, { once: true })
+    })
+    if (stop.aborted) return
+    try {
+      const entries = await store.readJournal([taskId], after)
+      for (const e of entries) {
+        if (e.seq <= after) continue
+        after = e.seq
+        watchers.feed(e)
+      }
+    } catch {
+      // A store error: read again at the next tick.
     }
   }
 }
