@@ -64,10 +64,18 @@ export function claim(d: HandoverDeps, doc: Parameters<typeof loadRuntime>[3], g
 export async function acquire(d: HandoverDeps, partitions: ReadonlySet<number>, generation: number): Promise<TaskRuntime[]> {
   const ids = (await d.store.listTaskIds(ACTIVE)).filter((id) => partitions.has(d.partitionOf(id)) && !d.engine.tasks.has(id))
   const loaded: TaskRuntime[] = []
-  for (const id of ids) {
+  // Few tasks: read one by one; many: one read of every active task (snapshot + journal).
+  const wanted = new Set(ids)
+  const docs = ids.length > 16 ? (await d.store.listTasks({ statuses: ACTIVE })).filter((t) => wanted.has(t.id)) : null
+  for (const id of docs === null ? ids : []) {
     if (!d.owns(id)) continue
     const doc = await d.store.getTask(id)
     if (doc === null || !d.owns(id)) continue
+    const rt = await claim(d, doc, generation)
+    if (rt !== null) loaded.push(rt)
+  }
+  for (const doc of docs ?? []) {
+    if (!d.owns(doc.id)) continue
     const rt = await claim(d, doc, generation)
     if (rt !== null) loaded.push(rt)
   }
