@@ -191,10 +191,8 @@ describe('several coordinators', () => {
     try {
       const ids: string[] = []
       for (let i = 0; i < 8; i++) ids.push(await zombie.createTask({ graph: chainGraph() }))
-      await waitFor(async () => {
-        for (const id of ids) if ((await zombie.getTask(id))?.nodes[0]?.status !== 'running') return false
-        return true
-      })
+      // Every first node is running on the worker (held there), its start durable and sent.
+      await waitFor(async () => ids.every((id) => seen.has(`${id}/a/1/b0`)))
       // Paused: the group gives part of its partitions to a new coordinator; it wakes up unconfirmed.
       z.freeze()
       z.unconfirmed(true)
