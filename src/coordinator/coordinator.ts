@@ -32,7 +32,7 @@ import { Intake } from './intake.ts'
 import { Limits } from './limits.ts'
 import { OutboxDispatcher } from './outbox.ts'
 import { type RecoveryDeps, loadRuntime, resume } from './recovery.ts'
-import { ACTIVE, type HandoverDeps, acquire, claim, release } from './handover.ts'
+import { OwnedTasks } from './handover.ts'
 import { Ownership } from './ownership.ts'
 import { TERMINAL_TASK, type TaskRuntime } from './runtime.ts'
 import { SnapshotWriter } from './snapshots.ts'
@@ -40,7 +40,7 @@ import { TimerHeap } from './timers.ts'
 import { type CreateTaskInput, TaskInserter, buildTask } from './submit.ts'
 import { Subscriptions } from './subscriptions.ts'
 import { applyControl, controlRequest } from './control.ts'
-import { type TaskEvent, Watchers, pollJournal } from './watch.ts'
+import { type TaskEvent, Watchers, watchRemote } from './watch.ts'
 import { waitForTask } from './waiting.ts'
 import { type TaskOutput, readOutput } from './output.ts'
 import { LiveRoles, markWaiting, requireServed, warnIfUnserved } from './roles.ts'
@@ -86,6 +86,7 @@ export class Coordinator {
   readonly #roles: LiveRoles
   readonly #obs: CoordinatorObservability | null
   readonly #ownership: Ownership
+  readonly #tasks: OwnedTasks
   #started = false
   /** Set by kill(): nothing more may leave this process. */
   #killed = false
@@ -125,7 +126,7 @@ export class Coordinator {
     })
     this.#flusher = new Flusher(this.#store, this.#clock, this.#log, this.#writer, {
       durable: (rt, commands, fnRuns, snapshot) => this.#after.durable(rt, commands, fnRuns, snapshot),
-      fenced: (rt) => this.#fenced(rt),
+      fenced: (rt) => this.#tasks.fenced(rt),
       mayWrite: () => this.#ownership.waitConfirmed(),
       owns: (rt) => this.#ownership.owns(rt.id),
       rows: (rows) => this.#snapshots.offerRows(rows),
@@ -148,7 +149,7 @@ export class Coordinator {
       flusher: () => this.#flusher,
     })
     this.#intake = new Intake(this.#engine, this.#clock, this.#log, {
-      adopt: (id) => this.#adopt(id),
+      adopt: (id) => this.#tasks.adopt(id),
       barrier: () => this.#flusher.barrier(),
       isRecentlyDone: (id) => this.#after.isRecentlyDone(id),
       owns: (id) => this.#ownership.owns(id),
@@ -167,14 +168,31 @@ export class Coordinator {
       log: this.#log,
       hooks: {
         acquire: async (parts) => {
-          await acquire(this.#handover(), parts, this.#ownership.generation)
+          await this.#tasks.acquire(parts)
         },
         release: async (parts) => {
-          await release(this.#handover(), parts)
+          await this.#tasks.release(parts)
         },
         status: (msgs) => this.#intake.statusBatch(msgs),
         control: (req, m) => applyControl(this, this.#log, m, this.#clock.now()),
       },
+    })
+    this.#tasks = new OwnedTasks({
+      store: this.#store,
+      engine: this.#engine,
+      limits: this.#limits,
+      log: this.#log,
+      clock: this.#clock,
+      writer: this.#writer,
+      ownership: this.#ownership,
+      after: this.#after,
+      mark: (rt) => this.#flusher.mark(rt),
+      barrier: () => this.#flusher.barrier(),
+      ensureStatus: (types) => Promise.all([...types].map((t) => this.#subscriptions.ensureStatus(t))).then(() => undefined),
+      subscriptions: () => this.#subscriptions.all(),
+      recovery: () => this.#recoveryDeps(),
+      started: () => this.#started,
+      stopSignal: () => this.#sweepAbort.signal,
     })
     this.#discovery = new Discovery(this.config, this.#bus, this.#clock, this.#log, this.#engine, () => this.#flusher.barrier())
   }
@@ -320,7 +338,7 @@ export class Coordinator {
     this.#log.info('task.created', { task_id: id, nodes: graph.nodes.length })
     if (!this.#ownership.owns(id)) {
       // Another coordinator owns it: it is handed over through the owners' topic.
-      await this.#request('adopt', id)
+      await this.#tasks.request('adopt', id)
       return id
     }
     const rt = await loadRuntime(this.#store, this.#engine, this.#limits, { ...task, v: 0 })
@@ -362,27 +380,7 @@ export class Coordinator {
       return { type: 'snapshot', task_id: taskId, at_ms: this.#clock.now(), task }
     }
     if (this.#engine.tasks.has(taskId) || this.#ownership.owns(taskId)) return this.#watchers.watch(taskId, snapshot, options.signal)
-    return this.#watchRemote(taskId, snapshot, options.signal)
-  }
-
-  /** Watches a task another coordinator owns: its journal is read from the store. */
-  async *#watchRemote(taskId: string, snapshot: () => Promise<TaskEvent>, signal?: AbortSignal): AsyncGenerator<TaskEvent> {
-    const stop = new AbortController()
-    const onAbort = (): void => stop.abort()
-    signal?.addEventListener('abort', onAbort, { once: true })
-    try {
-      const start = async (): Promise<TaskEvent> => {
-        const seen = await this.#store.readJournal([taskId])
-        const after = seen.reduce((m, e) => Math.max(m, e.seq), 0)
-        const first = await snapshot()
-        void pollJournal(this.#watchers, this.#store, taskId, after, stop.signal)
-        return first
-      }
-      yield* this.#watchers.watch(taskId, start, stop.signal)
-    } finally {
-      signal?.removeEventListener('abort', onAbort)
-      stop.abort()
-    }
+    return watchRemote(this.#watchers, this.#store, taskId, snapshot, options.signal)
   }
 
   /**
@@ -391,7 +389,7 @@ export class Coordinator {
    */
   async adoptTask(id: string): Promise<boolean> {
     if (this.#engine.tasks.has(id) || !this.#ownership.owns(id)) return false
-    return (await this.#adopt(id)) !== null
+    return (await this.#tasks.adopt(id)) !== null
   }
 
   /**
@@ -403,10 +401,10 @@ export class Coordinator {
       const t = await this.#store.getTask(id)
       if (t === null) throw new FlowkitError(ErrorCode.TaskNotFound, `task ${id} not found`)
       if (TERMINAL_TASK.has(t.status)) return false
-      await this.#request('cancel', id, options.reason ?? 'cancelled by user')
+      await this.#tasks.request('cancel', id, options.reason ?? 'cancelled by user')
       return true
     }
-    const rt = this.#engine.tasks.get(id) ?? (await this.#adopt(id))
+    const rt = this.#engine.tasks.get(id) ?? (await this.#tasks.adopt(id))
     if (rt === null) {
       const t = await this.#store.getTask(id)
       if (t === null) throw new FlowkitError(ErrorCode.TaskNotFound, `task ${id} not found`)
@@ -462,77 +460,6 @@ export class Coordinator {
     adoptTask: (id: string): Promise<boolean> => this.adoptTask(id),
   }
 
-  #handover(): HandoverDeps {
-    return {
-      store: this.#store,
-      engine: this.#engine,
-      limits: this.#limits,
-      log: this.#log,
-      writer: this.#writer,
-      partitionOf: (id) => this.#ownership.partitionOf(id),
-      owns: (id) => this.#ownership.owns(id),
-      mark: (rt) => this.#flusher.mark(rt),
-      barrier: () => this.#flusher.barrier(),
-      ensureStatus: (types) => Promise.all([...types].map((t) => this.#subscriptions.ensureStatus(t))).then(() => undefined),
-      subscriptions: () => this.#subscriptions.all(),
-      recovery: () => this.#recoveryDeps(),
-      stop: this.#sweepAbort.signal,
-      drop: (rt) => this.#drop(rt),
-    }
-  }
-
-  /** Sends a request to the owner of a task, through the owners' topic. */
-  async #request(op: 'adopt' | 'cancel', taskId: string, reason = ''): Promise<void> {
-    await this.#ownership.forward([{ taskId, value: JSON.stringify(controlRequest(op, taskId, this.#clock.now(), reason)) }])
-  }
-
-  /** The task leaves memory unwritten: its running nodes no longer count against the limits. */
-  #drop(rt: TaskRuntime): void {
-    if (this.#engine.tasks.get(rt.id) === rt) {
-      rt.nodes.forEach((n, i) => {
-        if ((n.status === 'running' || n.status === 'cancelling') && !rt.isFn(i)) this.#limits.give(rt.spec(i).type)
-      })
-    }
-    this.#after.drop(rt)
-  }
-
-  /**
-   * Another coordinator wrote the task's next version, or its partition is no longer ours: the
-   * runtime is dead. The owner gets it: loaded again here when the partition is still ours (the
-   * previous owner's last write came in between), else it is asked to adopt it.
-   */
-  #fenced(rt: TaskRuntime): void {
-    rt.fenced = true
-    this.#drop(rt)
-    if (!this.#started) return
-    if (this.#ownership.owns(rt.id)) {
-      // Owned, yet another coordinator wrote it: a hand-over race, or this one is the stale owner.
-      this.#ownership.suspect(rt.id)
-      setTimeout(() => void this.#adopt(rt.id).catch((err: unknown) => this.#log.warn('coordinator.readopt_failed', { task_id: rt.id, error: String(err) })), 20)
-    } else {
-      void this.#request('adopt', rt.id).catch((err: unknown) => this.#log.warn('coordinator.handoff_failed', { task_id: rt.id, error: String(err) }))
-    }
-  }
-
-  /** A task this process does not hold: loaded and claimed if it is ours and active in the store (created elsewhere). */
-  async #adopt(taskId: string): Promise<TaskRuntime | null> {
-    if (!this.#started || !this.#ownership.owns(taskId)) return null
-    await this.#ownership.waitConfirmed(taskId)
-    const doc = await this.#store.getTask(taskId)
-    if (doc === null || TERMINAL_TASK.has(doc.status) || doc.nodes === undefined) return null
-    const again = this.#engine.tasks.get(taskId)
-    if (again !== undefined) return again
-    if (!this.#ownership.owns(taskId)) return null
-    const rt = await claim(this.#handover(), doc, this.#ownership.generation)
-    if (rt === null) return this.#engine.tasks.get(taskId) ?? null
-    const types = new Set(rt.specs.filter((s) => s.type !== COORDINATOR_FN_TYPE).map((s) => s.type))
-    await Promise.all([...types].map((t) => this.#subscriptions.ensureStatus(t)))
-    rt.inherited.clear()
-    this.#log.info('task.adopted', { task_id: taskId, status: rt.status })
-    resume(rt, this.#recoveryDeps())
-    return rt
-  }
-
   // ------------------------------------------------------------------ sweep
 
   #sweep(signal: AbortSignal): Promise<void> {
@@ -542,7 +469,7 @@ export class Coordinator {
       clock: this.#clock,
       log: this.#log,
       known: (id) => this.#engine.tasks.has(id) || this.#after.isRecentlyDone(id) || !this.#ownership.owns(id),
-      adopt: (id) => this.#adopt(id),
+      adopt: (id) => this.#tasks.adopt(id),
     })
   }
 }

@@ -17,6 +17,10 @@
  * fresh load while the partition is still ours.
  */
 import { COORDINATOR_FN_TYPE } from '../graph/types.ts'
+import type { Clock } from '../ports/clock.ts'
+import type { AfterFlush } from './after-flush.ts'
+import { controlRequest } from './control.ts'
+import type { Ownership } from './ownership.ts'
 import type { Logger } from '../log.ts'
 import type { TaskStatus } from '../model/state.ts'
 import type { Subscription } from '../ports/bus.ts'
@@ -105,4 +109,114 @@ export async function release(d: HandoverDeps, partitions: ReadonlySet<number>):
   }
   d.log.info('coordinator.released', { partitions: [...partitions], tasks: n })
   return n
+}
+
+export interface TasksDeps {
+  store: Store
+  engine: Engine
+  limits: Limits
+  log: Logger
+  clock: Clock
+  writer: string
+  ownership: Ownership
+  after: AfterFlush
+  mark(rt: TaskRuntime): void
+  barrier(): Promise<void>
+  ensureStatus(types: Iterable<string>): Promise<void>
+  subscriptions(): Subscription[]
+  recovery(): RecoveryDeps
+  started(): boolean
+  /** Aborted when the coordinator stops (its recovery waits end). */
+  stopSignal(): AbortSignal
+}
+
+/** The tasks this coordinator holds, as ownership moves: adopt, hand over, drop when fenced. */
+export class OwnedTasks {
+  readonly #d: TasksDeps
+
+  constructor(d: TasksDeps) {
+    this.#d = d
+  }
+
+  #deps(): HandoverDeps {
+    const d = this.#d
+    return {
+      store: d.store,
+      engine: d.engine,
+      limits: d.limits,
+      log: d.log,
+      writer: d.writer,
+      partitionOf: (id) => d.ownership.partitionOf(id),
+      owns: (id) => d.ownership.owns(id),
+      mark: (rt) => d.mark(rt),
+      barrier: () => d.barrier(),
+      ensureStatus: (types) => d.ensureStatus(types),
+      subscriptions: () => d.subscriptions(),
+      recovery: () => d.recovery(),
+      stop: d.stopSignal(),
+      drop: (rt) => this.drop(rt),
+    }
+  }
+
+  acquire(partitions: ReadonlySet<number>): Promise<TaskRuntime[]> {
+    return acquire(this.#deps(), partitions, this.#d.ownership.generation)
+  }
+
+  release(partitions: ReadonlySet<number>): Promise<number> {
+    return release(this.#deps(), partitions)
+  }
+
+  /** Sends a request to the owner of a task, through the owners' topic. */
+  async request(op: 'adopt' | 'cancel', taskId: string, reason = ''): Promise<void> {
+    await this.#d.ownership.forward([{ taskId, value: JSON.stringify(controlRequest(op, taskId, this.#d.clock.now(), reason)) }])
+  }
+
+  /** The task leaves memory unwritten: its running nodes no longer count against the limits. */
+  drop(rt: TaskRuntime): void {
+    const d = this.#d
+    if (d.engine.tasks.get(rt.id) === rt) {
+      rt.nodes.forEach((n, i) => {
+        if ((n.status === 'running' || n.status === 'cancelling') && !rt.isFn(i)) d.limits.give(rt.spec(i).type)
+      })
+    }
+    d.after.drop(rt)
+  }
+
+  /**
+   * Another coordinator wrote the task's next version, or its partition is no longer ours: the
+   * runtime is dead. The owner gets it: loaded again here when the partition is still ours (the
+   * previous owner's last write came in between), else it is asked to adopt it.
+   */
+  fenced(rt: TaskRuntime): void {
+    const d = this.#d
+    rt.fenced = true
+    this.drop(rt)
+    if (!d.started()) return
+    if (d.ownership.owns(rt.id)) {
+      // Owned, yet another coordinator wrote it: a hand-over race, or this one is the stale owner.
+      d.ownership.suspect(rt.id)
+      setTimeout(() => void this.adopt(rt.id).catch((err: unknown) => d.log.warn('coordinator.readopt_failed', { task_id: rt.id, error: String(err) })), 20)
+    } else {
+      void this.request('adopt', rt.id).catch((err: unknown) => d.log.warn('coordinator.handoff_failed', { task_id: rt.id, error: String(err) }))
+    }
+  }
+
+  /** A task this process does not hold: loaded and claimed if it is ours and active in the store (created elsewhere). */
+  async adopt(taskId: string): Promise<TaskRuntime | null> {
+    const d = this.#d
+    if (!d.started() || !d.ownership.owns(taskId)) return null
+    await d.ownership.waitConfirmed(taskId)
+    const doc = await d.store.getTask(taskId)
+    if (doc === null) return null
+    const held = d.engine.tasks.get(taskId)
+    if (held !== undefined) return held
+    if (!d.ownership.owns(taskId)) return null
+    const rt = await claim(this.#deps(), doc, d.ownership.generation)
+    if (rt === null) return d.engine.tasks.get(taskId) ?? null
+    await d.ensureStatus(rt.specs.filter((s) => s.type !== COORDINATOR_FN_TYPE).map((s) => s.type))
+    rt.inherited.clear()
+    d.log.info('task.adopted', { task_id: taskId, status: rt.status })
+    resume(rt, d.recovery())
+    return rt
+  }
 }

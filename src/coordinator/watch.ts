@@ -158,3 +158,23 @@ export async function pollJournal(watchers: Watchers, store: Pick<Store, 'readJo
     }
   }
 }
+
+/** Watches a task another coordinator owns: its journal is read from the store. */
+export async function* watchRemote(watchers: Watchers, store: Pick<Store, 'readJournal'>, taskId: string, snapshot: () => Promise<TaskEvent>, signal?: AbortSignal): AsyncGenerator<TaskEvent> {
+  const stop = new AbortController()
+  const onAbort = (): void => stop.abort()
+  signal?.addEventListener('abort', onAbort, { once: true })
+  try {
+    const start = async (): Promise<TaskEvent> => {
+      const seen = await store.readJournal([taskId])
+      const after = seen.reduce((m, e) => Math.max(m, e.seq), 0)
+      const first = await snapshot()
+      void pollJournal(watchers, store, taskId, after, stop.signal)
+      return first
+    }
+    yield* watchers.watch(taskId, start, stop.signal)
+  } finally {
+    signal?.removeEventListener('abort', onAbort)
+    stop.abort()
+  }
+}
