@@ -128,7 +128,7 @@ export class Coordinator {
       durable: (rt, commands, fnRuns, snapshot) => this.#after.durable(rt, commands, fnRuns, snapshot),
       fenced: (rt) => this.#tasks.fenced(rt),
       mayWrite: () => this.#ownership.waitConfirmed(),
-      owns: (rt) => this.#ownership.owns(rt.id),
+      owns: (rt) => this.#ownership.writable(rt.id),
       rows: (rows) => this.#snapshots.offerRows(rows),
       wantsSnapshot: (rt) => this.#after.wantsSnapshot(rt),
       observed: (entry) => {

@@ -86,6 +86,8 @@ export class Ownership {
    * (a zombie) and loads nothing of them.
    */
   readonly #suspect = new Map<number, number>()
+  /** Partitions lost whose tasks are being written and dropped (release in progress). */
+  readonly #releasing = new Set<number>()
   /** Tasks adopted by ownership (diagnostics). */
   moves = 0
 
@@ -118,6 +120,17 @@ export class Ownership {
 
   owns(taskId: string): boolean {
     return this.#owned.has(this.partitionOf(taskId))
+  }
+
+  /**
+   * Whether this coordinator may still write the task: it owns it, or its partition was just
+   * taken away and what was applied for it is being written before it is dropped (a cooperative
+   * rebalance revokes a partition before giving it to another coordinator; should the new owner
+   * claim the task first, the write is refused all the same).
+   */
+  writable(taskId: string): boolean {
+    const p = this.partitionOf(taskId)
+    return this.#owned.has(p) || this.#releasing.has(p)
   }
 
   /**
@@ -232,8 +245,10 @@ export class Ownership {
     this.#generation = generation
     this.#suspect.clear()
     this.#o.log.info('coordinator.assignment', { generation, owned: [...next].sort((a, b) => a - b), lost: [...lost], gained: [...gained] })
+    for (const p of lost) this.#releasing.add(p)
     this.#chain = this.#chain.then(async () => {
       if (lost.size > 0) await this.#o.hooks.release(lost).catch((err: unknown) => this.#o.log.error('coordinator.release_failed', { error: String(err) }))
+      for (const p of lost) this.#releasing.delete(p)
       if (gained.size > 0) await this.#acquire(gained)
       this.#first.resolve()
     })
