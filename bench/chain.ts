@@ -9,14 +9,14 @@ import { noop, withRuntime } from './runtime.ts'
 import { emit, latencyFields, log, percentile, rate, round, type Result } from './stats.ts'
 import { TerminalTracker } from './terminal.ts'
 
-const CHAIN_GRAPH = {
+export const CHAIN_GRAPH = {
   nodes: [
     { node_id: 'n1', type: 'a' },
     { node_id: 'n2', type: 'b', depends_on: ['n1'] },
     { node_id: 'n3', type: 'c', depends_on: ['n2'] },
   ],
 }
-const HANDLERS = { a: noop, b: noop, c: noop }
+export const HANDLERS = { a: noop, b: noop, c: noop }
 
 export interface ChainOptions {
   real: boolean

@@ -29,6 +29,8 @@ export interface Options {
   observability: boolean
   /** Counted rounds of that comparison (after a warm-up round). */
   rounds: number
+  /** `--coordinators 1,2,3`: the chain workload on N coordinator processes, for each N (bench/coordinators.ts). */
+  coordinators: number[]
 }
 
 const HELP = `npm run bench [-- options]
@@ -38,6 +40,9 @@ const HELP = `npm run bench [-- options]
   --compare bullmq   also run BullMQ 3-job flows on a local redis-server (same chain count)
   --observability    chain: the overhead of traces + metrics (off vs default vs OTel SDK), interleaved rounds
   --rounds N         rounds of --observability (default 5 with --quick, else 7)
+  --coordinators 1,2,3
+                     with --real: the chain workload on N coordinators sharing the load, each in its own
+                     process, for each N; CPU of store, broker, coordinators and worker (alone unless --only)
   --log-level L      flowkit log level during the benches (default warn; FLOWKIT_LOG_LEVEL wins)
   --out FILE         results file (default bench/results/latest.json)`
 
@@ -76,6 +81,11 @@ export function parseOptions(argv: string[]): Options {
   }
   const real = argv.includes('--real')
   const quick = argv.includes('--quick')
+  const coordinators = list(value(argv, '--coordinators')).map(Number)
+  for (const n of coordinators) if (!Number.isInteger(n) || n < 1 || n > 12) throw new Error(`--coordinators: counts are integers from 1 to 12 (the owners' topic has 12 partitions), not ${n}`)
+  if (coordinators.length > 0 && !real) {
+    throw new Error('--coordinators needs --real: each coordinator runs in its own process, and processes cannot share the in-memory bus and store (set -a; . .run/services.env; set +a; npm run bench -- --real --coordinators 1,2,3)')
+  }
   const only = list(value(argv, '--only'))
   for (const b of only) if (!(ALL_BENCHES as readonly string[]).includes(b)) throw new Error(`--only: unknown bench ${b} (${ALL_BENCHES.join(', ')})`)
   const compare = list(value(argv, '--compare'))
@@ -83,12 +93,14 @@ export function parseOptions(argv: string[]): Options {
   return {
     real,
     quick,
-    only: only.length > 0 ? (only as BenchName[]) : [...ALL_BENCHES],
+    // --coordinators alone runs only that bench; with --only, the listed benches run too.
+    only: only.length > 0 ? (only as BenchName[]) : coordinators.length > 0 ? [] : [...ALL_BENCHES],
     compare,
     logLevel: process.env['FLOWKIT_LOG_LEVEL'] ?? value(argv, '--log-level') ?? 'warn',
     out: value(argv, '--out') ?? new URL('./results/latest.json', import.meta.url).pathname,
     sizes: sizesFor(real, quick),
     observability: argv.includes('--observability'),
     rounds: Number(value(argv, '--rounds') ?? (quick ? 5 : 7)),
+    coordinators,
   }
 }

@@ -1,6 +1,6 @@
 /** The human table at the end of a run and bench/results/latest.json. */
 import { execFileSync } from 'node:child_process'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { dirname } from 'node:path'
 import { READ_METHODS, UPDATE_METHODS, isUpdateMethod, isWriteMethod } from './counting.ts'
@@ -68,6 +68,15 @@ function rows(results: Result[], comparisons: Record<string, unknown>): string[]
         out.push(['bullmq chain', `${g('chains')} flows × 3`, g('seconds'), `${g('jobs_per_s')} jobs/s`, `p50 ${g('flow_latency_p50_ms')} ms, p95 ${g('flow_latency_p95_ms')} ms`])
         out.push(['  ratio', 'flowkit node runs/s ÷ bullmq jobs/s', '', fmt(comparisons['flowkit_over_bullmq']), ''])
         break
+      case 'coordinators':
+        for (const run of r['runs'] as Record<string, unknown>[]) {
+          const c = run['cpu'] as Record<string, unknown>
+          const pct = (x: Record<string, unknown>, k: string): string => (typeof x[k] === 'number' ? `${Math.round((x[k] as number) * 100)} %` : '-')
+          const shares = (x: Record<string, unknown>): string => `store ${pct(x, 'store_cores')}, broker ${pct(x, 'broker_cores')}, coordinators ${pct(x, 'coordinators_cores')}, worker ${pct(x, 'workers_cores')}, bench ${pct(x, 'bench_cores')}, other ${pct(x, 'other_cores')}`
+          out.push([`coordinators ${fmt(run['coordinators'])}`, `${fmt(run['tasks'])} tasks × 3`, fmt(run['seconds']), `${fmt(run['node_runs_per_s'])} node runs/s, p50 ${fmt(run['task_latency_p50_ms'])} ms, p95 ${fmt(run['task_latency_p95_ms'])} ms`, `CPU (of one core): ${shares(c)}`])
+          out.push(['  idle before', '', '', '', `CPU (of one core): ${shares(run['cpu_idle'] as Record<string, unknown>)}`])
+        }
+        break
       default:
         out.push([r.bench, '', '', JSON.stringify(r).slice(0, 80), ''])
     }
@@ -103,15 +112,36 @@ export function printTable(results: Result[], comparisons: Record<string, unknow
   }
 }
 
-export function writeResults(path: string, o: Options, results: Result[], comparisons: Record<string, unknown>): void {
+function readExisting(path: string): Record<string, unknown> {
+  if (!existsSync(path)) return {}
+  try {
+    const v: unknown = JSON.parse(readFileSync(path, 'utf8'))
+    return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {}
+  } catch {
+    return {}
+  }
+}
+
+/**
+ * Writes the run into `path`, keeping the keys of the file this run does not produce: a run of
+ * the usual benches replaces machine, options, results and comparisons and keeps `coordinators`;
+ * a `--coordinators` run replaces only `coordinators` (with its own machine and options).
+ */
+export function writeResults(path: string, o: Options, results: Result[], comparisons: Record<string, unknown>, coordinators: Result | null = null): void {
   mkdirSync(dirname(path), { recursive: true })
-  const doc = {
-    machine: machineInfo(),
-    options: { real: o.real, quick: o.quick, only: o.only, compare: o.compare, log_level: o.logLevel, sizes: o.sizes },
-    update_methods: UPDATE_METHODS.source,
-    read_methods: READ_METHODS.source,
-    results,
-    comparisons,
+  const doc: Record<string, unknown> = readExisting(path)
+  if (o.only.length > 0 || o.compare.length > 0) {
+    Object.assign(doc, {
+      machine: machineInfo(),
+      options: { real: o.real, quick: o.quick, only: o.only, compare: o.compare, log_level: o.logLevel, sizes: o.sizes },
+      update_methods: UPDATE_METHODS.source,
+      read_methods: READ_METHODS.source,
+      results,
+      comparisons,
+    })
+  }
+  if (coordinators !== null) {
+    doc['coordinators'] = { machine: machineInfo(), options: { real: o.real, quick: o.quick, counts: o.coordinators, log_level: o.logLevel }, ...coordinators }
   }
   writeFileSync(path, `${JSON.stringify(doc, null, 2)}\n`)
 }

@@ -8,16 +8,23 @@
  */
 import { bullmqChain } from './bullmq.ts'
 import { chain, chainSingle } from './chain.ts'
+import { coordinatorsBench } from './coordinators.ts'
 import { fanout } from './fanout.ts'
 import { chainObservability } from './observability.ts'
-import { parseOptions, type BenchName } from './options.ts'
+import { parseOptions, type BenchName, type Options } from './options.ts'
 import { rawBus } from './raw-bus.ts'
 import { rawStore } from './raw-store.ts'
 import { printTable, writeResults } from './report.ts'
 import { log, round, type Result } from './stats.ts'
 import { streaming } from './streaming.ts'
 
-const o = parseOptions(process.argv.slice(2))
+let o: Options
+try {
+  o = parseOptions(process.argv.slice(2))
+} catch (err) {
+  log(err instanceof Error ? err.message : String(err))
+  process.exit(2)
+}
 const s = o.sizes
 const common = { real: o.real, logLevel: o.logLevel }
 const runtime = o.real ? 'kafka+mongo' : 'memory'
@@ -39,7 +46,7 @@ const benches: Record<BenchName, () => Promise<Result[]>> = {
 const results: Result[] = []
 const failures: string[] = []
 const comparisons: Record<string, unknown> = {}
-log(`runtime ${runtime}${o.quick ? ' (quick)' : ''}: ${o.only.join(', ')}${o.compare.length > 0 ? ` + compare ${o.compare.join(', ')}` : ''}`)
+log(`runtime ${runtime}${o.quick ? ' (quick)' : ''}: ${[...o.only, ...(o.coordinators.length > 0 ? [`coordinators ${o.coordinators.join(',')}`] : [])].join(', ')}${o.compare.length > 0 ? ` + compare ${o.compare.join(', ')}` : ''}`)
 for (const name of o.only) {
   const t0 = performance.now()
   log(`${name} …`)
@@ -63,9 +70,23 @@ if (o.compare.includes('bullmq')) {
     log(`bullmq FAILED: ${err instanceof Error ? err.message : String(err)}`)
   }
 }
-printTable(results, comparisons, runtime)
-writeResults(o.out, o, results, { ...comparisons, ...(failures.length > 0 ? { failures } : {}) })
-log(`results written to ${o.out}`)
+let coordinators: Result | null = null
+if (o.coordinators.length > 0) {
+  const t0 = performance.now()
+  log(`coordinators ${o.coordinators.join(', ')} …`)
+  try {
+    coordinators = await coordinatorsBench({ counts: o.coordinators, tasks: s.chainTasks, concurrency: s.chainConcurrency, logLevel: o.logLevel, idleMs: o.quick ? 3000 : 5000 })
+  } catch (err) {
+    failures.push(`coordinators: ${err instanceof Error ? err.message : String(err)}`)
+    log(`coordinators FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`)
+  }
+  log(`coordinators done in ${round((performance.now() - t0) / 1000, 1)} s`)
+}
+printTable(coordinators === null ? results : [...results, coordinators], comparisons, runtime)
+if (o.only.length > 0 || o.compare.length > 0 || coordinators !== null) {
+  writeResults(o.out, o, results, { ...comparisons, ...(failures.length > 0 ? { failures } : {}) }, coordinators)
+  log(`results written to ${o.out}`)
+}
 if (failures.length > 0) {
   log(`${failures.length} bench(es) failed:\n  ${failures.join('\n  ')}`)
   process.exitCode = 1

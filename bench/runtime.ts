@@ -67,6 +67,23 @@ export async function openAdapters(real: boolean, logLevel = 'warn'): Promise<Ad
   }
 }
 
+/**
+ * Every topic of a run under its prefix, the owners' topic and the control topic included, so
+ * runs never share a topic and `dropKafkaPrefix` removes them all.
+ */
+export function benchTopics(p: string): Record<string, string> {
+  return {
+    topicCmdFmt: `${p}cmd.{type}.v1`,
+    topicStatusFmt: `${p}status.{type}.v1`,
+    topicQuery: `${p}query.v1`,
+    topicReply: `${p}reply.v1`,
+    topicSignals: `${p}signals.v1`,
+    topicWorkerAnnounce: `${p}announce.v1`,
+    topicControl: `${p}control.v1`,
+    topicTasks: `${p}coord.tasks.v1`,
+  }
+}
+
 export interface Runtime {
   coordinator: Coordinator
   counters: PortCounters
@@ -91,14 +108,7 @@ export interface RuntimeOptions {
 export async function withRuntime<T>(o: RuntimeOptions, fn: (rt: Runtime) => Promise<T>): Promise<T> {
   const a = await openAdapters(o.real, o.logLevel)
   const p = a.prefix
-  const topics = {
-    topicCmdFmt: `${p}cmd.{type}.v1`,
-    topicStatusFmt: `${p}status.{type}.v1`,
-    topicQuery: `${p}query.v1`,
-    topicReply: `${p}reply.v1`,
-    topicSignals: `${p}signals.v1`,
-    topicWorkerAnnounce: `${p}announce.v1`,
-  }
+  const topics = benchTopics(p)
   const counters = newCounters()
   const logger = createLogger({ level: o.logLevel as LogLevel })
   const coordinator = new Coordinator({
