@@ -274,6 +274,7 @@ export class Coordinator {
     if (!this.#started) return
     this.#started = false
     this.#sweepAbort.abort()
+    this.#ownership.pause()
     await this.#subscriptions.closeAll()
     this.#discovery.stop()
     this.#fns.stop()

@@ -201,6 +201,11 @@ export class Ownership {
     }
   }
 
+  /** Stops reading the owners' topic (a stop begins: what was read is written, then stop()). */
+  pause(): void {
+    this.#sub?.pause()
+  }
+
   /** Leaves the group (partitions go to the other coordinators); nothing is released here. */
   async stop(options: { wait?: boolean } = {}): Promise<void> {
     this.#stopped = true

@@ -114,7 +114,7 @@ function zombieBus(bus: Bus): { bus: Bus; freeze(): void; thaw(): void; unconfir
 }
 
 describe('several coordinators', () => {
-  test('three coordinators share the tasks; one killed and one added mid-run: every task finishes, exact metrics, one run per node, epoch and batch, no write after another owner claimed', async () => {
+  test('three coordinators share the tasks; one killed, one added and one stopped mid-run: every task finishes, exact metrics, one run per node, epoch and batch, no write after another owner claimed', async () => {
     const seen = new Map<string, number>()
     const rt = await startRuntime({ handlers: { step: countingHandler(seen) }, workers: 2, coordinator: { discoveryWindowSec: 0.5 } })
     const others = [newCoordinator(rt), newCoordinator(rt)]
@@ -134,6 +134,8 @@ describe('several coordinators', () => {
       await added.start()
       all.push(added)
       for (let i = 0; i < 20; i++) ids.push(await added.createTask({ graph: chainGraph() }))
+      // And one stops cleanly while its tasks run: it writes what it applied, then hands them over.
+      await (others[1] as Coordinator).stop()
       for (const id of ids) assertExact(await added.waitForTask(id, { timeoutMs: 60_000 }))
       for (const [key, n] of seen) assert.equal(n, 1, `${key} processed ${n} times`)
       await assertNoFencedWrites(rt, ids)
