@@ -61,7 +61,9 @@ export interface SubscribeOptions {
    * Called with this member's whole assignment each time it changes (partitions gained or lost in
    * a rebalance), before any record of a gained partition is handled; `generation` is the group's
    * generation of that assignment. Lets a consumer own what the partitions stand for (e.g. the
-   * coordinator owns the tasks of its partitions).
+   * coordinator owns the tasks of its partitions). With the memory bus and with the cooperative
+   * assignor a partition is reported to its new owner only after its previous owner was reported
+   * losing it; with Kafka's default (eager) assignor the two reports may come in either order.
    */
   onAssignment?: (assigned: TopicPartition[], generation: number) => void
   /**

@@ -2,7 +2,8 @@
  * Offset commits of one Kafka subscription: coalesced per partition, monotonic, one request in
  * flight, retried with backoff, and only for partitions the subscription still owns (a revoked
  * partition commits nothing more). `committed` holds the group's committed offset per owned
- * partition as far as this subscription knows it.
+ * partition as far as this subscription knows it. While the member rejoins its group (from
+ * `hold()` to `release()`) nothing is sent but the final flush at close.
  */
 import type { CommitOptionsPartition } from '@platformatic/kafka'
 import type { Logger } from '../../log.ts'
@@ -29,6 +30,7 @@ export class CommitQueue {
   #retryTimer: ReturnType<typeof setTimeout> | null = null
   #failures = 0
   #epoch = 0
+  #held = false
 
   constructor(host: CommitHost) {
     this.#host = host
@@ -48,6 +50,17 @@ export class CommitQueue {
   known(key: string, offset: bigint): void {
     const previous = this.committed.get(key)
     if (this.#host.owns(key) && (previous === undefined || previous < offset)) this.committed.set(key, offset)
+  }
+
+  /** A rebalance began: commits wait until `release()` (the member joined again). */
+  hold(): void {
+    this.#held = true
+  }
+
+  release(): void {
+    if (!this.#held) return
+    this.#held = false
+    this.#kick()
   }
 
   /** The partition was revoked: nothing more is committed or remembered for it. */
@@ -73,7 +86,7 @@ export class CommitQueue {
     this.#clearRetry()
     await this.#loop
     for (let attempt = 1; this.#pending.size > 0 && attempt <= CLOSE_COMMIT_ATTEMPTS; attempt++) {
-      if (await this.#run()) return
+      if (await this.#run(true)) return
       this.#clearRetry()
       if (attempt < CLOSE_COMMIT_ATTEMPTS) await delay(backoffMs(attempt, COMMIT_RETRY_START_MS, 1000))
     }
@@ -90,7 +103,7 @@ export class CommitQueue {
   }
 
   #kick(): void {
-    if (this.#loop || this.#retryTimer || this.#pending.size === 0) return
+    if (this.#loop || this.#retryTimer || this.#held || this.#pending.size === 0) return
     this.#loop = this.#run().then(
       () => {
         this.#loop = null
@@ -101,10 +114,10 @@ export class CommitQueue {
     )
   }
 
-  /** Commits what is pending, one request at a time; false when a commit failed. */
-  async #run(): Promise<boolean> {
+  /** Commits what is pending, one request at a time (held back unless `final`); false when a commit failed. */
+  async #run(final = false): Promise<boolean> {
     const host = this.#host
-    while (this.#pending.size > 0) {
+    while (this.#pending.size > 0 && (final || !this.#held)) {
       const batch: CommitOptionsPartition[] = []
       for (const [key, entry] of this.#pending) {
         if (host.owns(key)) batch.push(entry)

@@ -21,6 +21,8 @@ export interface SessionHost {
   readonly log: Logger
   readonly redactor: Redactor
   onJoin(session: ConsumerSession, assignments: GroupAssignment[]): void
+  /** A rebalance began: the member rejoins now (after a cooperative revoke, with fewer partitions). */
+  onRebalance(session: ConsumerSession): void
   /** The group confirmed this member (a heartbeat was answered). */
   onConfirmed(session: ConsumerSession): void
   onMessage(session: ConsumerSession, message: StringMessage): void
@@ -86,6 +88,11 @@ export class ConsumerSession {
       if (this.#closed) return
       this.#rejoinAttempts = 0
       host.onJoin(this, payload.assignments ?? this.consumer.assignments ?? [])
+    })
+    // Emitted before the consumer sends its JoinGroup (a heartbeat or a commit saw the group
+    // rebalancing, or a cooperative round revoked partitions: `consumer.assignments` lost them).
+    this.consumer.on('consumer:group:rebalance', () => {
+      if (!this.#closed) host.onRebalance(this)
     })
     this.consumer.on('consumer:heartbeat:end', () => {
       if (!this.#closed) host.onConfirmed(this)

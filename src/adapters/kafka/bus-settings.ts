@@ -5,6 +5,7 @@
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls'
 import type { Consumer, Deserializers, Message, MessagesStream, Producer, RetryDelayGetter, SASLOptions } from '@platformatic/kafka'
 import { ErrorCode, FlowkitError } from '../../errors.ts'
+import type { SubscribeOptions } from '../../ports/bus.ts'
 import type { Logger } from '../../log.ts'
 
 export type KafkaSaslMechanism = 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512'
@@ -166,6 +167,13 @@ export function checkInstanceId(value: unknown, name: string): string {
 export function sanitizeClientId(value: string): string {
   const cleaned = value.replace(/[^a-zA-Z0-9._-]/g, '_')
   return cleaned === '' ? 'flowkit' : cleaned
+}
+
+/** `group.instance.id` of a subscription: its own, else `<bus instance id>.<name>`, else none. */
+export function instanceIdFor(settings: Settings, options: SubscribeOptions): string | null {
+  if (options.instanceId !== undefined) return options.instanceId
+  if (settings.instanceId === null) return null
+  return `${settings.instanceId}.${sanitizeClientId(options.name ?? 'sub')}`.slice(0, 249)
 }
 
 // ---- Settings ------------------------------------------------------------------------------------

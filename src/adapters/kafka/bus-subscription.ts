@@ -10,6 +10,7 @@ import type { GroupAssignment } from '@platformatic/kafka'
 import type { BusBatchHandler, BusHandler, SubscribeOptions, Subscription } from '../../ports/bus.ts'
 import { ErrorCode, FlowkitError } from '../../errors.ts'
 import type { Logger } from '../../log.ts'
+import { AssignmentReporter, assignedPartitions, seedStartPositions } from './bus-assignment.ts'
 import { CommitQueue } from './bus-commits.ts'
 import type { Redactor } from './bus-errors.ts'
 import { ReplayTracker } from './bus-replay.ts'
@@ -17,7 +18,7 @@ import { capped, partitionKey, sanitizeClientId } from './bus-settings.ts'
 import type { Settings, StringMessage } from './bus-settings.ts'
 import { ConsumerSession } from './bus-session.ts'
 import type { SessionHost } from './bus-session.ts'
-import { PartitionWorker } from './bus-worker.ts'
+import { PartitionWorker, toBuffered } from './bus-worker.ts'
 import type { Buffered, WorkerHost } from './bus-worker.ts'
 
 export const DEFAULT_MAX_BATCH = 500
@@ -30,13 +31,6 @@ export interface BusInternals {
   forget(sub: KafkaSubscription): void
   /** A stream or group error: maybe the topics are gone (the bus checks them soon). */
   troubled(err: unknown): void
-}
-
-/** `group.instance.id` of a subscription: its own, else `<bus instance id>.<name>`, else none. */
-export function instanceIdFor(settings: Settings, options: SubscribeOptions): string | null {
-  if (options.instanceId !== undefined) return options.instanceId
-  if (settings.instanceId === null) return null
-  return `${settings.instanceId}.${sanitizeClientId(options.name ?? 'sub')}`.slice(0, 249)
 }
 
 export class KafkaSubscription implements Subscription, WorkerHost, SessionHost {
@@ -63,10 +57,8 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
   #closing: Promise<void> | null = null
   #stopping = false
   #resetting: Promise<void> = Promise.resolve()
-  readonly #onAssignment: NonNullable<SubscribeOptions['onAssignment']> | null
   readonly #cooperative: boolean
-  /** The assignment last reported to onAssignment (sorted partition keys). */
-  #reported = ''
+  readonly #reporter: AssignmentReporter
   #confirmedAt = 0
   readonly #commits: CommitQueue
   readonly #replay: ReplayTracker
@@ -81,9 +73,9 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
     this.instanceId = instanceId
     this.#fromLatest = options.fromLatest === true
     this.#name = options.name ?? 'sub'
-    this.#onAssignment = options.onAssignment ?? null
     this.#cooperative = options.assignor === 'cooperative'
     this.log = bus.log.child({ groupId: this.groupId, subscription: this.#name })
+    this.#reporter = new AssignmentReporter(options.onAssignment, this.log, bus.redactor)
     this.#session = this.#newSession(this.#fromLatest)
     const owns = (key: string): boolean => this.#workers.has(key)
     const isStopping = (): boolean => this.#stopping
@@ -255,31 +247,32 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
     // Read again after a rejoin reset the stream to the committed offset: already buffered/handled.
     if (worker.nextOffset !== null && offset < worker.nextOffset) return
     worker.nextOffset = offset + 1
-    const headers: Record<string, string> = {}
-    for (const [name, value] of message.headers) headers[name] = value ?? ''
-    worker.push({
-      message: {
-        topic: message.topic,
-        key: message.key ?? null,
-        value: message.value ?? '',
-        headers,
-        partition: message.partition,
-        offset,
-        timestamp: Number(message.timestamp),
-      },
-      leaderEpoch: typeof message.leaderEpoch === 'number' ? message.leaderEpoch : -1,
-    })
+    worker.push(toBuffered(message))
     this.#buffered++
     this.#updateFlow()
   }
 
+  /**
+   * A rebalance began (this member rejoins now): commits wait for the join, since a commit the
+   * group refuses meanwhile makes the library rejoin once more (another rebalance) and, in the
+   * cooperative protocol, forget the partitions it owns (they would move without being revoked).
+   * In a cooperative revoke round the consumer's assignment already lost partitions: they are
+   * revoked (and reported) now, before this member rejoins and another one can get them.
+   */
+  onRebalance(session: ConsumerSession): void {
+    if (this.#stopping || session !== this.#session) return
+    this.#commits.hold()
+    const keep = assignedPartitions(session.consumer.assignments ?? [], this.topics)
+    const revoked = [...this.#workers.keys()].filter((key) => !keep.has(key))
+    if (revoked.length === 0) return
+    for (const key of revoked) this.#revoke(key)
+    this.#reporter.report(keep, session.consumer.generationId)
+    this.log.debug('bus.kafka.revoked', { generationId: session.consumer.generationId, partitions: [...this.#workers.keys()], revoked })
+  }
+
   onJoin(session: ConsumerSession, assignments: GroupAssignment[]): void {
     if (this.#stopping || session !== this.#session) return
-    const want = new Map<string, { topic: string; partition: number }>()
-    for (const { topic, partitions } of assignments) {
-      if (!this.topics.includes(topic)) continue
-      for (const partition of partitions) want.set(partitionKey(topic, partition), { topic, partition })
-    }
+    const want = assignedPartitions(assignments, this.topics)
     const revoked: string[] = []
     const gained: string[] = []
     for (const key of [...this.#workers.keys()]) {
@@ -304,15 +297,8 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
     }
     this.#replay.onAssigned([...want.values()])
     this.#confirmedAt = Date.now()
-    const keys = [...this.#workers.keys()].sort().join('\u0001')
-    if (this.#onAssignment !== null && keys !== this.#reported) {
-      this.#reported = keys
-      try {
-        this.#onAssignment([...want.values()], session.consumer.generationId)
-      } catch (err) {
-        this.log.error('bus.kafka.assignment_callback_failed', { err: this.redactor.describe(err) })
-      }
-    }
+    this.#reporter.report(want, session.consumer.generationId)
+    this.#commits.release()
     this.log.debug('bus.kafka.assigned', {
       memberId: session.consumer.memberId,
       generationId: session.consumer.generationId,
@@ -384,32 +370,20 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
     }
   }
 
-  /**
-   * fromLatest: a partition without a committed offset starts at the end of the log. That start is
-   * committed now, so a later owner (or this one after a restart) resumes there instead of at a
-   * newer end, which would skip what was produced meanwhile.
-   */
-  async #seedStartPositions(): Promise<void> {
+  /** fromLatest: commits where the owned partitions without a committed offset start (bus-assignment.ts). */
+  #seedStartPositions(): Promise<void> {
     const session = this.#session
     const stream = session.stream
-    const owned = [...this.#workers.values()]
-    if (!stream || owned.length === 0) return
-    try {
-      const byTopic = new Map<string, number[]>()
-      for (const w of owned) byTopic.set(w.topic, [...(byTopic.get(w.topic) ?? []), w.partition])
-      const committed = await session.consumer.listCommittedOffsets({
-        topics: [...byTopic].map(([topic, partitions]) => ({ topic, partitions })),
-      })
-      if (session !== this.#session) return
-      for (const w of owned) {
-        const current = committed.get(w.topic)?.[w.partition]
-        if (current !== undefined && current >= 0n) continue
-        const start = stream.offsetsToFetch.get(w.key)
-        if (typeof start === 'bigint' && start >= 0n) this.#commits.mark(w.topic, w.partition, start, -1)
-      }
-    } catch (err) {
-      this.log.warn('bus.kafka.seed_positions_failed', { err: this.#bus.redactor.describe(err) })
+    if (!stream) return Promise.resolve()
+    const host = {
+      log: this.log,
+      redactor: this.redactor,
+      consumer: session.consumer,
+      stream,
+      current: () => session === this.#session,
+      mark: (topic: string, partition: number, offset: bigint) => this.#commits.mark(topic, partition, offset, -1),
     }
+    return seedStartPositions(host, [...this.#workers.values()].map((w) => ({ topic: w.topic, partition: w.partition })))
   }
 
   // ---- Close ----

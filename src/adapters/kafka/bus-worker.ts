@@ -9,6 +9,7 @@ import type { BusBatchHandler, BusHandler, BusMessage } from '../../ports/bus.ts
 import type { Logger } from '../../log.ts'
 import { Signal } from '../../util/signal.ts'
 import { HANDLER_BACKOFF_MAX_MS, HANDLER_BACKOFF_START_MS, backoffMs, partitionKey } from './bus-settings.ts'
+import type { StringMessage } from './bus-settings.ts'
 
 export interface Buffered {
   message: BusMessage
@@ -26,6 +27,24 @@ export interface WorkerHost {
   onDequeued(count: number): void
   /** `last` (the last record of what was handled) is done: mark its offset + 1 for commit. */
   onHandled(worker: PartitionWorker, last: Buffered): void
+}
+
+/** A record as the stream delivered it → what the worker buffers. */
+export function toBuffered(message: StringMessage): Buffered {
+  const headers: Record<string, string> = {}
+  for (const [name, value] of message.headers) headers[name] = value ?? ''
+  return {
+    message: {
+      topic: message.topic,
+      key: message.key ?? null,
+      value: message.value ?? '',
+      headers,
+      partition: message.partition,
+      offset: Number(message.offset),
+      timestamp: Number(message.timestamp),
+    },
+    leaderEpoch: typeof message.leaderEpoch === 'number' ? message.leaderEpoch : -1,
+  }
 }
 
 function copyMessage(m: BusMessage): BusMessage {

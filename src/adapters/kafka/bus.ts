@@ -24,7 +24,12 @@
  * for them (the new owner gets them again from the committed offset). A gained partition starts
  * with an empty buffer; its stale stream position is forgotten so the stream restarts it from the
  * group's committed offset (or the fallback). Records that arrive again (the stream re-reads from
- * the committed offset after a join) are recognised by offset and dropped.
+ * the committed offset after a join) are recognised by offset and dropped. From the moment a
+ * member rejoins until its join completes it sends no commits (the group would refuse them, and
+ * the library answers a refused commit with one more rejoin). With `assignor: 'cooperative'`
+ * (cooperative-sticky) a rebalance takes two rounds: partitions that move are revoked (and
+ * reported to `onAssignment`) before the member rejoins, and assigned to their new owner in the
+ * next round; the others stay where they are.
  *
  * Pause: `pause()` stops the stream's fetch loop and the partition workers; records that were
  * already fetched stay buffered and are delivered after `resume()`. The stream is also paused
@@ -50,10 +55,10 @@
  * bus-replay.ts, bus-session.ts, bus-subscription.ts; this file is the facade (producer, topics,
  * subscriptions).
  *
- * Known limit (eager rebalance in the classic protocol): while a group rebalances, the previous
- * owner of a partition may still be running the handler of a record that the new owner also
- * receives; delivery stays at-least-once, and a partition is never handled twice at once inside
- * one subscription.
+ * Known limit: while a group rebalances, the previous owner of a partition may still be running
+ * the handler of a record that the new owner also receives (also with the cooperative assignor:
+ * the library does not wait for in-flight handlers before rejoining); delivery stays
+ * at-least-once, and a partition is never handled twice at once inside one subscription.
  */
 import { Admin, Producer, compatibilityPartitioner, stringSerializers } from '@platformatic/kafka'
 import type { MessageToProduce } from '@platformatic/kafka'
@@ -63,9 +68,9 @@ import { createLogger } from '../../log.ts'
 import type { Logger } from '../../log.ts'
 import { checkRecord, checkTopicName } from '../../ports/bus-rules.ts'
 import { Redactor, toBusError } from './bus-errors.ts'
-import { checkInstanceId, retryDelay, sanitizeClientId, settingsFrom } from './bus-settings.ts'
+import { checkInstanceId, instanceIdFor, retryDelay, sanitizeClientId, settingsFrom } from './bus-settings.ts'
 import type { KafkaBusOptions, Settings, StringProducer } from './bus-settings.ts'
-import { KafkaSubscription, instanceIdFor } from './bus-subscription.ts'
+import { KafkaSubscription } from './bus-subscription.ts'
 import type { BusInternals } from './bus-subscription.ts'
 import { TopicWatch, createTopics, isUnknownTopic } from './bus-topics.ts'
 

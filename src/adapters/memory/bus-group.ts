@@ -5,7 +5,7 @@
  * finished, from the group's committed offset (at-least-once; never two handlers on a partition).
  */
 import type { BusBatchHandler, BusHandler, SubscribeOptions, Subscription } from '../../ports/bus.ts'
-import { ErrorCode, FlowkitError } from '../../errors.ts'
+import { ErrorCode, FlowkitError, errorMessage } from '../../errors.ts'
 import type { AssignmentInfo, TopicState } from './bus-types.ts'
 import { partitionKey } from './bus-types.ts'
 import { PartitionWorker } from './bus-worker.ts'
@@ -73,6 +73,21 @@ export class MemorySubscription implements Subscription, WorkerMember {
 
   confirmedAt(): number {
     return Date.now()
+  }
+
+  /** Calls `onAssignment` with `owned` unless it is what was reported last. */
+  report(internals: BusInternals, owned: PartitionWorker[], generation: number): void {
+    const keys = owned.map((w) => w.key).sort()
+    if (!this.onAssignment || keys.join('\u0001') === this.reported) return
+    this.reported = keys.join('\u0001')
+    try {
+      this.onAssignment(
+        owned.map((w) => ({ topic: w.topic, partition: w.partition })),
+        generation,
+      )
+    } catch (err) {
+      internals.logger?.warn({ groupId: this.groupId, member: this.memberId, err: errorMessage(err) }, 'memory bus: onAssignment callback failed')
+    }
   }
 
   get paused(): boolean {
@@ -177,18 +192,30 @@ export function rebalance(internals: BusInternals, group: GroupState, topics: Re
       group.workers.set(key, worker)
     }
   }
-  group.generation++
-  for (const member of group.members) {
-    if (!member.onAssignment) continue
-    const keys = [...member.workers.keys()].sort()
-    const now = keys.join('\u0001')
-    if (now === member.reported) continue
-    member.reported = now
-    const assigned = [...member.workers.values()].map((w) => ({ topic: w.topic, partition: w.partition }))
-    member.onAssignment?.(assigned, group.generation)
-  }
+  reportAssignments(internals, group)
   // Targets already reached (nothing to replay, or a committed position at the end) resolve now.
   for (const member of group.members) member.onCommitted()
+}
+
+/**
+ * Reports the members' new assignments to `onAssignment`: first, to the members that lost
+ * partitions, what they keep (a generation of its own), then everyone's new set. A partition is
+ * thus reported to its new owner only after its previous owner was reported losing it, as with
+ * Kafka's cooperative protocol (an owner releases what it lost before another one acquires it).
+ */
+function reportAssignments(internals: BusInternals, group: GroupState): void {
+  const reporting = group.members.filter((m) => m.onAssignment)
+  const losing = reporting.flatMap((m) => {
+    const before = new Set(m.reported === '' ? [] : m.reported.split('\u0001'))
+    const kept = [...m.workers.values()].filter((w) => before.has(w.key))
+    return kept.length < before.size ? [{ m, kept }] : []
+  })
+  if (losing.length > 0) {
+    group.generation++
+    for (const { m, kept } of losing) m.report(internals, kept, group.generation)
+  }
+  group.generation++
+  for (const m of reporting) m.report(internals, [...m.workers.values()], group.generation)
 }
 
 /** Current partition assignment of a group, one entry per (member, topic). */
