@@ -5,6 +5,7 @@
 import { describe } from 'node:test'
 import { KafkaBus } from '../../src/adapters/kafka/index.ts'
 import { kafkaBrokers, realSkip } from '../helpers/real.ts'
+import { runAssignmentConformance } from './bus-assignment.suite.ts'
 import { runBusConformance } from './bus.suite.ts'
 
 const skip = realSkip('kafka')
@@ -14,5 +15,12 @@ describe('Kafka bus conformance (real broker)', { skip }, () => {
     'Bus conformance: KafkaBus',
     async () => ({ bus: new KafkaBus({ brokers: kafkaBrokers() ?? [], clientId: 'flowkit-conformance' }) }),
     { timeoutMs: 20_000, quietMs: 500 },
+  )
+  // Rebalances (a member noticing one at its next heartbeat, cooperative ones in two rounds) take
+  // seconds, more on a loaded machine.
+  runAssignmentConformance(
+    'Bus conformance, group membership: KafkaBus',
+    async () => ({ bus: new KafkaBus({ brokers: kafkaBrokers() ?? [], clientId: 'flowkit-conformance' }) }),
+    { timeoutMs: 60_000, cooperative: true },
   )
 })
