@@ -31,15 +31,15 @@ import { BUILTIN_FUNCTIONS, type CoordinatorFn } from './functions.ts'
 import { Intake } from './intake.ts'
 import { Limits } from './limits.ts'
 import { OutboxDispatcher } from './outbox.ts'
-import { type RecoveryDeps, loadRuntime, resume } from './recovery.ts'
+import { type RecoveryDeps, loadRuntime } from './recovery.ts'
 import { OwnedTasks } from './handover.ts'
 import { Ownership } from './ownership.ts'
-import { TERMINAL_TASK, type TaskRuntime } from './runtime.ts'
+import { TERMINAL_TASK } from './runtime.ts'
 import { SnapshotWriter } from './snapshots.ts'
 import { TimerHeap } from './timers.ts'
 import { type CreateTaskInput, TaskInserter, buildTask } from './submit.ts'
 import { Subscriptions } from './subscriptions.ts'
-import { applyControl, controlRequest } from './control.ts'
+import { applyControl } from './control.ts'
 import { type TaskEvent, Watchers, watchRemote } from './watch.ts'
 import { waitForTask } from './waiting.ts'
 import { type TaskOutput, readOutput } from './output.ts'
@@ -174,7 +174,7 @@ export class Coordinator {
           await this.#tasks.release(parts)
         },
         status: (msgs) => this.#intake.statusBatch(msgs),
-        control: (req, m) => applyControl(this, this.#log, m, this.#clock.now()),
+        control: (_req, m) => applyControl(this, this.#log, m, this.#clock.now()),
       },
     })
     this.#tasks = new OwnedTasks({
@@ -238,6 +238,10 @@ export class Coordinator {
       commands_sent: this.#outbox.sentRecords,
       events_applied: this.#intake.applied,
       timers: this.#timers.size,
+      owned_partitions: this.#ownership.owned.length,
+      forwarded: this.#ownership.forwarded,
+      claims: this.#tasks.claims,
+      fenced: this.#tasks.fencedCount,
     }
   }
 

@@ -133,6 +133,9 @@ export interface TasksDeps {
 /** The tasks this coordinator holds, as ownership moves: adopt, hand over, drop when fenced. */
 export class OwnedTasks {
   readonly #d: TasksDeps
+  /** Tasks claimed and tasks fenced (diagnostics, metrics). */
+  claims = 0
+  fencedCount = 0
 
   constructor(d: TasksDeps) {
     this.#d = d
@@ -158,8 +161,10 @@ export class OwnedTasks {
     }
   }
 
-  acquire(partitions: ReadonlySet<number>): Promise<TaskRuntime[]> {
-    return acquire(this.#deps(), partitions, this.#d.ownership.generation)
+  async acquire(partitions: ReadonlySet<number>): Promise<TaskRuntime[]> {
+    const loaded = await acquire(this.#deps(), partitions, this.#d.ownership.generation)
+    this.claims += loaded.length
+    return loaded
   }
 
   release(partitions: ReadonlySet<number>): Promise<number> {
@@ -189,6 +194,7 @@ export class OwnedTasks {
    */
   fenced(rt: TaskRuntime): void {
     const d = this.#d
+    this.fencedCount++
     rt.fenced = true
     this.drop(rt)
     if (!d.started()) return
@@ -213,6 +219,7 @@ export class OwnedTasks {
     if (!d.ownership.owns(taskId)) return null
     const rt = await claim(this.#deps(), doc, d.ownership.generation)
     if (rt === null) return d.engine.tasks.get(taskId) ?? null
+    this.claims++
     await d.ensureStatus(rt.specs.filter((s) => s.type !== COORDINATOR_FN_TYPE).map((s) => s.type))
     rt.inherited.clear()
     d.log.info('task.adopted', { task_id: taskId, status: rt.status })

@@ -45,6 +45,11 @@ export interface OwnershipOptions {
   instanceId?: string
   /** How long without a confirmation from the group before writes are held (ms). */
   confirmMs: number
+  /**
+   * Wall-clock ms, to compare with the bus's `confirmedAt` (itself wall-clock): a test clock must
+   * not make a live member look unconfirmed. Default `Date.now`.
+   */
+  wallClock?: () => number
   log: Logger
   hooks: OwnershipHooks
 }
@@ -88,11 +93,14 @@ export class Ownership {
   readonly #suspect = new Map<number, number>()
   /** Partitions lost whose tasks are being written and dropped (release in progress). */
   readonly #releasing = new Set<number>()
-  /** Tasks adopted by ownership (diagnostics). */
-  moves = 0
+  /** Records sent on to owners (diagnostics). */
+  forwarded = 0
+
+  readonly #wall: () => number
 
   constructor(o: OwnershipOptions) {
     this.#o = o
+    this.#wall = o.wallClock ?? Date.now
     this.#count = o.partitions
     let resolve!: () => void
     const promise = new Promise<void>((r) => {
@@ -139,12 +147,12 @@ export class Ownership {
    */
   confirmed(): boolean {
     const at = this.#sub?.confirmedAt?.()
-    return at === undefined || Date.now() - at <= this.#o.confirmMs
+    return at === undefined || this.#wall() - at <= this.#o.confirmMs
   }
 
   /** Another coordinator wrote a task of ours: its partition is suspect until confirmed again. */
   suspect(taskId: string): void {
-    this.#suspect.set(this.partitionOf(taskId), Date.now())
+    this.#suspect.set(this.partitionOf(taskId), this.#wall())
   }
 
   #clear(taskId: string | undefined): boolean {
@@ -220,6 +228,7 @@ export class Ownership {
   /** Sends records to the owners of their tasks. */
   async forward(records: Array<{ taskId: string; value: string; headers?: Record<string, string> }>): Promise<void> {
     if (records.length === 0) return
+    this.forwarded += records.length
     const out: BusRecord[] = records.map((r) => ({ topic: this.#o.topic, key: r.taskId, value: r.value, ...(r.headers === undefined ? {} : { headers: r.headers }) }))
     await this.#o.bus.produce(out)
   }

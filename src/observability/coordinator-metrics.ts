@@ -27,6 +27,9 @@ const STAT_COUNTERS: ReadonlyArray<readonly [string, string, string]> = [
   ['produce_calls', 'produce_calls_total', 'Bus produce calls of the outbox'],
   ['commands_sent', 'commands_sent_total', 'Commands sent by the outbox'],
   ['snapshot_writes', 'snapshot_writes_total', 'Task snapshots written'],
+  ['forwarded', 'forwarded_total', 'Status events and requests sent on to the coordinator owning their task (docs/scaling.md)'],
+  ['claims', 'claims_total', 'Tasks loaded and claimed from the store (hand-over, adoption, restart)'],
+  ['fenced', 'fenced_total', 'Task writes refused because another coordinator wrote the task first, or dropped because its partition moved'],
 ]
 
 export class CoordinatorMetrics {
@@ -84,6 +87,7 @@ export class CoordinatorMetrics {
     })
     new Gauge({ name: 'flowkit_outbox_backlog', help: 'Commands waiting in the outbox to be sent', registers, collect() { this.set(parts()?.outboxBacklog() ?? 0) } })
     new Gauge({ name: 'flowkit_coordinator_snapshot_backlog', help: 'Task snapshots waiting to be written', registers, collect() { this.set(parts()?.stats()['snapshot_backlog'] ?? 0) } })
+    new Gauge({ name: 'flowkit_coordinator_owned_partitions', help: "Partitions of the owners' topic this coordinator owns (docs/scaling.md)", registers, collect() { this.set(parts()?.stats()['owned_partitions'] ?? 0) } })
     new Gauge({ name: 'flowkit_coordinator_timers', help: 'Armed timers (leases, retries, deadlines)', registers, collect() { this.set(parts()?.stats()['timers'] ?? 0) } })
     for (const [key, suffix, help] of STAT_COUNTERS) {
       let last = 0

@@ -28,6 +28,8 @@ export class AssignmentReporter {
   readonly #redactor: Redactor
   /** The assignment last reported (sorted partition keys). */
   #reported = ''
+  /** The first assignment is reported even when empty (a member with nothing to own knows it). */
+  #first = true
 
   constructor(callback: SubscribeOptions['onAssignment'], log: Logger, redactor: Redactor) {
     this.#callback = callback ?? null
@@ -37,7 +39,8 @@ export class AssignmentReporter {
 
   report(owned: ReadonlyMap<string, TopicPartition>, generation: number): void {
     const keys = [...owned.keys()].sort().join('\u0001')
-    if (this.#callback === null || keys === this.#reported) return
+    if (this.#callback === null || (keys === this.#reported && !this.#first)) return
+    this.#first = false
     this.#reported = keys
     try {
       this.#callback(

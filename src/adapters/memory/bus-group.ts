@@ -47,6 +47,8 @@ export class MemorySubscription implements Subscription, WorkerMember {
   readonly onAssignment: SubscribeOptions['onAssignment'] | null
   /** The assignment last reported to `onAssignment` (sorted partition keys). */
   reported = ''
+  /** The first assignment is reported even when empty. */
+  #reportedOnce = false
   /** Owned partitions: partition key → worker. */
   readonly workers = new Map<string, PartitionWorker>()
   #paused = false
@@ -78,7 +80,8 @@ export class MemorySubscription implements Subscription, WorkerMember {
   /** Calls `onAssignment` with `owned` unless it is what was reported last. */
   report(internals: BusInternals, owned: PartitionWorker[], generation: number): void {
     const keys = owned.map((w) => w.key).sort()
-    if (!this.onAssignment || keys.join('\u0001') === this.reported) return
+    if (!this.onAssignment || (keys.join('\u0001') === this.reported && this.#reportedOnce)) return
+    this.#reportedOnce = true
     this.reported = keys.join('\u0001')
     try {
       this.onAssignment(
