@@ -32,7 +32,7 @@ import { Intake } from './intake.ts'
 import { Limits } from './limits.ts'
 import { OutboxDispatcher } from './outbox.ts'
 import { type RecoveryDeps, loadRuntime } from './recovery.ts'
-import { OwnedTasks } from './handover.ts'
+import { OwnedTasks, inlineTask } from './handover.ts'
 import { Ownership } from './ownership.ts'
 import { TERMINAL_TASK } from './runtime.ts'
 import { SnapshotWriter } from './snapshots.ts'
@@ -174,7 +174,11 @@ export class Coordinator {
           await this.#tasks.release(parts)
         },
         status: (msgs) => this.#intake.statusBatch(msgs),
-        control: (_req, m) => applyControl(this, this.#log, m, this.#clock.now()),
+        control: (req, m) => {
+          const task = req.op === 'adopt' ? inlineTask(m.value, req.task_id) : undefined
+          if (task !== undefined) return this.#tasks.adopt(req.task_id, task).then(() => undefined)
+          return applyControl(this, this.#log, m, this.#clock.now())
+        },
       },
     })
     this.#tasks = new OwnedTasks({
@@ -343,7 +347,7 @@ export class Coordinator {
     this.#log.info('task.created', { task_id: id, nodes: graph.nodes.length })
     if (!this.#ownership.owns(id)) {
       // Another coordinator owns it: it is handed over through the owners' topic.
-      await this.#tasks.request('adopt', id)
+      await this.#tasks.request('adopt', id, '', task)
       return id
     }
     const rt = await loadRuntime(this.#store, this.#engine, this.#limits, { ...task, v: 0 })

@@ -22,7 +22,7 @@ import type { AfterFlush } from './after-flush.ts'
 import { controlRequest } from './control.ts'
 import type { Ownership } from './ownership.ts'
 import type { Logger } from '../log.ts'
-import type { TaskStatus } from '../model/state.ts'
+import type { TaskDoc, TaskStatus } from '../model/state.ts'
 import type { Subscription } from '../ports/bus.ts'
 import type { Store } from '../ports/store.ts'
 import type { Engine } from './engine.ts'
@@ -31,6 +31,9 @@ import { type RecoveryDeps, finishRecovery, loadRuntime, resume } from './recove
 import { TERMINAL_TASK, type TaskRuntime } from './runtime.ts'
 
 export const ACTIVE: readonly TaskStatus[] = ['queued', 'running', 'cancelling']
+
+/** Largest task (JSON characters) an adopt request carries inline; larger ones are read by the owner. */
+const MAX_INLINE_TASK = 256 * 1024
 
 export interface HandoverDeps {
   store: Store
@@ -171,9 +174,17 @@ export class OwnedTasks {
     return release(this.#deps(), partitions)
   }
 
-  /** Sends a request to the owner of a task, through the owners' topic. */
-  async request(op: 'adopt' | 'cancel', taskId: string, reason = ''): Promise<void> {
-    await this.#d.ownership.forward([{ taskId, value: JSON.stringify(controlRequest(op, taskId, this.#d.clock.now(), reason)) }])
+  /**
+   * Sends a request to the owner of a task, through the owners' topic. An `adopt` of a task just
+   * created may carry the task as written (version 0), so the owner need not read it back.
+   */
+  async request(op: 'adopt' | 'cancel', taskId: string, reason = '', task?: TaskDoc): Promise<void> {
+    const req: Record<string, unknown> = { ...controlRequest(op, taskId, this.#d.clock.now(), reason) }
+    if (task !== undefined) {
+      const doc = JSON.stringify(task)
+      if (doc.length <= MAX_INLINE_TASK) req['task'] = task
+    }
+    await this.#d.ownership.forward([{ taskId, value: JSON.stringify(req) }])
   }
 
   /** The task leaves memory unwritten: its running nodes no longer count against the limits. */
@@ -207,12 +218,17 @@ export class OwnedTasks {
     }
   }
 
-  /** A task this process does not hold: loaded and claimed if it is ours and active in the store (created elsewhere). */
-  async adopt(taskId: string): Promise<TaskRuntime | null> {
+  /**
+   * A task this process does not hold: loaded and claimed if it is ours and active in the store
+   * (created elsewhere). `given`: the task as its creator wrote it (version 0), instead of a read;
+   * should the task have moved on since, the claim is refused and it is read from the store.
+   */
+  async adopt(taskId: string, given?: TaskDoc): Promise<TaskRuntime | null> {
     const d = this.#d
     if (!d.started() || !d.ownership.owns(taskId)) return null
     await d.ownership.waitConfirmed(taskId)
-    const doc = await d.store.getTask(taskId)
+    if (given !== undefined && d.after.isRecentlyDone(taskId)) return null
+    const doc = given !== undefined && given.id === taskId ? { ...given, v: 0 } : await d.store.getTask(taskId)
     if (doc === null) return null
     const held = d.engine.tasks.get(taskId)
     if (held !== undefined) return held
@@ -225,5 +241,18 @@ export class OwnedTasks {
     d.log.info('task.adopted', { task_id: taskId, status: rt.status })
     resume(rt, d.recovery())
     return rt
+  }
+}
+
+/** The task an adopt request carries inline (a plain check: the owners' topic is the coordinators' own). */
+export function inlineTask(value: string, taskId: string): TaskDoc | undefined {
+  try {
+    const t = (JSON.parse(value) as { task?: unknown }).task
+    if (t === null || typeof t !== 'object') return undefined
+    const doc = t as TaskDoc
+    if (doc.id !== taskId || typeof doc.nodes !== 'object' || doc.nodes === null || typeof doc.graph !== 'object' || doc.status !== 'queued') return undefined
+    return doc
+  } catch {
+    return undefined
   }
 }
