@@ -231,6 +231,16 @@ export class RunObservation {
     this.span?.setAttribute('flowkit.run.outcome', outcome)
     this.span?.end()
   }
+
+  /**
+   * Calls `fn` (a handler method) with the run span as the active span, so spans the handler
+   * starts are its children. Takes effect where a context manager is registered (the OTel SDK
+   * registers one); without a span, a plain call.
+   */
+  within<T>(fn: () => T): T {
+    if (this.span === null) return fn()
+    return context.with(trace.setSpan(context.active(), this.span), fn)
+  }
 }
 
 /** Opens the observation of a run (execute.ts); null when the worker has no observability. */

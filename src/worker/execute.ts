@@ -134,7 +134,8 @@ export async function executeRun(
       }
       usedUids.add(uid)
       currentBatch = uid
-      const res = checkBatchResult(await handler.processBatch({ ...batch, batch_uid: uid }, ctx))
+      const call = (): ReturnType<RoleHandler['processBatch']> => handler.processBatch({ ...batch, batch_uid: uid }, ctx)
+      const res = checkBatchResult(await (observed === null ? call() : observed.within(call)))
       ctx.throwIfCancelled()
       if (res.success === false) {
         const err = Object.assign(new Error(res.error ?? `batch ${uid} failed`), {

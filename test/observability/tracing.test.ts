@@ -8,7 +8,8 @@
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { SpanKind, SpanStatusCode } from '@opentelemetry/api'
+import { AsyncLocalStorage } from 'node:async_hooks'
+import { type Context, type ContextManager, ROOT_CONTEXT, SpanKind, SpanStatusCode, context, trace } from '@opentelemetry/api'
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base'
 import { type BusRecord, Coordinator, MemoryBus, MemoryLogger, MemoryStore, type RoleHandler, Worker } from 'flowkit'
 import { noopHandler, sourceHandler } from '../helpers/runtime.ts'
@@ -179,5 +180,60 @@ test('observability: false: no headers, no registry, the metrics handler answers
   } finally {
     await w.stop()
     await c.stop()
+  }
+})
+
+/** The smallest context manager (what the OTel SDK registers): the active context in AsyncLocalStorage. */
+class AlsContextManager implements ContextManager {
+  readonly #als = new AsyncLocalStorage<Context>()
+  active(): Context {
+    return this.#als.getStore() ?? ROOT_CONTEXT
+  }
+  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(ctx: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A): ReturnType<F> {
+    return this.#als.run(ctx, () => fn.call(thisArg, ...args))
+  }
+  bind<T>(_ctx: Context, target: T): T {
+    return target
+  }
+  enable(): this {
+    return this
+  }
+  disable(): this {
+    this.#als.disable()
+    return this
+  }
+}
+
+test('spans a handler starts are children of its run span (with a context manager registered, as the SDK does)', async () => {
+  const { provider, spans } = memoryTracing()
+  assert.equal(context.setGlobalContextManager(new AlsContextManager()), true)
+  const bus = new MemoryBus()
+  const store = new MemoryStore()
+  const c = new Coordinator({ bus, store, observability: { tracing: provider }, config: { schedulerTickSec: 0.05 } })
+  const handler: RoleHandler = {
+    async processBatch() {
+      await provider.getTracer('user').startActiveSpan('user.work', async (s) => {
+        await new Promise((r) => setTimeout(r, 1))
+        s.end()
+      })
+      return { metrics: { count: 1 } }
+    },
+  }
+  const w = new Worker({ bus, store, handlers: { step: handler }, observability: { tracing: provider } })
+  await c.start()
+  await w.start()
+  try {
+    const id = await c.createTask({ graph: { nodes: [{ node_id: 'n', type: 'step' }] } })
+    assert.equal((await c.waitForTask(id, { timeoutMs: 10_000 })).status, 'finished')
+    await waitFor(() => spans('flowkit.worker.run').length === 1 && spans('user.work').length === 1)
+    const run = spans('flowkit.worker.run')[0] as ReadableSpan
+    const user = spans('user.work')[0] as ReadableSpan
+    assert.equal(user.spanContext().traceId, run.spanContext().traceId)
+    assert.equal(user.parentSpanContext?.spanId, run.spanContext().spanId)
+  } finally {
+    await w.stop()
+    await c.stop()
+    context.disable()
+    void trace
   }
 })
