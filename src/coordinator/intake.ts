@@ -83,6 +83,13 @@ export class Intake {
         }
         // Store errors propagate: the bus delivers the batch again.
         rt = await this.#hooks.adopt(env.task_id)
+        if (rt === null && !this.#hooks.owns(env.task_id)) {
+          // Its partition moved away while it was looked up: not "not ours" for good (it may come
+          // back with the next assignment, and a cached verdict would then drop its events); the
+          // owner gets the event.
+          forward.push({ taskId: env.task_id, message: m })
+          continue
+        }
         if (rt === null) {
           this.#notOurs.add(env.task_id)
           if (this.#notOurs.size > 10_000) {
