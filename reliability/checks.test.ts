@@ -7,6 +7,7 @@ import { test } from 'node:test'
 import type { JournalEntry, VersionedTask } from 'flowkit'
 import { checkEffects } from './lib/check-effects.ts'
 import { checkObserved } from './lib/check-observed.ts'
+import { checkOwners } from './lib/check-owners.ts'
 import { scanJournal } from './lib/check-store.ts'
 import type { EffectLine } from './proc/handlers.ts'
 import type { ObservedRecord } from './proc/observer.ts'
@@ -47,4 +48,22 @@ test('observer: a stale event on the bus is counted, and a violation only when t
   assert.equal(applied.staleApplied.length, 1)
   const dual = checkObserved([rec(0, 1, 'TASK_ACCEPTED', 1, { worker: 'a' }), rec(1, 2, 'TASK_ACCEPTED', 1, { worker: 'b' })], docs, new Map(), new Map())
   assert.equal(dual.dualAccepted.length, 1)
+})
+
+test('owners: after a claim entry by X, an entry by another writer before the next claim is a fenced write that landed', () => {
+  const by = (seq: number, writer: string, events: string[] = [`BATCH_OK src@1 s${seq}`]): JournalEntry => ({ task_id: 't', seq, at_ms: seq, writer, events, nodes: [] })
+  const claim = (seq: number, writer: string): JournalEntry => by(seq, writer, [`owner ${writer} generation ${seq}`])
+  // Created by A (no claim), handed to B (claim), back to A after B was killed (claim): clean.
+  const clean = checkOwners(new Map([['t', [by(1, 'A'), by(2, 'A'), claim(3, 'B'), by(4, 'B'), claim(5, 'A'), by(6, 'A')]]]))
+  assert.deepEqual(clean.violations, [])
+  assert.equal(clean.claims, 2)
+  assert.equal(clean.handovers, 2)
+  assert.equal(clean.movedTasks, 1)
+  assert.equal(clean.writers, 2)
+  // Before any claim, any writer may write (the creating coordinator, a zombie before the heir's claim).
+  assert.deepEqual(checkOwners(new Map([['t', [by(1, 'A'), by(2, 'Z'), claim(3, 'B')]]])).violations, [])
+  // The zombie A writes after B claimed (entries out of order in the input: sorted by seq).
+  const fenced = checkOwners(new Map([['t', [by(5, 'A'), claim(3, 'B'), by(1, 'A'), by(4, 'B')]]]))
+  assert.equal(fenced.violations.length, 1)
+  assert.match(fenced.violations[0] as string, /seq 5 written by A after B claimed the task at seq 3/)
 })

@@ -11,7 +11,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import type { ArtifactDoc, JournalEntry, VersionedTask } from 'flowkit'
 import type { ObservedRecord } from '../proc/observer.ts'
-import { WORKER_NODES } from './workload.ts'
+import { workerNodes } from './shapes.ts'
 
 const STATUS_KINDS = new Set(['TASK_ACCEPTED', 'TASK_HEARTBEAT', 'TASK_RESUMED', 'BATCH_OK', 'BATCH_FAILED', 'TASK_DONE', 'TASK_FAILED', 'CANCELLED'])
 
@@ -44,6 +44,7 @@ export function checkObserved(
   docs: ReadonlyMap<string, VersionedTask>,
   journal: ReadonlyMap<string, JournalEntry[]>,
   artifacts: ReadonlyMap<string, ArtifactDoc[]>,
+  nodes: readonly string[] = workerNodes('pipeline'),
 ): ObservedCheck {
   const ours = records.filter((r) => !r.bad && r.task !== undefined && docs.has(r.task))
   // Per (task, node): epoch → first TASK_START record time.
@@ -80,7 +81,7 @@ export function checkObserved(
     if (workers.size > 1) out.dualAccepted.push(`${run} accepted by ${[...workers].join(' and ')}`)
   }
   for (const [id, doc] of docs) {
-    for (const nodeId of WORKER_NODES) {
+    for (const nodeId of nodes) {
       const n = doc.nodes[nodeId]
       if (n === undefined || n.status !== 'finished' || n.finished_at_ms === null) continue
       const e = n.attempt_epoch

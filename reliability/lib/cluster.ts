@@ -1,8 +1,10 @@
 /**
- * The processes of one scenario around the shared broker and store: one coordinator, the workers,
- * and the observer. The cluster is also the supervisor: a process that exits without the harness
- * asking is recorded as a crash and started again a second later (as systemd or Kubernetes would),
- * and `heal()` brings everything back (resumes paused processes, starts what is down).
+ * The processes of one scenario around the shared broker and store: the coordinators (one, or
+ * several sharing the tasks by partition of the owners' topic), the workers, and the observer. The
+ * cluster is also the supervisor: a process that exits without the harness asking is recorded as
+ * a crash and started again a second later (as systemd or Kubernetes would), and `heal()` brings
+ * everything back (resumes paused processes, starts what is down). Coordinators can be added and
+ * retired while the scenario runs (faults `add`, `retire`, `zombie`).
  */
 import { join } from 'node:path'
 import type { FerretService, KafkaService } from './services.ts'
@@ -22,6 +24,8 @@ export interface ClusterSpec {
   workers: WorkerSlot[]
   chaos: ChaosSpec | null
   kafka: KafkaTuning
+  /** Coordinator processes at the start (default 1). */
+  coordinators?: number
   coordinatorConfig: Record<string, unknown>
   workerConfig: Record<string, unknown>
 }
@@ -31,13 +35,32 @@ export interface TimelineEvent {
   what: string
 }
 
+/** Partitions of the owners' topic owned by each coordinator process (null: it did not answer), of `of`. */
+export interface OwnershipView {
+  by: Map<string, number[] | null>
+  of: number
+}
+
+/** Every coordinator answered and owns some partitions, and every partition is owned exactly once. */
+export function ownershipSettled(o: OwnershipView): boolean {
+  const lists = [...o.by.values()]
+  if (lists.length === 0 || lists.some((ps) => ps === null || ps.length === 0)) return false
+  const all = lists.flatMap((ps) => ps ?? [])
+  return o.of > 0 && all.length === o.of && new Set(all).size === o.of
+}
+
+export function describeOwnership(o: OwnershipView): string {
+  return [...o.by].map(([name, ps]) => `${name} ${ps === null ? '?' : ps.length}`).join(', ') + ` (of ${o.of})`
+}
+
 export type SutKind = 'coordinator' | 'worker' | 'broker' | 'store'
 
 export class Cluster {
   readonly broker: KafkaService
   readonly store: FerretService
-  /** The current coordinator (a `zombie` fault replaces it; the former ones are kept for accounting). */
-  coordinator: NodeProc
+  /** The coordinator processes of the deployment now (supervised: restarted when they crash). */
+  readonly coordinators: NodeProc[] = []
+  /** Coordinators taken out for good (`retire`, the end of a `zombie`), kept for accounting. */
   readonly formerCoordinators: NodeProc[] = []
   readonly workers: NodeProc[]
   readonly observer: NodeProc
@@ -46,6 +69,9 @@ export class Cluster {
   readonly t0 = Date.now()
   #closing = false
   readonly #restarting = new Set<Supervised>()
+  readonly #coordSpec: ProcSpec
+  readonly #repo: string
+  readonly #logs: string
 
   constructor(spec: ClusterSpec, services: { broker: KafkaService; store: FerretService }, repo: string, dir: string) {
     this.broker = services.broker
@@ -60,8 +86,12 @@ export class Cluster {
       roles: spec.roles,
       kafka: spec.kafka,
     }
-    const coord: ProcSpec = { ...base, kind: 'coordinator', name: 'coordinator', chaos: spec.chaos, config: spec.coordinatorConfig }
-    this.coordinator = new NodeProc(coord, repo, logs)
+    this.#repo = repo
+    this.#logs = logs
+    this.#coordSpec = { ...base, kind: 'coordinator', name: 'coordinator', chaos: spec.chaos, config: spec.coordinatorConfig }
+    const n = spec.coordinators ?? 1
+    // One coordinator keeps the name `coordinator`; several are `coordinator-1` … `coordinator-N`.
+    for (let i = 1; i <= n; i++) this.#newCoordinator(n === 1 ? 'coordinator' : `coordinator-${i}`)
     this.workers = spec.workers.map((slot, i) => {
       const w: ProcSpec = {
         ...base,
@@ -77,7 +107,7 @@ export class Cluster {
     })
     const obs: ProcSpec = { ...base, kind: 'observer', name: 'observer', chaos: null, config: {}, outFile: join(dir, 'observed.jsonl') }
     this.observer = new NodeProc(obs, repo, logs)
-    for (const p of this.#flowkitProcs()) p.onCrash = (info) => this.#crashed(p, `exit code ${info.code} signal ${info.signal}`)
+    for (const p of [...this.workers, this.observer]) p.onCrash = (info) => this.#crashed(p, `exit code ${info.code} signal ${info.signal}`)
     this.#serviceCrashesBefore = { broker: this.broker.crashes.length, store: this.store.crashes.length }
     for (const s of [this.broker, this.store]) {
       s.onCrash = (info) => {
@@ -92,26 +122,75 @@ export class Cluster {
 
   readonly #serviceCrashesBefore: { broker: number; store: number }
 
-  /** Coordinator and workers (the system under test) plus the observer. */
+  /** Coordinators and workers (the system under test) plus the observer. */
   #flowkitProcs(): NodeProc[] {
-    return [this.coordinator, ...this.workers, this.observer]
+    return [...this.coordinators, ...this.workers, this.observer]
   }
 
-  /** A second coordinator process on the same deployment; it becomes the current one. */
-  spawnReplacementCoordinator(): NodeProc {
-    const old = this.coordinator
-    const spec: ProcSpec = { ...old.spec, name: `coordinator-r${this.formerCoordinators.length + 1}` }
-    const next = new NodeProc(spec, old.repo, old.logDir)
-    next.onCrash = (info) => this.#crashed(next, `exit code ${info.code} signal ${info.signal}`)
-    old.onCrash = (info) => this.note(`CRASH ${old.name} (exit code ${info.code} signal ${info.signal}); not restarted (replaced)`)
-    this.formerCoordinators.push(old)
-    this.coordinator = next
-    next.start()
-    return next
+  #newCoordinator(name: string): NodeProc {
+    const p = new NodeProc({ ...this.#coordSpec, name }, this.#repo, this.#logs)
+    p.onCrash = (info) => this.#crashed(p, `exit code ${info.code} signal ${info.signal}`)
+    this.coordinators.push(p)
+    return p
   }
 
-  async retireCoordinator(old: NodeProc): Promise<void> {
-    await old.kill()
+  /** The first coordinator of the deployment now (for what any coordinator can answer). */
+  get coordinator(): NodeProc {
+    const c = this.coordinators[0]
+    if (c === undefined) throw new Error('no coordinator left in the cluster')
+    return c
+  }
+
+  /**
+   * The coordinator to send the k-th request to: requests are spread round robin over the
+   * coordinators that can answer now (ready, not paused); when none can, the k-th of all (the
+   * request fails and the caller retries).
+   */
+  pickCoordinator(k: number): NodeProc {
+    const up = this.coordinators.filter((c) => c.ready && !c.stopped)
+    const from = up.length > 0 ? up : this.coordinators
+    const c = from[((k % from.length) + from.length) % from.length]
+    if (c === undefined) throw new Error('no coordinator left in the cluster')
+    return c
+  }
+
+  /** A new coordinator process joins the deployment (it shares the tasks once the group gives it partitions). */
+  addCoordinator(): NodeProc {
+    const all = this.coordinators.length + this.formerCoordinators.length
+    const p = this.#newCoordinator(`coordinator-${all + 1}`)
+    p.start()
+    return p
+  }
+
+  /** SIGKILL, and the process is not started again: its partitions go to the other coordinators. */
+  async retireCoordinator(p: NodeProc): Promise<void> {
+    const i = this.coordinators.indexOf(p)
+    if (i >= 0) this.coordinators.splice(i, 1)
+    this.formerCoordinators.push(p)
+    p.onCrash = (info) => this.note(`CRASH ${p.name} (exit code ${info.code} signal ${info.signal}); not restarted (retired)`)
+    this.#restarting.delete(p)
+    await p.kill()
+  }
+
+  /**
+   * The partitions each coordinator owns now (`Coordinator.ownership`), by process name; null for a
+   * coordinator that does not answer (down, paused, starting).
+   */
+  async ownership(): Promise<OwnershipView> {
+    const by = new Map<string, number[] | null>()
+    let of = 0
+    await Promise.all(
+      this.coordinators.map(async (c) => {
+        try {
+          const o = (await c.request('ownership', {}, 5000)) as { partitions: number[]; of: number }
+          by.set(c.name, o.partitions)
+          of = Math.max(of, o.of)
+        } catch {
+          by.set(c.name, null)
+        }
+      }),
+    )
+    return { by, of }
   }
 
   note(what: string): void {
@@ -124,15 +203,16 @@ export class Cluster {
     this.#restarting.add(p)
     setTimeout(() => {
       this.#restarting.delete(p)
-      if (!this.#closing && !p.alive) p.start()
+      const retired = p.spec.kind === 'coordinator' && !this.coordinators.includes(p)
+      if (!this.#closing && !p.alive && !retired) p.start()
     }, 1000)
   }
 
-  /** Starts the coordinator, the workers and the observer; resolves once all said ready. */
+  /** Starts the coordinators, the workers and the observer; resolves once all said ready. */
   async start(readyMs = 90_000): Promise<void> {
-    this.coordinator.start()
+    for (const c of this.coordinators) c.start()
     for (const w of this.workers) w.start()
-    const all = [this.coordinator, ...this.workers]
+    const all = [...this.coordinators, ...this.workers]
     const ok = await Promise.all(all.map((p) => p.waitReady(readyMs)))
     const late = all.filter((_, i) => !ok[i]).map((p) => p.name)
     if (late.length > 0) throw new Error(`not ready after ${readyMs / 1000} s: ${late.join(', ')} (logs in ${join(this.dir, 'logs')})`)
@@ -144,7 +224,7 @@ export class Cluster {
   /** SUT crashes (unexpected exits) by kind. */
   crashes(): Record<SutKind, number> {
     return {
-      coordinator: [this.coordinator, ...this.formerCoordinators].reduce((n, c) => n + c.crashes.length, 0),
+      coordinator: [...this.coordinators, ...this.formerCoordinators].reduce((n, c) => n + c.crashes.length, 0),
       worker: this.workers.reduce((n, w) => n + w.crashes.length, 0),
       broker: this.broker.crashes.length - this.#serviceCrashesBefore.broker,
       store: this.store.crashes.length - this.#serviceCrashesBefore.store,
@@ -184,7 +264,7 @@ export class Cluster {
     this.#closing = true
     const hung: string[] = []
     await Promise.all(
-      [this.coordinator, ...this.workers].map(async (p) => {
+      [...this.coordinators, ...this.workers].map(async (p) => {
         const info = await p.terminate(20_000)
         if (info !== null && (info.signal === 'SIGKILL' || (info.code !== 0 && info.code !== null))) hung.push(`${p.name} (${info.signal ?? `exit ${info.code}`})`)
       }),

@@ -4,7 +4,7 @@
  * timeline. Kills and pauses are signals to one pid; broker and store restarts keep their ports
  * (and, except for a wipe, their data).
  */
-import type { Cluster } from './cluster.ts'
+import { type Cluster, describeOwnership, ownershipSettled } from './cluster.ts'
 import { flood } from './flood.ts'
 import type { NodeProc } from './nodeproc.ts'
 import type { FerretService, KafkaService } from './services.ts'
@@ -18,13 +18,23 @@ interface Repeat {
   every?: number
 }
 
+/** Which process of its kind: `worker` picks a worker (index, else round robin), `coordinator` a coordinator (index, else the first). */
+interface Pick {
+  worker?: number
+  coordinator?: number
+}
+
 export type Fault =
-  /** SIGKILL; started again `downMs` later. Workers: `worker` picks one (index), else round robin. */
-  | (Repeat & { do: 'kill'; target: Target; downMs: number; worker?: number })
+  /** SIGKILL; started again `downMs` later. */
+  | (Repeat & Pick & { do: 'kill'; target: Target; downMs: number })
   /** SIGSTOP for `forMs`, then SIGCONT. */
-  | (Repeat & { do: 'pause'; target: Target; forMs: number; worker?: number })
+  | (Repeat & Pick & { do: 'pause'; target: Target; forMs: number })
   /** SIGTERM (clean stop), started again `downMs` later. */
-  | (Repeat & { do: 'restart'; target: Target; downMs: number; worker?: number })
+  | (Repeat & Pick & { do: 'restart'; target: Target; downMs: number })
+  /** A coordinator (index `coordinator`, else the first) is SIGKILLed and not started again: the others take its tasks. */
+  | (Repeat & { do: 'retire'; coordinator?: number })
+  /** A new coordinator process joins the deployment; waits (up to 60 s) until the group gave it partitions. */
+  | (Repeat & { do: 'add' })
   /** Broker: killed, its data dir removed, started again (re-formatted, same port) `downMs` later. */
   | (Repeat & { do: 'wipe'; target: 'broker'; downMs: number })
   /** `count` malformed records onto the status and command topics. */
@@ -36,14 +46,23 @@ export type Fault =
    */
   | (Repeat & { do: 'zombie'; forMs: number; overlapMs: number })
 
+function which(f: Pick & { target: Target }): string {
+  const i = f.target === 'worker' ? f.worker : f.target === 'coordinator' ? f.coordinator : undefined
+  return i !== undefined ? `#${i + 1}` : ''
+}
+
 export function describeFault(f: Fault): string {
   const rep = f.times !== undefined && f.times > 1 ? ` ×${f.times} every ${(f.every ?? 0) / 1000}s` : ''
   switch (f.do) {
     case 'kill':
     case 'restart':
-      return `${f.do} ${f.target}${f.worker !== undefined ? `#${f.worker + 1}` : ''} at ${f.at / 1000}s, down ${f.downMs / 1000}s${rep}`
+      return `${f.do} ${f.target}${which(f)} at ${f.at / 1000}s, down ${f.downMs / 1000}s${rep}`
     case 'pause':
-      return `pause ${f.target}${f.worker !== undefined ? `#${f.worker + 1}` : ''} at ${f.at / 1000}s for ${f.forMs / 1000}s${rep}`
+      return `pause ${f.target}${which(f)} at ${f.at / 1000}s for ${f.forMs / 1000}s${rep}`
+    case 'retire':
+      return `SIGKILL coordinator${f.coordinator !== undefined ? `#${f.coordinator + 1}` : ''} for good at ${f.at / 1000}s${rep}`
+    case 'add':
+      return `a new coordinator process joins at ${f.at / 1000}s${rep}`
     case 'wipe':
       return `wipe broker at ${f.at / 1000}s, down ${f.downMs / 1000}s${rep}`
     case 'flood':
@@ -62,6 +81,8 @@ export class FaultRunner {
   #nextWorker = 0
   /** Faults that could not be carried out (a harness problem, reported with the scenario). */
   errors: string[] = []
+  /** Ownership that had not settled in time after a coordinator joined or left (reported as notes). */
+  unsettled: string[] = []
 
   constructor(cluster: Cluster) {
     this.#cluster = cluster
@@ -92,8 +113,15 @@ export class FaultRunner {
     return ws[i % ws.length] as NodeProc
   }
 
-  #proc(target: 'coordinator' | 'worker', worker: number | undefined): NodeProc {
-    return target === 'coordinator' ? this.#cluster.coordinator : this.#worker(worker)
+  #coordinator(index: number | undefined): NodeProc {
+    const cs = this.#cluster.coordinators
+    const c = cs[(index ?? 0) % Math.max(1, cs.length)]
+    if (c === undefined) throw new Error('no coordinator left to act on')
+    return c
+  }
+
+  #proc(f: Pick & { target: 'coordinator' | 'worker' }): NodeProc {
+    return f.target === 'coordinator' ? this.#coordinator(f.coordinator) : this.#worker(f.worker)
   }
 
   async #service(s: KafkaService | FerretService, down: () => Promise<void>, downMs: number, label: string): Promise<void> {
@@ -117,7 +145,7 @@ export class FaultRunner {
           await this.#service(s, () => (f.do === 'kill' ? s.kill() : s.terminate(30_000).then(() => undefined)), f.downMs, f.do === 'kill' ? 'SIGKILL' : 'SIGTERM')
           return
         }
-        const p = this.#proc(f.target, f.worker)
+        const p = this.#proc({ ...f, target: f.target })
         c.note(`${f.do === 'kill' ? 'SIGKILL' : 'SIGTERM'} ${p.name} (pid ${p.pid})`)
         if (f.do === 'kill') await p.kill()
         else await p.terminate(20_000)
@@ -127,7 +155,7 @@ export class FaultRunner {
         return
       }
       case 'pause': {
-        const s = f.target === 'broker' ? c.broker : f.target === 'store' ? c.store : this.#proc(f.target, f.worker)
+        const s = f.target === 'broker' ? c.broker : f.target === 'store' ? c.store : this.#proc({ ...f, target: f.target })
         c.note(`SIGSTOP ${s.name} (pid ${s.pid})`)
         s.pause()
         await sleep(f.forMs)
@@ -148,21 +176,60 @@ export class FaultRunner {
       case 'zombie':
         await this.#zombie(f.forMs, f.overlapMs)
         return
+      case 'retire': {
+        const p = this.#coordinator(f.coordinator)
+        c.note(`SIGKILL ${p.name} (pid ${p.pid}) for good: the other coordinators take its tasks`)
+        await c.retireCoordinator(p)
+        await this.#noteOwnership(30_000)
+        return
+      }
+      case 'add': {
+        const p = c.addCoordinator()
+        c.note(`a new coordinator process joins: ${p.name} (pid ${p.pid})`)
+        if (!(await p.waitReady(60_000))) throw new Error(`${p.name} not ready after 60 s`)
+        await this.#noteOwnership(30_000)
+        return
+      }
     }
   }
 
+  /**
+   * Waits (up to `ms`) until the coordinators' ownership has settled (every coordinator owns some
+   * partitions, each partition is owned once), then writes it to the timeline. Not settled in
+   * time: noted, not an error (the checks judge the outcome).
+   */
+  async #noteOwnership(ms: number): Promise<void> {
+    const c = this.#cluster
+    const deadline = Date.now() + ms
+    let o = await c.ownership()
+    while (!ownershipSettled(o) && Date.now() < deadline) {
+      await sleep(250)
+      o = await c.ownership()
+    }
+    const ok = ownershipSettled(o)
+    c.note(`${ok ? 'ownership settled' : `ownership not settled after ${ms / 1000} s`}: partitions ${describeOwnership(o)}`)
+    if (!ok) this.unsettled.push(`ownership not settled ${ms / 1000} s after a coordinator joined or left: ${describeOwnership(o)}`)
+  }
+
+  /**
+   * The first coordinator is frozen and a replacement joins the deployment (the owners' group gives
+   * it the frozen one's partitions once its session expires; it claims their tasks); the old one is
+   * continued (it wakes up unconfirmed: it holds its writes until the group answers, then drops
+   * what it no longer owns), and killed for good `overlapMs` later.
+   */
   async #zombie(forMs: number, overlapMs: number): Promise<void> {
     const c = this.#cluster
     const old = c.coordinator
-    c.note(`SIGSTOP coordinator (pid ${old.pid}): it becomes a zombie`)
+    c.note(`SIGSTOP ${old.name} (pid ${old.pid}): it becomes a zombie`)
     old.pause()
-    const replacement = c.spawnReplacementCoordinator()
-    c.note(`replacement coordinator started (pid ${replacement.pid})`)
+    const replacement = c.addCoordinator()
+    c.note(`replacement coordinator ${replacement.name} started (pid ${replacement.pid})`)
     await sleep(forMs)
     old.resume()
-    c.note(`SIGCONT the old coordinator (pid ${old.pid}): two coordinators run`)
+    c.note(`SIGCONT ${old.name} (pid ${old.pid}): two coordinators run`)
     await sleep(overlapMs)
-    c.note(`SIGKILL the old coordinator (pid ${old.pid}); the replacement takes over`)
+    c.note(`SIGKILL ${old.name} (pid ${old.pid}) for good; ${replacement.name} takes over`)
     await c.retireCoordinator(old)
+    await this.#noteOwnership(30_000)
   }
 }

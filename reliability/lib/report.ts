@@ -19,7 +19,7 @@ export function writeReport(file: string, report: RunReport): void {
   writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`)
 }
 
-const COLUMNS = ['scenario', 'result', 'subm', 'fin', 'fail', 'canc', 'lost', 'stuck', 'wrong', 'dupFx', 'stale', 'leases', 'crash', 'viol', 'time'] as const
+const COLUMNS = ['scenario', 'result', 'subm', 'fin', 'fail', 'canc', 'lost', 'stuck', 'wrong', 'dupFx', 'stale', 'fenced', 'leases', 'crash', 'viol', 'time'] as const
 
 function row(r: ScenarioResult): string[] {
   return [
@@ -34,6 +34,7 @@ function row(r: ScenarioResult): string[] {
     String(r.tasks.wrong),
     String(r.effects.duplicated),
     String(r.stale.changes),
+    String(r.owners.fencedWrites),
     String(r.liveLeases),
     String(r.crashes.total),
     String(r.violationCount),

@@ -10,13 +10,15 @@ import type { Store } from 'flowkit'
 import { MongoStore } from 'flowkit/mongo'
 import { checkEffects, readEffects } from './check-effects.ts'
 import { checkObserved, readObserved } from './check-observed.ts'
+import { checkOwners } from './check-owners.ts'
 import { TERMINAL, checkStore } from './check-store.ts'
 import { Cluster, type SutKind, type TimelineEvent } from './cluster.ts'
 import { FaultRunner, describeFault } from './faults.ts'
 import { scanLogs } from './logscan.ts'
 import { COORDINATOR_CONFIG, KAFKA_TUNING, type Profile, type Scenario, WORKER_CONFIG } from './scenarios.ts'
 import type { FerretService, KafkaService } from './services.ts'
-import { ROLES, expected, planTasks, submitAll } from './workload.ts'
+import { readArtifacts } from './store-read.ts'
+import { ROLES, expected, planTasks, submitAll, workerNodes } from './workload.ts'
 
 export interface ScenarioResult {
   name: string
@@ -29,6 +31,12 @@ export interface ScenarioResult {
   tasks: { planned: number; submitted: number; finished: number; failed: number; cancelled: number; lost: number; stuck: number; wrong: number; unsubmitted: number }
   effects: { lines: number; retried: number; duplicated: number; foreign: number }
   stale: { changes: number; deliveredOnBus: number }
+  /**
+   * Ownership of tasks by the coordinators, from the journal: claim entries, hand-overs (a claim by
+   * another writer than the entry before), tasks written by several writers, distinct writers, and
+   * entries written by another writer after a claim (violations: a fenced owner's write landed).
+   */
+  owners: { claims: number; handovers: number; movedTasks: number; writers: number; fencedWrites: number }
   liveLeases: number
   crashes: Record<SutKind, number> & { total: number }
   observed: { records: number; malformed: number; starts: number } | null
@@ -48,19 +56,27 @@ function sleep(ms: number): Promise<void> {
 
 const cap = (xs: string[], n = 25): string[] => (xs.length > n ? [...xs.slice(0, n), `… and ${xs.length - n} more`] : xs)
 
-/** Polls the store until every acknowledged task is terminal or `deadline` passes. */
+/**
+ * Polls the store until no acknowledged task is active (queued, running, cancelling) or `deadline`
+ * passes. Each round reads the ids of the tasks whose snapshot is active (one projected query:
+ * cheap, it does not load the store the run is using); a snapshot may lag its journal, so once few
+ * are left they are read in full (getTask: snapshot + journal). A task missing from the store is
+ * judged `lost` by the checks.
+ */
 async function waitTerminal(store: Store, ids: string[], deadline: number): Promise<void> {
-  const open = new Set(ids)
-  while (open.size > 0 && Date.now() < deadline) {
-    for (const id of [...open]) {
-      try {
-        const t = await store.getTask(id)
-        if (t !== null && TERMINAL.has(t.status)) open.delete(id)
-      } catch {
-        break // store unavailable right now: try again
+  const ours = new Set(ids)
+  while (Date.now() < deadline) {
+    try {
+      const active = (await store.listTaskIds(['queued', 'running', 'cancelling'])).filter((id) => ours.has(id))
+      if (active.length === 0) return
+      if (active.length <= 20) {
+        const docs = await Promise.all(active.map((id) => store.getTask(id)))
+        if (docs.every((t) => t === null || TERMINAL.has(t.status))) return
       }
+    } catch {
+      // store unavailable right now: try again
     }
-    if (open.size > 0) await sleep(1000)
+    await sleep(1000)
   }
 }
 
@@ -120,10 +136,11 @@ export async function runScenario(
       dbName,
       roles: ROLES,
       workers: sc.workers ?? [{}, {}],
+      coordinators: sc.coordinators ?? 1,
       chaos: sc.chaos ? { ...sc.chaos, seed: index * 1000 + 7 } : null,
       kafka: KAFKA_TUNING,
-      coordinatorConfig: COORDINATOR_CONFIG,
-      workerConfig: WORKER_CONFIG,
+      coordinatorConfig: { ...COORDINATOR_CONFIG, ...sc.coordinatorConfig },
+      workerConfig: { ...WORKER_CONFIG, ...sc.workerConfig },
     },
     services,
     repo,
@@ -140,6 +157,7 @@ export async function runScenario(
     tasks: { planned: 0, submitted: 0, finished: 0, failed: 0, cancelled: 0, lost: 0, stuck: 0, wrong: 0, unsubmitted: 0 },
     effects: { lines: 0, retried: 0, duplicated: 0, foreign: 0 },
     stale: { changes: 0, deliveredOnBus: 0 },
+    owners: { claims: 0, handovers: 0, movedTasks: 0, writers: 0, fencedWrites: 0 },
     liveLeases: 0,
     crashes: { coordinator: 0, worker: 0, broker: 0, store: 0, total: 0 },
     observed: null,
@@ -166,7 +184,7 @@ export async function runScenario(
     await waitTerminal(
       store,
       tasks.filter((t) => t.acked).map((t) => t.id),
-      Date.now() + profile.completionMs,
+      Date.now() + (sc.completionMs ?? profile.completionMs),
     )
     cluster.note('tasks ended (or completion deadline)')
     const held = await liveLeases(cluster, store, 15_000)
@@ -174,9 +192,11 @@ export async function runScenario(
     cluster.note('processes stopped')
     for (const h of stopped.hung) result.notes.push(`did not stop cleanly: ${h}`)
     for (const e of faults.errors) result.notes.push(`fault not carried out: ${e}`)
+    result.notes.push(...faults.unsettled)
 
     const exp = expected(workload)
-    const sc1 = await checkStore(store, tasks, exp)
+    const sc1 = await checkStore(store, tasks, exp, (ids) => readArtifacts(services.store.url, dbName, ids))
+    cluster.note('checks: store read')
     const count = (s: string) => sc1.verdicts.filter((v) => v.status === s).length
     result.tasks = {
       planned: tasks.length,
@@ -194,8 +214,7 @@ export async function runScenario(
 
     const effects = checkEffects(readEffects(join(dir, 'effects')), new Set(tasks.map((t) => t.id)))
     violations.push(...effects.foreign.map((f) => `[foreign] ${f}`))
-    const artifacts = new Map(await Promise.all([...sc1.docs.keys()].map(async (id) => [id, await store.listArtifacts(id)] as const)))
-    const observed = checkObserved(readObserved(join(dir, 'observed.jsonl')), sc1.docs, sc1.journal, artifacts)
+    const observed = checkObserved(readObserved(join(dir, 'observed.jsonl')), sc1.docs, sc1.journal, sc1.artifacts, workerNodes(workload.shape))
     result.observed = { records: observed.records, malformed: observed.malformed, starts: observed.starts }
     if (stopped.observed === null) result.notes.push('the observer did not confirm it read the topics to the end')
     if (sc.faults.some((f) => f.do === 'wipe')) result.notes.push('broker wiped: the observer may have missed records produced just before the wipe')
@@ -208,6 +227,10 @@ export async function runScenario(
     result.stale = { changes: stale.length, deliveredOnBus: observed.staleDelivered }
     if (sc1.journalLinesUnderstood === 0 && result.tasks.submitted > 0) result.notes.push('no journal line was understood: the journal stale-epoch scan checked nothing')
 
+    const owners = checkOwners(sc1.journal)
+    violations.push(...owners.violations.map((v) => `[fenced] ${v}`))
+    result.owners = { claims: owners.claims, handovers: owners.handovers, movedTasks: owners.movedTasks, writers: owners.writers, fencedWrites: owners.violations.length }
+
     const leases = [...held, ...sc1.verdicts.flatMap((v) => v.liveLeases)]
     violations.push(...leases.map((l) => `[lease] ${l}`))
     result.liveLeases = leases.length
@@ -215,6 +238,7 @@ export async function runScenario(
     const crashes = cluster.crashes()
     result.crashes = { ...crashes, total: crashes.coordinator + crashes.worker + crashes.broker + crashes.store }
     for (const e of cluster.timeline.filter((e) => e.what.startsWith('CRASH'))) violations.push(`[crash] at ${(e.t / 1000).toFixed(1)}s: ${e.what}`)
+    cluster.note('checks done')
     result.violationCount = violations.length
     result.violations = cap(violations)
   } catch (err) {

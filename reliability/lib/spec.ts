@@ -56,6 +56,10 @@ export function topicsConfig(prefix: string): Record<string, string> {
     topicQuery: `${prefix}query.tasks.v1`,
     topicReply: `${prefix}reply.tasks.v1`,
     topicSignals: `${prefix}signals.v1`,
+    topicControl: `${prefix}control.tasks.v1`,
+    // The coordinators' owners' topic (ownership of tasks by partition): one per scenario too,
+    // else the coordinators of every scenario would share the default `coord.tasks.v1`.
+    topicTasks: `${prefix}coord.tasks.v1`,
   }
 }
 
@@ -68,6 +72,8 @@ export type IpcRequest =
   | { id: number; op: 'cancel'; taskId: string }
   | { id: number; op: 'runs' }
   | { id: number; op: 'ping' }
+  /** Coordinator: the partitions of the owners' topic it owns now (`Coordinator.ownership`). */
+  | { id: number; op: 'ownership' }
   | { id: number; op: 'reconnect' }
   | { id: number; op: 'sync' }
 

@@ -1,33 +1,28 @@
 /**
- * The workload: tasks of one streaming pipeline whose every total is known in advance, submitted
- * to whichever coordinator process is up (retried, with a caller-chosen id so a retry can never
- * create a second task), some meant to fail and some cancelled by the harness.
- *
- *   src (rel_src: B batches of I items) ──on_batch──▶ map (rel_map, first_batch, pull.from_artifacts)
- *     ──▶ sink (rel_sink, pull.from_artifacts.rechunk:R) ──▶ count (coordinator_fn vars.incr runs+1)
+ * The workload: tasks of one graph shape (lib/shapes.ts) whose every total is known in advance,
+ * submitted to the coordinator processes (spread over those that are up, retried, with a
+ * caller-chosen id so a retry can never create a second task), some meant to fail and some
+ * cancelled by the harness.
  */
 import type { Cluster } from './cluster.ts'
+import { type ShapeParams, type TaskKind, graphOf } from './shapes.ts'
+
+export { type Expected, type TaskKind, expected, workerNodes } from './shapes.ts'
 
 export const ROLES = ['rel_src', 'rel_map', 'rel_sink']
-export const WORKER_NODES = ['src', 'map', 'sink'] as const
 
-export interface WorkloadSpec {
+export interface WorkloadSpec extends ShapeParams {
   /** Tasks expected to finish. */
   ok: number
   /** Tasks whose map node fails permanently (`planned_failure`): expected failed. */
   fail: number
   /** Tasks the harness cancels once submitted: expected cancelled (or finished if it was done first). */
   cancel: number
-  batches: number
-  items: number
-  rechunk: number
-  /** Per batch, every worker node sleeps this long (so faults land on running nodes). */
-  delayMs: number
   /** Pause between two submissions. */
   submitEveryMs: number
+  /** Submissions in flight at once (default 1: each waits for the previous one's answer). */
+  inFlight?: number
 }
-
-export type TaskKind = 'ok' | 'fail' | 'cancel'
 
 export interface PlannedTask {
   id: string
@@ -35,56 +30,15 @@ export interface PlannedTask {
   graph: unknown
   /** createTask answered (or the id was found taken: an earlier attempt landed). */
   acked: boolean
-  /** cancelTask answered: true = cancel applied, false = the task was already terminal. */
+  /**
+   * cancelTask answered: true = cancel applied (by the owner) or handed to the owner (by another
+   * coordinator: see `cancelVia`), false = the task was already terminal.
+   */
   cancelAck: boolean | null
+  /** Who answered the cancel: the task's owner (applied) or another coordinator (request sent to the owner). */
+  cancelVia: 'owner' | 'request' | null
   attempts: number
   lastError: string | null
-}
-
-export interface Expected {
-  items: number
-  srcSum: number
-  mapSum: number
-  partials: { src: number; map: number; sink: number }
-}
-
-export function expected(w: WorkloadSpec): Expected {
-  const n = w.batches * w.items
-  const srcSum = (n * (n - 1)) / 2
-  return { items: n, srcSum, mapSum: 2 * srcSum, partials: { src: w.batches, map: w.batches, sink: Math.ceil(n / w.rechunk) } }
-}
-
-const RETRY = { max: 40, backoff_sec: 0.3 }
-
-export function pipeline(w: WorkloadSpec, kind: TaskKind): unknown {
-  const mapArgs: Record<string, unknown> = { from_node: 'src', poll_ms: 50, delay_ms: w.delayMs }
-  if (kind === 'fail') mapArgs['fail_at'] = 1
-  return {
-    nodes: [
-      { node_id: 'src', type: 'rel_src', io: { input_inline: { batches: w.batches, items: w.items, delay_ms: w.delayMs } }, retry_policy: RETRY },
-      {
-        node_id: 'map',
-        type: 'rel_map',
-        depends_on: ['src'],
-        io: { start_when: 'first_batch', input_inline: { input_adapter: 'pull.from_artifacts', input_args: mapArgs } },
-        retry_policy: RETRY,
-      },
-      {
-        node_id: 'sink',
-        type: 'rel_sink',
-        depends_on: ['map'],
-        io: {
-          input_inline: {
-            input_adapter: 'pull.from_artifacts.rechunk:size',
-            input_args: { from_nodes: ['map'], size: w.rechunk, meta_list_key: 'items', poll_ms: 50, delay_ms: w.delayMs },
-          },
-        },
-        retry_policy: RETRY,
-      },
-      { node_id: 'count', type: 'coordinator_fn', depends_on: ['sink'], io: { fn: 'vars.incr', fn_args: { key: 'runs', by: 1 } } },
-    ],
-    edges_ex: [{ from: 'src', to: 'map', mode: 'async', trigger: 'on_batch' }],
-  }
 }
 
 export function planTasks(w: WorkloadSpec, tag: string): PlannedTask[] {
@@ -112,7 +66,7 @@ export function planTasks(w: WorkloadSpec, tag: string): PlannedTask[] {
       cancel--
     }
   }
-  return kinds.map((kind, i) => ({ id: `${tag}-${i}-${kind}`, kind, graph: pipeline(w, kind), acked: false, cancelAck: null, attempts: 0, lastError: null }))
+  return kinds.map((kind, i) => ({ id: `${tag}-${i}-${kind}`, kind, graph: graphOf(w, kind), acked: false, cancelAck: null, cancelVia: null, attempts: 0, lastError: null }))
 }
 
 function sleep(ms: number): Promise<void> {
@@ -120,16 +74,22 @@ function sleep(ms: number): Promise<void> {
 }
 
 /**
- * Submits every task in order (one every `submitEveryMs`), each retried until a coordinator
- * answers or `deadline` passes; cancel-kind tasks are cancelled once submitted.
+ * Submits every task in order, one every `submitEveryMs` (at most `inFlight` waiting for an
+ * answer), each retried until a coordinator answers or `deadline` passes; attempts are spread
+ * over the coordinators that are up. Cancel-kind tasks are cancelled once submitted.
  */
 export async function submitAll(tasks: PlannedTask[], w: WorkloadSpec, cluster: Cluster, deadline: number): Promise<void> {
   const cancels: Promise<void>[] = []
-  for (const task of tasks) {
+  const inFlight = new Set<Promise<void>>()
+  let k = 0
+  let acked = 0
+  // Large workloads note every 100th submission only (the timeline stays readable).
+  const noteEach = tasks.length <= 50 ? 1 : 100
+  const submit = async (task: PlannedTask): Promise<void> => {
     while (!task.acked && Date.now() < deadline) {
       task.attempts++
       try {
-        await cluster.coordinator.request('create', { task: { id: task.id, params: { kind: task.kind }, graph: task.graph } }, 10_000)
+        await cluster.pickCoordinator(k++).request('create', { task: { id: task.id, params: { kind: task.kind }, graph: task.graph } }, 10_000)
         task.acked = true
       } catch (err) {
         const code = (err as { code?: unknown }).code
@@ -140,19 +100,27 @@ export async function submitAll(tasks: PlannedTask[], w: WorkloadSpec, cluster: 
         }
       }
     }
-    if (task.acked) cluster.note(`submitted ${task.id} (attempt ${task.attempts})`)
-    if (task.acked && task.kind === 'cancel') cancels.push(cancelTask(task, cluster, deadline))
+    if (task.acked && ++acked % noteEach === 0) cluster.note(`submitted ${task.id} (attempt ${task.attempts})${noteEach > 1 ? `: ${acked} submitted` : ''}`)
+    if (task.acked && task.kind === 'cancel') cancels.push(cancelTask(task, cluster, deadline, () => k++))
+  }
+  for (const task of tasks) {
+    const p = submit(task).finally(() => inFlight.delete(p))
+    inFlight.add(p)
+    if (inFlight.size >= Math.max(1, w.inFlight ?? 1)) await Promise.race(inFlight)
     await sleep(w.submitEveryMs)
   }
+  await Promise.all(inFlight)
   await Promise.all(cancels)
 }
 
-async function cancelTask(task: PlannedTask, cluster: Cluster, deadline: number): Promise<void> {
+async function cancelTask(task: PlannedTask, cluster: Cluster, deadline: number, next: () => number): Promise<void> {
   await sleep(1500) // let it start running first
   while (task.cancelAck === null && Date.now() < deadline) {
     try {
-      task.cancelAck = (await cluster.coordinator.request('cancel', { taskId: task.id }, 10_000)) === true
-      cluster.note(`cancel ${task.id}: ${task.cancelAck ? 'applied' : 'already terminal'}`)
+      const r = (await cluster.pickCoordinator(next()).request('cancel', { taskId: task.id }, 10_000)) as { applied: boolean; owner: boolean }
+      task.cancelAck = r.applied === true
+      task.cancelVia = r.owner ? 'owner' : 'request'
+      cluster.note(`cancel ${task.id}: ${!task.cancelAck ? 'already terminal' : r.owner ? 'applied' : 'sent to the owner'}`)
     } catch (err) {
       task.lastError = err instanceof Error ? err.message : String(err)
       await sleep(1000)

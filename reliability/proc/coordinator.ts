@@ -1,7 +1,7 @@
 /**
  * A coordinator process for the reliability suite: KafkaBus (optionally wrapped in ChaosBus) and
  * MongoStore on the scenario's servers, topics and database. Answers the harness over IPC
- * (`create`, `cancel`, `ping`); SIGTERM stops it cleanly. A failed start is retried (common.ts
+ * (`create`, `cancel`, `ping`, `ownership`); SIGTERM stops it cleanly. A failed start is retried (common.ts
  * startWithRetry); an error it cannot handle ends the process with a non-zero code (a crash).
  */
 import { Coordinator } from 'flowkit'
@@ -17,10 +17,17 @@ serveIpc(async (req) => {
   switch (req.op) {
     case 'create':
       return c.createTask({ id: req.task.id, params: req.task.params, graph: req.task.graph })
-    case 'cancel':
-      return c.cancelTask(req.taskId, { reason: 'cancelled by the reliability harness' })
+    case 'cancel': {
+      // Whether this coordinator owns the task as it is asked (the same tick cancelTask decides):
+      // an owner applies the cancel, another coordinator hands it to the owner.
+      const owner = c.ownsTask(req.taskId)
+      const applied = await c.cancelTask(req.taskId, { reason: 'cancelled by the reliability harness' })
+      return { applied, owner }
+    }
     case 'ping':
       return c.stats()
+    case 'ownership':
+      return c.ownership
     default:
       throw new Error(`coordinator: unknown op ${req.op}`)
   }

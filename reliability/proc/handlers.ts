@@ -3,7 +3,8 @@
  * be checked exactly, and each batch appends one effect line (task, node, epoch, batch uid, worker
  * id, pid) to the worker's effects file before it returns: the record of a side effect.
  *
- * - `rel_src`: `batches` batches of `items` consecutive integers (batch b holds b*items ..).
+ * - `rel_src`: `batches` batches of `items` consecutive integers (batch b holds b*items ..); with
+ *   `fail_at` in its input, a PermanentError (`planned_failure`) at that batch index.
  * - `rel_map`: doubles the items of each upstream partial (pull.from_artifacts); throws a
  *   PermanentError (`planned_failure`) at batch index `fail_at` when the task is meant to fail.
  * - `rel_sink`: counts and sums rechunked items.
@@ -66,7 +67,7 @@ export function relHandlers(effectsFile: string): Record<string, RoleHandler> {
           yield { batch_uid: `s${b}`, payload: { items: Array.from({ length: items }, (_, i) => b * items + i) } }
         }
       },
-      processBatch: (batch, ctx) => step(batch, ctx, (xs) => xs, null),
+      processBatch: (batch, ctx) => step(batch, ctx, (xs) => xs, /^s\d+$/.test(String(batch.batch_uid)) ? Number(String(batch.batch_uid).slice(1)) : null),
     },
     rel_map: (() => {
       // Batch index within the run, for `fail_at` (a run's batches arrive one at a time).
