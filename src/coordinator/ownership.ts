@@ -85,6 +85,7 @@ export class Ownership {
   #chain: Promise<void> = Promise.resolve()
   #first: { promise: Promise<void>; resolve: () => void }
   #stopped = false
+  #stopping = false
   /**
    * Partitions where another coordinator wrote a task this one thought it owned, with when that
    * was seen: until the group confirms this member again after that, it may be the stale owner
@@ -172,7 +173,7 @@ export class Ownership {
    */
   async waitConfirmed(taskId?: string): Promise<void> {
     for (let i = 0; !this.confirmed() || !this.#clear(taskId); i++) {
-      if (this.#stopped) throw new FlowkitError(ErrorCode.Closed, 'ownership stopped')
+      if (this.#stopped || this.#stopping) throw new FlowkitError(ErrorCode.Closed, 'ownership stopped')
       if (i % 50 === 0) this.#o.log.warn('coordinator.ownership_unconfirmed', { confirm_ms: this.#o.confirmMs })
       await new Promise((r) => setTimeout(r, 100))
     }
@@ -181,6 +182,7 @@ export class Ownership {
   async start(): Promise<void> {
     const o = this.#o
     this.#stopped = false
+    this.#stopping = false
     await o.bus.ensureTopics([{ name: o.topic, partitions: o.partitions }])
     this.#count = await o.bus.partitionCount(o.topic)
     if (this.#count !== o.partitions) o.log.info('coordinator.task_partitions', { topic: o.topic, partitions: this.#count, configured: o.partitions })
@@ -212,6 +214,9 @@ export class Ownership {
   /** Stops reading the owners' topic (a stop begins: what was read is written, then stop()). */
   pause(): void {
     this.#sub?.pause()
+    // A stopping coordinator writes what it holds without waiting for a confirmation that may
+    // never come (broker down): a write to a task another coordinator claimed is refused anyway.
+    this.#stopping = true
   }
 
   /** Leaves the group (partitions go to the other coordinators); nothing is released here. */

@@ -88,3 +88,38 @@ export async function seedStartPositions(host: SeedHost, owned: readonly TopicPa
     host.log.warn('bus.kafka.seed_positions_failed', { err: host.redactor.describe(err) })
   }
 }
+
+/**
+ * Watches a member whose assignment matters (it reports to `onAssignment`): when the group has not
+ * confirmed it for `staleMs` (no heartbeat answered, no join), although it was a member before,
+ * the subscription starts a new consumer session, which rejoins the group. Seen after a broker
+ * restart: the consumer's stream restarts, but its membership is never confirmed again.
+ */
+export class MembershipWatch {
+  readonly #o: { intervalMs: number; staleMs: number; confirmedAt: () => number; reset: () => void; log: Logger }
+  #timer: ReturnType<typeof setInterval> | null = null
+  #lastReset = 0
+
+  constructor(o: { intervalMs: number; staleMs: number; confirmedAt: () => number; reset: () => void; log: Logger }) {
+    this.#o = o
+  }
+
+  start(): void {
+    this.#timer ??= setInterval(() => this.#check(), this.#o.intervalMs)
+    this.#timer.unref?.()
+  }
+
+  stop(): void {
+    if (this.#timer !== null) clearInterval(this.#timer)
+    this.#timer = null
+  }
+
+  #check(): void {
+    const at = this.#o.confirmedAt()
+    const now = Date.now()
+    if (at === 0 || now - at <= this.#o.staleMs || now - this.#lastReset <= this.#o.staleMs) return
+    this.#lastReset = now
+    this.#o.log.warn('bus.kafka.membership_stale', { unconfirmed_ms: now - at })
+    this.#o.reset()
+  }
+}

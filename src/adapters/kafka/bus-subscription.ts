@@ -10,7 +10,7 @@ import type { GroupAssignment } from '@platformatic/kafka'
 import type { BusBatchHandler, BusHandler, SubscribeOptions, Subscription } from '../../ports/bus.ts'
 import { ErrorCode, FlowkitError } from '../../errors.ts'
 import type { Logger } from '../../log.ts'
-import { AssignmentReporter, assignedPartitions, seedStartPositions } from './bus-assignment.ts'
+import { AssignmentReporter, MembershipWatch, assignedPartitions, seedStartPositions } from './bus-assignment.ts'
 import { CommitQueue } from './bus-commits.ts'
 import type { Redactor } from './bus-errors.ts'
 import { ReplayTracker } from './bus-replay.ts'
@@ -59,6 +59,7 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
   #resetting: Promise<void> = Promise.resolve()
   readonly #cooperative: boolean
   readonly #reporter: AssignmentReporter
+  readonly #membership: MembershipWatch | null
   #confirmedAt = 0
   readonly #commits: CommitQueue
   readonly #replay: ReplayTracker
@@ -76,6 +77,11 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
     this.#cooperative = options.assignor === 'cooperative'
     this.log = bus.log.child({ groupId: this.groupId, subscription: this.#name })
     this.#reporter = new AssignmentReporter(options.onAssignment, this.log, bus.redactor)
+    this.#membership =
+      options.onAssignment === undefined
+        ? null
+        : new MembershipWatch({ intervalMs: Math.max(500, bus.settings.heartbeatInterval), staleMs: 2 * bus.settings.sessionTimeout, confirmedAt: () => this.#confirmedAt, reset: () => void this.reset(), log: this.log })
+    this.#membership?.start()
     this.#session = this.#newSession(this.#fromLatest)
     const owns = (key: string): boolean => this.#workers.has(key)
     const isStopping = (): boolean => this.#stopping
@@ -390,6 +396,7 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
 
   async #close(): Promise<void> {
     this.#stopping = true
+    this.#membership?.stop()
     this.#session.abandon()
     await this.#resetting
     // 1. Stop fetching; 2. let in-flight handlers finish; 3. commit them; 4. leave the group.
