@@ -152,7 +152,7 @@ describe('several coordinators', () => {
     const second = newCoordinator(rt)
     try {
       await second.start()
-      await waitFor(async () => second.ownership.partitions.length > 0 && rt.coordinator.ownership.partitions.length > 0)
+      await waitFor(async () => second.ownership.partitions.length > 0 && rt.coordinator.ownership.partitions.length > 0, { timeoutMs: 30_000 })
       // Submitted through the second coordinator, owned by the first.
       let id = ''
       while (id === '') {
@@ -199,6 +199,8 @@ describe('several coordinators', () => {
       z.freeze()
       z.unconfirmed(true)
       await heir.start()
+      // A cooperative rebalance gives a joining member its partitions in a second round.
+      await waitFor(async () => heir.ownership.partitions.length > 0, { timeoutMs: 30_000 })
       const heirs = ids.filter((id) => heir.ownsTask(id))
       assert.ok(heirs.length > 0 && heirs.length < ids.length, `the heir owns some of the tasks (${heirs.length} of ${ids.length})`)
       await waitFor(async () => {
