@@ -25,6 +25,8 @@ export interface ControlRequest {
   reason: string
   request_id: string
   requested_at_ms: number
+  /** `adopt` only: the task as its creator wrote it (checked by the receiver), so it need not be read. */
+  task?: unknown
 }
 
 export function controlRequest(op: ControlRequest['op'], taskId: string, now: number, reason = ''): ControlRequest {
@@ -37,26 +39,38 @@ export async function sendControl(bus: Bus, topic: string, req: ControlRequest, 
   await bus.produce([{ topic, key: req.task_id, value: JSON.stringify(req) }])
 }
 
-export function parseControl(value: string): ControlRequest | string {
+/** A record's JSON object, or why it is not one. */
+export function jsonObject(value: string): Record<string, unknown> | string {
   let v: unknown
   try {
     v = JSON.parse(value)
   } catch {
     return 'not JSON'
   }
-  if (v === null || typeof v !== 'object') return 'not an object'
-  const r = v as Record<string, unknown>
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return 'not an object'
+  return v as Record<string, unknown>
+}
+
+export function parseControl(value: string): ControlRequest | string {
+  const r = jsonObject(value)
+  return typeof r === 'string' ? r : requestFrom(r)
+}
+
+/** A control request from a parsed record, or why it is not one. */
+export function requestFrom(r: Record<string, unknown>): ControlRequest | string {
   if (r['op'] !== 'cancel' && r['op'] !== 'adopt') return `unknown op ${JSON.stringify(r['op'])}`
   if (typeof r['task_id'] !== 'string' || !TASK_ID_PATTERN.test(r['task_id'])) return 'bad task_id'
   if (typeof r['requested_at_ms'] !== 'number' || !Number.isFinite(r['requested_at_ms'])) return 'bad requested_at_ms'
   const reason = typeof r['reason'] === 'string' && r['reason'] !== '' ? r['reason'].slice(0, MAX_REASON) : 'cancelled by request'
-  return { op: r['op'], task_id: r['task_id'], reason, request_id: String(r['request_id'] ?? ''), requested_at_ms: r['requested_at_ms'] }
+  const req: ControlRequest = { op: r['op'], task_id: r['task_id'], reason, request_id: String(r['request_id'] ?? ''), requested_at_ms: r['requested_at_ms'] }
+  if (r['op'] === 'adopt' && r['task'] !== undefined) req.task = r['task']
+  return req
 }
 
 export interface ControlTarget {
   cancelTask(id: string, options: { reason?: string }): Promise<boolean>
   /** Loads a task another process wrote, if it is active and not held yet; false otherwise. */
-  adoptTask(id: string): Promise<boolean>
+  adoptTask(id: string, task?: unknown): Promise<boolean>
 }
 
 /** Applies one control record; retryable failures are thrown (the bus delivers it again). */
@@ -66,13 +80,18 @@ export async function applyControl(target: ControlTarget, log: Logger, m: BusMes
     log.warn('control.malformed', { offset: m.offset, error: req })
     return
   }
+  await applyRequest(target, log, req, now)
+}
+
+/** Applies one parsed request; retryable failures are thrown (the bus delivers it again). */
+export async function applyRequest(target: ControlTarget, log: Logger, req: ControlRequest, now: number): Promise<void> {
   const ids = { task_id: req.task_id, request_id: req.request_id, op: req.op }
   if (now - req.requested_at_ms > REQUEST_TTL_MS) {
     log.warn('control.expired', { ...ids, age_ms: now - req.requested_at_ms })
     return
   }
   try {
-    const done = req.op === 'cancel' ? await target.cancelTask(req.task_id, { reason: req.reason }) : await target.adoptTask(req.task_id)
+    const done = req.op === 'cancel' ? await target.cancelTask(req.task_id, { reason: req.reason }) : await target.adoptTask(req.task_id, req.task)
     log.info('control.applied', { ...ids, changed: done })
   } catch (err) {
     if (err instanceof FlowkitError && err.code === ErrorCode.TaskNotFound) {

@@ -39,7 +39,7 @@ import { SnapshotWriter } from './snapshots.ts'
 import { TimerHeap } from './timers.ts'
 import { type CreateTaskInput, TaskInserter, buildTask } from './submit.ts'
 import { Subscriptions } from './subscriptions.ts'
-import { applyControl } from './control.ts'
+import { applyControl, applyRequest } from './control.ts'
 import { type TaskEvent, Watchers, watchRemote } from './watch.ts'
 import { waitForTask } from './waiting.ts'
 import { type TaskOutput, readOutput } from './output.ts'
@@ -174,11 +174,7 @@ export class Coordinator {
           await this.#tasks.release(parts)
         },
         status: (msgs) => this.#intake.statusBatch(msgs),
-        control: (req, m) => {
-          const task = req.op === 'adopt' ? inlineTask(m.value, req.task_id) : undefined
-          if (task !== undefined) return this.#tasks.adopt(req.task_id, task).then(() => undefined)
-          return applyControl(this, this.#log, m, this.#clock.now())
-        },
+        control: (req) => applyRequest(this.#requests, this.#log, req, this.#clock.now()),
       },
     })
     this.#tasks = new OwnedTasks({
@@ -266,7 +262,7 @@ export class Coordinator {
       announce: parkPoison((m) => onAnnounce(this.#store, this.#clock, this.#log, m, (w) => this.#roles.seen(w)), this.#log),
       replies: parkPoison((m) => this.#discovery.onReply(m), this.#log),
       // The older control topic: every coordinator reads it, the owner of the task applies it.
-      control: (m) => applyControl(this.#ownerOnly, this.#log, m, this.#clock.now()),
+      control: (m) => applyControl(this.#requests, this.#log, m, this.#clock.now()),
     })
     // Recovery: the tasks of the partitions this coordinator is given are loaded (once), claimed,
     // and resumed after the status topics are replayed (handover.ts).
@@ -464,9 +460,13 @@ export class Coordinator {
     return { config: this.config, store: this.#store, clock: this.#clock, log: this.#log, engine: this.#engine, fns: this.#fns, discovery: this.#discovery, barrier: () => this.#flusher.barrier() }
   }
 
-  readonly #ownerOnly = {
+  /** Requests from other processes (owners' topic, and the older control topic every coordinator reads): applied by the owner only. */
+  readonly #requests = {
     cancelTask: (id: string, o: { reason?: string }): Promise<boolean> => (this.#ownership.owns(id) ? this.cancelTask(id, o) : Promise.resolve(false)),
-    adoptTask: (id: string): Promise<boolean> => this.adoptTask(id),
+    adoptTask: (id: string, task?: unknown): Promise<boolean> => {
+      const doc = task === undefined ? undefined : inlineTask(task, id)
+      return doc === undefined ? this.adoptTask(id) : this.#tasks.adopt(id, doc).then((rt) => rt !== null)
+    },
   }
 
   // ------------------------------------------------------------------ sweep

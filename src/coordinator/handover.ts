@@ -245,14 +245,9 @@ export class OwnedTasks {
 }
 
 /** The task an adopt request carries inline (a plain check: the owners' topic is the coordinators' own). */
-export function inlineTask(value: string, taskId: string): TaskDoc | undefined {
-  try {
-    const t = (JSON.parse(value) as { task?: unknown }).task
-    if (t === null || typeof t !== 'object') return undefined
-    const doc = t as TaskDoc
-    if (doc.id !== taskId || typeof doc.nodes !== 'object' || doc.nodes === null || typeof doc.graph !== 'object' || doc.status !== 'queued') return undefined
-    return doc
-  } catch {
-    return undefined
-  }
+export function inlineTask(t: unknown, taskId: string): TaskDoc | undefined {
+  if (t === null || typeof t !== 'object') return undefined
+  const doc = t as TaskDoc
+  if (doc.id !== taskId || typeof doc.nodes !== 'object' || doc.nodes === null || typeof doc.graph !== 'object' || doc.status !== 'queued') return undefined
+  return doc
 }

@@ -24,7 +24,7 @@ import type { Logger } from '../log.ts'
 import type { Bus, BusMessage, BusRecord, Subscription, TopicPartition } from '../ports/bus.ts'
 import { TASK_ID_PATTERN } from '../graph/types.ts'
 import { partitionForKey } from '../util/murmur2.ts'
-import { type ControlRequest, parseControl } from './control.ts'
+import { type ControlRequest, jsonObject, requestFrom } from './control.ts'
 
 export interface OwnershipHooks {
   /** Partitions assigned to this coordinator: load, claim and resume their tasks. */
@@ -34,7 +34,7 @@ export interface OwnershipHooks {
   /** Forwarded status records (original topic and value), in order; resolves once durable. */
   status(messages: BusMessage[]): Promise<void>
   /** A control request for a task of an owned partition. */
-  control(req: ControlRequest, m: BusMessage): Promise<void>
+  control(req: ControlRequest): Promise<void>
 }
 
 export interface OwnershipOptions {
@@ -56,23 +56,20 @@ export interface OwnershipOptions {
 
 export type Forward = { op: 'status'; task_id: string; topic: string; value: string; headers?: Record<string, string> }
 
-/** A forwarded status record, or a message why the value is not one; null for a control request. */
-export function parseForward(value: string): Forward | string | null {
-  let v: unknown
-  try {
-    v = JSON.parse(value)
-  } catch {
-    return 'not JSON'
+/** A record of the owners' topic: a forwarded status record or a control request, or why it is neither (one JSON parse). */
+export function parseOwnerRecord(value: string): { forward: Forward } | { request: ControlRequest } | string {
+  const r = jsonObject(value)
+  if (typeof r === 'string') return r
+  if (r['op'] !== 'status') {
+    const request = requestFrom(r)
+    return typeof request === 'string' ? request : { request }
   }
-  if (v === null || typeof v !== 'object') return 'not an object'
-  const r = v as Record<string, unknown>
-  if (r['op'] !== 'status') return null
   if (typeof r['task_id'] !== 'string' || !TASK_ID_PATTERN.test(r['task_id'])) return 'bad task_id'
   if (typeof r['topic'] !== 'string' || typeof r['value'] !== 'string') return 'bad topic or value'
   const out: Forward = { op: 'status', task_id: r['task_id'], topic: r['topic'], value: r['value'] }
   const h = r['headers']
   if (h !== null && typeof h === 'object' && Object.values(h).every((x) => typeof x === 'string')) out.headers = h as Record<string, string>
-  return out
+  return { forward: out }
 }
 
 export class Ownership {
@@ -245,10 +242,6 @@ export class Ownership {
     return { taskId, value: JSON.stringify(f) }
   }
 
-  #keyPartition(m: BusMessage): number | null {
-    return m.key === null ? null : this.partitionOf(m.key)
-  }
-
   async #refreshCount(): Promise<void> {
     const n = await this.#o.bus.partitionCount(this.#o.topic)
     if (n !== this.#count) this.#o.log.warn('coordinator.task_partitions_changed', { topic: this.#o.topic, from: this.#count, to: n })
@@ -290,7 +283,7 @@ export class Ownership {
   /** Records of the owners' topic, in order: status runs go to the intake, requests one by one. */
   async #batch(msgs: BusMessage[]): Promise<void> {
     // A record keyed to another partition than ours says the topic's partition count changed.
-    if (msgs.some((m) => this.#keyPartition(m) !== null && this.#keyPartition(m) !== m.partition)) await this.#refreshCount()
+    if (msgs.some((m) => m.key !== null && this.partitionOf(m.key) !== m.partition)) await this.#refreshCount()
     let run: BusMessage[] = []
     const flushRun = async (): Promise<void> => {
       if (run.length === 0) return
@@ -299,27 +292,24 @@ export class Ownership {
       await this.#o.hooks.status(r)
     }
     for (const m of msgs) {
-      const f = parseForward(m.value)
-      if (typeof f === 'string') {
-        this.#o.log.warn('coordinator.owner_record_malformed', { partition: m.partition, offset: m.offset, error: f })
+      const rec = parseOwnerRecord(m.value)
+      if (typeof rec === 'string') {
+        this.#o.log.warn('coordinator.owner_record_malformed', { partition: m.partition, offset: m.offset, error: rec })
         continue
       }
-      if (f !== null) {
+      if ('forward' in rec) {
+        const f = rec.forward
         run.push({ ...m, topic: f.topic, key: f.task_id, value: f.value, headers: f.headers ?? {} })
         continue
       }
       await flushRun()
-      const req = parseControl(m.value)
-      if (typeof req === 'string') {
-        this.#o.log.warn('coordinator.owner_record_malformed', { partition: m.partition, offset: m.offset, error: req })
-        continue
-      }
+      const req = rec.request
       if (!this.owns(req.task_id)) {
         // Moved on since it was sent: send it on to the current owner.
         await this.forward([{ taskId: req.task_id, value: m.value }])
         continue
       }
-      await this.#o.hooks.control(req, m)
+      await this.#o.hooks.control(req)
     }
     await flushRun()
   }
