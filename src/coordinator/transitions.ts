@@ -8,6 +8,10 @@
  * makes the new state durable. Epoch fencing is done by the caller before it gets here (an event
  * of another attempt never reaches this table).
  *
+ * The events, effects and context are declared in transition-types.ts; the outcomes several rules
+ * share (`failure`: deferred for a retry or failed; `handBack`; `cancelled`) and the metrics sums
+ * are in transition-outcomes.ts. The rules themselves are all here, in `transition` below.
+ *
  * | event               | from                     | to                     | effects                                |
  * |---------------------|--------------------------|------------------------|----------------------------------------|
  * | dispatch            | queued, deferred         | running (epoch + 1)    | start (worker) or run_fn               |
@@ -45,108 +49,16 @@
  * | fn_failed           | like failed                                                                                |
  * | stats_patch         | any                      | same, stats merged     |                                        |
  */
-import type { RetryPolicy } from '../graph/types.ts'
-import type { NodeError, NodeState, NodeStatus } from '../model/state.ts'
-import { WORKER_STOPPING_REASON } from '../protocol/messages.ts'
+import type { NodeState } from '../model/state.ts'
+import { cancelled, failure, handBack, sumDelta } from './transition-outcomes.ts'
+import { type Effect, type NodeEvent, type TransitionContext, type TransitionResult, WORKER_STOPPING, isTerminal, logEffect as log } from './transition-types.ts'
 
-export type NodeEvent =
-  | { kind: 'dispatch' }
-  | { kind: 'skip'; reason: string }
-  | { kind: 'lease'; accepted: boolean; workerId: string; leaseId: string; deadline: number; expiresAt: number }
-  | { kind: 'batch_ok'; uid: string; metrics: Record<string, unknown>; prev: Record<string, unknown> | null; duplicate: boolean }
-  | { kind: 'batch_failed'; uid: string; reasonCode: string; error: string | null; permanent: boolean }
-  | { kind: 'done'; metrics: Record<string, unknown>; finalUid: string; batches?: number; prev: Record<string, unknown> | null }
-  | { kind: 'failed'; reasonCode: string; error: string | null; permanent: boolean }
-  | { kind: 'worker_cancelled'; reason: string }
-  | { kind: 'lease_expired' }
-  /** The attempt ran longer than the node's `timeout_sec`. */
-  | { kind: 'timeout'; limitSec: number }
-  | { kind: 'heartbeat_lost'; silentMs: number }
-  | { kind: 'suspect' }
-  | { kind: 'accept_timeout' }
-  /** A streaming consumer gives its worker slot up so that `upstream`'s retry can run. */
-  | { kind: 'yield'; upstream: string }
-  | { kind: 'cancel'; reason: string }
-  | { kind: 'cancel_deadline' }
-  | { kind: 'recovered_complete' }
-  | { kind: 'adopt'; workerId: string; leaseId: string; deadline: number; expiresAt: number }
-  | { kind: 'fn_done'; stats: Record<string, unknown> }
-  | { kind: 'fn_failed'; reasonCode: string; error: string; permanent: boolean }
-  | { kind: 'stats_patch'; stats: Record<string, unknown> }
+export type { Effect, NodeEvent, TransitionContext, TransitionResult } from './transition-types.ts'
+export { WORKER_STOPPING, isTerminal } from './transition-types.ts'
+export { retryDelayMs, sumDelta } from './transition-outcomes.ts'
 
-export type Effect =
-  /** Send the node's TASK_START (resend: same epoch, counted in `resends`). */
-  | { kind: 'start'; resend: number }
-  /** Run the coordinator function of the node. */
-  | { kind: 'run_fn' }
-  /** Send TASK_CANCEL to the role and a CANCEL signal to the lease holder (if any). */
-  | { kind: 'cancel'; reason: string; holder: string | null; deadline: number; cmd: boolean }
-  /** Write the metrics row of a batch (or of the final report). */
-  | { kind: 'metrics_row'; uid: string; metrics: Record<string, unknown> }
-  /** The node produced its first output: first-batch children may start. */
-  | { kind: 'output' }
-  /** The node reached a terminal status: children and the task's completion are re-evaluated. */
-  | { kind: 'terminal' }
-  /** A worker accepted the node (nodes held for it may start again). */
-  | { kind: 'accepted' }
-  /** A yielded node is queued again (hand-back, not a failure). */
-  | { kind: 'requeued' }
-  /** A structured log record (stable event name). */
-  | { kind: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; event: string; fields?: Record<string, unknown> }
-
-export interface TransitionContext {
-  now: number
-  policy: RetryPolicy
-  /** Is the node a coordinator function (no worker, no lease)? */
-  isFn: boolean
-  cancelGraceMs: number
-  leaseTtlMs: number
-  /** Random source in [0, 1) for the retry jitter (injectable for tests). */
-  random?: () => number
-}
-
-/**
- * The delay before the next attempt after attempt `n` (1-based, hand-backs not counted) failed:
- * `backoff_sec * backoff_factor^(n-1)`, capped at `backoff_max_sec`, spread by ±`jitter`.
- */
-export function retryDelayMs(policy: RetryPolicy, n: number, random: () => number): number {
-  const base = policy.backoff_sec * (policy.backoff_factor ?? 1) ** Math.max(0, n - 1)
-  const capped = Math.min(base, policy.backoff_max_sec ?? Number.POSITIVE_INFINITY)
-  const jitter = policy.jitter ?? 0
-  const spread = jitter > 0 ? capped * jitter * (2 * random() - 1) : 0
-  return Math.max(0, Math.round((capped + spread) * 1000))
-}
-
-export interface TransitionResult {
-  node: NodeState
-  effects: Effect[]
-}
-
-const TERMINAL: ReadonlySet<NodeStatus> = new Set(['finished', 'failed', 'cancelled', 'skipped'])
-
-export function isTerminal(status: NodeStatus): boolean {
-  return TERMINAL.has(status)
-}
-
-/** Numbers of `next` replace the batch's previous contribution `prev`; other keys are kept once. */
-export function sumDelta(stats: Record<string, unknown>, next: Record<string, unknown>, prev: Record<string, unknown> | null): Record<string, unknown> {
-  const out = { ...stats }
-  for (const k of Object.keys(next)) addKey(out, k, next[k], prev?.[k])
-  if (prev !== null) for (const k of Object.keys(prev)) if (!(k in next)) addKey(out, k, undefined, prev[k])
-  return out
-}
-
-function addKey(out: Record<string, unknown>, k: string, n: unknown, p: unknown): void {
-  if (typeof n === 'number' || typeof p === 'number') {
-    const cur = typeof out[k] === 'number' ? (out[k] as number) : 0
-    out[k] = cur + (typeof n === 'number' ? n : 0) - (typeof p === 'number' ? p : 0)
-  } else if (n !== undefined && !(k in out)) {
-    out[k] = n
-  }
-}
-
-const log = (level: 'debug' | 'info' | 'warn' | 'error', event: string, fields?: Record<string, unknown>): Effect =>
-  fields === undefined ? { kind: 'log', level, event } : { kind: 'log', level, event, fields }
+/** Resends of an unaccepted start before a new attempt is made. */
+export const MAX_RESENDS = 3
 
 /** Applies one event to one node. Null when the event changes nothing in this state. */
 export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContext): TransitionResult | null {
@@ -284,7 +196,7 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
     case 'failed':
     case 'fn_failed': {
       if (s === 'cancelling') return cancelled(node, 'failed while cancelling', now)
-      if (TERMINAL.has(s)) return null
+      if (isTerminal(s)) return null
       if (!ev.permanent && s !== 'running') return null
       return failure(node, ev.reasonCode, ev.error, ev.permanent, ctx, false)
     }
@@ -367,67 +279,5 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
       }
     case 'stats_patch':
       return { node: { ...node, stats: { ...node.stats, ...ev.stats } }, effects: [] }
-  }
-}
-
-/** Reason a stopping worker gives for the runs it hands back (not a failure). */
-export const WORKER_STOPPING = WORKER_STOPPING_REASON
-/** Resends of an unaccepted start before a new attempt is made. */
-export const MAX_RESENDS = 3
-
-function cancelled(node: NodeState, reason: string, now: number): TransitionResult {
-  if (node.held_for) {
-    // A yielded consumer: queued again, it starts once its upstream runs (or ends).
-    return {
-      node: { ...node, status: 'queued', lease: {}, cancel_deadline_ms: null, accepted_at_ms: null, lease_expires_at_ms: null, handbacks: (node.handbacks ?? 0) + 1, last_event_at_ms: now },
-      effects: [log('info', 'node.requeued', { upstream: node.held_for }), { kind: 'requeued' }],
-    }
-  }
-  return {
-    node: { ...node, status: 'cancelled', end_reason: reason, finished_at_ms: now, cancel_deadline_ms: null },
-    effects: [log('info', 'node.cancelled', { reason }), { kind: 'terminal' }],
-  }
-}
-
-/**
- * A failed attempt: deferred for a retry after the backoff, or failed for good when the failure
- * is permanent, its reason is in `permanent_on`, or the attempts are used up.
- */
-function failure(node: NodeState, reasonCode: string, errorIn: string | null, permanentIn: boolean, ctx: TransitionContext, leaseLost: boolean): TransitionResult {
-  const now = ctx.now
-  let permanent = permanentIn || ctx.policy.permanent_on.includes(reasonCode)
-  let reason = reasonCode
-  let error = errorIn
-  if (!permanent && node.attempt_epoch - (node.handbacks ?? 0) >= ctx.policy.max) {
-    permanent = true
-    reason = 'retries_exhausted'
-    error = `${reasonCode}${errorIn ? `: ${errorIn}` : ''} (attempt ${node.attempt_epoch - (node.handbacks ?? 0)} of ${ctx.policy.max})`
-  }
-  const last_error: NodeError = { reason_code: reason, error, permanent, at_ms: now, attempt_epoch: node.attempt_epoch }
-  const effects: Effect[] = []
-  if (leaseLost && node.lease.worker_id) {
-    // The old holder may still be alive (partitioned, hung): tell it to give the run up.
-    effects.push({ kind: 'cancel', reason: reasonCode, holder: node.lease.worker_id, deadline: now + ctx.cancelGraceMs, cmd: true })
-  }
-  if (!permanent) {
-    const at = now + retryDelayMs(ctx.policy, node.attempt_epoch - (node.handbacks ?? 0), ctx.random ?? Math.random)
-    effects.push(log('warn', 'node.deferred', { reason_code: reasonCode, retry_at_ms: at }))
-    return {
-      node: { ...node, status: 'deferred', next_retry_at_ms: at, last_error, failures: node.failures + 1, lease: {}, last_event_at_ms: now, lease_expires_at_ms: null },
-      effects,
-    }
-  }
-  effects.push(log('error', 'node.failed', { reason_code: reason, error }), { kind: 'terminal' })
-  return {
-    node: { ...node, status: 'failed', last_error, failures: node.failures + 1, finished_at_ms: now, next_retry_at_ms: null, last_event_at_ms: now, lease_expires_at_ms: null },
-    effects,
-  }
-}
-
-/** An attempt given back without failing: due again at once, the retry budget untouched. */
-function handBack(node: NodeState, reason: string, now: number): TransitionResult {
-  return {
-    node: { ...node, status: 'deferred', next_retry_at_ms: now, lease: {}, last_event_at_ms: now, lease_expires_at_ms: null, handbacks: (node.handbacks ?? 0) + 1 },
-    effects: [log(reason === WORKER_STOPPING ? 'info' : 'warn', 'node.handed_back', { reason, worker_id: node.lease.worker_id ?? null })],
   }
 }

@@ -1,0 +1,97 @@
+/**
+ * Outcomes that several rules of the node transition table (transitions.ts) end in, and the
+ * arithmetic they use: a failed attempt retried after a backoff or failed for good (`failure`,
+ * `retryDelayMs`), an attempt given back without using a retry (`handBack`), the end of a cancel
+ * (`cancelled`: cancelled, or queued again when the node yielded), and batch metrics summed
+ * exactly across retries and duplicates (`sumDelta`). Pure, like the table.
+ */
+import type { RetryPolicy } from '../graph/types.ts'
+import type { NodeError, NodeState } from '../model/state.ts'
+import { type Effect, type TransitionContext, type TransitionResult, WORKER_STOPPING, logEffect as log } from './transition-types.ts'
+
+/**
+ * The delay before the next attempt after attempt `n` (1-based, hand-backs not counted) failed:
+ * `backoff_sec * backoff_factor^(n-1)`, capped at `backoff_max_sec`, spread by ±`jitter`.
+ */
+export function retryDelayMs(policy: RetryPolicy, n: number, random: () => number): number {
+  const base = policy.backoff_sec * (policy.backoff_factor ?? 1) ** Math.max(0, n - 1)
+  const capped = Math.min(base, policy.backoff_max_sec ?? Number.POSITIVE_INFINITY)
+  const jitter = policy.jitter ?? 0
+  const spread = jitter > 0 ? capped * jitter * (2 * random() - 1) : 0
+  return Math.max(0, Math.round((capped + spread) * 1000))
+}
+
+/** Numbers of `next` replace the batch's previous contribution `prev`; other keys are kept once. */
+export function sumDelta(stats: Record<string, unknown>, next: Record<string, unknown>, prev: Record<string, unknown> | null): Record<string, unknown> {
+  const out = { ...stats }
+  for (const k of Object.keys(next)) addKey(out, k, next[k], prev?.[k])
+  if (prev !== null) for (const k of Object.keys(prev)) if (!(k in next)) addKey(out, k, undefined, prev[k])
+  return out
+}
+
+function addKey(out: Record<string, unknown>, k: string, n: unknown, p: unknown): void {
+  if (typeof n === 'number' || typeof p === 'number') {
+    const cur = typeof out[k] === 'number' ? (out[k] as number) : 0
+    out[k] = cur + (typeof n === 'number' ? n : 0) - (typeof p === 'number' ? p : 0)
+  } else if (n !== undefined && !(k in out)) {
+    out[k] = n
+  }
+}
+
+/** The end of a cancel: cancelled for good, or queued again when the node had yielded. */
+export function cancelled(node: NodeState, reason: string, now: number): TransitionResult {
+  if (node.held_for) {
+    // A yielded consumer: queued again, it starts once its upstream runs (or ends).
+    return {
+      node: { ...node, status: 'queued', lease: {}, cancel_deadline_ms: null, accepted_at_ms: null, lease_expires_at_ms: null, handbacks: (node.handbacks ?? 0) + 1, last_event_at_ms: now },
+      effects: [log('info', 'node.requeued', { upstream: node.held_for }), { kind: 'requeued' }],
+    }
+  }
+  return {
+    node: { ...node, status: 'cancelled', end_reason: reason, finished_at_ms: now, cancel_deadline_ms: null },
+    effects: [log('info', 'node.cancelled', { reason }), { kind: 'terminal' }],
+  }
+}
+
+/**
+ * A failed attempt: deferred for a retry after the backoff, or failed for good when the failure
+ * is permanent, its reason is in `permanent_on`, or the attempts are used up.
+ */
+export function failure(node: NodeState, reasonCode: string, errorIn: string | null, permanentIn: boolean, ctx: TransitionContext, leaseLost: boolean): TransitionResult {
+  const now = ctx.now
+  let permanent = permanentIn || ctx.policy.permanent_on.includes(reasonCode)
+  let reason = reasonCode
+  let error = errorIn
+  if (!permanent && node.attempt_epoch - (node.handbacks ?? 0) >= ctx.policy.max) {
+    permanent = true
+    reason = 'retries_exhausted'
+    error = `${reasonCode}${errorIn ? `: ${errorIn}` : ''} (attempt ${node.attempt_epoch - (node.handbacks ?? 0)} of ${ctx.policy.max})`
+  }
+  const last_error: NodeError = { reason_code: reason, error, permanent, at_ms: now, attempt_epoch: node.attempt_epoch }
+  const effects: Effect[] = []
+  if (leaseLost && node.lease.worker_id) {
+    // The old holder may still be alive (partitioned, hung): tell it to give the run up.
+    effects.push({ kind: 'cancel', reason: reasonCode, holder: node.lease.worker_id, deadline: now + ctx.cancelGraceMs, cmd: true })
+  }
+  if (!permanent) {
+    const at = now + retryDelayMs(ctx.policy, node.attempt_epoch - (node.handbacks ?? 0), ctx.random ?? Math.random)
+    effects.push(log('warn', 'node.deferred', { reason_code: reasonCode, retry_at_ms: at }))
+    return {
+      node: { ...node, status: 'deferred', next_retry_at_ms: at, last_error, failures: node.failures + 1, lease: {}, last_event_at_ms: now, lease_expires_at_ms: null },
+      effects,
+    }
+  }
+  effects.push(log('error', 'node.failed', { reason_code: reason, error }), { kind: 'terminal' })
+  return {
+    node: { ...node, status: 'failed', last_error, failures: node.failures + 1, finished_at_ms: now, next_retry_at_ms: null, last_event_at_ms: now, lease_expires_at_ms: null },
+    effects,
+  }
+}
+
+/** An attempt given back without failing: due again at once, the retry budget untouched. */
+export function handBack(node: NodeState, reason: string, now: number): TransitionResult {
+  return {
+    node: { ...node, status: 'deferred', next_retry_at_ms: now, lease: {}, last_event_at_ms: now, lease_expires_at_ms: null, handbacks: (node.handbacks ?? 0) + 1 },
+    effects: [log(reason === WORKER_STOPPING ? 'info' : 'warn', 'node.handed_back', { reason, worker_id: node.lease.worker_id ?? null })],
+  }
+}
