@@ -10,8 +10,9 @@
  * check, take constant time. The hot paths are therefore inserts only: journal entries, batch
  * metrics rows, artifacts (insert first, update only when the key exists) and stream claims.
  *
- * This file holds the lifecycle (connect, schema, errors) and the Store verbs; each verb's
- * storage lives in a module per concern (layouts are described there):
+ * This file holds the Store verbs; the connection (options, connect, schema, read-only mode, error
+ * mapping) is connection.ts, and each verb's storage lives in a module per concern (layouts are
+ * described there):
  * - schema.ts: collection names, indexes, shared write helpers;
  * - tasks.ts: task snapshots (`tasks`) and their journal (`journal`);
  * - artifacts.ts: `artifacts`, `metrics_raw`, `stream_progress`;
@@ -19,9 +20,8 @@
  * - workers.ts: `workers`, `worker_state`.
  * User JSON is stored as itself when BSON-safe, else as JSON text in `<field>_json` (codec.ts).
  */
-import { type Collection, type Document, MongoClient, type MongoClientOptions } from 'mongodb'
+import type { Collection, Document } from 'mongodb'
 import { ErrorCode, FlowkitError } from '../../errors.ts'
-import type { Logger } from '../../log.ts'
 import type {
   AttemptClaim,
   Checkpoint,
@@ -47,53 +47,19 @@ import type {
 import { assertNodeId } from '../../ports/store-rules.ts'
 import * as artifacts from './artifacts.ts'
 import { claimAttempt, claimAttempts, getCheckpoint, saveCheckpoint } from './claims.ts'
-import { mapMongoError, safeMessage } from './errors.ts'
+import { MongoConnection, type MongoStoreOptions } from './connection.ts'
 import * as outbox from './outbox.ts'
-import { type Collections, MONGO_COLLECTIONS, type MongoCollectionKey, ensureSchema, num, openSchema } from './schema.ts'
+import { type Collections, type MongoCollectionKey, num } from './schema.ts'
 import { MongoTasks, encodeEntry, encodeNewTask, encodeSnapshot } from './tasks.ts'
-import { dbNameFromUrl } from './url.ts'
 import * as workers from './workers.ts'
 
 export { MONGO_COLLECTIONS } from './schema.ts'
 export type { MongoCollectionKey } from './schema.ts'
-
-export interface MongoStoreOptions {
-  /** Connection string; never logged (may carry credentials). */
-  url?: string
-  /** Alias of `url`. */
-  uri?: string
-  /** Database name; default: the one in the URL's path, else `flowkit`. */
-  dbName?: string
-  /** Prepended to every collection name (default none: Python workers use the plain names). */
-  collectionPrefix?: string
-  logger?: Logger
-  /** Passed to the driver (auth, TLS, timeouts, pool); `ignoreUndefined` is always true. */
-  clientOptions?: MongoClientOptions
-  /**
-   * Read only: no collection or index is created (a mistyped database name stays absent) and
-   * every write verb is refused. For inspection tools (the CLI's status, ls, workers).
-   */
-  readOnly?: boolean
-}
-
-/** The verbs a read-only store serves. */
-const READ_VERBS: ReadonlySet<string> = new Set(['getTask', 'listTasks', 'getRunView', 'listTaskIds', 'readJournal', 'listBatchMetrics', 'listArtifacts', 'getArtifact', 'outboxList', 'listWorkers', 'getCheckpoint', 'getWorkerState'])
+export type { MongoStoreOptions } from './connection.ts'
 
 export class MongoStore implements Store {
-  /** FerretDB (detected at connect): its single-document updates are not isolated. */
-  #ferret = false
+  readonly #conn: MongoConnection
   readonly #tasks = new MongoTasks()
-
-  readonly #url: string
-  readonly #dbName: string
-  readonly #prefix: string
-  readonly #logger: Logger | undefined
-  readonly #clientOptions: MongoClientOptions
-  #client: MongoClient | undefined
-  #collections: Collections | undefined
-  #initializing: Promise<Collections> | undefined
-  #closed = false
-  readonly #readOnly: boolean
 
   /** A store on the server named by FLOWKIT_MONGO_URL, with other options as given. */
   static fromEnv(options: Omit<MongoStoreOptions, 'url' | 'uri'> = {}, env: NodeJS.ProcessEnv = process.env): MongoStore {
@@ -103,84 +69,23 @@ export class MongoStore implements Store {
   }
 
   constructor(options: MongoStoreOptions) {
-    const url = options?.url ?? options?.uri
-    if (typeof url !== 'string' || url === '') {
-      throw new FlowkitError(ErrorCode.Config, 'MongoStore: url is required')
-    }
-    this.#url = url
-    this.#dbName = options.dbName ?? dbNameFromUrl(url) ?? 'flowkit'
-    this.#prefix = options.collectionPrefix ?? ''
-    this.#logger = options.logger
-    this.#clientOptions = { appName: 'flowkit', ...options.clientOptions, ignoreUndefined: true }
-    this.#readOnly = options.readOnly === true
+    this.#conn = new MongoConnection(options)
   }
 
   /** The database name in use (for tests and operators). */
   get dbName(): string {
-    return this.#dbName
+    return this.#conn.dbName
   }
 
   /** The full name of a collection (prefix included). */
   collectionName(key: MongoCollectionKey): string {
-    return this.#prefix + MONGO_COLLECTIONS[key]
+    return this.#conn.collectionName(key)
   }
 
-  // ---- lifecycle
-
-  #open(): void {
-    if (this.#closed) throw new FlowkitError(ErrorCode.Closed, 'store is closed')
-  }
-
-  #fail(err: unknown, op: string): FlowkitError {
-    if (this.#closed && !(err instanceof FlowkitError && err.code !== ErrorCode.Closed)) {
-      return new FlowkitError(ErrorCode.Closed, 'store is closed', { cause: err })
-    }
-    return mapMongoError(err, op)
-  }
+  // ---- lifecycle (connection.ts)
 
   async init(): Promise<void> {
-    await this.#ready()
-  }
-
-  #ready(): Promise<Collections> {
-    this.#open()
-    if (this.#collections) return Promise.resolve(this.#collections)
-    if (!this.#initializing) {
-      this.#initializing = this.#connect().finally(() => {
-        this.#initializing = undefined
-      })
-    }
-    return this.#initializing
-  }
-
-  async #connect(): Promise<Collections> {
-    let client: MongoClient
-    try {
-      client = new MongoClient(this.#url, this.#clientOptions)
-    } catch (err) {
-      throw new FlowkitError(ErrorCode.Config, `MongoStore: invalid connection settings: ${safeMessage(err)}`, { cause: err })
-    }
-    this.#client = client
-    try {
-      await client.connect()
-      this.#open()
-      const db = client.db(this.#dbName)
-      const info = await db.command({ buildInfo: 1 }).catch(() => ({}) as Document)
-      this.#ferret = info['ferretdbVersion'] !== undefined || info['ferretdb'] !== undefined
-      const collections = this.#readOnly ? openSchema(db, this.#prefix) : await ensureSchema(db, this.#prefix, this.#logger)
-      this.#open()
-      this.#collections = collections
-      this.#logger?.info('store.mongo.ready', { db: this.#dbName, collection_prefix: this.#prefix })
-      return collections
-    } catch (err) {
-      if (this.#client === client) this.#client = undefined
-      await client.close().catch(() => undefined)
-      const mapped = this.#fail(err, 'init')
-      if (mapped.code !== ErrorCode.Closed) {
-        this.#logger?.warn('store.mongo.init_failed', { db: this.#dbName, code: mapped.code, error: mapped.message })
-      }
-      throw mapped
-    }
+    await this.#conn.ready()
   }
 
   /**
@@ -188,26 +93,20 @@ export class MongoStore implements Store {
    * (inspecting the stored layout, migrations). Writes through it bypass the store's rules.
    */
   async rawCollection(key: MongoCollectionKey): Promise<Collection<Document>> {
-    return (await this.#ready())[key] as Collection<Document>
+    return this.#conn.rawCollection(key)
   }
 
   async close(): Promise<void> {
-    this.#closed = true
-    this.#collections = undefined
-    const client = this.#client
-    this.#client = undefined
-    if (client) await client.close().catch(() => undefined)
+    await this.#conn.close()
+  }
+
+  #open(): void {
+    this.#conn.open()
   }
 
   /** Runs `fn` on the collections, mapping driver errors. Arguments are checked before a call. */
-  async #run<T>(op: string, fn: (c: Collections) => Promise<T>): Promise<T> {
-    if (this.#readOnly && !READ_VERBS.has(op)) throw new FlowkitError(ErrorCode.Config, `MongoStore: ${op} refused: the store was opened read-only`)
-    const collections = await this.#ready()
-    try {
-      return await fn(collections)
-    } catch (err) {
-      throw this.#fail(err, op)
-    }
+  #run<T>(op: string, fn: (c: Collections) => Promise<T>): Promise<T> {
+    return this.#conn.run(op, fn)
   }
 
   // ---- tasks: snapshot + journal
@@ -298,12 +197,12 @@ export class MongoStore implements Store {
   async upsertArtifacts(list: readonly ArtifactWrite[], now: number): Promise<boolean[]> {
     this.#open()
     if (list.length === 0) return []
-    return this.#run('upsertArtifacts', (c) => artifacts.upsertArtifacts(c, this.#ferret, list, now))
+    return this.#run('upsertArtifacts', (c) => artifacts.upsertArtifacts(c, this.#conn.ferret, list, now))
   }
 
   async upsertArtifact(artifact: ArtifactWrite, now: number): Promise<boolean> {
     this.#open()
-    return this.#run('upsertArtifact', (c) => artifacts.upsertArtifact(c, this.#ferret, artifact, now))
+    return this.#run('upsertArtifact', (c) => artifacts.upsertArtifact(c, this.#conn.ferret, artifact, now))
   }
 
   async listArtifacts(taskId: string, query: ArtifactQuery = {}): Promise<ArtifactDoc[]> {
