@@ -19,10 +19,11 @@ export class TerminalTracker {
   /** Leases declared lost during the run (lease expiry or heartbeat hard limit): should stay 0. */
   leaseExpiries = 0
   readonly #listener = (m: unknown): void => {
-    const { event, fields } = m as FlowkitEventMessage
+    // `fields` are redacted when first read: read them only for the events that need them.
+    const event = (m as FlowkitEventMessage).event
     if (event === 'node.lease_expired' || event === 'node.heartbeat_lost') this.leaseExpiries++
     if (!TERMINAL_EVENTS.has(event)) return
-    const id = (fields as { task_id?: unknown }).task_id
+    const id = ((m as FlowkitEventMessage).fields as { task_id?: unknown }).task_id
     if (typeof id === 'string' && !this.at.has(id)) {
       this.at.set(id, performance.now())
       if (this.#pending.delete(id) && this.#pending.size === 0) this.#wake?.()

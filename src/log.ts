@@ -24,8 +24,19 @@ export interface FlowkitEventMessage {
 
 function publish(level: FlowkitEventMessage['level'], event: string, bindings: LogFields, fields: LogFields | undefined): void {
   if (!events.hasSubscribers) return
-  const all = fields === undefined ? bindings : { ...bindings, ...fields }
-  events.publish({ level, event, fields: redact(all) as LogFields, time: Date.now() } satisfies FlowkitEventMessage)
+  // `fields` are redacted when first read (most subscribers only look at `event`), then kept; the
+  // getter is an own enumerable property, so a spread or JSON.stringify of the message has them.
+  let redacted: LogFields | null = null
+  const message: FlowkitEventMessage = {
+    level,
+    event,
+    get fields(): LogFields {
+      redacted ??= redact(fields === undefined ? bindings : { ...bindings, ...fields }) as LogFields
+      return redacted
+    },
+    time: Date.now(),
+  }
+  events.publish(message)
 }
 
 /** The log levels FLOWKIT_LOG_LEVEL and `createLogger({ level })` accept, most verbose first. */

@@ -12,19 +12,30 @@ import type { PendingCommand, TaskRuntime } from './runtime.ts'
 /** Largest variables object sent inside a TASK_START (bigger ones are read from the store). */
 export const VARS_INLINE_MAX = 256 * 1024
 
+/** A START's ids given by the caller (createTask sizes a START with placeholders of their length). */
+export interface StartIds {
+  dedupId: string
+  cancelToken: string
+}
+
+/** The cancel token of an attempt: its TASK_START carries it, its TASK_CANCEL and CANCEL repeat it. */
+export function cancelToken(taskId: string, nodeId: string, epoch: number): string {
+  return dedupId({ task: taskId, node: nodeId, epoch, token: 'cancel' })
+}
+
 /**
  * The TASK_START of a node's attempt: the node's io (input_ref, input_inline, batching), the cancel
  * token and the task variables (flowkit extension, `null` when sent too large to inline: the
  * worker then reads them from the store). createTask sizes this very envelope (submit.ts).
  */
-export function startEnvelope(taskId: string, spec: NodeSpec, epoch: number, now: number, vars: Record<string, unknown> | null, failures?: UpstreamFailure[]) {
+export function startEnvelope(taskId: string, spec: NodeSpec, epoch: number, now: number, vars: Record<string, unknown> | null, failures?: UpstreamFailure[], ids?: StartIds) {
   const io = spec.io
   const payload: Record<string, unknown> = {
     cmd: 'TASK_START',
     input_ref: io.input_ref ?? null,
     input_inline: io.input_inline ?? null,
     batching: io.batching ?? null,
-    cancel_token: dedupId({ task: taskId, node: spec.node_id, epoch, token: 'cancel' }),
+    cancel_token: ids?.cancelToken ?? cancelToken(taskId, spec.node_id, epoch),
     vars,
     ...(failures !== undefined && failures.length > 0 ? { failures } : {}),
   }
@@ -37,7 +48,7 @@ export function startEnvelope(taskId: string, spec: NodeSpec, epoch: number, now
     attempt_epoch: epoch,
     ts_ms: now,
     // One logical message per attempt: a resend carries the same dedup_id (workers dedup on it).
-    dedup_id: dedupId({ task: taskId, node: spec.node_id, epoch, cmd: 'TASK_START' }),
+    dedup_id: ids?.dedupId ?? dedupId({ task: taskId, node: spec.node_id, epoch, cmd: 'TASK_START' }),
     payload,
   })
 }
@@ -87,7 +98,7 @@ export function cancelCommands(
 ): PendingCommand[] {
   const spec = rt.spec(ord)
   const out: PendingCommand[] = []
-  const token = dedupId({ task: rt.id, node: spec.node_id, epoch, token: 'cancel' })
+  const token = cancelToken(rt.id, spec.node_id, epoch)
   const base = { role: 'coordinator' as const, task_id: rt.id, node_id: spec.node_id, step_type: spec.type, attempt_epoch: epoch, ts_ms: now }
   if (cmd) {
     const d = dedupId({ task: rt.id, node: spec.node_id, epoch, cmd: 'TASK_CANCEL' })

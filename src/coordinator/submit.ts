@@ -17,7 +17,7 @@ import { COORDINATOR_FN_TYPE, TASK_ID_PATTERN } from '../graph/types.ts'
 import type { NodeState, TaskDoc } from '../model/state.ts'
 import type { Store } from '../ports/store.ts'
 import { INPUT_ADAPTERS } from '../protocol/input-adapters.ts'
-import { encode, messageKey } from '../protocol/messages.ts'
+import { DEDUP_ID_LENGTH, encode, messageKey } from '../protocol/messages.ts'
 import { deepFreeze } from '../ports/store-rules.ts'
 import { VARS_INLINE_MAX, startEnvelope } from './commands.ts'
 export { startEnvelope } from './commands.ts'
@@ -55,6 +55,8 @@ export const START_VARS_INLINE_MAX = VARS_INLINE_MAX
 const RECORD_OVERHEAD_BYTES = 512
 /** An attempt epoch wider than any real one (its digits count in the size). */
 const WIDEST_EPOCH = 999_999_999
+/** Stand-ins of a START's dedup id and cancel token for its size: hex ids of the same length. */
+const ID_PLACEHOLDERS = { dedupId: '0'.repeat(DEDUP_ID_LENGTH), cancelToken: '0'.repeat(DEDUP_ID_LENGTH) }
 /** Smallest `maxMessageBytes` that leaves a START room for its variables and a modest io. */
 export const MIN_MESSAGE_BYTES = START_VARS_INLINE_MAX + 64 * 1024
 
@@ -63,7 +65,7 @@ export const MIN_MESSAGE_BYTES = START_VARS_INLINE_MAX + 64 * 1024
  * the record overhead, and the room kept for variables sent inline.
  */
 export function startCommandBytes(taskId: string, spec: NodeSpec, now: number): { bytes: number; ioBytes: number } {
-  const value = Buffer.byteLength(encode(startEnvelope(taskId, spec, WIDEST_EPOCH, now, {})))
+  const value = Buffer.byteLength(encode(startEnvelope(taskId, spec, WIDEST_EPOCH, now, {}, undefined, ID_PLACEHOLDERS)))
   const bytes = value + Buffer.byteLength(messageKey(taskId, spec.node_id)) + RECORD_OVERHEAD_BYTES + START_VARS_INLINE_MAX
   return { bytes, ioBytes: value }
 }
@@ -115,9 +117,13 @@ function checkSizes(taskId: string, graph: GraphSpec, params: Record<string, unk
       `coordinator config: "maxMessageBytes" must be at least ${formatCount(MIN_MESSAGE_BYTES)} (a TASK_START keeps room for ${formatCount(START_VARS_INLINE_MAX)} bytes of task variables), got ${formatCount(limits.maxMessageBytes)}`,
     )
   }
+  const graphBytes = jsonBytes(graph)
+  // A START's value and key hold a fixed skeleton (under 1 KiB), the task id twice, and the node's
+  // id, type and io, which all come from the graph: a small graph cannot make one too large.
+  const startBound = 4096 + 2 * Buffer.byteLength(taskId) + 2 * graphBytes + RECORD_OVERHEAD_BYTES + START_VARS_INLINE_MAX
   const problems: GraphProblem[] = []
   graph.nodes.forEach((node, i) => {
-    if (node.type === COORDINATOR_FN_TYPE || problems.length >= 100) return
+    if (startBound <= limits.maxMessageBytes || node.type === COORDINATOR_FN_TYPE || problems.length >= 100) return
     const { bytes, ioBytes } = startCommandBytes(taskId, node, now)
     if (bytes <= limits.maxMessageBytes) return
     problems.push(
@@ -130,7 +136,7 @@ function checkSizes(taskId: string, graph: GraphSpec, params: Record<string, unk
     )
   })
   throwProblems(problems)
-  const bytes = jsonBytes(graph) + jsonBytes(params)
+  const bytes = graphBytes + jsonBytes(params)
   if (bytes > limits.maxTaskBytes) {
     throwProblems([
       problem(ErrorCode.GraphLimit, 'graph', `${overLimit('the graph and params take', bytes, 'bytes of JSON', limits.maxTaskBytes, 'maxTaskBytes')}; split the work into several tasks`, {

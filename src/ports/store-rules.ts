@@ -42,11 +42,24 @@ export function compareBatchUid(a: string | null, b: string | null): number {
 }
 
 export function deepFreeze<T>(v: T): T {
-  if (v !== null && typeof v === 'object' && !Object.isFrozen(v)) {
-    Object.freeze(v)
-    for (const x of Object.values(v)) deepFreeze(x)
-  }
+  if (v !== null && typeof v === 'object' && !Object.isFrozen(v)) freezeTree(v)
   return v
+}
+
+/** Freezes `o` and every object under it not frozen yet (a frozen one's subtree already is). */
+function freezeTree(o: object): void {
+  Object.freeze(o)
+  if (Array.isArray(o)) {
+    for (let i = 0; i < o.length; i++) {
+      const x: unknown = o[i]
+      if (x !== null && typeof x === 'object' && !Object.isFrozen(x)) freezeTree(x)
+    }
+    return
+  }
+  for (const k of Object.keys(o)) {
+    const x: unknown = (o as Record<string, unknown>)[k]
+    if (x !== null && typeof x === 'object' && !Object.isFrozen(x)) freezeTree(x)
+  }
 }
 
 /** Per (node, batch_uid), the row of the highest attempt epoch; ordered by node then batch uid. */

@@ -160,9 +160,12 @@ export interface SigCancel {
   deadline_ts_ms: number | null
 }
 
+/** Length of every dedup id (and cancel token) flowkit makes. */
+export const DEDUP_ID_LENGTH = 40
+
 /** Stable dedup id: hex hash of the canonical JSON of the fields that identify the message. */
 export function dedupId(parts: Record<string, unknown>): string {
-  return sha256Hex(canonicalJson(parts)).slice(0, 40)
+  return sha256Hex(canonicalJson(parts)).slice(0, DEDUP_ID_LENGTH)
 }
 
 export interface EnvelopeInit<P> {
@@ -235,7 +238,9 @@ export function parseEnvelope(raw: string): ParseResult<Envelope> {
   if (data['corr_id'] !== undefined && typeof data['corr_id'] !== 'string') return { ok: false, error: 'bad corr_id' }
   const t = data['target_worker_id']
   if (t !== undefined && t !== null && typeof t !== 'string') return { ok: false, error: 'bad target_worker_id' }
-  return { ok: true, value: { ...(data as unknown as Envelope), corr_id: (data['corr_id'] as string | undefined) ?? '' } }
+  // The parsed object is ours: completed in place rather than copied.
+  if (data['corr_id'] === undefined) data['corr_id'] = ''
+  return { ok: true, value: data as unknown as Envelope }
 }
 
 function str(p: Record<string, unknown>, k: string): string | undefined {

@@ -2,7 +2,7 @@
  * Deterministic ids and hashing shared by the store adapters (memory and MongoDB), so that both
  * derive the same keys from the same inputs.
  */
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 
 /**
  * JSON with object keys sorted (by UTF-16 code units, as `Array.prototype.sort` does) and no
@@ -18,9 +18,30 @@ export function canonicalJson(value: unknown): string {
   } else if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
     const o = value as Record<string, unknown>
     const keys = Object.keys(o)
-    if (typeof o['toJSON'] !== 'function' && keys.every((k) => isPrimitive(o[k]))) return JSON.stringify(o, keys.sort())
+    if (typeof o['toJSON'] !== 'function') {
+      const flat = flatSorted(o, keys)
+      if (flat !== null) return flat
+    }
   }
   return encode(value, true) ?? 'null'
+}
+
+/**
+ * A flat object of primitives as canonical JSON: its fields copied in sorted key order into a new
+ * object, which JSON.stringify then writes in that order. Null when a field is not a primitive,
+ * or a key looks like an array index (JavaScript puts those first whatever the insertion order).
+ */
+function flatSorted(o: Record<string, unknown>, keys: string[]): string | null {
+  keys.sort()
+  const copy: Record<string, unknown> = {}
+  for (const k of keys) {
+    const v = o[k]
+    if (!isPrimitive(v)) return null
+    const c = k.charCodeAt(0)
+    if ((c >= 48 && c <= 57) || k === '__proto__') return null
+    copy[k] = v
+  }
+  return JSON.stringify(copy)
 }
 
 function isPrimitive(v: unknown): boolean {
@@ -53,7 +74,7 @@ function encode(value: unknown, inArrayOrTop: boolean): string | undefined {
 
 /** Lower-case hex SHA-256 of the UTF-8 bytes of `s`. */
 export function sha256Hex(s: string): string {
-  return createHash('sha256').update(s, 'utf8').digest('hex')
+  return hash('sha256', s, 'hex')
 }
 
 /**

@@ -53,10 +53,42 @@ function checkPartitions(partitions: number): void {
   }
 }
 
+/** Java-compatible murmur2 of an ASCII string's bytes (its char codes), without encoding it. */
+function murmur2Ascii(key: string): number {
+  const length = key.length
+  let h = (SEED ^ length) | 0
+  const blocks = length >>> 2
+  for (let i = 0; i < blocks; i++) {
+    const i4 = i * 4
+    let k = key.charCodeAt(i4) | (key.charCodeAt(i4 + 1) << 8) | (key.charCodeAt(i4 + 2) << 16) | (key.charCodeAt(i4 + 3) << 24)
+    k = Math.imul(k, M)
+    k ^= k >>> R
+    k = Math.imul(k, M)
+    h = Math.imul(h, M)
+    h ^= k
+  }
+  const tail = length & ~3
+  const rest = length & 3
+  if (rest === 3) h ^= key.charCodeAt(tail + 2) << 16
+  if (rest >= 2) h ^= key.charCodeAt(tail + 1) << 8
+  if (rest >= 1) {
+    h ^= key.charCodeAt(tail)
+    h = Math.imul(h, M)
+  }
+  h ^= h >>> 13
+  h = Math.imul(h, M)
+  h ^= h >>> 15
+  return h | 0
+}
+
+/** No character outside 7-bit ASCII (its UTF-8 bytes are its char codes). */
+const NOT_ASCII = /\P{ASCII}/u
+
 /** The partition Kafka's Java producer picks for a non-null string key. */
 export function partitionForKey(key: string, partitions: number): number {
   checkPartitions(partitions)
-  return toPositive(murmur2(encoder.encode(key))) % partitions
+  const h = NOT_ASCII.test(key) ? murmur2(encoder.encode(key)) : murmur2Ascii(key)
+  return toPositive(h) % partitions
 }
 
 /** Picks a partition for a record: murmur2 for a key, per-topic round robin for a null key. */

@@ -83,6 +83,19 @@ describe('partitionForKey', () => {
     assert.equal(partitionForKey('foobar', 3), 0)
   })
 
+  it('hashes ASCII keys from their char codes exactly as from their UTF-8 bytes', () => {
+    const enc = new TextEncoder()
+    const chars = 'abcXYZ019:-_.~ \u007f\u0000'
+    for (let len = 0; len < 40; len++) {
+      for (let round = 0; round < 5; round++) {
+        let key = ''
+        for (let i = 0; i < len; i++) key += chars[(len * 7 + round * 13 + i * 31) % chars.length]
+        for (const n of [1, 3, 12, 1000]) assert.equal(partitionForKey(key, n), toPositive(murmur2(enc.encode(key))) % n, JSON.stringify(key))
+      }
+    }
+    for (const key of ['é', 'task-é', 'a\u0080', '日本語キー', 'x\u{1F600}y']) assert.equal(partitionForKey(key, 7), toPositive(murmur2(enc.encode(key))) % 7, key)
+  })
+
   it('rejects a non-positive partition count', () => {
     assert.throws(() => partitionForKey('k', 0), RangeError)
     assert.throws(() => partitionForKey('k', 1.5), RangeError)

@@ -23,6 +23,7 @@ import type {
   BatchMetricsRow,
   BatchMetricsWrite,
   JournalEntry,
+  NodeState,
   OutboxEnqueue,
   OutboxRow,
   OutboxStatus,
@@ -76,6 +77,20 @@ function ingest<T>(v: T): T {
   return JSON.parse(JSON.stringify(v)) as T
 }
 
+/**
+ * A snapshot's node states on their way in. The coordinator's are deep-frozen (it never changes a
+ * node state in place): those are kept as they are (documents are copied on the way out); any
+ * other is copied in.
+ */
+function ingestNodes(nodes: Record<string, NodeState>): Record<string, NodeState> {
+  const out: Record<string, NodeState> = {}
+  for (const [id, n] of Object.entries(nodes)) {
+    if (!Object.isFrozen(n)) return ingest(nodes)
+    out[id] = n
+  }
+  return out
+}
+
 function limitOf(limit: number | undefined): number {
   if (limit === undefined) return Number.POSITIVE_INFINITY
   return limit > 0 ? Math.floor(limit) : 0
@@ -98,7 +113,7 @@ export class MemoryStore implements Store {
   readonly #attempts = new MemoryAttempts()
   readonly #outbox = new Map<string, OutboxRow>()
   readonly #workers = new Map<string, WorkerInfo>()
-  readonly #workerState = new Map<string, WorkerStateDoc>()
+  readonly #workerState = new Map<string, string>()
 
   #open(): void {
     if (this.#closed) throw new FlowkitError(ErrorCode.Closed, 'store is closed')
@@ -225,13 +240,12 @@ export class MemoryStore implements Store {
     if (stored === undefined || stored.v >= task.v) return false
     const t = ingest({
       status: task.status,
-      nodes: task.nodes,
       coordinator: task.coordinator,
       result: task.result,
       error: task.error,
       finished_at_ms: task.finished_at_ms,
     })
-    this.#tasks.set(task.id, { ...stored, ...t, updated_at_ms: now, v: task.v, sent_through: task.sent_through ?? 0, batches: ingest(task.batches ?? {}) })
+    this.#tasks.set(task.id, { ...stored, ...t, nodes: ingestNodes(task.nodes), updated_at_ms: now, v: task.v, sent_through: task.sent_through ?? 0, batches: ingest(task.batches ?? {}) })
     return true
   }
 
@@ -456,13 +470,14 @@ export class MemoryStore implements Store {
 
   async saveWorkerState(state: WorkerStateDoc): Promise<void> {
     await this.#pace()
-    this.#workerState.set(state.worker_id, ingest(state))
+    // Kept as JSON text: written on every change of a worker's runs, read only when it restarts.
+    this.#workerState.set(state.worker_id, JSON.stringify(state))
   }
 
   async getWorkerState(workerId: string): Promise<WorkerStateDoc | null> {
     await this.#pace()
     const s = this.#workerState.get(workerId)
-    return s ? clone(s) : null
+    return s === undefined ? null : (JSON.parse(s) as WorkerStateDoc)
   }
 }
 

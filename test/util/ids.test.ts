@@ -1,0 +1,51 @@
+import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import { describe, it } from 'node:test'
+import { canonicalJson, sha256Hex } from '../../src/util/ids.ts'
+
+/** The definition: keys sorted at every depth, JSON.stringify for everything else. */
+function reference(v: unknown): string {
+  return JSON.stringify(v, (_k, x: unknown) => {
+    if (x === null || typeof x !== 'object' || Array.isArray(x)) return x
+    const out: Record<string, unknown> = Object.create(null)
+    for (const k of Object.keys(x).sort()) out[k] = (x as Record<string, unknown>)[k]
+    return out
+  }) ?? 'null'
+}
+
+describe('canonicalJson', () => {
+  it('sorts keys of flat objects, whatever the insertion order', () => {
+    assert.equal(canonicalJson({ task: 't', node: 'n', epoch: 1, cmd: 'TASK_START' }), '{"cmd":"TASK_START","epoch":1,"node":"n","task":"t"}')
+    assert.equal(canonicalJson({ b: null, a: true, c: 'x' }), '{"a":true,"b":null,"c":"x"}')
+    assert.equal(canonicalJson({ a: undefined, b: 1 }), '{"b":1}')
+    assert.equal(canonicalJson({ a: Number.NaN }), '{"a":null}')
+  })
+
+  it('sorts index-like keys as strings (by code unit), not as JavaScript orders them', () => {
+    assert.equal(canonicalJson({ b: 1, 10: 2, 9: 3, a: 4 }), '{"10":2,"9":3,"a":4,"b":1}')
+  })
+
+  it('keeps an own "__proto__" field', () => {
+    const o = JSON.parse('{"z":1,"__proto__":"p"}') as Record<string, unknown>
+    assert.equal(canonicalJson(o), '{"__proto__":"p","z":1}')
+  })
+
+  it('matches the definition on nested and mixed values', () => {
+    const cases: unknown[] = [
+      { task: 'x', node: 'n1', epoch: 3, kind: 'BATCH_OK', batch: 'b-1' },
+      { z: [3, { b: 1, a: 2 }], a: { d: { f: 1, e: 2 }, c: null } },
+      [1, 'a', null, { y: 1, x: 2 }],
+      { 'é': 1, e: 2, E: 3, '': 4 },
+      'text',
+      42,
+      null,
+    ]
+    for (const c of cases) assert.equal(canonicalJson(c), reference(c), JSON.stringify(c))
+  })
+})
+
+describe('sha256Hex', () => {
+  it('is the lower-case hex SHA-256 of the UTF-8 bytes', () => {
+    for (const s of ['', 'abc', 'tâche 日本', '{"cmd":"TASK_START"}']) assert.equal(sha256Hex(s), createHash('sha256').update(s, 'utf8').digest('hex'))
+  })
+})
