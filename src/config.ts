@@ -104,6 +104,8 @@ export interface WorkerConfig extends TopicsConfig {
   dbCancelPollMs: number
   /** Grace the handler gets after a cancel before the worker reports CANCELLED anyway. */
   cancelGraceMs: number
+  /** Least time between two background writes of the worker's run state (`saveWorkerState`). */
+  stateSaveIntervalMs: number
   /**
    * Largest bus message the worker sends (the broker's `message.max.bytes`; Kafka's default is
    * 1 MiB): a handler result that would not fit fails its node with the size and this limit.
@@ -169,6 +171,7 @@ export const WORKER_DEFAULTS: WorkerConfig = {
   pullEmptyBackoffMsMax: 4000,
   dbCancelPollMs: 500,
   cancelGraceMs: 5000,
+  stateSaveIntervalMs: 250,
   maxMessageBytes: 1024 * 1024,
 }
 

@@ -2,7 +2,12 @@
  * The worker's run state (`saveWorkerState`: the runs it holds, read back by the next process with
  * the same worker id). A run starting or ending never waits for this write: `request()` persists in
  * the background, at most one write in flight; changes made meanwhile are covered by the next write,
- * which always takes a fresh snapshot. A failed write is logged and retried on the next change.
+ * which always takes a fresh snapshot. A change after a quiet time is written at once; during a
+ * burst, a background write starts at least `minIntervalMs` after the previous one (a busy worker
+ * changes its runs hundreds of times a second; on a store where an update costs milliseconds, one
+ * write per change would take its whole write capacity). A state up to that interval old only
+ * delays the recovery of a run started just before a crash: its lease expires instead of the next
+ * process reporting it at once. A failed write is logged and retried on the next change.
  */
 import { errorMessage } from '../errors.ts'
 import type { Logger } from '../log.ts'
@@ -16,6 +21,8 @@ export interface WorkerStateSaverOptions {
   snapshot: () => WorkerStateDoc
   /** False once the worker is killed: a crashed process persists nothing more. */
   enabled: () => boolean
+  /** Least time between the starts of two background writes (default 0). */
+  minIntervalMs?: number
 }
 
 export class WorkerStateSaver {
@@ -24,6 +31,10 @@ export class WorkerStateSaver {
   #dirty = false
   #running = false
   #done: Promise<void> = Promise.resolve()
+  /** performance.now() when the last write started. */
+  #lastStart = Number.NEGATIVE_INFINITY
+  /** Ends the wait before the next background write (saveNow, flush). */
+  #hurry: (() => void) | null = null
 
   constructor(options: WorkerStateSaverOptions) {
     this.#options = options
@@ -40,7 +51,10 @@ export class WorkerStateSaver {
 
   /** Writes the current state now, after any write in flight, and throws if the write fails. */
   async saveNow(): Promise<void> {
-    while (this.#running) await this.#done
+    while (this.#running) {
+      this.#hurry?.()
+      await this.#done
+    }
     this.#running = true
     this.#dirty = false
     const write = this.#options.store.saveWorkerState(this.#options.snapshot())
@@ -53,7 +67,10 @@ export class WorkerStateSaver {
 
   /** Resolves once no write is in flight and no change is left unwritten (failed writes included). */
   async flush(): Promise<void> {
-    while (this.#running) await this.#done
+    while (this.#running) {
+      this.#hurry?.()
+      await this.#done
+    }
   }
 
   #after(): void {
@@ -64,7 +81,11 @@ export class WorkerStateSaver {
   async #loop(): Promise<void> {
     try {
       while (this.#dirty && this.#options.enabled()) {
+        const wait = this.#lastStart + (this.#options.minIntervalMs ?? 0) - performance.now()
+        if (wait > 0) await this.#pause(wait)
+        if (!this.#options.enabled()) break
         this.#dirty = false
+        this.#lastStart = performance.now()
         try {
           await this.#options.store.saveWorkerState(this.#options.snapshot())
         } catch (err) {
@@ -74,6 +95,19 @@ export class WorkerStateSaver {
     } finally {
       this.#running = false
     }
+  }
+
+  /** Waits `ms`, or less when hurried. */
+  #pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer)
+        this.#hurry = null
+        resolve()
+      }
+      const timer = setTimeout(done, ms)
+      this.#hurry = done
+    })
   }
 }
 

@@ -117,7 +117,7 @@ export class Worker {
       resolveConfig(WORKER_DEFAULTS, (options.config ?? {}) as Record<string, unknown>, 'worker config'),
       'worker config',
       ['leaseTtlSec', 'hbIntervalSec', 'announceIntervalSec', 'topicPartitions', 'maxMessageBytes'],
-      ['pullPollMsDefault', 'pullEmptyBackoffMsMax', 'dbCancelPollMs', 'cancelGraceMs'],
+      ['pullPollMsDefault', 'pullEmptyBackoffMsMax', 'dbCancelPollMs', 'cancelGraceMs', 'stateSaveIntervalMs'],
     )
     const roles = checkHandlers(options.handlers, this.config.roles)
     if (this.config.concurrency < 1 || !Number.isInteger(this.config.concurrency)) {
@@ -147,6 +147,7 @@ export class Worker {
         log,
         snapshot: () => workerStateOf(core),
         enabled: () => !core.killed,
+        minIntervalMs: this.config.stateSaveIntervalMs,
       }),
       killed: false,
       stopping: false,
