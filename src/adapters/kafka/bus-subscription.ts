@@ -1,25 +1,28 @@
 /**
  * One Kafka subscription: a consumer session (bus-session.ts: a consumer in the group and one
  * MessagesStream) that only feeds per-partition buffers; a PartitionWorker per owned partition
- * hands the records to the handler (bus-worker.ts), commits go through a CommitQueue
- * (bus-commits.ts) and `caughtUp` through a ReplayTracker (bus-replay.ts). See bus.ts for the
- * delivery, rebalance, pause and failure semantics. `reset()` replaces the session after the
- * subscription's topics were recreated.
+ * hands the records to the handler (bus-worker.ts), the owned partitions and what a rebalance
+ * changes in them are kept by a PartitionOwnership (bus-partitions.ts), commits go through a
+ * CommitQueue (bus-commits.ts) and `caughtUp` through a ReplayTracker (bus-replay.ts). This file
+ * holds the lifecycle (start, reset, close), the flow control (pausing the fetch loop) and the
+ * routing of records to the workers. See bus.ts for the delivery, rebalance, pause and failure
+ * semantics. `reset()` replaces the session after the subscription's topics were recreated.
  */
 import type { GroupAssignment } from '@platformatic/kafka'
 import type { BusBatchHandler, BusHandler, SubscribeOptions, Subscription } from '../../ports/bus.ts'
 import { ErrorCode, FlowkitError } from '../../errors.ts'
 import type { Logger } from '../../log.ts'
-import { AssignmentReporter, MembershipWatch, assignedPartitions, seedStartPositions } from './bus-assignment.ts'
+import { AssignmentReporter, MembershipWatch, seedStartPositions } from './bus-assignment.ts'
 import { CommitQueue } from './bus-commits.ts'
 import type { Redactor } from './bus-errors.ts'
+import { PartitionOwnership } from './bus-partitions.ts'
 import { ReplayTracker } from './bus-replay.ts'
 import { capped, partitionKey, sanitizeClientId } from './bus-settings.ts'
 import type { Settings, StringMessage } from './bus-settings.ts'
 import { ConsumerSession } from './bus-session.ts'
 import type { SessionHost } from './bus-session.ts'
-import { PartitionWorker, toBuffered } from './bus-worker.ts'
-import type { Buffered, WorkerHost } from './bus-worker.ts'
+import { toBuffered } from './bus-worker.ts'
+import type { Buffered, PartitionWorker, WorkerHost } from './bus-worker.ts'
 
 export const DEFAULT_MAX_BATCH = 500
 const OLD_SESSION_CLOSE_MS = 5000
@@ -45,12 +48,7 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
   readonly #name: string
   readonly #bus: BusInternals
   #session: ConsumerSession
-  /** Owned partitions → worker. */
-  readonly #workers = new Map<string, PartitionWorker>()
-  /** Latest worker per partition (owned or not), so a returning partition waits for it. */
-  readonly #lastWorker = new Map<string, PartitionWorker>()
-  /** Every worker still running (revoked ones included): close waits for them. */
-  readonly #running = new Set<PartitionWorker>()
+  readonly #owned: PartitionOwnership
   #paused = false
   #streamPaused = false
   #buffered = 0
@@ -58,7 +56,6 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
   #stopping = false
   #resetting: Promise<void> = Promise.resolve()
   readonly #cooperative: boolean
-  readonly #reporter: AssignmentReporter
   readonly #membership: MembershipWatch | null
   #confirmedAt = 0
   readonly #commits: CommitQueue
@@ -76,14 +73,13 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
     this.#name = options.name ?? 'sub'
     this.#cooperative = options.assignor === 'cooperative'
     this.log = bus.log.child({ groupId: this.groupId, subscription: this.#name })
-    this.#reporter = new AssignmentReporter(options.onAssignment, this.log, bus.redactor)
     this.#membership =
       options.onAssignment === undefined
         ? null
         : new MembershipWatch({ intervalMs: Math.max(500, bus.settings.heartbeatInterval), staleMs: 2 * bus.settings.sessionTimeout, confirmedAt: () => this.#confirmedAt, reset: () => void this.reset(), log: this.log })
     this.#membership?.start()
     this.#session = this.#newSession(this.#fromLatest)
-    const owns = (key: string): boolean => this.#workers.has(key)
+    const owns = (key: string): boolean => this.#owned.has(key)
     const isStopping = (): boolean => this.#stopping
     const session = (): ConsumerSession => this.#session
     this.#commits = new CommitQueue({
@@ -109,6 +105,16 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
       },
       this.#fromLatest,
     )
+    this.#owned = new PartitionOwnership(this, {
+      topics: this.topics,
+      log: this.log,
+      commits: this.#commits,
+      replay: this.#replay,
+      reporter: new AssignmentReporter(options.onAssignment, this.log, bus.redactor),
+      confirmed: () => {
+        this.#confirmedAt = Date.now()
+      },
+    })
   }
 
   get settings(): Settings {
@@ -132,7 +138,7 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
     if (!this.#paused) return
     this.#paused = false
     this.#updateFlow()
-    for (const worker of this.#workers.values()) worker.wake()
+    for (const worker of this.#owned.workers()) worker.wake()
   }
 
   caughtUp(): Promise<void> {
@@ -143,9 +149,9 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
     if (this.#closing !== null) return
     // Between a revoke and the next assignment (a rejoin after a pause) nothing is owned: the
     // backlog is still there, so wait for the assignment instead of reporting it drained.
-    if (this.#workers.size === 0) await this.#replay.nextAssignment()
+    if (this.#owned.size === 0) await this.#replay.nextAssignment()
     if (this.#closing !== null) return
-    await this.#replay.drained([...this.#workers.values()].map((w) => ({ topic: w.topic, partition: w.partition })))
+    await this.#replay.drained(this.#owned.positions())
   }
 
   close(): Promise<void> {
@@ -186,7 +192,7 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
     if (!session.closed) {
       // At once: nothing more of the old session reaches a handler.
       session.abandon()
-      for (const key of [...this.#workers.keys()]) this.#revoke(key)
+      this.#owned.revokeAll()
       this.#commits.reset()
       // The backlog counted for caughtUp() and drained() was lost with the old topics.
       this.#replay.release()
@@ -208,7 +214,7 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
   }
 
   onHandled(worker: PartitionWorker, entry: Buffered): void {
-    if (worker.revoked || this.#workers.get(worker.key) !== worker) return
+    if (worker.revoked || this.#owned.get(worker.key) !== worker) return
     this.#commits.mark(worker.topic, worker.partition, BigInt(entry.message.offset) + 1n, entry.leaderEpoch)
   }
 
@@ -246,7 +252,7 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
 
   onMessage(session: ConsumerSession, message: StringMessage): void {
     if (session !== this.#session) return
-    const worker = this.#workers.get(partitionKey(message.topic, message.partition))
+    const worker = this.#owned.get(partitionKey(message.topic, message.partition))
     // Not (or no longer) ours: a fetch that was under way when the assignment changed.
     if (worker === undefined || worker.stopped || this.#stopping) return
     const offset = Number(message.offset)
@@ -258,60 +264,15 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
     this.#updateFlow()
   }
 
-  /**
-   * A rebalance began (this member rejoins now): commits wait for the join, since a commit the
-   * group refuses meanwhile makes the library rejoin once more (another rebalance) and, in the
-   * cooperative protocol, forget the partitions it owns (they would move without being revoked).
-   * In a cooperative revoke round the consumer's assignment already lost partitions: they are
-   * revoked (and reported) now, before this member rejoins and another one can get them.
-   */
+  /** A rebalance began: see PartitionOwnership.rebalancing (bus-partitions.ts). */
   onRebalance(session: ConsumerSession): void {
     if (this.#stopping || session !== this.#session) return
-    this.#commits.hold()
-    const keep = assignedPartitions(session.consumer.assignments ?? [], this.topics)
-    const revoked = [...this.#workers.keys()].filter((key) => !keep.has(key))
-    if (revoked.length === 0) return
-    for (const key of revoked) this.#revoke(key)
-    this.#reporter.report(keep, session.consumer.generationId)
-    this.log.debug('bus.kafka.revoked', { generationId: session.consumer.generationId, partitions: [...this.#workers.keys()], revoked })
+    this.#owned.rebalancing(session)
   }
 
   onJoin(session: ConsumerSession, assignments: GroupAssignment[]): void {
     if (this.#stopping || session !== this.#session) return
-    const want = assignedPartitions(assignments, this.topics)
-    const revoked: string[] = []
-    const gained: string[] = []
-    for (const key of [...this.#workers.keys()]) {
-      if (want.has(key)) continue
-      this.#revoke(key)
-      revoked.push(key)
-    }
-    for (const [key, { topic, partition }] of want) {
-      if (this.#workers.has(key)) continue
-      const worker = new PartitionWorker(this, topic, partition, this.#lastWorker.get(key)?.done)
-      this.#workers.set(key, worker)
-      this.#lastWorker.set(key, worker)
-      this.#running.add(worker)
-      void worker.done.then(() => {
-        this.#running.delete(worker)
-        if (this.#lastWorker.get(key) === worker && !this.#workers.has(key)) this.#lastWorker.delete(key)
-      })
-      // Forget a position the stream kept from an earlier ownership: it restarts the partition
-      // from the group's committed offset (or the fallback) instead.
-      session.stream?.offsetsToFetch.delete(key)
-      gained.push(key)
-    }
-    this.#replay.onAssigned([...want.values()])
-    this.#confirmedAt = Date.now()
-    this.#reporter.report(want, session.consumer.generationId)
-    this.#commits.release()
-    this.log.debug('bus.kafka.assigned', {
-      memberId: session.consumer.memberId,
-      generationId: session.consumer.generationId,
-      partitions: [...this.#workers.keys()],
-      revoked,
-      gained,
-    })
+    this.#owned.join(session, assignments)
   }
 
   // ---- Internals ----
@@ -325,18 +286,6 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
       fromLatest,
       cooperative: this.#cooperative,
     })
-  }
-
-  /** The partition is no longer ours: stop after its in-flight handler, drop its buffer and commits. */
-  #revoke(key: string): void {
-    const worker = this.#workers.get(key)
-    if (!worker) return
-    this.#workers.delete(key)
-    worker.revoked = true
-    const dropped = worker.clear()
-    if (dropped > 0) this.onDequeued(dropped)
-    void worker.stop()
-    this.#commits.forget(key)
   }
 
   async #replace(old: ConsumerSession): Promise<void> {
@@ -389,7 +338,7 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
       current: () => session === this.#session,
       mark: (topic: string, partition: number, offset: bigint) => this.#commits.mark(topic, partition, offset, -1),
     }
-    return seedStartPositions(host, [...this.#workers.values()].map((w) => ({ topic: w.topic, partition: w.partition })))
+    return seedStartPositions(host, this.#owned.positions())
   }
 
   // ---- Close ----
@@ -401,10 +350,10 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
     await this.#resetting
     // 1. Stop fetching; 2. let in-flight handlers finish; 3. commit them; 4. leave the group.
     this.#updateFlow()
-    await Promise.all([...this.#running].map((w) => w.stop()))
+    await this.#owned.stopAll()
     await this.#commits.flush()
     await this.#session.close()
-    this.#workers.clear()
+    this.#owned.clear()
     this.#bus.forget(this)
   }
 }

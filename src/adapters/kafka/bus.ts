@@ -51,9 +51,9 @@
  * credentials never appear in an error message or a log record.
  *
  * Modules: bus-settings.ts (options, settings, shared helpers), bus-errors.ts (error mapping,
- * redaction), bus-topics.ts (creation, the lost-topic watch), bus-worker.ts, bus-commits.ts,
- * bus-replay.ts, bus-session.ts, bus-subscription.ts; this file is the facade (producer, topics,
- * subscriptions).
+ * redaction), bus-topics.ts (creation, the lost-topic watch), bus-worker.ts, bus-partitions.ts
+ * (partition ownership, rebalances), bus-commits.ts, bus-replay.ts, bus-session.ts,
+ * bus-subscription.ts; this file is the facade (producer, topics, subscriptions).
  *
  * Known limit: while a group rebalances, the previous owner of a partition may still be running
  * the handler of a record that the new owner also receives (also with the cooperative assignor:
