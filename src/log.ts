@@ -11,6 +11,8 @@ import { ErrorCode, FlowkitError } from './errors.ts'
  * Every structured log record of flowkit, at any level, is also published on this
  * `node:diagnostics_channel` (only when someone subscribes): `{ level, event, fields, time }`,
  * with the same redaction as the logs. Event names are stable; see docs/observability.md.
+ * `fields` is redacted when first read (an accessor): read it, or JSON.stringify the message; a
+ * spread (`{ ...message }`) does not copy it.
  */
 export const EVENTS_CHANNEL = 'flowkit:events'
 const events = channel(EVENTS_CHANNEL)
@@ -22,21 +24,37 @@ export interface FlowkitEventMessage {
   time: number
 }
 
+/**
+ * A published record. Its `fields` are redacted when first read (most subscribers only look at
+ * `event`), then kept: `fields` is an accessor, so read it (or JSON.stringify the message) rather
+ * than spreading the message.
+ */
+class EventMessage implements FlowkitEventMessage {
+  readonly level: FlowkitEventMessage['level']
+  readonly event: string
+  readonly time: number
+  #bindings: LogFields
+  #raw: LogFields | undefined
+  #fields: LogFields | null = null
+  constructor(level: FlowkitEventMessage['level'], event: string, bindings: LogFields, raw: LogFields | undefined, time: number) {
+    this.level = level
+    this.event = event
+    this.time = time
+    this.#bindings = bindings
+    this.#raw = raw
+  }
+  get fields(): LogFields {
+    this.#fields ??= redact(this.#raw === undefined ? this.#bindings : { ...this.#bindings, ...this.#raw }) as LogFields
+    return this.#fields
+  }
+  toJSON(): FlowkitEventMessage {
+    return { level: this.level, event: this.event, fields: this.fields, time: this.time }
+  }
+}
+
 function publish(level: FlowkitEventMessage['level'], event: string, bindings: LogFields, fields: LogFields | undefined): void {
   if (!events.hasSubscribers) return
-  // `fields` are redacted when first read (most subscribers only look at `event`), then kept; the
-  // getter is an own enumerable property, so a spread or JSON.stringify of the message has them.
-  let redacted: LogFields | null = null
-  const message: FlowkitEventMessage = {
-    level,
-    event,
-    get fields(): LogFields {
-      redacted ??= redact(fields === undefined ? bindings : { ...bindings, ...fields }) as LogFields
-      return redacted
-    },
-    time: Date.now(),
-  }
-  events.publish(message)
+  events.publish(new EventMessage(level, event, bindings, fields, Date.now()))
 }
 
 /** The log levels FLOWKIT_LOG_LEVEL and `createLogger({ level })` accept, most verbose first. */
