@@ -10,6 +10,16 @@
  *   elements holding it become null;
  * - a `limit` <= 0 returns nothing (MongoDB's `limit(0)` would mean "no limit": adapters must
  *   short-circuit it).
+ *
+ * This file holds the Store verbs: each checks the store is open, lets the event loop run every
+ * 64 calls, and hands over to the module of its concern (each runs synchronously):
+ * - copy.ts: copies in and out, listing limits;
+ * - tasks.ts: task snapshots and their journal;
+ * - metrics.ts: batch metrics rows;
+ * - artifacts.ts: artifacts and stream claims;
+ * - attempts.ts: attempt claims and checkpoints;
+ * - outbox.ts: the outbox;
+ * - workers.ts: the worker registry and worker run state.
  */
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import { ErrorCode, FlowkitError } from '../../errors.ts'
@@ -23,7 +33,6 @@ import type {
   BatchMetricsRow,
   BatchMetricsWrite,
   JournalEntry,
-  NodeState,
   OutboxEnqueue,
   OutboxRow,
   OutboxStatus,
@@ -36,84 +45,27 @@ import type {
   WorkerInfo,
   WorkerStateDoc,
 } from '../../ports/store.ts'
-import { applyJournal } from '../../model/journal.ts'
-import { assertNodeId, compareCodePoints, deepFreeze, newestPerBatch, withVersion } from '../../ports/store-rules.ts'
-import { canonicalJson, outboxId } from '../../util/ids.ts'
 import { MemoryArtifacts } from './artifacts.ts'
 import { MemoryAttempts } from './attempts.ts'
+import { MemoryMetrics } from './metrics.ts'
+import { MemoryOutbox } from './outbox.ts'
+import { MemoryTasks } from './tasks.ts'
+import { MemoryWorkers } from './workers.ts'
 
 export { compareCodePoints } from '../../ports/store-rules.ts'
 
 /** Calls between two yields to the event loop: an in-process store must not starve timers and I/O. */
 const YIELD_EVERY = 64
 
-
-
-interface MetricsRow extends BatchMetricsRow {
-  task_id: string
-  inserted_at_ms: number
-}
-
-/** Deep copy of a stored (JSON) document on its way out. */
-const clone = <T>(v: T): T => (v === undefined ? v : (JSON.parse(JSON.stringify(v)) as T))
-
-/** A task on its way out: a deep copy, except the graph, which is immutable and shared (frozen). */
-function cloneTask(t: VersionedTask): TaskDoc {
-  const { graph, v, sent_through, batches, ...rest } = t
-  const out = clone(rest) as unknown as TaskDoc
-  out.graph = graph
-  return withVersion(out, v, sent_through, clone(batches ?? {}))
-}
-
-/**
- * Deep copy of a caller's value on its way in, with `undefined` treated as BSON does under the
- * driver option `ignoreUndefined: true` (and as JSON does): object fields holding `undefined` are
- * dropped, `undefined` array elements (and holes) become `null`.
- */
-function ingest<T>(v: T): T {
-  // A JSON round trip does exactly what a document store does with JSON data: undefined fields
-  // dropped, undefined array elements (and holes) null, NaN/±Infinity null, -0 as 0.
-  if (v === undefined) return v
-  return JSON.parse(JSON.stringify(v)) as T
-}
-
-/**
- * A snapshot's node states on their way in. The coordinator's are deep-frozen (it never changes a
- * node state in place): those are kept as they are (documents are copied on the way out); any
- * other is copied in.
- */
-function ingestNodes(nodes: Record<string, NodeState>): Record<string, NodeState> {
-  const out: Record<string, NodeState> = {}
-  for (const [id, n] of Object.entries(nodes)) {
-    if (!Object.isFrozen(n)) return ingest(nodes)
-    out[id] = n
-  }
-  return out
-}
-
-function limitOf(limit: number | undefined): number {
-  if (limit === undefined) return Number.POSITIVE_INFINITY
-  return limit > 0 ? Math.floor(limit) : 0
-}
-
-function take<T>(rows: T[], limit: number | undefined): T[] {
-  const n = limitOf(limit)
-  return n === Number.POSITIVE_INFINITY ? rows : rows.slice(0, n)
-}
-
 export class MemoryStore implements Store {
   #closed = false
   #calls = 0
-  readonly #tasks = new Map<string, VersionedTask>()
-  /** Journal entries (as JSON text: stored, not shared) by task, then seq. */
-  readonly #journal = new Map<string, Map<number, { writer: string; at_ms: number; json: string | null; entry: JournalEntry | null }>>()
-  /** Batch metrics rows by task, then (node, batch_uid, epoch). */
-  readonly #metrics = new Map<string, Map<string, MetricsRow>>()
+  readonly #tasks = new MemoryTasks()
+  readonly #metrics = new MemoryMetrics()
   readonly #arts = new MemoryArtifacts()
   readonly #attempts = new MemoryAttempts()
-  readonly #outbox = new Map<string, OutboxRow>()
-  readonly #workers = new Map<string, WorkerInfo>()
-  readonly #workerState = new Map<string, string>()
+  readonly #outbox = new MemoryOutbox()
+  readonly #workers = new MemoryWorkers()
 
   #open(): void {
     if (this.#closed) throw new FlowkitError(ErrorCode.Closed, 'store is closed')
@@ -133,21 +85,11 @@ export class MemoryStore implements Store {
     this.#closed = true
   }
 
-  // ---- tasks: snapshot + journal
+  // ---- tasks: snapshot + journal (tasks.ts)
 
   async createTask(task: TaskDoc): Promise<void> {
     await this.#pace()
-    for (const nodeId of Object.keys(task.nodes)) assertNodeId(nodeId)
-    if (this.#tasks.has(task.id)) {
-      throw new FlowkitError(ErrorCode.DuplicateKey, `task ${task.id} already exists`, {
-        details: { task_id: task.id },
-      })
-    }
-    // The graph is immutable: a caller's graph that is already frozen is kept as is (no copy).
-    const { graph, ...rest } = task
-    const stored = ingest({ ...rest, v: 0 }) as VersionedTask
-    stored.graph = Object.isFrozen(graph) ? graph : deepFreeze(ingest(graph))
-    this.#tasks.set(task.id, stored)
+    this.#tasks.create(task)
   }
 
   async createTasks(tasks: readonly TaskDoc[]): Promise<(Error | null)[]> {
@@ -163,145 +105,62 @@ export class MemoryStore implements Store {
     return out
   }
 
-  /** The snapshot with the journal after it applied (no copy). */
-  #current(taskId: string): VersionedTask | null {
-    const snap = this.#tasks.get(taskId)
-    if (snap === undefined) return null
-    const entries = this.#entries(taskId, snap.v)
-    return entries.length === 0 ? snap : applyJournal(snap, entries)
-  }
-
-  #entries(taskId: string, afterSeq: number): JournalEntry[] {
-    const j = this.#journal.get(taskId)
-    if (j === undefined) return []
-    const out: JournalEntry[] = []
-    for (const [seq, row] of j) if (seq > afterSeq) out.push(row.json !== null ? (JSON.parse(row.json) as JournalEntry) : clone(row.entry as JournalEntry))
-    return out.sort((a, b) => a.seq - b.seq)
-  }
-
   async getTask(taskId: string): Promise<TaskDoc | null> {
     await this.#pace()
-    const t = this.#current(taskId)
-    return t ? cloneTask(t) : null
+    return this.#tasks.get(taskId)
   }
 
   async getRunView(taskId: string, nodeId: string): Promise<RunView | null> {
     await this.#pace()
-    assertNodeId(nodeId)
-    const t = this.#tasks.get(taskId)
-    if (!t) return null
-    const node = Object.hasOwn(t.nodes, nodeId) ? t.nodes[nodeId] : undefined
-    return clone({ cancelled: t.coordinator.cancelled, vars: t.coordinator.vars, node: node ?? null })
+    return this.#tasks.runView(taskId, nodeId)
   }
 
   async listTasks(filter: { statuses?: readonly TaskStatus[]; limit?: number } = {}): Promise<TaskDoc[]> {
     await this.#pace()
-    const statuses = filter.statuses
-    const rows = [...this.#tasks.keys()]
-      .map((id) => this.#current(id) as VersionedTask)
-      .filter((t) => statuses === undefined || statuses.includes(t.status))
-      .sort((a, b) => a.created_at_ms - b.created_at_ms || compareCodePoints(a.id, b.id))
-    return take(rows, filter.limit).map(cloneTask)
+    return this.#tasks.list(filter)
   }
 
   async listTaskIds(statuses: readonly TaskStatus[]): Promise<string[]> {
     await this.#pace()
-    return [...this.#tasks.values()].filter((t) => statuses.includes(t.status)).map((t) => t.id)
+    return this.#tasks.listIds(statuses)
   }
 
   async appendJournal(entries: readonly JournalEntry[]): Promise<boolean[]> {
     await this.#pace()
-    // Every entry is checked before any is stored (as the MongoDB store does).
-    for (const e of entries) for (const n of e.nodes) assertNodeId(n.node_id)
-    return entries.map((e) => {
-      let j = this.#journal.get(e.task_id)
-      if (j === undefined) {
-        j = new Map()
-        this.#journal.set(e.task_id, j)
-      }
-      const held = j.get(e.seq)
-      if (held !== undefined) return held.writer === e.writer
-      // An entry handed over deep-frozen (the coordinator's) cannot change: kept as is, copied on
-      // the way out; any other is copied in.
-      j.set(e.seq, Object.isFrozen(e) ? { writer: e.writer, at_ms: e.at_ms, json: null, entry: e } : { writer: e.writer, at_ms: e.at_ms, json: JSON.stringify(e), entry: null })
-      return true
-    })
+    return this.#tasks.appendJournal(entries)
   }
 
   async readJournal(taskIds: readonly string[], afterSeq = 0): Promise<JournalEntry[]> {
     await this.#pace()
-    return taskIds.flatMap((id) => this.#entries(id, afterSeq))
+    return this.#tasks.readJournal(taskIds, afterSeq)
   }
 
   async writeSnapshot(task: VersionedTask, now: number): Promise<boolean> {
     await this.#pace()
-    for (const nodeId of Object.keys(task.nodes)) assertNodeId(nodeId)
-    const stored = this.#tasks.get(task.id)
-    if (stored === undefined || stored.v >= task.v) return false
-    const t = ingest({
-      status: task.status,
-      coordinator: task.coordinator,
-      result: task.result,
-      error: task.error,
-      finished_at_ms: task.finished_at_ms,
-    })
-    this.#tasks.set(task.id, { ...stored, ...t, nodes: ingestNodes(task.nodes), updated_at_ms: now, v: task.v, sent_through: task.sent_through ?? 0, batches: ingest(task.batches ?? {}) })
-    return true
+    return this.#tasks.writeSnapshot(task, now)
   }
 
-  // ---- batch metrics
+  // ---- batch metrics (metrics.ts)
 
   async insertBatchMetrics(rows: readonly BatchMetricsWrite[], now: number): Promise<void> {
     await this.#pace()
-    for (const row of rows) assertNodeId(row.node_id)
-    for (const row of rows) {
-      let m = this.#metrics.get(row.task_id)
-      if (m === undefined) {
-        m = new Map()
-        this.#metrics.set(row.task_id, m)
-      }
-      const key = canonicalJson([row.node_id, row.batch_uid, row.attempt_epoch])
-      if (m.has(key)) continue
-      m.set(key, {
-        task_id: row.task_id,
-        node_id: row.node_id,
-        batch_uid: row.batch_uid,
-        attempt_epoch: row.attempt_epoch,
-        metrics: ingest(row.metrics),
-        inserted_at_ms: now,
-      })
-    }
+    this.#metrics.insert(rows, now)
   }
 
   async listBatchMetrics(taskId: string, nodeId?: string): Promise<BatchMetricsRow[]> {
     await this.#pace()
-    const rows = [...(this.#metrics.get(taskId)?.values() ?? [])].filter((r) => nodeId === undefined || r.node_id === nodeId)
-    return newestPerBatch(rows).map((r) => ({ node_id: r.node_id, batch_uid: r.batch_uid, attempt_epoch: r.attempt_epoch, metrics: clone(r.metrics) }))
+    return this.#metrics.list(taskId, nodeId)
   }
 
   async purgeBefore(cutoff: number): Promise<{ journal: number; outbox: number }> {
     await this.#pace()
-    let journal = 0
-    let outbox = 0
-    for (const j of this.#journal.values()) {
-      for (const [seq, row] of j) {
-        if (row.at_ms < cutoff) {
-          j.delete(seq)
-          journal++
-        }
-      }
-    }
+    const journal = this.#tasks.purgeJournal(cutoff)
     this.#attempts.purge(cutoff)
-    for (const [k, row] of this.#outbox) {
-      if (row.status === 'sent' && (row.sent_at_ms ?? Number.POSITIVE_INFINITY) < cutoff) {
-        this.#outbox.delete(k)
-        outbox++
-      }
-    }
+    const outbox = this.#outbox.purgeSent(cutoff)
     return { journal, outbox }
   }
 
-  // ---- artifacts
+  // ---- artifacts (artifacts.ts)
 
   async upsertArtifact(artifact: ArtifactWrite, now: number): Promise<boolean> {
     await this.#pace()
@@ -324,7 +183,7 @@ export class MemoryStore implements Store {
     return this.#arts.get(taskId, nodeId, batchUid)
   }
 
-  // ---- attempts
+  // ---- attempts (attempts.ts)
 
   async claimAttempt(claim: AttemptClaim, now: number): Promise<boolean> {
     await this.#pace()
@@ -346,7 +205,7 @@ export class MemoryStore implements Store {
     return this.#attempts.getCheckpoint(taskId, nodeId)
   }
 
-  // ---- stream progress
+  // ---- stream progress (artifacts.ts)
 
   async claimStreamBatches(claims: readonly StreamClaim[], now: number): Promise<boolean[]> {
     const out: boolean[] = []
@@ -359,125 +218,68 @@ export class MemoryStore implements Store {
     return this.#arts.claimStream(claim, now)
   }
 
-  // ---- outbox
+  // ---- outbox (outbox.ts)
 
   async outboxEnqueue(row: OutboxEnqueue, now: number, parked?: { attempts: number; error: string }): Promise<boolean> {
     await this.#pace()
-    const key = row.key ?? null
-    const id = outboxId(row.topic, key, row.dedup_id)
-    if (this.#outbox.has(id)) return false
-    this.#outbox.set(id, {
-      id,
-      topic: row.topic,
-      key,
-      value: row.value,
-      dedup_id: row.dedup_id,
-      status: parked ? 'failed' : 'pending',
-      attempts: parked?.attempts ?? 0,
-      next_attempt_at_ms: now,
-      last_error: parked?.error ?? null,
-      created_at_ms: now,
-      updated_at_ms: now,
-      sent_at_ms: null,
-    })
-    return true
+    return this.#outbox.enqueue(row, now, parked)
   }
 
   async outboxClaimDue(now: number, limit: number, claimUntil: number): Promise<OutboxRow[]> {
     await this.#pace()
-    const due = [...this.#outbox.values()]
-      .filter((r) => r.status === 'pending' && r.next_attempt_at_ms <= now)
-      .sort(
-        (a, b) =>
-          a.next_attempt_at_ms - b.next_attempt_at_ms ||
-          a.created_at_ms - b.created_at_ms ||
-          compareCodePoints(a.id, b.id),
-      )
-    const claimed = due.slice(0, limitOf(limit))
-    for (const r of claimed) {
-      r.next_attempt_at_ms = claimUntil
-      r.updated_at_ms = now
-    }
-    return claimed.map(clone)
+    return this.#outbox.claimDue(now, limit, claimUntil)
   }
 
   /** Pending → sent. A row that is not pending (sent, dead-lettered, unknown) is left as is. */
   async outboxMarkSent(id: string, now: number): Promise<void> {
     await this.#pace()
-    const r = this.#outbox.get(id)
-    if (r?.status !== 'pending') return
-    r.status = 'sent'
-    r.value = '' // kept for audit without its payload
-    r.sent_at_ms = now
-    r.updated_at_ms = now
+    this.#outbox.markSent(id, now)
   }
 
   /** Stays pending, due again at `nextAttemptAt`. Only applies to a pending row. */
   async outboxMarkRetry(id: string, attempts: number, nextAttemptAt: number, error: string, now: number): Promise<void> {
     await this.#pace()
-    const r = this.#outbox.get(id)
-    if (r?.status !== 'pending') return
-    r.attempts = attempts
-    r.next_attempt_at_ms = nextAttemptAt
-    r.last_error = error
-    r.updated_at_ms = now
+    this.#outbox.markRetry(id, attempts, nextAttemptAt, error, now)
   }
 
   /** Pending → failed (dead letter). Only applies to a pending row. */
   async outboxMarkFailed(id: string, attempts: number, error: string, now: number): Promise<void> {
     await this.#pace()
-    const r = this.#outbox.get(id)
-    if (r?.status !== 'pending') return
-    r.status = 'failed'
-    r.attempts = attempts
-    r.last_error = error
-    r.updated_at_ms = now
+    this.#outbox.markFailed(id, attempts, error, now)
   }
 
   /** Rows ordered by created_at_ms then id. */
   async outboxList(filter: { status?: OutboxStatus; limit?: number } = {}): Promise<OutboxRow[]> {
     await this.#pace()
-    const rows = [...this.#outbox.values()]
-      .filter((r) => filter.status === undefined || r.status === filter.status)
-      .sort((a, b) => a.created_at_ms - b.created_at_ms || compareCodePoints(a.id, b.id))
-    return take(rows, filter.limit).map(clone)
+    return this.#outbox.list(filter)
   }
 
   /** Failed → pending, due `now`, attempts reset to 0 (last_error kept). False otherwise. */
   async outboxRequeue(id: string, now: number): Promise<boolean> {
     await this.#pace()
-    const r = this.#outbox.get(id)
-    if (r?.status !== 'failed') return false
-    r.status = 'pending'
-    r.attempts = 0
-    r.next_attempt_at_ms = now
-    r.updated_at_ms = now
-    return true
+    return this.#outbox.requeue(id, now)
   }
 
-  // ---- workers
+  // ---- workers (workers.ts)
 
   async upsertWorker(info: WorkerInfo): Promise<void> {
     await this.#pace()
-    this.#workers.set(info.worker_id, ingest(info))
+    this.#workers.upsert(info)
   }
 
   /** Ordered by worker_id. */
   async listWorkers(): Promise<WorkerInfo[]> {
     await this.#pace()
-    return [...this.#workers.values()].sort((a, b) => compareCodePoints(a.worker_id, b.worker_id)).map(clone)
+    return this.#workers.list()
   }
 
   async saveWorkerState(state: WorkerStateDoc): Promise<void> {
     await this.#pace()
-    // Kept as JSON text: written on every change of a worker's runs, read only when it restarts.
-    this.#workerState.set(state.worker_id, JSON.stringify(state))
+    this.#workers.saveState(state)
   }
 
   async getWorkerState(workerId: string): Promise<WorkerStateDoc | null> {
     await this.#pace()
-    const s = this.#workerState.get(workerId)
-    return s === undefined ? null : (JSON.parse(s) as WorkerStateDoc)
+    return this.#workers.getState(workerId)
   }
 }
-

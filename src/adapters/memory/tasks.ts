@@ -1,0 +1,156 @@
+/**
+ * Task snapshots and their journal in the MemoryStore (see the Store port): one snapshot per task
+ * id, one journal entry per (task, seq) (a second writer of a seq is refused, the same writer's
+ * retry is accepted); the current task is its snapshot with the entries after its version applied.
+ *
+ * What the coordinator hands over deep-frozen is kept by reference (copied on the way out): the
+ * graph, journal entries and the node states of a snapshot. Anything else is copied in.
+ */
+import { ErrorCode, FlowkitError } from '../../errors.ts'
+import { applyJournal } from '../../model/journal.ts'
+import type { JournalEntry, NodeState, RunView, TaskDoc, TaskStatus, VersionedTask } from '../../ports/store.ts'
+import { assertNodeId, compareCodePoints, deepFreeze, withVersion } from '../../ports/store-rules.ts'
+import { clone, ingest, take } from './copy.ts'
+
+/** A stored journal entry: as JSON text, or (deep-frozen, the coordinator's) by reference. */
+interface JournalRow {
+  writer: string
+  at_ms: number
+  json: string | null
+  entry: JournalEntry | null
+}
+
+/** A task on its way out: a deep copy, except the graph, which is immutable and shared (frozen). */
+function cloneTask(t: VersionedTask): TaskDoc {
+  const { graph, v, sent_through, batches, ...rest } = t
+  const out = clone(rest) as unknown as TaskDoc
+  out.graph = graph
+  return withVersion(out, v, sent_through, clone(batches ?? {}))
+}
+
+/**
+ * A snapshot's node states on their way in. The coordinator's are deep-frozen (it never changes a
+ * node state in place): those are kept as they are (documents are copied on the way out); any
+ * other is copied in.
+ */
+function ingestNodes(nodes: Record<string, NodeState>): Record<string, NodeState> {
+  const out: Record<string, NodeState> = {}
+  for (const [id, n] of Object.entries(nodes)) {
+    if (!Object.isFrozen(n)) return ingest(nodes)
+    out[id] = n
+  }
+  return out
+}
+
+export class MemoryTasks {
+  readonly #tasks = new Map<string, VersionedTask>()
+  /** Journal entries (as JSON text: stored, not shared) by task, then seq. */
+  readonly #journal = new Map<string, Map<number, JournalRow>>()
+
+  create(task: TaskDoc): void {
+    for (const nodeId of Object.keys(task.nodes)) assertNodeId(nodeId)
+    if (this.#tasks.has(task.id)) {
+      throw new FlowkitError(ErrorCode.DuplicateKey, `task ${task.id} already exists`, {
+        details: { task_id: task.id },
+      })
+    }
+    // The graph is immutable: a caller's graph that is already frozen is kept as is (no copy).
+    const { graph, ...rest } = task
+    const stored = ingest({ ...rest, v: 0 }) as VersionedTask
+    stored.graph = Object.isFrozen(graph) ? graph : deepFreeze(ingest(graph))
+    this.#tasks.set(task.id, stored)
+  }
+
+  /** The snapshot with the journal after it applied (no copy). */
+  #current(taskId: string): VersionedTask | null {
+    const snap = this.#tasks.get(taskId)
+    if (snap === undefined) return null
+    const entries = this.#entries(taskId, snap.v)
+    return entries.length === 0 ? snap : applyJournal(snap, entries)
+  }
+
+  #entries(taskId: string, afterSeq: number): JournalEntry[] {
+    const j = this.#journal.get(taskId)
+    if (j === undefined) return []
+    const out: JournalEntry[] = []
+    for (const [seq, row] of j) if (seq > afterSeq) out.push(row.json !== null ? (JSON.parse(row.json) as JournalEntry) : clone(row.entry as JournalEntry))
+    return out.sort((a, b) => a.seq - b.seq)
+  }
+
+  get(taskId: string): TaskDoc | null {
+    const t = this.#current(taskId)
+    return t ? cloneTask(t) : null
+  }
+
+  runView(taskId: string, nodeId: string): RunView | null {
+    assertNodeId(nodeId)
+    const t = this.#tasks.get(taskId)
+    if (!t) return null
+    const node = Object.hasOwn(t.nodes, nodeId) ? t.nodes[nodeId] : undefined
+    return clone({ cancelled: t.coordinator.cancelled, vars: t.coordinator.vars, node: node ?? null })
+  }
+
+  list(filter: { statuses?: readonly TaskStatus[]; limit?: number }): TaskDoc[] {
+    const statuses = filter.statuses
+    const rows = [...this.#tasks.keys()]
+      .map((id) => this.#current(id) as VersionedTask)
+      .filter((t) => statuses === undefined || statuses.includes(t.status))
+      .sort((a, b) => a.created_at_ms - b.created_at_ms || compareCodePoints(a.id, b.id))
+    return take(rows, filter.limit).map(cloneTask)
+  }
+
+  listIds(statuses: readonly TaskStatus[]): string[] {
+    return [...this.#tasks.values()].filter((t) => statuses.includes(t.status)).map((t) => t.id)
+  }
+
+  appendJournal(entries: readonly JournalEntry[]): boolean[] {
+    // Every entry is checked before any is stored (as the MongoDB store does).
+    for (const e of entries) for (const n of e.nodes) assertNodeId(n.node_id)
+    return entries.map((e) => {
+      let j = this.#journal.get(e.task_id)
+      if (j === undefined) {
+        j = new Map()
+        this.#journal.set(e.task_id, j)
+      }
+      const held = j.get(e.seq)
+      if (held !== undefined) return held.writer === e.writer
+      // An entry handed over deep-frozen (the coordinator's) cannot change: kept as is, copied on
+      // the way out; any other is copied in.
+      j.set(e.seq, Object.isFrozen(e) ? { writer: e.writer, at_ms: e.at_ms, json: null, entry: e } : { writer: e.writer, at_ms: e.at_ms, json: JSON.stringify(e), entry: null })
+      return true
+    })
+  }
+
+  readJournal(taskIds: readonly string[], afterSeq: number): JournalEntry[] {
+    return taskIds.flatMap((id) => this.#entries(id, afterSeq))
+  }
+
+  writeSnapshot(task: VersionedTask, now: number): boolean {
+    for (const nodeId of Object.keys(task.nodes)) assertNodeId(nodeId)
+    const stored = this.#tasks.get(task.id)
+    if (stored === undefined || stored.v >= task.v) return false
+    const t = ingest({
+      status: task.status,
+      coordinator: task.coordinator,
+      result: task.result,
+      error: task.error,
+      finished_at_ms: task.finished_at_ms,
+    })
+    this.#tasks.set(task.id, { ...stored, ...t, nodes: ingestNodes(task.nodes), updated_at_ms: now, v: task.v, sent_through: task.sent_through ?? 0, batches: ingest(task.batches ?? {}) })
+    return true
+  }
+
+  /** Deletes the journal entries written before `cutoff`; returns how many. */
+  purgeJournal(cutoff: number): number {
+    let journal = 0
+    for (const j of this.#journal.values()) {
+      for (const [seq, row] of j) {
+        if (row.at_ms < cutoff) {
+          j.delete(seq)
+          journal++
+        }
+      }
+    }
+    return journal
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * The worker registry and worker run state of the MemoryStore (see the Store port): one document
+ * per worker id each, the last write kept.
+ */
+import type { WorkerInfo, WorkerStateDoc } from '../../ports/store.ts'
+import { compareCodePoints } from '../../ports/store-rules.ts'
+import { clone, ingest } from './copy.ts'
+
+export class MemoryWorkers {
+  readonly #workers = new Map<string, WorkerInfo>()
+  readonly #state = new Map<string, string>()
+
+  upsert(info: WorkerInfo): void {
+    this.#workers.set(info.worker_id, ingest(info))
+  }
+
+  /** Ordered by worker_id. */
+  list(): WorkerInfo[] {
+    return [...this.#workers.values()].sort((a, b) => compareCodePoints(a.worker_id, b.worker_id)).map(clone)
+  }
+
+  saveState(state: WorkerStateDoc): void {
+    // Kept as JSON text: written on every change of a worker's runs, read only when it restarts.
+    this.#state.set(state.worker_id, JSON.stringify(state))
+  }
+
+  getState(workerId: string): WorkerStateDoc | null {
+    const s = this.#state.get(workerId)
+    return s === undefined ? null : (JSON.parse(s) as WorkerStateDoc)
+  }
+}
