@@ -19,7 +19,7 @@ const dropping: SpanExporter = {
   async shutdown() {},
 }
 
-function provider(ratio: number | null): BasicTracerProvider {
+export function provider(ratio: number | null): BasicTracerProvider {
   return new BasicTracerProvider({
     ...(ratio === null ? {} : { sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) }) }),
     spanProcessors: [new BatchSpanProcessor(dropping, { maxQueueSize: 65_536, maxExportBatchSize: 2048 })],
@@ -38,7 +38,7 @@ const ENVELOPES = KINDS.map((kind) =>
 const START = '{"v":1,"msg_type":"cmd","role":"coordinator","task_id":"task","node_id":"n1","attempt_epoch":1,"payload":{"cmd":"TASK_START"}}'
 
 /** µs of observability work per node run under `observability` (best of `reps` loops of `n`). */
-async function perNode(observability: ObservabilityOptions, n: number, reps: number): Promise<number> {
+export async function perNode(observability: ObservabilityOptions, n: number, reps: number): Promise<number> {
   const clock = new SystemClock()
   const c = CoordinatorObservability.create({ observability }, clock) as CoordinatorObservability
   const w = WorkerObservability.create({ observability }, clock) as WorkerObservability

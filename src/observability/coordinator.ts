@@ -11,9 +11,17 @@
  * is a child of the attempt span; the worker's status events carry the run span back, which is
  * linked to the attempt span. With no OpenTelemetry SDK registered, spans are no-ops and nothing
  * is tracked for them; with `observability: false` none of this exists.
+ *
+ * Sampling is decided on the task span (the sampler sees its attributes). A task span the sampler
+ * dropped (not recording, sampled flag off) makes a trace that is not sampled: its attempts start
+ * no span of their own (a sampler that follows the parent, ParentBased as the SDK's default, would
+ * drop them) and their commands carry the task span's context, so the worker's run follows the
+ * same decision; the log records name the task span. Nothing is built for a span that does not
+ * record: no attributes, events or links; the attempt span (a child) gets its attributes once it
+ * is known to record.
  */
 import type { AddressInfo } from 'node:net'
-import { type Context, INVALID_TRACEID, type Span, SpanKind, SpanStatusCode, type Tracer, context, trace } from '@opentelemetry/api'
+import { type Context, INVALID_TRACEID, type Span, SpanKind, SpanStatusCode, TraceFlags, type Tracer, context, trace } from '@opentelemetry/api'
 import type { Registry } from 'prom-client'
 import type { LogFields, Logger } from '../log.ts'
 import type { JournalEntry } from '../model/journal.ts'
@@ -46,8 +54,10 @@ interface AttemptRec {
   accepted: boolean
   ended: boolean
   span: Span | null
+  /** The span records (sampled in): attributes, events and the link are added to it. */
+  recording: boolean
   headers: Record<string, string> | undefined
-  /** trace_id / span_id of the span, for log records. */
+  /** trace_id / span_id of the span, for log records (computed on first use). */
   ids: TraceFields | undefined
   linked: boolean
 }
@@ -56,6 +66,11 @@ interface TaskRec {
   id: string
   createdAt: number | null
   span: Span | null
+  /** The trace is not sampled (the task span neither records nor is sampled): no attempt spans. */
+  unsampled: boolean
+  /** Headers of the task span's context, for the commands of an unsampled trace (on first use). */
+  headers: Record<string, string> | undefined
+  /** trace_id / span_id of the span, for log records (computed on first use). */
   ids: TraceFields | undefined
   ctx: Context
   attempts: Map<string, AttemptRec>
@@ -63,8 +78,10 @@ interface TaskRec {
 
 function kindOf(value: string): string {
   // flowkit and the seed write `"kind":"X"` (no spaces): a plain search, the pattern otherwise.
-  const at = value.indexOf('"kind":"')
-  const k = at >= 0 ? value.slice(at + 8, value.indexOf('"', at + 8)) : KIND_RE.exec(value)?.[1]
+  // The search starts at the rare `k` (a leading `"` would stop at every quote of the JSON).
+  let at = value.indexOf('kind":"')
+  while (at > 0 && value.charCodeAt(at - 1) !== 34) at = value.indexOf('kind":"', at + 7)
+  const k = at > 0 ? value.slice(at + 7, value.indexOf('"', at + 7)) : KIND_RE.exec(value)?.[1]
   return k !== undefined && KINDS.has(k) ? k : 'other'
 }
 
@@ -121,29 +138,37 @@ export class CoordinatorObservability {
     const t = this.#tasks.get(taskId)
     if (t === undefined) return undefined
     const a = nodeId === undefined ? undefined : t.attempts.get(nodeId)
-    return a?.ids ?? t.ids
+    if (a?.span != null) {
+      a.ids ??= traceFieldsOf(a.span.spanContext())
+      return a.ids
+    }
+    if (t.span === null) return undefined
+    t.ids ??= traceFieldsOf(t.span.spanContext())
+    return t.ids
   }
 
   /** A task was created here: its span starts now, as a child of the caller's active context. */
   taskCreated(taskId: string, nodes: number): void {
     this.#metrics?.taskCreated()
-    this.#task(taskId, this.#clock.now(), context.active(), { 'flowkit.task.nodes': nodes })
+    const now = this.#clock.now()
+    const parent = context.active()
+    // The attributes at the start: the sampler decides on this span (a root, or the first span of
+    // the trace in this process).
+    const span = this.#tracer?.startSpan('flowkit.task', { kind: SpanKind.INTERNAL, startTime: now, attributes: { 'flowkit.task.id': taskId, 'flowkit.task.nodes': nodes } }, parent) ?? null
+    this.#task(taskId, now, parent, span)
   }
 
-  #task(taskId: string, createdAt: number | null, parent: Context, attributes: Record<string, string | number | boolean>): TaskRec {
+  #task(taskId: string, createdAt: number | null, parent: Context, s: Span | null): TaskRec {
     let span: Span | null = null
-    let ids: TraceFields | undefined
     let ctx = parent
-    if (this.#tracer !== null) {
-      const s = this.#tracer.startSpan('flowkit.task', { kind: SpanKind.INTERNAL, attributes: { 'flowkit.task.id': taskId, ...attributes }, ...(createdAt === null ? {} : { startTime: createdAt }) }, parent)
-      if (s.spanContext().traceId !== INVALID_TRACEID) {
-        this.#tracing = true
-        span = s
-        ids = traceFieldsOf(s.spanContext())
-        ctx = trace.setSpan(parent, s)
-      }
+    let unsampled = false
+    if (s !== null && s.spanContext().traceId !== INVALID_TRACEID) {
+      this.#tracing = true
+      span = s
+      unsampled = !s.isRecording() && (s.spanContext().traceFlags & TraceFlags.SAMPLED) === 0
+      if (!unsampled) ctx = trace.setSpan(parent, s)
     }
-    const rec: TaskRec = { id: taskId, createdAt, span, ids, ctx, attempts: new Map() }
+    const rec: TaskRec = { id: taskId, createdAt, span, unsampled, headers: undefined, ids: undefined, ctx, attempts: new Map() }
     this.#tasks.set(taskId, rec)
     if (this.#tasks.size > MAX_TASKS) {
       const oldest = this.#tasks.values().next().value
@@ -158,54 +183,76 @@ export class CoordinatorObservability {
     if (t === undefined) {
       // A task created by another coordinator process (adopted, or recovered after a restart).
       if (entry.task?.status !== undefined && TERMINAL_TASK.has(entry.task.status) && entry.nodes.length === 0) return
-      t = this.#task(entry.task_id, null, context.active(), { 'flowkit.task.resumed': true })
+      const parent = context.active()
+      const span = this.#tracer?.startSpan('flowkit.task', { kind: SpanKind.INTERNAL, attributes: { 'flowkit.task.id': entry.task_id, 'flowkit.task.resumed': true } }, parent) ?? null
+      t = this.#task(entry.task_id, null, parent, span)
     }
-    for (const n of entry.nodes) this.#node(t, n, entry.at_ms)
+    // Attempts the entry ends are ended after its batches: a node's last batch is often written
+    // with its end, and the span must have the batch's event.
+    let ends: NodeState[] | null = null
+    for (const n of entry.nodes) {
+      if (!this.#node(t, n, entry.at_ms)) continue
+      ends ??= []
+      ends.push(n)
+    }
     if (entry.batches !== undefined) {
       for (const [nodeId, uid, epoch, metrics] of entry.batches) {
         if (uid === FINAL_UID) continue
         const a = t.attempts.get(nodeId)
         const items = itemsOf(metrics)
         this.#metrics?.batch(a?.type ?? 'unknown', items)
-        if (a !== undefined && a.epoch === epoch) a.span?.addEvent('batch', { 'flowkit.batch.uid': uid, 'flowkit.batch.items': items }, entry.at_ms)
+        if (a?.recording && a.epoch === epoch && !a.ended) a.span?.addEvent('batch', { 'flowkit.batch.uid': uid, 'flowkit.batch.items': items }, entry.at_ms)
+      }
+    }
+    if (ends !== null) {
+      for (const n of ends) {
+        const a = t.attempts.get(n.node_id)
+        if (a !== undefined && !a.ended) this.#endAttempt(t, a, OUTCOME[n.status] ?? n.status, n, n.finished_at_ms ?? entry.at_ms)
       }
     }
     const status = entry.task?.status
     if (status !== undefined && TERMINAL_TASK.has(status)) this.#endTask(t, status, entry.task?.error ?? null, entry.at_ms)
   }
 
-  #node(t: TaskRec, n: NodeState, at: number): void {
+  /** Follows a node's state; true when its attempt ends with this state (the caller ends it). */
+  #node(t: TaskRec, n: NodeState, at: number): boolean {
     let a = t.attempts.get(n.node_id)
     if (a !== undefined && a.epoch !== n.attempt_epoch) {
       if (!a.ended) this.#endAttempt(t, a, 'superseded', null, at)
       a = undefined
     }
     if (a === undefined) {
-      if (n.attempt_epoch === 0 || n.dispatched_at_ms === null || !BUSY.has(n.status)) return
+      if (n.attempt_epoch === 0 || n.dispatched_at_ms === null || !BUSY.has(n.status)) return false
       a = this.#startAttempt(t, n)
     }
-    if (a.ended) return
+    if (a.ended) return false
     if (!a.accepted && n.accepted_at_ms !== null) {
       a.accepted = true
       this.#metrics?.accepted(a.type, (n.accepted_at_ms - a.dispatchedAt) / 1000)
-      const workerId = n.lease.worker_id ?? ''
-      a.span?.setAttributes({ 'flowkit.worker.id': workerId, 'flowkit.lease.id': n.lease.lease_id ?? '' })
-      a.span?.addEvent('accepted', { 'flowkit.worker.id': workerId }, n.accepted_at_ms)
+      if (a.recording && a.span !== null) {
+        const workerId = n.lease.worker_id ?? ''
+        a.span.setAttributes({ 'flowkit.worker.id': workerId, 'flowkit.lease.id': n.lease.lease_id ?? '' })
+        a.span.addEvent('accepted', { 'flowkit.worker.id': workerId }, n.accepted_at_ms)
+      }
     }
-    if (!BUSY.has(n.status)) this.#endAttempt(t, a, OUTCOME[n.status] ?? n.status, n, n.finished_at_ms ?? at)
+    return !BUSY.has(n.status)
   }
 
   #startAttempt(t: TaskRec, n: NodeState): AttemptRec {
-    const a: AttemptRec = { nodeId: n.node_id, type: n.type, epoch: n.attempt_epoch, dispatchedAt: n.dispatched_at_ms ?? this.#clock.now(), accepted: false, ended: false, span: null, headers: undefined, ids: undefined, linked: false }
-    if (this.#tracer !== null && t.span !== null) {
-      const s = this.#tracer.startSpan(
-        'flowkit.node.attempt',
-        { kind: SpanKind.PRODUCER, startTime: a.dispatchedAt, attributes: { 'flowkit.task.id': t.id, 'flowkit.node.id': n.node_id, 'flowkit.node.type': n.type, 'flowkit.attempt.epoch': n.attempt_epoch } },
-        t.ctx,
-      )
+    const a: AttemptRec = { nodeId: n.node_id, type: n.type, epoch: n.attempt_epoch, dispatchedAt: n.dispatched_at_ms ?? this.#clock.now(), accepted: false, ended: false, span: null, recording: false, headers: undefined, ids: undefined, linked: false }
+    if (t.unsampled && t.span !== null) {
+      // A trace that is not sampled: the attempt's commands carry the task span's context.
+      t.headers ??= traceHeaders(t.span.spanContext())
+      a.headers = t.headers
+    } else if (this.#tracer !== null && t.span !== null) {
+      // A child of the task span: its attributes once it is known to record.
+      const s = this.#tracer.startSpan('flowkit.node.attempt', { kind: SpanKind.PRODUCER, startTime: a.dispatchedAt }, t.ctx)
       a.span = s
       a.headers = traceHeaders(s.spanContext())
-      a.ids = traceFieldsOf(s.spanContext())
+      if (s.isRecording()) {
+        a.recording = true
+        s.setAttributes({ 'flowkit.task.id': t.id, 'flowkit.node.id': n.node_id, 'flowkit.node.type': n.type, 'flowkit.attempt.epoch': n.attempt_epoch })
+      }
     }
     t.attempts.set(n.node_id, a)
     this.#byKey.set(`${t.id}:${n.node_id}`, a)
@@ -219,6 +266,10 @@ export class CoordinatorObservability {
     this.#metrics?.attemptEnded(a.type, outcome, (at - a.dispatchedAt) / 1000)
     const span = a.span
     if (span === null) return
+    if (!a.recording) {
+      span.end(at) // sampled out: nothing to add
+      return
+    }
     span.setAttribute('flowkit.attempt.outcome', outcome)
     const err = n?.last_error
     if (err != null && err.attempt_epoch === a.epoch) span.setAttribute('flowkit.error.reason_code', err.reason_code)
@@ -230,7 +281,7 @@ export class CoordinatorObservability {
     for (const a of t.attempts.values()) if (!a.ended) this.#endAttempt(t, a, status === 'finished' ? 'abandoned' : status, null, at)
     this.#metrics?.taskEnded(status, t.createdAt === null ? null : (at - t.createdAt) / 1000)
     if (t.span !== null) {
-      t.span.setAttribute('flowkit.task.status', status)
+      if (t.span.isRecording()) t.span.setAttribute('flowkit.task.status', status)
       if (status === 'failed') t.span.setStatus({ code: SpanStatusCode.ERROR, message: error ?? 'failed' })
       t.span.end(at)
     }
@@ -255,24 +306,27 @@ export class CoordinatorObservability {
    */
   async statusBatch(msgs: readonly BusMessage[], apply: () => Promise<void>): Promise<void> {
     const m = this.#metrics
-    const kinds = msgs.map((msg) => kindOf(msg.value))
+    const tracing = this.#tracing
+    if (m === null && !tracing) return apply()
+    const kinds: string[] = new Array<string>(msgs.length)
     const now = this.#clock.now()
-    msgs.forEach((msg, i) => {
-      const kind = kinds[i] as string
+    for (let i = 0; i < msgs.length; i++) {
+      const msg = msgs[i] as BusMessage
+      const kind = kindOf(msg.value)
+      kinds[i] = kind
       m?.received(kind, (now - msg.timestamp) / 1000)
-      if (kind === 'TASK_ACCEPTED' && msg.headers !== undefined && msg.key !== null) this.#link(msg.key, msg.headers)
-    })
+      if (tracing && kind === 'TASK_ACCEPTED' && msg.headers !== undefined && msg.key !== null) this.#link(msg.key, msg.headers)
+    }
     await apply()
     if (m === null) return
     const done = this.#clock.now()
-    msgs.forEach((msg, i) => {
-      m.applied(kinds[i] as string, (done - msg.timestamp) / 1000)
-    })
+    for (let i = 0; i < msgs.length; i++) m.applied(kinds[i] as string, (done - (msgs[i] as BusMessage).timestamp) / 1000)
   }
 
   #link(key: string, headers: Record<string, string>): void {
     const a = this.#byKey.get(key)
-    if (a === undefined || a.span === null || a.linked) return
+    // A dropped (sampled-out) attempt span takes no link: the header is not even parsed.
+    if (a === undefined || !a.recording || a.span === null || a.linked) return
     const remote = spanContextFromHeaders(headers)
     if (remote === undefined || remote.traceId !== a.span.spanContext().traceId) return
     a.linked = true

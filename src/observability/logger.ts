@@ -47,17 +47,19 @@ export class ObservedLogger extends LevelLogger implements Logger {
   }
 
   #fields(fields: LogFields | undefined): LogFields | undefined {
-    const traceOf = this.#obs.traceOf
-    if (traceOf === undefined || this.#obs.tracing?.() === false) return fields
+    const obs = this.#obs
+    if (obs.traceOf === undefined || obs.tracing?.() === false) return fields
     const taskId = str(fields?.['task_id']) ?? this.#taskId
     let ids: TraceFields | undefined
-    if (taskId !== undefined) ids = traceOf(taskId, str(fields?.['node_id']) ?? this.#nodeId)
+    if (taskId !== undefined) ids = obs.traceOf(taskId, str(fields?.['node_id']) ?? this.#nodeId)
     else {
       // Not about a task: the active span of the OpenTelemetry context, if any.
       const sc = trace.getActiveSpan()?.spanContext()
       if (sc !== undefined && isSpanContextValid(sc)) ids = traceFieldsOf(sc)
     }
-    return ids === undefined ? fields : { ...fields, ...ids }
+    if (ids === undefined) return fields
+    if (fields === undefined) return { trace_id: ids.trace_id, span_id: ids.span_id }
+    return { ...fields, trace_id: ids.trace_id, span_id: ids.span_id }
   }
 
   protected override write(level: Level, event: string, fields?: LogFields): void {

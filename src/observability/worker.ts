@@ -5,25 +5,61 @@
  * batch; every status event of the run carries the run span back in its headers. The run's
  * status events also feed the metrics (batches, items, outcome), so execute.ts only opens and
  * closes the observation and status.ts asks it for the headers.
+ *
+ * A start whose trace is not sampled (its `traceparent` flags say so: the coordinator's sampler
+ * dropped the task span) makes no run span: the run carries the context it received. A run span
+ * that does not record (the worker's sampler dropped it) gets no attributes or events.
  */
 import type { AddressInfo } from 'node:net'
-import { INVALID_TRACEID, type Span, type SpanContext, SpanKind, SpanStatusCode, type Tracer, context, trace } from '@opentelemetry/api'
+import { type Attributes, INVALID_TRACEID, type Span, type SpanContext, SpanKind, SpanStatusCode, TraceFlags, type Tracer, context, trace } from '@opentelemetry/api'
 import type { Registry } from 'prom-client'
 import type { Logger } from '../log.ts'
 import type { BusMessage } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { Store } from '../ports/store.ts'
+import { messageKey } from '../protocol/messages.ts'
 import type { ActiveRun, WorkerCore } from '../worker/core.ts'
 import type { RunInfo } from '../worker/handler.ts'
 import { ObservedLogger, type TraceFields, traceFieldsOf } from './logger.ts'
 import { MetricsEndpoint, type MetricsHandler, type ObservabilityOptions, itemsOf, metricsHandler, resolveObservability } from './options.ts'
-import { TRACEPARENT, spanContextFromHeaders, traceHeaders } from './propagation.ts'
+import { TRACEPARENT, TRACESTATE, spanContextOf, traceHeaders } from './propagation.ts'
 import { timedStore } from './store.ts'
 import { WorkerMetrics } from './worker-metrics.ts'
 
 const byCore = new WeakMap<WorkerCore, WorkerObservability>()
 const byRun = new WeakMap<RunInfo, RunObservation>()
 const EPOCH_RE = /"attempt_epoch"\s*:\s*(\d{1,15})/
+
+/** The trace context headers of a start not yet run, as they came. */
+interface StartParent {
+  epoch: number
+  traceparent: string
+  tracestate: string | undefined
+}
+
+/** A TASK_START command (the searches start at a letter: a leading quote stops at every quote). */
+function isStart(value: string): boolean {
+  let at = value.indexOf('TASK_START"')
+  while (at > 0 && value.charCodeAt(at - 1) !== 34) at = value.indexOf('TASK_START"', at + 11)
+  return at > 0
+}
+
+/** The `attempt_epoch` of an envelope, or null. */
+function epochOf(value: string): number | null {
+  const at = value.indexOf('attempt_epoch":')
+  if (at > 0 && value.charCodeAt(at - 1) === 34) {
+    let n = 0
+    let i = at + 15
+    for (; i < value.length && i < at + 30; i++) {
+      const c = value.charCodeAt(i)
+      if (c < 48 || c > 57) break
+      n = n * 10 + (c - 48)
+    }
+    if (i > at + 15) return n
+  }
+  const m = EPOCH_RE.exec(value)?.[1]
+  return m === undefined ? null : Number(m)
+}
 /** Trace parents of starts not yet run, at most (duplicated starts are never taken). */
 const MAX_PARENTS = 10_000
 
@@ -33,8 +69,8 @@ export class WorkerObservability {
   readonly metrics: WorkerMetrics | null
   readonly clock: Clock
   readonly #endpoint: MetricsEndpoint
-  /** Trace parents of received starts, by `task_id:node_id#epoch`. */
-  readonly #parents = new Map<string, SpanContext>()
+  /** Trace parents of received starts, by message key (`task_id:node_id`). */
+  readonly #parents = new Map<string, StartParent>()
   /** Runs in progress, by task id then node id. */
   readonly active = new Map<string, Map<string, RunObservation>>()
   #core: WorkerCore | null = null
@@ -80,44 +116,54 @@ export class WorkerObservability {
     })
   }
 
-  /** A command record of `role` arrived: its lag, and the trace parent of a start. */
+  /**
+   * A command record of `role` arrived: its lag, and the trace parent of a start (kept as it came:
+   * it is read when the run starts).
+   */
   command(role: string, m: BusMessage): void {
     this.metrics?.command(role, (this.clock.now() - m.timestamp) / 1000)
-    if (this.tracer === null || m.key === null || m.headers?.[TRACEPARENT] === undefined || !m.value.includes('"TASK_START"')) return
-    const epoch = EPOCH_RE.exec(m.value)?.[1]
-    const parent = spanContextFromHeaders(m.headers)
-    if (epoch === undefined || parent === undefined) return
-    this.#parents.delete(`${m.key}#${epoch}`)
-    this.#parents.set(`${m.key}#${epoch}`, parent)
+    if (this.tracer === null || m.key === null) return
+    const traceparent = m.headers?.[TRACEPARENT]
+    if (traceparent === undefined || !isStart(m.value)) return
+    const epoch = epochOf(m.value)
+    if (epoch === null) return
+    this.#parents.delete(m.key) // re-inserted last: the oldest go first
+    this.#parents.set(m.key, { epoch, traceparent, tracestate: m.headers?.[TRACESTATE] })
     if (this.#parents.size > MAX_PARENTS) {
       const oldest = this.#parents.keys().next().value
       if (oldest !== undefined) this.#parents.delete(oldest)
     }
   }
 
+  /** The trace parent of the start of `info`'s attempt, if it carried one (taken: read once). */
+  #parentOf(info: RunInfo): SpanContext | undefined {
+    if (this.#parents.size === 0) return undefined
+    const key = messageKey(info.taskId, info.nodeId)
+    const p = this.#parents.get(key)
+    if (p === undefined || p.epoch !== info.attemptEpoch) return undefined
+    this.#parents.delete(key)
+    return spanContextOf(p.traceparent, p.tracestate)
+  }
+
   startRun(role: string, run: ActiveRun): RunObservation {
     const info = run.info
-    const parentKey = `${info.taskId}:${info.nodeId}#${info.attemptEpoch}`
-    const parent = this.#parents.get(parentKey)
-    this.#parents.delete(parentKey)
+    const parent = this.tracer === null ? undefined : this.#parentOf(info)
     let span: Span | null = null
     if (this.tracer !== null) {
-      const ctx = parent === undefined ? context.active() : trace.setSpanContext(context.active(), parent)
-      const s = this.tracer.startSpan(
-        'flowkit.worker.run',
-        {
-          kind: SpanKind.CONSUMER,
-          attributes: {
-            'flowkit.task.id': info.taskId,
-            'flowkit.node.id': info.nodeId,
-            'flowkit.node.type': role,
-            'flowkit.attempt.epoch': info.attemptEpoch,
-            'flowkit.worker.id': info.workerId,
-            'flowkit.lease.id': info.leaseId,
-          },
-        },
-        ctx,
-      )
+      let s: Span
+      if (parent === undefined) {
+        // A root here (a start without trace context): the sampler decides on it, with its attributes.
+        s = this.tracer.startSpan('flowkit.worker.run', { kind: SpanKind.CONSUMER, attributes: runAttributes(role, info) })
+      } else if ((parent.traceFlags & TraceFlags.SAMPLED) === 0) {
+        // A trace the coordinator did not sample: no span of the run (a sampler following its
+        // parent, ParentBased as the SDK's default, would drop it); the run carries its parent's
+        // context (its status events, its log records, the handler's active span).
+        s = trace.wrapSpanContext(parent)
+      } else {
+        // A child of the attempt span: its attributes once it is known to record.
+        s = this.tracer.startSpan('flowkit.worker.run', { kind: SpanKind.CONSUMER }, trace.setSpanContext(context.active(), parent))
+        if (s.isRecording()) s.setAttributes(runAttributes(role, info))
+      }
       if (s.spanContext().traceId !== INVALID_TRACEID) {
         this.#tracing = true
         span = s
@@ -157,12 +203,28 @@ export class WorkerObservability {
   }
 }
 
-/** One run's span and metrics; `status` sees each of its status events, `end` closes it. */
+function runAttributes(role: string, info: RunInfo): Attributes {
+  return {
+    'flowkit.task.id': info.taskId,
+    'flowkit.node.id': info.nodeId,
+    'flowkit.node.type': role,
+    'flowkit.attempt.epoch': info.attemptEpoch,
+    'flowkit.worker.id': info.workerId,
+    'flowkit.lease.id': info.leaseId,
+  }
+}
+
+/**
+ * One run's span and metrics; `status` sees each of its status events, `end` closes it. A span
+ * the sampler dropped (not recording) still gives the run its trace context (headers, log ids,
+ * the active span of the handler) but gets no events or attributes.
+ */
 export class RunObservation {
   readonly span: Span | null
   readonly headers: Record<string, string> | undefined
-  /** trace_id / span_id of the run span, for log records. */
-  readonly ids: TraceFields | undefined
+  /** The span records (sampled in): events and attributes are added to it. */
+  readonly #recording: boolean
+  #ids: TraceFields | undefined
   readonly #obs: WorkerObservability
   readonly #role: string
   readonly #taskId: string
@@ -179,15 +241,21 @@ export class RunObservation {
     this.#nodeId = nodeId
     this.span = span
     this.headers = span === null ? undefined : traceHeaders(span.spanContext())
-    this.ids = span === null ? undefined : traceFieldsOf(span.spanContext())
+    this.#recording = span?.isRecording() === true
     this.#startedAt = obs.clock.now()
     this.#lastAt = this.#startedAt
+  }
+
+  /** trace_id / span_id of the run span, for log records (computed on first use). */
+  get ids(): TraceFields | undefined {
+    if (this.#ids === undefined && this.span !== null) this.#ids = traceFieldsOf(this.span.spanContext())
+    return this.#ids
   }
 
   /** A status event of the run is being sent: returns the headers it carries. */
   status(payload: Record<string, unknown>): Record<string, string> | undefined {
     if (this.#ended) return this.headers
-    const span = this.span
+    const span = this.#recording ? this.span : null
     switch (payload['kind']) {
       case 'BATCH_OK': {
         const now = this.#obs.clock.now()
@@ -228,7 +296,7 @@ export class RunObservation {
       nodes.delete(this.#nodeId)
       if (nodes.size === 0) this.#obs.active.delete(this.#taskId)
     }
-    this.span?.setAttribute('flowkit.run.outcome', outcome)
+    if (this.#recording) this.span?.setAttribute('flowkit.run.outcome', outcome)
     this.span?.end()
   }
 
