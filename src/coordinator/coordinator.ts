@@ -6,271 +6,139 @@
  * commit writes everything that changed as one journal entry per task (flush.ts) before any
  * command, coordinator function, waiter or bus offset depends on it. Task documents in the store
  * are snapshots rewritten in the background (snapshots.ts); recovery is snapshot + journal.
+ *
+ * This file is the facade: lifecycle (start, stop, kill) and the public verbs. Its options, its
+ * config and how its parts are built and wired to each other are wiring.ts.
  */
-import { randomUUID } from 'node:crypto'
-import { SystemClock } from '../clock.ts'
-import { COORDINATOR_DEFAULTS, type CoordinatorConfig, checkBounds, resolveConfig } from '../config.ts'
 import { ErrorCode, FlowkitError } from '../errors.ts'
-import { resolveSubmitLimits } from '../graph/limits.ts'
+import type { CoordinatorConfig } from '../config.ts'
 import { COORDINATOR_FN_TYPE } from '../graph/types.ts'
-import { createLogger, type Logger } from '../log.ts'
 import { CoordinatorObservability } from '../observability/coordinator.ts'
-import type { MetricsHandler, ObservabilityOptions } from '../observability/options.ts'
-import type { Bus } from '../ports/bus.ts'
-import type { Clock } from '../ports/clock.ts'
-import type { ArtifactDoc, OutboxRow, Store, WorkerInfo } from '../ports/store.ts'
+import type { MetricsHandler } from '../observability/options.ts'
+import type { ArtifactDoc, OutboxRow, WorkerInfo } from '../ports/store.ts'
 import { countingAttempt } from '../ports/store-rules.ts'
 import { parkPoison } from '../util/guard.ts'
-import { AfterFlush } from './after-flush.ts'
-import { Discovery, onAnnounce } from './discovery.ts'
-import { Engine } from './engine.ts'
-import { leaseJudge } from './expiry.ts'
-import { Flusher } from './flush.ts'
-import { FnRunner } from './fn-runner.ts'
-import { BUILTIN_FUNCTIONS, type CoordinatorFn } from './functions.ts'
-import { Intake } from './intake.ts'
-import { Limits } from './limits.ts'
-import { OutboxDispatcher } from './outbox.ts'
-import { type RecoveryDeps, loadRuntime } from './recovery.ts'
-import { OwnedTasks, inlineTask } from './handover.ts'
-import { Ownership } from './ownership.ts'
-import { TERMINAL_TASK } from './runtime.ts'
-import { SnapshotWriter } from './snapshots.ts'
-import { TimerHeap } from './timers.ts'
-import { type CreateTaskInput, TaskInserter, buildTask } from './submit.ts'
-import { Subscriptions } from './subscriptions.ts'
-import { applyControl, applyRequest } from './control.ts'
-import { type TaskEvent, Watchers, watchRemote } from './watch.ts'
-import { waitForTask } from './waiting.ts'
+import { applyControl } from './control.ts'
+import { onAnnounce } from './discovery.ts'
+import { inlineTask } from './handover.ts'
+import type { OutboxDispatcher } from './outbox.ts'
 import { type TaskOutput, readOutput } from './output.ts'
-import { LiveRoles, markWaiting, requireServed, warnIfUnserved } from './roles.ts'
+import { loadRuntime } from './recovery.ts'
+import { markWaiting, requireServed } from './roles.ts'
+import { TERMINAL_TASK } from './runtime.ts'
+import { type CreateTaskInput, buildTask } from './submit.ts'
 import { sweep } from './sweep.ts'
 import { type TaskView, toTaskView } from './view.ts'
+import { type TaskEvent, watchRemote } from './watch.ts'
+import { waitForTask } from './waiting.ts'
+import { type CoordinatorOptions, type CoordinatorWiring, wireCoordinator } from './wiring.ts'
 
-export interface CoordinatorOptions {
-  bus: Bus
-  store: Store
-  clock?: Clock
-  config?: Partial<CoordinatorConfig> | Record<string, unknown>
-  logger?: Logger
-  /** Extra coordinator functions by name (added to the built-in ones). */
-  functions?: Record<string, CoordinatorFn>
-  /** Traces and Prometheus metrics (default: both on; see docs/observability.md); false: none. */
-  observability?: ObservabilityOptions | false
-}
-
+export type { CoordinatorOptions } from './wiring.ts'
 export type { CreateTaskInput } from './submit.ts'
 
 export class Coordinator {
   readonly config: CoordinatorConfig
-  readonly #bus: Bus
-  readonly #store: Store
-  readonly #clock: Clock
-  readonly #log: Logger
-  readonly #functions: Record<string, CoordinatorFn>
-  readonly #outbox: OutboxDispatcher
-  readonly #limits: Limits
-  readonly #timers: TimerHeap
-  readonly #engine: Engine
-  readonly #flusher: Flusher
-  readonly #snapshots: SnapshotWriter
-  readonly #fns: FnRunner
-  readonly #intake: Intake
-  /** This process's identity in the journal (tells its own retried writes from another writer's). */
-  readonly #writer = `c-${randomUUID()}`
-  readonly #subscriptions: Subscriptions
-  readonly #discovery: Discovery
-  readonly #inserter: TaskInserter
-  readonly #after: AfterFlush
-  readonly #watchers = new Watchers()
-  readonly #roles: LiveRoles
-  readonly #obs: CoordinatorObservability | null
-  readonly #ownership: Ownership
-  readonly #tasks: OwnedTasks
+  /** The parts (wiring.ts). */
+  readonly #p: CoordinatorWiring
   #started = false
   /** Set by kill(): nothing more may leave this process. */
   #killed = false
   #sweepAbort = new AbortController()
   #sweepLoop: Promise<void> | null = null
 
+  /** Requests from other processes (owners' topic, and the older control topic every coordinator reads): applied by the owner only. */
+  readonly #requests = {
+    cancelTask: (id: string, o: { reason?: string }): Promise<boolean> => (this.#p.ownership.owns(id) ? this.cancelTask(id, o) : Promise.resolve(false)),
+    adoptTask: (id: string, task?: unknown): Promise<boolean> => {
+      const doc = task === undefined ? undefined : inlineTask(task, id)
+      return doc === undefined ? this.adoptTask(id) : this.#p.tasks.adopt(id, doc).then((rt) => rt !== null)
+    },
+  }
+
   constructor(options: CoordinatorOptions) {
-    this.config = checkBounds(
-      resolveConfig(COORDINATOR_DEFAULTS, (options.config ?? {}) as Record<string, unknown>, 'coordinator config'),
-      'coordinator config',
-      ['heartbeatSoftSec', 'heartbeatHardSec', 'leaseTtlSec', 'schedulerTickSec', 'outboxDispatchTickSec', 'outboxMaxRetry', 'acceptTimeoutSec', 'defaultRetryMax', 'topicPartitions', 'retentionSec'],
-      ['discoveryWindowSec', 'cancelGraceSec', 'outboxBackoffMinMs', 'outboxBackoffMaxMs', 'defaultBackoffSec', 'maxRunningNodes', 'snapshotIntervalSec'],
-    )
-    resolveSubmitLimits(this.config) // bad limits fail here, not at the first createTask
-    this.#roles = new LiveRoles(this.config.workerLivenessSec * 1000)
-    this.#bus = options.bus
-    this.#clock = options.clock ?? new SystemClock()
-    this.#obs = CoordinatorObservability.create(options, this.#clock)
-    this.#store = this.#obs?.wrapStore(options.store) ?? options.store
-    const log = (options.logger ?? createLogger()).child({ component: 'coordinator' })
-    this.#log = this.#obs?.wrapLogger(log) ?? log
-    this.#functions = { ...BUILTIN_FUNCTIONS, ...(options.functions ?? {}) }
-    this.#outbox = new OutboxDispatcher(this.#store, this.#bus, this.#clock, this.#log, {
-      maxAttempts: this.config.outboxMaxRetry,
-      backoffMinMs: this.config.outboxBackoffMinMs,
-      backoffMaxMs: this.config.outboxBackoffMaxMs,
-      tickMs: this.config.outboxDispatchTickSec * 1000,
-      ...(this.#obs === null ? {} : { headers: this.#obs.commandHeaders }),
-    })
-    this.#limits = new Limits(this.config.maxRunningNodes, this.config.maxRunningByType)
-    this.#timers = new TimerHeap(this.#clock, (due) => this.#engine.onTimers(due))
-    this.#engine = new Engine(this.config, this.#clock, this.#log, this.#limits, this.#timers, {
-      dirty: (rt) => this.#flusher.mark(rt),
-      terminal: () => undefined,
-      started: (rt, ord, epoch) => warnIfUnserved({ roles: this.#roles, clock: this.#clock, log: this.#log, engine: this.#engine, stop: this.#sweepAbort.signal }, rt, ord, epoch),
-      judge: leaseJudge({ config: this.config, store: this.#store, log: this.#log, statusSubscription: (type) => this.#subscriptions.get(type) }),
-    })
-    this.#flusher = new Flusher(this.#store, this.#clock, this.#log, this.#writer, {
-      durable: (rt, commands, fnRuns, snapshot) => this.#after.durable(rt, commands, fnRuns, snapshot),
-      fenced: (rt) => this.#tasks.fenced(rt),
-      mayWrite: () => this.#ownership.waitConfirmed(),
-      owns: (rt) => this.#ownership.writable(rt.id),
-      rows: (rows) => this.#snapshots.offerRows(rows),
-      wantsSnapshot: (rt) => this.#after.wantsSnapshot(rt),
-      observed: (entry) => {
-        this.#watchers.observe(entry)
-        this.#obs?.journal(entry)
-      },
-    })
-    this.#snapshots = new SnapshotWriter(this.#store, this.#clock, this.#log, (id, v) => this.#after.snapshotWritten(id, v), { working: () => this.#flusher.working })
-    this.#fns = new FnRunner(this.#engine, this.#store, this.#clock, this.#log, this.#functions)
-    this.#after = new AfterFlush({
-      engine: this.#engine,
-      outbox: this.#outbox,
-      fns: this.#fns,
-      clock: this.#clock,
-      log: this.#log,
-      snapshotIntervalMs: this.config.snapshotIntervalSec * 1000,
-      snapshots: () => this.#snapshots,
-      flusher: () => this.#flusher,
-    })
-    this.#intake = new Intake(this.#engine, this.#clock, this.#log, {
-      adopt: (id) => this.#tasks.adopt(id),
-      barrier: () => this.#flusher.barrier(),
-      isRecentlyDone: (id) => this.#after.isRecentlyDone(id),
-      owns: (id) => this.#ownership.owns(id),
-      forward: (records) => this.#ownership.forward(records.map((r) => Ownership.statusRecord(r.taskId, r.message))),
-    })
-    this.#inserter = new TaskInserter(this.#store)
-    this.#subscriptions = new Subscriptions(this.#bus, this.config, (msgs) => (this.#obs === null ? this.#intake.statusBatch(msgs) : this.#obs.statusBatch(msgs, () => this.#intake.statusBatch(msgs))))
-    this.#obs?.attach({ tasks: () => this.#engine.tasks.values(), stats: () => this.stats(), outboxBacklog: () => this.#outbox.backlog })
-    this.#ownership = new Ownership({
-      bus: this.#bus,
-      topic: this.config.topicTasks,
-      partitions: this.config.taskPartitions,
-      groupId: `${this.config.groupId}.owners`,
-      ...this.#subscriptions.instance('owners'),
-      confirmMs: this.config.ownershipConfirmSec * 1000,
-      log: this.#log,
-      hooks: {
-        acquire: async (parts) => {
-          await this.#tasks.acquire(parts)
-        },
-        release: async (parts) => {
-          await this.#tasks.release(parts)
-        },
-        status: (msgs) => this.#intake.statusBatch(msgs),
-        control: (req) => applyRequest(this.#requests, this.#log, req, this.#clock.now()),
-      },
-    })
-    this.#tasks = new OwnedTasks({
-      store: this.#store,
-      engine: this.#engine,
-      limits: this.#limits,
-      log: this.#log,
-      clock: this.#clock,
-      writer: this.#writer,
-      ownership: this.#ownership,
-      after: this.#after,
-      mark: (rt) => this.#flusher.mark(rt),
-      barrier: () => this.#flusher.barrier(),
-      ensureStatus: (types) => Promise.all([...types].map((t) => this.#subscriptions.ensureStatus(t))).then(() => undefined),
-      subscriptions: () => this.#subscriptions.all(),
-      recovery: () => this.#recoveryDeps(),
+    this.#p = wireCoordinator(options, {
       started: () => this.#started,
       stopSignal: () => this.#sweepAbort.signal,
+      stats: () => this.stats(),
+      requests: this.#requests,
     })
-    this.#discovery = new Discovery(this.config, this.#bus, this.#clock, this.#log, this.#engine, () => this.#flusher.barrier())
+    this.config = this.#p.config
   }
 
   /** Names of the coordinator functions this coordinator can run. */
   get functionNames(): string[] {
-    return Object.keys(this.#functions)
+    return Object.keys(this.#p.functions)
   }
 
   /** A node:http request handler serving this coordinator's Prometheus metrics (any path). */
   metricsHandler(): MetricsHandler {
-    return this.#obs?.handler() ?? CoordinatorObservability.disabledHandler()
+    return this.#p.obs?.handler() ?? CoordinatorObservability.disabledHandler()
   }
 
   /** Traces and metrics of this coordinator (its prom-client `registry`, the server `address`); null when disabled. */
   get observability(): CoordinatorObservability | null {
-    return this.#obs
+    return this.#p.obs
   }
 
   /** Whether this coordinator owns the task now (the partition of its id; docs/scaling.md). */
   ownsTask(taskId: string): boolean {
-    return this.#ownership.owns(taskId)
+    return this.#p.ownership.owns(taskId)
   }
 
   /** The partitions of the owners' topic this coordinator owns now, and how many there are. */
   get ownership(): { partitions: number[]; of: number; generation: number } {
-    return { partitions: this.#ownership.owned, of: this.#ownership.partitionCount, generation: this.#ownership.generation }
+    return { partitions: this.#p.ownership.owned, of: this.#p.ownership.partitionCount, generation: this.#p.ownership.generation }
   }
 
   get outbox(): OutboxDispatcher {
-    return this.#outbox
+    return this.#p.outbox
   }
 
   /** Counters of the write path (flushes, journal entries, snapshots, sends), for benchmarks. */
   stats(): Record<string, number> {
     return {
-      active_tasks: this.#engine.tasks.size,
-      flushes: this.#flusher.flushes,
-      journal_entries: this.#flusher.entries,
-      snapshot_writes: this.#snapshots.writes,
-      snapshot_backlog: this.#snapshots.backlog,
-      produce_calls: this.#outbox.sends,
-      commands_sent: this.#outbox.sentRecords,
-      events_applied: this.#intake.applied,
-      timers: this.#timers.size,
-      owned_partitions: this.#ownership.owned.length,
-      forwarded: this.#ownership.forwarded,
-      claims: this.#tasks.claims,
-      fenced: this.#tasks.fencedCount,
+      active_tasks: this.#p.engine.tasks.size,
+      flushes: this.#p.flusher.flushes,
+      journal_entries: this.#p.flusher.entries,
+      snapshot_writes: this.#p.snapshots.writes,
+      snapshot_backlog: this.#p.snapshots.backlog,
+      produce_calls: this.#p.outbox.sends,
+      commands_sent: this.#p.outbox.sentRecords,
+      events_applied: this.#p.intake.applied,
+      timers: this.#p.timers.size,
+      owned_partitions: this.#p.ownership.owned.length,
+      forwarded: this.#p.ownership.forwarded,
+      claims: this.#p.tasks.claims,
+      fenced: this.#p.tasks.fencedCount,
     }
   }
 
   async start(): Promise<void> {
     if (this.#started) return
     if (this.#killed) throw new FlowkitError(ErrorCode.Closed, 'a killed coordinator cannot start again: create a new one')
-    await this.#store.init()
-    await this.#obs?.start()
-    for (const w of await this.#store.listWorkers()) this.#roles.seen(w)
+    await this.#p.store.init()
+    await this.#p.obs?.start()
+    for (const w of await this.#p.store.listWorkers()) this.#p.roles.seen(w)
     this.#started = true
-    this.#fns.start()
-    this.#intake.reset()
-    this.#discovery.start()
-    this.#outbox.start()
-    this.#timers.start()
+    this.#p.fns.start()
+    this.#p.intake.reset()
+    this.#p.discovery.start()
+    this.#p.outbox.start()
+    this.#p.timers.start()
     const c = this.config
-    await this.#subscriptions.startFixed({
-      announce: parkPoison((m) => onAnnounce(this.#store, this.#clock, this.#log, m, (w) => this.#roles.seen(w)), this.#log),
-      replies: parkPoison((m) => this.#discovery.onReply(m), this.#log),
+    await this.#p.subscriptions.startFixed({
+      announce: parkPoison((m) => onAnnounce(this.#p.store, this.#p.clock, this.#p.log, m, (w) => this.#p.roles.seen(w)), this.#p.log),
+      replies: parkPoison((m) => this.#p.discovery.onReply(m), this.#p.log),
       // The older control topic: every coordinator reads it, the owner of the task applies it.
-      control: (m) => applyControl(this.#requests, this.#log, m, this.#clock.now()),
+      control: (m) => applyControl(this.#requests, this.#p.log, m, this.#p.clock.now()),
     })
     // Recovery: the tasks of the partitions this coordinator is given are loaded (once), claimed,
     // and resumed after the status topics are replayed (handover.ts).
-    await Promise.all(c.workerTypes.map((t) => this.#subscriptions.ensureStatus(t)))
+    await Promise.all(c.workerTypes.map((t) => this.#p.subscriptions.ensureStatus(t)))
     this.#sweepAbort = new AbortController()
-    await this.#ownership.start()
-    const ready = await this.#ownership.ready(c.discoveryWindowSec * 1000 + 30_000)
-    this.#log.info('coordinator.started', { active_tasks: this.#engine.tasks.size, partitions: this.#ownership.owned, worker_types: c.workerTypes, assigned: ready })
+    await this.#p.ownership.start()
+    const ready = await this.#p.ownership.ready(c.discoveryWindowSec * 1000 + 30_000)
+    this.#p.log.info('coordinator.started', { active_tasks: this.#p.engine.tasks.size, partitions: this.#p.ownership.owned, worker_types: c.workerTypes, assigned: ready })
     this.#sweepLoop = this.#sweep(this.#sweepAbort.signal)
   }
 
@@ -278,29 +146,29 @@ export class Coordinator {
     if (!this.#started) return
     this.#started = false
     this.#sweepAbort.abort()
-    this.#ownership.pause()
-    await this.#subscriptions.closeAll()
-    this.#discovery.stop()
-    this.#fns.stop()
-    await Promise.allSettled([...this.#engine.tasks.values()].map((rt) => rt.fnChain))
-    await this.#flusher.drain()
-    await this.#outbox.stop()
+    this.#p.ownership.pause()
+    await this.#p.subscriptions.closeAll()
+    this.#p.discovery.stop()
+    this.#p.fns.stop()
+    await Promise.allSettled([...this.#p.engine.tasks.values()].map((rt) => rt.fnChain))
+    await this.#p.flusher.drain()
+    await this.#p.outbox.stop()
     // Record what was sent, so a clean restart sends nothing twice.
-    for (const rt of this.#engine.tasks.values()) if (rt.sentThrough > rt.sentRecorded) this.#flusher.mark(rt, true)
-    await this.#flusher.drain()
-    this.#flusher.stop()
+    for (const rt of this.#p.engine.tasks.values()) if (rt.sentThrough > rt.sentRecorded) this.#p.flusher.mark(rt, true)
+    await this.#p.flusher.drain()
+    this.#p.flusher.stop()
     await this.#sweepLoop
-    await this.#snapshots.drain()
+    await this.#p.snapshots.drain()
     // Everything is written: the partitions go to the other coordinators.
-    await this.#ownership.stop()
-    this.#timers.stop()
+    await this.#p.ownership.stop()
+    this.#p.timers.stop()
     // Another start() rebuilds all of this from the store.
-    this.#engine.tasks.clear()
-    this.#after.reset()
-    this.#limits.clear()
-    this.#flusher.restart()
-    await this.#obs?.stop()
-    this.#log.info('coordinator.stopped')
+    this.#p.engine.tasks.clear()
+    this.#p.after.reset()
+    this.#p.limits.clear()
+    this.#p.flusher.restart()
+    await this.#p.obs?.stop()
+    this.#p.log.info('coordinator.stopped')
   }
 
   /**
@@ -313,49 +181,49 @@ export class Coordinator {
     if (!this.#started) return
     this.#started = false
     this.#killed = true
-    this.#after.dead = true
+    this.#p.after.dead = true
     const dead = new FlowkitError(ErrorCode.Closed, 'coordinator killed')
-    this.#flusher.abandon(dead)
-    this.#fns.stop()
+    this.#p.flusher.abandon(dead)
+    this.#p.fns.stop()
     this.#sweepAbort.abort()
-    this.#timers.stop()
-    this.#engine.tasks.clear()
-    this.#after.reset()
-    await this.#ownership.stop({ wait: false })
-    await this.#subscriptions.closeAll()
-    await this.#outbox.stop({ discard: true })
-    await this.#obs?.stop()
-    this.#log.warn('coordinator.killed')
+    this.#p.timers.stop()
+    this.#p.engine.tasks.clear()
+    this.#p.after.reset()
+    await this.#p.ownership.stop({ wait: false })
+    await this.#p.subscriptions.closeAll()
+    await this.#p.outbox.stop({ discard: true })
+    await this.#p.obs?.stop()
+    this.#p.log.warn('coordinator.killed')
   }
 
   // ------------------------------------------------------------------ public API
 
   async createTask(input: CreateTaskInput): Promise<string> {
     if (!this.#started) throw new FlowkitError(ErrorCode.Config, 'createTask: the coordinator is not started (call start() first)')
-    const now = this.#clock.now()
-    const task = buildTask(input, { coordinatorFns: new Set(Object.keys(this.#functions)), rejectUnknownInputAdapters: this.config.rejectUnknownInputAdapters, limits: this.config }, now)
+    const now = this.#p.clock.now()
+    const task = buildTask(input, { coordinatorFns: new Set(Object.keys(this.#p.functions)), rejectUnknownInputAdapters: this.config.rejectUnknownInputAdapters, limits: this.config }, now)
     const { id, graph } = task
     const types = new Set(graph.nodes.filter((n) => n.type !== COORDINATOR_FN_TYPE).map((n) => n.type))
-    if (this.config.requireKnownTypes) requireServed(this.#roles, types, now)
-    await Promise.all([...types].map((t) => this.#subscriptions.ensureStatus(t)))
-    await this.#inserter.insert(task)
-    this.#obs?.taskCreated(id, graph.nodes.length)
-    this.#log.info('task.created', { task_id: id, nodes: graph.nodes.length })
-    if (!this.#ownership.owns(id)) {
+    if (this.config.requireKnownTypes) requireServed(this.#p.roles, types, now)
+    await Promise.all([...types].map((t) => this.#p.subscriptions.ensureStatus(t)))
+    await this.#p.inserter.insert(task)
+    this.#p.obs?.taskCreated(id, graph.nodes.length)
+    this.#p.log.info('task.created', { task_id: id, nodes: graph.nodes.length })
+    if (!this.#p.ownership.owns(id)) {
       // Another coordinator owns it: it is handed over through the owners' topic.
-      await this.#tasks.request('adopt', id, '', task)
+      await this.#p.tasks.request('adopt', id, '', task)
       return id
     }
-    const rt = await loadRuntime(this.#store, this.#engine, this.#limits, { ...task, v: 0 })
-    this.#after.created(rt)
-    this.#engine.startTask(rt)
+    const rt = await loadRuntime(this.#p.store, this.#p.engine, this.#p.limits, { ...task, v: 0 })
+    this.#p.after.created(rt)
+    this.#p.engine.startTask(rt)
     return id
   }
 
   async getTask(id: string): Promise<TaskView | null> {
-    const rt = this.#engine.tasks.get(id)
+    const rt = this.#p.engine.tasks.get(id)
     if (rt !== undefined) return this.#view(toTaskView(rt.toDoc()))
-    const t = await this.#store.getTask(id)
+    const t = await this.#p.store.getTask(id)
     return t === null ? null : this.#view(toTaskView(t))
   }
 
@@ -364,13 +232,13 @@ export class Coordinator {
    * error after `timeoutMs` of real time (a safety deadline, independent of the injected clock).
    */
   async waitForTask(id: string, options: { timeoutMs?: number } = {}): Promise<TaskView> {
-    const deps = { runtime: (t: string) => this.#engine.tasks.get(t), stored: (t: string) => this.#store.getTask(t), onTerminal: (t: string, fn: () => void) => this.#after.onTerminal(t, fn), view: (v: TaskView) => this.#view(v) }
+    const deps = { runtime: (t: string) => this.#p.engine.tasks.get(t), stored: (t: string) => this.#p.store.getTask(t), onTerminal: (t: string, fn: () => void) => this.#p.after.onTerminal(t, fn), view: (v: TaskView) => this.#view(v) }
     return waitForTask(deps, id, options.timeoutMs ?? 60_000)
   }
 
   /** The public view: nodes no live worker can take are marked `waiting_for_worker`. */
   #view(v: TaskView): TaskView {
-    return markWaiting(v, this.#roles, (t) => t === COORDINATOR_FN_TYPE, this.#clock.now())
+    return markWaiting(v, this.#p.roles, (t) => t === COORDINATOR_FN_TYPE, this.#p.clock.now())
   }
 
   /**
@@ -382,10 +250,10 @@ export class Coordinator {
     const snapshot = async (): Promise<TaskEvent> => {
       const task = await this.getTask(taskId)
       if (task === null) throw new FlowkitError(ErrorCode.TaskNotFound, `task ${taskId} not found`)
-      return { type: 'snapshot', task_id: taskId, at_ms: this.#clock.now(), task }
+      return { type: 'snapshot', task_id: taskId, at_ms: this.#p.clock.now(), task }
     }
-    if (this.#engine.tasks.has(taskId) || this.#ownership.owns(taskId)) return this.#watchers.watch(taskId, snapshot, options.signal)
-    return watchRemote(this.#watchers, this.#store, taskId, snapshot, options.signal)
+    if (this.#p.engine.tasks.has(taskId) || this.#p.ownership.owns(taskId)) return this.#p.watchers.watch(taskId, snapshot, options.signal)
+    return watchRemote(this.#p.watchers, this.#p.store, taskId, snapshot, options.signal)
   }
 
   /**
@@ -393,8 +261,8 @@ export class Coordinator {
    * the next sweep. False when it is unknown, not active, or already held here.
    */
   async adoptTask(id: string): Promise<boolean> {
-    if (this.#engine.tasks.has(id) || !this.#ownership.owns(id)) return false
-    return (await this.#tasks.adopt(id)) !== null
+    if (this.#p.engine.tasks.has(id) || !this.#p.ownership.owns(id)) return false
+    return (await this.#p.tasks.adopt(id)) !== null
   }
 
   /**
@@ -402,41 +270,41 @@ export class Coordinator {
    * request is handed to its owner: true when it was sent for an active task.
    */
   async cancelTask(id: string, options: { reason?: string } = {}): Promise<boolean> {
-    if (this.#started && !this.#ownership.owns(id)) {
-      const t = await this.#store.getTask(id)
+    if (this.#started && !this.#p.ownership.owns(id)) {
+      const t = await this.#p.store.getTask(id)
       if (t === null) throw new FlowkitError(ErrorCode.TaskNotFound, `task ${id} not found`)
       if (TERMINAL_TASK.has(t.status)) return false
-      await this.#tasks.request('cancel', id, options.reason ?? 'cancelled by user')
+      await this.#p.tasks.request('cancel', id, options.reason ?? 'cancelled by user')
       return true
     }
-    const rt = this.#engine.tasks.get(id) ?? (await this.#tasks.adopt(id))
+    const rt = this.#p.engine.tasks.get(id) ?? (await this.#p.tasks.adopt(id))
     if (rt === null) {
-      const t = await this.#store.getTask(id)
+      const t = await this.#p.store.getTask(id)
       if (t === null) throw new FlowkitError(ErrorCode.TaskNotFound, `task ${id} not found`)
       return false
     }
     if (rt.terminal) return false
-    this.#engine.cancel(rt, options.reason ?? 'cancelled by user', 'cancelled')
-    await this.#flusher.barrier()
+    this.#p.engine.cancel(rt, options.reason ?? 'cancelled by user', 'cancelled')
+    await this.#p.flusher.barrier()
     return true
   }
 
   /** Workers that announced themselves, with their roles, capacity and last announce. */
   async listWorkers(): Promise<WorkerInfo[]> {
-    return this.#store.listWorkers()
+    return this.#p.store.listWorkers()
   }
 
   /** Outbox messages parked after their last send attempt failed (dead letters). */
   async listDeadLetters(limit = 100): Promise<OutboxRow[]> {
-    return this.#store.outboxList({ status: 'failed', limit })
+    return this.#p.store.outboxList({ status: 'failed', limit })
   }
 
   /** Operator action: sends a dead-lettered message again. False when it is not dead-lettered. */
   async retryDeadLetter(id: string): Promise<boolean> {
-    const ok = await this.#store.outboxRequeue(id, this.#clock.now())
+    const ok = await this.#p.store.outboxRequeue(id, this.#p.clock.now())
     if (ok) {
-      this.#log.info('outbox.requeued', { outbox_id: id })
-      this.#outbox.pollSoon()
+      this.#p.log.info('outbox.requeued', { outbox_id: id })
+      this.#p.outbox.pollSoon()
     }
     return ok
   }
@@ -445,28 +313,13 @@ export class Coordinator {
   async getOutput(taskId: string): Promise<TaskOutput[]> {
     const t = await this.getTask(taskId)
     if (t === null) throw new FlowkitError(ErrorCode.TaskNotFound, `task ${taskId} not found`)
-    return readOutput(this.#store, t)
+    return readOutput(this.#p.store, t)
   }
 
   /** A task's artifacts: per node, those of the attempt that counts (`allAttempts` for every one). */
   async listArtifacts(taskId: string, options: { nodeId?: string; allAttempts?: boolean } = {}): Promise<ArtifactDoc[]> {
-    const all = await this.#store.listArtifacts(taskId, options.nodeId === undefined ? {} : { nodeId: options.nodeId })
+    const all = await this.#p.store.listArtifacts(taskId, options.nodeId === undefined ? {} : { nodeId: options.nodeId })
     return options.allAttempts === true ? all : countingAttempt(all)
-  }
-
-  // ------------------------------------------------------------------ recovery and adoption
-
-  #recoveryDeps(): RecoveryDeps {
-    return { config: this.config, store: this.#store, clock: this.#clock, log: this.#log, engine: this.#engine, fns: this.#fns, discovery: this.#discovery, barrier: () => this.#flusher.barrier() }
-  }
-
-  /** Requests from other processes (owners' topic, and the older control topic every coordinator reads): applied by the owner only. */
-  readonly #requests = {
-    cancelTask: (id: string, o: { reason?: string }): Promise<boolean> => (this.#ownership.owns(id) ? this.cancelTask(id, o) : Promise.resolve(false)),
-    adoptTask: (id: string, task?: unknown): Promise<boolean> => {
-      const doc = task === undefined ? undefined : inlineTask(task, id)
-      return doc === undefined ? this.adoptTask(id) : this.#tasks.adopt(id, doc).then((rt) => rt !== null)
-    },
   }
 
   // ------------------------------------------------------------------ sweep
@@ -474,11 +327,11 @@ export class Coordinator {
   #sweep(signal: AbortSignal): Promise<void> {
     return sweep(signal, {
       config: this.config,
-      store: this.#store,
-      clock: this.#clock,
-      log: this.#log,
-      known: (id) => this.#engine.tasks.has(id) || this.#after.isRecentlyDone(id) || !this.#ownership.owns(id),
-      adopt: (id) => this.#tasks.adopt(id),
+      store: this.#p.store,
+      clock: this.#p.clock,
+      log: this.#p.log,
+      known: (id) => this.#p.engine.tasks.has(id) || this.#p.after.isRecentlyDone(id) || !this.#p.ownership.owns(id),
+      adopt: (id) => this.#p.tasks.adopt(id),
     })
   }
 }

@@ -1,0 +1,208 @@
+/**
+ * How a Coordinator is put together: its options, its config (resolved, bounds checked, submit
+ * limits checked), and its parts wired to each other.
+ *
+ * The parts call each other through callbacks that look the other part up when called (the engine
+ * marks tasks dirty in the flusher, the flusher hands what is durable to the after-flush stage,
+ * which feeds the snapshot writer and the outbox; intake and handover go through ownership and
+ * back), so a part may be built before the parts it calls. What the facade itself decides (whether
+ * it is started, the stop signal of its sweep, its counters, the requests from other processes it
+ * applies) comes in as CoordinatorHooks.
+ */
+import { randomUUID } from 'node:crypto'
+import { SystemClock } from '../clock.ts'
+import { COORDINATOR_DEFAULTS, type CoordinatorConfig, checkBounds, resolveConfig } from '../config.ts'
+import { resolveSubmitLimits } from '../graph/limits.ts'
+import { createLogger, type Logger } from '../log.ts'
+import { CoordinatorObservability } from '../observability/coordinator.ts'
+import type { ObservabilityOptions } from '../observability/options.ts'
+import type { Bus } from '../ports/bus.ts'
+import type { Clock } from '../ports/clock.ts'
+import type { Store } from '../ports/store.ts'
+import { AfterFlush } from './after-flush.ts'
+import { type ControlTarget, applyRequest } from './control.ts'
+import { Discovery } from './discovery.ts'
+import { Engine } from './engine.ts'
+import { leaseJudge } from './expiry.ts'
+import { Flusher } from './flush.ts'
+import { FnRunner } from './fn-runner.ts'
+import { BUILTIN_FUNCTIONS, type CoordinatorFn } from './functions.ts'
+import { OwnedTasks } from './handover.ts'
+import { Intake } from './intake.ts'
+import { Limits } from './limits.ts'
+import { OutboxDispatcher } from './outbox.ts'
+import { Ownership } from './ownership.ts'
+import type { RecoveryDeps } from './recovery.ts'
+import { LiveRoles, warnIfUnserved } from './roles.ts'
+import { SnapshotWriter } from './snapshots.ts'
+import { TaskInserter } from './submit.ts'
+import { Subscriptions } from './subscriptions.ts'
+import { TimerHeap } from './timers.ts'
+import { Watchers } from './watch.ts'
+
+export interface CoordinatorOptions {
+  bus: Bus
+  store: Store
+  clock?: Clock
+  config?: Partial<CoordinatorConfig> | Record<string, unknown>
+  logger?: Logger
+  /** Extra coordinator functions by name (added to the built-in ones). */
+  functions?: Record<string, CoordinatorFn>
+  /** Traces and Prometheus metrics (default: both on; see docs/observability.md); false: none. */
+  observability?: ObservabilityOptions | false
+}
+
+/** What the parts ask of the Coordinator facade (each read when called). */
+export interface CoordinatorHooks {
+  /** Whether the coordinator is started. */
+  started(): boolean
+  /** Aborted when the coordinator stops (its sweep, the waits of recovery and role warnings). */
+  stopSignal(): AbortSignal
+  /** The coordinator's counters (for the metrics). */
+  stats(): Record<string, number>
+  /** Applies the requests of other processes (owners' topic): the owner only. */
+  requests: ControlTarget
+}
+
+/** A coordinator's parts, wired to each other. */
+export interface CoordinatorWiring {
+  readonly config: CoordinatorConfig
+  readonly bus: Bus
+  /** The store (observed when observability is on). */
+  readonly store: Store
+  readonly clock: Clock
+  readonly log: Logger
+  readonly functions: Record<string, CoordinatorFn>
+  readonly obs: CoordinatorObservability | null
+  readonly roles: LiveRoles
+  readonly outbox: OutboxDispatcher
+  readonly limits: Limits
+  readonly timers: TimerHeap
+  readonly engine: Engine
+  readonly flusher: Flusher
+  readonly snapshots: SnapshotWriter
+  readonly fns: FnRunner
+  readonly after: AfterFlush
+  readonly intake: Intake
+  readonly inserter: TaskInserter
+  readonly subscriptions: Subscriptions
+  readonly ownership: Ownership
+  readonly tasks: OwnedTasks
+  readonly discovery: Discovery
+  readonly watchers: Watchers
+}
+
+/** The coordinator config from the defaults and what the caller gave; out of bounds or bad limits throw. */
+export function coordinatorConfig(config: CoordinatorOptions['config']): CoordinatorConfig {
+  const c = checkBounds(
+    resolveConfig(COORDINATOR_DEFAULTS, (config ?? {}) as Record<string, unknown>, 'coordinator config'),
+    'coordinator config',
+    ['heartbeatSoftSec', 'heartbeatHardSec', 'leaseTtlSec', 'schedulerTickSec', 'outboxDispatchTickSec', 'outboxMaxRetry', 'acceptTimeoutSec', 'defaultRetryMax', 'topicPartitions', 'retentionSec'],
+    ['discoveryWindowSec', 'cancelGraceSec', 'outboxBackoffMinMs', 'outboxBackoffMaxMs', 'defaultBackoffSec', 'maxRunningNodes', 'snapshotIntervalSec'],
+  )
+  resolveSubmitLimits(c) // bad limits fail here, not at the first createTask
+  return c
+}
+
+export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorHooks): CoordinatorWiring {
+  const config = coordinatorConfig(options.config)
+  const roles = new LiveRoles(config.workerLivenessSec * 1000)
+  const bus = options.bus
+  const clock = options.clock ?? new SystemClock()
+  const obs = CoordinatorObservability.create(options, clock)
+  const store = obs?.wrapStore(options.store) ?? options.store
+  const baseLog = (options.logger ?? createLogger()).child({ component: 'coordinator' })
+  const log = obs?.wrapLogger(baseLog) ?? baseLog
+  const functions = { ...BUILTIN_FUNCTIONS, ...(options.functions ?? {}) }
+  /** This process's identity in the journal (tells its own retried writes from another writer's). */
+  const writer = `c-${randomUUID()}`
+  const watchers = new Watchers()
+  const outbox = new OutboxDispatcher(store, bus, clock, log, {
+    maxAttempts: config.outboxMaxRetry,
+    backoffMinMs: config.outboxBackoffMinMs,
+    backoffMaxMs: config.outboxBackoffMaxMs,
+    tickMs: config.outboxDispatchTickSec * 1000,
+    ...(obs === null ? {} : { headers: obs.commandHeaders }),
+  })
+  const limits = new Limits(config.maxRunningNodes, config.maxRunningByType)
+  const timers = new TimerHeap(clock, (due) => engine.onTimers(due))
+  const engine: Engine = new Engine(config, clock, log, limits, timers, {
+    dirty: (rt) => flusher.mark(rt),
+    terminal: () => undefined,
+    started: (rt, ord, epoch) => warnIfUnserved({ roles, clock, log, engine, stop: hooks.stopSignal() }, rt, ord, epoch),
+    judge: leaseJudge({ config, store, log, statusSubscription: (type) => subscriptions.get(type) }),
+  })
+  const flusher: Flusher = new Flusher(store, clock, log, writer, {
+    durable: (rt, commands, fnRuns, snapshot) => after.durable(rt, commands, fnRuns, snapshot),
+    fenced: (rt) => tasks.fenced(rt),
+    mayWrite: () => ownership.waitConfirmed(),
+    owns: (rt) => ownership.writable(rt.id),
+    rows: (rows) => snapshots.offerRows(rows),
+    wantsSnapshot: (rt) => after.wantsSnapshot(rt),
+    observed: (entry) => {
+      watchers.observe(entry)
+      obs?.journal(entry)
+    },
+  })
+  const snapshots: SnapshotWriter = new SnapshotWriter(store, clock, log, (id, v) => after.snapshotWritten(id, v), { working: () => flusher.working })
+  const fns = new FnRunner(engine, store, clock, log, functions)
+  const after: AfterFlush = new AfterFlush({
+    engine,
+    outbox,
+    fns,
+    clock,
+    log,
+    snapshotIntervalMs: config.snapshotIntervalSec * 1000,
+    snapshots: () => snapshots,
+    flusher: () => flusher,
+  })
+  const intake: Intake = new Intake(engine, clock, log, {
+    adopt: (id) => tasks.adopt(id),
+    barrier: () => flusher.barrier(),
+    isRecentlyDone: (id) => after.isRecentlyDone(id),
+    owns: (id) => ownership.owns(id),
+    forward: (records) => ownership.forward(records.map((r) => Ownership.statusRecord(r.taskId, r.message))),
+  })
+  const inserter = new TaskInserter(store)
+  const subscriptions: Subscriptions = new Subscriptions(bus, config, (msgs) => (obs === null ? intake.statusBatch(msgs) : obs.statusBatch(msgs, () => intake.statusBatch(msgs))))
+  obs?.attach({ tasks: () => engine.tasks.values(), stats: () => hooks.stats(), outboxBacklog: () => outbox.backlog })
+  const ownership: Ownership = new Ownership({
+    bus,
+    topic: config.topicTasks,
+    partitions: config.taskPartitions,
+    groupId: `${config.groupId}.owners`,
+    ...subscriptions.instance('owners'),
+    confirmMs: config.ownershipConfirmSec * 1000,
+    log,
+    hooks: {
+      acquire: async (parts) => {
+        await tasks.acquire(parts)
+      },
+      release: async (parts) => {
+        await tasks.release(parts)
+      },
+      status: (msgs) => intake.statusBatch(msgs),
+      control: (req) => applyRequest(hooks.requests, log, req, clock.now()),
+    },
+  })
+  const recovery = (): RecoveryDeps => ({ config, store, clock, log, engine, fns, discovery, barrier: () => flusher.barrier() })
+  const tasks: OwnedTasks = new OwnedTasks({
+    store,
+    engine,
+    limits,
+    log,
+    clock,
+    writer,
+    ownership,
+    after,
+    mark: (rt) => flusher.mark(rt),
+    barrier: () => flusher.barrier(),
+    ensureStatus: (types) => Promise.all([...types].map((t) => subscriptions.ensureStatus(t))).then(() => undefined),
+    subscriptions: () => subscriptions.all(),
+    recovery,
+    started: () => hooks.started(),
+    stopSignal: () => hooks.stopSignal(),
+  })
+  const discovery = new Discovery(config, bus, clock, log, engine, () => flusher.barrier())
+  return { config, bus, store, clock, log, functions, obs, roles, outbox, limits, timers, engine, flusher, snapshots, fns, after, intake, inserter, subscriptions, ownership, tasks, discovery, watchers }
+}
