@@ -33,7 +33,7 @@ import { FINAL_UID } from '../protocol/messages.ts'
 import { CoordinatorMetrics, type CoordinatorParts } from './coordinator-metrics.ts'
 import { ObservedLogger, type TraceFields, traceFieldsOf } from './logger.ts'
 import { MetricsEndpoint, type MetricsHandler, type ObservabilityOptions, itemsOf, metricsHandler, resolveObservability } from './options.ts'
-import { spanContextFromHeaders, traceHeaders } from './propagation.ts'
+import { TRACEPARENT, isSampledTraceparent, spanContextFromHeaders, traceHeaders } from './propagation.ts'
 import { timedStore } from './store.ts'
 
 const BUSY: ReadonlySet<string> = new Set(['running', 'cancelling'])
@@ -76,12 +76,20 @@ interface TaskRec {
   attempts: Map<string, AttemptRec>
 }
 
+/** The status kinds, most frequent first (`"kind":"X"` as flowkit and the seed write it). */
+const KIND_LIST = ['BATCH_OK', 'TASK_ACCEPTED', 'TASK_DONE', 'TASK_HEARTBEAT', 'TASK_FAILED', 'BATCH_FAILED', 'CANCELLED', 'TASK_RESUMED'] as const
+
 function kindOf(value: string): string {
-  // flowkit and the seed write `"kind":"X"` (no spaces): a plain search, the pattern otherwise.
-  // The search starts at the rare `k` (a leading `"` would stop at every quote of the JSON).
+  // A plain search (from the rare `k`: a leading `"` would stop at every quote of the JSON), then
+  // the kind compared in place; the pattern for other spellings. Returns the constant string.
   let at = value.indexOf('kind":"')
   while (at > 0 && value.charCodeAt(at - 1) !== 34) at = value.indexOf('kind":"', at + 7)
-  const k = at > 0 ? value.slice(at + 7, value.indexOf('"', at + 7)) : KIND_RE.exec(value)?.[1]
+  if (at > 0) {
+    const from = at + 7
+    for (const k of KIND_LIST) if (value.startsWith(k, from) && value.charCodeAt(from + k.length) === 34) return k
+    return 'other'
+  }
+  const k = KIND_RE.exec(value)?.[1]
   return k !== undefined && KINDS.has(k) ? k : 'other'
 }
 
@@ -324,6 +332,9 @@ export class CoordinatorObservability {
   }
 
   #link(key: string, headers: Record<string, string>): void {
+    // A run span is made only in a sampled trace: an acceptance of another carries its start's
+    // context (nothing to link), and is passed over without a look-up.
+    if (!isSampledTraceparent(headers[TRACEPARENT])) return
     const a = this.#byKey.get(key)
     // A dropped (sampled-out) attempt span takes no link: the header is not even parsed.
     if (a === undefined || !a.recording || a.span === null || a.linked) return

@@ -59,8 +59,17 @@ export function spanContextFromHeaders(headers: Readonly<Record<string, string>>
 
 /** The remote span context of a `traceparent` (and `tracestate`) value, or undefined when malformed. */
 export function spanContextOf(parent: string, state: string | undefined): SpanContext | undefined {
+  return readTraceContext(parent, state)?.ctx
+}
+
+/**
+ * The remote span context of a `traceparent` (and `tracestate`) value, or undefined when
+ * malformed; `plain`: the value is in the usual form (version 00, lower case), which can be sent
+ * on as it is.
+ */
+export function readTraceContext(parent: string, state: string | undefined): { ctx: SpanContext; plain: boolean } | undefined {
   let ctx: SpanContext
-  if (
+  const plain =
     parent.length === V00_LENGTH &&
     parent.charCodeAt(0) === 48 &&
     parent.charCodeAt(1) === 48 &&
@@ -70,7 +79,7 @@ export function spanContextOf(parent: string, state: string | undefined): SpanCo
     isLowerHex(parent, 3, 35) &&
     isLowerHex(parent, 36, 52) &&
     isLowerHex(parent, 53, 55)
-  ) {
+  if (plain) {
     // The common case (what flowkit and OpenTelemetry SDKs write): fixed offsets.
     const last = parent.charCodeAt(54) // the sampled flag is the low bit of the last digit
     ctx = { traceId: parent.slice(3, 35), spanId: parent.slice(36, 52), traceFlags: (last >= 97 ? last - 87 : last - 48) & TraceFlags.SAMPLED, isRemote: true }
@@ -81,5 +90,18 @@ export function spanContextOf(parent: string, state: string | undefined): SpanCo
   }
   if (ctx.traceId === INVALID_TRACEID || ctx.spanId === INVALID_SPANID) return undefined // the pattern checked the rest
   if (state !== undefined && state.length > 0) ctx.traceState = createTraceState(state)
-  return ctx
+  return { ctx, plain }
+}
+
+/**
+ * Whether a `traceparent` value says its trace is sampled: a look at the flags at their fixed
+ * offset (the value is fully read only when it is not in the usual layout).
+ */
+export function isSampledTraceparent(parent: string | undefined): boolean {
+  if (parent === undefined) return false
+  if (parent.length >= V00_LENGTH && parent.charCodeAt(2) === DASH && parent.charCodeAt(52) === DASH) {
+    const last = parent.charCodeAt(54)
+    return ((last >= 97 ? last - 87 : last >= 65 ? last - 55 : last - 48) & TraceFlags.SAMPLED) === TraceFlags.SAMPLED
+  }
+  return ((readTraceContext(parent, undefined)?.ctx.traceFlags ?? 0) & TraceFlags.SAMPLED) === TraceFlags.SAMPLED
 }

@@ -11,7 +11,7 @@
  * that does not record (the worker's sampler dropped it) gets no attributes or events.
  */
 import type { AddressInfo } from 'node:net'
-import { type Attributes, INVALID_TRACEID, type Span, type SpanContext, SpanKind, SpanStatusCode, TraceFlags, type Tracer, context, trace } from '@opentelemetry/api'
+import { type Attributes, type Context, INVALID_TRACEID, type Span, type SpanContext, SpanKind, SpanStatusCode, TraceFlags, type Tracer, context, trace } from '@opentelemetry/api'
 import type { Registry } from 'prom-client'
 import type { Logger } from '../log.ts'
 import type { BusMessage } from '../ports/bus.ts'
@@ -22,7 +22,7 @@ import type { ActiveRun, WorkerCore } from '../worker/core.ts'
 import type { RunInfo } from '../worker/handler.ts'
 import { ObservedLogger, type TraceFields, traceFieldsOf } from './logger.ts'
 import { MetricsEndpoint, type MetricsHandler, type ObservabilityOptions, itemsOf, metricsHandler, resolveObservability } from './options.ts'
-import { TRACEPARENT, TRACESTATE, spanContextOf, traceHeaders } from './propagation.ts'
+import { TRACEPARENT, TRACESTATE, readTraceContext, traceHeaders } from './propagation.ts'
 import { timedStore } from './store.ts'
 import { WorkerMetrics } from './worker-metrics.ts'
 
@@ -136,18 +136,21 @@ export class WorkerObservability {
   }
 
   /** The trace parent of the start of `info`'s attempt, if it carried one (taken: read once). */
-  #parentOf(info: RunInfo): SpanContext | undefined {
+  #parentOf(info: RunInfo): { ctx: SpanContext; plain: StartParent | null } | undefined {
     if (this.#parents.size === 0) return undefined
     const key = messageKey(info.taskId, info.nodeId)
     const p = this.#parents.get(key)
     if (p === undefined || p.epoch !== info.attemptEpoch) return undefined
     this.#parents.delete(key)
-    return spanContextOf(p.traceparent, p.tracestate)
+    const r = readTraceContext(p.traceparent, p.tracestate)
+    return r === undefined ? undefined : { ctx: r.ctx, plain: r.plain ? p : null }
   }
 
   startRun(role: string, run: ActiveRun): RunObservation {
     const info = run.info
-    const parent = this.tracer === null ? undefined : this.#parentOf(info)
+    const remote = this.tracer === null ? undefined : this.#parentOf(info)
+    const parent = remote?.ctx
+    let headers: Record<string, string> | undefined
     let span: Span | null = null
     if (this.tracer !== null) {
       let s: Span
@@ -159,6 +162,11 @@ export class WorkerObservability {
         // parent, ParentBased as the SDK's default, would drop it); the run carries its parent's
         // context (its status events, its log records, the handler's active span).
         s = trace.wrapSpanContext(parent)
+        const plain = remote?.plain
+        if (plain != null) {
+          // The context goes back as it came (no new string to build).
+          headers = plain.tracestate ? { [TRACEPARENT]: plain.traceparent, [TRACESTATE]: plain.tracestate } : { [TRACEPARENT]: plain.traceparent }
+        }
       } else {
         // A child of the attempt span: its attributes once it is known to record.
         s = this.tracer.startSpan('flowkit.worker.run', { kind: SpanKind.CONSUMER }, trace.setSpanContext(context.active(), parent))
@@ -169,7 +177,7 @@ export class WorkerObservability {
         span = s
       }
     }
-    const obs = new RunObservation(this, role, info.taskId, info.nodeId, span)
+    const obs = new RunObservation(this, role, info.taskId, info.nodeId, span, headers)
     let nodes = this.active.get(info.taskId)
     if (nodes === undefined) {
       nodes = new Map()
@@ -233,14 +241,18 @@ export class RunObservation {
   #lastAt: number
   #outcome: string | null = null
   #ended = false
+  /** The context `within` runs the handler in, made from the active context `#activeFor`. */
+  #activeFor: Context | null = null
+  #within: Context | null = null
 
-  constructor(obs: WorkerObservability, role: string, taskId: string, nodeId: string, span: Span | null) {
+  /** `headers`: the ones its records carry, when not the span's own (else computed here). */
+  constructor(obs: WorkerObservability, role: string, taskId: string, nodeId: string, span: Span | null, headers?: Record<string, string>) {
     this.#obs = obs
     this.#role = role
     this.#taskId = taskId
     this.#nodeId = nodeId
     this.span = span
-    this.headers = span === null ? undefined : traceHeaders(span.spanContext())
+    this.headers = headers ?? (span === null ? undefined : traceHeaders(span.spanContext()))
     this.#recording = span?.isRecording() === true
     this.#startedAt = obs.clock.now()
     this.#lastAt = this.#startedAt
@@ -307,7 +319,13 @@ export class RunObservation {
    */
   within<T>(fn: () => T): T {
     if (this.span === null) return fn()
-    return context.with(trace.setSpan(context.active(), this.span), fn)
+    const active = context.active()
+    if (active !== this.#activeFor || this.#within === null) {
+      // The same context for every call from the same active context (one per run, in practice).
+      this.#activeFor = active
+      this.#within = trace.setSpan(active, this.span)
+    }
+    return context.with(this.#within, fn)
   }
 }
 
