@@ -48,6 +48,8 @@ const OUTCOME: Record<string, string> = { deferred: 'retry', queued: 'handed_bac
 
 interface AttemptRec {
   nodeId: string
+  /** Its message key (`task_id:node_id`), the one string #byKey knows it by (hashed once). */
+  key: string
   type: string
   epoch: number
   dispatchedAt: number
@@ -215,7 +217,7 @@ export class CoordinatorObservability {
     if (ends !== null) {
       for (const n of ends) {
         const a = t.attempts.get(n.node_id)
-        if (a !== undefined && !a.ended) this.#endAttempt(t, a, OUTCOME[n.status] ?? n.status, n, n.finished_at_ms ?? entry.at_ms)
+        if (a !== undefined && !a.ended) this.#endAttempt(a, OUTCOME[n.status] ?? n.status, n, n.finished_at_ms ?? entry.at_ms)
       }
     }
     const status = entry.task?.status
@@ -226,7 +228,7 @@ export class CoordinatorObservability {
   #node(t: TaskRec, n: NodeState, at: number): boolean {
     let a = t.attempts.get(n.node_id)
     if (a !== undefined && a.epoch !== n.attempt_epoch) {
-      if (!a.ended) this.#endAttempt(t, a, 'superseded', null, at)
+      if (!a.ended) this.#endAttempt(a, 'superseded', null, at)
       a = undefined
     }
     if (a === undefined) {
@@ -247,7 +249,7 @@ export class CoordinatorObservability {
   }
 
   #startAttempt(t: TaskRec, n: NodeState): AttemptRec {
-    const a: AttemptRec = { nodeId: n.node_id, type: n.type, epoch: n.attempt_epoch, dispatchedAt: n.dispatched_at_ms ?? this.#clock.now(), accepted: false, ended: false, span: null, recording: false, headers: undefined, ids: undefined, linked: false }
+    const a: AttemptRec = { nodeId: n.node_id, key: `${t.id}:${n.node_id}`, type: n.type, epoch: n.attempt_epoch, dispatchedAt: n.dispatched_at_ms ?? this.#clock.now(), accepted: false, ended: false, span: null, recording: false, headers: undefined, ids: undefined, linked: false }
     if (t.unsampled && t.span !== null) {
       // A trace that is not sampled: the attempt's commands carry the task span's context.
       t.headers ??= traceHeaders(t.span.spanContext())
@@ -263,14 +265,13 @@ export class CoordinatorObservability {
       }
     }
     t.attempts.set(n.node_id, a)
-    this.#byKey.set(`${t.id}:${n.node_id}`, a)
+    this.#byKey.set(a.key, a)
     return a
   }
 
-  #endAttempt(t: TaskRec, a: AttemptRec, outcome: string, n: NodeState | null, at: number): void {
+  #endAttempt(a: AttemptRec, outcome: string, n: NodeState | null, at: number): void {
     a.ended = true
-    const key = `${t.id}:${a.nodeId}`
-    if (this.#byKey.get(key) === a) this.#byKey.delete(key)
+    if (this.#byKey.get(a.key) === a) this.#byKey.delete(a.key)
     this.#metrics?.attemptEnded(a.type, outcome, (at - a.dispatchedAt) / 1000)
     const span = a.span
     if (span === null) return
@@ -286,7 +287,7 @@ export class CoordinatorObservability {
   }
 
   #endTask(t: TaskRec, status: string, error: string | null, at: number): void {
-    for (const a of t.attempts.values()) if (!a.ended) this.#endAttempt(t, a, status === 'finished' ? 'abandoned' : status, null, at)
+    for (const a of t.attempts.values()) if (!a.ended) this.#endAttempt(a, status === 'finished' ? 'abandoned' : status, null, at)
     this.#metrics?.taskEnded(status, t.createdAt === null ? null : (at - t.createdAt) / 1000)
     if (t.span !== null) {
       if (t.span.isRecording()) t.span.setAttribute('flowkit.task.status', status)
@@ -298,8 +299,7 @@ export class CoordinatorObservability {
 
   #forget(t: TaskRec): void {
     for (const a of t.attempts.values()) {
-      const key = `${t.id}:${a.nodeId}`
-      if (this.#byKey.get(key) === a) this.#byKey.delete(key)
+      if (this.#byKey.get(a.key) === a) this.#byKey.delete(a.key)
     }
     this.#tasks.delete(t.id)
   }

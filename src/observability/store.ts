@@ -21,18 +21,19 @@ export function timedStore(store: Store, registry: Registry, name: string): Stor
       const t0 = performance.now()
       const out = fn.apply(store, args)
       if (out === null || typeof out !== 'object' || typeof (out as Promise<unknown>).then !== 'function') return out
-      return (out as Promise<unknown>).then(
-        (v) => {
+      // Timed beside the caller: the caller gets the store's own promise (no extra hop before its
+      // await resumes); this reaction only observes, and never rejects (the caller sees the error).
+      ;(out as Promise<unknown>).then(
+        () => {
           ok ??= hist.labels(op, 'ok')
           ok.observe((performance.now() - t0) / 1000)
-          return v
         },
-        (err: unknown) => {
+        () => {
           failed ??= hist.labels(op, 'error')
           failed.observe((performance.now() - t0) / 1000)
-          throw err
         },
       )
+      return out
     }
   }
   return new Proxy(store, {
