@@ -4,7 +4,7 @@
  * chain_single: one 3-node chain at a time, N times → latency p50/p95 (nothing else running).
  */
 import type { Coordinator, ObservabilityOptions } from 'flowkit'
-import { methodTable, perNodeRun, resetCounters } from './counting.ts'
+import { methodMs, methodTable, perNodeRun, resetCounters } from './counting.ts'
 import { noop, withRuntime } from './runtime.ts'
 import { emit, latencyFields, log, percentile, rate, round, type Result } from './stats.ts'
 import { TerminalTracker } from './terminal.ts'
@@ -75,6 +75,7 @@ export async function chain(o: ChainOptions): Promise<Result> {
         lease_expiries: tracker.leaseExpiries,
         ...perNodeRun(counters, nodeRuns),
         calls: methodTable(counters),
+        call_ms: methodMs(counters),
       })
     } finally {
       tracker.close()

@@ -40,6 +40,8 @@ export class CallCounter {
   readonly label: string
   readonly calls = new Map<string, number>()
   readonly observer = new Map<string, number>()
+  /** Wall ms spent in each method's calls (until the promise settles), engine calls only. */
+  readonly ms = new Map<string, number>()
   /** Records given to `produce` (bus counters only). */
   records = 0
 
@@ -47,10 +49,22 @@ export class CallCounter {
     this.label = label
   }
 
-  hit(method: string, records: number): void {
+  /** Counts a call; returns whether it is the engine's (its time is then to be added with `took`). */
+  hit(method: string, records: number): boolean {
     const m = observing.getStore() === true ? this.observer : this.calls
     m.set(method, (m.get(method) ?? 0) + 1)
-    if (m === this.calls) this.records += records
+    if (m !== this.calls) return false
+    this.records += records
+    return true
+  }
+
+  took(method: string, ms: number): void {
+    this.ms.set(method, (this.ms.get(method) ?? 0) + ms)
+  }
+
+  /** Mean wall ms per call, by method. */
+  meanMs(): Record<string, number> {
+    return Object.fromEntries([...this.ms].map(([k, v]) => [k, Math.round((v / Math.max(1, this.calls.get(k) ?? 0)) * 100) / 100]))
   }
 
   total(filter: (method: string) => boolean = () => true): number {
@@ -66,6 +80,7 @@ export class CallCounter {
   reset(): void {
     this.calls.clear()
     this.observer.clear()
+    this.ms.clear()
     this.records = 0
   }
 
@@ -86,9 +101,15 @@ export function counted<T extends object>(target: T, counter: CallCounter, spy?:
       const name = String(prop)
       const fn = function (this: unknown, ...args: unknown[]): unknown {
         const records = name === 'produce' && Array.isArray(args[0]) ? args[0].length : 0
-        counter.hit(name, records)
+        const mine = counter.hit(name, records)
         spy?.(name, args)
-        return (v as (...a: unknown[]) => unknown).apply(t, args)
+        const t0 = performance.now()
+        const out = (v as (...a: unknown[]) => unknown).apply(t, args)
+        if (mine && out instanceof Promise) {
+          const done = (): void => counter.took(name, performance.now() - t0)
+          out.then(done, done)
+        }
+        return out
       }
       cache.set(prop, { orig: v, fn })
       return fn
@@ -142,4 +163,9 @@ export function methodTable(c: PortCounters): Record<string, Record<string, numb
     worker_bus: c.workerBus.snapshot(),
     observer_store: Object.fromEntries(c.coordStore.observer),
   }
+}
+
+/** Mean wall ms per store call, by method (on a real server: where the write path waits). */
+export function methodMs(c: PortCounters): Record<string, Record<string, number>> {
+  return { coordinator_store: c.coordStore.meanMs(), worker_store: c.workerStore.meanMs() }
 }

@@ -100,14 +100,18 @@ export function printTable(results: Result[], comparisons: Record<string, unknow
   const chain = results.find((r) => r.bench === 'chain')
   if (chain !== undefined) {
     const calls = chain['calls'] as Record<string, Record<string, number>>
+    const ms = (chain['call_ms'] ?? {}) as Record<string, Record<string, number>>
     const nodes = chain['node_runs'] as number
     err('')
-    err(`chain: calls per method (total, per node run); * = counted as a document update ${UPDATE_METHODS.source}; w = other write (not ${READ_METHODS.source})`)
+    err(`chain: calls per method (total, per node run, mean wall ms per call); * = counted as a document update ${UPDATE_METHODS.source}; w = other write (not ${READ_METHODS.source})`)
     for (const [port, m] of Object.entries(calls)) {
       const entries = Object.entries(m)
       if (entries.length === 0) continue
       err(`  ${port}:`)
-      for (const [k, v] of entries) err(`    ${(port.endsWith('store') ? (isUpdateMethod(k) ? '* ' : isWriteMethod(k) ? 'w ' : '  ') : '  ') + k.padEnd(22)} ${String(v).padStart(8)}  ${(v / nodes).toFixed(2).padStart(7)}`)
+      for (const [k, v] of entries) {
+        const mean = ms[port]?.[k]
+        err(`    ${(port.endsWith('store') ? (isUpdateMethod(k) ? '* ' : isWriteMethod(k) ? 'w ' : '  ') : '  ') + k.padEnd(22)} ${String(v).padStart(8)}  ${(v / nodes).toFixed(2).padStart(7)}${mean === undefined ? '' : `  ${mean.toFixed(2).padStart(8)} ms`}`)
+      }
     }
   }
 }
