@@ -4,8 +4,10 @@
  * journal entries (dispatch, acceptance, a batch, the end), three status events received and
  * applied (the acceptance carrying the run's traceparent), the START received by the worker, its
  * run span opened, three status events built and the run closed, seven log records and two
- * store calls. Timed best-of-N, so the load of a shared machine barely moves it; divided by the
- * chain bench's CPU per node run with observability off it gives the overhead independently of
+ * store calls. The settings (and the same loop without observability) are timed in turns, in
+ * short chunks, many rounds; a setting's cost is its fastest chunk less the fastest bare one, so
+ * the load of a shared machine barely moves it (a disturbed chunk is never the fastest). Divided by
+ * the chain bench's CPU per node run with observability off it gives the overhead independently of
  * the wall-time noise of the full runs.
  */
 import { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, type ReadableSpan, type SpanExporter, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace-base'
@@ -37,8 +39,8 @@ const ENVELOPES = KINDS.map((kind) =>
 )
 const START = '{"v":1,"msg_type":"cmd","role":"coordinator","task_id":"task","node_id":"n1","attempt_epoch":1,"payload":{"cmd":"TASK_START"}}'
 
-/** µs of observability work per node run under `observability` (best of `reps` loops of `n`). */
-export async function perNode(observability: ObservabilityOptions, n: number, reps: number): Promise<number> {
+/** The loop of one node run under `observability` (`one`), and the same without it (`bare`). */
+export async function nodeLoops(observability: ObservabilityOptions): Promise<{ one: () => Promise<void>; bare: () => Promise<void>; stop: () => Promise<void> }> {
   const clock = new SystemClock()
   const c = CoordinatorObservability.create({ observability }, clock) as CoordinatorObservability
   const w = WorkerObservability.create({ observability }, clock) as WorkerObservability
@@ -96,32 +98,46 @@ export async function perNode(observability: ObservabilityOptions, n: number, re
     await store.getTask(id)
     await store.getTask(id)
   }
-  const time = async (fn: () => Promise<void>): Promise<number> => {
-    let best = Number.POSITIVE_INFINITY
-    for (let r = 0; r < reps; r++) {
-      const t0 = performance.now()
-      for (let i = 0; i < n; i++) await fn()
-      best = Math.min(best, ((performance.now() - t0) * 1000) / n)
-    }
-    return best
-  }
-  await time(one) // warm-up
-  await time(bare)
-  const withObs = await time(one)
-  const without = await time(bare)
-  await c.stop()
-  return Math.max(0, withObs - without)
+  return { one, bare, stop: () => c.stop() }
 }
 
-/** µs per node run of the default setting, 10 % sampling and every span recorded. */
-export async function observabilityCostPerNode(n = 5000, reps = 5): Promise<Record<string, number>> {
+/** µs per node run of one chunk of `n` runs of `fn`. */
+async function chunk(fn: () => Promise<void>, n: number): Promise<number> {
+  const t0 = performance.now()
+  for (let i = 0; i < n; i++) await fn()
+  return ((performance.now() - t0) * 1000) / n
+}
+
+/**
+ * µs of observability work per node run of the default setting, 10 % sampling and every span
+ * recorded: the fastest of `rounds` chunks of `n` runs of each, less the fastest bare chunk.
+ */
+export async function observabilityCostPerNode(n = 500, rounds = 60): Promise<Record<string, number>> {
   const sampled = provider(0.1)
   const full = provider(null)
-  const out = {
-    default_obs_us_per_node_run: round(await perNode({}, n, reps), 2),
-    sampled_obs_us_per_node_run: round(await perNode({ tracing: sampled }, n, reps), 2),
-    full_obs_us_per_node_run: round(await perNode({ tracing: full }, n, reps), 2),
+  const settings = { default: await nodeLoops({}), sampled: await nodeLoops({ tracing: sampled }), full: await nodeLoops({ tracing: full }) }
+  const bare = settings.default.bare
+  const best = { bare: Number.POSITIVE_INFINITY, default: Number.POSITIVE_INFINITY, sampled: Number.POSITIVE_INFINITY, full: Number.POSITIVE_INFINITY }
+  const loops: [keyof typeof best, () => Promise<void>][] = [
+    ['bare', bare],
+    ['default', settings.default.one],
+    ['sampled', settings.sampled.one],
+    ['full', settings.full.one],
+  ]
+  for (const [, fn] of loops) for (let i = 0; i < 3; i++) await chunk(fn, n) // warm-up
+  for (let r = 0; r < rounds; r++) {
+    for (let i = 0; i < loops.length; i++) {
+      const [name, fn] = loops[(i + r) % loops.length] as [keyof typeof best, () => Promise<void>]
+      best[name] = Math.min(best[name], await chunk(fn, n))
+    }
   }
+  for (const l of Object.values(settings)) await l.stop()
   for (const p of [sampled, full]) await p.shutdown()
-  return out
+  const cost = (name: 'default' | 'sampled' | 'full'): number => round(Math.max(0, best[name] - best.bare), 2)
+  return {
+    default_obs_us_per_node_run: cost('default'),
+    sampled_obs_us_per_node_run: cost('sampled'),
+    full_obs_us_per_node_run: cost('full'),
+    bare_us_per_node_run: round(best.bare, 2),
+  }
 }
