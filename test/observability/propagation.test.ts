@@ -43,3 +43,19 @@ test('spanContextFromHeaders refuses what is not a trace context', () => {
   assert.equal(spanContextFromHeaders({}), undefined)
   assert.equal(spanContextFromHeaders(undefined), undefined)
 })
+
+test('the usual layout is read by offsets: upper-case ids still go through the general form, other flags keep only sampled, bad digits are refused', () => {
+  assert.equal(spanContextFromHeaders({ traceparent: `00-${TRACE.toUpperCase()}-${SPAN.toUpperCase()}-01` })?.spanId, SPAN)
+  const other = spanContextFromHeaders({ traceparent: `00-${TRACE}-${SPAN}-03` })
+  assert.equal(other?.traceFlags, TraceFlags.SAMPLED)
+  assert.equal(spanContextFromHeaders({ traceparent: `00-${TRACE}-${SPAN}-02` })?.traceFlags, TraceFlags.NONE)
+  for (const traceparent of [`00-${TRACE.slice(0, 31)}g-${SPAN}-01`, `00-${TRACE}-${SPAN.slice(0, 15)}z-01`, `00-${TRACE}-${SPAN}-0g`, `00-${TRACE}_${SPAN}-01`]) {
+    assert.equal(spanContextFromHeaders({ traceparent }), undefined, traceparent)
+  }
+  // What traceHeaders writes reads back the same, sampled or not.
+  for (const traceFlags of [TraceFlags.SAMPLED, TraceFlags.NONE]) {
+    const h = traceHeaders({ traceId: TRACE, spanId: SPAN, traceFlags })
+    const back = spanContextFromHeaders(h)
+    assert.deepEqual([back?.traceId, back?.spanId, back?.traceFlags], [TRACE, SPAN, traceFlags])
+  }
+})
