@@ -81,6 +81,11 @@ export interface CoordinatorConfig extends TopicsConfig, SubmitLimits {
    */
   snapshotIntervalSec: number
   /**
+   * Longest time `stop()` spends writing the task snapshots still pending; the rest are rewritten
+   * by the next coordinator that loads those tasks (the journal holds their state).
+   */
+  stopSnapshotsSec: number
+  /**
    * A coordinator whose membership in the owners' group has not been confirmed by the broker for
    * this long (it was paused, or cut off) writes nothing until it is confirmed again: another
    * coordinator may own its tasks by now. Keep it below the bus's session timeout.
@@ -153,6 +158,7 @@ export const COORDINATOR_DEFAULTS: CoordinatorConfig = {
   sweepIntervalSec: 10,
   workerLivenessSec: 180,
   snapshotIntervalSec: 5,
+  stopSnapshotsSec: 5,
   ownershipConfirmSec: 5,
 }
 

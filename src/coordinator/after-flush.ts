@@ -108,6 +108,16 @@ export class AfterFlush {
     }
   }
 
+  /**
+   * A stored task that ended in its journal while its snapshot still says it is active (a stop ran
+   * out of time, a snapshot write failed): its snapshot is rewritten in the background, so it no
+   * longer looks active to the next start, the sweep, or a listing by status.
+   */
+  repairSnapshot(doc: VersionedTask): void {
+    this.#d.log.info('task.snapshot_repaired', { task_id: doc.id, status: doc.status, v: doc.v })
+    this.#d.snapshots().offer(doc)
+  }
+
   snapshotWritten(taskId: string, v: number): void {
     const rt = this.#d.engine.tasks.get(taskId)
     if (rt === undefined) return

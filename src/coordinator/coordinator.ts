@@ -158,7 +158,8 @@ export class Coordinator {
     await this.#p.flusher.drain()
     this.#p.flusher.stop()
     await this.#sweepLoop
-    await this.#p.snapshots.drain()
+    const left = await this.#p.snapshots.drain(this.config.stopSnapshotsSec * 1000)
+    if (left > 0) this.#p.log.warn('coordinator.snapshots_left', { snapshots: left, budget_sec: this.config.stopSnapshotsSec })
     // Everything is written: the partitions go to the other coordinators.
     await this.#p.ownership.stop()
     this.#p.timers.stop()

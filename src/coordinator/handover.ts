@@ -22,6 +22,7 @@ import type { AfterFlush } from './after-flush.ts'
 import { controlRequest } from './control.ts'
 import type { Ownership } from './ownership.ts'
 import type { Logger } from '../log.ts'
+import type { VersionedTask } from '../model/journal.ts'
 import type { TaskDoc, TaskStatus } from '../model/state.ts'
 import type { Subscription } from '../ports/bus.ts'
 import type { Store } from '../ports/store.ts'
@@ -55,11 +56,18 @@ export interface HandoverDeps {
   stop: AbortSignal
   /** Drops a task from memory (fenced or released). */
   drop(rt: TaskRuntime): void
+  /** A task active by its snapshot but ended by its journal: its snapshot is to be rewritten. */
+  staleSnapshot(doc: VersionedTask): void
 }
 
 /** Loads a stored task into memory and writes the claim with its next flush. Null when not active or already held. */
 export function claim(d: HandoverDeps, doc: Parameters<typeof loadRuntime>[3], generation: number): Promise<TaskRuntime> | null {
-  if (d.engine.tasks.has(doc.id) || TERMINAL_TASK.has(doc.status) || doc.nodes === undefined) return null
+  if (d.engine.tasks.has(doc.id) || doc.nodes === undefined) return null
+  if (TERMINAL_TASK.has(doc.status)) {
+    // Listed as active (by its snapshot), ended by its journal: the snapshot is behind.
+    if (typeof (doc as Partial<VersionedTask>).v === 'number' && (doc as VersionedTask).v > 0) d.staleSnapshot(doc as VersionedTask)
+    return null
+  }
   return loadRuntime(d.store, d.engine, d.limits, doc).then((rt) => {
     rt.events.push(`owner ${d.writer} generation ${generation}`)
     d.mark(rt)
@@ -74,6 +82,15 @@ export async function acquire(d: HandoverDeps, partitions: ReadonlySet<number>, 
   // Few tasks: read one by one; many: one read of every active task (snapshot + journal).
   const wanted = new Set(ids)
   const docs = ids.length > 16 ? (await d.store.listTasks({ statuses: ACTIVE })).filter((t) => wanted.has(t.id)) : null
+  if (docs !== null) {
+    // Active by their snapshot but not by snapshot + journal: ended, with a snapshot behind.
+    const current = new Set(docs.map((t) => t.id))
+    for (const id of ids) {
+      if (current.has(id) || !d.owns(id)) continue
+      const doc = await d.store.getTask(id)
+      if (doc !== null && TERMINAL_TASK.has(doc.status)) claim(d, doc, generation)
+    }
+  }
   for (const id of docs === null ? ids : []) {
     if (!d.owns(id)) continue
     const doc = await d.store.getTask(id)
@@ -161,6 +178,7 @@ export class OwnedTasks {
       recovery: () => d.recovery(),
       stop: d.stopSignal(),
       drop: (rt) => this.drop(rt),
+      staleSnapshot: (doc) => d.after.repairSnapshot(doc),
     }
   }
 

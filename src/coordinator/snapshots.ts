@@ -53,12 +53,31 @@ export class SnapshotWriter {
     this.#lastBusy = performance.now()
   }
 
-  /** Writes everything pending now, idle or not (stop). */
-  async drain(): Promise<void> {
+  /**
+   * Writes everything pending now, idle or not (stop), for at most `budgetMs`: past it, the
+   * snapshots not yet written are given up (writes in flight are no longer waited for). Giving one
+   * up loses nothing: the journal holds the state, and the next coordinator that finds such a task
+   * (active by its snapshot, ended by its journal) rewrites it. Returns how many were given up.
+   */
+  async drain(budgetMs = Number.POSITIVE_INFINITY): Promise<number> {
     this.#draining = true
     this.#pump()
-    await this.idle()
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const out = await Promise.race([
+      this.idle().then(() => 0),
+      new Promise<number>((resolve) => {
+        if (!Number.isFinite(budgetMs)) return
+        timer = setTimeout(() => {
+          const left = this.#pending.size + this.#busy.size
+          this.#pending.clear()
+          this.#terminal.clear()
+          resolve(left)
+        }, budgetMs)
+      }),
+    ])
+    clearTimeout(timer)
     this.#draining = false
+    return out
   }
 
   get backlog(): number {

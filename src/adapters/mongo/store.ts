@@ -163,7 +163,7 @@ export class MongoStore implements Store {
   async writeSnapshot(task: VersionedTask, now: number): Promise<boolean> {
     this.#open()
     const update = encodeSnapshot(task, now)
-    return this.#run('writeSnapshot', (c) => this.#tasks.writeSnapshot(c, task.id, task.v, update))
+    return this.#run('writeSnapshot', (c) => this.#tasks.writeSnapshot(c, task.id, task.v, update, this.#conn.ferret))
   }
 
   // ---- batch metrics
