@@ -12,8 +12,8 @@
  *            sampling, BatchSpanProcessor) into an exporter that drops them (export cost aside).
  *
  * A first round of each setting warms the process up and is not counted. After the rounds, the
- * per-node work is also replayed in a tight loop (bench/observability-cost.ts), which the load of
- * a shared machine barely moves. Reports, per setting,
+ * per-node work is also replayed in tight loops, the settings in turns (bench/observability-cost.ts),
+ * which the load of a shared machine barely moves. Reports, per setting,
  * the median node runs/s and the median CPU time per node run (process CPU, user + system, over
  * the whole round: on a loaded machine it varies less than the wall time), the best of each (the
  * least disturbed round: on a shared machine the closest to the intrinsic cost), and the
