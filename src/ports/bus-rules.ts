@@ -27,9 +27,18 @@ export function checkRecord(record: BusRecord): void {
     if (record.headers === null || typeof record.headers !== 'object') {
       throw new FlowkitError(ErrorCode.BadMessage, 'produce: headers must be an object of strings')
     }
-    for (const [name, value] of Object.entries(record.headers)) {
-      if (typeof value !== 'string') throw new FlowkitError(ErrorCode.BadMessage, `produce: header ${name} must be a string`)
+    for (const name in record.headers) {
+      if (Object.hasOwn(record.headers, name) && typeof record.headers[name] !== 'string') {
+        throw new FlowkitError(ErrorCode.BadMessage, `produce: header ${name} must be a string`)
+      }
     }
   }
-  checkTopicName(record.topic)
+  if (!validTopics.has(record.topic)) {
+    checkTopicName(record.topic)
+    if (validTopics.size >= 10_000) validTopics.clear()
+    validTopics.add(record.topic)
+  }
 }
+
+/** Topic names already found valid (a process sends to a few topics, many times). */
+const validTopics = new Set<string>()

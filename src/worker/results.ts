@@ -151,9 +151,14 @@ export function checkArtifactMeta(what: string, meta: unknown): void {
 
 /** Checks that a record fits in one bus message of `maxBytes` (the worker's `maxMessageBytes`). */
 export function checkBusRecord(what: string, record: BusRecord, maxBytes: number = MAX_BUS_MESSAGE_BYTES): void {
+  const limit = maxBytes - BUS_RECORD_HEADROOM_BYTES
+  // A UTF-16 code unit takes at most 3 UTF-8 bytes: a record whose characters fit three times over
+  // needs no exact count.
+  let chars = record.value.length + (record.key === null ? 0 : record.key.length)
+  for (const k in record.headers ?? {}) chars += k.length + (record.headers?.[k]?.length ?? 0)
+  if (chars * 3 <= limit) return
   let bytes = Buffer.byteLength(record.value, 'utf8') + (record.key === null ? 0 : Buffer.byteLength(record.key, 'utf8'))
   for (const [k, v] of Object.entries(record.headers ?? {})) bytes += Buffer.byteLength(k, 'utf8') + Buffer.byteLength(v, 'utf8')
-  const limit = maxBytes - BUS_RECORD_HEADROOM_BYTES
   if (bytes > limit) {
     throw new HandlerResultError(
       `${what} is too large: ${bytes} bytes encoded, more than the bus message limit of ${limit} bytes (worker config maxMessageBytes ${maxBytes}, less ${BUS_RECORD_HEADROOM_BYTES} bytes of record framing)`,
