@@ -32,6 +32,8 @@ export class SnapshotWriter {
   #lastBusy = 0
   #timer: ReturnType<typeof setTimeout> | null = null
   #draining = false
+  /** Bumped when a stop gives up: a write of an earlier round retries no more. */
+  #round = 0
   readonly #idleMs: number
   readonly #maxBacklog: number
   readonly #working: () => boolean
@@ -69,6 +71,7 @@ export class SnapshotWriter {
         if (!Number.isFinite(budgetMs)) return
         timer = setTimeout(() => {
           const left = this.#pending.size + this.#busy.size
+          this.#round++ // writes in flight make no more attempts
           this.#pending.clear()
           this.#terminal.clear()
           resolve(left)
@@ -143,7 +146,8 @@ export class SnapshotWriter {
   }
 
   async #writeRows(rows: BatchMetricsWrite[]): Promise<void> {
-    for (let attempt = 1; attempt <= 8; attempt++) {
+    const round = this.#round
+    for (let attempt = 1; attempt <= 8 && round === this.#round; attempt++) {
       try {
         await this.#store.insertBatchMetrics(rows, this.#clock.now())
         return
@@ -158,7 +162,8 @@ export class SnapshotWriter {
   }
 
   async #write(doc: VersionedTask): Promise<void> {
-    for (let attempt = 1; attempt <= 8; attempt++) {
+    const round = this.#round
+    for (let attempt = 1; attempt <= 8 && round === this.#round; attempt++) {
       try {
         await this.#store.writeSnapshot(doc, this.#clock.now())
         this.writes++
