@@ -96,8 +96,10 @@ test('defect 6a: a worker keeps its running node through a 3 s broker outage; th
     },
     async processBatch(batch, ctx) {
       if (batch.batch_uid === 'b4') {
-        // The outage starts in the middle of the run; the rest of the batches are handled during it.
-        outage.begin(OUTAGE_MS)
+        // The outage starts in the middle of the run, with the produce that carries this batch's
+        // BATCH_OK (a heartbeat failing first would otherwise hold the BATCH_OKs back until the
+        // broker is back: its batch is retried alone); the rest of the batches are handled during it.
+        outage.armOn('BATCH_OK', OUTAGE_MS)
         inOutage.open()
       }
       ctx.throwIfCancelled()
