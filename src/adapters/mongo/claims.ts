@@ -8,6 +8,9 @@ import { canonicalJson } from '../../util/ids.ts'
 import { isDuplicateKeyError } from './errors.ts'
 import { type Collections, insertOnce, num, writeErrorsOf } from './schema.ts'
 
+/** Conflicts read one by one (by exact `_id`) rather than with one `$in`. */
+const FEW_CONFLICTS = 4
+
 function claimDoc(claim: AttemptClaim, now: number) {
   const epoch = num(claim.attempt_epoch)
   return { _id: canonicalJson(['c', claim.task_id, claim.node_id, epoch]) as never, task_id: claim.task_id, node_id: claim.node_id, attempt_epoch: epoch, worker_id: claim.worker_id, claimed_at_ms: num(now) }
@@ -35,7 +38,13 @@ export async function claimAttempts(c: Collections, claims: readonly AttemptClai
       if (we.code !== 11000) throw err
       lost.push(we.index)
     }
-    const held = await c.attemptClaims.find({ _id: { $in: lost.map((i) => (docs[i] as { _id: never })._id) } }).toArray()
+    const ids = lost.map((i) => (docs[i] as { _id: never })._id)
+    // FerretDB filters an exact _id about 8 times faster than an `$in` (both scan): a few
+    // conflicts (a START delivered again) are read one by one.
+    const held =
+      ids.length <= FEW_CONFLICTS
+        ? (await Promise.all(ids.map((id) => c.attemptClaims.findOne({ _id: id })))).filter((d) => d !== null)
+        : await c.attemptClaims.find({ _id: { $in: ids } }).toArray()
     const holder = new Map(held.map((d) => [String(d['_id']), d['worker_id']]))
     for (const i of lost) out[i] = holder.get(String((docs[i] as { _id: string })._id)) === (claims[i] as AttemptClaim).worker_id
   }
