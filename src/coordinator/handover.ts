@@ -75,6 +75,21 @@ export function claim(d: HandoverDeps, doc: Parameters<typeof loadRuntime>[3], g
   })
 }
 
+/** Reads tasks listed as active by a stale snapshot and has their snapshots rewritten (claim). */
+async function repairStale(d: HandoverDeps, ids: readonly string[], generation: number): Promise<void> {
+  for (const id of ids) {
+    if (d.stop.aborted) return
+    if (!d.owns(id) || d.engine.tasks.has(id)) continue
+    try {
+      const doc = await d.store.getTask(id)
+      if (doc !== null && TERMINAL_TASK.has(doc.status)) claim(d, doc, generation)
+    } catch (err) {
+      d.log.warn('coordinator.snapshot_repair_failed', { task_id: id, error: String(err) })
+      return
+    }
+  }
+}
+
 /** Loads, claims and resumes the active tasks of `partitions`. Throws on store errors (retried by the caller). */
 export async function acquire(d: HandoverDeps, partitions: ReadonlySet<number>, generation: number): Promise<TaskRuntime[]> {
   const ids = (await d.store.listTaskIds(ACTIVE)).filter((id) => partitions.has(d.partitionOf(id)) && !d.engine.tasks.has(id))
@@ -83,13 +98,12 @@ export async function acquire(d: HandoverDeps, partitions: ReadonlySet<number>, 
   const wanted = new Set(ids)
   const docs = ids.length > 16 ? (await d.store.listTasks({ statuses: ACTIVE })).filter((t) => wanted.has(t.id)) : null
   if (docs !== null) {
-    // Active by their snapshot but not by snapshot + journal: ended, with a snapshot behind.
+    // Active by their snapshots but not by snapshot + journal: ended, with a snapshot behind
+    // (snapshots wait for idle times, so after a busy spell there can be many). Repaired in the
+    // background, one read at a time: the hand-over does not wait for them.
     const current = new Set(docs.map((t) => t.id))
-    for (const id of ids) {
-      if (current.has(id) || !d.owns(id)) continue
-      const doc = await d.store.getTask(id)
-      if (doc !== null && TERMINAL_TASK.has(doc.status)) claim(d, doc, generation)
-    }
+    const stale = ids.filter((id) => !current.has(id))
+    if (stale.length > 0) void repairStale(d, stale, generation)
   }
   for (const id of docs === null ? ids : []) {
     if (!d.owns(id)) continue
