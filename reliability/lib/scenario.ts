@@ -62,13 +62,25 @@ const cap = (xs: string[], n = 25): string[] => (xs.length > n ? [...xs.slice(0,
  * cheap, it does not load the store the run is using); a snapshot may lag its journal, so once few
  * are left they are read in full (getTask: snapshot + journal). A task missing from the store is
  * judged `lost` by the checks.
+ *
+ * The deadline is one of progress, not of speed: while tasks keep ending (fewer active than at the
+ * last look), it moves PROGRESS_GRACE_MS past that moment, up to `hardDeadline`. A slow machine
+ * finishes late; a stuck task still fails the run, `PROGRESS_GRACE_MS` after the last task ended.
  */
-async function waitTerminal(store: Store, ids: string[], deadline: number): Promise<void> {
+const PROGRESS_GRACE_MS = 30_000
+
+async function waitTerminal(store: Store, ids: string[], deadline: number, hardDeadline = deadline): Promise<void> {
   const ours = new Set(ids)
-  while (Date.now() < deadline) {
+  let fewest = Number.POSITIVE_INFINITY
+  let until = deadline
+  while (Date.now() < until) {
     try {
       const active = (await store.listTaskIds(['queued', 'running', 'cancelling'])).filter((id) => ours.has(id))
       if (active.length === 0) return
+      if (active.length < fewest) {
+        if (fewest !== Number.POSITIVE_INFINITY) until = Math.min(hardDeadline, Math.max(until, Date.now() + PROGRESS_GRACE_MS))
+        fewest = active.length
+      }
       if (active.length <= 20) {
         const docs = await Promise.all(active.map((id) => store.getTask(id)))
         if (docs.every((t) => t === null || TERMINAL.has(t.status))) return
@@ -181,10 +193,12 @@ export async function runScenario(
     await faults.run(sc.faults, t0)
     await cluster.heal()
     await submitting
+    const completionMs = sc.completionMs ?? profile.completionMs
     await waitTerminal(
       store,
       tasks.filter((t) => t.acked).map((t) => t.id),
-      Date.now() + (sc.completionMs ?? profile.completionMs),
+      Date.now() + completionMs,
+      Date.now() + 6 * completionMs,
     )
     cluster.note('tasks ended (or completion deadline)')
     const held = await liveLeases(cluster, store, 15_000)
