@@ -16,12 +16,16 @@ const encoder = new TextEncoder()
 
 /** Java-compatible murmur2 of raw bytes; returns a signed 32-bit integer like Java's `int`. */
 export function murmur2(data: Uint8Array): number {
-  const length = data.length
+  return murmur2Of(data.length, (i) => data[i] as number)
+}
+
+/** The hash over `length` bytes read by `byteAt` (a byte array's, or an ASCII string's char codes). */
+function murmur2Of(length: number, byteAt: (i: number) => number): number {
   let h = (SEED ^ length) | 0
   const blocks = length >>> 2
   for (let i = 0; i < blocks; i++) {
     const i4 = i * 4
-    let k = data[i4]! | (data[i4 + 1]! << 8) | (data[i4 + 2]! << 16) | (data[i4 + 3]! << 24)
+    let k = byteAt(i4) | (byteAt(i4 + 1) << 8) | (byteAt(i4 + 2) << 16) | (byteAt(i4 + 3) << 24)
     k = Math.imul(k, M)
     k ^= k >>> R
     k = Math.imul(k, M)
@@ -30,10 +34,10 @@ export function murmur2(data: Uint8Array): number {
   }
   const tail = length & ~3
   const rest = length & 3
-  if (rest === 3) h ^= data[tail + 2]! << 16
-  if (rest >= 2) h ^= data[tail + 1]! << 8
+  if (rest === 3) h ^= byteAt(tail + 2) << 16
+  if (rest >= 2) h ^= byteAt(tail + 1) << 8
   if (rest >= 1) {
-    h ^= data[tail]!
+    h ^= byteAt(tail)
     h = Math.imul(h, M)
   }
   h ^= h >>> 13
@@ -53,41 +57,13 @@ function checkPartitions(partitions: number): void {
   }
 }
 
-/** Java-compatible murmur2 of an ASCII string's bytes (its char codes), without encoding it. */
-function murmur2Ascii(key: string): number {
-  const length = key.length
-  let h = (SEED ^ length) | 0
-  const blocks = length >>> 2
-  for (let i = 0; i < blocks; i++) {
-    const i4 = i * 4
-    let k = key.charCodeAt(i4) | (key.charCodeAt(i4 + 1) << 8) | (key.charCodeAt(i4 + 2) << 16) | (key.charCodeAt(i4 + 3) << 24)
-    k = Math.imul(k, M)
-    k ^= k >>> R
-    k = Math.imul(k, M)
-    h = Math.imul(h, M)
-    h ^= k
-  }
-  const tail = length & ~3
-  const rest = length & 3
-  if (rest === 3) h ^= key.charCodeAt(tail + 2) << 16
-  if (rest >= 2) h ^= key.charCodeAt(tail + 1) << 8
-  if (rest >= 1) {
-    h ^= key.charCodeAt(tail)
-    h = Math.imul(h, M)
-  }
-  h ^= h >>> 13
-  h = Math.imul(h, M)
-  h ^= h >>> 15
-  return h | 0
-}
-
 /** No character outside 7-bit ASCII (its UTF-8 bytes are its char codes). */
 const NOT_ASCII = /\P{ASCII}/u
 
 /** The partition Kafka's Java producer picks for a non-null string key. */
 export function partitionForKey(key: string, partitions: number): number {
   checkPartitions(partitions)
-  const h = NOT_ASCII.test(key) ? murmur2(encoder.encode(key)) : murmur2Ascii(key)
+  const h = NOT_ASCII.test(key) ? murmur2(encoder.encode(key)) : murmur2Of(key.length, (i) => key.charCodeAt(i))
   return toPositive(h) % partitions
 }
 
