@@ -347,15 +347,21 @@ export class Worker {
   }
 
   /**
-   * Announces WORKER_ONLINE every `announceIntervalSec` until `signal` aborts. The schedule does
-   * not depend on the sends: a send that fails (after its retries) is logged and the next announce
-   * still goes at its time; while one is still being retried, the next tick is skipped.
+   * Announces WORKER_ONLINE every `announceIntervalSec` until `signal` aborts. The first repeats
+   * come sooner (2 s, 4 s, 8 s … up to the interval): a coordinator reads announces from the end
+   * of the topic, so one that subscribed just after this worker started (both started together)
+   * would otherwise not know it for a whole interval. The schedule does not depend on the sends: a
+   * send that fails (after its retries) is logged and the next announce still goes at its time;
+   * while one is still being retried, the next tick is skipped.
    */
   async #announceLoop(signal: AbortSignal): Promise<void> {
     let inFlight = false
+    const intervalMs = this.config.announceIntervalSec * 1000
+    let delayMs = Math.min(2_000, intervalMs)
     while (!signal.aborted) {
       try {
-        await this.#core.clock.sleep(this.config.announceIntervalSec * 1000, signal)
+        await this.#core.clock.sleep(delayMs, signal)
+        delayMs = Math.min(delayMs * 2, intervalMs)
       } catch {
         return // stopped
       }

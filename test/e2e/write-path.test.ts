@@ -304,11 +304,19 @@ describe('write path: a coordinator killed at any write step of a flush', () => 
           await rt.coordinator.kill()
           second = new Coordinator({ bus: rt.bus, store: faulty.store, config: { ...rt.coordinatorBase, discoveryWindowSec: 0.2 } })
           await second.start()
-          const t = await second.waitForTask(id, { timeoutMs: 30_000 })
-          assert.equal(t.status, 'finished')
-          await assertExact(t, runs)
-          const stored = await faulty.store.getTask(id)
-          assert.equal(stored?.nodes['sink']?.stats['count'], 10)
+          try {
+            const t = await second.waitForTask(id, { timeoutMs: 30_000 })
+            assert.equal(t.status, 'finished')
+            await assertExact(t, runs)
+            const stored = await faulty.store.getTask(id)
+            assert.equal(stored?.nodes['sink']?.stats['count'], 10)
+          } catch (err) {
+            // What a rare failure needs to be understood: which write froze, and where the task stands.
+            const view = await second.getTask(id).catch(() => null)
+            const nodes = view?.nodes.map((n) => `${n.node_id}:${n.status}@${n.attempt_epoch}`).join(' ')
+            if (err instanceof Error) err.message += ` [froze ${faulty.trippedOn ?? 'nothing'} (write ${k} of ${faulty.writes}); task ${view?.status}: ${nodes}; runs ${JSON.stringify([...runs])}]`
+            throw err
+          }
         } finally {
           await second?.stop()
           await rt.stop()

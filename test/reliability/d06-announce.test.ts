@@ -56,18 +56,27 @@ test('defect 6c: one failed announce does not stop announces; they keep their sc
   await worker.start()
   try {
     assert.equal(faulty.state.sent, 1, 'WORKER_ONLINE at start')
+    // The first repeats come sooner (a coordinator that subscribed just after the start learns of
+    // the worker within seconds): 2, 4, 8, 16 and 32 s apart, then every interval.
+    for (const [i, delay] of [2_000, 4_000, 8_000, 16_000, 32_000].entries()) {
+      await clock.advance(delay - 1)
+      assert.equal(faulty.state.attempts, i + 1, `no early announce before its time (${delay} ms)`)
+      await clock.advance(1)
+      await waitFor(() => faulty.state.sent === i + 2, { message: `the early announce after ${delay} ms did not go` })
+    }
+    const base = faulty.state.sent - 1
 
     // The next announce fails for good (an error no retry can fix).
     faulty.failNext.push(new FlowkitError(ErrorCode.BadMessage, 'injected: record refused'))
     await clock.advance(every)
     await waitFor(() => logger.events().includes('worker.announce_failed'), { message: 'the failed announce was not reported' })
-    assert.equal(faulty.state.sent, 1)
+    assert.equal(faulty.state.sent, base + 1)
 
     // The one after it still goes, at its time.
     await clock.advance(every - 1)
-    assert.equal(faulty.state.attempts, 2, 'no announce before its time')
+    assert.equal(faulty.state.attempts, base + 2, 'no announce before its time')
     await clock.advance(1)
-    await waitFor(() => faulty.state.sent === 2, { message: 'announces stopped after one failed send' })
+    await waitFor(() => faulty.state.sent === base + 2, { message: 'announces stopped after one failed send' })
 
     // A send that fails for a while (a broker outage) is retried with backoff, and the schedule holds.
     faulty.failNext.push(
@@ -75,13 +84,13 @@ test('defect 6c: one failed announce does not stop announces; they keep their sc
       new FlowkitError(ErrorCode.BusUnavailable, 'injected: broker unavailable', { retryable: true }),
     )
     await clock.advance(every)
-    await waitFor(() => faulty.state.attempts === 4, { message: 'the failed announce was not retried' })
+    await waitFor(() => faulty.state.attempts === base + 4, { message: 'the failed announce was not retried' })
     await clock.advance(100) // the retry backoff: 100 ms, then 200 ms
-    await waitFor(() => faulty.state.attempts === 5, { message: 'the failed announce was not retried' })
+    await waitFor(() => faulty.state.attempts === base + 5, { message: 'the failed announce was not retried' })
     await clock.advance(200)
-    await waitFor(() => faulty.state.attempts === 6 && faulty.state.sent === 3, { message: 'the announce was not retried to success' })
+    await waitFor(() => faulty.state.attempts === base + 6 && faulty.state.sent === base + 3, { message: 'the announce was not retried to success' })
     await clock.advance(every - 300)
-    await waitFor(() => faulty.state.sent === 4, { message: 'the schedule did not hold after a retried announce' })
+    await waitFor(() => faulty.state.sent === base + 4, { message: 'the schedule did not hold after a retried announce' })
   } finally {
     await worker.stop()
     await rt.stop()
