@@ -79,6 +79,8 @@ export interface KafkaBusOptions {
 export const HANDLER_BACKOFF_START_MS = 20
 export const HANDLER_BACKOFF_MAX_MS = 1000
 export const COMMIT_RETRY_START_MS = 200
+/** Time a marked offset waits for others before its commit goes (bus-commits.ts). */
+export const COMMIT_LINGER_MS = 20
 export const COMMIT_RETRY_MAX_MS = 5000
 export const RECOVERY_START_MS = 250
 export const RECOVERY_MAX_MS = 10_000
