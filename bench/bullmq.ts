@@ -6,6 +6,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { startRedis } from './redis.ts'
+import { warmUpCount } from './chain.ts'
 import { emit, latencyFields, log, rate, round, type Result } from './stats.ts'
 
 export interface BullOptions {
@@ -58,7 +59,9 @@ export async function bullmqChain(o: BullOptions): Promise<Result> {
   }
   try {
     await worker.waitUntilReady()
+    // As flowkit's chain bench: one flow, then warmUpCount(chains) at once (the JIT's warm-up).
     await runFlows(['warm'], 30_000)
+    await runFlows(Array.from({ length: warmUpCount(o.chains) }, (_, i) => `warm${i}`), 120_000)
     const ids = Array.from({ length: o.chains }, (_, i) => `f${i}`)
     const { ms, lat } = await runFlows(ids, 300_000)
     const jobs = o.chains * 3

@@ -44,9 +44,7 @@ export class Engine {
   readonly #timers: TimerHeap
   readonly #hooks: EngineHooks
   /** When a node's timer entry is due (one live entry per node at most). */
-  readonly #armed = new Map<string, number>()
   /** Nodes whose expiry is being judged (no timer meanwhile). */
-  readonly #judging = new Set<string>()
   /** Until when inherited running nodes are left alone (recovery grace); 0 when not recovering. */
   graceEnd = 0
 
@@ -284,7 +282,7 @@ export class Engine {
     if (n.status !== 'running') return null
     const limit = timeoutAt(rt, ord)
     if (rt.isFn(ord)) return limit
-    if (this.#judging.has(`${rt.id}\u0000${ord}`)) return limit
+    if (rt.judging[ord] === 1) return limit
     if (rt.inherited.has(ord) && this.#clock.now() < this.graceEnd) return this.graceEnd
     if (n.accepted_at_ms === null) return n.dispatched_at_ms === null ? null : n.dispatched_at_ms + resendDelayMs(this.#config, n.resends ?? 0)
     const last = n.last_event_at_ms ?? n.accepted_at_ms
@@ -297,10 +295,8 @@ export class Engine {
   armNode(rt: TaskRuntime, ord: number): void {
     const due = this.#due(rt, ord)
     if (due === null) return
-    const key = `${rt.id}\u0000${ord}`
-    const cur = this.#armed.get(key)
-    if (cur !== undefined && cur <= due) return
-    this.#armed.set(key, due)
+    if ((rt.armedAt[ord] as number) <= due) return
+    rt.armedAt[ord] = due
     this.#timers.push({ at: due, taskId: rt.id, ord })
   }
 
@@ -308,9 +304,8 @@ export class Engine {
   onTimers(due: readonly TimerEntry[]): void {
     const now = this.#clock.now()
     for (const e of due) {
-      const key = `${e.taskId}\u0000${e.ord}`
-      if (this.#armed.get(key) === e.at) this.#armed.delete(key)
       const rt = this.tasks.get(e.taskId)
+      if (rt !== undefined && e.ord >= 0 && rt.armedAt[e.ord] === e.at) rt.armedAt[e.ord] = Number.POSITIVE_INFINITY
       if (rt === undefined || rt.terminal) continue
       if (e.ord === TASK_DEADLINE) {
         if (rt.deadlineAt !== null && rt.deadlineAt <= now) {
@@ -357,12 +352,11 @@ export class Engine {
         this.apply(rt, ord, lost)
         return
       }
-      const key = `${rt.id}\u0000${ord}`
-      if (this.#judging.has(key)) return
-      this.#judging.add(key)
+      if (rt.judging[ord] === 1) return
+      rt.judging[ord] = 1
       const epoch = n.attempt_epoch
       const settle = (verdict: 'complete' | 'check'): void => {
-        this.#judging.delete(key)
+        rt.judging[ord] = 0
         if (this.tasks.get(rt.id) !== rt || rt.node(ord).status !== 'running' || rt.node(ord).attempt_epoch !== epoch) return
         if (verdict === 'complete') this.apply(rt, ord, { kind: 'recovered_complete' })
         else {

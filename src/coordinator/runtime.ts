@@ -100,6 +100,10 @@ export class TaskRuntime {
   fenced = false
   /** Left this coordinator's memory (fenced, or its partition moved): nothing of it is written. */
   dropped = false
+  /** Per node: the due time of its armed timer entry (+Infinity: none), kept by the engine. */
+  readonly armedAt: Float64Array
+  /** Per node: 1 while a lost lease is being judged (engine). */
+  readonly judging: Uint8Array
   /** Nodes inherited from a previous coordinator process (recovery grace applies). */
   readonly inherited = new Set<number>()
   /** Upstream node id → yielded consumers queued until it runs or ends (see `held_for`). */
@@ -120,6 +124,8 @@ export class TaskRuntime {
     this.params = doc.params
     this.createdAt = doc.created_at_ms
     this.nodes = this.specs.map((s) => doc.nodes[s.node_id] as NodeState)
+    this.armedAt = new Float64Array(this.specs.length).fill(Number.POSITIVE_INFINITY)
+    this.judging = new Uint8Array(this.specs.length)
     this.status = doc.status
     this.vars = doc.coordinator.vars
     this.cancelled = doc.coordinator.cancelled
