@@ -30,6 +30,9 @@ export class ChaosBus implements Bus {
     return this.#inner.ensureTopics(topics)
   }
 
+  get sessionTimeoutMs(): number | undefined {
+    return this.#inner.sessionTimeoutMs
+  }
   partitionCount(topic: string): Promise<number> {
     return this.#inner.partitionCount(topic)
   }

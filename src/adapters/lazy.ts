@@ -32,6 +32,7 @@ import type {
   WorkerStateDoc,
 } from '../ports/store.ts'
 import type { KafkaBusOptions } from './kafka/bus.ts'
+import { DEFAULT_SESSION_TIMEOUT_MS } from './kafka/bus-settings.ts'
 import type { MongoStoreOptions } from './mongo/store.ts'
 import { dbNameFromUrl } from './mongo/url.ts'
 
@@ -66,6 +67,9 @@ export class KafkaBus implements Bus {
 
   async ensureTopics(topics: TopicSpec[]): Promise<void> {
     return (await this.#bus()).ensureTopics(topics)
+  }
+  get sessionTimeoutMs(): number {
+    return this.#options.sessionTimeoutMs ?? DEFAULT_SESSION_TIMEOUT_MS
   }
   async partitionCount(topic: string): Promise<number> {
     return (await this.#bus()).partitionCount(topic)

@@ -5,7 +5,13 @@
  *   1. the status subscription of its type is drained: every record already in its partitions is
  *      applied (bounded: a bus that cannot drain does not keep a dead worker's node for ever);
  *   2. the node's complete artifact of this attempt is looked up: a worker that finished and whose
- *      report was lost has done the work, the node finishes from it.
+ *      report was lost has done the work, the node finishes from it;
+ *   3. but when other coordinators hold some of the status partitions of its type, the reports may
+ *      wait in a partition of one that died after reading them and before forwarding them: they
+ *      are read again only once its session ends and the partition moves. Before finishing a node
+ *      from its artifact (which would leave out the metrics of those reports), the judge waits
+ *      until the node leaves `running` (the reports came) or for that hand-over: twice the bus's
+ *      session timeout plus 5 s, then the backlog is drained once more.
  * The engine then looks at the node again: a report that arrived meanwhile renewed the lease.
  */
 import type { CoordinatorConfig } from '../config.ts'
@@ -21,6 +27,38 @@ export interface JudgeDeps {
   log: Logger
   /** The status subscription of a worker type (undefined when there is none yet). */
   statusSubscription(type: string): Subscription | undefined
+  /**
+   * How long to wait for reports of a node of `type` that another coordinator may hold (ms): 0
+   * when this coordinator holds every status partition of the type, else handoverGraceMs.
+   */
+  handoverWaitMs(type: string): number
+}
+
+/** How long a node finished from its artifact waits for reports a dead coordinator held (ms). */
+export function handoverGraceMs(sessionTimeoutMs: number | undefined): number {
+  return sessionTimeoutMs === undefined ? 0 : 2 * sessionTimeoutMs + 5_000
+}
+
+const POLL_MS = 250
+
+/** Resolves once `done()` holds (polled) or after `ms` of real time (the bus's sessions run on it). */
+async function waitUntil(done: () => boolean, ms: number): Promise<void> {
+  const until = performance.now() + ms
+  while (!done() && performance.now() < until) await new Promise((resolve) => setTimeout(resolve, Math.min(POLL_MS, until - performance.now())))
+}
+
+async function drain(d: JudgeDeps, rt: TaskRuntime, type: string, nodeId: string): Promise<void> {
+  const sub = d.statusSubscription(type)
+  if (sub?.drained === undefined) return
+  const cap = drainCapMs(d.config)
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const drained = await Promise.race([
+    sub.drained().then(() => true),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), cap)
+    }),
+  ]).finally(() => clearTimeout(timer))
+  if (!drained) d.log.warn('coordinator.status_backlog', { task_id: rt.id, node_id: nodeId, type, waited_ms: cap })
 }
 
 /** Longest wait for a status backlog to drain before a lease is judged anyway (real time). */
@@ -31,21 +69,20 @@ export function drainCapMs(config: CoordinatorConfig): number {
 export function leaseJudge(d: JudgeDeps): (rt: TaskRuntime, ord: number, epoch: number) => Promise<'complete' | 'check'> {
   return async (rt, ord, epoch) => {
     const spec = rt.spec(ord)
-    const sub = d.statusSubscription(spec.type)
-    if (sub?.drained !== undefined) {
-      const cap = drainCapMs(d.config)
-      let timer: ReturnType<typeof setTimeout> | undefined
-      const drained = await Promise.race([
-        sub.drained().then(() => true),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(false), cap)
-        }),
-      ]).finally(() => clearTimeout(timer))
-      if (!drained) d.log.warn('coordinator.status_backlog', { task_id: rt.id, node_id: spec.node_id, type: spec.type, waited_ms: cap })
-    }
+    await drain(d, rt, spec.type, spec.node_id)
     try {
       const art = await d.store.getArtifact(rt.id, spec.node_id, null)
-      if (art?.status === 'complete' && art.attempt_epoch >= epoch) return 'complete'
+      if (art?.status === 'complete' && art.attempt_epoch >= epoch) {
+        const grace = d.handoverWaitMs(spec.type)
+        if (grace > 0) {
+          const moved = (): boolean => rt.dropped || rt.terminal || rt.node(ord).status !== 'running' || rt.node(ord).attempt_epoch !== epoch
+          d.log.info('coordinator.judge_waits_handover', { task_id: rt.id, node_id: spec.node_id, attempt_epoch: epoch, wait_ms: grace })
+          await waitUntil(moved, grace)
+          if (moved()) return 'check'
+          await drain(d, rt, spec.type, spec.node_id)
+        }
+        return 'complete'
+      }
     } catch (err) {
       d.log.warn('coordinator.artifact_read_failed', { task_id: rt.id, node_id: spec.node_id, error: errorMessage(err) })
     }

@@ -13,6 +13,8 @@ export class Subscriptions {
   readonly #statusBatch: (msgs: readonly BusMessage[]) => Promise<void>
   readonly #subs = new Map<string, Subscription>()
   readonly #pending = new Map<string, Promise<void>>()
+  /** Per worker type: the status partitions this coordinator owns, and how many there are. */
+  readonly #statusShare = new Map<string, { owned: number; total: number }>()
 
   constructor(bus: Bus, config: CoordinatorConfig, statusBatch: (msgs: readonly BusMessage[]) => Promise<void>) {
     this.#bus = bus
@@ -34,6 +36,15 @@ export class Subscriptions {
     this.#subs.set(name, sub)
   }
 
+  /**
+   * Other members of the group hold some of the status partitions of `type`: reports about this
+   * coordinator's tasks may wait in partitions a dead member still holds until its session ends.
+   */
+  sharesStatus(type: string): boolean {
+    const s = this.#statusShare.get(type)
+    return s !== undefined && s.owned < s.total
+  }
+
   /** The status subscription of a worker type (undefined before the first task of that type). */
   get(type: string): Subscription | undefined {
     return this.#subs.get(type)
@@ -46,6 +57,7 @@ export class Subscriptions {
   async closeAll(): Promise<void> {
     await Promise.all(this.all().map((s) => s.close()))
     this.#subs.clear()
+    this.#statusShare.clear()
   }
 
   /** The subscriptions every coordinator has from its start: worker announces, replies, control requests. */
@@ -80,12 +92,16 @@ export class Subscriptions {
         { name: topicFor(c.topicCmdFmt, type), partitions: c.topicPartitions },
         { name: c.topicSignals, partitions: c.topicPartitions },
       ])
+      const total = await this.#bus.partitionCount(statusTopic)
       const sub = await this.#bus.subscribe({
         groupId: `${c.groupId}.status.${type}`,
         topics: [statusTopic],
         name: `coordinator-status-${type}`,
         batchHandler: this.#statusBatch,
         maxBatch: 1000,
+        onAssignment: (assigned) => {
+          this.#statusShare.set(type, { owned: assigned.filter((p) => p.topic === statusTopic).length, total })
+        },
         ...this.instance(`status.${type}`),
       })
       this.#subs.set(type, sub)

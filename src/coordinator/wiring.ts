@@ -23,7 +23,7 @@ import { AfterFlush } from './after-flush.ts'
 import { type ControlTarget, applyRequest } from './control.ts'
 import { Discovery } from './discovery.ts'
 import { Engine } from './engine.ts'
-import { leaseJudge } from './expiry.ts'
+import { handoverGraceMs, leaseJudge } from './expiry.ts'
 import { Flusher } from './flush.ts'
 import { FnRunner } from './fn-runner.ts'
 import { BUILTIN_FUNCTIONS, type CoordinatorFn } from './functions.ts'
@@ -130,7 +130,13 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     dirty: (rt) => flusher.mark(rt),
     terminal: () => undefined,
     started: (rt, ord, epoch) => warnIfUnserved({ roles, clock, log, engine, stop: hooks.stopSignal() }, rt, ord, epoch),
-    judge: leaseJudge({ config, store, log, statusSubscription: (type) => subscriptions.get(type) }),
+    judge: leaseJudge({
+      config,
+      store,
+      log,
+      statusSubscription: (type) => subscriptions.get(type),
+      handoverWaitMs: (type) => (subscriptions.sharesStatus(type) ? handoverGraceMs(bus.sessionTimeoutMs) : 0),
+    }),
   })
   const flusher: Flusher = new Flusher(store, clock, log, writer, {
     durable: (rt, commands, fnRuns, snapshot) => after.durable(rt, commands, fnRuns, snapshot),

@@ -122,6 +122,12 @@ export interface Bus {
   /** Sends records; resolves once the bus has them (acked). Records of one call may be batched. */
   produce(records: BusRecord[]): Promise<void>
   subscribe(options: SubscribeOptions): Promise<Subscription>
+  /**
+   * How long a group member that dies without leaving (a killed process) keeps its partitions
+   * before the group gives them to another member. Absent: members cannot die that way (the
+   * memory bus), nothing to wait for.
+   */
+  readonly sessionTimeoutMs?: number
   /** Closes every subscription and the producer. Idempotent. */
   close(): Promise<void>
 }

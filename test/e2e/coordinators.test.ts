@@ -73,7 +73,8 @@ function zombieBus(bus: Bus): { bus: Bus; freeze(): void; thaw(): void; unconfir
     produce: (r) => bus.produce(r),
     close: () => bus.close(),
     async subscribe(o: SubscribeOptions): Promise<Subscription> {
-      if (o.onAssignment === undefined) return bus.subscribe(o)
+      // Only the owners' topic (status subscriptions report their assignment too).
+      if (o.onAssignment === undefined || o.name !== 'coordinator-owners') return bus.subscribe(o)
       deliver = o.onAssignment
       const sub = await bus.subscribe({
         ...o,

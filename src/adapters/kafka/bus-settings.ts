@@ -76,6 +76,8 @@ export interface KafkaBusOptions {
   topicReadyTimeoutMs?: number
 }
 
+/** The consumer groups' session timeout unless `sessionTimeoutMs` is given. */
+export const DEFAULT_SESSION_TIMEOUT_MS = 10_000
 export const HANDLER_BACKOFF_START_MS = 20
 export const HANDLER_BACKOFF_MAX_MS = 1000
 export const COMMIT_RETRY_START_MS = 200
@@ -221,7 +223,7 @@ export function settingsFrom(options: KafkaBusOptions): Settings {
   }
   if (options.tls === true) connection.tls = {}
   else if (options.tls && typeof options.tls === 'object') connection.tls = { ...options.tls }
-  const sessionTimeout = positiveInt(options.sessionTimeoutMs, 10_000, 'sessionTimeoutMs')
+  const sessionTimeout = positiveInt(options.sessionTimeoutMs, DEFAULT_SESSION_TIMEOUT_MS, 'sessionTimeoutMs')
   const heartbeatInterval = positiveInt(options.heartbeatIntervalMs, 1000, 'heartbeatIntervalMs')
   const rebalanceTimeout = positiveInt(options.rebalanceTimeoutMs, Math.max(20_000, sessionTimeout), 'rebalanceTimeoutMs')
   if (heartbeatInterval > sessionTimeout) throw new FlowkitError(ErrorCode.Config, 'kafka bus: heartbeatIntervalMs must be <= sessionTimeoutMs')

@@ -161,6 +161,10 @@ export class KafkaBus implements Bus {
     }
   }
 
+  get sessionTimeoutMs(): number {
+    return this.#settings.sessionTimeout
+  }
+
   async partitionCount(topic: string): Promise<number> {
     this.#assertOpen()
     checkTopicName(topic)
