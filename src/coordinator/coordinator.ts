@@ -29,6 +29,7 @@ import { TERMINAL_TASK } from './runtime.ts'
 import { type CreateTaskInput, buildTask } from './submit.ts'
 import { sweep } from './sweep.ts'
 import { type TaskView, toTaskView } from './view.ts'
+import { GraphCache } from './graph-cache.ts'
 import { type TaskEvent, watchRemote } from './watch.ts'
 import { waitForTask } from './waiting.ts'
 import { type CoordinatorOptions, type CoordinatorWiring, wireCoordinator } from './wiring.ts'
@@ -41,6 +42,9 @@ export class Coordinator {
   /** The parts (wiring.ts). */
   readonly #p: CoordinatorWiring
   #started = false
+  /** Graphs parsed by createTask (a DAG submitted again is not parsed again). */
+  readonly #graphs = new GraphCache()
+  #fnNamesSet: ReadonlySet<string> | null = null
   /** Set by kill(): nothing more may leave this process. */
   #killed = false
   #sweepAbort = new AbortController()
@@ -68,6 +72,12 @@ export class Coordinator {
   /** Names of the coordinator functions this coordinator can run. */
   get functionNames(): string[] {
     return Object.keys(this.#p.functions)
+  }
+
+  /** The same names as a set (fixed at construction), for createTask. */
+  get #fnNames(): ReadonlySet<string> {
+    this.#fnNamesSet ??= new Set(Object.keys(this.#p.functions))
+    return this.#fnNamesSet
   }
 
   /** A node:http request handler serving this coordinator's Prometheus metrics (any path). */
@@ -202,7 +212,7 @@ export class Coordinator {
   async createTask(input: CreateTaskInput): Promise<string> {
     if (!this.#started) throw new FlowkitError(ErrorCode.Config, 'createTask: the coordinator is not started (call start() first)')
     const now = this.#p.clock.now()
-    const task = buildTask(input, { coordinatorFns: new Set(Object.keys(this.#p.functions)), rejectUnknownInputAdapters: this.config.rejectUnknownInputAdapters, limits: this.config }, now)
+    const task = buildTask(input, { coordinatorFns: this.#fnNames, rejectUnknownInputAdapters: this.config.rejectUnknownInputAdapters, limits: this.config, cache: this.#graphs }, now)
     const { id, graph } = task
     const types = new Set(graph.nodes.filter((n) => n.type !== COORDINATOR_FN_TYPE).map((n) => n.type))
     if (this.config.requireKnownTypes) requireServed(this.#p.roles, types, now)

@@ -7,7 +7,8 @@
  * What changed since the last flush (nodes, task fields, applied events, commands, metrics rows)
  * is collected here and taken by the flusher as one journal entry.
  */
-import { buildDependencyIndex, type DependencyIndex } from '../graph/deps.ts'
+import type { DependencyIndex } from '../graph/deps.ts'
+import { planOf } from './graph-plan.ts'
 import { COORDINATOR_FN_TYPE, type GraphSpec, type NodeSpec } from '../graph/types.ts'
 import type { BatchCounts, JournalCommand, TaskChanges, VersionedTask } from '../model/journal.ts'
 import type { NodeState, NodeStatus, TaskDoc, TaskStatus } from '../model/state.ts'
@@ -73,11 +74,11 @@ export class TaskRuntime {
   doneDurable = false
 
   // readiness: per child, its fan-in parents (routing sources excluded) and the counters
-  readonly #parents: number[][]
+  readonly #parents: readonly (readonly number[])[]
   /** Per parent: the children whose fan-in counts it, with whether it streams into them. */
-  readonly #fanout: { child: number; streaming: boolean }[][]
+  readonly #fanout: readonly (readonly { child: number; streaming: boolean }[])[]
   /** Per node: the nodes to re-evaluate when it changes (dependents and routing targets). */
-  readonly reeval: number[][]
+  readonly reeval: readonly (readonly number[])[]
   readonly #sat: Int32Array
   readonly #dead: Int32Array
 
@@ -109,18 +110,22 @@ export class TaskRuntime {
   /** Upstream node id → yielded consumers queued until it runs or ends (see `held_for`). */
   readonly held = new Map<string, Set<number>>()
   /** Nodes whose output another node pulls (input adapter `from_nodes`): their end is published. */
-  readonly pulled = new Set<number>()
+  readonly pulled: ReadonlySet<number>
+  readonly #streamingInto: readonly ReadonlySet<number>[]
 
   constructor(doc: TaskDoc, v: number) {
     this.id = doc.id
     this.graph = doc.graph
-    this.index = buildDependencyIndex(doc.graph)
+    const plan = planOf(doc.graph)
+    this.index = plan.index
     this.specs = doc.graph.nodes
-    const ord = new Map<string, number>()
-    this.specs.forEach((s, i) => {
-      ord.set(s.node_id, i)
-    })
+    const ord = plan.ord
     this.ord = ord
+    this.#parents = plan.parents
+    this.#fanout = plan.fanout
+    this.reeval = plan.reeval
+    this.pulled = plan.pulled
+    this.#streamingInto = plan.streamingInto
     this.params = doc.params
     this.createdAt = doc.created_at_ms
     this.nodes = this.specs.map((s) => doc.nodes[s.node_id] as NodeState)
@@ -146,17 +151,6 @@ export class TaskRuntime {
       this.batches.set(o, new Map(Object.entries(per).map(([uid, [epoch, metrics]]) => [uid, { epoch, metrics }])))
     }
     const n = this.specs.length
-    this.#parents = []
-    this.#fanout = Array.from({ length: n }, () => [])
-    this.reeval = this.specs.map((s) => (this.index.children.get(s.node_id) ?? []).map((c) => ord.get(c) as number))
-    for (let i = 0; i < n; i++) {
-      const id = (this.specs[i] as NodeSpec).node_id
-      const routed = new Set((this.index.routedFrom.get(id) ?? []).map((r) => r.source))
-      const streaming = this.index.streamingParents.get(id)
-      const ps = (this.index.parents.get(id) ?? []).filter((p) => !routed.has(p)).map((p) => ord.get(p) as number)
-      this.#parents.push(ps)
-      for (const p of ps) this.#fanout[p]?.push({ child: i, streaming: streaming?.has((this.specs[p] as NodeSpec).node_id) ?? false })
-    }
     this.#sat = new Int32Array(n)
     this.#dead = new Int32Array(n)
     for (let c = 0; c < n; c++) {
@@ -167,19 +161,6 @@ export class TaskRuntime {
       }
     }
     this.open = this.nodes.filter((x) => !TERMINAL.has(x.status)).length
-    for (const spec of this.specs) {
-      for (const io of [spec.io.input_inline, spec.io.input_ref]) {
-        const args = io !== null && typeof io === 'object' ? (io as Record<string, unknown>)['input_args'] : undefined
-        if (args === null || typeof args !== 'object') continue
-        for (const key of ['from_nodes', 'from_node']) {
-          const v = (args as Record<string, unknown>)[key]
-          for (const ref of Array.isArray(v) ? v : [v]) {
-            const o = typeof ref === 'string' ? ord.get(ref) : undefined
-            if (o !== undefined) this.pulled.add(o)
-          }
-        }
-      }
-    }
     this.nodes.forEach((x, i) => {
       if (x.status !== 'queued' || !x.held_for) return
       const set = this.held.get(x.held_for) ?? new Set<number>()
@@ -189,7 +170,7 @@ export class TaskRuntime {
   }
 
   #isStreaming(child: number, parent: number): boolean {
-    return this.index.streamingParents.get((this.specs[child] as NodeSpec).node_id)?.has((this.specs[parent] as NodeSpec).node_id) ?? false
+    return this.#streamingInto[child]?.has(parent) ?? false
   }
 
   spec(ord: number): NodeSpec {

@@ -20,6 +20,7 @@ import { INPUT_ADAPTERS } from '../protocol/input-adapters.ts'
 import { DEDUP_ID_LENGTH, encode, messageKey } from '../protocol/messages.ts'
 import { deepFreeze } from '../ports/store-rules.ts'
 import { VARS_INLINE_MAX, startEnvelope } from './commands.ts'
+import type { GraphCache } from './graph-cache.ts'
 export { startEnvelope } from './commands.ts'
 
 export interface CreateTaskInput {
@@ -42,6 +43,8 @@ export interface BuildTaskOptions {
   rejectUnknownInputAdapters: boolean
   /** Submission limits (the coordinator passes its config); defaults for the ones not given. */
   limits?: Partial<SubmitLimits> | Readonly<Record<string, unknown>>
+  /** Parsed graphs of earlier submissions made with these same options (graph-cache.ts). */
+  cache?: GraphCache
 }
 
 
@@ -109,6 +112,9 @@ function checkParams(params: unknown, limits: SubmitLimits): Record<string, unkn
   return copy
 }
 
+/** JSON size of frozen graphs (a graph shared by many tasks is measured once). */
+const GRAPH_BYTES = new WeakMap<GraphSpec, number>()
+
 /** Every node's TASK_START fits `maxMessageBytes`; graph and params together fit `maxTaskBytes`. */
 function checkSizes(taskId: string, graph: GraphSpec, params: Record<string, unknown>, limits: SubmitLimits, now: number): void {
   if (limits.maxMessageBytes < MIN_MESSAGE_BYTES) {
@@ -117,7 +123,11 @@ function checkSizes(taskId: string, graph: GraphSpec, params: Record<string, unk
       `coordinator config: "maxMessageBytes" must be at least ${formatCount(MIN_MESSAGE_BYTES)} (a TASK_START keeps room for ${formatCount(START_VARS_INLINE_MAX)} bytes of task variables), got ${formatCount(limits.maxMessageBytes)}`,
     )
   }
-  const graphBytes = jsonBytes(graph)
+  let graphBytes = GRAPH_BYTES.get(graph)
+  if (graphBytes === undefined) {
+    graphBytes = jsonBytes(graph)
+    if (Object.isFrozen(graph)) GRAPH_BYTES.set(graph, graphBytes)
+  }
   // A START's value and key hold a fixed skeleton (under 1 KiB), the task id twice, and the node's
   // id, type and io, which all come from the graph: a small graph cannot make one too large.
   const startBound = 4096 + 2 * Buffer.byteLength(taskId) + 2 * graphBytes + RECORD_OVERHEAD_BYTES + START_VARS_INLINE_MAX
@@ -151,19 +161,24 @@ function checkSizes(taskId: string, graph: GraphSpec, params: Record<string, unk
 /** Validates a submission (graph as an object or JSON text, params, id) into a queued task. */
 export function buildTask(input: CreateTaskInput, options: BuildTaskOptions, now: number): TaskDoc {
   const limits = resolveSubmitLimits(options.limits)
-  let raw = input.graph
-  if (typeof raw === 'string') {
-    try {
-      raw = JSON.parse(raw)
-    } catch (err) {
-      throw new GraphValidationError(ErrorCode.GraphInvalid, `graph: not valid JSON (${errorMessage(err)})`, 'graph')
+  const parse = (input: unknown): GraphSpec => {
+    let raw = input
+    if (typeof raw === 'string') {
+      try {
+        raw = JSON.parse(raw)
+      } catch (err) {
+        throw new GraphValidationError(ErrorCode.GraphInvalid, `graph: not valid JSON (${errorMessage(err)})`, 'graph')
+      }
     }
+    const parsed = parseGraph(raw, {
+      coordinatorFns: new Set(options.coordinatorFns),
+      ...(options.rejectUnknownInputAdapters ? { inputAdapters: INPUT_ADAPTERS } : {}),
+      limits,
+    })
+    // Immutable from here on (stores and task runtimes may share it without copying).
+    return deepFreeze(parsed)
   }
-  const graph = parseGraph(raw, {
-    coordinatorFns: new Set(options.coordinatorFns),
-    ...(options.rejectUnknownInputAdapters ? { inputAdapters: INPUT_ADAPTERS } : {}),
-    limits,
-  })
+  const graph = options.cache === undefined ? parse(input.graph) : options.cache.get(input.graph, parse)
   const params = checkParams(input.params, limits)
   if (input.id !== undefined && !TASK_ID_PATTERN.test(input.id)) {
     throw new FlowkitError(ErrorCode.GraphInvalid, `task id ${JSON.stringify(input.id)} must match ${TASK_ID_PATTERN}`)
@@ -178,8 +193,7 @@ export function buildTask(input: CreateTaskInput, options: BuildTaskOptions, now
     id,
     status: 'queued',
     params,
-    // Immutable from here on (stores may keep it without copying).
-    graph: deepFreeze(graph),
+    graph,
     nodes: Object.fromEntries(graph.nodes.map((n) => [n.node_id, newNodeState(n)])),
     coordinator: { vars: {}, cancelled: false, cancel_reason: null },
     result: null,

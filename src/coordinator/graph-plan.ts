@@ -1,0 +1,78 @@
+/**
+ * What a task runtime derives from its graph alone: the dependency index, node ordinals, and per
+ * node its fan-in parents, the children it feeds (and whether it streams into them), the nodes to
+ * re-evaluate when it changes, and whether another node pulls its output. Graphs are immutable
+ * once a task is built (frozen), and tasks of one DAG share one graph object (submit.ts caches
+ * the parsed graph), so the plan is computed once per graph and shared, read-only, by every task.
+ */
+import { buildDependencyIndex, type DependencyIndex } from '../graph/deps.ts'
+import type { GraphSpec, NodeSpec } from '../graph/types.ts'
+
+export interface GraphPlan {
+  readonly index: DependencyIndex
+  readonly ord: ReadonlyMap<string, number>
+  /** Per node: its fan-in parents (routing sources excluded). */
+  readonly parents: readonly (readonly number[])[]
+  /** Per parent: the children whose fan-in counts it, with whether it streams into them. */
+  readonly fanout: readonly (readonly { child: number; streaming: boolean }[])[]
+  /** Per node: the nodes to re-evaluate when it changes (dependents and routing targets). */
+  readonly reeval: readonly (readonly number[])[]
+  /** Per node: whether a parent streams into it (`streaming[child]` has the parent's ordinal). */
+  readonly streamingInto: readonly ReadonlySet<number>[]
+  /** Nodes whose output another node pulls (input adapter `from_nodes`). */
+  readonly pulled: ReadonlySet<number>
+}
+
+const PLANS = new WeakMap<GraphSpec, GraphPlan>()
+
+/** The plan of `graph`: cached when the graph is frozen (it cannot change under the cache). */
+export function planOf(graph: GraphSpec): GraphPlan {
+  const known = PLANS.get(graph)
+  if (known !== undefined) return known
+  const plan = buildPlan(graph)
+  if (Object.isFrozen(graph)) PLANS.set(graph, plan)
+  return plan
+}
+
+function buildPlan(graph: GraphSpec): GraphPlan {
+  const index = buildDependencyIndex(graph)
+  const specs = graph.nodes
+  const ord = new Map<string, number>()
+  specs.forEach((s, i) => {
+    ord.set(s.node_id, i)
+  })
+  const n = specs.length
+  const parents: number[][] = []
+  const fanout: { child: number; streaming: boolean }[][] = Array.from({ length: n }, () => [])
+  const streamingInto: Set<number>[] = []
+  const reeval = specs.map((s) => (index.children.get(s.node_id) ?? []).map((c) => ord.get(c) as number))
+  for (let i = 0; i < n; i++) {
+    const id = (specs[i] as NodeSpec).node_id
+    const routed = new Set((index.routedFrom.get(id) ?? []).map((r) => r.source))
+    const streaming = index.streamingParents.get(id)
+    const ps = (index.parents.get(id) ?? []).filter((p) => !routed.has(p)).map((p) => ord.get(p) as number)
+    parents.push(ps)
+    const into = new Set<number>()
+    for (const p of streaming ?? []) {
+      const o = ord.get(p)
+      if (o !== undefined) into.add(o)
+    }
+    streamingInto.push(into)
+    for (const p of ps) fanout[p]?.push({ child: i, streaming: into.has(p) })
+  }
+  const pulled = new Set<number>()
+  for (const spec of specs) {
+    for (const io of [spec.io.input_inline, spec.io.input_ref]) {
+      const args = io !== null && typeof io === 'object' ? (io as Record<string, unknown>)['input_args'] : undefined
+      if (args === null || typeof args !== 'object') continue
+      for (const key of ['from_nodes', 'from_node']) {
+        const v = (args as Record<string, unknown>)[key]
+        for (const ref of Array.isArray(v) ? v : [v]) {
+          const o = typeof ref === 'string' ? ord.get(ref) : undefined
+          if (o !== undefined) pulled.add(o)
+        }
+      }
+    }
+  }
+  return { index, ord, parents, fanout, reeval, streamingInto, pulled }
+}
