@@ -20,7 +20,8 @@ export interface StartIds {
 
 /** The cancel token of an attempt: its TASK_START carries it, its TASK_CANCEL and CANCEL repeat it. */
 export function cancelToken(taskId: string, nodeId: string, epoch: number): string {
-  return dedupId({ task: taskId, node: nodeId, epoch, token: 'cancel' })
+  // Keys in sorted order: their canonical JSON is written without sorting (util/ids.ts).
+  return dedupId({ epoch, node: nodeId, task: taskId, token: 'cancel' })
 }
 
 /**
@@ -48,7 +49,7 @@ export function startEnvelope(taskId: string, spec: NodeSpec, epoch: number, now
     attempt_epoch: epoch,
     ts_ms: now,
     // One logical message per attempt: a resend carries the same dedup_id (workers dedup on it).
-    dedup_id: ids?.dedupId ?? dedupId({ task: taskId, node: spec.node_id, epoch, cmd: 'TASK_START' }),
+    dedup_id: ids?.dedupId ?? dedupId({ cmd: 'TASK_START', epoch, node: spec.node_id, task: taskId }),
     payload,
   })
 }
@@ -101,7 +102,7 @@ export function cancelCommands(
   const token = cancelToken(rt.id, spec.node_id, epoch)
   const base = { role: 'coordinator' as const, task_id: rt.id, node_id: spec.node_id, step_type: spec.type, attempt_epoch: epoch, ts_ms: now }
   if (cmd) {
-    const d = dedupId({ task: rt.id, node: spec.node_id, epoch, cmd: 'TASK_CANCEL' })
+    const d = dedupId({ cmd: 'TASK_CANCEL', epoch, node: spec.node_id, task: rt.id })
     out.push({
       topic: topicFor(config.topicCmdFmt, spec.type),
       key: messageKey(rt.id, spec.node_id),
@@ -113,7 +114,7 @@ export function cancelCommands(
     })
   }
   if (holder) {
-    const d = dedupId({ task: rt.id, node: spec.node_id, epoch, sig: 'CANCEL' })
+    const d = dedupId({ epoch, node: spec.node_id, sig: 'CANCEL', task: rt.id })
     out.push({
       topic: config.topicSignals,
       key: holder,

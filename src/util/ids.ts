@@ -19,11 +19,25 @@ export function canonicalJson(value: unknown): string {
     const o = value as Record<string, unknown>
     const keys = Object.keys(o)
     if (typeof o['toJSON'] !== 'function') {
+      if (sortedFlat(o, keys)) return JSON.stringify(o)
       const flat = flatSorted(o, keys)
       if (flat !== null) return flat
     }
   }
   return encode(value, true) ?? 'null'
+}
+
+/**
+ * A flat object of primitives whose keys already come in sorted order (JSON.stringify writes them
+ * in the order Object.keys gives): its JSON is canonical as it is, no copy needed.
+ */
+function sortedFlat(o: Record<string, unknown>, keys: string[]): boolean {
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i] as string
+    if (i > 0 && !((keys[i - 1] as string) < k)) return false
+    if (!isPrimitive(o[k])) return false
+  }
+  return true
 }
 
 /**

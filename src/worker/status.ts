@@ -191,7 +191,7 @@ export function statusRecord(
     step_type: info.stepType,
     attempt_epoch: info.attemptEpoch,
     ts_ms: now,
-    dedup_id: dedupId({ task: info.taskId, node: info.nodeId, epoch: info.attemptEpoch, ...dedupParts }),
+    dedup_id: dedupId({ epoch: info.attemptEpoch, ...dedupParts, node: info.nodeId, task: info.taskId }),
     payload: { worker_id: core.workerId, ...payload },
   })
   const record: BusRecord = { topic: topicFor(core.config.topicStatusFmt, info.stepType), key: messageKey(info.taskId, info.nodeId), value: encode(env) }

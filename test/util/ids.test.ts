@@ -25,6 +25,14 @@ describe('canonicalJson', () => {
     assert.equal(canonicalJson({ b: 1, 10: 2, 9: 3, a: 4 }), '{"10":2,"9":3,"a":4,"b":1}')
   })
 
+  it('writes objects whose keys already come sorted as they are, with the same result', () => {
+    assert.equal(canonicalJson({ cmd: 'TASK_START', epoch: 1, node: 'n', task: 't' }), '{"cmd":"TASK_START","epoch":1,"node":"n","task":"t"}')
+    assert.equal(canonicalJson({ 1: 'x', 2: 'y', a: 1 }), '{"1":"x","2":"y","a":1}')
+    assert.equal(canonicalJson({ a: undefined, b: 1 }), '{"b":1}')
+    assert.equal(canonicalJson(JSON.parse('{"__proto__":"p","z":1}')), '{"__proto__":"p","z":1}')
+    for (const c of [{ a: 1, b: { d: 1, c: 2 } }, { epoch: 2, kind: 'TASK_DONE', node: 'n', task: 't' }, { A: 1, a: 2, b: 3 }]) assert.equal(canonicalJson(c), reference(c))
+  })
+
   it('keeps an own "__proto__" field', () => {
     const o = JSON.parse('{"z":1,"__proto__":"p"}') as Record<string, unknown>
     assert.equal(canonicalJson(o), '{"__proto__":"p","z":1}')
