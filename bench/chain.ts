@@ -27,8 +27,8 @@ export interface ChainOptions {
   observability?: ObservabilityOptions | false
 }
 
-/** Chains run before timing, after the first: the JIT's warm-up (bench/bullmq.ts runs as many flows). */
-export const warmUpCount = (tasks: number): number => Math.min(200, Math.ceil(tasks / 10))
+/** Chains run before timing, after the first (half the timed count, at most 1,000): the JIT's warm-up; bench/bullmq.ts runs as many flows. */
+export const warmUpCount = (tasks: number): number => Math.min(1000, Math.ceil(tasks / 2))
 
 /**
  * One chain so connections, topics and consumer groups are in place, then `more` at once so the
