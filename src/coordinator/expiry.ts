@@ -32,6 +32,8 @@ export interface JudgeDeps {
    * when this coordinator holds every status partition of the type, else handoverGraceMs.
    */
   handoverWaitMs(type: string): number
+  /** The coordinator is stopping (a wait in progress ends). */
+  stopped?(): boolean
 }
 
 /** How long a node finished from its artifact waits for reports a dead coordinator held (ms). */
@@ -41,10 +43,15 @@ export function handoverGraceMs(sessionTimeoutMs: number | undefined): number {
 
 const POLL_MS = 250
 
-/** Resolves once `done()` holds (polled) or after `ms` of real time (the bus's sessions run on it). */
+/**
+ * Resolves once `done()` holds (polled) or after `ms` of real time (the bus's sessions run on it).
+ * Its timer does not keep the process alive.
+ */
 async function waitUntil(done: () => boolean, ms: number): Promise<void> {
   const until = performance.now() + ms
-  while (!done() && performance.now() < until) await new Promise((resolve) => setTimeout(resolve, Math.min(POLL_MS, until - performance.now())))
+  while (!done() && performance.now() < until) {
+    await new Promise((resolve) => setTimeout(resolve, Math.min(POLL_MS, until - performance.now())).unref())
+  }
 }
 
 async function drain(d: JudgeDeps, rt: TaskRuntime, type: string, nodeId: string): Promise<void> {
@@ -75,7 +82,8 @@ export function leaseJudge(d: JudgeDeps): (rt: TaskRuntime, ord: number, epoch: 
       if (art?.status === 'complete' && art.attempt_epoch >= epoch) {
         const grace = d.handoverWaitMs(spec.type)
         if (grace > 0) {
-          const moved = (): boolean => rt.dropped || rt.terminal || rt.node(ord).status !== 'running' || rt.node(ord).attempt_epoch !== epoch
+          const moved = (): boolean =>
+            d.stopped?.() === true || rt.dropped || rt.terminal || rt.node(ord).status !== 'running' || rt.node(ord).attempt_epoch !== epoch
           d.log.info('coordinator.judge_waits_handover', { task_id: rt.id, node_id: spec.node_id, attempt_epoch: epoch, wait_ms: grace })
           await waitUntil(moved, grace)
           if (moved()) return 'check'

@@ -136,6 +136,7 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
       log,
       statusSubscription: (type) => subscriptions.get(type),
       handoverWaitMs: (type) => (subscriptions.sharesStatus(type) ? handoverGraceMs(bus.sessionTimeoutMs) : 0),
+      stopped: () => hooks.stopSignal().aborted,
     }),
   })
   const flusher: Flusher = new Flusher(store, clock, log, writer, {

@@ -21,7 +21,7 @@ import { COORDINATOR_DEFAULTS } from '../../src/config.ts'
 import { MemoryBus } from '../../src/adapters/memory/bus.ts'
 
 /** A task whose `extract` runs at epoch 1, with its complete artifact of that epoch written. */
-function setUp(waitMs: number) {
+function setUp(waitMs: number, stopped: () => boolean = () => false) {
   const doc = makeTaskDoc({ status: 'running' })
   doc.nodes['extract'] = makeNodeState('extract', 'extractor', { status: 'running', attempt_epoch: 1 })
   const rt = new TaskRuntime(doc, 1)
@@ -34,6 +34,7 @@ function setUp(waitMs: number) {
     log: createLogger({ level: 'silent' }),
     statusSubscription: () => sub,
     handoverWaitMs: () => waitMs,
+    stopped,
   }
   const ord = rt.ord.get('extract') as number
   return { rt, ord, drains, judge: leaseJudge(deps) }
@@ -62,6 +63,18 @@ test('reports that arrive during that wait win: the node is not finished from it
   assert.equal(await verdict, 'check')
   assert.ok(Date.now() - t0 < 30_000, 'the judge gave way as soon as the node moved')
   assert.equal(drains.count, 1)
+})
+
+test('a coordinator that stops ends the wait (its timer does not hold the process either)', async () => {
+  let stopping = false
+  const { rt, ord, judge } = setUp(60_000, () => stopping)
+  const verdict = judge(rt, ord, 1)
+  setTimeout(() => {
+    stopping = true
+  }, 50)
+  const t0 = Date.now()
+  assert.equal(await verdict, 'check')
+  assert.ok(Date.now() - t0 < 30_000)
 })
 
 test('the hand-over wait is twice the bus session timeout plus 5 s; none on a bus without sessions', () => {
