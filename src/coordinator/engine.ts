@@ -43,8 +43,7 @@ export class Engine {
   readonly #limits: Limits
   readonly #timers: TimerHeap
   readonly #hooks: EngineHooks
-  /** When a node's timer entry is due (one live entry per node at most). */
-  /** Nodes whose expiry is being judged (no timer meanwhile). */
+  // A node's armed timer entry and its lease judging are kept on its task runtime (armedAt, judging).
   /** Until when inherited running nodes are left alone (recovery grace); 0 when not recovering. */
   graceEnd = 0
 
