@@ -121,7 +121,14 @@ export class MemoryBus implements Bus {
     for (const record of records) checkRecord(record)
     this.#producing++
     try {
-      for (const record of records) await this.#produceOne(record)
+      // Without an interceptor nothing here waits: records are staged in one synchronous pass.
+      for (const record of records) {
+        if (this.#interceptor) await this.#produceOne(record)
+        else {
+          const topic = this.#topic(record.topic)
+          this.#stageRecord(topic, this.#partitioner(topic.name, record.key, topic.partitions.length), record, 1, 0)
+        }
+      }
     } finally {
       this.#producing--
       this.#checkIdle()
@@ -273,9 +280,14 @@ export class MemoryBus implements Bus {
       }
       this.#assertOpen()
     }
+    this.#stageRecord(topic, partition, { ...record, headers }, copies, delayMs)
+  }
+
+  /** Stages `copies` of a record on `partition` (after `delayMs`, if any), stamped now. */
+  #stageRecord(topic: TopicState, partition: number, record: BusRecord, copies: number, delayMs: number): void {
     const timestamp = this.#clock.now()
     for (let i = 0; i < copies; i++) {
-      const pending: Pending = { key: record.key, value: record.value, headers: { ...headers }, timestamp, reorder: false }
+      const pending: Pending = { key: record.key, value: record.value, headers: { ...(record.headers ?? {}) }, timestamp, reorder: false }
       if (delayMs > 0) {
         const timer = setTimeout(() => {
           this.#delayTimers.delete(timer)
