@@ -23,6 +23,12 @@ export interface ChainOptions {
   logLevel: string
   tasks: number
   concurrency: number
+  /**
+   * Chains run at once before timing, after the first (default warmUpCount(tasks)). The
+   * observability comparison passes 0: it has warm-up rounds of its own, and it divides the CPU of
+   * the whole call by the timed node runs.
+   */
+  warmUp?: number
   /** Traces and metrics of the runtime (bench/observability.ts compares settings). */
   observability?: ObservabilityOptions | false
 }
@@ -49,7 +55,7 @@ async function warmUp(c: Coordinator, more: number): Promise<void> {
 export async function chain(o: ChainOptions): Promise<Result> {
   const obs = o.observability === undefined ? {} : { observability: o.observability }
   return withRuntime({ real: o.real, logLevel: o.logLevel, handlers: HANDLERS, concurrency: o.concurrency, ...obs }, async ({ coordinator: c, counters, kind }) => {
-    await warmUp(c, warmUpCount(o.tasks))
+    await warmUp(c, o.warmUp ?? warmUpCount(o.tasks))
     resetCounters(counters)
     const tracker = new TerminalTracker()
     try {

@@ -65,7 +65,7 @@ export async function chainObservability(o: ChainObservabilityOptions): Promise<
       const s = SETTINGS[(i + round_) % SETTINGS.length] as Setting
       const observability = settings[s]
       const c0 = process.cpuUsage()
-      const r = await chain({ real: o.real, logLevel: o.logLevel, tasks: o.tasks, concurrency: o.concurrency, ...(observability === undefined ? {} : { observability }) })
+      const r = await chain({ real: o.real, logLevel: o.logLevel, tasks: o.tasks, concurrency: o.concurrency, warmUp: 0, ...(observability === undefined ? {} : { observability }) })
       const used = process.cpuUsage(c0)
       kind = r.runtime
       const cpuUs = round((used.user + used.system) / nodeRuns, 1)
