@@ -4,7 +4,7 @@
  * object for each, which is what lets tasks share their graph plan (graph-plan.ts) and lets the
  * memory store keep the graph without a copy. A coordinator's parse options (its functions and
  * limits) do not change, so the key is the input alone:
- * - graph given as JSON text: the text (texts up to 64 KiB, the 256 most recent);
+ * - graph given as JSON text: the text (texts up to 64 KiB; at most 256, the oldest dropped first);
  * - graph given as an object: the same object again with the same JSON text (a caller that edits
  *   its object between submissions gets it parsed again). Equal texts of two different objects are
  *   not taken as the same graph: an object can hold what JSON text does not show (an `undefined`,
