@@ -18,6 +18,7 @@ import type { MetricsHandler } from '../observability/options.ts'
 import type { ArtifactDoc, OutboxRow, WorkerInfo } from '../ports/store.ts'
 import { countingAttempt } from '../ports/store-rules.ts'
 import { parkPoison } from '../util/guard.ts'
+import { StopSteps } from '../util/stop-steps.ts'
 import { applyControl } from './control.ts'
 import { onAnnounce } from './discovery.ts'
 import { inlineTask } from './handover.ts'
@@ -155,22 +156,40 @@ export class Coordinator {
   async stop(): Promise<void> {
     if (!this.#started) return
     this.#started = false
+    const steps = new StopSteps(this.#p.log, 'coordinator.stop_slow')
+    try {
+      await this.#stopSteps(steps)
+    } finally {
+      steps.end()
+    }
+    this.#p.log.info('coordinator.stopped')
+  }
+
+  async #stopSteps(steps: StopSteps): Promise<void> {
     this.#sweepAbort.abort()
     this.#p.ownership.pause()
+    steps.step('closing subscriptions')
     await this.#p.subscriptions.closeAll()
     this.#p.discovery.stop()
     this.#p.fns.stop()
+    steps.step('coordinator functions ending')
     await Promise.allSettled([...this.#p.engine.tasks.values()].map((rt) => rt.fnChain))
+    steps.step('last flush')
     await this.#p.flusher.drain()
+    steps.step('outbox stopping')
     await this.#p.outbox.stop()
     // Record what was sent, so a clean restart sends nothing twice.
     for (const rt of this.#p.engine.tasks.values()) if (rt.sentThrough > rt.sentRecorded) this.#p.flusher.mark(rt, true)
+    steps.step('recording what was sent')
     await this.#p.flusher.drain()
     this.#p.flusher.stop()
+    steps.step('sweep loop ending')
     await this.#sweepLoop
+    steps.step('snapshots')
     const left = await this.#p.snapshots.drain(this.config.stopSnapshotsSec * 1000)
     if (left > 0) this.#p.log.warn('coordinator.snapshots_left', { snapshots: left, budget_sec: this.config.stopSnapshotsSec })
     // Everything is written: the partitions go to the other coordinators.
+    steps.step('handing over partitions')
     await this.#p.ownership.stop()
     this.#p.timers.stop()
     // Another start() rebuilds all of this from the store.
@@ -178,8 +197,8 @@ export class Coordinator {
     this.#p.after.reset()
     this.#p.limits.clear()
     this.#p.flusher.restart()
+    steps.step('observability')
     await this.#p.obs?.stop()
-    this.#p.log.info('coordinator.stopped')
   }
 
   /**

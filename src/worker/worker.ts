@@ -22,6 +22,7 @@ import type { Clock } from '../ports/clock.ts'
 import type { Store, WorkerRun } from '../ports/store.ts'
 import { dedupId, encode, makeEnvelope, messageKey } from '../protocol/messages.ts'
 import { parkPoison } from '../util/guard.ts'
+import { StopSteps } from '../util/stop-steps.ts'
 import { CancelledRunError, WORKER_STOPPING_REASON } from './cancel.ts'
 import type { WorkerCore } from './core.ts'
 import { onQuery, onSignal } from './discovery.ts'
@@ -264,26 +265,42 @@ export class Worker {
    */
   async stop(options: { drain?: boolean } = {}): Promise<void> {
     if (!this.#started) return
+    const steps = new StopSteps(this.#core.log, 'worker.stop_slow')
+    try {
+      await this.#stopSteps(steps, options.drain === true)
+    } finally {
+      steps.end()
+    }
+    this.#core.log.info('worker.stopped')
+  }
+
+  async #stopSteps(steps: StopSteps, drain: boolean): Promise<void> {
     const core = this.#core
     core.stopping = true
     this.#announceAbort.abort()
     // Commands waiting for a slot are not taken: their handler fails, so they stay uncommitted
     // and go to another member of the group.
     this.#intake.rejectWaiters(new FlowkitError(ErrorCode.Closed, 'worker stopping'))
-    if (!options.drain) for (const run of core.runs.values()) this.#runs.cancel(run, WORKER_STOPPING_REASON)
+    if (!drain) for (const run of core.runs.values()) this.#runs.cancel(run, WORKER_STOPPING_REASON)
+    steps.step('closing command subscriptions')
     await Promise.all(this.#intake.subs.map((s) => s.close()))
     this.#intake.subs = []
     // A start that was past its checks when the stop began may have launched meanwhile.
-    if (!options.drain) for (const run of core.runs.values()) this.#runs.cancel(run, WORKER_STOPPING_REASON)
+    if (!drain) for (const run of core.runs.values()) this.#runs.cancel(run, WORKER_STOPPING_REASON)
     // Wait for every run to end (or to be abandoned after its cancel grace).
-    await Promise.allSettled([...core.runs.values()].map((r) => r.freed))
+    const runs = [...core.runs.values()]
+    steps.step(`runs ending: ${runs.map((r) => messageKey(r.info.taskId, r.info.nodeId)).join(', ') || 'none'}`)
+    await Promise.allSettled(runs.map((r) => r.freed))
+    steps.step('run state flush')
     await core.state.flush() // the runs' ends are persisted before stop returns
+    steps.step('closing status subscriptions')
     await Promise.all(this.#subs.map((s) => s.close()))
     this.#subs = []
+    steps.step('offline announce')
     await this.#announce('WORKER_OFFLINE', []).catch(() => undefined)
     this.#started = false
+    steps.step('observability')
     await this.#obs?.stop()
-    core.log.info('worker.stopped')
   }
 
   /**

@@ -17,7 +17,10 @@ function counting() {
   const cache = new GraphCache()
   let parses = 0
   const build = (graph: CreateTaskInput['graph']) =>
-    buildTask({ graph }, { coordinatorFns: new Set(), rejectUnknownInputAdapters: false, cache: { get: (raw, parse) => cache.get(raw, (r) => (parses++, parse(r))) } as GraphCache }, 1)
+    buildTask({ graph }, { coordinatorFns: new Set(), rejectUnknownInputAdapters: false, cache: { get: (raw, parse) => cache.get(raw, (r) => {
+          parses++
+          return parse(r)
+        }) } as GraphCache }, 1)
   return { build, parses: () => parses }
 }
 

@@ -9,6 +9,9 @@ import { randomUUID } from 'node:crypto'
 import { Coordinator, MemoryBus, MemoryStore, Worker } from 'flowkit'
 import type { Bus, Clock, CoordinatorConfig, Logger, RoleHandler, Store, WorkerConfig } from 'flowkit'
 import { kafkaBrokers, mongoUrl } from './real.ts'
+import { armExitGuard, trackRuntime } from './exit-guard.ts'
+
+armExitGuard()
 
 export interface Runtime {
   bus: Bus
@@ -98,6 +101,7 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<Runtim
   }
   const clockOpt = { ...(options.clock ? { clock: options.clock } : {}), ...(options.logger ? { logger: options.logger } : {}) }
   const coordinatorBase: Partial<CoordinatorConfig> = { schedulerTickSec: 0.2, sweepIntervalSec: 2, ...topics, groupId: `${prefix}flowkit.coordinator`, ...options.coordinator }
+  const step = trackRuntime(REAL_E2E ? 'real runtime' : 'memory runtime')
   const coordinator = new Coordinator({ bus: options.coordinatorBus ? options.coordinatorBus(bus) : bus, store, ...clockOpt, config: coordinatorBase })
   await coordinator.start()
   const workers: Worker[] = []
@@ -122,11 +126,19 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<Runtim
     cmdTopic: (type) => topics.topicCmdFmt.replace('{type}', type),
     addWorker,
     async stop() {
-      for (const w of workers) await w.stop()
+      for (const [i, w] of workers.entries()) {
+        step(`stopping: worker ${i + 1} of ${workers.length} (${w.workerId})`)
+        await w.stop()
+      }
+      step('stopping: coordinator')
       await coordinator.stop()
+      step('stopping: bus close')
       await finalBus.close()
+      step('stopping: store close')
       await finalStore.close()
+      step('stopping: database drop')
       await drop?.()
+      step(null)
     },
   }
 }
