@@ -103,16 +103,20 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<Runtim
   const coordinatorBase: Partial<CoordinatorConfig> = { schedulerTickSec: 0.2, sweepIntervalSec: 2, ...topics, groupId: `${prefix}flowkit.coordinator`, ...options.coordinator }
   const step = trackRuntime(REAL_E2E ? 'real runtime' : 'memory runtime')
   const coordinator = new Coordinator({ bus: options.coordinatorBus ? options.coordinatorBus(bus) : bus, store, ...clockOpt, config: coordinatorBase })
+  step('starting: coordinator')
   await coordinator.start()
   const workers: Worker[] = []
   const workerBase: Partial<WorkerConfig> = { ...topics, groupPrefix: prefix }
   const addWorker = async (handlers: Record<string, RoleHandler>, config: Partial<WorkerConfig> = {}): Promise<Worker> => {
     const w = new Worker({ bus: options.workerBus ? options.workerBus(bus as Bus) : (bus as Bus), store: store as Store, handlers, ...clockOpt, config: { ...workerBase, ...options.worker, ...config } })
+    step(`starting: worker ${workers.length + 1} (${w.workerId})`)
     await w.start()
+    step('running')
     workers.push(w)
     return w
   }
   if (options.handlers) for (let i = 0; i < (options.workers ?? 1); i++) await addWorker(options.handlers)
+  step('running')
   const finalBus = bus
   const finalStore = store
   return {
