@@ -52,6 +52,11 @@ class EventMessage implements FlowkitEventMessage {
   }
 }
 
+/** Whether anyone listens on the events channel (a dropped record is still published there). */
+export function eventsObserved(): boolean {
+  return events.hasSubscribers
+}
+
 function publish(level: FlowkitEventMessage['level'], event: string, bindings: LogFields, fields: LogFields | undefined): void {
   if (!events.hasSubscribers) return
   events.publish(new EventMessage(level, event, bindings, fields, Date.now()))
@@ -71,6 +76,11 @@ export interface Logger {
   warn(event: string, fields?: LogFields): void
   error(event: string, fields?: LogFields): void
   child(bindings: LogFields): Logger
+  /**
+   * Optional: false when records of `level` are dropped (a wrapper then skips the work of
+   * decorating them). Absent: every record may be written.
+   */
+  enabled?(level: LogMethod): boolean
 }
 
 export type LogMethod = 'debug' | 'info' | 'warn' | 'error'
@@ -205,6 +215,9 @@ class PinoLogger extends LevelLogger implements Logger {
     if (!this.#p.isLevelEnabled(level)) return
     this.#p[level]({ event, ...(fields ? (redact(fields) as LogFields) : {}) })
   }
+  enabled(level: LogMethod): boolean {
+    return this.#p.isLevelEnabled(level)
+  }
   child(bindings: LogFields): Logger {
     return new PinoLogger(this.#p.child(redact(bindings) as LogFields), { ...this.#bindings, ...bindings })
   }
@@ -252,6 +265,9 @@ class PrettyLogger extends LevelLogger implements Logger {
     if (LEVEL_VALUES[level] < LEVEL_VALUES[this.#level]) return
     const all = redact(fields === undefined ? this.#bindings : { ...this.#bindings, ...fields }) as LogFields
     this.#out.write(`${formatPretty(level, event, all, new Date(), this.#color)}\n`)
+  }
+  enabled(level: LogMethod): boolean {
+    return LEVEL_VALUES[level] >= LEVEL_VALUES[this.#level]
   }
   child(bindings: LogFields): Logger {
     return new PrettyLogger(this.#out, this.#level, this.#color, { ...this.#bindings, ...bindings })
@@ -309,7 +325,9 @@ export class MemoryLogger extends LevelLogger implements Logger {
     this.records.push({ level, event, fields: redact({ ...this.#bindings, ...fields }) as LogFields })
   }
   child(bindings: LogFields): Logger {
-    return new MemoryLogger(this.records, { ...this.#bindings, ...bindings })
+    // A subclass (e.g. one that overrides `enabled`) makes children of its own kind.
+    const Kind = this.constructor as typeof MemoryLogger
+    return new Kind(this.records, { ...this.#bindings, ...bindings })
   }
   events(): string[] {
     return this.records.map((r) => r.event)

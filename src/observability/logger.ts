@@ -5,7 +5,7 @@
  * event name). The records themselves, their levels and redaction are the wrapped logger's.
  */
 import { type SpanContext, isSpanContextValid, trace } from '@opentelemetry/api'
-import { LevelLogger, type LogFields, type Logger } from '../log.ts'
+import { LevelLogger, type LogFields, type Logger, eventsObserved } from '../log.ts'
 
 type Level = 'debug' | 'info' | 'warn' | 'error'
 
@@ -64,7 +64,8 @@ export class ObservedLogger extends LevelLogger implements Logger {
 
   protected override write(level: Level, event: string, fields?: LogFields): void {
     this.#obs.record?.(level, event, fields)
-    const f = this.#fields(fields)
+    // A record the wrapped logger drops, and nobody reads on the events channel: not decorated.
+    const f = this.#inner.enabled?.(level) === false && !eventsObserved() ? fields : this.#fields(fields)
     if (f === undefined) this.#inner[level](event)
     else this.#inner[level](event, f)
   }
@@ -76,5 +77,9 @@ export class ObservedLogger extends LevelLogger implements Logger {
     if (t !== undefined) bound['task_id'] = t
     if (n !== undefined) bound['node_id'] = n
     return new ObservedLogger(this.#inner.child(bindings), this.#obs, bound)
+  }
+
+  enabled(level: Level): boolean {
+    return this.#inner.enabled?.(level) !== false
   }
 }

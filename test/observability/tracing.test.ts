@@ -11,7 +11,8 @@ import { test } from 'node:test'
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { type Context, type ContextManager, ROOT_CONTEXT, SpanKind, SpanStatusCode, context, trace } from '@opentelemetry/api'
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base'
-import { type BusRecord, Coordinator, MemoryBus, MemoryLogger, MemoryStore, type RoleHandler, Worker } from 'flowkit'
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
+import { type BusRecord, Coordinator, EVENTS_CHANNEL, type FlowkitEventMessage, MemoryBus, MemoryLogger, MemoryStore, type RoleHandler, Worker } from 'flowkit'
 import { noopHandler, sourceHandler } from '../helpers/runtime.ts'
 import { waitFor } from '../helpers/wait.ts'
 import { isStart, memoryTracing, parentSpanId, spyBus, statusKind } from './helpers.ts'
@@ -235,5 +236,35 @@ test('spans a handler starts are children of its run span (with a context manage
     await c.stop()
     context.disable()
     void trace
+  }
+})
+
+/** Records only warn and error (says so through `enabled`), like a pino logger at level warn. */
+class WarnLogger extends MemoryLogger {
+  enabled(level: string): boolean {
+    return level === 'warn' || level === 'error'
+  }
+}
+
+test('a record the logger drops is not decorated with trace ids, unless the events channel is read', async () => {
+  const { provider } = memoryTracing()
+  const logger = new WarnLogger()
+  const c = new Coordinator({ bus: new MemoryBus(), store: new MemoryStore(), logger, observability: { tracing: provider, metrics: false }, config: { schedulerTickSec: 0.05 } })
+  await c.start()
+  const published: FlowkitEventMessage[] = []
+  const listen = (m: unknown): void => {
+    published.push(m as FlowkitEventMessage)
+  }
+  try {
+    await c.createTask({ graph: { nodes: [{ node_id: 'a', type: 'job' }] } })
+    const first = logger.records.find((r) => r.event === 'task.created')
+    assert.ok(first !== undefined && first.fields['trace_id'] === undefined, 'a dropped info record is passed on as it was')
+    subscribe(EVENTS_CHANNEL, listen)
+    await c.createTask({ graph: { nodes: [{ node_id: 'a', type: 'job' }] } })
+    const second = published.find((m) => m.event === 'task.created')
+    assert.match(String(second?.fields['trace_id']), /^[0-9a-f]{32}$/, 'read on the channel: it carries its trace')
+  } finally {
+    unsubscribe(EVENTS_CHANNEL, listen)
+    await c.stop()
   }
 })
