@@ -3,40 +3,62 @@
  * or timer left open) used to hold the whole pass until the runner's 20-minute watchdog killed it,
  * with nothing said about where. This guard, armed after the file's last test, waits
  * EXIT_GRACE_MS for the process to end by itself; if it has not, it prints what is still open
- * (runtimes not stopped and the step each stop is in, the last warnings logged — among them the
- * `coordinator.stop_slow` / `worker.stop_slow` of a stop that hangs — and the kinds of live
- * handles) and ends the
- * process with exit code 1, so the file fails, named, and the pass goes on.
+ * (runtimes not stopped and the step each stop is in, the last warnings their loggers got — among
+ * them the `coordinator.stop_slow` / `worker.stop_slow` of a stop that hangs — and the kinds of
+ * live handles) and ends the process with exit code 1, so the file fails, named, and the pass
+ * goes on.
  */
-import { subscribe } from 'node:diagnostics_channel'
 import { after } from 'node:test'
-import { EVENTS_CHANNEL, type FlowkitEventMessage } from 'flowkit'
+import { MemoryLogger } from 'flowkit'
+import { type LogFields, eventsObserved } from '../../src/log.ts'
 
 const EXIT_GRACE_MS = Number(process.env['FLOWKIT_TEST_EXIT_GRACE_MS'] ?? 30_000)
 
-/** What each live runtime is doing (e.g. "running", "stopping: worker 1 of 2"), by name. */
-const live = new Map<string, string>()
-let seq = 0
-
-/** Registers a runtime; the returned function records its step (`null` = stopped, forget it). */
-export function trackRuntime(what: string): (step: string | null) => void {
-  const name = `${what}#${++seq}`
-  live.set(name, 'running')
-  return (step) => {
-    if (step === null) live.delete(name)
-    else live.set(name, step)
+/**
+ * Keeps warnings and errors only (`enabled` says so, so nothing else is decorated or kept): the
+ * logger a runtime gets when its test gives none. While the events channel is read, every record
+ * goes through (kept and published), as with the default logger.
+ */
+export class WarningsLogger extends MemoryLogger {
+  enabled(level: string): boolean {
+    return level === 'warn' || level === 'error'
+  }
+  protected override write(level: 'debug' | 'info' | 'warn' | 'error', event: string, fields?: LogFields): void {
+    if (this.enabled(level) || eventsObserved()) super.write(level, event, fields)
   }
 }
 
-/** The last warnings and errors logged in this process (any logger: the events channel). */
-const recent: string[] = []
-const RECENT_MAX = 40
+interface Tracked {
+  step: string
+  logger: MemoryLogger
+}
 
-function remember(message: unknown): void {
-  const m = message as FlowkitEventMessage
-  if (m.level !== 'warn' && m.level !== 'error') return
-  recent.push(`${new Date(m.time).toISOString().slice(11, 23)} ${m.level} ${m.event} ${JSON.stringify(m.fields).slice(0, 300)}`)
-  if (recent.length > RECENT_MAX) recent.shift()
+/** What each live runtime is doing (e.g. "running", "stopping: worker 1 of 2"), by name. */
+const live = new Map<string, Tracked>()
+let seq = 0
+
+/**
+ * Registers a runtime and the logger it uses; the returned function records its step (`null` =
+ * stopped: forget it).
+ */
+export function trackRuntime(what: string, logger: MemoryLogger): (step: string | null) => void {
+  const name = `${what}#${++seq}`
+  live.set(name, { step: 'created', logger })
+  return (step) => {
+    if (step === null) live.delete(name)
+    else live.set(name, { step, logger })
+  }
+}
+
+/** The last warnings and errors of the live runtimes' loggers. */
+function lastWarnings(): string[] {
+  const lines: string[] = []
+  for (const logger of new Set([...live.values()].map((t) => t.logger))) {
+    for (const r of logger.records) {
+      if (r.level === 'warn' || r.level === 'error') lines.push(`${r.level} ${r.event} ${JSON.stringify(r.fields).slice(0, 300)}`)
+    }
+  }
+  return lines.slice(-40)
 }
 
 let armed = false
@@ -45,11 +67,11 @@ let armed = false
 export function armExitGuard(): void {
   if (armed) return
   armed = true
-  subscribe(EVENTS_CHANNEL, remember)
   after(() => {
     const timer = setTimeout(() => {
       const file = process.argv[1] ?? '(unknown file)'
-      const runtimes = [...live].map(([name, step]) => `${name}: ${step}`)
+      const runtimes = [...live].map(([name, t]) => `${name}: ${t.step}`)
+      const recent = lastWarnings()
       const handles = process.getActiveResourcesInfo().filter((h) => h !== 'TTYWrap')
       process.stderr.write(
         `\nexit guard: ${file} has not ended ${EXIT_GRACE_MS / 1000} s after its last test.\n` +

@@ -5,7 +5,13 @@
  *
  * `realSkip(kind)` is the `skip` option for a suite: false when the service is configured, else the
  * reason. With FLOWKIT_REQUIRE_REAL_SERVICES=1 a missing service throws instead, so CI fails.
+ *
+ * Every test file that imports this (or runtime.ts) gets the exit guard (exit-guard.ts).
  */
+import { armExitGuard } from './exit-guard.ts'
+
+armExitGuard()
+
 export function kafkaBrokers(): string[] | null {
   const v = process.env['FLOWKIT_KAFKA_BROKERS']
   return v ? v.split(',').map((s) => s.trim()).filter(Boolean) : null

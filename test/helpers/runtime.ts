@@ -6,10 +6,10 @@
  * MemoryBus passed in keeps the default topic names, for tests that inspect its records).
  */
 import { randomUUID } from 'node:crypto'
-import { Coordinator, MemoryBus, MemoryStore, Worker } from 'flowkit'
+import { Coordinator, MemoryBus, MemoryLogger, MemoryStore, Worker } from 'flowkit'
 import type { Bus, Clock, CoordinatorConfig, Logger, RoleHandler, Store, WorkerConfig } from 'flowkit'
 import { kafkaBrokers, mongoUrl } from './real.ts'
-import { armExitGuard, trackRuntime } from './exit-guard.ts'
+import { WarningsLogger, armExitGuard, trackRuntime } from './exit-guard.ts'
 
 armExitGuard()
 
@@ -99,9 +99,11 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<Runtim
     topicControl: `${prefix}control.tasks.v1`,
     topicTasks: `${prefix}coord.tasks.v1`,
   }
-  const clockOpt = { ...(options.clock ? { clock: options.clock } : {}), ...(options.logger ? { logger: options.logger } : {}) }
+  // Without a logger of its own, a runtime logs its warnings to one the exit guard can show.
+  const logger = options.logger ?? new WarningsLogger()
+  const clockOpt = { ...(options.clock ? { clock: options.clock } : {}), logger }
   const coordinatorBase: Partial<CoordinatorConfig> = { schedulerTickSec: 0.2, sweepIntervalSec: 2, ...topics, groupId: `${prefix}flowkit.coordinator`, ...options.coordinator }
-  const step = trackRuntime(REAL_E2E ? 'real runtime' : 'memory runtime')
+  const step = trackRuntime(REAL_E2E ? 'real runtime' : 'memory runtime', logger instanceof MemoryLogger ? logger : new MemoryLogger())
   const coordinator = new Coordinator({ bus: options.coordinatorBus ? options.coordinatorBus(bus) : bus, store, ...clockOpt, config: coordinatorBase })
   step('starting: coordinator')
   await coordinator.start()
