@@ -26,18 +26,10 @@ export function realEnv(): { brokers: string[]; url: string } {
 
 /** Deletes the topics (and consumer groups) whose name starts with `prefix`. Best effort. */
 export async function dropKafkaPrefix(brokers: string[], prefix: string): Promise<void> {
-  const { Admin } = await import('@platformatic/kafka')
-  const admin = new Admin({ clientId: 'flowkit-bench-cleanup', bootstrapBrokers: brokers, connectTimeout: 2000, timeout: 10_000, retries: 1 })
-  try {
-    const topics = (await admin.listTopics()).filter((t) => t.startsWith(prefix))
-    if (topics.length > 0) await admin.deleteTopics({ topics })
-    const groups = [...(await admin.listGroups()).keys()].filter((g) => g.startsWith(prefix))
-    if (groups.length > 0) await admin.deleteGroups({ groups }).catch(() => undefined)
-  } catch (err) {
+  const kafka = await import('flowkit/kafka')
+  await kafka.dropKafkaPrefix(brokers, prefix, 'flowkit-bench-cleanup').catch((err: unknown) => {
     console.error(`bench: could not delete topics with prefix ${prefix}: ${String(err)}`)
-  } finally {
-    await admin.close().catch(() => undefined)
-  }
+  })
 }
 
 export async function openAdapters(real: boolean, logLevel = 'warn'): Promise<Adapters> {

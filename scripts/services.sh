@@ -286,11 +286,32 @@ num.recovery.threads.per.data.dir=1
 background.threads=2
 log.cleaner.threads=1
 log.cleaner.dedupe.buffer.size=16777216
+# Test runtimes delete their topics when they stop; a deleted partition keeps its files open until
+# it is removed (default 60 s later), and a test pass deletes thousands a minute.
+file.delete.delay.ms=1000
 EOF
+}
+
+# A broker keeps a file open per partition, and a test run creates thousands of partitions (a full
+# pass about 4,000 before its runtimes deleted their topics): past the limit the broker fails its
+# log directory and shuts down. Raise this script's limit (inherited by the broker) to 65,536 when
+# allowed, else as far as the hard limit goes.
+raise_nofile() {
+  local want=65536 hard
+  hard=$(ulimit -Hn)
+  if [[ $hard != unlimited ]] && ((hard < want)); then
+    ulimit -Hn "$want" 2>/dev/null || true
+    hard=$(ulimit -Hn)
+  fi
+  if [[ $hard == unlimited ]] || ((hard >= want)); then ulimit -Sn "$want" 2>/dev/null || true; else ulimit -Sn "$hard" 2>/dev/null || true; fi
+  local now
+  now=$(ulimit -Sn)
+  if [[ $now != unlimited ]] && ((now < 16384)); then warn "kafka: open files limit is $now (hard $hard): a full test run may exceed it"; fi
 }
 
 start_kafka() {
   local dir pid
+  raise_nofile
   dir=$(service_dir kafka)
   if pid=$(running_pid kafka); then
     if wait_ready kafka 15 "$pid"; then

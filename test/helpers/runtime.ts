@@ -63,6 +63,20 @@ async function realAdapters(): Promise<{ bus: Bus; store: Store; drop: () => Pro
   }
 }
 
+/**
+ * Deletes a stopped real runtime's topics (and groups): a broker keeps a file open per partition,
+ * and a real pass creates about 4,000 of them, as many as some machines allow a process.
+ */
+async function dropTopics(prefix: string): Promise<void> {
+  const brokers = kafkaBrokers()
+  if (brokers === null || prefix === '') return
+  const { dropKafkaPrefix } = await import('flowkit/kafka')
+  await dropKafkaPrefix(brokers, prefix, 'flowkit-e2e-cleanup').catch((err: unknown) => {
+    // Cleanup only: the test's own outcome stands.
+    process.stderr.write(`test runtime: could not delete the topics of ${prefix}: ${String(err)}\n`)
+  })
+}
+
 /** A fresh store for a test: MongoStore on its own database in real mode, else a MemoryStore. */
 export async function testStore(): Promise<{ store: Store; drop: () => Promise<void> }> {
   if (!REAL_E2E) return { store: new MemoryStore(), drop: async () => undefined }
@@ -144,6 +158,8 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<Runtim
       await finalStore.close()
       step('stopping: database drop')
       await drop?.()
+      step('stopping: topics drop')
+      await dropTopics(prefix)
       step(null)
     },
   }
