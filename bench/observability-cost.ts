@@ -51,7 +51,12 @@ export async function nodeLoops(observability: ObservabilityOptions): Promise<{ 
   await store.init()
   const cstore = c.wrapStore(store)
   const wstore = w.wrapStore(store)
-  const applied = async (): Promise<void> => undefined
+  // The intake parses the records and gives their kinds back (its own work, not observability's).
+  const applied = async (kinds?: Array<string | undefined>): Promise<void> => {
+    if (kinds !== undefined) KINDS.forEach((kind, i) => {
+      kinds[i] = kind
+    })
+  }
   let seq = 0
   const one = async (): Promise<void> => {
     const id = `task${seq++}`

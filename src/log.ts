@@ -216,7 +216,8 @@ class PinoLogger extends LevelLogger implements Logger {
     this.#p[level]({ event, ...(fields ? (redact(fields) as LogFields) : {}) })
   }
   enabled(level: LogMethod): boolean {
-    return this.#p.isLevelEnabled(level)
+    // pino's isLevelEnabled goes through its level comparison function: numbers are enough here.
+    return (this.#p.levels.values[level] ?? 0) >= this.#p.levelVal
   }
   child(bindings: LogFields): Logger {
     return new PinoLogger(this.#p.child(redact(bindings) as LogFields), { ...this.#bindings, ...bindings })

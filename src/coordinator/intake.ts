@@ -51,11 +51,15 @@ export class Intake {
     this.#hooks = hooks
   }
 
-  /** Applies a batch of status records in order, then waits until they are durable. */
-  async statusBatch(messages: readonly BusMessage[]): Promise<void> {
+  /**
+   * Applies a batch of status records in order, then waits until they are durable. `kinds`, when
+   * given, gets the status kind of each record it could parse, by index (for the metrics).
+   */
+  async statusBatch(messages: readonly BusMessage[], kinds?: Array<string | undefined>): Promise<void> {
     const forward: Array<{ taskId: string; message: BusMessage }> = []
     const touched = new Set<TaskRuntime>()
-    for (const m of messages) {
+    for (let i = 0; i < messages.length; i++) {
+      const m = messages[i] as BusMessage
       const parsed = parseEnvelope(m.value)
       if (!parsed.ok) {
         this.#log.warn('bus.message_malformed', { topic: m.topic, partition: m.partition, offset: m.offset, error: parsed.error })
@@ -71,6 +75,7 @@ export class Intake {
         this.#log.warn('bus.message_malformed', { topic: m.topic, offset: m.offset, task_id: env.task_id, node_id: env.node_id, error: ev.error })
         continue
       }
+      if (kinds !== undefined) kinds[i] = ev.value.kind
       if (!this.#hooks.owns(env.task_id)) {
         forward.push({ taskId: env.task_id, message: m })
         continue

@@ -171,7 +171,7 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     forward: (records) => ownership.forward(records.map((r) => Ownership.statusRecord(r.taskId, r.message))),
   })
   const inserter = new TaskInserter(store)
-  const subscriptions: Subscriptions = new Subscriptions(bus, config, (msgs) => (obs === null ? intake.statusBatch(msgs) : obs.statusBatch(msgs, () => intake.statusBatch(msgs))))
+  const subscriptions: Subscriptions = new Subscriptions(bus, config, (msgs) => (obs === null ? intake.statusBatch(msgs) : obs.statusBatch(msgs, (kinds) => intake.statusBatch(msgs, kinds))))
   obs?.attach({ tasks: () => engine.tasks.values(), stats: () => hooks.stats(), outboxBacklog: () => outbox.backlog })
   const ownership: Ownership = new Ownership({
     bus,

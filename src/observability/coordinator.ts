@@ -309,32 +309,37 @@ export class CoordinatorObservability {
     msg.key === null ? undefined : this.#byKey.get(msg.key)?.headers
 
   /**
-   * A batch of status records: lag at receipt, then (once `apply` resolved: durable) the time to
-   * application; an acceptance carrying the worker's run span links it to the attempt span.
+   * A batch of status records: lag at receipt and (once `apply` resolved: durable) the time to
+   * application, by the kind `apply` parsed (records it could not parse count as `other`); with
+   * tracing, an acceptance carrying a sampled run span links it to the attempt span, before the
+   * batch is applied (the attempt may end in it).
    */
-  async statusBatch(msgs: readonly BusMessage[], apply: () => Promise<void>): Promise<void> {
+  async statusBatch(msgs: readonly BusMessage[], apply: (kinds?: Array<string | undefined>) => Promise<void>): Promise<void> {
     const m = this.#metrics
     const tracing = this.#tracing
     if (m === null && !tracing) return apply()
-    const kinds: string[] = new Array<string>(msgs.length)
-    const now = this.#clock.now()
-    for (let i = 0; i < msgs.length; i++) {
-      const msg = msgs[i] as BusMessage
-      const kind = kindOf(msg.value)
-      kinds[i] = kind
-      m?.received(kind, (now - msg.timestamp) / 1000)
-      if (tracing && kind === 'TASK_ACCEPTED' && msg.headers !== undefined && msg.key !== null) this.#link(msg.key, msg.headers)
+    if (tracing) {
+      for (const msg of msgs) {
+        if (msg.headers !== undefined && msg.key !== null && isSampledTraceparent(msg.headers[TRACEPARENT]) && kindOf(msg.value) === 'TASK_ACCEPTED') {
+          this.#link(msg.key, msg.headers)
+        }
+      }
     }
-    await apply()
-    if (m === null) return
+    if (m === null) return apply()
+    const received = this.#clock.now()
+    const kinds = new Array<string | undefined>(msgs.length)
+    await apply(kinds)
     const done = this.#clock.now()
-    for (let i = 0; i < msgs.length; i++) m.applied(kinds[i] as string, (done - (msgs[i] as BusMessage).timestamp) / 1000)
+    for (let i = 0; i < msgs.length; i++) {
+      const kind = kinds[i] ?? 'other'
+      const ts = (msgs[i] as BusMessage).timestamp
+      m.received(kind, (received - ts) / 1000)
+      m.applied(kind, (done - ts) / 1000)
+    }
   }
 
+  /** Links the attempt span of `key` to the worker's run span (an acceptance of a sampled trace). */
   #link(key: string, headers: Record<string, string>): void {
-    // A run span is made only in a sampled trace: an acceptance of another carries its start's
-    // context (nothing to link), and is passed over without a look-up.
-    if (!isSampledTraceparent(headers[TRACEPARENT])) return
     const a = this.#byKey.get(key)
     // A dropped (sampled-out) attempt span takes no link: the header is not even parsed.
     if (a === undefined || !a.recording || a.span === null || a.linked) return

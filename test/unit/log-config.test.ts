@@ -100,3 +100,21 @@ test('a program whose stderr is a pipe logs JSON lines', () => {
   assert.equal(r.status, 0, r.stderr)
   assert.deepEqual([JSON.parse(r.stderr).event, JSON.parse(r.stderr).n], ['x.y', 1])
 })
+
+test('enabled(level) says which records a logger writes, for JSON and pretty, children included', () => {
+  const sink = new Writable({ write: (_c, _e, done) => done() })
+  for (const format of ['json', 'pretty'] as const) {
+    const warn = createLogger({ level: 'warn', format, destination: sink })
+    const child = warn.child({ component: 'x' })
+    for (const l of [warn, child]) {
+      assert.equal(l.enabled?.('debug'), false, format)
+      assert.equal(l.enabled?.('info'), false, format)
+      assert.equal(l.enabled?.('warn'), true, format)
+      assert.equal(l.enabled?.('error'), true, format)
+    }
+    const debug = createLogger({ level: 'debug', format, destination: sink })
+    assert.equal(debug.enabled?.('debug'), true, format)
+    const silent = createLogger({ level: 'silent', format, destination: sink })
+    assert.equal(silent.enabled?.('error'), false, format)
+  }
+})
