@@ -5,7 +5,7 @@
  * event name). The records themselves, their levels and redaction are the wrapped logger's.
  */
 import { type SpanContext, isSpanContextValid, trace } from '@opentelemetry/api'
-import { LevelLogger, type LogFields, type Logger, eventsObserved } from '../log.ts'
+import { LevelLogger, type LogFields, type Logger } from '../log.ts'
 
 type Level = 'debug' | 'info' | 'warn' | 'error'
 
@@ -64,8 +64,8 @@ export class ObservedLogger extends LevelLogger implements Logger {
 
   protected override write(level: Level, event: string, fields?: LogFields): void {
     this.#obs.record?.(level, event, fields)
-    // A record the wrapped logger drops, and nobody reads on the events channel: not decorated.
-    const f = this.#inner.enabled?.(level) === false && !eventsObserved() ? fields : this.#fields(fields)
+    // A record the wrapped logger drops is not decorated (it still reaches flowkit:events, as is).
+    const f = this.#inner.enabled?.(level) === false ? fields : this.#fields(fields)
     if (f === undefined) this.#inner[level](event)
     else this.#inner[level](event, f)
   }

@@ -15,6 +15,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { type BusRecord, Coordinator, EVENTS_CHANNEL, type FlowkitEventMessage, MemoryBus, MemoryLogger, MemoryStore, type RoleHandler, Worker } from 'flowkit'
 import { noopHandler, sourceHandler } from '../helpers/runtime.ts'
 import { waitFor } from '../helpers/wait.ts'
+import { ObservedLogger } from '../../src/observability/logger.ts'
 import { isStart, memoryTracing, parentSpanId, spyBus, statusKind } from './helpers.ts'
 
 const attr = (s: ReadableSpan, k: string): unknown => s.attributes[k]
@@ -246,25 +247,25 @@ class WarnLogger extends MemoryLogger {
   }
 }
 
-test('a record the logger drops is not decorated with trace ids, unless the events channel is read', async () => {
-  const { provider } = memoryTracing()
+test('trace ids go on the records the logger writes; a record it drops is passed on (and published) as it was', () => {
   const logger = new WarnLogger()
-  const c = new Coordinator({ bus: new MemoryBus(), store: new MemoryStore(), logger, observability: { tracing: provider, metrics: false }, config: { schedulerTickSec: 0.05 } })
-  await c.start()
+  const ids = { trace_id: 'a'.repeat(32), span_id: 'b'.repeat(16) }
+  const log = new ObservedLogger(logger, { traceOf: () => ids, tracing: () => true }).child({ task_id: 't1' })
   const published: FlowkitEventMessage[] = []
   const listen = (m: unknown): void => {
     published.push(m as FlowkitEventMessage)
   }
+  subscribe(EVENTS_CHANNEL, listen)
   try {
-    await c.createTask({ graph: { nodes: [{ node_id: 'a', type: 'job' }] } })
-    const first = logger.records.find((r) => r.event === 'task.created')
-    assert.ok(first !== undefined && first.fields['trace_id'] === undefined, 'a dropped info record is passed on as it was')
-    subscribe(EVENTS_CHANNEL, listen)
-    await c.createTask({ graph: { nodes: [{ node_id: 'a', type: 'job' }] } })
-    const second = published.find((m) => m.event === 'task.created')
-    assert.match(String(second?.fields['trace_id']), /^[0-9a-f]{32}$/, 'read on the channel: it carries its trace')
+    log.info('task.created', { nodes: 1 })
+    log.warn('node.something', { node_id: 'a' })
   } finally {
     unsubscribe(EVENTS_CHANNEL, listen)
-    await c.stop()
   }
+  const [dropped, written] = logger.records
+  assert.equal(dropped?.event, 'task.created')
+  assert.equal(dropped?.fields['trace_id'], undefined, 'a dropped info record is passed on as it was')
+  assert.equal(published.find((m) => m.event === 'task.created')?.fields['trace_id'], undefined, 'and published as it was')
+  assert.equal(written?.fields['trace_id'], ids.trace_id, 'a written record carries its trace')
+  assert.equal(published.find((m) => m.event === 'node.something')?.fields['span_id'], ids.span_id)
 })
