@@ -138,12 +138,17 @@ export class Watchers {
 export async function pollJournal(watchers: Watchers, store: Pick<Store, 'readJournal'>, taskId: string, afterSeq: number, stop: AbortSignal, everyMs = 250): Promise<void> {
   let after = afterSeq
   while (!stop.aborted) {
+    // One listener per tick, removed when the tick ends (a long watch does not pile them up).
     await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, everyMs)
-      stop.addEventListener('abort', () => {
+      const onAbort = (): void => {
         clearTimeout(t)
         resolve()
-      }, { once: true })
+      }
+      const t = setTimeout(() => {
+        stop.removeEventListener('abort', onAbort)
+        resolve()
+      }, everyMs)
+      stop.addEventListener('abort', onAbort, { once: true })
     })
     if (stop.aborted) return
     try {
