@@ -8,6 +8,7 @@
  * live handles) and ends the process with exit code 1, so the file fails, named, and the pass
  * goes on.
  */
+import { createHook } from 'node:async_hooks'
 import { after } from 'node:test'
 import { MemoryLogger } from 'flowkit'
 import { type LogFields, eventsObserved } from '../../src/log.ts'
@@ -61,6 +62,22 @@ function lastWarnings(): string[] {
   return lines.slice(-40)
 }
 
+/**
+ * With FLOWKIT_TEST_TRACE_TIMERS=1: where each live timer was created (a stack per Timeout, kept
+ * until it is destroyed), printed by the guard. Off by default: a stack per timer is slow.
+ */
+const timerStacks = new Map<number, string>()
+if (process.env['FLOWKIT_TEST_TRACE_TIMERS'] === '1') {
+  createHook({
+    init(id, type) {
+      if (type === 'Timeout') timerStacks.set(id, (new Error().stack ?? '').split('\n').slice(2, 12).join('\n      '))
+    },
+    destroy(id) {
+      timerStacks.delete(id)
+    },
+  }).enable()
+}
+
 let armed = false
 
 /** Arms the guard for the current test file (idempotent; runtime.ts calls it on import). */
@@ -77,7 +94,8 @@ export function armExitGuard(): void {
         `\nexit guard: ${file} has not ended ${EXIT_GRACE_MS / 1000} s after its last test.\n` +
           `  runtimes not stopped: ${runtimes.length > 0 ? runtimes.join('; ') : 'none'}\n` +
           `  live handles: ${handles.join(', ') || 'none'}\n` +
-          `  last warnings (${recent.length}):\n${recent.map((r) => `    ${r}`).join('\n')}\n`,
+          `  last warnings (${recent.length}):\n${recent.map((r) => `    ${r}`).join('\n')}\n` +
+          (timerStacks.size > 0 ? `  timers still alive, created at:\n${[...timerStacks.values()].map((st) => `    -\n      ${st}`).join('\n')}\n` : ''),
       )
       process.exit(1)
     }, EXIT_GRACE_MS)
