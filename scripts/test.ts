@@ -106,7 +106,11 @@ function realE2eFiles(): string[] {
 
 let code = await run('all suites (memory runtime, conformance on every adapter)', files)
 if (extra.length === 0 && !env['FLOWKIT_REAL_SKIP_REASON'] && env['FLOWKIT_KAFKA_BROKERS'] && env['FLOWKIT_MONGO_URL']) {
-  const realCode = await run('scenario tests again on real Kafka + MongoDB protocol', realE2eFiles(), { FLOWKIT_E2E_RUNTIME: 'real' })
+  const realCode = await run('scenario tests again on real Kafka + MongoDB protocol', realE2eFiles(), {
+    FLOWKIT_E2E_RUNTIME: 'real',
+    // A file that does not end after its tests shows where its live timers were made (test/helpers/exit-guard.ts).
+    FLOWKIT_TEST_TRACE_TIMERS: env['FLOWKIT_TEST_TRACE_TIMERS'] ?? '1',
+  })
   if (code === 0) code = realCode
 }
 if (startedServices && env['FLOWKIT_KEEP_SERVICES'] !== '1') {
