@@ -68,10 +68,17 @@ export class Discovery {
         this.#log.warn('node.discovery_failed', { task_id: rt.id, node_id: spec.node_id, error: errorMessage(err) })
       },
     )
+    // The window ends at its time or at stop; its stop listener goes with it (questions are asked
+    // for the coordinator's whole life, the stop signal lives as long).
     const window = new AbortController()
-    this.#stop.signal.addEventListener('abort', () => window.abort(), { once: true })
+    const stop = this.#stop.signal
+    const onStop = (): void => window.abort()
+    stop.addEventListener('abort', onStop, { once: true })
     this.#clock.sleep(this.#config.discoveryWindowSec * 1000, window.signal).then(
-      () => this.#asked.delete(corr),
+      () => {
+        stop.removeEventListener('abort', onStop)
+        this.#asked.delete(corr)
+      },
       () => undefined,
     )
   }
