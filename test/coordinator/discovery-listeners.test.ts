@@ -1,5 +1,4 @@
 import { test } from 'node:test'
-import assert from 'node:assert/strict'
 import { COORDINATOR_DEFAULTS, MemoryBus, MemoryLogger, SystemClock } from 'flowkit'
 import { Discovery } from '../../src/coordinator/discovery.ts'
 import { waitFor } from '../helpers/wait.ts'
