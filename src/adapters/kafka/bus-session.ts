@@ -132,6 +132,10 @@ export class ConsumerSession {
   async start(): Promise<void> {
     const stream = await this.consumer.consume(this.#consumeOptions())
     if (this.#closed) {
+      // Closed while it was being created: a stream still positioning itself fails with "Client
+      // is closed" once its consumer closes, and an 'error' with no listener would crash the
+      // process.
+      stream.on('error', (err: unknown) => this.#host.log.debug('bus.kafka.stream_close_failed', { err: this.#host.redactor.describe(err) }))
       await stream.close().catch(() => {})
       return
     }
