@@ -319,6 +319,7 @@ describe('KafkaBus with an unreachable broker', { timeout: 60_000 }, () => {
       sasl: { mechanism: 'PLAIN', username: 'flowkit', password },
       connectTimeoutMs: 1000,
       topicReadyTimeoutMs: 3000,
+      subscribeTimeoutMs: 4000,
       logger,
     })
     t.after(() => bus.close())
@@ -328,6 +329,7 @@ describe('KafkaBus with an unreachable broker', { timeout: 60_000 }, () => {
       (e: unknown) => e,
     )
     assert.ok(isFlowkitError(subErr, ErrorCode.BusUnavailable), `got ${inspect(subErr)}`)
+    assert.ok(logger.events().includes('bus.kafka.subscribe_retry'), 'the join was tried again within subscribeTimeoutMs')
     assertNoSecret(subErr, logger)
     const topicErr = await bus.ensureTopics([{ name: 'some-topic' }]).then(
       () => assert.fail('ensureTopics must fail'),

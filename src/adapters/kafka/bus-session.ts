@@ -128,6 +128,11 @@ export class ConsumerSession {
     return this.#closed
   }
 
+  /** A restart is scheduled (recover()). */
+  get recovering(): boolean {
+    return this.#recoveryTimer !== null
+  }
+
   /** consume() joins the group; resolves once the new stream has its starting offsets. */
   async start(): Promise<void> {
     const stream = await this.consumer.consume(this.#consumeOptions())
