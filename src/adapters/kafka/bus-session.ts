@@ -135,14 +135,14 @@ export class ConsumerSession {
 
   /** consume() joins the group; resolves once the new stream has its starting offsets. */
   async start(): Promise<void> {
-    const stream = await this.consumer.consume(this.#consumeOptions())
+    const stream = await this.#consume()
     if (this.#closed) {
-      // Closed while it was being created: a stream still positioning itself fails with "Client
-      // is closed" once its consumer closes, and an 'error' with no listener would crash the
-      // process.
-      stream.on('error', (err: unknown) => this.#host.log.debug('bus.kafka.stream_close_failed', { err: this.#host.redactor.describe(err) }))
       await stream.close().catch(() => {})
       return
+    }
+    if (stream.destroyed) {
+      // Its positioning failed before this continuation ran (its 'error' and 'close' are gone).
+      throw new FlowkitError(ErrorCode.BusUnavailable, 'kafka bus: the stream closed before it was positioned', { retryable: true })
     }
     // The stream computes its starting offsets asynchronously (network round trips), after this
     // continuation runs: the listeners below cannot miss the first 'offsets'.
@@ -221,6 +221,28 @@ export class ConsumerSession {
     this.#recoveryTimer = null
     this.#rejoinTimer = null
     this.stream?.pause()
+  }
+
+  /**
+   * The callback form of consume(): the callback runs synchronously when the stream is created,
+   * before the stream's construction (positioning) runs on the next tick. A promise continuation
+   * would run after it, and when the session was closed meanwhile that positioning fails at once
+   * ("Client is closed") and emits an 'error' nobody listens to yet, which crashes the process.
+   * The listener added here lives as long as the stream; the ones start() adds do the reporting.
+   */
+  #consume(): Promise<StringStream> {
+    return new Promise((resolve, reject) => {
+      this.consumer.consume(this.#consumeOptions(), (err, stream) => {
+        if (err || !stream) {
+          reject(err ?? new FlowkitError(ErrorCode.BusUnavailable, 'kafka bus: consume gave no stream', { retryable: true }))
+          return
+        }
+        stream.on('error', (streamErr: unknown) => {
+          if (this.#closed || this.stream !== stream) this.#host.log.debug('bus.kafka.stream_close_failed', { err: this.#host.redactor.describe(streamErr) })
+        })
+        resolve(stream)
+      })
+    })
   }
 
   #consumeOptions(): ConsumeOptions<string | undefined, string, string, string | undefined> {

@@ -1,0 +1,80 @@
+/**
+ * A Kafka consumer session closed while its consume() is joining the group (a subscription
+ * replaced after its topics were recreated, or a bus closed mid-start). The stream consume()
+ * then creates positions itself with a closed consumer and fails at once ("Client is closed");
+ * that 'error' must find a listener, or it crashes the process. D10 end to end (the broker loses
+ * its data) failed on it in clean-clone CI runs. Needs a real broker (FLOWKIT_KAFKA_BROKERS).
+ */
+import assert from 'node:assert/strict'
+import { randomUUID } from 'node:crypto'
+import { describe, it } from 'node:test'
+import { Redactor } from '../../src/adapters/kafka/bus-errors.ts'
+import { ConsumerSession } from '../../src/adapters/kafka/bus-session.ts'
+import type { SessionHost } from '../../src/adapters/kafka/bus-session.ts'
+import { settingsFrom } from '../../src/adapters/kafka/bus-settings.ts'
+import { KafkaBus } from '../../src/adapters/kafka/index.ts'
+import { MemoryLogger } from '../../src/log.ts'
+import { kafkaBrokers, realSkip } from '../helpers/real.ts'
+
+describe('Kafka consumer session closed mid-start', { skip: realSkip('kafka'), timeout: 120_000 }, () => {
+  it('a session closed while consume() joins (from its join event, or after a delay): no uncaught stream error, start() settles, no stream is left', async (t) => {
+    const brokers = kafkaBrokers() ?? []
+    const topic = `t-${randomUUID()}`
+    const admin = new KafkaBus({ brokers, clientId: 'flowkit-session-test' })
+    t.after(() => admin.close())
+    await admin.ensureTopics([{ name: topic, partitions: 3 }])
+
+    const uncaught: unknown[] = []
+    const onUncaught = (err: unknown): void => void uncaught.push(err)
+    // node:test reports an uncaught exception against the running test; collect them instead, so
+    // the assertion below names what happened.
+    process.prependListener('uncaughtException', onUncaught)
+    t.after(() => process.removeListener('uncaughtException', onUncaught))
+
+    const logger = new MemoryLogger()
+    const settings = settingsFrom({ brokers, clientId: 'flowkit-session-test' })
+    const host: SessionHost = {
+      settings,
+      log: logger,
+      redactor: new Redactor([]),
+      onJoin: () => {},
+      onRebalance: () => {},
+      onConfirmed: () => {},
+      onMessage: () => {},
+      onStream: () => {},
+      onStreamRestarted: () => {},
+      onTrouble: () => {},
+      onTopicsChanged: () => {},
+    }
+    // The subscription closes a session from the consumer's own events (a recreated topic is
+    // seen in a metadata event, synchronously): close it when it joins, inside the library's
+    // consume() flow, just before that flow creates the stream.
+    for (let i = 0; i < 3; i++) {
+      let closing: Promise<void> | null = null
+      const closingHost: SessionHost = {
+        ...host,
+        onJoin: (s) => {
+          closing ??= s.close()
+        },
+      }
+      const session = new ConsumerSession(closingHost, { groupId: `g-${randomUUID()}`, topics: [topic], clientId: 'flowkit-session-test', instanceId: null, fromLatest: false })
+      const outcome = await session.start().then(() => 'started', (err: unknown) => `failed: ${String(err)}`)
+      assert.ok(closing, `round ${i}: the session joined, and was closed then`)
+      await closing
+      assert.match(outcome, /started|failed/)
+      assert.equal(session.stream, null, `round ${i}: no stream is left attached after close`)
+    }
+    // And after a growing delay, so that other closes land elsewhere in the join or after it.
+    for (let i = 0; i < 8; i++) {
+      const session = new ConsumerSession(host, { groupId: `g-${randomUUID()}`, topics: [topic], clientId: 'flowkit-session-test', instanceId: null, fromLatest: false })
+      const started = session.start().then(() => 'started', (err: unknown) => `failed: ${String(err)}`)
+      await new Promise((resolve) => setTimeout(resolve, i * 20))
+      await session.close()
+      const outcome = await started
+      assert.match(outcome, /started|failed/)
+      assert.equal(session.stream, null, `round ${i}: no stream is left attached after close`)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    assert.deepEqual(uncaught.map(String), [], 'no uncaught error')
+  })
+})
