@@ -4,7 +4,8 @@
  * is handed to the run manager; a cancel reaches the run it names.
  */
 import { ErrorCode, FlowkitError, errorMessage } from '../errors.ts'
-import type { BusMessage, Subscription } from '../ports/bus.ts'
+import type { BusHandler, BusMessage, Subscription } from '../ports/bus.ts'
+import { parkPoison } from '../util/guard.ts'
 import type { RunView } from '../ports/store.ts'
 import { type CmdTaskStart, type Envelope, messageKey, parseCommand, parseEnvelope } from '../protocol/messages.ts'
 import { invalidIds, isObj, type WorkerCore } from './core.ts'
@@ -21,6 +22,8 @@ export class CommandIntake {
   readonly #slots: Slots
   /** Starts already taken (task:node:epoch), so a duplicated command is not run twice. */
   readonly #seen = new Map<string, number>()
+  /** Per role: onCommand with poison messages parked. */
+  readonly #handlers = new Map<string, BusHandler>()
   /** The command subscriptions, paused while no slot is free. */
   subs: Subscription[] = []
 
@@ -44,6 +47,49 @@ export class CommandIntake {
   /** Forgets a taken start, so that a resent command runs it again. */
   forget(seenKey: string): void {
     this.#seen.delete(seenKey)
+  }
+
+  /**
+   * A batch of one partition's commands. The commands of one node (one key) are handled in
+   * order, those of different nodes at once, so the claims of many starts share one store round
+   * trip (ClaimBatcher) instead of queueing behind each other: with one command at a time a
+   * partition took at most one start per round trip. The batch resolves (its offsets are
+   * committed) once every command in it was handled; when one fails for a reason that passes, the
+   * later commands of its node are not handled and the batch fails after the others settled (it
+   * is delivered again: the starts already taken are recognised as duplicates).
+   */
+  async onCommands(role: string, ms: BusMessage[]): Promise<void> {
+    if (ms.length === 1) return this.#guarded(role, ms[0] as BusMessage)
+    const tails = new Map<string, Promise<void>>()
+    const all: Promise<void>[] = []
+    for (const m of ms) {
+      const key = m.key ?? ''
+      const before = tails.get(key)
+      const p = before === undefined ? this.#guarded(role, m) : before.then(() => this.#guarded(role, m))
+      tails.set(key, p)
+      all.push(p)
+    }
+    let failure: unknown = null
+    for (const p of all) {
+      await p.catch((err: unknown) => {
+        failure ??= err
+      })
+    }
+    if (failure !== null) throw failure
+  }
+
+  /** One command; a failure that does not pass is logged and the command skipped (parked). */
+  #guarded(role: string, m: BusMessage): Promise<void> {
+    return this.#parkPoison(role)(m)
+  }
+
+  #parkPoison(role: string): BusHandler {
+    let h = this.#handlers.get(role)
+    if (h === undefined) {
+      h = parkPoison((m) => this.onCommand(role, m), this.#core.log)
+      this.#handlers.set(role, h)
+    }
+    return h
   }
 
   async onCommand(role: string, m: BusMessage): Promise<void> {

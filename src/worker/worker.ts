@@ -228,10 +228,13 @@ export class Worker {
         groupId: `${c.groupPrefix}workers.${role}.v1`,
         topics: [topicFor(c.topicCmdFmt, role)],
         name: `worker-cmd-${role}`,
-        handler: parkPoison((m) => {
-          this.#obs?.command(role, m)
-          return this.#intake.onCommand(role, m)
-        }, core.log),
+        // A partition's available commands at once (at most one slot's worth each): the starts
+        // of different nodes are claimed together, not one store round trip after another.
+        maxBatch: c.concurrency,
+        batchHandler: (ms) => {
+          for (const m of ms) this.#obs?.command(role, m)
+          return this.#intake.onCommands(role, ms)
+        },
       })
       this.#intake.subs.push(sub)
     }
