@@ -60,10 +60,10 @@ function list(s: string | undefined): string[] {
 export function sizesFor(real: boolean, quick: boolean): Sizes {
   const q = (n: number, min = 1): number => Math.max(min, Math.round(quick ? n / 5 : n))
   return {
-    chainTasks: q(real ? 500 : 2000, 20),
+    chainTasks: q(2000, 20),
     chainConcurrency: 32,
     singleChains: q(20, 5),
-    fanoutWidths: quick ? (real ? [10, 40, 160] : [10, 40, 160, 400]) : real ? [50, 200, 800] : [50, 200, 800, 2000],
+    fanoutWidths: quick ? [10, 40, 160, 400] : [50, 200, 800, 2000],
     fanoutConcurrency: 32,
     streamBatches: q(100, 20),
     streamBatchSize: 10,
