@@ -82,7 +82,7 @@ export class Engine {
     const isBusy = next.status === 'running' || next.status === 'cancelling'
     if (wasBusy && !isBusy && !rt.isFn(ord) && node.attempt_epoch > 0) {
       this.#limits.give(rt.spec(ord).type)
-      this.#drainWaiters()
+      this.drainWaiters()
     }
     for (const e of res.effects) this.#effect(rt, ord, next, e)
     this.armNode(rt, ord)
@@ -221,7 +221,8 @@ export class Engine {
     }
   }
 
-  #drainWaiters(): void {
+  /** Hands freed capacity to the oldest waiting nodes that may run now. */
+  drainWaiters(): void {
     for (let w = this.#limits.next(); w !== null; w = this.#limits.next()) {
       const rt = this.tasks.get(w.taskId)
       if (rt === undefined || rt.status !== 'running') continue

@@ -219,15 +219,26 @@ export class OwnedTasks {
     await this.#d.ownership.forward([{ taskId, value: JSON.stringify(req) }])
   }
 
-  /** The task leaves memory unwritten: its running nodes no longer count against the limits. */
+  /**
+   * The task leaves memory unwritten: its running nodes no longer count against the limits, and
+   * the slots they free go to the nodes of the remaining tasks that wait for capacity (nothing
+   * else would wake them when none of this coordinator's own nodes ends).
+   */
   drop(rt: TaskRuntime): void {
     const d = this.#d
+    let freed = false
     if (d.engine.tasks.get(rt.id) === rt) {
       rt.nodes.forEach((n, i) => {
-        if ((n.status === 'running' || n.status === 'cancelling') && !rt.isFn(i)) d.limits.give(rt.spec(i).type)
+        if ((n.status === 'running' || n.status === 'cancelling') && !rt.isFn(i)) {
+          d.limits.give(rt.spec(i).type)
+          freed = true
+        }
       })
     }
     d.after.drop(rt)
+    // After the current step: a drop can happen inside a flush's pass over the dirty tasks, and
+    // a node dispatched then in a task that pass already visited would miss the flush.
+    if (freed) queueMicrotask(() => d.engine.drainWaiters())
   }
 
   /**
