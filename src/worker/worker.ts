@@ -228,9 +228,7 @@ export class Worker {
         groupId: `${c.groupPrefix}workers.${role}.v1`,
         topics: [topicFor(c.topicCmdFmt, role)],
         name: `worker-cmd-${role}`,
-        // A partition's available commands at once (at most one slot's worth each): the starts
-        // of different nodes are claimed together, not one store round trip after another.
-        maxBatch: c.concurrency,
+        maxBatch: c.concurrency, // a partition's commands together: their claims share a round trip
         batchHandler: (ms) => {
           for (const m of ms) this.#obs?.command(role, m)
           return this.#intake.onCommands(role, ms)
