@@ -14,8 +14,18 @@ import { noopHandler, startRuntime, testStore } from '../helpers/runtime.ts'
 function countingClaims(store: Store, calls: number[]): Store {
   return new Proxy(store, {
     get(target, prop, receiver) {
-      if (prop === 'claimAttempt') return (claim: AttemptClaim, now: number) => (calls.push(1), target.claimAttempt(claim, now))
-      if (prop === 'claimAttempts') return (claims: readonly AttemptClaim[], now: number) => (calls.push(claims.length), target.claimAttempts(claims, now))
+      if (prop === 'claimAttempt') {
+        return (claim: AttemptClaim, now: number) => {
+          calls.push(1)
+          return target.claimAttempt(claim, now)
+        }
+      }
+      if (prop === 'claimAttempts') {
+        return (claims: readonly AttemptClaim[], now: number) => {
+          calls.push(claims.length)
+          return target.claimAttempts(claims, now)
+        }
+      }
       const v = Reflect.get(target, prop, receiver) as unknown
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v
     },
