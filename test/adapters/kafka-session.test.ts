@@ -3,7 +3,10 @@
  * replaced after its topics were recreated, or a bus closed mid-start). The stream consume()
  * then creates positions itself with a closed consumer and fails at once ("Client is closed");
  * that 'error' must find a listener, or it crashes the process. D10 end to end (the broker loses
- * its data) failed on it in clean-clone CI runs. Needs a real broker (FLOWKIT_KAFKA_BROKERS).
+ * its data) failed on it in clean-clone CI runs. And a consumer closed while its join is in
+ * flight must stay closed: the join, completing after the close, armed the heartbeat again, and
+ * @platformatic/kafka 2.12 then heartbeat every second for ever on the closed client (the timer the
+ * test exit guard found keeping test files alive). Needs a real broker (FLOWKIT_KAFKA_BROKERS).
  */
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
@@ -15,9 +18,10 @@ import { settingsFrom } from '../../src/adapters/kafka/bus-settings.ts'
 import { KafkaBus } from '../../src/adapters/kafka/index.ts'
 import { MemoryLogger } from '../../src/log.ts'
 import { kafkaBrokers, realSkip } from '../helpers/real.ts'
+import { quietPeriod } from '../helpers/wait.ts'
 
 describe('Kafka consumer session closed mid-start', { skip: realSkip('kafka'), timeout: 120_000 }, () => {
-  it('a session closed while consume() joins (from its join event, or after a delay): no uncaught stream error, start() settles, no stream is left', async (t) => {
+  it('a session closed while consume() joins (from its join event, or after a delay): no uncaught stream error, start() settles, no stream is left, no heartbeat after close', async (t) => {
     const brokers = kafkaBrokers() ?? []
     const topic = `t-${randomUUID()}`
     const admin = new KafkaBus({ brokers, clientId: 'flowkit-session-test' })
@@ -49,6 +53,7 @@ describe('Kafka consumer session closed mid-start', { skip: realSkip('kafka'), t
     // The subscription closes a session from the consumer's own events (a recreated topic is
     // seen in a metadata event, synchronously): close it when it joins, inside the library's
     // consume() flow, just before that flow creates the stream.
+    const closed: ConsumerSession[] = []
     for (let i = 0; i < 3; i++) {
       let closing: Promise<void> | null = null
       const closingHost: SessionHost = {
@@ -63,18 +68,27 @@ describe('Kafka consumer session closed mid-start', { skip: realSkip('kafka'), t
       await closing
       assert.match(outcome, /started|failed/)
       assert.equal(session.stream, null, `round ${i}: no stream is left attached after close`)
+      closed.push(session)
     }
     // And after a growing delay, so that other closes land elsewhere in the join or after it.
     for (let i = 0; i < 8; i++) {
       const session = new ConsumerSession(host, { groupId: `g-${randomUUID()}`, topics: [topic], clientId: 'flowkit-session-test', instanceId: null, fromLatest: false })
       const started = session.start().then(() => 'started', (err: unknown) => `failed: ${String(err)}`)
-      await new Promise((resolve) => setTimeout(resolve, i * 20))
+      await new Promise((resolve) => setTimeout(resolve, i * 10))
       await session.close()
       const outcome = await started
       assert.match(outcome, /started|failed/)
       assert.equal(session.stream, null, `round ${i}: no stream is left attached after close`)
+      closed.push(session)
     }
-    await new Promise((resolve) => setTimeout(resolve, 200))
+    // A closed consumer sends no heartbeat: proved over a window of two heartbeat intervals (1 s
+    // by default).
+    const after: string[] = []
+    closed.forEach((s, i) => {
+      for (const e of ['start', 'error', 'end']) s.consumer.on(`consumer:heartbeat:${e}` as never, () => after.push(`round ${i}: heartbeat ${e}`))
+    })
+    await quietPeriod(2_500)
+    assert.deepEqual(after, [], 'no heartbeat after close')
     assert.deepEqual(uncaught.map(String), [], 'no uncaught error')
   })
 })

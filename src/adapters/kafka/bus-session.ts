@@ -12,7 +12,7 @@ import { ErrorCode, FlowkitError } from '../../errors.ts'
 import type { Logger } from '../../log.ts'
 import type { Redactor } from './bus-errors.ts'
 import { isTopicId } from './bus-topics.ts'
-import { RECOVERY_MAX_MS, RECOVERY_START_MS, backoffMs, groupSettings, retryDelay } from './bus-settings.ts'
+import { RECOVERY_MAX_MS, RECOVERY_START_MS, backoffMs, capped, groupSettings, retryDelay } from './bus-settings.ts'
 import type { Settings, StringConsumer, StringMessage, StringStream } from './bus-settings.ts'
 
 /** What a session reports to its subscription (every call names the session: old ones are ignored). */
@@ -50,6 +50,9 @@ export interface SessionOptions {
   cooperative?: boolean
 }
 
+/** Longest wait of close() for a start in flight (a join to a broker that answers takes well under a second). */
+const CLOSE_START_WAIT_MS = 5_000
+
 export class ConsumerSession {
   readonly consumer: StringConsumer
   stream: StringStream | null = null
@@ -65,6 +68,8 @@ export class ConsumerSession {
   #recoveryAttempts = 0
   #rejoinTimer: ReturnType<typeof setTimeout> | null = null
   #rejoinAttempts = 0
+  /** The start (join and positioning) in flight, if any. */
+  #starting: Promise<void> | null = null
 
   constructor(host: SessionHost, options: SessionOptions) {
     this.#host = host
@@ -134,7 +139,17 @@ export class ConsumerSession {
   }
 
   /** consume() joins the group; resolves once the new stream has its starting offsets. */
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    const started = this.#start()
+    this.#starting = started
+    const clear = (): void => {
+      if (this.#starting === started) this.#starting = null
+    }
+    started.then(clear, clear)
+    return started
+  }
+
+  async #start(): Promise<void> {
     const stream = await this.#consume()
     if (this.#closed) {
       await stream.close().catch(() => {})
@@ -196,12 +211,20 @@ export class ConsumerSession {
     }, waitMs)
   }
 
-  /** Stops the timers, closes the stream, then the consumer (which leaves the group). */
+  /**
+   * Stops the timers, waits (briefly) for a start in flight, closes the stream, then the consumer
+   * (which leaves the group). A consumer closed while its join is in flight is armed again by that
+   * join when it completes: @platformatic/kafka 2.12 then heartbeats every second for ever on the
+   * closed client (consumer.js, heartbeat error path), which also keeps the process alive.
+   */
   async close(): Promise<void> {
     this.#closed = true
     for (const timer of [this.#recoveryTimer, this.#rejoinTimer]) if (timer) clearTimeout(timer)
     this.#recoveryTimer = null
     this.#rejoinTimer = null
+    // Only while the join is in flight: once the stream is attached the join is done (and the
+    // start may be waiting for the positioning that closing the stream ends).
+    if (this.#starting !== null && this.stream === null) await capped(this.#starting, CLOSE_START_WAIT_MS)
     const stream = this.stream
     this.stream = null
     if (stream) {
