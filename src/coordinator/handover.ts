@@ -162,6 +162,8 @@ export interface TasksDeps {
   started(): boolean
   /** Aborted when the coordinator stops (its recovery waits end). */
   stopSignal(): AbortSignal
+  /** A task left this coordinator's memory (its watchers follow it in the store). */
+  handedOver?(rt: TaskRuntime): void
 }
 
 /** The tasks this coordinator holds, as ownership moves: adopt, hand over, drop when fenced. */
@@ -236,6 +238,7 @@ export class OwnedTasks {
       })
     }
     d.after.drop(rt)
+    d.handedOver?.(rt)
     // After the current step: a drop can happen inside a flush's pass over the dirty tasks, and
     // a node dispatched then in a task that pass already visited would miss the flush.
     if (freed) queueMicrotask(() => d.engine.drainWaiters())

@@ -65,11 +65,20 @@ interface Watcher {
 /** The live watchers, by task. */
 export class Watchers {
   readonly #byTask = new Map<string, Set<Watcher>>()
+  /** Per watched task: the seq of the last entry its watchers were given (entries are not given twice). */
+  readonly #last = new Map<string, number>()
+  /** Per watched task that left this coordinator: the journal poll that follows it. */
+  readonly #following = new Map<string, AbortController>()
 
   /** An entry became durable: its events go to the task's watchers and the channel. */
   observe(entry: JournalEntry): void {
     const ws = this.#byTask.get(entry.task_id)
     if (ws === undefined && !published.hasSubscribers) return
+    if (ws !== undefined) {
+      // Written here: the task is this coordinator's (again), no need to follow it in the store.
+      this.#following.get(entry.task_id)?.abort()
+      this.#last.set(entry.task_id, Math.max(entry.seq, this.#last.get(entry.task_id) ?? 0))
+    }
     for (const e of eventsOf(entry)) {
       if (published.hasSubscribers) published.publish(e)
       if (ws !== undefined) for (const w of ws) w.push(e)
@@ -79,8 +88,27 @@ export class Watchers {
   /** Entries read from the store (a task another coordinator owns): to this task's watchers only. */
   feed(entry: JournalEntry): void {
     const ws = this.#byTask.get(entry.task_id)
-    if (ws === undefined) return
+    if (ws === undefined || entry.seq <= (this.#last.get(entry.task_id) ?? 0)) return
+    this.#last.set(entry.task_id, entry.seq)
     for (const e of eventsOf(entry)) for (const w of ws) w.push(e, true)
+  }
+
+  /**
+   * A watched task left this coordinator (its partition moved, or another coordinator wrote it):
+   * its watchers follow it in the store's journal from `afterSeq` (the last entry written here)
+   * until they end, the task is written here again, or `stop` (the coordinator stops).
+   */
+  handedOver(taskId: string, afterSeq: number, store: Pick<Store, 'readJournal'>, stop: AbortSignal): void {
+    if (stop.aborted || !this.#byTask.has(taskId) || this.#following.has(taskId)) return
+    const follow = new AbortController()
+    this.#following.set(taskId, follow)
+    // The coordinator's stop ends the poll too (its store may close).
+    const onStop = (): void => follow.abort()
+    stop.addEventListener('abort', onStop, { once: true })
+    void pollJournal(this, store, taskId, afterSeq, follow.signal).finally(() => {
+      stop.removeEventListener('abort', onStop)
+      if (this.#following.get(taskId) === follow) this.#following.delete(taskId)
+    })
   }
 
   /**
@@ -126,7 +154,11 @@ export class Watchers {
     } finally {
       signal?.removeEventListener('abort', onAbort)
       set.delete(w)
-      if (set.size === 0) this.#byTask.delete(taskId)
+      if (set.size === 0) {
+        this.#byTask.delete(taskId)
+        this.#last.delete(taskId)
+        this.#following.get(taskId)?.abort()
+      }
     }
   }
 }

@@ -209,6 +209,7 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     recovery,
     started: () => hooks.started(),
     stopSignal: () => hooks.stopSignal(),
+    handedOver: (rt) => watchers.handedOver(rt.id, rt.v, store, hooks.stopSignal()),
   })
   const discovery = new Discovery(config, bus, clock, log, engine, () => flusher.barrier())
   return { config, bus, store, clock, log, functions, obs, roles, outbox, limits, timers, engine, flusher, snapshots, fns, after, intake, inserter, subscriptions, ownership, tasks, discovery, watchers }
