@@ -9,18 +9,10 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { Coordinator, type RoleHandler } from 'flowkit'
-import { partitionForKey } from '../../src/util/murmur2.ts'
 import { gate } from '../helpers/gate.ts'
 import { startRuntime } from '../helpers/runtime.ts'
+import { idOn } from '../helpers/task-ids.ts'
 import { waitFor } from '../helpers/wait.ts'
-
-/** An id of `prefix` whose owners' partition is `p` (of `count`). */
-function idOn(prefix: string, p: number, count: number): string {
-  for (let i = 0; ; i++) {
-    const id = `${prefix}-${p}-${i}`
-    if (partitionForKey(id, count) === p) return id
-  }
-}
 
 describe('limits and hand-over', () => {
   test('slots freed by tasks handed to a joining coordinator go to the waiting nodes of the tasks that stay', { timeout: 120_000 }, async () => {
