@@ -101,12 +101,18 @@ async function session(): Promise<void> {
   try {
     await new Promise<void>((resolve, reject) => {
       current = { consumer, end: resolve }
-      consumer.consume({ topics, mode: 'earliest', fallbackMode: 'earliest', autocommit: false, maxWaitTime: 500 }).then((stream) => {
+      // The callback form: the listeners are on the stream before its positioning runs (a session
+      // ended mid-join closes the consumer, and that positioning then fails at once).
+      consumer.consume({ topics, mode: 'earliest', fallbackMode: 'earliest', autocommit: false, maxWaitTime: 500 }, (err, stream) => {
+        if (err || !stream) {
+          reject(err ?? new Error('consume gave no stream'))
+          return
+        }
         sessionStartedAt = Date.now()
         stream.on('data', onMessage)
         stream.on('error', reject)
         stream.on('close', resolve)
-      }, reject)
+      })
     })
   } finally {
     current = null
