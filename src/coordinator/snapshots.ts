@@ -170,6 +170,12 @@ export class SnapshotWriter {
         this.#written(doc.id, doc.v)
         return
       } catch (err) {
+        if (round !== this.#round) {
+          // Abandoned by a stop whose snapshot budget ran out (counted in coordinator.snapshots_left):
+          // the journal has this state, the store may already be closing.
+          this.#log.debug('coordinator.snapshot_abandoned', { task_id: doc.id, v: doc.v, error: errorMessage(err) })
+          return
+        }
         if (!(isFlowkitError(err) && err.retryable) || attempt === 8) {
           this.#log.warn('coordinator.snapshot_failed', { task_id: doc.id, v: doc.v, error: errorMessage(err) })
           return
