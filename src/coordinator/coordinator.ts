@@ -197,6 +197,7 @@ export class Coordinator {
     this.#p.after.reset()
     this.#p.limits.clear()
     this.#p.flusher.restart()
+    this.#p.watchers.close(new FlowkitError(ErrorCode.Closed, 'the coordinator stopped before the watched task ended'))
     steps.step('observability')
     await this.#p.obs?.stop()
   }
@@ -214,6 +215,7 @@ export class Coordinator {
     this.#p.after.dead = true
     const dead = new FlowkitError(ErrorCode.Closed, 'coordinator killed')
     this.#p.flusher.abandon(dead)
+    this.#p.watchers.close(dead)
     this.#p.fns.stop()
     this.#sweepAbort.abort()
     this.#p.timers.stop()
@@ -274,7 +276,8 @@ export class Coordinator {
   /**
    * Follows a task as it runs: first a `snapshot` event (the task now), then one event per node
    * state change and per task status change, once durable; ends after the terminal task event
-   * (or when `signal` aborts). Throws TASK_NOT_FOUND for an unknown task.
+   * (or when `signal` aborts). Throws TASK_NOT_FOUND for an unknown task, and CLOSED when this
+   * coordinator stops before the task ends (after the events it already had).
    */
   watch(taskId: string, options: { signal?: AbortSignal } = {}): AsyncGenerator<TaskEvent> {
     const snapshot = async (): Promise<TaskEvent> => {

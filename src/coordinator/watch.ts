@@ -60,6 +60,8 @@ export function eventsOf(entry: JournalEntry): TaskEvent[] {
 interface Watcher {
   /** `fed`: read from the store (another coordinator's entry, already after the snapshot). */
   push(e: TaskEvent, fed?: boolean): void
+  /** The coordinator stops: the watch ends with `err` after the events it already has. */
+  close(err: Error): void
 }
 
 /** The live watchers, by task. */
@@ -93,6 +95,11 @@ export class Watchers {
     for (const e of eventsOf(entry)) for (const w of ws) w.push(e, true)
   }
 
+  /** Ends every watch with `err` (the coordinator stops; a watch would otherwise wait for ever). */
+  close(err: Error): void {
+    for (const set of this.#byTask.values()) for (const w of set) w.close(err)
+  }
+
   /**
    * A watched task left this coordinator (its partition moved, or another coordinator wrote it):
    * its watchers follow it in the store's journal from `afterSeq` (the last entry written here)
@@ -113,14 +120,20 @@ export class Watchers {
 
   /**
    * Follows a task: `start` gives the first event (a snapshot) once the watcher is registered, so
-   * nothing durable after it is missed. Ends after the task's terminal event, or on `signal`.
+   * nothing durable after it is missed. Ends after the task's terminal event, or on `signal`;
+   * throws the error given to close() when the coordinator stops first.
    */
   async *watch(taskId: string, start: () => Promise<TaskEvent>, signal?: AbortSignal): AsyncGenerator<TaskEvent> {
     const queue: Array<[TaskEvent, boolean]> = []
     let wake: (() => void) | null = null
+    let closedWith: Error | null = null
     const w: Watcher = {
       push(e, fed = false) {
         queue.push([e, fed])
+        wake?.()
+      },
+      close(err) {
+        closedWith ??= err
         wake?.()
       },
     }
@@ -146,6 +159,7 @@ export class Watchers {
           if (isFinalEvent(e)) return
         }
         if (signal?.aborted) return
+        if (closedWith !== null) throw closedWith
         await new Promise<void>((resolve) => {
           wake = resolve
         })

@@ -5,7 +5,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
-import { ErrorCode, FlowkitError, TASK_EVENTS_CHANNEL, type TaskEvent } from 'flowkit'
+import { ErrorCode, FlowkitError, TASK_EVENTS_CHANNEL, type RoleHandler, type TaskEvent } from 'flowkit'
+import { gate } from '../helpers/gate.ts'
+import { waitFor } from '../helpers/wait.ts'
 import { noopHandler, sourceHandler, startRuntime } from '../helpers/runtime.ts'
 
 test('watch yields a snapshot, every node transition once durable, and ends with the task', async () => {
@@ -70,6 +72,36 @@ test('every task event is published on the flowkit:task-events diagnostics chann
     assert.ok(mine.some((e) => e.type === 'task' && e.status === 'finished'))
   } finally {
     unsubscribe(TASK_EVENTS_CHANNEL, onEvent)
+    await rt.stop()
+  }
+})
+
+test('a watch whose coordinator stops before the task ends throws CLOSED after the events it had, instead of waiting for ever', async () => {
+  const held = gate()
+  const holding: RoleHandler = {
+    async processBatch(_b, ctx) {
+      await held.wait(ctx.signal)
+      return { metrics: { count: 1 } }
+    },
+  }
+  const rt = await startRuntime({ handlers: { hold: holding } })
+  try {
+    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'a', type: 'hold' }] } })
+    const events: TaskEvent[] = []
+    const watching = (async () => {
+      for await (const e of rt.coordinator.watch(id)) events.push(e)
+    })()
+    const outcome = watching.then(
+      () => 'ended',
+      (err: unknown) => err,
+    )
+    await waitFor(() => events.some((e) => e.type === 'node' && e.node_id === 'a' && e.status === 'running'), { message: 'the watch saw the node run' })
+    await rt.coordinator.stop()
+    const err = await outcome
+    assert.ok(err instanceof FlowkitError && err.code === ErrorCode.Closed, `the watch ended with ${String(err)}`)
+    assert.equal(events[0]?.type, 'snapshot')
+  } finally {
+    held.open()
     await rt.stop()
   }
 })
