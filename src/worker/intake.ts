@@ -4,7 +4,7 @@
  * is handed to the run manager; a cancel reaches the run it names.
  */
 import { ErrorCode, FlowkitError, errorMessage } from '../errors.ts'
-import type { BusHandler, BusMessage, Subscription } from '../ports/bus.ts'
+import type { BusMessage, Subscription } from '../ports/bus.ts'
 import { parkPoison } from '../util/guard.ts'
 import type { RunView } from '../ports/store.ts'
 import { type CmdTaskStart, type Envelope, messageKey, parseCommand, parseEnvelope } from '../protocol/messages.ts'
@@ -22,8 +22,6 @@ export class CommandIntake {
   readonly #slots: Slots
   /** Starts already taken (task:node:epoch), so a duplicated command is not run twice. */
   readonly #seen = new Map<string, number>()
-  /** Per role: onCommand with poison messages parked. */
-  readonly #handlers = new Map<string, BusHandler>()
   /** The command subscriptions, paused while no slot is free. */
   subs: Subscription[] = []
 
@@ -80,16 +78,7 @@ export class CommandIntake {
 
   /** One command; a failure that does not pass is logged and the command skipped (parked). */
   #guarded(role: string, m: BusMessage): Promise<void> {
-    return this.#parkPoison(role)(m)
-  }
-
-  #parkPoison(role: string): BusHandler {
-    let h = this.#handlers.get(role)
-    if (h === undefined) {
-      h = parkPoison((m) => this.onCommand(role, m), this.#core.log)
-      this.#handlers.set(role, h)
-    }
-    return h
+    return parkPoison((x) => this.onCommand(role, x), this.#core.log)(m)
   }
 
   async onCommand(role: string, m: BusMessage): Promise<void> {
