@@ -16,6 +16,8 @@ import { fileURLToPath } from 'node:url'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const env: NodeJS.ProcessEnv = { ...process.env }
+// What the coordinator hands over to a store is deep-frozen under test: a change in place throws.
+env['FLOWKIT_CHECK_HANDOVER'] ??= '1'
 const require = env['FLOWKIT_REQUIRE_REAL_SERVICES'] === '1'
 let startedServices = false
 

@@ -16,7 +16,7 @@ import { COORDINATOR_FN_TYPE } from '../graph/types.ts'
 import { CoordinatorObservability } from '../observability/coordinator.ts'
 import type { MetricsHandler } from '../observability/options.ts'
 import type { ArtifactDoc, OutboxRow, WorkerInfo } from '../ports/store.ts'
-import { countingAttempt } from '../ports/store-rules.ts'
+import { countingAttempt, handOver } from '../ports/store-rules.ts'
 import { parkPoison } from '../util/guard.ts'
 import { StopSteps } from '../util/stop-steps.ts'
 import { applyControl } from './control.ts'
@@ -238,7 +238,7 @@ export class Coordinator {
     const types = new Set(graph.nodes.filter((n) => n.type !== COORDINATOR_FN_TYPE).map((n) => n.type))
     if (this.config.requireKnownTypes) requireServed(this.#p.roles, types, now)
     await Promise.all([...types].map((t) => this.#p.subscriptions.ensureStatus(t)))
-    await this.#p.inserter.insert(task)
+    await this.#p.inserter.insert(handOver(task))
     this.#p.obs?.taskCreated(id, graph.nodes.length)
     this.#p.log.info('task.created', { task_id: id, nodes: graph.nodes.length })
     if (!this.#p.ownership.owns(id)) {

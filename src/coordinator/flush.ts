@@ -21,7 +21,7 @@ import type { JournalEntry, VersionedTask } from '../model/journal.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { BatchMetricsWrite, Store } from '../ports/store.ts'
 import { type PendingCommand, type TaskRuntime, journalCommands } from './runtime.ts'
-import { deepFreeze } from '../ports/store-rules.ts'
+import { handOver } from '../ports/store-rules.ts'
 
 export interface FlushHooks {
   /** The entry of `rt` is durable: send its commands, run its functions, wake its waiters. */
@@ -221,10 +221,10 @@ export class Flusher {
       // nothing is waiting to be sent, says that everything up to it was sent.
       if (rt.unsent === 0 && ch.commands.length === 0) entry.sent_through = seq
       else if (rt.sentThrough > rt.sentRecorded) entry.sent_through = rt.sentThrough
-      const snapshot = ch.force || this.#hooks.wantsSnapshot(rt) ? { ...rt.toDoc(), v: seq } : null
-      // Node states are never changed in place (transitions make new ones): the entry is frozen, so
-      // a store in the same process may keep it without a copy.
-      deepFreeze(entry)
+      const snapshot = ch.force || this.#hooks.wantsSnapshot(rt) ? handOver({ ...rt.toDoc(), v: seq }) : null
+      // Node states are never changed in place (transitions make new ones): the entry is handed
+      // over, so a store in the same process may keep it (node states included) without a copy.
+      handOver(entry)
       built.push({ rt, entry, commands: ch.commands, fnRuns: ch.fnRuns, force: ch.force, snapshot })
       rows.push(...ch.metrics)
     }

@@ -41,6 +41,35 @@ export function compareBatchUid(a: string | null, b: string | null): number {
   return compareCodePoints(a, b)
 }
 
+/**
+ * The mark of a document handed over to a store by its writer (see handOver): a non-enumerable
+ * property, so copies (spread, JSON) do not carry it. (A WeakSet of such documents costs more: a
+ * store in memory keeps them all, and the collector walks the set at every cycle.)
+ */
+const HANDED_OVER = Symbol('flowkit.handedOver')
+/**
+ * FLOWKIT_CHECK_HANDOVER=1 (the test suite sets it): what is handed over is deep-frozen instead,
+ * so code that changes a handed-over document in place throws where it does so.
+ */
+const FREEZE_HANDED_OVER = process.env['FLOWKIT_CHECK_HANDOVER'] === '1'
+
+/**
+ * Marks a document its writer gives to a store and never changes again (nor anything under it):
+ * a store in the same process may keep it by reference (it still copies it on the way out). The
+ * coordinator hands over its journal entries (with their node states), snapshots and new tasks
+ * this way; it makes new objects rather than changing these in place.
+ */
+export function handOver<T extends object>(doc: T): T {
+  if (FREEZE_HANDED_OVER) return deepFreeze(doc)
+  Object.defineProperty(doc, HANDED_OVER, { value: true })
+  return doc
+}
+
+/** Whether a store may keep `v` by reference: handed over, or deep-frozen (see deepFreeze). */
+export function isHandedOver(v: object): boolean {
+  return (v as { [HANDED_OVER]?: true })[HANDED_OVER] === true || Object.isFrozen(v)
+}
+
 export function deepFreeze<T>(v: T): T {
   if (v !== null && typeof v === 'object' && !Object.isFrozen(v)) freezeTree(v)
   return v

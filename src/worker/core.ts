@@ -11,6 +11,7 @@ import type { Store } from '../ports/store.ts'
 import { assertNodeId } from '../ports/store-rules.ts'
 import { TASK_ID_PATTERN } from '../graph/types.ts'
 import type { RoleHandler, RunInfo } from './handler.ts'
+import type { HeartbeatTicker } from './heartbeats.ts'
 import type { WorkerStateSaver } from './state.ts'
 import type { StatusEmitter } from './status.ts'
 
@@ -53,6 +54,8 @@ export interface WorkerCore {
   status: StatusEmitter
   /** Persists the run state in the background. */
   readonly state: WorkerStateSaver
+  /** Sends the heartbeats of the accepted runs (one timer for all). */
+  readonly heartbeats: HeartbeatTicker
   /** Set by kill(): behave as a crashed process (persist nothing more, report nothing). */
   killed: boolean
   stopping: boolean

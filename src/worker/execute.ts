@@ -14,7 +14,6 @@ import { resolveInput } from './input-select.ts'
 import { HandlerResultError, MAX_REASON_CODE_CHARS, checkArtifactMeta, checkBatch, checkBatchResult, checkBusRecord, checkFinalizeResult, clip, failureText } from './results.ts'
 import { emitStatus, statusRecord } from './status.ts'
 import { type SpawnOptions, spawnInGroup } from './subprocess.ts'
-import { QUIET_ABORT } from '../util/abort.ts'
 import { observeRun } from '../observability/worker.ts'
 import { ArtifactBatcher } from './artifacts.ts'
 
@@ -47,8 +46,7 @@ export async function executeRun(
   core.log.info('node.accepted', ids)
   core.state.request() // in the background: the batch loop does not wait for this write
 
-  const hbAbort = new AbortController()
-  const heartbeats = heartbeatLoop(core, run, hbAbort.signal)
+  const stopHeartbeats = core.heartbeats.add(run)
   const cleanups: (() => void | Promise<void>)[] = []
   const written = new Set<string>()
   let completeWritten = false
@@ -204,8 +202,7 @@ export async function executeRun(
     core.log.warn('node.failed', { ...ids, reason_code: classified.reasonCode, permanent: classified.permanent, error })
   } finally {
     observed?.end()
-    hbAbort.abort(QUIET_ABORT)
-    await heartbeats
+    await stopHeartbeats()
     for (const fn of cleanups.reverse()) {
       try {
         await fn()
@@ -239,26 +236,4 @@ function classifyRaw(log: Logger, handler: RoleHandler, err: unknown): { reasonC
     }
   }
   return classifyErrorDefault(err)
-}
-
-async function heartbeatLoop(core: WorkerCore, run: ActiveRun, signal: AbortSignal): Promise<void> {
-  const every = core.config.hbIntervalSec * 1000
-  let n = 0
-  while (!signal.aborted) {
-    try {
-      await core.clock.sleep(every, signal)
-    } catch {
-      return
-    }
-    if (core.killed || run.released) return // abandoned: the lease must be allowed to lapse
-    n++
-    const now = core.clock.now()
-    await emitStatus(
-      core,
-      run.info,
-      { kind: 'TASK_HEARTBEAT', lease_id: run.info.leaseId, lease_deadline_ts_ms: now + core.config.leaseTtlSec * 1000 },
-      { kind: 'TASK_HEARTBEAT', n },
-      now,
-    ).catch((err: unknown) => core.log.warn('worker.heartbeat_failed', { task_id: run.info.taskId, node_id: run.info.nodeId, error: errorMessage(err) }))
-  }
 }

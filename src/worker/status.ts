@@ -169,6 +169,30 @@ function settle(batch: Pending[], err?: unknown): void {
   }
 }
 
+/** What, with the run's ids, identifies a status event (its dedup id). */
+export interface DedupParts {
+  kind: string
+  batch_uid?: string
+  n?: number
+  restored?: boolean
+}
+
+/**
+ * The dedup id's fields in code point order, as canonicalJson writes them: it then has nothing to
+ * sort (the id is the same whatever the order).
+ */
+function sortedParts(info: RunInfo, d: DedupParts): Record<string, unknown> {
+  const parts: Record<string, unknown> = {}
+  if (d.batch_uid !== undefined) parts['batch_uid'] = d.batch_uid
+  parts['epoch'] = info.attemptEpoch
+  parts['kind'] = d.kind
+  if (d.n !== undefined) parts['n'] = d.n
+  parts['node'] = info.nodeId
+  if (d.restored !== undefined) parts['restored'] = d.restored
+  parts['task'] = info.taskId
+  return parts
+}
+
 /**
  * The record of one status event of a run on `status.{role}.v1` (keyed by task and node, so a
  * run's events share a partition). `now` is the envelope's `ts_ms`: a payload with a deadline
@@ -180,7 +204,7 @@ export function statusRecord(
   core: WorkerCore,
   info: RunInfo,
   payload: Record<string, unknown>,
-  dedupParts: Record<string, unknown>,
+  dedupParts: DedupParts,
   now: number = core.clock.now(),
 ): BusRecord {
   const env = makeEnvelope({
@@ -191,7 +215,7 @@ export function statusRecord(
     step_type: info.stepType,
     attempt_epoch: info.attemptEpoch,
     ts_ms: now,
-    dedup_id: dedupId({ epoch: info.attemptEpoch, ...dedupParts, node: info.nodeId, task: info.taskId }),
+    dedup_id: dedupId(sortedParts(info, dedupParts)),
     payload: { worker_id: core.workerId, ...payload },
   })
   const record: BusRecord = { topic: topicFor(core.config.topicStatusFmt, info.stepType), key: messageKey(info.taskId, info.nodeId), value: encode(env) }
@@ -209,7 +233,7 @@ export function emitStatus(
   core: WorkerCore,
   info: RunInfo,
   payload: Record<string, unknown>,
-  dedupParts: Record<string, unknown>,
+  dedupParts: DedupParts,
   now: number = core.clock.now(),
 ): Promise<void> {
   let record: BusRecord

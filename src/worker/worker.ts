@@ -28,6 +28,7 @@ import type { WorkerCore } from './core.ts'
 import { onQuery, onSignal } from './discovery.ts'
 import type { RoleHandler, RunInfo } from './handler.ts'
 import { CommandIntake } from './intake.ts'
+import { HeartbeatTicker } from './heartbeats.ts'
 import { RunManager } from './runs.ts'
 import { WorkerStateSaver, workerStateOf } from './state.ts'
 import { StatusEmitter } from './status.ts'
@@ -150,6 +151,7 @@ export class Worker {
         enabled: () => !core.killed,
         minIntervalMs: this.config.stateSaveIntervalMs,
       }),
+      heartbeats: new HeartbeatTicker(() => core),
       killed: false,
       stopping: false,
     }

@@ -3,16 +3,17 @@
  * id, one journal entry per (task, seq) (a second writer of a seq is refused, the same writer's
  * retry is accepted); the current task is its snapshot with the entries after its version applied.
  *
- * What the coordinator hands over deep-frozen is kept by reference (copied on the way out): the
- * graph, journal entries and the node states of a snapshot. Anything else is copied in.
+ * What the coordinator hands over (store-rules.ts handOver) is kept by reference (copied on the
+ * way out): new tasks, journal entries, snapshots and their node states; a frozen graph too.
+ * Anything else is copied in.
  */
 import { ErrorCode, FlowkitError } from '../../errors.ts'
 import { applyJournal } from '../../model/journal.ts'
 import type { JournalEntry, NodeState, RunView, TaskDoc, TaskStatus, VersionedTask } from '../../ports/store.ts'
-import { assertNodeId, compareCodePoints, deepFreeze, withVersion } from '../../ports/store-rules.ts'
+import { assertNodeId, compareCodePoints, deepFreeze, isHandedOver, withVersion } from '../../ports/store-rules.ts'
 import { clone, ingest, take } from './copy.ts'
 
-/** A stored journal entry: as JSON text, or (deep-frozen, the coordinator's) by reference. */
+/** A stored journal entry: as JSON text, or (handed over, the coordinator's) by reference. */
 interface JournalRow {
   writer: string
   at_ms: number
@@ -29,14 +30,14 @@ function cloneTask(t: VersionedTask): TaskDoc {
 }
 
 /**
- * A snapshot's node states on their way in. The coordinator's are deep-frozen (it never changes a
+ * A snapshot's node states on their way in. The coordinator hands its over (it never changes a
  * node state in place): those are kept as they are (documents are copied on the way out); any
  * other is copied in.
  */
 function ingestNodes(nodes: Record<string, NodeState>): Record<string, NodeState> {
   const out: Record<string, NodeState> = {}
   for (const [id, n] of Object.entries(nodes)) {
-    if (!Object.isFrozen(n)) return ingest(nodes)
+    if (!isHandedOver(n)) return ingest(nodes)
     out[id] = n
   }
   return out
@@ -56,7 +57,7 @@ export class MemoryTasks {
     }
     // The graph is immutable: a caller's graph that is already frozen is kept as is (no copy).
     const { graph, ...rest } = task
-    const stored = ingest({ ...rest, v: 0 }) as VersionedTask
+    const stored = (isHandedOver(task) ? { ...rest, v: 0 } : ingest({ ...rest, v: 0 })) as VersionedTask
     stored.graph = Object.isFrozen(graph) ? graph : deepFreeze(ingest(graph))
     this.#tasks.set(task.id, stored)
   }
@@ -114,9 +115,9 @@ export class MemoryTasks {
       }
       const held = j.get(e.seq)
       if (held !== undefined) return held.writer === e.writer
-      // An entry handed over deep-frozen (the coordinator's) cannot change: kept as is, copied on
-      // the way out; any other is copied in.
-      j.set(e.seq, Object.isFrozen(e) ? { writer: e.writer, at_ms: e.at_ms, json: null, entry: e } : { writer: e.writer, at_ms: e.at_ms, json: JSON.stringify(e), entry: null })
+      // An entry handed over (the coordinator's) does not change: kept as is, copied on the way
+      // out; any other is copied in.
+      j.set(e.seq, isHandedOver(e) ? { writer: e.writer, at_ms: e.at_ms, json: null, entry: e } : { writer: e.writer, at_ms: e.at_ms, json: JSON.stringify(e), entry: null })
       return true
     })
   }
@@ -129,14 +130,19 @@ export class MemoryTasks {
     for (const nodeId of Object.keys(task.nodes)) assertNodeId(nodeId)
     const stored = this.#tasks.get(task.id)
     if (stored === undefined || stored.v >= task.v) return false
-    const t = ingest({
+    const fields = {
       status: task.status,
       coordinator: task.coordinator,
       result: task.result,
       error: task.error,
       finished_at_ms: task.finished_at_ms,
-    })
-    this.#tasks.set(task.id, { ...stored, ...t, nodes: ingestNodes(task.nodes), updated_at_ms: now, v: task.v, sent_through: task.sent_through ?? 0, batches: ingest(task.batches ?? {}) })
+    }
+    // A snapshot the coordinator handed over is kept by reference; any other is copied in.
+    const own = isHandedOver(task)
+    const t = own ? fields : ingest(fields)
+    const nodes = own ? task.nodes : ingestNodes(task.nodes)
+    const batches = own ? (task.batches ?? {}) : ingest(task.batches ?? {})
+    this.#tasks.set(task.id, { ...stored, ...t, nodes, updated_at_ms: now, v: task.v, sent_through: task.sent_through ?? 0, batches })
     return true
   }
 
