@@ -8,7 +8,7 @@ import { ErrorCode, FlowkitError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { BusMessage } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
-import { FINAL_UID, parseEnvelope, parseStatusEvent, type Envelope, type StatusEvent } from '../protocol/messages.ts'
+import { FINAL_UID, envelopeOf, parseStatusEvent, type Envelope, type StatusEvent } from '../protocol/messages.ts'
 import type { Engine } from './engine.ts'
 import type { TaskRuntime } from './runtime.ts'
 import type { NodeEvent } from './transitions.ts'
@@ -60,7 +60,7 @@ export class Intake {
     const touched = new Set<TaskRuntime>()
     for (let i = 0; i < messages.length; i++) {
       const m = messages[i] as BusMessage
-      const parsed = parseEnvelope(m.value)
+      const parsed = envelopeOf(m)
       if (!parsed.ok) {
         this.#log.warn('bus.message_malformed', { topic: m.topic, partition: m.partition, offset: m.offset, error: parsed.error })
         continue

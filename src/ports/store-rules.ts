@@ -55,7 +55,8 @@ const FREEZE_HANDED_OVER = process.env['FLOWKIT_CHECK_HANDOVER'] === '1'
 
 /**
  * Marks a document its writer gives to a store and never changes again (nor anything under it):
- * a store in the same process may keep it by reference (it still copies it on the way out). The
+ * a store in the same process may keep it by reference (it still copies it on the way out), a bus
+ * in memory may deliver it to consumers (BusRecord.decoded). The
  * coordinator hands over its journal entries (with their node states), snapshots and new tasks
  * this way; it makes new objects rather than changing these in place.
  */

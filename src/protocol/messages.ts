@@ -221,26 +221,43 @@ export function parseEnvelope(raw: string): ParseResult<Envelope> {
   } catch {
     return { ok: false, error: 'not JSON' }
   }
-  if (!isObj(data)) return { ok: false, error: 'not a JSON object' }
-  if (data['v'] !== 1) return { ok: false, error: `unsupported protocol version ${JSON.stringify(data['v'])}` }
-  if (typeof data['msg_type'] !== 'string' || !MSG_TYPES.has(data['msg_type'])) return { ok: false, error: 'bad msg_type' }
-  if (typeof data['role'] !== 'string' || !ROLES.has(data['role'])) return { ok: false, error: 'bad role' }
-  for (const f of ['dedup_id', 'task_id', 'node_id', 'step_type'] as const) {
-    if (typeof data[f] !== 'string' || (data[f] as string).length === 0 || (data[f] as string).length > 512) {
-      return { ok: false, error: `bad ${f}` }
-    }
-  }
-  if (!Number.isSafeInteger(data['attempt_epoch']) || (data['attempt_epoch'] as number) < 0) {
-    return { ok: false, error: 'bad attempt_epoch' }
-  }
-  if (typeof data['ts_ms'] !== 'number' || !Number.isFinite(data['ts_ms'])) return { ok: false, error: 'bad ts_ms' }
-  if (!isObj(data['payload'])) return { ok: false, error: 'bad payload' }
-  if (data['corr_id'] !== undefined && typeof data['corr_id'] !== 'string') return { ok: false, error: 'bad corr_id' }
-  const t = data['target_worker_id']
-  if (t !== undefined && t !== null && typeof t !== 'string') return { ok: false, error: 'bad target_worker_id' }
+  const bad = envelopeProblem(data)
+  if (bad !== null) return { ok: false, error: bad }
   // The parsed object is ours: completed in place rather than copied.
-  if (data['corr_id'] === undefined) data['corr_id'] = ''
-  return { ok: true, value: data as unknown as Envelope }
+  const env = data as Record<string, unknown>
+  if (env['corr_id'] === undefined) env['corr_id'] = ''
+  return { ok: true, value: env as unknown as Envelope }
+}
+
+/**
+ * The envelope of a bus message: `decoded` when the bus delivered the producer's object (a bus in
+ * memory; checked as parsed text is, never changed: a copy is completed), else `value` parsed.
+ */
+export function envelopeOf(message: { value: string; decoded?: object }): ParseResult<Envelope> {
+  const data = message.decoded
+  if (data === undefined) return parseEnvelope(message.value)
+  const bad = envelopeProblem(data)
+  if (bad !== null) return { ok: false, error: bad }
+  const env = data as unknown as Envelope
+  return { ok: true, value: env.corr_id === undefined ? { ...env, corr_id: '' } : env }
+}
+
+/** Why `data` is not a valid envelope, or null. */
+function envelopeProblem(data: unknown): string | null {
+  if (!isObj(data)) return 'not a JSON object'
+  if (data['v'] !== 1) return `unsupported protocol version ${JSON.stringify(data['v'])}`
+  if (typeof data['msg_type'] !== 'string' || !MSG_TYPES.has(data['msg_type'])) return 'bad msg_type'
+  if (typeof data['role'] !== 'string' || !ROLES.has(data['role'])) return 'bad role'
+  for (const f of ['dedup_id', 'task_id', 'node_id', 'step_type'] as const) {
+    if (typeof data[f] !== 'string' || (data[f] as string).length === 0 || (data[f] as string).length > 512) return `bad ${f}`
+  }
+  if (!Number.isSafeInteger(data['attempt_epoch']) || (data['attempt_epoch'] as number) < 0) return 'bad attempt_epoch'
+  if (typeof data['ts_ms'] !== 'number' || !Number.isFinite(data['ts_ms'])) return 'bad ts_ms'
+  if (!isObj(data['payload'])) return 'bad payload'
+  if (data['corr_id'] !== undefined && typeof data['corr_id'] !== 'string') return 'bad corr_id'
+  const t = data['target_worker_id']
+  if (t !== undefined && t !== null && typeof t !== 'string') return 'bad target_worker_id'
+  return null
 }
 
 function str(p: Record<string, unknown>, k: string): string | undefined {

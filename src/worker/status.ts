@@ -15,6 +15,7 @@ import type { Logger } from '../log.ts'
 import type { Bus, BusRecord } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
 import { dedupId, encode, makeEnvelope, messageKey } from '../protocol/messages.ts'
+import { handOver } from '../ports/store-rules.ts'
 import { topicFor } from '../config.ts'
 import type { WorkerCore } from './core.ts'
 import type { RunInfo } from './handler.ts'
@@ -218,11 +219,37 @@ export function statusRecord(
     dedup_id: dedupId(sortedParts(info, dedupParts)),
     payload: { worker_id: core.workerId, ...payload },
   })
-  const record: BusRecord = { topic: topicFor(core.config.topicStatusFmt, info.stepType), key: messageKey(info.taskId, info.nodeId), value: encode(env) }
+  // The envelope goes with its text: a coordinator in this process (memory bus) need not parse it.
+  const record: BusRecord = {
+    topic: topicFor(core.config.topicStatusFmt, info.stepType),
+    key: messageKey(info.taskId, info.nodeId),
+    value: encode(env),
+    decoded: handOver({ ...env, payload: ownCopy(env.payload) }),
+  }
   // Observability: the run's trace context travels with its events (W3C headers, additive).
   const headers = observeStatus(info, payload)
   if (headers !== undefined) record.headers = headers
   return record
+}
+
+/**
+ * A payload no handler holds a reference to, equal to what its JSON text parses to: the handler's
+ * objects in it (metrics, artifacts_ref) may change after the event was sent, its text does not.
+ */
+function ownCopy(payload: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  for (const k of Object.keys(payload)) {
+    const v = payload[k]
+    if (v === undefined) continue
+    out[k] = v === null || typeof v !== 'object' ? v : isEmptyObject(v) ? {} : JSON.parse(JSON.stringify(v))
+  }
+  return out
+}
+
+function isEmptyObject(v: object): boolean {
+  if (Array.isArray(v) || Object.getPrototypeOf(v) !== Object.prototype) return false
+  for (const _ in v) return false
+  return true
 }
 
 /**

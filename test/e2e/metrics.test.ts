@@ -421,3 +421,26 @@ describe('metrics', () => {
     }
   })
 })
+
+test('metrics a handler changes after returning them count as they were when the batch was reported', async () => {
+  // One metrics object reused across batches (an accumulator): each report is its state then.
+  const acc = { count: 0 }
+  const reused: RoleHandler = {
+    async *iterBatches() {
+      for (let i = 0; i < 5; i++) yield { batch_uid: `b${i}`, payload: {} }
+    },
+    async processBatch() {
+      acc.count++
+      return { metrics: acc }
+    },
+  }
+  const rt = await startRuntime({ handlers: { reused } })
+  try {
+    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'r', type: 'reused' }] } })
+    const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })
+    assert.equal(t.status, 'finished')
+    assert.equal(nodeOf(t, 'r').stats['count'], 1 + 2 + 3 + 4 + 5)
+  } finally {
+    await rt.stop()
+  }
+})

@@ -175,6 +175,7 @@ function append(topic: TopicState, partition: number, pending: Pending): void {
     offset: part.records.length,
     timestamp: pending.timestamp,
   }
+  if (pending.decoded !== undefined) message.decoded = pending.decoded
   part.records.push(message)
   topic.log.push(message)
   for (const listener of part.listeners) listener.notify()

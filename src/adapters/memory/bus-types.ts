@@ -76,6 +76,7 @@ export interface AssignmentInfo {
 export interface Pending {
   key: string | null
   value: string
+  decoded: object | undefined
   headers: Record<string, string>
   timestamp: number
   reorder: boolean

@@ -287,7 +287,7 @@ export class MemoryBus implements Bus {
   #stageRecord(topic: TopicState, partition: number, record: BusRecord, copies: number, delayMs: number): void {
     const timestamp = this.#clock.now()
     for (let i = 0; i < copies; i++) {
-      const pending: Pending = { key: record.key, value: record.value, headers: { ...(record.headers ?? {}) }, timestamp, reorder: false }
+      const pending: Pending = { key: record.key, value: record.value, decoded: record.decoded, headers: { ...(record.headers ?? {}) }, timestamp, reorder: false }
       if (delayMs > 0) {
         const timer = setTimeout(() => {
           this.#delayTimers.delete(timer)
