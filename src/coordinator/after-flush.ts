@@ -35,7 +35,6 @@ export class AfterFlush {
   readonly #d: AfterFlushDeps
   readonly #events = new EventEmitter()
   readonly #recentDone = new Set<string>()
-  readonly #lastSnapshotAt = new Map<string, number>()
   #done: TaskRuntime[] = []
   /** Set by a simulated crash: nothing more leaves the process. */
   dead = false
@@ -47,11 +46,11 @@ export class AfterFlush {
 
   /** Whether a snapshot of `rt` should be taken with its next entry (besides forced ones). */
   wantsSnapshot(rt: TaskRuntime): boolean {
-    return rt.terminal || this.#d.clock.now() - (this.#lastSnapshotAt.get(rt.id) ?? rt.createdAt) >= this.#d.snapshotIntervalMs
+    return rt.terminal || this.#d.clock.now() - (rt.lastSnapshotAt ?? rt.createdAt) >= this.#d.snapshotIntervalMs
   }
 
   created(rt: TaskRuntime): void {
-    this.#lastSnapshotAt.set(rt.id, this.#d.clock.now())
+    rt.lastSnapshotAt = this.#d.clock.now()
   }
 
   isRecentlyDone(taskId: string): boolean {
@@ -92,7 +91,7 @@ export class AfterFlush {
     } else if (rt.unsent === 0) rt.sentThrough = Math.max(rt.sentThrough, rt.v)
     for (const ord of fnRuns) d.fns.run(rt, ord)
     if (snapshot !== null) {
-      this.#lastSnapshotAt.set(rt.id, d.clock.now())
+      rt.lastSnapshotAt = d.clock.now()
       d.snapshots().offer(snapshot)
     }
     if (rt.terminal) {
@@ -130,14 +129,12 @@ export class AfterFlush {
     rt.dropped = true
     if (this.#d.engine.tasks.get(rt.id) === rt) this.#d.engine.tasks.delete(rt.id)
     this.#d.flusher().forget(rt)
-    this.#lastSnapshotAt.delete(rt.id)
   }
 
   /** A finished task whose final state is in the store leaves memory. */
   #evict(rt: TaskRuntime): void {
     if (this.#d.engine.tasks.get(rt.id) !== rt) return
     this.#d.engine.tasks.delete(rt.id)
-    this.#lastSnapshotAt.delete(rt.id)
     this.#recentDone.add(rt.id)
     if (this.#recentDone.size > RECENT_DONE_MAX) {
       const oldest = this.#recentDone.values().next().value

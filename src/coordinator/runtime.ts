@@ -62,6 +62,8 @@ export class TaskRuntime {
   v: number
   /** Seq of the last snapshot written. */
   snapshotV: number
+  /** When a snapshot of it was last taken (null: none since it was loaded; its creation counts). */
+  lastSnapshotAt: number | null = null
   /** Every command of the entries up to this seq was sent. */
   sentThrough: number
   /** The `sentThrough` last written to the journal. */

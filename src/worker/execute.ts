@@ -118,7 +118,7 @@ export async function executeRun(
     ctx.throwIfCancelled()
     const batches = await resolveInput(core, handler, cmd, info, signal)
     let index = 0
-    for await (const raw of batches) {
+    const step = async (raw: unknown): Promise<void> => {
       ctx.throwIfCancelled()
       const batch = checkBatch(raw, index)
       let uid = typeof batch.batch_uid === 'string' && batch.batch_uid.length > 0 ? batch.batch_uid : `b${index}`
@@ -161,6 +161,9 @@ export async function executeRun(
       currentBatch = null
       core.log.debug('node.batch_ok', { ...ids, batch_uid: uid })
     }
+    // An array (one batch, or a handler's list) is walked as such: no async iterator per run.
+    if (Array.isArray(batches)) for (const raw of batches as unknown[]) await step(isThenable(raw) ? await raw : raw)
+    else for await (const raw of batches) await step(raw)
     await Promise.all(reports.splice(0))
     ctx.throwIfCancelled()
     const fin = checkFinalizeResult(await handler.finalize?.(ctx))
@@ -236,4 +239,8 @@ function classifyRaw(log: Logger, handler: RoleHandler, err: unknown): { reasonC
     }
   }
   return classifyErrorDefault(err)
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as { then?: unknown }).then === 'function'
 }

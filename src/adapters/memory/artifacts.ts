@@ -16,17 +16,23 @@ interface ArtifactEntry {
 /** A JSON round trip: what a document store does with JSON data (and a deep copy). */
 export const jsonCopy = <T>(v: T): T => (v === undefined ? v : (JSON.parse(JSON.stringify(v)) as T))
 
+/**
+ * An artifact's key within its task: the node id after its length, then a NUL and the batch uid
+ * for a partial (nothing for the complete artifact): no two (node, batch) pairs share a key.
+ */
+const artifactKey = (nodeId: string, batchUid: string | null): string => (batchUid === null ? `${nodeId.length}:${nodeId}` : `${nodeId.length}:${nodeId}\u0000${batchUid}`)
+
 export class MemoryArtifacts {
-  readonly #artifacts = new Map<string, ArtifactEntry>()
-  /** Task id → keys of its artifacts (listing without a scan of every task's). */
-  readonly #byTask = new Map<string, Set<string>>()
+  /** Task id → its artifacts by artifactKey. */
+  readonly #byTask = new Map<string, Map<string, ArtifactEntry>>()
   readonly #streamClaims = new Map<string, StreamClaim & { claimed_at_ms: number }>()
   #seq = 0
 
   upsert(artifact: ArtifactWrite, now: number): boolean {
     const batchUid = artifact.batch_uid ?? null
-    const key = canonicalJson([artifact.task_id, artifact.node_id, batchUid])
-    const existing = this.#artifacts.get(key)
+    let arts = this.#byTask.get(artifact.task_id)
+    const key = artifactKey(artifact.node_id, batchUid)
+    const existing = arts?.get(key)
     if (existing && existing.doc.attempt_epoch > artifact.attempt_epoch) return false
     const doc: ArtifactDoc = {
       task_id: artifact.task_id,
@@ -39,32 +45,27 @@ export class MemoryArtifacts {
       created_at: existing ? existing.doc.created_at : now,
       updated_at: now,
     }
-    this.#artifacts.set(key, { doc, seq: existing ? existing.seq : ++this.#seq })
-    let keys = this.#byTask.get(artifact.task_id)
-    if (keys === undefined) {
-      keys = new Set()
-      this.#byTask.set(artifact.task_id, keys)
+    if (arts === undefined) {
+      arts = new Map()
+      this.#byTask.set(artifact.task_id, arts)
     }
-    keys.add(key)
+    arts.set(key, { doc, seq: existing ? existing.seq : ++this.#seq })
     return true
   }
 
   list(taskId: string, query: ArtifactQuery): ArtifactDoc[] {
-    const keys = this.#byTask.get(taskId) ?? new Set<string>()
-    const rows = [...keys]
-      .map((k) => this.#artifacts.get(k) as ArtifactEntry)
-      .filter(
-        (e) =>
-          (query.nodeId === undefined || e.doc.node_id === query.nodeId) &&
-          (query.status === undefined || e.doc.status === query.status) &&
-          (query.createdAfter === undefined || e.doc.created_at >= query.createdAfter),
-      )
+    const rows = [...(this.#byTask.get(taskId)?.values() ?? [])].filter(
+      (e) =>
+        (query.nodeId === undefined || e.doc.node_id === query.nodeId) &&
+        (query.status === undefined || e.doc.status === query.status) &&
+        (query.createdAfter === undefined || e.doc.created_at >= query.createdAfter),
+    )
     rows.sort((a, b) => a.doc.created_at - b.doc.created_at || compareBatchUid(a.doc.batch_uid, b.doc.batch_uid) || a.seq - b.seq)
     return rows.map((e) => jsonCopy(e.doc))
   }
 
   get(taskId: string, nodeId: string, batchUid: string | null): ArtifactDoc | null {
-    const e = this.#artifacts.get(canonicalJson([taskId, nodeId, batchUid ?? null]))
+    const e = this.#byTask.get(taskId)?.get(artifactKey(nodeId, batchUid ?? null))
     return e ? jsonCopy(e.doc) : null
   }
 
