@@ -14,7 +14,8 @@ import { ErrorCode, FlowkitError, errorMessage } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { Bus, BusRecord } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
-import { dedupId, encode, makeEnvelope, messageKey } from '../protocol/messages.ts'
+import { DEDUP_ID_LENGTH, encode, makeEnvelope, messageKey } from '../protocol/messages.ts'
+import { sha256Hex } from '../util/ids.ts'
 import { handOver } from '../ports/store-rules.ts'
 import { topicFor } from '../config.ts'
 import type { WorkerCore } from './core.ts'
@@ -179,19 +180,15 @@ export interface DedupParts {
 }
 
 /**
- * The dedup id's fields in code point order, as canonicalJson writes them: it then has nothing to
- * sort (the id is the same whatever the order).
+ * The dedup id of a status event: `dedupId` of its fields (task, node, epoch and the parts), with
+ * their canonical JSON written directly (keys in code point order, as canonicalJson sorts them).
  */
-function sortedParts(info: RunInfo, d: DedupParts): Record<string, unknown> {
-  const parts: Record<string, unknown> = {}
-  if (d.batch_uid !== undefined) parts['batch_uid'] = d.batch_uid
-  parts['epoch'] = info.attemptEpoch
-  parts['kind'] = d.kind
-  if (d.n !== undefined) parts['n'] = d.n
-  parts['node'] = info.nodeId
-  if (d.restored !== undefined) parts['restored'] = d.restored
-  parts['task'] = info.taskId
-  return parts
+export function statusDedupId(info: RunInfo, d: DedupParts): string {
+  const batch = d.batch_uid === undefined ? '' : `"batch_uid":${JSON.stringify(d.batch_uid)},`
+  const n = d.n === undefined ? '' : `"n":${JSON.stringify(d.n)},`
+  const restored = d.restored === undefined ? '' : `"restored":${JSON.stringify(d.restored)},`
+  const canonical = `{${batch}"epoch":${JSON.stringify(info.attemptEpoch)},"kind":${JSON.stringify(d.kind)},${n}"node":${JSON.stringify(info.nodeId)},${restored}"task":${JSON.stringify(info.taskId)}}`
+  return sha256Hex(canonical).slice(0, DEDUP_ID_LENGTH)
 }
 
 /**
@@ -200,6 +197,11 @@ function sortedParts(info: RunInfo, d: DedupParts): Record<string, unknown> {
  * computed from the worker's clock passes the same reading, so that `deadline - ts_ms` is exactly
  * the duration meant (a coordinator counts that duration on its own clock from receipt; the
  * worker's absolute time never matters).
+ *
+ * The envelope goes with its text (BusRecord.decoded): a coordinator in this process (memory bus)
+ * need not parse it. Its payload is the worker's own: the handler's objects in it (metrics,
+ * artifacts_ref) are copied, so a handler changing them after the event was sent changes nothing,
+ * as with the text.
  */
 export function statusRecord(
   core: WorkerCore,
@@ -216,15 +218,14 @@ export function statusRecord(
     step_type: info.stepType,
     attempt_epoch: info.attemptEpoch,
     ts_ms: now,
-    dedup_id: dedupId(sortedParts(info, dedupParts)),
-    payload: { worker_id: core.workerId, ...payload },
+    dedup_id: statusDedupId(info, dedupParts),
+    payload: ownPayload(core.workerId, payload),
   })
-  // The envelope goes with its text: a coordinator in this process (memory bus) need not parse it.
   const record: BusRecord = {
     topic: topicFor(core.config.topicStatusFmt, info.stepType),
     key: messageKey(info.taskId, info.nodeId),
     value: encode(env),
-    decoded: handOver({ ...env, payload: ownCopy(env.payload) }),
+    decoded: handOver(env),
   }
   // Observability: the run's trace context travels with its events (W3C headers, additive).
   const headers = observeStatus(info, payload)
@@ -232,12 +233,9 @@ export function statusRecord(
   return record
 }
 
-/**
- * A payload no handler holds a reference to, equal to what its JSON text parses to: the handler's
- * objects in it (metrics, artifacts_ref) may change after the event was sent, its text does not.
- */
-function ownCopy(payload: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {}
+/** `{ worker_id, ...payload }` with the objects in `payload` copied (as their JSON text reads). */
+function ownPayload(workerId: string, payload: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { worker_id: workerId }
   for (const k of Object.keys(payload)) {
     const v = payload[k]
     if (v === undefined) continue
