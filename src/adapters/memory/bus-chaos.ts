@@ -172,7 +172,7 @@ function append(topic: TopicState, partition: number, pending: Pending): void {
     value: pending.value,
     headers: pending.headers,
     partition,
-    offset: part.records.length,
+    offset: part.base + part.records.length,
     timestamp: pending.timestamp,
   }
   if (pending.decoded !== undefined) message.decoded = pending.decoded

@@ -7,7 +7,7 @@
 import type { BusBatchHandler, BusHandler, SubscribeOptions, Subscription } from '../../ports/bus.ts'
 import { ErrorCode, FlowkitError, errorMessage } from '../../errors.ts'
 import type { AssignmentInfo, TopicState } from './bus-types.ts'
-import { partitionKey } from './bus-types.ts'
+import { endOffset, partitionKey } from './bus-types.ts'
 import { PartitionWorker } from './bus-worker.ts'
 import type { BusInternals, WorkerGroup, WorkerMember } from './bus-worker.ts'
 
@@ -188,7 +188,7 @@ export function rebalance(internals: BusInternals, group: GroupState, topics: Re
       const [name, p] = key.split('\u0000') as [string, string]
       const topic = topics.get(name)!
       const partition = Number(p)
-      member.onAssigned(key, topic.partitions[partition]!.records.length)
+      member.onAssigned(key, endOffset(topic.partitions[partition]!))
       const previous = group.workers.get(key)
       const worker = new PartitionWorker(internals, member, group, topic, partition, previous?.done)
       member.workers.set(key, worker)

@@ -49,9 +49,24 @@ export interface MemoryBusLogger {
   debug?(obj: Record<string, unknown>, msg: string): void
 }
 
+/**
+ * How many records a partition keeps (Kafka's retention, by count). A record goes once it is older
+ * than the partition's last `records`, and every group subscribed to its topic has consumed it; or
+ * regardless, once the partition holds more than `maxRecords` (a group behind then resumes at the
+ * oldest record kept, as Kafka's `auto.offset.reset=earliest` does).
+ */
+export interface MemoryRetention {
+  /** Records kept in any case (for groups that subscribe later, and `records()`). Default 10,000. */
+  records?: number
+  /** Most records a partition holds, consumed or not. Default 250,000. */
+  maxRecords?: number
+}
+
 export interface MemoryBusOptions {
   /** Partitions of a topic created implicitly (produce/subscribe) or without a count. Default 3. */
   defaultPartitions?: number
+  /** Records kept per partition (see MemoryRetention); the log is not kept whole for ever. */
+  retention?: MemoryRetention
   chaos?: ChaosOptions
   logger?: MemoryBusLogger
   /** Source of record timestamps. Default: the system clock. */
@@ -83,7 +98,10 @@ export interface Pending {
 }
 
 export interface PartitionState {
-  readonly records: BusMessage[]
+  /** The records kept: `records[i]` has offset `base + i`. */
+  records: BusMessage[]
+  /** Offset of `records[0]` (records before it were dropped by retention). */
+  base: number
   /** Workers to wake when a record is appended. */
   readonly listeners: Set<{ notify(): void }>
   /** FIFO of records waiting for their chaos delay; later records queue behind (order kept). */
@@ -97,12 +115,19 @@ export interface PartitionState {
 export interface TopicState {
   readonly name: string
   readonly partitions: PartitionState[]
-  /** Every appended record, in append order across partitions. */
-  readonly log: BusMessage[]
+  /** The records kept, in append order across partitions (some may have been dropped since: see `dropped`). */
+  log: BusMessage[]
+  /** Records of `log` dropped by retention since it was last rebuilt. */
+  dropped: number
+}
+
+/** The offset the next record of the partition gets. */
+export function endOffset(p: PartitionState): number {
+  return p.base + p.records.length
 }
 
 export function newPartitionState(): PartitionState {
-  return { records: [], listeners: new Set<Signal>(), staged: [], stagedTimer: null, held: null, heldTimer: null }
+  return { records: [], base: 0, listeners: new Set<Signal>(), staged: [], stagedTimer: null, held: null, heldTimer: null }
 }
 
 export function partitionKey(topic: string, partition: number): string {

@@ -10,7 +10,7 @@ import type { BusBatchHandler, BusHandler } from '../../ports/bus.ts'
 import { errorMessage } from '../../errors.ts'
 import { Signal } from '../../util/signal.ts'
 import type { MemoryBusLogger, PartitionState, TopicState, YieldBudget } from './bus-types.ts'
-import { copyMessage, partitionKey } from './bus-types.ts'
+import { copyMessage, endOffset, partitionKey } from './bus-types.ts'
 
 const BACKOFF_START_MS = 20
 const BACKOFF_MAX_MS = 1000
@@ -40,6 +40,8 @@ export interface BusInternals {
   readonly logger: MemoryBusLogger | undefined
   readonly budget: YieldBudget
   checkIdle(): void
+  /** A group committed on the partition: records every group consumed may go (retention). */
+  committed(topic: TopicState, partition: number): void
 }
 
 type WorkerState = 'starting' | 'waiting' | 'paused' | 'handling' | 'backoff' | 'yielding' | 'stopped'
@@ -57,11 +59,12 @@ export class PartitionWorker {
   readonly #member: WorkerMember
   readonly #group: WorkerGroup
   readonly #log: PartitionState
+  readonly #topicState: TopicState
   readonly #signal = new Signal()
   #backoff: { timer: ReturnType<typeof setTimeout>; resolve: () => void } | null = null
   /** End of the partition's log now (the next offset to be appended). */
   get end(): number {
-    return this.#log.records.length
+    return endOffset(this.#log)
   }
 
   constructor(
@@ -79,6 +82,7 @@ export class PartitionWorker {
     this.partition = partition
     this.key = partitionKey(topic.name, partition)
     this.#log = topic.partitions[partition]!
+    this.#topicState = topic
     this.done = this.#run(previous)
   }
 
@@ -110,13 +114,15 @@ export class PartitionWorker {
       await previous
       if (this.#stopped) return
       this.#log.listeners.add(this)
-      this.position = this.#group.committed.get(this.key) ?? 0
+      // A group without a position starts at the oldest record kept.
+      this.position = this.#group.committed.get(this.key) ?? this.#log.base
       while (!this.#stopped) {
         if (this.#member.paused) {
           await this.#park('paused')
           continue
         }
-        if (this.position >= this.#log.records.length) {
+        if (this.position < this.#log.base) this.#skipDropped()
+        if (this.position >= endOffset(this.#log)) {
           await this.#park('waiting')
           continue
         }
@@ -125,6 +131,7 @@ export class PartitionWorker {
         this.position = next
         this.#group.committed.set(this.key, next)
         this.#member.onCommitted()
+        this.#internals.committed(this.#topicState, this.partition)
         const turn = this.#internals.budget.spend(this.#member.batchHandler ? this.#internals.budget.limit : 1)
         if (turn) {
           this.state = 'yielding'
@@ -146,6 +153,16 @@ export class PartitionWorker {
     }
   }
 
+  /** The records from the position on were dropped (the partition outgrew its retention): resume at the oldest kept. */
+  #skipDropped(): void {
+    const skipped = this.#log.base - this.position
+    this.#internals.logger?.warn(
+      { event: 'bus.records_dropped', groupId: this.#group.id, topic: this.topic, partition: this.partition, from: this.position, skipped },
+      'memory bus: records this group had not consumed were dropped by retention; it resumes at the oldest record kept',
+    )
+    this.position = this.#log.base
+  }
+
   async #park(state: 'paused' | 'waiting'): Promise<void> {
     this.state = state
     this.#internals.checkIdle()
@@ -156,7 +173,7 @@ export class PartitionWorker {
   #handleOne(): Promise<number | null> {
     const handler = this.#member.handler!
     return this.#attempt(() => {
-      const record = this.#log.records[this.position]!
+      const record = this.#log.records[this.position - this.#log.base]!
       return { first: record.offset, next: record.offset + 1, call: () => handler(copyMessage(record)) }
     })
   }
@@ -166,7 +183,8 @@ export class PartitionWorker {
     const handler = this.#member.batchHandler!
     return this.#attempt(() => {
       // Taken again on every attempt: a retried batch may include records that arrived meanwhile.
-      const batch = this.#log.records.slice(this.position, this.position + this.#member.maxBatch)
+      const from = this.position - this.#log.base
+      const batch = this.#log.records.slice(from, from + this.#member.maxBatch)
       return { first: this.position, next: batch[batch.length - 1]!.offset + 1, call: () => handler(batch.map(copyMessage)) }
     })
   }
@@ -216,7 +234,7 @@ export class PartitionWorker {
       case 'paused':
         return this.#member.paused
       case 'waiting':
-        return this.#member.paused || this.position >= this.#log.records.length
+        return this.#member.paused || this.position >= endOffset(this.#log)
       default:
         return false
     }

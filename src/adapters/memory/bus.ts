@@ -13,6 +13,10 @@
  * handler has finished, from the group's committed offset, so uncommitted records are delivered
  * again (at-least-once) and a partition is never handled by two members at once.
  *
+ * Retention (`retention`, MemoryRetention): a partition keeps its last 10,000 records, and older
+ * ones until every group subscribed to the topic consumed them, at most 250,000 in all; so a
+ * long-running process does not keep every record it ever carried.
+ *
  * The bus shares the event loop fairly: workers and `produce` give the loop a macrotask turn
  * (setImmediate) after every 64 records handled or produced in one turn and after each batch, so
  * timers and I/O of the process keep running during a long backlog.
@@ -42,12 +46,13 @@ import type {
   ChaosOptions,
   MemoryBusLogger,
   MemoryBusOptions,
+  PartitionState,
   Pending,
   ProduceInterceptor,
   TopicInfo,
   TopicState,
 } from './bus-types.ts'
-import { YieldBudget, copyMessage, newPartitionState, partitionKey } from './bus-types.ts'
+import { YieldBudget, copyMessage, endOffset, newPartitionState, partitionKey } from './bus-types.ts'
 import type { BusInternals, PartitionWorker } from './bus-worker.ts'
 
 export type {
@@ -58,9 +63,17 @@ export type {
   InterceptedRecord,
   MemoryBusLogger,
   MemoryBusOptions,
+  MemoryRetention,
   ProduceInterceptor,
   TopicInfo,
 } from './bus-types.ts'
+
+/** Records a partition keeps in any case (MemoryRetention.records). */
+const DEFAULT_RETAINED = 10_000
+/** Most records a partition holds (MemoryRetention.maxRecords). */
+const DEFAULT_MAX_RECORDS = 250_000
+/** Retention drops records by at least this many at a time (one array copy per chunk). */
+const TRIM_CHUNK = 1024
 
 export class MemoryBus implements Bus {
   readonly #defaultPartitions: number
@@ -78,6 +91,8 @@ export class MemoryBus implements Bus {
   #memberSeq = 0
   #closed = false
   #closing: Promise<void> | null = null
+  readonly #retained: number
+  readonly #maxRecords: number
 
   constructor(options: MemoryBusOptions = {}) {
     const partitions = options.defaultPartitions ?? 3
@@ -94,7 +109,15 @@ export class MemoryBus implements Bus {
       logger: this.#logger,
       budget: new YieldBudget(64),
       checkIdle: () => this.#checkIdle(),
+      committed: (topic, partition) => this.#retain(topic, partition),
     }
+    const retain = options.retention?.records ?? DEFAULT_RETAINED
+    const max = options.retention?.maxRecords ?? DEFAULT_MAX_RECORDS
+    if (!Number.isInteger(retain) || retain < 0 || !(Number.isInteger(max) || max === Number.POSITIVE_INFINITY) || max < retain) {
+      throw new FlowkitError(ErrorCode.Config, `retention: records must be an integer >= 0 and maxRecords an integer >= records, got ${retain} and ${max}`)
+    }
+    this.#retained = retain
+    this.#maxRecords = max
   }
 
   // ---- Bus port ----------------------------------------------------------------------------
@@ -158,7 +181,7 @@ export class MemoryBus implements Bus {
       for (const topic of topics) {
         topic.partitions.forEach((log, p) => {
           const key = partitionKey(topic.name, p)
-          if (!group.committed.has(key) && !group.workers.has(key)) group.committed.set(key, log.records.length)
+          if (!group.committed.has(key) && !group.workers.has(key)) group.committed.set(key, endOffset(log))
         })
       }
     }
@@ -196,7 +219,9 @@ export class MemoryBus implements Bus {
 
   /** Every record appended to `topic` (copies), in append order across partitions. */
   records(topic: string): BusMessage[] {
-    return (this.#topics.get(topic)?.log ?? []).map(copyMessage)
+    const t = this.#topics.get(topic)
+    if (t === undefined) return []
+    return t.log.filter((m) => m.offset >= (t.partitions[m.partition] as PartitionState).base).map(copyMessage)
   }
 
   /** The group's committed offset (next offset to read) for a partition; undefined if none. */
@@ -245,7 +270,7 @@ export class MemoryBus implements Bus {
     if (existing) return existing
     checkTopicName(name)
     const count = partitions ?? this.#defaultPartitions
-    const topic: TopicState = { name, log: [], partitions: Array.from({ length: count }, newPartitionState) }
+    const topic: TopicState = { name, log: [], dropped: 0, partitions: Array.from({ length: count }, newPartitionState) }
     this.#topics.set(name, topic)
     return topic
   }
@@ -298,6 +323,41 @@ export class MemoryBus implements Bus {
       } else {
         this.#stager.stage(topic, partition, pending)
       }
+    }
+  }
+
+  /**
+   * Drops the records of a partition that retention lets go (see MemoryRetention): checked when a
+   * group commits, acted on in chunks (one splice per TRIM_CHUNK records at least).
+   */
+  #retain(topic: TopicState, partition: number): void {
+    const part = topic.partitions[partition] as PartitionState
+    const length = part.records.length
+    if (length < this.#retained + TRIM_CHUNK && length <= this.#maxRecords) return
+    const end = endOffset(part)
+    let upTo = end - this.#retained
+    const key = partitionKey(topic.name, partition)
+    for (const group of this.#groups.values()) {
+      if (!group.members.some((m) => m.topics.includes(topic.name))) continue
+      upTo = Math.min(upTo, group.committed.get(key) ?? part.base)
+    }
+    const over = end - upTo > this.#maxRecords
+    if (over) {
+      // Over the cap: consumed or not (a chunk below it, so the next records do not trim again at
+      // once), except what a partition worker is handling right now.
+      upTo = end - Math.max(0, this.#maxRecords - TRIM_CHUNK)
+      for (const w of this.#internals.workers) {
+        if (w.topic === topic.name && w.partition === partition && (w.state === 'handling' || w.state === 'backoff')) upTo = Math.min(upTo, w.position)
+      }
+    }
+    const drop = upTo - part.base
+    if (drop <= 0 || (!over && drop < TRIM_CHUNK)) return
+    part.records = part.records.slice(drop)
+    part.base = upTo
+    topic.dropped += drop
+    if (topic.dropped * 2 > topic.log.length) {
+      topic.log = topic.log.filter((m) => m.offset >= (topic.partitions[m.partition] as PartitionState).base)
+      topic.dropped = 0
     }
   }
 
