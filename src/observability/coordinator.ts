@@ -265,7 +265,8 @@ export class CoordinatorObservability {
       }
     }
     t.attempts.set(n.node_id, a)
-    this.#byKey.set(a.key, a)
+    // Looked up by key only for what tracing adds (command headers, links from run spans).
+    if (a.headers !== undefined || a.span !== null) this.#byKey.set(a.key, a)
     return a
   }
 
