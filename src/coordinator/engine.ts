@@ -10,6 +10,7 @@ import type { RetryPolicy } from '../graph/types.ts'
 import type { Logger } from '../log.ts'
 import type { NodeState } from '../model/state.ts'
 import type { Clock } from '../ports/clock.ts'
+import { handOver } from '../ports/store-rules.ts'
 import { cancelCommands, startCommand } from './commands.ts'
 import { lostEvent, resendDelayMs, timeoutAt } from './node-due.ts'
 import type { Limits } from './limits.ts'
@@ -109,7 +110,8 @@ export class Engine {
           rt.batches.set(ord, m)
         }
         m.set(e.uid, { epoch: node.attempt_epoch, metrics: e.metrics })
-        rt.metricsRows.push({ task_id: rt.id, node_id: node.node_id, batch_uid: e.uid, attempt_epoch: node.attempt_epoch, metrics: e.metrics })
+        // Handed over: the metrics of an applied event never change (a store in this process keeps them as they are).
+        rt.metricsRows.push(handOver({ task_id: rt.id, node_id: node.node_id, batch_uid: e.uid, attempt_epoch: node.attempt_epoch, metrics: e.metrics }))
         return
       }
       case 'output':

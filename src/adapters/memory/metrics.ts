@@ -3,8 +3,7 @@
  * attempt epoch), the first write kept; listed as the newest epoch per batch.
  */
 import type { BatchMetricsRow, BatchMetricsWrite } from '../../ports/store.ts'
-import { assertNodeId, newestPerBatch } from '../../ports/store-rules.ts'
-import { canonicalJson } from '../../util/ids.ts'
+import { assertNodeId, isHandedOver, newestPerBatch } from '../../ports/store-rules.ts'
 import { clone, ingest } from './copy.ts'
 
 interface MetricsRow extends BatchMetricsRow {
@@ -24,14 +23,15 @@ export class MemoryMetrics {
         m = new Map()
         this.#metrics.set(row.task_id, m)
       }
-      const key = canonicalJson([row.node_id, row.batch_uid, row.attempt_epoch])
+      // node ids hold no NUL: the key is unambiguous.
+      const key = `${row.node_id}\u0000${row.attempt_epoch}\u0000${row.batch_uid}`
       if (m.has(key)) continue
       m.set(key, {
         task_id: row.task_id,
         node_id: row.node_id,
         batch_uid: row.batch_uid,
         attempt_epoch: row.attempt_epoch,
-        metrics: ingest(row.metrics),
+        metrics: isHandedOver(row) ? row.metrics : ingest(row.metrics),
         inserted_at_ms: now,
       })
     }
