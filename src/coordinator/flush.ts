@@ -213,14 +213,24 @@ export class Flusher {
       }
       const ch = rt.takeChanges()
       const seq = rt.v + 1
-      const entry: JournalEntry = { task_id: rt.id, seq, at_ms: now, writer: this.#writer, events: ch.events, nodes: ch.nodes }
-      if (ch.task !== undefined) entry.task = ch.task
-      if (ch.commands.length > 0) entry.commands = journalCommands(ch.commands)
-      if (ch.metrics.length > 0) entry.batches = ch.metrics.map((r) => [r.node_id, r.batch_uid, r.attempt_epoch, r.metrics])
       // Commands go out after their entry is durable: an entry without commands, written while
       // nothing is waiting to be sent, says that everything up to it was sent.
-      if (rt.unsent === 0 && ch.commands.length === 0) entry.sent_through = seq
-      else if (rt.sentThrough > rt.sentRecorded) entry.sent_through = rt.sentThrough
+      const sentThrough = rt.unsent === 0 && ch.commands.length === 0 ? seq : rt.sentThrough > rt.sentRecorded ? rt.sentThrough : undefined
+      // Every field present (undefined when it has nothing: stores leave those out), in one order:
+      // entries of one shape keep the code that reads them monomorphic (optional fields added one
+      // by one made a shape per combination, and the store's and observers' readers deoptimized).
+      const entry: JournalEntry = {
+        task_id: rt.id,
+        seq,
+        at_ms: now,
+        writer: this.#writer,
+        events: ch.events,
+        nodes: ch.nodes,
+        task: ch.task,
+        commands: ch.commands.length > 0 ? journalCommands(ch.commands) : undefined,
+        sent_through: sentThrough,
+        batches: ch.metrics.length > 0 ? ch.metrics.map((r) => [r.node_id, r.batch_uid, r.attempt_epoch, r.metrics]) : undefined,
+      }
       const snapshot = ch.force || this.#hooks.wantsSnapshot(rt) ? handOver({ ...rt.toDoc(), v: seq }) : null
       // Node states are never changed in place (transitions make new ones): the entry is handed
       // over, so a store in the same process may keep it (node states included) without a copy.
