@@ -6,8 +6,8 @@
  *
  * All runs share one interval, so a FIFO ordered by due time is enough (a run is always due after
  * every run registered or beaten before it): the timer sleeps until the head is due. A run that
- * ends is only marked; its entry is dropped when it reaches the head. The timer is cancelled when
- * no run is left, so a stopped worker holds no timer.
+ * ends leaves the list at once (a linked list: nothing of it is kept until its due time). The
+ * timer is cancelled when no run is left, so a stopped worker holds no timer.
  */
 import { errorMessage } from '../errors.ts'
 import { QUIET_ABORT } from '../util/abort.ts'
@@ -21,12 +21,15 @@ interface Entry {
   live: boolean
   /** The heartbeat being sent, if any. */
   sending: Promise<void> | null
+  prev: Entry | null
+  next: Entry | null
 }
 
 export class HeartbeatTicker {
   readonly #coreOf: () => WorkerCore
-  #queue: Entry[] = []
-  #head = 0
+  /** Live entries by due time (all share one interval: appending keeps the order), a linked list. */
+  #head: Entry | null = null
+  #tail: Entry | null = null
   #live = 0
   /** Cancels the current timer loop's sleep; null when no loop runs. */
   #loop: AbortController | null = null
@@ -46,12 +49,12 @@ export class HeartbeatTicker {
   }
 
   /**
-   * Starts the heartbeats of an accepted run. The returned function stops them; it resolves once
-   * a heartbeat being sent at that moment went out (or failed).
+   * Starts the heartbeats of an accepted run. The returned function stops them (the run is let go
+   * at once); it resolves once a heartbeat being sent at that moment went out (or failed).
    */
   add(run: ActiveRun): () => Promise<void> {
-    const entry: Entry = { run, at: this.#core.clock.now() + this.#every(), n: 0, live: true, sending: null }
-    this.#queue.push(entry)
+    const entry: Entry = { run, at: this.#core.clock.now() + this.#every(), n: 0, live: true, sending: null, prev: null, next: null }
+    this.#append(entry)
     this.#live++
     if (this.#loop === null) {
       const loop = new AbortController()
@@ -68,9 +71,27 @@ export class HeartbeatTicker {
     return this.#core.config.hbIntervalSec * 1000
   }
 
+  #append(e: Entry): void {
+    e.prev = this.#tail
+    e.next = null
+    if (this.#tail === null) this.#head = e
+    else this.#tail.next = e
+    this.#tail = e
+  }
+
+  #unlink(e: Entry): void {
+    if (e.prev === null) this.#head = e.next
+    else e.prev.next = e.next
+    if (e.next === null) this.#tail = e.prev
+    else e.next.prev = e.prev
+    e.prev = null
+    e.next = null
+  }
+
   #retire(entry: Entry): void {
     if (!entry.live) return
     entry.live = false
+    this.#unlink(entry)
     this.#live--
     if (this.#live === 0 && this.#loop !== null) {
       this.#loop.abort(QUIET_ABORT)
@@ -81,8 +102,8 @@ export class HeartbeatTicker {
   async #tick(signal: AbortSignal): Promise<void> {
     const core = this.#core
     for (;;) {
-      const head = this.#next()
-      if (head === undefined || signal.aborted) return
+      const head = this.#head
+      if (head === null || signal.aborted) return
       const wait = head.at - core.clock.now()
       if (wait > 0) {
         try {
@@ -92,7 +113,6 @@ export class HeartbeatTicker {
         }
         continue // the head may have ended meanwhile
       }
-      this.#head++
       const run = head.run
       if (core.killed || run.released) {
         this.#retire(head)
@@ -101,7 +121,8 @@ export class HeartbeatTicker {
       head.n++
       const now = core.clock.now()
       head.at = now + this.#every()
-      this.#queue.push(head)
+      this.#unlink(head)
+      this.#append(head)
       head.sending = emitStatus(
         core,
         run.info,
@@ -114,16 +135,5 @@ export class HeartbeatTicker {
           head.sending = null
         })
     }
-  }
-
-  /** The first live entry (dead ones ahead of it dropped), or undefined. */
-  #next(): Entry | undefined {
-    const q = this.#queue
-    while (this.#head < q.length && !(q[this.#head] as Entry).live) this.#head++
-    if (this.#head > 1024 && this.#head * 2 > q.length) {
-      this.#queue = q.slice(this.#head)
-      this.#head = 0
-    }
-    return this.#queue[this.#head]
   }
 }
