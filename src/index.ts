@@ -68,7 +68,7 @@ export {
 export { graphJsonSchema } from './graph/schema.ts'
 export { createLogger, MemoryLogger, EVENTS_CHANNEL, type FlowkitEventMessage, type Logger, type LogLevel } from './log.ts'
 export { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LoggerOptions } from './log.ts'
-export * as protocol from './protocol/messages.ts'
+export * as protocol from './protocol/index.ts'
 export { VARS_LIMITS, VarsError, VarsReason, setVars, mergeVars, incrVar, unsetVars, getVar } from './coordinator/vars.ts'
 export { type Guard, evaluateGuard, parseGuard } from './graph/guard.ts'
 // Real adapters, loading their driver on first use ('flowkit/kafka' and 'flowkit/mongo' export the

@@ -7,7 +7,8 @@
  * worker's own grace (`cancelGraceMs`) is a duration.
  */
 import type { BusMessage } from '../ports/bus.ts'
-import { dedupId, encode, makeEnvelope, messageKey, parseEnvelope, parseSignal } from '../protocol/messages.ts'
+import { dedupId, encode, makeEnvelope, messageKey } from '../protocol/messages.ts'
+import { parseEnvelope, parseSignal } from '../protocol/parse.ts'
 import { invalidIds, type WorkerCore } from './core.ts'
 import type { RunManager } from './runs.ts'
 

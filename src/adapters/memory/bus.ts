@@ -54,6 +54,7 @@ import type {
 } from './bus-types.ts'
 import { YieldBudget, copyMessage, endOffset, newPartitionState, partitionKey } from './bus-types.ts'
 import type { BusInternals, PartitionWorker } from './bus-worker.ts'
+import { type Retention, dropRetained, resolveRetention } from './bus-retention.ts'
 
 export type {
   AssignmentInfo,
@@ -68,12 +69,6 @@ export type {
   TopicInfo,
 } from './bus-types.ts'
 
-/** Records a partition keeps in any case (MemoryRetention.records). */
-const DEFAULT_RETAINED = 10_000
-/** Most records a partition holds (MemoryRetention.maxRecords). */
-const DEFAULT_MAX_RECORDS = 250_000
-/** Retention drops records by at least this many at a time (one array copy per chunk). */
-const TRIM_CHUNK = 1024
 
 export class MemoryBus implements Bus {
   readonly #defaultPartitions: number
@@ -91,8 +86,7 @@ export class MemoryBus implements Bus {
   #memberSeq = 0
   #closed = false
   #closing: Promise<void> | null = null
-  readonly #retained: number
-  readonly #maxRecords: number
+  readonly #retention: Retention
 
   constructor(options: MemoryBusOptions = {}) {
     const partitions = options.defaultPartitions ?? 3
@@ -109,15 +103,9 @@ export class MemoryBus implements Bus {
       logger: this.#logger,
       budget: new YieldBudget(64),
       checkIdle: () => this.#checkIdle(),
-      committed: (topic, partition) => this.#retain(topic, partition),
+      committed: (topic, partition) => dropRetained(topic, partition, this.#retention, this.#groups.values(), this.#internals.workers),
     }
-    const retain = options.retention?.records ?? DEFAULT_RETAINED
-    const max = options.retention?.maxRecords ?? DEFAULT_MAX_RECORDS
-    if (!Number.isInteger(retain) || retain < 0 || !(Number.isInteger(max) || max === Number.POSITIVE_INFINITY) || max < retain) {
-      throw new FlowkitError(ErrorCode.Config, `retention: records must be an integer >= 0 and maxRecords an integer >= records, got ${retain} and ${max}`)
-    }
-    this.#retained = retain
-    this.#maxRecords = max
+    this.#retention = resolveRetention(options.retention)
   }
 
   // ---- Bus port ----------------------------------------------------------------------------
@@ -323,41 +311,6 @@ export class MemoryBus implements Bus {
       } else {
         this.#stager.stage(topic, partition, pending)
       }
-    }
-  }
-
-  /**
-   * Drops the records of a partition that retention lets go (see MemoryRetention): checked when a
-   * group commits, acted on in chunks (one splice per TRIM_CHUNK records at least).
-   */
-  #retain(topic: TopicState, partition: number): void {
-    const part = topic.partitions[partition] as PartitionState
-    const length = part.records.length
-    if (length < this.#retained + TRIM_CHUNK && length <= this.#maxRecords) return
-    const end = endOffset(part)
-    let upTo = end - this.#retained
-    const key = partitionKey(topic.name, partition)
-    for (const group of this.#groups.values()) {
-      if (!group.members.some((m) => m.topics.includes(topic.name))) continue
-      upTo = Math.min(upTo, group.committed.get(key) ?? part.base)
-    }
-    const over = end - upTo > this.#maxRecords
-    if (over) {
-      // Over the cap: consumed or not (a chunk below it, so the next records do not trim again at
-      // once), except what a partition worker is handling right now.
-      upTo = end - Math.max(0, this.#maxRecords - TRIM_CHUNK)
-      for (const w of this.#internals.workers) {
-        if (w.topic === topic.name && w.partition === partition && (w.state === 'handling' || w.state === 'backoff')) upTo = Math.min(upTo, w.position)
-      }
-    }
-    const drop = upTo - part.base
-    if (drop <= 0 || (!over && drop < TRIM_CHUNK)) return
-    part.records = part.records.slice(drop)
-    part.base = upTo
-    topic.dropped += drop
-    if (topic.dropped * 2 > topic.log.length) {
-      topic.log = topic.log.filter((m) => m.offset >= (topic.partitions[m.partition] as PartitionState).base)
-      topic.dropped = 0
     }
   }
 
