@@ -48,27 +48,29 @@ export function compareBatchUid(a: string | null, b: string | null): number {
  */
 const HANDED_OVER = Symbol('flowkit.handedOver')
 /**
- * FLOWKIT_CHECK_HANDOVER=1 (the test suite sets it): what is handed over is deep-frozen instead,
- * so code that changes a handed-over document in place throws where it does so.
+ * FLOWKIT_CHECK_HANDOVER=1 (the test suite sets it): what is handed over is also deep-frozen, so
+ * code that changes a handed-over document in place throws where it does so.
  */
 const FREEZE_HANDED_OVER = process.env['FLOWKIT_CHECK_HANDOVER'] === '1'
 
 /**
  * Marks a document its writer gives to a store and never changes again (nor anything under it):
  * a store in the same process may keep it by reference (it still copies it on the way out), a bus
- * in memory may deliver it to consumers (BusRecord.decoded). The
- * coordinator hands over its journal entries (with their node states), snapshots and new tasks
- * this way; it makes new objects rather than changing these in place.
+ * in memory may deliver it to consumers (BusRecord.decoded). The coordinator hands over its
+ * journal entries (with their node states), snapshots, new tasks and batch metrics rows this way;
+ * it makes new objects rather than changing these in place.
  */
 export function handOver<T extends object>(doc: T): T {
-  if (FREEZE_HANDED_OVER) return deepFreeze(doc)
   Object.defineProperty(doc, HANDED_OVER, { value: true })
-  return doc
+  return FREEZE_HANDED_OVER ? deepFreeze(doc) : doc
 }
 
-/** Whether a store may keep `v` by reference: handed over, or deep-frozen (see deepFreeze). */
+/**
+ * Whether a store may keep `v` by reference: only what its writer handed over. (Being frozen is
+ * not enough: a caller's shallow Object.freeze leaves what is under it changeable.)
+ */
 export function isHandedOver(v: object): boolean {
-  return (v as { [HANDED_OVER]?: true })[HANDED_OVER] === true || Object.isFrozen(v)
+  return (v as { [HANDED_OVER]?: true })[HANDED_OVER] === true
 }
 
 export function deepFreeze<T>(v: T): T {

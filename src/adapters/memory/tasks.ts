@@ -9,7 +9,7 @@
  */
 import { ErrorCode, FlowkitError } from '../../errors.ts'
 import { applyJournal } from '../../model/journal.ts'
-import type { JournalEntry, NodeState, RunView, TaskDoc, TaskStatus, VersionedTask } from '../../ports/store.ts'
+import type { JournalEntry, RunView, TaskDoc, TaskStatus, VersionedTask } from '../../ports/store.ts'
 import { assertNodeId, compareCodePoints, deepFreeze, isHandedOver, withVersion } from '../../ports/store-rules.ts'
 import { clone, ingest, take } from './copy.ts'
 
@@ -27,20 +27,6 @@ function cloneTask(t: VersionedTask): TaskDoc {
   const out = clone(rest) as unknown as TaskDoc
   out.graph = graph
   return withVersion(out, v, sent_through, clone(batches ?? {}))
-}
-
-/**
- * A snapshot's node states on their way in. The coordinator hands its over (it never changes a
- * node state in place): those are kept as they are (documents are copied on the way out); any
- * other is copied in.
- */
-function ingestNodes(nodes: Record<string, NodeState>): Record<string, NodeState> {
-  const out: Record<string, NodeState> = {}
-  for (const [id, n] of Object.entries(nodes)) {
-    if (!isHandedOver(n)) return ingest(nodes)
-    out[id] = n
-  }
-  return out
 }
 
 export class MemoryTasks {
@@ -140,7 +126,7 @@ export class MemoryTasks {
     // A snapshot the coordinator handed over is kept by reference; any other is copied in.
     const own = isHandedOver(task)
     const t = own ? fields : ingest(fields)
-    const nodes = own ? task.nodes : ingestNodes(task.nodes)
+    const nodes = own ? task.nodes : ingest(task.nodes)
     const batches = own ? (task.batches ?? {}) : ingest(task.batches ?? {})
     this.#tasks.set(task.id, { ...stored, ...t, nodes, updated_at_ms: now, v: task.v, sent_through: task.sent_through ?? 0, batches })
     return true
