@@ -113,6 +113,15 @@ export async function executeRun(
   let currentBatch: string | null = null
   const usedUids = new Set<string>()
   const reports: Promise<void>[] = []
+  // Resolves once every BATCH_OK so far was handed to the status emitter (in batch order).
+  let sendGate: Promise<unknown> = Promise.resolve()
+  // The first batch whose partial artifact could not be written, and why (the run fails with it).
+  const failed: { write: { uid: string; err: unknown } | null } = { write: null }
+  const writtenBy = (uid: string, write: Promise<void>): Promise<void> =>
+    write.catch((err: unknown) => {
+      failed.write ??= { uid, err }
+      throw err
+    })
   try {
     await handler.init?.(info)
     ctx.throwIfCancelled()
@@ -120,6 +129,7 @@ export async function executeRun(
     let index = 0
     const step = async (raw: unknown): Promise<void> => {
       ctx.throwIfCancelled()
+      if (failed.write !== null) throw failed.write.err
       const batch = checkBatch(raw, index)
       let uid = typeof batch.batch_uid === 'string' && batch.batch_uid.length > 0 ? batch.batch_uid : `b${index}`
       index++
@@ -150,10 +160,15 @@ export async function executeRun(
         { kind: 'BATCH_OK', batch_uid: uid },
       )
       checkBusRecord(`BATCH_OK of batch ${uid} (its metrics and artifacts_ref)`, okRecord, core.config.maxMessageBytes)
-      if (!written.has(uid)) await writer.writePartial(uid, res.meta ?? { metrics: res.metrics ?? {} })
-      // The next batch does not wait for this report to reach the bus (events go out in order;
-      // TASK_DONE waits for all of them, and a report that cannot be sent fails the run).
-      const report = core.status.send(okRecord)
+      // The next batch waits neither for this batch's partial artifact nor for its report: the
+      // artifact write starts now (writes of consecutive batches share a store round trip), and
+      // the BATCH_OK is sent once that artifact is durable and the previous BATCH_OK was sent, so
+      // reports keep their order and never announce an artifact that is not stored. TASK_DONE
+      // waits for all of them; a write or report that fails fails the run (at the next batch).
+      const durable = written.has(uid) ? null : writtenBy(uid, writer.writePartial(uid, res.meta ?? { metrics: res.metrics ?? {} }))
+      const gate: Promise<unknown> = durable === null ? sendGate : Promise.all([durable, sendGate])
+      const report = gate.then(() => core.status.send(okRecord))
+      sendGate = gate
       report.catch(() => undefined)
       reports.push(report)
       if (reports.length >= 64) await Promise.all(reports.splice(0, 32))
@@ -166,6 +181,7 @@ export async function executeRun(
     else for await (const raw of batches) await step(raw)
     await Promise.all(reports.splice(0))
     ctx.throwIfCancelled()
+    if (failed.write !== null) throw failed.write.err
     const fin = checkFinalizeResult(await handler.finalize?.(ctx))
     ctx.throwIfCancelled()
     const doneRecord = statusRecord(
@@ -188,6 +204,8 @@ export async function executeRun(
     }
     const classified = classify(core.log, handler, err)
     const error = failureText(err)
+    // A partial artifact that failed to be written fails its own batch, not the one in progress.
+    if (failed.write !== null && err === failed.write.err) currentBatch = failed.write.uid
     if (currentBatch !== null) {
       await emitStatus(
         core,
