@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { ErrorCode, FlowkitError, MemoryBus, MemoryStore, type ArtifactWrite, type Store } from 'flowkit'
+import { ErrorCode, FlowkitError, MemoryBus, MemoryStore, type ArtifactWrite, type RoleHandler, type Store } from 'flowkit'
 import { sourceHandler, startRuntime } from '../helpers/runtime.ts'
 import { gate } from '../helpers/gate.ts'
 import { waitFor } from '../helpers/wait.ts'
@@ -32,6 +32,18 @@ function storeWith(hook: (list: readonly ArtifactWrite[]) => Promise<void>): Sto
   })
 }
 
+/** A source of `count` items in batches of 10 that calls `before(batch_uid)` before each batch. */
+function sourceWith(count: number, before: (uid: string) => void | Promise<void>): RoleHandler {
+  const src = sourceHandler(count, 10)
+  return {
+    ...src,
+    async processBatch(batch, ctx) {
+      await before(batch.batch_uid as string)
+      return src.processBatch(batch, ctx)
+    },
+  }
+}
+
 const kinds = (bus: MemoryBus, topic: string): string[] =>
   bus.records(topic).map((r) => {
     const env = JSON.parse(r.value) as Env
@@ -46,21 +58,8 @@ test('the next batch runs while the previous partial artifact is written; its BA
     for (const a of list) stored.push(a.batch_uid ?? 'complete')
   })
   const processed: string[] = []
-  const src = sourceHandler(30, 10)
   const bus = new MemoryBus()
-  const rt = await startRuntime({
-    bus,
-    store,
-    handlers: {
-      src: {
-        ...src,
-        async processBatch(batch, ctx) {
-          processed.push(batch.batch_uid as string)
-          return src.processBatch(batch, ctx)
-        },
-      },
-    },
-  })
+  const rt = await startRuntime({ bus, store, handlers: { src: sourceWith(30, (uid) => void processed.push(uid)) } })
   try {
     const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'src' }] } })
     // All three batches are processed while the first artifact's write is held...
@@ -87,22 +86,12 @@ test('a partial artifact that cannot be written fails its own batch; no later BA
     if (list.some((a) => a.batch_uid === 's1')) throw new FlowkitError(ErrorCode.StoreError, 'injected: artifact s1 refused', { retryable: false })
     for (const a of list) stored.push(a.batch_uid ?? 'complete')
   })
-  const src = sourceHandler(40, 10)
   const bus = new MemoryBus()
-  const rt = await startRuntime({
-    bus,
-    store,
-    handlers: {
-      src: {
-        ...src,
-        async processBatch(batch, ctx) {
-          // s1 is processed once s0 is stored, so that s1's artifact goes in a write of its own.
-          if (batch.batch_uid === 's1') await waitFor(() => stored.includes('s0'))
-          return src.processBatch(batch, ctx)
-        },
-      },
-    },
+  // s1 is processed once s0 is stored, so that s1's artifact goes in a write of its own.
+  const src = sourceWith(40, async (uid) => {
+    if (uid === 's1') await waitFor(() => stored.includes('s0'))
   })
+  const rt = await startRuntime({ bus, store, handlers: { src } })
   try {
     const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'src', retry_policy: { max: 1 } }] } })
     const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })
