@@ -45,6 +45,8 @@ export class Coordinator {
   #started = false
   /** Graphs parsed by createTask (a DAG submitted again is not parsed again). */
   readonly #graphs = new GraphCache()
+  /** Tasks between their insert and their runtime (createTask): not to be adopted by the sweep. */
+  readonly #creating = new Set<string>()
   #fnNamesSet: ReadonlySet<string> | null = null
   /** Set by kill(): nothing more may leave this process. */
   #killed = false
@@ -238,18 +240,26 @@ export class Coordinator {
     const types = new Set(graph.nodes.filter((n) => n.type !== COORDINATOR_FN_TYPE).map((n) => n.type))
     if (this.config.requireKnownTypes) requireServed(this.#p.roles, types, now)
     await Promise.all([...types].map((t) => this.#p.subscriptions.ensureStatus(t)))
-    await this.#p.inserter.insert(handOver(task))
-    this.#p.obs?.taskCreated(id, graph.nodes.length)
-    this.#p.log.info('task.created', { task_id: id, nodes: graph.nodes.length })
-    if (!this.#p.ownership.owns(id)) {
-      // Another coordinator owns it: it is handed over through the owners' topic.
-      await this.#p.tasks.request('adopt', id, '', task)
+    // From its insert until its runtime exists, the task is queued in the store and held nowhere:
+    // the sweep, which adopts such tasks (another process's), must leave this one alone.
+    this.#creating.add(id)
+    try {
+      await this.#p.inserter.insert(handOver(task))
+      this.#p.obs?.taskCreated(id, graph.nodes.length)
+      this.#p.log.info('task.created', { task_id: id, nodes: graph.nodes.length })
+      if (!this.#p.ownership.owns(id)) {
+        // Another coordinator owns it: it is handed over through the owners' topic.
+        await this.#p.tasks.request('adopt', id, '', task)
+        return id
+      }
+      if (this.#p.engine.tasks.has(id)) return id // adopted meanwhile (a request from another process): that runtime serves it
+      const rt = await loadRuntime(this.#p.store, this.#p.engine, this.#p.limits, { ...task, v: 0 })
+      this.#p.after.created(rt)
+      this.#p.engine.startTask(rt)
       return id
+    } finally {
+      this.#creating.delete(id)
     }
-    const rt = await loadRuntime(this.#p.store, this.#p.engine, this.#p.limits, { ...task, v: 0 })
-    this.#p.after.created(rt)
-    this.#p.engine.startTask(rt)
-    return id
   }
 
   async getTask(id: string): Promise<TaskView | null> {
@@ -363,7 +373,7 @@ export class Coordinator {
       store: this.#p.store,
       clock: this.#p.clock,
       log: this.#p.log,
-      known: (id) => this.#p.engine.tasks.has(id) || this.#p.after.isRecentlyDone(id) || !this.#p.ownership.owns(id),
+      known: (id) => this.#p.engine.tasks.has(id) || this.#creating.has(id) || this.#p.after.isRecentlyDone(id) || !this.#p.ownership.owns(id),
       adopt: (id) => this.#p.tasks.adopt(id),
     })
   }
