@@ -65,6 +65,12 @@ export interface CoordinatorConfig extends TopicsConfig, SubmitLimits {
    */
   retentionSec: number
   /**
+   * How long ended tasks (finished, failed, cancelled) are kept, counted from their end: the sweep
+   * then deletes each with its journal, artifacts, batch metrics, stream and attempt claims and
+   * checkpoint (Store.purgeTasks). 0 (the default): kept for ever.
+   */
+  taskRetentionSec: number
+  /**
    * Refuse at createTask a graph naming an input adapter workers do not have. Default false: the
    * worker fails such a node permanently with `bad_input_adapter` (docs/protocol.md, scenario S-050).
    */
@@ -153,6 +159,7 @@ export const COORDINATOR_DEFAULTS: CoordinatorConfig = {
   maxRunningNodes: 0,
   maxRunningByType: {},
   retentionSec: 7 * 24 * 3600,
+  taskRetentionSec: 0,
   rejectUnknownInputAdapters: false,
   requireKnownTypes: false,
   sweepIntervalSec: 10,

@@ -208,6 +208,9 @@ export class MongoStore implements Store {
   async purgeBefore(cutoff: number): Promise<{ journal: number; outbox: number }> {
     return (await this.#store()).purgeBefore(cutoff)
   }
+  async purgeTasks(cutoff: number, limit: number): Promise<string[]> {
+    return (await this.#store()).purgeTasks(cutoff, limit)
+  }
   async upsertWorker(info: WorkerInfo): Promise<void> {
     return (await this.#store()).upsertWorker(info)
   }

@@ -1,10 +1,11 @@
 /**
  * Operator commands on a deployment's store: `workers` (the registry the coordinator keeps from
  * worker announcements), `dlq ls` (outbox messages parked after their last send failed) and
- * `dlq retry <id>` (back to pending: the running coordinator's outbox sends it again).
+ * `dlq retry <id>` (back to pending: the running coordinator's outbox sends it again), `prune`
+ * (deletes ended tasks older than an age, with everything stored for them).
  */
 import type { OutboxRow } from '../ports/store.ts'
-import { int, parse, positionals } from './args.ts'
+import { int, parse, positionals, str } from './args.ts'
 import { openStore } from './connect.ts'
 import { CliError, EXIT, usageError } from './errors.ts'
 import { type CommandBase, ago, isoTime, table } from './output.ts'
@@ -81,4 +82,41 @@ export async function dlqCommand(argv: readonly string[], base: CommandBase): Pr
     }
   }
   throw usageError(`dlq: unknown subcommand ${JSON.stringify(sub)} (ls or retry)`, 'dlq')
+}
+
+const AGE_UNITS_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+/** Tasks deleted per store call. */
+const PRUNE_BATCH = 5_000
+
+/** `7d`, `12h`, `30m`, `90s` or a number of seconds, in ms. */
+function age(command: string, raw: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([smhd]?)$/.exec(raw.trim())
+  const ms = m === null ? Number.NaN : Number(m[1]) * (AGE_UNITS_MS[m[2] || 's'] as number)
+  if (!Number.isFinite(ms) || ms <= 0) throw usageError(`${command}: --ended-before must be an age such as 7d, 12h, 30m or 90s, got ${JSON.stringify(raw)}`, command)
+  return ms
+}
+
+export async function pruneCommand(argv: readonly string[], base: CommandBase): Promise<number> {
+  const p = parse('prune', argv, { 'ended-before': { type: 'string' }, limit: { type: 'string', short: 'n' } }, true)
+  positionals('prune', p, [])
+  const raw = str(p, 'ended-before')
+  if (raw === undefined) throw usageError('prune: --ended-before <age> is required (e.g. 7d: tasks that ended more than 7 days ago)', 'prune')
+  const cutoff = Date.now() - age('prune', raw)
+  const limit = int('prune', p, 'limit', 1) ?? Number.MAX_SAFE_INTEGER
+  const settings = resolveSettings(p)
+  const store = await openStore(settings, 'write')
+  try {
+    let tasks = 0
+    while (tasks < limit && !base.signal.aborted) {
+      const want = Math.min(PRUNE_BATCH, limit - tasks)
+      const ids = await store.purgeTasks(cutoff, want)
+      tasks += ids.length
+      if (ids.length < want) break
+    }
+    if (base.out.json) base.out.doc({ deleted: tasks, ended_before: isoTime(cutoff) })
+    else base.out.line(`deleted ${tasks} task${tasks === 1 ? '' : 's'} that ended before ${isoTime(cutoff)} (with their journal, artifacts, metrics and claims)`)
+    return EXIT.ok
+  } finally {
+    await store.close()
+  }
 }

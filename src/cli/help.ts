@@ -41,6 +41,7 @@ graphs and tasks:
 operations:
   workers                                  workers that announced themselves
   dlq ls | dlq retry <id>                  dead-lettered outbox messages; send one again
+  prune --ended-before <age>               delete tasks that ended before an age (7d, 12h, 30m)
 
 older names (still accepted): flowkit tasks [--all] (= ls), flowkit task <id> (= status),
 flowkit dead-letters (= dlq ls), flowkit retry-dead-letter <id> (= dlq retry)
@@ -152,6 +153,15 @@ ${GLOBAL}`,
 
 Dead letters: outbox messages parked after their last send attempt failed. \`retry\` puts one back to
 pending; the running coordinator sends it again.
+${CONNECTION}
+${GLOBAL}`,
+  prune: `usage: flowkit prune --ended-before <age> [--limit <n>]
+
+Deletes the tasks that ended (finished, failed, cancelled) before the age given, with everything
+stored for them: journal, artifacts, batch metrics, stream and attempt claims, checkpoints. Active
+tasks are never touched. A coordinator does the same by itself with \`taskRetentionSec\`.
+  --ended-before <age>   7d, 12h, 30m, 90s or a number of seconds (required)
+  -n, --limit <n>        delete at most n tasks (oldest first)
 ${CONNECTION}
 ${GLOBAL}`,
 }

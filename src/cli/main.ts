@@ -36,6 +36,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   cancel: async () => (await import('./task-cmds.ts')).cancelCommand,
   workers: async () => (await import('./admin-cmds.ts')).workersCommand,
   dlq: async () => (await import('./admin-cmds.ts')).dlqCommand,
+  prune: async () => (await import('./admin-cmds.ts')).pruneCommand,
 }
 
 /** Older command names, as the new command and its arguments. */

@@ -1,8 +1,8 @@
 /**
- * The coordinator's slow sweep: retention (the application purges old journal entries and sent
- * outbox rows: no TTL indexes on every server), and tasks that appeared in the store without this
- * coordinator (written by another process) are adopted, from a projected read of ids. Deadlines
- * are not swept: they live in the timer heap.
+ * The coordinator's slow sweep: retention (the application purges old journal entries, sent
+ * outbox rows and, with `taskRetentionSec`, whole ended tasks: no TTL indexes on every server),
+ * and tasks that appeared in the store without this coordinator (written by another process) are
+ * adopted, from a projected read of ids. Deadlines are not swept: they live in the timer heap.
  */
 import type { CoordinatorConfig } from '../config.ts'
 import { errorMessage } from '../errors.ts'
@@ -20,9 +20,19 @@ export interface SweepDeps {
   adopt: (taskId: string) => Promise<unknown>
 }
 
+/** Journal and outbox retention runs this often. */
+const PURGE_EVERY_MS = 600_000
+/** Ended tasks deleted per store call, and calls per sweep at most. */
+const TASKS_PER_PURGE = 5_000
+const PURGES_PER_SWEEP = 200
+
 export async function sweep(signal: AbortSignal, d: SweepDeps): Promise<void> {
   const tickMs = Math.max(100, d.config.sweepIntervalSec * 1000)
+  const taskRetentionMs = d.config.taskRetentionSec * 1000
+  // Ended tasks are purged at least every quarter of their retention (a short retention is meant).
+  const taskPurgeEveryMs = Math.min(PURGE_EVERY_MS, Math.max(tickMs, taskRetentionMs / 4))
   let lastPurge = 0
+  let lastTaskPurge = 0
   while (!signal.aborted) {
     try {
       await d.clock.sleep(tickMs, signal)
@@ -31,10 +41,14 @@ export async function sweep(signal: AbortSignal, d: SweepDeps): Promise<void> {
     }
     try {
       const now = d.clock.now()
-      if (now - lastPurge >= 600_000) {
+      if (now - lastPurge >= PURGE_EVERY_MS) {
         lastPurge = now
         const res = await d.store.purgeBefore(now - d.config.retentionSec * 1000)
         if (res.journal > 0 || res.outbox > 0) d.log.info('coordinator.retention', res)
+      }
+      if (taskRetentionMs > 0 && now - lastTaskPurge >= taskPurgeEveryMs) {
+        lastTaskPurge = now
+        await purgeEndedTasks(d, now - taskRetentionMs, signal)
       }
       const ids = await d.store.listTaskIds(['queued'])
       for (const id of ids) if (!d.known(id)) await d.adopt(id)
@@ -42,4 +56,15 @@ export async function sweep(signal: AbortSignal, d: SweepDeps): Promise<void> {
       d.log.error('coordinator.sweep_failed', { error: errorMessage(err) })
     }
   }
+}
+
+/** Deletes the tasks that ended before `cutoff`, a bounded number of store calls at a time. */
+async function purgeEndedTasks(d: SweepDeps, cutoff: number, signal: AbortSignal): Promise<void> {
+  let tasks = 0
+  for (let i = 0; i < PURGES_PER_SWEEP && !signal.aborted; i++) {
+    const ids = await d.store.purgeTasks(cutoff, TASKS_PER_PURGE)
+    tasks += ids.length
+    if (ids.length < TASKS_PER_PURGE) break
+  }
+  if (tasks > 0) d.log.info('coordinator.task_retention', { tasks, ended_before_ms: cutoff })
 }

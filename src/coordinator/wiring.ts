@@ -98,7 +98,7 @@ export function coordinatorConfig(config: CoordinatorOptions['config']): Coordin
     resolveConfig(COORDINATOR_DEFAULTS, (config ?? {}) as Record<string, unknown>, 'coordinator config'),
     'coordinator config',
     ['heartbeatSoftSec', 'heartbeatHardSec', 'leaseTtlSec', 'schedulerTickSec', 'outboxDispatchTickSec', 'outboxMaxRetry', 'acceptTimeoutSec', 'defaultRetryMax', 'topicPartitions', 'retentionSec'],
-    ['discoveryWindowSec', 'cancelGraceSec', 'outboxBackoffMinMs', 'outboxBackoffMaxMs', 'defaultBackoffSec', 'maxRunningNodes', 'snapshotIntervalSec', 'stopSnapshotsSec'],
+    ['discoveryWindowSec', 'taskRetentionSec', 'cancelGraceSec', 'outboxBackoffMinMs', 'outboxBackoffMaxMs', 'defaultBackoffSec', 'maxRunningNodes', 'snapshotIntervalSec', 'stopSnapshotsSec'],
   )
   resolveSubmitLimits(c) // bad limits fail here, not at the first createTask
   return c

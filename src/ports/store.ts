@@ -266,6 +266,14 @@ export interface Store {
    * dead-lettered rows are kept). Returns how many rows went.
    */
   purgeBefore(cutoff: number): Promise<{ journal: number; outbox: number }>
+  /**
+   * Deletes up to `limit` tasks whose stored snapshot is terminal (finished, failed, cancelled)
+   * with `finished_at_ms` before `cutoff`, oldest first, and everything stored for them: journal
+   * entries, artifacts, batch metrics rows, stream claims, attempt claims and checkpoints. The task
+   * document goes last, so a purge cut short is completed by the next one. Active tasks, and
+   * terminal ones without `finished_at_ms`, are never touched. Returns the ids deleted.
+   */
+  purgeTasks(cutoff: number, limit: number): Promise<string[]>
 
   // ---- worker registry and worker run state
   upsertWorker(info: WorkerInfo): Promise<void>

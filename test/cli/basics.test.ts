@@ -37,7 +37,7 @@ describe('flowkit CLI basics', () => {
   test('--help lists every command; each command has its own --help (exit 0)', async () => {
     const main = await runCli(['--help'])
     assert.equal(main.code, 0)
-    const commands = ['dev', 'coordinator', 'worker', 'ui', 'validate', 'submit', 'status', 'ls', 'cancel', 'workers', 'dlq']
+    const commands = ['dev', 'coordinator', 'worker', 'ui', 'validate', 'submit', 'status', 'ls', 'cancel', 'workers', 'dlq', 'prune']
     for (const c of commands) assert.match(main.stdout, new RegExp(`^\\s+${c}\\b`, 'm'), `main help lists ${c}`)
     assert.match(main.stdout, /exit codes: 0 ok, 1 .*2 usage.*\n?.*3 cannot connect, 4 not found/s)
     const helps = await Promise.all(commands.map((c) => runCli([c, '--help'])))

@@ -175,4 +175,40 @@ describe('flowkit store commands on MongoDB', { skip }, () => {
       }
     },
   )
+
+  test('prune --ended-before deletes the tasks that ended before that age, with their artifacts; active and recent ones stay', async () => {
+    const db = newDb()
+    const penv = { FLOWKIT_MONGO_URL: url, FLOWKIT_MONGO_DB: db }
+    const own = new MongoStore({ url, dbName: db, clientOptions })
+    try {
+      await own.init()
+      const day = 86_400_000
+      const t = (name: string, status: TaskDoc['status'], finished: number | null): TaskDoc => makeTaskDoc({ id: `cli-prune-${name}`, status, finished_at_ms: finished, created_at_ms: Date.now() - 30 * day })
+      const tasks = [t('old', 'finished', Date.now() - 3 * day), t('old-failed', 'failed', Date.now() - 2 * day), t('recent', 'finished', Date.now() - 3_600_000), t('active', 'running', null)]
+      await own.createTasks(tasks)
+      for (const task of tasks) await own.upsertArtifacts([{ task_id: task.id, node_id: 'extract', batch_uid: null, status: 'complete', meta: {}, attempt_epoch: 1, worker_id: 'w1' }], Date.now())
+      const usage = await runCli(['prune'], { env: penv })
+      assert.equal(usage.code, 2)
+      assert.match(usage.stderr, /--ended-before <age> is required/)
+      const bad = await runCli(['prune', '--ended-before', 'soon'], { env: penv })
+      assert.equal(bad.code, 2)
+      const r = await runCli(['prune', '--ended-before', '1d', '--json'], { env: penv })
+      assert.equal(r.code, 0, r.stderr)
+      assert.equal((JSON.parse(r.stdout) as { deleted: number }).deleted, 2)
+      for (const gone of ['cli-prune-old', 'cli-prune-old-failed']) {
+        assert.equal(await own.getTask(gone), null)
+        assert.deepEqual(await own.listArtifacts(gone), [])
+      }
+      for (const kept of ['cli-prune-recent', 'cli-prune-active']) {
+        assert.notEqual(await own.getTask(kept), null)
+        assert.equal((await own.listArtifacts(kept)).length, 1)
+      }
+      const again = await runCli(['prune', '--ended-before', '1d'], { env: penv })
+      assert.equal(again.code, 0, again.stderr)
+      assert.match(again.stdout, /^deleted 0 tasks that ended before /m)
+    } finally {
+      await own.close()
+      await dropMongoDatabase(url, db, clientOptions)
+    }
+  })
 })

@@ -31,6 +31,7 @@ import type {
   StreamClaim,
   TaskChanges,
   TaskDoc,
+  TaskStatus,
   VersionedTask,
   WorkerInfo,
   WorkerStateDoc,
@@ -176,6 +177,7 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
             ],
             ['listBatchMetrics', () => store.listBatchMetrics(t.id)],
             ['purgeBefore', () => store.purgeBefore(1)],
+            ['purgeTasks', () => store.purgeTasks(1, 10)],
             ['upsertArtifact', () => store.upsertArtifact(artifact({ task_id: t.id }), T0)],
             ['listArtifacts', () => store.listArtifacts(t.id)],
             ['getArtifact', () => store.getArtifact(t.id, 'extract', null)],
@@ -337,6 +339,55 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
           assert.deepEqual((await store.readJournal([k, `${k}-b`])).map((e) => e.seq), [2])
           const left = (await store.outboxList({ limit: 100_000 })).filter((r) => r.key === k).map((r) => r.dedup_id).sort()
           assert.deepEqual(left, [`${k}-failed`, `${k}-pending`], 'pending and dead-lettered rows are kept')
+        }))
+
+      it('purgeTasks deletes ended tasks before the cutoff with everything stored for them, oldest first, up to the limit', () =>
+        withStore(async (store) => {
+          const k = uid('purge-task')
+          // Ended far in the past (1–3 ms after the epoch), so no other test's task qualifies.
+          const tasks: Array<[string, TaskStatus, number | null]> = [
+            ['old-b', 'failed', 2],
+            ['old-a', 'finished', 1],
+            ['old-c', 'cancelled', 3],
+            ['recent', 'finished', 9_000],
+            ['active', 'running', null],
+            ['no-end', 'finished', null],
+          ]
+          const ids = new Map(tasks.map(([name]) => [name, `${k}-${name}`]))
+          const id = (name: string): string => ids.get(name) as string
+          for (const [name, status, finished] of tasks) {
+            await store.createTask(makeTaskDoc({ id: id(name), status, finished_at_ms: finished }))
+            await store.appendJournal([entry(id(name), 1)])
+            await store.upsertArtifacts([artifact({ task_id: id(name) }), artifact({ task_id: id(name), batch_uid: null, status: 'complete' })], T0)
+            await store.insertBatchMetrics([{ task_id: id(name), node_id: 'extract', batch_uid: 'b1', attempt_epoch: 1, metrics: { rows: 1 } }], T0)
+            await store.claimStreamBatch({ task_id: id(name), consumer_node: 'transform', from_node: 'extract', batch_uid: 'b1', consumer_epoch: 1 }, T0)
+            await store.claimAttempt({ task_id: id(name), node_id: 'extract', attempt_epoch: 1, worker_id: 'w1' }, T0)
+            await store.saveCheckpoint({ task_id: id(name), node_id: 'extract', attempt_epoch: 1, state: { at: 5 } }, T0)
+          }
+          const gone = async (name: string): Promise<boolean> => {
+            const t = id(name)
+            const left = [
+              await store.getTask(t),
+              ...(await store.readJournal([t])),
+              ...(await store.listArtifacts(t)),
+              ...(await store.listBatchMetrics(t)),
+              await store.getCheckpoint(t, 'extract'),
+            ].filter((x) => x !== null)
+            // A claim of a purged task can be made again; one still held is refused (false).
+            const claimable = await store.claimStreamBatch({ task_id: t, consumer_node: 'transform', from_node: 'extract', batch_uid: 'b1', consumer_epoch: 1 }, T0)
+            const attempt = await store.claimAttempt({ task_id: t, node_id: 'extract', attempt_epoch: 1, worker_id: 'w2' }, T0)
+            assert.equal(left.length === 0, claimable && attempt, `${name}: rows and claims disagree`)
+            return left.length === 0
+          }
+          assert.deepEqual(await store.purgeTasks(5_000, 0), [])
+          assert.deepEqual(await store.purgeTasks(5_000, 2), [id('old-a'), id('old-b')])
+          assert.ok(await gone('old-a'))
+          assert.ok(await gone('old-b'))
+          assert.ok(!(await gone('old-c')), 'beyond the limit: kept for the next purge')
+          assert.deepEqual(await store.purgeTasks(5_000, 100), [id('old-c')])
+          assert.ok(await gone('old-c'))
+          for (const kept of ['recent', 'active', 'no-end']) assert.ok(!(await gone(kept)), `${kept} is kept`)
+          assert.deepEqual(await store.purgeTasks(5_000, 100), [])
         }))
 
       it('getRunView returns the cancel flag, the variables and one node (null for an unknown task or node)', () =>

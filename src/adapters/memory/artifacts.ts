@@ -69,6 +69,12 @@ export class MemoryArtifacts {
     return e ? jsonCopy(e.doc) : null
   }
 
+  /** Deletes the artifacts and stream claims of these tasks. */
+  drop(taskIds: ReadonlySet<string>): void {
+    for (const id of taskIds) this.#byTask.delete(id)
+    for (const [k, c] of this.#streamClaims) if (taskIds.has(c.task_id)) this.#streamClaims.delete(k)
+  }
+
   claimStream(claim: StreamClaim, now: number): boolean {
     const key = canonicalJson([claim.task_id, claim.consumer_node, claim.from_node, claim.batch_uid, claim.consumer_epoch])
     if (this.#streamClaims.has(key)) return false

@@ -37,6 +37,11 @@ export class MemoryMetrics {
     }
   }
 
+  /** Deletes the rows of these tasks. */
+  drop(taskIds: ReadonlySet<string>): void {
+    for (const id of taskIds) this.#metrics.delete(id)
+  }
+
   list(taskId: string, nodeId?: string): BatchMetricsRow[] {
     const rows = [...(this.#metrics.get(taskId)?.values() ?? [])].filter((r) => nodeId === undefined || r.node_id === nodeId)
     return newestPerBatch(rows).map((r) => ({ node_id: r.node_id, batch_uid: r.batch_uid, attempt_epoch: r.attempt_epoch, metrics: clone(r.metrics) }))

@@ -160,6 +160,18 @@ export class MemoryStore implements Store {
     return { journal, outbox }
   }
 
+  async purgeTasks(cutoff: number, limit: number): Promise<string[]> {
+    await this.#pace()
+    const ids = this.#tasks.ended(cutoff, limit)
+    if (ids.length === 0) return ids
+    const gone = new Set(ids)
+    this.#metrics.drop(gone)
+    this.#arts.drop(gone)
+    this.#attempts.drop(gone)
+    this.#tasks.drop(gone)
+    return ids
+  }
+
   // ---- artifacts (artifacts.ts)
 
   async upsertArtifact(artifact: ArtifactWrite, now: number): Promise<boolean> {

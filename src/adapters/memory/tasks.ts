@@ -9,6 +9,7 @@
  */
 import { ErrorCode, FlowkitError } from '../../errors.ts'
 import { applyJournal } from '../../model/journal.ts'
+import { TERMINAL_TASK_STATUSES } from '../../model/state.ts'
 import type { JournalEntry, RunView, TaskDoc, TaskStatus, VersionedTask } from '../../ports/store.ts'
 import { assertNodeId, compareCodePoints, deepFreeze, isHandedOver, withVersion } from '../../ports/store-rules.ts'
 import { clone, ingest, take } from './copy.ts'
@@ -130,6 +131,26 @@ export class MemoryTasks {
     const batches = own ? (task.batches ?? {}) : ingest(task.batches ?? {})
     this.#tasks.set(task.id, { ...stored, ...t, nodes, updated_at_ms: now, v: task.v, sent_through: task.sent_through ?? 0, batches })
     return true
+  }
+
+  /** Up to `limit` ids of tasks whose snapshot is terminal with finished_at_ms before `cutoff`, oldest first. */
+  ended(cutoff: number, limit: number): string[] {
+    if (limit <= 0) return []
+    const rows: { id: string; at: number }[] = []
+    for (const t of this.#tasks.values()) {
+      const at = t.finished_at_ms
+      if (TERMINAL_TASK_STATUSES.includes(t.status) && typeof at === 'number' && at < cutoff) rows.push({ id: t.id, at })
+    }
+    rows.sort((a, b) => a.at - b.at || compareCodePoints(a.id, b.id))
+    return rows.slice(0, limit).map((r) => r.id)
+  }
+
+  /** Deletes these tasks and their journals. */
+  drop(ids: ReadonlySet<string>): void {
+    for (const id of ids) {
+      this.#journal.delete(id)
+      this.#tasks.delete(id)
+    }
   }
 
   /** Deletes the journal entries written before `cutoff`; returns how many. */

@@ -49,7 +49,8 @@ import * as artifacts from './artifacts.ts'
 import { claimAttempt, claimAttempts, getCheckpoint, saveCheckpoint } from './claims.ts'
 import { MongoConnection, type MongoStoreOptions } from './connection.ts'
 import * as outbox from './outbox.ts'
-import { type Collections, type MongoCollectionKey, num } from './schema.ts'
+import * as retention from './retention.ts'
+import type { Collections, MongoCollectionKey } from './schema.ts'
 import { MongoTasks, encodeEntry, encodeNewTask, encodeSnapshot } from './tasks.ts'
 import * as workers from './workers.ts'
 
@@ -184,12 +185,12 @@ export class MongoStore implements Store {
 
   async purgeBefore(cutoff: number): Promise<{ journal: number; outbox: number }> {
     this.#open()
-    const at = num(cutoff)
-    return this.#run('purgeBefore', async (c) => {
-      const journal = (await c.journal.deleteMany({ at_ms: { $lt: at } })).deletedCount
-      await c.attemptClaims.deleteMany({ claimed_at_ms: { $lt: at } })
-      return { journal, outbox: await outbox.purgeSent(c, at) }
-    })
+    return this.#run('purgeBefore', (c) => retention.purgeBefore(c, cutoff))
+  }
+
+  async purgeTasks(cutoff: number, limit: number): Promise<string[]> {
+    this.#open()
+    return this.#run('purgeTasks', (c) => retention.purgeTasks(c, cutoff, limit))
   }
 
   // ---- artifacts
