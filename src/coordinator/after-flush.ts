@@ -67,7 +67,7 @@ export class AfterFlush {
     this.#done = []
   }
 
-  durable(rt: TaskRuntime, commands: PendingCommand[], fnRuns: number[], snapshot: VersionedTask | null): void {
+  durable(rt: TaskRuntime, commands: PendingCommand[], fnRuns: number[], snapshot: VersionedTask | null, urgent = false): void {
     if (this.dead) return
     const d = this.#d
     d.snapshots().busy()
@@ -92,7 +92,7 @@ export class AfterFlush {
     for (const ord of fnRuns) d.fns.run(rt, ord)
     if (snapshot !== null) {
       rt.lastSnapshotAt = d.clock.now()
-      d.snapshots().offer(snapshot)
+      d.snapshots().offer(snapshot, urgent)
     }
     if (rt.terminal) {
       if (!rt.doneDurable) {

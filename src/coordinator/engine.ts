@@ -172,7 +172,7 @@ export class Engine {
 
   #afterTerminal(rt: TaskRuntime, ord: number, node: NodeState): void {
     // Pulling consumers learn from the task document that an upstream ended without output.
-    if (node.status !== 'finished' && rt.open > 0 && rt.pulled.has(ord)) rt.forceSnapshot = true
+    if (node.status !== 'finished' && rt.open > 0 && rt.pulled.has(ord)) rt.urgentSnapshot = true
     if (node.status === 'failed' && rt.status !== 'cancelling' && (rt.spec(ord).routing?.on_failure.length ?? 0) === 0) {
       this.cancel(rt, `node ${node.node_id} failed: ${node.last_error?.reason_code ?? 'failed'}`, 'failed')
       return

@@ -25,7 +25,7 @@ import { handOver } from '../ports/store-rules.ts'
 
 export interface FlushHooks {
   /** The entry of `rt` is durable: send its commands, run its functions, wake its waiters. */
-  durable(rt: TaskRuntime, commands: PendingCommand[], fnRuns: number[], snapshot: VersionedTask | null): void
+  durable(rt: TaskRuntime, commands: PendingCommand[], fnRuns: number[], snapshot: VersionedTask | null, urgent: boolean): void
   /** Batch-metrics rows of this flush (already in the entries): for the store's read model. */
   rows(rows: BatchMetricsWrite[]): void
   /** Another writer holds the version this coordinator wanted to write: it no longer owns `rt`. */
@@ -46,6 +46,7 @@ interface Built {
   commands: PendingCommand[]
   fnRuns: number[]
   force: boolean
+  urgent: boolean
   snapshot: VersionedTask | null
 }
 
@@ -231,11 +232,11 @@ export class Flusher {
         sent_through: sentThrough,
         batches: ch.metrics.length > 0 ? ch.metrics.map((r) => [r.node_id, r.batch_uid, r.attempt_epoch, r.metrics]) : undefined,
       }
-      const snapshot = ch.force || this.#hooks.wantsSnapshot(rt) ? handOver({ ...rt.toDoc(), v: seq }) : null
+      const snapshot = ch.force || ch.urgent || this.#hooks.wantsSnapshot(rt) ? handOver({ ...rt.toDoc(), v: seq }) : null
       // Node states are never changed in place (transitions make new ones): the entry is handed
       // over, so a store in the same process may keep it (node states included) without a copy.
       handOver(entry)
-      built.push({ rt, entry, commands: ch.commands, fnRuns: ch.fnRuns, force: ch.force, snapshot })
+      built.push({ rt, entry, commands: ch.commands, fnRuns: ch.fnRuns, force: ch.force, urgent: ch.urgent, snapshot })
       rows.push(...ch.metrics)
     }
     this.#dirty.clear()
@@ -264,7 +265,7 @@ export class Flusher {
     if (rows.length > 0) this.#hooks.rows(rows)
     for (const b of durable) {
       this.#hooks.observed?.(b.entry)
-      this.#hooks.durable(b.rt, b.commands, b.fnRuns, b.force ? null : b.snapshot)
+      this.#hooks.durable(b.rt, b.commands, b.fnRuns, b.force ? null : b.snapshot, b.urgent)
     }
   }
 

@@ -95,8 +95,17 @@ export class TaskRuntime {
   metricsRows: BatchMetricsWrite[] = []
   /** Coordinator functions to run once the state that started them is durable. */
   fnRuns: number[] = []
-  /** The cancel flag or variables changed: the snapshot must be rewritten before commands go out. */
+  /**
+   * The variables changed: the snapshot must be rewritten before commands go out (a worker that
+   * does not take them from the START, a Python worker, reads them from the task document).
+   */
   forceSnapshot = false
+  /**
+   * The cancel flag changed, or a node pulled from ended without output: the task document should
+   * say so soon (Python workers poll the flag; pulling consumers read the node), but no command
+   * depends on it — written in the background at once, without holding the flush.
+   */
+  urgentSnapshot = false
   /** Serialises this task's coordinator functions (each sees the previous one's variables). */
   fnChain: Promise<void> = Promise.resolve()
   /** Another coordinator wrote this task's next version first: this runtime is dead. */
@@ -228,7 +237,7 @@ export class TaskRuntime {
     }
     if (c.cancelled !== undefined) {
       this.cancelled = c.cancelled
-      this.forceSnapshot = true
+      this.urgentSnapshot = true
     }
     if (c.cancel_reason !== undefined) this.cancelReason = c.cancel_reason
   }
@@ -306,7 +315,7 @@ export class TaskRuntime {
   }
 
   /** Takes what changed since the last flush as the body of journal entry `v + 1`. */
-  takeChanges(): { nodes: NodeState[]; task?: TaskChanges; events: string[]; commands: PendingCommand[]; metrics: BatchMetricsWrite[]; fnRuns: number[]; force: boolean } {
+  takeChanges(): { nodes: NodeState[]; task?: TaskChanges; events: string[]; commands: PendingCommand[]; metrics: BatchMetricsWrite[]; fnRuns: number[]; force: boolean; urgent: boolean } {
     const nodes = [...this.dirtyNodes].sort((a, b) => a - b).map((o) => this.nodes[o] as NodeState)
     const out = {
       nodes,
@@ -316,6 +325,7 @@ export class TaskRuntime {
       metrics: this.metricsRows,
       fnRuns: this.fnRuns,
       force: this.forceSnapshot,
+      urgent: this.urgentSnapshot,
     }
     this.dirtyNodes.clear()
     this.changes = {}
@@ -324,6 +334,7 @@ export class TaskRuntime {
     this.metricsRows = []
     this.fnRuns = []
     this.forceSnapshot = false
+    this.urgentSnapshot = false
     return out
   }
 }

@@ -6,6 +6,9 @@
  * Snapshots are not needed for correctness (readers and recovery apply the journal after the
  * snapshot); on a server where an update costs far more than an insert — and, on the test
  * server, grows with the collection — this keeps updates away from the work in progress.
+ * An urgent snapshot (a cancel flag, a node pulled from that ended without output: what other
+ * processes read from the task document) does not wait for idleness: urgent ones are written
+ * first, one at a time while the coordinator works, so a burst of cancels does not flood the store.
  */
 import { errorMessage, isFlowkitError } from '../errors.ts'
 import type { Logger } from '../log.ts'
@@ -23,6 +26,10 @@ export class SnapshotWriter {
   readonly #pending = new Map<string, VersionedTask>()
   /** Ids in `#pending` whose state is terminal (written first). */
   readonly #terminal = new Set<string>()
+  /** Ids in `#pending` to write without waiting for idleness (before the terminal ones). */
+  readonly #urgent = new Set<string>()
+  /** Urgent writes in flight while the coordinator works (at most one). */
+  #urgentActive = 0
   /** Batch-metrics rows for the store's read model (the journal holds what counts). */
   #rows: BatchMetricsWrite[] = []
   readonly #busy = new Set<string>()
@@ -74,6 +81,7 @@ export class SnapshotWriter {
           this.#round++ // writes in flight make no more attempts
           this.#pending.clear()
           this.#terminal.clear()
+          this.#urgent.clear()
           resolve(left)
         }, budgetMs)
       }),
@@ -92,16 +100,32 @@ export class SnapshotWriter {
     this.#pump()
   }
 
-  offer(doc: VersionedTask): void {
+  offer(doc: VersionedTask, urgent = false): void {
     const cur = this.#pending.get(doc.id)
-    if (cur !== undefined && cur.v >= doc.v) return
+    if (urgent) this.#urgent.add(doc.id) // a newer state pending instead carries the flag too
+    if (cur !== undefined && cur.v >= doc.v) {
+      if (urgent) this.#pump()
+      return
+    }
     this.#pending.set(doc.id, doc)
     if (TERMINAL.has(doc.status)) this.#terminal.add(doc.id)
     this.#pump()
   }
 
-  /** The next snapshot to write: a terminal one first (only ids being written are skipped). */
+  #pickUrgent(): VersionedTask | null {
+    for (const id of this.#urgent) {
+      if (this.#busy.has(id)) continue
+      const doc = this.#pending.get(id)
+      if (doc !== undefined) return doc
+      this.#urgent.delete(id)
+    }
+    return null
+  }
+
+  /** The next snapshot to write: an urgent one, then a terminal one (only ids being written are skipped). */
   #pick(): VersionedTask | null {
+    const urgent = this.#pickUrgent()
+    if (urgent !== null) return urgent
     for (const id of this.#terminal) if (!this.#busy.has(id)) return this.#pending.get(id) as VersionedTask
     for (const [id, doc] of this.#pending) if (!this.#busy.has(id)) return doc
     return null
@@ -111,6 +135,13 @@ export class SnapshotWriter {
     if (this.#working()) this.#lastBusy = performance.now()
     const quietFor = performance.now() - this.#lastBusy
     if (!this.#draining && this.#pending.size < this.#maxBacklog && quietFor < this.#idleMs) {
+      if (this.#urgentActive === 0) {
+        const doc = this.#pickUrgent()
+        if (doc !== null) {
+          this.#urgentActive++
+          this.#start(doc, () => this.#urgentActive--)
+        }
+      }
       if (this.#timer === null) {
         this.#timer = setTimeout(() => {
           this.#timer = null
@@ -132,17 +163,24 @@ export class SnapshotWriter {
     while (this.#active < this.#concurrency) {
       const doc = this.#pick()
       if (doc === null) break
-      this.#pending.delete(doc.id)
-      this.#terminal.delete(doc.id)
-      this.#busy.add(doc.id)
-      this.#active++
-      void this.#write(doc).finally(() => {
-        this.#active--
-        this.#busy.delete(doc.id)
-        if (this.#pending.size > 0 || this.#rows.length > 0) this.#pump()
-        else if (this.#active === 0) for (const f of this.#idle.splice(0)) f()
-      })
+      this.#start(doc)
     }
+  }
+
+  /** Writes `doc` (taken out of the pending set); `done` runs when the write ended. */
+  #start(doc: VersionedTask, done?: () => void): void {
+    this.#pending.delete(doc.id)
+    this.#terminal.delete(doc.id)
+    this.#urgent.delete(doc.id)
+    this.#busy.add(doc.id)
+    this.#active++
+    void this.#write(doc).finally(() => {
+      done?.()
+      this.#active--
+      this.#busy.delete(doc.id)
+      if (this.#pending.size > 0 || this.#rows.length > 0) this.#pump()
+      else if (this.#active === 0) for (const f of this.#idle.splice(0)) f()
+    })
   }
 
   async #writeRows(rows: BatchMetricsWrite[]): Promise<void> {

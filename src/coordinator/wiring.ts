@@ -140,7 +140,7 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     }),
   })
   const flusher: Flusher = new Flusher(store, clock, log, writer, {
-    durable: (rt, commands, fnRuns, snapshot) => after.durable(rt, commands, fnRuns, snapshot),
+    durable: (rt, commands, fnRuns, snapshot, urgent) => after.durable(rt, commands, fnRuns, snapshot, urgent),
     fenced: (rt) => tasks.fenced(rt),
     mayWrite: () => ownership.waitConfirmed(),
     owns: (rt) => ownership.writable(rt.id),
