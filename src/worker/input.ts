@@ -128,9 +128,13 @@ export async function* pullArtifacts(ctx: PullContext, spec: AdapterSpec): Async
       let complete: ArtifactDoc | null = null
       let partialCount = 0
       const fresh: ArtifactDoc[] = []
-      let top = attempt.get(from) ?? Number.NEGATIVE_INFINITY
+      const before = attempt.get(from) ?? Number.NEGATIVE_INFINITY
+      let top = before
       for (const art of arts) top = Math.max(top, art.attempt_epoch)
       attempt.set(from, top)
+      // A newer attempt of the upstream may run on a worker whose clock is far from the previous
+      // one's: its artifacts' times say nothing about the window read so far. Read it all again.
+      const replaced = before !== Number.NEGATIVE_INFINITY && top > before
       for (const art of arts) {
         if (art.attempt_epoch < top) continue
         if (art.status === 'complete' && art.batch_uid === null) {
@@ -149,6 +153,7 @@ export async function* pullArtifacts(ctx: PullContext, spec: AdapterSpec): Async
       // The new batches of this listing are claimed together (one round trip), then read in order.
       const claims = fresh.map((art) => ({ task_id: ctx.taskId, consumer_node: ctx.consumerNode, from_node: from, batch_uid: art.batch_uid as string, consumer_epoch: ctx.epoch }))
       const won = await ctx.store.claimStreamBatches(claims, ctx.clock.now())
+      if (replaced) newest.delete(from)
       for (let i = 0; i < fresh.length; i++) {
         if (!won[i]) continue
         progressed = true
@@ -181,7 +186,9 @@ export async function* pullArtifacts(ctx: PullContext, spec: AdapterSpec): Async
       continue
     }
     // Nothing new: an upstream that ended without a complete artifact (failed, cancelled, skipped)
-    // will never write more; it is closed after one more full pass.
+    // will never write more; it is closed after one more full pass. One that finished wrote its
+    // complete artifact, which the incremental reads may have missed (its writer's clock behind the
+    // one whose artifacts were read so far, by more than the window): one full pass reads it.
     let ending = false
     for (const from of spec.fromNodes) {
       if (done.has(from) || closing.has(from) || ended.has(from)) continue
@@ -189,6 +196,9 @@ export async function* pullArtifacts(ctx: PullContext, spec: AdapterSpec): Async
       const st = view?.node?.status
       if (st === 'failed' || st === 'cancelled' || st === 'skipped') {
         ended.add(from)
+        ending = true
+      } else if (st === 'finished') {
+        closing.add(from)
         ending = true
       }
     }
