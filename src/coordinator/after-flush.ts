@@ -120,7 +120,7 @@ export class AfterFlush {
   snapshotWritten(taskId: string, v: number): void {
     const rt = this.#d.engine.tasks.get(taskId)
     if (rt === undefined) return
-    rt.snapshotV = Math.max(rt.snapshotV, v)
+    rt.snapshotStored(v)
     if (rt.doneDurable && !rt.dirty && rt.snapshotV >= rt.v) this.#evict(rt)
   }
 

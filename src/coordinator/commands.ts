@@ -57,6 +57,8 @@ export function startEnvelope(taskId: string, spec: NodeSpec, epoch: number, now
 export function startCommand(config: CoordinatorConfig, rt: TaskRuntime, ord: number, epoch: number, resend: number, now: number): PendingCommand {
   const spec = rt.spec(ord)
   const inline = Buffer.byteLength(JSON.stringify(rt.vars)) <= VARS_INLINE_MAX
+  // Without its variables the worker reads them from the task document: it must hold them first.
+  if (!inline && !rt.varsStored()) rt.forceSnapshot = true
   const env = startEnvelope(rt.id, spec, epoch, now, inline ? rt.vars : null, failuresFor(rt, ord))
   return {
     topic: topicFor(config.topicCmdFmt, spec.type),

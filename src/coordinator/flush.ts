@@ -214,6 +214,7 @@ export class Flusher {
       }
       const ch = rt.takeChanges()
       const seq = rt.v + 1
+      if (ch.varsChanged) rt.varsV = seq
       // Commands go out after their entry is durable: an entry without commands, written while
       // nothing is waiting to be sent, says that everything up to it was sent.
       const sentThrough = rt.unsent === 0 && ch.commands.length === 0 ? seq : rt.sentThrough > rt.sentRecorded ? rt.sentThrough : undefined
@@ -259,7 +260,7 @@ export class Flusher {
     const forced = durable.filter((b) => b.force && b.snapshot !== null)
     if (forced.length > 0) {
       await Promise.all(forced.map((b) => this.#retry('writeSnapshot', () => this.#store.writeSnapshot(b.snapshot as VersionedTask, now))))
-      for (const b of forced) b.rt.snapshotV = Math.max(b.rt.snapshotV, b.entry.seq)
+      for (const b of forced) b.rt.snapshotStored(b.entry.seq)
     }
     if (this.#abandoned !== null) return
     if (rows.length > 0) this.#hooks.rows(rows)

@@ -96,10 +96,19 @@ export class TaskRuntime {
   /** Coordinator functions to run once the state that started them is durable. */
   fnRuns: number[] = []
   /**
-   * The variables changed: the snapshot must be rewritten before commands go out (a worker that
-   * does not take them from the START, a Python worker, reads them from the task document).
+   * This flush's snapshot must be durable before its commands go out: a START carries no variables
+   * (too large to inline) while the task document may hold older ones, and the worker reads them
+   * from there.
    */
   forceSnapshot = false
+  /** The variables changed since the last flush (the entry that records them sets `varsV`). */
+  varsChanged = false
+  /**
+   * A snapshot of at least this version holds the current variables (0: the creation document;
+   * +Infinity: not known, a task recovered with variables, until a snapshot of it is written).
+   * Only a worker given a START without variables reads them from the task document.
+   */
+  varsV: number
   /**
    * The cancel flag changed, or a node pulled from ended without output: the task document should
    * say so soon (Python workers poll the flag; pulling consumers read the node), but no command
@@ -153,6 +162,7 @@ export class TaskRuntime {
     this.deadlineAt = typeof doc.deadline_at_ms === 'number' ? doc.deadline_at_ms : null
     this.v = v
     this.snapshotV = v
+    this.varsV = v > 0 && Object.keys(this.vars).length > 0 ? Number.POSITIVE_INFINITY : 0
     this.sentThrough = (doc as { sent_through?: number }).sent_through ?? 0
     this.sentRecorded = this.sentThrough
     const counts = (doc as { batches?: BatchCounts }).batches ?? {}
@@ -233,7 +243,7 @@ export class TaskRuntime {
     if (c.finished_at_ms !== undefined) this.finishedAt = c.finished_at_ms
     if (c.vars !== undefined) {
       this.vars = c.vars
-      this.forceSnapshot = true
+      this.varsChanged = true
     }
     if (c.cancelled !== undefined) {
       this.cancelled = c.cancelled
@@ -303,6 +313,17 @@ export class TaskRuntime {
     }
   }
 
+  /** Whether the task document in the store holds the current variables. */
+  varsStored(): boolean {
+    return !this.varsChanged && this.snapshotV >= this.varsV
+  }
+
+  /** A snapshot of version `v`, taken from this runtime, is durable. */
+  snapshotStored(v: number): void {
+    this.snapshotV = Math.max(this.snapshotV, v)
+    if (this.varsV === Number.POSITIVE_INFINITY) this.varsV = v
+  }
+
   /** The batch maps as a plain object (for snapshots). */
   batchCounts(): BatchCounts {
     const out: BatchCounts = {}
@@ -315,7 +336,7 @@ export class TaskRuntime {
   }
 
   /** Takes what changed since the last flush as the body of journal entry `v + 1`. */
-  takeChanges(): { nodes: NodeState[]; task?: TaskChanges; events: string[]; commands: PendingCommand[]; metrics: BatchMetricsWrite[]; fnRuns: number[]; force: boolean; urgent: boolean } {
+  takeChanges(): { nodes: NodeState[]; task?: TaskChanges; events: string[]; commands: PendingCommand[]; metrics: BatchMetricsWrite[]; fnRuns: number[]; force: boolean; urgent: boolean; varsChanged: boolean } {
     const nodes = [...this.dirtyNodes].sort((a, b) => a - b).map((o) => this.nodes[o] as NodeState)
     const out = {
       nodes,
@@ -326,6 +347,7 @@ export class TaskRuntime {
       fnRuns: this.fnRuns,
       force: this.forceSnapshot,
       urgent: this.urgentSnapshot,
+      varsChanged: this.varsChanged,
     }
     this.dirtyNodes.clear()
     this.changes = {}
@@ -335,6 +357,7 @@ export class TaskRuntime {
     this.fnRuns = []
     this.forceSnapshot = false
     this.urgentSnapshot = false
+    this.varsChanged = false
     return out
   }
 }
