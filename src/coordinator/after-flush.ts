@@ -35,7 +35,8 @@ export class AfterFlush {
   readonly #d: AfterFlushDeps
   readonly #events = new EventEmitter()
   readonly #recentDone = new Set<string>()
-  #done: TaskRuntime[] = []
+  /** Finished tasks still in memory, waiting for their snapshot (oldest first). */
+  #done = new Set<TaskRuntime>()
   /** Set by a simulated crash: nothing more leaves the process. */
   dead = false
 
@@ -64,7 +65,7 @@ export class AfterFlush {
   }
 
   reset(): void {
-    this.#done = []
+    this.#done.clear()
   }
 
   durable(rt: TaskRuntime, commands: PendingCommand[], fnRuns: number[], snapshot: VersionedTask | null, urgent = false): void {
@@ -98,8 +99,12 @@ export class AfterFlush {
       if (!rt.doneDurable) {
         // Logged once the terminal state is durable (what waiters and observers may rely on).
         d.log.info(rt.status === 'finished' ? 'task.finished' : rt.status === 'failed' ? 'task.failed' : 'task.cancelled', { task_id: rt.id, status: rt.status })
-        this.#done.push(rt)
-        while (this.#done.length > DONE_IN_MEMORY) this.#evict(this.#done.shift() as TaskRuntime)
+        this.#done.add(rt)
+        for (const oldest of this.#done) {
+          if (this.#done.size <= DONE_IN_MEMORY) break
+          this.#evict(oldest)
+          this.#done.delete(oldest)
+        }
       }
       rt.doneDurable = true
       this.#events.emit(`terminal:${rt.id}`)
@@ -127,12 +132,14 @@ export class AfterFlush {
   /** Another writer holds the task now: it leaves memory without a trace. */
   drop(rt: TaskRuntime): void {
     rt.dropped = true
+    this.#done.delete(rt)
     if (this.#d.engine.tasks.get(rt.id) === rt) this.#d.engine.tasks.delete(rt.id)
     this.#d.flusher().forget(rt)
   }
 
   /** A finished task whose final state is in the store leaves memory. */
   #evict(rt: TaskRuntime): void {
+    this.#done.delete(rt)
     if (this.#d.engine.tasks.get(rt.id) !== rt) return
     this.#d.engine.tasks.delete(rt.id)
     this.#recentDone.add(rt.id)
