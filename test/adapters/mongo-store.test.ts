@@ -388,6 +388,25 @@ describe('MongoStore on a real server', { skip }, () => {
     assert.deepEqual((await second.listBatchMetrics(row.task_id)).map((r) => r.attempt_epoch), [2])
   })
 
+  it('a task read applies every journal entry after its snapshot, however many (FerretDB reads them by _id, in rounds)', async () => {
+    const store = newStore()
+    const task = makeTaskDoc({ status: 'running' })
+    task.nodes['a'] = makeNodeState('a', 'step', { status: 'queued' })
+    await store.createTask(task)
+    await store.appendJournal(Array.from({ length: 3 }, (_, i) => entry(task.id, i + 1)))
+    assert.ok(await store.writeSnapshot({ ...task, v: 3 }, T0))
+    // 100 entries after the snapshot: the last one finishes node a with its stats.
+    await store.appendJournal(
+      Array.from({ length: 100 }, (_, i) => entry(task.id, i + 4, { nodes: [makeNodeState('a', 'step', { status: i === 99 ? 'finished' : 'running', stats: { n: i + 4 } })] })),
+    )
+    const doc = await store.getTask(task.id)
+    assert.equal(doc?.nodes['a']?.status, 'finished')
+    assert.deepEqual(doc?.nodes['a']?.stats, { n: 103 })
+    assert.deepEqual((await store.readJournal([task.id], 90)).map((e) => e.seq), Array.from({ length: 13 }, (_, i) => i + 91))
+    assert.deepEqual(await store.readJournal([task.id], 103), [])
+    assert.equal((await store.readJournal([task.id, `${task.id}-none`], 1)).length, 102)
+  })
+
   it('appendJournal: one insertMany; a conflict is answered from the stored writer, other entries stored', async () => {
     const store = newStore()
     const task = `t-${randomUUID()}`

@@ -119,6 +119,12 @@ function withoutVersion(t: VersionedTask): TaskDoc {
   return withVersion(task as TaskDoc, v, sent_through, batches)
 }
 
+/** Journal lookups by `_id` in the first round of a probe, and at most per round (see #probe). */
+const PROBE_FIRST = 2
+const PROBE_MAX = 64
+/** Up to this many tasks, FerretDB reads their journal entries by `_id` (more: one scan). */
+const PROBE_TASKS = 8
+
 /** Task and journal operations; holds the decoded graphs (a graph never changes after creation). */
 export class MongoTasks {
   readonly #graphs = new Map<string, GraphSpec>()
@@ -193,10 +199,35 @@ export class MongoTasks {
     return task
   }
 
-  /** Snapshots with their journal entries after their versions applied (one journal read). */
-  async #merge(c: Collections, docs: Document[]): Promise<TaskDoc[]> {
+  /**
+   * The journal entries of one task after `after`, read by exact `_id` (a task's entries are
+   * numbered without gaps, retention deleting only its oldest ones): rounds of lookups in parallel, each round twice the last, until one misses.
+   * On FerretDB (1.24, SQLite) a filter on other fields is evaluated by FerretDB on every stored
+   * document (about 48 µs per 2 KB document: 960 ms for a journal of 20,000 entries), a lookup by
+   * exact `_id` by SQLite (4.5 µs per document scanned, stopping at the match): reading one
+   * task's few entries this way took 67–286 ms instead of 741–807 ms with 20,000 entries.
+   */
+  async #probe(c: Collections, taskId: string, after: number): Promise<JournalEntry[]> {
+    const out: JournalEntry[] = []
+    for (let next = after + 1, round = PROBE_FIRST; ; next += round, round = Math.min(round * 2, PROBE_MAX)) {
+      const seqs = Array.from({ length: round }, (_, i) => next + i)
+      const docs = await Promise.all(seqs.map((seq) => c.journal.findOne({ _id: journalKey(taskId, seq) as never })))
+      for (const d of docs) {
+        if (d === null) return out
+        const e = decodeEntry(d)
+        if (e !== null) out.push(e)
+      }
+    }
+  }
+
+  /** Snapshots with their journal entries after their versions applied (one journal read; on FerretDB, a few tasks by `_id`). */
+  async #merge(c: Collections, docs: Document[], ferret = false): Promise<TaskDoc[]> {
     const snaps = docs.map((d) => this.#decodeSnapshot(d))
     if (snaps.length === 0) return []
+    if (ferret && snaps.length <= PROBE_TASKS) {
+      const entries = await Promise.all(snaps.map((s) => this.#probe(c, s.id, s.v)))
+      return snaps.map((s, i) => withoutVersion(applyJournal(s, entries[i] ?? [])))
+    }
     const byVersion = new Map<number, string[]>()
     for (const s of snaps) {
       const ids = byVersion.get(s.v)
@@ -216,11 +247,11 @@ export class MongoTasks {
     return snaps.map((s) => withoutVersion(applyJournal(s, entries.get(s.id) ?? [])))
   }
 
-  async get(c: Collections, taskId: string): Promise<TaskDoc | null> {
+  async get(c: Collections, taskId: string, ferret = false): Promise<TaskDoc | null> {
     const projection = this.#projection(taskId)
     const doc = await c.tasks.findOne({ _id: taskId as never }, projection ? { projection } : {})
     if (!doc || !isFlowkitTaskDoc(doc)) return null
-    return (await this.#merge(c, [doc]))[0] ?? null
+    return (await this.#merge(c, [doc], ferret))[0] ?? null
   }
 
   async runView(c: Collections, taskId: string, nodeId: string): Promise<RunView | null> {
@@ -313,10 +344,16 @@ export class MongoTasks {
   }
 
   /** Entries of these tasks after `afterSeq`, in the order of `taskIds`, then by seq. */
-  async read(c: Collections, taskIds: readonly string[], afterSeq: number): Promise<JournalEntry[]> {
+  async read(c: Collections, taskIds: readonly string[], afterSeq: number, ferret = false): Promise<JournalEntry[]> {
     if (taskIds.length === 0 || Number.isNaN(afterSeq) || afterSeq === Number.POSITIVE_INFINITY) return []
-    const after = afterSeq === Number.NEGATIVE_INFINITY ? 0 : afterSeq
+    const after = afterSeq === Number.NEGATIVE_INFINITY ? 0 : Math.max(0, Math.floor(afterSeq))
     const ids = [...new Set(taskIds)]
+    // From the start, a query: retention (purgeBefore) deletes a task's oldest entries.
+    if (ferret && after > 0 && ids.length <= PROBE_TASKS) {
+      const byTask = new Map(ids.map((id, i) => [id, i]))
+      const lists = await Promise.all(ids.map((id) => this.#probe(c, id, after)))
+      return taskIds.flatMap((id) => lists[byTask.get(id) as number] ?? [])
+    }
     const query = { task_id: ids.length === 1 ? ids[0] : { $in: ids }, seq: { $gt: after } }
     const byTask = new Map<string, JournalEntry[]>()
     for (const doc of await c.journal.find(query).toArray()) {
