@@ -315,6 +315,39 @@ describe('MongoStore on a real server', { skip }, () => {
     assert.equal((await store.getRunView(task.id, 'extract'))?.node?.end_reason, 'bad \udc00 text')
   })
 
+  it('listings asked for at once (merged into one query on FerretDB) each get what they get alone', async () => {
+    const store = newStore()
+    const raw = await store.rawCollection('artifacts')
+    const tasks = [`t-${randomUUID()}`, `t-${randomUUID()}`, `t-${randomUUID()}`]
+    const writes = tasks.flatMap((task, ti) =>
+      ['a', 'b'].flatMap((node) => [
+        ...[0, 1, 2].map((i) => ({ task_id: task, node_id: node, batch_uid: `s${i}`, status: 'partial' as const, meta: { i, ti }, attempt_epoch: 1, worker_id: 'w1' })),
+        { task_id: task, node_id: node, batch_uid: null, status: 'complete' as const, meta: {}, attempt_epoch: 1, worker_id: 'w1' },
+      ]),
+    )
+    for (const [i, w] of writes.entries()) await store.upsertArtifact(w, T0 + i * 10)
+    // A Python worker's partial: a BSON date, its own _id.
+    await raw.insertOne({ task_id: tasks[0], node_id: 'a', batch_uid: 'py', status: 'partial', meta: {}, attempt_epoch: 1, worker_id: 'py', created_at: new Date(T0 + 25), updated_at: new Date(T0 + 25) })
+    const listings: [string, Parameters<MongoStore['listArtifacts']>[1]][] = [
+      [tasks[0] as string, { nodeId: 'a' }],
+      [tasks[0] as string, { nodeId: 'a', createdAfter: T0 + 20 }],
+      [tasks[0] as string, {}],
+      [tasks[1] as string, { nodeId: 'b', status: 'complete' }],
+      [tasks[1] as string, { nodeId: 'b', createdAfter: T0 + 75 }],
+      [tasks[2] as string, { nodeId: 'a', status: 'partial', createdAfter: 0 }],
+      [tasks[2] as string, { nodeId: 'zz' }],
+      [`t-${randomUUID()}`, {}],
+    ]
+    const alone = []
+    for (const [task, q] of listings) alone.push(await store.listArtifacts(task, q))
+    assert.deepEqual(alone[1]?.map((a) => a.batch_uid), ['s2', 'py', null])
+    assert.equal(alone[2]?.length, 9)
+    for (let round = 0; round < 3; round++) {
+      const together = await Promise.all(listings.map(([task, q]) => store.listArtifacts(task, q)))
+      assert.deepEqual(together, alone)
+    }
+  })
+
   it('artifact meta stays a readable BSON object when it can, else meta_json; a Python complete artifact reads batch_uid null', async () => {
     const store = newStore()
     const raw = await store.rawCollection('artifacts')

@@ -200,7 +200,7 @@ export async function upsertArtifacts(c: Collections, ferret: boolean, list: rea
   return out
 }
 
-export async function listArtifacts(c: Collections, taskId: string, query: ArtifactQuery): Promise<ArtifactDoc[]> {
+function artifactFilter(taskId: string, query: ArtifactQuery): Document {
   const filter: Document = { task_id: taskId }
   if (query.nodeId !== undefined) filter['node_id'] = query.nodeId
   if (query.status !== undefined) filter['status'] = query.status
@@ -208,13 +208,67 @@ export async function listArtifacts(c: Collections, taskId: string, query: Artif
     // Ours store epoch ms, a Python worker's a BSON date: range queries do not cross types.
     filter['$or'] = [{ created_at: { $gte: query.createdAfter } }, { created_at: { $gte: new Date(query.createdAfter) } }]
   }
-  const rows = (await c.artifacts.find(filter).toArray()).map((doc) => ({ doc: decodeArtifact(doc), id: idOrder(doc['ins'] ?? doc['_id']) }))
+  return filter
+}
+
+type Row = { doc: ArtifactDoc; id: string; rawCreated: unknown }
+
+/** The listing's order: creation time, then batch uid (the complete artifact after partials), then insertion. */
+function ordered(rows: Row[]): ArtifactDoc[] {
   // MongoDB sorts null first: the order (complete artifact after partials) is applied here.
   rows.sort(
     (a, b) =>
       a.doc.created_at - b.doc.created_at || compareBatchUid(a.doc.batch_uid, b.doc.batch_uid) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
   )
   return rows.map((r) => r.doc)
+}
+
+const rowOf = (doc: Document): Row => ({ doc: decodeArtifact(doc), id: idOrder(doc['ins'] ?? doc['_id']), rawCreated: doc['created_at'] })
+
+export async function listArtifacts(c: Collections, taskId: string, query: ArtifactQuery): Promise<ArtifactDoc[]> {
+  return ordered((await c.artifacts.find(artifactFilter(taskId, query)).toArray()).map(rowOf))
+}
+
+/** One listing of `listArtifactsMerged`. */
+export interface ArtifactListing {
+  taskId: string
+  query: ArtifactQuery
+}
+
+/** Whether a stored artifact matches a listing (what its filter selects on the server). */
+function matches(r: Row, l: ArtifactListing): boolean {
+  const d = r.doc
+  if (d.task_id !== l.taskId) return false
+  if (l.query.nodeId !== undefined && d.node_id !== l.query.nodeId) return false
+  if (l.query.status !== undefined && d.status !== l.query.status) return false
+  const after = l.query.createdAfter
+  if (after !== undefined && !((typeof r.rawCreated === 'number' || r.rawCreated instanceof Date) && d.created_at >= after)) return false
+  return true
+}
+
+/**
+ * Several listings answered by one query, each in its own order. On FerretDB every filter is
+ * evaluated on every stored artifact, so N listings at once cost about what one does — if the
+ * filter stays simple: the `$or` of the listings' own filters took about 1 s a query with 32 of
+ * them, so the query selects a superset (their tasks, their nodes when each names one, from the
+ * earliest time when each has one) and each listing's own filter is applied here.
+ */
+export async function listArtifactsMerged(c: Collections, listings: readonly ArtifactListing[]): Promise<ArtifactDoc[][]> {
+  if (listings.length === 1) {
+    const l = listings[0] as ArtifactListing
+    return [await listArtifacts(c, l.taskId, l.query)]
+  }
+  const oneOf = (values: string[]): unknown => (values.length === 1 ? values[0] : { $in: values })
+  const filter: Document = { task_id: oneOf([...new Set(listings.map((l) => l.taskId))]) }
+  const nodes = listings.map((l) => l.query.nodeId)
+  if (nodes.every((n) => n !== undefined)) filter['node_id'] = oneOf([...new Set(nodes as string[])])
+  const afters = listings.map((l) => l.query.createdAfter)
+  if (afters.every((a) => a !== undefined)) {
+    const from = Math.min(...(afters as number[]))
+    filter['$or'] = [{ created_at: { $gte: from } }, { created_at: { $gte: new Date(from) } }]
+  }
+  const rows = (await c.artifacts.find(filter).toArray()).map(rowOf)
+  return listings.map((l) => ordered(rows.filter((r) => matches(r, l))))
 }
 
 export async function getArtifact(c: Collections, taskId: string, nodeId: string, batchUid: string | null): Promise<ArtifactDoc | null> {

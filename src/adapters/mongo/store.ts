@@ -49,6 +49,7 @@ import { assertNodeId } from '../../ports/store-rules.ts'
 import * as artifacts from './artifacts.ts'
 import { claimAttempt, claimAttempts, getCheckpoint, saveCheckpoint } from './claims.ts'
 import { MongoConnection, type MongoStoreOptions } from './connection.ts'
+import { ArtifactListings } from './listings.ts'
 import * as outbox from './outbox.ts'
 import * as retention from './retention.ts'
 import type { Collections, MongoCollectionKey } from './schema.ts'
@@ -62,6 +63,8 @@ export type { MongoStoreOptions } from './connection.ts'
 export class MongoStore implements Store {
   readonly #conn: MongoConnection
   readonly #tasks = new MongoTasks()
+  /** Concurrent artifact listings merged into one query on FerretDB (listings.ts). */
+  readonly #listings = new ArtifactListings((fn) => this.#run('listArtifacts', fn))
 
   /** A store on the server named by FLOWKIT_MONGO_URL, with other options as given. */
   static fromEnv(options: Omit<MongoStoreOptions, 'url' | 'uri'> = {}, env: NodeJS.ProcessEnv = process.env): MongoStore {
@@ -209,6 +212,7 @@ export class MongoStore implements Store {
 
   async listArtifacts(taskId: string, query: ArtifactQuery = {}): Promise<ArtifactDoc[]> {
     this.#open()
+    if (this.#conn.ferret) return this.#listings.list(taskId, query)
     return this.#run('listArtifacts', (c) => artifacts.listArtifacts(c, taskId, query))
   }
 
