@@ -348,6 +348,45 @@ describe('MongoStore on a real server', { skip }, () => {
     }
   })
 
+  it('artifact lookups asked for at once (a Python worker\'s merged into one query on FerretDB) each get what they get alone', async () => {
+    const store = newStore()
+    const raw = await store.rawCollection('artifacts')
+    const task = `t-${randomUUID()}`
+    await store.upsertArtifact({ task_id: task, node_id: 'ours', batch_uid: 's0', status: 'partial', meta: { n: 1 }, attempt_epoch: 2, worker_id: 'w1' }, T0)
+    await store.upsertArtifact({ task_id: task, node_id: 'ours', batch_uid: null, status: 'complete', meta: {}, attempt_epoch: 2, worker_id: 'w1' }, T0 + 1)
+    // A Python worker's: its own _id, a complete artifact without batch_uid, BSON dates.
+    const py = { attempt_epoch: 3, worker_id: 'py', created_at: new Date(T0 + 2), updated_at: new Date(T0 + 2) }
+    await raw.insertOne({ task_id: task, node_id: 'py', status: 'complete', meta: { total: 4 }, ...py })
+    await raw.insertOne({ task_id: task, node_id: 'py', batch_uid: 'p1', status: 'partial', meta: { k: 'v' }, ...py })
+    await raw.insertOne({ task_id: `${task}-other`, node_id: 'py', status: 'complete', meta: { other: true }, ...py })
+    const refs: [string, string, string | null][] = [
+      [task, 'ours', 's0'],
+      [task, 'ours', null],
+      [task, 'py', null],
+      [task, 'py', 'p1'],
+      [task, 'py', 'p2'],
+      [task, 'none', null],
+      [`${task}-other`, 'py', null],
+      [`${task}-other`, 'py', 'p1'],
+    ]
+    const alone = []
+    for (const [t, n, b] of refs) alone.push(await store.getArtifact(t, n, b))
+    assert.deepEqual(alone.map((a) => (a === null ? null : [a.node_id, a.batch_uid, a.attempt_epoch])), [
+      ['ours', 's0', 2],
+      ['ours', null, 2],
+      ['py', null, 3],
+      ['py', 'p1', 3],
+      null,
+      null,
+      ['py', null, 3],
+      null,
+    ])
+    assert.deepEqual(alone[2]?.meta, { total: 4 })
+    for (let round = 0; round < 3; round++) {
+      assert.deepEqual(await Promise.all(refs.map(([t, n, b]) => store.getArtifact(t, n, b))), alone)
+    }
+  })
+
   it('artifact meta stays a readable BSON object when it can, else meta_json; a Python complete artifact reads batch_uid null', async () => {
     const store = newStore()
     const raw = await store.rawCollection('artifacts')

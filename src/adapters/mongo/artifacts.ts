@@ -246,6 +246,9 @@ function matches(r: Row, l: ArtifactListing): boolean {
   return true
 }
 
+/** A filter value matching any of `values`. */
+const oneOf = (values: readonly (string | null)[]): unknown => (values.length === 1 ? values[0] : { $in: values })
+
 /**
  * Several listings answered by one query, each in its own order. On FerretDB every filter is
  * evaluated on every stored artifact, so N listings at once cost about what one does — if the
@@ -258,7 +261,6 @@ export async function listArtifactsMerged(c: Collections, listings: readonly Art
     const l = listings[0] as ArtifactListing
     return [await listArtifacts(c, l.taskId, l.query)]
   }
-  const oneOf = (values: string[]): unknown => (values.length === 1 ? values[0] : { $in: values })
   const filter: Document = { task_id: oneOf([...new Set(listings.map((l) => l.taskId))]) }
   const nodes = listings.map((l) => l.query.nodeId)
   if (nodes.every((n) => n !== undefined)) filter['node_id'] = oneOf([...new Set(nodes as string[])])
@@ -272,11 +274,46 @@ export async function listArtifactsMerged(c: Collections, listings: readonly Art
 }
 
 export async function getArtifact(c: Collections, taskId: string, nodeId: string, batchUid: string | null): Promise<ArtifactDoc | null> {
+  return (await getOwnArtifact(c, taskId, nodeId, batchUid)) ?? (await findArtifactsByFields(c, [{ taskId, nodeId, batchUid }]))[0] ?? null
+}
+
+/** One of ours, by its `_id`. */
+export async function getOwnArtifact(c: Collections, taskId: string, nodeId: string, batchUid: string | null): Promise<ArtifactDoc | null> {
   const own = await c.artifacts.findOne({ _id: artifactKey(taskId, nodeId, batchUid ?? null) as never })
-  if (own) return decodeArtifact(own)
-  // One a Python worker wrote (its own _id): found by its fields.
-  const doc = await c.artifacts.findOne({ task_id: taskId, node_id: nodeId, batch_uid: batchUid ?? null }, { sort: { attempt_epoch: -1, _id: 1 } })
-  return doc ? decodeArtifact(doc) : null
+  return own ? decodeArtifact(own) : null
+}
+
+/** Which artifact `findArtifactsByFields` looks for. */
+export interface ArtifactRef {
+  taskId: string
+  nodeId: string
+  batchUid: string | null
+}
+
+/**
+ * Artifacts a Python worker wrote (its own `_id`), found by their fields: the highest attempt per
+ * reference (the key is unique, so there is at most one). Several references: one query.
+ */
+export async function findArtifactsByFields(c: Collections, refs: readonly ArtifactRef[]): Promise<(ArtifactDoc | null)[]> {
+  if (refs.length === 1) {
+    const r = refs[0] as ArtifactRef
+    const doc = await c.artifacts.findOne({ task_id: r.taskId, node_id: r.nodeId, batch_uid: r.batchUid ?? null }, { sort: { attempt_epoch: -1, _id: 1 } })
+    return [doc ? decodeArtifact(doc) : null]
+  }
+  const uniq = <T>(xs: T[]): T[] => [...new Set(xs)]
+  const docs = (
+    await c.artifacts
+      .find({ task_id: oneOf(uniq(refs.map((r) => r.taskId))), node_id: oneOf(uniq(refs.map((r) => r.nodeId))), batch_uid: { $in: uniq(refs.map((r) => r.batchUid ?? null)) } })
+      .toArray()
+  ).map(decodeArtifact)
+  return refs.map((r) => {
+    let best: ArtifactDoc | null = null
+    for (const d of docs) {
+      if (d.task_id !== r.taskId || d.node_id !== r.nodeId || d.batch_uid !== (r.batchUid ?? null)) continue
+      if (best === null || d.attempt_epoch > best.attempt_epoch) best = d
+    }
+    return best
+  })
 }
 
 // ---- stream progress

@@ -49,7 +49,7 @@ import { assertNodeId } from '../../ports/store-rules.ts'
 import * as artifacts from './artifacts.ts'
 import { claimAttempt, claimAttempts, getCheckpoint, saveCheckpoint } from './claims.ts'
 import { MongoConnection, type MongoStoreOptions } from './connection.ts'
-import { ArtifactListings } from './listings.ts'
+import { Merger } from './listings.ts'
 import * as outbox from './outbox.ts'
 import * as retention from './retention.ts'
 import type { Collections, MongoCollectionKey } from './schema.ts'
@@ -64,7 +64,9 @@ export class MongoStore implements Store {
   readonly #conn: MongoConnection
   readonly #tasks = new MongoTasks()
   /** Concurrent artifact listings merged into one query on FerretDB (listings.ts). */
-  readonly #listings = new ArtifactListings((fn) => this.#run('listArtifacts', fn))
+  readonly #listings = new Merger<artifacts.ArtifactListing, ArtifactDoc[]>((batch) => this.#run('listArtifacts', (c) => artifacts.listArtifactsMerged(c, batch)))
+  /** Concurrent lookups of artifacts by their fields (a Python worker's) merged on FerretDB. */
+  readonly #byFields = new Merger<artifacts.ArtifactRef, ArtifactDoc | null>((batch) => this.#run('getArtifact', (c) => artifacts.findArtifactsByFields(c, batch)))
 
   /** A store on the server named by FLOWKIT_MONGO_URL, with other options as given. */
   static fromEnv(options: Omit<MongoStoreOptions, 'url' | 'uri'> = {}, env: NodeJS.ProcessEnv = process.env): MongoStore {
@@ -212,13 +214,15 @@ export class MongoStore implements Store {
 
   async listArtifacts(taskId: string, query: ArtifactQuery = {}): Promise<ArtifactDoc[]> {
     this.#open()
-    if (this.#conn.ferret) return this.#listings.list(taskId, query)
+    if (this.#conn.ferret) return this.#listings.ask({ taskId, query })
     return this.#run('listArtifacts', (c) => artifacts.listArtifacts(c, taskId, query))
   }
 
   async getArtifact(taskId: string, nodeId: string, batchUid: string | null): Promise<ArtifactDoc | null> {
     this.#open()
-    return this.#run('getArtifact', (c) => artifacts.getArtifact(c, taskId, nodeId, batchUid))
+    if (!this.#conn.ferret) return this.#run('getArtifact', (c) => artifacts.getArtifact(c, taskId, nodeId, batchUid))
+    const own = await this.#run('getArtifact', (c) => artifacts.getOwnArtifact(c, taskId, nodeId, batchUid))
+    return own ?? this.#byFields.ask({ taskId, nodeId, batchUid })
   }
 
   // ---- stream progress
