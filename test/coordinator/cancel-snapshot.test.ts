@@ -5,28 +5,14 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { MemoryStore, type RoleHandler, type Store } from 'flowkit'
+import type { RoleHandler } from 'flowkit'
 import { noopHandler, startRuntime } from '../helpers/runtime.ts'
 import { gate } from '../helpers/gate.ts'
+import { gatedSnapshots } from '../helpers/gated-snapshots.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 test('a cancel does not hold the flush for its snapshot: other tasks finish and the cancel goes out while snapshot writes hang', async () => {
-  const snapshots = gate()
-  let held = 0
-  const inner = new MemoryStore()
-  const store = new Proxy(inner, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target) as unknown
-      if (typeof value !== 'function') return value
-      const fn = (value as (...args: unknown[]) => unknown).bind(target)
-      if (prop !== 'writeSnapshot') return fn
-      return async (...args: unknown[]) => {
-        held++
-        await snapshots.wait()
-        return fn(...args)
-      }
-    },
-  }) as Store
+  const { store, inner, snapshots, held } = gatedSnapshots()
   const started = gate()
   const hold: RoleHandler = {
     async processBatch(_b, ctx) {
@@ -46,7 +32,7 @@ test('a cancel does not hold the flush for its snapshot: other tasks finish and 
     // With every snapshot write hanging: the other task runs to its end, the cancel reaches the run.
     assert.equal((await rt.coordinator.waitForTask(b, { timeoutMs: 5000 })).status, 'finished')
     assert.equal((await rt.coordinator.waitForTask(a, { timeoutMs: 5000 })).status, 'cancelled')
-    await waitFor(() => held > 0)
+    await waitFor(() => held() > 0)
     assert.equal((await inner.getRunView(a, 'h'))?.cancelled, false, 'the document is not written yet')
     snapshots.open()
     await waitFor(async () => (await inner.getRunView(a, 'h'))?.cancelled === true)

@@ -6,31 +6,10 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { type MemoryBus, MemoryStore, type RoleHandler, type Store } from 'flowkit'
+import type { MemoryBus, RoleHandler } from 'flowkit'
 import { startRuntime } from '../helpers/runtime.ts'
-import { gate } from '../helpers/gate.ts'
+import { gatedSnapshots } from '../helpers/gated-snapshots.ts'
 import { waitFor } from '../helpers/wait.ts'
-
-/** A MemoryStore whose snapshot writes wait for the gate (counted in `held`). */
-function gatedSnapshots(): { store: Store; inner: MemoryStore; snapshots: ReturnType<typeof gate>; held: () => number } {
-  const snapshots = gate()
-  let held = 0
-  const inner = new MemoryStore()
-  const store = new Proxy(inner, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target) as unknown
-      if (typeof value !== 'function') return value
-      const fn = (value as (...args: unknown[]) => unknown).bind(target)
-      if (prop !== 'writeSnapshot') return fn
-      return async (...args: unknown[]) => {
-        held++
-        await snapshots.wait()
-        return fn(...args)
-      }
-    },
-  }) as Store
-  return { store, inner, snapshots, held: () => held }
-}
 
 /** A handler that records the variables each run saw. */
 function recording(seen: Record<string, unknown>[]): RoleHandler {
