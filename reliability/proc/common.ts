@@ -8,6 +8,7 @@ import { KafkaBus } from 'flowkit/kafka'
 import { MongoStore } from 'flowkit/mongo'
 import { type IpcReply, type IpcRequest, type ProcSpec, SPEC_ENV } from '../lib/spec.ts'
 import { ChaosBus } from './chaos-bus.ts'
+import { tracked } from './pending.ts'
 
 export function readSpec(): ProcSpec {
   const raw = process.env[SPEC_ENV]
@@ -25,11 +26,11 @@ export function makeBus(spec: ProcSpec): Bus {
     requestTimeoutMs: spec.kafka.requestTimeoutMs,
     connectTimeoutMs: 3000,
   })
-  return spec.chaos === null ? inner : new ChaosBus(inner, spec.chaos, spec.prefix)
+  return tracked(spec, 'bus', spec.chaos === null ? inner : new ChaosBus(inner, spec.chaos, spec.prefix))
 }
 
 export function makeStore(spec: ProcSpec): Store {
-  return new MongoStore({ url: spec.mongoUrl, dbName: spec.dbName })
+  return tracked(spec, 'store', new MongoStore({ url: spec.mongoUrl, dbName: spec.dbName }))
 }
 
 /** One line of this process's own diagnostics on stderr (the flowkit logs go there too). */

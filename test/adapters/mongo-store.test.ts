@@ -151,6 +151,10 @@ class ToggleProxy {
   listen(): Promise<number> {
     return new Promise((resolve) => this.#server.listen(0, '127.0.0.1', () => resolve((this.#server.address() as { port: number }).port)))
   }
+  /** Cuts every open connection (the proxy still accepts new ones). */
+  cut(): void {
+    for (const s of this.#sockets) s.destroy()
+  }
   /** Stops accepting and cuts every open connection. */
   async shutdown(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
@@ -546,7 +550,11 @@ describe('MongoStore on a real server', { skip }, () => {
   })
 
   /** A store that reaches the server through a ToggleProxy; null when the URL is not a single host. */
-  async function proxiedStore(t: TestContext, clientOptions: MongoStoreOptions['clientOptions']): Promise<{ store: MongoStore; proxy: ToggleProxy } | null> {
+  async function proxiedStore(
+    t: TestContext,
+    clientOptions: MongoStoreOptions['clientOptions'],
+    extra: Partial<MongoStoreOptions> = {},
+  ): Promise<{ store: MongoStore; proxy: ToggleProxy } | null> {
     const m = /^mongodb:\/\/(?:[^@/]*@)?([^/?,]+)(?=[/?]|$)/.exec(url!)
     if (!m?.[1]) {
       t.skip('FLOWKIT_MONGO_URL is not a single-host mongodb:// URL')
@@ -559,7 +567,7 @@ describe('MongoStore on a real server', { skip }, () => {
     t.after(() => proxy.shutdown())
     let proxied = url!.replace(hostPort, `127.0.0.1:${proxyPort}`)
     if (!/directConnection=/.test(proxied)) proxied += `${proxied.includes('?') ? '&' : proxied.endsWith('/') ? '?' : '/?'}directConnection=true`
-    return { store: newStore({ url: proxied, clientOptions }), proxy }
+    return { store: newStore({ url: proxied, clientOptions, ...extra }), proxy }
   }
 
   it('a server that stops answering gives STORE_TIMEOUT; lost connections give STORE_UNAVAILABLE (both retryable)', async (t) => {
@@ -581,6 +589,64 @@ describe('MongoStore on a real server', { skip }, () => {
       assert.equal(err.retryable, true)
       return true
     })
+  })
+
+  it('a call that never gets an answer fails with STORE_TIMEOUT after operationTimeoutMs, and the next call runs on a fresh client', async (t) => {
+    const logger = new MemoryLogger()
+    // No driver timeout at all: without the store's own deadline the call would wait forever.
+    const setup = await proxiedStore(t, { serverMonitoringMode: 'poll', socketTimeoutMS: 0, retryReads: false }, { operationTimeoutMs: 1000, logger })
+    if (!setup) return
+    const { store, proxy } = setup
+    const task = makeTaskDoc()
+    await store.createTask(task)
+    proxy.blackhole = true // its answer is dropped: the connection stays open and silent
+    const started = performance.now()
+    await assert.rejects(store.getTask(task.id), (err) => {
+      assert.ok(isFlowkitError(err, ErrorCode.StoreTimeout), inspect(err))
+      assert.equal(err.retryable, true)
+      return true
+    })
+    assert.ok(performance.now() - started < 10_000, 'the deadline, not a driver timeout, ended the call')
+    proxy.blackhole = false
+    assert.equal((await store.getTask(task.id))?.id, task.id)
+    assert.ok(logger.events().includes('store.mongo.client_replaced'), 'the wedged client was replaced')
+  })
+
+  it('a client whose server monitor is wedged is replaced: the store recovers once the server answers again', async (t) => {
+    const logger = new MemoryLogger()
+    // The monitor's handshake may wait 10 minutes (connectTimeoutMS): a monitor that connects
+    // while the server is silent stays "checking" that long, and server selection fails meanwhile
+    // (what a driver race does for good after a server restart; see connection.ts).
+    const setup = await proxiedStore(
+      t,
+      { serverMonitoringMode: 'poll', serverSelectionTimeoutMS: 1000, connectTimeoutMS: 600_000, heartbeatFrequencyMS: 500, retryReads: false, retryWrites: false },
+      { operationTimeoutMs: 0, logger },
+    )
+    if (!setup) return
+    const { store, proxy } = setup
+    const task = makeTaskDoc()
+    await store.createTask(task)
+    proxy.blackhole = true
+    proxy.cut() // every connection drops; the monitor reconnects into silence
+    // Calls fail at once (lost connections), then by server selection (1 s each) once the monitor
+    // is stuck in its handshake.
+    let selectionFailed = false
+    const stuckBy = performance.now() + 15_000
+    while (!selectionFailed && performance.now() < stuckBy) {
+      const t0 = performance.now()
+      await assert.rejects(store.getTask(task.id), rejectsWith(ErrorCode.StoreUnavailable))
+      selectionFailed = performance.now() - t0 >= 900
+    }
+    assert.ok(selectionFailed, 'a call failed its server selection')
+    proxy.blackhole = false
+    let got: unknown = null
+    const until = performance.now() + 20_000
+    while (got === null && performance.now() < until) {
+      got = await store.getTask(task.id).catch(() => null)
+      if (got === null) await new Promise((r) => setTimeout(r, 100))
+    }
+    assert.equal((got as { id?: string } | null)?.id, task.id, 'the store answers again well before the monitor handshake times out')
+    assert.ok(logger.events().includes('store.mongo.client_replaced'), 'the wedged client was replaced')
   })
 
   it('close() while calls are in flight: they reject with CLOSED', async (t) => {

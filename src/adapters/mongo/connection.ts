@@ -3,8 +3,19 @@
  * the attempt), FerretDB detection, the schema (created, or only opened when read-only), closing,
  * and running a verb on the collections with driver errors mapped to FlowkitError (errors.ts) and
  * write verbs refused on a read-only store.
+ *
+ * A wedged client is replaced. The driver (mongodb 7.x) can wedge for good when the server closes
+ * every connection at once (a restart): a command written to a socket that Node has already
+ * destroyed, but whose 'close' event has not run yet, waits for a 'drain' that never comes. When
+ * that command is the server monitor's heartbeat, the monitor stays "checking" forever, the server
+ * stays Unknown, and every later call fails its server selection, 30 s at a time, for the life of
+ * the process (seen in the reliability suite's store-restart scenario: one worker in four to six
+ * runs never recovered). So a call that fails its server selection, or gets no answer within
+ * `operationTimeoutMs`, closes the client; the next call connects a fresh one (fresh monitor, fresh
+ * pool; the schema is not created again). The failed call is a retryable STORE_UNAVAILABLE or
+ * STORE_TIMEOUT, as before.
  */
-import { type Collection, type Document, MongoClient, type MongoClientOptions } from 'mongodb'
+import { type Collection, type Document, MongoClient, type MongoClientOptions, MongoServerSelectionError } from 'mongodb'
 import { ErrorCode, FlowkitError } from '../../errors.ts'
 import type { Logger } from '../../log.ts'
 import { mapMongoError, safeMessage } from './errors.ts'
@@ -28,6 +39,30 @@ export interface MongoStoreOptions {
    * every write verb is refused. For inspection tools (the CLI's status, ls, workers).
    */
   readOnly?: boolean
+  /**
+   * A store call that has not settled after this many ms fails with a retryable STORE_TIMEOUT and
+   * the client is replaced (a wedged driver connection never settles it). Default 120000; 0 turns
+   * the deadline off (the driver's own socketTimeoutMS/timeoutMS still apply).
+   */
+  operationTimeoutMs?: number
+}
+
+const DEFAULT_OPERATION_TIMEOUT_MS = 120_000
+
+/** A call in flight on `client`; `abandon` fails it at once with `err`. */
+interface Guard {
+  client: MongoClient
+  abandon(err: FlowkitError): void
+}
+
+/** A driver error that says the client cannot reach the server (and may never again: see above). */
+function selectionFailed(err: unknown): boolean {
+  let e: unknown = err
+  for (let depth = 0; depth < 4 && e !== null && typeof e === 'object'; depth++) {
+    if (e instanceof MongoServerSelectionError) return true
+    e = (e as { cause?: unknown }).cause
+  }
+  return false
 }
 
 /** The verbs a read-only store serves. */
@@ -46,7 +81,14 @@ export class MongoConnection {
   #collections: Collections | undefined
   #initializing: Promise<Collections> | undefined
   #closed = false
+  /** The schema was created (or opened) once: a replacement client only opens it. */
+  #schemaReady = false
   readonly #readOnly: boolean
+  readonly #operationTimeoutMs: number
+  /** Clients replaced since the store was opened. */
+  #replaced = 0
+  /** The calls in flight, each with the client it runs on. */
+  readonly #guards = new Set<Guard>()
 
   constructor(options: MongoStoreOptions) {
     const url = options?.url ?? options?.uri
@@ -59,6 +101,11 @@ export class MongoConnection {
     this.#logger = options.logger
     this.#clientOptions = { appName: 'flowkit', ...options.clientOptions, ignoreUndefined: true }
     this.#readOnly = options.readOnly === true
+    const timeout = options.operationTimeoutMs ?? DEFAULT_OPERATION_TIMEOUT_MS
+    if (!Number.isFinite(timeout) || timeout < 0) {
+      throw new FlowkitError(ErrorCode.Config, `MongoStore: operationTimeoutMs must be a number of ms >= 0, got ${String(options.operationTimeoutMs)}`)
+    }
+    this.#operationTimeoutMs = timeout
   }
 
   /** The database name in use (for tests and operators). */
@@ -114,10 +161,12 @@ export class MongoConnection {
       const db = client.db(this.#dbName)
       const info = await db.command({ buildInfo: 1 }).catch(() => ({}) as Document)
       this.#ferret = info['ferretdbVersion'] !== undefined || info['ferretdb'] !== undefined
-      const collections = this.#readOnly ? openSchema(db, this.#prefix) : await ensureSchema(db, this.#prefix, this.#logger)
+      const collections = this.#readOnly || this.#schemaReady ? openSchema(db, this.#prefix) : await ensureSchema(db, this.#prefix, this.#logger)
       this.open()
       this.#collections = collections
-      this.#logger?.info('store.mongo.ready', { db: this.#dbName, collection_prefix: this.#prefix })
+      this.#schemaReady = true
+      if (this.#replaced === 0) this.#logger?.info('store.mongo.ready', { db: this.#dbName, collection_prefix: this.#prefix })
+      else this.#logger?.info('store.mongo.reconnected', { db: this.#dbName, clients_replaced: this.#replaced })
       return collections
     } catch (err) {
       if (this.#client === client) this.#client = undefined
@@ -141,6 +190,8 @@ export class MongoConnection {
   /** Closes the client; every later call fails with `closed`. */
   async close(): Promise<void> {
     this.#closed = true
+    const closed = new FlowkitError(ErrorCode.Closed, 'store is closed')
+    for (const g of [...this.#guards]) g.abandon(closed)
     this.#collections = undefined
     const client = this.#client
     this.#client = undefined
@@ -151,10 +202,73 @@ export class MongoConnection {
   async run<T>(op: string, fn: (c: Collections) => Promise<T>): Promise<T> {
     if (this.#readOnly && !READ_VERBS.has(op)) throw new FlowkitError(ErrorCode.Config, `MongoStore: ${op} refused: the store was opened read-only`)
     const collections = await this.ready()
+    const client = this.#client
     try {
-      return await fn(collections)
+      return await this.#guard(fn(collections), op, client)
     } catch (err) {
+      if (selectionFailed(err)) this.#replace(client, `server selection failed: ${safeMessage(err)}`)
       throw this.#fail(err, op)
     }
+  }
+
+  /**
+   * `call`, unless it has not settled after operationTimeoutMs (a retryable STORE_TIMEOUT, and the
+   * client is replaced) or its client is replaced first (a retryable STORE_UNAVAILABLE: a call
+   * wedged on that client would never settle). A late outcome of `call` is dropped.
+   */
+  #guard<T>(call: Promise<T>, op: string, client: MongoClient | undefined): Promise<T> {
+    if (client === undefined) return call
+    return new Promise<T>((resolve, reject) => {
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const guard: Guard = {
+        client,
+        abandon: (err) => {
+          settle()
+          call.catch(() => undefined)
+          reject(err)
+        },
+      }
+      const settle = (): void => {
+        if (timer !== undefined) clearTimeout(timer)
+        this.#guards.delete(guard)
+      }
+      this.#guards.add(guard)
+      if (this.#operationTimeoutMs > 0) {
+        timer = setTimeout(() => {
+          settle()
+          call.catch(() => undefined)
+          reject(
+            new FlowkitError(ErrorCode.StoreTimeout, `mongo store ${op}: no answer in ${this.#operationTimeoutMs} ms (operationTimeoutMs); the client is replaced`, {
+              retryable: true,
+              details: { op },
+            }),
+          )
+          this.#replace(client, `${op} got no answer in ${this.#operationTimeoutMs} ms`)
+        }, this.#operationTimeoutMs)
+        timer.unref()
+      }
+      call.then(
+        (v) => {
+          settle()
+          resolve(v)
+        },
+        (err: unknown) => {
+          settle()
+          reject(err)
+        },
+      )
+    })
+  }
+
+  /** Closes `client` (in the background) when it is still the current one; the next call connects anew. */
+  #replace(client: MongoClient | undefined, reason: string): void {
+    if (client === undefined || this.#client !== client || this.#closed) return
+    this.#client = undefined
+    this.#collections = undefined
+    this.#replaced++
+    this.#logger?.warn('store.mongo.client_replaced', { db: this.#dbName, reason, clients_replaced: this.#replaced })
+    const err = new FlowkitError(ErrorCode.StoreUnavailable, `mongo store: the client was replaced while this call was in flight (${reason})`, { retryable: true })
+    for (const g of [...this.#guards]) if (g.client === client) g.abandon(err)
+    void client.close().catch(() => undefined)
   }
 }
