@@ -3,7 +3,7 @@
  * bus wrapped in ChaosBus when the scenario asks), the IPC channel to the harness, and shutdown.
  * A process whose harness goes away (IPC disconnect) exits.
  */
-import type { Bus, Store } from 'flowkit'
+import { type Bus, type Store, createLogger } from 'flowkit'
 import { KafkaBus } from 'flowkit/kafka'
 import { MongoStore } from 'flowkit/mongo'
 import { type IpcReply, type IpcRequest, type ProcSpec, SPEC_ENV } from '../lib/spec.ts'
@@ -30,7 +30,7 @@ export function makeBus(spec: ProcSpec): Bus {
 }
 
 export function makeStore(spec: ProcSpec): Store {
-  return tracked(spec, 'store', new MongoStore({ url: spec.mongoUrl, dbName: spec.dbName }))
+  return tracked(spec, 'store', new MongoStore({ url: spec.mongoUrl, dbName: spec.dbName, logger: createLogger().child({ component: 'mongo-store' }) }))
 }
 
 /** One line of this process's own diagnostics on stderr (the flowkit logs go there too). */

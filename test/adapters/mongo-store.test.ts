@@ -126,10 +126,19 @@ describe('MongoStore without a server', () => {
 /** TCP proxy in front of the server: can stop forwarding (a hung server) or cut every connection. */
 class ToggleProxy {
   blackhole = false
+  /** New connections are closed at once (a server that is down). */
+  refuse = false
   readonly #server: Server
   readonly #sockets = new Set<Socket>()
+  /** The first client connection accepted (a driver's monitor connects first). */
+  #first: Socket | null = null
   constructor(host: string, port: number) {
     this.#server = createServer((client) => {
+      if (this.refuse) {
+        client.destroy()
+        return
+      }
+      this.#first ??= client
       const upstream = netConnect(port, host)
       for (const s of [client, upstream]) {
         this.#sockets.add(s)
@@ -150,6 +159,10 @@ class ToggleProxy {
   }
   listen(): Promise<number> {
     return new Promise((resolve) => this.#server.listen(0, '127.0.0.1', () => resolve((this.#server.address() as { port: number }).port)))
+  }
+  /** Cuts the first connection accepted (the proxy still accepts new ones). */
+  cutFirst(): void {
+    this.#first?.destroy()
   }
   /** Cuts every open connection (the proxy still accepts new ones). */
   cut(): void {
@@ -610,6 +623,41 @@ describe('MongoStore on a real server', { skip }, () => {
     proxy.blackhole = false
     assert.equal((await store.getTask(task.id))?.id, task.id)
     assert.ok(logger.events().includes('store.mongo.client_replaced'), 'the wedged client was replaced')
+  })
+
+  it('a call still waiting when the server drops connections gets 10 s, not operationTimeoutMs', async (t) => {
+    const setup = await proxiedStore(
+      t,
+      { serverMonitoringMode: 'poll', heartbeatFrequencyMS: 500, socketTimeoutMS: 0, retryReads: false },
+      { operationTimeoutMs: 60_000 },
+    )
+    if (!setup) return
+    const { store, proxy } = setup
+    const task = makeTaskDoc()
+    await store.createTask(task)
+    proxy.blackhole = true
+    const started = performance.now()
+    const call = store.getTask(task.id) // its connection stays open and silent
+    // The monitor's connection drops and it cannot connect again, so the pool is cleared (what a
+    // server restart does; the call's connection, left open, stands for one the driver wedged on).
+    proxy.refuse = true
+    proxy.cutFirst()
+    await assert.rejects(call, (err) => {
+      assert.ok(isFlowkitError(err, ErrorCode.StoreTimeout), inspect(err))
+      assert.equal(err.retryable, true)
+      return true
+    })
+    const took = performance.now() - started
+    assert.ok(took >= 9000 && took < 40_000, `the call ended after the short deadline, not operationTimeoutMs (${Math.round(took)} ms)`)
+    proxy.refuse = false
+    proxy.blackhole = false
+    let got: unknown = null
+    const until = performance.now() + 20_000
+    while (got === null && performance.now() < until) {
+      got = await store.getTask(task.id).catch(() => null)
+      if (got === null) await new Promise((r) => setTimeout(r, 100))
+    }
+    assert.equal((got as { id?: string } | null)?.id, task.id)
   })
 
   it('a client whose server monitor is wedged is replaced: the store recovers once the server answers again', async (t) => {

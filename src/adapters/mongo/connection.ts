@@ -10,10 +10,13 @@
  * that command is the server monitor's heartbeat, the monitor stays "checking" forever, the server
  * stays Unknown, and every later call fails its server selection, 30 s at a time, for the life of
  * the process (seen in the reliability suite's store-restart scenario: one worker in four to six
- * runs never recovered). So a call that fails its server selection, or gets no answer within
- * `operationTimeoutMs`, closes the client; the next call connects a fresh one (fresh monitor, fresh
- * pool; the schema is not created again). The failed call is a retryable STORE_UNAVAILABLE or
- * STORE_TIMEOUT, as before.
+ * runs never recovered); when it is an operation, that call never settles (seen too: a worker's
+ * artifact write, and every artifact write queued behind it, stalled until a deadline). So a call
+ * that fails its server selection, or gets no answer within `operationTimeoutMs`, closes the
+ * client and fails the calls still on it; the next call connects a fresh one (fresh monitor,
+ * fresh pool; the schema is not created again). Calls in flight when the client's pool is cleared
+ * (the server dropped connections), or started within 30 s after, get 10 s. Every such failure is
+ * a retryable STORE_UNAVAILABLE or STORE_TIMEOUT, as before.
  */
 import { type Collection, type Document, MongoClient, type MongoClientOptions, MongoServerSelectionError } from 'mongodb'
 import { ErrorCode, FlowkitError } from '../../errors.ts'
@@ -41,18 +44,28 @@ export interface MongoStoreOptions {
   readOnly?: boolean
   /**
    * A store call that has not settled after this many ms fails with a retryable STORE_TIMEOUT and
-   * the client is replaced (a wedged driver connection never settles it). Default 120000; 0 turns
-   * the deadline off (the driver's own socketTimeoutMS/timeoutMS still apply).
+   * the client is replaced (a wedged driver connection never settles it); while the server is
+   * dropping connections (within 30 s of the client's pool being cleared) a call gets 10 s.
+   * Default 120000; 0 turns these deadlines off (the driver's own socketTimeoutMS/timeoutMS still
+   * apply).
    */
   operationTimeoutMs?: number
 }
 
 const DEFAULT_OPERATION_TIMEOUT_MS = 120_000
 
-/** A call in flight on `client`; `abandon` fails it at once with `err`. */
+/**
+ * After a client's pool is cleared (the server dropped its connections), calls in flight then or
+ * started within DISRUPTION_WINDOW_MS get SUSPECT_MS to answer, not operationTimeoutMs.
+ */
+const DISRUPTION_WINDOW_MS = 30_000
+const SUSPECT_MS = 10_000
+
+/** A call in flight on `client`; `abandon` fails it at once with `err`, `suspect` shortens its deadline. */
 interface Guard {
   client: MongoClient
   abandon(err: FlowkitError): void
+  suspect(): void
 }
 
 /** A driver error that says the client cannot reach the server (and may never again: see above). */
@@ -89,6 +102,8 @@ export class MongoConnection {
   #replaced = 0
   /** The calls in flight, each with the client it runs on. */
   readonly #guards = new Set<Guard>()
+  /** Until when (performance.now()) calls are suspect after the current client's pool was cleared. */
+  #disruptedUntil = 0
 
   constructor(options: MongoStoreOptions) {
     const url = options?.url ?? options?.uri
@@ -151,6 +166,8 @@ export class MongoConnection {
     let client: MongoClient
     try {
       client = new MongoClient(this.#url, this.#clientOptions)
+      const c = client
+      client.on('connectionPoolCleared', () => this.#poolCleared(c))
     } catch (err) {
       throw new FlowkitError(ErrorCode.Config, `MongoStore: invalid connection settings: ${safeMessage(err)}`, { cause: err })
     }
@@ -213,40 +230,45 @@ export class MongoConnection {
 
   /**
    * `call`, unless it has not settled after operationTimeoutMs (a retryable STORE_TIMEOUT, and the
-   * client is replaced) or its client is replaced first (a retryable STORE_UNAVAILABLE: a call
-   * wedged on that client would never settle). A late outcome of `call` is dropped.
+   * client is replaced), or after SUSPECT_MS when its client's pool was cleared while it ran or
+   * shortly before it started (a retryable STORE_TIMEOUT: a call written to a connection the
+   * server had just closed never settles), or its client is replaced first (a retryable
+   * STORE_UNAVAILABLE). A late outcome of `call` is dropped.
    */
   #guard<T>(call: Promise<T>, op: string, client: MongoClient | undefined): Promise<T> {
-    if (client === undefined) return call
+    if (client === undefined || this.#operationTimeoutMs === 0) return call
     return new Promise<T>((resolve, reject) => {
       let timer: ReturnType<typeof setTimeout> | undefined
-      const guard: Guard = {
-        client,
-        abandon: (err) => {
-          settle()
-          call.catch(() => undefined)
-          reject(err)
-        },
-      }
+      let deadline = 0
       const settle = (): void => {
-        if (timer !== undefined) clearTimeout(timer)
+        clearTimeout(timer)
         this.#guards.delete(guard)
       }
-      this.#guards.add(guard)
-      if (this.#operationTimeoutMs > 0) {
+      const fail = (err: FlowkitError): void => {
+        settle()
+        call.catch(() => undefined)
+        reject(err)
+      }
+      const arm = (ms: number, replace: boolean): void => {
+        clearTimeout(timer)
+        deadline = performance.now() + ms
         timer = setTimeout(() => {
-          settle()
-          call.catch(() => undefined)
-          reject(
-            new FlowkitError(ErrorCode.StoreTimeout, `mongo store ${op}: no answer in ${this.#operationTimeoutMs} ms (operationTimeoutMs); the client is replaced`, {
-              retryable: true,
-              details: { op },
-            }),
-          )
-          this.#replace(client, `${op} got no answer in ${this.#operationTimeoutMs} ms`)
-        }, this.#operationTimeoutMs)
+          const what = replace ? 'operationTimeoutMs' : 'after the server dropped connections'
+          fail(new FlowkitError(ErrorCode.StoreTimeout, `mongo store ${op}: no answer in ${ms} ms (${what})`, { retryable: true, details: { op } }))
+          if (replace) this.#replace(client, `${op} got no answer in ${ms} ms`)
+        }, ms)
         timer.unref()
       }
+      const guard: Guard = {
+        client,
+        abandon: fail,
+        suspect: () => {
+          if (deadline - performance.now() > SUSPECT_MS) arm(SUSPECT_MS, false)
+        },
+      }
+      this.#guards.add(guard)
+      if (performance.now() < this.#disruptedUntil && SUSPECT_MS < this.#operationTimeoutMs) arm(SUSPECT_MS, false)
+      else arm(this.#operationTimeoutMs, true)
       call.then(
         (v) => {
           settle()
@@ -258,6 +280,13 @@ export class MongoConnection {
         },
       )
     })
+  }
+
+  /** `client` lost its connections (its pool was cleared): calls on it, now and for a while, are suspect. */
+  #poolCleared(client: MongoClient): void {
+    if (this.#client !== client) return
+    this.#disruptedUntil = performance.now() + DISRUPTION_WINDOW_MS
+    for (const g of this.#guards) if (g.client === client) g.suspect()
   }
 
   /** Closes `client` (in the background) when it is still the current one; the next call connects anew. */
