@@ -14,11 +14,12 @@
  * artifact write, and every artifact write queued behind it, stalled until a deadline). So a call
  * that fails its server selection, or gets no answer within `operationTimeoutMs`, closes the
  * client and fails the calls still on it; the next call connects a fresh one (fresh monitor,
- * fresh pool; the schema is not created again). Calls in flight when the client's pool is cleared
- * (the server dropped connections), or started within 30 s after, get 10 s. Every such failure is
+ * fresh pool; the schema is not created again). Calls in flight when the server is seen dropping
+ * connections (the pool cleared, a pooled connection found dead, a failed heartbeat or a network
+ * error), or started within 30 s after, get 10 s. Every such failure is
  * a retryable STORE_UNAVAILABLE or STORE_TIMEOUT, as before.
  */
-import { type Collection, type Document, MongoClient, type MongoClientOptions, MongoServerSelectionError } from 'mongodb'
+import { type Collection, type Document, MongoClient, type MongoClientOptions, MongoNetworkError, MongoServerSelectionError } from 'mongodb'
 import { ErrorCode, FlowkitError } from '../../errors.ts'
 import type { Logger } from '../../log.ts'
 import { mapMongoError, safeMessage } from './errors.ts'
@@ -45,7 +46,7 @@ export interface MongoStoreOptions {
   /**
    * A store call that has not settled after this many ms fails with a retryable STORE_TIMEOUT and
    * the client is replaced (a wedged driver connection never settles it); while the server is
-   * dropping connections (within 30 s of the client's pool being cleared) a call gets 10 s.
+   * dropping connections (within 30 s of a sign of it) a call gets 10 s.
    * Default 120000; 0 turns these deadlines off (the driver's own socketTimeoutMS/timeoutMS still
    * apply).
    */
@@ -167,7 +168,14 @@ export class MongoConnection {
     try {
       client = new MongoClient(this.#url, this.#clientOptions)
       const c = client
-      client.on('connectionPoolCleared', () => this.#poolCleared(c))
+      // Signs that the server dropped connections: the pool cleared, a pooled connection found
+      // dead at checkout, a failed heartbeat.
+      const disrupted = (): void => this.#disrupted(c)
+      client.on('connectionPoolCleared', disrupted)
+      client.on('serverHeartbeatFailed', disrupted)
+      client.on('connectionClosed', (e: { reason?: string }) => {
+        if (e.reason === 'error') disrupted()
+      })
     } catch (err) {
       throw new FlowkitError(ErrorCode.Config, `MongoStore: invalid connection settings: ${safeMessage(err)}`, { cause: err })
     }
@@ -223,6 +231,7 @@ export class MongoConnection {
     try {
       return await this.#guard(fn(collections), op, client)
     } catch (err) {
+      if (client !== undefined && err instanceof MongoNetworkError) this.#disrupted(client)
       if (selectionFailed(err)) this.#replace(client, `server selection failed: ${safeMessage(err)}`)
       throw this.#fail(err, op)
     }
@@ -230,8 +239,8 @@ export class MongoConnection {
 
   /**
    * `call`, unless it has not settled after operationTimeoutMs (a retryable STORE_TIMEOUT, and the
-   * client is replaced), or after SUSPECT_MS when its client's pool was cleared while it ran or
-   * shortly before it started (a retryable STORE_TIMEOUT: a call written to a connection the
+   * client is replaced), or after SUSPECT_MS when the server was seen dropping connections while
+   * it ran or shortly before it started (a retryable STORE_TIMEOUT: a call written to a connection the
    * server had just closed never settles), or its client is replaced first (a retryable
    * STORE_UNAVAILABLE). A late outcome of `call` is dropped.
    */
@@ -282,8 +291,8 @@ export class MongoConnection {
     })
   }
 
-  /** `client` lost its connections (its pool was cleared): calls on it, now and for a while, are suspect. */
-  #poolCleared(client: MongoClient): void {
+  /** The server dropped `client`'s connections: calls on it, now and for a while, are suspect. */
+  #disrupted(client: MongoClient): void {
     if (this.#client !== client) return
     this.#disruptedUntil = performance.now() + DISRUPTION_WINDOW_MS
     for (const g of this.#guards) if (g.client === client) g.suspect()
