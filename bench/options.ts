@@ -38,6 +38,8 @@ const HELP = `npm run bench [-- options]
   --quick            sizes ~5x smaller
   --only a,b         benches to run: ${ALL_BENCHES.join(', ')} (default: all)
   --compare bullmq   also run BullMQ 3-job flows on a local redis-server (same chain count)
+  --chain-tasks N    chains of the chain bench (and of --compare bullmq): default 2000 (400 with --quick);
+                     a longer timed part is steadier (a 2,000-chain run lasts under a second embedded)
   --observability    chain: the overhead of traces + metrics (off vs default vs OTel SDK), interleaved rounds
   --rounds N         rounds of --observability (default 5 with --quick, else 7)
   --coordinators 1,2,3
@@ -88,6 +90,13 @@ export function parseOptions(argv: string[]): Options {
   }
   const only = list(value(argv, '--only'))
   for (const b of only) if (!(ALL_BENCHES as readonly string[]).includes(b)) throw new Error(`--only: unknown bench ${b} (${ALL_BENCHES.join(', ')})`)
+  const sizes = sizesFor(real, quick)
+  const chainTasks = value(argv, '--chain-tasks')
+  if (chainTasks !== undefined) {
+    const n = Number(chainTasks)
+    if (!Number.isInteger(n) || n < 1 || n > 1_000_000) throw new Error(`--chain-tasks: a whole number of chains from 1 to 1,000,000, not ${chainTasks}`)
+    sizes.chainTasks = n
+  }
   const compare = list(value(argv, '--compare'))
   for (const c of compare) if (c !== 'bullmq') throw new Error(`--compare: only bullmq is supported, not ${c}`)
   return {
@@ -98,7 +107,7 @@ export function parseOptions(argv: string[]): Options {
     compare,
     logLevel: process.env['FLOWKIT_LOG_LEVEL'] ?? value(argv, '--log-level') ?? 'warn',
     out: value(argv, '--out') ?? new URL('./results/latest.json', import.meta.url).pathname,
-    sizes: sizesFor(real, quick),
+    sizes,
     observability: argv.includes('--observability'),
     rounds: Number(value(argv, '--rounds') ?? (quick ? 5 : 7)),
     coordinators,

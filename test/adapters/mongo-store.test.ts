@@ -176,6 +176,16 @@ class ToggleProxy {
   }
 }
 
+/** The task, once the store answers getTask again (calls retried every 100 ms for up to 20 s); null if it never does. */
+async function answersAgain(store: MongoStore, taskId: string): Promise<{ id?: string } | null> {
+  const until = performance.now() + 20_000
+  for (;;) {
+    const got = await store.getTask(taskId).catch(() => null)
+    if (got !== null || performance.now() >= until) return got
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
 const skip = realSkip('mongo')
 const url = mongoUrl()
 
@@ -651,13 +661,7 @@ describe('MongoStore on a real server', { skip }, () => {
     assert.ok(took >= 9000 && took < 40_000, `the call ended after the short deadline, not operationTimeoutMs (${Math.round(took)} ms)`)
     proxy.refuse = false
     proxy.blackhole = false
-    let got: unknown = null
-    const until = performance.now() + 20_000
-    while (got === null && performance.now() < until) {
-      got = await store.getTask(task.id).catch(() => null)
-      if (got === null) await new Promise((r) => setTimeout(r, 100))
-    }
-    assert.equal((got as { id?: string } | null)?.id, task.id)
+    assert.equal((await answersAgain(store, task.id))?.id, task.id)
   })
 
   it('a client whose server monitor is wedged is replaced: the store recovers once the server answers again', async (t) => {
@@ -687,13 +691,7 @@ describe('MongoStore on a real server', { skip }, () => {
     }
     assert.ok(selectionFailed, 'a call failed its server selection')
     proxy.blackhole = false
-    let got: unknown = null
-    const until = performance.now() + 20_000
-    while (got === null && performance.now() < until) {
-      got = await store.getTask(task.id).catch(() => null)
-      if (got === null) await new Promise((r) => setTimeout(r, 100))
-    }
-    assert.equal((got as { id?: string } | null)?.id, task.id, 'the store answers again well before the monitor handshake times out')
+    assert.equal((await answersAgain(store, task.id))?.id, task.id, 'the store answers again well before the monitor handshake times out')
     assert.ok(logger.events().includes('store.mongo.client_replaced'), 'the wedged client was replaced')
   })
 
