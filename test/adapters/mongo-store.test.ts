@@ -635,6 +635,29 @@ describe('MongoStore on a real server', { skip }, () => {
     assert.ok(logger.events().includes('store.mongo.client_replaced'), 'the wedged client was replaced')
   })
 
+  it('when a client is replaced, the calls still running on it fail at once (STORE_UNAVAILABLE), not at their own deadline', async (t) => {
+    const setup = await proxiedStore(t, { serverMonitoringMode: 'poll', socketTimeoutMS: 0, retryReads: false }, { operationTimeoutMs: 3000 })
+    if (!setup) return
+    const { store, proxy } = setup
+    const task = makeTaskDoc()
+    await store.createTask(task)
+    proxy.blackhole = true
+    const first = store.getTask(task.id)
+    await new Promise((r) => setTimeout(r, 1500)) // the second call's deadline is 1.5 s after the first's
+    const started = performance.now()
+    const second = store.getTask(task.id)
+    await assert.rejects(first, rejectsWith(ErrorCode.StoreTimeout)) // its deadline: the client is replaced
+    await assert.rejects(second, (err) => {
+      assert.ok(isFlowkitError(err, ErrorCode.StoreUnavailable), inspect(err))
+      assert.equal(err.retryable, true)
+      return true
+    })
+    const took = performance.now() - started
+    assert.ok(took < 2500, `the second call failed with the replacement, before its own deadline (${Math.round(took)} ms)`)
+    proxy.blackhole = false
+    assert.equal((await answersAgain(store, task.id))?.id, task.id)
+  })
+
   it('a call still waiting when the server drops connections gets 10 s, not operationTimeoutMs', async (t) => {
     const setup = await proxiedStore(
       t,
