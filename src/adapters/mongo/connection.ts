@@ -263,6 +263,7 @@ export class MongoConnection {
         deadline = performance.now() + ms
         timer = setTimeout(() => {
           const what = replace ? 'operationTimeoutMs' : 'after the server dropped connections'
+          this.#logger?.warn('store.mongo.call_abandoned', { db: this.#dbName, op, waited_ms: ms, why: what })
           fail(new FlowkitError(ErrorCode.StoreTimeout, `mongo store ${op}: no answer in ${ms} ms (${what})`, { retryable: true, details: { op } }))
           if (replace) this.#replace(client, `${op} got no answer in ${ms} ms`)
         }, ms)
