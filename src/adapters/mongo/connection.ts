@@ -56,8 +56,8 @@ export interface MongoStoreOptions {
 const DEFAULT_OPERATION_TIMEOUT_MS = 120_000
 
 /**
- * After a client's pool is cleared (the server dropped its connections), calls in flight then or
- * started within DISRUPTION_WINDOW_MS get SUSPECT_MS to answer, not operationTimeoutMs.
+ * After a sign that the server dropped the client's connections (see #disrupted), calls in flight
+ * then or started within DISRUPTION_WINDOW_MS get SUSPECT_MS to answer, not operationTimeoutMs.
  */
 const DISRUPTION_WINDOW_MS = 30_000
 const SUSPECT_MS = 10_000
@@ -103,7 +103,7 @@ export class MongoConnection {
   #replaced = 0
   /** The calls in flight, each with the client it runs on. */
   readonly #guards = new Set<Guard>()
-  /** Until when (performance.now()) calls are suspect after the current client's pool was cleared. */
+  /** Until when (performance.now()) calls are suspect after the last sign of dropped connections. */
   #disruptedUntil = 0
 
   constructor(options: MongoStoreOptions) {
@@ -169,7 +169,7 @@ export class MongoConnection {
       client = new MongoClient(this.#url, this.#clientOptions)
       const c = client
       // Signs that the server dropped connections: the pool cleared, a pooled connection found
-      // dead at checkout, a failed heartbeat.
+      // dead at checkout, a failed heartbeat (and, in run(), a call's network error).
       const disrupted = (): void => this.#disrupted(c)
       client.on('connectionPoolCleared', disrupted)
       client.on('serverHeartbeatFailed', disrupted)
@@ -292,7 +292,7 @@ export class MongoConnection {
     })
   }
 
-  /** The server dropped `client`'s connections: calls on it, now and for a while, are suspect. */
+  /** A sign that the server dropped `client`'s connections: calls on it, now and for 30 s, are suspect. */
   #disrupted(client: MongoClient): void {
     if (this.#client !== client) return
     this.#disruptedUntil = performance.now() + DISRUPTION_WINDOW_MS
