@@ -15,7 +15,7 @@ import { HandlerResultError, MAX_REASON_CODE_CHARS, checkArtifactMeta, checkBatc
 import { emitStatus, statusRecord } from './status.ts'
 import { type SpawnOptions, spawnInGroup } from './subprocess.ts'
 import { observeRun } from '../observability/worker.ts'
-import { ArtifactBatcher } from './artifacts.ts'
+import { ArtifactBatcher, type RunWrites } from './artifacts.ts'
 
 /** Largest checkpoint a handler may save (JSON bytes). */
 const MAX_CHECKPOINT_BYTES = 1024 * 1024
@@ -50,6 +50,8 @@ export async function executeRun(
   const cleanups: (() => void | Promise<void>)[] = []
   const written = new Set<string>()
   let completeWritten = false
+  // The run's artifact writes are durable in the order they are asked for (artifacts.ts).
+  const runWrites: RunWrites = { failed: null }
   // An attempt that was cancelled (replaced, lease lost) or has ended writes nothing more: its
   // late outputs would sit next to the attempt that replaced it.
   const writable = (what: string): void => {
@@ -64,6 +66,7 @@ export async function executeRun(
       await ArtifactBatcher.of(core.store).write(
         { task_id: info.taskId, node_id: info.nodeId, batch_uid: batchUid, status: 'partial', meta, attempt_epoch: info.attemptEpoch, worker_id: core.workerId },
         core.clock.now(),
+        runWrites,
       )
       written.add(batchUid)
     },
@@ -73,6 +76,7 @@ export async function executeRun(
       await ArtifactBatcher.of(core.store).write(
         { task_id: info.taskId, node_id: info.nodeId, batch_uid: null, status: 'complete', meta, attempt_epoch: info.attemptEpoch, worker_id: core.workerId },
         core.clock.now(),
+        runWrites,
       )
       completeWritten = true
     },
@@ -179,7 +183,17 @@ export async function executeRun(
     // An array (one batch, or a handler's list) is walked as such: no async iterator per run.
     if (Array.isArray(batches)) for (const raw of batches as unknown[]) await step(isThenable(raw) ? await raw : raw)
     else for await (const raw of batches) await step(raw)
+    // Without a finalize step the complete artifact's meta is known now: its write goes with the
+    // last partial artifacts (after them: never durable without them) instead of one round trip
+    // later. A handler with finalize may read its partial artifacts there: it runs once they are
+    // durable, and the complete artifact is written after it.
+    let complete: Promise<void> | null = null
+    if (handler.finalize === undefined && !completeWritten && failed.write === null) {
+      complete = writer.markComplete({ batches: run.batches })
+      complete.catch(() => undefined)
+    }
     await Promise.all(reports.splice(0))
+    if (complete !== null) await complete
     ctx.throwIfCancelled()
     if (failed.write !== null) throw failed.write.err
     const fin = checkFinalizeResult(await handler.finalize?.(ctx))

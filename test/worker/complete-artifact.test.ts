@@ -1,0 +1,136 @@
+/**
+ * A run's complete artifact is never durable without its partial artifacts, and a handler without
+ * a finalize step does not pay a store round trip for it: its complete artifact goes in the same
+ * store call as the last partial ones, after them. A handler with finalize sees its partial
+ * artifacts durable there, and its complete artifact is written after it.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { ErrorCode, FlowkitError, MemoryBus, MemoryStore, type ArtifactWrite, type RoleHandler, type Store } from 'flowkit'
+import { ArtifactBatcher, type RunWrites } from '../../src/worker/artifacts.ts'
+import { sourceHandler, startRuntime } from '../helpers/runtime.ts'
+import { gate } from '../helpers/gate.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+/** The memory store, with each upsertArtifacts call going through `hook` first. */
+function storeWith(hook: (list: readonly ArtifactWrite[]) => Promise<void>): Store {
+  const inner = new MemoryStore()
+  return new Proxy(inner, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target) as unknown
+      if (typeof value !== 'function') return value
+      const fn = (value as (...args: unknown[]) => unknown).bind(target)
+      if (prop !== 'upsertArtifacts') return fn
+      return async (list: readonly ArtifactWrite[], now: number) => {
+        await hook(list)
+        return fn(list, now)
+      }
+    },
+  })
+}
+
+const names = (list: readonly ArtifactWrite[]): string[] => list.map((a) => a.batch_uid ?? 'complete')
+
+function kindsOf(bus: MemoryBus, topic: string): string[] {
+  return bus.records(topic).map((r) => (JSON.parse(r.value) as { payload: { kind: string } }).payload.kind)
+}
+
+const artifact = (task: string, batch: string | null): ArtifactWrite => ({
+  task_id: task,
+  node_id: 'n',
+  batch_uid: batch,
+  status: batch === null ? 'complete' : 'partial',
+  meta: {},
+  attempt_epoch: 1,
+  worker_id: 'w',
+})
+
+test('a handler without finalize: its complete artifact goes in the store call of its last partial artifact, after it', async () => {
+  const calls: string[][] = []
+  const store = storeWith(async (list) => {
+    calls.push(names(list))
+  })
+  const rt = await startRuntime({ bus: new MemoryBus(), store, handlers: { src: sourceHandler(30, 10) } })
+  try {
+    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'src' }] } })
+    assert.equal((await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })).status, 'finished')
+    const flat = calls.flat()
+    assert.deepEqual(flat, ['s0', 's1', 's2', 'complete'], 'each artifact written once, the complete one last')
+    assert.deepEqual(calls.at(-1)?.slice(-2), ['s2', 'complete'], `one call for the last partial and the complete artifact: ${JSON.stringify(calls)}`)
+    const complete = await store.getArtifact(id, 'n', null)
+    assert.deepEqual(complete?.meta, { batches: 3 })
+  } finally {
+    await rt.stop()
+  }
+})
+
+test('a handler with finalize sees its partial artifacts durable there; its complete artifact is written after it', async () => {
+  const calls: string[][] = []
+  const store = storeWith(async (list) => {
+    calls.push(names(list))
+  })
+  const seenInFinalize: string[] = []
+  const src = sourceHandler(20, 10)
+  const handler: RoleHandler = {
+    ...src,
+    async finalize(ctx) {
+      const arts = await store.listArtifacts(ctx.taskId)
+      for (const a of arts) seenInFinalize.push(`${a.status} ${a.batch_uid ?? ''}`.trim())
+      return { meta: { merged: arts.length } }
+    },
+  }
+  const rt = await startRuntime({ bus: new MemoryBus(), store, handlers: { src: handler } })
+  try {
+    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'src' }] } })
+    assert.equal((await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })).status, 'finished')
+    assert.deepEqual(seenInFinalize.sort(), ['partial s0', 'partial s1'])
+    assert.deepEqual(calls.at(-1), ['complete'], 'the complete artifact in a call of its own, after finalize')
+    assert.deepEqual((await store.getArtifact(id, 'n', null))?.meta, { merged: 2 })
+  } finally {
+    await rt.stop()
+  }
+})
+
+test('the last partial artifact cannot be written: the run fails and no complete artifact is written', async () => {
+  const store = storeWith(async (list) => {
+    if (list.some((a) => a.batch_uid === 's0')) throw new FlowkitError(ErrorCode.StoreError, 'injected: artifact s0 refused', { retryable: false })
+  })
+  const bus = new MemoryBus()
+  const rt = await startRuntime({ bus, store, handlers: { src: sourceHandler(10, 10) } })
+  try {
+    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'src', retry_policy: { max: 1 } }] } })
+    assert.equal((await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })).status, 'failed')
+    const seen = kindsOf(bus, rt.statusTopic('src'))
+    assert.ok(!seen.includes('TASK_DONE') && !seen.includes('BATCH_OK'), seen.join(', '))
+    assert.deepEqual(await store.listArtifacts(id), [])
+  } finally {
+    await rt.stop()
+  }
+})
+
+test('ArtifactBatcher: once a write of a run fails, its later writes queued behind it are refused, never sent; other writes go on', async () => {
+  const held = gate()
+  const calls: string[][] = []
+  const store = storeWith(async (list) => {
+    calls.push(names(list).map((n, i) => `${list[i]?.task_id}:${n}`))
+    if (list.some((a) => a.task_id === 'bad')) {
+      await held.wait()
+      throw new FlowkitError(ErrorCode.StoreError, 'injected: call refused', { retryable: false })
+    }
+  })
+  const batcher = new ArtifactBatcher(store)
+  const run: RunWrites = { failed: null }
+  const partial = batcher.write(artifact('bad', 'b0'), 1, run)
+  partial.catch(() => undefined)
+  // The partial artifact's call is in flight; the complete one and another run's write queue behind it.
+  await waitFor(() => calls.length === 1)
+  const complete = batcher.write(artifact('bad', null), 2, run)
+  complete.catch(() => undefined)
+  const other = batcher.write(artifact('good', 'b0'), 2)
+  held.open()
+  await assert.rejects(partial, /injected: call refused/)
+  await assert.rejects(complete, /injected: call refused/, 'refused with the error of the earlier write')
+  assert.equal(await other, true)
+  assert.deepEqual(calls, [['bad:b0'], ['good:b0']], 'the complete artifact never reached the store')
+  assert.equal(await store.getArtifact('bad', 'n', null), null)
+})
