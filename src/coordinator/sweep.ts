@@ -22,6 +22,14 @@ export interface SweepDeps {
 
 /** Journal and outbox retention runs this often. */
 const PURGE_EVERY_MS = 600_000
+/**
+ * Most of the time the sweep's scans of the store take: after a scan that took `d`, the next one
+ * waits at least `d / MAX_DUTY`. On a server that cannot use an index for them (FerretDB on SQLite
+ * reads every document of the collection), a scan grows with the collection; without this bound a
+ * sweep every 10 s over 10,000 tasks kept that server busy a fifth of the time. Where the indexes
+ * serve them (MongoDB), scans take milliseconds and the bound never applies.
+ */
+const MAX_DUTY = 0.02
 /** Ended tasks deleted per store call, and calls per sweep at most. */
 const TASKS_PER_PURGE = 5_000
 const PURGES_PER_SWEEP = 200
@@ -31,8 +39,11 @@ export async function sweep(signal: AbortSignal, d: SweepDeps): Promise<void> {
   const taskRetentionMs = d.config.taskRetentionSec * 1000
   // Ended tasks are purged at least every quarter of their retention (a short retention is meant).
   const taskPurgeEveryMs = Math.min(PURGE_EVERY_MS, Math.max(tickMs, taskRetentionMs / 4))
-  let lastPurge = 0
+  // The first journal and outbox purge comes at a random point of the first period, not at once: a
+  // coordinator that starts has other work, and coordinators started together spread theirs.
+  let lastPurge = d.clock.now() - Math.random() * PURGE_EVERY_MS
   let lastTaskPurge = 0
+  let nextScan = 0
   while (!signal.aborted) {
     try {
       await d.clock.sleep(tickMs, signal)
@@ -50,8 +61,13 @@ export async function sweep(signal: AbortSignal, d: SweepDeps): Promise<void> {
         lastTaskPurge = now
         await purgeEndedTasks(d, now - taskRetentionMs, signal)
       }
-      const ids = await d.store.listTaskIds(['queued'])
-      for (const id of ids) if (!d.known(id)) await d.adopt(id)
+      if (d.clock.now() >= nextScan) {
+        const t0 = d.clock.now()
+        const ids = await d.store.listTaskIds(['queued'])
+        const t1 = d.clock.now()
+        nextScan = t1 + (t1 - t0) / MAX_DUTY
+        for (const id of ids) if (!d.known(id)) await d.adopt(id)
+      }
     } catch (err) {
       d.log.error('coordinator.sweep_failed', { error: errorMessage(err) })
     }
