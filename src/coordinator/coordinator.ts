@@ -375,6 +375,7 @@ export class Coordinator {
       log: this.#p.log,
       known: (id) => this.#p.engine.tasks.has(id) || this.#creating.has(id) || this.#p.after.isRecentlyDone(id) || !this.#p.ownership.owns(id),
       adopt: (id) => this.#p.tasks.adopt(id),
+      flushes: () => this.#p.flusher.flushes,
     })
   }
 }

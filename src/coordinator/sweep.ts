@@ -17,6 +17,8 @@ export interface SweepDeps {
   log: Logger
   /** Whether this coordinator holds the task (or finished it recently). */
   known: (taskId: string) => boolean
+  /** Flushes written so far (the coordinator is busy when the count moves between ticks). */
+  flushes: () => number
   adopt: (taskId: string) => Promise<unknown>
 }
 
@@ -30,6 +32,12 @@ const PURGE_EVERY_MS = 600_000
  * serve them (MongoDB), scans take milliseconds and the bound never applies.
  */
 const MAX_DUTY = 0.02
+/**
+ * A coordinator busy with events (a flush since the last tick) defers the scan for tasks written
+ * by another process — a fallback, for a submission whose adopt request was lost — for at most
+ * this many ticks: as snapshots do, background reads of the store give way to the event path.
+ */
+const SCAN_DEFER_TICKS = 6
 /** Ended tasks deleted per store call, and calls per sweep at most. */
 const TASKS_PER_PURGE = 5_000
 const PURGES_PER_SWEEP = 200
@@ -44,6 +52,9 @@ export async function sweep(signal: AbortSignal, d: SweepDeps): Promise<void> {
   let lastPurge = d.clock.now() - Math.random() * PURGE_EVERY_MS
   let lastTaskPurge = 0
   let nextScan = 0
+  // A coordinator that starts has just loaded its active tasks: that counts as a scan.
+  let lastScan = d.clock.now()
+  let lastFlushes = d.flushes()
   while (!signal.aborted) {
     try {
       await d.clock.sleep(tickMs, signal)
@@ -61,10 +72,14 @@ export async function sweep(signal: AbortSignal, d: SweepDeps): Promise<void> {
         lastTaskPurge = now
         await purgeEndedTasks(d, now - taskRetentionMs, signal)
       }
-      if (d.clock.now() >= nextScan) {
-        const t0 = d.clock.now()
+      const flushes = d.flushes()
+      const busy = flushes !== lastFlushes
+      lastFlushes = flushes
+      const t0 = d.clock.now()
+      if (t0 >= nextScan && (!busy || t0 - lastScan >= SCAN_DEFER_TICKS * tickMs)) {
         const ids = await d.store.listTaskIds(['queued'])
         const t1 = d.clock.now()
+        lastScan = t1
         nextScan = t1 + (t1 - t0) / MAX_DUTY
         for (const id of ids) if (!d.known(id)) await d.adopt(id)
       }

@@ -22,17 +22,22 @@ class SimClock implements Clock {
   }
 }
 
-/** Runs the sweep for `simulatedMs` with a scan that takes `scanMs`; counts the scans and purges. */
-async function simulate(scanMs: number, simulatedMs: number): Promise<{ scans: number; purges: number; firstPurgeAt: number | null }> {
+/**
+ * Runs the sweep for `simulatedMs` with a scan that takes `scanMs` (and a coordinator that flushes
+ * every tick while `busyUntil` has not passed); counts the scans and purges.
+ */
+async function simulate(scanMs: number, simulatedMs: number, busyUntil = 0): Promise<{ scans: number; purges: number; firstPurgeAt: number | null; scanTimes: number[] }> {
   const clock = new SimClock()
   const start = clock.t
   const stop = new AbortController()
   let scans = 0
   let purges = 0
   let firstPurgeAt: number | null = null
+  const scanTimes: number[] = []
   const store = {
     async listTaskIds() {
       scans++
+      scanTimes.push(clock.t - start)
       clock.t += scanMs
       if (clock.t - start >= simulatedMs) stop.abort()
       return []
@@ -50,13 +55,23 @@ async function simulate(scanMs: number, simulatedMs: number): Promise<{ scans: n
     log: new MemoryLogger(),
     known: () => true,
     adopt: async () => undefined,
+    // A busy coordinator: one more flush at every look.
+    flushes: () => (clock.t - start < busyUntil ? clock.t : 0),
   })
-  return { scans, purges, firstPurgeAt }
+  return { scans, purges, firstPurgeAt, scanTimes }
 }
 
 test('a fast scan runs every sweep tick', async () => {
   const { scans } = await simulate(0, 100_000)
   assert.ok(scans >= 95, `${scans} scans in 100 s of 1 s ticks`)
+})
+
+test('a busy coordinator defers the scan for at most 6 ticks; once idle it scans at the next tick', async () => {
+  const { scanTimes } = await simulate(0, 30_000, 20_000)
+  const busy = scanTimes.filter((t) => t < 20_000)
+  assert.ok(busy.length >= 2 && busy.length <= 4, `scans while busy at ${busy.join(', ')} ms`)
+  for (let i = 1; i < busy.length; i++) assert.ok((busy[i] as number) - (busy[i - 1] as number) >= 6_000, `scans while busy at ${busy.join(', ')} ms`)
+  assert.ok(scanTimes.filter((t) => t > 21_000).length >= 8, `scans once idle at ${scanTimes.join(', ')} ms`)
 })
 
 test('a slow scan runs less often: the scans take at most about 2 % of the time', async () => {
