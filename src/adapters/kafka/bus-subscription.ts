@@ -8,11 +8,12 @@
  * routing of records to the workers. See bus.ts for the delivery, rebalance, pause and failure
  * semantics. `reset()` replaces the session after the subscription's topics were recreated.
  */
-import type { GroupAssignment } from '@platformatic/kafka'
+import type { Admin, GroupAssignment } from '@platformatic/kafka'
 import type { BusBatchHandler, BusHandler, SubscribeOptions, Subscription } from '../../ports/bus.ts'
 import { ErrorCode, FlowkitError } from '../../errors.ts'
 import type { Logger } from '../../log.ts'
 import { AssignmentReporter, MembershipWatch, seedStartPositions } from './bus-assignment.ts'
+import { AssignmentAudit } from './bus-audit.ts'
 import { CommitQueue } from './bus-commits.ts'
 import { type Redactor, toBusError } from './bus-errors.ts'
 import { PartitionOwnership } from './bus-partitions.ts'
@@ -34,6 +35,8 @@ export interface BusInternals {
   forget(sub: KafkaSubscription): void
   /** A stream or group error: maybe the topics are gone (the bus checks them soon). */
   troubled(err: unknown): void
+  /** The bus's admin client (for the assignment audit, bus-audit.ts). */
+  admin(): Admin
 }
 
 export class KafkaSubscription implements Subscription, WorkerHost, SessionHost {
@@ -60,6 +63,7 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
   #confirmedAt = 0
   readonly #commits: CommitQueue
   readonly #replay: ReplayTracker
+  readonly #audit: AssignmentAudit
 
   constructor(bus: BusInternals, options: SubscribeOptions, instanceId: string | null) {
     this.#bus = bus
@@ -78,6 +82,15 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
         ? null
         : new MembershipWatch({ intervalMs: Math.max(500, bus.settings.heartbeatInterval), staleMs: 2 * bus.settings.sessionTimeout, confirmedAt: () => this.#confirmedAt, reset: () => void this.reset(), log: this.log })
     this.#membership?.start()
+    this.#audit = new AssignmentAudit({
+      groupId: this.groupId,
+      topics: this.topics,
+      log: this.log,
+      redactor: bus.redactor,
+      admin: () => bus.admin(),
+      reset: () => void this.reset(),
+      stopping: () => this.#stopping,
+    })
     this.#session = this.#newSession(this.#fromLatest)
     const owns = (key: string): boolean => this.#owned.has(key)
     const isStopping = (): boolean => this.#stopping
@@ -297,6 +310,7 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
   onJoin(session: ConsumerSession, assignments: GroupAssignment[]): void {
     if (this.#stopping || session !== this.#session) return
     this.#owned.join(session, assignments)
+    this.#audit.joined()
   }
 
   // ---- Internals ----
@@ -370,6 +384,7 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
   async #close(): Promise<void> {
     this.#stopping = true
     this.#membership?.stop()
+    this.#audit.stop()
     this.#session.abandon()
     await this.#resetting
     // 1. Stop fetching; 2. let in-flight handlers finish; 3. commit them; 4. leave the group.

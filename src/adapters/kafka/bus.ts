@@ -135,6 +135,7 @@ export class KafkaBus implements Bus {
         this.#subs.delete(sub)
       },
       troubled: () => this.#watch.poke(),
+      admin: () => this.#adminClient(),
     }
   }
 
