@@ -183,17 +183,12 @@ export async function executeRun(
     // An array (one batch, or a handler's list) is walked as such: no async iterator per run.
     if (Array.isArray(batches)) for (const raw of batches as unknown[]) await step(isThenable(raw) ? await raw : raw)
     else for await (const raw of batches) await step(raw)
-    // Without a finalize step the complete artifact's meta is known now: its write goes with the
-    // last partial artifacts (after them: never durable without them) instead of one round trip
-    // later. A handler with finalize may read its partial artifacts there: it runs once they are
-    // durable, and the complete artifact is written after it.
-    let complete: Promise<void> | null = null
-    if (handler.finalize === undefined && !completeWritten && failed.write === null) {
-      complete = writer.markComplete({ batches: run.batches })
-      complete.catch(() => undefined)
-    }
+    // The complete artifact only once every BATCH_OK of the run is on the bus: a coordinator that
+    // finds it (recovery, a suspected node) finishes the node from it and its applied batches, so
+    // a complete artifact durable before the last BATCH_OKs are sent finishes the node with part
+    // of its metrics (the `everything` reliability scenario did, with it written alongside the
+    // last partial artifact). finalize may read the partial artifacts: they are durable here.
     await Promise.all(reports.splice(0))
-    if (complete !== null) await complete
     ctx.throwIfCancelled()
     if (failed.write !== null) throw failed.write.err
     const fin = checkFinalizeResult(await handler.finalize?.(ctx))

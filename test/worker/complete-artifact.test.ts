@@ -1,8 +1,8 @@
 /**
- * A run's complete artifact is never durable without its partial artifacts, and a handler without
- * a finalize step does not pay a store round trip for it: its complete artifact goes in the same
- * store call as the last partial ones, after them. A handler with finalize sees its partial
- * artifacts durable there, and its complete artifact is written after it.
+ * A run's complete artifact is never durable before its partial artifacts, nor before its
+ * BATCH_OKs are on the bus (a coordinator that finds it finishes the node from it). A handler with
+ * finalize sees its partial artifacts durable there. The worker's artifact writes of one run are
+ * durable in the order asked for: once one failed, the later ones are not made.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -45,21 +45,31 @@ const artifact = (task: string, batch: string | null): ArtifactWrite => ({
   worker_id: 'w',
 })
 
-test('a handler without finalize: its complete artifact goes in the store call of its last partial artifact, after it', async () => {
-  const calls: string[][] = []
-  const store = storeWith(async (list) => {
-    calls.push(names(list))
+test('the complete artifact is written only once every BATCH_OK of the run is on the bus (a coordinator finishing the node from it has all its batches)', async () => {
+  const store = new MemoryStore()
+  const bus = new MemoryBus()
+  const held = gate()
+  let holding = false
+  // The last BATCH_OK is held on its way to the bus.
+  bus.setInterceptor(async (record) => {
+    if (record.value.includes('"BATCH_OK"') && record.value.includes('"batch_uid":"s2"')) {
+      holding = true
+      await held.wait()
+    }
+    return { action: 'pass' }
   })
-  const rt = await startRuntime({ bus: new MemoryBus(), store, handlers: { src: sourceHandler(30, 10) } })
+  const rt = await startRuntime({ bus, store, handlers: { src: sourceHandler(30, 10) } })
   try {
     const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'src' }] } })
+    await waitFor(() => holding)
+    await waitFor(async () => (await store.getArtifact(id, 'n', 's2')) !== null)
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r))
+    assert.equal(await store.getArtifact(id, 'n', null), null, 'no complete artifact while a BATCH_OK of the run is not on the bus')
+    held.open()
     assert.equal((await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })).status, 'finished')
-    const flat = calls.flat()
-    assert.deepEqual(flat, ['s0', 's1', 's2', 'complete'], 'each artifact written once, the complete one last')
-    assert.deepEqual(calls.at(-1)?.slice(-2), ['s2', 'complete'], `one call for the last partial and the complete artifact: ${JSON.stringify(calls)}`)
-    const complete = await store.getArtifact(id, 'n', null)
-    assert.deepEqual(complete?.meta, { batches: 3 })
+    assert.deepEqual((await store.getArtifact(id, 'n', null))?.meta, { batches: 3 })
   } finally {
+    held.open()
     await rt.stop()
   }
 })
