@@ -5,8 +5,9 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { ErrorCode, FlowkitError, MemoryBus, MemoryStore, type ArtifactWrite, type RoleHandler, type Store } from 'flowkit'
+import { ErrorCode, FlowkitError, MemoryBus, type RoleHandler } from 'flowkit'
 import { sourceHandler, startRuntime } from '../helpers/runtime.ts'
+import { storeWithArtifactHook } from '../helpers/artifact-hook.ts'
 import { gate } from '../helpers/gate.ts'
 import { waitFor } from '../helpers/wait.ts'
 
@@ -15,22 +16,7 @@ interface Env {
   payload: { kind: string; batch_uid?: string }
 }
 
-/** The memory store, with upsertArtifacts going through `hook` first. */
-function storeWith(hook: (list: readonly ArtifactWrite[]) => Promise<void>): Store {
-  const inner = new MemoryStore()
-  return new Proxy(inner, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target) as unknown
-      if (typeof value !== 'function') return value
-      const fn = (value as (...args: unknown[]) => unknown).bind(target)
-      if (prop !== 'upsertArtifacts') return fn
-      return async (list: readonly ArtifactWrite[], now: number) => {
-        await hook(list)
-        return fn(list, now)
-      }
-    },
-  })
-}
+const storeWith = storeWithArtifactHook
 
 /** A source of `count` items in batches of 10 that calls `before(batch_uid)` before each batch. */
 function sourceWith(count: number, before: (uid: string) => void | Promise<void>): RoleHandler {

@@ -6,28 +6,14 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { ErrorCode, FlowkitError, MemoryBus, MemoryStore, type ArtifactWrite, type RoleHandler, type Store } from 'flowkit'
+import { ErrorCode, FlowkitError, MemoryBus, MemoryStore, type ArtifactWrite, type RoleHandler } from 'flowkit'
 import { ArtifactBatcher, type RunWrites } from '../../src/worker/artifacts.ts'
 import { sourceHandler, startRuntime } from '../helpers/runtime.ts'
+import { storeWithArtifactHook } from '../helpers/artifact-hook.ts'
 import { gate } from '../helpers/gate.ts'
 import { waitFor } from '../helpers/wait.ts'
 
-/** The memory store, with each upsertArtifacts call going through `hook` first. */
-function storeWith(hook: (list: readonly ArtifactWrite[]) => Promise<void>): Store {
-  const inner = new MemoryStore()
-  return new Proxy(inner, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target) as unknown
-      if (typeof value !== 'function') return value
-      const fn = (value as (...args: unknown[]) => unknown).bind(target)
-      if (prop !== 'upsertArtifacts') return fn
-      return async (list: readonly ArtifactWrite[], now: number) => {
-        await hook(list)
-        return fn(list, now)
-      }
-    },
-  })
-}
+const storeWith = storeWithArtifactHook
 
 const names = (list: readonly ArtifactWrite[]): string[] => list.map((a) => a.batch_uid ?? 'complete')
 
