@@ -135,7 +135,10 @@ export class KafkaBus implements Bus {
         this.#subs.delete(sub)
       },
       troubled: () => this.#watch.poke(),
-      admin: () => this.#adminClient(),
+      admin: () => {
+        this.#assertOpen() // never a new admin client after close (it would not be closed)
+        return this.#adminClient()
+      },
     }
   }
 
