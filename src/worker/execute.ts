@@ -50,6 +50,10 @@ export async function executeRun(
   const cleanups: (() => void | Promise<void>)[] = []
   const written = new Set<string>()
   let completeWritten = false
+  // The batches are over and their BATCH_OKs on the bus: a complete artifact may be written now.
+  let ending = false
+  // The meta a handler gave markComplete while its batches ran.
+  let completeAsked: Record<string, unknown> | null = null
   // The run's artifact writes are durable in the order they are asked for (artifacts.ts).
   const runWrites: RunWrites = { failed: null }
   // An attempt that was cancelled (replaced, lease lost) or has ended writes nothing more: its
@@ -73,6 +77,12 @@ export async function executeRun(
     markComplete: async (meta = {}) => {
       writable('complete artifact')
       checkArtifactMeta('complete artifact meta', meta)
+      if (!ending) {
+        // Asked for while batches run (from processBatch): written at the end of the run, once
+        // its BATCH_OKs are on the bus, with this meta (a run that fails writes none).
+        completeAsked = meta
+        return
+      }
       await ArtifactBatcher.of(core.store).write(
         { task_id: info.taskId, node_id: info.nodeId, batch_uid: null, status: 'complete', meta, attempt_epoch: info.attemptEpoch, worker_id: core.workerId },
         core.clock.now(),
@@ -189,6 +199,7 @@ export async function executeRun(
     // of its metrics (the `everything` reliability scenario did, with it written alongside the
     // last partial artifact). finalize may read the partial artifacts: they are durable here.
     await Promise.all(reports.splice(0))
+    ending = true
     ctx.throwIfCancelled()
     if (failed.write !== null) throw failed.write.err
     const fin = checkFinalizeResult(await handler.finalize?.(ctx))
@@ -200,7 +211,7 @@ export async function executeRun(
       { kind: 'TASK_DONE' },
     )
     checkBusRecord('TASK_DONE (the finalize metrics and artifacts_ref)', doneRecord, core.config.maxMessageBytes)
-    if (!completeWritten) await writer.markComplete(fin.meta ?? { batches: run.batches })
+    if (!completeWritten) await writer.markComplete(completeAsked ?? fin.meta ?? { batches: run.batches })
     await core.status.send(doneRecord)
     core.log.info('node.done', { ...ids, batches: run.batches })
   } catch (err) {

@@ -60,6 +60,64 @@ test('the complete artifact is written only once every BATCH_OK of the run is on
   }
 })
 
+test('markComplete from processBatch: the complete artifact is written at the end of the run, once its BATCH_OKs are on the bus, with the handler\'s meta', async () => {
+  const store = new MemoryStore()
+  const bus = new MemoryBus()
+  const held = gate()
+  let holding = false
+  bus.setInterceptor(async (record) => {
+    if (record.value.includes('"BATCH_OK"') && record.value.includes('"batch_uid":"s1"')) {
+      holding = true
+      await held.wait()
+    }
+    return { action: 'pass' }
+  })
+  const src = sourceHandler(20, 10)
+  const handler: RoleHandler = {
+    ...src,
+    async processBatch(batch, ctx) {
+      if (batch.batch_uid === 's1') await ctx.artifacts.markComplete({ manifest: 'm' })
+      return src.processBatch(batch, ctx)
+    },
+  }
+  const rt = await startRuntime({ bus, store, handlers: { src: handler } })
+  try {
+    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'src' }] } })
+    await waitFor(() => holding)
+    await waitFor(async () => (await store.getArtifact(id, 'n', 's1')) !== null)
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r))
+    assert.equal(await store.getArtifact(id, 'n', null), null, 'no complete artifact while a BATCH_OK of the run is not on the bus')
+    held.open()
+    assert.equal((await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })).status, 'finished')
+    assert.deepEqual((await store.getArtifact(id, 'n', null))?.meta, { manifest: 'm' })
+  } finally {
+    held.open()
+    await rt.stop()
+  }
+})
+
+test('markComplete from processBatch, then a later batch fails: the run fails and leaves no complete artifact', async () => {
+  const store = new MemoryStore()
+  const src = sourceHandler(20, 10)
+  const handler: RoleHandler = {
+    ...src,
+    async processBatch(batch, ctx) {
+      if (batch.batch_uid === 's0') await ctx.artifacts.markComplete({ manifest: 'm' })
+      if (batch.batch_uid === 's1') throw Object.assign(new Error('planned'), { permanent: true })
+      return src.processBatch(batch, ctx)
+    },
+    classifyError: () => ({ reasonCode: 'planned', permanent: true }),
+  }
+  const rt = await startRuntime({ store, handlers: { src: handler } })
+  try {
+    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'src', retry_policy: { max: 1 } }] } })
+    assert.equal((await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })).status, 'failed')
+    assert.equal(await store.getArtifact(id, 'n', null), null)
+  } finally {
+    await rt.stop()
+  }
+})
+
 test('a handler with finalize sees its partial artifacts durable there; its complete artifact is written after it', async () => {
   const calls: string[][] = []
   const store = storeWith(async (list) => {
