@@ -212,9 +212,7 @@ export interface Store {
   upsertArtifact(artifact: ArtifactWrite, now: number): Promise<boolean>
   /**
    * Several upsertArtifact calls in one round trip where the server allows (new keys inserted
-   * together); per artifact, in order, what upsertArtifact would return. Applied in list order: an
-   * artifact is durable only if every earlier one in the list is (a failure stops the rest), so a
-   * run's complete artifact may travel in the same call as its last partial ones.
+   * together); per artifact, in order, what upsertArtifact would return.
    */
   upsertArtifacts(artifacts: readonly ArtifactWrite[], now: number): Promise<boolean[]>
   /** Artifacts of a task ordered by created_at then batch_uid. */

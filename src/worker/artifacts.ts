@@ -3,25 +3,13 @@
  * to the store together (`upsertArtifacts`, one insert for new keys), so concurrent runs share a
  * round trip. Each caller waits for the write that carries its artifact: a partial artifact is
  * still durable before its BATCH_OK is sent.
- *
- * The writes of one run (`RunWrites`) become durable in the order they were asked for: the queue is
- * FIFO, one store call is in flight at a time, the store applies a call's list in order, and once
- * a call carrying a write of the run has failed, the run's later writes are refused rather than
- * sent. So a run may ask for its complete artifact without waiting for its last partial ones: the
- * complete artifact is never durable without them.
  */
 import { FlowkitError } from '../errors.ts'
 import type { ArtifactWrite, Store } from '../ports/store.ts'
 
-/** The writes of one run (see above): `failed` is why one of them failed, once one has. */
-export interface RunWrites {
-  failed: { err: unknown } | null
-}
-
 interface Pending {
   artifact: ArtifactWrite
   now: number
-  run: RunWrites | undefined
   resolve: (ok: boolean) => void
   reject: (err: unknown) => void
 }
@@ -50,10 +38,9 @@ export class ArtifactBatcher {
     return b
   }
 
-  /** Writes `artifact` (in order with the earlier writes of `run`, if given). */
-  write(artifact: ArtifactWrite, now: number, run?: RunWrites): Promise<boolean> {
+  write(artifact: ArtifactWrite, now: number): Promise<boolean> {
     return new Promise<boolean>((resolve, reject) => {
-      this.#queue.push({ artifact, now, run, resolve, reject })
+      this.#queue.push({ artifact, now, resolve, reject })
       if (!this.#busy) {
         this.#busy = true
         setImmediate(() => void this.#run())
@@ -79,26 +66,15 @@ export class ArtifactBatcher {
 
   async #run(): Promise<void> {
     while (this.#queue.length > 0) {
-      const batch: Pending[] = []
-      for (const p of this.#queue.splice(0, MAX_BATCH)) {
-        // A run whose earlier write failed: its later ones are not made (they would be durable
-        // without it).
-        if (p.run?.failed != null) p.reject(p.run.failed.err)
-        else batch.push(p)
-      }
-      if (batch.length === 0) continue
+      const batch = this.#queue.splice(0, MAX_BATCH)
       try {
-        let now = 0
-        for (const p of batch) if (p.now > now) now = p.now
+        const now = Math.max(...batch.map((p) => p.now))
         const res = await this.#withRetry(() => this.#store.upsertArtifacts(batch.map((p) => p.artifact), now))
         batch.forEach((p, i) => {
           p.resolve(res[i] ?? false)
         })
       } catch (err) {
-        for (const p of batch) {
-          if (p.run !== undefined) p.run.failed ??= { err }
-          p.reject(err)
-        }
+        for (const p of batch) p.reject(err)
       }
     }
     this.#busy = false

@@ -15,7 +15,7 @@ import { HandlerResultError, MAX_REASON_CODE_CHARS, checkArtifactMeta, checkBatc
 import { emitStatus, statusRecord } from './status.ts'
 import { type SpawnOptions, spawnInGroup } from './subprocess.ts'
 import { observeRun } from '../observability/worker.ts'
-import { ArtifactBatcher, type RunWrites } from './artifacts.ts'
+import { ArtifactBatcher } from './artifacts.ts'
 
 /** Largest checkpoint a handler may save (JSON bytes). */
 const MAX_CHECKPOINT_BYTES = 1024 * 1024
@@ -54,8 +54,6 @@ export async function executeRun(
   let ending = false
   // The meta a handler gave markComplete while its batches ran.
   let completeAsked: Record<string, unknown> | null = null
-  // The run's artifact writes are durable in the order they are asked for (artifacts.ts).
-  const runWrites: RunWrites = { failed: null }
   // An attempt that was cancelled (replaced, lease lost) or has ended writes nothing more: its
   // late outputs would sit next to the attempt that replaced it.
   const writable = (what: string): void => {
@@ -70,7 +68,6 @@ export async function executeRun(
       await ArtifactBatcher.of(core.store).write(
         { task_id: info.taskId, node_id: info.nodeId, batch_uid: batchUid, status: 'partial', meta, attempt_epoch: info.attemptEpoch, worker_id: core.workerId },
         core.clock.now(),
-        runWrites,
       )
       written.add(batchUid)
     },
@@ -86,7 +83,6 @@ export async function executeRun(
       await ArtifactBatcher.of(core.store).write(
         { task_id: info.taskId, node_id: info.nodeId, batch_uid: null, status: 'complete', meta, attempt_epoch: info.attemptEpoch, worker_id: core.workerId },
         core.clock.now(),
-        runWrites,
       )
       completeWritten = true
     },

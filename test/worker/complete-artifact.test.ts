@@ -1,13 +1,11 @@
 /**
  * A run's complete artifact is never durable before its partial artifacts, nor before its
  * BATCH_OKs are on the bus (a coordinator that finds it finishes the node from it). A handler with
- * finalize sees its partial artifacts durable there. The worker's artifact writes of one run are
- * durable in the order asked for: once one failed, the later ones are not made.
+ * finalize sees its partial artifacts durable there.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { ErrorCode, FlowkitError, MemoryBus, MemoryStore, type ArtifactWrite, type RoleHandler } from 'flowkit'
-import { ArtifactBatcher, type RunWrites } from '../../src/worker/artifacts.ts'
 import { sourceHandler, startRuntime } from '../helpers/runtime.ts'
 import { storeWithArtifactHook } from '../helpers/artifact-hook.ts'
 import { gate } from '../helpers/gate.ts'
@@ -21,36 +19,36 @@ function kindsOf(bus: MemoryBus, topic: string): string[] {
   return bus.records(topic).map((r) => (JSON.parse(r.value) as { payload: { kind: string } }).payload.kind)
 }
 
-const artifact = (task: string, batch: string | null): ArtifactWrite => ({
-  task_id: task,
-  node_id: 'n',
-  batch_uid: batch,
-  status: batch === null ? 'complete' : 'partial',
-  meta: {},
-  attempt_epoch: 1,
-  worker_id: 'w',
-})
-
-test('the complete artifact is written only once every BATCH_OK of the run is on the bus (a coordinator finishing the node from it has all its batches)', async () => {
-  const store = new MemoryStore()
-  const bus = new MemoryBus()
+/** Holds the BATCH_OK of batch `uid` on its way to the bus until `held` opens. */
+function holdBatchOk(bus: MemoryBus, uid: string): { held: ReturnType<typeof gate>; holding: () => boolean } {
   const held = gate()
   let holding = false
-  // The last BATCH_OK is held on its way to the bus.
   bus.setInterceptor(async (record) => {
-    if (record.value.includes('"BATCH_OK"') && record.value.includes('"batch_uid":"s2"')) {
+    if (record.value.includes('"BATCH_OK"') && record.value.includes(`"batch_uid":"${uid}"`)) {
       holding = true
       await held.wait()
     }
     return { action: 'pass' }
   })
+  return { held, holding: () => holding }
+}
+
+/** While the BATCH_OK of `uid` is held: its partial artifact is stored, and no complete artifact. */
+async function noCompleteWhileHeld(store: MemoryStore, id: string, uid: string, holding: () => boolean): Promise<void> {
+  await waitFor(holding)
+  await waitFor(async () => (await store.getArtifact(id, 'n', uid)) !== null)
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r))
+  assert.equal(await store.getArtifact(id, 'n', null), null, 'no complete artifact while a BATCH_OK of the run is not on the bus')
+}
+
+test('the complete artifact is written only once every BATCH_OK of the run is on the bus (a coordinator finishing the node from it has all its batches)', async () => {
+  const store = new MemoryStore()
+  const bus = new MemoryBus()
+  const { held, holding } = holdBatchOk(bus, 's2')
   const rt = await startRuntime({ bus, store, handlers: { src: sourceHandler(30, 10) } })
   try {
     const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'src' }] } })
-    await waitFor(() => holding)
-    await waitFor(async () => (await store.getArtifact(id, 'n', 's2')) !== null)
-    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r))
-    assert.equal(await store.getArtifact(id, 'n', null), null, 'no complete artifact while a BATCH_OK of the run is not on the bus')
+    await noCompleteWhileHeld(store, id, 's2', holding)
     held.open()
     assert.equal((await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })).status, 'finished')
     assert.deepEqual((await store.getArtifact(id, 'n', null))?.meta, { batches: 3 })
@@ -63,15 +61,7 @@ test('the complete artifact is written only once every BATCH_OK of the run is on
 test('markComplete from processBatch: the complete artifact is written at the end of the run, once its BATCH_OKs are on the bus, with the handler\'s meta', async () => {
   const store = new MemoryStore()
   const bus = new MemoryBus()
-  const held = gate()
-  let holding = false
-  bus.setInterceptor(async (record) => {
-    if (record.value.includes('"BATCH_OK"') && record.value.includes('"batch_uid":"s1"')) {
-      holding = true
-      await held.wait()
-    }
-    return { action: 'pass' }
-  })
+  const { held, holding } = holdBatchOk(bus, 's1')
   const src = sourceHandler(20, 10)
   const handler: RoleHandler = {
     ...src,
@@ -83,10 +73,7 @@ test('markComplete from processBatch: the complete artifact is written at the en
   const rt = await startRuntime({ bus, store, handlers: { src: handler } })
   try {
     const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'src' }] } })
-    await waitFor(() => holding)
-    await waitFor(async () => (await store.getArtifact(id, 'n', 's1')) !== null)
-    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r))
-    assert.equal(await store.getArtifact(id, 'n', null), null, 'no complete artifact while a BATCH_OK of the run is not on the bus')
+    await noCompleteWhileHeld(store, id, 's1', holding)
     held.open()
     assert.equal((await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })).status, 'finished')
     assert.deepEqual((await store.getArtifact(id, 'n', null))?.meta, { manifest: 'm' })
@@ -160,31 +147,4 @@ test('the last partial artifact cannot be written: the run fails and no complete
   } finally {
     await rt.stop()
   }
-})
-
-test('ArtifactBatcher: once a write of a run fails, its later writes queued behind it are refused, never sent; other writes go on', async () => {
-  const held = gate()
-  const calls: string[][] = []
-  const store = storeWith(async (list) => {
-    calls.push(names(list).map((n, i) => `${list[i]?.task_id}:${n}`))
-    if (list.some((a) => a.task_id === 'bad')) {
-      await held.wait()
-      throw new FlowkitError(ErrorCode.StoreError, 'injected: call refused', { retryable: false })
-    }
-  })
-  const batcher = new ArtifactBatcher(store)
-  const run: RunWrites = { failed: null }
-  const partial = batcher.write(artifact('bad', 'b0'), 1, run)
-  partial.catch(() => undefined)
-  // The partial artifact's call is in flight; the complete one and another run's write queue behind it.
-  await waitFor(() => calls.length === 1)
-  const complete = batcher.write(artifact('bad', null), 2, run)
-  complete.catch(() => undefined)
-  const other = batcher.write(artifact('good', 'b0'), 2)
-  held.open()
-  await assert.rejects(partial, /injected: call refused/)
-  await assert.rejects(complete, /injected: call refused/, 'refused with the error of the earlier write')
-  assert.equal(await other, true)
-  assert.deepEqual(calls, [['bad:b0'], ['good:b0']], 'the complete artifact never reached the store')
-  assert.equal(await store.getArtifact('bad', 'n', null), null)
 })

@@ -152,7 +152,7 @@ export async function upsertArtifact(c: Collections, ferret: boolean, artifact: 
   }
 }
 
-/** New keys in ordered inserts (one in the usual case); a key that exists goes through upsertArtifact (fence kept). */
+/** New keys in one unordered insertMany; a key that exists goes through upsertArtifact (fence kept). */
 export async function upsertArtifacts(c: Collections, ferret: boolean, list: readonly ArtifactWrite[], now: number): Promise<boolean[]> {
   const at = num(now)
   const docs = list.map((artifact) => {
@@ -173,25 +173,30 @@ export async function upsertArtifacts(c: Collections, ferret: boolean, list: rea
     return doc
   })
   const out = list.map(() => true)
-  // In list order (the Store contract): a write is durable only once every earlier one is — the
-  // worker sends a run's complete artifact in the same call as its last partial ones. New keys go
-  // in ordered inserts; an insert that meets an existing key (a retry, a rewrite, the same key
-  // twice in the list) stops there, that write takes the update path (fenced by epoch), and the
-  // inserts resume after it.
-  let from = 0
-  while (from < docs.length) {
-    try {
-      await c.artifacts.insertMany(from === 0 ? docs : docs.slice(from), { ordered: true })
-      break
-    } catch (err) {
-      const we = writeErrorsOf(err)?.[0]
-      if (we === undefined) throw err
+  const again: number[] = []
+  // Two writes of one key in the same call: the later one goes through the update path.
+  const seen = new Set<string>()
+  const first: Document[] = []
+  docs.forEach((d, i) => {
+    const k = String(d['_id'])
+    if (seen.has(k)) again.push(i)
+    else {
+      seen.add(k)
+      first.push(d)
+    }
+  })
+  const index = new Map(first.map((d, j) => [j, docs.indexOf(d)]))
+  try {
+    if (first.length > 0) await c.artifacts.insertMany(first, { ordered: false })
+  } catch (err) {
+    const errors = writeErrorsOf(err)
+    if (errors === null) throw err
+    for (const we of errors) {
       if (we.code !== 11000) throw mapMongoError(new MongoServerError({ message: we.errmsg ?? 'write error', errmsg: we.errmsg, code: we.code }), 'upsertArtifacts')
-      const i = from + we.index
-      out[i] = await upsertArtifact(c, ferret, list[i] as ArtifactWrite, now)
-      from = i + 1
+      again.push(index.get(we.index) as number)
     }
   }
+  for (const i of again.sort((a, b) => a - b)) out[i] = await upsertArtifact(c, ferret, list[i] as ArtifactWrite, now)
   return out
 }
 
