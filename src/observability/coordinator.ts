@@ -21,7 +21,7 @@
  * is known to record.
  */
 import type { AddressInfo } from 'node:net'
-import { type Context, INVALID_TRACEID, type Span, SpanKind, SpanStatusCode, TraceFlags, type Tracer, context, trace } from '@opentelemetry/api'
+import { type Context, INVALID_TRACEID, type Span, SpanKind, SpanStatusCode, TraceFlags, type Tracer, context, isSpanContextValid, trace } from '@opentelemetry/api'
 import type { Registry } from 'prom-client'
 import type { LogFields, Logger } from '../log.ts'
 import type { JournalEntry } from '../model/journal.ts'
@@ -48,8 +48,8 @@ const OUTCOME: Record<string, string> = { deferred: 'retry', queued: 'handed_bac
 
 interface AttemptRec {
   nodeId: string
-  /** Its message key (`task_id:node_id`), the one string #byKey knows it by (hashed once). */
-  key: string
+  /** Its message key (`task_id:node_id`), the one string #byKey knows it by: only with a trace. */
+  key: string | null
   type: string
   epoch: number
   dispatchedAt: number
@@ -107,16 +107,19 @@ export class CoordinatorObservability {
   #parts: CoordinatorParts | null = null
   /** A span was recorded (an SDK is registered): logs look for trace ids from then on. */
   #tracing = false
+  readonly #idle: () => boolean
 
   /** The observability of a coordinator built with `options`; null for `observability: false`. */
   static create(options: { observability?: ObservabilityOptions | false; config?: unknown }, clock: Clock): CoordinatorObservability | null {
     const r = resolveObservability(options.observability, options.config)
-    return r === null ? null : new CoordinatorObservability(r.registry, r.tracer, clock, r.port, r.host)
+    return r === null ? null : new CoordinatorObservability(r.registry, r.tracer, clock, r.port, r.host, r.idle)
   }
 
-  constructor(registry: Registry | null, tracer: Tracer | null, clock: Clock, port: number | null, host: string) {
+  /** `idle`: true while `tracer`'s spans would be no-ops (the global tracer, no SDK registered). */
+  constructor(registry: Registry | null, tracer: Tracer | null, clock: Clock, port: number | null, host: string, idle: () => boolean = () => false) {
     this.registry = registry
     this.#tracer = tracer
+    this.#idle = idle
     this.#clock = clock
     this.#endpoint = new MetricsEndpoint(registry, port, host)
     this.#metrics = registry === null ? null : new CoordinatorMetrics(registry, () => this.#parts)
@@ -164,8 +167,21 @@ export class CoordinatorObservability {
     const parent = context.active()
     // The attributes at the start: the sampler decides on this span (a root, or the first span of
     // the trace in this process).
-    const span = this.#tracer?.startSpan('flowkit.task', { kind: SpanKind.INTERNAL, startTime: now, attributes: { 'flowkit.task.id': taskId, 'flowkit.task.nodes': nodes } }, parent) ?? null
+    const span = this.#taskSpan(parent, (tracer) => tracer.startSpan('flowkit.task', { kind: SpanKind.INTERNAL, startTime: now, attributes: { 'flowkit.task.id': taskId, 'flowkit.task.nodes': nodes } }, parent))
     this.#task(taskId, now, parent, span)
+  }
+
+  /**
+   * A task's span, started by `start` when an SDK is registered. Without one (its spans would be
+   * no-ops) none is started: the span context of `parent` when valid goes on (what the API's
+   * no-op tracer would return), else null.
+   */
+  #taskSpan(parent: Context, start: (tracer: Tracer) => Span): Span | null {
+    const tracer = this.#tracer
+    if (tracer === null) return null
+    if (!this.#idle()) return start(tracer)
+    const sc = trace.getSpanContext(parent)
+    return sc !== undefined && isSpanContextValid(sc) ? trace.wrapSpanContext(sc) : null
   }
 
   #task(taskId: string, createdAt: number | null, parent: Context, s: Span | null): TaskRec {
@@ -194,7 +210,7 @@ export class CoordinatorObservability {
       // A task created by another coordinator process (adopted, or recovered after a restart).
       if (entry.task?.status !== undefined && TERMINAL_TASK.has(entry.task.status) && entry.nodes.length === 0) return
       const parent = context.active()
-      const span = this.#tracer?.startSpan('flowkit.task', { kind: SpanKind.INTERNAL, attributes: { 'flowkit.task.id': entry.task_id, 'flowkit.task.resumed': true } }, parent) ?? null
+      const span = this.#taskSpan(parent, (tracer) => tracer.startSpan('flowkit.task', { kind: SpanKind.INTERNAL, attributes: { 'flowkit.task.id': entry.task_id, 'flowkit.task.resumed': true } }, parent))
       t = this.#task(entry.task_id, null, parent, span)
     }
     // Attempts the entry ends are ended after its batches: a node's last batch is often written
@@ -249,7 +265,7 @@ export class CoordinatorObservability {
   }
 
   #startAttempt(t: TaskRec, n: NodeState): AttemptRec {
-    const a: AttemptRec = { nodeId: n.node_id, key: `${t.id}:${n.node_id}`, type: n.type, epoch: n.attempt_epoch, dispatchedAt: n.dispatched_at_ms ?? this.#clock.now(), accepted: false, ended: false, span: null, recording: false, headers: undefined, ids: undefined, linked: false }
+    const a: AttemptRec = { nodeId: n.node_id, key: null, type: n.type, epoch: n.attempt_epoch, dispatchedAt: n.dispatched_at_ms ?? this.#clock.now(), accepted: false, ended: false, span: null, recording: false, headers: undefined, ids: undefined, linked: false }
     if (t.unsampled && t.span !== null) {
       // A trace that is not sampled: the attempt's commands carry the task span's context.
       t.headers ??= traceHeaders(t.span.spanContext())
@@ -266,13 +282,16 @@ export class CoordinatorObservability {
     }
     t.attempts.set(n.node_id, a)
     // Looked up by key only for what tracing adds (command headers, links from run spans).
-    if (a.headers !== undefined || a.span !== null) this.#byKey.set(a.key, a)
+    if (a.headers !== undefined || a.span !== null) {
+      a.key = `${t.id}:${n.node_id}`
+      this.#byKey.set(a.key, a)
+    }
     return a
   }
 
   #endAttempt(a: AttemptRec, outcome: string, n: NodeState | null, at: number): void {
     a.ended = true
-    if (this.#byKey.get(a.key) === a) this.#byKey.delete(a.key)
+    if (a.key !== null && this.#byKey.get(a.key) === a) this.#byKey.delete(a.key)
     this.#metrics?.attemptEnded(a.type, outcome, (at - a.dispatchedAt) / 1000)
     const span = a.span
     if (span === null) return
@@ -300,7 +319,7 @@ export class CoordinatorObservability {
 
   #forget(t: TaskRec): void {
     for (const a of t.attempts.values()) {
-      if (this.#byKey.get(a.key) === a) this.#byKey.delete(a.key)
+      if (a.key !== null && this.#byKey.get(a.key) === a) this.#byKey.delete(a.key)
     }
     this.#tasks.delete(t.id)
   }

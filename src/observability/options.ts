@@ -4,7 +4,7 @@
  */
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { type Tracer, type TracerProvider, trace } from '@opentelemetry/api'
+import { ProxyTracerProvider, type Tracer, type TracerProvider, trace } from '@opentelemetry/api'
 import { Registry } from 'prom-client'
 import { ErrorCode, FlowkitError } from '../errors.ts'
 
@@ -33,11 +33,27 @@ export interface ObservabilityOptions {
 export interface ResolvedObservability {
   registry: Registry | null
   tracer: Tracer | null
+  /**
+   * True while the tracer's spans would be no-ops: it is the global tracer and no SDK is
+   * registered (asked per span: an SDK registered later takes effect from its next span).
+   */
+  idle: () => boolean
   port: number | null
   host: string
 }
 
 export const TRACER_NAME = 'flowkit'
+
+/** The API's no-op provider: the delegate of the global provider while no SDK is registered. */
+const NOOP_PROVIDER = new ProxyTracerProvider().getDelegate()
+
+/** No SDK is registered globally (two property reads: asked on every span of the global tracer). */
+export function noGlobalTracerProvider(): boolean {
+  const p = trace.getTracerProvider()
+  return p instanceof ProxyTracerProvider && p.getDelegate() === NOOP_PROVIDER
+}
+
+const never = (): boolean => false
 
 function portOf(v: unknown): number | null {
   if (v === undefined || v === null) return null
@@ -57,6 +73,7 @@ export function resolveObservability(observability: ObservabilityOptions | false
   return {
     registry: m === false ? null : m === true ? new Registry() : m,
     tracer: t === false ? null : t === true ? trace.getTracer(TRACER_NAME) : t.getTracer(TRACER_NAME),
+    idle: t === true ? noGlobalTracerProvider : never,
     port: portOf(o.metricsPort ?? raw['metricsPort'] ?? raw['metrics_port']),
     host: o.metricsHost ?? '0.0.0.0',
   }

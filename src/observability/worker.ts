@@ -7,8 +7,11 @@
  * closes the observation and status.ts asks it for the headers.
  *
  * A start whose trace is not sampled (its `traceparent` flags say so: the coordinator's sampler
- * dropped the task span) makes no run span: the run carries the context it received. A run span
- * that does not record (the worker's sampler dropped it) gets no attributes or events.
+ * dropped the task span) makes no run span: the run carries the context it received (its log
+ * records, the handler's active span), and its status events carry none back (the coordinator
+ * has nothing to link them to). A run span that does not record (the worker's sampler dropped it)
+ * gets no attributes or events. With no SDK registered (the global tracer's spans would be
+ * no-ops) no span is started at all; a sampled parent's context still goes back with the events.
  */
 import type { AddressInfo } from 'node:net'
 import { type Attributes, type Context, INVALID_TRACEID, type Span, type SpanContext, SpanKind, SpanStatusCode, TraceFlags, type Tracer, context, trace } from '@opentelemetry/api'
@@ -76,16 +79,19 @@ export class WorkerObservability {
   #core: WorkerCore | null = null
   /** A span was recorded (an SDK is registered): logs look for trace ids from then on. */
   #tracing = false
+  readonly #idle: () => boolean
 
   /** The observability of a worker built with `options`; null for `observability: false`. */
   static create(options: { observability?: ObservabilityOptions | false; config?: unknown }, clock: Clock): WorkerObservability | null {
     const r = resolveObservability(options.observability, options.config)
-    return r === null ? null : new WorkerObservability(r.registry, r.tracer, clock, r.port, r.host)
+    return r === null ? null : new WorkerObservability(r.registry, r.tracer, clock, r.port, r.host, r.idle)
   }
 
-  constructor(registry: Registry | null, tracer: Tracer | null, clock: Clock, port: number | null, host: string) {
+  /** `idle`: true while `tracer`'s spans would be no-ops (the global tracer, no SDK registered). */
+  constructor(registry: Registry | null, tracer: Tracer | null, clock: Clock, port: number | null, host: string, idle: () => boolean = () => false) {
     this.registry = registry
     this.tracer = tracer
+    this.#idle = idle
     this.clock = clock
     this.#endpoint = new MetricsEndpoint(registry, port, host)
     const core = (): WorkerCore | null => this.#core
@@ -148,43 +154,51 @@ export class WorkerObservability {
 
   startRun(role: string, run: ActiveRun): RunObservation {
     const info = run.info
-    const remote = this.tracer === null ? undefined : this.#parentOf(info)
+    const tracer = this.tracer
+    const remote = tracer === null ? undefined : this.#parentOf(info)
     const parent = remote?.ctx
     let headers: Record<string, string> | undefined
     let span: Span | null = null
-    if (this.tracer !== null) {
+    if (parent !== undefined && (parent.traceFlags & TraceFlags.SAMPLED) === 0) {
+      // A trace the coordinator did not sample: no span of the run (a sampler following its
+      // parent, ParentBased as the SDK's default, would drop it). The run carries its parent's
+      // context for its log records and as the handler's active span; its status events carry
+      // none back (the coordinator, which dropped the trace, has nothing to link them to).
+      span = trace.wrapSpanContext(parent)
+    } else if (tracer !== null && this.#idle()) {
+      // No SDK: spans would be no-ops. A sampled parent's context still goes on (what the API's
+      // no-op tracer does): the run's events carry it back, its log records name it.
+      if (parent !== undefined) {
+        span = trace.wrapSpanContext(parent)
+        headers = remote?.plain != null ? plainHeaders(remote.plain) : traceHeaders(parent)
+      }
+    } else if (tracer !== null) {
       let s: Span
       if (parent === undefined) {
         // A root here (a start without trace context): the sampler decides on it, with its attributes.
-        s = this.tracer.startSpan('flowkit.worker.run', { kind: SpanKind.CONSUMER, attributes: runAttributes(role, info) })
-      } else if ((parent.traceFlags & TraceFlags.SAMPLED) === 0) {
-        // A trace the coordinator did not sample: no span of the run (a sampler following its
-        // parent, ParentBased as the SDK's default, would drop it); the run carries its parent's
-        // context (its status events, its log records, the handler's active span).
-        s = trace.wrapSpanContext(parent)
-        const plain = remote?.plain
-        if (plain != null) {
-          // The context goes back as it came (no new string to build).
-          headers = plain.tracestate ? { [TRACEPARENT]: plain.traceparent, [TRACESTATE]: plain.tracestate } : { [TRACEPARENT]: plain.traceparent }
-        }
+        s = tracer.startSpan('flowkit.worker.run', { kind: SpanKind.CONSUMER, attributes: runAttributes(role, info) })
       } else {
         // A child of the attempt span: its attributes once it is known to record.
-        s = this.tracer.startSpan('flowkit.worker.run', { kind: SpanKind.CONSUMER }, trace.setSpanContext(context.active(), parent))
+        s = tracer.startSpan('flowkit.worker.run', { kind: SpanKind.CONSUMER }, trace.setSpanContext(context.active(), parent))
         if (s.isRecording()) s.setAttributes(runAttributes(role, info))
       }
       if (s.spanContext().traceId !== INVALID_TRACEID) {
-        this.#tracing = true
         span = s
+        headers = traceHeaders(s.spanContext())
       }
     }
+    if (span !== null) this.#tracing = true
     const obs = new RunObservation(this, role, info.taskId, info.nodeId, span, headers)
-    let nodes = this.active.get(info.taskId)
-    if (nodes === undefined) {
-      nodes = new Map()
-      this.active.set(info.taskId, nodes)
+    if (span !== null) {
+      // Runs with a trace, for the ids of their log records.
+      let nodes = this.active.get(info.taskId)
+      if (nodes === undefined) {
+        nodes = new Map()
+        this.active.set(info.taskId, nodes)
+      }
+      nodes.get(info.nodeId)?.end() // a previous run of the node that never reached its end
+      nodes.set(info.nodeId, obs)
     }
-    nodes.get(info.nodeId)?.end() // a previous run of the node that never reached its end
-    nodes.set(info.nodeId, obs)
     byRun.set(info, obs)
     return obs
   }
@@ -209,6 +223,11 @@ export class WorkerObservability {
   async stop(): Promise<void> {
     await this.#endpoint.stop()
   }
+}
+
+/** The headers of a start, sent back as they came (no new string to build). */
+function plainHeaders(p: StartParent): Record<string, string> {
+  return p.tracestate ? { [TRACEPARENT]: p.traceparent, [TRACESTATE]: p.tracestate } : { [TRACEPARENT]: p.traceparent }
 }
 
 function runAttributes(role: string, info: RunInfo): Attributes {
@@ -245,14 +264,14 @@ export class RunObservation {
   #activeFor: Context | null = null
   #within: Context | null = null
 
-  /** `headers`: the ones its records carry, when not the span's own (else computed here). */
-  constructor(obs: WorkerObservability, role: string, taskId: string, nodeId: string, span: Span | null, headers?: Record<string, string>) {
+  /** `headers`: the ones its status records carry (none for a trace that is not sampled). */
+  constructor(obs: WorkerObservability, role: string, taskId: string, nodeId: string, span: Span | null, headers: Record<string, string> | undefined) {
     this.#obs = obs
     this.#role = role
     this.#taskId = taskId
     this.#nodeId = nodeId
     this.span = span
-    this.headers = headers ?? (span === null ? undefined : traceHeaders(span.spanContext()))
+    this.headers = headers
     this.#recording = span?.isRecording() === true
     this.#startedAt = obs.clock.now()
     this.#lastAt = this.#startedAt

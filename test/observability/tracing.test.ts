@@ -155,6 +155,72 @@ test('no SDK registered: no trace headers; a START without headers (a Python coo
   }
 })
 
+/** The smallest context manager (what the OTel SDK registers): the active context in AsyncLocalStorage. */
+class AlsContextManager implements ContextManager {
+  readonly #als = new AsyncLocalStorage<Context>()
+  active(): Context {
+    return this.#als.getStore() ?? ROOT_CONTEXT
+  }
+  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(ctx: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A): ReturnType<F> {
+    return this.#als.run(ctx, () => fn.call(thisArg, ...args))
+  }
+  bind<T>(_ctx: Context, target: T): T {
+    return target
+  }
+  enable(): this {
+    return this
+  }
+  disable(): this {
+    this.#als.disable()
+    return this
+  }
+}
+
+test('no SDK registered: no span is started, a context handed in goes on (to the START, back from the run), and an SDK registered later takes effect from the next task', async () => {
+  const { provider, spans } = memoryTracing()
+  assert.equal(context.setGlobalContextManager(new AlsContextManager()), true)
+  const bus = new MemoryBus()
+  const store = new MemoryStore()
+  const produced: BusRecord[] = []
+  // Both trace on the global provider, where no SDK is registered yet.
+  const c = new Coordinator({ bus: spyBus(bus, produced), store, config: { schedulerTickSec: 0.05 } })
+  const w = new Worker({ bus: spyBus(bus, produced), store, handlers: { src: sourceHandler(2, 1) } })
+  await c.start()
+  await w.start()
+  const graph = { nodes: [{ node_id: 'src', type: 'src' }] }
+  try {
+    // A task created in a valid (sampled) span context: that context goes to the START, and the
+    // run (no SDK either) sends it back on its status events, as the API's no-op tracer would.
+    const handed = { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7', traceFlags: 1 }
+    const a = await context.with(trace.setSpanContext(ROOT_CONTEXT, handed), () => c.createTask({ graph }))
+    assert.equal((await c.waitForTask(a, { timeoutMs: 10_000 })).status, 'finished')
+    const expected = `00-${handed.traceId}-${handed.spanId}-01`
+    const ofA = produced.filter((r) => r.key?.startsWith(`${a}:`))
+    assert.deepEqual(ofA.filter(isStart).map((r) => r.headers?.['traceparent']), [expected])
+    const events = ofA.filter((r) => statusKind(r) !== undefined)
+    assert.ok(events.length >= 3)
+    for (const e of events) assert.equal(e.headers?.['traceparent'], expected, `${statusKind(e)} carries the context back`)
+    // A task created outside any span: no headers at all.
+    const b = await c.createTask({ graph })
+    assert.equal((await c.waitForTask(b, { timeoutMs: 10_000 })).status, 'finished')
+    assert.ok(produced.filter((r) => r.key?.startsWith(`${b}:`)).every((r) => r.headers === undefined))
+    assert.equal(spans('flowkit.task').length + spans('flowkit.worker.run').length, 0)
+    // An SDK registered now: the next task is traced, its run a child of its attempt.
+    assert.equal(trace.setGlobalTracerProvider(provider), true)
+    const d = await c.createTask({ graph })
+    assert.equal((await c.waitForTask(d, { timeoutMs: 10_000 })).status, 'finished')
+    await waitFor(() => spans('flowkit.task').length === 1 && spans('flowkit.worker.run').length === 1, { message: 'the task and run spans ended' })
+    const attempt = spans('flowkit.node.attempt')[0] as ReadableSpan
+    assert.equal(attr(attempt, 'flowkit.task.id'), d)
+    assert.equal(spans('flowkit.worker.run')[0]?.parentSpanContext?.spanId, attempt.spanContext().spanId)
+  } finally {
+    await w.stop()
+    await c.stop()
+    trace.disable()
+    context.disable()
+  }
+})
+
 test('observability: false: no headers, no registry, the metrics handler answers 404', async () => {
   const bus = new MemoryBus()
   const store = new MemoryStore()
@@ -184,27 +250,6 @@ test('observability: false: no headers, no registry, the metrics handler answers
     await c.stop()
   }
 })
-
-/** The smallest context manager (what the OTel SDK registers): the active context in AsyncLocalStorage. */
-class AlsContextManager implements ContextManager {
-  readonly #als = new AsyncLocalStorage<Context>()
-  active(): Context {
-    return this.#als.getStore() ?? ROOT_CONTEXT
-  }
-  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(ctx: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A): ReturnType<F> {
-    return this.#als.run(ctx, () => fn.call(thisArg, ...args))
-  }
-  bind<T>(_ctx: Context, target: T): T {
-    return target
-  }
-  enable(): this {
-    return this
-  }
-  disable(): this {
-    this.#als.disable()
-    return this
-  }
-}
 
 test('spans a handler starts are children of its run span (with a context manager registered, as the SDK does)', async () => {
   const { provider, spans } = memoryTracing()
