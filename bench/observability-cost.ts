@@ -68,7 +68,7 @@ export async function nodeLoops(observability: ObservabilityOptions): Promise<{ 
     const startHeaders = c.commandHeaders({ key })
     const cmd: BusMessage = { topic: 'cmd', key, value: START, partition: 0, offset: 0, timestamp: clock.now(), ...(startHeaders === undefined ? {} : { headers: startHeaders }) }
     w.command('a', cmd)
-    const run = w.startRun('a', { info: { taskId: id, nodeId: 'n1', stepType: 'a', attemptEpoch: 1, workerId: 'w1', leaseId: 'l1' } } as never)
+    const run = w.startRun('a', { info: { taskId: id, nodeId: 'n1', stepType: 'a', attemptEpoch: 1, workerId: 'w1', leaseId: 'l1' }, startHeaders } as never)
     const msgs: BusMessage[] = []
     KINDS.forEach((kind, i) => {
       const headers = run.status({ kind, batch_uid: 'b0', metrics: { count: 1 } })

@@ -85,6 +85,7 @@ export class AfterFlush {
           key: c.key,
           value: c.value,
           dedup_id: c.dedup_id,
+          task_id: rt.id,
           onDone: done,
           ...(c.kind === 'TASK_START' ? { onDead: (error: string) => this.#startUndeliverable(rt, c.ord, c.epoch, error) } : {}),
         })),

@@ -38,6 +38,8 @@ export function outboxBackoffMs(attempts: number, min: number, max: number, rand
 
 /** A message to send; `onDead` is called when it is parked as a dead letter. */
 export interface OutgoingMessage extends OutboxEnqueue {
+  /** The task it concerns (read by the `headers` option; never stored). */
+  task_id?: string
   onDead?: (error: string) => void
   /** Called once the message is sent, or parked, or dropped as a duplicate (it needs no more sending). */
   onDone?: () => void

@@ -266,11 +266,9 @@ export class CoordinatorObservability {
 
   #startAttempt(t: TaskRec, n: NodeState): AttemptRec {
     const a: AttemptRec = { nodeId: n.node_id, key: null, type: n.type, epoch: n.attempt_epoch, dispatchedAt: n.dispatched_at_ms ?? this.#clock.now(), accepted: false, ended: false, span: null, recording: false, headers: undefined, ids: undefined, linked: false }
-    if (t.unsampled && t.span !== null) {
-      // A trace that is not sampled: the attempt's commands carry the task span's context.
-      t.headers ??= traceHeaders(t.span.spanContext())
-      a.headers = t.headers
-    } else if (this.#tracer !== null && t.span !== null) {
+    // In a trace that is not sampled the attempt has no span: its commands carry the task span's
+    // context, which commandHeaders finds by task (nothing per attempt to keep).
+    if (!t.unsampled && this.#tracer !== null && t.span !== null) {
       // A child of the task span: its attributes once it is known to record.
       const s = this.#tracer.startSpan('flowkit.node.attempt', { kind: SpanKind.PRODUCER, startTime: a.dispatchedAt }, t.ctx)
       a.span = s
@@ -324,9 +322,20 @@ export class CoordinatorObservability {
     this.#tasks.delete(t.id)
   }
 
-  /** Headers of an outgoing command: the trace context of its node's current attempt. */
-  readonly commandHeaders = (msg: { key: string | null }): Record<string, string> | undefined =>
-    msg.key === null ? undefined : this.#byKey.get(msg.key)?.headers
+  /**
+   * Headers of an outgoing command: the trace context of its node's current attempt; in a trace
+   * that is not sampled, the task span's (found by the message's task).
+   */
+  readonly commandHeaders = (msg: { key: string | null; task_id?: string }): Record<string, string> | undefined => {
+    if (msg.task_id !== undefined) {
+      const t = this.#tasks.get(msg.task_id)
+      if (t?.unsampled === true && t.span !== null) {
+        t.headers ??= traceHeaders(t.span.spanContext())
+        return t.headers
+      }
+    }
+    return msg.key === null || this.#byKey.size === 0 ? undefined : this.#byKey.get(msg.key)?.headers
+  }
 
   /**
    * A batch of status records: lag at receipt and (once `apply` resolved: durable) the time to

@@ -14,13 +14,12 @@
  * no-ops) no span is started at all; a sampled parent's context still goes back with the events.
  */
 import type { AddressInfo } from 'node:net'
-import { type Attributes, type Context, INVALID_TRACEID, type Span, type SpanContext, SpanKind, SpanStatusCode, TraceFlags, type Tracer, context, trace } from '@opentelemetry/api'
+import { type Attributes, type Context, INVALID_TRACEID, type Span, SpanKind, SpanStatusCode, TraceFlags, type Tracer, context, trace } from '@opentelemetry/api'
 import type { Registry } from 'prom-client'
 import type { Logger } from '../log.ts'
 import type { BusMessage } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { Store } from '../ports/store.ts'
-import { messageKey } from '../protocol/messages.ts'
 import type { ActiveRun, WorkerCore } from '../worker/core.ts'
 import type { RunInfo } from '../worker/handler.ts'
 import { ObservedLogger, type TraceFields, traceFieldsOf } from './logger.ts'
@@ -31,49 +30,12 @@ import { WorkerMetrics } from './worker-metrics.ts'
 
 const byCore = new WeakMap<WorkerCore, WorkerObservability>()
 const byRun = new WeakMap<RunInfo, RunObservation>()
-const EPOCH_RE = /"attempt_epoch"\s*:\s*(\d{1,15})/
-
-/** The trace context headers of a start not yet run, as they came. */
-interface StartParent {
-  epoch: number
-  traceparent: string
-  tracestate: string | undefined
-}
-
-/** A TASK_START command (the searches start at a letter: a leading quote stops at every quote). */
-function isStart(value: string): boolean {
-  let at = value.indexOf('TASK_START"')
-  while (at > 0 && value.charCodeAt(at - 1) !== 34) at = value.indexOf('TASK_START"', at + 11)
-  return at > 0
-}
-
-/** The `attempt_epoch` of an envelope, or null. */
-function epochOf(value: string): number | null {
-  const at = value.indexOf('attempt_epoch":')
-  if (at > 0 && value.charCodeAt(at - 1) === 34) {
-    let n = 0
-    let i = at + 15
-    for (; i < value.length && i < at + 30; i++) {
-      const c = value.charCodeAt(i)
-      if (c < 48 || c > 57) break
-      n = n * 10 + (c - 48)
-    }
-    if (i > at + 15) return n
-  }
-  const m = EPOCH_RE.exec(value)?.[1]
-  return m === undefined ? null : Number(m)
-}
-/** Trace parents of starts not yet run, at most (duplicated starts are never taken). */
-const MAX_PARENTS = 10_000
-
 export class WorkerObservability {
   readonly registry: Registry | null
   readonly tracer: Tracer | null
   readonly metrics: WorkerMetrics | null
   readonly clock: Clock
   readonly #endpoint: MetricsEndpoint
-  /** Trace parents of received starts, by message key (`task_id:node_id`). */
-  readonly #parents = new Map<string, StartParent>()
   /** Runs in progress, by task id then node id. */
   readonly active = new Map<string, Map<string, RunObservation>>()
   #core: WorkerCore | null = null
@@ -122,40 +84,18 @@ export class WorkerObservability {
     })
   }
 
-  /**
-   * A command record of `role` arrived: its lag, and the trace parent of a start (kept as it came:
-   * it is read when the run starts).
-   */
+  /** A command record of `role` arrived: its lag. */
   command(role: string, m: BusMessage): void {
     this.metrics?.command(role, (this.clock.now() - m.timestamp) / 1000)
-    if (this.tracer === null || m.key === null) return
-    const traceparent = m.headers?.[TRACEPARENT]
-    if (traceparent === undefined || !isStart(m.value)) return
-    const epoch = epochOf(m.value)
-    if (epoch === null) return
-    this.#parents.delete(m.key) // re-inserted last: the oldest go first
-    this.#parents.set(m.key, { epoch, traceparent, tracestate: m.headers?.[TRACESTATE] })
-    if (this.#parents.size > MAX_PARENTS) {
-      const oldest = this.#parents.keys().next().value
-      if (oldest !== undefined) this.#parents.delete(oldest)
-    }
-  }
-
-  /** The trace parent of the start of `info`'s attempt, if it carried one (taken: read once). */
-  #parentOf(info: RunInfo): { ctx: SpanContext; plain: StartParent | null } | undefined {
-    if (this.#parents.size === 0) return undefined
-    const key = messageKey(info.taskId, info.nodeId)
-    const p = this.#parents.get(key)
-    if (p === undefined || p.epoch !== info.attemptEpoch) return undefined
-    this.#parents.delete(key)
-    const r = readTraceContext(p.traceparent, p.tracestate)
-    return r === undefined ? undefined : { ctx: r.ctx, plain: r.plain ? p : null }
   }
 
   startRun(role: string, run: ActiveRun): RunObservation {
     const info = run.info
     const tracer = this.tracer
-    const remote = tracer === null ? undefined : this.#parentOf(info)
+    // The trace parent its START record carried, if any.
+    const traceparent = tracer === null ? undefined : run.startHeaders?.[TRACEPARENT]
+    const tracestate = traceparent === undefined ? undefined : run.startHeaders?.[TRACESTATE]
+    const remote = traceparent === undefined ? undefined : readTraceContext(traceparent, tracestate)
     const parent = remote?.ctx
     let headers: Record<string, string> | undefined
     let span: Span | null = null
@@ -170,7 +110,8 @@ export class WorkerObservability {
       // no-op tracer does): the run's events carry it back, its log records name it.
       if (parent !== undefined) {
         span = trace.wrapSpanContext(parent)
-        headers = remote?.plain != null ? plainHeaders(remote.plain) : traceHeaders(parent)
+        // The context goes back as it came when it is in the usual form (no new string to build).
+        headers = remote?.plain === true && traceparent !== undefined ? plainHeaders(traceparent, tracestate) : traceHeaders(parent)
       }
     } else if (tracer !== null) {
       let s: Span
@@ -225,9 +166,9 @@ export class WorkerObservability {
   }
 }
 
-/** The headers of a start, sent back as they came (no new string to build). */
-function plainHeaders(p: StartParent): Record<string, string> {
-  return p.tracestate ? { [TRACEPARENT]: p.traceparent, [TRACESTATE]: p.tracestate } : { [TRACEPARENT]: p.traceparent }
+/** The trace context headers of a start, sent back as they came. */
+function plainHeaders(traceparent: string, tracestate: string | undefined): Record<string, string> {
+  return tracestate ? { [TRACEPARENT]: traceparent, [TRACESTATE]: tracestate } : { [TRACEPARENT]: traceparent }
 }
 
 function runAttributes(role: string, info: RunInfo): Attributes {

@@ -30,6 +30,8 @@ export interface ActiveRun {
   freed: Promise<void>
   free: () => void
   seenKey: string
+  /** Headers of the TASK_START record that started it, as they came (its trace context). */
+  startHeaders: Readonly<Record<string, string>> | undefined
 }
 
 export interface WorkerCore {

@@ -121,7 +121,7 @@ export class CommandIntake {
     }
     switch (cmd.value.cmd) {
       case 'TASK_START':
-        await this.#onStart(role, env, cmd.value)
+        await this.#onStart(role, env, cmd.value, m.headers)
         return
       case 'TASK_CANCEL': {
         const run = this.#core.runs.get(messageKey(env.task_id, env.node_id))
@@ -134,7 +134,7 @@ export class CommandIntake {
     }
   }
 
-  async #onStart(role: string, env: Envelope, cmd: CmdTaskStart): Promise<void> {
+  async #onStart(role: string, env: Envelope, cmd: CmdTaskStart, headers: Readonly<Record<string, string>> | undefined): Promise<void> {
     const core = this.#core
     const ids = { task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch }
     const seenKey = `${env.task_id}:${env.node_id}:${env.attempt_epoch}`
@@ -184,7 +184,7 @@ export class CommandIntake {
       // The worker may have begun to stop while this start was being checked and claimed.
       if (core.stopping) throw new FlowkitError(ErrorCode.Closed, 'worker stopping')
       this.#remember(seenKey)
-      this.#runs.launch(role, env, cmd, vars)
+      this.#runs.launch(role, env, cmd, vars, headers)
       handedOver = true
     } finally {
       if (!handedOver) this.releaseSlot()

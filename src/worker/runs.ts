@@ -53,7 +53,7 @@ export class RunManager {
     )
   }
 
-  launch(role: string, env: Envelope, cmd: CmdTaskStart, vars: Record<string, unknown>): void {
+  launch(role: string, env: Envelope, cmd: CmdTaskStart, vars: Record<string, unknown>, headers?: Readonly<Record<string, string>>): void {
     const core = this.#core
     const info: RunInfo = {
       taskId: env.task_id,
@@ -79,6 +79,7 @@ export class RunManager {
       freed,
       free,
       seenKey: `${env.task_id}:${env.node_id}:${env.attempt_epoch}`,
+      startHeaders: headers,
     }
     const key = messageKey(env.task_id, env.node_id)
     core.runs.set(key, run)
