@@ -65,7 +65,7 @@ export async function nodeLoops(observability: ObservabilityOptions): Promise<{ 
     clog.info('task.created', { task_id: id, nodes: 1 })
     c.journal({ task_id: id, seq: 1, at_ms: 2, writer: 'x', events: [], nodes: [nodeState('running', null)] })
     clog.info('node.dispatched', { task_id: id, node_id: 'n1', attempt_epoch: 1, type: 'a' })
-    const startHeaders = c.commandHeaders({ key })
+    const startHeaders = c.commandHeaders({ key, task_id: id })
     const cmd: BusMessage = { topic: 'cmd', key, value: START, partition: 0, offset: 0, timestamp: clock.now(), ...(startHeaders === undefined ? {} : { headers: startHeaders }) }
     w.command('a', cmd)
     const run = w.startRun('a', { info: { taskId: id, nodeId: 'n1', stepType: 'a', attemptEpoch: 1, workerId: 'w1', leaseId: 'l1' }, startHeaders } as never)
