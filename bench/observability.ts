@@ -15,7 +15,8 @@
  * per-node work is also replayed in tight loops, the settings in turns (bench/observability-cost.ts),
  * which the load of a shared machine barely moves. Reports, per setting,
  * the median node runs/s and the median CPU time per node run (process CPU, user + system, over
- * the whole round: on a loaded machine it varies less than the wall time), the best of each (the
+ * the whole round: on a loaded machine it varies less than the wall time), the median of each
+ * round's overhead against the off round of the same round (paired), the best of each (the
  * least disturbed round: on a shared machine the closest to the intrinsic cost), and the
  * overheads relative to `off` by each measure.
  */
@@ -85,6 +86,10 @@ export async function chainObservability(o: ChainObservabilityOptions): Promise<
   const medianCpu = (s: Setting): number => percentile(cpu[s], 50)
   const overhead = (s: Setting): number => round((1 - median(s) / median('off')) * 100, 1)
   const cpuOverhead = (s: Setting): number => round((medianCpu(s) / medianCpu('off') - 1) * 100, 1)
+  // Paired: each round's setting against the off round of the same round (run next to it, so a
+  // drift of the machine's speed between rounds cancels out), then the median of those.
+  const paired = (s: Setting): number => round(percentile(rates[s].map((r, i) => (1 - r / (rates.off[i] as number)) * 100), 50), 1)
+  const pairedCpu = (s: Setting): number => round(percentile(cpu[s].map((c, i) => (c / (cpu.off[i] as number) - 1) * 100), 50), 1)
   const best = (s: Setting): number => Math.max(...rates[s])
   const bestCpu = (s: Setting): number => Math.min(...cpu[s])
   return emit({
@@ -106,6 +111,12 @@ export async function chainObservability(o: ChainObservabilityOptions): Promise<
     cpu_overhead_default_pct: cpuOverhead('default'),
     cpu_overhead_sampled_pct: cpuOverhead('sampled'),
     cpu_overhead_full_pct: cpuOverhead('full'),
+    paired_overhead_default_pct: paired('default'),
+    paired_overhead_sampled_pct: paired('sampled'),
+    paired_overhead_full_pct: paired('full'),
+    paired_cpu_overhead_default_pct: pairedCpu('default'),
+    paired_cpu_overhead_sampled_pct: pairedCpu('sampled'),
+    paired_cpu_overhead_full_pct: pairedCpu('full'),
     best_off_cpu_us_per_node_run: bestCpu('off'),
     best_off_node_runs_per_s: best('off'),
     best_default_node_runs_per_s: best('default'),
