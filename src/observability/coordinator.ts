@@ -31,6 +31,7 @@ import type { Clock } from '../ports/clock.ts'
 import type { Store } from '../ports/store.ts'
 import { FINAL_UID } from '../protocol/messages.ts'
 import { CoordinatorMetrics, type CoordinatorParts } from './coordinator-metrics.ts'
+import { kindOf } from './kinds.ts'
 import { ObservedLogger, type TraceFields, traceFieldsOf } from './logger.ts'
 import { MetricsEndpoint, type MetricsHandler, type ObservabilityOptions, itemsOf, metricsHandler, resolveObservability } from './options.ts'
 import { TRACEPARENT, isSampledTraceparent, spanContextFromHeaders, traceHeaders } from './propagation.ts'
@@ -38,8 +39,6 @@ import { timedStore } from './store.ts'
 
 const BUSY: ReadonlySet<string> = new Set(['running', 'cancelling'])
 const TERMINAL_TASK: ReadonlySet<string> = new Set(['finished', 'failed', 'cancelled'])
-const KINDS: ReadonlySet<string> = new Set(['TASK_ACCEPTED', 'TASK_HEARTBEAT', 'TASK_RESUMED', 'BATCH_OK', 'BATCH_FAILED', 'TASK_DONE', 'TASK_FAILED', 'CANCELLED'])
-const KIND_RE = /"kind"\s*:\s*"([A-Z_]{1,32})"/
 /** Tasks followed at most (a task another coordinator took over never ends here). */
 const MAX_TASKS = 100_000
 
@@ -76,23 +75,6 @@ interface TaskRec {
   ids: TraceFields | undefined
   ctx: Context
   attempts: Map<string, AttemptRec>
-}
-
-/** The status kinds, most frequent first (`"kind":"X"` as flowkit and the seed write it). */
-const KIND_LIST = ['BATCH_OK', 'TASK_ACCEPTED', 'TASK_DONE', 'TASK_HEARTBEAT', 'TASK_FAILED', 'BATCH_FAILED', 'CANCELLED', 'TASK_RESUMED'] as const
-
-function kindOf(value: string): string {
-  // A plain search (from the rare `k`: a leading `"` would stop at every quote of the JSON), then
-  // the kind compared in place; the pattern for other spellings. Returns the constant string.
-  let at = value.indexOf('kind":"')
-  while (at > 0 && value.charCodeAt(at - 1) !== 34) at = value.indexOf('kind":"', at + 7)
-  if (at > 0) {
-    const from = at + 7
-    for (const k of KIND_LIST) if (value.startsWith(k, from) && value.charCodeAt(from + k.length) === 34) return k
-    return 'other'
-  }
-  const k = KIND_RE.exec(value)?.[1]
-  return k !== undefined && KINDS.has(k) ? k : 'other'
 }
 
 export class CoordinatorObservability {
