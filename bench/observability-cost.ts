@@ -67,7 +67,7 @@ export async function nodeLoops(observability: ObservabilityOptions): Promise<{ 
     clog.info('node.dispatched', { task_id: id, node_id: 'n1', attempt_epoch: 1, type: 'a' })
     const startHeaders = c.commandHeaders({ key, task_id: id })
     const cmd: BusMessage = { topic: 'cmd', key, value: START, partition: 0, offset: 0, timestamp: clock.now(), ...(startHeaders === undefined ? {} : { headers: startHeaders }) }
-    w.command('a', cmd)
+    w.commands('a', [cmd])
     const run = w.startRun('a', { info: { taskId: id, nodeId: 'n1', stepType: 'a', attemptEpoch: 1, workerId: 'w1', leaseId: 'l1' }, startHeaders } as never)
     const msgs: BusMessage[] = []
     KINDS.forEach((kind, i) => {

@@ -84,9 +84,12 @@ export class WorkerObservability {
     })
   }
 
-  /** A command record of `role` arrived: its lag. */
-  command(role: string, m: BusMessage): void {
-    this.metrics?.command(role, (this.clock.now() - m.timestamp) / 1000)
+  /** Command records of `role` arrived together: the lag of each. */
+  commands(role: string, ms: readonly BusMessage[]): void {
+    const metrics = this.metrics
+    if (metrics === null) return
+    const now = this.clock.now()
+    for (const m of ms) metrics.command(role, (now - m.timestamp) / 1000)
   }
 
   startRun(role: string, run: ActiveRun): RunObservation {
@@ -129,7 +132,7 @@ export class WorkerObservability {
       }
     }
     if (span !== null) this.#tracing = true
-    const obs = new RunObservation(this, role, info.taskId, info.nodeId, span, headers)
+    const obs = new RunObservation(this, role, info.taskId, info.nodeId, span, headers, run.started)
     if (span !== null) {
       // Runs with a trace, for the ids of their log records.
       let nodes = this.active.get(info.taskId)
@@ -206,7 +209,7 @@ export class RunObservation {
   #within: Context | null = null
 
   /** `headers`: the ones its status records carry (none for a trace that is not sampled). */
-  constructor(obs: WorkerObservability, role: string, taskId: string, nodeId: string, span: Span | null, headers: Record<string, string> | undefined) {
+  constructor(obs: WorkerObservability, role: string, taskId: string, nodeId: string, span: Span | null, headers: Record<string, string> | undefined, startedAt = obs.clock.now()) {
     this.#obs = obs
     this.#role = role
     this.#taskId = taskId
@@ -214,7 +217,7 @@ export class RunObservation {
     this.span = span
     this.headers = headers
     this.#recording = span?.isRecording() === true
-    this.#startedAt = obs.clock.now()
+    this.#startedAt = startedAt
     this.#lastAt = this.#startedAt
   }
 
@@ -224,13 +227,13 @@ export class RunObservation {
     return this.#ids
   }
 
-  /** A status event of the run is being sent: returns the headers it carries. */
-  status(payload: Record<string, unknown>): Record<string, string> | undefined {
+  /** A status event of the run is being sent (built at `now`): returns the headers it carries. */
+  status(payload: Record<string, unknown>, at?: number): Record<string, string> | undefined {
     if (this.#ended) return this.headers
     const span = this.#recording ? this.span : null
     switch (payload['kind']) {
       case 'BATCH_OK': {
-        const now = this.#obs.clock.now()
+        const now = at ?? this.#obs.clock.now()
         const items = itemsOf(payload['metrics'] as Record<string, unknown> | undefined)
         this.#obs.metrics?.batch(this.#role, items, (now - this.#lastAt) / 1000)
         this.#lastAt = now
@@ -294,7 +297,7 @@ export function observeRun(core: WorkerCore, role: string, run: ActiveRun): RunO
   return byCore.get(core)?.startRun(role, run) ?? null
 }
 
-/** A status event of the run `info` is being built (status.ts): the headers it carries, if any. */
-export function observeStatus(info: RunInfo, payload: Record<string, unknown>): Record<string, string> | undefined {
-  return byRun.get(info)?.status(payload)
+/** A status event of the run `info` is being built at `now` (status.ts): the headers it carries, if any. */
+export function observeStatus(info: RunInfo, payload: Record<string, unknown>, now?: number): Record<string, string> | undefined {
+  return byRun.get(info)?.status(payload, now)
 }

@@ -228,7 +228,7 @@ export function statusRecord(
     decoded: handOver(env),
   }
   // Observability: the run's trace context travels with its events (W3C headers, additive).
-  const headers = observeStatus(info, payload)
+  const headers = observeStatus(info, payload, now)
   if (headers !== undefined) record.headers = headers
   return record
 }

@@ -232,7 +232,7 @@ export class Worker {
         name: `worker-cmd-${role}`,
         maxBatch: c.concurrency, // a partition's commands together: their claims share a round trip
         batchHandler: (ms) => {
-          for (const m of ms) this.#obs?.command(role, m)
+          this.#obs?.commands(role, ms)
           return this.#intake.onCommands(role, ms)
         },
       })
