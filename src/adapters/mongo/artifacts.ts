@@ -177,15 +177,17 @@ export async function upsertArtifacts(c: Collections, ferret: boolean, list: rea
   // Two writes of one key in the same call: the later one goes through the update path.
   const seen = new Set<string>()
   const first: Document[] = []
+  /** `firstAt[j]`: the position in `list` of `first[j]` (a write error names its insert's index). */
+  const firstAt: number[] = []
   docs.forEach((d, i) => {
     const k = String(d['_id'])
     if (seen.has(k)) again.push(i)
     else {
       seen.add(k)
       first.push(d)
+      firstAt.push(i)
     }
   })
-  const index = new Map(first.map((d, j) => [j, docs.indexOf(d)]))
   try {
     if (first.length > 0) await c.artifacts.insertMany(first, { ordered: false })
   } catch (err) {
@@ -193,7 +195,7 @@ export async function upsertArtifacts(c: Collections, ferret: boolean, list: rea
     if (errors === null) throw err
     for (const we of errors) {
       if (we.code !== 11000) throw mapMongoError(new MongoServerError({ message: we.errmsg ?? 'write error', errmsg: we.errmsg, code: we.code }), 'upsertArtifacts')
-      again.push(index.get(we.index) as number)
+      again.push(firstAt[we.index] as number)
     }
   }
   for (const i of again.sort((a, b) => a - b)) out[i] = await upsertArtifact(c, ferret, list[i] as ArtifactWrite, now)
