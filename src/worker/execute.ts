@@ -6,7 +6,7 @@
  */
 import { errorMessage } from '../errors.ts'
 import type { Logger } from '../log.ts'
-import { type CmdTaskStart, FINAL_UID } from '../protocol/messages.ts'
+import { type CmdTaskStart, FINAL_UID, messageKey } from '../protocol/messages.ts'
 import { CancelledRunError } from './cancel.ts'
 import type { ActiveRun, WorkerCore } from './core.ts'
 import { type ArtifactsWriter, type RoleHandler, type RunContext, classifyErrorDefault } from './handler.ts'
@@ -35,14 +35,22 @@ export async function executeRun(
   const leaseMs = core.config.leaseTtlSec * 1000
   // The lease is stated as a duration: deadline and ts_ms come from one reading of the clock.
   const acceptedAt = core.clock.now()
-  await emitStatus(
+  // The acceptance is held a moment (StatusEmitter.send): a run whose first batch ends soon
+  // reports both in one produce, applied and written by its coordinator as one journal entry. The
+  // handler does not wait for it: the run's next event goes out after it (same key), and the run
+  // ends only once it is on the bus (it is the first of the run's reports).
+  const statusKey = messageKey(info.taskId, info.nodeId)
+  const accepted = emitStatus(
     core,
     info,
     { kind: 'TASK_ACCEPTED', lease_id: info.leaseId, lease_deadline_ts_ms: acceptedAt + leaseMs },
     { kind: 'TASK_ACCEPTED' },
     acceptedAt,
-  )
-  run.accepted = true
+    true,
+  ).then(() => {
+    run.accepted = true
+  })
+  accepted.catch(() => undefined)
   core.log.info('node.accepted', ids)
   core.state.request() // in the background: the batch loop does not wait for this write
 
@@ -122,7 +130,7 @@ export async function executeRun(
 
   let currentBatch: string | null = null
   const usedUids = new Set<string>()
-  const reports: Promise<void>[] = []
+  const reports: Promise<void>[] = [accepted]
   // Resolves once every BATCH_OK so far was handed to the status emitter (in batch order).
   let sendGate: Promise<unknown> = Promise.resolve()
   // The first batch whose partial artifact could not be written, and why (the run fails with it).
@@ -194,6 +202,7 @@ export async function executeRun(
     // a complete artifact durable before the last BATCH_OKs are sent finishes the node with part
     // of its metrics (the `everything` reliability scenario did, with it written alongside the
     // last partial artifact). finalize may read the partial artifacts: they are durable here.
+    if (run.batches === 0) core.status.release(statusKey) // no BATCH_OK to take the acceptance along
     await Promise.all(reports.splice(0))
     ending = true
     ctx.throwIfCancelled()
@@ -211,6 +220,7 @@ export async function executeRun(
     await core.status.send(doneRecord)
     core.log.info('node.done', { ...ids, batches: run.batches })
   } catch (err) {
+    core.status.release(statusKey)
     await Promise.allSettled(reports.splice(0))
     if (run.cancelReason === '__killed__') return
     if (signal.aborted) {

@@ -4,6 +4,13 @@
  * flight at a time; every record queued meanwhile goes in the next call, in queue order, so the
  * events of one run keep their order.
  *
+ * A record may be held back a moment (`hold`): it waits, at most `holdMs`, for the next record of
+ * its key (its run's next event) and goes out with it, before it. A run that accepts a start and
+ * ends its first batch within that time reports both in one produce, which its coordinator
+ * applies and writes as one journal entry (a run's events otherwise arrive one by one, each in a
+ * flush of its own). Nothing waits for a held record: it is released by the next record of its
+ * key, by the time limit, or by `release`.
+ *
  * A failed produce is retried with capped exponential backoff (100 ms doubling to 2 s by default)
  * for up to 30 s, so a short broker outage does not abandon running nodes; then its callers are
  * rejected with the last error. Errors that no retry can fix (a closed bus, a record the bus
@@ -33,7 +40,12 @@ export interface StatusEmitterOptions {
   retryMaxMs?: number
   /** How long a batch is retried before its callers are failed. Default 30000 ms. */
   retryForMs?: number
+  /** Longest time a held record waits for the next record of its key. Default 5 ms; 0 holds nothing. */
+  holdMs?: number
 }
+
+/** Default of StatusEmitterOptions.holdMs: about a Kafka producer's default linger. */
+export const DEFAULT_HOLD_MS = 5
 
 interface Pending {
   record: BusRecord
@@ -65,9 +77,14 @@ export class StatusEmitter {
   readonly #retryInitialMs: number
   readonly #retryMaxMs: number
   readonly #retryForMs: number
+  readonly #holdMs: number
   #queue: Pending[] = []
   /** The batch being produced (or retried). */
   #current: Pending[] = []
+  /** Records held back (`hold`), by key: at most one per key (a second one releases the first). */
+  readonly #held = new Map<string | null, Pending>()
+  /** Releases every held record (armed by the first record held after the last release). */
+  #holdTimer: ReturnType<typeof setTimeout> | null = null
   #flushing = false
   readonly #closed = new AbortController()
 
@@ -78,24 +95,64 @@ export class StatusEmitter {
     this.#retryInitialMs = options.retryInitialMs ?? 100
     this.#retryMaxMs = options.retryMaxMs ?? 2000
     this.#retryForMs = options.retryForMs ?? 30_000
+    this.#holdMs = options.holdMs ?? DEFAULT_HOLD_MS
   }
 
-  /** Records waiting for a produce or in one. */
+  /** Records held, waiting for a produce or in one. */
   get pending(): number {
-    return this.#queue.length + this.#current.length
+    return this.#held.size + this.#queue.length + this.#current.length
   }
 
-  /** Queues one record; resolves when a produce carrying it succeeded, rejects when it failed for good. */
-  send(record: BusRecord): Promise<void> {
+  /**
+   * Queues one record; resolves when a produce carrying it succeeded, rejects when it failed for
+   * good. A held record of the same key goes first. `hold`: this record waits (at most `holdMs`)
+   * for the next record of its key, to go out with it.
+   */
+  send(record: BusRecord, hold = false): Promise<void> {
     if (this.#closed.signal.aborted) return Promise.reject(this.#closed.signal.reason)
+    const before = this.#held.size === 0 ? undefined : this.#held.get(record.key)
+    if (before !== undefined) {
+      this.#held.delete(record.key)
+      this.#queue.push(before)
+    }
+    let pending: Pending | undefined
     const sent = new Promise<void>((resolve, reject) => {
-      this.#queue.push({ record, resolve, reject })
+      pending = { record, resolve, reject }
     })
+    if (hold && this.#holdMs > 0) {
+      this.#held.set(record.key, pending as Pending)
+      this.#holdTimer ??= setTimeout(() => {
+        this.#holdTimer = null
+        this.release()
+      }, this.#holdMs)
+      if (before === undefined) return sent
+    } else {
+      this.#queue.push(pending as Pending)
+    }
+    this.#kick()
+    return sent
+  }
+
+  /** Sends the held record of `key` now, or (no key) every held record, in the order they were held. */
+  release(key?: string | null): void {
+    if (this.#held.size === 0) return
+    if (key !== undefined) {
+      const p = this.#held.get(key)
+      if (p === undefined) return
+      this.#held.delete(key)
+      this.#queue.push(p)
+    } else {
+      for (const p of this.#held.values()) this.#queue.push(p)
+      this.#held.clear()
+    }
+    this.#kick()
+  }
+
+  #kick(): void {
     if (!this.#flushing) {
       this.#flushing = true
       void this.#flush()
     }
-    return sent
   }
 
   /**
@@ -105,7 +162,11 @@ export class StatusEmitter {
   close(reason: unknown): void {
     if (this.#closed.signal.aborted) return
     this.#closed.abort(reason)
-    for (const p of [...this.#current.splice(0), ...this.#queue.splice(0)]) p.reject(reason)
+    if (this.#holdTimer !== null) clearTimeout(this.#holdTimer)
+    this.#holdTimer = null
+    const held = [...this.#held.values()]
+    this.#held.clear()
+    for (const p of [...this.#current.splice(0), ...this.#queue.splice(0), ...held]) p.reject(reason)
   }
 
   async #flush(): Promise<void> {
@@ -253,6 +314,7 @@ function isEmptyObject(v: object): boolean {
 /**
  * Reports one status event of a run (see statusRecord) and resolves once it is on the bus. An
  * event too large for one bus message is not sent: the promise rejects with a permanent error.
+ * `hold`: the event may wait a moment for the run's next one (StatusEmitter.send).
  */
 export function emitStatus(
   core: WorkerCore,
@@ -260,6 +322,7 @@ export function emitStatus(
   payload: Record<string, unknown>,
   dedupParts: DedupParts,
   now: number = core.clock.now(),
+  hold = false,
 ): Promise<void> {
   let record: BusRecord
   try {
@@ -268,5 +331,5 @@ export function emitStatus(
   } catch (err) {
     return Promise.reject(err)
   }
-  return core.status.send(record)
+  return core.status.send(record, hold)
 }

@@ -189,6 +189,91 @@ test('close() fails queued and in-flight events and stops retrying', async () =>
   assert.equal(bus.calls.length, 1, 'nothing more is produced')
 })
 
+/** Waits (polling, with a deadline) until `cond` holds. */
+async function until(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!cond()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`)
+    await new Promise<void>((r) => setTimeout(r, 5))
+  }
+}
+
+test('a held record goes out with the next record of its key, before it, in one produce', async () => {
+  const batches: string[][] = []
+  const emitter = new StatusEmitter({
+    bus: { produce: async (rs) => void batches.push(rs.map((r) => r.value)) },
+    clock: new TestClock(),
+    log: new MemoryLogger(),
+    holdMs: 60_000, // only the next record of its key releases it here
+  })
+  const accepted = watch(emitter.send(rec('accepted', 't1/n1'), true))
+  const other = watch(emitter.send(rec('other run', 't2/n1')))
+  await settle()
+  assert.deepEqual(batches, [['other run']], 'a record of another key neither waits for it nor releases it')
+  assert.equal(accepted.state, 'pending')
+  assert.equal(other.state, 'ok')
+  assert.equal(emitter.pending, 1, 'a held record counts as pending')
+  await emitter.send(rec('batch ok', 't1/n1'))
+  assert.deepEqual(batches, [['other run'], ['accepted', 'batch ok']])
+  await settle()
+  assert.equal(accepted.state, 'ok')
+  assert.equal(emitter.pending, 0)
+})
+
+test('a held record goes out on its own once holdMs passed, or at once when released', async () => {
+  const batches: string[][] = []
+  const emitter = new StatusEmitter({
+    bus: { produce: async (rs) => void batches.push(rs.map((r) => r.value)) },
+    clock: new TestClock(),
+    log: new MemoryLogger(),
+    holdMs: 20,
+  })
+  const sentAt = Date.now()
+  await emitter.send(rec('alone'), true)
+  assert.ok(Date.now() - sentAt >= 15, 'held for about holdMs')
+  assert.deepEqual(batches, [['alone']])
+
+  const slow = new StatusEmitter({
+    bus: { produce: async (rs) => void batches.push(rs.map((r) => r.value)) },
+    clock: new TestClock(),
+    log: new MemoryLogger(),
+    holdMs: 60_000,
+  })
+  const a = watch(slow.send(rec('a', 'k1'), true))
+  const b = watch(slow.send(rec('b', 'k2'), true))
+  slow.release('k2')
+  await until(() => b.state === 'ok', 'the released record')
+  assert.equal(a.state, 'pending', 'release(key) sends that key only')
+  slow.release()
+  await until(() => a.state === 'ok', 'every held record')
+  assert.deepEqual(batches.slice(1), [['b'], ['a']])
+})
+
+test('holdMs 0 holds nothing; close() fails held records', async () => {
+  const batches: string[][] = []
+  const direct = new StatusEmitter({
+    bus: { produce: async (rs) => void batches.push(rs.map((r) => r.value)) },
+    clock: new TestClock(),
+    log: new MemoryLogger(),
+    holdMs: 0,
+  })
+  await direct.send(rec('x'), true)
+  assert.deepEqual(batches, [['x']])
+
+  const emitter = new StatusEmitter({
+    bus: { produce: async (rs) => void batches.push(rs.map((r) => r.value)) },
+    clock: new TestClock(),
+    log: new MemoryLogger(),
+    holdMs: 60_000,
+  })
+  const held = watch(emitter.send(rec('held'), true))
+  emitter.close(new Error('killed'))
+  await settle()
+  assert.equal(held.state, 'failed')
+  assert.equal(emitter.pending, 0)
+  assert.deepEqual(batches, [['x']], 'nothing more is produced')
+})
+
 test('run state is written in the background, one write at a time, coalescing changes', async () => {
   const writes: { n: number; release: () => void; fail: (e: unknown) => void }[] = []
   let current = 0
