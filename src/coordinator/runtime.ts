@@ -90,6 +90,8 @@ export class TaskRuntime {
   // collected for the next flush
   readonly dirtyNodes = new Set<number>()
   changes: TaskChanges = {}
+  /** `changes` holds a field (set by change, cleared by takeChanges). */
+  #changed = false
   events: string[] = []
   commands: PendingCommand[] = []
   metricsRows: BatchMetricsWrite[] = []
@@ -211,7 +213,7 @@ export class TaskRuntime {
   }
 
   get dirty(): boolean {
-    return this.dirtyNodes.size > 0 || this.events.length > 0 || Object.keys(this.changes).length > 0 || this.commands.length > 0
+    return this.dirtyNodes.size > 0 || this.events.length > 0 || this.#changed || this.commands.length > 0
   }
 
   /** Replaces a node's state, keeping the readiness counters and the completion count in step. */
@@ -237,6 +239,10 @@ export class TaskRuntime {
   /** Sets task fields and records them for the journal. */
   change(c: TaskChanges): void {
     Object.assign(this.changes, c)
+    for (const _ in c) {
+      this.#changed = true
+      break
+    }
     if (c.status !== undefined) this.status = c.status
     if (c.error !== undefined) this.error = c.error
     if (c.result !== undefined) this.result = c.result
@@ -336,31 +342,43 @@ export class TaskRuntime {
   }
 
   /** Takes what changed since the last flush as the body of journal entry `v + 1`. */
-  takeChanges(): { nodes: NodeState[]; task?: TaskChanges; events: string[]; commands: PendingCommand[]; metrics: BatchMetricsWrite[]; fnRuns: number[]; force: boolean; urgent: boolean; varsChanged: boolean } {
-    const nodes = [...this.dirtyNodes].sort((a, b) => a - b).map((o) => this.nodes[o] as NodeState)
+  takeChanges(): { nodes: NodeState[]; task: TaskChanges | undefined; events: string[]; commands: PendingCommand[]; metrics: BatchMetricsWrite[]; fnRuns: number[]; force: boolean; urgent: boolean; varsChanged: boolean } {
+    const nodes: NodeState[] = []
+    if (this.dirtyNodes.size === 1) {
+      for (const o of this.dirtyNodes) nodes.push(this.nodes[o] as NodeState)
+    } else if (this.dirtyNodes.size > 1) {
+      for (const o of [...this.dirtyNodes].sort((a, b) => a - b)) nodes.push(this.nodes[o] as NodeState)
+    }
+    // A list with nothing in it is not handed out (the shared empty one is): it stays, for the next.
     const out = {
       nodes,
-      ...(Object.keys(this.changes).length > 0 ? { task: this.changes } : {}),
-      events: this.events,
-      commands: this.commands,
-      metrics: this.metricsRows,
-      fnRuns: this.fnRuns,
+      task: this.#changed ? this.changes : undefined,
+      events: this.events.length === 0 ? NONE : this.events,
+      commands: this.commands.length === 0 ? NONE : this.commands,
+      metrics: this.metricsRows.length === 0 ? NONE : this.metricsRows,
+      fnRuns: this.fnRuns.length === 0 ? NONE : this.fnRuns,
       force: this.forceSnapshot,
       urgent: this.urgentSnapshot,
       varsChanged: this.varsChanged,
     }
     this.dirtyNodes.clear()
-    this.changes = {}
-    this.events = []
-    this.commands = []
-    this.metricsRows = []
-    this.fnRuns = []
+    if (this.#changed) {
+      this.changes = {}
+      this.#changed = false
+    }
+    if (out.events !== NONE) this.events = []
+    if (out.commands !== NONE) this.commands = []
+    if (out.metrics !== NONE) this.metricsRows = []
+    if (out.fnRuns !== NONE) this.fnRuns = []
     this.forceSnapshot = false
     this.urgentSnapshot = false
     this.varsChanged = false
     return out
   }
 }
+
+/** The empty list takeChanges hands out (frozen: nobody adds to it). */
+const NONE: never[] = Object.freeze([]) as never[]
 
 export function journalCommands(cmds: readonly PendingCommand[]): JournalCommand[] {
   return cmds.map((c) => ({ topic: c.topic, key: c.key, dedup_id: c.dedup_id, kind: c.kind }))
