@@ -27,17 +27,15 @@ import { MetricsEndpoint, type MetricsHandler, type ObservabilityOptions, itemsO
 import { TRACEPARENT, TRACESTATE, readTraceContext, traceHeaders } from './propagation.ts'
 import { timedStore } from './store.ts'
 import { WorkerMetrics } from './worker-metrics.ts'
+import { messageKey } from '../protocol/messages.ts'
 
 const byCore = new WeakMap<WorkerCore, WorkerObservability>()
-const byRun = new WeakMap<RunInfo, RunObservation>()
 export class WorkerObservability {
   readonly registry: Registry | null
   readonly tracer: Tracer | null
   readonly metrics: WorkerMetrics | null
   readonly clock: Clock
   readonly #endpoint: MetricsEndpoint
-  /** Runs in progress, by task id then node id. */
-  readonly active = new Map<string, Map<string, RunObservation>>()
   #core: WorkerCore | null = null
   /** A span was recorded (an SDK is registered): logs look for trace ids from then on. */
   #tracing = false
@@ -80,7 +78,7 @@ export class WorkerObservability {
     const m = this.metrics
     return new ObservedLogger(log, {
       ...(m === null ? {} : { record: (level, event) => m.record(level, event) }),
-      ...(this.tracer === null ? {} : { traceOf: (t, n) => (n === undefined ? undefined : this.active.get(t)?.get(n)?.ids), tracing: () => this.#tracing }),
+      ...(this.tracer === null ? {} : { traceOf: (t, n) => (n === undefined ? undefined : this.#core?.runs.get(messageKey(t, n))?.obs?.ids), tracing: () => this.#tracing }),
     })
   }
 
@@ -132,19 +130,7 @@ export class WorkerObservability {
       }
     }
     if (span !== null) this.#tracing = true
-    const obs = new RunObservation(this, role, info.taskId, info.nodeId, span, headers, run.started)
-    if (span !== null) {
-      // Runs with a trace, for the ids of their log records.
-      let nodes = this.active.get(info.taskId)
-      if (nodes === undefined) {
-        nodes = new Map()
-        this.active.set(info.taskId, nodes)
-      }
-      nodes.get(info.nodeId)?.end() // a previous run of the node that never reached its end
-      nodes.set(info.nodeId, obs)
-    }
-    byRun.set(info, obs)
-    return obs
+    return new RunObservation(this, role, span, headers, run.started)
   }
 
   handler(): MetricsHandler {
@@ -198,8 +184,6 @@ export class RunObservation {
   #ids: TraceFields | undefined
   readonly #obs: WorkerObservability
   readonly #role: string
-  readonly #taskId: string
-  readonly #nodeId: string
   readonly #startedAt: number
   #lastAt: number
   #outcome: string | null = null
@@ -209,11 +193,9 @@ export class RunObservation {
   #within: Context | null = null
 
   /** `headers`: the ones its status records carry (none for a trace that is not sampled). */
-  constructor(obs: WorkerObservability, role: string, taskId: string, nodeId: string, span: Span | null, headers: Record<string, string> | undefined, startedAt = obs.clock.now()) {
+  constructor(obs: WorkerObservability, role: string, span: Span | null, headers: Record<string, string> | undefined, startedAt = obs.clock.now()) {
     this.#obs = obs
     this.#role = role
-    this.#taskId = taskId
-    this.#nodeId = nodeId
     this.span = span
     this.headers = headers
     this.#recording = span?.isRecording() === true
@@ -266,11 +248,6 @@ export class RunObservation {
     this.#ended = true
     const outcome = this.#outcome ?? 'abandoned'
     this.#obs.metrics?.runEnded(this.#role, outcome, (this.#obs.clock.now() - this.#startedAt) / 1000)
-    const nodes = this.#obs.active.get(this.#taskId)
-    if (nodes?.get(this.#nodeId) === this) {
-      nodes.delete(this.#nodeId)
-      if (nodes.size === 0) this.#obs.active.delete(this.#taskId)
-    }
     if (this.#recording) this.span?.setAttribute('flowkit.run.outcome', outcome)
     this.span?.end()
   }
@@ -292,12 +269,20 @@ export class RunObservation {
   }
 }
 
-/** Opens the observation of a run (execute.ts); null when the worker has no observability. */
+/**
+ * Opens the observation of a run (execute.ts) and keeps it on the run (`ActiveRun.obs`: its status
+ * events and log records find it there); null when the worker has no observability.
+ */
 export function observeRun(core: WorkerCore, role: string, run: ActiveRun): RunObservation | null {
-  return byCore.get(core)?.startRun(role, run) ?? null
+  const obs = byCore.get(core)?.startRun(role, run) ?? null
+  run.obs = obs
+  return obs
 }
 
-/** A status event of the run `info` is being built at `now` (status.ts): the headers it carries, if any. */
-export function observeStatus(info: RunInfo, payload: Record<string, unknown>, now?: number): Record<string, string> | undefined {
-  return byRun.get(info)?.status(payload, now)
+/**
+ * A status event of `run` is being built at `now` (status.ts): the headers it carries, if any.
+ * (`run` undefined: a run this worker no longer holds, whose observation has ended.)
+ */
+export function observeStatus(run: ActiveRun | undefined, info: RunInfo, payload: Record<string, unknown>, now?: number): Record<string, string> | undefined {
+  return run?.info === info ? run.obs?.status(payload, now) : undefined
 }

@@ -14,6 +14,7 @@ import type { RoleHandler, RunInfo } from './handler.ts'
 import type { HeartbeatTicker } from './heartbeats.ts'
 import type { WorkerStateSaver } from './state.ts'
 import type { StatusEmitter } from './status.ts'
+import type { RunObservation } from '../observability/worker.ts'
 
 export interface ActiveRun {
   info: RunInfo
@@ -32,6 +33,8 @@ export interface ActiveRun {
   seenKey: string
   /** Headers of the TASK_START record that started it, as they came (its trace context). */
   startHeaders: Readonly<Record<string, string>> | undefined
+  /** Its span and metrics (observability/worker.ts observeRun), once the run started. */
+  obs?: RunObservation | null
 }
 
 export interface WorkerCore {

@@ -282,14 +282,15 @@ export function statusRecord(
     dedup_id: statusDedupId(info, dedupParts),
     payload: ownPayload(core.workerId, payload),
   })
+  const key = messageKey(info.taskId, info.nodeId)
   const record: BusRecord = {
     topic: topicFor(core.config.topicStatusFmt, info.stepType),
-    key: messageKey(info.taskId, info.nodeId),
+    key,
     value: encode(env),
     decoded: handOver(env),
   }
   // Observability: the run's trace context travels with its events (W3C headers, additive).
-  const headers = observeStatus(info, payload, now)
+  const headers = observeStatus(core.runs.get(key), info, payload, now)
   if (headers !== undefined) record.headers = headers
   return record
 }
