@@ -84,6 +84,7 @@ export class AfterFlush {
           topic: c.topic,
           key: c.key,
           value: c.value,
+          ...(c.decoded === undefined ? {} : { decoded: c.decoded }),
           dedup_id: c.dedup_id,
           task_id: rt.id,
           onDone: done,

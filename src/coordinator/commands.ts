@@ -8,6 +8,7 @@ import { topicFor } from '../config.ts'
 import type { NodeSpec } from '../graph/types.ts'
 import { type UpstreamFailure, dedupId, encode, makeEnvelope, messageKey } from '../protocol/messages.ts'
 import type { PendingCommand, TaskRuntime } from './runtime.ts'
+import { handOver } from '../ports/store-rules.ts'
 
 /** Largest variables object sent inside a TASK_START (bigger ones are read from the store). */
 export const VARS_INLINE_MAX = 256 * 1024
@@ -64,6 +65,8 @@ export function startCommand(config: CoordinatorConfig, rt: TaskRuntime, ord: nu
     topic: topicFor(config.topicCmdFmt, spec.type),
     key: messageKey(rt.id, spec.node_id),
     value: encode(env),
+    // A worker in this process (memory bus) reads the envelope itself rather than its text.
+    decoded: handOver(env),
     dedup_id: resend === 0 ? env.dedup_id : `${env.dedup_id}:r${resend}`,
     kind: 'TASK_START',
     ord,

@@ -9,7 +9,7 @@
  * Dead letters an operator requeued are picked up from the store by a slow poll.
  */
 import type { Logger } from '../log.ts'
-import type { Bus } from '../ports/bus.ts'
+import type { Bus, BusRecord } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { OutboxEnqueue, Store } from '../ports/store.ts'
 import { FlowkitError, errorMessage } from '../errors.ts'
@@ -40,6 +40,8 @@ export function outboxBackoffMs(attempts: number, min: number, max: number, rand
 export interface OutgoingMessage extends OutboxEnqueue {
   /** The task it concerns (read by the `headers` option; never stored). */
   task_id?: string
+  /** The object `value` is the text of (BusRecord.decoded: a bus in memory delivers it; never stored). */
+  decoded?: object
   onDead?: (error: string) => void
   /** Called once the message is sent, or parked, or dropped as a duplicate (it needs no more sending). */
   onDone?: () => void
@@ -218,8 +220,12 @@ export class OutboxDispatcher {
     return this.#untilStop(
       this.#bus.produce(
         qs.map((q) => {
-          const headers = this.#opts.headers(q.msg)
-          return headers === undefined ? { topic: q.msg.topic, key: q.msg.key, value: q.msg.value } : { topic: q.msg.topic, key: q.msg.key, value: q.msg.value, headers }
+          const m = q.msg
+          const headers = this.#opts.headers(m)
+          const r: BusRecord = { topic: m.topic, key: m.key, value: m.value }
+          if (m.decoded !== undefined) r.decoded = m.decoded
+          if (headers !== undefined) r.headers = headers
+          return r
         }),
       ),
     )

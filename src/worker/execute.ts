@@ -16,6 +16,8 @@ import { emitStatus, statusRecord } from './status.ts'
 import { type SpawnOptions, spawnInGroup } from './subprocess.ts'
 import { observeRun } from '../observability/worker.ts'
 import { ArtifactBatcher } from './artifacts.ts'
+import { handOver } from '../ports/store-rules.ts'
+import type { BusRecord } from '../ports/bus.ts'
 
 /** Largest checkpoint a handler may save (JSON bytes). */
 const MAX_CHECKPOINT_BYTES = 1024 * 1024
@@ -69,15 +71,21 @@ export async function executeRun(
       throw new CancelledRunError(`${what} refused: attempt ${info.attemptEpoch} of ${info.nodeId} was ${run.released ? 'ended' : 'cancelled'}`)
     }
   }
+  // An artifact of the run (batch_uid null: the complete one), its meta checked by the caller.
+  const store = async (batchUid: string | null, meta: Record<string, unknown>): Promise<void> => {
+    writable(batchUid === null ? 'complete artifact' : `partial artifact ${batchUid}`)
+    await ArtifactBatcher.of(core.store).write(
+      { task_id: info.taskId, node_id: info.nodeId, batch_uid: batchUid, status: batchUid === null ? 'complete' : 'partial', meta, attempt_epoch: info.attemptEpoch, worker_id: core.workerId },
+      core.clock.now(),
+    )
+    if (batchUid === null) completeWritten = true
+    else written.add(batchUid)
+  }
   const writer: ArtifactsWriter = {
     writePartial: async (batchUid, meta) => {
       writable(`partial artifact ${batchUid}`)
       checkArtifactMeta(`partial artifact meta of batch ${batchUid}`, meta)
-      await ArtifactBatcher.of(core.store).write(
-        { task_id: info.taskId, node_id: info.nodeId, batch_uid: batchUid, status: 'partial', meta, attempt_epoch: info.attemptEpoch, worker_id: core.workerId },
-        core.clock.now(),
-      )
-      written.add(batchUid)
+      await store(batchUid, meta)
     },
     markComplete: async (meta = {}) => {
       writable('complete artifact')
@@ -88,11 +96,7 @@ export async function executeRun(
         completeAsked = meta
         return
       }
-      await ArtifactBatcher.of(core.store).write(
-        { task_id: info.taskId, node_id: info.nodeId, batch_uid: null, status: 'complete', meta, attempt_epoch: info.attemptEpoch, worker_id: core.workerId },
-        core.clock.now(),
-      )
-      completeWritten = true
+      await store(null, meta)
     },
   }
   const signal = run.abort.signal
@@ -183,7 +187,9 @@ export async function executeRun(
       // the BATCH_OK is sent once that artifact is durable and the previous BATCH_OK was sent, so
       // reports keep their order and never announce an artifact that is not stored. TASK_DONE
       // waits for all of them; a write or report that fails fails the run (at the next batch).
-      const durable = written.has(uid) ? null : writtenBy(uid, writer.writePartial(uid, res.meta ?? { metrics: res.metrics ?? {} }))
+      // Without a meta of the handler's, the partial artifact's is the worker's own: the metrics
+      // of the BATCH_OK (already copied, checked, and within a bus message), handed to the store.
+      const durable = written.has(uid) ? null : writtenBy(uid, res.meta === undefined ? store(uid, handOver({ metrics: payloadOf(okRecord)['metrics'] })) : writer.writePartial(uid, res.meta))
       const gate: Promise<unknown> = durable === null ? sendGate : Promise.all([durable, sendGate])
       const report = gate.then(() => core.status.send(okRecord))
       sendGate = gate
@@ -216,7 +222,8 @@ export async function executeRun(
       { kind: 'TASK_DONE' },
     )
     checkBusRecord('TASK_DONE (the finalize metrics and artifacts_ref)', doneRecord, core.config.maxMessageBytes)
-    if (!completeWritten) await writer.markComplete(completeAsked ?? fin.meta ?? { batches: run.batches })
+    const completeMeta = completeAsked ?? fin.meta
+    if (!completeWritten) await (completeMeta === undefined ? store(null, handOver({ batches: run.batches })) : writer.markComplete(completeMeta))
     await core.status.send(doneRecord)
     core.log.info('node.done', { ...ids, batches: run.batches })
   } catch (err) {
@@ -287,4 +294,9 @@ function classifyRaw(log: Logger, handler: RoleHandler, err: unknown): { reasonC
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {
   return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as { then?: unknown }).then === 'function'
+}
+
+/** The payload of a status record this worker made (statusRecord always gives its envelope). */
+function payloadOf(record: BusRecord): Record<string, unknown> {
+  return (record.decoded as { payload: Record<string, unknown> }).payload
 }

@@ -8,7 +8,7 @@ import type { BusMessage, Subscription } from '../ports/bus.ts'
 import { parkPoison } from '../util/guard.ts'
 import type { RunView } from '../ports/store.ts'
 import { type CmdTaskStart, type Envelope, messageKey } from '../protocol/messages.ts'
-import { parseCommand, parseEnvelope } from '../protocol/parse.ts'
+import { envelopeOf, parseCommand } from '../protocol/parse.ts'
 import { invalidIds, isObj, type WorkerCore } from './core.ts'
 import type { RunInfo } from './handler.ts'
 import type { RunManager } from './runs.ts'
@@ -84,7 +84,8 @@ export class CommandIntake {
 
   async onCommand(role: string, m: BusMessage): Promise<void> {
     const log = this.#core.log
-    const parsed = parseEnvelope(m.value)
+    // The coordinator's own object when it is in this process (memory bus), else the text parsed.
+    const parsed = envelopeOf(m)
     if (!parsed.ok) {
       log.warn('bus.message_malformed', { topic: m.topic, partition: m.partition, offset: m.offset, error: parsed.error })
       return
@@ -121,7 +122,7 @@ export class CommandIntake {
     }
     switch (cmd.value.cmd) {
       case 'TASK_START':
-        await this.#onStart(role, env, cmd.value, m.headers)
+        await this.#onStart(role, env, m.decoded === undefined ? cmd.value : ownInputs(cmd.value), m.headers)
         return
       case 'TASK_CANCEL': {
         const run = this.#core.runs.get(messageKey(env.task_id, env.node_id))
@@ -258,4 +259,15 @@ export class CommandIntake {
     if (node.attempt_epoch > env.attempt_epoch) return { verdict: 'stale', vars }
     return { verdict: node.status === 'running' || node.status === 'queued' ? 'yes' : 'stale', vars }
   }
+}
+
+/**
+ * A start whose envelope is the coordinator's own object (a memory bus delivers it): what the
+ * handler is given of it (input_ref, input_inline, batching) is copied, as parsed text would be,
+ * so a handler changing those objects changes nothing of the coordinator's.
+ */
+function ownInputs(cmd: CmdTaskStart): CmdTaskStart {
+  if (cmd.input_ref === null && cmd.input_inline === null && cmd.batching === null) return cmd
+  const copy = <T>(v: T): T => (v === null ? v : (JSON.parse(JSON.stringify(v)) as T))
+  return { ...cmd, input_ref: copy(cmd.input_ref), input_inline: copy(cmd.input_inline), batching: copy(cmd.batching) }
 }

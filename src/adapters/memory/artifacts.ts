@@ -4,7 +4,7 @@
  * (task, consumer, upstream, batch, consumer epoch).
  */
 import type { ArtifactDoc, ArtifactQuery, ArtifactWrite, StreamClaim } from '../../ports/store.ts'
-import { compareBatchUid } from '../../ports/store-rules.ts'
+import { compareBatchUid, isHandedOver } from '../../ports/store-rules.ts'
 import { canonicalJson } from '../../util/ids.ts'
 
 interface ArtifactEntry {
@@ -39,7 +39,8 @@ export class MemoryArtifacts {
       node_id: artifact.node_id,
       batch_uid: batchUid,
       status: artifact.status,
-      meta: jsonCopy(artifact.meta),
+      // A meta its writer handed over (a worker's own) is kept as is; any other is copied in.
+      meta: typeof artifact.meta === 'object' && artifact.meta !== null && isHandedOver(artifact.meta) ? artifact.meta : jsonCopy(artifact.meta),
       attempt_epoch: artifact.attempt_epoch,
       worker_id: artifact.worker_id ?? null,
       created_at: existing ? existing.doc.created_at : now,
