@@ -294,8 +294,8 @@ export class TaskRuntime {
     return { kind: 'start' }
   }
 
-  /** The task as a document (for views, coordinator functions and snapshots). */
-  toDoc(): VersionedTask {
+  /** The task as a document (for views, coordinator functions and snapshots; a view needs no batch maps). */
+  toDoc(withBatches = true): VersionedTask {
     const nodes: Record<string, NodeState> = {}
     this.specs.forEach((s, i) => {
       nodes[s.node_id] = this.nodes[i] as NodeState
@@ -315,7 +315,7 @@ export class TaskRuntime {
       ...(this.deadlineAt !== null ? { deadline_at_ms: this.deadlineAt } : {}),
       v: this.v,
       sent_through: this.sentRecorded,
-      batches: this.batchCounts(),
+      ...(withBatches ? { batches: this.batchCounts() } : {}),
     }
   }
 

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { MemoryBus, type RoleHandler } from 'flowkit'
+import { type Batch, MemoryBus, type RoleHandler } from 'flowkit'
 import { startRuntime } from '../helpers/runtime.ts'
 
 test('a handler that changes its inputs (inline, ref, batching) changes nothing the coordinator or a retry sees', async () => {
@@ -28,7 +28,7 @@ test('a handler that changes its inputs (inline, ref, batching) changes nothing 
       return [{ payload: {} }]
     },
     iterBatches(loaded) {
-      return loaded as Array<{ payload: object }>
+      return loaded as Batch[]
     },
   }
   const rt = await startRuntime({ bus, handlers: { a: handler } })
