@@ -12,7 +12,7 @@ import type { Clock } from '../ports/clock.ts'
 import type { Engine } from './engine.ts'
 import type { Flusher } from './flush.ts'
 import type { FnRunner } from './fn-runner.ts'
-import type { OutboxDispatcher } from './outbox.ts'
+import type { OutboxDispatcher, OutgoingMessage } from './outbox.ts'
 import type { PendingCommand, TaskRuntime } from './runtime.ts'
 import type { SnapshotWriter } from './snapshots.ts'
 
@@ -80,16 +80,22 @@ export class AfterFlush {
         if (rt.unsent === 0) rt.sentThrough = Math.max(rt.sentThrough, upTo)
       }
       d.outbox.send(
-        commands.map((c) => ({
-          topic: c.topic,
-          key: c.key,
-          value: c.value,
-          ...(c.decoded === undefined ? {} : { decoded: c.decoded }),
-          dedup_id: c.dedup_id,
-          task_id: rt.id,
-          onDone: done,
-          ...(c.kind === 'TASK_START' ? { onDead: (error: string) => this.#startUndeliverable(rt, c.ord, c.epoch, error) } : {}),
-        })),
+        commands.map((c) => {
+          const m: OutgoingMessage = {
+            topic: c.topic,
+            key: c.key,
+            // Read (made, for a START) only if needed: a memory bus delivers `decoded`.
+            get value(): string {
+              return c.value
+            },
+            dedup_id: c.dedup_id,
+            task_id: rt.id,
+            onDone: done,
+          }
+          if (c.decoded !== undefined) m.decoded = c.decoded
+          if (c.kind === 'TASK_START') m.onDead = (error: string) => this.#startUndeliverable(rt, c.ord, c.epoch, error)
+          return m
+        }),
       )
     } else if (rt.unsent === 0) rt.sentThrough = Math.max(rt.sentThrough, rt.v)
     for (const ord of fnRuns) d.fns.run(rt, ord)

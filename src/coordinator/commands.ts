@@ -9,6 +9,7 @@ import type { NodeSpec } from '../graph/types.ts'
 import { type UpstreamFailure, dedupId, encode, makeEnvelope, messageKey } from '../protocol/messages.ts'
 import type { PendingCommand, TaskRuntime } from './runtime.ts'
 import { handOver } from '../ports/store-rules.ts'
+import { encodedLater } from '../ports/bus.ts'
 
 /** Largest variables object sent inside a TASK_START (bigger ones are read from the store). */
 export const VARS_INLINE_MAX = 256 * 1024
@@ -61,17 +62,14 @@ export function startCommand(config: CoordinatorConfig, rt: TaskRuntime, ord: nu
   // Without its variables the worker reads them from the task document: it must hold them first.
   if (!inline && !rt.varsStored()) rt.forceSnapshot = true
   const env = startEnvelope(rt.id, spec, epoch, now, inline ? rt.vars : null, failuresFor(rt, ord))
-  return {
-    topic: topicFor(config.topicCmdFmt, spec.type),
-    key: messageKey(rt.id, spec.node_id),
-    value: encode(env),
-    // A worker in this process (memory bus) reads the envelope itself rather than its text.
-    decoded: handOver(env),
-    dedup_id: resend === 0 ? env.dedup_id : `${env.dedup_id}:r${resend}`,
-    kind: 'TASK_START',
-    ord,
-    epoch,
-  }
+  // A worker in this process (memory bus) reads the envelope itself: its text is made when first
+  // read (a bus on the network, the outbox's store).
+  const cmd = encodedLater(topicFor(config.topicCmdFmt, spec.type), messageKey(rt.id, spec.node_id), handOver(env)) as PendingCommand
+  cmd.dedup_id = resend === 0 ? env.dedup_id : `${env.dedup_id}:r${resend}`
+  cmd.kind = 'TASK_START'
+  cmd.ord = ord
+  cmd.epoch = epoch
+  return cmd
 }
 
 /** Longest error text of a failed upstream carried in a START (the full text is in the task). */

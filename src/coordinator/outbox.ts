@@ -9,7 +9,7 @@
  * Dead letters an operator requeued are picked up from the store by a slow poll.
  */
 import type { Logger } from '../log.ts'
-import type { Bus, BusRecord } from '../ports/bus.ts'
+import { type Bus, type BusRecord, encodedLater } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { OutboxEnqueue, Store } from '../ports/store.ts'
 import { FlowkitError, errorMessage } from '../errors.ts'
@@ -222,8 +222,8 @@ export class OutboxDispatcher {
         qs.map((q) => {
           const m = q.msg
           const headers = this.#opts.headers(m)
-          const r: BusRecord = { topic: m.topic, key: m.key, value: m.value }
-          if (m.decoded !== undefined) r.decoded = m.decoded
+          // With its object, its text is made only if the bus reads it (a memory bus does not).
+          const r: BusRecord = m.decoded !== undefined ? encodedLater(m.topic, m.key, m.decoded) : { topic: m.topic, key: m.key, value: m.value }
           if (headers !== undefined) r.headers = headers
           return r
         }),

@@ -31,7 +31,7 @@ import type { Clock } from '../ports/clock.ts'
 import type { Store } from '../ports/store.ts'
 import { FINAL_UID } from '../protocol/messages.ts'
 import { CoordinatorMetrics, type CoordinatorParts } from './coordinator-metrics.ts'
-import { kindOf } from './kinds.ts'
+import { messageKind } from './kinds.ts'
 import { ObservedLogger, type TraceFields, traceFieldsOf } from './logger.ts'
 import { MetricsEndpoint, type MetricsHandler, type ObservabilityOptions, itemsOf, metricsHandler, resolveObservability } from './options.ts'
 import { TRACEPARENT, isSampledTraceparent, spanContextFromHeaders, traceHeaders } from './propagation.ts'
@@ -331,7 +331,7 @@ export class CoordinatorObservability {
     if (m === null && !tracing) return apply()
     if (tracing) {
       for (const msg of msgs) {
-        if (msg.headers !== undefined && msg.key !== null && isSampledTraceparent(msg.headers[TRACEPARENT]) && kindOf(msg.value) === 'TASK_ACCEPTED') {
+        if (msg.headers !== undefined && msg.key !== null && isSampledTraceparent(msg.headers[TRACEPARENT]) && messageKind(msg) === 'TASK_ACCEPTED') {
           this.#link(msg.key, msg.headers)
         }
       }

@@ -24,3 +24,11 @@ export function kindOf(value: string): string {
   const k = KIND_RE.exec(value)?.[1]
   return k !== undefined && KINDS.has(k) ? k : 'other'
 }
+
+/** The status kind of a message: from its object when a bus in memory delivered one (its text is then not made), else from its text. */
+export function messageKind(m: { readonly value: string; readonly decoded?: object }): string {
+  const d = m.decoded as { payload?: { kind?: unknown } } | undefined
+  if (d === undefined) return kindOf(m.value)
+  const k = d.payload?.kind
+  return typeof k === 'string' && KINDS.has(k) ? k : 'other'
+}

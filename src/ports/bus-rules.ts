@@ -3,7 +3,7 @@
  * like Kafka: Kafka's legal topic names, string values, string-or-null keys, string headers.
  */
 import { ErrorCode, FlowkitError } from '../errors.ts'
-import type { BusRecord } from './bus.ts'
+import { type BusRecord, isTextLater } from './bus.ts'
 
 const TOPIC_NAME = /^[a-zA-Z0-9._-]{1,249}$/
 
@@ -17,7 +17,8 @@ export function checkRecord(record: BusRecord): void {
   if (record === null || typeof record !== 'object') {
     throw new FlowkitError(ErrorCode.BadMessage, 'produce: record must be an object')
   }
-  if (typeof record.value !== 'string') {
+  // A record whose text is made on first read (encodedLater) has a string value by construction.
+  if (!isTextLater(record) && typeof record.value !== 'string') {
     throw new FlowkitError(ErrorCode.BadMessage, `produce: value must be a string (topic ${record.topic})`)
   }
   if (record.key !== null && typeof record.key !== 'string') {

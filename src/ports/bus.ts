@@ -31,6 +31,38 @@ export interface BusRecord {
   decoded?: object
 }
 
+/**
+ * Marks a record whose `value` is the JSON text of its `decoded`, written on first read (an
+ * accessor): a bus in memory carries such a record without reading `value`, so its text is made
+ * only if someone reads it (a consumer on the network side, a test, a dead letter). See
+ * `encodedLater`.
+ */
+export const TEXT_LATER = Symbol('flowkit.textLater')
+
+/**
+ * A record of `decoded` (handed over: never changed again) whose `value`, its JSON text, is made
+ * the first time it is read, once. Anything that reads `value` gets the same text as an eager
+ * record would carry; copies made by spreading it read it.
+ */
+export function encodedLater(topic: string, key: string | null, decoded: object): BusRecord {
+  let text: string | undefined
+  return {
+    [TEXT_LATER]: true,
+    topic,
+    key,
+    get value(): string {
+      text ??= JSON.stringify(decoded)
+      return text
+    },
+    decoded,
+  } as BusRecord
+}
+
+/** Whether `value` of `r` is made on first read (encodedLater): a memory bus then does not read it. */
+export function isTextLater(r: BusRecord): boolean {
+  return (r as { [TEXT_LATER]?: true })[TEXT_LATER] === true
+}
+
 export interface BusMessage extends BusRecord {
   partition: number
   offset: number

@@ -9,7 +9,7 @@
  */
 import { PermanentError, errorMessage } from '../errors.ts'
 import { redactText } from '../log.ts'
-import type { BusRecord } from '../ports/bus.ts'
+import { type BusRecord, isTextLater } from '../ports/bus.ts'
 import type { Batch, BatchResult, FinalizeResult } from './handler.ts'
 
 /**
@@ -153,9 +153,12 @@ export function checkArtifactMeta(what: string, meta: unknown): void {
 export function checkBusRecord(what: string, record: BusRecord, maxBytes: number = MAX_BUS_MESSAGE_BYTES): void {
   const limit = maxBytes - BUS_RECORD_HEADROOM_BYTES
   // A UTF-16 code unit takes at most 3 UTF-8 bytes: a record whose characters fit three times over
-  // needs no exact count.
-  let chars = record.value.length + (record.key === null ? 0 : record.key.length)
+  // needs no exact count. A record whose text is not made yet (encodedLater) is measured by a bound
+  // of its text's length, from its object: made only when the bound does not fit.
+  let chars = record.key === null ? 0 : record.key.length
   for (const k in record.headers ?? {}) chars += k.length + (record.headers?.[k]?.length ?? 0)
+  if (isTextLater(record) && record.decoded !== undefined && (chars + jsonLengthBound(record.decoded, 0)) * 3 <= limit) return
+  chars += record.value.length
   if (chars * 3 <= limit) return
   let bytes = Buffer.byteLength(record.value, 'utf8') + (record.key === null ? 0 : Buffer.byteLength(record.key, 'utf8'))
   for (const [k, v] of Object.entries(record.headers ?? {})) bytes += Buffer.byteLength(k, 'utf8') + Buffer.byteLength(v, 'utf8')
@@ -178,6 +181,35 @@ export function failureText(err: unknown): string {
 /** Cuts a text to `max` characters, saying how much was cut. */
 export function clip(text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, max)}… (${text.length - max} more characters cut)`
+}
+
+/**
+ * At least the length of `JSON.stringify(v)` for a JSON-like value: a string counts 6 characters
+ * per code unit (the longest escape, `\u001f`) and its quotes, a number 24, other scalars 5, and
+ * objects and arrays their keys, punctuation and members. `depth` stops runaway recursion (an
+ * unbounded result: the caller then measures the text itself).
+ */
+export function jsonLengthBound(v: unknown, depth: number): number {
+  if (depth > 64) return Number.POSITIVE_INFINITY
+  switch (typeof v) {
+    case 'string':
+      return 2 + 6 * v.length
+    case 'number':
+      return 24
+    case 'object': {
+      if (v === null) return 5
+      let n = 2
+      if (Array.isArray(v)) {
+        for (const x of v) n += 1 + jsonLengthBound(x, depth + 1)
+        return n
+      }
+      const o = v as Record<string, unknown>
+      for (const k in o) n += 4 + 6 * k.length + jsonLengthBound(o[k], depth + 1)
+      return n
+    }
+    default:
+      return 5 // booleans, and what JSON leaves out or writes as null
+  }
 }
 
 /**

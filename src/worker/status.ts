@@ -19,9 +19,9 @@
  */
 import { ErrorCode, FlowkitError, errorMessage } from '../errors.ts'
 import type { Logger } from '../log.ts'
-import type { Bus, BusRecord } from '../ports/bus.ts'
+import { type Bus, type BusRecord, encodedLater } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
-import { DEDUP_ID_LENGTH, encode, makeEnvelope, messageKey } from '../protocol/messages.ts'
+import { DEDUP_ID_LENGTH, makeEnvelope, messageKey } from '../protocol/messages.ts'
 import { sha256Hex } from '../util/ids.ts'
 import { handOver } from '../ports/store-rules.ts'
 import { topicFor } from '../config.ts'
@@ -259,8 +259,8 @@ export function statusDedupId(info: RunInfo, d: DedupParts): string {
  * the duration meant (a coordinator counts that duration on its own clock from receipt; the
  * worker's absolute time never matters).
  *
- * The envelope goes with its text (BusRecord.decoded): a coordinator in this process (memory bus)
- * need not parse it. Its payload is the worker's own: the handler's objects in it (metrics,
+ * The envelope goes with the record (BusRecord.decoded), its text made when first read
+ * (encodedLater): a coordinator in this process (memory bus) neither parses nor needs it. Its payload is the worker's own: the handler's objects in it (metrics,
  * artifacts_ref) are copied, so a handler changing them after the event was sent changes nothing,
  * as with the text.
  */
@@ -283,12 +283,8 @@ export function statusRecord(
     payload: ownPayload(core.workerId, payload),
   })
   const key = messageKey(info.taskId, info.nodeId)
-  const record: BusRecord = {
-    topic: topicFor(core.config.topicStatusFmt, info.stepType),
-    key,
-    value: encode(env),
-    decoded: handOver(env),
-  }
+  // Its text is made when first read: a coordinator in this process (memory bus) reads the envelope.
+  const record = encodedLater(topicFor(core.config.topicStatusFmt, info.stepType), key, handOver(env))
   // Observability: the run's trace context travels with its events (W3C headers, additive).
   const headers = observeStatus(core.runs.get(key), info, payload, now)
   if (headers !== undefined) record.headers = headers

@@ -7,7 +7,7 @@ import type { BusMessage } from '../../ports/bus.ts'
 import { ErrorCode, FlowkitError } from '../../errors.ts'
 import { createRandom } from '../../util/random.ts'
 import type { Random } from '../../util/random.ts'
-import type { ChaosOptions, ChaosRule, MemoryBusLogger, Pending, TopicState } from './bus-types.ts'
+import { type ChaosOptions, type ChaosRule, type MemoryBusLogger, type Pending, type TopicState, textLaterMessage } from './bus-types.ts'
 
 interface CompiledRule {
   rule: ChaosRule
@@ -166,16 +166,14 @@ export class RecordStager {
 
 function append(topic: TopicState, partition: number, pending: Pending): void {
   const part = topic.partitions[partition]!
-  const message: BusMessage = {
-    topic: topic.name,
-    key: pending.key,
-    value: pending.value,
-    headers: pending.headers,
-    partition,
-    offset: part.base + part.records.length,
-    timestamp: pending.timestamp,
+  const offset = part.base + part.records.length
+  let message: BusMessage
+  if (pending.later !== undefined) {
+    message = textLaterMessage(pending.later, topic.name, pending.key, pending.headers, partition, offset, pending.timestamp, pending.decoded)
+  } else {
+    message = { topic: topic.name, key: pending.key, value: pending.value, headers: pending.headers, partition, offset, timestamp: pending.timestamp }
+    if (pending.decoded !== undefined) message.decoded = pending.decoded
   }
-  if (pending.decoded !== undefined) message.decoded = pending.decoded
   part.records.push(message)
   topic.log.push(message)
   for (const listener of part.listeners) listener.notify()

@@ -2,7 +2,7 @@
  * Types of the in-memory Bus (see bus.ts): its public options and test-knob types, and the
  * internal state shared by its modules (topics, partitions, groups).
  */
-import type { BusMessage, BusRecord } from '../../ports/bus.ts'
+import { type BusMessage, type BusRecord, TEXT_LATER, isTextLater } from '../../ports/bus.ts'
 import type { Clock } from '../../ports/clock.ts'
 import type { Signal } from '../../util/signal.ts'
 
@@ -90,7 +90,9 @@ export interface AssignmentInfo {
 /** A record on its way to the log (after the interceptor, before chaos staging). */
 export interface Pending {
   key: string | null
+  /** The record's text, or (`later`) the record that makes it on first read (ports/bus.ts encodedLater). */
   value: string
+  later: BusRecord | undefined
   decoded: object | undefined
   headers: Record<string, string>
   timestamp: number
@@ -135,7 +137,35 @@ export function partitionKey(topic: string, partition: number): string {
 }
 
 export function copyMessage(m: BusMessage): BusMessage {
-  return { ...m, headers: { ...m.headers } }
+  if (!isTextLater(m)) return { ...m, headers: { ...m.headers } }
+  // Its text stays unmade until read (a spread would read it).
+  return textLaterMessage(m, m.topic, m.key, { ...m.headers }, m.partition, m.offset, m.timestamp, m.decoded)
+}
+
+/** A message whose `value` is read from `source` (a record made by encodedLater) when it is read. */
+export function textLaterMessage(
+  source: BusRecord,
+  topic: string,
+  key: string | null,
+  headers: Record<string, string>,
+  partition: number,
+  offset: number,
+  timestamp: number,
+  decoded: object | undefined,
+): BusMessage {
+  return {
+    [TEXT_LATER]: true,
+    topic,
+    key,
+    get value(): string {
+      return source.value
+    },
+    headers,
+    partition,
+    offset,
+    timestamp,
+    decoded,
+  } as BusMessage
 }
 
 /**

@@ -33,7 +33,7 @@
  *   error; the records before it in the call are already appended, the rest are not.
  * Delays use real timers: the bus is infrastructure, not engine time.
  */
-import type { Bus, BusMessage, BusRecord, SubscribeOptions, Subscription, TopicSpec } from '../../ports/bus.ts'
+import { type Bus, type BusMessage, type BusRecord, type SubscribeOptions, type Subscription, type TopicSpec, isTextLater } from '../../ports/bus.ts'
 import type { Clock } from '../../ports/clock.ts'
 import { ErrorCode, FlowkitError } from '../../errors.ts'
 import { createPartitioner } from '../../util/murmur2.ts'
@@ -137,7 +137,7 @@ export class MemoryBus implements Bus {
         if (this.#interceptor) await this.#produceOne(record)
         else {
           const topic = this.#topic(record.topic)
-          this.#stageRecord(topic, this.#partitioner(topic.name, record.key, topic.partitions.length), record, 1, 0)
+          this.#stageRecord(topic, this.#partitioner(topic.name, record.key, topic.partitions.length), record, { ...(record.headers ?? {}) }, 1, 0)
         }
       }
     } finally {
@@ -293,14 +293,19 @@ export class MemoryBus implements Bus {
       }
       this.#assertOpen()
     }
-    this.#stageRecord(topic, partition, { ...record, headers }, copies, delayMs)
+    this.#stageRecord(topic, partition, record, headers, copies, delayMs)
   }
 
-  /** Stages `copies` of a record on `partition` (after `delayMs`, if any), stamped now. */
-  #stageRecord(topic: TopicState, partition: number, record: BusRecord, copies: number, delayMs: number): void {
+  /**
+   * Stages `copies` of a record on `partition` (after `delayMs`, if any), stamped now. Its text is
+   * copied, or, for a record that makes it on first read (encodedLater), left unmade.
+   */
+  #stageRecord(topic: TopicState, partition: number, record: BusRecord, headers: Record<string, string>, copies: number, delayMs: number): void {
     const timestamp = this.#clock.now()
+    const later = isTextLater(record) ? record : undefined
+    const value = later === undefined ? record.value : ''
     for (let i = 0; i < copies; i++) {
-      const pending: Pending = { key: record.key, value: record.value, decoded: record.decoded, headers: { ...(record.headers ?? {}) }, timestamp, reorder: false }
+      const pending: Pending = { key: record.key, value, later, decoded: record.decoded, headers: i === 0 ? headers : { ...headers }, timestamp, reorder: false }
       if (delayMs > 0) {
         const timer = setTimeout(() => {
           this.#delayTimers.delete(timer)
