@@ -81,18 +81,10 @@ export class AfterFlush {
       }
       d.outbox.send(
         commands.map((c) => {
-          const m: OutgoingMessage = {
-            topic: c.topic,
-            key: c.key,
-            // Read (made, for a START) only if needed: a memory bus delivers `decoded`.
-            get value(): string {
-              return c.value
-            },
-            dedup_id: c.dedup_id,
-            task_id: rt.id,
-            onDone: done,
-          }
-          if (c.decoded !== undefined) m.decoded = c.decoded
+          // A command with its object (a START) goes with it, its text made only if needed.
+          const m: OutgoingMessage = c.decoded !== undefined
+            ? { topic: c.topic, key: c.key, decoded: c.decoded, dedup_id: c.dedup_id, task_id: rt.id, onDone: done }
+            : { topic: c.topic, key: c.key, value: c.value, dedup_id: c.dedup_id, task_id: rt.id, onDone: done }
           if (c.kind === 'TASK_START') m.onDead = (error: string) => this.#startUndeliverable(rt, c.ord, c.epoch, error)
           return m
         }),

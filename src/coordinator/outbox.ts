@@ -37,7 +37,9 @@ export function outboxBackoffMs(attempts: number, min: number, max: number, rand
 }
 
 /** A message to send; `onDead` is called when it is parked as a dead letter. */
-export interface OutgoingMessage extends OutboxEnqueue {
+/** A message to send: its text (`value`), or its object (`decoded`), whose text is made if needed. */
+export interface OutgoingMessage extends Omit<OutboxEnqueue, 'value'> {
+  value?: string
   /** The task it concerns (read by the `headers` option; never stored). */
   task_id?: string
   /** The object `value` is the text of (BusRecord.decoded: a bus in memory delivers it; never stored). */
@@ -64,7 +66,7 @@ function transient(err: unknown): boolean {
 const STOP_SEND_MS = 5_000
 
 /** What identifies one logical message (the store derives the dead letter's id from the same three). */
-function recentKey(m: OutboxEnqueue): string {
+function recentKey(m: Pick<OutboxEnqueue, 'topic' | 'key' | 'dedup_id'>): string {
   return `${m.topic}\u0000${m.key ?? '\u0001'}\u0000${m.dedup_id}`
 }
 
@@ -223,7 +225,7 @@ export class OutboxDispatcher {
           const m = q.msg
           const headers = this.#opts.headers(m)
           // With its object, its text is made only if the bus reads it (a memory bus does not).
-          const r: BusRecord = m.decoded !== undefined ? encodedLater(m.topic, m.key, m.decoded) : { topic: m.topic, key: m.key, value: m.value }
+          const r: BusRecord = m.decoded !== undefined ? encodedLater(m.topic, m.key, m.decoded) : { topic: m.topic, key: m.key, value: textOf(m) }
           if (headers !== undefined) r.headers = headers
           return r
         }),
@@ -270,7 +272,7 @@ export class OutboxDispatcher {
     this.#log.error('outbox.failed', { topic: m.topic, key: m.key, dedup_id: m.dedup_id, attempts: q.attempts, error })
     for (let i = 0; ; i++) {
       try {
-        await this.#store.outboxEnqueue({ topic: m.topic, key: m.key, value: m.value, dedup_id: m.dedup_id }, this.#clock.now(), { attempts: q.attempts, error })
+        await this.#store.outboxEnqueue({ topic: m.topic, key: m.key, value: textOf(m), dedup_id: m.dedup_id }, this.#clock.now(), { attempts: q.attempts, error })
         break
       } catch (err) {
         if (i >= 5 || !this.#running) {
@@ -347,4 +349,9 @@ export class OutboxDispatcher {
       this.#wake = null
     }
   }
+}
+
+/** The text of a message: its `value`, else the JSON of its object. */
+function textOf(m: OutgoingMessage): string {
+  return m.value ?? JSON.stringify(m.decoded ?? null)
 }

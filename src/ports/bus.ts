@@ -32,35 +32,52 @@ export interface BusRecord {
 }
 
 /**
- * Marks a record whose `value` is the JSON text of its `decoded`, written on first read (an
- * accessor): a bus in memory carries such a record without reading `value`, so its text is made
- * only if someone reads it (a consumer on the network side, a test, a dead letter). See
- * `encodedLater`.
+ * A record (or a message of a bus in memory) whose `value` is the JSON text of its `decoded`, made
+ * the first time it is read: a bus in memory carries it without reading `value`, so its text is
+ * made only if someone reads it (a bus on the network, a test, a dead letter). `value` is a getter
+ * of its class: a copy made by spreading one has no `value` (copy with copyMessage).
  */
-export const TEXT_LATER = Symbol('flowkit.textLater')
+export abstract class TextLater {
+  abstract readonly decoded: object
+  abstract get value(): string
+  /** At least the length of the text, when its producer knows it (a size check then need not make the text). */
+  abstract readonly lengthBound: number | undefined
+}
+
+class LaterRecord extends TextLater implements BusRecord {
+  readonly topic: string
+  readonly key: string | null
+  readonly decoded: object
+  headers?: Record<string, string>
+  readonly lengthBound: number | undefined
+  #text: string | undefined = undefined
+
+  constructor(topic: string, key: string | null, decoded: object, lengthBound: number | undefined) {
+    super()
+    this.topic = topic
+    this.key = key
+    this.decoded = decoded
+    this.lengthBound = lengthBound
+  }
+
+  get value(): string {
+    this.#text ??= JSON.stringify(this.decoded)
+    return this.#text
+  }
+}
 
 /**
  * A record of `decoded` (handed over: never changed again) whose `value`, its JSON text, is made
- * the first time it is read, once. Anything that reads `value` gets the same text as an eager
- * record would carry; copies made by spreading it read it.
+ * the first time it is read, once: anything that reads it gets the text an eager record carries.
+ * `lengthBound`: at least the length of that text, if the producer knows one.
  */
-export function encodedLater(topic: string, key: string | null, decoded: object): BusRecord {
-  let text: string | undefined
-  return {
-    [TEXT_LATER]: true,
-    topic,
-    key,
-    get value(): string {
-      text ??= JSON.stringify(decoded)
-      return text
-    },
-    decoded,
-  } as BusRecord
+export function encodedLater(topic: string, key: string | null, decoded: object, lengthBound?: number): BusRecord {
+  return new LaterRecord(topic, key, decoded, lengthBound)
 }
 
 /** Whether `value` of `r` is made on first read (encodedLater): a memory bus then does not read it. */
-export function isTextLater(r: BusRecord): boolean {
-  return (r as { [TEXT_LATER]?: true })[TEXT_LATER] === true
+export function isTextLater(r: BusRecord): r is BusRecord & TextLater {
+  return r instanceof TextLater
 }
 
 export interface BusMessage extends BusRecord {

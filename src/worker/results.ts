@@ -157,7 +157,7 @@ export function checkBusRecord(what: string, record: BusRecord, maxBytes: number
   // of its text's length, from its object: made only when the bound does not fit.
   let chars = record.key === null ? 0 : record.key.length
   for (const k in record.headers ?? {}) chars += k.length + (record.headers?.[k]?.length ?? 0)
-  if (isTextLater(record) && record.decoded !== undefined && (chars + jsonLengthBound(record.decoded, 0)) * 3 <= limit) return
+  if (isTextLater(record) && (chars + (record.lengthBound ?? jsonLengthBound(record.decoded, 0))) * 3 <= limit) return
   chars += record.value.length
   if (chars * 3 <= limit) return
   let bytes = Buffer.byteLength(record.value, 'utf8') + (record.key === null ? 0 : Buffer.byteLength(record.key, 'utf8'))

@@ -284,21 +284,49 @@ export function statusRecord(
   })
   const key = messageKey(info.taskId, info.nodeId)
   // Its text is made when first read: a coordinator in this process (memory bus) reads the envelope.
-  const record = encodedLater(topicFor(core.config.topicStatusFmt, info.stepType), key, handOver(env))
+  // The bound of its length, for the size check: the envelope's fields, and the payload's from the
+  // texts ownPayload made (no walk through the handler's objects).
+  const bound = ENVELOPE_FIELDS_BOUND + 6 * (info.taskId.length + info.nodeId.length + info.stepType.length + env.corr_id.length + env.dedup_id.length) + payloadBound
+  const record = encodedLater(topicFor(core.config.topicStatusFmt, info.stepType), key, handOver(env), bound)
   // Observability: the run's trace context travels with its events (W3C headers, additive).
   const headers = observeStatus(core.runs.get(key), info, payload, now)
   if (headers !== undefined) record.headers = headers
   return record
 }
 
-/** `{ worker_id, ...payload }` with the objects in `payload` copied (as their JSON text reads). */
+/**
+ * At least the JSON length of a status envelope without its ids' characters and payload: its keys,
+ * punctuation, quotes of the ids, constant strings (`event`, `worker`) and three numbers.
+ */
+const ENVELOPE_FIELDS_BOUND = 400
+
+/** At least the JSON length of the last payload ownPayload made (set by it). */
+let payloadBound = 0
+
+/**
+ * `{ worker_id, ...payload }` with the objects in `payload` copied (as their JSON text reads); sets
+ * `payloadBound`.
+ */
 function ownPayload(workerId: string, payload: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { worker_id: workerId }
+  let bound = 2 + 15 + 6 * workerId.length
   for (const k of Object.keys(payload)) {
     const v = payload[k]
     if (v === undefined) continue
-    out[k] = v === null || typeof v !== 'object' ? v : isEmptyObject(v) ? {} : JSON.parse(JSON.stringify(v))
+    bound += 4 + 6 * k.length
+    if (v === null || typeof v !== 'object') {
+      out[k] = v
+      bound += typeof v === 'string' ? 2 + 6 * v.length : 24
+    } else if (isEmptyObject(v)) {
+      out[k] = {}
+      bound += 2
+    } else {
+      const text = JSON.stringify(v)
+      out[k] = JSON.parse(text)
+      bound += text.length
+    }
   }
+  payloadBound = bound
   return out
 }
 

@@ -5,10 +5,11 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { MemoryBus, type BusMessage } from 'flowkit'
+import { type BusMessage, type BusRecord, MemoryBus, type RoleHandler } from 'flowkit'
 import { encodedLater, isTextLater } from '../../src/ports/bus.ts'
 import { checkBusRecord, jsonLengthBound } from '../../src/worker/results.ts'
 import { waitFor } from '../helpers/wait.ts'
+import { startRuntime } from '../helpers/runtime.ts'
 
 /** An object whose JSON text can be seen being made (its toJSON counts the calls). */
 function watched(payload: Record<string, unknown>): { env: object; made: () => number } {
@@ -42,8 +43,8 @@ test('the memory bus delivers a record made by encodedLater without making its t
     const listed = bus.records('lazy.t')[0] as BusMessage
     assert.equal(listed.value, m.value, 'a copy reads the same text')
     assert.equal(made(), 1, 'made once, on the first read, shared by the copies')
-    const spread = { ...listed }
-    assert.equal(typeof spread.value, 'string', 'a spread copy carries the text')
+    const copied = { ...listed, value: listed.value }
+    assert.deepEqual(JSON.parse(copied.value), { v: 1, payload: { kind: 'X', n: 1 } }, 'a copy that reads value carries the text')
   } finally {
     await sub.close()
     await bus.close()
@@ -77,4 +78,40 @@ test('jsonLengthBound is never below the length of the JSON text', () => {
     { a: 1, 'k"ey': { nested: ['x', 2.5, false] }, empty: {} },
   ]
   for (const v of samples) assert.ok(jsonLengthBound(v, 0) >= JSON.stringify(v).length, JSON.stringify(v))
+})
+
+test('the length bound a worker gives its status records is never below their text', async () => {
+  const seen: BusRecord[] = []
+  class Spy extends MemoryBus {
+    override async produce(records: BusRecord[]): Promise<void> {
+      for (const r of records) if (isTextLater(r) && r.topic.startsWith('status.')) seen.push(r)
+      return super.produce(records)
+    }
+  }
+  const handler: RoleHandler = {
+    async processBatch(batch) {
+      const i = Number(String(batch.batch_uid).slice(1))
+      if (i === 2) return { success: false, error: 'bad "row" \u0001 é', reason_code: 'bad_row', permanent: true }
+      return { metrics: { count: 1, ratio: -1.5e-300 }, artifacts_ref: { uri: 'mem://a"b', note: 'quote " and \\ and é 日本 \u0001', nested: { deep: [1.5, null, true] } } }
+    },
+    async loadInput() {
+      return [{ batch_uid: 'b0', payload: {} }, { batch_uid: 'b1', payload: {} }, { batch_uid: 'b2', payload: {} }]
+    },
+    iterBatches(loaded) {
+      return loaded as Array<{ batch_uid: string; payload: Record<string, unknown> }>
+    },
+  }
+  const rt = await startRuntime({ bus: new Spy(), handlers: { a: handler } })
+  try {
+    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'a' }] } })
+    await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })
+    assert.ok(seen.length >= 4, `status records seen: ${seen.map((r) => r.value).join(" | ")}`)
+    for (const r of seen) {
+      const bound = (r as { lengthBound?: number }).lengthBound
+      assert.equal(typeof bound, 'number')
+      assert.ok((bound as number) >= r.value.length, `${bound} >= ${r.value.length}: ${r.value}`)
+    }
+  } finally {
+    await rt.stop()
+  }
 })

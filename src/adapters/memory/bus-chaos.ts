@@ -169,7 +169,7 @@ function append(topic: TopicState, partition: number, pending: Pending): void {
   const offset = part.base + part.records.length
   let message: BusMessage
   if (pending.later !== undefined) {
-    message = textLaterMessage(pending.later, topic.name, pending.key, pending.headers, partition, offset, pending.timestamp, pending.decoded)
+    message = textLaterMessage(pending.later, topic.name, pending.key, pending.headers, partition, offset, pending.timestamp)
   } else {
     message = { topic: topic.name, key: pending.key, value: pending.value, headers: pending.headers, partition, offset, timestamp: pending.timestamp }
     if (pending.decoded !== undefined) message.decoded = pending.decoded

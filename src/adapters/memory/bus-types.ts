@@ -2,7 +2,7 @@
  * Types of the in-memory Bus (see bus.ts): its public options and test-knob types, and the
  * internal state shared by its modules (topics, partitions, groups).
  */
-import { type BusMessage, type BusRecord, TEXT_LATER, isTextLater } from '../../ports/bus.ts'
+import { type BusMessage, type BusRecord, TextLater } from '../../ports/bus.ts'
 import type { Clock } from '../../ports/clock.ts'
 import type { Signal } from '../../util/signal.ts'
 
@@ -92,7 +92,7 @@ export interface Pending {
   key: string | null
   /** The record's text, or (`later`) the record that makes it on first read (ports/bus.ts encodedLater). */
   value: string
-  later: BusRecord | undefined
+  later: (BusRecord & TextLater) | undefined
   decoded: object | undefined
   headers: Record<string, string>
   timestamp: number
@@ -137,35 +137,47 @@ export function partitionKey(topic: string, partition: number): string {
 }
 
 export function copyMessage(m: BusMessage): BusMessage {
-  if (!isTextLater(m)) return { ...m, headers: { ...m.headers } }
-  // Its text stays unmade until read (a spread would read it).
-  return textLaterMessage(m, m.topic, m.key, { ...m.headers }, m.partition, m.offset, m.timestamp, m.decoded)
+  // A message whose text is made on first read is copied by its class (a spread has no `value`).
+  return m instanceof LaterMessage ? m.copy() : { ...m, headers: { ...m.headers } }
 }
 
 /** A message whose `value` is read from `source` (a record made by encodedLater) when it is read. */
-export function textLaterMessage(
-  source: BusRecord,
-  topic: string,
-  key: string | null,
-  headers: Record<string, string>,
-  partition: number,
-  offset: number,
-  timestamp: number,
-  decoded: object | undefined,
-): BusMessage {
-  return {
-    [TEXT_LATER]: true,
-    topic,
-    key,
-    get value(): string {
-      return source.value
-    },
-    headers,
-    partition,
-    offset,
-    timestamp,
-    decoded,
-  } as BusMessage
+class LaterMessage extends TextLater implements BusMessage {
+  readonly #source: BusRecord
+  readonly topic: string
+  readonly key: string | null
+  readonly headers: Record<string, string>
+  readonly partition: number
+  readonly offset: number
+  readonly timestamp: number
+  readonly decoded: object
+  readonly lengthBound: number | undefined
+
+  constructor(source: BusRecord & TextLater, topic: string, key: string | null, headers: Record<string, string>, partition: number, offset: number, timestamp: number) {
+    super()
+    this.#source = source
+    this.topic = topic
+    this.key = key
+    this.headers = headers
+    this.partition = partition
+    this.offset = offset
+    this.timestamp = timestamp
+    this.decoded = source.decoded
+    this.lengthBound = source.lengthBound
+  }
+
+  get value(): string {
+    return this.#source.value
+  }
+
+  /** A copy with its own headers, its text still unmade. */
+  copy(): LaterMessage {
+    return new LaterMessage(this.#source as BusRecord & TextLater, this.topic, this.key, { ...this.headers }, this.partition, this.offset, this.timestamp)
+  }
+}
+
+export function textLaterMessage(source: BusRecord & TextLater, topic: string, key: string | null, headers: Record<string, string>, partition: number, offset: number, timestamp: number): BusMessage {
+  return new LaterMessage(source, topic, key, headers, partition, offset, timestamp)
 }
 
 /**
