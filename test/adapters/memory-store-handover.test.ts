@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { MemoryStore } from '../../src/adapters/memory/store.ts'
-import { handOver } from '../../src/ports/store-rules.ts'
+import { handOver, isHandedOver } from '../../src/ports/store-rules.ts'
 import type { TaskDoc } from '../../src/ports/store.ts'
 
 const doc = (id: string): TaskDoc =>
@@ -32,4 +32,19 @@ test('the memory store keeps by reference only what was handed over: a shallowly
   const out = await store.getTask('t-given')
   ;(out?.params['nested'] as { n: number }).n = 3 // what comes out is a copy
   assert.deepEqual((await store.getTask('t-given'))?.params, { nested: { n: 1 } })
+})
+
+test('the hand-over mark is invisible and is not copied: spreads, JSON and structuredClone of a handed-over document are not handed over', () => {
+  const doc = { a: 1, nested: { b: [1, 2] } }
+  assert.equal(isHandedOver(doc), false)
+  assert.equal(handOver(doc), doc)
+  assert.equal(handOver(doc), doc, 'handing over twice is harmless')
+  assert.equal(isHandedOver(doc), true)
+  assert.deepEqual(Object.keys(doc), ['a', 'nested'])
+  assert.equal(JSON.stringify(doc), '{"a":1,"nested":{"b":[1,2]}}')
+  assert.equal(isHandedOver({ ...doc }), false)
+  assert.equal(isHandedOver(Object.assign({}, doc)), false)
+  assert.equal(isHandedOver(JSON.parse(JSON.stringify(doc))), false)
+  assert.equal(isHandedOver(structuredClone(doc)), false)
+  assert.equal(isHandedOver(doc.nested), false, 'only the document itself is marked')
 })
