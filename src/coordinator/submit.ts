@@ -6,7 +6,7 @@
  * nesting and retry ranges by `parseGraph`; the task params, the size of each node's TASK_START
  * as the coordinator will build it, and the size of the whole task below.
  */
-import { randomUUID } from 'node:crypto'
+import { uuidV4 } from '../util/ids.ts'
 import { ErrorCode, FlowkitError, GraphValidationError, errorMessage } from '../errors.ts'
 import { type SubmitLimits, formatCount, resolveSubmitLimits } from '../graph/limits.ts'
 import { parseGraph } from '../graph/parse.ts'
@@ -187,7 +187,7 @@ export function buildTask(input: CreateTaskInput, options: BuildTaskOptions, now
   if (deadline !== undefined && !(typeof deadline === 'number' && Number.isFinite(deadline) && deadline > 0 && deadline <= MAX_DEADLINE_SEC)) {
     throw new FlowkitError(ErrorCode.GraphInvalid, `deadlineSec must be a number of seconds > 0 and at most ${MAX_DEADLINE_SEC}, got ${JSON.stringify(deadline)}`)
   }
-  const id = input.id ?? randomUUID()
+  const id = input.id ?? uuidV4()
   checkSizes(id, graph, params, limits, now)
   return {
     id,

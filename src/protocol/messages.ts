@@ -2,8 +2,7 @@
  * Wire protocol v1 (docs/protocol.md): envelopes and payloads with the seed's JSON field names, so a
  * Python flowkit peer understands every message. Parsing and checking them is parse.ts.
  */
-import { randomUUID } from 'node:crypto'
-import { canonicalJson, sha256Hex } from '../util/ids.ts'
+import { canonicalJson, sha256Hex, uuidV4 } from '../util/ids.ts'
 
 export const MsgType = { Cmd: 'cmd', Event: 'event', Heartbeat: 'heartbeat', Query: 'query', Reply: 'reply' } as const
 export type MsgType = (typeof MsgType)[keyof typeof MsgType]
@@ -186,7 +185,7 @@ export function makeEnvelope<P>(init: EnvelopeInit<P>): Envelope<P> {
     v: 1,
     msg_type: init.msg_type,
     role: init.role,
-    corr_id: init.corr_id ?? randomUUID(),
+    corr_id: init.corr_id ?? uuidV4(),
     dedup_id: init.dedup_id,
     task_id: init.task_id,
     node_id: init.node_id,

@@ -2,7 +2,7 @@
  * Deterministic ids and hashing shared by the store adapters (memory and MongoDB), so that both
  * derive the same keys from the same inputs.
  */
-import { hash } from 'node:crypto'
+import { hash, randomFillSync } from 'node:crypto'
 
 /**
  * JSON with object keys sorted (by UTF-16 code units, as `Array.prototype.sort` does) and no
@@ -97,4 +97,34 @@ export function sha256Hex(s: string): string {
  */
 export function outboxId(topic: string, key: string | null, dedupId: string): string {
   return sha256Hex(canonicalJson([topic, key, dedupId])).slice(0, 32)
+}
+
+/** Random bytes for 128 UUIDs at a time (as node:crypto's randomUUID pools them). */
+const UUID_POOL = Buffer.allocUnsafe(16 * 128)
+let uuidAt = UUID_POOL.length
+const UUID_TEXT = Buffer.allocUnsafe(36)
+const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1')
+
+/**
+ * A random (version 4) UUID, like `crypto.randomUUID()`, as one flat string: randomUUID builds its
+ * text by concatenation, a tree of a dozen string pieces that stays in memory as long as the id
+ * does unless something flattens it (a JSON encoding did; ids a memory bus carries as objects are
+ * never encoded). Several are made per node run (message correlation ids, leases, task ids).
+ */
+export function uuidV4(): string {
+  if (uuidAt === UUID_POOL.length) {
+    randomFillSync(UUID_POOL)
+    uuidAt = 0
+  }
+  let o = 0
+  for (let i = 0; i < 16; i++) {
+    let b = UUID_POOL[uuidAt + i] as number
+    if (i === 6) b = (b & 0x0f) | 0x40 // version 4
+    else if (i === 8) b = (b & 0x3f) | 0x80 // variant 10
+    if (i === 4 || i === 6 || i === 8 || i === 10) UUID_TEXT[o++] = 45 // '-'
+    UUID_TEXT[o++] = HEX_DIGITS[b >> 4] as number
+    UUID_TEXT[o++] = HEX_DIGITS[b & 15] as number
+  }
+  uuidAt += 16
+  return UUID_TEXT.toString('latin1', 0, 36)
 }

@@ -3,7 +3,7 @@
  * cancelled cooperatively (abandoned after the cancel grace), and a run that ends gives its slot
  * back and has the worker's run state persisted in the background. Execution is in execute.ts.
  */
-import { randomUUID } from 'node:crypto'
+import { uuidV4 } from '../util/ids.ts'
 import { errorMessage } from '../errors.ts'
 import { type CmdTaskStart, type Envelope, messageKey } from '../protocol/messages.ts'
 import { CancelledRunError } from './cancel.ts'
@@ -61,7 +61,7 @@ export class RunManager {
       stepType: role,
       attemptEpoch: env.attempt_epoch,
       workerId: core.workerId,
-      leaseId: randomUUID(),
+      leaseId: uuidV4(),
     }
     let free!: () => void
     const freed = new Promise<void>((r) => {

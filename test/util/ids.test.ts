@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { describe, it } from 'node:test'
-import { canonicalJson, sha256Hex } from '../../src/util/ids.ts'
+import { canonicalJson, sha256Hex, uuidV4 } from '../../src/util/ids.ts'
 
 /** The definition: keys sorted at every depth, JSON.stringify for everything else. */
 function reference(v: unknown): string {
@@ -55,5 +55,30 @@ describe('canonicalJson', () => {
 describe('sha256Hex', () => {
   it('is the lower-case hex SHA-256 of the UTF-8 bytes', () => {
     for (const s of ['', 'abc', 'tâche 日本', '{"cmd":"TASK_START"}']) assert.equal(sha256Hex(s), createHash('sha256').update(s, 'utf8').digest('hex'))
+  })
+})
+
+describe('uuidV4', () => {
+  it('makes version 4 UUIDs in the canonical text form, all different (across refills of its random pool)', () => {
+    const seen = new Set<string>()
+    for (let i = 0; i < 20_000; i++) {
+      const id = uuidV4()
+      assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+      seen.add(id)
+    }
+    assert.equal(seen.size, 20_000)
+  })
+
+  it('spreads its digits: every hex digit shows up in every random position', () => {
+    const counts = Array.from({ length: 36 }, () => new Set<string>())
+    for (let i = 0; i < 2000; i++) {
+      const id = uuidV4()
+      for (let j = 0; j < id.length; j++) counts[j]?.add(id.charAt(j))
+    }
+    const fixed = new Set([8, 13, 14, 18, 19, 23]) // dashes, the version digit and the variant digit
+    counts.forEach((s, j) => {
+      if (!fixed.has(j)) assert.equal(s.size, 16, `position ${j}`)
+    })
+    assert.deepEqual([...(counts[19] as Set<string>)].sort(), ['8', '9', 'a', 'b'])
   })
 })
