@@ -248,5 +248,20 @@ export function loadConfigFile(path: string): Record<string, unknown> {
 }
 
 export function topicFor(fmt: string, type: string): string {
-  return fmt.replace('{type}', type)
+  // Asked for every record sent: the few names a process uses are made once (each call made a new
+  // string, and a memory bus keeps one per record).
+  let byType = topicNames.get(fmt)
+  if (byType === undefined) {
+    byType = new Map()
+    topicNames.set(fmt, byType)
+  }
+  let name = byType.get(type)
+  if (name === undefined) {
+    name = fmt.replace('{type}', type)
+    if (byType.size < 1024) byType.set(type, name)
+  }
+  return name
 }
+
+/** Topic names by format, then type (topicFor). */
+const topicNames = new Map<string, Map<string, string>>()

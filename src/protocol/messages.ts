@@ -2,7 +2,7 @@
  * Wire protocol v1 (docs/protocol.md): envelopes and payloads with the seed's JSON field names, so a
  * Python flowkit peer understands every message. Parsing and checking them is parse.ts.
  */
-import { canonicalJson, sha256Hex, uuidV4 } from '../util/ids.ts'
+import { canonicalJson, sha256HexPrefix, uuidV4 } from '../util/ids.ts'
 
 export const MsgType = { Cmd: 'cmd', Event: 'event', Heartbeat: 'heartbeat', Query: 'query', Reply: 'reply' } as const
 export type MsgType = (typeof MsgType)[keyof typeof MsgType]
@@ -163,7 +163,7 @@ export const DEDUP_ID_LENGTH = 40
 
 /** Stable dedup id: hex hash of the canonical JSON of the fields that identify the message. */
 export function dedupId(parts: Record<string, unknown>): string {
-  return sha256Hex(canonicalJson(parts)).slice(0, DEDUP_ID_LENGTH)
+  return sha256HexPrefix(canonicalJson(parts), DEDUP_ID_LENGTH)
 }
 
 export interface EnvelopeInit<P> {

@@ -92,6 +92,14 @@ export function sha256Hex(s: string): string {
 }
 
 /**
+ * The first `chars` (even, at most 64) hex characters of sha256Hex(s), as a string of its own (a
+ * slice of the full digest would keep all 64 characters alive as long as the id).
+ */
+export function sha256HexPrefix(s: string, chars: number): string {
+  return hash('sha256', s, 'buffer').toString('hex', 0, chars >> 1)
+}
+
+/**
  * Stable outbox row id: the first 32 hex chars of sha256(canonicalJson([topic, key, dedupId])).
  * A null key and the string "null" give different ids.
  */

@@ -22,7 +22,7 @@ import type { Logger } from '../log.ts'
 import { type Bus, type BusRecord, encodedLater } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
 import { DEDUP_ID_LENGTH, makeEnvelope, messageKey } from '../protocol/messages.ts'
-import { sha256Hex } from '../util/ids.ts'
+import { sha256HexPrefix } from '../util/ids.ts'
 import { handOver } from '../ports/store-rules.ts'
 import { topicFor } from '../config.ts'
 import type { WorkerCore } from './core.ts'
@@ -249,7 +249,7 @@ export function statusDedupId(info: RunInfo, d: DedupParts): string {
   const n = d.n === undefined ? '' : `"n":${JSON.stringify(d.n)},`
   const restored = d.restored === undefined ? '' : `"restored":${JSON.stringify(d.restored)},`
   const canonical = `{${batch}"epoch":${JSON.stringify(info.attemptEpoch)},"kind":${JSON.stringify(d.kind)},${n}"node":${JSON.stringify(info.nodeId)},${restored}"task":${JSON.stringify(info.taskId)}}`
-  return sha256Hex(canonical).slice(0, DEDUP_ID_LENGTH)
+  return sha256HexPrefix(canonical, DEDUP_ID_LENGTH)
 }
 
 /**

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { describe, it } from 'node:test'
-import { canonicalJson, sha256Hex, uuidV4 } from '../../src/util/ids.ts'
+import { canonicalJson, sha256Hex, sha256HexPrefix, uuidV4 } from '../../src/util/ids.ts'
 
 /** The definition: keys sorted at every depth, JSON.stringify for everything else. */
 function reference(v: unknown): string {
@@ -80,5 +80,14 @@ describe('uuidV4', () => {
       if (!fixed.has(j)) assert.equal(s.size, 16, `position ${j}`)
     })
     assert.deepEqual([...(counts[19] as Set<string>)].sort(), ['8', '9', 'a', 'b'])
+  })
+})
+
+describe('sha256HexPrefix', () => {
+  it('is the start of sha256Hex', () => {
+    for (const s of ['', 'a', '{"epoch":1,"kind":"BATCH_OK"}', 'é 日本 \u{1F600}']) {
+      assert.equal(sha256HexPrefix(s, 40), sha256Hex(s).slice(0, 40))
+      assert.equal(sha256HexPrefix(s, 64), sha256Hex(s))
+    }
   })
 })
