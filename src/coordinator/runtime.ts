@@ -346,7 +346,20 @@ export class TaskRuntime {
     const nodes: NodeState[] = []
     if (this.dirtyNodes.size === 1) {
       for (const o of this.dirtyNodes) nodes.push(this.nodes[o] as NodeState)
-    } else if (this.dirtyNodes.size > 1) {
+    } else if (this.dirtyNodes.size <= 8) {
+      // In node order: a few ordinals placed by insertion (Array.prototype.sort copies them).
+      const ords: number[] = []
+      for (const o of this.dirtyNodes) {
+        let i = ords.length
+        ords.push(o)
+        while (i > 0 && (ords[i - 1] as number) > o) {
+          ords[i] = ords[i - 1] as number
+          i--
+        }
+        ords[i] = o
+      }
+      for (const o of ords) nodes.push(this.nodes[o] as NodeState)
+    } else {
       for (const o of [...this.dirtyNodes].sort((a, b) => a - b)) nodes.push(this.nodes[o] as NodeState)
     }
     // A list with nothing in it is not handed out (the shared empty one is): it stays, for the next.
