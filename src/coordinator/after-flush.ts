@@ -46,8 +46,8 @@ export class AfterFlush {
   }
 
   /** Whether a snapshot of `rt` should be taken with its next entry (besides forced ones). */
-  wantsSnapshot(rt: TaskRuntime): boolean {
-    return rt.terminal || this.#d.clock.now() - (rt.lastSnapshotAt ?? rt.createdAt) >= this.#d.snapshotIntervalMs
+  wantsSnapshot(rt: TaskRuntime, now: number = this.#d.clock.now()): boolean {
+    return rt.terminal || now - (rt.lastSnapshotAt ?? rt.createdAt) >= this.#d.snapshotIntervalMs
   }
 
   created(rt: TaskRuntime): void {

@@ -63,10 +63,14 @@ export class Engine {
 
   // ------------------------------------------------------------------ applying events
 
-  /** Applies one node event; false when it changed nothing. `label` goes to the journal. */
-  apply(rt: TaskRuntime, ord: number, ev: NodeEvent, label?: string): boolean {
+  /**
+   * Applies one node event; false when it changed nothing. `label` goes to the journal; `at`: the
+   * time it is applied at, when the caller read the clock already (events of one bus batch share
+   * a reading).
+   */
+  apply(rt: TaskRuntime, ord: number, ev: NodeEvent, label?: string, at?: number): boolean {
     const node = rt.node(ord)
-    const now = this.#clock.now()
+    const now = at ?? this.#clock.now()
     const res = transition(node, ev, {
       now,
       policy: this.policy(rt, ord),

@@ -31,7 +31,7 @@ export interface FlushHooks {
   /** Another writer holds the version this coordinator wanted to write: it no longer owns `rt`. */
   fenced(rt: TaskRuntime): void
   /** Whether a snapshot of `rt` should be taken with this entry (besides forced ones). */
-  wantsSnapshot(rt: TaskRuntime): boolean
+  wantsSnapshot(rt: TaskRuntime, now: number): boolean
   /** A journal entry is durable (task events for watchers). */
   observed?(entry: JournalEntry): void
   /** Resolves when this coordinator may write (its ownership is confirmed). */
@@ -233,7 +233,7 @@ export class Flusher {
         sent_through: sentThrough,
         batches: ch.metrics.length > 0 ? ch.metrics.map((r) => [r.node_id, r.batch_uid, r.attempt_epoch, r.metrics]) : undefined,
       }
-      const snapshot = ch.force || ch.urgent || this.#hooks.wantsSnapshot(rt) ? handOver({ ...rt.toDoc(), v: seq }) : null
+      const snapshot = ch.force || ch.urgent || this.#hooks.wantsSnapshot(rt, now) ? handOver({ ...rt.toDoc(), v: seq }) : null
       // Node states are never changed in place (transitions make new ones): the entry is handed
       // over, so a store in the same process may keep it (node states included) without a copy.
       handOver(entry)

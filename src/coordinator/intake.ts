@@ -59,6 +59,8 @@ export class Intake {
   async statusBatch(messages: readonly BusMessage[], kinds?: Array<string | undefined>): Promise<void> {
     const forward: Array<{ taskId: string; message: BusMessage }> = []
     const touched = new Set<TaskRuntime>()
+    // One reading of the clock for the events of the batch (they are applied together).
+    let now: number | undefined
     for (let i = 0; i < messages.length; i++) {
       const m = messages[i] as BusMessage
       const parsed = envelopeOf(m)
@@ -89,6 +91,7 @@ export class Intake {
         }
         // Store errors propagate: the bus delivers the batch again.
         rt = await this.#hooks.adopt(env.task_id)
+        now = undefined // time went by
         if (rt === null && !this.#hooks.owns(env.task_id)) {
           // Its partition moved away while it was looked up: not "not ours" for good (it may come
           // back with the next assignment, and a cached verdict would then drop its events); the
@@ -108,7 +111,8 @@ export class Intake {
         }
       }
       touched.add(rt)
-      this.apply(rt, env, ev.value)
+      now ??= this.#clock.now()
+      this.apply(rt, env, ev.value, now)
     }
     await this.#hooks.forward(forward)
     await this.#hooks.barrier()
@@ -119,7 +123,7 @@ export class Intake {
     }
   }
 
-  apply(rt: TaskRuntime, env: Envelope, ev: StatusEvent): void {
+  apply(rt: TaskRuntime, env: Envelope, ev: StatusEvent, at?: number): void {
     const ids = { task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch, kind: ev.kind }
     const ord = rt.ord.get(env.node_id)
     if (ord === undefined) {
@@ -135,9 +139,14 @@ export class Intake {
       return
     }
     this.applied++
-    const now = this.#clock.now()
+    const now = at ?? this.#clock.now()
     let event: NodeEvent
-    let label = `${ev.kind} ${env.node_id}@${env.attempt_epoch}`
+    // The journal keeps the label: one flat string (a template makes a tree of pieces).
+    LABEL[0] = ev.kind
+    LABEL[2] = env.node_id
+    LABEL[4] = env.attempt_epoch
+    LABEL[5] = ev.kind === 'BATCH_OK' ? ` ${ev.batch_uid}` : ''
+    const label = LABEL.join('')
     switch (ev.kind) {
       case 'TASK_ACCEPTED':
       case 'TASK_HEARTBEAT':
@@ -150,7 +159,6 @@ export class Intake {
       case 'BATCH_OK': {
         const seen = rt.batches.get(ord)?.get(ev.batch_uid)
         event = { kind: 'batch_ok', uid: ev.batch_uid, metrics: ev.metrics, prev: seen?.metrics ?? null, duplicate: seen !== undefined && seen.epoch === node.attempt_epoch }
-        label += ` ${ev.batch_uid}`
         break
       }
       case 'BATCH_FAILED':
@@ -171,6 +179,9 @@ export class Intake {
         event = { kind: 'worker_cancelled', reason: ev.reason }
         break
     }
-    if (!this.#engine.apply(rt, ord, event, label)) this.#log.debug('event.no_change', ids)
+    if (!this.#engine.apply(rt, ord, event, label, now)) this.#log.debug('event.no_change', ids)
   }
 }
+
+/** The pieces of an event's journal label: `KIND node@epoch[ batch_uid]`. */
+const LABEL: Array<string | number> = ['', ' ', '', '@', 0, '']

@@ -145,7 +145,7 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     mayWrite: () => ownership.waitConfirmed(),
     owns: (rt) => ownership.writable(rt.id),
     rows: (rows) => snapshots.offerRows(rows),
-    wantsSnapshot: (rt) => after.wantsSnapshot(rt),
+    wantsSnapshot: (rt, now) => after.wantsSnapshot(rt, now),
     observed: (entry) => {
       watchers.observe(entry)
       obs?.journal(entry)
