@@ -8,12 +8,18 @@ import { NODE_ID_PATTERN } from '../graph/types.ts'
 import type { BatchMetricsRow } from './store.ts'
 
 export function assertNodeId(nodeId: unknown): asserts nodeId is string {
+  if (typeof nodeId === 'string' && validNodeIds.has(nodeId)) return
   if (typeof nodeId !== 'string' || !NODE_ID_PATTERN.test(nodeId)) {
     throw new FlowkitError(ErrorCode.InvalidKey, `invalid node id ${JSON.stringify(nodeId)}`, {
       details: { node_id: String(nodeId) },
     })
   }
+  if (validNodeIds.size >= 10_000) validNodeIds.clear()
+  validNodeIds.add(nodeId)
 }
+
+/** Node ids found valid (checked for every node state a store is given; a process sees few ids). */
+const validNodeIds = new Set<string>()
 
 /** Orders strings by Unicode code point (= MongoDB's byte order of UTF-8), not UTF-16 units. */
 export function compareCodePoints(a: string, b: string): number {
