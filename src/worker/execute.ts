@@ -10,7 +10,7 @@ import { type CmdTaskStart, FINAL_UID, messageKey } from '../protocol/messages.t
 import { CancelledRunError } from './cancel.ts'
 import type { ActiveRun, WorkerCore } from './core.ts'
 import { type ArtifactsWriter, type RoleHandler, type RunContext, classifyErrorDefault } from './handler.ts'
-import { resolveInput } from './input-select.ts'
+import { plainInput, resolveInput } from './input-select.ts'
 import { HandlerResultError, MAX_REASON_CODE_CHARS, checkArtifactMeta, checkBatch, checkBatchResult, checkBusRecord, checkFinalizeResult, clip, failureText } from './results.ts'
 import { emitStatus, statusRecord } from './status.ts'
 import { type SpawnOptions, spawnInGroup } from './subprocess.ts'
@@ -145,9 +145,11 @@ export async function executeRun(
       throw err
     })
   try {
-    await handler.init?.(info)
+    // (No await when there is nothing to wait for: each is a turn of the microtask queue per run.)
+    if (handler.init !== undefined) await handler.init(info)
     ctx.throwIfCancelled()
-    const batches = await resolveInput(core, handler, cmd, info, signal)
+    const direct = plainInput(handler, cmd)
+    const batches = direct ?? (await resolveInput(core, handler, cmd, info, signal))
     let index = 0
     const step = async (raw: unknown): Promise<void> => {
       ctx.throwIfCancelled()
@@ -213,7 +215,7 @@ export async function executeRun(
     ending = true
     ctx.throwIfCancelled()
     if (failed.write !== null) throw failed.write.err
-    const fin = checkFinalizeResult(await handler.finalize?.(ctx))
+    const fin = checkFinalizeResult(handler.finalize === undefined ? undefined : await handler.finalize(ctx))
     ctx.throwIfCancelled()
     const doneRecord = statusRecord(
       core,
@@ -256,7 +258,8 @@ export async function executeRun(
     core.log.warn('node.failed', { ...ids, reason_code: classified.reasonCode, permanent: classified.permanent, error })
   } finally {
     observed?.end()
-    await stopHeartbeats()
+    const beating = stopHeartbeats()
+    if (beating !== null) await beating
     for (const fn of cleanups.reverse()) {
       try {
         await fn()

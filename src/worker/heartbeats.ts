@@ -50,9 +50,10 @@ export class HeartbeatTicker {
 
   /**
    * Starts the heartbeats of an accepted run. The returned function stops them (the run is let go
-   * at once); it resolves once a heartbeat being sent at that moment went out (or failed).
+   * at once); it returns a promise that settles once a heartbeat being sent at that moment went
+   * out (or failed), null when none is.
    */
-  add(run: ActiveRun): () => Promise<void> {
+  add(run: ActiveRun): () => Promise<void> | null {
     const entry: Entry = { run, at: this.#core.clock.now() + this.#every(), n: 0, live: true, sending: null, prev: null, next: null }
     this.#append(entry)
     this.#live++
@@ -61,9 +62,10 @@ export class HeartbeatTicker {
       this.#loop = loop
       void this.#tick(loop.signal)
     }
-    return async () => {
+    // Null when no heartbeat is being sent (nothing to wait for: the caller need not await).
+    return () => {
       this.#retire(entry)
-      await entry.sending
+      return entry.sending
     }
   }
 

@@ -7,6 +7,19 @@ import { isObj, runIds, type WorkerCore } from './core.ts'
 import type { Batch, RoleHandler, RunInfo } from './handler.ts'
 import { type AdapterSpec, adapterBatches, checkAdapter } from './input.ts'
 
+/**
+ * The batches of a start that names no input adapter, for a handler that neither loads its input
+ * nor makes its own batches: the one batch, made at once (resolveInput would make it a turn of the
+ * microtask queue later). Null otherwise.
+ */
+export function plainInput(handler: RoleHandler, cmd: CmdTaskStart): Batch[] | null {
+  const inline = cmd.input_inline ?? {}
+  if (handler.loadInput !== undefined || handler.iterBatches !== undefined) return null
+  if (inline['input_adapter'] !== undefined) return null
+  const loaded = { input_ref: cmd.input_ref ?? {}, input_inline: inline }
+  return [{ batch_uid: null, payload: loaded }]
+}
+
 export async function resolveInput(
   core: WorkerCore,
   handler: RoleHandler,
