@@ -114,7 +114,7 @@ export class Intake {
       now ??= this.#clock.now()
       this.apply(rt, env, ev.value, now)
     }
-    await this.#hooks.forward(forward)
+    if (forward.length > 0) await this.#hooks.forward(forward)
     await this.#hooks.barrier()
     // A task whose write was refused (another coordinator wrote it first) lost these events:
     // the bus delivers the batch again, and they reach whoever owns the task now.

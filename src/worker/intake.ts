@@ -151,7 +151,7 @@ export class CommandIntake {
       for (const s of this.subs) s.pause()
       core.log.debug('worker.at_capacity', ids)
     }
-    await this.#slots.acquire()
+    if (!this.#slots.tryAcquire()) await this.#slots.acquire()
     let handedOver = false
     try {
       if (core.stopping) throw new FlowkitError(ErrorCode.Closed, 'worker stopping')
@@ -159,7 +159,9 @@ export class CommandIntake {
         core.log.debug('worker.start_duplicate', ids)
         return
       }
-      const { verdict: wanted, vars } = await this.#stillWanted(env)
+      // Variables inline (a flowkit coordinator's START): wanted, nothing to read (no await).
+      const inline = env.payload['vars']
+      const { verdict: wanted, vars } = isObj(inline) ? { verdict: 'yes' as const, vars: inline } : await this.#stillWanted(env)
       if (wanted !== 'yes') {
         core.log.info('worker.start_stale', { ...ids, why: wanted })
         if (wanted === 'cancelled') {

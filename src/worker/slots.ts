@@ -8,6 +8,12 @@ export class Slots {
   get free(): number {
     return this.#free
   }
+  /** Takes a free slot at once (true), or returns false: then `acquire` waits for one. */
+  tryAcquire(): boolean {
+    if (this.#free === 0) return false
+    this.#free--
+    return true
+  }
   async acquire(): Promise<void> {
     if (this.#free > 0) {
       this.#free--
