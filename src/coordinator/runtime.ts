@@ -333,11 +333,13 @@ export class TaskRuntime {
   /** The batch maps as a plain object (for snapshots). */
   batchCounts(): BatchCounts {
     const out: BatchCounts = {}
-    for (const [ord, m] of this.batches) {
+    this.batches.forEach((m, ord) => {
       const per: Record<string, [number, Record<string, unknown>]> = {}
-      for (const [uid, b] of m) per[uid] = [b.epoch, b.metrics]
+      m.forEach((b, uid) => {
+        per[uid] = [b.epoch, b.metrics]
+      })
       out[this.spec(ord).node_id] = per
-    }
+    })
     return out
   }
 
