@@ -63,11 +63,7 @@ export class Engine {
 
   // ------------------------------------------------------------------ applying events
 
-  /**
-   * Applies one node event; false when it changed nothing. `label` goes to the journal; `at`: the
-   * time it is applied at, when the caller read the clock already (events of one bus batch share
-   * a reading).
-   */
+  /** Applies one node event; false when it changed nothing. `label` goes to the journal; `at`: the time (one reading per bus batch). */
   apply(rt: TaskRuntime, ord: number, ev: NodeEvent, label?: string, at?: number): boolean {
     const node = rt.node(ord)
     const now = at ?? this.#clock.now()
