@@ -7,7 +7,7 @@
  * All runs share one interval, so a FIFO ordered by due time is enough (a run is always due after
  * every run registered or beaten before it): the timer sleeps until the head is due. A run that
  * ends leaves the list at once (a linked list: nothing of it is kept until its due time). The
- * timer is cancelled when no run is left, so a stopped worker holds no timer.
+ * timer is cancelled when no run is left (checked a turn later), so a stopped worker holds no timer.
  */
 import { errorMessage } from '../errors.ts'
 import { QUIET_ABORT } from '../util/abort.ts'
@@ -33,6 +33,8 @@ export class HeartbeatTicker {
   #live = 0
   /** Cancels the current timer loop's sleep; null when no loop runs. */
   #loop: AbortController | null = null
+  /** A check for "no run left" is scheduled (#retire). */
+  #idleCheck = false
 
   /** `core` is read when needed (the ticker is part of the core it serves). */
   constructor(core: () => WorkerCore) {
@@ -95,9 +97,18 @@ export class HeartbeatTicker {
     entry.live = false
     this.#unlink(entry)
     this.#live--
-    if (this.#live === 0 && this.#loop !== null) {
-      this.#loop.abort(QUIET_ABORT)
-      this.#loop = null
+    if (this.#live === 0 && this.#loop !== null && !this.#idleCheck) {
+      // The timer goes once no run is left after this turn: a busy worker's run count touches 0
+      // between one run's end and the next one's start, and stopping and starting the loop (an
+      // abort, a new timer) each time cost about a microsecond per run.
+      this.#idleCheck = true
+      setImmediate(() => {
+        this.#idleCheck = false
+        if (this.#live === 0 && this.#loop !== null) {
+          this.#loop.abort(QUIET_ABORT)
+          this.#loop = null
+        }
+      })
     }
   }
 
