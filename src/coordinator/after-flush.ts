@@ -15,6 +15,7 @@ import type { FnRunner } from './fn-runner.ts'
 import type { OutboxDispatcher, OutgoingMessage } from './outbox.ts'
 import type { PendingCommand, TaskRuntime } from './runtime.ts'
 import type { SnapshotWriter } from './snapshots.ts'
+import { RecentSet } from '../util/recent.ts'
 
 const RECENT_DONE_MAX = 50_000
 /** Finished tasks kept in memory while their snapshot waits (they are served from there). */
@@ -34,7 +35,7 @@ export interface AfterFlushDeps {
 export class AfterFlush {
   readonly #d: AfterFlushDeps
   readonly #events = new EventEmitter()
-  readonly #recentDone = new Set<string>()
+  readonly #recentDone = new RecentSet<string>(RECENT_DONE_MAX)
   /** Finished tasks still in memory, waiting for their snapshot (oldest first). */
   #done = new Set<TaskRuntime>()
   /** Set by a simulated crash: nothing more leaves the process. */
@@ -143,10 +144,6 @@ export class AfterFlush {
     if (this.#d.engine.tasks.get(rt.id) !== rt) return
     this.#d.engine.tasks.delete(rt.id)
     this.#recentDone.add(rt.id)
-    if (this.#recentDone.size > RECENT_DONE_MAX) {
-      const oldest = this.#recentDone.values().next().value
-      if (oldest !== undefined) this.#recentDone.delete(oldest)
-    }
   }
 
   #startUndeliverable(rt: TaskRuntime, ord: number, epoch: number, error: string): void {

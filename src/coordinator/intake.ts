@@ -13,6 +13,7 @@ import { envelopeOf, parseStatusEvent } from '../protocol/parse.ts'
 import type { Engine } from './engine.ts'
 import type { TaskRuntime } from './runtime.ts'
 import type { NodeEvent } from './transitions.ts'
+import { RecentSet } from '../util/recent.ts'
 
 export interface IntakeHooks {
   /** A task this coordinator does not hold in memory: load it if it is ours and active (else null). */
@@ -38,7 +39,7 @@ export class Intake {
    * Tasks looked up once and found not to be ours to run (unknown to the store, finished, or in
    * another layout): their later events are dropped without another store read.
    */
-  readonly #notOurs = new Set<string>()
+  readonly #notOurs = new RecentSet<string>(10_000)
 
   /** Forgets what it learnt about foreign tasks (a coordinator starting again). */
   reset(): void {
@@ -101,10 +102,6 @@ export class Intake {
         }
         if (rt === null) {
           this.#notOurs.add(env.task_id)
-          if (this.#notOurs.size > 10_000) {
-            const oldest = this.#notOurs.values().next().value
-            if (oldest !== undefined) this.#notOurs.delete(oldest)
-          }
           // Another deployment's task on a shared cluster, or one in another layout: not ours.
           this.#log.debug('event.unknown_task', { task_id: env.task_id, node_id: env.node_id, kind: ev.value.kind })
           continue

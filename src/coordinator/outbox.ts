@@ -14,6 +14,7 @@ import type { Clock } from '../ports/clock.ts'
 import type { OutboxEnqueue, Store } from '../ports/store.ts'
 import { FlowkitError, errorMessage } from '../errors.ts'
 import { QUIET_ABORT } from '../util/abort.ts'
+import { RecentSet } from '../util/recent.ts'
 
 export interface OutboxOptions {
   maxAttempts: number
@@ -78,7 +79,7 @@ export class OutboxDispatcher {
   readonly #opts: Required<OutboxOptions>
   #queue: Queued[] = []
   /** Ids sent (or queued) recently, so the same logical message is not sent twice. */
-  readonly #recent = new Set<string>()
+  readonly #recent = new RecentSet<string>(RECENT_MAX)
   #running = false
   #loop: Promise<void> | null = null
   #wake: (() => void) | null = null
@@ -127,10 +128,6 @@ export class OutboxDispatcher {
 
   #remember(id: string): void {
     this.#recent.add(id)
-    if (this.#recent.size > RECENT_MAX) {
-      const oldest = this.#recent.values().next().value
-      if (oldest !== undefined) this.#recent.delete(oldest)
-    }
   }
 
   kick(): void {

@@ -16,13 +16,14 @@ import { ClaimBatcher } from './claims.ts'
 import { Slots } from './slots.ts'
 import { emitStatus } from './status.ts'
 import { WORKER_STOPPING_REASON } from '../protocol/messages.ts'
+import { RecentSet } from '../util/recent.ts'
 
 export class CommandIntake {
   readonly #core: WorkerCore
   readonly #runs: RunManager
   readonly #slots: Slots
   /** Starts already taken (task:node:epoch), so a duplicated command is not run twice. */
-  readonly #seen = new Map<string, number>()
+  readonly #seen = new RecentSet<string>(10_000)
   /** The command subscriptions, paused while no slot is free. */
   subs: Subscription[] = []
 
@@ -214,11 +215,7 @@ export class CommandIntake {
   }
 
   #remember(key: string): void {
-    this.#seen.set(key, this.#core.clock.now())
-    if (this.#seen.size > 10_000) {
-      const oldest = this.#seen.keys().next().value
-      if (oldest !== undefined) this.#seen.delete(oldest)
-    }
+    this.#seen.add(key)
   }
 
   /**

@@ -21,6 +21,7 @@ import { assertNodeId, deepFreeze, journalKey, withVersion } from '../../ports/s
 import { JSON_SUFFIX, decodeFields, encodeFields, sanitize, setField } from './codec.ts'
 import { isDuplicateKeyError, mapMongoError } from './errors.ts'
 import { type Collections, limitOf, num, updateOf, writeErrorsOf } from './schema.ts'
+import { RecentMap } from '../../util/recent.ts'
 
 const TASK_STRUCTURED: ReadonlySet<string> = new Set(['id', 'nodes', 'coordinator', 'v', 'sent_through', 'batches_json'])
 /** A snapshot whose stored status is one of these may be behind its journal's status. */
@@ -127,7 +128,7 @@ const PROBE_TASKS = 8
 
 /** Task and journal operations; holds the decoded graphs (a graph never changes after creation). */
 export class MongoTasks {
-  readonly #graphs = new Map<string, GraphSpec>()
+  readonly #graphs = new RecentMap<string, GraphSpec>(GRAPH_CACHE_SIZE)
 
   async create(c: Collections, doc: Record<string, unknown>): Promise<void> {
     try {
@@ -180,10 +181,6 @@ export class MongoTasks {
     if (doc['graph'] !== undefined || doc[`graph${JSON_SUFFIX}`] !== undefined) {
       const graph = deepFreeze(task.graph)
       this.#graphs.set(id, graph)
-      if (this.#graphs.size > GRAPH_CACHE_SIZE) {
-        const oldest = this.#graphs.keys().next().value
-        if (oldest !== undefined) this.#graphs.delete(oldest)
-      }
       task.graph = graph
     } else {
       const cached = this.#graphs.get(id)
