@@ -14,7 +14,7 @@
  * no-ops) no span is started at all; a sampled parent's context still goes back with the events.
  */
 import type { AddressInfo } from 'node:net'
-import { type Attributes, type Context, INVALID_TRACEID, type Span, SpanKind, SpanStatusCode, TraceFlags, type Tracer, context, trace } from '@opentelemetry/api'
+import { type Attributes, type Context, INVALID_TRACEID, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, TraceFlags, type Tracer, context, createContextKey, trace } from '@opentelemetry/api'
 import type { Registry } from 'prom-client'
 import type { Logger } from '../log.ts'
 import type { BusMessage } from '../ports/bus.ts'
@@ -258,7 +258,9 @@ export class RunObservation {
    * registers one); without a span, a plain call.
    */
   within<T>(fn: () => T): T {
-    if (this.span === null) return fn()
+    // Without a context manager (none is registered unless an SDK or the application does it),
+    // `context.with` is a plain call: no context to make (it copies the active one's entries).
+    if (this.span === null || !contextManaged()) return fn()
     const active = context.active()
     if (active !== this.#activeFor || this.#within === null) {
       // The same context for every call from the same active context (one per run, in practice).
@@ -267,6 +269,18 @@ export class RunObservation {
     }
     return context.with(this.#within, fn)
   }
+}
+
+const PROBE = ROOT_CONTEXT.setValue(createContextKey('flowkit.context-probe'), true)
+const inProbe = (): boolean => context.active() === PROBE
+
+/**
+ * Whether a context manager is registered: only then does a context given to `context.with`
+ * become the active one. Asked at each call (about 50 ns without one): an application may
+ * register one at any time.
+ */
+export function contextManaged(): boolean {
+  return context.with(PROBE, inProbe)
 }
 
 /**

@@ -16,6 +16,7 @@ import { type BusRecord, Coordinator, EVENTS_CHANNEL, type FlowkitEventMessage, 
 import { noopHandler, sourceHandler } from '../helpers/runtime.ts'
 import { waitFor } from '../helpers/wait.ts'
 import { ObservedLogger } from '../../src/observability/logger.ts'
+import { contextManaged } from '../../src/observability/worker.ts'
 import { isStart, memoryTracing, parentSpanId, spyBus, statusKind } from './helpers.ts'
 
 const attr = (s: ReadableSpan, k: string): unknown => s.attributes[k]
@@ -253,7 +254,10 @@ test('observability: false: no headers, no registry, the metrics handler answers
 
 test('spans a handler starts are children of its run span (with a context manager registered, as the SDK does)', async () => {
   const { provider, spans } = memoryTracing()
+  // Without a manager the run makes no context for its handler (context.with would ignore it).
+  assert.equal(contextManaged(), false)
   assert.equal(context.setGlobalContextManager(new AlsContextManager()), true)
+  assert.equal(contextManaged(), true)
   const bus = new MemoryBus()
   const store = new MemoryStore()
   const c = new Coordinator({ bus, store, observability: { tracing: provider }, config: { schedulerTickSec: 0.05 } })
@@ -283,6 +287,7 @@ test('spans a handler starts are children of its run span (with a context manage
     context.disable()
     void trace
   }
+  assert.equal(contextManaged(), false)
 })
 
 /** Records only warn and error (says so through `enabled`), like a pino logger at level warn. */
