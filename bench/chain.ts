@@ -23,12 +23,6 @@ export interface ChainOptions {
   logLevel: string
   tasks: number
   concurrency: number
-  /**
-   * Chains run at once before timing, after the first (default warmUpCount(tasks)). The
-   * observability comparison passes 0: it has warm-up rounds of its own, and it divides the CPU of
-   * the whole call by the timed node runs.
-   */
-  warmUp?: number
   /** Traces and metrics of the runtime (bench/observability.ts compares settings). */
   observability?: ObservabilityOptions | false
 }
@@ -55,11 +49,12 @@ async function warmUp(c: Coordinator, more: number): Promise<void> {
 export async function chain(o: ChainOptions): Promise<Result> {
   const obs = o.observability === undefined ? {} : { observability: o.observability }
   return withRuntime({ real: o.real, logLevel: o.logLevel, handlers: HANDLERS, concurrency: o.concurrency, ...obs }, async ({ coordinator: c, counters, kind }) => {
-    await warmUp(c, o.warmUp ?? warmUpCount(o.tasks))
+    await warmUp(c, warmUpCount(o.tasks))
     resetCounters(counters)
     const tracker = new TerminalTracker()
     try {
       const submitted = new Map<string, number>()
+      const cpu0 = process.cpuUsage()
       const t0 = performance.now()
       const ids = await Promise.all(
         Array.from({ length: o.tasks }, async () => {
@@ -74,6 +69,7 @@ export async function chain(o: ChainOptions): Promise<Result> {
       const views = await tracker.waitAll(c, ids, { timeoutMs: o.real ? 600_000 : 300_000 })
       const end = Math.max(...ids.map((id) => tracker.at.get(id) as number))
       const ms = end - t0
+      const cpu = process.cpuUsage(cpu0)
       const bad = views.filter((v) => v.status !== 'finished')
       if (bad.length > 0) throw new Error(`chain: ${bad.length} tasks not finished (first: ${bad[0]?.status})`)
       const lat = ids.map((id) => (tracker.at.get(id) as number) - (submitted.get(id) as number))
@@ -88,6 +84,8 @@ export async function chain(o: ChainOptions): Promise<Result> {
         submit_ms: round(submitMs, 0),
         node_runs_per_s: rate(nodeRuns, ms),
         tasks_per_s: rate(o.tasks, ms),
+        // Process CPU (user + system) of the timed part; with --real the servers' CPU is not in it.
+        cpu_us_per_node_run: round((cpu.user + cpu.system) / nodeRuns, 1),
         ...latencyFields('task_latency', lat),
         terminal_seen_by_poll: tracker.polled,
         lease_expiries: tracker.leaseExpiries,

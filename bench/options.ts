@@ -27,8 +27,10 @@ export interface Options {
   sizes: Sizes
   /** chain: compare observability off / default / traces+metrics (bench/observability.ts). */
   observability: boolean
-  /** Counted rounds of that comparison (after a warm-up round). */
+  /** Rounds of that comparison (each setting once per round, each in a fresh process). */
   rounds: number
+  /** `--chain-observability S`: the chain bench under one setting of that comparison (what its processes run). */
+  chainObservability: 'off' | 'default' | 'sampled' | 'full' | null
   /** `--coordinators 1,2,3`: the chain workload on N coordinator processes, for each N (bench/coordinators.ts). */
   coordinators: number[]
 }
@@ -40,8 +42,10 @@ const HELP = `npm run bench [-- options]
   --compare bullmq   also run BullMQ 3-job flows on a local redis-server (same chain count)
   --chain-tasks N    chains of the chain bench (and of --compare bullmq): default 2000 (400 with --quick);
                      a longer timed part is steadier (a 2,000-chain run lasts under a second embedded)
-  --observability    chain: the overhead of traces + metrics (off vs default vs OTel SDK), interleaved rounds
+  --observability    chain: the overhead of traces + metrics (off vs default vs OTel SDK), in rounds of fresh processes
   --rounds N         rounds of --observability (default 5 with --quick, else 7)
+  --chain-observability off|default|sampled|full
+                     the chain bench under one of those settings (what each --observability process runs)
   --coordinators 1,2,3
                      with --real: the chain workload on N coordinators sharing the load, each in its own
                      process, for each N; CPU of store, broker, coordinators and worker (alone unless --only)
@@ -97,6 +101,8 @@ export function parseOptions(argv: string[]): Options {
     if (!Number.isInteger(n) || n < 1 || n > 1_000_000) throw new Error(`--chain-tasks: a whole number of chains from 1 to 1,000,000, not ${chainTasks}`)
     sizes.chainTasks = n
   }
+  const chainObs = value(argv, '--chain-observability') ?? null
+  if (chainObs !== null && !['off', 'default', 'sampled', 'full'].includes(chainObs)) throw new Error(`--chain-observability: off, default, sampled or full, not ${chainObs}`)
   const compare = list(value(argv, '--compare'))
   for (const c of compare) if (c !== 'bullmq') throw new Error(`--compare: only bullmq is supported, not ${c}`)
   return {
@@ -110,6 +116,7 @@ export function parseOptions(argv: string[]): Options {
     sizes,
     observability: argv.includes('--observability'),
     rounds: Number(value(argv, '--rounds') ?? (quick ? 5 : 7)),
+    chainObservability: chainObs as Options['chainObservability'],
     coordinators,
   }
 }

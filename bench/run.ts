@@ -24,7 +24,7 @@ try {
   process.exit(2)
 }
 // Loaded when asked for: --coordinators brings in the Kafka and MongoDB drivers (bench/proc-common.ts)
-// and --observability the OpenTelemetry SDK. Their code and data in the heap moved the embedded
+// and --observability (--chain-observability sampled|full) the OpenTelemetry SDK. Their code and data in the heap moved the embedded
 // chain's first major collection into its timed run (8.4–9.7k node runs/s instead of 10.2–10.6k).
 const coordinatorsBench: typeof import('./coordinators.ts').coordinatorsBench = async (...a) => (await import('./coordinators.ts')).coordinatorsBench(...a)
 const chainObservability: typeof import('./observability.ts').chainObservability = async (...a) => (await import('./observability.ts')).chainObservability(...a)
@@ -33,10 +33,14 @@ const common = { real: o.real, logLevel: o.logLevel }
 const runtime = o.real ? 'kafka+mongo' : 'memory'
 
 const benches: Record<BenchName, () => Promise<Result[]>> = {
-  chain: async () =>
-    o.observability
-      ? [await chainObservability({ ...common, tasks: s.chainTasks, concurrency: s.chainConcurrency, rounds: o.rounds })]
-      : [await chain({ ...common, tasks: s.chainTasks, concurrency: s.chainConcurrency })],
+  chain: async () => {
+    if (o.observability) return [await chainObservability({ ...common, tasks: s.chainTasks, concurrency: s.chainConcurrency, rounds: o.rounds })]
+    if (o.chainObservability === null) return [await chain({ ...common, tasks: s.chainTasks, concurrency: s.chainConcurrency })]
+    const setting = await (await import('./observability.ts')).observabilitySetting(o.chainObservability)
+    const r = await chain({ ...common, tasks: s.chainTasks, concurrency: s.chainConcurrency, ...(setting.observability === undefined ? {} : { observability: setting.observability }) })
+    const spans = await setting.spans()
+    return [{ ...r, observability: o.chainObservability, ...(spans === null ? {} : { spans_exported: spans }) }]
+  },
   chain_single: async () => [await chainSingle({ ...common, runs: s.singleChains, concurrency: s.chainConcurrency })],
   fanout: async () => [await fanout({ ...common, widths: s.fanoutWidths, concurrency: s.fanoutConcurrency })],
   streaming: async () => [await streaming({ ...common, batches: s.streamBatches, batchSize: s.streamBatchSize })],
