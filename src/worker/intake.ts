@@ -152,11 +152,13 @@ export class CommandIntake {
       for (const s of this.subs) s.pause()
       core.log.debug('worker.at_capacity', ids)
     }
-    if (!this.#slots.tryAcquire()) await this.#slots.acquire()
+    // Checked again only after waiting for a slot: a start taken at once cannot have been seen since.
+    const waited = !this.#slots.tryAcquire()
+    if (waited) await this.#slots.acquire()
     let handedOver = false
     try {
       if (core.stopping) throw new FlowkitError(ErrorCode.Closed, 'worker stopping')
-      if (this.#seen.has(seenKey)) {
+      if (waited && this.#seen.has(seenKey)) {
         core.log.debug('worker.start_duplicate', ids)
         return
       }
