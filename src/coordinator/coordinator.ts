@@ -31,6 +31,7 @@ import { type CreateTaskInput, buildTask } from './submit.ts'
 import { sweep } from './sweep.ts'
 import { type TaskView, toTaskView } from './view.ts'
 import { GraphCache } from './graph-cache.ts'
+import { planOf } from './graph-plan.ts'
 import { type TaskEvent, watchRemote } from './watch.ts'
 import { waitForTask } from './waiting.ts'
 import { type CoordinatorOptions, type CoordinatorWiring, wireCoordinator } from './wiring.ts'
@@ -237,9 +238,10 @@ export class Coordinator {
     const now = this.#p.clock.now()
     const task = buildTask(input, { coordinatorFns: this.#fnNames, rejectUnknownInputAdapters: this.config.rejectUnknownInputAdapters, limits: this.config, cache: this.#graphs }, now)
     const { id, graph } = task
-    const types = new Set(graph.nodes.filter((n) => n.type !== COORDINATOR_FN_TYPE).map((n) => n.type))
+    const types = planOf(graph).workerTypes
     if (this.config.requireKnownTypes) requireServed(this.#p.roles, types, now)
-    await Promise.all([...types].map((t) => this.#p.subscriptions.ensureStatus(t)))
+    const subs = this.#p.subscriptions
+    if (!types.every((t) => subs.hasStatus(t))) await Promise.all(types.map((t) => subs.ensureStatus(t)))
     // From its insert until its runtime exists, the task is queued in the store and held nowhere:
     // the sweep, which adopts such tasks (another process's), must leave this one alone.
     this.#creating.add(id)

@@ -6,7 +6,7 @@
  * the parsed graph), so the plan is computed once per graph and shared, read-only, by every task.
  */
 import { buildDependencyIndex, type DependencyIndex } from '../graph/deps.ts'
-import type { GraphSpec, NodeSpec } from '../graph/types.ts'
+import { COORDINATOR_FN_TYPE, type GraphSpec, type NodeSpec } from '../graph/types.ts'
 
 export interface GraphPlan {
   readonly index: DependencyIndex
@@ -21,6 +21,8 @@ export interface GraphPlan {
   readonly streamingInto: readonly ReadonlySet<number>[]
   /** Nodes whose output another node pulls (input adapter `from_nodes`). */
   readonly pulled: ReadonlySet<number>
+  /** The worker types of its nodes (coordinator functions aside), each once. */
+  readonly workerTypes: readonly string[]
 }
 
 const PLANS = new WeakMap<GraphSpec, GraphPlan>()
@@ -74,5 +76,6 @@ function buildPlan(graph: GraphSpec): GraphPlan {
       }
     }
   }
-  return { index, ord, parents, fanout, reeval, streamingInto, pulled }
+  const workerTypes = [...new Set(specs.filter((n) => n.type !== COORDINATOR_FN_TYPE).map((n) => n.type))]
+  return { index, ord, parents, fanout, reeval, streamingInto, pulled, workerTypes }
 }

@@ -79,6 +79,11 @@ export class Subscriptions {
     this.set('__control__', await this.#bus.subscribe({ groupId: `${c.groupId}.control.${own}`, topics: [c.topicControl], fromLatest: true, name: 'coordinator-control', handler: h.control }))
   }
 
+  /** Whether the status topic of `type` is subscribed already (nothing to wait for). */
+  hasStatus(type: string): boolean {
+    return this.#subs.has(type)
+  }
+
   /** Subscribes to the status topic of `type` (topics created first) unless already done. */
   async ensureStatus(type: string): Promise<void> {
     if (this.#subs.has(type)) return

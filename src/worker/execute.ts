@@ -22,6 +22,33 @@ import type { BusRecord } from '../ports/bus.ts'
 /** Largest checkpoint a handler may save (JSON bytes). */
 const MAX_CHECKPOINT_BYTES = 1024 * 1024
 const EMPTY_VARS: Readonly<Record<string, unknown>> = Object.freeze({})
+const RESOLVED: Promise<void> = Promise.resolve()
+
+/**
+ * A set of strings that holds its first one without a Set (most runs have one batch): the batch
+ * ids a run used, the batches whose partial artifact is written.
+ */
+class FewStrings {
+  #first: string | null = null
+  #more: Set<string> | null = null
+
+  has(s: string): boolean {
+    return s === this.#first || (this.#more !== null && this.#more.has(s))
+  }
+
+  add(s: string): void {
+    if (this.#first === null) this.#first = s
+    else if (s !== this.#first) (this.#more ??= new Set()).add(s)
+  }
+}
+
+/**
+ * Waits for each of `reports` in turn; rejects with the first rejection in that order. (The run's
+ * reports go out in order and each already has a handler: no Promise.all for the usual two.)
+ */
+async function inOrder(reports: readonly Promise<void>[]): Promise<void> {
+  for (const r of reports) await r
+}
 
 export async function executeRun(
   core: WorkerCore,
@@ -58,7 +85,8 @@ export async function executeRun(
 
   const stopHeartbeats = core.heartbeats.add(run)
   const cleanups: (() => void | Promise<void>)[] = []
-  const written = new Set<string>()
+  // Batches whose partial artifact is written (a handler's writePartial, or the run's own).
+  const written = new FewStrings()
   let completeWritten = false
   // The batches are over and their BATCH_OKs on the bus: a complete artifact may be written now.
   let ending = false
@@ -133,10 +161,11 @@ export async function executeRun(
   }
 
   let currentBatch: string | null = null
-  const usedUids = new Set<string>()
+  const usedUids = new FewStrings()
   const reports: Promise<void>[] = [accepted]
-  // Resolves once every BATCH_OK so far was handed to the status emitter (in batch order).
-  let sendGate: Promise<unknown> = Promise.resolve()
+  // Resolves once every BATCH_OK so far was handed to the status emitter (in batch order); null
+  // before the first batch (nothing to wait for).
+  let sendGate: Promise<unknown> | null = null
   // The first batch whose partial artifact could not be written, and why (the run fails with it).
   const failed: { write: { uid: string; err: unknown } | null } = { write: null }
   const writtenBy = (uid: string, write: Promise<void>): Promise<void> =>
@@ -192,12 +221,12 @@ export async function executeRun(
       // Without a meta of the handler's, the partial artifact's is the worker's own: the metrics
       // of the BATCH_OK (already copied, checked, and within a bus message), handed to the store.
       const durable = written.has(uid) ? null : writtenBy(uid, res.meta === undefined ? store(uid, handOver({ metrics: payloadOf(okRecord)['metrics'] })) : writer.writePartial(uid, res.meta))
-      const gate: Promise<unknown> = durable === null ? sendGate : Promise.all([durable, sendGate])
+      const gate: Promise<unknown> = durable === null ? (sendGate ?? RESOLVED) : sendGate === null ? durable : Promise.all([durable, sendGate])
       const report = gate.then(() => core.status.send(okRecord))
       sendGate = gate
       report.catch(() => undefined)
       reports.push(report)
-      if (reports.length >= 64) await Promise.all(reports.splice(0, 32))
+      if (reports.length >= 64) await inOrder(reports.splice(0, 32))
       run.batches++
       currentBatch = null
       core.log.debug('node.batch_ok', { ...ids, batch_uid: uid })
@@ -211,7 +240,7 @@ export async function executeRun(
     // of its metrics (the `everything` reliability scenario did, with it written alongside the
     // last partial artifact). finalize may read the partial artifacts: they are durable here.
     if (run.batches === 0) core.status.release(statusKey) // no BATCH_OK to take the acceptance along
-    await Promise.all(reports.splice(0))
+    await inOrder(reports.splice(0))
     ending = true
     ctx.throwIfCancelled()
     if (failed.write !== null) throw failed.write.err
