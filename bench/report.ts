@@ -51,7 +51,7 @@ function rows(results: Result[], comparisons: Record<string, unknown>): string[]
         break
       case 'fanout':
         for (const w of r['widths'] as Record<string, unknown>[]) {
-          out.push([`fanout`, `width ${fmt(w['width'])}`, fmt(w['seconds']), `${fmt(w['node_runs_per_s'])} node runs/s`, `coord store ${fmt(w['coord_store_calls_per_node'])}/node (updates ${fmt(w['coord_doc_updates_per_node'])})`])
+          out.push([`fanout`, `width ${fmt(w['width'])} (median of ${fmt(w['tasks'])})`, fmt(w['seconds']), `${fmt(w['node_runs_per_s'])} node runs/s`, `coord store ${fmt(w['coord_store_calls_per_node'])}/node (updates ${fmt(w['coord_doc_updates_per_node'])})`])
         }
         out.push(['  ratio', 'widest / narrowest', '', g('ratio_widest_over_narrowest'), ''])
         break
