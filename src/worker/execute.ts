@@ -33,12 +33,15 @@ class FewStrings {
   #more: Set<string> | null = null
 
   has(s: string): boolean {
-    return s === this.#first || (this.#more !== null && this.#more.has(s))
+    return s === this.#first || this.#more?.has(s) === true
   }
 
   add(s: string): void {
     if (this.#first === null) this.#first = s
-    else if (s !== this.#first) (this.#more ??= new Set()).add(s)
+    else if (s !== this.#first) {
+      this.#more ??= new Set()
+      this.#more.add(s)
+    }
   }
 }
 
