@@ -13,7 +13,7 @@ import { TASK_ID_PATTERN } from '../graph/types.ts'
 import type { RoleHandler, RunInfo } from './handler.ts'
 import type { HeartbeatTicker } from './heartbeats.ts'
 import type { WorkerStateSaver } from './state.ts'
-import type { StatusEmitter } from './status.ts'
+import type { StatusEmitter } from './status-emitter.ts'
 import type { RunObservation } from '../observability/worker.ts'
 
 export interface ActiveRun {

@@ -6,7 +6,8 @@
  *
  * This file is the facade and lifecycle (start, stop, kill, announcements). The rest:
  * intake.ts (commands, slots), runs.ts (run lifecycle, cancel), execute.ts (one run),
- * input-select.ts (where batches come from), status.ts (batched status events),
+ * input-select.ts (where batches come from), status.ts (status event records) and
+ * status-emitter.ts (their batched produce),
  * state.ts (run state persisted in the background), discovery.ts (signals, TASK_DISCOVER).
  */
 import { hostname } from 'node:os'
@@ -31,7 +32,7 @@ import { CommandIntake } from './intake.ts'
 import { HeartbeatTicker } from './heartbeats.ts'
 import { RunManager } from './runs.ts'
 import { WorkerStateSaver, workerStateOf } from './state.ts'
-import { StatusEmitter } from './status.ts'
+import { StatusEmitter } from './status-emitter.ts'
 
 export interface WorkerOptions {
   bus: Bus

@@ -6,7 +6,7 @@ import { MemoryLogger } from '../../src/log.ts'
 import type { BusRecord } from '../../src/ports/bus.ts'
 import type { WorkerStateDoc } from '../../src/ports/store.ts'
 import { WorkerStateSaver } from '../../src/worker/state.ts'
-import { StatusEmitter } from '../../src/worker/status.ts'
+import { StatusEmitter } from '../../src/worker/status-emitter.ts'
 
 const rec = (v: string, key = 't1/n1'): BusRecord => ({ topic: 'status.step.v1', key, value: v })
 
