@@ -12,12 +12,13 @@
  * Invalid graphs are not cached: each submission gets its own precise error.
  */
 import type { GraphSpec } from '../graph/types.ts'
+import { RecentMap } from '../util/recent.ts'
 
 const MAX_TEXTS = 256
 const MAX_TEXT_LENGTH = 64 * 1024
 
 export class GraphCache {
-  readonly #byText = new Map<string, GraphSpec>()
+  readonly #byText = new RecentMap<string, GraphSpec>(MAX_TEXTS)
   readonly #byObject = new WeakMap<object, { text: string; graph: GraphSpec }>()
 
   /** The parsed graph of `raw`, from the cache or from `parse` (whose errors propagate). */
@@ -28,7 +29,6 @@ export class GraphCache {
       const graph = parse(raw)
       if (raw.length <= MAX_TEXT_LENGTH) {
         this.#byText.set(raw, graph)
-        if (this.#byText.size > MAX_TEXTS) this.#byText.delete(this.#byText.keys().next().value as string)
       }
       return graph
     }

@@ -15,6 +15,7 @@ import { FINAL_UID } from '../protocol/messages.ts'
 import { type GraphModel, graphModel, resubmitInput } from './graph-model.ts'
 import { HttpError, intParam, preview, readJson } from './http.ts'
 import { TASK_STATUSES, type TaskIndex, type TaskSummary } from './task-index.ts'
+import type { RecentMap } from '../util/recent.ts'
 
 /** The Coordinator verbs the dashboard uses. */
 export type DashboardCoordinator = Pick<
@@ -31,7 +32,7 @@ export interface ApiContext {
   version: string
   auth: boolean
   /** Graph models by task id (a task's graph never changes, and its page is opened often). */
-  graphs: Map<string, GraphModel>
+  graphs: RecentMap<string, GraphModel>
 }
 
 type Handler = (ctx: ApiContext, params: string[], url: URL, req: IncomingMessage) => Promise<unknown>
@@ -46,7 +47,8 @@ const LIST_MAX = 200
 const SHOWN = 50
 const ACTIVE: ReadonlySet<string> = new Set(['queued', 'running', 'cancelling'])
 
-const GRAPHS_KEPT = 200
+/** Graph models of task pages kept (the oldest dropped first). */
+export const GRAPHS_KEPT = 200
 
 function param(params: string[], i: number): string {
   try {
@@ -108,7 +110,6 @@ async function getTask(ctx: ApiContext, p: string[]): Promise<unknown> {
   const doc = await ctx.store.getTask(id)
   if (graph === undefined && doc !== null) {
     graph = graphModel(doc.graph)
-    if (graphs.size >= GRAPHS_KEPT) graphs.delete(graphs.keys().next().value as string)
     graphs.set(id, graph)
   }
   return {

@@ -19,12 +19,13 @@ import { ErrorCode, FlowkitError } from '../errors.ts'
 import { type Logger, createLogger } from '../log.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { Store } from '../ports/store.ts'
-import { type ApiContext, type DashboardCoordinator, handleApi, toHttpError } from './api.ts'
+import { type ApiContext, type DashboardCoordinator, GRAPHS_KEPT, handleApi, toHttpError } from './api.ts'
 import { type AuthPolicy, checkAccess, isLoopback } from './auth.ts'
 import { HttpError, SECURITY_HEADERS, sendError, sendJson } from './http.ts'
 import { LiveHub, type SseStream, streamTask } from './live.ts'
 import { StaticFiles } from './static-files.ts'
 import { TaskIndex } from './task-index.ts'
+import { RecentMap } from '../util/recent.ts'
 
 export type { DashboardCoordinator } from './api.ts'
 export { generateToken } from './auth.ts'
@@ -102,7 +103,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     log,
     version: packageVersion(),
     auth: token !== null,
-    graphs: new Map(),
+    graphs: new RecentMap(GRAPHS_KEPT),
   }
   const hub = new LiveHub(ctx)
   const streams = new Set<SseStream>()
