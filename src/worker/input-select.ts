@@ -9,15 +9,25 @@ import { type AdapterSpec, adapterBatches, checkAdapter } from './input.ts'
 
 /**
  * The batches of a start that names no input adapter, for a handler that neither loads its input
- * nor makes its own batches: the one batch, made at once (resolveInput would make it a turn of the
- * microtask queue later). Null otherwise.
+ * nor makes its own batches: the one batch. resolveInput starts with it; a run calls it first, so
+ * the usual case costs no promise (resolveInput's would be a turn of the microtask queue). Null
+ * otherwise.
  */
 export function plainInput(handler: RoleHandler, cmd: CmdTaskStart): Batch[] | null {
   const inline = cmd.input_inline ?? {}
   if (handler.loadInput !== undefined || handler.iterBatches !== undefined) return null
   if (inline['input_adapter'] !== undefined) return null
-  const loaded = { input_ref: cmd.input_ref ?? {}, input_inline: inline }
-  return [{ batch_uid: null, payload: loaded }]
+  return oneBatch(unloaded(cmd))
+}
+
+/** What a handler without `loadInput` gets as its loaded input: the start's input as it came. */
+function unloaded(cmd: CmdTaskStart): Record<string, unknown> {
+  return { input_ref: cmd.input_ref ?? {}, input_inline: cmd.input_inline ?? {} }
+}
+
+/** The one batch of a run that has no adapter and no batches of the handler's own. */
+function oneBatch(loaded: unknown): Batch[] {
+  return [{ batch_uid: null, payload: isObj(loaded) ? loaded : { value: loaded } }]
 }
 
 export async function resolveInput(
@@ -27,6 +37,8 @@ export async function resolveInput(
   info: RunInfo,
   signal: AbortSignal,
 ): Promise<AsyncIterable<Batch> | Iterable<Batch>> {
+  const plain = plainInput(handler, cmd)
+  if (plain !== null) return plain
   const inline = cmd.input_inline ?? {}
   const opts = { strict: core.config.strictInputAdapters, defaultPollMs: core.config.pullPollMsDefault }
   const ids = runIds(info)
@@ -36,7 +48,7 @@ export async function resolveInput(
     if (!check.ok) throw Object.assign(new Error(check.error), { adapterReason: check.reasonCode })
     spec = check.spec
   }
-  const loaded = handler.loadInput ? await handler.loadInput(cmd.input_ref, cmd.input_inline) : { input_ref: cmd.input_ref ?? {}, input_inline: inline }
+  const loaded = handler.loadInput ? await handler.loadInput(cmd.input_ref, cmd.input_inline) : unloaded(cmd)
   const suggestion = suggestedAdapter(loaded)
   if (spec !== null) {
     // The command wins. A suggestion that reads other input (another adapter, other args, or an
@@ -68,7 +80,7 @@ export async function resolveInput(
     )
   }
   if (handler.iterBatches) return handler.iterBatches(loaded)
-  return [{ batch_uid: null, payload: isObj(loaded) ? loaded : { value: loaded } }]
+  return oneBatch(loaded)
 }
 
 /** Whether two validated adapter specs read the same input the same way. */
