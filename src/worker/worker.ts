@@ -5,10 +5,10 @@
  * `status.{role}.v1` with the protocol's field names. Cancellation is cooperative.
  *
  * This file is the facade and lifecycle (start, stop, kill, announcements). The rest:
- * intake.ts (commands, slots), runs.ts (run lifecycle, cancel), execute.ts (one run),
- * input-select.ts (where batches come from), status.ts (status event records) and
- * status-emitter.ts (their batched produce),
- * state.ts (run state persisted in the background), discovery.ts (signals, TASK_DISCOVER).
+ * handler-checks.ts (handlers checked at construction), intake.ts (commands, slots), runs.ts
+ * (run lifecycle, cancel), execute.ts (one run), input-select.ts (where batches come from),
+ * status.ts (status event records) and status-emitter.ts (their batched produce), state.ts (run
+ * state persisted in the background), discovery.ts (signals, TASK_DISCOVER).
  */
 import { hostname } from 'node:os'
 import { randomUUID } from 'node:crypto'
@@ -33,6 +33,7 @@ import { HeartbeatTicker } from './heartbeats.ts'
 import { RunManager } from './runs.ts'
 import { WorkerStateSaver, workerStateOf } from './state.ts'
 import { StatusEmitter } from './status-emitter.ts'
+import { checkHandlers } from './handler-checks.ts'
 
 export interface WorkerOptions {
   bus: Bus
@@ -43,64 +44,6 @@ export interface WorkerOptions {
   logger?: Logger
   /** Traces and Prometheus metrics (default: both on; see docs/observability.md); false: none. */
   observability?: ObservabilityOptions | false
-}
-
-/** Handler methods besides processBatch: each is optional, but a function when present. */
-const OPTIONAL_HANDLER_METHODS = ['init', 'loadInput', 'iterBatches', 'finalize', 'classifyError'] as const
-
-function describe(v: unknown): string {
-  if (v === null || v === undefined) return String(v)
-  if (Array.isArray(v)) return 'an array'
-  if (typeof v === 'function') return v.toString().startsWith('class') ? 'a class (pass an instance: new MyHandler())' : 'a function'
-  return typeof v === 'object' ? 'an object' : `${typeof v} ${JSON.stringify(v)}`
-}
-
-/**
- * Checks the handlers at `new Worker(...)` rather than when the first command comes: each role's
- * handler must be an object with a `processBatch` method (other methods, when given, functions),
- * and a non-empty `config.roles` must name exactly the handlers' roles. Returns the roles.
- */
-function checkHandlers(handlers: unknown, configRoles: readonly string[]): string[] {
-  const example = 'e.g. handlers: { squares: { async processBatch(batch, ctx) { … } } }'
-  if (handlers === null || typeof handlers !== 'object' || Array.isArray(handlers)) {
-    throw new FlowkitError({ code: ErrorCode.Config, message: `worker: handlers must be an object mapping each role to its handler (${example}), got ${describe(handlers)}` })
-  }
-  const roles = Object.keys(handlers)
-  if (roles.length === 0) throw new FlowkitError({ code: ErrorCode.Config, message: `worker needs at least one handler (${example})` })
-  for (const role of roles) {
-    const h: unknown = (handlers as Record<string, unknown>)[role]
-    const name = `worker handler ${JSON.stringify(role)}`
-    if (h === null || typeof h !== 'object' || Array.isArray(h)) {
-      throw new FlowkitError({ code: ErrorCode.Config, message: `${name} must be an object with a processBatch method, got ${describe(h)}` })
-    }
-    const methods = h as Record<string, unknown>
-    if (typeof methods['processBatch'] !== 'function') {
-      throw new FlowkitError({
-        code: ErrorCode.Config,
-        message: `${name} has no processBatch method (got ${describe(methods['processBatch'])}): every handler needs async processBatch(batch, ctx)`,
-      })
-    }
-    for (const m of OPTIONAL_HANDLER_METHODS) {
-      if (methods[m] !== undefined && typeof methods[m] !== 'function') {
-        throw new FlowkitError({ code: ErrorCode.Config, message: `${name}: ${m} must be a function when given, got ${describe(methods[m])}` })
-      }
-    }
-  }
-  if (configRoles.length > 0) {
-    const noHandler = configRoles.filter((r) => !roles.includes(r))
-    const notListed = roles.filter((r) => !configRoles.includes(r))
-    if (noHandler.length > 0 || notListed.length > 0) {
-      const parts = [
-        ...(noHandler.length > 0 ? [`no handler for ${noHandler.map((r) => JSON.stringify(r)).join(', ')}`] : []),
-        ...(notListed.length > 0 ? [`handlers ${notListed.map((r) => JSON.stringify(r)).join(', ')} not in roles`] : []),
-      ]
-      throw new FlowkitError({
-        code: ErrorCode.Config,
-        message: `worker config: roles ${JSON.stringify(configRoles)} do not match the handlers ${JSON.stringify(roles)}: ${parts.join('; ')} (leave roles empty to serve every handler's role)`,
-      })
-    }
-  }
-  return roles
 }
 
 export class Worker {
