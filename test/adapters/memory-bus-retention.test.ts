@@ -105,6 +105,30 @@ describe('MemoryBus: retention', () => {
     assert.equal(w['from'], 1)
   })
 
+  it('by default keeps about the last 1,000 consumed records of a partition, and trims no partition no group has read', async (t) => {
+    const bus = newBus(t)
+    await bus.ensureTopics([
+      { name: 'read', partitions: 1 },
+      { name: 'unread', partitions: 1 },
+    ])
+    let seen = 0
+    await bus.subscribe({ groupId: 'g', topics: ['read'], batchHandler: async (ms) => void (seen += ms.length) })
+    for (let i = 0; i < 5; i++) {
+      await bus.produce(records('read', i * 1000, 1000))
+      await bus.produce(records('unread', i * 1000, 1000))
+    }
+    await waitFor(() => seen === 5000)
+    await bus.produce(records('read', 5000, 1)) // a commit after the last records checks retention again
+    await waitFor(() => seen === 5001)
+    const kept = bus.records('read').length
+    assert.ok(kept >= 1000 && kept <= 1000 + 1024, `kept ${kept} consumed records`)
+    assert.equal(bus.records('unread').length, 5000, 'records no group has read yet all stay (a consumer that starts late finds them)')
+    const late: BusMessage[] = []
+    await bus.subscribe({ groupId: 'late', topics: ['unread'], batchHandler: async (ms) => void late.push(...ms) })
+    await waitFor(() => late.length === 5000)
+    assert.equal(late[0]?.value, '0')
+  })
+
   it('refuses a retention that keeps more than it may hold', () => {
     assert.throws(() => new MemoryBus({ retention: { records: 10, maxRecords: 5 } }), /retention/)
     assert.throws(() => new MemoryBus({ retention: { records: -1 } }), /retention/)

@@ -9,7 +9,7 @@ import { type MemoryRetention, type PartitionState, type TopicState, endOffset, 
 import type { PartitionWorker } from './bus-worker.ts'
 
 /** Records a partition keeps in any case (MemoryRetention.records). */
-const DEFAULT_RETAINED = 10_000
+const DEFAULT_RETAINED = 1_000
 /** Most records a partition holds (MemoryRetention.maxRecords). */
 const DEFAULT_MAX_RECORDS = 250_000
 /** Retention drops records by at least this many at a time. */

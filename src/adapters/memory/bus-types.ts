@@ -56,7 +56,7 @@ export interface MemoryBusLogger {
  * oldest record kept, as Kafka's `auto.offset.reset=earliest` does).
  */
 export interface MemoryRetention {
-  /** Records kept in any case (for groups that subscribe later, and `records()`). Default 10,000. */
+  /** Records kept in any case (for groups that subscribe later, and `records()`). Default 1,000. */
   records?: number
   /** Most records a partition holds, consumed or not. Default 250,000. */
   maxRecords?: number

@@ -13,7 +13,7 @@
  * handler has finished, from the group's committed offset, so uncommitted records are delivered
  * again (at-least-once) and a partition is never handled by two members at once.
  *
- * Retention (`retention`, MemoryRetention): a partition keeps its last 10,000 records, and older
+ * Retention (`retention`, MemoryRetention): a partition keeps its last 1,000 records, and older
  * ones until every group subscribed to the topic consumed them, at most 250,000 in all; so a
  * long-running process does not keep every record it ever carried.
  *
