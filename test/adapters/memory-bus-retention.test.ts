@@ -112,7 +112,13 @@ describe('MemoryBus: retention', () => {
       { name: 'unread', partitions: 1 },
     ])
     let seen = 0
-    await bus.subscribe({ groupId: 'g', topics: ['read'], batchHandler: async (ms) => void (seen += ms.length) })
+    await bus.subscribe({
+      groupId: 'g',
+      topics: ['read'],
+      batchHandler: async (ms) => {
+        seen += ms.length
+      },
+    })
     for (let i = 0; i < 5; i++) {
       await bus.produce(records('read', i * 1000, 1000))
       await bus.produce(records('unread', i * 1000, 1000))
