@@ -22,11 +22,11 @@
  * system, of the timed part), the median of each round's overhead against the off run of the same
  * round (paired), the best of each, and the overheads relative to `off` by each measure.
  */
-import { spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { ObservabilityOptions } from 'flowkit'
+import { benchInChild, resultOf } from './child.ts'
 import { emit, log, percentile, round, type Result } from './stats.ts'
 
 export const SETTINGS = ['off', 'default', 'sampled', 'full'] as const
@@ -70,19 +70,9 @@ export async function observabilitySetting(s: Setting): Promise<{ observability:
 
 /** One chain bench in a fresh process under setting `s`: its result line. */
 async function chainIn(s: Setting, o: ChainObservabilityOptions, dir: string, n: number): Promise<Result> {
-  const out = join(dir, `${s}-${n}.json`)
-  const args = [...process.execArgv, new URL('./run.ts', import.meta.url).pathname, '--only', 'chain', '--chain-observability', s, '--chain-tasks', String(o.tasks), '--log-level', o.logLevel, '--out', out]
+  const args = ['--only', 'chain', '--chain-observability', s, '--chain-tasks', String(o.tasks), '--log-level', o.logLevel, '--out', join(dir, `${s}-${n}.json`)]
   if (o.real) args.push('--real')
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] })
-  let stderr = ''
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString()
-  })
-  const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
-  if (code !== 0) throw new Error(`chain under ${s} exited with ${code}:\n${stderr.slice(-2000)}`)
-  const r = (JSON.parse(readFileSync(out, 'utf8')) as { results: Result[] }).results.find((x) => x.bench === 'chain')
-  if (r === undefined) throw new Error(`chain under ${s}: no result in ${out}`)
-  return r
+  return resultOf(await benchInChild('run.ts', args), 'chain', `chain under ${s}`)
 }
 
 export async function chainObservability(o: ChainObservabilityOptions): Promise<Result> {

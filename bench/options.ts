@@ -27,7 +27,7 @@ export interface Options {
   sizes: Sizes
   /** chain: compare observability off / default / traces+metrics (bench/observability.ts). */
   observability: boolean
-  /** Rounds of that comparison (each setting once per round, each in a fresh process). */
+  /** Rounds of that comparison and of --compare bullmq (each side once per round, each in a fresh process). */
   rounds: number
   /** `--chain-observability S`: the chain bench under one setting of that comparison (what its processes run). */
   chainObservability: 'off' | 'default' | 'sampled' | 'full' | null
@@ -39,11 +39,12 @@ const HELP = `npm run bench [-- options]
   --real             Kafka + MongoDB protocol (FLOWKIT_KAFKA_BROKERS, FLOWKIT_MONGO_URL) instead of memory
   --quick            sizes ~5x smaller
   --only a,b         benches to run: ${ALL_BENCHES.join(', ')} (default: all)
-  --compare bullmq   also run BullMQ 3-job flows on a local redis-server (same chain count)
+  --compare bullmq   also BullMQ 3-job flows on a local redis-server (same chain count), side by side with
+                     the chain bench: --rounds rounds, each a fresh process of each in turns (bench/paired.ts)
   --chain-tasks N    chains of the chain bench (and of --compare bullmq): default 2000 (400 with --quick);
                      a longer timed part is steadier (a 2,000-chain run lasts under a second embedded)
   --observability    chain: the overhead of traces + metrics (off vs default vs OTel SDK), in rounds of fresh processes
-  --rounds N         rounds of --observability (default 5 with --quick, else 7)
+  --rounds N         rounds of --observability and --compare bullmq (default 5 with --quick, else 7)
   --chain-observability off|default|sampled|full
                      the chain bench under one of those settings (what each --observability process runs)
   --coordinators 1,2,3

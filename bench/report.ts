@@ -67,7 +67,10 @@ function rows(results: Result[], comparisons: Record<string, unknown>): string[]
         break
       case 'bullmq_chain':
         out.push(['bullmq chain', `${g('chains')} flows × 3`, g('seconds'), `${g('jobs_per_s')} jobs/s`, `p50 ${g('flow_latency_p50_ms')} ms, p95 ${g('flow_latency_p95_ms')} ms`])
-        out.push(['  ratio', 'flowkit node runs/s ÷ bullmq jobs/s', '', fmt(comparisons['flowkit_over_bullmq']), ''])
+        break
+      case 'chain_vs_bullmq':
+        out.push(['chain vs bullmq', `${g('chains')} chains × 3, ${g('rounds')} rounds`, '', `flowkit ${g('flowkit_node_runs_per_s')} node runs/s (${g('flowkit_min')}–${g('flowkit_max')}), bullmq ${g('bullmq_jobs_per_s')} jobs/s (${g('bullmq_min')}–${g('bullmq_max')})`, `medians of fresh processes run in turns (${g('bullmq_runtime')})`])
+        out.push(['  ratio', 'flowkit node runs/s ÷ bullmq jobs/s', '', `${fmt(comparisons['flowkit_over_bullmq'])} (median of the rounds' ratios)`, `ratio of the medians ${g('ratio_of_medians')}`])
         break
       case 'coordinators':
         for (const run of r['runs'] as Record<string, unknown>[]) {

@@ -6,7 +6,6 @@
  * stdout: one JSON line per bench. stderr: progress and the human table. The whole run (with the
  * machine, node version, date and git commit) is written to bench/results/latest.json (--out).
  */
-import { bullmqChain } from './bullmq.ts'
 import { chain, chainSingle } from './chain.ts'
 import { fanout } from './fanout.ts'
 import { parseOptions, type BenchName, type Options } from './options.ts'
@@ -66,16 +65,19 @@ for (const name of o.only) {
   log(`${name} done in ${round((performance.now() - t0) / 1000, 1)} s`)
 }
 if (o.compare.includes('bullmq')) {
+  const t0 = performance.now()
+  log(`chain vs bullmq, ${o.rounds} rounds of fresh processes …`)
   try {
-    const b = await bullmqChain({ chains: s.chainTasks, concurrency: s.chainConcurrency })
+    const { pairedChainBullmq } = await import('./paired.ts')
+    const b = await pairedChainBullmq({ ...common, chains: s.chainTasks, concurrency: s.chainConcurrency, rounds: o.rounds })
     results.push(b)
-    const fk = results.find((r) => r.bench === 'chain')?.['node_runs_per_s']
-    comparisons['flowkit_over_bullmq'] = typeof fk === 'number' ? round(fk / (b['jobs_per_s'] as number), 3) : null
-    comparisons['note'] = `flowkit ${runtime} chain node runs/s ÷ BullMQ jobs/s (same chain count and concurrency)`
+    comparisons['flowkit_over_bullmq'] = b['paired_ratio_median']
+    comparisons['note'] = `flowkit ${runtime} chain node runs/s ÷ BullMQ jobs/s: the median of ${o.rounds} rounds, each a fresh process of each run in turns (same chain count and concurrency)`
   } catch (err) {
     failures.push(`bullmq: ${err instanceof Error ? err.message : String(err)}`)
     log(`bullmq FAILED: ${err instanceof Error ? err.message : String(err)}`)
   }
+  log(`chain vs bullmq done in ${round((performance.now() - t0) / 1000, 1)} s`)
 }
 let coordinators: Result | null = null
 if (o.coordinators.length > 0) {
