@@ -70,9 +70,10 @@ export async function observabilitySetting(s: Setting): Promise<{ observability:
 
 /** One chain bench in a fresh process under setting `s`: its result line. */
 async function chainIn(s: Setting, o: ChainObservabilityOptions, dir: string, n: number): Promise<Result> {
-  const args = ['--only', 'chain', '--chain-observability', s, '--chain-tasks', String(o.tasks), '--log-level', o.logLevel, '--out', join(dir, `${s}-${n}.json`)]
+  const out = join(dir, `${s}-${n}.json`)
+  const args = ['--only', 'chain', '--chain-observability', s, '--chain-tasks', String(o.tasks), '--log-level', o.logLevel, '--out', out]
   if (o.real) args.push('--real')
-  return resultOf(await benchInChild('run.ts', args), 'chain', `chain under ${s}`)
+  return resultOf(await benchInChild('run.ts', args, out), 'chain', `chain under ${s}`)
 }
 
 export async function chainObservability(o: ChainObservabilityOptions): Promise<Result> {

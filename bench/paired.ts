@@ -29,9 +29,10 @@ export async function pairedChainBullmq(o: PairedOptions): Promise<Result> {
   try {
     for (let r = 1; r <= o.rounds; r++) {
       const runFlowkit = async (): Promise<number> => {
-        const args = ['--only', 'chain', '--chain-tasks', String(o.chains), '--log-level', o.logLevel, '--out', join(dir, `chain-${r}.json`)]
+        const out = join(dir, `chain-${r}.json`)
+        const args = ['--only', 'chain', '--chain-tasks', String(o.chains), '--log-level', o.logLevel, '--out', out]
         if (o.real) args.push('--real')
-        const res = resultOf(await benchInChild('run.ts', args), 'chain', `round ${r}: flowkit chain`)
+        const res = resultOf(await benchInChild('run.ts', args, out), 'chain', `round ${r}: flowkit chain`)
         runtime = res.runtime
         return res['node_runs_per_s'] as number
       }
