@@ -35,7 +35,7 @@ export const warmUpCount = (tasks: number): number => Math.min(1000, Math.ceil(t
  * timed run measures the steady state rather than the JIT compiling the hot path (the first
  * thousand node runs of a fresh process cost about 1.5x the later ones).
  */
-async function warmUp(c: Coordinator, more: number): Promise<void> {
+export async function warmUp(c: Coordinator, more: number): Promise<void> {
   const first = await c.createTask({ graph: CHAIN_GRAPH })
   const t = await c.waitForTask(first, { timeoutMs: 60_000 })
   if (t.status !== 'finished') throw new Error(`warm-up chain ${t.status}`)

@@ -1,11 +1,13 @@
 /** Command-line options of `npm run bench` and the sizes they imply. */
 
-export const ALL_BENCHES = ['chain', 'chain_single', 'fanout', 'streaming', 'raw'] as const
+export const ALL_BENCHES = ['chain', 'chain_single', 'fanout', 'streaming', 'raw', 'chain_steady'] as const
 export type BenchName = (typeof ALL_BENCHES)[number]
 
 export interface Sizes {
   chainTasks: number
   chainConcurrency: number
+  /** Rounds of chain_steady (embedded only). */
+  steadyRounds: number
   singleChains: number
   fanoutWidths: number[]
   fanoutConcurrency: number
@@ -69,6 +71,7 @@ export function sizesFor(real: boolean, quick: boolean): Sizes {
   return {
     chainTasks: q(2000, 20),
     chainConcurrency: 32,
+    steadyRounds: quick ? 4 : 8,
     singleChains: q(20, 5),
     fanoutWidths: quick ? [10, 40, 160, 400] : [50, 200, 800, 2000],
     fanoutConcurrency: 32,

@@ -46,6 +46,9 @@ function rows(results: Result[], comparisons: Record<string, unknown>): string[]
         out.push(['  replayed work', 'µs per node run', '', `default ${g('default_obs_us_per_node_run')}, sampled ${g('sampled_obs_us_per_node_run')}, all traces ${g('full_obs_us_per_node_run')} µs`, `of the CPU per node run off (best ${g('best_off_cpu_us_per_node_run')} µs): default ${g('replay_overhead_default_pct')} %, sampled ${g('replay_overhead_sampled_pct')} %, all traces ${g('replay_overhead_full_pct')} %`])
         out.push(['  best rounds', '', '', `off ${g('best_off_node_runs_per_s')}, default ${g('best_default_node_runs_per_s')}, sampled ${g('best_sampled_node_runs_per_s')}, all traces ${g('best_full_node_runs_per_s')} node runs/s`, `overhead (throughput / CPU): default ${g('best_overhead_default_pct')} / ${g('best_cpu_overhead_default_pct')} %, sampled ${g('best_overhead_sampled_pct')} / ${g('best_cpu_overhead_sampled_pct')} %, all traces ${g('best_overhead_full_pct')} / ${g('best_cpu_overhead_full_pct')} %`])
         break
+      case 'chain_steady':
+        out.push(['chain_steady', `${g('rounds')} rounds × ${g('tasks_per_round')} tasks × 3`, '', `${g('node_runs_per_s')} node runs/s (median; ${g('node_runs_per_s_min')}–${g('node_runs_per_s_max')}), ${g('cpu_us_per_node_run')} µs CPU per node run`, `one process, ended tasks purged; heap ${g('heap_mb_first')} → ${g('heap_mb_last')} MB`])
+        break
       case 'chain_single':
         out.push(['chain_single', `${g('runs')} × one chain`, '', `${g('per_node_p50_ms')} ms per node (p50)`, `p50 ${g('latency_p50_ms')} ms, p95 ${g('latency_p95_ms')} ms`])
         break

@@ -40,6 +40,14 @@ const benches: Record<BenchName, () => Promise<Result[]>> = {
     const spans = await setting.spans()
     return [{ ...r, observability: o.chainObservability, ...(spans === null ? {} : { spans_exported: spans }) }]
   },
+  chain_steady: async () => {
+    if (o.real) {
+      log('chain_steady: embedded only (it purges ended tasks every second, which a shared test server would pay for)')
+      return []
+    }
+    const { chainSteady } = await import('./chain-steady.ts')
+    return [await chainSteady({ logLevel: o.logLevel, tasks: s.chainTasks, concurrency: s.chainConcurrency, rounds: s.steadyRounds })]
+  },
   chain_single: async () => [await chainSingle({ ...common, runs: s.singleChains, concurrency: s.chainConcurrency })],
   fanout: async () => [await fanout({ ...common, widths: s.fanoutWidths, concurrency: s.fanoutConcurrency })],
   streaming: async () => [await streaming({ ...common, batches: s.streamBatches, batchSize: s.streamBatchSize })],

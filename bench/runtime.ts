@@ -91,6 +91,8 @@ export interface RuntimeOptions {
   spyCoordinatorStore?: (method: string, args: unknown[]) => void
   /** Traces and metrics of the coordinator and the worker (default: the flowkit default). */
   observability?: ObservabilityOptions | false
+  /** More coordinator config (e.g. taskRetentionSec for a long run). */
+  coordinatorConfig?: Record<string, unknown>
 }
 
 /**
@@ -107,7 +109,7 @@ export async function withRuntime<T>(o: RuntimeOptions, fn: (rt: Runtime) => Pro
     bus: counted(a.bus, counters.coordBus),
     store: counted(a.store, counters.coordStore, o.spyCoordinatorStore),
     logger,
-    config: { ...topics, groupId: `${p}coord` },
+    config: { ...o.coordinatorConfig, ...topics, groupId: `${p}coord` },
     ...(o.observability === undefined ? {} : { observability: o.observability }),
   })
   const worker = new Worker({
