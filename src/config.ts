@@ -118,6 +118,11 @@ export interface WorkerConfig extends TopicsConfig {
   /** Least time between two background writes of the worker's run state (`saveWorkerState`). */
   stateSaveIntervalMs: number
   /**
+   * Longest time a run's TASK_ACCEPTED waits for the run's next status event, so that a first batch
+   * ending soon reports both in one produce (at most 1000; 0 sends it at once).
+   */
+  statusHoldMs: number
+  /**
    * Largest bus message the worker sends (the broker's `message.max.bytes`; Kafka's default is
    * 1 MiB): a handler result that would not fit fails its node with the size and this limit.
    */
@@ -185,6 +190,7 @@ export const WORKER_DEFAULTS: WorkerConfig = {
   dbCancelPollMs: 500,
   cancelGraceMs: 5000,
   stateSaveIntervalMs: 250,
+  statusHoldMs: 5,
   maxMessageBytes: 1024 * 1024,
 }
 

@@ -35,6 +35,9 @@ import { WorkerStateSaver, workerStateOf } from './state.ts'
 import { StatusEmitter } from './status-emitter.ts'
 import { checkHandlers } from './handler-checks.ts'
 
+/** Upper bound of config.statusHoldMs. */
+const MAX_STATUS_HOLD_MS = 1000
+
 export interface WorkerOptions {
   bus: Bus
   store: Store
@@ -63,8 +66,11 @@ export class Worker {
       resolveConfig(WORKER_DEFAULTS, (options.config ?? {}) as Record<string, unknown>, 'worker config'),
       'worker config',
       ['leaseTtlSec', 'hbIntervalSec', 'announceIntervalSec', 'topicPartitions', 'maxMessageBytes'],
-      ['pullPollMsDefault', 'pullEmptyBackoffMsMax', 'dbCancelPollMs', 'cancelGraceMs', 'stateSaveIntervalMs'],
+      ['pullPollMsDefault', 'pullEmptyBackoffMsMax', 'dbCancelPollMs', 'cancelGraceMs', 'stateSaveIntervalMs', 'statusHoldMs'],
     )
+    if (this.config.statusHoldMs > MAX_STATUS_HOLD_MS) {
+      throw new FlowkitError(ErrorCode.Config, `worker config: statusHoldMs must be at most ${MAX_STATUS_HOLD_MS} (an acceptance held longer delays what the coordinator knows), got ${this.config.statusHoldMs}`)
+    }
     const roles = checkHandlers(options.handlers, this.config.roles)
     if (this.config.concurrency < 1 || !Number.isInteger(this.config.concurrency)) {
       throw new FlowkitError(ErrorCode.Config, 'worker config: concurrency must be an integer >= 1')
@@ -87,7 +93,7 @@ export class Worker {
       handlers: options.handlers,
       roles,
       runs: new Map(),
-      status: new StatusEmitter({ bus: options.bus, clock, log }),
+      status: new StatusEmitter({ bus: options.bus, clock, log, holdMs: this.config.statusHoldMs }),
       state: new WorkerStateSaver({
         store,
         log,
@@ -143,7 +149,7 @@ export class Worker {
     core.stopping = false
     if (core.killed) {
       // A killed worker's emitter is closed; this start is a new process.
-      core.status = new StatusEmitter({ bus: core.bus, clock: core.clock, log: core.log })
+      core.status = new StatusEmitter({ bus: core.bus, clock: core.clock, log: core.log, holdMs: this.config.statusHoldMs })
       core.killed = false
     }
     await core.store.init()

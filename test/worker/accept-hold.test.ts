@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { type BusRecord, MemoryBus, MemoryStore, type RoleHandler } from 'flowkit'
+import { type BusRecord, MemoryBus, MemoryStore, type RoleHandler, Worker } from 'flowkit'
 import { startRuntime } from '../helpers/runtime.ts'
 import { gate } from '../helpers/gate.ts'
 import { waitFor } from '../helpers/wait.ts'
@@ -30,7 +30,9 @@ const oneBatch: RoleHandler = {
 test('a run whose first batch ends soon sends TASK_ACCEPTED with its BATCH_OK in one produce; the coordinator writes them as one entry', async () => {
   const bus = new ProduceSpy()
   const store = new MemoryStore()
-  const rt = await startRuntime({ bus, store, handlers: { a: oneBatch } })
+  // "Soon" is within statusHoldMs. The default, 5 ms, is a loaded machine's scheduling jitter: a
+  // hold of a second makes the pairing certain here (the next test shows the hold running out).
+  const rt = await startRuntime({ bus, store, handlers: { a: oneBatch }, worker: { statusHoldMs: 1000 } })
   try {
     const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'a' }] } })
     const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })
@@ -45,6 +47,20 @@ test('a run whose first batch ends soon sends TASK_ACCEPTED with its BATCH_OK in
   } finally {
     await rt.stop()
   }
+})
+
+test('statusHoldMs: 0 sends the acceptance at once; more than 1000 is refused', async () => {
+  const bus = new ProduceSpy()
+  const rt = await startRuntime({ bus, handlers: { a: oneBatch }, worker: { statusHoldMs: 0 } })
+  try {
+    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'a' }] } })
+    assert.equal((await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })).status, 'finished')
+    assert.deepEqual(bus.produced[0], ['TASK_ACCEPTED'], 'nothing held: the acceptance went out alone')
+  } finally {
+    await rt.stop()
+  }
+  assert.throws(() => new Worker({ bus: new MemoryBus(), store: new MemoryStore(), handlers: { a: oneBatch }, config: { statusHoldMs: 1001 } }), /statusHoldMs must be at most 1000/)
+  assert.throws(() => new Worker({ bus: new MemoryBus(), store: new MemoryStore(), handlers: { a: oneBatch }, config: { statusHoldMs: -1 } }), /statusHoldMs/)
 })
 
 test('a run whose first batch takes longer reports its acceptance on its own while the batch runs', async () => {
