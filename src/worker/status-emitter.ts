@@ -21,6 +21,7 @@ import { ErrorCode, FlowkitError, errorMessage } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { Bus, BusRecord } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
+import { WORKER_DEFAULTS } from '../config.ts'
 
 export interface StatusEmitterOptions {
   bus: Pick<Bus, 'produce'>
@@ -32,12 +33,12 @@ export interface StatusEmitterOptions {
   retryMaxMs?: number
   /** How long a batch is retried before its callers are failed. Default 30000 ms. */
   retryForMs?: number
-  /** Longest time a held record waits for the next record of its key. Default 5 ms; 0 holds nothing. */
+  /** Longest time a held record waits for the next record of its key. Default: the worker's `statusHoldMs` default (5 ms); 0 holds nothing. */
   holdMs?: number
 }
 
-/** Default of StatusEmitterOptions.holdMs: about a Kafka producer's default linger. */
-export const DEFAULT_HOLD_MS = 5
+/** Default of StatusEmitterOptions.holdMs (WorkerConfig.statusHoldMs): about a Kafka producer's default linger. */
+export const DEFAULT_HOLD_MS = WORKER_DEFAULTS.statusHoldMs
 
 interface Pending {
   record: BusRecord
