@@ -4,7 +4,7 @@
  * - `flowkit dev` serves it next to its embedded coordinator and store, on loopback port 7700 by
  *   default (`--ui-port`, `--ui-host`, `--no-ui`). A port in use is one line on stderr and dev
  *   goes on without it.
- * - `flowkit ui` serves it against a deployment's store and control topic, without a coordinator
+ * - `flowkit ui` serves it against a deployment's store and owners' topic, without a coordinator
  *   of its own (remote.ts), until SIGINT/SIGTERM.
  *
  * Bound to a non-loopback address the dashboard needs a token: `--token` / FLOWKIT_UI_TOKEN, else
@@ -99,7 +99,7 @@ function where(s: Settings): string {
   return `database ${s.mongo.dbName ?? '(from the URL, else flowkit)'} at ${redactUrl(s.mongo.url ?? '')}, brokers ${(s.brokers ?? []).join(',')}`
 }
 
-/** `flowkit ui`: the dashboard against a deployment (its store and control topic), until a signal. */
+/** `flowkit ui`: the dashboard against a deployment (its store and owners' topic), until a signal. */
 export async function uiCommand(argv: readonly string[], base: CommandBase): Promise<number> {
   const p = parse(
     'ui',

@@ -31,7 +31,9 @@ import { int, parse, positionals, str } from './args.ts'
 import { DEV_UI_OPTIONS, type UiSettings, devUiSettings, startDevDashboard } from './dashboard.ts'
 import * as examples from './demo-pipeline.ts'
 import { CliError, EXIT, usageError } from './errors.ts'
-import { graphRefused, readJsonFile, readSubmission } from './graph-cmds.ts'
+import { ErrorCode } from '../errors.ts'
+import { COORDINATOR_FN_TYPE } from '../graph/types.ts'
+import { buildFrom, graphRefused, readJsonFile, readSubmission } from './graph-cmds.ts'
 import { loadFunctions, loadHandlers } from './modules.ts'
 import type { CommandBase } from './output.ts'
 import { type Progress, makeProgress } from './progress.ts'
@@ -170,6 +172,26 @@ export async function devCommand(argv: readonly string[], base: CommandBase, nam
   // Read the files before starting anything: a missing file is exit 4, bad JSON exit 1.
   const sub = graphPath === undefined ? null : await readSubmission(graphPath, str(p, 'params'), undefined)
   if (sub === null && str(p, 'params') !== undefined) readJsonFile(str(p, 'params') as string, 'params')
+  if (sub !== null && graphPath !== undefined) {
+    // Checked before anything starts: an invalid graph, or a node whose type no handler of the
+    // module serves (in this process nothing else ever would: the task would wait forever).
+    for (const fn of Object.keys(functions)) sub.fnNames.add(fn)
+    let nodes: { node_id: string; type: string }[]
+    try {
+      nodes = Object.values(buildFrom(s, sub).nodes)
+    } catch (err) {
+      throw graphRefused(base.out, graphPath, err)
+    }
+    const unserved = nodes.filter((n) => n.type !== COORDINATOR_FN_TYPE && !Object.hasOwn(handlers, n.type))
+    if (unserved.length > 0) {
+      const types = [...new Set(unserved.map((n) => n.type))]
+      throw new CliError(
+        EXIT.failed,
+        `${graphPath}: no handler in ${handlersPath} serves type${types.length > 1 ? 's' : ''} ${types.map((t) => JSON.stringify(t)).join(', ')} (node${unserved.length > 1 ? 's' : ''} ${unserved.map((n) => n.node_id).join(', ')}); its roles: ${Object.keys(handlers).join(', ') || 'none'}`,
+        { code: ErrorCode.GraphInvalid, details: { types, nodes: unserved.map((n) => n.node_id) } },
+      )
+    }
+  }
   const rt = await startDev(name, base, s, handlers, functions, concurrency, ui)
   try {
     if (sub === null || graphPath === undefined) {

@@ -5,9 +5,9 @@
  * params, the size limits of the coordinator config in `--config`), with the built-in coordinator
  * functions plus those of `--functions <module>`.
  *
- * Submission starts no coordinator (a deployment runs exactly one): the task is written to the
+ * Submission starts no coordinator (the deployment runs its own): the task is written to the
  * store as a new queued task (`Store.createTasks`, unique by id), and an `adopt` request on the
- * coordinators' control topic has the running coordinator load it at once (its sweep would, within
+ * owners' topic (keyed by task id) has the coordinator that owns it load it at once (its sweep would, within
  * sweep_interval_sec). `--watch` then follows it.
  */
 import { readFileSync } from 'node:fs'

@@ -75,7 +75,8 @@ ${GLOBAL}`,
 
 Serves the web dashboard for a deployment until SIGINT/SIGTERM: tasks, their DAGs and nodes,
 workers, dead letters, read from its MongoDB. Starts no coordinator (the deployment runs one): a
-cancel or a resubmit goes to it over Kafka (control topic control.tasks.v1), a dead-letter retry
+cancel or a resubmit goes to it over Kafka (the owners' topic coord.tasks.v1, config
+"coordinator.topic_tasks"), a dead-letter retry
 is written to the store for its outbox. Task pages follow a task by reading the store.
   -p, --port <n>         TCP port (default 7700; 0: any free one)
   --host <addr>          address to bind (default 127.0.0.1: no login on loopback)
@@ -87,10 +88,12 @@ ${CONNECTION}
 ${GLOBAL}`,
   coordinator: `usage: flowkit coordinator [--functions <module>] [--group-id <id>]
 
-Runs the deployment's coordinator (exactly one per deployment) until SIGINT/SIGTERM.
+Runs a coordinator of the deployment until SIGINT/SIGTERM (one or several: they share the
+tasks by partition of the owners' topic, see docs/scaling.md).
   --functions <module>   extra coordinator functions { name: CoordinatorFn }
   --group-id <id>        consumer-group prefix (FLOWKIT_GROUP_ID; config "coordinator.group_id")
-Every coordinator serves control requests (topic control.tasks.v1): \`flowkit cancel\`, and
+Every coordinator serves control requests for the tasks it owns (topic coord.tasks.v1, keyed by
+task id): \`flowkit cancel\`, and
 \`flowkit submit\`'s request to adopt the task it queued (else adopted at the next sweep,
 sweep_interval_sec, default 10 s).
 ${CONNECTION}
@@ -137,8 +140,8 @@ ${CONNECTION}
 ${GLOBAL}`,
   cancel: `usage: flowkit cancel <task-id> [--reason <text>] [--timeout <s>] [--wait]
 
-Asks the coordinator that owns the task to cancel it (a request on its control topic,
-control.tasks.v1), then waits until the task is cancelling (--wait: until it ended).
+Asks the coordinator that owns the task to cancel it (a request on the owners' topic
+coord.tasks.v1, keyed by task id), then waits until the task is cancelling (--wait: until it ended).
   --reason <text>        recorded as the cancel reason (default "cancelled from the CLI")
   --timeout <s>          give up (exit 1) when no coordinator acted within this time (default 15)
 ${CONNECTION}

@@ -10,7 +10,7 @@
  * follow.ts (following a task through the store), modules.ts (handlers / functions modules),
  * dev.ts (embedded runtime, demo), serve.ts (coordinator, worker), dashboard.ts (the web dashboard
  * of dev, and `ui`), remote.ts (the dashboard's coordinator verbs over a deployment's store and
- * control topic), graph-cmds.ts (validate,
+ * owners' topic), graph-cmds.ts (validate,
  * submit), task-cmds.ts (status, ls, cancel), control.ts (cancel requests), admin-cmds.ts
  * (workers, dlq), ops.ts (the older operator commands as a function), help.ts.
  */

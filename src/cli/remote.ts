@@ -1,7 +1,7 @@
 /**
  * The dashboard's Coordinator verbs for `flowkit ui`, without a coordinator in this process (a
- * deployment runs exactly one): reads from the deployment's store, actions through the store and
- * the coordinators' control topic, as the CLI's own commands do.
+ * deployment runs its own, one or several): reads from the deployment's store, actions through the store and
+ * the owners' topic, as the CLI's own commands do.
  *
  *   - getTask, listArtifacts, listWorkers, listDeadLetters, getOutput: read the store.
  *   - watch: reads the task from the store every `pollMs` and yields what changed (follow.ts:
@@ -34,7 +34,7 @@ import { pollTask } from './follow.ts'
 export interface RemoteCoordinatorOptions {
   store: Store
   bus: Bus
-  /** The coordinators' control topic (`topicControl` of their config). */
+  /** The topic that reaches the owner of a task (`topicTasks` of the coordinators' config). */
   controlTopic: string
   logger: Logger
   /** Submission checks, as the deployment's coordinator makes them (its config). */

@@ -74,7 +74,7 @@ export interface NodeJson<Role extends string = string> {
   fan_in?: FanInJson | null
   /** When it starts, what input it reads, and (coordinator_fn) which function runs. */
   io?: NodeIoJson | null
-  /** Attempts and backoff for transient failures; without it a node gets 3 attempts, no backoff. */
+  /** Attempts and backoff for transient failures; without it a node gets the coordinator's defaults (`defaultRetryMax` 3 attempts, `defaultBackoffSec` 1 s apart). */
   retry_policy?: RetryPolicyJson | null
   /**
    * Longest a running attempt may take from its acceptance (a coordinator function: from its

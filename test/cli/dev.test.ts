@@ -1,7 +1,7 @@
 /**
  * `flowkit dev` (embedded runtime) through the real binary: a handlers module and a graph run to
  * `finished` (exit 0) with per-node progress; a failing task exits 1; --json is a stream of task
- * events; an invalid graph lists its problems; without --graph it runs until SIGINT (exit 0); an
+ * events; an invalid graph lists its problems; a type no handler serves is refused up front; without --graph it runs until SIGINT (exit 0); an
  * interrupted task exits 130; `flowkit dev` alone runs the built-in example.
  */
 import { describe, test } from 'node:test'
@@ -51,6 +51,16 @@ describe('flowkit dev', () => {
     assert.equal(r.code, 1, r.stderr)
     assert.match(r.stdout, /invalid graph, 2 problems/)
     assert.match(r.stdout, /unknown node "ghost"/)
+    assert.doesNotMatch(r.stdout, /submitted/)
+  })
+
+  test('a graph with a node type no handler of the module serves exits 1 at once, naming type and node', async () => {
+    const dir = tempDir()
+    const graph = join(dir, 'norole.json')
+    writeFileSync(graph, JSON.stringify({ nodes: [{ node_id: 'source', type: 'numbers' }, { node_id: 'odd', type: 'nosuchrole', depends_on: ['source'] }] }))
+    const r = await runCli(['dev', '--handlers', HANDLERS, '--graph', graph])
+    assert.equal(r.code, 1, r.stderr)
+    assert.match(r.stderr, /no handler in \S+handlers\.ts serves type "nosuchrole" \(node odd\); its roles: /)
     assert.doesNotMatch(r.stdout, /submitted/)
   })
 
