@@ -34,36 +34,72 @@ function bad(path: string, message: string): GraphValidationError {
   return new GraphValidationError(ErrorCode.BadField, `${path}: ${message}`, path)
 }
 
-/** Checks a submitted guard and returns it normalised; throws GraphValidationError naming the path. */
-export function parseGuard(raw: unknown, path: string, depth = 0): Guard {
-  if (depth > MAX_DEPTH) throw bad(path, `guard nested deeper than ${MAX_DEPTH}`)
-  if (!isObj(raw)) throw bad(path, 'a guard must be an object')
+/** A problem of a submitted guard: where, and what. */
+export interface GuardProblem {
+  path: string
+  message: string
+}
+
+/** Every problem of a submitted guard (empty when it is valid), each with its path. */
+export function guardProblems(raw: unknown, path: string): GuardProblem[] {
+  const out: GuardProblem[] = []
+  check(raw, path, 0, out)
+  return out
+}
+
+function check(raw: unknown, path: string, depth: number, out: GuardProblem[]): void {
+  if (depth > MAX_DEPTH) {
+    out.push({ path, message: `guard nested deeper than ${MAX_DEPTH}` })
+    return
+  }
+  if (!isObj(raw)) {
+    out.push({ path, message: 'a guard must be an object' })
+    return
+  }
   const keys = Object.keys(raw)
   if (keys.length === 1 && (keys[0] === 'all' || keys[0] === 'any')) {
     const k = keys[0]
     const list = raw[k]
-    if (!Array.isArray(list) || list.length === 0) throw bad(`${path}.${k}`, 'must be a non-empty list of guards')
-    const parsed = list.map((g, i) => parseGuard(g, `${path}.${k}[${i}]`, depth + 1))
-    return k === 'all' ? { all: parsed } : { any: parsed }
+    if (!Array.isArray(list) || list.length === 0) out.push({ path: `${path}.${k}`, message: 'must be a non-empty list of guards' })
+    else for (let i = 0; i < list.length; i++) check(list[i], `${path}.${k}[${i}]`, depth + 1, out)
+    return
   }
-  if (keys.length === 1 && keys[0] === 'not') return { not: parseGuard(raw['not'], `${path}.not`, depth + 1) }
+  if (keys.length === 1 && keys[0] === 'not') {
+    check(raw['not'], `${path}.not`, depth + 1, out)
+    return
+  }
   const v = raw['var']
   if (typeof v !== 'string' || v.length === 0 || v.length > 512 || !v.split('.').every((s) => SEGMENT.test(s))) {
-    throw bad(`${path}.var`, `must be a dotted variable path of segments matching ${SEGMENT} (got ${JSON.stringify(v)})`)
+    out.push({ path: `${path}.var`, message: `must be a dotted variable path of segments matching ${SEGMENT} (got ${JSON.stringify(v)})` })
   }
   const op = raw['op'] ?? 'eq'
-  if (typeof op !== 'string' || !(GUARD_OPS as readonly string[]).includes(op)) {
-    throw bad(`${path}.op`, `unknown guard op ${JSON.stringify(op)} (known: ${GUARD_OPS.join(', ')})`)
-  }
+  const knownOp = typeof op === 'string' && (GUARD_OPS as readonly string[]).includes(op)
+  if (!knownOp) out.push({ path: `${path}.op`, message: `unknown guard op ${JSON.stringify(op)} (known: ${GUARD_OPS.join(', ')})` })
   const extra = keys.filter((k) => k !== 'var' && k !== 'op' && k !== 'value')
-  if (extra.length > 0) throw bad(path, `unknown guard field(s) ${extra.map((k) => JSON.stringify(k)).join(', ')}`)
+  if (extra.length > 0) out.push({ path, message: `unknown guard field(s) ${extra.map((k) => JSON.stringify(k)).join(', ')}` })
+  if (!knownOp) return
   const value = raw['value']
-  if ((op === 'in' || op === 'nin') && !Array.isArray(value)) throw bad(`${path}.value`, `op ${op} needs a list`)
-  if (op === 'exists' && typeof value !== 'boolean' && value !== undefined) throw bad(`${path}.value`, 'op exists needs true or false')
+  if ((op === 'in' || op === 'nin') && !Array.isArray(value)) out.push({ path: `${path}.value`, message: `op ${op} needs a list` })
+  if (op === 'exists' && typeof value !== 'boolean' && value !== undefined) out.push({ path: `${path}.value`, message: 'op exists needs true or false' })
   if ((op === 'gt' || op === 'gte' || op === 'lt' || op === 'lte') && typeof value !== 'number' && typeof value !== 'string') {
-    throw bad(`${path}.value`, `op ${op} needs a number or a string`)
+    out.push({ path: `${path}.value`, message: `op ${op} needs a number or a string` })
   }
-  return { var: v, op: op as GuardOp, value }
+}
+
+/** Checks a submitted guard and returns it normalised; throws GraphValidationError naming the path (of its first problem). */
+export function parseGuard(raw: unknown, path: string): Guard {
+  const first = guardProblems(raw, path)[0]
+  if (first !== undefined) throw bad(first.path, first.message)
+  return build(raw as Record<string, unknown>)
+}
+
+/** The normalised form of a guard guardProblems found valid. */
+function build(raw: Record<string, unknown>): Guard {
+  const keys = Object.keys(raw)
+  if (keys.length === 1 && keys[0] === 'all') return { all: (raw['all'] as Record<string, unknown>[]).map(build) }
+  if (keys.length === 1 && keys[0] === 'any') return { any: (raw['any'] as Record<string, unknown>[]).map(build) }
+  if (keys.length === 1 && keys[0] === 'not') return { not: build(raw['not'] as Record<string, unknown>) }
+  return { var: raw['var'] as string, op: (raw['op'] ?? 'eq') as GuardOp, value: raw['value'] }
 }
 
 const ABSENT = Symbol('absent')

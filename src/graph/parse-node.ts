@@ -6,6 +6,7 @@ import { ErrorCode } from '../errors.ts'
 import type { FanIn, NodeSpec } from './types.ts'
 import { NODE_ID_PATTERN } from './types.ts'
 import type { Context, Obj } from './parse-context.ts'
+import { guardProblems } from './guard.ts'
 import { NODE_TYPE_PATTERN, closest, cloneData, describe, isAbsent, isObject, keyPath, quote } from './parse-context.ts'
 import { GUARD_MAX_DEPTH } from './guard.ts'
 import { parseIo, parseRetryPolicy, parseRouting } from './parse-io.ts'
@@ -128,6 +129,10 @@ export function parseNode(ctx: Context, raw: unknown, i: number): NodeSpec | nul
     }
     // fromEntries-like: a "__proto__" key stays data
     Object.defineProperty(extra, k, { value: cloneData(ctx, v, keyPath(path, k), label, k === 'when' ? WHEN_EXTRA_DEPTH : 0), enumerable: true, writable: true, configurable: true })
+  }
+  // Every problem of the guard, with the others of the graph (parseGraph normalises it once valid).
+  if (extra['when'] !== undefined) {
+    for (const p of guardProblems(extra['when'], keyPath(path, 'when'))) problems.add(ErrorCode.BadField, p.path, `${p.message} (the when guard of ${label})`)
   }
 
   return {

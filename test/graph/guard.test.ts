@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { evaluateGuard, parseGuard } from '../../src/graph/guard.ts'
+import { parseGraph } from '../../src/graph/parse.ts'
 import { startRuntime, noopHandler } from '../helpers/runtime.ts'
 
 describe('guards on task variables', () => {
@@ -41,4 +42,24 @@ describe('guards on task variables', () => {
     }
   })
 
+  test('every guard problem is listed with the other problems of the graph, naming its node', () => {
+    const graph = {
+      nodes: [
+        { node_id: 'a', type: 'step', fan_in: 'most', when: { var: 'x', op: 'zz' } },
+        { node_id: 'b', type: 'step', when: { all: [{ var: 'a..b' }, { var: 'y', op: 'in', value: 3 }] } },
+      ],
+    }
+    assert.throws(
+      () => parseGraph(graph, { coordinatorFns: new Set() }),
+      (err: Error & { details: { errors: { path: string; message: string }[] } }) => {
+        assert.deepEqual(
+          err.details.errors.map((p) => p.path),
+          ['nodes[0].fan_in', 'nodes[0].when.op', 'nodes[1].when.all[0].var', 'nodes[1].when.all[1].value'],
+        )
+        assert.match(err.details.errors[1]?.message ?? '', /unknown guard op "zz" .*\(the when guard of node "a"\)$/)
+        assert.match(err.details.errors[3]?.message ?? '', /op in needs a list \(the when guard of node "b"\)$/)
+        return true
+      },
+    )
+  })
 })
