@@ -334,9 +334,10 @@ export class TaskRuntime {
   batchCounts(): BatchCounts {
     const out: BatchCounts = {}
     this.batches.forEach((m, ord) => {
+      // Batch uids are the workers' (any string, "__proto__" too): defined as own keys, never set.
       const per: Record<string, [number, Record<string, unknown>]> = {}
       m.forEach((b, uid) => {
-        per[uid] = [b.epoch, b.metrics]
+        Object.defineProperty(per, uid, { value: [b.epoch, b.metrics], enumerable: true, writable: true, configurable: true })
       })
       out[this.spec(ord).node_id] = per
     })

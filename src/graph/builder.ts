@@ -145,7 +145,7 @@ export class GraphBuilder<Roles extends string = string> {
   #add(node: NodeBuilder): NodeBuilder {
     const id = node.id
     if (typeof id !== 'string' || !NODE_ID_PATTERN.test(id)) {
-      throw new GraphValidationError(ErrorCode.InvalidNodeId, `graph builder: invalid node id ${JSON.stringify(id)}: node ids must match ${NODE_ID_PATTERN.source} (1 to 128 ASCII letters, digits, "_" or "-")`, `nodes[${this.#nodes.length}].node_id`)
+      throw new GraphValidationError(ErrorCode.InvalidNodeId, `graph builder: invalid node id ${JSON.stringify(id)}: node ids must match ${NODE_ID_PATTERN.source} (1 to 128 ASCII letters, digits, "_" or "-", not "__proto__")`, `nodes[${this.#nodes.length}].node_id`)
     }
     const first = this.#nodes.findIndex((n) => n.id === id)
     if (first >= 0) {

@@ -65,7 +65,7 @@ export function parseNode(ctx: Context, raw: unknown, i: number): NodeSpec | nul
     problems.add(
       ErrorCode.InvalidNodeId,
       `${path}.node_id`,
-      `invalid node_id ${quote(rawId)}: node ids must match ${idPattern} (1 to 128 ASCII letters, digits, "_" or "-")`,
+      `invalid node_id ${quote(rawId)}: node ids must match ${idPattern} (1 to 128 ASCII letters, digits, "_" or "-", not "__proto__")`,
       { node_id: rawId },
     )
   } else {

@@ -148,7 +148,7 @@ const guardCompare: Schema = closed(
 
 /** Every definition of the schema. */
 export const GRAPH_SCHEMA_DEFS: Record<string, Schema> = {
-  nodeId: { description: 'A node id: 1 to 128 ASCII letters, digits, "_" or "-".', type: 'string', pattern: NODE_ID_PATTERN.source },
+  nodeId: { description: 'A node id: 1 to 128 ASCII letters, digits, "_" or "-", not "__proto__".', type: 'string', pattern: NODE_ID_PATTERN.source },
   nodeType: { description: 'A role name (it goes into topic names): 1 to 128 ASCII letters, digits, "_", "." or "-".', type: 'string', pattern: NODE_TYPE_PATTERN.source, examples: [COORDINATOR_FN_TYPE] },
   node,
   io,

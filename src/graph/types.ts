@@ -68,6 +68,10 @@ export interface GraphSpec {
 }
 
 export const COORDINATOR_FN_TYPE = 'coordinator_fn'
-export const NODE_ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/
+/**
+ * Node ids: 1 to 128 ASCII letters, digits, "_" or "-", except `__proto__` (node ids are keys of
+ * the task's node map: that one would set the map's prototype instead of adding a node).
+ */
+export const NODE_ID_PATTERN = /^(?!__proto__$)[A-Za-z0-9_-]{1,128}$/
 /** Task ids a coordinator accepts at submission (and a worker in a command). */
 export const TASK_ID_PATTERN = /^[A-Za-z0-9_.:-]{1,200}$/
