@@ -72,6 +72,26 @@ function objOrNull(v: unknown): Record<string, unknown> | null | undefined {
   return isObj(v) ? v : undefined
 }
 
+/**
+ * Deepest nesting of the values a status event carries for the coordinator to store (`metrics`,
+ * `artifacts_ref`: a worker's counters and a reference, shallow in practice). Deeper is malformed:
+ * stores, encoders and copies recurse through these values, and a value nested thousands deep
+ * would overflow the stack on every write of its task (and block its partition with redeliveries).
+ */
+export const MAX_EVENT_VALUE_DEPTH = 32
+
+/** Whether `v` nests containers deeper than `left` levels (recursion bounded by `left`). */
+function deeperThan(v: unknown, left: number): boolean {
+  if (v === null || typeof v !== 'object') return false
+  if (left === 0) return true
+  if (Array.isArray(v)) {
+    for (const c of v) if (deeperThan(c, left - 1)) return true
+    return false
+  }
+  for (const k in v) if (deeperThan((v as Record<string, unknown>)[k], left - 1)) return true
+  return false
+}
+
 /** Checks a worker status event payload (TASK_ACCEPTED … CANCELLED). */
 export function parseStatusEvent(p: Record<string, unknown>): ParseResult<StatusEvent> {
   const kind = p['kind']
@@ -95,6 +115,8 @@ export function parseStatusEvent(p: Record<string, unknown>): ParseResult<Status
       if (batch_uid === undefined || batch_uid.length === 0) return bad('batch_uid must be a non-empty string')
       if (!isObj(metrics)) return bad('metrics must be an object')
       if (artifacts_ref === undefined) return bad('artifacts_ref must be an object or null')
+      if (deeperThan(metrics, MAX_EVENT_VALUE_DEPTH)) return bad(`metrics nested deeper than ${MAX_EVENT_VALUE_DEPTH} levels`)
+      if (deeperThan(artifacts_ref, MAX_EVENT_VALUE_DEPTH)) return bad(`artifacts_ref nested deeper than ${MAX_EVENT_VALUE_DEPTH} levels`)
       return { ok: true, value: { kind, worker_id, batch_uid, metrics, artifacts_ref } }
     }
     case 'BATCH_FAILED': {
@@ -104,6 +126,7 @@ export function parseStatusEvent(p: Record<string, unknown>): ParseResult<Status
       if (batch_uid === undefined) return bad('batch_uid must be a string')
       if (reason_code === undefined) return bad('reason_code must be a string')
       if (artifacts_ref === undefined) return bad('artifacts_ref must be an object or null')
+      if (deeperThan(artifacts_ref, MAX_EVENT_VALUE_DEPTH)) return bad(`artifacts_ref nested deeper than ${MAX_EVENT_VALUE_DEPTH} levels`)
       const error = p['error'] === undefined || p['error'] === null ? null : String(p['error'])
       return { ok: true, value: { kind, worker_id, batch_uid, reason_code, permanent: p['permanent'] === true, error, artifacts_ref } }
     }
@@ -112,6 +135,8 @@ export function parseStatusEvent(p: Record<string, unknown>): ParseResult<Status
       const artifacts_ref = objOrNull(p['artifacts_ref'])
       if (!isObj(metrics)) return bad('metrics must be an object')
       if (artifacts_ref === undefined) return bad('artifacts_ref must be an object or null')
+      if (deeperThan(metrics, MAX_EVENT_VALUE_DEPTH)) return bad(`metrics nested deeper than ${MAX_EVENT_VALUE_DEPTH} levels`)
+      if (deeperThan(artifacts_ref, MAX_EVENT_VALUE_DEPTH)) return bad(`artifacts_ref nested deeper than ${MAX_EVENT_VALUE_DEPTH} levels`)
       const fu = p['final_uid']
       const b = p['batches']
       const value: EvTaskDone = { kind, worker_id, metrics, artifacts_ref, final_uid: typeof fu === 'string' ? fu : null }

@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { MemoryBus, protocol, type RoleHandler, type TaskView } from 'flowkit'
+import { MemoryBus, MemoryLogger, protocol, type RoleHandler, type TaskView } from 'flowkit'
 import { startRuntime } from '../helpers/runtime.ts'
 import { gate } from '../helpers/gate.ts'
 import { waitFor } from '../helpers/wait.ts'
@@ -119,6 +119,39 @@ describe('epoch fencing and dedup', () => {
       const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })
       assert.equal(t.status, 'finished')
     } finally {
+      await rt.stop()
+    }
+  })
+
+  test('a status event whose metrics nest thousands of levels deep is skipped as malformed: its task finishes and stays readable', async () => {
+    const held = gate()
+    const h: RoleHandler = {
+      async processBatch(_b, ctx) {
+        await held.wait(ctx.signal)
+        return { metrics: { count: 1 } }
+      },
+    }
+    const logger = new MemoryLogger()
+    const rt = await startRuntime({ handlers: { step: h }, logger })
+    try {
+      const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'step' }] } })
+      await waitFor(async () => nodeOf(await rt.coordinator.getTask(id), 'n').accepted_at_ms !== null)
+      // Stores and copies recurse through metrics: 20,000 levels overflowed the stack on every
+      // write of the task (refused writes, redelivered for ever: the partition stalled).
+      const deep = '{"x":'.repeat(20_000) + '{"c":1}' + '}'.repeat(20_000)
+      const value = forged(id, 'n', 1, { kind: 'BATCH_OK', worker_id: 'evil', batch_uid: 'deep', metrics: '@@', artifacts_ref: null }, 'deep').replace('"@@"', deep)
+      await rt.bus.produce([{ topic: rt.statusTopic('step'), key: `${id}:n`, value }])
+      await waitFor(() => logger.records.some((r) => r.event === 'bus.message_malformed' && /metrics nested deeper than 32 levels/.test(String(r.fields['error']))))
+      held.open()
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })
+      assert.equal(t.status, 'finished')
+      assert.deepEqual(nodeOf(t, 'n').stats, { count: 1 })
+      assert.deepEqual(nodeOf(await rt.coordinator.getTask(id), 'n').stats, { count: 1 })
+      // The partition goes on: a later task on the same topic runs.
+      const next = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'step' }] } })
+      assert.equal((await rt.coordinator.waitForTask(next, { timeoutMs: 10000 })).status, 'finished')
+    } finally {
+      held.open()
       await rt.stop()
     }
   })

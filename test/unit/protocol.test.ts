@@ -31,6 +31,25 @@ test('status payloads are checked per kind', () => {
   assert.ok(d.ok && d.value.kind === 'TASK_DONE' && d.value.batches === 3)
 })
 
+test('metrics and artifacts_ref nested deeper than 32 levels are malformed (stores and copies recurse through them)', () => {
+  const nest = (levels: number): Record<string, unknown> => {
+    let v: Record<string, unknown> = { c: 1 }
+    for (let i = 1; i < levels; i++) v = { x: v }
+    return v
+  }
+  assert.equal(protocol.MAX_EVENT_VALUE_DEPTH, 32)
+  assert.ok(protocol.parseStatusEvent({ kind: 'BATCH_OK', worker_id: 'w', batch_uid: 'b', metrics: nest(32), artifacts_ref: nest(32) }).ok)
+  for (const ev of [
+    { kind: 'BATCH_OK', worker_id: 'w', batch_uid: 'b', metrics: nest(33) },
+    { kind: 'BATCH_OK', worker_id: 'w', batch_uid: 'b', metrics: {}, artifacts_ref: { list: [nest(32)] } },
+    { kind: 'BATCH_FAILED', worker_id: 'w', batch_uid: 'b', reason_code: 'x', artifacts_ref: nest(33) },
+    { kind: 'TASK_DONE', worker_id: 'w', metrics: { a: [[nest(31)]] } },
+  ]) {
+    const r = protocol.parseStatusEvent(ev)
+    assert.ok(!r.ok && /nested deeper than 32 levels/.test(r.error), JSON.stringify(r))
+  }
+})
+
 test('dedup ids are stable and order-independent', () => {
   assert.equal(protocol.dedupId({ a: 1, b: 2 }), protocol.dedupId({ b: 2, a: 1 }))
   assert.notEqual(protocol.dedupId({ a: 1 }), protocol.dedupId({ a: 2 }))
