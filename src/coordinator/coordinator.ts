@@ -21,13 +21,13 @@ import { parkPoison } from '../util/guard.ts'
 import { StopSteps } from '../util/stop-steps.ts'
 import { applyControl } from './control.ts'
 import { onAnnounce } from './discovery.ts'
-import { inlineTask } from './handover.ts'
+import { checkedInlineTask } from './handover.ts'
 import type { OutboxDispatcher } from './outbox.ts'
 import { type TaskOutput, readOutput } from './output.ts'
 import { loadRuntime } from './recovery.ts'
 import { markWaiting, requireServed } from './roles.ts'
 import { TERMINAL_TASK } from './runtime.ts'
-import { type CreateTaskInput, buildTask } from './submit.ts'
+import { type BuildTaskOptions, type CreateTaskInput, buildTask } from './submit.ts'
 import { sweep } from './sweep.ts'
 import { type TaskView, toTaskView } from './view.ts'
 import { GraphCache } from './graph-cache.ts'
@@ -58,8 +58,12 @@ export class Coordinator {
   readonly #requests = {
     cancelTask: (id: string, o: { reason?: string }): Promise<boolean> => (this.#p.ownership.owns(id) ? this.cancelTask(id, o) : Promise.resolve(false)),
     adoptTask: (id: string, task?: unknown): Promise<boolean> => {
-      const doc = task === undefined ? undefined : inlineTask(task, id)
-      return doc === undefined ? this.adoptTask(id) : this.#p.tasks.adopt(id, doc).then((rt) => rt !== null)
+      const checked = task === undefined ? undefined : checkedInlineTask(task, id, this.#buildOptions())
+      if (checked === undefined || 'error' in checked) {
+        if (checked !== undefined) this.#p.log.warn('control.inline_task_refused', { task_id: id, error: checked.error })
+        return this.adoptTask(id)
+      }
+      return this.#p.tasks.adopt(id, checked.doc).then((rt) => rt !== null)
     },
   }
 
@@ -231,12 +235,17 @@ export class Coordinator {
     this.#p.log.warn('coordinator.killed')
   }
 
+  /** How this coordinator checks a submission (its functions and limits). */
+  #buildOptions(): BuildTaskOptions {
+    return { coordinatorFns: this.#fnNames, rejectUnknownInputAdapters: this.config.rejectUnknownInputAdapters, limits: this.config }
+  }
+
   // ------------------------------------------------------------------ public API
 
   async createTask(input: CreateTaskInput): Promise<string> {
     if (!this.#started) throw new FlowkitError(ErrorCode.Config, 'createTask: the coordinator is not started (call start() first)')
     const now = this.#p.clock.now()
-    const task = buildTask(input, { coordinatorFns: this.#fnNames, rejectUnknownInputAdapters: this.config.rejectUnknownInputAdapters, limits: this.config, cache: this.#graphs }, now)
+    const task = buildTask(input, { ...this.#buildOptions(), cache: this.#graphs }, now)
     const { id, graph } = task
     const types = planOf(graph).workerTypes
     if (this.config.requireKnownTypes) requireServed(this.#p.roles, types, now)

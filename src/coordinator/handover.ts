@@ -16,6 +16,8 @@
  * A claim that is refused (the previous owner wrote one more entry in between) is retried from a
  * fresh load while the partition is still ours.
  */
+import { errorMessage } from '../errors.ts'
+import { graphJson } from '../graph/to-json.ts'
 import { COORDINATOR_FN_TYPE } from '../graph/types.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { AfterFlush } from './after-flush.ts'
@@ -30,6 +32,7 @@ import type { Engine } from './engine.ts'
 import type { Limits } from './limits.ts'
 import { type RecoveryDeps, finishRecovery, loadRuntime, resume } from './recovery.ts'
 import { TERMINAL_TASK, type TaskRuntime } from './runtime.ts'
+import { type BuildTaskOptions, buildTask } from './submit.ts'
 
 export const ACTIVE: readonly TaskStatus[] = ['queued', 'running', 'cancelling']
 
@@ -290,10 +293,31 @@ export class OwnedTasks {
   }
 }
 
-/** The task an adopt request carries inline (a plain check: the owners' topic is the coordinators' own). */
+/** The task an adopt request carries inline, if it is a fresh queued task of that id (a first look). */
 export function inlineTask(t: unknown, taskId: string): TaskDoc | undefined {
   if (t === null || typeof t !== 'object') return undefined
   const doc = t as TaskDoc
-  if (doc.id !== taskId || typeof doc.nodes !== 'object' || doc.nodes === null || typeof doc.graph !== 'object' || doc.status !== 'queued') return undefined
+  if (doc.id !== taskId || typeof doc.nodes !== 'object' || doc.nodes === null || typeof doc.graph !== 'object' || doc.graph === null || doc.status !== 'queued') return undefined
+  if (typeof doc.created_at_ms !== 'number' || !Number.isFinite(doc.created_at_ms)) return undefined
   return doc
+}
+
+/**
+ * The task an adopt request carries inline, checked as a submission is and rebuilt from what
+ * passed: its graph (back in wire form) parsed again with this coordinator's functions and limits,
+ * its params and deadline checked. A record on the owners' topic thus never starts a task whose
+ * graph was not valid here. Undefined when the request carries no fresh task of that id; an error
+ * text when its task is refused (the owner then reads the store, which holds the task when it
+ * really was submitted).
+ */
+export function checkedInlineTask(t: unknown, taskId: string, options: BuildTaskOptions): { doc: TaskDoc } | { error: string } | undefined {
+  const doc = inlineTask(t, taskId)
+  if (doc === undefined) return undefined
+  try {
+    const deadline = doc.deadline_at_ms
+    const input = { id: taskId, graph: graphJson(doc.graph), params: doc.params, ...(typeof deadline === 'number' ? { deadlineSec: (deadline - doc.created_at_ms) / 1000 } : {}) }
+    return { doc: buildTask(input, options, doc.created_at_ms) }
+  } catch (err) {
+    return { error: errorMessage(err) }
+  }
 }

@@ -41,3 +41,27 @@ test('an adopt request loads a task another process wrote, without waiting for t
     await rt.stop()
   }
 })
+
+test('an adopt request carrying its task inline is checked as a submission: a graph this coordinator refuses never runs', async () => {
+  const log = new MemoryLogger()
+  const rt = await startRuntime({ logger: log, handlers: { ok: noopHandler() }, coordinator: { sweepIntervalSec: 3600 } })
+  try {
+    const topic = rt.coordinator.config.topicTasks
+    // A well-formed task as another coordinator would hand it over (built where "mystery.fn" exists).
+    const forged = buildTask({ graph: { nodes: [{ node_id: 'f', type: 'coordinator_fn', io: { fn: 'mystery.fn' } }] } }, { coordinatorFns: new Set(['mystery.fn']), rejectUnknownInputAdapters: false }, Date.now())
+    await sendControl(rt.bus, topic, { ...controlRequest('adopt', forged.id, Date.now()), task: JSON.parse(JSON.stringify(forged)) })
+    // A valid one goes the same way and runs (the check rebuilds it: same graph, same id).
+    const good = buildTask({ graph: { nodes: [{ node_id: 'a', type: 'ok' }, { node_id: 'b', type: 'ok', depends_on: ['a'] }] } }, { coordinatorFns: new Set(), rejectUnknownInputAdapters: false }, Date.now())
+    await rt.store.createTasks([good])
+    await sendControl(rt.bus, topic, { ...controlRequest('adopt', good.id, Date.now()), task: JSON.parse(JSON.stringify(good)) })
+    assert.equal((await rt.coordinator.waitForTask(good.id, { timeoutMs: 15_000 })).status, 'finished')
+    await waitFor(() => log.records.some((r) => r.event === 'control.inline_task_refused' && r.fields['task_id'] === forged.id))
+    const refused = log.records.find((r) => r.event === 'control.inline_task_refused')
+    assert.match(String(refused?.fields['error']), /unknown coordinator function "mystery.fn"/)
+    assert.equal(await rt.store.getTask(forged.id), null)
+    assert.deepEqual(await rt.store.readJournal([forged.id]), [])
+    assert.equal(await rt.coordinator.getTask(forged.id), null)
+  } finally {
+    await rt.stop()
+  }
+})
