@@ -27,6 +27,7 @@ import { loadFunctions } from './modules.ts'
 import type { CommandBase, Out } from './output.ts'
 import { makeProgress } from './progress.ts'
 import { type Settings, resolveSettings } from './settings.ts'
+import { whereJsonBreaks } from '../util/json-syntax.ts'
 
 
 /** Reads a JSON file named on the command line: missing → exit 4, not JSON → exit 1. */
@@ -41,8 +42,9 @@ export function readJsonFile(path: string, what: string): unknown {
   }
   try {
     return JSON.parse(text)
-  } catch (err) {
-    throw new CliError(EXIT.failed, `${what} file ${path} is not valid JSON: ${errorMessage(err)}`, { code: ErrorCode.GraphInvalid })
+  } catch {
+    // Where, not the text around it (JSON.parse's message quotes it; params may hold secrets).
+    throw new CliError(EXIT.failed, `${what} file ${path} is not valid JSON${whereJsonBreaks(text)}`, { code: ErrorCode.GraphInvalid })
   }
 }
 

@@ -11,6 +11,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { errorMessage } from '../errors.ts'
 import { flag, type Parsed, str } from './args.ts'
 import { CliError, EXIT, redactUrl } from './errors.ts'
+import { whereJsonBreaks } from '../util/json-syntax.ts'
 
 export interface MongoSettings {
   url: string | undefined
@@ -48,10 +49,13 @@ function section(file: Record<string, unknown>, name: string, path: string): Rec
 export function readConfigFile(path: string): Record<string, unknown> {
   if (!existsSync(path)) throw new CliError(EXIT.notFound, `config file ${path} not found`, { hint: 'check --config / FLOWKIT_CONFIG' })
   let parsed: unknown
+  const text = readFileSync(path, 'utf8')
   try {
-    parsed = JSON.parse(readFileSync(path, 'utf8'))
-  } catch (err) {
-    throw new CliError(EXIT.usage, `config file ${path} is not valid JSON: ${errorMessage(err)}`)
+    parsed = JSON.parse(text)
+  } catch {
+    // Where, never what: V8's message quotes the text around the error, and a config file holds
+    // secrets (a SASL password, a connection string) that a cut quote slips past redaction.
+    throw new CliError(EXIT.usage, `config file ${path} is not valid JSON${whereJsonBreaks(text)} (its text is not shown: it may hold secrets)`)
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new CliError(EXIT.usage, `config file ${path} must hold a JSON object`)
   return parsed as Record<string, unknown>

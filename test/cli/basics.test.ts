@@ -112,11 +112,21 @@ describe('flowkit CLI basics', () => {
     writeFileSync(join(dir, 'broken.json'), '{"nodes": [')
     const broken = await runCli(['validate', join(dir, 'broken.json')])
     assert.equal(broken.code, 1)
-    assertOneLineError(broken.stderr, /broken\.json is not valid JSON/)
+    assertOneLineError(broken.stderr, /broken\.json is not valid JSON at line 1, column 12: the text ends where a value should be/)
     writeFileSync(join(dir, 'params.json'), '[1, 2]')
     const params = await runCli(['validate', join(FIXTURES, 'pipeline.json'), '--params', join(dir, 'params.json')])
     assert.equal(params.code, 1)
     assertOneLineError(params.stderr, /params file .* must hold a JSON object/)
+  })
+
+  test('a config file that is not JSON: where it breaks, never its text (it holds secrets)', async () => {
+    const dir = tempDir()
+    const config = join(dir, 'flowkit.json')
+    writeFileSync(config, '{\n  "kafka": { "brokers": "localhost:9092", "sasl": { "mechanism": "plain", "username": "u", "password": S3cr3tPa55" } }\n}\n')
+    const r = await runCli(['validate', '--config', config, join(FIXTURES, 'pipeline.json')])
+    assert.equal(r.code, 2)
+    assertOneLineError(r.stderr, /flowkit\.json is not valid JSON at line 2, column \d+: a value should be here .*its text is not shown/)
+    assert.doesNotMatch(r.stderr + r.stdout, /S3cr3t|assword/)
   })
 
   test('an unreachable MongoDB is one line and exit 3 within the connect deadline (no 30 s wait, no stack)', async () => {
