@@ -8,7 +8,6 @@
  *     "worker": { worker config (configs/worker.default.json) } }
  */
 import { existsSync, readFileSync } from 'node:fs'
-import { errorMessage } from '../errors.ts'
 import { flag, type Parsed, str } from './args.ts'
 import { CliError, EXIT, redactUrl } from './errors.ts'
 import { whereJsonBreaks } from '../util/json-syntax.ts'

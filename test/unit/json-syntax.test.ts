@@ -27,7 +27,7 @@ test('broken texts: the first wrong character, by line and column, and what shou
     ['', 1, 1, /ends where a value should be/],
   ]
   for (const [text, line, column, problem] of cases) {
-    assert.throws(() => JSON.parse(text), undefined, text)
+    assert.throws(() => JSON.parse(text), SyntaxError, text)
     const e = jsonSyntaxError(text)
     assert.ok(e !== null, text)
     assert.deepEqual([e.line, e.column], [line, column], text)
