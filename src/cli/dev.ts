@@ -32,6 +32,7 @@ import { DEV_UI_OPTIONS, type UiSettings, devUiSettings, startDevDashboard } fro
 import * as examples from './demo-pipeline.ts'
 import { CliError, EXIT, usageError } from './errors.ts'
 import { ErrorCode } from '../errors.ts'
+import { builtinArgChecks } from '../coordinator/fn-args.ts'
 import { COORDINATOR_FN_TYPE } from '../graph/types.ts'
 import { buildFrom, graphRefused, readJsonFile, readSubmission } from './graph-cmds.ts'
 import { loadFunctions, loadHandlers } from './modules.ts'
@@ -176,6 +177,7 @@ export async function devCommand(argv: readonly string[], base: CommandBase, nam
     // Checked before anything starts: an invalid graph, or a node whose type no handler of the
     // module serves (in this process nothing else ever would: the task would wait forever).
     for (const fn of Object.keys(functions)) sub.fnNames.add(fn)
+    sub.fnArgs = builtinArgChecks(Object.keys(functions))
     let nodes: { node_id: string; type: string }[]
     try {
       nodes = Object.values(buildFrom(s, sub).nodes)

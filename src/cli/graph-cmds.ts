@@ -12,7 +12,9 @@
  */
 import { readFileSync } from 'node:fs'
 import { COORDINATOR_DEFAULTS, resolveConfig } from '../config.ts'
+import { builtinArgChecks } from '../coordinator/fn-args.ts'
 import { BUILTIN_FUNCTIONS } from '../coordinator/functions.ts'
+import type { FnArgsCheck } from '../graph/parse-context.ts'
 import { buildTask } from '../coordinator/submit.ts'
 import { ErrorCode, FlowkitError, GraphValidationError, errorMessage } from '../errors.ts'
 import type { GraphProblem } from '../graph/parse.ts'
@@ -52,6 +54,8 @@ export interface Submission {
   graph: unknown
   params: Record<string, unknown> | undefined
   fnNames: Set<string>
+  /** Submission checks of the built-in functions' fn_args (less those a functions module replaces). */
+  fnArgs: ReadonlyMap<string, FnArgsCheck>
 }
 
 /** Reads the graph (and params), and the names of the coordinator functions it may use. */
@@ -62,8 +66,9 @@ export async function readSubmission(graphPath: string, paramsPath: string | und
     throw new CliError(EXIT.failed, `params file ${paramsPath} must hold a JSON object`)
   }
   const fnNames = new Set(Object.keys(BUILTIN_FUNCTIONS))
-  if (functionsPath !== undefined) for (const name of Object.keys(await loadFunctions(functionsPath))) fnNames.add(name)
-  return { graph, params: params as Record<string, unknown> | undefined, fnNames }
+  const own = functionsPath === undefined ? [] : Object.keys(await loadFunctions(functionsPath))
+  for (const name of own) fnNames.add(name)
+  return { graph, params: params as Record<string, unknown> | undefined, fnNames, fnArgs: builtinArgChecks(own) }
 }
 
 /** The task a coordinator with this config would create, or the graph's problems (exit 1). */
@@ -71,7 +76,7 @@ export function buildFrom(s: Settings, sub: Submission, id?: string): TaskDoc {
   const config = resolveConfig(COORDINATOR_DEFAULTS, s.coordinator, 'coordinator config')
   return buildTask(
     { graph: sub.graph, ...(sub.params === undefined ? {} : { params: sub.params }), ...(id === undefined ? {} : { id }) },
-    { coordinatorFns: sub.fnNames, rejectUnknownInputAdapters: config.rejectUnknownInputAdapters, limits: config },
+    { coordinatorFns: sub.fnNames, rejectUnknownInputAdapters: config.rejectUnknownInputAdapters, limits: config, fnArgs: sub.fnArgs },
     Date.now(),
   )
 }

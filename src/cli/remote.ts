@@ -14,7 +14,9 @@
  *     built-in coordinator functions plus those named), inserted with `Store.createTasks`, then an
  *     `adopt` control request has the running coordinator load it at once (its sweep would anyway).
  */
+import { builtinArgChecks } from '../coordinator/fn-args.ts'
 import { BUILTIN_FUNCTIONS } from '../coordinator/functions.ts'
+import type { FnArgsCheck } from '../graph/parse-context.ts'
 import { type ControlRequest, controlRequest, sendControl } from '../coordinator/control.ts'
 import { type TaskOutput, readOutput } from '../coordinator/output.ts'
 import { LiveRoles, markWaiting } from '../coordinator/roles.ts'
@@ -70,6 +72,7 @@ export class RemoteCoordinator implements DashboardCoordinator {
   readonly #topic: string
   readonly #log: Logger
   readonly #fns: Set<string>
+  readonly #fnArgs: ReadonlyMap<string, FnArgsCheck>
   readonly #rejectUnknownInputAdapters: boolean
   readonly #limits: BuildTaskOptions['limits']
   readonly #livenessMs: number
@@ -84,6 +87,7 @@ export class RemoteCoordinator implements DashboardCoordinator {
     this.#topic = options.controlTopic
     this.#log = options.logger
     this.#fns = new Set([...Object.keys(BUILTIN_FUNCTIONS), ...(options.submit?.functions ?? [])])
+    this.#fnArgs = builtinArgChecks(options.submit?.functions ?? [])
     this.#rejectUnknownInputAdapters = options.submit?.rejectUnknownInputAdapters ?? false
     this.#limits = options.submit?.limits
     this.#livenessMs = options.workerLivenessMs ?? 180_000
@@ -157,7 +161,7 @@ export class RemoteCoordinator implements DashboardCoordinator {
   }
 
   async createTask(input: CreateTaskInput): Promise<string> {
-    const task = buildTask(input, { coordinatorFns: this.#fns, rejectUnknownInputAdapters: this.#rejectUnknownInputAdapters, ...(this.#limits === undefined ? {} : { limits: this.#limits }) }, this.#now())
+    const task = buildTask(input, { coordinatorFns: this.#fns, fnArgs: this.#fnArgs, rejectUnknownInputAdapters: this.#rejectUnknownInputAdapters, ...(this.#limits === undefined ? {} : { limits: this.#limits }) }, this.#now())
     const [err] = await this.#store.createTasks([task])
     if (err) throw err
     try {

@@ -237,7 +237,7 @@ export class Coordinator {
 
   /** How this coordinator checks a submission (its functions and limits). */
   #buildOptions(): BuildTaskOptions {
-    return { coordinatorFns: this.#fnNames, rejectUnknownInputAdapters: this.config.rejectUnknownInputAdapters, limits: this.config }
+    return { coordinatorFns: this.#fnNames, rejectUnknownInputAdapters: this.config.rejectUnknownInputAdapters, limits: this.config, fnArgs: this.#p.fnArgs }
   }
 
   // ------------------------------------------------------------------ public API

@@ -21,6 +21,7 @@ import { DEDUP_ID_LENGTH, encode, messageKey } from '../protocol/messages.ts'
 import { deepFreeze } from '../ports/store-rules.ts'
 import { VARS_INLINE_MAX, startEnvelope } from './commands.ts'
 import type { GraphCache } from './graph-cache.ts'
+import type { FnArgsCheck } from '../graph/parse-context.ts'
 export { startEnvelope } from './commands.ts'
 
 export interface CreateTaskInput {
@@ -45,6 +46,8 @@ export interface BuildTaskOptions {
   limits?: Partial<SubmitLimits> | Readonly<Record<string, unknown>>
   /** Parsed graphs of earlier submissions made with these same options (graph-cache.ts). */
   cache?: GraphCache
+  /** Submission checks of coordinator functions' fn_args (fn-args.ts builtinArgChecks). */
+  fnArgs?: ReadonlyMap<string, FnArgsCheck>
 }
 
 
@@ -172,6 +175,7 @@ export function buildTask(input: CreateTaskInput, options: BuildTaskOptions, now
     }
     const parsed = parseGraph(raw, {
       coordinatorFns: new Set(options.coordinatorFns),
+      ...(options.fnArgs === undefined ? {} : { fnArgs: options.fnArgs }),
       ...(options.rejectUnknownInputAdapters ? { inputAdapters: INPUT_ADAPTERS } : {}),
       limits,
     })

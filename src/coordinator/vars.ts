@@ -31,6 +31,10 @@ function badArgs(op: string, message: string): VarsError {
   return new VarsError(`${op}: ${message}`, VarsReason.BadArgs)
 }
 
+function defineKey(o: Record<string, unknown>, k: string, v: unknown): void {
+  Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true })
+}
+
 function blockSecretsArg(op: string, args: Record<string, unknown>): boolean {
   const v = args['block_secrets']
   if (v === undefined || v === null) return false
@@ -56,6 +60,7 @@ export interface VarsFnResult {
 }
 
 export type VarsFn = (ctx: VarsFnContext) => Promise<VarsFnResult>
+type VarsBody = (ctx: VarsFnContext) => VarsFnResult
 
 function currentVars(ctx: VarsFnContext): Vars {
   const v = ctx.task.coordinator?.vars
@@ -83,67 +88,89 @@ async function guarded(ctx: VarsFnContext, op: string, body: () => VarsFnResult)
 }
 
 /** `vars.set`: `{ kv: { "a.b": 1, c: { d: 2 } }, block_secrets? }` or `{ key, value, block_secrets? }`. */
-export const varsSet: VarsFn = async (ctx) =>
-  guarded(ctx, 'vars.set', () => {
-    const op = 'vars.set'
-    const args = ctx.args
-    const kv: Record<string, unknown> = {}
-    const rawKv = args['kv']
-    if (rawKv !== undefined) {
-      if (!isPlainObject(rawKv)) throw badArgs(op, `kv must be an object, got ${describeType(rawKv)}`)
-      Object.assign(kv, rawKv)
-    }
-    if (args['key'] !== undefined) {
-      if (typeof args['key'] !== 'string') throw badArgs(op, `key must be a string, got ${describeType(args['key'])}`)
-      if (!has(args, 'value') || args['value'] === undefined) throw badArgs(op, `key ${showKey(args['key'])} needs a value`)
-      kv[args['key']] = args['value']
-    }
-    if (Object.keys(kv).length === 0) throw badArgs(op, 'needs kv (an object of key paths to values) or key and value')
-    return result(ctx, 'vars.set', setVars(currentVars(ctx), kv, { blockSecrets: blockSecretsArg(op, args) }, op))
-  })
+const setBody: VarsBody = (ctx) => {
+  const op = 'vars.set'
+  const args = ctx.args
+  const kv: Record<string, unknown> = {}
+  const rawKv = args['kv']
+  if (rawKv !== undefined) {
+    if (!isPlainObject(rawKv)) throw badArgs(op, `kv must be an object, got ${describeType(rawKv)}`)
+    // Defined, never assigned: a key "__proto__" stays a key (refused with the others' checks)
+    // instead of setting kv's prototype and vanishing.
+    for (const [k, v] of Object.entries(rawKv)) defineKey(kv, k, v)
+  }
+  if (args['key'] !== undefined) {
+    if (typeof args['key'] !== 'string') throw badArgs(op, `key must be a string, got ${describeType(args['key'])}`)
+    if (!has(args, 'value') || args['value'] === undefined) throw badArgs(op, `key ${showKey(args['key'])} needs a value`)
+    defineKey(kv, args['key'], args['value'])
+  }
+  if (Object.keys(kv).length === 0) throw badArgs(op, 'needs kv (an object of key paths to values) or key and value')
+  return result(ctx, 'vars.set', setVars(currentVars(ctx), kv, { blockSecrets: blockSecretsArg(op, args) }, op))
+}
+export const varsSet: VarsFn = async (ctx) => guarded(ctx, 'vars.set', () => setBody(ctx))
 
 /** `vars.merge`: `{ data: {...}, block_secrets? }` deep merge; non-object leaves overwrite. */
-export const varsMerge: VarsFn = async (ctx) =>
-  guarded(ctx, 'vars.merge', () => {
-    const op = 'vars.merge'
-    const data = ctx.args['data']
-    if (!isPlainObject(data)) throw badArgs(op, `data must be an object, got ${describeType(data)}`)
-    return result(ctx, 'vars.merged', mergeVars(currentVars(ctx), data, { blockSecrets: blockSecretsArg(op, ctx.args) }, op))
-  })
+const mergeBody: VarsBody = (ctx) => {
+  const op = 'vars.merge'
+  const data = ctx.args['data']
+  if (!isPlainObject(data)) throw badArgs(op, `data must be an object, got ${describeType(data)}`)
+  return result(ctx, 'vars.merged', mergeVars(currentVars(ctx), data, { blockSecrets: blockSecretsArg(op, ctx.args) }, op))
+}
+export const varsMerge: VarsFn = async (ctx) => guarded(ctx, 'vars.merge', () => mergeBody(ctx))
 
 /** `vars.incr`: `{ key, by? = 1 }`; creates a missing leaf at 0; floats and negatives allowed. */
-export const varsIncr: VarsFn = async (ctx) =>
-  guarded(ctx, 'vars.incr', () => {
-    const op = 'vars.incr'
-    const key = ctx.args['key']
-    if (typeof key !== 'string') throw badArgs(op, `key must be a string, got ${describeType(key)}`)
-    const by = ctx.args['by'] === undefined ? 1 : ctx.args['by']
-    const write = incrVar(currentVars(ctx), key, by, op)
-    return result(ctx, 'vars.incr', write, { value: write.value })
-  })
+const incrBody: VarsBody = (ctx) => {
+  const op = 'vars.incr'
+  const key = ctx.args['key']
+  if (typeof key !== 'string') throw badArgs(op, `key must be a string, got ${describeType(key)}`)
+  const by = ctx.args['by'] === undefined ? 1 : ctx.args['by']
+  const write = incrVar(currentVars(ctx), key, by, op)
+  return result(ctx, 'vars.incr', write, { value: write.value })
+}
+export const varsIncr: VarsFn = async (ctx) => guarded(ctx, 'vars.incr', () => incrBody(ctx))
 
 /** `vars.unset`: `{ keys: ["a.b", "c"] }` or `{ key }`; prunes parents left empty. */
-export const varsUnset: VarsFn = async (ctx) =>
-  guarded(ctx, 'vars.unset', () => {
-    const op = 'vars.unset'
-    const keys: string[] = []
-    const many = ctx.args['keys']
-    if (many !== undefined) {
-      if (!Array.isArray(many)) throw badArgs(op, `keys must be an array of key paths, got ${describeType(many)}`)
-      for (const k of many) {
-        if (typeof k !== 'string') throw badArgs(op, `keys must hold strings, got ${describeType(k)}`)
-        keys.push(k)
-      }
+const unsetBody: VarsBody = (ctx) => {
+  const op = 'vars.unset'
+  const keys: string[] = []
+  const many = ctx.args['keys']
+  if (many !== undefined) {
+    if (!Array.isArray(many)) throw badArgs(op, `keys must be an array of key paths, got ${describeType(many)}`)
+    for (const k of many) {
+      if (typeof k !== 'string') throw badArgs(op, `keys must hold strings, got ${describeType(k)}`)
+      keys.push(k)
     }
-    const one = ctx.args['key']
-    if (one !== undefined) {
-      if (typeof one !== 'string') throw badArgs(op, `key must be a string, got ${describeType(one)}`)
-      keys.push(one)
-    }
-    if (keys.length === 0) throw badArgs(op, 'needs keys (an array of key paths) or key')
-    const write = unsetVars(currentVars(ctx), keys, op)
-    return result(ctx, 'vars.unset', write, { missing: write.missing })
-  })
+  }
+  const one = ctx.args['key']
+  if (one !== undefined) {
+    if (typeof one !== 'string') throw badArgs(op, `key must be a string, got ${describeType(one)}`)
+    keys.push(one)
+  }
+  if (keys.length === 0) throw badArgs(op, 'needs keys (an array of key paths) or key')
+  const write = unsetVars(currentVars(ctx), keys, op)
+  return result(ctx, 'vars.unset', write, { missing: write.missing })
+}
+export const varsUnset: VarsFn = async (ctx) => guarded(ctx, 'vars.unset', () => unsetBody(ctx))
+
+/** The synchronous body of each vars function (run on empty variables by the submission checks). */
+const VARS_BODIES: Record<string, VarsBody> = { 'vars.set': setBody, 'vars.merge': mergeBody, 'vars.incr': incrBody, 'vars.unset': unsetBody }
+const QUIET = { info: () => undefined, warn: () => undefined }
+
+/**
+ * Why the vars function `name` refuses these arguments whatever the task's variables are (its run
+ * on empty variables: bad arguments, keys, values, limits, secrets when blocked), or null.
+ */
+export function varsArgsProblem(name: string, args: Record<string, unknown>): VarsError | null {
+  const body = VARS_BODIES[name]
+  if (body === undefined) return null
+  try {
+    body({ task: { coordinator: { vars: {} } }, args, log: QUIET })
+    return null
+  } catch (err) {
+    if (err instanceof VarsError) return err
+    throw err
+  }
+}
 
 export const VARS_FUNCTIONS: Record<string, VarsFn> = {
   'vars.set': varsSet,

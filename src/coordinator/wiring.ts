@@ -26,7 +26,9 @@ import { Engine } from './engine.ts'
 import { handoverGraceMs, leaseJudge } from './expiry.ts'
 import { Flusher } from './flush.ts'
 import { FnRunner } from './fn-runner.ts'
+import { builtinArgChecks } from './fn-args.ts'
 import { BUILTIN_FUNCTIONS, type CoordinatorFn } from './functions.ts'
+import type { FnArgsCheck } from '../graph/parse-context.ts'
 import { OwnedTasks } from './handover.ts'
 import { Intake } from './intake.ts'
 import { Limits } from './limits.ts'
@@ -73,6 +75,8 @@ export interface CoordinatorWiring {
   readonly clock: Clock
   readonly log: Logger
   readonly functions: Record<string, CoordinatorFn>
+  /** Submission checks of the built-in functions' fn_args (less the ones `functions` replaced). */
+  readonly fnArgs: ReadonlyMap<string, FnArgsCheck>
   readonly obs: CoordinatorObservability | null
   readonly roles: LiveRoles
   readonly outbox: OutboxDispatcher
@@ -114,6 +118,7 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
   const baseLog = (options.logger ?? createLogger()).child({ component: 'coordinator' })
   const log = obs?.wrapLogger(baseLog) ?? baseLog
   const functions = { ...BUILTIN_FUNCTIONS, ...(options.functions ?? {}) }
+  const fnArgs = builtinArgChecks(Object.keys(functions).filter((n) => functions[n] !== BUILTIN_FUNCTIONS[n]))
   /** This process's identity in the journal (tells its own retried writes from another writer's). */
   const writer = `c-${randomUUID()}`
   const watchers = new Watchers()
@@ -212,5 +217,5 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     handedOver: (rt) => watchers.handedOver(rt.id, rt.v, store, hooks.stopSignal()),
   })
   const discovery = new Discovery(config, bus, clock, log, engine, () => flusher.barrier())
-  return { config, bus, store, clock, log, functions, obs, roles, outbox, limits, timers, engine, flusher, snapshots, fns, after, intake, inserter, subscriptions, ownership, tasks, discovery, watchers }
+  return { config, bus, store, clock, log, functions, fnArgs, obs, roles, outbox, limits, timers, engine, flusher, snapshots, fns, after, intake, inserter, subscriptions, ownership, tasks, discovery, watchers }
 }

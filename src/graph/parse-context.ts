@@ -16,7 +16,20 @@ export interface ParseGraphOptions {
   inputAdapters?: ReadonlySet<string>
   /** Submission limits (graph/limits.ts); defaults for the ones not given. */
   limits?: Partial<SubmitLimits>
+  /**
+   * Checks of coordinator functions' `fn_args` at submission, by function name (a coordinator
+   * passes those of its built-in functions): what they find is a problem of the graph.
+   */
+  fnArgs?: ReadonlyMap<string, FnArgsCheck>
 }
+
+/** What a FnArgsCheck finds: problems (paths relative to `fn_args`), and the node ids the arguments name (which must exist). */
+export interface FnArgsReport {
+  problems: { path: string; message: string }[]
+  nodes: { path: string; id: string }[]
+}
+
+export type FnArgsCheck = (args: Readonly<Record<string, unknown>>) => FnArgsReport
 
 /** One problem found in a submitted graph; `details.errors` of the thrown error lists these. */
 export interface GraphProblem {

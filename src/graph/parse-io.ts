@@ -117,9 +117,26 @@ export function parseIo(ctx: Context, v: unknown, path: string, id: string, labe
         `unknown coordinator function ${quote(fn)} on ${label}; known functions: ${listOrNone(known)}`,
         { fn, known },
       )
+    } else {
+      checkFnArgs(ctx, fn, fnArgs, p, id, label)
     }
   }
   return io
+}
+
+/** The function's own check of its `fn_args` (options.fnArgs), when it has one. */
+function checkFnArgs(ctx: Context, fn: string, fnArgs: unknown, p: string, id: string, label: string): void {
+  const check = ctx.options.fnArgs?.get(fn)
+  if (check === undefined) return
+  const args = isAbsent(fnArgs) ? {} : isObject(fnArgs) ? fnArgs : null
+  if (args === null) return // not an object: reported above
+  const report = check(args)
+  for (const pr of report.problems) ctx.problems.add(ErrorCode.BadField, `${p}.fn_args${pr.path}`, `${pr.message} (fn_args of ${label})`, { fn })
+  for (const ref of report.nodes) {
+    if (!ctx.knownIds.has(ref.id)) {
+      ctx.problems.add(ErrorCode.UnknownNode, `${p}.fn_args${ref.path}`, `${label} names unknown node ${quote(ref.id)} (fn_args of ${fn})`, { node_id: ref.id, referenced_by: id })
+    }
+  }
 }
 
 /** `from_nodes` (id or array of ids) and its alias `from_node` must name existing nodes. */

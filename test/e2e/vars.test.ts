@@ -4,7 +4,6 @@ import { describe, test } from 'node:test'
 import { Coordinator, MemoryBus, MemoryLogger, MemoryStore, type RoleHandler, type TaskView } from 'flowkit'
 import { startRuntime } from '../helpers/runtime.ts'
 import { gate } from '../helpers/gate.ts'
-import { waitFor } from '../helpers/wait.ts'
 
 type Json = Record<string, unknown>
 
@@ -111,15 +110,15 @@ describe('task variables end to end', () => {
     }
   })
 
-  test('a vars function that fails validation fails its node permanently with the reason code, and the task fails', async () => {
+  test('a vars function that fails on the task variables fails its node permanently with the reason code, and the task fails; arguments that can never work are refused at submission', async () => {
     let childRuns = 0
     const rt = await startRuntime({ handlers: { child: { async processBatch() { childRuns++; return {} } } } })
     try {
       const id = await rt.coordinator.createTask({
         graph: {
           nodes: [
-            fnNode('ok', 'vars.set', { kv: { fine: 1 } }),
-            fnNode('bad', 'vars.set', { kv: { 'a.$where': 1 } }, ['ok']),
+            fnNode('ok', 'vars.set', { kv: { fine: 1, n: 'text' } }),
+            fnNode('bad', 'vars.incr', { key: 'n' }, ['ok']),
             { node_id: 'child', type: 'child', depends_on: ['bad'] },
           ],
         },
@@ -128,19 +127,29 @@ describe('task variables end to end', () => {
       assert.equal(t.status, 'failed')
       const bad = nodeOf(t, 'bad')
       assert.equal(bad.status, 'failed')
-      assert.equal(bad.last_error?.reason_code, 'vars_invalid_key')
+      assert.equal(bad.last_error?.reason_code, 'vars_not_numeric')
       assert.equal(bad.last_error?.permanent, true)
-      assert.match(bad.last_error?.error ?? '', /"a\.\$where"/)
+      assert.match(bad.last_error?.error ?? '', /"n"/)
       assert.equal(bad.attempt_epoch, 1, 'a permanent failure is not retried')
       assert.ok(['cancelled', 'skipped'].includes(nodeOf(t, 'child').status), nodeOf(t, 'child').status)
       assert.equal(childRuns, 0)
-      assert.deepEqual(t.vars, { fine: 1 }, 'the failed write changed nothing')
+      assert.deepEqual(t.vars, { fine: 1, n: 'text' }, 'the failed write changed nothing')
+      // What fails whatever the variables are is a problem of the graph.
+      await assert.rejects(
+        rt.coordinator.createTask({ graph: { nodes: [fnNode('ok', 'vars.set', { kv: { fine: 1 } }), fnNode('bad', 'vars.set', { kv: { 'a.$where': 1 } }, ['ok'])] } }),
+        (err: Error & { code?: string; path?: string }) => {
+          assert.equal(err.code, 'GRAPH_BAD_FIELD')
+          assert.equal(err.path, 'nodes[1].io.fn_args')
+          assert.match(err.message, /vars\.set: invalid key "a\.\$where".*\(fn_args of node "bad"\)/)
+          return true
+        },
+      )
     } finally {
       await rt.stop()
     }
   })
 
-  test('a limit or a blocked secret fails the node with vars_limit / vars_secret_detected; no log holds the value', async () => {
+  test('a limit reached with the task variables fails the node with vars_limit; a limit or a blocked secret in the arguments refuses the graph; no log or error holds the value', async () => {
     const bus = new MemoryBus()
     const store = new MemoryStore()
     const logger = new MemoryLogger()
@@ -148,28 +157,27 @@ describe('task variables end to end', () => {
     await coordinator.start()
     const secret = 'gh' + 'p_' + 'Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0FeDcBa'
     try {
+      // 200 keys, then 100 more: each write is fine alone, together over the 256-key limit.
+      const keys = (prefix: string, n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`${prefix}${i}`, i]))
       const limitId = await coordinator.createTask({
-        graph: { nodes: [fnNode('incr', 'vars.incr', { key: Array.from({ length: 17 }, (_, i) => `d${i}`).join('.') })] },
-      })
-      const secretId = await coordinator.createTask({
-        graph: { nodes: [fnNode('set', 'vars.set', { kv: { 'api.credential_value': secret }, block_secrets: true })] },
+        graph: { nodes: [fnNode('first', 'vars.set', { kv: keys('a', 200) }), fnNode('more', 'vars.set', { kv: keys('b', 100) }, ['first'])] },
       })
       const limited = await coordinator.waitForTask(limitId, { timeoutMs: 10000 })
       assert.equal(limited.status, 'failed')
-      assert.equal(nodeOf(limited, 'incr').last_error?.reason_code, 'vars_limit')
-      assert.match(nodeOf(limited, 'incr').last_error?.error ?? '', /depth limit is 16/)
+      assert.equal(nodeOf(limited, 'more').last_error?.reason_code, 'vars_limit')
+      assert.match(nodeOf(limited, 'more').last_error?.error ?? '', /the key limit is 256/)
+      assert.equal(Object.keys(limited.vars).length, 200)
 
-      const blocked = await coordinator.waitForTask(secretId, { timeoutMs: 10000 })
-      assert.equal(blocked.status, 'failed')
-      const node = nodeOf(blocked, 'set')
-      assert.equal(node.last_error?.reason_code, 'vars_secret_detected')
-      assert.match(node.last_error?.error ?? '', /"api\.credential_value"/)
-      assert.ok(!(node.last_error?.error ?? '').includes(secret))
-      assert.deepEqual(blocked.vars, {})
-      await waitFor(() => logger.events().includes('vars.secret_blocked'), { message: 'vars.secret_blocked logged' })
-      const rec = logger.records.find((r) => r.event === 'vars.secret_blocked')
-      assert.equal(rec?.fields['key'], 'api.credential_value')
-      assert.equal(rec?.fields['task_id'], secretId)
+      await assert.rejects(coordinator.createTask({ graph: { nodes: [fnNode('incr', 'vars.incr', { key: Array.from({ length: 17 }, (_, i) => `d${i}`).join('.') })] } }), /depth limit is 16/)
+      await assert.rejects(
+        coordinator.createTask({ graph: { nodes: [fnNode('set', 'vars.set', { kv: { 'api.credential_value': secret }, block_secrets: true })] } }),
+        (err: Error & { code?: string }) => {
+          assert.equal(err.code, 'GRAPH_BAD_FIELD')
+          assert.match(err.message, /"api\.credential_value"/)
+          assert.ok(!err.message.includes(secret) && !JSON.stringify(err).includes(secret.slice(4)), 'the error does not hold the value')
+          return true
+        },
+      )
       assert.ok(!JSON.stringify(logger.records).includes(secret.slice(4)), 'no log record holds the value')
     } finally {
       await coordinator.stop()

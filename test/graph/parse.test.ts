@@ -78,11 +78,12 @@ test('graph validation: invalid node_id is quoted JSON-escaped with the allowed 
   const err = rejects(graph([node('ok'), node('bad id"\n')]), {
     code: ErrorCode.InvalidNodeId,
     path: 'nodes[1].node_id',
-    message: ['invalid node_id "bad id\\"\\n"', '^[A-Za-z0-9_-]{1,128}$'],
+    message: ['invalid node_id "bad id\\"\\n"', '^(?!__proto__$)[A-Za-z0-9_-]{1,128}$', 'not "__proto__"'],
   })
   assert.equal(err.details['node_id'], 'bad id"\n')
   rejects(graph([node('x'.repeat(129))]), { code: ErrorCode.InvalidNodeId, path: 'nodes[0].node_id', message: ['(129 chars)'] })
   rejects(graph([node('')]), { code: ErrorCode.InvalidNodeId, path: 'nodes[0].node_id', message: ['invalid node_id ""'] })
+  rejects(graph([node('__proto__')]), { code: ErrorCode.InvalidNodeId, path: 'nodes[0].node_id', message: ['invalid node_id "__proto__"'] })
 })
 
 test('graph validation: missing or non-string node_id', () => {
@@ -90,7 +91,7 @@ test('graph validation: missing or non-string node_id', () => {
   rejects(graph([{ node_id: 7, type: 'proc' }]), {
     code: ErrorCode.InvalidNodeId,
     path: 'nodes[0].node_id',
-    message: ['number 7', '^[A-Za-z0-9_-]{1,128}$'],
+    message: ['number 7', '^(?!__proto__$)[A-Za-z0-9_-]{1,128}$'],
   })
 })
 

@@ -1,0 +1,78 @@
+/**
+ * The built-in coordinator functions' fn_args are checked at submission (src/coordinator/fn-args.ts):
+ * what a function would refuse whatever the task's state is refuses the graph, with its path,
+ * instead of failing the node when it runs; node ids the arguments name must exist. A function
+ * given under a built-in name replaces the built-in one's check too.
+ */
+import { describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { Coordinator, MemoryBus, MemoryStore } from '../../src/index.ts'
+
+const fnNode = (fn: string, args: unknown) => ({ node_id: 'f', type: 'coordinator_fn', depends_on: ['a'], io: { fn, fn_args: args } })
+const graphOf = (fn: string, args: unknown) => ({ nodes: [{ node_id: 'a', type: 'w' }, fnNode(fn, args)] })
+
+async function withCoordinator(fn: (c: Coordinator) => Promise<void>, functions?: ConstructorParameters<typeof Coordinator>[0]['functions']): Promise<void> {
+  const c = new Coordinator({ bus: new MemoryBus(), store: new MemoryStore(), ...(functions === undefined ? {} : { functions }) })
+  await c.start()
+  try {
+    await fn(c)
+  } finally {
+    await c.stop()
+  }
+}
+
+describe('built-in coordinator function arguments at submission', () => {
+  test('arguments a built-in function can never run with refuse the graph, each with its path and node', async () => {
+    await withCoordinator(async (c) => {
+      const cases: [string, unknown, string, RegExp][] = [
+        ['metrics.aggregate', { node_id: 'ghost' }, 'nodes[1].io.fn_args.node_id', /names unknown node "ghost"/],
+        ['metrics.aggregate', { node_id: 'a', mode: 'median' }, 'nodes[1].io.fn_args.mode', /mode must be "sum" or "mean", got "median"/],
+        ['metrics.aggregate', {}, 'nodes[1].io.fn_args', /needs node_id .* or from_nodes/],
+        ['metrics.aggregate', { from_nodes: ['a'], target_node: 'nope' }, 'nodes[1].io.fn_args.target_node', /names unknown node "nope"/],
+        ['metrics.aggregate', { from_nodes: ['a'], metric: 3 }, 'nodes[1].io.fn_args.metric', /metric must be a non-empty string/],
+        ['merge.generic', {}, 'nodes[1].io.fn_args', /merge.generic needs from_nodes/],
+        ['merge.generic', { from_nodes: ['a'], target: 'x' }, 'nodes[1].io.fn_args.target', /target must be an object/],
+        ['vars.set', { key: 'a..$b', value: 1 }, 'nodes[1].io.fn_args', /vars.set: invalid key "a..\$b"/],
+        ['vars.set', { key: 'k' }, 'nodes[1].io.fn_args', /key "k" needs a value/],
+        // A key "__proto__" is refused like any reserved segment (it was dropped silently).
+        ['vars.set', JSON.parse('{"kv":{"__proto__":{"x":1},"a":1}}'), 'nodes[1].io.fn_args', /invalid key "__proto__": reserved segment/],
+        ['vars.incr', { key: '__proto__.x' }, 'nodes[1].io.fn_args', /reserved segment "__proto__"/],
+        ['vars.incr', { key: 'n', by: 'x' }, 'nodes[1].io.fn_args', /must be a finite number/],
+        ['vars.merge', { data: 3 }, 'nodes[1].io.fn_args', /data must be an object/],
+        ['vars.unset', {}, 'nodes[1].io.fn_args', /needs keys/],
+      ]
+      for (const [fn, args, path, re] of cases) {
+        await assert.rejects(c.createTask({ graph: graphOf(fn, args) }), (err: Error & { path?: string; details?: { errors?: { message: string }[] } }) => {
+          assert.equal(err.path, path, `${fn} ${JSON.stringify(args)}`)
+          assert.match(err.message, re)
+          assert.match(err.message, /node "f"/)
+          return true
+        })
+      }
+      // Good arguments pass.
+      for (const [fn, args] of [['vars.set', { kv: { a: 1 } }], ['metrics.aggregate', { node_id: 'a' }], ['metrics.aggregate', { from_nodes: ['a'], mode: 'mean', target_node: 'a' }], ['merge.generic', { from_nodes: ['a'], target: { key: 'all' } }], ['vars.unset', { key: 'a' }]] as const) {
+        assert.equal(typeof (await c.createTask({ graph: graphOf(fn, args) })), 'string', `${fn} ${JSON.stringify(args)}`)
+      }
+    })
+  })
+
+  test('every problem of a graph is listed, fn_args ones with the others', async () => {
+    await withCoordinator(async (c) => {
+      const graph = { nodes: [{ node_id: 'a', type: 'w', fan_in: 'most' }, fnNode('metrics.aggregate', { node_id: 'ghost', mode: 'median' })] }
+      await assert.rejects(c.createTask({ graph }), (err: Error & { details: { errors: { path: string }[] } }) => {
+        assert.deepEqual(err.details.errors.map((p) => p.path), ['nodes[0].fan_in', 'nodes[1].io.fn_args.mode', 'nodes[1].io.fn_args.node_id'])
+        return true
+      })
+    })
+  })
+
+  test('a function given under a built-in name replaces its check too', async () => {
+    await withCoordinator(
+      async (c) => {
+        assert.equal(typeof (await c.createTask({ graph: graphOf('merge.generic', { anything: true }) })), 'string')
+        await assert.rejects(c.createTask({ graph: graphOf('metrics.aggregate', {}) }), /needs node_id/)
+      },
+      { 'merge.generic': async () => ({ stats: { mine: 1 } }) },
+    )
+  })
+})
