@@ -20,7 +20,9 @@ export function isTerminal(status: string): boolean {
 
 function nodeCells(n: NodeView, statsWidth: number): string[] {
   const status = n.waiting_for_worker === true && n.status === 'running' ? 'running (no worker for its type yet)' : n.status
-  const err = n.last_error === null ? '' : `error=${n.last_error.reason_code}${n.last_error.permanent ? ' (permanent)' : ''}`
+  // A node that finished after failed attempts keeps its last error (as history): not shown as a failure.
+  const err =
+    n.last_error === null ? '' : n.status === 'finished' ? `retried_after=${n.last_error.reason_code}` : `error=${n.last_error.reason_code}${n.last_error.permanent ? ' (permanent)' : ''}`
   const stats = formatStats(n.stats, statsWidth)
   return [n.node_id, status, String(n.attempt_epoch), n.batches_seen === undefined ? '-' : String(n.batches_seen), n.lease.worker_id ?? '-', [stats, err].filter(Boolean).join(' ')]
 }
