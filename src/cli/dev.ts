@@ -27,7 +27,7 @@ import { isFinalEvent } from '../coordinator/watch.ts'
 import type { Logger } from '../log.ts'
 import type { RoleHandler } from '../worker/handler.ts'
 import { Worker } from '../worker/worker.ts'
-import { int, parse, positionals, str } from './args.ts'
+import { flag, int, parse, positionals, str } from './args.ts'
 import { DEV_UI_OPTIONS, type UiSettings, devUiSettings, startDevDashboard } from './dashboard.ts'
 import * as examples from './demo-pipeline.ts'
 import { CliError, EXIT, usageError } from './errors.ts'
@@ -118,7 +118,13 @@ async function startDev(name: string, base: CommandBase, s: Settings, handlers: 
   }
 }
 
-async function demo(base: CommandBase, s: Settings, name: string, ui: UiSettings | null): Promise<number> {
+/** `--keep`: the task ended; the runtime and its dashboard stay up until Ctrl-C. */
+async function keepUp(base: CommandBase, name: string, url: string | null): Promise<void> {
+  if (!base.out.json) base.out.line(`flowkit ${name}: the task ended; ${url === null ? 'the runtime stays' : `the runtime and the dashboard (${url}) stay`} up until Ctrl-C (--keep)`)
+  await untilAborted(base.signal)
+}
+
+async function demo(base: CommandBase, s: Settings, name: string, ui: UiSettings | null, keep: boolean): Promise<number> {
   const csv = findExamples()
   const handlers = { csv_reader: examples.csvReader, enricher: examples.enricher, reporter: examples.reporter() }
   const rt = await startDev(name, base, s, handlers, {}, 3, ui)
@@ -141,6 +147,7 @@ async function demo(base: CommandBase, s: Settings, name: string, ui: UiSettings
         base.out.line(`  ${region.padEnd(6)} ${String(t.orders).padStart(4)} orders  ${t.revenue.toFixed(2).padStart(10)}`)
       }
     }
+    if (keep) await keepUp(base, name, rt.dashboardUrl)
     return task.status === 'finished' ? EXIT.ok : EXIT.failed
   } finally {
     await rt.stop()
@@ -156,16 +163,18 @@ export async function devCommand(argv: readonly string[], base: CommandBase, nam
     concurrency: { type: 'string' },
     config: { type: 'string', short: 'c' },
     ...DEV_UI_OPTIONS,
+    keep: { type: 'boolean' },
   })
   positionals(name, p, [])
   const s = resolveSettings(p)
   const ui = devUiSettings(name, p)
   const handlersPath = str(p, 'handlers')
   const graphPath = str(p, 'graph')
+  const keep = flag(p, 'keep')
   const concurrency = int(name, p, 'concurrency', 1, 10_000) ?? 4
   if (handlersPath === undefined) {
     if (graphPath !== undefined || str(p, 'params') !== undefined) throw usageError(`${name}: --graph needs --handlers <module> (\`flowkit ${name}\` alone runs the built-in example)`, name)
-    return demo(base, s, name, ui)
+    return demo(base, s, name, ui, keep)
   }
   const handlers = await loadHandlers(handlersPath)
   const fnPath = str(p, 'functions')
@@ -217,6 +226,7 @@ export async function devCommand(argv: readonly string[], base: CommandBase, nam
         if (n.last_error !== null) base.out.line(`  ${n.node_id}: ${n.last_error.reason_code}${n.last_error.error ? `: ${n.last_error.error}` : ''}`)
       }
     }
+    if (keep) await keepUp(base, name, rt.dashboardUrl)
     return task.status === 'finished' ? EXIT.ok : EXIT.failed
   } finally {
     await rt.stop()

@@ -53,7 +53,7 @@ exit codes: 0 ok, 1 task failed / invalid graph / refused, 2 usage or config err
 
 export const COMMAND_HELP: Record<string, string> = {
   dev: `usage: flowkit dev [--handlers <module>] [--graph <graph.json>] [--params <p.json>] [--concurrency <n>]
-                  [--ui-port <n>] [--ui-host <addr>] [--no-ui]
+                  [--ui-port <n>] [--ui-host <addr>] [--no-ui] [--keep]
 
 Runs a coordinator and a worker in this process on the embedded runtime (memory bus + memory store),
 and the web dashboard next to them (its URL is printed; it stops with the runtime).
@@ -69,6 +69,7 @@ and the web dashboard next to them (its URL is printed; it stops with the runtim
   --ui-host <addr>       address to bind (default 127.0.0.1: no login). Any other address needs a
                          token: one is generated and the URL is printed with ?token=
   --no-ui                no dashboard
+  --keep                 once the task ended, keep the runtime and its dashboard up until Ctrl-C
 With no options: the built-in example pipeline (same as \`flowkit demo\`, \`npm start\`).
 ${GLOBAL}`,
   ui: `usage: flowkit ui [--port <n>] [--host <addr>] [--token <token>] [--functions <module>]

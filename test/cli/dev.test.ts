@@ -86,6 +86,18 @@ describe('flowkit dev', () => {
     }
   })
 
+  test('--keep: once the task ended the runtime stays up until SIGINT; the exit code is still the task\'s', async () => {
+    const p = new CliProcess(['dev', '--keep', '--no-ui', '--handlers', HANDLERS, '--graph', join(FIXTURES, 'failing.json')])
+    try {
+      await p.waitOut(/flowkit dev: the task ended; the runtime stays up until Ctrl-C \(--keep\)/)
+      assert.match(p.stdout, /task \S+ failed in /)
+      const r = await p.stop('SIGINT')
+      assert.equal(r.code, 1, p.stderr)
+    } finally {
+      p.kill()
+    }
+  })
+
   test('SIGINT while the task runs stops the runtime cleanly and exits 130', async () => {
     const gate = join(tempDir(), 'never')
     const p = new CliProcess(['dev', '--handlers', HANDLERS, '--graph', join(FIXTURES, 'pipeline.json')], { FLOWKIT_TEST_GATE: gate })
