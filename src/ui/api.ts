@@ -45,6 +45,8 @@ interface Route {
 const ID = '([^/]+)'
 const LIST_MAX = 200
 const SHOWN = 50
+/** Largest body of POST /api/tasks (a graph and its params). */
+const MAX_SUBMIT_BYTES = 4 * 1024 * 1024
 const ACTIVE: ReadonlySet<string> = new Set(['queued', 'running', 'cancelling'])
 
 /** Graph models of task pages kept (the oldest dropped first). */
@@ -201,6 +203,26 @@ async function cancelTask(ctx: ApiContext, p: string[], _u: URL, req: IncomingMe
   return { ok }
 }
 
+/**
+ * A new task from `{ graph, params?, deadline_sec? }` (the graph as its JSON format), through the
+ * coordinator's createTask: the same checks (422 with every problem when the graph is refused).
+ */
+async function submitTask(ctx: ApiContext, _p: string[], _u: URL, req: IncomingMessage): Promise<unknown> {
+  const body = await readJson(req, MAX_SUBMIT_BYTES)
+  if (body['graph'] === undefined) throw new HttpError(400, 'the body needs a "graph" (the graph JSON)')
+  const params = body['params']
+  if (params !== undefined && (params === null || typeof params !== 'object' || Array.isArray(params))) throw new HttpError(400, '"params" must be a JSON object')
+  const deadline = body['deadline_sec']
+  if (deadline !== undefined && typeof deadline !== 'number') throw new HttpError(400, '"deadline_sec" must be a number of seconds')
+  const id = await ctx.coordinator.createTask({
+    graph: body['graph'],
+    ...(params === undefined ? {} : { params: params as Record<string, unknown> }),
+    ...(deadline === undefined ? {} : { deadlineSec: deadline }),
+  })
+  ctx.log.info('dashboard.submit', { task_id: id })
+  return { id }
+}
+
 async function resubmitTask(ctx: ApiContext, p: string[]): Promise<unknown> {
   const id = param(p, 0)
   const doc = await ctx.store.getTask(id)
@@ -266,6 +288,7 @@ async function types(ctx: ApiContext): Promise<unknown> {
 const ROUTES: Route[] = [
   { method: 'GET', pattern: /^\/api\/info$/, handler: info },
   { method: 'GET', pattern: /^\/api\/tasks$/, handler: listTasks },
+  { method: 'POST', pattern: /^\/api\/tasks$/, handler: submitTask },
   { method: 'GET', pattern: /^\/api\/types$/, handler: types },
   { method: 'GET', pattern: new RegExp(`^/api/tasks/${ID}$`), handler: getTask },
   { method: 'GET', pattern: new RegExp(`^/api/tasks/${ID}/nodes/${ID}$`), handler: getNode },
@@ -297,7 +320,11 @@ export async function handleApi(ctx: ApiContext, req: IncomingMessage, url: URL)
 export function toHttpError(err: unknown): HttpError {
   if (err instanceof HttpError) return err
   if (err instanceof URIError) return new HttpError(400, 'bad percent-encoding in the path')
-  if (err instanceof GraphValidationError) return new HttpError(422, redactText(err.message))
+  if (err instanceof GraphValidationError) {
+    const listed = err.details['errors']
+    const errors = Array.isArray(listed) ? (listed as { code: string; path: string; message: string }[]).map((p) => ({ code: p.code, path: p.path, message: redactText(p.message) })) : []
+    return new HttpError(422, redactText(err.message), {}, errors.length > 0 ? { errors } : {})
+  }
   if (isFlowkitError(err)) {
     if (err.code === ErrorCode.TaskNotFound) return new HttpError(404, err.message)
     return new HttpError(500, `${err.code}: ${redactText(err.message)}`)

@@ -4,10 +4,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 export class HttpError extends Error {
   readonly status: number
   readonly headers: Record<string, string>
-  constructor(status: number, message: string, headers: Record<string, string> = {}) {
+  /** More fields of the error body (e.g. `errors`: every problem of a refused graph). */
+  readonly body: Record<string, unknown>
+  constructor(status: number, message: string, headers: Record<string, string> = {}, body: Record<string, unknown> = {}) {
     super(message)
     this.status = status
     this.headers = headers
+    this.body = body
   }
 }
 
@@ -41,7 +44,7 @@ export function sendError(res: ServerResponse, err: HttpError): void {
     res.destroy()
     return
   }
-  sendJson(res, err.status, { error: err.message }, err.headers)
+  sendJson(res, err.status, { ...err.body, error: err.message }, err.headers)
 }
 
 /** A JSON object body of at most `maxBytes` (an empty body is `{}`). */

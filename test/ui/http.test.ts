@@ -266,3 +266,30 @@ test('task event stream of a task another coordinator runs: progress from the st
     await dash.close()
   }
 })
+
+test('POST /api/tasks submits a graph through the coordinator (a dev runtime without --graph takes work this way); a refused graph is 422 with every problem', async () => {
+  const ui = await startUi({ batches: 1, everyMs: 1 })
+  try {
+    const base = ui.dashboard.url
+    const post = async (body: unknown, headers: Record<string, string> = ACTION): Promise<{ status: number; body: Record<string, unknown> }> => {
+      const res = await fetch(`${base}api/tasks`, { method: 'POST', headers, body: JSON.stringify(body) })
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> }
+    }
+    ui.hold = gate()
+    ui.hold.open()
+    const ok = await post({ graph: demoGraph(), params: { day: 'tue' } })
+    assert.equal(ok.status, 200, JSON.stringify(ok.body))
+    const t = await ui.rt.coordinator.waitForTask(ok.body['id'] as string, { timeoutMs: 10_000 })
+    assert.equal(t.status, 'finished')
+    assert.deepEqual(t.params, { day: 'tue' })
+    const bad = await post({ graph: { nodes: [{ node_id: 'a', type: 'x', fan_in: 'most' }, { node_id: 'b', type: 'x', depends_on: ['ghost'] }] } })
+    assert.equal(bad.status, 422)
+    assert.deepEqual((bad.body['errors'] as { path: string }[]).map((e) => e.path), ['nodes[0].fan_in', 'nodes[1].depends_on[0]'])
+    assert.equal((await post({ params: {} })).status, 400)
+    assert.equal((await post({ graph: demoGraph(), params: [1] })).status, 400)
+    // Another site cannot submit: the action header is required.
+    assert.equal((await post({ graph: demoGraph() }, { 'content-type': 'application/json' })).status, 403)
+  } finally {
+    await ui.stop()
+  }
+})
