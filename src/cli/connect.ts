@@ -12,7 +12,7 @@
  */
 import { connect as tcpConnect } from 'node:net'
 import { ErrorCode, FlowkitError } from '../errors.ts'
-import { type LogLevel, type Logger, createLogger } from '../log.ts'
+import { type LogLevel, type Logger, createLogger, parseLogLevel } from '../log.ts'
 import type { Bus } from '../ports/bus.ts'
 import type { Store } from '../ports/store.ts'
 import { CliError, EXIT, firstLine } from './errors.ts'
@@ -22,7 +22,8 @@ export type StoreMode = 'read' | 'write' | 'serve'
 
 /** The process's logger: FLOWKIT_LOG_LEVEL, else `fallback` (JSON on stderr). */
 export function processLogger(fallback: LogLevel = 'info'): Logger {
-  const level = process.env['FLOWKIT_LOG_LEVEL'] as LogLevel | undefined
+  const raw = process.env['FLOWKIT_LOG_LEVEL']
+  const level = raw ? parseLogLevel(raw, 'FLOWKIT_LOG_LEVEL') : undefined
   return createLogger(level ? { level } : process.env['NODE_TEST_CONTEXT'] !== undefined ? {} : { level: fallback })
 }
 

@@ -14,6 +14,7 @@
  * submit), task-cmds.ts (status, ls, cancel), control.ts (cancel requests), admin-cmds.ts
  * (workers, dlq), ops.ts (the older operator commands as a function), help.ts.
  */
+import { parseLogLevel } from '../log.ts'
 import { CliError, EXIT, toCliError } from './errors.ts'
 import { COMMAND_HELP, MAIN_HELP, version } from './help.ts'
 import { type CommandBase, type Out, makeOut } from './output.ts'
@@ -99,7 +100,8 @@ function report(err: unknown, json: boolean, debug: boolean): number {
   if (json) {
     process.stderr.write(`${JSON.stringify({ error: { code: e.code, message: e.message, hint: e.hint ?? null, exit_code: e.exitCode } })}\n`)
   } else {
-    process.stderr.write(`flowkit: ${e.message}\n`)
+    // Library errors may carry the prefix already (`flowkit: FLOWKIT_LOG_LEVEL=…`): once is enough.
+    process.stderr.write(`flowkit: ${e.message.replace(/^flowkit: /, '')}\n`)
     if (e.hint !== undefined) process.stderr.write(`  hint: ${e.hint}\n`)
   }
   if (debug) {
@@ -137,6 +139,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0)
   })
   try {
+    // A bad FLOWKIT_LOG_LEVEL stops every command at startup (not only those that log).
+    const level = process.env['FLOWKIT_LOG_LEVEL']
+    if (level !== undefined && level !== '') parseLogLevel(level, 'FLOWKIT_LOG_LEVEL')
     return await run(argv, out, abort.signal)
   } catch (err) {
     return report(err, json, debug)

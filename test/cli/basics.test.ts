@@ -119,6 +119,15 @@ describe('flowkit CLI basics', () => {
     assertOneLineError(params.stderr, /params file .* must hold a JSON object/)
   })
 
+  test('a bad FLOWKIT_LOG_LEVEL stops every command at startup, once prefixed, naming the variable', async () => {
+    for (const args of [['validate', join(FIXTURES, 'pipeline.json')], ['dev', '--no-ui']]) {
+      const r = await runCli(args, { env: { FLOWKIT_LOG_LEVEL: 'verbose' } })
+      assert.equal(r.code, 2, args.join(' '))
+      assert.match(r.stderr, /^flowkit: FLOWKIT_LOG_LEVEL="verbose" is not a log level; valid levels: /)
+      assert.doesNotMatch(r.stderr, /flowkit: flowkit:/)
+    }
+  })
+
   test('a config file that is not JSON: where it breaks, never its text (it holds secrets)', async () => {
     const dir = tempDir()
     const config = join(dir, 'flowkit.json')
