@@ -312,7 +312,7 @@ export class Engine {
       if (e.ord === TASK_DEADLINE) {
         if (rt.deadlineAt !== null && rt.deadlineAt <= now) {
           this.#log.warn('task.deadline_exceeded', { task_id: rt.id, deadline_at_ms: rt.deadlineAt })
-          this.cancel(rt, `deadline exceeded: the task did not end within ${Math.round((rt.deadlineAt - rt.createdAt) / 1000)} s`, 'failed')
+          this.cancel(rt, `deadline exceeded: the task did not end within ${(rt.deadlineAt - rt.createdAt) / 1000} s`, 'failed')
         }
         continue
       }

@@ -59,7 +59,7 @@ test('deadlineSec: a task still running at its deadline is cancelled and ends fa
     const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'a', type: 'job' }] }, deadlineSec: 0.5 })
     const t = await rt.coordinator.waitForTask(id, { timeoutMs: 20_000 })
     assert.equal(t.status, 'failed')
-    assert.match(t.error ?? '', /deadline exceeded/)
+    assert.match(t.error ?? '', /deadline exceeded: the task did not end within 0.5 s/)
     assert.equal(t.nodes[0]?.status, 'cancelled')
     assert.deepEqual(aborted, ['a@1'])
     assert.ok(log.records.some((r) => r.event === 'task.deadline_exceeded'))
