@@ -4,7 +4,8 @@
  * of the wrong type is a CONFIG_INVALID error naming the key.
  */
 import { readFileSync } from 'node:fs'
-import { ErrorCode, FlowkitError } from './errors.ts'
+import { ErrorCode, FlowkitError, errorMessage } from './errors.ts'
+import { whereJsonBreaks } from './util/json-syntax.ts'
 import { SUBMIT_LIMIT_DEFAULTS, type SubmitLimits } from './graph/limits.ts'
 import { closest } from './graph/parse-context.ts'
 
@@ -244,9 +245,27 @@ export function checkBounds<T extends object>(config: T, label: string, positive
   return config
 }
 
-/** Reads a JSON config file such as the seed's `configs/coordinator.default.json`. */
-export function loadConfigFile(path: string): Record<string, unknown> {
-  const parsed: unknown = JSON.parse(readFileSync(path, 'utf8'))
+/**
+ * Reads a JSON config file (a path, relative to the working directory, or a `file:` URL), such as
+ * the seed-format defaults the package ships: `new URL('../configs/coordinator.default.json',
+ * import.meta.resolve('flowkit'))`. A missing or unreadable file, or one that is not JSON, is a
+ * CONFIG_INVALID FlowkitError naming it (and where the JSON breaks, not its text).
+ */
+export function loadConfigFile(path: string | URL): Record<string, unknown> {
+  const name = String(path)
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    const code = (err as { code?: unknown }).code
+    throw new FlowkitError(ErrorCode.Config, code === 'ENOENT' ? `config file ${name} not found (a relative path is read from the working directory, ${process.cwd()})` : `config file ${name} cannot be read: ${errorMessage(err)}`, { cause: err })
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    throw new FlowkitError(ErrorCode.Config, `config file ${name} is not valid JSON${whereJsonBreaks(text)}`)
+  }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw new FlowkitError(ErrorCode.Config, `config file ${path} must hold a JSON object`)
   }

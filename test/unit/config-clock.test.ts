@@ -74,3 +74,18 @@ test('config: a near miss of a known setting is refused with a hint; unrelated k
   // snake_case of a known key is the key; a seed config file's other settings are not ours to judge.
   assert.equal(resolveConfig(WORKER_DEFAULTS, { lease_ttl_sec: 5, kafka_bootstrap: 'x' }, 'worker config').leaseTtlSec, 5)
 })
+
+test('loadConfigFile: a file: URL (the package defaults beside flowkit), and a clear CONFIG_INVALID error for a missing file or bad JSON', async () => {
+  const { mkdtempSync, writeFileSync } = await import('node:fs')
+  const { join } = await import('node:path')
+  const { tmpdir } = await import('node:os')
+  const { ErrorCode, FlowkitError } = await import('flowkit')
+  const fromUrl = loadConfigFile(new URL('../configs/coordinator.default.json', import.meta.resolve('flowkit')))
+  assert.deepEqual(fromUrl, loadConfigFile('configs/coordinator.default.json'))
+  const isConfig = (re: RegExp) => (err: unknown) => err instanceof FlowkitError && err.code === ErrorCode.Config && re.test(err.message)
+  assert.throws(() => loadConfigFile('no/such/config.json'), isConfig(/config file no\/such\/config\.json not found \(a relative path is read from the working directory/))
+  const dir = mkdtempSync(join(tmpdir(), 'flowkit-cfg-'))
+  writeFileSync(join(dir, 'bad.json'), '{\n  "sasl_password": S3cr3t"\n}')
+  assert.throws(() => loadConfigFile(join(dir, 'bad.json')), isConfig(/is not valid JSON at line 2, column 20: a value should be here/))
+  assert.throws(() => loadConfigFile(join(dir, 'bad.json')), (err: Error) => !err.message.includes('S3cr3t'))
+})
