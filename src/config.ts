@@ -195,6 +195,10 @@ export const WORKER_DEFAULTS: WorkerConfig = {
   maxMessageBytes: 1024 * 1024,
 }
 
+function snake(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)
+}
+
 function camel(key: string): string {
   return key.replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase())
 }
@@ -215,7 +219,9 @@ export function resolveConfig<T extends object>(defaults: T, input: Record<strin
       // A near miss of a known setting (`concurency`) would be ignored without a word: refused.
       // Other keys (a seed config file's Kafka or Mongo settings) are left to their readers.
       const near = closest(key, Object.keys(out))
-      if (near !== null) throw new FlowkitError(ErrorCode.Config, `${label}: unknown setting "${rawKey}" (did you mean "${near}"?)`)
+      // Named the way the caller writes its keys (a snake_case file gets a snake_case suggestion).
+      const shown = near !== null && rawKey.includes('_') ? snake(near) : near
+      if (shown !== null) throw new FlowkitError(ErrorCode.Config, `${label}: unknown setting "${rawKey}" (did you mean "${shown}"?)`)
       continue
     }
     const expected = typeOf(out[key])

@@ -14,6 +14,7 @@
  * submit), task-cmds.ts (status, ls, cancel), control.ts (cancel requests), admin-cmds.ts
  * (workers, dlq), ops.ts (the older operator commands as a function), help.ts.
  */
+import { closest } from '../graph/parse-context.ts'
 import { parseLogLevel } from '../log.ts'
 import { CliError, EXIT, toCliError } from './errors.ts'
 import { COMMAND_HELP, MAIN_HELP, version } from './help.ts'
@@ -87,7 +88,10 @@ export async function run(argv: readonly string[], out: Out, signal: AbortSignal
   if (cmd0.startsWith('-')) throw new CliError(EXIT.usage, `unknown option ${cmd0} (a command comes first)`, { hint: 'see `flowkit --help`' })
   const [cmd, args] = legacy(cmd0, argv.slice(i + 1)) ?? [cmd0, argv.slice(i + 1)]
   const load = COMMANDS[cmd]
-  if (load === undefined) throw new CliError(EXIT.usage, `unknown command ${JSON.stringify(cmd)}`, { hint: 'see `flowkit --help`' })
+  if (load === undefined) {
+    const near = closest(cmd, Object.keys(COMMANDS), true)
+    throw new CliError(EXIT.usage, `unknown command ${JSON.stringify(cmd)}${near === null ? '' : ` (did you mean ${JSON.stringify(near)}?)`}`, { hint: 'see `flowkit --help`' })
+  }
   if (wantsHelp(args)) {
     out.line(COMMAND_HELP[cmd] ?? MAIN_HELP)
     return EXIT.ok

@@ -50,6 +50,7 @@ describe('flowkit CLI basics', () => {
   test('usage errors exit 2 with one line and a hint', async () => {
     const cases: [string[], RegExp][] = [
       [['frobnicate'], /unknown command "frobnicate"/],
+      [['validat', 'g.json'], /unknown command "validat" \(did you mean "validate"\?\)/],
       [['validate'], /validate: missing <graph\.json>/],
       [['validate', 'a.json', 'b.json'], /unexpected argument "b\.json"/],
       [['ls', '--frob'], /ls: Unknown option '--frob'/],

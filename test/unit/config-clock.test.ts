@@ -71,6 +71,7 @@ test('real adapters take their address from the environment only through fromEnv
 test('config: a near miss of a known setting is refused with a hint; unrelated keys are left alone', () => {
   assert.throws(() => resolveConfig(WORKER_DEFAULTS, { concurency: 4 }, 'worker config'), /unknown setting "concurency" \(did you mean "concurrency"\?\)/)
   assert.throws(() => resolveConfig(COORDINATOR_DEFAULTS, { maxRunningNode: 4 }, 'coordinator config'), /did you mean "maxRunningNodes"/)
+  assert.throws(() => resolveConfig(COORDINATOR_DEFAULTS, { scheduler_tik_sec: 1 }, 'coordinator config'), /unknown setting "scheduler_tik_sec" \(did you mean "scheduler_tick_sec"\?\)/)
   // snake_case of a known key is the key; a seed config file's other settings are not ours to judge.
   assert.equal(resolveConfig(WORKER_DEFAULTS, { lease_ttl_sec: 5, kafka_bootstrap: 'x' }, 'worker config').leaseTtlSec, 5)
 })
