@@ -112,7 +112,12 @@ export async function validateCommand(argv: readonly string[], base: CommandBase
     throw graphRefused(base.out, file, err)
   }
   const nodes = task.graph.nodes.length
-  const links = task.graph.nodes.reduce((s, n) => s + n.depends_on.length, 0) + task.graph.edges.length + task.graph.edges_ex.length
+  // Distinct parent → child pairs: an edge may be declared in depends_on, edges and edges_ex at once.
+  const pairs = new Set<string>()
+  for (const n of task.graph.nodes) for (const d of n.depends_on) pairs.add(`${d}\u0000${n.node_id}`)
+  for (const [from, to] of task.graph.edges) pairs.add(`${from}\u0000${to}`)
+  for (const e of task.graph.edges_ex) pairs.add(`${e.from}\u0000${e.to}`)
+  const links = pairs.size
   if (base.out.json) base.out.doc({ ok: true, file, nodes, node_ids: task.graph.nodes.map((n) => n.node_id) })
   else base.out.line(`${file}: ok (${nodes} node${nodes === 1 ? '' : 's'}, ${links} dependency link${links === 1 ? '' : 's'})`)
   return EXIT.ok

@@ -80,7 +80,8 @@ describe('flowkit CLI basics', () => {
   test('validate: ok exits 0; an invalid graph exits 1 with every problem, its path and code', async () => {
     const ok = await runCli(['validate', join(FIXTURES, 'pipeline.json')])
     assert.equal(ok.code, 0, ok.stderr)
-    assert.match(ok.stdout, /pipeline\.json: ok \(2 nodes/)
+    // source → square is declared twice (depends_on and edges_ex): one link.
+    assert.match(ok.stdout, /pipeline\.json: ok \(2 nodes, 1 dependency link\)/)
     const bad = await runCli(['validate', join(FIXTURES, 'invalid.json')])
     assert.equal(bad.code, 1, bad.stderr)
     assert.match(bad.stdout, /invalid graph, 2 problems/)
