@@ -97,7 +97,7 @@ export function graphRefused(out: Out, file: string, err: unknown): CliError {
     out.line(`${file}: invalid graph, ${problems.length} problem${problems.length === 1 ? '' : 's'}:`)
     for (const p of problems) out.line(`  ${p.message}  [${p.code}]`)
   }
-  return new CliError(EXIT.failed, `${file}: invalid graph (${problems.length} problem${problems.length === 1 ? '' : 's'})`, { code: problems[0]?.code ?? ErrorCode.GraphInvalid, details: { reported: true } })
+  return new CliError(EXIT.failed, `${file}: invalid graph (${problems.length} problem${problems.length === 1 ? '' : 's'})`, { code: problems.length === 1 ? (problems[0]?.code ?? ErrorCode.GraphInvalid) : ErrorCode.GraphInvalid, details: { reported: true } })
 }
 
 export async function validateCommand(argv: readonly string[], base: CommandBase): Promise<number> {

@@ -104,6 +104,7 @@ describe('flowkit CLI basics', () => {
     ])
     const err = JSON.parse(bad.stderr) as { error: { exit_code: number; code: string } }
     assert.equal(err.error.exit_code, 1)
+    assert.equal(err.error.code, 'GRAPH_INVALID', 'two problems of different codes: the graph is invalid')
   })
 
   test('validate: a missing file exits 4, a file that is not JSON exits 1, params that are not an object exit 1', async () => {
