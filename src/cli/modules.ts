@@ -7,6 +7,7 @@
  */
 import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
+import { spawnSync } from 'node:child_process'
 import { pathToFileURL } from 'node:url'
 import type { CoordinatorFn } from '../coordinator/functions.ts'
 import { errorMessage } from '../errors.ts'
@@ -14,14 +15,33 @@ import { NODE_TYPE_PATTERN } from '../graph/parse.ts'
 import type { RoleHandler } from '../worker/handler.ts'
 import { CliError, EXIT, firstLine } from './errors.ts'
 
+/**
+ * The line of the module an import error points at: a type-stripping syntax error or a throw
+ * names it in its stack (`/…/handlers.ts:5`); a JavaScript syntax error does not, and
+ * `node --check` says where.
+ */
+function errorLine(err: unknown, abs: string, href: string): string | undefined {
+  const stack = err instanceof Error ? (err.stack ?? '') : ''
+  for (const name of [href, abs]) {
+    const i = stack.indexOf(`${name}:`)
+    if (i >= 0) return /^:(\d+)/.exec(stack.slice(i + name.length))?.[1]
+  }
+  if (!(err instanceof SyntaxError)) return undefined
+  const check = spawnSync(process.execPath, ['--check', abs], { encoding: 'utf8', timeout: 10_000 })
+  return new RegExp(`^${abs.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:(\\d+)`, 'm').exec(check.stderr ?? '')?.[1]
+}
+
 async function load(path: string, named: string, what: string): Promise<Record<string, unknown>> {
   const abs = resolve(path)
   if (!existsSync(abs)) throw new CliError(EXIT.notFound, `${what} module ${path} not found`)
   let mod: Record<string, unknown>
+  const href = pathToFileURL(abs).href
   try {
-    mod = (await import(pathToFileURL(abs).href)) as Record<string, unknown>
+    mod = (await import(href)) as Record<string, unknown>
   } catch (err) {
-    throw new CliError(EXIT.failed, `cannot load ${what} module ${path}: ${firstLine(errorMessage(err))}`, { cause: err, hint: 'run again with --debug for the stack' })
+    const line = errorLine(err, abs, href)
+    const at = line === undefined ? '' : ` (line ${line})`
+    throw new CliError(EXIT.failed, `cannot load ${what} module ${path}${at}: ${firstLine(errorMessage(err))}`, { cause: err, hint: 'run again with --debug for the stack' })
   }
   let value = mod[named] ?? mod['default']
   if (typeof value === 'function') {

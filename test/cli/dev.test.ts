@@ -64,12 +64,19 @@ describe('flowkit dev', () => {
     assert.doesNotMatch(r.stdout, /submitted/)
   })
 
-  test('a handlers module without processBatch is a usage error (exit 2); a missing module exit 4', async () => {
+  test('a handlers module without processBatch is a usage error (exit 2); one with a syntax error exit 1 naming the line; a missing module exit 4', async () => {
     const dir = tempDir()
     writeFileSync(join(dir, 'bad.mjs'), 'export default { step: { run() {} } }\n')
     const bad = await runCli(['dev', '--handlers', join(dir, 'bad.mjs')])
     assert.equal(bad.code, 2, bad.stderr)
     assert.match(bad.stderr, /handler "step" needs a processBatch\(batch, ctx\) function/)
+    // A syntax error names its line (TypeScript and JavaScript modules alike).
+    for (const name of ['broken.ts', 'broken.mjs']) {
+      writeFileSync(join(dir, name), 'export default {\n  step: { processBatch() { return {} } }\n}\n}\n')
+      const broken = await runCli(['dev', '--handlers', join(dir, name)])
+      assert.equal(broken.code, 1, broken.stderr)
+      assert.match(broken.stderr, new RegExp(`cannot load handlers module \\S+${name.replace('.', '\\.')} \\(line 4\\): `))
+    }
     const missing = await runCli(['dev', '--handlers', join(dir, 'nope.ts')])
     assert.equal(missing.code, 4, missing.stderr)
   })
