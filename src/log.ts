@@ -118,8 +118,9 @@ const MAX_REDACT_DEPTH = 8
  */
 const TEXT_RULES: ReadonlyArray<readonly [RegExp, string]> = [
   [/-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[\s\S]*?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|$)/g, '***'],
-  // user:password@ up to the token's last '@' (a password may hold an unescaped '@' or '/').
-  [/(:\/\/)[^\s"'<>:@]*:[^\s"'<>]*@/g, '$1***:***@'],
+  // user:password@ up to the last '@' before the path (a password may hold an unescaped '@');
+  // bounded, so that text of many '://' stays linear.
+  [/(:\/\/)[^\s"'<>:@/]{0,256}:[^\s"'<>/]{0,512}@/g, '$1***:***@'],
   [/\b((?:proxy-)?authorization["']?\s*[:=]\s*["']?)(?:(?:bearer|basic|digest|token|negotiate)\s+)?[^\s"',;]+/gi, '$1***'],
   [/\b(bearer\s+)[A-Za-z0-9._~+/=-]{6,}/gi, '$1***'],
   [
