@@ -9,6 +9,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { flag, type Parsed, str } from './args.ts'
+import { errorMessage } from '../errors.ts'
 import { CliError, EXIT, redactUrl } from './errors.ts'
 import { whereJsonBreaks } from '../util/json-syntax.ts'
 
@@ -48,7 +49,12 @@ function section(file: Record<string, unknown>, name: string, path: string): Rec
 export function readConfigFile(path: string): Record<string, unknown> {
   if (!existsSync(path)) throw new CliError(EXIT.notFound, `config file ${path} not found`, { hint: 'check --config / FLOWKIT_CONFIG' })
   let parsed: unknown
-  const text = readFileSync(path, 'utf8')
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new CliError(EXIT.usage, `config file ${path} cannot be read: ${(err as { code?: string }).code ?? errorMessage(err)}`, { hint: 'check --config / FLOWKIT_CONFIG' })
+  }
   try {
     parsed = JSON.parse(text)
   } catch {

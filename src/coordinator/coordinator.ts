@@ -58,6 +58,8 @@ export class Coordinator {
   readonly #requests = {
     cancelTask: (id: string, o: { reason?: string }): Promise<boolean> => (this.#p.ownership.owns(id) ? this.cancelTask(id, o) : Promise.resolve(false)),
     adoptTask: (id: string, task?: unknown): Promise<boolean> => {
+      // Not ours: nothing to check (adopt would refuse it anyway).
+      if (!this.#p.ownership.owns(id)) return Promise.resolve(false)
       const checked = task === undefined ? undefined : checkedInlineTask(task, id, this.#buildOptions())
       if (checked === undefined || 'error' in checked) {
         if (checked !== undefined) this.#p.log.warn('control.inline_task_refused', { task_id: id, error: checked.error })

@@ -14,9 +14,9 @@ import { describeType } from './vars-rules.ts'
 const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v)
 const given = (v: unknown): boolean => v !== undefined && v !== null
 
+/** At least one node in `from_nodes` (an id or a list) or `from_node`, as functions.ts reads them. */
 function hasFromNodes(args: Readonly<Record<string, unknown>>): boolean {
-  const many = args['from_nodes']
-  return (Array.isArray(many) && many.length > 0) || typeof many === 'string' || typeof args['from_node'] === 'string'
+  return [args['from_nodes'], args['from_node']].some((v) => typeof v === 'string' || (Array.isArray(v) && v.some((x) => typeof x === 'string')))
 }
 
 /** `target.key` (default "merged") under which the metas go; `from_nodes` required. */

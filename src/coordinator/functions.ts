@@ -32,11 +32,14 @@ export interface CoordinatorFnResult {
 
 export type CoordinatorFn = (ctx: CoordinatorFnContext) => Promise<CoordinatorFnResult>
 
+/** `from_nodes` (an id or a list of ids) and `from_node`, as the parser accepts them, without repeats. */
 function fromNodes(args: Record<string, unknown>): string[] {
-  const many = args['from_nodes']
-  if (Array.isArray(many)) return many.filter((x): x is string => typeof x === 'string')
-  const one = args['from_node']
-  return typeof one === 'string' ? [one] : []
+  const out: string[] = []
+  for (const v of [args['from_nodes'], args['from_node']]) {
+    if (typeof v === 'string') out.push(v)
+    else if (Array.isArray(v)) for (const x of v) if (typeof x === 'string') out.push(x)
+  }
+  return [...new Set(out)]
 }
 
 async function upstreamArtifacts(ctx: CoordinatorFnContext, nodes: string[]): Promise<ArtifactDoc[]> {
@@ -105,8 +108,9 @@ const metricsAggregate: CoordinatorFn = async (ctx) => {
   const single = ctx.args['node_id']
   if (typeof single === 'string' && fromNodes(ctx.args).length === 0) {
     if (!(single in ctx.task.nodes)) throw new PermanentError(`metrics.aggregate: unknown node ${JSON.stringify(single)}`, 'bad_fn_args')
-    const acc: Record<string, number> = {}
-    const cnt: Record<string, number> = {}
+    // Maps: metric names are the workers' keys (`__proto__` too).
+    const acc = new Map<string, number>()
+    const cnt = new Map<string, number>()
     // The batches the node's stats count, as the coordinator holds them (the journal's truth);
     // the store's rows when the task came without them.
     const counted = (ctx.task as { batches?: Record<string, Record<string, [number, Record<string, unknown>]>> }).batches?.[single]
@@ -114,11 +118,11 @@ const metricsAggregate: CoordinatorFn = async (ctx) => {
     for (const row of rows) {
       for (const [k, v] of Object.entries(row.metrics)) {
         if (typeof v !== 'number' || !Number.isFinite(v)) continue
-        acc[k] = (acc[k] ?? 0) + v
-        cnt[k] = (cnt[k] ?? 0) + 1
+        acc.set(k, (acc.get(k) ?? 0) + v)
+        cnt.set(k, (cnt.get(k) ?? 0) + 1)
       }
     }
-    const out = Object.fromEntries(Object.entries(acc).map(([k, v]) => [k, mode === 'sum' ? v : v / Math.max(1, cnt[k] ?? 1)]))
+    const out = Object.fromEntries([...acc].map(([k, v]) => [k, mode === 'sum' ? v : v / Math.max(1, cnt.get(k) ?? 1)]))
     const res: CoordinatorFnResult = { meta: { node_id: single, mode, stats: out } }
     if (single === ctx.node.node_id) res.stats = out
     else res.nodeStats = { [single]: out }

@@ -315,8 +315,12 @@ export function checkedInlineTask(t: unknown, taskId: string, options: BuildTask
   if (doc === undefined) return undefined
   try {
     const deadline = doc.deadline_at_ms
-    const input = { id: taskId, graph: graphJson(doc.graph), params: doc.params, ...(typeof deadline === 'number' ? { deadlineSec: (deadline - doc.created_at_ms) / 1000 } : {}) }
-    return { doc: buildTask(input, options, doc.created_at_ms) }
+    // The deadline is checked as a duration (at least the 1 ms a stored one can say) and kept as stored.
+    const timed = typeof deadline === 'number'
+    const input = { id: taskId, graph: graphJson(doc.graph), params: doc.params, ...(timed ? { deadlineSec: Math.max(0.001, (deadline - doc.created_at_ms) / 1000) } : {}) }
+    const built = buildTask(input, options, doc.created_at_ms)
+    if (timed) built.deadline_at_ms = deadline
+    return { doc: built }
   } catch (err) {
     return { error: errorMessage(err) }
   }

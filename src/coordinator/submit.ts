@@ -7,7 +7,8 @@
  * as the coordinator will build it, and the size of the whole task below.
  */
 import { uuidV4 } from '../util/ids.ts'
-import { ErrorCode, FlowkitError, GraphValidationError, errorMessage } from '../errors.ts'
+import { whereJsonBreaks } from '../util/json-syntax.ts'
+import { ErrorCode, FlowkitError, GraphValidationError } from '../errors.ts'
 import { type SubmitLimits, formatCount, resolveSubmitLimits } from '../graph/limits.ts'
 import { parseGraph } from '../graph/parse.ts'
 import { copyData, overLimit } from '../graph/parse-context.ts'
@@ -169,8 +170,9 @@ export function buildTask(input: CreateTaskInput, options: BuildTaskOptions, now
     if (typeof raw === 'string') {
       try {
         raw = JSON.parse(raw)
-      } catch (err) {
-        throw new GraphValidationError(ErrorCode.GraphInvalid, `graph: not valid JSON (${errorMessage(err)})`, 'graph')
+      } catch {
+        // Where, not the text around it (JSON.parse's message quotes it).
+        throw new GraphValidationError(ErrorCode.GraphInvalid, `graph: not valid JSON${whereJsonBreaks(raw as string)}`, 'graph')
       }
     }
     const parsed = parseGraph(raw, {

@@ -32,10 +32,16 @@ export function sumDelta(stats: Record<string, unknown>, next: Record<string, un
 function addKey(out: Record<string, unknown>, k: string, n: unknown, p: unknown): void {
   if (typeof n === 'number' || typeof p === 'number') {
     const cur = typeof out[k] === 'number' ? (out[k] as number) : 0
-    out[k] = cur + (typeof n === 'number' ? n : 0) - (typeof p === 'number' ? p : 0)
-  } else if (n !== undefined && !(k in out)) {
-    out[k] = n
+    setKey(out, k, cur + (typeof n === 'number' ? n : 0) - (typeof p === 'number' ? p : 0))
+  } else if (n !== undefined && !Object.hasOwn(out, k)) {
+    setKey(out, k, n)
   }
+}
+
+/** A metric name is a worker's key: `__proto__` is defined as a key (assigning it would set the prototype). */
+function setKey(out: Record<string, unknown>, k: string, v: unknown): void {
+  if (k === '__proto__') Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true })
+  else out[k] = v
 }
 
 /** The end of a cancel: cancelled for good, or queued again when the node had yielded. */

@@ -33,7 +33,8 @@ export function parseIo(ctx: Context, v: unknown, path: string, id: string, labe
     if (isObject(v)) rawIo = v
     else problems.add(ErrorCode.BadField, p, `io of ${label} must be an object, got ${describe(v)}`)
   }
-  const io = (cloneData(ctx, rawIo, p, label) ?? {}) as NodeIO
+  const cloned = cloneData(ctx, rawIo, p, label)
+  const io = (cloned ?? {}) as NodeIO
   for (const k of Object.keys(rawIo)) {
     if (IO_FIELDS.includes(k)) continue
     const typo = closest(k, IO_FIELDS.filter((f) => f.length >= 4))
@@ -117,8 +118,9 @@ export function parseIo(ctx: Context, v: unknown, path: string, id: string, labe
         `unknown coordinator function ${quote(fn)} on ${label}; known functions: ${listOrNone(known)}`,
         { fn, known },
       )
-    } else {
-      checkFnArgs(ctx, fn, fnArgs, p, id, label)
+    } else if (cloned !== null) {
+      // The copy, within the depth limits (the raw value may nest deeper than a check can recurse).
+      checkFnArgs(ctx, fn, io.fn_args, p, id, label)
     }
   }
   return io
@@ -130,7 +132,13 @@ function checkFnArgs(ctx: Context, fn: string, fnArgs: unknown, p: string, id: s
   if (check === undefined) return
   const args = isAbsent(fnArgs) ? {} : isObject(fnArgs) ? fnArgs : null
   if (args === null) return // not an object: reported above
-  const report = check(args)
+  let report: ReturnType<typeof check>
+  try {
+    report = check(args)
+  } catch (err) {
+    ctx.problems.add(ErrorCode.BadField, `${p}.fn_args`, `fn_args of ${label} could not be checked (${fn}): ${err instanceof Error ? err.message : String(err)}`, { fn })
+    return
+  }
   for (const pr of report.problems) ctx.problems.add(ErrorCode.BadField, `${p}.fn_args${pr.path}`, `${pr.message} (fn_args of ${label})`, { fn })
   for (const ref of report.nodes) {
     if (!ctx.knownIds.has(ref.id)) {

@@ -327,6 +327,8 @@ export function toHttpError(err: unknown): HttpError {
   }
   if (isFlowkitError(err)) {
     if (err.code === ErrorCode.TaskNotFound) return new HttpError(404, err.message)
+    // A submission refused for its own content (a deadline, a task id, params): the client's error.
+    if (String(err.code).startsWith('GRAPH_')) return new HttpError(422, redactText(err.message))
     return new HttpError(500, `${err.code}: ${redactText(err.message)}`)
   }
   return new HttpError(500, redactText(err instanceof Error ? err.message : String(err)))

@@ -132,7 +132,8 @@ function flatCopy(v: object): Record<string, unknown> | null {
   const out: Record<string, unknown> = {}
   let bound = 2
   for (const k in src) {
-    if (!Object.hasOwn(src, k)) return null
+    // Not own (inherited), or `__proto__` (assigning it would set the copy's prototype): the JSON path.
+    if (!Object.hasOwn(src, k) || k === '__proto__') return null
     const x = src[k]
     if (typeof x === 'number') {
       if (!Number.isFinite(x)) return null

@@ -139,6 +139,10 @@ describe('flowkit CLI basics', () => {
     assert.equal(r.code, 2)
     assertOneLineError(r.stderr, /flowkit\.json is not valid JSON at line 2, column \d+: a value should be here .*its text is not shown/)
     assert.doesNotMatch(r.stderr + r.stdout, /S3cr3t|assword/)
+    // A config path that cannot be read (a directory) is a usage error too.
+    const dirConfig = await runCli(['validate', '--config', dir, join(FIXTURES, 'pipeline.json')])
+    assert.equal(dirConfig.code, 2)
+    assertOneLineError(dirConfig.stderr, /config file .* cannot be read: EISDIR/)
   })
 
   test('an unreachable MongoDB is one line and exit 3 within the connect deadline (no 30 s wait, no stack)', async () => {

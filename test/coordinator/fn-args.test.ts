@@ -56,6 +56,33 @@ describe('built-in coordinator function arguments at submission', () => {
     })
   })
 
+  test('fn_args nested past the depth limit are a problem of the graph (not a stack overflow); a merge whose objects land leaf by leaf is not judged by the value limit', async () => {
+    await withCoordinator(async (c) => {
+      let deep: unknown = 1
+      for (let i = 0; i < 5000; i++) deep = [deep]
+      await assert.rejects(c.createTask({ graph: graphOf('vars.set', { kv: { x: deep } }) }), (err: Error) => {
+        assert.equal(err.name, 'GraphValidationError')
+        assert.match(err.message, /value nested deeper than 32 levels/)
+        return true
+      })
+      // 80 KB under one key: over the 64 KiB value limit as one value, fine merged into variables that hold cfg already.
+      const big = { cfg: { a: 'x'.repeat(40_000), b: 'y'.repeat(40_000) } }
+      assert.equal(typeof (await c.createTask({ graph: graphOf('vars.merge', { data: big }) })), 'string')
+    })
+  })
+
+  test('from_nodes as one id, or from_node beside an empty from_nodes, run as they pass', async () => {
+    await withCoordinator(async (c) => {
+      for (const args of [{ from_nodes: 'a' }, { from_nodes: [], from_node: 'a' }]) {
+        const id = await c.createTask({ graph: { nodes: [{ node_id: 'a', type: 'coordinator_fn', io: { fn: 'noop' } }, { node_id: 'f', type: 'coordinator_fn', depends_on: ['a'], io: { fn: 'merge.generic', fn_args: args } }] } })
+        const t = await c.waitForTask(id, { timeoutMs: 10_000 })
+        assert.equal(t.status, 'finished', JSON.stringify(args))
+        const [art] = await c.listArtifacts(id, { nodeId: 'f' })
+        assert.deepEqual(art?.meta['merged_from'], ['a'])
+      }
+    })
+  })
+
   test('every problem of a graph is listed, fn_args ones with the others', async () => {
     await withCoordinator(async (c) => {
       const graph = { nodes: [{ node_id: 'a', type: 'w', fan_in: 'most' }, fnNode('metrics.aggregate', { node_id: 'ghost', mode: 'median' })] }

@@ -29,13 +29,14 @@ describe('__proto__ as a user key', () => {
     assert.doesNotThrow(() => assertNodeId('constructor'))
   })
 
-  test('a batch uid "__proto__" is counted in the node stats and by metrics.aggregate like any other', async () => {
+  test('a batch uid or a metric named "__proto__" is counted in the node stats and by metrics.aggregate like any other', async () => {
     const h: RoleHandler = {
       async *iterBatches() {
         yield { batch_uid: '__proto__', payload: {} }
         yield { batch_uid: 'b1', payload: {} }
       },
-      processBatch: async (b) => ({ metrics: { n: b.batch_uid === '__proto__' ? 5 : 3 } }),
+      // A metric named "__proto__" too (as JSON brings it: an own key).
+      processBatch: async (b) => ({ metrics: JSON.parse(`{"n": ${b.batch_uid === '__proto__' ? 5 : 3}, "__proto__": 1}`) as Record<string, number> }),
     }
     const rt = await startRuntime({ handlers: { step: h } })
     try {
@@ -49,9 +50,10 @@ describe('__proto__ as a user key', () => {
       })
       const t = await rt.coordinator.waitForTask(id, { timeoutMs: 20_000 })
       assert.equal(t.status, 'finished')
-      assert.deepEqual(t.nodes.find((n) => n.node_id === 'src')?.stats, { n: 8 })
+      const both = JSON.parse('{"n": 8, "__proto__": 2}') as Record<string, number>
+      assert.deepEqual(t.nodes.find((n) => n.node_id === 'src')?.stats, both)
       const [art] = await rt.coordinator.listArtifacts(id, { nodeId: 'agg' })
-      assert.deepEqual(art?.meta['stats'], { n: 8 })
+      assert.deepEqual(art?.meta['stats'], both)
     } finally {
       await rt.stop()
     }
