@@ -31,6 +31,8 @@ export const ErrorCode = {
   /** An optional dependency (a driver: `@platformatic/kafka`, `mongodb`) is not installed. */
   MissingDependency: 'MISSING_DEPENDENCY',
   Permanent: 'PERMANENT',
+  /** A dead letter whose command no longer applies (its attempt ended): not retried. */
+  StaleDeadLetter: 'DEAD_LETTER_STALE',
 } as const
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
 

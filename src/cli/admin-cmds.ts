@@ -4,6 +4,7 @@
  * `dlq retry <id>` (back to pending: the running coordinator's outbox sends it again), `prune`
  * (deletes ended tasks older than an age, with everything stored for them).
  */
+import { requeueDeadLetter } from '../coordinator/dead-letters.ts'
 import type { OutboxRow } from '../ports/store.ts'
 import { int, parse, positionals, str } from './args.ts'
 import { openStore } from './connect.ts'
@@ -72,7 +73,7 @@ export async function dlqCommand(argv: readonly string[], base: CommandBase): Pr
     const settings = resolveSettings(p)
     const store = await openStore(settings, 'write')
     try {
-      const ok = await store.outboxRequeue(id, Date.now())
+      const ok = await requeueDeadLetter(store, id, Date.now())
       if (!ok) throw new CliError(EXIT.notFound, `no dead letter ${id}`, { hint: 'list them with `flowkit dlq ls` (a retried one is pending again, or sent)' })
       if (base.out.json) base.out.doc({ id, requeued: true })
       else base.out.line(`requeued ${id}: the running coordinator sends it again`)

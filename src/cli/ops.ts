@@ -3,6 +3,7 @@
  * show one task's nodes, list and retry dead-lettered outbox messages. Output is plain text, one
  * line per item, for terminals and scripts.
  */
+import { requeueDeadLetter } from '../coordinator/dead-letters.ts'
 import type { Store, TaskStatus } from '../ports/store.ts'
 
 const ACTIVE: readonly TaskStatus[] = ['queued', 'running', 'cancelling']
@@ -58,7 +59,7 @@ export async function opsCommand(store: Store, argv: string[], out: (line: strin
         out('usage: flowkit retry-dead-letter <outbox-id>')
         return 2
       }
-      const ok = await store.outboxRequeue(arg, now())
+      const ok = await requeueDeadLetter(store, arg, now())
       out(ok ? `requeued ${arg}: a running coordinator sends it` : `${arg} is not a dead letter`)
       return ok ? 0 : 1
     }

@@ -6,7 +6,7 @@
  *   - getTask, listArtifacts, listWorkers, listDeadLetters, getOutput: read the store.
  *   - watch: reads the task from the store every `pollMs` and yields what changed (follow.ts:
  *     the same events as `Coordinator.watch`, a snapshot first, until the task ends).
- *   - retryDeadLetter: `Store.outboxRequeue`; the running coordinator's outbox picks the row up at
+ *   - retryDeadLetter: `requeueDeadLetter` (refuses a START whose attempt ended); the running coordinator's outbox picks the row up at
  *     its next poll.
  *   - cancelTask: a `cancel` control request, then reads the store until the owning coordinator
  *     acted (true: the task is cancelling or cancelled) or `cancelTimeoutMs` passed (false).
@@ -18,6 +18,7 @@ import { builtinArgChecks } from '../coordinator/fn-args.ts'
 import { BUILTIN_FUNCTIONS } from '../coordinator/functions.ts'
 import type { FnArgsCheck } from '../graph/parse-context.ts'
 import { type ControlRequest, controlRequest, sendControl } from '../coordinator/control.ts'
+import { requeueDeadLetter } from '../coordinator/dead-letters.ts'
 import { type TaskOutput, readOutput } from '../coordinator/output.ts'
 import { LiveRoles, markWaiting } from '../coordinator/roles.ts'
 import { type BuildTaskOptions, type CreateTaskInput, buildTask } from '../coordinator/submit.ts'
@@ -182,7 +183,7 @@ export class RemoteCoordinator implements DashboardCoordinator {
   }
 
   async retryDeadLetter(id: string): Promise<boolean> {
-    const ok = await this.#store.outboxRequeue(id, this.#now())
+    const ok = await requeueDeadLetter(this.#store, id, this.#now())
     if (ok) this.#log.info('outbox.requeued', { outbox_id: id, by: 'ui' })
     return ok
   }

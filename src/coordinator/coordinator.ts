@@ -20,6 +20,7 @@ import { countingAttempt, handOver } from '../ports/store-rules.ts'
 import { parkPoison } from '../util/guard.ts'
 import { StopSteps } from '../util/stop-steps.ts'
 import { applyControl } from './control.ts'
+import { requeueDeadLetter } from './dead-letters.ts'
 import { onAnnounce } from './discovery.ts'
 import { checkedInlineTask } from './handover.ts'
 import type { OutboxDispatcher } from './outbox.ts'
@@ -356,8 +357,9 @@ export class Coordinator {
   }
 
   /** Operator action: sends a dead-lettered message again. False when it is not dead-lettered. */
+  /** Sends a dead letter again; throws DEAD_LETTER_STALE for a TASK_START whose attempt ended (dead-letters.ts). */
   async retryDeadLetter(id: string): Promise<boolean> {
-    const ok = await this.#p.store.outboxRequeue(id, this.#p.clock.now())
+    const ok = await requeueDeadLetter(this.#p.store, id, this.#p.clock.now())
     if (ok) {
       this.#p.log.info('outbox.requeued', { outbox_id: id })
       this.#p.outbox.pollSoon()

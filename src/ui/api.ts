@@ -327,6 +327,7 @@ export function toHttpError(err: unknown): HttpError {
   }
   if (isFlowkitError(err)) {
     if (err.code === ErrorCode.TaskNotFound) return new HttpError(404, err.message)
+    if (err.code === ErrorCode.StaleDeadLetter) return new HttpError(409, redactText(err.message))
     // A submission refused for its own content (a deadline, a task id, params): the client's error.
     if (String(err.code).startsWith('GRAPH_')) return new HttpError(422, redactText(err.message))
     return new HttpError(500, `${err.code}: ${redactText(err.message)}`)

@@ -155,6 +155,36 @@ describe('outbox', () => {
       await c.stop()
     }
   })
+
+  test('a dead-lettered TASK_START whose attempt ended (start_undeliverable, the task failed) is not retried: DEAD_LETTER_STALE, it stays a dead letter', async () => {
+    const bus = new MemoryBus()
+    const store = new MemoryStore()
+    let broken = true
+    bus.setInterceptor((r) => {
+      if (broken && r.topic.startsWith('cmd.')) throw new Error('message too large')
+      return { action: 'pass' }
+    })
+    const c = new Coordinator({ bus, store, config: { outboxMaxRetry: 2, outboxBackoffMinMs: 5, outboxBackoffMaxMs: 20, outboxDispatchTickSec: 0.01 } })
+    await c.start()
+    try {
+      const id = await c.createTask({ graph: { nodes: [{ node_id: 'n', type: 'big', retry_policy: { max: 1 } }] } })
+      const t = await c.waitForTask(id, { timeoutMs: 10_000 })
+      assert.equal(t.status, 'failed')
+      assert.match(t.nodes[0]?.last_error?.error ?? '', /message too large/)
+      const [dead] = await c.listDeadLetters()
+      assert.ok(dead !== undefined)
+      broken = false
+      await assert.rejects(c.retryDeadLetter(dead.id), (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'DEAD_LETTER_STALE')
+        assert.match(err.message, new RegExp(`its task ${id} has ended \\(failed\\)`))
+        return true
+      })
+      assert.equal((await c.listDeadLetters()).length, 1, 'it stays a dead letter')
+      assert.equal(bus.records('cmd.big.v1').length, 0, 'no START went out')
+    } finally {
+      await c.stop()
+    }
+  })
 })
 
 describe('heartbeat limits', () => {
