@@ -20,6 +20,7 @@ import { countingAttempt, handOver } from '../ports/store-rules.ts'
 import { parkPoison } from '../util/guard.ts'
 import { StopSteps } from '../util/stop-steps.ts'
 import { applyControl } from './control.ts'
+import { drainStatus } from './expiry.ts'
 import { requeueDeadLetter } from './dead-letters.ts'
 import { onAnnounce } from './discovery.ts'
 import { checkedInlineTask } from './handover.ts'
@@ -340,6 +341,10 @@ export class Coordinator {
       if (t === null) throw new FlowkitError(ErrorCode.TaskNotFound, `task ${id} not found`)
       return false
     }
+    // The status records already queued for its running nodes (a node may have ended while no
+    // coordinator ran) are applied first: the cancel then stops what is really left.
+    await drainStatus({ statusSubscription: (t) => this.#p.subscriptions.get(t), config: this.config, log: this.#p.log }, rt)
+    if (this.#p.engine.tasks.get(id) !== rt) return rt.terminal ? false : this.cancelTask(id, options) // moved meanwhile
     if (rt.terminal) return false
     this.#p.engine.cancel(rt, options.reason ?? 'cancelled by user', 'cancelled')
     await this.#p.flusher.barrier()

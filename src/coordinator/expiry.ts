@@ -19,6 +19,8 @@ import { errorMessage } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { Subscription } from '../ports/bus.ts'
 import type { Store } from '../ports/store.ts'
+import { COORDINATOR_FN_TYPE } from '../graph/types.ts'
+import { recovered } from './recovery.ts'
 import type { TaskRuntime } from './runtime.ts'
 
 export interface JudgeDeps {
@@ -54,7 +56,7 @@ async function waitUntil(done: () => boolean, ms: number): Promise<void> {
   }
 }
 
-async function drain(d: JudgeDeps, rt: TaskRuntime, type: string, nodeId: string): Promise<void> {
+async function drain(d: Pick<JudgeDeps, 'statusSubscription' | 'config' | 'log'>, rt: TaskRuntime, type: string, nodeId: string): Promise<void> {
   const sub = d.statusSubscription(type)
   if (sub?.drained === undefined) return
   const cap = drainCapMs(d.config)
@@ -66,6 +68,18 @@ async function drain(d: JudgeDeps, rt: TaskRuntime, type: string, nodeId: string
     }),
   ]).finally(() => clearTimeout(timer))
   if (!drained) d.log.warn('coordinator.status_backlog', { task_id: rt.id, node_id: nodeId, type, waited_ms: cap })
+}
+
+/**
+ * Waits (bounded) until `rt`'s recovery is over and the status records already queued for its
+ * running nodes' worker types are applied: a
+ * decision such as a cancel must not overtake them (a node that ended while no coordinator ran
+ * would be cancelled with part of its batches counted).
+ */
+export async function drainStatus(d: Pick<JudgeDeps, 'statusSubscription' | 'config' | 'log'>, rt: TaskRuntime): Promise<void> {
+  await recovered(rt)
+  const types = new Set(rt.specs.filter((sp, i) => rt.node(i).status === 'running' && sp.type !== COORDINATOR_FN_TYPE).map((sp) => sp.type))
+  await Promise.all([...types].map((type) => drain(d, rt, type, '')))
 }
 
 /** Longest wait for a status backlog to drain before a lease is judged anyway (real time). */

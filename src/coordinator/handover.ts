@@ -30,7 +30,7 @@ import type { Subscription } from '../ports/bus.ts'
 import type { Store } from '../ports/store.ts'
 import type { Engine } from './engine.ts'
 import type { Limits } from './limits.ts'
-import { type RecoveryDeps, finishRecovery, loadRuntime, resume } from './recovery.ts'
+import { RECOVERING, type RecoveryDeps, finishRecovery, loadRuntime, resume } from './recovery.ts'
 import { TERMINAL_TASK, type TaskRuntime } from './runtime.ts'
 import { type BuildTaskOptions, buildTask } from './submit.ts'
 
@@ -129,7 +129,11 @@ export async function acquire(d: HandoverDeps, partitions: ReadonlySet<number>, 
   const inherited = loaded.some((rt) => rt.inherited.size > 0)
   if (inherited) d.engine.graceEnd = Math.max(d.engine.graceEnd, deps.clock.now() + deps.config.discoveryWindowSec * 1000)
   for (const rt of loaded) resume(rt, deps)
-  if (inherited) void finishRecovery(loaded, deps, d.subscriptions(), d.stop)
+  if (inherited) {
+    const done = finishRecovery(loaded, deps, d.subscriptions(), d.stop)
+    for (const rt of loaded) if (rt.inherited.size > 0) RECOVERING.set(rt, done)
+    void done
+  }
   return loaded
 }
 

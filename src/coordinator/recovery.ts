@@ -69,6 +69,18 @@ export function resume(rt: TaskRuntime, d: RecoveryDeps): void {
 }
 
 /**
+ * Tasks whose inherited running nodes are still being recovered, with the promise that resolves
+ * when that is over: a cancel waits for it, so that the events queued while no coordinator ran (a
+ * node that finished meanwhile) are applied before the cancel decides what is left to stop.
+ */
+export const RECOVERING = new WeakMap<TaskRuntime, Promise<void>>()
+
+/** Resolves once `rt`'s recovery (if any) is over. */
+export function recovered(rt: TaskRuntime): Promise<void> {
+  return RECOVERING.get(rt) ?? Promise.resolve()
+}
+
+/**
  * After the discovery window AND the replay of the status topics (so queued events are applied
  * first): inherited running nodes whose complete artifact exists are finished; the others get
  * their lease timers back.

@@ -1,0 +1,83 @@
+/**
+ * A cancel that reaches a coordinator while it recovers (restarted after a crash) waits for the
+ * events queued while no coordinator ran: a node that finished meanwhile is finished with all its
+ * batches, and the cancel stops what is left. (Applied first, it cancelled that node with one
+ * batch of five counted, and its finished work was lost.)
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { type Bus, Coordinator, MemoryBus, type RoleHandler, type SubscribeOptions } from '../../src/index.ts'
+import { controlRequest, sendControl } from '../../src/coordinator/control.ts'
+import { gate } from '../helpers/gate.ts'
+import { startRuntime } from '../helpers/runtime.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+/** `bus`, whose subscriptions to `topic` handle nothing for their first `ms` (real time). */
+function slowStatus(bus: Bus, topic: string, ms: number): Bus {
+  const ready = new Promise<void>((r) => setTimeout(r, ms))
+  return new Proxy(bus, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver) as unknown
+      if (prop !== 'subscribe' || typeof v !== 'function') return typeof v === 'function' ? v.bind(target) : v
+      return (o: SubscribeOptions) => {
+        if (!o.topics.includes(topic)) return v.call(target, o)
+        const { handler, batchHandler } = o
+        return v.call(target, {
+          ...o,
+          ...(handler === undefined ? {} : { handler: async (m: Parameters<typeof handler>[0]) => ready.then(() => handler(m)) }),
+          ...(batchHandler === undefined ? {} : { batchHandler: async (ms_: Parameters<typeof batchHandler>[0]) => ready.then(() => batchHandler(ms_)) }),
+        })
+      }
+    },
+  })
+}
+
+test('a cancel sent while no coordinator ran is applied after the queued events: the node that finished meanwhile keeps all its batches', async () => {
+  const rest = gate()
+  let batches = 0
+  const slow: RoleHandler = {
+    async *iterBatches() {
+      for (let i = 0; i < 5; i++) yield { batch_uid: `b${i}`, payload: {} }
+    },
+    async processBatch(b, ctx) {
+      if (b.batch_uid !== 'b0') await rest.wait(ctx.signal)
+      batches++
+      return { metrics: { count: 1 } }
+    },
+  }
+  const later: RoleHandler = {
+    async processBatch(_b, ctx) {
+      await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }))
+      return {}
+    },
+  }
+  const bus = new MemoryBus()
+  const rt = await startRuntime({ bus, handlers: { slow, later } })
+  let second: Coordinator | null = null
+  try {
+    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 's', type: 'slow' }, { node_id: 't', type: 'later', depends_on: ['s'] }] } })
+    await waitFor(async () => ((await rt.coordinator.getTask(id))?.nodes.find((n) => n.node_id === 's')?.batches_seen ?? 0) >= 1)
+    await rt.coordinator.kill()
+    // While no coordinator runs: the node ends (its events wait on the status topic), and a cancel is asked.
+    rest.open()
+    await waitFor(() => bus.records(rt.statusTopic('slow')).some((r) => r.value.includes('"TASK_DONE"') && r.value.includes(id)))
+    assert.equal(batches, 5)
+    await sendControl(rt.bus, rt.coordinatorBase.topicTasks ?? 'coord.tasks.v1', controlRequest('cancel', id, Date.now(), 'stop it'))
+    // The restarted coordinator reads its status topic late (as a Kafka consumer group that
+    // takes a while to join does): the cancel request is there first.
+    second = new Coordinator({ bus: slowStatus(rt.bus, rt.statusTopic('slow'), 400), store: rt.store, config: { ...rt.coordinatorBase, discoveryWindowSec: 0.2 } })
+    await second.start()
+    const t = await second.waitForTask(id, { timeoutMs: 20_000 })
+    assert.equal(t.status, 'cancelled')
+    const s = t.nodes.find((n) => n.node_id === 's')
+    assert.equal(s?.status, 'finished', 'the node that ended while no coordinator ran is finished')
+    assert.deepEqual(s?.stats, { count: 5 })
+    assert.equal(s?.attempt_epoch, 1)
+    // What is left is stopped (t may have been started from s's end before the cancel was applied).
+    assert.notEqual(t.nodes.find((n) => n.node_id === 't')?.status, 'finished')
+  } finally {
+    rest.open()
+    await second?.stop()
+    await rt.stop()
+  }
+})
