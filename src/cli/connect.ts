@@ -15,7 +15,7 @@ import { ErrorCode, FlowkitError } from '../errors.ts'
 import { type LogLevel, type Logger, createLogger, parseLogLevel } from '../log.ts'
 import type { Bus } from '../ports/bus.ts'
 import type { Store } from '../ports/store.ts'
-import { CliError, EXIT, firstLine } from './errors.ts'
+import { CliError, EXIT, firstLine, redactUrl } from './errors.ts'
 import { type Settings, mongoAddress, requireBrokers, requireMongoUrl } from './settings.ts'
 
 export type StoreMode = 'read' | 'write' | 'serve'
@@ -104,7 +104,9 @@ function connectError(err: unknown, what: string, address: string, hint: string)
 function hostPort(broker: string): { host: string; port: number } {
   const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(broker)
   if (m === null) throw new CliError(EXIT.usage, `kafka broker ${JSON.stringify(broker)} must be host:port`)
-  return { host: m[1] as string, port: Number(m[2]) }
+  const port = Number(m[2])
+  if (!(port >= 1 && port <= 65535)) throw new CliError(EXIT.usage, `kafka broker ${JSON.stringify(broker)}: the port must be 1 to 65535`)
+  return { host: m[1] as string, port }
 }
 
 function probe(broker: string, ms: number): Promise<void> {
@@ -131,6 +133,8 @@ function probe(broker: string, ms: number): Promise<void> {
 /** Checks that at least one broker accepts a connection within the deadline. */
 export async function checkKafka(s: Settings): Promise<void> {
   const brokers = requireBrokers(s)
+  // A malformed address is the operator's input, not a connection failure (exit 2, not 3).
+  for (const b of brokers) hostPort(b)
   try {
     await Promise.any(brokers.map((b) => probe(b, s.connectTimeoutMs)))
   } catch (err) {
@@ -152,3 +156,19 @@ export async function openBus(s: Settings, logger?: Logger): Promise<Bus> {
 }
 
 export { KAFKA_HINT, MONGO_HINT }
+
+/** The database a store of these settings uses: the configured name, else the URL's path, else `flowkit`. */
+export function databaseName(s: Settings): string {
+  if (s.mongo.dbName !== undefined) return s.mongo.dbName
+  try {
+    const path = new URL(s.mongo.url ?? '').pathname.replace(/^\//, '')
+    return path === '' ? 'flowkit' : decodeURIComponent(path)
+  } catch {
+    return 'flowkit'
+  }
+}
+
+/** `database … at …, brokers …` for a ready line (the URL without its credentials). */
+export function deploymentText(s: Settings): string {
+  return `database ${databaseName(s)} at ${redactUrl(s.mongo.url ?? '')}, brokers ${(s.brokers ?? []).join(',')}`
+}

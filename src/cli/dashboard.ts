@@ -16,14 +16,14 @@ import type { Logger } from '../log.ts'
 import type { Store } from '../ports/store.ts'
 import type { Dashboard, DashboardCoordinator } from '../ui/server.ts'
 import { type OptionSpecs, type Parsed, flag, int, parse, positionals, str } from './args.ts'
-import { openBus, openStore, processLogger } from './connect.ts'
+import { deploymentText, openBus, openStore, processLogger } from './connect.ts'
 import { controlTopic } from './control.ts'
-import { CliError, EXIT, redactUrl, toCliError, usageError } from './errors.ts'
+import { CliError, EXIT, toCliError, usageError } from './errors.ts'
 import { loadFunctions } from './modules.ts'
 import type { CommandBase, Out } from './output.ts'
 import { RemoteCoordinator } from './remote.ts'
 import { untilAborted } from './serve.ts'
-import { type Settings, requireBrokers, requireMongoUrl, resolveSettings } from './settings.ts'
+import { requireBrokers, requireMongoUrl, resolveSettings } from './settings.ts'
 
 export const DEFAULT_UI_PORT = 7700
 
@@ -95,9 +95,6 @@ export async function startDevDashboard(name: string, out: Out, coordinator: Das
   }
 }
 
-function where(s: Settings): string {
-  return `database ${s.mongo.dbName ?? '(from the URL, else flowkit)'} at ${redactUrl(s.mongo.url ?? '')}, brokers ${(s.brokers ?? []).join(',')}`
-}
 
 /** `flowkit ui`: the dashboard against a deployment (its store and owners' topic), until a signal. */
 export async function uiCommand(argv: readonly string[], base: CommandBase): Promise<number> {
@@ -154,7 +151,7 @@ export async function uiCommand(argv: readonly string[], base: CommandBase): Pro
     dash = started.dash
     const url = openUrl(dash, started.token)
     if (base.out.json) base.out.doc({ event: 'ui.ready', url, host: dash.host, port: dash.port, auth: dash.auth })
-    else base.out.line(`flowkit ui: dashboard at ${url} (${where(settings)}); Ctrl-C stops`)
+    else base.out.line(`flowkit ui: dashboard at ${url} (${deploymentText(settings)}); Ctrl-C stops`)
     if (started.token !== null && token === null) base.out.note('flowkit ui: a token was generated for this run (--token or FLOWKIT_UI_TOKEN sets one)')
     await untilAborted(base.signal)
     base.out.note('flowkit ui: stopping')

@@ -16,8 +16,8 @@ import type { Bus } from '../ports/bus.ts'
 import type { Store } from '../ports/store.ts'
 import { Worker } from '../worker/worker.ts'
 import { int, list, parse, positionals, str } from './args.ts'
-import { checkKafka, checkMongo, openBus, openStore, processLogger } from './connect.ts'
-import { EXIT, redactUrl, toCliError, usageError } from './errors.ts'
+import { checkKafka, checkMongo, deploymentText, openBus, openStore, processLogger } from './connect.ts'
+import { EXIT, toCliError, usageError } from './errors.ts'
 import { loadFunctions, loadHandlers } from './modules.ts'
 import type { CommandBase } from './output.ts'
 import { type Settings, requireBrokers, requireMongoUrl, resolveSettings } from './settings.ts'
@@ -49,9 +49,6 @@ async function closeAll(o: Opened): Promise<void> {
   await o.store?.close().catch(() => undefined)
 }
 
-function where(s: Settings): string {
-  return `database ${s.mongo.dbName ?? '(from the URL, else flowkit)'} at ${redactUrl(s.mongo.url ?? '')}, brokers ${(s.brokers ?? []).join(',')}`
-}
 
 export async function coordinatorCommand(argv: readonly string[], base: CommandBase): Promise<number> {
   const p = parse('coordinator', argv, { functions: { type: 'string' }, 'group-id': { type: 'string' } }, true)
@@ -72,7 +69,7 @@ export async function coordinatorCommand(argv: readonly string[], base: CommandB
     await coordinator.start()
     const started = { group_id: coordinator.config.groupId, functions: coordinator.functionNames }
     if (base.out.json) base.out.doc({ event: 'coordinator.ready', ...started })
-    else base.out.line(`flowkit coordinator: ready (group ${started.group_id}; ${where(settings)}); Ctrl-C stops`)
+    else base.out.line(`flowkit coordinator: ready (group ${started.group_id}; ${deploymentText(settings)}); Ctrl-C stops`)
     await untilAborted(base.signal)
     base.out.note('flowkit coordinator: stopping')
     await coordinator.stop()
@@ -112,7 +109,7 @@ export async function workerCommand(argv: readonly string[], base: CommandBase):
     await worker.start()
     const info = { worker_id: worker.workerId, roles: worker.roles, concurrency: worker.config.concurrency }
     if (base.out.json) base.out.doc({ event: 'worker.ready', ...info })
-    else base.out.line(`flowkit worker ${info.worker_id}: ready (roles ${info.roles.join(', ')}; concurrency ${info.concurrency}; ${where(settings)}); Ctrl-C stops`)
+    else base.out.line(`flowkit worker ${info.worker_id}: ready (roles ${info.roles.join(', ')}; concurrency ${info.concurrency}; ${deploymentText(settings)}); Ctrl-C stops`)
     await untilAborted(base.signal)
     const running = worker.activeRuns().length
     base.out.note(`flowkit worker: stopping${running > 0 ? ` (handing back ${running} running node${running === 1 ? '' : 's'})` : ''}`)

@@ -132,7 +132,7 @@ export async function cancelCommand(argv: readonly string[], base: CommandBase):
       if (base.signal.aborted) throw new CliError(EXIT.interrupted, `interrupted: the cancel request for task ${id} was sent; see \`flowkit status ${id}\``)
       if (Date.now() >= deadline) {
         throw new CliError(EXIT.failed, `no coordinator acted on the cancel request for task ${id} within ${timeoutSec} s`, {
-          hint: 'is `flowkit coordinator` running for this deployment? (a coordinator embedded in an application does not read CLI requests: call Coordinator.cancelTask there)',
+          hint: 'is a coordinator of this deployment running? The request stays on the owners\' topic: the coordinator that owns the task applies it when it reads it (after a restart too)',
         })
       }
       await new Promise((r) => setTimeout(r, 250))
