@@ -86,5 +86,7 @@ export function positionals(command: string, p: Parsed, names: readonly string[]
   if (p.positionals.length > names.length) {
     throw usageError(`${command}: unexpected argument ${JSON.stringify(p.positionals[names.length])}`, command)
   }
+  const empty = p.positionals.findIndex((a) => a.trim() === '')
+  if (empty >= 0) throw usageError(`${command}: <${names[empty] ?? 'argument'}> is empty`, command)
   return p.positionals
 }

@@ -23,7 +23,7 @@ import { flag, int, parse, positionals, str } from './args.ts'
 import { openBus, openStore, processLogger } from './connect.ts'
 import { controlRequest, sendControl } from '../coordinator/control.ts'
 import { controlTopic } from './control.ts'
-import { CliError, EXIT } from './errors.ts'
+import { CliError, EXIT, firstLine } from './errors.ts'
 import { followStore } from './follow.ts'
 import { loadFunctions } from './modules.ts'
 import type { CommandBase, Out } from './output.ts'
@@ -161,6 +161,7 @@ export async function submitCommand(argv: readonly string[], base: CommandBase):
       throw err
     }
     // Tell the running coordinator at once (it would adopt the task at its next sweep anyway).
+    let notified = true
     try {
       const bus = await openBus(settings, processLogger('warn'))
       try {
@@ -169,12 +170,14 @@ export async function submitCommand(argv: readonly string[], base: CommandBase):
         await bus.close()
       }
     } catch (err) {
-      base.out.note(`flowkit: could not notify the coordinator (${errorMessage(err)}); it adopts the task at its next sweep`)
+      notified = false
+      base.out.note(`flowkit: could not notify the coordinator (${firstLine(errorMessage(err))}); it adopts the task at its next sweep`)
     }
     const sweep = sweepSeconds(settings)
     if (base.out.json && !flag(p, 'watch')) base.out.doc({ task_id: task.id, status: task.status, nodes: task.graph.nodes.length })
     else if (!base.out.json) base.out.line(`submitted task ${task.id} (${task.graph.nodes.length} node${task.graph.nodes.length === 1 ? '' : 's'})`)
-    if (!base.out.json) base.out.note(`flowkit: the running coordinator picks it up within ${sweep} s (its sweep period)`)
+    // Only when the coordinator could not be told: its sweep is then what finds the task.
+    if (!base.out.json && !notified) base.out.note(`flowkit: the running coordinator picks it up within ${sweep} s (its sweep period)`)
     if (!flag(p, 'watch')) return EXIT.ok
     return await watchTask(store, task.id, base, interval, sweep)
   } finally {

@@ -53,6 +53,7 @@ describe('flowkit CLI basics', () => {
       [['validat', 'g.json'], /unknown command "validat" \(did you mean "validate"\?\)/],
       [['validate'], /validate: missing <graph\.json>/],
       [['validate', 'a.json', 'b.json'], /unexpected argument "b\.json"/],
+      [['cancel', ''], /cancel: <task-id> is empty/],
       [['ls', '--frob'], /ls: Unknown option '--frob'/],
       [['ls', '--limit', 'ten'], /--limit must be an integer/],
       [['ls', '--status', 'sleeping'], /unknown status "sleeping"/],
