@@ -13,7 +13,15 @@ import type { TaskRuntime } from './runtime.ts'
 /** How long a dispatched node may wait for a worker of its type before `node.no_worker` is logged. */
 const NO_WORKER_GRACE_MS = 3_000
 
+/**
+ * Most workers remembered. Announces are a bus topic anyone with access may write: a flood of
+ * made-up worker ids must not grow this table (read on every dispatch) without bound. Past it,
+ * workers offline or not heard from within the liveness window go first, then the longest silent.
+ */
+export const MAX_KNOWN_WORKERS = 4096
+
 export class LiveRoles {
+  /** By worker id, the most recently heard last (a worker heard again moves to the end). */
   readonly #workers = new Map<string, { roles: string[]; online: boolean; seen: number }>()
   readonly #livenessMs: number
 
@@ -21,11 +29,27 @@ export class LiveRoles {
     this.#livenessMs = livenessMs
   }
 
+  get size(): number {
+    return this.#workers.size
+  }
+
   /** A worker announced itself (online or going offline). */
   seen(w: Pick<WorkerInfo, 'worker_id' | 'roles' | 'status' | 'last_seen_ms'>): void {
     const cur = this.#workers.get(w.worker_id)
     if (cur !== undefined && cur.seen > w.last_seen_ms) return
+    this.#workers.delete(w.worker_id)
     this.#workers.set(w.worker_id, { roles: w.roles.length > 0 || cur === undefined ? w.roles : cur.roles, online: w.status === 'online', seen: w.last_seen_ms })
+    if (this.#workers.size > MAX_KNOWN_WORKERS) this.#prune(w.last_seen_ms)
+  }
+
+  /** Down to three quarters of the bound (so that pruning is rare): the silent first, then the oldest heard. */
+  #prune(now: number): void {
+    const target = Math.floor((MAX_KNOWN_WORKERS * 3) / 4)
+    for (const [id, x] of this.#workers) if (!x.online || now - x.seen > this.#livenessMs) this.#workers.delete(id)
+    for (const id of this.#workers.keys()) {
+      if (this.#workers.size <= target) break
+      this.#workers.delete(id)
+    }
   }
 
   /** Roles served by a worker online and heard from within the liveness window. */
