@@ -107,6 +107,11 @@ export function resolveSettings(p: Parsed, env: NodeJS.ProcessEnv = process.env)
     if (!Number.isFinite(n) || n <= 0) throw new CliError(EXIT.usage, `FLOWKIT_CONNECT_TIMEOUT_MS must be a positive number of milliseconds, got ${JSON.stringify(envTimeout)}`)
     connectTimeoutMs = Math.max(100, Math.round(n))
   }
+  // A flag given empty is a mistake, not "use the environment" (flags win over it).
+  for (const flagName of ['brokers', 'mongo-url'] as const) {
+    const v = str(p, flagName)
+    if (v !== undefined && v.trim() === '') throw new CliError(EXIT.usage, `--${flagName} is empty`)
+  }
   const coordinator = { ...section(file, 'coordinator', fileLabel) }
   if (env['FLOWKIT_GROUP_ID']) coordinator['groupId'] = env['FLOWKIT_GROUP_ID']
   const worker = { ...section(file, 'worker', fileLabel) }

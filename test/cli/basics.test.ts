@@ -54,6 +54,7 @@ describe('flowkit CLI basics', () => {
       [['validate'], /validate: missing <graph\.json>/],
       [['validate', 'a.json', 'b.json'], /unexpected argument "b\.json"/],
       [['cancel', ''], /cancel: <task-id> is empty/],
+      [['ls', '--brokers', ''], /--brokers is empty/],
       [['ls', '--frob'], /ls: Unknown option '--frob'/],
       [['ls', '--limit', 'ten'], /--limit must be an integer/],
       [['ls', '--status', 'sleeping'], /unknown status "sleeping"/],
