@@ -88,15 +88,17 @@ export async function checkMongo(s: Settings): Promise<void> {
   }
 }
 
-function connectError(err: unknown, what: string, address: string, hint: string): CliError {
+export function connectError(err: unknown, what: string, address: string, hint: string): CliError {
   if (err instanceof CliError) return err
   if (err instanceof FlowkitError && err.code === ErrorCode.Config) {
     return new CliError(EXIT.usage, `${what} settings: ${firstLine(err.message)}`, { cause: err })
   }
   const message = err instanceof Error ? err.message : String(err)
+  // The server answered and refused the credentials: "is it running?" would send the operator the wrong way.
+  const auth = /authenticat|SCRAM|SASL|Unsupported authentication mechanism|not authorized|unauthorized/i.test(message)
   return new CliError(EXIT.connect, `cannot connect to ${what} at ${address}: ${firstLine(message)}`, {
     cause: err,
-    hint,
+    hint: auth ? `${what} answered but refused the login: check the user, password and mechanism (${what === 'Kafka' ? 'the kafka.sasl settings' : 'the URL, its authSource and authMechanism'})` : hint,
     code: err instanceof FlowkitError ? err.code : 'CANNOT_CONNECT',
   })
 }

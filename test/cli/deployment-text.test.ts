@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { checkKafka, databaseName, deploymentText } from '../../src/cli/connect.ts'
+import { checkKafka, connectError, databaseName, deploymentText } from '../../src/cli/connect.ts'
 import { CliError } from '../../src/cli/errors.ts'
 import { resolveSettings } from '../../src/cli/settings.ts'
 
@@ -27,4 +27,12 @@ test('a malformed broker address is exit 2 with what is wrong, before any connec
   for (const [b, re] of [['localhost', /must be host:port/], ['127.0.0.1:99999', /the port must be 1 to 65535/]] as const) {
     await assert.rejects(checkKafka({ ...settings('mongodb://h/x'), brokers: [b] }), (err: unknown) => err instanceof CliError && err.exitCode === 2 && re.test(err.message))
   }
+})
+
+test('a refused login is told apart from a server that does not answer (hint)', () => {
+  const refused = connectError(new Error('Unsupported authentication mechanism "SCRAM-SHA-1"'), 'MongoDB', 'mongodb://***@h/x', 'is MongoDB running?')
+  assert.equal(refused.exitCode, 3)
+  assert.match(refused.hint ?? '', /refused the login: check the user, password and mechanism/)
+  const down = connectError(new Error('connect ECONNREFUSED 127.0.0.1:1'), 'MongoDB', 'mongodb://h/x', 'is MongoDB running?')
+  assert.equal(down.hint, 'is MongoDB running?')
 })
