@@ -8,15 +8,16 @@
  * check with it (`builtinArgChecks(overridden)`).
  */
 import type { FnArgsCheck, FnArgsReport } from '../graph/parse-context.ts'
+import { fromNodes } from './functions.ts'
 import { VARS_FUNCTIONS, varsArgsProblem } from './vars.ts'
 import { describeType } from './vars-rules.ts'
 
 const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v)
 const given = (v: unknown): boolean => v !== undefined && v !== null
 
-/** At least one node in `from_nodes` (an id or a list) or `from_node`, as functions.ts reads them. */
+/** At least one node in `from_nodes` or `from_node`, read as the functions read them. */
 function hasFromNodes(args: Readonly<Record<string, unknown>>): boolean {
-  return [args['from_nodes'], args['from_node']].some((v) => typeof v === 'string' || (Array.isArray(v) && v.some((x) => typeof x === 'string')))
+  return fromNodes(args).length > 0
 }
 
 /** `target.key` (default "merged") under which the metas go; `from_nodes` required. */

@@ -33,7 +33,7 @@ export interface CoordinatorFnResult {
 export type CoordinatorFn = (ctx: CoordinatorFnContext) => Promise<CoordinatorFnResult>
 
 /** `from_nodes` (an id or a list of ids) and `from_node`, as the parser accepts them, without repeats. */
-function fromNodes(args: Record<string, unknown>): string[] {
+export function fromNodes(args: Readonly<Record<string, unknown>>): string[] {
   const out: string[] = []
   for (const v of [args['from_nodes'], args['from_node']]) {
     if (typeof v === 'string') out.push(v)
