@@ -86,7 +86,7 @@ export class AfterFlush {
           const m: OutgoingMessage = c.decoded !== undefined
             ? { topic: c.topic, key: c.key, decoded: c.decoded, dedup_id: c.dedup_id, task_id: rt.id, onDone: done }
             : { topic: c.topic, key: c.key, value: c.value, dedup_id: c.dedup_id, task_id: rt.id, onDone: done }
-          if (c.kind === 'TASK_START') m.onDead = (error: string) => this.#startUndeliverable(rt, c.ord, c.epoch, error)
+          if (c.kind === 'TASK_START') m.onDead = (error: string) => this.startUndeliverable(rt, c.ord, c.epoch, error)
           return m
         }),
       )
@@ -146,7 +146,8 @@ export class AfterFlush {
     this.#recentDone.add(rt.id)
   }
 
-  #startUndeliverable(rt: TaskRuntime, ord: number, epoch: number, error: string): void {
+  /** A START of this attempt could not be delivered (or written): the attempt fails, transiently. */
+  startUndeliverable(rt: TaskRuntime, ord: number, epoch: number, error: string): void {
     if (this.#d.engine.tasks.get(rt.id) !== rt || rt.node(ord).attempt_epoch !== epoch) return
     this.#d.engine.apply(rt, ord, { kind: 'failed', reasonCode: 'start_undeliverable', error, permanent: false })
   }

@@ -6,7 +6,8 @@
  *   2. one journal entry per task (its new node states, task fields, commands, applied events):
  *      one insert for all tasks, each entry unique by (task, version) — a writer that lost its
  *      version (another coordinator wrote it) is fenced and drops the task;
- *   3. snapshots that must be current before commands go out (cancel flag, variables);
+ *   3. snapshots that must be current before commands go out (variables too large to inline;
+ *      one the store refuses fails the attempts of the STARTs that needed it);
  *   4. then the commands (one produce per round), coordinator functions, waiters and the bus
  *      offsets of the events this flush covers.
  *
@@ -26,6 +27,11 @@ import { handOver } from '../ports/store-rules.ts'
 export interface FlushHooks {
   /** The entry of `rt` is durable: send its commands, run its functions, wake its waiters. */
   durable(rt: TaskRuntime, commands: PendingCommand[], fnRuns: number[], snapshot: VersionedTask | null, urgent: boolean): void
+  /**
+   * A START of `rt` could not go out: the snapshot it needed (variables too large to inline) was
+   * refused for good. Its attempt fails (its retry policy applies).
+   */
+  startRefused(rt: TaskRuntime, command: PendingCommand, error: string): void
   /** Batch-metrics rows of this flush (already in the entries): for the store's read model. */
   rows(rows: BatchMetricsWrite[]): void
   /** Another writer holds the version this coordinator wanted to write: it no longer owns `rt`. */
@@ -258,16 +264,43 @@ export class Flusher {
       }
     })
     const forced = durable.filter((b) => b.force && b.snapshot !== null)
-    if (forced.length > 0) {
-      await Promise.all(forced.map((b) => this.#retry('writeSnapshot', () => this.#store.writeSnapshot(b.snapshot as VersionedTask, now))))
-      for (const b of forced) b.rt.snapshotStored(b.entry.seq)
-    }
+    const refused = forced.length > 0 ? await this.#forcedSnapshots(forced, now) : null
     if (this.#abandoned !== null) return
     if (rows.length > 0) this.#hooks.rows(rows)
     for (const b of durable) {
       this.#hooks.observed?.(b.entry)
-      this.#hooks.durable(b.rt, b.commands, b.fnRuns, b.force ? null : b.snapshot, b.urgent)
+      const error = refused?.get(b)
+      if (error === undefined) {
+        this.#hooks.durable(b.rt, b.commands, b.fnRuns, b.force ? null : b.snapshot, b.urgent)
+        continue
+      }
+      // Its other commands go out; its STARTs (which need the refused snapshot) fail their attempts.
+      this.#hooks.durable(b.rt, b.commands.filter((c) => c.kind !== 'TASK_START'), b.fnRuns, null, b.urgent)
+      for (const c of b.commands) if (c.kind === 'TASK_START') this.#hooks.startRefused(b.rt, c, error)
     }
+  }
+
+  /**
+   * Writes the snapshots that commands wait for; retryable errors are retried (the flush waits), a
+   * refusal (a document over the server's limit) is returned by entry, so that one task cannot
+   * hold every flush for good.
+   */
+  async #forcedSnapshots(forced: Built[], now: number): Promise<Map<Built, string>> {
+    const refused = new Map<Built, string>()
+    await Promise.all(
+      forced.map(async (b) => {
+        try {
+          await this.#retry('writeSnapshot', () => this.#store.writeSnapshot(b.snapshot as VersionedTask, now), false)
+          b.rt.snapshotStored(b.entry.seq)
+        } catch (err) {
+          if (isFlowkitError(err) && err.retryable) throw err
+          const error = `the task document could not be written with its variables (a START without them needs it): ${errorMessage(err)}`
+          this.#log.error('coordinator.snapshot_refused', { task_id: b.rt.id, v: b.entry.seq, error: errorMessage(err) })
+          refused.set(b, error)
+        }
+      }),
+    )
+    return refused
   }
 
   /** Appends the entries; a non-retryable failure is isolated to the entries that cause it. */

@@ -147,6 +147,7 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
   const flusher: Flusher = new Flusher(store, clock, log, writer, {
     durable: (rt, commands, fnRuns, snapshot, urgent) => after.durable(rt, commands, fnRuns, snapshot, urgent),
     fenced: (rt) => tasks.fenced(rt),
+    startRefused: (rt, c, error) => after.startUndeliverable(rt, c.ord, c.epoch, error),
     mayWrite: () => ownership.waitConfirmed(),
     owns: (rt) => ownership.writable(rt.id),
     rows: (rows) => snapshots.offerRows(rows),

@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import type { MemoryBus, RoleHandler } from 'flowkit'
+import { ErrorCode, FlowkitError, MemoryStore, type MemoryBus, type RoleHandler, type Store, type VersionedTask } from 'flowkit'
 import { startRuntime } from '../helpers/runtime.ts'
 import { gatedSnapshots } from '../helpers/gated-snapshots.ts'
 import { waitFor } from '../helpers/wait.ts'
@@ -73,6 +73,53 @@ test('variables too large to inline: the START goes out once the task document h
     assert.equal((seen.at(-1) as Record<string, string>)['k3']?.length, 60_000)
   } finally {
     snapshots.open()
+    await rt.stop()
+  }
+})
+
+test('a task document the store refuses for good (variables too large for it) fails the START that needed it and holds no other task', async () => {
+  // A store whose documents are limited like MongoDB's, at 256 KB: a snapshot with the variables below is refused, not retryable.
+  const inner = new MemoryStore()
+  const refusals: string[] = []
+  const store = new Proxy(inner, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target) as unknown
+      if (typeof value !== 'function') return value
+      const fn = (value as (...args: unknown[]) => unknown).bind(target)
+      if (prop !== 'writeSnapshot') return fn
+      return async (task: VersionedTask, now: number) => {
+        if (JSON.stringify(task.coordinator.vars).length > 256_000) {
+          refusals.push(task.id)
+          throw new FlowkitError(ErrorCode.StoreError, 'document too large (over 256000 bytes)', { retryable: false })
+        }
+        return fn(task, now)
+      }
+    },
+  }) as Store
+  const seen: Record<string, unknown>[] = []
+  const rt = await startRuntime({ store, handlers: { step: recording(seen) }, worker: { concurrency: 4 } })
+  try {
+    const kv = Object.fromEntries(['k1', 'k2', 'k3', 'k4', 'k5'].map((k) => [k, 'x'.repeat(60_000)]))
+    const graph = {
+      nodes: [
+        { node_id: 'a', type: 'step' },
+        { node_id: 'set', type: 'coordinator_fn', depends_on: ['a'], io: { fn: 'vars.set', fn_args: { kv } } },
+        { node_id: 'c', type: 'step', depends_on: ['set'], retry_policy: { max: 2, backoff_sec: 0 } },
+      ],
+    }
+    const id = await rt.coordinator.createTask({ graph })
+    const view = await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })
+    assert.equal(view.status, 'failed')
+    const c = view.nodes.find((n) => n.node_id === 'c')
+    assert.equal(c?.status, 'failed')
+    assert.equal(c?.attempt_epoch, 2, 'c was tried as its retry policy says, each START refused')
+    assert.match(JSON.stringify(c?.last_error), /could not be written with its variables.*document too large/)
+    assert.equal(seen.length, 1, 'only a ran: c never ran without its variables')
+    assert.ok(refusals.length >= 2)
+    // The coordinator goes on: another task runs to the end.
+    const other = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'x', type: 'step' }] } })
+    assert.equal((await rt.coordinator.waitForTask(other, { timeoutMs: 5000 })).status, 'finished')
+  } finally {
     await rt.stop()
   }
 })
