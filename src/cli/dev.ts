@@ -31,7 +31,9 @@ import { flag, int, parse, positionals, str } from './args.ts'
 import { DEV_UI_OPTIONS, type UiSettings, devUiSettings, startDevDashboard } from './dashboard.ts'
 import * as examples from './demo-pipeline.ts'
 import { CliError, EXIT, usageError } from './errors.ts'
-import { ErrorCode } from '../errors.ts'
+import { ErrorCode, FlowkitError } from '../errors.ts'
+import { BUILTIN_FUNCTIONS } from '../coordinator/functions.ts'
+import type { DashboardCoordinator } from '../ui/api.ts'
 import { builtinArgChecks } from '../coordinator/fn-args.ts'
 import { COORDINATOR_FN_TYPE } from '../graph/types.ts'
 import { buildFrom, graphRefused, readJsonFile, readSubmission } from './graph-cmds.ts'
@@ -97,13 +99,52 @@ function findExamples(): string {
   throw new CliError(EXIT.notFound, 'the example data examples/data/sales.csv is not installed')
 }
 
+/** A graph's nodes whose type no handler serves (in this process nothing else ever would: the task would wait forever). */
+function unservedProblem(nodes: readonly { node_id: string; type: string }[], handlers: Record<string, RoleHandler>, where: string): { message: string; details: { types: string[]; nodes: string[] } } | null {
+  const unserved = nodes.filter((n) => n.type !== COORDINATOR_FN_TYPE && !Object.hasOwn(handlers, n.type))
+  if (unserved.length === 0) return null
+  const types = [...new Set(unserved.map((n) => n.type))]
+  const ids = unserved.map((n) => n.node_id)
+  return {
+    message: `no handler ${where} serves type${types.length > 1 ? 's' : ''} ${types.map((t) => JSON.stringify(t)).join(', ')} (node${ids.length > 1 ? 's' : ''} ${ids.join(', ')}); its roles: ${Object.keys(handlers).join(', ') || 'none'}`,
+    details: { types, nodes: ids },
+  }
+}
+
+/**
+ * The coordinator as dev's dashboard sees it: a task submitted (or resubmitted) there whose graph
+ * has a type no handler of this process serves is refused (422) as `--graph` would refuse it.
+ */
+function servedOnly(c: Coordinator, s: Settings, handlers: Record<string, RoleHandler>, functions: Record<string, CoordinatorFn>): DashboardCoordinator {
+  const fnNames = new Set([...Object.keys(BUILTIN_FUNCTIONS), ...Object.keys(functions)])
+  const fnArgs = builtinArgChecks(Object.keys(functions))
+  const createTask: Coordinator['createTask'] = (input) => {
+    let nodes: { node_id: string; type: string }[] | null = null
+    try {
+      nodes = Object.values(buildFrom(s, { graph: input.graph, params: input.params, fnNames, fnArgs }).nodes)
+    } catch {
+      // Refused: createTask says why, with every problem.
+    }
+    const problem = nodes === null ? null : unservedProblem(nodes, handlers, 'of this dev runtime')
+    if (problem !== null) return Promise.reject(new FlowkitError(ErrorCode.GraphInvalid, problem.message, { details: problem.details }))
+    return c.createTask(input)
+  }
+  return new Proxy(c, {
+    get(target, prop) {
+      if (prop === 'createTask') return createTask
+      const v = Reflect.get(target, prop, target) as unknown
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v
+    },
+  })
+}
+
 /** The embedded runtime with its dashboard (unless --no-ui); stop() closes both. */
 async function startDev(name: string, base: CommandBase, s: Settings, handlers: Record<string, RoleHandler>, functions: Record<string, CoordinatorFn>, concurrency: number, ui: UiSettings | null): Promise<Embedded & { dashboardUrl: string | null }> {
   const log = processLogger('silent')
   const rt = await startEmbedded(s, handlers, functions, concurrency, log)
   let started: Awaited<ReturnType<typeof startDevDashboard>>
   try {
-    started = await startDevDashboard(name, base.out, rt.coordinator, rt.store, ui, log)
+    started = await startDevDashboard(name, base.out, servedOnly(rt.coordinator, s, handlers, functions), rt.store, ui, log)
   } catch (err) {
     await rt.stop()
     throw err
@@ -193,15 +234,8 @@ export async function devCommand(argv: readonly string[], base: CommandBase, nam
     } catch (err) {
       throw graphRefused(base.out, graphPath, err)
     }
-    const unserved = nodes.filter((n) => n.type !== COORDINATOR_FN_TYPE && !Object.hasOwn(handlers, n.type))
-    if (unserved.length > 0) {
-      const types = [...new Set(unserved.map((n) => n.type))]
-      throw new CliError(
-        EXIT.failed,
-        `${graphPath}: no handler in ${handlersPath} serves type${types.length > 1 ? 's' : ''} ${types.map((t) => JSON.stringify(t)).join(', ')} (node${unserved.length > 1 ? 's' : ''} ${unserved.map((n) => n.node_id).join(', ')}); its roles: ${Object.keys(handlers).join(', ') || 'none'}`,
-        { code: ErrorCode.GraphInvalid, details: { types, nodes: unserved.map((n) => n.node_id) } },
-      )
-    }
+    const problem = unservedProblem(nodes, handlers, `in ${handlersPath}`)
+    if (problem !== null) throw new CliError(EXIT.failed, `${graphPath}: ${problem.message}`, { code: ErrorCode.GraphInvalid, details: problem.details })
   }
   const rt = await startDev(name, base, s, handlers, functions, concurrency, ui)
   try {

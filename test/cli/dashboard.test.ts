@@ -59,6 +59,12 @@ describe('flowkit dev: the dashboard', () => {
       const page = await fetch(`${url}tasks/${id}`)
       assert.equal(page.status, 200)
       assert.match(page.headers.get('content-type') ?? '', /^text\/html/)
+      // A task submitted there with a type no handler of this process serves is refused (it would wait forever).
+      const refused = await fetch(`${url}api/tasks`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-flowkit-dashboard': '1' }, body: JSON.stringify({ graph: { nodes: [{ node_id: 'x', type: 'nope' }] } }) })
+      const body = await refused.text()
+      assert.equal(refused.status, 422, body)
+      assert.match(body, /no handler of this dev runtime serves type \\?"nope\\?" \(node x\); its roles: /)
+      assert.equal((await getJson<TaskList>(`${url}api/tasks`)).total, 1, 'no task was created')
       writeFileSync(gate, '')
       const r = await p.waitExit(30_000)
       assert.equal(r.code, 0, p.stderr)
