@@ -125,6 +125,16 @@ export async function acquire(d: HandoverDeps, partitions: ReadonlySet<number>, 
   for (const rt of loaded) for (const s of rt.specs) if (s.type !== COORDINATOR_FN_TYPE) types.add(s.type)
   await d.ensureStatus(types)
   d.log.info('coordinator.acquired', { partitions: [...partitions], tasks: loaded.length, generation })
+  resumeLoaded(d, loaded)
+  return loaded
+}
+
+/**
+ * Resumes loaded tasks. Those with inherited running nodes are recovered first (discovery window,
+ * replay of the status topics, then their complete artifacts): their nodes are left alone until
+ * then, and a cancel waits for it (RECOVERING).
+ */
+function resumeLoaded(d: HandoverDeps, loaded: readonly TaskRuntime[]): void {
   const deps = d.recovery()
   const inherited = loaded.some((rt) => rt.inherited.size > 0)
   if (inherited) d.engine.graceEnd = Math.max(d.engine.graceEnd, deps.clock.now() + deps.config.discoveryWindowSec * 1000)
@@ -134,7 +144,6 @@ export async function acquire(d: HandoverDeps, partitions: ReadonlySet<number>, 
     for (const rt of loaded) if (rt.inherited.size > 0) RECOVERING.set(rt, done)
     void done
   }
-  return loaded
 }
 
 /** Writes what is pending for the tasks of `partitions`, then drops them from memory. */
@@ -290,9 +299,10 @@ export class OwnedTasks {
     if (rt === null) return d.engine.tasks.get(taskId) ?? null
     this.claims++
     await d.ensureStatus(rt.specs.filter((s) => s.type !== COORDINATOR_FN_TYPE).map((s) => s.type))
-    rt.inherited.clear()
     d.log.info('task.adopted', { task_id: taskId, status: rt.status })
-    resume(rt, d.recovery())
+    // Recovered as at a start (a cancel that made this coordinator load the task during its own
+    // start must not overtake the events queued while no coordinator ran).
+    resumeLoaded(this.#deps(), [rt])
     return rt
   }
 }

@@ -122,7 +122,8 @@ export async function finishRecovery(loaded: readonly TaskRuntime[], d: Recovery
       }
     }
   }
-  d.engine.graceEnd = 0
+  // Over unless another recovery (a task adopted since) extended it.
+  if (d.engine.graceEnd <= d.clock.now()) d.engine.graceEnd = 0
   for (const rt of loaded) {
     if (d.engine.tasks.get(rt.id) !== rt) continue
     for (const ord of rt.inherited) d.engine.armNode(rt, ord)

@@ -2,18 +2,24 @@
  * A cancel that reaches a coordinator while it recovers (restarted after a crash) waits for the
  * events queued while no coordinator ran: a node that finished meanwhile is finished with all its
  * batches, and the cancel stops what is left. (Applied first, it cancelled that node with one
- * batch of five counted, and its finished work was lost.)
+ * batch of five counted, and its finished work was lost.) The second case has no drain to lean
+ * on: the cancel, arriving during the start, makes the coordinator load the task itself (adopt),
+ * which skipped the recovery wait (the node was cancelled with its batches uncounted).
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { type Bus, Coordinator, MemoryBus, type RoleHandler, type SubscribeOptions } from '../../src/index.ts'
+import { type Bus, Coordinator, MemoryBus, type RoleHandler, type SubscribeOptions, type Subscription } from '../../src/index.ts'
 import { controlRequest, sendControl } from '../../src/coordinator/control.ts'
 import { gate } from '../helpers/gate.ts'
 import { startRuntime } from '../helpers/runtime.ts'
 import { waitFor } from '../helpers/wait.ts'
 
-/** `bus`, whose subscriptions to `topic` handle nothing for their first `ms` (real time). */
-function slowStatus(bus: Bus, topic: string, ms: number): Bus {
+/**
+ * `bus`, whose subscriptions to `topic` handle nothing for their first `ms` (real time); with
+ * `drained: false` they cannot tell when their backlog is handled (Subscription.drained is
+ * optional: a bus without it), so only the recovery's replay wait keeps a cancel behind it.
+ */
+function slowStatus(bus: Bus, topic: string, ms: number, opts: { drained: boolean } = { drained: true }): Bus {
   const ready = new Promise<void>((r) => setTimeout(r, ms))
   return new Proxy(bus, {
     get(target, prop, receiver) {
@@ -22,17 +28,19 @@ function slowStatus(bus: Bus, topic: string, ms: number): Bus {
       return (o: SubscribeOptions) => {
         if (!o.topics.includes(topic)) return v.call(target, o)
         const { handler, batchHandler } = o
-        return v.call(target, {
+        const sub = v.call(target, {
           ...o,
           ...(handler === undefined ? {} : { handler: async (m: Parameters<typeof handler>[0]) => ready.then(() => handler(m)) }),
           ...(batchHandler === undefined ? {} : { batchHandler: async (ms_: Parameters<typeof batchHandler>[0]) => ready.then(() => batchHandler(ms_)) }),
-        })
+        }) as Promise<Subscription>
+        if (opts.drained) return sub
+        return sub.then((real) => new Proxy(real, { get: (t, p) => (p === 'drained' ? undefined : typeof Reflect.get(t, p, t) === 'function' ? (Reflect.get(t, p, t) as (...a: unknown[]) => unknown).bind(t) : Reflect.get(t, p, t)) }))
       }
     },
   })
 }
 
-test('a cancel sent while no coordinator ran is applied after the queued events: the node that finished meanwhile keeps all its batches', async () => {
+async function cancelWhileDown(drained: boolean): Promise<void> {
   const rest = gate()
   let batches = 0
   const slow: RoleHandler = {
@@ -65,7 +73,7 @@ test('a cancel sent while no coordinator ran is applied after the queued events:
     await sendControl(rt.bus, rt.coordinatorBase.topicTasks ?? 'coord.tasks.v1', controlRequest('cancel', id, Date.now(), 'stop it'))
     // The restarted coordinator reads its status topic late (as a Kafka consumer group that
     // takes a while to join does): the cancel request is there first.
-    second = new Coordinator({ bus: slowStatus(rt.bus, rt.statusTopic('slow'), 400), store: rt.store, config: { ...rt.coordinatorBase, discoveryWindowSec: 0.2 } })
+    second = new Coordinator({ bus: slowStatus(rt.bus, rt.statusTopic('slow'), 400, { drained }), store: rt.store, config: { ...rt.coordinatorBase, discoveryWindowSec: 0.2 } })
     await second.start()
     const t = await second.waitForTask(id, { timeoutMs: 20_000 })
     assert.equal(t.status, 'cancelled')
@@ -80,4 +88,12 @@ test('a cancel sent while no coordinator ran is applied after the queued events:
     await second?.stop()
     await rt.stop()
   }
+}
+
+test('a cancel sent while no coordinator ran is applied after the queued events: the node that finished meanwhile keeps all its batches', async () => {
+  await cancelWhileDown(true)
+})
+
+test('the same on a bus whose subscriptions cannot tell when their backlog is handled: the cancel waits for the recovery replay', async () => {
+  await cancelWhileDown(false)
 })
