@@ -14,6 +14,7 @@ import { handOver } from '../ports/store-rules.ts'
 import { cancelCommands, startCommand } from './commands.ts'
 import { lostEvent, resendDelayMs, timeoutAt } from './node-due.ts'
 import type { Limits } from './limits.ts'
+import { waitingConsumers } from './yield.ts'
 import type { TaskRuntime } from './runtime.ts'
 import type { TimerEntry, TimerHeap } from './timers.ts'
 import { type Effect, type NodeEvent, isTerminal, transition } from './transitions.ts'
@@ -152,22 +153,14 @@ export class Engine {
   }
 
   /**
-   * No worker accepted `ord`'s start in time. When streaming consumers downstream of it hold
-   * worker slots while they wait for its data, they may hold the very slot its retry needs (a
-   * deadlock): they yield — cancelled and queued again (no retry used) until it runs.
+   * `ord` cannot run (no worker accepted its START in time, or a limit is reached): the running
+   * consumers that wait for its data may hold the very slot it needs (a deadlock). They yield —
+   * cancelled and queued again (no retry used) until it runs; `useful` picks the ones whose slot
+   * would help (yield.ts).
    */
-  #yieldConsumers(rt: TaskRuntime, ord: number): void {
+  #yieldConsumers(rt: TaskRuntime, ord: number, useful: (type: string) => boolean = () => true): void {
     const upstream = rt.spec(ord).node_id
-    const seen = new Set<number>([ord])
-    const stack = [...(rt.reeval[ord] as number[])]
-    while (stack.length > 0) {
-      const d = stack.pop() as number
-      if (seen.has(d)) continue
-      seen.add(d)
-      const n = rt.node(d)
-      if (n.status === 'running' && n.accepted_at_ms !== null && !rt.isFn(d)) this.apply(rt, d, { kind: 'yield', upstream })
-      for (const c of rt.reeval[d] as number[]) stack.push(c)
-    }
+    for (const c of waitingConsumers(rt, ord)) if (useful(rt.spec(c).type)) this.apply(rt, c, { kind: 'yield', upstream })
   }
 
   #afterTerminal(rt: TaskRuntime, ord: number, node: NodeState): void {
@@ -215,6 +208,7 @@ export class Engine {
     if (worker && this.#limits.limited && !this.#limits.canRun(type)) {
       this.#limits.wait(rt.id, ord, type)
       this.#log.debug('node.waiting_capacity', { task_id: rt.id, node_id: rt.spec(ord).node_id, type })
+      this.#yieldConsumers(rt, ord, (t) => this.#limits.wouldFree(t, type))
       return
     }
     if (this.apply(rt, ord, { kind: 'dispatch' }) && worker) {

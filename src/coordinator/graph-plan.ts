@@ -21,6 +21,8 @@ export interface GraphPlan {
   readonly streamingInto: readonly ReadonlySet<number>[]
   /** Nodes whose output another node pulls (input adapter `from_nodes`). */
   readonly pulled: ReadonlySet<number>
+  /** Per node: the nodes whose output it pulls (its input adapter's `from_nodes` / `from_node`). */
+  readonly pullsFrom: readonly ReadonlySet<number>[]
   /** The worker types of its nodes (coordinator functions aside), each once. */
   readonly workerTypes: readonly string[]
 }
@@ -63,7 +65,8 @@ function buildPlan(graph: GraphSpec): GraphPlan {
     for (const p of ps) fanout[p]?.push({ child: i, streaming: into.has(p) })
   }
   const pulled = new Set<number>()
-  for (const spec of specs) {
+  const pullsFrom = specs.map(() => new Set<number>())
+  specs.forEach((spec, i) => {
     for (const io of [spec.io.input_inline, spec.io.input_ref]) {
       const args = io !== null && typeof io === 'object' ? (io as Record<string, unknown>)['input_args'] : undefined
       if (args === null || typeof args !== 'object') continue
@@ -71,11 +74,13 @@ function buildPlan(graph: GraphSpec): GraphPlan {
         const v = (args as Record<string, unknown>)[key]
         for (const ref of Array.isArray(v) ? v : [v]) {
           const o = typeof ref === 'string' ? ord.get(ref) : undefined
-          if (o !== undefined) pulled.add(o)
+          if (o === undefined) continue
+          pulled.add(o)
+          pullsFrom[i]?.add(o)
         }
       }
     }
-  }
+  })
   const workerTypes = [...new Set(specs.filter((n) => n.type !== COORDINATOR_FN_TYPE).map((n) => n.type))]
-  return { index, ord, parents, fanout, reeval, streamingInto, pulled, workerTypes }
+  return { index, ord, parents, fanout, reeval, streamingInto, pulled, pullsFrom, workerTypes }
 }

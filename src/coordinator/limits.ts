@@ -43,6 +43,12 @@ export class Limits {
     return (this.#maxTotal <= 0 || this.#total < this.#maxTotal) && this.#typeOk(type)
   }
 
+  /** Whether a running node of `held` leaving would let a node of `wanted` run (now blocked). */
+  wouldFree(held: string, wanted: string): boolean {
+    if (this.#maxTotal > 0 && this.#total >= this.#maxTotal) return held === wanted || this.#typeOk(wanted)
+    return held === wanted
+  }
+
   /** Counts a node that entered running/cancelling. */
   take(type: string): void {
     this.#total++

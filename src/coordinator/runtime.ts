@@ -8,7 +8,7 @@
  * is collected here and taken by the flusher as one journal entry.
  */
 import type { DependencyIndex } from '../graph/deps.ts'
-import { planOf } from './graph-plan.ts'
+import { type GraphPlan, planOf } from './graph-plan.ts'
 import { COORDINATOR_FN_TYPE, type GraphSpec, type NodeSpec } from '../graph/types.ts'
 import type { BatchCounts, JournalCommand, TaskChanges, VersionedTask } from '../model/journal.ts'
 import type { NodeState, NodeStatus, TaskDoc, TaskStatus } from '../model/state.ts'
@@ -134,11 +134,14 @@ export class TaskRuntime {
   /** Nodes whose output another node pulls (input adapter `from_nodes`): their end is published. */
   readonly pulled: ReadonlySet<number>
   readonly #streamingInto: readonly ReadonlySet<number>[]
+  /** What the task's graph alone implies (shared by the tasks of one graph; read-only). */
+  readonly plan: GraphPlan
 
   constructor(doc: TaskDoc, v: number) {
     this.id = doc.id
     this.graph = doc.graph
     const plan = planOf(doc.graph)
+    this.plan = plan
     this.index = plan.index
     this.specs = doc.graph.nodes
     const ord = plan.ord
