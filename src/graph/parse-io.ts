@@ -173,8 +173,15 @@ function checkFromNodes(ctx: Context, args: Obj, path: string, id: string, label
     }
     if (typeof v === 'string') check(v, p)
     else if (Array.isArray(v)) {
+      const first = new Map<string, number>()
       v.forEach((ref, k) => {
-        check(ref, `${p}[${k}]`)
+        const at = typeof ref === 'string' ? first.get(ref) : undefined
+        // Named twice, a node would be waited for twice (an adapter that never ends) or counted twice.
+        if (at !== undefined) problems.add(ErrorCode.BadField, `${p}[${k}]`, `${label} names ${quote(ref as string)} twice in ${key} (at [${at}] and [${k}])`, { node_id: ref })
+        else {
+          if (typeof ref === 'string') first.set(ref, k)
+          check(ref, `${p}[${k}]`)
+        }
       })
     }
     else problems.add(ErrorCode.BadField, p, `${key} must be a node id or an array of node ids, got ${describe(v)}`)

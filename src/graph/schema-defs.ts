@@ -13,7 +13,7 @@ type Schema = Record<string, unknown>
 const def = (name: string): Schema => ({ $ref: `#/$defs/${name}` })
 const with_ = (description: string, schema: Schema): Schema => ({ description, ...schema })
 const ids = (description: string, nullable = true): Schema => ({ description, type: nullable ? ['array', 'null'] : 'array', items: def('nodeId') })
-const nonEmptyIds = (description: string): Schema => ({ description, type: 'array', minItems: 1, items: def('nodeId') })
+const nonEmptyIds = (description: string): Schema => ({ description, type: 'array', minItems: 1, uniqueItems: true, items: def('nodeId') })
 const closed = (description: string, properties: Record<string, Schema>, more: Schema = {}): Schema => ({
   description,
   type: 'object',

@@ -46,7 +46,8 @@ export function checkAdapter(
     if (!Array.isArray(f) || f.length === 0 || !f.every((x) => typeof x === 'string' && x.length > 0)) {
       return { ok: false, reasonCode: 'bad_input_args', error: 'from_nodes must be a non-empty list of node ids' }
     }
-    fromNodes = f as string[]
+    // Each upstream once (a peer's START may name one twice: it would be waited for twice, for ever).
+    fromNodes = [...new Set(f as string[])]
   } else if (a['from_node'] !== undefined) {
     if (typeof a['from_node'] !== 'string' || a['from_node'].length === 0) {
       return { ok: false, reasonCode: 'bad_input_args', error: 'from_node must be a node id' }

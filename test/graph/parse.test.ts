@@ -314,6 +314,20 @@ test('graph validation: unknown input adapter lists the known ones', () => {
   })
 })
 
+test('graph validation: from_nodes naming a node twice is refused (the adapter waited for it twice and never ended)', () => {
+  const inline = (input_args: unknown) => ({ io: { input_inline: { input_adapter: 'pull.from_artifacts', input_args } } })
+  rejects(graph([node('a'), node('x'), node('b', inline({ from_nodes: ['a', 'x', 'a'] }))]), {
+    code: ErrorCode.BadField,
+    path: 'nodes[2].io.input_inline.input_args.from_nodes[2]',
+    message: ['node "b" names "a" twice in from_nodes (at [0] and [2])'],
+  })
+  rejects(graph([node('a'), { node_id: 'm', type: 'coordinator_fn', depends_on: ['a'], io: { fn: 'merge.generic', fn_args: { from_nodes: ['a', 'a'] } } }]), {
+    code: ErrorCode.BadField,
+    path: 'nodes[1].io.fn_args.from_nodes[1]',
+    message: ['names "a" twice in from_nodes'],
+  })
+})
+
 test('graph validation: input_args from_nodes must name existing nodes', () => {
   const inline = (input_args: unknown) => ({ io: { input_inline: { input_adapter: 'pull.from_artifacts', input_args } } })
   rejects(graph([node('a'), node('b', inline({ from_nodes: ['a', 'zz'] }))]), {
