@@ -116,19 +116,30 @@ export function cancelCommands(
       epoch,
     })
   }
-  if (holder) {
-    const d = dedupId({ epoch, node: spec.node_id, sig: 'CANCEL', task: rt.id })
-    out.push({
-      topic: config.topicSignals,
-      key: holder,
-      dedup_id: d,
-      value: encode(
-        makeEnvelope({ ...base, msg_type: 'event', dedup_id: d, target_worker_id: holder, payload: { sig: 'CANCEL', reason, cancel_token: token, deadline_ts_ms: deadline } }),
-      ),
-      kind: 'CANCEL',
-      ord,
-      epoch,
-    })
-  }
+  if (holder) out.push(cancelSignal(config, { taskId: rt.id, nodeId: spec.node_id, stepType: spec.type, epoch }, holder, reason, deadline, now, ord))
   return out
+}
+
+/** The CANCEL signal of one attempt to the worker that holds it (the signal topic is never paused). */
+export function cancelSignal(
+  config: CoordinatorConfig,
+  a: { taskId: string; nodeId: string; stepType: string; epoch: number },
+  holder: string,
+  reason: string,
+  deadline: number,
+  now: number,
+  ord = -1,
+): PendingCommand {
+  const d = dedupId({ epoch: a.epoch, node: a.nodeId, sig: 'CANCEL', task: a.taskId })
+  const base = { role: 'coordinator' as const, task_id: a.taskId, node_id: a.nodeId, step_type: a.stepType, attempt_epoch: a.epoch, ts_ms: now }
+  const payload = { sig: 'CANCEL', reason, cancel_token: cancelToken(a.taskId, a.nodeId, a.epoch), deadline_ts_ms: deadline }
+  return {
+    topic: config.topicSignals,
+    key: holder,
+    dedup_id: d,
+    value: encode(makeEnvelope({ ...base, msg_type: 'event', dedup_id: d, target_worker_id: holder, payload })),
+    kind: 'CANCEL',
+    ord,
+    epoch: a.epoch,
+  }
 }

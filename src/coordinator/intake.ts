@@ -24,6 +24,11 @@ export interface IntakeHooks {
   isRecentlyDone(taskId: string): boolean
   /** Whether this coordinator owns the task (its partition of the owners' topic). */
   owns(taskId: string): boolean
+  /**
+   * A worker took up an attempt of a task that has ended (its START waited in a queue while the
+   * task was cancelled, say): it is told to stop (a CANCEL signal), so no work runs for nothing.
+   */
+  stopRun(env: Envelope, workerId: string): void
   /** Sends status records of tasks owned by another coordinator on to their owners. */
   forward(records: Array<{ taskId: string; message: BusMessage }>): Promise<void>
 }
@@ -88,6 +93,7 @@ export class Intake {
       if (rt === null) {
         if (this.#hooks.isRecentlyDone(env.task_id) || this.#notOurs.has(env.task_id)) {
           this.#log.debug('event.task_done', { task_id: env.task_id, node_id: env.node_id, kind: ev.value.kind })
+          if (ev.value.kind === 'TASK_ACCEPTED' && this.#hooks.isRecentlyDone(env.task_id)) this.#hooks.stopRun(env, ev.value.worker_id)
           continue
         }
         // Store errors propagate: the bus delivers the batch again.

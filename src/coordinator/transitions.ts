@@ -95,6 +95,17 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
       }
     case 'lease':
     case 'adopt': {
+      if (ev.kind === 'lease' && ev.accepted && isTerminal(s)) {
+        // A worker took up this attempt after it ended (its START waited in a queue while the node
+        // was cancelled, say): it is told to stop, so no work runs for nothing.
+        return {
+          node: { ...node },
+          effects: [
+            log('info', 'node.stale_run', { worker_id: ev.workerId, why: s }),
+            { kind: 'cancel', reason: `attempt ${s}`, holder: ev.workerId, deadline: now + ctx.cancelGraceMs, cmd: false },
+          ],
+        }
+      }
       if (s !== 'running' && s !== 'cancelling') return null
       if (ev.kind === 'adopt' && s !== 'running') return null
       const holder = node.lease.worker_id ?? null

@@ -20,6 +20,7 @@ import type { Bus } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { Store } from '../ports/store.ts'
 import { AfterFlush } from './after-flush.ts'
+import { cancelSignal } from './commands.ts'
 import { type ControlTarget, applyRequest } from './control.ts'
 import { Discovery } from './discovery.ts'
 import { Engine } from './engine.ts'
@@ -173,6 +174,12 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     adopt: (id) => tasks.adopt(id),
     barrier: () => flusher.barrier(),
     isRecentlyDone: (id) => after.isRecentlyDone(id),
+    stopRun: (env, workerId) => {
+      const now = clock.now()
+      log.info('node.stale_run', { task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch, worker_id: workerId, why: 'task ended' })
+      const c = cancelSignal(config, { taskId: env.task_id, nodeId: env.node_id, stepType: env.step_type, epoch: env.attempt_epoch }, workerId, 'task ended', now + config.cancelGraceSec * 1000, now)
+      outbox.send([{ topic: c.topic, key: c.key, value: c.value, dedup_id: c.dedup_id, task_id: env.task_id }])
+    },
     owns: (id) => ownership.owns(id),
     forward: (records) => ownership.forward(records.map((r) => Ownership.statusRecord(r.taskId, r.message))),
   })

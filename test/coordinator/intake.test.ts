@@ -41,6 +41,7 @@ test('an event whose task changed owner while it was looked up is forwarded, and
     },
     barrier: async () => undefined,
     isRecentlyDone: () => false,
+    stopRun: () => {},
     owns: () => owned,
     forward: async (records) => {
       forwarded.push(...records.map((r) => r.taskId))
