@@ -11,7 +11,7 @@ import { whereJsonBreaks } from '../util/json-syntax.ts'
 import { ErrorCode, FlowkitError, GraphValidationError } from '../errors.ts'
 import { type SubmitLimits, formatCount, resolveSubmitLimits } from '../graph/limits.ts'
 import { parseGraph } from '../graph/parse.ts'
-import { copyData, overLimit } from '../graph/parse-context.ts'
+import { copyData, didYouMean, overLimit } from '../graph/parse-context.ts'
 import type { GraphProblem } from '../graph/parse.ts'
 import type { GraphSpec, NodeSpec } from '../graph/types.ts'
 import { COORDINATOR_FN_TYPE, TASK_ID_PATTERN } from '../graph/types.ts'
@@ -163,7 +163,22 @@ function checkSizes(taskId: string, graph: GraphSpec, params: Record<string, unk
 }
 
 /** Validates a submission (graph as an object or JSON text, params, id) into a queued task. */
+/** The fields of a CreateTaskInput. */
+const INPUT_FIELDS: readonly string[] = ['graph', 'params', 'id', 'deadlineSec']
+
+/** An unknown field of a CreateTaskInput is refused (ignored, `deadline_sec` would run a task without its deadline). */
+function checkInputFields(input: CreateTaskInput): void {
+  if (input === null || typeof input !== 'object') throw new FlowkitError(ErrorCode.GraphInvalid, `createTask takes an object { ${INPUT_FIELDS.join(', ')} }, got ${input === null ? 'null' : typeof input}`)
+  for (const k in input) {
+    if (INPUT_FIELDS.includes(k)) continue
+    const camel = k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase())
+    const hint = INPUT_FIELDS.includes(camel) ? ` (did you mean "${camel}"?)` : didYouMean(k, INPUT_FIELDS)
+    throw new FlowkitError(ErrorCode.GraphInvalid, `createTask: unknown field ${JSON.stringify(k.slice(0, 100))}${hint}; its fields are ${INPUT_FIELDS.join(', ')}`, { details: { field: k.slice(0, 100) } })
+  }
+}
+
 export function buildTask(input: CreateTaskInput, options: BuildTaskOptions, now: number): TaskDoc {
+  checkInputFields(input)
   const limits = resolveSubmitLimits(options.limits)
   const parse = (input: unknown): GraphSpec => {
     let raw = input

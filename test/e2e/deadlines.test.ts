@@ -68,3 +68,18 @@ test('deadlineSec: a task still running at its deadline is cancelled and ends fa
     await rt.stop()
   }
 })
+
+test('createTask refuses a field it does not know (deadline_sec would have run the task without its deadline)', async () => {
+  const rt = await startRuntime({ handlers: { job: hangsOnce([]) } })
+  try {
+    const graph = { nodes: [{ node_id: 'a', type: 'job' }] }
+    await assert.rejects(rt.coordinator.createTask({ graph, deadline_sec: 1 } as never), {
+      code: 'GRAPH_INVALID',
+      message: 'createTask: unknown field "deadline_sec" (did you mean "deadlineSec"?); its fields are graph, params, id, deadlineSec',
+    })
+    await assert.rejects(rt.coordinator.createTask({ graph, parms: {} } as never), /unknown field "parms" \(did you mean "params"\?\)/)
+    assert.equal((await rt.store.listTasks({})).length, 0, 'no task was created')
+  } finally {
+    await rt.stop()
+  }
+})
