@@ -7,7 +7,8 @@
  *   empty input; a coordinator function's output (its complete artifact) is one item.
  * - `pull.from_artifacts.rechunk:size` re-slices what it pulls into batches of `size` items:
  *   with `meta_list_key` the list under that key of each artifact's meta is sliced; otherwise each
- *   artifact's meta is one item. Chunk ids are stable for the same upstream order.
+ *   artifact's meta is one item. With several upstreams each is sliced on its own (a chunk never
+ *   mixes them): chunk ids name the same items in every attempt.
  */
 import type { Clock } from '../ports/clock.ts'
 import type { ArtifactDoc, Store } from '../ports/store.ts'
@@ -221,26 +222,39 @@ export async function* adapterBatches(ctx: PullContext, spec: AdapterSpec): Asyn
     }
     return
   }
+  // Each upstream is sliced on its own: its items come in its order whatever the interleaving of
+  // the upstreams' batches, so a chunk id names the same items in every attempt (one shared
+  // buffer filled in arrival order gave a retried consumer other items under the same ids, and its
+  // streaming readers, which skip the ids they saw, lost some and read others twice).
   const size = spec.size as number
-  let buffer: unknown[] = []
-  let index = 0
-  const flush = (items: unknown[]): Batch => ({
-    batch_uid: `${ctx.consumerNode}:chunk-${index++}`,
-    payload: { items, size: items.length },
-  })
+  const several = spec.fromNodes.length > 1
+  const buffers = new Map<string, unknown[]>()
+  const counts = new Map<string, number>()
+  const chunk = (from: string, items: unknown[]): Batch => {
+    const index = counts.get(from) ?? 0
+    counts.set(from, index + 1)
+    return several
+      ? { batch_uid: `${ctx.consumerNode}:${from}:chunk-${index}`, payload: { items, size: items.length, from_node: from } }
+      : { batch_uid: `${ctx.consumerNode}:chunk-${index}`, payload: { items, size: items.length } }
+  }
   for await (const art of pullArtifacts(ctx, spec)) {
     let items: unknown[]
     if (spec.metaListKey !== undefined) {
       const list = art.meta[spec.metaListKey]
       items = Array.isArray(list) ? list : []
     } else items = [art.meta]
+    let buffer = buffers.get(art.node_id) ?? []
     for (const item of items) {
       buffer.push(item)
       if (buffer.length === size) {
-        yield flush(buffer)
+        yield chunk(art.node_id, buffer)
         buffer = []
       }
     }
+    buffers.set(art.node_id, buffer)
   }
-  if (buffer.length > 0) yield flush(buffer)
+  for (const from of spec.fromNodes) {
+    const rest = buffers.get(from)
+    if (rest !== undefined && rest.length > 0) yield chunk(from, rest)
+  }
 }

@@ -601,3 +601,66 @@ describe('input adapters', () => {
     })
   }
 })
+
+test('S-059 rechunk of several upstreams is deterministic: a retried rechunker gives its streaming reader every item once', async () => {
+  /** A source of 8 items named `<prefix><i>`, 2 per batch, one batch every `delay` ms. */
+  const src = (prefix: string, delay: number): RoleHandler => ({
+    async *iterBatches() {
+      for (let i = 0; i < 4; i++) yield { batch_uid: `s${i}`, payload: { items: [`${prefix}${2 * i}`, `${prefix}${2 * i + 1}`] } }
+    },
+    async processBatch(b, ctx) {
+      await ctx.sleep(delay)
+      return { metrics: { count: 2 }, meta: { items: b.payload['items'] } }
+    },
+  })
+  const chunks: string[] = []
+  let failed = false
+  const rechunker: RoleHandler = {
+    async processBatch(b, ctx) {
+      chunks.push(`${ctx.attemptEpoch} ${b.batch_uid} ${JSON.stringify(b.payload['items'])}`)
+      // The first attempt fails on its third chunk, once the sink has read the first two.
+      if (!failed && chunks.length === 3) {
+        failed = true
+        await ctx.sleep(300)
+        throw new Error('transient')
+      }
+      return { metrics: { count: (b.payload['items'] as unknown[]).length }, meta: { items: b.payload['items'] } }
+    },
+  }
+  const got: string[] = []
+  const sink: RoleHandler = {
+    async processBatch(b) {
+      const items = (b.payload['meta'] as { items: string[] }).items
+      got.push(...items)
+      return { metrics: { count: items.length } }
+    },
+  }
+  const rt = await startRuntime({ handlers: { a: src('a', 60), b: src('b', 90), rechunker, sink }, worker: { concurrency: 8 } })
+  try {
+    const id = await rt.coordinator.createTask({
+      graph: {
+        nodes: [
+          { node_id: 'A', type: 'a' },
+          { node_id: 'B', type: 'b' },
+          { node_id: 'rc', type: 'rechunker', depends_on: ['A', 'B'], retry_policy: { max: 3, backoff_sec: 0.05 }, io: { start_when: 'first_batch', input_inline: rechunk({ from_nodes: ['A', 'B'], size: 3, meta_list_key: 'items' }) } },
+          { node_id: 'sink', type: 'sink', depends_on: ['rc'], io: { start_when: 'first_batch', input_inline: pull({ from_nodes: ['rc'] }) } },
+        ],
+      },
+    })
+    const t = await rt.coordinator.waitForTask(id, { timeoutMs: 20_000 })
+    assert.equal(t.status, 'finished')
+    assert.equal(nodeOf(t, 'rc').attempt_epoch, 2, 'the rechunker was retried')
+    const expected = [...range(0, 8).map((i) => `a${i}`), ...range(0, 8).map((i) => `b${i}`)].sort()
+    assert.deepEqual([...got].sort(), expected, `every item once: ${chunks.join(' | ')}`)
+    // A chunk holds one upstream's items, in its order: the same under an id in both attempts.
+    const byId = new Map<string, string>()
+    for (const c of chunks) {
+      const [, uid, items] = c.split(' ')
+      assert.match(uid as string, /^rc:[AB]:chunk-\d$/)
+      if (byId.has(uid as string)) assert.equal(byId.get(uid as string), items, `chunk ${uid} changed between attempts`)
+      byId.set(uid as string, items as string)
+    }
+  } finally {
+    await rt.stop()
+  }
+})
