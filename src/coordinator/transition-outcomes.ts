@@ -44,8 +44,20 @@ function setKey(out: Record<string, unknown>, k: string, v: unknown): void {
   else out[k] = v
 }
 
-/** The end of a cancel: cancelled for good, or queued again when the node had yielded. */
-export function cancelled(node: NodeState, reason: string, now: number): TransitionResult {
+/** The error of an attempt past its `timeout_sec`. */
+export function timeoutError(limitSec: number): string {
+  return `no result within timeout_sec ${limitSec} s`
+}
+
+/**
+ * The end of a cancel: cancelled for good, queued again when the node had yielded, or the
+ * attempt's failure when it was stopped for its timeout (a retry per its policy).
+ */
+export function cancelled(node: NodeState, reason: string, ctx: TransitionContext): TransitionResult {
+  const now = ctx.now
+  if (node.timed_out != null) {
+    return failure({ ...node, timed_out: null, cancel_deadline_ms: null }, 'timeout', timeoutError(node.timed_out), false, ctx, false)
+  }
   if (node.held_for) {
     // A yielded consumer: queued again, it starts once its upstream runs (or ends).
     return {

@@ -50,7 +50,7 @@
  * | stats_patch         | any                      | same, stats merged     |                                        |
  */
 import type { NodeState } from '../model/state.ts'
-import { cancelled, failure, handBack, sumDelta } from './transition-outcomes.ts'
+import { cancelled, failure, handBack, sumDelta, timeoutError } from './transition-outcomes.ts'
 import { type Effect, type NodeEvent, type TransitionContext, type TransitionResult, WORKER_STOPPING, isTerminal, logEffect as log } from './transition-types.ts'
 
 export type { Effect, NodeEvent, TransitionContext, TransitionResult } from './transition-types.ts'
@@ -177,7 +177,7 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
         effects: [log('warn', 'node.batch_failed', { batch_uid: ev.uid, reason_code: ev.reasonCode, permanent: ev.permanent })],
       }
     case 'done': {
-      if (s === 'cancelling') return cancelled(node, 'finished while cancelling', now)
+      if (s === 'cancelling') return cancelled(node, 'finished while cancelling', ctx)
       if (s === 'finished') {
         // Finished without this report (recovered from its complete artifact): keep its metrics.
         if (ev.prev !== null) return null
@@ -206,13 +206,13 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
     }
     case 'failed':
     case 'fn_failed': {
-      if (s === 'cancelling') return cancelled(node, 'failed while cancelling', now)
+      if (s === 'cancelling') return cancelled(node, 'failed while cancelling', ctx)
       if (isTerminal(s)) return null
       if (!ev.permanent && s !== 'running') return null
       return failure(node, ev.reasonCode, ev.error, ev.permanent, ctx, false)
     }
     case 'worker_cancelled':
-      if (s === 'cancelling') return cancelled(node, ev.reason || 'cancelled', now)
+      if (s === 'cancelling') return cancelled(node, ev.reason || 'cancelled', ctx)
       if (s !== 'running') return null
       // A worker stopping for a deploy gives the run back: run again at once, no retry used.
       if (ev.reason === WORKER_STOPPING) return handBack(node, WORKER_STOPPING, now)
@@ -226,9 +226,22 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
     }
     case 'timeout': {
       if (s !== 'running') return null
-      const r = failure(node, 'timeout', `no result within timeout_sec ${ev.limitSec} s`, false, ctx, true)
-      r.effects.unshift(log('warn', 'node.timeout', { timeout_sec: ev.limitSec, worker_id: node.lease.worker_id ?? null }))
-      return r
+      const holder = node.lease.worker_id ?? null
+      if (ctx.isFn) {
+        const r = failure(node, 'timeout', timeoutError(ev.limitSec), false, ctx, true)
+        r.effects.unshift(log('warn', 'node.timeout', { timeout_sec: ev.limitSec, worker_id: holder }))
+        return r
+      }
+      // Cancelled on its worker; it fails (and its retry may start) once the worker has stopped it
+      // or the cancel deadline passed: until then it keeps its slot (a retry started at once ran
+      // next to it, past the concurrency limits).
+      return {
+        node: { ...node, status: 'cancelling', timed_out: ev.limitSec, cancel_deadline_ms: now + ctx.cancelGraceMs + ctx.leaseTtlMs },
+        effects: [
+          log('warn', 'node.timeout', { timeout_sec: ev.limitSec, worker_id: holder }),
+          { kind: 'cancel', reason: 'timeout', holder, deadline: now + ctx.cancelGraceMs, cmd: true },
+        ],
+      }
     }
     case 'heartbeat_lost': {
       if (s !== 'running') return null
@@ -254,7 +267,8 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
           effects: [log('info', 'node.cancelled', { reason: ev.reason }), { kind: 'terminal' }],
         }
       }
-      if (s === 'cancelling' && node.held_for) return { node: { ...node, held_for: null }, effects: [] }
+      // A cancel of a node already being stopped (yield, timeout): it ends cancelled, not requeued or retried.
+      if (s === 'cancelling' && (node.held_for || node.timed_out != null)) return { node: { ...node, held_for: null, timed_out: null }, effects: [] }
       if (s !== 'running') return null
       const deadline = now + ctx.cancelGraceMs + ctx.leaseTtlMs
       const effects: Effect[] = [log('info', 'node.cancelling', { reason: ev.reason })]
@@ -274,7 +288,7 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
     }
     case 'cancel_deadline':
       if (s !== 'cancelling') return null
-      return cancelled(node, 'cancel grace expired', now)
+      return cancelled(node, 'cancel grace expired', ctx)
     case 'recovered_complete':
       if (s !== 'running') return null
       return {
@@ -282,7 +296,7 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
         effects: [log('info', 'node.recovered_complete'), { kind: 'terminal' }],
       }
     case 'fn_done':
-      if (s === 'cancelling') return cancelled(node, 'finished while cancelling', now)
+      if (s === 'cancelling') return cancelled(node, 'finished while cancelling', ctx)
       if (s !== 'running') return null
       return {
         node: { ...node, status: 'finished', stats: { ...node.stats, ...ev.stats }, has_output: true, finished_at_ms: now, last_event_at_ms: now },

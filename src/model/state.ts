@@ -99,6 +99,11 @@ export interface NodeState {
    * or ends, so it does not take the slot back before the upstream's retry can run.
    */
   held_for?: string | null
+  /**
+   * Set (to the limit, seconds) while an attempt past its `timeout_sec` is being stopped on its
+   * worker (`cancelling`): when that is over, the attempt fails with reason `timeout`.
+   */
+  timed_out?: number | null
 }
 
 /** What a worker needs to know about a task before it runs one of its nodes. */

@@ -83,3 +83,35 @@ test('createTask refuses a field it does not know (deadline_sec would have run t
     await rt.stop()
   }
 })
+
+test('timeout_sec under maxRunningNodes: a timed-out attempt keeps its slot until its worker stopped it (the limit holds)', async () => {
+  let running = 0
+  let most = 0
+  const slow: RoleHandler = {
+    async processBatch(_b, ctx) {
+      running++
+      most = Math.max(most, running)
+      try {
+        // The first attempt takes 0.8 s and does not look at its signal; the retry is quick.
+        if (ctx.attemptEpoch === 1) await new Promise((r) => setTimeout(r, 800))
+        return {}
+      } finally {
+        running--
+      }
+    },
+  }
+  const rt = await startRuntime({ handlers: { slow }, worker: { concurrency: 10 }, coordinator: { maxRunningNodes: 2 } })
+  try {
+    const graph = { nodes: [{ node_id: 'a', type: 'slow', timeout_sec: 0.2, retry_policy: { max: 2, backoff_sec: 0 } }] }
+    const ids = await Promise.all(Array.from({ length: 6 }, () => rt.coordinator.createTask({ graph })))
+    for (const id of ids) {
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 30_000 })
+      assert.equal(t.status, 'finished')
+      assert.equal(t.nodes[0]?.last_error?.reason_code, 'timeout')
+      assert.equal(t.nodes[0]?.attempt_epoch, 2)
+    }
+    assert.ok(most <= 2, `at most 2 handlers ran at once, saw ${most}`)
+  } finally {
+    await rt.stop()
+  }
+})
