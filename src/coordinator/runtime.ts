@@ -247,6 +247,9 @@ export class TaskRuntime {
       break
     }
     if (c.status !== undefined) this.status = c.status
+    // The entry that ends a task says why, also when that was set earlier (a failure cancels what
+    // runs first): its readers (watchers, observers) see that entry alone.
+    if ((c.status === 'failed' || c.status === 'cancelled') && c.error === undefined && this.error !== null) this.changes.error = this.error
     if (c.error !== undefined) this.error = c.error
     if (c.result !== undefined) this.result = c.result
     if (c.finished_at_ms !== undefined) this.finishedAt = c.finished_at_ms

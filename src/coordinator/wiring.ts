@@ -185,7 +185,16 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
   })
   const inserter = new TaskInserter(store)
   const subscriptions: Subscriptions = new Subscriptions(bus, config, (msgs) => (obs === null ? intake.statusBatch(msgs) : obs.statusBatch(msgs, (kinds) => intake.statusBatch(msgs, kinds))))
-  obs?.attach({ tasks: () => engine.tasks.values(), stats: () => hooks.stats(), outboxBacklog: () => outbox.backlog })
+  obs?.attach({
+    tasks: () => engine.tasks.values(),
+    stats: () => hooks.stats(),
+    outboxBacklog: () => outbox.backlog,
+    nodeType: (taskId, nodeId) => {
+      const rt = engine.tasks.get(taskId)
+      const ord = rt?.ord.get(nodeId)
+      return rt === undefined || ord === undefined ? undefined : rt.spec(ord).type
+    },
+  })
   const ownership: Ownership = new Ownership({
     bus,
     topic: config.topicTasks,

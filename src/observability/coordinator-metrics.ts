@@ -16,6 +16,8 @@ export interface CoordinatorParts {
   tasks(): Iterable<{ status: string; terminal: boolean; nodes: readonly NodeState[] }>
   stats(): Record<string, number>
   outboxBacklog(): number
+  /** The type of a node of a task this coordinator holds (for nodes that never ran: no attempt says it). */
+  nodeType?(taskId: string, nodeId: string): string | undefined
 }
 
 const ACTIVE_TASK_STATUSES = ['queued', 'running', 'cancelling'] as const

@@ -121,7 +121,8 @@ export class CoordinatorObservability {
     const typeOf = (f: LogFields | undefined): string => {
       const t = f?.['task_id']
       const n = f?.['node_id']
-      return (typeof t === 'string' && typeof n === 'string' ? this.#tasks.get(t)?.attempts.get(n)?.type : undefined) ?? 'unknown'
+      if (typeof t !== 'string' || typeof n !== 'string') return 'unknown'
+      return this.#tasks.get(t)?.attempts.get(n)?.type ?? this.#parts?.nodeType?.(t, n) ?? 'unknown'
     }
     return new ObservedLogger(log, {
       ...(m === null ? {} : { record: (level, event, fields) => m.record(level, event, fields, typeOf) }),

@@ -33,6 +33,33 @@ test('watch yields a snapshot, every node transition once durable, and ends with
   }
 })
 
+test('a task that fails while another node runs ends, on watch, with its error (not null)', async () => {
+  const bad: RoleHandler = {
+    async processBatch() {
+      throw Object.assign(new Error('bad input'), { permanent: true })
+    },
+  }
+  const hang: RoleHandler = {
+    async processBatch(_b, ctx) {
+      await ctx.sleep(30_000)
+      return {}
+    },
+  }
+  const rt = await startRuntime({ handlers: { bad, hang }, worker: { concurrency: 2 } })
+  try {
+    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'x', type: 'hang' }, { node_id: 'b', type: 'bad', retry_policy: { max: 1 } }] } })
+    const events: TaskEvent[] = []
+    for await (const e of rt.coordinator.watch(id)) events.push(e)
+    const last = events.at(-1)
+    const t = await rt.coordinator.getTask(id)
+    assert.equal(t?.status, 'failed')
+    assert.match(t?.error ?? '', /node b failed/)
+    assert.deepEqual(last?.type === 'task' ? [last.status, last.error] : last, ['failed', t?.error])
+  } finally {
+    await rt.stop()
+  }
+})
+
 test('watch of an unknown task throws TASK_NOT_FOUND; an abort ends it', async () => {
   const rt = await startRuntime({ handlers: { sink: noopHandler() } })
   try {
