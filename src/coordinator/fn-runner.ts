@@ -75,6 +75,12 @@ export class FnRunner {
           this.#clock.now(),
         )
         if (!this.#current(rt, ord, epoch)) return
+        if (rt.node(ord).status === 'cancelling') {
+          // Cancelled while it ran: it ends cancelled, and its effects are not applied (a node
+          // that says cancelled must not have changed the task's variables or other nodes' stats).
+          this.#engine.apply(rt, ord, { kind: 'fn_done', stats: {} }, `fn_done ${spec.node_id}@${epoch}`)
+          return
+        }
         if (res.vars !== undefined) rt.change({ vars: res.vars })
         for (const [target, stats] of Object.entries(res.nodeStats ?? {})) {
           const t = rt.ord.get(target)

@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import type { RoleHandler, TaskView } from 'flowkit'
+import { MemoryStore, type RoleHandler, type TaskView } from 'flowkit'
 import { startRuntime } from '../helpers/runtime.ts'
 
 const nodeOf = (t: TaskView | null, id: string) => t!.nodes.find((n) => n.node_id === id)!
@@ -93,4 +93,45 @@ describe('coordinator functions', () => {
       await rt.stop()
     }
   })
+})
+
+test('a coordinator function cancelled while it runs ends cancelled and its effect is not applied (vars.incr, metrics.aggregate onto another node)', async () => {
+  /** Function artifacts of `inc` / `agg` are written slowly: the cancel comes while the function runs. */
+  class SlowStore extends MemoryStore {
+    override async upsertArtifact(...a: Parameters<MemoryStore['upsertArtifact']>): Promise<Awaited<ReturnType<MemoryStore['upsertArtifact']>>> {
+      if (a[0].batch_uid === null && (a[0].node_id === 'inc' || a[0].node_id === 'agg')) await new Promise((r) => setTimeout(r, 300))
+      return super.upsertArtifact(...a)
+    }
+  }
+  const src: RoleHandler = { async processBatch() { return { metrics: { count: 7 } } } }
+  const hang: RoleHandler = {
+    async processBatch(_b, ctx) {
+      await ctx.sleep(60_000)
+      return {}
+    },
+  }
+  const rt = await startRuntime({ store: new SlowStore(), handlers: { src, hang }, worker: { concurrency: 4 } })
+  try {
+    for (const fn of ['inc', 'agg']) {
+      const nodes = [
+        { node_id: 'src', type: 'src' },
+        { node_id: 'h', type: 'hang' },
+        fn === 'inc'
+          ? { node_id: 'inc', type: 'coordinator_fn', depends_on: ['src'], io: { fn: 'vars.incr', fn_args: { key: 'n' } } }
+          : { node_id: 'agg', type: 'coordinator_fn', depends_on: ['src'], io: { fn: 'metrics.aggregate', fn_args: { from_nodes: ['src'], mode: 'sum', target_node: 'h' } } },
+      ]
+      const id = await rt.coordinator.createTask({ graph: { nodes } })
+      const deadline = Date.now() + 10_000
+      while ((await rt.coordinator.getTask(id))?.nodes.find((n) => n.node_id === fn)?.status !== 'running' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))
+      await new Promise((r) => setTimeout(r, 50))
+      assert.equal(await rt.coordinator.cancelTask(id), true)
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 15_000 })
+      assert.equal(t.status, 'cancelled')
+      assert.equal(t.nodes.find((n) => n.node_id === fn)?.status, 'cancelled', fn)
+      assert.deepEqual(t.vars, {}, `${fn}: no variable changed`)
+      assert.deepEqual(t.nodes.find((n) => n.node_id === 'h')?.stats, {}, `${fn}: no stats written onto h`)
+    }
+  } finally {
+    await rt.stop()
+  }
 })
