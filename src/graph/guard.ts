@@ -11,6 +11,7 @@
  * and `nin` hold for it.
  */
 import { ErrorCode, GraphValidationError } from '../errors.ts'
+import { canonicalJson } from '../util/ids.ts'
 
 export type Guard =
   | { var: string; op: GuardOp; value?: unknown }
@@ -116,7 +117,8 @@ function lookup(vars: Record<string, unknown>, path: string): unknown {
 function equal(a: unknown, b: unknown): boolean {
   if (a === b) return true
   if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false
-  return JSON.stringify(a) === JSON.stringify(b)
+  // Objects are equal whatever the order of their keys (variables set in another order).
+  return canonicalJson(a) === canonicalJson(b)
 }
 
 export function evaluateGuard(guard: Guard, vars: Record<string, unknown>): boolean {

@@ -18,6 +18,11 @@ describe('guards on task variables', () => {
     assert.equal(g({ var: 'nope.x', op: 'eq', value: null }), false)
     assert.equal(g({ all: [{ var: 'flags.beta', value: true }, { not: { var: 'routing.sla', value: 'bronze' } }] }), true)
     assert.equal(g({ any: [{ var: 'flags.beta', value: false }, { var: 'routing.tier', op: 'gt', value: 5 }] }), false)
+    // An object is equal to another with its keys in another order.
+    assert.equal(g({ var: 'routing', op: 'eq', value: { tier: 3, sla: 'gold' } }), true)
+    assert.equal(g({ var: 'routing', op: 'ne', value: { tier: 3, sla: 'gold' } }), false)
+    assert.equal(g({ var: 'routing', op: 'in', value: [{ tier: 3, sla: 'gold' }] }), true)
+    assert.equal(g({ var: 'routing', op: 'eq', value: { tier: 3, sla: 'silver' } }), false)
   })
 
   test('bad guards are rejected at submission with the path', async () => {
