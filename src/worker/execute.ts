@@ -16,7 +16,7 @@ import { emitStatus, statusRecord } from './status.ts'
 import { type SpawnOptions, spawnInGroup } from './subprocess.ts'
 import { observeRun } from '../observability/worker.ts'
 import { ArtifactBatcher } from './artifacts.ts'
-import { handOver } from '../ports/store-rules.ts'
+import { deepFreeze, handOver } from '../ports/store-rules.ts'
 import type { BusRecord } from '../ports/bus.ts'
 
 /** Largest checkpoint a handler may save (JSON bytes). */
@@ -138,7 +138,7 @@ export async function executeRun(
     inputRef: cmd.input_ref,
     inputInline: cmd.input_inline,
     batching: cmd.batching,
-    vars: Object.keys(vars).length === 0 ? EMPTY_VARS : Object.freeze(structuredClone(vars)),
+    vars: Object.keys(vars).length === 0 ? EMPTY_VARS : deepFreeze(structuredClone(vars)),
     upstreamFailures: Object.freeze(cmd.failures ?? []),
     throwIfCancelled: () => {
       if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new CancelledRunError(String(signal.reason))

@@ -185,4 +185,38 @@ describe('task variables end to end', () => {
       await store.close()
     }
   })
+
+  test('ctx.vars is read-only all the way down: a handler changing a nested value throws', async () => {
+    const tried: string[] = []
+    const writer: RoleHandler = {
+      async processBatch(_b, ctx) {
+        const cfg = ctx.vars['cfg'] as { limit: number; list: number[]; deep: { x: string } }
+        for (const [what, change] of [
+          ['limit', () => { cfg.limit = 999 }],
+          ['list', () => { cfg.list.push(4) }],
+          ['deep', () => { cfg.deep.x = 'changed' }],
+        ] as const) {
+          try {
+            change()
+            tried.push(`${what}: changed`)
+          } catch (err) {
+            tried.push(`${what}: ${(err as Error).name}`)
+          }
+        }
+        return {}
+      },
+    }
+    const rt = await startRuntime({ handlers: { writer } })
+    try {
+      const id = await rt.coordinator.createTask({
+        graph: { nodes: [fnNode('set', 'vars.set', { kv: { cfg: { limit: 1, list: [1, 2, 3], deep: { x: 'a' } } } }), { node_id: 'w', type: 'writer', depends_on: ['set'] }] },
+      })
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })
+      assert.equal(t.status, 'finished')
+      assert.deepEqual(tried, ['limit: TypeError', 'list: TypeError', 'deep: TypeError'])
+      assert.deepEqual(t.vars, { cfg: { limit: 1, list: [1, 2, 3], deep: { x: 'a' } } })
+    } finally {
+      await rt.stop()
+    }
+  })
 })
