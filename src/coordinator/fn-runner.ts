@@ -65,6 +65,10 @@ export class FnRunner {
         this.#engine.apply(rt, ord, { kind: 'fn_done', stats: {} })
         return
       }
+      if (attempt === 1) {
+        rt.fnStartedAt.set(ord, { epoch, at: this.#clock.now() })
+        this.#engine.armNode(rt, ord)
+      }
       try {
         const fn = this.#functions[name]
         if (fn === undefined) throw new FlowkitError(ErrorCode.UnknownCoordinatorFn, `unknown coordinator function ${name}`)

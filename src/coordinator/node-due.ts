@@ -20,7 +20,9 @@ export function resendDelayMs(config: CoordinatorConfig, resends: number): numbe
 export function timeoutAt(rt: TaskRuntime, ord: number): number | null {
   const sec = rt.spec(ord).timeout_sec
   const n = rt.node(ord)
-  const from = rt.isFn(ord) ? n.dispatched_at_ms : n.accepted_at_ms
+  // A coordinator function counts from when it began to run (the functions of a task run one at a time).
+  const started = rt.isFn(ord) ? rt.fnStartedAt.get(ord) : undefined
+  const from = rt.isFn(ord) ? (started !== undefined && started.epoch === n.attempt_epoch ? started.at : null) : n.accepted_at_ms
   return sec === undefined || from === null ? null : from + sec * 1000
 }
 

@@ -119,6 +119,8 @@ export class TaskRuntime {
   urgentSnapshot = false
   /** Serialises this task's coordinator functions (each sees the previous one's variables). */
   fnChain: Promise<void> = Promise.resolve()
+  /** When each coordinator function's current attempt began to run (its `timeout_sec` counts from there). */
+  readonly fnStartedAt = new Map<number, { epoch: number; at: number }>()
   /** Another coordinator wrote this task's next version first: this runtime is dead. */
   fenced = false
   /** Left this coordinator's memory (fenced, or its partition moved): nothing of it is written. */

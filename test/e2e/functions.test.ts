@@ -135,3 +135,23 @@ test('a coordinator function cancelled while it runs ends cancelled and its effe
     await rt.stop()
   }
 })
+
+test('a coordinator function\'s timeout_sec counts from when it runs, not while it waits behind the task\'s other functions', async () => {
+  /** Every function's artifact takes 150 ms to write; 12 of them run one after the other (about 1.8 s). */
+  class SlowStore extends MemoryStore {
+    override async upsertArtifact(...a: Parameters<MemoryStore['upsertArtifact']>): Promise<Awaited<ReturnType<MemoryStore['upsertArtifact']>>> {
+      if (a[0].worker_id === null) await new Promise((r) => setTimeout(r, 150))
+      return super.upsertArtifact(...a)
+    }
+  }
+  const rt = await startRuntime({ store: new SlowStore() })
+  try {
+    const nodes = Array.from({ length: 12 }, (_, i) => ({ node_id: `inc${i}`, type: 'coordinator_fn', timeout_sec: 1, retry_policy: { max: 1 }, io: { fn: 'vars.incr', fn_args: { key: 'n' } } }))
+    const id = await rt.coordinator.createTask({ graph: { nodes } })
+    const t = await rt.coordinator.waitForTask(id, { timeoutMs: 20_000 })
+    assert.equal(t.status, 'finished', JSON.stringify(t.nodes.filter((n) => n.status !== 'finished').map((n) => [n.node_id, n.last_error])))
+    assert.deepEqual(t.vars, { n: 12 })
+  } finally {
+    await rt.stop()
+  }
+})
