@@ -11,7 +11,8 @@
  * - the `flowkit:task-events` diagnostics channel keeps statuses current between refreshes for
  *   the tasks this process's coordinator runs (a snapshot status can lag behind the journal).
  * A task's status only moves forward (queued → running → cancelling → terminal), so whichever
- * source is ahead wins. Tasks are never deleted by flowkit, so a summary is never dropped.
+ * source is ahead wins. A task listed under no status is read once more: when the store no longer
+ * has it (retention deleted it), its summary is dropped.
  */
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { TASK_EVENTS_CHANNEL, type TaskEvent } from '../coordinator/watch.ts'
@@ -227,6 +228,15 @@ export class TaskIndex {
       const s = this.#byId.get(id)
       if (s !== undefined) this.#advance(s, status)
     }
+    // Held here but listed under no status: deleted (taskRetentionSec, `flowkit` retention), or
+    // between two lists as it changed status; a read tells which.
+    const gone = [...this.#byId.keys()].filter((id) => !found.has(id))
+    await eachLimited(gone, PARALLEL_READS, async (id) => {
+      if ((await this.#store.getTask(id)) !== null) return
+      this.#byId.delete(id)
+      this.#order = null
+      this.version++
+    })
     this.#refreshedAt = this.#now()
   }
 

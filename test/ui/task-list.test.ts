@@ -131,6 +131,27 @@ test('task list over 10,000 tasks: status counts, filters by status, type, age a
   }
 })
 
+test('task index: a task that retention deleted leaves the list at the next refresh; the others stay', async () => {
+  const store = new MemoryStore()
+  const [a, b] = makeTasks().slice(3, 5) as [TaskDoc, TaskDoc]
+  await store.createTask(a) // finished, long ago
+  await store.createTask({ ...b, created_at_ms: NOW, status: 'running' })
+  let now = NOW
+  const index = new TaskIndex(store, () => now, { refreshMs: 1000 })
+  try {
+    await index.ensureFresh()
+    assert.equal(index.query({ offset: 0, limit: 10 }).all, 2)
+    assert.deepEqual(await store.purgeTasks(NOW, 100), [a.id])
+    now += 5_000
+    await index.ensureFresh()
+    assert.equal(index.get(a.id), undefined)
+    assert.equal(index.get(b.id)?.status, 'running')
+    assert.equal(index.query({ offset: 0, limit: 10 }).all, 1)
+  } finally {
+    index.close()
+  }
+})
+
 test('task index: a task event moves a status forward at once, never back; new tasks appear at the next refresh', async () => {
   const store = new MemoryStore()
   const [a, b] = makeTasks().slice(0, 2) as [TaskDoc, TaskDoc]
