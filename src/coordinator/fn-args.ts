@@ -39,7 +39,8 @@ const metricsAggregate: FnArgsCheck = (args) => {
   for (const k of ['node_id', 'target_node']) {
     const v = args[k]
     if (!given(v)) continue
-    if (typeof v === 'string') r.nodes.push({ path: `.${k}`, id: v })
+    // `node_id` (without from_nodes) is the node whose batch metrics are read: it must run first.
+    if (typeof v === 'string') r.nodes.push(k === 'node_id' && !hasFromNodes(args) ? { path: `.${k}`, id: v, reads: k } : { path: `.${k}`, id: v })
     else r.problems.push({ path: `.${k}`, message: `${k} must be a node id, got ${describeType(v)}` })
   }
   if (typeof args['node_id'] !== 'string' && !hasFromNodes(args)) {

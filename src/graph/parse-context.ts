@@ -23,10 +23,13 @@ export interface ParseGraphOptions {
   fnArgs?: ReadonlyMap<string, FnArgsCheck>
 }
 
-/** What a FnArgsCheck finds: problems (paths relative to `fn_args`), and the node ids the arguments name (which must exist). */
+/**
+ * What a FnArgsCheck finds: problems (paths relative to `fn_args`), and the node ids the arguments
+ * name (which must exist); `reads`: the function reads that node's output (it must run first).
+ */
 export interface FnArgsReport {
   problems: { path: string; message: string }[]
-  nodes: { path: string; id: string }[]
+  nodes: { path: string; id: string; reads?: string }[]
 }
 
 export type FnArgsCheck = (args: Readonly<Record<string, unknown>>) => FnArgsReport

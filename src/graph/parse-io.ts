@@ -141,8 +141,12 @@ function checkFnArgs(ctx: Context, fn: string, fnArgs: unknown, p: string, id: s
   }
   for (const pr of report.problems) ctx.problems.add(ErrorCode.BadField, `${p}.fn_args${pr.path}`, `${pr.message} (fn_args of ${label})`, { fn })
   for (const ref of report.nodes) {
+    const refPath = `${p}.fn_args${ref.path}`
     if (!ctx.knownIds.has(ref.id)) {
-      ctx.problems.add(ErrorCode.UnknownNode, `${p}.fn_args${ref.path}`, `${label} names unknown node ${quote(ref.id)} (fn_args of ${fn})`, { node_id: ref.id, referenced_by: id })
+      ctx.problems.add(ErrorCode.UnknownNode, refPath, `${label} names unknown node ${quote(ref.id)} (fn_args of ${fn})`, { node_id: ref.id, referenced_by: id })
+    } else if (ref.reads !== undefined && id !== '' && ref.id !== id) {
+      // Read as from_nodes is: that node must run first (a cycle through it never ends).
+      ctx.relations.push({ from: ref.id, to: id, path: refPath, via: ref.reads })
     }
   }
 }

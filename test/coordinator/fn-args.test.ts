@@ -56,6 +56,25 @@ describe('built-in coordinator function arguments at submission', () => {
     })
   })
 
+  test('metrics.aggregate reading node_id of a node that runs after it is a dependency cycle, as from_nodes is', async () => {
+    await withCoordinator(async (c) => {
+      const graph = {
+        nodes: [
+          { node_id: 'agg', type: 'coordinator_fn', io: { fn: 'metrics.aggregate', fn_args: { node_id: 'w' } } },
+          { node_id: 'w', type: 'work', depends_on: ['agg'] },
+        ],
+      }
+      await assert.rejects(c.createTask({ graph }), (err: Error & { code?: string; path?: string }) => {
+        assert.equal(err.code, 'GRAPH_CYCLE')
+        assert.match(err.message, /reads the output of "w" through node_id at nodes\[0\]\.io\.fn_args\.node_id/)
+        return true
+      })
+      // The same read of a node that runs first is fine; a target_node is written, not read.
+      const ok = { nodes: [{ node_id: 'w', type: 'work' }, { node_id: 'agg', type: 'coordinator_fn', depends_on: ['w'], io: { fn: 'metrics.aggregate', fn_args: { node_id: 'w' } } }, { node_id: 'later', type: 'work', depends_on: ['agg'] }] }
+      assert.equal(typeof (await c.createTask({ graph: ok })), 'string')
+    })
+  })
+
   test('fn_args nested past the depth limit are a problem of the graph (not a stack overflow); a merge whose objects land leaf by leaf is not judged by the value limit', async () => {
     await withCoordinator(async (c) => {
       let deep: unknown = 1
