@@ -61,6 +61,9 @@ interface AttemptRec {
   /** trace_id / span_id of the span, for log records (computed on first use). */
   ids: TraceFields | undefined
   linked: boolean
+  /** The node's hand-backs and failures when the attempt began: how it ended, when the next one is already dispatched. */
+  handbacks: number
+  failures: number
 }
 
 interface TaskRec {
@@ -216,7 +219,7 @@ export class CoordinatorObservability {
     if (ends !== null) {
       for (const n of ends) {
         const a = t.attempts.get(n.node_id)
-        if (a !== undefined && !a.ended) this.#endAttempt(a, OUTCOME[n.status] ?? n.status, n, n.finished_at_ms ?? entry.at_ms)
+        if (a !== undefined && !a.ended) this.#endAttempt(a, n.status === 'deferred' && (n.handbacks ?? 0) > a.handbacks ? 'handed_back' : (OUTCOME[n.status] ?? n.status), n, n.finished_at_ms ?? entry.at_ms)
       }
     }
     const status = entry.task?.status
@@ -227,7 +230,8 @@ export class CoordinatorObservability {
   #node(t: TaskRec, n: NodeState, at: number): boolean {
     let a = t.attempts.get(n.node_id)
     if (a !== undefined && a.epoch !== n.attempt_epoch) {
-      if (!a.ended) this.#endAttempt(a, 'superseded', null, at)
+      // Replaced in the same entry that ended it (a retry or hand-back due at once): its counts say how it ended.
+      if (!a.ended) this.#endAttempt(a, (n.handbacks ?? 0) > a.handbacks ? 'handed_back' : n.failures > a.failures ? 'retry' : 'superseded', n, at)
       a = undefined
     }
     if (a === undefined) {
@@ -248,7 +252,7 @@ export class CoordinatorObservability {
   }
 
   #startAttempt(t: TaskRec, n: NodeState): AttemptRec {
-    const a: AttemptRec = { nodeId: n.node_id, key: null, type: n.type, epoch: n.attempt_epoch, dispatchedAt: n.dispatched_at_ms ?? this.#clock.now(), accepted: false, ended: false, span: null, recording: false, headers: undefined, ids: undefined, linked: false }
+    const a: AttemptRec = { nodeId: n.node_id, key: null, type: n.type, epoch: n.attempt_epoch, dispatchedAt: n.dispatched_at_ms ?? this.#clock.now(), accepted: false, ended: false, span: null, recording: false, headers: undefined, ids: undefined, linked: false, handbacks: n.handbacks ?? 0, failures: n.failures }
     // In a trace that is not sampled the attempt has no span: its commands carry the task span's
     // context, which commandHeaders finds by task (nothing per attempt to keep).
     if (!t.unsampled && this.#tracer !== null && t.span !== null) {

@@ -319,3 +319,46 @@ test('trace ids go on the records the logger writes; a record it drops is passed
   assert.equal(written?.fields['trace_id'], ids.trace_id, 'a written record carries its trace')
   assert.equal(published.find((m) => m.event === 'node.something')?.fields['span_id'], ids.span_id)
 })
+
+test('an attempt handed back (its worker stopped mid-run) ends handed_back, not retry or superseded; a retry due at once ends retry, with status ERROR', async () => {
+  const { provider, spans } = memoryTracing()
+  const bus = new MemoryBus()
+  const store = new MemoryStore()
+  const observability = { tracing: provider, metrics: false } as const
+  const c = new Coordinator({ bus, store, observability, config: { schedulerTickSec: 0.05 } })
+  let calls = 0
+  const slowFirst: RoleHandler = {
+    async processBatch(_b, ctx) {
+      calls++
+      if (calls === 1) await ctx.sleep(60_000)
+      return {}
+    },
+  }
+  const first = new Worker({ bus, store, observability, handlers: { step: slowFirst, flaky: flakyOnce() }, config: { workerId: 'first', concurrency: 2 } })
+  await c.start()
+  await first.start()
+  let second: Worker | null = null
+  try {
+    const id = await c.createTask({ graph: { nodes: [{ node_id: 'n', type: 'step', retry_policy: { max: 3, backoff_sec: 0 } }, { node_id: 'f', type: 'flaky', retry_policy: { max: 3, backoff_sec: 0 } }] } })
+    await waitFor(async () => (await c.getTask(id))?.nodes.find((n) => n.node_id === 'n')?.accepted_at_ms != null)
+    await waitFor(async () => (await c.getTask(id))?.nodes.find((n) => n.node_id === 'f')?.status === 'finished')
+    await first.stop() // hands its run of n back
+    second = new Worker({ bus, store, observability, handlers: { step: slowFirst, flaky: noopHandler() }, config: { workerId: 'second' } })
+    await second.start()
+    assert.equal((await c.waitForTask(id, { timeoutMs: 20_000 })).status, 'finished')
+    await waitFor(() => spans('flowkit.node.attempt').length === 4, { message: `four attempt spans ended: ${spans('flowkit.node.attempt').map((s) => `${attr(s, 'flowkit.node.id')}@${attr(s, 'flowkit.attempt.epoch')}:${attr(s, 'flowkit.attempt.outcome')}`).join(' ')}` })
+    const outcome = (node: string, epoch: number): [unknown, SpanStatusCode] => {
+      const a = spans('flowkit.node.attempt').find((s) => attr(s, 'flowkit.node.id') === node && attr(s, 'flowkit.attempt.epoch') === epoch)
+      assert.ok(a, `${node}@${epoch}`)
+      return [attr(a, 'flowkit.attempt.outcome'), a.status.code]
+    }
+    assert.deepEqual(outcome('n', 1), ['handed_back', SpanStatusCode.UNSET])
+    assert.deepEqual(outcome('n', 2), ['finished', SpanStatusCode.UNSET])
+    assert.deepEqual(outcome('f', 1), ['retry', SpanStatusCode.ERROR])
+    assert.deepEqual(outcome('f', 2), ['finished', SpanStatusCode.UNSET])
+  } finally {
+    await second?.stop()
+    await c.stop()
+    await provider.shutdown()
+  }
+})
