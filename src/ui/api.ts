@@ -125,6 +125,8 @@ async function getTask(ctx: ApiContext, p: string[]): Promise<unknown> {
 
 interface AttemptRow {
   attempt_epoch: number
+  /** Why it failed, when it is the node's last failure (`last_error`). */
+  error: { reason_code: string; error: string | null } | null
   workers: string[]
   partial: number
   complete: number
@@ -134,16 +136,20 @@ interface AttemptRow {
   last_ms: number | null
 }
 
-function attemptsOf(artifacts: readonly ArtifactDoc[], batches: readonly BatchMetricsRow[]): AttemptRow[] {
+/** Every attempt of the node (those that wrote nothing too), newest first, with what they wrote. */
+function attemptsOf(node: TaskView['nodes'][number], artifacts: readonly ArtifactDoc[], batches: readonly BatchMetricsRow[]): AttemptRow[] {
   const by = new Map<number, AttemptRow>()
   const row = (epoch: number): AttemptRow => {
     let r = by.get(epoch)
     if (r === undefined) {
-      r = { attempt_epoch: epoch, workers: [], partial: 0, complete: 0, failed: 0, batches: 0, first_ms: null, last_ms: null }
+      r = { attempt_epoch: epoch, error: null, workers: [], partial: 0, complete: 0, failed: 0, batches: 0, first_ms: null, last_ms: null }
       by.set(epoch, r)
     }
     return r
   }
+  for (let epoch = 1; epoch <= node.attempt_epoch; epoch++) row(epoch)
+  const last = node.last_error
+  if (last !== null && last.attempt_epoch >= 1) row(last.attempt_epoch).error = { reason_code: last.reason_code, error: last.error }
   for (const a of artifacts) {
     const r = row(a.attempt_epoch)
     r[a.status]++
@@ -169,7 +175,7 @@ async function getNode(ctx: ApiContext, p: string[]): Promise<unknown> {
   const counting = countingAttempt(artifacts)
   return {
     node,
-    attempts: attemptsOf(artifacts, batches),
+    attempts: attemptsOf(node, artifacts, batches),
     artifacts: {
       total: counting.length,
       items: counting

@@ -6,11 +6,12 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { request } from 'node:http'
-import { ErrorCode, FlowkitError, MemoryStore, type TaskView } from 'flowkit'
+import { ErrorCode, FlowkitError, MemoryStore, type RoleHandler, type TaskView } from 'flowkit'
 import { buildTask } from '../../src/coordinator/submit.ts'
 import { toTaskView } from '../../src/coordinator/view.ts'
 import type { DashboardCoordinator } from '../../src/ui/api.ts'
 import { gate } from '../helpers/gate.ts'
+import { startRuntime } from '../helpers/runtime.ts'
 import { waitFor } from '../helpers/wait.ts'
 import { generateToken, startDashboard } from '../../src/ui/server.ts'
 import { demoGraph, startUi } from './harness.ts'
@@ -292,5 +293,29 @@ test('POST /api/tasks submits a graph through the coordinator (a dev runtime wit
     assert.equal((await post({ graph: demoGraph() }, { 'content-type': 'application/json' })).status, 403)
   } finally {
     await ui.stop()
+  }
+})
+
+test('node details list every attempt, also one that wrote nothing, with the last failure on its attempt', async () => {
+  let calls = 0
+  const flaky: RoleHandler = {
+    async processBatch() {
+      calls++
+      if (calls === 1) throw new Error('first attempt fails before writing anything')
+      return { meta: { ok: true }, metrics: { n: 1 } }
+    },
+  }
+  const rt = await startRuntime({ handlers: { flaky } })
+  const dashboard = await startDashboard({ coordinator: rt.coordinator, store: rt.store, port: 0 })
+  try {
+    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'flaky', retry_policy: { max: 3, backoff_sec: 0 } }] } })
+    assert.equal((await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })).status, 'finished')
+    const res = await fetch(`${dashboard.url}api/tasks/${id}/nodes/n`)
+    assert.equal(res.status, 200)
+    const body = (await res.json()) as { attempts: { attempt_epoch: number; complete: number; error: { reason_code: string } | null }[] }
+    assert.deepEqual(body.attempts.map((a) => [a.attempt_epoch, a.complete, a.error?.reason_code ?? null]), [[2, 1, null], [1, 0, 'unexpected_error']])
+  } finally {
+    await dashboard.close()
+    await rt.stop()
   }
 })

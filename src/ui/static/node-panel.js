@@ -1,5 +1,5 @@
-// The selected node's details on the task page: state, attempts (by epoch: workers, batches,
-// artifacts), the artifacts and batch metrics of the attempt that counts, its checkpoint.
+// The selected node's details on the task page: state, attempts (every epoch: workers, batches,
+// artifacts, the last failure's reason), the artifacts and batch metrics of the attempt that counts, its checkpoint.
 import { api, badge, duration, errorBox, fill, h, json, num, timeCell } from './util.js'
 
 function dl(rows) {
@@ -70,9 +70,9 @@ export function nodePanel(el, taskId, nodeId, getState) {
         body,
         h('h3', {}, 'Attempts'),
         table(
-          ['epoch', 'worker', 'batches', 'partial', 'complete', 'failed', 'first', 'last'],
-          d.attempts.map((a) => [num(a.attempt_epoch), a.workers.join(', '), num(a.batches), num(a.partial), num(a.complete), num(a.failed), a.first_ms ? timeCell(a.first_ms) : '', a.last_ms ? timeCell(a.last_ms) : '']),
-          'No artifact or batch reported yet.',
+          ['epoch', 'worker', 'batches', 'partial', 'complete', 'failed', 'first', 'last', 'error'],
+          d.attempts.map((a) => [num(a.attempt_epoch), a.workers.join(', '), num(a.batches), num(a.partial), num(a.complete), num(a.failed), a.first_ms ? timeCell(a.first_ms) : '', a.last_ms ? timeCell(a.last_ms) : '', a.error ? a.error.reason_code : '']),
+          'Not dispatched yet.',
         ),
         h('h3', {}, `Artifacts (${num(d.artifacts.total)}${d.artifacts.total > d.artifacts.items.length ? `, newest ${d.artifacts.items.length}` : ''})`),
         table(
