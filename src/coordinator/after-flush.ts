@@ -84,8 +84,8 @@ export class AfterFlush {
         commands.map((c) => {
           // A command with its object (a START) goes with it, its text made only if needed.
           const m: OutgoingMessage = c.decoded !== undefined
-            ? { topic: c.topic, key: c.key, decoded: c.decoded, dedup_id: c.dedup_id, task_id: rt.id, onDone: done }
-            : { topic: c.topic, key: c.key, value: c.value, dedup_id: c.dedup_id, task_id: rt.id, onDone: done }
+            ? { topic: c.topic, key: c.key, decoded: c.decoded, dedup_id: c.dedup_id, task_id: rt.id, epoch: c.epoch, onDone: done }
+            : { topic: c.topic, key: c.key, value: c.value, dedup_id: c.dedup_id, task_id: rt.id, epoch: c.epoch, onDone: done }
           if (c.kind === 'TASK_START') m.onDead = (error: string) => this.startUndeliverable(rt, c.ord, c.epoch, error)
           return m
         }),

@@ -41,6 +41,8 @@ export function outboxBackoffMs(attempts: number, min: number, max: number, rand
 /** A message to send: its text (`value`), or its object (`decoded`), whose text is made if needed. */
 export interface OutgoingMessage extends Omit<OutboxEnqueue, 'value'> {
   value?: string
+  /** The attempt it concerns (read by the `headers` option; never stored). */
+  epoch?: number
   /** The task it concerns (read by the `headers` option; never stored). */
   task_id?: string
   /** The object `value` is the text of (BusRecord.decoded: a bus in memory delivers it; never stored). */

@@ -32,6 +32,7 @@ import type { Store } from '../ports/store.ts'
 import { FINAL_UID } from '../protocol/messages.ts'
 import { CoordinatorMetrics, type CoordinatorParts } from './coordinator-metrics.ts'
 import { messageKind } from './kinds.ts'
+import { RecentMap } from '../util/recent.ts'
 import { ObservedLogger, type TraceFields, traceFieldsOf } from './logger.ts'
 import { MetricsEndpoint, type MetricsHandler, type ObservabilityOptions, itemsOf, metricsHandler, resolveObservability } from './options.ts'
 import { TRACEPARENT, isSampledTraceparent, spanContextFromHeaders, traceHeaders } from './propagation.ts'
@@ -87,6 +88,8 @@ export class CoordinatorObservability {
   readonly #clock: Clock
   readonly #endpoint: MetricsEndpoint
   readonly #tasks = new Map<string, TaskRec>()
+  /** Headers of recently ended attempts by `key@epoch`: a command sent after its attempt ended (the cancel of a lost lease's holder) carries its own attempt's context. */
+  readonly #endedHeaders = new RecentMap<string, Record<string, string>>(1024)
   /** Live attempts by message key (task_id:node_id), for the headers of their commands. */
   readonly #byKey = new Map<string, AttemptRec>()
   #parts: CoordinatorParts | null = null
@@ -276,7 +279,10 @@ export class CoordinatorObservability {
 
   #endAttempt(a: AttemptRec, outcome: string, n: NodeState | null, at: number): void {
     a.ended = true
-    if (a.key !== null && this.#byKey.get(a.key) === a) this.#byKey.delete(a.key)
+    if (a.key !== null) {
+      if (this.#byKey.get(a.key) === a) this.#byKey.delete(a.key)
+      if (a.headers !== undefined) this.#endedHeaders.set(`${a.key}@${a.epoch}`, a.headers)
+    }
     this.#metrics?.attemptEnded(a.type, outcome, (at - a.dispatchedAt) / 1000)
     const span = a.span
     if (span === null) return
@@ -313,7 +319,7 @@ export class CoordinatorObservability {
    * Headers of an outgoing command: the trace context of its node's current attempt; in a trace
    * that is not sampled, the task span's (found by the message's task).
    */
-  readonly commandHeaders = (msg: { key: string | null; task_id?: string }): Record<string, string> | undefined => {
+  readonly commandHeaders = (msg: { key: string | null; task_id?: string; epoch?: number }): Record<string, string> | undefined => {
     if (msg.task_id !== undefined) {
       const t = this.#tasks.get(msg.task_id)
       if (t?.unsampled === true && t.span !== null) {
@@ -321,7 +327,11 @@ export class CoordinatorObservability {
         return t.headers
       }
     }
-    return msg.key === null || this.#byKey.size === 0 ? undefined : this.#byKey.get(msg.key)?.headers
+    if (msg.key === null) return undefined
+    const a = this.#byKey.size === 0 ? undefined : this.#byKey.get(msg.key)
+    // A command of an attempt that has ended (or been replaced): that attempt's context, not the current one's.
+    if (msg.epoch !== undefined && a?.epoch !== msg.epoch) return this.#endedHeaders.get(`${msg.key}@${msg.epoch}`)
+    return a?.headers
   }
 
   /**

@@ -362,3 +362,48 @@ test('an attempt handed back (its worker stopped mid-run) ends handed_back, not 
     await provider.shutdown()
   }
 })
+
+for (const backoff of [0, 0.3]) {
+  test(`the TASK_CANCEL sent to a lost lease's holder carries that attempt's span, not the retry's (backoff ${backoff} s)`, async () => {
+    const { provider, spans } = memoryTracing()
+    const bus = new MemoryBus()
+    const store = new MemoryStore()
+    const produced: BusRecord[] = []
+    const observability = { tracing: provider, metrics: false } as const
+    const c = new Coordinator({ bus: spyBus(bus, produced), store, observability, config: { schedulerTickSec: 0.05 } })
+    let calls = 0
+    const slowFirst: RoleHandler = {
+      async processBatch(_b, ctx) {
+        calls++
+        if (calls === 1) await ctx.sleep(60_000)
+        return {}
+      },
+    }
+    const workerConfig = { leaseTtlSec: 1, hbIntervalSec: 0.2 }
+    const doomed = new Worker({ bus, store, observability, handlers: { step: slowFirst }, config: { ...workerConfig, workerId: 'doomed' } })
+    await c.start()
+    await doomed.start()
+    let second: Worker | null = null
+    try {
+      const id = await c.createTask({ graph: { nodes: [{ node_id: 'n', type: 'step', retry_policy: { max: 3, backoff_sec: backoff } }] } })
+      await waitFor(async () => (await c.getTask(id))?.nodes[0]?.lease.worker_id === 'doomed')
+      await doomed.kill()
+      second = new Worker({ bus, store, observability, handlers: { step: slowFirst }, config: { ...workerConfig, workerId: 'second' } })
+      await second.start()
+      assert.equal((await c.waitForTask(id, { timeoutMs: 20_000 })).status, 'finished')
+      await waitFor(() => spans('flowkit.node.attempt').length === 2)
+      const spanOf = new Map(spans('flowkit.node.attempt').map((s) => [s.spanContext().spanId, attr(s, 'flowkit.attempt.epoch')]))
+      const cancels = produced.filter((r) => r.value.includes('"cmd":"TASK_CANCEL"'))
+      assert.ok(cancels.length >= 1, 'the lost holder was told to give the run up')
+      for (const r of cancels) {
+        const epoch = Number(/"attempt_epoch":(\d+)/.exec(r.value)?.[1])
+        const spanId = r.headers?.['traceparent']?.split('-')[2]
+        assert.equal(spanOf.get(spanId ?? ''), epoch, `TASK_CANCEL of epoch ${epoch} carries span ${spanId ?? 'none'}`)
+      }
+    } finally {
+      await second?.stop()
+      await c.stop()
+      await provider.shutdown()
+    }
+  })
+}
