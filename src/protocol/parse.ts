@@ -81,7 +81,7 @@ function objOrNull(v: unknown): Record<string, unknown> | null | undefined {
 export const MAX_EVENT_VALUE_DEPTH = 32
 
 /** Whether `v` nests containers deeper than `left` levels (recursion bounded by `left`). */
-function deeperThan(v: unknown, left: number): boolean {
+export function deeperThan(v: unknown, left: number): boolean {
   if (v === null || typeof v !== 'object') return false
   if (left === 0) return true
   if (Array.isArray(v)) {

@@ -115,19 +115,18 @@ export async function executeRun(
   const writer: ArtifactsWriter = {
     writePartial: async (batchUid, meta) => {
       writable(`partial artifact ${batchUid}`)
-      checkArtifactMeta(`partial artifact meta of batch ${batchUid}`, meta)
-      await store(batchUid, meta)
+      await store(batchUid, checkArtifactMeta(`partial artifact meta of batch ${batchUid}`, meta))
     },
     markComplete: async (meta = {}) => {
       writable('complete artifact')
-      checkArtifactMeta('complete artifact meta', meta)
+      const own = checkArtifactMeta('complete artifact meta', meta)
       if (!ending) {
         // Asked for while batches run (from processBatch): written at the end of the run, once
         // its BATCH_OKs are on the bus, with this meta (a run that fails writes none).
-        completeAsked = meta
+        completeAsked = own
         return
       }
-      await store(null, meta)
+      await store(null, own)
     },
   }
   const signal = run.abort.signal
@@ -189,11 +188,12 @@ export async function executeRun(
       const batch = checkBatch(raw, index)
       let uid = typeof batch.batch_uid === 'string' && batch.batch_uid.length > 0 ? batch.batch_uid : `b${index}`
       index++
-      if (usedUids.has(uid)) {
-        // Batch ids identify partial artifacts and metrics: two batches of one run never share one.
+      if (usedUids.has(uid) || uid === FINAL_UID) {
+        // Batch ids identify partial artifacts and metrics: two batches of one run never share one
+        // (nor one with the run's final metrics, `__final__`).
         let n = 2
         while (usedUids.has(`${uid}#${n}`)) n++
-        core.log.warn('worker.batch_uid_duplicate', { ...ids, batch_uid: uid, renamed: `${uid}#${n}` })
+        core.log.warn('worker.batch_uid_duplicate', { ...ids, batch_uid: uid, renamed: `${uid}#${n}`, ...(uid === FINAL_UID ? { reserved: true } : {}) })
         uid = `${uid}#${n}`
       }
       usedUids.add(uid)

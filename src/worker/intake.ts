@@ -187,8 +187,14 @@ export class CommandIntake {
         core.log.info('worker.attempt_held_elsewhere', ids)
         return
       }
-      // The worker may have begun to stop while this start was being checked and claimed.
-      if (core.stopping) throw new FlowkitError(ErrorCode.Closed, 'worker stopping')
+      // The worker began to stop while this start was being checked and claimed: the claim holds
+      // the attempt (no other worker may take it), so it is handed back, as a run in flight is.
+      if (core.stopping) {
+        const info: RunInfo = { taskId: env.task_id, nodeId: env.node_id, stepType: role, attemptEpoch: env.attempt_epoch, workerId: core.workerId, leaseId: '' }
+        await emitStatus(core, info, { kind: 'CANCELLED', reason: WORKER_STOPPING_REASON }, { kind: 'CANCELLED' })
+        core.log.info('worker.start_handed_back', ids)
+        return
+      }
       this.#remember(seenKey)
       this.#runs.launch(role, env, cmd, vars, headers)
       handedOver = true

@@ -11,6 +11,8 @@ import { PermanentError, errorMessage } from '../errors.ts'
 import { redactText } from '../log.ts'
 import { type BusRecord, isTextLater } from '../ports/bus.ts'
 import type { Batch, BatchResult, FinalizeResult } from './handler.ts'
+import { MAX_EVENT_VALUE_DEPTH, deeperThan } from '../protocol/parse.ts'
+import { handOver } from '../ports/store-rules.ts'
 
 /**
  * Largest message the worker sends on the bus. Kafka's default `max.message.bytes` is 1 MiB (+12);
@@ -31,6 +33,9 @@ export const MAX_ARTIFACT_META_BYTES = 16 * 1024 * 1024 - 16 * 1024
 export const MAX_ERROR_CHARS = 8192
 /** Longest reason code put in an event. */
 export const MAX_REASON_CODE_CHARS = 200
+
+/** Longest batch_uid (characters): it goes in every event and artifact of its batch. */
+export const MAX_BATCH_UID_CHARS = 2048
 
 /** A handler's result the worker refuses: a permanent failure of the run, whatever classifyError says. */
 export class HandlerResultError extends PermanentError {
@@ -71,6 +76,19 @@ function checkObject(label: string, field: string, v: unknown): Record<string, u
   return v
 }
 
+/** `artifacts_ref` goes in a status event as it is: plain JSON, nested at most as a coordinator reads it. */
+function checkRef(label: string, v: unknown): Record<string, unknown> | undefined {
+  const ref = checkObject(label, 'artifacts_ref', v)
+  if (ref === undefined) return undefined
+  if (deeperThan(ref, MAX_EVENT_VALUE_DEPTH)) throw bad(label, `artifacts_ref is nested deeper than ${MAX_EVENT_VALUE_DEPTH} levels (a coordinator refuses such an event)`)
+  try {
+    JSON.stringify(ref)
+  } catch (err) {
+    throw new HandlerResultError(`${label}: artifacts_ref cannot be encoded as JSON: ${err instanceof Error ? err.message : 'not JSON'}`, 'bad_handler_result', { cause: err })
+  }
+  return ref
+}
+
 /** Checks what processBatch returned; `undefined` (nothing) is an empty success. */
 export function checkBatchResult(res: unknown): BatchResult {
   const label = 'processBatch result'
@@ -85,7 +103,7 @@ export function checkBatchResult(res: unknown): BatchResult {
   if (metrics) out.metrics = metrics
   const meta = checkObject(label, 'meta', res['meta'])
   if (meta) out.meta = meta
-  const ref = checkObject(label, 'artifacts_ref', res['artifacts_ref'])
+  const ref = checkRef(label, res['artifacts_ref'])
   if (ref) out.artifacts_ref = ref
   const code = res['reason_code']
   if (code !== undefined && code !== null) {
@@ -114,7 +132,7 @@ export function checkFinalizeResult(res: unknown): FinalizeResult {
   if (metrics) out.metrics = metrics
   const meta = checkObject(label, 'meta', res['meta'])
   if (meta) out.meta = meta
-  const ref = checkObject(label, 'artifacts_ref', res['artifacts_ref'])
+  const ref = checkRef(label, res['artifacts_ref'])
   if (ref) out.artifacts_ref = ref
   return out
 }
@@ -123,6 +141,8 @@ export function checkFinalizeResult(res: unknown): FinalizeResult {
 export function checkBatch(batch: unknown, index: number): Batch {
   const label = `iterBatches batch #${index}`
   if (!isObject(batch)) throw new HandlerResultError(`${label} must be an object { batch_uid?, payload }, got ${describe(batch)}`, 'bad_handler_result')
+  const uid = batch['batch_uid']
+  if (typeof uid === 'string' && uid.length > MAX_BATCH_UID_CHARS) throw bad(label, `batch_uid is ${uid.length} characters long, more than ${MAX_BATCH_UID_CHARS} (it goes in every event and artifact of the batch)`)
   if (batch['payload'] !== undefined && !isObject(batch['payload'])) throw bad(label, `payload must be an object, got ${describe(batch['payload'])}`)
   return batch as unknown as Batch
 }
@@ -131,7 +151,7 @@ export function checkBatch(batch: unknown, index: number): Batch {
  * Checks that a meta can be stored as an artifact: an object, encodable as JSON, and within
  * MAX_ARTIFACT_META_BYTES as the store encodes it (an upper bound of its BSON size).
  */
-export function checkArtifactMeta(what: string, meta: unknown): void {
+export function checkArtifactMeta(what: string, meta: unknown): Record<string, unknown> {
   if (!isObject(meta)) throw new HandlerResultError(`${what} must be an object, got ${describe(meta)}`, 'bad_handler_result')
   let json: string
   try {
@@ -147,6 +167,9 @@ export function checkArtifactMeta(what: string, meta: unknown): void {
       'result_too_large',
     )
   }
+  // The worker's own copy, taken now: a handler that reuses the object for its next batch changes
+  // nothing (the artifact is written later, batched). Handed over: a store in this process keeps it.
+  return handOver(JSON.parse(json) as Record<string, unknown>)
 }
 
 /** Checks that a record fits in one bus message of `maxBytes` (the worker's `maxMessageBytes`). */
@@ -175,7 +198,14 @@ export function checkBusRecord(what: string, record: BusRecord, maxBytes: number
  * getTask and the CLI): secret-looking values redacted, cut to MAX_ERROR_CHARS.
  */
 export function failureText(err: unknown): string {
-  return clip(redactText(errorMessage(err)), MAX_ERROR_CHARS)
+  let text: string
+  try {
+    text = errorMessage(err)
+  } catch {
+    // A thrown value that cannot be turned into text (an object without a prototype, say).
+    text = Object.prototype.toString.call(err)
+  }
+  return clip(redactText(text), MAX_ERROR_CHARS)
 }
 
 /** Cuts a text to `max` characters, saying how much was cut. */

@@ -1,0 +1,164 @@
+/**
+ * What a handler gives back is checked and owned by the worker (an audit of the handler API found
+ * each of these getting through):
+ * - an `artifacts_ref` nested deeper than a coordinator reads, or not JSON, failed nothing on the
+ *   worker: the coordinator dropped the event (the node stalled until its lease expired, its
+ *   metrics short) or the run crashed into `classifyError` (retried to exhaustion);
+ * - a meta object the handler reuses for its next batch was written late, with the later data;
+ * - a batch named `__final__` lost its metrics to the run's final ones;
+ * - a thrown object without a prototype marked permanent crashed the run (retried as worker_error);
+ * - a batch_uid too large for a bus message crashed the run the same way;
+ * - a worker stopped while it claimed a START kept the claim: no other worker could run it.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { MemoryStore, type RoleHandler, type Store, type TaskView } from 'flowkit'
+import { startRuntime } from '../helpers/runtime.ts'
+
+const one = (node = 'a', type = 'h') => ({ nodes: [{ node_id: node, type, retry_policy: { max: 3, backoff_sec: 0 } }] })
+
+async function runOne(h: RoleHandler): Promise<TaskView> {
+  const rt = await startRuntime({ handlers: { h } })
+  try {
+    const id = await rt.coordinator.createTask({ graph: one() })
+    return await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })
+  } finally {
+    await rt.stop()
+  }
+}
+
+test('artifacts_ref nested too deep or not JSON fails the node at once with bad_handler_result, classifyError not asked', async () => {
+  let deep: Record<string, unknown> = { leaf: 1 }
+  for (let i = 0; i < 40; i++) deep = { d: deep }
+  let asked = 0
+  for (const ref of [deep, { n: 1n }]) {
+    for (const where of ['batch', 'finalize'] as const) {
+      const h: RoleHandler = {
+        async processBatch() {
+          return where === 'batch' ? { metrics: { rows: 1 }, artifacts_ref: ref } : { metrics: { rows: 1 } }
+        },
+        ...(where === 'finalize' ? { async finalize() { return { artifacts_ref: ref } } } : {}),
+        classifyError() {
+          asked++
+          return { permanent: false, reasonCode: 'transient' }
+        },
+      }
+      const t = await runOne(h)
+      const n = t.nodes[0]
+      assert.equal(t.status, 'failed', `${where}: ${JSON.stringify(n?.last_error)}`)
+      assert.equal(n?.attempt_epoch, 1)
+      assert.equal(n?.last_error?.reason_code, 'bad_handler_result')
+      assert.match(n?.last_error?.error ?? '', /artifacts_ref (is nested deeper than 32 levels|cannot be encoded as JSON)/)
+    }
+  }
+  assert.equal(asked, 0)
+})
+
+test('a meta object the handler reuses for its next batch: each partial artifact holds its own batch', async () => {
+  const rows: number[] = []
+  const meta = { rows }
+  const h: RoleHandler = {
+    iterBatches: () => [0, 1, 2].map((i) => ({ batch_uid: `p${i}`, payload: { i } })),
+    async processBatch(b) {
+      const i = b.payload['i'] as number
+      rows.length = 0
+      rows.push(i * 10, i * 10 + 1)
+      return { meta }
+    },
+  }
+  const rt = await startRuntime({ handlers: { h } })
+  try {
+    const id = await rt.coordinator.createTask({ graph: one() })
+    assert.equal((await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })).status, 'finished')
+    const parts = (await rt.coordinator.listArtifacts(id, { nodeId: 'a' })).filter((x) => x.status === 'partial')
+    assert.deepEqual(Object.fromEntries(parts.map((x) => [x.batch_uid, x.meta['rows']])), { p0: [0, 1], p1: [10, 11], p2: [20, 21] })
+  } finally {
+    await rt.stop()
+  }
+})
+
+test('a batch named __final__ keeps its metrics (renamed, as a duplicate uid is)', async () => {
+  const h: RoleHandler = {
+    iterBatches: () => ['part_1', '__final__', 'part_2'].map((batch_uid) => ({ batch_uid, payload: {} })),
+    async processBatch() {
+      return { metrics: { rows: 100 } }
+    },
+    async finalize() {
+      return { metrics: { files: 1 } }
+    },
+  }
+  const t = await runOne(h)
+  assert.equal(t.status, 'finished')
+  assert.deepEqual(t.nodes[0]?.stats, { rows: 300, files: 1 })
+})
+
+test('a thrown object without a prototype marked permanent fails the node permanently, once', async () => {
+  let calls = 0
+  const h: RoleHandler = {
+    async processBatch() {
+      calls++
+      throw Object.assign(Object.create(null) as object, { permanent: true, reason_code: 'bad_record' })
+    },
+  }
+  const t = await runOne(h)
+  assert.equal(t.status, 'failed')
+  assert.equal(calls, 1)
+  assert.equal(t.nodes[0]?.last_error?.reason_code, 'bad_record')
+  assert.equal(t.nodes[0]?.last_error?.permanent, true)
+})
+
+test('a batch_uid too large for a bus message fails the node permanently, naming batch_uid', async () => {
+  let calls = 0
+  const h: RoleHandler = {
+    iterBatches: () => [{ batch_uid: 'u'.repeat(1_200_000), payload: {} }],
+    async processBatch() {
+      calls++
+      return {}
+    },
+  }
+  const t = await runOne(h)
+  assert.equal(t.status, 'failed')
+  assert.equal(t.nodes[0]?.attempt_epoch, 1)
+  assert.equal(t.nodes[0]?.last_error?.reason_code, 'bad_handler_result')
+  assert.match(t.nodes[0]?.last_error?.error ?? '', /batch_uid is 1200000 characters long, more than 2048/)
+  assert.equal(calls, 0)
+})
+
+test('a worker stopped while it claims a START hands it back: another worker runs it at once', async () => {
+  const inner = new MemoryStore()
+  let slow = true
+  const store = new Proxy(inner, {
+    get(t, p) {
+      const v = Reflect.get(t, p, t) as unknown
+      if (typeof v !== 'function') return v
+      const fn = (v as (...a: unknown[]) => unknown).bind(t)
+      if (p !== 'claimAttempts' && p !== 'claimAttempt') return fn
+      return async (...a: unknown[]) => {
+        if (slow) await new Promise((r) => setTimeout(r, 300))
+        return fn(...a)
+      }
+    },
+  }) as Store
+  const ran: string[] = []
+  const h: RoleHandler = {
+    async processBatch(_b, ctx) {
+      ran.push(`${ctx.workerId}@${ctx.attemptEpoch}`)
+      return {}
+    },
+  }
+  const rt = await startRuntime({ store, handlers: { h }, worker: { workerId: 'A' } })
+  try {
+    const id = await rt.coordinator.createTask({ graph: one() })
+    await new Promise((r) => setTimeout(r, 100)) // A is claiming
+    const a = rt.workers[0]
+    await a?.stop()
+    rt.workers.splice(0, 1)
+    slow = false
+    await rt.addWorker({ h }, { workerId: 'B' })
+    const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })
+    assert.equal(t.status, 'finished')
+    assert.deepEqual(ran, ['B@2'])
+  } finally {
+    await rt.stop()
+  }
+})
