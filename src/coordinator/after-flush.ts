@@ -55,6 +55,11 @@ export class AfterFlush {
     rt.lastSnapshotAt = this.#d.clock.now()
   }
 
+  /** A task read from the store that had ended (late events for it are answered as for one that ended here). */
+  noteEnded(taskId: string): void {
+    this.#recentDone.add(taskId)
+  }
+
   isRecentlyDone(taskId: string): boolean {
     return this.#recentDone.has(taskId)
   }

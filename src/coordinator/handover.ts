@@ -97,6 +97,45 @@ async function repairStale(d: HandoverDeps, ids: readonly string[], generation: 
 export async function acquire(d: HandoverDeps, partitions: ReadonlySet<number>, generation: number): Promise<TaskRuntime[]> {
   const ids = (await d.store.listTaskIds(ACTIVE)).filter((id) => partitions.has(d.partitionOf(id)) && !d.engine.tasks.has(id))
   const loaded: TaskRuntime[] = []
+  const gate = recoveryGate()
+  try {
+    await load(d, ids, generation, loaded, gate.hold)
+    if (loaded.length === 0) return loaded
+    const types = new Set<string>()
+    for (const rt of loaded) for (const s of rt.specs) if (s.type !== COORDINATOR_FN_TYPE) types.add(s.type)
+    await d.ensureStatus(types)
+    d.log.info('coordinator.acquired', { partitions: [...partitions], tasks: loaded.length, generation })
+    gate.until(resumeLoaded(d, loaded))
+    return loaded
+  } catch (err) {
+    gate.until(null)
+    throw err
+  }
+}
+
+/**
+ * A task's runtime is in memory from its load on, its subscriptions joined a little later: a
+ * cancel in between must already wait for its recovery. `hold` marks a runtime with inherited
+ * nodes as recovering; `until` ends that wait with the recovery (or at once, when there is none).
+ */
+function recoveryGate(): { hold: (rt: TaskRuntime) => void; until: (done: Promise<void> | null) => void } {
+  let open!: () => void
+  const held = new Promise<void>((r) => {
+    open = r
+  })
+  return {
+    hold: (rt) => {
+      if (rt.inherited.size > 0) RECOVERING.set(rt, held)
+    },
+    until: (done) => {
+      if (done === null) open()
+      else void done.finally(open)
+    },
+  }
+}
+
+/** Reads and claims the tasks `ids` (those still ours), into `loaded`. */
+async function load(d: HandoverDeps, ids: readonly string[], generation: number, loaded: TaskRuntime[], hold: (rt: TaskRuntime) => void): Promise<void> {
   // Few tasks: read one by one; many: one read of every active task (snapshot + journal).
   const wanted = new Set(ids)
   const docs = ids.length > 16 ? (await d.store.listTasks({ statuses: ACTIVE })).filter((t) => wanted.has(t.id)) : null
@@ -113,20 +152,19 @@ export async function acquire(d: HandoverDeps, partitions: ReadonlySet<number>, 
     const doc = await d.store.getTask(id)
     if (doc === null || !d.owns(id)) continue
     const rt = await claim(d, doc, generation)
-    if (rt !== null) loaded.push(rt)
+    if (rt !== null) {
+      hold(rt)
+      loaded.push(rt)
+    }
   }
   for (const doc of docs ?? []) {
     if (!d.owns(doc.id)) continue
     const rt = await claim(d, doc, generation)
-    if (rt !== null) loaded.push(rt)
+    if (rt !== null) {
+      hold(rt)
+      loaded.push(rt)
+    }
   }
-  if (loaded.length === 0) return loaded
-  const types = new Set<string>()
-  for (const rt of loaded) for (const s of rt.specs) if (s.type !== COORDINATOR_FN_TYPE) types.add(s.type)
-  await d.ensureStatus(types)
-  d.log.info('coordinator.acquired', { partitions: [...partitions], tasks: loaded.length, generation })
-  resumeLoaded(d, loaded)
-  return loaded
 }
 
 /**
@@ -134,16 +172,15 @@ export async function acquire(d: HandoverDeps, partitions: ReadonlySet<number>, 
  * replay of the status topics, then their complete artifacts): their nodes are left alone until
  * then, and a cancel waits for it (RECOVERING).
  */
-function resumeLoaded(d: HandoverDeps, loaded: readonly TaskRuntime[]): void {
+function resumeLoaded(d: HandoverDeps, loaded: readonly TaskRuntime[]): Promise<void> | null {
   const deps = d.recovery()
   const inherited = loaded.some((rt) => rt.inherited.size > 0)
   if (inherited) d.engine.graceEnd = Math.max(d.engine.graceEnd, deps.clock.now() + deps.config.discoveryWindowSec * 1000)
   for (const rt of loaded) resume(rt, deps)
-  if (inherited) {
-    const done = finishRecovery(loaded, deps, d.subscriptions(), d.stop)
-    for (const rt of loaded) if (rt.inherited.size > 0) RECOVERING.set(rt, done)
-    void done
-  }
+  if (!inherited) return null
+  const done = finishRecovery(loaded, deps, d.subscriptions(), d.stop)
+  for (const rt of loaded) if (rt.inherited.size > 0) RECOVERING.set(rt, done)
+  return done
 }
 
 /** Writes what is pending for the tasks of `partitions`, then drops them from memory. */
@@ -295,14 +332,22 @@ export class OwnedTasks {
     const held = d.engine.tasks.get(taskId)
     if (held !== undefined) return held
     if (!d.ownership.owns(taskId)) return null
+    if (TERMINAL_TASK.has(doc.status)) d.after.noteEnded(taskId)
     const rt = await claim(this.#deps(), doc, d.ownership.generation)
     if (rt === null) return d.engine.tasks.get(taskId) ?? null
     this.claims++
-    await d.ensureStatus(rt.specs.filter((s) => s.type !== COORDINATOR_FN_TYPE).map((s) => s.type))
-    d.log.info('task.adopted', { task_id: taskId, status: rt.status })
     // Recovered as at a start (a cancel that made this coordinator load the task during its own
     // start must not overtake the events queued while no coordinator ran).
-    resumeLoaded(this.#deps(), [rt])
+    const gate = recoveryGate()
+    gate.hold(rt)
+    try {
+      await d.ensureStatus(rt.specs.filter((s) => s.type !== COORDINATOR_FN_TYPE).map((s) => s.type))
+    } catch (err) {
+      gate.until(null)
+      throw err
+    }
+    d.log.info('task.adopted', { task_id: taskId, status: rt.status })
+    gate.until(resumeLoaded(this.#deps(), [rt]))
     return rt
   }
 }

@@ -107,6 +107,8 @@ export class Intake {
           continue
         }
         if (rt === null) {
+          // Ended (read from the store, e.g. after a restart): a run taken up late is told to stop.
+          if (ev.value.kind === 'TASK_ACCEPTED' && this.#hooks.isRecentlyDone(env.task_id)) this.#hooks.stopRun(env, ev.value.worker_id)
           this.#notOurs.add(env.task_id)
           // Another deployment's task on a shared cluster, or one in another layout: not ours.
           this.#log.debug('event.unknown_task', { task_id: env.task_id, node_id: env.node_id, kind: ev.value.kind })

@@ -40,7 +40,27 @@ function slowStatus(bus: Bus, topic: string, ms: number, opts: { drained: boolea
   })
 }
 
-async function cancelWhileDown(drained: boolean): Promise<void> {
+/**
+ * `bus`, whose subscriptions to `topic` are made only once `joined` opens (a Kafka group that takes
+ * a while to join); `requested()` tells when the first was asked for.
+ */
+function lateJoin(bus: Bus, topic: string, joined: Promise<void>): { bus: Bus; requested: () => boolean } {
+  let asked = false
+  const wrapped = new Proxy(bus, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver) as unknown
+      if (prop !== 'subscribe' || typeof v !== 'function') return typeof v === 'function' ? v.bind(target) : v
+      return (o: SubscribeOptions) => {
+        if (!o.topics.includes(topic)) return v.call(target, o)
+        asked = true
+        return joined.then(() => v.call(target, o))
+      }
+    },
+  })
+  return { bus: wrapped, requested: () => asked }
+}
+
+async function cancelWhileDown(drained: boolean, join = false): Promise<void> {
   const rest = gate()
   let batches = 0
   const slow: RoleHandler = {
@@ -70,11 +90,26 @@ async function cancelWhileDown(drained: boolean): Promise<void> {
     rest.open()
     await waitFor(() => bus.records(rt.statusTopic('slow')).some((r) => r.value.includes('"TASK_DONE"') && r.value.includes(id)))
     assert.equal(batches, 5)
-    await sendControl(rt.bus, rt.coordinatorBase.topicTasks ?? 'coord.tasks.v1', controlRequest('cancel', id, Date.now(), 'stop it'))
-    // The restarted coordinator reads its status topic late (as a Kafka consumer group that
-    // takes a while to join does): the cancel request is there first.
-    second = new Coordinator({ bus: slowStatus(rt.bus, rt.statusTopic('slow'), 400, { drained }), store: rt.store, config: { ...rt.coordinatorBase, discoveryWindowSec: 0.2 } })
-    await second.start()
+    if (join) {
+      // The restarted coordinator has loaded the task and waits to join its status topic when the
+      // cancel comes: the cancel must wait for the task's recovery (nothing else holds it back).
+      const joined = gate()
+      const late = lateJoin(rt.bus, rt.statusTopic('slow'), joined.wait())
+      second = new Coordinator({ bus: late.bus, store: rt.store, config: { ...rt.coordinatorBase, discoveryWindowSec: 0.2 } })
+      const starting = second.start()
+      await waitFor(() => late.requested())
+      const cancelling = second.cancelTask(id, { reason: 'stop it' })
+      await new Promise((r) => setTimeout(r, 100))
+      joined.open()
+      await starting
+      assert.equal(await cancelling, true)
+    } else {
+      await sendControl(rt.bus, rt.coordinatorBase.topicTasks ?? 'coord.tasks.v1', controlRequest('cancel', id, Date.now(), 'stop it'))
+      // The restarted coordinator reads its status topic late (as a Kafka consumer group that
+      // takes a while to join does): the cancel request is there first.
+      second = new Coordinator({ bus: slowStatus(rt.bus, rt.statusTopic('slow'), 400, { drained }), store: rt.store, config: { ...rt.coordinatorBase, discoveryWindowSec: 0.2 } })
+      await second.start()
+    }
     const t = await second.waitForTask(id, { timeoutMs: 20_000 })
     assert.equal(t.status, 'cancelled')
     const s = t.nodes.find((n) => n.node_id === 's')
@@ -96,4 +131,8 @@ test('a cancel sent while no coordinator ran is applied after the queued events:
 
 test('the same on a bus whose subscriptions cannot tell when their backlog is handled: the cancel waits for the recovery replay', async () => {
   await cancelWhileDown(false)
+})
+
+test('the same when the cancel comes while the restarted coordinator, its task loaded, waits to join its status topic', async () => {
+  await cancelWhileDown(true, true)
 })
