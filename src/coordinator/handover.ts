@@ -64,14 +64,14 @@ export interface HandoverDeps {
 }
 
 /** Loads a stored task into memory and writes the claim with its next flush. Null when not active or already held. */
-export function claim(d: HandoverDeps, doc: Parameters<typeof loadRuntime>[3], generation: number): Promise<TaskRuntime> | null {
+export function claim(d: HandoverDeps, doc: Parameters<typeof loadRuntime>[3], generation: number, recovering?: Promise<void>): Promise<TaskRuntime> | null {
   if (d.engine.tasks.has(doc.id) || doc.nodes === undefined) return null
   if (TERMINAL_TASK.has(doc.status)) {
     // Listed as active (by its snapshot), ended by its journal: the snapshot is behind.
     if (typeof (doc as Partial<VersionedTask>).v === 'number' && (doc as VersionedTask).v > 0) d.staleSnapshot(doc as VersionedTask)
     return null
   }
-  return loadRuntime(d.store, d.engine, d.limits, doc).then((rt) => {
+  return loadRuntime(d.store, d.engine, d.limits, doc, recovering).then((rt) => {
     rt.events.push(`owner ${d.writer} generation ${generation}`)
     d.mark(rt)
     return rt
@@ -99,7 +99,7 @@ export async function acquire(d: HandoverDeps, partitions: ReadonlySet<number>, 
   const loaded: TaskRuntime[] = []
   const gate = recoveryGate()
   try {
-    await load(d, ids, generation, loaded, gate.hold)
+    await load(d, ids, generation, loaded, gate.held)
     if (loaded.length === 0) return loaded
     const types = new Set<string>()
     for (const rt of loaded) for (const s of rt.specs) if (s.type !== COORDINATOR_FN_TYPE) types.add(s.type)
@@ -115,18 +115,16 @@ export async function acquire(d: HandoverDeps, partitions: ReadonlySet<number>, 
 
 /**
  * A task's runtime is in memory from its load on, its subscriptions joined a little later: a
- * cancel in between must already wait for its recovery. `hold` marks a runtime with inherited
- * nodes as recovering; `until` ends that wait with the recovery (or at once, when there is none).
+ * cancel in between must already wait for its recovery. `held` is what a runtime with inherited
+ * nodes waits on from its load (loadRuntime); `until` ends it with the recovery (or at once).
  */
-function recoveryGate(): { hold: (rt: TaskRuntime) => void; until: (done: Promise<void> | null) => void } {
+function recoveryGate(): { held: Promise<void>; until: (done: Promise<void> | null) => void } {
   let open!: () => void
   const held = new Promise<void>((r) => {
     open = r
   })
   return {
-    hold: (rt) => {
-      if (rt.inherited.size > 0) RECOVERING.set(rt, held)
-    },
+    held,
     until: (done) => {
       if (done === null) open()
       else void done.finally(open)
@@ -135,7 +133,7 @@ function recoveryGate(): { hold: (rt: TaskRuntime) => void; until: (done: Promis
 }
 
 /** Reads and claims the tasks `ids` (those still ours), into `loaded`. */
-async function load(d: HandoverDeps, ids: readonly string[], generation: number, loaded: TaskRuntime[], hold: (rt: TaskRuntime) => void): Promise<void> {
+async function load(d: HandoverDeps, ids: readonly string[], generation: number, loaded: TaskRuntime[], recovering: Promise<void>): Promise<void> {
   // Few tasks: read one by one; many: one read of every active task (snapshot + journal).
   const wanted = new Set(ids)
   const docs = ids.length > 16 ? (await d.store.listTasks({ statuses: ACTIVE })).filter((t) => wanted.has(t.id)) : null
@@ -151,19 +149,13 @@ async function load(d: HandoverDeps, ids: readonly string[], generation: number,
     if (!d.owns(id)) continue
     const doc = await d.store.getTask(id)
     if (doc === null || !d.owns(id)) continue
-    const rt = await claim(d, doc, generation)
-    if (rt !== null) {
-      hold(rt)
-      loaded.push(rt)
-    }
+    const rt = await claim(d, doc, generation, recovering)
+    if (rt !== null) loaded.push(rt)
   }
   for (const doc of docs ?? []) {
     if (!d.owns(doc.id)) continue
-    const rt = await claim(d, doc, generation)
-    if (rt !== null) {
-      hold(rt)
-      loaded.push(rt)
-    }
+    const rt = await claim(d, doc, generation, recovering)
+    if (rt !== null) loaded.push(rt)
   }
 }
 
@@ -333,13 +325,15 @@ export class OwnedTasks {
     if (held !== undefined) return held
     if (!d.ownership.owns(taskId)) return null
     if (TERMINAL_TASK.has(doc.status)) d.after.noteEnded(taskId)
-    const rt = await claim(this.#deps(), doc, d.ownership.generation)
-    if (rt === null) return d.engine.tasks.get(taskId) ?? null
-    this.claims++
     // Recovered as at a start (a cancel that made this coordinator load the task during its own
     // start must not overtake the events queued while no coordinator ran).
     const gate = recoveryGate()
-    gate.hold(rt)
+    const rt = await claim(this.#deps(), doc, d.ownership.generation, gate.held)
+    if (rt === null) {
+      gate.until(null)
+      return d.engine.tasks.get(taskId) ?? null
+    }
+    this.claims++
     try {
       await d.ensureStatus(rt.specs.filter((s) => s.type !== COORDINATOR_FN_TYPE).map((s) => s.type))
     } catch (err) {

@@ -32,7 +32,11 @@ export interface RecoveryDeps {
 }
 
 /** Builds a runtime for a stored task, with its batch metrics and its running nodes counted. */
-export async function loadRuntime(store: Store, engine: Engine, limits: Limits, doc: TaskDoc & { v?: number }): Promise<TaskRuntime> {
+/**
+ * `recovering`: when the task has inherited running nodes, what a cancel waits for (RECOVERING),
+ * set before the runtime can be found in memory.
+ */
+export async function loadRuntime(store: Store, engine: Engine, limits: Limits, doc: TaskDoc & { v?: number }, recovering?: Promise<void>): Promise<TaskRuntime> {
   // The batch maps (what each node's stats count) come with the task: snapshot + journal. Metrics
   // rows in the store may include batches whose journal entry was never written: not used here.
   const rt = new TaskRuntime(doc, doc.v ?? 0)
@@ -43,6 +47,7 @@ export async function loadRuntime(store: Store, engine: Engine, limits: Limits, 
       rt.inherited.add(i)
     }
   })
+  if (recovering !== undefined && rt.inherited.size > 0) RECOVERING.set(rt, recovering)
   engine.tasks.set(rt.id, rt)
   return rt
 }
