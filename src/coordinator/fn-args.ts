@@ -8,6 +8,7 @@
  * check with it (`builtinArgChecks(overridden)`).
  */
 import type { FnArgsCheck, FnArgsReport } from '../graph/parse-context.ts'
+import { useBuiltinFnArgsChecks } from '../graph/builder.ts'
 import { fromNodes } from './functions.ts'
 import { VARS_FUNCTIONS, varsArgsProblem } from './vars.ts'
 import { describeType } from './vars-rules.ts'
@@ -73,3 +74,6 @@ export function builtinArgChecks(overridden: Iterable<string> = []): ReadonlyMap
   for (const name of overridden) out.delete(name)
   return out
 }
+
+// The graph builder's build() runs these checks too (it cannot import them: src/graph is below).
+useBuiltinFnArgsChecks(builtinArgChecks())

@@ -163,6 +163,11 @@ function checkSizes(taskId: string, graph: GraphSpec, params: Record<string, unk
 }
 
 /** Validates a submission (graph as an object or JSON text, params, id) into a queued task. */
+/** A graph refused as a whole (path `graph`), its problem listed in `details.errors` as every refusal's are. */
+function refused(message: string): GraphValidationError {
+  return new GraphValidationError(ErrorCode.GraphInvalid, message, 'graph', { errors: [{ code: ErrorCode.GraphInvalid, path: 'graph', message }] })
+}
+
 /** The fields of a CreateTaskInput. */
 const INPUT_FIELDS: readonly string[] = ['graph', 'params', 'id', 'deadlineSec']
 
@@ -182,16 +187,22 @@ export function buildTask(input: CreateTaskInput, options: BuildTaskOptions, now
   const limits = resolveSubmitLimits(options.limits)
   const parse = (input: unknown): GraphSpec => {
     let raw = input
+    if (raw !== null && typeof raw === 'object' && typeof (raw as { build?: unknown }).build === 'function') {
+      throw refused('graph: got a graph builder, not a graph: pass g.build() (or createTask(g.task()))')
+    }
     if (typeof raw === 'string') {
       try {
         raw = JSON.parse(raw)
       } catch {
         // Where, not the text around it (JSON.parse's message quotes it).
-        throw new GraphValidationError(ErrorCode.GraphInvalid, `graph: not valid JSON${whereJsonBreaks(raw as string)}`, 'graph')
+        throw refused(`graph: not valid JSON${whereJsonBreaks(raw as string)}`)
       }
     }
+    // A retry_policy without backoff_sec waits the coordinator's defaultBackoffSec (its config is the limits).
+    const backoff = (options.limits as Readonly<Record<string, unknown>> | undefined)?.['defaultBackoffSec']
     const parsed = parseGraph(raw, {
       coordinatorFns: new Set(options.coordinatorFns),
+      ...(typeof backoff === 'number' ? { defaultBackoffSec: backoff } : {}),
       ...(options.fnArgs === undefined ? {} : { fnArgs: options.fnArgs }),
       ...(options.rejectUnknownInputAdapters ? { inputAdapters: INPUT_ADAPTERS } : {}),
       limits,

@@ -18,7 +18,7 @@
  */
 import { ErrorCode, FlowkitError, GraphValidationError } from '../errors.ts'
 import type { BuiltinFnArgs, BuiltinFnName, EdgeExJson, EdgeJson, GraphJson, InputArgsJson, JsonObject, NodeIoJson } from './json-types.ts'
-import { closest } from './parse-context.ts'
+import { type FnArgsCheck, closest } from './parse-context.ts'
 import { NODE_TYPE_PATTERN, parseGraph } from './parse.ts'
 import { COORDINATOR_FN_TYPE, NODE_ID_PATTERN } from './types.ts'
 import { type EdgeOptions, type InputSpec, NodeBuilder } from './builder-node.ts'
@@ -55,6 +55,19 @@ const OPEN_LIMITS = {
 }
 
 /** Builds a graph; `Roles` are the worker roles node types may name (see `graph()`). */
+
+/**
+ * The built-in coordinator functions' fn_args checks, as createTask runs them (set by
+ * coordinator/fn-args.ts: the domain does not import the engine). A function registered under a
+ * built-in name replaces these at the coordinator; build() knows only the built-in ones.
+ */
+let builtinFnArgs: ReadonlyMap<string, FnArgsCheck> | undefined
+
+/** Called once by coordinator/fn-args.ts. */
+export function useBuiltinFnArgsChecks(checks: ReadonlyMap<string, FnArgsCheck>): void {
+  builtinFnArgs = checks
+}
+
 export class GraphBuilder<Roles extends string = string> {
   readonly #nodes: NodeBuilder[] = []
   readonly #edges: EdgeJson[] = []
@@ -84,6 +97,7 @@ export class GraphBuilder<Roles extends string = string> {
     if (fnArgs !== undefined) {
       const many = fnArgs['from_nodes']
       if (Array.isArray(many)) for (const r of many) if (typeof r === 'string') reads.push(r)
+      if (typeof many === 'string') reads.push(many) // one node, as the functions read it
       for (const key of ['from_node', ...(fn === 'metrics.aggregate' ? ['node_id'] : [])]) {
         const one = fnArgs[key]
         if (typeof one === 'string') reads.push(one)
@@ -126,7 +140,8 @@ export class GraphBuilder<Roles extends string = string> {
     if (this.#edges.length > 0) json.edges = this.#edges.map(([a, b]) => [a, b])
     if (this.#edgesEx.length > 0) json.edges_ex = this.#edgesEx.map((e) => ({ ...e }))
     this.#checkRefs()
-    parseGraph(json, { coordinatorFns: new Set(this.#nodes.map((n) => n.toJSON().io?.fn).filter((f): f is string => typeof f === 'string')), limits: OPEN_LIMITS })
+    const fns = new Set(this.#nodes.map((n) => n.toJSON().io?.fn).filter((f): f is string => typeof f === 'string'))
+    parseGraph(json, { coordinatorFns: fns, limits: OPEN_LIMITS, ...(builtinFnArgs === undefined ? {} : { fnArgs: builtinFnArgs }) })
     return json
   }
 

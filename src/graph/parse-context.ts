@@ -21,6 +21,8 @@ export interface ParseGraphOptions {
    * passes those of its built-in functions): what they find is a problem of the graph.
    */
   fnArgs?: ReadonlyMap<string, FnArgsCheck>
+  /** `backoff_sec` of a `retry_policy` that does not give one (the coordinator's `defaultBackoffSec`; default 1). */
+  defaultBackoffSec?: number
 }
 
 /**

@@ -66,6 +66,14 @@ export function parseIo(ctx: Context, v: unknown, path: string, id: string, labe
         `input_inline of ${label} must be an object, got ${describe(inline)}`,
       )
     } else {
+      // Its other keys are the handler's; a near miss of the two the worker reads is refused.
+      for (const k of Object.keys(inline)) {
+        if (k === 'input_adapter' || k === 'input_args') continue
+        const typo = closest(k, ['input_adapter', 'input_args'])
+        if (typo !== null) {
+          problems.add(ErrorCode.BadField, keyPath(`${p}.input_inline`, k), `unknown input_inline field ${quote(k)} on ${label} (did you mean ${JSON.stringify(typo)}?); a misspelt field would be ignored`, { field: k, suggestion: typo })
+        }
+      }
       const adapter = inline['input_adapter']
       if (!isAbsent(adapter)) {
         const ap = `${p}.input_inline.input_adapter`
@@ -203,7 +211,7 @@ export function parseRetryPolicy(ctx: Context, v: unknown, path: string, label: 
   const { maxRetryAttempts, maxRetryBackoffSec } = ctx.limits
   const policy: RetryPolicy = {
     max: DEFAULT_RETRY_MAX,
-    backoff_sec: DEFAULT_RETRY_BACKOFF_SEC,
+    backoff_sec: ctx.options.defaultBackoffSec ?? DEFAULT_RETRY_BACKOFF_SEC,
     permanent_on: [],
   }
   const max = v['max']

@@ -10,7 +10,7 @@ export interface SpawnOptions {
   env?: NodeJS.ProcessEnv
   /** Text written to the child's stdin, then closed. */
   input?: string
-  /** Between SIGTERM and SIGKILL on cancel, ms. Default 5000. */
+  /** Between SIGTERM and SIGKILL on cancel, ms. Default: the worker's `cancelGraceMs` (ctx.spawn); 5000 when called directly. */
   graceMs?: number
   /** Keep at most this many bytes of stdout and of stderr (the tail). Default 1 MiB. */
   maxOutputBytes?: number
