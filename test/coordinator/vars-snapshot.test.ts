@@ -6,9 +6,10 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { ErrorCode, FlowkitError, MemoryStore, type MemoryBus, type RoleHandler, type Store, type VersionedTask } from 'flowkit'
+import { ErrorCode, FlowkitError, MemoryStore, type MemoryBus, type RoleHandler, type VersionedTask } from 'flowkit'
 import { startRuntime } from '../helpers/runtime.ts'
 import { gatedSnapshots } from '../helpers/gated-snapshots.ts'
+import { overrideStore } from '../helpers/store-proxy.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 /** A handler that records the variables each run saw. */
@@ -81,21 +82,16 @@ test('a task document the store refuses for good (variables too large for it) fa
   // A store whose documents are limited like MongoDB's, at 256 KB: a snapshot with the variables below is refused, not retryable.
   const inner = new MemoryStore()
   const refusals: string[] = []
-  const store = new Proxy(inner, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target) as unknown
-      if (typeof value !== 'function') return value
-      const fn = (value as (...args: unknown[]) => unknown).bind(target)
-      if (prop !== 'writeSnapshot') return fn
-      return async (task: VersionedTask, now: number) => {
-        if (JSON.stringify(task.coordinator.vars).length > 256_000) {
-          refusals.push(task.id)
-          throw new FlowkitError(ErrorCode.StoreError, 'document too large (over 256000 bytes)', { retryable: false })
-        }
-        return fn(task, now)
+  const store = overrideStore(inner, {
+    writeSnapshot: (fn) => async (...args: unknown[]) => {
+      const task = args[0] as VersionedTask
+      if (JSON.stringify(task.coordinator.vars).length > 256_000) {
+        refusals.push(task.id)
+        throw new FlowkitError(ErrorCode.StoreError, 'document too large (over 256000 bytes)', { retryable: false })
       }
+      return fn(...args)
     },
-  }) as Store
+  })
   const seen: Record<string, unknown>[] = []
   const rt = await startRuntime({ store, handlers: { step: recording(seen) }, worker: { concurrency: 4 } })
   try {

@@ -1,6 +1,7 @@
 /** A MemoryStore whose snapshot writes wait for a gate (tests of what does or does not wait for them). */
 import { MemoryStore, type Store } from 'flowkit'
 import { type Gate, gate } from './gate.ts'
+import { overrideStore } from './store-proxy.ts'
 
 export interface GatedSnapshots {
   /** The store to run on: `writeSnapshot` waits for `snapshots` to open. */
@@ -16,18 +17,12 @@ export function gatedSnapshots(): GatedSnapshots {
   const snapshots = gate()
   let held = 0
   const inner = new MemoryStore()
-  const store = new Proxy(inner, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target) as unknown
-      if (typeof value !== 'function') return value
-      const fn = (value as (...args: unknown[]) => unknown).bind(target)
-      if (prop !== 'writeSnapshot') return fn
-      return async (...args: unknown[]) => {
-        held++
-        await snapshots.wait()
-        return fn(...args)
-      }
+  const store = overrideStore(inner, {
+    writeSnapshot: (fn) => async (...args: unknown[]) => {
+      held++
+      await snapshots.wait()
+      return fn(...args)
     },
-  }) as Store
+  })
   return { store, inner, snapshots, held: () => held }
 }

@@ -33,6 +33,18 @@ function flakyOnce(): RoleHandler {
   }
 }
 
+/** Its first call hangs (until cancelled); the later ones return at once. */
+function hangsFirstCall(): RoleHandler {
+  let calls = 0
+  return {
+    async processBatch(_b, ctx) {
+      calls++
+      if (calls === 1) await ctx.sleep(60_000)
+      return {}
+    },
+  }
+}
+
 const GRAPH = {
   nodes: [
     { node_id: 'src', type: 'src' },
@@ -326,14 +338,7 @@ test('an attempt handed back (its worker stopped mid-run) ends handed_back, not 
   const store = new MemoryStore()
   const observability = { tracing: provider, metrics: false } as const
   const c = new Coordinator({ bus, store, observability, config: { schedulerTickSec: 0.05 } })
-  let calls = 0
-  const slowFirst: RoleHandler = {
-    async processBatch(_b, ctx) {
-      calls++
-      if (calls === 1) await ctx.sleep(60_000)
-      return {}
-    },
-  }
+  const slowFirst = hangsFirstCall()
   const first = new Worker({ bus, store, observability, handlers: { step: slowFirst, flaky: flakyOnce() }, config: { workerId: 'first', concurrency: 2 } })
   await c.start()
   await first.start()
@@ -371,14 +376,7 @@ for (const backoff of [0, 0.3]) {
     const produced: BusRecord[] = []
     const observability = { tracing: provider, metrics: false } as const
     const c = new Coordinator({ bus: spyBus(bus, produced), store, observability, config: { schedulerTickSec: 0.05 } })
-    let calls = 0
-    const slowFirst: RoleHandler = {
-      async processBatch(_b, ctx) {
-        calls++
-        if (calls === 1) await ctx.sleep(60_000)
-        return {}
-      },
-    }
+    const slowFirst = hangsFirstCall()
     const workerConfig = { leaseTtlSec: 1, hbIntervalSec: 0.2 }
     const doomed = new Worker({ bus, store, observability, handlers: { step: slowFirst }, config: { ...workerConfig, workerId: 'doomed' } })
     await c.start()

@@ -12,8 +12,9 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { MemoryStore, type RoleHandler, type Store, type TaskView } from 'flowkit'
+import { MemoryStore, type RoleHandler, type TaskView } from 'flowkit'
 import { startRuntime } from '../helpers/runtime.ts'
+import { overrideStore } from '../helpers/store-proxy.ts'
 
 const one = (node = 'a', type = 'h') => ({ nodes: [{ node_id: node, type, retry_policy: { max: 3, backoff_sec: 0 } }] })
 
@@ -127,18 +128,11 @@ test('a batch_uid too large for a bus message fails the node permanently, naming
 test('a worker stopped while it claims a START hands it back: another worker runs it at once', async () => {
   const inner = new MemoryStore()
   let slow = true
-  const store = new Proxy(inner, {
-    get(t, p) {
-      const v = Reflect.get(t, p, t) as unknown
-      if (typeof v !== 'function') return v
-      const fn = (v as (...a: unknown[]) => unknown).bind(t)
-      if (p !== 'claimAttempts' && p !== 'claimAttempt') return fn
-      return async (...a: unknown[]) => {
-        if (slow) await new Promise((r) => setTimeout(r, 300))
-        return fn(...a)
-      }
-    },
-  }) as Store
+  const slowly = (fn: (...a: unknown[]) => unknown) => async (...a: unknown[]) => {
+    if (slow) await new Promise((r) => setTimeout(r, 300))
+    return fn(...a)
+  }
+  const store = overrideStore(inner, { claimAttempts: slowly, claimAttempt: slowly })
   const ran: string[] = []
   const h: RoleHandler = {
     async processBatch(_b, ctx) {
