@@ -92,8 +92,8 @@ test('timeout_sec under maxRunningNodes: a timed-out attempt keeps its slot unti
       running++
       most = Math.max(most, running)
       try {
-        // The first attempt takes 0.8 s and does not look at its signal; the retry is quick.
-        if (ctx.attemptEpoch === 1) await new Promise((r) => setTimeout(r, 800))
+        // The first attempt takes 2.5 s and does not look at its signal; the retry is quick.
+        if (ctx.attemptEpoch === 1) await new Promise((r) => setTimeout(r, 2500))
         return {}
       } finally {
         running--
@@ -102,7 +102,8 @@ test('timeout_sec under maxRunningNodes: a timed-out attempt keeps its slot unti
   }
   const rt = await startRuntime({ handlers: { slow }, worker: { concurrency: 10 }, coordinator: { maxRunningNodes: 2 } })
   try {
-    const graph = { nodes: [{ node_id: 'a', type: 'slow', timeout_sec: 0.2, retry_policy: { max: 2, backoff_sec: 0 } }] }
+    // 1 s: the retry's own report must reach the coordinator within it, on Kafka + FerretDB under load too.
+    const graph = { nodes: [{ node_id: 'a', type: 'slow', timeout_sec: 1, retry_policy: { max: 2, backoff_sec: 0 } }] }
     const ids = await Promise.all(Array.from({ length: 6 }, () => rt.coordinator.createTask({ graph })))
     for (const id of ids) {
       const t = await rt.coordinator.waitForTask(id, { timeoutMs: 30_000 })
