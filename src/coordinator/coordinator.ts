@@ -20,7 +20,7 @@ import { countingAttempt, handOver } from '../ports/store-rules.ts'
 import { parkPoison } from '../util/guard.ts'
 import { StopSteps } from '../util/stop-steps.ts'
 import { applyControl } from './control.ts'
-import { drainStatus } from './expiry.ts'
+import { acceptCancel, requestCancel } from './cancel-request.ts'
 import { requeueDeadLetter } from './dead-letters.ts'
 import { onAnnounce } from './discovery.ts'
 import { checkedInlineTask } from './handover.ts'
@@ -28,7 +28,7 @@ import type { OutboxDispatcher } from './outbox.ts'
 import { type TaskOutput, readOutput } from './output.ts'
 import { loadRuntime } from './recovery.ts'
 import { markWaiting, requireServed } from './roles.ts'
-import { TERMINAL_TASK } from './runtime.ts'
+import { TERMINAL_TASK, type TaskRuntime } from './runtime.ts'
 import { type BuildTaskOptions, type CreateTaskInput, buildTask } from './submit.ts'
 import { sweep } from './sweep.ts'
 import { type TaskView, toTaskView } from './view.ts'
@@ -58,7 +58,17 @@ export class Coordinator {
 
   /** Requests from other processes (owners' topic, and the older control topic every coordinator reads): applied by the owner only. */
   readonly #requests = {
-    cancelTask: (id: string, o: { reason?: string }): Promise<boolean> => (this.#p.ownership.owns(id) ? this.cancelTask(id, o) : Promise.resolve(false)),
+    // Acknowledged once the request is written into the task; applied after its queued events
+    // (cancel-request.ts). Not started (stopping, killed): delivered again, to the next owner.
+    cancelTask: async (id: string, o: { reason?: string }): Promise<boolean> => {
+      const again = (why: string): FlowkitError => new FlowkitError(ErrorCode.Closed, `${why}: the cancel request of task ${id} is delivered again`)
+      if (!this.#started) throw again('the coordinator is not running')
+      if (!this.#p.ownership.owns(id)) return false
+      const rt = await this.#held(id)
+      if (!this.#started) throw again('the coordinator stopped')
+      if (rt === null && !this.#p.ownership.owns(id)) throw again('the task moved to another coordinator')
+      return rt === null ? false : acceptCancel(this.#p.cancels, rt, o.reason ?? 'cancelled by request')
+    },
     adoptTask: (id: string, task?: unknown): Promise<boolean> => {
       // Not ours: nothing to check (adopt would refuse it anyway).
       if (!this.#p.ownership.owns(id)) return Promise.resolve(false)
@@ -335,20 +345,26 @@ export class Coordinator {
       await this.#p.tasks.request('cancel', id, options.reason ?? 'cancelled by user')
       return true
     }
-    const rt = this.#p.engine.tasks.get(id) ?? (await this.#p.tasks.adopt(id))
-    if (rt === null) {
-      const t = await this.#p.store.getTask(id)
-      if (t === null) throw new FlowkitError(ErrorCode.TaskNotFound, `task ${id} not found`)
-      return false
-    }
-    // The status records already queued for its running nodes (a node may have ended while no
-    // coordinator ran) are applied first: the cancel then stops what is really left.
-    await drainStatus({ statusSubscription: (t) => this.#p.subscriptions.get(t), config: this.config, log: this.#p.log }, rt)
+    const rt = await this.#held(id)
+    if (rt === null) return false
+    // Written into the task at once; applied once the status records already queued for its
+    // running nodes are (a node may have ended while no coordinator ran): the cancel then stops
+    // what is really left (cancel-request.ts).
+    const applying = requestCancel(this.#p.cancels, rt, options.reason ?? 'cancelled by user')
+    if (applying === false) return false
+    const applied = await applying
     if (this.#p.engine.tasks.get(id) !== rt) return rt.terminal ? false : this.cancelTask(id, options) // moved meanwhile
-    if (rt.terminal) return false
-    this.#p.engine.cancel(rt, options.reason ?? 'cancelled by user', 'cancelled')
     await this.#p.flusher.barrier()
-    return true
+    return applied
+  }
+
+  /** The task's runtime, loaded if it is ours and active; null when it is not active; TASK_NOT_FOUND when unknown. */
+  async #held(id: string): Promise<TaskRuntime | null> {
+    const rt = this.#p.engine.tasks.get(id) ?? (await this.#p.tasks.adopt(id))
+    if (rt !== null) return rt
+    const t = await this.#p.store.getTask(id)
+    if (t === null) throw new FlowkitError(ErrorCode.TaskNotFound, `task ${id} not found`)
+    return null
   }
 
   /** Workers that announced themselves, with their roles, capacity and last announce. */

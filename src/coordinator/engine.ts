@@ -203,6 +203,8 @@ export class Engine {
 
   /** Dispatches a ready (queued) or due (deferred) node, or queues it behind the limits. */
   tryDispatch(rt: TaskRuntime, ord: number): void {
+    // A cancel was requested (cancel-request.ts): nothing more starts while it waits to apply.
+    if (rt.cancelled) return
     const type = rt.spec(ord).type
     const worker = !rt.isFn(ord)
     if (worker && this.#limits.limited && !this.#limits.canRun(type)) {

@@ -16,7 +16,7 @@
  * (their events are replayed and write the same rows), an entry without its commands is repaired
  * from the state. Other snapshots are rewritten in the background (see snapshots.ts).
  */
-import { errorMessage, isFlowkitError } from '../errors.ts'
+import { ErrorCode, FlowkitError, errorMessage, isFlowkitError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { JournalEntry, VersionedTask } from '../model/journal.ts'
 import type { Clock } from '../ports/clock.ts'
@@ -110,6 +110,8 @@ export class Flusher {
   /** Resolves once everything applied so far is durable. */
   barrier(): Promise<void> {
     if (this.#abandoned !== null) return Promise.reject(this.#abandoned)
+    // Stopped (the coordinator's last flush is done): what was applied since is not written.
+    if (this.#stopped && this.#dirty.size > 0) return Promise.reject(new FlowkitError(ErrorCode.Closed, 'the coordinator stopped: changes applied after its last flush are not written'))
     if (this.#dirty.size > 0) {
       this.#schedule()
       return this.#nextPromise()

@@ -227,6 +227,14 @@ export class Ownership {
     this.#generation = -1
   }
 
+  /**
+   * Resolves once the records now in this coordinator's partitions of the owners' topic are handled
+   * (forwarded reports, requests); at once on a bus that cannot tell.
+   */
+  drained(): Promise<void> {
+    return this.#sub?.drained?.() ?? Promise.resolve()
+  }
+
   /** Sends records to the owners of their tasks. */
   async forward(records: Array<{ taskId: string; value: string; headers?: Record<string, string> }>): Promise<void> {
     if (records.length === 0) return

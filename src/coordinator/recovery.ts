@@ -14,6 +14,7 @@ import type { TaskDoc } from '../model/state.ts'
 import type { Subscription } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { Store } from '../ports/store.ts'
+import { type CancelDeps, applyLater, cancelPending } from './cancel-request.ts'
 import type { Discovery } from './discovery.ts'
 import type { Engine } from './engine.ts'
 import type { FnRunner } from './fn-runner.ts'
@@ -29,6 +30,10 @@ export interface RecoveryDeps {
   fns: FnRunner
   discovery: Discovery
   barrier: () => Promise<void>
+  /** Cancels requested and not applied yet are applied after the recovery (cancel-request.ts). */
+  cancels?: CancelDeps
+  /** Resolves once the records now queued in this coordinator's owners' partitions are handled (forwarded reports). */
+  owners?: () => Promise<void>
 }
 
 /** Builds a runtime for a stored task, with its batch metrics and its running nodes counted. */
@@ -63,6 +68,9 @@ export function resume(rt: TaskRuntime, d: RecoveryDeps): void {
   })
   if (rt.status === 'cancelling') d.engine.cancel(rt, rt.cancelReason ?? 'cancelled', rt.error !== null ? 'failed' : 'cancelled')
   else d.engine.startTask(rt)
+  // A cancel requested (written) but not applied before the task came here: applied once the
+  // queued events are in (nothing of the task is dispatched meanwhile).
+  if (d.cancels !== undefined && cancelPending(rt)) void applyLater(d.cancels, rt)
   // When commands of the last entries may not have gone out (a crash between the write and the
   // send), those the state implies are issued again (idempotent for their receivers): the cancel
   // of a cancelling node, the start of a node no worker accepted yet.
@@ -96,16 +104,15 @@ export async function finishRecovery(loaded: readonly TaskRuntime[], d: Recovery
   stop.addEventListener('abort', () => abort.abort(), { once: true })
   // The replay is waited for at most 4 windows (a bus that cannot tell must not stall recovery).
   let cap: ReturnType<typeof setTimeout> | undefined
+  const capped = new Promise((r) => {
+    cap = setTimeout(r, Math.max(windowMs, 1000) * 4)
+  })
   try {
-    await Promise.all([
-      d.clock.sleep(windowMs, abort.signal),
-      Promise.race([
-        Promise.all(subscriptions.map((s) => s.caughtUp())),
-        new Promise((r) => {
-          cap = setTimeout(r, Math.max(windowMs, 1000) * 4)
-        }),
-      ]),
-    ])
+    await Promise.all([d.clock.sleep(windowMs, abort.signal), Promise.race([Promise.all(subscriptions.map((s) => s.caughtUp())), capped])])
+    // With several coordinators, reports read by another one reach this one through the owners'
+    // topic: those forwarded until now are applied too (same cap).
+    if (d.owners !== undefined) await Promise.race([d.owners(), capped])
+    if (abort.signal.aborted) return
     await d.barrier()
   } catch {
     return

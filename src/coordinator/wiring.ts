@@ -24,7 +24,8 @@ import { cancelSignal } from './commands.ts'
 import { type ControlTarget, applyRequest } from './control.ts'
 import { Discovery } from './discovery.ts'
 import { Engine } from './engine.ts'
-import { handoverGraceMs, leaseJudge } from './expiry.ts'
+import { drainStatus, handoverGraceMs, leaseJudge } from './expiry.ts'
+import type { CancelDeps } from './cancel-request.ts'
 import { Flusher } from './flush.ts'
 import { FnRunner } from './fn-runner.ts'
 import { builtinArgChecks } from './fn-args.ts'
@@ -95,6 +96,8 @@ export interface CoordinatorWiring {
   readonly tasks: OwnedTasks
   readonly discovery: Discovery
   readonly watchers: Watchers
+  /** Cancels requested and applied (cancel-request.ts). */
+  readonly cancels: CancelDeps
 }
 
 /** The coordinator config from the defaults and what the caller gave; out of bounds or bad limits throw. */
@@ -214,7 +217,14 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
       control: (req) => applyRequest(hooks.requests, log, req, clock.now()),
     },
   })
-  const recovery = (): RecoveryDeps => ({ config, store, clock, log, engine, fns, discovery, barrier: () => flusher.barrier() })
+  const cancels: CancelDeps = {
+    engine,
+    log,
+    mark: (rt) => flusher.mark(rt),
+    barrier: () => flusher.barrier(),
+    drain: (rt) => drainStatus({ statusSubscription: (t) => subscriptions.get(t), config, log }, rt),
+  }
+  const recovery = (): RecoveryDeps => ({ config, store, clock, log, engine, fns, discovery, cancels, barrier: () => flusher.barrier(), owners: () => ownership.drained() })
   const tasks: OwnedTasks = new OwnedTasks({
     store,
     engine,
@@ -234,5 +244,5 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     handedOver: (rt) => watchers.handedOver(rt.id, rt.v, store, hooks.stopSignal()),
   })
   const discovery = new Discovery(config, bus, clock, log, engine, () => flusher.barrier())
-  return { config, bus, store, clock, log, functions, fnArgs, obs, roles, outbox, limits, timers, engine, flusher, snapshots, fns, after, intake, inserter, subscriptions, ownership, tasks, discovery, watchers }
+  return { config, bus, store, clock, log, functions, fnArgs, obs, roles, outbox, limits, timers, engine, flusher, snapshots, fns, after, intake, inserter, subscriptions, ownership, tasks, discovery, watchers, cancels }
 }
