@@ -34,6 +34,12 @@ export interface RecoveryDeps {
   cancels?: CancelDeps
   /** Resolves once the records now queued in this coordinator's owners' partitions are handled (forwarded reports). */
   owners?: () => Promise<void>
+  /**
+   * Whether other coordinators read part of the status topic of `type` (on a bus with sessions): a
+   * node's last reports may still be on their way through one of them, so a complete artifact does not finish it here
+   * (the lease judge does, after waiting for them; expiry.ts).
+   */
+  sharedStatus?: (type: string) => boolean
 }
 
 /** Builds a runtime for a stored task, with its batch metrics and its running nodes counted. */
@@ -95,8 +101,9 @@ export function recovered(rt: TaskRuntime): Promise<void> {
 
 /**
  * After the discovery window AND the replay of the status topics (so queued events are applied
- * first): inherited running nodes whose complete artifact exists are finished; the others get
- * their lease timers back.
+ * first): inherited running nodes whose complete artifact exists are finished (unless other
+ * coordinators read part of their status topic: see `sharedStatus`); the others get their lease
+ * timers back.
  */
 export async function finishRecovery(loaded: readonly TaskRuntime[], d: RecoveryDeps, subscriptions: readonly Subscription[], stop: AbortSignal): Promise<void> {
   const windowMs = d.config.discoveryWindowSec * 1000
@@ -123,7 +130,7 @@ export async function finishRecovery(loaded: readonly TaskRuntime[], d: Recovery
     if (d.engine.tasks.get(rt.id) !== rt) continue
     for (const ord of rt.inherited) {
       const n = rt.node(ord)
-      if (n.status !== 'running') continue
+      if (n.status !== 'running' || d.sharedStatus?.(rt.spec(ord).type) === true) continue
       try {
         const complete = await d.store.getArtifact(rt.id, n.node_id, null)
         if (complete?.status === 'complete' && complete.attempt_epoch >= n.attempt_epoch && rt.node(ord).attempt_epoch === n.attempt_epoch) {
