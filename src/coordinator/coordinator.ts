@@ -19,16 +19,16 @@ import type { ArtifactDoc, OutboxRow, WorkerInfo } from '../ports/store.ts'
 import { countingAttempt, handOver } from '../ports/store-rules.ts'
 import { parkPoison } from '../util/guard.ts'
 import { StopSteps } from '../util/stop-steps.ts'
-import { applyControl } from './control.ts'
-import { acceptCancel, requestCancel } from './cancel-request.ts'
+import { type ControlTarget, applyControl } from './control.ts'
+import { requestCancel } from './cancel-request.ts'
+import { adoptOwned, heldTask, ownerRequests } from './requests.ts'
 import { requeueDeadLetter } from './dead-letters.ts'
 import { onAnnounce } from './discovery.ts'
-import { checkedInlineTask } from './handover.ts'
 import type { OutboxDispatcher } from './outbox.ts'
 import { type TaskOutput, readOutput } from './output.ts'
 import { loadRuntime } from './recovery.ts'
 import { markWaiting, requireServed } from './roles.ts'
-import { TERMINAL_TASK, type TaskRuntime } from './runtime.ts'
+import { TERMINAL_TASK } from './runtime.ts'
 import { type BuildTaskOptions, type CreateTaskInput, buildTask } from './submit.ts'
 import { sweep } from './sweep.ts'
 import { type TaskView, toTaskView } from './view.ts'
@@ -55,31 +55,12 @@ export class Coordinator {
   #killed = false
   #sweepAbort = new AbortController()
   #sweepLoop: Promise<void> | null = null
-
-  /** Requests from other processes (owners' topic, and the older control topic every coordinator reads): applied by the owner only. */
-  readonly #requests = {
-    // Acknowledged once the request is written into the task; applied after its queued events
-    // (cancel-request.ts). Not started (stopping, killed): delivered again, to the next owner.
-    cancelTask: async (id: string, o: { reason?: string }): Promise<boolean> => {
-      const again = (why: string): FlowkitError => new FlowkitError(ErrorCode.Closed, `${why}: the cancel request of task ${id} is delivered again`)
-      if (!this.#started) throw again('the coordinator is not running')
-      if (!this.#p.ownership.owns(id)) return false
-      const rt = await this.#held(id)
-      if (!this.#started) throw again('the coordinator stopped')
-      if (rt === null && !this.#p.ownership.owns(id)) throw again('the task moved to another coordinator')
-      return rt === null ? false : acceptCancel(this.#p.cancels, rt, o.reason ?? 'cancelled by request')
-    },
-    adoptTask: (id: string, task?: unknown): Promise<boolean> => {
-      // Not ours: nothing to check (adopt would refuse it anyway).
-      if (!this.#p.ownership.owns(id)) return Promise.resolve(false)
-      const checked = task === undefined ? undefined : checkedInlineTask(task, id, this.#buildOptions())
-      if (checked === undefined || 'error' in checked) {
-        if (checked !== undefined) this.#p.log.warn('control.inline_task_refused', { task_id: id, error: checked.error })
-        return this.adoptTask(id)
-      }
-      return this.#p.tasks.adopt(id, checked.doc).then((rt) => rt !== null)
-    },
-  }
+  /** Requests from other processes (owners' topic, control topic): applied by the owner only (requests.ts). */
+  readonly #requests: ControlTarget = ownerRequests(
+    () => this.#p,
+    () => this.#started,
+    () => this.#buildOptions(),
+  )
 
   constructor(options: CoordinatorOptions) {
     this.#p = wireCoordinator(options, {
@@ -329,8 +310,7 @@ export class Coordinator {
    * the next sweep. False when it is unknown, not active, or already held here.
    */
   async adoptTask(id: string): Promise<boolean> {
-    if (this.#p.engine.tasks.has(id) || !this.#p.ownership.owns(id)) return false
-    return (await this.#p.tasks.adopt(id)) !== null
+    return adoptOwned(this.#p, id)
   }
 
   /**
@@ -345,7 +325,7 @@ export class Coordinator {
       await this.#p.tasks.request('cancel', id, options.reason ?? 'cancelled by user')
       return true
     }
-    const rt = await this.#held(id)
+    const rt = await heldTask(this.#p, id)
     if (rt === null) return false
     // Written into the task at once; applied once the status records already queued for its
     // running nodes are (a node may have ended while no coordinator ran): the cancel then stops
@@ -358,14 +338,6 @@ export class Coordinator {
     return applied
   }
 
-  /** The task's runtime, loaded if it is ours and active; null when it is not active; TASK_NOT_FOUND when unknown. */
-  async #held(id: string): Promise<TaskRuntime | null> {
-    const rt = this.#p.engine.tasks.get(id) ?? (await this.#p.tasks.adopt(id))
-    if (rt !== null) return rt
-    const t = await this.#p.store.getTask(id)
-    if (t === null) throw new FlowkitError(ErrorCode.TaskNotFound, `task ${id} not found`)
-    return null
-  }
 
   /** Workers that announced themselves, with their roles, capacity and last announce. */
   async listWorkers(): Promise<WorkerInfo[]> {
