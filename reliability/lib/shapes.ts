@@ -98,7 +98,10 @@ function pipeline(w: ShapeParams, kind: TaskKind): unknown {
 }
 
 function diamond(w: ShapeParams, kind: TaskKind): unknown {
-  return { nodes: [src(w), src(w, 'left', ['src'], kind === 'fail'), src(w, 'right', ['src']), src(w, 'join', ['left', 'right']), COUNT('join')] }
+  // A task to cancel runs for a few seconds (its cancel, sent 1.5 s after it, finds it running),
+  // also when the other tasks have no delay.
+  const v = kind === 'cancel' ? { ...w, delayMs: Math.max(w.delayMs, 1000) } : w
+  return { nodes: [src(v), src(v, 'left', ['src'], kind === 'fail'), src(v, 'right', ['src']), src(v, 'join', ['left', 'right']), COUNT('join')] }
 }
 
 export function graphOf(w: ShapeParams, kind: TaskKind): unknown {
