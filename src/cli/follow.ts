@@ -47,6 +47,7 @@ export function diffEvents(prev: TaskView, next: TaskView, at: number): TaskEven
     })
   }
   if (prev.status !== next.status) out.push({ type: 'task', task_id: next.id, at_ms: at, status: next.status, error: next.error })
+  else if (!prev.cancelled && next.cancelled) out.push({ type: 'cancel_requested', task_id: next.id, at_ms: at, reason: next.cancel_reason })
   return out
 }
 

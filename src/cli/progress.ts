@@ -30,7 +30,9 @@ function nodeCells(n: NodeView, statsWidth: number): string[] {
 /** The task as a table: header line, column titles, one row per node. */
 export function taskLines(t: TaskView, now: number, statsWidth = 60): string[] {
   const elapsed = (t.finished_at_ms ?? now) - t.created_at_ms
-  const head = `task ${t.id}  ${t.status}  ${duration(elapsed)}${t.error ? `  error: ${t.error}` : ''}`
+  // A cancel recorded but not applied yet (it waits for the reports already queued for the task).
+  const status = t.cancelled && (t.status === 'running' || t.status === 'queued') ? `${t.status} (cancel requested)` : t.status
+  const head = `task ${t.id}  ${status}  ${duration(elapsed)}${t.error ? `  error: ${t.error}` : ''}`
   const rows = table([['NODE', 'STATUS', 'EPOCH', 'BATCHES', 'WORKER', 'STATS'], ...t.nodes.map((n) => nodeCells(n, statsWidth))])
   return [head, ...rows.map((r) => `  ${r}`)]
 }

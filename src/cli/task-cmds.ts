@@ -143,6 +143,9 @@ export async function cancelCommand(argv: readonly string[], base: CommandBase):
     const cancelled = now.coordinator.cancelled || view.status === 'cancelling' || view.status === 'cancelled'
     if (base.out.json) base.out.doc({ task_id: id, cancelled, status: view.status })
     else if (view.status === 'cancelling') base.out.line(`task ${id} is cancelling (its running nodes are being stopped)`)
+    else if (cancelled && (view.status === 'running' || view.status === 'queued')) {
+      base.out.line(`task ${id}: cancel recorded (its nodes are stopped once the reports already queued for it are applied; nothing new starts)`)
+    }
     else base.out.line(cancelled ? `task ${id} ${view.status}` : `task ${id} ${view.status} before the cancel applied`)
     return EXIT.ok
   })

@@ -42,7 +42,7 @@ export function cancelPending(rt: TaskRuntime): boolean {
 /**
  * Records the cancel on the task (written with the next flush) and starts applying it once the
  * queued events are in. Returns the application: true once the cancel is applied, false when the
- * task ended or left this coordinator first. False at once when the task has ended.
+ * task ended otherwise or left this coordinator first. False at once when the task has ended.
  */
 export function requestCancel(d: CancelDeps, rt: TaskRuntime, reason: string): Promise<boolean> | false {
   if (rt.terminal) return false
@@ -64,9 +64,10 @@ export function applyLater(d: CancelDeps, rt: TaskRuntime): Promise<boolean> {
       .drain(rt)
       .catch(() => undefined)
       .then(() => {
-        if (d.engine.tasks.get(rt.id) !== rt || !cancelPending(rt)) return false
-        d.engine.cancel(rt, rt.cancelReason ?? 'cancelled', 'cancelled')
-        return true
+        if (d.engine.tasks.get(rt.id) === rt && cancelPending(rt)) d.engine.cancel(rt, rt.cancelReason ?? 'cancelled', 'cancelled')
+        // Applied here, or earlier by a deadline or failure that came meanwhile (engine.cancel
+        // keeps the requested outcome); not when the task ended first or left this coordinator.
+        return rt.status === 'cancelling' || rt.status === 'cancelled'
       })
     APPLYING.set(rt, p)
   }

@@ -325,15 +325,19 @@ export class Coordinator {
       await this.#p.tasks.request('cancel', id, options.reason ?? 'cancelled by user')
       return true
     }
-    const rt = await heldTask(this.#p, id)
+    const reason = options.reason ?? 'cancelled by user'
+    // Written into the task at once (before its scheduling resumes, when this loads it); applied
+    // once the status records already queued for its running nodes are (a node may have ended
+    // while no coordinator ran): the cancel then stops what is really left (cancel-request.ts).
+    let applying: Promise<boolean> | false | undefined
+    const rt = await heldTask(this.#p, id, (loaded) => {
+      applying = requestCancel(this.#p.cancels, loaded, reason)
+    })
     if (rt === null) return false
-    // Written into the task at once; applied once the status records already queued for its
-    // running nodes are (a node may have ended while no coordinator ran): the cancel then stops
-    // what is really left (cancel-request.ts).
-    const applying = requestCancel(this.#p.cancels, rt, options.reason ?? 'cancelled by user')
+    applying ??= requestCancel(this.#p.cancels, rt, reason)
     if (applying === false) return false
     const applied = await applying
-    if (this.#p.engine.tasks.get(id) !== rt) return rt.terminal ? false : this.cancelTask(id, options) // moved meanwhile
+    if (this.#p.engine.tasks.get(id) !== rt && !rt.terminal) return this.cancelTask(id, options) // moved meanwhile
     await this.#p.flusher.barrier()
     return applied
   }

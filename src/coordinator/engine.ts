@@ -72,6 +72,7 @@ export class Engine {
       now,
       policy: this.policy(rt, ord),
       isFn: rt.isFn(ord),
+      cancelRequested: rt.cancelled && rt.status !== 'cancelling',
       cancelGraceMs: this.#config.cancelGraceSec * 1000,
       leaseTtlMs: this.#config.leaseTtlSec * 1000,
     })
@@ -237,6 +238,8 @@ export class Engine {
     let status: 'finished' | 'failed' | 'cancelled' = 'finished'
     if (rt.status === 'cancelling') status = rt.error !== null ? 'failed' : 'cancelled'
     else if (rt.specs.some((s, i) => rt.node(i).status === 'failed' && (s.routing?.on_failure.length ?? 0) === 0)) status = 'failed'
+    // A cancel requested (not applied yet) whose nodes ended cancelled (their workers read it).
+    else if (rt.cancelled && rt.nodes.some((n) => n.status === 'cancelled')) status = 'cancelled'
     const now = this.#clock.now()
     // The task's output: its sink nodes (no dependents, no routing targets) that finished, each
     // named with its final (complete) artifact's key; Coordinator.getOutput reads them.
@@ -256,8 +259,13 @@ export class Engine {
    * `cancelling` (a TASK_CANCEL command and a CANCEL signal go to their worker). The task ends
    * `cancelled` (or `failed` when `outcome` is failed) once every node is terminal.
    */
-  cancel(rt: TaskRuntime, reason: string, outcome: 'cancelled' | 'failed'): void {
+  cancel(rt: TaskRuntime, reasonIn: string, outcomeIn: 'cancelled' | 'failed'): void {
     if (rt.terminal) return
+    // A cancel requested earlier (cancel-request.ts) is what ends the task, also when a deadline
+    // or a failure comes while it waits to apply: its reason and outcome stand.
+    const requested = rt.cancelled && rt.status !== 'cancelling'
+    const reason = requested ? (rt.cancelReason ?? reasonIn) : reasonIn
+    const outcome = requested ? 'cancelled' : outcomeIn
     if (rt.status !== 'cancelling') {
       rt.change({ status: 'cancelling', cancelled: true, cancel_reason: reason, ...(outcome === 'failed' ? { error: reason } : {}) })
       rt.events.push(`task cancelling: ${reason}`)
@@ -275,7 +283,8 @@ export class Engine {
   /** When the node next needs looking at, from its state alone; null when never. */
   #due(rt: TaskRuntime, ord: number): number | null {
     const n = rt.node(ord)
-    if (n.status === 'deferred') return n.next_retry_at_ms
+    // (Not while the task's cancel is requested: nothing starts then, and the cancel ends it.)
+    if (n.status === 'deferred') return rt.cancelled ? null : n.next_retry_at_ms
     if (n.status === 'cancelling') return n.cancel_deadline_ms ?? null
     if (n.status !== 'running') return null
     const limit = timeoutAt(rt, ord)

@@ -313,8 +313,10 @@ export class OwnedTasks {
    * A task this process does not hold: loaded and claimed if it is ours and active in the store
    * (created elsewhere). `given`: the task as its creator wrote it (version 0), instead of a read;
    * should the task have moved on since, the claim is refused and it is read from the store.
+   * `loaded`: called with the runtime as it is claimed, before its scheduling resumes (a cancel
+   * that made it load the task is recorded first, so none of its nodes starts).
    */
-  async adopt(taskId: string, given?: TaskDoc): Promise<TaskRuntime | null> {
+  async adopt(taskId: string, given?: TaskDoc, loaded?: (rt: TaskRuntime) => void): Promise<TaskRuntime | null> {
     const d = this.#d
     if (!d.started() || !d.ownership.owns(taskId)) return null
     await d.ownership.waitConfirmed(taskId)
@@ -334,6 +336,7 @@ export class OwnedTasks {
       return d.engine.tasks.get(taskId) ?? null
     }
     this.claims++
+    loaded?.(rt)
     try {
       await d.ensureStatus(rt.specs.filter((s) => s.type !== COORDINATOR_FN_TYPE).map((s) => s.type))
     } catch (err) {

@@ -8,16 +8,19 @@
  * - `adopt`: the task is loaded and claimed; one carried inline is checked as a submission first.
  */
 import { ErrorCode, FlowkitError } from '../errors.ts'
-import { acceptCancel } from './cancel-request.ts'
+import { acceptCancel, requestCancel } from './cancel-request.ts'
 import type { ControlTarget } from './control.ts'
 import { checkedInlineTask } from './handover.ts'
 import type { TaskRuntime } from './runtime.ts'
 import type { BuildTaskOptions } from './submit.ts'
 import type { CoordinatorWiring } from './wiring.ts'
 
-/** The task's runtime, loaded if it is ours and active; null when it is not active; TASK_NOT_FOUND when unknown. */
-export async function heldTask(p: CoordinatorWiring, id: string): Promise<TaskRuntime | null> {
-  const rt = p.engine.tasks.get(id) ?? (await p.tasks.adopt(id))
+/**
+ * The task's runtime, loaded if it is ours and active; null when it is not active; TASK_NOT_FOUND
+ * when unknown. `loaded`: see OwnedTasks.adopt.
+ */
+export async function heldTask(p: CoordinatorWiring, id: string, loaded?: (rt: TaskRuntime) => void): Promise<TaskRuntime | null> {
+  const rt = p.engine.tasks.get(id) ?? (await p.tasks.adopt(id, undefined, loaded))
   if (rt !== null) return rt
   const t = await p.store.getTask(id)
   if (t === null) throw new FlowkitError(ErrorCode.TaskNotFound, `task ${id} not found`)
@@ -38,10 +41,12 @@ export function ownerRequests(wiring: () => CoordinatorWiring, started: () => bo
       const again = (why: string): FlowkitError => new FlowkitError(ErrorCode.Closed, `${why}: the cancel request of task ${id} is delivered again`)
       if (!started()) throw again('the coordinator is not running')
       if (!p.ownership.owns(id)) return false
-      const rt = await heldTask(p, id)
+      const reason = o.reason ?? 'cancelled by request'
+      // Loaded for this cancel: recorded before its scheduling resumes (nothing of it starts).
+      const rt = await heldTask(p, id, (loaded) => void requestCancel(p.cancels, loaded, reason))
       if (!started()) throw again('the coordinator stopped')
       if (rt === null && !p.ownership.owns(id)) throw again('the task moved to another coordinator')
-      return rt === null ? false : acceptCancel(p.cancels, rt, o.reason ?? 'cancelled by request')
+      return rt === null ? false : acceptCancel(p.cancels, rt, reason)
     },
     adoptTask: (id, task) => {
       const p = wiring()

@@ -62,6 +62,11 @@ export interface TransitionContext {
   leaseTtlMs: number
   /** Random source in [0, 1) for the retry jitter (injectable for tests). */
   random?: () => number
+  /**
+   * The task's cancel was requested and waits to be applied (cancel-request.ts): a worker that
+   * stops the run on its own (it read the request from the task) ends the node cancelled.
+   */
+  cancelRequested?: boolean
 }
 
 export interface TransitionResult {

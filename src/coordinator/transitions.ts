@@ -214,6 +214,8 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
     case 'worker_cancelled':
       if (s === 'cancelling') return cancelled(node, ev.reason || 'cancelled', ctx)
       if (s !== 'running') return null
+      // The task's cancel is requested (a worker read it from the task): the run is cancelled.
+      if (ctx.cancelRequested === true) return cancelled(node, ev.reason || 'cancelled', ctx)
       // A worker stopping for a deploy gives the run back: run again at once, no retry used.
       if (ev.reason === WORKER_STOPPING) return handBack(node, WORKER_STOPPING, now)
       // A worker gave the run up on its own (e.g. shutting down): a transient failure.

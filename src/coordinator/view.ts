@@ -16,7 +16,10 @@ export interface TaskView {
   vars: Record<string, unknown>
   result: unknown
   error: string | null
+  /** A cancel was requested (true from the moment it is recorded, before it applies). */
   cancelled: boolean
+  /** Why, as the cancel asked (null when not cancelled). */
+  cancel_reason: string | null
   created_at_ms: number
   updated_at_ms: number
   finished_at_ms: number | null
@@ -35,6 +38,7 @@ export function toTaskView(task: TaskDoc): TaskView {
     result: task.result,
     error: task.error,
     cancelled: task.coordinator.cancelled,
+    cancel_reason: task.coordinator.cancel_reason ?? null,
     created_at_ms: task.created_at_ms,
     updated_at_ms: task.updated_at_ms,
     finished_at_ms: task.finished_at_ms,

@@ -29,6 +29,11 @@ export type TaskEvent =
       worker_id: string | null
     }
   | { type: 'task'; task_id: string; at_ms: number; status: TaskStatus; error: string | null }
+  /**
+   * A cancel was recorded for the task: nothing new starts; it applies (a `task` event
+   * `cancelling`) once the reports already queued for the task are applied.
+   */
+  | { type: 'cancel_requested'; task_id: string; at_ms: number; reason: string | null }
 
 const TERMINAL: ReadonlySet<string> = new Set(['finished', 'failed', 'cancelled'])
 
@@ -54,6 +59,7 @@ export function eventsOf(entry: JournalEntry): TaskEvent[] {
   }
   const status = entry.task?.status
   if (status !== undefined) out.push({ type: 'task', task_id: entry.task_id, at_ms: entry.at_ms, status, error: entry.task?.error ?? null })
+  else if (entry.task?.cancelled === true) out.push({ type: 'cancel_requested', task_id: entry.task_id, at_ms: entry.at_ms, reason: entry.task.cancel_reason ?? null })
   return out
 }
 
