@@ -22,6 +22,22 @@ import type { BusRecord } from '../ports/bus.ts'
 /** Largest checkpoint a handler may save (JSON bytes). */
 const MAX_CHECKPOINT_BYTES = 1024 * 1024
 const EMPTY_VARS: Readonly<Record<string, unknown>> = Object.freeze({})
+
+/**
+ * The handler's frozen copy of a run's task variables, by the object they came in: the runs of
+ * one fan-out get the same variables object (a START's, or the store's view), copied once.
+ */
+const FROZEN_VARS = new WeakMap<object, Readonly<Record<string, unknown>>>()
+
+function handlerVars(vars: Record<string, unknown>): Readonly<Record<string, unknown>> {
+  if (Object.keys(vars).length === 0) return EMPTY_VARS
+  let frozen = FROZEN_VARS.get(vars)
+  if (frozen === undefined) {
+    frozen = deepFreeze(structuredClone(vars))
+    FROZEN_VARS.set(vars, frozen)
+  }
+  return frozen
+}
 const RESOLVED: Promise<void> = Promise.resolve()
 
 /**
@@ -137,7 +153,7 @@ export async function executeRun(
     inputRef: cmd.input_ref,
     inputInline: cmd.input_inline,
     batching: cmd.batching,
-    vars: Object.keys(vars).length === 0 ? EMPTY_VARS : deepFreeze(structuredClone(vars)),
+    vars: handlerVars(vars),
     upstreamFailures: Object.freeze(cmd.failures ?? []),
     throwIfCancelled: () => {
       if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new CancelledRunError(String(signal.reason))

@@ -89,8 +89,17 @@ export function checkAdapter(
   return { ok: true, spec }
 }
 
-/** How far back an incremental read of a stream looks past the newest artifact seen. */
+/**
+ * How far back an incremental read of a stream looks past the newest artifact seen: a partial
+ * artifact may become visible after newer ones (a write retried, writes of one batch landing out
+ * of order), stamped up to this long before them. Read this wide every STREAM_WIDE_EVERY_MS per
+ * upstream; the reads in between start at the newest artifact seen (one attempt's partials are
+ * written by one worker: its clock stamps them in order). Every read used to look back the full
+ * minute: a stream shorter than that was listed whole at every poll (quadratic). A replaced
+ * attempt (another worker, another clock) is read whole again, and an ended upstream once more.
+ */
 export const STREAM_SKEW_WINDOW_MS = 60_000
+export const STREAM_WIDE_EVERY_MS = 5_000
 
 export interface PullContext {
   store: Store
@@ -113,6 +122,8 @@ export async function* pullArtifacts(ctx: PullContext, spec: AdapterSpec): Async
   const seen = new Set<string>()
   /** Newest attempt seen per upstream: a replaced attempt's late partials are not read. */
   const attempt = new Map<string, number>()
+  /** When each upstream was last read with the wide window (this worker's clock). */
+  const wideAt = new Map<string, number>()
   let idle = 0
   while (done.size < spec.fromNodes.length) {
     let progressed = false
@@ -123,9 +134,13 @@ export async function* pullArtifacts(ctx: PullContext, spec: AdapterSpec): Async
       // concurrent listing missed next to the complete marker is still read.
       const finalPass = closing.has(from)
       const last = newest.get(from)
+      const now = ctx.clock.now()
+      const wide = now - (wideAt.get(from) ?? Number.NEGATIVE_INFINITY) >= STREAM_WIDE_EVERY_MS
+      if (wide) wideAt.set(from, now)
+      const window = wide ? STREAM_SKEW_WINDOW_MS : 0
       const arts = await ctx.store.listArtifacts(ctx.taskId, {
         nodeId: from,
-        ...(!finalPass && last !== undefined ? { createdAfter: Math.max(0, last - STREAM_SKEW_WINDOW_MS) } : {}),
+        ...(!finalPass && last !== undefined ? { createdAfter: Math.max(0, last - window) } : {}),
       })
       let complete: ArtifactDoc | null = null
       let partialCount = 0

@@ -22,6 +22,21 @@ interface JournalRow {
   entry: JournalEntry | null
 }
 
+/**
+ * A stored task's variables as readers get them: a frozen copy, made once per stored object (a
+ * write replaces the object), so the runs of a wide fan-out do not each copy large variables.
+ */
+const FROZEN_VARS = new WeakMap<object, Record<string, unknown>>()
+
+function frozenCopy(vars: Record<string, unknown>): Record<string, unknown> {
+  let f = FROZEN_VARS.get(vars)
+  if (f === undefined) {
+    f = deepFreeze(clone(vars))
+    FROZEN_VARS.set(vars, f)
+  }
+  return f
+}
+
 /** A task on its way out: a deep copy, except the graph, which is immutable and shared (frozen). */
 function cloneTask(t: VersionedTask): TaskDoc {
   const { graph, v, sent_through, batches, ...rest } = t
@@ -75,7 +90,7 @@ export class MemoryTasks {
     const t = this.#tasks.get(taskId)
     if (!t) return null
     const node = Object.hasOwn(t.nodes, nodeId) ? t.nodes[nodeId] : undefined
-    return clone({ cancelled: t.coordinator.cancelled, vars: t.coordinator.vars, node: node ?? null })
+    return { cancelled: t.coordinator.cancelled, vars: frozenCopy(t.coordinator.vars), node: node === undefined ? null : clone(node) }
   }
 
   list(filter: { statuses?: readonly TaskStatus[]; limit?: number }): TaskDoc[] {
