@@ -20,13 +20,20 @@ test('the STARTs of a fan-out measure the task variables once', () => {
   })
   let measured = 0
   // toJSON runs whenever the variables are turned into JSON.
-  doc.coordinator.vars = { big: 'x'.repeat(1000), toJSON: () => (measured++, { big: 'x'.repeat(1000) }) } as unknown as Record<string, unknown>
+  const counted = (value: Record<string, unknown>): Record<string, unknown> => ({
+    ...value,
+    toJSON: () => {
+      measured++
+      return value
+    },
+  })
+  doc.coordinator.vars = counted({ big: 'x'.repeat(1000) })
   const rt = new TaskRuntime(doc, 1)
   const config = coordinatorConfig({})
   for (let i = 0; i < ids.length; i++) startCommand(config, rt, i, 1, 0, Date.now())
   assert.equal(measured, 1)
   // New variables are measured again.
-  rt.change({ vars: { small: 1, toJSON: () => (measured++, { small: 1 }) } as unknown as Record<string, unknown> })
+  rt.change({ vars: counted({ small: 1 }) })
   for (let i = 0; i < ids.length; i++) startCommand(config, rt, i, 1, 0, Date.now())
   assert.equal(measured, 2)
 })
