@@ -84,7 +84,9 @@ export async function acceptCancel(d: CancelDeps, rt: TaskRuntime, reason: strin
   const applying = requestCancel(d, rt, reason)
   if (applying === false) return false
   await d.barrier()
-  if (rt.fenced || d.engine.tasks.get(rt.id) !== rt) {
+  // Out of memory because it ended (the cancel applied at once, or the task ended meanwhile): its
+  // end is written. Out of memory otherwise: it moved, and this write may not have landed.
+  if (rt.fenced || (d.engine.tasks.get(rt.id) !== rt && !rt.terminal)) {
     throw new FlowkitError(ErrorCode.StoreUnavailable, `task ${rt.id} moved to another coordinator before its cancel was written; the request is delivered again`, { retryable: true })
   }
   return true

@@ -21,6 +21,7 @@ import type { Subscription } from '../ports/bus.ts'
 import type { Store } from '../ports/store.ts'
 import { COORDINATOR_FN_TYPE } from '../graph/types.ts'
 import { recovered } from './recovery.ts'
+import { waitUntil } from '../util/wait-until.ts'
 import type { TaskRuntime } from './runtime.ts'
 
 export interface JudgeDeps {
@@ -41,19 +42,6 @@ export interface JudgeDeps {
 /** How long a node finished from its artifact waits for reports a dead coordinator held (ms). */
 export function handoverGraceMs(sessionTimeoutMs: number | undefined): number {
   return sessionTimeoutMs === undefined ? 0 : 2 * sessionTimeoutMs + 5_000
-}
-
-const POLL_MS = 250
-
-/**
- * Resolves once `done()` holds (polled) or after `ms` of real time (the bus's sessions run on it).
- * Its timer does not keep the process alive.
- */
-async function waitUntil(done: () => boolean, ms: number): Promise<void> {
-  const until = performance.now() + ms
-  while (!done() && performance.now() < until) {
-    await new Promise((resolve) => setTimeout(resolve, Math.min(POLL_MS, until - performance.now())).unref())
-  }
 }
 
 async function drain(d: Pick<JudgeDeps, 'statusSubscription' | 'config' | 'log'>, rt: TaskRuntime, type: string, nodeId: string): Promise<void> {

@@ -15,6 +15,7 @@ import type { Subscription } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { Store } from '../ports/store.ts'
 import { type CancelDeps, applyLater, cancelPending } from './cancel-request.ts'
+import { waitUntil } from '../util/wait-until.ts'
 import type { Discovery } from './discovery.ts'
 import type { Engine } from './engine.ts'
 import type { FnRunner } from './fn-runner.ts'
@@ -35,11 +36,12 @@ export interface RecoveryDeps {
   /** Resolves once the records now queued in this coordinator's owners' partitions are handled (forwarded reports). */
   owners?: () => Promise<void>
   /**
-   * Whether other coordinators read part of the status topic of `type` (on a bus with sessions): a
-   * node's last reports may still be on their way through one of them, so a complete artifact does not finish it here
-   * (the lease judge does, after waiting for them; expiry.ts).
+   * How long to wait for a node's last reports before finishing it from its complete artifact
+   * (0: not at all): other coordinators read part of the status topic of `type` (on a bus with
+   * sessions), and the reports may still be on their way through one of them (expiry.ts,
+   * handoverGraceMs).
    */
-  sharedStatus?: (type: string) => boolean
+  handoverWaitMs?: (type: string) => number
 }
 
 /** Builds a runtime for a stored task, with its batch metrics and its running nodes counted. */
@@ -59,9 +61,15 @@ export async function loadRuntime(store: Store, engine: Engine, limits: Limits, 
     }
   })
   if (recovering !== undefined && rt.inherited.size > 0) RECOVERING.set(rt, recovering)
+  // Decided now, from what was loaded: the claim's own entry (written before resume when joining
+  // the status topics takes a while, as on Kafka) records everything up to it as sent.
+  if (rt.sentThrough < rt.v) UNSENT.add(rt)
   engine.tasks.set(rt.id, rt)
   return rt
 }
+
+/** Loaded runtimes whose last entries' commands may not have gone out (resume issues them again). */
+const UNSENT = new WeakSet<TaskRuntime>()
 
 /** Issues again what the state of a loaded task implies, and resumes its scheduling. */
 export function resume(rt: TaskRuntime, d: RecoveryDeps): void {
@@ -80,7 +88,7 @@ export function resume(rt: TaskRuntime, d: RecoveryDeps): void {
   // When commands of the last entries may not have gone out (a crash between the write and the
   // send), those the state implies are issued again (idempotent for their receivers): the cancel
   // of a cancelling node, the start of a node no worker accepted yet.
-  const unsent = rt.sentThrough < rt.v
+  const unsent = UNSENT.delete(rt)
   rt.nodes.forEach((_, i) => {
     if (unsent) d.engine.reissue(rt, i)
     d.engine.armNode(rt, i)
@@ -101,9 +109,9 @@ export function recovered(rt: TaskRuntime): Promise<void> {
 
 /**
  * After the discovery window AND the replay of the status topics (so queued events are applied
- * first): inherited running nodes whose complete artifact exists are finished (unless other
- * coordinators read part of their status topic: see `sharedStatus`); the others get their lease
- * timers back.
+ * first): inherited running nodes whose complete artifact exists are finished (when other
+ * coordinators read part of their status topic, once their reports came or `handoverWaitMs`
+ * passed); the others get their lease timers back.
  */
 export async function finishRecovery(loaded: readonly TaskRuntime[], d: RecoveryDeps, subscriptions: readonly Subscription[], stop: AbortSignal): Promise<void> {
   const windowMs = d.config.discoveryWindowSec * 1000
@@ -126,21 +134,33 @@ export async function finishRecovery(loaded: readonly TaskRuntime[], d: Recovery
   } finally {
     clearTimeout(cap)
   }
+  // Complete by their artifact, still running: finished, after waiting for their reports when
+  // other coordinators may hold some (what a cancel waits for: it must not overtake them).
+  const complete: Array<{ rt: TaskRuntime; ord: number; epoch: number }> = []
+  let waitMs = 0
   for (const rt of loaded) {
     if (d.engine.tasks.get(rt.id) !== rt) continue
     for (const ord of rt.inherited) {
       const n = rt.node(ord)
-      if (n.status !== 'running' || d.sharedStatus?.(rt.spec(ord).type) === true) continue
+      if (n.status !== 'running') continue
       try {
-        const complete = await d.store.getArtifact(rt.id, n.node_id, null)
-        if (complete?.status === 'complete' && complete.attempt_epoch >= n.attempt_epoch && rt.node(ord).attempt_epoch === n.attempt_epoch) {
-          d.engine.apply(rt, ord, { kind: 'recovered_complete' })
+        const art = await d.store.getArtifact(rt.id, n.node_id, null)
+        if (art?.status === 'complete' && art.attempt_epoch >= n.attempt_epoch && rt.node(ord).attempt_epoch === n.attempt_epoch) {
+          complete.push({ rt, ord, epoch: n.attempt_epoch })
+          waitMs = Math.max(waitMs, d.handoverWaitMs?.(rt.spec(ord).type) ?? 0)
         }
       } catch (err) {
         d.log.warn('coordinator.recovery_read_failed', { task_id: rt.id, node_id: n.node_id, error: errorMessage(err) })
       }
     }
   }
+  const open = (c: (typeof complete)[number]): boolean => d.engine.tasks.get(c.rt.id) === c.rt && c.rt.node(c.ord).status === 'running' && c.rt.node(c.ord).attempt_epoch === c.epoch
+  if (waitMs > 0 && complete.length > 0) {
+    d.log.info('coordinator.recovery_waits_handover', { nodes: complete.length, wait_ms: waitMs })
+    await waitUntil(() => abort.signal.aborted || !complete.some(open), waitMs)
+    if (abort.signal.aborted) return
+  }
+  for (const c of complete) if (open(c)) d.engine.apply(c.rt, c.ord, { kind: 'recovered_complete' })
   // Over unless another recovery (a task adopted since) extended it.
   if (d.engine.graceEnd <= d.clock.now()) d.engine.graceEnd = 0
   for (const rt of loaded) {

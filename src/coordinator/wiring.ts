@@ -224,7 +224,7 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     barrier: () => flusher.barrier(),
     drain: (rt) => drainStatus({ statusSubscription: (t) => subscriptions.get(t), config, log }, rt),
   }
-  const recovery = (): RecoveryDeps => ({ config, store, clock, log, engine, fns, discovery, cancels, barrier: () => flusher.barrier(), owners: () => ownership.drained(), sharedStatus: (type) => handoverGraceMs(bus.sessionTimeoutMs) > 0 && subscriptions.sharesStatus(type) })
+  const recovery = (): RecoveryDeps => ({ config, store, clock, log, engine, fns, discovery, cancels, barrier: () => flusher.barrier(), owners: () => ownership.drained(), handoverWaitMs: (type) => (subscriptions.sharesStatus(type) ? handoverGraceMs(bus.sessionTimeoutMs) : 0) })
   const tasks: OwnedTasks = new OwnedTasks({
     store,
     engine,

@@ -14,6 +14,7 @@ import {
   MemoryBus,
   MemoryStore,
   type ArtifactWrite,
+  type Bus,
   type RoleHandler,
   type TaskDoc,
   type TaskView,
@@ -209,6 +210,50 @@ describe('write path: defects of the previous design', () => {
       assert.equal(t.status, 'finished')
       assert.equal(nodeOf(t, 'n').attempt_epoch, 1)
       assert.equal(runs, 1)
+    } finally {
+      await rt.stop()
+    }
+  })
+
+  test('the same when the new coordinator writes its claim before it resumes the task (its status topics take a while to join, as on Kafka): the START goes out at once, not at the accept timeout', async () => {
+    const bus = new MemoryBus()
+    const store = new MemoryStore()
+    let broken = true
+    bus.setInterceptor((r) => {
+      if (broken && r.topic.startsWith('cmd.')) throw new Error('broker down')
+      return { action: 'pass' }
+    })
+    const first = new Coordinator({ bus, store, config: { outboxBackoffMinMs: 10, outboxBackoffMaxMs: 20 } })
+    await first.start()
+    const id = await first.createTask({ graph: { nodes: [{ node_id: 'n', type: 'step' }] } })
+    await waitFor(async () => nodeOf(await store.getTask(id).then((t) => t && ({ nodes: Object.values(t.nodes) }) as never), 'n')?.status === 'running')
+    await first.stop()
+    broken = false
+    const slowStatus = (b: Bus): Bus => ({
+      ensureTopics: (t) => b.ensureTopics(t),
+      partitionCount: (t) => b.partitionCount(t),
+      produce: (r) => b.produce(r),
+      close: () => b.close(),
+      subscribe: async (o) => {
+        if (o.name?.startsWith('coordinator-status-') === true) await new Promise((r) => setTimeout(r, 300))
+        return b.subscribe(o)
+      },
+    })
+    let runs = 0
+    const rt = await startRuntime({
+      bus,
+      store,
+      coordinatorBus: slowStatus,
+      coordinator: { discoveryWindowSec: 0.1, acceptTimeoutSec: 120 },
+      handlers: { step: { async processBatch() { runs++; return {} } } },
+    })
+    try {
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 20_000 })
+      assert.equal(t.status, 'finished')
+      assert.equal(nodeOf(t, 'n').attempt_epoch, 1)
+      assert.equal(runs, 1)
+      const entries = await store.readJournal([id])
+      assert.ok(entries.some((e) => e.events.includes('reissue n@1')), 'the START was issued again')
     } finally {
       await rt.stop()
     }
