@@ -64,12 +64,18 @@ export function startEnvelope(taskId: string, spec: NodeSpec, epoch: number, now
 const VARS_BYTES = new WeakMap<object, number>()
 
 function varsBytes(vars: Record<string, unknown>): number {
+  if (isEmpty(vars)) return 2 // most tasks: no entry in the map for them
   let n = VARS_BYTES.get(vars)
   if (n === undefined) {
     n = Buffer.byteLength(JSON.stringify(vars))
     VARS_BYTES.set(vars, n)
   }
   return n
+}
+
+function isEmpty(o: object): boolean {
+  for (const _ in o) return false
+  return true
 }
 
 export function startCommand(config: CoordinatorConfig, rt: TaskRuntime, ord: number, epoch: number, resend: number, now: number): PendingCommand {
