@@ -188,7 +188,8 @@ describe('write path: defects of the previous design', () => {
     }
   })
 
-  test('S-030 a coordinator that stops before its commands went out resends them after restart; the worker runs the node once', async () => {
+  /** A one-node task whose coordinator stopped before its START could be sent (the broker refused it); the broker then heals. */
+  async function stoppedBeforeSend(): Promise<{ bus: MemoryBus; store: MemoryStore; id: string }> {
     const bus = new MemoryBus()
     const store = new MemoryStore()
     let broken = true
@@ -203,6 +204,11 @@ describe('write path: defects of the previous design', () => {
     await first.stop()
     assert.equal(bus.records('cmd.step.v1').length, 0, 'nothing was sent before the stop')
     broken = false
+    return { bus, store, id }
+  }
+
+  test('S-030 a coordinator that stops before its commands went out resends them after restart; the worker runs the node once', async () => {
+    const { bus, store, id } = await stoppedBeforeSend()
     let runs = 0
     const rt = await startRuntime({ bus, store, coordinator: { discoveryWindowSec: 0.1 }, handlers: { step: { async processBatch() { runs++; return {} } } } })
     try {
@@ -216,19 +222,7 @@ describe('write path: defects of the previous design', () => {
   })
 
   test('the same when the new coordinator writes its claim before it resumes the task (its status topics take a while to join, as on Kafka): the START goes out at once, not at the accept timeout', async () => {
-    const bus = new MemoryBus()
-    const store = new MemoryStore()
-    let broken = true
-    bus.setInterceptor((r) => {
-      if (broken && r.topic.startsWith('cmd.')) throw new Error('broker down')
-      return { action: 'pass' }
-    })
-    const first = new Coordinator({ bus, store, config: { outboxBackoffMinMs: 10, outboxBackoffMaxMs: 20 } })
-    await first.start()
-    const id = await first.createTask({ graph: { nodes: [{ node_id: 'n', type: 'step' }] } })
-    await waitFor(async () => nodeOf(await store.getTask(id).then((t) => t && ({ nodes: Object.values(t.nodes) }) as never), 'n')?.status === 'running')
-    await first.stop()
-    broken = false
+    const { bus, store, id } = await stoppedBeforeSend()
     const slowStatus = (b: Bus): Bus => ({
       ensureTopics: (t) => b.ensureTopics(t),
       partitionCount: (t) => b.partitionCount(t),
