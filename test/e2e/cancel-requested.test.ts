@@ -126,14 +126,16 @@ describe('a cancel requested and not applied yet', () => {
       await waitFor(async () => (await first.getTask(id))?.nodes[2]?.status === 'running')
       next = await handOver(rt, id, 3, functions, first)
       const applying = next.cancelTask(id, { reason: 'user asked' })
-      await waitFor(async () => (await rt.store.getTask(id))?.coordinator.cancelled === true)
+      // What the worker reads (the task document, which may lag behind the journal) shows it.
+      await waitFor(async () => (await rt.store.getRunView(id, 'a'))?.cancelled === true)
       // `x` ends: the worker takes `a`'s START, reads the task, sees the cancel and gives it up.
       hold.open()
-      assert.equal(await applying, true)
+      const applied = await applying
       const t = await next.waitForTask(id, { timeoutMs: 30_000 })
-      assert.equal(t.status, 'cancelled', `task ${t.status}: ${t.error}`)
       const a = t.nodes.find((n) => n.node_id === 'a')
+      assert.equal(t.status, 'cancelled', `task ${t.status}: ${t.error}; a: ${a?.status} ${a?.last_error?.reason_code}`)
       assert.equal(a?.status, 'cancelled', `a: ${a?.status} ${a?.last_error?.reason_code}`)
+      assert.equal(applied, true)
       assert.ok(!runs.includes('a@1'), 'a did not run')
     } finally {
       hold.open()
