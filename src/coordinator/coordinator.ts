@@ -342,7 +342,6 @@ export class Coordinator {
     return applied
   }
 
-
   /** Workers that announced themselves, with their roles, capacity and last announce. */
   async listWorkers(): Promise<WorkerInfo[]> {
     return this.#p.store.listWorkers()

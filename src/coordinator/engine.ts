@@ -11,6 +11,7 @@ import type { Logger } from '../log.ts'
 import type { NodeState } from '../model/state.ts'
 import type { Clock } from '../ports/clock.ts'
 import { handOver } from '../ports/store-rules.ts'
+import { cancelPending } from './cancel-request.ts'
 import { cancelCommands, startCommand } from './commands.ts'
 import { lostEvent, resendDelayMs, timeoutAt } from './node-due.ts'
 import type { Limits } from './limits.ts'
@@ -72,7 +73,7 @@ export class Engine {
       now,
       policy: this.policy(rt, ord),
       isFn: rt.isFn(ord),
-      cancelRequested: rt.cancelled && rt.status !== 'cancelling',
+      cancelRequested: cancelPending(rt),
       cancelGraceMs: this.#config.cancelGraceSec * 1000,
       leaseTtlMs: this.#config.leaseTtlSec * 1000,
     })
@@ -263,7 +264,7 @@ export class Engine {
     if (rt.terminal) return
     // A cancel requested earlier (cancel-request.ts) is what ends the task, also when a deadline
     // or a failure comes while it waits to apply: its reason and outcome stand.
-    const requested = rt.cancelled && rt.status !== 'cancelling'
+    const requested = cancelPending(rt)
     const reason = requested ? (rt.cancelReason ?? reasonIn) : reasonIn
     const outcome = requested ? 'cancelled' : outcomeIn
     if (rt.status !== 'cancelling') {
