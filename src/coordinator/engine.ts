@@ -13,7 +13,7 @@ import type { Clock } from '../ports/clock.ts'
 import { handOver } from '../ports/store-rules.ts'
 import { cancelPending } from './cancel-request.ts'
 import { cancelCommands, startCommand } from './commands.ts'
-import { lostEvent, resendDelayMs, timeoutAt } from './node-due.ts'
+import { dueAt, lostEvent, resendDelayMs, timeoutAt } from './node-due.ts'
 import type { Limits } from './limits.ts'
 import { waitingConsumers } from './yield.ts'
 import type { TaskRuntime } from './runtime.ts'
@@ -281,27 +281,8 @@ export class Engine {
 
   // ------------------------------------------------------------------ timers
 
-  /** When the node next needs looking at, from its state alone; null when never. */
-  #due(rt: TaskRuntime, ord: number): number | null {
-    const n = rt.node(ord)
-    // (Not while the task's cancel is requested: nothing starts then, and the cancel ends it.)
-    if (n.status === 'deferred') return rt.cancelled ? null : n.next_retry_at_ms
-    if (n.status === 'cancelling') return n.cancel_deadline_ms ?? null
-    if (n.status !== 'running') return null
-    const limit = timeoutAt(rt, ord)
-    if (rt.isFn(ord)) return limit
-    if (rt.judging[ord] === 1) return limit
-    if (rt.inherited.has(ord) && this.#clock.now() < this.graceEnd) return this.graceEnd
-    if (n.accepted_at_ms === null) return n.dispatched_at_ms === null ? null : n.dispatched_at_ms + resendDelayMs(this.#config, n.resends ?? 0)
-    const last = n.last_event_at_ms ?? n.accepted_at_ms
-    let due = last + this.#config.heartbeatHardSec * 1000
-    if (n.suspected !== true) due = Math.min(due, last + this.#config.heartbeatSoftSec * 1000)
-    if (typeof n.lease_expires_at_ms === 'number') due = Math.min(due, n.lease_expires_at_ms + 1)
-    return limit === null ? due : Math.min(due, limit)
-  }
-
   armNode(rt: TaskRuntime, ord: number): void {
-    const due = this.#due(rt, ord)
+    const due = dueAt(this.#config, this.#clock, rt, ord, this.graceEnd)
     if (due === null) return
     if ((rt.armedAt[ord] as number) <= due) return
     rt.armedAt[ord] = due

@@ -1,10 +1,11 @@
 /**
- * When a running node needs looking at, from its state alone (pure functions of the engine's
- * timers): the resend schedule of an unaccepted start, the node's execution timeout, and the
- * loss (hard heartbeat limit, lease expiry) its state shows.
+ * When a node needs looking at, from its state alone (pure functions of the engine's timers):
+ * the time its timer is armed for (`dueAt`), the resend schedule of an unaccepted start, the
+ * node's execution timeout, and the loss (hard heartbeat limit, lease expiry) its state shows.
  */
 import type { CoordinatorConfig } from '../config.ts'
 import type { NodeState } from '../model/state.ts'
+import type { Clock } from '../ports/clock.ts'
 import type { TaskRuntime } from './runtime.ts'
 import type { NodeEvent } from './transitions.ts'
 
@@ -32,4 +33,26 @@ export function lostEvent(config: CoordinatorConfig, n: NodeState, now: number):
   if (last + config.heartbeatHardSec * 1000 <= now) return { kind: 'heartbeat_lost', silentMs: now - last }
   if (typeof n.lease_expires_at_ms === 'number' && n.lease_expires_at_ms < now) return { kind: 'lease_expired' }
   return null
+}
+
+/**
+ * When a node next needs looking at (the engine's timer for it), from its state alone; null when
+ * never. `graceEnd`: until when inherited running nodes are left alone (recovery grace).
+ */
+export function dueAt(config: CoordinatorConfig, clock: Clock, rt: TaskRuntime, ord: number, graceEnd: number): number | null {
+  const n = rt.node(ord)
+  // (Not while the task's cancel is requested: nothing starts then, and the cancel ends it.)
+  if (n.status === 'deferred') return rt.cancelled ? null : n.next_retry_at_ms
+  if (n.status === 'cancelling') return n.cancel_deadline_ms ?? null
+  if (n.status !== 'running') return null
+  const limit = timeoutAt(rt, ord)
+  if (rt.isFn(ord)) return limit
+  if (rt.judging[ord] === 1) return limit
+  if (rt.inherited.has(ord) && clock.now() < graceEnd) return graceEnd
+  if (n.accepted_at_ms === null) return n.dispatched_at_ms === null ? null : n.dispatched_at_ms + resendDelayMs(config, n.resends ?? 0)
+  const last = n.last_event_at_ms ?? n.accepted_at_ms
+  let due = last + config.heartbeatHardSec * 1000
+  if (n.suspected !== true) due = Math.min(due, last + config.heartbeatSoftSec * 1000)
+  if (typeof n.lease_expires_at_ms === 'number') due = Math.min(due, n.lease_expires_at_ms + 1)
+  return limit === null ? due : Math.min(due, limit)
 }

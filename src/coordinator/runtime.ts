@@ -10,7 +10,8 @@
 import type { DependencyIndex } from '../graph/deps.ts'
 import { type GraphPlan, planOf } from './graph-plan.ts'
 import { COORDINATOR_FN_TYPE, type GraphSpec, type NodeSpec } from '../graph/types.ts'
-import type { BatchCounts, JournalCommand, TaskChanges, VersionedTask } from '../model/journal.ts'
+import type { JournalCommand, TaskChanges, VersionedTask } from '../model/journal.ts'
+import { type BatchLedger, batchLedgersOf, taskDocOf } from './runtime-doc.ts'
 import type { NodeState, NodeStatus, TaskDoc, TaskStatus } from '../model/state.ts'
 import type { BusRecord } from '../ports/bus.ts'
 import type { BatchMetricsWrite } from '../ports/store.ts'
@@ -85,7 +86,7 @@ export class TaskRuntime {
   readonly #dead: Int32Array
 
   /** Per node: batch_uid → the epoch and metrics counted for it (exact stats across retries). */
-  readonly batches = new Map<number, Map<string, { epoch: number; metrics: Record<string, unknown> }>>()
+  readonly batches: Map<number, BatchLedger>
 
   // collected for the next flush
   readonly dirtyNodes = new Set<number>()
@@ -172,12 +173,7 @@ export class TaskRuntime {
     this.varsV = v > 0 && Object.keys(this.vars).length > 0 ? Number.POSITIVE_INFINITY : 0
     this.sentThrough = (doc as { sent_through?: number }).sent_through ?? 0
     this.sentRecorded = this.sentThrough
-    const counts = (doc as { batches?: BatchCounts }).batches ?? {}
-    for (const [nodeId, per] of Object.entries(counts)) {
-      const o = ord.get(nodeId)
-      if (o === undefined) continue
-      this.batches.set(o, new Map(Object.entries(per).map(([uid, [epoch, metrics]]) => [uid, { epoch, metrics }])))
-    }
+    this.batches = batchLedgersOf(doc, ord)
     const n = this.specs.length
     this.#sat = new Int32Array(n)
     this.#dead = new Int32Array(n)
@@ -304,27 +300,7 @@ export class TaskRuntime {
 
   /** The task as a document (for views, coordinator functions and snapshots; a view needs no batch maps). */
   toDoc(withBatches = true): VersionedTask {
-    const nodes: Record<string, NodeState> = {}
-    this.specs.forEach((s, i) => {
-      nodes[s.node_id] = this.nodes[i] as NodeState
-    })
-    return {
-      id: this.id,
-      status: this.status,
-      params: this.params,
-      graph: this.graph,
-      nodes,
-      coordinator: { vars: this.vars, cancelled: this.cancelled, cancel_reason: this.cancelReason },
-      result: this.result,
-      error: this.error,
-      created_at_ms: this.createdAt,
-      updated_at_ms: this.updatedAt,
-      finished_at_ms: this.finishedAt,
-      ...(this.deadlineAt !== null ? { deadline_at_ms: this.deadlineAt } : {}),
-      v: this.v,
-      sent_through: this.sentRecorded,
-      ...(withBatches ? { batches: this.batchCounts() } : {}),
-    }
+    return taskDocOf(this, withBatches)
   }
 
   /** Whether the task document in the store holds the current variables. */
@@ -336,20 +312,6 @@ export class TaskRuntime {
   snapshotStored(v: number): void {
     this.snapshotV = Math.max(this.snapshotV, v)
     if (this.varsV === Number.POSITIVE_INFINITY) this.varsV = v
-  }
-
-  /** The batch maps as a plain object (for snapshots). */
-  batchCounts(): BatchCounts {
-    const out: BatchCounts = {}
-    this.batches.forEach((m, ord) => {
-      // Batch uids are the workers' (any string, "__proto__" too): defined as own keys, never set.
-      const per: Record<string, [number, Record<string, unknown>]> = {}
-      m.forEach((b, uid) => {
-        Object.defineProperty(per, uid, { value: [b.epoch, b.metrics], enumerable: true, writable: true, configurable: true })
-      })
-      out[this.spec(ord).node_id] = per
-    })
-    return out
   }
 
   /** Takes what changed since the last flush as the body of journal entry `v + 1`. */

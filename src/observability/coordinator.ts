@@ -37,6 +37,7 @@ import { ObservedLogger, type TraceFields, traceFieldsOf } from './logger.ts'
 import { MetricsEndpoint, type MetricsHandler, type ObservabilityOptions, itemsOf, metricsHandler, resolveObservability } from './options.ts'
 import { TRACEPARENT, isSampledTraceparent, spanContextFromHeaders, traceHeaders } from './propagation.ts'
 import { timedStore } from './store.ts'
+import type { AttemptRec, TaskRec } from './coordinator-records.ts'
 
 const BUSY: ReadonlySet<string> = new Set(['running', 'cancelling'])
 const TERMINAL_TASK: ReadonlySet<string> = new Set(['finished', 'failed', 'cancelled'])
@@ -45,41 +46,6 @@ const MAX_TASKS = 100_000
 
 /** An attempt's end as an outcome label: its node status, or what a non-terminal one means. */
 const OUTCOME: Record<string, string> = { deferred: 'retry', queued: 'handed_back' }
-
-interface AttemptRec {
-  nodeId: string
-  /** Its message key (`task_id:node_id`), the one string #byKey knows it by: only with a trace. */
-  key: string | null
-  type: string
-  epoch: number
-  dispatchedAt: number
-  accepted: boolean
-  ended: boolean
-  span: Span | null
-  /** The span records (sampled in): attributes, events and the link are added to it. */
-  recording: boolean
-  headers: Record<string, string> | undefined
-  /** trace_id / span_id of the span, for log records (computed on first use). */
-  ids: TraceFields | undefined
-  linked: boolean
-  /** The node's hand-backs and failures when the attempt began: how it ended, when the next one is already dispatched. */
-  handbacks: number
-  failures: number
-}
-
-interface TaskRec {
-  id: string
-  createdAt: number | null
-  span: Span | null
-  /** The trace is not sampled (the task span neither records nor is sampled): no attempt spans. */
-  unsampled: boolean
-  /** Headers of the task span's context, for the commands of an unsampled trace (on first use). */
-  headers: Record<string, string> | undefined
-  /** trace_id / span_id of the span, for log records (computed on first use). */
-  ids: TraceFields | undefined
-  ctx: Context
-  attempts: Map<string, AttemptRec>
-}
 
 export class CoordinatorObservability {
   readonly registry: Registry | null

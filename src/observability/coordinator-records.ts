@@ -1,0 +1,41 @@
+/**
+ * What the coordinator's observability (coordinator.ts) keeps per task it follows and per node
+ * attempt: their spans, the trace context their commands carry, and what the attempt metrics need.
+ */
+import type { Context, Span } from '@opentelemetry/api'
+import type { TraceFields } from './logger.ts'
+
+export interface AttemptRec {
+  nodeId: string
+  /** Its message key (`task_id:node_id`), the one string #byKey knows it by: only with a trace. */
+  key: string | null
+  type: string
+  epoch: number
+  dispatchedAt: number
+  accepted: boolean
+  ended: boolean
+  span: Span | null
+  /** The span records (sampled in): attributes, events and the link are added to it. */
+  recording: boolean
+  headers: Record<string, string> | undefined
+  /** trace_id / span_id of the span, for log records (computed on first use). */
+  ids: TraceFields | undefined
+  linked: boolean
+  /** The node's hand-backs and failures when the attempt began: how it ended, when the next one is already dispatched. */
+  handbacks: number
+  failures: number
+}
+
+export interface TaskRec {
+  id: string
+  createdAt: number | null
+  span: Span | null
+  /** The trace is not sampled (the task span neither records nor is sampled): no attempt spans. */
+  unsampled: boolean
+  /** Headers of the task span's context, for the commands of an unsampled trace (on first use). */
+  headers: Record<string, string> | undefined
+  /** trace_id / span_id of the span, for log records (computed on first use). */
+  ids: TraceFields | undefined
+  ctx: Context
+  attempts: Map<string, AttemptRec>
+}
