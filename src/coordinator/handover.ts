@@ -108,6 +108,14 @@ export async function acquire(d: HandoverDeps, partitions: ReadonlySet<number>, 
     gate.until(resumeLoaded(d, loaded))
     return loaded
   } catch (err) {
+    // The tasks loaded before the error leave memory unresumed, once their claim entries are
+    // written (or given up): the caller's retry lists them again (it skips what is in memory, so
+    // kept here they would never be resumed: no timers, no commands, their nodes stuck).
+    // (Dropped with nothing unwritten: an event applied to one meanwhile is written first.)
+    const held = (): TaskRuntime[] => loaded.filter((rt) => d.engine.tasks.get(rt.id) === rt)
+    await d.barrier().catch(() => undefined)
+    for (let i = 0; i < 5 && held().some((rt) => rt.dirty); i++) await d.barrier().catch(() => undefined)
+    for (const rt of held()) d.drop(rt)
     gate.until(null)
     throw err
   }
