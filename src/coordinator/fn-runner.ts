@@ -11,6 +11,7 @@ import { ErrorCode, FlowkitError, errorMessage, isFlowkitError } from '../errors
 import type { Logger } from '../log.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { Store } from '../ports/store.ts'
+import type { VersionedTask } from '../model/journal.ts'
 import type { Engine } from './engine.ts'
 import type { CoordinatorFn } from './functions.ts'
 import type { TaskRuntime } from './runtime.ts'
@@ -73,7 +74,7 @@ export class FnRunner {
         const fn = this.#functions[name]
         if (fn === undefined) throw new FlowkitError(ErrorCode.UnknownCoordinatorFn, `unknown coordinator function ${name}`)
         const now = this.#clock.now()
-        const res = await fn({ task: rt.toDoc(), node: spec, args: spec.io.fn_args ?? {}, store: this.#store, now, log: this.#log.child(ids) })
+        const res = await fn({ task: functionView(rt), node: spec, args: spec.io.fn_args ?? {}, store: this.#store, now, log: this.#log.child(ids) })
         await this.#store.upsertArtifact(
           { task_id: rt.id, node_id: spec.node_id, batch_uid: null, status: 'complete', meta: res.meta ?? {}, attempt_epoch: epoch, worker_id: null },
           this.#clock.now(),
@@ -116,4 +117,16 @@ export class FnRunner {
       }
     }
   }
+}
+
+/**
+ * The task as a coordinator function reads it: a copy (the graph aside, which is frozen), so a
+ * function that changes what it is given in place (its variables, a node's state, batch metrics)
+ * changes nothing of the task: the runtime's state, the caches keyed by the variables' identity
+ * (what a START measures and a worker copies) and the store's documents stay as they were. A
+ * function changes the task by what it returns (`vars`, `stats`, `nodeStats`).
+ */
+function functionView(rt: TaskRuntime): VersionedTask {
+  const { graph, ...rest } = rt.toDoc()
+  return { ...(JSON.parse(JSON.stringify(rest)) as Omit<VersionedTask, 'graph'>), graph }
 }

@@ -11,6 +11,11 @@ import { PermanentError } from '../errors.ts'
 import { varsIncr, varsMerge, varsSet, varsUnset } from './vars.ts'
 
 export interface CoordinatorFnContext {
+  /**
+   * The task as it is when the function starts: the function's own copy (the graph aside, which
+   * is frozen), so changing it in place changes nothing of the task. A function changes the task
+   * by what it returns (`vars`, `stats`, `nodeStats`).
+   */
   task: TaskDoc
   node: NodeSpec
   args: Record<string, unknown>

@@ -155,3 +155,55 @@ test('a coordinator function\'s timeout_sec counts from when it runs, not while 
     await rt.stop()
   }
 })
+
+test('a coordinator function that changes the variables it is given in place: what it returns is what the next nodes see (no cached copy or size of the old ones), and a change it does not return changes nothing', async () => {
+  const seen: Array<[string, unknown]> = []
+  const reader: RoleHandler = {
+    async processBatch(_b, ctx) {
+      seen.push([ctx.nodeId, structuredClone(ctx.vars)])
+      return {}
+    },
+  }
+  const big = 'x'.repeat(400_000) // past the inline limit of a START (256 KiB): the worker reads the task
+  const rt = await startRuntime({
+    handlers: { reader },
+    functions: {
+      bump: async (ctx) => {
+        const v = ctx.task.coordinator.vars
+        v['x'] = 2
+        v['big'] = big
+        return { vars: v }
+      },
+      touch: async (ctx) => {
+        ctx.task.coordinator.vars['x'] = 99 // not returned: no effect
+        const node = ctx.task.nodes['r1']
+        if (node !== undefined) node.status = 'failed' // nor on a node's state
+        return {}
+      },
+    },
+  })
+  try {
+    const fn = (id: string, f: string, args: object, dep: string[]) => ({ node_id: id, type: 'coordinator_fn', depends_on: dep, io: { fn: f, fn_args: args } })
+    const id = await rt.coordinator.createTask({
+      graph: {
+        nodes: [
+          fn('set', 'vars.set', { kv: { x: 1 } }, []),
+          { node_id: 'r1', type: 'reader', depends_on: ['set'] },
+          fn('bump', 'bump', {}, ['r1']),
+          { node_id: 'r2', type: 'reader', depends_on: ['bump'] },
+          fn('touch', 'touch', {}, ['r2']),
+          { node_id: 'r3', type: 'reader', depends_on: ['touch'] },
+        ],
+      },
+    })
+    const t = await rt.coordinator.waitForTask(id, { timeoutMs: 20_000 })
+    assert.equal(t.status, 'finished')
+    assert.deepEqual(t.nodes.map((n) => n.status), ['finished', 'finished', 'finished', 'finished', 'finished', 'finished'])
+    const x = (v: unknown) => (v as { x?: unknown }).x
+    assert.deepEqual(seen.map(([n, v]) => [n, x(v)]), [['r1', 1], ['r2', 2], ['r3', 2]])
+    assert.equal(((seen[1] as [string, { big?: string }])[1].big ?? '').length, 400_000, 'r2 got the large variables')
+    assert.equal(x(t.vars), 2)
+  } finally {
+    await rt.stop()
+  }
+})

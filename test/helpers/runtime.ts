@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { Coordinator, MemoryBus, MemoryLogger, MemoryStore, Worker } from 'flowkit'
-import type { Bus, Clock, CoordinatorConfig, Logger, RoleHandler, Store, WorkerConfig } from 'flowkit'
+import type { Bus, Clock, CoordinatorConfig, CoordinatorFn, Logger, RoleHandler, Store, WorkerConfig } from 'flowkit'
 import { kafkaBrokers, mongoUrl } from './real.ts'
 import { WarningsLogger, armExitGuard, trackRuntime } from './exit-guard.ts'
 
@@ -43,6 +43,8 @@ export interface RuntimeOptions {
   coordinatorBus?: (bus: Bus) => Bus
   /** Wraps the bus each worker sees (fault injection on the workers' side only). */
   workerBus?: (bus: Bus) => Bus
+  /** The coordinator's own functions (besides the built-in ones). */
+  functions?: Record<string, CoordinatorFn>
 }
 
 export const REAL_E2E = process.env['FLOWKIT_E2E_RUNTIME'] === 'real'
@@ -118,7 +120,7 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<Runtim
   const clockOpt = { ...(options.clock ? { clock: options.clock } : {}), logger }
   const coordinatorBase: Partial<CoordinatorConfig> = { schedulerTickSec: 0.2, sweepIntervalSec: 2, ...topics, groupId: `${prefix}flowkit.coordinator`, ...options.coordinator }
   const step = trackRuntime(REAL_E2E ? 'real runtime' : 'memory runtime', logger instanceof MemoryLogger ? logger : new MemoryLogger())
-  const coordinator = new Coordinator({ bus: options.coordinatorBus ? options.coordinatorBus(bus) : bus, store, ...clockOpt, config: coordinatorBase })
+  const coordinator = new Coordinator({ bus: options.coordinatorBus ? options.coordinatorBus(bus) : bus, store, ...clockOpt, ...(options.functions === undefined ? {} : { functions: options.functions }), config: coordinatorBase })
   step('starting: coordinator')
   await coordinator.start()
   const workers: Worker[] = []
