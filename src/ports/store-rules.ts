@@ -39,12 +39,10 @@ function fixUnit(c: number): number {
   return c <= 0xdfff ? c + 0x2000 : c - 0x800
 }
 
-/** Batch uids ascending by code point, the complete artifact (null) after every partial. */
-export function compareBatchUid(a: string | null, b: string | null): number {
-  if (a === b) return 0
-  if (a === null) return 1
-  if (b === null) return -1
-  return compareCodePoints(a, b)
+/** The complete artifact (batch uid null) after every partial; partials among themselves equal. */
+export function completeLast(a: string | null, b: string | null): number {
+  if (a === null) return b === null ? 0 : 1
+  return b === null ? -1 : 0
 }
 
 /**

@@ -215,7 +215,13 @@ export interface Store {
    * together); per artifact, in order, what upsertArtifact would return.
    */
   upsertArtifacts(artifacts: readonly ArtifactWrite[], now: number): Promise<boolean[]>
-  /** Artifacts of a task ordered by created_at then batch_uid. */
+  /**
+   * Artifacts of a task ordered by created_at, then the complete artifact after the partials of
+   * the same time, then insertion: a writer's partials in the order it wrote them (also those of
+   * one `upsertArtifacts`, which share a time), whenever they are listed, so a consumer reading
+   * them as they appear and one reading them all later get them in the same order. An update
+   * keeps the artifact's place.
+   */
   listArtifacts(taskId: string, query?: ArtifactQuery): Promise<ArtifactDoc[]>
   getArtifact(taskId: string, nodeId: string, batchUid: string | null): Promise<ArtifactDoc | null>
 

@@ -766,7 +766,7 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
           assert.equal(await store.upsertArtifact(artifact({ task_id: task, node_id: 'transform', attempt_epoch: 0 }), T0 + 2), true)
         }))
 
-      it('listArtifacts orders by created_at, then batch_uid (code point order, complete last), then insertion', () =>
+      it('listArtifacts orders by created_at, then complete last, then insertion (a writer\'s order, not the batch uids\')', () =>
         withStore(async (store) => {
           const task = uid('t')
           const other = uid('t')
@@ -777,24 +777,29 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
           await w('extract', 'b10', 100)
           await w('extract', 'b-\u{1F600}', 100)
           await w('extract', 'b-\uFFFD', 100)
-          await w('transform', 'b1', 100) // same created_at and batch_uid as the next: insertion order decides
+          await w('transform', 'b1', 100)
           await w('extract', 'b1', 100)
           await w('extract', 'a0', 200)
           await w('extract', 'z9', 50)
           await store.upsertArtifact(artifact({ task_id: other, batch_uid: 'a' }), 1)
           // an update keeps its place (created_at kept)
           await w('extract', 'b2', 300)
+          // several in one call share a time: in the order given
+          await store.upsertArtifacts(['f3', 'f2', 'f1'].map((b) => artifact({ task_id: task, node_id: 'load', batch_uid: b, status: 'partial' })), 400)
           const order = (await store.listArtifacts(task)).map((a) => `${a.node_id}/${a.batch_uid}`)
           assert.deepEqual(order, [
             'extract/z9',
-            'extract/b-\uFFFD',
+            'extract/b2',
+            'extract/b10',
             'extract/b-\u{1F600}',
+            'extract/b-\uFFFD',
             'transform/b1',
             'extract/b1',
-            'extract/b10',
-            'extract/b2',
             'extract/null',
             'extract/a0',
+            'load/f3',
+            'load/f2',
+            'load/f1',
           ])
           // and is still deterministic when asked again
           assert.deepEqual((await store.listArtifacts(task)).map((a) => `${a.node_id}/${a.batch_uid}`), order)

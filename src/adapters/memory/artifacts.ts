@@ -1,10 +1,10 @@
 /**
  * Artifacts and stream claims of the MemoryStore (see the Store port): one artifact per (task,
- * node, batch_uid), fenced by attempt epoch, listed in MongoDB's order; one stream claim per
+ * node, batch_uid), fenced by attempt epoch, listed in the MongoDB store's order; one stream claim per
  * (task, consumer, upstream, batch, consumer epoch).
  */
 import type { ArtifactDoc, ArtifactQuery, ArtifactWrite, StreamClaim } from '../../ports/store.ts'
-import { compareBatchUid, isHandedOver } from '../../ports/store-rules.ts'
+import { completeLast, isHandedOver } from '../../ports/store-rules.ts'
 import { canonicalJson } from '../../util/ids.ts'
 
 interface ArtifactEntry {
@@ -61,7 +61,7 @@ export class MemoryArtifacts {
         (query.status === undefined || e.doc.status === query.status) &&
         (query.createdAfter === undefined || e.doc.created_at >= query.createdAfter),
     )
-    rows.sort((a, b) => a.doc.created_at - b.doc.created_at || compareBatchUid(a.doc.batch_uid, b.doc.batch_uid) || a.seq - b.seq)
+    rows.sort((a, b) => a.doc.created_at - b.doc.created_at || completeLast(a.doc.batch_uid, b.doc.batch_uid) || a.seq - b.seq)
     return rows.map((e) => jsonCopy(e.doc))
   }
 

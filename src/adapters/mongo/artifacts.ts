@@ -13,7 +13,7 @@
  */
 import { type Document, MongoServerError, ObjectId } from 'mongodb'
 import type { ArtifactDoc, ArtifactQuery, ArtifactWrite, BatchMetricsRow, BatchMetricsWrite, StreamClaim } from '../../ports/store.ts'
-import { assertNodeId, compareBatchUid, newestPerBatch } from '../../ports/store-rules.ts'
+import { assertNodeId, completeLast, newestPerBatch } from '../../ports/store-rules.ts'
 import { canonicalJson } from '../../util/ids.ts'
 import { getField, putField, sanitize, setField, toMs } from './codec.ts'
 import { isDuplicateKeyError, mapMongoError } from './errors.ts'
@@ -215,13 +215,14 @@ function artifactFilter(taskId: string, query: ArtifactQuery): Document {
 
 type Row = { doc: ArtifactDoc; id: string; rawCreated: unknown }
 
-/** The listing's order: creation time, then batch uid (the complete artifact after partials), then insertion. */
+/**
+ * The listing's order (the Store port's): creation time, the complete artifact after the partials
+ * of the same time, then insertion (`ins`: an ObjectId made by the writer at the write, so a
+ * writer's partials come in the order it wrote them, also those of one round trip, which share a
+ * time). Applied here: MongoDB would sort a null batch uid first.
+ */
 function ordered(rows: Row[]): ArtifactDoc[] {
-  // MongoDB sorts null first: the order (complete artifact after partials) is applied here.
-  rows.sort(
-    (a, b) =>
-      a.doc.created_at - b.doc.created_at || compareBatchUid(a.doc.batch_uid, b.doc.batch_uid) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
-  )
+  rows.sort((a, b) => a.doc.created_at - b.doc.created_at || completeLast(a.doc.batch_uid, b.doc.batch_uid) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
   return rows.map((r) => r.doc)
 }
 
