@@ -30,7 +30,7 @@ test('a retried rechunking consumer gets the same items under the same chunk ids
   )
   const abort = new AbortController()
   const ctx = (epoch: number) => ({ store, clock: new SystemClock(), taskId: TASK, consumerNode: 'c', epoch, signal: abort.signal, maxBackoffMs: 5 })
-  const chunks = (out: Map<string, unknown>, b: { batch_uid?: string; payload: Record<string, unknown> }) => out.set(b.batch_uid as string, b.payload['items'])
+  const chunks = (out: Map<string, unknown>, b: { batch_uid?: string | null; payload: Record<string, unknown> }) => out.set(b.batch_uid as string, b.payload['items'])
   try {
     // Attempt 1 reads as the upstream writes: `page-9` first, then `page-10` and `page-11` in one
     // round trip (one creation time), then the end.
