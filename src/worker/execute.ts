@@ -176,6 +176,10 @@ export async function executeRun(
       const cp = await core.store.getCheckpoint(info.taskId, info.nodeId)
       return cp === null ? null : { attemptEpoch: cp.attempt_epoch, state: cp.state }
     },
+    earlierPartial: async (batchUid) => {
+      const a = await core.store.getArtifact(info.taskId, info.nodeId, batchUid)
+      return a !== null && a.status === 'partial' && a.attempt_epoch < info.attemptEpoch ? { attemptEpoch: a.attempt_epoch, meta: a.meta } : null
+    },
   }
 
   let currentBatch: string | null = null

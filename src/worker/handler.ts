@@ -77,6 +77,14 @@ export interface RunContext extends RunInfo {
   checkpoint(state: unknown): Promise<void>
   /** The node's last saved checkpoint (this or an earlier attempt's), or null. */
   lastCheckpoint(): Promise<{ attemptEpoch: number; state: unknown } | null>
+  /**
+   * The partial artifact an earlier attempt of this node wrote for batch `batchUid` (its attempt
+   * and meta), or null. A resumed attempt that skips a batch an earlier attempt did returns its
+   * meta again: this attempt's partial artifacts replace the earlier attempt's, so a batch
+   * returned without it would leave downstream readers the worker's default meta (`{ metrics }`)
+   * instead of the batch's output.
+   */
+  earlierPartial(batchUid: string): Promise<{ attemptEpoch: number; meta: Record<string, unknown> } | null>
 }
 
 export interface ErrorClassification {

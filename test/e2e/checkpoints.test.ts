@@ -38,3 +38,52 @@ test('a retried attempt resumes from the last checkpoint of the failed one', asy
     await rt.stop()
   }
 })
+
+test('a resumed attempt that skips the batches an earlier attempt did returns their output (ctx.earlierPartial): downstream readers get every batch\'s rows once', async () => {
+  const earlier: Array<[string, number, unknown]> = []
+  const rows: string[] = []
+  const crawl: RoleHandler = {
+    async *iterBatches() {
+      for (let i = 0; i < 5; i++) yield { batch_uid: `page-${i}`, payload: { i } }
+    },
+    async processBatch(batch, ctx) {
+      const i = batch.payload['i'] as number
+      const uid = batch.batch_uid as string
+      const cp = (await ctx.lastCheckpoint())?.state as { done?: number } | undefined
+      const prev = await ctx.earlierPartial(uid)
+      earlier.push([uid, ctx.attemptEpoch, prev])
+      if (cp?.done !== undefined && i <= cp.done && prev !== null) return { metrics: { pages: 1 }, meta: prev.meta }
+      if (ctx.attemptEpoch === 1 && i === 3) throw new Error('transient: API timeout')
+      await ctx.checkpoint({ done: i })
+      return { metrics: { pages: 1 }, meta: { rows: [`${i}a`, `${i}b`] } }
+    },
+  }
+  const load: RoleHandler = {
+    async processBatch(batch) {
+      rows.push(...(batch.payload['items'] as string[]))
+      return { metrics: { rows: (batch.payload['items'] as string[]).length } }
+    },
+  }
+  const rt = await startRuntime({ handlers: { crawl, load }, worker: { concurrency: 2 } })
+  try {
+    const id = await rt.coordinator.createTask({
+      graph: {
+        nodes: [
+          { node_id: 'crawl', type: 'crawl', retry_policy: { max: 2, backoff_sec: 0 } },
+          { node_id: 'load', type: 'load', depends_on: ['crawl'], io: { input_inline: { input_adapter: 'pull.from_artifacts.rechunk:size', input_args: { from_nodes: ['crawl'], size: 3, meta_list_key: 'rows' } } } },
+        ],
+      },
+    })
+    const t = await rt.coordinator.waitForTask(id)
+    assert.equal(t.status, 'finished')
+    assert.deepEqual(rows, ['0a', '0b', '1a', '1b', '2a', '2b', '3a', '3b', '4a', '4b'])
+    assert.deepEqual(t.nodes.map((n) => n.stats), [{ pages: 5 }, { rows: 10 }])
+    // Attempt 1 had no earlier partials; attempt 2 had attempt 1's for the pages it did, none for the page it failed on.
+    assert.deepEqual(
+      earlier.map(([uid, epoch, prev]) => [uid, epoch, prev === null ? null : (prev as { attemptEpoch: number }).attemptEpoch]),
+      [['page-0', 1, null], ['page-1', 1, null], ['page-2', 1, null], ['page-3', 1, null], ['page-0', 2, 1], ['page-1', 2, 1], ['page-2', 2, 1], ['page-3', 2, null], ['page-4', 2, null]],
+    )
+  } finally {
+    await rt.stop()
+  }
+})
