@@ -4,6 +4,12 @@ function abortReason(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException('aborted', 'AbortError')
 }
 
+/**
+ * The longest delay `setTimeout` takes (2^31 - 1 ms, about 24.8 days): a longer one fires after
+ * 1 ms (with a TimeoutOverflowWarning), so a longer sleep waits in steps of at most this.
+ */
+export const MAX_TIMEOUT_MS = 2_147_483_647
+
 /** Real time. */
 export class SystemClock implements Clock {
   now(): number {
@@ -13,17 +19,22 @@ export class SystemClock implements Clock {
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
     if (signal?.aborted) return Promise.reject(abortReason(signal))
     return new Promise((resolve, reject) => {
+      let left = Math.max(0, ms)
+      let timer: ReturnType<typeof setTimeout>
       const onAbort = (): void => {
         clearTimeout(timer)
         reject(abortReason(signal as AbortSignal))
       }
-      const timer = setTimeout(
-        () => {
-          signal?.removeEventListener('abort', onAbort)
-          resolve()
-        },
-        Math.max(0, ms),
-      )
+      const step = (): void => {
+        const d = Math.min(left, MAX_TIMEOUT_MS)
+        left -= d
+        timer = setTimeout(left > 0 ? step : done, d)
+      }
+      const done = (): void => {
+        signal?.removeEventListener('abort', onAbort)
+        resolve()
+      }
+      step()
       signal?.addEventListener('abort', onAbort, { once: true })
     })
   }

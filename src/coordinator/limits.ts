@@ -13,7 +13,8 @@ export interface Waiter {
 
 export class Limits {
   readonly #maxTotal: number
-  readonly #maxByType: Readonly<Record<string, number>>
+  /** Per-type limits: a Map, so a type named like an Object member (`toString`) finds none. */
+  readonly #maxByType: ReadonlyMap<string, number>
   #total = 0
   readonly #byType = new Map<string, number>()
   readonly #queues = new Map<string, Waiter[]>()
@@ -22,11 +23,13 @@ export class Limits {
 
   constructor(maxTotal: number, maxByType: Readonly<Record<string, number>>) {
     this.#maxTotal = maxTotal
-    this.#maxByType = maxByType
+    this.#maxByType = new Map(Object.entries(maxByType))
   }
 
   get limited(): boolean {
-    return this.#maxTotal > 0 || Object.values(this.#maxByType).some((n) => n > 0)
+    if (this.#maxTotal > 0) return true
+    for (const n of this.#maxByType.values()) if (n > 0) return true
+    return false
   }
 
   get running(): number {
@@ -34,7 +37,7 @@ export class Limits {
   }
 
   #typeOk(type: string): boolean {
-    const cap = this.#maxByType[type]
+    const cap = this.#maxByType.get(type)
     return cap === undefined || cap <= 0 || (this.#byType.get(type) ?? 0) < cap
   }
 

@@ -90,3 +90,27 @@ test('loadConfigFile: a file: URL (the package defaults beside flowkit), and a c
   assert.throws(() => loadConfigFile(join(dir, 'bad.json')), isConfig(/is not valid JSON at line 2, column 20: a value should be here/))
   assert.throws(() => loadConfigFile(join(dir, 'bad.json')), (err: Error) => !err.message.includes('S3cr3t'))
 })
+
+test('SystemClock sleeps longer than setTimeout can wait (about 24.8 days) in steps: no TimeoutOverflowWarning, no wake-up after 1 ms', async () => {
+  const { SystemClock } = await import('flowkit')
+  const warnings: string[] = []
+  const onWarning = (w: Error): void => void warnings.push(w.name)
+  process.on('warning', onWarning)
+  const abort = new AbortController()
+  let woke = false
+  try {
+    // A task deadline of 30 days (the limit) is one such sleep of the coordinator's timers.
+    const slept = new SystemClock().sleep(30 * 86_400_000, abort.signal).then(
+      () => void (woke = true),
+      () => undefined,
+    )
+    await new Promise((r) => setTimeout(r, 50))
+    assert.equal(woke, false, 'still asleep')
+    abort.abort()
+    await slept
+    await new Promise((r) => setImmediate(r))
+    assert.deepEqual(warnings.filter((w) => w === 'TimeoutOverflowWarning'), [])
+  } finally {
+    process.off('warning', onWarning)
+  }
+})
