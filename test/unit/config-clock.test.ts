@@ -101,7 +101,9 @@ test('SystemClock sleeps longer than setTimeout can wait (about 24.8 days) in st
   try {
     // A task deadline of 30 days (the limit) is one such sleep of the coordinator's timers.
     const slept = new SystemClock().sleep(30 * 86_400_000, abort.signal).then(
-      () => void (woke = true),
+      () => {
+        woke = true
+      },
       () => undefined,
     )
     await new Promise((r) => setTimeout(r, 50))
