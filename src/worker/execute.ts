@@ -11,7 +11,7 @@ import { CancelledRunError } from './cancel.ts'
 import type { ActiveRun, WorkerCore } from './core.ts'
 import { type ArtifactsWriter, type RoleHandler, type RunContext, classifyErrorDefault } from './handler.ts'
 import { plainInput, resolveInput } from './input-select.ts'
-import { HandlerResultError, MAX_REASON_CODE_CHARS, checkArtifactMeta, checkBatch, checkBatchResult, checkBusRecord, checkFinalizeResult, clip, failureText } from './results.ts'
+import { HandlerResultError, MAX_REASON_CODE_CHARS, checkArtifactMeta, checkBatch, checkBatchResult, checkBatchUid, checkBusRecord, checkFinalizeResult, clip, failureText } from './results.ts'
 import { emitStatus, statusRecord } from './status.ts'
 import { type SpawnOptions, spawnInGroup } from './subprocess.ts'
 import { observeRun } from '../observability/worker.ts'
@@ -131,6 +131,8 @@ export async function executeRun(
   const writer: ArtifactsWriter = {
     writePartial: async (batchUid, meta) => {
       writable(`partial artifact ${batchUid}`)
+      if (typeof batchUid !== 'string') throw new HandlerResultError(`writePartial: the batch uid must be a string, got ${typeof batchUid}`, 'bad_handler_result')
+      checkBatchUid('writePartial', batchUid)
       await store(batchUid, checkArtifactMeta(`partial artifact meta of batch ${batchUid}`, meta))
     },
     markComplete: async (meta = {}) => {

@@ -137,12 +137,23 @@ export function checkFinalizeResult(res: unknown): FinalizeResult {
   return out
 }
 
+/**
+ * Checks a batch uid a handler gave (a batch's, or one it writes a partial artifact for): at most
+ * MAX_BATCH_UID_CHARS, and well-formed Unicode. A lone surrogate (half of a UTF-16 pair) cannot be
+ * written as UTF-8: MongoDB stores U+FFFD in its place, so `p\ud800` and `p\ud801` became one
+ * artifact there (the memory store kept both) and a reader lost batches.
+ */
+export function checkBatchUid(label: string, uid: string): void {
+  if (uid.length > MAX_BATCH_UID_CHARS) throw bad(label, `batch_uid is ${uid.length} characters long, more than ${MAX_BATCH_UID_CHARS} (it goes in every event and artifact of the batch)`)
+  if (!(uid as unknown as { isWellFormed(): boolean }).isWellFormed()) throw bad(label, `batch_uid ${JSON.stringify(uid)} is not well-formed Unicode (a lone surrogate): it cannot be stored as UTF-8`)
+}
+
 /** Checks one batch of iterBatches (or loadInput's single batch); `index` counts from 0. */
 export function checkBatch(batch: unknown, index: number): Batch {
   const label = `iterBatches batch #${index}`
   if (!isObject(batch)) throw new HandlerResultError(`${label} must be an object { batch_uid?, payload }, got ${describe(batch)}`, 'bad_handler_result')
   const uid = batch['batch_uid']
-  if (typeof uid === 'string' && uid.length > MAX_BATCH_UID_CHARS) throw bad(label, `batch_uid is ${uid.length} characters long, more than ${MAX_BATCH_UID_CHARS} (it goes in every event and artifact of the batch)`)
+  if (typeof uid === 'string') checkBatchUid(label, uid)
   if (batch['payload'] !== undefined && !isObject(batch['payload'])) throw bad(label, `payload must be an object, got ${describe(batch['payload'])}`)
   return batch as unknown as Batch
 }

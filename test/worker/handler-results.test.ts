@@ -125,6 +125,34 @@ test('a batch_uid too large for a bus message fails the node permanently, naming
   assert.equal(calls, 0)
 })
 
+test('a batch uid that is not well-formed Unicode (a lone surrogate) fails the node permanently, from iterBatches or writePartial: MongoDB would store U+FFFD and merge such batches into one artifact', async () => {
+  for (const source of ['iterBatches', 'writePartial']) {
+    let calls = 0
+    const h: RoleHandler =
+      source === 'iterBatches'
+        ? {
+            iterBatches: () => [{ batch_uid: 'p\ud800', payload: {} }],
+            async processBatch() {
+              calls++
+              return {}
+            },
+          }
+        : {
+            async processBatch(_b, ctx) {
+              calls++
+              await ctx.artifacts.writePartial('p\udfff', { rows: [1] })
+              return {}
+            },
+          }
+    const t = await runOne(h)
+    assert.equal(t.status, 'failed', source)
+    assert.equal(t.nodes[0]?.attempt_epoch, 1, source)
+    assert.equal(t.nodes[0]?.last_error?.reason_code, 'bad_handler_result', source)
+    assert.match(t.nodes[0]?.last_error?.error ?? '', /is not well-formed Unicode \(a lone surrogate\)/, source)
+    assert.equal(calls, source === 'iterBatches' ? 0 : 1, source)
+  }
+})
+
 test('a worker stopped while it claims a START hands it back: another worker runs it at once', async () => {
   const inner = new MemoryStore()
   let slow = true
