@@ -112,8 +112,25 @@ export class Discovery {
   }
 }
 
-/** Worker announcements keep the worker registry (listWorkers). */
-export async function onAnnounce(store: Store, clock: Clock, log: Logger, m: BusMessage, seen?: (w: WorkerInfo) => void): Promise<void> {
+/** Longest worker id, role name and version an announce may carry, and most roles. */
+const MAX_WORKER_ID_CHARS = 256
+const MAX_ROLE_CHARS = 256
+const MAX_ROLES = 256
+const MAX_VERSION_CHARS = 128
+
+/**
+ * Worker announcements keep the worker registry (listWorkers). `known` tells what an earlier
+ * announce said of a worker (an offline announce keeps its roles and capacity without reading the
+ * whole registry).
+ */
+export async function onAnnounce(
+  store: Store,
+  clock: Clock,
+  log: Logger,
+  m: BusMessage,
+  seen?: (w: WorkerInfo) => void,
+  known?: (workerId: string) => Pick<WorkerInfo, 'roles' | 'capacity' | 'version'> | undefined,
+): Promise<void> {
   const parsed = parseEnvelope(m.value)
   if (!parsed.ok) {
     log.warn('bus.message_malformed', { topic: m.topic, offset: m.offset, error: parsed.error })
@@ -125,28 +142,38 @@ export async function onAnnounce(store: Store, clock: Clock, log: Logger, m: Bus
     log.warn('bus.message_malformed', { topic: m.topic, offset: m.offset, error: 'announce without worker_id' })
     return
   }
+  if (workerId.length > MAX_WORKER_ID_CHARS || !(workerId as unknown as { isWellFormed(): boolean }).isWellFormed()) {
+    log.warn('bus.message_malformed', { topic: m.topic, offset: m.offset, error: `announce with a worker_id of ${workerId.length} characters (at most ${MAX_WORKER_ID_CHARS}, well-formed Unicode)` })
+    return
+  }
   const now = clock.now()
   if (p['kind'] === 'WORKER_ONLINE') {
     const caps = p['capabilities'] as { roles?: unknown } | undefined
-    const roles = Array.isArray(caps?.roles)
-      ? caps.roles.filter((r): r is string => typeof r === 'string')
-      : typeof p['type'] === 'string'
-        ? p['type'].split(',').filter(Boolean)
-        : []
+    const roles = (
+      Array.isArray(caps?.roles)
+        ? caps.roles.filter((r): r is string => typeof r === 'string')
+        : typeof p['type'] === 'string'
+          ? p['type'].split(',').filter(Boolean)
+          : []
+    )
+      .filter((r) => r.length <= MAX_ROLE_CHARS)
+      .slice(0, MAX_ROLES)
     const capacity = (p['capacity'] as { tasks?: unknown } | undefined)?.tasks
     const info: WorkerInfo = {
       worker_id: workerId,
       roles,
       capacity: typeof capacity === 'number' && Number.isFinite(capacity) ? capacity : 1,
-      version: typeof p['version'] === 'string' ? p['version'] : '',
+      version: typeof p['version'] === 'string' ? p['version'].slice(0, MAX_VERSION_CHARS) : '',
       status: 'online',
       last_seen_ms: now,
     }
     seen?.(info)
     await store.upsertWorker(info)
   } else if (p['kind'] === 'WORKER_OFFLINE') {
-    const known = (await store.listWorkers()).find((w) => w.worker_id === workerId)
-    const info: WorkerInfo = { worker_id: workerId, roles: known?.roles ?? [], capacity: known?.capacity ?? 0, version: known?.version ?? '', status: 'offline', last_seen_ms: now }
+    // What an earlier announce said (in memory); the registry is read only for a worker this
+    // coordinator has not heard from (it started after the worker's announce).
+    const prev = known?.(workerId) ?? (await store.listWorkers()).find((w) => w.worker_id === workerId)
+    const info: WorkerInfo = { worker_id: workerId, roles: prev?.roles ?? [], capacity: prev?.capacity ?? 0, version: prev?.version ?? '', status: 'offline', last_seen_ms: now }
     seen?.(info)
     await store.upsertWorker(info)
   }

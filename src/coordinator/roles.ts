@@ -22,7 +22,7 @@ export const MAX_KNOWN_WORKERS = 4096
 
 export class LiveRoles {
   /** By worker id, the most recently heard last (a worker heard again moves to the end). */
-  readonly #workers = new Map<string, { roles: string[]; online: boolean; seen: number }>()
+  readonly #workers = new Map<string, { roles: string[]; online: boolean; seen: number; capacity: number; version: string }>()
   readonly #livenessMs: number
 
   constructor(livenessMs: number) {
@@ -34,11 +34,18 @@ export class LiveRoles {
   }
 
   /** A worker announced itself (online or going offline). */
-  seen(w: Pick<WorkerInfo, 'worker_id' | 'roles' | 'status' | 'last_seen_ms'>): void {
+  seen(w: Pick<WorkerInfo, 'worker_id' | 'roles' | 'status' | 'last_seen_ms'> & Partial<Pick<WorkerInfo, 'capacity' | 'version'>>): void {
     const cur = this.#workers.get(w.worker_id)
     if (cur !== undefined && cur.seen > w.last_seen_ms) return
     this.#workers.delete(w.worker_id)
-    this.#workers.set(w.worker_id, { roles: w.roles.length > 0 || cur === undefined ? w.roles : cur.roles, online: w.status === 'online', seen: w.last_seen_ms })
+    const known = w.roles.length > 0 || cur === undefined
+    this.#workers.set(w.worker_id, {
+      roles: known ? w.roles : cur.roles,
+      online: w.status === 'online',
+      seen: w.last_seen_ms,
+      capacity: w.capacity ?? cur?.capacity ?? 0,
+      version: w.version ?? cur?.version ?? '',
+    })
     if (this.#workers.size > MAX_KNOWN_WORKERS) this.#prune(w.last_seen_ms)
   }
 
@@ -50,6 +57,12 @@ export class LiveRoles {
       if (this.#workers.size <= target) break
       this.#workers.delete(id)
     }
+  }
+
+  /** What is known of a worker (its roles, capacity and version), if it was heard from. */
+  get(workerId: string): Pick<WorkerInfo, 'roles' | 'capacity' | 'version'> | undefined {
+    const w = this.#workers.get(workerId)
+    return w === undefined ? undefined : { roles: w.roles, capacity: w.capacity, version: w.version }
   }
 
   /** Roles served by a worker online and heard from within the liveness window. */
