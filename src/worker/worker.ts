@@ -76,6 +76,10 @@ export class Worker {
       throw new FlowkitError(ErrorCode.Config, 'worker config: concurrency must be an integer >= 1')
     }
     this.workerId = this.config.workerId ?? `w-${hostname()}-${randomUUID().slice(0, 8)}`
+    if (this.workerId === '' || this.workerId.length > 256 || !(this.workerId as unknown as { isWellFormed(): boolean }).isWellFormed()) {
+      // (A coordinator refuses the announces of a longer one.)
+      throw new FlowkitError(ErrorCode.Config, `worker config: workerId must be 1 to 256 characters of well-formed Unicode, got ${this.workerId.length} characters`)
+    }
     const clock = options.clock ?? new SystemClock()
     this.#obs = WorkerObservability.create(options, clock)
     const baseLog = (options.logger ?? createLogger()).child({ component: 'worker', worker_id: this.workerId })

@@ -57,3 +57,10 @@ test('a WORKER_OFFLINE of a worker this coordinator heard from keeps its roles a
   assert.equal(listings, 1)
   assert.deepEqual((await inner.listWorkers()).find((x) => x.worker_id === 'w2')?.roles, ['c'])
 })
+
+test('a worker whose configured id coordinators would refuse does not start: a clear config error', async () => {
+  const { MemoryBus, Worker } = await import('flowkit')
+  const handlers = { a: { async processBatch() { return {} } } }
+  assert.throws(() => new Worker({ bus: new MemoryBus(), store: new MemoryStore(), handlers, config: { workerId: 'w'.repeat(257) } }), /workerId must be 1 to 256 characters/)
+  assert.throws(() => new Worker({ bus: new MemoryBus(), store: new MemoryStore(), handlers, config: { workerId: '' } }), /workerId must be 1 to 256 characters/)
+})
