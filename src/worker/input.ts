@@ -211,7 +211,9 @@ export async function* pullArtifacts(ctx: PullContext, spec: AdapterSpec): Async
       if (done.has(from) || closing.has(from) || ended.has(from)) continue
       const view = await ctx.store.getRunView(ctx.taskId, from)
       const st = view?.node?.status
-      if (st === 'failed' || st === 'cancelled' || st === 'skipped') {
+      // A task or upstream node the store does not know (a forged or stray START, a wiped store)
+      // will never write: the input ends rather than holding this run's slot for ever.
+      if (view === null || view.node === null || st === 'failed' || st === 'cancelled' || st === 'skipped') {
         ended.add(from)
         ending = true
       } else if (st === 'finished') {

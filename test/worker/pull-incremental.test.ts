@@ -53,3 +53,28 @@ test('a consumer keeping up with a stream lists each new artifact about once, no
   // Whole-window polls would list n²/2 = 2,000,000; incremental ones about 2 per poll.
   assert.ok(listed <= 5 * n, `${listed} artifacts listed for a stream of ${n}`)
 })
+
+test('a pull input whose task or upstream node the store does not know ends (a stray or forged START held its worker slot for ever)', async () => {
+  const store = new MemoryStore()
+  await store.createTask(
+    makeTaskDoc({
+      id: 't-known',
+      graph: { schema_version: '1.0', nodes: [makeNodeSpec('map', 'map')], edges: [], edges_ex: [] },
+      nodes: { map: makeNodeState('map', 'map', { status: 'running', attempt_epoch: 1 }) },
+    }),
+  )
+  const abort = new AbortController()
+  try {
+    for (const [taskId, from] of [['ghost', 'up'], ['t-known', 'nowhere']] as const) {
+      const got: unknown[] = []
+      const gen = pullArtifacts(
+        { store, clock: new SystemClock(), taskId, consumerNode: 'map', epoch: 1, signal: abort.signal, maxBackoffMs: 5 },
+        { name: 'pull.from_artifacts', fromNodes: [from], pollMs: 1 },
+      )
+      for await (const a of gen) got.push(a)
+      assert.deepEqual(got, [], `${taskId}/${from}`)
+    }
+  } finally {
+    abort.abort()
+  }
+})
