@@ -244,7 +244,8 @@ export async function devCommand(argv: readonly string[], base: CommandBase, nam
       if (base.out.json) base.out.doc({ event: 'dev.ready', roles: Object.keys(handlers), concurrency, dashboard: rt.dashboardUrl })
       else base.out.line(`flowkit ${name}: coordinator and worker running in this process (roles ${roles}; concurrency ${concurrency}); Ctrl-C stops`)
       await untilAborted(base.signal)
-      if (!base.out.json) base.out.line(`flowkit ${name}: stopped`)
+      if (base.out.json) base.out.doc({ event: 'dev.stopped' })
+      else base.out.line(`flowkit ${name}: stopped`)
       return EXIT.ok
     }
     let id: string

@@ -53,7 +53,7 @@ exit codes: 0 ok, 1 task failed / invalid graph / refused, 2 usage or config err
 
 export const COMMAND_HELP: Record<string, string> = {
   dev: `usage: flowkit dev [--handlers <module>] [--graph <graph.json>] [--params <p.json>] [--concurrency <n>]
-                  [--ui-port <n>] [--ui-host <addr>] [--no-ui] [--keep]
+                  [--functions <module>] [--config <file>] [--ui-port <n>] [--ui-host <addr>] [--no-ui] [--keep]
 
 Runs a coordinator and a worker in this process on the embedded runtime (memory bus + memory store),
 and the web dashboard next to them (its URL is printed; it stops with the runtime).

@@ -48,11 +48,12 @@ export function makeOut(json: boolean, streams: OutStreams = { stdout: process.s
     get isTTY() {
       return stdout.isTTY === true
     },
+    // (A terminal that reports 0, as `script` and some container terminals do, gets the default.)
     get columns() {
-      return stdout.columns ?? 120
+      return stdout.columns || 120
     },
     get rows() {
-      return stdout.rows ?? 40
+      return stdout.rows || 40
     },
   }
 }

@@ -93,6 +93,18 @@ describe('flowkit dev', () => {
     }
   })
 
+  test('--json without --graph: dev.ready, then dev.stopped on SIGINT (as ui and coordinator do)', async () => {
+    const p = new CliProcess(['dev', '--json', '--no-ui', '--handlers', HANDLERS])
+    try {
+      await p.waitOut(/"event":"dev\.ready"/)
+      const r = await p.stop('SIGINT')
+      assert.equal(r.code, 0, p.stderr)
+      assert.deepEqual(jsonLines(p.stdout).map((e) => e['event']), ['dev.ready', 'dev.stopped'])
+    } finally {
+      p.kill()
+    }
+  })
+
   test('--keep: once the task ended the runtime stays up until SIGINT; the exit code is still the task\'s', async () => {
     const p = new CliProcess(['dev', '--keep', '--no-ui', '--handlers', HANDLERS, '--graph', join(FIXTURES, 'failing.json')])
     try {

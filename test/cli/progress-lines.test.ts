@@ -40,3 +40,14 @@ test('a node that finished after a failed attempt shows retried_after=<reason>, 
     await rt.stop()
   }
 })
+
+test('a terminal that reports 0 rows or columns (script, some container terminals) is drawn at the default size, not cut to nothing', async () => {
+  const { makeOut } = await import('../../src/cli/output.ts')
+  const { PassThrough } = await import('node:stream')
+  const stdout = Object.assign(new PassThrough(), { isTTY: true, columns: 0, rows: 0 })
+  const out = makeOut(false, { stdout, stderr: new PassThrough() })
+  assert.equal(out.columns, 120)
+  assert.equal(out.rows, 40)
+  const sized = makeOut(false, { stdout: Object.assign(new PassThrough(), { isTTY: true, columns: 80, rows: 24 }), stderr: new PassThrough() })
+  assert.deepEqual([sized.columns, sized.rows], [80, 24])
+})
