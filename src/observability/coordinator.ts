@@ -56,6 +56,11 @@ export class CoordinatorObservability {
   readonly #tasks = new Map<string, TaskRec>()
   /** Headers of recently ended attempts by `key@epoch`: a command sent after its attempt ended (the cancel of a lost lease's holder) carries its own attempt's context. */
   readonly #endedHeaders = new RecentMap<string, Record<string, string>>(1024)
+  /**
+   * Traced tasks that ended, for the trace ids of the log records that follow their end (the
+   * task's end is logged once its entry is durable, after the entry ended its spans here).
+   */
+  readonly #ended = new RecentMap<string, TaskRec>(4096)
   /** Live attempts by message key (task_id:node_id), for the headers of their commands. */
   readonly #byKey = new Map<string, AttemptRec>()
   #parts: CoordinatorParts | null = null
@@ -103,7 +108,7 @@ export class CoordinatorObservability {
   }
 
   #traceOf(taskId: string, nodeId: string | undefined): TraceFields | undefined {
-    const t = this.#tasks.get(taskId)
+    const t = this.#tasks.get(taskId) ?? this.#ended.get(taskId)
     if (t === undefined) return undefined
     const a = nodeId === undefined ? undefined : t.attempts.get(nodeId)
     if (a?.span != null) {
@@ -270,6 +275,7 @@ export class CoordinatorObservability {
       if (t.span.isRecording()) t.span.setAttribute('flowkit.task.status', status)
       if (status === 'failed') t.span.setStatus({ code: SpanStatusCode.ERROR, message: error ?? 'failed' })
       t.span.end(at)
+      this.#ended.set(t.id, t)
     }
     this.#tasks.delete(t.id)
   }

@@ -138,6 +138,10 @@ test('spans per task, node attempt and worker run; the run is a child of its att
     assert.equal(done?.fields['trace_id'], traceId)
     const accepted = logger.records.find((r) => r.event === 'node.accepted' && r.fields['component'] === 'coordinator' && r.fields['node_id'] === 'sink')
     assert.equal(accepted?.fields['span_id'], attempt('sink', 1).spanContext().spanId)
+    // The task's end too (logged once its entry is durable, after the entry ended the task span).
+    const ended = logger.records.find((r) => r.event === 'task.finished')
+    assert.equal(ended?.fields['trace_id'], traceId)
+    assert.equal(ended?.fields['span_id'], task.spanContext().spanId)
   } finally {
     await w.stop()
     await c.stop()
