@@ -54,7 +54,9 @@ export async function readJson(req: IncomingMessage, maxBytes = 64 * 1024): Prom
   for await (const chunk of req) {
     const b = chunk as Buffer
     size += b.length
-    if (size > maxBytes) throw new HttpError(413, `request body over ${maxBytes} bytes`)
+    // The rest of the body is not read: the connection closes after the answer (kept alive, its
+    // next request would be read from the middle of this body).
+    if (size > maxBytes) throw new HttpError(413, `request body over ${maxBytes} bytes`, { connection: 'close' })
     chunks.push(b)
   }
   if (size === 0) return {}

@@ -20,14 +20,26 @@ import { HttpError, SECURITY_HEADERS } from './http.ts'
 const HEARTBEAT_MS = 15_000
 const TERMINAL: ReadonlySet<string> = new Set(['finished', 'failed', 'cancelled'])
 
+/** The response's connection is gone (closed or destroyed). */
+export function streamGone(res: ServerResponse): boolean {
+  return res.destroyed || res.socket === null || res.socket.destroyed
+}
+
 export class SseStream {
   readonly #res: ServerResponse
-  readonly #heartbeat: ReturnType<typeof setInterval>
+  #heartbeat: ReturnType<typeof setInterval> | null = null
   readonly #onClose: (() => void)[] = []
   #closed = false
 
   constructor(res: ServerResponse) {
     this.#res = res
+    // A client that left while the stream was being prepared (a store read before it): its close
+    // has fired already, so a close listener would never run. It is closed from the start (whoever
+    // registers onClose is called at once), nothing is written to it, nothing sent to it later.
+    if (streamGone(res)) {
+      this.#closed = true
+      return
+    }
     res.writeHead(200, {
       ...SECURITY_HEADERS,
       'content-type': 'text/event-stream; charset=utf-8',
@@ -66,7 +78,7 @@ export class SseStream {
   #closeNow(): void {
     if (this.#closed) return
     this.#closed = true
-    clearInterval(this.#heartbeat)
+    if (this.#heartbeat !== null) clearInterval(this.#heartbeat)
     for (const fn of this.#onClose.splice(0)) fn()
   }
 }
@@ -99,6 +111,7 @@ export interface TaskStreamOptions {
 export async function streamTask(ctx: ApiContext, id: string, res: ServerResponse, options: TaskStreamOptions): Promise<void> {
   if ((await ctx.coordinator.getTask(id)) === null) throw new HttpError(404, `task ${id} not found`)
   const sse = new SseStream(res)
+  if (sse.closed) return
   options.streams.add(sse)
   const ac = new AbortController()
   sse.onClose(() => {
@@ -201,6 +214,7 @@ export class LiveHub {
   async add(_req: IncomingMessage, res: ServerResponse): Promise<void> {
     await this.#ctx.index.ensureFresh()
     const sse = new SseStream(res)
+    if (sse.closed) return
     this.#clients.add(sse)
     sse.onClose(() => this.#clients.delete(sse))
     sse.send('tasks', this.#tasksEvent())
