@@ -23,9 +23,30 @@ export interface SpawnResult {
   stderr: string
 }
 
-function tail(chunks: Buffer[], max: number): string {
-  const all = Buffer.concat(chunks)
-  return (all.length > max ? all.subarray(all.length - max) : all).toString('utf8')
+/**
+ * The last `max` bytes of a stream, kept as it comes: chunks that the newer ones push out of the
+ * tail are dropped at once, so a child writing gigabytes holds about `max` bytes (plus one chunk)
+ * of the worker's memory, not all it wrote.
+ */
+class Tail {
+  readonly #max: number
+  readonly #chunks: Buffer[] = []
+  #bytes = 0
+
+  constructor(max: number) {
+    this.#max = max
+  }
+
+  push(b: Buffer): void {
+    this.#chunks.push(b)
+    this.#bytes += b.length
+    while (this.#chunks.length > 1 && this.#bytes - (this.#chunks[0] as Buffer).length >= this.#max) this.#bytes -= (this.#chunks.shift() as Buffer).length
+  }
+
+  text(): string {
+    const all = Buffer.concat(this.#chunks)
+    return (all.length > this.#max ? all.subarray(all.length - this.#max) : all).toString('utf8')
+  }
 }
 
 /**
@@ -62,8 +83,8 @@ export function spawnInGroup(command: string, args: readonly string[], signal: A
       detached: true, // own process group: -pid reaches the whole tree
       stdio: ['pipe', 'pipe', 'pipe'],
     })
-    const out: Buffer[] = []
-    const err: Buffer[] = []
+    const out = new Tail(max)
+    const err = new Tail(max)
     child.stdout.on('data', (b: Buffer) => out.push(b))
     child.stderr.on('data', (b: Buffer) => err.push(b))
     let killTimer: NodeJS.Timeout | null = null
@@ -99,7 +120,7 @@ export function spawnInGroup(command: string, args: readonly string[], signal: A
         reject(signal.reason ?? new CancelledRunError('cancelled'))
         return
       }
-      const result: SpawnResult = { code, signal: sig, stdout: tail(out, max), stderr: tail(err, max) }
+      const result: SpawnResult = { code, signal: sig, stdout: out.text(), stderr: err.text() }
       if (stdinError !== null && code !== 0) {
         const input = options.input ?? ''
         const how = sig !== null ? `was killed by ${sig}` : `exited with code ${code}`

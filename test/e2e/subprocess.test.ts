@@ -68,3 +68,20 @@ describe('subprocesses', () => {
     }
   })
 })
+
+test('a subprocess writing far more than maxOutputBytes: the worker holds about that much, not all it wrote (300 MB kept in memory before)', async () => {
+  const { spawnInGroup } = await import('../../src/worker/subprocess.ts')
+  let peak = 0
+  const sample = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage().arrayBuffers)
+  }, 5)
+  try {
+    const r = await spawnInGroup('sh', ['-c', "head -c 300000000 /dev/zero | tr '\\0' x; printf END"], new AbortController().signal, { maxOutputBytes: 1024 })
+    assert.equal(r.code, 0)
+    assert.equal(r.stdout.length, 1024)
+    assert.ok(r.stdout.endsWith('xxxEND'))
+  } finally {
+    clearInterval(sample)
+  }
+  assert.ok(peak < 100_000_000, `peak external memory ${Math.round(peak / 1e6)} MB while the child wrote 300 MB`)
+})
