@@ -11,7 +11,8 @@ import type { Logger } from '../log.ts'
 import type { Bus, BusMessage } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { Store, WorkerInfo } from '../ports/store.ts'
-import { dedupId, encode, makeEnvelope } from '../protocol/messages.ts'
+import { MAX_WORKER_ID_CHARS, dedupId, encode, makeEnvelope } from '../protocol/messages.ts'
+import { isWellFormed } from '../util/text.ts'
 import { parseEnvelope, parseReply } from '../protocol/parse.ts'
 import type { Engine } from './engine.ts'
 import type { TaskRuntime } from './runtime.ts'
@@ -112,8 +113,7 @@ export class Discovery {
   }
 }
 
-/** Longest worker id, role name and version an announce may carry, and most roles. */
-const MAX_WORKER_ID_CHARS = 256
+/** Longest role name and version an announce may carry, and most roles (worker id: MAX_WORKER_ID_CHARS). */
 const MAX_ROLE_CHARS = 256
 const MAX_ROLES = 256
 const MAX_VERSION_CHARS = 128
@@ -142,7 +142,7 @@ export async function onAnnounce(
     log.warn('bus.message_malformed', { topic: m.topic, offset: m.offset, error: 'announce without worker_id' })
     return
   }
-  if (workerId.length > MAX_WORKER_ID_CHARS || !(workerId as unknown as { isWellFormed(): boolean }).isWellFormed()) {
+  if (workerId.length > MAX_WORKER_ID_CHARS || !isWellFormed(workerId)) {
     log.warn('bus.message_malformed', { topic: m.topic, offset: m.offset, error: `announce with a worker_id of ${workerId.length} characters (at most ${MAX_WORKER_ID_CHARS}, well-formed Unicode)` })
     return
   }

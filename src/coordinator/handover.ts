@@ -113,8 +113,10 @@ export async function acquire(d: HandoverDeps, partitions: ReadonlySet<number>, 
     // kept here they would never be resumed: no timers, no commands, their nodes stuck).
     // (Dropped with nothing unwritten: an event applied to one meanwhile is written first.)
     const held = (): TaskRuntime[] => loaded.filter((rt) => d.engine.tasks.get(rt.id) === rt)
-    await d.barrier().catch(() => undefined)
-    for (let i = 0; i < 5 && held().some((rt) => rt.dirty); i++) await d.barrier().catch(() => undefined)
+    for (let i = 0; i < 5; i++) {
+      await d.barrier().catch(() => undefined)
+      if (!held().some((rt) => rt.dirty)) break
+    }
     for (const rt of held()) d.drop(rt)
     gate.until(null)
     throw err

@@ -161,6 +161,9 @@ export interface SigCancel {
 /** Length of every dedup id (and cancel token) flowkit makes. */
 export const DEDUP_ID_LENGTH = 40
 
+/** Longest worker id (a coordinator refuses the announces of a longer one; a Worker will not start with one). */
+export const MAX_WORKER_ID_CHARS = 256
+
 /** Stable dedup id: hex hash of the canonical JSON of the fields that identify the message. */
 export function dedupId(parts: Record<string, unknown>): string {
   return sha256HexPrefix(canonicalJson(parts), DEDUP_ID_LENGTH)

@@ -21,7 +21,7 @@ const HEARTBEAT_MS = 15_000
 const TERMINAL: ReadonlySet<string> = new Set(['finished', 'failed', 'cancelled'])
 
 /** The response's connection is gone (closed or destroyed). */
-export function streamGone(res: ServerResponse): boolean {
+function streamGone(res: ServerResponse): boolean {
   return res.destroyed || res.socket === null || res.socket.destroyed
 }
 

@@ -12,6 +12,7 @@ import { redactText } from '../log.ts'
 import { type BusRecord, isTextLater } from '../ports/bus.ts'
 import type { Batch, BatchResult, FinalizeResult } from './handler.ts'
 import { MAX_EVENT_VALUE_DEPTH, deeperThan } from '../protocol/parse.ts'
+import { isWellFormed } from '../util/text.ts'
 import { handOver } from '../ports/store-rules.ts'
 
 /**
@@ -145,7 +146,7 @@ export function checkFinalizeResult(res: unknown): FinalizeResult {
  */
 export function checkBatchUid(label: string, uid: string): void {
   if (uid.length > MAX_BATCH_UID_CHARS) throw bad(label, `batch_uid is ${uid.length} characters long, more than ${MAX_BATCH_UID_CHARS} (it goes in every event and artifact of the batch)`)
-  if (!(uid as unknown as { isWellFormed(): boolean }).isWellFormed()) throw bad(label, `batch_uid ${JSON.stringify(uid)} is not well-formed Unicode (a lone surrogate): it cannot be stored as UTF-8`)
+  if (!isWellFormed(uid)) throw bad(label, `batch_uid ${JSON.stringify(uid)} is not well-formed Unicode (a lone surrogate): it cannot be stored as UTF-8`)
 }
 
 /** Checks one batch of iterBatches (or loadInput's single batch); `index` counts from 0. */

@@ -21,7 +21,8 @@ import { WorkerObservability } from '../observability/worker.ts'
 import type { Bus, Subscription } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { Store, WorkerRun } from '../ports/store.ts'
-import { dedupId, encode, makeEnvelope, messageKey } from '../protocol/messages.ts'
+import { MAX_WORKER_ID_CHARS, dedupId, encode, makeEnvelope, messageKey } from '../protocol/messages.ts'
+import { isWellFormed } from '../util/text.ts'
 import { parkPoison } from '../util/guard.ts'
 import { StopSteps } from '../util/stop-steps.ts'
 import { CancelledRunError, WORKER_STOPPING_REASON } from './cancel.ts'
@@ -76,9 +77,9 @@ export class Worker {
       throw new FlowkitError(ErrorCode.Config, 'worker config: concurrency must be an integer >= 1')
     }
     this.workerId = this.config.workerId ?? `w-${hostname()}-${randomUUID().slice(0, 8)}`
-    if (this.workerId === '' || this.workerId.length > 256 || !(this.workerId as unknown as { isWellFormed(): boolean }).isWellFormed()) {
+    if (this.workerId === '' || this.workerId.length > MAX_WORKER_ID_CHARS || !isWellFormed(this.workerId)) {
       // (A coordinator refuses the announces of a longer one.)
-      throw new FlowkitError(ErrorCode.Config, `worker config: workerId must be 1 to 256 characters of well-formed Unicode, got ${this.workerId.length} characters`)
+      throw new FlowkitError(ErrorCode.Config, `worker config: workerId must be 1 to ${MAX_WORKER_ID_CHARS} characters of well-formed Unicode, got ${this.workerId.length} characters`)
     }
     const clock = options.clock ?? new SystemClock()
     this.#obs = WorkerObservability.create(options, clock)
