@@ -90,8 +90,26 @@ function checkRef(label: string, v: unknown): Record<string, unknown> | undefine
   return ref
 }
 
+/**
+ * Runs the check `fn` of a handler's result: an exception from reading the result itself (a getter
+ * that throws, a Proxy) is a malformed result, permanent like the others (not a handler error that
+ * a retry might cure: the same code builds the same object again).
+ */
+function reading<T>(label: string, fn: () => T): T {
+  try {
+    return fn()
+  } catch (err) {
+    if (err instanceof HandlerResultError) throw err
+    throw new HandlerResultError(`${label} could not be read: ${errorMessage(err)}`, 'bad_handler_result', { cause: err })
+  }
+}
+
 /** Checks what processBatch returned; `undefined` (nothing) is an empty success. */
 export function checkBatchResult(res: unknown): BatchResult {
+  return reading('processBatch result', () => batchResult(res))
+}
+
+function batchResult(res: unknown): BatchResult {
   const label = 'processBatch result'
   if (res === undefined || res === null) return {}
   if (!isObject(res)) throw new HandlerResultError(`${label} must be an object (or nothing), got ${describe(res)}`, 'bad_handler_result')
@@ -125,6 +143,10 @@ export function checkBatchResult(res: unknown): BatchResult {
 
 /** Checks what finalize returned; `undefined` (nothing) is an empty result. */
 export function checkFinalizeResult(res: unknown): FinalizeResult {
+  return reading('finalize result', () => finalizeResult(res))
+}
+
+function finalizeResult(res: unknown): FinalizeResult {
   const label = 'finalize result'
   if (res === undefined || res === null) return {}
   if (!isObject(res)) throw new HandlerResultError(`${label} must be an object (or nothing), got ${describe(res)}`, 'bad_handler_result')

@@ -55,6 +55,38 @@ test('artifacts_ref nested too deep or not JSON fails the node at once with bad_
   assert.equal(asked, 0)
 })
 
+test('a result whose metrics, meta or fields throw when read (a getter) fails the node at once with bad_handler_result, as a meta does', async () => {
+  let asked = 0
+  const boom = (): never => {
+    throw new Error('getter exploded')
+  }
+  const results: Record<string, () => Record<string, unknown>> = {
+    metrics: () => ({ metrics: Object.defineProperty({}, 'rows', { enumerable: true, get: boom }) }),
+    meta: () => ({ meta: Object.defineProperty({}, 'rows', { enumerable: true, get: boom }) }),
+    success: () => Object.defineProperty({ metrics: { rows: 1 } }, 'success', { enumerable: true, get: boom }),
+    finalize: () => ({}),
+  }
+  for (const [what, make] of Object.entries(results)) {
+    const h: RoleHandler = {
+      async processBatch() {
+        return make()
+      },
+      ...(what === 'finalize' ? { async finalize() { return { metrics: Object.defineProperty({}, 'rows', { enumerable: true, get: boom }) } } } : {}),
+      classifyError() {
+        asked++
+        return { permanent: false, reasonCode: 'transient' }
+      },
+    }
+    const t = await runOne(h)
+    const n = t.nodes[0]
+    assert.equal(t.status, 'failed', `${what}: ${JSON.stringify(n?.last_error)}`)
+    assert.equal(n?.attempt_epoch, 1, `${what}: not retried`)
+    assert.equal(n?.last_error?.reason_code, 'bad_handler_result', what)
+    assert.match(n?.last_error?.error ?? '', /getter exploded/, what)
+  }
+  assert.equal(asked, 0)
+})
+
 test('a meta object the handler reuses for its next batch: each partial artifact holds its own batch', async () => {
   const rows: number[] = []
   const meta = { rows }
