@@ -91,22 +91,21 @@ function checkRef(label: string, v: unknown): Record<string, unknown> | undefine
 }
 
 /**
- * Runs the check `fn` of a handler's result: an exception from reading the result itself (a getter
- * that throws, a Proxy) is a malformed result, permanent like the others (not a handler error that
- * a retry might cure: the same code builds the same object again).
+ * An exception from reading a handler's result itself (a getter that throws, a Proxy) makes it a
+ * malformed result, permanent like the others (not a handler error that a retry might cure: the
+ * same code builds the same object again).
  */
-function reading<T>(label: string, fn: () => T): T {
-  try {
-    return fn()
-  } catch (err) {
-    if (err instanceof HandlerResultError) throw err
-    throw new HandlerResultError(`${label} could not be read: ${errorMessage(err)}`, 'bad_handler_result', { cause: err })
-  }
+function unreadable(label: string, err: unknown): HandlerResultError {
+  return err instanceof HandlerResultError ? err : new HandlerResultError(`${label} could not be read: ${errorMessage(err)}`, 'bad_handler_result', { cause: err })
 }
 
 /** Checks what processBatch returned; `undefined` (nothing) is an empty success. */
 export function checkBatchResult(res: unknown): BatchResult {
-  return reading('processBatch result', () => batchResult(res))
+  try {
+    return batchResult(res)
+  } catch (err) {
+    throw unreadable('processBatch result', err)
+  }
 }
 
 function batchResult(res: unknown): BatchResult {
@@ -143,7 +142,11 @@ function batchResult(res: unknown): BatchResult {
 
 /** Checks what finalize returned; `undefined` (nothing) is an empty result. */
 export function checkFinalizeResult(res: unknown): FinalizeResult {
-  return reading('finalize result', () => finalizeResult(res))
+  try {
+    return finalizeResult(res)
+  } catch (err) {
+    throw unreadable('finalize result', err)
+  }
 }
 
 function finalizeResult(res: unknown): FinalizeResult {
