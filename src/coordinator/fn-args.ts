@@ -9,7 +9,7 @@
  */
 import type { FnArgsCheck, FnArgsReport } from '../graph/parse-context.ts'
 import { useBuiltinFnArgsChecks } from '../graph/builder.ts'
-import { fromNodes } from './functions.ts'
+import { MERGE_SUMMARY_FIELDS, fromNodes } from './functions.ts'
 import { VARS_FUNCTIONS, varsArgsProblem } from './vars.ts'
 import { describeType } from './vars-rules.ts'
 
@@ -28,6 +28,8 @@ const mergeGeneric: FnArgsCheck = (args) => {
   const t = args['target']
   if (given(t) && !(isObj(t) && (t['key'] === undefined || typeof t['key'] === 'string'))) {
     r.problems.push({ path: '.target', message: 'target must be an object, its key (if any) a string' })
+  } else if (isObj(t) && typeof t['key'] === 'string' && MERGE_SUMMARY_FIELDS.includes(t['key'])) {
+    r.problems.push({ path: '.target.key', message: `target.key ${JSON.stringify(t['key'])} is one of merge.generic's summary fields (${MERGE_SUMMARY_FIELDS.join(', ')}): the merged items would be lost under it` })
   }
   return r
 }

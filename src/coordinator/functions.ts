@@ -58,6 +58,9 @@ async function upstreamArtifacts(ctx: CoordinatorFnContext, nodes: string[]): Pr
   return out
 }
 
+/** The fields merge.generic writes beside its merged items (its `target.key` cannot be one). */
+export const MERGE_SUMMARY_FIELDS: readonly string[] = ['from_nodes', 'count', 'merged_from', 'complete_nodes', 'partial_batches', 'distinct_batch_uids']
+
 /**
  * Merges the upstream artifacts' metas under `target.key` (default "merged") into this node's
  * complete artifact, with the seed's summary fields beside them (`merged_from`, `complete_nodes`,
@@ -71,6 +74,8 @@ const mergeGeneric: CoordinatorFn = async (ctx) => {
     target !== null && typeof target === 'object' && typeof (target as Record<string, unknown>)['key'] === 'string'
       ? ((target as Record<string, unknown>)['key'] as string)
       : 'merged'
+  // Refused at submission too (fn-args.ts): a function registered under another name reaches here unchecked.
+  if (MERGE_SUMMARY_FIELDS.includes(key)) throw new PermanentError(`merge.generic: target.key ${JSON.stringify(key)} is one of its summary fields (${MERGE_SUMMARY_FIELDS.join(', ')})`, 'bad_fn_args')
   const artifacts = await upstreamArtifacts(ctx, nodes)
   const items = artifacts.map((a) => ({ node_id: a.node_id, batch_uid: a.batch_uid, meta: a.meta }))
   const completeNodes: string[] = []

@@ -32,6 +32,9 @@ describe('built-in coordinator function arguments at submission', () => {
         ['metrics.aggregate', { from_nodes: ['a'], metric: 3 }, 'nodes[1].io.fn_args.metric', /metric must be a non-empty string/],
         ['merge.generic', {}, 'nodes[1].io.fn_args', /merge.generic needs from_nodes/],
         ['merge.generic', { from_nodes: ['a'], target: 'x' }, 'nodes[1].io.fn_args.target', /target must be an object/],
+        // A summary field's name: the merged items were written over by the summary, the node finished.
+        ['merge.generic', { from_nodes: ['a'], target: { key: 'count' } }, 'nodes[1].io.fn_args.target.key', /target.key "count" is one of merge.generic's summary fields/],
+        ['merge.generic', { from_nodes: ['a'], target: { key: 'merged_from' } }, 'nodes[1].io.fn_args.target.key', /summary fields/],
         ['vars.set', { key: 'a..$b', value: 1 }, 'nodes[1].io.fn_args', /vars.set: invalid key "a..\$b"/],
         ['vars.set', { key: 'k' }, 'nodes[1].io.fn_args', /key "k" needs a value/],
         // A key "__proto__" is refused like any reserved segment (it was dropped silently).
