@@ -6,3 +6,11 @@
 export function isWellFormed(s: string): boolean {
   return (s as unknown as { isWellFormed(): boolean }).isWellFormed()
 }
+
+/** Cuts a text to `max` characters, saying how much was cut. */
+export function clip(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length - max} more characters cut)`
+}
+
+/** Longest error text a node keeps (its `last_error`) or a worker sends in a failure event (the rest is cut). */
+export const MAX_ERROR_CHARS = 8192

@@ -12,7 +12,7 @@ import { redactText } from '../log.ts'
 import { type BusRecord, isTextLater } from '../ports/bus.ts'
 import type { Batch, BatchResult, FinalizeResult } from './handler.ts'
 import { MAX_EVENT_VALUE_DEPTH, deeperThan } from '../protocol/parse.ts'
-import { isWellFormed } from '../util/text.ts'
+import { MAX_ERROR_CHARS, clip, isWellFormed } from '../util/text.ts'
 import { handOver } from '../ports/store-rules.ts'
 
 /**
@@ -30,8 +30,6 @@ export const BUS_RECORD_HEADROOM_BYTES = 1024
  */
 export const MAX_ARTIFACT_META_BYTES = 16 * 1024 * 1024 - 16 * 1024
 
-/** Longest error text put in a BATCH_FAILED / TASK_FAILED event (the rest is cut). */
-export const MAX_ERROR_CHARS = 8192
 /** Longest reason code put in an event. */
 export const MAX_REASON_CODE_CHARS = 200
 
@@ -245,10 +243,6 @@ export function failureText(err: unknown): string {
   return clip(redactText(text), MAX_ERROR_CHARS)
 }
 
-/** Cuts a text to `max` characters, saying how much was cut. */
-export function clip(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length - max} more characters cut)`
-}
 
 /**
  * At least the length of `JSON.stringify(v)` for a JSON-like value: a string counts 6 characters

@@ -46,7 +46,8 @@ export class Redactor {
   describe(err: unknown): string {
     const messages: string[] = []
     for (const e of flattenErrors(err)) {
-      const m = typeof e.message === 'string' ? e.message.trim() : ''
+      // Secrets out before the cut: a secret across the cut would keep its first part.
+      const m = typeof e.message === 'string' ? this.text(e.message.trim()) : ''
       const apiId = typeof e.apiId === 'string' ? ` (${e.apiId})` : ''
       const line = `${m.length > 300 ? `${m.slice(0, 300)}…` : m}${apiId}`
       if (line && !messages.includes(line)) messages.push(line)
