@@ -75,6 +75,7 @@ export async function resolveInput(
         epoch: info.attemptEpoch,
         signal,
         maxBackoffMs: core.config.pullEmptyBackoffMsMax,
+        warn: (event, fields) => core.log.warn(event, { ...ids, ...fields }),
       },
       spec,
     )

@@ -109,6 +109,8 @@ export interface PullContext {
   epoch: number
   signal: AbortSignal
   maxBackoffMs: number
+  /** Logs a warning of the consumer's run (an upstream meta without the list it reads). */
+  warn?: (event: string, fields: Record<string, unknown>) => void
 }
 
 /** Upstream artifacts as they appear, each claimed once for this consumer attempt. */
@@ -247,6 +249,7 @@ export async function* adapterBatches(ctx: PullContext, spec: AdapterSpec): Asyn
   const several = spec.fromNodes.length > 1
   const buffers = new Map<string, unknown[]>()
   const counts = new Map<string, number>()
+  const unlisted = new Set<string>()
   const chunk = (from: string, items: unknown[]): Batch => {
     const index = counts.get(from) ?? 0
     counts.set(from, index + 1)
@@ -259,6 +262,11 @@ export async function* adapterBatches(ctx: PullContext, spec: AdapterSpec): Asyn
     if (spec.metaListKey !== undefined) {
       const list = art.meta[spec.metaListKey]
       items = Array.isArray(list) ? list : []
+      // Adds no item: said once per upstream (a misspelt key would otherwise read as empty batches).
+      if (!Array.isArray(list) && !unlisted.has(art.node_id)) {
+        unlisted.add(art.node_id)
+        ctx.warn?.('worker.input_meta_list_missing', { from_node: art.node_id, batch_uid: art.batch_uid, meta_list_key: spec.metaListKey, found: list === undefined ? 'nothing' : list === null ? 'null' : typeof list })
+      }
     } else items = [art.meta]
     let buffer = buffers.get(art.node_id) ?? []
     for (const item of items) {

@@ -664,3 +664,33 @@ test('S-059 rechunk of several upstreams is deterministic: a retried rechunker g
     await rt.stop()
   }
 })
+
+test('rechunk of an upstream whose metas lack meta_list_key (a misspelt key) warns once per upstream, naming the key and what it found', async () => {
+  const logger = new MemoryLogger()
+  const c = consumer()
+  const rt = await startRuntime({ handlers: { good: numbers(range(0, 4), 2), bad: numbers(range(10, 6), 2, (items) => ({ rowz: items })) } })
+  const w = new Worker({ bus: rt.bus, store: rt.store, handlers: { consumer: c.handler }, logger, config: { ...rt.workerBase } })
+  rt.workers.push(w)
+  try {
+    await w.start()
+    const graph = {
+      nodes: [
+        { node_id: 'good', type: 'good' },
+        { node_id: 'bad', type: 'bad' },
+        { node_id: 'c', type: 'consumer', depends_on: ['good', 'bad'], io: { input_inline: rechunk({ from_nodes: ['good', 'bad'], size: 2, meta_list_key: 'items' }) } },
+      ],
+    }
+    const id = await rt.coordinator.createTask({ graph })
+    const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })
+    assert.equal(t.status, 'finished')
+    assert.equal(nodeOf(t, 'c').stats['count'], 4, 'only the good upstream has items')
+    const warned = logger.records.filter((r) => r.event === 'worker.input_meta_list_missing' && r.fields['task_id'] === id)
+    assert.deepEqual(
+      warned.map((r) => [r.level, r.fields['node_id'], r.fields['from_node'], r.fields['meta_list_key'], r.fields['found']]),
+      [['warn', 'c', 'bad', 'items', 'nothing']],
+      'once, for the upstream without the list (three of its metas lack it)',
+    )
+  } finally {
+    await rt.stop()
+  }
+})
