@@ -28,6 +28,7 @@ import type {
   TaskDoc,
   TaskStatus,
   VersionedTask,
+  PurgeCounts,
   WorkerInfo,
   WorkerStateDoc,
 } from '../ports/store.ts'
@@ -205,7 +206,7 @@ export class MongoStore implements Store {
   async outboxRequeue(id: string, now: number): Promise<boolean> {
     return (await this.#store()).outboxRequeue(id, now)
   }
-  async purgeBefore(cutoff: number): Promise<{ journal: number; outbox: number }> {
+  async purgeBefore(cutoff: number): Promise<PurgeCounts> {
     return (await this.#store()).purgeBefore(cutoff)
   }
   async purgeTasks(cutoff: number, limit: number): Promise<string[]> {

@@ -66,7 +66,7 @@ export async function sweep(signal: AbortSignal, d: SweepDeps): Promise<void> {
       if (now - lastPurge >= PURGE_EVERY_MS) {
         lastPurge = now
         const res = await d.store.purgeBefore(now - d.config.retentionSec * 1000)
-        if (res.journal > 0 || res.outbox > 0) d.log.info('coordinator.retention', res)
+        if (res.journal > 0 || res.outbox > 0 || res.workers > 0) d.log.info('coordinator.retention', { journal: res.journal, outbox: res.outbox, workers: res.workers })
       }
       if (taskRetentionMs > 0 && now - lastTaskPurge >= taskPurgeEveryMs) {
         lastTaskPurge = now

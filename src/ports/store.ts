@@ -125,6 +125,13 @@ export interface OutboxRow extends OutboxEnqueue {
   sent_at_ms: number | null
 }
 
+/** What purgeBefore deleted. */
+export interface PurgeCounts {
+  journal: number
+  outbox: number
+  workers: number
+}
+
 export interface WorkerInfo {
   worker_id: string
   roles: string[]
@@ -268,10 +275,12 @@ export interface Store {
   // ---- retention (servers without TTL indexes: done by the application)
   /**
    * Deletes journal entries written before `cutoff` (the coordinator rewrites the snapshot of an
-   * active task long before its entries get that old) and outbox rows sent before it (pending and
-   * dead-lettered rows are kept). Returns how many rows went.
+   * active task long before its entries get that old), outbox rows sent before it (pending and
+   * dead-lettered rows are kept), and the registry rows of workers last heard before it, with
+   * their run state (a live worker announces itself every `announceIntervalSec`). Returns how
+   * many rows went.
    */
-  purgeBefore(cutoff: number): Promise<{ journal: number; outbox: number }>
+  purgeBefore(cutoff: number): Promise<PurgeCounts>
   /**
    * Deletes up to `limit` tasks whose stored snapshot is terminal (finished, failed, cancelled)
    * with `finished_at_ms` before `cutoff`, oldest first, and everything stored for them: journal

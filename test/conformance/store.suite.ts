@@ -341,6 +341,23 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
           assert.deepEqual(left, [`${k}-failed`, `${k}-pending`], 'pending and dead-lettered rows are kept')
         }))
 
+      it('purgeBefore deletes the workers last heard before the cutoff, with their run state; later ones stay', () =>
+        withStore(async (store) => {
+          const k = uid('purge-w')
+          // Heard long ago (before any other test's workers, all at realistic times), and recently.
+          await store.upsertWorker(workerInfo(`${k}-gone`, { status: 'offline', last_seen_ms: 1_000 }))
+          await store.upsertWorker(workerInfo(`${k}-silent`, { status: 'online', last_seen_ms: 2_000 }))
+          await store.upsertWorker(workerInfo(`${k}-live`, { last_seen_ms: 9_000 }))
+          for (const id of ['gone', 'silent', 'live']) await store.saveWorkerState({ worker_id: `${k}-${id}`, active_runs: [], updated_at_ms: 1_000 })
+          const res = await store.purgeBefore(5_000)
+          assert.ok(res.workers >= 2, JSON.stringify(res))
+          const left = (await store.listWorkers()).filter((w) => w.worker_id.startsWith(k)).map((w) => w.worker_id)
+          assert.deepEqual(left, [`${k}-live`])
+          assert.equal(await store.getWorkerState(`${k}-gone`), null)
+          assert.equal(await store.getWorkerState(`${k}-silent`), null)
+          assert.equal((await store.getWorkerState(`${k}-live`))?.worker_id, `${k}-live`, 'a worker heard after the cutoff keeps its run state')
+        }))
+
       it('purgeTasks deletes ended tasks before the cutoff with everything stored for them, oldest first, up to the limit', () =>
         withStore(async (store) => {
           const k = uid('purge-task')

@@ -45,7 +45,7 @@ async function simulate(scanMs: number, simulatedMs: number, busyUntil = 0): Pro
     async purgeBefore() {
       purges++
       firstPurgeAt ??= clock.t - start
-      return { journal: 0, outbox: 0 }
+      return { journal: 0, outbox: 0, workers: 0 }
     },
   } as unknown as Store
   await sweep(stop.signal, {

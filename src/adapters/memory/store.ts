@@ -42,6 +42,7 @@ import type {
   TaskDoc,
   TaskStatus,
   VersionedTask,
+  PurgeCounts,
   WorkerInfo,
   WorkerStateDoc,
 } from '../../ports/store.ts'
@@ -152,12 +153,12 @@ export class MemoryStore implements Store {
     return this.#metrics.list(taskId, nodeId)
   }
 
-  async purgeBefore(cutoff: number): Promise<{ journal: number; outbox: number }> {
+  async purgeBefore(cutoff: number): Promise<PurgeCounts> {
     await this.#pace()
     const journal = this.#tasks.purgeJournal(cutoff)
     this.#attempts.purge(cutoff)
     const outbox = this.#outbox.purgeSent(cutoff)
-    return { journal, outbox }
+    return { journal, outbox, workers: this.#workers.purge(cutoff) }
   }
 
   async purgeTasks(cutoff: number, limit: number): Promise<string[]> {

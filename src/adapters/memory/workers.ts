@@ -28,4 +28,16 @@ export class MemoryWorkers {
     const s = this.#state.get(workerId)
     return s === undefined ? null : (JSON.parse(s) as WorkerStateDoc)
   }
+
+  /** Deletes the workers last heard before `cutoff`, with their run state; returns how many. */
+  purge(cutoff: number): number {
+    let n = 0
+    for (const [id, w] of this.#workers) {
+      if (!(w.last_seen_ms < cutoff)) continue
+      this.#workers.delete(id)
+      this.#state.delete(id)
+      n++
+    }
+    return n
+  }
 }

@@ -5,13 +5,30 @@
  */
 import { TERMINAL_TASK_STATUSES } from '../../model/state.ts'
 import * as outbox from './outbox.ts'
+import type { PurgeCounts } from '../../ports/store.ts'
 import { type Collections, num } from './schema.ts'
 
-export async function purgeBefore(c: Collections, cutoff: number): Promise<{ journal: number; outbox: number }> {
+export async function purgeBefore(c: Collections, cutoff: number): Promise<PurgeCounts> {
   const at = num(cutoff)
   const journal = (await c.journal.deleteMany({ at_ms: { $lt: at } })).deletedCount
   await c.attemptClaims.deleteMany({ claimed_at_ms: { $lt: at } })
-  return { journal, outbox: await outbox.purgeSent(c, at) }
+  const sent = await outbox.purgeSent(c, at)
+  return { journal, outbox: sent, workers: await purgeWorkers(c, at) }
+}
+
+/**
+ * The registry rows of workers last heard before `at`, then the run state of those that are still
+ * gone (one that announced itself in between keeps its row, which no longer matched, and its state).
+ */
+async function purgeWorkers(c: Collections, at: number | null): Promise<number> {
+  const old = { last_seen_ms: { $lt: at } }
+  const ids = (await c.workers.find(old, { projection: { _id: 1 } }).toArray()).map((d) => d['_id'] as string)
+  if (ids.length === 0) return 0
+  const deleted = (await c.workers.deleteMany({ _id: { $in: ids }, ...old })).deletedCount
+  const back = new Set((await c.workers.find({ _id: { $in: ids } }, { projection: { _id: 1 } }).toArray()).map((d) => d['_id'] as string))
+  const gone = ids.filter((id) => !back.has(id))
+  if (gone.length > 0) await c.workerState.deleteMany({ _id: { $in: gone } })
+  return deleted
 }
 
 /**

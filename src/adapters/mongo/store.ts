@@ -42,6 +42,7 @@ import type {
   TaskDoc,
   TaskStatus,
   VersionedTask,
+  PurgeCounts,
   WorkerInfo,
   WorkerStateDoc,
 } from '../../ports/store.ts'
@@ -189,7 +190,7 @@ export class MongoStore implements Store {
 
   // ---- retention
 
-  async purgeBefore(cutoff: number): Promise<{ journal: number; outbox: number }> {
+  async purgeBefore(cutoff: number): Promise<PurgeCounts> {
     this.#open()
     return this.#run('purgeBefore', (c) => retention.purgeBefore(c, cutoff))
   }
