@@ -17,6 +17,7 @@ import { Slots } from './slots.ts'
 import { emitStatus } from './status.ts'
 import { WORKER_STOPPING_REASON } from '../protocol/messages.ts'
 import { RecentSet } from '../util/recent.ts'
+import { isWellFormed } from '../util/text.ts'
 
 export class CommandIntake {
   readonly #core: WorkerCore
@@ -104,6 +105,7 @@ export class CommandIntake {
         node_id: env.node_id.slice(0, 200),
         error: bad,
       })
+      await this.#refuseIds(role, env, bad)
       return
     }
     const cmd = parseCommand(env.payload)
@@ -134,6 +136,20 @@ export class CommandIntake {
       default:
         log.info('worker.command_ignored', { task_id: env.task_id, node_id: env.node_id, cmd: cmd.value.cmd })
     }
+  }
+
+  /**
+   * A START this worker cannot run for its ids (a seed coordinator accepts node ids such as
+   * `extract.v2`, which build no store key here): it fails the attempt permanently on the bus
+   * (`invalid_ids`), so its coordinator learns at once rather than when the lease expires. Only
+   * for a well-formed START from a coordinator for this role, with ids that can travel back.
+   */
+  async #refuseIds(role: string, env: Envelope, why: string): Promise<void> {
+    const cmd = parseCommand(env.payload)
+    if (!cmd.ok || cmd.value.cmd !== 'TASK_START' || env.msg_type !== 'cmd' || env.role !== 'coordinator' || env.step_type !== role) return
+    if (!isWellFormed(env.task_id) || !isWellFormed(env.node_id)) return
+    const info: RunInfo = { taskId: env.task_id, nodeId: env.node_id, stepType: role, attemptEpoch: env.attempt_epoch, workerId: this.#core.workerId, leaseId: '' }
+    await emitStatus(this.#core, info, { kind: 'TASK_FAILED', reason_code: 'invalid_ids', permanent: true, error: `this worker cannot run a node with these ids: ${why}` }, { kind: 'TASK_FAILED' })
   }
 
   async #onStart(role: string, env: Envelope, cmd: CmdTaskStart, headers: Readonly<Record<string, string>> | undefined): Promise<void> {
