@@ -88,6 +88,13 @@ export interface CoordinatorConfig extends TopicsConfig, SubmitLimits {
    */
   snapshotIntervalSec: number
   /**
+   * A running task's snapshot carries its batch ledger (one entry per applied batch: what each
+   * node's stats count) up to this many entries; past that it leaves the ledger to the store's
+   * batch metrics rows, written before it, so that a long stream's task document stays small
+   * (MongoDB holds at most 16 MB per document) and is not rewritten whole every few seconds.
+   */
+  snapshotLedgerMax: number
+  /**
    * Longest time `stop()` spends writing the task snapshots still pending; the rest are rewritten
    * by the next coordinator that loads those tasks (the journal holds their state).
    */
@@ -171,6 +178,7 @@ export const COORDINATOR_DEFAULTS: CoordinatorConfig = {
   sweepIntervalSec: 10,
   workerLivenessSec: 180,
   snapshotIntervalSec: 5,
+  snapshotLedgerMax: 10_000,
   stopSnapshotsSec: 5,
   ownershipConfirmSec: 5,
 }

@@ -270,7 +270,7 @@ export class Coordinator {
 
   async getTask(id: string): Promise<TaskView | null> {
     const rt = this.#p.engine.tasks.get(id)
-    if (rt !== undefined) return this.#view(toTaskView(rt.toDoc(false)))
+    if (rt !== undefined) return this.#view(toTaskView(rt.toDoc('none')))
     const t = await this.#p.store.getTask(id)
     return t === null ? null : this.#view(toTaskView(t))
   }

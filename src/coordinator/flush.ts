@@ -22,6 +22,7 @@ import type { JournalEntry, VersionedTask } from '../model/journal.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { BatchMetricsWrite, Store } from '../ports/store.ts'
 import { type PendingCommand, type TaskRuntime, journalCommands } from './runtime.ts'
+import { ledgerRows } from './runtime-doc.ts'
 import { handOver } from '../ports/store-rules.ts'
 
 export interface FlushHooks {
@@ -38,6 +39,11 @@ export interface FlushHooks {
   fenced(rt: TaskRuntime): void
   /** Whether a snapshot of `rt` should be taken with this entry (besides forced ones). */
   wantsSnapshot(rt: TaskRuntime, now: number): boolean
+  /**
+   * The most batch ledger entries a background snapshot carries (past that it leaves the ledger to
+   * the batch metrics rows: `batches_in_rows`); absent: no limit.
+   */
+  ledgerInlineMax?(): number
   /** A journal entry is durable (task events for watchers). */
   observed?(entry: JournalEntry): void
   /** Resolves when this coordinator may write (its ownership is confirmed). */
@@ -54,6 +60,9 @@ interface Built {
   force: boolean
   urgent: boolean
   snapshot: VersionedTask | null
+  /** Batch metrics rows to write once the entry is durable (the whole ledger when the snapshot first leaves it out). */
+  rows: BatchMetricsWrite[]
+  ledgerRows: boolean
 }
 
 const BACKOFF_MIN_MS = 20
@@ -241,12 +250,15 @@ export class Flusher {
         sent_through: sentThrough,
         batches: ch.metrics.length > 0 ? ch.metrics.map((r) => [r.node_id, r.batch_uid, r.attempt_epoch, r.metrics]) : undefined,
       }
-      const snapshot = ch.force || ch.urgent || this.#hooks.wantsSnapshot(rt, now) ? handOver({ ...rt.toDoc(), v: seq }) : null
+      // A snapshot that commands wait for (force, urgent) stands alone: it carries the whole ledger.
+      const snapshot = ch.force || ch.urgent || this.#hooks.wantsSnapshot(rt, now) ? handOver({ ...rt.toDoc(ch.force || ch.urgent ? 'all' : { inlineMax: this.#hooks.ledgerInlineMax?.() ?? Number.POSITIVE_INFINITY }), v: seq }) : null
+      // The first snapshot that leaves the ledger out since this runtime was made: every entry goes
+      // to the rows (those loaded, or counted before, may not be there), before the snapshot.
+      const ledger = snapshot?.batches_in_rows === true && !rt.ledgerRowsOffered
       // Node states are never changed in place (transitions make new ones): the entry is handed
       // over, so a store in the same process may keep it (node states included) without a copy.
       handOver(entry)
-      built.push({ rt, entry, commands: ch.commands, fnRuns: ch.fnRuns, force: ch.force, urgent: ch.urgent, snapshot })
-      rows.push(...ch.metrics)
+      built.push({ rt, entry, commands: ch.commands, fnRuns: ch.fnRuns, force: ch.force, urgent: ch.urgent, snapshot, rows: ledger ? ledgerRows(rt) : ch.metrics, ledgerRows: ledger })
     }
     this.#dirty.clear()
     if (built.length === 0) return
@@ -260,6 +272,10 @@ export class Flusher {
         b.rt.v = b.entry.seq
         if (b.entry.sent_through !== undefined) b.rt.sentRecorded = Math.max(b.rt.sentRecorded, b.entry.sent_through)
         durable.push(b)
+        // Rows of durable entries only: a row is never ahead of the journal (recovery reads a
+        // ledger left out of the snapshot from the rows, docs/write-path.md).
+        for (const r of b.rows) rows.push(r)
+        if (b.ledgerRows) b.rt.ledgerRowsOffered = true
       } else {
         this.#log.warn('coordinator.fenced', { task_id: b.rt.id, seq: b.entry.seq })
         this.#hooks.fenced(b.rt)

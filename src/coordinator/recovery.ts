@@ -10,6 +10,7 @@
 import type { CoordinatorConfig } from '../config.ts'
 import { errorMessage } from '../errors.ts'
 import type { Logger } from '../log.ts'
+import type { VersionedTask } from '../model/journal.ts'
 import type { TaskDoc } from '../model/state.ts'
 import type { Subscription } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
@@ -21,6 +22,7 @@ import type { Engine } from './engine.ts'
 import type { FnRunner } from './fn-runner.ts'
 import type { Limits } from './limits.ts'
 import { TaskRuntime } from './runtime.ts'
+import { ledgerFromRows } from './runtime-doc.ts'
 
 export interface RecoveryDeps {
   config: CoordinatorConfig
@@ -50,10 +52,14 @@ export interface RecoveryDeps {
  * set before the runtime can be found in memory.
  */
 export async function loadRuntime(store: Store, engine: Engine, limits: Limits, doc: TaskDoc & { v?: number }, recovering?: Promise<void>): Promise<TaskRuntime> {
-  // The batch maps (what each node's stats count) come with the task: snapshot + journal. Metrics
-  // rows in the store may include batches whose journal entry was never written: not used here.
-  const rt = new TaskRuntime(doc, doc.v ?? 0)
-  void store
+  // The batch ledger (what each node's stats count) comes with the task: snapshot + journal; a
+  // snapshot that left it out (a large one) has it in the batch metrics rows, every row up to its
+  // version written before it (rows are only written for durable entries: none is ahead of the
+  // journal), with what the journal entries after it counted over them.
+  const v = doc.v ?? 0
+  const stored = doc as VersionedTask
+  const loaded = stored.batches_in_rows === true ? { ...doc, sent_through: stored.sent_through, batches: ledgerFromRows(await store.listBatchMetrics(doc.id), stored.batches) } : doc
+  const rt = new TaskRuntime(loaded, v)
   rt.nodes.forEach((n, i) => {
     if ((n.status === 'running' || n.status === 'cancelling') && !rt.isFn(i)) {
       limits.take(rt.spec(i).type)

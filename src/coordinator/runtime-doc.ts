@@ -5,13 +5,43 @@
  */
 import type { BatchCounts, VersionedTask } from '../model/journal.ts'
 import type { NodeState } from '../model/state.ts'
+import type { BatchMetricsRow, BatchMetricsWrite } from '../ports/store.ts'
 import type { TaskRuntime } from './runtime.ts'
 
 /** One node's ledger of applied batches: batch uid → the attempt that reported it and its metrics. */
 export type BatchLedger = Map<string, { epoch: number; metrics: Record<string, unknown> }>
 
-/** The task as a document (a view needs no batch ledger: `withBatches` false). */
-export function taskDocOf(rt: TaskRuntime, withBatches: boolean): VersionedTask {
+/**
+ * What a task document carries of the batch ledger: nothing (a view), all of it (coordinator
+ * functions; a snapshot that must stand alone), or, for a background snapshot, all of it up to
+ * `inlineMax` entries and none past that (`batches_in_rows`: the store's batch metrics rows hold
+ * it, docs/write-path.md).
+ */
+export type LedgerInDoc = 'none' | 'all' | { inlineMax: number }
+
+/** The number of entries of the task's batch ledger (every node's). */
+export function ledgerSize(rt: TaskRuntime): number {
+  let n = 0
+  for (const m of rt.batches.values()) n += m.size
+  return n
+}
+
+/** The whole batch ledger as batch metrics rows (what a snapshot without it relies on). */
+export function ledgerRows(rt: TaskRuntime): BatchMetricsWrite[] {
+  const out: BatchMetricsWrite[] = []
+  rt.batches.forEach((m, ord) => {
+    const nodeId = rt.spec(ord).node_id
+    m.forEach((b, uid) => {
+      out.push({ task_id: rt.id, node_id: nodeId, batch_uid: uid, attempt_epoch: b.epoch, metrics: b.metrics })
+    })
+  })
+  return out
+}
+
+/** The task as a document, with its batch ledger as `ledger` says. */
+export function taskDocOf(rt: TaskRuntime, ledger: LedgerInDoc): VersionedTask {
+  const inRows = typeof ledger === 'object' && ledgerSize(rt) > ledger.inlineMax
+  const withBatches = ledger === 'all' || (typeof ledger === 'object' && !inRows)
   const nodes: Record<string, NodeState> = {}
   rt.specs.forEach((s, i) => {
     nodes[s.node_id] = rt.nodes[i] as NodeState
@@ -32,6 +62,7 @@ export function taskDocOf(rt: TaskRuntime, withBatches: boolean): VersionedTask 
     v: rt.v,
     sent_through: rt.sentRecorded,
     ...(withBatches ? { batches: batchCountsOf(rt) } : {}),
+    ...(inRows ? { batches_in_rows: true } : {}),
   }
 }
 
@@ -46,6 +77,29 @@ export function batchCountsOf(rt: TaskRuntime): BatchCounts {
     })
     out[rt.spec(ord).node_id] = per
   })
+  return out
+}
+
+/**
+ * The batch ledger of a task whose snapshot left it out (`batches_in_rows`): its batch metrics
+ * rows (the newest epoch of each batch), with what the journal entries after the snapshot counted
+ * (`batches`) over them.
+ */
+export function ledgerFromRows(rows: readonly BatchMetricsRow[], after: BatchCounts | undefined): BatchCounts {
+  const out: BatchCounts = {}
+  const put = (nodeId: string, uid: string, epoch: number, metrics: Record<string, unknown>): void => {
+    let per = out[nodeId]
+    if (per === undefined) {
+      per = {}
+      out[nodeId] = per
+    }
+    const cur = Object.hasOwn(per, uid) ? per[uid] : undefined
+    if (cur !== undefined && cur[0] > epoch) return
+    // Batch uids are the workers' (any string, "__proto__" too): defined as own keys, never set.
+    Object.defineProperty(per, uid, { value: [epoch, metrics], enumerable: true, writable: true, configurable: true })
+  }
+  for (const r of rows) put(r.node_id, r.batch_uid, r.attempt_epoch, r.metrics)
+  for (const [nodeId, per] of Object.entries(after ?? {})) for (const [uid, [epoch, metrics]] of Object.entries(per)) put(nodeId, uid, epoch, metrics)
   return out
 }
 

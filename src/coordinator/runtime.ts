@@ -11,7 +11,7 @@ import type { DependencyIndex } from '../graph/deps.ts'
 import { type GraphPlan, planOf } from './graph-plan.ts'
 import { COORDINATOR_FN_TYPE, type GraphSpec, type NodeSpec } from '../graph/types.ts'
 import type { JournalCommand, TaskChanges, VersionedTask } from '../model/journal.ts'
-import { type BatchLedger, batchLedgersOf, taskDocOf } from './runtime-doc.ts'
+import { type BatchLedger, type LedgerInDoc, batchLedgersOf, taskDocOf } from './runtime-doc.ts'
 import type { NodeState, NodeStatus, TaskDoc, TaskStatus } from '../model/state.ts'
 import type { BusRecord } from '../ports/bus.ts'
 import type { BatchMetricsWrite } from '../ports/store.ts'
@@ -130,6 +130,11 @@ export class TaskRuntime {
   readonly armedAt: Float64Array
   /** Per node: 1 while a lost lease is being judged (engine). */
   readonly judging: Uint8Array
+  /**
+   * Every entry of the batch ledger has been offered as a batch metrics row by this runtime (set
+   * with the first snapshot that leaves the ledger out; entries counted later go as rows anyway).
+   */
+  ledgerRowsOffered = false
   /** Nodes inherited from a previous coordinator process (recovery grace applies). */
   readonly inherited = new Set<number>()
   /** Upstream node id → yielded consumers queued until it runs or ends (see `held_for`). */
@@ -298,9 +303,9 @@ export class TaskRuntime {
     return { kind: 'start' }
   }
 
-  /** The task as a document (for views, coordinator functions and snapshots; a view needs no batch maps). */
-  toDoc(withBatches = true): VersionedTask {
-    return taskDocOf(this, withBatches)
+  /** The task as a document (for views, coordinator functions and snapshots; a view needs no batch ledger). */
+  toDoc(ledger: LedgerInDoc = 'all'): VersionedTask {
+    return taskDocOf(this, ledger)
   }
 
   /** Whether the task document in the store holds the current variables. */

@@ -30,8 +30,19 @@ export class SnapshotWriter {
   readonly #urgent = new Set<string>()
   /** Urgent writes in flight while the coordinator works (at most one). */
   #urgentActive = 0
-  /** Batch-metrics rows for the store's read model (the journal holds what counts). */
+  /**
+   * Batch-metrics rows: the store's read model, and the batch ledger of a snapshot that leaves it
+   * out (`batches_in_rows`). Written in order, one store call at a time: `#rowsDone` of the
+   * `#rowsOffered` rows are durable, and such a snapshot waits until the rows offered before it are.
+   */
   #rows: BatchMetricsWrite[] = []
+  #rowsOffered = 0
+  #rowsDone = 0
+  #rowsActive = false
+  /** A rows write failed for good: snapshots without their ledger are no longer written (ledgerInRows). */
+  #rowsBroken = false
+  /** Per pending snapshot without its ledger: the rows it waits for (#rowsOffered when offered). */
+  readonly #marks = new Map<string, number>()
   readonly #busy = new Set<string>()
   readonly #concurrency: number
   #active = 0
@@ -82,6 +93,7 @@ export class SnapshotWriter {
           this.#pending.clear()
           this.#terminal.clear()
           this.#urgent.clear()
+          this.#marks.clear()
           resolve(left)
         }, budgetMs)
       }),
@@ -97,7 +109,13 @@ export class SnapshotWriter {
 
   offerRows(rows: readonly BatchMetricsWrite[]): void {
     for (const r of rows) this.#rows.push(r)
+    this.#rowsOffered += rows.length
     this.#pump()
+  }
+
+  /** Whether snapshots may leave a large ledger to the rows (false once a rows write failed for good). */
+  get ledgerInRows(): boolean {
+    return !this.#rowsBroken
   }
 
   offer(doc: VersionedTask, urgent = false): void {
@@ -107,14 +125,28 @@ export class SnapshotWriter {
       if (urgent) this.#pump()
       return
     }
+    if (doc.batches_in_rows === true) {
+      if (this.#rowsBroken) {
+        // Its ledger may be in rows that were never written: not written (the journal holds the
+        // state; the next snapshot of the task carries its whole ledger).
+        this.#log.warn('coordinator.snapshot_skipped', { task_id: doc.id, v: doc.v, why: 'its batch ledger rows could not be written' })
+        return
+      }
+      this.#marks.set(doc.id, this.#rowsOffered)
+    } else this.#marks.delete(doc.id)
     this.#pending.set(doc.id, doc)
     if (TERMINAL.has(doc.status)) this.#terminal.add(doc.id)
     this.#pump()
   }
 
+  /** Not being written, and the rows it waits for (a snapshot without its ledger) are durable. */
+  #ready(id: string): boolean {
+    return !this.#busy.has(id) && (this.#marks.get(id) ?? 0) <= this.#rowsDone
+  }
+
   #pickUrgent(): VersionedTask | null {
     for (const id of this.#urgent) {
-      if (this.#busy.has(id)) continue
+      if (!this.#ready(id)) continue
       const doc = this.#pending.get(id)
       if (doc !== undefined) return doc
       this.#urgent.delete(id)
@@ -122,12 +154,12 @@ export class SnapshotWriter {
     return null
   }
 
-  /** The next snapshot to write: an urgent one, then a terminal one (only ids being written are skipped). */
+  /** The next snapshot to write: an urgent one, then a terminal one (only ids not ready are skipped). */
   #pick(): VersionedTask | null {
     const urgent = this.#pickUrgent()
     if (urgent !== null) return urgent
-    for (const id of this.#terminal) if (!this.#busy.has(id)) return this.#pending.get(id) as VersionedTask
-    for (const [id, doc] of this.#pending) if (!this.#busy.has(id)) return doc
+    for (const id of this.#terminal) if (this.#ready(id)) return this.#pending.get(id) as VersionedTask
+    for (const [id, doc] of this.#pending) if (this.#ready(id)) return doc
     return null
   }
 
@@ -135,6 +167,8 @@ export class SnapshotWriter {
     if (this.#working()) this.#lastBusy = performance.now()
     const quietFor = performance.now() - this.#lastBusy
     if (!this.#draining && this.#pending.size < this.#maxBacklog && quietFor < this.#idleMs) {
+      // An urgent snapshot may wait for rows: they go out while the coordinator works too.
+      if (this.#urgent.size > 0) this.#kickRows()
       if (this.#urgentActive === 0) {
         const doc = this.#pickUrgent()
         if (doc !== null) {
@@ -151,15 +185,7 @@ export class SnapshotWriter {
       }
       return
     }
-    if (this.#rows.length > 0 && this.#active < this.#concurrency) {
-      const rows = this.#rows.splice(0, 1000)
-      this.#active++
-      void this.#writeRows(rows).finally(() => {
-        this.#active--
-        this.#pump()
-        if (this.#pending.size === 0 && this.#rows.length === 0 && this.#active === 0) for (const f of this.#idle.splice(0)) f()
-      })
-    }
+    this.#kickRows()
     while (this.#active < this.#concurrency) {
       const doc = this.#pick()
       if (doc === null) break
@@ -167,8 +193,40 @@ export class SnapshotWriter {
     }
   }
 
+  /** Writes the next rows (a thousand at most), unless rows are being written. */
+  #kickRows(): void {
+    if (this.#rowsActive || this.#rows.length === 0) return
+    this.#rowsActive = true
+    const rows = this.#rows.splice(0, 1000)
+    void this.#writeRows(rows).then((outcome) => {
+      this.#rowsActive = false
+      if (outcome === 'written') this.#rowsDone += rows.length
+      else if (outcome === 'abandoned') this.#rows.unshift(...rows) // a stop gave up: written later, in order
+      else this.#breakRows()
+      this.#pump()
+      this.#settleIdle()
+    })
+  }
+
+  /** Rows were lost: the snapshots waiting for them are dropped, and no more leave their ledger out. */
+  #breakRows(): void {
+    this.#rowsBroken = true
+    for (const [id, mark] of this.#marks) {
+      if (mark <= this.#rowsDone || this.#busy.has(id)) continue
+      this.#marks.delete(id)
+      this.#pending.delete(id)
+      this.#terminal.delete(id)
+      this.#urgent.delete(id)
+    }
+  }
+
+  #settleIdle(): void {
+    if (this.#pending.size === 0 && this.#rows.length === 0 && this.#active === 0 && !this.#rowsActive) for (const f of this.#idle.splice(0)) f()
+  }
+
   /** Writes `doc` (taken out of the pending set); `done` runs when the write ended. */
   #start(doc: VersionedTask, done?: () => void): void {
+    this.#marks.delete(doc.id)
     this.#pending.delete(doc.id)
     this.#terminal.delete(doc.id)
     this.#urgent.delete(doc.id)
@@ -179,22 +237,29 @@ export class SnapshotWriter {
       this.#active--
       this.#busy.delete(doc.id)
       if (this.#pending.size > 0 || this.#rows.length > 0) this.#pump()
-      else if (this.#active === 0) for (const f of this.#idle.splice(0)) f()
+      else this.#settleIdle()
     })
   }
 
-  async #writeRows(rows: BatchMetricsWrite[]): Promise<void> {
+  /**
+   * Writes rows; a retryable error is retried for as long as it lasts (snapshots may rely on these
+   * rows), until a stop gives up (`abandoned`: they stay queued); any other error loses them.
+   */
+  async #writeRows(rows: BatchMetricsWrite[]): Promise<'written' | 'abandoned' | 'failed'> {
     const round = this.#round
-    for (let attempt = 1; attempt <= 8 && round === this.#round; attempt++) {
+    for (let attempt = 1; ; attempt++) {
+      if (round !== this.#round) return 'abandoned'
       try {
         await this.#store.insertBatchMetrics(rows, this.#clock.now())
-        return
+        return 'written'
       } catch (err) {
-        if (!(isFlowkitError(err) && err.retryable) || attempt === 8) {
-          this.#log.warn('coordinator.metrics_rows_failed', { rows: rows.length, error: errorMessage(err) })
-          return
+        if (round !== this.#round) return 'abandoned'
+        if (!(isFlowkitError(err) && err.retryable)) {
+          this.#log.error('coordinator.metrics_rows_failed', { rows: rows.length, error: errorMessage(err) })
+          return 'failed'
         }
-        await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt)))
+        if (attempt === 8) this.#log.warn('coordinator.metrics_rows_retrying', { rows: rows.length, error: errorMessage(err) })
+        await new Promise((r) => setTimeout(r, Math.min(5000, 50 * 2 ** Math.min(attempt, 10))))
       }
     }
   }
@@ -225,7 +290,7 @@ export class SnapshotWriter {
 
   /** Resolves when nothing is pending or being written. */
   idle(): Promise<void> {
-    if (this.#pending.size === 0 && this.#rows.length === 0 && this.#active === 0) return Promise.resolve()
+    if (this.#pending.size === 0 && this.#rows.length === 0 && this.#active === 0 && !this.#rowsActive) return Promise.resolve()
     return new Promise((r) => this.#idle.push(r))
   }
 }

@@ -23,7 +23,7 @@ export async function waitForTask(d: WaitDeps, id: string, timeoutMs: number): P
     let status: string
     if (rt !== undefined) {
       // Terminal in memory and written: the journal entry that says so is durable.
-      if (rt.doneDurable) return d.view(toTaskView(rt.toDoc(false)))
+      if (rt.doneDurable) return d.view(toTaskView(rt.toDoc('none')))
       status = rt.status
     } else {
       const t = await d.stored(id)

@@ -106,7 +106,7 @@ export function coordinatorConfig(config: CoordinatorOptions['config']): Coordin
     resolveConfig(COORDINATOR_DEFAULTS, (config ?? {}) as Record<string, unknown>, 'coordinator config'),
     'coordinator config',
     ['heartbeatSoftSec', 'heartbeatHardSec', 'leaseTtlSec', 'schedulerTickSec', 'outboxDispatchTickSec', 'outboxMaxRetry', 'acceptTimeoutSec', 'defaultRetryMax', 'topicPartitions', 'retentionSec'],
-    ['discoveryWindowSec', 'taskRetentionSec', 'cancelGraceSec', 'outboxBackoffMinMs', 'outboxBackoffMaxMs', 'defaultBackoffSec', 'maxRunningNodes', 'snapshotIntervalSec', 'stopSnapshotsSec'],
+    ['discoveryWindowSec', 'taskRetentionSec', 'cancelGraceSec', 'outboxBackoffMinMs', 'outboxBackoffMaxMs', 'defaultBackoffSec', 'maxRunningNodes', 'snapshotIntervalSec', 'stopSnapshotsSec', 'snapshotLedgerMax'],
   )
   resolveSubmitLimits(c) // bad limits fail here, not at the first createTask
   return c
@@ -156,6 +156,7 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     owns: (rt) => ownership.writable(rt.id),
     rows: (rows) => snapshots.offerRows(rows),
     wantsSnapshot: (rt, now) => after.wantsSnapshot(rt, now),
+    ledgerInlineMax: () => (snapshots.ledgerInRows ? config.snapshotLedgerMax : Number.POSITIVE_INFINITY),
     observed: (entry) => {
       watchers.observe(entry)
       obs?.journal(entry)

@@ -55,8 +55,11 @@ export type BatchCounts = Record<string, Record<string, [epoch: number, metrics:
 /**
  * A task document with its snapshot version, and the seq up to which every command was sent
  * (recovery re-issues what the state implies when commands of later entries may be unsent).
+ * `batches_in_rows`: the snapshot leaves its batch ledger out (a large one): the store's batch
+ * metrics rows hold it (every row up to the snapshot's version was written before it), and
+ * `batches` has only what journal entries after the snapshot add.
  */
-export type VersionedTask = TaskDoc & { v: number; sent_through?: number; batches?: BatchCounts }
+export type VersionedTask = TaskDoc & { v: number; sent_through?: number; batches?: BatchCounts; batches_in_rows?: boolean }
 
 /** Applies journal entries (any order, any overlap with the snapshot) to a copy of `doc`. */
 export function applyJournal(doc: VersionedTask, entries: readonly JournalEntry[]): VersionedTask {
@@ -65,6 +68,7 @@ export function applyJournal(doc: VersionedTask, entries: readonly JournalEntry[
   const out: VersionedTask = { ...doc, nodes: { ...doc.nodes }, coordinator: { ...doc.coordinator }, v: doc.v }
   if (doc.sent_through !== undefined) out.sent_through = doc.sent_through
   if (doc.batches !== undefined) out.batches = doc.batches
+  if (doc.batches_in_rows === true) out.batches_in_rows = true
   for (const e of sorted) {
     for (const n of e.nodes) out.nodes[n.node_id] = n
     const t = e.task

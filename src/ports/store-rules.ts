@@ -132,10 +132,11 @@ export function newestPerBatch(rows: Iterable<BatchMetricsRow>): BatchMetricsRow
  * a store, as non-enumerable metadata: readable by the coordinator that resumes from them, not part
  * of the document's content (copies and comparisons leave them out).
  */
-export function withVersion<T extends object>(doc: T, v: number, sentThrough: number | undefined, batches?: unknown): T {
+export function withVersion<T extends object>(doc: T, v: number, sentThrough: number | undefined, batches?: unknown, batchesInRows = false): T {
   Object.defineProperty(doc, 'v', { value: v, enumerable: false, writable: true, configurable: true })
   Object.defineProperty(doc, 'sent_through', { value: sentThrough ?? 0, enumerable: false, writable: true, configurable: true })
   Object.defineProperty(doc, 'batches', { value: batches ?? {}, enumerable: false, writable: true, configurable: true })
+  if (batchesInRows) Object.defineProperty(doc, 'batches_in_rows', { value: true, enumerable: false, writable: true, configurable: true })
   return doc
 }
 

@@ -39,10 +39,10 @@ function frozenCopy(vars: Record<string, unknown>): Record<string, unknown> {
 
 /** A task on its way out: a deep copy, except the graph, which is immutable and shared (frozen). */
 function cloneTask(t: VersionedTask): TaskDoc {
-  const { graph, v, sent_through, batches, ...rest } = t
+  const { graph, v, sent_through, batches, batches_in_rows, ...rest } = t
   const out = clone(rest) as unknown as TaskDoc
   out.graph = graph
-  return withVersion(out, v, sent_through, clone(batches ?? {}))
+  return withVersion(out, v, sent_through, clone(batches ?? {}), batches_in_rows === true)
 }
 
 export class MemoryTasks {
@@ -144,7 +144,10 @@ export class MemoryTasks {
     const t = own ? fields : ingest(fields)
     const nodes = own ? task.nodes : ingest(task.nodes)
     const batches = own ? (task.batches ?? {}) : ingest(task.batches ?? {})
-    this.#tasks.set(task.id, { ...stored, ...t, nodes, updated_at_ms: now, v: task.v, sent_through: task.sent_through ?? 0, batches })
+    const next: VersionedTask = { ...stored, ...t, nodes, updated_at_ms: now, v: task.v, sent_through: task.sent_through ?? 0, batches }
+    if (task.batches_in_rows === true) next.batches_in_rows = true
+    else delete next.batches_in_rows
+    this.#tasks.set(task.id, next)
     return true
   }
 

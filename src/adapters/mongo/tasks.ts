@@ -23,7 +23,7 @@ import { isDuplicateKeyError, mapMongoError } from './errors.ts'
 import { type Collections, limitOf, num, updateOf, writeErrorsOf } from './schema.ts'
 import { RecentMap } from '../../util/recent.ts'
 
-const TASK_STRUCTURED: ReadonlySet<string> = new Set(['id', 'nodes', 'coordinator', 'v', 'sent_through', 'batches_json'])
+const TASK_STRUCTURED: ReadonlySet<string> = new Set(['id', 'nodes', 'coordinator', 'v', 'sent_through', 'batches_json', 'batches_in_rows'])
 /** A snapshot whose stored status is one of these may be behind its journal's status. */
 const ACTIVE: readonly TaskStatus[] = ['queued', 'running', 'cancelling']
 const GRAPH_CACHE_SIZE = 2000
@@ -83,6 +83,8 @@ export function encodeSnapshot(task: VersionedTask, now: number): { set: Record<
   set['sent_through'] = num(task.sent_through ?? 0)
   // Batch uids are user strings (any key): kept as JSON text.
   set['batches_json'] = JSON.stringify(task.batches ?? {})
+  if (task.batches_in_rows === true) set['batches_in_rows'] = true
+  else unset['batches_in_rows'] = ''
   return { set, unset }
 }
 
@@ -116,8 +118,8 @@ function decodeEntry(doc: Document): JournalEntry | null {
 
 /** The task as read: its version and sent mark ride along as metadata (the coordinator resumes from them). */
 function withoutVersion(t: VersionedTask): TaskDoc {
-  const { v, sent_through, batches, ...task } = t
-  return withVersion(task as TaskDoc, v, sent_through, batches)
+  const { v, sent_through, batches, batches_in_rows, ...task } = t
+  return withVersion(task as TaskDoc, v, sent_through, batches, batches_in_rows === true)
 }
 
 /** Journal lookups by `_id` in the first round of a probe, and at most per round (see #probe). */
@@ -193,6 +195,7 @@ export class MongoTasks {
     if (typeof sent === 'number') task.sent_through = sent
     const batches = doc['batches_json']
     if (typeof batches === 'string') task.batches = JSON.parse(batches) as VersionedTask['batches'] & object
+    if (doc['batches_in_rows'] === true) task.batches_in_rows = true
     return task
   }
 
