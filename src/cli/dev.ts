@@ -44,6 +44,9 @@ import { processLogger } from './connect.ts'
 import { untilAborted } from './serve.ts'
 import { type Settings, resolveSettings } from './settings.ts'
 
+/** How long `dev` keeps an ended task (its config's `coordinator.task_retention_sec` wins). */
+export const DEV_TASK_RETENTION_SEC = 24 * 3600
+
 export interface Embedded {
   coordinator: Coordinator
   worker: Worker
@@ -54,7 +57,9 @@ export interface Embedded {
 export async function startEmbedded(s: Settings, handlers: Record<string, RoleHandler>, functions: Record<string, CoordinatorFn>, concurrency: number, log: Logger): Promise<Embedded> {
   const bus = new MemoryBus()
   const store = new MemoryStore()
-  const coordinator = new Coordinator({ bus, store, logger: log, config: s.coordinator, functions })
+  // Everything lives in this process's memory: ended tasks go a day after their end unless the
+  // config says otherwise (a `dev` left running for days would otherwise grow without bound).
+  const coordinator = new Coordinator({ bus, store, logger: log, config: { taskRetentionSec: DEV_TASK_RETENTION_SEC, ...s.coordinator }, functions })
   const worker = new Worker({ bus, store, logger: log, handlers, config: { workerId: 'dev-worker', ...s.worker, concurrency } })
   await coordinator.start()
   await worker.start()
