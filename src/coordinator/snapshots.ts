@@ -94,6 +94,10 @@ export class SnapshotWriter {
           this.#terminal.clear()
           this.#urgent.clear()
           this.#marks.clear()
+          // The rows go too (settled unwritten: no snapshot waits for them any more). A runtime
+          // rebuilt by the next start offers its whole ledger again before leaving it out.
+          this.#rowsDone += this.#rows.length
+          this.#rows.length = 0
           resolve(left)
         }, budgetMs)
       }),
@@ -200,8 +204,8 @@ export class SnapshotWriter {
     const rows = this.#rows.splice(0, 1000)
     void this.#writeRows(rows).then((outcome) => {
       this.#rowsActive = false
-      if (outcome === 'written') this.#rowsDone += rows.length
-      else if (outcome === 'abandoned') this.#rows.unshift(...rows) // a stop gave up: written later, in order
+      // Written, or given up by a stop (settled unwritten, as the rows still queued then).
+      if (outcome !== 'failed') this.#rowsDone += rows.length
       else this.#breakRows()
       this.#pump()
       this.#settleIdle()
@@ -212,7 +216,7 @@ export class SnapshotWriter {
   #breakRows(): void {
     this.#rowsBroken = true
     for (const [id, mark] of this.#marks) {
-      if (mark <= this.#rowsDone || this.#busy.has(id)) continue
+      if (mark <= this.#rowsDone) continue
       this.#marks.delete(id)
       this.#pending.delete(id)
       this.#terminal.delete(id)
@@ -243,7 +247,7 @@ export class SnapshotWriter {
 
   /**
    * Writes rows; a retryable error is retried for as long as it lasts (snapshots may rely on these
-   * rows), until a stop gives up (`abandoned`: they stay queued); any other error loses them.
+   * rows), until a stop gives up (`abandoned`); any other error loses them.
    */
   async #writeRows(rows: BatchMetricsWrite[]): Promise<'written' | 'abandoned' | 'failed'> {
     const round = this.#round
