@@ -39,3 +39,10 @@ export interface TaskRec {
   ctx: Context
   attempts: Map<string, AttemptRec>
 }
+
+/** What is kept of a traced task that ended: the trace ids of its later log records. */
+export interface EndedRec {
+  ids: TraceFields
+  /** By node id, those of its attempts that had a span; null: none had. */
+  attempts: Map<string, TraceFields> | null
+}

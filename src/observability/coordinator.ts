@@ -37,7 +37,7 @@ import { ObservedLogger, type TraceFields, traceFieldsOf } from './logger.ts'
 import { MetricsEndpoint, type MetricsHandler, type ObservabilityOptions, itemsOf, metricsHandler, resolveObservability } from './options.ts'
 import { TRACEPARENT, isSampledTraceparent, spanContextFromHeaders, traceHeaders } from './propagation.ts'
 import { timedStore } from './store.ts'
-import type { AttemptRec, TaskRec } from './coordinator-records.ts'
+import type { AttemptRec, EndedRec, TaskRec } from './coordinator-records.ts'
 
 const BUSY: ReadonlySet<string> = new Set(['running', 'cancelling'])
 const TERMINAL_TASK: ReadonlySet<string> = new Set(['finished', 'failed', 'cancelled'])
@@ -60,7 +60,7 @@ export class CoordinatorObservability {
    * Traced tasks that ended, for the trace ids of the log records that follow their end (the
    * task's end is logged once its entry is durable, after the entry ended its spans here).
    */
-  readonly #ended = new RecentMap<string, TaskRec>(4096)
+  readonly #ended = new RecentMap<string, EndedRec>(4096)
   /** Live attempts by message key (task_id:node_id), for the headers of their commands. */
   readonly #byKey = new Map<string, AttemptRec>()
   #parts: CoordinatorParts | null = null
@@ -108,8 +108,11 @@ export class CoordinatorObservability {
   }
 
   #traceOf(taskId: string, nodeId: string | undefined): TraceFields | undefined {
-    const t = this.#tasks.get(taskId) ?? this.#ended.get(taskId)
-    if (t === undefined) return undefined
+    const t = this.#tasks.get(taskId)
+    if (t === undefined) {
+      const e = this.#ended.get(taskId)
+      return e === undefined ? undefined : ((nodeId === undefined ? undefined : e.attempts?.get(nodeId)) ?? e.ids)
+    }
     const a = nodeId === undefined ? undefined : t.attempts.get(nodeId)
     if (a?.span != null) {
       a.ids ??= traceFieldsOf(a.span.spanContext())
@@ -275,7 +278,15 @@ export class CoordinatorObservability {
       if (t.span.isRecording()) t.span.setAttribute('flowkit.task.status', status)
       if (status === 'failed') t.span.setStatus({ code: SpanStatusCode.ERROR, message: error ?? 'failed' })
       t.span.end(at)
-      this.#ended.set(t.id, t)
+      // Only the ids its later log records need (the whole record, attempts included, kept the
+      // ended tasks' spans and maps alive well past a young collection).
+      let attempts: Map<string, TraceFields> | null = null
+      for (const a of t.attempts.values()) {
+        if (a.span === null) continue
+        attempts ??= new Map()
+        attempts.set(a.nodeId, (a.ids ??= traceFieldsOf(a.span.spanContext())))
+      }
+      this.#ended.set(t.id, { ids: (t.ids ??= traceFieldsOf(t.span.spanContext())), attempts })
     }
     this.#tasks.delete(t.id)
   }
