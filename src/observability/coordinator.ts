@@ -284,9 +284,9 @@ export class CoordinatorObservability {
       for (const a of t.attempts.values()) {
         if (a.span === null) continue
         attempts ??= new Map()
-        attempts.set(a.nodeId, (a.ids ??= traceFieldsOf(a.span.spanContext())))
+        attempts.set(a.nodeId, a.ids ?? traceFieldsOf(a.span.spanContext()))
       }
-      this.#ended.set(t.id, { ids: (t.ids ??= traceFieldsOf(t.span.spanContext())), attempts })
+      this.#ended.set(t.id, { ids: t.ids ?? traceFieldsOf(t.span.spanContext()), attempts })
     }
     this.#tasks.delete(t.id)
   }
