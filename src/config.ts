@@ -183,6 +183,16 @@ export const COORDINATOR_DEFAULTS: CoordinatorConfig = {
   ownershipConfirmSec: 5,
 }
 
+/** A camelCase key in the seed's snake_case (`leaseTtlSec` → `lease_ttl_sec`). */
+export type SnakeCase<S extends string> = S extends `${infer H}${infer T}` ? `${H extends Lowercase<H> ? H : `_${Lowercase<H>}`}${SnakeCase<T>}` : S
+
+/**
+ * The settings a Coordinator or Worker takes: any of its config's keys, in camelCase or in the
+ * seed's snake_case (a misspelt key in an object literal is a compile error; keys read from a
+ * file are checked at run time: resolveConfig).
+ */
+export type ConfigInput<T> = Partial<T> & { [K in keyof T as SnakeCase<K & string>]?: T[K] }
+
 export const WORKER_DEFAULTS: WorkerConfig = {
   ...TOPIC_DEFAULTS,
   groupPrefix: '',

@@ -42,7 +42,9 @@ export {
 export {
   COORDINATOR_DEFAULTS,
   WORKER_DEFAULTS,
+  type ConfigInput,
   type CoordinatorConfig,
+  type SnakeCase,
   type WorkerConfig,
   loadConfigFile,
   resolveConfig,

@@ -11,7 +11,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { SystemClock } from '../clock.ts'
-import { COORDINATOR_DEFAULTS, type CoordinatorConfig, checkBounds, resolveConfig } from '../config.ts'
+import { COORDINATOR_DEFAULTS, type ConfigInput, type CoordinatorConfig, checkBounds, resolveConfig } from '../config.ts'
 import { resolveSubmitLimits } from '../graph/limits.ts'
 import { createLogger, type Logger } from '../log.ts'
 import { CoordinatorObservability } from '../observability/coordinator.ts'
@@ -48,7 +48,7 @@ export interface CoordinatorOptions {
   bus: Bus
   store: Store
   clock?: Clock
-  config?: Partial<CoordinatorConfig> | Record<string, unknown>
+  config?: ConfigInput<CoordinatorConfig>
   logger?: Logger
   /** Extra coordinator functions by name (added to the built-in ones). */
   functions?: Record<string, CoordinatorFn>

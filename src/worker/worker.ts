@@ -13,7 +13,7 @@
 import { hostname } from 'node:os'
 import { randomUUID } from 'node:crypto'
 import { SystemClock } from '../clock.ts'
-import { WORKER_DEFAULTS, type WorkerConfig, checkBounds, resolveConfig, topicFor } from '../config.ts'
+import { type ConfigInput, WORKER_DEFAULTS, type WorkerConfig, checkBounds, resolveConfig, topicFor } from '../config.ts'
 import { ErrorCode, FlowkitError, errorMessage } from '../errors.ts'
 import { createLogger, type Logger } from '../log.ts'
 import type { MetricsHandler, ObservabilityOptions } from '../observability/options.ts'
@@ -44,7 +44,7 @@ export interface WorkerOptions {
   store: Store
   handlers: Record<string, RoleHandler>
   clock?: Clock
-  config?: Partial<WorkerConfig> | Record<string, unknown>
+  config?: ConfigInput<WorkerConfig>
   logger?: Logger
   /** Traces and Prometheus metrics (default: both on; see docs/observability.md); false: none. */
   observability?: ObservabilityOptions | false
