@@ -6,12 +6,15 @@ export { SystemClock, TestClock } from './clock.ts'
 export type { Clock } from './ports/clock.ts'
 export type * from './ports/bus.ts'
 export type * from './ports/store.ts'
+// The status constants as values too (`export type *` makes them types only).
+export { NodeStatus, TaskStatus, TERMINAL_NODE_STATUSES, TERMINAL_TASK_STATUSES } from './model/state.ts'
 export type { TaskView, NodeView } from './coordinator/view.ts'
 export { TASK_EVENTS_CHANNEL, type TaskEvent } from './coordinator/watch.ts'
 export type { TaskOutput } from './coordinator/output.ts'
 export type {
   RoleHandler,
   Batch,
+  RunBatch,
   BatchResult,
   FinalizeResult,
   RunContext,

@@ -9,9 +9,15 @@ export interface Batch {
   payload: Record<string, unknown>
 }
 
+/** A batch as processBatch receives it: its id is always set (the given one, or `b{index}`). */
+export interface RunBatch extends Batch {
+  batch_uid: string
+}
+
 export interface BatchResult {
   /** false reports a failed batch without throwing (seed compatible). Default true. */
   success?: boolean
+  /** Finite numbers only (anything else fails the run permanently: bad_handler_result). */
   metrics?: Record<string, unknown>
   /** Meta of the batch's partial artifact (what a downstream consumer reads). */
   meta?: Record<string, unknown>
@@ -22,6 +28,7 @@ export interface BatchResult {
 }
 
 export interface FinalizeResult {
+  /** Finite numbers only (anything else fails the run permanently: bad_handler_result). */
   metrics?: Record<string, unknown>
   /** Meta of the node's complete artifact. */
   meta?: Record<string, unknown>
@@ -101,7 +108,7 @@ export interface RoleHandler {
    */
   loadInput?(inputRef: Record<string, unknown> | null, inputInline: Record<string, unknown> | null): Promise<unknown>
   iterBatches?(loaded: unknown): AsyncIterable<Batch> | Iterable<Batch>
-  processBatch(batch: Batch, ctx: RunContext): Promise<BatchResult | undefined | void>
+  processBatch(batch: RunBatch, ctx: RunContext): Promise<BatchResult | undefined | void>
   finalize?(ctx: RunContext): Promise<FinalizeResult | undefined | void>
   classifyError?(err: unknown): ErrorClassification
 }
