@@ -216,13 +216,22 @@ export function graph<T = string>(): GraphBuilder<RolesOf<T>> {
   return new GraphBuilder<RolesOf<T>>()
 }
 
-function fromNodes(from: string | readonly string[]): string[] {
-  return typeof from === 'string' ? [from] : [...from]
+/**
+ * The upstream nodes of an input adapter's helper, its args checked: what the worker would refuse
+ * when the node runs (`bad_input_args`) is refused here, where the mistake is (GRAPH_INVALID,
+ * naming the helper).
+ */
+function fromNodes(helper: string, from: string | readonly string[], pollMs: number | undefined): string[] {
+  const nodes = typeof from === 'string' ? [from] : [...from]
+  const bad = (path: string, message: string): GraphValidationError => new GraphValidationError(ErrorCode.GraphInvalid, `graph builder: ${helper}(): ${message}`, path)
+  if (nodes.length === 0) throw bad('input_args.from_nodes', 'from needs at least one upstream node id')
+  if (pollMs !== undefined && !(typeof pollMs === 'number' && Number.isFinite(pollMs) && pollMs >= 0)) throw bad('input_args.poll_ms', `pollMs must be a number >= 0, got ${String(pollMs)}`)
+  return nodes
 }
 
 /** Input adapter `pull.from_artifacts`: the upstream nodes' batches as they appear. */
 export function pullFromArtifacts(from: string | readonly string[], options: { pollMs?: number } = {}): InputSpec {
-  const args: InputArgsJson = { from_nodes: fromNodes(from) }
+  const args: InputArgsJson = { from_nodes: fromNodes('pullFromArtifacts', from, options.pollMs) }
   if (options.pollMs !== undefined) args.poll_ms = options.pollMs
   return { input_adapter: 'pull.from_artifacts', input_args: args }
 }
@@ -232,7 +241,9 @@ export function pullFromArtifacts(from: string | readonly string[], options: { p
  * `size` items (the list under `metaListKey` of each upstream meta, else each meta is one item).
  */
 export function rechunk(from: string | readonly string[], size: number, options: { metaListKey?: string; pollMs?: number } = {}): InputSpec {
-  const args: InputArgsJson = { from_nodes: fromNodes(from), size }
+  const nodes = fromNodes('rechunk', from, options.pollMs)
+  if (!(Number.isSafeInteger(size) && size > 0)) throw new GraphValidationError(ErrorCode.GraphInvalid, `graph builder: rechunk(): size must be an integer > 0, got ${String(size)}`, 'input_args.size')
+  const args: InputArgsJson = { from_nodes: nodes, size }
   if (options.metaListKey !== undefined) args.meta_list_key = options.metaListKey
   if (options.pollMs !== undefined) args.poll_ms = options.pollMs
   return { input_adapter: 'pull.from_artifacts.rechunk:size', input_args: args }

@@ -239,3 +239,18 @@ test('graph builder: params() and task() give createTask its input', async () =>
     await rt.stop()
   }
 })
+
+test('graph builder: input adapter helpers refuse the args the worker would refuse when the node runs (size, pollMs, from), naming the helper', () => {
+  const cases: [() => unknown, RegExp][] = [
+    [() => rechunk('read', 0), /rechunk\(\): size must be an integer > 0, got 0/],
+    [() => rechunk('read', -3), /size must be an integer > 0, got -3/],
+    [() => rechunk('read', 1.5), /size must be an integer > 0, got 1.5/],
+    [() => rechunk('read', Number.NaN), /size must be an integer > 0, got NaN/],
+    [() => rechunk([], 3), /rechunk\(\): from needs at least one upstream node id/],
+    [() => pullFromArtifacts([]), /pullFromArtifacts\(\): from needs at least one upstream node id/],
+    [() => pullFromArtifacts('read', { pollMs: -5 }), /pollMs must be a number >= 0, got -5/],
+    [() => rechunk('read', 3, { pollMs: Number.POSITIVE_INFINITY }), /pollMs must be a number >= 0, got Infinity/],
+  ]
+  for (const [make, message] of cases) assert.throws(make, (err: unknown) => err instanceof GraphValidationError && message.test(err.message), String(message))
+  assert.deepEqual(rechunk(['a', 'b'], 2, { metaListKey: 'rows', pollMs: 0 }), { input_adapter: 'pull.from_artifacts.rechunk:size', input_args: { from_nodes: ['a', 'b'], size: 2, meta_list_key: 'rows', poll_ms: 0 } })
+})
