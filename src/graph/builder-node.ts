@@ -72,6 +72,8 @@ export class NodeBuilder {
   readonly id: string
   readonly #type: string
   #dependsOn: string[] = []
+  /** Ids in #dependsOn that a coordinator function's args read (fn()): errors name the args, not .after(). */
+  readonly #argReads = new Set<string>()
   #fanIn: FanInJson | undefined
   #io: NodeIoJson = {}
   #retry: RetryPolicyJson | undefined
@@ -90,6 +92,12 @@ export class NodeBuilder {
   after(...nodeIds: string[]): this {
     for (const id of nodeIds) if (!this.#dependsOn.includes(id)) this.#dependsOn.push(id)
     return this
+  }
+
+  /** Dependencies its coordinator function's args read (added by the graph builder's fn()). */
+  readsFrom(...nodeIds: string[]): this {
+    for (const id of nodeIds) if (!this.#dependsOn.includes(id)) this.#argReads.add(id)
+    return this.after(...nodeIds)
   }
 
   /** How many parents must be done first (`fan_in`): `"all"` (default), `"any"`, `{ count: N }`. */
@@ -199,7 +207,7 @@ export class NodeBuilder {
       [this.#onFailure, '.onFailure()', 'routing.on_failure'],
     ]
     for (const [list, via, key] of lists) list.forEach((ref, i) => {
-      out.push({ ref, via, path: `${key}[${i}]` })
+      out.push({ ref, via: key === 'depends_on' && this.#argReads.has(ref) ? 'fn() args (from_nodes, from_node or node_id)' : via, path: `${key}[${i}]` })
     })
     const args = this.#io.input_inline?.input_args
     if (args !== null && typeof args === 'object' && !Array.isArray(args)) out.push(...argRefs(args, '.input()', 'io.input_inline.input_args'))

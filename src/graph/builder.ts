@@ -103,7 +103,7 @@ export class GraphBuilder<Roles extends string = string> {
         if (typeof one === 'string') reads.push(one)
       }
     }
-    return node.after(...reads.filter((r) => r !== id))
+    return node.readsFrom(...reads.filter((r) => r !== id))
   }
 
   /**

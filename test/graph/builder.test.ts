@@ -199,7 +199,7 @@ test('graph builder: build() names the method and the node of an id that is no n
   rejects(() => e.build(), 'edges_ex[0].to', 'edge("a", "b", …) names "b"')
   const f = graph()
   f.fn('m', 'merge.generic', { from_nodes: ['nope'] })
-  rejects(() => f.build(), 'nodes[0].depends_on[0]', 'node "m" .after() names "nope"')
+  rejects(() => f.build(), 'nodes[0].depends_on[0]', 'node "m" fn() args (from_nodes, from_node or node_id) names "nope"')
   assert.throws(() => graph().get('x'), /no node "x"/)
 })
 
@@ -253,4 +253,15 @@ test('graph builder: input adapter helpers refuse the args the worker would refu
   ]
   for (const [make, message] of cases) assert.throws(make, (err: unknown) => err instanceof GraphValidationError && message.test(err.message), String(message))
   assert.deepEqual(rechunk(['a', 'b'], 2, { metaListKey: 'rows', pollMs: 0 }), { input_adapter: 'pull.from_artifacts.rechunk:size', input_args: { from_nodes: ['a', 'b'], size: 2, meta_list_key: 'rows', poll_ms: 0 } })
+})
+
+test("graph builder: an unknown node named by fn() args is reported as the function's args, not as .after() (which the user never called)", () => {
+  const g = graph()
+  g.node('a', 'x')
+  g.fn('t', 'metrics.aggregate', { node_id: 'aa' })
+  assert.throws(() => g.build(), (err: unknown) => err instanceof GraphValidationError && /node "t" fn\(\) args \(from_nodes, from_node or node_id\) names "aa".*did you mean "a"/.test(err.message))
+  const h = graph()
+  h.node('a', 'x')
+  h.node('b', 'x').after('zz')
+  assert.throws(() => h.build(), /node "b" \.after\(\) names "zz"/)
 })
