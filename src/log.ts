@@ -6,6 +6,7 @@
 import { channel } from 'node:diagnostics_channel'
 import { pino } from 'pino'
 import { ErrorCode, FlowkitError } from './errors.ts'
+import { MAX_ERROR_CHARS, clip } from './util/text.ts'
 
 /**
  * Every structured log record of flowkit, at any level, is also published on this
@@ -141,6 +142,14 @@ export function redactText(text: string): string {
   let out = text
   for (const [rule, replacement] of TEXT_RULES) out = out.replace(rule, replacement)
   return out
+}
+
+/**
+ * An error's text as a node keeps it (`last_error`: getTask, the CLI, the dashboard) and a worker
+ * sends it: secrets masked, at most MAX_ERROR_CHARS (the rest cut, saying how much).
+ */
+export function errorForNode(text: string): string {
+  return clip(redactText(text), MAX_ERROR_CHARS)
 }
 
 /**

@@ -8,9 +8,8 @@
  * failure of the attempt; any other error fails the node permanently.
  */
 import { ErrorCode, FlowkitError, errorMessage, isFlowkitError } from '../errors.ts'
-import { type Logger, redactText } from '../log.ts'
+import { type Logger, errorForNode } from '../log.ts'
 import type { Clock } from '../ports/clock.ts'
-import { MAX_ERROR_CHARS, clip } from '../util/text.ts'
 import type { Store } from '../ports/store.ts'
 import type { VersionedTask } from '../model/journal.ts'
 import type { Engine } from './engine.ts'
@@ -95,8 +94,8 @@ export class FnRunner {
         this.#engine.apply(rt, ord, { kind: 'fn_done', stats: res.stats ?? {} }, `fn_done ${spec.node_id}@${epoch}`)
         return
       } catch (err) {
-        // Kept in the node's last_error (getTask, the CLI, the dashboard): secrets masked, as a worker's are.
-        const error = clip(redactText(errorMessage(err)), MAX_ERROR_CHARS)
+        // Kept in the node's last_error: masked and bounded, as a worker's are.
+        const error = errorForNode(errorMessage(err))
         if (isFlowkitError(err) && err.retryable) {
           const now = this.#clock.now()
           if (firstFailure.at === 0) firstFailure.at = now

@@ -5,7 +5,7 @@
  * Malformed records are logged and skipped; they never block a partition.
  */
 import { ErrorCode, FlowkitError } from '../errors.ts'
-import { type Logger, redactText } from '../log.ts'
+import { type Logger, errorForNode } from '../log.ts'
 import type { BusMessage } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
 import { FINAL_UID, type Envelope, type StatusEvent } from '../protocol/messages.ts'
@@ -14,7 +14,6 @@ import type { Engine } from './engine.ts'
 import type { TaskRuntime } from './runtime.ts'
 import type { NodeEvent } from './transitions.ts'
 import { RecentSet } from '../util/recent.ts'
-import { MAX_ERROR_CHARS, clip } from '../util/text.ts'
 
 export interface IntakeHooks {
   /** A task this coordinator does not hold in memory: load it if it is ours and active (else null). */
@@ -192,11 +191,7 @@ export class Intake {
 /** The pieces of an event's journal label: `KIND node@epoch[ batch_uid]`. */
 const LABEL: Array<string | number> = ['', ' ', '', '@', 0, '']
 
-/**
- * A worker's error text as the task keeps it (its node's `last_error`, read by getTask, the CLI and
- * the dashboard): secrets masked, at most MAX_ERROR_CHARS. A flowkit worker does both before
- * sending; a worker in another language may not.
- */
+/** A worker's error text as the node keeps it: a flowkit worker masks and bounds it before sending, a worker in another language may not. */
 function errorText(error: string | null): string | null {
-  return error === null ? null : clip(redactText(error), MAX_ERROR_CHARS)
+  return error === null ? null : errorForNode(error)
 }

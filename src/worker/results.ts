@@ -8,11 +8,11 @@
  * its lease expired, or failed with a cryptic driver message.
  */
 import { PermanentError, errorMessage } from '../errors.ts'
-import { redactText } from '../log.ts'
+import { errorForNode } from '../log.ts'
 import { type BusRecord, isTextLater } from '../ports/bus.ts'
 import type { Batch, BatchResult, FinalizeResult } from './handler.ts'
 import { MAX_EVENT_VALUE_DEPTH, deeperThan } from '../protocol/parse.ts'
-import { MAX_ERROR_CHARS, clip, isWellFormed } from '../util/text.ts'
+import { isWellFormed } from '../util/text.ts'
 import { handOver } from '../ports/store-rules.ts'
 
 /**
@@ -240,7 +240,7 @@ export function failureText(err: unknown): string {
     // A thrown value that cannot be turned into text (an object without a prototype, say).
     text = Object.prototype.toString.call(err)
   }
-  return clip(redactText(text), MAX_ERROR_CHARS)
+  return errorForNode(text)
 }
 
 
