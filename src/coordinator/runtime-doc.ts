@@ -66,14 +66,18 @@ export function taskDocOf(rt: TaskRuntime, ledger: LedgerInDoc): VersionedTask {
   }
 }
 
+/** One ledger entry of a node; batch uids are the workers' (any string, "__proto__" too): defined as own keys, never set. */
+function setEntry(per: Record<string, [number, Record<string, unknown>]>, uid: string, epoch: number, metrics: Record<string, unknown>): void {
+  Object.defineProperty(per, uid, { value: [epoch, metrics], enumerable: true, writable: true, configurable: true })
+}
+
 /** The batch ledgers as a plain object (for snapshots). */
 export function batchCountsOf(rt: TaskRuntime): BatchCounts {
   const out: BatchCounts = {}
   rt.batches.forEach((m, ord) => {
-    // Batch uids are the workers' (any string, "__proto__" too): defined as own keys, never set.
     const per: Record<string, [number, Record<string, unknown>]> = {}
     m.forEach((b, uid) => {
-      Object.defineProperty(per, uid, { value: [b.epoch, b.metrics], enumerable: true, writable: true, configurable: true })
+      setEntry(per, uid, b.epoch, b.metrics)
     })
     out[rt.spec(ord).node_id] = per
   })
@@ -95,8 +99,7 @@ export function ledgerFromRows(rows: readonly BatchMetricsRow[], after: BatchCou
     }
     const cur = Object.hasOwn(per, uid) ? per[uid] : undefined
     if (cur !== undefined && cur[0] > epoch) return
-    // Batch uids are the workers' (any string, "__proto__" too): defined as own keys, never set.
-    Object.defineProperty(per, uid, { value: [epoch, metrics], enumerable: true, writable: true, configurable: true })
+    setEntry(per, uid, epoch, metrics)
   }
   for (const r of rows) put(r.node_id, r.batch_uid, r.attempt_epoch, r.metrics)
   for (const [nodeId, per] of Object.entries(after ?? {})) for (const [uid, [epoch, metrics]] of Object.entries(per)) put(nodeId, uid, epoch, metrics)

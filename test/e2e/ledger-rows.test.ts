@@ -23,33 +23,39 @@ import { quietPeriod, waitFor } from '../helpers/wait.ts'
 const nodeOf = (t: TaskView | null, id: string) => t!.nodes.find((n) => n.node_id === id)!
 const BATCHES = 30
 
+/** A source of BATCHES batches (`count` 1, `sum` its index) that waits at each of `stops` (batch index → gate). */
+function source(stops: ReadonlyMap<number, ReturnType<typeof gate>>): RoleHandler {
+  return {
+    async *iterBatches() {
+      for (let i = 0; i < BATCHES; i++) {
+        await stops.get(i)?.wait()
+        yield { batch_uid: `b${i}`, payload: { i } }
+      }
+    },
+    async processBatch(batch) {
+      return { metrics: { count: 1, sum: batch.payload['i'] as number } }
+    },
+  }
+}
+
+/** The source, then the seed's metrics.aggregate: every batch of src from the ledger, summed onto src's stats. */
+const GRAPH = {
+  nodes: [
+    { node_id: 'src', type: 'src' },
+    { node_id: 'agg', type: 'coordinator_fn', depends_on: ['src'], io: { fn: 'metrics.aggregate', fn_args: { node_id: 'src', mode: 'sum' } } },
+  ],
+}
+
 describe('batch ledger in rows', () => {
   test('a snapshot past snapshotLedgerMax leaves the ledger to the rows; a coordinator started after a crash mid-stream reads it back (every batch counted once)', async () => {
     const { store, drop } = await testStore()
     const half = gate()
-    const src: RoleHandler = {
-      async *iterBatches() {
-        for (let i = 0; i < BATCHES; i++) {
-          if (i === BATCHES / 2) await half.wait()
-          yield { batch_uid: `b${i}`, payload: { i } }
-        }
-      },
-      async processBatch(batch) {
-        return { metrics: { count: 1, sum: batch.payload['i'] as number } }
-      },
-    }
+    const src = source(new Map([[BATCHES / 2, half]]))
     const config = { snapshotLedgerMax: 5, snapshotIntervalSec: 0 }
     const rt = await startRuntime({ store, handlers: { src }, coordinator: config })
     let second: Coordinator | null = null
     try {
-      const graph = {
-        nodes: [
-          { node_id: 'src', type: 'src' },
-          // The seed's form: every batch of src from the ledger, summed onto src's stats.
-          { node_id: 'agg', type: 'coordinator_fn', depends_on: ['src'], io: { fn: 'metrics.aggregate', fn_args: { node_id: 'src', mode: 'sum' } } },
-        ],
-      }
-      const id = await rt.coordinator.createTask({ graph })
+      const id = await rt.coordinator.createTask({ graph: GRAPH })
       // Half the stream applied and in a snapshot that left its ledger out.
       await waitFor(
         async () => {
@@ -80,18 +86,7 @@ describe('batch ledger in rows', () => {
   test('a ledger loaded from a snapshot that carried it goes to the rows whole before a snapshot leaves it out (a third coordinator still counts every batch once)', async () => {
     const { store, drop } = await testStore()
     const gates = [gate(), gate()]
-    const src: RoleHandler = {
-      async *iterBatches() {
-        for (let i = 0; i < BATCHES; i++) {
-          if (i === 10) await gates[0]!.wait()
-          if (i === 20) await gates[1]!.wait()
-          yield { batch_uid: `b${i}`, payload: { i } }
-        }
-      },
-      async processBatch(batch) {
-        return { metrics: { count: 1, sum: batch.payload['i'] as number } }
-      },
-    }
+    const src = source(new Map([[10, gates[0]!], [20, gates[1]!]]))
     const inline = { snapshotLedgerMax: 1_000, snapshotIntervalSec: 0 }
     const rows = { snapshotLedgerMax: 15, snapshotIntervalSec: 0 }
     // The first coordinator's rows are lost (it died before its background writes): only the
@@ -107,13 +102,7 @@ describe('batch ledger in rows', () => {
     }
     const stored = async (id: string): Promise<VersionedTask | null> => (await store.getTask(id)) as VersionedTask | null
     try {
-      const graph = {
-        nodes: [
-          { node_id: 'src', type: 'src' },
-          { node_id: 'agg', type: 'coordinator_fn', depends_on: ['src'], io: { fn: 'metrics.aggregate', fn_args: { node_id: 'src', mode: 'sum' } } },
-        ],
-      }
-      const id = await rt.coordinator.createTask({ graph })
+      const id = await rt.coordinator.createTask({ graph: GRAPH })
       // 10 batches, in a snapshot that carries them (no rows needed for them yet).
       await waitFor(async () => Object.keys((await stored(id))?.batches?.['src'] ?? {}).length === 10, { timeoutMs: 20_000, message: 'no snapshot with 10 batches' })
       await rt.coordinator.kill()
