@@ -30,6 +30,9 @@ describe('built-in coordinator function arguments at submission', () => {
         ['metrics.aggregate', {}, 'nodes[1].io.fn_args', /needs node_id .* or from_nodes/],
         ['metrics.aggregate', { from_nodes: ['a'], target_node: 'nope' }, 'nodes[1].io.fn_args.target_node', /names unknown node "nope"/],
         ['metrics.aggregate', { from_nodes: ['a'], metric: 3 }, 'nodes[1].io.fn_args.metric', /metric must be a non-empty string/],
+        // The two forms mixed: node_id (the seed's form) would read node a alone and ignore the rest.
+        ['metrics.aggregate', { node_id: 'a', from_nodes: ['a'], mode: 'sum' }, 'nodes[1].io.fn_args.from_nodes', /from_nodes belongs to the from_nodes form, node_id to the seed's form/],
+        ['metrics.aggregate', { node_id: 'a', target_key: 'total' }, 'nodes[1].io.fn_args.target_key', /give one form/],
         ['merge.generic', {}, 'nodes[1].io.fn_args', /merge.generic needs from_nodes/],
         ['merge.generic', { from_nodes: ['a'], target: 'x' }, 'nodes[1].io.fn_args.target', /target must be an object/],
         // A summary field's name: the merged items were written over by the summary, the node finished.
