@@ -105,6 +105,11 @@ export interface CoordinatorConfig extends TopicsConfig, SubmitLimits {
    * coordinator may own its tasks by now. Keep it below the bus's session timeout.
    */
   ownershipConfirmSec: number
+  /**
+   * Port of an HTTP server answering `GET /metrics` (Prometheus) started with the instance (0: any
+   * free port); null: none. The `observability.metricsPort` option wins over it.
+   */
+  metricsPort: number | null
 }
 
 export interface WorkerConfig extends TopicsConfig {
@@ -135,6 +140,11 @@ export interface WorkerConfig extends TopicsConfig {
    * 1 MiB): a handler result that would not fit fails its node with the size and this limit.
    */
   maxMessageBytes: number
+  /**
+   * Port of an HTTP server answering `GET /metrics` (Prometheus) started with the instance (0: any
+   * free port); null: none. The `observability.metricsPort` option wins over it.
+   */
+  metricsPort: number | null
 }
 
 const TOPIC_DEFAULTS: TopicsConfig = {
@@ -181,6 +191,7 @@ export const COORDINATOR_DEFAULTS: CoordinatorConfig = {
   snapshotLedgerMax: 10_000,
   stopSnapshotsSec: 5,
   ownershipConfirmSec: 5,
+  metricsPort: null,
 }
 
 /** A camelCase key in the seed's snake_case (`leaseTtlSec` → `lease_ttl_sec`). */
@@ -211,6 +222,7 @@ export const WORKER_DEFAULTS: WorkerConfig = {
   stateSaveIntervalMs: 250,
   statusHoldMs: 5,
   maxMessageBytes: 1024 * 1024,
+  metricsPort: null,
 }
 
 function snake(key: string): string {

@@ -13,6 +13,7 @@
 import { COORDINATOR_DEFAULTS, resolveConfig } from '../config.ts'
 import { FlowkitError } from '../errors.ts'
 import type { Logger } from '../log.ts'
+import type { MetricsHandler } from '../observability/options.ts'
 import type { Store } from '../ports/store.ts'
 import type { Dashboard, DashboardCoordinator } from '../ui/server.ts'
 import { type OptionSpecs, type Parsed, flag, int, parse, positionals, str } from './args.ts'
@@ -59,10 +60,10 @@ export function openUrl(dash: Dashboard, token: string | null): string {
 }
 
 /** Starts the dashboard; a token is generated when the host needs one and none was given. */
-export async function serveDashboard(coordinator: DashboardCoordinator, store: Store, ui: UiSettings, logger: Logger): Promise<{ dash: Dashboard; token: string | null }> {
+export async function serveDashboard(coordinator: DashboardCoordinator, store: Store, ui: UiSettings, logger: Logger, metrics?: MetricsHandler): Promise<{ dash: Dashboard; token: string | null }> {
   const [{ startDashboard, generateToken }, { isLoopback }] = await Promise.all([import('../ui/server.ts'), import('../ui/auth.ts')])
   const token = ui.token ?? (isLoopback(ui.host) ? null : generateToken())
-  const dash = await startDashboard({ coordinator, store, port: ui.port, host: ui.host, token, logger })
+  const dash = await startDashboard({ coordinator, store, port: ui.port, host: ui.host, token, logger, ...(metrics === undefined ? {} : { metrics }) })
   return { dash, token }
 }
 
@@ -78,10 +79,10 @@ function listenProblem(err: unknown): string | null {
  * stderr, so stdout stays a stream of task events). When the address cannot be bound (port in
  * use), one line says so and dev goes on without it.
  */
-export async function startDevDashboard(name: string, out: Out, coordinator: DashboardCoordinator, store: Store, ui: UiSettings | null, logger: Logger): Promise<{ dash: Dashboard; url: string } | null> {
+export async function startDevDashboard(name: string, out: Out, coordinator: DashboardCoordinator, store: Store, ui: UiSettings | null, logger: Logger, metrics?: MetricsHandler): Promise<{ dash: Dashboard; url: string } | null> {
   if (ui === null) return null
   try {
-    const { dash, token } = await serveDashboard(coordinator, store, ui, logger)
+    const { dash, token } = await serveDashboard(coordinator, store, ui, logger, metrics)
     const url = openUrl(dash, token)
     const line = `flowkit ${name}: dashboard at ${url}`
     if (out.json) out.note(line)

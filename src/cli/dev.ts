@@ -25,6 +25,7 @@ import type { CoordinatorFn } from '../coordinator/functions.ts'
 import type { TaskView } from '../coordinator/view.ts'
 import { isFinalEvent } from '../coordinator/watch.ts'
 import type { Logger } from '../log.ts'
+import { metricsHandler } from '../observability/options.ts'
 import type { RoleHandler } from '../worker/handler.ts'
 import { Worker } from '../worker/worker.ts'
 import { flag, int, parse, positionals, str } from './args.ts'
@@ -149,7 +150,9 @@ async function startDev(name: string, base: CommandBase, s: Settings, handlers: 
   const rt = await startEmbedded(s, handlers, functions, concurrency, log)
   let started: Awaited<ReturnType<typeof startDevDashboard>>
   try {
-    started = await startDevDashboard(name, base.out, servedOnly(rt.coordinator, s, handlers, functions), rt.store, ui, log)
+    // The embedded coordinator's and worker's metrics on the dashboard's /metrics.
+    const metrics = metricsHandler([rt.coordinator.observability?.registry ?? null, rt.worker.observability?.registry ?? null])
+    started = await startDevDashboard(name, base.out, servedOnly(rt.coordinator, s, handlers, functions), rt.store, ui, log, metrics)
   } catch (err) {
     await rt.stop()
     throw err
@@ -217,7 +220,12 @@ export async function devCommand(argv: readonly string[], base: CommandBase, nam
   const handlersPath = str(p, 'handlers')
   const graphPath = str(p, 'graph')
   const keep = flag(p, 'keep')
-  const concurrency = int(name, p, 'concurrency', 1, 10_000) ?? 4
+  // The flag, else the config's worker.concurrency, else 4.
+  const configured = s.worker['concurrency']
+  if (configured !== undefined && !(typeof configured === 'number' && Number.isInteger(configured) && configured >= 1)) {
+    throw usageError(`${name}: the config's worker.concurrency must be an integer >= 1, got ${JSON.stringify(configured)}`, name)
+  }
+  const concurrency = int(name, p, 'concurrency', 1, 10_000) ?? configured ?? 4
   if (handlersPath === undefined) {
     if (graphPath !== undefined || str(p, 'params') !== undefined) throw usageError(`${name}: --graph needs --handlers <module> (\`flowkit ${name}\` alone runs the built-in example)`, name)
     return demo(base, s, name, ui, keep)

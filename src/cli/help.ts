@@ -87,25 +87,29 @@ is written to the store for its outbox. Task pages follow a task by reading the 
                          resubmitting tasks that use them)
 ${CONNECTION}
 ${GLOBAL}`,
-  coordinator: `usage: flowkit coordinator [--functions <module>] [--group-id <id>]
+  coordinator: `usage: flowkit coordinator [--functions <module>] [--group-id <id>] [--metrics-port <n>]
 
 Runs a coordinator of the deployment until SIGINT/SIGTERM (one or several: they share the
 tasks by partition of the owners' topic, see docs/scaling.md).
   --functions <module>   extra coordinator functions { name: CoordinatorFn }
   --group-id <id>        consumer-group prefix (FLOWKIT_GROUP_ID; config "coordinator.group_id")
+  --metrics-port <n>     serve Prometheus metrics on GET /metrics at this port (0: a free one;
+                         config "coordinator.metrics_port"; default: none)
 Every coordinator serves control requests for the tasks it owns (topic coord.tasks.v1, keyed by
 task id): \`flowkit cancel\`, and
 \`flowkit submit\`'s request to adopt the task it queued (else adopted at the next sweep,
 sweep_interval_sec, default 10 s).
 ${CONNECTION}
 ${GLOBAL}`,
-  worker: `usage: flowkit worker --handlers <module> [--roles a,b] [--concurrency <n>] [--worker-id <id>]
+  worker: `usage: flowkit worker --handlers <module> [--roles a,b] [--concurrency <n>] [--worker-id <id>] [--metrics-port <n>]
 
 Runs a worker until SIGINT/SIGTERM (running nodes are handed back to the coordinator).
   --handlers <module>    module that default-exports (or exports \`handlers\`) { role: RoleHandler }
   -r, --roles <list>     only these roles of the module (default: all)
   --concurrency <n>      slots (config "worker.concurrency", default 1)
   --worker-id <id>       stable worker id (FLOWKIT_WORKER_ID; default: host + random)
+  --metrics-port <n>     serve Prometheus metrics on GET /metrics at this port (0: a free one;
+                         config "worker.metrics_port"; default: none)
 ${CONNECTION}
 ${GLOBAL}`,
   validate: `usage: flowkit validate <graph.json> [--params <p.json>] [--functions <module>] [--config <file>]

@@ -10,6 +10,7 @@
  *
  * The coordinator process also serves CLI control requests (control.ts): `flowkit cancel`.
  */
+import type { AddressInfo } from 'node:net'
 import { Coordinator } from '../coordinator/coordinator.ts'
 import type { Logger } from '../log.ts'
 import type { Bus } from '../ports/bus.ts'
@@ -28,6 +29,17 @@ export function untilAborted(signal: AbortSignal): Promise<void> {
     if (signal.aborted) resolve()
     else signal.addEventListener('abort', () => resolve(), { once: true })
   })
+}
+
+/** The URL of a /metrics server listening at `a` (metricsPort), or null when there is none. */
+function metricsUrl(a: AddressInfo | null): string | null {
+  if (a === null) return null
+  const host = a.family === 'IPv6' ? `[${a.address}]` : a.address
+  return `http://${host}:${a.port}/metrics`
+}
+
+function metricsText(url: string | null): string {
+  return url === null ? '' : `; metrics at ${url}`
 }
 
 interface Opened {
@@ -51,11 +63,13 @@ async function closeAll(o: Opened): Promise<void> {
 
 
 export async function coordinatorCommand(argv: readonly string[], base: CommandBase): Promise<number> {
-  const p = parse('coordinator', argv, { functions: { type: 'string' }, 'group-id': { type: 'string' } }, true)
+  const p = parse('coordinator', argv, { functions: { type: 'string' }, 'group-id': { type: 'string' }, 'metrics-port': { type: 'string' } }, true)
   positionals('coordinator', p, [])
   const settings = resolveSettings(p)
   const groupId = str(p, 'group-id')
   if (groupId !== undefined) settings.coordinator['groupId'] = groupId
+  const metricsPort = int('coordinator', p, 'metrics-port', 0, 65_535)
+  if (metricsPort !== undefined) settings.coordinator['metricsPort'] = metricsPort
   const fnPath = str(p, 'functions')
   const functions = fnPath === undefined ? {} : await loadFunctions(fnPath)
   const log = processLogger()
@@ -67,9 +81,9 @@ export async function coordinatorCommand(argv: readonly string[], base: CommandB
     opened.bus = bus
     coordinator = new Coordinator({ bus, store, logger: log, config: settings.coordinator, functions })
     await coordinator.start()
-    const started = { group_id: coordinator.config.groupId, functions: coordinator.functionNames }
+    const started = { group_id: coordinator.config.groupId, functions: coordinator.functionNames, metrics: metricsUrl(coordinator.observability?.address ?? null) }
     if (base.out.json) base.out.doc({ event: 'coordinator.ready', ...started })
-    else base.out.line(`flowkit coordinator: ready (group ${started.group_id}; ${deploymentText(settings)}); Ctrl-C stops`)
+    else base.out.line(`flowkit coordinator: ready (group ${started.group_id}; ${deploymentText(settings)}${metricsText(started.metrics)}); Ctrl-C stops`)
     await untilAborted(base.signal)
     base.out.note('flowkit coordinator: stopping')
     await coordinator.stop()
@@ -86,7 +100,7 @@ export async function coordinatorCommand(argv: readonly string[], base: CommandB
 }
 
 export async function workerCommand(argv: readonly string[], base: CommandBase): Promise<number> {
-  const p = parse('worker', argv, { handlers: { type: 'string' }, roles: { type: 'string', short: 'r' }, concurrency: { type: 'string' }, 'worker-id': { type: 'string' } }, true)
+  const p = parse('worker', argv, { handlers: { type: 'string' }, roles: { type: 'string', short: 'r' }, concurrency: { type: 'string' }, 'worker-id': { type: 'string' }, 'metrics-port': { type: 'string' } }, true)
   positionals('worker', p, [])
   const handlersPath = str(p, 'handlers')
   if (handlersPath === undefined) throw usageError('worker: --handlers <module> is required', 'worker')
@@ -95,6 +109,8 @@ export async function workerCommand(argv: readonly string[], base: CommandBase):
   if (concurrency !== undefined) settings.worker['concurrency'] = concurrency
   const workerId = str(p, 'worker-id')
   if (workerId !== undefined) settings.worker['workerId'] = workerId
+  const metricsPort = int('worker', p, 'metrics-port', 0, 65_535)
+  if (metricsPort !== undefined) settings.worker['metricsPort'] = metricsPort
   const roles = list(p, 'roles')
   if (roles !== undefined && roles.length === 0) throw usageError('worker: --roles must name at least one role', 'worker')
   const handlers = await loadHandlers(handlersPath, roles)
@@ -107,9 +123,9 @@ export async function workerCommand(argv: readonly string[], base: CommandBase):
     opened.bus = bus
     worker = new Worker({ bus, store, logger: log, handlers, config: settings.worker })
     await worker.start()
-    const info = { worker_id: worker.workerId, roles: worker.roles, concurrency: worker.config.concurrency }
+    const info = { worker_id: worker.workerId, roles: worker.roles, concurrency: worker.config.concurrency, metrics: metricsUrl(worker.observability?.address ?? null) }
     if (base.out.json) base.out.doc({ event: 'worker.ready', ...info })
-    else base.out.line(`flowkit worker ${info.worker_id}: ready (roles ${info.roles.join(', ')}; concurrency ${info.concurrency}; ${deploymentText(settings)}); Ctrl-C stops`)
+    else base.out.line(`flowkit worker ${info.worker_id}: ready (roles ${info.roles.join(', ')}; concurrency ${info.concurrency}; ${deploymentText(settings)}${metricsText(info.metrics)}); Ctrl-C stops`)
     await untilAborted(base.signal)
     const running = worker.activeRuns().length
     base.out.note(`flowkit worker: stopping${running > 0 ? ` (handing back ${running} running node${running === 1 ? '' : 's'})` : ''}`)

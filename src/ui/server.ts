@@ -17,6 +17,7 @@ import type { AddressInfo } from 'node:net'
 import { SystemClock } from '../clock.ts'
 import { ErrorCode, FlowkitError } from '../errors.ts'
 import { type Logger, createLogger } from '../log.ts'
+import type { MetricsHandler } from '../observability/options.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { Store } from '../ports/store.ts'
 import { type ApiContext, type DashboardCoordinator, GRAPHS_KEPT, handleApi, toHttpError } from './api.ts'
@@ -52,6 +53,11 @@ export interface DashboardOptions {
   progressMs?: number
   /** Least time between two refreshes of the task list from the store, ms (default 2000). */
   refreshMs?: number
+  /**
+   * Serves `GET /metrics` with this handler (e.g. `metricsHandler([coordinator registry, worker
+   * registry])`), behind the same access check as the rest. Default: no /metrics.
+   */
+  metrics?: MetricsHandler
 }
 
 export interface Dashboard {
@@ -120,6 +126,10 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       return
     }
     const path = url.pathname
+    if (path === '/metrics' && options.metrics !== undefined) {
+      options.metrics(req, res)
+      return
+    }
     if (path.startsWith('/api/')) {
       const isGet = req.method === 'GET'
       if (path === '/api/events' && isGet) return hub.add(req, res)

@@ -35,6 +35,28 @@ function listen(): Promise<{ server: Server; port: number }> {
 }
 
 describe('flowkit dev: the dashboard', () => {
+  test("the dashboard's /metrics serves the embedded coordinator's and worker's metrics; the config's worker.concurrency applies", async () => {
+    const dir = tempDir()
+    const config = join(dir, 'flowkit.json')
+    writeFileSync(config, JSON.stringify({ worker: { concurrency: 7 } }))
+    const p = new CliProcess(['dev', '--handlers', HANDLERS, '--ui-port', '0', '--config', config])
+    try {
+      await p.waitOut(/running in this process \(roles [^;]+; concurrency 7\)/)
+      const url = /^flowkit dev: dashboard at (http:\/\/127\.0\.0\.1:\d+\/)$/m.exec(p.stdout)?.[1]
+      assert.ok(url, p.stdout)
+      const res = await fetch(`${url}metrics`)
+      const text = await res.text()
+      assert.equal(res.status, 200, text)
+      assert.match(res.headers.get('content-type') ?? '', /^text\/plain/)
+      assert.match(text, /^flowkit_coordinator_\w+/m)
+      assert.match(text, /^flowkit_worker_runs_active 0$/m)
+      const r = await p.stop('SIGINT')
+      assert.equal(r.code, 0, p.stderr)
+    } finally {
+      p.kill()
+    }
+  })
+
   test('--ui-port 0: the printed URL serves the running task (API and page); it stops with the runtime', async () => {
     const gate = join(tempDir(), 'release')
     const p = new CliProcess(['dev', '--handlers', HANDLERS, '--graph', PIPELINE, '--ui-port', '0'], { FLOWKIT_TEST_GATE: gate })

@@ -51,8 +51,8 @@ describe('a CLI deployment on Kafka and MongoDB', { skip }, () => {
         worker: { ...topics, group_prefix: `${tag}.`, hb_interval_sec: 1, db_cancel_poll_ms: 100, cancel_grace_ms: 1000 },
       }),
     )
-    coordinator = new CliProcess(['coordinator'], { ...env, FLOWKIT_LOG_LEVEL: 'warn' })
-    worker = new CliProcess(['worker', '--handlers', HANDLERS, '--roles', 'numbers,square', '--worker-id', `${tag}-w1`, '--concurrency', '2'], { ...env, FLOWKIT_LOG_LEVEL: 'warn', FLOWKIT_TEST_GATE: gate })
+    coordinator = new CliProcess(['coordinator', '--metrics-port', '0'], { ...env, FLOWKIT_LOG_LEVEL: 'warn' })
+    worker = new CliProcess(['worker', '--handlers', HANDLERS, '--roles', 'numbers,square', '--worker-id', `${tag}-w1`, '--concurrency', '2', '--metrics-port', '0'], { ...env, FLOWKIT_LOG_LEVEL: 'warn', FLOWKIT_TEST_GATE: gate })
     await Promise.all([coordinator.waitOut(/flowkit coordinator: ready \(group \S+\.coordinator;/, 60_000), worker.waitOut(new RegExp(`flowkit worker ${tag}-w1: ready \\(roles numbers, square; concurrency 2;`), 60_000)])
     store = new MongoStore({ url, dbName, clientOptions: { serverSelectionTimeoutMS: 5000 } })
   })
@@ -62,6 +62,17 @@ describe('a CLI deployment on Kafka and MongoDB', { skip }, () => {
     coordinator?.kill()
     await store?.close()
     if (url !== '') await dropMongoDatabase(url, dbName, { serverSelectionTimeoutMS: 5000 })
+  })
+
+  test('--metrics-port: the coordinator and the worker serve /metrics where their ready line says', async () => {
+    for (const [p, metric] of [[coordinator, /^flowkit_coordinator_owned_partitions \d+$/m], [worker, /^flowkit_worker_runs_active \d+$/m]] as const) {
+      const url = /; metrics at (http:\/\/\S+\/metrics)\)/.exec(p?.stdout ?? '')?.[1]
+      assert.ok(url !== undefined, p?.stdout)
+      const res = await fetch(url.replace('//0.0.0.0:', '//127.0.0.1:'))
+      const text = await res.text()
+      assert.equal(res.status, 200, text)
+      assert.match(text, metric)
+    }
   })
 
   test('cancel reaches the owning coordinator; the task ends cancelled (status --watch exits 1)', async () => {

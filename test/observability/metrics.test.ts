@@ -128,7 +128,9 @@ test('metricsPort (option or config) serves /metrics; other paths are 404', asyn
   const bus = new MemoryBus()
   const store = new MemoryStore()
   const c = new Coordinator({ bus, store, observability: { metricsPort: 0, metricsHost: '127.0.0.1' } })
-  const w = new Worker({ bus, store, handlers: { s: noopHandler() }, config: { metricsPort: 0 } as Record<string, unknown> })
+  // A config key (typed: no cast), camelCase or the seed's snake_case.
+  const w = new Worker({ bus, store, handlers: { s: noopHandler() }, config: { metrics_port: 0 } })
+  assert.equal(w.config.metricsPort, 0)
   await c.start()
   await w.start()
   try {
