@@ -65,6 +65,9 @@ export interface ConnectContext {
 const CONNECT_CODES: ReadonlySet<string> = new Set([ErrorCode.StoreUnavailable, ErrorCode.StoreTimeout, ErrorCode.BusUnavailable])
 
 /** Maps anything thrown by a command to a CliError (exit code, one-line message, hint). */
+/** What to check when Kafka refuses the client (authentication or authorization). */
+export const KAFKA_AUTH_HINT = 'check the SASL and TLS settings: FLOWKIT_KAFKA_SASL_MECHANISM, FLOWKIT_KAFKA_USERNAME, FLOWKIT_KAFKA_PASSWORD, FLOWKIT_KAFKA_TLS (or kafka.sasl / kafka.tls in the config file), and the ACLs of this user'
+
 export function toCliError(err: unknown, ctx: ConnectContext = {}): CliError {
   if (err instanceof CliError) return err
   if (err instanceof GraphValidationError) {
@@ -79,6 +82,10 @@ export function toCliError(err: unknown, ctx: ConnectContext = {}): CliError {
         cause: err,
         hint: kafka ? 'is Kafka running? check FLOWKIT_KAFKA_BROKERS / --brokers' : 'is MongoDB running? check FLOWKIT_MONGO_URL / --mongo-url',
       })
+    }
+    if (err.code === ErrorCode.BusError && err.details['auth'] === true) {
+      // The broker answers but refuses this client: its credentials or TLS setting are wrong.
+      return new CliError(EXIT.connect, `cannot use Kafka: ${firstLine(err.message)}`, { code: err.code, cause: err, hint: KAFKA_AUTH_HINT })
     }
     if (err.code === ErrorCode.TaskNotFound) return new CliError(EXIT.notFound, firstLine(err.message), { code: err.code, cause: err })
     if (err.code === ErrorCode.Config) return new CliError(EXIT.usage, firstLine(err.message), { code: err.code, cause: err, hint: 'check the config file, the FLOWKIT_* environment and the flags' })

@@ -20,9 +20,9 @@ import { ErrorCode, FlowkitError, GraphValidationError, errorMessage } from '../
 import type { GraphProblem } from '../graph/parse.ts'
 import type { Store, TaskDoc } from '../ports/store.ts'
 import { flag, int, parse, positionals, str } from './args.ts'
-import { openBus, openStore, processLogger } from './connect.ts'
-import { controlRequest, sendControl } from '../coordinator/control.ts'
-import { controlTopic } from './control.ts'
+import { openStore } from './connect.ts'
+import { controlRequest } from '../coordinator/control.ts'
+import { sendControlWithin } from './control.ts'
 import { CliError, EXIT, firstLine } from './errors.ts'
 import { followStore } from './follow.ts'
 import { loadFunctions } from './modules.ts'
@@ -163,12 +163,7 @@ export async function submitCommand(argv: readonly string[], base: CommandBase):
     // Tell the running coordinator at once (it would adopt the task at its next sweep anyway).
     let notified = true
     try {
-      const bus = await openBus(settings, processLogger('warn'))
-      try {
-        await sendControl(bus, controlTopic(settings), controlRequest('adopt', task.id, Date.now()))
-      } finally {
-        await bus.close()
-      }
+      await sendControlWithin(settings, controlRequest('adopt', task.id, Date.now()))
     } catch (err) {
       notified = false
       base.out.note(`flowkit: could not notify the coordinator (${firstLine(errorMessage(err))}); it adopts the task at its next sweep`)

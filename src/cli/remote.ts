@@ -58,6 +58,8 @@ export interface RemoteCoordinatorOptions {
 
 const TERMINAL: ReadonlySet<string> = new Set(TERMINAL_TASK_STATUSES)
 const WORKERS_TTL_MS = 5_000
+/** Longest wait for Kafka to take a control request (cancel, adopt). */
+const SEND_TIMEOUT_MS = 5_000
 
 function notFound(id: string): FlowkitError {
   return new FlowkitError(ErrorCode.TaskNotFound, `task ${id} not found`)
@@ -97,8 +99,23 @@ export class RemoteCoordinator implements DashboardCoordinator {
     this.#now = options.now ?? Date.now
   }
 
+  /**
+   * Sends a control request, waiting at most SEND_TIMEOUT_MS: a broker that accepts connections
+   * but does not answer would otherwise hold the dashboard's request for the Kafka client's own
+   * retries (a minute and more). The send goes on in the background.
+   */
   async #send(req: ControlRequest): Promise<void> {
-    await sendControl(this.#bus, this.#topic, req)
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new FlowkitError(ErrorCode.BusUnavailable, `Kafka did not take the ${req.op} request within ${SEND_TIMEOUT_MS / 1000} s`)), SEND_TIMEOUT_MS)
+    })
+    const sent = sendControl(this.#bus, this.#topic, req)
+    sent.catch(() => undefined)
+    try {
+      await Promise.race([sent, late])
+    } finally {
+      clearTimeout(timer)
+    }
   }
 
   /** Worker roles from the store's worker list (read at most every 5 s, and only when needed). */

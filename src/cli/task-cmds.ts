@@ -7,9 +7,9 @@ import { type TaskView, toTaskView } from '../coordinator/view.ts'
 import type { Store, TaskDoc, TaskStatus } from '../ports/store.ts'
 import { TERMINAL_TASK_STATUSES } from '../ports/store.ts'
 import { flag, int, list, parse, positionals, seconds, str } from './args.ts'
-import { openBus, openStore, processLogger } from './connect.ts'
-import { controlRequest, sendControl } from '../coordinator/control.ts'
-import { controlTopic } from './control.ts'
+import { openStore } from './connect.ts'
+import { controlRequest } from '../coordinator/control.ts'
+import { sendControlWithin } from './control.ts'
 import { CliError, EXIT, usageError } from './errors.ts'
 import { sweepSeconds, watchTask } from './graph-cmds.ts'
 import { type CommandBase, ago, isoTime, table } from './output.ts'
@@ -118,13 +118,7 @@ export async function cancelCommand(argv: readonly string[], base: CommandBase):
       else base.out.line(`task ${id} already ${before.status}: nothing to cancel`)
       return EXIT.ok
     }
-    // Warnings only: a one-shot command's output is not the bus's info log.
-    const bus = await openBus(settings, processLogger('warn'))
-    try {
-      await sendControl(bus, controlTopic(settings), controlRequest('cancel', id, Date.now(), str(p, 'reason') ?? 'cancelled from the CLI'))
-    } finally {
-      await bus.close()
-    }
+    await sendControlWithin(settings, controlRequest('cancel', id, Date.now(), str(p, 'reason') ?? 'cancelled from the CLI'))
     const deadline = Date.now() + timeoutSec * 1000
     let now: TaskDoc | null = before
     const done = (t: TaskDoc): boolean => (flag(p, 'wait') ? (TERMINAL_TASK_STATUSES as readonly string[]).includes(t.status) : acted(t))

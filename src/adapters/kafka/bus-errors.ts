@@ -75,7 +75,7 @@ export function toBusError(err: unknown, op: string, redactor: Redactor, closed:
   const codes = all.map((e) => e.code).filter((c): c is string => typeof c === 'string')
   const details = { op, apiIds: [...new Set(apiIds)], codes: [...new Set(codes)] }
   if (codes.includes('PLT_KFK_AUTHENTICATION') || apiIds.some((id) => /AUTHORIZATION|SASL|AUTHENTICATION/.test(id))) {
-    return new FlowkitError(ErrorCode.BusError, `kafka bus: ${op} failed (authentication/authorization): ${text}`, { cause, details })
+    return new FlowkitError(ErrorCode.BusError, `kafka bus: ${op} failed (authentication/authorization): ${text}`, { cause, details: { ...details, auth: true } })
   }
   if (apiIds.includes('UNKNOWN_TOPIC_OR_PARTITION') || /Unknown topic/i.test(text)) {
     return new FlowkitError(ErrorCode.BusError, `kafka bus: ${op} failed: unknown topic (create it with ensureTopics): ${text}`, {
