@@ -353,7 +353,10 @@ export class OwnedTasks {
       gate.until(null)
       throw err
     }
-    d.log.info('task.adopted', { task_id: taskId, status: rt.status })
+    // A task submitted through the store (`flowkit submit`, `flowkit ui`) and taken up here for the
+    // first time: still queued, never written by a coordinator (counted as created by the metrics).
+    const submitted = rt.status === 'queued' && (doc as { v?: number }).v === 0
+    d.log.info('task.adopted', { task_id: taskId, status: rt.status, submitted })
     gate.until(resumeLoaded(this.#deps(), [rt]))
     return rt
   }

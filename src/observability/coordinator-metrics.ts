@@ -44,6 +44,7 @@ export class CoordinatorMetrics {
   readonly #taskDone: FastCounter
   readonly #taskDuration: FastHistogram
   readonly #created: FastCounter
+  readonly #adopted: FastCounter
   readonly #retries: FastCounter
   readonly #leaseExpiries: FastCounter
   readonly #timeouts: FastCounter
@@ -104,7 +105,8 @@ export class CoordinatorMetrics {
         },
       })
     }
-    this.#created = c('flowkit_tasks_created_total', 'Tasks created on this coordinator')
+    this.#created = c('flowkit_tasks_created_total', 'Tasks created on this coordinator, or submitted through the store (flowkit submit, flowkit ui) and first taken up here')
+    this.#adopted = c('flowkit_tasks_adopted_total', 'Tasks this coordinator loaded from the store (a submission through the store, a recovery after a restart, a hand-over from another coordinator)')
     this.#taskDone = c('flowkit_tasks_completed_total', 'Tasks that reached a terminal status (durably), by status', ['status'])
     this.#taskDuration = h('flowkit_task_duration_seconds', 'Tasks from creation to their terminal status, by status', ['status'], DURATION_BUCKETS)
     this.#attempt = h('flowkit_node_attempt_duration_seconds', 'Node attempts from dispatch to their end, by node type and outcome', ['type', 'outcome'], DURATION_BUCKETS)
@@ -173,6 +175,10 @@ export class CoordinatorMetrics {
         return
       case 'outbox.failed':
         this.#deadLetters.labels().inc()
+        return
+      case 'task.adopted':
+        this.#adopted.labels().inc()
+        if (fields?.['submitted'] === true) this.#created.labels().inc()
         return
       case 'outbox.retry': {
         const n = fields?.['records']

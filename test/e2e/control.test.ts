@@ -37,6 +37,12 @@ test('an adopt request loads a task another process wrote, without waiting for t
     const t = await rt.coordinator.waitForTask(slow.id, { timeoutMs: 15_000 })
     assert.equal(t.status, 'cancelled')
     assert.ok(log.records.some((r) => r.event === 'control.malformed'), 'the malformed request was logged and skipped')
+    // Submissions through the store count as created where they are taken up (flowkit submit's
+    // tasks were counted nowhere: created_total stayed 0 on a deployment fed by the CLI).
+    const metrics = (await rt.coordinator.observability?.registry?.getMetricsAsJSON()) ?? []
+    const value = (name: string): unknown => metrics.find((m) => m.name === name)?.values[0]?.value
+    assert.equal(value('flowkit_tasks_created_total'), 2)
+    assert.equal(value('flowkit_tasks_adopted_total'), 2)
   } finally {
     await rt.stop()
   }
