@@ -15,7 +15,7 @@ import { FlowkitError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { MetricsHandler } from '../observability/options.ts'
 import type { Store } from '../ports/store.ts'
-import type { Dashboard, DashboardCoordinator } from '../ui/server.ts'
+import type { Dashboard, DashboardCoordinator, DashboardOptions } from '../ui/server.ts'
 import { type OptionSpecs, type Parsed, flag, int, parse, positionals, str } from './args.ts'
 import { deploymentText, openBus, openStore, processLogger } from './connect.ts'
 import { controlTopic } from './control.ts'
@@ -60,10 +60,10 @@ export function openUrl(dash: Dashboard, token: string | null): string {
 }
 
 /** Starts the dashboard; a token is generated when the host needs one and none was given. */
-export async function serveDashboard(coordinator: DashboardCoordinator, store: Store, ui: UiSettings, logger: Logger, metrics?: MetricsHandler): Promise<{ dash: Dashboard; token: string | null }> {
+export async function serveDashboard(coordinator: DashboardCoordinator, store: Store, ui: UiSettings, logger: Logger, extra: Pick<DashboardOptions, 'metrics' | 'workerLivenessMs'> = {}): Promise<{ dash: Dashboard; token: string | null }> {
   const [{ startDashboard, generateToken }, { isLoopback }] = await Promise.all([import('../ui/server.ts'), import('../ui/auth.ts')])
   const token = ui.token ?? (isLoopback(ui.host) ? null : generateToken())
-  const dash = await startDashboard({ coordinator, store, port: ui.port, host: ui.host, token, logger, ...(metrics === undefined ? {} : { metrics }) })
+  const dash = await startDashboard({ coordinator, store, port: ui.port, host: ui.host, token, logger, ...extra })
   return { dash, token }
 }
 
@@ -82,7 +82,7 @@ function listenProblem(err: unknown): string | null {
 export async function startDevDashboard(name: string, out: Out, coordinator: DashboardCoordinator, store: Store, ui: UiSettings | null, logger: Logger, metrics?: MetricsHandler): Promise<{ dash: Dashboard; url: string } | null> {
   if (ui === null) return null
   try {
-    const { dash, token } = await serveDashboard(coordinator, store, ui, logger, metrics)
+    const { dash, token } = await serveDashboard(coordinator, store, ui, logger, metrics === undefined ? {} : { metrics })
     const url = openUrl(dash, token)
     const line = `flowkit ${name}: dashboard at ${url}`
     if (out.json) out.note(line)
@@ -143,7 +143,7 @@ export async function uiCommand(argv: readonly string[], base: CommandBase): Pro
     })
     let started: { dash: Dashboard; token: string | null }
     try {
-      started = await serveDashboard(coordinator, store, { port, host, token }, log)
+      started = await serveDashboard(coordinator, store, { port, host, token }, log, { workerLivenessMs: config.workerLivenessSec * 1000 })
     } catch (err) {
       const problem = listenProblem(err)
       if (problem !== null) throw new CliError(EXIT.failed, `ui: ${host}:${port} ${problem}`, { hint: 'pick another port with --port (0: any free one)', cause: err })

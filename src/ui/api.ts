@@ -33,6 +33,8 @@ export interface ApiContext {
   auth: boolean
   /** Graph models by task id (a task's graph never changes, and its page is opened often). */
   graphs: RecentMap<string, GraphModel>
+  /** A worker not heard from for this long is silent (the coordinator's workerLivenessSec). */
+  workerLivenessMs: number
 }
 
 type Handler = (ctx: ApiContext, params: string[], url: URL, req: IncomingMessage) => Promise<unknown>
@@ -241,9 +243,13 @@ async function resubmitTask(ctx: ApiContext, p: string[]): Promise<unknown> {
 async function listWorkers(ctx: ApiContext): Promise<unknown> {
   const workers = await ctx.coordinator.listWorkers()
   const states = await Promise.all(workers.map((w) => ctx.store.getWorkerState(w.worker_id)))
+  const now = ctx.now()
   return {
-    now_ms: ctx.now(),
-    workers: workers.map((w, i) => ({ ...w, active_runs: states[i]?.active_runs ?? [], state_updated_at_ms: states[i]?.updated_at_ms ?? null })),
+    now_ms: now,
+    liveness_ms: ctx.workerLivenessMs,
+    // Silent: online by its last announcement, but not heard from within the liveness window (a
+    // killed worker never says goodbye); its runs are what it last reported.
+    workers: workers.map((w, i) => ({ ...w, silent: w.status === 'online' && now - w.last_seen_ms > ctx.workerLivenessMs, active_runs: states[i]?.active_runs ?? [], state_updated_at_ms: states[i]?.updated_at_ms ?? null })),
   }
 }
 

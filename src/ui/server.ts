@@ -17,6 +17,7 @@ import type { AddressInfo } from 'node:net'
 import { SystemClock } from '../clock.ts'
 import { ErrorCode, FlowkitError } from '../errors.ts'
 import { type Logger, createLogger } from '../log.ts'
+import { COORDINATOR_DEFAULTS } from '../config.ts'
 import type { MetricsHandler } from '../observability/options.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { Store } from '../ports/store.ts'
@@ -58,6 +59,11 @@ export interface DashboardOptions {
    * registry])`), behind the same access check as the rest. Default: no /metrics.
    */
   metrics?: MetricsHandler
+  /**
+   * A worker not heard from for this long is shown silent, its runs as last reported. Default:
+   * the coordinator's `workerLivenessSec` when it has a config, else 180 s.
+   */
+  workerLivenessMs?: number
 }
 
 export interface Dashboard {
@@ -85,6 +91,12 @@ function urlHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host
 }
 
+/** The liveness window of `coordinator`'s config (a Coordinator has one), else the default. */
+function livenessOf(coordinator: DashboardCoordinator): number {
+  const sec = (coordinator as { config?: { workerLivenessSec?: unknown } }).config?.workerLivenessSec
+  return (typeof sec === 'number' && sec > 0 ? sec : COORDINATOR_DEFAULTS.workerLivenessSec) * 1000
+}
+
 const PAGE = /^\/(?:tasks\/[^/]+|workers|dead-letters)?\/?$/
 const TASK_EVENTS = /^\/api\/tasks\/([^/]+)\/events$/
 
@@ -110,6 +122,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     version: packageVersion(),
     auth: token !== null,
     graphs: new RecentMap(GRAPHS_KEPT),
+    workerLivenessMs: options.workerLivenessMs ?? livenessOf(options.coordinator),
   }
   const hub = new LiveHub(ctx)
   const streams = new Set<SseStream>()

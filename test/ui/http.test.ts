@@ -319,3 +319,32 @@ test('node details list every attempt, also one that wrote nothing, with the las
     await rt.stop()
   }
 })
+
+test("workers: silent past the coordinator's workerLivenessSec, not before (an idle worker announces every 60 s)", async () => {
+  const store = new MemoryStore()
+  const now = Date.now()
+  const workers = [
+    // Heard from 90 s ago: between two announcements of an idle worker with the defaults.
+    { worker_id: 'w-idle', roles: ['a'], capacity: 2, version: '1', status: 'online' as const, last_seen_ms: now - 90_000 },
+    // Killed long ago without a goodbye: still "online" by its last announcement.
+    { worker_id: 'w-killed', roles: ['a'], capacity: 2, version: '1', status: 'online' as const, last_seen_ms: now - 600_000 },
+    { worker_id: 'w-gone', roles: ['a'], capacity: 2, version: '1', status: 'offline' as const, last_seen_ms: now - 600_000 },
+  ]
+  const coordinator = { config: { workerLivenessSec: 180 }, listWorkers: async () => workers } as unknown as DashboardCoordinator
+  const dash = await startDashboard({ coordinator, store, port: 0 })
+  try {
+    const body = (await (await fetch(`${dash.url}api/workers`)).json()) as { liveness_ms: number; workers: { worker_id: string; silent: boolean }[] }
+    assert.equal(body.liveness_ms, 180_000)
+    assert.deepEqual(body.workers.map((w) => [w.worker_id, w.silent]), [['w-idle', false], ['w-killed', true], ['w-gone', false]])
+  } finally {
+    await dash.close()
+  }
+  // `flowkit ui` passes its config's window (its coordinator is remote: no config of its own).
+  const narrow = await startDashboard({ coordinator, store, port: 0, workerLivenessMs: 60_000 })
+  try {
+    const body = (await (await fetch(`${narrow.url}api/workers`)).json()) as { workers: { worker_id: string; silent: boolean }[] }
+    assert.deepEqual(body.workers.map((w) => [w.worker_id, w.silent]), [['w-idle', true], ['w-killed', true], ['w-gone', false]])
+  } finally {
+    await narrow.close()
+  }
+})

@@ -3,8 +3,6 @@
 // shared live stream says workers or dead letters changed, and every 5 s for the relative times.
 import { api, errorBox, fill, h, live, num, syncClock, throttle, timeCell, toast } from './util.js'
 
-/** A worker not heard from for longer than this is shown as silent (the coordinator's default liveness is 30 s). */
-const SILENT_MS = 30_000
 
 function livePage(root, title, intro, load, event) {
   const body = h('div', {}, h('p', { class: 'muted' }, 'Loading…'))
@@ -49,7 +47,8 @@ export async function workersPage(root) {
           'tbody',
           {},
           d.workers.map((w) => {
-            const silent = w.status === 'online' && d.now_ms - w.last_seen_ms > SILENT_MS
+            // The server judges silence by the coordinator's liveness window (workerLivenessSec).
+            const silent = w.silent === true
             return h(
               'tr',
               { 'data-worker-id': w.worker_id },
@@ -65,7 +64,7 @@ export async function workersPage(root) {
                   : h(
                       'details',
                       {},
-                      h('summary', {}, `${num(w.active_runs.length)} / ${num(w.capacity)}`),
+                      h('summary', { title: silent ? 'as it last reported them: it has not been heard from since' : '' }, `${num(w.active_runs.length)} / ${num(w.capacity)}${silent ? ' (last reported)' : ''}`),
                       h(
                         'ul',
                         { class: 'runs' },
