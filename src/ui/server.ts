@@ -91,6 +91,11 @@ function urlHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host
 }
 
+/** The request is a browser's navigation (it asks for HTML), not an API client's. */
+function acceptsHtml(req: IncomingMessage): boolean {
+  return /\btext\/html\b/.test(req.headers.accept ?? '')
+}
+
 /** The liveness window of `coordinator`'s config (a Coordinator has one), else the default. */
 function livenessOf(coordinator: DashboardCoordinator): number {
   const sec = (coordinator as { config?: { workerLivenessSec?: unknown } }).config?.workerLivenessSec
@@ -159,7 +164,11 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     if (path === '/favicon.ico') {
       if (await files.serve(req, res, 'favicon.svg')) return
     }
-    if (!PAGE.test(path)) throw new HttpError(404, `no such page: ${path}`)
+    if (!PAGE.test(path)) {
+      // A browser gets the app, which shows its "Not found" page (with a way back), as a 404.
+      if (acceptsHtml(req) && (await files.serve(req, res, 'index.html', 404))) return
+      throw new HttpError(404, `no such page: ${path}`)
+    }
     await files.serve(req, res, 'index.html')
   }
 

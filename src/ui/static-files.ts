@@ -42,7 +42,8 @@ export class StaticFiles {
   }
 
   /** Serves `rel` (a path under the root, as in the URL); false when there is no such file. */
-  async serve(req: IncomingMessage, res: ServerResponse, rel: string): Promise<boolean> {
+  /** `status`: the response's status (200; a page the app shows as not found is served with 404, uncached). */
+  async serve(req: IncomingMessage, res: ServerResponse, rel: string, status = 200): Promise<boolean> {
     let decoded: string
     try {
       decoded = decodeURIComponent(rel)
@@ -62,6 +63,11 @@ export class StaticFiles {
     }
     const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`
     const headers = { ...SECURITY_HEADERS, 'content-type': type, etag, 'cache-control': 'no-cache' }
+    if (status !== 200) {
+      res.writeHead(status, { ...SECURITY_HEADERS, 'content-type': type, 'cache-control': 'no-store', 'content-length': body.length })
+      res.end(req.method === 'HEAD' ? undefined : body)
+      return true
+    }
     if (req.headers['if-none-match'] === etag) {
       res.writeHead(304, headers)
       res.end()

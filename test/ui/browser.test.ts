@@ -41,7 +41,7 @@ after(async () => {
 
 /** What page.evaluate callbacks use of the browser (the project's types have no DOM lib). */
 interface BrowserGlobals {
-  getComputedStyle(el: unknown): { animationName: string; fill: string }
+  getComputedStyle(el: unknown): { animationName: string; fill: string; textTransform: string }
 }
 
 const statusOf = (nodeId: string): string => `svg.dag g.node[data-node-id="${nodeId}"]`
@@ -135,4 +135,46 @@ test('workers page, and a dead letter retried from its page', { skip }, async ()
   const rows = await ui.rt.store.outboxList()
   assert.notEqual(rows.find((r) => r.dedup_id === 'browser-dl')?.status, 'failed', 'the dead letter is queued (or sent) again')
   assert.deepEqual(pageErrors, [])
+})
+
+test('a big graph opens legible (zoomed in on its first nodes), "find" goes to a node, "fit" shows it whole; a long node id keeps its case and wraps', { skip }, async () => {
+  // A chain of 300 sinks: fitted whole, each node would be under a pixel tall.
+  const long = `Z${'-long_Id'.repeat(15)}`.slice(0, 120)
+  const nodes = Array.from({ length: 300 }, (_, i) => ({ node_id: i === 299 ? long : `n${i}`, type: 'sink', ...(i > 0 ? { depends_on: [`n${i - 1}`] } : {}) }))
+  const id = await ui.rt.coordinator.createTask({ graph: { nodes } })
+  await page.goto(`${ui.dashboard.url}tasks/${encodeURIComponent(id)}`)
+  await page.locator(`${statusOf('n0')}`).waitFor()
+  const zoom = async (): Promise<number> =>
+    page.locator('svg.dag').evaluate((el) => {
+      const s = el as unknown as { clientWidth: number; viewBox: { baseVal: { width: number } } }
+      return s.clientWidth / s.viewBox.baseVal.width
+    })
+  assert.ok((await zoom()) >= 0.5, `opened at zoom ${await zoom()}`)
+  await page.locator('.dag-tools span', { hasText: 'zoomed in on the first nodes' }).waitFor()
+  await page.fill('input.dag-find', 'n250')
+  await page.dispatchEvent('input.dag-find', 'change')
+  await page.locator(`${statusOf('n250')}.selected`).waitFor()
+  await page.click('.dag-tools button:text("fit")')
+  assert.ok((await zoom()) < 0.05, 'fit shows the whole chain')
+  // The task ends: its output heading names the sink as written (headings are upper-cased).
+  assert.equal((await ui.rt.coordinator.waitForTask(id, { timeoutMs: 30_000 })).status, 'finished')
+  const heading = page.locator('h3 .as-is', { hasText: long })
+  await heading.waitFor()
+  assert.equal(await heading.evaluate((el) => (globalThis as unknown as BrowserGlobals).getComputedStyle(el).textTransform), 'none')
+  const widths = await page.evaluate(() => {
+    const d = (globalThis as unknown as { document: { documentElement: { scrollWidth: number; clientWidth: number } } }).document.documentElement
+    return [d.scrollWidth, d.clientWidth]
+  })
+  assert.ok((widths[0] as number) <= (widths[1] as number) + 1, `the page is wider than the window: ${widths.join(' > ')}`)
+  assert.deepEqual(pageErrors, [])
+})
+
+test('a page past the end of the task list shows the last page; an unknown address shows the app\'s "Not found" (404)', { skip }, async () => {
+  await page.goto(`${ui.dashboard.url}?page=99`)
+  await page.waitForURL((u) => u.searchParams.get('page') !== '99')
+  await page.locator('.pager .range', { hasText: /^1–\d+ of \d+/ }).waitFor()
+  const res = await page.goto(`${ui.dashboard.url}nowhere`)
+  assert.equal(res?.status(), 404)
+  await page.locator('h1', { hasText: 'Not found' }).waitFor()
+  assert.deepEqual(pageErrors.filter((e) => !/404/.test(e)), [])
 })

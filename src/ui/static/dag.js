@@ -11,6 +11,12 @@ const H = 60
 const DAGRE_MAX_NODES = 400
 const STREAMING = new Set(['first_batch', 'on_batch'])
 const KINDS = ['ready', 'first_batch', 'on_batch', 'on_success', 'on_failure']
+/**
+ * Least zoom (screen pixels per layout unit) a graph opens at: below it node labels cannot be
+ * read, so a graph that would fit only smaller opens at this zoom on its first nodes (drag pans,
+ * "fit" shows it whole, "find" goes to a node).
+ */
+const MIN_OPEN_ZOOM = 0.55
 
 function cut(text, n) {
   return text.length > n ? `${text.slice(0, n - 1)}…` : text
@@ -141,14 +147,29 @@ export class DagView {
     this.svg = svg('svg', { class: 'dag', role: 'img', 'aria-label': `task graph: ${graph.nodes.length} nodes, ${graph.edges.length} edges`, preserveAspectRatio: 'xMidYMid meet' }, defs, this.viewport)
     this.#applyBox()
     this.#panZoom()
+    this.note = h('span', { class: 'muted', hidden: true }, 'zoomed in on the first nodes: drag to pan, "fit" for the whole graph')
+    const listId = `dag-nodes-${Math.random().toString(36).slice(2)}`
+    const find = h('input', { type: 'search', class: 'dag-find', placeholder: 'find node', list: listId, 'aria-label': 'find a node by id' })
+    find.addEventListener('change', () => {
+      if (this.nodes.has(find.value)) this.focusNode(find.value)
+    })
     this.el = h(
       'div',
       { class: 'dag-wrap' },
-      h('div', { class: 'dag-tools' }, big ? h('span', { class: 'muted' }, `${num(graph.nodes.length)} nodes: simple layered layout`) : null, h('button', { type: 'button', onclick: () => this.fit() }, 'fit'), legend()),
+      h(
+        'div',
+        { class: 'dag-tools' },
+        big ? h('span', { class: 'muted' }, `${num(graph.nodes.length)} nodes: simple layered layout`) : null,
+        this.note,
+        graph.nodes.length > 12 ? [find, h('datalist', { id: listId }, graph.nodes.map((n) => h('option', { value: n.id })))] : null,
+        h('button', { type: 'button', onclick: () => this.fit() }, 'fit'),
+        legend(),
+      ),
       this.svg,
     )
     // The frame takes the graph's proportions at the width it gets (no more than 1.2× zoom).
     this.svg.setAttribute('height', String(Math.min(640, Math.max(160, this.box.h))))
+    this.opened = false
     new ResizeObserver(() => this.#fitHeight()).observe(this.el)
   }
 
@@ -156,7 +177,35 @@ export class DagView {
     const width = this.svg.clientWidth
     if (width === 0) return
     const scale = Math.min(1.2, width / this.full.w)
-    this.svg.setAttribute('height', String(Math.round(Math.min(700, Math.max(160, this.full.h * scale)))))
+    const height = Math.round(Math.min(700, Math.max(160, this.full.h * scale)))
+    this.svg.setAttribute('height', String(height))
+    if (!this.opened) {
+      this.opened = true
+      this.#openBox(width, height)
+    }
+  }
+
+  /** The first view: the whole graph when it is legible so, else its start at a legible zoom. */
+  #openBox(width, height) {
+    if (Math.min(width / this.full.w, height / this.full.h) >= MIN_OPEN_ZOOM) return
+    this.box = { x: this.full.x, y: this.full.y, w: width / MIN_OPEN_ZOOM, h: height / MIN_OPEN_ZOOM }
+    this.#applyBox()
+    this.note.hidden = false
+  }
+
+  /** Centres the view on node `id` (at a legible zoom) and selects it. */
+  focusNode(id) {
+    const n = this.nodes.get(id)
+    if (!n) return
+    const m = /translate\(([-\d.e]+),([-\d.e]+)\)/.exec(n.g.getAttribute('transform') ?? '')
+    if (!m) return
+    const r = this.svg.getBoundingClientRect()
+    const zoom = Math.max(MIN_OPEN_ZOOM, Math.min(r.width / this.box.w, r.height / this.box.h))
+    const w = (r.width || 800) / zoom
+    const hgt = (r.height || 400) / zoom
+    this.box = { x: Number(m[1]) + W / 2 - w / 2, y: Number(m[2]) + H / 2 - hgt / 2, w, h: hgt }
+    this.#applyBox()
+    this.select(id, true)
   }
 
   /** Node state: { status, attempt_epoch, batches_seen, stats, worker_id, last_error, rate, waiting_for_worker, suspected }. */
@@ -194,6 +243,7 @@ export class DagView {
   fit() {
     this.box = { ...this.full }
     this.#applyBox()
+    this.note.hidden = true
   }
 
   #applyBox() {

@@ -149,7 +149,7 @@ export async function taskPage(root, id) {
             'section',
             { class: 'panel' },
             h('h2', {}, 'Output (final artifacts of the sink nodes)'),
-            output.map((o) => h('div', {}, h('h3', {}, o.node_id, o.artifact ? ` · epoch ${o.artifact.attempt_epoch}` : ''), o.artifact ? h('pre', { class: 'json' }, o.artifact.meta.json) : h('p', { class: 'muted' }, 'no artifact'))),
+            output.map((o) => h('div', {}, h('h3', {}, h('span', { class: 'as-is' }, o.node_id), o.artifact ? ` · epoch ${o.artifact.attempt_epoch}` : ''), o.artifact ? h('pre', { class: 'json' }, o.artifact.meta.json) : h('p', { class: 'muted' }, 'no artifact'))),
           )
         : null,
     )

@@ -105,6 +105,13 @@ export async function tasksPage(root) {
     try {
       const data = await api(apiQuery(f))
       if (mine !== seq || closed) return
+      // A page past the end (an old link, tasks purged meanwhile): the last page instead.
+      const pages = Math.max(1, Math.ceil(data.total / data.limit))
+      if (data.page > pages) {
+        f.page = pages
+        writeFilters(f)
+        return load()
+      }
       syncClock(data.now_ms)
       fill(message)
       renderChips(data)
