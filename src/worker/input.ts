@@ -115,6 +115,20 @@ export interface PullContext {
 
 /** Upstream artifacts as they appear, each claimed once for this consumer attempt. */
 export async function* pullArtifacts(ctx: PullContext, spec: AdapterSpec): AsyncGenerator<ArtifactDoc> {
+  for await (const x of pullStream(ctx, spec)) if (!('ended' in x)) yield x
+}
+
+/** An upstream whose stream is over: everything it wrote was yielded before this. */
+interface UpstreamEnded {
+  ended: string
+}
+
+/**
+ * pullArtifacts, with a marker when an upstream's stream is over (its last artifact was yielded):
+ * a rechunking reader then cuts that upstream's last, short chunk at once instead of when every
+ * upstream ended.
+ */
+async function* pullStream(ctx: PullContext, spec: AdapterSpec): AsyncGenerator<ArtifactDoc | UpstreamEnded> {
   const done = new Set<string>()
   /** Upstreams whose end was seen (complete artifact, or ended without one): one full pass left. */
   const closing = new Set<string>()
@@ -198,6 +212,7 @@ export async function* pullArtifacts(ctx: PullContext, spec: AdapterSpec): Async
         )
         if (claimed) yield complete
       }
+      yield { ended: from }
     }
     if (done.size >= spec.fromNodes.length) break
     if (progressed) {
@@ -257,7 +272,15 @@ export async function* adapterBatches(ctx: PullContext, spec: AdapterSpec): Asyn
       ? { batch_uid: `${ctx.consumerNode}:${from}:chunk-${index}`, payload: { items, size: items.length, from_node: from } }
       : { batch_uid: `${ctx.consumerNode}:chunk-${index}`, payload: { items, size: items.length } }
   }
-  for await (const art of pullArtifacts(ctx, spec)) {
+  for await (const art of pullStream(ctx, spec)) {
+    if ('ended' in art) {
+      // That upstream wrote all it will: its last, short chunk goes now (its items are final, so
+      // the chunk is the same in every attempt), not when the slowest upstream ends.
+      const rest = buffers.get(art.ended)
+      if (rest !== undefined && rest.length > 0) yield chunk(art.ended, rest)
+      buffers.delete(art.ended)
+      continue
+    }
     let items: unknown[]
     if (spec.metaListKey !== undefined) {
       const list = art.meta[spec.metaListKey]

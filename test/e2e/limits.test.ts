@@ -4,11 +4,12 @@ import type { RoleHandler } from 'flowkit'
 import { startRuntime } from '../helpers/runtime.ts'
 
 /**
- * Records how many runs of each role overlap. `overlap(role, total, ofRole)` says whether a run may
- * finish: runs hold their slot until it is true (or 1 s passes), so parallelism that the limits
- * allow is observable whatever the machine's speed.
+ * Records how many runs of each role overlap. `release(role, total, ofRole, heldMs)` says whether
+ * a run may finish: runs hold their slot until it is true (or 1 s passes). A run that holds its
+ * slot until it sees more runs than a limit allows (or a while has passed) makes a broken limit
+ * show in the peak, and the parallelism a limit allows observable, whatever the machine's speed.
  */
-function tracker(overlap: (role: string, total: number, ofRole: number) => boolean = () => true) {
+function tracker(release: (role: string, total: number, ofRole: number, heldMs: number) => boolean = () => true) {
   const active = new Map<string, number>()
   const peak = new Map<string, number>()
   let total = 0
@@ -21,8 +22,8 @@ function tracker(overlap: (role: string, total: number, ofRole: number) => boole
       total++
       peak.set(role, Math.max(peak.get(role) ?? 0, active.get(role)!))
       peakTotal = Math.max(peakTotal, total)
-      const until = performance.now() + 1000
-      while (!overlap(role, total, active.get(role)!) && performance.now() < until) await new Promise((r) => setTimeout(r, 5))
+      const start = performance.now()
+      while (!release(role, total, active.get(role)!, performance.now() - start) && performance.now() - start < 1000) await new Promise((r) => setTimeout(r, 5))
       active.set(role, active.get(role)! - 1)
       total--
       return { metrics: { count: 1 } }
@@ -35,7 +36,8 @@ const wide = (type: string, n: number, prefix = 'n') => Array.from({ length: n }
 
 describe('concurrency limits', () => {
   test('S-013/S-016 a global limit on running nodes holds within and across tasks', async () => {
-    const t = tracker((_role, total) => total >= 2)
+    // Each run holds its slot 150 ms, or until more than the limit run at once (a broken limit).
+    const t = tracker((_role, total, _ofRole, heldMs) => total > 3 || heldMs >= 150)
     const rt = await startRuntime({
       handlers: { a: t.handler('a'), b: t.handler('b') },
       worker: { concurrency: 8 },
@@ -56,7 +58,8 @@ describe('concurrency limits', () => {
   })
 
   test('S-014 per-type limits hold while other types run freely', async () => {
-    const t = tracker((role, _total, ofRole) => role !== 'free' || ofRole >= 2)
+    // slowtype runs hold 150 ms, or until a second one runs (a broken limit); free ones until two run.
+    const t = tracker((role, _total, ofRole, heldMs) => (role === 'free' ? ofRole >= 2 : ofRole > 1 || heldMs >= 150))
     const rt = await startRuntime({
       handlers: { slowtype: t.handler('slowtype'), free: t.handler('free') },
       worker: { concurrency: 10 },

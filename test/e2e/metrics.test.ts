@@ -298,6 +298,48 @@ describe('metrics', () => {
     }
   })
 
+  test('S-075/S-076 streaming fan-in: first_batch pullers read both sources while they run; one ends long before the other, totals stay exact', async () => {
+    const a = range(0, 7)
+    const b = range(100, 5)
+    const holdB = gate()
+    // b writes its first batch, then waits: a ends meanwhile, and the children must go on reading b.
+    const rt = await startRuntime({ handlers: { srcA: numbers(a, 3), srcB: numbers(b, 2, { at: 1, gate: holdB }), counter: counter() }, worker: { concurrency: 6 } })
+    try {
+      const streaming = { start_when: 'first_batch' }
+      const graph = {
+        nodes: [
+          { node_id: 'a', type: 'srcA' },
+          { node_id: 'b', type: 'srcB' },
+          { node_id: 'p', type: 'counter', depends_on: ['a', 'b'], io: { ...streaming, input_inline: pull(['a', 'b']) } },
+          { node_id: 'r', type: 'counter', depends_on: ['a', 'b'], io: { ...streaming, input_inline: rechunk(['a', 'b'], 4) } },
+        ],
+      }
+      const id = await rt.coordinator.createTask({ graph })
+      await waitFor(async () => {
+        const t = await rt.coordinator.getTask(id)
+        return nodeOf(t, 'a').status === 'finished' && (nodeOf(t, 'p').batches_seen ?? 0) >= 3 && (nodeOf(t, 'r').batches_seen ?? 0) >= 2
+      }, { message: "a never finished, or the children did not read a's batches while b runs" }).catch(async (err: unknown) => {
+        throw new Error(`${String(err)}: ${JSON.stringify((await rt.coordinator.getTask(id))?.nodes.map((n) => [n.node_id, n.status, n.batches_seen]))}`)
+      })
+      const during = await rt.coordinator.getTask(id)
+      assert.equal(nodeOf(during, 'b').status, 'running', 'the children stream: b still runs')
+      assert.equal(nodeOf(during, 'p').status, 'running')
+      holdB.open()
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })
+      assert.equal(t.status, 'finished')
+      const sum = total(a) + total(b)
+      assert.deepEqual(statsOf(t), {
+        a: { count: 7, sum: 21, finals: 1 },
+        b: { count: 5, sum: 510, finals: 1 },
+        p: { count: 12, sum, finals: 1 },
+        r: { count: 12, sum, finals: 1 },
+      })
+    } finally {
+      holdB.open()
+      await rt.stop()
+    }
+  })
+
   /** A source whose input (`input_ref: { base, n }`) differs per task; it can hold its batches. */
   function perTaskSource(hold?: Gate): RoleHandler {
     return {

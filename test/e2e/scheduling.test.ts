@@ -19,6 +19,19 @@ function heldSource(hold: Gate): RoleHandler {
   }
 }
 
+/** Holds before its first batch until `hold` opens (no output until then), then emits one batch. */
+function lateSource(hold: Gate): RoleHandler {
+  return {
+    async *iterBatches() {
+      await hold.wait()
+      yield { batch_uid: 'only', payload: { n: 1 } }
+    },
+    async processBatch(batch) {
+      return { metrics: { count: 1 }, meta: { n: batch.payload['n'] } }
+    },
+  }
+}
+
 /** Handler selected by node id through input_inline.name, so one role can play several parts. */
 function byName(map: Record<string, RoleHandler>): RoleHandler {
   const pick = (ctxName: unknown): RoleHandler => map[String(ctxName)] ?? noopHandler()
@@ -55,7 +68,8 @@ describe('scheduling: fan-in and start rules', () => {
     const holdA = gate()
     const holdB = gate()
     const rt = await startRuntime({
-      handlers: { step: byName({ a: heldSource(holdA), b: heldSource(holdB) }) },
+      // b writes nothing until its gate opens: only a's first batch can start c (as `all` would not).
+      handlers: { step: byName({ a: heldSource(holdA), b: lateSource(holdB) }) },
       worker: { concurrency: 4 },
     })
     try {
@@ -69,6 +83,7 @@ describe('scheduling: fan-in and start rules', () => {
       const b = await nodeOf(rt, id, 'b')
       assert.equal(a.status, 'running', 'parent a must still be running when c starts')
       assert.equal(b.status, 'running', 'parent b must still be running when c starts')
+      assert.equal(b.batches_seen, 0, 'c started before b had any batch')
       holdA.open()
       holdB.open()
       const t = await rt.coordinator.waitForTask(id, { timeoutMs: 15000 })
@@ -103,12 +118,18 @@ describe('scheduling: fan-in and start rules', () => {
   })
 
   test('S-043 fan_in count:N starts once N parents finished', async () => {
+    const holdB = gate()
     const holdC = gate()
-    const rt = await startRuntime({ handlers: { step: byName({ p3: heldSource(holdC) }) }, worker: { concurrency: 4 } })
+    const rt = await startRuntime({ handlers: { step: byName({ p2: heldSource(holdB), p3: heldSource(holdC) }) }, worker: { concurrency: 4 } })
     try {
       const id = await rt.coordinator.createTask({
         graph: { nodes: [node('p1'), node('p2'), node('p3'), node('child', { depends_on: ['p1', 'p2', 'p3'], fan_in: 'count:2' })] },
       })
+      // One parent finished: not enough. The coordinator decides readiness when it applies the
+      // parent's end (the same step), so the child would already show started here.
+      await waitFor(async () => (await nodeOf(rt, id, 'p1')).status === 'finished', { message: 'p1 never finished' })
+      assert.equal((await nodeOf(rt, id, 'child')).status, 'queued', 'one finished parent of count:2 must not start the child')
+      holdB.open()
       await waitFor(async () => (await nodeOf(rt, id, 'child')).status !== 'queued', { message: 'child never started' })
       assert.equal((await nodeOf(rt, id, 'p3')).status, 'running', 'third parent still running when child starts')
       const p1 = await nodeOf(rt, id, 'p1')
@@ -118,6 +139,7 @@ describe('scheduling: fan-in and start rules', () => {
       holdC.open()
       assert.equal((await rt.coordinator.waitForTask(id, { timeoutMs: 15000 })).status, 'finished')
     } finally {
+      holdB.open()
       holdC.open()
       await rt.stop()
     }
