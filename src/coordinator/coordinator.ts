@@ -30,6 +30,7 @@ import { loadRuntime } from './recovery.ts'
 import { markWaiting, requireServed } from './roles.ts'
 import { TERMINAL_TASK } from './runtime.ts'
 import { type BuildTaskOptions, type CreateTaskInput, buildTask } from './submit.ts'
+import { stopSteps } from './stop.ts'
 import { sweep } from './sweep.ts'
 import { type TaskView, toTaskView } from './view.ts'
 import { GraphCache } from './graph-cache.ts'
@@ -46,6 +47,7 @@ export class Coordinator {
   /** The parts (wiring.ts). */
   readonly #p: CoordinatorWiring
   #started = false
+  #starting: Promise<void> | null = null
   /** Graphs parsed by createTask (a DAG submitted again is not parsed again). */
   readonly #graphs = new GraphCache()
   /** Tasks between their insert and their runtime (createTask): not to be adopted by the sweep. */
@@ -126,13 +128,42 @@ export class Coordinator {
     }
   }
 
-  async start(): Promise<void> {
-    if (this.#started) return
-    if (this.#killed) throw new FlowkitError(ErrorCode.Closed, 'a killed coordinator cannot start again: create a new one')
-    await this.#p.store.init()
-    await this.#p.obs?.start()
-    for (const w of await this.#p.store.listWorkers()) this.#p.roles.seen(w)
+  /**
+   * Loads and resumes the tasks of the partitions this coordinator is given. Calls while a start is
+   * under way share it; a start that failed (the store or the bus unavailable) is undone, and
+   * start() may be called again.
+   */
+  start(): Promise<void> {
+    if (this.#starting !== null) return this.#starting
+    if (this.#started) return Promise.resolve()
+    if (this.#killed) return Promise.reject(new FlowkitError(ErrorCode.Closed, 'a killed coordinator cannot start again: create a new one'))
+    const starting = this.#start().finally(() => {
+      this.#starting = null
+    })
+    this.#starting = starting
+    return starting
+  }
+
+  async #start(): Promise<void> {
+    try {
+      await this.#p.store.init()
+      await this.#p.obs?.start()
+      for (const w of await this.#p.store.listWorkers()) this.#p.roles.seen(w)
+    } catch (err) {
+      await this.#p.obs?.stop().catch(() => undefined)
+      throw err
+    }
     this.#started = true
+    try {
+      await this.#startSteps()
+    } catch (err) {
+      // Undone (what started is stopped, nothing is left running), so that start() may be called again.
+      await this.#stopNow().catch(() => undefined)
+      throw err
+    }
+  }
+
+  async #startSteps(): Promise<void> {
     this.#p.fns.start()
     this.#p.intake.reset()
     this.#p.discovery.start()
@@ -156,52 +187,22 @@ export class Coordinator {
   }
 
   async stop(): Promise<void> {
+    // A start under way ends first (its steps are not cut in the middle); a failed one undid itself.
+    if (this.#starting !== null) await this.#starting.catch(() => undefined)
+    await this.#stopNow()
+  }
+
+  async #stopNow(): Promise<void> {
     if (!this.#started) return
     this.#started = false
     const steps = new StopSteps(this.#p.log, 'coordinator.stop_slow')
     try {
-      await this.#stopSteps(steps)
+      this.#sweepAbort.abort()
+      await stopSteps(this.#p, steps, this.#sweepLoop, this.config.stopSnapshotsSec)
     } finally {
       steps.end()
     }
     this.#p.log.info('coordinator.stopped')
-  }
-
-  async #stopSteps(steps: StopSteps): Promise<void> {
-    this.#sweepAbort.abort()
-    this.#p.ownership.pause()
-    steps.step('closing subscriptions')
-    await this.#p.subscriptions.closeAll()
-    this.#p.discovery.stop()
-    this.#p.fns.stop()
-    steps.step('coordinator functions ending')
-    await Promise.allSettled([...this.#p.engine.tasks.values()].map((rt) => rt.fnChain))
-    steps.step('last flush')
-    await this.#p.flusher.drain()
-    steps.step('outbox stopping')
-    await this.#p.outbox.stop()
-    // Record what was sent, so a clean restart sends nothing twice.
-    for (const rt of this.#p.engine.tasks.values()) if (rt.sentThrough > rt.sentRecorded) this.#p.flusher.mark(rt, true)
-    steps.step('recording what was sent')
-    await this.#p.flusher.drain()
-    this.#p.flusher.stop()
-    steps.step('sweep loop ending')
-    await this.#sweepLoop
-    steps.step('snapshots')
-    const left = await this.#p.snapshots.drain(this.config.stopSnapshotsSec * 1000)
-    if (left > 0) this.#p.log.warn('coordinator.snapshots_left', { snapshots: left, budget_sec: this.config.stopSnapshotsSec })
-    // Everything is written: the partitions go to the other coordinators.
-    steps.step('handing over partitions')
-    await this.#p.ownership.stop()
-    this.#p.timers.stop()
-    // Another start() rebuilds all of this from the store.
-    this.#p.engine.tasks.clear()
-    this.#p.after.reset()
-    this.#p.limits.clear()
-    this.#p.flusher.restart()
-    this.#p.watchers.close(new FlowkitError(ErrorCode.Closed, 'the coordinator stopped before the watched task ended'))
-    steps.step('observability')
-    await this.#p.obs?.stop()
   }
 
   /**

@@ -35,6 +35,8 @@ export interface ActiveRun {
   startHeaders: Readonly<Record<string, string>> | undefined
   /** Its span and metrics (observability/worker.ts observeRun), once the run started. */
   obs?: RunObservation | null
+  /** Stops its heartbeats (HeartbeatTicker.add), once they started: its slot given back ends them too. */
+  stopHeartbeats?: () => Promise<void> | null
 }
 
 export interface WorkerCore {

@@ -104,6 +104,7 @@ export async function executeRun(
   core.state.request() // in the background: the batch loop does not wait for this write
 
   const stopHeartbeats = core.heartbeats.add(run)
+  run.stopHeartbeats = stopHeartbeats
   const cleanups: (() => void | Promise<void>)[] = []
   // Batches whose partial artifact is written (a handler's writePartial, or the run's own).
   const written = new FewStrings()

@@ -108,6 +108,9 @@ export class RunManager {
     if (this.#core.runs.get(key) === run) this.#core.runs.delete(key)
     if (run.released) return
     run.released = true
+    // A run abandoned after its cancel grace (a handler ignoring its signal) sends no more
+    // heartbeats, and its timer does not hold a stopped worker's process for an interval.
+    run.stopHeartbeats?.()
     this.#hooks.releaseSlot()
     run.free()
   }

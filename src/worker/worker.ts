@@ -60,6 +60,7 @@ export class Worker {
   #subs: Subscription[] = []
   #restored: WorkerRun[] = []
   #started = false
+  #starting: Promise<void> | null = null
   #announceAbort = new AbortController()
 
   constructor(options: WorkerOptions) {
@@ -147,9 +148,42 @@ export class Worker {
     return [...this.#core.runs.values()].map((r) => r.info)
   }
 
-  async start(): Promise<void> {
-    if (this.#started) return
+  /**
+   * Subscribes and announces the worker. Calls while a start is under way share it; a start that
+   * failed (the store or the bus unavailable) leaves the worker stopped, and start() may be called
+   * again.
+   */
+  start(): Promise<void> {
+    if (this.#starting !== null) return this.#starting
+    if (this.#started) return Promise.resolve()
+    const starting = this.#start().finally(() => {
+      this.#starting = null
+    })
+    this.#starting = starting
+    return starting
+  }
+
+  async #start(): Promise<void> {
     this.#started = true
+    try {
+      await this.#startSteps()
+    } catch (err) {
+      // Undone, so that a later start() begins again (nothing of this one is left running).
+      await this.#undoStart()
+      throw err
+    }
+  }
+
+  async #undoStart(): Promise<void> {
+    this.#announceAbort.abort()
+    await Promise.allSettled([...this.#intake.subs, ...this.#subs].map((sub) => sub.close()))
+    this.#intake.subs = []
+    this.#subs = []
+    this.#started = false
+    await this.#obs?.stop().catch(() => undefined)
+  }
+
+  async #startSteps(): Promise<void> {
     const core = this.#core
     core.stopping = false
     if (core.killed) {
@@ -222,6 +256,8 @@ export class Worker {
    * A run already being cancelled for another reason keeps that reason.
    */
   async stop(options: { drain?: boolean } = {}): Promise<void> {
+    // A start under way ends first (its steps are not cut in the middle); a failed one undid itself.
+    if (this.#starting !== null) await this.#starting.catch(() => undefined)
     if (!this.#started) return
     const steps = new StopSteps(this.#core.log, 'worker.stop_slow')
     try {

@@ -1,0 +1,46 @@
+/**
+ * How a coordinator stops (Coordinator.stop): it stops consuming, lets coordinator functions end,
+ * flushes, sends what is queued and records it as sent (a clean restart sends nothing twice),
+ * writes the pending snapshots within `stopSnapshotsSec`, then hands its partitions over and
+ * forgets its tasks (another start() rebuilds them from the store). `steps` names the step a slow
+ * stop waits for.
+ */
+import { ErrorCode, FlowkitError } from '../errors.ts'
+import type { StopSteps } from '../util/stop-steps.ts'
+import type { CoordinatorWiring } from './wiring.ts'
+
+export async function stopSteps(p: CoordinatorWiring, steps: StopSteps, sweepLoop: Promise<void> | null, stopSnapshotsSec: number): Promise<void> {
+  p.ownership.pause()
+  steps.step('closing subscriptions')
+  await p.subscriptions.closeAll()
+  p.discovery.stop()
+  p.fns.stop()
+  steps.step('coordinator functions ending')
+  await Promise.allSettled([...p.engine.tasks.values()].map((rt) => rt.fnChain))
+  steps.step('last flush')
+  await p.flusher.drain()
+  steps.step('outbox stopping')
+  await p.outbox.stop()
+  // Record what was sent, so a clean restart sends nothing twice.
+  for (const rt of p.engine.tasks.values()) if (rt.sentThrough > rt.sentRecorded) p.flusher.mark(rt, true)
+  steps.step('recording what was sent')
+  await p.flusher.drain()
+  p.flusher.stop()
+  steps.step('sweep loop ending')
+  await sweepLoop
+  steps.step('snapshots')
+  const left = await p.snapshots.drain(stopSnapshotsSec * 1000)
+  if (left > 0) p.log.warn('coordinator.snapshots_left', { snapshots: left, budget_sec: stopSnapshotsSec })
+  // Everything is written: the partitions go to the other coordinators.
+  steps.step('handing over partitions')
+  await p.ownership.stop()
+  p.timers.stop()
+  // Another start() rebuilds all of this from the store.
+  p.engine.tasks.clear()
+  p.after.reset()
+  p.limits.clear()
+  p.flusher.restart()
+  p.watchers.close(new FlowkitError(ErrorCode.Closed, 'the coordinator stopped before the watched task ended'))
+  steps.step('observability')
+  await p.obs?.stop()
+}
