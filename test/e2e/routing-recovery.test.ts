@@ -130,6 +130,40 @@ describe('outbox', () => {
     }
   })
 
+  test('S-031 across a restart: a coordinator restarted cleanly sends none of the commands its predecessor sent', async () => {
+    // The coordinator's commands are effects of its journal entries; what was sent is recorded
+    // (sent_through) before a clean stop ends, so the next coordinator re-issues only the unsent.
+    const bus = new MemoryBus()
+    const store = new MemoryStore()
+    const first = new Coordinator({ bus, store })
+    await first.start()
+    let second: Coordinator | null = null
+    const { Worker } = await import('flowkit')
+    const worker = new Worker({ bus, store, handlers: { step: noopHandler() } })
+    try {
+      // No worker yet: a's START is sent and nothing else happens before the stop.
+      const id = await first.createTask({ graph: { nodes: [{ node_id: 'a', type: 'step' }, { node_id: 'b', type: 'step', depends_on: ['a'] }] } })
+      const startsOf = (node: string): number => bus.records('cmd.step.v1').filter((r) => r.key === `${id}:${node}`).length
+      await waitFor(() => startsOf('a') === 1, { message: "a's START never went out" })
+      await first.stop()
+      second = new Coordinator({ bus, store, config: { discoveryWindowSec: 0.2 } })
+      await second.start()
+      await waitFor(async () => (await second?.getTask(id))?.status === 'running', { message: 'the second coordinator never took the task up' })
+      await bus.waitForIdle()
+      assert.equal(startsOf('a'), 1, "a's START was not sent again by the second coordinator")
+      await worker.start()
+      const t = await second.waitForTask(id, { timeoutMs: 10_000 })
+      assert.equal(t.status, 'finished')
+      assert.equal(nodeOf(t, 'a').attempt_epoch, 1)
+      assert.equal(startsOf('a'), 1)
+      assert.equal(startsOf('b'), 1)
+    } finally {
+      await worker.stop()
+      await second?.stop()
+      await first.stop()
+    }
+  })
+
   test('S-028/S-033 failed sends are retried with backoff, parked as failed after max attempts, and an operator can retry them', async () => {
     const bus = new MemoryBus()
     const store = new MemoryStore()

@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import type { RoleHandler, TaskView } from 'flowkit'
+import { MemoryBus, type RoleHandler, type TaskView } from 'flowkit'
 import { startRuntime, noopHandler } from '../helpers/runtime.ts'
 import { gate } from '../helpers/gate.ts'
 import { waitFor } from '../helpers/wait.ts'
@@ -87,10 +87,16 @@ describe('worker restart', () => {
       await w1.kill()
       rt.workers.splice(rt.workers.indexOf(w1), 1)
       const w2 = new Worker({ bus: rt.bus, store: rt.store, handlers: { step: noopHandler() }, config: { ...rt.workerBase, workerId: 'same-id' } })
+      const restartedAt = Date.now()
       await w2.start()
       rt.workers.push(w2)
       assert.deepEqual(w2.restoredRuns.map((r) => [r.task_id, r.node_id, r.attempt_epoch]), [[id, 'n', 1]])
       assert.deepEqual(w2.activeRuns(), [], 'the old run is not resumed by the new process')
+      // Whatever the new process says about the run goes out around its start: the coordinator
+      // has heard its announcement, and (memory bus) everything sent since is applied.
+      await waitFor(async () => (await rt.coordinator.listWorkers()).some((w) => w.worker_id === 'same-id' && w.last_seen_ms >= restartedAt), { message: 'the restarted worker was never heard' })
+      for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r))
+      if (rt.bus instanceof MemoryBus) await rt.bus.waitForIdle()
       const n = nodeOf(await rt.coordinator.getTask(id), 'n')
       assert.equal(n.attempt_epoch, 1, 'the restart itself causes no new epoch')
       assert.equal(n.status, 'running')
