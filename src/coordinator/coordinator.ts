@@ -212,6 +212,7 @@ export class Coordinator {
    * are left as a killed process would leave them; start another coordinator to recover.
    */
   async kill(): Promise<void> {
+    if (this.#starting !== null) await this.#starting.catch(() => undefined)
     if (!this.#started) return
     this.#started = false
     this.#killed = true
