@@ -36,6 +36,8 @@ describe('cancellation', () => {
       assert.equal(t.status, 'cancelled')
       assert.equal(sawAbort, true, 'handler saw the AbortSignal')
       assert.equal(nodeOf(t, 'a').status, 'cancelled')
+      // The worker's CANCELLED carries the reason (a TASK_FAILED while cancelling would read "failed while cancelling").
+      assert.equal(nodeOf(t, 'a').end_reason, 'user asked', 'ended by the worker reporting CANCELLED')
       assert.equal(nodeOf(t, 'b').status, 'cancelled')
       assert.equal(nodeOf(t, 'b').attempt_epoch, 0)
       assert.equal(downstreamCalls, 0)
@@ -96,8 +98,10 @@ describe('cancellation', () => {
   test('S-039 an explicit cancel moves a running node to cancelling, then cancelled when the worker confirms', async () => {
     const started = gate()
     const release = gate()
+    const signals: { node: string; signal: AbortSignal }[] = []
     const stubborn: RoleHandler = {
-      async processBatch() {
+      async processBatch(_b, ctx) {
+        signals.push({ node: ctx.nodeId, signal: ctx.signal })
         started.open()
         await release.wait() // ignores the signal on purpose: cancellation is cooperative
         return {}
@@ -111,10 +115,15 @@ describe('cancellation', () => {
       const mid = await rt.coordinator.getTask(id)
       assert.equal(mid!.status, 'cancelling')
       assert.ok(mid!.nodes.some((n) => n.status === 'cancelling'), 'the running node is cancelling')
+      // The worker got the cancel (the handler goes on regardless); when it returns, the worker
+      // confirms with CANCELLED, not TASK_DONE.
+      await waitFor(() => signals[0]?.signal.aborted === true, { message: 'the cancel never reached the worker' })
+      const running = signals[0]?.node
       release.open()
       const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })
       assert.equal(t.status, 'cancelled')
       assert.ok(t.nodes.every((n) => n.status === 'cancelled'))
+      assert.equal(t.nodes.find((n) => n.node_id === running)?.end_reason, 'cancelled', 'ended by the worker confirming (not "finished while cancelling")')
     } finally {
       release.open()
       await rt.stop()

@@ -34,15 +34,24 @@ describe('more recovery scenarios', () => {
       await waitFor(async () => nodeOf(await rt.coordinator.getTask(id), 'n').lease.worker_id === 'new', { timeoutMs: 15000, message: 'lease never moved' })
       const moved = nodeOf(await rt.coordinator.getTask(id), 'n')
       assert.equal(moved.attempt_epoch, 2, 'exactly epoch + 1')
-      // A heartbeat of the old epoch arrives late: it changes nothing.
-      await rt.bus.produce([{
+      // Heartbeats of the old epoch arrive late, one from the old worker and one naming the current
+      // holder (its epoch alone says it is stale): they change nothing. A batch report of the current
+      // epoch after them, on the same key, tells when they were applied.
+      const event = (epoch: number, dedup: string, payload: Record<string, unknown>) => ({
         topic: rt.statusTopic('step'),
         key: `${id}:n`,
-        value: protocol.encode(protocol.makeEnvelope({
-          msg_type: 'event', role: 'worker', task_id: id, node_id: 'n', step_type: 'step', attempt_epoch: 1, ts_ms: Date.now(), dedup_id: 'late-hb',
-          payload: { kind: 'TASK_HEARTBEAT', worker_id: 'old', lease_id: oldLease.lease_id, lease_deadline_ts_ms: Date.now() + 10_000_000 },
-        })),
-      }])
+        value: protocol.encode(protocol.makeEnvelope({ msg_type: 'event', role: 'worker', task_id: id, node_id: 'n', step_type: 'step', attempt_epoch: epoch, ts_ms: Date.now(), dedup_id: dedup, payload })),
+      })
+      const far = Date.now() + 10_000_000
+      await rt.bus.produce([
+        event(1, 'late-hb', { kind: 'TASK_HEARTBEAT', worker_id: 'old', lease_id: oldLease.lease_id, lease_deadline_ts_ms: far }),
+        event(1, 'late-hb-holder', { kind: 'TASK_HEARTBEAT', worker_id: 'new', lease_id: moved.lease.lease_id, lease_deadline_ts_ms: far }),
+        event(2, 'marker', { kind: 'BATCH_OK', worker_id: 'new', batch_uid: 'marker', metrics: {}, artifacts_ref: null }),
+      ])
+      await waitFor(async () => (nodeOf(await rt.coordinator.getTask(id), 'n').batches_seen ?? 0) > (moved.batches_seen ?? 0), { message: 'marker not applied' })
+      const now = nodeOf(await rt.coordinator.getTask(id), 'n')
+      assert.ok((now.lease.deadline_ts_ms ?? 0) < far, 'the stale heartbeats did not move the lease')
+      assert.ok((now.lease_expires_at_ms ?? 0) < far - 1_000_000, 'nor its expiry')
       release.open()
       const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })
       assert.equal(t.status, 'finished')

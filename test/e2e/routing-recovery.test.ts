@@ -77,11 +77,28 @@ describe('leases and recovery', () => {
         )
       await rt.bus.produce([{ topic: rt.statusTopic('step'), key: `${id}:n`, value: hb(d0 + 60_000, 'fwd') }])
       await waitFor(async () => nodeOf(await rt.coordinator.getTask(id), 'n').lease.deadline_ts_ms === d0 + 60_000, { message: 'deadline never moved forward' })
+      // A backwards heartbeat, then a marker on the same key that leaves the lease alone (a batch
+      // report): once the marker is applied, so is the heartbeat before it.
+      const marker = protocol.encode(
+        protocol.makeEnvelope({
+          msg_type: 'event', role: 'worker', task_id: id, node_id: 'n', step_type: 'step', attempt_epoch: 1, ts_ms: Date.now(),
+          dedup_id: 'marker-batch',
+          payload: { kind: 'BATCH_OK', worker_id: n0.lease.worker_id, batch_uid: 'marker', metrics: {}, artifacts_ref: null },
+        }),
+      )
+      const before = nodeOf(await rt.coordinator.getTask(id), 'n')
+      const seen = before.batches_seen ?? 0
       await rt.bus.produce([
         { topic: rt.statusTopic('step'), key: `${id}:n`, value: hb(d0 - 30_000, 'back') },
-        { topic: rt.statusTopic('step'), key: `${id}:n`, value: hb(d0 + 60_001, 'marker') },
+        { topic: rt.statusTopic('step'), key: `${id}:n`, value: marker },
       ])
-      await waitFor(async () => nodeOf(await rt.coordinator.getTask(id), 'n').lease.deadline_ts_ms === d0 + 60_001, { message: 'marker heartbeat not applied' })
+      await waitFor(async () => (nodeOf(await rt.coordinator.getTask(id), 'n').batches_seen ?? 0) > seen, { message: 'marker batch not applied' })
+      const after = nodeOf(await rt.coordinator.getTask(id), 'n')
+      assert.equal(after.lease.deadline_ts_ms, d0 + 60_000, 'the backwards heartbeat did not move the deadline back')
+      assert.ok((after.lease_expires_at_ms ?? 0) >= (before.lease_expires_at_ms ?? 0), 'nor the lease expiry')
+      // A later heartbeat still moves it forward.
+      await rt.bus.produce([{ topic: rt.statusTopic('step'), key: `${id}:n`, value: hb(d0 + 60_001, 'again') }])
+      await waitFor(async () => nodeOf(await rt.coordinator.getTask(id), 'n').lease.deadline_ts_ms === d0 + 60_001, { message: 'a later heartbeat not applied' })
       hold.open()
       assert.equal((await rt.coordinator.waitForTask(id, { timeoutMs: 10000 })).status, 'finished')
     } finally {
@@ -161,6 +178,36 @@ describe('outbox', () => {
       await worker.stop()
       await second?.stop()
       await first.stop()
+    }
+  })
+
+  test('S-030 a crash between send and mark-sent: the restarted coordinator sends the command again, the worker runs it once', async () => {
+    const bus = new MemoryBus()
+    const store = new MemoryStore()
+    const first = new Coordinator({ bus, store })
+    await first.start()
+    let second: Coordinator | null = null
+    let runs = 0
+    const { Worker } = await import('flowkit')
+    const worker = new Worker({ bus, store, handlers: { step: { async processBatch() { runs++; return { metrics: { count: 1 } } } } } })
+    try {
+      const id = await first.createTask({ graph: { nodes: [{ node_id: 'a', type: 'step' }] } })
+      const starts = (): number => bus.records('cmd.step.v1').filter((r) => r.key === `${id}:a`).length
+      await waitFor(() => starts() === 1, { message: "a's START never went out" })
+      // Sent, not yet recorded as sent (nothing else was written since): a crash now.
+      await first.kill()
+      second = new Coordinator({ bus, store, config: { discoveryWindowSec: 0.2 } })
+      await second.start()
+      await waitFor(() => starts() === 2, { message: 'the restarted coordinator did not send the unrecorded START again (at least once)' })
+      await worker.start()
+      const t = await second.waitForTask(id, { timeoutMs: 10_000 })
+      assert.equal(t.status, 'finished')
+      assert.equal(nodeOf(t, 'a').attempt_epoch, 1, 'the same attempt')
+      assert.equal(runs, 1, 'the worker ran it once (it dedups the second START)')
+      assert.equal(nodeOf(t, 'a').stats['count'], 1)
+    } finally {
+      await worker.stop()
+      await second?.stop()
     }
   })
 

@@ -258,6 +258,7 @@ export function runRuntimeScenarios(factory: RuntimeFactory): void {
         assert.equal(t.status, 'cancelled')
         assert.equal(aborted, true)
         assert.equal(nodeOf(t, 'a').status, 'cancelled')
+        assert.equal(nodeOf(t, 'a').end_reason, 'test', "the worker's CANCELLED (with the cancel's reason) ended it")
         assert.equal(nodeOf(t, 'b').status, 'cancelled')
         assert.equal(downstream, 0)
       } finally {
