@@ -212,8 +212,13 @@ export class Coordinator {
    * are left as a killed process would leave them; start another coordinator to recover.
    */
   async kill(): Promise<void> {
-    if (this.#starting !== null) await this.#starting.catch(() => undefined)
-    if (!this.#started) return
+    const starting = this.#starting
+    if (starting !== null) await starting.catch(() => undefined)
+    if (!this.#started) {
+      // Killed while its start failed: it stays killed (a later start() is refused, as after any kill).
+      if (starting !== null) this.#killed = true
+      return
+    }
     this.#started = false
     this.#killed = true
     this.#p.after.dead = true

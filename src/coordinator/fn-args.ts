@@ -49,8 +49,8 @@ const metricsAggregate: FnArgsCheck = (args) => {
   if (typeof args['node_id'] !== 'string' && !hasFromNodes(args)) {
     r.problems.push({ path: '', message: "metrics.aggregate needs node_id (that node's batch metrics) or from_nodes (one stat of several nodes)" })
   }
-  // The two forms do not mix: with node_id (the seed's form) the function reads that node alone
-  // and ignores the other form's arguments, which a graph giving both meant to be used.
+  // The two forms do not mix: given from_nodes the function ignores node_id, else it reads node_id
+  // alone and ignores metric/target_*: a graph giving both meant one of them to be ignored.
   if (given(args['node_id'])) {
     for (const k of ['from_nodes', 'from_node', 'metric', 'target_node', 'target_key']) {
       if (given(args[k])) r.problems.push({ path: `.${k}`, message: `${k} belongs to the from_nodes form, node_id to the seed's form (every metric of that one node): give one form` })

@@ -355,7 +355,9 @@ export class OwnedTasks {
     }
     // A task submitted through the store (`flowkit submit`, `flowkit ui`) and taken up here for the
     // first time: still queued, never written by a coordinator (counted as created by the metrics).
-    const submitted = rt.status === 'queued' && (doc as { v?: number }).v === 0
+    // One handed over inline was created (and counted) by the coordinator that sent it. (A task a
+    // coordinator created and crashed before writing anything about is counted again here.)
+    const submitted = given === undefined && rt.status === 'queued' && (doc as { v?: number }).v === 0
     d.log.info('task.adopted', { task_id: taskId, status: rt.status, submitted })
     gate.until(resumeLoaded(this.#deps(), [rt]))
     return rt

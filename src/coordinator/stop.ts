@@ -10,30 +10,43 @@ import type { StopSteps } from '../util/stop-steps.ts'
 import type { CoordinatorWiring } from './wiring.ts'
 
 export async function stopSteps(p: CoordinatorWiring, steps: StopSteps, sweepLoop: Promise<void> | null, stopSnapshotsSec: number): Promise<void> {
+  // Every step runs even when one before it failed (a subscription that cannot be closed must not
+  // leave the outbox, the timers or the ownership running); the first failure is thrown at the end.
+  let first: { err: unknown } | null = null
+  const attempt = async (step: () => unknown): Promise<void> => {
+    try {
+      await step()
+    } catch (err) {
+      first ??= { err }
+    }
+  }
   p.ownership.pause()
   steps.step('closing subscriptions')
-  await p.subscriptions.closeAll()
+  await attempt(() => p.subscriptions.closeAll())
   p.discovery.stop()
   p.fns.stop()
   steps.step('coordinator functions ending')
   await Promise.allSettled([...p.engine.tasks.values()].map((rt) => rt.fnChain))
   steps.step('last flush')
-  await p.flusher.drain()
+  await attempt(() => p.flusher.drain())
   steps.step('outbox stopping')
-  await p.outbox.stop()
+  await attempt(() => p.outbox.stop())
   // Record what was sent, so a clean restart sends nothing twice.
   for (const rt of p.engine.tasks.values()) if (rt.sentThrough > rt.sentRecorded) p.flusher.mark(rt, true)
   steps.step('recording what was sent')
-  await p.flusher.drain()
+  await attempt(() => p.flusher.drain())
   p.flusher.stop()
   steps.step('sweep loop ending')
-  await sweepLoop
+  await attempt(() => sweepLoop)
   steps.step('snapshots')
-  const left = await p.snapshots.drain(stopSnapshotsSec * 1000)
+  const left = await p.snapshots.drain(stopSnapshotsSec * 1000).catch((err: unknown) => {
+    first ??= { err }
+    return 0
+  })
   if (left > 0) p.log.warn('coordinator.snapshots_left', { snapshots: left, budget_sec: stopSnapshotsSec })
   // Everything is written: the partitions go to the other coordinators.
   steps.step('handing over partitions')
-  await p.ownership.stop()
+  await attempt(() => p.ownership.stop())
   p.timers.stop()
   // Another start() rebuilds all of this from the store.
   p.engine.tasks.clear()
@@ -42,5 +55,6 @@ export async function stopSteps(p: CoordinatorWiring, steps: StopSteps, sweepLoo
   p.flusher.restart()
   p.watchers.close(new FlowkitError(ErrorCode.Closed, 'the coordinator stopped before the watched task ended'))
   steps.step('observability')
-  await p.obs?.stop()
+  await attempt(() => p.obs?.stop())
+  if (first !== null) throw (first as { err: unknown }).err
 }

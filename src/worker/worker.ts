@@ -14,16 +14,17 @@ import { hostname } from 'node:os'
 import { randomUUID } from 'node:crypto'
 import { SystemClock } from '../clock.ts'
 import { type ConfigInput, WORKER_DEFAULTS, type WorkerConfig, checkBounds, resolveConfig, topicFor } from '../config.ts'
-import { ErrorCode, FlowkitError, errorMessage } from '../errors.ts'
+import { ErrorCode, FlowkitError } from '../errors.ts'
 import { createLogger, type Logger } from '../log.ts'
 import type { MetricsHandler, ObservabilityOptions } from '../observability/options.ts'
 import { WorkerObservability } from '../observability/worker.ts'
 import type { Bus, Subscription } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { Store, WorkerRun } from '../ports/store.ts'
-import { MAX_WORKER_ID_CHARS, dedupId, encode, makeEnvelope, messageKey } from '../protocol/messages.ts'
+import { MAX_WORKER_ID_CHARS, messageKey } from '../protocol/messages.ts'
 import { isWellFormed } from '../util/text.ts'
 import { parkPoison } from '../util/guard.ts'
+import { type AnnounceInfo, announce, announceLoop } from './announce.ts'
 import { StopSteps } from '../util/stop-steps.ts'
 import { CancelledRunError, WORKER_STOPPING_REASON } from './cancel.ts'
 import type { WorkerCore } from './core.ts'
@@ -61,6 +62,8 @@ export class Worker {
   #restored: WorkerRun[] = []
   #started = false
   #starting: Promise<void> | null = null
+  /** WORKER_ONLINE went out (since the last start): a stop announces WORKER_OFFLINE. */
+  #online = false
   #announceAbort = new AbortController()
 
   constructor(options: WorkerOptions) {
@@ -148,6 +151,10 @@ export class Worker {
     return [...this.#core.runs.values()].map((r) => r.info)
   }
 
+  #announceInfo(): AnnounceInfo {
+    return { workerId: this.workerId, roles: this.roles, version: this.config.workerVersion, concurrency: this.config.concurrency, topic: this.config.topicWorkerAnnounce }
+  }
+
   /**
    * Subscribes and announces the worker. Calls while a start is under way share it; a start that
    * failed (the store or the bus unavailable) leaves the worker stopped, and start() may be called
@@ -174,13 +181,25 @@ export class Worker {
     }
   }
 
+  /**
+   * Stops what a failed start got going, as stop() does: the command subscriptions may have been
+   * live, so a run it took is cancelled (handed back) and waited for. Never throws; the worker
+   * ends stopped.
+   */
   async #undoStart(): Promise<void> {
-    this.#announceAbort.abort()
-    await Promise.allSettled([...this.#intake.subs, ...this.#subs].map((sub) => sub.close()))
-    this.#intake.subs = []
-    this.#subs = []
-    this.#started = false
-    await this.#obs?.stop().catch(() => undefined)
+    const steps = new StopSteps(this.#core.log, 'worker.stop_slow')
+    try {
+      await this.#stopSteps(steps, false)
+    } catch {
+      // What could not be closed is dropped below; the start's own error is the one reported.
+      await Promise.allSettled([...this.#intake.subs, ...this.#subs].map((sub) => sub.close()))
+      this.#intake.subs = []
+      this.#subs = []
+      await this.#obs?.stop().catch(() => undefined)
+    } finally {
+      steps.end()
+      this.#started = false
+    }
   }
 
   async #startSteps(): Promise<void> {
@@ -227,25 +246,27 @@ export class Worker {
       })
       this.#intake.subs.push(sub)
     }
-    this.#subs.push(
-      await core.bus.subscribe({
-        groupId: `${c.groupPrefix}workers.signals.${this.workerId}`,
-        topics: [c.topicSignals],
-        fromLatest: true,
-        name: 'worker-signals',
-        handler: parkPoison((m) => onSignal(core, this.#runs, m), core.log),
-      }),
-      await core.bus.subscribe({
-        groupId: `${c.groupPrefix}workers.query.${this.workerId}`,
-        topics: [c.topicQuery],
-        fromLatest: true,
-        name: 'worker-query',
-        handler: parkPoison((m) => onQuery(core, m), core.log),
-      }),
-    )
-    await this.#announce('WORKER_ONLINE', previous?.active_runs ?? [])
+    // Each into the list as soon as it exists (what a failed start undoes is what is in it).
+    const signals = await core.bus.subscribe({
+      groupId: `${c.groupPrefix}workers.signals.${this.workerId}`,
+      topics: [c.topicSignals],
+      fromLatest: true,
+      name: 'worker-signals',
+      handler: parkPoison((m) => onSignal(core, this.#runs, m), core.log),
+    })
+    this.#subs.push(signals)
+    const queries = await core.bus.subscribe({
+      groupId: `${c.groupPrefix}workers.query.${this.workerId}`,
+      topics: [c.topicQuery],
+      fromLatest: true,
+      name: 'worker-query',
+      handler: parkPoison((m) => onQuery(core, m), core.log),
+    })
+    this.#subs.push(queries)
+    await announce(this.#core, this.#announceInfo(), 'WORKER_ONLINE', previous?.active_runs ?? [])
+    this.#online = true
     this.#announceAbort = new AbortController()
-    void this.#announceLoop(this.#announceAbort.signal)
+    void announceLoop(this.#core, this.#announceInfo(), this.config.announceIntervalSec * 1000, this.#announceAbort.signal)
     core.log.info('worker.started', { roles: this.roles, concurrency: c.concurrency })
   }
 
@@ -291,7 +312,9 @@ export class Worker {
     await Promise.all(this.#subs.map((s) => s.close()))
     this.#subs = []
     steps.step('offline announce')
-    await this.#announce('WORKER_OFFLINE', []).catch(() => undefined)
+    // Only after an online one (a failed start that never announced says nothing).
+    if (this.#online) await announce(this.#core, this.#announceInfo(), 'WORKER_OFFLINE', []).catch(() => undefined)
+    this.#online = false
     this.#started = false
     steps.step('observability')
     await this.#obs?.stop()
@@ -302,6 +325,8 @@ export class Worker {
    * (no CANCELLED, no more heartbeats). The coordinator finds out through the lease.
    */
   async kill(): Promise<void> {
+    // A start under way ends (or is undone) first: what it subscribes is then closed here.
+    if (this.#starting !== null) await this.#starting.catch(() => undefined)
     const core = this.#core
     core.killed = true
     core.stopping = true
@@ -318,75 +343,5 @@ export class Worker {
     this.#subs = []
     this.#started = false
     await this.#obs?.stop()
-  }
-
-  /**
-   * Sends an announce through the status emitter, so a failed produce is retried with backoff
-   * (a short broker outage does not lose it); rejects only when it failed for good.
-   */
-  #announce(kind: 'WORKER_ONLINE' | 'WORKER_OFFLINE', resume: WorkerRun[]): Promise<void> {
-    const payload: Record<string, unknown> =
-      kind === 'WORKER_ONLINE'
-        ? {
-            kind,
-            worker_id: this.workerId,
-            type: this.roles.join(','),
-            capabilities: { roles: this.roles },
-            version: this.config.workerVersion,
-            capacity: { tasks: this.config.concurrency },
-            ...(resume.length > 0 ? { resume } : {}),
-          }
-        : { kind, worker_id: this.workerId }
-    const now = this.#core.clock.now()
-    return this.#core.status.send({
-      topic: this.config.topicWorkerAnnounce,
-      key: null,
-      value: encode(
-        makeEnvelope({
-          msg_type: 'event',
-          role: 'worker',
-          task_id: '*',
-          node_id: '*',
-          step_type: '*',
-          attempt_epoch: 0,
-          ts_ms: now,
-          dedup_id: dedupId({ worker: this.workerId, kind, ts: now }),
-          payload,
-        }),
-      ),
-    })
-  }
-
-  /**
-   * Announces WORKER_ONLINE every `announceIntervalSec` until `signal` aborts. The first repeats
-   * come sooner (2 s, 4 s, 8 s … up to the interval): a coordinator reads announces from the end
-   * of the topic, so one that subscribed just after this worker started (both started together)
-   * would otherwise not know it for a whole interval. The schedule does not depend on the sends: a
-   * send that fails (after its retries) is logged and the next announce still goes at its time;
-   * while one is still being retried, the next tick is skipped.
-   */
-  async #announceLoop(signal: AbortSignal): Promise<void> {
-    let inFlight = false
-    const intervalMs = this.config.announceIntervalSec * 1000
-    let delayMs = Math.min(2_000, intervalMs)
-    while (!signal.aborted) {
-      try {
-        await this.#core.clock.sleep(delayMs, signal)
-        delayMs = Math.min(delayMs * 2, intervalMs)
-      } catch {
-        return // stopped
-      }
-      if (inFlight || signal.aborted) continue
-      inFlight = true
-      this.#announce('WORKER_ONLINE', []).then(
-        () => {
-          inFlight = false
-        },
-        (err: unknown) => {
-          inFlight = false
-          if (!signal.aborted) this.#core.log.warn('worker.announce_failed', { error: errorMessage(err) })
-        },
-      )
-    }
   }
 }

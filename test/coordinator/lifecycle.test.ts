@@ -8,7 +8,8 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Coordinator, ErrorCode, FlowkitError, MemoryBus, MemoryStore, type RoleHandler, TestClock, Worker } from 'flowkit'
+import { Coordinator, ErrorCode, FlowkitError, MemoryBus, MemoryStore, type RoleHandler, type SubscribeOptions, type Subscription, TestClock, Worker } from 'flowkit'
+import { gate } from '../helpers/gate.ts'
 import { overrideStore } from '../helpers/store-proxy.ts'
 import { waitFor } from '../helpers/wait.ts'
 
@@ -93,4 +94,86 @@ test('a run abandoned after its cancel grace sends no more heartbeats: a stopped
     await w.stop()
     await c.stop()
   }
+})
+
+/** A memory bus whose subscription named `failName` fails (after `delayMs`), and whose subscriptions named `failClose` cannot be closed. */
+class FaultyBus extends MemoryBus {
+  failName: string | null = null
+  failClose: string | null = null
+  delayMs = 0
+  override async subscribe(o: SubscribeOptions): Promise<Subscription> {
+    if (o.name === this.failName) {
+      await new Promise((r) => setTimeout(r, this.delayMs))
+      throw new FlowkitError(ErrorCode.BusUnavailable, `${o.name}: subscribe failed`, { retryable: true })
+    }
+    const sub = await super.subscribe(o)
+    if (o.name !== this.failClose) return sub
+    return Object.assign(Object.create(sub) as Subscription, { close: async () => { throw new Error(`${o.name}: close failed`) } })
+  }
+}
+
+test('a worker start that fails after its command subscriptions went live hands back the run it took, and ends stopped', async () => {
+  const bus = new FaultyBus()
+  const store = new MemoryStore()
+  const hold = gate()
+  let calls = 0
+  const h: RoleHandler = { async processBatch(_b, ctx) { calls++; await hold.wait(ctx.signal); return { metrics: { count: 1 } } } }
+  const c = new Coordinator({ bus, store })
+  await c.start()
+  try {
+    const id = await c.createTask({ graph: { nodes: [{ node_id: 'a', type: 'step' }] } })
+    // Its START waits in the topic; the worker's command subscription takes it while the query one fails.
+    bus.failName = 'worker-query'
+    bus.delayMs = 300
+    const w = new Worker({ bus, store, handlers: { step: h }, config: { hbIntervalSec: 1 } })
+    await assert.rejects(w.start(), /worker-query: subscribe failed/)
+    assert.equal(calls, 1, 'the run had started')
+    assert.deepEqual(w.activeRuns(), [], 'the failed start cancelled it')
+    assert.equal(bus.assignments('workers.step.v1').length, 0, 'its command subscription is closed')
+    // Handed back: another worker runs it to the end.
+    bus.failName = null
+    const w2 = new Worker({ bus, store, handlers: { step: { async processBatch() { return { metrics: { count: 1 } } } } } })
+    await w2.start()
+    try {
+      const t = await c.waitForTask(id, { timeoutMs: 10_000 })
+      assert.equal(t.status, 'finished')
+      assert.equal(t.nodes[0]?.attempt_epoch, 2, 'run again at the next epoch, as a hand-back')
+    } finally {
+      await w2.stop()
+    }
+  } finally {
+    hold.open()
+    await c.stop()
+  }
+})
+
+test('kill() during a worker start leaves no subscription behind', async () => {
+  const bus = new FaultyBus()
+  const store = new MemoryStore()
+  bus.failName = 'worker-query'
+  bus.delayMs = 200
+  const w = new Worker({ bus, store, handlers: { step: noop }, config: { workerId: 'w-killed' } })
+  const starting = w.start()
+  await new Promise((r) => setTimeout(r, 50))
+  await w.kill()
+  await assert.rejects(starting)
+  for (const group of ['workers.step.v1', 'workers.signals.w-killed', 'workers.query.w-killed']) {
+    assert.deepEqual(bus.assignments(group), [], `${group} still has a member`)
+  }
+})
+
+test('a coordinator start undone after a failure stops everything, also past a subscription that cannot be closed; once killed it stays killed', async () => {
+  const bus = new FaultyBus()
+  const clock = new TestClock(Date.now())
+  bus.failName = 'coordinator-owners'
+  bus.failClose = 'coordinator-announce'
+  const c = new Coordinator({ bus, store: new MemoryStore(), clock })
+  await assert.rejects(c.start(), /subscribe failed/)
+  assert.equal(clock.pending, 0, 'nothing of the coordinator waits on its clock (outbox, timers, sweep stopped)')
+  // Killed while a start fails: it stays killed.
+  const starting = c.start()
+  await c.kill()
+  await assert.rejects(starting)
+  bus.failName = null
+  await assert.rejects(c.start(), /killed coordinator cannot start again/)
 })

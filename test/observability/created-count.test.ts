@@ -1,0 +1,33 @@
+/**
+ * flowkit_tasks_created_total counts each task once across coordinators: a task created on a
+ * coordinator that does not own it is counted there, and not again by its owner when the owner
+ * adopts it from the inline hand-over (a review found 13 counted for 10 tasks).
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { Coordinator, MemoryBus, MemoryStore } from 'flowkit'
+import { waitFor } from '../helpers/wait.ts'
+
+const created = async (c: Coordinator, name = 'flowkit_tasks_created_total'): Promise<number> =>
+  Number(((await c.observability?.registry?.getMetricsAsJSON()) ?? []).find((m) => m.name === name)?.values[0]?.value ?? 0)
+
+test('tasks created on a coordinator that does not own them are counted once in all', async () => {
+  const bus = new MemoryBus()
+  const store = new MemoryStore()
+  const cfg = { sweepIntervalSec: 3600 }
+  const c1 = new Coordinator({ bus, store, config: { ...cfg, coordinatorId: 'c1' } })
+  const c2 = new Coordinator({ bus, store, config: { ...cfg, coordinatorId: 'c2' } })
+  await Promise.all([c1.start(), c2.start()])
+  try {
+    await waitFor(() => c1.ownership.partitions.length > 0 && c2.ownership.partitions.length > 0 && c1.ownership.partitions.length + c2.ownership.partitions.length === c1.ownership.of, { message: 'the partitions were never shared' })
+    const ids: string[] = []
+    for (let i = 0; i < 10; i++) ids.push(await c1.createTask({ graph: { nodes: [{ node_id: 'a', type: 'step' }] } }))
+    const foreign = ids.filter((id) => !c1.ownsTask(id))
+    assert.ok(foreign.length > 0, 'some tasks belong to c2')
+    // c2 took each of its tasks up (it adopted them from c1's hand-over).
+    await waitFor(async () => (await created(c2, 'flowkit_tasks_adopted_total')) === foreign.length, { message: 'c2 never adopted its tasks' })
+    assert.equal((await created(c1)) + (await created(c2)), 10, 'each task counted once')
+  } finally {
+    await Promise.all([c1.stop(), c2.stop()])
+  }
+})
