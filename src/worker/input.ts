@@ -248,7 +248,8 @@ async function* pullStream(ctx: PullContext, spec: AdapterSpec): AsyncGenerator<
 /** Batches produced by an adapter. */
 export async function* adapterBatches(ctx: PullContext, spec: AdapterSpec): AsyncGenerator<Batch> {
   if (spec.name === PULL_FROM_ARTIFACTS) {
-    for await (const art of pullArtifacts(ctx, spec)) {
+    for await (const art of pullStream(ctx, spec)) {
+      if ('ended' in art) continue
       yield {
         batch_uid: `${art.node_id}:${art.batch_uid ?? 'complete'}`,
         payload: { from_node: art.node_id, batch_uid: art.batch_uid, meta: art.meta },
