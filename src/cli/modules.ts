@@ -31,6 +31,9 @@ function errorLine(err: unknown, abs: string, href: string): string | undefined 
   return new RegExp(`^${abs.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:(\\d+)`, 'm').exec(check.stderr ?? '')?.[1]
 }
 
+/** The Node versions flowkit supports (package.json `engines`). */
+const NODE_RANGE = '22.22+ or 24.6+'
+
 async function load(path: string, named: string, what: string): Promise<Record<string, unknown>> {
   const abs = resolve(path)
   if (!existsSync(abs)) throw new CliError(EXIT.notFound, `${what} module ${path} not found`)
@@ -41,7 +44,12 @@ async function load(path: string, named: string, what: string): Promise<Record<s
   } catch (err) {
     const line = errorLine(err, abs, href)
     const at = line === undefined ? '' : ` (line ${line})`
-    throw new CliError(EXIT.failed, `cannot load ${what} module ${path}${at}: ${firstLine(errorMessage(err))}`, { cause: err, hint: 'run again with --debug for the stack' })
+    // A TypeScript module on a Node without type stripping (Node 20): say what to do.
+    const noTs = (err as { code?: unknown }).code === 'ERR_UNKNOWN_FILE_EXTENSION' && /\.[cm]?ts$/.test(abs)
+    const hint = noTs
+      ? `this Node (${process.version}) cannot run TypeScript: use Node ${NODE_RANGE} (type stripping), e.g. through npx or an npm script of a project that pins it, or compile the module to .js`
+      : 'run again with --debug for the stack'
+    throw new CliError(EXIT.failed, `cannot load ${what} module ${path}${at}: ${firstLine(errorMessage(err))}`, { cause: err, hint })
   }
   let value = mod[named] ?? mod['default']
   if (typeof value === 'function') {

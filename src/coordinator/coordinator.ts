@@ -20,6 +20,7 @@ import { countingAttempt, handOver } from '../ports/store-rules.ts'
 import { parkPoison } from '../util/guard.ts'
 import { StopSteps } from '../util/stop-steps.ts'
 import { type ControlTarget, applyControl } from './control.ts'
+import { taskIdArg } from './args.ts'
 import { requestCancel } from './cancel-request.ts'
 import { adoptOwned, heldTask, ownerRequests } from './requests.ts'
 import { requeueDeadLetter } from './dead-letters.ts'
@@ -128,11 +129,7 @@ export class Coordinator {
     }
   }
 
-  /**
-   * Loads and resumes the tasks of the partitions this coordinator is given. Calls while a start is
-   * under way share it; a start that failed (the store or the bus unavailable) is undone, and
-   * start() may be called again.
-   */
+  /** Loads and resumes its partitions' tasks. Concurrent calls share one start; a failed start is undone (call again). */
   start(): Promise<void> {
     if (this.#starting !== null) return this.#starting
     if (this.#started) return Promise.resolve()
@@ -215,8 +212,7 @@ export class Coordinator {
     const starting = this.#starting
     if (starting !== null) await starting.catch(() => undefined)
     if (!this.#started) {
-      // Killed while its start failed: it stays killed (a later start() is refused, as after any kill).
-      if (starting !== null) this.#killed = true
+      if (starting !== null) this.#killed = true // killed while its start failed: it stays killed
       return
     }
     this.#started = false
@@ -245,7 +241,7 @@ export class Coordinator {
   // ------------------------------------------------------------------ public API
 
   async createTask(input: CreateTaskInput): Promise<string> {
-    if (!this.#started) throw new FlowkitError(ErrorCode.Config, 'createTask: the coordinator is not started (call start() first)')
+    if (!this.#started) throw new FlowkitError(ErrorCode.Config, this.#starting !== null ? 'createTask: the coordinator is still starting (await start() first)' : 'createTask: the coordinator is not started (call start() first)')
     const now = this.#p.clock.now()
     const task = buildTask(input, { ...this.#buildOptions(), cache: this.#graphs }, now)
     const { id, graph } = task
@@ -276,6 +272,7 @@ export class Coordinator {
   }
 
   async getTask(id: string): Promise<TaskView | null> {
+    taskIdArg('getTask', id)
     const rt = this.#p.engine.tasks.get(id)
     if (rt !== undefined) return this.#view(toTaskView(rt.toDoc('none')))
     const t = await this.#p.store.getTask(id)
@@ -287,6 +284,7 @@ export class Coordinator {
    * error after `timeoutMs` of real time (a safety deadline, independent of the injected clock).
    */
   async waitForTask(id: string, options: { timeoutMs?: number } = {}): Promise<TaskView> {
+    taskIdArg('waitForTask', id)
     const deps = { runtime: (t: string) => this.#p.engine.tasks.get(t), stored: (t: string) => this.#p.store.getTask(t), onTerminal: (t: string, fn: () => void) => this.#p.after.onTerminal(t, fn), view: (v: TaskView) => this.#view(v) }
     return waitForTask(deps, id, options.timeoutMs ?? 60_000)
   }
@@ -303,6 +301,7 @@ export class Coordinator {
    * coordinator stops before the task ends (after the events it already had).
    */
   watch(taskId: string, options: { signal?: AbortSignal } = {}): AsyncGenerator<TaskEvent> {
+    taskIdArg('watch', taskId)
     const snapshot = async (): Promise<TaskEvent> => {
       const task = await this.getTask(taskId)
       if (task === null) throw new FlowkitError(ErrorCode.TaskNotFound, `task ${taskId} not found`)
@@ -325,6 +324,7 @@ export class Coordinator {
    * request is handed to its owner: true when it was sent for an active task.
    */
   async cancelTask(id: string, options: { reason?: string } = {}): Promise<boolean> {
+    taskIdArg('cancelTask', id)
     if (this.#started && !this.#p.ownership.owns(id)) {
       const t = await this.#p.store.getTask(id)
       if (t === null) throw new FlowkitError(ErrorCode.TaskNotFound, `task ${id} not found`)

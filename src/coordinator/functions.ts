@@ -8,6 +8,7 @@ import type { ArtifactDoc, NodeState, Store, TaskDoc } from '../ports/store.ts'
 import { countingAttempt } from '../ports/store-rules.ts'
 import type { NodeSpec } from '../graph/types.ts'
 import { PermanentError } from '../errors.ts'
+import { closest } from '../graph/parse-context.ts'
 import { varsIncr, varsMerge, varsSet, varsUnset } from './vars.ts'
 
 export interface CoordinatorFnContext {
@@ -145,6 +146,11 @@ const metricsAggregate: CoordinatorFn = async (ctx) => {
   for (const n of nodes) {
     const st = (ctx.task.nodes[n] as NodeState | undefined)?.stats?.[metric]
     if (typeof st === 'number' && Number.isFinite(st)) values.push(st)
+  }
+  if (values.length === 0) {
+    // No node has this stat while they have others: most likely a misspelt metric (the result would be a silent 0).
+    const seen = [...new Set(nodes.flatMap((n) => Object.keys((ctx.task.nodes[n] as NodeState | undefined)?.stats ?? {})))]
+    if (seen.length > 0) ctx.log.warn('node.fn_metric_missing', { metric, from_nodes: nodes.slice(0, 20), stats: seen.slice(0, 20), did_you_mean: closest(metric, seen) })
   }
   const sum = values.reduce((a, b) => a + b, 0)
   const value = mode === 'sum' ? sum : values.length === 0 ? 0 : sum / values.length

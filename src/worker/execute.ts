@@ -11,7 +11,7 @@ import { CancelledRunError } from './cancel.ts'
 import type { ActiveRun, WorkerCore } from './core.ts'
 import { type ArtifactsWriter, type RoleHandler, type RunContext, classifyErrorDefault } from './handler.ts'
 import { plainInput, resolveInput } from './input-select.ts'
-import { HandlerResultError, MAX_REASON_CODE_CHARS, checkArtifactMeta, checkBatch, checkBatchResult, checkBatchUid, checkBusRecord, checkFinalizeResult, failureText } from './results.ts'
+import { BATCH_RESULT_FIELDS, FINALIZE_RESULT_FIELDS, HandlerResultError, MAX_REASON_CODE_CHARS, checkArtifactMeta, checkBatch, checkBatchResult, checkBatchUid, checkBusRecord, checkFinalizeResult, failureText, unknownResultField } from './results.ts'
 import { clip } from '../util/text.ts'
 import { emitStatus, statusRecord } from './status.ts'
 import { type SpawnOptions, spawnInGroup } from './subprocess.ts'
@@ -68,6 +68,24 @@ class FewStrings {
  */
 async function inOrder(reports: readonly Promise<void>[]): Promise<void> {
   for (const r of reports) await r
+}
+
+/** Fields already warned about, per worker (`role/what/field`): said once, not per batch. */
+const warnedFields = new WeakMap<WorkerCore, Set<string>>()
+
+/** Warns once per role and field about a result field flowkit does not read (`metric` for `metrics`). */
+function noteUnknownField(core: WorkerCore, role: string, what: string, raw: unknown, known: ReadonlySet<string>): void {
+  const u = unknownResultField(raw, known)
+  if (u === null) return
+  let seen = warnedFields.get(core)
+  if (seen === undefined) {
+    seen = new Set()
+    warnedFields.set(core, seen)
+  }
+  const key = `${role}/${what}/${u.field}`
+  if (seen.has(key) || seen.size >= 1000) return
+  seen.add(key)
+  core.log.warn('worker.result_unknown_field', { role, result: what, field: u.field, did_you_mean: u.didYouMean, known: [...known] })
 }
 
 export async function executeRun(
@@ -223,7 +241,9 @@ export async function executeRun(
       usedUids.add(uid)
       currentBatch = uid
       const call = (): ReturnType<RoleHandler['processBatch']> => handler.processBatch({ ...batch, batch_uid: uid }, ctx)
-      const res = checkBatchResult(await (observed === null ? call() : observed.within(call)))
+      const result = await (observed === null ? call() : observed.within(call))
+      const res = checkBatchResult(result)
+      noteUnknownField(core, role, 'processBatch', result, BATCH_RESULT_FIELDS)
       ctx.throwIfCancelled()
       if (res.success === false) {
         const err = Object.assign(new Error(res.error ?? `batch ${uid} failed`), {
@@ -271,7 +291,9 @@ export async function executeRun(
     ending = true
     ctx.throwIfCancelled()
     if (failed.write !== null) throw failed.write.err
-    const fin = checkFinalizeResult(handler.finalize === undefined ? undefined : await handler.finalize(ctx))
+    const finRaw = handler.finalize === undefined ? undefined : await handler.finalize(ctx)
+    const fin = checkFinalizeResult(finRaw)
+    noteUnknownField(core, role, 'finalize', finRaw, FINALIZE_RESULT_FIELDS)
     ctx.throwIfCancelled()
     const doneRecord = statusRecord(
       core,

@@ -14,6 +14,7 @@ import type { Batch, BatchResult, FinalizeResult } from './handler.ts'
 import { MAX_EVENT_VALUE_DEPTH, deeperThan } from '../protocol/parse.ts'
 import { isWellFormed } from '../util/text.ts'
 import { handOver } from '../ports/store-rules.ts'
+import { closest } from '../graph/parse-context.ts'
 
 /**
  * Largest message the worker sends on the bus. Kafka's default `max.message.bytes` is 1 MiB (+12);
@@ -307,4 +308,21 @@ function bsonSizeBound(v: unknown, depth: number): number {
     default:
       return 0
   }
+}
+
+/** The fields a processBatch result may have, and a finalize result. */
+export const BATCH_RESULT_FIELDS: ReadonlySet<string> = new Set(['success', 'metrics', 'meta', 'artifacts_ref', 'reason_code', 'permanent', 'error'])
+export const FINALIZE_RESULT_FIELDS: ReadonlySet<string> = new Set(['metrics', 'meta', 'artifacts_ref'])
+
+/**
+ * A field of a handler's result that flowkit does not read (`metric` for `metrics`: the stats would
+ * silently stay 0), with the known field it most likely meant; null when there is none. Cheap on
+ * the usual result (a for-in over its few keys).
+ */
+export function unknownResultField(res: unknown, known: ReadonlySet<string>): { field: string; didYouMean: string | null } | null {
+  if (res === null || typeof res !== 'object' || Array.isArray(res)) return null
+  for (const k in res) {
+    if (!known.has(k)) return { field: k.slice(0, 100), didYouMean: closest(k, [...known]) }
+  }
+  return null
 }

@@ -177,3 +177,20 @@ test('a coordinator start undone after a failure stops everything, also past a s
   bus.failName = null
   await assert.rejects(c.start(), /killed coordinator cannot start again/)
 })
+
+test('a forgotten await is named: a Promise as a task id, createTask while start() is still under way', async () => {
+  const c = new Coordinator({ bus: new MemoryBus(), store: new MemoryStore() })
+  const starting = c.start()
+  await assert.rejects(c.createTask({ graph }), /createTask: the coordinator is still starting \(await start\(\) first\)/)
+  await starting
+  try {
+    const pending = c.createTask({ graph })
+    for (const call of [() => c.getTask(pending as never), () => c.waitForTask(pending as never), () => c.cancelTask(pending as never)]) {
+      await assert.rejects(call(), (err: FlowkitError) => err.code === ErrorCode.InvalidKey && /the task id must be a string, got a Promise \(is an `await` missing before createTask\?\)/.test(err.message))
+    }
+    assert.throws(() => c.watch(pending as never), /watch: the task id must be a string/)
+    await pending
+  } finally {
+    await c.stop()
+  }
+})

@@ -216,3 +216,35 @@ test('a worker stopped while it claims a START hands it back: another worker run
     await rt.stop()
   }
 })
+
+test('a result field the worker does not read (metric for metrics) is warned about once per role, with the field it meant; a metrics.aggregate metric no node has names the stat it meant', async () => {
+  const { MemoryLogger } = await import('flowkit')
+  const logger = new MemoryLogger()
+  // From JavaScript: `metric` instead of `metrics` (the stats would silently stay 0).
+  const typo = { async processBatch() { return { metric: { rows: 1 } } } } as unknown as RoleHandler
+  const ok: RoleHandler = { async processBatch() { return { metrics: { sum: 5 } } } }
+  const rt = await startRuntime({ logger, handlers: { h: typo, s: ok } })
+  try {
+    const id = await rt.coordinator.createTask({
+      graph: {
+        nodes: [
+          { node_id: 'a', type: 'h' },
+          { node_id: 'b', type: 'h', depends_on: ['a'] },
+          { node_id: 's', type: 's' },
+          { node_id: 'agg', type: 'coordinator_fn', depends_on: ['s'], io: { fn: 'metrics.aggregate', fn_args: { from_nodes: ['s'], metric: 'sums', mode: 'sum' } } },
+        ],
+      },
+    })
+    const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })
+    assert.equal(t.status, 'finished', 'a warning, not a failure')
+    const warned = logger.records.filter((r) => r.event === 'worker.result_unknown_field')
+    assert.equal(warned.length, 1, 'once for the role, not per batch or node')
+    assert.equal(warned[0]?.fields['field'], 'metric')
+    assert.equal(warned[0]?.fields['did_you_mean'], 'metrics')
+    const missing = logger.records.find((r) => r.event === 'node.fn_metric_missing')
+    assert.equal(missing?.fields['metric'], 'sums')
+    assert.equal(missing?.fields['did_you_mean'], 'sum')
+  } finally {
+    await rt.stop()
+  }
+})
