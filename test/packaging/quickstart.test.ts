@@ -2,7 +2,7 @@
  * The README Quickstart, verbatim, in a fresh `npm init -y` project that installs flowkit from
  * the tarball `npm pack` makes: what a new user does, step by step. The package is built in a
  * copy of the checkout (so the shared dist/ is not touched), packed, installed from the tarball;
- * the README's setup commands run as written (only `npm install flowkit` points at the tarball),
+ * the README's setup commands run as written (the install line points at the tarball packed here),
  * then its code block is saved and run with the project's Node. The same project, which has no
  * driver installed (they are optional peer dependencies), checks the missing-driver messages, and
  * that the source maps shipped in the tarball resolve.
@@ -77,17 +77,18 @@ test('packaging: the README Quickstart runs verbatim in a fresh npm project inst
     const env = userEnv()
     const tarball = buildAndPack(work, env)
 
-    // The README's steps, as written; `npm install flowkit` installs the tarball instead.
+    // The README's steps, as written; its `npm install <the tarball>` installs the one packed here.
     const blocks = quickstartBlocks()
     const [setup, code, run] = [blocks.find((b) => b.lang === 'sh'), blocks.find((b) => b.lang === 'ts'), blocks.filter((b) => b.lang === 'sh').at(-1)]
     assert.ok(setup && code && run && setup !== run, 'Quickstart: a setup sh block, a ts block, a run sh block')
     assert.match(setup.body, /^npm init -y$/m)
-    assert.match(setup.body, /^npm install flowkit$/m)
+    const installLine = /^npm install \/path\/to\/flowkit\/flowkit-<version>\.tgz.*$/m
+    assert.match(setup.body, installLine)
     const file = /^node (\S+)$/m.exec(run.body)?.[1]
     assert.ok(file, 'the run block says `node <file>`')
     const project = join(work, 'project')
     mkdirSync(project)
-    const installed = sh(setup.body.replace(/^npm install flowkit$/m, `npm install ${JSON.stringify(tarball)}`), project, env)
+    const installed = sh(setup.body.replace(installLine, `npm install ${JSON.stringify(tarball)}`), project, env)
     assert.equal(installed.status, 0, `setup failed:\n${installed.stdout}\n${installed.stderr}`)
     writeFileSync(join(project, file), code.body)
     const ran = sh(run.body, project, env)
@@ -116,6 +117,12 @@ console.log(JSON.stringify(said))
     const kafka = 'flowkit: KafkaBus needs the optional dependency @platformatic/kafka: npm install @platformatic/kafka'
     const mongo = 'flowkit: MongoStore needs the optional dependency mongodb: npm install mongodb'
     assert.deepEqual(JSON.parse(drivers.stdout), [kafka, mongo, kafka, mongo])
+
+    // TypeScript, as the README's Install says: with skipLibCheck the quickstart type-checks
+    // without either driver installed (their types are named by the adapters' declarations).
+    writeFileSync(join(project, 'tsconfig.json'), JSON.stringify({ compilerOptions: { target: 'es2022', module: 'nodenext', moduleResolution: 'nodenext', strict: true, noEmit: true, skipLibCheck: true, allowImportingTsExtensions: true }, files: [file] }))
+    const tsc = sh(`node ${JSON.stringify(join(root, 'node_modules', 'typescript', 'bin', 'tsc'))} -p tsconfig.json`, project, env)
+    assert.equal(tsc.status, 0, `the quickstart does not type-check:\n${tsc.stdout}\n${tsc.stderr}`)
 
     // Every source map in the installed package points at a source file that is there too, and a
     // stack trace through flowkit maps back to its TypeScript source.
