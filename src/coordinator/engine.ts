@@ -15,7 +15,7 @@ import { cancelPending } from './cancel-request.ts'
 import { cancelCommands, startCommand } from './commands.ts'
 import { dueAt, lostEvent, resendDelayMs, timeoutAt } from './node-due.ts'
 import type { Limits } from './limits.ts'
-import { waitingConsumers } from './yield.ts'
+import { heldUpstream, waitingConsumers } from './yield.ts'
 import type { TaskRuntime } from './runtime.ts'
 import type { TimerEntry, TimerHeap } from './timers.ts'
 import { type Effect, type NodeEvent, isTerminal, transition } from './transitions.ts'
@@ -124,9 +124,13 @@ export class Engine {
         this.#releaseHeld(rt, node.node_id)
         this.#afterTerminal(rt, ord, node)
         return
-      case 'accepted':
+      case 'accepted': {
         this.#releaseHeld(rt, node.node_id)
+        // Accepted while the upstream it waits for is held by a limit: it gives its slot now.
+        const p = this.#limits.limited ? heldUpstream(rt, ord, (o) => this.#limits.isWaiting(rt.id, o)) : null
+        if (p !== null && this.#limits.wouldFree(rt.spec(ord).type, rt.spec(p).type)) this.apply(rt, ord, { kind: 'yield', upstream: rt.spec(p).node_id })
         return
+      }
       case 'requeued':
         if (node.held_for) {
           let set = rt.held.get(node.held_for)

@@ -23,6 +23,8 @@ export interface GraphPlan {
   readonly pulled: ReadonlySet<number>
   /** Per node: the nodes whose output it pulls (its input adapter's `from_nodes` / `from_node`). */
   readonly pullsFrom: readonly ReadonlySet<number>[]
+  /** Per node: the nodes that pull its output (the reverse of pullsFrom; a puller need not depend on it). */
+  readonly pulledBy: readonly (readonly number[])[]
   /** The worker types of its nodes (coordinator functions aside), each once. */
   readonly workerTypes: readonly string[]
 }
@@ -66,6 +68,7 @@ function buildPlan(graph: GraphSpec): GraphPlan {
   }
   const pulled = new Set<number>()
   const pullsFrom = specs.map(() => new Set<number>())
+  const pulledBy: number[][] = specs.map(() => [])
   specs.forEach((spec, i) => {
     for (const io of [spec.io.input_inline, spec.io.input_ref]) {
       const args = io !== null && typeof io === 'object' ? (io as Record<string, unknown>)['input_args'] : undefined
@@ -76,11 +79,12 @@ function buildPlan(graph: GraphSpec): GraphPlan {
           const o = typeof ref === 'string' ? ord.get(ref) : undefined
           if (o === undefined) continue
           pulled.add(o)
+          if (!pullsFrom[i]?.has(o)) pulledBy[o]?.push(i)
           pullsFrom[i]?.add(o)
         }
       }
     }
   })
   const workerTypes = [...new Set(specs.filter((n) => n.type !== COORDINATOR_FN_TYPE).map((n) => n.type))]
-  return { index, ord, parents, fanout, reeval, streamingInto, pulled, pullsFrom, workerTypes }
+  return { index, ord, parents, fanout, reeval, streamingInto, pulled, pullsFrom, pulledBy, workerTypes }
 }

@@ -64,6 +64,11 @@ export class Limits {
     this.#byType.set(type, Math.max(0, (this.#byType.get(type) ?? 0) - 1))
   }
 
+  /** Whether node `ord` of the task waits in a queue for capacity. */
+  isWaiting(taskId: string, ord: number): boolean {
+    return this.#queued.has(`${taskId}\u0000${ord}`)
+  }
+
   /** Queues a ready node that may not run yet (once). */
   wait(taskId: string, ord: number, type: string): void {
     const key = `${taskId}\u0000${ord}`

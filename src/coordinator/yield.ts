@@ -10,13 +10,14 @@ import type { TaskRuntime } from './runtime.ts'
 
 /** Running (accepted) worker nodes that wait for `ord`'s data, directly or through each other. */
 export function waitingConsumers(rt: TaskRuntime, ord: number): number[] {
-  const { streamingInto, pullsFrom } = rt.plan
+  const { streamingInto, pullsFrom, pulledBy } = rt.plan
   const out: number[] = []
   const seen = new Set<number>([ord])
   const stack = [ord]
   while (stack.length > 0) {
     const p = stack.pop() as number
-    for (const c of rt.reeval[p] as number[]) {
+    // Its dependents, and the nodes that pull its output without depending on it.
+    for (const c of [...(rt.reeval[p] as number[]), ...(pulledBy[p] ?? [])]) {
       if (seen.has(c) || !(streamingInto[c]?.has(p) || pullsFrom[c]?.has(p))) continue
       seen.add(c)
       const n = rt.node(c)
@@ -25,4 +26,16 @@ export function waitingConsumers(rt: TaskRuntime, ord: number): number[] {
     }
   }
   return out
+}
+
+/**
+ * The upstream that `ord` (a consumer just accepted) waits for and that a concurrency limit holds
+ * back, or null: the consumer was dispatched, not yet accepted, when that upstream started to
+ * wait, so it was not asked to yield then.
+ */
+export function heldUpstream(rt: TaskRuntime, ord: number, isWaiting: (ord: number) => boolean): number | null {
+  const { streamingInto, pullsFrom } = rt.plan
+  for (const p of pullsFrom[ord] ?? []) if (isWaiting(p)) return p
+  for (const p of streamingInto[ord] ?? []) if (isWaiting(p)) return p
+  return null
 }

@@ -104,3 +104,48 @@ test('a running fan_in any child that does not read the waiting parent keeps run
     await rt.stop()
   }
 })
+
+/** One batch of two items (a source). */
+const source: RoleHandler = {
+  async processBatch() {
+    return { metrics: { items: 2 }, meta: { items: [1, 2] } }
+  },
+}
+const pullFrom = (from: string) => ({ input_adapter: 'pull.from_artifacts', input_args: { from_nodes: [from], poll_ms: 10 } })
+
+test('a node that pulls another one without depending on it yields the only worker slot to it (a fuzzer found it held the slot for ever)', async () => {
+  const log = new MemoryLogger()
+  const rt = await startRuntime({ logger: log, handlers: { src: source, count }, worker: { concurrency: 1 }, coordinator: { acceptTimeoutSec: 0.3 } })
+  try {
+    // x comes first and takes the slot; it waits for y's data, y waits for a slot.
+    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'x', type: 'count', io: { input_inline: pullFrom('y') } }, { node_id: 'y', type: 'src' }] } })
+    const t = await rt.coordinator.waitForTask(id, { timeoutMs: 20_000 })
+    assert.equal(t.status, 'finished', `task ${t.status}: ${t.nodes.map((n) => `${n.node_id}=${n.status}@${n.attempt_epoch}`).join(' ')}`)
+    assert.deepEqual(t.nodes.find((n) => n.node_id === 'x')?.stats['items'], 2, "x read y's batch")
+    assert.ok(log.records.some((r) => r.event === 'node.yielded' && r.fields['upstream'] === 'y'))
+  } finally {
+    await rt.stop()
+  }
+})
+
+test('maxRunningNodes 1: a puller accepted after its upstream started waiting for capacity yields to it (it was dispatched, not yet accepted, when the check ran)', async () => {
+  const rt = await startRuntime({ handlers: { src: source, count }, worker: { concurrency: 8 }, coordinator: { maxRunningNodes: 1 } })
+  try {
+    // c (a function) finishes at once: d (fan_in any) starts and pulls b, which waits behind a for the one slot.
+    const id = await rt.coordinator.createTask({
+      graph: {
+        nodes: [
+          { node_id: 'a', type: 'src' },
+          { node_id: 'c', type: 'coordinator_fn', io: { fn: 'noop' } },
+          { node_id: 'd', type: 'count', depends_on: ['c', 'b'], fan_in: 'any', io: { input_inline: pullFrom('b') } },
+          { node_id: 'b', type: 'src', depends_on: ['a'] },
+        ],
+      },
+    })
+    const t = await rt.coordinator.waitForTask(id, { timeoutMs: 20_000 })
+    assert.equal(t.status, 'finished', `task ${t.status}: ${t.nodes.map((n) => `${n.node_id}=${n.status}@${n.attempt_epoch}`).join(' ')}`)
+    assert.deepEqual(t.nodes.find((n) => n.node_id === 'd')?.stats['items'], 2, "d read b's batch")
+  } finally {
+    await rt.stop()
+  }
+})
