@@ -16,6 +16,7 @@ import { type LogLevel, type Logger, createLogger, parseLogLevel } from '../log.
 import type { Bus } from '../ports/bus.ts'
 import type { Store } from '../ports/store.ts'
 import { CliError, EXIT, firstLine, redactUrl } from './errors.ts'
+import { within } from '../util/deadline.ts'
 import { type Settings, mongoAddress, requireBrokers, requireMongoUrl } from './settings.ts'
 
 export type StoreMode = 'read' | 'write' | 'serve'
@@ -28,17 +29,8 @@ export function processLogger(fallback: LogLevel = 'info'): Logger {
 }
 
 /** Rejects with exit 3 when `promise` has not settled within `ms`. */
-export async function withDeadline<T>(promise: Promise<T>, ms: number, what: string, hint: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new CliError(EXIT.connect, `cannot connect to ${what}: no answer within ${ms / 1000} s`, { hint })), ms)
-    timer.unref()
-  })
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
+export function withDeadline<T>(promise: Promise<T>, ms: number, what: string, hint: string): Promise<T> {
+  return within(promise, ms, () => new CliError(EXIT.connect, `cannot connect to ${what}: no answer within ${ms / 1000} s`, { hint }))
 }
 
 const MONGO_HINT = 'is MongoDB running? check FLOWKIT_MONGO_URL / --mongo-url (and --connect-timeout)'

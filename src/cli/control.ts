@@ -7,6 +7,7 @@ import { COORDINATOR_DEFAULTS, resolveConfig } from '../config.ts'
 import { type ControlRequest, sendControl } from '../coordinator/control.ts'
 import { openBus, processLogger } from './connect.ts'
 import { CliError, EXIT, toCliError } from './errors.ts'
+import { within } from '../util/deadline.ts'
 import type { Settings } from './settings.ts'
 
 /** The topic that reaches the owners of tasks, for the coordinators these settings describe. */
@@ -23,20 +24,13 @@ export async function sendControlWithin(settings: Settings, req: ControlRequest)
   const ms = settings.connectTimeoutMs
   // Warnings only: a one-shot command's output is not the bus's info log.
   const bus = await openBus(settings, processLogger('warn'))
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      reject(new CliError(EXIT.connect, `Kafka did not take the ${req.op} request within ${ms / 1000} s`, { hint: 'is the broker answering? check FLOWKIT_KAFKA_BROKERS / --brokers (and --connect-timeout)' }))
-    }, ms)
-  })
+  const hint = 'is the broker answering? check FLOWKIT_KAFKA_BROKERS / --brokers (and --connect-timeout)'
   try {
-    await Promise.race([sendControl(bus, controlTopic(settings), req), late]).catch((err: unknown) => {
+    await within(sendControl(bus, controlTopic(settings), req), ms, () => new CliError(EXIT.connect, `Kafka did not take the ${req.op} request within ${ms / 1000} s`, { hint })).catch((err: unknown) => {
       throw toCliError(err)
     })
   } finally {
-    clearTimeout(timer)
     // A close that hangs on the same broker does not hold the command either.
-    const closing = bus.close().catch(() => undefined)
-    await Promise.race([closing, new Promise((r) => setTimeout(r, ms).unref())])
+    await within(bus.close(), ms, () => new Error('close')).catch(() => undefined)
   }
 }

@@ -25,6 +25,7 @@ import { type BuildTaskOptions, type CreateTaskInput, buildTask } from '../coord
 import { type TaskView, toTaskView } from '../coordinator/view.ts'
 import type { TaskEvent } from '../coordinator/watch.ts'
 import { ErrorCode, FlowkitError, errorMessage } from '../errors.ts'
+import { within } from '../util/deadline.ts'
 import { COORDINATOR_FN_TYPE } from '../graph/types.ts'
 import type { Logger } from '../log.ts'
 import type { Bus } from '../ports/bus.ts'
@@ -105,17 +106,9 @@ export class RemoteCoordinator implements DashboardCoordinator {
    * retries (a minute and more). The send goes on in the background.
    */
   async #send(req: ControlRequest): Promise<void> {
-    let timer: NodeJS.Timeout | undefined
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new FlowkitError(ErrorCode.BusUnavailable, `Kafka did not take the ${req.op} request within ${SEND_TIMEOUT_MS / 1000} s`)), SEND_TIMEOUT_MS)
-    })
     const sent = sendControl(this.#bus, this.#topic, req)
     sent.catch(() => undefined)
-    try {
-      await Promise.race([sent, late])
-    } finally {
-      clearTimeout(timer)
-    }
+    await within(sent, SEND_TIMEOUT_MS, () => new FlowkitError(ErrorCode.BusUnavailable, `Kafka did not take the ${req.op} request within ${SEND_TIMEOUT_MS / 1000} s`))
   }
 
   /** Worker roles from the store's worker list (read at most every 5 s, and only when needed). */
