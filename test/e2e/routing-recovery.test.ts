@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Coordinator, MemoryBus, MemoryStore, PermanentError, protocol, type RoleHandler, type TaskView } from 'flowkit'
+import { Coordinator, MemoryBus, MemoryStore, PermanentError, protocol, type RoleHandler, type TaskView, Worker } from 'flowkit'
 import { startRuntime, noopHandler } from '../helpers/runtime.ts'
 import { gate } from '../helpers/gate.ts'
 import { waitFor } from '../helpers/wait.ts'
@@ -155,7 +155,6 @@ describe('outbox', () => {
     const first = new Coordinator({ bus, store })
     await first.start()
     let second: Coordinator | null = null
-    const { Worker } = await import('flowkit')
     const worker = new Worker({ bus, store, handlers: { step: noopHandler() } })
     try {
       // No worker yet: a's START is sent and nothing else happens before the stop.
@@ -188,7 +187,6 @@ describe('outbox', () => {
     await first.start()
     let second: Coordinator | null = null
     let runs = 0
-    const { Worker } = await import('flowkit')
     const worker = new Worker({ bus, store, handlers: { step: { async processBatch() { runs++; return { metrics: { count: 1 } } } } } })
     try {
       const id = await first.createTask({ graph: { nodes: [{ node_id: 'a', type: 'step' }] } })

@@ -12,7 +12,7 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { MemoryStore, type RoleHandler, type TaskView } from 'flowkit'
+import { MemoryLogger, MemoryStore, type RoleHandler, type TaskView } from 'flowkit'
 import { startRuntime } from '../helpers/runtime.ts'
 import { overrideStore } from '../helpers/store-proxy.ts'
 
@@ -218,7 +218,6 @@ test('a worker stopped while it claims a START hands it back: another worker run
 })
 
 test('a result field the worker does not read (metric for metrics) is warned about once per role, with the field it meant; a metrics.aggregate metric no node has names the stat it meant', async () => {
-  const { MemoryLogger } = await import('flowkit')
   const logger = new MemoryLogger()
   // From JavaScript: `metric` instead of `metrics` (the stats would silently stay 0).
   const typo = { async processBatch() { return { metric: { rows: 1 } } } } as unknown as RoleHandler
