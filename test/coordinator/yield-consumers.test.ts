@@ -149,3 +149,50 @@ test('maxRunningNodes 1: a puller accepted after its upstream started waiting fo
     await rt.stop()
   }
 })
+
+test('a puller of a node that waits behind a plain parent yields the only worker slot to that parent (it held it for ever)', async () => {
+  const log = new MemoryLogger()
+  const rt = await startRuntime({ logger: log, handlers: { src: source, count }, worker: { concurrency: 1 }, coordinator: { acceptTimeoutSec: 0.3 } })
+  try {
+    // x comes first and takes the slot; it waits for b's data, b waits for a, a waits for a slot.
+    const id = await rt.coordinator.createTask({
+      graph: {
+        nodes: [
+          { node_id: 'x', type: 'count', io: { input_inline: pullFrom('b') } },
+          { node_id: 'a', type: 'src' },
+          { node_id: 'b', type: 'src', depends_on: ['a'] },
+        ],
+      },
+    })
+    const t = await rt.coordinator.waitForTask(id, { timeoutMs: 20_000 })
+    assert.equal(t.status, 'finished', `task ${t.status}: ${t.nodes.map((n) => `${n.node_id}=${n.status}@${n.attempt_epoch}`).join(' ')}`)
+    assert.deepEqual(t.nodes.find((n) => n.node_id === 'x')?.stats['items'], 2, "x read b's batch")
+    assert.ok(log.records.some((r) => r.event === 'node.yielded' && r.fields['upstream'] === 'a'), 'x yielded to a')
+  } finally {
+    await rt.stop()
+  }
+})
+
+test("maxRunningNodes 1: a puller of a node waiting behind a plain parent's retry yields the one slot to that retry", async () => {
+  const log = new MemoryLogger()
+  const rt = await startRuntime({ logger: log, handlers: { flaky, src: source, count }, worker: { concurrency: 8 }, coordinator: { maxRunningNodes: 1 } })
+  try {
+    // a fails at its second batch and waits for its retry; x (pulling b, which depends on a) takes
+    // the one slot a freed; the retry waits for capacity behind x.
+    const id = await rt.coordinator.createTask({
+      graph: {
+        nodes: [
+          { node_id: 'a', type: 'flaky', retry_policy: { max: 3, backoff_sec: 0.05 } },
+          { node_id: 'x', type: 'count', io: { input_inline: pullFrom('b') } },
+          { node_id: 'b', type: 'src', depends_on: ['a'] },
+        ],
+      },
+    })
+    const t = await rt.coordinator.waitForTask(id, { timeoutMs: 20_000 })
+    assert.equal(t.status, 'finished', `task ${t.status}: ${t.nodes.map((n) => `${n.node_id}=${n.status}@${n.attempt_epoch}`).join(' ')}`)
+    assert.equal(t.nodes.find((n) => n.node_id === 'a')?.attempt_epoch, 2)
+    assert.deepEqual(t.nodes.find((n) => n.node_id === 'x')?.stats['items'], 2, "x read b's batch")
+  } finally {
+    await rt.stop()
+  }
+})
