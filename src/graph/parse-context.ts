@@ -136,8 +136,10 @@ export interface Context {
   knownIds: Set<string>
   /** First index of each node_id. */
   firstIndex: Map<string, number>
-  /** Distinct parents of each node from depends_on ∪ edges ∪ edges_ex, for fan_in counts. */
+  /** Distinct parents of each node from depends_on ∪ edges ∪ edges_ex (routing sources aside), for fan_in counts. */
   parentCounts: Map<string, number>
+  /** Per node: the routing sources among its depends_on / edges (not parents, not counted). */
+  routedParents: Map<string, string[]>
   relations: Relation[]
 }
 

@@ -12,7 +12,7 @@ export const EDGE_EX_FIELDS = ['from', 'to', 'mode', 'trigger'] as const
 export const EDGE_MODES = ['async', 'sync'] as const
 export const EDGE_TRIGGERS = ['on_batch', 'on_done'] as const
 
-/** Lenient first pass: which ids exist, and how many distinct parents each node has. */
+/** Lenient first pass: which ids exist, and how many distinct parents each node has (routing sources aside). */
 export function prescan(ctx: Context, rawNodes: unknown[], rawEdges: unknown, rawEdgesEx: unknown): void {
   for (let i = 0; i < rawNodes.length; i++) {
     const raw: unknown = rawNodes[i]
@@ -41,6 +41,22 @@ export function prescan(ctx: Context, rawNodes: unknown[], rawEdges: unknown, ra
   }
   if (Array.isArray(rawEdgesEx)) {
     for (const e of rawEdgesEx) if (isObject(e)) link(e['from'], e['to'])
+  }
+  // A routing source is not a parent of its targets, even when listed in their depends_on (the
+  // coordinator's fan-in leaves it out): the counts fan_in is checked against leave it out too.
+  for (const raw of rawNodes) {
+    if (!isObject(raw) || typeof raw['node_id'] !== 'string' || !isObject(raw['routing'])) continue
+    const source = raw['node_id']
+    for (const key of ['on_success', 'on_failure']) {
+      const targets = raw['routing'][key]
+      if (!Array.isArray(targets)) continue
+      for (const t of targets) {
+        if (typeof t !== 'string' || parents.get(t)?.delete(source) !== true) continue
+        const routed = ctx.routedParents.get(t)
+        if (routed === undefined) ctx.routedParents.set(t, [source])
+        else routed.push(source)
+      }
+    }
   }
   for (const [id, set] of parents) ctx.parentCounts.set(id, set.size)
 }

@@ -251,12 +251,14 @@ function parseFanIn(
   if (id !== null) {
     const parents = ctx.parentCounts.get(id) ?? 0
     if (n > parents) {
+      const routed = ctx.routedParents.get(id) ?? []
+      const note = routed.length === 0 ? '' : ` (${routed.map(quote).join(', ')} route${routed.length === 1 ? 's' : ''} to it: a routing source is not a parent)`
       problems.add(
         ErrorCode.BadFanIn,
         p,
         parents === 0
-          ? `fan_in ${quote(v)} on ${label} needs ${n} parent${n === 1 ? '' : 's'} but it has none (no depends_on, edges or edges_ex into it)`
-          : `fan_in ${quote(v)} on ${label} needs ${n} parents but it has ${parents}`,
+          ? `fan_in ${quote(v)} on ${label} needs ${n} parent${n === 1 ? '' : 's'} but it has none${routed.length === 0 ? ' (no depends_on, edges or edges_ex into it)' : note}`
+          : `fan_in ${quote(v)} on ${label} needs ${n} parents but it has ${parents}${note}`,
         { needed: n, parents },
       )
     }

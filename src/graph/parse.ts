@@ -126,6 +126,7 @@ function parseInto(input: unknown, options: ParseGraphOptions, problems: Problem
     knownIds: new Set(),
     firstIndex: new Map(),
     parentCounts: new Map(),
+    routedParents: new Map(),
     relations: [],
   }
   prescan(ctx, rawNodes, input['edges'], input['edges_ex'])

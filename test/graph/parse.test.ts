@@ -289,6 +289,21 @@ test('graph validation: fan_in counts parents from depends_on, edges and edges_e
   )
 })
 
+test('graph validation: fan_in count:N does not count a routing source, as the coordinator does not (it was accepted, then the coordinator lowered N to the parents it has)', () => {
+  const routed = (fan_in: string) => graph([node('a', { routing: { on_success: ['x'] } }), node('c'), node('x', { depends_on: ['a', 'c'], fan_in })])
+  rejects(routed('count:2'), {
+    code: ErrorCode.BadFanIn,
+    path: 'nodes[2].fan_in',
+    message: ['fan_in "count:2" on node "x" needs 2 parents but it has 1 ("a" routes to it: a routing source is not a parent)'],
+  })
+  assert.deepEqual(parseGraph(routed('count:1'), options).nodes[2]!.fan_in, { kind: 'count', n: 1 })
+  rejects(graph([node('a', { routing: { on_failure: ['x'] } }), node('x', { depends_on: ['a'], fan_in: 'count:1' })]), {
+    code: ErrorCode.BadFanIn,
+    path: 'nodes[1].fan_in',
+    message: ['needs 1 parent but it has none ("a" routes to it: a routing source is not a parent)'],
+  })
+})
+
 // ---------------------------------------------------------------- io
 
 test('graph validation: io.start_when must be ready or first_batch', () => {
