@@ -4,8 +4,8 @@
  * round trip. Each caller waits for the write that carries its artifact: a partial artifact is
  * still durable before its BATCH_OK is sent.
  */
-import { FlowkitError } from '../errors.ts'
 import type { ArtifactWrite, Store } from '../ports/store.ts'
+import { retryingStore } from './store-retry.ts'
 
 interface Pending {
   artifact: ArtifactWrite
@@ -15,8 +15,6 @@ interface Pending {
 }
 
 const MAX_BATCH = 200
-/** How long artifact writes are retried through a store outage (real time). */
-const RETRY_FOR_MS = 30_000
 const batchers = new WeakMap<Store, ArtifactBatcher>()
 
 export class ArtifactBatcher {
@@ -48,28 +46,13 @@ export class ArtifactBatcher {
     })
   }
 
-  /**
-   * A store that is briefly unreachable (restarting, failing over) does not fail the runs whose
-   * artifacts wait: retryable errors are retried with backoff for up to RETRY_FOR_MS.
-   */
-  async #withRetry<T>(fn: () => Promise<T>): Promise<T> {
-    const until = performance.now() + RETRY_FOR_MS
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await fn()
-      } catch (err) {
-        if (!(err instanceof FlowkitError && err.retryable) || performance.now() >= until) throw err
-        await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt)))
-      }
-    }
-  }
-
   async #run(): Promise<void> {
     while (this.#queue.length > 0) {
       const batch = this.#queue.splice(0, MAX_BATCH)
       try {
         const now = Math.max(...batch.map((p) => p.now))
-        const res = await this.#withRetry(() => this.#store.upsertArtifacts(batch.map((p) => p.artifact), now))
+        // A store briefly unreachable does not fail the runs whose artifacts wait (store-retry.ts).
+        const { value: res } = await retryingStore(() => this.#store.upsertArtifacts(batch.map((p) => p.artifact), now))
         batch.forEach((p, i) => {
           p.resolve(res[i] ?? false)
         })

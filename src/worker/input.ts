@@ -15,6 +15,7 @@ import type { ArtifactDoc, Store } from '../ports/store.ts'
 import { assertNodeId } from '../ports/store-rules.ts'
 import { INPUT_ADAPTERS, PULL_FROM_ARTIFACTS, PULL_RECHUNK } from '../protocol/input-adapters.ts'
 import type { Batch } from './handler.ts'
+import { retryingStore } from './store-retry.ts'
 
 export { INPUT_ADAPTERS, PULL_FROM_ARTIFACTS, PULL_RECHUNK }
 
@@ -113,6 +114,27 @@ export interface PullContext {
   warn?: (event: string, fields: Record<string, unknown>) => void
 }
 
+/**
+ * A store call of the pull, retried through a short store outage as artifact writes are
+ * (store-retry.ts); the run's cancel ends the wait. The first retried failure is logged.
+ */
+async function pullCall<T>(ctx: PullContext, call: string, fn: () => Promise<T>): Promise<{ value: T; retried: boolean }> {
+  return retryingStore(fn, {
+    signal: ctx.signal,
+    onRetry: (err) => ctx.warn?.('worker.pull_store_retry', { call, error: err.message, code: err.code }),
+  })
+}
+
+/**
+ * Claims of a call that was retried: a claim the store refuses may be the one the failed try
+ * wrote (its reply lost), which would lose that batch for good; it is taken as this run's. (The
+ * other way a claim of this attempt exists, an earlier run of the same attempt before a worker
+ * restart, then reads that batch again: its BATCH_OK has the same dedup id, counted once.)
+ */
+function claimed(res: { value: boolean[]; retried: boolean }): boolean[] {
+  return res.retried ? res.value.map(() => true) : res.value
+}
+
 /** Upstream artifacts as they appear, each claimed once for this consumer attempt. */
 export async function* pullArtifacts(ctx: PullContext, spec: AdapterSpec): AsyncGenerator<ArtifactDoc> {
   for await (const x of pullStream(ctx, spec)) if (!('ended' in x)) yield x
@@ -154,10 +176,8 @@ async function* pullStream(ctx: PullContext, spec: AdapterSpec): AsyncGenerator<
       const wide = now - (wideAt.get(from) ?? Number.NEGATIVE_INFINITY) >= STREAM_WIDE_EVERY_MS
       if (wide) wideAt.set(from, now)
       const window = wide ? STREAM_SKEW_WINDOW_MS : 0
-      const arts = await ctx.store.listArtifacts(ctx.taskId, {
-        nodeId: from,
-        ...(!finalPass && last !== undefined ? { createdAfter: Math.max(0, last - window) } : {}),
-      })
+      const filter = { nodeId: from, ...(!finalPass && last !== undefined ? { createdAfter: Math.max(0, last - window) } : {}) }
+      const { value: arts } = await pullCall(ctx, 'listArtifacts', () => ctx.store.listArtifacts(ctx.taskId, filter))
       let complete: ArtifactDoc | null = null
       let partialCount = 0
       const fresh: ArtifactDoc[] = []
@@ -185,7 +205,8 @@ async function* pullStream(ctx: PullContext, spec: AdapterSpec): AsyncGenerator<
       }
       // The new batches of this listing are claimed together (one round trip), then read in order.
       const claims = fresh.map((art) => ({ task_id: ctx.taskId, consumer_node: ctx.consumerNode, from_node: from, batch_uid: art.batch_uid as string, consumer_epoch: ctx.epoch }))
-      const won = await ctx.store.claimStreamBatches(claims, ctx.clock.now())
+      const claimedAt = ctx.clock.now()
+      const won = claims.length === 0 ? [] : claimed(await pullCall(ctx, 'claimStreamBatches', () => ctx.store.claimStreamBatches(claims, claimedAt)))
       if (replaced) newest.delete(from)
       for (let i = 0; i < fresh.length; i++) {
         if (!won[i]) continue
@@ -206,11 +227,10 @@ async function* pullStream(ctx: PullContext, spec: AdapterSpec): AsyncGenerator<
       // coordinator function (no worker_id) has no partials at all: its complete artifact is its
       // output, so it is read as one item.
       if (complete !== null && partialCount === 0 && complete.worker_id === null && Object.keys(complete.meta).length > 0) {
-        const claimed = await ctx.store.claimStreamBatch(
-          { task_id: ctx.taskId, consumer_node: ctx.consumerNode, from_node: from, batch_uid: '__complete__', consumer_epoch: ctx.epoch },
-          ctx.clock.now(),
-        )
-        if (claimed) yield complete
+        const claim = { task_id: ctx.taskId, consumer_node: ctx.consumerNode, from_node: from, batch_uid: '__complete__', consumer_epoch: ctx.epoch }
+        const claimedAt = ctx.clock.now()
+        const [won] = claimed(await pullCall(ctx, 'claimStreamBatch', async () => [await ctx.store.claimStreamBatch(claim, claimedAt)]))
+        if (won === true) yield complete
       }
       yield { ended: from }
     }
@@ -226,7 +246,7 @@ async function* pullStream(ctx: PullContext, spec: AdapterSpec): AsyncGenerator<
     let ending = false
     for (const from of spec.fromNodes) {
       if (done.has(from) || closing.has(from) || ended.has(from)) continue
-      const view = await ctx.store.getRunView(ctx.taskId, from)
+      const { value: view } = await pullCall(ctx, 'getRunView', () => ctx.store.getRunView(ctx.taskId, from))
       const st = view?.node?.status
       // A task or upstream node the store does not know (a forged or stray START, a wiped store)
       // will never write: the input ends rather than holding this run's slot for ever.
