@@ -133,14 +133,28 @@ export async function cancelCommand(argv: readonly string[], base: CommandBase):
       now = await store.getTask(id)
     }
     if (now === null) throw notFound(id)
-    const view: TaskView = toTaskView(now)
-    const cancelled = now.coordinator.cancelled || view.status === 'cancelling' || view.status === 'cancelled'
-    if (base.out.json) base.out.doc({ task_id: id, cancelled, status: view.status })
-    else if (view.status === 'cancelling') base.out.line(`task ${id} is cancelling (its running nodes are being stopped)`)
-    else if (cancelled && (view.status === 'running' || view.status === 'queued')) {
-      base.out.line(`task ${id}: cancel recorded (its nodes are stopped once the reports already queued for it are applied; nothing new starts)`)
-    }
-    else base.out.line(cancelled ? `task ${id} ${view.status}` : `task ${id} ${view.status} before the cancel applied`)
+    const outcome = cancelOutcome(now)
+    if (base.out.json) base.out.doc({ task_id: id, cancelled: outcome.cancelled, status: outcome.status })
+    else base.out.line(outcome.line)
     return EXIT.ok
   })
+}
+
+/** What `flowkit cancel` reports once a coordinator acted on the request (or the task ended). */
+export function cancelOutcome(now: TaskDoc): { cancelled: boolean; status: string; line: string } {
+  const view: TaskView = toTaskView(now)
+  const id = view.id
+  // A task stopping because a node failed or its deadline passed has its error: it ends failed.
+  const failing = view.error !== null && (view.status === 'cancelling' || view.status === 'failed')
+  const cancelled = !failing && (now.coordinator.cancelled || view.status === 'cancelling' || view.status === 'cancelled')
+  const line = failing
+    ? `task ${id} ${view.status === 'failed' ? 'failed' : 'is stopping because it fails'} (${view.error}): the cancel changes nothing`
+    : view.status === 'cancelling'
+      ? `task ${id} is cancelling (its running nodes are being stopped)`
+      : cancelled && (view.status === 'running' || view.status === 'queued')
+        ? `task ${id}: cancel recorded (its nodes are stopped once the reports already queued for it are applied; nothing new starts)`
+        : cancelled
+          ? `task ${id} ${view.status}`
+          : `task ${id} ${view.status} before the cancel applied`
+  return { cancelled, status: view.status, line }
 }

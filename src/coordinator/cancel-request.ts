@@ -46,7 +46,9 @@ export function cancelPending(rt: TaskRuntime): boolean {
  */
 export function requestCancel(d: CancelDeps, rt: TaskRuntime, reason: string): Promise<boolean> | false {
   if (rt.terminal) return false
-  if (rt.status === 'cancelling') return Promise.resolve(true) // applied already
+  // Stopping already: by a cancel (true), or because a node failed or a deadline passed (false:
+  // the task ends failed, this cancel changes nothing).
+  if (rt.status === 'cancelling') return Promise.resolve(endsCancelled(rt))
   if (!rt.cancelled) {
     rt.change({ cancelled: true, cancel_reason: reason })
     rt.events.push(`task cancel requested: ${reason}`)
@@ -54,6 +56,11 @@ export function requestCancel(d: CancelDeps, rt: TaskRuntime, reason: string): P
     d.mark(rt)
   }
   return applyLater(d, rt)
+}
+
+/** The task is stopping or stopped as cancelled (a stop that ends it failed has its error). */
+function endsCancelled(rt: TaskRuntime): boolean {
+  return (rt.status === 'cancelling' && rt.error === null) || rt.status === 'cancelled'
 }
 
 /** Applies a requested cancel once the task's queued events are in (started once per runtime); true when applied. */
@@ -67,7 +74,7 @@ export function applyLater(d: CancelDeps, rt: TaskRuntime): Promise<boolean> {
         if (d.engine.tasks.get(rt.id) === rt && cancelPending(rt)) d.engine.cancel(rt, rt.cancelReason ?? 'cancelled', 'cancelled')
         // Applied here, or earlier by a deadline or failure that came meanwhile (engine.cancel
         // keeps the requested outcome); not when the task ended first or left this coordinator.
-        return rt.status === 'cancelling' || rt.status === 'cancelled'
+        return endsCancelled(rt)
       })
     APPLYING.set(rt, p)
   }

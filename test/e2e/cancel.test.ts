@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Coordinator, MemoryBus, MemoryStore, TestClock, type RoleHandler, type TaskView } from 'flowkit'
+import { Coordinator, MemoryBus, MemoryStore, PermanentError, TestClock, type RoleHandler, type TaskView } from 'flowkit'
 import { startRuntime, noopHandler } from '../helpers/runtime.ts'
 import { gate } from '../helpers/gate.ts'
 import { waitFor } from '../helpers/wait.ts'
@@ -124,6 +124,47 @@ describe('cancellation', () => {
       assert.equal(t.status, 'cancelled')
       assert.ok(t.nodes.every((n) => n.status === 'cancelled'))
       assert.equal(t.nodes.find((n) => n.node_id === running)?.end_reason, 'cancelled', 'ended by the worker confirming (not "finished while cancelling")')
+    } finally {
+      release.open()
+      await rt.stop()
+    }
+  })
+
+  test('cancelTask on a task already stopping because a node failed answers false, and the task ends failed (it answered true: a cancel that never applied)', async () => {
+    const stopping = gate()
+    const release = gate()
+    const slow: RoleHandler = {
+      async processBatch(_b, ctx) {
+        try {
+          await ctx.sleep(60_000)
+        } catch (err) {
+          stopping.open()
+          await release.wait() // the task stays cancelling until the test lets this run stop
+          throw err
+        }
+        return {}
+      },
+    }
+    const boom: RoleHandler = {
+      async processBatch() {
+        throw new PermanentError({ code: 'broken', message: 'broken for good' })
+      },
+    }
+    const rt = await startRuntime({ handlers: { slow, boom }, worker: { concurrency: 4 } })
+    try {
+      const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'slow', type: 'slow' }, { node_id: 'boom', type: 'boom', retry_policy: { max: 1 } }] } })
+      await waitFor(() => stopping.opened, { timeoutMs: 15_000, message: 'the failure stops slow' })
+      assert.equal((await rt.coordinator.getTask(id))?.status, 'cancelling')
+      assert.equal(await rt.coordinator.cancelTask(id, { reason: 'operator' }), false)
+      release.open()
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 20_000 })
+      assert.equal(t.status, 'failed')
+      // A task a user's cancel is stopping answers true again.
+      const again = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'slow', type: 'slow' }] } })
+      await waitFor(async () => nodeOf(await rt.coordinator.getTask(again), 'slow').status === 'running')
+      assert.equal(await rt.coordinator.cancelTask(again), true)
+      assert.equal(await rt.coordinator.cancelTask(again), true)
+      assert.equal((await rt.coordinator.waitForTask(again, { timeoutMs: 20_000 })).status, 'cancelled')
     } finally {
       release.open()
       await rt.stop()

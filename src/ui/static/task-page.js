@@ -173,7 +173,7 @@ export async function taskPage(root, id) {
     if (!window.confirm(`Cancel task ${id}? Running nodes are asked to stop.`)) return
     try {
       const r = await api(`/api/tasks/${encodeURIComponent(id)}/cancel`, { method: 'POST', body: { reason: 'cancelled from the dashboard' } })
-      toast(r.ok ? 'Cancel requested.' : 'The task had already ended.')
+      toast(r.ok ? 'Cancel requested.' : 'Not cancelled: the task had already ended, or is stopping because it failed.')
     } catch (err) {
       toast(err.message, 'error')
     }

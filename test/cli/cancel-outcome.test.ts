@@ -1,0 +1,40 @@
+/**
+ * What `flowkit cancel` reports (src/cli/task-cmds.ts cancelOutcome): a task that is stopping, or
+ * stopped, because a node failed or its deadline passed is not cancelled — it ends failed, and
+ * the cancel changes nothing (it said "is cancelling" and `cancelled: true`).
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { cancelOutcome } from '../../src/cli/task-cmds.ts'
+import { makeTaskDoc } from '../helpers/fixtures.ts'
+
+const doc = (status: 'running' | 'cancelling' | 'cancelled' | 'failed' | 'finished', cancelled: boolean, error: string | null) => {
+  const t = makeTaskDoc({ status, error })
+  t.coordinator.cancelled = cancelled
+  return t
+}
+
+test('flowkit cancel: a task stopping because a node failed is reported as failing, not cancelled', () => {
+  const failing = cancelOutcome(doc('cancelling', true, 'node boom failed: perm'))
+  assert.equal(failing.cancelled, false)
+  assert.match(failing.line, /is stopping because it fails \(node boom failed: perm\): the cancel changes nothing$/)
+  const failed = cancelOutcome(doc('failed', true, 'node boom failed: perm'))
+  assert.equal(failed.cancelled, false)
+  assert.match(failed.line, / failed \(node boom failed: perm\): the cancel changes nothing$/)
+})
+
+test('flowkit cancel: a cancel being applied, recorded or done is reported as such', () => {
+  assert.deepEqual(
+    [cancelOutcome(doc('cancelling', true, null)), cancelOutcome(doc('running', true, null)), cancelOutcome(doc('cancelled', true, null))].map((o) => [o.cancelled, o.status]),
+    [
+      [true, 'cancelling'],
+      [true, 'running'],
+      [true, 'cancelled'],
+    ],
+  )
+  assert.match(cancelOutcome(doc('cancelling', true, null)).line, /is cancelling \(its running nodes are being stopped\)$/)
+  assert.match(cancelOutcome(doc('running', true, null)).line, /: cancel recorded/)
+  const first = cancelOutcome(doc('finished', false, null))
+  assert.equal(first.cancelled, false)
+  assert.match(first.line, / finished before the cancel applied$/)
+})
