@@ -327,7 +327,10 @@ export class Coordinator {
    */
   async cancelTask(id: string, options: { reason?: string } = {}): Promise<boolean> {
     taskIdArg('cancelTask', id)
-    if (this.#started && !this.#p.ownership.owns(id)) {
+    // Not started (or stopped): it would answer false, which reads as "the task had ended".
+    if (!this.#started) throw new FlowkitError(ErrorCode.Config, this.#starting !== null ? 'cancelTask: the coordinator is still starting (await start() first)' : 'cancelTask: the coordinator is not started (call start() first)')
+    const stopped = (): FlowkitError => new FlowkitError(ErrorCode.Closed, `cancelTask: the coordinator stopped before the cancel of task ${id} was recorded: ask a running coordinator`)
+    if (!this.#p.ownership.owns(id)) {
       const t = await this.#p.store.getTask(id)
       if (t === null) throw new FlowkitError(ErrorCode.TaskNotFound, `task ${id} not found`)
       if (TERMINAL_TASK.has(t.status)) return false
@@ -342,10 +345,12 @@ export class Coordinator {
     const rt = await heldTask(this.#p, id, (loaded) => {
       applying = requestCancel(this.#p.cancels, loaded, reason)
     })
+    if (!this.#started) throw stopped() // killed or stopped meanwhile (its tasks were let go)
     if (rt === null) return false
     applying ??= requestCancel(this.#p.cancels, rt, reason)
     if (applying === false) return false
     const applied = await applying
+    if (!this.#started) throw stopped()
     if (this.#p.engine.tasks.get(id) !== rt && !rt.terminal) return this.cancelTask(id, options) // moved meanwhile
     await this.#p.flusher.barrier()
     return applied

@@ -194,3 +194,38 @@ test('a forgotten await is named: a Promise as a task id, createTask while start
     await c.stop()
   }
 })
+
+test('cancelTask on a coordinator that is not running is an error, not false ("the task had ended"); one killed while the cancel is under way says the cancel was not recorded', async () => {
+  const bus = new MemoryBus()
+  const store = new MemoryStore()
+  const hang: RoleHandler = {
+    async processBatch(_b, ctx) {
+      await ctx.sleep(60_000)
+      return {}
+    },
+  }
+  const c1 = new Coordinator({ bus, store, observability: false })
+  const worker = new Worker({ bus, store, observability: false, handlers: { hang }, config: { concurrency: 2 } })
+  await c1.start()
+  await worker.start()
+  const c2 = new Coordinator({ bus, store, observability: false })
+  try {
+    const id = await c1.createTask({ graph: { nodes: [{ node_id: 'a', type: 'hang' }] } })
+    await waitFor(async () => (await c1.getTask(id))?.nodes[0]?.status === 'running')
+    await assert.rejects(c2.cancelTask(id), (err: unknown) => err instanceof FlowkitError && err.code === ErrorCode.Config && /not started/.test(err.message))
+    // Killed right after the call: the cancel is not recorded, and the answer says so.
+    const answer = c1.cancelTask(id)
+    await c1.kill()
+    await assert.rejects(answer, (err: unknown) => err instanceof FlowkitError && err.code === ErrorCode.Closed && /stopped before the cancel of task .* was recorded/.test(err.message))
+    await assert.rejects(c1.cancelTask(id), (err: unknown) => err instanceof FlowkitError && /not started/.test(err.message))
+    // The task goes on under the next coordinator, and a cancel there works.
+    await c2.start()
+    await waitFor(async () => (await c2.getTask(id))?.nodes[0]?.status === 'running')
+    assert.equal((await c2.getTask(id))?.cancelled, false)
+    assert.equal(await c2.cancelTask(id), true)
+    assert.equal((await c2.waitForTask(id, { timeoutMs: 20_000 })).status, 'cancelled')
+  } finally {
+    await worker.stop()
+    await c2.stop()
+  }
+})
