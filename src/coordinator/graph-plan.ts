@@ -27,6 +27,8 @@ export interface GraphPlan {
   readonly pulledBy: readonly (readonly number[])[]
   /** The worker types of its nodes (coordinator functions aside), each once. */
   readonly workerTypes: readonly string[]
+  /** Whether some node waits for another's data while it runs (a streaming edge or a pull). */
+  readonly hasConsumers: boolean
 }
 
 const PLANS = new WeakMap<GraphSpec, GraphPlan>()
@@ -86,5 +88,6 @@ function buildPlan(graph: GraphSpec): GraphPlan {
     }
   })
   const workerTypes = [...new Set(specs.filter((n) => n.type !== COORDINATOR_FN_TYPE).map((n) => n.type))]
-  return { index, ord, parents, fanout, reeval, streamingInto, pulled, pullsFrom, pulledBy, workerTypes }
+  const hasConsumers = pulled.size > 0 || streamingInto.some((into) => into.size > 0)
+  return { index, ord, parents, fanout, reeval, streamingInto, pulled, pullsFrom, pulledBy, workerTypes, hasConsumers }
 }

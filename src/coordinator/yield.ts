@@ -16,7 +16,9 @@ function waitsForParents(rt: TaskRuntime, ord: number): boolean {
 
 /** Running (accepted) worker nodes that wait for `ord`'s data, directly or through each other. */
 export function waitingConsumers(rt: TaskRuntime, ord: number): number[] {
-  const { streamingInto, pullsFrom, pulledBy } = rt.plan
+  const { streamingInto, pullsFrom, pulledBy, hasConsumers } = rt.plan
+  // No node of this graph waits for another's data while it runs (the common case): no search.
+  if (!hasConsumers) return []
   const out: number[] = []
   const seen = new Set<number>([ord])
   const stack = [ord]
