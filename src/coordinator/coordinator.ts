@@ -21,8 +21,7 @@ import { parkPoison } from '../util/guard.ts'
 import { StopSteps } from '../util/stop-steps.ts'
 import { type ControlTarget, applyControl } from './control.ts'
 import { taskIdArg } from './args.ts'
-import { requestCancel } from './cancel-request.ts'
-import { adoptOwned, heldTask, ownerRequests } from './requests.ts'
+import { adoptOwned, cancelOwned, ownerRequests } from './requests.ts'
 import { requeueDeadLetter } from './dead-letters.ts'
 import { onAnnounce } from './discovery.ts'
 import type { OutboxDispatcher } from './outbox.ts'
@@ -329,31 +328,16 @@ export class Coordinator {
     taskIdArg('cancelTask', id)
     // Not started (or stopped): it would answer false, which reads as "the task had ended".
     if (!this.#started) throw new FlowkitError(ErrorCode.Config, this.#starting !== null ? 'cancelTask: the coordinator is still starting (await start() first)' : 'cancelTask: the coordinator is not started (call start() first)')
-    const stopped = (): FlowkitError => new FlowkitError(ErrorCode.Closed, `cancelTask: the coordinator stopped before the cancel of task ${id} was recorded: ask a running coordinator`)
+    const reason = options.reason ?? 'cancelled by user'
     if (!this.#p.ownership.owns(id)) {
       const t = await this.#p.store.getTask(id)
       if (t === null) throw new FlowkitError(ErrorCode.TaskNotFound, `task ${id} not found`)
       if (TERMINAL_TASK.has(t.status)) return false
-      await this.#p.tasks.request('cancel', id, options.reason ?? 'cancelled by user')
+      await this.#p.tasks.request('cancel', id, reason)
       return true
     }
-    const reason = options.reason ?? 'cancelled by user'
-    // Written into the task at once (before its scheduling resumes, when this loads it); applied
-    // once the status records already queued for its running nodes are (a node may have ended
-    // while no coordinator ran): the cancel then stops what is really left (cancel-request.ts).
-    let applying: Promise<boolean> | false | undefined
-    const rt = await heldTask(this.#p, id, (loaded) => {
-      applying = requestCancel(this.#p.cancels, loaded, reason)
-    })
-    if (!this.#started) throw stopped() // killed or stopped meanwhile (its tasks were let go)
-    if (rt === null) return false
-    applying ??= requestCancel(this.#p.cancels, rt, reason)
-    if (applying === false) return false
-    const applied = await applying
-    if (!this.#started) throw stopped()
-    if (this.#p.engine.tasks.get(id) !== rt && !rt.terminal) return this.cancelTask(id, options) // moved meanwhile
-    await this.#p.flusher.barrier()
-    return applied
+    const applied = await cancelOwned(this.#p, id, reason, () => this.#started)
+    return applied === 'moved' ? this.cancelTask(id, options) : applied
   }
 
   /** Workers that announced themselves, with their roles, capacity and last announce. */

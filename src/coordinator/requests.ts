@@ -27,6 +27,32 @@ export async function heldTask(p: CoordinatorWiring, id: string, loaded?: (rt: T
   return null
 }
 
+/**
+ * `Coordinator.cancelTask` of a task this coordinator owns: true once it is cancelling or
+ * cancelled and that is durable; false when it had ended or stops for another reason (it ends
+ * failed); 'moved' when it left this coordinator meanwhile (ask again). Written into the task at
+ * once (before its scheduling resumes, when this loads it); applied once the status records
+ * already queued for its running nodes are (a node may have ended while no coordinator ran): the
+ * cancel then stops what is really left (cancel-request.ts). A coordinator stopped or killed
+ * meanwhile says the cancel was not recorded (false would read as "the task had ended").
+ */
+export async function cancelOwned(p: CoordinatorWiring, id: string, reason: string, started: () => boolean): Promise<boolean | 'moved'> {
+  const stopped = (): FlowkitError => new FlowkitError(ErrorCode.Closed, `cancelTask: the coordinator stopped before the cancel of task ${id} was recorded: ask a running coordinator`)
+  let applying: Promise<boolean> | false | undefined
+  const rt = await heldTask(p, id, (loaded) => {
+    applying = requestCancel(p.cancels, loaded, reason)
+  })
+  if (!started()) throw stopped() // its tasks were let go
+  if (rt === null) return false
+  applying ??= requestCancel(p.cancels, rt, reason)
+  if (applying === false) return false
+  const applied = await applying
+  if (!started()) throw stopped()
+  if (p.engine.tasks.get(id) !== rt && !rt.terminal) return 'moved'
+  await p.flusher.barrier()
+  return applied
+}
+
 /** Loads a task another process wrote, if it is ours, active and not held yet. */
 export async function adoptOwned(p: CoordinatorWiring, id: string): Promise<boolean> {
   if (p.engine.tasks.has(id) || !p.ownership.owns(id)) return false
