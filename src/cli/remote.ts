@@ -22,7 +22,7 @@ import { requeueDeadLetter } from '../coordinator/dead-letters.ts'
 import { type TaskOutput, readOutput } from '../coordinator/output.ts'
 import { LiveRoles, markWaiting } from '../coordinator/roles.ts'
 import { type BuildTaskOptions, type CreateTaskInput, buildTask } from '../coordinator/submit.ts'
-import { type TaskView, toTaskView } from '../coordinator/view.ts'
+import { type TaskView, failingTask, toTaskView } from '../coordinator/view.ts'
 import type { TaskEvent } from '../coordinator/watch.ts'
 import { ErrorCode, FlowkitError, errorMessage } from '../errors.ts'
 import { within } from '../util/deadline.ts'
@@ -149,6 +149,7 @@ export class RemoteCoordinator implements DashboardCoordinator {
     const before = await this.#store.getTask(id)
     if (before === null) throw notFound(id)
     if (TERMINAL.has(before.status)) return false
+    if (failingTask(before)) return false // stopping because a node failed or its deadline passed: it ends failed
     if (before.status === 'cancelling' || before.coordinator.cancelled) return true
     const req = controlRequest('cancel', id, this.#now(), options.reason ?? 'cancelled from the dashboard')
     await this.#send(req)
@@ -157,6 +158,7 @@ export class RemoteCoordinator implements DashboardCoordinator {
       await sleep(Math.min(250, this.#pollMs))
       const t = await this.#store.getTask(id)
       if (t === null) throw notFound(id)
+      if (failingTask(t)) return false
       if (t.coordinator.cancelled || t.status === 'cancelling' || t.status === 'cancelled') return true
       if (TERMINAL.has(t.status)) return false
       if (Date.now() >= deadline) {

@@ -3,7 +3,7 @@
  * `status` and `ls` only read. `cancel` asks the owning coordinator over the bus (control.ts) and
  * reads the store until the task is cancelling or ended.
  */
-import { type TaskView, toTaskView } from '../coordinator/view.ts'
+import { type TaskView, failingTask, toTaskView } from '../coordinator/view.ts'
 import type { Store, TaskDoc, TaskStatus } from '../ports/store.ts'
 import { TERMINAL_TASK_STATUSES } from '../ports/store.ts'
 import { flag, int, list, parse, positionals, seconds, str } from './args.ts'
@@ -144,8 +144,7 @@ export async function cancelCommand(argv: readonly string[], base: CommandBase):
 export function cancelOutcome(now: TaskDoc): { cancelled: boolean; status: string; line: string } {
   const view: TaskView = toTaskView(now)
   const id = view.id
-  // A task stopping because a node failed or its deadline passed has its error: it ends failed.
-  const failing = view.error !== null && (view.status === 'cancelling' || view.status === 'failed')
+  const failing = failingTask(view)
   const cancelled = !failing && (now.coordinator.cancelled || view.status === 'cancelling' || view.status === 'cancelled')
   const line = failing
     ? `task ${id} ${view.status === 'failed' ? 'failed' : 'is stopping because it fails'} (${view.error}): the cancel changes nothing`

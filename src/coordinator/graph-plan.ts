@@ -27,8 +27,11 @@ export interface GraphPlan {
   readonly pulledBy: readonly (readonly number[])[]
   /** The worker types of its nodes (coordinator functions aside), each once. */
   readonly workerTypes: readonly string[]
-  /** Whether some node waits for another's data while it runs (a streaming edge or a pull). */
-  readonly hasConsumers: boolean
+  /**
+   * Per node: whether a node that waits for data while it runs (a streaming consumer or a puller)
+   * is reachable from it through dependents and pullers — the nodes yield.ts may search from.
+   */
+  readonly feedsConsumer: readonly boolean[]
 }
 
 const PLANS = new WeakMap<GraphSpec, GraphPlan>()
@@ -88,6 +91,47 @@ function buildPlan(graph: GraphSpec): GraphPlan {
     }
   })
   const workerTypes = [...new Set(specs.filter((n) => n.type !== COORDINATOR_FN_TYPE).map((n) => n.type))]
-  const hasConsumers = pulled.size > 0 || streamingInto.some((into) => into.size > 0)
-  return { index, ord, parents, fanout, reeval, streamingInto, pulled, pullsFrom, pulledBy, workerTypes, hasConsumers }
+  const feedsConsumer = consumersBelow(n, reeval, pulledBy, streamingInto, pullsFrom)
+  return { index, ord, parents, fanout, reeval, streamingInto, pulled, pullsFrom, pulledBy, workerTypes, feedsConsumer }
+}
+
+/**
+ * For each node, whether a consumer of some node (streaming into it or pulling it) is reachable
+ * from it through dependents and pullers. Iterative (no recursion depth on long chains); a cycle
+ * through a pull (allowed: a puller need not depend on what it pulls) counts as reachable.
+ */
+function consumersBelow(
+  n: number,
+  reeval: readonly (readonly number[])[],
+  pulledBy: readonly (readonly number[])[],
+  streamingInto: readonly ReadonlySet<number>[],
+  pullsFrom: readonly ReadonlySet<number>[],
+): boolean[] {
+  const out = new Array<boolean>(n).fill(false)
+  const state = new Uint8Array(n) // 0 new, 1 on the stack, 2 done
+  const next = Array.from({ length: n }, (_, p) => [...(reeval[p] ?? []), ...(pulledBy[p] ?? [])])
+  const at = new Uint32Array(n) // per node on the stack: the next of its children to look at
+  for (let root = 0; root < n; root++) {
+    if (state[root] !== 0) continue
+    const stack: number[] = [root]
+    state[root] = 1
+    while (stack.length > 0) {
+      const p = stack[stack.length - 1] as number
+      const children = next[p] as number[]
+      const i = at[p] as number
+      if (i < children.length) {
+        at[p] = i + 1
+        const c = children[i] as number
+        if (state[c] === 0) {
+          state[c] = 1
+          stack.push(c)
+        }
+        continue
+      }
+      stack.pop()
+      state[p] = 2
+      out[p] = children.some((c) => streamingInto[c]?.has(p) === true || pullsFrom[c]?.has(p) === true || out[c] === true || state[c] === 1)
+    }
+  }
+  return out
 }

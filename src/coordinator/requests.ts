@@ -34,10 +34,11 @@ export async function heldTask(p: CoordinatorWiring, id: string, loaded?: (rt: T
  * once (before its scheduling resumes, when this loads it); applied once the status records
  * already queued for its running nodes are (a node may have ended while no coordinator ran): the
  * cancel then stops what is really left (cancel-request.ts). A coordinator stopped or killed
- * meanwhile says the cancel was not recorded (false would read as "the task had ended").
+ * meanwhile says the cancel may not be recorded (false would read as "the task had ended"; after
+ * a kill it is not, after a stop its last flush may have written it).
  */
 export async function cancelOwned(p: CoordinatorWiring, id: string, reason: string, started: () => boolean): Promise<boolean | 'moved'> {
-  const stopped = (): FlowkitError => new FlowkitError(ErrorCode.Closed, `cancelTask: the coordinator stopped before the cancel of task ${id} was recorded: ask a running coordinator`)
+  const stopped = (): FlowkitError => new FlowkitError(ErrorCode.Closed, `cancelTask: the coordinator stopped before the cancel of task ${id} was applied, and it may not be recorded: ask a running coordinator (asking again is harmless)`)
   let applying: Promise<boolean> | false | undefined
   const rt = await heldTask(p, id, (loaded) => {
     applying = requestCancel(p.cancels, loaded, reason)

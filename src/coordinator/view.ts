@@ -46,3 +46,11 @@ export function toTaskView(task: TaskDoc): TaskView {
 }
 
 export type ArtifactView = ArtifactDoc
+
+/**
+ * A task stopping (or stopped) because a node failed or its deadline passed: it ends failed, and
+ * a cancel changes nothing (its error is set; a user's cancel leaves none).
+ */
+export function failingTask(t: { status: string; error: string | null }): boolean {
+  return t.error !== null && (t.status === 'cancelling' || t.status === 'failed')
+}

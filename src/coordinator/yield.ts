@@ -16,9 +16,10 @@ function waitsForParents(rt: TaskRuntime, ord: number): boolean {
 
 /** Running (accepted) worker nodes that wait for `ord`'s data, directly or through each other. */
 export function waitingConsumers(rt: TaskRuntime, ord: number): number[] {
-  const { streamingInto, pullsFrom, pulledBy, hasConsumers } = rt.plan
-  // No node of this graph waits for another's data while it runs (the common case): no search.
-  if (!hasConsumers) return []
+  const { streamingInto, pullsFrom, pulledBy, feedsConsumer } = rt.plan
+  // No node below it waits for data while it runs (always so in a graph without streaming edges
+  // or pulls, the common case): no search.
+  if (feedsConsumer[ord] !== true) return []
   const out: number[] = []
   const seen = new Set<number>([ord])
   const stack = [ord]
@@ -32,7 +33,7 @@ export function waitingConsumers(rt: TaskRuntime, ord: number): number[] {
         const n = rt.node(c)
         if (n.status === 'running' && n.accepted_at_ms !== null && !rt.isFn(c)) out.push(c)
         stack.push(c)
-      } else if (waitsForParents(rt, c)) {
+      } else if (feedsConsumer[c] === true && waitsForParents(rt, c)) {
         // A plain dependent still waiting: whatever waits for its data waits for `p` too.
         seen.add(c)
         stack.push(c)

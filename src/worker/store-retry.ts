@@ -11,7 +11,10 @@ import { FlowkitError } from '../errors.ts'
 export const STORE_RETRY_MS = 30_000
 
 export interface StoreRetryOptions {
-  /** Ends the wait between tries (the run was cancelled): rejects with the signal's reason. */
+  /**
+   * Ends the wait between tries (the run was cancelled): rejects with an AbortError (the signal's
+   * reason as its cause); a signal already aborted when a try fails rejects with that failure.
+   */
   signal?: AbortSignal
   /** Called once, at the first failure that is retried. */
   onRetry?: (err: FlowkitError) => void

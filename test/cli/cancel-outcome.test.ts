@@ -1,10 +1,13 @@
 /**
  * What `flowkit cancel` reports (src/cli/task-cmds.ts cancelOutcome): a task that is stopping, or
  * stopped, because a node failed or its deadline passed is not cancelled — it ends failed, and
- * the cancel changes nothing (it said "is cancelling" and `cancelled: true`).
+ * the cancel changes nothing (it said "is cancelling" and `cancelled: true`); the same for the
+ * `flowkit ui` dashboard's cancel (src/cli/remote.ts), which answered true.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { MemoryBus, MemoryStore, createLogger } from 'flowkit'
+import { RemoteCoordinator } from '../../src/cli/remote.ts'
 import { cancelOutcome } from '../../src/cli/task-cmds.ts'
 import { makeTaskDoc } from '../helpers/fixtures.ts'
 
@@ -37,4 +40,20 @@ test('flowkit cancel: a cancel being applied, recorded or done is reported as su
   const first = cancelOutcome(doc('finished', false, null))
   assert.equal(first.cancelled, false)
   assert.match(first.line, / finished before the cancel applied$/)
+})
+
+test("flowkit ui's cancel answers false for a task stopping because a node failed, and sends nothing; true for a user's cancel under way", async () => {
+  const store = new MemoryStore()
+  const bus = new MemoryBus()
+  const sent: unknown[] = []
+  const sub = await bus.subscribe({ groupId: 'probe', topics: ['ctl'], handler: async (m) => void sent.push(m) })
+  const remote = new RemoteCoordinator({ store, bus, controlTopic: 'ctl', logger: createLogger({ level: 'silent' }), cancelTimeoutMs: 200, pollMs: 20 })
+  const failing = doc('cancelling', true, 'node boom failed: perm')
+  const cancelling = doc('cancelling', true, null)
+  await store.createTask(failing)
+  await store.createTask(cancelling)
+  assert.equal(await remote.cancelTask(failing.id), false)
+  assert.equal(await remote.cancelTask(cancelling.id), true)
+  assert.deepEqual(sent, [])
+  await sub.close()
 })
