@@ -32,7 +32,7 @@ import { TERMINAL_TASK } from './runtime.ts'
 import { type BuildTaskOptions, type CreateTaskInput, buildTask } from './submit.ts'
 import { stopSteps } from './stop.ts'
 import { sweep } from './sweep.ts'
-import { type TaskView, toTaskView } from './view.ts'
+import { type TaskView, failingTask, toTaskView } from './view.ts'
 import { GraphCache } from './graph-cache.ts'
 import { planOf } from './graph-plan.ts'
 import { type TaskEvent, watchRemote } from './watch.ts'
@@ -332,7 +332,7 @@ export class Coordinator {
     if (!this.#p.ownership.owns(id)) {
       const t = await this.#p.store.getTask(id)
       if (t === null) throw new FlowkitError(ErrorCode.TaskNotFound, `task ${id} not found`)
-      if (TERMINAL_TASK.has(t.status)) return false
+      if (TERMINAL_TASK.has(t.status) || failingTask(t)) return false
       await this.#p.tasks.request('cancel', id, reason)
       return true
     }
