@@ -322,7 +322,8 @@ export class Coordinator {
    * Cancels a task (cascade to its running nodes): true once the task is cancelling or cancelled;
    * false when it had ended, or was already stopping because a node failed or its deadline passed
    * (it ends failed). On a coordinator that does not own the task the request is handed to its
-   * owner: true when it was sent for an active task.
+   * owner: true when it was sent, false when the stored task had ended or is failing. Throws when
+   * this coordinator is not started.
    */
   async cancelTask(id: string, options: { reason?: string } = {}): Promise<boolean> {
     taskIdArg('cancelTask', id)
