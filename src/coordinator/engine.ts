@@ -211,6 +211,12 @@ export class Engine {
   tryDispatch(rt: TaskRuntime, ord: number): void {
     // A cancel was requested (cancel-request.ts): nothing more starts while it waits to apply.
     if (rt.cancelled) return
+    // Its deadline has passed (its timer not yet run: the events a restarted coordinator applies
+    // first end nodes, which makes others ready): it ends now, nothing more starts.
+    if (rt.deadlineAt !== null && rt.deadlineAt <= this.#clock.now()) {
+      this.#deadlineExceeded(rt)
+      return
+    }
     const type = rt.spec(ord).type
     const worker = !rt.isFn(ord)
     if (worker && this.#limits.limited && !this.#limits.canRun(type)) {
@@ -293,6 +299,13 @@ export class Engine {
     this.#timers.push({ at: due, taskId: rt.id, ord })
   }
 
+  /** The task's deadline has passed: its nodes are cancelled and it ends failed. */
+  #deadlineExceeded(rt: TaskRuntime): void {
+    if (rt.terminal || rt.status === 'cancelling' || rt.deadlineAt === null) return
+    this.#log.warn('task.deadline_exceeded', { task_id: rt.id, deadline_at_ms: rt.deadlineAt })
+    this.cancel(rt, `deadline exceeded: the task did not end within ${(rt.deadlineAt - rt.createdAt) / 1000} s`, 'failed')
+  }
+
   /** Handles due timer entries: each node's state decides what, if anything, is due. */
   onTimers(due: readonly TimerEntry[]): void {
     const now = this.#clock.now()
@@ -301,10 +314,7 @@ export class Engine {
       if (rt !== undefined && e.ord >= 0 && rt.armedAt[e.ord] === e.at) rt.armedAt[e.ord] = Number.POSITIVE_INFINITY
       if (rt === undefined || rt.terminal) continue
       if (e.ord === TASK_DEADLINE) {
-        if (rt.deadlineAt !== null && rt.deadlineAt <= now) {
-          this.#log.warn('task.deadline_exceeded', { task_id: rt.id, deadline_at_ms: rt.deadlineAt })
-          this.cancel(rt, `deadline exceeded: the task did not end within ${(rt.deadlineAt - rt.createdAt) / 1000} s`, 'failed')
-        }
+        if (rt.deadlineAt !== null && rt.deadlineAt <= now) this.#deadlineExceeded(rt)
         continue
       }
       if (e.ord < 0) continue

@@ -5,8 +5,10 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { MemoryLogger, type RoleHandler } from 'flowkit'
+import { Coordinator, MemoryLogger, type RoleHandler } from 'flowkit'
 import { startRuntime } from '../helpers/runtime.ts'
+import { gate } from '../helpers/gate.ts'
+import { waitFor } from '../helpers/wait.ts'
 
 /** The first attempt hangs until cancelled; later ones finish at once. */
 function hangsOnce(aborted: string[]): RoleHandler {
@@ -113,6 +115,42 @@ test('timeout_sec under maxRunningNodes: a timed-out attempt keeps its slot unti
     }
     assert.ok(most <= 2, `at most 2 handlers ran at once, saw ${most}`)
   } finally {
+    await rt.stop()
+  }
+})
+
+test('deadlineSec passed while no coordinator ran: the restarted coordinator ends the task without starting the next node (it started it, then cancelled it)', async () => {
+  const log = new MemoryLogger()
+  const release = gate()
+  const starts: string[] = []
+  const step: RoleHandler = {
+    async processBatch(_b, ctx) {
+      starts.push(ctx.nodeId)
+      if (ctx.nodeId === 'a') await release.wait()
+      return { metrics: { ok: 1 } }
+    },
+  }
+  const rt = await startRuntime({ logger: log, handlers: { step } })
+  let next: Coordinator | null = null
+  try {
+    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'a', type: 'step' }, { node_id: 'b', type: 'step', depends_on: ['a'] }] }, deadlineSec: 0.3 })
+    const createdAt = (await rt.store.getTask(id))?.created_at_ms as number
+    await waitFor(() => starts.includes('a'))
+    await rt.coordinator.kill()
+    // a ends while no coordinator runs (its TASK_DONE waits on the bus), after the deadline.
+    await waitFor(() => Date.now() > createdAt + 400)
+    release.open()
+    await waitFor(() => log.records.some((r) => r.event === 'node.done' && r.fields['node_id'] === 'a'))
+    next = new Coordinator({ bus: rt.bus, store: rt.store, logger: log, observability: false, config: rt.coordinatorBase })
+    await next.start()
+    const t = await next.waitForTask(id, { timeoutMs: 20_000 })
+    assert.equal(t.status, 'failed')
+    assert.match(t.error ?? '', /deadline exceeded/)
+    assert.deepEqual(starts, ['a'], 'b never started')
+    assert.notEqual(t.nodes.find((n) => n.node_id === 'b')?.attempt_epoch, 1, 'b was never dispatched')
+  } finally {
+    release.open()
+    await next?.stop()
     await rt.stop()
   }
 })
