@@ -10,7 +10,8 @@
  * FLOWKIT_RELIABILITY=1 adds a last pass: the reliability suite's short profile (reliability/).
  */
 import { spawnSync, spawn } from 'node:child_process'
-import { existsSync, readFileSync, readdirSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -83,10 +84,17 @@ const files = extra.length > 0 ? extra : ['test/**/*.test.ts']
 const nodeArgs = ['--conditions=flowkit-source', '--test', '--test-concurrency=2', '--test-timeout=180000']
 const PASS_DEADLINE_MS = Number(env['FLOWKIT_TEST_PASS_DEADLINE_MS'] ?? 20 * 60_000)
 
+// Each pass also writes its failures (error and stack) to a file, printed again at the end.
+const failuresDir = mkdtempSync(join(tmpdir(), 'flowkit-test-failures-'))
+const failureFiles: Array<{ label: string; file: string }> = []
+
 function run(label: string, args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<number> {
   console.log(`\nflowkit test: ${label}`)
+  const failures = join(failuresDir, `pass-${failureFiles.length + 1}.log`)
+  failureFiles.push({ label, file: failures })
+  const reporters = ['--test-reporter=spec', '--test-reporter-destination=stdout', `--test-reporter=${join(root, 'scripts', 'failures-reporter.ts')}`, `--test-reporter-destination=${failures}`]
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...nodeArgs, ...args], { cwd: root, env: { ...env, ...extraEnv }, stdio: 'inherit' })
+    const child = spawn(process.execPath, [...nodeArgs, ...reporters, ...args], { cwd: root, env: { ...env, ...extraEnv }, stdio: 'inherit' })
     const watchdog = setTimeout(() => {
       console.error(`flowkit test: "${label}" still running after ${PASS_DEADLINE_MS / 60_000} min: stopped (a test, or a handle one left open, does not end)`)
       child.kill('SIGKILL')
@@ -127,4 +135,9 @@ if (extra.length === 0 && env['FLOWKIT_RELIABILITY'] === '1' && env['FLOWKIT_SKI
   if (relCode === 2 && !require) console.log('flowkit test: reliability suite skipped (its Kafka/FerretDB binaries are not built)')
   else if (code === 0) code = relCode
 }
+for (const { label, file } of failureFiles) {
+  const text = existsSync(file) ? readFileSync(file, 'utf8').trim() : ''
+  if (text !== '') console.log(`\nflowkit test: failures of "${label}" (repeated from above)\n${text}`)
+}
+rmSync(failuresDir, { recursive: true, force: true })
 process.exit(code)
