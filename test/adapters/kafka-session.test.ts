@@ -6,7 +6,9 @@
  * its data) failed on it in clean-clone CI runs. And a consumer closed while its join is in
  * flight must stay closed: the join, completing after the close, armed the heartbeat again, and
  * @platformatic/kafka 2.12 then heartbeat every second for ever on the closed client (the timer the
- * test exit guard found keeping test files alive). Needs a real broker (FLOWKIT_KAFKA_BROKERS).
+ * test exit guard found keeping test files alive). And a session whose stream died starts again
+ * with a new consumer (a consume() on the old one while it rejoined crashed the library). Needs a
+ * real broker (FLOWKIT_KAFKA_BROKERS).
  */
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
@@ -18,7 +20,7 @@ import { settingsFrom } from '../../src/adapters/kafka/bus-settings.ts'
 import { KafkaBus } from '../../src/adapters/kafka/index.ts'
 import { MemoryLogger } from '../../src/log.ts'
 import { kafkaBrokers, realSkip } from '../helpers/real.ts'
-import { quietPeriod } from '../helpers/wait.ts'
+import { quietPeriod, waitFor } from '../helpers/wait.ts'
 
 describe('Kafka consumer session closed mid-start', { skip: realSkip('kafka'), timeout: 120_000 }, () => {
   it('a session closed while consume() joins (from its join event, or after a delay): no uncaught stream error, start() settles, no stream is left, no heartbeat after close', async (t) => {
@@ -89,6 +91,70 @@ describe('Kafka consumer session closed mid-start', { skip: realSkip('kafka'), t
     })
     await quietPeriod(2_500)
     assert.deepEqual(after, [], 'no heartbeat after close')
+    assert.deepEqual(uncaught.map(String), [], 'no uncaught error')
+  })
+})
+
+describe('Kafka consumer session started again after its stream died', { skip: realSkip('kafka'), timeout: 120_000 }, () => {
+  it('a start while the consumer rejoins with no topics (its stream died) replaces the consumer: no uncaught TypeError from @platformatic/kafka, records flow again, the old consumer is closed, no heartbeat after close', async (t) => {
+    const brokers = kafkaBrokers() ?? []
+    const topic = `t-${randomUUID()}`
+    const bus = new KafkaBus({ brokers, clientId: 'flowkit-session-test' })
+    t.after(() => bus.close())
+    await bus.ensureTopics([{ name: topic, partitions: 3 }])
+
+    const uncaught: unknown[] = []
+    const onUncaught = (err: unknown): void => void uncaught.push(err)
+    process.prependListener('uncaughtException', onUncaught)
+    t.after(() => process.removeListener('uncaughtException', onUncaught))
+
+    const received: string[] = []
+    const host: SessionHost = {
+      settings: settingsFrom({ brokers, clientId: 'flowkit-session-test' }),
+      log: new MemoryLogger(),
+      redactor: new Redactor([]),
+      onJoin: () => {},
+      onRebalance: () => {},
+      onConfirmed: () => {},
+      onMessage: (_session, message) => void received.push(String(message.value)),
+      onStream: () => {},
+      onStreamRestarted: () => {},
+      onTrouble: () => {},
+      onTopicsChanged: () => {},
+    }
+    const session = new ConsumerSession(host, { groupId: `g-${randomUUID()}`, topics: [topic], clientId: 'flowkit-session-test', instanceId: null, fromLatest: false })
+    t.after(() => session.close())
+    await session.start()
+    const first = session.consumer
+    await bus.produce([{ topic, key: 'k', value: 'before' }])
+    await waitFor(() => received.includes('before'), { message: 'the first stream delivers' })
+
+    // The stream dies: the library untracks its topics. The consumer rejoins with none (as it does
+    // by itself when a heartbeat sees a rebalance) and the session starts again meanwhile, as its
+    // recovery does. With one consumer, the join's leader computed assignments over the topics
+    // tracked again by that start, with metadata for none: an uncaught TypeError
+    // ("reading 'partitionsCount'") ended the process.
+    await session.stream?.close()
+    const rejoin = first.joinGroup({}).then(
+      () => 'joined',
+      (err: unknown) => `failed: ${String(err)}`,
+    )
+    await session.start()
+    await rejoin
+    assert.deepEqual(uncaught.map(String), [], 'no uncaught error')
+    assert.notEqual(session.consumer, first, 'a new consumer consumes')
+    assert.ok(session.stream, 'a stream is attached')
+
+    await bus.produce([{ topic, key: 'k', value: 'after' }])
+    await waitFor(() => received.includes('after'), { timeoutMs: 30_000, message: 'the new stream delivers' })
+
+    await session.close()
+    const heartbeats: string[] = []
+    for (const [name, consumer] of [['old', first], ['new', session.consumer]] as const) {
+      for (const e of ['start', 'error', 'end']) consumer.on(`consumer:heartbeat:${e}` as never, () => heartbeats.push(`${name}: heartbeat ${e}`))
+    }
+    await quietPeriod(2_500)
+    assert.deepEqual(heartbeats, [], 'no heartbeat after close')
     assert.deepEqual(uncaught.map(String), [], 'no uncaught error')
   })
 })

@@ -1,16 +1,18 @@
 /**
  * One consumer session of a Kafka subscription: a Consumer in the group (classic protocol,
  * `autocommit: false`, static membership when an instance id is given) and the MessagesStream it
- * feeds the subscription from. A stream that dies is consumed again with backoff; a consumer
- * whose rejoin failed joins again with backoff. A subscription normally keeps one session for its
- * whole life; it starts a new one when its topics were recreated (the old consumer's topic ids,
- * fetch positions and group generation all belong to topics that no longer exist).
+ * feeds the subscription from. A stream that dies is consumed again with backoff, by a new
+ * consumer (see #renew); a consumer whose rejoin failed joins again with backoff. A subscription
+ * normally keeps one session for its whole life; it starts a new one when its topics were
+ * recreated (the old consumer's topic ids, fetch positions and group generation all belong to
+ * topics that no longer exist).
  */
 import { Consumer, MessagesStreamFallbackModes, MessagesStreamModes } from '@platformatic/kafka'
 import type { ConsumeOptions, GroupAssignment } from '@platformatic/kafka'
 import { ErrorCode, FlowkitError } from '../../errors.ts'
 import type { Logger } from '../../log.ts'
 import type { Redactor } from './bus-errors.ts'
+import { joining, joinsSettled, trackJoins } from './bus-joins.ts'
 import { isTopicId } from './bus-topics.ts'
 import { RECOVERY_MAX_MS, RECOVERY_START_MS, backoffMs, capped, groupSettings, retryDelay } from './bus-settings.ts'
 import type { Settings, StringConsumer, StringMessage, StringStream } from './bus-settings.ts'
@@ -54,7 +56,9 @@ export interface SessionOptions {
 const CLOSE_START_WAIT_MS = 5_000
 
 export class ConsumerSession {
-  readonly consumer: StringConsumer
+  #consumer: StringConsumer
+  /** consume() was called on the current consumer (never twice on one: see #renew). */
+  #consumed = false
   stream: StringStream | null = null
   /** Topic → the topic id this session's consumer first saw (it fetches by id). */
   readonly topicIds = new Map<string, string>()
@@ -74,8 +78,21 @@ export class ConsumerSession {
   constructor(host: SessionHost, options: SessionOptions) {
     this.#host = host
     this.#options = options
+    trackJoins()
+    this.#consumer = this.#newConsumer()
+  }
+
+  /** The session's current consumer (a stream that died is consumed again by a new one). */
+  get consumer(): StringConsumer {
+    return this.#consumer
+  }
+
+  /** A consumer in the group with the listeners that report to the host (only while it is the current one). */
+  #newConsumer(): StringConsumer {
+    const host = this.#host
+    const options = this.#options
     const s = host.settings
-    this.consumer = new Consumer({
+    const consumer: StringConsumer = new Consumer({
       clientId: options.clientId,
       bootstrapBrokers: s.brokers,
       ...s.connection,
@@ -88,26 +105,31 @@ export class ConsumerSession {
       ...groupSettings(s),
       ...(options.cooperative === true ? { protocols: [{ name: 'cooperative-sticky', version: 3 }] } : {}),
     })
-    this.consumer.on('error', (err: unknown) => this.#onConsumerError(err))
-    this.consumer.on('consumer:group:join', (payload) => {
-      if (this.#closed) return
+    const current = (): boolean => consumer === this.#consumer && !this.#closed
+    // Always listened to (an 'error' without a listener crashes the process), reported while current.
+    consumer.on('error', (err: unknown) => {
+      if (current()) this.#onConsumerError(err)
+    })
+    consumer.on('consumer:group:join', (payload) => {
+      if (!current()) return
       this.#rejoinAttempts = 0
-      host.onJoin(this, payload.assignments ?? this.consumer.assignments ?? [])
+      host.onJoin(this, payload.assignments ?? consumer.assignments ?? [])
     })
     // Emitted before the consumer sends its JoinGroup (a heartbeat or a commit saw the group
     // rebalancing, or a cooperative round revoked partitions: `consumer.assignments` lost them).
-    this.consumer.on('consumer:group:rebalance', () => {
-      if (!this.#closed) host.onRebalance(this)
+    consumer.on('consumer:group:rebalance', () => {
+      if (current()) host.onRebalance(this)
     })
-    this.consumer.on('consumer:heartbeat:end', () => {
-      if (!this.#closed) host.onConfirmed(this)
+    consumer.on('consumer:heartbeat:end', () => {
+      if (current()) host.onConfirmed(this)
     })
-    this.consumer.on('consumer:heartbeat:error', (payload) => {
+    consumer.on('consumer:heartbeat:error', (payload) => {
       host.log.debug('bus.kafka.heartbeat_failed', { err: host.redactor.describe(payload.error) })
     })
     // Emitted before the fetched metadata is used: a recreated topic is noticed before a single
     // record of it is fetched (an offset of the new topic would be taken for one of the old).
-    this.consumer.on('client:metadata', (metadata) => {
+    consumer.on('client:metadata', (metadata) => {
+      if (consumer !== this.#consumer) return
       this.clusterId ??= metadata.id
       let changed = false
       for (const name of options.topics) {
@@ -119,6 +141,7 @@ export class ConsumerSession {
       }
       if (changed && !this.#closed) host.onTopicsChanged(this)
     })
+    return consumer
   }
 
   /** True when this session already consumes these topics (by id), so nothing needs restarting. */
@@ -150,6 +173,9 @@ export class ConsumerSession {
   }
 
   async #start(): Promise<void> {
+    if (this.#consumed) await this.#renew()
+    if (this.#closed) return
+    this.#consumed = true
     const stream = await this.#consume()
     if (this.#closed) {
       await stream.close().catch(() => {})
@@ -195,6 +221,11 @@ export class ConsumerSession {
     this.#recoveryTimer = setTimeout(() => {
       this.#recoveryTimer = null
       if (this.#closed) return
+      // Started again meanwhile (a subscription's first-join retry).
+      if (this.stream !== null || this.#starting !== null) {
+        this.#recoveryAttempts = 0
+        return
+      }
       this.start().then(
         () => {
           if (this.#closed) return
@@ -225,6 +256,8 @@ export class ConsumerSession {
     // Only while the join is in flight: once the stream is attached the join is done (and the
     // start may be waiting for the positioning that closing the stream ends).
     if (this.#starting !== null && this.stream === null) await capped(this.#starting, CLOSE_START_WAIT_MS)
+    // A join the consumer started by itself (or a rejoin of ours) too.
+    await joinsSettled(this.#consumer, CLOSE_START_WAIT_MS)
     const stream = this.stream
     this.stream = null
     if (stream) {
@@ -232,9 +265,38 @@ export class ConsumerSession {
         this.#host.log.debug('bus.kafka.stream_close_failed', { err: this.#host.redactor.describe(err) })
       })
     }
-    await this.consumer.close(true).catch((err: unknown) => {
+    await this.#consumer.close(true).catch((err: unknown) => {
       this.#host.log.warn('bus.kafka.consumer_close_failed', { err: this.#host.redactor.describe(err) })
     })
+  }
+
+  /**
+   * Replaces the consumer before a start that is not its first: a consumer consumes once.
+   * @platformatic/kafka 2.12 computes a group leader's assignments over the topics its consumer
+   * tracks at that moment, with metadata for the topics it joined with. After a stream died (its
+   * topics are untracked then) and a rejoin went out with none, a consume() on the same consumer
+   * tracks them again before that join completes: the two differ, and its #createAssignments
+   * throws a TypeError inside a socket callback, an uncaught exception that ends the process
+   * (D10 end to end failed on it in CI after the broker lost its data). The old consumer leaves
+   * the group first (bounded), so a static member's late LeaveGroup cannot remove its successor.
+   */
+  async #renew(): Promise<void> {
+    const old = this.#consumer
+    if (this.#rejoinTimer) clearTimeout(this.#rejoinTimer)
+    this.#rejoinTimer = null
+    this.#rejoinAttempts = 0
+    await joinsSettled(old, CLOSE_START_WAIT_MS)
+    this.stream = null
+    await capped(
+      old.close(true).catch((err: unknown) => {
+        this.#host.log.debug('bus.kafka.consumer_close_failed', { err: this.#host.redactor.describe(err) })
+      }),
+      CLOSE_START_WAIT_MS,
+    )
+    if (this.#closed) return
+    this.#consumer = this.#newConsumer()
+    this.#consumed = false
+    this.#host.log.debug('bus.kafka.consumer_renewed', {})
   }
 
   /** Stops the timers and the stream's delivery at once (a replaced session); close() follows. */
@@ -255,7 +317,7 @@ export class ConsumerSession {
    */
   #consume(): Promise<StringStream> {
     return new Promise((resolve, reject) => {
-      this.consumer.consume(this.#consumeOptions(), (err, stream) => {
+      this.#consumer.consume(this.#consumeOptions(), (err, stream) => {
         if (err || !stream) {
           reject(err ?? new FlowkitError(ErrorCode.BusUnavailable, 'kafka bus: consume gave no stream', { retryable: true }))
           return
@@ -307,13 +369,17 @@ export class ConsumerSession {
     const waitMs = backoffMs(++this.#rejoinAttempts, RECOVERY_START_MS, RECOVERY_MAX_MS)
     this.#rejoinTimer = setTimeout(() => {
       this.#rejoinTimer = null
-      if (this.#closed || this.consumer.isActive()) return
-      this.consumer.joinGroup({}).then(
+      // Without a stream its topics are untracked: the start (or recover) under way joins.
+      const consumer = this.#consumer
+      if (this.#closed || this.stream === null || joining(consumer) || consumer.isActive()) return
+      consumer.joinGroup({}).then(
         () => {
+          if (consumer !== this.#consumer) return
           this.#rejoinAttempts = 0
           this.#host.log.info('bus.kafka.rejoined', {})
         },
         (joinErr: unknown) => {
+          if (consumer !== this.#consumer) return
           this.#host.log.warn('bus.kafka.rejoin_failed', { err: this.#host.redactor.describe(joinErr), attempt: this.#rejoinAttempts })
           this.#scheduleRejoin()
         },
