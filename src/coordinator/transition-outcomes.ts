@@ -56,12 +56,12 @@ export function timeoutError(limitSec: number): string {
 export function cancelled(node: NodeState, reason: string, ctx: TransitionContext): TransitionResult {
   const now = ctx.now
   if (node.timed_out != null) {
-    return failure({ ...node, timed_out: null, cancel_deadline_ms: null }, 'timeout', timeoutError(node.timed_out), false, ctx, false)
+    return failure({ ...node, timed_out: null, cancel_reason: null, cancel_deadline_ms: null }, 'timeout', timeoutError(node.timed_out), false, ctx, false)
   }
   if (node.held_for) {
     // A yielded consumer: queued again, it starts once its upstream runs (or ends).
     return {
-      node: { ...node, status: 'queued', lease: {}, cancel_deadline_ms: null, accepted_at_ms: null, lease_expires_at_ms: null, handbacks: (node.handbacks ?? 0) + 1, last_event_at_ms: now },
+      node: { ...node, status: 'queued', lease: {}, cancel_deadline_ms: null, cancel_reason: null, accepted_at_ms: null, lease_expires_at_ms: null, handbacks: (node.handbacks ?? 0) + 1, last_event_at_ms: now },
       effects: [log('info', 'node.requeued', { upstream: node.held_for }), { kind: 'requeued' }],
     }
   }

@@ -132,7 +132,7 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
       if (s === 'cancelling' && holder === null) {
         // The cancel was decided before anyone held the node: the holder learns it now (its command
         // topic may be paused at capacity, the signal topic never is).
-        effects.push({ kind: 'cancel', reason: 'cancelled', holder: ev.workerId, deadline: now + ctx.cancelGraceMs, cmd: false })
+        effects.push({ kind: 'cancel', reason: node.cancel_reason ?? 'cancelled', holder: ev.workerId, deadline: now + ctx.cancelGraceMs, cmd: false })
       }
       if (ev.kind === 'lease' && ev.accepted && node.accepted_at_ms === null) {
         next.accepted_at_ms = now
@@ -238,7 +238,7 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
       // or the cancel deadline passed: until then it keeps its slot (a retry started at once ran
       // next to it, past the concurrency limits).
       return {
-        node: { ...node, status: 'cancelling', timed_out: ev.limitSec, cancel_deadline_ms: now + ctx.cancelGraceMs + ctx.leaseTtlMs },
+        node: { ...node, status: 'cancelling', timed_out: ev.limitSec, cancel_reason: 'timeout', cancel_deadline_ms: now + ctx.cancelGraceMs + ctx.leaseTtlMs },
         effects: [
           log('warn', 'node.timeout', { timeout_sec: ev.limitSec, worker_id: holder }),
           { kind: 'cancel', reason: 'timeout', holder, deadline: now + ctx.cancelGraceMs, cmd: true },
@@ -270,21 +270,22 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
         }
       }
       // A cancel of a node already being stopped (yield, timeout): it ends cancelled, not requeued or retried.
-      if (s === 'cancelling' && (node.held_for || node.timed_out != null)) return { node: { ...node, held_for: null, timed_out: null }, effects: [] }
+      if (s === 'cancelling' && (node.held_for || node.timed_out != null)) return { node: { ...node, held_for: null, timed_out: null, cancel_reason: ev.reason }, effects: [] }
       if (s !== 'running') return null
       const deadline = now + ctx.cancelGraceMs + ctx.leaseTtlMs
       const effects: Effect[] = [log('info', 'node.cancelling', { reason: ev.reason })]
       if (!ctx.isFn) effects.push({ kind: 'cancel', reason: ev.reason, holder: node.lease.worker_id ?? null, deadline: now + ctx.cancelGraceMs, cmd: true })
-      return { node: { ...node, status: 'cancelling', cancel_deadline_ms: deadline }, effects }
+      return { node: { ...node, status: 'cancelling', cancel_reason: ev.reason, cancel_deadline_ms: deadline }, effects }
     }
     case 'yield': {
       if (s !== 'running' || ctx.isFn || node.accepted_at_ms === null) return null
       const holder = node.lease.worker_id ?? null
+      const reason = `yield: ${ev.upstream} waits for a worker slot`
       return {
-        node: { ...node, status: 'cancelling', held_for: ev.upstream, cancel_deadline_ms: now + ctx.cancelGraceMs + ctx.leaseTtlMs },
+        node: { ...node, status: 'cancelling', held_for: ev.upstream, cancel_reason: reason, cancel_deadline_ms: now + ctx.cancelGraceMs + ctx.leaseTtlMs },
         effects: [
           log('warn', 'node.yielded', { upstream: ev.upstream, worker_id: holder }),
-          { kind: 'cancel', reason: `yield: ${ev.upstream} waits for a worker slot`, holder, deadline: now + ctx.cancelGraceMs, cmd: true },
+          { kind: 'cancel', reason, holder, deadline: now + ctx.cancelGraceMs, cmd: true },
         ],
       }
     }

@@ -104,6 +104,11 @@ export interface NodeState {
    * worker (`cancelling`): when that is over, the attempt fails with reason `timeout`.
    */
   timed_out?: number | null
+  /**
+   * Why a `cancelling` node is being stopped (the task's cancel reason, `timeout`, a yield): what
+   * its worker is told, also a holder only known after the cancel was decided.
+   */
+  cancel_reason?: string | null
 }
 
 /** What a worker needs to know about a task before it runs one of its nodes. */

@@ -117,3 +117,30 @@ describe('transition table', () => {
     })
   }
 })
+
+describe('cancel reasons', () => {
+  const reasonOf = (res: ReturnType<typeof transition>): unknown => res?.effects.find((e) => e.kind === 'cancel')?.['reason' as never]
+  // S-004 failed under load: the handler had started, the coordinator had not yet applied its
+  // accept, so the cancel found no holder; the accept then told the worker "cancelled", and the
+  // node ended with that instead of the user's reason.
+  test("a holder known only after the cancel was decided is told the task's cancel reason", () => {
+    const cancelling = transition(node('running'), { kind: 'cancel', reason: 'user asked' }, ctx())
+    assert.equal(cancelling?.node.status, 'cancelling')
+    assert.equal(reasonOf(cancelling), 'user asked')
+    const accepted = transition(cancelling!.node, lease, ctx())
+    assert.equal(reasonOf(accepted), 'user asked')
+  })
+  test('the same for a timeout and a yield: the holder hears why', () => {
+    const timedOut = transition(node('running'), { kind: 'timeout', limitSec: 2 }, ctx())
+    assert.equal(reasonOf(transition(timedOut!.node, lease, ctx())), 'timeout')
+    const yielded = transition(node('running', { accepted_at_ms: NOW - 5 }), { kind: 'yield', upstream: 'up' }, ctx())
+    assert.equal(reasonOf(transition(yielded!.node, lease, ctx())), 'yield: up waits for a worker slot')
+  })
+  test('a yielded node queued again forgets the reason; a state from before the field tells "cancelled"', () => {
+    const yielded = transition(node('running', { accepted_at_ms: NOW - 5 }), { kind: 'yield', upstream: 'up' }, ctx())
+    const requeued = transition(yielded!.node, { kind: 'worker_cancelled', reason: 'yield' }, ctx())
+    assert.equal(requeued?.node.status, 'queued')
+    assert.equal(requeued?.node.cancel_reason, null)
+    assert.equal(reasonOf(transition(node('cancelling'), lease, ctx())), 'cancelled')
+  })
+})
