@@ -51,6 +51,7 @@ describe('Kafka consumer session closed mid-start', { skip: realSkip('kafka'), t
       onStreamRestarted: () => {},
       onTrouble: () => {},
       onTopicsChanged: () => {},
+      onRenew: async () => {},
     }
     // The subscription closes a session from the consumer's own events (a recreated topic is
     // seen in a metadata event, synchronously): close it when it joins, inside the library's
@@ -109,6 +110,7 @@ describe('Kafka consumer session started again after its stream died', { skip: r
     t.after(() => process.removeListener('uncaughtException', onUncaught))
 
     const received: string[] = []
+    let renewed = 0
     const host: SessionHost = {
       settings: settingsFrom({ brokers, clientId: 'flowkit-session-test' }),
       log: new MemoryLogger(),
@@ -121,6 +123,9 @@ describe('Kafka consumer session started again after its stream died', { skip: r
       onStreamRestarted: () => {},
       onTrouble: () => {},
       onTopicsChanged: () => {},
+      onRenew: async () => {
+        renewed++
+      },
     }
     const session = new ConsumerSession(host, { groupId: `g-${randomUUID()}`, topics: [topic], clientId: 'flowkit-session-test', instanceId: null, fromLatest: false })
     t.after(() => session.close())
@@ -143,6 +148,7 @@ describe('Kafka consumer session started again after its stream died', { skip: r
     await rejoin
     assert.deepEqual(uncaught.map(String), [], 'no uncaught error')
     assert.notEqual(session.consumer, first, 'a new consumer consumes')
+    assert.equal(renewed, 1, 'the subscription was told before the old consumer left (it gives its partitions up)')
     assert.ok(session.stream, 'a stream is attached')
 
     await bus.produce([{ topic, key: 'k', value: 'after' }])

@@ -39,6 +39,11 @@ export interface SessionHost {
    * recreated. Called synchronously, before the consumer can fetch from the new topic.
    */
   onTopicsChanged(session: ConsumerSession): void
+  /**
+   * The session replaces its consumer, which leaves the group next: commit what was handled and
+   * give up every partition now, before another member can get them (resolves when done).
+   */
+  onRenew(session: ConsumerSession): Promise<void>
 }
 
 export interface SessionOptions {
@@ -287,6 +292,7 @@ export class ConsumerSession {
     this.#rejoinAttempts = 0
     await joinsSettled(old, CLOSE_START_WAIT_MS)
     this.stream = null
+    if (!this.#closed) await this.#host.onRenew(this)
     await capped(
       old.close(true).catch((err: unknown) => {
         this.#host.log.debug('bus.kafka.consumer_close_failed', { err: this.#host.redactor.describe(err) })
@@ -371,7 +377,12 @@ export class ConsumerSession {
       this.#rejoinTimer = null
       // Without a stream its topics are untracked: the start (or recover) under way joins.
       const consumer = this.#consumer
-      if (this.#closed || this.stream === null || joining(consumer) || consumer.isActive()) return
+      if (this.#closed || this.stream === null || consumer.isActive()) return
+      if (joining(consumer)) {
+        // A join is under way (the consumer's own, or a commit's): look again after it.
+        this.#scheduleRejoin()
+        return
+      }
       consumer.joinGroup({}).then(
         () => {
           if (consumer !== this.#consumer) return

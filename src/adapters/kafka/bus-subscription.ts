@@ -287,6 +287,21 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
     this.#bus.troubled(null)
   }
 
+  /**
+   * The session's consumer is replaced (its stream died) and leaves the group: as before any
+   * leave, what was handled is committed and every partition given up first, the handlers in
+   * flight finished (bounded), so another member that gets a partition meanwhile never handles it
+   * next to this one. The new consumer's join assigns them again.
+   */
+  async onRenew(session: ConsumerSession): Promise<void> {
+    if (this.#stopping || session !== this.#session) return
+    await capped(this.#commits.flush(), OLD_SESSION_CLOSE_MS)
+    if (this.#stopping || session !== this.#session) return
+    this.#commits.hold()
+    this.#owned.revokeAll()
+    await capped(this.#owned.stopAll(), OLD_SESSION_CLOSE_MS)
+  }
+
   onMessage(session: ConsumerSession, message: StringMessage): void {
     if (session !== this.#session) return
     const worker = this.#owned.get(partitionKey(message.topic, message.partition))
