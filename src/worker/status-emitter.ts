@@ -80,6 +80,8 @@ export class StatusEmitter {
   #holdTimer: ReturnType<typeof setTimeout> | null = null
   #flushing = false
   readonly #closed = new AbortController()
+  /** No batch is retried past this time (set while the worker stops). */
+  #finishBy = Number.POSITIVE_INFINITY
 
   constructor(options: StatusEmitterOptions) {
     this.#bus = options.bus
@@ -89,6 +91,21 @@ export class StatusEmitter {
     this.#retryMaxMs = options.retryMaxMs ?? 2000
     this.#retryForMs = options.retryForMs ?? 30_000
     this.#holdMs = options.holdMs ?? DEFAULT_HOLD_MS
+  }
+
+  /** How long one batch is retried before its callers are failed. */
+  get retryForMs(): number {
+    return this.#retryForMs
+  }
+
+  /**
+   * No batch is retried past `at` (Infinity: no bound but each batch's own window). A stopping
+   * worker sets it: its last reports share one retry window instead of one window each, one
+   * batch after another (with the broker down, a stop took minutes: each batch waited its 30 s
+   * in turn while heartbeats filled the next).
+   */
+  finishBy(at: number): void {
+    this.#finishBy = at
   }
 
   /** Records held, waiting for a produce or in one. */
@@ -197,7 +214,7 @@ export class StatusEmitter {
           for (const p of batch) await this.#deliver([p], deadline)
           return
         }
-        if (isFinal(err) || this.#clock.now() + delay > deadline) {
+        if (isFinal(err) || this.#clock.now() + delay > Math.min(deadline, this.#finishBy)) {
           this.#log.error('worker.status_produce_failed', {
             records: batch.length,
             attempts: attempt,

@@ -205,6 +205,7 @@ export class Worker {
   async #startSteps(): Promise<void> {
     const core = this.#core
     core.stopping = false
+    core.status.finishBy(Number.POSITIVE_INFINITY)
     if (core.killed) {
       // A killed worker's emitter is closed; this start is a new process.
       core.status = new StatusEmitter({ bus: core.bus, clock: core.clock, log: core.log, holdMs: this.config.statusHoldMs })
@@ -292,6 +293,9 @@ export class Worker {
   async #stopSteps(steps: StopSteps, drain: boolean): Promise<void> {
     const core = this.#core
     core.stopping = true
+    // Whatever is still to report (hand-backs, the offline announce) goes out within one retry
+    // window, however many batches queue meanwhile.
+    core.status.finishBy(core.clock.now() + core.status.retryForMs)
     this.#announceAbort.abort()
     // Commands waiting for a slot are not taken: their handler fails, so they stay uncommitted
     // and go to another member of the group.

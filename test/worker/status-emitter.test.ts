@@ -309,3 +309,41 @@ test('run state is written in the background, one write at a time, coalescing ch
   await saver.flush()
   assert.deepEqual(writes.map((w) => w.n), [1, 3, 4])
 })
+
+test('finishBy (a stopping worker): every batch, in flight or queued after, fails by that time instead of each retrying its own 30 s in turn', async () => {
+  const clock = new TestClock()
+  const batches: string[][] = []
+  const emitter = new StatusEmitter({
+    bus: {
+      async produce(rs) {
+        batches.push(rs.map((r) => r.value))
+        throw new FlowkitError(ErrorCode.BusUnavailable, 'broker down', { retryable: true })
+      },
+    },
+    clock,
+    log: new MemoryLogger(),
+    retryInitialMs: 100,
+    retryMaxMs: 2000,
+    retryForMs: 30_000,
+  })
+  const a = watch(emitter.send(rec('a')))
+  await settle()
+  await clock.advance(5_000)
+  await settle()
+  emitter.finishBy(clock.now() + 3_000)
+  const b = watch(emitter.send(rec('b', 't1/n2')))
+  // Within the bound and one capped backoff (2 s) past it, both have failed: `a` was 25 s short
+  // of its own window, and `b` would have waited for `a`, then retried 30 s of its own.
+  for (let i = 0; i < 50; i++) {
+    await clock.advance(100)
+    await settle()
+  }
+  assert.equal(a.state, 'failed', 'the batch in flight stops retrying at the bound')
+  assert.equal(b.state, 'failed', 'a batch queued after it fails by the bound too')
+  assert.ok(batches.some((v) => v.includes('b')), 'b was tried at least once')
+  emitter.finishBy(Number.POSITIVE_INFINITY)
+  const c = watch(emitter.send(rec('c', 't1/n3')))
+  await clock.advance(10_000)
+  await settle()
+  assert.equal(c.state, 'pending', 'without the bound a batch retries its own window again (a worker started again)')
+})
