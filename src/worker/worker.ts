@@ -294,8 +294,9 @@ export class Worker {
     const core = this.#core
     core.stopping = true
     // Whatever is still to report (hand-backs, the offline announce) goes out within one retry
-    // window, however many batches queue meanwhile.
-    core.status.finishBy(core.clock.now() + core.status.retryForMs)
+    // window, however many batches queue meanwhile. A drain lets its runs report as usual: the
+    // window starts once they ended.
+    if (!drain) core.status.finishBy(core.clock.now() + core.status.retryForMs)
     this.#announceAbort.abort()
     // Commands waiting for a slot are not taken: their handler fails, so they stay uncommitted
     // and go to another member of the group.
@@ -310,6 +311,7 @@ export class Worker {
     const runs = [...core.runs.values()]
     steps.step(`runs ending: ${runs.map((r) => messageKey(r.info.taskId, r.info.nodeId)).join(', ') || 'none'}`)
     await Promise.allSettled(runs.map((r) => r.freed))
+    if (drain) core.status.finishBy(core.clock.now() + core.status.retryForMs)
     steps.step('run state flush')
     await core.state.flush() // the runs' ends are persisted before stop returns
     steps.step('closing status subscriptions')
