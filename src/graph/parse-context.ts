@@ -80,6 +80,8 @@ export function describe(v: unknown): string {
   if (v === undefined) return 'undefined'
   if (v === null) return 'null'
   if (typeof v === 'string') return `string ${quote(v)}`
+  if (typeof v === 'number' && !Number.isFinite(v)) return String(v) // NaN, Infinity (JSON would say null)
+  if (typeof v === 'bigint') return `bigint ${String(v)}`
   const kind = Array.isArray(v) ? 'array' : typeof v
   let text: string | undefined
   try {

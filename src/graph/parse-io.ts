@@ -37,6 +37,11 @@ export function parseIo(ctx: Context, v: unknown, path: string, id: string, labe
   const io = (cloned ?? {}) as NodeIO
   for (const k of Object.keys(rawIo)) {
     if (IO_FIELDS.includes(k)) continue
+    if (k === 'input_adapter' || k === 'input_args') {
+      // The worker reads them from io.input_inline only: here they would turn no adapter on.
+      problems.add(ErrorCode.BadField, keyPath(p, k), `io field ${quote(k)} on ${label} is not read here (did you mean "io.input_inline.${k}"?); as it is it would be ignored`, { field: k, suggestion: `io.input_inline.${k}` })
+      continue
+    }
     const typo = closest(k, IO_FIELDS.filter((f) => f.length >= 4))
     if (typo !== null) {
       problems.add(ErrorCode.BadField, keyPath(p, k), `unknown io field ${quote(k)} on ${label} (did you mean ${JSON.stringify(typo)}?); a misspelt field would be ignored`, {

@@ -33,6 +33,34 @@ const NODE_FIELDS = new Set([
  * out (`id`, `state` are plausible fields of their own).
  */
 const KNOWN_NODE_FIELDS = ['node_id', 'type', 'depends_on', 'fan_in', 'retry_policy', 'routing', 'when', 'timeout_sec']
+/**
+ * Node fields that are another field's usual name or belong one level down: each would be kept
+ * as an extra field and do nothing (a node-level `start_when` leaves streaming off, `timeout` sets
+ * no timeout), so they are refused with the field meant.
+ */
+export const MISPLACED_NODE_FIELDS: Readonly<Record<string, string>> = {
+  start_when: 'io.start_when',
+  input_inline: 'io.input_inline',
+  input_ref: 'io.input_ref',
+  batching: 'io.batching',
+  fn: 'io.fn',
+  fn_args: 'io.fn_args',
+  input_adapter: 'io.input_inline.input_adapter',
+  input_args: 'io.input_inline.input_args',
+  timeout: 'timeout_sec',
+  timeout_s: 'timeout_sec',
+  timeout_ms: 'timeout_sec (in seconds)',
+  retry: 'retry_policy',
+  retries: 'retry_policy',
+  max_retries: 'retry_policy.max',
+  depends: 'depends_on',
+  deps: 'depends_on',
+  dependencies: 'depends_on',
+  parents: 'depends_on',
+  after: 'depends_on',
+  upstream: 'depends_on',
+  needs: 'depends_on',
+}
 /** Longest node timeout (30 days). */
 const MAX_TIMEOUT_SEC = 30 * 24 * 3600
 /** A `when` guard may nest GUARD_MAX_DEPTH guards (2 containers each) on top of maxParamsDepth. */
@@ -117,6 +145,11 @@ export function parseNode(ctx: Context, raw: unknown, i: number): NodeSpec | nul
   const extra: Record<string, unknown> = {}
   for (const [k, v] of Object.entries(raw)) {
     if (NODE_FIELDS.has(k) || v === undefined) continue
+    const meant = Object.hasOwn(MISPLACED_NODE_FIELDS, k) ? MISPLACED_NODE_FIELDS[k] : undefined
+    if (meant !== undefined) {
+      problems.add(ErrorCode.BadField, keyPath(path, k), `field ${quote(k)} on ${label} is not read here (did you mean ${JSON.stringify(meant)}?); as it is it would be ignored`, { field: k, suggestion: meant })
+      continue
+    }
     const typo = k === 'when' ? null : closest(k, KNOWN_NODE_FIELDS)
     if (typo !== null) {
       problems.add(

@@ -522,7 +522,7 @@ test('graph validation: node data must be plain JSON', () => {
   rejects(graph([node('a', { io: { input_inline: { input_args: { poll_ms: Number.POSITIVE_INFINITY } } } })]), {
     code: ErrorCode.BadField,
     path: 'nodes[0].io.input_inline.input_args.poll_ms',
-    message: ['must be plain JSON data', 'got number null'],
+    message: ['must be plain JSON data', 'got Infinity'],
   })
   rejects(graph([node('a', { meta: [1, new Date(0)] })]), {
     code: ErrorCode.BadField,
