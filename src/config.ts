@@ -241,6 +241,10 @@ function typeOf(v: unknown): string {
 
 /** Merges `input` (camelCase or snake_case keys) over `defaults`, checking value types. */
 export function resolveConfig<T extends object>(defaults: T, input: Record<string, unknown> = {}, label = 'config'): T {
+  if (typeof input !== 'object' || Array.isArray(input)) {
+    throw new FlowkitError(ErrorCode.Config, `${label} must be an object of settings, got ${typeOf(input)}`)
+  }
+  input ??= {}
   const out: Record<string, unknown> = { ...(defaults as Record<string, unknown>) }
   for (const [rawKey, value] of Object.entries(input)) {
     if (value === undefined) continue
@@ -279,6 +283,34 @@ export function checkBounds<T extends object>(config: T, label: string, positive
     if (typeof v !== 'number' || !(v >= 0)) throw new FlowkitError(ErrorCode.Config, `${label}: "${String(k)}" must be >= 0, got ${String(v)}`)
   }
   return config
+}
+
+/** Settings that must be whole numbers of at least `min` (partitions, counts), naming the key. */
+export function checkIntegers<T extends object>(config: T, label: string, keys: readonly (keyof T)[], min: number): void {
+  for (const k of keys) {
+    const v = config[k]
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new FlowkitError(ErrorCode.Config, `${label}: "${String(k)}" must be an integer >= ${min}, got ${String(v)}`)
+  }
+}
+
+/** Settings that must be a non-empty string (or null where `nullable`), naming the key. */
+export function checkNames<T extends object>(config: T, label: string, keys: readonly (keyof T)[], nullable: readonly (keyof T)[] = []): void {
+  for (const k of [...keys, ...nullable]) {
+    const v = config[k]
+    if (v === null && nullable.includes(k)) continue
+    if (typeof v !== 'string' || v === '') throw new FlowkitError(ErrorCode.Config, `${label}: "${String(k)}" must be a non-empty string${nullable.includes(k) ? ' or null' : ''}, got ${v === '' ? 'an empty string' : typeOf(v)}`)
+  }
+  for (const k of ['topicCmdFmt', 'topicStatusFmt', 'topicWorkerAnnounce', 'topicQuery', 'topicReply', 'topicSignals', 'topicControl', 'topicTasks'] as const) {
+    const v = (config as Partial<TopicsConfig>)[k]
+    if (v !== undefined && (typeof v !== 'string' || v === '')) throw new FlowkitError(ErrorCode.Config, `${label}: "${k}" must be a non-empty topic name, got ${v === '' ? 'an empty string' : typeOf(v)}`)
+  }
+}
+
+/** A list of strings (roles, worker types), naming the key. */
+export function checkStringList(value: unknown, label: string, key: string): void {
+  if (!Array.isArray(value) || value.some((x) => typeof x !== 'string' || x === '')) {
+    throw new FlowkitError(ErrorCode.Config, `${label}: "${key}" must be an array of non-empty strings, got ${JSON.stringify(value) ?? typeOf(value)}`)
+  }
 }
 
 /**

@@ -116,17 +116,22 @@ function checkParams(params: unknown, limits: SubmitLimits): Record<string, unkn
   return copy
 }
 
+/** A `maxMessageBytes` too small for any START (checked with the config, and at each buildTask). */
+export function checkMinMessageBytes(maxMessageBytes: number): void {
+  if (maxMessageBytes < MIN_MESSAGE_BYTES) {
+    throw new FlowkitError(
+      ErrorCode.Config,
+      `coordinator config: "maxMessageBytes" must be at least ${formatCount(MIN_MESSAGE_BYTES)} (a TASK_START keeps room for ${formatCount(START_VARS_INLINE_MAX)} bytes of task variables), got ${formatCount(maxMessageBytes)}`,
+    )
+  }
+}
+
 /** JSON size of frozen graphs (a graph shared by many tasks is measured once). */
 const GRAPH_BYTES = new WeakMap<GraphSpec, number>()
 
 /** Every node's TASK_START fits `maxMessageBytes`; graph and params together fit `maxTaskBytes`. */
 function checkSizes(taskId: string, graph: GraphSpec, params: Record<string, unknown>, limits: SubmitLimits, now: number): void {
-  if (limits.maxMessageBytes < MIN_MESSAGE_BYTES) {
-    throw new FlowkitError(
-      ErrorCode.Config,
-      `coordinator config: "maxMessageBytes" must be at least ${formatCount(MIN_MESSAGE_BYTES)} (a TASK_START keeps room for ${formatCount(START_VARS_INLINE_MAX)} bytes of task variables), got ${formatCount(limits.maxMessageBytes)}`,
-    )
-  }
+  checkMinMessageBytes(limits.maxMessageBytes)
   let graphBytes = GRAPH_BYTES.get(graph)
   if (graphBytes === undefined) {
     graphBytes = jsonBytes(graph)

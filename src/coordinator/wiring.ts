@@ -11,7 +11,8 @@
  */
 import { randomUUID } from 'node:crypto'
 import { SystemClock } from '../clock.ts'
-import { COORDINATOR_DEFAULTS, type ConfigInput, type CoordinatorConfig, checkBounds, resolveConfig } from '../config.ts'
+import { COORDINATOR_DEFAULTS, type ConfigInput, type CoordinatorConfig, checkBounds, checkIntegers, checkNames, checkStringList, resolveConfig } from '../config.ts'
+import { ErrorCode, FlowkitError } from '../errors.ts'
 import { resolveSubmitLimits } from '../graph/limits.ts'
 import { createLogger, type Logger } from '../log.ts'
 import { CoordinatorObservability } from '../observability/coordinator.ts'
@@ -39,7 +40,7 @@ import { Ownership } from './ownership.ts'
 import type { RecoveryDeps } from './recovery.ts'
 import { LiveRoles, warnIfUnserved } from './roles.ts'
 import { SnapshotWriter } from './snapshots.ts'
-import { TaskInserter } from './submit.ts'
+import { TaskInserter, checkMinMessageBytes } from './submit.ts'
 import { Subscriptions } from './subscriptions.ts'
 import { TimerHeap } from './timers.ts'
 import { Watchers } from './watch.ts'
@@ -109,6 +110,17 @@ export function coordinatorConfig(config: CoordinatorOptions['config']): Coordin
     ['discoveryWindowSec', 'taskRetentionSec', 'cancelGraceSec', 'outboxBackoffMinMs', 'outboxBackoffMaxMs', 'defaultBackoffSec', 'maxRunningNodes', 'snapshotIntervalSec', 'stopSnapshotsSec', 'snapshotLedgerMax'],
   )
   resolveSubmitLimits(c) // bad limits fail here, not at the first createTask
+  const label = 'coordinator config'
+  checkIntegers(c, label, ['topicPartitions', 'taskPartitions'], 1)
+  checkIntegers(c, label, ['maxRunningNodes', 'outboxMaxRetry', 'defaultRetryMax'], 0)
+  checkNames(c, label, ['groupId'], ['coordinatorId'])
+  checkStringList(c.workerTypes, label, 'workerTypes')
+  for (const [type, n] of Object.entries(c.maxRunningByType)) {
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) {
+      throw new FlowkitError(ErrorCode.Config, `${label}: "maxRunningByType" must map worker types to integers >= 0 (0: no limit), got ${JSON.stringify(type)}: ${JSON.stringify(n) ?? String(n)}`)
+    }
+  }
+  checkMinMessageBytes(c.maxMessageBytes)
   return c
 }
 

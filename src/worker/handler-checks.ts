@@ -3,6 +3,7 @@
  * first command comes, each mistake with a message that says what to write instead.
  */
 import { ErrorCode, FlowkitError } from '../errors.ts'
+import { NODE_TYPE_PATTERN } from '../graph/parse-context.ts'
 
 /** Handler methods besides processBatch: each is optional, but a function when present. */
 const OPTIONAL_HANDLER_METHODS = ['init', 'loadInput', 'iterBatches', 'finalize', 'classifyError'] as const
@@ -29,6 +30,10 @@ export function checkHandlers(handlers: unknown, configRoles: readonly string[])
   for (const role of roles) {
     const h: unknown = (handlers as Record<string, unknown>)[role]
     const name = `worker handler ${JSON.stringify(role)}`
+    if (!NODE_TYPE_PATTERN.test(role)) {
+      // No graph could name it: a node's type is 1 to 128 of A-Z a-z 0-9 _ . - (and so is a topic's part).
+      throw new FlowkitError({ code: ErrorCode.Config, message: `${name}: a role is a node type, 1 to 128 characters of A-Z a-z 0-9 _ . - (no graph could name this one)` })
+    }
     if (h === null || typeof h !== 'object' || Array.isArray(h)) {
       throw new FlowkitError({ code: ErrorCode.Config, message: `${name} must be an object with a processBatch method, got ${describe(h)}` })
     }
