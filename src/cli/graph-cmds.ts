@@ -18,6 +18,7 @@ import type { FnArgsCheck } from '../graph/parse-context.ts'
 import { buildTask } from '../coordinator/submit.ts'
 import { ErrorCode, FlowkitError, GraphValidationError, errorMessage } from '../errors.ts'
 import type { GraphProblem } from '../graph/parse.ts'
+import { TASK_ID_PATTERN } from '../graph/types.ts'
 import type { Store, TaskDoc } from '../ports/store.ts'
 import { flag, int, parse, positionals, str } from './args.ts'
 import { openStore } from './connect.ts'
@@ -144,10 +145,13 @@ export async function submitCommand(argv: readonly string[], base: CommandBase):
   const [file] = positionals('submit', p, ['graph.json']) as [string]
   const settings = resolveSettings(p)
   const interval = int('submit', p, 'interval', 50, 60_000)
+  const id = str(p, 'id')
+  // A bad --id is a bad argument (exit 2), not a problem of the graph.
+  if (id !== undefined && !TASK_ID_PATTERN.test(id)) throw new CliError(EXIT.usage, `--id ${JSON.stringify(id)} is not a task id: it must match ${TASK_ID_PATTERN}`)
   const sub = await readSubmission(file, str(p, 'params'), str(p, 'functions'))
   let task: TaskDoc
   try {
-    task = buildFrom(settings, sub, str(p, 'id'))
+    task = buildFrom(settings, sub, id)
   } catch (err) {
     throw graphRefused(base.out, file, err)
   }

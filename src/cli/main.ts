@@ -15,7 +15,7 @@
  * (workers, dlq), ops.ts (the older operator commands as a function), help.ts.
  */
 import { closest } from '../graph/parse-context.ts'
-import { parseLogLevel } from '../log.ts'
+import { logFormatFor, parseLogLevel } from '../log.ts'
 import { CliError, EXIT, toCliError } from './errors.ts'
 import { COMMAND_HELP, MAIN_HELP, version } from './help.ts'
 import { type CommandBase, type Out, makeOut } from './output.ts'
@@ -75,6 +75,10 @@ export async function run(argv: readonly string[], out: Out, signal: AbortSignal
   }
   if (first === '--help' || first === '-h' || first === 'help') {
     const topic = argv[1]
+    if (topic !== undefined && topic !== 'help' && !topic.startsWith('-') && COMMAND_HELP[topic] === undefined) {
+      const near = closest(topic, Object.keys(COMMAND_HELP), true)
+      throw new CliError(EXIT.usage, `no help for ${JSON.stringify(topic)}: not a command${near === null ? '' : ` (did you mean ${JSON.stringify(near)}?)`}`, { hint: 'see `flowkit --help`' })
+    }
     out.line(topic !== undefined && COMMAND_HELP[topic] !== undefined ? COMMAND_HELP[topic] : MAIN_HELP)
     return EXIT.ok
   }
@@ -146,6 +150,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     // A bad FLOWKIT_LOG_LEVEL stops every command at startup (not only those that log).
     const level = process.env['FLOWKIT_LOG_LEVEL']
     if (level !== undefined && level !== '') parseLogLevel(level, 'FLOWKIT_LOG_LEVEL')
+    logFormatFor(process.stderr) // and so does a bad FLOWKIT_LOG_FORMAT
     return await run(argv, out, abort.signal)
   } catch (err) {
     return report(err, json, debug)

@@ -12,6 +12,7 @@ import { flag, type Parsed, str } from './args.ts'
 import { errorMessage } from '../errors.ts'
 import { CliError, EXIT, redactUrl } from './errors.ts'
 import { whereJsonBreaks } from '../util/json-syntax.ts'
+import { closest, didYouMean } from '../graph/parse-context.ts'
 
 export interface MongoSettings {
   url: string | undefined
@@ -44,6 +45,18 @@ function section(file: Record<string, unknown>, name: string, path: string): Rec
   if (v === undefined || v === null) return {}
   if (typeof v !== 'object' || Array.isArray(v)) throw new CliError(EXIT.usage, `config file ${path}: "${name}" must be an object`)
   return v as Record<string, unknown>
+}
+
+const SECTIONS = ['mongo', 'kafka', 'coordinator', 'worker']
+const MONGO_KEYS = ['url', 'db', 'db_name', 'dbName', 'collection_prefix', 'collectionPrefix']
+
+/** A near miss of a section (`cordinator`) would drop every setting in it without a word. */
+function checkFileKeys(file: Record<string, unknown>, path: string): void {
+  for (const k of Object.keys(file)) {
+    if (SECTIONS.includes(k)) continue
+    const near = closest(k, SECTIONS)
+    if (near !== null) throw new CliError(EXIT.usage, `config file ${path}: unknown section "${k}" (did you mean "${near}"?); its settings would be ignored`)
+  }
 }
 
 export function readConfigFile(path: string): Record<string, unknown> {
@@ -85,7 +98,12 @@ export function resolveSettings(p: Parsed, env: NodeJS.ProcessEnv = process.env)
   const configPath = str(p, 'config') ?? (env['FLOWKIT_CONFIG'] || undefined)
   const file = configPath === undefined ? {} : readConfigFile(configPath)
   const fileLabel = configPath ?? ''
+  checkFileKeys(file, fileLabel)
   const mongoFile = section(file, 'mongo', fileLabel)
+  for (const k of Object.keys(mongoFile)) {
+    // A closed section: an unknown key (`uri`) would leave the setting it meant unset.
+    if (!MONGO_KEYS.includes(k)) throw new CliError(EXIT.usage, `config file ${fileLabel}: unknown key "mongo.${k}"${didYouMean(k, MONGO_KEYS)}; "mongo" takes url, db, collection_prefix`)
+  }
   const kafkaFile = section(file, 'kafka', fileLabel)
   const kafka: Record<string, unknown> = {}
   for (const [k, v] of Object.entries(kafkaFile)) if (k !== 'brokers') kafka[camel(k)] = v
