@@ -179,6 +179,12 @@ const INPUT_FIELDS: readonly string[] = ['graph', 'params', 'id', 'deadlineSec']
 /** An unknown field of a CreateTaskInput is refused (ignored, `deadline_sec` would run a task without its deadline). */
 function checkInputFields(input: CreateTaskInput): void {
   if (input === null || typeof input !== 'object') throw new FlowkitError(ErrorCode.GraphInvalid, `createTask takes an object { ${INPUT_FIELDS.join(', ')} }, got ${input === null ? 'null' : typeof input}`)
+  if (typeof (input as { build?: unknown }).build === 'function') {
+    throw new FlowkitError(ErrorCode.GraphInvalid, 'createTask: got a graph builder, not a task: pass createTask(g.task()) or createTask({ graph: g.build() })')
+  }
+  if (Array.isArray((input as { nodes?: unknown }).nodes) && !('graph' in input)) {
+    throw new FlowkitError(ErrorCode.GraphInvalid, 'createTask: got a graph, not a task: pass createTask({ graph, params })')
+  }
   for (const k in input) {
     if (INPUT_FIELDS.includes(k)) continue
     const camel = k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase())

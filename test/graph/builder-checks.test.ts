@@ -67,3 +67,12 @@ test("a near miss of input_adapter / input_args in input_inline is refused (it w
   assert.throws(() => buildTask(withInline({ inputArgs: {} }), opts, Date.now()), /did you mean "input_args"/)
   assert.equal(typeof buildTask(withInline({ rows: [1, 2], source: 's3://x' }), opts, Date.now()).id, 'string')
 })
+
+test('createTask given the builder itself, or a bare graph, says what to pass', () => {
+  const opts = { coordinatorFns: new Set<string>(), rejectUnknownInputAdapters: false }
+  const g = graph()
+  g.node('a', 'r')
+  assert.throws(() => buildTask(g as never, opts, Date.now()), /createTask: got a graph builder, not a task: pass createTask\(g\.task\(\)\) or createTask\(\{ graph: g\.build\(\) \}\)/)
+  assert.throws(() => buildTask(g.build() as never, opts, Date.now()), /createTask: got a graph, not a task: pass createTask\(\{ graph, params \}\)/)
+  assert.equal(buildTask(g.task() as never, opts, Date.now()).graph.nodes.length, 1)
+})

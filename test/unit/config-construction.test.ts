@@ -51,3 +51,10 @@ test('worker config: workerId, roles and handler role names are checked at const
   assert.throws(() => worker('x'), /worker config must be an object of settings, got string/)
   worker({ workerId: 'w-1', roles: ['t'] })
 })
+
+test('config: one setting given in both spellings: the later key wins, as with object spread', async () => {
+  const { resolveConfig, COORDINATOR_DEFAULTS } = await import('flowkit')
+  // {...a seed-format file, override}: the override comes later and wins.
+  assert.equal(resolveConfig(COORDINATOR_DEFAULTS, { lease_ttl_sec: 20, leaseTtlSec: 10 }).leaseTtlSec, 10)
+  assert.equal(resolveConfig(COORDINATOR_DEFAULTS, { leaseTtlSec: 10, lease_ttl_sec: 20 }).leaseTtlSec, 20)
+})
