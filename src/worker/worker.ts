@@ -13,7 +13,7 @@
 import { hostname } from 'node:os'
 import { randomUUID } from 'node:crypto'
 import { SystemClock } from '../clock.ts'
-import { type ConfigInput, WORKER_DEFAULTS, type WorkerConfig, checkBounds, checkIntegers, checkNames, checkStringList, resolveConfig, topicFor } from '../config.ts'
+import { type ConfigInput, WORKER_DEFAULTS, type WorkerConfig, checkBounds, checkIntegers, checkStringList, resolveConfig, topicFor } from '../config.ts'
 import { ErrorCode, FlowkitError } from '../errors.ts'
 import { createLogger, type Logger } from '../log.ts'
 import type { MetricsHandler, ObservabilityOptions } from '../observability/options.ts'
@@ -74,7 +74,8 @@ export class Worker {
       ['pullPollMsDefault', 'pullEmptyBackoffMsMax', 'dbCancelPollMs', 'cancelGraceMs', 'stateSaveIntervalMs', 'statusHoldMs'],
     )
     checkIntegers(this.config, 'worker config', ['topicPartitions', 'taskPartitions'], 1)
-    checkNames(this.config, 'worker config', [], ['workerId'])
+    const wid: unknown = this.config.workerId
+    if (wid !== null && typeof wid !== 'string') throw new FlowkitError(ErrorCode.Config, `worker config: "workerId" must be a string or null, got ${typeof wid}`)
     checkStringList(this.config.roles, 'worker config', 'roles')
     if (this.config.statusHoldMs > MAX_STATUS_HOLD_MS) {
       throw new FlowkitError(ErrorCode.Config, `worker config: statusHoldMs must be at most ${MAX_STATUS_HOLD_MS} (an acceptance held longer delays what the coordinator knows), got ${this.config.statusHoldMs}`)

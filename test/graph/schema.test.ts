@@ -194,7 +194,7 @@ const PARSER_ONLY: [string, unknown][] = [
 const SCHEMA_ONLY: [string, unknown][] = [
   ['an unknown top-level field', { nodes: [{ node_id: 'a', type: 't' }], params: {} }],
   ['a node extension field', n({ label: 'x' })],
-  ['a node field too far from a known name to count as a typo', n({ depends: ['b'] })],
+  ['a node field too far from a known name to count as a typo', n({ after_note: ['b'] })],
   ['an io extension field', io({ timeout_ms: 5 })],
   ['an unknown input adapter (default config)', pull('pull.from_s3', { from_nodes: ['b'] })],
   ['an adapter without input_args', pull('pull.from_artifacts')],

@@ -44,7 +44,7 @@ test('coordinator config: ids, names and lists of the wrong type are refused, na
 })
 
 test('worker config: workerId, roles and handler role names are checked at construction', () => {
-  assert.throws(() => worker({ workerId: 5 }), /worker config: "workerId" must be a non-empty string or null, got number/)
+  assert.throws(() => worker({ workerId: 5 }), /worker config: "workerId" must be a string or null, got number/)
   assert.throws(() => worker({ roles: 't' }), /"roles" must be array, got string/)
   assert.throws(() => worker({ roles: [''] }), /"roles" must be an array of non-empty strings/)
   assert.throws(() => worker({}, { 'a/b': handlers.t }), /worker handler "a\/b": a role is a node type, 1 to 128 characters/)
