@@ -140,6 +140,9 @@ export class MongoStore implements Store {
   async listTaskIds(statuses: readonly TaskStatus[]): Promise<string[]> {
     return (await this.#store()).listTaskIds(statuses)
   }
+  async listTaskStatuses(statuses: readonly TaskStatus[]): Promise<Array<{ id: string; status: TaskStatus }>> {
+    return (await this.#store()).listTaskStatuses(statuses)
+  }
   async appendJournal(entries: readonly JournalEntry[]): Promise<boolean[]> {
     return (await this.#store()).appendJournal(entries)
   }

@@ -122,7 +122,10 @@ export class RemoteCoordinator implements DashboardCoordinator {
   }
 
   async #view(doc: TaskDoc): Promise<TaskView> {
-    const view = toTaskView(doc)
+    return this.#mark(toTaskView(doc))
+  }
+
+  async #mark(view: TaskView): Promise<TaskView> {
     // As Coordinator.getTask: dispatched nodes no live worker serves are marked.
     if (!view.nodes.some((n) => n.status === 'running' && n.accepted_at_ms === null && n.type !== COORDINATOR_FN_TYPE)) return view
     return markWaiting(view, await this.#liveRoles(), (t) => t === COORDINATOR_FN_TYPE, this.#now())
@@ -141,7 +144,8 @@ export class RemoteCoordinator implements DashboardCoordinator {
       note: (text) => this.#log.warn('ui.watch_store', { task_id: taskId, note: text }),
     })
     for await (const p of polls) {
-      for (const e of p.events) yield e
+      // A snapshot says which nodes wait for a worker, as getTask (the progress after it) does.
+      for (const e of p.events) yield e.type === 'snapshot' ? { ...e, task: await this.#mark(e.task) } : e
     }
   }
 

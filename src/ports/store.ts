@@ -190,6 +190,12 @@ export interface Store {
   /** Ids of the tasks whose snapshot status is one of `statuses` (a cheap read: no journal). */
   listTaskIds(statuses: readonly TaskStatus[]): Promise<string[]>
   /**
+   * Id and snapshot status of every task whose snapshot status is one of `statuses`: one read
+   * (a dashboard's list of 10,000 tasks; on a server that scans for any filter, one scan instead
+   * of a listTaskIds per status).
+   */
+  listTaskStatuses(statuses: readonly TaskStatus[]): Promise<Array<{ id: string; status: TaskStatus }>>
+  /**
    * Appends journal entries (one per task at most), in one round trip where the server allows.
    * Each entry is stored only if no entry with its `(task_id, seq)` exists: the result says, per
    * entry in order, true (stored now, or already stored by the same `writer` with the same seq: a

@@ -82,8 +82,8 @@ async function listTasks(ctx: ApiContext, _p: string[], url: URL): Promise<unkno
   const now = ctx.now()
   const maxAge = intParam(url, 'max_age_sec', 0, 0, 10 * 365 * 86_400)
   const minAge = intParam(url, 'min_age_sec', 0, 0, 10 * 365 * 86_400)
+  const statuses = statusesParam(url) // a bad value is refused before any read
   await ctx.index.ensureFresh()
-  const statuses = statusesParam(url)
   const result = ctx.index.query({
     ...(statuses !== undefined ? { statuses } : {}),
     type: url.searchParams.get('type') ?? '',

@@ -257,7 +257,7 @@ export class LiveHub {
     this.#busy = true
     try {
       this.#ticks++
-      await this.#ctx.index.ensureFresh()
+      await this.#ctx.index.ensureFresh(undefined, { wait: true })
       if (this.#ctx.index.version !== this.#sentVersion) {
         this.#sentVersion = this.#ctx.index.version
         this.#broadcast('tasks', this.#tasksEvent())

@@ -194,6 +194,9 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   const bound = (server.address() as AddressInfo).port
   const url = `http://${urlHost(host)}:${bound}/`
   log.info('dashboard.started', { url, auth: token !== null })
+  // The task list's first load starts now, not with the first page asked for (seconds for 10,000
+  // tasks on a server that scans); a failure here is tried again by that page.
+  index.ensureFresh().catch(() => undefined)
   let closing: Promise<void> | null = null
   return {
     url,

@@ -4,8 +4,9 @@
  * over small objects instead of loading every task document per request.
  *
  * Built on existing Store verbs only:
- * - `listTaskIds(status)` per status (ids only, from the snapshots) finds new tasks and their
- *   status; it runs at most every `refreshMs`, and only when someone asks (a page, a live stream);
+ * - `listTaskStatuses` (ids and statuses only, from the snapshots: one read) finds new tasks and
+ *   their status; it runs at most every `refreshMs` (and rests 3 times as long as it took), only
+ *   when someone asks (a page, a live stream), and only the first one is waited for;
  * - a task's immutable fields (created_at_ms, node types, node count) are read once per task: one
  *   `listTasks()` when many are new (the first load), `getTask` per task otherwise;
  * - the `flowkit:task-events` diagnostics channel keeps statuses current between refreshes for
@@ -26,6 +27,8 @@ const TERMINAL_NODE: ReadonlySet<string> = new Set(['finished', 'failed', 'cance
 /** More new tasks than this at one refresh: one listTasks() instead of a getTask each. */
 const BULK_LOAD = 256
 const PARALLEL_READS = 16
+/** A refresh that took d waits at least REST_FACTOR × d before the next one (the store's load). */
+const REST_FACTOR = 3
 
 export interface TaskSummary {
   id: string
@@ -101,6 +104,8 @@ export class TaskIndex {
   /** Newest first; rebuilt when tasks are added. */
   #order: TaskSummary[] | null = null
   #refreshedAt = Number.NEGATIVE_INFINITY
+  /** Least time between two refreshes, from how long the last one took. */
+  #restMs = 0
   #refreshing: Promise<void> | null = null
   #soon: ReturnType<typeof setTimeout> | null = null
   #closed = false
@@ -129,14 +134,24 @@ export class TaskIndex {
     return this.#byId.get(id)
   }
 
-  /** Refreshes from the store when the last refresh is older than `maxAgeMs`. */
-  async ensureFresh(maxAgeMs = this.#refreshMs): Promise<void> {
-    if (this.#refreshing !== null) return this.#refreshing
-    if (this.#now() - this.#refreshedAt < maxAgeMs) return
-    this.#refreshing = this.#refresh().finally(() => {
-      this.#refreshing = null
-    })
-    return this.#refreshing
+  /**
+   * Refreshes from the store when the last refresh is older than `maxAgeMs` (and the store has
+   * had its rest: see #refresh). Only the first load is waited for: after it, a request is
+   * answered from the summaries held while a refresh runs in the background (on a server that
+   * scans every task for a status filter, a refresh of 10,000 tasks takes seconds). `wait`: wait
+   * for a refresh that starts or runs (the live stream's tick, which sends what it brought).
+   */
+  async ensureFresh(maxAgeMs = this.#refreshMs, options: { wait?: boolean } = {}): Promise<void> {
+    const loaded = this.#refreshedAt !== Number.NEGATIVE_INFINITY
+    if (this.#refreshing === null && this.#now() - this.#refreshedAt >= Math.max(maxAgeMs, this.#restMs)) {
+      this.#refreshing = this.#refresh().finally(() => {
+        this.#refreshing = null
+      })
+    }
+    const running = this.#refreshing
+    if (running === null) return
+    if (!loaded || options.wait === true) return running
+    running.catch(() => undefined) // a failed background refresh: the next one tries again
   }
 
   /** A task read in full (a page row, the task page): its summary is brought up to date. */
@@ -210,11 +225,18 @@ export class TaskIndex {
   }
 
   async #refresh(): Promise<void> {
-    const lists = await Promise.all(TASK_STATUSES.map((s) => this.#store.listTaskIds([s])))
+    const started = this.#now()
+    try {
+      await this.#load()
+    } finally {
+      // The store rests between refreshes at least 3 times as long as the last one took.
+      this.#restMs = REST_FACTOR * Math.max(0, this.#now() - started)
+    }
+  }
+
+  async #load(): Promise<void> {
     const found = new Map<string, TaskStatus>()
-    lists.forEach((ids, i) => {
-      for (const id of ids) found.set(id, TASK_STATUSES[i] as TaskStatus)
-    })
+    for (const { id, status } of await this.#store.listTaskStatuses(TASK_STATUSES)) found.set(id, status)
     const fresh = [...found.keys()].filter((id) => !this.#byId.has(id))
     if (fresh.length > BULK_LOAD) {
       for (const doc of await this.#store.listTasks()) if (!this.#byId.has(doc.id)) this.#add(summaryOf(doc))

@@ -898,6 +898,18 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
           assert.deepEqual(await store.listTaskIds([]), [])
         }))
 
+      it('listTaskStatuses answers id and snapshot status of the tasks whose status is one of those asked', () =>
+        withStore(async (store) => {
+          const q = makeTaskDoc()
+          const f = makeTaskDoc({ status: 'finished' })
+          const c = makeTaskDoc({ status: 'cancelled' })
+          await store.createTasks([q, f, c])
+          const listed = await store.listTaskStatuses(['queued', 'finished'])
+          const mine = listed.filter((x) => [q.id, f.id, c.id].includes(x.id)).sort((a, b) => a.status.localeCompare(b.status))
+          assert.deepEqual(mine, [{ id: f.id, status: 'finished' }, { id: q.id, status: 'queued' }])
+          assert.deepEqual(await store.listTaskStatuses([]), [])
+        }))
+
       it('upsertArtifacts answers as upsertArtifact would, per artifact: new keys inserted, a rewrite within the fence applied, an older epoch refused', () =>
         withStore(async (store) => {
           const task = uid('ua')

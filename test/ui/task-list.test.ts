@@ -143,7 +143,7 @@ test('task index: a task that retention deleted leaves the list at the next refr
     assert.equal(index.query({ offset: 0, limit: 10 }).all, 2)
     assert.deepEqual(await store.purgeTasks(NOW, 100), [a.id])
     now += 5_000
-    await index.ensureFresh()
+    await index.ensureFresh(undefined, { wait: true })
     assert.equal(index.get(a.id), undefined)
     assert.equal(index.get(b.id)?.status, 'running')
     assert.equal(index.query({ offset: 0, limit: 10 }).all, 1)
@@ -169,10 +169,64 @@ test('task index: a task event moves a status forward at once, never back; new t
     // The store's snapshot still says running: a refresh does not move the status back.
     now += 5_000
     await store.createTask(b)
-    await index.ensureFresh()
+    await index.ensureFresh(undefined, { wait: true })
     assert.equal(index.get(a.id)?.status, 'finished')
     assert.equal(index.get(b.id)?.status, b.status)
     assert.equal(index.query({ offset: 0, limit: 10 }).all, 2)
+  } finally {
+    index.close()
+  }
+})
+
+test('task index: after its first load a page is answered from the summaries held while a slow refresh runs; a refresh that took d rests 3 d', async () => {
+  const store = new MemoryStore()
+  const [a, b] = makeTasks().slice(0, 2) as [TaskDoc, TaskDoc]
+  await store.createTask(a)
+  let now = NOW
+  let gate: Promise<void> | null = null
+  let scans = 0
+  // A store whose status scan takes 4 s of the index's clock (a server that scans 10,000 tasks).
+  const slow = new Proxy(store, {
+    get(target, prop, receiver) {
+      if (prop === 'listTaskStatuses') {
+        return async (statuses: readonly TaskStatus[]) => {
+          scans++
+          if (gate !== null) await gate
+          now += 4_000
+          return target.listTaskStatuses(statuses)
+        }
+      }
+      const v = Reflect.get(target, prop, receiver) as unknown
+      return typeof v === 'function' ? v.bind(target) : v
+    },
+  })
+  const index = new TaskIndex(slow, () => now, { refreshMs: 1000 })
+  try {
+    await index.ensureFresh() // the first load is waited for
+    assert.equal(index.query({ offset: 0, limit: 10 }).all, 1)
+    assert.equal(scans, 1)
+    // It took 4 s: no refresh for 12 s after it, however often asked.
+    now += 11_000
+    await index.ensureFresh()
+    assert.equal(scans, 1)
+    // Past the rest, a refresh starts, held by the store; the request does not wait for it.
+    now += 2_000
+    await store.createTask(b)
+    let open!: () => void
+    gate = new Promise<void>((r) => {
+      open = r
+    })
+    const asked = index.ensureFresh()
+    const answered = await Promise.race([asked.then(() => 'answered'), new Promise((r) => setTimeout(() => r('waiting'), 200))])
+    assert.equal(answered, 'answered')
+    assert.equal(scans, 2)
+    assert.equal(index.query({ offset: 0, limit: 10 }).all, 1, 'the held summaries, while the refresh runs')
+    // The live stream waits for the refresh running, and then sees the new task.
+    const live = index.ensureFresh(undefined, { wait: true })
+    open()
+    await live
+    assert.equal(index.query({ offset: 0, limit: 10 }).all, 2)
+    assert.equal(scans, 2)
   } finally {
     index.close()
   }

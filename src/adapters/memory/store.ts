@@ -126,6 +126,11 @@ export class MemoryStore implements Store {
     return this.#tasks.listIds(statuses)
   }
 
+  async listTaskStatuses(statuses: readonly TaskStatus[]): Promise<Array<{ id: string; status: TaskStatus }>> {
+    await this.#pace()
+    return this.#tasks.listStatuses(statuses)
+  }
+
   async appendJournal(entries: readonly JournalEntry[]): Promise<boolean[]> {
     await this.#pace()
     return this.#tasks.appendJournal(entries)

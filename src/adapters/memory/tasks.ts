@@ -102,6 +102,12 @@ export class MemoryTasks {
     return take(rows, filter.limit).map(cloneTask)
   }
 
+  listStatuses(statuses: readonly TaskStatus[]): Array<{ id: string; status: TaskStatus }> {
+    const out: Array<{ id: string; status: TaskStatus }> = []
+    for (const t of this.#tasks.values()) if (statuses.includes(t.status)) out.push({ id: t.id, status: t.status })
+    return out
+  }
+
   listIds(statuses: readonly TaskStatus[]): string[] {
     return [...this.#tasks.values()].filter((t) => statuses.includes(t.status)).map((t) => t.id)
   }

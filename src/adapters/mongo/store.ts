@@ -156,6 +156,14 @@ export class MongoStore implements Store {
     )
   }
 
+  async listTaskStatuses(statuses: readonly TaskStatus[]): Promise<Array<{ id: string; status: TaskStatus }>> {
+    this.#open()
+    if (statuses.length === 0) return []
+    return this.#run('listTaskStatuses', async (c) =>
+      (await c.tasks.find({ status: { $in: [...statuses] }, nodes: { $exists: true } }, { projection: { _id: 1, status: 1 } }).toArray()).map((d) => ({ id: String(d['_id']), status: d['status'] as TaskStatus })),
+    )
+  }
+
   async appendJournal(entries: readonly JournalEntry[]): Promise<boolean[]> {
     this.#open()
     const docs = entries.map(encodeEntry)
