@@ -74,8 +74,10 @@ export async function run(argv: readonly string[], out: Out, signal: AbortSignal
     return EXIT.ok
   }
   if (first === '--help' || first === '-h' || first === 'help') {
-    const topic = argv[1]
-    if (topic !== undefined && topic !== 'help' && !topic.startsWith('-') && COMMAND_HELP[topic] === undefined) {
+    const asked = argv[1]
+    // An older name (`tasks`) gets the help of the command it stands for.
+    const topic = asked === undefined ? undefined : (legacy(asked, [])?.[0] ?? asked)
+    if (topic !== undefined && topic !== 'help' && topic !== 'version' && !topic.startsWith('-') && COMMAND_HELP[topic] === undefined) {
       const near = closest(topic, Object.keys(COMMAND_HELP), true)
       throw new CliError(EXIT.usage, `no help for ${JSON.stringify(topic)}: not a command${near === null ? '' : ` (did you mean ${JSON.stringify(near)}?)`}`, { hint: 'see `flowkit --help`' })
     }

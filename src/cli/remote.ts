@@ -145,7 +145,8 @@ export class RemoteCoordinator implements DashboardCoordinator {
     })
     for await (const p of polls) {
       // A snapshot says which nodes wait for a worker, as getTask (the progress after it) does.
-      for (const e of p.events) yield e.type === 'snapshot' ? { ...e, task: await this.#mark(e.task) } : e
+      // (Unmarked when the worker list cannot be read: the snapshot still goes out.)
+      for (const e of p.events) yield e.type === 'snapshot' ? { ...e, task: await this.#mark(e.task).catch(() => e.task) } : e
     }
   }
 

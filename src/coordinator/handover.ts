@@ -77,7 +77,8 @@ export function claim(d: HandoverDeps, doc: Parameters<typeof loadRuntime>[3], g
   let claiming = CLAIMING.get(d.engine)
   if (claiming === undefined) CLAIMING.set(d.engine, (claiming = new Map()))
   const prior = claiming.get(doc.id)
-  if (prior !== undefined) return prior.then(() => null, () => null)
+  // Held once it succeeds; when it failed (a store error), this claim loads the task itself.
+  if (prior !== undefined) return prior.then(() => null, () => claim(d, doc, generation, recovering))
   if (TERMINAL_TASK.has(doc.status)) {
     // Listed as active (by its snapshot), ended by its journal: the snapshot is behind.
     if (typeof (doc as Partial<VersionedTask>).v === 'number' && (doc as VersionedTask).v > 0) d.staleSnapshot(doc as VersionedTask)

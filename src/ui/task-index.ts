@@ -5,8 +5,9 @@
  *
  * Built on existing Store verbs only:
  * - `listTaskStatuses` (ids and statuses only, from the snapshots: one read) finds new tasks and
- *   their status; it runs at most every `refreshMs` (and rests 3 times as long as it took), only
- *   when someone asks (a page, a live stream), and only the first one is waited for;
+ *   their status; it runs at most every `refreshMs` (the store resting 3 times as long as that
+ *   read took), only when someone asks (a page, a live stream); a request waits for the first
+ *   load, and at most `waitMs` for a later one (then answers from what is held);
  * - a task's immutable fields (created_at_ms, node types, node count) are read once per task: one
  *   `listTasks()` when many are new (the first load), `getTask` per task otherwise;
  * - the `flowkit:task-events` diagnostics channel keeps statuses current between refreshes for
@@ -104,8 +105,9 @@ export class TaskIndex {
   /** Newest first; rebuilt when tasks are added. */
   #order: TaskSummary[] | null = null
   #refreshedAt = Number.NEGATIVE_INFINITY
-  /** Least time between two refreshes, from how long the last one took. */
+  /** Least time between two refreshes, from how long the last status read took. */
   #restMs = 0
+  readonly #waitMs: number
   #refreshing: Promise<void> | null = null
   #soon: ReturnType<typeof setTimeout> | null = null
   #closed = false
@@ -113,10 +115,11 @@ export class TaskIndex {
   version = 0
   readonly #onEvent = (m: unknown): void => this.#observe(m as TaskEvent)
 
-  constructor(store: Store, now: () => number, options: { refreshMs?: number } = {}) {
+  constructor(store: Store, now: () => number, options: { refreshMs?: number; waitMs?: number } = {}) {
     this.#store = store
     this.#now = now
     this.#refreshMs = options.refreshMs ?? 2_000
+    this.#waitMs = options.waitMs ?? 500
     subscribe(TASK_EVENTS_CHANNEL, this.#onEvent)
   }
 
@@ -136,10 +139,11 @@ export class TaskIndex {
 
   /**
    * Refreshes from the store when the last refresh is older than `maxAgeMs` (and the store has
-   * had its rest: see #refresh). Only the first load is waited for: after it, a request is
-   * answered from the summaries held while a refresh runs in the background (on a server that
-   * scans every task for a status filter, a refresh of 10,000 tasks takes seconds). `wait`: wait
-   * for a refresh that starts or runs (the live stream's tick, which sends what it brought).
+   * had its rest: see #load). The first load is waited for; after it, a refresh is waited for at
+   * most `waitMs` (a store that answers at once gives every request what it holds now), then the
+   * request is answered from the summaries held while the refresh goes on in the background (on a
+   * server that scans every task for a status filter, a refresh of 10,000 tasks takes seconds).
+   * `wait`: wait for the whole refresh (the live stream's tick, which sends what it brought).
    */
   async ensureFresh(maxAgeMs = this.#refreshMs, options: { wait?: boolean } = {}): Promise<void> {
     const loaded = this.#refreshedAt !== Number.NEGATIVE_INFINITY
@@ -152,6 +156,13 @@ export class TaskIndex {
     if (running === null) return
     if (!loaded || options.wait === true) return running
     running.catch(() => undefined) // a failed background refresh: the next one tries again
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const bounded = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.#waitMs)
+      timer.unref()
+    })
+    await Promise.race([running.catch(() => undefined), bounded])
+    clearTimeout(timer)
   }
 
   /** A task read in full (a page row, the task page): its summary is brought up to date. */
@@ -225,18 +236,14 @@ export class TaskIndex {
   }
 
   async #refresh(): Promise<void> {
+    const found = new Map<string, TaskStatus>()
     const started = this.#now()
     try {
-      await this.#load()
+      for (const { id, status } of await this.#store.listTaskStatuses(TASK_STATUSES)) found.set(id, status)
     } finally {
-      // The store rests between refreshes at least 3 times as long as the last one took.
+      // The store rests between two status reads at least 3 times as long as the last one took.
       this.#restMs = REST_FACTOR * Math.max(0, this.#now() - started)
     }
-  }
-
-  async #load(): Promise<void> {
-    const found = new Map<string, TaskStatus>()
-    for (const { id, status } of await this.#store.listTaskStatuses(TASK_STATUSES)) found.set(id, status)
     const fresh = [...found.keys()].filter((id) => !this.#byId.has(id))
     if (fresh.length > BULK_LOAD) {
       for (const doc of await this.#store.listTasks()) if (!this.#byId.has(doc.id)) this.#add(summaryOf(doc))
@@ -288,11 +295,12 @@ export class TaskIndex {
    */
   #refreshSoon(): void {
     if (this.#soon !== null || this.#closed) return
-    const wait = Math.max(200, this.#refreshMs - (this.#now() - this.#refreshedAt))
+    // After the store's rest too (a refresh asked for during it would do nothing).
+    const wait = Math.max(200, Math.max(this.#refreshMs, this.#restMs) - (this.#now() - this.#refreshedAt))
     this.#soon = setTimeout(() => {
       this.#soon = null
       this.ensureFresh(0).catch(() => undefined)
-    }, Math.min(wait, this.#refreshMs))
+    }, wait)
     this.#soon.unref()
   }
 }

@@ -34,6 +34,13 @@ describe('flowkit CLI usage checks', () => {
     const ok = await runCli(['help', 'submit'])
     assert.equal(ok.code, 0, ok.stderr)
     assert.match(ok.stdout, /submit/)
+    // Older names (docs/cli.md) and `version` still have help.
+    for (const name of ['tasks', 'task', 'dead-letters', 'retry-dead-letter', 'version', 'help']) {
+      const r2 = await runCli(['help', name])
+      assert.equal(r2.code, 0, `${name}: ${r2.stderr}`)
+    }
+    const older = await runCli(['help', 'tasks'])
+    assert.equal(older.stdout, (await runCli(['help', 'ls'])).stdout, 'tasks stands for ls')
   })
 
   test('submit: a bad --id is a usage error about --id (exit 2), not an invalid graph', async () => {

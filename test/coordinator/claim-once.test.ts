@@ -54,3 +54,43 @@ test('a task claimed twice at once is loaded once: its running node takes one sl
   // Once loaded, a later claim is refused at once, as before.
   assert.equal(claim(d, stored, 1), null)
 })
+
+test('when the claim under way fails (a store error), the other claim loads the task itself', async () => {
+  const store = new MemoryStore()
+  let reads = 0
+  let release!: () => void
+  const held = new Promise<void>((r) => {
+    release = r
+  })
+  const failing = new Proxy(store, {
+    get(target, prop, receiver) {
+      if (prop === 'listBatchMetrics') {
+        return async (...args: Parameters<MemoryStore['listBatchMetrics']>) => {
+          reads++
+          if (reads === 1) {
+            await held
+            throw new Error('store down')
+          }
+          return target.listBatchMetrics(...args)
+        }
+      }
+      const v = Reflect.get(target, prop, receiver) as unknown
+      return typeof v === 'function' ? v.bind(target) : v
+    },
+  })
+  const tasks = new Map<string, TaskRuntime>()
+  const limits = new Limits(5, {})
+  const d = { store: failing, engine: { tasks }, limits, writer: 'c-test', mark: () => undefined } as unknown as HandoverDeps
+  const doc = makeTaskDoc({ status: 'running' })
+  doc.nodes['extract'] = makeNodeState('extract', 'extractor', { status: 'running', attempt_epoch: 1, dispatched_at_ms: 1, accepted_at_ms: 2 })
+  const stored = { ...doc, v: 3, sent_through: 3, batches: {}, batches_in_rows: true }
+  const first = claim(d, stored, 1)
+  const second = claim(d, stored, 1)
+  release()
+  await assert.rejects(first as Promise<unknown>, /store down/)
+  const rt = await second
+  assert.ok(rt !== null, 'loaded by the second claim')
+  assert.equal(tasks.get(doc.id), rt)
+  assert.equal(limits.running, 1)
+  assert.equal(reads, 2)
+})

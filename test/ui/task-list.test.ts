@@ -178,7 +178,7 @@ test('task index: a task event moves a status forward at once, never back; new t
   }
 })
 
-test('task index: after its first load a page is answered from the summaries held while a slow refresh runs; a refresh that took d rests 3 d', async () => {
+test('task index: after its first load a page waits for a slow refresh waitMs at most, then is answered from the summaries held; a status read that took d rests 3 d', async () => {
   const store = new MemoryStore()
   const [a, b] = makeTasks().slice(0, 2) as [TaskDoc, TaskDoc]
   await store.createTask(a)
@@ -200,7 +200,7 @@ test('task index: after its first load a page is answered from the summaries hel
       return typeof v === 'function' ? v.bind(target) : v
     },
   })
-  const index = new TaskIndex(slow, () => now, { refreshMs: 1000 })
+  const index = new TaskIndex(slow, () => now, { refreshMs: 1000, waitMs: 100 })
   try {
     await index.ensureFresh() // the first load is waited for
     assert.equal(index.query({ offset: 0, limit: 10 }).all, 1)
@@ -209,7 +209,7 @@ test('task index: after its first load a page is answered from the summaries hel
     now += 11_000
     await index.ensureFresh()
     assert.equal(scans, 1)
-    // Past the rest, a refresh starts, held by the store; the request does not wait for it.
+    // Past the rest, a refresh starts, held by the store; the request waits for it waitMs at most.
     now += 2_000
     await store.createTask(b)
     let open!: () => void
@@ -217,7 +217,7 @@ test('task index: after its first load a page is answered from the summaries hel
       open = r
     })
     const asked = index.ensureFresh()
-    const answered = await Promise.race([asked.then(() => 'answered'), new Promise((r) => setTimeout(() => r('waiting'), 200))])
+    const answered = await Promise.race([asked.then(() => 'answered'), new Promise((r) => setTimeout(() => r('waiting'), 5_000))])
     assert.equal(answered, 'answered')
     assert.equal(scans, 2)
     assert.equal(index.query({ offset: 0, limit: 10 }).all, 1, 'the held summaries, while the refresh runs')
@@ -227,6 +227,23 @@ test('task index: after its first load a page is answered from the summaries hel
     await live
     assert.equal(index.query({ offset: 0, limit: 10 }).all, 2)
     assert.equal(scans, 2)
+  } finally {
+    index.close()
+  }
+})
+
+test('task index: with a store that answers at once, each request sees what the store holds now (not the previous request)', async () => {
+  const store = new MemoryStore()
+  const tasks = makeTasks().slice(0, 3) as TaskDoc[]
+  let now = NOW
+  const index = new TaskIndex(store, () => now, { refreshMs: 500 })
+  try {
+    for (let i = 0; i < tasks.length; i++) {
+      await store.createTask(tasks[i] as TaskDoc)
+      now += 2_000
+      await index.ensureFresh()
+      assert.equal(index.query({ offset: 0, limit: 10 }).all, i + 1)
+    }
   } finally {
     index.close()
   }
