@@ -75,7 +75,10 @@ const CLAIMING = new WeakMap<object, Map<string, Promise<unknown>>>()
 export function claim(d: HandoverDeps, doc: Parameters<typeof loadRuntime>[3], generation: number, recovering?: Promise<void>): Promise<TaskRuntime | null> | null {
   if (d.engine.tasks.has(doc.id) || doc.nodes === undefined) return null
   let claiming = CLAIMING.get(d.engine)
-  if (claiming === undefined) CLAIMING.set(d.engine, (claiming = new Map()))
+  if (claiming === undefined) {
+    claiming = new Map()
+    CLAIMING.set(d.engine, claiming)
+  }
   const prior = claiming.get(doc.id)
   // Held once it succeeds; when it failed (a store error), this claim loads the task itself.
   if (prior !== undefined) return prior.then(() => null, () => claim(d, doc, generation, recovering))
