@@ -5,6 +5,7 @@
  * (deletes ended tasks older than an age, with everything stored for them).
  */
 import { requeueDeadLetter } from '../coordinator/dead-letters.ts'
+import { redact, redactText } from '../log.ts'
 import type { OutboxRow } from '../ports/store.ts'
 import { int, parse, positionals, str } from './args.ts'
 import { openStore } from './connect.ts'
@@ -36,8 +37,18 @@ export async function workersCommand(argv: readonly string[], base: CommandBase)
   }
 }
 
-function dlqRow(r: OutboxRow): Record<string, unknown> {
-  return { ...r }
+/** A dead letter as printed: its command and error with secrets masked (as the dashboard does). */
+function dlqRow(r: OutboxRow): OutboxRow {
+  return { ...r, value: maskedJson(r.value), last_error: r.last_error === null ? null : redactText(r.last_error) }
+}
+
+/** JSON text with secrets masked, still JSON (secret-named fields become "***"); other text masked as text. */
+function maskedJson(text: string): string {
+  try {
+    return JSON.stringify(redact(JSON.parse(text)))
+  } catch {
+    return redactText(text)
+  }
 }
 
 export async function dlqCommand(argv: readonly string[], base: CommandBase): Promise<number> {
@@ -51,9 +62,9 @@ export async function dlqCommand(argv: readonly string[], base: CommandBase): Pr
     const settings = resolveSettings(p)
     const store = await openStore(settings, 'read')
     try {
-      const rows = await store.outboxList({ status: 'failed', limit })
+      const rows = (await store.outboxList({ status: 'failed', limit })).map(dlqRow)
       if (base.out.json) {
-        base.out.doc(rows.map(dlqRow))
+        base.out.doc(rows)
         return EXIT.ok
       }
       if (rows.length === 0) {

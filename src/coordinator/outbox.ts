@@ -8,7 +8,7 @@
  * by an operator), and its owner is told (a START nobody can receive fails that attempt).
  * Dead letters an operator requeued are picked up from the store by a slow poll.
  */
-import type { Logger } from '../log.ts'
+import { type Logger, redactText } from '../log.ts'
 import { type Bus, type BusRecord, encodedLater } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { OutboxEnqueue, Store } from '../ports/store.ts'
@@ -299,7 +299,8 @@ export class OutboxDispatcher {
         this.#log.info('outbox.sent', { topic: row.topic, key: row.key, dedup_id: row.dedup_id, attempts: row.attempts + 1 })
       } catch (err) {
         const attempts = row.attempts + 1
-        const error = errorMessage(err)
+        // Kept in the store and shown by `flowkit dlq ls` and the dashboard: secrets masked.
+        const error = redactText(errorMessage(err))
         if (attempts >= this.#opts.maxAttempts) {
           await this.#store.outboxMarkFailed(row.id, attempts, error, this.#clock.now())
           this.#log.error('outbox.failed', { topic: row.topic, key: row.key, dedup_id: row.dedup_id, attempts, error })

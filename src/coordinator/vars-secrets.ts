@@ -1,6 +1,7 @@
 /**
  * The secret detector behind `block_secrets` (task variables, SCENARIOS T13): strings that look
- * like credentials — known token formats (private keys, AWS, GitHub, Slack, JWT) or a random-looking
+ * like credentials — known token formats (private keys, AWS, GitHub, Slack, JWT), a URL with a
+ * password (`scheme://user:pass@`), a `password=…` / `api_key: …` pair, or a random-looking
  * high-entropy token — are refused as `vars_secret_detected`, naming the key, never the value.
  */
 import { VarsError, VarsReason, isPlainObject, showKey } from './vars-rules.ts'
@@ -12,6 +13,8 @@ export const SecretKind = {
   Jwt: 'jwt',
   PrivateKey: 'private_key',
   HighEntropy: 'high_entropy',
+  UrlCredentials: 'url_credentials',
+  NamedSecret: 'named_secret',
 } as const
 export type SecretKind = (typeof SecretKind)[keyof typeof SecretKind]
 
@@ -21,6 +24,10 @@ const TOKEN_FORMATS: ReadonlyArray<readonly [SecretKind, RegExp]> = [
   [SecretKind.GithubToken, /\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})/],
   [SecretKind.SlackToken, /\bxox[abposr]-[A-Za-z0-9-]{10,}/],
   [SecretKind.Jwt, /\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*/],
+  // A connection string with a password (`mongodb://bob:pw@host`), as the logs mask it.
+  [SecretKind.UrlCredentials, /:\/\/[^\s"'<>:@/]{0,256}:[^\s"'<>/]{1,512}@/],
+  // `password=…`, `api_key: …` in a value (a DSN, a header line), as the logs mask them.
+  [SecretKind.NamedSecret, /\b(?:password|passwd|pwd|secret|api[_-]?key|apikey|access[_-]?key|private[_-]?key|secret[_-]?key)["']?\s*[:=]\s*["']?[^\s"',;&)\]}]{4,}/i],
 ]
 
 /**

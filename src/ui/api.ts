@@ -276,7 +276,9 @@ async function listDeadLetters(ctx: ApiContext, _p: string[], url: URL): Promise
       last_error: r.last_error === null ? null : redactText(r.last_error),
       ...envelopeOf(value),
       value_bytes: Buffer.byteLength(value),
-      value_preview: redactText(value.slice(0, 400)),
+      // Masked, then cut: cut first, a secret whose end falls past the cut slips past the rules
+      // (they bound a secret's length, so a window past the cut holds any that starts before it).
+      value_preview: redactText(value.slice(0, 400 + 8192)).slice(0, 400),
     })),
   }
 }

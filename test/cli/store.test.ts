@@ -75,7 +75,7 @@ describe('flowkit store commands on MongoDB', { skip }, () => {
       },
     ])
     await store.upsertWorker({ worker_id: 'w-cli-1', roles: ['extractor', 'processor'], capacity: 2, version: '0.1.0', status: 'online', last_seen_ms: now })
-    await store.outboxEnqueue({ topic: 'cmd.extractor.v1', key: `${running.id}:extract`, value: '{}', dedup_id: 'd1' }, now, { attempts: 12, error: 'broker down' })
+    await store.outboxEnqueue({ topic: 'cmd.extractor.v1', key: `${running.id}:extract`, value: '{"payload":{"password":"DlqPW5"}}', dedup_id: 'd1' }, now, { attempts: 12, error: 'broker down (sasl://bob:DlqPW3@k:9092)' })
 
     const status = await runCli(['status', running.id], { env })
     assert.equal(status.code, 0, status.stderr)
@@ -107,7 +107,11 @@ describe('flowkit store commands on MongoDB', { skip }, () => {
     const dlq = await runCli(['dlq', 'ls'], { env })
     const id = /^(\S+)\s+cmd\.extractor\.v1\s+/m.exec(dlq.stdout)?.[1]
     assert.ok(id, dlq.stdout)
-    assert.match(dlq.stdout, /\s12\s.*broker down$/m)
+    assert.match(dlq.stdout, /\s12\s.*broker down \(sasl:\/\/\*\*\*:\*\*\*@k:9092\)$/m)
+    // Secrets in the parked command and its error are masked, in the table and in --json.
+    const dlqJson = await runCli(['dlq', 'ls', '--json'], { env })
+    assert.doesNotMatch(dlq.stdout + dlqJson.stdout, /DlqPW/)
+    assert.equal((JSON.parse(dlqJson.stdout) as { value: string }[])[0]?.value, '{"payload":{"password":"***"}}')
     const retry = await runCli(['dlq', 'retry', id, '--json'], { env })
     assert.equal(retry.code, 0, retry.stderr)
     assert.deepEqual(JSON.parse(retry.stdout), { id, requeued: true })

@@ -435,6 +435,17 @@ describe('secret detector', () => {
     checkErr(set.err, { reason: 'vars_secret_detected', key: 'k.deep.deeper', hidden: [RANDOM_20] })
   })
 
+  test('S-101 a connection string with a password and a password=… pair block the write too (as the logs mask them)', async () => {
+    assert.equal(detectSecretString('mongodb://bob:VarsPW181@h/db'), 'url_credentials')
+    assert.equal(detectSecretString('host=db user=app password=hunter2hunter2'), 'named_secret')
+    assert.equal(detectSecretString('api_key: abcd1234'), 'named_secret')
+    const { err } = await runRejects(varsSet, {}, { kv: { 'db.url': 'mongodb://bob:VarsPW181@h/db' }, block_secrets: true })
+    checkErr(err, { reason: 'vars_secret_detected', key: 'db.url', message: ['"db.url"', 'url_credentials'], hidden: ['VarsPW181'] })
+    for (const fine of ['mongodb://db.internal:27017/app', 'https://user@example.com/x', 'forgot your password? reset it', 'password policy: 12 characters']) {
+      assert.equal(detectSecretString(fine), null, fine)
+    }
+  })
+
   test('S-103 normal strings are not flagged, and the detector is off unless block_secrets is true', async () => {
     const normal = [
       'The quick brown fox jumps over the lazy dog',

@@ -219,6 +219,16 @@ test('control actions through the Coordinator: cancel a running task, resubmit i
     assert.equal(row.msg_type, 'TASK_START')
     assert.equal(row.task_id, newId)
     assert.doesNotMatch(row.last_error + row.value_preview, /hunter2/, 'secrets are masked')
+    // A secret that starts before the preview's cut (400 characters) and ends after it is masked too.
+    const head = JSON.stringify({ msg_type: 'TASK_START', task_id: newId, node_id: 'cut', pad: '' }).slice(0, -2)
+    const pad = 'y'.repeat(400 - head.length - '","password":"'.length - 5)
+    const cutValue = JSON.stringify({ msg_type: 'TASK_START', task_id: newId, node_id: 'cut', pad, password: 'CutPW9abcdefghijklmnop' })
+    assert.ok(cutValue.indexOf('CutPW9') < 400 && cutValue.indexOf('CutPW9') + 22 > 400, 'the password straddles the cut')
+    await ui.rt.store.outboxEnqueue({ topic: 'cmd.ticker.v1', key: `${newId}:cut`, value: cutValue, dedup_id: 'dl-cut' }, now, { attempts: 5, error: 'x' })
+    const cutRow = ((await (await fetch(`${base}api/dead-letters`)).json()) as typeof dead).items.find((r) => r.value_preview.includes('yyyy'))
+    assert.ok(cutRow !== undefined)
+    assert.doesNotMatch(cutRow.value_preview, /CutPW/, 'masked before it is cut')
+    assert.ok(cutRow.value_preview.length <= 400)
     assert.deepEqual(await post(`api/dead-letters/${encodeURIComponent(row.id)}/retry`), { status: 200, body: { ok: true } })
     assert.deepEqual(await post(`api/dead-letters/${encodeURIComponent(row.id)}/retry`), { status: 200, body: { ok: false } })
     const workers = (await (await fetch(`${base}api/workers`)).json()) as { workers: { worker_id: string; roles: string[]; capacity: number; active_runs: unknown[] }[] }
