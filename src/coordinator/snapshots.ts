@@ -17,6 +17,8 @@ import type { Clock } from '../ports/clock.ts'
 import type { BatchMetricsWrite, Store } from '../ports/store.ts'
 
 const TERMINAL = new Set(['finished', 'failed', 'cancelled'])
+/** How long a stop that gave up the pending snapshots still waits for the writes in flight. */
+const IN_FLIGHT_GRACE_MS = 2000
 
 export class SnapshotWriter {
   readonly #store: Store
@@ -75,7 +77,8 @@ export class SnapshotWriter {
 
   /**
    * Writes everything pending now, idle or not (stop), for at most `budgetMs`: past it, the
-   * snapshots not yet written are given up (writes in flight are no longer waited for). Giving one
+   * snapshots not yet written are given up (the writes in flight are waited for IN_FLIGHT_GRACE_MS
+   * at most, and make no more attempts). Giving one
    * up loses nothing: the journal holds the state, and the next coordinator that finds such a task
    * (active by its snapshot, ended by its journal) rewrites it. Returns how many were given up.
    */
@@ -83,11 +86,13 @@ export class SnapshotWriter {
     this.#draining = true
     this.#pump()
     let timer: ReturnType<typeof setTimeout> | undefined
+    let gaveUp = false
     const out = await Promise.race([
       this.idle().then(() => 0),
       new Promise<number>((resolve) => {
         if (!Number.isFinite(budgetMs)) return
         timer = setTimeout(() => {
+          gaveUp = true
           const left = this.#pending.size + this.#busy.size
           this.#round++ // writes in flight make no more attempts
           this.#pending.clear()
@@ -103,6 +108,14 @@ export class SnapshotWriter {
       }),
     ])
     clearTimeout(timer)
+    if (gaveUp) {
+      // The writes in flight (at most `concurrency`, one store call each) are waited for a little:
+      // a stop that returns with a write still running on the store races whatever the caller
+      // does next (closing the client, dropping a test database: FerretDB 1.24 crashed on that).
+      let grace: ReturnType<typeof setTimeout> | undefined
+      await Promise.race([this.idle(), new Promise<void>((r) => (grace = setTimeout(r, IN_FLIGHT_GRACE_MS)))])
+      clearTimeout(grace)
+    }
     this.#draining = false
     return out
   }
