@@ -105,7 +105,7 @@ export class LevelLogger {
 
 /** Field names whose value is masked whole (`cancel_token` is an id, not a credential). */
 const SECRET_KEYS =
-  /(password|passwd|pwd|secret|token|sasl|credentials?|authorization|cookie|connection_?string|mongo_?url|uri|api_?key|access_?key|private_?key|secret_?key|session_?key)$/i
+  /(passphrase|password|passwd|pwd|secret|token|sasl|credentials?|authorization|cookie|connection_?string|conn_?str|dsn|mongo_?url|uri|api_?key|access_?key|private_?key|secret_?key|session_?key|jwt)$/i
 const NOT_SECRET_KEYS = new Set(['cancel_token'])
 /** Past this nesting a value is not walked (and not logged): `[Object]` / `[Array]`. */
 const MAX_REDACT_DEPTH = 8
@@ -125,7 +125,7 @@ const TEXT_RULES: ReadonlyArray<readonly [RegExp, string]> = [
   [/\b((?:proxy-)?authorization["']?\s*[:=]\s*["']?)(?:(?:bearer|basic|digest|token|negotiate)\s+)?[^\s"',;]+/gi, '$1***'],
   [/\b(bearer\s+)[A-Za-z0-9._~+/=-]{6,}/gi, '$1***'],
   [
-    /((?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|secret[_-]?key|session[_-]?key|credentials?)\\?["']?\s*[:=]\s*)(?:\\"(?:[^"\\\n]|\\[^"\n]){0,4096}\\"|"(?:[^"\\\n]|\\.){0,4096}"|'[^'\n]{0,4096}'|[^\s"',;&)\]}]+)/gi,
+    /((?:passphrase|password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|secret[_-]?key|session[_-]?key|credentials?|(?:set-)?cookie)\\?["']?\s*[:=]\s*)(?:\\"(?:[^"\\\n]|\\[^"\n]){0,4096}\\"|"(?:[^"\\\n]|\\.){0,4096}"|'[^'\n]{0,4096}'|[^\s"',;&)\]}]+)/gi,
     '$1***',
   ],
   [/\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA)[A-Z0-9]{16}\b/g, '***'],

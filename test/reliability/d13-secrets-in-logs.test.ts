@@ -111,6 +111,8 @@ test('defect 13: secret-looking values are redacted in every string of a record,
     ['client_secret: "two words"', 'client_secret: ***'],
     ['token=ghp_0123456789abcdefghij0123456789abcdef', 'token=***'],
     ['-----BEGIN PRIVATE KEY-----\nMIIEv\n-----END PRIVATE KEY----- x', '*** x'],
+    ['key file: ssh passphrase: s3cr3t-words', 'key file: ssh passphrase: ***'],
+    ['sent Cookie: session=abc123; Set-Cookie: sid=xyz', 'sent Cookie: ***; Set-Cookie: ***'],
   ]
   for (const [input, want] of cases) assert.equal(redactText(input), want, input)
   // ordinary text is untouched
@@ -123,6 +125,8 @@ test('defect 13: secret-looking values are redacted in every string of a record,
     err: Object.assign(new Error('password=hunter2'), { cause: new Error('mongodb://a:hunter2@h') }),
     cancel_token: 'not-a-secret',
     api_key: 'hunter2',
+    dsn: 'host=db password hunter2',
+    passphrase: 'hunter2',
   })
   const text = JSON.stringify(record)
   assert.ok(!text.includes('hunter2'), text)
