@@ -1,0 +1,46 @@
+/**
+ * Claiming a stored task (handover.ts): loading it into memory, its claim entry written with the
+ * next flush. One claim per task at a time.
+ */
+import type { VersionedTask } from '../model/journal.ts'
+import type { HandoverDeps } from './handover.ts'
+import { loadRuntime } from './recovery.ts'
+import { TERMINAL_TASK, type TaskRuntime } from './runtime.ts'
+
+/** Claims under way per engine: a load that reads the batch rows awaits, and must not run twice. */
+const CLAIMING = new WeakMap<object, Map<string, Promise<unknown>>>()
+
+/**
+ * Loads a stored task into memory and writes the claim with its next flush. Null when not active
+ * or already held — also (once it is) when another claim of the task is under way: two loads (a
+ * hand-over and an adopt request, for a task whose batch ledger is in rows) would take its running
+ * nodes' slots twice, and the second runtime would replace the first.
+ */
+export function claim(d: HandoverDeps, doc: Parameters<typeof loadRuntime>[3], generation: number, recovering?: Promise<void>): Promise<TaskRuntime | null> | null {
+  if (d.engine.tasks.has(doc.id) || doc.nodes === undefined) return null
+  let claiming = CLAIMING.get(d.engine)
+  if (claiming === undefined) {
+    claiming = new Map()
+    CLAIMING.set(d.engine, claiming)
+  }
+  const prior = claiming.get(doc.id)
+  // Held once it succeeds; when it failed (a store error), this claim loads the task itself.
+  if (prior !== undefined) return prior.then(() => null, () => claim(d, doc, generation, recovering))
+  if (TERMINAL_TASK.has(doc.status)) {
+    // Listed as active (by its snapshot), ended by its journal: the snapshot is behind.
+    if (typeof (doc as Partial<VersionedTask>).v === 'number' && (doc as VersionedTask).v > 0) d.staleSnapshot(doc as VersionedTask)
+    return null
+  }
+  const loading = loadRuntime(d.store, d.engine, d.limits, doc, recovering).then((rt) => {
+    rt.events.push(`owner ${d.writer} generation ${generation}`)
+    d.mark(rt)
+    return rt
+  })
+  const map = claiming
+  map.set(doc.id, loading)
+  const done = (): void => {
+    if (map.get(doc.id) === loading) map.delete(doc.id)
+  }
+  loading.then(done, done)
+  return loading
+}
