@@ -13,7 +13,7 @@ import type { Clock } from '../ports/clock.ts'
 import { handOver } from '../ports/store-rules.ts'
 import { cancelPending } from './cancel-request.ts'
 import { cancelCommands, startCommand } from './commands.ts'
-import { dueAt, lostEvent, resendDelayMs, timeoutAt } from './node-due.ts'
+import { cancellingLeaseLost, dueAt, lostEvent, resendDelayMs, timeoutAt } from './node-due.ts'
 import type { Limits } from './limits.ts'
 import { heldUpstream, waitingConsumers } from './yield.ts'
 import type { TaskRuntime } from './runtime.ts'
@@ -331,6 +331,7 @@ export class Engine {
     }
     if (n.status === 'cancelling') {
       if ((n.cancel_deadline_ms ?? Number.POSITIVE_INFINITY) <= now) this.apply(rt, ord, { kind: 'cancel_deadline' })
+      else if (cancellingLeaseLost(n, now) && !(rt.inherited.has(ord) && now < this.graceEnd)) this.apply(rt, ord, { kind: 'lease_expired' })
       return
     }
     if (n.status !== 'running') return

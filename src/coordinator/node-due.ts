@@ -35,6 +35,11 @@ export function lostEvent(config: CoordinatorConfig, n: NodeState, now: number):
   return null
 }
 
+/** A cancelling node whose holder has stopped renewing its lease (it ends as at its cancel deadline). */
+export function cancellingLeaseLost(n: NodeState, now: number): boolean {
+  return typeof n.lease_expires_at_ms === 'number' && n.lease_expires_at_ms < now
+}
+
 /**
  * When a node next needs looking at (the engine's timer for it), from its state alone; null when
  * never. `graceEnd`: until when inherited running nodes are left alone (recovery grace).
@@ -43,7 +48,12 @@ export function dueAt(config: CoordinatorConfig, clock: Clock, rt: TaskRuntime, 
   const n = rt.node(ord)
   // (Not while the task's cancel is requested: nothing starts then, and the cancel ends it.)
   if (n.status === 'deferred') return rt.cancelled ? null : n.next_retry_at_ms
-  if (n.status === 'cancelling') return n.cancel_deadline_ms ?? null
+  if (n.status === 'cancelling') {
+    const deadline = n.cancel_deadline_ms ?? null
+    if (typeof n.lease_expires_at_ms !== 'number') return deadline
+    const lease = rt.inherited.has(ord) && clock.now() < graceEnd ? graceEnd : n.lease_expires_at_ms + 1
+    return deadline === null ? lease : Math.min(deadline, lease)
+  }
   if (n.status !== 'running') return null
   const limit = timeoutAt(rt, ord)
   if (rt.isFn(ord)) return limit

@@ -42,6 +42,7 @@
  * | cancel              | queued, deferred         | cancelled              | terminal                               |
  * | cancel              | running                  | cancelling (deadline)  | cancel (cmd + signal), cancel_timer    |
  * | cancel_deadline     | cancelling               | cancelled              | terminal                               |
+ * | lease_expired       | cancelling (held lease)  | as at the cancel deadline (the holder is gone)                  |
  * | recovered_complete  | running                  | finished               | terminal                               |
  * | adopt               | running                  | running, lease of the live run |                                |
  * | fn_done             | running                  | finished, stats merged | terminal                               |
@@ -221,6 +222,14 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
       // A worker gave the run up on its own (e.g. shutting down): a transient failure.
       return failure(node, 'cancelled_by_worker', ev.reason, false, ctx, false)
     case 'lease_expired': {
+      if (s === 'cancelling') {
+        // Its holder stopped heartbeating (dead, or cut off as at any lease expiry): the cancel
+        // ends now, as at its deadline, instead of waiting out cancelGraceSec + leaseTtlSec with
+        // the node's slot held (a yielded consumer's slot is what its upstream waits for).
+        const r = cancelled(node, 'lease expired while cancelling', ctx)
+        r.effects.unshift(log('warn', 'node.lease_expired', { worker_id: node.lease.worker_id ?? null }))
+        return r
+      }
       if (s !== 'running') return null
       const r = failure(node, 'lease_expired', `no heartbeat since lease deadline ${node.lease.deadline_ts_ms ?? '?'}`, false, ctx, true)
       r.effects.unshift(log('warn', 'node.lease_expired', { worker_id: node.lease.worker_id ?? null }))
