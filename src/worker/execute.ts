@@ -310,6 +310,9 @@ export async function executeRun(
     core.status.release(statusKey)
     await Promise.allSettled(reports.splice(0))
     if (run.cancelReason === '__killed__') return
+    // Abandoned after its cancel grace: CANCELLED went out then and its slot was given back (the
+    // worker may have stopped since); its handler returning now reports nothing more.
+    if (run.released) return
     if (signal.aborted) {
       await emitStatus(core, info, { kind: 'CANCELLED', reason: run.cancelReason ?? 'cancelled' }, { kind: 'CANCELLED' })
       core.log.info('node.cancelled', { ...ids, reason: run.cancelReason })

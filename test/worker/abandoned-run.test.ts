@@ -1,0 +1,60 @@
+/**
+ * A run abandoned after its cancel grace (its handler ignores the cancel) has reported CANCELLED
+ * and given its slot back; when its handler returns later — after Worker.stop() returned, the bus
+ * and store closed — it reports nothing more: no second CANCELLED, no `worker.run_crashed`, no
+ * failed produce logged as an error (a process audit saw four such records after a clean stop).
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { type BusRecord, MemoryLogger, type RoleHandler, Worker, protocol } from 'flowkit'
+import { startRuntime } from '../helpers/runtime.ts'
+import { gate } from '../helpers/gate.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+test('a run abandoned at stop reports nothing when its handler returns after the stop', async () => {
+  const logger = new MemoryLogger()
+  const rt = await startRuntime({ logger })
+  const kinds: string[] = []
+  const bus = new Proxy(rt.bus, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target) as unknown
+      if (typeof value !== 'function') return value
+      const fn = (value as (...args: unknown[]) => unknown).bind(target)
+      if (prop !== 'produce') return fn
+      return async (records: BusRecord[]) => {
+        for (const r of records) {
+          const env = protocol.parseEnvelope(r.value)
+          if (env.ok && env.value.node_id === 'stubborn' && typeof env.value.payload['kind'] === 'string') kinds.push(env.value.payload['kind'] as string)
+        }
+        return fn(records)
+      }
+    },
+  })
+  const release = gate()
+  let returned = false
+  const handler: RoleHandler = {
+    async processBatch() {
+      await release.wait() // ignores the cancel
+      returned = true
+      return { metrics: { count: 1 } }
+    },
+  }
+  const worker = new Worker({ bus, store: rt.store, handlers: { step: handler }, logger, config: { ...rt.workerBase, cancelGraceMs: 100 } })
+  await worker.start()
+  try {
+    await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'stubborn', type: 'step' }] } })
+    await waitFor(() => kinds.includes('TASK_ACCEPTED'), { message: 'the run started' })
+    await worker.stop()
+    assert.deepEqual(kinds.filter((k) => k === 'CANCELLED'), ['CANCELLED'])
+    const before = logger.records.length
+    release.open()
+    await waitFor(() => returned, { message: 'the handler returned' })
+    await new Promise((r) => setTimeout(r, 200))
+    assert.deepEqual(kinds.filter((k) => k === 'CANCELLED' || k === 'TASK_FAILED' || k === 'TASK_DONE'), ['CANCELLED'], 'nothing more was sent')
+    const after = logger.records.slice(before).filter((r) => r.level === 'error' || r.level === 'warn').map((r) => r.event)
+    assert.deepEqual(after, [], 'no error or warning after the stop')
+  } finally {
+    release.open()
+    await rt.stop()
+  }
+})
