@@ -15,18 +15,26 @@ import { startUi } from './harness.ts'
 
 test('a stream opened for a client that already left is closed from the start: nothing written, onClose called at once', async () => {
   let opened: { sse: SseStream; res: ServerResponse } | null = null
+  let received!: () => void
+  const got = new Promise<void>((r) => {
+    received = r
+  })
   const server = createServer((req, res) => {
     // As the server does: something asynchronous first (the store read), then the stream.
     req.socket.once('close', () => {
       opened = { sse: new SseStream(res), res }
     })
+    received()
   })
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
   try {
     const { port } = server.address() as AddressInfo
     const s = connect(port, '127.0.0.1')
     s.write('GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
-    setTimeout(() => s.destroy(), 30)
+    // The client leaves once the server has the request (not after a fixed delay: on a loaded
+    // machine the request could be read after the socket closed, and never seen).
+    await got
+    s.destroy()
     const deadline = Date.now() + 5000
     while (opened === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))
     const o = opened as { sse: SseStream; res: ServerResponse } | null
