@@ -12,6 +12,7 @@ import type { HandoverDeps } from '../../src/coordinator/handover.ts'
 import { Limits } from '../../src/coordinator/limits.ts'
 import type { TaskRuntime } from '../../src/coordinator/runtime.ts'
 import { makeNodeState, makeTaskDoc } from '../helpers/fixtures.ts'
+import { overrideStore } from '../helpers/store-proxy.ts'
 
 test('a task claimed twice at once is loaded once: its running node takes one slot', async () => {
   const store = new MemoryStore()
@@ -21,17 +22,11 @@ test('a task claimed twice at once is loaded once: its running node takes one sl
   })
   let rowReads = 0
   // The batch rows' read is held, so both claims are under way together.
-  const slow = new Proxy(store, {
-    get(target, prop, receiver) {
-      if (prop === 'listBatchMetrics') {
-        return async (...args: Parameters<MemoryStore['listBatchMetrics']>) => {
-          rowReads++
-          await gate
-          return target.listBatchMetrics(...args)
-        }
-      }
-      const v = Reflect.get(target, prop, receiver) as unknown
-      return typeof v === 'function' ? v.bind(target) : v
+  const slow = overrideStore(store, {
+    listBatchMetrics: (original) => async (...args: unknown[]) => {
+      rowReads++
+      await gate
+      return original(...args)
     },
   })
   const tasks = new Map<string, TaskRuntime>()
@@ -63,20 +58,14 @@ test('when the claim under way fails (a store error), the other claim loads the 
   const held = new Promise<void>((r) => {
     release = r
   })
-  const failing = new Proxy(store, {
-    get(target, prop, receiver) {
-      if (prop === 'listBatchMetrics') {
-        return async (...args: Parameters<MemoryStore['listBatchMetrics']>) => {
-          reads++
-          if (reads === 1) {
-            await held
-            throw new Error('store down')
-          }
-          return target.listBatchMetrics(...args)
-        }
+  const failing = overrideStore(store, {
+    listBatchMetrics: (original) => async (...args: unknown[]) => {
+      reads++
+      if (reads === 1) {
+        await held
+        throw new Error('store down')
       }
-      const v = Reflect.get(target, prop, receiver) as unknown
-      return typeof v === 'function' ? v.bind(target) : v
+      return original(...args)
     },
   })
   const tasks = new Map<string, TaskRuntime>()

@@ -1,9 +1,12 @@
-/** A store whose named methods are replaced (each gets the original, bound); the others pass through. */
+/**
+ * Wrappers that replace some methods of a port (each override gets the original, bound); the
+ * other methods pass through. `overrideStore` for a Store, `overrideMethods` for any port (a bus).
+ */
 import type { Store } from 'flowkit'
 
-type Method = (...args: unknown[]) => unknown
+export type Method = (...args: unknown[]) => unknown
 
-export function overrideStore<S extends Store>(inner: S, overrides: Record<string, (original: Method) => Method>): Store {
+export function overrideMethods<T extends object>(inner: T, overrides: Record<string, (original: Method) => Method>): T {
   return new Proxy(inner, {
     get(target, prop) {
       const value = Reflect.get(target, prop, target) as unknown
@@ -12,5 +15,9 @@ export function overrideStore<S extends Store>(inner: S, overrides: Record<strin
       const wrap = typeof prop === 'string' ? overrides[prop] : undefined
       return wrap === undefined ? fn : wrap(fn)
     },
-  }) as Store
+  })
+}
+
+export function overrideStore<S extends Store>(inner: S, overrides: Record<string, (original: Method) => Method>): Store {
+  return overrideMethods<Store>(inner, overrides)
 }

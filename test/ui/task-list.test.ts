@@ -13,6 +13,7 @@ import { toTaskView } from '../../src/coordinator/view.ts'
 import type { DashboardCoordinator } from '../../src/ui/api.ts'
 import { startDashboard } from '../../src/ui/server.ts'
 import { TaskIndex } from '../../src/ui/task-index.ts'
+import { overrideStore } from '../helpers/store-proxy.ts'
 
 const STATUSES: TaskStatus[] = ['queued', 'running', 'cancelling', 'finished', 'failed', 'cancelled']
 const N = 10_000
@@ -186,18 +187,12 @@ test('task index: after its first load a page waits for a slow refresh waitMs at
   let gate: Promise<void> | null = null
   let scans = 0
   // A store whose status scan takes 4 s of the index's clock (a server that scans 10,000 tasks).
-  const slow = new Proxy(store, {
-    get(target, prop, receiver) {
-      if (prop === 'listTaskStatuses') {
-        return async (statuses: readonly TaskStatus[]) => {
-          scans++
-          if (gate !== null) await gate
-          now += 4_000
-          return target.listTaskStatuses(statuses)
-        }
-      }
-      const v = Reflect.get(target, prop, receiver) as unknown
-      return typeof v === 'function' ? v.bind(target) : v
+  const slow = overrideStore(store, {
+    listTaskStatuses: (original) => async (...args: unknown[]) => {
+      scans++
+      if (gate !== null) await gate
+      now += 4_000
+      return original(...args)
     },
   })
   const index = new TaskIndex(slow, () => now, { refreshMs: 1000, waitMs: 100 })

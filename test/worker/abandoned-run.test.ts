@@ -10,24 +10,19 @@ import { type BusRecord, MemoryLogger, type RoleHandler, Worker, protocol } from
 import { startRuntime } from '../helpers/runtime.ts'
 import { gate } from '../helpers/gate.ts'
 import { waitFor } from '../helpers/wait.ts'
+import { overrideMethods } from '../helpers/store-proxy.ts'
 
 test('a run abandoned at stop reports nothing when its handler returns after the stop', async () => {
   const logger = new MemoryLogger()
   const rt = await startRuntime({ logger })
   const kinds: string[] = []
-  const bus = new Proxy(rt.bus, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target) as unknown
-      if (typeof value !== 'function') return value
-      const fn = (value as (...args: unknown[]) => unknown).bind(target)
-      if (prop !== 'produce') return fn
-      return async (records: BusRecord[]) => {
-        for (const r of records) {
-          const env = protocol.parseEnvelope(r.value)
-          if (env.ok && env.value.node_id === 'stubborn' && typeof env.value.payload['kind'] === 'string') kinds.push(env.value.payload['kind'] as string)
-        }
-        return fn(records)
+  const bus = overrideMethods(rt.bus, {
+    produce: (original) => async (...args: unknown[]) => {
+      for (const r of args[0] as BusRecord[]) {
+        const env = protocol.parseEnvelope(r.value)
+        if (env.ok && env.value.node_id === 'stubborn' && typeof env.value.payload['kind'] === 'string') kinds.push(env.value.payload['kind'] as string)
       }
+      return original(...args)
     },
   })
   const release = gate()

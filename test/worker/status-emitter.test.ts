@@ -114,13 +114,12 @@ test('a failing produce is retried with capped backoff; events sent meanwhile fo
   assert.equal(log.records.filter((r) => r.event === 'worker.status_produce_retry').length, 3)
 })
 
-test('a produce failing past the retry window fails its callers with the error', async () => {
-  const clock = new TestClock()
-  let calls = 0
-  const emitter = new StatusEmitter({
+/** An emitter whose bus is down (every produce fails, retryable; `seen` sees each attempt), retrying for 30 s. */
+function brokerDown(clock: TestClock, seen: (records: readonly BusRecord[]) => void): StatusEmitter {
+  return new StatusEmitter({
     bus: {
-      async produce() {
-        calls++
+      async produce(rs) {
+        seen(rs)
         throw new FlowkitError(ErrorCode.BusUnavailable, 'broker down', { retryable: true })
       },
     },
@@ -129,6 +128,14 @@ test('a produce failing past the retry window fails its callers with the error',
     retryInitialMs: 100,
     retryMaxMs: 2000,
     retryForMs: 30_000,
+  })
+}
+
+test('a produce failing past the retry window fails its callers with the error', async () => {
+  const clock = new TestClock()
+  let calls = 0
+  const emitter = brokerDown(clock, () => {
+    calls++
   })
   const a = watch(emitter.send(rec('a')))
   for (let i = 0; i < 40 && a.state === 'pending'; i++) {
@@ -313,18 +320,8 @@ test('run state is written in the background, one write at a time, coalescing ch
 test('finishBy (a stopping worker): every batch, in flight or queued after, fails by that time instead of each retrying its own 30 s in turn', async () => {
   const clock = new TestClock()
   const batches: string[][] = []
-  const emitter = new StatusEmitter({
-    bus: {
-      async produce(rs) {
-        batches.push(rs.map((r) => r.value))
-        throw new FlowkitError(ErrorCode.BusUnavailable, 'broker down', { retryable: true })
-      },
-    },
-    clock,
-    log: new MemoryLogger(),
-    retryInitialMs: 100,
-    retryMaxMs: 2000,
-    retryForMs: 30_000,
+  const emitter = brokerDown(clock, (rs) => {
+    batches.push(rs.map((r) => r.value))
   })
   const a = watch(emitter.send(rec('a')))
   await settle()
