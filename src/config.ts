@@ -300,9 +300,14 @@ export function checkNames<T extends object>(config: T, label: string, keys: rea
     if (v === null && nullable.includes(k)) continue
     if (typeof v !== 'string' || v === '') throw new FlowkitError(ErrorCode.Config, `${label}: "${String(k)}" must be a non-empty string${nullable.includes(k) ? ' or null' : ''}, got ${v === '' ? 'an empty string' : typeOf(v)}`)
   }
+}
+
+/** The topic settings a Coordinator and a Worker share: non-empty names, whole partition counts. */
+export function checkTopics(config: TopicsConfig, label: string): void {
+  checkIntegers(config, label, ['topicPartitions', 'taskPartitions'], 1)
   for (const k of ['topicCmdFmt', 'topicStatusFmt', 'topicWorkerAnnounce', 'topicQuery', 'topicReply', 'topicSignals', 'topicControl', 'topicTasks'] as const) {
-    const v = (config as Partial<TopicsConfig>)[k]
-    if (v !== undefined && (typeof v !== 'string' || v === '')) throw new FlowkitError(ErrorCode.Config, `${label}: "${k}" must be a non-empty topic name, got ${v === '' ? 'an empty string' : typeOf(v)}`)
+    const v: unknown = config[k]
+    if (typeof v !== 'string' || v === '') throw new FlowkitError(ErrorCode.Config, `${label}: "${k}" must be a non-empty topic name, got ${v === '' ? 'an empty string' : typeOf(v)}`)
   }
 }
 

@@ -11,7 +11,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { SystemClock } from '../clock.ts'
-import { COORDINATOR_DEFAULTS, type ConfigInput, type CoordinatorConfig, checkBounds, checkIntegers, checkNames, checkStringList, resolveConfig } from '../config.ts'
+import { COORDINATOR_DEFAULTS, type ConfigInput, type CoordinatorConfig, checkBounds, checkIntegers, checkNames, checkStringList, checkTopics, resolveConfig } from '../config.ts'
 import { ErrorCode, FlowkitError } from '../errors.ts'
 import { resolveSubmitLimits } from '../graph/limits.ts'
 import { createLogger, type Logger } from '../log.ts'
@@ -111,7 +111,7 @@ export function coordinatorConfig(config: CoordinatorOptions['config']): Coordin
   )
   resolveSubmitLimits(c) // bad limits fail here, not at the first createTask
   const label = 'coordinator config'
-  checkIntegers(c, label, ['topicPartitions', 'taskPartitions'], 1)
+  checkTopics(c, label)
   checkIntegers(c, label, ['maxRunningNodes', 'outboxMaxRetry', 'defaultRetryMax'], 0)
   checkNames(c, label, ['groupId'], ['coordinatorId'])
   checkStringList(c.workerTypes, label, 'workerTypes')

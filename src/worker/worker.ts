@@ -13,7 +13,7 @@
 import { hostname } from 'node:os'
 import { randomUUID } from 'node:crypto'
 import { SystemClock } from '../clock.ts'
-import { type ConfigInput, WORKER_DEFAULTS, type WorkerConfig, checkBounds, checkIntegers, checkStringList, resolveConfig, topicFor } from '../config.ts'
+import { type ConfigInput, WORKER_DEFAULTS, type WorkerConfig, checkBounds, checkStringList, checkTopics, resolveConfig, topicFor } from '../config.ts'
 import { ErrorCode, FlowkitError } from '../errors.ts'
 import { createLogger, type Logger } from '../log.ts'
 import type { MetricsHandler, ObservabilityOptions } from '../observability/options.ts'
@@ -73,7 +73,7 @@ export class Worker {
       ['leaseTtlSec', 'hbIntervalSec', 'announceIntervalSec', 'topicPartitions', 'maxMessageBytes'],
       ['pullPollMsDefault', 'pullEmptyBackoffMsMax', 'dbCancelPollMs', 'cancelGraceMs', 'stateSaveIntervalMs', 'statusHoldMs'],
     )
-    checkIntegers(this.config, 'worker config', ['topicPartitions', 'taskPartitions'], 1)
+    checkTopics(this.config, 'worker config')
     const wid: unknown = this.config.workerId
     if (wid !== null && typeof wid !== 'string') throw new FlowkitError(ErrorCode.Config, `worker config: "workerId" must be a string or null, got ${typeof wid}`)
     checkStringList(this.config.roles, 'worker config', 'roles')

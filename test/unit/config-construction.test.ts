@@ -22,6 +22,7 @@ test('coordinator config: partitions must be whole numbers >= 1, named (not a to
   assert.throws(() => coordinator({ task_partitions: 2.5 }), /"taskPartitions" must be an integer >= 1, got 2.5/)
   assert.throws(() => coordinator({ topicPartitions: 1.5 }), /"topicPartitions" must be an integer >= 1/)
   assert.throws(() => worker({ taskPartitions: 0 }), /worker config: "taskPartitions" must be an integer >= 1/)
+  assert.throws(() => worker({ topicSignals: '' }), /worker config: "topicSignals" must be a non-empty topic name, got an empty string/)
 })
 
 test('coordinator config: limits and counts must be integers, per-type limits numbers', () => {

@@ -109,7 +109,7 @@ export class MemoryTasks {
   }
 
   listIds(statuses: readonly TaskStatus[]): string[] {
-    return [...this.#tasks.values()].filter((t) => statuses.includes(t.status)).map((t) => t.id)
+    return this.listStatuses(statuses).map((t) => t.id)
   }
 
   appendJournal(entries: readonly JournalEntry[]): boolean[] {

@@ -149,11 +149,7 @@ export class MongoStore implements Store {
 
   /** Ids of tasks whose snapshot status is one of `statuses`: one projected query, no journal read. */
   async listTaskIds(statuses: readonly TaskStatus[]): Promise<string[]> {
-    this.#open()
-    if (statuses.length === 0) return []
-    return this.#run('listTaskIds', async (c) =>
-      (await c.tasks.find({ status: { $in: [...statuses] }, nodes: { $exists: true } }, { projection: { _id: 1 } }).toArray()).map((d) => String(d['_id'])),
-    )
+    return (await this.listTaskStatuses(statuses)).map((t) => t.id)
   }
 
   async listTaskStatuses(statuses: readonly TaskStatus[]): Promise<Array<{ id: string; status: TaskStatus }>> {
