@@ -112,8 +112,8 @@ const MAX_REDACT_DEPTH = 8
 
 /**
  * Secret-looking parts of free text (error messages included), each replaced by `***`:
- * credentials in URLs (`scheme://user:pass@`), `key=value` / `key: value` / `"key":"value"` pairs
- * whose key names a secret (`password=`, `api_key:`, `aws_secret_access_key=`, `sasl.password=`,
+ * credentials in URLs (`scheme://user:pass@`, a long `scheme://token@`), `key=value` / `key: value` / `"key":"value"` pairs
+ * whose key names a secret (`password=`, `api_key:`, URL-encoded `password%3D`, `aws_secret_access_key=`, `sasl.password=`,
  * `"token":"…"`, `Authorization: Basic …`), bearer tokens, PEM private keys, and tokens with a
  * well-known shape (AWS access key ids, GitHub and Slack tokens, JWTs).
  */
@@ -122,10 +122,12 @@ const TEXT_RULES: ReadonlyArray<readonly [RegExp, string]> = [
   // user:password@ up to the last '@' before the path (a password may hold an unescaped '@');
   // bounded, so that text of many '://' stays linear.
   [/(:\/\/)[^\s"'<>:@/]{0,256}:[^\s"'<>/]{0,512}@/g, '$1***:***@'],
+  // A token given as the user alone (`https://<token>@host`, as git hosts take them): a long one.
+  [/(:\/\/)[A-Za-z0-9._~%-]{20,256}@/g, '$1***@'],
   [/\b((?:proxy-)?authorization["']?\s*[:=]\s*["']?)(?:(?:bearer|basic|digest|token|negotiate)\s+)?[^\s"',;]+/gi, '$1***'],
   [/\b(bearer\s+)[A-Za-z0-9._~+/=-]{6,}/gi, '$1***'],
   [
-    /((?:passphrase|password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|secret[_-]?key|session[_-]?key|credentials?|(?:set-)?cookie)\\?["']?\s*[:=]\s*)(?:\\"(?:[^"\\\n]|\\[^"\n]){0,4096}\\"|"(?:[^"\\\n]|\\.){0,4096}"|'[^'\n]{0,4096}'|[^\s"',;&)\]}]+)/gi,
+    /((?:passphrase|password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|secret[_-]?key|session[_-]?key|credentials?|(?:set-)?cookie)\\?["']?\s*(?:[:=]|%3[DdAa])\s*)(?:\\"(?:[^"\\\n]|\\[^"\n]){0,4096}\\"|"(?:[^"\\\n]|\\.){0,4096}"|'[^'\n]{0,4096}'|[^\s"',;&)\]}]+)/gi,
     '$1***',
   ],
   [/\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA)[A-Z0-9]{16}\b/g, '***'],
@@ -134,7 +136,7 @@ const TEXT_RULES: ReadonlyArray<readonly [RegExp, string]> = [
   [/\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*/g, '***'],
 ]
 /** Cheap pre-check: text without any of these cannot match a rule. */
-const MAY_HOLD_SECRET = /[@=:]|bearer|PRIVATE KEY|AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|gh[pousr]_|github_pat_|xox|eyJ/i
+const MAY_HOLD_SECRET = /[@=:]|%3[DdAa]|bearer|PRIVATE KEY|AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|gh[pousr]_|github_pat_|xox|eyJ/i
 
 /** Free text with every secret-looking part replaced by `***` (see TEXT_RULES). */
 export function redactText(text: string): string {

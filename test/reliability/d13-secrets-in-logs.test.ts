@@ -113,10 +113,14 @@ test('defect 13: secret-looking values are redacted in every string of a record,
     ['-----BEGIN PRIVATE KEY-----\nMIIEv\n-----END PRIVATE KEY----- x', '*** x'],
     ['key file: ssh passphrase: s3cr3t-words', 'key file: ssh passphrase: ***'],
     ['sent Cookie: session=abc123; Set-Cookie: sid=xyz', 'sent Cookie: ***; Set-Cookie: ***'],
+    // URL-encoded (a query string inside a logged URL parameter) and a token given as the URL's user.
+    ['redirect to /login?next=%2Fapi%3Fpassword%3Dhunter2%26x%3D1', 'redirect to /login?next=%2Fapi%3Fpassword%3D***'],
+    ['clone https://ghp_0123456789abcdefghij0123456789abcdef@github.com/o/r.git failed', 'clone https://***@github.com/o/r.git failed'],
+    ['fetch https://4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c@sentry.io/42', 'fetch https://***@sentry.io/42'],
   ]
   for (const [input, want] of cases) assert.equal(redactText(input), want, input)
   // ordinary text is untouched
-  for (const plain of ['node a failed: timeout after 30s (attempt 2 of 3)', 'Unexpected token } in JSON at position 5', 'see http://host:8080/path', 'see https://example.com/a?x=a@b ok', 'GET http://api.local:8080/users/@me']) {
+  for (const plain of ['node a failed: timeout after 30s (attempt 2 of 3)', 'Unexpected token } in JSON at position 5', 'see http://host:8080/path', 'see https://example.com/a?x=a@b ok', 'GET http://api.local:8080/users/@me', 'mongodb://admin@db:27017/flowkit', 'password%2Fuser']) {
     assert.equal(redactText(plain), plain)
   }
   const record = redact({
