@@ -108,6 +108,11 @@ export class StatusEmitter {
     this.#finishBy = at
   }
 
+  /** As finishBy, unless an earlier bound is already set. */
+  finishWithin(at: number): void {
+    this.#finishBy = Math.min(this.#finishBy, at)
+  }
+
   /** Records held, waiting for a produce or in one. */
   get pending(): number {
     return this.#held.size + this.#queue.length + this.#current.length

@@ -39,6 +39,8 @@ import { checkHandlers } from './handler-checks.ts'
 
 /** Upper bound of config.statusHoldMs. */
 const MAX_STATUS_HOLD_MS = 1000
+/** How long a stopping worker with nothing else to report tries its WORKER_OFFLINE announce. */
+const OFFLINE_ANNOUNCE_MS = 5000
 
 export interface WorkerOptions {
   bus: Bus
@@ -322,7 +324,10 @@ export class Worker {
     await Promise.all(this.#subs.map((s) => s.close()))
     this.#subs = []
     steps.step('offline announce')
-    // Only after an online one (a failed start that never announced says nothing).
+    // Only after an online one (a failed start that never announced says nothing). Nothing else
+    // left to report (an idle worker): the announce is only news for the registry (which also
+    // ages a silent worker out), so it is tried for a few seconds, not a whole retry window.
+    if (core.status.pending === 0) core.status.finishWithin(core.clock.now() + OFFLINE_ANNOUNCE_MS)
     if (this.#online) await announce(this.#core, this.#announceInfo(), 'WORKER_OFFLINE', []).catch(() => undefined)
     this.#online = false
     this.#started = false

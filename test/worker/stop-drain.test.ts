@@ -69,3 +69,46 @@ test('a drain outlasting the stop window: the node finishes at its first epoch, 
     await rt.stop()
   }
 })
+
+test('an idle worker stopped while the broker is down returns within seconds (its offline announce is not retried for a whole window)', async () => {
+  const clock = new TestClock()
+  const logger = new MemoryLogger()
+  let down = false
+  const produced: string[] = []
+  const flaky = (bus: Bus): Bus =>
+    new Proxy(bus, {
+      get(target, prop, receiver) {
+        if (prop === 'produce') {
+          return (records: Parameters<Bus['produce']>[0]) => {
+            produced.push(...records.map((r) => r.topic))
+            return down ? Promise.reject(new FlowkitError(ErrorCode.BusUnavailable, 'broker down', { retryable: true })) : target.produce(records)
+          }
+        }
+        const v = Reflect.get(target, prop, receiver)
+        return typeof v === 'function' ? v.bind(target) : v
+      },
+    })
+  const rt = await startRuntime({ clock, logger, handlers: { step: { processBatch: async () => ({}) } }, workerBus: flaky })
+  let done = false
+  try {
+    const worker = rt.workers[0]
+    assert.ok(worker)
+    await waitFor(() => produced.length > 0, { message: 'the worker announced itself' })
+    down = true
+    const stopped = worker.stop().then(() => {
+      done = true
+    })
+    for (let i = 0; i < 10 && !done; i++) {
+      await clock.advance(1000)
+      for (let j = 0; j < 20 && !done; j++) await new Promise((r) => setImmediate(r))
+    }
+    assert.ok(done, 'stopped within 10 s of clock, not after the 30 s retry window')
+    await stopped
+    assert.ok(produced.length > 1, 'the offline announce was tried')
+  } finally {
+    down = false
+    // (A stop still retrying: let its window pass, so that the runtime stops.)
+    for (let i = 0; i < 40 && !done; i++) await clock.advance(1000)
+    await rt.stop()
+  }
+})
