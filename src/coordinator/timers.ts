@@ -2,7 +2,11 @@
  * One min-heap of deadlines across all tasks (leases, accept timeouts, retries, cancel grace,
  * heartbeat limits, recovery grace), served by a single sleep on the injected clock for the
  * earliest one. Entries are hints: when one fires, the owner re-reads the node's state and decides
- * (a deadline that moved is simply pushed again), so nothing is ever removed from the middle.
+ * (a deadline that moved is simply pushed again), so nothing is removed from the middle when a
+ * deadline moves. Entries of tasks no longer held (ended and evicted, handed over) would
+ * otherwise stay until their time, up to a task deadline's 30 days: once the heap has doubled
+ * since it was last compacted, the entries of tasks `live` no longer holds are dropped (one O(n)
+ * pass per doubling: amortised O(1) per push).
  */
 import type { Clock } from '../ports/clock.ts'
 import { QUIET_ABORT } from '../util/abort.ts'
@@ -14,17 +18,39 @@ export interface TimerEntry {
   ord: number
 }
 
+/** Below this size the heap is never compacted. */
+const MIN_COMPACT_SIZE = 1024
+
+/** Puts `e` at `i` or below, moving smaller children up (min-heap on `at`). */
+function siftDown(h: TimerEntry[], i: number, e: TimerEntry): void {
+  for (;;) {
+    const l = 2 * i + 1
+    if (l >= h.length) break
+    const r = l + 1
+    const c = r < h.length && (h[r] as TimerEntry).at < (h[l] as TimerEntry).at ? r : l
+    if ((h[c] as TimerEntry).at >= e.at) break
+    h[i] = h[c] as TimerEntry
+    i = c
+  }
+  h[i] = e
+}
+
 export class TimerHeap {
   readonly #clock: Clock
   readonly #fire: (due: TimerEntry[]) => void
-  readonly #heap: TimerEntry[] = []
+  readonly #live: (taskId: string) => boolean
+  #heap: TimerEntry[] = []
+  /** The size at which the heap is compacted next. */
+  #compactAt = MIN_COMPACT_SIZE
   #armedAt = Number.POSITIVE_INFINITY
   #abort: AbortController | null = null
   #stopped = true
 
-  constructor(clock: Clock, fire: (due: TimerEntry[]) => void) {
+  /** `live`: whether a task's entries still matter (held in memory); default every task. */
+  constructor(clock: Clock, fire: (due: TimerEntry[]) => void, live: (taskId: string) => boolean = () => true) {
     this.#clock = clock
     this.#fire = fire
+    this.#live = live
   }
 
   get size(): number {
@@ -42,9 +68,11 @@ export class TimerHeap {
     this.#abort = null
     this.#armedAt = Number.POSITIVE_INFINITY
     this.#heap.length = 0
+    this.#compactAt = MIN_COMPACT_SIZE
   }
 
   push(e: TimerEntry): void {
+    if (this.#heap.length >= this.#compactAt) this.#compact()
     const h = this.#heap
     h.push(e)
     let i = h.length - 1
@@ -58,23 +86,20 @@ export class TimerHeap {
     if (e.at < this.#armedAt) this.#arm()
   }
 
+  /** Drops the entries of tasks no longer live and restores the heap order (bottom-up). */
+  #compact(): void {
+    const h = this.#heap.filter((e) => this.#live(e.taskId))
+    for (let i = (h.length >> 1) - 1; i >= 0; i--) siftDown(h, i, h[i] as TimerEntry)
+    this.#heap = h
+    this.#compactAt = Math.max(MIN_COMPACT_SIZE, 2 * h.length)
+    // The head may now be later than the sleep armed: that sleep drains nothing and re-arms.
+  }
+
   #pop(): TimerEntry {
     const h = this.#heap
     const top = h[0] as TimerEntry
     const last = h.pop() as TimerEntry
-    if (h.length > 0) {
-      let i = 0
-      for (;;) {
-        const l = 2 * i + 1
-        if (l >= h.length) break
-        const r = l + 1
-        const c = r < h.length && (h[r] as TimerEntry).at < (h[l] as TimerEntry).at ? r : l
-        if ((h[c] as TimerEntry).at >= last.at) break
-        h[i] = h[c] as TimerEntry
-        i = c
-      }
-      h[i] = last
-    }
+    if (h.length > 0) siftDown(h, 0, last)
     return top
   }
 

@@ -146,7 +146,8 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     ...(obs === null ? {} : { headers: obs.commandHeaders }),
   })
   const limits = new Limits(config.maxRunningNodes, config.maxRunningByType)
-  const timers = new TimerHeap(clock, (due) => engine.onTimers(due))
+  // Entries of tasks no longer held are dropped as the heap grows (ended, evicted, handed over).
+  const timers = new TimerHeap(clock, (due) => engine.onTimers(due), (id) => engine.tasks.has(id))
   const engine: Engine = new Engine(config, clock, log, limits, timers, {
     dirty: (rt) => flusher.mark(rt),
     terminal: () => undefined,
