@@ -11,7 +11,7 @@
  * collection or index is created, so a mistyped database name stays absent.
  */
 import { connect as tcpConnect } from 'node:net'
-import { ErrorCode, FlowkitError } from '../errors.ts'
+import { ErrorCode, FlowkitError, assertDependency, importDependency } from '../errors.ts'
 import { type LogLevel, type Logger, createLogger, parseLogLevel } from '../log.ts'
 import type { Bus } from '../ports/bus.ts'
 import type { Store } from '../ports/store.ts'
@@ -68,11 +68,23 @@ export async function openStore(s: Settings, mode: StoreMode, logger?: Logger): 
   return store
 }
 
+const MONGO_DRIVER = 'mongodb'
+const KAFKA_DRIVER = '@platformatic/kafka'
+
+/**
+ * The drivers the long-running commands need are installed (they are optional dependencies):
+ * said before anything is tried on the network, whatever answers there.
+ */
+export function requireDrivers(): void {
+  assertDependency('MongoStore', MONGO_DRIVER)
+  assertDependency('KafkaBus', KAFKA_DRIVER)
+}
+
 /** Checks that MongoDB answers within the deadline (creates nothing). */
 export async function checkMongo(s: Settings): Promise<void> {
   const url = requireMongoUrl(s)
   const t = s.connectTimeoutMs
-  const { mongoServerInfo } = await import('../adapters/mongo/admin.ts')
+  const { mongoServerInfo } = await importDependency('MongoStore', MONGO_DRIVER, () => import('../adapters/mongo/admin.ts'))
   try {
     await withDeadline(mongoServerInfo(url, { serverSelectionTimeoutMS: t, connectTimeoutMS: t }), t + 1000, `MongoDB at ${mongoAddress(s)}`, MONGO_HINT)
   } catch (err) {

@@ -88,6 +88,8 @@ export function toCliError(err: unknown, ctx: ConnectContext = {}): CliError {
       return new CliError(EXIT.connect, `cannot use Kafka: ${firstLine(err.message)}`, { code: err.code, cause: err, hint: KAFKA_AUTH_HINT })
     }
     if (err.code === ErrorCode.TaskNotFound) return new CliError(EXIT.notFound, firstLine(err.message), { code: err.code, cause: err })
+    // An optional driver not installed: the setup to fix, as a bad setting is (exit 2).
+    if (err.code === ErrorCode.MissingDependency) return new CliError(EXIT.usage, firstLine(err.message), { code: err.code, cause: err })
     if (err.code === ErrorCode.Config) return new CliError(EXIT.usage, firstLine(err.message), { code: err.code, cause: err, hint: 'check the config file, the FLOWKIT_* environment and the flags' })
     return new CliError(EXIT.failed, firstLine(err.message), { code: err.code, cause: err })
   }

@@ -17,7 +17,7 @@ import type { Bus } from '../ports/bus.ts'
 import type { Store } from '../ports/store.ts'
 import { Worker } from '../worker/worker.ts'
 import { int, list, parse, positionals, str } from './args.ts'
-import { checkKafka, checkMongo, deploymentText, openBus, openStore, processLogger } from './connect.ts'
+import { checkKafka, checkMongo, deploymentText, openBus, openStore, processLogger, requireDrivers } from './connect.ts'
 import { EXIT, toCliError, usageError } from './errors.ts'
 import { loadFunctions, loadHandlers } from './modules.ts'
 import type { CommandBase } from './output.ts'
@@ -50,6 +50,7 @@ interface Opened {
 async function openServices(s: Settings, log: Logger): Promise<{ store: Store; bus: Bus }> {
   requireMongoUrl(s)
   requireBrokers(s)
+  requireDrivers()
   await Promise.all([checkMongo(s), checkKafka(s)])
   const store = await openStore(s, 'serve', log)
   const bus = await openBus(s, log)

@@ -16,10 +16,10 @@ import { pathToFileURL } from 'node:url'
 
 const DRIVERS = ['@platformatic/kafka', 'mongodb']
 
-function hookSource(emptyDir: string, hide: boolean): string {
+function hookSource(emptyDir: string, hide: boolean, drivers: readonly string[]): string {
   return `
 import { registerHooks } from 'node:module'
-const drivers = ${JSON.stringify(DRIVERS)}
+const drivers = ${JSON.stringify(drivers)}
 const nowhere = ${JSON.stringify(pathToFileURL(join(emptyDir, 'nowhere.mjs')).href)}
 globalThis.driverLookups = []
 registerHooks({
@@ -40,15 +40,15 @@ interface ChildResult {
 }
 
 /** Runs ESM `code` in the repository (so 'flowkit' resolves to this package) with the hook. */
-function runChild(code: string, options: { hide: boolean; file?: string }): ChildResult {
+function runChild(code: string, options: { hide: boolean; file?: string; args?: string[]; drivers?: readonly string[]; env?: Record<string, string> }): ChildResult {
   const dir = mkdtempSync(join(tmpdir(), 'flowkit-nodrivers-'))
   try {
     const hook = join(dir, 'hook.mjs')
-    writeFileSync(hook, hookSource(dir, options.hide))
-    const env: NodeJS.ProcessEnv = { ...process.env, FLOWKIT_LOG_LEVEL: 'silent' }
+    writeFileSync(hook, hookSource(dir, options.hide, options.drivers ?? DRIVERS))
+    const env: NodeJS.ProcessEnv = { ...process.env, FLOWKIT_LOG_LEVEL: 'silent', ...options.env }
     delete env['NODE_TEST_CONTEXT']
     const args = ['--conditions=flowkit-source', '--import', pathToFileURL(hook).href]
-    const r = spawnSync(process.execPath, options.file ? [...args, options.file] : [...args, '--input-type=module', '-e', code], {
+    const r = spawnSync(process.execPath, options.file ? [...args, options.file, ...(options.args ?? [])] : [...args, '--input-type=module', '-e', code], {
       env,
       encoding: 'utf8',
       timeout: 60_000,
@@ -108,4 +108,24 @@ test('without the drivers, the embedded runtime runs the README quickstart to th
   const r = runChild('', { hide: true, file: 'examples/quickstart.ts' })
   assert.equal(r.status, 0, r.stderr)
   assert.match(r.stdout, /^finished \[ \[ 'source', 10 \], \[ 'square', 10 \] \]/)
+})
+
+test('the coordinator and worker commands without a driver exit 2 naming the package to install, before trying the network', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flowkit-nodrivers-cli-'))
+  try {
+    const handlers = join(dir, 'handlers.mjs')
+    writeFileSync(handlers, 'export default { step: { async processBatch() { return {} } } }\n')
+    // Unreachable services: a missing driver is still what is reported (not a connection failure).
+    const env = { FLOWKIT_KAFKA_BROKERS: '127.0.0.1:1', FLOWKIT_MONGO_URL: 'mongodb://127.0.0.1:1/x', FLOWKIT_CONNECT_TIMEOUT_MS: '500' }
+    for (const [driver, say] of [['mongodb', /needs the optional dependency mongodb: npm install mongodb/], ['@platformatic/kafka', /needs the optional dependency @platformatic\/kafka: npm install @platformatic\/kafka/]] as const) {
+      for (const args of [['coordinator'], ['worker', '--handlers', handlers]]) {
+        const r = runChild('', { hide: true, drivers: [driver], file: 'src/cli/main.ts', args, env })
+        assert.equal(r.status, 2, `${args[0]} without ${driver}: ${r.stderr}`)
+        assert.match(r.stderr, say, `${args[0]} without ${driver}`)
+        assert.doesNotMatch(r.stderr, /Cannot find package/, 'not the loader\'s raw error')
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
 })
