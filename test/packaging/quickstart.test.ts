@@ -48,7 +48,8 @@ function buildAndPack(work: string, env: NodeJS.ProcessEnv): string {
   const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { files: string[] }
   const stage = join(work, 'stage')
   mkdirSync(stage)
-  const entries = new Set([...pkg.files.filter((f) => f !== 'dist'), 'src', 'package.json', 'README.md', 'LICENSE', 'tsconfig.json', 'tsconfig.build.json'])
+  // (`docs/*.md`: the folder is copied, the pattern picks what is packed.)
+  const entries = new Set([...pkg.files.filter((f) => f !== 'dist').map((f) => f.replace(/\/\*.*$/, '')), 'src', 'package.json', 'README.md', 'LICENSE', 'tsconfig.json', 'tsconfig.build.json'])
   for (const e of entries) if (existsSync(join(root, e))) cpSync(join(root, e), join(stage, e), { recursive: true })
   symlinkSync(join(root, 'node_modules'), join(stage, 'node_modules'), 'dir')
   const build = sh('npm run build', stage, env)
@@ -57,10 +58,11 @@ function buildAndPack(work: string, env: NodeJS.ProcessEnv): string {
   const [info] = JSON.parse(out) as { filename: string; files: { path: string }[] }[]
   assert.ok(info)
   const files = info.files.map((f) => f.path)
-  for (const f of ['LICENSE', 'README.md', 'package.json', 'dist/index.js', 'dist/index.d.ts', 'dist/index.js.map', 'src/index.ts', 'bin/flowkit.js']) {
+  for (const f of ['LICENSE', 'README.md', 'package.json', 'dist/index.js', 'dist/index.d.ts', 'dist/index.js.map', 'src/index.ts', 'bin/flowkit.js', 'docs/cli.md', 'docs/graph-format.md']) {
     assert.ok(files.includes(f), `the tarball holds ${f}`)
   }
   assert.deepEqual(files.filter((f) => /^(test|scripts|reliability|bench|tools)\//.test(f)), [], 'no tests or tooling in the tarball')
+  assert.deepEqual(files.filter((f) => f.startsWith('docs/') && !f.endsWith('.md')), [], 'the docs the CLI help names, not their screenshots')
   return join(work, info.filename)
 }
 
