@@ -2,7 +2,10 @@
  * Claiming a stored task (handover.ts): loading it into memory, its claim entry written with the
  * next flush. One claim per task at a time.
  */
+import type { Logger } from '../log.ts'
 import type { VersionedTask } from '../model/journal.ts'
+import type { Clock } from '../ports/clock.ts'
+import type { Store } from '../ports/store.ts'
 import type { HandoverDeps } from './handover.ts'
 import { loadRuntime } from './recovery.ts'
 import { TERMINAL_TASK, type TaskRuntime } from './runtime.ts'
@@ -43,4 +46,28 @@ export function claim(d: HandoverDeps, doc: Parameters<typeof loadRuntime>[3], g
   }
   loading.then(done, done)
   return loading
+}
+
+/** How often a task handed over inline is looked for in the store (a check of the deployment). */
+const STORE_CHECK_INTERVAL_MS = 60_000
+
+/**
+ * A task handed over inline was written to its creator's store first: once a minute, one is looked
+ * for in this coordinator's store. Not there: coordinators of one group (same Kafka cluster and
+ * groupId) use different databases, and the tasks the others create would run here unseen by them
+ * (queued for ever in their store).
+ */
+export function sharedStoreCheck(d: { store: Store; log: Logger; clock: Clock }): (taskId: string) => Promise<void> {
+  let checkedAt = Number.NEGATIVE_INFINITY
+  return async (taskId) => {
+    const now = d.clock.now()
+    if (now - checkedAt < STORE_CHECK_INTERVAL_MS) return
+    checkedAt = now
+    const stored = await d.store.getTask(taskId).catch(() => undefined)
+    if (stored !== null) return
+    d.log.error('coordinator.store_mismatch', {
+      task_id: taskId,
+      hint: "a task handed over by another coordinator of this group is not in this coordinator's database: coordinators sharing a Kafka cluster and groupId must share one database (URL, database name and collection prefix), or use different groupIds",
+    })
+  }
 }

@@ -31,7 +31,7 @@ import type { Store } from '../ports/store.ts'
 import type { Engine } from './engine.ts'
 import type { Limits } from './limits.ts'
 import { RECOVERING, type RecoveryDeps, finishRecovery, resume } from './recovery.ts'
-import { claim } from './claim.ts'
+import { claim, sharedStoreCheck } from './claim.ts'
 import { TERMINAL_TASK, type TaskRuntime } from './runtime.ts'
 import { type BuildTaskOptions, buildTask } from './submit.ts'
 
@@ -213,9 +213,12 @@ export class OwnedTasks {
   /** Tasks claimed and tasks fenced (diagnostics, metrics). */
   claims = 0
   fencedCount = 0
+  /** Looks for a task handed over inline in this store, once a minute (claim.ts). */
+  readonly #checkSharedStore: (taskId: string) => Promise<void>
 
   constructor(d: TasksDeps) {
     this.#d = d
+    this.#checkSharedStore = sharedStoreCheck(d)
   }
 
   #deps(): HandoverDeps {
@@ -317,6 +320,7 @@ export class OwnedTasks {
     if (!d.started() || !d.ownership.owns(taskId)) return null
     await d.ownership.waitConfirmed(taskId)
     if (given !== undefined && d.after.isRecentlyDone(taskId)) return null
+    if (given !== undefined) await this.#checkSharedStore(taskId)
     const doc = given !== undefined && given.id === taskId ? { ...given, v: 0 } : await d.store.getTask(taskId)
     if (doc === null) return null
     const held = d.engine.tasks.get(taskId)
