@@ -17,10 +17,10 @@
  * | dispatch            | queued, deferred         | running (epoch + 1)    | start (worker) or run_fn               |
  * | skip                | queued                   | skipped                | terminal                               |
  * | lease (accepted/hb) | running, cancelling      | same, lease moved on   | recovered (if it was suspected)        |
- * | batch_ok            | running                  | running, stats += Δ    | metrics_row, output (first output)     |
+ * | batch_ok            | running                  | running, stats += Δ    | metrics_row, output (first output), recovered (if suspected) |
  * | batch_ok            | finished (overtaken)     | finished, stats += Δ   | metrics_row                            |
  * | batch_ok            | running + done pending   | finished               | metrics_row, terminal                  |
- * | batch_failed        | running                  | running, last_error    |                                        |
+ * | batch_failed        | running                  | running, last_error    | recovered (if suspected)               |
  * | done                | running                  | finished               | metrics_row, terminal                  |
  * | done (batches left) | running                  | running, done_pending  |                                        |
  * | done                | finished (recovered)     | finished, stats += Δ   | metrics_row                            |
@@ -158,6 +158,7 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
       next.last_event_at_ms = now
       next.batches_seen = (node.batches_seen ?? 0) + 1
       next.suspected = false
+      if (node.suspected === true) effects.push(log('info', 'node.recovered'))
       effects.push(log('debug', 'node.batch_ok', { batch_uid: ev.uid }))
       if (!node.has_output) effects.push({ kind: 'output' })
       const pending = node.done_pending
@@ -174,8 +175,12 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
           ...node,
           last_error: { reason_code: ev.reasonCode, error: ev.error, permanent: ev.permanent, at_ms: now, attempt_epoch: node.attempt_epoch },
           last_event_at_ms: now,
+          suspected: false,
         },
-        effects: [log('warn', 'node.batch_failed', { batch_uid: ev.uid, reason_code: ev.reasonCode, permanent: ev.permanent })],
+        effects: [
+          ...(node.suspected === true ? [log('info', 'node.recovered')] : []),
+          log('warn', 'node.batch_failed', { batch_uid: ev.uid, reason_code: ev.reasonCode, permanent: ev.permanent }),
+        ],
       }
     case 'done': {
       if (s === 'cancelling') return cancelled(node, 'finished while cancelling', ctx)

@@ -30,6 +30,8 @@ interface Row {
   to: Partial<NodeState> | null
   /** Effect kinds expected, in order (log effects left out). */
   effects?: string[]
+  /** Events of the log effects expected among them. */
+  logs?: string[]
 }
 
 const lease = { kind: 'lease', accepted: true, workerId: 'w1', leaseId: 'l1', deadline: NOW + 5000, expiresAt: NOW + 5000 } as const
@@ -71,6 +73,8 @@ const rows: Row[] = [
   { rule: 'heartbeat lost (hard limit): transient failure', from: node('running', { lease: { worker_id: 'w1' } }), event: { kind: 'heartbeat_lost', silentMs: 5 }, to: { status: 'deferred' }, effects: ['cancel'] },
   { rule: 'soft limit: suspected', from: node('running'), event: { kind: 'suspect' }, to: { suspected: true } },
   { rule: 'a suspected node that speaks again recovers', from: node('running', { suspected: true }), event: { ...lease, accepted: false }, to: { suspected: false } },
+  { rule: 'a suspected node whose batch reports recovers', from: node('running', { suspected: true }), event: { kind: 'batch_ok', uid: 'b0', metrics: {}, prev: null, duplicate: false }, to: { suspected: false }, effects: ['metrics_row', 'output'], logs: ['node.recovered'] },
+  { rule: 'a suspected node whose batch fails recovers (it spoke)', from: node('running', { suspected: true }), event: { kind: 'batch_failed', uid: 'b0', reasonCode: 'x', error: 'e', permanent: false }, to: { suspected: false }, logs: ['node.recovered'] },
   { rule: 'timeout: the attempt is stopped on its worker, keeping its slot (cancelling)', from: node('running', { lease: { worker_id: 'w1' }, accepted_at_ms: NOW - 5 }), event: { kind: 'timeout', limitSec: 2 }, to: { status: 'cancelling', timed_out: 2, cancel_deadline_ms: NOW + 1100 }, effects: ['cancel'] },
   { rule: 'timeout of a coordinator function: it fails at once', from: node('running'), event: { kind: 'timeout', limitSec: 2 }, ctx: { isFn: true }, to: { status: 'deferred', last_error: { reason_code: 'timeout', error: 'no result within timeout_sec 2 s', permanent: false, at_ms: NOW, attempt_epoch: 1 } } },
   { rule: 'a timed-out attempt stopped by its worker fails with reason timeout (retry per policy)', from: node('cancelling', { timed_out: 2 }), event: { kind: 'worker_cancelled', reason: 'timeout' }, to: { status: 'deferred', timed_out: null, failures: 1 } },
@@ -115,6 +119,7 @@ describe('transition table', () => {
       assert.ok(res, 'the event must change the node')
       for (const [k, v] of Object.entries(row.to)) assert.deepEqual((res.node as unknown as Record<string, unknown>)[k], v, k)
       if (row.effects) assert.deepEqual(res.effects.filter((e) => e.kind !== 'log').map((e) => e.kind), row.effects)
+      for (const event of row.logs ?? []) assert.ok(res.effects.some((e) => e.kind === 'log' && (e as { event?: string }).event === event), `logs ${event}`)
       assert.notEqual(res.node, row.from, 'a new state object: the old one is never mutated')
     })
   }
