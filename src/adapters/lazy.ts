@@ -179,6 +179,9 @@ export class MongoStore implements Store {
   async saveCheckpoint(cp: CheckpointWrite, now: number): Promise<boolean> {
     return (await this.#store()).saveCheckpoint(cp, now)
   }
+  async attemptHolder(taskId: string, nodeId: string, attemptEpoch: number): Promise<string | null> {
+    return (await this.#store()).attemptHolder(taskId, nodeId, attemptEpoch)
+  }
   async getCheckpoint(taskId: string, nodeId: string): Promise<Checkpoint | null> {
     return (await this.#store()).getCheckpoint(taskId, nodeId)
   }

@@ -248,6 +248,11 @@ export interface Store {
   /** Several claimAttempt calls in one round trip where the server allows; per claim, in order. */
   claimAttempts(claims: readonly AttemptClaim[], now: number): Promise<boolean[]>
   /**
+   * The worker id holding an attempt's claim, null when unclaimed. Read when a claim is refused:
+   * a worker restarted with the same id hands back what its dead predecessor claimed.
+   */
+  attemptHolder(taskId: string, nodeId: string, attemptEpoch: number): Promise<string | null>
+  /**
    * Saves a handler's progress for its node (`ctx.checkpoint`): one per (task, node), the newest
    * attempt's; false (nothing changed) when a newer attempt already saved one.
    */

@@ -190,17 +190,18 @@ export class CommandIntake {
         }
         return
       }
-      if (core.restored.has(seenKey)) {
-        // The previous process with this worker id held this attempt when it died: it may have
-        // done part or all of the work. Never run it again at this epoch: hand it back.
-        core.restored.delete(seenKey)
-        core.log.warn('worker.restored_run_handed_back', ids)
+      // The previous process with this worker id held this attempt when it died (its saved run
+      // state says so, or, when it died before saving it, the attempt's claim): it may have done
+      // part or all of the work. Never run it again at this epoch: hand it back.
+      const restored = core.restored.delete(seenKey)
+      if (restored || !(await this.#claim(env))) {
+        if (!restored && !(await this.#heldByPredecessor(env))) {
+          core.log.info('worker.attempt_held_elsewhere', ids)
+          return
+        }
+        core.log.warn('worker.restored_run_handed_back', restored ? ids : { ...ids, from: 'claim' })
         const info: RunInfo = { taskId: env.task_id, nodeId: env.node_id, stepType: role, attemptEpoch: env.attempt_epoch, workerId: core.workerId, leaseId: '' }
         await emitStatus(core, info, { kind: 'CANCELLED', reason: WORKER_STOPPING_REASON }, { kind: 'CANCELLED', restored: true })
-        return
-      }
-      if (!(await this.#claim(env))) {
-        core.log.info('worker.attempt_held_elsewhere', ids)
         return
       }
       // The worker began to stop while this start was being checked and claimed: the claim holds
@@ -236,6 +237,19 @@ export class CommandIntake {
       core.log.warn('worker.claim_failed', { task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch, error: errorMessage(err) })
       return true
     }
+  }
+
+  /**
+   * Whether the claim another process holds on this attempt is a previous process of this worker
+   * id (`workerId#instance`, the instance not ours): one that died between its claim and saving
+   * its run state. A store that cannot say leaves it held elsewhere (the coordinator resends).
+   */
+  async #heldByPredecessor(env: Envelope): Promise<boolean> {
+    const core = this.#core
+    const holder = await core.store.attemptHolder(env.task_id, env.node_id, env.attempt_epoch).catch(() => null)
+    if (holder === null) return false
+    const cut = holder.lastIndexOf('#')
+    return cut > 0 && holder.slice(0, cut) === core.workerId && holder.slice(cut + 1) !== core.instanceId
   }
 
   #remember(key: string): void {

@@ -952,6 +952,17 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
           assert.equal(await store.claimAttempt({ ...claim, node_id: 'other' }, T0 + 4), true)
         }))
 
+      it('attemptHolder: the worker id holding an attempt, null when unclaimed', () =>
+        withStore(async (store) => {
+          const task = uid('ah')
+          assert.equal(await store.attemptHolder(task, 'n', 1), null)
+          await store.claimAttempt({ task_id: task, node_id: 'n', attempt_epoch: 1, worker_id: 'w1#i1' }, T0)
+          await store.claimAttempt({ task_id: task, node_id: 'n', attempt_epoch: 1, worker_id: 'w2#i2' }, T0 + 1)
+          assert.equal(await store.attemptHolder(task, 'n', 1), 'w1#i1', 'the first claim holds')
+          assert.equal(await store.attemptHolder(task, 'n', 2), null, 'another epoch is unclaimed')
+          assert.equal(await store.attemptHolder(task, 'm', 1), null, 'another node is unclaimed')
+        }))
+
       it('claimAttempt: concurrent claims of one attempt by many workers: exactly one wins', () =>
         withStore(async (store) => {
           const task = uid('cc')

@@ -51,3 +51,35 @@ test('defect 2: a restarted worker with the same id hands back its dead predeces
     await rt.stop()
   }
 })
+
+test('a restarted worker hands back an attempt its predecessor claimed but died before saving its run state; a claim of another worker id stays held', async () => {
+  const log = new MemoryLogger()
+  const runs: string[] = []
+  const handler: RoleHandler = {
+    async processBatch(_b, ctx) {
+      runs.push(`${ctx.taskId}@${ctx.attemptEpoch}`)
+      return { metrics: { n: 1 } }
+    },
+  }
+  // A long accept timeout: the hand-back must not wait for the coordinator's resends.
+  const rt = await startRuntime({ logger: log, handlers: { job: handler }, worker: { workerId: 'w-fixed' }, coordinator: { acceptTimeoutSec: 600 } })
+  try {
+    // The dead predecessor (same worker id, another instance) claimed epoch 1 of `mine`, and
+    // died before its run state was saved: only the claim knows.
+    await rt.store.claimAttempt({ task_id: 'mine', node_id: 'a', attempt_epoch: 1, worker_id: 'w-fixed#dead-instance' }, Date.now())
+    // Another worker (alive, for all this one knows) claimed epoch 1 of `theirs`.
+    await rt.store.claimAttempt({ task_id: 'theirs', node_id: 'a', attempt_epoch: 1, worker_id: 'w-other#some-instance' }, Date.now())
+    const graph = { nodes: [{ node_id: 'a', type: 'job', retry_policy: { max: 1 } }] }
+    await rt.coordinator.createTask({ id: 'theirs', graph })
+    await rt.coordinator.createTask({ id: 'mine', graph })
+    const t = await rt.coordinator.waitForTask('mine', { timeoutMs: 20_000 })
+    assert.equal(t.status, 'finished', JSON.stringify(t.nodes[0]?.last_error))
+    assert.equal(t.nodes[0]?.attempt_epoch, 2, 'run again at a new epoch, without using the only retry')
+    assert.ok(log.records.some((r) => r.event === 'worker.restored_run_handed_back' && r.fields?.['task_id'] === 'mine'))
+    await waitFor(() => log.records.some((r) => r.event === 'worker.attempt_held_elsewhere' && r.fields?.['task_id'] === 'theirs'))
+    assert.equal((await rt.coordinator.getTask('theirs'))?.nodes[0]?.attempt_epoch, 1, "another worker's claim is not taken over")
+    assert.deepEqual(runs, ['mine@2'])
+  } finally {
+    await rt.stop()
+  }
+})

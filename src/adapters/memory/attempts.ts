@@ -19,6 +19,11 @@ export class MemoryAttempts {
     return true
   }
 
+  holder(taskId: string, nodeId: string, attemptEpoch: number): string | null {
+    assertNodeId(nodeId)
+    return this.#claims.get(canonicalJson([taskId, nodeId, attemptEpoch]))?.worker_id ?? null
+  }
+
   saveCheckpoint(cp: CheckpointWrite, now: number): boolean {
     assertNodeId(cp.node_id)
     const key = canonicalJson([cp.task_id, cp.node_id])

@@ -213,6 +213,11 @@ export class MemoryStore implements Store {
     return claims.map((c) => this.#attempts.claim(c, now))
   }
 
+  async attemptHolder(taskId: string, nodeId: string, attemptEpoch: number): Promise<string | null> {
+    await this.#pace()
+    return this.#attempts.holder(taskId, nodeId, attemptEpoch)
+  }
+
   async saveCheckpoint(cp: CheckpointWrite, now: number): Promise<boolean> {
     await this.#pace()
     return this.#attempts.saveCheckpoint(cp, now)

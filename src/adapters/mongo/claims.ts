@@ -51,6 +51,12 @@ export async function claimAttempts(c: Collections, claims: readonly AttemptClai
   return out
 }
 
+/** The worker id holding an attempt's claim, null when unclaimed. */
+export async function attemptHolder(c: Collections, taskId: string, nodeId: string, attemptEpoch: number): Promise<string | null> {
+  const doc = await c.attemptClaims.findOne({ _id: canonicalJson(['c', taskId, nodeId, num(attemptEpoch)]) as never }, { projection: { worker_id: 1 } })
+  return doc === null ? null : String(doc['worker_id'])
+}
+
 /**
  * Checkpoints: one document per (task, node), keyed by `_id`, its state as JSON text (any keys).
  * The update only matches when the stored attempt is not newer; an upsert that finds a newer

@@ -48,7 +48,7 @@ import type {
 } from '../../ports/store.ts'
 import { assertNodeId } from '../../ports/store-rules.ts'
 import * as artifacts from './artifacts.ts'
-import { claimAttempt, claimAttempts, getCheckpoint, saveCheckpoint } from './claims.ts'
+import { attemptHolder, claimAttempt, claimAttempts, getCheckpoint, saveCheckpoint } from './claims.ts'
 import { MongoConnection, type MongoStoreOptions } from './connection.ts'
 import { Merger } from './listings.ts'
 import * as outbox from './outbox.ts'
@@ -248,6 +248,15 @@ export class MongoStore implements Store {
     this.#open()
     assertNodeId(cp.node_id)
     return this.#run('saveCheckpoint', (c) => saveCheckpoint(c, cp, now))
+  }
+
+  async attemptHolder(taskId: string, nodeId: string, attemptEpoch: number): Promise<string | null> {
+    this.#open()
+    if (typeof taskId !== 'string' || !Number.isSafeInteger(attemptEpoch)) {
+      throw new FlowkitError(ErrorCode.InvalidKey, `attemptHolder: a task id (string) and an attempt epoch (integer), got ${typeof taskId} and ${String(attemptEpoch)}`)
+    }
+    assertNodeId(nodeId)
+    return this.#run('attemptHolder', (c) => attemptHolder(c, taskId, nodeId, attemptEpoch))
   }
 
   async getCheckpoint(taskId: string, nodeId: string): Promise<Checkpoint | null> {
