@@ -165,3 +165,22 @@ export function cancelSignal(
     epoch: a.epoch,
   }
 }
+
+/** After a restart: the commands a loaded node's state implies, queued again (receivers dedup); false when none. */
+export function reissueCommands(config: CoordinatorConfig, rt: TaskRuntime, ord: number, now: number): boolean {
+  if (rt.isFn(ord)) return false
+  const n = rt.node(ord)
+  if (n.status === 'cancelling') {
+    rt.commands.push(...cancelCommands(config, rt, ord, n.attempt_epoch, rt.cancelReason ?? 'cancelled', n.lease.worker_id ?? null, now + config.cancelGraceSec * 1000, true, now))
+  } else if (n.status === 'running' && n.accepted_at_ms === null) {
+    rt.commands.push(startCommand(config, rt, ord, n.attempt_epoch, 0, now))
+  } else return false
+  rt.events.push(`reissue ${n.node_id}@${n.attempt_epoch}`)
+  return true
+}
+
+/** The CANCEL signal to a worker that accepted a replaced attempt, queued. */
+export function staleCancel(config: CoordinatorConfig, rt: TaskRuntime, ord: number, epoch: number, workerId: string, now: number): void {
+  rt.commands.push(...cancelCommands(config, rt, ord, epoch, 'stale_attempt', workerId, now + config.cancelGraceSec * 1000, false, now))
+  rt.events.push(`cancel stale ${rt.spec(ord).node_id}@${epoch}`)
+}

@@ -12,8 +12,9 @@ import type { NodeState } from '../model/state.ts'
 import type { Clock } from '../ports/clock.ts'
 import { handOver } from '../ports/store-rules.ts'
 import { cancelPending } from './cancel-request.ts'
-import { cancelCommands, startCommand } from './commands.ts'
-import { cancellingLeaseLost, dueAt, lostEvent, resendDelayMs, timeoutAt } from './node-due.ts'
+import { taskResult } from './output.ts'
+import { cancelCommands, reissueCommands, staleCancel, startCommand } from './commands.ts'
+import { acceptDueAt, cancellingLeaseLost, dueAt, lostEvent, timeoutAt } from './node-due.ts'
 import type { Limits } from './limits.ts'
 import { heldUpstream, waitingConsumers } from './yield.ts'
 import type { TaskRuntime } from './runtime.ts'
@@ -33,6 +34,8 @@ export interface EngineHooks {
   judge?(rt: TaskRuntime, ord: number, epoch: number): Promise<'complete' | 'check'>
   /** A node's first TASK_START of an attempt was decided (e.g. to check a worker serves its type). */
   started?(rt: TaskRuntime, ord: number, epoch: number): void
+  /** Whether more nodes of this type are dispatched than its live workers' announced capacity. */
+  saturated?(type: string): boolean
 }
 
 /** Timer entry ordinal of a task's deadline (node entries use the node's ordinal). */
@@ -226,6 +229,7 @@ export class Engine {
       return
     }
     if (this.apply(rt, ord, { kind: 'dispatch' }) && worker) {
+      rt.acceptAfter[ord] = 0
       this.#limits.take(type)
       this.#log.info('node.dispatched', { task_id: rt.id, node_id: rt.spec(ord).node_id, attempt_epoch: rt.node(ord).attempt_epoch, type })
     }
@@ -251,15 +255,7 @@ export class Engine {
     else if (rt.specs.some((s, i) => rt.node(i).status === 'failed' && (s.routing?.on_failure.length ?? 0) === 0)) status = 'failed'
     // A cancel requested (not applied yet) whose nodes ended cancelled (their workers read it).
     else if (rt.cancelled && rt.nodes.some((n) => n.status === 'cancelled')) status = 'cancelled'
-    const now = this.#clock.now()
-    // The task's output: its sink nodes (no dependents, no routing targets) that finished, each
-    // named with its final (complete) artifact's key; Coordinator.getOutput reads them.
-    const outputs = rt.specs
-      .map((s, i) => ({ s, i }))
-      .filter(({ i }) => (rt.reeval[i] as number[]).length === 0 && rt.node(i).status === 'finished')
-      .map(({ s, i }) => ({ node_id: s.node_id, attempt_epoch: rt.node(i).attempt_epoch, artifact: { task_id: rt.id, node_id: s.node_id, batch_uid: null } }))
-    const result = { nodes: rt.specs.map((s, i) => ({ node_id: s.node_id, status: rt.node(i).status, stats: rt.node(i).stats })), outputs }
-    rt.change({ status, result, finished_at_ms: now })
+    rt.change({ status, result: taskResult(rt), finished_at_ms: this.#clock.now() })
     rt.events.push(`task ${status}`)
     this.#hooks.dirty(rt)
     this.#hooks.terminal(rt)
@@ -343,8 +339,17 @@ export class Engine {
     if (rt.isFn(ord)) return
     if (rt.inherited.has(ord) && now < this.graceEnd) return
     if (n.accepted_at_ms === null) {
-      if (n.dispatched_at_ms !== null && n.dispatched_at_ms + resendDelayMs(this.#config, n.resends ?? 0) <= now) {
-        this.#log.warn('node.not_accepted', { task_id: rt.id, node_id: n.node_id, attempt_epoch: n.attempt_epoch, type: rt.spec(ord).type, waited_ms: now - n.dispatched_at_ms })
+      const due = acceptDueAt(this.#config, rt, ord)
+      if (due !== null && due <= now) {
+        if (this.#hooks.saturated?.(rt.spec(ord).type) === true) {
+          // More of its type dispatched than its live workers hold: the start waits in a queue,
+          // as expected, not lost. Looked at again a timeout later; its consumers still yield.
+          rt.acceptAfter[ord] = now + this.#config.acceptTimeoutSec * 1000
+          this.#log.debug('node.start_queued', { task_id: rt.id, node_id: n.node_id, attempt_epoch: n.attempt_epoch, type: rt.spec(ord).type })
+          this.#yieldConsumers(rt, ord)
+          return
+        }
+        this.#log.warn('node.not_accepted', { task_id: rt.id, node_id: n.node_id, attempt_epoch: n.attempt_epoch, type: rt.spec(ord).type, waited_ms: now - (n.dispatched_at_ms ?? now) })
         if (this.apply(rt, ord, { kind: 'accept_timeout' })) this.#yieldConsumers(rt, ord)
       }
       return
@@ -380,22 +385,12 @@ export class Engine {
 
   /** After a restart: the commands a loaded node's state implies, sent again (receivers dedup). */
   reissue(rt: TaskRuntime, ord: number): void {
-    if (rt.isFn(ord)) return
-    const n = rt.node(ord)
-    if (n.status === 'cancelling') {
-      rt.commands.push(...cancelCommands(this.#config, rt, ord, n.attempt_epoch, rt.cancelReason ?? 'cancelled', n.lease.worker_id ?? null, this.#clock.now() + this.#config.cancelGraceSec * 1000, true, this.#clock.now()))
-    } else if (n.status === 'running' && n.accepted_at_ms === null) {
-      rt.commands.push(startCommand(this.#config, rt, ord, n.attempt_epoch, 0, this.#clock.now()))
-    } else return
-    rt.events.push(`reissue ${n.node_id}@${n.attempt_epoch}`)
-    this.#hooks.dirty(rt)
+    if (reissueCommands(this.#config, rt, ord, this.#clock.now())) this.#hooks.dirty(rt)
   }
 
   /** Tells a worker that accepted a replaced attempt to give it up (a CANCEL signal). */
   cancelStale(rt: TaskRuntime, ord: number, epoch: number, workerId: string): void {
-    const now = this.#clock.now()
-    rt.commands.push(...cancelCommands(this.#config, rt, ord, epoch, 'stale_attempt', workerId, now + this.#config.cancelGraceSec * 1000, false, now))
-    rt.events.push(`cancel stale ${rt.spec(ord).node_id}@${epoch}`)
+    staleCancel(this.#config, rt, ord, epoch, workerId, this.#clock.now())
     this.#hooks.dirty(rt)
   }
 }

@@ -41,6 +41,11 @@ export class Limits {
     return cap === undefined || cap <= 0 || (this.#byType.get(type) ?? 0) < cap
   }
 
+  /** Nodes of `type` running or cancelling (dispatched). */
+  runningOf(type: string): number {
+    return this.#byType.get(type) ?? 0
+  }
+
   /** Whether one more node of `type` may run now. */
   canRun(type: string): boolean {
     return (this.#maxTotal <= 0 || this.#total < this.#maxTotal) && this.#typeOk(type)

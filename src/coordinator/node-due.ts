@@ -17,6 +17,13 @@ export function resendDelayMs(config: CoordinatorConfig, resends: number): numbe
   return total
 }
 
+/** When an unaccepted start is next due for a resend (null: not dispatched). */
+export function acceptDueAt(config: CoordinatorConfig, rt: TaskRuntime, ord: number): number | null {
+  const n = rt.node(ord)
+  if (n.dispatched_at_ms === null) return null
+  return Math.max(n.dispatched_at_ms + resendDelayMs(config, n.resends ?? 0), rt.acceptAfter[ord] as number)
+}
+
 /** When a running attempt passes its node's `timeout_sec` (from acceptance; a function: its start). */
 export function timeoutAt(rt: TaskRuntime, ord: number): number | null {
   const sec = rt.spec(ord).timeout_sec
@@ -59,7 +66,7 @@ export function dueAt(config: CoordinatorConfig, clock: Clock, rt: TaskRuntime, 
   if (rt.isFn(ord)) return limit
   if (rt.judging[ord] === 1) return limit
   if (rt.inherited.has(ord) && clock.now() < graceEnd) return graceEnd
-  if (n.accepted_at_ms === null) return n.dispatched_at_ms === null ? null : n.dispatched_at_ms + resendDelayMs(config, n.resends ?? 0)
+  if (n.accepted_at_ms === null) return acceptDueAt(config, rt, ord)
   const last = n.last_event_at_ms ?? n.accepted_at_ms
   let due = last + config.heartbeatHardSec * 1000
   if (n.suspected !== true) due = Math.min(due, last + config.heartbeatSoftSec * 1000)

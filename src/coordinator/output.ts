@@ -3,7 +3,21 @@
  * task's result names them (`result.outputs`), each with its final (complete) artifact.
  */
 import type { ArtifactDoc, Store } from '../ports/store.ts'
+import type { TaskRuntime } from './runtime.ts'
 import type { TaskView } from './view.ts'
+
+/**
+ * An ended task's result: its nodes' statuses and stats, and its output — the sink nodes (no
+ * dependents, no routing targets) that finished, each named with its final (complete) artifact's
+ * key (Coordinator.getOutput reads them).
+ */
+export function taskResult(rt: TaskRuntime): Record<string, unknown> {
+  const outputs = rt.specs
+    .map((s, i) => ({ s, i }))
+    .filter(({ i }) => (rt.reeval[i] as number[]).length === 0 && rt.node(i).status === 'finished')
+    .map(({ s, i }) => ({ node_id: s.node_id, attempt_epoch: rt.node(i).attempt_epoch, artifact: { task_id: rt.id, node_id: s.node_id, batch_uid: null } }))
+  return { nodes: rt.specs.map((s, i) => ({ node_id: s.node_id, status: rt.node(i).status, stats: rt.node(i).stats })), outputs }
+}
 
 export interface TaskOutput {
   node_id: string

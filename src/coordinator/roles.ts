@@ -72,6 +72,13 @@ export class LiveRoles {
     return out
   }
 
+  /** The capacity the live workers serving `type` announced, summed (0: none known). */
+  capacity(type: string, now: number): number {
+    let sum = 0
+    for (const w of this.#workers.values()) if (w.online && now - w.seen <= this.#livenessMs && w.roles.includes(type)) sum += w.capacity
+    return sum
+  }
+
   knows(type: string, now: number): boolean {
     for (const w of this.#workers.values()) if (w.online && now - w.seen <= this.#livenessMs && w.roles.includes(type)) return true
     return false

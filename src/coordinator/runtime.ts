@@ -131,6 +131,11 @@ export class TaskRuntime {
   /** Per node: 1 while a lost lease is being judged (engine). */
   readonly judging: Uint8Array
   /**
+   * Per node: no accept timeout before this time (an unaccepted start of a type whose workers
+   * are all busy waits in their queue, as expected: looked at again a timeout later). In memory.
+   */
+  readonly acceptAfter: Float64Array
+  /**
    * Every entry of the batch ledger has been offered as a batch metrics row by this runtime (set
    * with the first snapshot that leaves the ledger out; entries counted later go as rows anyway).
    */
@@ -164,6 +169,7 @@ export class TaskRuntime {
     this.nodes = this.specs.map((s) => doc.nodes[s.node_id] as NodeState)
     this.armedAt = new Float64Array(this.specs.length).fill(Number.POSITIVE_INFINITY)
     this.judging = new Uint8Array(this.specs.length)
+    this.acceptAfter = new Float64Array(this.specs.length)
     this.status = doc.status
     this.vars = doc.coordinator.vars
     this.cancelled = doc.coordinator.cancelled
