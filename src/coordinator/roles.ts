@@ -72,10 +72,17 @@ export class LiveRoles {
     return out
   }
 
-  /** The capacity the live workers serving `type` announced, summed (0: none known). */
+  /**
+   * The capacity the live workers serving `type` announced, summed; 0 (unknown) when none is
+   * known or one of them announced none (a peer that does not say it).
+   */
   capacity(type: string, now: number): number {
     let sum = 0
-    for (const w of this.#workers.values()) if (w.online && now - w.seen <= this.#livenessMs && w.roles.includes(type)) sum += w.capacity
+    for (const w of this.#workers.values()) {
+      if (!w.online || now - w.seen > this.#livenessMs || !w.roles.includes(type)) continue
+      if (!(w.capacity > 0)) return 0
+      sum += w.capacity
+    }
     return sum
   }
 

@@ -26,3 +26,18 @@ test('a flood of announces with new worker ids keeps the table bounded; live wor
   assert.equal(quiet.knows('old', 10_000), false)
   assert.equal(quiet.knows('x', 10_000 + MAX_KNOWN_WORKERS), true)
 })
+
+test('capacity of a type: the live workers serving it, summed; unknown (0) when one of them announced none', () => {
+  const roles = new LiveRoles(30_000)
+  const now = 1_000_000
+  roles.seen({ worker_id: 'a', roles: ['etl', 'load'], status: 'online', last_seen_ms: now, capacity: 8 })
+  roles.seen({ worker_id: 'b', roles: ['etl'], status: 'online', last_seen_ms: now, capacity: 4 })
+  roles.seen({ worker_id: 'gone', roles: ['etl'], status: 'offline', last_seen_ms: now, capacity: 100 })
+  roles.seen({ worker_id: 'silent', roles: ['etl'], status: 'online', last_seen_ms: now - 60_000, capacity: 100 })
+  assert.equal(roles.capacity('etl', now), 12, 'online and heard within the liveness window only')
+  assert.equal(roles.capacity('load', now), 8)
+  assert.equal(roles.capacity('nobody', now), 0)
+  // A peer that does not announce its capacity (e.g. another implementation): unknown.
+  roles.seen({ worker_id: 'py', roles: ['etl'], status: 'online', last_seen_ms: now })
+  assert.equal(roles.capacity('etl', now), 0)
+})
