@@ -14,7 +14,8 @@ import { handOver } from '../ports/store-rules.ts'
 import { cancelPending } from './cancel-request.ts'
 import { taskResult } from './output.ts'
 import { cancelCommands, reissueCommands, staleCancel, startCommand } from './commands.ts'
-import { acceptDueAt, cancellingLeaseLost, dueAt, lostEvent, timeoutAt } from './node-due.ts'
+import { cancellingLeaseLost, dueAt, lostEvent, timeoutAt } from './node-due.ts'
+import { type AcceptDeps, acceptDue } from './accept.ts'
 import type { Limits } from './limits.ts'
 import { heldUpstream, waitingConsumers } from './yield.ts'
 import type { TaskRuntime } from './runtime.ts'
@@ -36,6 +37,8 @@ export interface EngineHooks {
   started?(rt: TaskRuntime, ord: number, epoch: number): void
   /** Whether more nodes of this type are dispatched than its live workers' announced capacity. */
   saturated?(type: string): boolean
+  /** Whether a worker claimed this attempt in the store (it took the START). */
+  claimed?(rt: TaskRuntime, ord: number, epoch: number): Promise<boolean>
 }
 
 /** Timer entry ordinal of a task's deadline (node entries use the node's ordinal). */
@@ -49,6 +52,8 @@ export class Engine {
   readonly #limits: Limits
   readonly #timers: TimerHeap
   readonly #hooks: EngineHooks
+  /** What the accept-timeout decisions use (accept.ts). */
+  readonly #accept: AcceptDeps
   // A node's armed timer entry and its lease judging are kept on its task runtime (armedAt, judging).
   /** Until when inherited running nodes are left alone (recovery grace); 0 when not recovering. */
   graceEnd = 0
@@ -60,6 +65,14 @@ export class Engine {
     this.#limits = limits
     this.#timers = timers
     this.#hooks = hooks
+    this.#accept = {
+      config,
+      log,
+      hooks,
+      apply: (rt, ord, ev) => this.apply(rt, ord, ev),
+      yieldConsumers: (rt, ord) => this.#yieldConsumers(rt, ord),
+      check: (rt, ord, ask, failed, then) => this.#check(rt, ord, ask, failed, then),
+    }
   }
 
   policy(rt: TaskRuntime, ord: number): RetryPolicy {
@@ -338,52 +351,43 @@ export class Engine {
     }
     if (rt.isFn(ord)) return
     if (rt.inherited.has(ord) && now < this.graceEnd) return
+    if (rt.judging[ord] === 1) return
     if (n.accepted_at_ms === null) {
-      const due = acceptDueAt(this.#config, rt, ord)
-      if (due !== null && due <= now) {
-        if (this.#hooks.saturated?.(rt.spec(ord).type) === true) {
-          // More of its type dispatched than its live workers hold: the start waits in a queue,
-          // as expected, not lost. Looked at again a timeout later; its consumers still yield.
-          rt.acceptAfter[ord] = now + this.#config.acceptTimeoutSec * 1000
-          this.#log.debug('node.start_queued', { task_id: rt.id, node_id: n.node_id, attempt_epoch: n.attempt_epoch, type: rt.spec(ord).type })
-          this.#yieldConsumers(rt, ord)
-          return
-        }
-        this.#log.warn('node.not_accepted', { task_id: rt.id, node_id: n.node_id, attempt_epoch: n.attempt_epoch, type: rt.spec(ord).type, waited_ms: now - (n.dispatched_at_ms ?? now) })
-        if (this.apply(rt, ord, { kind: 'accept_timeout' })) this.#yieldConsumers(rt, ord)
-      }
+      acceptDue(this.#accept, rt, ord, now)
       return
     }
     const lost = lostEvent(this.#config, n, now)
     if (lost !== null) {
       const judge = this.#hooks.judge
-      if (judge === undefined) {
-        this.apply(rt, ord, lost)
-        return
-      }
-      if (rt.judging[ord] === 1) return
-      rt.judging[ord] = 1
-      const epoch = n.attempt_epoch
-      const settle = (verdict: 'complete' | 'check'): void => {
-        rt.judging[ord] = 0
-        if (this.tasks.get(rt.id) !== rt || rt.node(ord).status !== 'running' || rt.node(ord).attempt_epoch !== epoch) return
-        if (verdict === 'complete') this.apply(rt, ord, { kind: 'recovered_complete' })
-        else {
-          const still = lostEvent(this.#config, rt.node(ord), this.#clock.now())
+      if (judge === undefined) this.apply(rt, ord, lost)
+      else {
+        this.#check(rt, ord, judge(rt, ord, n.attempt_epoch), 'check', (verdict) => {
+          const still = verdict === 'complete' ? { kind: 'recovered_complete' as const } : lostEvent(this.#config, rt.node(ord), this.#clock.now())
           if (still !== null) this.apply(rt, ord, still)
-        }
-        this.armNode(rt, ord)
+        })
       }
-      judge(rt, ord, epoch).then(settle, () => settle('check'))
       return
     }
     const last = n.last_event_at_ms ?? n.accepted_at_ms ?? now
     if (last + this.#config.heartbeatSoftSec * 1000 <= now) this.apply(rt, ord, { kind: 'suspect' })
   }
 
+  /** An asynchronous check of a running attempt (no timer meanwhile); `then` if it still runs, then re-armed. */
+  #check<T>(rt: TaskRuntime, ord: number, ask: Promise<T>, failed: T, then: (answer: T) => void): void {
+    const epoch = rt.node(ord).attempt_epoch
+    rt.judging[ord] = 1
+    const settle = (answer: T): void => {
+      rt.judging[ord] = 0
+      if (this.tasks.get(rt.id) !== rt || rt.node(ord).status !== 'running' || rt.node(ord).attempt_epoch !== epoch) return
+      then(answer)
+      this.armNode(rt, ord)
+    }
+    ask.then(settle, () => settle(failed))
+  }
+
   // ------------------------------------------------------------------ commands
 
-  /** After a restart: the commands a loaded node's state implies, sent again (receivers dedup). */
+  /** After a restart: the commands a loaded node's state implies, sent again (commands.ts). */
   reissue(rt: TaskRuntime, ord: number): void {
     if (reissueCommands(this.#config, rt, ord, this.#clock.now())) this.#hooks.dirty(rt)
   }

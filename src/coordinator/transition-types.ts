@@ -22,7 +22,8 @@ export type NodeEvent =
   | { kind: 'timeout'; limitSec: number }
   | { kind: 'heartbeat_lost'; silentMs: number }
   | { kind: 'suspect' }
-  | { kind: 'accept_timeout' }
+  /** `claimed`: a worker claimed the attempt in the store (it took the START) and has said nothing since. */
+  | { kind: 'accept_timeout'; claimed?: boolean }
   /** A streaming consumer gives its worker slot up so that `upstream`'s retry can run. */
   | { kind: 'yield'; upstream: string }
   | { kind: 'cancel'; reason: string }

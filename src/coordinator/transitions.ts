@@ -31,7 +31,7 @@
  * | worker cancelled `worker_stopping` | running   | deferred (due now), hand-back: no retry used | cancel_timer   |
  * | lease (accepted)    | cancelling, no holder    | same, holder known     | cancel signal to the holder            |
  * | lease (accepted)    | running, other holder    | unchanged              | cancel signal to the second worker     |
- * | accept_timeout (4th)| running (not accepted)   | deferred (due now), hand-back `not_accepted`                    |
+ * | accept_timeout (4th, or 2nd claimed) | running (not accepted) | deferred (due now), hand-back `not_accepted`     |
  * | yield               | running (accepted)       | cancelling, held for an upstream | cancel (cmd + signal)        |
  * | cancelled (held)    | cancelling               | queued (hand-back), waits for the upstream | requeued           |
  * | cancel              | cancelling (held)        | cancelling, no longer requeued |                                 |
@@ -273,7 +273,9 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
       const resends = (node.resends ?? 0) + 1
       // Sent four times and never accepted: a worker may have taken it and died before accepting
       // (the attempt is claimed, nobody else may run it). A new attempt, without using a retry.
-      if (resends > MAX_RESENDS) return handBack(node, 'not_accepted', now)
+      // Known to be claimed and still silent a timeout after the first (a live holder reports at
+      // once, and retries a failed report for 30 s): its holder died, no need to wait longer.
+      if (resends > MAX_RESENDS || (ev.claimed === true && resends > 1)) return handBack(node, 'not_accepted', now)
       return { node: { ...node, resends }, effects: [{ kind: 'start', resend: resends }, log('warn', 'node.start_resent', { resends })] }
     }
     case 'cancel': {

@@ -152,6 +152,7 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     dirty: (rt) => flusher.mark(rt),
     terminal: () => undefined,
     started: (rt, ord, epoch) => warnIfUnserved({ roles, clock, log, engine, stop: hooks.stopSignal() }, rt, ord, epoch),
+    claimed: async (rt, ord, epoch) => (await store.attemptHolder(rt.id, rt.spec(ord).node_id, epoch)) !== null,
     saturated: (type) => {
       const capacity = roles.capacity(type, clock.now())
       return capacity > 0 && limits.runningOf(type) > capacity

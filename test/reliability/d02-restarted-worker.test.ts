@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { MemoryLogger, protocol, type RoleHandler } from 'flowkit'
+import { MemoryLogger, TestClock, protocol, type RoleHandler } from 'flowkit'
 import { startRuntime } from '../helpers/runtime.ts'
 import { waitFor } from '../helpers/wait.ts'
 
@@ -79,6 +79,36 @@ test('a restarted worker hands back an attempt its predecessor claimed but died 
     await waitFor(() => log.records.some((r) => r.event === 'worker.attempt_held_elsewhere' && r.fields?.['task_id'] === 'theirs'))
     assert.equal((await rt.coordinator.getTask('theirs'))?.nodes[0]?.attempt_epoch, 1, "another worker's claim is not taken over")
     assert.deepEqual(runs, ['mine@2'])
+  } finally {
+    await rt.stop()
+  }
+})
+
+test('an attempt a worker claimed and then died before accepting is handed back at the second accept timeout, not after the whole resend schedule', async () => {
+  const clock = new TestClock()
+  const log = new MemoryLogger()
+  const runs: string[] = []
+  const handler: RoleHandler = {
+    async processBatch(_b, ctx) {
+      runs.push(`${ctx.taskId}@${ctx.attemptEpoch}`)
+      return { metrics: { n: 1 } }
+    },
+  }
+  const rt = await startRuntime({ clock, logger: log, handlers: { job: handler }, worker: { workerId: 'w-live' }, coordinator: { acceptTimeoutSec: 30 } })
+  try {
+    // A worker that is gone for good (another id) claimed epoch 1 and never reported.
+    await rt.store.claimAttempt({ task_id: 'orphan', node_id: 'a', attempt_epoch: 1, worker_id: 'w-dead#instance' }, clock.now())
+    await rt.coordinator.createTask({ id: 'orphan', graph: { nodes: [{ node_id: 'a', type: 'job', retry_policy: { max: 1 } }] } })
+    await waitFor(() => log.records.some((r) => r.event === 'worker.attempt_held_elsewhere'), { message: 'the live worker found the attempt held' })
+    // First timeout (30 s): sent again; second (30 + 60 s): handed back. Not 450 s.
+    for (let s = 0; s < 100; s += 5) await clock.advance(5_000)
+    const t = await rt.coordinator.waitForTask('orphan', { timeoutMs: 20_000 })
+    assert.equal(t.status, 'finished')
+    assert.equal(t.nodes[0]?.attempt_epoch, 2, 'a new attempt, without using the only retry')
+    assert.deepEqual(runs, ['orphan@2'])
+    const timeouts = log.records.filter((r) => r.event === 'node.not_accepted')
+    assert.equal(timeouts.length, 2)
+    assert.ok(timeouts.every((r) => r.fields?.['claimed'] === true))
   } finally {
     await rt.stop()
   }

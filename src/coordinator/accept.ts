@@ -1,0 +1,47 @@
+/**
+ * A dispatched node whose START no worker has accepted yet, at its accept timeout: the START is
+ * resent (same epoch), or the attempt handed back (a new one, no retry used) — unless it is merely
+ * queued behind busy workers, and sooner when a worker is known to have taken it and gone silent.
+ */
+import type { CoordinatorConfig } from '../config.ts'
+import type { Logger } from '../log.ts'
+import type { EngineHooks } from './engine.ts'
+import { acceptDueAt } from './node-due.ts'
+import type { TaskRuntime } from './runtime.ts'
+import type { NodeEvent } from './transitions.ts'
+
+/** What the decision uses of the engine. */
+export interface AcceptDeps {
+  config: CoordinatorConfig
+  log: Logger
+  hooks: Pick<EngineHooks, 'saturated' | 'claimed'>
+  apply(rt: TaskRuntime, ord: number, ev: NodeEvent): boolean
+  /** The running consumers that wait for this node's data give their slots up (engine). */
+  yieldConsumers(rt: TaskRuntime, ord: number): void
+  /** An asynchronous check of the attempt, then `then` if it is still running (engine). */
+  check<T>(rt: TaskRuntime, ord: number, ask: Promise<T>, failed: T, then: (answer: T) => void): void
+}
+
+/** Looks at an unaccepted running node whose timer fired at `now`. */
+export function acceptDue(d: AcceptDeps, rt: TaskRuntime, ord: number, now: number): void {
+  const n = rt.node(ord)
+  const due = acceptDueAt(d.config, rt, ord)
+  if (due === null || due > now) return
+  const type = rt.spec(ord).type
+  if (d.hooks.saturated?.(type) === true) {
+    // More of its type dispatched than its live workers hold: the start waits in a queue, as
+    // expected, not lost. Looked at again a timeout later; its consumers still yield.
+    rt.acceptAfter[ord] = now + d.config.acceptTimeoutSec * 1000
+    d.log.debug('node.start_queued', { task_id: rt.id, node_id: n.node_id, attempt_epoch: n.attempt_epoch, type })
+    d.yieldConsumers(rt, ord)
+    return
+  }
+  const timedOut = (claimed: boolean): void => {
+    d.log.warn('node.not_accepted', { task_id: rt.id, node_id: n.node_id, attempt_epoch: n.attempt_epoch, type, waited_ms: now - (n.dispatched_at_ms ?? now), claimed })
+    if (d.apply(rt, ord, { kind: 'accept_timeout', claimed })) d.yieldConsumers(rt, ord)
+  }
+  // Whether a worker took the START (its claim): asked before deciding, as a lost lease is.
+  const claimed = d.hooks.claimed
+  if (claimed === undefined) timedOut(false)
+  else d.check(rt, ord, claimed(rt, ord, n.attempt_epoch), false, (held) => rt.node(ord).accepted_at_ms === null && timedOut(held))
+}
