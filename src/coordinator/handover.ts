@@ -90,7 +90,9 @@ export async function acquire(d: HandoverDeps, partitions: ReadonlySet<number>, 
     const types = new Set<string>()
     for (const rt of loaded) for (const s of rt.specs) if (s.type !== COORDINATOR_FN_TYPE) types.add(s.type)
     await d.ensureStatus(types)
-    d.log.info('coordinator.acquired', { partitions: [...partitions], tasks: loaded.length, generation })
+    // (Submitted through the store and never written by a coordinator: counted as created too.)
+    const submitted = loaded.filter((rt) => rt.status === 'queued' && rt.v === 0).length
+    d.log.info('coordinator.acquired', { partitions: [...partitions], tasks: loaded.length, submitted, generation })
     gate.until(resumeLoaded(d, loaded))
     return loaded
   } catch (err) {

@@ -53,8 +53,16 @@ export class TimerHeap {
     this.#live = live
   }
 
+  /** Entries held, those of tasks no longer live included until the next compaction. */
   get size(): number {
     return this.#heap.length
+  }
+
+  /** Entries of tasks still live (one pass over the heap). */
+  get liveSize(): number {
+    let n = 0
+    for (const e of this.#heap) if (this.#live(e.taskId)) n++
+    return n
   }
 
   start(): void {

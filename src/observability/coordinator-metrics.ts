@@ -91,7 +91,7 @@ export class CoordinatorMetrics {
     new Gauge({ name: 'flowkit_outbox_backlog', help: 'Commands waiting in the outbox to be sent', registers, collect() { this.set(parts()?.outboxBacklog() ?? 0) } })
     new Gauge({ name: 'flowkit_coordinator_snapshot_backlog', help: 'Task snapshots waiting to be written', registers, collect() { this.set(parts()?.stats()['snapshot_backlog'] ?? 0) } })
     new Gauge({ name: 'flowkit_coordinator_owned_partitions', help: "Partitions of the owners' topic this coordinator owns (docs/scaling.md)", registers, collect() { this.set(parts()?.stats()['owned_partitions'] ?? 0) } })
-    new Gauge({ name: 'flowkit_coordinator_timers', help: 'Armed timers (leases, retries, deadlines)', registers, collect() { this.set(parts()?.stats()['timers'] ?? 0) } })
+    new Gauge({ name: 'flowkit_coordinator_timers', help: 'Armed timers of the tasks held (leases, accept timeouts, retries, deadlines)', registers, collect() { this.set(parts()?.stats()['timers'] ?? 0) } })
     for (const [key, suffix, help] of STAT_COUNTERS) {
       let last = 0
       new Counter({
@@ -180,6 +180,14 @@ export class CoordinatorMetrics {
         this.#adopted.labels().inc()
         if (fields?.['submitted'] === true) this.#created.labels().inc()
         return
+      case 'coordinator.acquired': {
+        // The tasks of partitions gained (a start, a restart, a rebalance), loaded at once.
+        const n = fields?.['tasks']
+        const s = fields?.['submitted']
+        if (typeof n === 'number' && n > 0) this.#adopted.labels().inc(n)
+        if (typeof s === 'number' && s > 0) this.#created.labels().inc(s)
+        return
+      }
       case 'outbox.retry': {
         const n = fields?.['records']
         this.#outboxRetries.labels().inc(typeof n === 'number' && n > 0 ? n : 1)

@@ -43,6 +43,6 @@ export interface TaskRec {
 /** What is kept of a traced task that ended: the trace ids of its later log records. */
 export interface EndedRec {
   ids: TraceFields
-  /** By node id, those of its attempts that had a span; null: none had. */
-  attempts: Map<string, TraceFields> | null
+  /** By node id, those of its last attempts that had a span, with their epoch; null: none had. */
+  attempts: Map<string, { ids: TraceFields; epoch: number }> | null
 }

@@ -103,18 +103,21 @@ export class CoordinatorObservability {
     }
     return new ObservedLogger(log, {
       ...(m === null ? {} : { record: (level, event, fields) => m.record(level, event, fields, typeOf) }),
-      ...(this.#tracer === null ? {} : { traceOf: (t, n) => this.#traceOf(t, n), tracing: () => this.#tracing }),
+      ...(this.#tracer === null ? {} : { traceOf: (t, n, e) => this.#traceOf(t, n, e), tracing: () => this.#tracing }),
     })
   }
 
-  #traceOf(taskId: string, nodeId: string | undefined): TraceFields | undefined {
+  /** A record's span: its node's attempt (of that epoch, when the record names one), else its task's. */
+  #traceOf(taskId: string, nodeId: string | undefined, epoch?: number): TraceFields | undefined {
     const t = this.#tasks.get(taskId)
     if (t === undefined) {
       const e = this.#ended.get(taskId)
-      return e === undefined ? undefined : ((nodeId === undefined ? undefined : e.attempts?.get(nodeId)) ?? e.ids)
+      const a = nodeId === undefined ? undefined : e?.attempts?.get(nodeId)
+      return a !== undefined && (epoch === undefined || a.epoch === epoch) ? a.ids : e?.ids
     }
     const a = nodeId === undefined ? undefined : t.attempts.get(nodeId)
-    if (a?.span != null) {
+    // (A record of another attempt — the next one's dispatch, logged before its span starts — is the task's.)
+    if (a?.span != null && (epoch === undefined || a.epoch === epoch)) {
       a.ids ??= traceFieldsOf(a.span.spanContext())
       return a.ids
     }
@@ -280,11 +283,11 @@ export class CoordinatorObservability {
       t.span.end(at)
       // Only the ids its later log records need (the whole record, attempts included, kept the
       // ended tasks' spans and maps alive well past a young collection).
-      let attempts: Map<string, TraceFields> | null = null
+      let attempts: Map<string, { ids: TraceFields; epoch: number }> | null = null
       for (const a of t.attempts.values()) {
         if (a.span === null) continue
         attempts ??= new Map()
-        attempts.set(a.nodeId, a.ids ?? traceFieldsOf(a.span.spanContext()))
+        attempts.set(a.nodeId, { ids: a.ids ?? traceFieldsOf(a.span.spanContext()), epoch: a.epoch })
       }
       this.#ended.set(t.id, { ids: t.ids ?? traceFieldsOf(t.span.spanContext()), attempts })
     }
@@ -380,7 +383,12 @@ export class CoordinatorObservability {
   async stop(): Promise<void> {
     const at = this.#clock.now()
     for (const t of [...this.#tasks.values()]) {
-      for (const a of t.attempts.values()) if (!a.ended && a.span !== null) a.span.end(at)
+      for (const a of t.attempts.values()) {
+        if (a.ended || a.span === null) continue
+        // Not over: it goes on after a restart or on another coordinator (a span of its own there).
+        a.span.setAttribute('flowkit.attempt.outcome', 'unfinished')
+        a.span.end(at)
+      }
       t.span?.setAttribute('flowkit.task.unfinished', true)
       t.span?.end(at)
       this.#forget(t)

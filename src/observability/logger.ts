@@ -23,7 +23,7 @@ export interface LogObserver {
   /** Every record, whatever the level (for counters). */
   record?(level: Level, event: string, fields: LogFields | undefined): void
   /** The trace of a record about (task, node); undefined: none known. Absent: no tracing. */
-  traceOf?(taskId: string, nodeId: string | undefined): TraceFields | undefined
+  traceOf?(taskId: string, nodeId: string | undefined, epoch?: number): TraceFields | undefined
   /** False while no span has been recorded (no SDK): records are then passed on untouched. */
   tracing?(): boolean
 }
@@ -51,7 +51,10 @@ export class ObservedLogger extends LevelLogger implements Logger {
     if (obs.traceOf === undefined || obs.tracing?.() === false) return fields
     const taskId = str(fields?.['task_id']) ?? this.#taskId
     let ids: TraceFields | undefined
-    if (taskId !== undefined) ids = obs.traceOf(taskId, str(fields?.['node_id']) ?? this.#nodeId)
+    if (taskId !== undefined) {
+      const epoch = fields?.['attempt_epoch']
+      ids = obs.traceOf(taskId, str(fields?.['node_id']) ?? this.#nodeId, typeof epoch === 'number' ? epoch : undefined)
+    }
     else {
       // Not about a task: the active span of the OpenTelemetry context, if any.
       const sc = trace.getActiveSpan()?.spanContext()

@@ -31,3 +31,28 @@ test('tasks created on a coordinator that does not own them are counted once in 
     await Promise.all([c1.stop(), c2.stop()])
   }
 })
+
+test('tasks loaded at a restart count as adopted; those submitted through the store and never taken up count as created once', async () => {
+  const bus = new MemoryBus()
+  const store = new MemoryStore()
+  const cfg = { sweepIntervalSec: 3600 }
+  const first = new Coordinator({ bus, store, config: { ...cfg, coordinatorId: 'c1' } })
+  await first.start()
+  const ids: string[] = []
+  // Running on the first coordinator (no worker serves `step`): active in the store.
+  for (let i = 0; i < 3; i++) ids.push(await first.createTask({ graph: { nodes: [{ node_id: 'a', type: 'step' }] } }))
+  // (Written as running: a task killed before its first write would be taken for a submission.)
+  await waitFor(async () => (await Promise.all(ids.map((id) => store.getTask(id)))).every((t) => t?.status === 'running'))
+  await first.kill()
+  // Two more submitted through the store while no coordinator ran (as `flowkit submit` does).
+  const { buildTask } = await import('../../src/coordinator/submit.ts')
+  for (let i = 0; i < 2; i++) await store.createTask(buildTask({ graph: { nodes: [{ node_id: 'a', type: 'step' }] } }, { coordinatorFns: new Set(), rejectUnknownInputAdapters: false }, Date.now()))
+  const second = new Coordinator({ bus, store, config: { ...cfg, coordinatorId: 'c2' } })
+  await second.start()
+  try {
+    await waitFor(async () => (await created(second, 'flowkit_tasks_adopted_total')) === 5, { message: `adopted: ${await created(second, 'flowkit_tasks_adopted_total')}` })
+    assert.equal(await created(second), 2, 'the two store submissions are created here; the three recovered ones were created before')
+  } finally {
+    await second.stop()
+  }
+})

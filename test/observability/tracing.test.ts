@@ -138,6 +138,14 @@ test('spans per task, node attempt and worker run; the run is a child of its att
     assert.equal(done?.fields['trace_id'], traceId)
     const accepted = logger.records.find((r) => r.event === 'node.accepted' && r.fields['component'] === 'coordinator' && r.fields['node_id'] === 'sink')
     assert.equal(accepted?.fields['span_id'], attempt('sink', 1).spanContext().spanId)
+    // A record of the retry (epoch 2) never names the failed attempt's span: its own, or the task's
+    // (the dispatch is logged before the new attempt's span starts).
+    const retried = logger.records.filter((r) => r.fields['component'] === 'coordinator' && r.fields['node_id'] === 'flaky' && r.fields['attempt_epoch'] === 2)
+    assert.ok(retried.length >= 2, 'records of the second attempt')
+    for (const r of retried) {
+      assert.notEqual(r.fields['span_id'], attempt('flaky', 1).spanContext().spanId, `${r.event} names the first attempt's span`)
+      assert.ok([attempt('flaky', 2).spanContext().spanId, task.spanContext().spanId].includes(r.fields['span_id'] as string), `${r.event}: its attempt's span or the task's`)
+    }
     // The task's end too (logged once its entry is durable, after the entry ended the task span).
     const ended = logger.records.find((r) => r.event === 'task.finished')
     assert.equal(ended?.fields['trace_id'], traceId)
@@ -409,3 +417,26 @@ for (const backoff of [0, 0.3]) {
     }
   })
 }
+
+test('a coordinator stopped while an attempt runs ends its spans as unfinished: the task span flowkit.task.unfinished, the attempt outcome "unfinished"', async () => {
+  const { provider, spans } = memoryTracing()
+  const bus = new MemoryBus()
+  const store = new MemoryStore()
+  const observability = { tracing: provider, metrics: false } as const
+  const c = new Coordinator({ bus, store, observability })
+  const w = new Worker({ bus, store, observability, handlers: { slow: hangsFirstCall() } })
+  await c.start()
+  await w.start()
+  try {
+    const id = await c.createTask({ graph: { nodes: [{ node_id: 'a', type: 'slow' }] } })
+    await waitFor(async () => (await c.getTask(id))?.nodes[0]?.accepted_at_ms != null, { message: 'the attempt runs' })
+    await c.stop()
+    const [task] = spans('flowkit.task')
+    assert.equal(attr(task as ReadableSpan, 'flowkit.task.unfinished'), true)
+    const [attempt] = spans('flowkit.node.attempt')
+    assert.equal(attr(attempt as ReadableSpan, 'flowkit.attempt.outcome'), 'unfinished')
+  } finally {
+    await w.stop()
+    await c.stop()
+  }
+})
