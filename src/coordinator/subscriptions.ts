@@ -71,12 +71,13 @@ export class Subscriptions {
     ])
     // Every coordinator reads every announce and every reply (its own group): the coordinators
     // share tasks (ownership.ts), and each needs to know the live workers and hear the replies to
-    // the questions it asked.
+    // the questions it asked. Static members too, with a `coordinatorId`: a restart after a crash
+    // waits for none of its dead predecessor's sessions (its start awaits these groups).
     const own = c.coordinatorId ?? randomUUID()
-    this.set('__announce__', await this.#bus.subscribe({ groupId: `${c.groupId}.announce.${own}`, topics: [c.topicWorkerAnnounce], fromLatest: true, name: 'coordinator-announce', handler: h.announce }))
-    this.set('__replies__', await this.#bus.subscribe({ groupId: `${c.groupId}.replies.${own}`, topics: [c.topicReply], fromLatest: true, name: 'coordinator-replies', handler: h.replies }))
+    this.set('__announce__', await this.#bus.subscribe({ groupId: `${c.groupId}.announce.${own}`, topics: [c.topicWorkerAnnounce], fromLatest: true, name: 'coordinator-announce', handler: h.announce, ...this.instance('announce') }))
+    this.set('__replies__', await this.#bus.subscribe({ groupId: `${c.groupId}.replies.${own}`, topics: [c.topicReply], fromLatest: true, name: 'coordinator-replies', handler: h.replies, ...this.instance('replies') }))
     // The older control topic: every coordinator reads every request, the owner applies it.
-    this.set('__control__', await this.#bus.subscribe({ groupId: `${c.groupId}.control.${own}`, topics: [c.topicControl], fromLatest: true, name: 'coordinator-control', handler: h.control }))
+    this.set('__control__', await this.#bus.subscribe({ groupId: `${c.groupId}.control.${own}`, topics: [c.topicControl], fromLatest: true, name: 'coordinator-control', handler: h.control, ...this.instance('control') }))
   }
 
   /** Whether the status topic of `type` is subscribed already (nothing to wait for). */

@@ -16,7 +16,9 @@ import { randomUUID } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { describe, it } from 'node:test'
 import type { TestContext } from 'node:test'
-import { KafkaBus } from '../../src/adapters/kafka/index.ts'
+import { KafkaBus, dropKafkaPrefix } from '../../src/adapters/kafka/index.ts'
+import { Coordinator } from '../../src/coordinator/coordinator.ts'
+import { MemoryStore } from '../../src/adapters/memory/store.ts'
 import type { KafkaBusOptions } from '../../src/adapters/kafka/index.ts'
 import { ErrorCode, isFlowkitError } from '../../src/errors.ts'
 import type { BusMessage } from '../../src/ports/bus.ts'
@@ -34,6 +36,24 @@ interface ChildSpec {
   groupId: string
   topic: string
   instanceId?: string
+  /** A whole coordinator of this id instead of one member (topics prefixed with `topic`). */
+  coordinatorId?: string
+}
+
+/** A coordinator's config on topics of their own (prefix) and its own group. */
+function coordinatorConfig(prefix: string, groupId: string, coordinatorId: string): Record<string, unknown> {
+  return {
+    coordinatorId,
+    groupId,
+    topicCmdFmt: `${prefix}cmd.{type}.v1`,
+    topicStatusFmt: `${prefix}status.{type}.v1`,
+    topicWorkerAnnounce: `${prefix}workers.announce.v1`,
+    topicQuery: `${prefix}query.tasks.v1`,
+    topicReply: `${prefix}reply.tasks.v1`,
+    topicSignals: `${prefix}signals.v1`,
+    topicControl: `${prefix}control.tasks.v1`,
+    topicTasks: `${prefix}coord.tasks.v1`,
+  }
 }
 
 const CHILD_ENV = 'FLOWKIT_D12_CHILD'
@@ -41,7 +61,10 @@ const CHILD_ENV = 'FLOWKIT_D12_CHILD'
 /** Child mode: join the group, say `ready`, then wait to be killed. */
 async function runChild(spec: ChildSpec): Promise<void> {
   const bus = new KafkaBus({ brokers: spec.brokers, clientId: 'd12-child', ...GROUP_OPTIONS, ...(spec.instanceId ? { instanceId: spec.instanceId } : {}) })
-  await bus.subscribe({ groupId: spec.groupId, topics: [spec.topic], name: 'member', handler: async () => {} })
+  if (spec.coordinatorId !== undefined) {
+    const c = new Coordinator({ bus, store: new MemoryStore(), config: coordinatorConfig(spec.topic, spec.groupId, spec.coordinatorId) })
+    await c.start()
+  } else await bus.subscribe({ groupId: spec.groupId, topics: [spec.topic], name: 'member', handler: async () => {} })
   process.stdout.write('ready\n')
   setInterval(() => {}, 60_000)
 }
@@ -157,6 +180,22 @@ if (childSpec !== undefined) {
       t.diagnostic(`two members, kill + static restart → all records after ${Math.round(ms)} ms; restarted ${restarted.length}, survivor ${survivor.length}`)
       assert.ok(ms < RESTART_DEADLINE_MS, `the group waited ${Math.round(ms)} ms for the dead member`)
       assert.ok(restarted.length > 0, 'the restarted member owns partitions again')
+    })
+
+    it('a coordinator killed and restarted with the same coordinatorId starts within seconds (every group it joins is a static member)', async (t) => {
+      const prefix = `d12c${randomUUID().slice(0, 8)}.`
+      t.after(() => dropKafkaPrefix(kafkaBrokers() ?? [], prefix, 'd12-cleanup').catch(() => undefined))
+      const spec = { brokers: kafkaBrokers() ?? [], groupId: `${prefix}flowkit.coordinator`, topic: prefix, coordinatorId: `coord-${randomUUID().slice(0, 8)}` }
+      const child = await startChild(t, spec)
+      await kill(child) // its memberships live until the 30 s session timeout
+      const bus = newBus(t)
+      const c = new Coordinator({ bus, store: new MemoryStore(), config: coordinatorConfig(prefix, spec.groupId, spec.coordinatorId) })
+      t.after(() => c.stop())
+      const started = performance.now()
+      await c.start()
+      const ms = performance.now() - started
+      t.diagnostic(`coordinator kill + restart with the same id → started after ${Math.round(ms)} ms (session timeout ${SESSION_MS} ms)`)
+      assert.ok(ms < RESTART_DEADLINE_MS, `the restarted coordinator waited ${Math.round(ms)} ms for its dead predecessor`)
     })
 
     it('rejects an invalid instanceId before touching the broker', async (t) => {
