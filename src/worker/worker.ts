@@ -245,6 +245,7 @@ export class Worker {
         groupId: `${c.groupPrefix}workers.${role}.v1`,
         topics: [topicFor(c.topicCmdFmt, role)],
         name: `worker-cmd-${role}`,
+        ...this.#instance(`cmd.${role}`),
         maxBatch: c.concurrency, // a partition's commands together: their claims share a round trip
         batchHandler: (ms) => {
           this.#obs?.commands(role, ms)
@@ -259,6 +260,7 @@ export class Worker {
       topics: [c.topicSignals],
       fromLatest: true,
       name: 'worker-signals',
+      ...this.#instance('signals'),
       handler: parkPoison((m) => onSignal(core, this.#runs, m), core.log),
     })
     this.#subs.push(signals)
@@ -267,6 +269,7 @@ export class Worker {
       topics: [c.topicQuery],
       fromLatest: true,
       name: 'worker-query',
+      ...this.#instance('query'),
       handler: parkPoison((m) => onQuery(core, m), core.log),
     })
     this.#subs.push(queries)
@@ -283,6 +286,16 @@ export class Worker {
    * (WORKER_STOPPING_REASON): a hand-back the coordinator re-dispatches without counting a retry.
    * A run already being cancelled for another reason keeps that reason.
    */
+  /**
+   * Static group membership for a worker given a stable `workerId`: a process restarted after a
+   * crash takes its place in its groups at once, instead of after its predecessor's session
+   * timed out (its start waits for these groups).
+   */
+  #instance(name: string): { instanceId?: string } {
+    const id = this.config.workerId
+    return id ? { instanceId: `${id}.${name}`.replace(/[^a-zA-Z0-9._-]/g, '_').slice(0, 200) } : {}
+  }
+
   async stop(options: { drain?: boolean } = {}): Promise<void> {
     // A start under way ends first (its steps are not cut in the middle); a failed one undid itself.
     if (this.#starting !== null) await this.#starting.catch(() => undefined)

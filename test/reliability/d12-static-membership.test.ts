@@ -18,6 +18,7 @@ import { describe, it } from 'node:test'
 import type { TestContext } from 'node:test'
 import { KafkaBus, dropKafkaPrefix } from '../../src/adapters/kafka/index.ts'
 import { Coordinator } from '../../src/coordinator/coordinator.ts'
+import { Worker } from '../../src/worker/worker.ts'
 import { MemoryStore } from '../../src/adapters/memory/store.ts'
 import type { KafkaBusOptions } from '../../src/adapters/kafka/index.ts'
 import { ErrorCode, isFlowkitError } from '../../src/errors.ts'
@@ -38,7 +39,17 @@ interface ChildSpec {
   instanceId?: string
   /** A whole coordinator of this id instead of one member (topics prefixed with `topic`). */
   coordinatorId?: string
+  /** A whole worker of this id (role `job`) instead of one member (topics prefixed with `topic`). */
+  workerId?: string
 }
+
+/** A worker's config of this id on the coordinator's topics (prefix). */
+function workerConfig(prefix: string, workerId: string): Record<string, unknown> {
+  const { coordinatorId: _c, groupId: _g, topicTasks: _t, ...topics } = coordinatorConfig(prefix, '', '')
+  return { ...topics, workerId, groupPrefix: prefix }
+}
+
+const JOB = { job: { async processBatch() { return {} } } }
 
 /** A coordinator's config on topics of their own (prefix) and its own group. */
 function coordinatorConfig(prefix: string, groupId: string, coordinatorId: string): Record<string, unknown> {
@@ -64,6 +75,8 @@ async function runChild(spec: ChildSpec): Promise<void> {
   if (spec.coordinatorId !== undefined) {
     const c = new Coordinator({ bus, store: new MemoryStore(), config: coordinatorConfig(spec.topic, spec.groupId, spec.coordinatorId) })
     await c.start()
+  } else if (spec.workerId !== undefined) {
+    await new Worker({ bus, store: new MemoryStore(), handlers: JOB, config: workerConfig(spec.topic, spec.workerId) }).start()
   } else await bus.subscribe({ groupId: spec.groupId, topics: [spec.topic], name: 'member', handler: async () => {} })
   process.stdout.write('ready\n')
   setInterval(() => {}, 60_000)
@@ -196,6 +209,21 @@ if (childSpec !== undefined) {
       const ms = performance.now() - started
       t.diagnostic(`coordinator kill + restart with the same id → started after ${Math.round(ms)} ms (session timeout ${SESSION_MS} ms)`)
       assert.ok(ms < RESTART_DEADLINE_MS, `the restarted coordinator waited ${Math.round(ms)} ms for its dead predecessor`)
+    })
+
+    it('a worker killed and restarted with the same workerId starts within seconds (its groups are static members)', async (t) => {
+      const prefix = `d12w${randomUUID().slice(0, 8)}.`
+      t.after(() => dropKafkaPrefix(kafkaBrokers() ?? [], prefix, 'd12-cleanup').catch(() => undefined))
+      const spec = { brokers: kafkaBrokers() ?? [], groupId: '', topic: prefix, workerId: `w-${randomUUID().slice(0, 8)}` }
+      const child = await startChild(t, spec)
+      await kill(child) // its memberships live until the 30 s session timeout
+      const w = new Worker({ bus: newBus(t), store: new MemoryStore(), handlers: JOB, config: workerConfig(prefix, spec.workerId) })
+      t.after(() => w.stop())
+      const started = performance.now()
+      await w.start()
+      const ms = performance.now() - started
+      t.diagnostic(`worker kill + restart with the same id → started after ${Math.round(ms)} ms (session timeout ${SESSION_MS} ms)`)
+      assert.ok(ms < RESTART_DEADLINE_MS, `the restarted worker waited ${Math.round(ms)} ms for its dead predecessor`)
     })
 
     it('rejects an invalid instanceId before touching the broker', async (t) => {
