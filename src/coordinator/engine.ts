@@ -65,14 +65,8 @@ export class Engine {
     this.#limits = limits
     this.#timers = timers
     this.#hooks = hooks
-    this.#accept = {
-      config,
-      log,
-      hooks,
-      apply: (rt, ord, ev) => this.apply(rt, ord, ev),
-      yieldConsumers: (rt, ord) => this.#yieldConsumers(rt, ord),
-      check: (rt, ord, ask, failed, then) => this.#check(rt, ord, ask, failed, then),
-    }
+    const check: AcceptDeps['check'] = (rt, ord, ask, failed, then) => this.#check(rt, ord, ask, failed, then)
+    this.#accept = { config, clock, log, hooks, apply: (rt, ord, ev) => this.apply(rt, ord, ev), yieldConsumers: (rt, ord) => this.#yieldConsumers(rt, ord), check }
   }
 
   policy(rt: TaskRuntime, ord: number): RetryPolicy {
@@ -100,6 +94,7 @@ export class Engine {
     rt.events.push(label ?? `${ev.kind} ${next.node_id}@${next.attempt_epoch}`)
     const wasBusy = node.status === 'running' || node.status === 'cancelling'
     const isBusy = next.status === 'running' || next.status === 'cancelling'
+    if (!rt.isFn(ord)) this.#limits.accepting(rt.spec(ord).type, wasBusy && node.accepted_at_ms !== null, isBusy && next.accepted_at_ms !== null)
     if (wasBusy && !isBusy && !rt.isFn(ord) && node.attempt_epoch > 0) {
       this.#limits.give(rt.spec(ord).type)
       this.drainWaiters()
@@ -378,8 +373,9 @@ export class Engine {
     rt.judging[ord] = 1
     const settle = (answer: T): void => {
       rt.judging[ord] = 0
-      if (this.tasks.get(rt.id) !== rt || rt.node(ord).status !== 'running' || rt.node(ord).attempt_epoch !== epoch) return
-      then(answer)
+      if (this.tasks.get(rt.id) !== rt) return
+      // (A node that moved on meanwhile — handed back, dispatched again — got no timer while judged.)
+      if (rt.node(ord).status === 'running' && rt.node(ord).attempt_epoch === epoch) then(answer)
       this.armNode(rt, ord)
     }
     ask.then(settle, () => settle(failed))

@@ -279,6 +279,7 @@ export class OwnedTasks {
       rt.nodes.forEach((n, i) => {
         if ((n.status === 'running' || n.status === 'cancelling') && !rt.isFn(i)) {
           d.limits.give(rt.spec(i).type)
+          d.limits.accepting(rt.spec(i).type, n.accepted_at_ms !== null, false)
           freed = true
         }
       })

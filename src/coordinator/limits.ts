@@ -17,6 +17,7 @@ export class Limits {
   readonly #maxByType: ReadonlyMap<string, number>
   #total = 0
   readonly #byType = new Map<string, number>()
+  readonly #acceptedByType = new Map<string, number>()
   readonly #queues = new Map<string, Waiter[]>()
   readonly #queued = new Set<string>()
   #seq = 0
@@ -44,6 +45,16 @@ export class Limits {
   /** Nodes of `type` running or cancelling (dispatched). */
   runningOf(type: string): number {
     return this.#byType.get(type) ?? 0
+  }
+
+  /** Nodes of `type` running or cancelling that a worker accepted (they hold a worker's slot). */
+  acceptedOf(type: string): number {
+    return this.#acceptedByType.get(type) ?? 0
+  }
+
+  /** Counts a node of `type` that became accepted (running or cancelling), or stopped being so. */
+  accepting(type: string, was: boolean, is: boolean): void {
+    if (was !== is) this.#acceptedByType.set(type, Math.max(0, (this.#acceptedByType.get(type) ?? 0) + (is ? 1 : -1)))
   }
 
   /** Whether one more node of `type` may run now. */

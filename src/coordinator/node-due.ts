@@ -9,11 +9,14 @@ import type { Clock } from '../ports/clock.ts'
 import type { TaskRuntime } from './runtime.ts'
 import type { NodeEvent } from './transitions.ts'
 
+/** Longest wait between two accept timeouts of one start. */
+export const MAX_RESEND_STEP_MS = 600_000
+
 /** Time after dispatch at which an unaccepted start is sent again for the (n+1)th time. */
 export function resendDelayMs(config: CoordinatorConfig, resends: number): number {
   const base = config.acceptTimeoutSec * 1000
   let total = 0
-  for (let i = 0; i <= resends; i++) total += Math.min(base * 2 ** i, 600_000)
+  for (let i = 0; i <= resends; i++) total += Math.min(base * 2 ** i, MAX_RESEND_STEP_MS)
   return total
 }
 

@@ -63,6 +63,7 @@ export async function loadRuntime(store: Store, engine: Engine, limits: Limits, 
   rt.nodes.forEach((n, i) => {
     if ((n.status === 'running' || n.status === 'cancelling') && !rt.isFn(i)) {
       limits.take(rt.spec(i).type)
+      limits.accepting(rt.spec(i).type, false, n.accepted_at_ms !== null)
       rt.inherited.add(i)
     }
   })

@@ -2,6 +2,7 @@
  * The coordinator's bus subscriptions: worker announces, TASK_DISCOVER replies, and one status
  * subscription per worker type (created on first need, once, even when asked concurrently).
  */
+import { groupInstanceId } from '../util/ids.ts'
 import type { CoordinatorConfig } from '../config.ts'
 import { topicFor } from '../config.ts'
 import { randomUUID } from 'node:crypto'
@@ -29,7 +30,7 @@ export class Subscriptions {
    */
   instance(name: string): { instanceId?: string } {
     const id = this.#config.coordinatorId
-    return id ? { instanceId: `${id}.${name}`.replace(/[^a-zA-Z0-9._-]/g, '_').slice(0, 200) } : {}
+    return id ? { instanceId: groupInstanceId(`${id}.${name}`) } : {}
   }
 
   set(name: string, sub: Subscription): void {

@@ -137,3 +137,15 @@ export function uuidV4(): string {
   uuidAt += 16
   return UUID_TEXT.toString('latin1', 0, 36)
 }
+
+/**
+ * A Kafka group instance id (static membership) for `raw` (a worker or coordinator id and the
+ * group's use): `raw` itself when it is made of `[a-zA-Z0-9._-]` and at most 200 characters;
+ * else its allowed characters (others as `_`, cut) and a hash of the whole `raw`, so that two ids
+ * that differ only in other characters or past the cut never share an instance id (two members
+ * with one instance id fence each other).
+ */
+export function groupInstanceId(raw: string): string {
+  if (raw.length <= 200 && /^[a-zA-Z0-9._-]+$/.test(raw)) return raw
+  return `${raw.replace(/[^a-zA-Z0-9._-]/g, '_').slice(0, 180)}-${sha256HexPrefix(raw, 16)}`
+}

@@ -10,6 +10,7 @@
  * status.ts (status event records) and status-emitter.ts (their batched produce), state.ts (run
  * state persisted in the background), discovery.ts (signals, TASK_DISCOVER).
  */
+import { groupInstanceId } from '../util/ids.ts'
 import { hostname } from 'node:os'
 import { randomUUID } from 'node:crypto'
 import { SystemClock } from '../clock.ts'
@@ -281,21 +282,21 @@ export class Worker {
   }
 
   /**
-   * Stops taking commands, cancels what runs unless `drain` is set, in which case running nodes
-   * finish first. Each run given up reports CANCELLED with reason `worker_stopping`
-   * (WORKER_STOPPING_REASON): a hand-back the coordinator re-dispatches without counting a retry.
-   * A run already being cancelled for another reason keeps that reason.
-   */
-  /**
    * Static group membership for a worker given a stable `workerId`: a process restarted after a
    * crash takes its place in its groups at once, instead of after its predecessor's session
    * timed out (its start waits for these groups).
    */
   #instance(name: string): { instanceId?: string } {
     const id = this.config.workerId
-    return id ? { instanceId: `${id}.${name}`.replace(/[^a-zA-Z0-9._-]/g, '_').slice(0, 200) } : {}
+    return id ? { instanceId: groupInstanceId(`${id}.${name}`) } : {}
   }
 
+  /**
+   * Stops taking commands, cancels what runs unless `drain` is set, in which case running nodes
+   * finish first. Each run given up reports CANCELLED with reason `worker_stopping`
+   * (WORKER_STOPPING_REASON): a hand-back the coordinator re-dispatches without counting a retry.
+   * A run already being cancelled for another reason keeps that reason.
+   */
   async stop(options: { drain?: boolean } = {}): Promise<void> {
     // A start under way ends first (its steps are not cut in the middle); a failed one undid itself.
     if (this.#starting !== null) await this.#starting.catch(() => undefined)
