@@ -31,8 +31,8 @@ export function acceptDue(d: AcceptDeps, rt: TaskRuntime, ord: number, now: numb
   if (due === null || due > now) return
   const type = rt.spec(ord).type
   if (d.hooks.saturated?.(type) === true) {
-    // More of its type dispatched than its live workers hold: the start waits in a queue, as
-    // expected, not lost. Looked at again a timeout later; its consumers still yield.
+    // Accepted runs of its type hold every slot its live workers announced: the start waits in a
+    // queue, as expected, not lost. Looked at again a timeout later; its consumers still yield.
     rt.acceptAfter[ord] = now + d.config.acceptTimeoutSec * 1000
     d.log.debug('node.start_queued', { task_id: rt.id, node_id: n.node_id, attempt_epoch: n.attempt_epoch, type })
     d.yieldConsumers(rt, ord)

@@ -35,7 +35,7 @@ export interface EngineHooks {
   judge?(rt: TaskRuntime, ord: number, epoch: number): Promise<'complete' | 'check'>
   /** A node's first TASK_START of an attempt was decided (e.g. to check a worker serves its type). */
   started?(rt: TaskRuntime, ord: number, epoch: number): void
-  /** Whether more nodes of this type are dispatched than its live workers' announced capacity. */
+  /** Whether accepted runs of this type hold every slot its live workers announced. */
   saturated?(type: string): boolean
   /** Whether a worker claimed this attempt in the store (it took the START). */
   claimed?(rt: TaskRuntime, ord: number, epoch: number): Promise<boolean>
