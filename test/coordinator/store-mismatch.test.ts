@@ -20,25 +20,22 @@ test('a coordinator handed a task its own database does not hold logs coordinato
   const other = new Coordinator({ bus: rt.bus, store: ownStore, logger: ownLog, config: { ...rt.coordinatorBase } })
   try {
     // Same database: tasks created on the first coordinator and owned by the second run, no error.
-    await shared.start()
-    await waitFor(() => shared.ownership.partitions.length > 0 && rt.coordinator.ownership.partitions.length > 0, { timeoutMs: 30_000 })
-    let handed = ''
-    while (handed === '') {
-      const id = await rt.coordinator.createTask(ONE)
-      if (shared.ownsTask(id)) handed = id
+    /** A task created on the runtime's coordinator that `owner` owns (it is handed over). */
+    const handedTo = async (owner: Coordinator): Promise<string> => {
+      await owner.start()
+      await waitFor(() => owner.ownership.partitions.length > 0 && rt.coordinator.ownership.partitions.length > 0, { timeoutMs: 30_000 })
+      for (;;) {
+        const id = await rt.coordinator.createTask(ONE)
+        if (owner.ownsTask(id)) return id
+      }
     }
+    const handed = await handedTo(shared)
     assert.equal((await rt.coordinator.waitForTask(handed, { timeoutMs: 20_000 })).status, 'finished')
     assert.deepEqual(sharedLog.records.filter((r) => r.event === 'coordinator.store_mismatch'), [])
     await shared.stop()
 
     // Another database in the same group: the owner says so.
-    await other.start()
-    await waitFor(() => other.ownership.partitions.length > 0 && rt.coordinator.ownership.partitions.length > 0, { timeoutMs: 30_000 })
-    let lost = ''
-    while (lost === '') {
-      const id = await rt.coordinator.createTask(ONE)
-      if (other.ownsTask(id)) lost = id
-    }
+    const lost = await handedTo(other)
     await waitFor(() => ownLog.records.some((r) => r.event === 'coordinator.store_mismatch'), { timeoutMs: 20_000, message: 'the owner logs the mismatch' })
     const rec = ownLog.records.find((r) => r.event === 'coordinator.store_mismatch')
     assert.equal(rec?.level, 'error')

@@ -32,3 +32,17 @@ export function realSkip(kind: 'kafka' | 'mongo' | 'both'): false | string {
   }
   return reason
 }
+
+/** Every topic name of a runtime, under `prefix` (a runtime of its own on a shared broker). */
+export function topicNames(prefix: string) {
+  return {
+    topicCmdFmt: `${prefix}cmd.{type}.v1`,
+    topicStatusFmt: `${prefix}status.{type}.v1`,
+    topicWorkerAnnounce: `${prefix}workers.announce.v1`,
+    topicQuery: `${prefix}query.tasks.v1`,
+    topicReply: `${prefix}reply.tasks.v1`,
+    topicSignals: `${prefix}signals.v1`,
+    topicControl: `${prefix}control.tasks.v1`,
+    topicTasks: `${prefix}coord.tasks.v1`,
+  }
+}

@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto'
 import { Coordinator, MemoryBus, MemoryLogger, MemoryStore, Worker } from 'flowkit'
 import type { Bus, Clock, CoordinatorConfig, CoordinatorFn, Logger, RoleHandler, Store, WorkerConfig } from 'flowkit'
-import { kafkaBrokers, mongoUrl } from './real.ts'
+import { kafkaBrokers, mongoUrl, topicNames } from './real.ts'
 import { WarningsLogger, armExitGuard, trackRuntime } from './exit-guard.ts'
 
 armExitGuard()
@@ -105,16 +105,7 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<Runtim
   }
   bus ??= new MemoryBus()
   store ??= new MemoryStore()
-  const topics = {
-    topicCmdFmt: `${prefix}cmd.{type}.v1`,
-    topicStatusFmt: `${prefix}status.{type}.v1`,
-    topicWorkerAnnounce: `${prefix}workers.announce.v1`,
-    topicQuery: `${prefix}query.tasks.v1`,
-    topicReply: `${prefix}reply.tasks.v1`,
-    topicSignals: `${prefix}signals.v1`,
-    topicControl: `${prefix}control.tasks.v1`,
-    topicTasks: `${prefix}coord.tasks.v1`,
-  }
+  const topics = topicNames(prefix)
   // Without a logger of its own, a runtime logs its warnings to one the exit guard can show.
   const logger = options.logger ?? new WarningsLogger()
   const clockOpt = { ...(options.clock ? { clock: options.clock } : {}), logger }

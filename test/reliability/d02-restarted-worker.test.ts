@@ -52,15 +52,20 @@ test('defect 2: a restarted worker with the same id hands back its dead predeces
   }
 })
 
-test('a restarted worker hands back an attempt its predecessor claimed but died before saving its run state; a claim of another worker id stays held', async () => {
-  const log = new MemoryLogger()
-  const runs: string[] = []
-  const handler: RoleHandler = {
+/** Records `task@epoch` of each batch it processes. */
+function recording(runs: string[]): RoleHandler {
+  return {
     async processBatch(_b, ctx) {
       runs.push(`${ctx.taskId}@${ctx.attemptEpoch}`)
       return { metrics: { n: 1 } }
     },
   }
+}
+
+test('a restarted worker hands back an attempt its predecessor claimed but died before saving its run state; a claim of another worker id stays held', async () => {
+  const log = new MemoryLogger()
+  const runs: string[] = []
+  const handler = recording(runs)
   // A long accept timeout: the hand-back must not wait for the coordinator's resends.
   const rt = await startRuntime({ logger: log, handlers: { job: handler }, worker: { workerId: 'w-fixed' }, coordinator: { acceptTimeoutSec: 600 } })
   try {
@@ -88,12 +93,7 @@ test('an attempt a worker claimed and then died before accepting is handed back 
   const clock = new TestClock()
   const log = new MemoryLogger()
   const runs: string[] = []
-  const handler: RoleHandler = {
-    async processBatch(_b, ctx) {
-      runs.push(`${ctx.taskId}@${ctx.attemptEpoch}`)
-      return { metrics: { n: 1 } }
-    },
-  }
+  const handler = recording(runs)
   const rt = await startRuntime({ clock, logger: log, handlers: { job: handler }, worker: { workerId: 'w-live' }, coordinator: { acceptTimeoutSec: 30 } })
   try {
     // A worker that is gone for good (another id) claimed epoch 1 and never reported.

@@ -23,7 +23,7 @@ import { MemoryStore } from '../../src/adapters/memory/store.ts'
 import type { KafkaBusOptions } from '../../src/adapters/kafka/index.ts'
 import { ErrorCode, isFlowkitError } from '../../src/errors.ts'
 import type { BusMessage } from '../../src/ports/bus.ts'
-import { kafkaBrokers, realSkip } from '../helpers/real.ts'
+import { kafkaBrokers, realSkip, topicNames } from '../helpers/real.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 /** Session timeout of the group in these tests: what a restart without static membership waits. */
@@ -45,7 +45,7 @@ interface ChildSpec {
 
 /** A worker's config of this id on the coordinator's topics (prefix). */
 function workerConfig(prefix: string, workerId: string): Record<string, unknown> {
-  const { coordinatorId: _c, groupId: _g, topicTasks: _t, ...topics } = coordinatorConfig(prefix, '', '')
+  const { topicTasks: _t, ...topics } = topicNames(prefix)
   return { ...topics, workerId, groupPrefix: prefix }
 }
 
@@ -53,18 +53,7 @@ const JOB = { job: { async processBatch() { return {} } } }
 
 /** A coordinator's config on topics of their own (prefix) and its own group. */
 function coordinatorConfig(prefix: string, groupId: string, coordinatorId: string): Record<string, unknown> {
-  return {
-    coordinatorId,
-    groupId,
-    topicCmdFmt: `${prefix}cmd.{type}.v1`,
-    topicStatusFmt: `${prefix}status.{type}.v1`,
-    topicWorkerAnnounce: `${prefix}workers.announce.v1`,
-    topicQuery: `${prefix}query.tasks.v1`,
-    topicReply: `${prefix}reply.tasks.v1`,
-    topicSignals: `${prefix}signals.v1`,
-    topicControl: `${prefix}control.tasks.v1`,
-    topicTasks: `${prefix}coord.tasks.v1`,
-  }
+  return { coordinatorId, groupId, ...topicNames(prefix) }
 }
 
 const CHILD_ENV = 'FLOWKIT_D12_CHILD'
@@ -195,33 +184,28 @@ if (childSpec !== undefined) {
       assert.ok(restarted.length > 0, 'the restarted member owns partitions again')
     })
 
+    /** Kills a child running `spec`, then times the start of `restarted` (same id). */
+    const restartMs = async (t: TestContext, spec: ChildSpec, restarted: { start(): Promise<void>; stop(): Promise<void> }): Promise<number> => {
+      t.after(() => dropKafkaPrefix(kafkaBrokers() ?? [], spec.topic, 'd12-cleanup').catch(() => undefined))
+      await kill(await startChild(t, spec)) // its memberships live until the 30 s session timeout
+      t.after(() => restarted.stop())
+      const started = performance.now()
+      await restarted.start()
+      return performance.now() - started
+    }
+
     it('a coordinator killed and restarted with the same coordinatorId starts within seconds (every group it joins is a static member)', async (t) => {
       const prefix = `d12c${randomUUID().slice(0, 8)}.`
-      t.after(() => dropKafkaPrefix(kafkaBrokers() ?? [], prefix, 'd12-cleanup').catch(() => undefined))
       const spec = { brokers: kafkaBrokers() ?? [], groupId: `${prefix}flowkit.coordinator`, topic: prefix, coordinatorId: `coord-${randomUUID().slice(0, 8)}` }
-      const child = await startChild(t, spec)
-      await kill(child) // its memberships live until the 30 s session timeout
-      const bus = newBus(t)
-      const c = new Coordinator({ bus, store: new MemoryStore(), config: coordinatorConfig(prefix, spec.groupId, spec.coordinatorId) })
-      t.after(() => c.stop())
-      const started = performance.now()
-      await c.start()
-      const ms = performance.now() - started
+      const ms = await restartMs(t, spec, new Coordinator({ bus: newBus(t), store: new MemoryStore(), config: coordinatorConfig(prefix, spec.groupId, spec.coordinatorId) }))
       t.diagnostic(`coordinator kill + restart with the same id → started after ${Math.round(ms)} ms (session timeout ${SESSION_MS} ms)`)
       assert.ok(ms < RESTART_DEADLINE_MS, `the restarted coordinator waited ${Math.round(ms)} ms for its dead predecessor`)
     })
 
     it('a worker killed and restarted with the same workerId starts within seconds (its groups are static members)', async (t) => {
       const prefix = `d12w${randomUUID().slice(0, 8)}.`
-      t.after(() => dropKafkaPrefix(kafkaBrokers() ?? [], prefix, 'd12-cleanup').catch(() => undefined))
       const spec = { brokers: kafkaBrokers() ?? [], groupId: '', topic: prefix, workerId: `w-${randomUUID().slice(0, 8)}` }
-      const child = await startChild(t, spec)
-      await kill(child) // its memberships live until the 30 s session timeout
-      const w = new Worker({ bus: newBus(t), store: new MemoryStore(), handlers: JOB, config: workerConfig(prefix, spec.workerId) })
-      t.after(() => w.stop())
-      const started = performance.now()
-      await w.start()
-      const ms = performance.now() - started
+      const ms = await restartMs(t, spec, new Worker({ bus: newBus(t), store: new MemoryStore(), handlers: JOB, config: workerConfig(prefix, spec.workerId) }))
       t.diagnostic(`worker kill + restart with the same id → started after ${Math.round(ms)} ms (session timeout ${SESSION_MS} ms)`)
       assert.ok(ms < RESTART_DEADLINE_MS, `the restarted worker waited ${Math.round(ms)} ms for its dead predecessor`)
     })
