@@ -16,7 +16,7 @@ import { taskResult } from './output.ts'
 import { cancelCommands, reissueCommands, staleCancel, startCommand } from './commands.ts'
 import { cancellingLeaseLost, dueAt, lostEvent, timeoutAt } from './node-due.ts'
 import { type AcceptDeps, acceptDue } from './accept.ts'
-import type { Limits } from './limits.ts'
+import { type Limits, acceptedHolder } from './limits.ts'
 import { heldUpstream, waitingConsumers } from './yield.ts'
 import type { TaskRuntime } from './runtime.ts'
 import type { TimerEntry, TimerHeap } from './timers.ts'
@@ -94,7 +94,7 @@ export class Engine {
     rt.events.push(label ?? `${ev.kind} ${next.node_id}@${next.attempt_epoch}`)
     const wasBusy = node.status === 'running' || node.status === 'cancelling'
     const isBusy = next.status === 'running' || next.status === 'cancelling'
-    if (!rt.isFn(ord)) this.#limits.accepting(rt.spec(ord).type, wasBusy && node.accepted_at_ms !== null, isBusy && next.accepted_at_ms !== null)
+    if (!rt.isFn(ord)) this.#limits.accepting(acceptedHolder(node, wasBusy), acceptedHolder(next, isBusy))
     if (wasBusy && !isBusy && !rt.isFn(ord) && node.attempt_epoch > 0) {
       this.#limits.give(rt.spec(ord).type)
       this.drainWaiters()

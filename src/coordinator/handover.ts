@@ -29,7 +29,7 @@ import type { TaskDoc, TaskStatus } from '../model/state.ts'
 import type { Subscription } from '../ports/bus.ts'
 import type { Store } from '../ports/store.ts'
 import type { Engine } from './engine.ts'
-import type { Limits } from './limits.ts'
+import { type Limits, acceptedHolder } from './limits.ts'
 import { RECOVERING, type RecoveryDeps, finishRecovery, resume } from './recovery.ts'
 import { claim, sharedStoreCheck } from './claim.ts'
 import { TERMINAL_TASK, type TaskRuntime } from './runtime.ts'
@@ -279,7 +279,7 @@ export class OwnedTasks {
       rt.nodes.forEach((n, i) => {
         if ((n.status === 'running' || n.status === 'cancelling') && !rt.isFn(i)) {
           d.limits.give(rt.spec(i).type)
-          d.limits.accepting(rt.spec(i).type, n.accepted_at_ms !== null, false)
+          d.limits.accepting(acceptedHolder(n, true), null)
           freed = true
         }
       })

@@ -4,6 +4,16 @@
  * type's FIFO. When a slot frees, the oldest waiter that may run is handed out: O(types) per
  * freed slot, whatever the number of blocked tasks.
  */
+import type { NodeState } from '../model/state.ts'
+
+/**
+ * The worker holding node `n` in a worker's slot when it is accepted and `busy` (running or
+ * cancelling): its lease's worker ('' when the lease names none); null when it holds no slot.
+ */
+export function acceptedHolder(n: NodeState, busy: boolean): string | null {
+  return busy && n.accepted_at_ms !== null ? (n.lease.worker_id ?? '') : null
+}
+
 export interface Waiter {
   taskId: string
   ord: number
@@ -17,7 +27,8 @@ export class Limits {
   readonly #maxByType: ReadonlyMap<string, number>
   #total = 0
   readonly #byType = new Map<string, number>()
-  readonly #acceptedByType = new Map<string, number>()
+  /** Accepted nodes by the worker holding them (a worker's slots serve all its types). */
+  readonly #acceptedByWorker = new Map<string, number>()
   readonly #queues = new Map<string, Waiter[]>()
   readonly #queued = new Set<string>()
   #seq = 0
@@ -47,14 +58,23 @@ export class Limits {
     return this.#byType.get(type) ?? 0
   }
 
-  /** Nodes of `type` running or cancelling that a worker accepted (they hold a worker's slot). */
-  acceptedOf(type: string): number {
-    return this.#acceptedByType.get(type) ?? 0
+  /** Accepted nodes (running or cancelling) held by worker `workerId`, whatever their type. */
+  acceptedBy(workerId: string): number {
+    return this.#acceptedByWorker.get(workerId) ?? 0
   }
 
-  /** Counts a node of `type` that became accepted (running or cancelling), or stopped being so. */
-  accepting(type: string, was: boolean, is: boolean): void {
-    if (was !== is) this.#acceptedByType.set(type, Math.max(0, (this.#acceptedByType.get(type) ?? 0) + (is ? 1 : -1)))
+  /**
+   * Counts a node that became accepted (running or cancelling), or stopped being so:
+   * `was` / `is` the worker holding it before / after (null: not accepted then).
+   */
+  accepting(was: string | null, is: string | null): void {
+    if (was === is) return
+    if (was !== null) {
+      const n = (this.#acceptedByWorker.get(was) ?? 0) - 1
+      if (n > 0) this.#acceptedByWorker.set(was, n)
+      else this.#acceptedByWorker.delete(was)
+    }
+    if (is !== null) this.#acceptedByWorker.set(is, (this.#acceptedByWorker.get(is) ?? 0) + 1)
   }
 
   /** Whether one more node of `type` may run now. */

@@ -20,7 +20,7 @@ import { waitUntil } from '../util/wait-until.ts'
 import type { Discovery } from './discovery.ts'
 import type { Engine } from './engine.ts'
 import type { FnRunner } from './fn-runner.ts'
-import type { Limits } from './limits.ts'
+import { type Limits, acceptedHolder } from './limits.ts'
 import { TaskRuntime } from './runtime.ts'
 import { ledgerFromRows } from './runtime-doc.ts'
 
@@ -63,7 +63,7 @@ export async function loadRuntime(store: Store, engine: Engine, limits: Limits, 
   rt.nodes.forEach((n, i) => {
     if ((n.status === 'running' || n.status === 'cancelling') && !rt.isFn(i)) {
       limits.take(rt.spec(i).type)
-      limits.accepting(rt.spec(i).type, false, n.accepted_at_ms !== null)
+      limits.accepting(null, acceptedHolder(n, true))
       rt.inherited.add(i)
     }
   })

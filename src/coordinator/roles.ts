@@ -73,17 +73,18 @@ export class LiveRoles {
   }
 
   /**
-   * The capacity the live workers serving `type` announced, summed; 0 (unknown) when none is
-   * known or one of them announced none (a peer that does not say it).
+   * Whether every live worker serving `type` is full: the runs it holds (`heldBy`, of all its
+   * types: one pool of slots serves them all) take every slot it announced. False when none is
+   * live or one of them announced no capacity (a peer that does not say it).
    */
-  capacity(type: string, now: number): number {
-    let sum = 0
-    for (const w of this.#workers.values()) {
+  full(type: string, now: number, heldBy: (workerId: string) => number): boolean {
+    let any = false
+    for (const [id, w] of this.#workers) {
       if (!w.online || now - w.seen > this.#livenessMs || !w.roles.includes(type)) continue
-      if (!(w.capacity > 0)) return 0
-      sum += w.capacity
+      if (!(w.capacity > 0) || heldBy(id) < w.capacity) return false
+      any = true
     }
-    return sum
+    return any
   }
 
   knows(type: string, now: number): boolean {

@@ -153,13 +153,10 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     terminal: () => undefined,
     started: (rt, ord, epoch) => warnIfUnserved({ roles, clock, log, engine, stop: hooks.stopSignal() }, rt, ord, epoch),
     claimed: async (rt, ord, epoch) => (await store.attemptHolder(rt.id, rt.spec(ord).node_id, epoch)) !== null,
-    // Every slot its live workers announced is held by an accepted run: a START waits in a queue.
-    // (Not the dispatched count: lost STARTs and dead holders' claims count there, and would keep
-    // the type "busy" for ever.)
-    saturated: (type) => {
-      const capacity = roles.capacity(type, clock.now())
-      return capacity > 0 && limits.acceptedOf(type) >= capacity
-    },
+    // Every slot its live workers announced is held by an accepted run (of any of their types): a
+    // START waits in a queue. (Not the dispatched count: lost STARTs and dead holders' claims
+    // count there, and would keep the type "busy" for ever.)
+    saturated: (type) => roles.full(type, clock.now(), (w) => limits.acceptedBy(w)),
     judge: leaseJudge({
       config,
       store,

@@ -45,3 +45,40 @@ test('starts queued behind a saturated worker are neither resent nor replaced; t
     await rt.stop()
   }
 })
+
+test('a worker serving several types is full when its runs of any type hold its slots: starts of the other types queued behind them are not resent', async () => {
+  const clock = new TestClock()
+  const logger = new MemoryLogger()
+  const release = gate()
+  const ran: string[] = []
+  const handler = (type: string): RoleHandler => ({
+    async processBatch() {
+      ran.push(type)
+      await release.wait()
+      return { metrics: { count: 1 } }
+    },
+  })
+  // One worker, one pool of two slots for both types (its announce says capacity 2 for each).
+  const rt = await startRuntime({ clock, logger, handlers: { slow: handler('slow'), other: handler('other') }, worker: { concurrency: 2, leaseTtlSec: 3600, hbIntervalSec: 600 }, coordinator: { acceptTimeoutSec: 30 } })
+  try {
+    const ids: string[] = []
+    for (let i = 0; i < 2; i++) ids.push(await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'a', type: 'slow' }] } }))
+    await waitFor(() => ran.length === 2, { message: 'the two slow runs hold both slots' })
+    for (let i = 0; i < 3; i++) ids.push(await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'b', type: 'other' }] } }))
+    for (let s = 0; s < 500; s += 10) await clock.advance(10_000)
+    const events = logger.records.map((r) => r.event)
+    assert.equal(events.filter((e) => e === 'node.not_accepted').length, 0, 'no start reported not accepted')
+    assert.equal(events.filter((e) => e === 'node.start_resent').length, 0, 'no start resent')
+    assert.ok(events.includes('node.start_queued'), 'the waits are logged as queued')
+    release.open()
+    for (const id of ids) {
+      const t = await rt.coordinator.waitForTask(id, { timeoutMs: 20_000 })
+      assert.equal(t.status, 'finished')
+      assert.equal(t.nodes[0]?.attempt_epoch, 1, 'run at its first epoch (never replaced)')
+    }
+    assert.deepEqual(ran.sort(), ['other', 'other', 'other', 'slow', 'slow'], 'each node ran once')
+  } finally {
+    release.open()
+    await rt.stop()
+  }
+})

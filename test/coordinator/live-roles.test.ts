@@ -27,17 +27,23 @@ test('a flood of announces with new worker ids keeps the table bounded; live wor
   assert.equal(quiet.knows('x', 10_000 + MAX_KNOWN_WORKERS), true)
 })
 
-test('capacity of a type: the live workers serving it, summed; unknown (0) when one of them announced none', () => {
+test('a type is full when every live worker serving it holds as many runs (of any of its types) as it announced; not when one announced none', () => {
   const roles = new LiveRoles(30_000)
   const now = 1_000_000
   roles.seen({ worker_id: 'a', roles: ['etl', 'load'], status: 'online', last_seen_ms: now, capacity: 8 })
   roles.seen({ worker_id: 'b', roles: ['etl'], status: 'online', last_seen_ms: now, capacity: 4 })
   roles.seen({ worker_id: 'gone', roles: ['etl'], status: 'offline', last_seen_ms: now, capacity: 100 })
   roles.seen({ worker_id: 'silent', roles: ['etl'], status: 'online', last_seen_ms: now - 60_000, capacity: 100 })
-  assert.equal(roles.capacity('etl', now), 12, 'online and heard within the liveness window only')
-  assert.equal(roles.capacity('load', now), 8)
-  assert.equal(roles.capacity('nobody', now), 0)
-  // A peer that does not announce its capacity (e.g. another implementation): unknown.
+  const held = new Map<string, number>()
+  const heldBy = (w: string): number => held.get(w) ?? 0
+  assert.equal(roles.full('etl', now, heldBy), false, 'idle workers')
+  held.set('a', 8)
+  assert.equal(roles.full('load', now, heldBy), true, "a's eight slots are taken (whatever their types): load waits")
+  assert.equal(roles.full('etl', now, heldBy), false, 'b has room for etl')
+  held.set('b', 4)
+  assert.equal(roles.full('etl', now, heldBy), true, 'online workers heard within the liveness window only')
+  assert.equal(roles.full('nobody', now, heldBy), false, 'no live worker: not full (unknown)')
+  // A peer that does not announce its capacity (e.g. another implementation): unknown, never full.
   roles.seen({ worker_id: 'py', roles: ['etl'], status: 'online', last_seen_ms: now })
-  assert.equal(roles.capacity('etl', now), 0)
+  assert.equal(roles.full('etl', now, heldBy), false)
 })
