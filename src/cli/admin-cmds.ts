@@ -4,10 +4,10 @@
  * `dlq retry <id>` (back to pending: the running coordinator's outbox sends it again), `prune`
  * (deletes ended tasks older than an age, with everything stored for them).
  */
-import { requeueDeadLetter } from '../coordinator/dead-letters.ts'
+import { requeueDeadLetter, requeueDeadLetters } from '../coordinator/dead-letters.ts'
 import { redact, redactText } from '../log.ts'
 import type { OutboxRow } from '../ports/store.ts'
-import { int, parse, positionals, str } from './args.ts'
+import { type Parsed, flag, int, parse, positionals, str } from './args.ts'
 import { openStore } from './connect.ts'
 import { CliError, EXIT, usageError } from './errors.ts'
 import { type CommandBase, ago, isoTime, table } from './output.ts'
@@ -79,7 +79,9 @@ export async function dlqCommand(argv: readonly string[], base: CommandBase): Pr
     }
   }
   if (sub === 'retry') {
-    const p = parse('dlq retry', rest, {}, true)
+    const p = parse('dlq retry', rest, { all: { type: 'boolean', short: 'a' }, limit: { type: 'string', short: 'n' } }, true)
+    if (flag(p, 'all')) return retryAll(p, base)
+    if (p.values['limit'] !== undefined) throw usageError('dlq retry: --limit goes with --all', 'dlq')
     const [id] = positionals('dlq retry', p, ['id']) as [string]
     const settings = resolveSettings(p)
     const store = await openStore(settings, 'write')
@@ -94,6 +96,29 @@ export async function dlqCommand(argv: readonly string[], base: CommandBase): Pr
     }
   }
   throw usageError(`dlq: unknown subcommand ${JSON.stringify(sub)} (ls or retry)`, 'dlq')
+}
+
+/** `dlq retry --all`: every dead letter back to pending but the STARTs of attempts that ended. */
+async function retryAll(p: Parsed, base: CommandBase): Promise<number> {
+  positionals('dlq retry --all', p, [])
+  const limit = int('dlq retry', p, 'limit', 1, 100_000)
+  const store = await openStore(resolveSettings(p), 'write')
+  try {
+    const r = await requeueDeadLetters(store, Date.now(), limit)
+    const stale = r.stale.map((s) => ({ id: s.id, reason: redactText(s.reason) }))
+    if (base.out.json) {
+      base.out.doc({ requeued: r.requeued, stale })
+      return EXIT.ok
+    }
+    base.out.line(r.requeued.length === 0 && stale.length === 0 ? 'no dead letters' : `requeued ${r.requeued.length}: the running coordinator sends them again`)
+    if (stale.length > 0) {
+      base.out.line(`not retried ${stale.length} (their attempts ended: resubmit their tasks):`)
+      for (const l of table([['ID', 'WHY'], ...stale.map((s) => [s.id, s.reason])])) base.out.line(l)
+    }
+    return EXIT.ok
+  } finally {
+    await store.close()
+  }
 }
 
 const AGE_UNITS_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }

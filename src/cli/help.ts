@@ -40,7 +40,7 @@ graphs and tasks:
 
 operations:
   workers                                  workers that announced themselves
-  dlq ls | dlq retry <id>                  dead-lettered outbox messages; send one again
+  dlq ls | dlq retry <id> | --all          dead-lettered outbox messages; send them again
   prune --ended-before <age>               delete tasks that ended before an age (7d, 12h, 30m)
 
 older names (still accepted): flowkit tasks [--all] (= ls), flowkit task <id> (= status),
@@ -158,9 +158,11 @@ ${CONNECTION}
 ${GLOBAL}`,
   dlq: `usage: flowkit dlq ls [--limit <n>]
        flowkit dlq retry <id>
+       flowkit dlq retry --all [--limit <n>]
 
 Dead letters: outbox messages parked after their last send attempt failed. \`retry\` puts one back to
-pending; the running coordinator sends it again.
+pending; the running coordinator sends it again. \`--all\`: every one (the oldest first, at most n),
+except the task starts whose attempts ended (listed: resubmit their tasks).
 ${CONNECTION}
 ${GLOBAL}`,
   prune: `usage: flowkit prune --ended-before <age> [--limit <n>]

@@ -7,17 +7,20 @@
  * signals) are harmless to send again.
  */
 import { ErrorCode, FlowkitError } from '../errors.ts'
-import { TERMINAL_TASK_STATUSES } from '../model/state.ts'
+import { TERMINAL_TASK_STATUSES, type TaskDoc } from '../model/state.ts'
 import type { OutboxRow, Store } from '../ports/store.ts'
 import { parseEnvelope } from '../protocol/parse.ts'
 
-/** Why sending dead letter `row` again would run an attempt that ended, or null. */
-export async function staleDeadLetter(store: Store, row: OutboxRow): Promise<string | null> {
+/**
+ * Why sending dead letter `row` again would run an attempt that ended, or null. `getTask`: how to
+ * read a task (the store's, or a cache over it for many rows).
+ */
+export async function staleDeadLetter(store: Store, row: OutboxRow, getTask: (id: string) => Promise<TaskDoc | null> = (id) => store.getTask(id)): Promise<string | null> {
   const parsed = parseEnvelope(row.value)
   if (!parsed.ok) return null
   const env = parsed.value
   if (env.msg_type !== 'cmd' || env.payload['cmd'] !== 'TASK_START') return null
-  const task = await store.getTask(env.task_id)
+  const task = await getTask(env.task_id)
   if (task === null) return `its task ${env.task_id} is not in the store`
   if (TERMINAL_TASK_STATUSES.includes(task.status)) return `its task ${env.task_id} has ended (${task.status})`
   const node = Object.hasOwn(task.nodes, env.node_id) ? task.nodes[env.node_id] : undefined
@@ -42,4 +45,36 @@ export async function requeueDeadLetter(store: Store, id: string, now: number): 
     })
   }
   return store.outboxRequeue(id, now)
+}
+
+/** What `requeueDeadLetters` did: the rows put back, and those left dead letters (with why). */
+export interface RequeueAllResult {
+  requeued: string[]
+  stale: { id: string; reason: string }[]
+}
+
+/**
+ * Puts every dead letter back in the outbox (the oldest first, at most `limit`), except the
+ * TASK_STARTs whose attempts ended: those stay dead letters (listed with why; their tasks are to
+ * be resubmitted). A task is read once for all its rows.
+ */
+export async function requeueDeadLetters(store: Store, now: number, limit?: number): Promise<RequeueAllResult> {
+  const rows = await store.outboxList({ status: 'failed', ...(limit === undefined ? {} : { limit }) })
+  const tasks = new Map<string, Promise<TaskDoc | null>>()
+  const getTask = (id: string): Promise<TaskDoc | null> => {
+    let t = tasks.get(id)
+    if (t === undefined) {
+      t = store.getTask(id)
+      tasks.set(id, t)
+    }
+    return t
+  }
+  const out: RequeueAllResult = { requeued: [], stale: [] }
+  for (const row of rows) {
+    const stale = await staleDeadLetter(store, row, getTask)
+    if (stale !== null) out.stale.push({ id: row.id, reason: stale })
+    // False: no longer a dead letter (another operator's retry, meanwhile): nothing to do.
+    else if (await store.outboxRequeue(row.id, now)) out.requeued.push(row.id)
+  }
+  return out
 }

@@ -59,6 +59,8 @@ describe('flowkit CLI basics', () => {
       [['ls', '--limit', 'ten'], /--limit must be an integer/],
       [['ls', '--status', 'sleeping'], /unknown status "sleeping"/],
       [['dlq'], /dlq: missing subcommand/],
+      [['dlq', 'retry', 'abc', '--all'], /dlq retry --all: unexpected argument "abc"/],
+      [['dlq', 'retry', 'abc', '--limit', '3'], /dlq retry: --limit goes with --all/],
       [['worker'], /worker: --handlers <module> is required/],
       [['dev', '--graph', 'g.json'], /--graph needs --handlers/],
     ]

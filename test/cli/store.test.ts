@@ -117,6 +117,20 @@ describe('flowkit store commands on MongoDB', { skip }, () => {
     assert.deepEqual(JSON.parse(retry.stdout), { id, requeued: true })
     assert.deepEqual((await store.outboxList({ status: 'pending' })).map((r) => r.id), [id])
     assert.deepEqual(JSON.parse((await runCli(['dlq', 'ls', '--json'], { env })).stdout), [])
+
+    // Every dead letter at once: the cancel goes back; the START of a task that ended stays.
+    const cancel = { topic: 'cmd.extractor.v1', key: `${running.id}:extract`, value: '{"msg_type":"cmd","payload":{"cmd":"TASK_CANCEL"}}', dedup_id: 'd2' }
+    await store.outboxEnqueue(cancel, now, { attempts: 3, error: 'broker down' })
+    const staleStart = JSON.stringify({ v: 1, msg_type: 'cmd', role: 'coordinator', dedup_id: 'd3', task_id: finished.id, node_id: 'extract', step_type: 'extractor', attempt_epoch: 1, ts_ms: now, payload: { cmd: 'TASK_START' } })
+    await store.outboxEnqueue({ topic: 'cmd.extractor.v1', key: `${finished.id}:extract`, value: staleStart, dedup_id: 'd3' }, now + 1, { attempts: 3, error: 'broker down' })
+    const retryAll = await runCli(['dlq', 'retry', '--all'], { env })
+    assert.equal(retryAll.code, 0, retryAll.stderr)
+    assert.match(retryAll.stdout, /^requeued 1: the running coordinator sends them again$/m)
+    assert.match(retryAll.stdout, new RegExp(`^not retried 1 \\(their attempts ended: resubmit their tasks\\):\n.*\n\\S+\\s+its task ${finished.id} has ended \\(finished\\)$`, 'm'))
+    assert.deepEqual((await store.outboxList({ status: 'failed' })).map((r) => r.key), [`${finished.id}:extract`])
+    const again = JSON.parse((await runCli(['dlq', 'retry', '--all', '--json'], { env })).stdout) as { requeued: string[]; stale: { id: string; reason: string }[] }
+    assert.deepEqual(again.requeued, [])
+    assert.equal(again.stale.length, 1)
   })
 
   test('status --watch follows durable transitions written by the coordinator until the task ends (exit 0 finished)', async () => {
