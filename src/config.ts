@@ -53,6 +53,12 @@ export interface CoordinatorConfig extends TopicsConfig, SubmitLimits {
   outboxBackoffMaxMs: number
   /** A dispatched start not accepted within this many seconds is sent again (same epoch). */
   acceptTimeoutSec: number
+  /**
+   * A start not accepted within this many seconds (and every as many seconds after) is also sent
+   * by name to a live worker of its type with a free slot, past the busy worker whose command
+   * partition holds it (0: never).
+   */
+  steerAfterSec: number
   /** Retry policy for nodes that have none. */
   defaultRetryMax: number
   defaultBackoffSec: number
@@ -177,6 +183,7 @@ export const COORDINATOR_DEFAULTS: CoordinatorConfig = {
   outboxBackoffMinMs: 250,
   outboxBackoffMaxMs: 60_000,
   acceptTimeoutSec: 30,
+  steerAfterSec: 5,
   defaultRetryMax: 3,
   defaultBackoffSec: 1,
   maxRunningNodes: 0,

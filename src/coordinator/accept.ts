@@ -2,12 +2,13 @@
  * A dispatched node whose START no worker has accepted yet, at its accept timeout: the START is
  * resent (same epoch), or the attempt handed back (a new one, no retry used) — unless it is merely
  * queued behind busy workers, and sooner when a worker is known to have taken it and gone silent.
+ * Before that, and between, it may be steered to a worker of its type with a free slot.
  */
 import type { CoordinatorConfig } from '../config.ts'
 import type { Logger } from '../log.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { EngineHooks } from './engine.ts'
-import { MAX_RESEND_STEP_MS, acceptDueAt } from './node-due.ts'
+import { MAX_RESEND_STEP_MS, acceptDueAt, steerDueAt } from './node-due.ts'
 import type { TaskRuntime } from './runtime.ts'
 import type { NodeEvent } from './transitions.ts'
 
@@ -16,7 +17,7 @@ export interface AcceptDeps {
   config: CoordinatorConfig
   clock: Clock
   log: Logger
-  hooks: Pick<EngineHooks, 'saturated' | 'claimed'>
+  hooks: Pick<EngineHooks, 'saturated' | 'claimed' | 'steer' | 'dirty'>
   apply(rt: TaskRuntime, ord: number, ev: NodeEvent): boolean
   /** The running consumers that wait for this node's data give their slots up (engine). */
   yieldConsumers(rt: TaskRuntime, ord: number): void
@@ -27,6 +28,8 @@ export interface AcceptDeps {
 /** Looks at an unaccepted running node whose timer fired at `now`. */
 export function acceptDue(d: AcceptDeps, rt: TaskRuntime, ord: number, now: number): void {
   const n = rt.node(ord)
+  const steerAt = steerDueAt(d.config, rt, ord)
+  if (steerAt !== null && steerAt <= now) steer(d, rt, ord, now)
   const due = acceptDueAt(d.config, rt, ord)
   if (due === null || due > now) return
   const type = rt.spec(ord).type
@@ -50,4 +53,20 @@ export function acceptDue(d: AcceptDeps, rt: TaskRuntime, ord: number, now: numb
   const claimed = d.hooks.claimed
   if (claimed === undefined) timedOut(false)
   else d.check(rt, ord, claimed(rt, ord, n.attempt_epoch), false, (held) => rt.node(ord).accepted_at_ms === null && timedOut(held))
+}
+
+/**
+ * Still unaccepted `steerAfterSec` after its dispatch (and every `steerAfterSec` after that): the
+ * START may wait behind a busy worker while another of its type has a free slot. A copy goes to
+ * that worker by name (steer.ts); the attempt's claim keeps it to one of them.
+ */
+function steer(d: AcceptDeps, rt: TaskRuntime, ord: number, now: number): void {
+  rt.steerAt[ord] = now + d.config.steerAfterSec * 1000
+  const s = d.hooks.steer?.(rt, ord, now) ?? null
+  if (s === null) return
+  const n = rt.node(ord)
+  rt.commands.push(s.command)
+  rt.events.push(`steer ${n.node_id}@${n.attempt_epoch} to ${s.worker}`)
+  d.log.info('node.steered', { task_id: rt.id, node_id: n.node_id, attempt_epoch: n.attempt_epoch, type: rt.spec(ord).type, worker_id: s.worker, waited_ms: now - (n.dispatched_at_ms ?? now) })
+  d.hooks.dirty(rt)
 }

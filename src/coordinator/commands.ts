@@ -78,6 +78,17 @@ function isEmpty(o: object): boolean {
   return true
 }
 
+/**
+ * The START envelope of node `ord`'s attempt `epoch` as it would be sent now, for a copy sent to a
+ * worker by name (steer.ts); null when its variables are too large to inline and the task
+ * document does not hold them yet (the START itself makes the next write hold them).
+ */
+export function startEnvelopeOf(rt: TaskRuntime, ord: number, epoch: number, now: number): ReturnType<typeof startEnvelope> | null {
+  const inline = varsBytes(rt.vars) <= VARS_INLINE_MAX
+  if (!inline && !rt.varsStored()) return null
+  return startEnvelope(rt.id, rt.spec(ord), epoch, now, inline ? rt.vars : null, failuresFor(rt, ord))
+}
+
 export function startCommand(config: CoordinatorConfig, rt: TaskRuntime, ord: number, epoch: number, resend: number, now: number): PendingCommand {
   const spec = rt.spec(ord)
   const inline = varsBytes(rt.vars) <= VARS_INLINE_MAX

@@ -128,7 +128,7 @@ export async function onAnnounce(
   clock: Clock,
   log: Logger,
   m: BusMessage,
-  seen?: (w: WorkerInfo) => void,
+  seen?: (w: WorkerInfo, steerable?: boolean) => void,
   known?: (workerId: string) => Pick<WorkerInfo, 'roles' | 'capacity' | 'version'> | undefined,
 ): Promise<void> {
   const parsed = parseEnvelope(m.value)
@@ -148,7 +148,7 @@ export async function onAnnounce(
   }
   const now = clock.now()
   if (p['kind'] === 'WORKER_ONLINE') {
-    const caps = p['capabilities'] as { roles?: unknown } | undefined
+    const caps = p['capabilities'] as { roles?: unknown; start_signal?: unknown } | undefined
     const roles = (
       Array.isArray(caps?.roles)
         ? caps.roles.filter((r): r is string => typeof r === 'string')
@@ -167,7 +167,7 @@ export async function onAnnounce(
       status: 'online',
       last_seen_ms: now,
     }
-    seen?.(info)
+    seen?.(info, caps?.start_signal === true)
     await store.upsertWorker(info)
   } else if (p['kind'] === 'WORKER_OFFLINE') {
     // What an earlier announce said (in memory); the registry is read only for a worker this

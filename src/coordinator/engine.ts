@@ -18,7 +18,7 @@ import { cancellingLeaseLost, dueAt, lostEvent, timeoutAt } from './node-due.ts'
 import { type AcceptDeps, acceptDue } from './accept.ts'
 import { type Limits, acceptedHolder } from './limits.ts'
 import { heldUpstream, waitingConsumers } from './yield.ts'
-import type { TaskRuntime } from './runtime.ts'
+import type { PendingCommand, TaskRuntime } from './runtime.ts'
 import type { TimerEntry, TimerHeap } from './timers.ts'
 import { type Effect, type NodeEvent, isTerminal, transition } from './transitions.ts'
 
@@ -39,6 +39,8 @@ export interface EngineHooks {
   saturated?(type: string): boolean
   /** Whether a worker claimed this attempt in the store (it took the START). */
   claimed?(rt: TaskRuntime, ord: number, epoch: number): Promise<boolean>
+  /** A copy of an unaccepted START for a worker of its type with a free slot (steer.ts); null: none. */
+  steer?(rt: TaskRuntime, ord: number, now: number): { command: PendingCommand; worker: string } | null
 }
 
 /** Timer entry ordinal of a task's deadline (node entries use the node's ordinal). */
@@ -238,6 +240,7 @@ export class Engine {
     }
     if (this.apply(rt, ord, { kind: 'dispatch' }) && worker) {
       rt.acceptAfter[ord] = 0
+      rt.steerAt[ord] = 0
       this.#limits.take(type)
       this.#log.info('node.dispatched', { task_id: rt.id, node_id: rt.spec(ord).node_id, attempt_epoch: rt.node(ord).attempt_epoch, type })
     }

@@ -27,6 +27,13 @@ export function acceptDueAt(config: CoordinatorConfig, rt: TaskRuntime, ord: num
   return Math.max(n.dispatched_at_ms + resendDelayMs(config, n.resends ?? 0), rt.acceptAfter[ord] as number)
 }
 
+/** When an unaccepted start is next looked at for steering (null: steering off, or not dispatched). */
+export function steerDueAt(config: CoordinatorConfig, rt: TaskRuntime, ord: number): number | null {
+  const n = rt.node(ord)
+  if (config.steerAfterSec <= 0 || n.dispatched_at_ms === null) return null
+  return Math.max(n.dispatched_at_ms + config.steerAfterSec * 1000, rt.steerAt[ord] as number)
+}
+
 /** When a running attempt passes its node's `timeout_sec` (from acceptance; a function: its start). */
 export function timeoutAt(rt: TaskRuntime, ord: number): number | null {
   const sec = rt.spec(ord).timeout_sec
@@ -69,7 +76,11 @@ export function dueAt(config: CoordinatorConfig, clock: Clock, rt: TaskRuntime, 
   if (rt.isFn(ord)) return limit
   if (rt.judging[ord] === 1) return limit
   if (rt.inherited.has(ord) && clock.now() < graceEnd) return graceEnd
-  if (n.accepted_at_ms === null) return acceptDueAt(config, rt, ord)
+  if (n.accepted_at_ms === null) {
+    const accept = acceptDueAt(config, rt, ord)
+    const steer = steerDueAt(config, rt, ord)
+    return accept === null ? steer : steer === null ? accept : Math.min(accept, steer)
+  }
   const last = n.last_event_at_ms ?? n.accepted_at_ms
   let due = last + config.heartbeatHardSec * 1000
   if (n.suspected !== true) due = Math.min(due, last + config.heartbeatSoftSec * 1000)

@@ -22,7 +22,7 @@ export const MAX_KNOWN_WORKERS = 4096
 
 export class LiveRoles {
   /** By worker id, the most recently heard last (a worker heard again moves to the end). */
-  readonly #workers = new Map<string, { roles: string[]; online: boolean; seen: number; capacity: number; version: string }>()
+  readonly #workers = new Map<string, { roles: string[]; online: boolean; seen: number; capacity: number; version: string; steerable: boolean }>()
   readonly #livenessMs: number
 
   constructor(livenessMs: number) {
@@ -33,8 +33,12 @@ export class LiveRoles {
     return this.#workers.size
   }
 
-  /** A worker announced itself (online or going offline). */
-  seen(w: Pick<WorkerInfo, 'worker_id' | 'roles' | 'status' | 'last_seen_ms'> & Partial<Pick<WorkerInfo, 'capacity' | 'version'>>): void {
+  /**
+   * A worker announced itself (online or going offline). `steerable`: its announce says it takes
+   * a START sent to it by name on the signals topic (a flowkit worker; steer.ts); unknown (the
+   * registry read at start) keeps what an earlier announce said.
+   */
+  seen(w: Pick<WorkerInfo, 'worker_id' | 'roles' | 'status' | 'last_seen_ms'> & Partial<Pick<WorkerInfo, 'capacity' | 'version'>>, steerable?: boolean): void {
     const cur = this.#workers.get(w.worker_id)
     if (cur !== undefined && cur.seen > w.last_seen_ms) return
     this.#workers.delete(w.worker_id)
@@ -45,6 +49,7 @@ export class LiveRoles {
       seen: w.last_seen_ms,
       capacity: w.capacity ?? cur?.capacity ?? 0,
       version: w.version ?? cur?.version ?? '',
+      steerable: steerable ?? cur?.steerable ?? false,
     })
     if (this.#workers.size > MAX_KNOWN_WORKERS) this.#prune(w.last_seen_ms)
   }
@@ -85,6 +90,16 @@ export class LiveRoles {
       any = true
     }
     return any
+  }
+
+  /**
+   * The live workers serving `type` that take a START sent to them by name, with the capacity
+   * each announced (those that announced none are left out).
+   */
+  *steerable(type: string, now: number): Generator<{ workerId: string; capacity: number }> {
+    for (const [id, w] of this.#workers) {
+      if (w.steerable && w.online && now - w.seen <= this.#livenessMs && w.capacity > 0 && w.roles.includes(type)) yield { workerId: id, capacity: w.capacity }
+    }
   }
 
   knows(type: string, now: number): boolean {

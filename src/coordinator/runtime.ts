@@ -135,6 +135,8 @@ export class TaskRuntime {
    * are all busy waits in their queue, as expected: looked at again a timeout later). In memory.
    */
   readonly acceptAfter: Float64Array
+  /** Per node: when its unaccepted START is next looked at for steering (steer.ts); 0: from its dispatch. In memory. */
+  readonly steerAt: Float64Array
   /**
    * Every entry of the batch ledger has been offered as a batch metrics row by this runtime (set
    * with the first snapshot that leaves the ledger out; entries counted later go as rows anyway).
@@ -170,6 +172,7 @@ export class TaskRuntime {
     this.armedAt = new Float64Array(this.specs.length).fill(Number.POSITIVE_INFINITY)
     this.judging = new Uint8Array(this.specs.length)
     this.acceptAfter = new Float64Array(this.specs.length)
+    this.steerAt = new Float64Array(this.specs.length)
     this.status = doc.status
     this.vars = doc.coordinator.vars
     this.cancelled = doc.coordinator.cancelled

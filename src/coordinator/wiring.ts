@@ -39,6 +39,7 @@ import { OutboxDispatcher } from './outbox.ts'
 import { Ownership } from './ownership.ts'
 import type { RecoveryDeps } from './recovery.ts'
 import { LiveRoles, warnIfUnserved } from './roles.ts'
+import { Steering } from './steer.ts'
 import { SnapshotWriter } from './snapshots.ts'
 import { TaskInserter, checkMinMessageBytes } from './submit.ts'
 import { Subscriptions } from './subscriptions.ts'
@@ -107,7 +108,7 @@ export function coordinatorConfig(config: CoordinatorOptions['config']): Coordin
     resolveConfig(COORDINATOR_DEFAULTS, (config ?? {}) as Record<string, unknown>, 'coordinator config'),
     'coordinator config',
     ['heartbeatSoftSec', 'heartbeatHardSec', 'leaseTtlSec', 'schedulerTickSec', 'outboxDispatchTickSec', 'outboxMaxRetry', 'acceptTimeoutSec', 'defaultRetryMax', 'topicPartitions', 'retentionSec'],
-    ['discoveryWindowSec', 'taskRetentionSec', 'cancelGraceSec', 'outboxBackoffMinMs', 'outboxBackoffMaxMs', 'defaultBackoffSec', 'maxRunningNodes', 'snapshotIntervalSec', 'stopSnapshotsSec', 'snapshotLedgerMax'],
+    ['discoveryWindowSec', 'steerAfterSec', 'taskRetentionSec', 'cancelGraceSec', 'outboxBackoffMinMs', 'outboxBackoffMaxMs', 'defaultBackoffSec', 'maxRunningNodes', 'snapshotIntervalSec', 'stopSnapshotsSec', 'snapshotLedgerMax'],
   )
   resolveSubmitLimits(c) // bad limits fail here, not at the first createTask
   const label = 'coordinator config'
@@ -148,6 +149,7 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
   const limits = new Limits(config.maxRunningNodes, config.maxRunningByType)
   // Entries of tasks no longer held are dropped as the heap grows (ended, evicted, handed over).
   const timers = new TimerHeap(clock, (due) => engine.onTimers(due), (id) => engine.tasks.has(id))
+  const steering = new Steering(config, roles, limits, { get: (id) => engine.tasks.get(id) })
   const engine: Engine = new Engine(config, clock, log, limits, timers, {
     dirty: (rt) => flusher.mark(rt),
     terminal: () => undefined,
@@ -157,6 +159,11 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     // START waits in a queue. (Not the dispatched count: lost STARTs and dead holders' claims
     // count there, and would keep the type "busy" for ever.)
     saturated: (type) => roles.full(type, clock.now(), (w) => limits.acceptedBy(w)),
+    steer: (rt, ord, now) => {
+      const worker = steering.target(rt.spec(ord).type, now)
+      const command = worker === null ? null : steering.steer(rt, ord, worker, now)
+      return command === null || worker === null ? null : { command, worker }
+    },
     judge: leaseJudge({
       config,
       store,

@@ -26,7 +26,9 @@ export function announce(core: WorkerCore, w: AnnounceInfo, kind: 'WORKER_ONLINE
           kind,
           worker_id: w.workerId,
           type: w.roles.join(','),
-          capabilities: { roles: w.roles },
+          // start_signal: this worker takes a START sent to it by name on the signals topic (a
+          // coordinator steers one past a busy worker's partition; coordinator/steer.ts).
+          capabilities: { roles: w.roles, start_signal: true },
           version: w.version,
           capacity: { tasks: w.concurrency },
           ...(resume.length > 0 ? { resume } : {}),

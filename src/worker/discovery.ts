@@ -1,18 +1,18 @@
 /**
- * Messages addressed to the worker outside the command topics: cancel signals (`target_worker_id`)
- * and TASK_DISCOVER queries, answered with a TASK_SNAPSHOT of the run (or of the stored artifacts).
+ * Messages addressed to the worker outside the command topics: cancel signals and steered STARTs
+ * (`target_worker_id`) and TASK_DISCOVER queries, answered with a TASK_SNAPSHOT of the run (or of the stored artifacts).
  *
  * Nothing here compares the worker's clock with a time another process computed: a cancel
  * signal's `deadline_ts_ms` (the coordinator's clock) is not used, a cancel applies at once and the
  * worker's own grace (`cancelGraceMs`) is a duration.
  */
 import type { BusMessage } from '../ports/bus.ts'
-import { dedupId, encode, makeEnvelope, messageKey } from '../protocol/messages.ts'
+import { type Envelope, dedupId, encode, makeEnvelope, messageKey } from '../protocol/messages.ts'
 import { parseEnvelope, parseSignal } from '../protocol/parse.ts'
 import { invalidIds, type WorkerCore } from './core.ts'
 import type { RunManager } from './runs.ts'
 
-export async function onSignal(core: WorkerCore, runs: RunManager, m: BusMessage): Promise<void> {
+export async function onSignal(core: WorkerCore, runs: RunManager, m: BusMessage, steered?: (env: Envelope, headers: Readonly<Record<string, string>> | undefined) => Promise<void>): Promise<void> {
   const parsed = parseEnvelope(m.value)
   if (!parsed.ok) {
     core.log.warn('bus.message_malformed', { topic: m.topic, offset: m.offset, error: parsed.error })
@@ -20,6 +20,8 @@ export async function onSignal(core: WorkerCore, runs: RunManager, m: BusMessage
   }
   const env = parsed.value
   if (env.target_worker_id !== core.workerId) return
+  // A START steered here past a busy worker (coordinator/steer.ts): the intake decides.
+  if (env.msg_type === 'cmd' && env.payload['cmd'] === 'TASK_START' && steered !== undefined) return steered(env, m.headers)
   const sig = parseSignal(env.payload)
   if (!sig.ok) {
     core.log.warn('bus.message_malformed', { topic: m.topic, offset: m.offset, error: sig.error })

@@ -25,6 +25,8 @@ export class CommandIntake {
   readonly #slots: Slots
   /** Starts already taken (task:node:epoch), so a duplicated command is not run twice. */
   readonly #seen = new RecentSet<string>(10_000)
+  /** Starts being checked and claimed (task:node:epoch): a steered copy arriving meanwhile is a duplicate. */
+  readonly #starting = new Set<string>()
   /** The command subscriptions, paused while no slot is free. */
   subs: Subscription[] = []
 
@@ -152,10 +154,45 @@ export class CommandIntake {
     await emitStatus(this.#core, info, { kind: 'TASK_FAILED', reason_code: 'invalid_ids', permanent: true, error: `this worker cannot run a node with these ids: ${why}` }, { kind: 'TASK_FAILED' })
   }
 
-  async #onStart(role: string, env: Envelope, cmd: CmdTaskStart, headers: Readonly<Record<string, string>> | undefined): Promise<void> {
+  /**
+   * A START a coordinator steered to this worker by name (signals topic; coordinator/steer.ts): it
+   * waits behind a busy worker's partition. Run at once if a slot is free; otherwise ignored (the
+   * coordinator looks for a free slot again later, and the original is still in its topic).
+   */
+  async onSteered(env: Envelope, headers: Readonly<Record<string, string>> | undefined): Promise<void> {
     const core = this.#core
     const ids = { task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch }
+    const cmd = parseCommand(env.payload)
+    const bad = invalidIds(env)
+    if (!cmd.ok || cmd.value.cmd !== 'TASK_START' || env.role !== 'coordinator' || bad !== null || !core.roles.includes(env.step_type)) {
+      core.log.warn('bus.message_malformed', { ...ids, error: `a steered START this worker cannot take: ${!cmd.ok ? cmd.error : bad ?? (env.role !== 'coordinator' ? `from role ${JSON.stringify(env.role)}` : `role ${JSON.stringify(env.step_type)} not served here`)}` })
+      return
+    }
+    if (this.#slots.free === 0 || core.stopping) {
+      core.log.debug('worker.steer_declined', { ...ids, why: core.stopping ? 'stopping' : 'no free slot' })
+      return
+    }
+    core.log.debug('worker.start_steered', ids)
+    await this.#onStart(env.step_type, env, cmd.value, headers)
+  }
+
+  async #onStart(role: string, env: Envelope, cmd: CmdTaskStart, headers: Readonly<Record<string, string>> | undefined): Promise<void> {
     const seenKey = `${env.task_id}:${env.node_id}:${env.attempt_epoch}`
+    if (this.#starting.has(seenKey)) {
+      this.#core.log.debug('worker.start_duplicate', { task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch })
+      return
+    }
+    this.#starting.add(seenKey)
+    try {
+      await this.#start(role, env, cmd, headers, seenKey)
+    } finally {
+      this.#starting.delete(seenKey)
+    }
+  }
+
+  async #start(role: string, env: Envelope, cmd: CmdTaskStart, headers: Readonly<Record<string, string>> | undefined, seenKey: string): Promise<void> {
+    const core = this.#core
+    const ids = { task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch }
     if (this.#seen.has(seenKey) || core.runs.get(messageKey(env.task_id, env.node_id))?.info.attemptEpoch === env.attempt_epoch) {
       core.log.debug('worker.start_duplicate', ids)
       return

@@ -262,7 +262,7 @@ export class Worker {
       fromLatest: true,
       name: 'worker-signals',
       ...this.#instance('signals'),
-      handler: parkPoison((m) => onSignal(core, this.#runs, m), core.log),
+      handler: parkPoison((m) => onSignal(core, this.#runs, m, (env, headers) => this.#intake.onSteered(env, headers)), core.log),
     })
     this.#subs.push(signals)
     const queries = await core.bus.subscribe({

@@ -1,0 +1,103 @@
+/**
+ * Steering a START past a busy worker. Workers of a type share its command topic through a
+ * consumer group: a START lands on the partition of its key, and a worker whose slots are all
+ * taken stops fetching its partitions. A START there waits for that worker — for as long as its
+ * runs take — while another worker of the type may sit idle.
+ *
+ * So a START still not accepted `steerAfterSec` after its dispatch (and again every
+ * `steerAfterSec` while it waits) is also sent by name to a live worker of its type with a free
+ * slot: on the signals topic, which every worker reads whole, with `target_worker_id` naming it.
+ * That worker runs it at once if it still has the slot, else ignores it. The attempt's claim in
+ * the store keeps it to one worker: the copy left in the busy worker's partition is dropped there
+ * when it comes up (`worker.attempt_held_elsewhere`). Nothing else changes: the same attempt and
+ * epoch, the accept timeouts and resends as before.
+ *
+ * A free slot, as this coordinator sees it: the capacity a worker announced, less the accepted
+ * runs of this coordinator's tasks it holds and the STARTs steered to it not yet accepted. Only
+ * workers whose announce says they take such a START (`capabilities.start_signal`, flowkit
+ * workers) are chosen; Python workers ignore signals that do not name them.
+ */
+import type { CoordinatorConfig } from '../config.ts'
+import { encodedLater } from '../ports/bus.ts'
+import { handOver } from '../ports/store-rules.ts'
+import { startEnvelopeOf } from './commands.ts'
+import type { Limits } from './limits.ts'
+import type { LiveRoles } from './roles.ts'
+import type { PendingCommand, TaskRuntime } from './runtime.ts'
+
+interface Steered {
+  worker: string
+  taskId: string
+  ord: number
+  epoch: number
+  /** Not counted against the worker's slots after this (a START it never answered). */
+  until: number
+}
+
+export class Steering {
+  readonly #config: CoordinatorConfig
+  readonly #roles: LiveRoles
+  readonly #limits: Limits
+  readonly #tasks: Pick<ReadonlyMap<string, TaskRuntime>, 'get'>
+  /** STARTs steered and not yet accepted, by task:ord. */
+  readonly #pending = new Map<string, Steered>()
+
+  constructor(config: CoordinatorConfig, roles: LiveRoles, limits: Limits, tasks: Pick<ReadonlyMap<string, TaskRuntime>, 'get'>) {
+    this.#config = config
+    this.#roles = roles
+    this.#limits = limits
+    this.#tasks = tasks
+  }
+
+  /** STARTs steered to a worker and still waiting for it (expired or settled ones are forgotten). */
+  #reserved(now: number): Map<string, number> {
+    const out = new Map<string, number>()
+    for (const [k, s] of this.#pending) {
+      const n = this.#tasks.get(s.taskId)?.nodes[s.ord]
+      if (s.until <= now || n === undefined || n.status !== 'running' || n.attempt_epoch !== s.epoch || n.accepted_at_ms !== null) {
+        this.#pending.delete(k)
+        continue
+      }
+      out.set(s.worker, (out.get(s.worker) ?? 0) + 1)
+    }
+    return out
+  }
+
+  /** The live worker of `type` with the most free slots (null: none has one, or none takes a steered START). */
+  target(type: string, now: number, except: string | null = null): string | null {
+    let best: string | null = null
+    let room = 0
+    let reserved: Map<string, number> | null = null
+    for (const w of this.#roles.steerable(type, now)) {
+      if (w.workerId === except) continue
+      reserved ??= this.#reserved(now)
+      const free = w.capacity - this.#limits.acceptedBy(w.workerId) - (reserved.get(w.workerId) ?? 0)
+      if (free > room) {
+        best = w.workerId
+        room = free
+      }
+    }
+    return best
+  }
+
+  /**
+   * Sends node `ord`'s START (its current attempt, unaccepted) to `worker` by name, with the
+   * flush that follows; null when it cannot go inline (variables too large: they are read from
+   * the task document, which must hold them first — the normal START sees to that).
+   */
+  steer(rt: TaskRuntime, ord: number, worker: string, now: number): PendingCommand | null {
+    const n = rt.node(ord)
+    const env = startEnvelopeOf(rt, ord, n.attempt_epoch, now)
+    if (env === null) return null
+    env.target_worker_id = worker
+    const cmd = encodedLater(this.#config.topicSignals, worker, handOver(env)) as PendingCommand
+    // Its own outbox row (a START steered twice, or to two workers, is sent each time); the
+    // envelope keeps the START's dedup_id: one logical message.
+    cmd.dedup_id = `${env.dedup_id}:steer:${now}:${worker}`
+    cmd.kind = 'STEER'
+    cmd.ord = ord
+    cmd.epoch = n.attempt_epoch
+    this.#pending.set(`${rt.id}:${ord}`, { worker, taskId: rt.id, ord, epoch: n.attempt_epoch, until: now + this.#config.acceptTimeoutSec * 1000 })
+    return cmd
+  }
+}
