@@ -96,7 +96,7 @@ export class Engine {
     rt.events.push(label ?? `${ev.kind} ${next.node_id}@${next.attempt_epoch}`)
     const wasBusy = node.status === 'running' || node.status === 'cancelling'
     const isBusy = next.status === 'running' || next.status === 'cancelling'
-    if (!rt.isFn(ord)) this.#limits.accepting(acceptedHolder(node, wasBusy), acceptedHolder(next, isBusy))
+    if (!rt.isFn(ord)) this.#limits.accepting(acceptedHolder(node, wasBusy), acceptedHolder(next, isBusy), now)
     if (wasBusy && !isBusy && !rt.isFn(ord) && node.attempt_epoch > 0) {
       this.#limits.give(rt.spec(ord).type)
       this.drainWaiters()

@@ -14,6 +14,9 @@ export function acceptedHolder(n: NodeState, busy: boolean): string | null {
   return busy && n.accepted_at_ms !== null ? (n.lease.worker_id ?? '') : null
 }
 
+/** Workers whose last full moment is remembered, at most (older ones are forgotten past it). */
+const MAX_FULL_AT = 4096
+
 export interface Waiter {
   taskId: string
   ord: number
@@ -29,6 +32,10 @@ export class Limits {
   readonly #byType = new Map<string, number>()
   /** Accepted nodes by the worker holding them (a worker's slots serve all its types). */
   readonly #acceptedByWorker = new Map<string, number>()
+  /** When each worker last held as many accepted nodes as its capacity (`capacityOf`). */
+  readonly #fullAt = new Map<string, number>()
+  /** The capacity a worker announced (0: unknown); set by the wiring. */
+  capacityOf: ((workerId: string) => number) | null = null
   readonly #queues = new Map<string, Waiter[]>()
   readonly #queued = new Set<string>()
   #seq = 0
@@ -67,14 +74,37 @@ export class Limits {
    * Counts a node that became accepted (running or cancelling), or stopped being so:
    * `was` / `is` the worker holding it before / after (null: not accepted then).
    */
-  accepting(was: string | null, is: string | null): void {
+  accepting(was: string | null, is: string | null, now = 0): void {
     if (was === is) return
     if (was !== null) {
-      const n = (this.#acceptedByWorker.get(was) ?? 0) - 1
-      if (n > 0) this.#acceptedByWorker.set(was, n)
+      const before = this.#acceptedByWorker.get(was) ?? 0
+      this.#full(was, before, now) // full until now
+      if (before > 1) this.#acceptedByWorker.set(was, before - 1)
       else this.#acceptedByWorker.delete(was)
     }
-    if (is !== null) this.#acceptedByWorker.set(is, (this.#acceptedByWorker.get(is) ?? 0) + 1)
+    if (is !== null) {
+      const after = (this.#acceptedByWorker.get(is) ?? 0) + 1
+      this.#acceptedByWorker.set(is, after)
+      this.#full(is, after, now)
+    }
+  }
+
+  #full(workerId: string, held: number, now: number): void {
+    const cap = this.capacityOf?.(workerId) ?? 0
+    if (cap <= 0 || held < cap) return
+    this.#fullAt.set(workerId, now)
+    if (this.#fullAt.size > MAX_FULL_AT) {
+      for (const [w, at] of this.#fullAt) if (at < now - 3_600_000) this.#fullAt.delete(w)
+    }
+  }
+
+  /**
+   * Whether worker `workerId` holds accepted nodes in all its `capacity` slots now, or did at
+   * `since` or later: a worker whose runs end and whose next START is being taken up is still
+   * busy (its acceptance reaches this coordinator a moment after the end of the run before).
+   */
+  fullSince(workerId: string, capacity: number, since: number): boolean {
+    return this.acceptedBy(workerId) >= capacity || (this.#fullAt.get(workerId) ?? Number.NEGATIVE_INFINITY) >= since
   }
 
   /** Whether one more node of `type` may run now. */

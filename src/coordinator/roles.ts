@@ -78,18 +78,23 @@ export class LiveRoles {
   }
 
   /**
-   * Whether every live worker serving `type` is full: the runs it holds (`heldBy`, of all its
-   * types: one pool of slots serves them all) take every slot it announced. False when none is
-   * live or one of them announced no capacity (a peer that does not say it).
+   * Whether every live worker serving `type` is full (`isFull`, given its announced capacity: the
+   * runs it holds, of all its types — one pool of slots serves them all — take every slot). False
+   * when none is live or one of them announced no capacity (a peer that does not say it).
    */
-  full(type: string, now: number, heldBy: (workerId: string) => number): boolean {
+  full(type: string, now: number, isFull: (workerId: string, capacity: number) => boolean): boolean {
     let any = false
     for (const [id, w] of this.#workers) {
       if (!w.online || now - w.seen > this.#livenessMs || !w.roles.includes(type)) continue
-      if (!(w.capacity > 0) || heldBy(id) < w.capacity) return false
+      if (!(w.capacity > 0) || !isFull(id, w.capacity)) return false
       any = true
     }
     return any
+  }
+
+  /** The capacity worker `workerId` announced (0: unknown). */
+  capacityOf(workerId: string): number {
+    return this.#workers.get(workerId)?.capacity ?? 0
   }
 
   /**

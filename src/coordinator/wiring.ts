@@ -147,6 +147,7 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     ...(obs === null ? {} : { headers: obs.commandHeaders }),
   })
   const limits = new Limits(config.maxRunningNodes, config.maxRunningByType)
+  limits.capacityOf = (w) => roles.capacityOf(w)
   // Entries of tasks no longer held are dropped as the heap grows (ended, evicted, handed over).
   const timers = new TimerHeap(clock, (due) => engine.onTimers(due), (id) => engine.tasks.has(id))
   const steering = new Steering(config, roles, limits, { get: (id) => engine.tasks.get(id) })
@@ -155,10 +156,15 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     terminal: () => undefined,
     started: (rt, ord, epoch) => warnIfUnserved({ roles, clock, log, engine, stop: hooks.stopSignal() }, rt, ord, epoch),
     claimed: async (rt, ord, epoch) => (await store.attemptHolder(rt.id, rt.spec(ord).node_id, epoch)) !== null,
-    // Every slot its live workers announced is held by an accepted run (of any of their types): a
-    // START waits in a queue. (Not the dispatched count: lost STARTs and dead holders' claims
-    // count there, and would keep the type "busy" for ever.)
-    saturated: (type) => roles.full(type, clock.now(), (w) => limits.acceptedBy(w)),
+    // Every slot its live workers announced is held by an accepted run (of any of their types),
+    // or was within the last accept timeout (a busy worker's acceptance of its next START comes a
+    // moment after the end of its last run): a START waits in a queue. (Not the dispatched count:
+    // lost STARTs and dead holders' claims count there, and would keep the type "busy" for ever.)
+    saturated: (type) => {
+      const now = clock.now()
+      const since = now - config.acceptTimeoutSec * 1000
+      return roles.full(type, now, (w, capacity) => limits.fullSince(w, capacity, since))
+    },
     steer: (rt, ord, now) => {
       const worker = steering.target(rt.spec(ord).type, now)
       const command = worker === null ? null : steering.steer(rt, ord, worker, now)

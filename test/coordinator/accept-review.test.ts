@@ -104,7 +104,8 @@ test('a node handed back and dispatched again while its claim check is pending g
     store,
     handlers: { job: counting(runs) },
     worker: { workerId: 'w-fixed', leaseTtlSec: 3600, hbIntervalSec: 600 },
-    coordinator: { acceptTimeoutSec: 30 },
+    // (Not steered: a steered copy would reach the worker before the claim check this is about.)
+    coordinator: { acceptTimeoutSec: 30, steerAfterSec: 0 },
     // The worker reads the START of epoch 1 only once the coordinator's claim check is pending.
     workerBus: (b) =>
       withBusFaults(b, {

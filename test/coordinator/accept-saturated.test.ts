@@ -6,7 +6,8 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { MemoryLogger, TestClock, type RoleHandler } from 'flowkit'
+import { MemoryLogger, TestClock, type RoleHandler, type Store } from 'flowkit'
+import { overrideMethods } from '../helpers/store-proxy.ts'
 import { gate } from '../helpers/gate.ts'
 import { startRuntime } from '../helpers/runtime.ts'
 import { waitFor } from '../helpers/wait.ts'
@@ -79,6 +80,63 @@ test('a worker serving several types is full when its runs of any type hold its 
     assert.deepEqual(ran.sort(), ['other', 'other', 'other', 'slow', 'slow'], 'each node ran once')
   } finally {
     release.open()
+    await rt.stop()
+  }
+})
+
+test('a worker whose run just ended and whose next start is being taken up still counts as busy: the starts queued behind it are not resent', async () => {
+  const clock = new TestClock()
+  const logger = new MemoryLogger()
+  const gates = new Map<string, ReturnType<typeof gate>>()
+  const ran: string[] = []
+  const slow: RoleHandler = {
+    async processBatch(_b, ctx) {
+      ran.push(ctx.taskId)
+      const g = gates.get(ctx.taskId)
+      if (g !== undefined) await g.wait()
+      return { metrics: { count: 1 } }
+    },
+  }
+  // Claims of the worker hang while `claims` is closed: its next start is taken, not yet accepted.
+  const claims = gate()
+  let holdClaims = false
+  const workerStore = (store: Store): Store =>
+    overrideMethods(store, {
+      claimAttempts: (f) => async (...a: unknown[]) => {
+        if (holdClaims) await claims.wait()
+        return f(...a)
+      },
+      claimAttempt: (f) => async (...a: unknown[]) => {
+        if (holdClaims) await claims.wait()
+        return f(...a)
+      },
+    })
+  const rt = await startRuntime({ clock, logger, handlers: { slow }, worker: { concurrency: 2, leaseTtlSec: 3600, hbIntervalSec: 600 }, workerStore, coordinator: { acceptTimeoutSec: 30, steerAfterSec: 0 } })
+  try {
+    for (const id of ['a', 'b']) gates.set(id, gate())
+    for (const id of ['a', 'b']) await rt.coordinator.createTask({ id, graph: { nodes: [{ node_id: 'n', type: 'slow' }] } })
+    await waitFor(() => ran.length === 2, { message: 'a and b hold both slots' })
+    const queued = ['c', 'd', 'e', 'f']
+    for (const id of queued) await rt.coordinator.createTask({ id, graph: { nodes: [{ node_id: 'n', type: 'slow' }] } })
+    await clock.advance(25_000)
+    holdClaims = true
+    gates.get('a')?.open()
+    await rt.coordinator.waitForTask('a', { timeoutMs: 10_000 })
+    // c is being claimed (not accepted): one accepted run of two slots when the timeouts come.
+    await clock.advance(10_000)
+    await clock.advance(1_000)
+    const events = logger.records.map((r) => r.event)
+    assert.equal(events.filter((e) => e === 'node.not_accepted').length, 0, 'no start reported not accepted')
+    assert.equal(events.filter((e) => e === 'node.start_resent').length, 0, 'no start resent')
+    assert.ok(events.includes('node.start_queued'), 'the waits are logged as queued')
+    holdClaims = false
+    claims.open()
+    gates.get('b')?.open()
+    for (const id of queued) assert.equal((await rt.coordinator.waitForTask(id, { timeoutMs: 20_000 })).nodes[0]?.attempt_epoch, 1)
+    assert.deepEqual([...ran].sort(), ['a', 'b', 'c', 'd', 'e', 'f'], 'each ran once')
+  } finally {
+    claims.open()
+    for (const g of gates.values()) g.open()
     await rt.stop()
   }
 })

@@ -35,15 +35,15 @@ test('a type is full when every live worker serving it holds as many runs (of an
   roles.seen({ worker_id: 'gone', roles: ['etl'], status: 'offline', last_seen_ms: now, capacity: 100 })
   roles.seen({ worker_id: 'silent', roles: ['etl'], status: 'online', last_seen_ms: now - 60_000, capacity: 100 })
   const held = new Map<string, number>()
-  const heldBy = (w: string): number => held.get(w) ?? 0
-  assert.equal(roles.full('etl', now, heldBy), false, 'idle workers')
+  const isFull = (w: string, capacity: number): boolean => (held.get(w) ?? 0) >= capacity
+  assert.equal(roles.full('etl', now, isFull), false, 'idle workers')
   held.set('a', 8)
-  assert.equal(roles.full('load', now, heldBy), true, "a's eight slots are taken (whatever their types): load waits")
-  assert.equal(roles.full('etl', now, heldBy), false, 'b has room for etl')
+  assert.equal(roles.full('load', now, isFull), true, "a's eight slots are taken (whatever their types): load waits")
+  assert.equal(roles.full('etl', now, isFull), false, 'b has room for etl')
   held.set('b', 4)
-  assert.equal(roles.full('etl', now, heldBy), true, 'online workers heard within the liveness window only')
-  assert.equal(roles.full('nobody', now, heldBy), false, 'no live worker: not full (unknown)')
+  assert.equal(roles.full('etl', now, isFull), true, 'online workers heard within the liveness window only')
+  assert.equal(roles.full('nobody', now, isFull), false, 'no live worker: not full (unknown)')
   // A peer that does not announce its capacity (e.g. another implementation): unknown, never full.
   roles.seen({ worker_id: 'py', roles: ['etl'], status: 'online', last_seen_ms: now })
-  assert.equal(roles.full('etl', now, heldBy), false)
+  assert.equal(roles.full('etl', now, isFull), false)
 })

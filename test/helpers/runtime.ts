@@ -43,6 +43,8 @@ export interface RuntimeOptions {
   coordinatorBus?: (bus: Bus) => Bus
   /** Wraps the bus each worker sees (fault injection on the workers' side only). */
   workerBus?: (bus: Bus) => Bus
+  /** Wraps the store each worker sees (fault injection on the workers' side only). */
+  workerStore?: (store: Store) => Store
   /** The coordinator's own functions (besides the built-in ones). */
   functions?: Record<string, CoordinatorFn>
 }
@@ -117,7 +119,7 @@ export async function startRuntime(options: RuntimeOptions = {}): Promise<Runtim
   const workers: Worker[] = []
   const workerBase: Partial<WorkerConfig> = { ...topics, groupPrefix: prefix }
   const addWorker = async (handlers: Record<string, RoleHandler>, config: Partial<WorkerConfig> = {}): Promise<Worker> => {
-    const w = new Worker({ bus: options.workerBus ? options.workerBus(bus as Bus) : (bus as Bus), store: store as Store, handlers, ...clockOpt, config: { ...workerBase, ...options.worker, ...config } })
+    const w = new Worker({ bus: options.workerBus ? options.workerBus(bus as Bus) : (bus as Bus), store: options.workerStore ? options.workerStore(store as Store) : (store as Store), handlers, ...clockOpt, config: { ...workerBase, ...options.worker, ...config } })
     step(`starting: worker ${workers.length + 1} (${w.workerId})`)
     await w.start()
     step('running')
