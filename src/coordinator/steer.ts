@@ -13,7 +13,8 @@
  * epoch, the accept timeouts and resends as before.
  *
  * A free slot, as this coordinator sees it: the capacity a worker announced, less the accepted
- * runs of this coordinator's tasks it holds and the STARTs steered to it not yet accepted. Only
+ * runs of this coordinator's tasks it holds and the STARTs steered to it not yet accepted, free
+ * for the last 2 s (or `steerAfterSec` if shorter) — not the moment between two runs. Only
  * workers whose announce says they take such a START (`capabilities.start_signal`, flowkit
  * workers) are chosen; Python workers ignore signals that do not name them.
  */
@@ -24,6 +25,9 @@ import { startEnvelopeOf } from './commands.ts'
 import type { Limits } from './limits.ts'
 import type { LiveRoles } from './roles.ts'
 import type { PendingCommand, TaskRuntime } from './runtime.ts'
+
+/** How long a worker must have had a free slot to be steered to (a backlog's momentary gaps are shorter). */
+const IDLE_MS = 2_000
 
 interface Steered {
   worker: string
@@ -63,13 +67,20 @@ export class Steering {
     return out
   }
 
-  /** The live worker of `type` with the most free slots (null: none has one, or none takes a steered START). */
-  target(type: string, now: number, except: string | null = null): string | null {
+  /**
+   * The live worker of `type` with the most free slots (null: none has one, or none takes a
+   * steered START). Only a worker that has had a free slot for a while (`IDLE_MS`, at most
+   * `steerAfterSec`): in a backlog every worker has one for a moment after each run ends (its
+   * acceptance of its next START reaches this coordinator a little later), and steering then
+   * would only send copies it declines.
+   */
+  target(type: string, now: number): string | null {
+    const idleSince = now - Math.min(IDLE_MS, this.#config.steerAfterSec * 1000)
     let best: string | null = null
     let room = 0
     let reserved: Map<string, number> | null = null
     for (const w of this.#roles.steerable(type, now)) {
-      if (w.workerId === except) continue
+      if (this.#limits.fullSince(w.workerId, w.capacity, idleSince)) continue
       reserved ??= this.#reserved(now)
       const free = w.capacity - this.#limits.acceptedBy(w.workerId) - (reserved.get(w.workerId) ?? 0)
       if (free > room) {

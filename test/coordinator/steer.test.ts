@@ -85,3 +85,20 @@ test('no copy for a START whose variables are too large to inline before the tas
   assert.equal(rt.varsStored(), false)
   assert.equal(steering.steer(rt, 0, 'w', 1), null)
 })
+
+test('a worker is steered to only once it has had a free slot for a while (2 s, or steerAfterSec if shorter): not in the moment between two runs of a backlog', () => {
+  const now = 1_000_000
+  const roles = new LiveRoles(60_000)
+  roles.seen({ worker_id: 'w', roles: ['step'], status: 'online', last_seen_ms: now, capacity: 1 }, true)
+  const limits = new Limits(0, {})
+  limits.capacityOf = (id) => roles.capacityOf(id)
+  const steering = new Steering(coordinatorConfig({ steerAfterSec: 5 }), roles, limits, new Map())
+  assert.equal(steering.target('step', now), 'w', 'never full: idle')
+  limits.accepting(null, 'w', now)
+  assert.equal(steering.target('step', now), null, 'full')
+  limits.accepting('w', null, now + 100) // its run ended; its next START is on its way
+  assert.equal(steering.target('step', now + 200), null, 'free for 100 ms only')
+  assert.equal(steering.target('step', now + 2_101), 'w', 'free for 2 s')
+  const quick = new Steering(coordinatorConfig({ steerAfterSec: 0.5 }), roles, limits, new Map())
+  assert.equal(quick.target('step', now + 601), 'w', 'free for steerAfterSec')
+})
