@@ -43,7 +43,8 @@ export async function stopSteps(p: CoordinatorWiring, steps: StopSteps, sweepLoo
     first ??= { err }
     return 0
   })
-  if (left > 0) p.log.warn('coordinator.snapshots_left', { snapshots: left, budget_sec: stopSnapshotsSec })
+  // Nothing is lost (the journal holds those states; the next owner replays a longer tail): info.
+  if (left > 0) p.log.info('coordinator.snapshots_left', { snapshots: left, budget_sec: stopSnapshotsSec })
   // Everything is written: the partitions go to the other coordinators.
   steps.step('handing over partitions')
   await attempt(() => p.ownership.stop())
