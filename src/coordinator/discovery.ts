@@ -128,7 +128,7 @@ export async function onAnnounce(
   clock: Clock,
   log: Logger,
   m: BusMessage,
-  seen?: (w: WorkerInfo, steerable?: boolean) => void,
+  seen?: (w: WorkerInfo, steerable?: boolean, running?: number) => void,
   known?: (workerId: string) => Pick<WorkerInfo, 'roles' | 'capacity' | 'version'> | undefined,
 ): Promise<void> {
   const parsed = parseEnvelope(m.value)
@@ -167,8 +167,12 @@ export async function onAnnounce(
       status: 'online',
       last_seen_ms: now,
     }
-    seen?.(info, caps?.start_signal === true)
-    await store.upsertWorker(info)
+    const load = p['load'] as { running?: unknown; report?: unknown } | undefined
+    const running = typeof load?.running === 'number' && Number.isFinite(load.running) ? load.running : undefined
+    seen?.(info, caps?.start_signal === true, running)
+    // A load report (its slots filled up, or one freed: up to one a second) is news for this
+    // coordinator's judgement only; the registry is written by the regular announces.
+    if (load?.report !== 'change') await store.upsertWorker(info)
   } else if (p['kind'] === 'WORKER_OFFLINE') {
     // What an earlier announce said (in memory); the registry is read only for a worker this
     // coordinator has not heard from (it started after the worker's announce).

@@ -22,7 +22,7 @@ export const MAX_KNOWN_WORKERS = 4096
 
 export class LiveRoles {
   /** By worker id, the most recently heard last (a worker heard again moves to the end). */
-  readonly #workers = new Map<string, { roles: string[]; online: boolean; seen: number; capacity: number; version: string; steerable: boolean }>()
+  readonly #workers = new Map<string, { roles: string[]; online: boolean; seen: number; capacity: number; version: string; steerable: boolean; full: boolean; fullAt: number }>()
   readonly #livenessMs: number
 
   constructor(livenessMs: number) {
@@ -38,11 +38,15 @@ export class LiveRoles {
    * a START sent to it by name on the signals topic (a flowkit worker; steer.ts); unknown (the
    * registry read at start) keeps what an earlier announce said.
    */
-  seen(w: Pick<WorkerInfo, 'worker_id' | 'roles' | 'status' | 'last_seen_ms'> & Partial<Pick<WorkerInfo, 'capacity' | 'version'>>, steerable?: boolean): void {
+  seen(w: Pick<WorkerInfo, 'worker_id' | 'roles' | 'status' | 'last_seen_ms'> & Partial<Pick<WorkerInfo, 'capacity' | 'version'>>, steerable?: boolean, running?: number): void {
     const cur = this.#workers.get(w.worker_id)
     if (cur !== undefined && cur.seen > w.last_seen_ms) return
     this.#workers.delete(w.worker_id)
     const known = w.roles.length > 0 || cur === undefined
+    // Its slots as it says (load reports, all coordinators' runs): full, or when it last was.
+    const capacity = w.capacity ?? cur?.capacity ?? 0
+    const full = running !== undefined && w.status === 'online' ? capacity > 0 && running >= capacity : false
+    const wasFull = cur?.full === true
     this.#workers.set(w.worker_id, {
       roles: known ? w.roles : cur.roles,
       online: w.status === 'online',
@@ -50,6 +54,8 @@ export class LiveRoles {
       capacity: w.capacity ?? cur?.capacity ?? 0,
       version: w.version ?? cur?.version ?? '',
       steerable: steerable ?? cur?.steerable ?? false,
+      full,
+      fullAt: full || wasFull ? w.last_seen_ms : (cur?.fullAt ?? Number.NEGATIVE_INFINITY),
     })
     if (this.#workers.size > MAX_KNOWN_WORKERS) this.#prune(w.last_seen_ms)
   }
@@ -90,6 +96,12 @@ export class LiveRoles {
       any = true
     }
     return any
+  }
+
+  /** Whether worker `workerId` said its slots were all taken, now or at `since` or later (load reports). */
+  reportedFullSince(workerId: string, since: number): boolean {
+    const w = this.#workers.get(workerId)
+    return w !== undefined && (w.full || w.fullAt >= since)
   }
 
   /** The capacity worker `workerId` announced (0: unknown). */

@@ -80,7 +80,7 @@ export class Steering {
     let room = 0
     let reserved: Map<string, number> | null = null
     for (const w of this.#roles.steerable(type, now)) {
-      if (this.#limits.fullSince(w.workerId, w.capacity, idleSince)) continue
+      if (this.#limits.fullSince(w.workerId, w.capacity, idleSince) || this.#roles.reportedFullSince(w.workerId, idleSince)) continue
       reserved ??= this.#reserved(now)
       const free = w.capacity - this.#limits.acceptedBy(w.workerId) - (reserved.get(w.workerId) ?? 0)
       if (free > room) {

@@ -163,7 +163,9 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     saturated: (type) => {
       const now = clock.now()
       const since = now - config.acceptTimeoutSec * 1000
-      return roles.full(type, now, (w, capacity) => limits.fullSince(w, capacity, since))
+      // (Full by this coordinator's own count, or as the worker itself said: its slots also hold
+      // other coordinators' runs.)
+      return roles.full(type, now, (w, capacity) => limits.fullSince(w, capacity, since) || roles.reportedFullSince(w, since))
     },
     steer: (rt, ord, now) => {
       const worker = steering.target(rt.spec(ord).type, now)

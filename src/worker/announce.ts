@@ -16,10 +16,13 @@ export interface AnnounceInfo {
   concurrency: number
   /** The announce topic. */
   topic: string
+  /** Slots held now (sent as `load.running`). */
+  running?: () => number
 }
 
 /** Sends one announcement; rejects only when it failed for good (after the emitter's retries). */
-export function announce(core: WorkerCore, w: AnnounceInfo, kind: 'WORKER_ONLINE' | 'WORKER_OFFLINE', resume: WorkerRun[]): Promise<void> {
+export function announce(core: WorkerCore, w: AnnounceInfo, kind: 'WORKER_ONLINE' | 'WORKER_OFFLINE', resume: WorkerRun[], change = false): Promise<void> {
+  const running = w.running?.()
   const payload: Record<string, unknown> =
     kind === 'WORKER_ONLINE'
       ? {
@@ -31,6 +34,9 @@ export function announce(core: WorkerCore, w: AnnounceInfo, kind: 'WORKER_ONLINE
           capabilities: { roles: w.roles, start_signal: true },
           version: w.version,
           capacity: { tasks: w.concurrency },
+          // Slots held (flowkit extension); `report: "change"`: sent because its slots filled up
+          // or one freed (load-report.ts), the rest of the announce as usual.
+          ...(running === undefined ? {} : { load: change ? { running, report: 'change' } : { running } }),
           ...(resume.length > 0 ? { resume } : {}),
         }
       : { kind, worker_id: w.workerId }
@@ -47,7 +53,7 @@ export function announce(core: WorkerCore, w: AnnounceInfo, kind: 'WORKER_ONLINE
         step_type: '*',
         attempt_epoch: 0,
         ts_ms: now,
-        dedup_id: dedupId({ worker: w.workerId, kind, ts: now }),
+        dedup_id: dedupId({ worker: w.workerId, kind, ts: now, ...(change ? { load: running } : {}) }),
         payload,
       }),
     ),

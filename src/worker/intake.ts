@@ -29,6 +29,8 @@ export class CommandIntake {
   readonly #starting = new Set<string>()
   /** The command subscriptions, paused while no slot is free. */
   subs: Subscription[] = []
+  /** Told the slots held after each change (the load report to the coordinators). */
+  onLoad: ((running: number) => void) | null = null
 
   constructor(core: WorkerCore, runs: RunManager) {
     this.#core = core
@@ -45,6 +47,12 @@ export class CommandIntake {
   releaseSlot(): void {
     this.#slots.release()
     if (this.#slots.free > 0 && !this.#core.stopping) for (const s of this.subs) s.resume()
+    this.onLoad?.(this.running)
+  }
+
+  /** Slots held now. */
+  get running(): number {
+    return this.#core.config.concurrency - this.#slots.free
   }
 
   /** Forgets a taken start, so that a resent command runs it again. */
@@ -208,6 +216,7 @@ export class CommandIntake {
     // Checked again only after waiting for a slot: a start taken at once cannot have been seen since.
     const waited = !this.#slots.tryAcquire()
     if (waited) await this.#slots.acquire()
+    this.onLoad?.(this.running)
     let handedOver = false
     try {
       if (core.stopping) throw new FlowkitError(ErrorCode.Closed, 'worker stopping')

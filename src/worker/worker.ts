@@ -26,6 +26,7 @@ import { MAX_WORKER_ID_CHARS, messageKey } from '../protocol/messages.ts'
 import { isWellFormed } from '../util/text.ts'
 import { parkPoison } from '../util/guard.ts'
 import { type AnnounceInfo, announce, announceLoop } from './announce.ts'
+import { LoadReport } from './load-report.ts'
 import { StopSteps } from '../util/stop-steps.ts'
 import { CancelledRunError, WORKER_STOPPING_REASON } from './cancel.ts'
 import type { WorkerCore } from './core.ts'
@@ -159,7 +160,7 @@ export class Worker {
   }
 
   #announceInfo(): AnnounceInfo {
-    return { workerId: this.workerId, roles: this.roles, version: this.config.workerVersion, concurrency: this.config.concurrency, topic: this.config.topicWorkerAnnounce }
+    return { workerId: this.workerId, roles: this.roles, version: this.config.workerVersion, concurrency: this.config.concurrency, topic: this.config.topicWorkerAnnounce, running: () => this.#intake.running }
   }
 
   /**
@@ -277,6 +278,9 @@ export class Worker {
     await announce(this.#core, this.#announceInfo(), 'WORKER_ONLINE', previous?.active_runs ?? [])
     this.#online = true
     this.#announceAbort = new AbortController()
+    const load = new LoadReport(core, c.concurrency, () => announce(this.#core, this.#announceInfo(), 'WORKER_ONLINE', [], true))
+    this.#intake.onLoad = (running) => load.update(running)
+    this.#announceAbort.signal.addEventListener('abort', () => load.stop(), { once: true })
     void announceLoop(this.#core, this.#announceInfo(), this.config.announceIntervalSec * 1000, this.#announceAbort.signal)
     core.log.info('worker.started', { roles: this.roles, concurrency: c.concurrency })
   }
