@@ -104,7 +104,7 @@ async function retryAll(p: Parsed, base: CommandBase): Promise<number> {
   const limit = int('dlq retry', p, 'limit', 1, 100_000)
   const store = await openStore(resolveSettings(p), 'write')
   try {
-    const r = await requeueDeadLetters(store, Date.now(), limit)
+    const r = await requeueDeadLetters(store, Date.now(), limit ?? undefined)
     const stale = r.stale.map((s) => ({ id: s.id, reason: redactText(s.reason) }))
     if (base.out.json) {
       base.out.doc({ requeued: r.requeued, stale })

@@ -91,6 +91,7 @@ export class AfterFlush {
           const m: OutgoingMessage = c.decoded !== undefined
             ? { topic: c.topic, key: c.key, decoded: c.decoded, dedup_id: c.dedup_id, task_id: rt.id, epoch: c.epoch, onDone: done }
             : { topic: c.topic, key: c.key, value: c.value, dedup_id: c.dedup_id, task_id: rt.id, epoch: c.epoch, onDone: done }
+          if (c.node_key !== undefined) m.node_key = c.node_key
           if (c.kind === 'TASK_START') m.onDead = (error: string) => this.startUndeliverable(rt, c.ord, c.epoch, error)
           return m
         }),

@@ -54,12 +54,13 @@ export interface RequeueAllResult {
 }
 
 /**
- * Puts every dead letter back in the outbox (the oldest first, at most `limit`), except the
- * TASK_STARTs whose attempts ended: those stay dead letters (listed with why; their tasks are to
- * be resubmitted). A task is read once for all its rows.
+ * Puts every dead letter back in the outbox (the oldest first; at most `limit` requeued), except
+ * the TASK_STARTs whose attempts ended: those stay dead letters (listed with why; their tasks are
+ * to be resubmitted). A task is read once for all its rows.
  */
-export async function requeueDeadLetters(store: Store, now: number, limit?: number): Promise<RequeueAllResult> {
-  const rows = await store.outboxList({ status: 'failed', ...(limit === undefined ? {} : { limit }) })
+export async function requeueDeadLetters(store: Store, now: number, limit = Number.POSITIVE_INFINITY): Promise<RequeueAllResult> {
+  // All of them: the limit counts the rows requeued (stale ones at the head would otherwise hold it).
+  const rows = await store.outboxList({ status: 'failed' })
   const tasks = new Map<string, Promise<TaskDoc | null>>()
   const getTask = (id: string): Promise<TaskDoc | null> => {
     let t = tasks.get(id)
@@ -71,6 +72,7 @@ export async function requeueDeadLetters(store: Store, now: number, limit?: numb
   }
   const out: RequeueAllResult = { requeued: [], stale: [] }
   for (const row of rows) {
+    if (out.requeued.length >= limit) break
     const stale = await staleDeadLetter(store, row, getTask)
     if (stale !== null) out.stale.push({ id: row.id, reason: stale })
     // False: no longer a dead letter (another operator's retry, meanwhile): nothing to do.

@@ -72,9 +72,10 @@ export class Limits {
 
   /**
    * Counts a node that became accepted (running or cancelling), or stopped being so:
-   * `was` / `is` the worker holding it before / after (null: not accepted then).
+   * `was` / `is` the worker holding it before / after (null: not accepted then); `now`: when
+   * (the moments a worker is full are remembered).
    */
-  accepting(was: string | null, is: string | null, now = 0): void {
+  accepting(was: string | null, is: string | null, now?: number): void {
     if (was === is) return
     if (was !== null) {
       const before = this.#acceptedByWorker.get(was) ?? 0
@@ -89,7 +90,9 @@ export class Limits {
     }
   }
 
-  #full(workerId: string, held: number, now: number): void {
+  #full(workerId: string, held: number, now: number | undefined): void {
+    // (No time: a count loaded or dropped with a task, not a moment the worker was seen full.)
+    if (now === undefined) return
     const cap = this.capacityOf?.(workerId) ?? 0
     if (cap <= 0 || held < cap) return
     this.#fullAt.set(workerId, now)
@@ -168,5 +171,8 @@ export class Limits {
     this.#byType.clear()
     this.#queues.clear()
     this.#queued.clear()
+    // (A stopped coordinator started again counts its tasks' accepted runs again as it loads them.)
+    this.#acceptedByWorker.clear()
+    this.#fullAt.clear()
   }
 }

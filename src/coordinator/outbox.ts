@@ -45,6 +45,8 @@ export interface OutgoingMessage extends Omit<OutboxEnqueue, 'value'> {
   epoch?: number
   /** The task it concerns (read by the `headers` option; never stored). */
   task_id?: string
+  /** Its node's message key when `key` is another (read by the `headers` option; never stored). */
+  node_key?: string
   /** The object `value` is the text of (BusRecord.decoded: a bus in memory delivers it; never stored). */
   decoded?: object
   onDead?: (error: string) => void

@@ -119,6 +119,17 @@ export class LiveRoles {
     }
   }
 
+  /**
+   * Whether every live worker serving `type` takes a steered START. One that does not (a Python
+   * worker) does not claim attempts either: the copy left in its partition would run again there.
+   */
+  allSteerable(type: string, now: number): boolean {
+    for (const w of this.#workers.values()) {
+      if (w.online && now - w.seen <= this.#livenessMs && w.roles.includes(type) && !w.steerable) return false
+    }
+    return true
+  }
+
   knows(type: string, now: number): boolean {
     for (const w of this.#workers.values()) if (w.online && now - w.seen <= this.#livenessMs && w.roles.includes(type)) return true
     return false

@@ -26,6 +26,8 @@ export interface PendingCommand extends BusRecord {
   /** The node it concerns (a START that cannot be delivered fails that node's attempt). */
   ord: number
   epoch: number
+  /** Its node's message key when the record's key is another (a steered START: the worker's id). */
+  node_key?: string
 }
 
 const DEAD: ReadonlySet<NodeStatus> = new Set(['failed', 'cancelled', 'skipped'])

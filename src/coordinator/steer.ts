@@ -16,11 +16,14 @@
  * runs of this coordinator's tasks it holds and the STARTs steered to it not yet accepted, free
  * for the last 2 s (or `steerAfterSec` if shorter) — not the moment between two runs. Only
  * workers whose announce says they take such a START (`capabilities.start_signal`, flowkit
- * workers) are chosen; Python workers ignore signals that do not name them.
+ * workers) are chosen, and a type one of whose live workers does not say so is not steered at
+ * all: such a worker (a Python worker) does not claim attempts, and would run the copy left in its
+ * partition again. Python workers ignore signals that do not name them.
  */
 import type { CoordinatorConfig } from '../config.ts'
 import { encodedLater } from '../ports/bus.ts'
 import { handOver } from '../ports/store-rules.ts'
+import { messageKey } from '../protocol/messages.ts'
 import { startEnvelopeOf } from './commands.ts'
 import type { Limits } from './limits.ts'
 import type { LiveRoles } from './roles.ts'
@@ -75,6 +78,9 @@ export class Steering {
    * would only send copies it declines.
    */
   target(type: string, now: number): string | null {
+    // A worker that does not claim attempts (a Python worker) would run the copy left in its
+    // partition again: a type it serves is not steered.
+    if (!this.#roles.allSteerable(type, now)) return null
     const idleSince = now - Math.min(IDLE_MS, this.#config.steerAfterSec * 1000)
     let best: string | null = null
     let room = 0
@@ -108,6 +114,8 @@ export class Steering {
     cmd.kind = 'STEER'
     cmd.ord = ord
     cmd.epoch = n.attempt_epoch
+    // Its trace context is its node attempt's (looked up by the START's own key).
+    cmd.node_key = messageKey(rt.id, n.node_id)
     this.#pending.set(`${rt.id}:${ord}`, { worker, taskId: rt.id, ord, epoch: n.attempt_epoch, until: now + this.#config.acceptTimeoutSec * 1000 })
     return cmd
   }

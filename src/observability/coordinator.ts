@@ -305,7 +305,7 @@ export class CoordinatorObservability {
    * Headers of an outgoing command: the trace context of its node's current attempt; in a trace
    * that is not sampled, the task span's (found by the message's task).
    */
-  readonly commandHeaders = (msg: { key: string | null; task_id?: string; epoch?: number }): Record<string, string> | undefined => {
+  readonly commandHeaders = (msg: { key: string | null; task_id?: string; epoch?: number; node_key?: string }): Record<string, string> | undefined => {
     if (msg.task_id !== undefined) {
       const t = this.#tasks.get(msg.task_id)
       if (t?.unsampled === true && t.span !== null) {
@@ -313,10 +313,12 @@ export class CoordinatorObservability {
         return t.headers
       }
     }
-    if (msg.key === null) return undefined
-    const a = this.#byKey.size === 0 ? undefined : this.#byKey.get(msg.key)
+    // (A steered START is keyed by its worker: its node's key says which attempt.)
+    const key = msg.node_key ?? msg.key
+    if (key === null) return undefined
+    const a = this.#byKey.size === 0 ? undefined : this.#byKey.get(key)
     // A command of an attempt that has ended (or been replaced): that attempt's context, not the current one's.
-    if (msg.epoch !== undefined && a?.epoch !== msg.epoch) return this.#endedHeaders.get(`${msg.key}@${msg.epoch}`)
+    if (msg.epoch !== undefined && a?.epoch !== msg.epoch) return this.#endedHeaders.get(`${key}@${msg.epoch}`)
     return a?.headers
   }
 

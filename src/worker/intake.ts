@@ -25,11 +25,11 @@ export class CommandIntake {
   readonly #slots: Slots
   /** Starts already taken (task:node:epoch), so a duplicated command is not run twice. */
   readonly #seen = new RecentSet<string>(10_000)
-  /** Starts being checked and claimed (task:node:epoch): a steered copy arriving meanwhile is a duplicate. */
-  readonly #starting = new Set<string>()
+  /** Starts being checked and claimed (task:node:epoch), until they settle: a copy arriving meanwhile waits or is dropped. */
+  readonly #starting = new Map<string, Promise<void>>()
   /** The command subscriptions, paused while no slot is free. */
   subs: Subscription[] = []
-  /** Told the slots held after each change (the load report to the coordinators). */
+  /** Told the slots held by runs after each change (the load report to the coordinators). */
   onLoad: ((running: number) => void) | null = null
 
   constructor(core: WorkerCore, runs: RunManager) {
@@ -50,9 +50,12 @@ export class CommandIntake {
     this.onLoad?.(this.running)
   }
 
-  /** Slots held now. */
+  /**
+   * Slots held by runs now (launched, not ended). A START being checked holds one for a moment:
+   * not counted, or a worker that only looks at STARTs it will not run would say it is full.
+   */
   get running(): number {
-    return this.#core.config.concurrency - this.#slots.free
+    return this.#core.runs.size
   }
 
   /** Forgets a taken start, so that a resent command runs it again. */
@@ -181,20 +184,30 @@ export class CommandIntake {
       return
     }
     core.log.debug('worker.start_steered', ids)
-    await this.#onStart(env.step_type, env, cmd.value, headers)
+    await this.#onStart(env.step_type, env, cmd.value, headers, true)
   }
 
-  async #onStart(role: string, env: Envelope, cmd: CmdTaskStart, headers: Readonly<Record<string, string>> | undefined): Promise<void> {
+  /**
+   * One copy of a start at a time: a steered copy arriving while another copy is being checked is
+   * dropped (that one goes on); the command topic's copy arriving while a steered one is checked
+   * waits for it to settle, then is looked at again (a duplicate if it was taken; if it failed,
+   * this one is still here to be taken).
+   */
+  async #onStart(role: string, env: Envelope, cmd: CmdTaskStart, headers: Readonly<Record<string, string>> | undefined, steered = false): Promise<void> {
     const seenKey = `${env.task_id}:${env.node_id}:${env.attempt_epoch}`
-    if (this.#starting.has(seenKey)) {
-      this.#core.log.debug('worker.start_duplicate', { task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch })
-      return
+    for (let other = this.#starting.get(seenKey); other !== undefined; other = this.#starting.get(seenKey)) {
+      if (steered) {
+        this.#core.log.debug('worker.start_duplicate', { task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch })
+        return
+      }
+      await other.catch(() => undefined)
     }
-    this.#starting.add(seenKey)
+    const p = this.#start(role, env, cmd, headers, seenKey)
+    this.#starting.set(seenKey, p)
     try {
-      await this.#start(role, env, cmd, headers, seenKey)
+      await p
     } finally {
-      this.#starting.delete(seenKey)
+      if (this.#starting.get(seenKey) === p) this.#starting.delete(seenKey)
     }
   }
 
@@ -216,7 +229,6 @@ export class CommandIntake {
     // Checked again only after waiting for a slot: a start taken at once cannot have been seen since.
     const waited = !this.#slots.tryAcquire()
     if (waited) await this.#slots.acquire()
-    this.onLoad?.(this.running)
     let handedOver = false
     try {
       if (core.stopping) throw new FlowkitError(ErrorCode.Closed, 'worker stopping')
@@ -261,6 +273,7 @@ export class CommandIntake {
       this.#remember(seenKey)
       this.#runs.launch(role, env, cmd, vars, headers)
       handedOver = true
+      this.onLoad?.(this.running)
     } finally {
       if (!handedOver) this.releaseSlot()
     }

@@ -14,7 +14,7 @@ import { overrideMethods } from '../helpers/store-proxy.ts'
 const start = (taskId: string, nodeId: string, epoch: number): string =>
   JSON.stringify(makeEnvelope({ msg_type: 'cmd', role: 'coordinator', task_id: taskId, node_id: nodeId, step_type: 'extractor', attempt_epoch: epoch, dedup_id: `start-${taskId}-${nodeId}-${epoch}`, ts_ms: 1, payload: { cmd: 'TASK_START' } }))
 
-test('retry all: every dead letter goes back to pending but the STARTs of attempts that ended; each task read once; oldest first, at most limit', async () => {
+test('retry all: every dead letter goes back to pending but the STARTs of attempts that ended; each task read once; oldest first, at most limit requeued', async () => {
   const inner = new MemoryStore()
   await inner.init()
   let reads = 0
@@ -44,10 +44,10 @@ test('retry all: every dead letter goes back to pending but the STARTs of attemp
     ids.set((await inner.outboxList({ status: 'failed' })).find((r) => r.key === name)?.id as string, name)
   }
   const firstTwo = await requeueDeadLetters(store, 5_000, 2)
-  assert.deepEqual(firstTwo.requeued.map((id) => ids.get(id)), ['live-start'], 'the two oldest only')
-  assert.deepEqual(firstTwo.stale.map((s) => ids.get(s.id)), ['old-epoch'])
+  assert.deepEqual(firstTwo.requeued.map((id) => ids.get(id)), ['live-start', 'live-start-2'], 'two requeued, the oldest first')
+  assert.deepEqual(firstTwo.stale.map((s) => ids.get(s.id)), ['old-epoch'], 'the stale one met on the way')
   const rest = await requeueDeadLetters(store, 5_000)
-  assert.deepEqual(rest.requeued.map((id) => ids.get(id)), ['live-start-2', 'cancel', 'not-json'])
+  assert.deepEqual(rest.requeued.map((id) => ids.get(id)), ['cancel', 'not-json'])
   assert.deepEqual(
     rest.stale.map((s) => [ids.get(s.id), s.reason]),
     [
@@ -61,4 +61,18 @@ test('retry all: every dead letter goes back to pending but the STARTs of attemp
   assert.deepEqual(pending.sort(), ['cancel', 'live-start', 'live-start-2', 'not-json'])
   assert.deepEqual((await inner.outboxList({ status: 'failed' })).map((r) => ids.get(r.id)), ['old-epoch', 'ended-task', 'gone-task'], 'the stale ones stay dead letters')
   assert.deepEqual(await requeueDeadLetters(store, 6_000), { requeued: [], stale: rest.stale }, 'run again: nothing more to requeue')
+})
+
+test('retry all with a limit gets past stale dead letters at the head (the limit counts rows requeued, not rows looked at)', async () => {
+  const store = new MemoryStore()
+  await store.init()
+  const live = makeTaskDoc({ status: 'running', nodes: { extract: makeNodeState('extract', 'extractor', { status: 'running', attempt_epoch: 1 }), transform: makeNodeState('transform', 'processor') } })
+  const ended = makeTaskDoc({ status: 'failed' })
+  await store.createTasks([live, ended])
+  const parked = { attempts: 5, error: 'broker down' }
+  for (let i = 0; i < 3; i++) await store.outboxEnqueue({ topic: 'cmd.extractor.v1', key: `stale-${i}`, value: start(ended.id, 'extract', 1), dedup_id: `stale-${i}` }, 1_000 + i, parked)
+  await store.outboxEnqueue({ topic: 'cmd.extractor.v1', key: 'live', value: start(live.id, 'extract', 1), dedup_id: 'live' }, 2_000, parked)
+  const r = await requeueDeadLetters(store, 5_000, 2)
+  assert.equal(r.requeued.length, 1, 'the live dead letter behind three stale ones')
+  assert.equal(r.stale.length, 3)
 })

@@ -21,7 +21,7 @@ test('the target: most free slots among the live workers that take a steered sta
   const seen = (id: string, capacity: number, steerable: boolean, at = now): void => roles.seen({ worker_id: id, roles: ['step'], status: 'online', last_seen_ms: at, capacity }, steerable)
   seen('big', 3, true)
   seen('small', 2, true)
-  seen('python', 50, false) // no start_signal in its announce: never chosen
+  roles.seen({ worker_id: 'python', roles: ['other'], status: 'online', last_seen_ms: now, capacity: 50 }, false) // no start_signal: never chosen
   seen('silent', 50, true, now - 120_000) // not heard within the liveness window
   const limits = new Limits(0, {})
   const ids = ['n0', 'n1', 'n2']
@@ -33,7 +33,8 @@ test('the target: most free slots among the live workers that take a steered sta
   const rt = new TaskRuntime(doc, 1)
   const steering = new Steering(config, roles, limits, new Map([[rt.id, rt]]))
   assert.equal(steering.target('step', now), 'big', '3 free against 2')
-  assert.equal(steering.target('other', now), null, 'nobody serves it')
+  assert.equal(steering.target('other', now), null, 'only a worker that does not take steered starts serves it')
+  assert.equal(steering.target('nobody', now), null, 'nobody serves it')
   limits.accepting(null, 'big')
   limits.accepting(null, 'big')
   assert.equal(steering.target('step', now), 'small', 'big holds two accepted runs: 1 free against 2')
@@ -101,4 +102,16 @@ test('a worker is steered to only once it has had a free slot for a while (2 s, 
   assert.equal(steering.target('step', now + 2_101), 'w', 'free for 2 s')
   const quick = new Steering(coordinatorConfig({ steerAfterSec: 0.5 }), roles, limits, new Map())
   assert.equal(quick.target('step', now + 601), 'w', 'free for steerAfterSec')
+})
+
+test('a type one of whose live workers does not take steered starts (a Python worker: no attempt claims) is not steered at all', () => {
+  const now = 1_000_000
+  const roles = new LiveRoles(60_000)
+  roles.seen({ worker_id: 'fk', roles: ['step'], status: 'online', last_seen_ms: now, capacity: 4 }, true)
+  const steering = new Steering(coordinatorConfig({}), roles, new Limits(0, {}), new Map())
+  assert.equal(steering.target('step', now), 'fk')
+  roles.seen({ worker_id: 'py', roles: ['step'], status: 'online', last_seen_ms: now, capacity: 4 }, false)
+  assert.equal(steering.target('step', now), null, 'the copy left in its partition would run there again')
+  roles.seen({ worker_id: 'py', roles: ['step'], status: 'offline', last_seen_ms: now + 1 })
+  assert.equal(steering.target('step', now + 1), 'fk', 'once it is gone')
 })
