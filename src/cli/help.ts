@@ -161,7 +161,7 @@ ${GLOBAL}`,
        flowkit dlq retry --all [--limit <n>]
 
 Dead letters: outbox messages parked after their last send attempt failed. \`retry\` puts one back to
-pending; the running coordinator sends it again. \`--all\`: every one (the oldest first, at most n),
+pending; the running coordinator sends it again. \`--all\`: every one (the oldest first, n at most),
 except the task starts whose attempts ended (listed: resubmit their tasks).
 ${CONNECTION}
 ${GLOBAL}`,
