@@ -184,7 +184,13 @@ export class CommandIntake {
       return
     }
     core.log.debug('worker.start_steered', ids)
-    await this.#onStart(env.step_type, env, cmd.value, headers, true)
+    try {
+      await this.#onStart(env.step_type, env, cmd.value, headers, true)
+    } catch (err) {
+      // Not retried here (the signals topic carries cancels too: a store outage must not hold
+      // them up): the original still waits in its command topic, and the coordinator steers again.
+      core.log.debug('worker.steer_declined', { ...ids, why: errorMessage(err) })
+    }
   }
 
   /**

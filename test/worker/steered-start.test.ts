@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { MemoryBus, MemoryLogger, MemoryStore, protocol, type RoleHandler } from 'flowkit'
+import { ErrorCode, FlowkitError, MemoryBus, MemoryLogger, MemoryStore, protocol, type RoleHandler, type Store } from 'flowkit'
 import { gate } from '../helpers/gate.ts'
 import { startRuntime } from '../helpers/runtime.ts'
 import { overrideMethods } from '../helpers/store-proxy.ts'
@@ -102,6 +102,48 @@ test('the original START and a steered copy reaching one worker together: the at
     assert.equal(runs, 1, 'one run')
   } finally {
     claimed.open()
+    await rt.stop()
+  }
+})
+
+test('a steered START whose checks fail for a reason that passes (the store down) is declined, not retried: the cancels behind it on the signals topic still arrive', async () => {
+  const bus = new MemoryBus()
+  const logger = new MemoryLogger()
+  let storeDown = false
+  let cancelled = 0
+  const step: RoleHandler = {
+    async processBatch(_b, ctx) {
+      if (ctx.taskId === 'running') {
+        await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }))
+        cancelled++
+      }
+      return {}
+    },
+  }
+  const down = async (): Promise<never> => {
+    throw new FlowkitError(ErrorCode.StoreUnavailable, 'store down', { retryable: true })
+  }
+  const workerStore = (s: Store): Store =>
+    overrideMethods(s, {
+      claimAttempts: (f) => async (...a: unknown[]) => (storeDown ? down() : f(...a)),
+      claimAttempt: (f) => async (...a: unknown[]) => (storeDown ? down() : f(...a)),
+    })
+  const rt = await startRuntime({ bus, logger, workerStore, handlers: { step }, worker: { concurrency: 2 } })
+  try {
+    const [w] = rt.workers.map((x) => x.workerId) as [string]
+    const signals = rt.workerBase.topicSignals ?? 'signals.v1'
+    await bus.produce([{ topic: rt.cmdTopic('step'), key: 'running:n', value: start('running') }])
+    await waitFor(() => rt.workers[0]?.activeRuns().length === 1, { message: 'a run in progress' })
+    storeDown = true
+    await bus.produce([{ topic: signals, key: w, value: start('steered', w) }])
+    const cancel = protocol.encode(
+      protocol.makeEnvelope({ msg_type: 'event', role: 'coordinator', task_id: 'running', node_id: 'n', step_type: 'step', attempt_epoch: 1, ts_ms: Date.now(), dedup_id: 'cancel-running', target_worker_id: w, payload: { sig: 'CANCEL', reason: 'by test', cancel_token: 't', deadline_ts_ms: Date.now() + 30_000 } }),
+    )
+    await bus.produce([{ topic: signals, key: w, value: cancel }])
+    await waitFor(() => cancelled === 1, { message: 'the cancel behind the steered START arrived' })
+    assert.ok(logger.records.some((r) => r.event === 'worker.steer_declined' && r.fields['task_id'] === 'steered'))
+  } finally {
+    storeDown = false
     await rt.stop()
   }
 })
