@@ -168,7 +168,7 @@ export class Coordinator {
     this.#p.timers.start()
     const c = this.config
     await this.#p.subscriptions.startFixed({
-      announce: parkPoison((m) => onAnnounce(this.#p.store, this.#p.clock, this.#p.log, m, (w, steerable, running) => this.#p.roles.seen(w, steerable, running), (id) => this.#p.roles.get(id)), this.#p.log),
+      announce: parkPoison((m) => onAnnounce(this.#p.store, this.#p.clock, this.#p.log, m, (w, steerable, running) => this.#p.roles.seen(w, steerable, running) && this.#p.log.debug('coordinator.worker_load', { worker_id: w.worker_id, running, capacity: w.capacity }), (id) => this.#p.roles.get(id)), this.#p.log),
       replies: parkPoison((m) => this.#p.discovery.onReply(m), this.#p.log),
       // The older control topic: every coordinator reads it, the owner of the task applies it.
       control: (m) => applyControl(this.#requests, this.#p.log, m, this.#p.clock.now()),

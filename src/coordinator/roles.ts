@@ -36,11 +36,12 @@ export class LiveRoles {
   /**
    * A worker announced itself (online or going offline). `steerable`: its announce says it takes
    * a START sent to it by name on the signals topic (a flowkit worker; steer.ts); unknown (the
-   * registry read at start) keeps what an earlier announce said.
+   * registry read at start) keeps what an earlier announce said. True when what it says of its
+   * slots (full or not: `running`, load reports) changed.
    */
-  seen(w: Pick<WorkerInfo, 'worker_id' | 'roles' | 'status' | 'last_seen_ms'> & Partial<Pick<WorkerInfo, 'capacity' | 'version'>>, steerable?: boolean, running?: number): void {
+  seen(w: Pick<WorkerInfo, 'worker_id' | 'roles' | 'status' | 'last_seen_ms'> & Partial<Pick<WorkerInfo, 'capacity' | 'version'>>, steerable?: boolean, running?: number): boolean {
     const cur = this.#workers.get(w.worker_id)
-    if (cur !== undefined && cur.seen > w.last_seen_ms) return
+    if (cur !== undefined && cur.seen > w.last_seen_ms) return false
     this.#workers.delete(w.worker_id)
     const known = w.roles.length > 0 || cur === undefined
     // Its slots as it says (load reports, all coordinators' runs): full, or when it last was.
@@ -58,6 +59,7 @@ export class LiveRoles {
       fullAt: full || wasFull ? w.last_seen_ms : (cur?.fullAt ?? Number.NEGATIVE_INFINITY),
     })
     if (this.#workers.size > MAX_KNOWN_WORKERS) this.#prune(w.last_seen_ms)
+    return full !== wasFull
   }
 
   /** Down to three quarters of the bound (so that pruning is rare): the silent first, then the oldest heard. */

@@ -18,7 +18,9 @@ test('the target: most free slots among the live workers that take a steered sta
   const now = 1_000_000
   const config = coordinatorConfig({ acceptTimeoutSec: 30 })
   const roles = new LiveRoles(60_000)
-  const seen = (id: string, capacity: number, steerable: boolean, at = now): void => roles.seen({ worker_id: id, roles: ['step'], status: 'online', last_seen_ms: at, capacity }, steerable)
+  const seen = (id: string, capacity: number, steerable: boolean, at = now): void => {
+    roles.seen({ worker_id: id, roles: ['step'], status: 'online', last_seen_ms: at, capacity }, steerable)
+  }
   seen('big', 3, true)
   seen('small', 2, true)
   roles.seen({ worker_id: 'python', roles: ['other'], status: 'online', last_seen_ms: now, capacity: 50 }, false) // no start_signal: never chosen

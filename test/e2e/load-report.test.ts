@@ -35,6 +35,8 @@ test('a worker busy with another coordinator\'s run: the starts queued behind it
     const mine = idOn('queued', rt.coordinator.ownership.partitions[0] as number, count)
     await other.createTask({ id: long, graph: { nodes: [{ node_id: 'n', type: 'step' }] } })
     await waitFor(() => ran.includes(long), { message: "the other coordinator's run holds the worker's only slot" })
+    // The worker's report of its full slots has reached this coordinator (before its clock runs).
+    await waitFor(() => logger.records.some((r) => r.event === 'coordinator.worker_load' && r.fields['running'] === 1), { message: 'the load report heard' })
     await rt.coordinator.createTask({ id: mine, graph: { nodes: [{ node_id: 'n', type: 'step' }] } })
     assert.equal(rt.coordinator.ownsTask(mine), true)
     // Past the whole resend schedule (30 + 60 + 120 + 240 s).
