@@ -7,7 +7,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { MemoryLogger, TestClock, type RoleHandler, type Store } from 'flowkit'
-import { overrideMethods } from '../helpers/store-proxy.ts'
+import { aroundClaims } from '../helpers/store-proxy.ts'
 import { gate } from '../helpers/gate.ts'
 import { startRuntime } from '../helpers/runtime.ts'
 import { waitFor } from '../helpers/wait.ts'
@@ -101,15 +101,9 @@ test('a worker whose run just ended and whose next start is being taken up still
   const claims = gate()
   let holdClaims = false
   const workerStore = (store: Store): Store =>
-    overrideMethods(store, {
-      claimAttempts: (f) => async (...a: unknown[]) => {
-        if (holdClaims) await claims.wait()
-        return f(...a)
-      },
-      claimAttempt: (f) => async (...a: unknown[]) => {
-        if (holdClaims) await claims.wait()
-        return f(...a)
-      },
+    aroundClaims(store, async (_cs, claim) => {
+      if (holdClaims) await claims.wait()
+      return claim()
     })
   const rt = await startRuntime({ clock, logger, handlers: { slow }, worker: { concurrency: 2, leaseTtlSec: 3600, hbIntervalSec: 600 }, workerStore, coordinator: { acceptTimeoutSec: 30, steerAfterSec: 0 } })
   try {

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict'
 import { MemoryLogger, TestClock, type Bus, type RoleHandler, type Store } from 'flowkit'
 import { gate } from '../helpers/gate.ts'
 import { startRuntime } from '../helpers/runtime.ts'
-import { overrideMethods } from '../helpers/store-proxy.ts'
+import { aroundClaims, overrideMethods } from '../helpers/store-proxy.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 test('a pool with a worker that does not take steered starts (a Python worker) is not steered: nothing runs twice', async () => {
@@ -39,7 +39,7 @@ test('a pool with a worker that does not take steered starts (a Python worker) i
     worker: { concurrency: 1, leaseTtlSec: 3600, hbIntervalSec: 600 },
     coordinator: { steerAfterSec: 1, acceptTimeoutSec: 3600 },
     // The first worker stands for a Python one: its claims always succeed (it makes none) …
-    workerStore: (s: Store) => (stores++ === 0 ? overrideMethods(s, { claimAttempt: () => async () => true, claimAttempts: () => async (...a: unknown[]) => (a[0] as unknown[]).map(() => true) }) : s),
+    workerStore: (s: Store) => (stores++ === 0 ? aroundClaims(s, async (cs) => cs.map(() => true)) : s),
     // … and its announces do not say start_signal.
     workerBus: (b: Bus) =>
       buses++ !== 0

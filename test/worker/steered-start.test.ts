@@ -9,7 +9,7 @@ import assert from 'node:assert/strict'
 import { ErrorCode, FlowkitError, MemoryBus, MemoryLogger, MemoryStore, protocol, type RoleHandler, type Store } from 'flowkit'
 import { gate } from '../helpers/gate.ts'
 import { startRuntime } from '../helpers/runtime.ts'
-import { overrideMethods } from '../helpers/store-proxy.ts'
+import { aroundClaims } from '../helpers/store-proxy.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const START = { cmd: 'TASK_START', input_ref: null, input_inline: null, batching: null, cancel_token: 't', vars: {} }
@@ -67,17 +67,10 @@ test('the original START and a steered copy reaching one worker together: the at
   /** Attempts claimed (claims of one round trip counted one by one). */
   let claims = 0
   // Claims wait until both copies are being taken (each would otherwise see the other as seen).
-  const store = overrideMethods(inner, {
-    claimAttempts: (f) => async (...a: unknown[]) => {
-      claims += (a[0] as unknown[]).length
-      await claimed.wait()
-      return f(...a)
-    },
-    claimAttempt: (f) => async (...a: unknown[]) => {
-      claims++
-      await claimed.wait()
-      return f(...a)
-    },
+  const store = aroundClaims(inner, async (cs, claim) => {
+    claims += cs.length
+    await claimed.wait()
+    return claim()
   })
   let runs = 0
   const step: RoleHandler = {
@@ -123,11 +116,7 @@ test('a steered START whose checks fail for a reason that passes (the store down
   const down = async (): Promise<never> => {
     throw new FlowkitError(ErrorCode.StoreUnavailable, 'store down', { retryable: true })
   }
-  const workerStore = (s: Store): Store =>
-    overrideMethods(s, {
-      claimAttempts: (f) => async (...a: unknown[]) => (storeDown ? down() : f(...a)),
-      claimAttempt: (f) => async (...a: unknown[]) => (storeDown ? down() : f(...a)),
-    })
+  const workerStore = (s: Store): Store => aroundClaims(s, (_cs, claim) => (storeDown ? down() : claim()))
   const rt = await startRuntime({ bus, logger, workerStore, handlers: { step }, worker: { concurrency: 2 } })
   try {
     const [w] = rt.workers.map((x) => x.workerId) as [string]
