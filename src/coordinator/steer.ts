@@ -56,6 +56,16 @@ export class Steering {
     this.#tasks = tasks
   }
 
+  /**
+   * Whether worker `workerId` held runs in all its `capacity` slots now or at `since` or later: by
+   * this coordinator's count of its accepted runs, or as the worker said (its load reports count
+   * every coordinator's runs). The one rule for "busy": steering, and the accept timeouts
+   * (wiring's `saturated`).
+   */
+  fullSince(workerId: string, capacity: number, since: number): boolean {
+    return this.#limits.fullSince(workerId, capacity, since) || this.#roles.reportedFullSince(workerId, since)
+  }
+
   /** STARTs steered to a worker and still waiting for it (expired or settled ones are forgotten). */
   #reserved(now: number): Map<string, number> {
     const out = new Map<string, number>()
@@ -86,7 +96,7 @@ export class Steering {
     let room = 0
     let reserved: Map<string, number> | null = null
     for (const w of this.#roles.steerable(type, now)) {
-      if (this.#limits.fullSince(w.workerId, w.capacity, idleSince) || this.#roles.reportedFullSince(w.workerId, idleSince)) continue
+      if (this.fullSince(w.workerId, w.capacity, idleSince)) continue
       reserved ??= this.#reserved(now)
       const free = w.capacity - this.#limits.acceptedBy(w.workerId) - (reserved.get(w.workerId) ?? 0)
       if (free > room) {

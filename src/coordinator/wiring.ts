@@ -165,7 +165,7 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
       const since = now - config.acceptTimeoutSec * 1000
       // (Full by this coordinator's own count, or as the worker itself said: its slots also hold
       // other coordinators' runs.)
-      return roles.full(type, now, (w, capacity) => limits.fullSince(w, capacity, since) || roles.reportedFullSince(w, since))
+      return roles.full(type, now, (w, capacity) => steering.fullSince(w, capacity, since))
     },
     steer: (rt, ord, now) => {
       const worker = steering.target(rt.spec(ord).type, now)
