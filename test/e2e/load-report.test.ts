@@ -24,8 +24,11 @@ test('a worker busy with another coordinator\'s run: the starts queued behind it
       return { metrics: { count: 1 } }
     },
   }
-  const rt = await startRuntime({ bus: new MemoryBus(), clock, logger, coordinator: { acceptTimeoutSec: 30, steerAfterSec: 0 } })
-  const other = new Coordinator({ bus: rt.bus, store: rt.store, clock, logger: new MemoryLogger(), config: { ...rt.coordinatorBase, coordinatorId: 'other', acceptTimeoutSec: 30, steerAfterSec: 0 } })
+  // (A long liveness window: the test clock runs past the resend schedule in a few milliseconds,
+  // faster than a real store lets the coordinator take in the worker's periodic announces.)
+  const coordinator = { acceptTimeoutSec: 30, steerAfterSec: 0, workerLivenessSec: 3600 }
+  const rt = await startRuntime({ bus: new MemoryBus(), clock, logger, coordinator })
+  const other = new Coordinator({ bus: rt.bus, store: rt.store, clock, logger: new MemoryLogger(), config: { ...rt.coordinatorBase, ...coordinator, coordinatorId: 'other' } })
   await other.start()
   try {
     await waitFor(() => rt.coordinator.ownership.partitions.length > 0 && other.ownership.partitions.length > 0, { message: 'both coordinators own partitions' })
