@@ -36,7 +36,7 @@ export async function staleDeadLetter(store: Store, row: OutboxRow, getTask: (id
  * DEAD_LETTER_STALE when it would start an attempt that ended.
  */
 export async function requeueDeadLetter(store: Store, id: string, now: number): Promise<boolean> {
-  const row = (await store.outboxList({ status: 'failed' })).find((r) => r.id === id)
+  const [row] = await store.outboxList({ status: 'failed', id })
   if (row === undefined) return false
   const stale = await staleDeadLetter(store, row)
   if (stale !== null) {

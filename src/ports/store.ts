@@ -156,6 +156,14 @@ export interface WorkerStateDoc {
   updated_at_ms: number
 }
 
+/** Which outbox rows `outboxList` returns. */
+export interface OutboxFilter {
+  status?: OutboxStatus
+  limit?: number
+  /** One row by its id (a dead letter an operator retries), not a scan. */
+  id?: string
+}
+
 export interface Store {
   /** Connects and creates collections/indexes. Idempotent. */
   init(): Promise<void>
@@ -279,7 +287,8 @@ export interface Store {
   outboxMarkSent(id: string, now: number): Promise<void>
   outboxMarkRetry(id: string, attempts: number, nextAttemptAt: number, error: string, now: number): Promise<void>
   outboxMarkFailed(id: string, attempts: number, error: string, now: number): Promise<void>
-  outboxList(filter?: { status?: OutboxStatus; limit?: number }): Promise<OutboxRow[]>
+  /** Rows by creation (then id); `id`: that row alone, if it matches the rest of the filter. */
+  outboxList(filter?: OutboxFilter): Promise<OutboxRow[]>
   /** Operator action: a failed (dead-lettered) row goes back to pending, due now. */
   outboxRequeue(id: string, now: number): Promise<boolean>
 

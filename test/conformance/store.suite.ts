@@ -1170,6 +1170,24 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
           assert.deepEqual((await store.outboxClaimDue(T0 + 10, 10, T0 + 100)).map((r) => r.id), [id])
         }))
 
+      it('list by id: that row alone when it matches the status asked, none otherwise (an id is never a query)', () =>
+        withStore(async (store) => {
+          await drainOutbox(store)
+          const topic = uid('topic')
+          for (const d of ['a', 'b', 'c']) await store.outboxEnqueue({ topic, key: 'k', value: `v-${d}`, dedup_id: d }, T0)
+          const [a, b] = [outboxId(topic, 'k', 'a'), outboxId(topic, 'k', 'b')]
+          await store.outboxClaimDue(T0, 10, T0 + 100)
+          await store.outboxMarkFailed(b, 5, 'gave up', T0 + 2)
+          assert.deepEqual((await store.outboxList({ id: b })).map((r) => [r.id, r.status, r.value]), [[b, 'failed', 'v-b']])
+          assert.deepEqual((await store.outboxList({ status: 'failed', id: b })).map((r) => r.id), [b])
+          assert.deepEqual(await store.outboxList({ status: 'failed', id: a }), [], 'a pending row is not a dead letter')
+          assert.deepEqual((await store.outboxList({ status: 'pending', id: a })).map((r) => r.id), [a])
+          assert.deepEqual(await store.outboxList({ id: `${b}-nope` }), [])
+          assert.deepEqual(await store.outboxList({ id: { $ne: null } as unknown as string }), [], 'an operator object matches nothing')
+          await store.outboxMarkSent(a, T0 + 3)
+          assert.deepEqual((await store.outboxList({ id: a })).map((r) => [r.id, r.status]), [[a, 'sent']])
+        }))
+
       it('requeue refuses rows that are not failed; mark* only act on pending rows', () =>
         withStore(async (store) => {
           await drainOutbox(store)

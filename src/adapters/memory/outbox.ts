@@ -4,7 +4,7 @@
  * audit), retried later, or failed (dead letter) until an operator requeues them. Only a pending
  * row moves on; sent rows are purged by age.
  */
-import type { OutboxEnqueue, OutboxRow, OutboxStatus } from '../../ports/store.ts'
+import type { OutboxEnqueue, OutboxFilter, OutboxRow } from '../../ports/store.ts'
 import { compareCodePoints } from '../../ports/store-rules.ts'
 import { outboxId } from '../../util/ids.ts'
 import { clone, limitOf, take } from './copy.ts'
@@ -81,8 +81,9 @@ export class MemoryOutbox {
   }
 
   /** Rows ordered by created_at_ms then id. */
-  list(filter: { status?: OutboxStatus; limit?: number }): OutboxRow[] {
-    const rows = [...this.#rows.values()]
+  list(filter: OutboxFilter): OutboxRow[] {
+    const one = filter.id === undefined ? undefined : this.#rows.get(filter.id)
+    const rows = (filter.id === undefined ? [...this.#rows.values()] : one === undefined ? [] : [one])
       .filter((r) => filter.status === undefined || r.status === filter.status)
       .sort((a, b) => a.created_at_ms - b.created_at_ms || compareCodePoints(a.id, b.id))
     return take(rows, filter.limit).map(clone)

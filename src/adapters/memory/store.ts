@@ -35,7 +35,7 @@ import type {
   JournalEntry,
   OutboxEnqueue,
   OutboxRow,
-  OutboxStatus,
+  OutboxFilter,
   RunView,
   Store,
   StreamClaim,
@@ -272,7 +272,7 @@ export class MemoryStore implements Store {
   }
 
   /** Rows ordered by created_at_ms then id. */
-  async outboxList(filter: { status?: OutboxStatus; limit?: number } = {}): Promise<OutboxRow[]> {
+  async outboxList(filter: OutboxFilter = {}): Promise<OutboxRow[]> {
     await this.#pace()
     return this.#outbox.list(filter)
   }

@@ -4,7 +4,7 @@
  * sent (FerretDB scans on such queries). The dedup on (topic, key, dedup_id) covers both.
  */
 import type { Collection, Document } from 'mongodb'
-import type { OutboxEnqueue, OutboxRow, OutboxStatus } from '../../ports/store.ts'
+import type { OutboxEnqueue, OutboxFilter, OutboxRow } from '../../ports/store.ts'
 import { outboxId } from '../../util/ids.ts'
 import { decodeFields, putField, sanitize, setField } from './codec.ts'
 import { type Collections, type Row, insertOnce, limitOf, num, updateOf } from './schema.ts'
@@ -97,11 +97,13 @@ export async function markFailed(c: Collections, id: string, attempts: number, e
   await c.outbox.updateOne({ _id: id, status: 'pending' }, updateOf(set, unset))
 }
 
-export async function list(c: Collections, filter: { status?: OutboxStatus; limit?: number }): Promise<OutboxRow[]> {
+export async function list(c: Collections, filter: OutboxFilter): Promise<OutboxRow[]> {
   const limit = limitOf(filter.limit)
   if (limit === 0) return []
+  // An id is the row's `_id`, compared as a string (never an operator object).
+  const byId: Document = filter.id === undefined ? {} : { _id: String(filter.id) }
   const read = async (col: Collection<Row>, query: Document): Promise<Document[]> => {
-    let cursor = col.find(query).sort({ created_at_ms: 1, _id: 1 })
+    let cursor = col.find({ ...query, ...byId }).sort({ created_at_ms: 1, _id: 1 })
     if (limit !== null) cursor = cursor.limit(limit)
     return cursor.toArray()
   }

@@ -35,7 +35,7 @@ import type {
   JournalEntry,
   OutboxEnqueue,
   OutboxRow,
-  OutboxStatus,
+  OutboxFilter,
   RunView,
   Store,
   StreamClaim,
@@ -301,7 +301,7 @@ export class MongoStore implements Store {
     await this.#run('outboxMarkFailed', (c) => outbox.markFailed(c, id, attempts, error, now))
   }
 
-  async outboxList(filter: { status?: OutboxStatus; limit?: number } = {}): Promise<OutboxRow[]> {
+  async outboxList(filter: OutboxFilter = {}): Promise<OutboxRow[]> {
     this.#open()
     return this.#run('outboxList', (c) => outbox.list(c, filter))
   }
