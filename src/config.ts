@@ -59,6 +59,15 @@ export interface CoordinatorConfig extends TopicsConfig, SubmitLimits {
    * partition holds it (0: never).
    */
   steerAfterSec: number
+  /**
+   * Steering starts this many seconds after the coordinator began to listen to worker announces
+   * (0: at once). A worker announces every 60 s (flowkit's `announceIntervalSec` and the seed's
+   * `announce_interval_sec` by default): one that announced before this coordinator started is
+   * unknown to it until its next announce, and if it is a worker that does not claim attempts (a
+   * Python worker), a START steered past it would run twice. Keep it above your workers'
+   * announce interval.
+   */
+  steerWarmupSec: number
   /** Retry policy for nodes that have none. */
   defaultRetryMax: number
   defaultBackoffSec: number
@@ -184,6 +193,7 @@ export const COORDINATOR_DEFAULTS: CoordinatorConfig = {
   outboxBackoffMaxMs: 60_000,
   acceptTimeoutSec: 30,
   steerAfterSec: 5,
+  steerWarmupSec: 75,
   defaultRetryMax: 3,
   defaultBackoffSec: 1,
   maxRunningNodes: 0,

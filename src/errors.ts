@@ -223,6 +223,16 @@ export function isFlowkitError(err: unknown, code?: ErrorCode): err is FlowkitEr
   return err instanceof FlowkitError && (code === undefined || err.code === code)
 }
 
+/** Whether `err` says a later attempt may succeed (a store or bus briefly out of reach). */
+export function isRetryable(err: unknown): boolean {
+  return err instanceof FlowkitError && err.retryable
+}
+
+/** The level of a failure a loop will try again: warn when it is retryable (an outage), else error. */
+export function failureLevel(err: unknown): 'warn' | 'error' {
+  return isRetryable(err) ? 'warn' : 'error'
+}
+
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message
   return String(err)

@@ -27,7 +27,7 @@ import { onAnnounce } from './discovery.ts'
 import type { OutboxDispatcher } from './outbox.ts'
 import { type TaskOutput, readOutput } from './output.ts'
 import { loadRuntime } from './recovery.ts'
-import { markWaiting, requireServed } from './roles.ts'
+import { markWaiting, requireServed, seedRoles } from './roles.ts'
 import { TERMINAL_TASK } from './runtime.ts'
 import { type BuildTaskOptions, type CreateTaskInput, buildTask } from './submit.ts'
 import { stopSteps } from './stop.ts'
@@ -145,7 +145,7 @@ export class Coordinator {
     try {
       await this.#p.store.init()
       await this.#p.obs?.start()
-      for (const w of await this.#p.store.listWorkers()) this.#p.roles.seen(w)
+      await seedRoles(this.#p.store, this.#p.roles, this.#p.clock.now())
     } catch (err) {
       await this.#p.obs?.stop().catch(() => undefined)
       throw err
@@ -173,6 +173,7 @@ export class Coordinator {
       // The older control topic: every coordinator reads it, the owner of the task applies it.
       control: (m) => applyControl(this.#requests, this.#p.log, m, this.#p.clock.now()),
     })
+    this.#p.steering.listening(this.#p.clock.now())
     // Recovery: the tasks of the partitions this coordinator is given are loaded (once), claimed,
     // and resumed after the status topics are replayed (handover.ts).
     await Promise.all(c.workerTypes.map((t) => this.#p.subscriptions.ensureStatus(t)))

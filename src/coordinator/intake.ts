@@ -31,6 +31,8 @@ export interface IntakeHooks {
   stopRun(env: Envelope, workerId: string): void
   /** Sends status records of tasks owned by another coordinator on to their owners. */
   forward(records: Array<{ taskId: string; message: BusMessage }>): Promise<void>
+  /** A worker reported on a run of `type` (acceptance, heartbeat): it serves the type (steering). */
+  heard?(workerId: string, type: string, now: number): void
 }
 
 export class Intake {
@@ -158,6 +160,7 @@ export class Intake {
       case 'TASK_RESUMED': {
         // The lease's length as the worker stated it, counted on this coordinator's clock.
         const ttl = Math.max(0, ev.lease_deadline_ts_ms - env.ts_ms)
+        this.#hooks.heard?.(ev.worker_id, rt.spec(ord).type, now)
         event = { kind: 'lease', accepted: ev.kind === 'TASK_ACCEPTED', workerId: ev.worker_id, leaseId: ev.lease_id, deadline: ev.lease_deadline_ts_ms, expiresAt: now + ttl }
         break
       }

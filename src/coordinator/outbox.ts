@@ -12,7 +12,7 @@ import { type Logger, redactText } from '../log.ts'
 import { type Bus, type BusRecord, encodedLater } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { OutboxEnqueue, Store } from '../ports/store.ts'
-import { FlowkitError, errorMessage } from '../errors.ts'
+import { FlowkitError, errorMessage, failureLevel } from '../errors.ts'
 import { QUIET_ABORT } from '../util/abort.ts'
 import { RecentSet } from '../util/recent.ts'
 
@@ -332,7 +332,8 @@ export class OutboxDispatcher {
           await this.#pollStore()
         }
       } catch (err) {
-        this.#log.error('outbox.dispatch_error', { error: errorMessage(err) })
+        // Tried again at the next tick: a brief store outage is a warning.
+        this.#log[failureLevel(err)]('outbox.dispatch_error', { error: errorMessage(err) })
       }
       if (!this.#running) break
       const now = this.#clock.now()

@@ -96,8 +96,17 @@ export function resume(rt: TaskRuntime, d: RecoveryDeps): void {
   // send), those the state implies are issued again (idempotent for their receivers): the cancel
   // of a cancelling node, the start of a node no worker accepted yet.
   const unsent = UNSENT.delete(rt)
-  rt.nodes.forEach((_, i) => {
+  const now = d.clock.now()
+  rt.nodes.forEach((n, i) => {
     if (unsent) d.engine.reissue(rt, i)
+    if (n.status === 'running' && n.accepted_at_ms === null && !rt.isFn(i)) {
+      // A START no worker has accepted yet is judged (resent, steered) only once this coordinator
+      // has watched the workers for as long as a first one would wait: whether they are busy (a
+      // START queued behind them is not lost) is known from what it sees from now on, and the
+      // schedule from the dispatch may be long past (each restart would resend every queued START).
+      rt.acceptAfter[i] = Math.max(rt.acceptAfter[i] as number, now + d.config.acceptTimeoutSec * 1000)
+      rt.steerAt[i] = Math.max(rt.steerAt[i] as number, now + d.config.steerAfterSec * 1000)
+    }
     d.engine.armNode(rt, i)
   })
 }

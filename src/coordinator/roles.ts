@@ -7,7 +7,7 @@
 import { ErrorCode, GraphValidationError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { Clock } from '../ports/clock.ts'
-import type { WorkerInfo } from '../ports/store.ts'
+import type { Store, WorkerInfo } from '../ports/store.ts'
 import type { TaskRuntime } from './runtime.ts'
 
 /** How long a dispatched node may wait for a worker of its type before `node.no_worker` is logged. */
@@ -20,13 +20,47 @@ const NO_WORKER_GRACE_MS = 3_000
  */
 export const MAX_KNOWN_WORKERS = 4096
 
+/** Most workers whose saved run state a coordinator reads at start (the most recently heard). */
+const MAX_STATES_AT_START = 512
+
+/**
+ * What the store says of the workers when a coordinator starts: the registry, and how many runs
+ * each live worker holds, from the run state it saves (its load reports come only when its slots
+ * change, its announces once a minute). Without it a new coordinator took a worker full of runs
+ * for an idle one, and reported the STARTs queued behind it unaccepted.
+ */
+export async function seedRoles(store: Store, roles: LiveRoles, now: number): Promise<void> {
+  const workers = await store.listWorkers()
+  for (const w of workers) roles.seen(w)
+  const live = workers
+    .filter((w) => w.status === 'online' && now - w.last_seen_ms <= roles.livenessMs && w.capacity > 0)
+    .sort((a, b) => a.last_seen_ms - b.last_seen_ms)
+    .slice(-MAX_STATES_AT_START)
+  // (A worker that saves none, or another shape of it — a Python worker — says nothing here.)
+  const states = await Promise.all(live.map((w) => store.getWorkerState(w.worker_id).catch(() => null)))
+  live.forEach((w, i) => {
+    const runs = states[i]?.active_runs
+    if (Array.isArray(runs)) roles.seen(w, undefined, runs.length)
+  })
+}
+
 export class LiveRoles {
   /** By worker id, the most recently heard last (a worker heard again moves to the end). */
   readonly #workers = new Map<string, { roles: string[]; online: boolean; seen: number; capacity: number; version: string; steerable: boolean; full: boolean; fullAt: number }>()
   readonly #livenessMs: number
+  /**
+   * Workers heard from in status events (by the type of the event) that no announce says take a
+   * steered START: those that have not announced since this coordinator started (an announce is
+   * sent once a minute) or said they do not (a Python worker). When each was last heard.
+   */
+  readonly #unannounced = new Map<string, Map<string, number>>()
 
   constructor(livenessMs: number) {
     this.#livenessMs = livenessMs
+  }
+
+  get livenessMs(): number {
+    return this.#livenessMs
   }
 
   get size(): number {
@@ -48,6 +82,7 @@ export class LiveRoles {
     const capacity = w.capacity ?? cur?.capacity ?? 0
     const full = running !== undefined && w.status === 'online' ? capacity > 0 && running >= capacity : false
     const wasFull = cur?.full === true
+    if (steerable === true) this.#unannounced.delete(w.worker_id)
     this.#workers.set(w.worker_id, {
       roles: known ? w.roles : cur.roles,
       online: w.status === 'online',
@@ -60,6 +95,35 @@ export class LiveRoles {
     })
     if (this.#workers.size > MAX_KNOWN_WORKERS) this.#prune(w.last_seen_ms)
     return full !== wasFull
+  }
+
+  /**
+   * Worker `workerId` reported on a run of `type` (its status events): unless an announce said it
+   * serves the type and takes a steered START, it is remembered as a live worker of the type
+   * that does not (allSteerable), for as long as it is heard from.
+   */
+  heard(workerId: string, type: string, now: number): void {
+    const w = this.#workers.get(workerId)
+    if (w?.steerable && w.roles.includes(type)) return
+    let types = this.#unannounced.get(workerId)
+    if (types === undefined) {
+      if (this.#unannounced.size >= MAX_KNOWN_WORKERS) this.#pruneUnannounced(now)
+      types = new Map()
+      this.#unannounced.set(workerId, types)
+    }
+    types.set(type, now)
+  }
+
+  /** Those not heard from within the liveness window go; past the bound, the oldest entries too. */
+  #pruneUnannounced(now: number): void {
+    for (const [id, types] of this.#unannounced) {
+      for (const [t, at] of types) if (now - at > this.#livenessMs) types.delete(t)
+      if (types.size === 0) this.#unannounced.delete(id)
+    }
+    for (const id of this.#unannounced.keys()) {
+      if (this.#unannounced.size < (MAX_KNOWN_WORKERS * 3) / 4) break
+      this.#unannounced.delete(id)
+    }
   }
 
   /** Down to three quarters of the bound (so that pruning is rare): the silent first, then the oldest heard. */
@@ -124,10 +188,16 @@ export class LiveRoles {
   /**
    * Whether every live worker serving `type` takes a steered START. One that does not (a Python
    * worker) does not claim attempts either: the copy left in its partition would run again there.
+   * A worker heard from in this type's status events but not announced as taking one counts as
+   * one that does not (heard).
    */
   allSteerable(type: string, now: number): boolean {
     for (const w of this.#workers.values()) {
       if (w.online && now - w.seen <= this.#livenessMs && w.roles.includes(type) && !w.steerable) return false
+    }
+    for (const types of this.#unannounced.values()) {
+      const at = types.get(type)
+      if (at !== undefined && now - at <= this.#livenessMs) return false
     }
     return true
   }

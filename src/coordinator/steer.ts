@@ -18,7 +18,10 @@
  * workers whose announce says they take such a START (`capabilities.start_signal`, flowkit
  * workers) are chosen, and a type one of whose live workers does not say so is not steered at
  * all: such a worker (a Python worker) does not claim attempts, and would run the copy left in its
- * partition again. Python workers ignore signals that do not name them.
+ * partition again. Python workers ignore signals that do not name them. Such a worker is known
+ * from its announce, sent once a minute, or from its status events (LiveRoles.heard): nothing is
+ * steered until this coordinator has listened to announces for `steerWarmupSec` (75 s), so that
+ * every live worker has announced itself to it.
  */
 import type { CoordinatorConfig } from '../config.ts'
 import { encodedLater } from '../ports/bus.ts'
@@ -48,12 +51,20 @@ export class Steering {
   readonly #tasks: Pick<ReadonlyMap<string, TaskRuntime>, 'get'>
   /** STARTs steered and not yet accepted, by task:ord. */
   readonly #pending = new Map<string, Steered>()
+  /** When steering may begin: `steerWarmupSec` after this coordinator began to listen to announces. */
+  #from = Number.POSITIVE_INFINITY
 
   constructor(config: CoordinatorConfig, roles: LiveRoles, limits: Limits, tasks: Pick<ReadonlyMap<string, TaskRuntime>, 'get'>) {
     this.#config = config
     this.#roles = roles
     this.#limits = limits
     this.#tasks = tasks
+  }
+
+  /** This coordinator (re)started listening to worker announces at `now`. */
+  listening(now: number): void {
+    this.#from = now + this.#config.steerWarmupSec * 1000
+    this.#pending.clear()
   }
 
   /**
@@ -88,6 +99,8 @@ export class Steering {
    * would only send copies it declines.
    */
   target(type: string, now: number): string | null {
+    // Not before every live worker had the time to announce itself (a Python worker may be unknown).
+    if (now < this.#from) return null
     // A worker that does not claim attempts (a Python worker) would run the copy left in its
     // partition again: a type it serves is not steered.
     if (!this.#roles.allSteerable(type, now)) return null

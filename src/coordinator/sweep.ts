@@ -5,7 +5,7 @@
  * adopted, from a projected read of ids. Deadlines are not swept: they live in the timer heap.
  */
 import type { CoordinatorConfig } from '../config.ts'
-import { errorMessage } from '../errors.ts'
+import { errorMessage, failureLevel } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { Store } from '../ports/store.ts'
@@ -84,7 +84,8 @@ export async function sweep(signal: AbortSignal, d: SweepDeps): Promise<void> {
         for (const id of ids) if (!d.known(id)) await d.adopt(id)
       }
     } catch (err) {
-      d.log.error('coordinator.sweep_failed', { error: errorMessage(err) })
+      // Tried again at the next tick: a brief store outage is a warning.
+      d.log[failureLevel(err)]('coordinator.sweep_failed', { error: errorMessage(err) })
     }
   }
 }

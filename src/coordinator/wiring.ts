@@ -83,6 +83,7 @@ export interface CoordinatorWiring {
   readonly fnArgs: ReadonlyMap<string, FnArgsCheck>
   readonly obs: CoordinatorObservability | null
   readonly roles: LiveRoles
+  readonly steering: Steering
   readonly outbox: OutboxDispatcher
   readonly limits: Limits
   readonly timers: TimerHeap
@@ -108,7 +109,7 @@ export function coordinatorConfig(config: CoordinatorOptions['config']): Coordin
     resolveConfig(COORDINATOR_DEFAULTS, (config ?? {}) as Record<string, unknown>, 'coordinator config'),
     'coordinator config',
     ['heartbeatSoftSec', 'heartbeatHardSec', 'leaseTtlSec', 'schedulerTickSec', 'outboxDispatchTickSec', 'outboxMaxRetry', 'acceptTimeoutSec', 'defaultRetryMax', 'topicPartitions', 'retentionSec'],
-    ['discoveryWindowSec', 'steerAfterSec', 'taskRetentionSec', 'cancelGraceSec', 'outboxBackoffMinMs', 'outboxBackoffMaxMs', 'defaultBackoffSec', 'maxRunningNodes', 'snapshotIntervalSec', 'stopSnapshotsSec', 'snapshotLedgerMax'],
+    ['discoveryWindowSec', 'steerAfterSec', 'steerWarmupSec', 'taskRetentionSec', 'cancelGraceSec', 'outboxBackoffMinMs', 'outboxBackoffMaxMs', 'defaultBackoffSec', 'maxRunningNodes', 'snapshotIntervalSec', 'stopSnapshotsSec', 'snapshotLedgerMax'],
   )
   resolveSubmitLimits(c) // bad limits fail here, not at the first createTask
   const label = 'coordinator config'
@@ -218,6 +219,7 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
       outbox.send([{ topic: c.topic, key: c.key, value: c.value, dedup_id: c.dedup_id, task_id: env.task_id }])
     },
     owns: (id) => ownership.owns(id),
+    heard: (workerId, type, now) => roles.heard(workerId, type, now),
     forward: (records) => ownership.forward(records.map((r) => Ownership.statusRecord(r.taskId, r.message))),
   })
   const inserter = new TaskInserter(store)
@@ -278,5 +280,5 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     handedOver: (rt) => watchers.handedOver(rt.id, rt.v, store, hooks.stopSignal()),
   })
   const discovery = new Discovery(config, bus, clock, log, engine, () => flusher.barrier())
-  return { config, bus, store, clock, log, functions, fnArgs, obs, roles, outbox, limits, timers, engine, flusher, snapshots, fns, after, intake, inserter, subscriptions, ownership, tasks, discovery, watchers, cancels }
+  return { config, bus, store, clock, log, functions, fnArgs, obs, roles, steering, outbox, limits, timers, engine, flusher, snapshots, fns, after, intake, inserter, subscriptions, ownership, tasks, discovery, watchers, cancels }
 }

@@ -37,7 +37,7 @@ test('a pool with a worker that does not take steered starts (a Python worker) i
     clock,
     logger,
     worker: { concurrency: 1, leaseTtlSec: 3600, hbIntervalSec: 600 },
-    coordinator: { steerAfterSec: 1, acceptTimeoutSec: 3600 },
+    coordinator: { steerAfterSec: 1, steerWarmupSec: 0, acceptTimeoutSec: 3600 },
     // The first worker stands for a Python one: its claims always succeed (it makes none) …
     workerStore: (s: Store) => (stores++ === 0 ? aroundClaims(s, async (cs) => cs.map(() => true)) : s),
     // … and its announces do not say start_signal.

@@ -14,6 +14,13 @@ import { coordinatorConfig } from '../../src/coordinator/wiring.ts'
 import { startCommand } from '../../src/coordinator/commands.ts'
 import { makeNodeSpec, makeNodeState, makeTaskDoc } from '../helpers/fixtures.ts'
 
+/** Steering past its warm-up (the coordinator has listened to announces for long enough). */
+function listeningSteering(...[config, ...rest]: ConstructorParameters<typeof Steering>): Steering {
+  const s = new Steering({ ...config, steerWarmupSec: 0 }, ...rest)
+  s.listening(0)
+  return s
+}
+
 test('the target: most free slots among the live workers that take a steered start; steered and unaccepted starts hold a slot until accepted or expired', () => {
   const now = 1_000_000
   const config = coordinatorConfig({ acceptTimeoutSec: 30 })
@@ -33,7 +40,7 @@ test('the target: most free slots among the live workers that take a steered sta
     nodes: Object.fromEntries(ids.map((id) => [id, makeNodeState(id, 'step', { status: 'running', attempt_epoch: 2, dispatched_at_ms: now - 10_000 })])),
   })
   const rt = new TaskRuntime(doc, 1)
-  const steering = new Steering(config, roles, limits, new Map([[rt.id, rt]]))
+  const steering = listeningSteering(config, roles, limits, new Map([[rt.id, rt]]))
   assert.equal(steering.target('step', now), 'big', '3 free against 2')
   assert.equal(steering.target('other', now), null, 'only a worker that does not take steered starts serves it')
   assert.equal(steering.target('nobody', now), null, 'nobody serves it')
@@ -84,7 +91,7 @@ test('no copy for a START whose variables are too large to inline before the tas
   })
   const rt = new TaskRuntime(doc, 1)
   rt.change({ vars: { big: 'x'.repeat(300 * 1024) } })
-  const steering = new Steering(config, roles, new Limits(0, {}), new Map([[rt.id, rt]]))
+  const steering = listeningSteering(config, roles, new Limits(0, {}), new Map([[rt.id, rt]]))
   assert.equal(rt.varsStored(), false)
   assert.equal(steering.steer(rt, 0, 'w', 1), null)
 })
@@ -95,14 +102,14 @@ test('a worker is steered to only once it has had a free slot for a while (2 s, 
   roles.seen({ worker_id: 'w', roles: ['step'], status: 'online', last_seen_ms: now, capacity: 1 }, true)
   const limits = new Limits(0, {})
   limits.capacityOf = (id) => roles.capacityOf(id)
-  const steering = new Steering(coordinatorConfig({ steerAfterSec: 5 }), roles, limits, new Map())
+  const steering = listeningSteering(coordinatorConfig({ steerAfterSec: 5 }), roles, limits, new Map())
   assert.equal(steering.target('step', now), 'w', 'never full: idle')
   limits.accepting(null, 'w', now)
   assert.equal(steering.target('step', now), null, 'full')
   limits.accepting('w', null, now + 100) // its run ended; its next START is on its way
   assert.equal(steering.target('step', now + 200), null, 'free for 100 ms only')
   assert.equal(steering.target('step', now + 2_101), 'w', 'free for 2 s')
-  const quick = new Steering(coordinatorConfig({ steerAfterSec: 0.5 }), roles, limits, new Map())
+  const quick = listeningSteering(coordinatorConfig({ steerAfterSec: 0.5 }), roles, limits, new Map())
   assert.equal(quick.target('step', now + 601), 'w', 'free for steerAfterSec')
 })
 
@@ -110,7 +117,7 @@ test('a type one of whose live workers does not take steered starts (a Python wo
   const now = 1_000_000
   const roles = new LiveRoles(60_000)
   roles.seen({ worker_id: 'fk', roles: ['step'], status: 'online', last_seen_ms: now, capacity: 4 }, true)
-  const steering = new Steering(coordinatorConfig({}), roles, new Limits(0, {}), new Map())
+  const steering = listeningSteering(coordinatorConfig({}), roles, new Limits(0, {}), new Map())
   assert.equal(steering.target('step', now), 'fk')
   roles.seen({ worker_id: 'py', roles: ['step'], status: 'online', last_seen_ms: now, capacity: 4 }, false)
   assert.equal(steering.target('step', now), null, 'the copy left in its partition would run there again')

@@ -25,7 +25,7 @@ test('a steered START carries its attempt trace context; its run is a child of t
       return {}
     },
   }
-  const c = new Coordinator({ bus: spyBus(bus, produced), store, logger, observability, config: { schedulerTickSec: 0.05, steerAfterSec: 0.3 } })
+  const c = new Coordinator({ bus: spyBus(bus, produced), store, logger, observability, config: { schedulerTickSec: 0.05, steerAfterSec: 0.3, steerWarmupSec: 0 } })
   const workers = [1, 2].map(() => new Worker({ bus: spyBus(bus, produced), store, logger, observability, handlers: { x: h }, config: { concurrency: 1 } }))
   await c.start()
   for (const w of workers) await w.start()
