@@ -60,12 +60,13 @@ export interface CoordinatorConfig extends TopicsConfig, SubmitLimits {
    */
   steerAfterSec: number
   /**
-   * Steering starts this many seconds after the coordinator began to listen to worker announces
-   * (0: at once). A worker announces every 60 s (flowkit's `announceIntervalSec` and the seed's
+   * For this many seconds after the coordinator began to listen to worker announces, a START is
+   * steered only while a known worker that takes steered STARTs is full (0: no such wait). A
+   * worker announces every 60 s (flowkit's `announceIntervalSec` and the seed's
    * `announce_interval_sec` by default): one that announced before this coordinator started is
-   * unknown to it until its next announce, and if it is a worker that does not claim attempts (a
-   * Python worker), a START steered past it would run twice. Keep it above your workers'
-   * announce interval.
+   * unknown to it until its next announce or status event, and if it is a worker that does not
+   * claim attempts (a Python worker), a START steered past it would run twice. Keep it above your
+   * workers' announce interval.
    */
   steerWarmupSec: number
   /** Retry policy for nodes that have none. */

@@ -19,9 +19,10 @@
  * workers) are chosen, and a type one of whose live workers does not say so is not steered at
  * all: such a worker (a Python worker) does not claim attempts, and would run the copy left in its
  * partition again. Python workers ignore signals that do not name them. Such a worker is known
- * from its announce, sent once a minute, or from its status events (LiveRoles.heard): nothing is
- * steered until this coordinator has listened to announces for `steerWarmupSec` (75 s), so that
- * every live worker has announced itself to it.
+ * from its announce, sent once a minute, or from its status events (LiveRoles.heard). Until this
+ * coordinator has listened to announces for `steerWarmupSec` (75 s), so that every live worker
+ * has announced itself to it, a START is steered only while a known worker that takes steered
+ * STARTs is full (the START waits behind it, not behind a worker it does not know yet).
  */
 import type { CoordinatorConfig } from '../config.ts'
 import { encodedLater } from '../ports/bus.ts'
@@ -99,17 +100,22 @@ export class Steering {
    * would only send copies it declines.
    */
   target(type: string, now: number): string | null {
-    // Not before every live worker had the time to announce itself (a Python worker may be unknown).
-    if (now < this.#from) return null
     // A worker that does not claim attempts (a Python worker) would run the copy left in its
     // partition again: a type it serves is not steered.
     if (!this.#roles.allSteerable(type, now)) return null
+    // Before every live worker had the time to announce itself (one that does not take steered
+    // STARTs may be unknown yet), only when a known worker that does is full: the START waits
+    // behind it, not behind a stranger.
+    let explained = now >= this.#from
     const idleSince = now - Math.min(IDLE_MS, this.#config.steerAfterSec * 1000)
     let best: string | null = null
     let room = 0
     let reserved: Map<string, number> | null = null
     for (const w of this.#roles.steerable(type, now)) {
-      if (this.fullSince(w.workerId, w.capacity, idleSince)) continue
+      if (this.fullSince(w.workerId, w.capacity, idleSince)) {
+        explained ||= this.fullSince(w.workerId, w.capacity, now)
+        continue
+      }
       reserved ??= this.#reserved(now)
       const free = w.capacity - this.#limits.acceptedBy(w.workerId) - (reserved.get(w.workerId) ?? 0)
       if (free > room) {
@@ -117,7 +123,7 @@ export class Steering {
         room = free
       }
     }
-    return best
+    return explained ? best : null
   }
 
   /**

@@ -3,8 +3,8 @@
  * it announces once a minute, and one that announced before the coordinator started is not in
  * its registry until the next announce. The interop check found a TS coordinator started after a
  * Python worker steering that worker's queued STARTs: 6 of 14 nodes ran twice at one epoch.
- * Now such a worker is known from its status events (LiveRoles.heard), and nothing is steered
- * before the coordinator has listened to announces for `steerWarmupSec`.
+ * Now such a worker is known from its status events (LiveRoles.heard), and before the coordinator
+ * has listened to announces for `steerWarmupSec` a START is steered only past a known full worker.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -74,16 +74,21 @@ test('a worker never heard announcing, seen only in its status events, keeps its
   }
 })
 
-test('nothing is steered before the coordinator has listened to announces for steerWarmupSec (an unknown worker may not take steered starts)', () => {
+test('before the coordinator has listened to announces for steerWarmupSec, a start is steered only while a known worker that takes them is full (an unknown one may not)', () => {
   const now = 1_000_000
   const roles = new LiveRoles(180_000)
   roles.seen({ worker_id: 'w', roles: ['step'], status: 'online', last_seen_ms: now, capacity: 4 }, true)
-  const steering = new Steering(coordinatorConfig({ steerAfterSec: 5 }), roles, new Limits(0, {}), new Map())
+  const limits = new Limits(0, {})
+  limits.capacityOf = (id) => roles.capacityOf(id)
+  const steering = new Steering(coordinatorConfig({ steerAfterSec: 5 }), roles, limits, new Map())
   const idle = now + 10_000
   assert.equal(steering.target('step', idle), null, 'not listening yet')
   steering.listening(now)
-  assert.equal(steering.target('step', idle), null, '10 s after the start: within the 75 s warm-up')
+  assert.equal(steering.target('step', idle), null, '10 s after the start, nobody known busy: the start may wait behind a worker not known yet')
   assert.equal(steering.target('step', now + 75_000), 'w', 'after the warm-up')
+  roles.seen({ worker_id: 'busy', roles: ['step'], status: 'online', last_seen_ms: now, capacity: 1 }, true)
+  limits.accepting(null, 'busy', now)
+  assert.equal(steering.target('step', idle), 'w', 'within the warm-up, past a known worker that is full')
   const quick = new Steering(coordinatorConfig({ steerAfterSec: 5, steerWarmupSec: 0 }), roles, new Limits(0, {}), new Map())
   quick.listening(now)
   assert.equal(quick.target('step', idle), 'w', 'steerWarmupSec 0: at once')

@@ -24,7 +24,7 @@ test('starts queued behind a worker busy with a long run are steered to the idle
       return { metrics: { count: 1 } }
     },
   }
-  const rt = await startRuntime({ logger, handlers: { x: h }, workers: 2, worker: { concurrency: 1 }, coordinator: { steerAfterSec: 0.3, steerWarmupSec: 0 } })
+  const rt = await startRuntime({ logger, handlers: { x: h }, workers: 2, worker: { concurrency: 1 }, coordinator: { steerAfterSec: 0.3 } })
   try {
     const worker = (w: string): number => rt.workers.findIndex((x) => x.workerId === w)
     // Both workers announced (the coordinator knows their capacity and that they take steered starts).
