@@ -2,7 +2,8 @@
  * A dispatched node whose START no worker has accepted yet, at its accept timeout: the START is
  * resent (same epoch), or the attempt handed back (a new one, no retry used) — unless it is merely
  * queued behind busy workers, and sooner when a worker is known to have taken it and gone silent.
- * Before that, and between, it may be steered to a worker of its type with a free slot.
+ * Before that, and between, it may be steered to a worker of its type with a free slot; with none
+ * free, the nodes that wait for its data give their slots up (yield) then.
  */
 import type { CoordinatorConfig } from '../config.ts'
 import type { Logger } from '../log.ts'
@@ -63,7 +64,13 @@ export function acceptDue(d: AcceptDeps, rt: TaskRuntime, ord: number, now: numb
 function steer(d: AcceptDeps, rt: TaskRuntime, ord: number, now: number): void {
   rt.steerAt[ord] = now + d.config.steerAfterSec * 1000
   const s = d.hooks.steer?.(rt, ord, now) ?? null
-  if (s === null) return
+  if (s === null) {
+    // No worker of its type has a free slot: the nodes that wait for its data may hold them (a
+    // streaming consumer started on its parent's first batch, on the only worker). They yield
+    // now, not at the accept timeout: a 3-node streaming graph on one slot took two of those (60 s).
+    if (d.hooks.saturated?.(rt.spec(ord).type) === true) d.yieldConsumers(rt, ord)
+    return
+  }
   const n = rt.node(ord)
   rt.commands.push(s.command)
   rt.events.push(`steer ${n.node_id}@${n.attempt_epoch} to ${s.worker}`)
