@@ -115,24 +115,52 @@ function hostPort(broker: string): { host: string; port: number } {
   return { host: m[1] as string, port }
 }
 
-function probe(broker: string, ms: number): Promise<void> {
+/**
+ * An ApiVersions request (v0, correlation id 0x464b, client id "flowkit-probe"): every Kafka broker
+ * answers it before any authentication. A listener that takes the connection but never answers (a
+ * hung broker, a proxy with no backend) is told from a broker this way.
+ */
+const API_VERSIONS_V0 = (() => {
+  const clientId = Buffer.from('flowkit-probe')
+  const body = Buffer.alloc(10 + clientId.length)
+  body.writeInt16BE(18, 0) // api key: ApiVersions
+  body.writeInt16BE(0, 2) // version 0
+  body.writeInt32BE(0x464b, 4) // correlation id
+  body.writeInt16BE(clientId.length, 8)
+  clientId.copy(body, 10)
+  const size = Buffer.alloc(4)
+  size.writeInt32BE(body.length, 0)
+  return Buffer.concat([size, body])
+})()
+
+/**
+ * Whether `broker` answers within `ms`: a Kafka response to ApiVersions over plain TCP, or (TLS:
+ * the handshake is the bus's) an accepted connection.
+ */
+function probe(broker: string, ms: number, tls: boolean): Promise<void> {
   const { host, port } = hostPort(broker)
   return new Promise((resolve, reject) => {
     const socket = tcpConnect({ host, port })
-    const timer = setTimeout(() => {
+    let got = Buffer.alloc(0)
+    const done = (err: Error | null): void => {
+      clearTimeout(timer)
       socket.destroy()
-      reject(new Error(`${broker}: no answer within ${ms / 1000} s`))
-    }, ms)
+      if (err === null) resolve()
+      else reject(err)
+    }
+    const timer = setTimeout(() => done(new Error(`${broker}: no answer within ${ms / 1000} s${got.length === 0 && !tls ? ' (the connection was taken, but no Kafka response came)' : ''}`)), ms)
     socket.once('connect', () => {
-      clearTimeout(timer)
-      socket.end()
-      resolve()
+      if (tls) done(null)
+      else socket.write(API_VERSIONS_V0)
     })
-    socket.once('error', (err) => {
-      clearTimeout(timer)
-      socket.destroy()
-      reject(new Error(`${broker}: ${err.message}`))
+    socket.on('data', (chunk: Buffer) => {
+      got = Buffer.concat([got, chunk])
+      if (got.length < 8) return
+      // size, then the correlation id of the request: a Kafka response.
+      done(got.readInt32BE(4) === 0x464b ? null : new Error(`${broker}: the server there does not speak the Kafka protocol`))
     })
+    socket.once('end', () => done(new Error(`${broker}: the connection was closed without a Kafka response`)))
+    socket.once('error', (err) => done(new Error(`${broker}: ${err.message}`)))
   })
 }
 
@@ -142,7 +170,8 @@ export async function checkKafka(s: Settings): Promise<void> {
   // A malformed address is the operator's input, not a connection failure (exit 2, not 3).
   for (const b of brokers) hostPort(b)
   try {
-    await Promise.any(brokers.map((b) => probe(b, s.connectTimeoutMs)))
+    const tls = s.kafka['tls'] !== undefined && s.kafka['tls'] !== false
+    await Promise.any(brokers.map((b) => probe(b, s.connectTimeoutMs, tls)))
   } catch (err) {
     const reasons = err instanceof AggregateError ? err.errors.map((e: unknown) => (e instanceof Error ? e.message : String(e))) : [String(err)]
     throw new CliError(EXIT.connect, `cannot connect to Kafka: ${reasons.join('; ')}`, { hint: KAFKA_HINT })
