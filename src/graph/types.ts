@@ -73,5 +73,8 @@ export const COORDINATOR_FN_TYPE = 'coordinator_fn'
  * the task's node map: that one would set the map's prototype instead of adding a node).
  */
 export const NODE_ID_PATTERN = /^(?!__proto__$)[A-Za-z0-9_-]{1,128}$/
-/** Task ids a coordinator accepts at submission (and a worker in a command). */
-export const TASK_ID_PATTERN = /^[A-Za-z0-9_.:-]{1,200}$/
+/**
+ * Task ids a coordinator accepts at submission (and a worker in a command): not dots alone (`.`
+ * and `..` are path segments: the dashboard's URL of such a task is another page).
+ */
+export const TASK_ID_PATTERN = /^(?!\.+$)[A-Za-z0-9_.:-]{1,200}$/

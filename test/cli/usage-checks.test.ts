@@ -8,6 +8,7 @@ import assert from 'node:assert/strict'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { FIXTURES, runCli, tempDir } from './helpers.ts'
+import { TASK_ID_PATTERN } from '../../src/graph/types.ts'
 
 const PIPELINE = join(FIXTURES, 'pipeline.json')
 const NO_STORE = { FLOWKIT_MONGO_URL: undefined, FLOWKIT_KAFKA_BROKERS: undefined, FLOWKIT_CONFIG: undefined }
@@ -48,6 +49,12 @@ describe('flowkit CLI usage checks', () => {
     assert.equal(r.code, 2, r.stderr)
     assert.match(r.stderr, /^flowkit: --id "a b" is not a task id: it must match /)
     assert.doesNotMatch(r.stdout + r.stderr, /invalid graph/)
+    // Dots alone are path segments (the dashboard could not open such a task: the audit's `..`).
+    for (const id of ['..', '.', '...']) {
+      const d = await runCli(['submit', PIPELINE, '--id', id], { env: NO_STORE })
+      assert.equal(d.code, 2, `${id}: ${d.stderr}`)
+    }
+    assert.deepEqual(['a.b', '.a', 'v1.2:x', '..', '.'].map((id) => TASK_ID_PATTERN.test(id)), [true, true, true, false, false], 'dots among other characters are fine')
   })
 
   test('config file: a misspelt section or an unknown mongo key is refused, naming it (exit 2)', async () => {
