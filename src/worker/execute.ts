@@ -11,7 +11,7 @@ import { CancelledRunError } from './cancel.ts'
 import type { ActiveRun, WorkerCore } from './core.ts'
 import { type ArtifactsWriter, type RoleHandler, type RunContext, classifyErrorDefault } from './handler.ts'
 import { plainInput, resolveInput } from './input-select.ts'
-import { BATCH_RESULT_FIELDS, FINALIZE_RESULT_FIELDS, HandlerResultError, MAX_REASON_CODE_CHARS, checkArtifactMeta, checkBatch, checkBatchResult, checkBatchUid, checkBusRecord, checkFinalizeResult, failureText, unknownResultField } from './results.ts'
+import { BATCH_RESULT_FIELDS, FINALIZE_RESULT_FIELDS, HandlerResultError, MAX_REASON_CODE_CHARS, checkArtifactMeta, checkBatch, checkBatchResult, checkBatchUid, checkBusRecord, checkFinalizeResult, failureStack, failureText, unknownResultField } from './results.ts'
 import { clip } from '../util/text.ts'
 import { emitStatus, statusRecord } from './status.ts'
 import { type SpawnOptions, spawnInGroup } from './subprocess.ts'
@@ -336,7 +336,7 @@ export async function executeRun(
       { kind: 'TASK_FAILED', reason_code: classified.reasonCode, permanent: classified.permanent, error },
       { kind: 'TASK_FAILED' },
     )
-    core.log.warn('node.failed', { ...ids, reason_code: classified.reasonCode, permanent: classified.permanent, error })
+    core.log.warn('node.failed', { ...ids, reason_code: classified.reasonCode, permanent: classified.permanent, error, stack: failureStack(err) })
   } finally {
     observed?.end()
     const beating = stopHeartbeats()

@@ -8,7 +8,7 @@
  * its lease expired, or failed with a cryptic driver message.
  */
 import { PermanentError, errorMessage } from '../errors.ts'
-import { errorForNode } from '../log.ts'
+import { errorForNode, redactText } from '../log.ts'
 import { type BusRecord, isTextLater } from '../ports/bus.ts'
 import type { Batch, BatchResult, FinalizeResult } from './handler.ts'
 import { MAX_EVENT_VALUE_DEPTH, deeperThan } from '../protocol/parse.ts'
@@ -242,6 +242,26 @@ export function failureText(err: unknown): string {
     text = Object.prototype.toString.call(err)
   }
   return errorForNode(text)
+}
+
+/** Most stack frames a failure's log record carries. */
+const MAX_STACK_FRAMES = 12
+
+/**
+ * Where a handler's error was thrown, for the worker's `node.failed` record (not sent: the node's
+ * error stays its message): the frames of its stack, at most MAX_STACK_FRAMES, secret-looking
+ * text masked; undefined for a thrown value without one.
+ */
+export function failureStack(err: unknown): string | undefined {
+  let stack: unknown
+  try {
+    stack = err instanceof Error ? err.stack : undefined
+  } catch {
+    return undefined
+  }
+  if (typeof stack !== 'string') return undefined
+  const frames = stack.split('\n').filter((l) => /^\s+at /.test(l)).slice(0, MAX_STACK_FRAMES).map((l) => l.trim())
+  return frames.length === 0 ? undefined : redactText(frames.join('\n'))
 }
 
 
