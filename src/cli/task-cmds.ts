@@ -4,6 +4,9 @@
  * reads the store until the task is cancelling or ended.
  */
 import { type TaskView, failingTask, toTaskView } from '../coordinator/view.ts'
+import { LiveRoles, markWaiting } from '../coordinator/roles.ts'
+import { COORDINATOR_DEFAULTS } from '../config.ts'
+import { COORDINATOR_FN_TYPE } from '../graph/types.ts'
 import type { Store, TaskDoc, TaskStatus } from '../ports/store.ts'
 import { TERMINAL_TASK_STATUSES } from '../ports/store.ts'
 import { flag, int, list, parse, positionals, seconds, str } from './args.ts'
@@ -41,7 +44,7 @@ export async function statusCommand(argv: readonly string[], base: CommandBase):
     if (flag(p, 'watch')) return watchTask(store, id, base, interval, sweepSeconds(settings))
     const doc = await store.getTask(id)
     if (doc === null) throw notFound(id)
-    const view = toTaskView(doc)
+    const view = await markUnserved(store, toTaskView(doc), settings)
     if (base.out.json) {
       base.out.doc(view)
       return EXIT.ok
@@ -53,6 +56,19 @@ export async function statusCommand(argv: readonly string[], base: CommandBase):
     }
     return EXIT.ok
   })
+}
+
+/**
+ * Marks the running nodes no live worker can take (`waiting_for_worker`, as a coordinator's view
+ * and the dashboard do): from the registry, with the coordinators' liveness window. Without it
+ * `status` showed such a node "running" for ever.
+ */
+async function markUnserved(store: Store, view: TaskView, settings: Settings): Promise<TaskView> {
+  if (!view.nodes.some((n) => n.status === 'running' && n.accepted_at_ms === null)) return view
+  const liveness = settings.coordinator['workerLivenessSec']
+  const roles = new LiveRoles((typeof liveness === 'number' ? liveness : COORDINATOR_DEFAULTS.workerLivenessSec) * 1000)
+  for (const w of await store.listWorkers()) roles.seen(w)
+  return markWaiting(view, roles, (t) => t === COORDINATOR_FN_TYPE, Date.now())
 }
 
 function counts(t: TaskDoc): string {

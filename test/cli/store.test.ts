@@ -229,4 +229,15 @@ describe('flowkit store commands on MongoDB', { skip }, () => {
       await dropMongoDatabase(url, db, clientOptions)
     }
   })
+
+  test('status marks a running node no live worker can take (the dashboard did, the CLI said "running")', async () => {
+    const t: TaskDoc = makeTaskDoc({ id: `cli-unserved-${randomBytes(3).toString('hex')}`, created_at_ms: now - 60_000 })
+    await store.createTasks([t])
+    await store.appendJournal([{ task_id: t.id, seq: 1, at_ms: now - 40_000, writer: 'c1', events: [], task: { status: 'running' }, nodes: [node('extract', 'nobody-serves-this', { status: 'running', attempt_epoch: 1, dispatched_at_ms: now - 40_000, accepted_at_ms: null })] }])
+    const text = await runCli(['status', t.id], { env })
+    assert.equal(text.code, 0, text.stderr)
+    assert.match(text.stdout, /^\s+extract\s+running \(no worker for its type yet\)/m)
+    const view = JSON.parse((await runCli(['status', t.id, '--json'], { env })).stdout) as { nodes: { node_id: string; waiting_for_worker?: boolean }[] }
+    assert.equal(view.nodes.find((n) => n.node_id === 'extract')?.waiting_for_worker, true)
+  })
 })
