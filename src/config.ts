@@ -353,7 +353,8 @@ export function loadConfigFile(path: string | URL): Record<string, unknown> {
   }
   let parsed: unknown
   try {
-    parsed = JSON.parse(text)
+    // (A byte order mark, as some editors save UTF-8, is not JSON: left out.)
+    parsed = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text)
   } catch {
     throw new FlowkitError(ErrorCode.Config, `config file ${name} is not valid JSON${whereJsonBreaks(text)}`)
   }

@@ -43,6 +43,8 @@ export function readJsonFile(path: string, what: string): unknown {
     if (code === 'ENOENT') throw new CliError(EXIT.notFound, `${what} file ${path} not found`)
     throw new CliError(EXIT.failed, `cannot read ${what} file ${path}: ${errorMessage(err)}`)
   }
+  // A byte order mark (as some editors save UTF-8) is not JSON, and not the user's mistake.
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1)
   try {
     return JSON.parse(text)
   } catch {

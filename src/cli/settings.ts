@@ -68,6 +68,7 @@ export function readConfigFile(path: string): Record<string, unknown> {
   } catch (err) {
     throw new CliError(EXIT.usage, `config file ${path} cannot be read: ${(err as { code?: string }).code ?? errorMessage(err)}`, { hint: 'check --config / FLOWKIT_CONFIG' })
   }
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1) // a byte order mark, as some editors save UTF-8
   try {
     parsed = JSON.parse(text)
   } catch {

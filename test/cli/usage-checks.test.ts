@@ -5,7 +5,7 @@
  */
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { FIXTURES, runCli, tempDir } from './helpers.ts'
 import { TASK_ID_PATTERN } from '../../src/graph/types.ts'
@@ -42,6 +42,16 @@ describe('flowkit CLI usage checks', () => {
     }
     const older = await runCli(['help', 'tasks'])
     assert.equal(older.stdout, (await runCli(['help', 'ls'])).stdout, 'tasks stands for ls')
+  })
+
+  test('a graph file and a config file saved with a byte order mark (as some editors write UTF-8) are read', async () => {
+    const dir = tempDir()
+    const graph = join(dir, 'bom-graph.json')
+    writeFileSync(graph, `\uFEFF${readFileSync(PIPELINE, 'utf8')}`)
+    const config = join(dir, 'bom-config.json')
+    writeFileSync(config, `\uFEFF${JSON.stringify({ coordinator: { max_nodes: 100 } })}`)
+    const r = await runCli(['validate', graph, '--config', config])
+    assert.equal(r.code, 0, r.stderr)
   })
 
   test('submit: a bad --id is a usage error about --id (exit 2), not an invalid graph', async () => {
