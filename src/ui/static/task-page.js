@@ -81,7 +81,8 @@ export async function taskPage(root, id) {
         h('span', {}, `${num(t.nodes.length)} nodes`),
       ),
       t.error ? h('div', { class: 'error-box', id: 'task-error' }, t.error) : null,
-      t.cancelled && data.cancel_reason ? h('div', { class: 'note' }, `cancel reason: ${data.cancel_reason}`) : null,
+      // (A failed task's other nodes were stopped because it failed: its error says why, not a cancel.)
+      t.cancelled && data.cancel_reason && t.status !== 'failed' ? h('div', { class: 'note' }, `cancel reason: ${data.cancel_reason}`) : null,
     )
   }
 
