@@ -38,7 +38,7 @@ export interface CreateTaskInput {
 }
 
 /** Longest task deadline (30 days). */
-const MAX_DEADLINE_SEC = 30 * 24 * 3600
+export const MAX_DEADLINE_SEC = 30 * 24 * 3600
 
 export interface BuildTaskOptions {
   coordinatorFns: ReadonlySet<string>

@@ -7,6 +7,7 @@
 import type { IncomingMessage } from 'node:http'
 import type { Coordinator } from '../coordinator/coordinator.ts'
 import type { TaskView } from '../coordinator/view.ts'
+import { MAX_DEADLINE_SEC } from '../coordinator/submit.ts'
 import { ErrorCode, GraphValidationError, isFlowkitError } from '../errors.ts'
 import { type Logger, redactText } from '../log.ts'
 import type { ArtifactDoc, BatchMetricsRow, Store, TaskStatus } from '../ports/store.ts'
@@ -222,6 +223,10 @@ async function submitTask(ctx: ApiContext, _p: string[], _u: URL, req: IncomingM
   if (params !== undefined && (params === null || typeof params !== 'object' || Array.isArray(params))) throw new HttpError(400, '"params" must be a JSON object')
   const deadline = body['deadline_sec']
   if (deadline !== undefined && typeof deadline !== 'number') throw new HttpError(400, '"deadline_sec" must be a number of seconds')
+  // Checked here too, so that the message names the field the caller sent (not the API's deadlineSec).
+  if (deadline !== undefined && !(Number.isFinite(deadline) && deadline > 0 && deadline <= MAX_DEADLINE_SEC)) {
+    throw new HttpError(422, `"deadline_sec" must be a number of seconds > 0 and at most ${MAX_DEADLINE_SEC}, got ${JSON.stringify(deadline)}`)
+  }
   const id = await ctx.coordinator.createTask({
     graph: body['graph'],
     ...(params === undefined ? {} : { params: params as Record<string, unknown> }),

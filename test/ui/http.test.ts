@@ -297,7 +297,11 @@ test('POST /api/tasks submits a graph through the coordinator (a dev runtime wit
     assert.equal(bad.status, 422)
     assert.deepEqual((bad.body['errors'] as { path: string }[]).map((e) => e.path), ['nodes[0].fan_in', 'nodes[1].depends_on[0]'])
     assert.equal((await post({ params: {} })).status, 400)
-    for (const deadline_sec of [-1, 0, 1e9]) assert.equal((await post({ graph: demoGraph(), deadline_sec })).status, 422, `deadline_sec ${deadline_sec}`)
+    for (const deadline_sec of [-1, 0, 1e9]) {
+      const r = await post({ graph: demoGraph(), deadline_sec })
+      assert.equal(r.status, 422, `deadline_sec ${deadline_sec}`)
+      assert.match(JSON.stringify(r.body), /"deadline_sec\\" must be/, 'names the field the caller sent')
+    }
     assert.equal((await post({ graph: demoGraph(), params: [1] })).status, 400)
     // Another site cannot submit: the action header is required.
     assert.equal((await post({ graph: demoGraph() }, { 'content-type': 'application/json' })).status, 403)
