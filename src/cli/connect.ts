@@ -49,6 +49,8 @@ export async function openStore(s: Settings, mode: StoreMode, logger?: Logger): 
     ...(mode === 'serve' ? {} : { clientOptions: { serverSelectionTimeoutMS: t, connectTimeoutMS: t } }),
     ...(mode === 'read' ? { readOnly: true } : {}),
   }
+  // A missing driver is said as such (exit 2), not as a settings problem.
+  assertDependency('MongoStore', MONGO_DRIVER)
   let store: InstanceType<typeof MongoStore>
   try {
     store = new MongoStore(options)
