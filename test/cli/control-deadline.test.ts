@@ -33,7 +33,9 @@ test('a control request to a broker that never answers fails with exit 3 at the 
     const ms = performance.now() - started
     assert.ok(err instanceof CliError, `expected a CliError, got ${String(err)}`)
     assert.equal(err.exitCode, EXIT.connect)
-    assert.match(err.message, /Kafka did not take the cancel request within 0\.8 s/)
+    // (The connect check's ApiVersions request finds it out first; a broker that answers that and
+    // then hangs meets the request's own deadline: "Kafka did not take the cancel request".)
+    assert.match(err.message, /cannot connect to Kafka: .*no answer within 0\.8 s|Kafka did not take the cancel request within 0\.8 s/)
     // The deadline and the bounded close, with room for a loaded machine (it took ~90 s before).
     assert.ok(ms < 10_000, `took ${Math.round(ms)} ms`)
   } finally {
