@@ -9,7 +9,7 @@ import type { Coordinator } from '../coordinator/coordinator.ts'
 import type { TaskView } from '../coordinator/view.ts'
 import { MAX_DEADLINE_SEC } from '../coordinator/submit.ts'
 import { ErrorCode, GraphValidationError, isFlowkitError } from '../errors.ts'
-import { type Logger, redactText } from '../log.ts'
+import { type Logger, redact, redactText } from '../log.ts'
 import type { ArtifactDoc, BatchMetricsRow, Store, TaskStatus } from '../ports/store.ts'
 import { countingAttempt } from '../ports/store-rules.ts'
 import { FINAL_UID } from '../protocol/messages.ts'
@@ -271,6 +271,23 @@ function envelopeOf(value: string): { msg_type: string | null; task_id: string |
   }
 }
 
+/**
+ * The first 400 characters of a parked message, secrets masked: as JSON when it is (secret-named
+ * fields become "***", still JSON, as `flowkit dlq ls` shows them), else as text — masked, then cut:
+ * cut first, a secret whose end falls past the cut slips past the rules (they bound a secret's
+ * length, so a window past the cut holds any that starts before it).
+ */
+function previewOf(value: string): string {
+  if (value.length <= 65_536) {
+    try {
+      return JSON.stringify(redact(JSON.parse(value))).slice(0, 400)
+    } catch {
+      // not JSON: as text
+    }
+  }
+  return redactText(value.slice(0, 400 + 8192)).slice(0, 400)
+}
+
 async function listDeadLetters(ctx: ApiContext, _p: string[], url: URL): Promise<unknown> {
   const limit = intParam(url, 'limit', 100, 1, 1000)
   const rows = await ctx.coordinator.listDeadLetters(limit)
@@ -281,9 +298,7 @@ async function listDeadLetters(ctx: ApiContext, _p: string[], url: URL): Promise
       last_error: r.last_error === null ? null : redactText(r.last_error),
       ...envelopeOf(value),
       value_bytes: Buffer.byteLength(value),
-      // Masked, then cut: cut first, a secret whose end falls past the cut slips past the rules
-      // (they bound a secret's length, so a window past the cut holds any that starts before it).
-      value_preview: redactText(value.slice(0, 400 + 8192)).slice(0, 400),
+      value_preview: previewOf(value),
     })),
   }
 }

@@ -219,6 +219,7 @@ test('control actions through the Coordinator: cancel a running task, resubmit i
     assert.equal(row.msg_type, 'TASK_START')
     assert.equal(row.task_id, newId)
     assert.doesNotMatch(row.last_error + row.value_preview, /hunter2/, 'secrets are masked')
+    assert.match(row.value_preview, /"token":"\*\*\*"/, 'a JSON message stays JSON, its secret fields "***" (as dlq ls shows them)')
     // A secret that starts before the preview's cut (400 characters) and ends after it is masked too.
     const head = JSON.stringify({ msg_type: 'TASK_START', task_id: newId, node_id: 'cut', pad: '' }).slice(0, -2)
     const pad = 'y'.repeat(400 - head.length - '","password":"'.length - 5)
