@@ -139,8 +139,12 @@ interface AttemptRow {
   last_ms: number | null
 }
 
-/** Every attempt of the node (those that wrote nothing too), newest first, with what they wrote. */
-function attemptsOf(node: TaskView['nodes'][number], artifacts: readonly ArtifactDoc[], batches: readonly BatchMetricsRow[]): AttemptRow[] {
+/**
+ * Every attempt of the node (those that wrote nothing too), newest first, with what they wrote and
+ * the workers that ran them (from their artifacts; the current attempt's lease holder too, when
+ * it wrote nothing).
+ */
+export function attemptsOf(node: TaskView['nodes'][number], artifacts: readonly ArtifactDoc[], batches: readonly BatchMetricsRow[]): AttemptRow[] {
   const by = new Map<number, AttemptRow>()
   const row = (epoch: number): AttemptRow => {
     let r = by.get(epoch)
@@ -161,6 +165,11 @@ function attemptsOf(node: TaskView['nodes'][number], artifacts: readonly Artifac
     r.last_ms = r.last_ms === null ? a.updated_at : Math.max(r.last_ms, a.updated_at)
   }
   for (const b of batches) if (b.batch_uid !== FINAL_UID) row(b.attempt_epoch).batches++
+  const holder = node.lease.worker_id
+  if (typeof holder === 'string' && holder !== '' && node.attempt_epoch >= 1) {
+    const current = row(node.attempt_epoch)
+    if (!current.workers.includes(holder)) current.workers.push(holder)
+  }
   return [...by.values()].sort((a, b) => b.attempt_epoch - a.attempt_epoch)
 }
 
