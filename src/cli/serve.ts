@@ -18,10 +18,31 @@ import type { Store } from '../ports/store.ts'
 import { Worker } from '../worker/worker.ts'
 import { int, list, parse, positionals, str } from './args.ts'
 import { checkKafka, checkMongo, deploymentText, openBus, openStore, processLogger, requireDrivers } from './connect.ts'
-import { EXIT, toCliError, usageError } from './errors.ts'
+import { CliError, EXIT, toCliError, usageError } from './errors.ts'
+import { within } from '../util/deadline.ts'
 import { loadFunctions, loadHandlers } from './modules.ts'
 import type { CommandBase } from './output.ts'
 import { type Settings, requireBrokers, requireMongoUrl, resolveSettings } from './settings.ts'
+
+/** How long the undoing of a start that failed or was interrupted is waited for (a hung start holds the stop too). */
+const UNDO_START_MS = 5_000
+
+/**
+ * `start`, unless SIGINT / SIGTERM comes first: a start that hangs (a broker that answers the
+ * connect check, then stalls) does not leave the process deaf to the signal — exit 130. (The
+ * new-user audit had to SIGKILL a worker hung at its start.)
+ */
+export async function startUnlessAborted(start: Promise<void>, signal: AbortSignal, what: string): Promise<void> {
+  start.catch(() => undefined)
+  const aborted = await Promise.race([start.then(() => false), untilAborted(signal).then(() => true)])
+  if (aborted) throw new CliError(EXIT.interrupted, `${what}: interrupted while starting`, { hint: 'a start that does not end: is Kafka answering? (see the log above)' })
+}
+
+/** Stops what a failed or interrupted start left, within UNDO_START_MS. */
+async function undoStart(stop: (() => Promise<void>) | undefined, opened: Opened): Promise<void> {
+  if (stop !== undefined) await within(stop(), UNDO_START_MS, () => new Error('stop')).catch(() => undefined)
+  await within(closeAll(opened), UNDO_START_MS, () => new Error('close')).catch(() => undefined)
+}
 
 /** Resolves when the signal aborts. */
 export function untilAborted(signal: AbortSignal): Promise<void> {
@@ -81,7 +102,7 @@ export async function coordinatorCommand(argv: readonly string[], base: CommandB
     opened.store = store
     opened.bus = bus
     coordinator = new Coordinator({ bus, store, logger: log, config: settings.coordinator, functions })
-    await coordinator.start()
+    await startUnlessAborted(coordinator.start(), base.signal, 'flowkit coordinator')
     const started = { group_id: coordinator.config.groupId, functions: coordinator.functionNames, metrics: metricsUrl(coordinator.observability?.address ?? null) }
     if (base.out.json) base.out.doc({ event: 'coordinator.ready', ...started })
     else base.out.line(`flowkit coordinator: ready (group ${started.group_id}; ${deploymentText(settings)}${metricsText(started.metrics)}); Ctrl-C stops`)
@@ -94,8 +115,8 @@ export async function coordinatorCommand(argv: readonly string[], base: CommandB
     else base.out.line('flowkit coordinator: stopped')
     return EXIT.ok
   } catch (err) {
-    await coordinator?.stop().catch(() => undefined)
-    await closeAll(opened)
+    const c = coordinator
+    await undoStart(c === null ? undefined : () => c.stop(), opened)
     throw toCliError(err)
   }
 }
@@ -123,7 +144,7 @@ export async function workerCommand(argv: readonly string[], base: CommandBase):
     opened.store = store
     opened.bus = bus
     worker = new Worker({ bus, store, logger: log, handlers, config: settings.worker })
-    await worker.start()
+    await startUnlessAborted(worker.start(), base.signal, 'flowkit worker')
     const info = { worker_id: worker.workerId, roles: worker.roles, concurrency: worker.config.concurrency, metrics: metricsUrl(worker.observability?.address ?? null) }
     if (base.out.json) base.out.doc({ event: 'worker.ready', ...info })
     else base.out.line(`flowkit worker ${info.worker_id}: ready (roles ${info.roles.join(', ')}; concurrency ${info.concurrency}; ${deploymentText(settings)}${metricsText(info.metrics)}); Ctrl-C stops`)
@@ -137,8 +158,8 @@ export async function workerCommand(argv: readonly string[], base: CommandBase):
     else base.out.line('flowkit worker: stopped')
     return EXIT.ok
   } catch (err) {
-    await worker?.stop().catch(() => undefined)
-    await closeAll(opened)
+    const w = worker
+    await undoStart(w === null ? undefined : () => w.stop(), opened)
     throw toCliError(err)
   }
 }
