@@ -20,12 +20,14 @@ export interface FaultyStore {
   /** The fault has happened (for freezes: the call is hanging now). */
   readonly tripped: boolean
   readonly trippedOn: string | null
+  /** No fault from now on (a fault not yet tripped never will: the process it stood for is gone). */
+  disarm(): void
 }
 
 const FLUSH_WRITES = new Set(['insertBatchMetrics', 'appendJournal', 'writeSnapshot'])
 
 export function withFault(inner: Store, plan: FaultPlan): FaultyStore {
-  const state = { writes: 0, tripped: false, trippedOn: null as string | null }
+  const state = { writes: 0, tripped: false, trippedOn: null as string | null, armed: true }
   const store = new Proxy(inner, {
     get(target, prop) {
       const value = Reflect.get(target, prop, target) as unknown
@@ -34,7 +36,7 @@ export function withFault(inner: Store, plan: FaultPlan): FaultyStore {
       if (typeof prop !== 'string' || !FLUSH_WRITES.has(prop)) return fn
       return async (...args: unknown[]) => {
         const k = ++state.writes
-        if (k !== plan.at) return fn(...args)
+        if (k !== plan.at || !state.armed) return fn(...args)
         state.trippedOn = prop
         if (plan.mode === 'fail-after' || plan.mode === 'freeze-after') await fn(...args)
         state.tripped = true
@@ -53,6 +55,9 @@ export function withFault(inner: Store, plan: FaultPlan): FaultyStore {
     },
     get trippedOn() {
       return state.trippedOn
+    },
+    disarm() {
+      state.armed = false
     },
   }
 }
