@@ -8,6 +8,7 @@ import { ErrorCode, FlowkitError, errorMessage } from './errors.ts'
 import { whereJsonBreaks } from './util/json-syntax.ts'
 import { SUBMIT_LIMIT_DEFAULTS, type SubmitLimits } from './graph/limits.ts'
 import { closest } from './graph/parse-context.ts'
+import { withoutBom } from './util/text.ts'
 
 export interface TopicsConfig {
   topicCmdFmt: string
@@ -353,8 +354,7 @@ export function loadConfigFile(path: string | URL): Record<string, unknown> {
   }
   let parsed: unknown
   try {
-    // (A byte order mark, as some editors save UTF-8, is not JSON: left out.)
-    parsed = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text)
+    parsed = JSON.parse(withoutBom(text))
   } catch {
     throw new FlowkitError(ErrorCode.Config, `config file ${name} is not valid JSON${whereJsonBreaks(text)}`)
   }

@@ -31,6 +31,7 @@ import type { CommandBase, Out } from './output.ts'
 import { makeProgress } from './progress.ts'
 import { type Settings, resolveSettings } from './settings.ts'
 import { whereJsonBreaks } from '../util/json-syntax.ts'
+import { withoutBom } from '../util/text.ts'
 
 
 /** Reads a JSON file named on the command line: missing → exit 4, not JSON → exit 1. */
@@ -43,8 +44,7 @@ export function readJsonFile(path: string, what: string): unknown {
     if (code === 'ENOENT') throw new CliError(EXIT.notFound, `${what} file ${path} not found`)
     throw new CliError(EXIT.failed, `cannot read ${what} file ${path}: ${errorMessage(err)}`)
   }
-  // A byte order mark (as some editors save UTF-8) is not JSON, and not the user's mistake.
-  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1)
+  text = withoutBom(text)
   try {
     return JSON.parse(text)
   } catch {

@@ -13,6 +13,7 @@ import { errorMessage } from '../errors.ts'
 import { CliError, EXIT, redactUrl } from './errors.ts'
 import { whereJsonBreaks } from '../util/json-syntax.ts'
 import { closest, didYouMean } from '../graph/parse-context.ts'
+import { withoutBom } from '../util/text.ts'
 
 export interface MongoSettings {
   url: string | undefined
@@ -68,7 +69,7 @@ export function readConfigFile(path: string): Record<string, unknown> {
   } catch (err) {
     throw new CliError(EXIT.usage, `config file ${path} cannot be read: ${(err as { code?: string }).code ?? errorMessage(err)}`, { hint: 'check --config / FLOWKIT_CONFIG' })
   }
-  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1) // a byte order mark, as some editors save UTF-8
+  text = withoutBom(text)
   try {
     parsed = JSON.parse(text)
   } catch {

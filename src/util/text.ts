@@ -14,3 +14,8 @@ export function clip(text: string, max: number): string {
 
 /** Longest error text a node keeps (its `last_error`) or a worker sends in a failure event (the rest is cut). */
 export const MAX_ERROR_CHARS = 8192
+
+/** `text` without a leading byte order mark (as some editors save UTF-8): not JSON, not the user's mistake. */
+export function withoutBom(text: string): string {
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text
+}
