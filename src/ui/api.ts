@@ -15,7 +15,7 @@ import { countingAttempt } from '../ports/store-rules.ts'
 import { FINAL_UID } from '../protocol/messages.ts'
 import { type GraphModel, graphModel, resubmitInput } from './graph-model.ts'
 import { HttpError, intParam, preview, readJson } from './http.ts'
-import { TASK_STATUSES, type TaskIndex, type TaskSummary } from './task-index.ts'
+import { TASK_STATUSES, type TaskCursor, type TaskIndex, type TaskSummary } from './task-index.ts'
 import type { RecentMap } from '../util/recent.ts'
 
 /** The Coordinator verbs the dashboard uses. */
@@ -32,10 +32,19 @@ export interface ApiContext {
   log: Logger
   version: string
   auth: boolean
-  /** Graph models by task id (a task's graph never changes, and its page is opened often). */
-  graphs: RecentMap<string, GraphModel>
+  /**
+   * Graph models by task id, with the task's deadline (neither changes once the task exists, and
+   * its page is opened often: then the task is read once, by the coordinator).
+   */
+  graphs: RecentMap<string, TaskShape>
   /** A worker not heard from for this long is silent (the coordinator's workerLivenessSec). */
   workerLivenessMs: number
+}
+
+/** What a task page shows that never changes: its graph's model and its deadline. */
+export interface TaskShape {
+  graph: GraphModel
+  deadline_at_ms: number | null
 }
 
 type Handler = (ctx: ApiContext, params: string[], url: URL, req: IncomingMessage) => Promise<unknown>
@@ -77,6 +86,23 @@ async function taskView(ctx: ApiContext, id: string): Promise<TaskView> {
   return t
 }
 
+/** A list position in a URL (`before`, `after`): `<created_at_ms>.<task id>`. */
+function cursorParam(url: URL, name: string): TaskCursor | undefined {
+  const raw = url.searchParams.get(name)
+  if (raw === null || raw === '') return undefined
+  const dot = raw.indexOf('.')
+  const ms = Number(raw.slice(0, dot))
+  if (dot < 1 || !Number.isSafeInteger(ms)) throw new HttpError(400, `${name}: <created_at_ms>.<task id>, got ${JSON.stringify(raw.slice(0, 80))}`)
+  return { created_at_ms: ms, id: raw.slice(dot + 1) }
+}
+
+const cursorOf = (s: TaskSummary): string => `${s.created_at_ms}.${s.id}`
+
+/**
+ * A page of the task list, newest first. `page` counts pages from the newest; `before` / `after`
+ * (the `next` / `prev` of a previous answer) start next to a row, so the rows of a page stay put
+ * while tasks arrive, end or leave the filtered status; `last=1` is the oldest page.
+ */
 async function listTasks(ctx: ApiContext, _p: string[], url: URL): Promise<unknown> {
   const limit = intParam(url, 'limit', 50, 1, LIST_MAX)
   const page = intParam(url, 'page', 1, 1, 1_000_000)
@@ -84,6 +110,9 @@ async function listTasks(ctx: ApiContext, _p: string[], url: URL): Promise<unkno
   const maxAge = intParam(url, 'max_age_sec', 0, 0, 10 * 365 * 86_400)
   const minAge = intParam(url, 'min_age_sec', 0, 0, 10 * 365 * 86_400)
   const statuses = statusesParam(url) // a bad value is refused before any read
+  const before = cursorParam(url, 'before')
+  const after = cursorParam(url, 'after')
+  if (before !== undefined && after !== undefined) throw new HttpError(400, 'before and after: one of them')
   await ctx.index.ensureFresh()
   const result = ctx.index.query({
     ...(statuses !== undefined ? { statuses } : {}),
@@ -92,6 +121,7 @@ async function listTasks(ctx: ApiContext, _p: string[], url: URL): Promise<unkno
     ...(maxAge > 0 ? { createdAfterMs: now - maxAge * 1000 } : {}),
     ...(minAge > 0 ? { createdBeforeMs: now - minAge * 1000 } : {}),
     offset: (page - 1) * limit,
+    ...(before !== undefined ? { before } : after !== undefined ? { after } : url.searchParams.get('last') === '1' ? { last: true } : {}),
     limit,
   })
   // Rows that may have moved since they were read in full are read again (a page at most).
@@ -103,26 +133,42 @@ async function listTasks(ctx: ApiContext, _p: string[], url: URL): Promise<unkno
       return ctx.index.get(s.id) ?? s
     }),
   )
-  return { now_ms: now, page, limit, total: result.total, all: result.all, counts: result.counts, version: ctx.index.version, items: items.map(({ stale: _, ...rest }) => rest) }
+  const first = result.items[0]
+  const last = result.items.at(-1)
+  return {
+    now_ms: now,
+    page: Math.floor(result.offset / limit) + 1,
+    offset: result.offset,
+    limit,
+    total: result.total,
+    all: result.all,
+    counts: result.counts,
+    version: ctx.index.version,
+    // Cursors of the pages on either side (null at an end).
+    prev: first !== undefined && result.offset > 0 ? cursorOf(first) : null,
+    next: last !== undefined && result.offset + result.items.length < result.total ? cursorOf(last) : null,
+    items: items.map(({ stale: _, ...rest }) => rest),
+  }
 }
 
 async function getTask(ctx: ApiContext, p: string[]): Promise<unknown> {
   const id = param(p, 0)
   const task = await taskView(ctx, id)
   ctx.index.update(task)
-  const graphs = ctx.graphs
-  let graph = graphs.get(id)
-  const doc = await ctx.store.getTask(id)
-  if (graph === undefined && doc !== null) {
-    graph = graphModel(doc.graph)
-    graphs.set(id, graph)
+  let shape = ctx.graphs.get(id)
+  if (shape === undefined) {
+    const doc = await ctx.store.getTask(id)
+    if (doc !== null) {
+      shape = { graph: graphModel(doc.graph), deadline_at_ms: doc.deadline_at_ms ?? null }
+      ctx.graphs.set(id, shape)
+    }
   }
   return {
     now_ms: ctx.now(),
     task,
-    graph: graph ?? { nodes: [], edges: [] },
-    deadline_at_ms: doc?.deadline_at_ms ?? null,
-    cancel_reason: doc?.coordinator.cancel_reason ?? null,
+    graph: shape?.graph ?? { nodes: [], edges: [] },
+    deadline_at_ms: shape?.deadline_at_ms ?? null,
+    cancel_reason: task.cancel_reason,
   }
 }
 

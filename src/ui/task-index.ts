@@ -54,8 +54,27 @@ export interface TaskQuery {
   createdBeforeMs?: number
   /** Ids containing this text. */
   idContains?: string
+  /**
+   * Where the page starts (newest first): `offset` rows in, or, so that a page stays put while
+   * tasks arrive, end or leave a status, next to a row by its position in the order (keyset):
+   * `before` the rows older than it, `after` the newer ones closest to it; `last` the oldest rows.
+   */
   offset: number
+  before?: TaskCursor
+  after?: TaskCursor
+  last?: boolean
   limit: number
+}
+
+/** A position in the list (newest first: created_at_ms, then id, both descending). */
+export interface TaskCursor {
+  created_at_ms: number
+  id: string
+}
+
+/** Whether `s` comes before (is newer than) cursor `c` in the list's order. */
+function newerThan(s: TaskSummary, c: TaskCursor): boolean {
+  return s.created_at_ms > c.created_at_ms || (s.created_at_ms === c.created_at_ms && s.id > c.id)
 }
 
 export interface TaskPage {
@@ -65,6 +84,8 @@ export interface TaskPage {
   counts: Record<TaskStatus, number>
   /** Tasks in the store. */
   all: number
+  /** Matching rows before the page's first. */
+  offset: number
   items: TaskSummary[]
 }
 
@@ -197,9 +218,13 @@ export class TaskIndex {
   query(q: TaskQuery): TaskPage {
     const counts = emptyCounts()
     const statuses = q.statuses !== undefined && q.statuses.length > 0 ? new Set<string>(q.statuses) : null
-    const items: TaskSummary[] = []
+    let items: TaskSummary[] = []
     let total = 0
+    let offset = 0
     const needle = q.idContains !== undefined && q.idContains !== '' ? q.idContains.toLowerCase() : null
+    // `after` and `last` keep the latest `limit` rows seen (the ones closest to the cursor, the oldest).
+    const tail = q.after !== undefined || q.last === true
+    let seen = 0
     for (const s of this.#sorted()) {
       if (q.type !== undefined && q.type !== '' && !s.types.includes(q.type)) continue
       if (q.createdAfterMs !== undefined && s.created_at_ms < q.createdAfterMs) continue
@@ -207,10 +232,22 @@ export class TaskIndex {
       if (needle !== null && !s.id.toLowerCase().includes(needle)) continue
       counts[s.status]++
       if (statuses !== null && !statuses.has(s.status)) continue
-      if (total >= q.offset && items.length < q.limit) items.push(s)
       total++
+      if (q.before !== undefined) {
+        if (newerThan(s, q.before) || (s.id === q.before.id && s.created_at_ms === q.before.created_at_ms)) offset++
+        else if (items.length < q.limit) items.push(s)
+      } else if (tail) {
+        if (q.after !== undefined && !newerThan(s, q.after)) continue
+        seen++
+        items.push(s)
+        if (items.length > 2 * q.limit) items = items.slice(-q.limit)
+      } else if (total > q.offset && items.length < q.limit) items.push(s)
     }
-    return { total, counts, all: this.#byId.size, items }
+    if (tail) {
+      items = items.slice(-q.limit)
+      offset = seen - items.length
+    } else if (q.before === undefined) offset = Math.min(q.offset, total)
+    return { total, counts, all: this.#byId.size, offset, items }
   }
 
   #sorted(): TaskSummary[] {

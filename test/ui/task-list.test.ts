@@ -243,3 +243,87 @@ test('task index: with a store that answers at once, each request sees what the 
     index.close()
   }
 })
+
+/** Walks the task list from the first page by its `next` cursors, calling `between` (with the ids shown so far) before each later page. */
+async function walk(url: string, query: string, between: (shown: readonly string[]) => Promise<void>): Promise<string[]> {
+  const shown: string[] = []
+  let next: string | null = null
+  for (let page = 1; page === 1 || next !== null; page++) {
+    if (page > 1) await between(shown)
+    const { body } = await getJson(`${url}api/tasks?limit=50${query}${next === null ? '' : `&before=${encodeURIComponent(next)}`}`)
+    const items = body['items'] as { id: string }[]
+    shown.push(...items.map((i) => i.id))
+    next = body['next'] as string | null
+    assert.ok(page < 100, 'the walk ends')
+  }
+  return shown
+}
+
+test('task list pages hold their place: walking them by "next" shows each task once while new tasks arrive, and skips none while running tasks end', async () => {
+  const store = new MemoryStore()
+  const tasks = makeTasks().slice(0, 1_200)
+  await store.createTasks(tasks)
+  let now = NOW
+  const clock = { now: () => now, sleep: async () => undefined }
+  const dash = await startDashboard({ coordinator: stubCoordinator(store), store, port: 0, clock, refreshMs: 1_000 })
+  try {
+    // 5 new tasks before each page (newer than every task: the top of the list).
+    let added = 0
+    const arrivals = async (): Promise<void> => {
+      const fresh = tasks.slice(0, 5).map((t) => ({ ...t, id: `new-${String(added++).padStart(4, '0')}`, created_at_ms: now, updated_at_ms: now }))
+      await store.createTasks(fresh)
+      now += 2_000 // past the index's refresh period: each page sees them
+    }
+    const shown = await walk(dash.url, '', arrivals)
+    assert.ok(added >= 100, `${added} tasks arrived during the walk`)
+    assert.equal(new Set(shown).size, shown.length, 'no task shown twice')
+    assert.deepEqual(shown, tasks.map((t) => t.id), 'every task there at the start, once, newest first')
+    const bad = await fetch(`${dash.url}api/tasks?before=yesterday`)
+    assert.equal(bad.status, 400)
+    assert.match(((await bad.json()) as { error: string }).error, /before: <created_at_ms>\.<task id>/)
+
+    // Filtered by running: before each page, 10 of the running tasks already shown end.
+    const running = tasks.filter((t) => t.status === 'running').map((t) => t.id)
+    const ended = new Set<string>()
+    const shownRunning = await walk(dash.url, '&status=running', async (seen) => {
+      for (const id of seen.filter((i) => !ended.has(i)).slice(0, 10)) {
+        ended.add(id)
+        channel(TASK_EVENTS_CHANNEL).publish({ type: 'task', task_id: id, at_ms: now, status: 'finished', error: null })
+      }
+    })
+    assert.ok(ended.size >= 30, `${ended.size} running tasks ended during the walk`)
+    assert.deepEqual(shownRunning.filter((id) => !ended.has(id)), running.filter((id) => !ended.has(id)), 'every task that stayed running, once')
+  } finally {
+    await dash.close()
+  }
+})
+
+test('task index: pages by cursor — "after" a page\'s first row is the page before it, "last" the oldest rows; each says its offset', async () => {
+  const store = new MemoryStore()
+  const tasks = makeTasks().slice(0, 230)
+  await store.createTasks(tasks)
+  const index = new TaskIndex(store, () => NOW)
+  try {
+    await index.ensureFresh()
+    const ids = (p: { items: { id: string }[] }): string[] => p.items.map((i) => i.id)
+    const cursor = (s: { id: string; created_at_ms: number } | undefined) => ({ id: s?.id ?? '', created_at_ms: s?.created_at_ms ?? 0 })
+    const p2 = index.query({ offset: 50, limit: 50 })
+    const p3 = index.query({ offset: 0, before: cursor(p2.items.at(-1)), limit: 50 })
+    assert.deepEqual(ids(p3), tasks.slice(100, 150).map((t) => t.id))
+    assert.equal(p3.offset, 100)
+    const back = index.query({ offset: 0, after: cursor(p3.items[0]), limit: 50 })
+    assert.deepEqual(ids(back), ids(p2))
+    assert.equal(back.offset, 50)
+    const top = index.query({ offset: 0, after: cursor(tasks[20]), limit: 50 })
+    assert.deepEqual(ids(top), tasks.slice(0, 20).map((t) => t.id), 'fewer newer rows than a page: those')
+    assert.equal(top.offset, 0)
+    const last = index.query({ offset: 0, last: true, limit: 50 })
+    assert.deepEqual(ids(last), tasks.slice(180).map((t) => t.id))
+    assert.equal(last.offset, 180)
+    const failed = index.query({ offset: 0, statuses: ['failed'], last: true, limit: 10 })
+    assert.deepEqual(ids(failed), tasks.filter((t) => t.status === 'failed').slice(-10).map((t) => t.id))
+    assert.equal(failed.offset + 10, failed.total)
+  } finally {
+    index.close()
+  }
+})

@@ -1,6 +1,8 @@
 // Task list: filters (status, node type, age, id), live per-status counts, pages of 50. The
 // server filters and pages (GET /api/tasks); this page re-reads the current page when the shared
-// live stream says the tasks moved, at most once a second.
+// live stream says the tasks moved, at most once a second. The first page is the newest tasks
+// (it moves as they arrive); another page is held by the row next to it (the server's `next` /
+// `prev` cursors), so its rows stay put while tasks arrive, end or leave a status.
 import { ACTIVE, TASK_STATUSES, api, badge, duration, errorBox, fill, h, live, now, num, syncClock, throttle, timeCell } from './util.js'
 
 const AGES = [
@@ -22,6 +24,10 @@ function readFilters() {
     type: p.get('type') ?? '',
     age: AGES.some((a) => a.key === p.get('age')) ? p.get('age') : '',
     q: p.get('q') ?? '',
+    // Where the page is: one of a cursor (before / after a row), the oldest page, or a page number.
+    before: p.get('before') ?? '',
+    after: p.get('after') ?? '',
+    last: p.get('last') === '1',
     page: Number.isInteger(page) && page > 0 ? page : 1,
   }
 }
@@ -32,13 +38,29 @@ function writeFilters(f) {
   if (f.type) p.set('type', f.type)
   if (f.age) p.set('age', f.age)
   if (f.q) p.set('q', f.q)
-  if (f.page > 1) p.set('page', String(f.page))
+  setPosition(p, f)
   const qs = p.toString()
   history.replaceState(null, '', qs ? `/?${qs}` : '/')
 }
 
+function setPosition(p, f) {
+  if (f.before) p.set('before', f.before)
+  else if (f.after) p.set('after', f.after)
+  else if (f.last) p.set('last', '1')
+  else if (f.page > 1) p.set('page', String(f.page))
+}
+
+/** Moves the page to `where` (`{}`: the first page). */
+function moveTo(f, where) {
+  f.before = where.before ?? ''
+  f.after = where.after ?? ''
+  f.last = where.last === true
+  f.page = 1
+}
+
 function apiQuery(f) {
-  const p = new URLSearchParams({ page: String(f.page), limit: String(PAGE_SIZE) })
+  const p = new URLSearchParams({ limit: String(PAGE_SIZE) })
+  setPosition(p, f)
   if (f.status.length > 0) p.set('status', f.status.join(','))
   if (f.type) p.set('type', f.type)
   if (f.q) p.set('q', f.q)
@@ -105,12 +127,17 @@ export async function tasksPage(root) {
     try {
       const data = await api(apiQuery(f))
       if (mine !== seq || closed) return
-      // A page past the end (an old link, tasks purged meanwhile): the last page instead.
-      const pages = Math.max(1, Math.ceil(data.total / data.limit))
-      if (data.page > pages) {
-        f.page = pages
+      // A page past the end (an old link, the rows after it gone): the oldest page instead; a
+      // page reached going back that has nothing newer before it: the first (live) page.
+      if (data.items.length === 0 && data.total > 0 && !f.last) {
+        moveTo(f, { last: true })
         writeFilters(f)
         return load()
+      }
+      if (data.offset === 0 && (f.after || f.before || f.last || f.page > 1)) {
+        moveTo(f, {})
+        writeFilters(f)
+        if (data.items.length < Math.min(data.limit, data.total)) return load()
       }
       syncClock(data.now_ms)
       fill(message)
@@ -124,7 +151,7 @@ export async function tasksPage(root) {
   }
   const reload = throttle(load, 1000)
   const change = () => {
-    f.page = 1
+    moveTo(f, {})
     writeFilters(f)
     load()
   }
@@ -153,20 +180,21 @@ export async function tasksPage(root) {
 
   function renderPager(data) {
     const pages = Math.max(1, Math.ceil(data.total / data.limit))
-    const first = data.total === 0 ? 0 : (data.page - 1) * data.limit + 1
-    const last = Math.min(data.total, data.page * data.limit)
-    const go = (p) => () => {
-      f.page = p
+    const first = data.items.length === 0 ? 0 : data.offset + 1
+    const last = data.offset + data.items.length
+    const page = Math.min(pages, Math.ceil(last / data.limit) || 1)
+    const go = (where) => () => {
+      moveTo(f, where)
       writeFilters(f)
       load()
     }
     fill(
       pager,
-      h('button', { type: 'button', disabled: data.page <= 1, onclick: go(1), 'aria-label': 'first page' }, '«'),
-      h('button', { type: 'button', disabled: data.page <= 1, onclick: go(data.page - 1), rel: 'prev' }, '‹ prev'),
-      h('span', { class: 'range' }, `${num(first)}–${num(last)} of ${num(data.total)}`, h('span', { class: 'muted' }, ` · page ${num(data.page)} of ${num(pages)}`)),
-      h('button', { type: 'button', disabled: data.page >= pages, onclick: go(data.page + 1), rel: 'next' }, 'next ›'),
-      h('button', { type: 'button', disabled: data.page >= pages, onclick: go(pages), 'aria-label': 'last page' }, '»'),
+      h('button', { type: 'button', disabled: data.prev === null, onclick: go({}), 'aria-label': 'first page' }, '«'),
+      h('button', { type: 'button', disabled: data.prev === null, onclick: go({ after: data.prev }), rel: 'prev' }, '‹ prev'),
+      h('span', { class: 'range' }, `${num(first)}–${num(last)} of ${num(data.total)}`, h('span', { class: 'muted' }, ` · page ${num(page)} of ${num(pages)}`)),
+      h('button', { type: 'button', disabled: data.next === null, onclick: go({ before: data.next }), rel: 'next' }, 'next ›'),
+      h('button', { type: 'button', disabled: data.next === null, onclick: go({ last: true }), 'aria-label': 'last page' }, '»'),
     )
   }
 
