@@ -327,3 +327,31 @@ test('task index: pages by cursor — "after" a page\'s first row is the page be
     index.close()
   }
 })
+
+test('task page: its graph and deadline are read once per task; a reload reads the task once (through the coordinator)', async () => {
+  const store = new MemoryStore()
+  const [a] = makeTasks().slice(1, 2) as [TaskDoc]
+  await store.createTask({ ...a, deadline_at_ms: NOW + 60_000 })
+  let reads = 0
+  const counted = overrideStore(store, {
+    getTask: (original) => async (...args: unknown[]) => {
+      reads++
+      return original(...args)
+    },
+  }) as MemoryStore
+  const dash = await startDashboard({ coordinator: stubCoordinator(counted), store: counted, port: 0, clock: { now: () => NOW, sleep: async () => undefined } })
+  try {
+    await getJson(`${dash.url}api/tasks`)
+    const before = reads
+    const first = await getJson(`${dash.url}api/tasks/${a.id}`)
+    assert.equal(first.body['deadline_at_ms'], NOW + 60_000)
+    assert.equal((first.body['graph'] as { nodes: unknown[] }).nodes.length, 2)
+    assert.equal(reads - before, 2, 'first open: the task, and its graph and deadline')
+    const again = await getJson(`${dash.url}api/tasks/${a.id}`)
+    assert.equal(reads - before, 3, 'a reload: the task only')
+    assert.deepEqual(again.body['graph'], first.body['graph'])
+    assert.equal(again.body['deadline_at_ms'], NOW + 60_000)
+  } finally {
+    await dash.close()
+  }
+})
