@@ -212,12 +212,17 @@ export class LiveHub {
   }
 
   async add(_req: IncomingMessage, res: ServerResponse): Promise<void> {
-    await this.#ctx.index.ensureFresh()
+    try {
+      await this.#ctx.index.ensureFresh()
+    } catch (err) {
+      // The task list still loading (a slow store): the stream opens now, its counts follow the load.
+      if (!(err instanceof HttpError && err.status === 503)) throw err
+    }
     const sse = new SseStream(res)
     if (sse.closed) return
     this.#clients.add(sse)
     sse.onClose(() => this.#clients.delete(sse))
-    sse.send('tasks', this.#tasksEvent())
+    if (this.#ctx.index.loaded) sse.send('tasks', this.#tasksEvent())
     const w = await this.#workersEvent()
     sse.send('workers', w.event)
     this.#start()

@@ -20,6 +20,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { TASK_EVENTS_CHANNEL, type TaskEvent } from '../coordinator/watch.ts'
 import type { TaskView } from '../coordinator/view.ts'
 import type { Store, TaskDoc, TaskStatus } from '../ports/store.ts'
+import { HttpError } from './http.ts'
 
 export const TASK_STATUSES: readonly TaskStatus[] = ['queued', 'running', 'cancelling', 'finished', 'failed', 'cancelled']
 const TERMINAL: ReadonlySet<string> = new Set(['finished', 'failed', 'cancelled'])
@@ -110,7 +111,8 @@ function emptyCounts(): Record<TaskStatus, number> {
   return { queued: 0, running: 0, cancelling: 0, finished: 0, failed: 0, cancelled: 0 }
 }
 
-async function eachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+/** Calls `fn` on each of `items`, `limit` at a time. */
+export async function eachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0
   const lane = async (): Promise<void> => {
     while (next < items.length) await fn(items[next++] as T)
@@ -123,12 +125,18 @@ export class TaskIndex {
   readonly #now: () => number
   readonly #refreshMs: number
   readonly #byId = new Map<string, TaskSummary>()
+  /** When an active task was last read in full (update). */
+  readonly #readAt = new Map<string, number>()
   /** Newest first; rebuilt when tasks are added. */
   #order: TaskSummary[] | null = null
   #refreshedAt = Number.NEGATIVE_INFINITY
-  /** Least time between two refreshes, from how long the last status read took. */
+  /** When the last refresh ended (one that failed too). */
+  #endedAt = Number.NEGATIVE_INFINITY
+  /** Least time between two refreshes, from how long the last one took (one that failed too). */
   #restMs = 0
   readonly #waitMs: number
+  readonly #firstWaitMs: number
+  #loadStartedAt: number | null = null
   #refreshing: Promise<void> | null = null
   #soon: ReturnType<typeof setTimeout> | null = null
   #closed = false
@@ -136,11 +144,12 @@ export class TaskIndex {
   version = 0
   readonly #onEvent = (m: unknown): void => this.#observe(m as TaskEvent)
 
-  constructor(store: Store, now: () => number, options: { refreshMs?: number; waitMs?: number } = {}) {
+  constructor(store: Store, now: () => number, options: { refreshMs?: number; waitMs?: number; firstWaitMs?: number } = {}) {
     this.#store = store
     this.#now = now
     this.#refreshMs = options.refreshMs ?? 2_000
     this.#waitMs = options.waitMs ?? 500
+    this.#firstWaitMs = options.firstWaitMs ?? 10_000
     subscribe(TASK_EVENTS_CHANNEL, this.#onEvent)
   }
 
@@ -152,6 +161,11 @@ export class TaskIndex {
 
   get size(): number {
     return this.#byId.size
+  }
+
+  /** The first load is done: the summaries held are every task's. */
+  get loaded(): boolean {
+    return this.#refreshedAt !== Number.NEGATIVE_INFINITY
   }
 
   get(id: string): TaskSummary | undefined {
@@ -167,27 +181,64 @@ export class TaskIndex {
    * `wait`: wait for the whole refresh (the live stream's tick, which sends what it brought).
    */
   async ensureFresh(maxAgeMs = this.#refreshMs, options: { wait?: boolean } = {}): Promise<void> {
-    const loaded = this.#refreshedAt !== Number.NEGATIVE_INFINITY
-    if (this.#refreshing === null && this.#now() - this.#refreshedAt >= Math.max(maxAgeMs, this.#restMs)) {
+    const loaded = this.loaded
+    const now = this.#now()
+    // After a refresh (one that failed too), the store rests 3 times as long as it took.
+    if (this.#refreshing === null && now - this.#refreshedAt >= maxAgeMs && now - this.#endedAt >= this.#restMs) {
       this.#refreshing = this.#refresh().finally(() => {
+        this.#endedAt = this.#now()
+        this.#restMs = REST_FACTOR * Math.max(0, this.#endedAt - now)
         this.#refreshing = null
       })
     }
     const running = this.#refreshing
-    if (running === null) return
-    if (!loaded || options.wait === true) return running
-    running.catch(() => undefined) // a failed background refresh: the next one tries again
+    if (options.wait === true && running !== null) return running
+    if (loaded) {
+      if (running === null) return
+      running.catch(() => undefined) // a failed background refresh: the next one tries again
+      await this.#within(running, this.#waitMs)
+      return
+    }
+    // Not loaded yet: a request waits for the first load `firstWaitMs` at most (a server that
+    // scans every task document can take a minute under load), then is told to come back.
+    if (running === null) throw this.#loading()
+    if (!(await this.#within(running, this.#firstWaitMs))) throw this.#loading()
+    await running // its error, if it failed
+  }
+
+  /** Whether `p` settled within `ms` (it may still reject: the caller sees to that). */
+  async #within(p: Promise<void>, ms: number): Promise<boolean> {
     let timer: ReturnType<typeof setTimeout> | undefined
-    const bounded = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, this.#waitMs)
+    const bounded = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), ms)
       timer.unref()
     })
-    await Promise.race([running.catch(() => undefined), bounded])
+    const settled = await Promise.race([p.then(() => true, () => true), bounded])
     clearTimeout(timer)
+    return settled
+  }
+
+  #loading(): HttpError {
+    const since = this.#loadStartedAt === null ? 0 : Math.round((this.#now() - this.#loadStartedAt) / 1000)
+    const what = this.#refreshing === null ? 'its last read failed; the next one begins in a few seconds' : `reading for ${since} s`
+    return new HttpError(503, `the task list is still being read from the store (${what})`, { 'Retry-After': '5' })
+  }
+
+  /**
+   * Whether a page row should be read again in full: its summary may be behind (an event of this
+   * process's coordinator moved it), or it is active and was last read `refreshMs` ago or more
+   * (a task another process runs moves without events here).
+   */
+  needsRead(s: TaskSummary): boolean {
+    if (s.stale) return true
+    if (TERMINAL.has(s.status)) return false
+    return this.#now() - (this.#readAt.get(s.id) ?? Number.NEGATIVE_INFINITY) >= this.#refreshMs
   }
 
   /** A task read in full (a page row, the task page): its summary is brought up to date. */
   update(view: TaskView | TaskDoc): void {
+    if (TERMINAL.has(view.status)) this.#readAt.delete(view.id)
+    else this.#readAt.set(view.id, this.#now())
     const next = summaryOf(view)
     const cur = this.#byId.get(view.id)
     if (cur === undefined) {
@@ -273,14 +324,9 @@ export class TaskIndex {
   }
 
   async #refresh(): Promise<void> {
+    if (!this.loaded) return this.#firstLoad()
     const found = new Map<string, TaskStatus>()
-    const started = this.#now()
-    try {
-      for (const { id, status } of await this.#store.listTaskStatuses(TASK_STATUSES)) found.set(id, status)
-    } finally {
-      // The store rests between two status reads at least 3 times as long as the last one took.
-      this.#restMs = REST_FACTOR * Math.max(0, this.#now() - started)
-    }
+    for (const { id, status } of await this.#store.listTaskStatuses(TASK_STATUSES)) found.set(id, status)
     const fresh = [...found.keys()].filter((id) => !this.#byId.has(id))
     if (fresh.length > BULK_LOAD) {
       for (const doc of await this.#store.listTasks()) if (!this.#byId.has(doc.id)) this.#add(summaryOf(doc))
@@ -300,9 +346,17 @@ export class TaskIndex {
     await eachLimited(gone, PARALLEL_READS, async (id) => {
       if ((await this.#store.getTask(id)) !== null) return
       this.#byId.delete(id)
+      this.#readAt.delete(id)
       this.#order = null
       this.version++
     })
+    this.#refreshedAt = this.#now()
+  }
+
+  /** Every task, read once (with its status: no status read first). */
+  async #firstLoad(): Promise<void> {
+    this.#loadStartedAt = this.#now()
+    for (const doc of await this.#store.listTasks()) if (!this.#byId.has(doc.id)) this.#add(summaryOf(doc))
     this.#refreshedAt = this.#now()
   }
 

@@ -12,6 +12,7 @@ import { buildTask } from '../../src/coordinator/submit.ts'
 import { toTaskView } from '../../src/coordinator/view.ts'
 import type { DashboardCoordinator } from '../../src/ui/api.ts'
 import { startDashboard } from '../../src/ui/server.ts'
+import { HttpError } from '../../src/ui/http.ts'
 import { TaskIndex } from '../../src/ui/task-index.ts'
 import { overrideStore } from '../helpers/store-proxy.ts'
 
@@ -197,8 +198,11 @@ test('task index: after its first load a page waits for a slow refresh waitMs at
   })
   const index = new TaskIndex(slow, () => now, { refreshMs: 1000, waitMs: 100 })
   try {
-    await index.ensureFresh() // the first load is waited for
+    await index.ensureFresh() // the first load is waited for: one read of every task, no status read
     assert.equal(index.query({ offset: 0, limit: 10 }).all, 1)
+    assert.equal(scans, 0)
+    now += 2_000
+    await index.ensureFresh(undefined, { wait: true })
     assert.equal(scans, 1)
     // It took 4 s: no refresh for 12 s after it, however often asked.
     now += 11_000
@@ -351,6 +355,92 @@ test('task page: its graph and deadline are read once per task; a reload reads t
     assert.equal(reads - before, 3, 'a reload: the task only')
     assert.deepEqual(again.body['graph'], first.body['graph'])
     assert.equal(again.body['deadline_at_ms'], NOW + 60_000)
+  } finally {
+    await dash.close()
+  }
+})
+
+test('task index: a request waits for the first load firstWaitMs at most, then gets a 503 to come back; a failed load rests 3 times as long as it took before the next', async () => {
+  const store = new MemoryStore()
+  const [a] = makeTasks().slice(0, 1) as [TaskDoc]
+  await store.createTask(a)
+  let now = NOW
+  let gate: Promise<void> | null = null
+  let fail = false
+  let loads = 0
+  // A store whose full read takes 20 s of the index's clock, held until the test opens it.
+  const slow = overrideStore(store, {
+    listTasks: (original) => async (...args: unknown[]) => {
+      loads++
+      if (gate !== null) await gate
+      now += 20_000
+      if (fail) throw new Error('server selection timed out')
+      return original(...args)
+    },
+  })
+  const index = new TaskIndex(slow, () => now, { refreshMs: 1000, firstWaitMs: 50 })
+  const refused = async (pattern: RegExp): Promise<void> => {
+    await assert.rejects(index.ensureFresh(), (err: unknown) => {
+      assert.ok(err instanceof HttpError)
+      assert.equal(err.status, 503)
+      assert.equal(err.headers['Retry-After'], '5')
+      assert.match(err.message, pattern)
+      return true
+    })
+  }
+  try {
+    let open!: () => void
+    gate = new Promise<void>((r) => {
+      open = r
+    })
+    fail = true
+    await refused(/still being read from the store \(reading for 0 s\)/)
+    assert.equal(index.loaded, false)
+    await refused(/reading for/) // the same load: not a second one
+    assert.equal(loads, 1)
+    open()
+    gate = null
+    await index.ensureFresh(undefined, { wait: true }).catch(() => undefined)
+    // It failed after 20 s: for 60 s no new read, however often asked.
+    now += 59_000
+    await refused(/its last read failed/)
+    assert.equal(loads, 1)
+    now += 2_000
+    fail = false
+    await index.ensureFresh()
+    assert.equal(loads, 2)
+    assert.equal(index.loaded, true)
+    assert.equal(index.query({ offset: 0, limit: 10 }).all, 1)
+  } finally {
+    index.close()
+  }
+})
+
+test('task list: an active row is read again once per refresh period, not at every page request', async () => {
+  const store = new MemoryStore()
+  const tasks = makeTasks().slice(0, 12) // 2 running, 2 queued, 2 cancelling among them
+  await store.createTasks(tasks)
+  let now = NOW
+  let reads = 0
+  const coordinator = stubCoordinator(store)
+  const counting: DashboardCoordinator = {
+    ...coordinator,
+    getTask: async (id: string) => {
+      reads++
+      return coordinator.getTask(id)
+    },
+  }
+  const dash = await startDashboard({ coordinator: counting, store, port: 0, clock: { now: () => now, sleep: async () => undefined }, refreshMs: 2_000 })
+  try {
+    await getJson(`${dash.url}api/tasks`)
+    assert.equal(reads, 6, 'the active rows, read in full')
+    await getJson(`${dash.url}api/tasks`)
+    now += 1_000
+    await getJson(`${dash.url}api/tasks?status=running`)
+    assert.equal(reads, 6, 'within the refresh period: from the summaries')
+    now += 1_000
+    await getJson(`${dash.url}api/tasks`)
+    assert.equal(reads, 12, 'a refresh period later: read again')
   } finally {
     await dash.close()
   }
