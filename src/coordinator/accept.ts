@@ -9,7 +9,7 @@ import type { CoordinatorConfig } from '../config.ts'
 import type { Logger } from '../log.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { EngineHooks } from './engine.ts'
-import { MAX_RESEND_STEP_MS, acceptDueAt, steerDueAt } from './node-due.ts'
+import { acceptDueAt, acceptStepMs, steerDueAt } from './node-due.ts'
 import type { TaskRuntime } from './runtime.ts'
 import type { NodeEvent } from './transitions.ts'
 
@@ -46,8 +46,8 @@ export function acceptDue(d: AcceptDeps, rt: TaskRuntime, ord: number, now: numb
     d.log.warn('node.not_accepted', { task_id: rt.id, node_id: n.node_id, attempt_epoch: n.attempt_epoch, type, waited_ms: now - (n.dispatched_at_ms ?? now), claimed })
     // The next timeout a whole step after this one, however late this one came (after a busy
     // spell the schedule from the dispatch is long past: its steps would all fall due at once).
-    const resends = (rt.node(ord).resends ?? 0) + 1
-    rt.acceptAfter[ord] = d.clock.now() + Math.min(d.config.acceptTimeoutSec * 1000 * 2 ** resends, MAX_RESEND_STEP_MS)
+    const cur = rt.node(ord)
+    rt.acceptAfter[ord] = d.clock.now() + acceptStepMs(d.config, (cur.resends ?? 0) + 1, cur.handbacks ?? 0)
     if (d.apply(rt, ord, { kind: 'accept_timeout', claimed })) d.yieldConsumers(rt, ord)
   }
   // Whether a worker took the START (its claim): asked before deciding, as a lost lease is.

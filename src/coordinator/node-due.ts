@@ -12,11 +12,20 @@ import type { NodeEvent } from './transitions.ts'
 /** Longest wait between two accept timeouts of one start. */
 export const MAX_RESEND_STEP_MS = 600_000
 
+/**
+ * The wait before the (i+1)th accept timeout of an attempt: the accept timeout, doubled at each
+ * resend and at each hand-back the node had before (an attempt handed back because its worker's
+ * acceptance came too late — an overloaded store or bus — is followed by one given twice as long,
+ * so the waits outgrow the delay instead of handing every attempt back in turn).
+ */
+export function acceptStepMs(config: CoordinatorConfig, i: number, handbacks: number): number {
+  return Math.min(config.acceptTimeoutSec * 1000 * 2 ** (i + handbacks), MAX_RESEND_STEP_MS)
+}
+
 /** Time after dispatch at which an unaccepted start is sent again for the (n+1)th time. */
-export function resendDelayMs(config: CoordinatorConfig, resends: number): number {
-  const base = config.acceptTimeoutSec * 1000
+export function resendDelayMs(config: CoordinatorConfig, resends: number, handbacks = 0): number {
   let total = 0
-  for (let i = 0; i <= resends; i++) total += Math.min(base * 2 ** i, MAX_RESEND_STEP_MS)
+  for (let i = 0; i <= resends; i++) total += acceptStepMs(config, i, handbacks)
   return total
 }
 
@@ -24,7 +33,7 @@ export function resendDelayMs(config: CoordinatorConfig, resends: number): numbe
 export function acceptDueAt(config: CoordinatorConfig, rt: TaskRuntime, ord: number): number | null {
   const n = rt.node(ord)
   if (n.dispatched_at_ms === null) return null
-  return Math.max(n.dispatched_at_ms + resendDelayMs(config, n.resends ?? 0), rt.acceptAfter[ord] as number)
+  return Math.max(n.dispatched_at_ms + resendDelayMs(config, n.resends ?? 0, n.handbacks ?? 0), rt.acceptAfter[ord] as number)
 }
 
 /** When an unaccepted start is next looked at for steering (null: steering off, or not dispatched). */

@@ -198,3 +198,47 @@ test('group instance ids: a clean id as is; ids that differ only in other charac
   assert.equal(new Set(mapped).size, ids.length, mapped.join(' '))
   for (const m of mapped) assert.match(m, /^[a-zA-Z0-9._-]{1,200}$/)
 })
+
+test('a worker whose acceptances arrive after two accept timeouts (an overloaded bus or store): each hand-back doubles the next attempt\'s waits, so the node runs instead of being handed back for ever', async () => {
+  const clock = new TestClock()
+  const runs = { n: 0 }
+  const DELAY = 200_000 // far more than two accept timeouts (10 s + 20 s): the attempt is handed back before its acceptance arrives
+  const log = new MemoryLogger()
+  const rt = await startRuntime({
+    clock,
+    logger: log,
+    handlers: { job: counting(runs) },
+    worker: { concurrency: 4, leaseTtlSec: 3600, hbIntervalSec: 600 },
+    coordinator: { acceptTimeoutSec: 10, heartbeatSoftSec: 3000, heartbeatHardSec: 3600, steerAfterSec: 0 },
+    // Every status event of a run reaches the coordinator DELAY after the worker sent it.
+    workerBus: (b) =>
+      withBusFaults(b, {
+        produce: async (rs) => {
+          const payload = envelopeOf(rs[0]?.value ?? '')?.['payload'] as { kind?: string } | undefined
+          if (payload?.kind !== undefined && ['TASK_ACCEPTED', 'BATCH_OK', 'TASK_DONE'].includes(payload.kind)) await clock.sleep(DELAY)
+          return rs
+        },
+      }),
+  })
+  try {
+    await rt.coordinator.createTask({ id: 't1', graph: GRAPH })
+    let t = await rt.coordinator.getTask('t1')
+    for (let waited = 0; waited < 2_000_000 && t?.status !== 'finished'; waited += 10_000) {
+      await clock.advance(10_000)
+      t = await rt.coordinator.getTask('t1')
+    }
+    assert.equal(t?.status, 'finished')
+    const epoch = t?.nodes[0]?.attempt_epoch ?? 0
+    // Waits of 10 + 20 s, then 20 + 40, 40 + 80, 80 + 160: the fourth attempt's acceptance is in time.
+    assert.ok(epoch <= 4, `finished at attempt ${epoch}`)
+    assert.equal(log.records.filter((r) => r.event === 'node.handed_back').length, epoch - 1)
+  } finally {
+    // Status events still held by the delay are let go, so the worker can stop.
+    let stopped = false
+    const stop = rt.stop().finally(() => {
+      stopped = true
+    })
+    for (let i = 0; i < 100 && !stopped; i++) await clock.advance(DELAY)
+    await stop
+  }
+})
