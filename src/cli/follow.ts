@@ -51,6 +51,9 @@ export function diffEvents(prev: TaskView, next: TaskView, at: number): TaskEven
   return out
 }
 
+/** A read that took d is followed by at least READ_REST × d of rest. */
+const READ_REST = 3
+
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const done = (): void => {
@@ -68,8 +71,13 @@ function interrupted(): CliError {
 }
 
 export interface PollOptions {
-  /** Poll period (default 500 ms). */
+  /**
+   * Poll period (default 500 ms); after a read that took d, the next comes 3 d later at the
+   * earliest (a big task on a slow server is not read back to back by each follower).
+   */
   intervalMs?: number
+  /** The time and the wait between reads (tests). */
+  clock?: { now(): number; sleep(ms: number, signal?: AbortSignal): Promise<void> }
   signal?: AbortSignal
   /** Store errors tolerated in a row for this long before giving up (default 60 s). */
   outageMs?: number
@@ -92,21 +100,26 @@ export interface TaskPoll {
  */
 export async function* pollTask(store: Store, taskId: string, options: PollOptions): AsyncGenerator<TaskPoll, void, undefined> {
   const interval = options.intervalMs ?? 500
+  const clockNow = options.clock === undefined ? Date.now : () => options.clock!.now()
+  const wait = options.clock === undefined ? sleep : (ms: number, signal?: AbortSignal) => options.clock!.sleep(ms, signal)
   const outageMs = options.outageMs ?? 60_000
   let failingSince: number | null = null
   let prev: TaskView | null = null
   for (;;) {
     if (options.signal?.aborted) return
     let view: TaskView | null = null
+    const readAt = clockNow()
+    let took = 0
     try {
       const doc = await store.getTask(taskId)
+      took = clockNow() - readAt
       if (doc === null) throw options.notFound(taskId)
       view = toTaskView(doc)
       if (failingSince !== null) options.note?.('store reachable again')
       failingSince = null
     } catch (err) {
       if (!(err instanceof FlowkitError && err.retryable)) throw err
-      const now = Date.now()
+      const now = clockNow()
       if (failingSince === null) {
         failingSince = now
         options.note?.(`store unavailable, retrying: ${firstLine(err.message)}`)
@@ -115,13 +128,13 @@ export async function* pollTask(store: Store, taskId: string, options: PollOptio
       }
     }
     if (view !== null) {
-      const now = Date.now()
+      const now = clockNow()
       const events: TaskEvent[] = prev === null ? [{ type: 'snapshot', task_id: taskId, at_ms: now, task: view }] : diffEvents(prev, view, now)
       prev = view
       yield { view, events, at_ms: now }
       if (isTerminal(view.status)) return
     }
-    await sleep(interval, options.signal)
+    await wait(Math.max(interval, READ_REST * took), options.signal)
   }
 }
 

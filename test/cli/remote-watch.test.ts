@@ -6,8 +6,10 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { MemoryBus, MemoryStore, createLogger } from 'flowkit'
+import { pollTask } from '../../src/cli/follow.ts'
 import { RemoteCoordinator } from '../../src/cli/remote.ts'
 import { makeTaskDoc } from '../helpers/fixtures.ts'
+import { overrideStore } from '../helpers/store-proxy.ts'
 
 test("flowkit ui: a task's first snapshot marks waiting_for_worker as getTask does", async () => {
   const store = new MemoryStore()
@@ -27,4 +29,32 @@ test("flowkit ui: a task's first snapshot marks waiting_for_worker as getTask do
     ac.abort()
     break
   }
+})
+
+test('following a task from the store: after a read that took d, the next comes 3 d later at the earliest (the period when reads are quick)', async () => {
+  const store = new MemoryStore()
+  const t = makeTaskDoc({ status: 'running' })
+  await store.createTask(t)
+  let now = 1_000_000
+  let readMs = 1_000 // a big task on a slow server
+  const waits: number[] = []
+  const slow = overrideStore(store, {
+    getTask: (original) => async (...args: unknown[]) => {
+      now += readMs
+      return original(...args)
+    },
+  })
+  const clock = {
+    now: () => now,
+    sleep: async (ms: number) => {
+      waits.push(ms)
+      now += ms
+      readMs = 10 // quick from now on
+    },
+  }
+  let polls = 0
+  for await (const _ of pollTask(slow, t.id, { intervalMs: 500, clock, notFound: (id) => new Error(`no ${id}`) })) {
+    if (++polls === 3) break
+  }
+  assert.deepEqual(waits, [3_000, 500])
 })
