@@ -18,6 +18,8 @@ import type { ApiContext } from './api.ts'
 import { HttpError, SECURITY_HEADERS } from './http.ts'
 
 const HEARTBEAT_MS = 15_000
+/** Bytes of events a stream may hold unsent for a client that does not read before it is closed. */
+export const MAX_UNSENT = 4 * 1024 * 1024
 const TERMINAL: ReadonlySet<string> = new Set(['finished', 'failed', 'cancelled'])
 
 /** The response's connection is gone (closed or destroyed). */
@@ -72,7 +74,16 @@ export class SseStream {
   }
 
   #write(text: string): void {
-    if (!this.#closed) this.#res.write(text)
+    if (this.#closed) return
+    // A client that reads nothing (a frozen tab, a stalled proxy): its unsent events would pile up
+    // in this process without end. Past MAX_UNSENT the stream is closed; a browser reconnects
+    // (`retry`) and gets a fresh snapshot.
+    if (this.#res.writableLength > MAX_UNSENT) {
+      this.#res.destroy()
+      this.#closeNow()
+      return
+    }
+    this.#res.write(text)
   }
 
   #closeNow(): void {

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict'
 import { createServer, request, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { connect } from 'node:net'
-import { SseStream } from '../../src/ui/live.ts'
+import { MAX_UNSENT, SseStream } from '../../src/ui/live.ts'
 import { startUi } from './harness.ts'
 
 test('a stream opened for a client that already left is closed from the start: nothing written, onClose called at once', async () => {
@@ -69,5 +69,41 @@ test('a request body over the limit is answered 413 with Connection: close (the 
     assert.equal((await fetch(new URL('/api/tasks', ui.dashboard.url))).status, 200)
   } finally {
     await ui.stop()
+  }
+})
+
+test('a stream whose client reads nothing is closed once its unsent events pass MAX_UNSENT (they do not pile up in the server)', async () => {
+  let opened: SseStream | null = null
+  const server = createServer((_req, res) => {
+    opened = new SseStream(res)
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  const s = connect((server.address() as AddressInfo).port, '127.0.0.1')
+  try {
+    s.write('GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
+    s.pause() // a client that never reads
+    const deadline = Date.now() + 5000
+    while (opened === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))
+    const sse = opened as SseStream | null
+    assert.ok(sse !== null)
+    let closedCalled = false
+    sse.onClose(() => {
+      closedCalled = true
+    })
+    const event = { blob: 'x'.repeat(64 * 1024) }
+    let sent = 0
+    // Far more than the limit and what the sockets of both ends can hold on loopback.
+    while (!sse.closed && sent < 256 * 1024 * 1024) {
+      sse.send('progress', event)
+      sent += 64 * 1024
+      if (sent % (4 * 1024 * 1024) === 0) await new Promise((r) => setImmediate(r))
+    }
+    assert.equal(sse.closed, true, `still open after ${sent} bytes`)
+    assert.equal(closedCalled, true)
+    assert.ok(sent > MAX_UNSENT, `closed after ${sent} bytes`)
+  } finally {
+    s.destroy()
+    server.closeAllConnections()
+    await new Promise((r) => server.close(r))
   }
 })
