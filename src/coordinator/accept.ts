@@ -18,7 +18,7 @@ export interface AcceptDeps {
   config: CoordinatorConfig
   clock: Clock
   log: Logger
-  hooks: Pick<EngineHooks, 'saturated' | 'claimed' | 'steer' | 'dirty'>
+  hooks: Pick<EngineHooks, 'saturated' | 'claimed' | 'fence' | 'steer' | 'dirty'>
   apply(rt: TaskRuntime, ord: number, ev: NodeEvent): boolean
   /** The running consumers that wait for this node's data give their slots up (engine). */
   yieldConsumers(rt: TaskRuntime, ord: number): void
@@ -48,7 +48,10 @@ export function acceptDue(d: AcceptDeps, rt: TaskRuntime, ord: number, now: numb
     // spell the schedule from the dispatch is long past: its steps would all fall due at once).
     const cur = rt.node(ord)
     rt.acceptAfter[ord] = d.clock.now() + acceptStepMs(d.config, (cur.resends ?? 0) + 1, cur.handbacks ?? 0)
-    if (d.apply(rt, ord, { kind: 'accept_timeout', claimed })) d.yieldConsumers(rt, ord)
+    if (!d.apply(rt, ord, { kind: 'accept_timeout', claimed })) return
+    d.yieldConsumers(rt, ord)
+    // Handed back with nobody holding it: a copy of its START that arrives later must not run.
+    if (!claimed && (rt.node(ord).handbacks ?? 0) > (cur.handbacks ?? 0)) d.hooks.fence?.(rt, ord, cur.attempt_epoch)
   }
   // Whether a worker took the START (its claim): asked before deciding, as a lost lease is.
   const claimed = d.hooks.claimed

@@ -39,6 +39,8 @@ export interface EngineHooks {
   saturated?(type: string): boolean
   /** Whether a worker claimed this attempt in the store (it took the START). */
   claimed?(rt: TaskRuntime, ord: number, epoch: number): Promise<boolean>
+  /** An attempt handed back unclaimed: claimed for no worker, so a late copy of its START is not run. */
+  fence?(rt: TaskRuntime, ord: number, epoch: number): void
   /** A copy of an unaccepted START for a worker of its type with a free slot (steer.ts); null: none. */
   steer?(rt: TaskRuntime, ord: number, now: number): { command: PendingCommand; worker: string } | null
 }

@@ -12,14 +12,14 @@
 import { randomUUID } from 'node:crypto'
 import { SystemClock } from '../clock.ts'
 import { COORDINATOR_DEFAULTS, type ConfigInput, type CoordinatorConfig, checkBounds, checkIntegers, checkNames, checkStringList, checkTopics, resolveConfig } from '../config.ts'
-import { ErrorCode, FlowkitError } from '../errors.ts'
+import { ErrorCode, FlowkitError, errorMessage } from '../errors.ts'
 import { resolveSubmitLimits } from '../graph/limits.ts'
 import { createLogger, type Logger } from '../log.ts'
 import { CoordinatorObservability } from '../observability/coordinator.ts'
 import type { ObservabilityOptions } from '../observability/options.ts'
 import type { Bus } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
-import type { Store } from '../ports/store.ts'
+import { HANDED_BACK_HOLDER, type Store } from '../ports/store.ts'
 import { AfterFlush } from './after-flush.ts'
 import { cancelSignal } from './commands.ts'
 import { type ControlTarget, applyRequest } from './control.ts'
@@ -157,6 +157,13 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     terminal: () => undefined,
     started: (rt, ord, epoch) => warnIfUnserved({ roles, clock, log, engine, stop: hooks.stopSignal() }, rt, ord, epoch),
     claimed: async (rt, ord, epoch) => (await store.attemptHolder(rt.id, rt.spec(ord).node_id, epoch)) !== null,
+    fence: (rt, ord, epoch) => {
+      const ids = { task_id: rt.id, node_id: rt.spec(ord).node_id, attempt_epoch: epoch }
+      store.claimAttempt({ ...ids, worker_id: HANDED_BACK_HOLDER }, clock.now()).then(
+        (fenced) => log.debug('node.attempt_fenced', { ...ids, fenced }),
+        (err: unknown) => log.debug('node.attempt_fenced', { ...ids, fenced: false, error: errorMessage(err) }),
+      )
+    },
     // Every slot its live workers announced is held by an accepted run (of any of their types),
     // or was within the last accept timeout (a busy worker's acceptance of its next START comes a
     // moment after the end of its last run): a START waits in a queue. (Not the dispatched count:

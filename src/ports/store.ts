@@ -86,6 +86,13 @@ export interface Checkpoint {
   saved_at_ms: number
 }
 
+/**
+ * The holder of an attempt its coordinator handed back before any worker claimed it: claimed for
+ * no worker, so that a copy of its START still on its way (a partition held up) is not run there —
+ * the worker's claim fails. Best effort: a copy claimed first runs, and is cancelled as stale.
+ */
+export const HANDED_BACK_HOLDER = 'flowkit:handed-back'
+
 /** A worker's claim on one attempt of a node (see Store.claimAttempt). */
 export interface AttemptClaim {
   task_id: string

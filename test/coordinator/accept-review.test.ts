@@ -242,3 +242,34 @@ test('a worker whose acceptances arrive after two accept timeouts (an overloaded
     await stop
   }
 })
+
+test('a START held up until its attempt was handed back (nobody claimed it) does not run when it finally arrives: the coordinator fenced the attempt; the next attempt runs once', async () => {
+  const clock = new TestClock()
+  const log = new MemoryLogger()
+  const runs = { n: 0 }
+  const held = gate()
+  const rt = await startRuntime({
+    clock,
+    logger: log,
+    handlers: { job: counting(runs) },
+    worker: { concurrency: 2, leaseTtlSec: 3600, hbIntervalSec: 600 },
+    coordinator: { acceptTimeoutSec: 30, steerAfterSec: 0 },
+    // The worker gets no command until the test lets them go (a partition stuck behind a rebalance).
+    workerBus: (b) => withBusFaults(b, { beforeHandle: async (_topic, ms) => (ms.some((m) => envelopeOf(m.value)?.['msg_type'] === 'cmd') ? held.wait() : undefined) }),
+  })
+  try {
+    await rt.coordinator.createTask({ id: 't1', graph: GRAPH })
+    // 30 + 60 + 120 + 240 s: sent four times, never claimed: handed back, a second attempt sent.
+    await advance(clock, 500_000)
+    await waitFor(() => log.records.some((r) => r.event === 'node.handed_back'))
+    held.open()
+    const t = await rt.coordinator.waitForTask('t1', { timeoutMs: 20_000 })
+    assert.equal(t.status, 'finished')
+    assert.equal(t.nodes[0]?.attempt_epoch, 2)
+    assert.equal(runs.n, 1, 'the first attempt, handed back, did not run')
+    assert.ok(log.records.some((r) => r.event === 'worker.attempt_held_elsewhere' && r.fields?.['attempt_epoch'] === 1))
+  } finally {
+    held.open()
+    await rt.stop()
+  }
+})
