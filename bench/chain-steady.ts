@@ -7,6 +7,7 @@
  * collected included: V8 lets the old generation grow before a full collection). The chain bench measures
  * the first T chains after the warm-up of a fresh process instead; both are reported.
  */
+import type { ObservabilityOptions } from 'flowkit'
 import { CHAIN_GRAPH, HANDLERS, warmUp, warmUpCount } from './chain.ts'
 import { withRuntime } from './runtime.ts'
 import { emit, log, percentile, rate, round, type Result } from './stats.ts'
@@ -16,11 +17,13 @@ export interface SteadyOptions {
   tasks: number
   concurrency: number
   rounds: number
+  /** The runtime's observability option (`--chain-observability`; the runtime's default when absent). */
+  observability?: ObservabilityOptions | false
 }
 
 export async function chainSteady(o: SteadyOptions): Promise<Result> {
   const coordinatorConfig = { taskRetentionSec: 1, sweepIntervalSec: 1 }
-  return withRuntime({ real: false, logLevel: o.logLevel, handlers: HANDLERS, concurrency: o.concurrency, coordinatorConfig }, async ({ coordinator: c, kind }) => {
+  return withRuntime({ real: false, logLevel: o.logLevel, handlers: HANDLERS, concurrency: o.concurrency, coordinatorConfig, ...(o.observability === undefined ? {} : { observability: o.observability }) }, async ({ coordinator: c, kind }) => {
     await warmUp(c, warmUpCount(o.tasks))
     const rates: number[] = []
     const cpu: number[] = []

@@ -12,6 +12,11 @@
  *   full     metrics + an OpenTelemetry SDK recording every span (BasicTracerProvider, always-on
  *            sampling, BatchSpanProcessor) into an exporter that drops them (export cost aside).
  *
+ * Then the same settings in a long-running process (embedded only): chain_steady (8 rounds of the
+ * chains back to back, ended tasks purged) in a fresh process per setting, 3 in turns, each
+ * reporting the median of its rounds after the first — what a coordinator that runs for hours pays,
+ * where the chain bench's timed part is the first seconds of a process.
+ *
  * A fresh process per run: in one process the settings' runs share a heap, and the garbage and
  * the heap growth of one run land in the next (the same setting measured 3.5 % and 11 % over off
  * in two runs of the earlier in-process rounds). Only the SDK settings load the SDK.
@@ -30,6 +35,8 @@ import { benchInChild, resultOf } from './child.ts'
 import { emit, log, percentile, round, type Result } from './stats.ts'
 
 export const SETTINGS = ['off', 'default', 'sampled', 'full'] as const
+/** Processes per setting of the long-running (chain_steady) comparison. */
+const STEADY_ROUNDS = 3
 export type Setting = (typeof SETTINGS)[number]
 
 export interface ChainObservabilityOptions {
@@ -68,6 +75,19 @@ export async function observabilitySetting(s: Setting): Promise<{ observability:
   }
 }
 
+/**
+ * chain_steady (one long-running process: 8 rounds of the chains back to back, ended tasks purged)
+ * in a fresh process under setting `s`: the median CPU per node run and node runs/s of its rounds
+ * after the first (the part a long-running coordinator lives in; embedded only).
+ */
+async function steadyIn(s: Setting, o: ChainObservabilityOptions, dir: string, n: number): Promise<{ cpu: number; rate: number }> {
+  const out = join(dir, `steady-${s}-${n}.json`)
+  const args = ['--only', 'chain_steady', '--chain-observability', s, '--chain-tasks', String(o.tasks), '--log-level', o.logLevel, '--out', out]
+  const r = resultOf(await benchInChild('run.ts', args, out), 'chain_steady', `chain_steady under ${s}`)
+  const later = <T>(xs: T[]): T[] => xs.slice(1)
+  return { cpu: percentile(later(r['rounds_cpu_us_per_node_run'] as number[]), 50), rate: percentile(later(r['rounds_node_runs_per_s'] as number[]), 50) }
+}
+
 /** One chain bench in a fresh process under setting `s`: its result line. */
 async function chainIn(s: Setting, o: ChainObservabilityOptions, dir: string, n: number): Promise<Result> {
   const out = join(dir, `${s}-${n}.json`)
@@ -97,6 +117,38 @@ export async function chainObservability(o: ChainObservabilityOptions): Promise<
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
+  // The same settings in a long-running process (embedded only): rounds in turns, the order rotating.
+  const steadyCpu: Record<Setting, number[]> = { off: [], default: [], sampled: [], full: [] }
+  const steadyRate: Record<Setting, number[]> = { off: [], default: [], sampled: [], full: [] }
+  if (!o.real) {
+    const sdir = mkdtempSync(join(tmpdir(), 'flowkit-bench-obs-steady-'))
+    try {
+      for (let r = 1; r <= STEADY_ROUNDS; r++) {
+        for (let i = 0; i < SETTINGS.length; i++) {
+          const s = SETTINGS[(i + r - 1) % SETTINGS.length] as Setting
+          const m = await steadyIn(s, o, sdir, r)
+          steadyCpu[s].push(m.cpu)
+          steadyRate[s].push(m.rate)
+          log(`chain_observability: steady round ${r}/${STEADY_ROUNDS} ${s}: ${m.rate} node runs/s, ${m.cpu} µs CPU per node run`)
+        }
+      }
+    } finally {
+      rmSync(sdir, { recursive: true, force: true })
+    }
+  }
+  const steadyOverhead = (s: Setting): Record<string, number> =>
+    o.real
+      ? {}
+      : {
+          [`steady_${s}_cpu_us_per_node_run`]: percentile(steadyCpu[s], 50),
+          [`steady_${s}_node_runs_per_s`]: percentile(steadyRate[s], 50),
+          ...(s === 'off'
+            ? {}
+            : {
+                [`steady_cpu_overhead_${s}_pct`]: round((percentile(steadyCpu[s], 50) / percentile(steadyCpu.off, 50) - 1) * 100, 1),
+                [`steady_overhead_${s}_pct`]: round((1 - percentile(steadyRate[s], 50) / percentile(steadyRate.off, 50)) * 100, 1),
+              }),
+        }
   const { observabilityCostPerNode } = await import('./observability-cost.ts')
   const cost = await observabilityCostPerNode()
   const median = (s: Setting): number => percentile(rates[s], 50)
@@ -130,6 +182,9 @@ export async function chainObservability(o: ChainObservabilityOptions): Promise<
     ...byOther((s) => round((bestCpu(s) / bestCpu('off') - 1) * 100, 1), (s) => `best_cpu_overhead_${s}_pct`),
     rounds_node_runs_per_s: rates,
     rounds_cpu_us_per_node_run: cpu,
+    // chain_steady per setting, fresh processes in turns: the medians of their rounds after the first.
+    ...Object.assign({}, ...SETTINGS.map(steadyOverhead)),
+    ...(o.real ? {} : { steady_rounds: STEADY_ROUNDS, steady_rounds_cpu_us_per_node_run: steadyCpu }),
     // The same comparison from the replayed per-node work (bench/observability-cost.ts): µs per
     // node run, and as a share of the CPU per node run with observability off (best run).
     ...cost,

@@ -46,7 +46,12 @@ const benches: Record<BenchName, () => Promise<Result[]>> = {
       return []
     }
     const { chainSteady } = await import('./chain-steady.ts')
-    return [await chainSteady({ logLevel: o.logLevel, tasks: s.chainTasks, concurrency: s.chainConcurrency, rounds: s.steadyRounds })]
+    const steady = { logLevel: o.logLevel, tasks: s.chainTasks, concurrency: s.chainConcurrency, rounds: s.steadyRounds }
+    if (o.chainObservability === null) return [await chainSteady(steady)]
+    const setting = await (await import('./observability.ts')).observabilitySetting(o.chainObservability)
+    const r = await chainSteady({ ...steady, ...(setting.observability === undefined ? {} : { observability: setting.observability }) })
+    const spans = await setting.spans()
+    return [{ ...r, observability: o.chainObservability, ...(spans === null ? {} : { spans_exported: spans }) }]
   },
   chain_single: async () => [await chainSingle({ ...common, runs: s.singleChains, concurrency: s.chainConcurrency })],
   fanout: async () => [await fanout({ ...common, widths: s.fanoutWidths, concurrency: s.fanoutConcurrency })],
