@@ -175,7 +175,8 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res).catch((err: unknown) => {
       const e = toHttpError(err)
-      if (e.status >= 500) log.error('dashboard.request_failed', { method: req.method, path: (req.url ?? '').split('?')[0], error: e.message })
+      // (503: the task list still loading, said to the client; not a failure of the dashboard.)
+      if (e.status >= 500 && e.status !== 503) log.error('dashboard.request_failed', { method: req.method, path: (req.url ?? '').split('?')[0], error: e.message })
       sendError(res, e)
     })
   })
