@@ -15,7 +15,7 @@ import { countingAttempt } from '../ports/store-rules.ts'
 import { FINAL_UID } from '../protocol/messages.ts'
 import { type GraphModel, graphModel, resubmitInput } from './graph-model.ts'
 import { HttpError, intParam, preview, readJson } from './http.ts'
-import { TASK_STATUSES, type TaskCursor, type TaskIndex, type TaskSummary, eachLimited } from './task-index.ts'
+import { TASK_STATUSES, type TaskCursor, type TaskIndex, type TaskSummary } from './task-index.ts'
 import type { RecentMap } from '../util/recent.ts'
 
 /** The Coordinator verbs the dashboard uses. */
@@ -59,8 +59,6 @@ const LIST_MAX = 200
 const SHOWN = 50
 /** Largest body of POST /api/tasks (a graph and its params). */
 const MAX_SUBMIT_BYTES = 4 * 1024 * 1024
-/** Page rows read again at once (listTasks). */
-const ROW_READS = 8
 
 /** Graph models of task pages kept (the oldest dropped first). */
 export const GRAPHS_KEPT = 200
@@ -125,13 +123,10 @@ async function listTasks(ctx: ApiContext, _p: string[], url: URL): Promise<unkno
     ...(before !== undefined ? { before } : after !== undefined ? { after } : url.searchParams.get('last') === '1' ? { last: true } : {}),
     limit,
   })
-  // Rows that may have moved since they were read in full are read again (a page at most, a few
-  // at a time; an active row once per refresh period: a page reloaded each second on a slow
-  // server would read every running task of it each time).
-  await eachLimited(result.items.filter((s) => ctx.index.needsRead(s)), ROW_READS, async (s) => {
-    const t = await ctx.coordinator.getTask(s.id)
-    if (t !== null) ctx.index.update(t)
-  })
+  // Rows that may have moved since they were read in full are read again (an active row once per
+  // refresh period: a page reloaded each second would read every running task of it each time),
+  // waited for 0.5 s at most (a slow store: the summaries held, the reads update them later).
+  await ctx.index.reread(result.items, (id) => ctx.coordinator.getTask(id))
   const items = result.items.map((s) => ctx.index.get(s.id) ?? s)
   const first = result.items[0]
   const last = result.items.at(-1)

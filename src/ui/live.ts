@@ -223,12 +223,11 @@ export class LiveHub {
   }
 
   async add(_req: IncomingMessage, res: ServerResponse): Promise<void> {
-    try {
-      await this.#ctx.index.ensureFresh()
-    } catch (err) {
-      // The task list still loading (a slow store): the stream opens now, its counts follow the load.
-      if (!(err instanceof HttpError && err.status === 503)) throw err
-    }
+    // The stream opens at once: before the first load is done (a slow store) it waits for
+    // nothing, and its counts follow the load; a refresh that fails leaves the counts held.
+    const index = this.#ctx.index
+    if (index.loaded) await index.ensureFresh().catch(() => undefined)
+    else index.ensureFresh().catch(() => undefined)
     const sse = new SseStream(res)
     if (sse.closed) return
     this.#clients.add(sse)

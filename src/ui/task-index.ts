@@ -29,6 +29,10 @@ const TERMINAL_NODE: ReadonlySet<string> = new Set(['finished', 'failed', 'cance
 /** More new tasks than this at one refresh: one listTasks() instead of a getTask each. */
 const BULK_LOAD = 256
 const PARALLEL_READS = 16
+/** Page rows read again at once (reread). */
+const ROW_READS = 8
+/** Longest rest between two refreshes, however long the last one took (or failed after). */
+const MAX_REST_MS = 60_000
 /** A refresh that took d waits at least REST_FACTOR × d before the next one (the store's load). */
 const REST_FACTOR = 3
 
@@ -127,6 +131,8 @@ export class TaskIndex {
   readonly #byId = new Map<string, TaskSummary>()
   /** When an active task was last read in full (update). */
   readonly #readAt = new Map<string, number>()
+  /** Tasks being read again for a page (reread). */
+  readonly #reading = new Set<string>()
   /** Newest first; rebuilt when tasks are added. */
   #order: TaskSummary[] | null = null
   #refreshedAt = Number.NEGATIVE_INFINITY
@@ -187,7 +193,7 @@ export class TaskIndex {
     if (this.#refreshing === null && now - this.#refreshedAt >= maxAgeMs && now - this.#endedAt >= this.#restMs) {
       this.#refreshing = this.#refresh().finally(() => {
         this.#endedAt = this.#now()
-        this.#restMs = REST_FACTOR * Math.max(0, this.#endedAt - now)
+        this.#restMs = Math.min(MAX_REST_MS, REST_FACTOR * Math.max(0, this.#endedAt - now))
         this.#refreshing = null
       })
     }
@@ -230,9 +236,31 @@ export class TaskIndex {
    * (a task another process runs moves without events here).
    */
   needsRead(s: TaskSummary): boolean {
+    if (this.#reading.has(s.id)) return false // a read of it is under way
     if (s.stale) return true
     if (TERMINAL.has(s.status)) return false
     return this.#now() - (this.#readAt.get(s.id) ?? Number.NEGATIVE_INFINITY) >= this.#refreshMs
+  }
+
+  /**
+   * Reads `rows` again in full through `read` (8 at a time, none already being read), waiting
+   * `waitMs` at most: on a slow store the page is answered from the summaries held, and the reads
+   * that finish later update them (the live stream then says the tasks moved).
+   */
+  async reread(rows: readonly TaskSummary[], read: (id: string) => Promise<TaskView | null>): Promise<void> {
+    const due = rows.filter((s) => this.needsRead(s))
+    if (due.length === 0) return
+    for (const s of due) this.#reading.add(s.id)
+    const reads = eachLimited(due, ROW_READS, async (s) => {
+      try {
+        const t = await read(s.id)
+        if (t !== null) this.update(t)
+      } finally {
+        this.#reading.delete(s.id)
+      }
+    })
+    reads.catch(() => undefined) // a row that could not be read is read at a later request
+    await this.#within(reads, this.#waitMs)
   }
 
   /** A task read in full (a page row, the task page): its summary is brought up to date. */

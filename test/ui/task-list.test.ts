@@ -13,6 +13,8 @@ import { toTaskView } from '../../src/coordinator/view.ts'
 import type { DashboardCoordinator } from '../../src/ui/api.ts'
 import { startDashboard } from '../../src/ui/server.ts'
 import { HttpError } from '../../src/ui/http.ts'
+import { gate } from '../helpers/gate.ts'
+import { waitFor } from '../helpers/wait.ts'
 import { TaskIndex } from '../../src/ui/task-index.ts'
 import { overrideStore } from '../helpers/store-proxy.ts'
 
@@ -442,6 +444,57 @@ test('task list: an active row is read again once per refresh period, not at eve
     await getJson(`${dash.url}api/tasks`)
     assert.equal(reads, 12, 'a refresh period later: read again')
   } finally {
+    await dash.close()
+  }
+})
+
+test('on a slow store a page of active rows is answered from the summaries within 0.5 s, each row read once however often asked; the live stream opens before the first load is done', async () => {
+  const store = new MemoryStore()
+  const tasks = makeTasks().slice(0, 12) // 6 active
+  await store.createTasks(tasks)
+  let reads = 0
+  const slowReads = gate()
+  const coordinator = stubCoordinator(store)
+  const slow: DashboardCoordinator = {
+    ...coordinator,
+    getTask: async (id: string) => {
+      reads++
+      await slowReads.wait()
+      return coordinator.getTask(id)
+    },
+  }
+  // The first load held until the test lets it go.
+  const firstLoad = gate()
+  const held = overrideStore(store, {
+    listTasks: (original) => async (...args: unknown[]) => {
+      await firstLoad.wait()
+      return original(...args)
+    },
+  }) as MemoryStore
+  const dash = await startDashboard({ coordinator: slow, store: held, port: 0, clock: { now: () => NOW, sleep: async () => undefined } })
+  const ac = new AbortController()
+  try {
+    const opening = performance.now()
+    const events = await fetch(`${dash.url}api/events`, { signal: ac.signal })
+    assert.equal(events.status, 200, 'the stream opens while the first load runs')
+    assert.ok(performance.now() - opening < 5_000, `the stream opened after ${performance.now() - opening} ms (a request waits 10 s for the first load)`)
+    firstLoad.open()
+    const t0 = performance.now()
+    const first = await getJson(`${dash.url}api/tasks`)
+    const second = await getJson(`${dash.url}api/tasks`)
+    assert.ok(performance.now() - t0 < 5_000, `two pages took ${performance.now() - t0} ms`)
+    assert.equal((first.body['items'] as unknown[]).length, 12)
+    assert.deepEqual(second.body['items'], first.body['items'])
+    assert.equal(reads, 6, 'each active row read once, the reads still under way')
+    slowReads.open()
+    await waitFor(async () => {
+      await getJson(`${dash.url}api/tasks`)
+      return reads === 6
+    })
+  } finally {
+    ac.abort()
+    slowReads.open()
+    firstLoad.open()
     await dash.close()
   }
 })

@@ -120,24 +120,53 @@ export async function tasksPage(root) {
     pager,
   )
 
+  // One read of the list at a time: a reload asked for while one is under way runs after it (on a
+  // slow store, starting a new read each time and dropping the older answers showed nothing at
+  // all). `seq` moves with the filters and the position: an answer for older ones is read again.
   let seq = 0
   let closed = false
+  let running = false
+  let again = false
+  let typesLoaded = false
   const load = async () => {
-    const mine = ++seq
+    if (running) {
+      again = true
+      return
+    }
+    running = true
+    try {
+      do {
+        again = false
+        await loadOnce()
+      } while (again && !closed)
+    } finally {
+      running = false
+    }
+  }
+  const loadOnce = async () => {
+    const mine = seq
     try {
       const data = await api(apiQuery(f))
-      if (mine !== seq || closed) return
+      if (closed) return
+      if (mine !== seq) {
+        again = true
+        return
+      }
       // A page past the end (an old link, the rows after it gone): the oldest page instead; a
       // page reached going back that has nothing newer before it: the first (live) page.
       if (data.items.length === 0 && data.total > 0 && !f.last) {
         moveTo(f, { last: true })
         writeFilters(f)
-        return load()
+        again = true
+        return
       }
       if (data.offset === 0 && (f.after || f.before || f.last || f.page > 1)) {
         moveTo(f, {})
         writeFilters(f)
-        if (data.items.length < Math.min(data.limit, data.total)) return load()
+        if (data.items.length < Math.min(data.limit, data.total)) {
+          again = true
+          return
+        }
       }
       syncClock(data.now_ms)
       fill(message)
@@ -145,12 +174,14 @@ export async function tasksPage(root) {
       fill(summary, `${num(data.all)} tasks in all`)
       fill(tbody, data.items.length > 0 ? data.items.map(row) : h('tr', {}, h('td', { colspan: '7', class: 'empty' }, 'No task matches these filters.')))
       renderPager(data)
+      if (!typesLoaded) loadTypes()
     } catch (err) {
       if (mine === seq && !closed) fill(message, errorBox(err))
     }
   }
   const reload = throttle(load, 1000)
   const change = () => {
+    seq++
     moveTo(f, {})
     writeFilters(f)
     load()
@@ -182,8 +213,9 @@ export async function tasksPage(root) {
     const pages = Math.max(1, Math.ceil(data.total / data.limit))
     const first = data.items.length === 0 ? 0 : data.offset + 1
     const last = data.offset + data.items.length
-    const page = Math.min(pages, Math.ceil(last / data.limit) || 1)
+    const page = Math.min(pages, Math.floor(data.offset / data.limit) + 1)
     const go = (where) => () => {
+      seq++
       moveTo(f, where)
       writeFilters(f)
       load()
@@ -215,12 +247,25 @@ export async function tasksPage(root) {
     }, 250)
   })
 
-  api('/api/types')
-    .then((d) => {
-      for (const t of d.types) typeSelect.append(h('option', { value: t.type, selected: t.type === f.type }, `${t.type} (${num(t.tasks)})`))
-      if (f.type && !d.types.some((t) => t.type === f.type)) typeSelect.append(h('option', { value: f.type, selected: true }, f.type))
-    })
-    .catch(() => undefined)
+  // The node types (asked again after a list that came while they could not be read: the store
+  // still loading the task list answers 503).
+  let typesAsked = false
+  function loadTypes() {
+    if (typesAsked) return
+    typesAsked = true
+    api('/api/types')
+      .then((d) => {
+        if (typesLoaded || closed) return
+        typesLoaded = true
+        for (const t of d.types) typeSelect.append(h('option', { value: t.type, selected: t.type === f.type }, `${t.type} (${num(t.tasks)})`))
+        if (f.type && !d.types.some((t) => t.type === f.type)) typeSelect.append(h('option', { value: f.type, selected: true }, f.type))
+      })
+      .catch(() => undefined)
+      .finally(() => {
+        typesAsked = false
+      })
+  }
+  loadTypes()
 
   const onTasks = () => reload()
   live.addEventListener('tasks', onTasks)
