@@ -10,11 +10,12 @@ import type { TaskView } from '../coordinator/view.ts'
 import { MAX_DEADLINE_SEC } from '../coordinator/submit.ts'
 import { ErrorCode, GraphValidationError, isFlowkitError } from '../errors.ts'
 import { type Logger, redact, redactText } from '../log.ts'
-import type { ArtifactDoc, BatchMetricsRow, Store, TaskStatus } from '../ports/store.ts'
+import type { Store, TaskStatus } from '../ports/store.ts'
 import { countingAttempt } from '../ports/store-rules.ts'
 import { FINAL_UID } from '../protocol/messages.ts'
 import { type GraphModel, graphModel, resubmitInput } from './graph-model.ts'
 import { HttpError, intParam, preview, readJson } from './http.ts'
+import { attemptsOf } from './attempts.ts'
 import { TASK_STATUSES, type TaskCursor, type TaskIndex, type TaskSummary } from './task-index.ts'
 import type { RecentMap } from '../util/recent.ts'
 
@@ -165,53 +166,6 @@ async function getTask(ctx: ApiContext, p: string[]): Promise<unknown> {
     deadline_at_ms: shape?.deadline_at_ms ?? null,
     cancel_reason: task.cancel_reason,
   }
-}
-
-interface AttemptRow {
-  attempt_epoch: number
-  /** Why it failed, when it is the node's last failure (`last_error`). */
-  error: { reason_code: string; error: string | null } | null
-  workers: string[]
-  partial: number
-  complete: number
-  failed: number
-  batches: number
-  first_ms: number | null
-  last_ms: number | null
-}
-
-/**
- * Every attempt of the node (those that wrote nothing too), newest first, with what they wrote and
- * the workers that ran them (from their artifacts; the current attempt's lease holder too, when
- * it wrote nothing).
- */
-export function attemptsOf(node: TaskView['nodes'][number], artifacts: readonly ArtifactDoc[], batches: readonly BatchMetricsRow[]): AttemptRow[] {
-  const by = new Map<number, AttemptRow>()
-  const row = (epoch: number): AttemptRow => {
-    let r = by.get(epoch)
-    if (r === undefined) {
-      r = { attempt_epoch: epoch, error: null, workers: [], partial: 0, complete: 0, failed: 0, batches: 0, first_ms: null, last_ms: null }
-      by.set(epoch, r)
-    }
-    return r
-  }
-  for (let epoch = 1; epoch <= node.attempt_epoch; epoch++) row(epoch)
-  const last = node.last_error
-  if (last !== null && last.attempt_epoch >= 1) row(last.attempt_epoch).error = { reason_code: last.reason_code, error: last.error }
-  for (const a of artifacts) {
-    const r = row(a.attempt_epoch)
-    r[a.status]++
-    if (a.worker_id !== null && !r.workers.includes(a.worker_id)) r.workers.push(a.worker_id)
-    r.first_ms = r.first_ms === null ? a.created_at : Math.min(r.first_ms, a.created_at)
-    r.last_ms = r.last_ms === null ? a.updated_at : Math.max(r.last_ms, a.updated_at)
-  }
-  for (const b of batches) if (b.batch_uid !== FINAL_UID) row(b.attempt_epoch).batches++
-  const holder = node.lease.worker_id
-  if (typeof holder === 'string' && holder !== '' && node.attempt_epoch >= 1) {
-    const current = row(node.attempt_epoch)
-    if (!current.workers.includes(holder)) current.workers.push(holder)
-  }
-  return [...by.values()].sort((a, b) => b.attempt_epoch - a.attempt_epoch)
 }
 
 async function getNode(ctx: ApiContext, p: string[]): Promise<unknown> {

@@ -6,7 +6,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { toTaskView } from '../../src/coordinator/view.ts'
-import { attemptsOf } from '../../src/ui/api.ts'
+import { attemptsOf } from '../../src/ui/attempts.ts'
 import { makeNodeState, makeTaskDoc } from '../helpers/fixtures.ts'
 
 test('an attempt that wrote nothing names its lease holder; earlier attempts keep the workers of their artifacts', () => {
