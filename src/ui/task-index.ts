@@ -169,11 +169,13 @@ export class TaskIndex {
       try {
         const t = await read(s.id)
         if (t !== null) this.update(t)
+      } catch {
+        // read at a later request (a read that threw must not stop the others: they would stay
+        // marked as being read, and never be read again)
       } finally {
         this.#reading.delete(s.id)
       }
     })
-    reads.catch(() => undefined) // a row that could not be read is read at a later request
     await this.#within(reads, this.#waitMs)
   }
 

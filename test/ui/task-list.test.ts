@@ -498,3 +498,23 @@ test('on a slow store a page of active rows is answered from the summaries withi
     await dash.close()
   }
 })
+
+test('task index: page rows whose re-read throws are read again at a later request (a failed read does not leave the others marked as being read)', async () => {
+  const store = new MemoryStore()
+  const tasks = makeTasks().slice(0, 72) // 36 active, more than the reads made at once
+  await store.createTasks(tasks)
+  let now = NOW
+  const index = new TaskIndex(store, () => now, { refreshMs: 1000 })
+  try {
+    await index.ensureFresh()
+    const rows = index.query({ offset: 0, limit: 72, statuses: ['queued', 'running', 'cancelling'] }).items
+    assert.equal(rows.length, 36)
+    await index.reread(rows, async () => {
+      throw new Error('server selection timed out')
+    })
+    now += 1_000
+    assert.deepEqual(rows.filter((s) => !index.needsRead(s)).map((s) => s.id), [], 'every row is due a read again')
+  } finally {
+    index.close()
+  }
+})
