@@ -100,26 +100,25 @@ export interface TaskPoll {
  */
 export async function* pollTask(store: Store, taskId: string, options: PollOptions): AsyncGenerator<TaskPoll, void, undefined> {
   const interval = options.intervalMs ?? 500
-  const clockNow = options.clock === undefined ? Date.now : () => options.clock!.now()
-  const wait = options.clock === undefined ? sleep : (ms: number, signal?: AbortSignal) => options.clock!.sleep(ms, signal)
+  const clock = options.clock ?? { now: Date.now, sleep }
   const outageMs = options.outageMs ?? 60_000
   let failingSince: number | null = null
   let prev: TaskView | null = null
   for (;;) {
     if (options.signal?.aborted) return
     let view: TaskView | null = null
-    const readAt = clockNow()
+    const readAt = clock.now()
     let took = 0
     try {
       const doc = await store.getTask(taskId)
-      took = clockNow() - readAt
+      took = clock.now() - readAt
       if (doc === null) throw options.notFound(taskId)
       view = toTaskView(doc)
       if (failingSince !== null) options.note?.('store reachable again')
       failingSince = null
     } catch (err) {
       if (!(err instanceof FlowkitError && err.retryable)) throw err
-      const now = clockNow()
+      const now = clock.now()
       if (failingSince === null) {
         failingSince = now
         options.note?.(`store unavailable, retrying: ${firstLine(err.message)}`)
@@ -128,13 +127,13 @@ export async function* pollTask(store: Store, taskId: string, options: PollOptio
       }
     }
     if (view !== null) {
-      const now = clockNow()
+      const now = clock.now()
       const events: TaskEvent[] = prev === null ? [{ type: 'snapshot', task_id: taskId, at_ms: now, task: view }] : diffEvents(prev, view, now)
       prev = view
       yield { view, events, at_ms: now }
       if (isTerminal(view.status)) return
     }
-    await wait(Math.max(interval, READ_REST * took), options.signal)
+    await clock.sleep(Math.max(interval, READ_REST * took), options.signal)
   }
 }
 

@@ -225,9 +225,9 @@ export class LiveHub {
   async add(_req: IncomingMessage, res: ServerResponse): Promise<void> {
     // The stream opens at once: before the first load is done (a slow store) it waits for
     // nothing, and its counts follow the load; a refresh that fails leaves the counts held.
-    const index = this.#ctx.index
-    if (index.loaded) await index.ensureFresh().catch(() => undefined)
-    else index.ensureFresh().catch(() => undefined)
+    const loaded = this.#ctx.index.loaded
+    const fresh = this.#ctx.index.ensureFresh().catch(() => undefined)
+    if (loaded) await fresh
     const sse = new SseStream(res)
     if (sse.closed) return
     this.#clients.add(sse)
