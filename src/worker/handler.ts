@@ -1,5 +1,5 @@
 /** The handler contract: what a user writes to run a role's nodes batch by batch. */
-import { FlowkitError, PermanentError, TransientError } from '../errors.ts'
+import { ErrorCode, FlowkitError, PermanentError, TransientError } from '../errors.ts'
 import type { SpawnOptions, SpawnResult } from './subprocess.ts'
 import type { UpstreamFailure } from '../protocol/messages.ts'
 
@@ -116,12 +116,14 @@ export interface RoleHandler {
 /**
  * Default error classification: programming faults (`TypeError`, `RangeError`, `SyntaxError`) and
  * errors marked non-retryable (`PermanentError`, `{ permanent: true }`, a non-retryable
- * FlowkitError) are permanent; everything else is transient.
+ * FlowkitError other than STORE_ERROR) are permanent; everything else is transient.
  */
 export function classifyErrorDefault(err: unknown): ErrorClassification {
   if (err instanceof PermanentError) return { reasonCode: err.reasonCode, permanent: true }
   if (err instanceof TransientError) return { reasonCode: err.reasonCode, permanent: false }
-  if (err instanceof FlowkitError) return { reasonCode: err.code.toLowerCase(), permanent: !err.retryable }
+  // A store's unknown error is the infrastructure's, not the handler's input: retried (within
+  // retry_policy.max) like an outage, never a permanent failure of the task.
+  if (err instanceof FlowkitError) return { reasonCode: err.code.toLowerCase(), permanent: !err.retryable && err.code !== ErrorCode.StoreError }
   if (err instanceof TypeError) return { reasonCode: 'type_error', permanent: true }
   if (err instanceof RangeError) return { reasonCode: 'range_error', permanent: true }
   if (err instanceof SyntaxError) return { reasonCode: 'syntax_error', permanent: true }

@@ -10,6 +10,7 @@ import { createServer, type Server, type Socket, connect as netConnect } from 'n
 import { after, before, describe, it } from 'node:test'
 import type { TestContext } from 'node:test'
 import { inspect } from 'node:util'
+import { MongoBulkWriteError, MongoNetworkError } from 'mongodb'
 import { MONGO_COLLECTIONS, MongoStore, dropMongoDatabase, mongoServerInfo } from '../../src/adapters/mongo/index.ts'
 import { mapMongoError } from '../../src/adapters/mongo/errors.ts'
 import type { MongoStoreOptions } from '../../src/adapters/mongo/index.ts'
@@ -54,6 +55,23 @@ describe('MongoStore without a server', () => {
       assert.equal(mapped.retryable, true)
     }
     assert.equal(mapMongoError(new Error('document too large'), 'x').retryable, false)
+  })
+
+  it('a lost connection that a bulk write (insertMany) wraps in a MongoBulkWriteError is STORE_UNAVAILABLE (retryable); a write error is not', () => {
+    const result = {} as never // the write's partial result (not read)
+    // What the driver throws when every connection drops at once: the first failure clears the
+    // pool, the others are stale for it (no ResetPool label) and come wrapped, class and cause lost.
+    for (const net of [new MongoNetworkError('connection 7 to 127.0.0.1:27017 closed'), new MongoNetworkError('connection 3 to 10.0.0.5:27017 timed out', { beforeHandshake: false })]) {
+      const wrapped = new MongoBulkWriteError(net, result)
+      assert.ok(!(wrapped instanceof MongoNetworkError))
+      const mapped = mapMongoError(wrapped, 'upsertArtifacts')
+      assert.equal(mapped.code, ErrorCode.StoreUnavailable, wrapped.message)
+      assert.equal(mapped.retryable, true)
+    }
+    const duplicate = new MongoBulkWriteError({ message: 'E11000 duplicate key', code: 11000, writeErrors: [] } as never, result)
+    assert.equal(mapMongoError(duplicate, 'x').code, ErrorCode.DuplicateKey)
+    const invalid = new MongoBulkWriteError({ message: 'Document failed validation', code: 121, writeErrors: [] } as never, result)
+    assert.equal(mapMongoError(invalid, 'x').retryable, false)
   })
 
   it('a closed port fails with STORE_UNAVAILABLE (retryable) within serverSelectionTimeoutMS; no credentials anywhere', async (t) => {
@@ -716,6 +734,31 @@ describe('MongoStore on a real server', { skip }, () => {
     proxy.blackhole = false
     assert.equal((await answersAgain(store, task.id))?.id, task.id, 'the store answers again well before the monitor handshake times out')
     assert.ok(logger.events().includes('store.mongo.client_replaced'), 'the wedged client was replaced')
+  })
+
+  it('every connection cut while bulk writes are in flight: each write succeeds or fails retryable (STORE_UNAVAILABLE / STORE_TIMEOUT)', async (t) => {
+    const setup = await proxiedStore(t, { serverSelectionTimeoutMS: 5000, maxPoolSize: 8 })
+    if (!setup) return
+    const { store, proxy } = setup
+    await store.init()
+    const outcomes: string[] = []
+    for (let round = 0; round < 4; round++) {
+      const task = `t-${randomUUID()}`
+      // Six artifact writes (one insertMany each) held in flight, then every connection drops.
+      proxy.blackhole = true
+      const calls = Array.from({ length: 6 }, (_, i) =>
+        store
+          .upsertArtifacts(Array.from({ length: 20 }, (_, j) => ({ task_id: task, node_id: `n${i}`, batch_uid: `b${j}`, status: 'partial' as const, meta: { pad: 'x'.repeat(500) }, attempt_epoch: 1, worker_id: 'w' })), T0)
+          .then(() => 'ok', (err: unknown) => (isFlowkitError(err) ? `${err.code}${err.retryable ? '' : ' (not retryable)'}: ${err.message}` : String(err))),
+      )
+      await new Promise((r) => setTimeout(r, 150))
+      proxy.cut()
+      proxy.blackhole = false
+      outcomes.push(...(await Promise.all(calls)))
+    }
+    const bad = outcomes.filter((o) => o !== 'ok' && !/^STORE_(UNAVAILABLE|TIMEOUT):/.test(o))
+    assert.deepEqual(bad, [], `every cut write is retryable (${outcomes.length - outcomes.filter((o) => o === 'ok').length} of ${outcomes.length} failed)`)
+    assert.ok(outcomes.some((o) => o !== 'ok'), 'the cut reached writes in flight')
   })
 
   it('close() while calls are in flight: they reject with CLOSED', async (t) => {

@@ -42,6 +42,12 @@ test('errors: handler errors default their reason code; reasonCode and code agre
   assert.deepEqual(classifyErrorDefault(new TransientError({ code: 'flaky', message: 'x' })), { reasonCode: 'flaky', permanent: false })
 })
 
+test('errors: a store error the adapter could not classify fails the attempt transiently; other non-retryable flowkit errors stay permanent', () => {
+  assert.deepEqual(classifyErrorDefault(new FlowkitError(ErrorCode.StoreError, 'mongo store upsertArtifacts: ?')), { reasonCode: 'store_error', permanent: false })
+  assert.deepEqual(classifyErrorDefault(new FlowkitError(ErrorCode.StoreUnavailable, 'down', { retryable: true })), { reasonCode: 'store_unavailable', permanent: false })
+  assert.deepEqual(classifyErrorDefault(new FlowkitError(ErrorCode.Config, 'bad')), { reasonCode: 'config_invalid', permanent: true })
+})
+
 test('errors: the older positional forms still work (FlowkitError code first, PermanentError message first)', () => {
   const cause = new Error('root')
   const f = new FlowkitError(ErrorCode.Timeout, 'took too long', { retryable: true, cause })

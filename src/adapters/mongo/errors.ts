@@ -45,6 +45,22 @@ export function isDuplicateKeyError(err: unknown): boolean {
   return false
 }
 
+/**
+ * A bulk operation (insertMany, bulkWrite) that met a driver-side failure (a lost or timed-out
+ * connection) throws it wrapped in a MongoBulkWriteError: no write errors, no server code, the
+ * driver error's own fields copied onto it (a network error's `beforeHandshake`) but neither its
+ * class, its labels nor its cause. Such a wrapper is judged by those fields and its message.
+ */
+function wrapsNetworkError(err: unknown): boolean {
+  if (!(err instanceof MongoBulkWriteError) || codeOf(err) !== undefined) return false
+  const errors = err.writeErrors
+  if (Array.isArray(errors) ? errors.length > 0 : errors !== undefined && errors !== null) return false
+  return typeof (err as { beforeHandshake?: unknown }).beforeHandshake === 'boolean' || NETWORK_MESSAGE.test(err.message)
+}
+
+/** The driver's messages for a connection lost or timed out (`connection 7 to 127.0.0.1:27017 closed`). */
+const NETWORK_MESSAGE = /\bconnection \d+ to \S+ (?:closed|timed out)\b/i
+
 function isTimeout(err: unknown): boolean {
   if (err instanceof MongoOperationTimeoutError || err instanceof MongoNetworkTimeoutError) return true
   const code = codeOf(err)
@@ -57,7 +73,8 @@ function isUnavailable(err: unknown): boolean {
     err instanceof MongoNetworkError ||
     err instanceof MongoNotConnectedError ||
     err instanceof MongoServerClosedError ||
-    err instanceof MongoTopologyClosedError
+    err instanceof MongoTopologyClosedError ||
+    wrapsNetworkError(err)
   ) {
     return true
   }
@@ -76,7 +93,7 @@ function socketFailure(err: unknown): boolean {
     const c = (e as { code?: unknown }).code
     if (typeof c === 'string' && SOCKET_CODES.has(c)) return true
     const m = (e as { message?: unknown }).message
-    if (typeof m === 'string' && /\b(ECONNREFUSED|ECONNRESET|EPIPE|connection (?:closed|reset|refused)|socket hang up)\b/i.test(m)) return true
+    if (typeof m === 'string' && (/\b(ECONNREFUSED|ECONNRESET|EPIPE|connection (?:closed|reset|refused)|socket hang up)\b/i.test(m) || NETWORK_MESSAGE.test(m))) return true
     e = (e as { cause?: unknown }).cause
   }
   return false
