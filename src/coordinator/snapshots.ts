@@ -2,7 +2,10 @@
  * Background snapshot writer (compaction). A task's document in the store is rewritten from a
  * state that is already durable in the journal (taken at flush time, at that entry's version), off
  * the event path: only while the coordinator is idle (no flush for `idleMs`) or when the backlog
- * passes `maxBacklog`, terminal tasks first, a few at a time, the newest state per task only.
+ * passes `maxBacklog`, terminal tasks first, a few at a time, the newest state per task only. A
+ * terminal snapshot waits for idleness `terminalWaitMs` at most: past it, it is written while the
+ * coordinator works too, one at a time (a coordinator that is never idle still ends its tasks in the
+ * store — what retention, a dashboard's list and the coordinator's memory go by).
  * Snapshots are not needed for correctness (readers and recovery apply the journal after the
  * snapshot); on a server where an update costs far more than an insert — and, on the test
  * server, grows with the collection — this keeps updates away from the work in progress.
@@ -26,12 +29,14 @@ export class SnapshotWriter {
   readonly #log: Logger
   readonly #written: (taskId: string, v: number) => void
   readonly #pending = new Map<string, VersionedTask>()
-  /** Ids in `#pending` whose state is terminal (written first). */
-  readonly #terminal = new Set<string>()
+  /** Ids in `#pending` whose state is terminal (written first), with when each was first offered, oldest first. */
+  readonly #terminal = new Map<string, number>()
   /** Ids in `#pending` to write without waiting for idleness (before the terminal ones). */
   readonly #urgent = new Set<string>()
   /** Urgent writes in flight while the coordinator works (at most one). */
   #urgentActive = 0
+  /** Terminal snapshots past `terminalWaitMs` being written while the coordinator works (at most one). */
+  #agedActive = 0
   /**
    * Batch-metrics rows: the store's read model, and the batch ledger of a snapshot that leaves it
    * out (`batches_in_rows`). Written in order, one store call at a time: `#rowsDone` of the
@@ -55,17 +60,19 @@ export class SnapshotWriter {
   /** Bumped when a stop gives up: a write of an earlier round retries no more. */
   #round = 0
   readonly #idleMs: number
+  readonly #terminalWaitMs: number
   readonly #maxBacklog: number
   readonly #working: () => boolean
   writes = 0
 
-  constructor(store: Store, clock: Clock, log: Logger, written: (taskId: string, v: number) => void, options: { concurrency?: number; idleMs?: number; maxBacklog?: number; working?: () => boolean } = {}) {
+  constructor(store: Store, clock: Clock, log: Logger, written: (taskId: string, v: number) => void, options: { concurrency?: number; idleMs?: number; terminalWaitMs?: number; maxBacklog?: number; working?: () => boolean } = {}) {
     this.#store = store
     this.#clock = clock
     this.#log = log
     this.#written = written
     this.#concurrency = options.concurrency ?? 2
     this.#idleMs = options.idleMs ?? 100
+    this.#terminalWaitMs = options.terminalWaitMs ?? 1000
     this.#maxBacklog = options.maxBacklog ?? 5000
     this.#working = options.working ?? (() => false)
   }
@@ -152,7 +159,7 @@ export class SnapshotWriter {
       this.#marks.set(doc.id, this.#rowsOffered)
     } else this.#marks.delete(doc.id)
     this.#pending.set(doc.id, doc)
-    if (TERMINAL.has(doc.status)) this.#terminal.add(doc.id)
+    if (TERMINAL.has(doc.status) && !this.#terminal.has(doc.id)) this.#terminal.set(doc.id, performance.now())
     this.#pump()
   }
 
@@ -171,11 +178,20 @@ export class SnapshotWriter {
     return null
   }
 
+  /** The oldest terminal snapshot ready to write that has waited `terminalWaitMs`, if any. */
+  #pickAged(now: number): VersionedTask | null {
+    for (const [id, at] of this.#terminal) {
+      if (now - at < this.#terminalWaitMs) return null
+      if (this.#ready(id)) return this.#pending.get(id) as VersionedTask
+    }
+    return null
+  }
+
   /** The next snapshot to write: an urgent one, then a terminal one (only ids not ready are skipped). */
   #pick(): VersionedTask | null {
     const urgent = this.#pickUrgent()
     if (urgent !== null) return urgent
-    for (const id of this.#terminal) if (this.#ready(id)) return this.#pending.get(id) as VersionedTask
+    for (const id of this.#terminal.keys()) if (this.#ready(id)) return this.#pending.get(id) as VersionedTask
     for (const [id, doc] of this.#pending) if (this.#ready(id)) return doc
     return null
   }
@@ -191,6 +207,15 @@ export class SnapshotWriter {
         if (doc !== null) {
           this.#urgentActive++
           this.#start(doc, () => this.#urgentActive--)
+        }
+      }
+      // A terminal snapshot that has waited long enough goes now (the timer below looks again
+      // every `idleMs` while the coordinator works).
+      if (this.#agedActive === 0 && this.#terminal.size > 0) {
+        const doc = this.#pickAged(performance.now())
+        if (doc !== null) {
+          this.#agedActive++
+          this.#start(doc, () => this.#agedActive--)
         }
       }
       if (this.#timer === null) {
