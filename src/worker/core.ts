@@ -42,7 +42,10 @@ export interface ActiveRun {
 export interface WorkerCore {
   readonly config: WorkerConfig
   readonly workerId: string
-  /** This process's instance of the worker id (a restart with the same id is another instance). */
+  /**
+   * This process's instance of the worker id (a restart with the same id is another, newer
+   * instance): `<start stamp>-<random>`, ordered by start (instance.ts).
+   */
   readonly instanceId: string
   /**
    * Attempts (task:node:epoch) the previous process with this worker id held when it died: a

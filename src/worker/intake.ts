@@ -13,6 +13,7 @@ import { invalidIds, isObj, type WorkerCore } from './core.ts'
 import type { RunInfo } from './handler.ts'
 import type { RunManager } from './runs.ts'
 import { ClaimBatcher } from './claims.ts'
+import { heldByOlderInstance } from './instance.ts'
 import { Slots } from './slots.ts'
 import { emitStatus } from './status.ts'
 import { WORKER_STOPPING_REASON } from '../protocol/messages.ts'
@@ -255,8 +256,9 @@ export class CommandIntake {
         return
       }
       // The previous process with this worker id held this attempt when it died (its saved run
-      // state says so, or, when it died before saving it, the attempt's claim): it may have done
-      // part or all of the work. Never run it again at this epoch: hand it back.
+      // state says so, or, when it died before saving it, the attempt's claim by an older
+      // instance): it may have done part or all of the work. Never run it again at this epoch:
+      // hand it back. A newer instance's claim is a live successor's: held elsewhere.
       const restored = core.restored.delete(seenKey)
       if (restored || !(await this.#claim(env))) {
         if (!restored && !(await this.#heldByPredecessor(env))) {
@@ -305,16 +307,16 @@ export class CommandIntake {
   }
 
   /**
-   * Whether the claim another process holds on this attempt is a previous process of this worker
-   * id (`workerId#instance`, the instance not ours): one that died between its claim and saving
-   * its run state. A store that cannot say leaves it held elsewhere (the coordinator resends).
+   * Whether the claim another process holds on this attempt is an older process of this worker
+   * id (`workerId#instance`, the instance started before ours): one that died between its claim
+   * and saving its run state. A claim of a newer instance is a live successor's (this process was
+   * paused and resumed after a restart with its id): held elsewhere, as is any claim a store
+   * cannot name (the coordinator resends).
    */
   async #heldByPredecessor(env: Envelope): Promise<boolean> {
     const core = this.#core
     const holder = await core.store.attemptHolder(env.task_id, env.node_id, env.attempt_epoch).catch(() => null)
-    if (holder === null) return false
-    const cut = holder.lastIndexOf('#')
-    return cut > 0 && holder.slice(0, cut) === core.workerId && holder.slice(cut + 1) !== core.instanceId
+    return holder !== null && heldByOlderInstance(holder, core.workerId, core.instanceId)
   }
 
   #remember(key: string): void {

@@ -34,6 +34,7 @@ import { onQuery, onSignal } from './discovery.ts'
 import type { RoleHandler, RunInfo } from './handler.ts'
 import { CommandIntake } from './intake.ts'
 import { HeartbeatTicker } from './heartbeats.ts'
+import { newInstanceId } from './instance.ts'
 import { RunManager } from './runs.ts'
 import { WorkerStateSaver, workerStateOf } from './state.ts'
 import { StatusEmitter } from './status-emitter.ts'
@@ -101,7 +102,7 @@ export class Worker {
     const core: WorkerCore = {
       config: this.config,
       workerId: this.workerId,
-      instanceId: randomUUID(),
+      instanceId: newInstanceId(clock.now()),
       restored: new Set(),
       bus: options.bus,
       store,

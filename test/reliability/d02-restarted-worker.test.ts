@@ -7,7 +7,9 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { MemoryLogger, TestClock, protocol, type RoleHandler } from 'flowkit'
+import { MemoryLogger, TestClock, Worker, protocol, type RoleHandler } from 'flowkit'
+import { withBusFaults } from '../helpers/bus-faults.ts'
+import { gate } from '../helpers/gate.ts'
 import { startRuntime } from '../helpers/runtime.ts'
 import { waitFor } from '../helpers/wait.ts'
 
@@ -110,6 +112,63 @@ test('an attempt a worker claimed and then died before accepting is handed back 
     assert.equal(timeouts.length, 2)
     assert.ok(timeouts.every((r) => r.fields?.['claimed'] === true))
   } finally {
+    await rt.stop()
+  }
+})
+
+test("a paused worker process that resumes after a restart with its worker id does not hand back the live newer instance's attempt: that claim is held elsewhere", async () => {
+  const log = new MemoryLogger()
+  const oldLog = new MemoryLogger()
+  const paused = gate()
+  const finish = gate()
+  const newRuns: string[] = []
+  const oldRuns: string[] = []
+  const rt = await startRuntime({ logger: log, coordinator: { acceptTimeoutSec: 600 } })
+  let old: Worker | null = null
+  try {
+    // The old process starts first (the older instance), then is paused (SIGSTOP): whatever its
+    // subscriptions fetch waits until it resumes. Its own command group, so that the START reaches
+    // it as well as the new process (as a partition it still held when paused would).
+    old = new Worker({
+      bus: withBusFaults(rt.bus, { beforeHandle: () => paused.wait() }),
+      store: rt.store,
+      logger: oldLog,
+      handlers: { job: recording(oldRuns) },
+      config: { ...rt.workerBase, groupPrefix: `${rt.workerBase.groupPrefix ?? ''}paused.`, workerId: 'w-same' },
+    })
+    await old.start()
+    // A new process with the same worker id (a newer instance) starts and claims epoch 1.
+    const slow: RoleHandler = {
+      async processBatch(_b, ctx) {
+        newRuns.push(`${ctx.taskId}@${ctx.attemptEpoch}`)
+        await finish.wait()
+        return { metrics: { n: 1 } }
+      },
+    }
+    await rt.addWorker({ job: slow }, { workerId: 'w-same' })
+    await rt.coordinator.createTask({ id: 'live', graph: { nodes: [{ node_id: 'a', type: 'job', retry_policy: { max: 1 } }] } })
+    await waitFor(() => newRuns.length === 1, { message: 'the new instance runs epoch 1' })
+    // The old process resumes (SIGCONT) and gets the START of epoch 1, claimed by the newer instance.
+    paused.open()
+    const decided = (r: { event: string; fields?: Record<string, unknown> }): boolean =>
+      (r.event === 'worker.attempt_held_elsewhere' || r.event === 'worker.restored_run_handed_back') && r.fields?.['task_id'] === 'live'
+    await waitFor(() => oldLog.records.some(decided), { message: 'the old process looked at the START' })
+    finish.open()
+    const t = await rt.coordinator.waitForTask('live', { timeoutMs: 20_000 })
+    assert.equal(t.status, 'finished', JSON.stringify(t.nodes[0]?.last_error))
+    assert.deepEqual(
+      oldLog.records.filter(decided).map((r) => r.event),
+      ['worker.attempt_held_elsewhere'],
+      "the old process drops the START: a newer instance's claim is not its dead predecessor's",
+    )
+    assert.equal(t.nodes[0]?.attempt_epoch, 1, "the live successor's attempt was not handed back")
+    assert.deepEqual(newRuns, ['live@1'])
+    assert.deepEqual(oldRuns, [])
+    assert.ok(!log.records.some((r) => r.event === 'node.handed_back'))
+  } finally {
+    paused.open()
+    finish.open()
+    await old?.stop()
     await rt.stop()
   }
 })

@@ -1,0 +1,47 @@
+/**
+ * Process instances of a worker id. A claim is held by `workerId#instance`; a worker restarted
+ * with the same id is another instance, and it hands back the attempts an *older* instance (its
+ * dead predecessor) claimed. An instance id starts with the time its process started, so two
+ * instances are ordered: `<start ms, base 36, 9 digits>-<random>`. A paused process that resumes
+ * (SIGSTOP, a frozen VM) while a newer instance of its id runs is the older one: a claim of the
+ * newer instance is held elsewhere for it, never handed back (that handed back live runs).
+ */
+import { randomUUID } from 'node:crypto'
+
+/** Digits of the start stamp: base-36 milliseconds fit 9 digits until the year 5188. */
+const STAMP_DIGITS = 9
+const STAMPED = /^([0-9a-z]{9})-./
+
+/** The last stamp given in this process: instances made in one millisecond are still ordered. */
+let lastStamp = 0
+
+/** A new instance id for a process (or Worker) started at `nowMs`. */
+export function newInstanceId(nowMs: number): string {
+  lastStamp = Math.max(Math.floor(Number.isFinite(nowMs) ? Math.max(0, nowMs) : 0), lastStamp + 1)
+  return `${lastStamp.toString(36).padStart(STAMP_DIGITS, '0')}-${randomUUID()}`
+}
+
+/** The start stamp of an instance id; null for one without (a bare UUID, an earlier flowkit's). */
+export function instanceStamp(instanceId: string): number | null {
+  const m = STAMPED.exec(instanceId)
+  return m === null ? null : Number.parseInt(m[1] as string, 36)
+}
+
+/**
+ * Whether a claim holder (`workerId#instance`) is an older instance of this worker id than
+ * `ownInstance`: a predecessor, whose attempts are handed back. Not when it is this instance, a
+ * newer one, one started in the same millisecond (not known to be older: held elsewhere, the safe
+ * side — the coordinator's accept timeout hands the attempt back if its holder is gone), or another
+ * worker id. An instance without a stamp is older: only a process of an earlier flowkit version
+ * writes one, and such a process ran before this one (an upgrade restarts the worker).
+ */
+export function heldByOlderInstance(holder: string, workerId: string, ownInstance: string): boolean {
+  const cut = holder.lastIndexOf('#')
+  if (cut <= 0 || holder.slice(0, cut) !== workerId) return false
+  const theirs = holder.slice(cut + 1)
+  if (theirs === ownInstance) return false
+  const mine = instanceStamp(ownInstance)
+  const stamp = instanceStamp(theirs)
+  if (stamp === null) return mine !== null
+  return mine !== null && stamp < mine
+}
