@@ -10,6 +10,7 @@ import type { RetryPolicy } from '../graph/types.ts'
 import type { Logger } from '../log.ts'
 import type { NodeState } from '../model/state.ts'
 import type { Clock } from '../ports/clock.ts'
+import type { ArtifactDoc } from '../ports/store.ts'
 import { handOver } from '../ports/store-rules.ts'
 import { cancelPending } from './cancel-request.ts'
 import { taskResult } from './output.ts'
@@ -18,6 +19,7 @@ import { cancellingLeaseLost, dueAt, lostEvent, timeoutAt } from './node-due.ts'
 import { type AcceptDeps, acceptDue } from './accept.ts'
 import { type Limits, acceptedHolder } from './limits.ts'
 import { heldUpstream, waitingConsumers } from './yield.ts'
+import { recoveredComplete } from './recovered.ts'
 import type { PendingCommand, TaskRuntime } from './runtime.ts'
 import type { TimerEntry, TimerHeap } from './timers.ts'
 import { type Effect, type NodeEvent, isTerminal, transition } from './transitions.ts'
@@ -28,11 +30,11 @@ export interface EngineHooks {
   /** The task reached a terminal status (in memory; durable after the next flush). */
   terminal(rt: TaskRuntime): void
   /**
-   * A running node's lease ran out, or its holder went silent: before it is declared lost, what
-   * is queued for it is applied (see expiry.ts). 'complete': its complete artifact of this attempt
-   * exists; 'check': look again. Without this hook the expiry applies at once.
+   * A running node's lease ran out or its holder went silent: before it is declared lost, what is
+   * queued for it is applied (expiry.ts). `complete`: its complete artifact of this attempt (the
+   * node finishes from it); 'check': look again. Without this hook the expiry applies at once.
    */
-  judge?(rt: TaskRuntime, ord: number, epoch: number): Promise<'complete' | 'check'>
+  judge?(rt: TaskRuntime, ord: number, epoch: number): Promise<'check' | { complete: ArtifactDoc }>
   /** A node's first TASK_START of an attempt was decided (e.g. to check a worker serves its type). */
   started?(rt: TaskRuntime, ord: number, epoch: number): void
   /** Whether accepted runs of this type hold every slot its live workers announced. */
@@ -254,9 +256,7 @@ export class Engine {
       const rt = this.tasks.get(w.taskId)
       if (rt === undefined || rt.status !== 'running') continue
       const node = rt.node(w.ord)
-      const startable =
-        (node.status === 'queued' && rt.readiness(w.ord).kind === 'start') ||
-        (node.status === 'deferred' && (node.next_retry_at_ms ?? 0) <= this.#clock.now())
+      const startable = node.status === 'queued' ? rt.readiness(w.ord).kind === 'start' : node.status === 'deferred' && (node.next_retry_at_ms ?? 0) <= this.#clock.now()
       if (startable) this.tryDispatch(rt, w.ord)
     }
   }
@@ -275,9 +275,8 @@ export class Engine {
   }
 
   /**
-   * Cancels what is left of a task: queued/deferred nodes become cancelled, running ones
-   * `cancelling` (a TASK_CANCEL command and a CANCEL signal go to their worker). The task ends
-   * `cancelled` (or `failed` when `outcome` is failed) once every node is terminal.
+   * Cancels what is left of a task: queued/deferred nodes become cancelled, running ones `cancelling`
+   * (TASK_CANCEL + a CANCEL signal to their worker); the task ends `outcome` once every node is terminal.
    */
   cancel(rt: TaskRuntime, reasonIn: string, outcomeIn: 'cancelled' | 'failed'): void {
     if (rt.terminal) return
@@ -362,7 +361,7 @@ export class Engine {
       if (judge === undefined) this.apply(rt, ord, lost)
       else {
         this.#check(rt, ord, judge(rt, ord, n.attempt_epoch), 'check', (verdict) => {
-          const still = verdict === 'complete' ? { kind: 'recovered_complete' as const } : lostEvent(this.#config, rt.node(ord), this.#clock.now())
+          const still = verdict !== 'check' ? recoveredComplete(rt, ord, verdict.complete) : lostEvent(this.#config, rt.node(ord), this.#clock.now())
           if (still !== null) this.apply(rt, ord, still)
         })
       }

@@ -18,7 +18,7 @@ import type { CoordinatorConfig } from '../config.ts'
 import { errorMessage } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { Subscription } from '../ports/bus.ts'
-import type { Store } from '../ports/store.ts'
+import type { ArtifactDoc, Store } from '../ports/store.ts'
 import { COORDINATOR_FN_TYPE } from '../graph/types.ts'
 import { recovered } from './recovery.ts'
 import { waitUntil } from '../util/wait-until.ts'
@@ -75,7 +75,7 @@ export function drainCapMs(config: CoordinatorConfig): number {
   return Math.max(5_000, config.leaseTtlSec * 1000)
 }
 
-export function leaseJudge(d: JudgeDeps): (rt: TaskRuntime, ord: number, epoch: number) => Promise<'complete' | 'check'> {
+export function leaseJudge(d: JudgeDeps): (rt: TaskRuntime, ord: number, epoch: number) => Promise<'check' | { complete: ArtifactDoc }> {
   return async (rt, ord, epoch) => {
     const spec = rt.spec(ord)
     await drain(d, rt, spec.type, spec.node_id)
@@ -91,7 +91,7 @@ export function leaseJudge(d: JudgeDeps): (rt: TaskRuntime, ord: number, epoch: 
           if (moved()) return 'check'
           await drain(d, rt, spec.type, spec.node_id)
         }
-        return 'complete'
+        return { complete: art }
       }
     } catch (err) {
       d.log.warn('coordinator.artifact_read_failed', { task_id: rt.id, node_id: spec.node_id, error: errorMessage(err) })

@@ -14,10 +14,11 @@ import type { VersionedTask } from '../model/journal.ts'
 import type { TaskDoc } from '../model/state.ts'
 import type { Subscription } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
-import type { Store } from '../ports/store.ts'
+import type { ArtifactDoc, Store } from '../ports/store.ts'
 import { type CancelDeps, applyLater, cancelPending } from './cancel-request.ts'
 import { waitUntil } from '../util/wait-until.ts'
 import type { Discovery } from './discovery.ts'
+import { recoveredComplete } from './recovered.ts'
 import type { Engine } from './engine.ts'
 import type { FnRunner } from './fn-runner.ts'
 import { type Limits, acceptedHolder } from './limits.ts'
@@ -152,7 +153,7 @@ export async function finishRecovery(loaded: readonly TaskRuntime[], d: Recovery
   }
   // Complete by their artifact, still running: finished, after waiting for their reports when
   // other coordinators may hold some (what a cancel waits for: it must not overtake them).
-  const complete: Array<{ rt: TaskRuntime; ord: number; epoch: number }> = []
+  const complete: Array<{ rt: TaskRuntime; ord: number; epoch: number; artifact: ArtifactDoc }> = []
   let waitMs = 0
   for (const rt of loaded) {
     if (d.engine.tasks.get(rt.id) !== rt) continue
@@ -162,7 +163,7 @@ export async function finishRecovery(loaded: readonly TaskRuntime[], d: Recovery
       try {
         const art = await d.store.getArtifact(rt.id, n.node_id, null)
         if (art?.status === 'complete' && art.attempt_epoch >= n.attempt_epoch && rt.node(ord).attempt_epoch === n.attempt_epoch) {
-          complete.push({ rt, ord, epoch: n.attempt_epoch })
+          complete.push({ rt, ord, epoch: n.attempt_epoch, artifact: art })
           waitMs = Math.max(waitMs, d.handoverWaitMs?.(rt.spec(ord).type) ?? 0)
         }
       } catch (err) {
@@ -176,7 +177,7 @@ export async function finishRecovery(loaded: readonly TaskRuntime[], d: Recovery
     await waitUntil(() => abort.signal.aborted || !complete.some(open), waitMs)
     if (abort.signal.aborted) return
   }
-  for (const c of complete) if (open(c)) d.engine.apply(c.rt, c.ord, { kind: 'recovered_complete' })
+  for (const c of complete) if (open(c)) d.engine.apply(c.rt, c.ord, recoveredComplete(c.rt, c.ord, c.artifact))
   // Over unless another recovery (a task adopted since) extended it.
   if (d.engine.graceEnd <= d.clock.now()) d.engine.graceEnd = 0
   for (const rt of loaded) {

@@ -28,7 +28,12 @@ export type NodeEvent =
   | { kind: 'yield'; upstream: string }
   | { kind: 'cancel'; reason: string }
   | { kind: 'cancel_deadline' }
-  | { kind: 'recovered_complete' }
+  /**
+   * Finished from its complete artifact (its reports lost): `final` the finalize metrics the
+   * artifact carries (null: none, an artifact of a Python worker or an earlier flowkit), `prev` the
+   * `__final__` metrics already counted for the node.
+   */
+  | { kind: 'recovered_complete'; final: Record<string, unknown> | null; prev: Record<string, unknown> | null }
   | { kind: 'adopt'; workerId: string; leaseId: string; deadline: number; expiresAt: number }
   | { kind: 'fn_done'; stats: Record<string, unknown> }
   | { kind: 'fn_failed'; reasonCode: string; error: string; permanent: boolean }

@@ -43,7 +43,7 @@
  * | cancel              | running                  | cancelling (deadline)  | cancel (cmd + signal), cancel_timer    |
  * | cancel_deadline     | cancelling               | cancelled              | terminal                               |
  * | lease_expired       | cancelling (held lease)  | as at the cancel deadline (the holder is gone)                  |
- * | recovered_complete  | running                  | finished               | terminal                               |
+ * | recovered_complete  | running                  | finished (+ finalize metrics the artifact carries) | metrics_row, terminal |
  * | adopt               | running                  | running, lease of the live run |                                |
  * | fn_done             | running                  | finished, stats merged | terminal                               |
  * | fn_done             | cancelling               | cancelled              | terminal                               |
@@ -51,6 +51,7 @@
  * | stats_patch         | any                      | same, stats merged     |                                        |
  */
 import type { NodeState } from '../model/state.ts'
+import { FINAL_UID } from '../protocol/messages.ts'
 import { cancelled, failure, handBack, sumDelta, timeoutError } from './transition-outcomes.ts'
 import { type Effect, type NodeEvent, type TransitionContext, type TransitionResult, WORKER_STOPPING, isTerminal, logEffect as log } from './transition-types.ts'
 
@@ -311,8 +312,16 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
     case 'recovered_complete':
       if (s !== 'running') return null
       return {
-        node: { ...node, status: 'finished', has_output: true, finished_at_ms: now, last_event_at_ms: now, done_pending: null },
-        effects: [log('info', 'node.recovered_complete'), { kind: 'terminal' }],
+        node: {
+          ...node,
+          status: 'finished',
+          ...(ev.final === null ? {} : { stats: sumDelta(node.stats, ev.final, ev.prev) }),
+          has_output: true,
+          finished_at_ms: now,
+          last_event_at_ms: now,
+          done_pending: null,
+        },
+        effects: [...(ev.final === null ? [] : [{ kind: 'metrics_row' as const, uid: FINAL_UID, metrics: ev.final }]), log('info', 'node.recovered_complete'), { kind: 'terminal' }],
       }
     case 'fn_done':
       if (s === 'cancelling') return cancelled(node, 'finished while cancelling', ctx)

@@ -35,6 +35,12 @@ export interface ArtifactDoc {
   meta: Record<string, unknown>
   attempt_epoch: number
   worker_id: string | null
+  /**
+   * On a complete artifact a flowkit worker wrote: its run's finalize metrics (TASK_DONE's, the
+   * `__final__` batch), so that a coordinator that finishes the node from this artifact — its
+   * TASK_DONE lost with the worker — counts them too. Absent otherwise (and on a Python worker's).
+   */
+  final_metrics?: Record<string, unknown>
   created_at: number
   updated_at: number
 }
@@ -47,6 +53,8 @@ export interface ArtifactWrite {
   meta: Record<string, unknown>
   attempt_epoch: number
   worker_id: string | null
+  /** A complete artifact's finalize metrics (ArtifactDoc.final_metrics). */
+  final_metrics?: Record<string, unknown>
 }
 
 export interface ArtifactQuery {

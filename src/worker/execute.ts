@@ -18,6 +18,7 @@ import { type SpawnOptions, spawnInGroup } from './subprocess.ts'
 import { observeRun } from '../observability/worker.ts'
 import { ArtifactBatcher } from './artifacts.ts'
 import { deepFreeze, handOver } from '../ports/store-rules.ts'
+import type { ArtifactWrite } from '../ports/store.ts'
 import type { BusRecord } from '../ports/bus.ts'
 
 /** Largest checkpoint a handler may save (JSON bytes). */
@@ -138,15 +139,20 @@ export async function executeRun(
       throw new CancelledRunError(`${what} refused: attempt ${info.attemptEpoch} of ${info.nodeId} was ${run.released ? 'ended' : 'cancelled'}`)
     }
   }
+  // The finalize metrics, once finalize returned: the complete artifact carries them (a coordinator
+  // that finishes the node from it, its TASK_DONE lost, counts them), and the meta it was written with.
+  let finalMetrics: Record<string, unknown> | undefined
+  let completeMeta: Record<string, unknown> = {}
   // An artifact of the run (batch_uid null: the complete one), its meta checked by the caller.
   const store = async (batchUid: string | null, meta: Record<string, unknown>): Promise<void> => {
     writable(batchUid === null ? 'complete artifact' : `partial artifact ${batchUid}`)
-    await ArtifactBatcher.of(core.store).write(
-      { task_id: info.taskId, node_id: info.nodeId, batch_uid: batchUid, status: batchUid === null ? 'complete' : 'partial', meta, attempt_epoch: info.attemptEpoch, worker_id: core.workerId },
-      core.clock.now(),
-    )
-    if (batchUid === null) completeWritten = true
-    else written.add(batchUid)
+    const artifact: ArtifactWrite = { task_id: info.taskId, node_id: info.nodeId, batch_uid: batchUid, status: batchUid === null ? 'complete' : 'partial', meta, attempt_epoch: info.attemptEpoch, worker_id: core.workerId }
+    if (batchUid === null && finalMetrics !== undefined) artifact.final_metrics = finalMetrics
+    await ArtifactBatcher.of(core.store).write(artifact, core.clock.now())
+    if (batchUid === null) {
+      completeWritten = true
+      completeMeta = meta
+    } else written.add(batchUid)
   }
   const writer: ArtifactsWriter = {
     writePartial: async (batchUid, meta) => {
@@ -302,8 +308,11 @@ export async function executeRun(
       { kind: 'TASK_DONE' },
     )
     checkBusRecord('TASK_DONE (the finalize metrics and artifacts_ref)', doneRecord, core.config.maxMessageBytes)
-    const completeMeta = completeAsked ?? fin.meta
-    if (!completeWritten) await (completeMeta === undefined ? store(null, handOver({ batches: run.batches })) : writer.markComplete(completeMeta))
+    finalMetrics = fin.metrics ?? {}
+    const askedMeta = completeAsked ?? fin.meta
+    if (!completeWritten) await (askedMeta === undefined ? store(null, handOver({ batches: run.batches })) : writer.markComplete(askedMeta))
+    // finalize wrote it itself (markComplete), before its metrics were known: written again with them.
+    else if (Object.keys(finalMetrics).length > 0) await store(null, completeMeta)
     await core.status.send(doneRecord)
     core.log.info('node.done', { ...ids, batches: run.batches })
   } catch (err) {

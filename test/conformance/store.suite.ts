@@ -744,6 +744,22 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
           assert.equal((await store.getArtifact(task, 'extract', 'b1'))?.status, 'partial')
         }))
 
+      it('a complete artifact keeps the finalize metrics it was written with (insert, update, bulk); a rewrite without them drops them', () =>
+        withStore(async (store) => {
+          const task = uid('t')
+          const final = { total_rows: 3, 'odd.key': 1, $dollar: { nested: [1, 'x'] } }
+          await store.upsertArtifacts([artifact({ task_id: task, batch_uid: null, status: 'complete', final_metrics: final })], T0)
+          assert.deepEqual((await store.getArtifact(task, 'extract', null))?.final_metrics, final)
+          assert.equal((await store.getArtifact(task, 'extract', 'b1'))?.final_metrics, undefined)
+          await store.upsertArtifact(artifact({ task_id: task, batch_uid: null, status: 'complete', attempt_epoch: 2, final_metrics: { total_rows: 4 } }), T0 + 1)
+          assert.deepEqual((await store.getArtifact(task, 'extract', null))?.final_metrics, { total_rows: 4 })
+          await store.upsertArtifacts([artifact({ task_id: task, batch_uid: null, status: 'complete', attempt_epoch: 3 })], T0 + 2)
+          const got = await store.getArtifact(task, 'extract', null)
+          assert.equal(got?.attempt_epoch, 3)
+          assert.equal(got?.final_metrics, undefined, 'a later attempt\'s artifact without finalize metrics does not carry the earlier ones')
+          assert.deepEqual((await store.listArtifacts(task, { status: 'complete' }))[0]?.final_metrics, undefined)
+        }))
+
       it('an update with an equal or higher epoch replaces it, keeping created_at', () =>
         withStore(async (store) => {
           const task = uid('t')

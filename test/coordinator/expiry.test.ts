@@ -42,14 +42,14 @@ function setUp(waitMs: number, stopped: () => boolean = () => false) {
 
 test('a coordinator that holds every status partition finishes a node from its complete artifact at once', async () => {
   const { rt, ord, drains, judge } = setUp(0)
-  assert.equal(await judge(rt, ord, 1), 'complete')
+  assert.deepEqual(await judge(rt, ord, 1), { complete: { status: 'complete', attempt_epoch: 1 } })
   assert.equal(drains.count, 1, 'its own status backlog is drained first')
 })
 
 test('with status partitions held by other coordinators, the judge waits for the hand-over before finishing a node from its artifact', async () => {
   const { rt, ord, drains, judge } = setUp(400)
   const t0 = Date.now()
-  assert.equal(await judge(rt, ord, 1), 'complete')
+  assert.deepEqual(await judge(rt, ord, 1), { complete: { status: 'complete', attempt_epoch: 1 } })
   assert.ok(Date.now() - t0 >= 400, `finished after ${Date.now() - t0} ms, before the hand-over could happen`)
   assert.equal(drains.count, 2, 'the backlog is drained again after the wait')
 })

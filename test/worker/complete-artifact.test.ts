@@ -10,6 +10,7 @@ import { sourceHandler, startRuntime } from '../helpers/runtime.ts'
 import { storeWithArtifactHook } from '../helpers/artifact-hook.ts'
 import { gate } from '../helpers/gate.ts'
 import { waitFor } from '../helpers/wait.ts'
+import { overrideStore } from '../helpers/store-proxy.ts'
 
 const storeWith = storeWithArtifactHook
 
@@ -144,6 +145,75 @@ test('the last partial artifact cannot be written: the run fails and no complete
     const seen = kindsOf(bus, rt.statusTopic('src'))
     assert.ok(!seen.includes('TASK_DONE') && !seen.includes('BATCH_OK'), seen.join(', '))
     assert.deepEqual(await store.listArtifacts(id), [])
+  } finally {
+    await rt.stop()
+  }
+})
+
+/** Three batches of `rows: 1`; finalize returns `total_rows: 3` (after marking the node complete itself when `markInFinalize`). */
+function withFinalize(markInFinalize = false): RoleHandler {
+  return {
+    *iterBatches() {
+      for (let i = 0; i < 3; i++) yield { batch_uid: `b${i}`, payload: {} }
+    },
+    async processBatch() {
+      return { metrics: { rows: 1 } }
+    },
+    async finalize(ctx) {
+      if (markInFinalize) await ctx.artifacts.markComplete({ kind: 'own' })
+      return { metrics: { total_rows: 3 } }
+    },
+  }
+}
+
+test('a worker that dies between its complete artifact and TASK_DONE: the node finished from the artifact keeps its finalize metrics', async () => {
+  const store = new MemoryStore()
+  let killed = false
+  const rt = await startRuntime({
+    bus: new MemoryBus(),
+    store,
+    coordinator: { leaseTtlSec: 2 },
+    worker: { leaseTtlSec: 2, hbIntervalSec: 1 },
+    workerStore: (s) =>
+      overrideStore(s, {
+        // The process dies once its complete artifact is durable: TASK_DONE is never sent.
+        upsertArtifacts: (f) => async (...a: unknown[]) => {
+          const out = await f(...a)
+          if (!killed && (a[0] as ArtifactWrite[]).some((x) => x.batch_uid === null)) {
+            killed = true
+            await rt.workers[0]?.kill()
+          }
+          return out
+        },
+      }),
+  })
+  try {
+    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'load' }] } })
+    await rt.addWorker({ load: withFinalize() })
+    const view = await rt.coordinator.waitForTask(id, { timeoutMs: 30_000 })
+    assert.ok(killed, 'the worker died after its complete artifact')
+    assert.equal(view.status, 'finished')
+    assert.equal(view.nodes[0]?.attempt_epoch, 1, 'finished from the artifact, not run again')
+    assert.deepEqual(view.nodes[0]?.stats, { rows: 3, total_rows: 3 })
+    assert.deepEqual((await store.getArtifact(id, 'n', null))?.final_metrics, { total_rows: 3 })
+    // The batch-metrics rows (the store's read model) are written in the background.
+    await waitFor(async () => (await store.listBatchMetrics(id, 'n')).some((r) => r.batch_uid === '__final__'), { message: 'the __final__ row' })
+    assert.deepEqual((await store.listBatchMetrics(id, 'n')).find((r) => r.batch_uid === '__final__')?.metrics, { total_rows: 3 })
+  } finally {
+    await rt.stop()
+  }
+})
+
+test('a complete artifact that finalize wrote itself (markComplete) is written again with the finalize metrics', async () => {
+  const store = new MemoryStore()
+  const rt = await startRuntime({ bus: new MemoryBus(), store, handlers: { load: withFinalize(true) } })
+  try {
+    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'load' }] } })
+    const view = await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })
+    assert.deepEqual(view.nodes[0]?.stats, { rows: 3, total_rows: 3 }, 'counted once (TASK_DONE and the ledger agree)')
+    const complete = await store.getArtifact(id, 'n', null)
+    assert.deepEqual(complete?.meta, { kind: 'own' })
+    assert.deepEqual(complete?.final_metrics, { total_rows: 3 })
   } finally {
     await rt.stop()
   }

@@ -43,6 +43,7 @@ export class MemoryArtifacts {
       meta: typeof artifact.meta === 'object' && artifact.meta !== null && isHandedOver(artifact.meta) ? artifact.meta : jsonCopy(artifact.meta),
       attempt_epoch: artifact.attempt_epoch,
       worker_id: artifact.worker_id ?? null,
+      ...(artifact.final_metrics === undefined ? {} : { final_metrics: jsonCopy(artifact.final_metrics) }),
       created_at: existing ? existing.doc.created_at : now,
       updated_at: now,
     }

@@ -15,7 +15,7 @@ import { type Document, MongoServerError, ObjectId } from 'mongodb'
 import type { ArtifactDoc, ArtifactQuery, ArtifactWrite, BatchMetricsRow, BatchMetricsWrite, StreamClaim } from '../../ports/store.ts'
 import { assertNodeId, completeLast, newestPerBatch } from '../../ports/store-rules.ts'
 import { canonicalJson } from '../../util/ids.ts'
-import { getField, putField, sanitize, setField, toMs } from './codec.ts'
+import { JSON_SUFFIX, getField, putField, sanitize, setField, toMs } from './codec.ts'
 import { isDuplicateKeyError, mapMongoError } from './errors.ts'
 import { type Collections, insertOnce, num, updateOf, upsertRetry, writeErrorsOf } from './schema.ts'
 
@@ -49,6 +49,7 @@ function decodeArtifact(doc: Document): ArtifactDoc {
     meta: objectField(doc, 'meta'),
     attempt_epoch: typeof epoch === 'number' ? epoch : 0,
     worker_id: doc['worker_id'] ?? null,
+    ...(getField(doc, 'final_metrics') === undefined ? {} : { final_metrics: objectField(doc, 'final_metrics') }),
     created_at: toMs(doc['created_at']),
     updated_at: toMs(doc['updated_at']),
   }
@@ -119,11 +120,17 @@ export async function upsertArtifact(c: Collections, ferret: boolean, artifact: 
   const fields: Document = { status: artifact.status, attempt_epoch: epoch, worker_id: artifact.worker_id ?? null, updated_at: at }
   const doc: Document = { _id: key, task_id: artifact.task_id, node_id: artifact.node_id, batch_uid: batchUid, ...fields, created_at: at, ins: new ObjectId() }
   putField(doc, 'meta', sanitize(artifact.meta ?? {}))
+  if (artifact.final_metrics !== undefined) putField(doc, 'final_metrics', sanitize(artifact.final_metrics))
   if (await insertOnce(c.artifacts, doc)) return true
 
   const set: Record<string, unknown> = { ...fields }
   const unset: Record<string, ''> = {}
   setField(set, unset, 'meta', sanitize(artifact.meta ?? {}))
+  if (artifact.final_metrics !== undefined) setField(set, unset, 'final_metrics', sanitize(artifact.final_metrics))
+  else {
+    unset['final_metrics'] = ''
+    unset[`final_metrics${JSON_SUFFIX}`] = ''
+  }
   const update = updateOf(set, unset, {
     $setOnInsert: { created_at: at, task_id: artifact.task_id, node_id: artifact.node_id, batch_uid: batchUid, ins: new ObjectId() },
   })
@@ -170,6 +177,7 @@ export async function upsertArtifacts(c: Collections, ferret: boolean, list: rea
       ins: new ObjectId(),
     }
     putField(doc, 'meta', sanitize(artifact.meta ?? {}))
+    if (artifact.final_metrics !== undefined) putField(doc, 'final_metrics', sanitize(artifact.final_metrics))
     return doc
   })
   const out = list.map(() => true)
