@@ -180,6 +180,7 @@ export class Coordinator {
     this.#sweepAbort = new AbortController()
     await this.#p.ownership.start()
     const ready = await this.#p.ownership.ready(c.discoveryWindowSec * 1000 + 30_000)
+    this.#p.hearing.start(this.#sweepAbort.signal)
     this.#p.log.info('coordinator.started', { active_tasks: this.#p.engine.tasks.size, partitions: this.#p.ownership.owned, worker_types: c.workerTypes, assigned: ready })
     this.#sweepLoop = this.#sweep(this.#sweepAbort.signal)
   }

@@ -60,9 +60,10 @@ export class Engine {
   readonly #hooks: EngineHooks
   /** What the accept-timeout decisions use (accept.ts). */
   readonly #accept: AcceptDeps
-  // A node's armed timer entry and its lease judging are kept on its task runtime (armedAt, judging).
-  /** Until when inherited running nodes are left alone (recovery grace); 0 when not recovering. */
+  /** (A node's armed timer entry and lease judging are on its runtime.) Until when inherited running nodes are left alone (recovery grace); 0 when not recovering. */
   graceEnd = 0
+  /** Until when no accepted running node is judged lost: a lease after this coordinator was cut off (hearing.ts). */
+  hearingEnd = 0
 
   constructor(config: CoordinatorConfig, clock: Clock, log: Logger, limits: Limits, timers: TimerHeap, hooks: EngineHooks) {
     this.#config = config
@@ -274,10 +275,7 @@ export class Engine {
     this.#hooks.terminal(rt)
   }
 
-  /**
-   * Cancels what is left of a task: queued/deferred nodes become cancelled, running ones `cancelling`
-   * (TASK_CANCEL + a CANCEL signal to their worker); the task ends `outcome` once every node is terminal.
-   */
+  /** Cancels what is left: queued/deferred nodes cancelled, running ones `cancelling`; the task ends `outcome` once all are terminal. */
   cancel(rt: TaskRuntime, reasonIn: string, outcomeIn: 'cancelled' | 'failed'): void {
     if (rt.terminal) return
     // A cancel requested earlier (cancel-request.ts) is what ends the task, also when a deadline
@@ -300,7 +298,7 @@ export class Engine {
   // ------------------------------------------------------------------ timers
 
   armNode(rt: TaskRuntime, ord: number): void {
-    const due = dueAt(this.#config, this.#clock, rt, ord, this.graceEnd)
+    const due = dueAt(this.#config, this.#clock, rt, ord, this.graceEnd, this.hearingEnd)
     if (due === null) return
     if ((rt.armedAt[ord] as number) <= due) return
     rt.armedAt[ord] = due
@@ -355,13 +353,15 @@ export class Engine {
       acceptDue(this.#accept, rt, ord, now)
       return
     }
+    if (now < this.hearingEnd) return
     const lost = lostEvent(this.#config, n, now)
     if (lost !== null) {
       const judge = this.#hooks.judge
       if (judge === undefined) this.apply(rt, ord, lost)
       else {
         this.#check(rt, ord, judge(rt, ord, n.attempt_epoch), 'check', (verdict) => {
-          const still = verdict !== 'check' ? recoveredComplete(rt, ord, verdict.complete) : lostEvent(this.#config, rt.node(ord), this.#clock.now())
+          const at = this.#clock.now() // (cut off meanwhile, while the judge waited for the backlog: not judged)
+          const still = verdict !== 'check' ? recoveredComplete(rt, ord, verdict.complete) : at < this.hearingEnd ? null : lostEvent(this.#config, rt.node(ord), at)
           if (still !== null) this.apply(rt, ord, still)
         })
       }

@@ -95,6 +95,9 @@ export class Flusher {
     this.#hooks = hooks
   }
 
+  /** Since when the flush's store calls fail (null: the last one succeeded): its events wait meanwhile. */
+  failingSince: number | null = null
+
   /** A flush is being written, or something waits to be. */
   get working(): boolean {
     return this.#running !== null || this.#dirty.size > 0
@@ -340,8 +343,11 @@ export class Flusher {
   async #retry<T>(op: string, fn: () => Promise<T>, always = true): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await fn()
+        const out = await fn()
+        this.failingSince = null
+        return out
       } catch (err) {
+        this.failingSince ??= this.#clock.now()
         const retryable = isFlowkitError(err) && err.retryable
         if (!retryable && !always) throw err
         if (this.#stopped && attempt > 3) throw err

@@ -68,9 +68,10 @@ export function cancellingLeaseLost(n: NodeState, now: number): boolean {
 
 /**
  * When a node next needs looking at (the engine's timer for it), from its state alone; null when
- * never. `graceEnd`: until when inherited running nodes are left alone (recovery grace).
+ * never. `graceEnd`: until when inherited running nodes are left alone (recovery grace);
+ * `hearingEnd`: until when no accepted running node is judged lost (the coordinator was cut off).
  */
-export function dueAt(config: CoordinatorConfig, clock: Clock, rt: TaskRuntime, ord: number, graceEnd: number): number | null {
+export function dueAt(config: CoordinatorConfig, clock: Clock, rt: TaskRuntime, ord: number, graceEnd: number, hearingEnd = 0): number | null {
   const n = rt.node(ord)
   // (Not while the task's cancel is requested: nothing starts then, and the cancel ends it.)
   if (n.status === 'deferred') return rt.cancelled ? null : n.next_retry_at_ms
@@ -94,5 +95,6 @@ export function dueAt(config: CoordinatorConfig, clock: Clock, rt: TaskRuntime, 
   let due = last + config.heartbeatHardSec * 1000
   if (n.suspected !== true) due = Math.min(due, last + config.heartbeatSoftSec * 1000)
   if (typeof n.lease_expires_at_ms === 'number') due = Math.min(due, n.lease_expires_at_ms + 1)
+  if (due < hearingEnd) due = hearingEnd
   return limit === null ? due : Math.min(due, limit)
 }

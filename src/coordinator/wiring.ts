@@ -37,6 +37,7 @@ import { Intake } from './intake.ts'
 import { Limits } from './limits.ts'
 import { OutboxDispatcher } from './outbox.ts'
 import { Ownership } from './ownership.ts'
+import { Hearing } from './hearing.ts'
 import type { RecoveryDeps } from './recovery.ts'
 import { LiveRoles, warnIfUnserved } from './roles.ts'
 import { Steering } from './steer.ts'
@@ -96,6 +97,8 @@ export interface CoordinatorWiring {
   readonly inserter: TaskInserter
   readonly subscriptions: Subscriptions
   readonly ownership: Ownership
+  /** Whether it can hear its workers (leases are not judged while it cannot: hearing.ts). */
+  readonly hearing: Hearing
   readonly tasks: OwnedTasks
   readonly discovery: Discovery
   readonly watchers: Watchers
@@ -287,5 +290,15 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     handedOver: (rt) => watchers.handedOver(rt.id, rt.v, store, hooks.stopSignal()),
   })
   const discovery = new Discovery(config, bus, clock, log, engine, () => flusher.barrier())
-  return { config, bus, store, clock, log, functions, fnArgs, obs, roles, steering, outbox, limits, timers, engine, flusher, snapshots, fns, after, intake, inserter, subscriptions, ownership, tasks, discovery, watchers, cancels }
+  const hearing = new Hearing({
+    clock,
+    log,
+    graceMs: config.leaseTtlSec * 1000,
+    confirmed: () => ownership.confirmed(),
+    storeFailingSince: () => flusher.failingSince,
+    setEnd: (at) => {
+      engine.hearingEnd = Math.max(engine.hearingEnd, at)
+    },
+  })
+  return { config, bus, store, clock, log, functions, fnArgs, obs, roles, steering, outbox, limits, timers, engine, flusher, snapshots, fns, after, intake, inserter, subscriptions, ownership, hearing, tasks, discovery, watchers, cancels }
 }
