@@ -69,54 +69,68 @@ test('a store outage on the coordinator longer than the lease does not expire a 
 })
 
 /** A broker outage as the coordinator and the workers see it (memory bus): records held, membership unconfirmed. */
-function brokerOutage(): { down: boolean; since: number; open: () => void; held: Promise<void>; coordinator: (bus: Bus) => Bus; worker: (bus: Bus) => Bus } {
-  let open!: () => void
-  const state = {
-    down: false,
-    since: 0,
-    held: Promise.resolve(),
-    open: () => undefined as void,
-    coordinator: (bus: Bus): Bus => overrideMethods(bus, {
+class BrokerOutage {
+  down = false
+  since = 0
+  #open: () => void = () => undefined
+  #held: Promise<void> = Promise.resolve()
+
+  start(): void {
+    this.#held = new Promise<void>((r) => (this.#open = r))
+    this.since = Date.now()
+    this.down = true
+  }
+
+  end(): void {
+    this.down = false
+    this.#open()
+  }
+
+  async #gate(): Promise<void> {
+    if (this.down) await this.#held
+  }
+
+  /** What the coordinator sees: its sends and deliveries wait, its membership is not confirmed. */
+  coordinator = (bus: Bus): Bus =>
+    overrideMethods(bus, {
       produce: (f) => async (...a: unknown[]) => {
-        if (state.down) await state.held
+        await this.#gate()
         return f(...a)
       },
       subscribe: (f) => async (...a: unknown[]) => {
         const options = { ...(a[0] as SubscribeOptions) }
-        const gate = async (): Promise<void> => {
-          if (state.down) await state.held
+        const batch = options.batchHandler
+        if (batch) {
+          options.batchHandler = async (msgs) => {
+            await this.#gate()
+            return batch(msgs)
+          }
         }
-        if (options.batchHandler) {
-          const h = options.batchHandler
-          options.batchHandler = async (msgs) => (await gate(), h(msgs))
-        }
-        if (options.handler) {
-          const h = options.handler
-          options.handler = async (m) => (await gate(), h(m))
+        const one = options.handler
+        if (one) {
+          options.handler = async (m) => {
+            await this.#gate()
+            return one(m)
+          }
         }
         const sub = (await f(options)) as Subscription
-        return overrideMethods(sub, { confirmedAt: (g) => () => (state.down ? state.since : g()) })
+        return overrideMethods(sub, { confirmedAt: (g) => () => (this.down ? this.since : g()) })
       },
-    }),
-    worker: (bus: Bus): Bus => overrideMethods(bus, {
-      // A producer buffers and retries while the broker is away (its records go out after).
+    })
+
+  /** What a worker sees: a producer buffers and retries while the broker is away (its records go out after). */
+  worker = (bus: Bus): Bus =>
+    overrideMethods(bus, {
       produce: (f) => async (...a: unknown[]) => {
-        if (state.down) await state.held
+        await this.#gate()
         return f(...a)
       },
-    }),
-  }
-  state.held = new Promise<void>((r) => (open = r))
-  state.open = () => {
-    state.down = false
-    open()
-  }
-  return state
+    })
 }
 
 test('a broker outage longer than the lease (the coordinator\'s membership unconfirmed) does not expire a healthy worker\'s lease: the node runs once', async () => {
   const logger = new MemoryLogger()
-  const outage = brokerOutage()
+  const outage = new BrokerOutage()
   let runs = 0
   let release = false
   const slow: RoleHandler = {
@@ -144,11 +158,10 @@ test('a broker outage longer than the lease (the coordinator\'s membership uncon
   try {
     const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'slow' }] } })
     await waitFor(async () => (await rt.coordinator.getTask(id))?.nodes[0]?.accepted_at_ms != null, { message: 'accepted' })
-    outage.since = Date.now()
-    outage.down = true
+    outage.start()
     const outageStart = performance.now()
     await waitFor(() => performance.now() - outageStart > 6_500, { timeoutMs: 20_000 })
-    outage.open()
+    outage.end()
     const outageEnd = Date.now()
     await waitFor(async () => ((await rt.coordinator.getTask(id))?.nodes[0]?.last_event_at_ms ?? 0) > outageEnd + 2_500 || runs > 1, { timeoutMs: 20_000, message: 'reports heard again after the outage' })
     release = true
@@ -159,7 +172,7 @@ test('a broker outage longer than the lease (the coordinator\'s membership uncon
     assert.deepEqual(logger.records.filter((r) => r.event === 'node.lease_expired' || r.event === 'node.heartbeat_lost').map((r) => r.event), [], 'no lease judged lost')
     assert.ok(logger.records.some((r) => r.event === 'coordinator.deaf' && r.fields?.['why'] === 'bus membership not confirmed'))
   } finally {
-    outage.open()
+    outage.end()
     release = true
     await rt.stop()
   }
