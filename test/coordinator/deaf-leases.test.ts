@@ -9,17 +9,23 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { type Bus, ErrorCode, FlowkitError, MemoryBus, MemoryLogger, MemoryStore, type RoleHandler, type SubscribeOptions, type Subscription } from 'flowkit'
-import { startRuntime } from '../helpers/runtime.ts'
+import { type RuntimeOptions, startRuntime } from '../helpers/runtime.ts'
 import { overrideMethods, overrideStore } from '../helpers/store-proxy.ts'
 import { waitFor } from '../helpers/wait.ts'
 
-test('a store outage on the coordinator longer than the lease does not expire a healthy worker\'s lease: the node runs once', async () => {
-  const logger = new MemoryLogger()
-  let failing = false
-  const fail = (f: (...a: unknown[]) => unknown) => (...a: unknown[]) =>
-    failing ? Promise.reject(new FlowkitError(ErrorCode.StoreUnavailable, 'store down (test)', { retryable: true })) : f(...a)
-  // The coordinator's writes fail; the worker's calls (artifacts, claims) go through.
-  const store = overrideStore(new MemoryStore(), { appendJournal: fail, writeSnapshot: fail, insertBatchMetrics: fail })
+/** What both outages do to the coordinator, and how it must come through them. */
+interface Outage {
+  start(): void
+  end(): void
+}
+
+/**
+ * One node of a handler that streams batches until released runs; once it is accepted, `outage`
+ * lasts more than three lease lengths (2 s) and twice the hard heartbeat limit, and ends once the
+ * coordinator noticed it was cut off; the run is released once the coordinator has heard its
+ * worker for a lease length again. Returns how many times the handler ran and the task's view.
+ */
+async function throughOutage(outage: Outage, logger: MemoryLogger, options: Pick<RuntimeOptions, 'store' | 'coordinatorBus' | 'workerBus'> & { coordinator?: Record<string, unknown> }) {
   let runs = 0
   let release = false
   const slow: RoleHandler = {
@@ -36,40 +42,61 @@ test('a store outage on the coordinator longer than the lease does not expire a 
   }
   const rt = await startRuntime({
     bus: new MemoryBus(),
-    store,
+    store: new MemoryStore(),
+    ...options,
     logger,
-    coordinator: { leaseTtlSec: 2, heartbeatSoftSec: 1, heartbeatHardSec: 3 },
+    coordinator: { leaseTtlSec: 2, heartbeatSoftSec: 1, heartbeatHardSec: 3, ...options.coordinator },
     worker: { leaseTtlSec: 2, hbIntervalSec: 0.5 },
     handlers: { slow },
   })
   try {
     const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'slow' }] } })
     await waitFor(async () => (await rt.coordinator.getTask(id))?.nodes[0]?.accepted_at_ms != null, { message: 'accepted' })
-    failing = true
+    outage.start()
     const outageStart = performance.now()
-    // More than three lease lengths and twice the hard heartbeat limit without a write, once the
-    // coordinator has noticed it is cut off.
     await waitFor(() => performance.now() - outageStart > 6_500 && logger.records.some((r) => r.event === 'coordinator.deaf'), { timeoutMs: 20_000, message: 'the coordinator noticed it was cut off' })
-    failing = false
+    outage.end()
     const outageEnd = Date.now()
     // The worker renews its lease once the coordinator hears it again; then the run ends.
     await waitFor(async () => ((await rt.coordinator.getTask(id))?.nodes[0]?.last_event_at_ms ?? 0) > outageEnd + 2_500 || runs > 1, { timeoutMs: 20_000, message: 'reports heard again after the outage' })
     release = true
-    const view = await rt.coordinator.waitForTask(id, { timeoutMs: 20_000 })
-    assert.equal(view.status, 'finished')
-    assert.equal(runs, 1, 'the handler ran once')
-    assert.equal(view.nodes[0]?.attempt_epoch, 1, 'not handed to a new attempt')
-    assert.deepEqual(logger.records.filter((r) => r.event === 'node.lease_expired' || r.event === 'node.heartbeat_lost').map((r) => r.event), [], 'no lease judged lost')
-    assert.ok(logger.records.some((r) => r.event === 'coordinator.hearing_again'))
+    return { runs, view: await rt.coordinator.waitForTask(id, { timeoutMs: 20_000 }) }
   } finally {
-    failing = false
+    outage.end()
     release = true
     await rt.stop()
   }
+}
+
+function assertRanOnce(logger: MemoryLogger, out: Awaited<ReturnType<typeof throughOutage>>, why: string): void {
+  assert.equal(out.view.status, 'finished')
+  assert.equal(out.runs, 1, 'the handler ran once')
+  assert.equal(out.view.nodes[0]?.attempt_epoch, 1, 'not handed to a new attempt')
+  assert.deepEqual(logger.records.filter((r) => r.event === 'node.lease_expired' || r.event === 'node.heartbeat_lost').map((r) => r.event), [], 'no lease judged lost')
+  assert.ok(logger.records.some((r) => r.event === 'coordinator.deaf' && r.fields?.['why'] === why))
+  assert.ok(logger.records.some((r) => r.event === 'coordinator.hearing_again'))
+}
+
+test('a store outage on the coordinator longer than the lease does not expire a healthy worker\'s lease: the node runs once', async () => {
+  const logger = new MemoryLogger()
+  let failing = false
+  const fail = (f: (...a: unknown[]) => unknown) => (...a: unknown[]) =>
+    failing ? Promise.reject(new FlowkitError(ErrorCode.StoreUnavailable, 'store down (test)', { retryable: true })) : f(...a)
+  // The coordinator's writes fail; the worker's calls (artifacts, claims) go through.
+  const store = overrideStore(new MemoryStore(), { appendJournal: fail, writeSnapshot: fail, insertBatchMetrics: fail })
+  const outage: Outage = {
+    start() {
+      failing = true
+    },
+    end() {
+      failing = false
+    },
+  }
+  assertRanOnce(logger, await throughOutage(outage, logger, { store }), 'store writes failing')
 })
 
 /** A broker outage as the coordinator and the workers see it (memory bus): records held, membership unconfirmed. */
-class BrokerOutage {
+class BrokerOutage implements Outage {
   down = false
   since = 0
   #open: () => void = () => undefined
@@ -131,49 +158,6 @@ class BrokerOutage {
 test('a broker outage longer than the lease (the coordinator\'s membership unconfirmed) does not expire a healthy worker\'s lease: the node runs once', async () => {
   const logger = new MemoryLogger()
   const outage = new BrokerOutage()
-  let runs = 0
-  let release = false
-  const slow: RoleHandler = {
-    async *iterBatches() {
-      runs++
-      for (let i = 0; !release; i++) {
-        yield { batch_uid: `b${i}`, payload: {} }
-        await new Promise((r) => setTimeout(r, 100))
-      }
-    },
-    async processBatch() {
-      return { metrics: { n: 1 } }
-    },
-  }
-  const rt = await startRuntime({
-    bus: new MemoryBus(),
-    store: new MemoryStore(),
-    logger,
-    coordinator: { leaseTtlSec: 2, heartbeatSoftSec: 1, heartbeatHardSec: 3, ownershipConfirmSec: 1 },
-    worker: { leaseTtlSec: 2, hbIntervalSec: 0.5 },
-    handlers: { slow },
-    coordinatorBus: outage.coordinator,
-    workerBus: outage.worker,
-  })
-  try {
-    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'slow' }] } })
-    await waitFor(async () => (await rt.coordinator.getTask(id))?.nodes[0]?.accepted_at_ms != null, { message: 'accepted' })
-    outage.start()
-    const outageStart = performance.now()
-    await waitFor(() => performance.now() - outageStart > 6_500, { timeoutMs: 20_000 })
-    outage.end()
-    const outageEnd = Date.now()
-    await waitFor(async () => ((await rt.coordinator.getTask(id))?.nodes[0]?.last_event_at_ms ?? 0) > outageEnd + 2_500 || runs > 1, { timeoutMs: 20_000, message: 'reports heard again after the outage' })
-    release = true
-    const view = await rt.coordinator.waitForTask(id, { timeoutMs: 20_000 })
-    assert.equal(view.status, 'finished')
-    assert.equal(runs, 1, 'the handler ran once')
-    assert.equal(view.nodes[0]?.attempt_epoch, 1, 'not handed to a new attempt')
-    assert.deepEqual(logger.records.filter((r) => r.event === 'node.lease_expired' || r.event === 'node.heartbeat_lost').map((r) => r.event), [], 'no lease judged lost')
-    assert.ok(logger.records.some((r) => r.event === 'coordinator.deaf' && r.fields?.['why'] === 'bus membership not confirmed'))
-  } finally {
-    outage.end()
-    release = true
-    await rt.stop()
-  }
+  const out = await throughOutage(outage, logger, { coordinatorBus: outage.coordinator, workerBus: outage.worker, coordinator: { ownershipConfirmSec: 1 } })
+  assertRanOnce(logger, out, 'bus membership not confirmed')
 })
