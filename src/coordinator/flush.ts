@@ -97,6 +97,8 @@ export class Flusher {
 
   /** Since when the flush's store calls fail (null: the last one succeeded): its events wait meanwhile. */
   failingSince: number | null = null
+  /** When the flush's store call in flight began (null: none): one that hangs holds the events too. */
+  callSince: number | null = null
 
   /** A flush is being written, or something waits to be. */
   get working(): boolean {
@@ -342,6 +344,7 @@ export class Flusher {
   /** Runs a store call until it succeeds; retryable errors wait with backoff, others throw (or retry when `always`). */
   async #retry<T>(op: string, fn: () => Promise<T>, always = true): Promise<T> {
     for (let attempt = 1; ; attempt++) {
+      this.callSince = this.#clock.now()
       try {
         const out = await fn()
         this.failingSince = null
@@ -354,6 +357,8 @@ export class Flusher {
         const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (attempt - 1))
         this.#log.warn('coordinator.store_retry', { op, attempt, delay_ms: delay, error: errorMessage(err) })
         await new Promise((r) => setTimeout(r, delay))
+      } finally {
+        this.callSince = null
       }
     }
   }

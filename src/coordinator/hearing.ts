@@ -1,8 +1,8 @@
 /**
  * Whether this coordinator can hear its workers. It cannot while its bus membership is not
  * confirmed (the broker is unreachable: neither its status records nor its writes get through)
- * or while its flush's store calls fail (a store outage: the status events it read wait behind
- * that flush, and the ones after it are not read). A lease that runs out then says nothing about
+ * or while its flush's store calls fail or hang (a store outage, a frozen server: the status events
+ * it read wait behind that flush, and the ones after it are not read). A lease that runs out then says nothing about
  * its holder: the workers' heartbeats are what the coordinator does not get. So every second this
  * is looked at, and while the coordinator is cut off the engine's `hearingEnd` is kept one lease
  * length ahead: no accepted running node is judged lost (lease expiry, heartbeat limits) until its
@@ -21,6 +21,8 @@ export interface HearingDeps {
   confirmed(): boolean
   /** Since when the flush's store calls fail (null: they do not). */
   storeFailingSince(): number | null
+  /** When the flush's store call in flight began (null: none). */
+  storeCallSince(): number | null
   /** Where the end of the grace goes (the engine's `hearingEnd`). */
   setEnd(at: number): void
 }
@@ -28,6 +30,8 @@ export interface HearingDeps {
 const LOOK_EVERY_MS = 1000
 /** A flush failing this long is an outage (one failed call retried at once is not). */
 const STORE_FAILING_MS = 1000
+/** A store call in flight this long is a hung server (a slow one answers sooner); at most half a lease. */
+const STORE_HUNG_MS = 5000
 
 export class Hearing {
   readonly #d: HearingDeps
@@ -58,6 +62,8 @@ export class Hearing {
     if (!this.#d.confirmed()) return 'bus membership not confirmed'
     const failing = this.#d.storeFailingSince()
     if (failing !== null && now - failing >= STORE_FAILING_MS) return 'store writes failing'
+    const call = this.#d.storeCallSince()
+    if (call !== null && now - call >= Math.min(STORE_HUNG_MS, this.#d.graceMs / 2)) return 'store not answering'
     return null
   }
 

@@ -296,6 +296,7 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     graceMs: config.leaseTtlSec * 1000,
     confirmed: () => ownership.confirmed(),
     storeFailingSince: () => flusher.failingSince,
+    storeCallSince: () => flusher.callSince,
     setEnd: (at) => {
       engine.hearingEnd = Math.max(engine.hearingEnd, at)
     },

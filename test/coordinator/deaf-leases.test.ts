@@ -21,11 +21,11 @@ interface Outage {
 
 /**
  * One node of a handler that streams batches until released runs; once it is accepted, `outage`
- * lasts more than three lease lengths (2 s) and twice the hard heartbeat limit, and ends once the
+ * lasts more than three lease lengths (2 s) and twice the hard heartbeat limit (or `outageMs`), and ends once the
  * coordinator noticed it was cut off; the run is released once the coordinator has heard its
  * worker for a lease length again. Returns how many times the handler ran and the task's view.
  */
-async function throughOutage(outage: Outage, logger: MemoryLogger, options: Pick<RuntimeOptions, 'store' | 'coordinatorBus' | 'workerBus'> & { coordinator?: Record<string, unknown> }) {
+async function throughOutage(outage: Outage, logger: MemoryLogger, options: Pick<RuntimeOptions, 'store' | 'coordinatorBus' | 'workerBus'> & { coordinator?: Record<string, unknown>; outageMs?: number }) {
   let runs = 0
   let release = false
   const slow: RoleHandler = {
@@ -54,7 +54,7 @@ async function throughOutage(outage: Outage, logger: MemoryLogger, options: Pick
     await waitFor(async () => (await rt.coordinator.getTask(id))?.nodes[0]?.accepted_at_ms != null, { message: 'accepted' })
     outage.start()
     const outageStart = performance.now()
-    await waitFor(() => performance.now() - outageStart > 6_500 && logger.records.some((r) => r.event === 'coordinator.deaf'), { timeoutMs: 20_000, message: 'the coordinator noticed it was cut off' })
+    await waitFor(() => performance.now() - outageStart > (options.outageMs ?? 6_500) && logger.records.some((r) => r.event === 'coordinator.deaf'), { timeoutMs: 20_000, message: 'the coordinator noticed it was cut off' })
     outage.end()
     const outageEnd = Date.now()
     // The worker renews its lease once the coordinator hears it again; then the run ends.
@@ -93,6 +93,30 @@ test('a store outage on the coordinator longer than the lease does not expire a 
     },
   }
   assertRanOnce(logger, await throughOutage(outage, logger, { store }), 'store writes failing')
+})
+
+test('a coordinator store that hangs (calls neither answer nor fail) longer than the lease does not expire a healthy worker\'s lease', async () => {
+  const logger = new MemoryLogger()
+  let hung: Promise<void> | null = null
+  let answer: () => void = () => undefined
+  const hang = (f: (...a: unknown[]) => unknown) => async (...a: unknown[]) => {
+    if (hung !== null) await hung
+    return f(...a)
+  }
+  // A frozen server (SIGSTOP): the coordinator's writes wait for it; the worker's calls go through.
+  const store = overrideStore(new MemoryStore(), { appendJournal: hang, writeSnapshot: hang, insertBatchMetrics: hang })
+  const outage: Outage = {
+    start() {
+      hung = new Promise<void>((r) => (answer = r))
+    },
+    end() {
+      hung = null
+      answer()
+    },
+  }
+  // Longer than a lease after the judge's longest wait for the status backlog (5 s): the judge
+  // gives up waiting for events held behind the hung flush while the store still hangs.
+  assertRanOnce(logger, await throughOutage(outage, logger, { store, outageMs: 10_000 }), 'store not answering')
 })
 
 /** A broker outage as the coordinator and the workers see it (memory bus): records held, membership unconfirmed. */
