@@ -60,7 +60,7 @@ export class Engine {
   readonly #hooks: EngineHooks
   /** What the accept-timeout decisions use (accept.ts). */
   readonly #accept: AcceptDeps
-  /** (A node's armed timer entry and lease judging are on its runtime.) Until when inherited running nodes are left alone (recovery grace); 0 when not recovering. */
+  /** Until when inherited running nodes are left alone (recovery grace); 0 when not recovering. */
   graceEnd = 0
   /** Until when no accepted running node is judged lost: a lease after this coordinator was cut off (hearing.ts). */
   hearingEnd = 0
