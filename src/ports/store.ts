@@ -38,7 +38,8 @@ export interface ArtifactDoc {
   /**
    * On a complete artifact a flowkit worker wrote: its run's finalize metrics (TASK_DONE's, the
    * `__final__` batch), so that a coordinator that finishes the node from this artifact — its
-   * TASK_DONE lost with the worker — counts them too. Absent otherwise (and on a Python worker's).
+   * TASK_DONE lost with the worker — counts them too. Absent otherwise. A Python worker's complete
+   * artifact has its finalize metrics as `meta`: the Mongo store reads them as `final_metrics` too.
    */
   final_metrics?: Record<string, unknown>
   created_at: number

@@ -467,6 +467,7 @@ describe('MongoStore on a real server', { skip }, () => {
       meta: { total: 7 },
       attempt_epoch: 1,
       worker_id: 'py-worker',
+      final_metrics: { total: 7 },
       created_at: T0 + 5,
       updated_at: T0 + 6,
     })
@@ -478,7 +479,7 @@ describe('MongoStore on a real server', { skip }, () => {
     // a retry on our side (higher epoch) wins: what getArtifact returns is ours
     assert.equal(await store.upsertArtifact({ task_id: task, node_id: 'py', batch_uid: null, status: 'complete', meta: { total: 8 }, attempt_epoch: 2, worker_id: 'ts' }, T0 + 9), true)
     const taken = await store.getArtifact(task, 'py', null)
-    assert.deepEqual([taken?.attempt_epoch, taken?.meta], [2, { total: 8 }])
+    assert.deepEqual([taken?.attempt_epoch, taken?.meta, taken?.final_metrics], [2, { total: 8 }, undefined], 'our complete artifact without finalize metrics has none')
     if (!ferretdb) {
       // MongoDB's unique index sees the Python document (missing batch_uid = null): it is taken over
       assert.equal(taken?.created_at, T0 + 5)

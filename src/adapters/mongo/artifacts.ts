@@ -38,9 +38,20 @@ function objectField(doc: Document, name: string): Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {}
 }
 
+/**
+ * A Python worker writes a node's complete artifact without `batch_uid`, with its finalize metrics
+ * as `meta` (the seed's `mark_complete(metrics)`): they are read as its `final_metrics`, so a
+ * coordinator that finishes the node from it counts them as ours. flowkit's own always has the field.
+ */
+function finalMetricsOf(doc: Document): Record<string, unknown> | undefined {
+  if (getField(doc, 'final_metrics') !== undefined) return objectField(doc, 'final_metrics')
+  return doc['batch_uid'] === undefined && doc['status'] === 'complete' ? objectField(doc, 'meta') : undefined
+}
+
 function decodeArtifact(doc: Document): ArtifactDoc {
   const batchUid = doc['batch_uid']
   const epoch = doc['attempt_epoch']
+  const finalMetrics = finalMetricsOf(doc)
   return {
     task_id: doc['task_id'],
     node_id: doc['node_id'],
@@ -49,7 +60,7 @@ function decodeArtifact(doc: Document): ArtifactDoc {
     meta: objectField(doc, 'meta'),
     attempt_epoch: typeof epoch === 'number' ? epoch : 0,
     worker_id: doc['worker_id'] ?? null,
-    ...(getField(doc, 'final_metrics') === undefined ? {} : { final_metrics: objectField(doc, 'final_metrics') }),
+    ...(finalMetrics === undefined ? {} : { final_metrics: finalMetrics }),
     created_at: toMs(doc['created_at']),
     updated_at: toMs(doc['updated_at']),
   }
@@ -150,10 +161,11 @@ export async function upsertArtifact(c: Collections, ferret: boolean, artifact: 
   } catch (err) {
     if (!isDuplicateKeyError(err)) throw err
     // Either our own document holds a higher epoch (fenced), or a Python worker's document (its
-    // own _id) holds this (task, node, batch_uid): take that one over within the fence.
+    // own _id) holds this (task, node, batch_uid): take that one over within the fence, its
+    // batch_uid written (a complete one without it reads as a Python worker's: finalMetricsOf).
     const res = await c.artifacts.updateOne(
       { task_id: artifact.task_id, node_id: artifact.node_id, batch_uid: batchUid, attempt_epoch: { $lte: epoch } },
-      update,
+      updateOf({ ...set, batch_uid: batchUid }, unset),
     )
     return res.matchedCount > 0
   }
