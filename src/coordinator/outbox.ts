@@ -39,11 +39,11 @@ export function outboxBackoffMs(attempts: number, min: number, max: number, rand
 
 /** A message to send; `onDead` is called when it is parked as a dead letter. */
 /** A message to send: its text (`value`), or its object (`decoded`), whose text is made if needed. */
-export interface OutgoingMessage extends Omit<OutboxEnqueue, 'value'> {
+export interface OutgoingMessage extends Omit<OutboxEnqueue, 'value' | 'task_id'> {
   value?: string
   /** The attempt it concerns (read by the `headers` option; never stored). */
   epoch?: number
-  /** The task it concerns (read by the `headers` option; never stored). */
+  /** The task it concerns (read by the `headers` option; stored with it when it is parked). */
   task_id?: string
   /** Its node's message key when `key` is another (read by the `headers` option; never stored). */
   node_key?: string
@@ -126,7 +126,8 @@ export class OutboxDispatcher {
   async enqueue(row: OutboxEnqueue): Promise<boolean> {
     const id = recentKey(row)
     if (this.#recent.has(id)) return false
-    this.send([row])
+    const { task_id, ...rest } = row
+    this.send([task_id == null ? rest : { ...rest, task_id }])
     return true
   }
 
@@ -273,7 +274,7 @@ export class OutboxDispatcher {
     this.#log.error('outbox.failed', { topic: m.topic, key: m.key, dedup_id: m.dedup_id, attempts: q.attempts, error })
     for (let i = 0; ; i++) {
       try {
-        await this.#store.outboxEnqueue({ topic: m.topic, key: m.key, value: textOf(m), dedup_id: m.dedup_id }, this.#clock.now(), { attempts: q.attempts, error })
+        await this.#store.outboxEnqueue({ topic: m.topic, key: m.key, value: textOf(m), dedup_id: m.dedup_id, task_id: m.task_id ?? null }, this.#clock.now(), { attempts: q.attempts, error })
         break
       } catch (err) {
         if (i >= 5 || !this.#running) {

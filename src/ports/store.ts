@@ -126,6 +126,11 @@ export interface OutboxEnqueue {
   key: string | null
   value: string
   dedup_id: string
+  /**
+   * The task the message belongs to (a coordinator's command): its rows still in the outbox (dead
+   * letters, requeued ones) go with it when retention deletes it (purgeTasks). Null or absent: none.
+   */
+  task_id?: string | null
 }
 
 /** A message in the outbox. A sent row keeps its ids, topic, key and times; its `value` is ''. */
@@ -320,7 +325,8 @@ export interface Store {
   /**
    * Deletes up to `limit` tasks whose stored snapshot is terminal (finished, failed, cancelled)
    * with `finished_at_ms` before `cutoff`, oldest first, and everything stored for them: journal
-   * entries, artifacts, batch metrics rows, stream claims, attempt claims and checkpoints. The task
+   * entries, artifacts, batch metrics rows, stream claims, attempt claims, checkpoints, and its
+   * outbox rows not sent (dead letters nobody could retry any more: their task is gone). The task
    * document goes last, so a purge cut short is completed by the next one. Active tasks, and
    * terminal ones without `finished_at_ms`, are never touched. Returns the ids deleted.
    */

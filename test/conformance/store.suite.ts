@@ -380,7 +380,10 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
             await store.claimStreamBatch({ task_id: id(name), consumer_node: 'transform', from_node: 'extract', batch_uid: 'b1', consumer_epoch: 1 }, T0)
             await store.claimAttempt({ task_id: id(name), node_id: 'extract', attempt_epoch: 1, worker_id: 'w1' }, T0)
             await store.saveCheckpoint({ task_id: id(name), node_id: 'extract', attempt_epoch: 1, state: { at: 5 } }, T0)
+            // a dead letter of the task (a command parked after its last send failed)
+            await store.outboxEnqueue({ topic: 'flowkit.cmd.a', key: `${id(name)}:extract`, value: '{}', dedup_id: `${id(name)}-start`, task_id: id(name) }, T0, { attempts: 3, error: 'down' })
           }
+          const deadLetters = async (t: string): Promise<number> => (await store.outboxList({ status: 'failed' })).filter((r) => r.task_id === t).length
           const gone = async (name: string): Promise<boolean> => {
             const t = id(name)
             const left = [
@@ -389,6 +392,7 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
               ...(await store.listArtifacts(t)),
               ...(await store.listBatchMetrics(t)),
               await store.getCheckpoint(t, 'extract'),
+              ...(await deadLetters(t) > 0 ? ['dead letter'] : []),
             ].filter((x) => x !== null)
             // A claim of a purged task can be made again; one still held is refused (false).
             const claimable = await store.claimStreamBatch({ task_id: t, consumer_node: 'transform', from_node: 'extract', batch_uid: 'b1', consumer_epoch: 1 }, T0)

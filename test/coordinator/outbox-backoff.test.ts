@@ -27,7 +27,7 @@ async function gapsWith(random: () => number): Promise<{ gaps: number[]; dead: n
   out.start()
   try {
     let dead = 0
-    out.send([{ topic: 'cmd.x.v1', key: 'k', value: '{}', dedup_id: 'd-1', onDead: () => dead++ }])
+    out.send([{ topic: 'cmd.x.v1', key: 'k', value: '{}', dedup_id: 'd-1', task_id: 't-1', onDead: () => dead++ }])
     // 5 ms a step: an attempt lands on the first tick at or after its due time.
     for (let i = 0; i < 400 && dead === 0; i++) await clock.advance(5)
     return { gaps: attempts.slice(1).map((t, i) => t - (attempts[i] as number)), dead, store }
@@ -48,6 +48,7 @@ test('S-028/S-032 failed sends back off exponentially up to the cap, with jitter
   const [row] = await plain.store.outboxList({ status: 'failed' })
   assert.equal(row?.dedup_id, 'd-1')
   assert.equal(row?.attempts, 6)
+  assert.equal(row?.task_id, 't-1', 'parked with its task: retention deletes it with the task (Store.purgeTasks)')
   // Jitter: the low end of the ±20 % (never over the cap).
   const low = await gapsWith(() => 0)
   for (const [i, want] of [32, 64, 128, 128, 128].entries()) {

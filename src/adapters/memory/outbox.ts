@@ -22,6 +22,7 @@ export class MemoryOutbox {
       key,
       value: row.value,
       dedup_id: row.dedup_id,
+      task_id: row.task_id ?? null,
       status: parked ? 'failed' : 'pending',
       attempts: parked?.attempts ?? 0,
       next_attempt_at_ms: now,
@@ -98,6 +99,13 @@ export class MemoryOutbox {
     r.next_attempt_at_ms = now
     r.updated_at_ms = now
     return true
+  }
+
+  /** Deletes the rows of these tasks not sent (Store.purgeTasks). */
+  dropTasks(gone: ReadonlySet<string>): void {
+    for (const [k, row] of this.#rows) {
+      if (row.status !== 'sent' && row.task_id != null && gone.has(row.task_id)) this.#rows.delete(k)
+    }
   }
 
   /** Deletes the rows sent before `cutoff`; returns how many. */

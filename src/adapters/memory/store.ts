@@ -174,6 +174,7 @@ export class MemoryStore implements Store {
     this.#metrics.drop(gone)
     this.#arts.drop(gone)
     this.#attempts.drop(gone)
+    this.#outbox.dropTasks(gone)
     this.#tasks.drop(gone)
     return ids
   }

@@ -19,6 +19,7 @@ export async function enqueue(c: Collections, row: OutboxEnqueue, now: number, p
     topic: row.topic,
     key,
     dedup_id: row.dedup_id,
+    task_id: row.task_id ?? null,
     status: parked ? 'failed' : 'pending',
     attempts: parked ? num(parked.attempts) : 0,
   }

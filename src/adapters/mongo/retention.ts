@@ -53,6 +53,7 @@ export async function purgeTasks(c: Collections, cutoff: number, limit: number):
     c.streamProgress.deleteMany(ofTasks),
     c.attemptClaims.deleteMany(ofTasks),
     c.checkpoints.deleteMany(ofTasks),
+    c.outbox.deleteMany(ofTasks), // not sent (sent rows are in outbox_sent, purged by age)
   ])
   await c.tasks.deleteMany({ id: { $in: ids }, status: { $in: [...TERMINAL_TASK_STATUSES] } })
   return ids
