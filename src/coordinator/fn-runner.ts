@@ -6,6 +6,11 @@
  * (the node is still running) instead of applying its effect twice. A retryable error (the store
  * is unavailable) is retried with backoff for `fnRetryBudgetMs`, then counts as a transient
  * failure of the attempt; any other error fails the node permanently.
+ *
+ * A function is awaited only while its attempt counts: once the attempt timed out (its retry is
+ * dispatched), is cancelled, its task ended or the coordinator stops, the task's next function runs
+ * and its `signal` is aborted, even if the call never returns (a hung call, a store request without
+ * an answer). A cancelled function ends `cancelled` then, not at the cancel deadline.
  */
 import { ErrorCode, FlowkitError, errorMessage, isFlowkitError } from '../errors.ts'
 import { type Logger, errorForNode } from '../log.ts'
@@ -15,6 +20,9 @@ import type { VersionedTask } from '../model/journal.ts'
 import type { Engine } from './engine.ts'
 import type { CoordinatorFn } from './functions.ts'
 import type { TaskRuntime } from './runtime.ts'
+
+/** How often a running function's attempt is looked at (does it still count?). */
+const WATCH_MS = 50
 
 export class FnRunner {
   readonly #engine: Engine
@@ -44,7 +52,7 @@ export class FnRunner {
 
   run(rt: TaskRuntime, ord: number): void {
     const epoch = rt.node(ord).attempt_epoch
-    rt.fnChain = rt.fnChain.then(() => this.#exec(rt, ord, epoch)).catch((err: unknown) => {
+    rt.fnChain = rt.fnChain.then(() => this.#watched(rt, ord, epoch)).catch((err: unknown) => {
       this.#log.error('node.fn_crashed', { task_id: rt.id, node_id: rt.spec(ord).node_id, error: errorMessage(err) })
     })
   }
@@ -54,7 +62,31 @@ export class FnRunner {
     return !this.#stopped && this.#engine.tasks.get(rt.id) === rt && n.attempt_epoch === epoch && (n.status === 'running' || n.status === 'cancelling')
   }
 
-  async #exec(rt: TaskRuntime, ord: number, epoch: number): Promise<void> {
+  /** #exec until its attempt no longer counts (a cancelled one ends cancelled then). */
+  async #watched(rt: TaskRuntime, ord: number, epoch: number): Promise<void> {
+    const abort = new AbortController()
+    let timer: ReturnType<typeof setInterval> | undefined
+    const left = new Promise<void>((resolve) => {
+      timer = setInterval(() => {
+        if (this.#current(rt, ord, epoch) && rt.node(ord).status !== 'cancelling') return
+        if (this.#current(rt, ord, epoch)) {
+          const spec = rt.spec(ord)
+          this.#log.info('node.fn_abandoned', { task_id: rt.id, node_id: spec.node_id, attempt_epoch: epoch, fn: spec.io.fn ?? '' })
+          this.#engine.apply(rt, ord, { kind: 'fn_done', stats: {} }, `fn_done ${spec.node_id}@${epoch}`)
+        }
+        abort.abort(new Error(`attempt ${epoch} of ${rt.spec(ord).node_id} no longer counts`))
+        resolve()
+      }, WATCH_MS)
+      timer.unref?.()
+    })
+    try {
+      await Promise.race([this.#exec(rt, ord, epoch, abort.signal), left])
+    } finally {
+      clearInterval(timer)
+    }
+  }
+
+  async #exec(rt: TaskRuntime, ord: number, epoch: number, signal: AbortSignal): Promise<void> {
     const spec = rt.spec(ord)
     const name = spec.io.fn ?? ''
     const ids = { task_id: rt.id, node_id: spec.node_id, attempt_epoch: epoch }
@@ -74,7 +106,7 @@ export class FnRunner {
         const fn = this.#functions[name]
         if (fn === undefined) throw new FlowkitError(ErrorCode.UnknownCoordinatorFn, `unknown coordinator function ${name}`)
         const now = this.#clock.now()
-        const res = await fn({ task: functionView(rt), node: spec, args: spec.io.fn_args ?? {}, store: this.#store, now, log: this.#log.child(ids) })
+        const res = await fn({ task: functionView(rt), node: spec, args: spec.io.fn_args ?? {}, store: this.#store, now, log: this.#log.child(ids), signal })
         await this.#store.upsertArtifact(
           { task_id: rt.id, node_id: spec.node_id, batch_uid: null, status: 'complete', meta: res.meta ?? {}, attempt_epoch: epoch, worker_id: null },
           this.#clock.now(),

@@ -23,6 +23,12 @@ export interface CoordinatorFnContext {
   store: Store
   now: number
   log: Logger
+  /**
+   * Aborted once this attempt no longer counts — it passed its `timeout_sec` (its retry runs), the
+   * task or node is cancelled, the task ended, the coordinator stops: a function that waits on
+   * something (an HTTP call) should stop then; what it returns afterwards is ignored.
+   */
+  signal: AbortSignal
 }
 
 export interface CoordinatorFnResult {
