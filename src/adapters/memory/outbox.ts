@@ -22,7 +22,7 @@ export class MemoryOutbox {
       key,
       value: row.value,
       dedup_id: row.dedup_id,
-      task_id: row.task_id ?? null,
+      ...(row.task_id == null ? {} : { task_id: row.task_id }),
       status: parked ? 'failed' : 'pending',
       attempts: parked?.attempts ?? 0,
       next_attempt_at_ms: now,

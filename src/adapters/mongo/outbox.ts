@@ -19,10 +19,10 @@ export async function enqueue(c: Collections, row: OutboxEnqueue, now: number, p
     topic: row.topic,
     key,
     dedup_id: row.dedup_id,
-    task_id: row.task_id ?? null,
     status: parked ? 'failed' : 'pending',
     attempts: parked ? num(parked.attempts) : 0,
   }
+  if (row.task_id != null) doc['task_id'] = row.task_id
   putField(doc, 'value', sanitize(row.value))
   doc['next_attempt_at_ms'] = at
   putField(doc, 'last_error', parked ? sanitize(parked.error) : null)
