@@ -4,21 +4,43 @@
  * queued behind busy workers, and sooner when a worker is known to have taken it and gone silent.
  * Before that, and between, it may be steered to a worker of its type with a free slot; with none
  * free, the nodes that wait for its data give their slots up (yield) then.
+ *
+ * A claimed attempt is judged as a lost lease is before it is handed back (the judge applies
+ * what is queued for it and looks for its complete artifact): its holder may have run it to the
+ * end while its reports wait in status partitions moving between coordinators. Handed back, its
+ * holder is told to give it up (a CANCEL signal), so a live one does not run next to the next attempt.
  */
 import type { CoordinatorConfig } from '../config.ts'
 import type { Logger } from '../log.ts'
 import type { Clock } from '../ports/clock.ts'
+import type { ArtifactDoc } from '../ports/store.ts'
+import { HANDED_BACK_HOLDER } from '../ports/store.ts'
 import type { EngineHooks } from './engine.ts'
 import { acceptDueAt, acceptStepMs, steerDueAt } from './node-due.ts'
+import { recoveredComplete } from './recovered.ts'
 import type { TaskRuntime } from './runtime.ts'
 import type { NodeEvent } from './transitions.ts'
+
+/** What an accept timeout learnt of the attempt: its claim's holder, and the judge's verdict. */
+interface Claim {
+  holder: string | null
+  verdict: 'check' | { complete: ArtifactDoc }
+}
+const UNCLAIMED: Claim = { holder: null, verdict: 'check' }
+
+/** The worker id of a claim's holder (`worker#instance`); null for none or the hand-back fence. */
+function holderWorker(holder: string | null): string | null {
+  if (holder === null || holder === HANDED_BACK_HOLDER) return null
+  const cut = holder.lastIndexOf('#')
+  return cut > 0 ? holder.slice(0, cut) : holder
+}
 
 /** What the decision uses of the engine. */
 export interface AcceptDeps {
   config: CoordinatorConfig
   clock: Clock
   log: Logger
-  hooks: Pick<EngineHooks, 'saturated' | 'claimed' | 'fence' | 'steer' | 'dirty'>
+  hooks: Pick<EngineHooks, 'saturated' | 'claimed' | 'judge' | 'fence' | 'steer' | 'dirty'>
   apply(rt: TaskRuntime, ord: number, ev: NodeEvent): boolean
   /** The running consumers that wait for this node's data give their slots up (engine). */
   yieldConsumers(rt: TaskRuntime, ord: number): void
@@ -42,21 +64,36 @@ export function acceptDue(d: AcceptDeps, rt: TaskRuntime, ord: number, now: numb
     d.yieldConsumers(rt, ord)
     return
   }
-  const timedOut = (claimed: boolean): void => {
+  const timedOut = (holder: string | null): void => {
+    const claimed = holder !== null
     d.log.warn('node.not_accepted', { task_id: rt.id, node_id: n.node_id, attempt_epoch: n.attempt_epoch, type, waited_ms: now - (n.dispatched_at_ms ?? now), claimed })
     // The next timeout a whole step after this one, however late this one came (after a busy
     // spell the schedule from the dispatch is long past: its steps would all fall due at once).
     const cur = rt.node(ord)
     rt.acceptAfter[ord] = d.clock.now() + acceptStepMs(d.config, (cur.resends ?? 0) + 1, cur.handbacks ?? 0)
-    if (!d.apply(rt, ord, { kind: 'accept_timeout', claimed })) return
+    if (!d.apply(rt, ord, { kind: 'accept_timeout', claimed, holder: holderWorker(holder) })) return
     d.yieldConsumers(rt, ord)
     // Handed back with nobody holding it: a copy of its START that arrives later must not run.
     if (!claimed && (rt.node(ord).handbacks ?? 0) > (cur.handbacks ?? 0)) d.hooks.fence?.(rt, ord, cur.attempt_epoch)
   }
-  // Whether a worker took the START (its claim): asked before deciding, as a lost lease is.
+  // Whether a worker took the START (its claim): asked before deciding, as a lost lease is; a
+  // claimed attempt about to be handed back (its second timeout) is judged first.
   const claimed = d.hooks.claimed
-  if (claimed === undefined) timedOut(false)
-  else d.check(rt, ord, claimed(rt, ord, n.attempt_epoch), false, (held) => rt.node(ord).accepted_at_ms === null && timedOut(held))
+  if (claimed === undefined) {
+    timedOut(null)
+    return
+  }
+  const epoch = n.attempt_epoch
+  const judge = d.hooks.judge
+  const ask = claimed(rt, ord, epoch).then(async (holder): Promise<Claim> => {
+    if (holder === null || judge === undefined || (n.resends ?? 0) < 1) return { holder, verdict: 'check' }
+    return { holder, verdict: await judge(rt, ord, epoch) }
+  })
+  d.check(rt, ord, ask, UNCLAIMED, (c) => {
+    if (rt.node(ord).accepted_at_ms !== null) return
+    if (c.verdict === 'check') timedOut(c.holder)
+    else d.apply(rt, ord, recoveredComplete(rt, ord, c.verdict.complete))
+  })
 }
 
 /**

@@ -39,8 +39,8 @@ export interface EngineHooks {
   started?(rt: TaskRuntime, ord: number, epoch: number): void
   /** Whether accepted runs of this type hold every slot its live workers announced. */
   saturated?(type: string): boolean
-  /** Whether a worker claimed this attempt in the store (it took the START). */
-  claimed?(rt: TaskRuntime, ord: number, epoch: number): Promise<boolean>
+  /** Who claimed this attempt in the store (`worker#instance`: it took the START); null: nobody. */
+  claimed?(rt: TaskRuntime, ord: number, epoch: number): Promise<string | null>
   /** An attempt handed back unclaimed: claimed for no worker, so a late copy of its START is not run. */
   fence?(rt: TaskRuntime, ord: number, epoch: number): void
   /** A copy of an unaccepted START for a worker of its type with a free slot (steer.ts); null: none. */

@@ -22,8 +22,11 @@ export type NodeEvent =
   | { kind: 'timeout'; limitSec: number }
   | { kind: 'heartbeat_lost'; silentMs: number }
   | { kind: 'suspect' }
-  /** `claimed`: a worker claimed the attempt in the store (it took the START) and has said nothing since. */
-  | { kind: 'accept_timeout'; claimed?: boolean }
+  /**
+   * `claimed`: a worker claimed the attempt in the store (it took the START) and has said nothing
+   * since; `holder`: that worker's id (told to give the attempt up if it is handed back).
+   */
+  | { kind: 'accept_timeout'; claimed?: boolean; holder?: string | null }
   /** A streaming consumer gives its worker slot up so that `upstream`'s retry can run. */
   | { kind: 'yield'; upstream: string }
   | { kind: 'cancel'; reason: string }

@@ -31,7 +31,7 @@
  * | worker cancelled `worker_stopping` | running   | deferred (due now), hand-back: no retry used | cancel_timer   |
  * | lease (accepted)    | cancelling, no holder    | same, holder known     | cancel signal to the holder            |
  * | lease (accepted)    | running, other holder    | unchanged              | cancel signal to the second worker     |
- * | accept_timeout (4th, or 2nd claimed) | running (not accepted) | deferred (due now), hand-back `not_accepted`     |
+ * | accept_timeout (4th, or 2nd claimed) | running (not accepted) | deferred (due now), hand-back `not_accepted`; a claim's holder told to give it up |
  * | yield               | running (accepted)       | cancelling, held for an upstream | cancel (cmd + signal)        |
  * | cancelled (held)    | cancelling               | queued (hand-back), waits for the upstream | requeued           |
  * | cancel              | cancelling (held)        | cancelling, no longer requeued |                                 |
@@ -276,7 +276,13 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
       // (the attempt is claimed, nobody else may run it). A new attempt, without using a retry.
       // Known to be claimed and still silent a timeout after the first (a live holder reports at
       // once, and retries a failed report for 30 s): its holder died, no need to wait longer.
-      if (resends > MAX_RESENDS || (ev.claimed === true && resends > 1)) return handBack(node, 'not_accepted', now)
+      if (resends > MAX_RESENDS || (ev.claimed === true && resends > 1)) {
+        const r = handBack(node, 'not_accepted', now)
+        // Its holder may be alive, its reports late (status partitions moving between coordinators):
+        // told to give the attempt up, so that it does not run next to the next one.
+        if (ev.holder) r.effects.push({ kind: 'cancel', reason: 'not_accepted', holder: ev.holder, deadline: now + ctx.cancelGraceMs, cmd: false })
+        return r
+      }
       return { node: { ...node, resends }, effects: [{ kind: 'start', resend: resends }, log('warn', 'node.start_resent', { resends })] }
     }
     case 'cancel': {

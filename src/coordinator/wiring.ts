@@ -171,7 +171,7 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     dirty: (rt) => flusher.mark(rt),
     terminal: () => undefined,
     started: (rt, ord, epoch) => warnIfUnserved({ roles, clock, log, engine, stop: hooks.stopSignal() }, rt, ord, epoch),
-    claimed: async (rt, ord, epoch) => (await store.attemptHolder(rt.id, rt.spec(ord).node_id, epoch)) !== null,
+    claimed: (rt, ord, epoch) => store.attemptHolder(rt.id, rt.spec(ord).node_id, epoch),
     fence: (rt, ord, epoch) => {
       const ids = { task_id: rt.id, node_id: rt.spec(ord).node_id, attempt_epoch: epoch }
       store.claimAttempt({ ...ids, worker_id: HANDED_BACK_HOLDER }, clock.now()).then(

@@ -1,0 +1,93 @@
+/**
+ * A worker claimed and ran an attempt, but its reports do not reach the coordinator (with several
+ * coordinators they can wait for tens of seconds in status partitions moving between them — an
+ * audit on Kafka saw 13–49 s). The claimed attempt's second accept timeout handed it back, and a
+ * live holder ran it to the end next to the next attempt: the node ran twice, no worker died.
+ * Now the attempt is judged first (its complete artifact finishes the node), and a handed-back
+ * attempt's holder is told to give it up. Here the worker's reports of attempt 1 are dropped.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { MemoryLogger, type RoleHandler, TestClock } from 'flowkit'
+import { envelopeOf, withBusFaults } from '../helpers/bus-faults.ts'
+import { startRuntime } from '../helpers/runtime.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+const GRAPH = { nodes: [{ node_id: 'a', type: 'job' }] }
+
+async function advance(clock: TestClock, ms: number, step = 5_000): Promise<void> {
+  for (let t = 0; t < ms; t += step) await clock.advance(step)
+}
+
+/** The worker's events about attempt 1 of task t1 never reach a coordinator. */
+const dropFirstAttemptReports = (b: Parameters<typeof withBusFaults>[0]) =>
+  withBusFaults(b, {
+    produce: (rs) =>
+      rs.filter((r) => {
+        const e = envelopeOf(r.value)
+        return !(e?.['msg_type'] === 'event' && e['task_id'] === 't1' && e['attempt_epoch'] === 1)
+      }),
+  })
+
+test('a claimed attempt whose holder finished but whose reports are lost: finished from its complete artifact, not run again', async () => {
+  const clock = new TestClock()
+  const log = new MemoryLogger()
+  const runs: number[] = []
+  const job: RoleHandler = {
+    async processBatch(_batch, ctx) {
+      runs.push(ctx.attemptEpoch)
+      return { metrics: { n: 1 } }
+    },
+  }
+  const rt = await startRuntime({ clock, logger: log, handlers: { job }, worker: { leaseTtlSec: 3600, hbIntervalSec: 600 }, coordinator: { acceptTimeoutSec: 30, steerAfterSec: 0 }, workerBus: dropFirstAttemptReports })
+  try {
+    await rt.coordinator.createTask({ id: 't1', graph: GRAPH })
+    await waitFor(async () => (await rt.store.getArtifact('t1', 'a', null))?.status === 'complete')
+    // 30 s: resent (claimed, its holder may report late); 60 s later: judged.
+    await advance(clock, 120_000)
+    const t = await rt.coordinator.waitForTask('t1', { timeoutMs: 10_000 })
+    assert.equal(t.status, 'finished')
+    assert.equal(t.nodes[0]?.attempt_epoch, 1, 'not handed back')
+    assert.deepEqual(runs, [1], 'the handler ran once')
+    assert.ok(log.records.some((r) => r.event === 'node.recovered_complete'))
+  } finally {
+    await rt.stop()
+  }
+})
+
+test('a claimed attempt still running whose reports are lost: handed back, and its holder is told to give it up', async () => {
+  const clock = new TestClock()
+  const log = new MemoryLogger()
+  const started: number[] = []
+  const ended: number[] = []
+  let firstAborted = false
+  const job: RoleHandler = {
+    async processBatch(_batch, ctx) {
+      started.push(ctx.attemptEpoch)
+      if (ctx.attemptEpoch === 1) {
+        // Runs until told to stop (a long job).
+        await new Promise<void>((resolve) => {
+          if (ctx.signal.aborted) resolve()
+          ctx.signal.addEventListener('abort', () => resolve(), { once: true })
+        })
+        firstAborted = true
+        throw new Error('stopped')
+      }
+      ended.push(ctx.attemptEpoch)
+      return { metrics: { n: 1 } }
+    },
+  }
+  const rt = await startRuntime({ clock, logger: log, handlers: { job }, worker: { concurrency: 2, leaseTtlSec: 3600, hbIntervalSec: 600 }, coordinator: { acceptTimeoutSec: 30, steerAfterSec: 0 }, workerBus: dropFirstAttemptReports })
+  try {
+    await rt.coordinator.createTask({ id: 't1', graph: GRAPH })
+    await waitFor(() => started.length === 1)
+    await advance(clock, 120_000)
+    const t = await rt.coordinator.waitForTask('t1', { timeoutMs: 10_000 })
+    assert.equal(t.status, 'finished')
+    assert.equal(t.nodes[0]?.attempt_epoch, 2, 'handed back: a second attempt')
+    await waitFor(() => firstAborted, { timeoutMs: 10_000 })
+    assert.deepEqual(ended, [2], 'only the second attempt ran to its end')
+  } finally {
+    await rt.stop()
+  }
+})
