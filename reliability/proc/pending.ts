@@ -43,8 +43,10 @@ export function tracked<T extends object>(spec: ProcSpec, label: string, target:
     timer.unref()
   }
   return new Proxy(target, {
-    get(t, prop, receiver) {
-      const v: unknown = Reflect.get(t, prop, receiver)
+    get(t, prop) {
+      // (The target as receiver: a getter that reads a private field — KafkaBus.sessionTimeoutMs —
+      // threw through the proxy, so the coordinators of the suite never waited the hand-over grace.)
+      const v: unknown = Reflect.get(t, prop, t)
       if (typeof v !== 'function' || typeof prop !== 'string') return v
       return (...args: unknown[]) => {
         const what = `${label}.${prop}(${args.slice(0, 2).map(describeArg).join(', ')})`

@@ -13,7 +13,7 @@ import { noopHandler, startRuntime, testStore } from '../helpers/runtime.ts'
 /** The store, with its claim calls recorded (how many claims each call carried). */
 function countingClaims(store: Store, calls: number[]): Store {
   return new Proxy(store, {
-    get(target, prop, receiver) {
+    get(target, prop) {
       if (prop === 'claimAttempt') {
         return (claim: AttemptClaim, now: number) => {
           calls.push(1)
@@ -26,7 +26,7 @@ function countingClaims(store: Store, calls: number[]): Store {
           return target.claimAttempts(claims, now)
         }
       }
-      const v = Reflect.get(target, prop, receiver) as unknown
+      const v = Reflect.get(target, prop, target) as unknown
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v
     },
   })

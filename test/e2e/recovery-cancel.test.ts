@@ -22,8 +22,8 @@ import { waitFor } from '../helpers/wait.ts'
 function slowStatus(bus: Bus, topic: string, ms: number, opts: { drained: boolean } = { drained: true }): Bus {
   const ready = new Promise<void>((r) => setTimeout(r, ms))
   return new Proxy(bus, {
-    get(target, prop, receiver) {
-      const v = Reflect.get(target, prop, receiver) as unknown
+    get(target, prop) {
+      const v = Reflect.get(target, prop, target) as unknown
       if (prop !== 'subscribe' || typeof v !== 'function') return typeof v === 'function' ? v.bind(target) : v
       return (o: SubscribeOptions) => {
         if (!o.topics.includes(topic)) return v.call(target, o)
@@ -47,8 +47,8 @@ function slowStatus(bus: Bus, topic: string, ms: number, opts: { drained: boolea
 function lateJoin(bus: Bus, topic: string, joined: Promise<void>): { bus: Bus; requested: () => boolean } {
   let asked = false
   const wrapped = new Proxy(bus, {
-    get(target, prop, receiver) {
-      const v = Reflect.get(target, prop, receiver) as unknown
+    get(target, prop) {
+      const v = Reflect.get(target, prop, target) as unknown
       if (prop !== 'subscribe' || typeof v !== 'function') return typeof v === 'function' ? v.bind(target) : v
       return (o: SubscribeOptions) => {
         if (!o.topics.includes(topic)) return v.call(target, o)

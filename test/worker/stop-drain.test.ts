@@ -27,11 +27,11 @@ test('a drain outlasting the stop window: the node finishes at its first epoch, 
   let down = false
   const flaky = (bus: Bus): Bus =>
     new Proxy(bus, {
-      get(target, prop, receiver) {
+      get(target, prop) {
         if (prop === 'produce') {
           return (records: Parameters<Bus['produce']>[0]) => (down ? Promise.reject(new FlowkitError(ErrorCode.BusUnavailable, 'broker down', { retryable: true })) : target.produce(records))
         }
-        const v = Reflect.get(target, prop, receiver)
+        const v = Reflect.get(target, prop, target)
         return typeof v === 'function' ? v.bind(target) : v
       },
     })
@@ -77,14 +77,14 @@ test('an idle worker stopped while the broker is down returns within seconds (it
   const produced: string[] = []
   const flaky = (bus: Bus): Bus =>
     new Proxy(bus, {
-      get(target, prop, receiver) {
+      get(target, prop) {
         if (prop === 'produce') {
           return (records: Parameters<Bus['produce']>[0]) => {
             produced.push(...records.map((r) => r.topic))
             return down ? Promise.reject(new FlowkitError(ErrorCode.BusUnavailable, 'broker down', { retryable: true })) : target.produce(records)
           }
         }
-        const v = Reflect.get(target, prop, receiver)
+        const v = Reflect.get(target, prop, target)
         return typeof v === 'function' ? v.bind(target) : v
       },
     })
