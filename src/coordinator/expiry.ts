@@ -3,7 +3,10 @@
  * records, a slow store) sees leases run out on its own clock while their holders' heartbeats and
  * TASK_DONE still wait in the status topic. So before a running node is declared lost:
  *   1. the status subscription of its type is drained: every record already in its partitions is
- *      applied (bounded: a bus that cannot drain does not keep a dead worker's node for ever);
+ *      applied (bounded: a bus that cannot drain does not keep a dead worker's node for ever), and
+ *      so are the reports other coordinators read and forwarded, waiting in this coordinator's
+ *      partitions of the owners' topic (after a rebalance an owners' partition can be seconds
+ *      behind: a claimed attempt was handed back 0.34 s before its forwarded reports were applied);
  *   2. the node's complete artifact of this attempt is looked up: a worker that finished and whose
  *      report was lost has done the work, the node finishes from it;
  *   3. but when other coordinators hold some of the status partitions of its type, the reports may
@@ -30,6 +33,8 @@ export interface JudgeDeps {
   log: Logger
   /** The status subscription of a worker type (undefined when there is none yet). */
   statusSubscription(type: string): Subscription | undefined
+  /** Resolves once the records now in this coordinator's owners' partitions are handled (forwarded reports). */
+  forwarded?(): Promise<void>
   /**
    * How long to wait for reports of a node of `type` that another coordinator may hold (ms): 0
    * when this coordinator holds every status partition of the type, else handoverGraceMs.
@@ -44,13 +49,18 @@ export function handoverGraceMs(sessionTimeoutMs: number | undefined): number {
   return sessionTimeoutMs === undefined ? 0 : 2 * sessionTimeoutMs + 5_000
 }
 
-async function drain(d: Pick<JudgeDeps, 'statusSubscription' | 'config' | 'log'>, rt: TaskRuntime, type: string, nodeId: string): Promise<void> {
+type DrainDeps = Pick<JudgeDeps, 'statusSubscription' | 'forwarded' | 'config' | 'log'>
+
+async function drain(d: DrainDeps, rt: TaskRuntime, type: string, nodeId: string): Promise<void> {
   const sub = d.statusSubscription(type)
-  if (sub?.drained === undefined) return
+  const waits: Promise<void>[] = []
+  if (sub?.drained !== undefined) waits.push(sub.drained())
+  if (d.forwarded !== undefined) waits.push(d.forwarded())
+  if (waits.length === 0) return
   const cap = drainCapMs(d.config)
   let timer: ReturnType<typeof setTimeout> | undefined
   const drained = await Promise.race([
-    sub.drained().then(() => true),
+    Promise.all(waits).then(() => true),
     new Promise<boolean>((resolve) => {
       timer = setTimeout(() => resolve(false), cap)
     }),
@@ -64,7 +74,7 @@ async function drain(d: Pick<JudgeDeps, 'statusSubscription' | 'config' | 'log'>
  * decision such as a cancel must not overtake them (a node that ended while no coordinator ran
  * would be cancelled with part of its batches counted).
  */
-export async function drainStatus(d: Pick<JudgeDeps, 'statusSubscription' | 'config' | 'log'>, rt: TaskRuntime): Promise<void> {
+export async function drainStatus(d: DrainDeps, rt: TaskRuntime): Promise<void> {
   await recovered(rt)
   const types = new Set(rt.specs.filter((sp, i) => rt.node(i).status === 'running' && sp.type !== COORDINATOR_FN_TYPE).map((sp) => sp.type))
   await Promise.all([...types].map((type) => drain(d, rt, type, '')))

@@ -200,6 +200,7 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
       store,
       log,
       statusSubscription: (type) => subscriptions.get(type),
+      forwarded: () => ownership.drained(),
       handoverWaitMs: (type) => (subscriptions.sharesStatus(type) ? handoverGraceMs(bus.sessionTimeoutMs) : 0),
       stopped: () => hooks.stopSignal().aborted,
     }),
@@ -280,7 +281,7 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     log,
     mark: (rt) => flusher.mark(rt),
     barrier: () => flusher.barrier(),
-    drain: (rt) => drainStatus({ statusSubscription: (t) => subscriptions.get(t), config, log }, rt),
+    drain: (rt) => drainStatus({ statusSubscription: (t) => subscriptions.get(t), forwarded: () => ownership.drained(), config, log }, rt),
   }
   const recovery = (): RecoveryDeps => ({ config, store, clock, log, engine, fns, discovery, cancels, barrier: () => flusher.barrier(), owners: () => ownership.drained(), handoverWaitMs: (type) => (subscriptions.sharesStatus(type) ? handoverGraceMs(bus.sessionTimeoutMs) : 0) })
   const tasks: OwnedTasks = new OwnedTasks({

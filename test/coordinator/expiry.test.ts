@@ -65,6 +65,34 @@ test('reports that arrive during that wait win: the node is not finished from it
   assert.equal(drains.count, 1)
 })
 
+test('the reports other coordinators forwarded (queued in the owners\' topic) are applied before the artifact is read', async () => {
+  const { rt, ord } = setUp(0)
+  let release = (): void => undefined
+  const forwarded = new Promise<void>((r) => {
+    release = r
+  })
+  const reads: string[] = []
+  const deps: JudgeDeps = {
+    config: { leaseTtlSec: 5 } as CoordinatorConfig,
+    store: {
+      getArtifact: async () => {
+        reads.push('artifact')
+        return null
+      },
+    } as unknown as Store,
+    log: createLogger({ level: 'silent' }),
+    statusSubscription: () => undefined,
+    forwarded: () => forwarded,
+    handoverWaitMs: () => 0,
+  }
+  const verdict = leaseJudge(deps)(rt, ord, 1)
+  await new Promise((r) => setTimeout(r, 50))
+  assert.deepEqual(reads, [], 'not judged while forwarded reports wait (a claimed attempt was handed back 0.34 s before they were applied)')
+  release()
+  assert.equal(await verdict, 'check')
+  assert.deepEqual(reads, ['artifact'])
+})
+
 test('a coordinator that stops ends the wait (its timer does not hold the process either)', async () => {
   let stopping = false
   const { rt, ord, judge } = setUp(60_000, () => stopping)
