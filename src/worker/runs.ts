@@ -82,6 +82,14 @@ export class RunManager {
       startHeaders: headers,
     }
     const key = messageKey(env.task_id, env.node_id)
+    // An older attempt of the node still running here is stale: the coordinator moved on to this one
+    // (handed back while its reports were late). Its CANCEL could come after this START, and would
+    // then find this run, not that one: it is stopped now.
+    const older = core.runs.get(key)
+    if (older !== undefined && older.info.attemptEpoch < env.attempt_epoch) {
+      core.log.warn('worker.attempt_superseded', { ...runIds(older.info), by_epoch: env.attempt_epoch })
+      this.cancel(older, 'stale_attempt')
+    }
     core.runs.set(key, run)
     run.done = executeRun(core, role, run, cmd, vars)
       .catch(async (err: unknown) => {

@@ -91,3 +91,59 @@ test('a claimed attempt still running whose reports are lost: handed back, and i
     await rt.stop()
   }
 })
+
+test('the holder already runs the next attempt when the CANCEL of the old one comes (signals and commands are separate topics): the old run is stopped as superseded', async () => {
+  const clock = new TestClock()
+  const log = new MemoryLogger()
+  const started: number[] = []
+  const ended: number[] = []
+  let firstAborted = false
+  let release = (): void => undefined
+  const cancelHeld = new Promise<void>((r) => {
+    release = r
+  })
+  let cancelsSeen = 0
+  const isCancelSignal = (value: string): boolean => (envelopeOf(value)?.['payload'] as Record<string, unknown> | undefined)?.['sig'] === 'CANCEL'
+  const job: RoleHandler = {
+    async processBatch(_batch, ctx) {
+      started.push(ctx.attemptEpoch)
+      if (ctx.attemptEpoch === 1) {
+        // A long job: it stops when told, or ends by itself after 4 s.
+        await new Promise<void>((resolve) => {
+          if (ctx.signal.aborted) resolve()
+          ctx.signal.addEventListener('abort', () => resolve(), { once: true })
+          setTimeout(resolve, 4000)
+        })
+        firstAborted = ctx.signal.aborted
+      }
+      ended.push(ctx.attemptEpoch)
+      return { metrics: { n: 1 } }
+    },
+  }
+  const workerBus = (b: Parameters<typeof withBusFaults>[0]) =>
+    withBusFaults(dropFirstAttemptReports(b), {
+      // The worker's signals consumer is behind its command consumer: CANCEL(1) comes after START 2.
+      beforeHandle: async (_topic, msgs) => {
+        if (msgs.some((m) => isCancelSignal(m.value))) {
+          cancelsSeen++
+          await cancelHeld
+        }
+      },
+    })
+  const rt = await startRuntime({ clock, logger: log, handlers: { job }, worker: { concurrency: 2, leaseTtlSec: 3600, hbIntervalSec: 600 }, coordinator: { acceptTimeoutSec: 30, steerAfterSec: 0 }, workerBus })
+  try {
+    await rt.coordinator.createTask({ id: 't1', graph: GRAPH })
+    await waitFor(() => started.length === 1)
+    await advance(clock, 120_000)
+    await waitFor(() => started.includes(2) && cancelsSeen > 0)
+    release()
+    const t = await rt.coordinator.waitForTask('t1', { timeoutMs: 10_000 })
+    assert.equal(t.nodes[0]?.attempt_epoch, 2)
+    await waitFor(() => ended.includes(1), { timeoutMs: 10_000 })
+    assert.ok(firstAborted, 'attempt 1 was stopped, not run to its end next to attempt 2')
+    assert.ok(log.records.some((r) => r.event === 'worker.attempt_superseded'))
+  } finally {
+    release()
+    await rt.stop()
+  }
+})
