@@ -484,6 +484,8 @@ describe('MongoStore on a real server', { skip }, () => {
       // MongoDB's unique index sees the Python document (missing batch_uid = null): it is taken over
       assert.equal(taken?.created_at, T0 + 5)
       assert.equal(await raw.countDocuments({ task_id: task, node_id: 'py', status: 'complete' }), 1)
+      // still without batch_uid: the seed finds a complete artifact by the field's absence
+      assert.equal(await raw.countDocuments({ task_id: task, node_id: 'py', batch_uid: { $exists: false } }), 1)
     }
     if (!ferretdb) {
       // MongoDB indexes the missing batch_uid as null: an older epoch is refused by the unique index.

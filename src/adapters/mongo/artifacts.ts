@@ -39,13 +39,15 @@ function objectField(doc: Document, name: string): Record<string, unknown> {
 }
 
 /**
- * A Python worker writes a node's complete artifact without `batch_uid`, with its finalize metrics
- * as `meta` (the seed's `mark_complete(metrics)`): they are read as its `final_metrics`, so a
- * coordinator that finishes the node from it counts them as ours. flowkit's own always has the field.
+ * A Python worker writes a node's complete artifact without `batch_uid`, its times as BSON dates,
+ * with its finalize metrics as `meta` (the seed's `mark_complete(metrics)`): they are read as its
+ * `final_metrics`, so a coordinator that finishes the node from it counts them as ours. flowkit
+ * writes `updated_at` in epoch ms (also when it takes such a document over: its meta is not metrics).
  */
 function finalMetricsOf(doc: Document): Record<string, unknown> | undefined {
   if (getField(doc, 'final_metrics') !== undefined) return objectField(doc, 'final_metrics')
-  return doc['batch_uid'] === undefined && doc['status'] === 'complete' ? objectField(doc, 'meta') : undefined
+  const seeds = doc['batch_uid'] === undefined && doc['status'] === 'complete' && doc['updated_at'] instanceof Date
+  return seeds ? objectField(doc, 'meta') : undefined
 }
 
 function decodeArtifact(doc: Document): ArtifactDoc {
@@ -161,11 +163,11 @@ export async function upsertArtifact(c: Collections, ferret: boolean, artifact: 
   } catch (err) {
     if (!isDuplicateKeyError(err)) throw err
     // Either our own document holds a higher epoch (fenced), or a Python worker's document (its
-    // own _id) holds this (task, node, batch_uid): take that one over within the fence, its
-    // batch_uid written (a complete one without it reads as a Python worker's: finalMetricsOf).
+    // own _id) holds this (task, node, batch_uid): take that one over within the fence (its
+    // batch_uid left as it is: the seed finds a complete artifact by the field's absence).
     const res = await c.artifacts.updateOne(
       { task_id: artifact.task_id, node_id: artifact.node_id, batch_uid: batchUid, attempt_epoch: { $lte: epoch } },
-      updateOf({ ...set, batch_uid: batchUid }, unset),
+      update,
     )
     return res.matchedCount > 0
   }
