@@ -60,7 +60,11 @@ async function drain(d: DrainDeps, rt: TaskRuntime, type: string, nodeId: string
   const cap = drainCapMs(d.config)
   let timer: ReturnType<typeof setTimeout> | undefined
   const drained = await Promise.race([
-    Promise.all(waits).then(() => true),
+    // (A bus that fails to tell is taken as drained: the judge goes on, as after the cap.)
+    Promise.all(waits).then(
+      () => true,
+      () => true,
+    ),
     new Promise<boolean>((resolve) => {
       timer = setTimeout(() => resolve(false), cap)
     }),
@@ -88,6 +92,8 @@ export function drainCapMs(config: CoordinatorConfig): number {
 export function leaseJudge(d: JudgeDeps): (rt: TaskRuntime, ord: number, epoch: number) => Promise<'check' | { complete: ArtifactDoc }> {
   return async (rt, ord, epoch) => {
     const spec = rt.spec(ord)
+    // (A claimed attempt judged before it is handed back: its acceptance, arriving meanwhile, ends the wait.)
+    const accepted = rt.node(ord).accepted_at_ms
     await drain(d, rt, spec.type, spec.node_id)
     try {
       const art = await d.store.getArtifact(rt.id, spec.node_id, null)
@@ -95,7 +101,7 @@ export function leaseJudge(d: JudgeDeps): (rt: TaskRuntime, ord: number, epoch: 
         const grace = d.handoverWaitMs(spec.type)
         if (grace > 0) {
           const moved = (): boolean =>
-            d.stopped?.() === true || rt.dropped || rt.terminal || rt.node(ord).status !== 'running' || rt.node(ord).attempt_epoch !== epoch
+            d.stopped?.() === true || rt.dropped || rt.terminal || rt.node(ord).status !== 'running' || rt.node(ord).attempt_epoch !== epoch || rt.node(ord).accepted_at_ms !== accepted
           d.log.info('coordinator.judge_waits_handover', { task_id: rt.id, node_id: spec.node_id, attempt_epoch: epoch, wait_ms: grace })
           await waitUntil(moved, grace)
           if (moved()) return 'check'

@@ -107,6 +107,7 @@ export class FnRunner {
         if (fn === undefined) throw new FlowkitError(ErrorCode.UnknownCoordinatorFn, `unknown coordinator function ${name}`)
         const now = this.#clock.now()
         const res = await fn({ task: functionView(rt), node: spec, args: spec.io.fn_args ?? {}, store: this.#store, now, log: this.#log.child(ids), signal })
+        if (signal.aborted) return // left behind: its attempt no longer counts, it writes nothing
         await this.#store.upsertArtifact(
           { task_id: rt.id, node_id: spec.node_id, batch_uid: null, status: 'complete', meta: res.meta ?? {}, attempt_epoch: epoch, worker_id: null },
           this.#clock.now(),

@@ -93,6 +93,30 @@ test('the reports other coordinators forwarded (queued in the owners\' topic) ar
   assert.deepEqual(reads, ['artifact'])
 })
 
+test('a claimed attempt judged before it is handed back: its acceptance, arriving during the hand-over wait, ends the wait', async () => {
+  const { rt, ord, judge } = setUp(60_000)
+  rt.setNode(ord, { ...rt.node(ord), accepted_at_ms: null })
+  const verdict = judge(rt, ord, 1)
+  setTimeout(() => rt.setNode(ord, { ...rt.node(ord), accepted_at_ms: 5 }), 50)
+  const t0 = Date.now()
+  assert.equal(await verdict, 'check')
+  assert.ok(Date.now() - t0 < 30_000, 'the judge gave way as soon as the attempt was accepted')
+})
+
+test('a status subscription that fails to drain does not fail the judgement', async () => {
+  const doc = makeTaskDoc({ status: 'running' })
+  doc.nodes['extract'] = makeNodeState('extract', 'extractor', { status: 'running', attempt_epoch: 1 })
+  const rt = new TaskRuntime(doc, 1)
+  const deps: JudgeDeps = {
+    config: { leaseTtlSec: 5 } as CoordinatorConfig,
+    store: { getArtifact: async () => ({ status: 'complete', attempt_epoch: 1 }) } as unknown as Store,
+    log: createLogger({ level: 'silent' }),
+    statusSubscription: () => ({ drained: () => Promise.reject(new Error('bus closed')) }) as unknown as Subscription,
+    handoverWaitMs: () => 0,
+  }
+  assert.deepEqual(await leaseJudge(deps)(rt, rt.ord.get('extract') as number, 1), { complete: { status: 'complete', attempt_epoch: 1 } })
+})
+
 test('a coordinator that stops ends the wait (its timer does not hold the process either)', async () => {
   let stopping = false
   const { rt, ord, judge } = setUp(60_000, () => stopping)

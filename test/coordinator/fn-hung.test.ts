@@ -123,3 +123,34 @@ test('Coordinator.stop() returns while a coordinator function hangs, and aborts 
     else await rt.stop()
   }
 })
+
+test('a function left behind that returns later writes nothing (its attempt no longer counts)', async () => {
+  const inner = new MemoryStore()
+  const writes: number[] = []
+  const store: Store = new Proxy(inner, {
+    get(target, prop) {
+      const v = Reflect.get(target, prop, target)
+      if (prop !== 'upsertArtifact' || typeof v !== 'function') return typeof v === 'function' ? v.bind(target) : v
+      return (doc: { node_id: string; attempt_epoch: number }, now: number) => {
+        if (doc.node_id === 'f') writes.push(doc.attempt_epoch)
+        return v.call(target, doc, now)
+      }
+    },
+  })
+  let calls = 0
+  // The first call waits until it is told its attempt no longer counts, then returns anyway.
+  const late: CoordinatorFn = async (ctx) => {
+    calls++
+    if (calls === 1) await new Promise((r) => ctx.signal.addEventListener('abort', r, { once: true }))
+    return { meta: { call: calls } }
+  }
+  const rt = await startRuntime({ store, functions: { late } })
+  try {
+    const id = await rt.coordinator.createTask({ graph: withTimeout('late') })
+    const t = await rt.coordinator.waitForTask(id, { timeoutMs: 20_000 })
+    assert.equal(t.status, 'finished')
+    assert.deepEqual(writes, [2], 'only the attempt that counts wrote its complete artifact')
+  } finally {
+    await rt.stop()
+  }
+})
