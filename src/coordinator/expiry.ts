@@ -51,11 +51,20 @@ export function handoverGraceMs(sessionTimeoutMs: number | undefined): number {
 
 type DrainDeps = Pick<JudgeDeps, 'statusSubscription' | 'forwarded' | 'config' | 'log'>
 
+/** Longest wait for the owners' partitions in a judgement (forwarded reports take well under a second). */
+const FORWARDED_CAP_MS = 5_000
+
+function sleepUnref(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref())
+}
+
 async function drain(d: DrainDeps, rt: TaskRuntime, type: string, nodeId: string): Promise<void> {
   const sub = d.statusSubscription(type)
   const waits: Promise<void>[] = []
   if (sub?.drained !== undefined) waits.push(sub.drained())
-  if (d.forwarded !== undefined) waits.push(d.forwarded())
+  // (At most FORWARDED_CAP_MS: the owners' partitions commit as their records' writes become
+  // durable, and a recovering coordinator can hold them back far longer than reports take.)
+  if (d.forwarded !== undefined) waits.push(Promise.race([d.forwarded(), sleepUnref(FORWARDED_CAP_MS)]))
   if (waits.length === 0) return
   const cap = drainCapMs(d.config)
   let timer: ReturnType<typeof setTimeout> | undefined

@@ -281,7 +281,8 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     log,
     mark: (rt) => flusher.mark(rt),
     barrier: () => flusher.barrier(),
-    drain: (rt) => drainStatus({ statusSubscription: (t) => subscriptions.get(t), forwarded: () => ownership.drained(), config, log }, rt),
+    // (Not the owners' topic: a cancel request comes through it, after the reports forwarded before it.)
+    drain: (rt) => drainStatus({ statusSubscription: (t) => subscriptions.get(t), config, log }, rt),
   }
   const recovery = (): RecoveryDeps => ({ config, store, clock, log, engine, fns, discovery, cancels, barrier: () => flusher.barrier(), owners: () => ownership.drained(), handoverWaitMs: (type) => (subscriptions.sharesStatus(type) ? handoverGraceMs(bus.sessionTimeoutMs) : 0) })
   const tasks: OwnedTasks = new OwnedTasks({
