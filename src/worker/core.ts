@@ -15,6 +15,7 @@ import type { HeartbeatTicker } from './heartbeats.ts'
 import type { WorkerStateSaver } from './state.ts'
 import type { StatusEmitter } from './status-emitter.ts'
 import type { RunObservation } from '../observability/worker.ts'
+import type { RecentSet } from '../util/recent.ts'
 
 export interface ActiveRun {
   info: RunInfo
@@ -52,6 +53,12 @@ export interface WorkerCore {
    * START of one redelivered to this process is handed back, never run again at that epoch.
    */
   restored: Set<string>
+  /**
+   * Attempts (task:node:epoch) a CANCEL named while this process did not run them: one whose START
+   * comes after (a claim still being written, the START behind in its partition) is not run, its
+   * cancel confirmed instead. Bounded: the oldest are forgotten.
+   */
+  readonly cancelledEarly: RecentSet<string>
   readonly bus: Bus
   readonly store: Store
   readonly clock: Clock

@@ -29,6 +29,10 @@ export async function onSignal(core: WorkerCore, runs: RunManager, m: BusMessage
   }
   const run = core.runs.get(messageKey(env.task_id, env.node_id))
   if (run && run.info.attemptEpoch === env.attempt_epoch) runs.cancel(run, sig.value.reason)
+  else {
+    core.log.debug('worker.cancel_unknown_run', { task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch })
+    core.cancelledEarly.add(`${env.task_id}:${env.node_id}:${env.attempt_epoch}`)
+  }
 }
 
 export async function onQuery(core: WorkerCore, m: BusMessage): Promise<void> {

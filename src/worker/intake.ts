@@ -144,7 +144,10 @@ export class CommandIntake {
       case 'TASK_CANCEL': {
         const run = this.#core.runs.get(messageKey(env.task_id, env.node_id))
         if (run && run.info.attemptEpoch === env.attempt_epoch) this.#runs.cancel(run, cmd.value.reason)
-        else log.debug('worker.cancel_unknown_run', { task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch })
+        else {
+          log.debug('worker.cancel_unknown_run', { task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch })
+          this.#core.cancelledEarly.add(`${env.task_id}:${env.node_id}:${env.attempt_epoch}`)
+        }
         return
       }
       default:
@@ -279,6 +282,13 @@ export class CommandIntake {
         return
       }
       this.#remember(seenKey)
+      if (core.cancelledEarly.delete(seenKey)) {
+        // Its CANCEL came first (e.g. the attempt was handed back while this START was on its way).
+        core.log.info('worker.start_cancelled', ids)
+        const info: RunInfo = { taskId: env.task_id, nodeId: env.node_id, stepType: role, attemptEpoch: env.attempt_epoch, workerId: core.workerId, leaseId: '' }
+        await emitStatus(core, info, { kind: 'CANCELLED', reason: 'cancelled before start' }, { kind: 'CANCELLED' })
+        return
+      }
       this.#runs.launch(role, env, cmd, vars, headers)
       handedOver = true
       this.onLoad?.(this.running)

@@ -28,6 +28,10 @@ import { parkPoison } from '../util/guard.ts'
 import { type AnnounceInfo, announce, announceLoop } from './announce.ts'
 import { LoadReport } from './load-report.ts'
 import { StopSteps } from '../util/stop-steps.ts'
+import { RecentSet } from '../util/recent.ts'
+
+/** Attempts remembered as cancelled before their START came (WorkerCore.cancelledEarly). */
+const CANCELLED_EARLY_MAX = 10_000
 import { CancelledRunError, WORKER_STOPPING_REASON } from './cancel.ts'
 import type { WorkerCore } from './core.ts'
 import { onQuery, onSignal } from './discovery.ts'
@@ -104,6 +108,7 @@ export class Worker {
       workerId: this.workerId,
       instanceId: newInstanceId(clock.now()),
       restored: new Set(),
+      cancelledEarly: new RecentSet(CANCELLED_EARLY_MAX),
       bus: options.bus,
       store,
       clock,

@@ -10,6 +10,8 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { MemoryLogger, type RoleHandler, TestClock } from 'flowkit'
 import { envelopeOf, withBusFaults } from '../helpers/bus-faults.ts'
+import { gate } from '../helpers/gate.ts'
+import { aroundClaims } from '../helpers/store-proxy.ts'
 import { startRuntime } from '../helpers/runtime.ts'
 import { waitFor } from '../helpers/wait.ts'
 
@@ -144,6 +146,47 @@ test('the holder already runs the next attempt when the CANCEL of the old one co
     assert.ok(log.records.some((r) => r.event === 'worker.attempt_superseded'))
   } finally {
     release()
+    await rt.stop()
+  }
+})
+
+test('the CANCEL of a handed-back attempt comes while its holder is still between its claim and its start: the attempt is not run, its cancel confirmed', async () => {
+  const clock = new TestClock()
+  const log = new MemoryLogger()
+  const started: number[] = []
+  const claimed = gate()
+  const answer = gate()
+  const job: RoleHandler = {
+    async processBatch(_batch, ctx) {
+      started.push(ctx.attemptEpoch)
+      return { metrics: { n: 1 } }
+    },
+  }
+  // The claim of attempt 1 is written at once, its answer held back (a slow store round trip).
+  const workerStore = (store: Parameters<typeof aroundClaims>[0]) =>
+    aroundClaims(store, async (claims, claim) => {
+      const res = await claim()
+      if (claims.some((c) => c.task_id === 't1' && c.attempt_epoch === 1)) {
+        claimed.open()
+        await answer.wait()
+      }
+      return res
+    })
+  const rt = await startRuntime({ clock, logger: log, handlers: { job }, worker: { concurrency: 2, leaseTtlSec: 3600, hbIntervalSec: 600 }, coordinator: { acceptTimeoutSec: 30, steerAfterSec: 0 }, workerStore })
+  try {
+    await rt.coordinator.createTask({ id: 't1', graph: GRAPH })
+    await claimed.wait()
+    await advance(clock, 120_000)
+    // The hand-back's CANCEL reaches the worker before its claim answers.
+    await waitFor(() => log.records.some((r) => r.event === 'worker.cancel_unknown_run' && r.fields['task_id'] === 't1' && r.fields['attempt_epoch'] === 1))
+    answer.open()
+    const t = await rt.coordinator.waitForTask('t1', { timeoutMs: 10_000 })
+    assert.equal(t.status, 'finished')
+    assert.equal(t.nodes[0]?.attempt_epoch, 2)
+    assert.deepEqual(started, [2], 'attempt 1 never ran')
+    assert.ok(log.records.some((r) => r.event === 'worker.start_cancelled'))
+  } finally {
+    answer.open()
     await rt.stop()
   }
 })
