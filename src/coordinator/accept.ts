@@ -14,7 +14,7 @@ import type { CoordinatorConfig } from '../config.ts'
 import type { Logger } from '../log.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { ArtifactDoc } from '../ports/store.ts'
-import { HANDED_BACK_HOLDER } from '../ports/store.ts'
+import { parseClaimHolder } from '../ports/store-rules.ts'
 import type { EngineHooks } from './engine.ts'
 import { acceptDueAt, acceptStepMs, steerDueAt } from './node-due.ts'
 import { recoveredComplete } from './recovered.ts'
@@ -28,11 +28,9 @@ interface Claim {
 }
 const UNCLAIMED: Claim = { holder: null, verdict: 'check' }
 
-/** The worker id of a claim's holder (`worker#instance`); null for none or the hand-back fence. */
+/** The worker id of a claim's holder; null for none or the hand-back fence. */
 function holderWorker(holder: string | null): string | null {
-  if (holder === null || holder === HANDED_BACK_HOLDER) return null
-  const cut = holder.lastIndexOf('#')
-  return cut > 0 ? holder.slice(0, cut) : holder
+  return holder === null ? null : (parseClaimHolder(holder)?.workerId ?? null)
 }
 
 /** What the decision uses of the engine. */

@@ -5,7 +5,22 @@
  */
 import { ErrorCode, FlowkitError } from '../errors.ts'
 import { NODE_ID_PATTERN } from '../graph/types.ts'
-import type { BatchMetricsRow } from './store.ts'
+import { type BatchMetricsRow, HANDED_BACK_HOLDER } from './store.ts'
+
+/**
+ * The holder a worker process writes in an attempt's claim: `workerId#instance` (a restarted
+ * process with the same worker id is another instance: worker/instance.ts).
+ */
+export function claimHolder(workerId: string, instanceId: string): string {
+  return `${workerId}#${instanceId}`
+}
+
+/** A claim's holder split into worker id and instance (no `#`: a bare worker id, instance null); null for the hand-back fence. */
+export function parseClaimHolder(holder: string): { workerId: string; instance: string | null } | null {
+  if (holder === HANDED_BACK_HOLDER) return null
+  const cut = holder.lastIndexOf('#')
+  return cut > 0 ? { workerId: holder.slice(0, cut), instance: holder.slice(cut + 1) } : { workerId: holder, instance: null }
+}
 
 export function assertNodeId(nodeId: unknown): asserts nodeId is string {
   if (typeof nodeId === 'string' && validNodeIds.has(nodeId)) return

@@ -82,6 +82,11 @@ export function isObj(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v)
 }
 
+/** An attempt's key in the worker's memories (seen starts, restored runs, early cancels): `task:node:epoch`. */
+export function attemptKey(taskId: string, nodeId: string, epoch: number): string {
+  return `${taskId}:${nodeId}:${epoch}`
+}
+
 /** The ids every run log line carries. */
 export function runIds(info: RunInfo): { task_id: string; node_id: string; attempt_epoch: number } {
   return { task_id: info.taskId, node_id: info.nodeId, attempt_epoch: info.attemptEpoch }

@@ -9,7 +9,7 @@
 import type { BusMessage } from '../ports/bus.ts'
 import { type Envelope, dedupId, encode, makeEnvelope, messageKey } from '../protocol/messages.ts'
 import { parseEnvelope, parseSignal } from '../protocol/parse.ts'
-import { invalidIds, type WorkerCore } from './core.ts'
+import { attemptKey, invalidIds, type WorkerCore } from './core.ts'
 import type { RunManager } from './runs.ts'
 
 export async function onSignal(core: WorkerCore, runs: RunManager, m: BusMessage, steered?: (env: Envelope, headers: Readonly<Record<string, string>> | undefined) => Promise<void>): Promise<void> {
@@ -31,7 +31,7 @@ export async function onSignal(core: WorkerCore, runs: RunManager, m: BusMessage
   if (run && run.info.attemptEpoch === env.attempt_epoch) runs.cancel(run, sig.value.reason)
   else {
     core.log.debug('worker.cancel_unknown_run', { task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch })
-    core.cancelledEarly.add(`${env.task_id}:${env.node_id}:${env.attempt_epoch}`)
+    core.cancelledEarly.add(attemptKey(env.task_id, env.node_id, env.attempt_epoch))
   }
 }
 

@@ -7,6 +7,7 @@
  * newer instance is held elsewhere for it, never handed back (that handed back live runs).
  */
 import { randomUUID } from 'node:crypto'
+import { parseClaimHolder } from '../ports/store-rules.ts'
 
 /** Digits of the start stamp: base-36 milliseconds fit 9 digits until the year 5188. */
 const STAMP_DIGITS = 9
@@ -36,9 +37,9 @@ export function instanceStamp(instanceId: string): number | null {
  * writes one, and such a process ran before this one (an upgrade restarts the worker).
  */
 export function heldByOlderInstance(holder: string, workerId: string, ownInstance: string): boolean {
-  const cut = holder.lastIndexOf('#')
-  if (cut <= 0 || holder.slice(0, cut) !== workerId) return false
-  const theirs = holder.slice(cut + 1)
+  const h = parseClaimHolder(holder)
+  if (h === null || h.instance === null || h.workerId !== workerId) return false
+  const theirs = h.instance
   if (theirs === ownInstance) return false
   const mine = instanceStamp(ownInstance)
   const stamp = instanceStamp(theirs)

@@ -9,7 +9,8 @@ import { parkPoison } from '../util/guard.ts'
 import type { RunView } from '../ports/store.ts'
 import { type CmdTaskStart, type Envelope, messageKey } from '../protocol/messages.ts'
 import { envelopeOf, parseCommand } from '../protocol/parse.ts'
-import { invalidIds, isObj, type WorkerCore } from './core.ts'
+import { attemptKey, invalidIds, isObj, type WorkerCore } from './core.ts'
+import { claimHolder } from '../ports/store-rules.ts'
 import type { RunInfo } from './handler.ts'
 import type { RunManager } from './runs.ts'
 import { ClaimBatcher } from './claims.ts'
@@ -146,7 +147,7 @@ export class CommandIntake {
         if (run && run.info.attemptEpoch === env.attempt_epoch) this.#runs.cancel(run, cmd.value.reason)
         else {
           log.debug('worker.cancel_unknown_run', { task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch })
-          this.#core.cancelledEarly.add(`${env.task_id}:${env.node_id}:${env.attempt_epoch}`)
+          this.#core.cancelledEarly.add(attemptKey(env.task_id, env.node_id, env.attempt_epoch))
         }
         return
       }
@@ -204,7 +205,7 @@ export class CommandIntake {
    * this one is still here to be taken).
    */
   async #onStart(role: string, env: Envelope, cmd: CmdTaskStart, headers: Readonly<Record<string, string>> | undefined, steered = false): Promise<void> {
-    const seenKey = `${env.task_id}:${env.node_id}:${env.attempt_epoch}`
+    const seenKey = attemptKey(env.task_id, env.node_id, env.attempt_epoch)
     for (let other = this.#starting.get(seenKey); other !== undefined; other = this.#starting.get(seenKey)) {
       if (steered) {
         this.#core.log.debug('worker.start_duplicate', { task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch })
@@ -308,7 +309,7 @@ export class CommandIntake {
     try {
       // The holder is this process (worker id and instance): a restarted process with the same
       // worker id does not take over an attempt its dead predecessor claimed.
-      return await ClaimBatcher.of(core.store).claim({ task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch, worker_id: `${core.workerId}#${core.instanceId}` }, core.clock.now())
+      return await ClaimBatcher.of(core.store).claim({ task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch, worker_id: claimHolder(core.workerId, core.instanceId) }, core.clock.now())
     } catch (err) {
       if (err instanceof FlowkitError && err.retryable) throw err
       core.log.warn('worker.claim_failed', { task_id: env.task_id, node_id: env.node_id, attempt_epoch: env.attempt_epoch, error: errorMessage(err) })

@@ -7,7 +7,7 @@ import { uuidV4 } from '../util/ids.ts'
 import { errorMessage } from '../errors.ts'
 import { type CmdTaskStart, type Envelope, messageKey } from '../protocol/messages.ts'
 import { CancelledRunError } from './cancel.ts'
-import { type ActiveRun, runIds, type WorkerCore } from './core.ts'
+import { type ActiveRun, attemptKey, runIds, type WorkerCore } from './core.ts'
 import { executeRun } from './execute.ts'
 import type { RunInfo } from './handler.ts'
 import { failureText } from './results.ts'
@@ -78,7 +78,7 @@ export class RunManager {
       released: false,
       freed,
       free,
-      seenKey: `${env.task_id}:${env.node_id}:${env.attempt_epoch}`,
+      seenKey: attemptKey(env.task_id, env.node_id, env.attempt_epoch),
       startHeaders: headers,
     }
     const key = messageKey(env.task_id, env.node_id)

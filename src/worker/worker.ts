@@ -33,7 +33,7 @@ import { RecentSet } from '../util/recent.ts'
 /** Attempts remembered as cancelled before their START came (WorkerCore.cancelledEarly). */
 const CANCELLED_EARLY_MAX = 10_000
 import { CancelledRunError, WORKER_STOPPING_REASON } from './cancel.ts'
-import type { WorkerCore } from './core.ts'
+import { type WorkerCore, attemptKey } from './core.ts'
 import { onQuery, onSignal } from './discovery.ts'
 import type { RoleHandler, RunInfo } from './handler.ts'
 import { CommandIntake } from './intake.ts'
@@ -241,7 +241,7 @@ export class Worker {
     ])
     const previous = await core.store.getWorkerState(this.workerId)
     this.#restored = previous?.active_runs ?? []
-    core.restored = new Set(this.#restored.map((r) => `${r.task_id}:${r.node_id}:${r.attempt_epoch}`))
+    core.restored = new Set(this.#restored.map((r) => attemptKey(r.task_id, r.node_id, r.attempt_epoch)))
     if (previous && previous.active_runs.length > 0) {
       // The process that held these runs is gone; the coordinator re-dispatches them at a new
       // epoch when their leases expire. Nothing is restarted here at the old epoch.
