@@ -235,5 +235,24 @@ export function failureLevel(err: unknown): 'warn' | 'error' {
 
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message
+  if (typeof err === 'object' && err !== null) {
+    // A plain object thrown or rejected (the shape of many clients' errors, and one the worker's
+    // classification reads): its `message`, else its JSON, rather than "[object Object]".
+    const message = (err as { message?: unknown }).message
+    if (typeof message === 'string') return message
+    const text = String(err)
+    if (text !== '[object Object]') return text
+    let json: string | undefined
+    try {
+      json = JSON.stringify(err)
+    } catch {
+      return text
+    }
+    if (json === undefined || json === '{}') return text
+    return json.length > MAX_OBJECT_MESSAGE ? `${json.slice(0, MAX_OBJECT_MESSAGE)}…` : json
+  }
   return String(err)
 }
+
+/** Longest JSON text of a thrown plain object taken as its message. */
+const MAX_OBJECT_MESSAGE = 2048

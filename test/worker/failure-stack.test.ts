@@ -40,3 +40,33 @@ test('failureStack: at most 12 frames, secrets masked, nothing for a value witho
   assert.equal(failureStack('a string'), undefined)
   assert.equal(failureStack({ stack: 'at x' }), undefined)
 })
+
+test("a thrown plain object keeps its text: its message, else its JSON (the node's error said \"[object Object]\")", async () => {
+  const thrown: unknown[] = [
+    { reason_code: 'quota', permanent: true, message: 'monthly quota used up for account 42' },
+    { reason_code: 'quota', permanent: true, status: 429, body: 'slow down' },
+  ]
+  const seen: string[] = []
+  for (const value of thrown) {
+    const h: RoleHandler = {
+      async processBatch() {
+        throw value
+      },
+    }
+    const rt = await startRuntime({ handlers: { h } })
+    try {
+      const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'h' }] } })
+      const n = (await rt.coordinator.waitForTask(id, { timeoutMs: 20_000 })).nodes[0]!
+      assert.equal(n.status, 'failed')
+      assert.equal(n.last_error?.reason_code, 'quota')
+      assert.equal(n.last_error?.permanent, true)
+      seen.push(String(n.last_error?.error))
+    } finally {
+      await rt.stop()
+    }
+  }
+  assert.match(seen[0] as string, /monthly quota used up for account 42/)
+  assert.match(seen[1] as string, /"status":429/)
+  assert.match(seen[1] as string, /slow down/)
+  for (const s of seen) assert.doesNotMatch(s, /\[object Object\]/)
+})
