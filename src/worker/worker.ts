@@ -288,6 +288,14 @@ export class Worker {
     this.#intake.onLoad = (running) => load.update(running)
     this.#announceAbort.signal.addEventListener('abort', () => load.stop(), { once: true })
     void announceLoop(this.#core, this.#announceInfo(), this.config.announceIntervalSec * 1000, this.#announceAbort.signal)
+    if (c.hbIntervalSec * 2 > c.leaseTtlSec) {
+      // Allowed (a test may want leases to lapse), but rarely meant: said once per start.
+      core.log.warn('worker.lease_unsafe', {
+        lease_ttl_sec: c.leaseTtlSec,
+        hb_interval_sec: c.hbIntervalSec,
+        why: c.hbIntervalSec >= c.leaseTtlSec ? 'heartbeats come after the lease ends: a run longer than the lease is expired and run again' : 'one late heartbeat ends the lease: keep hbIntervalSec at most a third of leaseTtlSec',
+      })
+    }
     core.log.info('worker.started', { roles: this.roles, concurrency: c.concurrency })
   }
 
