@@ -38,6 +38,8 @@ export interface ActiveRun {
   obs?: RunObservation | null
   /** Stops its heartbeats (HeartbeatTicker.add), once they started: its slot given back ends them too. */
   stopHeartbeats?: () => Promise<void> | null
+  /** Runs the cleanups the handler registered (`ctx.onCleanup`), once, once the run started. */
+  cleanup?: () => Promise<void>
 }
 
 export interface WorkerCore {

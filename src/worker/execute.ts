@@ -7,7 +7,7 @@
 import { errorMessage } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import { type CmdTaskStart, FINAL_UID, messageKey } from '../protocol/messages.ts'
-import { CancelledRunError } from './cancel.ts'
+import { CancelledRunError, cleanupsOnce } from './cancel.ts'
 import type { ActiveRun, WorkerCore } from './core.ts'
 import { type ArtifactsWriter, type RoleHandler, type RunContext, classifyErrorDefault } from './handler.ts'
 import { plainInput, resolveInput } from './input-select.ts'
@@ -125,6 +125,8 @@ export async function executeRun(
   const stopHeartbeats = core.heartbeats.add(run)
   run.stopHeartbeats = stopHeartbeats
   const cleanups: (() => void | Promise<void>)[] = []
+  const runCleanups = cleanupsOnce(cleanups, (err) => core.log.warn('worker.cleanup_failed', { ...ids, error: errorMessage(err) }))
+  run.cleanup = runCleanups
   // Batches whose partial artifact is written (a handler's writePartial, or the run's own).
   const written = new FewStrings()
   let completeWritten = false
@@ -350,13 +352,7 @@ export async function executeRun(
     observed?.end()
     const beating = stopHeartbeats()
     if (beating !== null) await beating
-    for (const fn of cleanups.reverse()) {
-      try {
-        await fn()
-      } catch (err) {
-        core.log.warn('worker.cleanup_failed', { ...ids, error: errorMessage(err) })
-      }
-    }
+    await runCleanups()
   }
 }
 

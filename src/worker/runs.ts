@@ -47,6 +47,10 @@ export class RunManager {
         if (run.released) return
         core.log.warn('worker.cancel_grace_expired', { ...ids, grace_ms: core.config.cancelGraceMs })
         await emitStatus(core, run.info, { kind: 'CANCELLED', reason }, { kind: 'CANCELLED' }).catch(() => undefined)
+        // Abandoned: its cleanups run now (they may release what the handler is stuck on), and
+        // the slot waits for them one more grace at most (a stop waits for the slot).
+        const cleaned = run.cleanup?.()
+        if (cleaned !== undefined) await Promise.race([cleaned, core.clock.sleep(core.config.cancelGraceMs).catch(() => undefined)])
         this.release(messageKey(run.info.taskId, run.info.nodeId), run)
       },
       () => undefined,

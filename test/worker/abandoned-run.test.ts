@@ -53,3 +53,68 @@ test('a run abandoned at stop reports nothing when its handler returns after the
     await rt.stop()
   }
 })
+
+test('a run abandoned after its cancel grace has its cleanups run then, once: they can release what the handler is stuck on', async () => {
+  const rt = await startRuntime()
+  const cleaned: string[] = []
+  const stuck = gate()
+  let returned = false
+  let entered = false
+  const handler: RoleHandler = {
+    async processBatch(_batch, ctx) {
+      ctx.onCleanup(() => {
+        cleaned.push('released')
+        stuck.open() // what the handler waits on, released by its cleanup
+      })
+      entered = true
+      await stuck.wait() // ignores the cancel
+      returned = true
+      return { metrics: { count: 1 } }
+    },
+  }
+  const worker = new Worker({ bus: rt.bus, store: rt.store, handlers: { step: handler }, config: { ...rt.workerBase, cancelGraceMs: 100 } })
+  await worker.start()
+  try {
+    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'stuck', type: 'step' }] } })
+    await waitFor(() => entered, { message: 'the handler runs' })
+    await rt.coordinator.cancelTask(id)
+    assert.equal((await rt.coordinator.waitForTask(id, { timeoutMs: 20_000 })).status, 'cancelled')
+    await waitFor(() => cleaned.length > 0, { message: 'the cleanup ran at the abandon' })
+    await waitFor(() => returned, { message: 'the handler, released by its cleanup, returned' })
+    await worker.stop()
+    assert.deepEqual(cleaned, ['released'], 'once, though the handler returned after')
+  } finally {
+    stuck.open()
+    await worker.stop()
+    await rt.stop()
+  }
+})
+
+test('worker.stop() waits for the cleanups of a run it abandons', async () => {
+  const rt = await startRuntime()
+  const cleaned: string[] = []
+  const never = gate()
+  let entered = false
+  const handler: RoleHandler = {
+    async processBatch(_batch, ctx) {
+      ctx.onCleanup(async () => {
+        await new Promise((r) => setTimeout(r, 20))
+        cleaned.push('closed')
+      })
+      entered = true
+      await never.wait() // ignores the cancel, never returns
+      return {}
+    },
+  }
+  const worker = new Worker({ bus: rt.bus, store: rt.store, handlers: { step: handler }, config: { ...rt.workerBase, cancelGraceMs: 100 } })
+  await worker.start()
+  try {
+    await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'hung', type: 'step' }] } })
+    await waitFor(() => entered, { message: 'the handler runs' })
+    await worker.stop()
+    assert.deepEqual(cleaned, ['closed'])
+  } finally {
+    never.open()
+    await rt.stop()
+  }
+})
