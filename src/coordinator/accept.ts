@@ -38,7 +38,7 @@ export interface AcceptDeps {
   config: CoordinatorConfig
   clock: Clock
   log: Logger
-  hooks: Pick<EngineHooks, 'saturated' | 'claimed' | 'judge' | 'fence' | 'steer' | 'dirty'>
+  hooks: Pick<EngineHooks, 'saturated' | 'claimed' | 'judge' | 'fence' | 'withdraw' | 'steer' | 'dirty'>
   apply(rt: TaskRuntime, ord: number, ev: NodeEvent): boolean
   /** The running consumers that wait for this node's data give their slots up (engine). */
   yieldConsumers(rt: TaskRuntime, ord: number): void
@@ -114,4 +114,27 @@ function steer(d: AcceptDeps, rt: TaskRuntime, ord: number, now: number): void {
   rt.events.push(`steer ${n.node_id}@${n.attempt_epoch} to ${s.worker}`)
   d.log.info('node.steered', { task_id: rt.id, node_id: n.node_id, attempt_epoch: n.attempt_epoch, type: rt.spec(ord).type, worker_id: s.worker, waited_ms: now - (n.dispatched_at_ms ?? now) })
   d.hooks.dirty(rt)
+}
+
+/**
+ * A cancel (or timeout) of an attempt no worker has accepted. Its START may wait behind a busy
+ * worker — in a partition paused while that worker's slots are full, its TASK_CANCEL behind it —
+ * and would run when a slot frees, however long after the cancel. So the attempt is claimed for
+ * nobody in the store (the fence of a hand-back): a flowkit worker then drops that START
+ * (`worker.attempt_held_elsewhere`), and the node ends at once (`withdrawn`). Not when a live
+ * worker of its type makes no claims (a Python worker: it waits for that worker's confirmation,
+ * or the cancel deadline, as before), nor when a worker claimed the attempt first (it runs: its
+ * acceptance brings it the CANCEL signal).
+ */
+export function withdrawUnaccepted(d: AcceptDeps, rt: TaskRuntime, ord: number, epoch: number, owned: () => boolean): void {
+  const withdraw = d.hooks.withdraw
+  if (withdraw === undefined || rt.isFn(ord)) return
+  withdraw(rt, ord, epoch).then(
+    (fenced) => {
+      const n = rt.node(ord)
+      if (!fenced || !owned() || n.attempt_epoch !== epoch) return
+      if (d.apply(rt, ord, { kind: 'withdrawn' })) d.log.info('node.withdrawn', { task_id: rt.id, node_id: n.node_id, attempt_epoch: epoch })
+    },
+    () => undefined,
+  )
 }

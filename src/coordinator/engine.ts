@@ -16,7 +16,7 @@ import { cancelPending } from './cancel-request.ts'
 import { taskResult } from './output.ts'
 import { cancelCommands, reissueCommands, staleCancel, startCommand } from './commands.ts'
 import { cancellingLeaseLost, dueAt, lostEvent, timeoutAt } from './node-due.ts'
-import { type AcceptDeps, acceptDue } from './accept.ts'
+import { type AcceptDeps, acceptDue, withdrawUnaccepted } from './accept.ts'
 import { type Limits, acceptedHolder } from './limits.ts'
 import { heldUpstream, waitingConsumers } from './yield.ts'
 import { recoveredComplete } from './recovered.ts'
@@ -43,6 +43,8 @@ export interface EngineHooks {
   claimed?(rt: TaskRuntime, ord: number, epoch: number): Promise<string | null>
   /** An attempt handed back unclaimed: claimed for no worker, so a late copy of its START is not run. */
   fence?(rt: TaskRuntime, ord: number, epoch: number): void
+  /** Claims a cancelled, unaccepted attempt for nobody, if every live worker of its type claims attempts: true when done. */
+  withdraw?(rt: TaskRuntime, ord: number, epoch: number): Promise<boolean>
   /** A copy of an unaccepted START for a worker of its type with a free slot (steer.ts); null: none. */
   steer?(rt: TaskRuntime, ord: number, now: number): { command: PendingCommand; worker: string } | null
 }
@@ -123,6 +125,7 @@ export class Engine {
         return
       case 'cancel':
         rt.commands.push(...cancelCommands(this.#config, rt, ord, node.attempt_epoch, e.reason, e.holder, e.deadline, e.cmd, this.#clock.now()))
+        if (e.holder === null && e.cmd && node.accepted_at_ms === null) withdrawUnaccepted(this.#accept, rt, ord, node.attempt_epoch, () => this.tasks.get(rt.id) === rt)
         return
       case 'metrics_row': {
         let m = rt.batches.get(ord)

@@ -32,6 +32,11 @@ export type NodeEvent =
   | { kind: 'cancel'; reason: string }
   | { kind: 'cancel_deadline' }
   /**
+   * The cancelled attempt, which no worker had accepted, is claimed for nobody in the store: no
+   * flowkit worker will run its START (accept.ts withdrawUnaccepted).
+   */
+  | { kind: 'withdrawn' }
+  /**
    * Finished from its complete artifact (its reports lost): `final` the finalize metrics the
    * artifact carries (null: none, an artifact of a Python worker or an earlier flowkit), `prev` the
    * `__final__` metrics already counted for the node.

@@ -42,6 +42,7 @@
  * | cancel              | queued, deferred         | cancelled              | terminal                               |
  * | cancel              | running                  | cancelling (deadline)  | cancel (cmd + signal), cancel_timer    |
  * | cancel_deadline     | cancelling               | cancelled              | terminal                               |
+ * | withdrawn           | cancelling (not accepted) | cancelled (a timeout: retried) | terminal                        |
  * | lease_expired       | cancelling (held lease)  | as at the cancel deadline (the holder is gone)                  |
  * | recovered_complete  | running                  | finished (+ finalize metrics the artifact carries) | metrics_row, terminal |
  * | adopt               | running                  | running, lease of the live run |                                |
@@ -315,6 +316,10 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
     case 'cancel_deadline':
       if (s !== 'cancelling') return null
       return cancelled(node, 'cancel grace expired', ctx)
+    case 'withdrawn':
+      // Nobody will run the START: the cancel needs no worker's confirmation.
+      if (s !== 'cancelling' || node.accepted_at_ms !== null || node.held_for) return null
+      return cancelled(node, node.cancel_reason ?? 'cancelled', ctx)
     case 'recovered_complete':
       if (s !== 'running') return null
       return {

@@ -179,6 +179,17 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
         (err: unknown) => log.debug('node.attempt_fenced', { ...ids, fenced: false, error: errorMessage(err) }),
       )
     },
+    withdraw: (rt, ord, epoch) => {
+      if (!roles.allSteerable(rt.spec(ord).type, clock.now())) return Promise.resolve(false)
+      const ids = { task_id: rt.id, node_id: rt.spec(ord).node_id, attempt_epoch: epoch }
+      return store.claimAttempt({ ...ids, worker_id: HANDED_BACK_HOLDER }, clock.now()).then(
+        (fenced) => fenced,
+        (err: unknown) => {
+          log.debug('node.attempt_fenced', { ...ids, fenced: false, error: errorMessage(err) })
+          return false
+        },
+      )
+    },
     // Every slot its live workers announced is held by an accepted run (of any of their types),
     // or was within the last accept timeout (a busy worker's acceptance of its next START comes a
     // moment after the end of its last run): a START waits in a queue. (Not the dispatched count:
