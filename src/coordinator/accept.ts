@@ -123,8 +123,9 @@ function steer(d: AcceptDeps, rt: TaskRuntime, ord: number, now: number): void {
  * nobody in the store (the fence of a hand-back): a flowkit worker then drops that START
  * (`worker.attempt_held_elsewhere`), and the node ends at once (`withdrawn`). Not when a live
  * worker of its type makes no claims (a Python worker: it waits for that worker's confirmation,
- * or the cancel deadline, as before), nor when a worker claimed the attempt first (it runs: its
- * acceptance brings it the CANCEL signal).
+ * or the cancel deadline, as before), nor while a slot of its type is free (the START is taken
+ * up at once: its handler sees the cancel), nor when a worker claimed the attempt first (it runs:
+ * its acceptance brings it the CANCEL signal). The hook (wiring) decides the first two.
  */
 export function withdrawUnaccepted(d: AcceptDeps, rt: TaskRuntime, ord: number, epoch: number, owned: () => boolean): void {
   const withdraw = d.hooks.withdraw

@@ -167,6 +167,17 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
   // Entries of tasks no longer held are dropped as the heap grows (ended, evicted, handed over).
   const timers = new TimerHeap(clock, (due) => engine.onTimers(due), (id) => engine.tasks.has(id))
   const steering = new Steering(config, roles, limits, { get: (id) => engine.tasks.get(id) })
+  // Every slot its live workers announced is held by an accepted run (of any of their types),
+  // or was within the last accept timeout (a busy worker's acceptance of its next START comes a
+  // moment after the end of its last run): a START waits in a queue. (Not the dispatched count:
+  // lost STARTs and dead holders' claims count there, and would keep the type "busy" for ever.)
+  const saturated = (type: string): boolean => {
+    const now = clock.now()
+    const since = now - config.acceptTimeoutSec * 1000
+    // (Full by this coordinator's own count, or as the worker itself said: its slots also hold
+    // other coordinators' runs.)
+    return roles.full(type, now, (w, capacity) => steering.fullSince(w, capacity, since))
+  }
   const engine: Engine = new Engine(config, clock, log, limits, timers, {
     dirty: (rt) => flusher.mark(rt),
     terminal: () => undefined,
@@ -179,8 +190,11 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
         (err: unknown) => log.debug('node.attempt_fenced', { ...ids, fenced: false, error: errorMessage(err) }),
       )
     },
+    // Only where its START waits behind busy workers (every slot of its type held): a START a
+    // worker with a free slot takes up at once runs, and its handler sees the cancel.
     withdraw: (rt, ord, epoch) => {
-      if (!roles.allSteerable(rt.spec(ord).type, clock.now())) return Promise.resolve(false)
+      const type = rt.spec(ord).type
+      if (!roles.allSteerable(type, clock.now()) || !saturated(type)) return Promise.resolve(false)
       const ids = { task_id: rt.id, node_id: rt.spec(ord).node_id, attempt_epoch: epoch }
       return store.claimAttempt({ ...ids, worker_id: HANDED_BACK_HOLDER }, clock.now()).then(
         (fenced) => fenced,
@@ -190,17 +204,7 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
         },
       )
     },
-    // Every slot its live workers announced is held by an accepted run (of any of their types),
-    // or was within the last accept timeout (a busy worker's acceptance of its next START comes a
-    // moment after the end of its last run): a START waits in a queue. (Not the dispatched count:
-    // lost STARTs and dead holders' claims count there, and would keep the type "busy" for ever.)
-    saturated: (type) => {
-      const now = clock.now()
-      const since = now - config.acceptTimeoutSec * 1000
-      // (Full by this coordinator's own count, or as the worker itself said: its slots also hold
-      // other coordinators' runs.)
-      return roles.full(type, now, (w, capacity) => steering.fullSince(w, capacity, since))
-    },
+    saturated,
     steer: (rt, ord, now) => {
       const worker = steering.target(rt.spec(ord).type, now)
       const command = worker === null ? null : steering.steer(rt, ord, worker, now)

@@ -50,7 +50,11 @@ export class RunManager {
         // Abandoned: its cleanups run now (they may release what the handler is stuck on), and
         // the slot waits for them one more grace at most (a stop waits for the slot).
         const cleaned = run.cleanup?.()
-        if (cleaned !== undefined) await Promise.race([cleaned, core.clock.sleep(core.config.cancelGraceMs).catch(() => undefined)])
+        if (cleaned !== undefined) {
+          const bound = new AbortController() // (no timer left on the clock once they ended)
+          await Promise.race([cleaned, core.clock.sleep(core.config.cancelGraceMs, bound.signal).catch(() => undefined)])
+          bound.abort(QUIET_ABORT)
+        }
         this.release(messageKey(run.info.taskId, run.info.nodeId), run)
       },
       () => undefined,
