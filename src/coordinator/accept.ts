@@ -38,7 +38,7 @@ export interface AcceptDeps {
   config: CoordinatorConfig
   clock: Clock
   log: Logger
-  hooks: Pick<EngineHooks, 'saturated' | 'claimed' | 'judge' | 'fence' | 'withdraw' | 'steer' | 'dirty'>
+  hooks: Pick<EngineHooks, 'saturated' | 'claimed' | 'judge' | 'fence' | 'withdrawable' | 'steer' | 'dirty'>
   apply(rt: TaskRuntime, ord: number, ev: NodeEvent): boolean
   /** The running consumers that wait for this node's data give their slots up (engine). */
   yieldConsumers(rt: TaskRuntime, ord: number): void
@@ -72,7 +72,7 @@ export function acceptDue(d: AcceptDeps, rt: TaskRuntime, ord: number, now: numb
     if (!d.apply(rt, ord, { kind: 'accept_timeout', claimed, holder: holderWorker(holder) })) return
     d.yieldConsumers(rt, ord)
     // Handed back with nobody holding it: a copy of its START that arrives later must not run.
-    if (!claimed && (rt.node(ord).handbacks ?? 0) > (cur.handbacks ?? 0)) d.hooks.fence?.(rt, ord, cur.attempt_epoch)
+    if (!claimed && (rt.node(ord).handbacks ?? 0) > (cur.handbacks ?? 0)) void d.hooks.fence?.(rt, ord, cur.attempt_epoch)
   }
   // Whether a worker took the START (its claim): asked before deciding, as a lost lease is; a
   // claimed attempt about to be handed back (its second timeout) is judged first.
@@ -125,12 +125,13 @@ function steer(d: AcceptDeps, rt: TaskRuntime, ord: number, now: number): void {
  * worker of its type makes no claims (a Python worker: it waits for that worker's confirmation,
  * or the cancel deadline, as before), nor while a slot of its type is free (the START is taken
  * up at once: its handler sees the cancel), nor when a worker claimed the attempt first (it runs:
- * its acceptance brings it the CANCEL signal). The hook (wiring) decides the first two.
+ * its acceptance brings it the CANCEL signal: the fence's claim fails). `withdrawable` (wiring)
+ * decides the first two.
  */
 export function withdrawUnaccepted(d: AcceptDeps, rt: TaskRuntime, ord: number, epoch: number, owned: () => boolean): void {
-  const withdraw = d.hooks.withdraw
-  if (withdraw === undefined || rt.isFn(ord)) return
-  withdraw(rt, ord, epoch).then(
+  const fence = d.hooks.fence
+  if (fence === undefined || rt.isFn(ord) || d.hooks.withdrawable?.(rt.spec(ord).type) !== true) return
+  fence(rt, ord, epoch).then(
     (fenced) => {
       const n = rt.node(ord)
       if (!fenced || !owned() || n.attempt_epoch !== epoch) return

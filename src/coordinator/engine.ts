@@ -41,10 +41,10 @@ export interface EngineHooks {
   saturated?(type: string): boolean
   /** Who claimed this attempt in the store (`worker#instance`: it took the START); null: nobody. */
   claimed?(rt: TaskRuntime, ord: number, epoch: number): Promise<string | null>
-  /** An attempt handed back unclaimed: claimed for no worker, so a late copy of its START is not run. */
-  fence?(rt: TaskRuntime, ord: number, epoch: number): void
-  /** Claims a cancelled, unaccepted attempt for nobody, if every live worker of its type claims attempts: true when done. */
-  withdraw?(rt: TaskRuntime, ord: number, epoch: number): Promise<boolean>
+  /** Claims an attempt for no worker, so a copy of its START is not run (a hand-back, a withdraw): true when the claim is made. */
+  fence?(rt: TaskRuntime, ord: number, epoch: number): Promise<boolean>
+  /** Whether a cancelled, unaccepted attempt of this type may be withdrawn (fenced and ended at once: accept.ts). */
+  withdrawable?(type: string): boolean
   /** A copy of an unaccepted START for a worker of its type with a free slot (steer.ts); null: none. */
   steer?(rt: TaskRuntime, ord: number, now: number): { command: PendingCommand; worker: string } | null
 }

@@ -185,25 +185,21 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     claimed: (rt, ord, epoch) => store.attemptHolder(rt.id, rt.spec(ord).node_id, epoch),
     fence: (rt, ord, epoch) => {
       const ids = { task_id: rt.id, node_id: rt.spec(ord).node_id, attempt_epoch: epoch }
-      store.claimAttempt({ ...ids, worker_id: HANDED_BACK_HOLDER }, clock.now()).then(
-        (fenced) => log.debug('node.attempt_fenced', { ...ids, fenced }),
-        (err: unknown) => log.debug('node.attempt_fenced', { ...ids, fenced: false, error: errorMessage(err) }),
-      )
-    },
-    // Only where its START waits behind busy workers (every slot of its type held): a START a
-    // worker with a free slot takes up at once runs, and its handler sees the cancel.
-    withdraw: (rt, ord, epoch) => {
-      const type = rt.spec(ord).type
-      if (!roles.allSteerable(type, clock.now()) || !saturated(type)) return Promise.resolve(false)
-      const ids = { task_id: rt.id, node_id: rt.spec(ord).node_id, attempt_epoch: epoch }
       return store.claimAttempt({ ...ids, worker_id: HANDED_BACK_HOLDER }, clock.now()).then(
-        (fenced) => fenced,
+        (fenced) => {
+          log.debug('node.attempt_fenced', { ...ids, fenced })
+          return fenced
+        },
         (err: unknown) => {
           log.debug('node.attempt_fenced', { ...ids, fenced: false, error: errorMessage(err) })
           return false
         },
       )
     },
+    // Only where its START waits behind busy workers (every slot of its type held: a START a
+    // worker with a free slot takes up at once runs, and its handler sees the cancel), and every
+    // live worker of the type claims attempts (the fence stops no Python worker).
+    withdrawable: (type) => roles.allSteerable(type, clock.now()) && saturated(type),
     saturated,
     steer: (rt, ord, now) => {
       const worker = steering.target(rt.spec(ord).type, now)
