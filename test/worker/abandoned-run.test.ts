@@ -54,8 +54,24 @@ test('a run abandoned at stop reports nothing when its handler returns after the
   }
 })
 
-test('a run abandoned after its cancel grace has its cleanups run then, once: they can release what the handler is stuck on', async () => {
+/**
+ * A runtime and a worker (cancel grace 100 ms) running `handler` as type `step`; `body` drives
+ * them, `release` is called before everything is stopped.
+ */
+async function withWorker(handler: RoleHandler, release: () => void, body: (rt: Awaited<ReturnType<typeof startRuntime>>, worker: Worker) => Promise<void>): Promise<void> {
   const rt = await startRuntime()
+  const worker = new Worker({ bus: rt.bus, store: rt.store, handlers: { step: handler }, config: { ...rt.workerBase, cancelGraceMs: 100 } })
+  await worker.start()
+  try {
+    await body(rt, worker)
+  } finally {
+    release()
+    await worker.stop()
+    await rt.stop()
+  }
+}
+
+test('a run abandoned after its cancel grace has its cleanups run then, once: they can release what the handler is stuck on', async () => {
   const cleaned: string[] = []
   const stuck = gate()
   let returned = false
@@ -72,9 +88,7 @@ test('a run abandoned after its cancel grace has its cleanups run then, once: th
       return { metrics: { count: 1 } }
     },
   }
-  const worker = new Worker({ bus: rt.bus, store: rt.store, handlers: { step: handler }, config: { ...rt.workerBase, cancelGraceMs: 100 } })
-  await worker.start()
-  try {
+  await withWorker(handler, () => stuck.open(), async (rt, worker) => {
     const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'stuck', type: 'step' }] } })
     await waitFor(() => entered, { message: 'the handler runs' })
     await rt.coordinator.cancelTask(id)
@@ -83,15 +97,10 @@ test('a run abandoned after its cancel grace has its cleanups run then, once: th
     await waitFor(() => returned, { message: 'the handler, released by its cleanup, returned' })
     await worker.stop()
     assert.deepEqual(cleaned, ['released'], 'once, though the handler returned after')
-  } finally {
-    stuck.open()
-    await worker.stop()
-    await rt.stop()
-  }
+  })
 })
 
 test('worker.stop() waits for the cleanups of a run it abandons', async () => {
-  const rt = await startRuntime()
   const cleaned: string[] = []
   const never = gate()
   let entered = false
@@ -106,15 +115,10 @@ test('worker.stop() waits for the cleanups of a run it abandons', async () => {
       return {}
     },
   }
-  const worker = new Worker({ bus: rt.bus, store: rt.store, handlers: { step: handler }, config: { ...rt.workerBase, cancelGraceMs: 100 } })
-  await worker.start()
-  try {
+  await withWorker(handler, () => never.open(), async (rt, worker) => {
     await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'hung', type: 'step' }] } })
     await waitFor(() => entered, { message: 'the handler runs' })
     await worker.stop()
     assert.deepEqual(cleaned, ['closed'])
-  } finally {
-    never.open()
-    await rt.stop()
-  }
+  })
 })
