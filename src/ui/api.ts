@@ -91,8 +91,10 @@ function cursorParam(url: URL, name: string): TaskCursor | undefined {
   const raw = url.searchParams.get(name)
   if (raw === null || raw === '') return undefined
   const dot = raw.indexOf('.')
-  const ms = Number(raw.slice(0, dot))
-  if (dot < 1 || !Number.isSafeInteger(ms)) throw new HttpError(400, `${name}: <created_at_ms>.<task id>, got ${JSON.stringify(raw.slice(0, 80))}`)
+  const digits = raw.slice(0, dot)
+  const ms = Number(digits)
+  // (Digits only: a creation time is never negative, and `1e3`, ` 1`, `0x10` are not positions.)
+  if (dot < 1 || !/^[0-9]+$/.test(digits) || !Number.isSafeInteger(ms)) throw new HttpError(400, `${name}: <created_at_ms>.<task id>, got ${JSON.stringify(raw.slice(0, 80))}`)
   return { created_at_ms: ms, id: raw.slice(dot + 1) }
 }
 

@@ -75,7 +75,8 @@ export function intParam(url: URL, name: string, fallback: number, min: number, 
   const raw = url.searchParams.get(name)
   if (raw === null || raw === '') return fallback
   const n = Number(raw)
-  if (!Number.isInteger(n) || n < min || n > max) throw new HttpError(400, `${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`)
+  // (Decimal digits only, as a cursor's time: `1e2`, `0x10`, ` 5` are refused, not read as numbers.)
+  if (!/^-?[0-9]+$/.test(raw) || !Number.isSafeInteger(n) || n < min || n > max) throw new HttpError(400, `${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`)
   return n
 }
 

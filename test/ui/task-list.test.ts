@@ -123,6 +123,11 @@ test('task list over 10,000 tasks: status counts, filters by status, type, age a
     const bad = await fetch(`${dash.url}api/tasks?status=sleeping`)
     assert.equal(bad.status, 400)
     assert.match(((await bad.json()) as { error: string }).error, /unknown status "sleeping"/)
+    for (const q of ['limit=1e1', 'limit=0x10', 'limit=%205', 'page=1.0', 'max_age_sec=-1']) {
+      const refused = await fetch(`${dash.url}api/tasks?${q}`)
+      assert.equal(refused.status, 400, q)
+      assert.match(((await refused.json()) as { error: string }).error, /must be an integer from/)
+    }
     const types = await getJson(`${dash.url}api/types`)
     assert.deepEqual(types.body['types'], [
       { type: 'extract', tasks: 6667 },
@@ -287,6 +292,11 @@ test('task list pages hold their place: walking them by "next" shows each task o
     const bad = await fetch(`${dash.url}api/tasks?before=yesterday`)
     assert.equal(bad.status, 400)
     assert.match(((await bad.json()) as { error: string }).error, /before: <created_at_ms>\.<task id>/)
+    for (const cursor of ['-1.a', '1e3.a', '0x10.a', ' 1.a', '+1.a']) {
+      const refused = await fetch(`${dash.url}api/tasks?after=${encodeURIComponent(cursor)}`)
+      assert.equal(refused.status, 400, `after=${cursor}`)
+      await refused.body?.cancel()
+    }
 
     // Filtered by running: before each page, 10 of the running tasks already shown end.
     const running = tasks.filter((t) => t.status === 'running').map((t) => t.id)
