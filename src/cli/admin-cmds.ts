@@ -151,7 +151,7 @@ export async function pruneCommand(argv: readonly string[], base: CommandBase): 
       if (ids.length < want) break
     }
     if (base.out.json) base.out.doc({ deleted: tasks, ended_before: isoTime(cutoff) })
-    else base.out.line(`deleted ${tasks} task${tasks === 1 ? '' : 's'} that ended before ${isoTime(cutoff)} (with their journal, artifacts, metrics and claims)`)
+    else base.out.line(`deleted ${tasks} task${tasks === 1 ? '' : 's'} that ended before ${isoTime(cutoff)} (with their journal, artifacts, metrics, claims and outbox rows, dead letters included)`)
     return EXIT.ok
   } finally {
     await store.close()

@@ -168,7 +168,8 @@ ${GLOBAL}`,
   prune: `usage: flowkit prune --ended-before <age> [--limit <n>]
 
 Deletes the tasks that ended (finished, failed, cancelled) before the age given, with everything
-stored for them: journal, artifacts, batch metrics, stream and attempt claims, checkpoints. Active
+stored for them: journal, artifacts, batch metrics, stream and attempt claims, checkpoints, outbox
+rows (their dead letters too). Active
 tasks are never touched. A coordinator does the same by itself with \`taskRetentionSec\`.
   --ended-before <age>   7d, 12h, 30m, 90s or a number of seconds (required)
   -n, --limit <n>        delete at most n tasks (oldest first)
