@@ -18,7 +18,7 @@ import { cancelCommands, reissueCommands, staleCancel, startCommand } from './co
 import { cancellingLeaseLost, dueAt, lostEvent, timeoutAt } from './node-due.ts'
 import { type AcceptDeps, acceptDue, withdrawUnaccepted } from './accept.ts'
 import { type Limits, acceptedHolder } from './limits.ts'
-import { heldUpstream, waitingConsumers } from './yield.ts'
+import { heldUpstream, holdYielded, waitingConsumers } from './yield.ts'
 import { recoveredComplete } from './recovered.ts'
 import type { PendingCommand, TaskRuntime } from './runtime.ts'
 import type { TimerEntry, TimerHeap } from './timers.ts'
@@ -153,14 +153,7 @@ export class Engine {
         return
       }
       case 'requeued':
-        if (node.held_for) {
-          let set = rt.held.get(node.held_for)
-          if (set === undefined) {
-            set = new Set()
-            rt.held.set(node.held_for, set)
-          }
-          set.add(ord)
-        }
+        holdYielded(rt, ord)
         if (rt.status === 'running') this.evaluate(rt, [ord])
         return
       case 'log': {
@@ -222,7 +215,10 @@ export class Engine {
       if (rt.status !== 'running') return
       if (rt.node(ord).status !== 'queued') continue
       const r = rt.readiness(ord)
-      if (r.kind === 'wait') continue
+      if (r.kind === 'wait') {
+        holdYielded(rt, ord)
+        continue
+      }
       if (r.kind === 'skip') this.apply(rt, ord, { kind: 'skip', reason: r.reason })
       else this.tryDispatch(rt, ord)
     }
@@ -254,14 +250,18 @@ export class Engine {
     }
   }
 
-  /** Hands freed capacity to the oldest waiting nodes that may run now. */
+  /**
+   * Hands freed capacity to the oldest waiting nodes that may run now. A queued one is evaluated
+   * again: what it waited for may have changed meanwhile (a guard that no longer holds skips it, a
+   * yielded consumer whose upstream lost its worker is held for it again).
+   */
   drainWaiters(): void {
     for (let w = this.#limits.next(); w !== null; w = this.#limits.next()) {
       const rt = this.tasks.get(w.taskId)
       if (rt === undefined || rt.status !== 'running') continue
       const node = rt.node(w.ord)
-      const startable = node.status === 'queued' ? rt.readiness(w.ord).kind === 'start' : node.status === 'deferred' && (node.next_retry_at_ms ?? 0) <= this.#clock.now()
-      if (startable) this.tryDispatch(rt, w.ord)
+      if (node.status === 'queued') this.evaluate(rt, [w.ord])
+      else if (node.status === 'deferred' && (node.next_retry_at_ms ?? 0) <= this.#clock.now()) this.tryDispatch(rt, w.ord)
     }
   }
 

@@ -283,9 +283,13 @@ export class TaskRuntime {
     const spec = this.spec(ord)
     const heldFor = (this.nodes[ord] as NodeState).held_for
     if (heldFor) {
-      // A yielded consumer: not before its upstream is accepted by a worker (or ended).
+      // A yielded consumer: not before its upstream is accepted by a worker (or ended). It had
+      // started (its fan-in, routing and guard held then): it runs again whatever its parents
+      // became meanwhile, as it would have gone on had it kept its slot — a streaming parent that
+      // failed after its first batches leaves it the batches written, not a skip.
       const up = this.nodes[this.ord.get(heldFor) as number] as NodeState | undefined
       if (up !== undefined && !TERMINAL.has(up.status) && !(up.status === 'running' && up.accepted_at_ms !== null)) return { kind: 'wait' }
+      return { kind: 'start' }
     }
     let routingWait = false
     for (const r of this.index.routedFrom.get(spec.node_id) ?? []) {

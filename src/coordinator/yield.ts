@@ -62,3 +62,19 @@ export function heldUpstream(rt: TaskRuntime, ord: number, isWaiting: (ord: numb
   }
   return null
 }
+
+/**
+ * A yielded consumer (`held_for` its upstream) waits for that upstream: it is looked at again when
+ * the upstream is accepted or ends (engine.ts #releaseHeld). Also after such a release, when the
+ * upstream lost its worker again (it failed and waits for its retry) before the consumer started.
+ */
+export function holdYielded(rt: TaskRuntime, ord: number): void {
+  const upstream = rt.node(ord).held_for
+  if (!upstream) return
+  let set = rt.held.get(upstream)
+  if (set === undefined) {
+    set = new Set()
+    rt.held.set(upstream, set)
+  }
+  set.add(ord)
+}
