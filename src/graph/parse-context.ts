@@ -128,6 +128,8 @@ export interface Relation {
   path: string
   /** Set for a node reading another's output (`from_nodes` / `from_node`): that key. */
   via?: string
+  /** A coordinator function's read (its `fn_args`): it reads once, when it runs (parse-reads.ts). */
+  fn?: true
 }
 
 export interface Context {

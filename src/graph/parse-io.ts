@@ -108,7 +108,7 @@ export function parseIo(ctx: Context, v: unknown, path: string, id: string, labe
     if (!isObject(fnArgs)) {
       problems.add(ErrorCode.BadField, `${p}.fn_args`, `fn_args of ${label} must be an object, got ${describe(fnArgs)}`)
     } else {
-      checkFromNodes(ctx, fnArgs, `${p}.fn_args`, id, label)
+      checkFromNodes(ctx, fnArgs, `${p}.fn_args`, id, label, type === COORDINATOR_FN_TYPE)
     }
   }
 
@@ -159,13 +159,13 @@ function checkFnArgs(ctx: Context, fn: string, fnArgs: unknown, p: string, id: s
       ctx.problems.add(ErrorCode.UnknownNode, refPath, `${label} names unknown node ${quote(ref.id)} (fn_args of ${fn})`, { node_id: ref.id, referenced_by: id })
     } else if (ref.reads !== undefined && id !== '' && ref.id !== id) {
       // Read as from_nodes is: that node must run first (a cycle through it never ends).
-      ctx.relations.push({ from: ref.id, to: id, path: refPath, via: ref.reads })
+      ctx.relations.push({ from: ref.id, to: id, path: refPath, via: ref.reads, fn: true })
     }
   }
 }
 
 /** `from_nodes` (id or array of ids) and its alias `from_node` must name existing nodes. */
-function checkFromNodes(ctx: Context, args: Obj, path: string, id: string, label: string): void {
+function checkFromNodes(ctx: Context, args: Obj, path: string, id: string, label: string, fn = false): void {
   const { problems } = ctx
   for (const key of ['from_nodes', 'from_node']) {
     const v = args[key]
@@ -185,7 +185,7 @@ function checkFromNodes(ctx: Context, args: Obj, path: string, id: string, label
         })
       } else if (id !== '') {
         // Reading a node's output needs that node to run first: a cycle through it never ends.
-        ctx.relations.push({ from: ref, to: id, path: refPath, via: key })
+        ctx.relations.push({ from: ref, to: id, path: refPath, via: key, ...(fn ? { fn: true as const } : {}) })
       }
     }
     if (typeof v === 'string') check(v, p)

@@ -21,6 +21,7 @@ import type { Context, ParseGraphOptions } from './parse-context.ts'
 import { Problems, SCHEMA_VERSION, closest, describe, isAbsent, isObject, overLimit } from './parse-context.ts'
 import { resolveSubmitLimits } from './limits.ts'
 import { findCycles, parseEdges, parseEdgesEx, prescan } from './parse-edges.ts'
+import { checkFunctionReads } from './parse-reads.ts'
 import { parseNode } from './parse-node.ts'
 
 export type { GraphProblem, ParseGraphOptions } from './parse-context.ts'
@@ -139,6 +140,7 @@ function parseInto(input: unknown, options: ParseGraphOptions, problems: Problem
   const edges = parseEdges(ctx, input['edges'])
   const edgesEx = parseEdgesEx(ctx, input['edges_ex'])
   findCycles(ctx, nodes)
+  checkFunctionReads(ctx, nodes, edgesEx)
 
   return { schema_version: SCHEMA_VERSION, nodes, edges, edges_ex: edgesEx }
 }

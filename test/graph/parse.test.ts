@@ -343,6 +343,33 @@ test('graph validation: from_nodes naming a node twice is refused (the adapter w
   })
 })
 
+test('graph validation: a coordinator function reads only nodes it depends on, never on their first batch (it ran at once, or on the first batch, and its task finished with a partial result)', () => {
+  const merge = (more: Json = {}, args: Json = { from_nodes: ['a'] }): Json => ({ node_id: 'm', type: 'coordinator_fn', ...more, io: { fn: 'merge.generic', fn_args: args, ...((more['io'] as Json | undefined) ?? {}) } })
+  rejects(graph([node('a'), merge()]), {
+    code: ErrorCode.BadField,
+    path: 'nodes[1].io.fn_args.from_nodes[0]',
+    message: ['coordinator function "m" reads the output of "a" (from_nodes) but does not depend on it', 'add "a" to its depends_on'],
+  })
+  rejects(graph([node('a'), merge({ depends_on: ['a'], io: { start_when: 'first_batch' } })]), {
+    code: ErrorCode.BadField,
+    path: 'nodes[1].io.fn_args.from_nodes[0]',
+    message: ['reads the output of "a" (from_nodes) once, when it runs, but starts on its first batch (io.start_when is "first_batch")'],
+  })
+  rejects(graph([node('a'), merge({}, { from_node: 'a' })], { edges_ex: [{ from: 'a', to: 'm', mode: 'async', trigger: 'on_batch' }] }), {
+    code: ErrorCode.BadField,
+    path: 'nodes[1].io.fn_args.from_node',
+    message: ['starts on its first batch (an edges_ex async / on_batch edge)'],
+  })
+  // Fine: a direct or further ancestor (depends_on, edges, routing), read once it ended; a
+  // function that reads nothing may start on a first batch; a worker's pull adapter waits anyway.
+  parseGraph(graph([node('a'), merge({ depends_on: ['a'] })]), options)
+  parseGraph(graph([node('a'), node('b', { depends_on: ['a'], io: { start_when: 'first_batch' } }), merge({ depends_on: ['b'] })]), options)
+  parseGraph(graph([node('a'), merge()], { edges: [['a', 'm']] }), options)
+  parseGraph(graph([node('a', { routing: { on_failure: ['m'] } }), merge()]), options)
+  parseGraph(graph([node('a'), { node_id: 'v', type: 'coordinator_fn', depends_on: ['a'], io: { start_when: 'first_batch', fn: 'vars.set', fn_args: { kv: { started: true } } } }]), options)
+  parseGraph(graph([node('a'), node('p', { io: { input_inline: { input_adapter: 'pull.from_artifacts', input_args: { from_nodes: ['a'] } } } })]), options)
+})
+
 test('graph validation: input_args from_nodes must name existing nodes', () => {
   const inline = (input_args: unknown) => ({ io: { input_inline: { input_adapter: 'pull.from_artifacts', input_args } } })
   rejects(graph([node('a'), node('b', inline({ from_nodes: ['a', 'zz'] }))]), {
