@@ -69,3 +69,27 @@ test('an on_failure node is told which node failed, and why', async () => {
     await rt.stop()
   }
 })
+
+test('a node that succeeded is its branch\'s output though it routes failures to a handler; a node it routes success to is not (the skipped handler emptied the output)', async () => {
+  const rt = await startRuntime({ handlers: { src: sourceHandler(2, 1), side: noopHandler() } })
+  try {
+    const id = await rt.coordinator.createTask({
+      graph: {
+        nodes: [
+          { node_id: 'load', type: 'src', routing: { on_failure: ['alert'] } },
+          { node_id: 'alert', type: 'side' },
+          { node_id: 'stage', type: 'src', routing: { on_success: ['publish'] } },
+          { node_id: 'publish', type: 'side' },
+        ],
+      },
+    })
+    const t = await rt.coordinator.waitForTask(id)
+    assert.equal(t.status, 'finished')
+    assert.equal(t.nodes.find((n) => n.node_id === 'alert')?.status, 'skipped')
+    const outputs = (t.result as { outputs: { node_id: string }[] }).outputs.map((o) => o.node_id).sort()
+    assert.deepEqual(outputs, ['load', 'publish'])
+    assert.deepEqual((await rt.coordinator.getOutput(id)).map((o) => o.node_id).sort(), ['load', 'publish'])
+  } finally {
+    await rt.stop()
+  }
+})
