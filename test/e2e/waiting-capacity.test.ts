@@ -10,8 +10,8 @@ import { gate } from '../helpers/gate.ts'
 import { startRuntime } from '../helpers/runtime.ts'
 import { waitFor } from '../helpers/wait.ts'
 
-const node = (t: TaskView, id: string) => {
-  const n = t.nodes.find((x) => x.node_id === id)
+const node = (t: TaskView | null, id: string) => {
+  const n = t?.nodes.find((x) => x.node_id === id)
   assert.ok(n, `node ${id}`)
   return n
 }
