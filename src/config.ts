@@ -279,8 +279,9 @@ export function resolveConfig<T extends object>(defaults: T, input: Record<strin
     }
     const expected = typeOf(out[key])
     const got = typeOf(value)
-    const nullable = out[key] === null || value === null
-    if (!nullable && expected !== got) {
+    // A key whose default is null (an id picked at start, no metrics server) is checked by its
+    // reader; null is no value of any other key (a null groupPrefix named the group "null…").
+    if (out[key] !== null && expected !== got) {
       throw new FlowkitError(ErrorCode.Config, `${label}: "${rawKey}" must be ${expected}, got ${got}`)
     }
     if (got === 'number' && !Number.isFinite(value as number)) {
@@ -290,6 +291,13 @@ export function resolveConfig<T extends object>(defaults: T, input: Record<strin
   }
   return out as T
 }
+
+/**
+ * Smallest `maxMessageBytes` a Coordinator or a Worker accepts (327,680): a TASK_START keeps room
+ * for 256 KiB of task variables and a modest io (coordinator/submit.ts), and a worker with a
+ * smaller limit could not report on the runs such STARTs begin.
+ */
+export const MIN_MESSAGE_BYTES = 256 * 1024 + 64 * 1024
 
 /** Checks numeric settings against a lower bound (`> 0` when `strict`, else `>= 0`), naming the key. */
 export function checkBounds<T extends object>(config: T, label: string, positive: readonly (keyof T)[], nonNegative: readonly (keyof T)[] = []): T {

@@ -9,6 +9,7 @@
 import { uuidV4 } from '../util/ids.ts'
 import { whereJsonBreaks } from '../util/json-syntax.ts'
 import { ErrorCode, FlowkitError, GraphValidationError } from '../errors.ts'
+import { MIN_MESSAGE_BYTES } from '../config.ts'
 import { type SubmitLimits, formatCount, resolveSubmitLimits } from '../graph/limits.ts'
 import { parseGraph } from '../graph/parse.ts'
 import { copyData, didYouMean, overLimit } from '../graph/parse-context.ts'
@@ -64,8 +65,6 @@ const RECORD_OVERHEAD_BYTES = 512
 const WIDEST_EPOCH = 999_999_999
 /** Stand-ins of a START's dedup id and cancel token for its size: hex ids of the same length. */
 const ID_PLACEHOLDERS = { dedupId: '0'.repeat(DEDUP_ID_LENGTH), cancelToken: '0'.repeat(DEDUP_ID_LENGTH) }
-/** Smallest `maxMessageBytes` that leaves a START room for its variables and a modest io. */
-export const MIN_MESSAGE_BYTES = START_VARS_INLINE_MAX + 64 * 1024
 
 /**
  * Most bytes a node's TASK_START can take on the bus: its value with empty variables, its key,

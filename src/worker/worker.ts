@@ -14,7 +14,7 @@ import { groupInstanceId } from '../util/ids.ts'
 import { hostname } from 'node:os'
 import { randomUUID } from 'node:crypto'
 import { SystemClock } from '../clock.ts'
-import { type ConfigInput, WORKER_DEFAULTS, type WorkerConfig, checkBounds, checkStringList, checkTopics, resolveConfig, topicFor } from '../config.ts'
+import { type ConfigInput, WORKER_DEFAULTS, type WorkerConfig, MIN_MESSAGE_BYTES, checkBounds, checkStringList, checkTopics, resolveConfig, topicFor } from '../config.ts'
 import { ErrorCode, FlowkitError } from '../errors.ts'
 import { createLogger, type Logger } from '../log.ts'
 import type { MetricsHandler, ObservabilityOptions } from '../observability/options.ts'
@@ -83,6 +83,11 @@ export class Worker {
       ['pullPollMsDefault', 'pullEmptyBackoffMsMax', 'dbCancelPollMs', 'cancelGraceMs', 'stateSaveIntervalMs', 'statusHoldMs'],
     )
     checkTopics(this.config, 'worker config')
+    if (this.config.maxMessageBytes < MIN_MESSAGE_BYTES) {
+      // (Smaller, every status event of a run was refused before its acceptance: the coordinator
+      // handed the START back again and again, and the task never ended.)
+      throw new FlowkitError(ErrorCode.Config, `worker config: "maxMessageBytes" must be at least ${MIN_MESSAGE_BYTES} (as a coordinator's: the TASK_STARTs it takes and its status events fit it), got ${this.config.maxMessageBytes}`)
+    }
     const wid: unknown = this.config.workerId
     if (wid !== null && typeof wid !== 'string') throw new FlowkitError(ErrorCode.Config, `worker config: "workerId" must be a string or null, got ${typeof wid}`)
     checkStringList(this.config.roles, 'worker config', 'roles')
