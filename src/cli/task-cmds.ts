@@ -5,7 +5,7 @@
  */
 import { type TaskView, failingTask, toTaskView } from '../coordinator/view.ts'
 import { LiveRoles, markWaiting } from '../coordinator/roles.ts'
-import { COORDINATOR_DEFAULTS } from '../config.ts'
+import { COORDINATOR_DEFAULTS, resolveConfig } from '../config.ts'
 import { COORDINATOR_FN_TYPE } from '../graph/types.ts'
 import type { Store, TaskDoc, TaskStatus } from '../ports/store.ts'
 import { TERMINAL_TASK_STATUSES } from '../ports/store.ts'
@@ -65,8 +65,8 @@ export async function statusCommand(argv: readonly string[], base: CommandBase):
  */
 async function markUnserved(store: Store, view: TaskView, settings: Settings): Promise<TaskView> {
   if (!view.nodes.some((n) => n.status === 'running' && n.accepted_at_ms === null)) return view
-  const liveness = settings.coordinator['workerLivenessSec']
-  const roles = new LiveRoles((typeof liveness === 'number' ? liveness : COORDINATOR_DEFAULTS.workerLivenessSec) * 1000)
+  // Resolved as `flowkit ui` and a coordinator resolve it (a seed-style `worker_liveness_sec` too).
+  const roles = new LiveRoles(resolveConfig(COORDINATOR_DEFAULTS, settings.coordinator, 'coordinator config').workerLivenessSec * 1000)
   for (const w of await store.listWorkers()) roles.seen(w)
   return markWaiting(view, roles, (t) => t === COORDINATOR_FN_TYPE, Date.now())
 }

@@ -63,6 +63,13 @@ function portOf(v: unknown): number | null {
   return v
 }
 
+/** The config's metricsPort: given in both spellings, the later key (as resolveConfig takes it). */
+function configPort(raw: Record<string, unknown>): unknown {
+  let port: unknown
+  for (const [k, v] of Object.entries(raw)) if ((k === 'metricsPort' || k === 'metrics_port') && v !== undefined) port = v
+  return port
+}
+
 /** The settings from the instance's options: `observability` wins over the config's metricsPort. */
 export function resolveObservability(observability: ObservabilityOptions | false | undefined, config: unknown): ResolvedObservability | null {
   if (observability === false) return null
@@ -74,7 +81,7 @@ export function resolveObservability(observability: ObservabilityOptions | false
     registry: m === false ? null : m === true ? new Registry() : m,
     tracer: t === false ? null : t === true ? trace.getTracer(TRACER_NAME) : t.getTracer(TRACER_NAME),
     idle: t === true ? noGlobalTracerProvider : never,
-    port: portOf(o.metricsPort ?? raw['metricsPort'] ?? raw['metrics_port']),
+    port: portOf(o.metricsPort ?? configPort(raw)),
     host: o.metricsHost ?? '0.0.0.0',
   }
 }

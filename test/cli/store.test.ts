@@ -6,6 +6,9 @@
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { MongoClient } from 'mongodb'
 import { MongoStore, dropMongoDatabase } from '../../src/adapters/mongo/index.ts'
 import type { NodeState, TaskDoc } from '../../src/ports/store.ts'
@@ -239,5 +242,28 @@ describe('flowkit store commands on MongoDB', { skip }, () => {
     assert.match(text.stdout, /^\s+extract\s+running \(no worker for its type yet\)/m)
     const view = JSON.parse((await runCli(['status', t.id, '--json'], { env })).stdout) as { nodes: { node_id: string; waiting_for_worker?: boolean }[] }
     assert.equal(view.nodes.find((n) => n.node_id === 'extract')?.waiting_for_worker, true)
+  })
+
+  test("status takes the coordinator's worker liveness from a config file in either spelling (a seed-style worker_liveness_sec was ignored)", async () => {
+    const type = `served-${randomBytes(3).toString('hex')}`
+    const t: TaskDoc = makeTaskDoc({ id: `cli-liveness-${randomBytes(3).toString('hex')}`, created_at_ms: now - 60_000 })
+    await store.createTasks([t])
+    await store.appendJournal([{ task_id: t.id, seq: 1, at_ms: now - 40_000, writer: 'c1', events: [], task: { status: 'running' }, nodes: [node('extract', type, { status: 'running', attempt_epoch: 1, dispatched_at_ms: now - 40_000, accepted_at_ms: null })] }])
+    // Heard from 5 minutes ago: silent for the default 180 s window, live for a 600 s one.
+    await store.upsertWorker({ worker_id: `w-${type}`, roles: [type], capacity: 1, version: '0.1.0', status: 'online', last_seen_ms: Date.now() - 300_000 })
+    const waiting = async (config?: unknown): Promise<boolean | undefined> => {
+      const args = ['status', t.id, '--json']
+      if (config !== undefined) {
+        const path = join(mkdtempSync(join(tmpdir(), 'flowkit-cli-')), 'flowkit.json')
+        writeFileSync(path, JSON.stringify(config))
+        args.push('--config', path)
+      }
+      const r = await runCli(args, { env })
+      assert.equal(r.code, 0, r.stderr)
+      return (JSON.parse(r.stdout) as { nodes: { node_id: string; waiting_for_worker?: boolean }[] }).nodes.find((n) => n.node_id === 'extract')?.waiting_for_worker
+    }
+    assert.equal(await waiting(), true)
+    assert.equal(await waiting({ coordinator: { worker_liveness_sec: 600 } }), undefined)
+    assert.equal(await waiting({ coordinator: { workerLivenessSec: 600 } }), undefined)
   })
 })

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { Coordinator, CoordinatorObservability, MemoryBus, MemoryLogger, MemoryStore, type RoleHandler, SystemClock, Worker, metricsHandler } from 'flowkit'
 import { gate } from '../helpers/gate.ts'
+import { resolveObservability } from '../../src/observability/options.ts'
 import { noopHandler, sourceHandler, startRuntime } from '../helpers/runtime.ts'
 import { waitFor } from '../helpers/wait.ts'
 import { get, parseMetrics, sample, scrape } from './helpers.ts'
@@ -164,4 +165,18 @@ test('log-derived counters: dead letters and outbox retries; records pass throug
   assert.deepEqual(inner.events(), ['outbox.failed', 'outbox.retry'])
   assert.equal(inner.records[0]?.fields['component'], 'coordinator')
   assert.equal(inner.records[0]?.fields['trace_id'], undefined, 'no trace: no trace ids')
+})
+
+test('metricsPort given in both spellings: the later key, as every other setting (camelCase always won)', () => {
+  const bus = new MemoryBus()
+  const store = new MemoryStore()
+  for (const [config, port] of [
+    [{ metricsPort: 19431, metrics_port: 0 }, 0],
+    [{ metrics_port: 0, metricsPort: 19431 }, 19431],
+  ] as const) {
+    const w = new Worker({ bus, store, handlers: { s: noopHandler() }, config })
+    assert.equal(w.config.metricsPort, port, JSON.stringify(config))
+    // The server the worker would start (not started here): the same port.
+    assert.equal(resolveObservability(undefined, config)?.port, port, JSON.stringify(config))
+  }
 })

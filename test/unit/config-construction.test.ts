@@ -17,6 +17,21 @@ test('coordinator config: a maxMessageBytes too small for any START is refused a
   assert.throws(() => coordinator({ maxMessageBytes: 1000 }), { code: 'CONFIG_INVALID', message: /"maxMessageBytes" must be at least 327,680/ })
 })
 
+test('worker config: a maxMessageBytes under the coordinator\'s smallest is refused at construction (every run\'s status events were refused and its START handed back for ever)', () => {
+  assert.throws(() => worker({ maxMessageBytes: 1000 }), { code: 'CONFIG_INVALID', message: /worker config: "maxMessageBytes" must be at least 327680/ })
+  worker({ maxMessageBytes: 327_680 }) // valid
+})
+
+test('config: null is no value of a key whose default is not null (a null groupPrefix named the consumer group "null…"); ids and metricsPort take it', () => {
+  assert.throws(() => worker({ groupPrefix: null }), { code: 'CONFIG_INVALID', message: /worker config: "groupPrefix" must be string, got null/ })
+  assert.throws(() => worker({ worker_version: null }), /"worker_version" must be string, got null/)
+  assert.throws(() => worker({ strictInputAdapters: null }), /"strictInputAdapters" must be boolean, got null/)
+  assert.throws(() => coordinator({ worker_liveness_sec: null }), /"worker_liveness_sec" must be number, got null/)
+  assert.throws(() => coordinator({ requireKnownTypes: null }), /"requireKnownTypes" must be boolean, got null/)
+  coordinator({ coordinatorId: null, metricsPort: null }) // valid
+  worker({ workerId: null, metrics_port: null }) // valid
+})
+
 test('coordinator config: partitions must be whole numbers >= 1, named (not a topic error at start)', () => {
   assert.throws(() => coordinator({ taskPartitions: 0 }), /"taskPartitions" must be an integer >= 1, got 0/)
   assert.throws(() => coordinator({ task_partitions: 2.5 }), /"taskPartitions" must be an integer >= 1, got 2.5/)
