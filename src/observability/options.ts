@@ -6,7 +6,7 @@ import { type IncomingMessage, type Server, type ServerResponse, createServer } 
 import type { AddressInfo } from 'node:net'
 import { ProxyTracerProvider, type Tracer, type TracerProvider, trace } from '@opentelemetry/api'
 import { Registry } from 'prom-client'
-import { ErrorCode, FlowkitError } from '../errors.ts'
+import { ErrorCode, FlowkitError, errorMessage } from '../errors.ts'
 
 export interface ObservabilityOptions {
   /**
@@ -94,7 +94,20 @@ export type MetricsHandler = (req: IncomingMessage, res: ServerResponse) => void
  * are distinct: a coordinator's and a worker's registries can be served together).
  */
 export function metricsHandler(registries: readonly (Registry | null)[]): MetricsHandler {
-  const regs = registries.filter((r): r is Registry => r !== null)
+  // (One registry given twice — a coordinator and a worker on prom-client's global one — is served once.)
+  const regs = [...new Set(registries.filter((r): r is Registry => r !== null))]
+  // Two coordinators' (or two workers') registries hold the same names: one exposition cannot
+  // carry both (prom-client's merge threw at the first scrape, out of the request's error path).
+  const seen = new Set<string>()
+  const shared = new Set<string>()
+  for (const r of regs) for (const m of r.getMetricsAsArray()) (seen.has(m.name) ? shared : seen).add(m.name)
+  if (shared.size > 0) {
+    const names = [...shared]
+    throw new FlowkitError(
+      ErrorCode.Config,
+      `metricsHandler: these registries share metric names (${names.slice(0, 3).join(', ')}${names.length > 3 ? `, … ${names.length} in all` : ''}): one endpoint serves one coordinator's and one worker's at most; serve the others on their own (metricsPort, or a handler each)`,
+    )
+  }
   return (req, res) => {
     if (req.method !== undefined && req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { Allow: 'GET, HEAD' }).end()
@@ -104,7 +117,14 @@ export function metricsHandler(registries: readonly (Registry | null)[]): Metric
       res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' }).end('flowkit: metrics are disabled (observability.metrics: false)\n')
       return
     }
-    const registry = regs.length === 1 ? (regs[0] as Registry) : Registry.merge(regs)
+    let registry: Registry
+    try {
+      registry = regs.length === 1 ? (regs[0] as Registry) : Registry.merge(regs)
+    } catch (err) {
+      // (A metric registered in both since the handler was made.)
+      res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' }).end(`flowkit: metrics failed: ${errorMessage(err)}\n`)
+      return
+    }
     registry.metrics().then(
       (text) => {
         res.writeHead(200, { 'Content-Type': registry.contentType })

@@ -81,6 +81,14 @@ test('a small DAG: task, node, batch, hop-latency, retry and store metrics on th
     const both = await scrape(metricsHandler([c.observability?.registry ?? null, w.observability?.registry ?? null]))
     assert.equal(sample(both, 'flowkit_tasks_created_total'), 1)
     assert.equal(sample(both, 'flowkit_worker_batches_total', { role: 'src' }), 3)
+    assert.equal(sample(await scrape(metricsHandler([c.observability?.registry ?? null, c.observability?.registry ?? null])), 'flowkit_tasks_created_total'), 1, 'one registry given twice is served once')
+    // Two instances of one kind share every name: refused when the handler is made, naming them
+    // (prom-client's merge threw at the first scrape, outside the request's error path: the process died).
+    const w2 = new Worker({ bus, store, handlers: { s: noopHandler() } })
+    assert.throws(() => metricsHandler([w.observability?.registry ?? null, w2.observability?.registry ?? null]), {
+      code: 'CONFIG_INVALID',
+      message: /metricsHandler: these registries share metric names \(flowkit_worker_[a-z_]+, .*serve the others on their own/,
+    })
   } finally {
     await w.stop()
     await c.stop()
