@@ -310,6 +310,8 @@ export class OutboxDispatcher {
         } else {
           const delay = outboxBackoffMs(attempts, this.#opts.backoffMinMs, this.#opts.backoffMaxMs, this.#opts.random)
           await this.#store.outboxMarkRetry(row.id, attempts, this.#clock.now() + delay, error, this.#clock.now())
+          // (As a queued command's retry: logged and counted. A requeued dead letter retried silently.)
+          this.#log.warn('outbox.retry', { records: 1, topic: row.topic, key: row.key, dedup_id: row.dedup_id, attempts, delay_ms: delay, error })
         }
       }
     }

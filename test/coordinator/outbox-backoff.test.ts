@@ -7,6 +7,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { MemoryBus, MemoryLogger, MemoryStore, OutboxDispatcher, TestClock } from 'flowkit'
+import { waitFor } from '../helpers/wait.ts'
 
 /** A bus whose produce always fails, noting the clock's time of each attempt. */
 function failingBus(clock: TestClock): { bus: MemoryBus; attempts: number[] } {
@@ -54,5 +55,34 @@ test('S-028/S-032 failed sends back off exponentially up to the cap, with jitter
   for (const [i, want] of [32, 64, 128, 128, 128].entries()) {
     const got = low.gaps[i] as number
     assert.ok(got >= want && got < want + 10, `jittered gap ${i + 1}: ${got} ms, want ${want} (+ one tick)`)
+  }
+})
+
+test('a requeued dead letter whose send fails again is logged and counted as a retry (outbox.retry), as a queued command is (it was retried silently)', async () => {
+  const clock = new TestClock()
+  const { bus, attempts } = failingBus(clock)
+  const store = new MemoryStore()
+  const log = new MemoryLogger()
+  const out = new OutboxDispatcher(store, bus, clock, log, { maxAttempts: 2, backoffMinMs: 40, backoffMaxMs: 160, tickMs: 5, random: () => 0.5 })
+  out.start()
+  try {
+    let dead = 0
+    out.send([{ topic: 'cmd.x.v1', key: 'k', value: '{}', dedup_id: 'd-2', task_id: 't-2', onDead: () => dead++ }])
+    for (let i = 0; i < 100 && dead === 0; i++) await clock.advance(5)
+    assert.equal(dead, 1)
+    const retriesBefore = log.records.filter((r) => r.event === 'outbox.retry').length
+    const [row] = await store.outboxList({ status: 'failed' })
+    assert.ok(row !== undefined && (await store.outboxRequeue(row.id, clock.now())))
+    out.pollSoon()
+    const sent = attempts.length
+    for (let i = 0; i < 400 && attempts.length === sent; i++) await clock.advance(5)
+    assert.ok(attempts.length > sent, 'the requeued row was sent again')
+    await waitFor(() => log.records.filter((r) => r.event === 'outbox.retry').length > retriesBefore, { message: 'no outbox.retry for the requeued row' })
+    const retry = log.records.filter((r) => r.event === 'outbox.retry').at(-1)
+    assert.equal(retry?.level, 'warn')
+    assert.equal(retry?.fields['records'], 1)
+    assert.equal(retry?.fields['dedup_id'], 'd-2')
+  } finally {
+    await out.stop({ discard: true })
   }
 })
