@@ -54,7 +54,8 @@ export interface OwnershipOptions {
   hooks: OwnershipHooks
 }
 
-export type Forward = { op: 'status'; task_id: string; topic: string; value: string; headers?: Record<string, string> }
+/** `key`: the status record's own key (`task:node`: the coordinator's tracing finds the attempt by it). */
+export type Forward = { op: 'status'; task_id: string; topic: string; value: string; key?: string; headers?: Record<string, string> }
 
 /** A record of the owners' topic: a forwarded status record or a control request, or why it is neither (one JSON parse). */
 export function parseOwnerRecord(value: string): { forward: Forward } | { request: ControlRequest } | string {
@@ -67,6 +68,7 @@ export function parseOwnerRecord(value: string): { forward: Forward } | { reques
   if (typeof r['task_id'] !== 'string' || !TASK_ID_PATTERN.test(r['task_id'])) return 'bad task_id'
   if (typeof r['topic'] !== 'string' || typeof r['value'] !== 'string') return 'bad topic or value'
   const out: Forward = { op: 'status', task_id: r['task_id'], topic: r['topic'], value: r['value'] }
+  if (typeof r['key'] === 'string' && r['key'].length <= 1024) out.key = r['key']
   const h = r['headers']
   if (h !== null && typeof h === 'object' && Object.values(h).every((x) => typeof x === 'string')) out.headers = h as Record<string, string>
   return { forward: out }
@@ -246,6 +248,7 @@ export class Ownership {
   /** Forwards a status record this coordinator read for a task it does not own. */
   static statusRecord(taskId: string, m: BusMessage): { taskId: string; value: string } {
     const f: Forward = { op: 'status', task_id: taskId, topic: m.topic, value: m.value }
+    if (m.key !== null) f.key = m.key
     if (m.headers !== undefined && Object.keys(m.headers).length > 0) f.headers = m.headers
     return { taskId, value: JSON.stringify(f) }
   }
@@ -307,7 +310,7 @@ export class Ownership {
       }
       if ('forward' in rec) {
         const f = rec.forward
-        run.push({ ...m, topic: f.topic, key: f.task_id, value: f.value, headers: f.headers ?? {} })
+        run.push({ ...m, topic: f.topic, key: f.key ?? f.task_id, value: f.value, headers: f.headers ?? {} })
         continue
       }
       await flushRun()

@@ -283,7 +283,10 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
       release: async (parts) => {
         await tasks.release(parts)
       },
-      status: (msgs) => intake.statusBatch(msgs),
+      status: (msgs) => {
+        obs?.linkAccepted(msgs)
+        return intake.statusBatch(msgs)
+      },
       control: (req) => applyRequest(hooks.requests, log, req, clock.now()),
     },
   })
@@ -312,7 +315,10 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     recovery,
     started: () => hooks.started(),
     stopSignal: () => hooks.stopSignal(),
-    handedOver: (rt) => watchers.handedOver(rt.id, rt.v, store, hooks.stopSignal()),
+    handedOver: (rt) => {
+      obs?.released(rt.id)
+      watchers.handedOver(rt.id, rt.v, store, hooks.stopSignal())
+    },
   })
   const discovery = new Discovery(config, bus, clock, log, engine, () => flusher.barrier())
   const hearing = new Hearing({

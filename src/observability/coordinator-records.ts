@@ -46,3 +46,14 @@ export interface EndedRec {
   /** By node id, those of its last attempts that had a span, with their epoch; null: none had. */
   attempts: Map<string, { ids: TraceFields; epoch: number }> | null
 }
+
+/** Ends the open spans of a task this coordinator lets go (stopped, or handed over), marked `outcome` / `taskMark`. */
+export function endOpenSpans(t: TaskRec, at: number, outcome: string, taskMark: string): void {
+  for (const a of t.attempts.values()) {
+    if (a.ended || a.span === null) continue
+    if (a.recording) a.span.setAttribute('flowkit.attempt.outcome', outcome)
+    a.span.end(at)
+  }
+  if (t.span?.isRecording() === true) t.span.setAttribute(taskMark, true)
+  t.span?.end(at)
+}

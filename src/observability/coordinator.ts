@@ -37,7 +37,7 @@ import { ObservedLogger, type TraceFields, traceFieldsOf } from './logger.ts'
 import { MetricsEndpoint, type MetricsHandler, type ObservabilityOptions, itemsOf, metricsHandler, resolveObservability } from './options.ts'
 import { TRACEPARENT, isSampledTraceparent, spanContextFromHeaders, traceHeaders } from './propagation.ts'
 import { timedStore } from './store.ts'
-import type { AttemptRec, EndedRec, TaskRec } from './coordinator-records.ts'
+import { type AttemptRec, type EndedRec, type TaskRec, endOpenSpans } from './coordinator-records.ts'
 
 const BUSY: ReadonlySet<string> = new Set(['running', 'cancelling'])
 const TERMINAL_TASK: ReadonlySet<string> = new Set(['finished', 'failed', 'cancelled'])
@@ -332,13 +332,7 @@ export class CoordinatorObservability {
     const m = this.#metrics
     const tracing = this.#tracing
     if (m === null && !tracing) return apply()
-    if (tracing) {
-      for (const msg of msgs) {
-        if (msg.headers !== undefined && msg.key !== null && isSampledTraceparent(msg.headers[TRACEPARENT]) && messageKind(msg) === 'TASK_ACCEPTED') {
-          this.#link(msg.key, msg.headers)
-        }
-      }
-    }
+    if (tracing) this.linkAccepted(msgs)
     if (m === null) return apply()
     const received = this.#clock.now()
     const kinds = new Array<string | undefined>(msgs.length)
@@ -350,6 +344,30 @@ export class CoordinatorObservability {
       m.received(kind, (received - ts) / 1000)
       m.applied(kind, (done - ts) / 1000)
     }
+  }
+
+  /**
+   * Acceptances carrying a sampled run span link it to their attempt spans: in statusBatch, and
+   * for the reports another coordinator read and forwarded to this one, the owner (their lag is
+   * measured where they were read).
+   */
+  linkAccepted(msgs: readonly BusMessage[]): void {
+    if (!this.#tracing) return
+    for (const msg of msgs) {
+      if (msg.headers !== undefined && msg.key !== null && isSampledTraceparent(msg.headers[TRACEPARENT]) && messageKind(msg) === 'TASK_ACCEPTED') this.#link(msg.key, msg.headers)
+    }
+  }
+
+  /**
+   * The task moved to another coordinator: its spans end now, marked handed over (they stayed open
+   * until this coordinator stopped, then ended "unfinished"). No metrics: its new owner counts how
+   * its attempts and the task end.
+   */
+  released(taskId: string): void {
+    const t = this.#tasks.get(taskId)
+    if (t === undefined) return
+    this.#forget(t)
+    endOpenSpans(t, this.#clock.now(), 'handed_over', 'flowkit.task.handed_over')
   }
 
   /** Links the attempt span of `key` to the worker's run span (an acceptance of a sampled trace). */
@@ -385,14 +403,8 @@ export class CoordinatorObservability {
   async stop(): Promise<void> {
     const at = this.#clock.now()
     for (const t of [...this.#tasks.values()]) {
-      for (const a of t.attempts.values()) {
-        if (a.ended || a.span === null) continue
-        // Not over: it goes on after a restart or on another coordinator (a span of its own there).
-        a.span.setAttribute('flowkit.attempt.outcome', 'unfinished')
-        a.span.end(at)
-      }
-      t.span?.setAttribute('flowkit.task.unfinished', true)
-      t.span?.end(at)
+      // Not over: it goes on after a restart or on another coordinator (a span of its own there).
+      endOpenSpans(t, at, 'unfinished', 'flowkit.task.unfinished')
       this.#forget(t)
     }
     await this.#endpoint.stop()
