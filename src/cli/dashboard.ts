@@ -83,7 +83,8 @@ export async function startDevDashboard(name: string, out: Out, coordinator: Das
   if (ui === null) return null
   try {
     const { dash, token } = await serveDashboard(coordinator, store, ui, logger, metrics === undefined ? {} : { metrics })
-    const url = openUrl(dash, token)
+    // (As flowkit ui: an operator's own token is not printed.)
+    const url = openUrl(dash, ui.token === null ? token : null)
     const line = `flowkit ${name}: dashboard at ${url}`
     if (out.json) out.note(line)
     else out.line(line)
@@ -150,7 +151,9 @@ export async function uiCommand(argv: readonly string[], base: CommandBase): Pro
       throw err
     }
     dash = started.dash
-    const url = openUrl(dash, started.token)
+    // The token in the printed address only when generated for this run: an operator's own
+    // (--token, FLOWKIT_UI_TOKEN) stays out of stdout and the logs that collect it.
+    const url = openUrl(dash, token === null ? started.token : null)
     if (base.out.json) base.out.doc({ event: 'ui.ready', url, host: dash.host, port: dash.port, auth: dash.auth })
     else base.out.line(`flowkit ui: dashboard at ${url} (${deploymentText(settings)}); Ctrl-C stops`)
     if (started.token !== null && token === null) base.out.note('flowkit ui: a token was generated for this run (--token or FLOWKIT_UI_TOKEN sets one)')

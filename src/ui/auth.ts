@@ -98,8 +98,11 @@ export function checkAccess(req: IncomingMessage, url: URL, policy: AuthPolicy):
         clean.searchParams.delete('token')
         return {
           kind: 'redirect',
-          location: `${clean.pathname}${clean.search}`,
-          cookie: `${policy.cookieName}=${encodeURIComponent(policy.token)}; Path=/; HttpOnly; SameSite=Strict`,
+          // One leading slash: `//evil.example/x` would be another host (an open redirect).
+          location: `/${clean.pathname.replace(/^\/+/, '')}${clean.search}`,
+          // Lax: a link from chat or an alert (a cross-site navigation) still carries the session;
+          // actions are guarded by their header and the Origin check, not by the cookie.
+          cookie: `${policy.cookieName}=${encodeURIComponent(policy.token)}; Path=/; HttpOnly; SameSite=Lax`,
         }
       }
       throw new HttpError(401, 'authentication required: send the dashboard token (Authorization: Bearer <token>, basic auth password, or open the page with ?token=<token>)', CHALLENGE)

@@ -147,6 +147,20 @@ describe('flowkit ui against a deployment on Kafka and MongoDB', { skip }, () =>
     assert.deepEqual(retry, { ok: false })
   })
 
+  test("an operator's own token (FLOWKIT_UI_TOKEN) is not printed in the dashboard's address (it went to stdout and the logs collecting it); the dashboard wants it", async () => {
+    const secret = `op-${randomBytes(12).toString('hex')}`
+    const p = new CliProcess(['ui', '--port', '0', '--json'], { ...env, FLOWKIT_LOG_LEVEL: 'warn', FLOWKIT_UI_TOKEN: secret })
+    try {
+      await p.waitOut(/"event":"ui\.ready"/, 60_000)
+      const ready = JSON.parse(p.stdout.trim().split('\n')[0] as string) as { url: string }
+      assert.ok(!p.stdout.includes(secret) && !p.stderr.includes(secret), `the token was printed: ${ready.url}`)
+      assert.equal((await fetch(`${ready.url}api/tasks`)).status, 401)
+      assert.equal((await fetch(`${ready.url}api/tasks`, { headers: { authorization: `Bearer ${secret}` } })).status, 200)
+    } finally {
+      p.kill()
+    }
+  })
+
   test('SIGTERM stops the dashboard cleanly (exit 0); the deployment goes on', async () => {
     const r = await ui!.stop('SIGTERM')
     assert.equal(r.code, 0, ui!.stderr)

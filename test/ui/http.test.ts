@@ -85,7 +85,14 @@ test('access with a token: 401 (basic challenge) without it; Bearer, basic-auth 
     assert.equal(login.status, 302)
     assert.equal(login.headers.get('location'), '/workers?x=1', 'the token leaves the address bar')
     const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0] as string
-    assert.match(login.headers.get('set-cookie') ?? '', /HttpOnly; SameSite=Strict/)
+    // Lax: a link to a task from chat or an alert (a cross-site navigation) keeps the session.
+    assert.match(login.headers.get('set-cookie') ?? '', /HttpOnly; SameSite=Lax/)
+    // Never to another host: `//evil.example/x` after the token is stripped was an open redirect.
+    for (const path of ['a/..//evil.example/x', '%2e%2e//evil.example/x']) {
+      const r = await fetch(`${base}${path}?token=${encodeURIComponent(token)}`, { redirect: 'manual' })
+      assert.equal(r.status, 302, path)
+      assert.match(r.headers.get('location') ?? '', /^\/[^/]/, `${path}: ${r.headers.get('location')}`)
+    }
     assert.equal((await fetch(`${base}api/workers`, { headers: { cookie } })).status, 200)
     assert.equal((await fetch(`${base}workers?token=nope`, { redirect: 'manual' })).status, 401)
   } finally {
