@@ -3,7 +3,7 @@
  * JSON (resubmit).
  *
  * Edge kinds: a child that starts on its parent's first batch (`io.start_when: first_batch`) or an
- * `edges_ex` edge with `trigger: on_batch` streams (`first_batch` / `on_batch`); any other
+ * `edges_ex` edge with `mode: async` and `trigger: on_batch` streams (`first_batch` / `on_batch`); any other
  * dependency waits for the parent to end (`ready`). Routing targets are edges of their own
  * (`on_success` / `on_failure`).
  */
@@ -73,7 +73,8 @@ export function graphModel(graph: GraphSpec): GraphModel {
   const plain = (to: string): EdgeKind => (startWhen.get(to) === 'first_batch' ? 'first_batch' : 'ready')
   // edges_ex first: they say the most (mode, trigger); a plain link between the same pair adds nothing.
   for (const e of graph.edges_ex) {
-    const kind: EdgeKind = e.trigger === 'on_batch' ? 'on_batch' : plain(e.to)
+    // (Only an async on_batch edge streams, as the scheduler reads it: graph/deps.ts.)
+    const kind: EdgeKind = e.mode === 'async' && e.trigger === 'on_batch' ? 'on_batch' : plain(e.to)
     byPair.set(`${e.from}\u0000${e.to}`, { from: e.from, to: e.to, kind, via: 'edges_ex', mode: e.mode, trigger: e.trigger })
   }
   for (const n of graph.nodes) {

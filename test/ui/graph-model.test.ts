@@ -19,6 +19,8 @@ test('graph model: on_batch edges_ex, first_batch children and plain dependencie
         { node_id: 'fallback', type: 'sink' },
       ],
       edges: [['count', 'alert']],
+      // A sync edge does not stream, whatever its trigger (it was drawn as streaming).
+      edges_ex: [...(demoGraph()['edges_ex'] as unknown[]), { from: 'load', to: 'fallback', mode: 'sync', trigger: 'on_batch' }],
     },
     OPTIONS,
   )
@@ -31,6 +33,7 @@ test('graph model: on_batch edges_ex, first_batch children and plain dependencie
     'extract->preview': 'first_batch/depends_on',
     'load->alert': 'ready/depends_on',
     'count->alert': 'ready/edges',
+    'load->fallback': 'ready/edges_ex',
     'alert->fallback': 'on_failure/routing',
   })
   const transform = m.nodes.find((n) => n.id === 'transform')
