@@ -136,7 +136,12 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   const policy: AuthPolicy = { token, cookieName: 'flowkit_dashboard' }
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://dashboard.invalid')
+    let url: URL
+    try {
+      url = new URL(req.url ?? '/', 'http://dashboard.invalid')
+    } catch {
+      throw new HttpError(400, 'bad request target') // (`GET //`: a 500 "Invalid URL", logged as an error)
+    }
     const access = checkAccess(req, url, policy)
     if (access.kind === 'redirect') {
       res.writeHead(302, { ...SECURITY_HEADERS, location: access.location, 'set-cookie': access.cookie, 'cache-control': 'no-store' })
@@ -174,6 +179,13 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res).catch((err: unknown) => {
+      // A client that went away mid-request (an upload cut off): its own doing, nothing to answer.
+      // (Its body's stream failed so; `req.destroyed` is no sign: a body read to the end is destroyed too.)
+      if ((err as NodeJS.ErrnoException | null)?.code === 'ECONNRESET' || (err instanceof Error && err.message === 'aborted')) {
+        log.debug('dashboard.request_aborted', { method: req.method, path: (req.url ?? '').split('?')[0] })
+        if (!res.headersSent && !res.destroyed) res.destroy()
+        return
+      }
       const e = toHttpError(err)
       // (503: the task list still loading, said to the client; not a failure of the dashboard.)
       if (e.status >= 500 && e.status !== 503) log.error('dashboard.request_failed', { method: req.method, path: (req.url ?? '').split('?')[0], error: e.message })

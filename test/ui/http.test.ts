@@ -6,6 +6,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { request } from 'node:http'
+import { connect } from 'node:net'
 import { ErrorCode, FlowkitError, MemoryStore, type RoleHandler, type TaskView } from 'flowkit'
 import { buildTask } from '../../src/coordinator/submit.ts'
 import { toTaskView } from '../../src/coordinator/view.ts'
@@ -368,5 +369,38 @@ test("workers: silent past the coordinator's workerLivenessSec, not before (an i
     assert.deepEqual(body.workers.map((w) => [w.worker_id, w.silent]), [['w-idle', true], ['w-killed', true], ['w-gone', false]])
   } finally {
     await narrow.close()
+  }
+})
+
+test('a bad request target is a 400 and a client that goes away mid-upload is no server error (each was logged as dashboard.request_failed; `GET //` answered 500)', async () => {
+  const { MemoryLogger } = await import('flowkit')
+  const logger = new MemoryLogger()
+  const ui = await startUi({ logger })
+  try {
+    const { port } = ui.dashboard
+    const raw = (head: string, body = ''): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const sock = connect(port, '127.0.0.1', () => sock.end(`${head}\r\n\r\n${body}`))
+        let text = ''
+        sock.on('data', (c) => (text += c.toString('utf8')))
+        sock.on('end', () => resolve(text))
+        sock.on('error', reject)
+      })
+    const answer = await raw('GET // HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close')
+    assert.match(answer, /^HTTP\/1\.1 400 /)
+    // An upload cut off: the body announced is never all sent.
+    await new Promise<void>((resolve) => {
+      const sock = connect(port, '127.0.0.1', () => {
+        sock.write('POST /api/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Flowkit-Dashboard: 1\r\nContent-Length: 100000\r\n\r\n{"graph":')
+        setTimeout(() => {
+          sock.destroy()
+          resolve()
+        }, 100)
+      })
+    })
+    await waitFor(() => logger.records.some((r) => r.event === 'dashboard.request_aborted'), { message: 'the cut-off upload was not seen' })
+    assert.deepEqual(logger.records.filter((r) => r.event === 'dashboard.request_failed').map((r) => r.fields), [])
+  } finally {
+    await ui.stop()
   }
 })
