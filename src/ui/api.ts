@@ -9,6 +9,7 @@ import type { Coordinator } from '../coordinator/coordinator.ts'
 import type { TaskView } from '../coordinator/view.ts'
 import { MAX_DEADLINE_SEC } from '../coordinator/submit.ts'
 import { ErrorCode, GraphValidationError, isFlowkitError } from '../errors.ts'
+import { closest } from '../graph/parse-context.ts'
 import { type Logger, redact, redactText } from '../log.ts'
 import type { Store, TaskStatus } from '../ports/store.ts'
 import { countingAttempt } from '../ports/store-rules.ts'
@@ -222,8 +223,16 @@ async function cancelTask(ctx: ApiContext, p: string[], _u: URL, req: IncomingMe
  * A new task from `{ graph, params?, deadline_sec? }` (the graph as its JSON format), through the
  * coordinator's createTask: the same checks (422 with every problem when the graph is refused).
  */
+const SUBMIT_FIELDS = ['graph', 'params', 'deadline_sec']
+
 async function submitTask(ctx: ApiContext, _p: string[], _u: URL, req: IncomingMessage): Promise<unknown> {
   const body = await readJson(req, MAX_SUBMIT_BYTES)
+  // An unknown field (`deadlineSec`, `param`) would be dropped without a word: refused, with the near miss.
+  for (const k of Object.keys(body)) {
+    if (SUBMIT_FIELDS.includes(k)) continue
+    const near = closest(k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`), SUBMIT_FIELDS)
+    throw new HttpError(400, `unknown field ${JSON.stringify(k)}${near === null ? '' : ` (did you mean ${JSON.stringify(near)}?)`}; the body is { graph, params?, deadline_sec? }`)
+  }
   if (body['graph'] === undefined) throw new HttpError(400, 'the body needs a "graph" (the graph JSON)')
   const params = body['params']
   if (params !== undefined && (params === null || typeof params !== 'object' || Array.isArray(params))) throw new HttpError(400, '"params" must be a JSON object')

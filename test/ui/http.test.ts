@@ -312,6 +312,10 @@ test('POST /api/tasks submits a graph through the coordinator (a dev runtime wit
       assert.match(JSON.stringify(r.body), /"deadline_sec\\" must be/, 'names the field the caller sent')
     }
     assert.equal((await post({ graph: demoGraph(), params: [1] })).status, 400)
+    // An unknown field is refused, with the near miss (`deadlineSec` was dropped: no deadline).
+    const typo = await post({ graph: demoGraph(), deadlineSec: 5 })
+    assert.equal(typo.status, 400)
+    assert.match(String(typo.body['error']), /unknown field "deadlineSec" \(did you mean "deadline_sec"\?\)/)
     // Another site cannot submit: the action header is required.
     assert.equal((await post({ graph: demoGraph() }, { 'content-type': 'application/json' })).status, 403)
   } finally {
