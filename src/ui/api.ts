@@ -150,6 +150,15 @@ async function listTasks(ctx: ApiContext, _p: string[], url: URL): Promise<unkno
   }
 }
 
+/**
+ * A task as the pages show it: what looks like a credential in its params and variables masked
+ * (`***`), as in logs and dead letters — a dashboard may be bound off loopback. The values stay
+ * in the store, for the handlers.
+ */
+export function shownTask(task: TaskView): TaskView {
+  return { ...task, params: redact(task.params) as TaskView['params'], vars: redact(task.vars) as TaskView['vars'] }
+}
+
 async function getTask(ctx: ApiContext, p: string[]): Promise<unknown> {
   const id = param(p, 0)
   const task = await taskView(ctx, id)
@@ -164,7 +173,7 @@ async function getTask(ctx: ApiContext, p: string[]): Promise<unknown> {
   }
   return {
     now_ms: ctx.now(),
-    task,
+    task: shownTask(task),
     graph: shape?.graph ?? { nodes: [], edges: [] },
     deadline_at_ms: shape?.deadline_at_ms ?? null,
     cancel_reason: task.cancel_reason,
@@ -191,11 +200,11 @@ async function getNode(ctx: ApiContext, p: string[]): Promise<unknown> {
       items: counting
         .slice(-SHOWN)
         .reverse()
-        .map((a) => ({ batch_uid: a.batch_uid, status: a.status, attempt_epoch: a.attempt_epoch, worker_id: a.worker_id, created_at: a.created_at, updated_at: a.updated_at, meta: preview(a.meta, 600) })),
+        .map((a) => ({ batch_uid: a.batch_uid, status: a.status, attempt_epoch: a.attempt_epoch, worker_id: a.worker_id, created_at: a.created_at, updated_at: a.updated_at, meta: preview(redact(a.meta), 600) })),
     },
     // The worker's final metrics come as one more row (batch_uid __final__): listed, not counted.
     batches: { total: batches.filter((b) => b.batch_uid !== FINAL_UID).length, items: batches.slice(-SHOWN).reverse() },
-    checkpoint: checkpoint === null ? null : { attempt_epoch: checkpoint.attempt_epoch, saved_at_ms: checkpoint.saved_at_ms, state: preview(checkpoint.state, 600) },
+    checkpoint: checkpoint === null ? null : { attempt_epoch: checkpoint.attempt_epoch, saved_at_ms: checkpoint.saved_at_ms, state: preview(redact(checkpoint.state), 600) },
   }
 }
 
@@ -205,7 +214,7 @@ async function getOutput(ctx: ApiContext, p: string[]): Promise<unknown> {
     outputs: out.map((o) => ({
       node_id: o.node_id,
       stats: o.stats,
-      artifact: o.artifact === null ? null : { attempt_epoch: o.artifact.attempt_epoch, worker_id: o.artifact.worker_id, updated_at: o.artifact.updated_at, meta: preview(o.artifact.meta, 4_000, 2) },
+      artifact: o.artifact === null ? null : { attempt_epoch: o.artifact.attempt_epoch, worker_id: o.artifact.worker_id, updated_at: o.artifact.updated_at, meta: preview(redact(o.artifact.meta), 4_000, 2) },
     })),
   }
 }

@@ -14,7 +14,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { NodeView, TaskView } from '../coordinator/view.ts'
 import { isFinalEvent } from '../coordinator/watch.ts'
 import { redactText } from '../log.ts'
-import type { ApiContext } from './api.ts'
+import { type ApiContext, shownTask } from './api.ts'
 import { HttpError, SECURITY_HEADERS } from './http.ts'
 
 const HEARTBEAT_MS = 15_000
@@ -180,7 +180,7 @@ export async function streamTask(ctx: ApiContext, id: string, res: ServerRespons
       if (e.type === 'snapshot') {
         remember(e.task)
         ctx.index.update(e.task)
-        sse.send('snapshot', { ...e, task: { ...e.task, nodes: e.task.nodes.map((n) => ({ ...n, batches_seen: n.batches_seen ?? 0 })) } })
+        sse.send('snapshot', { ...e, task: { ...shownTask(e.task), nodes: e.task.nodes.map((n) => ({ ...n, batches_seen: n.batches_seen ?? 0 })) } })
         if (!isFinalEvent(e)) schedule(options.progressMs)
       } else {
         sse.send(e.type, e)

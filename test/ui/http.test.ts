@@ -408,3 +408,42 @@ test('a bad request target is a 400 and a client that goes away mid-upload is no
     await ui.stop()
   }
 })
+
+test('the task page masks what looks like a credential in params, variables, artifact metas and checkpoints (they were shown in clear)', async () => {
+  const secret = 'hunter2SECRET'
+  const handler: RoleHandler = {
+    async processBatch(_b, ctx) {
+      await ctx.checkpoint({ password: secret, at: 1 })
+      return { metrics: { count: 1 }, meta: { api_key: secret, rows: 3 } }
+    },
+  }
+  const rt = await startRuntime({ handlers: { s: handler } })
+  const dash = await startDashboard({ coordinator: rt.coordinator, store: rt.store, port: 0 })
+  try {
+    const id = await rt.coordinator.createTask({
+      graph: { nodes: [{ node_id: 'v', type: 'coordinator_fn', io: { fn: 'vars.set', fn_args: { kv: { 'db.password': secret, 'db.host': 'db1' } } } }, { node_id: 'a', type: 's', depends_on: ['v'] }] },
+      params: { password: secret, dsn: `postgres://admin:${secret}@db/x`, day: 'tue' },
+    })
+    await rt.coordinator.waitForTask(id)
+    const page = await (await fetch(`${dash.url}api/tasks/${id}`)).text()
+    const node = await (await fetch(`${dash.url}api/tasks/${id}/nodes/a`)).text()
+    const output = await (await fetch(`${dash.url}api/tasks/${id}/output`)).text()
+    const stream = await openSse(`${dash.url}api/tasks/${id}/events`)
+    let events: SseEvent[] = []
+    try {
+      events = await stream.collect((e) => e.event === 'snapshot')
+    } finally {
+      stream.close()
+    }
+    for (const [what, text] of [['task', page], ['node', node], ['output', output], ['snapshot', JSON.stringify(events)]] as const) {
+      assert.ok(!text.includes(secret), `${what}: ${text.slice(0, 400)}`)
+    }
+    const task = (JSON.parse(page) as { task: TaskView }).task
+    assert.equal(task.params['day'], 'tue', 'the rest is shown')
+    assert.equal((task.vars['db'] as Record<string, unknown>)['host'], 'db1')
+    assert.ok(node.includes('rows'))
+  } finally {
+    await dash.close()
+    await rt.stop()
+  }
+})
