@@ -70,3 +70,46 @@ test('docs/observability.md names no event that flowkit does not log', () => {
   const stale = [...eventsInDoc()].filter((e) => !code.has(e))
   assert.deepEqual(stale.sort(), [], 'events in docs/observability.md that nothing logs')
 })
+
+const LEVELS = ['debug', 'info', 'warn', 'error'] as const
+
+/** Each event's levels as the sources log it: `log.warn('x.y'`, a transition's `log('warn', 'x.y'`, a level picked by a condition or by failureLevel(err). */
+function levelsInCode(): Map<string, Set<string>> {
+  const name = `(?:${AREAS.join('|')})\\.[a-z_]+(?:\\.[a-z_]+)*`
+  const level = `(${LEVELS.join('|')})`
+  const patterns: [RegExp, (m: RegExpMatchArray) => [string, string[]]][] = [
+    [new RegExp(`\\b${level}\\??\\.?\\(\\s*['"\`](${name})['"\`]`, 'g'), (m) => [m[2] as string, [m[1] as string]]],
+    [new RegExp(`\\blog\\(\\s*'${level}',\\s*'(${name})'`, 'g'), (m) => [m[2] as string, [m[1] as string]]],
+    [new RegExp(`\\blog\\([^,()]*\\?\\s*'${level}'\\s*:\\s*'${level}',\\s*'(${name})'`, 'g'), (m) => [m[3] as string, [m[1] as string, m[2] as string]]],
+    [new RegExp(`\\[failureLevel\\([^)]*\\)\\]\\(\\s*'(${name})'`, 'g'), (m) => [m[1] as string, ['warn', 'error']]],
+  ]
+  const out = new Map<string, Set<string>>()
+  for (const file of sources(join(ROOT, 'src'))) {
+    const text = readFileSync(file, 'utf8')
+    for (const [re, pick] of patterns) {
+      for (const m of text.matchAll(re)) {
+        const [event, levels] = pick(m)
+        const set = out.get(event) ?? new Set<string>()
+        for (const l of levels) set.add(l)
+        out.set(event, set)
+      }
+    }
+  }
+  return out
+}
+
+test('docs/observability.md "Levels" gives every event logged at a level other than info, with its levels, as the code logs it', () => {
+  const doc = readFileSync(join(ROOT, 'docs', 'observability.md'), 'utf8')
+  const at = doc.indexOf('\n### Levels\n')
+  assert.ok(at >= 0, 'no "### Levels" table in docs/observability.md')
+  const table = doc.slice(at, doc.indexOf('\n## ', at))
+  const documented: Record<string, string> = {}
+  for (const m of table.matchAll(/^\| `([a-z_.]+)` \| ([a-z, ]+) \|$/gm)) documented[m[1] as string] = m[2] as string
+  const expected: Record<string, string> = {}
+  for (const [event, set] of levelsInCode()) {
+    if (set.size === 1 && set.has('info')) continue
+    expected[event] = LEVELS.filter((l) => set.has(l)).join(', ')
+  }
+  assert.ok(Object.keys(expected).length > 50, 'the level search found the non-info events')
+  assert.deepEqual(documented, expected)
+})
