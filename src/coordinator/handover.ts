@@ -62,6 +62,8 @@ export interface HandoverDeps {
   drop(rt: TaskRuntime): void
   /** A task active by its snapshot but ended by its journal: its snapshot is to be rewritten. */
   staleSnapshot(doc: VersionedTask): void
+  /** A task submitted through the store, taken up for the first time: its creation (observability). */
+  submitted?(rt: TaskRuntime): void
 }
 
 /** Reads tasks listed as active by a stale snapshot and has their snapshots rewritten (claim). */
@@ -91,8 +93,9 @@ export async function acquire(d: HandoverDeps, partitions: ReadonlySet<number>, 
     for (const rt of loaded) for (const s of rt.specs) if (s.type !== COORDINATOR_FN_TYPE) types.add(s.type)
     await d.ensureStatus(types)
     // (Submitted through the store and never written by a coordinator: counted as created too.)
-    const submitted = loaded.filter((rt) => rt.status === 'queued' && rt.v === 0).length
-    d.log.info('coordinator.acquired', { partitions: [...partitions], tasks: loaded.length, submitted, generation })
+    const submitted = loaded.filter((rt) => rt.status === 'queued' && rt.v === 0)
+    for (const rt of submitted) d.submitted?.(rt)
+    d.log.info('coordinator.acquired', { partitions: [...partitions], tasks: loaded.length, submitted: submitted.length, generation })
     gate.until(resumeLoaded(d, loaded))
     return loaded
   } catch (err) {
@@ -207,6 +210,8 @@ export interface TasksDeps {
   stopSignal(): AbortSignal
   /** A task left this coordinator's memory (its watchers follow it in the store). */
   handedOver?(rt: TaskRuntime): void
+  /** A task submitted through the store, taken up for the first time (HandoverDeps.submitted). */
+  submitted?(rt: TaskRuntime): void
 }
 
 /** The tasks this coordinator holds, as ownership moves: adopt, hand over, drop when fenced. */
@@ -241,6 +246,7 @@ export class OwnedTasks {
       stop: d.stopSignal(),
       drop: (rt) => this.drop(rt),
       staleSnapshot: (doc) => d.after.repairSnapshot(doc),
+      ...(d.submitted === undefined ? {} : { submitted: d.submitted }),
     }
   }
 
@@ -351,6 +357,7 @@ export class OwnedTasks {
     // One handed over inline was created (and counted) by the coordinator that sent it. (A task a
     // coordinator created and crashed before writing anything about is counted again here.)
     const submitted = given === undefined && rt.status === 'queued' && (doc as { v?: number }).v === 0
+    if (submitted) d.submitted?.(rt)
     d.log.info('task.adopted', { task_id: taskId, status: rt.status, submitted })
     gate.until(resumeLoaded(this.#deps(), [rt]))
     return rt

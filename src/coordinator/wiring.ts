@@ -315,6 +315,7 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     recovery,
     started: () => hooks.started(),
     stopSignal: () => hooks.stopSignal(),
+    submitted: (rt) => obs?.taskSubmitted(rt.id, rt.specs.length, rt.createdAt),
     handedOver: (rt) => {
       obs?.released(rt.id)
       watchers.handedOver(rt.id, rt.v, store, hooks.stopSignal())

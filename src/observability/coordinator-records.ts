@@ -2,8 +2,9 @@
  * What the coordinator's observability (coordinator.ts) keeps per task it follows and per node
  * attempt: their spans, the trace context their commands carry, and what the attempt metrics need.
  */
-import type { Context, Span } from '@opentelemetry/api'
-import type { TraceFields } from './logger.ts'
+import { type Context, type Span, SpanStatusCode } from '@opentelemetry/api'
+import type { NodeState } from '../model/state.ts'
+import { type TraceFields, traceFieldsOf } from './logger.ts'
 
 export interface AttemptRec {
   nodeId: string
@@ -56,4 +57,33 @@ export function endOpenSpans(t: TaskRec, at: number, outcome: string, taskMark: 
   }
   if (t.span?.isRecording() === true) t.span.setAttribute(taskMark, true)
   t.span?.end(at)
+}
+
+/** Ends an attempt's span with its outcome (and its error, when that attempt failed). */
+export function endAttemptSpan(a: AttemptRec, outcome: string, n: NodeState | null, at: number): void {
+  const span = a.span
+  if (span === null) return
+  if (!a.recording) {
+    span.end(at) // sampled out: nothing to add
+    return
+  }
+  span.setAttribute('flowkit.attempt.outcome', outcome)
+  const err = n?.last_error
+  if (err != null && err.attempt_epoch === a.epoch) span.setAttribute('flowkit.error.reason_code', err.reason_code)
+  if (outcome === 'failed' || outcome === 'retry') span.setStatus({ code: SpanStatusCode.ERROR, message: err?.error ?? err?.reason_code ?? outcome })
+  span.end(at)
+}
+
+/**
+ * What is kept of a traced task that ended: only the ids its later log records need (the whole
+ * record, attempts included, kept the ended tasks' spans and maps alive past a young collection).
+ */
+export function endedRecOf(t: TaskRec, span: Span): EndedRec {
+  let attempts: Map<string, { ids: TraceFields; epoch: number }> | null = null
+  for (const a of t.attempts.values()) {
+    if (a.span === null) continue
+    attempts ??= new Map()
+    attempts.set(a.nodeId, { ids: a.ids ?? traceFieldsOf(a.span.spanContext()), epoch: a.epoch })
+  }
+  return { ids: t.ids ?? traceFieldsOf(span.spanContext()), attempts }
 }

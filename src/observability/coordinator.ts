@@ -37,7 +37,7 @@ import { ObservedLogger, type TraceFields, traceFieldsOf } from './logger.ts'
 import { MetricsEndpoint, type MetricsHandler, type ObservabilityOptions, itemsOf, metricsHandler, resolveObservability } from './options.ts'
 import { TRACEPARENT, isSampledTraceparent, spanContextFromHeaders, traceHeaders } from './propagation.ts'
 import { timedStore } from './store.ts'
-import { type AttemptRec, type EndedRec, type TaskRec, endOpenSpans } from './coordinator-records.ts'
+import { type AttemptRec, type EndedRec, type TaskRec, endAttemptSpan, endOpenSpans, endedRecOf } from './coordinator-records.ts'
 
 const BUSY: ReadonlySet<string> = new Set(['running', 'cancelling'])
 const TERMINAL_TASK: ReadonlySet<string> = new Set(['finished', 'failed', 'cancelled'])
@@ -129,12 +129,24 @@ export class CoordinatorObservability {
   /** A task was created here: its span starts now, as a child of the caller's active context. */
   taskCreated(taskId: string, nodes: number): void {
     this.#metrics?.taskCreated()
-    const now = this.#clock.now()
+    this.#taskStart(taskId, nodes, this.#clock.now())
+  }
+
+  /**
+   * A task submitted through the store (`flowkit submit`, the dashboard of `flowkit ui`), taken up
+   * here first: created as far as its span and duration go, from its creation time (it got a
+   * "resumed" span and no duration). Counted as created by its `task.adopted` record.
+   */
+  taskSubmitted(taskId: string, nodes: number, createdAt: number): void {
+    if (!this.#tasks.has(taskId)) this.#taskStart(taskId, nodes, createdAt)
+  }
+
+  #taskStart(taskId: string, nodes: number, at: number): void {
     const parent = context.active()
     // The attributes at the start: the sampler decides on this span (a root, or the first span of
     // the trace in this process).
-    const span = this.#taskSpan(parent, (tracer) => tracer.startSpan('flowkit.task', { kind: SpanKind.INTERNAL, startTime: now, attributes: { 'flowkit.task.id': taskId, 'flowkit.task.nodes': nodes } }, parent))
-    this.#task(taskId, now, parent, span)
+    const span = this.#taskSpan(parent, (tracer) => tracer.startSpan('flowkit.task', { kind: SpanKind.INTERNAL, startTime: at, attributes: { 'flowkit.task.id': taskId, 'flowkit.task.nodes': nodes } }, parent))
+    this.#task(taskId, at, parent, span)
   }
 
   /**
@@ -261,17 +273,7 @@ export class CoordinatorObservability {
       if (a.headers !== undefined) this.#endedHeaders.set(`${a.key}@${a.epoch}`, a.headers)
     }
     this.#metrics?.attemptEnded(a.type, outcome, (at - a.dispatchedAt) / 1000)
-    const span = a.span
-    if (span === null) return
-    if (!a.recording) {
-      span.end(at) // sampled out: nothing to add
-      return
-    }
-    span.setAttribute('flowkit.attempt.outcome', outcome)
-    const err = n?.last_error
-    if (err != null && err.attempt_epoch === a.epoch) span.setAttribute('flowkit.error.reason_code', err.reason_code)
-    if (outcome === 'failed' || outcome === 'retry') span.setStatus({ code: SpanStatusCode.ERROR, message: err?.error ?? err?.reason_code ?? outcome })
-    span.end(at)
+    endAttemptSpan(a, outcome, n, at)
   }
 
   #endTask(t: TaskRec, status: string, error: string | null, at: number): void {
@@ -281,15 +283,7 @@ export class CoordinatorObservability {
       if (t.span.isRecording()) t.span.setAttribute('flowkit.task.status', status)
       if (status === 'failed') t.span.setStatus({ code: SpanStatusCode.ERROR, message: error ?? 'failed' })
       t.span.end(at)
-      // Only the ids its later log records need (the whole record, attempts included, kept the
-      // ended tasks' spans and maps alive well past a young collection).
-      let attempts: Map<string, { ids: TraceFields; epoch: number }> | null = null
-      for (const a of t.attempts.values()) {
-        if (a.span === null) continue
-        attempts ??= new Map()
-        attempts.set(a.nodeId, { ids: a.ids ?? traceFieldsOf(a.span.spanContext()), epoch: a.epoch })
-      }
-      this.#ended.set(t.id, { ids: t.ids ?? traceFieldsOf(t.span.spanContext()), attempts })
+      this.#ended.set(t.id, endedRecOf(t, t.span))
     }
     this.#tasks.delete(t.id)
   }
