@@ -357,12 +357,20 @@ test("workers: silent past the coordinator's workerLivenessSec, not before (an i
     { worker_id: 'w-killed', roles: ['a'], capacity: 2, version: '1', status: 'online' as const, last_seen_ms: now - 600_000 },
     { worker_id: 'w-gone', roles: ['a'], capacity: 2, version: '1', status: 'offline' as const, last_seen_ms: now - 600_000 },
   ]
-  const coordinator = { config: { workerLivenessSec: 180 }, listWorkers: async () => workers } as unknown as DashboardCoordinator
+  const coordinator = { config: { workerLivenessSec: 180 }, listWorkers: async () => workers, listDeadLetters: async () => [] } as unknown as DashboardCoordinator
   const dash = await startDashboard({ coordinator, store, port: 0 })
   try {
     const body = (await (await fetch(`${dash.url}api/workers`)).json()) as { liveness_ms: number; workers: { worker_id: string; silent: boolean }[] }
     assert.equal(body.liveness_ms, 180_000)
     assert.deepEqual(body.workers.map((w) => [w.worker_id, w.silent]), [['w-idle', false], ['w-killed', true], ['w-gone', false]])
+    // The nav badge's count (the live stream): the silent worker is not online (it was counted so).
+    const live = await openSse(`${dash.url}api/events`)
+    try {
+      const event = (await live.collect((e) => e.event === 'workers')).at(-1)
+      assert.deepEqual(event?.data, { workers: 3, online: 1, silent: 1, dead_letters: 0 })
+    } finally {
+      live.close()
+    }
   } finally {
     await dash.close()
   }

@@ -76,7 +76,7 @@ function connect() {
   })
   es.addEventListener('workers', (e) => {
     const d = JSON.parse(e.data)
-    setBadge('nav-workers', d.workers > 0 ? `${d.online}/${d.workers}` : '', `${d.online} online of ${d.workers} workers`)
+    setBadge('nav-workers', d.workers > 0 ? `${d.online}/${d.workers}` : '', `${d.online} online of ${d.workers} workers${d.silent > 0 ? `, ${d.silent} silent` : ''}`)
     setBadge('nav-dead', d.dead_letters > 0 ? num(d.dead_letters) : '', `${d.dead_letters} dead letters`)
     live.dispatchEvent(new CustomEvent('workers', { detail: d }))
   })
