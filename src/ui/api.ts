@@ -360,11 +360,11 @@ const ROUTES: Route[] = [
 
 /** Runs the route for this request; HttpError 404/405 when there is none. */
 export async function handleApi(ctx: ApiContext, req: IncomingMessage, url: URL): Promise<unknown> {
-  let allowed = false
+  const allowed: string[] = []
   for (const r of ROUTES) {
     const m = r.pattern.exec(url.pathname)
     if (m === null) continue
-    allowed = true
+    allowed.push(r.method)
     if (r.method !== req.method) continue
     try {
       return await r.handler(ctx, m.slice(1), url, req)
@@ -372,7 +372,8 @@ export async function handleApi(ctx: ApiContext, req: IncomingMessage, url: URL)
       throw toHttpError(err)
     }
   }
-  throw allowed ? new HttpError(405, `${req.method} not allowed here`) : new HttpError(404, `no such API: ${url.pathname}`)
+  if (allowed.length === 0) throw new HttpError(404, `no such API: ${url.pathname}`)
+  throw new HttpError(405, `${req.method} not allowed here (${allowed.join(', ')})`, { allow: allowed.join(', ') })
 }
 
 export function toHttpError(err: unknown): HttpError {

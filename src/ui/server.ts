@@ -161,7 +161,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       sendJson(res, 200, await handleApi(ctx, req, url))
       return
     }
-    if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, `${req.method} not allowed here`)
+    if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, `${req.method} not allowed here`, { allow: 'GET, HEAD' })
     if (path.startsWith('/assets/')) {
       if (await files.serve(req, res, path.slice('/assets/'.length))) return
       throw new HttpError(404, `no such file: ${path}`)
