@@ -177,15 +177,13 @@ export class CoordinatorMetrics {
         this.#deadLetters.labels().inc()
         return
       case 'task.adopted':
+        // (One submitted through the store is counted as created by taskSubmitted, with its span.)
         this.#adopted.labels().inc()
-        if (fields?.['submitted'] === true) this.#created.labels().inc()
         return
       case 'coordinator.acquired': {
         // The tasks of partitions gained (a start, a restart, a rebalance), loaded at once.
         const n = fields?.['tasks']
-        const s = fields?.['submitted']
         if (typeof n === 'number' && n > 0) this.#adopted.labels().inc(n)
-        if (typeof s === 'number' && s > 0) this.#created.labels().inc(s)
         return
       }
       case 'outbox.retry': {

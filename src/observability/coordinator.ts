@@ -134,10 +134,11 @@ export class CoordinatorObservability {
 
   /**
    * A task submitted through the store (`flowkit submit`, the dashboard of `flowkit ui`), taken up
-   * here first: created as far as its span and duration go, from its creation time (it got a
-   * "resumed" span and no duration). Counted as created by its `task.adopted` record.
+   * here first: created here as far as the metrics, its span and its duration go, from its
+   * creation time (it got a "resumed" span and no duration).
    */
   taskSubmitted(taskId: string, nodes: number, createdAt: number): void {
+    this.#metrics?.taskCreated()
     if (!this.#tasks.has(taskId)) this.#taskStart(taskId, nodes, createdAt)
   }
 
