@@ -14,10 +14,11 @@ import type { EdgeEx, NodeSpec } from './types.ts'
 export function checkFunctionReads(ctx: Context, nodes: readonly NodeSpec[], edgesEx: readonly EdgeEx[]): void {
   const reads = ctx.relations.filter((r) => r.fn === true)
   if (reads.length === 0) return
-  // Run-before links (a relation without `via`: depends_on, edges, edges_ex, routing), child → parents.
+  // Run-before links, child → parents: depends_on, edges, edges_ex, routing, and a worker's pull
+  // of another node's output (its adapter ends once that node completed); not a function's read.
   const parentsOf = new Map<string, Set<string>>()
   for (const r of ctx.relations) {
-    if (r.via !== undefined) continue
+    if (r.fn === true) continue
     let set = parentsOf.get(r.to)
     if (set === undefined) {
       set = new Set()
@@ -52,7 +53,7 @@ export function checkFunctionReads(ctx: Context, nodes: readonly NodeSpec[], edg
       )
       continue
     }
-    const direct = parentsOf.get(r.to)?.has(r.from) === true
+    const direct = ctx.relations.some((x) => x.via === undefined && x.from === r.from && x.to === r.to)
     const how =
       direct && byId.get(r.to)?.io.start_when === 'first_batch'
         ? 'io.start_when is "first_batch"'

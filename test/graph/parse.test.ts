@@ -368,6 +368,8 @@ test('graph validation: a coordinator function reads only nodes it depends on, n
   parseGraph(graph([node('a', { routing: { on_failure: ['m'] } }), merge()]), options)
   parseGraph(graph([node('a'), { node_id: 'v', type: 'coordinator_fn', depends_on: ['a'], io: { start_when: 'first_batch', fn: 'vars.set', fn_args: { kv: { started: true } } } }]), options)
   parseGraph(graph([node('a'), node('p', { io: { input_inline: { input_adapter: 'pull.from_artifacts', input_args: { from_nodes: ['a'] } } } })]), options)
+  // Through a worker that pulls it (its adapter ends once the node completed).
+  parseGraph(graph([node('a'), node('p', { io: { input_inline: { input_adapter: 'pull.from_artifacts', input_args: { from_nodes: ['a'] } } } }), merge({ depends_on: ['p'] })]), options)
 })
 
 test('graph validation: input_args from_nodes must name existing nodes', () => {
