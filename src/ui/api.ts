@@ -228,12 +228,13 @@ async function cancelTask(ctx: ApiContext, p: string[], _u: URL, req: IncomingMe
   return { ok }
 }
 
+/** The fields of POST /api/tasks. */
+const SUBMIT_FIELDS = ['graph', 'params', 'deadline_sec']
+
 /**
  * A new task from `{ graph, params?, deadline_sec? }` (the graph as its JSON format), through the
  * coordinator's createTask: the same checks (422 with every problem when the graph is refused).
  */
-const SUBMIT_FIELDS = ['graph', 'params', 'deadline_sec']
-
 async function submitTask(ctx: ApiContext, _p: string[], _u: URL, req: IncomingMessage): Promise<unknown> {
   const body = await readJson(req, MAX_SUBMIT_BYTES)
   // An unknown field (`deadlineSec`, `param`) would be dropped without a word: refused, with the near miss.

@@ -86,7 +86,7 @@ export class Worker {
     if (this.config.maxMessageBytes < MIN_MESSAGE_BYTES) {
       // (Smaller, every status event of a run was refused before its acceptance: the coordinator
       // handed the START back again and again, and the task never ended.)
-      throw new FlowkitError(ErrorCode.Config, `worker config: "maxMessageBytes" must be at least ${MIN_MESSAGE_BYTES} (as a coordinator's: the TASK_STARTs it takes and its status events fit it), got ${this.config.maxMessageBytes}`)
+      throw new FlowkitError(ErrorCode.Config, `worker config: "maxMessageBytes" must be at least ${MIN_MESSAGE_BYTES.toLocaleString('en-US')} (as a coordinator's: the TASK_STARTs it takes and its status events fit it), got ${this.config.maxMessageBytes.toLocaleString('en-US')}`)
     }
     const wid: unknown = this.config.workerId
     if (wid !== null && typeof wid !== 'string') throw new FlowkitError(ErrorCode.Config, `worker config: "workerId" must be a string or null, got ${typeof wid}`)

@@ -6,6 +6,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Coordinator, MemoryBus, MemoryStore, Worker } from 'flowkit'
+import { MIN_MESSAGE_BYTES } from '../../src/config.ts'
+import { START_VARS_INLINE_MAX } from '../../src/coordinator/submit.ts'
 
 const bus = new MemoryBus()
 const store = new MemoryStore()
@@ -18,8 +20,10 @@ test('coordinator config: a maxMessageBytes too small for any START is refused a
 })
 
 test('worker config: a maxMessageBytes under the coordinator\'s smallest is refused at construction (every run\'s status events were refused and its START handed back for ever)', () => {
-  assert.throws(() => worker({ maxMessageBytes: 1000 }), { code: 'CONFIG_INVALID', message: /worker config: "maxMessageBytes" must be at least 327680/ })
+  assert.throws(() => worker({ maxMessageBytes: 1000 }), { code: 'CONFIG_INVALID', message: /worker config: "maxMessageBytes" must be at least 327,680 .*got 1,000/ })
   worker({ maxMessageBytes: 327_680 }) // valid
+  // The shared minimum is the room a START keeps for its variables, and a modest io.
+  assert.equal(MIN_MESSAGE_BYTES, START_VARS_INLINE_MAX + 64 * 1024)
 })
 
 test('config: null is no value of a key whose default is not null (a null groupPrefix named the consumer group "null…"); ids and metricsPort take it', () => {
