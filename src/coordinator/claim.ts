@@ -36,6 +36,7 @@ export function claim(d: HandoverDeps, doc: Parameters<typeof loadRuntime>[3], g
   }
   const loading = loadRuntime(d.store, d.engine, d.limits, doc, recovering).then((rt) => {
     rt.events.push(`owner ${d.writer} generation ${generation}`)
+    d.claimed?.(rt)
     d.mark(rt)
     return rt
   })

@@ -64,6 +64,8 @@ export interface HandoverDeps {
   staleSnapshot(doc: VersionedTask): void
   /** A task submitted through the store, taken up for the first time: its creation (observability). */
   submitted?(rt: TaskRuntime): void
+  /** A task loaded from the store into memory (observability). */
+  claimed?(rt: TaskRuntime): void
 }
 
 /** Reads tasks listed as active by a stale snapshot and has their snapshots rewritten (claim). */
@@ -191,7 +193,7 @@ export async function release(d: HandoverDeps, partitions: ReadonlySet<number>):
   return n
 }
 
-export interface TasksDeps {
+export interface TasksDeps extends Pick<HandoverDeps, 'submitted' | 'claimed'> {
   store: Store
   engine: Engine
   limits: Limits
@@ -210,8 +212,6 @@ export interface TasksDeps {
   stopSignal(): AbortSignal
   /** A task left this coordinator's memory (its watchers follow it in the store). */
   handedOver?(rt: TaskRuntime): void
-  /** A task submitted through the store, taken up for the first time (HandoverDeps.submitted). */
-  submitted?(rt: TaskRuntime): void
 }
 
 /** The tasks this coordinator holds, as ownership moves: adopt, hand over, drop when fenced. */
@@ -247,6 +247,7 @@ export class OwnedTasks {
       drop: (rt) => this.drop(rt),
       staleSnapshot: (doc) => d.after.repairSnapshot(doc),
       ...(d.submitted === undefined ? {} : { submitted: d.submitted }),
+      ...(d.claimed === undefined ? {} : { claimed: d.claimed }),
     }
   }
 

@@ -316,6 +316,7 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     started: () => hooks.started(),
     stopSignal: () => hooks.stopSignal(),
     submitted: (rt) => obs?.taskSubmitted(rt.id, rt.specs.length, rt.createdAt),
+    claimed: (rt) => obs?.taskClaimed(rt.id, rt.nodes),
     handedOver: (rt) => {
       obs?.released(rt.id)
       watchers.handedOver(rt.id, rt.v, store, hooks.stopSignal())

@@ -5,6 +5,7 @@
 import { type Context, type Span, SpanStatusCode } from '@opentelemetry/api'
 import type { NodeState } from '../model/state.ts'
 import { type TraceFields, traceFieldsOf } from './logger.ts'
+import { spanContextFromHeaders } from './propagation.ts'
 
 export interface AttemptRec {
   nodeId: string
@@ -39,6 +40,37 @@ export interface TaskRec {
   ids: TraceFields | undefined
   ctx: Context
   attempts: Map<string, AttemptRec>
+  /** Attempts (`node@epoch`) the task's previous owner saw accepted: their hop latency was measured there. */
+  acceptedBefore?: ReadonlySet<string>
+}
+
+/** Claims noted and not yet followed by their claim entry, kept at most (the oldest go first). */
+const CLAIMS_KEPT = 10_000
+
+/**
+ * The running attempts of tasks loaded from the store (a restart, a hand-over) that were accepted
+ * before: the task's first journal entry here takes them, so their acceptance is not measured a
+ * second time (`flowkit_node_dispatch_accept_seconds` counted it once per restart).
+ */
+export class ClaimedAcceptances {
+  readonly #byTask = new Map<string, Set<string>>()
+
+  note(taskId: string, nodes: readonly NodeState[]): void {
+    const keys = new Set<string>()
+    for (const n of nodes) if (n.accepted_at_ms !== null) keys.add(`${n.node_id}@${n.attempt_epoch}`)
+    if (keys.size === 0) return
+    this.#byTask.set(taskId, keys)
+    if (this.#byTask.size > CLAIMS_KEPT) this.#byTask.delete(this.#byTask.keys().next().value as string)
+  }
+
+  /** Gives the task's note to its record (once). */
+  take(t: TaskRec): void {
+    if (this.#byTask.size === 0) return
+    const keys = this.#byTask.get(t.id)
+    if (keys === undefined) return
+    this.#byTask.delete(t.id)
+    t.acceptedBefore = keys
+  }
 }
 
 /** What is kept of a traced task that ended: the trace ids of its later log records. */
@@ -57,6 +89,16 @@ export function endOpenSpans(t: TaskRec, at: number, outcome: string, taskMark: 
   }
   if (t.span?.isRecording() === true) t.span.setAttribute(taskMark, true)
   t.span?.end(at)
+}
+
+/** Links an attempt span to the worker's run span (an acceptance of a sampled trace). */
+export function linkRunSpan(a: AttemptRec | undefined, headers: Record<string, string>): void {
+  // A dropped (sampled-out) attempt span takes no link: the header is not even parsed.
+  if (a === undefined || !a.recording || a.span === null || a.linked) return
+  const remote = spanContextFromHeaders(headers)
+  if (remote === undefined || remote.traceId !== a.span.spanContext().traceId) return
+  a.linked = true
+  a.span.addLink({ context: remote, attributes: { 'flowkit.link': 'worker.run' } })
 }
 
 /** Ends an attempt's span with its outcome (and its error, when that attempt failed). */

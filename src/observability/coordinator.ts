@@ -35,9 +35,9 @@ import { messageKind } from './kinds.ts'
 import { RecentMap } from '../util/recent.ts'
 import { ObservedLogger, type TraceFields, traceFieldsOf } from './logger.ts'
 import { MetricsEndpoint, type MetricsHandler, type ObservabilityOptions, itemsOf, metricsHandler, resolveObservability } from './options.ts'
-import { TRACEPARENT, isSampledTraceparent, spanContextFromHeaders, traceHeaders } from './propagation.ts'
+import { TRACEPARENT, isSampledTraceparent, traceHeaders } from './propagation.ts'
 import { timedStore } from './store.ts'
-import { type AttemptRec, type EndedRec, type TaskRec, endAttemptSpan, endOpenSpans, endedRecOf } from './coordinator-records.ts'
+import { type AttemptRec, ClaimedAcceptances, type EndedRec, type TaskRec, endAttemptSpan, endOpenSpans, endedRecOf, linkRunSpan } from './coordinator-records.ts'
 
 const BUSY: ReadonlySet<string> = new Set(['running', 'cancelling'])
 const TERMINAL_TASK: ReadonlySet<string> = new Set(['finished', 'failed', 'cancelled'])
@@ -63,6 +63,7 @@ export class CoordinatorObservability {
   readonly #ended = new RecentMap<string, EndedRec>(4096)
   /** Live attempts by message key (task_id:node_id), for the headers of their commands. */
   readonly #byKey = new Map<string, AttemptRec>()
+  readonly #claimed = new ClaimedAcceptances()
   #parts: CoordinatorParts | null = null
   /** A span was recorded (an SDK is registered): logs look for trace ids from then on. */
   #tracing = false
@@ -142,6 +143,11 @@ export class CoordinatorObservability {
     if (!this.#tasks.has(taskId)) this.#taskStart(taskId, nodes, createdAt)
   }
 
+  /** A task loaded from the store (a restart, a hand-over): what its previous owner measured is not measured again. */
+  taskClaimed(taskId: string, nodes: readonly NodeState[]): void {
+    this.#claimed.note(taskId, nodes)
+  }
+
   #taskStart(taskId: string, nodes: number, at: number): void {
     const parent = context.active()
     // The attributes at the start: the sampler decides on this span (a root, or the first span of
@@ -192,6 +198,7 @@ export class CoordinatorObservability {
       const span = this.#taskSpan(parent, (tracer) => tracer.startSpan('flowkit.task', { kind: SpanKind.INTERNAL, attributes: { 'flowkit.task.id': entry.task_id, 'flowkit.task.resumed': true } }, parent))
       t = this.#task(entry.task_id, null, parent, span)
     }
+    this.#claimed.take(t)
     // Attempts the entry ends are ended after its batches: a node's last batch is often written
     // with its end, and the span must have the batch's event.
     let ends: NodeState[] | null = null
@@ -234,7 +241,7 @@ export class CoordinatorObservability {
     if (a.ended) return false
     if (!a.accepted && n.accepted_at_ms !== null) {
       a.accepted = true
-      this.#metrics?.accepted(a.type, (n.accepted_at_ms - a.dispatchedAt) / 1000)
+      if (t.acceptedBefore?.has(`${n.node_id}@${n.attempt_epoch}`) !== true) this.#metrics?.accepted(a.type, (n.accepted_at_ms - a.dispatchedAt) / 1000)
       if (a.recording && a.span !== null) {
         const workerId = n.lease.worker_id ?? ''
         a.span.setAttributes({ 'flowkit.worker.id': workerId, 'flowkit.lease.id': n.lease.lease_id ?? '' })
@@ -349,7 +356,7 @@ export class CoordinatorObservability {
   linkAccepted(msgs: readonly BusMessage[]): void {
     if (!this.#tracing) return
     for (const msg of msgs) {
-      if (msg.headers !== undefined && msg.key !== null && isSampledTraceparent(msg.headers[TRACEPARENT]) && messageKind(msg) === 'TASK_ACCEPTED') this.#link(msg.key, msg.headers)
+      if (msg.headers !== undefined && msg.key !== null && isSampledTraceparent(msg.headers[TRACEPARENT]) && messageKind(msg) === 'TASK_ACCEPTED') linkRunSpan(this.#byKey.get(msg.key), msg.headers)
     }
   }
 
@@ -363,17 +370,6 @@ export class CoordinatorObservability {
     if (t === undefined) return
     this.#forget(t)
     endOpenSpans(t, this.#clock.now(), 'handed_over', 'flowkit.task.handed_over')
-  }
-
-  /** Links the attempt span of `key` to the worker's run span (an acceptance of a sampled trace). */
-  #link(key: string, headers: Record<string, string>): void {
-    const a = this.#byKey.get(key)
-    // A dropped (sampled-out) attempt span takes no link: the header is not even parsed.
-    if (a === undefined || !a.recording || a.span === null || a.linked) return
-    const remote = spanContextFromHeaders(headers)
-    if (remote === undefined || remote.traceId !== a.span.spanContext().traceId) return
-    a.linked = true
-    a.span.addLink({ context: remote, attributes: { 'flowkit.link': 'worker.run' } })
   }
 
   handler(): MetricsHandler {
