@@ -365,8 +365,9 @@ export async function handleApi(ctx: ApiContext, req: IncomingMessage, url: URL)
   for (const r of ROUTES) {
     const m = r.pattern.exec(url.pathname)
     if (m === null) continue
-    allowed.push(r.method)
-    if (r.method !== req.method) continue
+    allowed.push(...(r.method === 'GET' ? ['GET', 'HEAD'] : [r.method]))
+    // HEAD is a GET without the body (Node's response leaves it out).
+    if (r.method !== (req.method === 'HEAD' ? 'GET' : req.method)) continue
     try {
       return await r.handler(ctx, m.slice(1), url, req)
     } catch (err) {
