@@ -233,3 +233,27 @@ test('the task list shows a slow answer while live updates keep coming (one read
   }
   assert.deepEqual(pageErrors.filter((e) => !/404/.test(e)), [])
 })
+
+test('a task page whose stream is refused because the task is gone says so (it went quiet, showing a stale state)', { skip }, async () => {
+  const id = await ui.rt.coordinator.createTask({ graph: demoGraph() })
+  // The page reads the task once; then the task is gone (a `flowkit dev` restarted, its store
+  // new): the stream and every later read answer 404, which the browser does not retry.
+  let reads = 0
+  await page.route(`**/api/tasks/${id}`, async (route) => {
+    reads += 1
+    if (reads === 1) await route.continue().catch(() => undefined)
+    else await route.fulfill({ status: 404, contentType: 'application/json', body: JSON.stringify({ error: `task ${id} not found` }) })
+  })
+  await page.route(`**/api/tasks/${id}/events`, (route) => route.fulfill({ status: 404, contentType: 'application/json', body: JSON.stringify({ error: `task ${id} not found` }) }))
+  try {
+    await page.goto(`${ui.dashboard.url}tasks/${id}`)
+    await page.locator('svg.dag').waitFor()
+    const notice = page.locator('.stream-notice .error-box')
+    await notice.waitFor()
+    assert.match((await notice.textContent()) ?? '', /no longer in the store/)
+  } finally {
+    await page.unroute(`**/api/tasks/${id}`)
+    await page.unroute(`**/api/tasks/${id}/events`)
+  }
+  assert.deepEqual(pageErrors.filter((e) => !/404/.test(e)), [])
+})

@@ -66,7 +66,13 @@ function connect() {
   })
   es.addEventListener('error', () => {
     indicator.classList.remove('on')
-    indicator.title = 'live updates: reconnecting…'
+    if (es.readyState !== EventSource.CLOSED) {
+      indicator.title = 'live updates: reconnecting…'
+      return
+    }
+    // Refused (401: the session ended), which the browser does not retry: this does, now and then.
+    indicator.title = 'live updates: stopped (reload the page if this lasts)'
+    setTimeout(connect, 5000)
   })
   es.addEventListener('tasks', (e) => {
     const d = JSON.parse(e.data)

@@ -32,11 +32,14 @@ export async function taskPage(root, id) {
   const panel = h('section', { class: 'panel node-panel', 'aria-live': 'polite' }, h('p', { class: 'muted' }, 'Click a node to see its attempts, artifacts and batches.'))
   const nodesBody = h('tbody')
   const extras = h('div', { class: 'extras' })
+  // Why live updates stopped (the task is gone, the session ended): empty while they flow.
+  const notice = h('div', { class: 'stream-notice' })
   const dag = new DagView(data.graph, { onSelect: (nid) => selectNode(nid) })
 
   fill(
     root,
     head,
+    notice,
     h('div', { class: 'task-main' }, h('section', { class: 'panel dag-panel' }, dag.el), panel),
     h(
       'section',
@@ -241,10 +244,41 @@ export async function taskPage(root, id) {
       es.close()
       reread()
     })
+    es.addEventListener('open', () => fill(notice))
+    es.addEventListener('error', () => {
+      // The browser retries a dropped stream by itself, but gives up on an answer that is not a
+      // stream (404: the task is gone; 401: the session ended): say why instead of going quiet.
+      if (!closed && es.readyState === EventSource.CLOSED) void streamLost()
+    })
     es.addEventListener('failure', (e) => {
       es.close()
       fill(extras, errorBox(JSON.parse(e.data).error))
     })
+  }
+
+  /** The task's stream was refused: shows why, and streams again while the task is there. */
+  async function streamLost() {
+    try {
+      await api(`/api/tasks/${encodeURIComponent(id)}`)
+    } catch (err) {
+      if (closed) return
+      const gone = err.status === 404
+      const signedOut = err.status === 401
+      fill(
+        notice,
+        errorBox(
+          gone
+            ? 'This task is no longer in the store (deleted, or the dev runtime restarted): what is shown is its last known state.'
+            : signedOut
+              ? 'Live updates stopped: this session is not signed in any more (the dashboard token changed?). Reload the page to sign in.'
+              : `Live updates stopped: ${err.message}. Trying again…`,
+        ),
+      )
+      if (gone || signedOut) return
+    }
+    setTimeout(() => {
+      if (!closed) connect()
+    }, 3000)
   }
 
   renderHead()
