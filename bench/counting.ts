@@ -30,7 +30,7 @@ export function isUpdateMethod(name: string): boolean {
 }
 
 /** Store methods that only read; every other store call counts as a write (insert, update, append, delete). */
-export const READ_METHODS = /^(get|list|has|find|count|read|load|outboxList|init|close)/
+export const READ_METHODS = /^(get|list|has|find|count|read|load|outboxList|outboxCount|init|close)/
 
 export function isWriteMethod(name: string): boolean {
   return !READ_METHODS.test(name)

@@ -209,6 +209,9 @@ export class MongoStore implements Store {
   async outboxList(filter?: { status?: OutboxStatus; limit?: number }): Promise<OutboxRow[]> {
     return (await this.#store()).outboxList(filter)
   }
+  async outboxCount(status: OutboxStatus): Promise<number> {
+    return (await this.#store()).outboxCount(status)
+  }
   async outboxRequeue(id: string, now: number): Promise<boolean> {
     return (await this.#store()).outboxRequeue(id, now)
   }

@@ -3,7 +3,7 @@
  * deployment runs its own, one or several): reads from the deployment's store, actions through the store and
  * the owners' topic, as the CLI's own commands do.
  *
- *   - getTask, listArtifacts, listWorkers, listDeadLetters, getOutput: read the store.
+ *   - getTask, listArtifacts, listWorkers, listDeadLetters, countDeadLetters, getOutput: read the store.
  *   - watch: reads the task from the store every `pollMs` and yields what changed (follow.ts:
  *     the same events as `Coordinator.watch`, a snapshot first, until the task ends).
  *   - retryDeadLetter: `requeueDeadLetter` (refuses a START whose attempt ended); the running coordinator's outbox picks the row up at
@@ -197,6 +197,10 @@ export class RemoteCoordinator implements DashboardCoordinator {
 
   listDeadLetters(limit = 100): Promise<OutboxRow[]> {
     return this.#store.outboxList({ status: 'failed', limit })
+  }
+
+  countDeadLetters(): Promise<number> {
+    return this.#store.outboxCount('failed')
   }
 
   async retryDeadLetter(id: string): Promise<boolean> {

@@ -354,8 +354,12 @@ export class Coordinator {
     return this.#p.store.outboxList({ status: 'failed', limit })
   }
 
-  /** Operator action: sends a dead-lettered message again. False when it is not dead-lettered. */
-  /** Sends a dead letter again; throws DEAD_LETTER_STALE for a TASK_START whose attempt ended (dead-letters.ts). */
+  /** How many dead letters there are (counted by the store, none read). */
+  countDeadLetters(): Promise<number> {
+    return this.#p.store.outboxCount('failed')
+  }
+
+  /** Sends a dead letter again (false: it is not one); throws DEAD_LETTER_STALE for a TASK_START whose attempt ended (dead-letters.ts). */
   async retryDeadLetter(id: string): Promise<boolean> {
     const ok = await requeueDeadLetter(this.#p.store, id, this.#p.clock.now())
     if (ok) {

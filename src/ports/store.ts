@@ -310,6 +310,8 @@ export interface Store {
   outboxMarkFailed(id: string, attempts: number, error: string, now: number): Promise<void>
   /** Rows by creation (then id); `id`: that row alone, if it matches the rest of the filter. */
   outboxList(filter?: OutboxFilter): Promise<OutboxRow[]>
+  /** How many rows have `status` (counted by the server: no row is read). */
+  outboxCount(status: OutboxStatus): Promise<number>
   /** Operator action: a failed (dead-lettered) row goes back to pending, due now. */
   outboxRequeue(id: string, now: number): Promise<boolean>
 

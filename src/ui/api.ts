@@ -23,7 +23,7 @@ import type { RecentMap } from '../util/recent.ts'
 /** The Coordinator verbs the dashboard uses. */
 export type DashboardCoordinator = Pick<
   Coordinator,
-  'createTask' | 'getTask' | 'watch' | 'cancelTask' | 'listWorkers' | 'listDeadLetters' | 'retryDeadLetter' | 'listArtifacts' | 'getOutput'
+  'createTask' | 'getTask' | 'watch' | 'cancelTask' | 'listWorkers' | 'listDeadLetters' | 'countDeadLetters' | 'retryDeadLetter' | 'listArtifacts' | 'getOutput'
 >
 
 export interface ApiContext {

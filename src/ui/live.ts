@@ -250,15 +250,15 @@ export class LiveHub {
   }
 
   async #workersEvent(): Promise<{ event: Record<string, unknown>; digest: string }> {
-    const [workers, dead] = await Promise.all([this.#ctx.coordinator.listWorkers(), this.#ctx.coordinator.listDeadLetters(1000)])
+    const [workers, dead] = await Promise.all([this.#ctx.coordinator.listWorkers(), this.#ctx.coordinator.countDeadLetters()])
     // A worker not heard from within the liveness window is silent (as on the workers page), not
     // online: the badge counted it online, and its going silent (no announce) sent no new event.
     const now = this.#ctx.now()
     const silent = (w: (typeof workers)[number]): boolean => w.status === 'online' && now - w.last_seen_ms > this.#ctx.workerLivenessMs
-    const digest = JSON.stringify([workers.map((w) => [w.worker_id, w.status, w.last_seen_ms, w.capacity, w.roles, silent(w)]), dead.map((d) => d.id)])
+    const digest = JSON.stringify([workers.map((w) => [w.worker_id, w.status, w.last_seen_ms, w.capacity, w.roles, silent(w)]), dead])
     const quiet = workers.filter(silent).length
     const online = workers.filter((w) => w.status === 'online').length - quiet
-    return { event: { workers: workers.length, online, silent: quiet, dead_letters: dead.length }, digest }
+    return { event: { workers: workers.length, online, silent: quiet, dead_letters: dead }, digest }
   }
 
   #start(): void {

@@ -188,6 +188,7 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
             ['outboxMarkRetry', () => store.outboxMarkRetry('x', 1, T0, 'e', T0)],
             ['outboxMarkFailed', () => store.outboxMarkFailed('x', 1, 'e', T0)],
             ['outboxList', () => store.outboxList()],
+            ['outboxCount', () => store.outboxCount('failed')],
             ['outboxRequeue', () => store.outboxRequeue('x', T0)],
             ['upsertWorker', () => store.upsertWorker(workerInfo('w'))],
             ['listWorkers', () => store.listWorkers()],
@@ -1188,6 +1189,24 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
           )
           assert.equal(await store.outboxRequeue(id, T0 + 11), false, 'a pending row is not requeued')
           assert.deepEqual((await store.outboxClaimDue(T0 + 10, 10, T0 + 100)).map((r) => r.id), [id])
+        }))
+
+      it('count by status: the rows list would return with that status (sent ones too), none read', () =>
+        withStore(async (store) => {
+          await drainOutbox(store)
+          const statuses = ['pending', 'failed', 'sent'] as const
+          const before = await Promise.all(statuses.map((s) => store.outboxCount(s)))
+          const topic = uid('topic')
+          for (const d of ['a', 'b', 'c', 'd']) await store.outboxEnqueue({ topic, key: 'k', value: `v-${d}`, dedup_id: d }, T0)
+          const [a, b, c] = [outboxId(topic, 'k', 'a'), outboxId(topic, 'k', 'b'), outboxId(topic, 'k', 'c')]
+          await store.outboxClaimDue(T0, 10, T0 + 100)
+          await store.outboxMarkFailed(b, 5, 'gave up', T0 + 2)
+          await store.outboxMarkFailed(c, 5, 'gave up', T0 + 2)
+          await store.outboxMarkSent(a, T0 + 3)
+          const after = await Promise.all(statuses.map((s) => store.outboxCount(s)))
+          assert.deepEqual(after.map((n, i) => n - (before[i] as number)), [1, 2, 1], 'one pending, two dead letters, one sent')
+          for (const s of statuses) assert.equal(await store.outboxCount(s), (await store.outboxList({ status: s })).length, `${s}: as listed`)
+          assert.equal(await store.outboxCount('nope' as never), 0, 'an unknown status counts nothing')
         }))
 
       it('list by id: that row alone when it matches the status asked, none otherwise (an id is never a query)', () =>

@@ -190,6 +190,20 @@ test('list event stream: counts first, and again when a task is created and when
   }
 })
 
+test('the workers event counts every dead letter (the store counts them: none is read, no cap)', async () => {
+  const ui = await startUi()
+  try {
+    for (let i = 0; i < 1_005; i++) await ui.rt.store.outboxEnqueue({ topic: 'flowkit.cmd.gone', key: `k${i}`, value: 'x'.repeat(100), dedup_id: `d${i}` }, Date.now(), { attempts: 5, error: 'gave up' })
+    const sse = await openSse(`${ui.dashboard.url}api/events`)
+    const [workers] = (await sse.collect((e) => e.event === 'workers')).filter((e) => e.event === 'workers')
+    assert.ok(workers !== undefined)
+    assert.equal((workers.data as { dead_letters: number }).dead_letters, 1_005)
+    sse.close()
+  } finally {
+    await ui.stop()
+  }
+})
+
 test('control actions through the Coordinator: cancel a running task, resubmit it, retry a dead letter; node details', async () => {
   const ui = await startUi({ batches: 3, everyMs: 20 })
   try {
@@ -367,7 +381,7 @@ test("workers: silent past the coordinator's workerLivenessSec, not before (an i
     { worker_id: 'w-killed', roles: ['a'], capacity: 2, version: '1', status: 'online' as const, last_seen_ms: now - 600_000 },
     { worker_id: 'w-gone', roles: ['a'], capacity: 2, version: '1', status: 'offline' as const, last_seen_ms: now - 600_000 },
   ]
-  const coordinator = { config: { workerLivenessSec: 180 }, listWorkers: async () => workers, listDeadLetters: async () => [] } as unknown as DashboardCoordinator
+  const coordinator = { config: { workerLivenessSec: 180 }, listWorkers: async () => workers, listDeadLetters: async () => [], countDeadLetters: async () => 0 } as unknown as DashboardCoordinator
   const dash = await startDashboard({ coordinator, store, port: 0 })
   try {
     const body = (await (await fetch(`${dash.url}api/workers`)).json()) as { liveness_ms: number; workers: { worker_id: string; silent: boolean }[] }

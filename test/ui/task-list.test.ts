@@ -38,6 +38,9 @@ function stubCoordinator(store: MemoryStore): DashboardCoordinator {
     async listDeadLetters() {
       return []
     },
+    async countDeadLetters() {
+      return 0
+    },
     createTask: no,
     watch: no,
     cancelTask: no,

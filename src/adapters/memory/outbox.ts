@@ -4,7 +4,7 @@
  * audit), retried later, or failed (dead letter) until an operator requeues them. Only a pending
  * row moves on; sent rows are purged by age.
  */
-import type { OutboxEnqueue, OutboxFilter, OutboxRow } from '../../ports/store.ts'
+import type { OutboxEnqueue, OutboxFilter, OutboxRow, OutboxStatus } from '../../ports/store.ts'
 import { compareCodePoints } from '../../ports/store-rules.ts'
 import { outboxId } from '../../util/ids.ts'
 import { clone, limitOf, take } from './copy.ts'
@@ -88,6 +88,12 @@ export class MemoryOutbox {
       .filter((r) => filter.status === undefined || r.status === filter.status)
       .sort((a, b) => a.created_at_ms - b.created_at_ms || compareCodePoints(a.id, b.id))
     return take(rows, filter.limit).map(clone)
+  }
+
+  count(status: OutboxStatus): number {
+    let n = 0
+    for (const r of this.#rows.values()) if (r.status === status) n += 1
+    return n
   }
 
   /** Failed → pending, due `now`, attempts reset to 0 (last_error kept). False otherwise. */

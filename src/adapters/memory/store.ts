@@ -35,6 +35,7 @@ import type {
   JournalEntry,
   OutboxEnqueue,
   OutboxRow,
+  OutboxStatus,
   OutboxFilter,
   RunView,
   Store,
@@ -276,6 +277,11 @@ export class MemoryStore implements Store {
   async outboxList(filter: OutboxFilter = {}): Promise<OutboxRow[]> {
     await this.#pace()
     return this.#outbox.list(filter)
+  }
+
+  async outboxCount(status: OutboxStatus): Promise<number> {
+    await this.#pace()
+    return this.#outbox.count(status)
   }
 
   /** Failed → pending, due `now`, attempts reset to 0 (last_error kept). False otherwise. */

@@ -80,7 +80,7 @@ function selectionFailed(err: unknown): boolean {
 }
 
 /** The verbs a read-only store serves. */
-const READ_VERBS: ReadonlySet<string> = new Set(['getTask', 'listTasks', 'getRunView', 'listTaskIds', 'listTaskStatuses', 'readJournal', 'listBatchMetrics', 'listArtifacts', 'getArtifact', 'outboxList', 'listWorkers', 'getCheckpoint', 'getWorkerState'])
+const READ_VERBS: ReadonlySet<string> = new Set(['getTask', 'listTasks', 'getRunView', 'listTaskIds', 'listTaskStatuses', 'readJournal', 'listBatchMetrics', 'listArtifacts', 'getArtifact', 'outboxList', 'outboxCount', 'listWorkers', 'getCheckpoint', 'getWorkerState'])
 
 /** One MongoStore's client and collections. */
 export class MongoConnection {

@@ -4,7 +4,7 @@
  * sent (FerretDB scans on such queries). The dedup on (topic, key, dedup_id) covers both.
  */
 import type { Collection, Document } from 'mongodb'
-import type { OutboxEnqueue, OutboxFilter, OutboxRow } from '../../ports/store.ts'
+import type { OutboxEnqueue, OutboxFilter, OutboxRow, OutboxStatus } from '../../ports/store.ts'
 import { outboxId } from '../../util/ids.ts'
 import { decodeFields, putField, sanitize, setField } from './codec.ts'
 import { type Collections, type Row, insertOnce, limitOf, num, updateOf } from './schema.ts'
@@ -96,6 +96,11 @@ export async function markFailed(c: Collections, id: string, attempts: number, e
   const unset: Record<string, ''> = {}
   setField(set, unset, 'last_error', sanitize(error))
   await c.outbox.updateOne({ _id: id, status: 'pending' }, updateOf(set, unset))
+}
+
+/** Sent rows live in their own collection; the others are counted by status (indexed). */
+export function count(c: Collections, status: OutboxStatus): Promise<number> {
+  return status === 'sent' ? c.outboxSent.countDocuments({}) : c.outbox.countDocuments({ status: String(status) })
 }
 
 export async function list(c: Collections, filter: OutboxFilter): Promise<OutboxRow[]> {

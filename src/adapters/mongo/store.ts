@@ -35,6 +35,7 @@ import type {
   JournalEntry,
   OutboxEnqueue,
   OutboxRow,
+  OutboxStatus,
   OutboxFilter,
   RunView,
   Store,
@@ -304,6 +305,11 @@ export class MongoStore implements Store {
   async outboxList(filter: OutboxFilter = {}): Promise<OutboxRow[]> {
     this.#open()
     return this.#run('outboxList', (c) => outbox.list(c, filter))
+  }
+
+  async outboxCount(status: OutboxStatus): Promise<number> {
+    this.#open()
+    return this.#run('outboxCount', (c) => outbox.count(c, status))
   }
 
   async outboxRequeue(id: string, now: number): Promise<boolean> {
