@@ -178,14 +178,19 @@ function resumeLoaded(d: HandoverDeps, loaded: readonly TaskRuntime[]): Promise<
   return done
 }
 
-/** Writes what is pending for the tasks of `partitions`, then drops them from memory. */
+/**
+ * Writes what is pending for the tasks of `partitions`, then drops them from memory. Those whose
+ * partition is ours again (a later assignment gave it back while this waited) go too: another
+ * coordinator may have claimed and moved them on meanwhile, and the acquire queued after this
+ * release loads them as the store has them (kept, the old runtime took the new owner's reports
+ * for stale and lost them).
+ */
 export async function release(d: HandoverDeps, partitions: ReadonlySet<number>): Promise<number> {
   const mine = (): TaskRuntime[] => [...d.engine.tasks.values()].filter((rt) => partitions.has(d.partitionOf(rt.id)))
   if (mine().length === 0) return 0
   await d.barrier().catch(() => undefined)
   let n = 0
   for (const rt of mine()) {
-    if (d.owns(rt.id)) continue // ours again (a later assignment gave it back)
     d.drop(rt)
     n++
   }
@@ -281,6 +286,9 @@ export class OwnedTasks {
    */
   drop(rt: TaskRuntime): void {
     const d = this.#d
+    // Changes applied since its last write are lost with it: the status batches behind them are
+    // delivered again (as for a fenced one) and reach whoever holds the task next.
+    if (rt.dirty) rt.fenced = true
     let freed = false
     if (d.engine.tasks.get(rt.id) === rt) {
       rt.nodes.forEach((n, i) => {
