@@ -25,17 +25,16 @@ import { controlRequest } from './control.ts'
 import type { Ownership } from './ownership.ts'
 import type { Logger } from '../log.ts'
 import type { VersionedTask } from '../model/journal.ts'
-import type { TaskDoc, TaskStatus } from '../model/state.ts'
+import type { TaskDoc } from '../model/state.ts'
 import type { Subscription } from '../ports/bus.ts'
 import type { Store } from '../ports/store.ts'
 import type { Engine } from './engine.ts'
 import { type Limits, acceptedHolder } from './limits.ts'
-import { RECOVERING, type RecoveryDeps, finishRecovery, resume } from './recovery.ts'
+import type { RecoveryDeps } from './recovery.ts'
 import { claim, sharedStoreCheck } from './claim.ts'
+import { acquire, recoveryGate, release, resumeLoaded } from './acquire.ts'
 import { TERMINAL_TASK, type TaskRuntime } from './runtime.ts'
 import { type BuildTaskOptions, buildTask } from './submit.ts'
-
-export const ACTIVE: readonly TaskStatus[] = ['queued', 'running', 'cancelling']
 
 /** Largest task (JSON characters) an adopt request carries inline; larger ones are read by the owner. */
 const MAX_INLINE_TASK = 256 * 1024
@@ -66,136 +65,6 @@ export interface HandoverDeps {
   submitted?(rt: TaskRuntime): void
   /** A task loaded from the store into memory (observability). */
   claimed?(rt: TaskRuntime): void
-}
-
-/** Reads tasks listed as active by a stale snapshot and has their snapshots rewritten (claim). */
-async function repairStale(d: HandoverDeps, ids: readonly string[], generation: number): Promise<void> {
-  for (const id of ids) {
-    if (d.stop.aborted) return
-    if (!d.owns(id) || d.engine.tasks.has(id)) continue
-    try {
-      const doc = await d.store.getTask(id)
-      if (doc !== null && TERMINAL_TASK.has(doc.status)) claim(d, doc, generation)
-    } catch (err) {
-      d.log.warn('coordinator.snapshot_repair_failed', { task_id: id, error: String(err) })
-      return
-    }
-  }
-}
-
-/** Loads, claims and resumes the active tasks of `partitions`. Throws on store errors (retried by the caller). */
-export async function acquire(d: HandoverDeps, partitions: ReadonlySet<number>, generation: number): Promise<TaskRuntime[]> {
-  const ids = (await d.store.listTaskIds(ACTIVE)).filter((id) => partitions.has(d.partitionOf(id)) && !d.engine.tasks.has(id))
-  const loaded: TaskRuntime[] = []
-  const gate = recoveryGate()
-  try {
-    await load(d, ids, generation, loaded, gate.held)
-    if (loaded.length === 0) return loaded
-    const types = new Set<string>()
-    for (const rt of loaded) for (const s of rt.specs) if (s.type !== COORDINATOR_FN_TYPE) types.add(s.type)
-    await d.ensureStatus(types)
-    // (Submitted through the store and never written by a coordinator: counted as created too.)
-    const submitted = loaded.filter((rt) => rt.status === 'queued' && rt.v === 0)
-    for (const rt of submitted) d.submitted?.(rt)
-    d.log.info('coordinator.acquired', { partitions: [...partitions], tasks: loaded.length, submitted: submitted.length, generation })
-    gate.until(resumeLoaded(d, loaded))
-    return loaded
-  } catch (err) {
-    // The tasks loaded before the error leave memory unresumed, once their claim entries are
-    // written (or given up): the caller's retry lists them again (it skips what is in memory, so
-    // kept here they would never be resumed: no timers, no commands, their nodes stuck).
-    // (Dropped with nothing unwritten: an event applied to one meanwhile is written first.)
-    const held = (): TaskRuntime[] => loaded.filter((rt) => d.engine.tasks.get(rt.id) === rt)
-    for (let i = 0; i < 5; i++) {
-      await d.barrier().catch(() => undefined)
-      if (!held().some((rt) => rt.dirty)) break
-    }
-    for (const rt of held()) d.drop(rt)
-    gate.until(null)
-    throw err
-  }
-}
-
-/**
- * A task's runtime is in memory from its load on, its subscriptions joined a little later: a
- * cancel in between must already wait for its recovery. `held` is what a runtime with inherited
- * nodes waits on from its load (loadRuntime); `until` ends it with the recovery (or at once).
- */
-function recoveryGate(): { held: Promise<void>; until: (done: Promise<void> | null) => void } {
-  let open!: () => void
-  const held = new Promise<void>((r) => {
-    open = r
-  })
-  return {
-    held,
-    until: (done) => {
-      if (done === null) open()
-      else void done.finally(open)
-    },
-  }
-}
-
-/** Reads and claims the tasks `ids` (those still ours), into `loaded`. */
-async function load(d: HandoverDeps, ids: readonly string[], generation: number, loaded: TaskRuntime[], recovering: Promise<void>): Promise<void> {
-  // Few tasks: read one by one; many: one read of every active task (snapshot + journal).
-  const wanted = new Set(ids)
-  const docs = ids.length > 16 ? (await d.store.listTasks({ statuses: ACTIVE })).filter((t) => wanted.has(t.id)) : null
-  if (docs !== null) {
-    // Active by their snapshots but not by snapshot + journal: ended, with a snapshot behind
-    // (snapshots wait for idle times, so after a busy spell there can be many). Repaired in the
-    // background, one read at a time: the hand-over does not wait for them.
-    const current = new Set(docs.map((t) => t.id))
-    const stale = ids.filter((id) => !current.has(id))
-    if (stale.length > 0) void repairStale(d, stale, generation)
-  }
-  for (const id of docs === null ? ids : []) {
-    if (!d.owns(id)) continue
-    const doc = await d.store.getTask(id)
-    if (doc === null || !d.owns(id)) continue
-    const rt = await claim(d, doc, generation, recovering)
-    if (rt !== null) loaded.push(rt)
-  }
-  for (const doc of docs ?? []) {
-    if (!d.owns(doc.id)) continue
-    const rt = await claim(d, doc, generation, recovering)
-    if (rt !== null) loaded.push(rt)
-  }
-}
-
-/**
- * Resumes loaded tasks. Those with inherited running nodes are recovered first (discovery window,
- * replay of the status topics, then their complete artifacts): their nodes are left alone until
- * then, and a cancel waits for it (RECOVERING).
- */
-function resumeLoaded(d: HandoverDeps, loaded: readonly TaskRuntime[]): Promise<void> | null {
-  const deps = d.recovery()
-  const inherited = loaded.some((rt) => rt.inherited.size > 0)
-  if (inherited) d.engine.graceEnd = Math.max(d.engine.graceEnd, deps.clock.now() + deps.config.discoveryWindowSec * 1000)
-  for (const rt of loaded) resume(rt, deps)
-  if (!inherited) return null
-  const done = finishRecovery(loaded, deps, d.subscriptions(), d.stop)
-  for (const rt of loaded) if (rt.inherited.size > 0) RECOVERING.set(rt, done)
-  return done
-}
-
-/**
- * Writes what is pending for the tasks of `partitions`, then drops them from memory. Those whose
- * partition is ours again (a later assignment gave it back while this waited) go too: another
- * coordinator may have claimed and moved them on meanwhile, and the acquire queued after this
- * release loads them as the store has them (kept, the old runtime took the new owner's reports
- * for stale and lost them).
- */
-export async function release(d: HandoverDeps, partitions: ReadonlySet<number>): Promise<number> {
-  const mine = (): TaskRuntime[] => [...d.engine.tasks.values()].filter((rt) => partitions.has(d.partitionOf(rt.id)))
-  if (mine().length === 0) return 0
-  await d.barrier().catch(() => undefined)
-  let n = 0
-  for (const rt of mine()) {
-    d.drop(rt)
-    n++
-  }
-  d.log.info('coordinator.released', { partitions: [...partitions], tasks: n })
-  return n
 }
 
 export interface TasksDeps extends Pick<HandoverDeps, 'submitted' | 'claimed'> {
@@ -320,10 +189,27 @@ export class OwnedTasks {
     if (d.ownership.owns(rt.id)) {
       // Owned, yet another coordinator wrote it: a hand-over race, or this one is the stale owner.
       d.ownership.suspect(rt.id)
-      setTimeout(() => void this.adopt(rt.id).catch((err: unknown) => d.log.warn('coordinator.readopt_failed', { task_id: rt.id, error: String(err) })), 20)
+      this.#readopt(rt.id, 0)
     } else {
       void this.request('adopt', rt.id).catch((err: unknown) => d.log.warn('coordinator.handoff_failed', { task_id: rt.id, error: String(err) }))
     }
+  }
+
+  /**
+   * Loads a fenced task of ours again, soon (the other writer's entry first); a failed load is
+   * tried again (waits doubling to 5 s) while the task is ours and not held: nothing else would
+   * take up a task that waits on a timer (a retry's backoff) and hears no event.
+   */
+  #readopt(taskId: string, attempt: number): void {
+    const d = this.#d
+    const t = setTimeout(() => {
+      if (d.stopSignal().aborted || !d.ownership.owns(taskId) || d.engine.tasks.has(taskId)) return
+      this.adopt(taskId).catch((err: unknown) => {
+        d.log.warn('coordinator.readopt_failed', { task_id: taskId, attempt: attempt + 1, error: String(err) })
+        this.#readopt(taskId, attempt + 1)
+      })
+    }, Math.min(20 * 2 ** attempt, 5_000))
+    t.unref?.()
   }
 
   /**
