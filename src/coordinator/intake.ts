@@ -33,6 +33,11 @@ export interface IntakeHooks {
   forward(records: Array<{ taskId: string; message: BusMessage }>): Promise<void>
   /** A worker reported on a run of `type` (acceptance, heartbeat): it serves the type (steering). */
   heard?(workerId: string, type: string, now: number): void
+  /**
+   * A report of an attempt newer than the runtime knows: another coordinator dispatched it, so
+   * this runtime is behind the store. It is dropped and loaded again (its batch delivered again).
+   */
+  behind?(rt: TaskRuntime): void
 }
 
 export class Intake {
@@ -47,6 +52,8 @@ export class Intake {
    * another layout): their later events are dropped without another store read.
    */
   readonly #notOurs = new RecentSet<string>(10_000)
+  /** Attempts (`task:node@epoch`) whose report made a runtime load again: a second one is stale for good (a forged epoch). */
+  readonly #reloadedFor = new RecentSet<string>(10_000)
 
   /** Forgets what it learnt about foreign tasks (a coordinator starting again). */
   reset(): void {
@@ -67,6 +74,7 @@ export class Intake {
   async statusBatch(messages: readonly BusMessage[], kinds?: Array<string | undefined>): Promise<void> {
     const forward: Array<{ taskId: string; message: BusMessage }> = []
     const touched = new Set<TaskRuntime>()
+    let halted: Set<string> | undefined
     // One reading of the clock for the events of the batch (they are applied together).
     let now: number | undefined
     for (let i = 0; i < messages.length; i++) {
@@ -87,6 +95,9 @@ export class Intake {
         continue
       }
       if (kinds !== undefined) kinds[i] = ev.value.kind
+      // Its runtime was dropped earlier in this batch (behind the store): the batch is delivered
+      // again, and this record comes then, in order, to the task loaded again.
+      if (halted?.has(env.task_id) === true) continue
       if (!this.#hooks.owns(env.task_id)) {
         forward.push({ taskId: env.task_id, message: m })
         continue
@@ -120,6 +131,10 @@ export class Intake {
       touched.add(rt)
       now ??= this.#clock.now()
       this.apply(rt, env, ev.value, now)
+      if (rt.fenced) {
+        halted ??= new Set()
+        halted.add(env.task_id)
+      }
     }
     if (forward.length > 0) await this.#hooks.forward(forward)
     await this.#hooks.barrier()
@@ -139,6 +154,17 @@ export class Intake {
     }
     const node = rt.node(ord)
     if (node.attempt_epoch !== env.attempt_epoch) {
+      // Epochs are written before their STARTs go out: a newer one means another coordinator
+      // moved the task on (this runtime outlived a hand-over). Loaded again, once per attempt.
+      if (env.attempt_epoch > node.attempt_epoch && this.#hooks.behind !== undefined && !rt.fenced) {
+        const key = `${env.task_id}:${env.node_id}@${env.attempt_epoch}`
+        if (!this.#reloadedFor.has(key)) {
+          this.#reloadedFor.add(key)
+          this.#log.warn('coordinator.task_behind', { ...ids, node_epoch: node.attempt_epoch })
+          this.#hooks.behind(rt)
+          return
+        }
+      }
       this.#log.info('event.stale_epoch', { ...ids, node_epoch: node.attempt_epoch })
       // A worker took up an attempt that has been replaced (its start waited in a queue): it is
       // told to give it up, so an old attempt never holds a slot or writes next to the new one.

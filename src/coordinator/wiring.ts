@@ -254,6 +254,7 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     },
     owns: (id) => ownership.owns(id),
     heard: (workerId, type, now) => roles.heard(workerId, type, now),
+    behind: (rt) => tasks.fenced(rt),
     forward: (records) => ownership.forward(records.map((r) => Ownership.statusRecord(r.taskId, r.message))),
   })
   const inserter = new TaskInserter(store)
