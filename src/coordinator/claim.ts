@@ -9,6 +9,7 @@ import type { Store } from '../ports/store.ts'
 import type { HandoverDeps } from './handover.ts'
 import { loadRuntime } from './recovery.ts'
 import { TERMINAL_TASK, type TaskRuntime } from './runtime.ts'
+import { countsRows } from './runtime-doc.ts'
 
 /** Claims under way per engine: a load that reads the batch rows awaits, and must not run twice. */
 const CLAIMING = new WeakMap<object, Map<string, Promise<unknown>>>()
@@ -31,12 +32,16 @@ export function claim(d: HandoverDeps, doc: Parameters<typeof loadRuntime>[3], g
   if (prior !== undefined) return prior.then(() => null, () => claim(d, doc, generation, recovering))
   if (TERMINAL_TASK.has(doc.status)) {
     // Listed as active (by its snapshot), ended by its journal: the snapshot is behind.
-    if (typeof (doc as Partial<VersionedTask>).v === 'number' && (doc as VersionedTask).v > 0) d.staleSnapshot(doc as VersionedTask)
+    if (typeof (doc as Partial<VersionedTask>).v === 'number' && (doc as VersionedTask).v > 0) {
+      offerLoadedRows(d, doc)
+      d.staleSnapshot(doc as VersionedTask)
+    }
     return null
   }
   const loading = loadRuntime(d.store, d.engine, d.limits, doc, recovering).then((rt) => {
     rt.events.push(`owner ${d.writer} generation ${generation}`)
     d.claimed?.(rt)
+    offerLoadedRows(d, doc)
     d.mark(rt)
     return rt
   })
@@ -47,6 +52,12 @@ export function claim(d: HandoverDeps, doc: Parameters<typeof loadRuntime>[3], g
   }
   loading.then(done, done)
   return loading
+}
+
+/** The batch counts a loaded document carries may lack their rows (countsRows): offered again. */
+function offerLoadedRows(d: HandoverDeps, doc: { id: string }): void {
+  const rows = countsRows(doc.id, (doc as Partial<VersionedTask>).batches)
+  if (rows.length > 0) d.offerRows?.(rows)
 }
 
 /** How often a task handed over inline is looked for in the store (a check of the deployment). */

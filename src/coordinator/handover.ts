@@ -27,7 +27,7 @@ import type { Logger } from '../log.ts'
 import type { VersionedTask } from '../model/journal.ts'
 import type { TaskDoc } from '../model/state.ts'
 import type { Subscription } from '../ports/bus.ts'
-import type { Store } from '../ports/store.ts'
+import type { BatchMetricsWrite, Store } from '../ports/store.ts'
 import type { Engine } from './engine.ts'
 import { type Limits, acceptedHolder } from './limits.ts'
 import type { RecoveryDeps } from './recovery.ts'
@@ -65,9 +65,11 @@ export interface HandoverDeps {
   submitted?(rt: TaskRuntime): void
   /** A task loaded from the store into memory (observability). */
   claimed?(rt: TaskRuntime): void
+  /** Batch metrics rows to write in the background (those a loaded task's counts may lack). */
+  offerRows?(rows: BatchMetricsWrite[]): void
 }
 
-export interface TasksDeps extends Pick<HandoverDeps, 'submitted' | 'claimed'> {
+export interface TasksDeps extends Pick<HandoverDeps, 'submitted' | 'claimed' | 'offerRows'> {
   store: Store
   engine: Engine
   limits: Limits
@@ -122,6 +124,7 @@ export class OwnedTasks {
       staleSnapshot: (doc) => d.after.repairSnapshot(doc),
       ...(d.submitted === undefined ? {} : { submitted: d.submitted }),
       ...(d.claimed === undefined ? {} : { claimed: d.claimed }),
+      ...(d.offerRows === undefined ? {} : { offerRows: d.offerRows }),
     }
   }
 

@@ -38,6 +38,21 @@ export function ledgerRows(rt: TaskRuntime): BatchMetricsWrite[] {
   return out
 }
 
+/**
+ * Rows of the batch counts a loaded task document carries (`batches`): the whole ledger of a
+ * snapshot that keeps it inline, or what the journal added after a snapshot that left it to the
+ * rows. Nothing says their rows were written (a coordinator writes rows after its entries, in the
+ * background, and may die first): the claimant offers them again (insert-only, a row that exists
+ * stays as it is).
+ */
+export function countsRows(taskId: string, counts: BatchCounts | undefined): BatchMetricsWrite[] {
+  const out: BatchMetricsWrite[] = []
+  for (const [nodeId, per] of Object.entries(counts ?? {})) {
+    for (const [uid, [epoch, metrics]] of Object.entries(per)) out.push({ task_id: taskId, node_id: nodeId, batch_uid: uid, attempt_epoch: epoch, metrics })
+  }
+  return out
+}
+
 /** The task as a document, with its batch ledger as `ledger` says. */
 export function taskDocOf(rt: TaskRuntime, ledger: LedgerInDoc): VersionedTask {
   const inRows = typeof ledger === 'object' && ledgerSize(rt) > ledger.inlineMax

@@ -318,6 +318,7 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
     stopSignal: () => hooks.stopSignal(),
     submitted: (rt) => obs?.taskSubmitted(rt.id, rt.specs.length, rt.createdAt),
     claimed: (rt) => obs?.taskClaimed(rt.id, rt.nodes),
+    offerRows: (rows) => snapshots.offerRows(rows),
     handedOver: (rt) => {
       obs?.released(rt.id)
       watchers.handedOver(rt.id, rt.v, store, hooks.stopSignal())
