@@ -93,7 +93,9 @@ export function checkAccess(req: IncomingMessage, url: URL, policy: AuthPolicy):
     const given = presented(req, policy.cookieName)
     if (given === null || !same(given, policy.token)) {
       const query = url.searchParams.get('token')
-      if (query !== null && req.method === 'GET' && same(query, policy.token)) {
+      // A query string reads `+` as a space: a base64 token pasted as is (not percent-encoded) matches too.
+      const matches = query !== null && (same(query, policy.token) || (query.includes(' ') && same(query.replaceAll(' ', '+'), policy.token)))
+      if (matches && req.method === 'GET') {
         const clean = new URL(url.href)
         clean.searchParams.delete('token')
         return {

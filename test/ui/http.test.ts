@@ -101,6 +101,20 @@ test('access with a token: 401 (basic challenge) without it; Bearer, basic-auth 
   }
 })
 
+test('a base64 token with + and / pasted in ?token= as is (not percent-encoded) lets in; a near miss does not', async () => {
+  const token = 'ab+cd/ef+gh+ij/kl+mn+op/qr+st+uv/wx+yz+0123='
+  const ui = await startUi({ host: '0.0.0.0', token })
+  try {
+    const base = `http://127.0.0.1:${ui.dashboard.port}/`
+    const login = await fetch(`${base}workers?token=${token}`, { redirect: 'manual' })
+    assert.equal(login.status, 302, 'the query reads + as a space: matched as +')
+    assert.equal((await fetch(`${base}workers?token=${encodeURIComponent(token)}`, { redirect: 'manual' })).status, 302, 'percent-encoded too')
+    assert.equal((await fetch(`${base}workers?token=${token.replace('ab+', 'ab-')}`, { redirect: 'manual' })).status, 401)
+  } finally {
+    await ui.stop()
+  }
+})
+
 test('actions need the dashboard header and the same origin; unknown routes are 404/405', async () => {
   const ui = await startUi()
   try {
