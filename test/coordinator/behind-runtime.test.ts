@@ -7,8 +7,7 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { protocol, type TaskView } from 'flowkit'
-import { MemoryLogger } from 'flowkit'
+import { MemoryLogger, protocol, type TaskView } from 'flowkit'
 import { gate } from '../helpers/gate.ts'
 import { startRuntime } from '../helpers/runtime.ts'
 import { waitFor } from '../helpers/wait.ts'

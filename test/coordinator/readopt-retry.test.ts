@@ -6,28 +6,23 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Coordinator, MemoryBus, MemoryLogger, MemoryStore, type Store, Worker } from 'flowkit'
+import { Coordinator, MemoryBus, MemoryLogger, MemoryStore, Worker } from 'flowkit'
+import { overrideStore } from '../helpers/store-proxy.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 test('a fenced task whose reload fails is loaded again later (it waited on a retry timer and nothing else took it up)', async () => {
   const bus = new MemoryBus()
   const plain = new MemoryStore()
   let failGets = 0
-  const store = new Proxy(plain, {
-    get(target, prop) {
-      const v = Reflect.get(target, prop, target)
-      if (typeof v !== 'function') return v
-      const f = v.bind(target)
-      if (prop !== 'getTask') return f
-      return async (...args: unknown[]) => {
-        if (failGets > 0) {
-          failGets--
-          throw new Error('store unavailable (injected)')
-        }
-        return f(...args)
+  const store = overrideStore(plain, {
+    getTask: (f) => async (...args: unknown[]) => {
+      if (failGets > 0) {
+        failGets--
+        throw new Error('store unavailable (injected)')
       }
+      return f(...args)
     },
-  }) as Store
+  })
   const logger = new MemoryLogger()
   const coordinator = new Coordinator({ bus, store, logger, config: { schedulerTickSec: 0.1, sweepIntervalSec: 3600 } })
   let runs = 0

@@ -13,40 +13,27 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Coordinator, MemoryBus, MemoryLogger, MemoryStore, type RoleHandler, type Store, Worker } from 'flowkit'
-import { partitionForKey } from '../../src/util/murmur2.ts'
 import { type Gate, gate } from '../helpers/gate.ts'
+import { overrideStore } from '../helpers/store-proxy.ts'
+import { idOn } from '../helpers/task-ids.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const CFG = { schedulerTickSec: 0.2, sweepIntervalSec: 2, discoveryWindowSec: 0.5 }
 
-/** A task id whose owners'-topic partition is `p`. */
-function idOn(prefix: string, p: number, count: number): string {
-  for (let i = 0; ; i++) {
-    const id = `${prefix}-${p}-${i}`
-    if (partitionForKey(id, count) === p) return id
-  }
-}
-
 /** A store whose journal appends wait while `hold` is set (a slow store); `waiting` counts those held. */
 function slowJournal(store: MemoryStore): { store: Store; hold: Gate | null; waiting: number } {
   const s = { store: store as Store, hold: null as Gate | null, waiting: 0 }
-  s.store = new Proxy(store, {
-    get(target, prop) {
-      const v = Reflect.get(target, prop, target)
-      if (typeof v !== 'function') return v
-      const f = v.bind(target)
-      if (prop !== 'appendJournal') return f
-      return async (...args: unknown[]) => {
-        const h = s.hold
-        if (h !== null) {
-          s.waiting++
-          await h.wait()
-          s.waiting--
-        }
-        return f(...args)
+  s.store = overrideStore(store, {
+    appendJournal: (f) => async (...args: unknown[]) => {
+      const h = s.hold
+      if (h !== null) {
+        s.waiting++
+        await h.wait()
+        s.waiting--
       }
+      return f(...args)
     },
-  }) as Store
+  })
   return s
 }
 

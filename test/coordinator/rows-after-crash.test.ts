@@ -7,7 +7,8 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Coordinator, MemoryBus, MemoryStore, type RoleHandler, type Store, Worker } from 'flowkit'
+import { Coordinator, MemoryBus, MemoryStore, type RoleHandler, Worker } from 'flowkit'
+import { overrideStore } from '../helpers/store-proxy.ts'
 import { gate } from '../helpers/gate.ts'
 import { waitFor } from '../helpers/wait.ts'
 
@@ -15,14 +16,7 @@ test("rows a killed coordinator never wrote are written by the task's next owner
   const bus = new MemoryBus()
   const plain = new MemoryStore()
   // The first coordinator's row writes never complete (it dies before they would).
-  const rowless = new Proxy(plain, {
-    get(target, prop) {
-      const v = Reflect.get(target, prop, target)
-      if (typeof v !== 'function') return v
-      if (prop === 'insertBatchMetrics') return () => new Promise<void>(() => undefined)
-      return v.bind(target)
-    },
-  }) as Store
+  const rowless = overrideStore(plain, { insertBatchMetrics: () => () => new Promise<void>(() => undefined) })
   const held = gate()
   const source: RoleHandler = {
     async *iterBatches() {
