@@ -6,6 +6,7 @@ import { type Context, type Span, SpanStatusCode } from '@opentelemetry/api'
 import type { NodeState } from '../model/state.ts'
 import { type TraceFields, traceFieldsOf } from './logger.ts'
 import { spanContextFromHeaders } from './propagation.ts'
+import { RecentMap } from '../util/recent.ts'
 
 export interface AttemptRec {
   nodeId: string
@@ -44,23 +45,20 @@ export interface TaskRec {
   acceptedBefore?: ReadonlySet<string>
 }
 
-/** Claims noted and not yet followed by their claim entry, kept at most (the oldest go first). */
-const CLAIMS_KEPT = 10_000
-
 /**
  * The running attempts of tasks loaded from the store (a restart, a hand-over) that were accepted
  * before: the task's first journal entry here takes them, so their acceptance is not measured a
- * second time (`flowkit_node_dispatch_accept_seconds` counted it once per restart).
+ * second time (`flowkit_node_dispatch_accept_seconds` counted it once per restart). Claims not
+ * yet followed by their entry are kept at most 10,000 (the oldest go first).
  */
 export class ClaimedAcceptances {
-  readonly #byTask = new Map<string, Set<string>>()
+  readonly #byTask = new RecentMap<string, Set<string>>(10_000)
 
   note(taskId: string, nodes: readonly NodeState[]): void {
     const keys = new Set<string>()
     for (const n of nodes) if (n.accepted_at_ms !== null) keys.add(`${n.node_id}@${n.attempt_epoch}`)
     if (keys.size === 0) return
     this.#byTask.set(taskId, keys)
-    if (this.#byTask.size > CLAIMS_KEPT) this.#byTask.delete(this.#byTask.keys().next().value as string)
   }
 
   /** Gives the task's note to its record (once). */
