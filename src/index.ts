@@ -25,7 +25,7 @@ export type {
 export { classifyErrorDefault } from './worker/handler.ts'
 export type { SpawnOptions, SpawnResult } from './worker/subprocess.ts'
 export { SpawnInputError } from './worker/subprocess.ts'
-export { WORKER_STOPPING_REASON, type UpstreamFailure } from './protocol/messages.ts'
+export { WORKER_RESTARTED_REASON, WORKER_STOPPING_REASON, type UpstreamFailure } from './protocol/messages.ts'
 export { INPUT_ADAPTERS } from './worker/input.ts'
 export { BUILTIN_FUNCTIONS, type CoordinatorFn, type CoordinatorFnContext, type CoordinatorFnResult } from './coordinator/functions.ts'
 export { OutboxDispatcher, outboxBackoffMs } from './coordinator/outbox.ts'

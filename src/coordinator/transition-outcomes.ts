@@ -106,6 +106,30 @@ export function failure(node: NodeState, reasonCode: string, errorIn: string | n
   }
 }
 
+/**
+ * An attempt lost with its worker before that worker reported its end (`why`: claimed and never
+ * accepted, `not_accepted`; found by a restarted process with the worker's id, `worker_restarted`):
+ * given back like `handBack`, the retry budget untouched, since a worker that died says nothing of
+ * the node. But counted: once more attempts than `retry_policy.max` are lost so, the node fails
+ * (`worker_lost`, permanent). A node whose input kills or hangs the worker running it (a crash in
+ * native code, memory running out, a synchronous loop) would otherwise take worker after worker.
+ */
+export function lostAttempt(node: NodeState, why: string, ctx: TransitionContext): TransitionResult {
+  const lost = (node.lost_attempts ?? 0) + 1
+  if (lost <= ctx.policy.max) {
+    const r = handBack(node, why, ctx.now)
+    r.node.lost_attempts = lost
+    return r
+  }
+  const now = ctx.now
+  const error = `attempt ${node.attempt_epoch} ended with its worker before any report (${why}): ${lost} attempts of this node were lost so, more than retry_policy.max (${ctx.policy.max}); a run of this node may be crashing or hanging its worker`
+  const last_error: NodeError = { reason_code: 'worker_lost', error, permanent: true, at_ms: now, attempt_epoch: node.attempt_epoch }
+  return {
+    node: { ...node, status: 'failed', last_error, lost_attempts: lost, finished_at_ms: now, next_retry_at_ms: null, lease: {}, last_event_at_ms: now, lease_expires_at_ms: null },
+    effects: [log('error', 'node.failed', { reason_code: 'worker_lost', error }), { kind: 'terminal' }],
+  }
+}
+
 /** An attempt given back without failing: due again at once, the retry budget untouched. */
 export function handBack(node: NodeState, reason: string, now: number): TransitionResult {
   return {

@@ -6,7 +6,7 @@
  */
 import type { RetryPolicy } from '../graph/types.ts'
 import type { NodeState, NodeStatus } from '../model/state.ts'
-import { WORKER_STOPPING_REASON } from '../protocol/messages.ts'
+import { WORKER_RESTARTED_REASON, WORKER_STOPPING_REASON } from '../protocol/messages.ts'
 
 export type NodeEvent =
   | { kind: 'dispatch' }
@@ -97,6 +97,8 @@ export function isTerminal(status: NodeStatus): boolean {
 
 /** Reason a stopping worker gives for the runs it hands back (not a failure). */
 export const WORKER_STOPPING = WORKER_STOPPING_REASON
+/** Reason a worker restarted with the same id gives for an attempt its dead predecessor held. */
+export const WORKER_RESTARTED = WORKER_RESTARTED_REASON
 
 /** A structured log record, as an effect. */
 export const logEffect = (level: 'debug' | 'info' | 'warn' | 'error', event: string, fields?: Record<string, unknown>): Effect =>

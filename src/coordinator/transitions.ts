@@ -53,8 +53,8 @@
  */
 import type { NodeState } from '../model/state.ts'
 import { FINAL_UID } from '../protocol/messages.ts'
-import { cancelled, failure, handBack, sumDelta, timeoutError } from './transition-outcomes.ts'
-import { type Effect, type NodeEvent, type TransitionContext, type TransitionResult, WORKER_STOPPING, isTerminal, logEffect as log } from './transition-types.ts'
+import { cancelled, failure, handBack, lostAttempt, sumDelta, timeoutError } from './transition-outcomes.ts'
+import { type Effect, type NodeEvent, type TransitionContext, type TransitionResult, WORKER_RESTARTED, WORKER_STOPPING, isTerminal, logEffect as log } from './transition-types.ts'
 
 export type { Effect, NodeEvent, TransitionContext, TransitionResult } from './transition-types.ts'
 export { WORKER_STOPPING, isTerminal } from './transition-types.ts'
@@ -226,6 +226,8 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
       if (ctx.cancelRequested === true) return cancelled(node, ev.reason || 'cancelled', ctx)
       // A worker stopping for a deploy gives the run back: run again at once, no retry used.
       if (ev.reason === WORKER_STOPPING) return handBack(node, WORKER_STOPPING, now)
+      // Its worker died with it and was started again (same id): given back, but counted.
+      if (ev.reason === WORKER_RESTARTED) return lostAttempt(node, WORKER_RESTARTED, ctx)
       // A worker gave the run up on its own (e.g. shutting down): a transient failure.
       return failure(node, 'cancelled_by_worker', ev.reason, false, ctx, false)
     case 'lease_expired': {
@@ -278,10 +280,12 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
       // Known to be claimed and still silent a timeout after the first (a live holder reports at
       // once, and retries a failed report for 30 s): its holder died, no need to wait longer.
       if (resends > MAX_RESENDS || (ev.claimed === true && resends > 1)) {
-        const r = handBack(node, 'not_accepted', now)
+        // Claimed, its holder silent: lost with it (counted); never taken: given back.
+        const r = ev.claimed === true ? lostAttempt(node, 'not_accepted', ctx) : handBack(node, 'not_accepted', now)
         // Its holder may be alive, its reports late (status partitions moving between coordinators):
         // told to give the attempt up, so that it does not run next to the next one.
-        if (ev.holder) r.effects.push({ kind: 'cancel', reason: 'not_accepted', holder: ev.holder, deadline: now + ctx.cancelGraceMs, cmd: false })
+        // (Before the end of the node, when it failed: lost too often.)
+        if (ev.holder) r.effects.splice(r.node.status === 'failed' ? r.effects.length - 1 : r.effects.length, 0, { kind: 'cancel', reason: 'not_accepted', holder: ev.holder, deadline: now + ctx.cancelGraceMs, cmd: false })
         return r
       }
       return { node: { ...node, resends }, effects: [{ kind: 'start', resend: resends }, log('warn', 'node.start_resent', { resends })] }

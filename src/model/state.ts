@@ -95,6 +95,13 @@ export interface NodeState {
    */
   handbacks?: number
   /**
+   * Of those hand-backs, the attempts lost with their worker before it ended them: claimed and
+   * never accepted (the holder died or hung before its first report), or found by a process
+   * restarted with the worker's id. Bounded by `retry_policy.max`: one more fails the node
+   * (`worker_lost`), so a node whose runs kill their worker does not take worker after worker.
+   */
+  lost_attempts?: number
+  /**
    * A yielded streaming consumer waits (queued) until this upstream node is accepted by a worker
    * or ends, so it does not take the slot back before the upstream's retry can run.
    */

@@ -38,6 +38,13 @@ export const FINAL_UID = '__final__'
  * failure; a flowkit coordinator starts it again at once without counting a retry.
  */
 export const WORKER_STOPPING_REASON = 'worker_stopping'
+/**
+ * The CANCELLED reason of an attempt a worker's dead predecessor (an older process with its worker
+ * id) held, found when its START comes again: given back like `worker_stopping`, but the attempt
+ * was lost with a process, so a flowkit coordinator counts it (a node whose runs keep killing their
+ * worker is failed once more attempts than `retry_policy.max` are lost so).
+ */
+export const WORKER_RESTARTED_REASON = 'worker_restarted'
 
 export interface Envelope<P = Record<string, unknown>> {
   v: 1

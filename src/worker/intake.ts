@@ -17,7 +17,7 @@ import { ClaimBatcher } from './claims.ts'
 import { heldByOlderInstance } from './instance.ts'
 import { Slots } from './slots.ts'
 import { emitStatus } from './status.ts'
-import { WORKER_STOPPING_REASON } from '../protocol/messages.ts'
+import { WORKER_RESTARTED_REASON, WORKER_STOPPING_REASON } from '../protocol/messages.ts'
 import { RecentSet } from '../util/recent.ts'
 import { isWellFormed } from '../util/text.ts'
 
@@ -271,7 +271,7 @@ export class CommandIntake {
         }
         core.log.warn('worker.restored_run_handed_back', restored ? ids : { ...ids, from: 'claim' })
         const info: RunInfo = { taskId: env.task_id, nodeId: env.node_id, stepType: role, attemptEpoch: env.attempt_epoch, workerId: core.workerId, leaseId: '' }
-        await emitStatus(core, info, { kind: 'CANCELLED', reason: WORKER_STOPPING_REASON }, { kind: 'CANCELLED', restored: true })
+        await emitStatus(core, info, { kind: 'CANCELLED', reason: WORKER_RESTARTED_REASON }, { kind: 'CANCELLED', restored: true })
         return
       }
       // The worker began to stop while this start was being checked and claimed: the claim holds

@@ -24,6 +24,7 @@ export function nodeState(node, live) {
     ['attempt epoch', num(s.attempt_epoch ?? 0)],
     ['failed attempts', num(s.failures ?? 0)],
     ['hand-backs', s.handbacks ? num(s.handbacks) : null],
+    ['lost with their worker', s.lost_attempts ? num(s.lost_attempts) : null],
     ['start resends', s.resends ? num(s.resends) : null],
     ['lease holder', s.worker_id ?? s.lease?.worker_id ?? null],
     ['lease expires', s.lease_expires_at_ms && s.status === 'running' ? timeCell(s.lease_expires_at_ms) : null],
