@@ -227,7 +227,7 @@ export class MongoStore implements Store {
   async listWorkers(): Promise<WorkerInfo[]> {
     return (await this.#store()).listWorkers()
   }
-  async saveWorkerState(state: WorkerStateDoc): Promise<void> {
+  async saveWorkerState(state: WorkerStateDoc): Promise<boolean> {
     return (await this.#store()).saveWorkerState(state)
   }
   async getWorkerState(workerId: string): Promise<WorkerStateDoc | null> {

@@ -22,6 +22,28 @@ export function parseClaimHolder(holder: string): { workerId: string; instance: 
   return cut > 0 ? { workerId: holder.slice(0, cut), instance: holder.slice(cut + 1) } : { workerId: holder, instance: null }
 }
 
+/** Instance ids of worker processes (`<start ms, base 36, 9 digits>-<random>`): src/worker/instance.ts. Digits of the start stamp: base-36 milliseconds fit 9 digits until the year 5188. */
+export const STAMP_DIGITS = 9
+const STAMPED = /^([0-9a-z]{9})-./
+
+/** The start stamp of an instance id; null for one without (a bare UUID, an earlier flowkit's). */
+export function instanceStamp(instanceId: string): number | null {
+  const m = STAMPED.exec(instanceId)
+  return m === null ? null : Number.parseInt(m[1] as string, 36)
+}
+
+/**
+ * Whether worker state written by instance `mine` is stale next to the stored one of instance
+ * `stored`: both stamped, the stored one started later (a paused process resumed after its
+ * successor started, or two live processes given one worker id). Unstamped or equal: not known.
+ */
+export function supersededBy(stored: string | undefined, mine: string | undefined): boolean {
+  if (stored === undefined || mine === undefined || stored === mine) return false
+  const theirs = instanceStamp(stored)
+  const own = instanceStamp(mine)
+  return theirs !== null && own !== null && theirs > own
+}
+
 export function assertNodeId(nodeId: unknown): asserts nodeId is string {
   if (typeof nodeId === 'string' && validNodeIds.has(nodeId)) return
   if (typeof nodeId !== 'string' || !NODE_ID_PATTERN.test(nodeId)) {

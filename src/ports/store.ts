@@ -175,6 +175,11 @@ export interface WorkerStateDoc {
   worker_id: string
   active_runs: WorkerRun[]
   updated_at_ms: number
+  /**
+   * The process instance that wrote it (src/worker/instance.ts); absent in a document of a Python
+   * worker or of a flowkit before 7 December 2026.
+   */
+  instance?: string
 }
 
 /** Which outbox rows `outboxList` returns. */
@@ -337,6 +342,12 @@ export interface Store {
   // ---- worker registry and worker run state
   upsertWorker(info: WorkerInfo): Promise<void>
   listWorkers(): Promise<WorkerInfo[]>
-  saveWorkerState(state: WorkerStateDoc): Promise<void>
+  /**
+   * Replaces the run state of `state.worker_id`, unless the stored one was written by a newer
+   * process instance of that id (`supersededBy`): then nothing is written and it returns false —
+   * the writer is stale (a paused process resumed after its successor started, or two live
+   * processes given one worker id) and must not overwrite its successor's runs. True when written.
+   */
+  saveWorkerState(state: WorkerStateDoc): Promise<boolean>
   getWorkerState(workerId: string): Promise<WorkerStateDoc | null>
 }

@@ -7,11 +7,9 @@
  * newer instance is held elsewhere for it, never handed back (that handed back live runs).
  */
 import { randomUUID } from 'node:crypto'
-import { parseClaimHolder } from '../ports/store-rules.ts'
+import { STAMP_DIGITS, instanceStamp, parseClaimHolder } from '../ports/store-rules.ts'
 
-/** Digits of the start stamp: base-36 milliseconds fit 9 digits until the year 5188. */
-const STAMP_DIGITS = 9
-const STAMPED = /^([0-9a-z]{9})-./
+export { instanceStamp }
 
 /** The last stamp given in this process: instances made in one millisecond are still ordered. */
 let lastStamp = 0
@@ -20,12 +18,6 @@ let lastStamp = 0
 export function newInstanceId(nowMs: number): string {
   lastStamp = Math.max(Math.floor(Number.isFinite(nowMs) ? Math.max(0, nowMs) : 0), lastStamp + 1)
   return `${lastStamp.toString(36).padStart(STAMP_DIGITS, '0')}-${randomUUID()}`
-}
-
-/** The start stamp of an instance id; null for one without (a bare UUID, an earlier flowkit's). */
-export function instanceStamp(instanceId: string): number | null {
-  const m = STAMPED.exec(instanceId)
-  return m === null ? null : Number.parseInt(m[1] as string, 36)
 }
 
 /**

@@ -13,6 +13,8 @@ import { errorMessage } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { Store, WorkerRun, WorkerStateDoc } from '../ports/store.ts'
 import type { WorkerCore } from './core.ts'
+import { supersededBy } from '../ports/store-rules.ts'
+import { messageKey } from '../protocol/messages.ts'
 
 export interface WorkerStateSaverOptions {
   store: Pick<Store, 'saveWorkerState'>
@@ -35,6 +37,8 @@ export class WorkerStateSaver {
   #lastStart = Number.NEGATIVE_INFINITY
   /** Ends the wait before the next background write (saveNow, flush). */
   #hurry: (() => void) | null = null
+  /** A newer process with this worker id owns the document: this one writes no more. */
+  #stale = false
 
   constructor(options: WorkerStateSaverOptions) {
     this.#options = options
@@ -42,7 +46,7 @@ export class WorkerStateSaver {
 
   /** Persists the current state in the background (coalesced). Never throws. */
   request(): void {
-    if (!this.#options.enabled()) return
+    if (!this.#options.enabled() || this.#stale) return
     this.#dirty = true
     if (this.#running) return
     this.#running = true
@@ -57,12 +61,31 @@ export class WorkerStateSaver {
     }
     this.#running = true
     this.#dirty = false
-    const write = this.#options.store.saveWorkerState(this.#options.snapshot())
+    const write = this.#stale ? Promise.resolve(false) : this.#options.store.saveWorkerState(this.#options.snapshot())
     this.#done = write.then(
-      () => this.#after(),
+      (ok) => {
+        this.#written(ok)
+        this.#after()
+      },
       () => this.#after(),
     )
     await write
+  }
+
+  /** Whether a newer process with this worker id wrote its state since (this one writes no more). */
+  get superseded(): boolean {
+    return this.#stale
+  }
+
+  /** A write the store refused (a newer process with this worker id wrote its state, Store.saveWorkerState): said once, and nothing more is written. */
+  #written(ok: boolean): void {
+    if (ok || this.#stale) return
+    this.#stale = true
+    this.#dirty = false
+    this.#options.log.error('worker.superseded', {
+      instance: this.#options.snapshot().instance,
+      hint: 'a process started later with this worker id saved its run state: this one is stale (paused, then resumed after its successor started) or another live worker has the same id (give each worker its own workerId); it no longer saves its run state',
+    })
   }
 
   /** Resolves once no write is in flight and no change is left unwritten (failed writes included). */
@@ -80,14 +103,14 @@ export class WorkerStateSaver {
 
   async #loop(): Promise<void> {
     try {
-      while (this.#dirty && this.#options.enabled()) {
+      while (this.#dirty && this.#options.enabled() && !this.#stale) {
         const wait = this.#lastStart + (this.#options.minIntervalMs ?? 0) - performance.now()
         if (wait > 0) await this.#pause(wait)
         if (!this.#options.enabled()) break
         this.#dirty = false
         this.#lastStart = performance.now()
         try {
-          await this.#options.store.saveWorkerState(this.#options.snapshot())
+          this.#written(await this.#options.store.saveWorkerState(this.#options.snapshot()))
         } catch (err) {
           this.#options.log.warn('worker.state_save_failed', { error: errorMessage(err) })
         }
@@ -112,7 +135,7 @@ export class WorkerStateSaver {
 }
 
 /** The persisted form of the runs a worker holds now. */
-export function workerStateOf(core: Pick<WorkerCore, 'workerId' | 'runs' | 'clock'>): WorkerStateDoc {
+export function workerStateOf(core: Pick<WorkerCore, 'workerId' | 'instanceId' | 'runs' | 'clock'>): WorkerStateDoc {
   const active_runs: WorkerRun[] = [...core.runs.values()].map((r) => ({
     task_id: r.info.taskId,
     node_id: r.info.nodeId,
@@ -121,5 +144,18 @@ export function workerStateOf(core: Pick<WorkerCore, 'workerId' | 'runs' | 'cloc
     lease_id: r.info.leaseId,
     started_at_ms: r.started,
   }))
-  return { worker_id: core.workerId, active_runs, updated_at_ms: core.clock.now() }
+  return { worker_id: core.workerId, active_runs, updated_at_ms: core.clock.now(), instance: core.instanceId }
+}
+
+/**
+ * The runs the previous process with this worker id held when it stopped (its saved state). The
+ * process that held them is gone; the coordinator re-dispatches them at a new epoch when their
+ * leases expire, and nothing is restarted here at the old epoch. A state written by a process that
+ * started after this one (another live worker with this id) is not a dead predecessor's: none.
+ */
+export async function predecessorRuns(core: Pick<WorkerCore, 'workerId' | 'instanceId' | 'store' | 'log'>): Promise<WorkerRun[]> {
+  const stored = await core.store.getWorkerState(core.workerId)
+  if (stored === null || supersededBy(stored.instance, core.instanceId)) return []
+  if (stored.active_runs.length > 0) core.log.warn('worker.state_restored', { runs: stored.active_runs.map((r) => messageKey(r.task_id, r.node_id)) })
+  return stored.active_runs
 }

@@ -40,7 +40,7 @@ import { CommandIntake } from './intake.ts'
 import { HeartbeatTicker } from './heartbeats.ts'
 import { newInstanceId } from './instance.ts'
 import { RunManager } from './runs.ts'
-import { WorkerStateSaver, workerStateOf } from './state.ts'
+import { WorkerStateSaver, predecessorRuns, workerStateOf } from './state.ts'
 import { StatusEmitter } from './status-emitter.ts'
 import { checkHandlers } from './handler-checks.ts'
 
@@ -244,14 +244,8 @@ export class Worker {
       { name: c.topicReply, partitions },
       { name: c.topicSignals, partitions },
     ])
-    const previous = await core.store.getWorkerState(this.workerId)
-    this.#restored = previous?.active_runs ?? []
+    this.#restored = await predecessorRuns(core)
     core.restored = new Set(this.#restored.map((r) => attemptKey(r.task_id, r.node_id, r.attempt_epoch)))
-    if (previous && previous.active_runs.length > 0) {
-      // The process that held these runs is gone; the coordinator re-dispatches them at a new
-      // epoch when their leases expire. Nothing is restarted here at the old epoch.
-      core.log.warn('worker.state_restored', { runs: previous.active_runs.map((r) => messageKey(r.task_id, r.node_id)) })
-    }
     await core.state.saveNow() // before subscribing, and a failure fails the start
     for (const role of this.roles) {
       const sub = await core.bus.subscribe({
@@ -286,7 +280,7 @@ export class Worker {
       handler: parkPoison((m) => onQuery(core, m), core.log),
     })
     this.#subs.push(queries)
-    await announce(this.#core, this.#announceInfo(), 'WORKER_ONLINE', previous?.active_runs ?? [])
+    await announce(this.#core, this.#announceInfo(), 'WORKER_ONLINE', this.#restored)
     this.#online = true
     this.#announceAbort = new AbortController()
     const load = new LoadReport(core, c.concurrency, () => announce(this.#core, this.#announceInfo(), 'WORKER_ONLINE', [], true))

@@ -1325,6 +1325,29 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
           assert.deepEqual(await store.getWorkerState(id), { worker_id: id, active_runs: [], updated_at_ms: T0 + 1 })
           assert.equal(await store.getWorkerState(uid('w')), null)
         }))
+
+      it('worker state written by an older process instance than the stored one is refused (false, nothing written); a newer, the same or an unstamped one replaces it', () =>
+        withStore(async (store) => {
+          const id = uid('w')
+          // Instance ids begin with their process's start time, base 36 (src/worker/instance.ts).
+          const older = '00000000a-older'
+          const newer = '00000000b-newer'
+          const newest = '00000001z-newest'
+          const run = { task_id: uid('t'), node_id: 'n', step_type: 's', attempt_epoch: 2, lease_id: 'l', started_at_ms: T0 }
+          assert.equal(await store.saveWorkerState({ worker_id: id, active_runs: [], updated_at_ms: T0, instance: older }), true)
+          assert.equal(await store.saveWorkerState({ worker_id: id, active_runs: [run], updated_at_ms: T0 + 1, instance: newer }), true, 'a successor replaces its predecessor')
+          assert.equal(await store.saveWorkerState({ worker_id: id, active_runs: [], updated_at_ms: T0 + 2, instance: older }), false, 'the predecessor resumed is refused')
+          assert.deepEqual(await store.getWorkerState(id), { worker_id: id, active_runs: [run], updated_at_ms: T0 + 1, instance: newer })
+          assert.equal(await store.saveWorkerState({ worker_id: id, active_runs: [], updated_at_ms: T0 + 3, instance: newer }), true, 'the same instance again')
+          assert.equal(await store.saveWorkerState({ worker_id: id, active_runs: [], updated_at_ms: T0 + 4, instance: '0b9f3c1e-6f2a-4c55' }), true, 'an instance without a stamp (an earlier flowkit) is not judged')
+          assert.equal(await store.saveWorkerState({ worker_id: id, active_runs: [], updated_at_ms: T0 + 5 }), true, 'nor a writer without an instance (a Python worker)')
+          assert.deepEqual(await store.getWorkerState(id), { worker_id: id, active_runs: [], updated_at_ms: T0 + 5 })
+          assert.equal(await store.saveWorkerState({ worker_id: id, active_runs: [], updated_at_ms: T0 + 6, instance: older }), true, 'after an unstamped state, any instance writes')
+          assert.equal(await store.saveWorkerState({ worker_id: id, active_runs: [run], updated_at_ms: T0 + 7, instance: newest }), true)
+          const concurrent = await Promise.all([older, newer].map((instance) => store.saveWorkerState({ worker_id: id, active_runs: [], updated_at_ms: T0 + 8, instance })))
+          assert.deepEqual(concurrent, [false, false], 'two stale writers at once: both refused')
+          assert.equal((await store.getWorkerState(id))?.instance, newest)
+        }))
     })
 
     // ------------------------------------------------------------------ concurrency (unique inserts: every backend)

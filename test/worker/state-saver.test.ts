@@ -12,6 +12,7 @@ function saver(minIntervalMs: number) {
     store: {
       async saveWorkerState(state: WorkerStateDoc) {
         writes.push({ v: state.updated_at_ms, at: performance.now() })
+        return true
       },
     },
     log: new MemoryLogger(),

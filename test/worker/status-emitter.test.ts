@@ -288,7 +288,7 @@ test('run state is written in the background, one write at a time, coalescing ch
   const saver = new WorkerStateSaver({
     store: {
       saveWorkerState: (doc: WorkerStateDoc) =>
-        new Promise<void>((resolve, reject) => writes.push({ n: doc.updated_at_ms, release: resolve, fail: reject })),
+        new Promise<boolean>((resolve, reject) => writes.push({ n: doc.updated_at_ms, release: () => resolve(true), fail: reject })),
     },
     log,
     snapshot: () => ({ worker_id: 'w', active_runs: [], updated_at_ms: current }),

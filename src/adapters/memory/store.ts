@@ -303,9 +303,9 @@ export class MemoryStore implements Store {
     return this.#workers.list()
   }
 
-  async saveWorkerState(state: WorkerStateDoc): Promise<void> {
+  async saveWorkerState(state: WorkerStateDoc): Promise<boolean> {
     await this.#pace()
-    this.#workers.saveState(state)
+    return this.#workers.saveState(state)
   }
 
   async getWorkerState(workerId: string): Promise<WorkerStateDoc | null> {

@@ -329,9 +329,9 @@ export class MongoStore implements Store {
     return this.#run('listWorkers', (c) => workers.listWorkers(c))
   }
 
-  async saveWorkerState(state: WorkerStateDoc): Promise<void> {
+  async saveWorkerState(state: WorkerStateDoc): Promise<boolean> {
     this.#open()
-    await this.#run('saveWorkerState', (c) => workers.saveWorkerState(c, state))
+    return this.#run('saveWorkerState', (c) => workers.saveWorkerState(c, state))
   }
 
   async getWorkerState(workerId: string): Promise<WorkerStateDoc | null> {
