@@ -156,12 +156,27 @@ export async function executeRun(
       completeMeta = meta
     } else written.add(batchUid)
   }
+  // The handler's writePartial calls by batch uid, known as soon as called: a handler that does
+  // not await one (a floating promise) still has its meta kept, not replaced by the run's own
+  // artifact, and its BATCH_OK waits for it. Null until a handler writes one.
+  let asked = null as Map<string, Promise<void>> | null
+  const writePartial = async (batchUid: string, meta: Record<string, unknown>): Promise<void> => {
+    writable(`partial artifact ${batchUid}`)
+    if (typeof batchUid !== 'string') throw new HandlerResultError(`writePartial: the batch uid must be a string, got ${typeof batchUid}`, 'bad_handler_result')
+    checkBatchUid('writePartial', batchUid)
+    await store(batchUid, checkArtifactMeta(`partial artifact meta of batch ${batchUid}`, meta))
+  }
   const writer: ArtifactsWriter = {
-    writePartial: async (batchUid, meta) => {
-      writable(`partial artifact ${batchUid}`)
-      if (typeof batchUid !== 'string') throw new HandlerResultError(`writePartial: the batch uid must be a string, got ${typeof batchUid}`, 'bad_handler_result')
-      checkBatchUid('writePartial', batchUid)
-      await store(batchUid, checkArtifactMeta(`partial artifact meta of batch ${batchUid}`, meta))
+    writePartial: (batchUid, meta) => {
+      const w = writePartial(batchUid, meta)
+      if (typeof batchUid === 'string') {
+        asked ??= new Map()
+        asked.set(batchUid, w)
+        // Failing, it fails the run (at its next batch, or at its end) even when nobody awaits it,
+        // and never the process (an unhandled rejection).
+        void writtenBy(batchUid, w).catch(() => undefined)
+      }
+      return w
     },
     markComplete: async (meta = {}) => {
       writable('complete artifact')
@@ -275,7 +290,8 @@ export async function executeRun(
       // waits for all of them; a write or report that fails fails the run (at the next batch).
       // Without a meta of the handler's, the partial artifact's is the worker's own: the metrics
       // of the BATCH_OK (already copied, checked, and within a bus message), handed to the store.
-      const durable = written.has(uid) ? null : writtenBy(uid, res.meta === undefined ? store(uid, handOver({ metrics: payloadOf(okRecord)['metrics'] })) : writer.writePartial(uid, res.meta))
+      const own = asked?.get(uid)
+      const durable = written.has(uid) ? null : own !== undefined ? own : writtenBy(uid, res.meta === undefined ? store(uid, handOver({ metrics: payloadOf(okRecord)['metrics'] })) : writer.writePartial(uid, res.meta))
       const gate: Promise<unknown> = durable === null ? (sendGate ?? RESOLVED) : sendGate === null ? durable : Promise.all([durable, sendGate])
       const report = gate.then(() => core.status.send(okRecord))
       sendGate = gate
@@ -296,6 +312,8 @@ export async function executeRun(
     // last partial artifact). finalize may read the partial artifacts: they are durable here.
     if (run.batches === 0) core.status.release(statusKey) // no BATCH_OK to take the acceptance along
     await inOrder(reports.splice(0))
+    // Partial artifacts the handler wrote for other uids than its batches', awaited or not: durable first.
+    if (asked !== null) await Promise.allSettled(asked.values())
     ending = true
     ctx.throwIfCancelled()
     if (failed.write !== null) throw failed.write.err
