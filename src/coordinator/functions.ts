@@ -119,6 +119,10 @@ const mergeGeneric: CoordinatorFn = async (ctx) => {
  *   "count") of several nodes, summed or averaged, written onto `target_node` (default this node)
  *   under `target_key` (default `<metric>_<mode>`).
  */
+/** A sum of finite stats that is not finite: refused, as `vars.incr` refuses one. */
+const overflow = (metric: string, nodes: readonly string[]): PermanentError =>
+  new PermanentError(`metrics.aggregate: the sum of ${JSON.stringify(metric)} over ${nodes.slice(0, 5).join(', ')}${nodes.length > 5 ? ', …' : ''} is not a finite number (overflow)`, 'metric_overflow')
+
 const metricsAggregate: CoordinatorFn = async (ctx) => {
   const mode = ctx.args['mode'] ?? 'sum'
   if (mode !== 'sum' && mode !== 'mean') throw new PermanentError(`metrics.aggregate mode must be sum or mean, got ${String(mode)}`, 'bad_fn_args')
@@ -140,6 +144,7 @@ const metricsAggregate: CoordinatorFn = async (ctx) => {
       }
     }
     const out = Object.fromEntries([...acc].map(([k, v]) => [k, mode === 'sum' ? v : v / Math.max(1, cnt.get(k) ?? 1)]))
+    for (const [k, v] of Object.entries(out)) if (!Number.isFinite(v)) throw overflow(k, [single])
     const res: CoordinatorFnResult = { meta: { node_id: single, mode, stats: out } }
     if (single === ctx.node.node_id) res.stats = out
     else res.nodeStats = { [single]: out }
@@ -160,6 +165,7 @@ const metricsAggregate: CoordinatorFn = async (ctx) => {
   }
   const sum = values.reduce((a, b) => a + b, 0)
   const value = mode === 'sum' ? sum : values.length === 0 ? 0 : sum / values.length
+  if (!Number.isFinite(value)) throw overflow(metric, nodes)
   const targetKey = typeof ctx.args['target_key'] === 'string' ? ctx.args['target_key'] : `${metric}_${mode}`
   const targetNode = typeof ctx.args['target_node'] === 'string' ? ctx.args['target_node'] : ctx.node.node_id
   const stat = { [targetKey]: value }

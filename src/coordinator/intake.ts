@@ -193,6 +193,8 @@ export class Intake {
       case 'BATCH_OK': {
         const seen = rt.batches.get(ord)?.get(ev.batch_uid)
         event = { kind: 'batch_ok', uid: ev.batch_uid, metrics: ev.metrics, prev: seen?.metrics ?? null, duplicate: seen !== undefined && seen.epoch === node.attempt_epoch }
+        // A contribution replaced (a retried batch): its stats are summed again over the ledger.
+        if (seen !== undefined) event.ledger = rt.batches.get(ord)
         break
       }
       case 'BATCH_FAILED':
@@ -203,6 +205,7 @@ export class Intake {
         const seen = rt.batches.get(ord)?.get(finalUid)
         const prev = seen === undefined ? null : seen.metrics
         event = { kind: 'done', metrics: ev.metrics, finalUid, prev, ...(ev.batches === undefined ? {} : { batches: ev.batches }) }
+        if (seen !== undefined) event.ledger = rt.batches.get(ord)
         if (node.status === 'finished' && seen !== undefined && seen.epoch !== node.attempt_epoch) event.prev = null
         break
       }

@@ -7,7 +7,7 @@
  */
 import type { RetryPolicy } from '../graph/types.ts'
 import type { NodeError, NodeState } from '../model/state.ts'
-import { type Effect, type TransitionContext, type TransitionResult, WORKER_STOPPING, logEffect as log } from './transition-types.ts'
+import { type Contributions, type Effect, type TransitionContext, type TransitionResult, WORKER_STOPPING, logEffect as log } from './transition-types.ts'
 
 /**
  * The delay before the next attempt after attempt `n` (1-based, hand-backs not counted) failed:
@@ -21,12 +21,43 @@ export function retryDelayMs(policy: RetryPolicy, n: number, random: () => numbe
   return Math.max(0, Math.round((capped + spread) * 1000))
 }
 
-/** Numbers of `next` replace the batch's previous contribution `prev`; other keys are kept once. */
-export function sumDelta(stats: Record<string, unknown>, next: Record<string, unknown>, prev: Record<string, unknown> | null): Record<string, unknown> {
+/**
+ * Numbers of `next` replace the batch's previous contribution `prev`; other keys are kept once.
+ * A replaced contribution (`replacing`: the batch's uid and the node's ledger before it) sums its
+ * keys again over the ledger, in the order first applied, with `next` in the batch's place: the
+ * same floating-point sum as a run that reported each batch once (`cur + next - prev` drifts:
+ * 239.07999999999998 once, 239.08 after a retry).
+ */
+export function sumDelta(stats: Record<string, unknown>, next: Record<string, unknown>, prev: Record<string, unknown> | null, replacing?: { uid: string; ledger: Contributions }): Record<string, unknown> {
   const out = { ...stats }
   for (const k of Object.keys(next)) addKey(out, k, next[k], prev?.[k])
   if (prev !== null) for (const k of Object.keys(prev)) if (!(k in next)) addKey(out, k, undefined, prev[k])
+  if (prev !== null && replacing !== undefined) {
+    for (const k of Object.keys(next)) if (typeof next[k] === 'number' || typeof prev[k] === 'number') setKey(out, k, sumOver(replacing, next, k))
+    for (const k of Object.keys(prev)) if (!(k in next) && typeof prev[k] === 'number') setKey(out, k, sumOver(replacing, next, k))
+  }
   return out
+}
+
+function sumOver(r: { uid: string; ledger: Contributions }, next: Record<string, unknown>, k: string): number {
+  let total = 0
+  let placed = false
+  for (const [uid, c] of r.ledger) {
+    const v = uid === r.uid ? next[k] : c.metrics[k]
+    if (uid === r.uid) placed = true
+    if (typeof v === 'number') total += v
+  }
+  const own = next[k]
+  return placed || typeof own !== 'number' ? total : total + own
+}
+
+/** The first key of `touched` whose stat in `stats` is a number but not a finite one (a sum that overflowed); null for none. */
+export function overflowed(stats: Record<string, unknown>, touched: Record<string, unknown>): string | null {
+  for (const k of Object.keys(touched)) {
+    const v = stats[k]
+    if (typeof v === 'number' && !Number.isFinite(v)) return k
+  }
+  return null
 }
 
 function addKey(out: Record<string, unknown>, k: string, n: unknown, p: unknown): void {
@@ -128,6 +159,20 @@ export function lostAttempt(node: NodeState, why: string, ctx: TransitionContext
     node: { ...node, status: 'failed', last_error, lost_attempts: lost, finished_at_ms: now, next_retry_at_ms: null, lease: {}, last_event_at_ms: now, lease_expires_at_ms: null },
     effects: [log('error', 'node.failed', { reason_code: 'worker_lost', error }), { kind: 'terminal' }],
   }
+}
+
+/**
+ * A report whose metrics would make a stat of the node a number that is not finite (batches of
+ * finite values whose sum overflows): not applied. A running node fails (`metric_overflow`,
+ * permanent): its stats could no longer be shown, stored as JSON or summed again after a retry.
+ */
+export function metricOverflow(node: NodeState, key: string, uid: string, ctx: TransitionContext): TransitionResult {
+  const error = `metric ${JSON.stringify(key)} of batch ${uid} makes the node's stat overflow (the sum of its batches is not a finite number)`
+  if (node.status !== 'running') return { node: { ...node }, effects: [log('error', 'node.metric_overflow', { metric: key, batch_uid: uid })] }
+  // Its worker, still running the attempt, is told to stop.
+  const r = failure(node, 'metric_overflow', error, true, ctx, true)
+  r.effects.unshift(log('error', 'node.metric_overflow', { metric: key, batch_uid: uid }))
+  return r
 }
 
 /** An attempt given back without failing: due again at once, the retry budget untouched. */

@@ -8,13 +8,16 @@ import type { RetryPolicy } from '../graph/types.ts'
 import type { NodeState, NodeStatus } from '../model/state.ts'
 import { WORKER_RESTARTED_REASON, WORKER_STOPPING_REASON } from '../protocol/messages.ts'
 
+/** A node's applied contributions by batch uid, in the order they were first applied (the runtime's ledger). */
+export type Contributions = ReadonlyMap<string, { readonly metrics: Readonly<Record<string, unknown>> }>
+
 export type NodeEvent =
   | { kind: 'dispatch' }
   | { kind: 'skip'; reason: string }
   | { kind: 'lease'; accepted: boolean; workerId: string; leaseId: string; deadline: number; expiresAt: number }
-  | { kind: 'batch_ok'; uid: string; metrics: Record<string, unknown>; prev: Record<string, unknown> | null; duplicate: boolean }
+  | { kind: 'batch_ok'; uid: string; metrics: Record<string, unknown>; prev: Record<string, unknown> | null; duplicate: boolean; ledger?: Contributions }
   | { kind: 'batch_failed'; uid: string; reasonCode: string; error: string | null; permanent: boolean }
-  | { kind: 'done'; metrics: Record<string, unknown>; finalUid: string; batches?: number; prev: Record<string, unknown> | null }
+  | { kind: 'done'; metrics: Record<string, unknown>; finalUid: string; batches?: number; prev: Record<string, unknown> | null; ledger?: Contributions }
   | { kind: 'failed'; reasonCode: string; error: string | null; permanent: boolean }
   | { kind: 'worker_cancelled'; reason: string }
   | { kind: 'lease_expired' }

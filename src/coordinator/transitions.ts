@@ -53,7 +53,7 @@
  */
 import type { NodeState } from '../model/state.ts'
 import { FINAL_UID } from '../protocol/messages.ts'
-import { cancelled, failure, handBack, lostAttempt, sumDelta, timeoutError } from './transition-outcomes.ts'
+import { cancelled, failure, handBack, lostAttempt, metricOverflow, overflowed, sumDelta, timeoutError } from './transition-outcomes.ts'
 import { type Effect, type NodeEvent, type TransitionContext, type TransitionResult, WORKER_RESTARTED, WORKER_STOPPING, isTerminal, logEffect as log } from './transition-types.ts'
 
 export type { Effect, NodeEvent, TransitionContext, TransitionResult } from './transition-types.ts'
@@ -150,11 +150,10 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
     case 'batch_ok': {
       if (s !== 'running' && s !== 'finished') return null
       if (ev.duplicate) return null
-      let next: NodeState = {
-        ...node,
-        stats: sumDelta(node.stats, ev.metrics, ev.prev),
-        has_output: true,
-      }
+      const stats = sumDelta(node.stats, ev.metrics, ev.prev, ev.ledger && { uid: ev.uid, ledger: ev.ledger })
+      const over = overflowed(stats, ev.metrics)
+      if (over !== null) return metricOverflow(node, over, ev.uid, ctx)
+      let next: NodeState = { ...node, stats, has_output: true }
       const effects: Effect[] = [{ kind: 'metrics_row', uid: ev.uid, metrics: ev.metrics }]
       if (s === 'finished') return { node: next, effects }
       next.last_event_at_ms = now
@@ -165,7 +164,10 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
       if (!node.has_output) effects.push({ kind: 'output' })
       const pending = node.done_pending
       if (pending && (next.batches_seen ?? 0) >= pending.batches) {
-        next = { ...next, status: 'finished', stats: sumDelta(next.stats, pending.metrics, null), finished_at_ms: now, done_pending: null }
+        const final = sumDelta(next.stats, pending.metrics, null)
+        const overFinal = overflowed(final, pending.metrics)
+        if (overFinal !== null) return metricOverflow(node, overFinal, pending.final_uid, ctx)
+        next = { ...next, status: 'finished', stats: final, finished_at_ms: now, done_pending: null }
         effects.push({ kind: 'metrics_row', uid: pending.final_uid, metrics: pending.metrics }, log('info', 'node.done'), { kind: 'terminal' })
       }
       return { node: next, effects }
@@ -189,7 +191,10 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
       if (s === 'finished') {
         // Finished without this report (recovered from its complete artifact): keep its metrics.
         if (ev.prev !== null) return null
-        return { node: { ...node, stats: sumDelta(node.stats, ev.metrics, null) }, effects: [{ kind: 'metrics_row', uid: ev.finalUid, metrics: ev.metrics }] }
+        const recovered = sumDelta(node.stats, ev.metrics, null)
+        const overRecovered = overflowed(recovered, ev.metrics)
+        if (overRecovered !== null) return metricOverflow(node, overRecovered, ev.finalUid, ctx)
+        return { node: { ...node, stats: recovered }, effects: [{ kind: 'metrics_row', uid: ev.finalUid, metrics: ev.metrics }] }
       }
       if (s !== 'running') return null
       if (ev.batches !== undefined && (node.batches_seen ?? 0) < ev.batches) {
@@ -199,11 +204,14 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
           effects: [log('info', 'node.done_pending', { batches: ev.batches, seen: node.batches_seen ?? 0 })],
         }
       }
+      const stats = sumDelta(node.stats, ev.metrics, ev.prev, ev.ledger && { uid: ev.finalUid, ledger: ev.ledger })
+      const over = overflowed(stats, ev.metrics)
+      if (over !== null) return metricOverflow(node, over, ev.finalUid, ctx)
       return {
         node: {
           ...node,
           status: 'finished',
-          stats: sumDelta(node.stats, ev.metrics, ev.prev),
+          stats,
           has_output: true,
           finished_at_ms: now,
           last_event_at_ms: now,
