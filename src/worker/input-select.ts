@@ -6,6 +6,7 @@ import type { CmdTaskStart } from '../protocol/messages.ts'
 import { isObj, runIds, type WorkerCore } from './core.ts'
 import type { Batch, RoleHandler, RunInfo } from './handler.ts'
 import { type AdapterSpec, adapterBatches, checkAdapter } from './input.ts'
+import { HandlerResultError } from './results.ts'
 
 /**
  * The batches of a start that names no input adapter, for a handler that neither loads its input
@@ -80,8 +81,20 @@ export async function resolveInput(
       spec,
     )
   }
-  if (handler.iterBatches) return handler.iterBatches(loaded)
+  if (handler.iterBatches) {
+    // An `async iterBatches` that returns its batches (not `async *`) is awaited.
+    const b: unknown = handler.iterBatches(loaded)
+    return iterable(typeof (b as { then?: unknown } | null)?.then === 'function' ? await b : b)
+  }
   return oneBatch(loaded)
+}
+
+/** What iterBatches returned, if the run can walk it; a clear error otherwise (not "batches is not async iterable"). */
+function iterable(batches: unknown): AsyncIterable<Batch> | Iterable<Batch> {
+  const b = batches as { [Symbol.asyncIterator]?: unknown; [Symbol.iterator]?: unknown } | null
+  if (b !== null && (typeof b === 'object' || typeof b === 'function') && (typeof b[Symbol.asyncIterator] === 'function' || typeof b[Symbol.iterator] === 'function')) return batches as AsyncIterable<Batch>
+  const got = b === null ? 'null' : typeof b
+  throw new HandlerResultError(`iterBatches must return an array, an iterable or an async iterable of batches, got ${got}`, 'bad_handler_result')
 }
 
 /** Whether two validated adapter specs read the same input the same way. */

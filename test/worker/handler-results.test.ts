@@ -247,3 +247,28 @@ test('a result field the worker does not read (metric for metrics) is warned abo
     await rt.stop()
   }
 })
+
+test('an iterBatches that returns something the run cannot walk (a number, null, a promise of one) fails at once with bad_handler_result and says what it got; a promise of an array is awaited', async () => {
+  const cases: [unknown, RegExp][] = [
+    [42, /got number/],
+    [null, /got null/],
+    [Promise.resolve(7), /got number/],
+  ]
+  for (const [returned, said] of cases) {
+    const h = { iterBatches: () => returned, async processBatch() { return {} } } as unknown as RoleHandler
+    const t = await runOne(h)
+    const n = t.nodes[0]
+    assert.equal(t.status, 'failed')
+    assert.equal(n?.attempt_epoch, 1, 'permanent: not retried')
+    assert.equal(n?.last_error?.reason_code, 'bad_handler_result')
+    assert.match(n?.last_error?.error ?? '', /iterBatches must return an array, an iterable or an async iterable of batches/)
+    assert.match(n?.last_error?.error ?? '', said)
+  }
+})
+
+test('an async iterBatches that returns its batches (not an async generator) runs them', async () => {
+  const h = { async iterBatches() { return [{ batch_uid: 'x', payload: {} }, { batch_uid: 'y', payload: {} }] }, async processBatch() { return { metrics: { n: 1 } } } } as unknown as RoleHandler
+  const t = await runOne(h)
+  assert.equal(t.status, 'finished', JSON.stringify(t.nodes[0]?.last_error))
+  assert.deepEqual(t.nodes[0]?.stats, { n: 2 })
+})
