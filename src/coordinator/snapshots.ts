@@ -54,7 +54,7 @@ export class SnapshotWriter {
   #rowsActive = false
   /** A rows write failed for good: snapshots without their ledger are no longer written (ledgerInRows). */
   #rowsBroken = false
-  /** Per pending snapshot without its ledger: the rows it waits for (#rowsOffered when offered). */
+  /** Per pending snapshot without its ledger, or terminal: the rows it waits for (#rowsOffered when offered). */
   readonly #marks = new Map<string, number>()
   readonly #busy = new Set<string>()
   readonly #concurrency: number
@@ -163,6 +163,11 @@ export class SnapshotWriter {
         return
       }
       this.#marks.set(doc.id, this.#rowsOffered)
+    } else if (TERMINAL.has(doc.status)) {
+      // A terminal snapshot waits for the rows offered before it (its own among them): once a task
+      // is ended in the store no coordinator loads it, so rows lost to a crash before they were
+      // written would never be offered again (the claimant of an active task offers them).
+      this.#marks.set(doc.id, this.#rowsOffered)
     } else this.#marks.delete(doc.id)
     this.#pending.set(doc.id, doc)
     if (TERMINAL.has(doc.status) && !this.#terminal.has(doc.id)) this.#terminal.set(doc.id, performance.now())
@@ -182,6 +187,12 @@ export class SnapshotWriter {
       this.#urgent.delete(id)
     }
     return null
+  }
+
+  /** Whether the oldest terminal snapshot has waited `terminalWaitMs` (ready or not). */
+  #agedDue(): boolean {
+    for (const at of this.#terminal.values()) return performance.now() - at >= this.#terminalWaitMs
+    return false
   }
 
   /** The oldest terminal snapshot ready to write that has waited `terminalWaitMs`, if any. */
@@ -206,8 +217,9 @@ export class SnapshotWriter {
     if (this.#working()) this.#lastBusy = performance.now()
     const quietFor = performance.now() - this.#lastBusy
     if (!this.#draining && this.#pending.size < this.#maxBacklog && quietFor < this.#idleMs) {
-      // An urgent snapshot may wait for rows: they go out while the coordinator works too.
-      if (this.#urgent.size > 0) this.#kickRows()
+      // An urgent snapshot, or a terminal one that has waited long enough, may wait for rows:
+      // they go out while the coordinator works too.
+      if (this.#urgent.size > 0 || this.#agedDue()) this.#kickRows()
       if (this.#urgentActive === 0) {
         const doc = this.#pickUrgent()
         if (doc !== null) {
@@ -267,6 +279,8 @@ export class SnapshotWriter {
     for (const [id, mark] of this.#marks) {
       if (mark <= this.#rowsDone) continue
       this.#marks.delete(id)
+      // A snapshot with its ledger (a terminal one waiting for the rows) is still written.
+      if (this.#pending.get(id)?.batches_in_rows !== true) continue
       this.#pending.delete(id)
       this.#terminal.delete(id)
       this.#urgent.delete(id)

@@ -59,3 +59,38 @@ test("rows a killed coordinator never wrote are written by the task's next owner
     await second?.stop()
   }
 })
+
+test('a task that ends while its rows are unwritten is not ended in the store before them: the next coordinator finds it and writes them', async () => {
+  const bus = new MemoryBus()
+  const plain = new MemoryStore()
+  // The first coordinator's row writes never complete; its stop gives them up.
+  const rowless = overrideStore(plain, { insertBatchMetrics: () => () => new Promise<void>(() => undefined) })
+  const source: RoleHandler = {
+    async *iterBatches() {
+      for (let i = 0; i < 3; i++) yield { batch_uid: `b${i}`, payload: {} }
+    },
+    async processBatch() {
+      return { metrics: { count: 1 } }
+    },
+  }
+  const worker = new Worker({ bus, store: plain, handlers: { source } })
+  const first = new Coordinator({ bus, store: rowless, config: { sweepIntervalSec: 3600, discoveryWindowSec: 0.5, stopSnapshotsSec: 0.5 } })
+  await first.start()
+  await worker.start()
+  let second: Coordinator | null = null
+  try {
+    const id = await first.createTask({ graph: { nodes: [{ node_id: 'src', type: 'source' }] } })
+    assert.equal((await first.waitForTask(id, { timeoutMs: 20_000 })).status, 'finished')
+    await first.stop()
+    assert.deepEqual(await plain.listBatchMetrics(id, 'src'), [], 'no row written')
+    const snapshotStatus = async (): Promise<string | undefined> => (await plain.listTaskStatuses(['queued', 'running', 'cancelling', 'finished', 'failed', 'cancelled'])).find((t) => t.id === id)?.status
+    assert.notEqual(await snapshotStatus(), 'finished', 'its snapshot waited for the rows: the store still has it active')
+    second = new Coordinator({ bus, store: plain, config: { sweepIntervalSec: 3600, discoveryWindowSec: 0.5 } })
+    await second.start()
+    await waitFor(async () => (await plain.listBatchMetrics(id, 'src')).filter((r) => r.batch_uid.startsWith('b')).length === 3, { timeoutMs: 20_000, message: `rows of src: ${JSON.stringify((await plain.listBatchMetrics(id, 'src')).map((r) => r.batch_uid))}` })
+    await waitFor(async () => (await snapshotStatus()) === 'finished', { timeoutMs: 20_000, message: 'the snapshot is repaired' })
+  } finally {
+    await worker.stop()
+    await second?.stop()
+  }
+})
