@@ -22,6 +22,12 @@ export function retryDelayMs(policy: RetryPolicy, n: number, random: () => numbe
 }
 
 /**
+ * Largest ledger summed again for a replaced contribution: a retried stream of n batches costs n
+ * sums of its ledger (a longer one keeps the running sum, exact for integers below 2^53).
+ */
+const RESUM_MAX = 2048
+
+/**
  * Numbers of `next` replace the batch's previous contribution `prev`; other keys are kept once.
  * A replaced contribution (`replacing`: the batch's uid and the node's ledger before it) sums its
  * keys again over the ledger, in the order first applied, with `next` in the batch's place: the
@@ -32,7 +38,7 @@ export function sumDelta(stats: Record<string, unknown>, next: Record<string, un
   const out = { ...stats }
   for (const k of Object.keys(next)) addKey(out, k, next[k], prev?.[k])
   if (prev !== null) for (const k of Object.keys(prev)) if (!(k in next)) addKey(out, k, undefined, prev[k])
-  if (prev !== null && replacing !== undefined) {
+  if (prev !== null && replacing !== undefined && replacing.ledger.size <= RESUM_MAX) {
     for (const k of Object.keys(next)) if (typeof next[k] === 'number' || typeof prev[k] === 'number') setKey(out, k, sumOver(replacing, next, k))
     for (const k of Object.keys(prev)) if (!(k in next) && typeof prev[k] === 'number') setKey(out, k, sumOver(replacing, next, k))
   }
