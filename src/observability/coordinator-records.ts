@@ -127,3 +127,9 @@ export function endedRecOf(t: TaskRec, span: Span): EndedRec {
   }
   return { ids: t.ids ?? traceFieldsOf(span.spanContext()), attempts }
 }
+
+/** The type of a node whose state a journal entry carries. */
+export function entryType(entry: { nodes: readonly { node_id: string; type: string }[] }, nodeId: string): string | undefined {
+  for (const n of entry.nodes) if (n.node_id === nodeId) return n.type
+  return undefined
+}

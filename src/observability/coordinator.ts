@@ -37,7 +37,7 @@ import { ObservedLogger, type TraceFields, traceFieldsOf } from './logger.ts'
 import { MetricsEndpoint, type MetricsHandler, type ObservabilityOptions, itemsOf, metricsHandler, resolveObservability } from './options.ts'
 import { TRACEPARENT, isSampledTraceparent, traceHeaders } from './propagation.ts'
 import { timedStore } from './store.ts'
-import { type AttemptRec, ClaimedAcceptances, type EndedRec, type TaskRec, endAttemptSpan, endOpenSpans, endedRecOf, linkRunSpan } from './coordinator-records.ts'
+import { type AttemptRec, ClaimedAcceptances, type EndedRec, type TaskRec, endAttemptSpan, endOpenSpans, endedRecOf, entryType, linkRunSpan } from './coordinator-records.ts'
 
 const BUSY: ReadonlySet<string> = new Set(['running', 'cancelling'])
 const TERMINAL_TASK: ReadonlySet<string> = new Set(['finished', 'failed', 'cancelled'])
@@ -212,7 +212,8 @@ export class CoordinatorObservability {
         if (uid === FINAL_UID) continue
         const a = t.attempts.get(nodeId)
         const items = itemsOf(metrics)
-        this.#metrics?.batch(a?.type ?? 'unknown', items)
+        // (No attempt when this entry also ends the node, first seen here after a hand-over.)
+        this.#metrics?.batch(a?.type ?? entryType(entry, nodeId) ?? this.#parts?.nodeType?.(entry.task_id, nodeId) ?? 'unknown', items)
         if (a?.recording && a.epoch === epoch && !a.ended) a.span?.addEvent('batch', { 'flowkit.batch.uid': uid, 'flowkit.batch.items': items }, entry.at_ms)
       }
     }
