@@ -158,13 +158,10 @@ export function lostAttempt(node: NodeState, why: string, ctx: TransitionContext
     r.node.lost_attempts = lost
     return r
   }
-  const now = ctx.now
   const error = `attempt ${node.attempt_epoch} ended with its worker before any report (${why}): ${lost} attempts of this node were lost so, more than retry_policy.max (${ctx.policy.max}); a run of this node may be crashing or hanging its worker`
-  const last_error: NodeError = { reason_code: 'worker_lost', error, permanent: true, at_ms: now, attempt_epoch: node.attempt_epoch }
-  return {
-    node: { ...node, status: 'failed', last_error, lost_attempts: lost, finished_at_ms: now, next_retry_at_ms: null, lease: {}, last_event_at_ms: now, lease_expires_at_ms: null },
-    effects: [log('error', 'node.failed', { reason_code: 'worker_lost', error }), { kind: 'terminal' }],
-  }
+  const r = failure(node, 'worker_lost', error, true, ctx, false)
+  r.node.lost_attempts = lost
+  return r
 }
 
 /**

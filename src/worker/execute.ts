@@ -291,7 +291,7 @@ export async function executeRun(
       // Without a meta of the handler's, the partial artifact's is the worker's own: the metrics
       // of the BATCH_OK (already copied, checked, and within a bus message), handed to the store.
       const own = asked?.get(uid)
-      const durable = written.has(uid) ? null : own !== undefined ? own : writtenBy(uid, res.meta === undefined ? store(uid, handOver({ metrics: payloadOf(okRecord)['metrics'] })) : writer.writePartial(uid, res.meta))
+      const durable = written.has(uid) ? null : own !== undefined ? own : writtenBy(uid, res.meta === undefined ? store(uid, handOver({ metrics: payloadOf(okRecord)['metrics'] })) : writePartial(uid, res.meta))
       const gate: Promise<unknown> = durable === null ? (sendGate ?? RESOLVED) : sendGate === null ? durable : Promise.all([durable, sendGate])
       const report = gate.then(() => core.status.send(okRecord))
       sendGate = gate
