@@ -11,13 +11,14 @@ import { CancelledRunError, cleanupsOnce } from './cancel.ts'
 import type { ActiveRun, WorkerCore } from './core.ts'
 import { type ArtifactsWriter, type RoleHandler, type RunContext, classifyErrorDefault } from './handler.ts'
 import { plainInput, resolveInput } from './input-select.ts'
-import { BATCH_RESULT_FIELDS, FINALIZE_RESULT_FIELDS, HandlerResultError, MAX_REASON_CODE_CHARS, checkArtifactMeta, checkBatch, checkBatchResult, checkBatchUid, checkBusRecord, checkFinalizeResult, failureStack, failureText, unknownResultField } from './results.ts'
+import { BATCH_RESULT_FIELDS, FINALIZE_RESULT_FIELDS, HandlerResultError, MAX_REASON_CODE_CHARS, checkArtifactMeta, checkBatch, checkBatchResult, checkBatchUid, checkBusRecord, checkFinalizeResult, failureStack, failureText } from './results.ts'
 import { clip } from '../util/text.ts'
 import { emitStatus, statusRecord } from './status.ts'
 import { type SpawnOptions, spawnInGroup } from './subprocess.ts'
 import { observeRun } from '../observability/worker.ts'
 import { ArtifactBatcher } from './artifacts.ts'
 import { deepFreeze, handOver } from '../ports/store-rules.ts'
+import { FewStrings, inOrder, noteUnknownField } from './run-parts.ts'
 import type { ArtifactWrite } from '../ports/store.ts'
 import type { BusRecord } from '../ports/bus.ts'
 
@@ -41,53 +42,6 @@ function handlerVars(vars: Record<string, unknown>): Readonly<Record<string, unk
   return frozen
 }
 const RESOLVED: Promise<void> = Promise.resolve()
-
-/**
- * A set of strings that holds its first one without a Set (most runs have one batch): the batch
- * ids a run used, the batches whose partial artifact is written.
- */
-class FewStrings {
-  #first: string | null = null
-  #more: Set<string> | null = null
-
-  has(s: string): boolean {
-    return s === this.#first || this.#more?.has(s) === true
-  }
-
-  add(s: string): void {
-    if (this.#first === null) this.#first = s
-    else if (s !== this.#first) {
-      this.#more ??= new Set()
-      this.#more.add(s)
-    }
-  }
-}
-
-/**
- * Waits for each of `reports` in turn; rejects with the first rejection in that order. (The run's
- * reports go out in order and each already has a handler: no Promise.all for the usual two.)
- */
-async function inOrder(reports: readonly Promise<void>[]): Promise<void> {
-  for (const r of reports) await r
-}
-
-/** Fields already warned about, per worker (`role/what/field`): said once, not per batch. */
-const warnedFields = new WeakMap<WorkerCore, Set<string>>()
-
-/** Warns once per role and field about a result field flowkit does not read (`metric` for `metrics`). */
-function noteUnknownField(core: WorkerCore, role: string, what: string, raw: unknown, known: ReadonlySet<string>): void {
-  const u = unknownResultField(raw, known)
-  if (u === null) return
-  let seen = warnedFields.get(core)
-  if (seen === undefined) {
-    seen = new Set()
-    warnedFields.set(core, seen)
-  }
-  const key = `${role}/${what}/${u.field}`
-  if (seen.has(key) || seen.size >= 1000) return
-  seen.add(key)
-  core.log.warn('worker.result_unknown_field', { role, result: what, field: u.field, did_you_mean: u.didYouMean, known: [...known] })
-}
 
 export async function executeRun(
   core: WorkerCore,
