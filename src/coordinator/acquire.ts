@@ -39,7 +39,7 @@ export async function acquire(d: HandoverDeps, partitions: ReadonlySet<number>, 
     for (const rt of loaded) for (const s of rt.specs) if (s.type !== COORDINATOR_FN_TYPE) types.add(s.type)
     await d.ensureStatus(types)
     // (Submitted through the store and never written by a coordinator: counted as created too.)
-    const submitted = loaded.filter((rt) => rt.status === 'queued' && rt.v === 0)
+    const submitted = loaded.filter(firstTakenUp)
     for (const rt of submitted) d.submitted?.(rt)
     d.log.info('coordinator.acquired', { partitions: [...partitions], tasks: loaded.length, submitted: submitted.length, generation })
     gate.until(resumeLoaded(d, loaded))
@@ -58,6 +58,14 @@ export async function acquire(d: HandoverDeps, partitions: ReadonlySet<number>, 
     gate.until(null)
     throw err
   }
+}
+
+/**
+ * A task submitted through the store (`flowkit submit`, `flowkit ui`) taken up for the first time:
+ * no coordinator created it (those count their own creations) nor wrote anything about it.
+ */
+export function firstTakenUp(rt: TaskRuntime): boolean {
+  return rt.createdBy === null && rt.status === 'queued' && rt.v === 0
 }
 
 /**

@@ -246,6 +246,7 @@ export class Coordinator {
     if (!this.#started) throw new FlowkitError(ErrorCode.Config, this.#starting !== null ? 'createTask: the coordinator is still starting (await start() first)' : 'createTask: the coordinator is not started (call start() first)')
     const now = this.#p.clock.now()
     const task = buildTask(input, { ...this.#buildOptions(), cache: this.#graphs }, now)
+    task.created_by = this.#p.writer // counted here (not again by the coordinator that takes it up)
     const { id, graph } = task
     const types = planOf(graph).workerTypes
     if (this.config.requireKnownTypes) requireServed(this.#p.roles, types, now)

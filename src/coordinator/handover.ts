@@ -32,7 +32,7 @@ import type { Engine } from './engine.ts'
 import { type Limits, acceptedHolder } from './limits.ts'
 import type { RecoveryDeps } from './recovery.ts'
 import { claim, sharedStoreCheck } from './claim.ts'
-import { acquire, recoveryGate, release, resumeLoaded } from './acquire.ts'
+import { acquire, firstTakenUp, recoveryGate, release, resumeLoaded } from './acquire.ts'
 import { TERMINAL_TASK, type TaskRuntime } from './runtime.ts'
 import { type BuildTaskOptions, buildTask } from './submit.ts'
 
@@ -251,10 +251,9 @@ export class OwnedTasks {
       throw err
     }
     // A task submitted through the store (`flowkit submit`, `flowkit ui`) and taken up here for the
-    // first time: still queued, never written by a coordinator (counted as created by the metrics).
-    // One handed over inline was created (and counted) by the coordinator that sent it. (A task a
-    // coordinator created and crashed before writing anything about is counted again here.)
-    const submitted = given === undefined && rt.status === 'queued' && (doc as { v?: number }).v === 0
+    // first time (counted as created by the metrics). One created by a coordinator was counted
+    // there, handed over inline or not.
+    const submitted = given === undefined && firstTakenUp(rt)
     if (submitted) d.submitted?.(rt)
     d.log.info('task.adopted', { task_id: taskId, status: rt.status, submitted })
     gate.until(resumeLoaded(this.#deps(), [rt]))
@@ -289,6 +288,7 @@ export function checkedInlineTask(t: unknown, taskId: string, options: BuildTask
     const input = { id: taskId, graph: graphJson(doc.graph), params: doc.params, ...(timed ? { deadlineSec: Math.max(0.001, (deadline - doc.created_at_ms) / 1000) } : {}) }
     const built = buildTask(input, options, doc.created_at_ms)
     if (timed) built.deadline_at_ms = deadline
+    if (typeof doc.created_by === 'string') built.created_by = doc.created_by.slice(0, 200)
     return { doc: built }
   } catch (err) {
     return { error: errorMessage(err) }

@@ -74,6 +74,7 @@ export function taskDocOf(rt: TaskRuntime, ledger: LedgerInDoc): VersionedTask {
     updated_at_ms: rt.updatedAt,
     finished_at_ms: rt.finishedAt,
     ...(rt.deadlineAt !== null ? { deadline_at_ms: rt.deadlineAt } : {}),
+    ...(rt.createdBy !== null ? { created_by: rt.createdBy } : {}),
     v: rt.v,
     sent_through: rt.sentRecorded,
     ...(withBatches ? { batches: batchCountsOf(rt) } : {}),

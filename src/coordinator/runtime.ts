@@ -50,6 +50,8 @@ export class TaskRuntime {
   readonly ord: ReadonlyMap<string, number>
   readonly params: Record<string, unknown>
   readonly createdAt: number
+  /** The coordinator whose createTask inserted it (TaskDoc `created_by`); null: submitted through the store. */
+  readonly createdBy: string | null
   nodes: NodeState[]
   status: TaskStatus
   vars: Record<string, unknown>
@@ -170,6 +172,7 @@ export class TaskRuntime {
     this.#streamingInto = plan.streamingInto
     this.params = doc.params
     this.createdAt = doc.created_at_ms
+    this.createdBy = typeof doc.created_by === 'string' ? doc.created_by : null
     this.nodes = this.specs.map((s) => doc.nodes[s.node_id] as NodeState)
     this.armedAt = new Float64Array(this.specs.length).fill(Number.POSITIVE_INFINITY)
     this.judging = new Uint8Array(this.specs.length)

@@ -74,6 +74,8 @@ export interface CoordinatorHooks {
 /** A coordinator's parts, wired to each other. */
 export interface CoordinatorWiring {
   readonly config: CoordinatorConfig
+  /** This process's writer id (journal entries, and `created_by` of the tasks it creates). */
+  readonly writer: string
   readonly bus: Bus
   /** The store (observed when observability is on). */
   readonly store: Store
@@ -336,5 +338,5 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
       engine.hearingEnd = Math.max(engine.hearingEnd, at)
     },
   })
-  return { config, bus, store, clock, log, functions, fnArgs, obs, roles, steering, outbox, limits, timers, engine, flusher, snapshots, fns, after, intake, inserter, subscriptions, ownership, hearing, tasks, discovery, watchers, cancels }
+  return { config, writer, bus, store, clock, log, functions, fnArgs, obs, roles, steering, outbox, limits, timers, engine, flusher, snapshots, fns, after, intake, inserter, subscriptions, ownership, hearing, tasks, discovery, watchers, cancels }
 }

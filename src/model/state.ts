@@ -141,5 +141,11 @@ export interface TaskDoc {
   finished_at_ms: number | null
   /** The task must be terminal by then (createTask `deadlineSec`); absent: no deadline. */
   deadline_at_ms?: number | null
+  /**
+   * The writer id (as in its journal entries) of the coordinator whose `createTask` inserted the
+   * task; absent when it was submitted through the store (`flowkit submit`, `flowkit ui`). The
+   * coordinator that takes up a task without it, never written, counts its creation (metrics).
+   */
+  created_by?: string
 }
 

@@ -225,6 +225,7 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
             },
             coordinator: { vars: { counter: 3, cfg: { mode: 'fast' } }, cancelled: false, cancel_reason: null },
             result: { ok: true },
+            created_by: 'c-4b0e2a',
           })
           t.nodes['extract'] = makeNodeState('extract', 'extractor', {
             status: 'running',

@@ -7,6 +7,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Coordinator, MemoryBus, MemoryStore } from 'flowkit'
 import { waitFor } from '../helpers/wait.ts'
+import { overrideStore } from '../helpers/store-proxy.ts'
 
 const created = async (c: Coordinator, name = 'flowkit_tasks_created_total'): Promise<number> =>
   Number(((await c.observability?.registry?.getMetricsAsJSON()) ?? []).find((m) => m.name === name)?.values[0]?.value ?? 0)
@@ -52,6 +53,31 @@ test('tasks loaded at a restart count as adopted; those submitted through the st
   try {
     await waitFor(async () => (await created(second, 'flowkit_tasks_adopted_total')) === 5, { message: `adopted: ${await created(second, 'flowkit_tasks_adopted_total')}` })
     assert.equal(await created(second), 2, 'the two store submissions are created here; the three recovered ones were created before')
+  } finally {
+    await second.stop()
+  }
+})
+
+test('a task created on a coordinator that ends before writing anything about it is not counted again by the one that takes it up', async () => {
+  const bus = new MemoryBus()
+  const store = new MemoryStore()
+  const cfg = { sweepIntervalSec: 3600 }
+  // The first coordinator's journal writes never complete: the task stays queued at version 0
+  // in the store, exactly as a task submitted through the store looks (but this one was counted).
+  const frozen = overrideStore(store, { appendJournal: () => () => new Promise<never>(() => undefined) })
+  const first = new Coordinator({ bus, store: frozen, config: { ...cfg, coordinatorId: 'c1' } })
+  await first.start()
+  const id = await first.createTask({ graph: { nodes: [{ node_id: 'a', type: 'step' }] } })
+  assert.equal(await created(first), 1)
+  await first.kill()
+  const stored = await store.getTask(id)
+  assert.equal(stored?.status, 'queued')
+  assert.equal((stored as { v?: number } | null)?.v, 0, 'nothing was written about it')
+  const second = new Coordinator({ bus, store, config: { ...cfg, coordinatorId: 'c2' } })
+  await second.start()
+  try {
+    await waitFor(async () => (await created(second, 'flowkit_tasks_adopted_total')) === 1, { message: 'the task was never taken up' })
+    assert.equal(await created(second), 0, 'created (and counted) by the first coordinator')
   } finally {
     await second.stop()
   }
