@@ -4,7 +4,9 @@
  *
  * A cancel must not overtake the status records queued for the task's running nodes (a node that
  * ended while no coordinator ran would be cancelled with part of its batches counted), so it waits
- * for the task's recovery and for the status backlog of its worker types (drainStatus, bounded).
+ * for the task's recovery — or only until every inherited running node has ended or been answered
+ * for by its worker (recovery.ts settledForCancel) — and for the status backlog of its worker
+ * types (drainStatus, bounded).
  * That wait must not hold the partition of the owners' topic the request came from: the records
  * queued behind it — forwarded reports of other tasks, among them the ones that task's recovery
  * waits for — would wait too (a task finished from its artifact without its last reports).

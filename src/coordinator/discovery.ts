@@ -16,6 +16,7 @@ import { isWellFormed } from '../util/text.ts'
 import { parseEnvelope, parseReply } from '../protocol/parse.ts'
 import type { Engine } from './engine.ts'
 import type { TaskRuntime } from './runtime.ts'
+import { heardRunning } from './recovery.ts'
 
 export class Discovery {
   readonly #config: CoordinatorConfig
@@ -105,7 +106,9 @@ export class Discovery {
     if (n.status !== 'running' || n.attempt_epoch !== asked.epoch) return
     if ((snap.run_state === 'running' || snap.run_state === 'cancelling') && snap.attempt_epoch === n.attempt_epoch && snap.lease) {
       const ttl = Math.max(0, snap.lease.deadline_ts_ms - parsed.value.ts_ms)
-      this.#engine.apply(rt, asked.ord, { kind: 'adopt', workerId: snap.lease.worker_id, leaseId: snap.lease.lease_id, deadline: snap.lease.deadline_ts_ms, expiresAt: this.#clock.now() + ttl })
+      if (this.#engine.apply(rt, asked.ord, { kind: 'adopt', workerId: snap.lease.worker_id, leaseId: snap.lease.lease_id, deadline: snap.lease.deadline_ts_ms, expiresAt: this.#clock.now() + ttl })) {
+        heardRunning(rt, asked.ord, asked.epoch)
+      }
       await this.#barrier()
     }
     // A snapshot saying the complete artifact exists changes nothing yet: recovery finishes the

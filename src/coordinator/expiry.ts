@@ -23,7 +23,7 @@ import type { Logger } from '../log.ts'
 import type { Subscription } from '../ports/bus.ts'
 import type { ArtifactDoc, Store } from '../ports/store.ts'
 import { COORDINATOR_FN_TYPE } from '../graph/types.ts'
-import { recovered } from './recovery.ts'
+import { settledForCancel } from './recovery.ts'
 import { waitUntil } from '../util/wait-until.ts'
 import type { TaskRuntime } from './runtime.ts'
 
@@ -88,7 +88,7 @@ async function drain(d: DrainDeps, rt: TaskRuntime, type: string, nodeId: string
  * would be cancelled with part of its batches counted).
  */
 export async function drainStatus(d: DrainDeps, rt: TaskRuntime): Promise<void> {
-  await recovered(rt)
+  await settledForCancel(rt)
   const types = new Set(rt.specs.filter((sp, i) => rt.node(i).status === 'running' && sp.type !== COORDINATOR_FN_TYPE).map((sp) => sp.type))
   await Promise.all([...types].map((type) => drain(d, rt, type, '')))
 }

@@ -124,6 +124,50 @@ export function recovered(rt: TaskRuntime): Promise<void> {
   return RECOVERING.get(rt) ?? Promise.resolve()
 }
 
+/** Inherited nodes whose worker said, during the recovery, that it still runs them: ord → attempt epoch. */
+const HEARD_RUNNING = new WeakMap<TaskRuntime, Map<number, number>>()
+
+/** A worker answered the discovery question of an inherited node: it still runs this attempt. */
+export function heardRunning(rt: TaskRuntime, ord: number, epoch: number): void {
+  if (!rt.inherited.has(ord)) return
+  let heard = HEARD_RUNNING.get(rt)
+  if (heard === undefined) {
+    heard = new Map()
+    HEARD_RUNNING.set(rt, heard)
+  }
+  heard.set(ord, epoch)
+}
+
+/**
+ * Whether no end of an inherited node can still be waiting in the status topics: each one is no
+ * longer running (its queued reports were applied), or its worker said it still runs that attempt
+ * (an attempt still running has sent no end; its batch reports are drained as any running node's).
+ */
+export function inheritedSettled(rt: TaskRuntime): boolean {
+  const heard = HEARD_RUNNING.get(rt)
+  for (const ord of rt.inherited) {
+    const n = rt.node(ord)
+    if (n.status === 'running' && heard?.get(ord) !== n.attempt_epoch) return false
+  }
+  return true
+}
+
+/**
+ * Resolves once what a cancel must not overtake of `rt`'s recovery is behind it: the recovery's
+ * end, or earlier, every inherited node settled (inheritedSettled). A cancel of a task that just
+ * moved here (a hand-over, a restart) is applied as soon as its workers answered, not after the
+ * discovery window and the hand-over waits (it took 14 to 30 s on Kafka).
+ */
+export async function settledForCancel(rt: TaskRuntime): Promise<void> {
+  const recovering = RECOVERING.get(rt)
+  if (recovering === undefined) return
+  let over = false
+  const done = recovering.finally(() => {
+    over = true
+  })
+  await Promise.race([done, waitUntil(() => over || rt.dropped || inheritedSettled(rt), 24 * 3600_000)])
+}
+
 /**
  * After the discovery window AND the replay of the status topics (so queued events are applied
  * first): inherited running nodes whose complete artifact exists are finished (when other

@@ -1,7 +1,8 @@
 /**
  * A cancel between its request and its application (src/coordinator/cancel-request.ts): the
  * request is written into the task at once and applied once the task's queued events are in (here
- * the new owner recovers the task: a long discovery window keeps the cancel waiting). Meanwhile
+ * the new owner recovers the task, its worker does not answer the discovery question, and a long
+ * discovery window keeps the cancel waiting). Meanwhile
  * nothing starts, the request is visible, a worker that reads it stops as for a cancel, and a
  * deadline that passes does not change the outcome. Runs on memory and on real Kafka + MongoDB.
  */
@@ -14,6 +15,7 @@ import { taskLines } from '../../src/cli/progress.ts'
 import { startRuntime, type Runtime } from '../helpers/runtime.ts'
 import { type Gate, gate } from '../helpers/gate.ts'
 import { waitFor } from '../helpers/wait.ts'
+import { overrideMethods } from '../helpers/store-proxy.ts'
 
 /** A handler that holds each run until `hold` opens (or the run is cancelled). */
 function held(hold: Gate, runs: string[]): RoleHandler {
@@ -26,8 +28,17 @@ function held(hold: Gate, runs: string[]): RoleHandler {
   }
 }
 
+/**
+ * A coordinator taking over with a discovery window of `discoveryWindowSec`, whose discovery
+ * questions never reach the workers: no worker says it still runs an inherited node, so a cancel
+ * waits for the whole recovery (with an answer it is applied at once: recovery-cancel.test.ts).
+ */
 function heir(rt: Runtime, discoveryWindowSec: number, functions?: Record<string, CoordinatorFn>): Coordinator {
-  return new Coordinator({ bus: rt.bus, store: rt.store, config: { ...rt.coordinatorBase, discoveryWindowSec }, ...(functions === undefined ? {} : { functions }) })
+  const query = rt.coordinatorBase.topicQuery ?? 'query.tasks.v1'
+  const bus = overrideMethods(rt.bus, {
+    produce: (f) => (...a: unknown[]) => f((a[0] as Array<{ topic: string }>).filter((r) => r.topic !== query), ...a.slice(1)),
+  })
+  return new Coordinator({ bus, store: rt.store, config: { ...rt.coordinatorBase, discoveryWindowSec }, ...(functions === undefined ? {} : { functions }) })
 }
 
 /** Kills `first` once `id`'s first node is held by a worker; a new coordinator with a long discovery window takes over. */

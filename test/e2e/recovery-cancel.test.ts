@@ -136,3 +136,35 @@ test('the same on a bus whose subscriptions cannot tell when their backlog is ha
 test('the same when the cancel comes while the restarted coordinator, its task loaded, waits to join its status topic', async () => {
   await cancelWhileDown(true, true)
 })
+
+test('a cancel of a task whose worker still runs it, reaching a restarted coordinator, is applied once the worker answered: not after the discovery window', async () => {
+  let aborted = 0
+  const long: RoleHandler = {
+    async processBatch(_b, ctx) {
+      await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }))
+      aborted++
+      return {}
+    },
+  }
+  // (On real Kafka + MongoDB when their addresses are set, as every runtime of startRuntime.)
+  const rt = await startRuntime({ handlers: { long } })
+  let second: Coordinator | null = null
+  try {
+    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'a', type: 'long' }] } })
+    await waitFor(async () => (await rt.coordinator.getTask(id))?.nodes[0]?.accepted_at_ms != null, { message: 'never accepted' })
+    await rt.coordinator.kill()
+    // A window far longer than the wait below: the cancel must not wait for it.
+    second = new Coordinator({ bus: rt.bus, store: rt.store, config: { ...rt.coordinatorBase, discoveryWindowSec: 120 } })
+    await second.start()
+    const applying = second.cancelTask(id, { reason: 'stop it' })
+    await waitFor(() => aborted === 1, { timeoutMs: 20_000, message: 'the handler was not told to stop while the recovery ran' })
+    assert.equal(await applying, true)
+    const t = await second.waitForTask(id, { timeoutMs: 20_000 })
+    assert.equal(t.status, 'cancelled')
+    assert.equal(t.nodes[0]?.status, 'cancelled')
+    assert.equal(t.nodes[0]?.attempt_epoch, 1, 'the same attempt, adopted then cancelled')
+  } finally {
+    await second?.stop()
+    await rt.stop()
+  }
+})
