@@ -283,9 +283,11 @@ export async function executeRun(
     )
     checkBusRecord('TASK_DONE (the finalize metrics and artifacts_ref)', doneRecord, core.config.maxMessageBytes)
     finalMetrics = fin.metrics ?? {}
-    const askedMeta = completeAsked ?? fin.meta
+    // The meta finalize returns is the last word on the complete artifact's (over a markComplete's).
+    const askedMeta = fin.meta ?? completeAsked ?? undefined
     if (!completeWritten) await (askedMeta === undefined ? store(null, handOver({ batches: run.batches })) : writer.markComplete(askedMeta))
-    // finalize wrote it itself (markComplete), before its metrics were known: written again with them.
+    // finalize wrote it itself (markComplete), before its metrics were known (or before the meta it returns): written again.
+    else if (fin.meta !== undefined) await writer.markComplete(fin.meta)
     else if (Object.keys(finalMetrics).length > 0) await store(null, completeMeta)
     await core.status.send(doneRecord)
     core.log.info('node.done', { ...ids, batches: run.batches })

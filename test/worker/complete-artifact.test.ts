@@ -218,3 +218,27 @@ test('a complete artifact that finalize wrote itself (markComplete) is written a
     await rt.stop()
   }
 })
+
+test('the meta finalize returns is the complete artifact\'s, also when the handler called markComplete (from processBatch or from finalize)', async () => {
+  for (const from of ['processBatch', 'finalize'] as const) {
+    const store = new MemoryStore()
+    const both: RoleHandler = {
+      async processBatch(_b, ctx) {
+        if (from === 'processBatch') await ctx.artifacts.markComplete({ kind: 'asked' })
+        return { metrics: { rows: 1 } }
+      },
+      async finalize(ctx) {
+        if (from === 'finalize') await ctx.artifacts.markComplete({ kind: 'asked' })
+        return { meta: { kind: 'returned' } }
+      },
+    }
+    const rt = await startRuntime({ bus: new MemoryBus(), store, handlers: { both } })
+    try {
+      const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'both' }] } })
+      assert.equal((await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })).status, 'finished')
+      assert.deepEqual((await store.getArtifact(id, 'n', null))?.meta, { kind: 'returned' }, `markComplete from ${from}`)
+    } finally {
+      await rt.stop()
+    }
+  }
+})
