@@ -16,7 +16,7 @@ import { countingAttempt } from '../ports/store-rules.ts'
 import { FINAL_UID } from '../protocol/messages.ts'
 import { type GraphModel, graphModel, resubmitInput } from './graph-model.ts'
 import { HttpError, intParam, preview, readJson } from './http.ts'
-import { attemptsOf } from './attempts.ts'
+import { attemptsOf, withClaimHolders } from './attempts.ts'
 import { TASK_STATUSES, type TaskCursor, type TaskIndex, type TaskSummary } from './task-index.ts'
 import type { RecentMap } from '../util/recent.ts'
 
@@ -194,7 +194,7 @@ async function getNode(ctx: ApiContext, p: string[]): Promise<unknown> {
   const counting = countingAttempt(artifacts)
   return {
     node,
-    attempts: attemptsOf(node, artifacts, batches),
+    attempts: await withClaimHolders(attemptsOf(node, artifacts, batches), (epoch) => ctx.store.attemptHolder(id, nodeId, epoch)),
     artifacts: {
       total: counting.length,
       items: counting

@@ -2,6 +2,7 @@
 import type { TaskView } from '../coordinator/view.ts'
 import type { ArtifactDoc, BatchMetricsRow } from '../ports/store.ts'
 import { FINAL_UID } from '../protocol/messages.ts'
+import { parseClaimHolder } from '../ports/store-rules.ts'
 
 export interface AttemptRow {
   attempt_epoch: number
@@ -48,4 +49,25 @@ export function attemptsOf(node: TaskView['nodes'][number], artifacts: readonly 
     if (!current.workers.includes(holder)) current.workers.push(holder)
   }
   return [...by.values()].sort((a, b) => b.attempt_epoch - a.attempt_epoch)
+}
+
+/** Most attempts whose claim holder is read for one node panel (the newest ones). */
+const HOLDERS_READ = 20
+
+/**
+ * Names the worker of attempts that wrote nothing and are no longer the current one (a retried
+ * attempt that failed before its first artifact): the worker that claimed the attempt (a TS
+ * worker claims each attempt before it runs it; a Python worker claims none), its id without the
+ * process instance. `holder` is Store.attemptHolder for the node.
+ */
+export async function withClaimHolders(rows: AttemptRow[], holder: (epoch: number) => Promise<string | null>): Promise<AttemptRow[]> {
+  const unnamed = rows.filter((r) => r.workers.length === 0 && r.attempt_epoch >= 1).slice(0, HOLDERS_READ)
+  await Promise.all(
+    unnamed.map(async (r) => {
+      const h = await holder(r.attempt_epoch).catch(() => null)
+      const parsed = h === null ? null : parseClaimHolder(h)
+      if (parsed !== null && parsed.workerId !== '') r.workers.push(parsed.workerId)
+    }),
+  )
+  return rows
 }
