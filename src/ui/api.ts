@@ -332,6 +332,8 @@ async function retryDeadLetter(ctx: ApiContext, p: string[]): Promise<unknown> {
   const id = param(p, 0)
   const ok = await ctx.coordinator.retryDeadLetter(id)
   ctx.log.info('dashboard.retry_dead_letter', { outbox_id: id, accepted: ok })
+  // As `flowkit dlq retry`: not (or no longer) a dead letter is a 404.
+  if (!ok) throw new HttpError(404, `no dead letter ${id} (a retried one is pending again, or sent)`)
   return { ok }
 }
 

@@ -143,8 +143,8 @@ describe('flowkit ui against a deployment on Kafka and MongoDB', { skip }, () =>
     assert.deepEqual(mine && { roles: mine.roles, status: mine.status }, { roles: ['numbers', 'square', 'boom'], status: 'online' })
     const dl = await api<{ items: unknown[] }>('api/dead-letters')
     assert.deepEqual(dl.items, [])
-    const retry = await action<{ ok: boolean }>('api/dead-letters/nope/retry')
-    assert.deepEqual(retry, { ok: false })
+    const retry = await fetch(`${base}api/dead-letters/nope/retry`, { method: 'POST', headers: { 'x-flowkit-dashboard': '1', 'content-type': 'application/json', origin }, body: '{}' })
+    assert.equal(retry.status, 404, 'an unknown dead letter')
   })
 
   test("an operator's own token (FLOWKIT_UI_TOKEN) is not printed in the dashboard's address (it went to stdout and the logs collecting it); the dashboard wants it", async () => {

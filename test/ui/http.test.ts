@@ -277,7 +277,9 @@ test('control actions through the Coordinator: cancel a running task, resubmit i
     assert.doesNotMatch(cutRow.value_preview, /CutPW/, 'masked before it is cut')
     assert.ok(cutRow.value_preview.length <= 400)
     assert.deepEqual(await post(`api/dead-letters/${encodeURIComponent(row.id)}/retry`), { status: 200, body: { ok: true } })
-    assert.deepEqual(await post(`api/dead-letters/${encodeURIComponent(row.id)}/retry`), { status: 200, body: { ok: false } })
+    const retriedTwice = await post(`api/dead-letters/${encodeURIComponent(row.id)}/retry`)
+    assert.equal(retriedTwice.status, 404, 'no longer a dead letter')
+    assert.match(String(retriedTwice.body['error']), /no dead letter/)
     const workers = (await (await fetch(`${base}api/workers`)).json()) as { workers: { worker_id: string; roles: string[]; capacity: number; active_runs: unknown[] }[] }
     assert.deepEqual(workers.workers.map((w) => [w.worker_id, w.roles.sort(), w.capacity]), [['ui-worker-1', ['sink', 'stream', 'ticker'], 4]])
   } finally {

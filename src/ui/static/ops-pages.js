@@ -89,7 +89,7 @@ export async function deadLettersPage(root) {
     button.disabled = true
     try {
       const r = await api(`/api/dead-letters/${encodeURIComponent(id)}/retry`, { method: 'POST' })
-      toast(r.ok ? 'Queued for sending again.' : 'It is no longer a dead letter.')
+      if (r.ok) toast('Queued for sending again.')
     } catch (err) {
       toast(err.message, 'error')
     }
