@@ -65,7 +65,8 @@ export async function acquire(d: HandoverDeps, partitions: ReadonlySet<number>, 
  * no coordinator created it (those count their own creations) nor wrote anything about it.
  */
 export function firstTakenUp(rt: TaskRuntime): boolean {
-  return rt.createdBy === null && rt.status === 'queued' && rt.v === 0
+  // (As loaded: its claim entry may be written before this is asked, while the status topics are joined.)
+  return rt.submitted
 }
 
 /**

@@ -52,6 +52,8 @@ export class TaskRuntime {
   readonly createdAt: number
   /** The coordinator whose createTask inserted it (TaskDoc `created_by`); null: submitted through the store. */
   readonly createdBy: string | null
+  /** Submitted through the store and, when loaded, never written by a coordinator (its first take-up counts its creation). */
+  readonly submitted: boolean
   nodes: NodeState[]
   status: TaskStatus
   vars: Record<string, unknown>
@@ -173,6 +175,7 @@ export class TaskRuntime {
     this.params = doc.params
     this.createdAt = doc.created_at_ms
     this.createdBy = typeof doc.created_by === 'string' ? doc.created_by : null
+    this.submitted = this.createdBy === null && doc.status === 'queued' && v === 0
     this.nodes = this.specs.map((s) => doc.nodes[s.node_id] as NodeState)
     this.armedAt = new Float64Array(this.specs.length).fill(Number.POSITIVE_INFINITY)
     this.judging = new Uint8Array(this.specs.length)

@@ -7,7 +7,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Coordinator, MemoryBus, MemoryStore } from 'flowkit'
 import { waitFor } from '../helpers/wait.ts'
-import { overrideStore } from '../helpers/store-proxy.ts'
+import { overrideMethods, overrideStore } from '../helpers/store-proxy.ts'
 
 const created = async (c: Coordinator, name = 'flowkit_tasks_created_total'): Promise<number> =>
   Number(((await c.observability?.registry?.getMetricsAsJSON()) ?? []).find((m) => m.name === name)?.values[0]?.value ?? 0)
@@ -80,5 +80,33 @@ test('a task created on a coordinator that ends before writing anything about it
     assert.equal(await created(second), 0, 'created (and counted) by the first coordinator')
   } finally {
     await second.stop()
+  }
+})
+
+test('a store submission adopted while the status topic takes a while to join counts as created (its claim entry is written meanwhile)', async () => {
+  const bus = new MemoryBus()
+  const store = new MemoryStore()
+  // Status subscriptions join 300 ms late (as a Kafka consumer group does): the claim entry of the
+  // adopted task is written before the coordinator asks whether it was ever written.
+  const late = overrideMethods(bus, {
+    subscribe: (f) => async (...a: unknown[]) => {
+      const o = a[0] as { topics: string[] }
+      if (o.topics.some((t) => t.startsWith('status.'))) await new Promise((r) => setTimeout(r, 300))
+      return f(...a)
+    },
+  })
+  const c = new Coordinator({ bus: late, store, config: { sweepIntervalSec: 3600, coordinatorId: 'c1' } })
+  await c.start()
+  try {
+    const { buildTask } = await import('../../src/coordinator/submit.ts')
+    const { controlRequest, sendControl } = await import('../../src/coordinator/control.ts')
+    const t = buildTask({ graph: { nodes: [{ node_id: 'a', type: 'late-step' }] } }, { coordinatorFns: new Set(), rejectUnknownInputAdapters: false }, Date.now())
+    await store.createTask(t)
+    await sendControl(bus, c.config.topicControl, controlRequest('adopt', t.id, Date.now()))
+    await waitFor(async () => (await created(c, 'flowkit_tasks_adopted_total')) === 1, { message: 'never adopted' })
+    assert.ok(((await store.getTask(t.id)) as { v?: number } | null)?.v !== 0, 'its claim entry was written')
+    assert.equal(await created(c), 1)
+  } finally {
+    await c.stop()
   }
 })
