@@ -155,8 +155,12 @@ export class Intake {
     const node = rt.node(ord)
     if (node.attempt_epoch !== env.attempt_epoch) {
       // Epochs are written before their STARTs go out: a newer one means another coordinator
-      // moved the task on (this runtime outlived a hand-over). Loaded again, once per attempt.
-      if (env.attempt_epoch > node.attempt_epoch && this.#hooks.behind !== undefined && !rt.fenced) {
+      // moved the task on (this runtime outlived a hand-over). Loaded again, once per attempt —
+      // unless changes of this runtime are still unwritten: its next write tells (refused, it is
+      // fenced and loaded again; written, the epoch was no other coordinator's, a forged or
+      // corrupt report), and dropping them would lose them (a retry's dispatch: the reloaded node
+      // was back at the epoch before, where a forged report of that epoch then counted).
+      if (env.attempt_epoch > node.attempt_epoch && this.#hooks.behind !== undefined && !rt.fenced && !rt.dirty) {
         const key = `${env.task_id}:${env.node_id}@${env.attempt_epoch}`
         if (!this.#reloadedFor.has(key)) {
           this.#reloadedFor.add(key)
