@@ -38,8 +38,8 @@ export async function acquire(d: HandoverDeps, partitions: ReadonlySet<number>, 
     const types = new Set<string>()
     for (const rt of loaded) for (const s of rt.specs) if (s.type !== COORDINATOR_FN_TYPE) types.add(s.type)
     await d.ensureStatus(types)
-    // (Submitted through the store and never written by a coordinator: counted as created too.)
-    const submitted = loaded.filter(firstTakenUp)
+    // (Submitted through the store and never written by a coordinator, as loaded: counted as created too.)
+    const submitted = loaded.filter((rt) => rt.submitted)
     for (const rt of submitted) d.submitted?.(rt)
     d.log.info('coordinator.acquired', { partitions: [...partitions], tasks: loaded.length, submitted: submitted.length, generation })
     gate.until(resumeLoaded(d, loaded))
@@ -58,15 +58,6 @@ export async function acquire(d: HandoverDeps, partitions: ReadonlySet<number>, 
     gate.until(null)
     throw err
   }
-}
-
-/**
- * A task submitted through the store (`flowkit submit`, `flowkit ui`) taken up for the first time:
- * no coordinator created it (those count their own creations) nor wrote anything about it.
- */
-export function firstTakenUp(rt: TaskRuntime): boolean {
-  // (As loaded: its claim entry may be written before this is asked, while the status topics are joined.)
-  return rt.submitted
 }
 
 /**

@@ -32,7 +32,7 @@ import type { Engine } from './engine.ts'
 import { type Limits, acceptedHolder } from './limits.ts'
 import type { RecoveryDeps } from './recovery.ts'
 import { claim, sharedStoreCheck } from './claim.ts'
-import { acquire, firstTakenUp, recoveryGate, release, resumeLoaded } from './acquire.ts'
+import { acquire, recoveryGate, release, resumeLoaded } from './acquire.ts'
 import { TERMINAL_TASK, type TaskRuntime } from './runtime.ts'
 import { type BuildTaskOptions, buildTask } from './submit.ts'
 
@@ -253,7 +253,7 @@ export class OwnedTasks {
     // A task submitted through the store (`flowkit submit`, `flowkit ui`) and taken up here for the
     // first time (counted as created by the metrics). One created by a coordinator was counted
     // there, handed over inline or not.
-    const submitted = given === undefined && firstTakenUp(rt)
+    const submitted = given === undefined && rt.submitted
     if (submitted) d.submitted?.(rt)
     d.log.info('task.adopted', { task_id: taskId, status: rt.status, submitted })
     gate.until(resumeLoaded(this.#deps(), [rt]))
