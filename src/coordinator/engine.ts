@@ -15,11 +15,11 @@ import { handOver } from '../ports/store-rules.ts'
 import { cancelPending } from './cancel-request.ts'
 import { taskResult } from './output.ts'
 import { cancelCommands, reissueCommands, staleCancel, startCommand } from './commands.ts'
-import { cancellingLeaseLost, dueAt, lostEvent, timeoutAt } from './node-due.ts'
-import { type AcceptDeps, acceptDue, withdrawUnaccepted } from './accept.ts'
+import { dueAt } from './node-due.ts'
+import { type TimerDeps, nodeDue } from './node-timer.ts'
+import { type AcceptDeps, withdrawUnaccepted } from './accept.ts'
 import { type Limits, acceptedHolder } from './limits.ts'
 import { heldUpstream, holdYielded, waitingConsumers } from './yield.ts'
-import { recoveredComplete } from './recovered.ts'
 import type { PendingCommand, TaskRuntime } from './runtime.ts'
 import type { TimerEntry, TimerHeap } from './timers.ts'
 import { type Effect, type NodeEvent, isTerminal, transition } from './transitions.ts'
@@ -62,6 +62,8 @@ export class Engine {
   readonly #hooks: EngineHooks
   /** What the accept-timeout decisions use (accept.ts). */
   readonly #accept: AcceptDeps
+  /** What a node's timer uses (node-timer.ts). */
+  readonly #due: TimerDeps
   /** Until when inherited running nodes are left alone (recovery grace); 0 when not recovering. */
   graceEnd = 0
   /** Until when no accepted running node is judged lost: a lease after this coordinator was cut off (hearing.ts). */
@@ -76,6 +78,17 @@ export class Engine {
     this.#hooks = hooks
     const check: AcceptDeps['check'] = (rt, ord, ask, failed, then) => this.#check(rt, ord, ask, failed, then)
     this.#accept = { config, clock, log, hooks, apply: (rt, ord, ev) => this.apply(rt, ord, ev), yieldConsumers: (rt, ord) => this.#yieldConsumers(rt, ord), check }
+    const engine = this
+    this.#due = {
+      ...this.#accept,
+      get graceEnd() {
+        return engine.graceEnd
+      },
+      get hearingEnd() {
+        return engine.hearingEnd
+      },
+      tryDispatch: (rt, ord) => this.tryDispatch(rt, ord),
+    }
   }
 
   policy(rt: TaskRuntime, ord: number): RetryPolicy {
@@ -327,51 +340,9 @@ export class Engine {
         continue
       }
       if (e.ord < 0) continue
-      this.#nodeDue(rt, e.ord, now)
+      nodeDue(this.#due, rt, e.ord, now)
       this.armNode(rt, e.ord)
     }
-  }
-
-  #nodeDue(rt: TaskRuntime, ord: number, now: number): void {
-    const n = rt.node(ord)
-    if (n.status === 'deferred') {
-      if ((n.next_retry_at_ms ?? 0) <= now && rt.status === 'running') this.tryDispatch(rt, ord)
-      return
-    }
-    if (n.status === 'cancelling') {
-      if ((n.cancel_deadline_ms ?? Number.POSITIVE_INFINITY) <= now) this.apply(rt, ord, { kind: 'cancel_deadline' })
-      else if (cancellingLeaseLost(n, now) && !(rt.inherited.has(ord) && now < this.graceEnd)) this.apply(rt, ord, { kind: 'lease_expired' })
-      return
-    }
-    if (n.status !== 'running') return
-    const limit = timeoutAt(rt, ord)
-    if (limit !== null && limit <= now) {
-      this.apply(rt, ord, { kind: 'timeout', limitSec: rt.spec(ord).timeout_sec as number })
-      return
-    }
-    if (rt.isFn(ord)) return
-    if (rt.inherited.has(ord) && now < this.graceEnd) return
-    if (rt.judging[ord] === 1) return
-    if (n.accepted_at_ms === null) {
-      acceptDue(this.#accept, rt, ord, now)
-      return
-    }
-    if (now < this.hearingEnd) return
-    const lost = lostEvent(this.#config, n, now)
-    if (lost !== null) {
-      const judge = this.#hooks.judge
-      if (judge === undefined) this.apply(rt, ord, lost)
-      else {
-        this.#check(rt, ord, judge(rt, ord, n.attempt_epoch), 'check', (verdict) => {
-          const at = this.#clock.now() // (cut off meanwhile, while the judge waited for the backlog: not judged)
-          const still = verdict !== 'check' ? recoveredComplete(rt, ord, verdict.complete) : at < this.hearingEnd ? null : lostEvent(this.#config, rt.node(ord), at)
-          if (still !== null) this.apply(rt, ord, still)
-        })
-      }
-      return
-    }
-    const last = n.last_event_at_ms ?? n.accepted_at_ms ?? now
-    if (last + this.#config.heartbeatSoftSec * 1000 <= now) this.apply(rt, ord, { kind: 'suspect' })
   }
 
   /** An asynchronous check of a running attempt (no timer meanwhile); `then` if it still runs, then re-armed. */

@@ -2,10 +2,10 @@
  * What the coordinator's observability (coordinator.ts) keeps per task it follows and per node
  * attempt: their spans, the trace context their commands carry, and what the attempt metrics need.
  */
-import { type Context, type Span, SpanStatusCode } from '@opentelemetry/api'
+import { type Context, type Span, SpanKind, SpanStatusCode, type Tracer } from '@opentelemetry/api'
 import type { NodeState } from '../model/state.ts'
 import { type TraceFields, traceFieldsOf } from './logger.ts'
-import { spanContextFromHeaders } from './propagation.ts'
+import { spanContextFromHeaders, traceHeaders } from './propagation.ts'
 import { RecentMap } from '../util/recent.ts'
 
 export interface AttemptRec {
@@ -27,6 +27,26 @@ export interface AttemptRec {
   /** The node's hand-backs and failures when the attempt began: how it ended, when the next one is already dispatched. */
   handbacks: number
   failures: number
+}
+
+/**
+ * The record of an attempt dispatched at `n.dispatched_at_ms` (not keyed yet). In a trace that is
+ * not sampled it has no span: its commands carry the task span's context, which commandHeaders
+ * finds by task (nothing per attempt to keep); otherwise its span is a child of the task span,
+ * given its attributes once it is known to record.
+ */
+export function attemptRecOf(tracer: Tracer | null, t: TaskRec, n: NodeState, now: number): AttemptRec {
+  const a: AttemptRec = { nodeId: n.node_id, key: null, type: n.type, epoch: n.attempt_epoch, dispatchedAt: n.dispatched_at_ms ?? now, accepted: false, ended: false, span: null, recording: false, headers: undefined, ids: undefined, linked: false, handbacks: n.handbacks ?? 0, failures: n.failures }
+  if (!t.unsampled && tracer !== null && t.span !== null) {
+    const s = tracer.startSpan('flowkit.node.attempt', { kind: SpanKind.PRODUCER, startTime: a.dispatchedAt }, t.ctx)
+    a.span = s
+    a.headers = traceHeaders(s.spanContext())
+    if (s.isRecording()) {
+      a.recording = true
+      s.setAttributes({ 'flowkit.task.id': t.id, 'flowkit.node.id': n.node_id, 'flowkit.node.type': n.type, 'flowkit.attempt.epoch': n.attempt_epoch })
+    }
+  }
+  return a
 }
 
 export interface TaskRec {

@@ -37,7 +37,7 @@ import { ObservedLogger, type TraceFields, traceFieldsOf } from './logger.ts'
 import { MetricsEndpoint, type MetricsHandler, type ObservabilityOptions, itemsOf, metricsHandler, resolveObservability } from './options.ts'
 import { TRACEPARENT, isSampledTraceparent, traceHeaders } from './propagation.ts'
 import { timedStore } from './store.ts'
-import { type AttemptRec, ClaimedAcceptances, type EndedRec, type TaskRec, endAttemptSpan, endOpenSpans, endedRecOf, entryType, linkRunSpan } from './coordinator-records.ts'
+import { type AttemptRec, ClaimedAcceptances, type EndedRec, type TaskRec, attemptRecOf, endAttemptSpan, endOpenSpans, endedRecOf, entryType, linkRunSpan } from './coordinator-records.ts'
 
 const BUSY: ReadonlySet<string> = new Set(['running', 'cancelling'])
 const TERMINAL_TASK: ReadonlySet<string> = new Set(['finished', 'failed', 'cancelled'])
@@ -253,19 +253,7 @@ export class CoordinatorObservability {
   }
 
   #startAttempt(t: TaskRec, n: NodeState): AttemptRec {
-    const a: AttemptRec = { nodeId: n.node_id, key: null, type: n.type, epoch: n.attempt_epoch, dispatchedAt: n.dispatched_at_ms ?? this.#clock.now(), accepted: false, ended: false, span: null, recording: false, headers: undefined, ids: undefined, linked: false, handbacks: n.handbacks ?? 0, failures: n.failures }
-    // In a trace that is not sampled the attempt has no span: its commands carry the task span's
-    // context, which commandHeaders finds by task (nothing per attempt to keep).
-    if (!t.unsampled && this.#tracer !== null && t.span !== null) {
-      // A child of the task span: its attributes once it is known to record.
-      const s = this.#tracer.startSpan('flowkit.node.attempt', { kind: SpanKind.PRODUCER, startTime: a.dispatchedAt }, t.ctx)
-      a.span = s
-      a.headers = traceHeaders(s.spanContext())
-      if (s.isRecording()) {
-        a.recording = true
-        s.setAttributes({ 'flowkit.task.id': t.id, 'flowkit.node.id': n.node_id, 'flowkit.node.type': n.type, 'flowkit.attempt.epoch': n.attempt_epoch })
-      }
-    }
+    const a = attemptRecOf(this.#tracer, t, n, this.#clock.now())
     t.attempts.set(n.node_id, a)
     // Looked up by key only for what tracing adds (command headers, links from run spans).
     if (a.headers !== undefined || a.span !== null) {

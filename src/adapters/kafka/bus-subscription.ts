@@ -10,15 +10,15 @@
  */
 import type { Admin, GroupAssignment } from '@platformatic/kafka'
 import type { BusBatchHandler, BusHandler, SubscribeOptions, Subscription } from '../../ports/bus.ts'
-import { ErrorCode, FlowkitError } from '../../errors.ts'
 import type { Logger } from '../../log.ts'
 import { AssignmentReporter, MembershipWatch, seedStartPositions } from './bus-assignment.ts'
 import { AssignmentAudit } from './bus-audit.ts'
 import { CommitQueue } from './bus-commits.ts'
-import { type Redactor, toBusError } from './bus-errors.ts'
+import type { Redactor } from './bus-errors.ts'
+import { firstJoin } from './bus-first-join.ts'
 import { PartitionOwnership } from './bus-partitions.ts'
 import { ReplayTracker } from './bus-replay.ts'
-import { RECOVERY_MAX_MS, RECOVERY_START_MS, backoffMs, capped, delay, partitionKey, sanitizeClientId } from './bus-settings.ts'
+import { capped, partitionKey, sanitizeClientId } from './bus-settings.ts'
 import type { Settings, StringMessage } from './bus-settings.ts'
 import { ConsumerSession } from './bus-session.ts'
 import type { SessionHost } from './bus-session.ts'
@@ -172,45 +172,17 @@ export class KafkaSubscription implements Subscription, WorkerHost, SessionHost 
     return this.#closing
   }
 
-  /** Joins the group, then waits until the stream knows where each owned partition starts. */
+  /** Joins the group (bus-first-join.ts), then waits until the stream knows where each owned partition starts. */
   async start(): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new FlowkitError(ErrorCode.BusUnavailable, `kafka bus: subscribe ${this.groupId} not ready after ${this.#bus.settings.subscribeTimeoutMs}ms`, { retryable: true })),
-        this.#bus.settings.subscribeTimeoutMs,
-      )
+    await firstJoin({
+      groupId: this.groupId,
+      log: this.log,
+      redactor: this.#bus.redactor,
+      subscribeTimeoutMs: this.#bus.settings.subscribeTimeoutMs,
+      session: () => this.#session,
+      stopping: () => this.#stopping,
     })
-    try {
-      await Promise.race([this.#join(performance.now() + this.#bus.settings.subscribeTimeoutMs), timeout])
-    } finally {
-      clearTimeout(timer)
-    }
     if (this.#fromLatest) await this.#seedStartPositions()
-  }
-
-  /**
-   * The first join, tried again with backoff while it fails for a reason that passes (the group's
-   * coordinator moving or loading, a rebalance under way, a network error: seen on a busy broker
-   * as `NOT_COORDINATOR` / `REBALANCE_IN_PROGRESS` after the library's own retries) and time is
-   * left before `deadline`; any other error, or a close, ends it at once. Only a start that
-   * failed before it had a stream is tried again here (a stream that died restarts by itself).
-   */
-  async #join(deadline: number): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.#session.start()
-        return
-      } catch (err) {
-        const waitMs = backoffMs(attempt, RECOVERY_START_MS, RECOVERY_MAX_MS)
-        const session = this.#session
-        const again = !this.#stopping && session.stream === null && !session.recovering && performance.now() + waitMs < deadline
-        if (!again || !toBusError(err, 'subscribe', this.#bus.redactor, false).retryable) throw err
-        this.log.warn('bus.kafka.subscribe_retry', { groupId: this.groupId, attempt, inMs: waitMs, err: this.#bus.redactor.describe(err) })
-        await delay(waitMs)
-        if (this.#stopping) throw err
-      }
-    }
   }
 
   /**
