@@ -69,6 +69,10 @@ export function applyJournal(doc: VersionedTask, entries: readonly JournalEntry[
   if (doc.sent_through !== undefined) out.sent_through = doc.sent_through
   if (doc.batches !== undefined) out.batches = doc.batches
   if (doc.batches_in_rows === true) out.batches_in_rows = true
+  // The batch ledger and each node's part of it are copied once (copied per batch, reading a long
+  // journal cost the square of its batches: a streaming task's thousands).
+  let ledger: BatchCounts | null = null
+  const copied = new Set<string>()
   for (const e of sorted) {
     for (const n of e.nodes) out.nodes[n.node_id] = n
     const t = e.task
@@ -84,9 +88,19 @@ export function applyJournal(doc: VersionedTask, entries: readonly JournalEntry[
     out.updated_at_ms = Math.max(out.updated_at_ms, e.at_ms)
     if (e.sent_through !== undefined) out.sent_through = Math.max(out.sent_through ?? 0, e.sent_through)
     if (e.batches !== undefined && e.batches.length > 0) {
-      const b: BatchCounts = { ...(out.batches ?? {}) }
-      for (const [node, uid, epoch, metrics] of e.batches) b[node] = { ...(b[node] ?? {}), [uid]: [epoch, metrics] }
-      out.batches = b
+      if (ledger === null) {
+        ledger = { ...(out.batches ?? {}) }
+        out.batches = ledger
+      }
+      for (const [node, uid, epoch, metrics] of e.batches) {
+        let batches = ledger[node]
+        if (batches === undefined || !copied.has(node)) {
+          copied.add(node)
+          batches = { ...(batches ?? {}) }
+          ledger[node] = batches
+        }
+        batches[uid] = [epoch, metrics]
+      }
     }
     out.v = e.seq
   }

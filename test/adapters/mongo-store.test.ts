@@ -527,6 +527,48 @@ describe('MongoStore on a real server', { skip }, () => {
     assert.equal((await store.readJournal([task.id, `${task.id}-none`], 1)).length, 102)
   })
 
+  it('a task read again goes on from the state read before: new entries, a snapshot past it with its entries deleted, a changed copy, a purge', async () => {
+    const writer = newStore()
+    const reader = newStore()
+    const task = makeTaskDoc({ status: 'running' })
+    task.nodes['a'] = makeNodeState('a', 'step', { status: 'running' })
+    task.nodes['z'] = makeNodeState('z', 'step', { status: 'running' })
+    await writer.createTask(task)
+    const step = (seq: number): JournalEntry => {
+      const nodes = [makeNodeState('a', 'step', { status: 'running', stats: { n: seq } })]
+      if (seq === 1) nodes.push(makeNodeState('z', 'step', { status: 'finished', stats: { n: 1 } }))
+      return entry(task.id, seq, { nodes, batches: [['a', `b${seq}`, 1, { count: 1 }]] })
+    }
+    const fresh = async () => newStore().getTask(task.id)
+    // 20 entries ahead of the snapshot: the reader keeps what it merged.
+    await writer.appendJournal(Array.from({ length: 20 }, (_, i) => step(i + 1)))
+    const first = await reader.getTask(task.id)
+    assert.deepEqual(first?.nodes['a']?.stats, { n: 20 })
+    // What a caller does to its copy stays in its copy.
+    ;(first?.nodes['z']?.stats as Record<string, number>)['n'] = -1
+    ;(first?.coordinator as { cancelled: boolean }).cancelled = true
+    ;(first as { status: string }).status = 'failed'
+    await writer.appendJournal(Array.from({ length: 5 }, (_, i) => step(i + 21)))
+    const second = await reader.getTask(task.id)
+    assert.equal(second?.status, 'running')
+    assert.equal(second?.coordinator.cancelled, false)
+    assert.deepEqual(second?.nodes['z']?.stats, { n: 1 })
+    assert.deepEqual(second?.nodes['a']?.stats, { n: 25 })
+    assert.deepEqual(second, await fresh())
+    // A snapshot at 30, then retention deletes every entry it covers: the reader's state of 25 cannot go on.
+    await writer.appendJournal(Array.from({ length: 5 }, (_, i) => step(i + 26)))
+    const at30 = await fresh()
+    assert.deepEqual(at30?.nodes['a']?.stats, { n: 30 })
+    assert.ok(await writer.writeSnapshot({ ...(at30 as NonNullable<typeof at30>), v: 30 }, T0 + 30))
+    await (await writer.rawCollection('journal')).deleteMany({ task_id: task.id })
+    const third = await reader.getTask(task.id)
+    assert.deepEqual(third?.nodes['a']?.stats, { n: 30 })
+    assert.deepEqual(third, await fresh())
+    // Purged: gone for the reader too.
+    await (await writer.rawCollection('tasks')).deleteOne({ _id: task.id as never })
+    assert.equal(await reader.getTask(task.id), null)
+  })
+
   it('appendJournal: one insertMany; a conflict is answered from the stored writer, other entries stored', async () => {
     const store = newStore()
     const task = `t-${randomUUID()}`

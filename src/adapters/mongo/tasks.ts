@@ -17,13 +17,13 @@ import type { GraphSpec } from '../../graph/types.ts'
 import { applyJournal } from '../../model/journal.ts'
 import type { JournalEntry, VersionedTask } from '../../model/journal.ts'
 import type { NodeState, RunView, TaskDoc, TaskStatus } from '../../model/state.ts'
-import { assertNodeId, deepFreeze, journalKey, withVersion } from '../../ports/store-rules.ts'
-import { JSON_SUFFIX, decodeFields, encodeFields, sanitize, setField } from './codec.ts'
+import { deepFreeze, journalKey } from '../../ports/store-rules.ts'
+import { JSON_SUFFIX, decodeFields } from './codec.ts'
 import { isDuplicateKeyError, mapMongoError } from './errors.ts'
-import { type Collections, limitOf, num, updateOf, writeErrorsOf } from './schema.ts'
+import { decodeEntry, decodeTask, isFlowkitTaskDoc, withoutVersion } from './task-codec.ts'
+import { type Collections, limitOf, updateOf, writeErrorsOf } from './schema.ts'
 import { RecentMap } from '../../util/recent.ts'
 
-const TASK_STRUCTURED: ReadonlySet<string> = new Set(['id', 'nodes', 'coordinator', 'v', 'sent_through', 'batches_json', 'batches_in_rows'])
 /** A snapshot whose stored status is one of these may be behind its journal's status. */
 const ACTIVE: readonly TaskStatus[] = ['queued', 'running', 'cancelling']
 const GRAPH_CACHE_SIZE = 2000
@@ -32,105 +32,40 @@ const LIST_CHUNK = 200
 /** Conflicting entries of one append read back by separate lookups (more: one `$in` query). */
 const FEW_CONFLICTS = 4
 
-function encodeNodes(nodes: Record<string, NodeState>): Record<string, unknown> {
-  const out: [string, unknown][] = []
-  for (const [nodeId, node] of Object.entries(nodes)) {
-    if (node !== undefined) out.push([nodeId, encodeFields(node)])
-  }
-  return Object.fromEntries(out)
-}
-
-/** The snapshot document of a new task, at version 0. Checks node ids first. */
-export function encodeNewTask(task: TaskDoc): Record<string, unknown> {
-  if (typeof task.id !== 'string') {
-    throw new FlowkitError(ErrorCode.InvalidKey, 'task id must be a string', { details: { field: 'id' } })
-  }
-  for (const nodeId of Object.keys(task.nodes)) assertNodeId(nodeId)
-  const doc = encodeFields(task, TASK_STRUCTURED)
-  doc['id'] = task.id
-  doc['_id'] = task.id
-  if (task.nodes !== undefined) doc['nodes'] = encodeNodes(task.nodes)
-  if (task.coordinator !== undefined) doc['coordinator'] = encodeFields(task.coordinator)
-  doc['v'] = 0
-  return doc
-}
-
-/** The journal document of an entry. Checks node ids and the seq first. */
-export function encodeEntry(e: JournalEntry): Record<string, unknown> {
-  for (const n of e.nodes) assertNodeId(n.node_id)
-  if (typeof e.task_id !== 'string' || !Number.isSafeInteger(e.seq) || e.seq < 1) {
-    throw new FlowkitError(ErrorCode.InvalidKey, `invalid journal entry key ${JSON.stringify([e.task_id, e.seq])}`, {
-      details: { task_id: String(e.task_id), seq: String(e.seq) },
-    })
-  }
-  // JSON text carries user JSON as JSON does (undefined dropped, NaN/±Infinity as null, -0 as 0).
-  return { _id: journalKey(e.task_id, e.seq), task_id: e.task_id, seq: e.seq, at_ms: num(e.at_ms), writer: e.writer, body: JSON.stringify(e) }
-}
-
-/** The `$set`/`$unset` of a snapshot rewrite. Checks node ids first. */
-export function encodeSnapshot(task: VersionedTask, now: number): { set: Record<string, unknown>; unset: Record<string, ''> } {
-  for (const nodeId of Object.keys(task.nodes)) assertNodeId(nodeId)
-  const set: Record<string, unknown> = {}
-  const unset: Record<string, ''> = {}
-  setField(set, unset, 'status', sanitize(task.status))
-  set['nodes'] = encodeNodes(task.nodes)
-  if (task.coordinator !== undefined) set['coordinator'] = encodeFields(task.coordinator)
-  setField(set, unset, 'result', sanitize(task.result))
-  setField(set, unset, 'error', sanitize(task.error))
-  setField(set, unset, 'finished_at_ms', sanitize(task.finished_at_ms))
-  set['updated_at_ms'] = num(now)
-  set['v'] = num(task.v)
-  set['sent_through'] = num(task.sent_through ?? 0)
-  // Batch uids are user strings (any key): kept as JSON text.
-  set['batches_json'] = JSON.stringify(task.batches ?? {})
-  if (task.batches_in_rows === true) set['batches_in_rows'] = true
-  else unset['batches_in_rows'] = ''
-  return { set, unset }
-}
-
-/** A task document in flowkit's layout (a Python coordinator's documents have no `nodes` map). */
-function isFlowkitTaskDoc(doc: Document): boolean {
-  const nodes = doc['nodes']
-  return nodes !== null && typeof nodes === 'object' && !Array.isArray(nodes)
-}
-
-function decodeTask(doc: Document): TaskDoc {
-  const out = decodeFields(doc, TASK_STRUCTURED)
-  out['id'] = doc['id']
-  const nodes = doc['nodes']
-  if (nodes !== null && typeof nodes === 'object') {
-    out['nodes'] = Object.fromEntries(Object.entries(nodes as Record<string, Record<string, unknown>>).map(([k, v]) => [k, decodeFields(v)]))
-  }
-  const coordinator = doc['coordinator']
-  if (coordinator !== null && typeof coordinator === 'object') out['coordinator'] = decodeFields(coordinator as Record<string, unknown>)
-  return out as unknown as TaskDoc
-}
-
-function decodeEntry(doc: Document): JournalEntry | null {
-  const body = doc['body']
-  if (typeof body !== 'string') return null
-  try {
-    return JSON.parse(body) as JournalEntry
-  } catch (err) {
-    throw new FlowkitError(ErrorCode.StoreError, `journal entry ${String(doc['_id'])} is not valid JSON`, { cause: err })
-  }
-}
-
-/** The task as read: its version and sent mark ride along as metadata (the coordinator resumes from them). */
-function withoutVersion(t: VersionedTask): TaskDoc {
-  const { v, sent_through, batches, batches_in_rows, ...task } = t
-  return withVersion(task as TaskDoc, v, sent_through, batches, batches_in_rows === true)
-}
-
 /** Journal lookups by `_id` in the first round of a probe, and at most per round (see #probe). */
 const PROBE_FIRST = 2
 const PROBE_MAX = 64
 /** Up to this many tasks, FerretDB reads their journal entries by `_id` (more: one scan). */
 const PROBE_TASKS = 8
+/**
+ * Rounds of a probe (2 + 4 + 8 + 16 lookups) before the rest of a long backlog is read by one
+ * query: every lookup by `_id` scans part of the collection too (and costs a round trip of ~3 ms),
+ * so past a few dozen of them one scan costs less (a journal 480 entries ahead of its snapshot
+ * took 2.4 s to probe on a collection of a few thousand entries).
+ */
+const PROBE_ROUNDS = 4
+/**
+ * Tasks whose merged state `get` keeps, so that reading one again (a dashboard's task page, a
+ * watch) reads only the journal entries written since: those whose journal was at least
+ * `MERGED_MIN_AHEAD` entries ahead of their snapshot (a busy coordinator rewrites snapshots only
+ * when idle: a long streaming task's journal runs far ahead).
+ */
+const MERGED_CACHE_SIZE = 64
+const MERGED_MIN_AHEAD = 8
+
+/** A copy of a cached merged state for a caller (the graph, frozen, is shared). */
+function copyTask(t: VersionedTask): VersionedTask {
+  const { graph, ...rest } = t
+  const out = structuredClone(rest) as VersionedTask
+  out.graph = graph
+  return out
+}
 
 /** Task and journal operations; holds the decoded graphs (a graph never changes after creation). */
 export class MongoTasks {
   readonly #graphs = new RecentMap<string, GraphSpec>(GRAPH_CACHE_SIZE)
+  /** Merged states of tasks whose journal ran ahead of their snapshot (see MERGED_CACHE_SIZE). */
+  readonly #merged = new RecentMap<string, VersionedTask>(MERGED_CACHE_SIZE)
 
   async create(c: Collections, doc: Record<string, unknown>): Promise<void> {
     try {
@@ -209,7 +144,9 @@ export class MongoTasks {
    */
   async #probe(c: Collections, taskId: string, after: number): Promise<JournalEntry[]> {
     const out: JournalEntry[] = []
-    for (let next = after + 1, round = PROBE_FIRST; ; next += round, round = Math.min(round * 2, PROBE_MAX)) {
+    for (let next = after + 1, round = PROBE_FIRST, rounds = 0; ; next += round, round = Math.min(round * 2, PROBE_MAX), rounds++) {
+      // (Entries are numbered without gaps: the rest are those after the last one found.)
+      if (rounds === PROBE_ROUNDS) return out.concat(await this.#scan(c, taskId, next - 1))
       const seqs = Array.from({ length: round }, (_, i) => next + i)
       const docs = await Promise.all(seqs.map((seq) => c.journal.findOne({ _id: journalKey(taskId, seq) as never })))
       for (const d of docs) {
@@ -218,6 +155,16 @@ export class MongoTasks {
         if (e !== null) out.push(e)
       }
     }
+  }
+
+  /** One task's journal entries after `after`, by one query, in order. */
+  async #scan(c: Collections, taskId: string, after: number): Promise<JournalEntry[]> {
+    const out: JournalEntry[] = []
+    for (const doc of await c.journal.find({ task_id: taskId, seq: { $gt: after } }).toArray()) {
+      const e = decodeEntry(doc)
+      if (e !== null) out.push(e)
+    }
+    return out.sort((a, b) => a.seq - b.seq)
   }
 
   /** Snapshots with their journal entries after their versions applied (one journal read; on FerretDB, a few tasks by `_id`). */
@@ -250,8 +197,19 @@ export class MongoTasks {
   async get(c: Collections, taskId: string, ferret = false): Promise<TaskDoc | null> {
     const projection = this.#projection(taskId)
     const doc = await c.tasks.findOne({ _id: taskId as never }, projection ? { projection } : {})
-    if (!doc || !isFlowkitTaskDoc(doc)) return null
-    return (await this.#merge(c, [doc], ferret))[0] ?? null
+    if (!doc || !isFlowkitTaskDoc(doc)) {
+      this.#merged.delete(taskId)
+      return null
+    }
+    const snap = this.#decodeSnapshot(doc)
+    // A merged state read before goes on from where it was, unless the snapshot passed it (retention
+    // may have deleted the entries in between) or is another task's (the id was purged and reused).
+    const cached = this.#merged.get(taskId)
+    const base = cached !== undefined && cached.v >= snap.v && cached.created_at_ms === snap.created_at_ms ? cached : snap
+    const merged = applyJournal(base, ferret ? await this.#probe(c, taskId, base.v) : await this.#scan(c, taskId, base.v))
+    if (merged.v - snap.v >= MERGED_MIN_AHEAD && ACTIVE.includes(merged.status)) this.#merged.set(taskId, merged)
+    else this.#merged.delete(taskId)
+    return withoutVersion(base === snap && this.#merged.get(taskId) !== merged ? merged : copyTask(merged))
   }
 
   async runView(c: Collections, taskId: string, nodeId: string): Promise<RunView | null> {
