@@ -15,6 +15,7 @@ import type { ArtifactDoc, Store } from '../ports/store.ts'
 import { assertNodeId } from '../ports/store-rules.ts'
 import { INPUT_ADAPTERS, PULL_FROM_ARTIFACTS, PULL_RECHUNK } from '../protocol/input-adapters.ts'
 import type { Batch } from './handler.ts'
+import { unlessAborted } from '../util/abort.ts'
 import { retryingStore } from './store-retry.ts'
 
 export { INPUT_ADAPTERS, PULL_FROM_ARTIFACTS, PULL_RECHUNK }
@@ -119,7 +120,9 @@ export interface PullContext {
  * (store-retry.ts); the run's cancel ends the wait. The first retried failure is logged.
  */
 async function pullCall<T>(ctx: PullContext, call: string, fn: () => Promise<T>): Promise<{ value: T; retried: boolean }> {
-  return retryingStore(fn, {
+  // A cancel ends the wait for a slow store (a listing on a loaded FerretDB takes seconds): the
+  // handler sees it at once instead of after the call, past the worker's cancel grace.
+  return retryingStore(() => unlessAborted(fn(), ctx.signal), {
     signal: ctx.signal,
     onRetry: (err) => ctx.warn?.('worker.pull_store_retry', { call, error: err.message, code: err.code }),
   })
