@@ -20,6 +20,7 @@ import type { NodeState, RunView, TaskDoc, TaskStatus } from '../../model/state.
 import { deepFreeze, journalKey } from '../../ports/store-rules.ts'
 import { JSON_SUFFIX, decodeFields } from './codec.ts'
 import { isDuplicateKeyError, mapMongoError } from './errors.ts'
+import { MergedTasks } from './merged-cache.ts'
 import { decodeEntry, decodeTask, isFlowkitTaskDoc, withoutVersion } from './task-codec.ts'
 import { type Collections, limitOf, updateOf, writeErrorsOf } from './schema.ts'
 import { RecentMap } from '../../util/recent.ts'
@@ -45,12 +46,13 @@ const PROBE_TASKS = 8
  */
 const PROBE_ROUNDS = 4
 /**
- * Tasks whose merged state `get` keeps, so that reading one again (a dashboard's task page, a
- * watch) reads only the journal entries written since: those whose journal was at least
- * `MERGED_MIN_AHEAD` entries ahead of their snapshot (a busy coordinator rewrites snapshots only
- * when idle: a long streaming task's journal runs far ahead).
+ * How much merged state `get` keeps (node states and batch ledger entries: merged-cache.ts), so
+ * that reading a task again (a dashboard's task page, a watch) reads only the journal entries
+ * written since: of tasks whose journal was at least `MERGED_MIN_AHEAD` entries ahead of their
+ * snapshot (a busy coordinator rewrites snapshots only when idle: a long streaming task's journal
+ * runs far ahead).
  */
-const MERGED_CACHE_SIZE = 64
+const MERGED_BUDGET = 50_000
 const MERGED_MIN_AHEAD = 8
 
 /** A copy of a cached merged state for a caller (the graph, frozen, is shared). */
@@ -64,8 +66,8 @@ function copyTask(t: VersionedTask): VersionedTask {
 /** Task and journal operations; holds the decoded graphs (a graph never changes after creation). */
 export class MongoTasks {
   readonly #graphs = new RecentMap<string, GraphSpec>(GRAPH_CACHE_SIZE)
-  /** Merged states of tasks whose journal ran ahead of their snapshot (see MERGED_CACHE_SIZE). */
-  readonly #merged = new RecentMap<string, VersionedTask>(MERGED_CACHE_SIZE)
+  /** Merged states of tasks whose journal ran ahead of their snapshot (see MERGED_BUDGET). */
+  readonly #merged = new MergedTasks(MERGED_BUDGET)
 
   async create(c: Collections, doc: Record<string, unknown>): Promise<void> {
     try {
@@ -207,9 +209,10 @@ export class MongoTasks {
     const cached = this.#merged.get(taskId)
     const base = cached !== undefined && cached.v >= snap.v && cached.created_at_ms === snap.created_at_ms ? cached : snap
     const merged = applyJournal(base, ferret ? await this.#probe(c, taskId, base.v) : await this.#scan(c, taskId, base.v))
-    if (merged.v - snap.v >= MERGED_MIN_AHEAD && ACTIVE.includes(merged.status)) this.#merged.set(taskId, merged)
+    const keep = merged.v - snap.v >= MERGED_MIN_AHEAD && ACTIVE.includes(merged.status)
+    if (keep) this.#merged.set(taskId, merged)
     else this.#merged.delete(taskId)
-    return withoutVersion(base === snap && this.#merged.get(taskId) !== merged ? merged : copyTask(merged))
+    return withoutVersion(base === snap && !keep ? merged : copyTask(merged))
   }
 
   async runView(c: Collections, taskId: string, nodeId: string): Promise<RunView | null> {
