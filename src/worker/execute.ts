@@ -13,6 +13,7 @@ import { type ArtifactsWriter, type RoleHandler, type RunContext, classifyErrorD
 import { plainInput, resolveInput } from './input-select.ts'
 import { BATCH_RESULT_FIELDS, FINALIZE_RESULT_FIELDS, HandlerResultError, MAX_REASON_CODE_CHARS, checkArtifactMeta, checkBatch, checkBatchResult, checkBatchUid, checkBusRecord, checkFinalizeResult, failureStack, failureText } from './results.ts'
 import { clip } from '../util/text.ts'
+import { unlessAborted } from '../util/abort.ts'
 import { emitStatus, statusRecord } from './status.ts'
 import { type SpawnOptions, spawnInGroup } from './subprocess.ts'
 import { observeRun } from '../observability/worker.ts'
@@ -171,12 +172,13 @@ export async function executeRun(
       }
       await core.store.saveCheckpoint({ task_id: info.taskId, node_id: info.nodeId, attempt_epoch: info.attemptEpoch, state }, core.clock.now())
     },
+    // (Reads end at a cancel: a slow store's answer is then ignored.)
     lastCheckpoint: async () => {
-      const cp = await core.store.getCheckpoint(info.taskId, info.nodeId)
+      const cp = await unlessAborted(core.store.getCheckpoint(info.taskId, info.nodeId), signal)
       return cp === null ? null : { attemptEpoch: cp.attempt_epoch, state: cp.state }
     },
     earlierPartial: async (batchUid) => {
-      const a = await core.store.getArtifact(info.taskId, info.nodeId, batchUid)
+      const a = await unlessAborted(core.store.getArtifact(info.taskId, info.nodeId, batchUid), signal)
       return a !== null && a.status === 'partial' && a.attempt_epoch < info.attemptEpoch ? { attemptEpoch: a.attempt_epoch, meta: a.meta } : null
     },
   }

@@ -2,7 +2,8 @@
  * A cancel reaches a pulling consumer that waits for a slow store: on a loaded FerretDB a listing
  * of upstream artifacts takes seconds, and the consumer's run used to see its cancel only once the
  * call answered (past the worker's cancel grace, `worker.cancel_grace_expired`). The wait now
- * ends at the cancel; the call goes on and its answer is ignored.
+ * ends at the cancel; the call goes on and its answer is ignored. The same for the reads a handler
+ * makes through its context (`ctx.lastCheckpoint()`, `ctx.earlierPartial()`).
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -103,6 +104,38 @@ test('a cancel stops a pulling consumer whose listing hangs, well within the can
     assert.equal(t.status, 'cancelled')
     assert.equal(t.nodes.find((n) => n.node_id === 'consumer')?.status, 'cancelled')
     assert.ok(!logger.records.some((r) => r.event === 'worker.cancel_grace_expired'), 'the consumer answered its cancel')
+  } finally {
+    await rt.stop()
+  }
+})
+
+test("a cancel ends a handler's wait for ctx.lastCheckpoint() on a store that does not answer", async () => {
+  const logger = new MemoryLogger()
+  let hung = false
+  let reads = 0
+  const slow = (inner: Store): Store =>
+    overrideStore(inner, {
+      getCheckpoint: (orig) => async (...args) => {
+        if (!hung) return orig(...args)
+        reads++
+        return new Promise(() => undefined)
+      },
+    })
+  const handler: RoleHandler = {
+    async processBatch(_batch, ctx) {
+      hung = true
+      await ctx.lastCheckpoint()
+      return { metrics: { count: 1 } }
+    },
+  }
+  const rt = await startRuntime({ bus: new MemoryBus(), store: new MemoryStore(), workerStore: slow, logger, worker: { cancelGraceMs: 60_000 }, handlers: { step: handler } })
+  try {
+    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'step' }] } })
+    await waitFor(() => reads > 0, { message: 'no checkpoint read' })
+    assert.equal(await rt.coordinator.cancelTask(id), true)
+    const t = await rt.coordinator.waitForTask(id, { timeoutMs: 15_000 })
+    assert.equal(t.status, 'cancelled')
+    assert.ok(!logger.records.some((r) => r.event === 'worker.cancel_grace_expired'), 'the handler answered its cancel')
   } finally {
     await rt.stop()
   }
