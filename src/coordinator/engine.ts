@@ -78,17 +78,7 @@ export class Engine {
     this.#hooks = hooks
     const check: AcceptDeps['check'] = (rt, ord, ask, failed, then) => this.#check(rt, ord, ask, failed, then)
     this.#accept = { config, clock, log, hooks, apply: (rt, ord, ev) => this.apply(rt, ord, ev), yieldConsumers: (rt, ord) => this.#yieldConsumers(rt, ord), check }
-    const engine = this
-    this.#due = {
-      ...this.#accept,
-      get graceEnd() {
-        return engine.graceEnd
-      },
-      get hearingEnd() {
-        return engine.hearingEnd
-      },
-      tryDispatch: (rt, ord) => this.tryDispatch(rt, ord),
-    }
+    this.#due = { ...this.#accept, graceEnd: () => this.graceEnd, hearingEnd: () => this.hearingEnd, tryDispatch: (rt, ord) => this.tryDispatch(rt, ord) }
   }
 
   policy(rt: TaskRuntime, ord: number): RetryPolicy {

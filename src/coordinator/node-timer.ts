@@ -13,9 +13,9 @@ import type { TaskRuntime } from './runtime.ts'
 /** What the timer uses of the engine besides the accept decisions'. */
 export interface TimerDeps extends AcceptDeps {
   /** Until when inherited running nodes are left alone (recovery grace); 0 when not recovering. */
-  readonly graceEnd: number
+  graceEnd(): number
   /** Until when no accepted running node is judged lost (hearing.ts). */
-  readonly hearingEnd: number
+  hearingEnd(): number
   tryDispatch(rt: TaskRuntime, ord: number): void
 }
 
@@ -28,7 +28,7 @@ export function nodeDue(d: TimerDeps, rt: TaskRuntime, ord: number, now: number)
   }
   if (n.status === 'cancelling') {
     if ((n.cancel_deadline_ms ?? Number.POSITIVE_INFINITY) <= now) d.apply(rt, ord, { kind: 'cancel_deadline' })
-    else if (cancellingLeaseLost(n, now) && !(rt.inherited.has(ord) && now < d.graceEnd)) d.apply(rt, ord, { kind: 'lease_expired' })
+    else if (cancellingLeaseLost(n, now) && !(rt.inherited.has(ord) && now < d.graceEnd())) d.apply(rt, ord, { kind: 'lease_expired' })
     return
   }
   if (n.status !== 'running') return
@@ -38,13 +38,13 @@ export function nodeDue(d: TimerDeps, rt: TaskRuntime, ord: number, now: number)
     return
   }
   if (rt.isFn(ord)) return
-  if (rt.inherited.has(ord) && now < d.graceEnd) return
+  if (rt.inherited.has(ord) && now < d.graceEnd()) return
   if (rt.judging[ord] === 1) return
   if (n.accepted_at_ms === null) {
     acceptDue(d, rt, ord, now)
     return
   }
-  if (now < d.hearingEnd) return
+  if (now < d.hearingEnd()) return
   const lost = lostEvent(d.config, n, now)
   if (lost !== null) {
     const judge = d.hooks.judge
@@ -52,7 +52,7 @@ export function nodeDue(d: TimerDeps, rt: TaskRuntime, ord: number, now: number)
     else {
       d.check(rt, ord, judge(rt, ord, n.attempt_epoch), 'check', (verdict) => {
         const at = d.clock.now() // (cut off meanwhile, while the judge waited for the backlog: not judged)
-        const still = verdict !== 'check' ? recoveredComplete(rt, ord, verdict.complete) : at < d.hearingEnd ? null : lostEvent(d.config, rt.node(ord), at)
+        const still = verdict !== 'check' ? recoveredComplete(rt, ord, verdict.complete) : at < d.hearingEnd() ? null : lostEvent(d.config, rt.node(ord), at)
         if (still !== null) d.apply(rt, ord, still)
       })
     }

@@ -13,7 +13,7 @@ import { type Bus, type BusRecord, encodedLater } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { OutboxEnqueue, Store } from '../ports/store.ts'
 import { FlowkitError, errorMessage, failureLevel } from '../errors.ts'
-import { QUIET_ABORT } from '../util/abort.ts'
+import { QUIET_ABORT, unlessAborted } from '../util/abort.ts'
 import { RecentSet } from '../util/recent.ts'
 
 export interface OutboxOptions {
@@ -238,11 +238,7 @@ export class OutboxDispatcher {
   #untilStop(p: Promise<void>): Promise<void> {
     const signal = this.#stop.signal
     if (!this.#running || signal.aborted) return p
-    return new Promise<void>((resolve, reject) => {
-      const onAbort = (): void => reject(new Error('outbox stopping'))
-      signal.addEventListener('abort', onAbort, { once: true })
-      p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
-    })
+    return unlessAborted(p, signal, () => new Error('outbox stopping'))
   }
 
   #sent(qs: readonly Queued[]): void {
