@@ -119,6 +119,7 @@ test('timeout_sec under maxRunningNodes: a timed-out attempt keeps its slot unti
   }
 })
 
+const DEADLINE_SEC = 3
 test('deadlineSec passed while no coordinator ran: the restarted coordinator ends the task without starting the next node (it started it, then cancelled it)', async () => {
   const log = new MemoryLogger()
   const release = gate()
@@ -133,12 +134,16 @@ test('deadlineSec passed while no coordinator ran: the restarted coordinator end
   const rt = await startRuntime({ logger: log, handlers: { step } })
   let next: Coordinator | null = null
   try {
-    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'a', type: 'step' }, { node_id: 'b', type: 'step', depends_on: ['a'] }] }, deadlineSec: 0.3 })
+    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'a', type: 'step' }, { node_id: 'b', type: 'step', depends_on: ['a'] }] }, deadlineSec: DEADLINE_SEC })
     const createdAt = (await rt.store.getTask(id))?.created_at_ms as number
     await waitFor(() => starts.includes('a'))
     await rt.coordinator.kill()
+    // The deadline is long enough that a loaded machine (Kafka + FerretDB, tests in parallel) gets
+    // a started and the coordinator killed before it passes (0.3 s did not: the first coordinator
+    // cancelled a itself, and a never ended).
+    assert.ok(!log.records.some((r) => r.event === 'task.deadline_exceeded'), `the deadline (${DEADLINE_SEC} s) passed before the coordinator was killed`)
     // a ends while no coordinator runs (its TASK_DONE waits on the bus), after the deadline.
-    await waitFor(() => Date.now() > createdAt + 400)
+    await waitFor(() => Date.now() > createdAt + DEADLINE_SEC * 1000 + 100)
     release.open()
     await waitFor(() => log.records.some((r) => r.event === 'node.done' && r.fields['node_id'] === 'a'))
     next = new Coordinator({ bus: rt.bus, store: rt.store, logger: log, observability: false, config: rt.coordinatorBase })
