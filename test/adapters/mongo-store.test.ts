@@ -1,230 +1,27 @@
 /**
- * MongoStore specifics beyond the port contract (that lives in test/conformance/store.suite.ts):
- * error mapping and credential hygiene, checks made before any query, the stored layout (plain
- * fields Python workers read, user JSON kept safe for FerretDB), and documents written by Python
- * workers. The first group needs no server; the rest runs against FLOWKIT_MONGO_URL.
+ * MongoStore specifics beyond the port contract (that lives in test/conformance/store.suite.ts), on
+ * the server of FLOWKIT_MONGO_URL: the stored layout (plain fields Python workers read, user JSON
+ * kept safe for FerretDB), indexes, task reads through the journal, and documents written by Python
+ * workers. Without a server: mongo-store-offline.test.ts; hung and cut connections:
+ * mongo-store-faults.test.ts.
  */
 import assert from 'node:assert/strict'
 import { randomBytes, randomUUID } from 'node:crypto'
-import { createServer, type Server, type Socket, connect as netConnect } from 'node:net'
-import { after, before, describe, it } from 'node:test'
-import type { TestContext } from 'node:test'
-import { inspect } from 'node:util'
-import { MongoBulkWriteError, MongoNetworkError } from 'mongodb'
-import { MONGO_COLLECTIONS, MongoStore, dropMongoDatabase, mongoServerInfo } from '../../src/adapters/mongo/index.ts'
-import { mapMongoError } from '../../src/adapters/mongo/errors.ts'
-import type { MongoStoreOptions } from '../../src/adapters/mongo/index.ts'
+import { describe, it } from 'node:test'
+import { MONGO_COLLECTIONS, type MongoStore } from '../../src/adapters/mongo/index.ts'
 import { ErrorCode, isFlowkitError } from '../../src/errors.ts'
-import type { ErrorCode as ErrorCodeT } from '../../src/errors.ts'
-import { MemoryLogger } from '../../src/log.ts'
-import type { JournalEntry, WorkerStateDoc } from '../../src/ports/store.ts'
+import type { WorkerStateDoc } from '../../src/ports/store.ts'
 import { journalKey } from '../../src/ports/store-rules.ts'
-import { makeNodeState, makeTaskDoc } from '../helpers/fixtures.ts'
+import { makeTaskDoc } from '../helpers/fixtures.ts'
+import { T0, entry, useMongoTestDb } from '../helpers/mongo-store.ts'
 import { mongoUrl, realSkip } from '../helpers/real.ts'
-
-const T0 = 1_700_000_000_000
-const note = (msg: string) => process.stderr.write(`# ${msg}\n`)
-/** Nothing listens on port 1 of the loopback interface: connections are refused at once. */
-const CLOSED_PORT_URL = 'mongodb://flowuser:s3cr3t-pw@127.0.0.1:1/'
-
-function rejectsWith(code: ErrorCodeT): (err: unknown) => boolean {
-  return (err) => {
-    assert.ok(isFlowkitError(err, code), `expected FlowkitError ${code}, got ${inspect(err)}`)
-    return true
-  }
-}
-
-function entry(taskId: string, seq: number, overrides: Partial<JournalEntry> = {}): JournalEntry {
-  return { task_id: taskId, seq, at_ms: T0 + seq, writer: 'c1', events: [], nodes: [], ...overrides }
-}
-
-function unreachableStore(t: TestContext, extra: Partial<MongoStoreOptions> = {}): MongoStore {
-  const store = new MongoStore({ url: CLOSED_PORT_URL, clientOptions: { serverSelectionTimeoutMS: 10_000 }, ...extra })
-  t.after(() => store.close())
-  return store
-}
-
-// ---------------------------------------------------------------------------------------------
-describe('MongoStore without a server', () => {
-  it('a socket failure anywhere in the cause chain is STORE_UNAVAILABLE (retryable), whatever wraps it', () => {
-    const socket = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:27017'), { code: 'ECONNREFUSED' })
-    const wrapped = new Error('upsertArtifacts failed', { cause: socket })
-    for (const err of [socket, wrapped, new Error('socket hang up')]) {
-      const mapped = mapMongoError(err, 'upsertArtifacts')
-      assert.equal(mapped.code, ErrorCode.StoreUnavailable)
-      assert.equal(mapped.retryable, true)
-    }
-    assert.equal(mapMongoError(new Error('document too large'), 'x').retryable, false)
-  })
-
-  it('a lost connection that a bulk write (insertMany) wraps in a MongoBulkWriteError is STORE_UNAVAILABLE (retryable); a write error is not', () => {
-    const result = {} as never // the write's partial result (not read)
-    // What the driver throws when every connection drops at once: the first failure clears the
-    // pool, the others are stale for it (no ResetPool label) and come wrapped, class and cause lost.
-    for (const net of [new MongoNetworkError('connection 7 to 127.0.0.1:27017 closed'), new MongoNetworkError('connection 3 to 10.0.0.5:27017 timed out', { beforeHandshake: false })]) {
-      const wrapped = new MongoBulkWriteError(net, result)
-      assert.ok(!(wrapped instanceof MongoNetworkError))
-      const mapped = mapMongoError(wrapped, 'upsertArtifacts')
-      assert.equal(mapped.code, ErrorCode.StoreUnavailable, wrapped.message)
-      assert.equal(mapped.retryable, true)
-    }
-    const duplicate = new MongoBulkWriteError({ message: 'E11000 duplicate key', code: 11000, writeErrors: [] } as never, result)
-    assert.equal(mapMongoError(duplicate, 'x').code, ErrorCode.DuplicateKey)
-    const invalid = new MongoBulkWriteError({ message: 'Document failed validation', code: 121, writeErrors: [] } as never, result)
-    assert.equal(mapMongoError(invalid, 'x').retryable, false)
-  })
-
-  it('a closed port fails with STORE_UNAVAILABLE (retryable) within serverSelectionTimeoutMS; no credentials anywhere', async (t) => {
-    const logger = new MemoryLogger()
-    const store = new MongoStore({ url: CLOSED_PORT_URL, logger, clientOptions: { serverSelectionTimeoutMS: 300 } })
-    t.after(() => store.close())
-    const started = performance.now()
-    let caught: unknown
-    await assert.rejects(
-      store.getTask('t'),
-      (err) => {
-        caught = err
-        return rejectsWith(ErrorCode.StoreUnavailable)(err)
-      },
-    )
-    assert.ok(performance.now() - started < 5000, 'fails fast')
-    assert.equal((caught as { retryable: boolean }).retryable, true)
-    for (const text of [(caught as Error).message, inspect(caught, { depth: 20 }), JSON.stringify(logger.records)]) {
-      assert.ok(!text.includes('s3cr3t-pw'), `no password in ${text.slice(0, 300)}`)
-      assert.ok(!text.includes('flowuser'), `no user name in ${text.slice(0, 300)}`)
-    }
-    // init failed: a later call tries again (and fails the same way) instead of caching the failure
-    await assert.rejects(store.init(), rejectsWith(ErrorCode.StoreUnavailable))
-  })
-
-  it('invalid node ids and journal keys are rejected with INVALID_KEY before any query', async (t) => {
-    const store = unreachableStore(t)
-    const started = performance.now()
-    for (const bad of ['a.b', '$set', 'nodes.extract', '', 'x'.repeat(129), 'é']) {
-      const task = makeTaskDoc()
-      task.nodes[bad] = makeNodeState(bad, 'extractor')
-      await assert.rejects(store.createTask(task), rejectsWith(ErrorCode.InvalidKey), bad)
-      await assert.rejects(store.writeSnapshot({ ...task, v: 1 }, T0), rejectsWith(ErrorCode.InvalidKey), bad)
-      await assert.rejects(store.appendJournal([entry('t', 1, { nodes: [makeNodeState(bad, 'x')] })]), rejectsWith(ErrorCode.InvalidKey), bad)
-      await assert.rejects(store.getRunView('t', bad), rejectsWith(ErrorCode.InvalidKey), bad)
-      await assert.rejects(
-        store.insertBatchMetrics([{ task_id: 't', node_id: bad, batch_uid: 'b', attempt_epoch: 1, metrics: {} }], T0),
-        rejectsWith(ErrorCode.InvalidKey),
-        bad,
-      )
-    }
-    for (const seq of [0, -1, 1.5, Number.NaN, 2 ** 60]) {
-      await assert.rejects(store.appendJournal([entry('t', seq)]), rejectsWith(ErrorCode.InvalidKey), String(seq))
-    }
-    // the server is unreachable with a 10 s selection timeout: reaching it would take that long
-    assert.ok(performance.now() - started < 2000, 'no query was attempted')
-  })
-
-  it('close before init: every call rejects with CLOSED, without connecting', async (t) => {
-    const store = unreachableStore(t)
-    await store.close()
-    await assert.rejects(store.init(), rejectsWith(ErrorCode.Closed))
-    await assert.rejects(store.getTask('t'), rejectsWith(ErrorCode.Closed))
-    await assert.rejects(store.listWorkers(), rejectsWith(ErrorCode.Closed))
-    await store.close()
-  })
-
-  it('options: url is required; dbName defaults to the URL path, else flowkit', () => {
-    assert.throws(() => new MongoStore({ url: '' }), (err) => isFlowkitError(err, ErrorCode.Config))
-    assert.equal(new MongoStore({ url: 'mongodb://u:p@h:1/orders?authSource=admin' }).dbName, 'orders')
-    assert.equal(new MongoStore({ url: 'mongodb://h1:1,h2:2/?replicaSet=rs' }).dbName, 'flowkit')
-    assert.equal(new MongoStore({ url: 'mongodb://h:1' }).dbName, 'flowkit')
-    assert.equal(new MongoStore({ url: 'mongodb://h:1/x', dbName: 'y' }).dbName, 'y')
-    assert.equal(new MongoStore({ url: 'mongodb://h:1', collectionPrefix: 'fk_' }).collectionName('tasks'), 'fk_tasks')
-  })
-})
-
-// ---------------------------------------------------------------------------------------------
-
-/** TCP proxy in front of the server: can stop forwarding (a hung server) or cut every connection. */
-class ToggleProxy {
-  blackhole = false
-  /** New connections are closed at once (a server that is down). */
-  refuse = false
-  readonly #server: Server
-  readonly #sockets = new Set<Socket>()
-  /** The first client connection accepted (a driver's monitor connects first). */
-  #first: Socket | null = null
-  constructor(host: string, port: number) {
-    this.#server = createServer((client) => {
-      if (this.refuse) {
-        client.destroy()
-        return
-      }
-      this.#first ??= client
-      const upstream = netConnect(port, host)
-      for (const s of [client, upstream]) {
-        this.#sockets.add(s)
-        s.on('error', () => undefined)
-        s.on('close', () => {
-          this.#sockets.delete(s)
-          client.destroy()
-          upstream.destroy()
-        })
-      }
-      client.on('data', (d) => {
-        if (!this.blackhole) upstream.write(d)
-      })
-      upstream.on('data', (d) => {
-        if (!this.blackhole) client.write(d)
-      })
-    })
-  }
-  listen(): Promise<number> {
-    return new Promise((resolve) => this.#server.listen(0, '127.0.0.1', () => resolve((this.#server.address() as { port: number }).port)))
-  }
-  /** Cuts the first connection accepted (the proxy still accepts new ones). */
-  cutFirst(): void {
-    this.#first?.destroy()
-  }
-  /** Cuts every open connection (the proxy still accepts new ones). */
-  cut(): void {
-    for (const s of this.#sockets) s.destroy()
-  }
-  /** Stops accepting and cuts every open connection. */
-  async shutdown(): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
-    for (const s of this.#sockets) s.destroy()
-    await closed
-  }
-}
-
-/** The task, once the store answers getTask again (calls retried every 100 ms for up to 20 s); null if it never does. */
-async function answersAgain(store: MongoStore, taskId: string): Promise<{ id?: string } | null> {
-  const until = performance.now() + 20_000
-  for (;;) {
-    const got = await store.getTask(taskId).catch(() => null)
-    if (got !== null || performance.now() >= until) return got
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
 
 const skip = realSkip('mongo')
 const url = mongoUrl()
 
 describe('MongoStore on a real server', { skip }, () => {
-  const dbName = `flowkit_test_${randomBytes(6).toString('hex')}`
-  let ferretdb = false
-  const open: MongoStore[] = []
-
-  function newStore(options: Partial<MongoStoreOptions> = {}): MongoStore {
-    const store = new MongoStore({ url: url!, dbName, clientOptions: { serverSelectionTimeoutMS: 10_000 }, ...options })
-    open.push(store)
-    return store
-  }
-
-  before(async () => {
-    ferretdb = (await mongoServerInfo(url!)).ferretdb
-  })
-  after(async () => {
-    await Promise.all(open.map((s) => s.close()))
-    await dropMongoDatabase(url!, dbName)
-  })
+  const db = useMongoTestDb(url!)
+  const newStore = db.newStore
 
   it('a read-only store reads what a writer wrote and refuses every write verb', async () => {
     const writer = newStore()
@@ -360,78 +157,6 @@ describe('MongoStore on a real server', { skip }, () => {
     assert.equal((await store.getRunView(task.id, 'extract'))?.node?.end_reason, 'bad \udc00 text')
   })
 
-  it('listings asked for at once (merged into one query on FerretDB) each get what they get alone', async () => {
-    const store = newStore()
-    const raw = await store.rawCollection('artifacts')
-    const tasks = [`t-${randomUUID()}`, `t-${randomUUID()}`, `t-${randomUUID()}`]
-    const writes = tasks.flatMap((task, ti) =>
-      ['a', 'b'].flatMap((node) => [
-        ...[0, 1, 2].map((i) => ({ task_id: task, node_id: node, batch_uid: `s${i}`, status: 'partial' as const, meta: { i, ti }, attempt_epoch: 1, worker_id: 'w1' })),
-        { task_id: task, node_id: node, batch_uid: null, status: 'complete' as const, meta: {}, attempt_epoch: 1, worker_id: 'w1' },
-      ]),
-    )
-    for (const [i, w] of writes.entries()) await store.upsertArtifact(w, T0 + i * 10)
-    // A Python worker's partial: a BSON date, its own _id.
-    await raw.insertOne({ task_id: tasks[0], node_id: 'a', batch_uid: 'py', status: 'partial', meta: {}, attempt_epoch: 1, worker_id: 'py', created_at: new Date(T0 + 25), updated_at: new Date(T0 + 25) })
-    const listings: [string, Parameters<MongoStore['listArtifacts']>[1]][] = [
-      [tasks[0] as string, { nodeId: 'a' }],
-      [tasks[0] as string, { nodeId: 'a', createdAfter: T0 + 20 }],
-      [tasks[0] as string, {}],
-      [tasks[1] as string, { nodeId: 'b', status: 'complete' }],
-      [tasks[1] as string, { nodeId: 'b', createdAfter: T0 + 75 }],
-      [tasks[2] as string, { nodeId: 'a', status: 'partial', createdAfter: 0 }],
-      [tasks[2] as string, { nodeId: 'zz' }],
-      [`t-${randomUUID()}`, {}],
-    ]
-    const alone = []
-    for (const [task, q] of listings) alone.push(await store.listArtifacts(task, q))
-    assert.deepEqual(alone[1]?.map((a) => a.batch_uid), ['s2', 'py', null])
-    assert.equal(alone[2]?.length, 9)
-    for (let round = 0; round < 3; round++) {
-      const together = await Promise.all(listings.map(([task, q]) => store.listArtifacts(task, q)))
-      assert.deepEqual(together, alone)
-    }
-  })
-
-  it('artifact lookups asked for at once (a Python worker\'s merged into one query on FerretDB) each get what they get alone', async () => {
-    const store = newStore()
-    const raw = await store.rawCollection('artifacts')
-    const task = `t-${randomUUID()}`
-    await store.upsertArtifact({ task_id: task, node_id: 'ours', batch_uid: 's0', status: 'partial', meta: { n: 1 }, attempt_epoch: 2, worker_id: 'w1' }, T0)
-    await store.upsertArtifact({ task_id: task, node_id: 'ours', batch_uid: null, status: 'complete', meta: {}, attempt_epoch: 2, worker_id: 'w1' }, T0 + 1)
-    // A Python worker's: its own _id, a complete artifact without batch_uid, BSON dates.
-    const py = { attempt_epoch: 3, worker_id: 'py', created_at: new Date(T0 + 2), updated_at: new Date(T0 + 2) }
-    await raw.insertOne({ task_id: task, node_id: 'py', status: 'complete', meta: { total: 4 }, ...py })
-    await raw.insertOne({ task_id: task, node_id: 'py', batch_uid: 'p1', status: 'partial', meta: { k: 'v' }, ...py })
-    await raw.insertOne({ task_id: `${task}-other`, node_id: 'py', status: 'complete', meta: { other: true }, ...py })
-    const refs: [string, string, string | null][] = [
-      [task, 'ours', 's0'],
-      [task, 'ours', null],
-      [task, 'py', null],
-      [task, 'py', 'p1'],
-      [task, 'py', 'p2'],
-      [task, 'none', null],
-      [`${task}-other`, 'py', null],
-      [`${task}-other`, 'py', 'p1'],
-    ]
-    const alone = []
-    for (const [t, n, b] of refs) alone.push(await store.getArtifact(t, n, b))
-    assert.deepEqual(alone.map((a) => (a === null ? null : [a.node_id, a.batch_uid, a.attempt_epoch])), [
-      ['ours', 's0', 2],
-      ['ours', null, 2],
-      ['py', null, 3],
-      ['py', 'p1', 3],
-      null,
-      null,
-      ['py', null, 3],
-      null,
-    ])
-    assert.deepEqual(alone[2]?.meta, { total: 4 })
-    for (let round = 0; round < 3; round++) {
-      assert.deepEqual(await Promise.all(refs.map(([t, n, b]) => store.getArtifact(t, n, b))), alone)
-    }
-  })
-
   it('artifact meta stays a readable BSON object when it can, else meta_json; a Python complete artifact reads batch_uid null', async () => {
     const store = newStore()
     const raw = await store.rawCollection('artifacts')
@@ -480,14 +205,14 @@ describe('MongoStore on a real server', { skip }, () => {
     assert.equal(await store.upsertArtifact({ task_id: task, node_id: 'py', batch_uid: null, status: 'complete', meta: { total: 8 }, attempt_epoch: 2, worker_id: 'ts' }, T0 + 9), true)
     const taken = await store.getArtifact(task, 'py', null)
     assert.deepEqual([taken?.attempt_epoch, taken?.meta, taken?.final_metrics], [2, { total: 8 }, undefined], 'our complete artifact without finalize metrics has none')
-    if (!ferretdb) {
+    if (!db.ferretdb) {
       // MongoDB's unique index sees the Python document (missing batch_uid = null): it is taken over
       assert.equal(taken?.created_at, T0 + 5)
       assert.equal(await raw.countDocuments({ task_id: task, node_id: 'py', status: 'complete' }), 1)
       // still without batch_uid: the seed finds a complete artifact by the field's absence
       assert.equal(await raw.countDocuments({ task_id: task, node_id: 'py', batch_uid: { $exists: false } }), 1)
     }
-    if (!ferretdb) {
+    if (!db.ferretdb) {
       // MongoDB indexes the missing batch_uid as null: an older epoch is refused by the unique index.
       // (FerretDB 1.x does not: see the report on stores written by both languages.)
       assert.equal(await store.upsertArtifact({ task_id: task, node_id: 'py', batch_uid: null, status: 'failed', meta: {}, attempt_epoch: 1, worker_id: 'x' }, T0 + 10), false)
@@ -506,84 +231,6 @@ describe('MongoStore on a real server', { skip }, () => {
     await second.insertBatchMetrics([{ ...row, attempt_epoch: 1 }, { ...row, attempt_epoch: 2 }], T0)
     assert.equal(await metrics.countDocuments({ task_id: row.task_id }), 2)
     assert.deepEqual((await second.listBatchMetrics(row.task_id)).map((r) => r.attempt_epoch), [2])
-  })
-
-  it('a task read applies every journal entry after its snapshot, however many (FerretDB reads them by _id, in rounds)', async () => {
-    const store = newStore()
-    const task = makeTaskDoc({ status: 'running' })
-    task.nodes['a'] = makeNodeState('a', 'step', { status: 'queued' })
-    await store.createTask(task)
-    await store.appendJournal(Array.from({ length: 3 }, (_, i) => entry(task.id, i + 1)))
-    assert.ok(await store.writeSnapshot({ ...task, v: 3 }, T0))
-    // 100 entries after the snapshot: the last one finishes node a with its stats.
-    await store.appendJournal(
-      Array.from({ length: 100 }, (_, i) => entry(task.id, i + 4, { nodes: [makeNodeState('a', 'step', { status: i === 99 ? 'finished' : 'running', stats: { n: i + 4 } })] })),
-    )
-    const doc = await store.getTask(task.id)
-    assert.equal(doc?.nodes['a']?.status, 'finished')
-    assert.deepEqual(doc?.nodes['a']?.stats, { n: 103 })
-    assert.deepEqual((await store.readJournal([task.id], 90)).map((e) => e.seq), Array.from({ length: 13 }, (_, i) => i + 91))
-    assert.deepEqual(await store.readJournal([task.id], 103), [])
-    assert.equal((await store.readJournal([task.id, `${task.id}-none`], 1)).length, 102)
-  })
-
-  it('a task read again goes on from the state read before: new entries, a snapshot past it with its entries deleted, a changed copy, a purge', async () => {
-    const writer = newStore()
-    const reader = newStore()
-    const task = makeTaskDoc({ status: 'running' })
-    task.nodes['a'] = makeNodeState('a', 'step', { status: 'running' })
-    task.nodes['z'] = makeNodeState('z', 'step', { status: 'running' })
-    await writer.createTask(task)
-    const step = (seq: number): JournalEntry => {
-      const nodes = [makeNodeState('a', 'step', { status: 'running', stats: { n: seq } })]
-      if (seq === 1) nodes.push(makeNodeState('z', 'step', { status: 'finished', stats: { n: 1 } }))
-      return entry(task.id, seq, { nodes, batches: [['a', `b${seq}`, 1, { count: 1 }]] })
-    }
-    const fresh = async () => newStore().getTask(task.id)
-    // 20 entries ahead of the snapshot: the reader keeps what it merged.
-    await writer.appendJournal(Array.from({ length: 20 }, (_, i) => step(i + 1)))
-    const first = await reader.getTask(task.id)
-    assert.deepEqual(first?.nodes['a']?.stats, { n: 20 })
-    // What a caller does to its copy stays in its copy.
-    ;(first?.nodes['z']?.stats as Record<string, number>)['n'] = -1
-    ;(first?.coordinator as { cancelled: boolean }).cancelled = true
-    ;(first as { status: string }).status = 'failed'
-    await writer.appendJournal(Array.from({ length: 5 }, (_, i) => step(i + 21)))
-    const second = await reader.getTask(task.id)
-    assert.equal(second?.status, 'running')
-    assert.equal(second?.coordinator.cancelled, false)
-    assert.deepEqual(second?.nodes['z']?.stats, { n: 1 })
-    assert.deepEqual(second?.nodes['a']?.stats, { n: 25 })
-    assert.deepEqual(second, await fresh())
-    // A snapshot at 30, then retention deletes every entry it covers: the reader's state of 25 cannot go on.
-    await writer.appendJournal(Array.from({ length: 5 }, (_, i) => step(i + 26)))
-    const at30 = await fresh()
-    assert.deepEqual(at30?.nodes['a']?.stats, { n: 30 })
-    assert.ok(await writer.writeSnapshot({ ...(at30 as NonNullable<typeof at30>), v: 30 }, T0 + 30))
-    await (await writer.rawCollection('journal')).deleteMany({ task_id: task.id })
-    const third = await reader.getTask(task.id)
-    assert.deepEqual(third?.nodes['a']?.stats, { n: 30 })
-    assert.deepEqual(third, await fresh())
-    // Purged: gone for the reader too.
-    await (await writer.rawCollection('tasks')).deleteOne({ _id: task.id as never })
-    assert.equal(await reader.getTask(task.id), null)
-  })
-
-  it('appendJournal: one insertMany; a conflict is answered from the stored writer, other entries stored', async () => {
-    const store = newStore()
-    const task = `t-${randomUUID()}`
-    await store.appendJournal([entry(task, 2, { writer: 'other' })])
-    const batch = Array.from({ length: 50 }, (_, i) => entry(i === 1 ? task : `${task}-${i}`, i === 1 ? 2 : 1))
-    const started = performance.now()
-    const res = await store.appendJournal(batch)
-    const ms = performance.now() - started
-    assert.deepEqual(res, batch.map((_, i) => i !== 1))
-    assert.deepEqual(await store.appendJournal([batch[0]!, batch[1]!]), [true, false], 'a retry: true for ours, false for theirs')
-    assert.equal((await store.readJournal([task]))[0]?.writer, 'other')
-    // a fenced writer's whole batch conflicts (read back in one query)
-    assert.deepEqual(await store.appendJournal(batch.map((e) => ({ ...e, writer: 'late' }))), batch.map(() => false))
-    assert.deepEqual(await store.appendJournal(batch), batch.map((_, i) => i !== 1), 'and our retry is still ours')
-    note(`appendJournal of 50 entries with one conflict: ${ms.toFixed(1)} ms`)
   })
 
   it('worker_state also carries the Python fields active_run (first run or null) and updated_at (a Date)', async () => {
@@ -633,187 +280,5 @@ describe('MongoStore on a real server', { skip }, () => {
     assert.equal(await store.claimStreamBatch({ ...claim, consumer_epoch: 1 }, T0), true)
     assert.equal(await store.claimStreamBatch({ ...claim, consumer_epoch: 1 }, T0), false)
     assert.equal(await store.claimStreamBatch({ ...claim, consumer_epoch: 2 }, T0), true, 'a retried consumer reads its input again')
-  })
-
-  /** A store that reaches the server through a ToggleProxy; null when the URL is not a single host. */
-  async function proxiedStore(
-    t: TestContext,
-    clientOptions: MongoStoreOptions['clientOptions'],
-    extra: Partial<MongoStoreOptions> = {},
-  ): Promise<{ store: MongoStore; proxy: ToggleProxy } | null> {
-    const m = /^mongodb:\/\/(?:[^@/]*@)?([^/?,]+)(?=[/?]|$)/.exec(url!)
-    if (!m?.[1]) {
-      t.skip('FLOWKIT_MONGO_URL is not a single-host mongodb:// URL')
-      return null
-    }
-    const hostPort = m[1]
-    const colon = hostPort.lastIndexOf(':')
-    const proxy = new ToggleProxy(colon < 0 ? hostPort : hostPort.slice(0, colon), colon < 0 ? 27017 : Number(hostPort.slice(colon + 1)))
-    const proxyPort = await proxy.listen()
-    t.after(() => proxy.shutdown())
-    let proxied = url!.replace(hostPort, `127.0.0.1:${proxyPort}`)
-    if (!/directConnection=/.test(proxied)) proxied += `${proxied.includes('?') ? '&' : proxied.endsWith('/') ? '?' : '/?'}directConnection=true`
-    return { store: newStore({ url: proxied, clientOptions, ...extra }), proxy }
-  }
-
-  it('a server that stops answering gives STORE_TIMEOUT; lost connections give STORE_UNAVAILABLE (both retryable)', async (t) => {
-    const setup = await proxiedStore(t, { serverSelectionTimeoutMS: 1000, socketTimeoutMS: 400, retryReads: false, retryWrites: false })
-    if (!setup) return
-    const { store, proxy } = setup
-    const task = makeTaskDoc()
-    await store.createTask(task)
-    proxy.blackhole = true
-    await assert.rejects(store.getTask(task.id), (err) => {
-      assert.ok(isFlowkitError(err, ErrorCode.StoreTimeout), inspect(err))
-      assert.equal(err.retryable, true)
-      return true
-    })
-    proxy.blackhole = false
-    await proxy.shutdown()
-    await assert.rejects(store.getTask(task.id), (err) => {
-      assert.ok(isFlowkitError(err, ErrorCode.StoreUnavailable), inspect(err))
-      assert.equal(err.retryable, true)
-      return true
-    })
-  })
-
-  it('a call that never gets an answer fails with STORE_TIMEOUT after operationTimeoutMs, and the next call runs on a fresh client', async (t) => {
-    const logger = new MemoryLogger()
-    // No driver timeout at all: without the store's own deadline the call would wait forever.
-    const setup = await proxiedStore(t, { serverMonitoringMode: 'poll', socketTimeoutMS: 0, retryReads: false }, { operationTimeoutMs: 1000, logger })
-    if (!setup) return
-    const { store, proxy } = setup
-    const task = makeTaskDoc()
-    await store.createTask(task)
-    proxy.blackhole = true // its answer is dropped: the connection stays open and silent
-    const started = performance.now()
-    await assert.rejects(store.getTask(task.id), (err) => {
-      assert.ok(isFlowkitError(err, ErrorCode.StoreTimeout), inspect(err))
-      assert.equal(err.retryable, true)
-      return true
-    })
-    assert.ok(performance.now() - started < 10_000, 'the deadline, not a driver timeout, ended the call')
-    proxy.blackhole = false
-    assert.equal((await store.getTask(task.id))?.id, task.id)
-    assert.ok(logger.events().includes('store.mongo.client_replaced'), 'the wedged client was replaced')
-  })
-
-  it('when a client is replaced, the calls still running on it fail at once (STORE_UNAVAILABLE), not at their own deadline', async (t) => {
-    const setup = await proxiedStore(t, { serverMonitoringMode: 'poll', socketTimeoutMS: 0, retryReads: false }, { operationTimeoutMs: 3000 })
-    if (!setup) return
-    const { store, proxy } = setup
-    const task = makeTaskDoc()
-    await store.createTask(task)
-    proxy.blackhole = true
-    const first = store.getTask(task.id)
-    await new Promise((r) => setTimeout(r, 1500)) // the second call's deadline is 1.5 s after the first's
-    const started = performance.now()
-    const second = store.getTask(task.id)
-    await assert.rejects(first, rejectsWith(ErrorCode.StoreTimeout)) // its deadline: the client is replaced
-    await assert.rejects(second, (err) => {
-      assert.ok(isFlowkitError(err, ErrorCode.StoreUnavailable), inspect(err))
-      assert.equal(err.retryable, true)
-      return true
-    })
-    const took = performance.now() - started
-    assert.ok(took < 2500, `the second call failed with the replacement, before its own deadline (${Math.round(took)} ms)`)
-    proxy.blackhole = false
-    assert.equal((await answersAgain(store, task.id))?.id, task.id)
-  })
-
-  it('a call still waiting when the server drops connections gets 10 s, not operationTimeoutMs', async (t) => {
-    const setup = await proxiedStore(
-      t,
-      { serverMonitoringMode: 'poll', heartbeatFrequencyMS: 500, socketTimeoutMS: 0, retryReads: false },
-      { operationTimeoutMs: 60_000 },
-    )
-    if (!setup) return
-    const { store, proxy } = setup
-    const task = makeTaskDoc()
-    await store.createTask(task)
-    proxy.blackhole = true
-    const started = performance.now()
-    const call = store.getTask(task.id) // its connection stays open and silent
-    // The monitor's connection drops and it cannot connect again, so the pool is cleared (what a
-    // server restart does; the call's connection, left open, stands for one the driver wedged on).
-    proxy.refuse = true
-    proxy.cutFirst()
-    await assert.rejects(call, (err) => {
-      assert.ok(isFlowkitError(err, ErrorCode.StoreTimeout), inspect(err))
-      assert.equal(err.retryable, true)
-      return true
-    })
-    const took = performance.now() - started
-    assert.ok(took >= 9000 && took < 40_000, `the call ended after the short deadline, not operationTimeoutMs (${Math.round(took)} ms)`)
-    proxy.refuse = false
-    proxy.blackhole = false
-    assert.equal((await answersAgain(store, task.id))?.id, task.id)
-  })
-
-  it('a client whose server monitor is wedged is replaced: the store recovers once the server answers again', async (t) => {
-    const logger = new MemoryLogger()
-    // The monitor's handshake may wait 10 minutes (connectTimeoutMS): a monitor that connects
-    // while the server is silent stays "checking" that long, and server selection fails meanwhile
-    // (what a driver race does for good after a server restart; see connection.ts).
-    const setup = await proxiedStore(
-      t,
-      { serverMonitoringMode: 'poll', serverSelectionTimeoutMS: 1000, connectTimeoutMS: 600_000, heartbeatFrequencyMS: 500, retryReads: false, retryWrites: false },
-      { operationTimeoutMs: 0, logger },
-    )
-    if (!setup) return
-    const { store, proxy } = setup
-    const task = makeTaskDoc()
-    await store.createTask(task)
-    proxy.blackhole = true
-    proxy.cut() // every connection drops; the monitor reconnects into silence
-    // Calls fail at once (lost connections), then by server selection (1 s each) once the monitor
-    // is stuck in its handshake.
-    let selectionFailed = false
-    const stuckBy = performance.now() + 15_000
-    while (!selectionFailed && performance.now() < stuckBy) {
-      const t0 = performance.now()
-      await assert.rejects(store.getTask(task.id), rejectsWith(ErrorCode.StoreUnavailable))
-      selectionFailed = performance.now() - t0 >= 900
-    }
-    assert.ok(selectionFailed, 'a call failed its server selection')
-    proxy.blackhole = false
-    assert.equal((await answersAgain(store, task.id))?.id, task.id, 'the store answers again well before the monitor handshake times out')
-    assert.ok(logger.events().includes('store.mongo.client_replaced'), 'the wedged client was replaced')
-  })
-
-  it('every connection cut while bulk writes are in flight: each write succeeds or fails retryable (STORE_UNAVAILABLE / STORE_TIMEOUT)', async (t) => {
-    const setup = await proxiedStore(t, { serverSelectionTimeoutMS: 5000, maxPoolSize: 8 })
-    if (!setup) return
-    const { store, proxy } = setup
-    await store.init()
-    const outcomes: string[] = []
-    for (let round = 0; round < 4; round++) {
-      const task = `t-${randomUUID()}`
-      // Six artifact writes (one insertMany each) held in flight, then every connection drops.
-      proxy.blackhole = true
-      const calls = Array.from({ length: 6 }, (_, i) =>
-        store
-          .upsertArtifacts(Array.from({ length: 20 }, (_, j) => ({ task_id: task, node_id: `n${i}`, batch_uid: `b${j}`, status: 'partial' as const, meta: { pad: 'x'.repeat(500) }, attempt_epoch: 1, worker_id: 'w' })), T0)
-          .then(() => 'ok', (err: unknown) => (isFlowkitError(err) ? `${err.code}${err.retryable ? '' : ' (not retryable)'}: ${err.message}` : String(err))),
-      )
-      await new Promise((r) => setTimeout(r, 150))
-      proxy.cut()
-      proxy.blackhole = false
-      outcomes.push(...(await Promise.all(calls)))
-    }
-    const bad = outcomes.filter((o) => o !== 'ok' && !/^STORE_(UNAVAILABLE|TIMEOUT):/.test(o))
-    assert.deepEqual(bad, [], `every cut write is retryable (${outcomes.length - outcomes.filter((o) => o === 'ok').length} of ${outcomes.length} failed)`)
-    assert.ok(outcomes.some((o) => o !== 'ok'), 'the cut reached writes in flight')
-  })
-
-  it('close() while calls are in flight: they reject with CLOSED', async (t) => {
-    const setup = await proxiedStore(t, { serverSelectionTimeoutMS: 5000 })
-    if (!setup) return
-    const { store, proxy } = setup
-    await store.init()
-    proxy.blackhole = true
-    const pending = [store.getTask('x'), store.listWorkers(), store.appendJournal([entry(`t-${randomUUID()}`, 1)])]
-    await store.close()
-    for (const p of pending) await assert.rejects(p, rejectsWith(ErrorCode.Closed))
   })
 })
