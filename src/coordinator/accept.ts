@@ -119,7 +119,9 @@ function steer(d: AcceptDeps, rt: TaskRuntime, ord: number, now: number): void {
 /**
  * A cancel (or timeout) of an attempt no worker has accepted. Its START may wait behind a busy
  * worker — in a partition paused while that worker's slots are full, its TASK_CANCEL behind it —
- * and would run when a slot frees, however long after the cancel. So the attempt is claimed for
+ * and would run when a slot frees, however long after the cancel; or wait for a worker of its type
+ * when none is live (it ended at the cancel deadline and the lease after it: 75 s by default).
+ * So the attempt is claimed for
  * nobody in the store (the fence of a hand-back): a flowkit worker then drops that START
  * (`worker.attempt_held_elsewhere`), and the node ends at once (`withdrawn`). Not when a live
  * worker of its type makes no claims (a Python worker: it waits for that worker's confirmation,

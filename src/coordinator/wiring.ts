@@ -198,10 +198,14 @@ export function wireCoordinator(options: CoordinatorOptions, hooks: CoordinatorH
         },
       )
     },
-    // Only where its START waits behind busy workers (every slot of its type held: a START a
-    // worker with a free slot takes up at once runs, and its handler sees the cancel), and every
-    // live worker of the type claims attempts (the fence stops no Python worker).
-    withdrawable: (type) => roles.allSteerable(type, clock.now()) && saturated(type),
+    // Only where its START waits: behind busy workers (every slot of its type held: a START a
+    // worker with a free slot takes up at once runs, and its handler sees the cancel) or for a
+    // worker of its type to exist (none live: a mistyped type, a deployment not up yet); and when
+    // every live worker of the type claims attempts (the fence stops no Python worker).
+    withdrawable: (type) => {
+      const now = clock.now()
+      return roles.allSteerable(type, now) && (!roles.knows(type, now) || saturated(type))
+    },
     saturated,
     steer: (rt, ord, now) => {
       const worker = steering.target(rt.spec(ord).type, now)
