@@ -140,11 +140,7 @@ export async function cancelCommand(argv: readonly string[], base: CommandBase):
     const done = (t: TaskDoc): boolean => (flag(p, 'wait') ? (TERMINAL_TASK_STATUSES as readonly string[]).includes(t.status) : acted(t))
     while (now !== null && !done(now)) {
       if (base.signal.aborted) throw new CliError(EXIT.interrupted, `interrupted: the cancel request for task ${id} was sent; see \`flowkit status ${id}\``)
-      if (Date.now() >= deadline) {
-        throw new CliError(EXIT.failed, `no coordinator acted on the cancel request for task ${id} within ${timeoutSec} s`, {
-          hint: 'is a coordinator of this deployment running? The request stays on the owners\' topic: the coordinator that owns the task applies it when it reads it (after a restart too)',
-        })
-      }
+      if (Date.now() >= deadline) throw cancelTimedOut(id, timeoutSec, now)
       await new Promise((r) => setTimeout(r, 250))
       now = await store.getTask(id)
     }
@@ -153,6 +149,21 @@ export async function cancelCommand(argv: readonly string[], base: CommandBase):
     if (base.out.json) base.out.doc({ task_id: id, cancelled: outcome.cancelled, status: outcome.status })
     else base.out.line(outcome.line)
     return EXIT.ok
+  })
+}
+
+/**
+ * `flowkit cancel`'s error when its wait ran out, by what the task shows last: no coordinator
+ * acted on the request, or (`--wait`) one did and the task has not ended yet.
+ */
+export function cancelTimedOut(id: string, timeoutSec: number, last: TaskDoc): CliError {
+  if (!acted(last)) {
+    return new CliError(EXIT.failed, `no coordinator acted on the cancel request for task ${id} within ${timeoutSec} s`, {
+      hint: "is a coordinator of this deployment running? The request stays on the owners' topic: the coordinator that owns the task applies it when it reads it (after a restart too)",
+    })
+  }
+  return new CliError(EXIT.failed, `the cancel of task ${id} was applied (${last.status}), but the task did not end within ${timeoutSec} s`, {
+    hint: `a running handler stops when it next looks at its ctx.signal; a node whose worker went silent ends at the cancel deadline (cancel_grace_sec) or when its lease runs out. Follow it with \`flowkit status ${id} --watch\`, or wait longer with --timeout`,
   })
 }
 

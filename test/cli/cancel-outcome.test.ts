@@ -2,13 +2,15 @@
  * What `flowkit cancel` reports (src/cli/task-cmds.ts cancelOutcome): a task that is stopping, or
  * stopped, because a node failed or its deadline passed is not cancelled — it ends failed, and
  * the cancel changes nothing (it said "is cancelling" and `cancelled: true`); the same for the
- * `flowkit ui` dashboard's cancel (src/cli/remote.ts), which answered true.
+ * `flowkit ui` dashboard's cancel (src/cli/remote.ts), which answered true. And what `flowkit
+ * cancel` says when its wait runs out: with `--wait`, a cancel that was applied but whose task has
+ * not ended is not blamed on a missing coordinator (it was).
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { MemoryBus, MemoryStore, createLogger } from 'flowkit'
 import { RemoteCoordinator } from '../../src/cli/remote.ts'
-import { cancelOutcome } from '../../src/cli/task-cmds.ts'
+import { cancelOutcome, cancelTimedOut } from '../../src/cli/task-cmds.ts'
 import { makeTaskDoc } from '../helpers/fixtures.ts'
 
 const doc = (status: 'running' | 'cancelling' | 'cancelled' | 'failed' | 'finished', cancelled: boolean, error: string | null) => {
@@ -40,6 +42,18 @@ test('flowkit cancel: a cancel being applied, recorded or done is reported as su
   const first = cancelOutcome(doc('finished', false, null))
   assert.equal(first.cancelled, false)
   assert.match(first.line, / finished before the cancel applied$/)
+})
+
+test('flowkit cancel --wait that runs out: "no coordinator acted" only when none did; an applied cancel says so, with what it waits for', () => {
+  const none = cancelTimedOut('t1', 15, doc('running', false, null))
+  assert.match(none.message, /^no coordinator acted on the cancel request for task t1 within 15 s$/)
+  assert.match(none.hint ?? '', /is a coordinator of this deployment running\?/)
+  for (const [status, cancelled] of [['cancelling', true], ['running', true]] as const) {
+    const applied = cancelTimedOut('t2', 15, doc(status, cancelled, null))
+    assert.equal(applied.message, `the cancel of task t2 was applied (${status}), but the task did not end within 15 s`)
+    assert.match(applied.hint ?? '', /cancel_grace_sec/)
+    assert.doesNotMatch(applied.hint ?? '', /is a coordinator/)
+  }
 })
 
 test("flowkit ui's cancel answers false for a task stopping because a node failed, and sends nothing; true for a user's cancel under way", async () => {
