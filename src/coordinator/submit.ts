@@ -205,7 +205,7 @@ export function buildTask(input: CreateTaskInput, options: BuildTaskOptions, now
         raw = JSON.parse(raw)
       } catch {
         // Where, not the text around it (JSON.parse's message quotes it).
-        throw refused(`graph: not valid JSON${whereJsonBreaks(raw as string)}`)
+        throw refused(`graph: a string is read as JSON text, and this one is not valid JSON${whereJsonBreaks(raw as string)} (a graph is an object: {"nodes": [...]})`)
       }
     }
     // A retry_policy without backoff_sec waits the coordinator's defaultBackoffSec (its config is the limits).

@@ -2,6 +2,7 @@
  * Graph parsing, a node's io (input adapter, fn_args, coordinator fn), retry_policy and routing.
  */
 import { ErrorCode } from '../errors.ts'
+import { INPUT_ADAPTERS, PULL_FROM_ARTIFACTS, PULL_RECHUNK } from '../protocol/input-adapters.ts'
 import type { NodeIO, NodeSpec, RetryPolicy } from './types.ts'
 import { COORDINATOR_FN_TYPE } from './types.ts'
 import type { Context, Obj } from './parse-context.ts'
@@ -12,6 +13,7 @@ import {
   closest,
   cloneData,
   describe,
+  didYouMean,
   isAbsent,
   isObject,
   keyPath,
@@ -89,9 +91,22 @@ export function parseIo(ctx: Context, v: unknown, path: string, id: string, labe
           problems.add(
             ErrorCode.UnknownInputAdapter,
             ap,
-            `unknown input adapter ${quote(adapter)} on ${label}; known adapters: ${listOrNone(known)}`,
+            `unknown input adapter ${quote(adapter)} on ${label}${didYouMean(adapter, known)}; known adapters: ${listOrNone(known)}`,
             { adapter, known },
           )
+        } else {
+          // Unknown names pass by default (a Python worker may have adapters of its own), but not
+          // a near miss of a built-in one: a flowkit worker would fail the node (bad_input_adapter)
+          // only once its upstream ran.
+          const typo = nearBuiltinAdapter(adapter)
+          if (typo !== null) {
+            problems.add(
+              ErrorCode.UnknownInputAdapter,
+              ap,
+              `unknown input adapter ${quote(adapter)} on ${label} (did you mean ${JSON.stringify(typo)}?); a flowkit worker fails a node naming it (bad_input_adapter)`,
+              { adapter, suggestion: typo, known: [...INPUT_ADAPTERS].sort() },
+            )
+          }
         }
       }
       // Adapter args are the worker's to validate (bad_input_args at run time); only the node
@@ -323,4 +338,17 @@ export function parseRouting(
     return out
   }
   return { on_success: branch('on_success'), on_failure: branch('on_failure') }
+}
+
+/**
+ * The built-in input adapter `name` is a near miss of (a typo, another case, the rechunk adapter
+ * without its `:size` or with a number for it: the size goes in `input_args`), or null: a built-in
+ * name itself, or nothing like one.
+ */
+export function nearBuiltinAdapter(name: string): string | null {
+  if (INPUT_ADAPTERS.has(name)) return null
+  const lower = name.toLowerCase()
+  const rechunk = PULL_RECHUNK.slice(0, PULL_RECHUNK.indexOf(':'))
+  if ((lower.length > PULL_FROM_ARTIFACTS.length && PULL_RECHUNK.startsWith(lower)) || lower.startsWith(`${rechunk}:`)) return PULL_RECHUNK
+  return closest(name, [...INPUT_ADAPTERS])
 }

@@ -51,8 +51,13 @@ test('a builder passed as the graph, or JSON text that does not parse, is refuse
       return true
     })
     await assert.rejects(c.createTask({ graph: '{"nodes": [}' }), (err: GraphValidationError) => {
-      assert.match(err.message, /graph: not valid JSON/)
+      assert.match(err.message, /graph: a string is read as JSON text, and this one is not valid JSON at line 1, column 12/)
       assert.deepEqual((err.details['errors'] as { path: string }[]).map((e) => e.path), ['graph'])
+      return true
+    })
+    // A file holding a JSON string (`"x"`) gives the string: the message says why it is read as JSON.
+    await assert.rejects(c.createTask({ graph: 'x' }), (err: GraphValidationError) => {
+      assert.match(err.message, /^graph: a string is read as JSON text, and this one is not valid JSON at line 1, column 1: .* \(a graph is an object: \{"nodes": \[\.\.\.\]\}\)/)
       return true
     })
   } finally {

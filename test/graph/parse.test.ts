@@ -329,6 +329,38 @@ test('graph validation: unknown input adapter lists the known ones', () => {
   })
 })
 
+test('graph validation: a near miss of a built-in input adapter is refused at submission, with the name meant, even where unknown names pass (before: the worker failed the node once its upstream had run)', () => {
+  const lenient = { coordinatorFns: new Set<string>() }
+  const adapter = (name: string) => graph([node('up'), node('a', { depends_on: ['up'], io: { input_inline: { input_adapter: name, input_args: { from_nodes: ['up'] } } } })])
+  for (const [typo, meant] of [
+    ['pull.from_artifact', 'pull.from_artifacts'],
+    ['Pull.From_Artifacts', 'pull.from_artifacts'],
+    ['pull.from_artifacts.rechunk', 'pull.from_artifacts.rechunk:size'],
+    ['pull.from_artifacts.rechunk:100', 'pull.from_artifacts.rechunk:size'],
+    ['pull.from_artifacts.rechunk:sise', 'pull.from_artifacts.rechunk:size'],
+  ]) {
+    let caught: unknown
+    try {
+      parseGraph(adapter(typo as string), lenient)
+    } catch (err) {
+      caught = err
+    }
+    assert.ok(caught instanceof GraphValidationError, `${typo}: refused`)
+    assert.equal(caught.code, ErrorCode.UnknownInputAdapter)
+    assert.equal(caught.path, 'nodes[1].io.input_inline.input_adapter')
+    assert.ok(caught.message.includes(`unknown input adapter ${JSON.stringify(typo)} on node "a" (did you mean ${JSON.stringify(meant)}?)`), caught.message)
+    assert.equal(caught.details['suggestion'], meant)
+  }
+  // Built-in names, and names like none of them (a Python worker's own adapter), pass.
+  for (const ok of ['pull.from_artifacts', 'pull.from_artifacts.rechunk:size', 'pull.from_s3', 'my.adapter']) parseGraph(adapter(ok), lenient)
+  // Where unknown names are refused, the message names the one meant too.
+  rejects(adapter('pull.from_artifact'), {
+    code: ErrorCode.UnknownInputAdapter,
+    path: 'nodes[1].io.input_inline.input_adapter',
+    message: ['unknown input adapter "pull.from_artifact" on node "a" (did you mean "pull.from_artifacts"?); known adapters:'],
+  })
+})
+
 test('graph validation: from_nodes naming a node twice is refused (the adapter waited for it twice and never ended)', () => {
   const inline = (input_args: unknown) => ({ io: { input_inline: { input_adapter: 'pull.from_artifacts', input_args } } })
   rejects(graph([node('a'), node('x'), node('b', inline({ from_nodes: ['a', 'x', 'a'] }))]), {
