@@ -5,11 +5,14 @@
  * (`worker.attempt_held_elsewhere`). Before, the handler ran — up to the whole queue's time after
  * the cancel (9.4 s in a worker audit), its signal aborted only after the run had begun — for a
  * task already cancelled. Also when the coordinator restarted in between (the task ended and is
- * read from the store).
+ * read from the store). The same for a START no live worker of its type could take (none is up:
+ * a mistyped type, a deployment not up yet): before, its task stayed cancelling for the cancel
+ * deadline and the lease after it, 75 s by default.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Coordinator, MemoryLogger, type RoleHandler } from 'flowkit'
+import { HANDED_BACK_HOLDER } from '../../src/ports/store.ts'
 import { gate } from '../helpers/gate.ts'
 import { startRuntime } from '../helpers/runtime.ts'
 import { waitFor } from '../helpers/wait.ts'
@@ -70,6 +73,37 @@ test(`a START waiting at a busy worker when its task is cancelled is never run${
   } finally {
     hold.open()
     await second?.stop()
+    await rt.stop()
+  }
+})
+
+test('a cancelled START of a type no live worker serves is withdrawn at once, and the worker of that type started later never runs it (before: cancelling until the cancel deadline and the lease after it, 75 s by default)', async () => {
+  const logger = new MemoryLogger()
+  const ran: string[] = []
+  const late: RoleHandler = {
+    async processBatch(_b, ctx) {
+      ran.push(ctx.taskId)
+      return { metrics: { count: 1 } }
+    },
+  }
+  // Default cancel grace and lease: the cancel must not wait for them.
+  const rt = await startRuntime({ logger, handlers: { other: late } })
+  try {
+    await waitFor(async () => (await rt.coordinator.listWorkers()).some((w) => w.status === 'online'), { message: 'the worker announced' })
+    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'late' }] } })
+    await waitFor(async () => (await rt.coordinator.getTask(id))?.nodes[0]?.status === 'running', { message: 'the node was dispatched' })
+    const cancelledAt = Date.now()
+    assert.equal(await rt.coordinator.cancelTask(id), true)
+    const view = await rt.coordinator.waitForTask(id, { timeoutMs: 15_000 })
+    assert.equal(view.status, 'cancelled')
+    assert.ok(Date.now() - cancelledAt < 15_000)
+    assert.equal(logger.records.filter((r) => r.event === 'node.withdrawn' && r.fields['task_id'] === id).length, 1)
+    assert.equal(await rt.store.attemptHolder(id, 'n', 1), HANDED_BACK_HOLDER)
+    // The worker the node waited for comes up: it finds the START in its partition and drops it.
+    await rt.addWorker({ late })
+    await waitFor(() => logger.records.some((r) => r.event === 'worker.attempt_held_elsewhere' && r.fields['task_id'] === id), { message: 'the START dropped' })
+    assert.deepEqual(ran, [], 'its handler never ran')
+  } finally {
     await rt.stop()
   }
 })
