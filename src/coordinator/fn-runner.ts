@@ -18,7 +18,8 @@ import type { Clock } from '../ports/clock.ts'
 import type { Store } from '../ports/store.ts'
 import type { VersionedTask } from '../model/journal.ts'
 import type { Engine } from './engine.ts'
-import type { CoordinatorFn } from './functions.ts'
+import { BUILTIN_FUNCTIONS, type CoordinatorFn, type CoordinatorFnResult } from './functions.ts'
+import { checkFnResult } from './fn-result.ts'
 import type { TaskRuntime } from './runtime.ts'
 
 /** How often a running function's attempt is looked at (does it still count?). */
@@ -53,7 +54,17 @@ export class FnRunner {
   run(rt: TaskRuntime, ord: number): void {
     const epoch = rt.node(ord).attempt_epoch
     rt.fnChain = rt.fnChain.then(() => this.#watched(rt, ord, epoch)).catch((err: unknown) => {
-      this.#log.error('node.fn_crashed', { task_id: rt.id, node_id: rt.spec(ord).node_id, error: errorMessage(err) })
+      const error = errorForNode(errorMessage(err))
+      this.#log.error('node.fn_crashed', { task_id: rt.id, node_id: rt.spec(ord).node_id, error })
+      // Whatever failed here (a defect), the node does not stay running: it ends, as a cancelled
+      // or a failed function does.
+      try {
+        if (!this.#current(rt, ord, epoch)) return
+        if (rt.node(ord).status === 'cancelling') this.#engine.apply(rt, ord, { kind: 'fn_done', stats: {} })
+        else this.#engine.apply(rt, ord, { kind: 'fn_failed', reasonCode: 'coordinator_fn_error', error, permanent: true })
+      } catch (again: unknown) {
+        this.#log.error('node.fn_crashed', { task_id: rt.id, node_id: rt.spec(ord).node_id, error: errorForNode(errorMessage(again)) })
+      }
     })
   }
 
@@ -106,8 +117,10 @@ export class FnRunner {
         const fn = this.#functions[name]
         if (fn === undefined) throw new FlowkitError(ErrorCode.UnknownCoordinatorFn, `unknown coordinator function ${name}`)
         const now = this.#clock.now()
-        const res = await fn({ task: functionView(rt), node: spec, args: spec.io.fn_args ?? {}, store: this.#store, now, log: this.#log.child(ids), signal })
+        const returned: unknown = await fn({ task: functionView(rt), node: spec, args: spec.io.fn_args ?? {}, store: this.#store, now, log: this.#log.child(ids), signal })
         if (signal.aborted) return // left behind: its attempt no longer counts, it writes nothing
+        // A registered function's result is checked (fn-result.ts); the built-ins' are built to the rules.
+        const res = fn === BUILTIN_FUNCTIONS[name] ? (returned as CoordinatorFnResult) : checkFnResult(name, returned)
         await this.#store.upsertArtifact(
           { task_id: rt.id, node_id: spec.node_id, batch_uid: null, status: 'complete', meta: res.meta ?? {}, attempt_epoch: epoch, worker_id: null },
           this.#clock.now(),
@@ -144,13 +157,28 @@ export class FnRunner {
           return
         }
         if (!this.#current(rt, ord, epoch)) return
-        const reason = err instanceof FlowkitError ? err.code.toLowerCase() : ((err as { reasonCode?: string }).reasonCode ?? 'coordinator_fn_error')
+        const reason = fnFailureReason(err)
         this.#log.error('node.fn_error', { ...ids, fn: name, error })
         this.#engine.apply(rt, ord, { kind: 'fn_failed', reasonCode: reason, error, permanent: true })
         return
       }
     }
   }
+}
+
+/** Longest reason code kept from a function's error (as a worker clips a handler's). */
+const MAX_FN_REASON_CHARS = 200
+
+/**
+ * The reason code of a function's error: a flowkit error's code, a non-empty string `reasonCode`
+ * of what it threw (a PermanentError's; clipped), else `coordinator_fn_error` — also for a thrown
+ * `null` or `undefined`, which has no fields to read (reading one threw inside this handler and
+ * left the node running for ever).
+ */
+export function fnFailureReason(err: unknown): string {
+  if (err instanceof FlowkitError) return err.code.toLowerCase()
+  const code = err !== null && typeof err === 'object' ? (err as { reasonCode?: unknown }).reasonCode : undefined
+  return typeof code === 'string' && code !== '' ? code.slice(0, MAX_FN_REASON_CHARS) : 'coordinator_fn_error'
 }
 
 /**

@@ -155,9 +155,10 @@ export const has = (o: Record<string, unknown>, k: string): boolean => Object.ha
  * Checks a value about to be written at `path` (itself already valid, `depth` segments): JSON
  * types only; every nested object key a valid segment; every nested leaf path within the depth and
  * length limits (objects inside arrays are not paths: only their keys' syntax counts); the value's
- * JSON at most 64 KiB of UTF-8.
+ * JSON at most `maxBytes` of UTF-8 (64 KiB; unbounded for a whole variables object, whose total
+ * the caller bounds).
  */
-export function checkValue(op: string, path: string, depth: number, value: unknown): void {
+export function checkValue(op: string, path: string, depth: number, value: unknown, maxBytes: number = VARS_LIMITS.maxValueBytes): void {
   const ancestors = new Set<object>()
   const walk = (v: unknown, at: string, level: number, inArray: boolean): void => {
     if (v === null || typeof v === 'string' || typeof v === 'boolean') return
@@ -183,8 +184,9 @@ export function checkValue(op: string, path: string, depth: number, value: unkno
     ancestors.delete(v)
   }
   walk(value, path, depth, false)
+  if (maxBytes === Number.POSITIVE_INFINITY) return
   const bytes = jsonBytes(value)
-  if (bytes > VARS_LIMITS.maxValueBytes) {
+  if (bytes > maxBytes) {
     throw new VarsError(
       `${op}: value of key ${showKey(path)} is ${bytes} bytes of JSON; the value limit is ${VARS_LIMITS.maxValueBytes} bytes`,
       VarsReason.Limit,

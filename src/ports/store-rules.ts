@@ -8,6 +8,13 @@ import { NODE_ID_PATTERN } from '../graph/types.ts'
 import { type BatchMetricsRow, HANDED_BACK_HOLDER } from './store.ts'
 
 /**
+ * Largest artifact meta, as encoded for the store: the store's documents hold at most 16 MiB
+ * (MongoDB), less room for the artifact's other fields. Checked before a write (a worker's
+ * handler result, a coordinator function's), so the memory and MongoDB stores fail alike.
+ */
+export const MAX_ARTIFACT_META_BYTES = 16 * 1024 * 1024 - 16 * 1024
+
+/**
  * The holder a worker process writes in an attempt's claim: `workerId#instance` (a restarted
  * process with the same worker id is another instance: worker/instance.ts).
  */

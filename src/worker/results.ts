@@ -13,7 +13,7 @@ import { type BusRecord, isTextLater } from '../ports/bus.ts'
 import type { Batch, BatchResult, FinalizeResult } from './handler.ts'
 import { MAX_EVENT_VALUE_DEPTH, deeperThan } from '../protocol/parse.ts'
 import { isWellFormed } from '../util/text.ts'
-import { handOver } from '../ports/store-rules.ts'
+import { MAX_ARTIFACT_META_BYTES, handOver } from '../ports/store-rules.ts'
 import { closest } from '../graph/parse-context.ts'
 
 /**
@@ -24,12 +24,7 @@ import { closest } from '../graph/parse-context.ts'
 export const MAX_BUS_MESSAGE_BYTES = 1024 * 1024
 export const BUS_RECORD_HEADROOM_BYTES = 1024
 
-/**
- * Largest artifact meta, as encoded for the store: the store's documents hold at most 16 MiB
- * (MongoDB), less room for the artifact's other fields. The memory store applies the same limit
- * (through this check), so both fail alike.
- */
-export const MAX_ARTIFACT_META_BYTES = 16 * 1024 * 1024 - 16 * 1024
+export { MAX_ARTIFACT_META_BYTES }
 
 /** Longest reason code put in an event. */
 export const MAX_REASON_CODE_CHARS = 200
