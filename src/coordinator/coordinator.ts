@@ -284,11 +284,12 @@ export class Coordinator {
 
   /**
    * Resolves with the task once it reaches a terminal status (durably); rejects with a TIMEOUT
-   * error after `timeoutMs` of real time (a safety deadline, independent of the injected clock).
+   * error after `timeoutMs` of real time (a safety deadline, independent of the injected clock),
+   * and with CLOSED when this coordinator stops while it waits.
    */
   async waitForTask(id: string, options: { timeoutMs?: number } = {}): Promise<TaskView> {
     taskIdArg('waitForTask', id)
-    const deps = { runtime: (t: string) => this.#p.engine.tasks.get(t), stored: (t: string) => this.#p.store.getTask(t), onTerminal: (t: string, fn: () => void) => this.#p.after.onTerminal(t, fn), view: (v: TaskView) => this.#view(v) }
+    const deps = { runtime: (t: string) => this.#p.engine.tasks.get(t), stored: (t: string) => this.#p.store.getTask(t), onTerminal: (t: string, fn: () => void) => this.#p.after.onTerminal(t, fn), view: (v: TaskView) => this.#view(v), closed: this.#sweepAbort.signal.aborted ? undefined : this.#sweepAbort.signal }
     return waitForTask(deps, id, options.timeoutMs ?? 60_000)
   }
 

@@ -1,6 +1,8 @@
 /**
  * `Coordinator.waitForTask`: resolves once the task is terminal *durably* (its terminal journal
- * entry is written), from memory when this coordinator holds the task, else from the store.
+ * entry is written), from memory when this coordinator holds the task, else from the store;
+ * rejects with TIMEOUT after `timeoutMs`, and with CLOSED as soon as the coordinator stops (it
+ * waited out its whole timeout before).
  */
 import { ErrorCode, FlowkitError } from '../errors.ts'
 import type { TaskDoc } from '../model/state.ts'
@@ -14,11 +16,19 @@ export interface WaitDeps {
   /** Calls `fn` when the task's terminal state is durable; returns an unsubscribe function. */
   onTerminal(id: string, fn: () => void): () => void
   view(v: TaskView): TaskView
+  /** Aborted when the coordinator stops (or is killed): a wait then rejects with CLOSED. */
+  closed?: AbortSignal
 }
 
 export async function waitForTask(d: WaitDeps, id: string, timeoutMs: number): Promise<TaskView> {
+  if (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs)) {
+    // (NaN made every poll a 1 ms timer, for ever.)
+    throw new FlowkitError(ErrorCode.Config, `waitForTask: timeoutMs must be a number of milliseconds, got ${Number.isNaN(timeoutMs) ? 'NaN' : typeof timeoutMs}`)
+  }
   const deadline = performance.now() + timeoutMs
+  const closed = (): FlowkitError => new FlowkitError(ErrorCode.Closed, `the coordinator stopped while waiting for task ${id}`, { details: { task_id: id } })
   for (;;) {
+    if (d.closed?.aborted === true) throw closed()
     const rt = d.runtime(id)
     let status: string
     if (rt !== undefined) {
@@ -39,11 +49,13 @@ export async function waitForTask(d: WaitDeps, id: string, timeoutMs: number): P
       const done = (): void => {
         clearTimeout(timer)
         stop()
+        d.closed?.removeEventListener('abort', done)
         resolve()
       }
       // Another coordinator may own the task: poll as well as listen.
       const timer = setTimeout(done, Math.min(left, rt === undefined ? 250 : 1000))
       const stop = d.onTerminal(id, done)
+      d.closed?.addEventListener('abort', done, { once: true })
     })
   }
 }
