@@ -16,7 +16,11 @@ export interface TaskView {
   vars: Record<string, unknown>
   result: unknown
   error: string | null
-  /** A cancel was requested (true from the moment it is recorded, before it applies). */
+  /**
+   * A cancel was requested (true from the moment it is recorded, before it applies). Not for a
+   * task stopping because a node failed or its deadline passed (it stops its other nodes the same
+   * way, and its document says `coordinator.cancelled` as the seed's does: `error` says why).
+   */
   cancelled: boolean
   /** Why, as the cancel asked (null when not cancelled). */
   cancel_reason: string | null
@@ -26,6 +30,8 @@ export interface TaskView {
 }
 
 export function toTaskView(task: TaskDoc): TaskView {
+  // A failing task's stop sets `error` with the flag; a user's cancel never does.
+  const cancelled = task.coordinator.cancelled && task.error === null
   return {
     id: task.id,
     status: task.status,
@@ -37,8 +43,8 @@ export function toTaskView(task: TaskDoc): TaskView {
     vars: task.coordinator.vars,
     result: task.result,
     error: task.error,
-    cancelled: task.coordinator.cancelled,
-    cancel_reason: task.coordinator.cancel_reason ?? null,
+    cancelled,
+    cancel_reason: cancelled ? (task.coordinator.cancel_reason ?? null) : null,
     created_at_ms: task.created_at_ms,
     updated_at_ms: task.updated_at_ms,
     finished_at_ms: task.finished_at_ms,
