@@ -8,6 +8,7 @@
 import type { RetryPolicy } from '../graph/types.ts'
 import type { NodeError, NodeState } from '../model/state.ts'
 import { type Contributions, type Effect, type TransitionContext, type TransitionResult, WORKER_STOPPING, logEffect as log } from './transition-types.ts'
+import { MAX_ERROR_CHARS, clip } from '../util/text.ts'
 
 /**
  * The delay before the next attempt after attempt `n` (1-based, hand-backs not counted) failed:
@@ -120,7 +121,9 @@ export function failure(node: NodeState, reasonCode: string, errorIn: string | n
   if (!permanent && node.attempt_epoch - (node.handbacks ?? 0) >= ctx.policy.max) {
     permanent = true
     reason = 'retries_exhausted'
-    error = `${reasonCode}${errorIn ? `: ${errorIn}` : ''} (attempt ${node.attempt_epoch - (node.handbacks ?? 0)} of ${ctx.policy.max})`
+    // At most MAX_ERROR_CHARS with the attempt count: the worker's text is cut further if needed.
+    const count = ` (attempt ${node.attempt_epoch - (node.handbacks ?? 0)} of ${ctx.policy.max})`
+    error = `${clip(`${reasonCode}${errorIn ? `: ${errorIn}` : ''}`, MAX_ERROR_CHARS - count.length)}${count}`
   }
   const last_error: NodeError = { reason_code: reason, error, permanent, at_ms: now, attempt_epoch: node.attempt_epoch }
   const effects: Effect[] = []
