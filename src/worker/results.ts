@@ -174,6 +174,9 @@ export function checkBatch(batch: unknown, index: number): Batch {
   if (!isObject(batch)) throw new HandlerResultError(`${label} must be an object { batch_uid?, payload }, got ${describe(batch)}`, 'bad_handler_result')
   const uid = batch['batch_uid']
   if (typeof uid === 'string') checkBatchUid(label, uid)
+  // (A number was replaced by the batch's position, silently: a retry that yields in another
+  // order would then count the same data under other uids.)
+  else if (uid !== undefined && uid !== null) throw bad(label, `batch_uid must be a string, got ${describe(uid)}${typeof uid === 'number' ? ` (use String(${uid}))` : ''}`)
   if (batch['payload'] !== undefined && !isObject(batch['payload'])) throw bad(label, `payload must be an object, got ${describe(batch['payload'])}`)
   return batch as unknown as Batch
 }
@@ -190,8 +193,16 @@ export function checkArtifactMeta(what: string, meta: unknown): Record<string, u
   } catch (err) {
     throw new HandlerResultError(`${what} cannot be encoded as JSON: ${err instanceof Error ? err.message : String(err)}`, 'bad_handler_result', { cause: err })
   }
-  // Stored as BSON when it can be, else as JSON text: either way at most this many bytes.
-  const bytes = Math.max(Buffer.byteLength(json, 'utf8') + 16, bsonSizeBound(meta, 0))
+  // Stored as BSON when it can be, else as JSON text: either way at most this many bytes. The walk
+  // also refuses what JSON would store changed without a word (NaN, a Map's entries).
+  let bound: number
+  try {
+    bound = bsonSizeBound(meta, 0)
+  } catch (err) {
+    if (!(err instanceof Lossy)) throw err
+    throw new HandlerResultError(`${what}: ${err.what} at meta${err.path}, which JSON would store as ${err.becomes}; convert it first${err.hint}`, 'bad_handler_result')
+  }
+  const bytes = Math.max(Buffer.byteLength(json, 'utf8') + 16, bound)
   if (bytes > MAX_ARTIFACT_META_BYTES) {
     throw new HandlerResultError(
       `${what} is too large: ${bytes} bytes encoded for the store, more than the limit of ${MAX_ARTIFACT_META_BYTES} bytes (the store's 16 MiB document limit, less room for the artifact's other fields)`,
@@ -289,6 +300,20 @@ export function jsonLengthBound(v: unknown, depth: number): number {
   }
 }
 
+/** A value in a meta that JSON would store changed (bsonSizeBound's walk); `path` filled in on the way out. */
+class Lossy extends Error {
+  path = ''
+  readonly what: string
+  readonly becomes: string
+  readonly hint: string
+  constructor(what: string, becomes: string, hint: string) {
+    super(what)
+    this.what = what
+    this.becomes = becomes
+    this.hint = hint
+  }
+}
+
 /**
  * The BSON size of a JSON-like value as the driver encodes it (an upper bound for other values):
  * integers in int32 range take 4 bytes, other numbers 8, strings their UTF-8 bytes with their
@@ -302,6 +327,7 @@ function bsonSizeBound(v: unknown, depth: number): number {
     case 'string':
       return 5 + Buffer.byteLength(v, 'utf8')
     case 'number':
+      if (!Number.isFinite(v)) throw new Lossy(String(v), 'null', '')
       return Number.isInteger(v) && v >= -(2 ** 31) && v < 2 ** 31 ? 4 : 8 // int32, else double
     case 'bigint':
       return 8
@@ -311,12 +337,26 @@ function bsonSizeBound(v: unknown, depth: number): number {
       let size = 5
       if (Array.isArray(v)) {
         v.forEach((item, i) => {
-          size += 2 + String(i).length + bsonSizeBound(item, depth + 1)
+          try {
+            size += 2 + String(i).length + bsonSizeBound(item, depth + 1)
+          } catch (err) {
+            if (err instanceof Lossy) err.path = `[${i}]${err.path}`
+            throw err
+          }
         })
       } else if (v instanceof Date) {
         return 8
+      } else if (v instanceof Map || v instanceof Set) {
+        throw new Lossy(v instanceof Map ? 'a Map' : 'a Set', '{} (its entries lost)', v instanceof Map ? ' (Object.fromEntries(map))' : ' ([...set])')
       } else {
-        for (const [k, item] of Object.entries(v)) size += 2 + Buffer.byteLength(k, 'utf8') + bsonSizeBound(item, depth + 1)
+        for (const [k, item] of Object.entries(v)) {
+          try {
+            size += 2 + Buffer.byteLength(k, 'utf8') + bsonSizeBound(item, depth + 1)
+          } catch (err) {
+            if (err instanceof Lossy) err.path = `.${k}${err.path}`
+            throw err
+          }
+        }
       }
       return size
     }
