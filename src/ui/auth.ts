@@ -6,12 +6,16 @@
  *   web page elsewhere cannot reach it through DNS rebinding.
  * - With a token (required when bound to any other address): every request must carry it, as
  *   `Authorization: Bearer <token>`, as the password of HTTP basic auth (any user name; the
- *   browser asks for it), or in the session cookie that `?token=<token>` on any page sets (the
- *   server then redirects to the same page without it, so the token leaves the address bar).
+ *   browser asks for it), or carry the session cookie that `?token=<token>` on any page sets (the
+ *   server then redirects to the same page without it, so the token leaves the address bar). The
+ *   cookie is not the token: a session signed with it (HMAC-SHA-256 of its issue time), valid
+ *   12 hours, named after the port (`flowkit_dashboard_<port>`). A browser sends a host's cookies
+ *   to every port of that host, so another service there may see it: it then holds a session of
+ *   this dashboard until it expires (or the token changes), never the token itself.
  * - Requests that change something (POST) must carry `X-Flowkit-Dashboard: 1` and, when the
  *   browser sends an Origin, come from the dashboard's own origin: another site cannot forge them.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { HttpError } from './http.ts'
 
@@ -21,6 +25,26 @@ export interface AuthPolicy {
   /** null: no login (loopback only). */
   token: string | null
   cookieName: string
+  /** Now, in epoch ms (a session's age). */
+  now?: () => number
+}
+
+/** How long the session cookie `?token=` sets is valid. */
+export const SESSION_TTL_MS = 12 * 60 * 60 * 1000
+
+/** A session signed with the token: `<issued ms, base 36>.<HMAC-SHA-256 base64url>`. */
+function sessionFor(token: string, issuedMs: number): string {
+  const at = issuedMs.toString(36)
+  return `${at}.${createHmac('sha256', token).update(`flowkit-dashboard-session:${at}`).digest('base64url')}`
+}
+
+/** Whether `value` is a session signed with `token`, issued within SESSION_TTL_MS of `now`. */
+function validSession(value: string, token: string, now: number): boolean {
+  const dot = value.indexOf('.')
+  if (dot <= 0) return false
+  const issued = Number.parseInt(value.slice(0, dot), 36)
+  if (!Number.isSafeInteger(issued) || issued > now + 60_000 || now - issued > SESSION_TTL_MS) return false
+  return same(value, sessionFor(token, issued))
 }
 
 export type Access = { kind: 'ok' } | { kind: 'redirect'; location: string; cookie: string }
@@ -68,18 +92,20 @@ function cookieValue(req: IncomingMessage, name: string): string | null {
   return null
 }
 
-function presented(req: IncomingMessage, cookieName: string): string | null {
+/** Whether the request carries the token (Bearer, basic auth) or a valid session cookie. */
+function authenticated(req: IncomingMessage, policy: AuthPolicy & { token: string }): boolean {
   const auth = req.headers.authorization
   if (auth !== undefined) {
     const [scheme, value = ''] = auth.trim().split(/\s+/, 2)
-    if (scheme?.toLowerCase() === 'bearer') return value
+    if (scheme?.toLowerCase() === 'bearer') return same(value, policy.token)
     if (scheme?.toLowerCase() === 'basic') {
       const decoded = Buffer.from(value, 'base64').toString('utf8')
       const i = decoded.indexOf(':')
-      return i >= 0 ? decoded.slice(i + 1) : null
+      return i >= 0 && same(decoded.slice(i + 1), policy.token)
     }
   }
-  return cookieValue(req, cookieName)
+  const cookie = cookieValue(req, policy.cookieName)
+  return cookie !== null && validSession(cookie, policy.token, (policy.now ?? Date.now)())
 }
 
 const CHALLENGE = { 'www-authenticate': 'Basic realm="flowkit dashboard", charset="UTF-8"' }
@@ -90,8 +116,7 @@ export function checkAccess(req: IncomingMessage, url: URL, policy: AuthPolicy):
     const name = hostName(req.headers.host)
     if (!isLoopback(name)) throw new HttpError(403, `this dashboard has no token and answers only requests to localhost, not to ${JSON.stringify(name)}: start it with a token to reach it by another name`)
   } else {
-    const given = presented(req, policy.cookieName)
-    if (given === null || !same(given, policy.token)) {
+    if (!authenticated(req, { ...policy, token: policy.token })) {
       const query = url.searchParams.get('token')
       // A query string reads `+` as a space: a base64 token pasted as is (not percent-encoded) matches too.
       const matches = query !== null && (same(query, policy.token) || (query.includes(' ') && same(query.replaceAll(' ', '+'), policy.token)))
@@ -104,7 +129,7 @@ export function checkAccess(req: IncomingMessage, url: URL, policy: AuthPolicy):
           location: `/${clean.pathname.replace(/^\/+/, '')}${clean.search}`,
           // Lax: a link from chat or an alert (a cross-site navigation) still carries the session;
           // actions are guarded by their header and the Origin check, not by the cookie.
-          cookie: `${policy.cookieName}=${encodeURIComponent(policy.token)}; Path=/; HttpOnly; SameSite=Lax`,
+          cookie: `${policy.cookieName}=${sessionFor(policy.token, (policy.now ?? Date.now)())}; Path=/; Max-Age=${SESSION_TTL_MS / 1000}; HttpOnly; SameSite=Lax`,
         }
       }
       throw new HttpError(401, 'authentication required: send the dashboard token (Authorization: Bearer <token>, basic auth password, or open the page with ?token=<token>)', CHALLENGE)

@@ -133,7 +133,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   const streams = new Set<SseStream>()
   const files = new StaticFiles()
   const server: Server = createServer()
-  const policy: AuthPolicy = { token, cookieName: 'flowkit_dashboard' }
+  const policy: AuthPolicy = { token, cookieName: `flowkit_dashboard_${port}`, now: () => clock.now() }
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     let url: URL
@@ -150,6 +150,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     }
     const path = url.pathname
     if (path === '/metrics' && options.metrics !== undefined) {
+      for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v)
       options.metrics(req, res)
       return
     }

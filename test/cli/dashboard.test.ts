@@ -48,6 +48,9 @@ describe('flowkit dev: the dashboard', () => {
       const text = await res.text()
       assert.equal(res.status, 200, text)
       assert.match(res.headers.get('content-type') ?? '', /^text\/plain/)
+      // The dashboard's security headers, as on every other response.
+      assert.match(res.headers.get('content-security-policy') ?? '', /default-src/)
+      assert.equal(res.headers.get('x-content-type-options'), 'nosniff')
       assert.match(text, /^flowkit_coordinator_\w+/m)
       assert.match(text, /^flowkit_worker_runs_active 0$/m)
       const r = await p.stop('SIGINT')

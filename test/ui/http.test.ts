@@ -96,6 +96,18 @@ test('access with a token: 401 (basic challenge) without it; Bearer, basic-auth 
     }
     assert.equal((await fetch(`${base}api/workers`, { headers: { cookie } })).status, 200)
     assert.equal((await fetch(`${base}workers?token=nope`, { redirect: 'manual' })).status, 401)
+    // The cookie is a session signed with the token, not the token (a browser sends a host's
+    // cookies to its other ports too); named after the port; valid 12 hours.
+    assert.doesNotMatch(cookie, new RegExp(token.replace(/[^\w]/g, '.')))
+    assert.ok(!cookie.includes(encodeURIComponent(token)))
+    assert.match(cookie, /^flowkit_dashboard_\d+=/)
+    assert.match(login.headers.get('set-cookie') ?? '', /; Max-Age=43200;/)
+    const [name, value = ''] = cookie.split('=')
+    const forged = `${name}=${value.slice(0, -2)}xx`
+    assert.equal((await fetch(`${base}api/workers`, { headers: { cookie: forged } })).status, 401, 'a changed signature')
+    const stale = `${name}=${(Date.now() - 13 * 3600_000).toString(36)}.${value.split('.')[1]}`
+    assert.equal((await fetch(`${base}api/workers`, { headers: { cookie: stale } })).status, 401, 'another issue time')
+    assert.equal((await fetch(`${base}api/workers`, { headers: { cookie: `${name}=${encodeURIComponent(token)}` } })).status, 401, 'the token is not a cookie value')
   } finally {
     await ui.stop()
   }
