@@ -112,7 +112,8 @@ const MAX_REDACT_DEPTH = 8
 
 /**
  * Secret-looking parts of free text (error messages included), each replaced by `***`:
- * credentials in URLs (`scheme://user:pass@`, a long `scheme://token@`), `key=value` / `key: value` / `"key":"value"` pairs
+ * credentials in URLs (`scheme://user:pass@`, a long `scheme://token@`, `user:pass@host` without
+ * the `//`), `key=value` / `key: value` / `"key":"value"` pairs
  * whose key names a secret (`password=`, `api_key:`, URL-encoded `password%3D`, `aws_secret_access_key=`, `sasl.password=`,
  * `"token":"…"`, `Authorization: Basic …`), bearer tokens, PEM private keys, and tokens with a
  * well-known shape (AWS access key ids, GitHub and Slack tokens, JWTs).
@@ -124,6 +125,9 @@ const TEXT_RULES: ReadonlyArray<readonly [RegExp, string]> = [
   [/(:\/\/)[^\s"'<>:@/]{0,256}:[^\s"'<>/]{0,512}@/g, '$1***:***@'],
   // A token given as the user alone (`https://<token>@host`, as git hosts take them): a long one.
   [/(:\/\/)[A-Za-z0-9._~%-]{20,256}@/g, '$1***@'],
+  // user:password@host without the `//` (a mistyped `mongodb:/user:pw@h`, `mongodb:user:pw@h`, or
+  // no scheme at all): the pair before an `@` that a host name follows.
+  [/(^|[\s"'(<=,:/])[^\s"'<>:@/]{1,256}:[^\s"'<>/@]{1,512}@(?=[\w[])/g, '$1***:***@'],
   [/\b((?:proxy-)?authorization["']?\s*[:=]\s*["']?)(?:(?:bearer|basic|digest|token|negotiate)\s+)?[^\s"',;]+/gi, '$1***'],
   [/\b(bearer\s+)[A-Za-z0-9._~+/=-]{6,}/gi, '$1***'],
   [
@@ -245,10 +249,37 @@ const LEVEL_STYLE: Record<FlowkitEventMessage['level'], readonly [label: string,
   error: ['ERROR', '\x1b[31m'],
 }
 
+/** A C0 or C1 control character, or DEL: terminal escape sequences begin with them. */
+function isControl(c: number): boolean {
+  return c < 0x20 || (c >= 0x7f && c <= 0x9f)
+}
+
+function hasControl(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (isControl(s.charCodeAt(i))) return true
+  return false
+}
+
+/** `text` with every control character written as `\uXXXX`. */
+function escapeControls(text: string): string {
+  if (!hasControl(text)) return text
+  let out = ''
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    out += isControl(c) ? `\\u${c.toString(16).padStart(4, '0')}` : text[i]
+  }
+  return out
+}
+
+/**
+ * A field's value in a pretty line: as is when plain, else as JSON, with every control character
+ * escaped (JSON leaves DEL and C1 alone): a value from a request (a dead letter's id in a URL, a
+ * node's error) cannot move the cursor, rewrite earlier lines or set the clipboard (OSC 52) of
+ * the terminal showing the log.
+ */
 function prettyValue(v: unknown): string {
-  if (typeof v === 'string') return /^[^\s"=]+$/.test(v) ? v : JSON.stringify(v)
+  if (typeof v === 'string') return /^[^\s"=]+$/.test(v) && !hasControl(v) ? v : escapeControls(JSON.stringify(v))
   if (v === undefined) return 'undefined'
-  return typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)
+  return escapeControls(typeof v === 'object' && v !== null ? (JSON.stringify(v) ?? String(v)) : String(v))
 }
 
 /** One record as a readable line: `12:03:04.123 INFO  node.done task_id=t1 node_id=a count=3`. */

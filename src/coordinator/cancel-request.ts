@@ -18,7 +18,7 @@
  * but not applied (a crash, a hand-over in between) applies it after its own recovery (resume).
  */
 import { ErrorCode, FlowkitError } from '../errors.ts'
-import type { Logger } from '../log.ts'
+import { type Logger, errorForNode } from '../log.ts'
 import type { Engine } from './engine.ts'
 import type { TaskRuntime } from './runtime.ts'
 
@@ -52,9 +52,12 @@ export function requestCancel(d: CancelDeps, rt: TaskRuntime, reason: string): P
   // the task ends failed, this cancel changes nothing).
   if (rt.status === 'cancelling') return Promise.resolve(endsCancelled(rt))
   if (!rt.cancelled) {
-    rt.change({ cancelled: true, cancel_reason: reason })
-    rt.events.push(`task cancel requested: ${reason}`)
-    d.log.info('task.cancel_requested', { task_id: rt.id, reason })
+    // Free text from whoever cancels (the CLI, the dashboard, the API): kept masked and bounded,
+    // as an error is (it is shown by getTask, the CLI and the dashboard).
+    const shown = errorForNode(reason)
+    rt.change({ cancelled: true, cancel_reason: shown })
+    rt.events.push(`task cancel requested: ${shown}`)
+    d.log.info('task.cancel_requested', { task_id: rt.id, reason: shown })
     d.mark(rt)
   }
   return applyLater(d, rt)

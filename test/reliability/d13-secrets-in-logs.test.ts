@@ -117,10 +117,14 @@ test('defect 13: secret-looking values are redacted in every string of a record,
     ['redirect to /login?next=%2Fapi%3Fpassword%3Dhunter2%26x%3D1', 'redirect to /login?next=%2Fapi%3Fpassword%3D***'],
     ['clone https://ghp_0123456789abcdefghij0123456789abcdef@github.com/o/r.git failed', 'clone https://***@github.com/o/r.git failed'],
     ['fetch https://4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c@sentry.io/42', 'fetch https://***@sentry.io/42'],
+    // A connection string with a mistyped scheme (no `//`), or none: the pair before the host still masked.
+    ['cannot connect to MongoDB at mongodb:/admin:s3cretPW@127.0.0.1:1/x: Invalid scheme', 'cannot connect to MongoDB at mongodb:/***:***@127.0.0.1:1/x: Invalid scheme'],
+    ['at mongodb:admin:s3cretPW@127.0.0.1:1/x', 'at ***:***@127.0.0.1:1/x'],
+    ['brokers admin:s3cretPW@127.0.0.1:9092', 'brokers ***:***@127.0.0.1:9092'],
   ]
   for (const [input, want] of cases) assert.equal(redactText(input), want, input)
   // ordinary text is untouched
-  for (const plain of ['node a failed: timeout after 30s (attempt 2 of 3)', 'Unexpected token } in JSON at position 5', 'see http://host:8080/path', 'see https://example.com/a?x=a@b ok', 'GET http://api.local:8080/users/@me', 'mongodb://admin@db:27017/flowkit', 'password%2Fuser']) {
+  for (const plain of ['node a failed: timeout after 30s (attempt 2 of 3)', 'Unexpected token } in JSON at position 5', 'see http://host:8080/path', 'see https://example.com/a?x=a@b ok', 'GET http://api.local:8080/users/@me', 'mongodb://admin@db:27017/flowkit', 'password%2Fuser', 'mail user@example.com at 10:30', 'time 12:00:00 ok']) {
     assert.equal(redactText(plain), plain)
   }
   const record = redact({
@@ -152,4 +156,25 @@ test('defect 13: redaction stays linear on long text', () => {
   const t1 = performance.now()
   assert.equal(redactText('://a:'.repeat(40_000)), '://a:'.repeat(40_000))
   assert.ok(performance.now() - t1 < 2_000)
+})
+
+test('a cancel reason is kept masked (getTask, the CLI, the dashboard show it), as an error is; it was kept as given', async () => {
+  const hold: RoleHandler = {
+    async processBatch(_b, ctx) {
+      await ctx.sleep(60_000)
+      return {}
+    },
+  }
+  const rt = await startRuntime({ handlers: { hold } })
+  try {
+    const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'h', type: 'hold' }] } })
+    await waitFor(async () => (await rt.coordinator.getTask(id))?.nodes[0]?.status === 'running', { message: 'running' })
+    await rt.coordinator.cancelTask(id, { reason: `rotating ${LEAKY}` })
+    const t = await rt.coordinator.waitForTask(id, { timeoutMs: 20_000 })
+    assert.equal(t.status, 'cancelled')
+    assert.equal(t.cancel_reason, 'rotating connect failed mongodb://***:***@db/x password=***')
+    assert.ok(!JSON.stringify(await rt.store.getTask(id)).includes('hunter2'), 'nowhere in the stored task (node cancel reasons too)')
+  } finally {
+    await rt.stop()
+  }
 })
