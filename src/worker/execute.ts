@@ -137,8 +137,9 @@ export async function executeRun(
       writable('complete artifact')
       const own = checkArtifactMeta('complete artifact meta', meta)
       if (!ending) {
-        // Asked for while batches run (from processBatch): written at the end of the run, once
-        // its BATCH_OKs are on the bus, with this meta (a run that fails writes none).
+        // Asked for while batches run (from processBatch) or from finalize: written at the end of
+        // the run, once its BATCH_OKs are on the bus and finalize returned, with this meta (a run
+        // that fails writes none).
         completeAsked = own
         return
       }
@@ -270,13 +271,23 @@ export async function executeRun(
     await inOrder(reports.splice(0))
     // Partial artifacts the handler wrote for other uids than its batches', awaited or not: durable first.
     if (asked !== null) await Promise.allSettled(asked.values())
-    ending = true
     ctx.throwIfCancelled()
     if (failed.write !== null) throw failed.write.err
+    // A markComplete from finalize is recorded, not written: the complete artifact says the node's
+    // work is done (a coordinator finishes the node from it when the worker dies; a pulling
+    // consumer stops reading at it), so it is written only once finalize returned. (It was
+    // written at once: a worker that died later in finalize left the node finished with the
+    // provisional meta and without the finalize metrics, and a streaming consumer ended before
+    // the partials written after it, or a retry's batches when finalize then failed.)
     const finRaw = handler.finalize === undefined ? undefined : await handler.finalize(ctx)
     const fin = checkFinalizeResult(finRaw)
     noteUnknownField(core, role, 'finalize', finRaw, FINALIZE_RESULT_FIELDS)
     ctx.throwIfCancelled()
+    // Partials finalize wrote, awaited or not: durable before the complete artifact.
+    if (asked !== null) await Promise.allSettled(asked.values())
+    const lateWrite = failed.write as { err: unknown } | null // (set by a write's rejection meanwhile)
+    if (lateWrite !== null) throw lateWrite.err
+    ending = true
     const doneRecord = statusRecord(
       core,
       info,
