@@ -36,7 +36,7 @@ import { type TaskView, failingTask, toTaskView } from './view.ts'
 import { GraphCache } from './graph-cache.ts'
 import { planOf } from './graph-plan.ts'
 import { type TaskEvent, watchRemote } from './watch.ts'
-import { waitForTask } from './waiting.ts'
+import { waitForTask, waitersOf } from './waiting.ts'
 import { type CoordinatorOptions, type CoordinatorWiring, wireCoordinator } from './wiring.ts'
 
 export type { CoordinatorOptions } from './wiring.ts'
@@ -289,7 +289,7 @@ export class Coordinator {
    */
   async waitForTask(id: string, options: { timeoutMs?: number } = {}): Promise<TaskView> {
     taskIdArg('waitForTask', id)
-    const deps = { runtime: (t: string) => this.#p.engine.tasks.get(t), stored: (t: string) => this.#p.store.getTask(t), onTerminal: (t: string, fn: () => void) => this.#p.after.onTerminal(t, fn), view: (v: TaskView) => this.#view(v), closed: this.#sweepAbort.signal.aborted ? undefined : this.#sweepAbort.signal }
+    const deps = { runtime: (t: string) => this.#p.engine.tasks.get(t), stored: (t: string) => this.#p.store.getTask(t), onTerminal: (t: string, fn: () => void) => this.#p.after.onTerminal(t, fn), view: (v: TaskView) => this.#view(v), closed: waitersOf(this.#sweepAbort.signal) }
     return waitForTask(deps, id, options.timeoutMs ?? 60_000)
   }
 

@@ -16,8 +16,42 @@ export interface WaitDeps {
   /** Calls `fn` when the task's terminal state is durable; returns an unsubscribe function. */
   onTerminal(id: string, fn: () => void): () => void
   view(v: TaskView): TaskView
-  /** Aborted when the coordinator stops (or is killed): a wait then rejects with CLOSED. */
-  closed?: AbortSignal
+  /** Closed when the coordinator stops (or is killed): a wait then rejects with CLOSED. */
+  closed?: Waiters
+}
+
+/**
+ * The waits of one run of a coordinator, woken together when it stops: one abort listener per
+ * run, not one per wait and poll (an EventTarget finds a listener to remove by walking its list:
+ * thousands of concurrent waits, each adding and removing one every poll, made that quadratic).
+ */
+export class Waiters {
+  closed = false
+  readonly #wake = new Set<() => void>()
+  add(fn: () => void): () => void {
+    this.#wake.add(fn)
+    return () => this.#wake.delete(fn)
+  }
+  close(): void {
+    this.closed = true
+    for (const fn of [...this.#wake]) fn()
+    this.#wake.clear()
+  }
+}
+
+const WAITERS = new WeakMap<AbortSignal, Waiters>()
+
+/** The waiters closed when `stop` aborts; undefined when it already has (nothing to wait for). */
+export function waitersOf(stop: AbortSignal): Waiters | undefined {
+  if (stop.aborted) return undefined
+  let w = WAITERS.get(stop)
+  if (w === undefined) {
+    const created = new Waiters()
+    stop.addEventListener('abort', () => created.close(), { once: true })
+    WAITERS.set(stop, created)
+    w = created
+  }
+  return w
 }
 
 export async function waitForTask(d: WaitDeps, id: string, timeoutMs: number): Promise<TaskView> {
@@ -28,7 +62,7 @@ export async function waitForTask(d: WaitDeps, id: string, timeoutMs: number): P
   const deadline = performance.now() + timeoutMs
   const closed = (): FlowkitError => new FlowkitError(ErrorCode.Closed, `the coordinator stopped while waiting for task ${id}`, { details: { task_id: id } })
   for (;;) {
-    if (d.closed?.aborted === true) throw closed()
+    if (d.closed?.closed === true) throw closed()
     const rt = d.runtime(id)
     let status: string
     if (rt !== undefined) {
@@ -49,13 +83,13 @@ export async function waitForTask(d: WaitDeps, id: string, timeoutMs: number): P
       const done = (): void => {
         clearTimeout(timer)
         stop()
-        d.closed?.removeEventListener('abort', done)
+        unwake?.()
         resolve()
       }
       // Another coordinator may own the task: poll as well as listen.
       const timer = setTimeout(done, Math.min(left, rt === undefined ? 250 : 1000))
       const stop = d.onTerminal(id, done)
-      d.closed?.addEventListener('abort', done, { once: true })
+      const unwake = d.closed?.add(done)
     })
   }
 }
