@@ -17,6 +17,7 @@ import { type Logger, errorForNode } from '../log.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { Store } from '../ports/store.ts'
 import type { VersionedTask } from '../model/journal.ts'
+import { MAX_REASON_CODE_CHARS } from '../protocol/messages.ts'
 import type { Engine } from './engine.ts'
 import { BUILTIN_FUNCTIONS, type CoordinatorFn, type CoordinatorFnResult } from './functions.ts'
 import { checkFnResult } from './fn-result.ts'
@@ -166,9 +167,6 @@ export class FnRunner {
   }
 }
 
-/** Longest reason code kept from a function's error (as a worker clips a handler's). */
-const MAX_FN_REASON_CHARS = 200
-
 /**
  * The reason code of a function's error: a flowkit error's code, a non-empty string `reasonCode`
  * of what it threw (a PermanentError's; clipped), else `coordinator_fn_error` — also for a thrown
@@ -178,7 +176,7 @@ const MAX_FN_REASON_CHARS = 200
 export function fnFailureReason(err: unknown): string {
   if (err instanceof FlowkitError) return err.code.toLowerCase()
   const code = err !== null && typeof err === 'object' ? (err as { reasonCode?: unknown }).reasonCode : undefined
-  return typeof code === 'string' && code !== '' ? code.slice(0, MAX_FN_REASON_CHARS) : 'coordinator_fn_error'
+  return typeof code === 'string' && code !== '' ? code.slice(0, MAX_REASON_CODE_CHARS) : 'coordinator_fn_error'
 }
 
 /**

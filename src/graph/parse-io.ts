@@ -94,10 +94,10 @@ export function parseIo(ctx: Context, v: unknown, path: string, id: string, labe
             `unknown input adapter ${quote(adapter)} on ${label}${didYouMean(adapter, known)}; known adapters: ${listOrNone(known)}`,
             { adapter, known },
           )
-        } else {
+        } else if (options.inputAdapters === undefined) {
           // Unknown names pass by default (a Python worker may have adapters of its own), but not
           // a near miss of a built-in one: a flowkit worker would fail the node (bad_input_adapter)
-          // only once its upstream ran.
+          // only once its upstream ran. (A name in a given set of adapters is known: never a typo.)
           const typo = nearBuiltinAdapter(adapter)
           if (typo !== null) {
             problems.add(

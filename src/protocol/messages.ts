@@ -168,6 +168,9 @@ export interface SigCancel {
 /** Length of every dedup id (and cancel token) flowkit makes. */
 export const DEDUP_ID_LENGTH = 40
 
+/** Longest reason code put in an event or a node's last_error (a worker's handler, a coordinator function). */
+export const MAX_REASON_CODE_CHARS = 200
+
 /** Longest worker id (a coordinator refuses the announces of a longer one; a Worker will not start with one). */
 export const MAX_WORKER_ID_CHARS = 256
 

@@ -12,6 +12,7 @@ import { errorForNode, redactText } from '../log.ts'
 import { type BusRecord, isTextLater } from '../ports/bus.ts'
 import type { Batch, BatchResult, FinalizeResult } from './handler.ts'
 import { MAX_EVENT_VALUE_DEPTH, deeperThan } from '../protocol/parse.ts'
+import { MAX_REASON_CODE_CHARS } from '../protocol/messages.ts'
 import { isWellFormed } from '../util/text.ts'
 import { MAX_ARTIFACT_META_BYTES, handOver } from '../ports/store-rules.ts'
 import { closest } from '../graph/parse-context.ts'
@@ -26,8 +27,7 @@ export const BUS_RECORD_HEADROOM_BYTES = 1024
 
 export { MAX_ARTIFACT_META_BYTES }
 
-/** Longest reason code put in an event. */
-export const MAX_REASON_CODE_CHARS = 200
+export { MAX_REASON_CODE_CHARS }
 
 /** Longest batch_uid (characters): it goes in every event and artifact of its batch. */
 export const MAX_BATCH_UID_CHARS = 2048

@@ -353,6 +353,8 @@ test('graph validation: a near miss of a built-in input adapter is refused at su
   }
   // Built-in names, and names like none of them (a Python worker's own adapter), pass.
   for (const ok of ['pull.from_artifacts', 'pull.from_artifacts.rechunk:size', 'pull.from_s3', 'my.adapter']) parseGraph(adapter(ok), lenient)
+  // A name in the given set of adapters is known, never a typo.
+  parseGraph(adapter('pull.from_artifact'), { ...lenient, inputAdapters: new Set(['pull.from_artifact']) })
   // Where unknown names are refused, the message names the one meant too.
   rejects(adapter('pull.from_artifact'), {
     code: ErrorCode.UnknownInputAdapter,
