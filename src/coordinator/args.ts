@@ -12,3 +12,17 @@ export function taskIdArg(verb: string, id: unknown): string {
   const got = thenable ? 'a Promise (is an `await` missing before createTask?)' : id === null ? 'null' : typeof id
   throw new FlowkitError(ErrorCode.InvalidKey, `${verb}: the task id must be a string, got ${got}`)
 }
+
+/**
+ * `cancelTask`'s options: an object whose `reason`, when given, is a string. A reason passed in
+ * place of the options (`cancelTask(id, 'why')`) was ignored without a word.
+ */
+export function cancelOptionsArg(options: unknown): { reason?: string } {
+  if (options === undefined) return {}
+  if (options === null || typeof options !== 'object') {
+    throw new FlowkitError(ErrorCode.Config, `cancelTask: options must be an object such as { reason: '...' }, got ${options === null ? 'null' : typeof options}`)
+  }
+  const reason = (options as { reason?: unknown }).reason
+  if (reason !== undefined && typeof reason !== 'string') throw new FlowkitError(ErrorCode.Config, `cancelTask: reason must be a string, got ${reason === null ? 'null' : typeof reason}`)
+  return options as { reason?: string }
+}

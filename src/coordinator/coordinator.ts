@@ -20,7 +20,7 @@ import { countingAttempt, handOver } from '../ports/store-rules.ts'
 import { parkPoison } from '../util/guard.ts'
 import { StopSteps } from '../util/stop-steps.ts'
 import { type ControlTarget, applyControl } from './control.ts'
-import { taskIdArg } from './args.ts'
+import { cancelOptionsArg, taskIdArg } from './args.ts'
 import { adoptOwned, cancelOwned, ownerRequests } from './requests.ts'
 import { requeueDeadLetter } from './dead-letters.ts'
 import { onAnnounce } from './discovery.ts'
@@ -330,11 +330,11 @@ export class Coordinator {
    * owner: true when it was sent, false when the stored task had ended or is failing. Throws when
    * this coordinator is not started.
    */
-  async cancelTask(id: string, options: { reason?: string } = {}): Promise<boolean> {
+  async cancelTask(id: string, options?: { reason?: string }): Promise<boolean> {
     taskIdArg('cancelTask', id)
+    const reason = cancelOptionsArg(options).reason ?? 'cancelled by user'
     // Not started (or stopped): it would answer false, which reads as "the task had ended".
     if (!this.#started) throw new FlowkitError(ErrorCode.Config, this.#starting !== null ? 'cancelTask: the coordinator is still starting (await start() first)' : 'cancelTask: the coordinator is not started (call start() first)')
-    const reason = options.reason ?? 'cancelled by user'
     if (!this.#p.ownership.owns(id)) {
       const t = await this.#p.store.getTask(id)
       if (t === null) throw new FlowkitError(ErrorCode.TaskNotFound, `task ${id} not found`)
@@ -343,7 +343,7 @@ export class Coordinator {
       return true
     }
     const applied = await cancelOwned(this.#p, id, reason, () => this.#started)
-    return applied === 'moved' ? this.cancelTask(id, options) : applied
+    return applied === 'moved' ? this.cancelTask(id, { reason }) : applied
   }
 
   /** Workers that announced themselves, with their roles, capacity and last announce. */
@@ -380,6 +380,7 @@ export class Coordinator {
 
   /** A task's artifacts: per node, those of the attempt that counts (`allAttempts` for every one). */
   async listArtifacts(taskId: string, options: { nodeId?: string; allAttempts?: boolean } = {}): Promise<ArtifactDoc[]> {
+    taskIdArg('listArtifacts', taskId)
     const all = await this.#p.store.listArtifacts(taskId, options.nodeId === undefined ? {} : { nodeId: options.nodeId })
     return options.allAttempts === true ? all : countingAttempt(all)
   }

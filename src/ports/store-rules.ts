@@ -51,6 +51,28 @@ export function supersededBy(stored: string | undefined, mine: string | undefine
   return theirs !== null && own !== null && theirs > own
 }
 
+/**
+ * Checks the keys a caller gives a store read (task ids, node ids, outbox and worker ids,
+ * statuses): each must be a string, an optional one may also be absent or null. Anything else is
+ * refused, so that an object such as `{ $ne: null }` (from untyped input) never reaches a MongoDB
+ * filter, where it would select documents the caller did not name; the memory store refuses alike.
+ */
+export function assertStringKeys(verb: string, required: Readonly<Record<string, unknown>>, optional: Readonly<Record<string, unknown>> = {}): void {
+  for (const [name, v] of Object.entries(required)) if (typeof v !== 'string') refuseKey(verb, name, v)
+  for (const [name, v] of Object.entries(optional)) if (typeof v !== 'string' && v !== undefined && v !== null) refuseKey(verb, name, v)
+}
+
+/** `assertStringKeys` for a list of keys (task ids to read, statuses to match). */
+export function assertStringList(verb: string, name: string, list: unknown): void {
+  if (!Array.isArray(list)) refuseKey(verb, name, list)
+  for (const v of list as unknown[]) if (typeof v !== 'string') refuseKey(verb, `${name}[]`, v)
+}
+
+function refuseKey(verb: string, name: string, v: unknown): never {
+  const got = v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v
+  throw new FlowkitError(ErrorCode.InvalidKey, `${verb}: ${name} must be a string, got ${got}`, { details: { field: name } })
+}
+
 export function assertNodeId(nodeId: unknown): asserts nodeId is string {
   if (typeof nodeId === 'string' && validNodeIds.has(nodeId)) return
   if (typeof nodeId !== 'string' || !NODE_ID_PATTERN.test(nodeId)) {

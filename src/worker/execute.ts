@@ -159,7 +159,7 @@ export async function executeRun(
     throwIfCancelled: () => {
       if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new CancelledRunError(String(signal.reason))
     },
-    sleep: (ms) => core.clock.sleep(ms, signal),
+    sleep: (ms) => (typeof ms === 'number' && !Number.isNaN(ms) ? core.clock.sleep(ms, signal) : Promise.reject(new TypeError(`ctx.sleep: ms must be a number of milliseconds, got ${Number.isNaN(ms) ? 'NaN' : typeof ms}`))),
     spawn: (command: string, args: readonly string[] = [], options: SpawnOptions = {}) =>
       spawnInGroup(command, args, signal, { graceMs: core.config.cancelGraceMs, ...options }),
     onCleanup: (fn) => {

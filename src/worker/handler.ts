@@ -67,7 +67,7 @@ export interface RunContext extends RunInfo {
   readonly upstreamFailures: readonly UpstreamFailure[]
   /** Throws the cancel reason if the run was cancelled. */
   throwIfCancelled(): void
-  /** Sleeps on the worker's clock; rejects when the run is cancelled. */
+  /** Sleeps on the worker's clock; rejects when the run is cancelled, and with a TypeError when `ms` is NaN or not a number. */
   sleep(ms: number): Promise<void>
   /**
    * Runs a command (no shell) in its own process group and resolves with its exit status and

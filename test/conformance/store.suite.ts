@@ -27,6 +27,7 @@ import type {
   ArtifactWrite,
   JournalEntry,
   OutboxRow,
+  OutboxStatus,
   Store,
   StreamClaim,
   TaskChanges,
@@ -203,6 +204,40 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
           await cleanup?.()
         }
       })
+    })
+
+    // ------------------------------------------------------------------ keys from callers
+    describe('keys from callers', () => {
+      it('a read given an object (an operator such as { $ne: null }) or a number as a key rejects with INVALID_KEY, naming the key', () =>
+        withStore(async (store) => {
+          const t = await seed(store)
+          const op = { $ne: null } as unknown as string
+          const invalid = (field: string) => (err: unknown) => isFlowkitError(err, ErrorCode.InvalidKey) && (err as Error).message.includes(field)
+          const calls: Array<[string, string, () => Promise<unknown>]> = [
+            ['getTask', 'taskId', () => store.getTask(op)],
+            ['getRunView', 'taskId', () => store.getRunView(op, 'extract')],
+            ['listTasks', 'statuses', () => store.listTasks({ statuses: [op as TaskStatus] })],
+            ['listTaskIds', 'statuses', () => store.listTaskIds(op as unknown as TaskStatus[])],
+            ['listTaskStatuses', 'statuses', () => store.listTaskStatuses([7 as unknown as TaskStatus])],
+            ['readJournal', 'taskIds', () => store.readJournal([t.id, op])],
+            ['listBatchMetrics', 'taskId', () => store.listBatchMetrics(op)],
+            ['listBatchMetrics', 'nodeId', () => store.listBatchMetrics(t.id, op)],
+            ['listArtifacts', 'taskId', () => store.listArtifacts(op)],
+            ['listArtifacts', 'nodeId', () => store.listArtifacts(t.id, { nodeId: op })],
+            ['listArtifacts', 'status', () => store.listArtifacts(t.id, { status: op as ArtifactDoc['status'] })],
+            ['getArtifact', 'nodeId', () => store.getArtifact(t.id, op, null)],
+            ['getArtifact', 'batchUid', () => store.getArtifact(t.id, 'extract', op)],
+            ['getCheckpoint', 'taskId', () => store.getCheckpoint(op, 'extract')],
+            ['outboxList', 'id', () => store.outboxList({ id: op })],
+            ['outboxCount', 'status', () => store.outboxCount(op as OutboxStatus)],
+            ['outboxRequeue', 'id', () => store.outboxRequeue(op, T0)],
+            ['getWorkerState', 'workerId', () => store.getWorkerState(op)],
+          ]
+          for (const [verb, field, call] of calls) await assert.rejects(call(), invalid(field), `${verb} with an object as ${field}`)
+          // Strings (and an absent optional key) still read.
+          assert.equal((await store.getTask(t.id))?.id, t.id)
+          assert.deepEqual(await store.listArtifacts(t.id, { nodeId: 'extract' }), [])
+        }))
     })
 
     // ------------------------------------------------------------------ tasks
@@ -1223,7 +1258,7 @@ export function runStoreConformance(name: string, factory: StoreFactory, options
           assert.deepEqual(await store.outboxList({ status: 'failed', id: a }), [], 'a pending row is not a dead letter')
           assert.deepEqual((await store.outboxList({ status: 'pending', id: a })).map((r) => r.id), [a])
           assert.deepEqual(await store.outboxList({ id: `${b}-nope` }), [])
-          assert.deepEqual(await store.outboxList({ id: { $ne: null } as unknown as string }), [], 'an operator object matches nothing')
+          await assert.rejects(store.outboxList({ id: { $ne: null } as unknown as string }), rejectsWith(ErrorCode.InvalidKey), 'an operator object is refused')
           await store.outboxMarkSent(a, T0 + 3)
           assert.deepEqual((await store.outboxList({ id: a })).map((r) => [r.id, r.status]), [[a, 'sent']])
         }))

@@ -53,6 +53,7 @@ import { MemoryMetrics } from './metrics.ts'
 import { MemoryOutbox } from './outbox.ts'
 import { MemoryTasks } from './tasks.ts'
 import { MemoryWorkers } from './workers.ts'
+import { assertStringKeys, assertStringList } from '../../ports/store-rules.ts'
 
 export { compareCodePoints } from '../../ports/store-rules.ts'
 
@@ -108,26 +109,31 @@ export class MemoryStore implements Store {
   }
 
   async getTask(taskId: string): Promise<TaskDoc | null> {
+    assertStringKeys('getTask', { taskId })
     await this.#pace()
     return this.#tasks.get(taskId)
   }
 
   async getRunView(taskId: string, nodeId: string): Promise<RunView | null> {
+    assertStringKeys('getRunView', { taskId })
     await this.#pace()
     return this.#tasks.runView(taskId, nodeId)
   }
 
   async listTasks(filter: { statuses?: readonly TaskStatus[]; limit?: number } = {}): Promise<TaskDoc[]> {
+    if (filter.statuses !== undefined) assertStringList('listTasks', 'statuses', filter.statuses)
     await this.#pace()
     return this.#tasks.list(filter)
   }
 
   async listTaskIds(statuses: readonly TaskStatus[]): Promise<string[]> {
+    assertStringList('listTaskIds', 'statuses', statuses)
     await this.#pace()
     return this.#tasks.listIds(statuses)
   }
 
   async listTaskStatuses(statuses: readonly TaskStatus[]): Promise<Array<{ id: string; status: TaskStatus }>> {
+    assertStringList('listTaskStatuses', 'statuses', statuses)
     await this.#pace()
     return this.#tasks.listStatuses(statuses)
   }
@@ -138,6 +144,7 @@ export class MemoryStore implements Store {
   }
 
   async readJournal(taskIds: readonly string[], afterSeq = 0): Promise<JournalEntry[]> {
+    assertStringList('readJournal', 'taskIds', taskIds)
     await this.#pace()
     return this.#tasks.readJournal(taskIds, afterSeq)
   }
@@ -155,6 +162,7 @@ export class MemoryStore implements Store {
   }
 
   async listBatchMetrics(taskId: string, nodeId?: string): Promise<BatchMetricsRow[]> {
+    assertStringKeys('listBatchMetrics', { taskId }, { nodeId })
     await this.#pace()
     return this.#metrics.list(taskId, nodeId)
   }
@@ -194,11 +202,13 @@ export class MemoryStore implements Store {
   }
 
   async listArtifacts(taskId: string, query: ArtifactQuery = {}): Promise<ArtifactDoc[]> {
+    assertStringKeys('listArtifacts', { taskId }, { nodeId: query.nodeId, status: query.status })
     await this.#pace()
     return this.#arts.list(taskId, query)
   }
 
   async getArtifact(taskId: string, nodeId: string, batchUid: string | null): Promise<ArtifactDoc | null> {
+    assertStringKeys('getArtifact', { taskId, nodeId }, { batchUid })
     await this.#pace()
     return this.#arts.get(taskId, nodeId, batchUid)
   }
@@ -226,6 +236,7 @@ export class MemoryStore implements Store {
   }
 
   async getCheckpoint(taskId: string, nodeId: string): Promise<Checkpoint | null> {
+    assertStringKeys('getCheckpoint', { taskId, nodeId })
     await this.#pace()
     return this.#attempts.getCheckpoint(taskId, nodeId)
   }
@@ -275,17 +286,20 @@ export class MemoryStore implements Store {
 
   /** Rows ordered by created_at_ms then id. */
   async outboxList(filter: OutboxFilter = {}): Promise<OutboxRow[]> {
+    assertStringKeys('outboxList', {}, { id: filter.id, status: filter.status })
     await this.#pace()
     return this.#outbox.list(filter)
   }
 
   async outboxCount(status: OutboxStatus): Promise<number> {
+    assertStringKeys('outboxCount', { status })
     await this.#pace()
     return this.#outbox.count(status)
   }
 
   /** Failed → pending, due `now`, attempts reset to 0 (last_error kept). False otherwise. */
   async outboxRequeue(id: string, now: number): Promise<boolean> {
+    assertStringKeys('outboxRequeue', { id })
     await this.#pace()
     return this.#outbox.requeue(id, now)
   }
@@ -309,6 +323,7 @@ export class MemoryStore implements Store {
   }
 
   async getWorkerState(workerId: string): Promise<WorkerStateDoc | null> {
+    assertStringKeys('getWorkerState', { workerId })
     await this.#pace()
     return this.#workers.getState(workerId)
   }

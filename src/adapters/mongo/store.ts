@@ -47,7 +47,7 @@ import type {
   WorkerInfo,
   WorkerStateDoc,
 } from '../../ports/store.ts'
-import { assertNodeId } from '../../ports/store-rules.ts'
+import { assertNodeId, assertStringKeys, assertStringList } from '../../ports/store-rules.ts'
 import * as artifacts from './artifacts.ts'
 import { attemptHolder, claimAttempt, claimAttempts, getCheckpoint, saveCheckpoint } from './claims.ts'
 import { MongoConnection, type MongoStoreOptions } from './connection.ts'
@@ -134,17 +134,20 @@ export class MongoStore implements Store {
   }
 
   async getTask(taskId: string): Promise<TaskDoc | null> {
+    assertStringKeys('getTask', { taskId })
     this.#open()
     return this.#run('getTask', (c) => this.#tasks.get(c, taskId, this.#conn.ferret))
   }
 
   async getRunView(taskId: string, nodeId: string): Promise<RunView | null> {
+    assertStringKeys('getRunView', { taskId })
     this.#open()
     assertNodeId(nodeId)
     return this.#run('getRunView', (c) => this.#tasks.runView(c, taskId, nodeId))
   }
 
   async listTasks(filter: { statuses?: readonly TaskStatus[]; limit?: number } = {}): Promise<TaskDoc[]> {
+    if (filter.statuses !== undefined) assertStringList('listTasks', 'statuses', filter.statuses)
     this.#open()
     return this.#run('listTasks', (c) => this.#tasks.list(c, filter))
   }
@@ -155,6 +158,8 @@ export class MongoStore implements Store {
   }
 
   async listTaskStatuses(statuses: readonly TaskStatus[]): Promise<Array<{ id: string; status: TaskStatus }>> {
+    assertStringList('listTaskIds', 'statuses', statuses)
+    assertStringList('listTaskStatuses', 'statuses', statuses)
     this.#open()
     if (statuses.length === 0) return []
     return this.#run('listTaskStatuses', async (c) =>
@@ -170,6 +175,7 @@ export class MongoStore implements Store {
   }
 
   async readJournal(taskIds: readonly string[], afterSeq = 0): Promise<JournalEntry[]> {
+    assertStringList('readJournal', 'taskIds', taskIds)
     this.#open()
     return this.#run('readJournal', (c) => this.#tasks.read(c, taskIds, afterSeq, this.#conn.ferret))
   }
@@ -190,6 +196,7 @@ export class MongoStore implements Store {
   }
 
   async listBatchMetrics(taskId: string, nodeId?: string): Promise<BatchMetricsRow[]> {
+    assertStringKeys('listBatchMetrics', { taskId }, { nodeId })
     this.#open()
     return this.#run('listBatchMetrics', (c) => artifacts.listMetrics(c, taskId, nodeId))
   }
@@ -220,12 +227,14 @@ export class MongoStore implements Store {
   }
 
   async listArtifacts(taskId: string, query: ArtifactQuery = {}): Promise<ArtifactDoc[]> {
+    assertStringKeys('listArtifacts', { taskId }, { nodeId: query.nodeId, status: query.status })
     this.#open()
     if (this.#conn.ferret) return this.#listings.ask({ taskId, query })
     return this.#run('listArtifacts', (c) => artifacts.listArtifacts(c, taskId, query))
   }
 
   async getArtifact(taskId: string, nodeId: string, batchUid: string | null): Promise<ArtifactDoc | null> {
+    assertStringKeys('getArtifact', { taskId, nodeId }, { batchUid })
     this.#open()
     if (!this.#conn.ferret) return this.#run('getArtifact', (c) => artifacts.getArtifact(c, taskId, nodeId, batchUid))
     const own = await this.#run('getArtifact', (c) => artifacts.getOwnArtifact(c, taskId, nodeId, batchUid))
@@ -262,6 +271,7 @@ export class MongoStore implements Store {
   }
 
   async getCheckpoint(taskId: string, nodeId: string): Promise<Checkpoint | null> {
+    assertStringKeys('getCheckpoint', { taskId, nodeId })
     this.#open()
     return this.#run('getCheckpoint', (c) => getCheckpoint(c, taskId, nodeId))
   }
@@ -304,16 +314,19 @@ export class MongoStore implements Store {
   }
 
   async outboxList(filter: OutboxFilter = {}): Promise<OutboxRow[]> {
+    assertStringKeys('outboxList', {}, { id: filter.id, status: filter.status })
     this.#open()
     return this.#run('outboxList', (c) => outbox.list(c, filter))
   }
 
   async outboxCount(status: OutboxStatus): Promise<number> {
+    assertStringKeys('outboxCount', { status })
     this.#open()
     return this.#run('outboxCount', (c) => outbox.count(c, status))
   }
 
   async outboxRequeue(id: string, now: number): Promise<boolean> {
+    assertStringKeys('outboxRequeue', { id })
     this.#open()
     return this.#run('outboxRequeue', (c) => outbox.requeue(c, id, now))
   }
@@ -336,6 +349,7 @@ export class MongoStore implements Store {
   }
 
   async getWorkerState(workerId: string): Promise<WorkerStateDoc | null> {
+    assertStringKeys('getWorkerState', { workerId })
     this.#open()
     return this.#run('getWorkerState', (c) => workers.getWorkerState(c, workerId))
   }
