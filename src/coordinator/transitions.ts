@@ -47,7 +47,7 @@
  * | recovered_complete  | running                  | finished (+ finalize metrics the artifact carries) | metrics_row, terminal |
  * | adopt               | running                  | running, lease of the live run |                                |
  * | fn_done             | running                  | finished, stats merged | terminal                               |
- * | fn_done             | cancelling               | cancelled              | terminal                               |
+ * | fn_done             | cancelling               | cancelled (its reason) | terminal                               |
  * | fn_failed           | like failed                                                                                |
  * | stats_patch         | any                      | same, stats merged     |                                        |
  */
@@ -347,7 +347,9 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
         effects: [...(ev.final === null ? [] : [{ kind: 'metrics_row' as const, uid: FINAL_UID, metrics: ev.final }]), log('info', 'node.recovered_complete'), { kind: 'terminal' }],
       }
     case 'fn_done':
-      if (s === 'cancelling') return cancelled(node, 'finished while cancelling', ctx)
+      // Cancelled while it ran: its result is dropped (fn-runner.ts), so it ends with the cancel's
+      // reason, as the task's other nodes do (also when the runner left it behind, never returned).
+      if (s === 'cancelling') return cancelled(node, node.cancel_reason ?? 'cancelled', ctx)
       if (s !== 'running') return null
       return {
         node: { ...node, status: 'finished', stats: { ...node.stats, ...ev.stats }, has_output: true, finished_at_ms: now, last_event_at_ms: now },

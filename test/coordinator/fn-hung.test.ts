@@ -87,7 +87,7 @@ test('a built-in function whose store write never answers is retried after its t
   }
 })
 
-test('cancelling a task whose function hangs ends it at once (not at the cancel deadline), its signal aborted', async () => {
+test('cancelling a task whose function hangs ends it at once (not at the cancel deadline) with the cancel\'s reason, its signal aborted', async () => {
   const sticky = hangsOnce()
   // The cancel deadline is cancelGraceSec + leaseTtlSec (75 s by default): far past this test's wait.
   const rt = await startRuntime({ functions: { sticky: sticky.fn } })
@@ -96,10 +96,11 @@ test('cancelling a task whose function hangs ends it at once (not at the cancel 
     const deadline = Date.now() + 10_000
     while (sticky.calls() === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))
     assert.equal(sticky.calls(), 1, 'the function started')
-    assert.equal(await rt.coordinator.cancelTask(id), true)
+    assert.equal(await rt.coordinator.cancelTask(id, { reason: 'not needed' }), true)
     const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })
     assert.equal(t.status, 'cancelled')
     assert.equal(t.nodes[0]?.status, 'cancelled')
+    assert.equal(t.nodes[0]?.end_reason, 'not needed', 'the cancel\'s reason (it said "finished while cancelling": it never returned)')
     assert.ok(sticky.firstAborted())
   } finally {
     assert.notEqual(await within(rt.stop(), 10_000), 'pending')
