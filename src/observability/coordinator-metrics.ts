@@ -21,6 +21,26 @@ export interface CoordinatorParts {
 }
 
 const ACTIVE_TASK_STATUSES = ['queued', 'running', 'cancelling'] as const
+
+/**
+ * Node types a coordinator's metrics label by name: the first this many it sees. Types come from
+ * the submitted graphs (not from the workers' roles), so a graph of made-up types must not create
+ * series without bound (every counter and histogram series lives as long as the process): the
+ * types after these are counted under `OTHER_TYPE`, which no node type can be (graph/parse-context.ts).
+ */
+export const MAX_TYPE_LABELS = 200
+export const OTHER_TYPE = '(other)'
+
+/** The `type` label of a node type (see MAX_TYPE_LABELS). */
+export class TypeLabels {
+  readonly #seen = new Set<string>()
+  of(type: string): string {
+    if (this.#seen.has(type)) return type
+    if (this.#seen.size >= MAX_TYPE_LABELS) return OTHER_TYPE
+    this.#seen.add(type)
+    return type
+  }
+}
 /** stats() counters exposed as counters: stats key → metric name suffix. */
 const STAT_COUNTERS: ReadonlyArray<readonly [string, string, string]> = [
   ['flushes', 'flushes_total', 'Group commits (flushes) written'],
@@ -52,10 +72,12 @@ export class CoordinatorMetrics {
   readonly #deadLetters: FastCounter
   readonly #outboxRetries: FastCounter
   readonly #logEvents: FastCounter
+  readonly #types = new TypeLabels()
 
   constructor(registry: Registry, parts: () => CoordinatorParts | null) {
     const registers = [registry]
     const c = (name: string, help: string, labelNames: string[] = []) => new FastCounter(registry, name, help, labelNames)
+    const types = this.#types
     const h = (name: string, help: string, labelNames: string[], buckets: number[]) => new FastHistogram(registry, name, help, labelNames, buckets)
     new Gauge({
       name: 'flowkit_tasks',
@@ -78,9 +100,10 @@ export class CoordinatorMetrics {
         for (const t of parts()?.tasks() ?? []) {
           if (t.terminal) continue
           for (const n of t.nodes) {
-            const key = `${n.status}\u0000${n.type}`
+            const type = types.of(n.type)
+            const key = `${n.status}\u0000${type}`
             const e = counts.get(key)
-            if (e === undefined) counts.set(key, [n.status, n.type, 1])
+            if (e === undefined) counts.set(key, [n.status, type, 1])
             else e[2]++
           }
         }
@@ -134,16 +157,17 @@ export class CoordinatorMetrics {
   }
 
   attemptEnded(type: string, outcome: string, seconds: number): void {
-    this.#attempt.labels(type, outcome).observe(Math.max(0, seconds))
+    this.#attempt.labels(this.#types.of(type), outcome).observe(Math.max(0, seconds))
   }
 
   accepted(type: string, seconds: number): void {
-    this.#accept.labels(type).observe(Math.max(0, seconds))
+    this.#accept.labels(this.#types.of(type)).observe(Math.max(0, seconds))
   }
 
   batch(type: string, items: number): void {
-    this.#batches.labels(type).inc()
-    if (items > 0) this.#items.labels(type).inc(items)
+    const label = this.#types.of(type)
+    this.#batches.labels(label).inc()
+    if (items > 0) this.#items.labels(label).inc(items)
   }
 
   received(kind: string, seconds: number): void {
@@ -159,19 +183,19 @@ export class CoordinatorMetrics {
     this.#logEvents.labels(event, level).inc()
     switch (event) {
       case 'node.deferred':
-        this.#retries.labels(typeOf(fields)).inc()
+        this.#retries.labels(this.#types.of(typeOf(fields))).inc()
         return
       case 'node.lease_expired':
-        this.#leaseExpiries.labels(typeOf(fields), 'lease_expired').inc()
+        this.#leaseExpiries.labels(this.#types.of(typeOf(fields)), 'lease_expired').inc()
         return
       case 'node.heartbeat_lost':
-        this.#leaseExpiries.labels(typeOf(fields), 'heartbeat_lost').inc()
+        this.#leaseExpiries.labels(this.#types.of(typeOf(fields)), 'heartbeat_lost').inc()
         return
       case 'node.timeout':
-        this.#timeouts.labels(typeOf(fields)).inc()
+        this.#timeouts.labels(this.#types.of(typeOf(fields))).inc()
         return
       case 'node.cancelled':
-        this.#cancellations.labels(typeOf(fields)).inc()
+        this.#cancellations.labels(this.#types.of(typeOf(fields))).inc()
         return
       case 'outbox.failed':
         this.#deadLetters.labels().inc()

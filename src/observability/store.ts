@@ -6,7 +6,7 @@
  */
 import type { Registry } from 'prom-client'
 import type { Store } from '../ports/store.ts'
-import { FastHistogram, type HistogramChild } from './fast.ts'
+import { FastHistogram } from './fast.ts'
 import { LATENCY_BUCKETS } from './options.ts'
 
 export function timedStore(store: Store, registry: Registry, name: string): Store {
@@ -14,9 +14,9 @@ export function timedStore(store: Store, registry: Registry, name: string): Stor
   // By function, not by name: a method replaced on the store later (a test's fault) is timed too.
   const wrapped = new WeakMap<object, unknown>()
   const wrap = (op: string, fn: (...args: unknown[]) => unknown) => {
-    // Children on first use: a method never called (or never failing) has no series.
-    let ok: HistogramChild | null = null
-    let failed: HistogramChild | null = null
+    // The child is looked up at each settlement (two Map lookups), not kept: a registry's
+    // resetMetrics() drops the children, and one kept here would be counted but never exported.
+    // A method never called (or never failing) has no series.
     return function timed(...args: unknown[]): unknown {
       const t0 = performance.now()
       const out = fn.apply(store, args)
@@ -24,14 +24,8 @@ export function timedStore(store: Store, registry: Registry, name: string): Stor
       // Timed beside the caller: the caller gets the store's own promise (no extra hop before its
       // await resumes); this reaction only observes, and never rejects (the caller sees the error).
       ;(out as Promise<unknown>).then(
-        () => {
-          ok ??= hist.labels(op, 'ok')
-          ok.observe((performance.now() - t0) / 1000)
-        },
-        () => {
-          failed ??= hist.labels(op, 'error')
-          failed.observe((performance.now() - t0) / 1000)
-        },
+        () => hist.labels(op, 'ok').observe((performance.now() - t0) / 1000),
+        () => hist.labels(op, 'error').observe((performance.now() - t0) / 1000),
       )
       return out
     }
