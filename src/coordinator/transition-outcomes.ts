@@ -88,6 +88,14 @@ export function timeoutError(limitSec: number): string {
 }
 
 /**
+ * The `end_reason` of a node finished from its complete artifact (recovery found the run's
+ * result stored before its TASK_DONE was applied): the reports of that run still count when they
+ * come (BATCH_OK, then TASK_DONE once); after its TASK_DONE, or on a node its TASK_DONE finished,
+ * they are not the run's and change nothing.
+ */
+export const RECOVERED_COMPLETE = 'recovered from its complete artifact'
+
+/**
  * The end of a cancel: cancelled for good, queued again when the node had yielded, or the
  * attempt's failure when it was stopped for its timeout (a retry per its policy).
  */

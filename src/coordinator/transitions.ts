@@ -18,12 +18,12 @@
  * | skip                | queued                   | skipped                | terminal                               |
  * | lease (accepted/hb) | running, cancelling      | same, lease moved on   | recovered (if it was suspected)        |
  * | batch_ok            | running                  | running, stats += Δ    | metrics_row, output (first output), recovered (if suspected) |
- * | batch_ok            | finished (overtaken)     | finished, stats += Δ   | metrics_row                            |
+ * | batch_ok            | finished (recovered)     | finished, stats += Δ   | metrics_row                            |
  * | batch_ok            | running + done pending   | finished               | metrics_row, terminal                  |
  * | batch_failed        | running                  | running, last_error    | recovered (if suspected)               |
  * | done                | running                  | finished               | metrics_row, terminal                  |
  * | done (batches left) | running                  | running, done_pending  |                                        |
- * | done                | finished (recovered)     | finished, stats += Δ   | metrics_row                            |
+ * | done                | finished (recovered)     | finished, stats += Δ, no longer `recovered` | metrics_row       |
  * | done / failed / cancelled | cancelling         | cancelled              | terminal                               |
  * | failed (transient)  | running                  | deferred (retry at)    | retry_timer (+ cancel_holder on lease) |
  * | failed (permanent, exhausted, permanent_on) | queued, running, deferred | failed | terminal              |
@@ -53,7 +53,7 @@
  */
 import type { NodeState } from '../model/state.ts'
 import { FINAL_UID } from '../protocol/messages.ts'
-import { cancelled, failure, handBack, lostAttempt, metricOverflow, overflowed, sumDelta, timeoutError } from './transition-outcomes.ts'
+import { RECOVERED_COMPLETE, cancelled, failure, handBack, lostAttempt, metricOverflow, overflowed, sumDelta, timeoutError } from './transition-outcomes.ts'
 import { type Effect, type NodeEvent, type TransitionContext, type TransitionResult, WORKER_RESTARTED, WORKER_STOPPING, isTerminal, logEffect as log } from './transition-types.ts'
 
 export type { Effect, NodeEvent, TransitionContext, TransitionResult } from './transition-types.ts'
@@ -148,7 +148,9 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
       return { node: next, effects }
     }
     case 'batch_ok': {
-      if (s !== 'running' && s !== 'finished') return null
+      // A finished node takes the reports of its run only when it was finished from its complete
+      // artifact (they come late); after its TASK_DONE, a BATCH_OK is not one of its run's.
+      if (s !== 'running' && !(s === 'finished' && node.end_reason === RECOVERED_COMPLETE)) return null
       if (ev.duplicate) return null
       const stats = sumDelta(node.stats, ev.metrics, ev.prev, ev.ledger && { uid: ev.uid, ledger: ev.ledger })
       const over = overflowed(stats, ev.metrics)
@@ -189,12 +191,13 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
     case 'done': {
       if (s === 'cancelling') return cancelled(node, 'finished while cancelling', ctx)
       if (s === 'finished') {
-        // Finished without this report (recovered from its complete artifact): keep its metrics.
-        if (ev.prev !== null) return null
+        // Finished without this report (recovered from its complete artifact): keep its metrics,
+        // once (a node finished by its TASK_DONE, or recovered and then reported, takes no other).
+        if (ev.prev !== null || node.end_reason !== RECOVERED_COMPLETE) return null
         const recovered = sumDelta(node.stats, ev.metrics, null)
         const overRecovered = overflowed(recovered, ev.metrics)
         if (overRecovered !== null) return metricOverflow(node, overRecovered, ev.finalUid, ctx)
-        return { node: { ...node, stats: recovered }, effects: [{ kind: 'metrics_row', uid: ev.finalUid, metrics: ev.metrics }] }
+        return { node: { ...node, stats: recovered, end_reason: null }, effects: [{ kind: 'metrics_row', uid: ev.finalUid, metrics: ev.metrics }] }
       }
       if (s !== 'running') return null
       if (ev.batches !== undefined && (node.batches_seen ?? 0) < ev.batches) {
@@ -338,6 +341,7 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
         node: {
           ...node,
           status: 'finished',
+          end_reason: RECOVERED_COMPLETE,
           ...(ev.final === null ? {} : { stats: sumDelta(node.stats, ev.final, ev.prev) }),
           has_output: true,
           finished_at_ms: now,

@@ -62,7 +62,7 @@ export interface NodeState {
   finished_at_ms: number | null
   /** True once the node produced at least one (partial or complete) artifact / batch. */
   has_output: boolean
-  /** Why the node ended `cancelled`/`skipped`, when it did. */
+  /** Why the node ended `cancelled`/`skipped`, when it did; a `finished` node's is null, or says it was recovered from its complete artifact. */
   end_reason: string | null
   /** While `cancelling`: when the coordinator stops waiting for the worker's CANCELLED. */
   cancel_deadline_ms?: number | null
