@@ -165,7 +165,8 @@ export function cancelSignal(
 ): PendingCommand {
   const d = dedupId({ epoch: a.epoch, node: a.nodeId, sig: 'CANCEL', task: a.taskId })
   const base = { role: 'coordinator' as const, task_id: a.taskId, node_id: a.nodeId, step_type: a.stepType, attempt_epoch: a.epoch, ts_ms: now }
-  const payload = { sig: 'CANCEL', reason, cancel_token: cancelToken(a.taskId, a.nodeId, a.epoch), deadline_ts_ms: deadline }
+  // Whole milliseconds: a Python worker's model takes an int (a cancelGraceSec of 0.3333 made 1796689075037.3, and it dropped the signal).
+  const payload = { sig: 'CANCEL', reason, cancel_token: cancelToken(a.taskId, a.nodeId, a.epoch), deadline_ts_ms: Math.ceil(deadline) }
   return {
     topic: config.topicSignals,
     key: holder,

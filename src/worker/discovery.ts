@@ -55,7 +55,7 @@ export async function onQuery(core: WorkerCore, m: BusMessage): Promise<void> {
   const now = core.clock.now()
   let payload: Record<string, unknown>
   if (run) {
-    const deadline = now + core.config.leaseTtlSec * 1000
+    const deadline = Math.ceil(now + core.config.leaseTtlSec * 1000)
     payload = {
       reply: 'TASK_SNAPSHOT',
       worker_id: core.workerId,

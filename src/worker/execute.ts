@@ -55,7 +55,7 @@ export async function executeRun(
   const observed = observeRun(core, role, run) // span and metrics of the run (observability)
   const ids = { task_id: info.taskId, node_id: info.nodeId, attempt_epoch: info.attemptEpoch }
   const handler = core.handlers[role] as RoleHandler
-  const leaseMs = core.config.leaseTtlSec * 1000
+  const leaseMs = Math.ceil(core.config.leaseTtlSec * 1000)
   // The lease is stated as a duration: deadline and ts_ms come from one reading of the clock.
   const acceptedAt = core.clock.now()
   // The acceptance is held a moment (StatusEmitter.send): a run whose first batch ends soon

@@ -139,7 +139,7 @@ export class HeartbeatTicker {
       head.sending = emitStatus(
         core,
         run.info,
-        { kind: 'TASK_HEARTBEAT', lease_id: run.info.leaseId, lease_deadline_ts_ms: now + core.config.leaseTtlSec * 1000 },
+        { kind: 'TASK_HEARTBEAT', lease_id: run.info.leaseId, lease_deadline_ts_ms: Math.ceil(now + core.config.leaseTtlSec * 1000) },
         { kind: 'TASK_HEARTBEAT', n: head.n },
         now,
       )

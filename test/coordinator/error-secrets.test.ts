@@ -32,7 +32,7 @@ test("a coordinator function's error is kept with its secrets masked", async () 
   }
 })
 
-test("a foreign worker's failure text (not masked, 100,000 characters) is kept masked and cut", async () => {
+test("a foreign worker's failure text (not masked, 100,000 characters) is kept masked and cut; its reason code (300,000 characters) cut to 200", async () => {
   const bus = new MemoryBus()
   const rt = await startRuntime({ bus, workers: 0 })
   try {
@@ -49,7 +49,7 @@ test("a foreign worker's failure text (not masked, 100,000 characters) is kept m
     const lease = { lease_id: 'py-lease', lease_deadline_ts_ms: Date.now() + 60_000 }
     await bus.produce([
       { topic: rt.statusTopic('py'), key: `${id}:n`, value: event({ kind: 'TASK_ACCEPTED', worker_id: 'py-1', ...lease }, 'a') },
-      { topic: rt.statusTopic('py'), key: `${id}:n`, value: event({ kind: 'TASK_FAILED', worker_id: 'py-1', reason_code: 'boom', permanent: true, error: `${LEAKY}\n${'x'.repeat(100_000)}` }, 'f') },
+      { topic: rt.statusTopic('py'), key: `${id}:n`, value: event({ kind: 'TASK_FAILED', worker_id: 'py-1', reason_code: `boom${'y'.repeat(300_000)}`, permanent: true, error: `${LEAKY}\n${'x'.repeat(100_000)}` }, 'f') },
     ])
     const t = await rt.coordinator.waitForTask(id, { timeoutMs: 10_000 })
     const err = t.nodes[0]?.last_error?.error ?? ''
@@ -58,6 +58,8 @@ test("a foreign worker's failure text (not masked, 100,000 characters) is kept m
     assert.doesNotMatch(JSON.stringify(t), new RegExp(SECRET))
     assert.ok(err.length < 8300, `kept ${err.length} characters`)
     assert.match(err, /more characters cut\)$/)
+    assert.equal(t.nodes[0]?.last_error?.reason_code, `boom${'y'.repeat(196)}`)
+    assert.ok((t.error ?? '').length < 9000, `the task's error: ${(t.error ?? '').length} characters`)
   } finally {
     await rt.stop()
   }
