@@ -11,7 +11,7 @@
  */
 import type { Logger } from '../log.ts'
 import { incrVar, mergeVars, setVars, unsetVars } from './vars-ops.ts'
-import { type Vars, VarsError, VarsReason, type VarsWrite, countLeaves, describeType, has, isPlainObject, showKey } from './vars-rules.ts'
+import { type Vars, VarsError, VarsReason, type VarsWrite, checkSegment, countLeaves, describeType, has, isPlainObject, showKey } from './vars-rules.ts'
 
 export { VARS_LIMITS, type Vars, VarsError, VarsReason, type VarsWrite, countLeaves, isPlainObject, jsonBytes, parseKeyPath, showKey } from './vars-rules.ts'
 export {
@@ -35,11 +35,41 @@ function defineKey(o: Record<string, unknown>, k: string, v: unknown): void {
   Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true })
 }
 
+/** The arguments that steer a write, not variables (the seed's flag is `block_sensitive`). */
+const CONTROL_ARGS: ReadonlySet<string> = new Set(['block_secrets', 'block_sensitive'])
+
 function blockSecretsArg(op: string, args: Record<string, unknown>): boolean {
-  const v = args['block_secrets']
-  if (v === undefined || v === null) return false
-  if (typeof v !== 'boolean') throw badArgs(op, `block_secrets must be a boolean, got ${describeType(v)}`)
-  return v
+  let block = false
+  for (const name of CONTROL_ARGS) {
+    const v = args[name]
+    if (v === undefined || v === null) continue
+    if (typeof v !== 'boolean') throw badArgs(op, `${name} must be a boolean, got ${describeType(v)}`)
+    block ||= v
+  }
+  return block
+}
+
+/**
+ * Adds one entry of a set as the seed reads it: an object under a key without a dot lands leaf by
+ * leaf (`{ sla: { a: 1 } }` sets `sla.a` and keeps `sla.b`; an empty object sets nothing); under a
+ * dotted key, and any other value, it is set whole.
+ */
+function setEntry(op: string, kv: Record<string, unknown>, key: string, value: unknown): void {
+  if (key.includes('.') || !isPlainObject(value)) {
+    defineKey(kv, key, value)
+    return
+  }
+  const walk = (prefix: string, o: Record<string, unknown>): void => {
+    for (const [k, v] of Object.entries(o)) {
+      const path = `${prefix}.${k}`
+      // A nested key is one segment ("a.b" inside an object is not a path).
+      checkSegment(op, path, k)
+      if (isPlainObject(v)) walk(path, v)
+      else defineKey(kv, path, v)
+    }
+  }
+  checkSegment(op, key, key)
+  walk(key, value)
 }
 
 /**
@@ -87,34 +117,66 @@ async function guarded(ctx: VarsFnContext, op: string, body: () => VarsFnResult)
   }
 }
 
-/** `vars.set`: `{ kv: { "a.b": 1, c: { d: 2 } }, block_secrets? }` or `{ key, value, block_secrets? }`. */
+/**
+ * `vars.set`: `{ kv: { "a.b": 1, c: { d: 2 } }, block_secrets? }`, `{ key, value, block_secrets? }`,
+ * or the variables as the arguments themselves (`{ qps: 7 }`, the seed's keyword form). An object
+ * under a key without a dot is set leaf by leaf (setEntry); `block_sensitive` (the seed's name,
+ * also inside `kv`) is `block_secrets`.
+ */
 const setBody: VarsBody = (ctx) => {
   const op = 'vars.set'
   const args = ctx.args
   const kv: Record<string, unknown> = {}
+  let given = false
+  let block = blockSecretsArg(op, args)
   const rawKv = args['kv']
   if (rawKv !== undefined) {
     if (!isPlainObject(rawKv)) throw badArgs(op, `kv must be an object, got ${describeType(rawKv)}`)
+    if (Object.keys(rawKv).length === 0) throw badArgs(op, 'kv is empty: it sets nothing')
+    given = true
     // Defined, never assigned: a key "__proto__" stays a key (refused with the others' checks)
     // instead of setting kv's prototype and vanishing.
-    for (const [k, v] of Object.entries(rawKv)) defineKey(kv, k, v)
+    for (const [k, v] of Object.entries(rawKv)) {
+      if (k === 'block_sensitive') block ||= blockSecretsArg(op, { block_sensitive: v })
+      else setEntry(op, kv, k, v)
+    }
   }
   if (args['key'] !== undefined) {
     if (typeof args['key'] !== 'string') throw badArgs(op, `key must be a string, got ${describeType(args['key'])}`)
     if (!has(args, 'value') || args['value'] === undefined) throw badArgs(op, `key ${showKey(args['key'])} needs a value`)
+    given = true
     defineKey(kv, args['key'], args['value'])
   }
-  if (Object.keys(kv).length === 0) throw badArgs(op, 'needs kv (an object of key paths to values) or key and value')
-  return result(ctx, 'vars.set', setVars(currentVars(ctx), kv, { blockSecrets: blockSecretsArg(op, args) }, op))
+  if (!given) {
+    for (const [k, v] of Object.entries(args)) {
+      if (CONTROL_ARGS.has(k)) continue
+      given = true
+      setEntry(op, kv, k, v)
+    }
+  }
+  if (!given) throw badArgs(op, 'needs kv (an object of key paths to values), key and value, or the variables as its arguments')
+  return result(ctx, 'vars.set', setVars(currentVars(ctx), kv, { blockSecrets: block }, op))
 }
 export const varsSet: VarsFn = async (ctx) => guarded(ctx, 'vars.set', () => setBody(ctx))
 
-/** `vars.merge`: `{ data: {...}, block_secrets? }` deep merge; non-object leaves overwrite. */
+/**
+ * `vars.merge`: `{ data: {...}, block_secrets? }` deep merge; non-object leaves overwrite. As the
+ * seed reads it, `kv` stands for `data`, and without either the arguments themselves are the data.
+ */
 const mergeBody: VarsBody = (ctx) => {
   const op = 'vars.merge'
-  const data = ctx.args['data']
-  if (!isPlainObject(data)) throw badArgs(op, `data must be an object, got ${describeType(data)}`)
-  return result(ctx, 'vars.merged', mergeVars(currentVars(ctx), data, { blockSecrets: blockSecretsArg(op, ctx.args) }, op))
+  const args = ctx.args
+  const named = args['data'] !== undefined ? 'data' : args['kv'] !== undefined ? 'kv' : null
+  let data: unknown
+  if (named !== null) data = args[named]
+  else {
+    const rest: Record<string, unknown> = {}
+    for (const [k, v] of Object.entries(args)) if (!CONTROL_ARGS.has(k)) defineKey(rest, k, v)
+    if (Object.keys(rest).length === 0) throw badArgs(op, 'needs data (an object to merge), kv, or the variables as its arguments')
+    data = rest
+  }
+  if (!isPlainObject(data)) throw badArgs(op, `${named ?? 'data'} must be an object, got ${describeType(data)}`)
+  return result(ctx, 'vars.merged', mergeVars(currentVars(ctx), data, { blockSecrets: blockSecretsArg(op, args) }, op))
 }
 export const varsMerge: VarsFn = async (ctx) => guarded(ctx, 'vars.merge', () => mergeBody(ctx))
 

@@ -179,10 +179,10 @@ export type MetricsAggregateArgs =
   | { node_id: string; mode?: 'sum' | 'mean' }
   | { from_nodes: string[]; metric?: string; mode?: 'sum' | 'mean'; target_node?: string; target_key?: string }
 
-/** `vars.set`: `{ kv: { "a.b": 1 } }` or `{ key, value }`. */
-export type VarsSetArgs = ({ kv: JsonObject } | { key: string; value: JsonValue }) & { block_secrets?: boolean }
-/** `vars.merge`: deep-merges `data` into the variables. */
-export type VarsMergeArgs = { data: JsonObject; block_secrets?: boolean }
+/** `vars.set`: `{ kv: { "a.b": 1 } }` or `{ key, value }` (`block_sensitive`: the seed's name of `block_secrets`). */
+export type VarsSetArgs = ({ kv: JsonObject } | { key: string; value: JsonValue }) & { block_secrets?: boolean; block_sensitive?: boolean }
+/** `vars.merge`: deep-merges `data` (the seed's `kv`) into the variables. */
+export type VarsMergeArgs = ({ data: JsonObject } | { kv: JsonObject }) & { block_secrets?: boolean; block_sensitive?: boolean }
 /** `vars.incr`: adds `by` (default 1) to the number at `key`. */
 export type VarsIncrArgs = { key: string; by?: number }
 /** `vars.unset`: removes `keys` (or one `key`). */

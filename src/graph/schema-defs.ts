@@ -30,6 +30,7 @@ function cond(ifSchema: Schema, thenSchema: Schema, elseSchema?: Schema): Schema
 }
 const oneOfRequired = (...sets: string[][]): Schema => ({ anyOf: sets.map((required) => ({ required })) })
 const blockSecrets = with_('Refuse values that look like secrets (vars_secret_detected). Default false.', { type: ['boolean', 'null'] })
+const blockSensitive = with_("The seed's name of block_secrets.", { type: ['boolean', 'null'] })
 
 /** Segments of a task-variable key path (vars.*): not empty, no ".", no NUL, not starting with "$". */
 const VAR_KEY_PATTERN = '^(?!\\$)[^.\\u0000]+(\\.(?!\\$)[^.\\u0000]+)*$'
@@ -231,16 +232,21 @@ export const GRAPH_SCHEMA_DEFS: Record<string, Schema> = {
     oneOfRequired(['node_id'], ['from_nodes'], ['from_node']),
   ),
   varsSetArgs: closed(
-    'vars.set: sets task variables, { kv: { "a.b": 1 } } or { key, value }.',
+    'vars.set: sets task variables, { kv: { "a.b": 1 } } or { key, value } (the seed\'s keyword form, the variables as the arguments, runs too).',
     {
-      kv: { description: 'Key paths to values.', type: 'object' },
+      kv: { description: 'Key paths to values; an object under a key without a dot is set leaf by leaf.', type: 'object' },
       key: with_('One key path.', def('varKey')),
       value: { description: 'The value set at key.' },
       block_secrets: blockSecrets,
+      block_sensitive: blockSensitive,
     },
     { anyOf: [{ required: ['kv'], properties: { kv: { description: 'At least one key path.', minProperties: 1 } } }, { required: ['key', 'value'] }] },
   ),
-  varsMergeArgs: closed('vars.merge: deep-merges data into the task variables.', { data: { description: 'Variables to merge; non-object leaves overwrite.', type: 'object' }, block_secrets: blockSecrets }, { required: ['data'] }),
+  varsMergeArgs: closed(
+    'vars.merge: deep-merges data into the task variables.',
+    { data: { description: 'Variables to merge; non-object leaves overwrite.', type: 'object' }, kv: { description: 'The seed\'s name of data.', type: 'object' }, block_secrets: blockSecrets, block_sensitive: blockSensitive },
+    { anyOf: [{ required: ['data'] }, { required: ['kv'] }] },
+  ),
   varsIncrArgs: closed('vars.incr: adds "by" to the number at key (created at 0).', { key: with_('Key path of the number.', def('varKey')), by: { description: 'Added; default 1, negatives and fractions allowed.', type: 'number' } }, { required: ['key'] }),
   varsUnsetArgs: closed(
     'vars.unset: removes key paths (and the parents left empty).',

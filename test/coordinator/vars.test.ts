@@ -125,9 +125,27 @@ describe('vars.set', () => {
     const before = { keep: true, a: { z: 0 } }
     const { res } = await run(varsSet, before, { kv: { 'a.b': 1, c: { d: 2 }, 'e.f.g': 'x' } })
     assert.deepEqual(res.vars, { keep: true, a: { z: 0, b: 1 }, c: { d: 2 }, e: { f: { g: 'x' } } })
-    assert.deepEqual(res.meta, { touched: ['a.b', 'c', 'e.f.g'] })
+    assert.deepEqual(res.meta, { touched: ['a.b', 'c.d', 'e.f.g'] })
     assert.deepEqual(res.stats, { vars_touched: 3, vars_keys: 5 })
     assert.deepEqual(before, { keep: true, a: { z: 0 } }, 'the task vars passed in are not mutated')
+  })
+
+  test("vars.set reads its arguments as the seed does: an object under a key without a dot is set leaf by leaf; the keyword form; block_sensitive", async () => {
+    // The seed flattens { sla: { b: 2 } } into the leaf sla.b: the sla.a set before stays (it was replaced).
+    const merged = await run(varsSet, { sla: { a: 1 } }, { kv: { sla: { b: 2, deep: { c: 3 } } } })
+    assert.deepEqual(merged.res.vars, { sla: { a: 1, b: 2, deep: { c: 3 } } })
+    assert.deepEqual(merged.res.meta.touched, ['sla.b', 'sla.deep.c'])
+    // Under a dotted key, the object is the value, set whole; an empty object under a plain key sets nothing.
+    assert.deepEqual((await run(varsSet, { sla: { x: { a: 1 } } }, { kv: { 'sla.x': { b: 2 }, e: {} } })).res.vars, { sla: { x: { b: 2 } } })
+    // A key inside an object is one segment: "a.b" there is refused, not read as a path.
+    assert.equal((await runRejects(varsSet, {}, { kv: { sla: { 'a.b': 1 } } })).err.reasonCode, 'vars_invalid_key')
+    // The seed's keyword form: the variables are the arguments.
+    assert.deepEqual((await run(varsSet, {}, { qps: 7, sla: { max_delay: 500 } })).res.vars, { qps: 7, sla: { max_delay: 500 } })
+    // block_sensitive (the seed's name of block_secrets), beside kv or inside it, blocks a secret and is not a variable.
+    for (const args of [{ kv: { aws: AWS_KEY }, block_sensitive: true }, { kv: { aws: AWS_KEY, block_sensitive: true } }, { aws: AWS_KEY, block_sensitive: true }]) {
+      assert.equal((await runRejects(varsSet, {}, args)).err.reasonCode, 'vars_secret_detected', JSON.stringify(Object.keys(args)))
+    }
+    assert.deepEqual((await run(varsSet, {}, { kv: { n: 1, block_sensitive: false } })).res.vars, { n: 1 })
   })
 
   test('S-084 vars.set { key, value }, keys applied in order, a value replaces what was at its path', async () => {
@@ -149,7 +167,7 @@ describe('vars.set', () => {
   })
 
   test('vars.set rejects bad args with bad_fn_args', async () => {
-    for (const args of [{}, { kv: [] }, { kv: 'a=1' }, { kv: {} }, { key: 'a' }, { key: 1, value: 1 }, { kv: { a: 1 }, block_secrets: 'yes' }]) {
+    for (const args of [{}, { kv: [] }, { kv: 'a=1' }, { kv: {} }, { key: 'a' }, { key: 1, value: 1 }, { kv: { a: 1 }, block_secrets: 'yes' }, { kv: { a: 1 }, block_sensitive: 1 }, { block_secrets: true }]) {
       const { err } = await runRejects(varsSet, {}, args)
       assert.equal(err.reasonCode, 'bad_fn_args', JSON.stringify(args))
     }
@@ -191,10 +209,17 @@ describe('vars.merge', () => {
     throwsVars(() => mergeVars({}, { a: { 'b.c': 1 } }), { reason: 'vars_invalid_key', key: 'a.b.c', message: ['"." inside a segment'] })
     throwsVars(() => mergeVars({ a: { x: 1 } }, { a: { $set: 1 } }), { reason: 'vars_invalid_key', key: 'a.$set' })
     throwsVars(() => mergeVars({}, { 'a.b': 1 }), { reason: 'vars_invalid_key', key: 'a.b' })
-    for (const args of [{}, { data: [1] }, { data: 'x' }, { data: null }]) {
+    for (const args of [{}, { data: [1] }, { data: 'x' }, { data: null }, { kv: 'x' }, { block_sensitive: true }]) {
       const { err } = await runRejects(varsMerge, {}, args)
-      assert.equal(err.reasonCode, 'bad_fn_args')
+      assert.equal(err.reasonCode, 'bad_fn_args', JSON.stringify(args))
     }
+  })
+
+  test("vars.merge takes the seed's forms: kv for data, or the variables as its arguments; block_sensitive blocks a secret", async () => {
+    assert.deepEqual((await run(varsMerge, { a: { x: 1 } }, { kv: { a: { y: 2 } } })).res.vars, { a: { x: 1, y: 2 } })
+    assert.deepEqual((await run(varsMerge, { a: { x: 1 } }, { a: { y: 2 }, b: 3 })).res.vars, { a: { x: 1, y: 2 }, b: 3 })
+    assert.equal((await runRejects(varsMerge, {}, { kv: { aws: AWS_KEY }, block_sensitive: true })).err.reasonCode, 'vars_secret_detected')
+    assert.deepEqual((await run(varsMerge, {}, { n: 1, block_sensitive: false })).res.vars, { n: 1 }, 'the flag is not a variable')
   })
 })
 
@@ -487,7 +512,7 @@ describe('logs', () => {
   test('S-105 structured log events name the touched keys and never the values', async () => {
     const secretish = 'value-that-must-not-be-logged-42'
     const set = await run(varsSet, {}, { kv: { 'a.b': secretish, c: { d: secretish } } })
-    assert.deepEqual(set.log.records, [{ level: 'info', event: 'vars.set', fields: { keys: ['a.b', 'c'], count: 2, total_keys: 2 } }])
+    assert.deepEqual(set.log.records, [{ level: 'info', event: 'vars.set', fields: { keys: ['a.b', 'c.d'], count: 2, total_keys: 2 } }])
     const merged = await run(varsMerge, set.res.vars, { data: { a: { e: secretish } } })
     assert.deepEqual(merged.log.records, [{ level: 'info', event: 'vars.merged', fields: { keys: ['a.e'], count: 1, total_keys: 3 } }])
     const incr = await run(varsIncr, merged.res.vars, { key: 'n', by: 7 })
