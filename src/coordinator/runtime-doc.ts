@@ -53,14 +53,16 @@ export function countsRows(taskId: string, counts: BatchCounts | undefined): Bat
   return out
 }
 
-/** The task as a document, with its batch ledger as `ledger` says. */
-export function taskDocOf(rt: TaskRuntime, ledger: LedgerInDoc): VersionedTask {
+/** The task as a document, with its batch ledger as `ledger` says (and without its nodes, empty, when `withNodes` is false). */
+export function taskDocOf(rt: TaskRuntime, ledger: LedgerInDoc, withNodes = true): VersionedTask {
   const inRows = typeof ledger === 'object' && ledgerSize(rt) > ledger.inlineMax
   const withBatches = ledger === 'all' || (typeof ledger === 'object' && !inRows)
   const nodes: Record<string, NodeState> = {}
-  rt.specs.forEach((s, i) => {
-    nodes[s.node_id] = rt.nodes[i] as NodeState
-  })
+  if (withNodes) {
+    rt.specs.forEach((s, i) => {
+      nodes[s.node_id] = rt.nodes[i] as NodeState
+    })
+  }
   return {
     id: rt.id,
     status: rt.status,

@@ -58,7 +58,7 @@ describe('task variables end to end', () => {
         touched[n] = arts[0]?.meta['touched']
       }
       assert.deepEqual(touched, {
-        set: ['run.id', 'counters', 'tmp.a', 'tmp.b'],
+        set: ['run.id', 'counters.seen', 'tmp.a', 'tmp.b'],
         merge: ['run.stage', 'counters.seen', 'counters.tags'],
         incr: ['counters.seen'],
         unset: ['tmp.a', 'tmp.b'],
