@@ -3,6 +3,8 @@
  * subscriptions pause while none is free), is dropped when already taken or no longer wanted, and
  * is handed to the run manager; a cancel reaches the run it names.
  */
+import { spanContextFromHeaders } from '../observability/propagation.ts'
+import { traceFieldsOf } from '../observability/logger.ts'
 import { ErrorCode, FlowkitError, errorMessage } from '../errors.ts'
 import type { BusMessage, Subscription } from '../ports/bus.ts'
 import { parkPoison } from '../util/guard.ts'
@@ -235,7 +237,9 @@ export class CommandIntake {
     if (this.#slots.free === 0) {
       // Backpressure: stop fetching until a slot frees; the command waits, it is never dropped.
       for (const s of this.subs) s.pause()
-      core.log.debug('worker.at_capacity', ids)
+      // Before the run (and its span) exists: the trace of the coordinator's attempt the START carries.
+      const sc = spanContextFromHeaders(headers)
+      core.log.debug('worker.at_capacity', sc === undefined ? ids : { ...ids, ...traceFieldsOf(sc) })
     }
     // Checked again only after waiting for a slot: a start taken at once cannot have been seen since.
     const waited = !this.#slots.tryAcquire()

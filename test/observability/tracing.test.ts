@@ -440,3 +440,30 @@ test('a coordinator stopped while an attempt runs ends its spans as unfinished: 
     await c.stop()
   }
 })
+
+test('a worker at capacity logs the START it holds back with the trace the START carries (the run and its span do not exist yet)', async () => {
+  const { provider, spans } = memoryTracing()
+  const bus = new MemoryBus()
+  const store = new MemoryStore()
+  const logger = new MemoryLogger()
+  const observability = { tracing: provider, metrics: false } as const
+  const c = new Coordinator({ bus, store, logger, observability })
+  const w = new Worker({ bus, store, logger, observability, config: { concurrency: 1 }, handlers: { slow: { async processBatch(_b, ctx) { await ctx.sleep(50); return {} } } } })
+  await c.start()
+  await w.start()
+  try {
+    const id = await c.createTask({ graph: { nodes: [{ node_id: 'a', type: 'slow' }, { node_id: 'b', type: 'slow' }] } })
+    assert.equal((await c.waitForTask(id, { timeoutMs: 20_000 })).status, 'finished')
+    const held = logger.records.filter((r) => r.event === 'worker.at_capacity')
+    assert.ok(held.length >= 1, 'one START waited for the slot')
+    await waitFor(() => spans('flowkit.node.attempt').length === 2, { message: 'both attempt spans ended' })
+    for (const r of held) {
+      const attempt = spans('flowkit.node.attempt').find((a) => attr(a, 'flowkit.node.id') === r.fields['node_id'])
+      assert.equal(r.fields['trace_id'], attempt?.spanContext().traceId)
+      assert.equal(r.fields['span_id'], attempt?.spanContext().spanId, "the coordinator's attempt span")
+    }
+  } finally {
+    await w.stop()
+    await c.stop()
+  }
+})
