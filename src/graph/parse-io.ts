@@ -150,6 +150,15 @@ export function parseIo(ctx: Context, v: unknown, path: string, id: string, labe
       // The copy, within the depth limits (the raw value may nest deeper than a check can recurse).
       checkFnArgs(ctx, fn, io.fn_args, p, id, label)
     }
+  } else if (!isAbsent(rawIo['fn'])) {
+    // Read on no other node: the node would wait for a worker of its type (a near miss such as
+    // "coordinator-fn": for ever), its function never run.
+    problems.add(
+      ErrorCode.BadField,
+      `${p}.fn`,
+      `io.fn is run only on a node of type "${COORDINATOR_FN_TYPE}"; ${label} has type ${quote(type)}, which a worker runs: set its type to "${COORDINATOR_FN_TYPE}" or remove io.fn`,
+      { type },
+    )
   }
   return io
 }

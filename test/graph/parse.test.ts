@@ -481,6 +481,18 @@ test('graph validation: coordinator_fn without io.fn', () => {
   })
 })
 
+test('graph validation: io.fn on a node a worker runs (a near miss of coordinator_fn) is refused: the node waited for a worker for ever', () => {
+  for (const type of ['coordinator-fn', 'coordinatorfn', 'fn']) {
+    rejects(graph([node('m', { type, io: { fn: 'noop' } })]), {
+      code: ErrorCode.BadField,
+      path: 'nodes[0].io.fn',
+      message: [`io.fn is run only on a node of type "coordinator_fn"; node "m" has type "${type}"`, 'set its type to "coordinator_fn" or remove io.fn'],
+    })
+  }
+  // null is absent, as for other fields.
+  assert.equal(parseGraph({ nodes: [{ node_id: 'm', type: 'w', io: { fn: null } }] }, options).nodes.length, 1)
+})
+
 // ---------------------------------------------------------------- retry_policy
 
 test('graph validation: retry_policy.max must be an integer >= 1', () => {

@@ -155,7 +155,7 @@ const INVALID: [string, unknown][] = [
   ...[null, 'x', { var: 'a', op: 'like' }, { var: 'a b' }, { var: '' }, { var: 'a..b' }, { all: [] }, { any: 'x' }, { not: null }, { var: 'a', op: 'in', value: 'x' }, { var: 'a', op: 'nin' }, { var: 'a', op: 'exists', value: 'yes' }, { var: 'a', op: 'exists', value: null }, { var: 'a', op: 'gt', value: true }, { var: 'a', op: 'gt' }, { var: 'a', extra: 1 }, { all: [{ var: 'a' }], var: 'x' }, { op: 'eq', value: 1 }].map((w): [string, unknown] => [`when ${JSON.stringify(w)}`, when(w)]),
   ['status running', n({ status: 'running' })], ['attempt_epoch 1', n({ attempt_epoch: 1 })], ['stats not empty', n({ stats: { a: 1 } })], ['lease not empty', n({ lease: { x: 1 } })],
   ['coordinator_fn without io', n({ type: 'coordinator_fn' })], ['coordinator_fn without fn', n({ type: 'coordinator_fn', io: {} })], ['coordinator_fn with io null', n({ type: 'coordinator_fn', io: null })],
-  ['fn a number', n({ type: 'coordinator_fn', io: { fn: 5 } })], ['fn_args a string', fn('noop', 'x')], ['fn_args an array', fn('noop', [])],
+  ['fn a number', n({ type: 'coordinator_fn', io: { fn: 5 } })], ['io.fn on a worker node', io({ fn: 'noop' })], ['fn_args a string', fn('noop', 'x')], ['fn_args an array', fn('noop', [])],
   ['input_inline a string', io({ input_inline: 'x' })], ['input_adapter a number', io({ input_inline: { input_adapter: 5 } })],
 ]
 
@@ -207,7 +207,6 @@ const SCHEMA_ONLY: [string, unknown][] = [
   ['merge.generic with a wrong arg', fn('merge.generic', { from: ['b'] })],
   ['metrics.aggregate mode avg', fn('metrics.aggregate', { from_nodes: ['b'], mode: 'avg' })],
   ['vars.set without kv or key', fn('vars.set', {})],
-  ['io.fn on a worker node', io({ fn: 'noop' })],
   ['input_ref not an object', io({ input_ref: 'x' })],
 ]
 
