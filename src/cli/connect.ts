@@ -28,9 +28,36 @@ export function processLogger(fallback: LogLevel = 'info'): Logger {
   return createLogger(level ? { level } : process.env['NODE_TEST_CONTEXT'] !== undefined ? {} : { level: fallback })
 }
 
-/** Rejects with exit 3 when `promise` has not settled within `ms`. */
+/**
+ * The process's SIGINT / SIGTERM (main.ts): a connect check in progress gives up at once, exit 130.
+ * (The first signal was noted and the check waited out its whole deadline, then exited 3: a pod
+ * stopped while its broker did not answer hung for the `--connect-timeout`.)
+ */
+let interrupt: AbortSignal | undefined
+
+export function interruptConnectsOn(signal: AbortSignal): void {
+  interrupt = signal
+}
+
+/** `promise`, or exit 130 as soon as the process is interrupted. */
+function unlessInterrupted<T>(promise: Promise<T>, what: string): Promise<T> {
+  const signal = interrupt
+  if (signal === undefined) return promise
+  const stopped = (): CliError => new CliError(EXIT.interrupted, `interrupted while connecting to ${what}`)
+  if (signal.aborted) {
+    promise.catch(() => undefined)
+    return Promise.reject(stopped())
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(stopped())
+    signal.addEventListener('abort', onAbort, { once: true })
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+  })
+}
+
+/** Rejects with exit 3 when `promise` has not settled within `ms` (and with exit 130 when the process is interrupted first). */
 export function withDeadline<T>(promise: Promise<T>, ms: number, what: string, hint: string): Promise<T> {
-  return within(promise, ms, () => new CliError(EXIT.connect, `cannot connect to ${what}: no answer within ${ms / 1000} s`, { hint }))
+  return unlessInterrupted(within(promise, ms, () => new CliError(EXIT.connect, `cannot connect to ${what}: no answer within ${ms / 1000} s`, { hint })), what)
 }
 
 const MONGO_HINT = 'is MongoDB running? check FLOWKIT_MONGO_URL / --mongo-url (and --connect-timeout)'
@@ -173,8 +200,9 @@ export async function checkKafka(s: Settings): Promise<void> {
   for (const b of brokers) hostPort(b)
   try {
     const tls = s.kafka['tls'] !== undefined && s.kafka['tls'] !== false
-    await Promise.any(brokers.map((b) => probe(b, s.connectTimeoutMs, tls)))
+    await unlessInterrupted(Promise.any(brokers.map((b) => probe(b, s.connectTimeoutMs, tls))), 'Kafka')
   } catch (err) {
+    if (err instanceof CliError) throw err
     const reasons = err instanceof AggregateError ? err.errors.map((e: unknown) => (e instanceof Error ? e.message : String(e))) : [String(err)]
     throw new CliError(EXIT.connect, `cannot connect to Kafka: ${reasons.join('; ')}`, { hint: KAFKA_HINT })
   }

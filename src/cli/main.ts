@@ -19,6 +19,7 @@ import { logFormatFor, parseLogLevel } from '../log.ts'
 import { CliError, EXIT, toCliError } from './errors.ts'
 import { COMMAND_HELP, MAIN_HELP, version } from './help.ts'
 import { type CommandBase, type Out, makeOut } from './output.ts'
+import { interruptConnectsOn } from './connect.ts'
 
 type Command = (argv: readonly string[], base: CommandBase) => Promise<number>
 
@@ -144,6 +145,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
+  interruptConnectsOn(abort.signal)
   // `flowkit ls | head`: a closed stdout ends the command quietly.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0)

@@ -11,6 +11,8 @@ import { createServer, type Server, type Socket } from 'node:net'
 import { checkKafka } from '../../src/cli/connect.ts'
 import { CliError } from '../../src/cli/errors.ts'
 import { resolveSettings } from '../../src/cli/settings.ts'
+import { waitFor } from '../helpers/wait.ts'
+import { CliProcess } from './helpers.ts'
 
 async function listen(onSocket: (s: Socket) => void): Promise<{ server: Server; broker: string; sockets: Socket[] }> {
   const sockets: Socket[] = []
@@ -73,5 +75,34 @@ test('a server that answers ApiVersions passes; with TLS configured, an accepted
   } finally {
     await close(kafka)
     await close(silent)
+  }
+})
+
+test('SIGTERM or SIGINT while a command waits for a silent server ends it at once with exit 130 (it waited out the whole --connect-timeout, then exited 3)', async () => {
+  let connected = 0
+  const l = await listen(() => {
+    connected++
+  })
+  const mongoUrl = `mongodb://${l.broker}/?directConnection=true`
+  try {
+    const cases: Array<[string[], NodeJS.Signals]> = [
+      [['coordinator', '--brokers', l.broker, '--mongo-url', mongoUrl, '--connect-timeout', '60000'], 'SIGTERM'],
+      [['ls', '--mongo-url', mongoUrl, '--connect-timeout', '60000'], 'SIGINT'],
+    ]
+    for (const [args, signal] of cases) {
+      const before = connected
+      const p = new CliProcess(args)
+      try {
+        await waitFor(() => connected > before, { timeoutMs: 30_000, message: `${args[0]} never connected` })
+        const r = await p.stop(signal, 20_000)
+        assert.equal(r.code, 130, `${args[0]}: ${p.stderr}`)
+        assert.match(p.stderr, /interrupted while connecting to (Kafka|MongoDB)/)
+        assert.ok(r.ms < 15_000, `${args[0]} exited ${Math.round(r.ms)} ms after ${signal}`)
+      } finally {
+        p.kill()
+      }
+    }
+  } finally {
+    await close(l)
   }
 })
