@@ -117,7 +117,7 @@ ${GLOBAL}`,
 Checks a graph as the coordinator does at submission: prints "ok" (exit 0) or every problem with its
 path and code (exit 1). The "coordinator" section of --config sets the limits.
 ${GLOBAL}`,
-  submit: `usage: flowkit submit <graph.json> [--params <p.json>] [--id <task-id>] [--watch] [--functions <module>]
+  submit: `usage: flowkit submit <graph.json> [--params <p.json>] [--id <task-id>] [--watch] [--interval <ms>] [--functions <module>]
 
 Validates the graph, then writes it to the store as a queued task and asks the running coordinator
 to adopt it at once (else it does at its next sweep, sweep_interval_sec). Prints the task id.
@@ -149,6 +149,7 @@ Asks the coordinator that owns the task to cancel it (a request on the owners' t
 coord.tasks.v1, keyed by task id), then waits until the task is cancelling (--wait: until it ended).
   --reason <text>        recorded as the cancel reason (default "cancelled from the CLI")
   --timeout <s>          give up (exit 1) when no coordinator acted within this time (default 15)
+  --wait                 wait until the task ended (cancelled, or failed), not only cancelling
 ${CONNECTION}
 ${GLOBAL}`,
   workers: `usage: flowkit workers

@@ -101,11 +101,13 @@ export async function lsCommand(argv: readonly string[], base: CommandBase): Pro
   const settings = resolveSettings(p)
   return withStore(settings, 'read', async (store) => {
     const tasks = await store.listTasks({ statuses, limit })
+    const which = statuses === ACTIVE ? 'active tasks' : statuses.length === ALL_STATUSES.length ? 'tasks' : `${statuses.join('/')} tasks`
     if (base.out.json) {
       base.out.doc(tasks.map(summaryOf))
+      // On stderr, also with --json: stdout stays one JSON document.
+      if (tasks.length === limit) base.out.note(`flowkit: showing the ${limit} oldest ${which}; there may be more (--limit)`)
       return EXIT.ok
     }
-    const which = statuses === ACTIVE ? 'active tasks' : statuses.length === ALL_STATUSES.length ? 'tasks' : `${statuses.join('/')} tasks`
     if (tasks.length === 0) {
       base.out.line(`no ${which}`)
       return EXIT.ok

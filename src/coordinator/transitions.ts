@@ -251,7 +251,8 @@ export function transition(node: NodeState, ev: NodeEvent, ctx: TransitionContex
         return r
       }
       if (s !== 'running') return null
-      const r = failure(node, 'lease_expired', `no heartbeat since lease deadline ${node.lease.deadline_ts_ms ?? '?'}`, false, ctx, true)
+      const deadline = node.lease.deadline_ts_ms
+      const r = failure(node, 'lease_expired', `no heartbeat before the lease deadline${typeof deadline === 'number' && Number.isFinite(deadline) ? ` ${new Date(deadline).toISOString()}` : ''}`, false, ctx, true)
       r.effects.unshift(log('warn', 'node.lease_expired', { worker_id: node.lease.worker_id ?? null }))
       return r
     }

@@ -101,6 +101,9 @@ describe('flowkit store commands on MongoDB', { skip }, () => {
     const limited = await runCli(['ls', '--all', '--limit', '1'], { env })
     assert.equal(limited.stdout.trim().split('\n').length, 2, limited.stdout)
     assert.match(limited.stderr, /showing the 1 oldest tasks/)
+    const limitedJson = await runCli(['ls', '--all', '--limit', '1', '--json'], { env })
+    assert.equal((JSON.parse(limitedJson.stdout) as unknown[]).length, 1)
+    assert.match(limitedJson.stderr, /showing the 1 oldest tasks; there may be more/, 'said with --json too (on stderr)')
 
     const workers = await runCli(['workers'], { env })
     assert.match(workers.stdout, /^w-cli-1\s+online\s+extractor,processor\s+2\s+0\.1\.0\s+\d+s ago$/m)
