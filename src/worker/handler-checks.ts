@@ -3,10 +3,37 @@
  * first command comes, each mistake with a message that says what to write instead.
  */
 import { ErrorCode, FlowkitError } from '../errors.ts'
-import { NODE_TYPE_PATTERN } from '../graph/parse-context.ts'
+import { NODE_TYPE_PATTERN, closest } from '../graph/parse-context.ts'
 
 /** Handler methods besides processBatch: each is optional, but a function when present. */
 const OPTIONAL_HANDLER_METHODS = ['init', 'loadInput', 'iterBatches', 'finalize', 'classifyError'] as const
+const HANDLER_METHODS: readonly string[] = ['processBatch', ...OPTIONAL_HANDLER_METHODS]
+
+/** The method names of a handler: its own and its classes' (Object's aside). */
+function methodNames(h: object): string[] {
+  const out = new Set<string>()
+  for (let o: object | null = h; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o) as object | null) {
+    for (const k of Object.getOwnPropertyNames(o)) if (k !== 'constructor') out.add(k)
+  }
+  return [...out]
+}
+
+/**
+ * A method named like a handler method flowkit calls but misspelt (`finalise`, `iterBatch`), while
+ * the right one is absent, is refused: it would never be called (no finalize, one batch of the
+ * node's input instead of the handler's), and TypeScript's `implements` does not flag an extra
+ * method.
+ */
+function checkNearMisses(name: string, h: object): void {
+  const present = h as Record<string, unknown>
+  for (const k of methodNames(h)) {
+    if (HANDLER_METHODS.includes(k)) continue
+    const meant = closest(k, HANDLER_METHODS)
+    if (meant !== null && present[meant] === undefined) {
+      throw new FlowkitError({ code: ErrorCode.Config, message: `${name} has a method ${JSON.stringify(k)}, which flowkit never calls: did you mean ${meant}?` })
+    }
+  }
+}
 
 function describe(v: unknown): string {
   if (v === null || v === undefined) return String(v)
@@ -49,6 +76,7 @@ export function checkHandlers(handlers: unknown, configRoles: readonly string[])
         throw new FlowkitError({ code: ErrorCode.Config, message: `${name}: ${m} must be a function when given, got ${describe(methods[m])}` })
       }
     }
+    checkNearMisses(name, h)
   }
   if (configRoles.length > 0) {
     const noHandler = configRoles.filter((r) => !roles.includes(r))

@@ -33,6 +33,22 @@ test('new Worker: a handler that is not an object fails at once, naming the role
   assert.throws(workerWith({ squares: { processBatch: ok.processBatch, finalize: true } }), configError(/worker handler "squares": finalize must be a function when given, got boolean true/))
 })
 
+test('new Worker: a misspelt handler method (finalise, iterBatch) is refused, naming the one meant; a helper of another name, or beside the right one, is not', () => {
+  class CsvReader implements RoleHandler {
+    async *iterBatch() {
+      yield { payload: { row: 1 } }
+    }
+    async processBatch() {
+      return {}
+    }
+  }
+  assert.throws(workerWith({ csv: new CsvReader() }), configError(/worker handler "csv" has a method "iterBatch", which flowkit never calls: did you mean iterBatches\?/))
+  assert.throws(workerWith({ csv: { ...ok, async finalise() {} } }), configError(/has a method "finalise", which flowkit never calls: did you mean finalize\?/))
+  assert.throws(workerWith({ csv: { ...ok, classifyErrors: () => null } }), configError(/did you mean classifyError\?/))
+  // Not near a handler method, or the right one is there too: a helper of the handler's own.
+  assert.doesNotThrow(workerWith({ csv: { ...ok, parseRow: () => null, async finalize() {}, async finalise() {} } }))
+})
+
 test('new Worker: handlers must be an object of role -> handler, with at least one role', () => {
   assert.throws(workerWith(undefined), configError(/worker: handlers must be an object mapping each role to its handler .*got undefined/))
   assert.throws(workerWith([ok]), configError(/worker: handlers must be an object .*got an array/))
