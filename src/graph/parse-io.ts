@@ -109,10 +109,13 @@ export function parseIo(ctx: Context, v: unknown, path: string, id: string, labe
           }
         }
       }
-      // Adapter args are the worker's to validate (bad_input_args at run time); only the node
-      // references are checked here.
+      // Adapter args are the worker's to validate (bad_input_args at run time); here the node
+      // references, and for a built-in adapter the near misses of what it reads.
       const args = inline['input_args']
-      if (isObject(args)) checkFromNodes(ctx, args, `${p}.input_inline.input_args`, id, label)
+      if (isObject(args)) {
+        checkFromNodes(ctx, args, `${p}.input_inline.input_args`, id, label)
+        if (typeof adapter === 'string') checkBuiltinArgs(ctx, adapter, args, `${p}.input_inline.input_args`, label)
+      }
     }
   }
 
@@ -161,6 +164,30 @@ export function parseIo(ctx: Context, v: unknown, path: string, id: string, labe
     )
   }
   return io
+}
+
+/** The input_args a built-in adapter reads (src/worker/input.ts). */
+const BUILTIN_ADAPTER_ARGS: Readonly<Record<string, readonly string[]>> = {
+  [PULL_FROM_ARTIFACTS]: ['from_nodes', 'from_node', 'poll_ms'],
+  [PULL_RECHUNK]: ['from_nodes', 'from_node', 'poll_ms', 'size', 'meta_list_key'],
+}
+
+/**
+ * A built-in adapter's input_args: a near miss of an argument it reads (`metaListKey`, `sizee`),
+ * while that argument is absent, is refused (it was ignored: a rechunk without its meta_list_key
+ * takes each whole meta as one item). Other keys pass (a peer's adapter of the same name may read
+ * more); the values are the worker's to check (`bad_input_args`, SCENARIOS S-054/S-057/S-058).
+ */
+function checkBuiltinArgs(ctx: Context, adapter: string, args: Record<string, unknown>, p: string, label: string): void {
+  const reads = BUILTIN_ADAPTER_ARGS[adapter]
+  if (reads === undefined) return
+  for (const k of Object.keys(args)) {
+    if (reads.includes(k)) continue
+    const meant = closest(k, reads)
+    if (meant !== null && args[meant] === undefined) {
+      ctx.problems.add(ErrorCode.BadField, keyPath(p, k), `unknown input_args field ${quote(k)} of ${adapter} on ${label} (did you mean ${JSON.stringify(meant)}?); a misspelt argument would be ignored`, { field: k, suggestion: meant })
+    }
+  }
 }
 
 /** The function's own check of its `fn_args` (options.fnArgs), when it has one. */

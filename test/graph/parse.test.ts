@@ -331,7 +331,7 @@ test('graph validation: unknown input adapter lists the known ones', () => {
 
 test('graph validation: a near miss of a built-in input adapter is refused at submission, with the name meant, even where unknown names pass (before: the worker failed the node once its upstream had run)', () => {
   const lenient = { coordinatorFns: new Set<string>() }
-  const adapter = (name: string) => graph([node('up'), node('a', { depends_on: ['up'], io: { input_inline: { input_adapter: name, input_args: { from_nodes: ['up'] } } } })])
+  const adapter = (name: string) => graph([node('up'), node('a', { depends_on: ['up'], io: { input_inline: { input_adapter: name, input_args: { from_nodes: ['up'], size: 2 } } } })])
   for (const [typo, meant] of [
     ['pull.from_artifact', 'pull.from_artifacts'],
     ['Pull.From_Artifacts', 'pull.from_artifacts'],
@@ -430,7 +430,24 @@ test('graph validation: input_args from_nodes must name existing nodes', () => {
   })
 })
 
-test('graph validation: adapter args other than node references are left to the worker', () => {
+test('graph validation: a built-in adapter\'s misspelt argument is refused at submission (it was ignored: a rechunk took each whole meta as one item)', () => {
+  const rechunk = (args: Record<string, unknown>) => graph([node('a'), node('b', { io: { input_inline: { input_adapter: 'pull.from_artifacts.rechunk:size', input_args: { from_nodes: ['a'], ...args } } } })])
+  rejects(rechunk({ size: 2, metaListKey: 'items' }), {
+    code: ErrorCode.BadField,
+    path: 'nodes[1].io.input_inline.input_args.metaListKey',
+    message: ['unknown input_args field "metaListKey" of pull.from_artifacts.rechunk:size on node "b" (did you mean "meta_list_key"?)'],
+  })
+  rejects(rechunk({ sizee: 3 }), { code: ErrorCode.BadField, path: 'nodes[1].io.input_inline.input_args.sizee', message: ['did you mean "size"?'] })
+  rejects(graph([node('a'), node('b', { io: { input_inline: { input_adapter: 'pull.from_artifacts', input_args: { from_nodes: ['a'], pollMs: 5 } } } })]), {
+    code: ErrorCode.BadField,
+    path: 'nodes[1].io.input_inline.input_args.pollMs',
+    message: ['did you mean "poll_ms"?'],
+  })
+  // A key of another name is a peer adapter's own: it passes, as a near miss beside the right key does.
+  parseGraph(rechunk({ size: 2, window: 'x', meta_list_key: 'k', metaListKey: 'k' }), options)
+})
+
+test('graph validation: adapter args\' values (other than node references) are left to the worker (SCENARIOS S-054: bad_input_args)', () => {
   const spec = parseGraph(
     graph([
       node('a'),

@@ -157,6 +157,7 @@ const INVALID: [string, unknown][] = [
   ['coordinator_fn without io', n({ type: 'coordinator_fn' })], ['coordinator_fn without fn', n({ type: 'coordinator_fn', io: {} })], ['coordinator_fn with io null', n({ type: 'coordinator_fn', io: null })],
   ['fn a number', n({ type: 'coordinator_fn', io: { fn: 5 } })], ['io.fn on a worker node', io({ fn: 'noop' })], ['fn_args a string', fn('noop', 'x')], ['fn_args an array', fn('noop', [])],
   ['input_inline a string', io({ input_inline: 'x' })], ['input_adapter a number', io({ input_inline: { input_adapter: 5 } })],
+  ['an adapter arg typo', pull('pull.from_artifacts.rechunk:size', { from_nodes: ['b'], size: 2, metaListKey: 'rows' })],
 ]
 
 test('graph schema and parser agree: invalid graphs (unknown keys, typos, bad enums, bad values) are refused by both', () => {
@@ -192,6 +193,8 @@ const PARSER_ONLY: [string, unknown][] = [
 
 /** Fields outside the format and run-time checks of the worker / functions: only the schema refuses these. */
 const SCHEMA_ONLY: [string, unknown][] = [
+  ['rechunk without size', pull('pull.from_artifacts.rechunk:size', { from_nodes: ['b'] })],
+  ['rechunk size 0', pull('pull.from_artifacts.rechunk:size', { from_nodes: ['b'], size: 0 })],
   ['an unknown top-level field', { nodes: [{ node_id: 'a', type: 't' }], params: {} }],
   ['a node extension field', n({ label: 'x' })],
   ['a node field too far from a known name to count as a typo', n({ after_note: ['b'] })],
@@ -199,10 +202,7 @@ const SCHEMA_ONLY: [string, unknown][] = [
   ['an unknown input adapter (default config)', pull('pull.from_s3', { from_nodes: ['b'] })],
   ['an adapter without input_args', pull('pull.from_artifacts')],
   ['from_nodes given as a string', pull('pull.from_artifacts', { from_nodes: 'b' })],
-  ['rechunk without size', pull('pull.from_artifacts.rechunk:size', { from_nodes: ['b'] })],
-  ['rechunk size 0', pull('pull.from_artifacts.rechunk:size', { from_nodes: ['b'], size: 0 })],
   ['poll_ms below 0', pull('pull.from_artifacts', { from_nodes: ['b'], poll_ms: -1 })],
-  ['an adapter arg typo', pull('pull.from_artifacts.rechunk:size', { from_nodes: ['b'], size: 2, metaListKey: 'rows' })],
   ['merge.generic without fn_args', fn('merge.generic')],
   ['merge.generic with a wrong arg', fn('merge.generic', { from: ['b'] })],
   ['metrics.aggregate mode avg', fn('metrics.aggregate', { from_nodes: ['b'], mode: 'avg' })],
