@@ -12,7 +12,7 @@ import { CancelledRunError, cleanupsOnce } from './cancel.ts'
 import type { ActiveRun, WorkerCore } from './core.ts'
 import { type ArtifactsWriter, type RoleHandler, type RunContext, classifyErrorDefault } from './handler.ts'
 import { plainInput, resolveInput } from './input-select.ts'
-import { BATCH_RESULT_FIELDS, FINALIZE_RESULT_FIELDS, HandlerResultError, MAX_REASON_CODE_CHARS, checkArtifactMeta, checkBatch, checkBatchResult, checkBatchUid, checkBusRecord, checkFinalizeResult, failureStack, failureText } from './results.ts'
+import { BATCH_RESULT_FIELDS, FINALIZE_RESULT_FIELDS, HandlerResultError, MAX_REASON_CODE_CHARS, checkArtifactMeta, checkBatch, checkBatchResult, checkBatchUid, checkBusRecord, checkFinalizeResult, checkLossless, failureStack, failureText } from './results.ts'
 import { clip } from '../util/text.ts'
 import { unlessAborted } from '../util/abort.ts'
 import { emitStatus, statusRecord } from './status.ts'
@@ -171,6 +171,8 @@ export async function executeRun(
     },
     checkpoint: async (state) => {
       writable('checkpoint')
+      // JSON data only: a Map or a Set came back {} to the next attempt, a Date a string.
+      checkLossless('checkpoint', state)
       const bytes = Buffer.byteLength(JSON.stringify(state ?? null))
       if (bytes > MAX_CHECKPOINT_BYTES) {
         throw new HandlerResultError(`checkpoint is too large: ${bytes} bytes of JSON, more than the limit of ${MAX_CHECKPOINT_BYTES} bytes`, 'result_too_large')

@@ -300,6 +300,19 @@ export function jsonLengthBound(v: unknown, depth: number): number {
   }
 }
 
+/**
+ * Refuses a value that JSON would store changed without a word (NaN, a Map, an Error, a typed
+ * array, … at any depth): `what` names where it came from (`checkpoint`), the message the path.
+ */
+export function checkLossless(what: string, value: unknown): void {
+  try {
+    bsonSizeBound(value, 0)
+  } catch (err) {
+    if (!(err instanceof Lossy)) throw err
+    throw new HandlerResultError(`${what}: ${err.what} at ${what}${err.path}, which JSON would store as ${err.becomes}; convert it first${err.hint}`, 'bad_handler_result')
+  }
+}
+
 /** A value in a meta that JSON would store changed (bsonSizeBound's walk); `path` filled in on the way out. */
 class Lossy extends Error {
   path = ''
@@ -348,6 +361,12 @@ function bsonSizeBound(v: unknown, depth: number): number {
         return 8
       } else if (v instanceof Map || v instanceof Set) {
         throw new Lossy(v instanceof Map ? 'a Map' : 'a Set', '{} (its entries lost)', v instanceof Map ? ' (Object.fromEntries(map))' : ' ([...set])')
+      } else if (v instanceof Error) {
+        throw new Lossy('an Error', '{} (its message and stack lost)', ' ({ message: err.message })')
+      } else if (v instanceof RegExp) {
+        throw new Lossy('a RegExp', '{}', ' (re.source)')
+      } else if (ArrayBuffer.isView(v) || v instanceof ArrayBuffer) {
+        throw new Lossy(`a ${v.constructor.name}`, 'an object of its byte indexes', ' (Array.from(bytes), or a base64 string)')
       } else {
         for (const [k, item] of Object.entries(v)) {
           try {

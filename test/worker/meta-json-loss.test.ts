@@ -35,6 +35,9 @@ test('a meta holding NaN, Infinity, a Map or a Set (at any depth) fails the node
     [{ deep: { list: [1, Number.POSITIVE_INFINITY] } }, /Infinity at meta\.deep\.list\[1\]/],
     [{ m: new Map([['k', 1]]) }, /a Map at meta\.m, which JSON would store as \{\} \(its entries lost\); convert it first \(Object\.fromEntries\(map\)\)/],
     [{ s: [new Set([1])] }, /a Set at meta\.s\[0\].*\(\[\.\.\.set\]\)/],
+    [{ lastError: new Error('boom') }, /an Error at meta\.lastError, which JSON would store as \{\} \(its message and stack lost\)/],
+    [{ re: /ab+c/ }, /a RegExp at meta\.re/],
+    [{ bytes: new Uint8Array([1, 2, 3]) }, /a Uint8Array at meta\.bytes, which JSON would store as an object of its byte indexes/],
   ]
   for (const [meta, message] of cases) {
     refused(await runOne({ async processBatch() { return { meta: meta as Record<string, unknown> } } }), message)
@@ -62,4 +65,14 @@ test('a Date in a meta is kept as its ISO text; a batch_uid that is not a string
     },
   }
   refused(await runOne(numbered), /iterBatches batch #0: batch_uid must be a string, got number \(use String\(7\)\)/)
+})
+
+test('a checkpoint holding a Map, a Set or an Error fails the node permanently (the next attempt got {} back)', async () => {
+  for (const [state, message] of [
+    [{ seen: new Map([['a', 1]]) }, /checkpoint: a Map at checkpoint\.seen/],
+    [{ done: new Set(['b0']) }, /a Set at checkpoint\.done/],
+    [{ err: new Error('x') }, /an Error at checkpoint\.err/],
+  ] as Array<[unknown, RegExp]>) {
+    refused(await runOne({ async processBatch(_b, ctx) { await ctx.checkpoint(state); return {} } }), message)
+  }
 })
