@@ -120,8 +120,9 @@ export interface HandlerErrorInit extends Partial<ErrorInit> {
 }
 
 function handlerInit(first: string | HandlerErrorInit, code: string | undefined, options: { cause?: unknown } | undefined, fallback: string): ErrorInit {
-  if (isInit(first)) return { code: first.code ?? fallback, message: first.message, cause: first.cause }
-  return { code: code ?? fallback, message: first, cause: options?.cause }
+  // An empty code is no code (it became a reason code "" that permanent_on could not name).
+  if (isInit(first)) return { code: first.code || fallback, message: first.message, cause: first.cause }
+  return { code: code || fallback, message: first, cause: options?.cause }
 }
 
 /**

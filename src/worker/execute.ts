@@ -360,7 +360,9 @@ export async function executeRun(
 
 function classify(log: Logger, handler: RoleHandler, err: unknown): { reasonCode: string; permanent: boolean } {
   const c = classifyRaw(log, handler, err)
-  return { reasonCode: clip(c.reasonCode, MAX_REASON_CODE_CHARS), permanent: c.permanent }
+  // An empty code (a classifyError's, an error's own reasonCode) is none: the default one.
+  const code = typeof c.reasonCode === 'string' && c.reasonCode !== '' ? c.reasonCode : 'unexpected_error'
+  return { reasonCode: clip(code, MAX_REASON_CODE_CHARS), permanent: c.permanent }
 }
 
 function classifyRaw(log: Logger, handler: RoleHandler, err: unknown): { reasonCode: string; permanent: boolean } {

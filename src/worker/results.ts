@@ -44,6 +44,7 @@ function describe(v: unknown): string {
   if (v === null) return 'null'
   if (Array.isArray(v)) return 'array'
   if (typeof v === 'number' && !Number.isFinite(v)) return String(v)
+  if (v === '') return 'an empty string'
   return typeof v
 }
 

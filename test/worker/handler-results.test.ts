@@ -272,3 +272,19 @@ test('an async iterBatches that returns its batches (not an async generator) run
   assert.equal(t.status, 'finished', JSON.stringify(t.nodes[0]?.last_error))
   assert.deepEqual(t.nodes[0]?.stats, { n: 2 })
 })
+
+test('an empty reason code (a PermanentError\'s, a classifyError\'s) is no code: the default one is kept; a result\'s empty reason_code is refused as such', async () => {
+  const { PermanentError } = await import('flowkit')
+  const perm = await runOne({ async processBatch() { throw new PermanentError({ code: '', message: 'bad row' }) } })
+  assert.equal(perm.nodes[0]?.last_error?.reason_code, 'permanent_error')
+  assert.equal(perm.nodes[0]?.attempt_epoch, 1, 'still permanent')
+  const classified = await runOne({
+    async processBatch() {
+      throw new Error('boom')
+    },
+    classifyError: () => ({ reasonCode: '', permanent: true }),
+  })
+  assert.equal(classified.nodes[0]?.last_error?.reason_code, 'unexpected_error')
+  const result = await runOne({ async processBatch() { return { success: false, reason_code: '' } } })
+  assert.match(result.nodes[0]?.last_error?.error ?? '', /reason_code must be a non-empty string, got an empty string/)
+})
