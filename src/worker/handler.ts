@@ -100,7 +100,7 @@ export interface ErrorClassification {
 }
 
 export interface RoleHandler {
-  init?(run: RunInfo): Promise<void>
+  init?(run: RunInfo): Promise<void> | void
   /**
    * Loads what `iterBatches` needs. May return `{ input_adapter, input_args }` (or
    * `{ input_inline: { input_adapter, input_args } }`) to suggest an input adapter; the adapter
@@ -108,8 +108,8 @@ export interface RoleHandler {
    */
   loadInput?(inputRef: Record<string, unknown> | null, inputInline: Record<string, unknown> | null): Promise<unknown>
   iterBatches?(loaded: unknown): AsyncIterable<Batch> | Iterable<Batch>
-  processBatch(batch: RunBatch, ctx: RunContext): Promise<BatchResult | undefined | void>
-  finalize?(ctx: RunContext): Promise<FinalizeResult | undefined | void>
+  processBatch(batch: RunBatch, ctx: RunContext): Promise<BatchResult | undefined | void> | BatchResult | undefined | void
+  finalize?(ctx: RunContext): Promise<FinalizeResult | undefined | void> | FinalizeResult | undefined | void
   classifyError?(err: unknown): ErrorClassification
 }
 
