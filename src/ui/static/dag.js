@@ -292,7 +292,7 @@ function legend() {
   return h(
     'div',
     { class: 'legend' },
-    ['queued', 'running', 'finished', 'failed', 'cancelled', 'skipped'].map((s) => item(`st-${s}`, s)),
+    ['queued', 'running', 'deferred', 'finished', 'failed', 'cancelling', 'cancelled', 'skipped'].map((s) => item(`st-${s}`, s === 'deferred' ? 'deferred (retry waits)' : s)),
     h('span', { class: 'legend-edge kind-ready' }, h('i'), 'after parent ends'),
     h('span', { class: 'legend-edge kind-on_batch' }, h('i'), 'streaming (first_batch / on_batch)'),
     h('span', { class: 'legend-edge kind-on_failure' }, h('i'), 'routing'),

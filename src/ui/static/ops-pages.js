@@ -120,7 +120,7 @@ export async function deadLettersPage(root) {
               h('td', {}, r.topic),
               h('td', {}, r.task_id ? h('a', { href: `/tasks/${encodeURIComponent(r.task_id)}` }, r.key ?? r.task_id) : (r.key ?? '')),
               h('td', {}, num(r.attempts)),
-              h('td', { class: 'err' }, r.last_error ?? ''),
+              h('td', { class: 'err', title: r.last_error ?? '' }, r.last_error ?? ''),
               h('td', {}, timeCell(r.updated_at_ms)),
               h('td', {}, h('details', {}, h('summary', {}, 'payload'), h('pre', { class: 'json' }, r.value_preview))),
               h('td', {}, button),

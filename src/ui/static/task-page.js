@@ -29,7 +29,7 @@ export async function taskPage(root, id) {
   let closed = false
 
   const head = h('div', { class: 'task-head' })
-  const panel = h('section', { class: 'panel node-panel', 'aria-live': 'polite' }, h('p', { class: 'muted' }, 'Click a node to see its attempts, artifacts and batches.'))
+  const panel = h('section', { class: 'panel node-panel' }, h('p', { class: 'muted' }, 'Click a node to see its attempts, artifacts and batches.'))
   const nodesBody = h('tbody')
   const extras = h('div', { class: 'extras' })
   // Why live updates stopped (the task is gone, the session ended): empty while they flow.
@@ -173,8 +173,24 @@ export async function taskPage(root, id) {
     }
   }, 2000)
 
+  /** Runs `fn` with the button disabled (a second click while the request runs does nothing). */
+  async function busy(buttonId, fn) {
+    const b = document.getElementById(buttonId)
+    if (b?.disabled) return
+    if (b) b.disabled = true
+    try {
+      await fn()
+    } finally {
+      if (b) b.disabled = false
+    }
+  }
+
   async function cancel() {
     if (!window.confirm(`Cancel task ${id}? Running nodes are asked to stop.`)) return
+    await busy('cancel-task', cancelNow)
+  }
+
+  async function cancelNow() {
     try {
       const r = await api(`/api/tasks/${encodeURIComponent(id)}/cancel`, { method: 'POST', body: { reason: 'cancelled from the dashboard' } })
       toast(r.ok ? 'Cancel requested.' : 'Not cancelled: the task had already ended, or is stopping because it failed.')
@@ -185,6 +201,10 @@ export async function taskPage(root, id) {
 
   async function resubmit() {
     if (!window.confirm(`Submit task ${id} again, as a new task (same graph and params)?`)) return
+    await busy('resubmit-task', resubmitNow)
+  }
+
+  async function resubmitNow() {
     try {
       const r = await api(`/api/tasks/${encodeURIComponent(id)}/resubmit`, { method: 'POST' })
       toast(`Submitted as ${r.id}.`)
