@@ -17,6 +17,7 @@ import type { Bus } from '../ports/bus.ts'
 import type { Store } from '../ports/store.ts'
 import { CliError, EXIT, firstLine, redactUrl } from './errors.ts'
 import { within } from '../util/deadline.ts'
+import { unlessAborted } from '../util/abort.ts'
 import { type Settings, mongoAddress, requireBrokers, requireMongoUrl } from './settings.ts'
 
 export type StoreMode = 'read' | 'write' | 'serve'
@@ -41,18 +42,7 @@ export function interruptConnectsOn(signal: AbortSignal): void {
 
 /** `promise`, or exit 130 as soon as the process is interrupted. */
 function unlessInterrupted<T>(promise: Promise<T>, what: string): Promise<T> {
-  const signal = interrupt
-  if (signal === undefined) return promise
-  const stopped = (): CliError => new CliError(EXIT.interrupted, `interrupted while connecting to ${what}`)
-  if (signal.aborted) {
-    promise.catch(() => undefined)
-    return Promise.reject(stopped())
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(stopped())
-    signal.addEventListener('abort', onAbort, { once: true })
-    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
-  })
+  return interrupt === undefined ? promise : unlessAborted(promise, interrupt, () => new CliError(EXIT.interrupted, `interrupted while connecting to ${what}`))
 }
 
 /** Rejects with exit 3 when `promise` has not settled within `ms` (and with exit 130 when the process is interrupted first). */
