@@ -7,20 +7,12 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { ErrorCode, isFlowkitError, type RoleHandler, type TaskView } from 'flowkit'
-import { gate } from '../helpers/gate.ts'
-import { startRuntime } from '../helpers/runtime.ts'
+import { holdingHandler, startRuntime } from '../helpers/runtime.ts'
 
 const nodeOf = (t: TaskView, id: string) => t.nodes.find((n) => n.node_id === id)
 
 test('cancelTask refuses a reason given in place of its options, and a reason that is not a string; a valid reason is kept', async () => {
-  const started = gate()
-  const hold: RoleHandler = {
-    async processBatch(_b, ctx) {
-      started.open()
-      await ctx.sleep(60_000)
-      return {}
-    },
-  }
+  const { handler: hold, started } = holdingHandler()
   const rt = await startRuntime({ handlers: { hold } })
   try {
     const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'hold' }] } })

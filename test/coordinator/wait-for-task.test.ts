@@ -6,9 +6,8 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Coordinator, ErrorCode, MemoryBus, MemoryStore, isFlowkitError, type RoleHandler } from 'flowkit'
-import { gate } from '../helpers/gate.ts'
-import { startRuntime } from '../helpers/runtime.ts'
+import { Coordinator, ErrorCode, MemoryBus, MemoryStore, isFlowkitError } from 'flowkit'
+import { holdingHandler, startRuntime } from '../helpers/runtime.ts'
 
 test('waitForTask refuses a timeoutMs that is not a number (NaN, a string)', async () => {
   const c = new Coordinator({ bus: new MemoryBus(), store: new MemoryStore() })
@@ -25,14 +24,7 @@ test('waitForTask refuses a timeoutMs that is not a number (NaN, a string)', asy
 })
 
 test('a waitForTask pending when the coordinator stops rejects with CLOSED at once; one begun after the stop reads the store', async () => {
-  const started = gate()
-  const hold: RoleHandler = {
-    async processBatch(_b, ctx) {
-      started.open()
-      await ctx.sleep(60_000)
-      return {}
-    },
-  }
+  const { handler: hold, started } = holdingHandler()
   const rt = await startRuntime({ handlers: { hold } })
   try {
     const id = await rt.coordinator.createTask({ graph: { nodes: [{ node_id: 'n', type: 'hold' }] } })

@@ -6,10 +6,9 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { MemoryBus, type RoleHandler } from 'flowkit'
+import { MemoryBus } from 'flowkit'
 import type { BusRecord } from '../../src/ports/bus.ts'
-import { gate } from '../helpers/gate.ts'
-import { startRuntime } from '../helpers/runtime.ts'
+import { holdingHandler, startRuntime } from '../helpers/runtime.ts'
 import { waitFor } from '../helpers/wait.ts'
 import { spyBus } from '../observability/helpers.ts'
 
@@ -25,15 +24,8 @@ function times(r: BusRecord): Array<[string, number]> {
 
 test('CANCEL deadlines and lease deadlines are whole milliseconds with fractional cancelGraceSec and leaseTtlSec', async () => {
   const produced: BusRecord[] = []
-  const started = gate()
+  const { handler: hold, started } = holdingHandler()
   let heartbeats = 0
-  const hold: RoleHandler = {
-    async processBatch(_b, ctx) {
-      started.open()
-      await ctx.sleep(60_000)
-      return {}
-    },
-  }
   const rt = await startRuntime({
     bus: new MemoryBus(),
     handlers: { hold },

@@ -10,6 +10,7 @@ import { Coordinator, MemoryBus, MemoryLogger, MemoryStore, Worker } from 'flowk
 import type { Bus, Clock, CoordinatorConfig, CoordinatorFn, Logger, RoleHandler, Store, WorkerConfig } from 'flowkit'
 import { kafkaBrokers, mongoUrl, topicNames } from './real.ts'
 import { WarningsLogger, armExitGuard, trackRuntime } from './exit-guard.ts'
+import { type Gate, gate } from './gate.ts'
 
 armExitGuard()
 
@@ -180,6 +181,21 @@ export function noopHandler(): RoleHandler {
   return {
     async processBatch() {
       return { metrics: { count: 1 } }
+    },
+  }
+}
+
+/** A handler whose run holds (sleeps until cancelled); `started` opens when a run begins. */
+export function holdingHandler(): { handler: RoleHandler; started: Gate } {
+  const started = gate()
+  return {
+    started,
+    handler: {
+      async processBatch(_b, ctx) {
+        started.open()
+        await ctx.sleep(60_000)
+        return {}
+      },
     },
   }
 }
