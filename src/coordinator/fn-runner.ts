@@ -17,7 +17,7 @@ import { type Logger, errorForNode } from '../log.ts'
 import type { Clock } from '../ports/clock.ts'
 import type { Store } from '../ports/store.ts'
 import type { VersionedTask } from '../model/journal.ts'
-import { MAX_REASON_CODE_CHARS } from '../protocol/messages.ts'
+import { cutReasonCode } from '../protocol/messages.ts'
 import type { Engine } from './engine.ts'
 import { BUILTIN_FUNCTIONS, type CoordinatorFn, type CoordinatorFnResult } from './functions.ts'
 import { checkFnResult } from './fn-result.ts'
@@ -177,7 +177,7 @@ export class FnRunner {
 export function fnFailureReason(err: unknown): string {
   if (err instanceof FlowkitError) return err.code.toLowerCase()
   const code = err !== null && typeof err === 'object' ? (err as { reasonCode?: unknown }).reasonCode : undefined
-  return typeof code === 'string' && code !== '' ? code.slice(0, MAX_REASON_CODE_CHARS) : 'coordinator_fn_error'
+  return typeof code === 'string' && code !== '' ? cutReasonCode(code) : 'coordinator_fn_error'
 }
 
 /**

@@ -8,7 +8,7 @@ import { ErrorCode, FlowkitError } from '../errors.ts'
 import { type Logger, errorForNode } from '../log.ts'
 import type { BusMessage } from '../ports/bus.ts'
 import type { Clock } from '../ports/clock.ts'
-import { FINAL_UID, MAX_REASON_CODE_CHARS, type Envelope, type StatusEvent } from '../protocol/messages.ts'
+import { FINAL_UID, type Envelope, type StatusEvent, cutReasonCode } from '../protocol/messages.ts'
 import { envelopeOf, parseStatusEvent } from '../protocol/parse.ts'
 import type { Engine } from './engine.ts'
 import type { TaskRuntime } from './runtime.ts'
@@ -202,7 +202,7 @@ export class Intake {
         break
       }
       case 'BATCH_FAILED':
-        event = { kind: 'batch_failed', uid: ev.batch_uid, reasonCode: reasonCodeText(ev.reason_code), error: errorText(ev.error), permanent: ev.permanent }
+        event = { kind: 'batch_failed', uid: ev.batch_uid, reasonCode: cutReasonCode(ev.reason_code), error: errorText(ev.error), permanent: ev.permanent }
         break
       case 'TASK_DONE': {
         const finalUid = ev.final_uid ?? FINAL_UID
@@ -214,7 +214,7 @@ export class Intake {
         break
       }
       case 'TASK_FAILED':
-        event = { kind: 'failed', reasonCode: reasonCodeText(ev.reason_code), error: errorText(ev.error), permanent: ev.permanent }
+        event = { kind: 'failed', reasonCode: cutReasonCode(ev.reason_code), error: errorText(ev.error), permanent: ev.permanent }
         break
       case 'CANCELLED':
         event = { kind: 'worker_cancelled', reason: ev.reason }
@@ -226,13 +226,6 @@ export class Intake {
 
 /** The pieces of an event's journal label: `KIND node@epoch[ batch_uid]`. */
 const LABEL: Array<string | number> = ['', ' ', '', '@', 0, '']
-
-/** A worker's reason code as the node keeps it: at most MAX_REASON_CODE_CHARS (a flowkit worker cuts it; a worker in another language may not), no split surrogate pair. */
-function reasonCodeText(code: string): string {
-  if (code.length <= MAX_REASON_CODE_CHARS) return code
-  const last = code.charCodeAt(MAX_REASON_CODE_CHARS - 1)
-  return code.slice(0, last >= 0xd800 && last <= 0xdbff ? MAX_REASON_CODE_CHARS - 1 : MAX_REASON_CODE_CHARS)
-}
 
 /** A worker's error text as the node keeps it: a flowkit worker masks and bounds it before sending, a worker in another language may not. */
 function errorText(error: string | null): string | null {

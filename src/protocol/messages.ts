@@ -171,6 +171,17 @@ export const DEDUP_ID_LENGTH = 40
 /** Longest reason code put in an event or a node's last_error (a worker's handler, a coordinator function). */
 export const MAX_REASON_CODE_CHARS = 200
 
+/**
+ * A reason code as sent and kept: its first MAX_REASON_CODE_CHARS characters, no surrogate pair
+ * split, no mark added (a code is matched by `permanent_on`, not read as text). Every place that
+ * takes a code from a handler, a function or a foreign worker cuts it here.
+ */
+export function cutReasonCode(code: string): string {
+  if (code.length <= MAX_REASON_CODE_CHARS) return code
+  const last = code.charCodeAt(MAX_REASON_CODE_CHARS - 1)
+  return code.slice(0, last >= 0xd800 && last <= 0xdbff ? MAX_REASON_CODE_CHARS - 1 : MAX_REASON_CODE_CHARS)
+}
+
 /** Longest worker id (a coordinator refuses the announces of a longer one; a Worker will not start with one). */
 export const MAX_WORKER_ID_CHARS = 256
 

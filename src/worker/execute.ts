@@ -7,13 +7,12 @@
 import { setImmediate as yieldTurn } from 'node:timers/promises'
 import { errorMessage } from '../errors.ts'
 import type { Logger } from '../log.ts'
-import { type CmdTaskStart, FINAL_UID, messageKey } from '../protocol/messages.ts'
+import { type CmdTaskStart, FINAL_UID, cutReasonCode, messageKey } from '../protocol/messages.ts'
 import { CancelledRunError, cleanupsOnce } from './cancel.ts'
 import type { ActiveRun, WorkerCore } from './core.ts'
 import { type ArtifactsWriter, type RoleHandler, type RunContext, classifyErrorDefault } from './handler.ts'
 import { plainInput, resolveInput } from './input-select.ts'
-import { BATCH_RESULT_FIELDS, FINALIZE_RESULT_FIELDS, HandlerResultError, MAX_REASON_CODE_CHARS, checkArtifactMeta, checkBatch, checkBatchResult, checkBatchUid, checkBusRecord, checkFinalizeResult, checkLossless, failureStack, failureText } from './results.ts'
-import { clip } from '../util/text.ts'
+import { BATCH_RESULT_FIELDS, FINALIZE_RESULT_FIELDS, HandlerResultError, checkArtifactMeta, checkBatch, checkBatchResult, checkBatchUid, checkBusRecord, checkFinalizeResult, checkLossless, failureStack, failureText } from './results.ts'
 import { unlessAborted } from '../util/abort.ts'
 import { emitStatus, statusRecord } from './status.ts'
 import { type SpawnOptions, spawnInGroup } from './subprocess.ts'
@@ -362,7 +361,7 @@ function classify(log: Logger, handler: RoleHandler, err: unknown): { reasonCode
   const c = classifyRaw(log, handler, err)
   // An empty code (a classifyError's, an error's own reasonCode) is none: the default one.
   const code = typeof c.reasonCode === 'string' && c.reasonCode !== '' ? c.reasonCode : 'unexpected_error'
-  return { reasonCode: clip(code, MAX_REASON_CODE_CHARS), permanent: c.permanent }
+  return { reasonCode: cutReasonCode(code), permanent: c.permanent }
 }
 
 function classifyRaw(log: Logger, handler: RoleHandler, err: unknown): { reasonCode: string; permanent: boolean } {

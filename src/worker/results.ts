@@ -12,7 +12,7 @@ import { errorForNode, redactText } from '../log.ts'
 import { type BusRecord, isTextLater } from '../ports/bus.ts'
 import type { Batch, BatchResult, FinalizeResult } from './handler.ts'
 import { MAX_EVENT_VALUE_DEPTH, deeperThan } from '../protocol/parse.ts'
-import { MAX_REASON_CODE_CHARS } from '../protocol/messages.ts'
+import { MAX_REASON_CODE_CHARS, cutReasonCode } from '../protocol/messages.ts'
 import { isWellFormed } from '../util/text.ts'
 import { MAX_ARTIFACT_META_BYTES, handOver } from '../ports/store-rules.ts'
 import { closest } from '../graph/parse-context.ts'
@@ -121,7 +121,7 @@ function batchResult(res: unknown): BatchResult {
   const code = res['reason_code']
   if (code !== undefined && code !== null) {
     if (typeof code !== 'string' || code.length === 0) throw bad(label, `reason_code must be a non-empty string, got ${describe(code)}`)
-    out.reason_code = code.slice(0, MAX_REASON_CODE_CHARS)
+    out.reason_code = cutReasonCode(code)
   }
   if (res['permanent'] !== undefined && res['permanent'] !== null) {
     if (typeof res['permanent'] !== 'boolean') throw bad(label, `permanent must be a boolean, got ${describe(res['permanent'])}`)

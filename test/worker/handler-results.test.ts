@@ -288,3 +288,13 @@ test('an empty reason code (a PermanentError\'s, a classifyError\'s) is no code:
   const result = await runOne({ async processBatch() { return { success: false, reason_code: '' } } })
   assert.match(result.nodes[0]?.last_error?.error ?? '', /reason_code must be a non-empty string, got an empty string/)
 })
+
+test('a long reason code is cut to 200 characters, as the coordinator cuts a foreign worker\'s: no mark added (permanent_on matches codes)', async () => {
+  const t = await runOne({
+    async processBatch() {
+      throw new Error('boom')
+    },
+    classifyError: () => ({ reasonCode: `c${'x'.repeat(300)}`, permanent: true }),
+  })
+  assert.equal(t.nodes[0]?.last_error?.reason_code, `c${'x'.repeat(199)}`)
+})
