@@ -16,6 +16,7 @@ import { MAX_REASON_CODE_CHARS, cutReasonCode } from '../protocol/messages.ts'
 import { isWellFormed } from '../util/text.ts'
 import { MAX_ARTIFACT_META_BYTES, handOver } from '../ports/store-rules.ts'
 import { closest } from '../graph/parse-context.ts'
+import { Lossy, bsonSizeBound, lossMessage } from './json-loss.ts'
 
 /**
  * Largest message the worker sends on the bus. Kafka's default `max.message.bytes` is 1 MiB (+12);
@@ -201,7 +202,7 @@ export function checkArtifactMeta(what: string, meta: unknown): Record<string, u
     bound = bsonSizeBound(meta, 0)
   } catch (err) {
     if (!(err instanceof Lossy)) throw err
-    throw new HandlerResultError(`${what}: ${err.what} at meta${err.path}, which JSON would store as ${err.becomes}; convert it first${err.hint}`, 'bad_handler_result')
+    throw new HandlerResultError(lossMessage(what, 'meta', err), 'bad_handler_result')
   }
   const bytes = Math.max(Buffer.byteLength(json, 'utf8') + 16, bound)
   if (bytes > MAX_ARTIFACT_META_BYTES) {
@@ -310,78 +311,7 @@ export function checkLossless(what: string, value: unknown): void {
     bsonSizeBound(value, 0)
   } catch (err) {
     if (!(err instanceof Lossy)) throw err
-    throw new HandlerResultError(`${what}: ${err.what} at ${what}${err.path}, which JSON would store as ${err.becomes}; convert it first${err.hint}`, 'bad_handler_result')
-  }
-}
-
-/** A value in a meta that JSON would store changed (bsonSizeBound's walk); `path` filled in on the way out. */
-class Lossy extends Error {
-  path = ''
-  readonly what: string
-  readonly becomes: string
-  readonly hint: string
-  constructor(what: string, becomes: string, hint: string) {
-    super(what)
-    this.what = what
-    this.becomes = becomes
-    this.hint = hint
-  }
-}
-
-/**
- * The BSON size of a JSON-like value as the driver encodes it (an upper bound for other values):
- * integers in int32 range take 4 bytes, other numbers 8, strings their UTF-8 bytes with their
- * length and NUL, objects and arrays are documents (array keys are indexes).
- * `depth` stops runaway recursion (JSON.stringify already refused cycles).
- */
-function bsonSizeBound(v: unknown, depth: number): number {
-  if (depth > 200) return Number.POSITIVE_INFINITY
-  if (v === null || v === undefined) return 0
-  switch (typeof v) {
-    case 'string':
-      return 5 + Buffer.byteLength(v, 'utf8')
-    case 'number':
-      if (!Number.isFinite(v)) throw new Lossy(String(v), 'null', '')
-      return Number.isInteger(v) && v >= -(2 ** 31) && v < 2 ** 31 ? 4 : 8 // int32, else double
-    case 'bigint':
-      return 8
-    case 'boolean':
-      return 1
-    case 'object': {
-      let size = 5
-      if (Array.isArray(v)) {
-        v.forEach((item, i) => {
-          try {
-            size += 2 + String(i).length + bsonSizeBound(item, depth + 1)
-          } catch (err) {
-            if (err instanceof Lossy) err.path = `[${i}]${err.path}`
-            throw err
-          }
-        })
-      } else if (v instanceof Date) {
-        return 8
-      } else if (v instanceof Map || v instanceof Set) {
-        throw new Lossy(v instanceof Map ? 'a Map' : 'a Set', '{} (its entries lost)', v instanceof Map ? ' (Object.fromEntries(map))' : ' ([...set])')
-      } else if (v instanceof Error) {
-        throw new Lossy('an Error', '{} (its message and stack lost)', ' ({ message: err.message })')
-      } else if (v instanceof RegExp) {
-        throw new Lossy('a RegExp', '{}', ' (re.source)')
-      } else if (ArrayBuffer.isView(v) || v instanceof ArrayBuffer) {
-        throw new Lossy(`a ${v.constructor.name}`, 'an object of its byte indexes', ' (Array.from(bytes), or a base64 string)')
-      } else {
-        for (const [k, item] of Object.entries(v)) {
-          try {
-            size += 2 + Buffer.byteLength(k, 'utf8') + bsonSizeBound(item, depth + 1)
-          } catch (err) {
-            if (err instanceof Lossy) err.path = `.${k}${err.path}`
-            throw err
-          }
-        }
-      }
-      return size
-    }
-    default:
-      return 0
+    throw new HandlerResultError(lossMessage(what, what, err), 'bad_handler_result')
   }
 }
 
