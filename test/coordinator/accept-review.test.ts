@@ -204,18 +204,37 @@ test('a worker whose acceptances arrive after two accept timeouts (an overloaded
   const runs = { n: 0 }
   const DELAY = 200_000 // far more than two accept timeouts (10 s + 20 s): the attempt is handed back before its acceptance arrives
   const log = new MemoryLogger()
+  // Each attempt's status events reach the coordinator DELAY after its START was sent (virtual
+  // time): however slowly the worker gets to them in real time. (They were held DELAY from when
+  // the worker sent them: on a loaded machine the test's clock ran ahead of the worker, and an
+  // acceptance came an attempt too late, failing the node.)
+  const startedAt = new Map<number, number>()
+  const epochOf = (value: string): number => Number(envelopeOf(value)?.['attempt_epoch'])
   const rt = await startRuntime({
     clock,
     logger: log,
     handlers: { job: counting(runs) },
     worker: { concurrency: 4, leaseTtlSec: 3600, hbIntervalSec: 600 },
     coordinator: { acceptTimeoutSec: 10, heartbeatSoftSec: 3000, heartbeatHardSec: 3600, steerAfterSec: 0 },
-    // Every status event of a run reaches the coordinator DELAY after the worker sent it.
+    coordinatorBus: (b) =>
+      withBusFaults(b, {
+        produce: async (rs) => {
+          for (const r of rs) {
+            const epoch = epochOf(r.value)
+            if (r.value.includes('"cmd":"TASK_START"') && !startedAt.has(epoch)) startedAt.set(epoch, clock.now())
+          }
+          return rs
+        },
+      }),
     workerBus: (b) =>
       withBusFaults(b, {
         produce: async (rs) => {
-          const payload = envelopeOf(rs[0]?.value ?? '')?.['payload'] as { kind?: string } | undefined
-          if (payload?.kind !== undefined && ['TASK_ACCEPTED', 'BATCH_OK', 'TASK_DONE'].includes(payload.kind)) await clock.sleep(DELAY)
+          const value = rs[0]?.value ?? ''
+          const payload = envelopeOf(value)?.['payload'] as { kind?: string } | undefined
+          if (payload?.kind !== undefined && ['TASK_ACCEPTED', 'BATCH_OK', 'TASK_DONE'].includes(payload.kind)) {
+            const due = (startedAt.get(epochOf(value)) ?? clock.now()) + DELAY
+            if (due > clock.now()) await clock.sleep(due - clock.now())
+          }
           return rs
         },
       }),
